@@ -1,0 +1,105 @@
+/* ids.c - UUIDv7, node ids, HLC. */
+#include "ids.h"
+#include "err.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+int ps_random(void *buf, size_t n)
+{
+    uint8_t *p = buf;
+    while (n > 0) {
+        ssize_t r = getrandom(p, n, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return PS_EIO;
+        }
+        p += r;
+        n -= (size_t)r;
+    }
+    return PS_OK;
+}
+
+uint64_t ps_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int ps_uuid7(uint8_t id[PS_ID_LEN])
+{
+    uint64_t ms = ps_now_ms();
+    int rc = ps_random(id + 6, 10);
+    if (rc)
+        return rc;
+    for (int i = 0; i < 6; i++)
+        id[i] = (uint8_t)(ms >> (40 - 8 * i));
+    id[6] = (uint8_t)(0x70 | (id[6] & 0x0f)); /* version 7 */
+    id[8] = (uint8_t)(0x80 | (id[8] & 0x3f)); /* variant 10 */
+    return PS_OK;
+}
+
+void ps_hex(const uint8_t *p, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+void ps_uuid_format(const uint8_t id[PS_ID_LEN], char out[PS_UUID_STR])
+{
+    char hex[33];
+    ps_hex(id, PS_ID_LEN, hex);
+    snprintf(out, PS_UUID_STR, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = tolower(c);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+int ps_uuid_parse(const char *s, uint8_t id[PS_ID_LEN])
+{
+    size_t n = 0;
+    for (const char *p = s; *p; p++) {
+        int hi, lo;
+        if (*p == '-')
+            continue;
+        if (n == PS_ID_LEN)
+            return PS_EINVAL;
+        hi = hexval(p[0]);
+        lo = p[1] ? hexval(p[1]) : -1;
+        if (hi < 0 || lo < 0)
+            return PS_EINVAL;
+        id[n++] = (uint8_t)(hi << 4 | lo);
+        p++;
+    }
+    return n == PS_ID_LEN ? PS_OK : PS_EINVAL;
+}
+
+uint64_t ps_hlc_now(ps_hlc_t *c)
+{
+    uint64_t phys = ps_now_ms() << 16;
+    c->last = phys > c->last ? phys : c->last + 1;
+    return c->last;
+}
+
+void ps_hlc_observe(ps_hlc_t *c, uint64_t remote)
+{
+    if (remote > c->last)
+        c->last = remote;
+}

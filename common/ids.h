@@ -1,0 +1,44 @@
+/* ids.h - record ids, node ids and the hybrid logical clock.
+ *
+ * Owns: UUIDv7 generation (time-ordered, so inserts append in LMDB key order),
+ * random node ids, hex/UUID text forms, and the HLC used in revisions.
+ */
+#ifndef PS_IDS_H
+#define PS_IDS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PS_ID_LEN 16
+#define PS_UUID_STR 37 /**< "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" + NUL */
+
+/** Fills buf with n cryptographically random bytes (getrandom). PS_OK or PS_EIO. */
+int ps_random(void *buf, size_t n);
+/** Makes a UUIDv7 from the current time and random bits. */
+int ps_uuid7(uint8_t id[PS_ID_LEN]);
+/** Formats 16 bytes as a UUID string. */
+void ps_uuid_format(const uint8_t id[PS_ID_LEN], char out[PS_UUID_STR]);
+/** Parses a UUID string (with or without dashes); PS_OK or PS_EINVAL. */
+int ps_uuid_parse(const char *s, uint8_t id[PS_ID_LEN]);
+/** Lower-case hex of n bytes into out (2n+1 bytes). */
+void ps_hex(const uint8_t *p, size_t n, char *out);
+
+/** Milliseconds since the epoch, from the wall clock. */
+uint64_t ps_now_ms(void);
+
+/**
+ * Hybrid logical clock: value = physical_ms << 16 | logical.  Survives clocks
+ * that jump backwards: it never goes below the highest value seen.
+ */
+typedef struct ps_hlc {
+    uint64_t last; /**< highest timestamp issued or observed */
+} ps_hlc_t;
+
+#define PS_HLC_MS(v) ((v) >> 16)
+
+/** A timestamp for a local event, greater than every earlier one. */
+uint64_t ps_hlc_now(ps_hlc_t *c);
+/** Merges a timestamp received from elsewhere into the clock. */
+void ps_hlc_observe(ps_hlc_t *c, uint64_t remote);
+
+#endif

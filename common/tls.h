@@ -1,0 +1,117 @@
+/* tls.h - the TLS engine: mbedTLS driven through memory buffers.
+ *
+ * Owns: ps_tls_conf_t (CA, own certificate and key, CRL, the hardened
+ * mbedtls_ssl_config shared by all connections of one side) and ps_tls_t (one
+ * TLS connection).  Knows nothing of sockets or libuv: the caller moves
+ * ciphertext between the network and cipher_in/cipher_out, and the engine
+ * never blocks.  Only tls*.c include mbedTLS headers.
+ *
+ * Policy (docs/security.md): TLS 1.2 only; ECDHE-ECDSA with AES-GCM or
+ * ChaCha20-Poly1305 only; renegotiation off; both sides present a certificate
+ * that must chain to the configured CA; the client checks the server's name.
+ *
+ * Identity: certificates made by `popsync pki` carry the holder's name in the
+ * subject CN, its org unit code in OU and its role in the title attribute.
+ */
+#ifndef PS_TLS_H
+#define PS_TLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+typedef enum ps_tls_side { PS_TLS_SERVER = 0, PS_TLS_CLIENT = 1 } ps_tls_side_t;
+
+/** Roles carried in certificates. */
+typedef enum ps_role {
+    PS_ROLE_NONE = 0,
+    PS_ROLE_SERVER,
+    PS_ROLE_ADMIN,
+    PS_ROLE_TOWNSHIP,
+    PS_ROLE_COLLECTOR,
+    PS_ROLE_VIEWER
+} ps_role_t;
+
+/** Who the peer is, read from its verified certificate. */
+typedef struct ps_peer {
+    ps_role_t role;
+    char role_name[16];  /**< "admin", ... */
+    char orgunit[16];    /**< 12-digit org unit code */
+    char name[64];       /**< certificate CN */
+    char serial_hex[40]; /**< certificate serial, hex */
+} ps_peer_t;
+
+typedef struct ps_tls_conf ps_tls_conf_t;
+typedef struct ps_tls ps_tls_t;
+
+/** Parses a role name ("township"); returns PS_ROLE_NONE when unknown. */
+ps_role_t ps_role_from_name(const char *name);
+/** Returns the name of a role, or "none". */
+const char *ps_role_name(ps_role_t role);
+
+/**
+ * Makes a configuration for one side from PEM files.  crl_file may be NULL.
+ * On failure returns a negative PS_E* code and writes a reason to err.
+ * The caller owns *out and frees it with ps_tls_conf_free after every
+ * ps_tls_t made from it is freed.
+ */
+int ps_tls_conf_new(ps_tls_conf_t **out, ps_tls_side_t side, const char *ca_file, const char *cert_file,
+                    const char *key_file, const char *crl_file, char *err, size_t errlen);
+void ps_tls_conf_free(ps_tls_conf_t *conf);
+/** The identity in this side's own certificate. */
+const ps_peer_t *ps_tls_conf_self(const ps_tls_conf_t *conf);
+
+/**
+ * Makes a connection.  server_name (client side only) is the name the
+ * server's certificate must carry; NULL on the server side.  Caller owns *out.
+ */
+int ps_tls_new(ps_tls_t **out, ps_tls_conf_t *conf, const char *server_name);
+void ps_tls_free(ps_tls_t *tls);
+
+/** Ciphertext received from the network goes here (reserve, write, commit). */
+ps_buf_t *ps_tls_cipher_in(ps_tls_t *tls);
+/** Ciphertext to send to the network; the caller consumes what it takes. */
+ps_buf_t *ps_tls_cipher_out(ps_tls_t *tls);
+
+/**
+ * Advances the handshake with what is in cipher_in.  Returns PS_OK when it
+ * is complete (the peer is verified), PS_EAGAIN when more input is needed
+ * (cipher_out may hold bytes to send), PS_ETLS on failure (see
+ * ps_tls_last_error; cipher_out may hold an alert to send).
+ */
+int ps_tls_handshake(ps_tls_t *tls);
+/** True once the handshake has completed. */
+int ps_tls_established(const ps_tls_t *tls);
+
+/**
+ * Decrypts up to cap bytes of application data.  Returns PS_OK with *n > 0,
+ * PS_EAGAIN when no whole record is buffered, PS_ECLOSED on close_notify,
+ * PS_ETLS on failure.
+ */
+int ps_tls_read(ps_tls_t *tls, uint8_t *buf, size_t cap, size_t *n);
+/** Encrypts all len bytes into cipher_out.  Returns PS_OK or PS_ETLS. */
+int ps_tls_write(ps_tls_t *tls, const uint8_t *p, size_t len);
+/** Queues a close_notify alert into cipher_out. */
+void ps_tls_close_notify(ps_tls_t *tls);
+/** The verified peer identity; valid after the handshake completed. */
+const ps_peer_t *ps_tls_peer(const ps_tls_t *tls);
+/** A short reason for the last failure (no personal data). */
+const char *ps_tls_last_error(const ps_tls_t *tls);
+
+/* --- PKI: certificate authority and certificates (tls_pki.c) --- */
+
+/**
+ * Makes an ECDSA P-256 CA in dir: dir/ca.crt and dir/ca.key (0600).  Refuses
+ * to overwrite an existing CA.  name is the CA's CN.
+ */
+int ps_pki_init_ca(const char *dir, const char *name, char *err, size_t errlen);
+/**
+ * Issues a certificate signed by the CA in dir for a holder with this role,
+ * org unit (12 digits) and name: dir/NAME.crt and dir/NAME.key (0600).
+ * Serials are 16 random bytes; validity days from now.
+ */
+int ps_pki_issue(const char *dir, ps_role_t role, const char *orgunit, const char *name, int days, char *err,
+                 size_t errlen);
+
+#endif

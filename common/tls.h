@@ -98,6 +98,23 @@ void ps_tls_close_notify(ps_tls_t *tls);
 const ps_peer_t *ps_tls_peer(const ps_tls_t *tls);
 /** A short reason for the last failure (no personal data). */
 const char *ps_tls_last_error(const ps_tls_t *tls);
+/** Negotiated protocol ("TLSv1.2") once established, else "none". */
+const char *ps_tls_version(const ps_tls_t *tls);
+/** Negotiated ciphersuite (mbedTLS name) once established, else "none". */
+const char *ps_tls_ciphersuite(const ps_tls_t *tls);
+
+/**
+ * Client side: serialises the established session (the server's ticket and
+ * the master secret) into out so a later connection to the same server can
+ * resume it.  The bytes are secret: keep them in memory only.
+ */
+int ps_tls_session_save(const ps_tls_t *tls, ps_buf_t *out);
+/**
+ * Client side: offers a session saved by ps_tls_session_save; call before the
+ * first ps_tls_handshake, only for a connection to the same server name.  If
+ * the server declines, a full handshake happens.  PS_OK or PS_EINVAL.
+ */
+int ps_tls_session_resume(ps_tls_t *tls, const uint8_t *p, size_t len);
 
 /* --- PKI: certificate authority and certificates (tls_pki.c) --- */
 
@@ -113,5 +130,16 @@ int ps_pki_init_ca(const char *dir, const char *name, char *err, size_t errlen);
  */
 int ps_pki_issue(const char *dir, ps_role_t role, const char *orgunit, const char *name, int days, char *err,
                  size_t errlen);
+
+/* --- Internal to tls*.c: mbedTLS types stay opaque to everyone else --- */
+
+struct mbedtls_ssl_config;
+struct mbedtls_x509_crt;
+/** The shared mbedTLS configuration of conf. */
+const struct mbedtls_ssl_config *ps__tls_conf_ssl(const ps_tls_conf_t *conf);
+/** Which side conf was made for. */
+ps_tls_side_t ps__tls_conf_side(const ps_tls_conf_t *conf);
+/** Reads role, OU, CN and serial from crt; PS_OK or PS_EINVAL when malformed. */
+int ps__tls_identity(const struct mbedtls_x509_crt *crt, ps_peer_t *out);
 
 #endif

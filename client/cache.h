@@ -1,0 +1,94 @@
+/* cache.h - the client's local LMDB cache.
+ *
+ * Owns: the cache directory and its named databases:
+ *   records   id(16)      -> sealed packed Record (the local view)
+ *   outbox    lcn(8, BE)  -> sealed packed Change, in the order made
+ *   pending   id(16)      -> count(8, BE) of outbox changes for that record
+ *   rejected  lcn(8, BE)  -> sealed packed ChangeResult + Change the server refused
+ *   meta      name        -> value (node id, cursor, next lcn, server, files, identity)
+ *
+ * Every local edit writes the record and its outbox entry in one
+ * transaction; every pulled batch is applied together with the new cursor in
+ * one transaction; so a crash anywhere leaves the cache consistent.
+ * Record values pass through one seal/open pair (cache.c) so they can be
+ * encrypted at rest.  Only this file and cache.c include lmdb.h.
+ */
+#ifndef PS_CACHE_H
+#define PS_CACHE_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ids.h"
+
+#include "records.pb-c.h"
+#include "wire.pb-c.h"
+
+typedef struct ps_cache ps_cache_t;
+
+/** What `popsync init` fixes for a cache, plus the sync position. */
+typedef struct ps_cache_meta {
+    uint8_t node[PS_ID_LEN];  /**< random at init: which cache is speaking */
+    char server[256];         /**< HOST:PORT */
+    char server_name[64];     /**< name the server's certificate must carry */
+    char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX];
+    char role[16];            /**< from our certificate */
+    char orgunit[16];         /**< from our certificate */
+    char name[64];            /**< our certificate's CN */
+    uint64_t cursor;          /**< last feed sequence applied */
+    uint64_t next_lcn;        /**< next local change number */
+    uint64_t last_sync_ms;    /**< when a sync last completed (0: never) */
+} ps_cache_meta_t;
+
+/** Creates a new cache in dir (refuses an existing one). */
+int ps_cache_create(const char *dir, const ps_cache_meta_t *meta, char *err, size_t errlen);
+/** Opens an existing cache.  Caller owns *out (ps_cache_close). */
+int ps_cache_open(ps_cache_t **out, const char *dir, char *err, size_t errlen);
+void ps_cache_close(ps_cache_t *c);
+/** The cache's settings and sync position (copied). */
+const ps_cache_meta_t *ps_cache_meta(const ps_cache_t *c);
+
+/**
+ * Records a local change: stores r as the local version and appends a
+ * Change (with the next lcn and base = the revision the local copy had) to
+ * the outbox, in one transaction.  r->rev.hlc is set to now.
+ */
+int ps_cache_put_local(ps_cache_t *c, Popsync__Record *r);
+
+/** Reads one record; caller frees *out with ps_record_free. PS_ENOTFOUND if absent. */
+int ps_cache_get(ps_cache_t *c, const uint8_t id[PS_ID_LEN], Popsync__Record **out);
+
+/** Calls fn for every record (in id order); stops early if fn returns non-zero. */
+int ps_cache_foreach(ps_cache_t *c, int (*fn)(Popsync__Record *r, void *arg), void *arg);
+
+/**
+ * Reads up to max changes (about max_bytes) from the head of the outbox
+ * into *out, which the caller frees with ps_cache_push_free.
+ */
+int ps_cache_outbox_batch(ps_cache_t *c, size_t max, size_t max_bytes, Popsync__Push **out);
+void ps_cache_push_free(Popsync__Push *p);
+
+/**
+ * Applies the server's answer to a push in one transaction: accepted and
+ * duplicate changes leave the outbox (accepted ones give the local record its
+ * new revision), rejected ones move to the rejected list with their reasons.
+ */
+int ps_cache_outbox_ack(ps_cache_t *c, const Popsync__Push *sent, const Popsync__PushResult *res);
+
+/** Applies a pulled batch and moves the cursor to batch->cursor, in one transaction. */
+int ps_cache_apply_pull(ps_cache_t *c, const Popsync__PullBatch *batch);
+
+/** Records a completed sync. */
+int ps_cache_set_last_sync(ps_cache_t *c, uint64_t ms);
+
+typedef struct ps_cache_counts {
+    uint64_t records, deleted, outbox, rejected;
+} ps_cache_counts_t;
+int ps_cache_counts(ps_cache_t *c, ps_cache_counts_t *out);
+
+/** Calls fn for every rejected change with its reasons. */
+int ps_cache_foreach_rejected(ps_cache_t *c, int (*fn)(const Popsync__ChangeResult *res,
+                                                        const Popsync__Change *ch, void *arg), void *arg);
+
+#endif

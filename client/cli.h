@@ -1,0 +1,34 @@
+/* cli.h - the popsync command line: shared state of the subcommands.
+ *
+ * Owns: global options (--data), exit codes, and the table of subcommands.
+ * Exit codes are part of the interface scripts rely on (docs/operations.md):
+ */
+#ifndef PS_CLI_H
+#define PS_CLI_H
+
+#define PS_EXIT_OK 0        /**< success */
+#define PS_EXIT_FAIL 1      /**< the command failed (message on stderr) */
+#define PS_EXIT_USAGE 2     /**< bad command line */
+#define PS_EXIT_SYNC 3      /**< the server could not be reached or the sync did not complete */
+#define PS_EXIT_INVALID 4   /**< the record(s) given were invalid; nothing was stored for them */
+#define PS_EXIT_NOTFOUND 5  /**< no such record */
+
+typedef struct ps_cli {
+    const char *data_dir; /**< --data or $POPSYNC_DATA */
+    int json;             /**< --json: machine-readable output where offered */
+} ps_cli_t;
+
+/* Each takes argv with argv[0] = the subcommand name. */
+int ps_cmd_init(ps_cli_t *cli, int argc, char **argv);
+int ps_cmd_sync(ps_cli_t *cli, int argc, char **argv);
+int ps_cmd_status(ps_cli_t *cli, int argc, char **argv);
+int ps_cmd_add(ps_cli_t *cli, int argc, char **argv);
+int ps_cmd_edit(ps_cli_t *cli, int argc, char **argv);
+int ps_cmd_delete(ps_cli_t *cli, int argc, char **argv);
+int ps_cmd_show(ps_cli_t *cli, int argc, char **argv);
+int ps_cmd_list(ps_cli_t *cli, int argc, char **argv);
+
+/** Prints "popsync: ..." to stderr. */
+void ps_cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

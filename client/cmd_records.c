@@ -1,0 +1,443 @@
+/* cmd_records.c - add, edit, delete, show and list: records in the local cache.
+ *
+ * All of these work with no server: changes go to the outbox and travel at
+ * the next `popsync sync`.  Each record is validated (common/validate.c)
+ * before it is stored, with the same rules the server applies.
+ */
+#include "cli.h"
+#include "cache.h"
+#include "err.h"
+#include "ids.h"
+#include "record_fmt.h"
+#include "scope.h"
+#include "validate.h"
+
+#include <csv.h>
+#include <jansson.h>
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_SETS 128
+
+static int open_cache(ps_cli_t *cli, const char *cmd, ps_cache_t **c)
+{
+    char err[512];
+    int rc = ps_cache_open(c, cli->data_dir, err, sizeof(err));
+    if (rc)
+        ps_cli_err("%s: %s", cmd, err);
+    return rc;
+}
+
+/* Applies --set and --json edits; reports the first bad one. */
+static int apply_edits(const char *cmd, Popsync__Record *r, char **sets, size_t nsets, const char *json)
+{
+    char err[256];
+    for (size_t i = 0; i < nsets; i++) {
+        if (ps_record_set_kv(r, sets[i], err, sizeof(err)) != PS_OK) {
+            ps_cli_err("%s: --set %.*s: %s", cmd, (int)strcspn(sets[i], "="), sets[i], err);
+            return PS_EXIT_INVALID;
+        }
+    }
+    if (json) {
+        json_error_t je;
+        json_t *obj = json_loads(json, 0, &je);
+        int rc;
+        if (!obj || !json_is_object(obj)) {
+            ps_cli_err("%s: --json: not a JSON object (%s)", cmd, obj ? "wrong type" : je.text);
+            json_decref(obj);
+            return PS_EXIT_INVALID;
+        }
+        rc = ps_record_from_json(r, obj, err, sizeof(err));
+        json_decref(obj);
+        if (rc) {
+            ps_cli_err("%s: --json: %s", cmd, err);
+            return PS_EXIT_INVALID;
+        }
+    }
+    return PS_EXIT_OK;
+}
+
+static int validate_or_report(const char *cmd, const Popsync__Record *r)
+{
+    ps_verrs_t v;
+    char id[PS_UUID_STR];
+    memset(&v, 0, sizeof(v));
+    if (ps_validate_record(r, &v) == 0)
+        return PS_EXIT_OK;
+    ps_uuid_format(r->id.data, id);
+    for (size_t i = 0; i < v.n && i < PS_VERR_MAX; i++)
+        ps_cli_err("%s: record %s: %s: %s", cmd, id, v.e[i].field, v.e[i].reason);
+    return PS_EXIT_INVALID;
+}
+
+/* Parses the --set/--json options shared by add and edit. */
+static int parse_edit_opts(int argc, char **argv, char **sets, size_t *nsets, const char **json)
+{
+    static const struct option lo[] = {{"set", required_argument, NULL, 's'},
+                                       {"json", required_argument, NULL, 'j'},
+                                       {NULL, 0, NULL, 0}};
+    int opt;
+    *nsets = 0;
+    *json = NULL;
+    while ((opt = getopt_long(argc, argv, "s:", lo, NULL)) != -1) {
+        switch (opt) {
+        case 's':
+            if (*nsets == MAX_SETS) {
+                ps_cli_err("too many --set options");
+                return PS_EXIT_USAGE;
+            }
+            sets[(*nsets)++] = optarg;
+            break;
+        case 'j': *json = optarg; break;
+        default: return PS_EXIT_USAGE;
+        }
+    }
+    return PS_EXIT_OK;
+}
+
+int ps_cmd_add(ps_cli_t *cli, int argc, char **argv)
+{
+    char *sets[MAX_SETS];
+    size_t nsets;
+    const char *json;
+    ps_cache_t *c = NULL;
+    Popsync__Record *r = NULL;
+    char id[PS_UUID_STR];
+    int kind, rc;
+
+    if ((rc = parse_edit_opts(argc, argv, sets, &nsets, &json)))
+        return rc;
+    if (optind != argc - 1) {
+        ps_cli_err("add: give exactly one KIND (person, household, birth, migration, benefit, service_visit)");
+        return PS_EXIT_USAGE;
+    }
+    kind = ps_kind_from_name(argv[optind]);
+    if (kind < 0) {
+        ps_cli_err("add: unknown kind '%s'", argv[optind]);
+        return PS_EXIT_USAGE;
+    }
+    if (open_cache(cli, "add", &c))
+        return PS_EXIT_FAIL;
+    rc = PS_EXIT_FAIL;
+    if (ps_record_new(&r, kind) != PS_OK)
+        goto out;
+    r->id.data = malloc(PS_ID_LEN);
+    if (!r->id.data)
+        goto out;
+    r->id.len = PS_ID_LEN;
+    if (ps_uuid7(r->id.data) != PS_OK)
+        goto out;
+    {
+        char err[128];
+        /* The certificate's unit is the default owner; --set orgunit= overrides. */
+        if (ps_record_set(r, "orgunit", ps_cache_meta(c)->orgunit, err, sizeof(err)) != PS_OK)
+            goto out;
+    }
+    if ((rc = apply_edits("add", r, sets, nsets, json)))
+        goto out;
+    if ((rc = validate_or_report("add", r)))
+        goto out;
+    if (ps_cache_put_local(c, r) != PS_OK) {
+        ps_cli_err("add: cannot store the record");
+        rc = PS_EXIT_FAIL;
+        goto out;
+    }
+    ps_uuid_format(r->id.data, id);
+    printf("%s\n", id);
+    rc = PS_EXIT_OK;
+out:
+    if (r)
+        ps_record_free(r);
+    ps_cache_close(c);
+    return rc;
+}
+
+/* Loads the record named by argv's positional ID. */
+static int load_by_id(const char *cmd, ps_cache_t *c, const char *idtext, Popsync__Record **r)
+{
+    uint8_t id[PS_ID_LEN];
+    int rc;
+    if (ps_uuid_parse(idtext, id) != PS_OK) {
+        ps_cli_err("%s: '%s' is not a record id", cmd, idtext);
+        return PS_EXIT_USAGE;
+    }
+    rc = ps_cache_get(c, id, r);
+    if (rc == PS_ENOTFOUND) {
+        ps_cli_err("%s: no record %s in this cache", cmd, idtext);
+        return PS_EXIT_NOTFOUND;
+    }
+    if (rc) {
+        ps_cli_err("%s: %s", cmd, ps_strerror(rc));
+        return PS_EXIT_FAIL;
+    }
+    return PS_EXIT_OK;
+}
+
+int ps_cmd_edit(ps_cli_t *cli, int argc, char **argv)
+{
+    char *sets[MAX_SETS];
+    size_t nsets;
+    const char *json;
+    ps_cache_t *c = NULL;
+    Popsync__Record *r = NULL;
+    int rc;
+
+    if ((rc = parse_edit_opts(argc, argv, sets, &nsets, &json)))
+        return rc;
+    if (optind != argc - 1 || (nsets == 0 && !json)) {
+        ps_cli_err("edit: usage: edit ID --set FIELD=VALUE ... | --json '{...}'");
+        return PS_EXIT_USAGE;
+    }
+    if (open_cache(cli, "edit", &c))
+        return PS_EXIT_FAIL;
+    if ((rc = load_by_id("edit", c, argv[optind], &r)))
+        goto out;
+    if (r->deleted) {
+        ps_cli_err("edit: record %s is deleted", argv[optind]);
+        rc = PS_EXIT_NOTFOUND;
+        goto out;
+    }
+    if ((rc = apply_edits("edit", r, sets, nsets, json)) || (rc = validate_or_report("edit", r)))
+        goto out;
+    if (ps_cache_put_local(c, r) != PS_OK) {
+        ps_cli_err("edit: cannot store the record");
+        rc = PS_EXIT_FAIL;
+    }
+out:
+    if (r)
+        ps_record_free(r);
+    ps_cache_close(c);
+    return rc;
+}
+
+int ps_cmd_delete(ps_cli_t *cli, int argc, char **argv)
+{
+    ps_cache_t *c = NULL;
+    Popsync__Record *r = NULL;
+    int rc;
+    if (argc != 2) {
+        ps_cli_err("delete: usage: delete ID");
+        return PS_EXIT_USAGE;
+    }
+    if (open_cache(cli, "delete", &c))
+        return PS_EXIT_FAIL;
+    if ((rc = load_by_id("delete", c, argv[1], &r)))
+        goto out;
+    if (!r->deleted) {
+        r->deleted = 1;
+        if (ps_cache_put_local(c, r) != PS_OK) {
+            ps_cli_err("delete: cannot store the change");
+            rc = PS_EXIT_FAIL;
+        }
+    }
+out:
+    if (r)
+        ps_record_free(r);
+    ps_cache_close(c);
+    return rc;
+}
+
+static int parse_format(const char *s, const char *cmd)
+{
+    if (strcmp(s, "table") == 0)
+        return 0;
+    if (strcmp(s, "json") == 0)
+        return 1;
+    if (strcmp(s, "csv") == 0)
+        return 2;
+    ps_cli_err("%s: unknown format '%s' (table, json or csv)", cmd, s);
+    return -1;
+}
+
+int ps_cmd_show(ps_cli_t *cli, int argc, char **argv)
+{
+    static const struct option lo[] = {{"format", required_argument, NULL, 'f'}, {NULL, 0, NULL, 0}};
+    ps_cache_t *c = NULL;
+    Popsync__Record *r = NULL;
+    json_t *j;
+    int opt, rc, fmt = cli->json ? 1 : 0;
+
+    while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        if (opt != 'f' || (fmt = parse_format(optarg, "show")) < 0)
+            return PS_EXIT_USAGE;
+    }
+    if (optind != argc - 1) {
+        ps_cli_err("show: usage: show ID [--format json|table]");
+        return PS_EXIT_USAGE;
+    }
+    if (open_cache(cli, "show", &c))
+        return PS_EXIT_FAIL;
+    if ((rc = load_by_id("show", c, argv[optind], &r)))
+        goto out;
+    j = ps_record_to_json(r);
+    if (fmt == 1) {
+        json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        fputc('\n', stdout);
+    } else {
+        const char *key;
+        json_t *val;
+        json_object_foreach(j, key, val) {
+            char *txt = json_is_string(val) ? NULL : json_dumps(val, JSON_ENCODE_ANY | JSON_COMPACT);
+            printf("%-16s %s\n", key, txt ? txt : json_string_value(val));
+            free(txt);
+        }
+    }
+    json_decref(j);
+out:
+    if (r)
+        ps_record_free(r);
+    ps_cache_close(c);
+    return rc;
+}
+
+typedef struct list_ctx {
+    int kind;               /* -1: all */
+    const char *orgunit;    /* subtree filter or NULL */
+    int deleted;            /* include tombstones */
+    Popsync__Record **recs; /* kept for table and csv output */
+    size_t n, cap;
+    json_t *arr;            /* json output */
+    int oom;
+} list_ctx_t;
+
+static int list_one(Popsync__Record *r, void *arg)
+{
+    list_ctx_t *l = arg;
+    if (l->kind >= 0 && (int)r->kind != l->kind)
+        return 0;
+    if (r->deleted && !l->deleted)
+        return 0;
+    if (l->orgunit && !ps_orgunit_within(r->orgunit, l->orgunit))
+        return 0;
+    if (l->arr) {
+        json_array_append_new(l->arr, ps_record_to_json(r));
+        return 0;
+    }
+    if (l->n == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 64;
+        Popsync__Record **p = realloc(l->recs, ncap * sizeof(*p));
+        if (!p) {
+            l->oom = 1;
+            return 1;
+        }
+        l->recs = p;
+        l->cap = ncap;
+    }
+    /* The cache frees r after the callback: keep a copy. */
+    {
+        size_t sz = protobuf_c_message_get_packed_size(&r->base);
+        uint8_t *buf = malloc(sz ? sz : 1);
+        Popsync__Record *copy;
+        if (!buf) {
+            l->oom = 1;
+            return 1;
+        }
+        protobuf_c_message_pack(&r->base, buf);
+        copy = popsync__record__unpack(NULL, sz, buf);
+        free(buf);
+        if (!copy) {
+            l->oom = 1;
+            return 1;
+        }
+        l->recs[l->n++] = copy;
+    }
+    return 0;
+}
+
+static void csv_cell(FILE *f, const char *s, int first)
+{
+    if (!first)
+        fputc(',', f);
+    csv_fwrite(f, s, strlen(s));
+}
+
+int ps_cmd_list(ps_cli_t *cli, int argc, char **argv)
+{
+    static const struct option lo[] = {{"kind", required_argument, NULL, 'k'},
+                                       {"orgunit", required_argument, NULL, 'o'},
+                                       {"format", required_argument, NULL, 'f'},
+                                       {"deleted", no_argument, NULL, 'd'},
+                                       {NULL, 0, NULL, 0}};
+    list_ctx_t l;
+    ps_cache_t *c = NULL;
+    const char *cols[64];
+    size_t ncols = 0;
+    int opt, rc, fmt = cli->json ? 1 : 0;
+
+    memset(&l, 0, sizeof(l));
+    l.kind = -1;
+    while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (opt) {
+        case 'k':
+            l.kind = ps_kind_from_name(optarg);
+            if (l.kind < 0) {
+                ps_cli_err("list: unknown kind '%s'", optarg);
+                return PS_EXIT_USAGE;
+            }
+            break;
+        case 'o':
+            if (!ps_orgunit_valid(optarg)) {
+                ps_cli_err("list: --orgunit needs a 12-digit code");
+                return PS_EXIT_USAGE;
+            }
+            l.orgunit = optarg;
+            break;
+        case 'f':
+            if ((fmt = parse_format(optarg, "list")) < 0)
+                return PS_EXIT_USAGE;
+            break;
+        case 'd': l.deleted = 1; break;
+        default: return PS_EXIT_USAGE;
+        }
+    }
+    if (optind != argc) {
+        ps_cli_err("list: unexpected argument '%s'", argv[optind]);
+        return PS_EXIT_USAGE;
+    }
+    if (open_cache(cli, "list", &c))
+        return PS_EXIT_FAIL;
+    if (fmt == 1)
+        l.arr = json_array();
+    rc = ps_cache_foreach(c, list_one, &l);
+    if (rc || l.oom) {
+        ps_cli_err("list: %s", ps_strerror(rc ? rc : PS_ENOMEM));
+        rc = PS_EXIT_FAIL;
+        goto out;
+    }
+    cols[ncols++] = "id";
+    if (l.kind < 0)
+        cols[ncols++] = "kind";
+    cols[ncols++] = "orgunit";
+    if (l.kind >= 0)
+        ncols += ps_record_field_names(l.kind, cols + ncols, 64 - ncols);
+    if (fmt == 1) {
+        json_dumpf(l.arr, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        fputc('\n', stdout);
+    } else if (fmt == 2) {
+        char cell[4096];
+        for (size_t i = 0; i < ncols; i++)
+            csv_cell(stdout, cols[i], i == 0);
+        fputs("\r\n", stdout);
+        for (size_t r = 0; r < l.n; r++) {
+            for (size_t i = 0; i < ncols; i++) {
+                if (ps_record_get_text(l.recs[r], cols[i], cell, sizeof(cell)) != PS_OK)
+                    cell[0] = '\0';
+                csv_cell(stdout, cell, i == 0);
+            }
+            fputs("\r\n", stdout);
+        }
+    } else {
+        ps_record_print_table(stdout, (Popsync__Record *const *)l.recs, l.n, cols, ncols);
+    }
+    rc = PS_EXIT_OK;
+out:
+    for (size_t i = 0; i < l.n; i++)
+        ps_record_free(l.recs[i]);
+    free(l.recs);
+    json_decref(l.arr);
+    ps_cache_close(c);
+    return rc;
+}

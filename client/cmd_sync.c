@@ -1,0 +1,218 @@
+/* cmd_sync.c - the init, sync and status subcommands. */
+#include "cli.h"
+#include "cache.h"
+#include "err.h"
+#include "ids.h"
+#include "sync.h"
+#include "tls.h"
+
+#include <jansson.h>
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static int abs_path(const char *in, char out[PATH_MAX])
+{
+    if (!realpath(in, out)) {
+        ps_cli_err("cannot find %s", in);
+        return PS_ENOTFOUND;
+    }
+    return PS_OK;
+}
+
+int ps_cmd_init(ps_cli_t *cli, int argc, char **argv)
+{
+    static const struct option lo[] = {{"server", required_argument, NULL, 's'},
+                                       {"ca", required_argument, NULL, 'a'},
+                                       {"cert", required_argument, NULL, 'c'},
+                                       {"key", required_argument, NULL, 'k'},
+                                       {"server-name", required_argument, NULL, 'n'},
+                                       {NULL, 0, NULL, 0}};
+    ps_cache_meta_t m;
+    ps_tls_conf_t *conf = NULL;
+    const char *server = NULL, *ca = NULL, *cert = NULL, *key = NULL, *sname = "popsyncd";
+    char err[512];
+    int opt, rc;
+
+    while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (opt) {
+        case 's': server = optarg; break;
+        case 'a': ca = optarg; break;
+        case 'c': cert = optarg; break;
+        case 'k': key = optarg; break;
+        case 'n': sname = optarg; break;
+        default: return PS_EXIT_USAGE;
+        }
+    }
+    if (!server || !ca || !cert || !key || optind < argc) {
+        ps_cli_err("init: --server, --ca, --cert and --key are required");
+        return PS_EXIT_USAGE;
+    }
+    memset(&m, 0, sizeof(m));
+    snprintf(m.server, sizeof(m.server), "%s", server);
+    snprintf(m.server_name, sizeof(m.server_name), "%s", sname);
+    if (abs_path(ca, m.ca) || abs_path(cert, m.cert) || abs_path(key, m.key))
+        return PS_EXIT_FAIL;
+    /* Load the credentials now so a wrong file is reported at init, not at the first sync. */
+    rc = ps_tls_conf_new(&conf, PS_TLS_CLIENT, m.ca, m.cert, m.key, NULL, err, sizeof(err));
+    if (rc) {
+        ps_cli_err("init: %s", err);
+        return PS_EXIT_FAIL;
+    }
+    snprintf(m.role, sizeof(m.role), "%s", ps_tls_conf_self(conf)->role_name);
+    snprintf(m.orgunit, sizeof(m.orgunit), "%s", ps_tls_conf_self(conf)->orgunit);
+    snprintf(m.name, sizeof(m.name), "%s", ps_tls_conf_self(conf)->name);
+    ps_tls_conf_free(conf);
+    if (ps_random(m.node, sizeof(m.node))) {
+        ps_cli_err("init: no randomness available");
+        return PS_EXIT_FAIL;
+    }
+    rc = ps_cache_create(cli->data_dir, &m, err, sizeof(err));
+    if (rc) {
+        ps_cli_err("init: %s", err);
+        return PS_EXIT_FAIL;
+    }
+    {
+        char hex[33];
+        ps_hex(m.node, PS_ID_LEN, hex);
+        printf("initialised cache %s: node %s, role %s, org unit %s, server %s\n", cli->data_dir, hex, m.role,
+               m.orgunit, m.server);
+    }
+    return PS_EXIT_OK;
+}
+
+int ps_cmd_sync(ps_cli_t *cli, int argc, char **argv)
+{
+    static const struct option lo[] = {{"quiet", no_argument, NULL, 'q'},
+                                       {"batch", required_argument, NULL, 'b'},
+                                       {"timeout", required_argument, NULL, 't'},
+                                       {NULL, 0, NULL, 0}};
+    ps_cache_t *c = NULL;
+    ps_sync_opts_t o;
+    ps_sync_stats_t st;
+    char err[512];
+    int opt, rc, quiet = 0;
+
+    memset(&o, 0, sizeof(o));
+    while ((opt = getopt_long(argc, argv, "q", lo, NULL)) != -1) {
+        switch (opt) {
+        case 'q': quiet = 1; break;
+        case 'b': o.push_batch = (uint32_t)strtoul(optarg, NULL, 10); break;
+        case 't': o.timeout_ms = strtoull(optarg, NULL, 10); break;
+        default: return PS_EXIT_USAGE;
+        }
+    }
+    if ((rc = ps_cache_open(&c, cli->data_dir, err, sizeof(err)))) {
+        ps_cli_err("sync: %s", err);
+        return PS_EXIT_FAIL;
+    }
+    o.progress = !quiet && !cli->json && isatty(2);
+    rc = ps_sync_run(c, &o, &st, err, sizeof(err));
+    if (cli->json) {
+        json_t *j = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "ok", rc == PS_OK, "accepted",
+                              (json_int_t)st.accepted, "duplicate", (json_int_t)st.duplicate, "rejected",
+                              (json_int_t)st.rejected, "pulled", (json_int_t)st.pulled, "cursor",
+                              (json_int_t)st.cursor, "head", (json_int_t)st.head, "bytes_in",
+                              (json_int_t)st.bytes_in, "bytes_out", (json_int_t)st.bytes_out);
+        if (rc)
+            json_object_set_new(j, "error", json_string(err));
+        json_dumpf(j, stdout, JSON_COMPACT);
+        fputc('\n', stdout);
+        json_decref(j);
+    } else if (!quiet || rc) {
+        printf("pushed %llu (%llu duplicate, %llu rejected), pulled %llu, cursor %llu\n",
+               (unsigned long long)st.accepted, (unsigned long long)st.duplicate, (unsigned long long)st.rejected,
+               (unsigned long long)st.pulled, (unsigned long long)st.cursor);
+    }
+    if (st.rejected && !cli->json)
+        ps_cli_err("sync: %llu change(s) were rejected by the server; see 'popsync status'",
+                   (unsigned long long)st.rejected);
+    ps_cache_close(c);
+    if (rc) {
+        ps_cli_err("sync: %s", err);
+        return PS_EXIT_SYNC;
+    }
+    return PS_EXIT_OK;
+}
+
+static int print_rejected(const Popsync__ChangeResult *res, const Popsync__Change *ch, void *arg)
+{
+    json_t *arr = arg;
+    char id[PS_UUID_STR] = "";
+    if (ch->record && ch->record->id.len == PS_ID_LEN)
+        ps_uuid_format(ch->record->id.data, id);
+    if (arr) {
+        json_t *errs = json_array();
+        for (size_t i = 0; i < res->n_errors; i++)
+            json_array_append_new(errs, json_pack("{s:s,s:s}", "field", res->errors[i]->field, "reason",
+                                                  res->errors[i]->reason));
+        json_array_append_new(arr, json_pack("{s:s,s:I,s:o}", "id", id, "lcn", (json_int_t)ch->lcn, "errors", errs));
+        return 0;
+    }
+    for (size_t i = 0; i < res->n_errors; i++)
+        printf("  rejected %s: %s: %s\n", id, res->errors[i]->field, res->errors[i]->reason);
+    return 0;
+}
+
+static void fmt_time(uint64_t ms, char *out, size_t n)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    if (ms == 0) {
+        snprintf(out, n, "never");
+        return;
+    }
+    localtime_r(&t, &tm);
+    strftime(out, n, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+int ps_cmd_status(ps_cli_t *cli, int argc, char **argv)
+{
+    ps_cache_t *c = NULL;
+    ps_cache_counts_t n;
+    const ps_cache_meta_t *m;
+    char err[512], when[64], hex[33];
+    int rc;
+    (void)argc;
+    (void)argv;
+    if ((rc = ps_cache_open(&c, cli->data_dir, err, sizeof(err)))) {
+        ps_cli_err("status: %s", err);
+        return PS_EXIT_FAIL;
+    }
+    if ((rc = ps_cache_counts(c, &n))) {
+        ps_cli_err("status: %s", ps_strerror(rc));
+        ps_cache_close(c);
+        return PS_EXIT_FAIL;
+    }
+    m = ps_cache_meta(c);
+    ps_hex(m->node, PS_ID_LEN, hex);
+    fmt_time(m->last_sync_ms, when, sizeof(when));
+    if (cli->json) {
+        json_t *rej = json_array();
+        json_t *j;
+        ps_cache_foreach_rejected(c, print_rejected, rej);
+        j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "node", hex, "role", m->role, "orgunit",
+                      m->orgunit, "name", m->name, "server", m->server, "records", (json_int_t)n.records, "deleted",
+                      (json_int_t)n.deleted, "pending", (json_int_t)n.outbox, "rejected_count",
+                      (json_int_t)n.rejected, "cursor", (json_int_t)m->cursor, "last_sync_ms",
+                      (json_int_t)m->last_sync_ms, "rejected", rej);
+        json_dumpf(j, stdout, JSON_COMPACT);
+        fputc('\n', stdout);
+        json_decref(j);
+    } else {
+        printf("cache:    %s\nnode:     %s\nidentity: %s (%s, org unit %s)\nserver:   %s\n", cli->data_dir, hex,
+               m->name, m->role, m->orgunit, m->server);
+        printf("records:  %llu (+%llu deleted)\npending:  %llu change(s) to push\nrejected: %llu\n",
+               (unsigned long long)n.records, (unsigned long long)n.deleted, (unsigned long long)n.outbox,
+               (unsigned long long)n.rejected);
+        printf("cursor:   %llu\nlast sync: %s\n", (unsigned long long)m->cursor, when);
+        if (n.rejected)
+            ps_cache_foreach_rejected(c, print_rejected, NULL);
+    }
+    ps_cache_close(c);
+    return PS_EXIT_OK;
+}

@@ -1,0 +1,107 @@
+/* main.c - popsync: global options and subcommand dispatch. */
+#include "cli.h"
+#include "log.h"
+#include "pki_cmd.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void ps_cli_err(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("popsync: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: popsync [--data DIR] [--json] [--log-level LEVEL] COMMAND [ARGS]\n"
+            "\n"
+            "commands:\n"
+            "  init --server HOST:PORT --ca FILE --cert FILE --key FILE [--server-name NAME]\n"
+            "                          make a local cache for this device\n"
+            "  add KIND --set FIELD=VALUE ... | --json '{...}'\n"
+            "                          add a record offline; prints its id\n"
+            "  edit ID --set FIELD=VALUE ... | --json '{...}'\n"
+            "  delete ID               mark a record deleted (syncs as a tombstone)\n"
+            "  show ID [--format json|table]\n"
+            "  list [--kind KIND] [--orgunit CODE] [--format table|json|csv] [--deleted]\n"
+            "  sync [--quiet]          push local changes, then pull everyone else's\n"
+            "  status                  pending changes, rejected changes, cursor, last sync\n"
+            "  pki init-ca --dir PKI [--name NAME]\n"
+            "  pki issue --dir PKI --role ROLE --orgunit CODE --name NAME [--days N]\n"
+            "\n"
+            "KIND is person, household, birth, migration, benefit or service_visit.\n"
+            "--data defaults to $POPSYNC_DATA.  Exit codes: 0 ok, 1 failed, 2 usage,\n"
+            "3 sync incomplete, 4 invalid record, 5 not found.\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        int (*fn)(ps_cli_t *, int, char **);
+    } cmds[] = {{"init", ps_cmd_init},     {"sync", ps_cmd_sync}, {"status", ps_cmd_status},
+                {"add", ps_cmd_add},       {"edit", ps_cmd_edit}, {"delete", ps_cmd_delete},
+                {"show", ps_cmd_show},     {"list", ps_cmd_list}};
+    ps_cli_t cli = {getenv("POPSYNC_DATA"), 0};
+    int i = 1;
+
+    signal(SIGPIPE, SIG_IGN);
+    ps_log_set_level(PS_LOG_WARN);
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (strcmp(argv[i], "--data") == 0 && i + 1 < argc) {
+            cli.data_dir = argv[++i];
+        } else if (strncmp(argv[i], "--data=", 7) == 0) {
+            cli.data_dir = argv[i] + 7;
+        } else if (strcmp(argv[i], "--json") == 0) {
+            cli.json = 1;
+        } else if (strcmp(argv[i], "--log-level") == 0 && i + 1 < argc) {
+            int lv = ps_log_level_from_name(argv[++i]);
+            if (lv < 0) {
+                ps_cli_err("unknown log level '%s'", argv[i]);
+                return PS_EXIT_USAGE;
+            }
+            ps_log_set_level((ps_log_level_t)lv);
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return PS_EXIT_OK;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("popsync 0.1.0\n");
+            return PS_EXIT_OK;
+        } else {
+            ps_cli_err("unknown option '%s'", argv[i]);
+            usage(stderr);
+            return PS_EXIT_USAGE;
+        }
+    }
+    if (i >= argc) {
+        usage(stderr);
+        return PS_EXIT_USAGE;
+    }
+    if (strcmp(argv[i], "pki") == 0)
+        return ps_cli_pki(argc - i, argv + i);
+    if (strcmp(argv[i], "help") == 0) {
+        usage(stdout);
+        return PS_EXIT_OK;
+    }
+    for (size_t k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++) {
+        if (strcmp(argv[i], cmds[k].name) != 0)
+            continue;
+        if (!cli.data_dir) {
+            ps_cli_err("%s: no cache directory: give --data DIR or set POPSYNC_DATA", argv[i]);
+            return PS_EXIT_USAGE;
+        }
+        return cmds[k].fn(&cli, argc - i, argv + i);
+    }
+    ps_cli_err("unknown command '%s'", argv[i]);
+    usage(stderr);
+    return PS_EXIT_USAGE;
+}

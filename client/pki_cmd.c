@@ -1,0 +1,153 @@
+/* pki_cmd.c - `popsync pki init-ca` and `popsync pki issue`.
+ *
+ * Owns: argument parsing and user-facing messages for the district CA tools.
+ * What was written goes to stdout, reasons to stderr as "popsync: pki: ...".
+ */
+#include "pki_cmd.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "tls.h"
+
+#define PS_PKI_DEFAULT_CA_NAME "popsync district CA"
+#define PS_PKI_DEFAULT_DAYS 825 /* the CA/Browser limit; reissue before it lapses */
+
+enum { EXIT_USAGE = 2 };
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: popsync pki init-ca --dir PKI [--name NAME]\n"
+               "       popsync pki issue --dir PKI --role server|admin|township|collector|viewer\n"
+               "                         --orgunit CODE --name NAME [--days N]\n");
+}
+
+static int usage_error(const char *msg, const char *arg)
+{
+    if (arg)
+        fprintf(stderr, "popsync: pki: %s: %s\n", msg, arg);
+    else
+        fprintf(stderr, "popsync: pki: %s\n", msg);
+    usage(stderr);
+    return EXIT_USAGE;
+}
+
+/* Reports the option getopt_long rejected; opterr is off so the message
+ * keeps our "popsync: pki:" prefix. */
+static int bad_option(char **argv)
+{
+    const char *opt = optind > 0 ? argv[optind - 1] : "?";
+    return usage_error("unknown option or missing value", opt);
+}
+
+static int cmd_init_ca(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"dir", required_argument, NULL, 'd'},
+        {"name", required_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *dir = NULL, *name = PS_PKI_DEFAULT_CA_NAME;
+    char err[256] = "";
+    int c, rc;
+
+    while ((c = getopt_long(argc, argv, "+d:n:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': dir = optarg; break;
+        case 'n': name = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: return bad_option(argv);
+        }
+    }
+    if (optind < argc)
+        return usage_error("unexpected argument", argv[optind]);
+    if (!dir)
+        return usage_error("init-ca needs --dir", NULL);
+    rc = ps_pki_init_ca(dir, name, err, sizeof(err));
+    if (rc != PS_OK) {
+        fprintf(stderr, "popsync: pki: %s\n", err[0] ? err : ps_strerror(rc));
+        return rc == PS_EINVAL ? EXIT_USAGE : 1;
+    }
+    printf("wrote %s/ca.crt (CA certificate, CN=%s)\n", dir, name);
+    printf("wrote %s/ca.key (CA private key, mode 0600: keep it offline)\n", dir);
+    return 0;
+}
+
+static int cmd_issue(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"dir", required_argument, NULL, 'd'},
+        {"role", required_argument, NULL, 'r'},
+        {"orgunit", required_argument, NULL, 'o'},
+        {"name", required_argument, NULL, 'n'},
+        {"days", required_argument, NULL, 'D'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *dir = NULL, *role_s = NULL, *orgunit = NULL, *name = NULL;
+    int days = PS_PKI_DEFAULT_DAYS;
+    char err[256] = "", *end;
+    ps_role_t role;
+    long v;
+    int c, rc;
+
+    while ((c = getopt_long(argc, argv, "+d:r:o:n:D:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': dir = optarg; break;
+        case 'r': role_s = optarg; break;
+        case 'o': orgunit = optarg; break;
+        case 'n': name = optarg; break;
+        case 'D':
+            errno = 0;
+            v = strtol(optarg, &end, 10);
+            if (errno || end == optarg || *end || v < 1 || v > 3650)
+                return usage_error("--days must be a number from 1 to 3650", optarg);
+            days = (int)v;
+            break;
+        case 'h': usage(stdout); return 0;
+        default: return bad_option(argv);
+        }
+    }
+    if (optind < argc)
+        return usage_error("unexpected argument", argv[optind]);
+    if (!dir || !role_s || !orgunit || !name)
+        return usage_error("issue needs --dir, --role, --orgunit and --name", NULL);
+    role = ps_role_from_name(role_s);
+    if (role == PS_ROLE_NONE)
+        return usage_error("unknown role", role_s);
+    rc = ps_pki_issue(dir, role, orgunit, name, days, err, sizeof(err));
+    if (rc != PS_OK) {
+        fprintf(stderr, "popsync: pki: %s\n", err[0] ? err : ps_strerror(rc));
+        return rc == PS_EINVAL ? EXIT_USAGE : 1;
+    }
+    printf("wrote %s/%s.crt (role %s, org unit %s, valid %d days)\n", dir, name, ps_role_name(role), orgunit, days);
+    printf("wrote %s/%s.key (private key, mode 0600)\n", dir, name);
+    return 0;
+}
+
+int ps_cli_pki(int argc, char **argv)
+{
+    const char *sub;
+
+    if (argc < 2)
+        return usage_error("missing subcommand", NULL);
+    sub = argv[1];
+    /* getopt keeps state across calls; 0 makes glibc reinitialise it, which
+     * matters when main() already ran getopt over the global options. */
+    optind = 0;
+    opterr = 0;
+    if (strcmp(sub, "init-ca") == 0)
+        return cmd_init_ca(argc - 1, argv + 1);
+    if (strcmp(sub, "issue") == 0)
+        return cmd_issue(argc - 1, argv + 1);
+    if (strcmp(sub, "help") == 0 || strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    return usage_error("unknown subcommand", sub);
+}

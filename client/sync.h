@@ -1,0 +1,38 @@
+/* sync.h - one sync session of the client against popsyncd.
+ *
+ * Owns: the client side of the protocol (docs/protocol.md): connect, TLS
+ * handshake, Hello/Welcome, push the outbox in batches until it is empty,
+ * then pull until the server says there is no more.  Each push answer and
+ * each pulled batch is applied to the cache in its own transaction, so a
+ * session cut at any moment leaves the cache consistent and the next run
+ * simply continues.
+ */
+#ifndef PS_SYNC_H
+#define PS_SYNC_H
+
+#include <stdint.h>
+
+#include "cache.h"
+
+typedef struct ps_sync_opts {
+    int progress;            /**< draw a progress line on stderr */
+    uint32_t push_batch;     /**< changes per Push (0: 1000) */
+    uint64_t timeout_ms;     /**< give up when the server is silent this long (0: 60000) */
+} ps_sync_opts_t;
+
+typedef struct ps_sync_stats {
+    uint64_t accepted, duplicate, rejected; /**< push outcomes */
+    uint64_t pulled;                        /**< records received */
+    uint64_t cursor, head;                  /**< where we are, where the server is */
+    uint64_t bytes_in, bytes_out;           /**< ciphertext on the wire */
+} ps_sync_stats_t;
+
+/**
+ * Runs one sync to completion on a private loop.  Returns PS_OK only when
+ * both the push and the pull completed; otherwise an error with a reason in
+ * err (the work done so far is kept).
+ */
+int ps_sync_run(ps_cache_t *cache, const ps_sync_opts_t *opts, ps_sync_stats_t *stats, char *err,
+                size_t errlen);
+
+#endif

@@ -1,0 +1,163 @@
+/* msg.c - protobuf-c messages inside frames, with a bounded allocator. */
+#include "msg.h"
+#include "err.h"
+#include "frame.h"
+
+#include "wire.pb-c.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+const ProtobufCMessageDescriptor *ps_msg_descriptor(uint8_t type)
+{
+    switch (type) {
+    case PS_MSG_HELLO: return &popsync__hello__descriptor;
+    case PS_MSG_WELCOME: return &popsync__welcome__descriptor;
+    case PS_MSG_PUSH: return &popsync__push__descriptor;
+    case PS_MSG_PUSH_RESULT: return &popsync__push_result__descriptor;
+    case PS_MSG_PULL: return &popsync__pull__descriptor;
+    case PS_MSG_PULL_BATCH: return &popsync__pull_batch__descriptor;
+    case PS_MSG_ERROR: return &popsync__error__descriptor;
+    case PS_MSG_PING: return &popsync__ping__descriptor;
+    case PS_MSG_PONG: return &popsync__ping__descriptor;
+    default: return NULL;
+    }
+}
+
+int ps_msg_pack_frame(ps_buf_t *out, uint8_t type, uint32_t request_id, const ProtobufCMessage *msg)
+{
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    int rc = ps_buf_reserve(out, PS_FRAME_HDR + n);
+    if (rc)
+        return rc;
+    ps_frame_encode_header(ps_buf_tail(out), type, 0, request_id, n);
+    protobuf_c_message_pack(msg, ps_buf_tail(out) + PS_FRAME_HDR);
+    ps_buf_commit(out, PS_FRAME_HDR + n);
+    return PS_OK;
+}
+
+/* Every block carries its size in front so frees give budget back; the
+ * header is 16 bytes to keep max_align_t alignment. */
+typedef struct budget {
+    size_t left;
+    int exhausted; /* an allocation was refused: report PS_ENOMEM, not PS_EPROTO */
+} budget_t;
+
+static void *budget_alloc(void *data, size_t size)
+{
+    budget_t *b = data;
+    size_t *p;
+    if (size > b->left || size > SIZE_MAX - 16) {
+        b->exhausted = 1;
+        return NULL;
+    }
+    p = malloc(size + 16);
+    if (!p)
+        return NULL;
+    b->left -= size;
+    p[0] = size;
+    return (uint8_t *)p + 16;
+}
+
+static void budget_free(void *data, void *ptr)
+{
+    budget_t *b = data;
+    size_t *p;
+    if (!ptr)
+        return;
+    p = (size_t *)(void *)((uint8_t *)ptr - 16);
+    if (b)
+        b->left += p[0];
+    free(p);
+}
+
+/* Frees after the unpack returns cannot use the budget (it lived on the
+ * stack), so a static allocator with no data frees the same blocks. */
+static ProtobufCAllocator g_free_alloc = {budget_alloc, budget_free, NULL};
+
+int ps_msg_unpack_desc(const ProtobufCMessageDescriptor *d, const uint8_t *body, size_t len,
+                       ProtobufCMessage **out)
+{
+    budget_t b = {PS_MSG_BUDGET(len), 0};
+    ProtobufCAllocator a = {budget_alloc, budget_free, &b};
+    ProtobufCMessage *m = protobuf_c_message_unpack(d, &a, len, body);
+    if (!m)
+        return b.exhausted ? PS_ENOMEM : PS_EPROTO;
+    *out = m;
+    return PS_OK;
+}
+
+int ps_msg_unpack(uint8_t type, const uint8_t *body, size_t len, ProtobufCMessage **out)
+{
+    const ProtobufCMessageDescriptor *d = ps_msg_descriptor(type);
+    if (!d)
+        return PS_EPROTO;
+    return ps_msg_unpack_desc(d, body, len, out);
+}
+
+void ps_msg_free(ProtobufCMessage *msg)
+{
+    if (msg)
+        protobuf_c_message_free_unpacked(msg, &g_free_alloc);
+}
+
+static size_t varint_size(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static uint8_t *varint_put(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+size_t ps_msg_feed_entry_size(uint64_t seq, size_t record_len)
+{
+    /* FeedEntry { 1: seq varint, 2: record bytes } inside field 1 of PullBatch. */
+    size_t inner = 1 + varint_size(seq) + 1 + varint_size(record_len) + record_len;
+    return 1 + varint_size(inner) + inner;
+}
+
+int ps_msg_feed_entry_append(ps_buf_t *out, uint64_t seq, const uint8_t *record, size_t record_len)
+{
+    size_t inner = 1 + varint_size(seq) + 1 + varint_size(record_len) + record_len;
+    size_t total = 1 + varint_size(inner) + inner;
+    uint8_t *p;
+    int rc = ps_buf_reserve(out, total);
+    if (rc)
+        return rc;
+    p = ps_buf_tail(out);
+    *p++ = (1 << 3) | 2; /* PullBatch.entries, length-delimited */
+    p = varint_put(p, inner);
+    *p++ = (1 << 3) | 0; /* FeedEntry.seq, varint */
+    p = varint_put(p, seq);
+    *p++ = (2 << 3) | 2; /* FeedEntry.record, length-delimited */
+    p = varint_put(p, record_len);
+    memcpy(p, record, record_len);
+    ps_buf_commit(out, total);
+    return PS_OK;
+}
+
+int ps_msg_pull_batch_finish(ps_buf_t *out, uint64_t cursor, int more, uint64_t head)
+{
+    uint8_t tmp[32], *p = tmp;
+    *p++ = (2 << 3) | 0;
+    p = varint_put(p, cursor);
+    if (more) {
+        *p++ = (3 << 3) | 0;
+        *p++ = 1;
+    }
+    *p++ = (4 << 3) | 0;
+    p = varint_put(p, head);
+    return ps_buf_append(out, tmp, (size_t)(p - tmp));
+}

@@ -1,0 +1,57 @@
+/* msg.h - protobuf-c messages inside frames.
+ *
+ * Owns: the mapping from frame type to message descriptor, packing a message
+ * into a whole frame, and unpacking a frame body under an allocation budget.
+ *
+ * Why a budget: protobuf-c 1.4 keeps every unknown field and can allocate
+ * 40-70 times a crafted body's size.  Every unpack here draws from an
+ * allocator capped at PS_MSG_BUDGET(len); past it the unpack fails with
+ * PS_ENOMEM and the connection is closed as malformed.
+ */
+#ifndef PS_MSG_H
+#define PS_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "buf.h"
+
+/** Bytes an unpack of a len-byte body may allocate. */
+#define PS_MSG_BUDGET(len) ((size_t)16384 + (size_t)(len) * 8)
+
+/** The descriptor of the message carried by frames of this type, or NULL. */
+const ProtobufCMessageDescriptor *ps_msg_descriptor(uint8_t type);
+
+/**
+ * Appends a whole frame (header + packed message) to out.  The message must
+ * be of the type's descriptor.  Returns PS_OK or PS_ENOMEM.
+ */
+int ps_msg_pack_frame(ps_buf_t *out, uint8_t type, uint32_t request_id, const ProtobufCMessage *msg);
+
+/**
+ * Unpacks a frame body of the given type.  On PS_OK the caller owns *out and
+ * frees it with ps_msg_free.  PS_EPROTO for an unknown type or malformed
+ * body, PS_ENOMEM when the budget is exceeded.
+ */
+int ps_msg_unpack(uint8_t type, const uint8_t *body, size_t len, ProtobufCMessage **out);
+/** Same, for any descriptor (records stored on disk use this too). */
+int ps_msg_unpack_desc(const ProtobufCMessageDescriptor *d, const uint8_t *body, size_t len,
+                       ProtobufCMessage **out);
+/** Frees a message from ps_msg_unpack*. */
+void ps_msg_free(ProtobufCMessage *msg);
+
+/* --- hand-encoded PullBatch, so stored records are sent without re-encoding --- */
+
+/**
+ * Appends one `FeedEntry entries = 1` element, holding seq and an already
+ * packed Record, to a PullBatch body under construction in out.
+ */
+int ps_msg_feed_entry_append(ps_buf_t *out, uint64_t seq, const uint8_t *record, size_t record_len);
+/** Appends the trailing PullBatch scalar fields (cursor, more, head). */
+int ps_msg_pull_batch_finish(ps_buf_t *out, uint64_t cursor, int more, uint64_t head);
+/** Size of one encoded feed entry, for byte budgets. */
+size_t ps_msg_feed_entry_size(uint64_t seq, size_t record_len);
+
+#endif

@@ -1,0 +1,377 @@
+/* tls.c - one TLS connection driven through memory buffers.
+ *
+ * Owns: ps_tls_t (an mbedtls_ssl_context plus its two ciphertext buffers),
+ * the peer identity read from the verified certificate, the role policy
+ * (which roles each side accepts) and the role names.  The mbedTLS BIO
+ * callbacks only touch cipher_in and cipher_out, so nothing here ever blocks;
+ * the caller moves ciphertext to and from the network.
+ */
+#include "tls.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mbedtls/error.h>
+#include <mbedtls/oid.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/x509_crt.h>
+
+#include "err.h"
+#include "ids.h"
+
+struct ps_tls {
+    mbedtls_ssl_context ssl;
+    ps_tls_conf_t *conf;
+    ps_tls_side_t side;
+    ps_buf_t in;  /* ciphertext from the network, drained by recv_cb */
+    ps_buf_t out; /* ciphertext for the network, filled by send_cb */
+    ps_peer_t peer;
+    int established;
+    int failed;         /* sticky: mbedTLS contexts are unusable after a fatal error */
+    const char *reject; /* set by verify_cb when the peer's identity is refused */
+    char err[192];
+};
+
+static const char *const role_names[] = {
+    [PS_ROLE_NONE] = "none",         [PS_ROLE_SERVER] = "server",       [PS_ROLE_ADMIN] = "admin",
+    [PS_ROLE_TOWNSHIP] = "township", [PS_ROLE_COLLECTOR] = "collector", [PS_ROLE_VIEWER] = "viewer",
+};
+
+ps_role_t ps_role_from_name(const char *name)
+{
+    if (!name)
+        return PS_ROLE_NONE;
+    for (int r = PS_ROLE_SERVER; r <= PS_ROLE_VIEWER; r++)
+        if (strcmp(name, role_names[r]) == 0)
+            return (ps_role_t)r;
+    return PS_ROLE_NONE;
+}
+
+const char *ps_role_name(ps_role_t role)
+{
+    if ((int)role < PS_ROLE_NONE || role > PS_ROLE_VIEWER)
+        return "none";
+    return role_names[role];
+}
+
+/* Copies an attribute value as a C string.  Refuses control bytes (and NUL)
+ * so a crafted certificate cannot smuggle line breaks into logs or a NUL that
+ * truncates the name compared elsewhere. */
+static int copy_attr(const mbedtls_asn1_buf *val, char *dst, size_t cap)
+{
+    if (val->len == 0 || val->len >= cap)
+        return PS_EINVAL;
+    for (size_t i = 0; i < val->len; i++)
+        if (val->p[i] < 0x20 || val->p[i] == 0x7f)
+            return PS_EINVAL;
+    memcpy(dst, val->p, val->len);
+    dst[val->len] = '\0';
+    return PS_OK;
+}
+
+int ps__tls_identity(const mbedtls_x509_crt *crt, ps_peer_t *out)
+{
+    ps_peer_t p;
+    int have_cn = 0, have_ou = 0, have_title = 0;
+    char title[sizeof(p.role_name)];
+    const mbedtls_x509_name *n;
+
+    memset(&p, 0, sizeof(p));
+    /* Each attribute must appear exactly once: with two CNs, mbedTLS's name
+     * check and our identity could look at different ones. */
+    for (n = &crt->subject; n; n = n->next) {
+        if (!n->oid.p)
+            continue;
+        if (MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) == 0) {
+            if (have_cn++ || copy_attr(&n->val, p.name, sizeof(p.name)))
+                return PS_EINVAL;
+        } else if (MBEDTLS_OID_CMP(MBEDTLS_OID_AT_ORG_UNIT, &n->oid) == 0) {
+            if (have_ou++ || copy_attr(&n->val, p.orgunit, sizeof(p.orgunit)))
+                return PS_EINVAL;
+        } else if (MBEDTLS_OID_CMP(MBEDTLS_OID_AT_TITLE, &n->oid) == 0) {
+            if (have_title++ || copy_attr(&n->val, title, sizeof(title)))
+                return PS_EINVAL;
+        }
+    }
+    if (!have_cn || !have_ou || !have_title)
+        return PS_EINVAL;
+    if (strlen(p.orgunit) != 12 || strspn(p.orgunit, "0123456789") != 12)
+        return PS_EINVAL;
+    p.role = ps_role_from_name(title);
+    if (p.role == PS_ROLE_NONE)
+        return PS_EINVAL;
+    snprintf(p.role_name, sizeof(p.role_name), "%s", ps_role_name(p.role));
+    if (crt->serial.len == 0 || crt->serial.len * 2 + 1 > sizeof(p.serial_hex))
+        return PS_EINVAL;
+    ps_hex(crt->serial.p, crt->serial.len, p.serial_hex);
+    *out = p;
+    return PS_OK;
+}
+
+/* The server serves people; the client talks only to a server. */
+static int role_allowed(ps_tls_side_t side, ps_role_t peer)
+{
+    if (side == PS_TLS_CLIENT)
+        return peer == PS_ROLE_SERVER;
+    return peer == PS_ROLE_ADMIN || peer == PS_ROLE_TOWNSHIP || peer == PS_ROLE_COLLECTOR || peer == PS_ROLE_VIEWER;
+}
+
+static int send_cb(void *ctx, const unsigned char *p, size_t len)
+{
+    ps_tls_t *tls = ctx;
+    if (ps_buf_append(&tls->out, p, len) != PS_OK)
+        return MBEDTLS_ERR_SSL_ALLOC_FAILED;
+    return (int)len;
+}
+
+static int recv_cb(void *ctx, unsigned char *p, size_t len)
+{
+    ps_tls_t *tls = ctx;
+    size_t n = ps_buf_size(&tls->in);
+
+    if (n == 0)
+        return MBEDTLS_ERR_SSL_WANT_READ;
+    if (n > len)
+        n = len;
+    memcpy(p, ps_buf_head(&tls->in), n);
+    ps_buf_consume(&tls->in, n);
+    return (int)n;
+}
+
+/* Runs for every certificate of the peer's chain after mbedTLS's own checks;
+ * only the leaf (depth 0) carries the identity.  Refusing here rather than
+ * after the handshake makes mbedTLS send a bad_certificate alert and stops
+ * the handshake before any key is confirmed. */
+static int verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
+{
+    ps_tls_t *tls = ctx;
+    ps_peer_t id;
+
+    if (depth != 0)
+        return 0;
+    if (ps__tls_identity(crt, &id) != PS_OK) {
+        tls->reject = "peer certificate carries no valid popsync identity";
+        *flags |= MBEDTLS_X509_BADCERT_OTHER;
+    } else if (!role_allowed(tls->side, id.role)) {
+        tls->reject = tls->side == PS_TLS_CLIENT ? "peer certificate role is not server"
+                                                 : "peer certificate role not accepted by server";
+        *flags |= MBEDTLS_X509_BADCERT_OTHER;
+    }
+    return 0;
+}
+
+static int fail(ps_tls_t *tls, const char *what, int mret)
+{
+    char msg[100];
+
+    tls->failed = 1;
+    if (tls->reject) {
+        snprintf(tls->err, sizeof(tls->err), "%s: %s", what, tls->reject);
+    } else if (mret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
+        char info[128], *nl;
+        uint32_t flags = mbedtls_ssl_get_verify_result(&tls->ssl);
+        /* verify_info writes one line per flag; the first says enough. */
+        if (mbedtls_x509_crt_verify_info(info, sizeof(info), "", flags) <= 0)
+            snprintf(info, sizeof(info), "flags 0x%08x", (unsigned)flags);
+        if ((nl = strchr(info, '\n')))
+            *nl = '\0';
+        snprintf(tls->err, sizeof(tls->err), "%s: peer certificate refused: %s", what, info);
+    } else if (mret < 0) {
+        mbedtls_strerror(mret, msg, sizeof(msg));
+        snprintf(tls->err, sizeof(tls->err), "%s: %s (-0x%04X)", what, msg, (unsigned)-mret);
+    } else {
+        snprintf(tls->err, sizeof(tls->err), "%s", what);
+    }
+    return PS_ETLS;
+}
+
+int ps_tls_new(ps_tls_t **out, ps_tls_conf_t *conf, const char *server_name)
+{
+    ps_tls_t *tls;
+    int rc = PS_OK, ret;
+
+    *out = NULL;
+    if (!conf)
+        return PS_EINVAL;
+    /* A client without an expected name would accept any server certificate
+     * from our CA, including a stolen one re-labelled; insist on it. */
+    if ((ps__tls_conf_side(conf) == PS_TLS_CLIENT) != (server_name != NULL))
+        return PS_EINVAL;
+    tls = calloc(1, sizeof(*tls));
+    if (!tls)
+        return PS_ENOMEM;
+    tls->conf = conf;
+    tls->side = ps__tls_conf_side(conf);
+    ps_buf_init(&tls->in);
+    ps_buf_init(&tls->out);
+    mbedtls_ssl_init(&tls->ssl);
+    if ((ret = mbedtls_ssl_setup(&tls->ssl, ps__tls_conf_ssl(conf))) != 0) {
+        rc = ret == MBEDTLS_ERR_SSL_ALLOC_FAILED ? PS_ENOMEM : PS_ETLS;
+        goto out;
+    }
+    if (server_name && (ret = mbedtls_ssl_set_hostname(&tls->ssl, server_name)) != 0) {
+        rc = ret == MBEDTLS_ERR_SSL_ALLOC_FAILED ? PS_ENOMEM : PS_EINVAL;
+        goto out;
+    }
+    mbedtls_ssl_set_verify(&tls->ssl, verify_cb, tls);
+    mbedtls_ssl_set_bio(&tls->ssl, tls, send_cb, recv_cb, NULL);
+    *out = tls;
+    tls = NULL;
+out:
+    ps_tls_free(tls);
+    return rc;
+}
+
+void ps_tls_free(ps_tls_t *tls)
+{
+    if (!tls)
+        return;
+    mbedtls_ssl_free(&tls->ssl);
+    ps_buf_free(&tls->in);
+    ps_buf_free(&tls->out);
+    free(tls);
+}
+
+ps_buf_t *ps_tls_cipher_in(ps_tls_t *tls) { return &tls->in; }
+
+ps_buf_t *ps_tls_cipher_out(ps_tls_t *tls) { return &tls->out; }
+
+int ps_tls_handshake(ps_tls_t *tls)
+{
+    int ret;
+
+    if (tls->failed)
+        return PS_ETLS;
+    if (tls->established)
+        return PS_OK;
+    ret = mbedtls_ssl_handshake(&tls->ssl);
+    if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE)
+        return PS_EAGAIN;
+    if (ret != 0)
+        return fail(tls, "handshake", ret);
+    /* Read the identity from the session rather than trusting verify_cb ran:
+     * a resumed session carries the certificate but skips verification. */
+    const mbedtls_x509_crt *crt = mbedtls_ssl_get_peer_cert(&tls->ssl);
+    if (!crt)
+        return fail(tls, "handshake: peer presented no certificate", 0);
+    if (ps__tls_identity(crt, &tls->peer) != PS_OK)
+        return fail(tls, "handshake: peer certificate carries no valid popsync identity", 0);
+    if (!role_allowed(tls->side, tls->peer.role))
+        return fail(tls, "handshake: peer certificate role not accepted", 0);
+    tls->established = 1;
+    return PS_OK;
+}
+
+int ps_tls_established(const ps_tls_t *tls) { return tls->established; }
+
+int ps_tls_read(ps_tls_t *tls, uint8_t *buf, size_t cap, size_t *n)
+{
+    int ret, rc;
+
+    *n = 0;
+    if (cap == 0)
+        return PS_EINVAL;
+    if (!tls->established) {
+        rc = ps_tls_handshake(tls);
+        if (rc != PS_OK)
+            return rc;
+    }
+    if (tls->failed)
+        return PS_ETLS;
+    ret = mbedtls_ssl_read(&tls->ssl, buf, cap);
+    if (ret > 0) {
+        *n = (size_t)ret;
+        return PS_OK;
+    }
+    if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE)
+        return PS_EAGAIN;
+    /* recv_cb never reports end of stream, so 0 can only mean close_notify. */
+    if (ret == 0 || ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY)
+        return PS_ECLOSED;
+    return fail(tls, "read", ret);
+}
+
+int ps_tls_write(ps_tls_t *tls, const uint8_t *p, size_t len)
+{
+    int ret;
+
+    if (tls->failed)
+        return PS_ETLS;
+    if (!tls->established)
+        return fail(tls, "write before the handshake completed", 0);
+    /* mbedtls_ssl_write takes at most one record per call. */
+    while (len > 0) {
+        ret = mbedtls_ssl_write(&tls->ssl, p, len);
+        if (ret <= 0)
+            return fail(tls, "write", ret);
+        p += ret;
+        len -= (size_t)ret;
+    }
+    return PS_OK;
+}
+
+void ps_tls_close_notify(ps_tls_t *tls)
+{
+    if (tls->established && !tls->failed)
+        (void)mbedtls_ssl_close_notify(&tls->ssl);
+}
+
+const ps_peer_t *ps_tls_peer(const ps_tls_t *tls) { return &tls->peer; }
+
+const char *ps_tls_last_error(const ps_tls_t *tls) { return tls->err[0] ? tls->err : "no error"; }
+
+const char *ps_tls_version(const ps_tls_t *tls)
+{
+    return tls->established ? mbedtls_ssl_get_version(&tls->ssl) : "none";
+}
+
+const char *ps_tls_ciphersuite(const ps_tls_t *tls)
+{
+    return tls->established ? mbedtls_ssl_get_ciphersuite(&tls->ssl) : "none";
+}
+
+int ps_tls_session_save(const ps_tls_t *tls, ps_buf_t *out)
+{
+    mbedtls_ssl_session s;
+    size_t need = 0;
+    int rc = PS_OK, ret;
+
+    if (tls->side != PS_TLS_CLIENT || !tls->established)
+        return PS_EINVAL;
+    mbedtls_ssl_session_init(&s);
+    if (mbedtls_ssl_get_session(&tls->ssl, &s) != 0) {
+        rc = PS_ETLS;
+        goto out;
+    }
+    ret = mbedtls_ssl_session_save(&s, NULL, 0, &need);
+    if (ret != MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL && ret != 0) {
+        rc = PS_ETLS;
+        goto out;
+    }
+    ps_buf_reset(out);
+    if ((rc = ps_buf_reserve(out, need)) != PS_OK)
+        goto out;
+    if (mbedtls_ssl_session_save(&s, ps_buf_tail(out), need, &need) != 0) {
+        rc = PS_ETLS;
+        goto out;
+    }
+    ps_buf_commit(out, need);
+out:
+    mbedtls_ssl_session_free(&s);
+    return rc;
+}
+
+int ps_tls_session_resume(ps_tls_t *tls, const uint8_t *p, size_t len)
+{
+    mbedtls_ssl_session s;
+    int rc = PS_OK;
+
+    if (tls->side != PS_TLS_CLIENT || tls->established || tls->failed)
+        return PS_EINVAL;
+    mbedtls_ssl_session_init(&s);
+    if (mbedtls_ssl_session_load(&s, p, len) != 0 || mbedtls_ssl_set_session(&tls->ssl, &s) != 0)
+        rc = PS_EINVAL;
+    mbedtls_ssl_session_free(&s);
+    return rc;
+}

@@ -1,0 +1,217 @@
+/* tls_conf.c - the hardened mbedTLS configuration shared by one side.
+ *
+ * Owns: ps_tls_conf_t, i.e. the CA chain, optional CRL, this side's own
+ * certificate and key, its entropy source and CTR-DRBG, the server's session
+ * ticket key, and the mbedtls_ssl_config that every ps_tls_t of that side
+ * points at.  The policy lives here in one place (docs/security.md): TLS 1.2
+ * only, three ECDHE-ECDSA AEAD suites, P-256 (and X25519 for key exchange),
+ * no renegotiation, certificates required both ways.
+ *
+ * Threading: a conf, its DRBG and its connections belong to one thread.
+ */
+#include "tls.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/error.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/ssl_ticket.h>
+#include <mbedtls/x509_crl.h>
+#include <mbedtls/x509_crt.h>
+
+#include "err.h"
+
+/* Tickets let a client that dropped off a flaky link reconnect without a full
+ * handshake; a day bounds how long a stolen ticket key is useful. */
+#define PS_TICKET_LIFETIME_S 86400
+
+struct ps_tls_conf {
+    ps_tls_side_t side;
+    mbedtls_entropy_context entropy;
+    mbedtls_ctr_drbg_context drbg;
+    mbedtls_x509_crt ca;
+    mbedtls_x509_crl crl;
+    mbedtls_x509_crt cert;
+    mbedtls_pk_context key;
+    mbedtls_ssl_ticket_context ticket;
+    mbedtls_ssl_config ssl;
+    ps_peer_t self;
+};
+
+/* Only forward-secret AEAD suites with ECDSA authentication: our PKI makes
+ * P-256 keys only, so RSA suites would be dead weight and attack surface. */
+static const int ps_suites[] = {
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    0,
+};
+
+/* mbedTLS uses this list both for ECDHE and for the curves it accepts in
+ * certificates, so secp256r1 must stay in it. */
+static const mbedtls_ecp_group_id ps_curves[] = {
+    MBEDTLS_ECP_DP_SECP256R1,
+#if defined(MBEDTLS_ECP_DP_CURVE25519_ENABLED)
+    MBEDTLS_ECP_DP_CURVE25519,
+#endif
+    MBEDTLS_ECP_DP_NONE,
+};
+
+static const int ps_sig_hashes[] = {MBEDTLS_MD_SHA256, MBEDTLS_MD_SHA384, MBEDTLS_MD_NONE};
+
+/* Certificate checks: SHA-2 signatures by ECDSA keys on NIST curves.  The
+ * default profile would also accept RSA chains that our PKI never makes. */
+static const mbedtls_x509_crt_profile ps_cert_profile = {
+    MBEDTLS_X509_ID_FLAG(MBEDTLS_MD_SHA256) | MBEDTLS_X509_ID_FLAG(MBEDTLS_MD_SHA384) |
+        MBEDTLS_X509_ID_FLAG(MBEDTLS_MD_SHA512),
+    MBEDTLS_X509_ID_FLAG(MBEDTLS_PK_ECDSA) | MBEDTLS_X509_ID_FLAG(MBEDTLS_PK_ECKEY),
+    MBEDTLS_X509_ID_FLAG(MBEDTLS_ECP_DP_SECP256R1) | MBEDTLS_X509_ID_FLAG(MBEDTLS_ECP_DP_SECP384R1),
+    2048,
+};
+
+static int conf_fail(char *err, size_t errlen, const char *what, const char *file, int mret)
+{
+    char msg[100];
+
+    if (!err || errlen == 0)
+        return PS_ETLS;
+    mbedtls_strerror(mret, msg, sizeof(msg));
+    if (file)
+        snprintf(err, errlen, "%s %s: %s (-0x%04X)", what, file, msg, (unsigned)-mret);
+    else
+        snprintf(err, errlen, "%s: %s (-0x%04X)", what, msg, (unsigned)-mret);
+    return PS_ETLS;
+}
+
+static void conf_msg(char *err, size_t errlen, const char *msg)
+{
+    if (err && errlen)
+        snprintf(err, errlen, "%s", msg);
+}
+
+int ps_tls_conf_new(ps_tls_conf_t **out, ps_tls_side_t side, const char *ca_file, const char *cert_file,
+                    const char *key_file, const char *crl_file, char *err, size_t errlen)
+{
+    static const char pers[] = "popsync tls conf";
+    ps_tls_conf_t *c;
+    int rc = PS_OK, ret;
+
+    *out = NULL;
+    if ((side != PS_TLS_SERVER && side != PS_TLS_CLIENT) || !ca_file || !cert_file || !key_file) {
+        conf_msg(err, errlen, "tls: missing CA, certificate or key file");
+        return PS_EINVAL;
+    }
+    c = calloc(1, sizeof(*c));
+    if (!c) {
+        conf_msg(err, errlen, "tls: out of memory");
+        return PS_ENOMEM;
+    }
+    c->side = side;
+    /* Initialise everything first so the single cleanup path can free any
+     * prefix of the setup below. */
+    mbedtls_entropy_init(&c->entropy);
+    mbedtls_ctr_drbg_init(&c->drbg);
+    mbedtls_x509_crt_init(&c->ca);
+    mbedtls_x509_crl_init(&c->crl);
+    mbedtls_x509_crt_init(&c->cert);
+    mbedtls_pk_init(&c->key);
+    mbedtls_ssl_ticket_init(&c->ticket);
+    mbedtls_ssl_config_init(&c->ssl);
+
+    if ((ret = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy, (const unsigned char *)pers,
+                                     sizeof(pers) - 1)) != 0) {
+        rc = conf_fail(err, errlen, "tls: seeding the DRBG", NULL, ret);
+        goto out;
+    }
+    if ((ret = mbedtls_x509_crt_parse_file(&c->ca, ca_file)) != 0) {
+        rc = conf_fail(err, errlen, "tls: loading CA", ca_file, ret);
+        goto out;
+    }
+    if (crl_file && (ret = mbedtls_x509_crl_parse_file(&c->crl, crl_file)) != 0) {
+        rc = conf_fail(err, errlen, "tls: loading CRL", crl_file, ret);
+        goto out;
+    }
+    if ((ret = mbedtls_x509_crt_parse_file(&c->cert, cert_file)) != 0) {
+        rc = conf_fail(err, errlen, "tls: loading certificate", cert_file, ret);
+        goto out;
+    }
+    if ((ret = mbedtls_pk_parse_keyfile(&c->key, key_file, NULL)) != 0) {
+        rc = conf_fail(err, errlen, "tls: loading key", key_file, ret);
+        goto out;
+    }
+    /* Catch a mismatched pair now, not as a signature failure the peer
+     * reports with a useless alert. */
+    if ((ret = mbedtls_pk_check_pair(&c->cert.pk, &c->key)) != 0) {
+        rc = conf_fail(err, errlen, "tls: key does not match certificate", cert_file, ret);
+        goto out;
+    }
+    if (ps__tls_identity(&c->cert, &c->self) != PS_OK) {
+        conf_msg(err, errlen, "tls: own certificate carries no popsync identity (CN, OU, title)");
+        rc = PS_EINVAL;
+        goto out;
+    }
+
+    if ((ret = mbedtls_ssl_config_defaults(&c->ssl,
+                                           side == PS_TLS_SERVER ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
+                                           MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT)) != 0) {
+        rc = conf_fail(err, errlen, "tls: config defaults", NULL, ret);
+        goto out;
+    }
+    mbedtls_ssl_conf_min_version(&c->ssl, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_max_version(&c->ssl, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_ciphersuites(&c->ssl, ps_suites);
+    mbedtls_ssl_conf_curves(&c->ssl, ps_curves);
+    mbedtls_ssl_conf_sig_hashes(&c->ssl, ps_sig_hashes);
+    mbedtls_ssl_conf_cert_profile(&c->ssl, &ps_cert_profile);
+    mbedtls_ssl_conf_renegotiation(&c->ssl, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+    mbedtls_ssl_conf_legacy_renegotiation(&c->ssl, MBEDTLS_SSL_LEGACY_NO_RENEGOTIATION);
+    mbedtls_ssl_conf_authmode(&c->ssl, MBEDTLS_SSL_VERIFY_REQUIRED);
+    mbedtls_ssl_conf_rng(&c->ssl, mbedtls_ctr_drbg_random, &c->drbg);
+    mbedtls_ssl_conf_ca_chain(&c->ssl, &c->ca, crl_file ? &c->crl : NULL);
+    if ((ret = mbedtls_ssl_conf_own_cert(&c->ssl, &c->cert, &c->key)) != 0) {
+        rc = conf_fail(err, errlen, "tls: own certificate", NULL, ret);
+        goto out;
+    }
+    if (side == PS_TLS_SERVER) {
+        if ((ret = mbedtls_ssl_ticket_setup(&c->ticket, mbedtls_ctr_drbg_random, &c->drbg,
+                                            MBEDTLS_CIPHER_AES_256_GCM, PS_TICKET_LIFETIME_S)) != 0) {
+            rc = conf_fail(err, errlen, "tls: session ticket key", NULL, ret);
+            goto out;
+        }
+        mbedtls_ssl_conf_session_tickets_cb(&c->ssl, mbedtls_ssl_ticket_write, mbedtls_ssl_ticket_parse,
+                                            &c->ticket);
+    } else {
+        mbedtls_ssl_conf_session_tickets(&c->ssl, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
+    }
+    *out = c;
+    c = NULL;
+out:
+    ps_tls_conf_free(c);
+    return rc;
+}
+
+void ps_tls_conf_free(ps_tls_conf_t *c)
+{
+    if (!c)
+        return;
+    mbedtls_ssl_config_free(&c->ssl);
+    mbedtls_ssl_ticket_free(&c->ticket);
+    mbedtls_pk_free(&c->key);
+    mbedtls_x509_crt_free(&c->cert);
+    mbedtls_x509_crl_free(&c->crl);
+    mbedtls_x509_crt_free(&c->ca);
+    mbedtls_ctr_drbg_free(&c->drbg);
+    mbedtls_entropy_free(&c->entropy);
+    free(c);
+}
+
+const ps_peer_t *ps_tls_conf_self(const ps_tls_conf_t *c) { return &c->self; }
+
+const struct mbedtls_ssl_config *ps__tls_conf_ssl(const ps_tls_conf_t *c) { return &c->ssl; }
+
+ps_tls_side_t ps__tls_conf_side(const ps_tls_conf_t *c) { return c->side; }

@@ -1,0 +1,90 @@
+/* commit.c - group commit.
+ *
+ * Pushes from all connections wait in one queue.  When no transaction is
+ * running, everything waiting (up to commit_max_changes) goes to a worker
+ * thread as one LMDB write transaction with a durable commit; replies are
+ * sent only after it returns.  While it runs, new pushes queue up for the
+ * next one, so under load each fsync acknowledges many clients' changes.
+ */
+#include "server.h"
+#include "err.h"
+#include "log.h"
+#include "msg.h"
+
+#include <stdlib.h>
+
+static void kick(ps_server_t *srv);
+
+static void commit_work(uv_work_t *req)
+{
+    ps_server_t *srv = req->data;
+    ps_store_apply(srv->store, srv->commit_batch);
+}
+
+static void commit_after(uv_work_t *req, int status)
+{
+    ps_server_t *srv = req->data;
+    ps_push_job_t *j = srv->commit_batch, *next;
+    (void)status;
+    srv->commit_batch = NULL;
+    srv->committing = 0;
+    srv->stats.commits++;
+    for (; j; j = next) {
+        ps_conn_t *c = j->owner;
+        next = j->next;
+        srv->stats.changes_accepted += j->accepted;
+        srv->stats.changes_rejected += j->rejected;
+        srv->stats.changes_duplicate += j->duplicate;
+        if (c->state != PS_CONN_CLOSING)
+            ps_conn_send(c, &j->reply);
+        PS_DEBUG("commit", "#%llu push: %zu accepted, %zu duplicate, %zu rejected", (unsigned long long)c->id,
+                 j->accepted, j->duplicate, j->rejected);
+        ps_msg_free(&j->push->base);
+        ps_buf_free(&j->reply);
+        free(j);
+        ps_conn_job_done(c);
+    }
+    kick(srv);
+}
+
+static void kick(ps_server_t *srv)
+{
+    ps_push_job_t *head, *tail;
+    size_t n = 0;
+    if (srv->committing || !srv->queue_head)
+        return;
+    /* Take whole jobs up to the change budget (always at least one). */
+    head = tail = srv->queue_head;
+    n = head->push->n_changes;
+    while (tail->next && n + tail->next->push->n_changes <= srv->opts.commit_max_changes) {
+        tail = tail->next;
+        n += tail->push->n_changes;
+    }
+    srv->queue_head = tail->next;
+    if (!srv->queue_head)
+        srv->queue_tail = NULL;
+    tail->next = NULL;
+    srv->queued_changes -= n;
+    srv->commit_batch = head;
+    srv->committing = 1;
+    srv->commit_req.data = srv;
+    if (uv_queue_work(srv->loop, &srv->commit_req, commit_work, commit_after) != 0) {
+        /* Cannot happen with a live loop; fail the batch rather than hang it. */
+        PS_ERROR("commit", "cannot queue commit work");
+        for (ps_push_job_t *j = head; j; j = j->next)
+            j->status = PS_EIO;
+        commit_after(&srv->commit_req, -1);
+    }
+}
+
+void ps_commit_enqueue(ps_server_t *srv, ps_push_job_t *job)
+{
+    job->next = NULL;
+    if (srv->queue_tail)
+        srv->queue_tail->next = job;
+    else
+        srv->queue_head = job;
+    srv->queue_tail = job;
+    srv->queued_changes += job->push->n_changes;
+    kick(srv);
+}

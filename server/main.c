@@ -1,0 +1,190 @@
+/* main.c - popsyncd: options, startup, signals, graceful shutdown. */
+#include "server.h"
+#include "err.h"
+#include "log.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uv_timer_t g_stop_timer;
+static uint64_t g_stop_started;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: popsyncd --listen HOST:PORT --data DIR --ca FILE --cert FILE --key FILE [options]\n"
+            "\n"
+            "options:\n"
+            "  --crl FILE              certificate revocation list (PEM)\n"
+            "  --map-size MB           LMDB map size in MiB (default 8192)\n"
+            "  --max-conns N           open connections at most (default 4096)\n"
+            "  --max-frame BYTES       largest frame body accepted (default 16777216)\n"
+            "  --handshake-timeout MS  TLS handshake + Hello deadline (default 10000)\n"
+            "  --idle-timeout MS       idle connection deadline (default 300000)\n"
+            "  --max-future MS         how far ahead a client clock may be (default 600000)\n"
+            "  --log-level LEVEL       debug|info|warn|error (default info)\n"
+            "  --help                  this text\n");
+}
+
+static void on_stop_timer(uv_timer_t *t)
+{
+    ps_server_t *srv = t->data;
+    int forced = uv_now(srv->loop) - g_stop_started > 10000;
+    if (!forced && (srv->committing || srv->queue_head || srv->nconns > 0)) {
+        ps_conn_close_all(srv);
+        return;
+    }
+    if (forced)
+        PS_WARN("main", "shutdown deadline passed; closing %u connections now", srv->nconns);
+    for (ps_conn_t *c = srv->conns; c; c = c->next)
+        if (!srv->committing)
+            ps_stream_close(&c->stream);
+    if (srv->committing)
+        return; /* a commit is never abandoned: it finishes and is acknowledged or not at all */
+    uv_close((uv_handle_t *)&srv->sig_term, NULL);
+    uv_close((uv_handle_t *)&srv->sig_int, NULL);
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    ps_server_t *srv = s->data;
+    if (srv->stopping)
+        return;
+    PS_INFO("main", "signal %d: finishing in-flight commits and closing", signum);
+    srv->stopping = 1;
+    ps_listener_stop(srv);
+    ps_conn_close_all(srv);
+    g_stop_started = uv_now(srv->loop);
+    uv_timer_init(srv->loop, &g_stop_timer);
+    g_stop_timer.data = srv;
+    uv_timer_start(&g_stop_timer, on_stop_timer, 20, 50);
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (!*s || *end || s[0] == '-')
+        return PS_EINVAL;
+    *out = v;
+    return PS_OK;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"listen", required_argument, NULL, 'l'},   {"data", required_argument, NULL, 'd'},
+        {"ca", required_argument, NULL, 'a'},       {"cert", required_argument, NULL, 'c'},
+        {"key", required_argument, NULL, 'k'},      {"crl", required_argument, NULL, 'r'},
+        {"map-size", required_argument, NULL, 'm'}, {"max-conns", required_argument, NULL, 'n'},
+        {"max-frame", required_argument, NULL, 'f'}, {"handshake-timeout", required_argument, NULL, 'H'},
+        {"idle-timeout", required_argument, NULL, 'I'}, {"max-future", required_argument, NULL, 'F'},
+        {"log-level", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    ps_server_t srv;
+    ps_store_opts_t sopts;
+    char err[512];
+    uint64_t v;
+    int opt, rc, level;
+    uv_loop_t loop;
+
+    memset(&srv, 0, sizeof(srv));
+    srv.opts.map_size = (size_t)8192 << 20;
+    srv.opts.max_conns = 4096;
+    srv.opts.max_frame = 16u << 20;
+    srv.opts.max_push_changes = 10000;
+    srv.opts.pull_max_records = 5000;
+    srv.opts.pull_max_bytes = 4u << 20;
+    srv.opts.max_output = 8u << 20;
+    srv.opts.handshake_ms = 10000;
+    srv.opts.idle_ms = 300000;
+    srv.opts.max_future_ms = 600000;
+    srv.opts.commit_max_changes = 50000;
+
+    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'l': srv.opts.listen = optarg; break;
+        case 'd': srv.opts.data_dir = optarg; break;
+        case 'a': srv.opts.ca_file = optarg; break;
+        case 'c': srv.opts.cert_file = optarg; break;
+        case 'k': srv.opts.key_file = optarg; break;
+        case 'r': srv.opts.crl_file = optarg; break;
+        case 'm':
+        case 'n':
+        case 'f':
+        case 'H':
+        case 'I':
+        case 'F':
+            if (parse_u64(optarg, &v)) {
+                fprintf(stderr, "popsyncd: '%s' is not a non-negative number\n", optarg);
+                return 2;
+            }
+            if (opt == 'm') srv.opts.map_size = (size_t)v << 20;
+            if (opt == 'n') srv.opts.max_conns = (uint32_t)v;
+            if (opt == 'f') srv.opts.max_frame = (uint32_t)v;
+            if (opt == 'H') srv.opts.handshake_ms = v;
+            if (opt == 'I') srv.opts.idle_ms = v;
+            if (opt == 'F') srv.opts.max_future_ms = v;
+            break;
+        case 'L':
+            level = ps_log_level_from_name(optarg);
+            if (level < 0) {
+                fprintf(stderr, "popsyncd: unknown log level '%s'\n", optarg);
+                return 2;
+            }
+            ps_log_set_level((ps_log_level_t)level);
+            break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc || !srv.opts.listen || !srv.opts.data_dir || !srv.opts.ca_file || !srv.opts.cert_file ||
+        !srv.opts.key_file) {
+        fprintf(stderr, "popsyncd: --listen, --data, --ca, --cert and --key are required\n");
+        usage(stderr);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    rc = ps_tls_conf_new(&srv.tls, PS_TLS_SERVER, srv.opts.ca_file, srv.opts.cert_file, srv.opts.key_file,
+                         srv.opts.crl_file, err, sizeof(err));
+    if (rc) {
+        PS_ERROR("main", "TLS setup: %s", err);
+        return 1;
+    }
+    sopts.map_size = srv.opts.map_size;
+    sopts.max_future_ms = srv.opts.max_future_ms;
+    rc = ps_store_open(&srv.store, srv.opts.data_dir, &sopts, err, sizeof(err));
+    if (rc) {
+        PS_ERROR("main", "%s", err);
+        ps_tls_conf_free(srv.tls);
+        return 1;
+    }
+    uv_loop_init(&loop);
+    srv.loop = &loop;
+    rc = ps_listener_start(&srv, err, sizeof(err));
+    if (rc) {
+        PS_ERROR("main", "%s", err);
+        goto out;
+    }
+    uv_signal_init(&loop, &srv.sig_term);
+    uv_signal_init(&loop, &srv.sig_int);
+    srv.sig_term.data = srv.sig_int.data = &srv;
+    uv_signal_start(&srv.sig_term, on_signal, SIGTERM);
+    uv_signal_start(&srv.sig_int, on_signal, SIGINT);
+    PS_INFO("main", "popsyncd %s serving on %s, store %s, head %llu", "0.1.0", srv.opts.listen,
+            srv.opts.data_dir, (unsigned long long)ps_store_head(srv.store));
+    uv_run(&loop, UV_RUN_DEFAULT);
+    PS_INFO("main", "stopped: %llu commits, %llu changes accepted, %llu rejected, %llu duplicate",
+            (unsigned long long)srv.stats.commits, (unsigned long long)srv.stats.changes_accepted,
+            (unsigned long long)srv.stats.changes_rejected, (unsigned long long)srv.stats.changes_duplicate);
+out:
+    uv_loop_close(&loop);
+    ps_store_close(srv.store);
+    ps_tls_conf_free(srv.tls);
+    return rc ? 1 : 0;
+}

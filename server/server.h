@@ -1,0 +1,115 @@
+/* server.h - popsyncd's shared state and its internal modules.
+ *
+ * Owns: ps_server_t (the loop, listener, TLS config, store, limits, the
+ * group-commit queue and the connection list) and ps_conn_t (one client).
+ *
+ * Threads: everything here runs on the loop thread except the work
+ * functions handed to uv_queue_work, which touch only the store and the job
+ * they were given.
+ *
+ * Modules: main.c (config, signals, startup, shutdown), listener.c (accept,
+ * connection limit), conn.c (per-connection state machine, frame parsing,
+ * back-pressure), sync.c (Hello, Push, Pull, Ping handlers), commit.c (group
+ * commit), store.c (LMDB).
+ */
+#ifndef PS_SERVER_H
+#define PS_SERVER_H
+
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "frame.h"
+#include "stream.h"
+#include "store.h"
+#include "tls.h"
+
+typedef struct ps_server_opts {
+    const char *listen;          /**< "HOST:PORT" */
+    const char *data_dir;
+    const char *ca_file, *cert_file, *key_file, *crl_file;
+    size_t map_size;
+    uint32_t max_conns;          /**< open connections at most */
+    uint32_t max_frame;          /**< largest frame body accepted */
+    uint32_t max_push_changes;   /**< changes in one Push */
+    uint32_t pull_max_records;   /**< records in one PullBatch */
+    uint32_t pull_max_bytes;     /**< about this many record bytes per PullBatch */
+    size_t max_output;           /**< per-connection queued output before we stop reading */
+    uint64_t handshake_ms;       /**< TLS handshake + Hello deadline */
+    uint64_t idle_ms;            /**< idle deadline once ready */
+    uint64_t max_future_ms;      /**< HLC future bound */
+    uint32_t commit_max_changes; /**< changes in one group commit */
+} ps_server_opts_t;
+
+typedef struct ps_conn ps_conn_t;
+
+typedef struct ps_server_stats {
+    uint64_t accepted_conns, refused_conns, handshakes, handshake_failures;
+    uint64_t commits, changes_accepted, changes_rejected, changes_duplicate;
+} ps_server_stats_t;
+
+typedef struct ps_server {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    ps_tls_conf_t *tls;
+    ps_store_t *store;
+    ps_server_opts_t opts;
+    /* group commit: pushes waiting for the next transaction */
+    ps_push_job_t *queue_head, *queue_tail;
+    size_t queued_changes;
+    int committing;
+    uv_work_t commit_req;
+    ps_push_job_t *commit_batch;
+    /* connections */
+    ps_conn_t *conns;
+    uint32_t nconns;
+    uint64_t next_conn_id;
+    int stopping;
+    uv_signal_t sig_term, sig_int;
+    ps_server_stats_t stats;
+} ps_server_t;
+
+typedef enum ps_conn_state {
+    PS_CONN_HANDSHAKE = 0,
+    PS_CONN_HELLO,   /**< TLS up, waiting for Hello */
+    PS_CONN_READY,
+    PS_CONN_CLOSING
+} ps_conn_state_t;
+
+struct ps_conn {
+    ps_stream_t stream;
+    ps_server_t *srv;
+    ps_conn_state_t state;
+    uint64_t id;              /**< for logs */
+    int refs;                 /**< 1 while open, +1 per job in flight */
+    int busy;                 /**< a request is being served off the loop */
+    uint8_t node[PS_ID_LEN];  /**< from Hello */
+    ps_peer_t peer;           /**< from the certificate */
+    ps_conn_t *prev, *next;
+};
+
+/* listener.c */
+int ps_listener_start(ps_server_t *srv, char *err, size_t errlen);
+void ps_listener_stop(ps_server_t *srv);
+
+/* conn.c */
+/** Accepts one pending connection (or refuses it over the limit). */
+void ps_conn_accept(ps_server_t *srv);
+/** Queues a whole frame already in buf for sending. */
+int ps_conn_send(ps_conn_t *c, const ps_buf_t *frame);
+/** Sends an Error frame; fatal ones close the connection after it. */
+void ps_conn_error(ps_conn_t *c, uint32_t request_id, int code, int fatal, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/** A job that held the connection finished: drop its reference, go on parsing. */
+void ps_conn_job_done(ps_conn_t *c);
+/** Begins closing (after queued output) every connection. */
+void ps_conn_close_all(ps_server_t *srv);
+
+/* sync.c: handlers; each returns PS_OK or a code after reporting to the peer. */
+int ps_sync_dispatch(ps_conn_t *c, const ps_frame_t *f);
+
+/* commit.c */
+/** Queues a push job for the next group commit; takes ownership of job. */
+void ps_commit_enqueue(ps_server_t *srv, ps_push_job_t *job);
+
+#endif

@@ -1,0 +1,88 @@
+/* store.h - the server's LMDB store: records, change feed, node marks.
+ *
+ * Owns: the LMDB environment and its named databases (docs/architecture.md,
+ * "Store"):
+ *   records  id(16)            -> seq(8, BE) | packed Record
+ *   feed     seq(8, BE)        -> id(16)          one entry per record: its latest change
+ *   nodes    node(16)          -> hw(8) | last_seen_ms(8) | cursor(8)   (all BE)
+ *   rejects  node(16)|lcn(8)   -> packed ChangeResult of a rejected change
+ *   meta     "server_node"     -> 16 random bytes; "head" -> seq(8, BE)
+ *
+ * Synchronous API meant for worker threads (uv_queue_work): nothing here
+ * touches the loop.  One writer at a time (the caller serialises
+ * ps_store_apply); any number of concurrent readers (MDB_NOTLS).
+ *
+ * Caveats: values read from LMDB are valid only inside their transaction,
+ * so everything returned is copied or packed into caller buffers.
+ */
+#ifndef PS_STORE_H
+#define PS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "ids.h"
+#include "tls.h"
+
+#include "wire.pb-c.h"
+
+typedef struct ps_store ps_store_t;
+
+typedef struct ps_store_opts {
+    size_t map_size;         /**< LMDB map size in bytes */
+    uint64_t max_future_ms;  /**< how far ahead of our clock an HLC may be */
+} ps_store_opts_t;
+
+/**
+ * One Push from one connection, applied by ps_store_apply together with the
+ * other waiting pushes.  The caller fills the inputs and owns the job.
+ */
+typedef struct ps_push_job {
+    /* inputs */
+    uint8_t node[PS_ID_LEN];   /**< the pushing cache's node id (from Hello) */
+    ps_peer_t peer;            /**< the certificate's identity */
+    Popsync__Push *push;       /**< decoded Push (owned by the job's creator) */
+    uint32_t request_id;
+    /* outputs */
+    ps_buf_t reply;            /**< a whole PushResult frame (or Error frame) */
+    int status;                /**< PS_OK, or the error that failed the whole transaction */
+    size_t accepted, duplicate, rejected;
+    /* caller's links */
+    struct ps_push_job *next;
+    void *owner;
+} ps_push_job_t;
+
+/** Opens (creating if needed) the store in dir.  Caller owns *out. */
+int ps_store_open(ps_store_t **out, const char *dir, const ps_store_opts_t *opts, char *err, size_t errlen);
+void ps_store_close(ps_store_t *st);
+
+/** The store's own 16-byte id. */
+const uint8_t *ps_store_server_node(const ps_store_t *st);
+/** Highest sequence committed so far. */
+uint64_t ps_store_head(ps_store_t *st);
+
+/**
+ * Applies every job in the list in one durable transaction.  Each change is
+ * validated and checked against the peer's scope on its own; a bad change is
+ * rejected with its field errors and the rest land.  On return each job's
+ * reply holds the frame to send.  Returns PS_OK, or an error when the
+ * transaction could not be committed (then every job's status says so and
+ * its reply is an Error frame; nothing was applied).
+ */
+int ps_store_apply(ps_store_t *st, ps_push_job_t *jobs);
+
+/**
+ * Builds a whole PullBatch frame into out: entries with seq > cursor visible
+ * to peer, in sequence order, at most max_records / about max_bytes.
+ */
+int ps_store_pull(ps_store_t *st, const ps_peer_t *peer, uint64_t cursor, uint32_t max_records,
+                  uint32_t max_bytes, uint32_t request_id, ps_buf_t *out);
+
+/** Reads a node's high-water mark (0 when unknown) and records that it was seen. */
+int ps_store_node_hello(ps_store_t *st, const uint8_t node[PS_ID_LEN], uint64_t cursor, uint64_t *hw);
+
+/** Counts live (not deleted) records and all records; for tests and status. */
+int ps_store_count(ps_store_t *st, uint64_t *live, uint64_t *total);
+
+#endif

@@ -1,0 +1,252 @@
+/* sync.c - message handlers: Hello, Push, Pull, Ping.
+ *
+ * Every handler checks the connection's state and the certificate's role
+ * before it does anything.  Work that touches the store goes to the libuv
+ * thread pool; the connection stays busy until the reply is queued.
+ */
+#include "server.h"
+#include "err.h"
+#include "log.h"
+#include "msg.h"
+
+#include "wire.pb-c.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define PS_PROTOCOL_VERSION 1
+
+/* A read-side job for the thread pool (Hello bookkeeping, Pull). */
+typedef struct read_job {
+    uv_work_t req;
+    ps_conn_t *c;
+    uint8_t type;
+    uint32_t request_id;
+    uint64_t cursor;
+    uint32_t max_records, max_bytes;
+    uint64_t hw;
+    ps_peer_t peer;
+    uint8_t node[PS_ID_LEN];
+    ps_buf_t reply;
+    int rc;
+} read_job_t;
+
+static void read_work(uv_work_t *req)
+{
+    read_job_t *j = req->data;
+    ps_store_t *st = j->c->srv->store;
+    if (j->type == PS_MSG_HELLO)
+        j->rc = ps_store_node_hello(st, j->node, j->cursor, &j->hw);
+    else
+        j->rc = ps_store_pull(st, &j->peer, j->cursor, j->max_records, j->max_bytes, j->request_id, &j->reply);
+}
+
+static void send_welcome(read_job_t *j)
+{
+    ps_conn_t *c = j->c;
+    ps_server_t *srv = c->srv;
+    Popsync__Welcome w = POPSYNC__WELCOME__INIT;
+    ps_buf_t b;
+
+    w.protocol_version = PS_PROTOCOL_VERSION;
+    w.server_node.data = (uint8_t *)ps_store_server_node(srv->store);
+    w.server_node.len = PS_ID_LEN;
+    w.head = ps_store_head(srv->store);
+    w.role = c->peer.role_name;
+    w.orgunit = c->peer.orgunit;
+    w.max_frame = srv->opts.max_frame;
+    w.max_batch = srv->opts.max_push_changes;
+    w.features = 0;
+    w.node_high_water = j->hw;
+    ps_buf_init(&b);
+    if (ps_msg_pack_frame(&b, PS_MSG_WELCOME, j->request_id, &w.base) == PS_OK)
+        ps_conn_send(c, &b);
+    ps_buf_free(&b);
+    c->state = PS_CONN_READY;
+}
+
+static void read_after(uv_work_t *req, int status)
+{
+    read_job_t *j = req->data;
+    ps_conn_t *c = j->c;
+    if (c->state != PS_CONN_CLOSING) {
+        if (status || j->rc) {
+            ps_conn_error(c, j->request_id, j->rc ? j->rc : PS_EIO, 0, "%s failed: %s",
+                          ps_frame_type_name(j->type), ps_strerror(j->rc ? j->rc : PS_EIO));
+            if (j->type == PS_MSG_HELLO)
+                ps_conn_error(c, j->request_id, PS_EDB, 1, "cannot start session");
+        } else if (j->type == PS_MSG_HELLO) {
+            send_welcome(j);
+        } else {
+            ps_conn_send(c, &j->reply);
+        }
+    }
+    ps_buf_free(&j->reply);
+    ps_conn_job_done(c);
+    free(j);
+}
+
+static int queue_read(ps_conn_t *c, read_job_t *j)
+{
+    j->c = c;
+    j->req.data = j;
+    ps_buf_init(&j->reply);
+    c->busy = 1;
+    c->refs++;
+    if (uv_queue_work(c->srv->loop, &j->req, read_work, read_after) != 0) {
+        c->busy = 0;
+        c->refs--;
+        free(j);
+        return PS_EIO;
+    }
+    return PS_OK;
+}
+
+static int role_may_sync(const ps_peer_t *p)
+{
+    return p->role == PS_ROLE_ADMIN || p->role == PS_ROLE_TOWNSHIP || p->role == PS_ROLE_COLLECTOR;
+}
+
+static int on_hello(ps_conn_t *c, const ps_frame_t *f, Popsync__Hello *h)
+{
+    read_job_t *j;
+    if (c->state != PS_CONN_HELLO) {
+        ps_conn_error(c, f->request_id, PS_EPROTO, 0, "Hello already received");
+        return PS_EPROTO;
+    }
+    if (h->protocol_version != PS_PROTOCOL_VERSION) {
+        ps_conn_error(c, f->request_id, PS_EPROTO, 1, "protocol version %u not supported (server speaks %u)",
+                      h->protocol_version, PS_PROTOCOL_VERSION);
+        return PS_EPROTO;
+    }
+    if (h->node.len != PS_ID_LEN) {
+        ps_conn_error(c, f->request_id, PS_EPROTO, 1, "Hello.node must be 16 bytes");
+        return PS_EPROTO;
+    }
+    memcpy(c->node, h->node.data, PS_ID_LEN);
+    j = calloc(1, sizeof(*j));
+    if (!j)
+        return PS_ENOMEM;
+    j->type = PS_MSG_HELLO;
+    j->request_id = f->request_id;
+    j->cursor = h->cursor;
+    memcpy(j->node, c->node, PS_ID_LEN);
+    {
+        char hex[33];
+        ps_hex(c->node, PS_ID_LEN, hex);
+        PS_INFO("conn", "#%llu hello: node %s cursor %llu", (unsigned long long)c->id, hex,
+                (unsigned long long)h->cursor);
+    }
+    return queue_read(c, j);
+}
+
+static int on_pull(ps_conn_t *c, const ps_frame_t *f, Popsync__Pull *p)
+{
+    ps_server_t *srv = c->srv;
+    read_job_t *j;
+    if (!role_may_sync(&c->peer)) {
+        ps_conn_error(c, f->request_id, PS_EACCES, 0, "role %s may not pull records", c->peer.role_name);
+        return PS_EACCES;
+    }
+    j = calloc(1, sizeof(*j));
+    if (!j)
+        return PS_ENOMEM;
+    j->type = PS_MSG_PULL;
+    j->request_id = f->request_id;
+    j->cursor = p->cursor;
+    j->peer = c->peer;
+    j->max_records = p->max_records && p->max_records < srv->opts.pull_max_records ? p->max_records
+                                                                                    : srv->opts.pull_max_records;
+    j->max_bytes = p->max_bytes && p->max_bytes < srv->opts.pull_max_bytes ? p->max_bytes
+                                                                            : srv->opts.pull_max_bytes;
+    return queue_read(c, j);
+}
+
+static int on_push(ps_conn_t *c, const ps_frame_t *f, Popsync__Push *p)
+{
+    ps_push_job_t *job;
+    if (!role_may_sync(&c->peer)) {
+        ps_conn_error(c, f->request_id, PS_EACCES, 0, "role %s may not push records", c->peer.role_name);
+        return PS_EACCES;
+    }
+    if (p->n_changes > c->srv->opts.max_push_changes) {
+        ps_conn_error(c, f->request_id, PS_ETOOBIG, 0, "Push has %zu changes; the limit is %u", p->n_changes,
+                      c->srv->opts.max_push_changes);
+        return PS_ETOOBIG;
+    }
+    job = calloc(1, sizeof(*job));
+    if (!job)
+        return PS_ENOMEM;
+    memcpy(job->node, c->node, PS_ID_LEN);
+    job->peer = c->peer;
+    job->push = p;
+    job->request_id = f->request_id;
+    job->owner = c;
+    ps_buf_init(&job->reply);
+    c->busy = 1;
+    c->refs++;
+    ps_commit_enqueue(c->srv, job);
+    return PS_OK;
+}
+
+static int on_ping(ps_conn_t *c, const ps_frame_t *f, Popsync__Ping *p)
+{
+    Popsync__Ping pong = POPSYNC__PING__INIT;
+    ps_buf_t b;
+    int rc;
+    pong.nonce = p->nonce;
+    ps_buf_init(&b);
+    rc = ps_msg_pack_frame(&b, PS_MSG_PONG, f->request_id, &pong.base);
+    if (rc == PS_OK)
+        rc = ps_conn_send(c, &b);
+    ps_buf_free(&b);
+    return rc;
+}
+
+int ps_sync_dispatch(ps_conn_t *c, const ps_frame_t *f)
+{
+    ProtobufCMessage *m = NULL;
+    int rc;
+
+    if (f->reserved != 0 || (f->flags & ~PS_FRAME_FLAGS_KNOWN)) {
+        ps_conn_error(c, f->request_id, PS_EPROTO, 0, "unknown frame flags 0x%02x or reserved bits set", f->flags);
+        return PS_EPROTO;
+    }
+    if (f->flags & PS_FRAME_FLAG_ZSTD) {
+        ps_conn_error(c, f->request_id, PS_EPROTO, 0, "compressed frame but compression was not agreed in Hello");
+        return PS_EPROTO;
+    }
+    switch (f->type) {
+    case PS_MSG_HELLO:
+    case PS_MSG_PUSH:
+    case PS_MSG_PULL:
+    case PS_MSG_PING:
+        break;
+    default:
+        ps_conn_error(c, f->request_id, PS_EPROTO, 0, "unknown or unexpected message type %u", f->type);
+        return PS_EPROTO;
+    }
+    if (c->state == PS_CONN_HELLO && f->type != PS_MSG_HELLO && f->type != PS_MSG_PING) {
+        ps_conn_error(c, f->request_id, PS_EPROTO, 1, "%s before Hello", ps_frame_type_name(f->type));
+        return PS_EPROTO;
+    }
+    rc = ps_msg_unpack(f->type, f->body, f->body_len, &m);
+    if (rc) {
+        ps_conn_error(c, f->request_id, rc, 1, "malformed %s body (%s)", ps_frame_type_name(f->type),
+                      ps_strerror(rc));
+        return rc;
+    }
+    switch (f->type) {
+    case PS_MSG_HELLO: rc = on_hello(c, f, (Popsync__Hello *)m); break;
+    case PS_MSG_PULL: rc = on_pull(c, f, (Popsync__Pull *)m); break;
+    case PS_MSG_PING: rc = on_ping(c, f, (Popsync__Ping *)m); break;
+    case PS_MSG_PUSH:
+        rc = on_push(c, f, (Popsync__Push *)m);
+        if (rc == PS_OK)
+            return PS_OK; /* the job owns the message now */
+        break;
+    default: break;
+    }
+    ps_msg_free(m);
+    return rc;
+}

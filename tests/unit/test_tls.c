@@ -1,0 +1,541 @@
+/* test_tls.c - the PKI and the TLS engine, end to end in memory.
+ *
+ * Makes a CA and certificates in a temporary directory, then wires a server
+ * and a client ps_tls_t together by moving cipher_out of one into cipher_in
+ * of the other, and checks the policy: who is accepted, what is negotiated,
+ * and that data survives the trip.
+ */
+#define _GNU_SOURCE /* nftw */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <mbedtls/asn1write.h>
+#include <mbedtls/ecp.h>
+#include <mbedtls/oid.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/x509_crt.h>
+
+#include "err.h"
+#include "ids.h"
+#include "tls.h"
+
+#define SERVER_NAME "popsync-server"
+#define OU_DISTRICT "100000000001"
+#define OU_TOWNSHIP "123456789012"
+
+typedef struct fixture {
+    char dir[64];       /* temp root */
+    char pki[96];       /* our CA */
+    char other[96];     /* an unrelated CA */
+    ps_tls_conf_t *server;     /* server cert from our CA */
+    ps_tls_conf_t *township;   /* township client */
+    ps_tls_conf_t *admin;      /* admin client */
+    ps_tls_conf_t *stranger;   /* client whose cert comes from the other CA */
+    ps_tls_conf_t *evil;       /* server side presenting a township cert */
+    ps_tls_conf_t *forged;     /* server side: township role, serverAuth EKU */
+} fixture_t;
+
+static void path_in(char *out, size_t cap, const char *dir, const char *file)
+{
+    assert_true((size_t)snprintf(out, cap, "%s/%s", dir, file) < cap);
+}
+
+static ps_tls_conf_t *make_conf(ps_tls_side_t side, const char *ca_dir, const char *cert_dir, const char *name)
+{
+    char ca[256], crt[256], key[256], file[128], err[256] = "";
+    ps_tls_conf_t *c = NULL;
+
+    path_in(ca, sizeof(ca), ca_dir, "ca.crt");
+    snprintf(file, sizeof(file), "%s.crt", name);
+    path_in(crt, sizeof(crt), cert_dir, file);
+    snprintf(file, sizeof(file), "%s.key", name);
+    path_in(key, sizeof(key), cert_dir, file);
+    int rc = ps_tls_conf_new(&c, side, ca, crt, key, NULL, err, sizeof(err));
+    if (rc != PS_OK)
+        fail_msg("ps_tls_conf_new(%s): %d %s", name, rc, err);
+    return c;
+}
+
+static void issue(const char *dir, ps_role_t role, const char *ou, const char *name)
+{
+    char err[256] = "";
+    int rc = ps_pki_issue(dir, role, ou, name, 825, err, sizeof(err));
+    if (rc != PS_OK)
+        fail_msg("ps_pki_issue(%s): %d %s", name, rc, err);
+}
+
+static int test_rng(void *ctx, unsigned char *out, size_t len)
+{
+    (void)ctx;
+    return ps_random(out, len) == PS_OK ? 0 : -1;
+}
+
+/* ps_pki_issue ties the EKU to the role, so a township certificate fit for a
+ * server cannot be made with it.  This signs one with our CA directly, to
+ * show the client's role check stands on its own. */
+static void forge(const char *pki, const char *name, const char *subject)
+{
+    char path[256], file[128];
+    unsigned char pem[4096], eku[32], *p = eku + sizeof(eku);
+    mbedtls_x509_crt ca;
+    mbedtls_pk_context ca_key, key;
+    mbedtls_x509write_cert w;
+    mbedtls_mpi serial;
+    size_t len = 0;
+    FILE *fp;
+
+    mbedtls_x509_crt_init(&ca);
+    mbedtls_pk_init(&ca_key);
+    mbedtls_pk_init(&key);
+    mbedtls_x509write_crt_init(&w);
+    mbedtls_mpi_init(&serial);
+    path_in(path, sizeof(path), pki, "ca.crt");
+    assert_int_equal(mbedtls_x509_crt_parse_file(&ca, path), 0);
+    path_in(path, sizeof(path), pki, "ca.key");
+    assert_int_equal(mbedtls_pk_parse_keyfile(&ca_key, path, NULL), 0);
+    assert_int_equal(mbedtls_pk_setup(&key, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY)), 0);
+    assert_int_equal(mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1, mbedtls_pk_ec(key), test_rng, NULL), 0);
+    mbedtls_x509write_crt_set_md_alg(&w, MBEDTLS_MD_SHA256);
+    mbedtls_x509write_crt_set_subject_key(&w, &key);
+    mbedtls_x509write_crt_set_issuer_key(&w, &ca_key);
+    assert_int_equal(mbedtls_x509write_crt_set_subject_name(&w, subject), 0);
+    assert_int_equal(mbedtls_x509write_crt_set_issuer_name(&w, "CN=popsync district CA,O=popsync"), 0);
+    assert_int_equal(mbedtls_mpi_lset(&serial, 4242), 0);
+    assert_int_equal(mbedtls_x509write_crt_set_serial(&w, &serial), 0);
+    assert_int_equal(mbedtls_x509write_crt_set_validity(&w, "20200101000000", "20991231235959"), 0);
+    assert_int_equal(mbedtls_x509write_crt_set_basic_constraints(&w, 0, -1), 0);
+    assert_int_equal(mbedtls_x509write_crt_set_key_usage(&w, MBEDTLS_X509_KU_DIGITAL_SIGNATURE), 0);
+    len += (size_t)mbedtls_asn1_write_oid(&p, eku, MBEDTLS_OID_SERVER_AUTH, MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH));
+    len += (size_t)mbedtls_asn1_write_len(&p, eku, len);
+    len += (size_t)mbedtls_asn1_write_tag(&p, eku, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE);
+    assert_int_equal(mbedtls_x509write_crt_set_extension(&w, MBEDTLS_OID_EXTENDED_KEY_USAGE,
+                                                         MBEDTLS_OID_SIZE(MBEDTLS_OID_EXTENDED_KEY_USAGE), 0, p, len),
+                     0);
+    assert_int_equal(mbedtls_x509write_crt_pem(&w, pem, sizeof(pem), test_rng, NULL), 0);
+    snprintf(file, sizeof(file), "%s.crt", name);
+    path_in(path, sizeof(path), pki, file);
+    assert_non_null(fp = fopen(path, "wx"));
+    fputs((char *)pem, fp);
+    fclose(fp);
+    assert_int_equal(mbedtls_pk_write_key_pem(&key, pem, sizeof(pem)), 0);
+    snprintf(file, sizeof(file), "%s.key", name);
+    path_in(path, sizeof(path), pki, file);
+    assert_non_null(fp = fopen(path, "wx"));
+    fputs((char *)pem, fp);
+    fclose(fp);
+    mbedtls_mpi_free(&serial);
+    mbedtls_x509write_crt_free(&w);
+    mbedtls_pk_free(&key);
+    mbedtls_pk_free(&ca_key);
+    mbedtls_x509_crt_free(&ca);
+}
+
+static int setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof(*f));
+    char err[256] = "";
+
+    assert_non_null(f);
+    strcpy(f->dir, "/tmp/ps-test-tls-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    path_in(f->pki, sizeof(f->pki), f->dir, "pki");
+    path_in(f->other, sizeof(f->other), f->dir, "other");
+
+    if (ps_pki_init_ca(f->pki, "popsync district CA", err, sizeof(err)) != PS_OK)
+        fail_msg("init_ca: %s", err);
+    issue(f->pki, PS_ROLE_SERVER, OU_DISTRICT, SERVER_NAME);
+    issue(f->pki, PS_ROLE_TOWNSHIP, OU_TOWNSHIP, "township-a");
+    issue(f->pki, PS_ROLE_ADMIN, OU_DISTRICT, "admin one");
+    if (ps_pki_init_ca(f->other, "some other CA", err, sizeof(err)) != PS_OK)
+        fail_msg("init_ca other: %s", err);
+    issue(f->other, PS_ROLE_TOWNSHIP, OU_TOWNSHIP, "stranger");
+
+    f->server = make_conf(PS_TLS_SERVER, f->pki, f->pki, SERVER_NAME);
+    f->township = make_conf(PS_TLS_CLIENT, f->pki, f->pki, "township-a");
+    f->admin = make_conf(PS_TLS_CLIENT, f->pki, f->pki, "admin one");
+    /* The stranger trusts our CA, so only the server's check can stop it. */
+    f->stranger = make_conf(PS_TLS_CLIENT, f->pki, f->other, "stranger");
+    f->evil = make_conf(PS_TLS_SERVER, f->pki, f->pki, "township-a");
+    forge(f->pki, "forged", "CN=" SERVER_NAME ",OU=" OU_TOWNSHIP ",O=popsync,title=township");
+    f->forged = make_conf(PS_TLS_SERVER, f->pki, f->pki, "forged");
+    *state = f;
+    return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+    ps_tls_conf_free(f->server);
+    ps_tls_conf_free(f->township);
+    ps_tls_conf_free(f->admin);
+    ps_tls_conf_free(f->stranger);
+    ps_tls_conf_free(f->evil);
+    ps_tls_conf_free(f->forged);
+    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+/* Moves up to chunk bytes (0: all) of ciphertext from one side to the other. */
+static size_t move(ps_tls_t *from, ps_tls_t *to, size_t chunk)
+{
+    ps_buf_t *o = ps_tls_cipher_out(from), *i = ps_tls_cipher_in(to);
+    size_t n = ps_buf_size(o);
+
+    if (chunk && n > chunk)
+        n = chunk;
+    if (n) {
+        assert_int_equal(ps_buf_append(i, ps_buf_head(o), n), PS_OK);
+        ps_buf_consume(o, n);
+    }
+    return n;
+}
+
+/* Runs both handshakes until neither can progress; returns bytes moved. */
+static size_t run_handshake(ps_tls_t *c, ps_tls_t *s, size_t chunk, int *rc_c, int *rc_s)
+{
+    size_t total = 0, moved;
+
+    for (int round = 0; round < 10000; round++) {
+        *rc_c = ps_tls_handshake(c);
+        moved = move(c, s, chunk);
+        *rc_s = ps_tls_handshake(s);
+        moved += move(s, c, chunk);
+        total += moved;
+        if (*rc_c != PS_EAGAIN && *rc_s != PS_EAGAIN && moved == 0)
+            break;
+        if (moved == 0 && ps_buf_size(ps_tls_cipher_in(c)) == 0 && ps_buf_size(ps_tls_cipher_in(s)) == 0 &&
+            (*rc_c == PS_ETLS || *rc_s == PS_ETLS))
+            break;
+    }
+    return total;
+}
+
+static void read_all(ps_tls_t *t, uint8_t *buf, size_t want)
+{
+    size_t got = 0, n;
+    while (got < want) {
+        int rc = ps_tls_read(t, buf + got, want - got, &n);
+        assert_int_equal(rc, PS_OK);
+        assert_true(n > 0);
+        got += n;
+    }
+    assert_int_equal(ps_tls_read(t, buf, 1, &n), PS_EAGAIN);
+}
+
+static void pair(fixture_t *f, ps_tls_conf_t *client_conf, ps_tls_conf_t *server_conf, const char *name,
+                 ps_tls_t **c, ps_tls_t **s)
+{
+    (void)f;
+    assert_int_equal(ps_tls_new(c, client_conf, name), PS_OK);
+    assert_int_equal(ps_tls_new(s, server_conf, NULL), PS_OK);
+}
+
+static void check_suite(ps_tls_t *t)
+{
+    const char *suite = ps_tls_ciphersuite(t);
+    assert_string_equal(ps_tls_version(t), "TLSv1.2");
+    if (strcmp(suite, "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256") != 0 &&
+        strcmp(suite, "TLS-ECDHE-ECDSA-WITH-AES-256-GCM-SHA384") != 0 &&
+        strcmp(suite, "TLS-ECDHE-ECDSA-WITH-CHACHA20-POLY1305-SHA256") != 0)
+        fail_msg("unexpected suite %s", suite);
+}
+
+static void test_roles(void **state)
+{
+    (void)state;
+    assert_int_equal(ps_role_from_name("township"), PS_ROLE_TOWNSHIP);
+    assert_int_equal(ps_role_from_name("server"), PS_ROLE_SERVER);
+    assert_int_equal(ps_role_from_name("root"), PS_ROLE_NONE);
+    assert_int_equal(ps_role_from_name(NULL), PS_ROLE_NONE);
+    assert_string_equal(ps_role_name(PS_ROLE_VIEWER), "viewer");
+    assert_string_equal(ps_role_name((ps_role_t)99), "none");
+}
+
+static void test_handshake_and_data(void **state)
+{
+    fixture_t *f = *state;
+    ps_tls_t *c, *s;
+    int rc_c, rc_s;
+    uint8_t small[64];
+    size_t n;
+
+    pair(f, f->township, f->server, SERVER_NAME, &c, &s);
+    assert_int_equal(ps_tls_write(c, (const uint8_t *)"x", 1), PS_ETLS); /* not yet */
+    ps_tls_free(c);
+    assert_int_equal(ps_tls_new(&c, f->township, SERVER_NAME), PS_OK);
+
+    run_handshake(c, s, 0, &rc_c, &rc_s);
+    assert_int_equal(rc_c, PS_OK);
+    assert_int_equal(rc_s, PS_OK);
+    assert_true(ps_tls_established(c) && ps_tls_established(s));
+
+    const ps_peer_t *sp = ps_tls_peer(s); /* the server's view of the client */
+    assert_int_equal(sp->role, PS_ROLE_TOWNSHIP);
+    assert_string_equal(sp->role_name, "township");
+    assert_string_equal(sp->orgunit, OU_TOWNSHIP);
+    assert_string_equal(sp->name, "township-a");
+    assert_string_equal(sp->serial_hex, ps_tls_conf_self(f->township)->serial_hex);
+
+    const ps_peer_t *cp = ps_tls_peer(c);
+    assert_int_equal(cp->role, PS_ROLE_SERVER);
+    assert_string_equal(cp->orgunit, OU_DISTRICT);
+    assert_string_equal(cp->name, SERVER_NAME);
+    assert_string_equal(cp->serial_hex, ps_tls_conf_self(f->server)->serial_hex);
+
+    check_suite(c);
+    check_suite(s);
+    assert_string_equal(ps_tls_ciphersuite(c), ps_tls_ciphersuite(s));
+    print_message("negotiated %s %s\n", ps_tls_version(c), ps_tls_ciphersuite(c));
+
+    /* Nothing buffered yet. */
+    assert_int_equal(ps_tls_read(s, small, sizeof(small), &n), PS_EAGAIN);
+
+    assert_int_equal(ps_tls_write(c, (const uint8_t *)"hello server", 12), PS_OK);
+    move(c, s, 0);
+    read_all(s, small, 12);
+    assert_memory_equal(small, "hello server", 12);
+
+    assert_int_equal(ps_tls_write(s, (const uint8_t *)"hello client", 12), PS_OK);
+    move(s, c, 0);
+    read_all(c, small, 12);
+    assert_memory_equal(small, "hello client", 12);
+
+    /* 100 KB spans several records both ways, fed in odd-sized pieces. */
+    size_t big = 100 * 1024;
+    uint8_t *src = malloc(big), *dst = malloc(big);
+    assert_non_null(src);
+    assert_non_null(dst);
+    assert_int_equal(ps_random(src, big), PS_OK);
+    assert_int_equal(ps_tls_write(c, src, big), PS_OK);
+    while (move(c, s, 1000)) {
+    }
+    read_all(s, dst, big);
+    assert_memory_equal(src, dst, big);
+
+    memset(dst, 0, big);
+    assert_int_equal(ps_tls_write(s, src, big), PS_OK);
+    move(s, c, 0);
+    read_all(c, dst, big);
+    assert_memory_equal(src, dst, big);
+    free(src);
+    free(dst);
+
+    ps_tls_close_notify(c);
+    move(c, s, 0);
+    assert_int_equal(ps_tls_read(s, small, sizeof(small), &n), PS_ECLOSED);
+
+    ps_tls_free(c);
+    ps_tls_free(s);
+}
+
+static void test_admin_trickle(void **state)
+{
+    fixture_t *f = *state;
+    ps_tls_t *c, *s;
+    int rc_c, rc_s;
+
+    /* Three bytes at a time: every record boundary lands mid-buffer. */
+    pair(f, f->admin, f->server, SERVER_NAME, &c, &s);
+    run_handshake(c, s, 3, &rc_c, &rc_s);
+    assert_int_equal(rc_c, PS_OK);
+    assert_int_equal(rc_s, PS_OK);
+    assert_int_equal(ps_tls_peer(s)->role, PS_ROLE_ADMIN);
+    assert_string_equal(ps_tls_peer(s)->name, "admin one");
+    assert_string_equal(ps_tls_peer(s)->orgunit, OU_DISTRICT);
+    ps_tls_free(c);
+    ps_tls_free(s);
+}
+
+static void test_other_ca_refused(void **state)
+{
+    fixture_t *f = *state;
+    ps_tls_t *c, *s;
+    int rc_c, rc_s;
+
+    pair(f, f->stranger, f->server, SERVER_NAME, &c, &s);
+    run_handshake(c, s, 0, &rc_c, &rc_s);
+    assert_int_equal(rc_s, PS_ETLS);
+    assert_int_equal(rc_c, PS_ETLS); /* the server's alert reached it */
+    assert_non_null(strstr(ps_tls_last_error(s), "peer certificate refused"));
+    assert_false(ps_tls_established(s));
+    ps_tls_free(c);
+    ps_tls_free(s);
+}
+
+static void test_server_role_refused(void **state)
+{
+    fixture_t *f = *state;
+    ps_tls_t *c, *s;
+    int rc_c, rc_s;
+
+    /* A township certificate made by `pki issue` carries clientAuth only, so
+     * mbedTLS will not even offer it as a server certificate. */
+    pair(f, f->admin, f->evil, "township-a", &c, &s);
+    run_handshake(c, s, 0, &rc_c, &rc_s);
+    assert_int_equal(rc_c, PS_ETLS);
+    assert_int_equal(rc_s, PS_ETLS);
+    assert_false(ps_tls_established(c));
+    ps_tls_free(c);
+    ps_tls_free(s);
+
+    /* This one chains to our CA, has serverAuth and the CN we ask for; only
+     * its role gives it away. */
+    pair(f, f->admin, f->forged, SERVER_NAME, &c, &s);
+    run_handshake(c, s, 0, &rc_c, &rc_s);
+    assert_int_equal(rc_c, PS_ETLS);
+    assert_int_equal(rc_s, PS_ETLS);
+    if (!strstr(ps_tls_last_error(c), "role is not server"))
+        fail_msg("client error: %s", ps_tls_last_error(c));
+    ps_tls_free(c);
+    ps_tls_free(s);
+}
+
+static void test_wrong_server_name(void **state)
+{
+    fixture_t *f = *state;
+    ps_tls_t *c, *s;
+    int rc_c, rc_s;
+
+    pair(f, f->township, f->server, "other-server", &c, &s);
+    run_handshake(c, s, 0, &rc_c, &rc_s);
+    assert_int_equal(rc_c, PS_ETLS);
+    assert_int_not_equal(rc_s, PS_OK);
+    assert_non_null(strstr(ps_tls_last_error(c), "peer certificate refused"));
+    ps_tls_free(c);
+    ps_tls_free(s);
+
+    /* A client must always say which server it expects. */
+    assert_int_equal(ps_tls_new(&c, f->township, NULL), PS_EINVAL);
+    assert_null(c);
+}
+
+static void test_resume(void **state)
+{
+    fixture_t *f = *state;
+    ps_tls_t *c, *s;
+    ps_buf_t sess;
+    int rc_c, rc_s;
+    size_t full, resumed;
+
+    ps_buf_init(&sess);
+    pair(f, f->township, f->server, SERVER_NAME, &c, &s);
+    full = run_handshake(c, s, 0, &rc_c, &rc_s);
+    assert_int_equal(rc_c, PS_OK);
+    assert_int_equal(rc_s, PS_OK);
+    assert_int_equal(ps_tls_session_save(c, &sess), PS_OK);
+    assert_true(ps_buf_size(&sess) > 0);
+    assert_int_equal(ps_tls_session_save(s, &sess), PS_EINVAL); /* client only */
+    ps_tls_free(c);
+    ps_tls_free(s);
+
+    pair(f, f->township, f->server, SERVER_NAME, &c, &s);
+    assert_int_equal(ps_tls_session_resume(c, ps_buf_head(&sess), ps_buf_size(&sess)), PS_OK);
+    resumed = run_handshake(c, s, 0, &rc_c, &rc_s);
+    assert_int_equal(rc_c, PS_OK);
+    assert_int_equal(rc_s, PS_OK);
+    /* No certificates cross the wire when the ticket is accepted. */
+    assert_true(resumed * 2 < full);
+    assert_string_equal(ps_tls_peer(s)->name, "township-a");
+    assert_int_equal(ps_tls_peer(s)->role, PS_ROLE_TOWNSHIP);
+    assert_int_equal(ps_tls_peer(c)->role, PS_ROLE_SERVER);
+    ps_tls_free(c);
+    ps_tls_free(s);
+
+    assert_int_equal(ps_tls_new(&c, f->township, SERVER_NAME), PS_OK);
+    assert_int_equal(ps_tls_session_resume(c, (const uint8_t *)"junk", 4), PS_EINVAL);
+    ps_tls_free(c);
+    ps_buf_free(&sess);
+}
+
+static void test_files(void **state)
+{
+    fixture_t *f = *state;
+    char path[256];
+    struct stat st;
+
+    path_in(path, sizeof(path), f->pki, "ca.key");
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    path_in(path, sizeof(path), f->pki, "township-a.key");
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    path_in(path, sizeof(path), f->pki, "admin one.key");
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+
+    /* 16-byte serials, positive without a padding byte. */
+    const char *serial = ps_tls_conf_self(f->township)->serial_hex;
+    assert_int_equal(strlen(serial), 32);
+    assert_true(serial[0] >= '0' && serial[0] <= '7');
+    assert_string_not_equal(serial, ps_tls_conf_self(f->admin)->serial_hex);
+    assert_int_equal(strlen(ps_tls_conf_self(f->server)->serial_hex), 32);
+}
+
+static void test_refusals(void **state)
+{
+    fixture_t *f = *state;
+    char err[256] = "";
+
+    assert_int_equal(ps_pki_issue(f->pki, PS_ROLE_TOWNSHIP, OU_TOWNSHIP, "township-a", 825, err, sizeof(err)),
+                     PS_EEXIST);
+    assert_non_null(strstr(err, "already exists"));
+    assert_int_equal(ps_pki_init_ca(f->pki, "again", err, sizeof(err)), PS_EEXIST);
+    assert_non_null(strstr(err, "already exists"));
+
+    const char *bad[] = {"a/b", "..", "x..y", "a,b", "a=b", "", "ca"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(ps_pki_issue(f->pki, PS_ROLE_VIEWER, OU_TOWNSHIP, bad[i], 825, err, sizeof(err)),
+                         PS_EINVAL);
+    assert_int_equal(ps_pki_issue(f->pki, PS_ROLE_VIEWER, "12345", "v", 825, err, sizeof(err)), PS_EINVAL);
+    assert_int_equal(ps_pki_issue(f->pki, PS_ROLE_VIEWER, "12345678901a", "v", 825, err, sizeof(err)), PS_EINVAL);
+    assert_int_equal(ps_pki_issue(f->pki, PS_ROLE_NONE, OU_TOWNSHIP, "v", 825, err, sizeof(err)), PS_EINVAL);
+    assert_int_equal(ps_pki_issue(f->pki, PS_ROLE_VIEWER, OU_TOWNSHIP, "v", 0, err, sizeof(err)), PS_EINVAL);
+
+    /* A conf whose key belongs to another certificate is refused up front. */
+    char ca[256], crt[256], key[256];
+    ps_tls_conf_t *c = NULL;
+    path_in(ca, sizeof(ca), f->pki, "ca.crt");
+    path_in(crt, sizeof(crt), f->pki, "township-a.crt");
+    path_in(key, sizeof(key), f->pki, "admin one.key");
+    assert_int_equal(ps_tls_conf_new(&c, PS_TLS_CLIENT, ca, crt, key, NULL, err, sizeof(err)), PS_ETLS);
+    assert_null(c);
+    assert_non_null(strstr(err, "does not match"));
+    path_in(key, sizeof(key), f->pki, "missing.key");
+    assert_int_equal(ps_tls_conf_new(&c, PS_TLS_CLIENT, ca, crt, key, NULL, err, sizeof(err)), PS_ETLS);
+    assert_non_null(strstr(err, "-0x"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roles),
+        cmocka_unit_test(test_handshake_and_data),
+        cmocka_unit_test(test_admin_trickle),
+        cmocka_unit_test(test_other_ca_refused),
+        cmocka_unit_test(test_server_role_refused),
+        cmocka_unit_test(test_wrong_server_name),
+        cmocka_unit_test(test_resume),
+        cmocka_unit_test(test_files),
+        cmocka_unit_test(test_refusals),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -299,24 +299,19 @@ static int pending_count(ps_cache_t *c, MDB_txn *txn, const uint8_t *id, uint64_
     return PS_OK;
 }
 
-int ps_cache_put_local(ps_cache_t *c, Popsync__Record *r)
+/* Stores one local change inside txn; *lcn is the number to use and is
+ * advanced.  r is restored before returning. */
+static int put_local_txn(ps_cache_t *c, MDB_txn *txn, Popsync__Record *r, uint64_t *lcn)
 {
-    MDB_txn *txn = NULL;
     MDB_val k, v;
     Popsync__Change ch = POPSYNC__CHANGE__INIT;
     Popsync__Rev base = POPSYNC__REV__INIT, *saved_rev = r->rev, newrev = POPSYNC__REV__INIT;
     ProtobufCBinaryData saved_by = r->changed_by;
     uint8_t lcnkey[8];
-    uint64_t lcn;
     int mrc, rc;
 
     if (r->id.len != PS_ID_LEN)
         return PS_EINVAL;
-    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
-        return db_err(mrc);
-    lcn = meta_get_u64(txn, c->meta, "next_lcn");
-    if (lcn == 0)
-        lcn = 1;
     /* The base is the revision of the version this edit started from. */
     if (saved_rev) {
         base.gen = saved_rev->gen;
@@ -334,10 +329,10 @@ int ps_cache_put_local(ps_cache_t *c, Popsync__Record *r)
     r->changed_by.data = c->m.node;
     r->changed_by.len = PS_ID_LEN;
 
-    ch.lcn = lcn;
+    ch.lcn = *lcn;
     ch.record = r;
     ch.base_rev = &base;
-    be64put(lcnkey, lcn);
+    be64put(lcnkey, *lcn);
     k.mv_size = 8;
     k.mv_data = lcnkey;
     if ((rc = seal_msg(c, &ch.base, &v)))
@@ -357,20 +352,45 @@ int ps_cache_put_local(ps_cache_t *c, Popsync__Record *r)
         rc = db_err(mrc);
         goto out;
     }
-    if ((rc = pending_add(c, txn, r->id.data, 1)) || (rc = meta_put_u64(txn, c->meta, "next_lcn", lcn + 1)) ||
-        (rc = meta_put_u64(txn, c->meta, "hlc", c->hlc.last)))
+    if ((rc = pending_add(c, txn, r->id.data, 1)))
+        goto out;
+    (*lcn)++;
+out:
+    r->rev = saved_rev;
+    r->changed_by = saved_by;
+    return rc;
+}
+
+int ps_cache_put_local_many(ps_cache_t *c, Popsync__Record *const *recs, size_t n)
+{
+    MDB_txn *txn = NULL;
+    uint64_t lcn;
+    int mrc, rc = PS_OK;
+
+    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+        return db_err(mrc);
+    lcn = meta_get_u64(txn, c->meta, "next_lcn");
+    if (lcn == 0)
+        lcn = 1;
+    for (size_t i = 0; i < n; i++)
+        if ((rc = put_local_txn(c, txn, recs[i], &lcn)))
+            goto out;
+    if ((rc = meta_put_u64(txn, c->meta, "next_lcn", lcn)) || (rc = meta_put_u64(txn, c->meta, "hlc", c->hlc.last)))
         goto out;
     mrc = mdb_txn_commit(txn);
     txn = NULL;
     rc = mrc ? db_err(mrc) : PS_OK;
     if (!rc)
-        c->m.next_lcn = lcn + 1;
+        c->m.next_lcn = lcn;
 out:
     if (txn)
         mdb_txn_abort(txn);
-    r->rev = saved_rev;
-    r->changed_by = saved_by;
     return rc;
+}
+
+int ps_cache_put_local(ps_cache_t *c, Popsync__Record *r)
+{
+    return ps_cache_put_local_many(c, &r, 1);
 }
 
 int ps_cache_get(ps_cache_t *c, const uint8_t id[PS_ID_LEN], Popsync__Record **out)

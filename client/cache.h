@@ -55,6 +55,8 @@ const ps_cache_meta_t *ps_cache_meta(const ps_cache_t *c);
  * the outbox, in one transaction.  r->rev.hlc is set to now.
  */
 int ps_cache_put_local(ps_cache_t *c, Popsync__Record *r);
+/** The same for n records in one transaction (imports, the generator). */
+int ps_cache_put_local_many(ps_cache_t *c, Popsync__Record *const *recs, size_t n);
 
 /** Reads one record; caller frees *out with ps_record_free. PS_ENOTFOUND if absent. */
 int ps_cache_get(ps_cache_t *c, const uint8_t id[PS_ID_LEN], Popsync__Record **out);

@@ -88,6 +88,7 @@ int ps_cmd_init(ps_cli_t *cli, int argc, char **argv)
 int ps_cmd_sync(ps_cli_t *cli, int argc, char **argv)
 {
     static const struct option lo[] = {{"quiet", no_argument, NULL, 'q'},
+                                       {"json", no_argument, NULL, 'j'},
                                        {"batch", required_argument, NULL, 'b'},
                                        {"timeout", required_argument, NULL, 't'},
                                        {NULL, 0, NULL, 0}};
@@ -101,6 +102,7 @@ int ps_cmd_sync(ps_cli_t *cli, int argc, char **argv)
     while ((opt = getopt_long(argc, argv, "q", lo, NULL)) != -1) {
         switch (opt) {
         case 'q': quiet = 1; break;
+        case 'j': cli->json = 1; break;
         case 'b': o.push_batch = (uint32_t)strtoul(optarg, NULL, 10); break;
         case 't': o.timeout_ms = strtoull(optarg, NULL, 10); break;
         default: return PS_EXIT_USAGE;
@@ -175,10 +177,14 @@ int ps_cmd_status(ps_cli_t *cli, int argc, char **argv)
     ps_cache_t *c = NULL;
     ps_cache_counts_t n;
     const ps_cache_meta_t *m;
+    static const struct option lo[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
     char err[512], when[64], hex[33];
-    int rc;
-    (void)argc;
-    (void)argv;
+    int rc, opt;
+    while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        if (opt != 'j')
+            return PS_EXIT_USAGE;
+        cli->json = 1;
+    }
     if ((rc = ps_cache_open(&c, cli->data_dir, err, sizeof(err)))) {
         ps_cli_err("status: %s", err);
         return PS_EXIT_FAIL;

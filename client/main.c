@@ -35,6 +35,8 @@ static void usage(FILE *f)
             "  list [--kind KIND] [--orgunit CODE] [--format table|json|csv] [--deleted]\n"
             "  sync [--quiet]          push local changes, then pull everyone else's\n"
             "  status                  pending changes, rejected changes, cursor, last sync\n"
+            "  generate --persons N [--seed S] [--orgunit CODE]\n"
+            "                          add N synthetic persons (demos, tests, benchmarks)\n"
             "  pki init-ca --dir PKI [--name NAME]\n"
             "  pki issue --dir PKI --role ROLE --orgunit CODE --name NAME [--days N]\n"
             "\n"
@@ -50,7 +52,7 @@ int main(int argc, char **argv)
         int (*fn)(ps_cli_t *, int, char **);
     } cmds[] = {{"init", ps_cmd_init},     {"sync", ps_cmd_sync}, {"status", ps_cmd_status},
                 {"add", ps_cmd_add},       {"edit", ps_cmd_edit}, {"delete", ps_cmd_delete},
-                {"show", ps_cmd_show},     {"list", ps_cmd_list}};
+                {"show", ps_cmd_show},     {"list", ps_cmd_list}, {"generate", ps_cmd_generate}};
     ps_cli_t cli = {getenv("POPSYNC_DATA"), 0};
     int i = 1;
 

@@ -153,7 +153,11 @@ static int drain_tls(ps_stream_t *s)
         if (rc == PS_EAGAIN)
             break;
         if (rc) {
+            /* Deliver what came before the close or failure first: a peer's
+             * last Error frame often arrives together with its close_notify. */
             flush(s);
+            if (ps_buf_size(&s->plain_in) > before && s->cbs->on_read)
+                s->cbs->on_read(s);
             fail(s, rc);
             return rc;
         }

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+
 static void on_connection(uv_stream_t *l, int status)
 {
     ps_server_t *srv = l->data;
@@ -62,6 +64,21 @@ int ps_listener_start(ps_server_t *srv, char *err, size_t errlen)
         (r = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection))) {
         snprintf(err, errlen, "cannot listen on %s: %s", srv->opts.listen, uv_strerror(r));
         return PS_EIO;
+    }
+    if (srv->opts.port_file) {
+        struct sockaddr_storage bound;
+        int len = sizeof(bound);
+        FILE *f;
+        char tmp[4096];
+        uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &len);
+        /* Write then rename, so a reader never sees a half-written file. */
+        snprintf(tmp, sizeof(tmp), "%s.tmp", srv->opts.port_file);
+        f = fopen(tmp, "w");
+        if (!f || fprintf(f, "%d\n", ntohs(((struct sockaddr_in *)&bound)->sin_port)) < 0 || fclose(f) != 0 ||
+            rename(tmp, srv->opts.port_file) != 0) {
+            snprintf(err, errlen, "cannot write %s", srv->opts.port_file);
+            return PS_EIO;
+        }
     }
     return PS_OK;
 }

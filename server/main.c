@@ -26,6 +26,7 @@ static void usage(FILE *f)
             "  --idle-timeout MS       idle connection deadline (default 300000)\n"
             "  --max-future MS         how far ahead a client clock may be (default 600000)\n"
             "  --log-level LEVEL       debug|info|warn|error (default info)\n"
+            "  --port-file FILE        write the bound port here (with --listen HOST:0)\n"
             "  --help                  this text\n");
 }
 
@@ -84,6 +85,7 @@ int main(int argc, char **argv)
         {"max-frame", required_argument, NULL, 'f'}, {"handshake-timeout", required_argument, NULL, 'H'},
         {"idle-timeout", required_argument, NULL, 'I'}, {"max-future", required_argument, NULL, 'F'},
         {"log-level", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
+        {"port-file", required_argument, NULL, 'P'},
         {NULL, 0, NULL, 0}};
     ps_server_t srv;
     ps_store_opts_t sopts;
@@ -113,6 +115,7 @@ int main(int argc, char **argv)
         case 'c': srv.opts.cert_file = optarg; break;
         case 'k': srv.opts.key_file = optarg; break;
         case 'r': srv.opts.crl_file = optarg; break;
+        case 'P': srv.opts.port_file = optarg; break;
         case 'm':
         case 'n':
         case 'f':

@@ -25,7 +25,8 @@
 #include "tls.h"
 
 typedef struct ps_server_opts {
-    const char *listen;          /**< "HOST:PORT" */
+    const char *listen;          /**< "HOST:PORT"; port 0 picks a free one */
+    const char *port_file;       /**< where to write the bound port (tests, scripts) */
     const char *data_dir;
     const char *ca_file, *cert_file, *key_file, *crl_file;
     size_t map_size;

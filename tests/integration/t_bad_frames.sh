@@ -1,0 +1,43 @@
+# A garbage frame closes only that connection; the server keeps serving the
+# others, including one that was open at the time.
+. "$(dirname "$0")/lib.sh"
+: "${PS_TESTCLIENT:?}"
+make_pki
+start_server
+tc() {
+    "$PS_TESTCLIENT" --server 127.0.0.1:$PORT --ca "$T/pki/ca.crt" --cert "$T/pki/town1.crt" \
+        --key "$T/pki/town1.key" "$@"
+}
+# A well-behaved connection stays open through all of the below.
+tc --hello --wait 6000 > "$T/bystander.out" &
+bystander=$!
+sleep 0.3
+
+# Garbage after Hello: a valid header whose body is not a Push.
+out=$(tc --hello --hex 0000000c0300000000000007ffffffff --wait 3000)
+echo "$out" | grep -q "error (fatal): malformed Push" || fail "garbage body: $out"
+echo "$out" | tail -1 | grep -qx closed || fail "garbage body did not close: $out"
+# Random bytes as a header: length far over the limit.
+out=$(tc --hello --hex deadbeefdeadbeefdeadbeef --wait 3000)
+echo "$out" | grep -q "larger than the limit" || fail "oversized: $out"
+echo "$out" | tail -1 | grep -qx closed || fail "oversized did not close: $out"
+# A length too short to hold a header.
+out=$(tc --hello --hex 00000003010000 --wait 3000)
+echo "$out" | tail -1 | grep -qx closed || fail "short length did not close: $out"
+# Push before Hello.
+out=$(tc --hex 0000000803000000000000 --hex 01 --wait 3000)
+echo "$out" | grep -q "before Hello" || fail "push before hello: $out"
+# Unknown type and unknown flags: an Error, and the connection stays open.
+out=$(tc --hello --hex 000000087700000000000005 --hex 000000080880000000000006 --wait 1500)
+echo "$out" | grep -q "req=5 error: unknown or unexpected message type 119" || fail "unknown type: $out"
+echo "$out" | grep -q "req=6 error: unknown frame flags" || fail "unknown flags: $out"
+echo "$out" | tail -1 | grep -qx open || fail "unknown type closed the connection: $out"
+
+wait $bystander
+tail -1 "$T/bystander.out" | grep -qx open || fail "bystander connection was disturbed: $(cat "$T/bystander.out")"
+kill -0 $SERVER_PID || fail "server died"
+client t1 town1
+ps --data "$T/t1" generate --persons 50 >/dev/null
+ps --data "$T/t1" sync --quiet || fail "normal client after bad frames"
+stop_server
+pass "bad frames close only their own connection"

@@ -28,6 +28,8 @@ int ps_cmd_delete(ps_cli_t *cli, int argc, char **argv);
 int ps_cmd_show(ps_cli_t *cli, int argc, char **argv);
 int ps_cmd_list(ps_cli_t *cli, int argc, char **argv);
 int ps_cmd_generate(ps_cli_t *cli, int argc, char **argv);
+int ps_cmd_import(ps_cli_t *cli, int argc, char **argv);
+int ps_cmd_export(ps_cli_t *cli, int argc, char **argv);
 
 /** Prints "popsync: ..." to stderr. */
 void ps_cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -65,7 +65,7 @@ static int validate_or_report(const char *cmd, const Popsync__Record *r)
     ps_verrs_t v;
     char id[PS_UUID_STR];
     memset(&v, 0, sizeof(v));
-    if (ps_validate_record(r, &v) == 0)
+    if (ps_validate_record(r, NULL, &v) == 0)
         return PS_EXIT_OK;
     ps_uuid_format(r->id.data, id);
     for (size_t i = 0; i < v.n && i < PS_VERR_MAX; i++)

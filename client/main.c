@@ -35,6 +35,9 @@ static void usage(FILE *f)
             "  list [--kind KIND] [--orgunit CODE] [--format table|json|csv] [--deleted]\n"
             "  sync [--quiet]          push local changes, then pull everyone else's\n"
             "  status                  pending changes, rejected changes, cursor, last sync\n"
+            "  import FILE --kind KIND [--format csv|json]\n"
+            "                          add records from a CSV or JSON file; bad rows are reported\n"
+            "  export --kind KIND --format csv|json [--out FILE]\n"
             "  generate --persons N [--seed S] [--orgunit CODE]\n"
             "                          add N synthetic persons (demos, tests, benchmarks)\n"
             "  pki init-ca --dir PKI [--name NAME]\n"
@@ -52,7 +55,8 @@ int main(int argc, char **argv)
         int (*fn)(ps_cli_t *, int, char **);
     } cmds[] = {{"init", ps_cmd_init},     {"sync", ps_cmd_sync}, {"status", ps_cmd_status},
                 {"add", ps_cmd_add},       {"edit", ps_cmd_edit}, {"delete", ps_cmd_delete},
-                {"show", ps_cmd_show},     {"list", ps_cmd_list}, {"generate", ps_cmd_generate}};
+                {"show", ps_cmd_show},     {"list", ps_cmd_list}, {"generate", ps_cmd_generate},
+                {"import", ps_cmd_import}, {"export", ps_cmd_export}};
     ps_cli_t cli = {getenv("POPSYNC_DATA"), 0};
     int i = 1;
 

@@ -35,8 +35,9 @@ static int body_matches_kind(const Popsync__Record *r)
     }
 }
 
-size_t ps_validate_record(const Popsync__Record *r, ps_verrs_t *v)
+size_t ps_validate_record(const Popsync__Record *r, const ps_validate_ctx_t *ctx, ps_verrs_t *v)
 {
+    (void)ctx;
     size_t before = v->n;
     if (r->id.len != PS_ID_LEN)
         ps_verrs_add(v, "id", "must be a 16-byte UUID");

@@ -1,36 +1,61 @@
 /* validate.h - record validation shared by client and server.
  *
  * Owns: the rules a record must satisfy before it enters a client's outbox
- * or the server's store, and the per-field error list they produce.  One bad
- * record never stops the rest of a batch: callers validate each record and
- * carry its errors back with it.
+ * or the server's store (docs/data-model.md lists them per field), and the
+ * per-field error list they produce.  One bad record never stops the rest
+ * of a batch: callers validate each record and carry its errors with it.
  */
 #ifndef PS_VALIDATE_H
 #define PS_VALIDATE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
+#include "orgunit.h"
 #include "records.pb-c.h"
 
 #define PS_VERR_MAX 8
 
 typedef struct ps_field_error {
     char field[32];   /**< field name as in the CLI/CSV/JSON ("birth_date") */
-    char reason[160]; /**< English reason, no personal data */
+    char reason[160]; /**< English reason; never contains the field's value */
 } ps_field_error_t;
 
 typedef struct ps_verrs {
     ps_field_error_t e[PS_VERR_MAX];
-    size_t n;         /**< errors recorded (at most PS_VERR_MAX kept) */
+    size_t n;         /**< errors found (only the first PS_VERR_MAX are kept) */
 } ps_verrs_t;
+
+/** What validation may consult besides the record itself. */
+typedef struct ps_validate_ctx {
+    /** The org-unit tree; NULL: codes are checked for format only and
+     *  subtrees follow the code prefix rule of scope.h. */
+    const ps_orgunits_t *units;
+    /** Root of the sender's subtree; NULL: no scope check (admin). */
+    const char *scope_root;
+    /** Today as YYYYMMDD (dates after it are "in the future"); 0: the clock's local date. */
+    uint32_t today;
+    /** Does a live record with this id exist in the sender's view (or in
+     *  the same batch)?  kind is the expected kind.  NULL: references are
+     *  checked for form only. */
+    int (*ref_exists)(void *arg, const uint8_t id[16], int kind);
+    void *ref_arg;
+} ps_validate_ctx_t;
 
 /** Adds an error (formatted reason). */
 void ps_verrs_add(ps_verrs_t *v, const char *field, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /**
  * Checks a record's envelope and body.  Returns the number of errors found
- * (0 = valid), appended to v.
+ * (0 = valid), appended to v.  Tombstones (deleted) are checked for their
+ * envelope only.  ctx may be NULL (format checks only).
  */
-size_t ps_validate_record(const Popsync__Record *r, ps_verrs_t *v);
+size_t ps_validate_record(const Popsync__Record *r, const ps_validate_ctx_t *ctx, ps_verrs_t *v);
+
+/** GB 11643 check: 18 characters, MOD 11-2 check digit, real birth date.
+ *  Returns NULL when valid, else a static reason. */
+const char *ps_validate_id_number(const char *idn);
+/** YYYY-MM-DD that exists; returns NULL when valid, else a static reason. */
+const char *ps_validate_date(const char *s);
 
 #endif

@@ -317,7 +317,7 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
     }
     if (!r) {
         ps_verrs_add(verrs, "record", "missing");
-    } else if (ps_validate_record(r, verrs) == 0 && !may_write(&job->peer, r->orgunit)) {
+    } else if (ps_validate_record(r, NULL, verrs) == 0 && !may_write(&job->peer, r->orgunit)) {
         ps_verrs_add(verrs, "orgunit", "outside the sender's scope (%s)", job->peer.orgunit);
     }
     if (verrs->n > 0)

@@ -647,6 +647,47 @@ out:
     return rc;
 }
 
+int ps_cache_get_orgunits(ps_cache_t *c, uint8_t **csv, size_t *len, uint8_t digest[32])
+{
+    MDB_txn *txn = NULL;
+    MDB_val k = {12, "orgunits_csv"}, v, dk = {15, "orgunits_digest"}, dv;
+    int mrc, rc = PS_OK;
+    *csv = NULL;
+    *len = 0;
+    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
+        return db_err(mrc);
+    if (mdb_get(txn, c->meta, &k, &v) != 0 || mdb_get(txn, c->meta, &dk, &dv) != 0 || dv.mv_size != 32) {
+        rc = PS_ENOTFOUND;
+        goto out;
+    }
+    *csv = malloc(v.mv_size ? v.mv_size : 1);
+    if (!*csv) {
+        rc = PS_ENOMEM;
+        goto out;
+    }
+    memcpy(*csv, v.mv_data, v.mv_size);
+    *len = v.mv_size;
+    memcpy(digest, dv.mv_data, 32);
+out:
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int ps_cache_set_orgunits(ps_cache_t *c, const uint8_t *csv, size_t len, const uint8_t digest[32])
+{
+    MDB_txn *txn = NULL;
+    int mrc, rc;
+    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+        return db_err(mrc);
+    if ((rc = meta_put(txn, c->meta, "orgunits_csv", csv, len)) ||
+        (rc = meta_put(txn, c->meta, "orgunits_digest", digest, 32))) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    mrc = mdb_txn_commit(txn);
+    return mrc ? db_err(mrc) : PS_OK;
+}
+
 int ps_cache_set_last_sync(ps_cache_t *c, uint64_t ms)
 {
     MDB_txn *txn = NULL;

@@ -81,6 +81,15 @@ int ps_cache_outbox_ack(ps_cache_t *c, const Popsync__Push *sent, const Popsync_
 /** Applies a pulled batch and moves the cursor to batch->cursor, in one transaction. */
 int ps_cache_apply_pull(ps_cache_t *c, const Popsync__PullBatch *batch);
 
+/**
+ * The org-unit file this cache holds (the server's, from the last sync, or
+ * the one given at init): *csv is malloc'd (caller frees), digest 32 bytes.
+ * PS_ENOTFOUND when the cache has none.
+ */
+int ps_cache_get_orgunits(ps_cache_t *c, uint8_t **csv, size_t *len, uint8_t digest[32]);
+/** Replaces the cache's org-unit file. */
+int ps_cache_set_orgunits(ps_cache_t *c, const uint8_t *csv, size_t len, const uint8_t digest[32]);
+
 /** Records a completed sync. */
 int ps_cache_set_last_sync(ps_cache_t *c, uint64_t ms);
 

@@ -11,6 +11,7 @@
 #include "record_fmt.h"
 #include "scope.h"
 #include "validate.h"
+#include "vctx.h"
 
 #include <csv.h>
 #include <jansson.h>
@@ -60,12 +61,17 @@ static int apply_edits(const char *cmd, Popsync__Record *r, char **sets, size_t 
     return PS_EXIT_OK;
 }
 
-static int validate_or_report(const char *cmd, const Popsync__Record *r)
+static int validate_or_report(const char *cmd, ps_cache_t *c, const Popsync__Record *r)
 {
+    ps_client_vctx_t vc;
     ps_verrs_t v;
     char id[PS_UUID_STR];
+    size_t n;
     memset(&v, 0, sizeof(v));
-    if (ps_validate_record(r, NULL, &v) == 0)
+    ps_client_vctx_init(&vc, c);
+    n = ps_validate_record(r, &vc.ctx, &v);
+    ps_client_vctx_free(&vc);
+    if (n == 0)
         return PS_EXIT_OK;
     ps_uuid_format(r->id.data, id);
     for (size_t i = 0; i < v.n && i < PS_VERR_MAX; i++)
@@ -138,7 +144,7 @@ int ps_cmd_add(ps_cli_t *cli, int argc, char **argv)
     }
     if ((rc = apply_edits("add", r, sets, nsets, json)))
         goto out;
-    if ((rc = validate_or_report("add", r)))
+    if ((rc = validate_or_report("add", c, r)))
         goto out;
     if (ps_cache_put_local(c, r) != PS_OK) {
         ps_cli_err("add: cannot store the record");
@@ -200,7 +206,7 @@ int ps_cmd_edit(ps_cli_t *cli, int argc, char **argv)
         rc = PS_EXIT_NOTFOUND;
         goto out;
     }
-    if ((rc = apply_edits("edit", r, sets, nsets, json)) || (rc = validate_or_report("edit", r)))
+    if ((rc = apply_edits("edit", r, sets, nsets, json)) || (rc = validate_or_report("edit", c, r)))
         goto out;
     if (ps_cache_put_local(c, r) != PS_OK) {
         ps_cli_err("edit: cannot store the record");

@@ -3,6 +3,7 @@
 #include "cache.h"
 #include "err.h"
 #include "ids.h"
+#include "orgunit.h"
 #include "sync.h"
 #include "tls.h"
 
@@ -31,10 +32,11 @@ int ps_cmd_init(ps_cli_t *cli, int argc, char **argv)
                                        {"cert", required_argument, NULL, 'c'},
                                        {"key", required_argument, NULL, 'k'},
                                        {"server-name", required_argument, NULL, 'n'},
+                                       {"orgunits", required_argument, NULL, 'o'},
                                        {NULL, 0, NULL, 0}};
     ps_cache_meta_t m;
     ps_tls_conf_t *conf = NULL;
-    const char *server = NULL, *ca = NULL, *cert = NULL, *key = NULL, *sname = "popsyncd";
+    const char *server = NULL, *ca = NULL, *cert = NULL, *key = NULL, *sname = "popsyncd", *units = NULL;
     char err[512];
     int opt, rc;
 
@@ -45,6 +47,7 @@ int ps_cmd_init(ps_cli_t *cli, int argc, char **argv)
         case 'c': cert = optarg; break;
         case 'k': key = optarg; break;
         case 'n': sname = optarg; break;
+        case 'o': units = optarg; break;
         default: return PS_EXIT_USAGE;
         }
     }
@@ -71,10 +74,38 @@ int ps_cmd_init(ps_cli_t *cli, int argc, char **argv)
         ps_cli_err("init: no randomness available");
         return PS_EXIT_FAIL;
     }
+    if (units) {
+        /* Check the file before making the cache, so a bad file leaves nothing behind. */
+        ps_orgunits_t *t = NULL;
+        if (ps_orgunits_load(units, &t, err, sizeof(err)) != PS_OK) {
+            ps_cli_err("init: org units %s: %s", units, err);
+            return PS_EXIT_FAIL;
+        }
+        ps_orgunits_free(t);
+    }
     rc = ps_cache_create(cli->data_dir, &m, err, sizeof(err));
     if (rc) {
         ps_cli_err("init: %s", err);
         return PS_EXIT_FAIL;
+    }
+    if (units) {
+        ps_cache_t *c = NULL;
+        ps_orgunits_t *t = NULL;
+        size_t len;
+        const uint8_t *bytes;
+        rc = ps_orgunits_load(units, &t, err, sizeof(err));
+        if (rc == PS_OK)
+            rc = ps_cache_open(&c, cli->data_dir, err, sizeof(err));
+        if (rc == PS_OK) {
+            bytes = ps_orgunits_bytes(t, &len);
+            rc = ps_cache_set_orgunits(c, bytes, len, ps_orgunits_digest(t));
+        }
+        ps_cache_close(c);
+        ps_orgunits_free(t);
+        if (rc) {
+            ps_cli_err("init: storing org units: %s", ps_strerror(rc));
+            return PS_EXIT_FAIL;
+        }
     }
     {
         char hex[33];

@@ -35,6 +35,7 @@ static void usage(FILE *f)
             "  list [--kind KIND] [--orgunit CODE] [--format table|json|csv] [--deleted]\n"
             "  sync [--quiet]          push local changes, then pull everyone else's\n"
             "  status                  pending changes, rejected changes, cursor, last sync\n"
+            "  stats [--json]          records held, per township and kind\n"
             "  import FILE --kind KIND [--format csv|json]\n"
             "                          add records from a CSV or JSON file; bad rows are reported\n"
             "  export --kind KIND --format csv|json [--out FILE]\n"
@@ -56,7 +57,8 @@ int main(int argc, char **argv)
     } cmds[] = {{"init", ps_cmd_init},     {"sync", ps_cmd_sync}, {"status", ps_cmd_status},
                 {"add", ps_cmd_add},       {"edit", ps_cmd_edit}, {"delete", ps_cmd_delete},
                 {"show", ps_cmd_show},     {"list", ps_cmd_list}, {"generate", ps_cmd_generate},
-                {"import", ps_cmd_import}, {"export", ps_cmd_export}};
+                {"import", ps_cmd_import}, {"export", ps_cmd_export},
+                {"stats", ps_cmd_stats}};
     ps_cli_t cli = {getenv("POPSYNC_DATA"), 0};
     int i = 1;
 

@@ -1,5 +1,6 @@
 /* sync.c - one sync session of the client against popsyncd. */
 #include "sync.h"
+#include "crypto.h"
 #include "err.h"
 #include "frame.h"
 #include "log.h"
@@ -18,6 +19,7 @@
 typedef enum {
     ST_CONNECTING = 0,
     ST_HELLO,     /* Hello sent, waiting for Welcome */
+    ST_ORGUNITS,  /* OrgUnitsRequest sent, waiting for OrgUnits */
     ST_PUSHING,   /* Push sent, waiting for PushResult */
     ST_PULLING,   /* Pull sent, waiting for PullBatch */
     ST_DONE
@@ -123,6 +125,38 @@ static void on_welcome(session_t *s, Popsync__Welcome *w)
     }
     if (ps_cache_counts(s->cache, &n) == PS_OK)
         s->outbox_total = n.outbox;
+    if (w->orgunits_digest.len == 32) {
+        uint8_t *csv = NULL, have[32];
+        size_t len;
+        int same = ps_cache_get_orgunits(s->cache, &csv, &len, have) == PS_OK &&
+                   memcmp(have, w->orgunits_digest.data, 32) == 0;
+        free(csv);
+        if (!same) {
+            /* The server's tree is authoritative: fetch it before pushing,
+             * so local validation agrees with the server's from now on. */
+            Popsync__OrgUnitsRequest req = POPSYNC__ORG_UNITS_REQUEST__INIT;
+            s->state = ST_ORGUNITS;
+            if (send_msg(s, PS_MSG_ORGUNITS_REQUEST, &req.base))
+                sess_fail(s, PS_EIO, "cannot send OrgUnitsRequest");
+            return;
+        }
+    }
+    next_push(s);
+}
+
+static void on_orgunits(session_t *s, Popsync__OrgUnits *o)
+{
+    uint8_t digest[32];
+    int rc;
+    if (o->digest.len != 32 || ps_sha256(o->csv.data, o->csv.len, digest) != PS_OK ||
+        memcmp(digest, o->digest.data, 32) != 0) {
+        sess_fail(s, PS_EPROTO, "org-unit file from server does not match its digest");
+        return;
+    }
+    if ((rc = ps_cache_set_orgunits(s->cache, o->csv.data, o->csv.len, digest))) {
+        sess_fail(s, rc, "storing the org-unit file: %s", ps_strerror(rc));
+        return;
+    }
     next_push(s);
 }
 
@@ -191,6 +225,8 @@ static void handle_frame(session_t *s, const ps_frame_t *f)
         sess_fail(s, PS_EPROTO, "server answered request %u, expected %u", f->request_id, s->waiting_req);
     } else if (s->state == ST_HELLO && f->type == PS_MSG_WELCOME) {
         on_welcome(s, (Popsync__Welcome *)m);
+    } else if (s->state == ST_ORGUNITS && f->type == PS_MSG_ORGUNITS) {
+        on_orgunits(s, (Popsync__OrgUnits *)m);
     } else if (s->state == ST_PUSHING && f->type == PS_MSG_PUSH_RESULT) {
         on_push_result(s, (Popsync__PushResult *)m);
     } else if (s->state == ST_PULLING && f->type == PS_MSG_PULL_BATCH) {

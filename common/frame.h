@@ -32,7 +32,9 @@ enum ps_msg_type {
     PS_MSG_ERROR = 7,
     PS_MSG_PING = 8,
     PS_MSG_PONG = 9,
-    PS_MSG_MAX_KNOWN = 9
+    PS_MSG_ORGUNITS_REQUEST = 10,
+    PS_MSG_ORGUNITS = 11,
+    PS_MSG_MAX_KNOWN = 11
 };
 
 /** A decoded frame; body borrows from the input buffer. */

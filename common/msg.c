@@ -20,6 +20,8 @@ const ProtobufCMessageDescriptor *ps_msg_descriptor(uint8_t type)
     case PS_MSG_ERROR: return &popsync__error__descriptor;
     case PS_MSG_PING: return &popsync__ping__descriptor;
     case PS_MSG_PONG: return &popsync__ping__descriptor;
+    case PS_MSG_ORGUNITS_REQUEST: return &popsync__org_units_request__descriptor;
+    case PS_MSG_ORGUNITS: return &popsync__org_units__descriptor;
     default: return NULL;
     }
 }

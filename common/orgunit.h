@@ -18,6 +18,10 @@
 
 typedef struct ps_orgunits ps_orgunits_t;
 
+#define PS_ORGUNIT_MAX_DEPTH 8     /**< deepest level a file may have (root = 0) */
+#define PS_ORGUNIT_NAME_MAX 64     /**< bytes of UTF-8 in a unit's name */
+#define PS_ORGUNIT_FILE_MAX (16u << 20) /**< largest file ps_orgunits_load reads */
+
 typedef struct ps_orgunit {
     char code[13];     /**< 12 digits */
     char parent[13];   /**< "" for the root */
@@ -43,6 +47,10 @@ const ps_orgunit_t *ps_orgunits_find(const ps_orgunits_t *t, const char *code);
 /** Number of units and the i-th one (file order). */
 size_t ps_orgunits_count(const ps_orgunits_t *t);
 const ps_orgunit_t *ps_orgunits_at(const ps_orgunits_t *t, size_t i);
+/** The root unit (depth 0); never NULL for a loaded tree. */
+const ps_orgunit_t *ps_orgunits_root(const ps_orgunits_t *t);
+/** True when kind is one of the six kind names above. */
+int ps_orgunit_kind_valid(const char *kind);
 /** True when unit is root or a descendant of root (both must exist). */
 int ps_orgunits_within(const ps_orgunits_t *t, const char *unit, const char *root);
 /** The depth-1 ancestor (township level) of unit, or NULL (root/unknown). */

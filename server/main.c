@@ -19,6 +19,7 @@ static void usage(FILE *f)
             "\n"
             "options:\n"
             "  --crl FILE              certificate revocation list (PEM)\n"
+            "  --orgunits FILE         org-unit tree (CSV code,parent,name,kind); sent to clients\n"
             "  --map-size MB           LMDB map size in MiB (default 8192)\n"
             "  --max-conns N           open connections at most (default 4096)\n"
             "  --max-frame BYTES       largest frame body accepted (default 16777216)\n"
@@ -85,7 +86,7 @@ int main(int argc, char **argv)
         {"max-frame", required_argument, NULL, 'f'}, {"handshake-timeout", required_argument, NULL, 'H'},
         {"idle-timeout", required_argument, NULL, 'I'}, {"max-future", required_argument, NULL, 'F'},
         {"log-level", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
-        {"port-file", required_argument, NULL, 'P'},
+        {"port-file", required_argument, NULL, 'P'}, {"orgunits", required_argument, NULL, 'O'},
         {NULL, 0, NULL, 0}};
     ps_server_t srv;
     ps_store_opts_t sopts;
@@ -116,6 +117,7 @@ int main(int argc, char **argv)
         case 'k': srv.opts.key_file = optarg; break;
         case 'r': srv.opts.crl_file = optarg; break;
         case 'P': srv.opts.port_file = optarg; break;
+        case 'O': srv.opts.orgunits_file = optarg; break;
         case 'm':
         case 'n':
         case 'f':
@@ -159,12 +161,24 @@ int main(int argc, char **argv)
         PS_ERROR("main", "TLS setup: %s", err);
         return 1;
     }
+    if (srv.opts.orgunits_file) {
+        rc = ps_orgunits_load(srv.opts.orgunits_file, &srv.units, err, sizeof(err));
+        if (rc) {
+            PS_ERROR("main", "org units %s: %s", srv.opts.orgunits_file, err);
+            ps_tls_conf_free(srv.tls);
+            return 1;
+        }
+        PS_INFO("main", "org units: %zu from %s", ps_orgunits_count(srv.units), srv.opts.orgunits_file);
+    }
+    memset(&sopts, 0, sizeof(sopts));
+    sopts.units = srv.units;
     sopts.map_size = srv.opts.map_size;
     sopts.max_future_ms = srv.opts.max_future_ms;
     rc = ps_store_open(&srv.store, srv.opts.data_dir, &sopts, err, sizeof(err));
     if (rc) {
         PS_ERROR("main", "%s", err);
         ps_tls_conf_free(srv.tls);
+        ps_orgunits_free(srv.units);
         return 1;
     }
     uv_loop_init(&loop);
@@ -189,5 +203,6 @@ out:
     uv_loop_close(&loop);
     ps_store_close(srv.store);
     ps_tls_conf_free(srv.tls);
+    ps_orgunits_free(srv.units);
     return rc ? 1 : 0;
 }

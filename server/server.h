@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "frame.h"
+#include "orgunit.h"
 #include "stream.h"
 #include "store.h"
 #include "tls.h"
@@ -29,6 +30,7 @@ typedef struct ps_server_opts {
     const char *port_file;       /**< where to write the bound port (tests, scripts) */
     const char *data_dir;
     const char *ca_file, *cert_file, *key_file, *crl_file;
+    const char *orgunits_file;   /**< the authoritative org-unit CSV (optional) */
     size_t map_size;
     uint32_t max_conns;          /**< open connections at most */
     uint32_t max_frame;          /**< largest frame body accepted */
@@ -54,6 +56,7 @@ typedef struct ps_server {
     uv_tcp_t listener;
     ps_tls_conf_t *tls;
     ps_store_t *store;
+    ps_orgunits_t *units;        /**< loaded from opts.orgunits_file, or NULL */
     ps_server_opts_t opts;
     /* group commit: pushes waiting for the next transaction */
     ps_push_job_t *queue_head, *queue_tail;

@@ -16,6 +16,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* Every value in `records` starts with a fixed header so that pulls,
+ * scope checks and reference checks never unpack a record:
+ *   seq(8, BE) | kind(1) | flags(1: bit 0 deleted) | orgunit(12) | packed Record */
+#define REC_HDR 22
+#define REC_DELETED 0x01
+
 struct ps_store {
     MDB_env *env;
     MDB_dbi records, feed, nodes, rejects, meta;
@@ -169,6 +175,15 @@ static int may_read(const ps_peer_t *peer, const char *unit)
     }
 }
 
+/* may_read on a stored record's header. */
+static int may_read_hdr(const ps_peer_t *peer, const void *hdr)
+{
+    char unit[13];
+    memcpy(unit, (const uint8_t *)hdr + 10, 12);
+    unit[12] = '\0';
+    return may_read(peer, unit);
+}
+
 /* Per-transaction state of one node's marks, so a batch with many changes
  * from one node reads and writes its record once. */
 typedef struct node_mark {
@@ -290,6 +305,32 @@ static int replay_result(apply_ctx_t *c, const uint8_t *node, uint64_t lcn, ps_b
     return ps_buf_append(packed_reject, v.mv_data, v.mv_size);
 }
 
+/* What a reference check may see: the store as of this transaction (which
+ * includes changes applied earlier in it) and the rest of the same Push. */
+typedef struct ref_ctx {
+    apply_ctx_t *c;
+    ps_push_job_t *job;
+    const ps_peer_t *peer;
+} ref_ctx_t;
+
+static int ref_exists(void *arg, const uint8_t id[PS_ID_LEN], int kind)
+{
+    ref_ctx_t *rc = arg;
+    MDB_val k = {PS_ID_LEN, (void *)id}, v;
+    if (mdb_get(rc->c->txn, rc->c->st->records, &k, &v) == 0 && v.mv_size >= REC_HDR) {
+        const uint8_t *h = v.mv_data;
+        if (!(h[9] & REC_DELETED) && (kind == 0 || h[8] == kind) && may_read_hdr(rc->peer, h))
+            return 1;
+    }
+    for (size_t i = 0; rc->job->push && i < rc->job->push->n_changes; i++) {
+        const Popsync__Record *r = rc->job->push->changes[i]->record;
+        if (r && r->id.len == PS_ID_LEN && memcmp(r->id.data, id, PS_ID_LEN) == 0 && !r->deleted &&
+            (kind == 0 || (int)r->kind == kind))
+            return 1;
+    }
+    return 0;
+}
+
 /* Applies one change.  Fills res (status, seq, rev) and returns PS_OK for
  * accepted, duplicate and rejected alike: only a database failure is an
  * error, and it aborts the whole transaction. */
@@ -317,8 +358,15 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
     }
     if (!r) {
         ps_verrs_add(verrs, "record", "missing");
-    } else if (ps_validate_record(r, NULL, verrs) == 0 && !may_write(&job->peer, r->orgunit)) {
-        ps_verrs_add(verrs, "orgunit", "outside the sender's scope (%s)", job->peer.orgunit);
+    } else {
+        ps_validate_ctx_t vctx;
+        ref_ctx_t rctx = {c, job, &job->peer};
+        memset(&vctx, 0, sizeof(vctx));
+        vctx.units = c->st->opts.units;
+        vctx.scope_root = job->peer.role == PS_ROLE_ADMIN ? NULL : job->peer.orgunit;
+        vctx.ref_exists = ref_exists;
+        vctx.ref_arg = &rctx;
+        ps_validate_record(r, &vctx, verrs);
     }
     if (verrs->n > 0)
         return PS_OK; /* caller records the rejection */
@@ -326,12 +374,12 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
     k.mv_size = PS_ID_LEN;
     k.mv_data = r->id.data;
     mrc = mdb_get(c->txn, c->st->records, &k, &v);
-    if (mrc == 0 && v.mv_size >= 8) {
+    if (mrc == 0 && v.mv_size >= REC_HDR) {
         Popsync__Record *old = NULL;
         exists = 1;
         old_seq = be64get(v.mv_data);
-        rc = ps_msg_unpack_desc(&popsync__record__descriptor, (uint8_t *)v.mv_data + 8, v.mv_size - 8,
-                                (ProtobufCMessage **)&old);
+        rc = ps_msg_unpack_desc(&popsync__record__descriptor, (uint8_t *)v.mv_data + REC_HDR,
+                                v.mv_size - REC_HDR, (ProtobufCMessage **)&old);
         if (rc == PS_OK) {
             if (old->rev)
                 old_gen = old->rev->gen;
@@ -378,16 +426,20 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
         r->changed_by.len = PS_ID_LEN;
         n = protobuf_c_message_get_packed_size(&r->base);
         ps_buf_reset(&c->scratch);
-        rc = ps_buf_reserve(&c->scratch, 8 + n);
+        rc = ps_buf_reserve(&c->scratch, REC_HDR + n);
         if (rc == PS_OK) {
-            be64put(ps_buf_tail(&c->scratch), c->seq);
-            protobuf_c_message_pack(&r->base, ps_buf_tail(&c->scratch) + 8);
+            uint8_t *h = ps_buf_tail(&c->scratch);
+            be64put(h, c->seq);
+            h[8] = (uint8_t)r->kind;
+            h[9] = r->deleted ? REC_DELETED : 0;
+            memcpy(h + 10, r->orgunit, 12);
+            protobuf_c_message_pack(&r->base, h + REC_HDR);
         }
         r->rev = orig_rev;
         r->changed_by = orig_by;
         if (rc)
             return rc;
-        v.mv_size = 8 + n;
+        v.mv_size = REC_HDR + n;
         v.mv_data = ps_buf_tail(&c->scratch);
     }
     if ((mrc = mdb_put(c->txn, c->st->records, &k, &v, 0)))
@@ -574,7 +626,6 @@ int ps_store_pull(ps_store_t *st, const ps_peer_t *peer, uint64_t cursor, uint32
     uint64_t head, last = cursor;
     size_t start, count = 0, bytes = 0;
     int mrc, rc = PS_OK, more = 0;
-    Popsync__Record *rec = NULL;
 
     head = ps_store_head(st);
     start = ps_buf_size(out);
@@ -606,23 +657,16 @@ int ps_store_pull(ps_store_t *st, const ps_peer_t *peer, uint64_t cursor, uint32
             rc = db_err(mrc);
             goto out;
         }
-        packed = (const uint8_t *)rv.mv_data + 8;
-        plen = rv.mv_size - 8;
-        if (peer->role != PS_ROLE_ADMIN) {
-            /* Scope: unpack only the envelope's unit.  Cheap relative to the
-             * network, and correct before the per-township feed exists. */
-            if ((rc = ps_msg_unpack_desc(&popsync__record__descriptor, packed, plen,
-                                         (ProtobufCMessage **)&rec)))
-                goto out;
-            if (!may_read(peer, rec->orgunit)) {
-                ps_msg_free(&rec->base);
-                rec = NULL;
-                last = seq;
-                mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-                continue;
-            }
-            ps_msg_free(&rec->base);
-            rec = NULL;
+        if (rv.mv_size < REC_HDR) {
+            rc = PS_EDB;
+            goto out;
+        }
+        packed = (const uint8_t *)rv.mv_data + REC_HDR;
+        plen = rv.mv_size - REC_HDR;
+        if (!may_read_hdr(peer, rv.mv_data)) {
+            last = seq;
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            continue;
         }
         if ((rc = ps_msg_feed_entry_append(out, seq, packed, plen)))
             goto out;
@@ -642,8 +686,6 @@ int ps_store_pull(ps_store_t *st, const ps_peer_t *peer, uint64_t cursor, uint32
     ps_frame_encode_header(out->data + out->off + start, PS_MSG_PULL_BATCH, 0, request_id,
                            ps_buf_size(out) - start - PS_FRAME_HDR);
 out:
-    if (rec)
-        ps_msg_free(&rec->base);
     if (cur)
         mdb_cursor_close(cur);
     if (txn)
@@ -697,14 +739,9 @@ int ps_store_count(ps_store_t *st, uint64_t *live, uint64_t *total)
         (mrc = mdb_cursor_open(txn, st->records, &cur)))
         goto out;
     while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
-        Popsync__Record *r = NULL;
         (*total)++;
-        if (ps_msg_unpack_desc(&popsync__record__descriptor, (uint8_t *)v.mv_data + 8, v.mv_size - 8,
-                               (ProtobufCMessage **)&r) == PS_OK) {
-            if (!r->deleted)
-                (*live)++;
-            ps_msg_free(&r->base);
-        }
+        if (v.mv_size >= REC_HDR && !(((const uint8_t *)v.mv_data)[9] & REC_DELETED))
+            (*live)++;
     }
     mrc = mrc == MDB_NOTFOUND ? 0 : mrc;
 out:

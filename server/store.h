@@ -2,7 +2,7 @@
  *
  * Owns: the LMDB environment and its named databases (docs/architecture.md,
  * "Store"):
- *   records  id(16)            -> seq(8, BE) | packed Record
+ *   records  id(16)            -> seq(8, BE) | kind(1) | flags(1) | orgunit(12) | packed Record
  *   feed     seq(8, BE)        -> id(16)          one entry per record: its latest change
  *   nodes    node(16)          -> hw(8) | last_seen_ms(8) | cursor(8)   (all BE)
  *   rejects  node(16)|lcn(8)   -> packed ChangeResult of a rejected change
@@ -23,6 +23,7 @@
 
 #include "buf.h"
 #include "ids.h"
+#include "orgunit.h"
 #include "tls.h"
 
 #include "wire.pb-c.h"
@@ -32,6 +33,7 @@ typedef struct ps_store ps_store_t;
 typedef struct ps_store_opts {
     size_t map_size;         /**< LMDB map size in bytes */
     uint64_t max_future_ms;  /**< how far ahead of our clock an HLC may be */
+    const ps_orgunits_t *units; /**< org-unit tree for validation (may be NULL) */
 } ps_store_opts_t;
 
 /**

@@ -58,6 +58,10 @@ static void send_welcome(read_job_t *j)
     w.max_batch = srv->opts.max_push_changes;
     w.features = 0;
     w.node_high_water = j->hw;
+    if (srv->units) {
+        w.orgunits_digest.data = (uint8_t *)ps_orgunits_digest(srv->units);
+        w.orgunits_digest.len = 32;
+    }
     ps_buf_init(&b);
     if (ps_msg_pack_frame(&b, PS_MSG_WELCOME, j->request_id, &w.base) == PS_OK)
         ps_conn_send(c, &b);
@@ -189,6 +193,26 @@ static int on_push(ps_conn_t *c, const ps_frame_t *f, Popsync__Push *p)
     return PS_OK;
 }
 
+static int on_orgunits(ps_conn_t *c, const ps_frame_t *f)
+{
+    Popsync__OrgUnits o = POPSYNC__ORG_UNITS__INIT;
+    ps_buf_t b;
+    int rc;
+    if (!c->srv->units) {
+        ps_conn_error(c, f->request_id, PS_ENOTFOUND, 0, "this server has no org-unit file");
+        return PS_ENOTFOUND;
+    }
+    o.csv.data = (uint8_t *)ps_orgunits_bytes(c->srv->units, &o.csv.len);
+    o.digest.data = (uint8_t *)ps_orgunits_digest(c->srv->units);
+    o.digest.len = 32;
+    ps_buf_init(&b);
+    rc = ps_msg_pack_frame(&b, PS_MSG_ORGUNITS, f->request_id, &o.base);
+    if (rc == PS_OK)
+        rc = ps_conn_send(c, &b);
+    ps_buf_free(&b);
+    return rc;
+}
+
 static int on_ping(ps_conn_t *c, const ps_frame_t *f, Popsync__Ping *p)
 {
     Popsync__Ping pong = POPSYNC__PING__INIT;
@@ -221,6 +245,7 @@ int ps_sync_dispatch(ps_conn_t *c, const ps_frame_t *f)
     case PS_MSG_PUSH:
     case PS_MSG_PULL:
     case PS_MSG_PING:
+    case PS_MSG_ORGUNITS_REQUEST:
         break;
     default:
         ps_conn_error(c, f->request_id, PS_EPROTO, 0, "unknown or unexpected message type %u", f->type);
@@ -240,6 +265,7 @@ int ps_sync_dispatch(ps_conn_t *c, const ps_frame_t *f)
     case PS_MSG_HELLO: rc = on_hello(c, f, (Popsync__Hello *)m); break;
     case PS_MSG_PULL: rc = on_pull(c, f, (Popsync__Pull *)m); break;
     case PS_MSG_PING: rc = on_ping(c, f, (Popsync__Ping *)m); break;
+    case PS_MSG_ORGUNITS_REQUEST: rc = on_orgunits(c, f); break;
     case PS_MSG_PUSH:
         rc = on_push(c, f, (Popsync__Push *)m);
         if (rc == PS_OK)

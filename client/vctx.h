@@ -1,0 +1,33 @@
+/* vctx.h - the validation context of a client cache.
+ *
+ * Owns: building a ps_validate_ctx_t for records entered on this device:
+ * the org-unit tree the cache holds, the certificate's scope (none for an
+ * admin), and reference checks against the local cache plus ids accepted
+ * earlier in the same batch (an import or a generator run).
+ */
+#ifndef PS_VCTX_H
+#define PS_VCTX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache.h"
+#include "validate.h"
+
+typedef struct ps_client_vctx {
+    ps_validate_ctx_t ctx;   /**< pass &ctx to ps_validate_record */
+    ps_cache_t *cache;       /**< borrowed */
+    ps_orgunits_t *units;    /**< owned; NULL when the cache has no tree */
+    /* ids accepted in this batch, with their kinds: a sorted-on-demand array */
+    uint8_t (*batch_ids)[17];
+    size_t nbatch, capbatch;
+    int sorted;
+} ps_client_vctx_t;
+
+/** Builds the context for cache c (which must outlive it). */
+int ps_client_vctx_init(ps_client_vctx_t *v, ps_cache_t *c);
+void ps_client_vctx_free(ps_client_vctx_t *v);
+/** Remembers a record accepted in the current batch, so later ones may refer to it. */
+int ps_client_vctx_note(ps_client_vctx_t *v, const uint8_t id[16], int kind);
+
+#endif

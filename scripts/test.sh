@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, builds, and runs every test
+# with ctest, then again built with AddressSanitizer + UndefinedBehaviorSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+jobs=$(nproc)
+
+echo "=== build and test (RelWithDebInfo)"
+scripts/build.sh
+(cd build && ctest --output-on-failure -j"$jobs")
+
+echo "=== build and test (ASan + UBSan)"
+scripts/build.sh --asan
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+(cd build-asan && ctest --output-on-failure -j"$jobs")
+echo "=== all tests passed, normal and under ASan+UBSan"

@@ -1,11 +1,25 @@
-/* validate.c - record validation shared by client and server. */
+/* validate.c - record validation shared by client and server.
+ *
+ * Owns: every rule a record must satisfy (envelope, then the body of its
+ * kind), the national ID number and date checks, and the tables of benefit
+ * schemes and service kinds with their Chinese and English labels.  One
+ * record's checks never stop early: every field is checked and every error
+ * collected, so a clerk fixes a row in one pass.  Reasons never quote the
+ * value, because values are personal data and errors end up in logs.
+ */
 #include "validate.h"
 #include "ids.h"
+#include "record_fmt.h"
 #include "scope.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+
+#define MIN_YEAR 1890
+#define AMOUNT_MAX_FEN 100000000 /* 1,000,000 yuan: far above any single payment */
+#define BIRTH_ORDER_MAX 20
 
 void ps_verrs_add(ps_verrs_t *v, const char *field, const char *fmt, ...)
 {
@@ -22,28 +36,558 @@ void ps_verrs_add(ps_verrs_t *v, const char *field, const char *fmt, ...)
     va_end(ap);
 }
 
+/* ---- labels -------------------------------------------------------------- */
+
+typedef struct label {
+    const char *code, *zh, *en;
+} label_t;
+
+static const label_t schemes[] = {
+    {"rural_reward", "农村部分计划生育家庭奖励扶助", "Rural family planning reward support"},
+    {"special_support", "计划生育特别扶助", "Family planning special support"},
+    {"only_child_reward", "独生子女父母奖励", "Only-child parents' reward"},
+    {"first_birth_subsidy", "一孩生育补贴", "First-birth subsidy"},
+};
+
+static const label_t services[] = {
+    {"prepregnancy_check", "免费孕前优生健康检查", "Free pre-pregnancy health check"},
+    {"reproductive_check", "生殖健康检查", "Reproductive health check"},
+    {"followup", "随访服务", "Follow-up visit"},
+    {"contraceptive_supplies", "避孕药具发放", "Contraceptive supplies"},
+    {"consultation", "咨询服务", "Consultation"},
+};
+
+#define NSCHEMES (sizeof(schemes) / sizeof(schemes[0]))
+#define NSERVICES (sizeof(services) / sizeof(services[0]))
+
+static const label_t *label_find(const label_t *t, size_t n, const char *code)
+{
+    size_t i;
+    if (!code)
+        return NULL;
+    for (i = 0; i < n; i++)
+        if (strcmp(t[i].code, code) == 0)
+            return &t[i];
+    return NULL;
+}
+
+const char *ps_scheme_label(const char *scheme, int zh)
+{
+    const label_t *l = label_find(schemes, NSCHEMES, scheme);
+    return l ? (zh ? l->zh : l->en) : NULL;
+}
+
+const char *ps_scheme_at(size_t i)
+{
+    return i < NSCHEMES ? schemes[i].code : NULL;
+}
+
+const char *ps_service_label(const char *service, int zh)
+{
+    const label_t *l = label_find(services, NSERVICES, service);
+    return l ? (zh ? l->zh : l->en) : NULL;
+}
+
+const char *ps_service_at(size_t i)
+{
+    return i < NSERVICES ? services[i].code : NULL;
+}
+
+/* "a, b or c" of a table's codes, for a reason that tells the user the choices. */
+static void codes_list(const label_t *t, size_t n, char *out, size_t outlen)
+{
+    size_t i, off = 0;
+    out[0] = '\0';
+    for (i = 0; i < n && off < outlen; i++) {
+        int k = snprintf(out + off, outlen - off, "%s%s", i == 0 ? "" : i + 1 == n ? " or " : ", ", t[i].code);
+        if (k < 0)
+            break;
+        off += (size_t)k;
+    }
+}
+
+/* ---- dates and ID numbers ------------------------------------------------ */
+
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static unsigned digits(const char *s, size_t n)
+{
+    unsigned v = 0;
+    size_t i;
+    for (i = 0; i < n; i++)
+        v = v * 10 + (unsigned)(s[i] - '0');
+    return v;
+}
+
+static int leap(unsigned y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+static unsigned days_in_month(unsigned y, unsigned m)
+{
+    static const unsigned d[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    return m == 2 && leap(y) ? 29 : d[m - 1];
+}
+
+/* Checks year, month and day already split out; NULL when they form a real date. */
+static const char *ymd_reason(unsigned y, unsigned m, unsigned d)
+{
+    if (y < MIN_YEAR)
+        return "year must be 1890 or later";
+    if (m < 1 || m > 12)
+        return "month must be 01 to 12";
+    if (d < 1 || d > days_in_month(y, m))
+        return "day does not exist in that month";
+    return NULL;
+}
+
+/* Parses "YYYY-MM-DD" into YYYYMMDD; NULL when valid, else the reason. */
+static const char *parse_date(const char *s, uint32_t *ymd)
+{
+    const char *why;
+    unsigned y, m, d;
+    int i;
+
+    if (!s || strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+        return "must be a date YYYY-MM-DD";
+    for (i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && !is_digit(s[i]))
+            return "must be a date YYYY-MM-DD";
+    y = digits(s, 4);
+    m = digits(s + 5, 2);
+    d = digits(s + 8, 2);
+    if ((why = ymd_reason(y, m, d)))
+        return why;
+    if (ymd)
+        *ymd = y * 10000 + m * 100 + d;
+    return NULL;
+}
+
+const char *ps_validate_date(const char *s)
+{
+    return parse_date(s, NULL);
+}
+
+static uint32_t local_today(void)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    if (!localtime_r(&now, &tm))
+        return 0;
+    return (uint32_t)(tm.tm_year + 1900) * 10000 + (uint32_t)(tm.tm_mon + 1) * 100 + (uint32_t)tm.tm_mday;
+}
+
+char ps_id_check_char(const char *first17)
+{
+    static const int w[17] = {7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2};
+    static const char map[] = "10X98765432";
+    int i, sum = 0;
+
+    if (!first17)
+        return 0;
+    for (i = 0; i < 17; i++) {
+        if (!is_digit(first17[i]))
+            return 0;
+        sum += (first17[i] - '0') * w[i];
+    }
+    return map[sum % 11];
+}
+
+const char *ps_validate_id_number_at(const char *idn, uint32_t today)
+{
+    const char *why;
+    unsigned y, m, d;
+    int i;
+
+    if (!idn || strlen(idn) != 18)
+        return "must be 18 characters";
+    for (i = 0; i < 17; i++)
+        if (!is_digit(idn[i]))
+            return "first 17 characters must be digits";
+    if (!is_digit(idn[17]) && idn[17] != 'X')
+        return "check character must be a digit or upper-case X";
+    /* The date before the check digit: a typo in it is more useful to name. */
+    y = digits(idn + 6, 4);
+    m = digits(idn + 10, 2);
+    d = digits(idn + 12, 2);
+    if (y < MIN_YEAR)
+        return "birth date inside it is before 1890";
+    if ((why = ymd_reason(y, m, d)))
+        return "birth date inside it does not exist";
+    if (today == 0)
+        today = local_today();
+    if (y * 10000 + m * 100 + d > today)
+        return "birth date inside it is in the future";
+    if (ps_id_check_char(idn) != idn[17])
+        return "check character does not match (GB 11643 MOD 11-2)";
+    return NULL;
+}
+
+const char *ps_validate_id_number(const char *idn)
+{
+    return ps_validate_id_number_at(idn, 0);
+}
+
+/* ---- field checks -------------------------------------------------------- */
+
+typedef struct vstate {
+    const ps_validate_ctx_t *ctx;
+    uint32_t today;
+    ps_verrs_t *v;
+} vstate_t;
+
+static int empty(const char *s)
+{
+    return !s || !*s;
+}
+
+/* Control characters other than '\n' where allowed (multi-line text such as
+ * an address); C1 controls (C2 80..C2 9F) count too. */
+static int has_control(const char *s, size_t len, int allow_nl)
+{
+    size_t i;
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\n' && allow_nl)
+            continue;
+        if (c < 0x20 || c == 0x7f)
+            return 1;
+        if (c == 0xc2 && i + 1 < len && (unsigned char)s[i + 1] >= 0x80 && (unsigned char)s[i + 1] <= 0x9f)
+            return 1;
+    }
+    return 0;
+}
+
+/* Free text: valid UTF-8, no control characters, at most max bytes; required
+ * when min > 0.  Returns 1 when acceptable (empty and optional counts). */
+static int check_text(vstate_t *vs, const char *field, const char *s, size_t min, size_t max, int allow_nl)
+{
+    size_t len = s ? strlen(s) : 0;
+
+    if (len == 0) {
+        if (min > 0) {
+            ps_verrs_add(vs->v, field, "is required");
+            return 0;
+        }
+        return 1;
+    }
+    if (!ps_utf8_valid(s, len)) {
+        ps_verrs_add(vs->v, field, "is not valid UTF-8");
+        return 0;
+    }
+    if (has_control(s, len, allow_nl)) {
+        ps_verrs_add(vs->v, field, allow_nl ? "contains control characters (only line breaks are allowed)"
+                                            : "contains control characters");
+        return 0;
+    }
+    if (len < min) {
+        ps_verrs_add(vs->v, field, "must be at least %zu bytes", min);
+        return 0;
+    }
+    if (len > max) {
+        ps_verrs_add(vs->v, field, "must be at most %zu bytes", max);
+        return 0;
+    }
+    return 1;
+}
+
+/* A date field; *out (may be NULL) gets YYYYMMDD when valid, else stays 0.
+ * Future dates are refused unless allow_future. */
+static int check_date(vstate_t *vs, const char *field, const char *s, int required, int allow_future,
+                      uint32_t *out)
+{
+    const char *why;
+    uint32_t ymd = 0;
+
+    if (out)
+        *out = 0;
+    if (empty(s)) {
+        if (required)
+            ps_verrs_add(vs->v, field, "is required");
+        return !required;
+    }
+    if ((why = parse_date(s, &ymd))) {
+        ps_verrs_add(vs->v, field, "%s", why);
+        return 0;
+    }
+    if (!allow_future && ymd > vs->today) {
+        ps_verrs_add(vs->v, field, "is in the future");
+        return 0;
+    }
+    if (out)
+        *out = ymd;
+    return 1;
+}
+
+/* An enum field: in range [1, max], or 0 (unspecified) when optional. */
+static int check_enum(vstate_t *vs, const char *field, int value, int max, int required)
+{
+    if (value == 0) {
+        if (required)
+            ps_verrs_add(vs->v, field, "is required");
+        return !required;
+    }
+    if (value < 0 || value > max) {
+        ps_verrs_add(vs->v, field, "is not a known value");
+        return 0;
+    }
+    return 1;
+}
+
+/* A reference to another record: a 16-byte id, and, when the context can
+ * tell, one of a live record of the expected kind. */
+static void check_ref(vstate_t *vs, const char *field, ProtobufCBinaryData id, int required, int kind,
+                      const char *noun)
+{
+    const ps_validate_ctx_t *ctx = vs->ctx;
+
+    if (id.len == 0) {
+        if (required)
+            ps_verrs_add(vs->v, field, "is required");
+        return;
+    }
+    if (id.len != PS_ID_LEN || !id.data) {
+        ps_verrs_add(vs->v, field, "must be a 16-byte record id");
+        return;
+    }
+    if (ctx && ctx->ref_exists && !ctx->ref_exists(ctx->ref_arg, id.data, kind))
+        ps_verrs_add(vs->v, field, "refers to a %s that does not exist", noun);
+}
+
+/* ---- bodies ---------------------------------------------------------------- */
+
+static void check_person(vstate_t *vs, const Popsync__Person *p)
+{
+    const char *why = NULL;
+    uint32_t bd = 0;
+    int sex_ok, id_ok = 0;
+    size_t i, ndig = 0, len;
+
+    if (empty(p->id_number))
+        ps_verrs_add(vs->v, "id_number", "is required");
+    else if ((why = ps_validate_id_number_at(p->id_number, vs->today)))
+        ps_verrs_add(vs->v, "id_number", "%s", why);
+    else
+        id_ok = 1;
+    check_text(vs, "name", p->name, 1, 64, 0);
+    sex_ok = check_enum(vs, "sex", (int)p->sex, POPSYNC__SEX__SEX_FEMALE, 1);
+    check_date(vs, "birth_date", p->birth_date, 1, 0, &bd);
+    /* Cross-checks only between values that are valid on their own, so one
+     * mistake is not reported three times. */
+    if (id_ok && bd && digits(p->id_number + 6, 8) != bd)
+        ps_verrs_add(vs->v, "birth_date", "does not match the birth date in id_number");
+    if (id_ok && sex_ok && p->sex != 0) {
+        int male = (p->id_number[16] - '0') % 2 == 1;
+        if (male != (p->sex == POPSYNC__SEX__SEX_MALE))
+            ps_verrs_add(vs->v, "sex", "does not match the sex digit (17th character) of id_number");
+    }
+    check_text(vs, "ethnicity", p->ethnicity, 0, 32, 0);
+    check_enum(vs, "registration", (int)p->registration, POPSYNC__REGISTRATION__REGISTRATION_MIGRANT, 0);
+    check_enum(vs, "marital_status", (int)p->marital_status, POPSYNC__MARITAL_STATUS__MARITAL_STATUS_WIDOWED, 0);
+    check_ref(vs, "household_id", p->household_id, 0, POPSYNC__KIND__KIND_HOUSEHOLD, "household");
+    if (!empty(p->phone)) {
+        len = strlen(p->phone);
+        for (i = 0; i < len; i++) {
+            char c = p->phone[i];
+            if (is_digit(c))
+                ndig++;
+            else if (c != '+' && c != '-' && c != ' ')
+                break;
+        }
+        if (i < len || len < 5 || len > 20 || ndig < 5)
+            ps_verrs_add(vs->v, "phone", "must be 5 to 20 characters of digits, '+', '-' or spaces, with at least 5 digits");
+    }
+    check_text(vs, "address", p->address, 0, 256, 1);
+}
+
+static void check_household(vstate_t *vs, const Popsync__Household *h)
+{
+    check_ref(vs, "head_id", h->head_id, 0, POPSYNC__KIND__KIND_PERSON, "person");
+    check_text(vs, "address", h->address, 0, 256, 1);
+}
+
+static void check_birth(vstate_t *vs, const Popsync__Birth *b)
+{
+    check_ref(vs, "mother_id", b->mother_id, 1, POPSYNC__KIND__KIND_PERSON, "person");
+    check_enum(vs, "child_sex", (int)b->child_sex, POPSYNC__SEX__SEX_FEMALE, 1);
+    check_date(vs, "birth_date", b->birth_date, 1, 0, NULL);
+    if (b->birth_order < 1 || b->birth_order > BIRTH_ORDER_MAX)
+        ps_verrs_add(vs->v, "birth_order", "must be 1 to %d", BIRTH_ORDER_MAX);
+    check_text(vs, "place", b->place, 0, 128, 0);
+}
+
+static void check_migration(vstate_t *vs, const Popsync__Migration *m, const char *orgunit)
+{
+    uint32_t start = 0, end = 0, sub = 0, fb = 0;
+
+    check_ref(vs, "person_id", m->person_id, 1, POPSYNC__KIND__KIND_PERSON, "person");
+    check_enum(vs, "direction", (int)m->direction, POPSYNC__DIRECTION__DIRECTION_OUTFLOW, 1);
+    /* The other place may lie outside the district, so only its form is checked. */
+    if (!empty(m->other_place_code)) {
+        if (!ps_orgunit_valid(m->other_place_code))
+            ps_verrs_add(vs->v, "other_place_code", "must be a 12-digit division code");
+        else if (orgunit && strcmp(m->other_place_code, orgunit) == 0)
+            ps_verrs_add(vs->v, "other_place_code", "must differ from the record's orgunit");
+    }
+    check_text(vs, "other_place", m->other_place, 0, 128, 0);
+    check_date(vs, "start_date", m->start_date, 1, 0, &start);
+    /* A planned end may lie ahead; submission and feedback have happened or not. */
+    if (check_date(vs, "end_date", m->end_date, 0, 1, &end) && end && start && end < start)
+        ps_verrs_add(vs->v, "end_date", "is before start_date");
+    check_text(vs, "employer", m->employer, 0, 128, 0);
+    if (check_date(vs, "submitted_date", m->submitted_date, 0, 0, &sub) && sub && start && sub < start)
+        ps_verrs_add(vs->v, "submitted_date", "is before start_date");
+    if (check_date(vs, "feedback_date", m->feedback_date, 0, 0, &fb) && fb) {
+        if (empty(m->submitted_date))
+            ps_verrs_add(vs->v, "feedback_date", "requires submitted_date");
+        else if (start && fb < start)
+            ps_verrs_add(vs->v, "feedback_date", "is before start_date");
+        else if (sub && fb < sub)
+            ps_verrs_add(vs->v, "feedback_date", "is before submitted_date");
+    }
+}
+
+/* "YYYY" or "YYYY-MM". */
+static void check_period(vstate_t *vs, const char *s)
+{
+    size_t len = s ? strlen(s) : 0, i;
+    unsigned y, m = 1;
+
+    if (len == 0) {
+        ps_verrs_add(vs->v, "period", "is required");
+        return;
+    }
+    for (i = 0; i < len; i++)
+        if (!(is_digit(s[i]) || (i == 4 && s[i] == '-')))
+            break;
+    if ((len != 4 && len != 7) || i < len || (len == 7 && s[4] != '-')) {
+        ps_verrs_add(vs->v, "period", "must be YYYY or YYYY-MM");
+        return;
+    }
+    y = digits(s, 4);
+    if (len == 7)
+        m = digits(s + 5, 2);
+    if (y < MIN_YEAR)
+        ps_verrs_add(vs->v, "period", "year must be 1890 or later");
+    else if (m < 1 || m > 12)
+        ps_verrs_add(vs->v, "period", "month must be 01 to 12");
+}
+
+static void check_benefit(vstate_t *vs, const Popsync__Benefit *b)
+{
+    char list[128];
+    int status_ok;
+
+    check_ref(vs, "person_id", b->person_id, 1, POPSYNC__KIND__KIND_PERSON, "person");
+    if (empty(b->scheme)) {
+        ps_verrs_add(vs->v, "scheme", "is required");
+    } else if (!label_find(schemes, NSCHEMES, b->scheme)) {
+        codes_list(schemes, NSCHEMES, list, sizeof(list));
+        ps_verrs_add(vs->v, "scheme", "must be one of %s", list);
+    }
+    check_period(vs, b->period);
+    if (b->amount_fen < 0)
+        ps_verrs_add(vs->v, "amount_fen", "must not be negative");
+    else if (b->amount_fen > AMOUNT_MAX_FEN)
+        ps_verrs_add(vs->v, "amount_fen", "must be at most %d fen", AMOUNT_MAX_FEN);
+    status_ok = check_enum(vs, "status", (int)b->status, POPSYNC__BENEFIT_STATUS__BENEFIT_STATUS_PAID, 1);
+    if (status_ok && b->status == POPSYNC__BENEFIT_STATUS__BENEFIT_STATUS_PAID)
+        check_date(vs, "paid_date", b->paid_date, 1, 0, NULL);
+    else if (!empty(b->paid_date))
+        ps_verrs_add(vs->v, "paid_date", "must be empty unless status is paid");
+}
+
+static void check_service_visit(vstate_t *vs, const Popsync__ServiceVisit *s)
+{
+    char list[160];
+
+    check_ref(vs, "person_id", s->person_id, 1, POPSYNC__KIND__KIND_PERSON, "person");
+    if (empty(s->service)) {
+        ps_verrs_add(vs->v, "service", "is required");
+    } else if (!label_find(services, NSERVICES, s->service)) {
+        codes_list(services, NSERVICES, list, sizeof(list));
+        ps_verrs_add(vs->v, "service", "must be one of %s", list);
+    }
+    check_date(vs, "visit_date", s->visit_date, 1, 0, NULL);
+    check_text(vs, "provider", s->provider, 0, 128, 0);
+    check_text(vs, "outcome", s->outcome, 0, 256, 1);
+}
+
+/* ---- the envelope ---------------------------------------------------------- */
+
 static int body_matches_kind(const Popsync__Record *r)
 {
     switch (r->kind) {
-    case POPSYNC__KIND__KIND_PERSON: return r->body_case == POPSYNC__RECORD__BODY_PERSON;
-    case POPSYNC__KIND__KIND_HOUSEHOLD: return r->body_case == POPSYNC__RECORD__BODY_HOUSEHOLD;
-    case POPSYNC__KIND__KIND_BIRTH: return r->body_case == POPSYNC__RECORD__BODY_BIRTH;
-    case POPSYNC__KIND__KIND_MIGRATION: return r->body_case == POPSYNC__RECORD__BODY_MIGRATION;
-    case POPSYNC__KIND__KIND_BENEFIT: return r->body_case == POPSYNC__RECORD__BODY_BENEFIT;
-    case POPSYNC__KIND__KIND_SERVICE_VISIT: return r->body_case == POPSYNC__RECORD__BODY_SERVICE_VISIT;
+    case POPSYNC__KIND__KIND_PERSON: return r->body_case == POPSYNC__RECORD__BODY_PERSON && r->person;
+    case POPSYNC__KIND__KIND_HOUSEHOLD: return r->body_case == POPSYNC__RECORD__BODY_HOUSEHOLD && r->household;
+    case POPSYNC__KIND__KIND_BIRTH: return r->body_case == POPSYNC__RECORD__BODY_BIRTH && r->birth;
+    case POPSYNC__KIND__KIND_MIGRATION: return r->body_case == POPSYNC__RECORD__BODY_MIGRATION && r->migration;
+    case POPSYNC__KIND__KIND_BENEFIT: return r->body_case == POPSYNC__RECORD__BODY_BENEFIT && r->benefit;
+    case POPSYNC__KIND__KIND_SERVICE_VISIT:
+        return r->body_case == POPSYNC__RECORD__BODY_SERVICE_VISIT && r->service_visit;
     default: return 0;
     }
 }
 
+static void check_orgunit(vstate_t *vs, const char *code)
+{
+    const ps_validate_ctx_t *ctx = vs->ctx;
+    int in_scope;
+
+    if (empty(code)) {
+        ps_verrs_add(vs->v, "orgunit", "is required");
+        return;
+    }
+    if (!ps_orgunit_valid(code)) {
+        ps_verrs_add(vs->v, "orgunit", "must be a 12-digit division code");
+        return;
+    }
+    if (!ctx)
+        return;
+    if (ctx->units && !ps_orgunits_find(ctx->units, code)) {
+        ps_verrs_add(vs->v, "orgunit", "is not a known org unit");
+        return;
+    }
+    if (!ctx->scope_root)
+        return;
+    /* The tree decides when there is one; the code prefix rule is the fallback. */
+    in_scope = ctx->units ? ps_orgunits_within(ctx->units, code, ctx->scope_root)
+                          : ps_orgunit_within(code, ctx->scope_root);
+    if (!in_scope)
+        ps_verrs_add(vs->v, "orgunit", "is outside the sender's scope");
+}
+
 size_t ps_validate_record(const Popsync__Record *r, const ps_validate_ctx_t *ctx, ps_verrs_t *v)
 {
-    (void)ctx;
     size_t before = v->n;
+    vstate_t vs;
+
+    vs.ctx = ctx;
+    vs.v = v;
+    vs.today = ctx && ctx->today ? ctx->today : local_today();
+
     if (r->id.len != PS_ID_LEN)
         ps_verrs_add(v, "id", "must be a 16-byte UUID");
-    if (!body_matches_kind(r))
+    if (!body_matches_kind(r)) {
         ps_verrs_add(v, "kind", "kind is unknown or does not match the record body");
-    if (!ps_orgunit_valid(r->orgunit))
-        ps_verrs_add(v, "orgunit", "must be a 12-digit division code");
+        check_orgunit(&vs, r->orgunit);
+        return v->n - before;
+    }
+    check_orgunit(&vs, r->orgunit);
+    if (r->deleted)
+        return v->n - before;
+    switch (r->body_case) {
+    case POPSYNC__RECORD__BODY_PERSON: check_person(&vs, r->person); break;
+    case POPSYNC__RECORD__BODY_HOUSEHOLD: check_household(&vs, r->household); break;
+    case POPSYNC__RECORD__BODY_BIRTH: check_birth(&vs, r->birth); break;
+    case POPSYNC__RECORD__BODY_MIGRATION: check_migration(&vs, r->migration, r->orgunit); break;
+    case POPSYNC__RECORD__BODY_BENEFIT: check_benefit(&vs, r->benefit); break;
+    case POPSYNC__RECORD__BODY_SERVICE_VISIT: check_service_visit(&vs, r->service_visit); break;
+    default: break;
+    }
     return v->n - before;
 }

@@ -55,7 +55,23 @@ size_t ps_validate_record(const Popsync__Record *r, const ps_validate_ctx_t *ctx
 /** GB 11643 check: 18 characters, MOD 11-2 check digit, real birth date.
  *  Returns NULL when valid, else a static reason. */
 const char *ps_validate_id_number(const char *idn);
-/** YYYY-MM-DD that exists; returns NULL when valid, else a static reason. */
+/** As ps_validate_id_number, with "today" given as YYYYMMDD (0: the clock's
+ *  local date) for the not-in-the-future check of the birth date. */
+const char *ps_validate_id_number_at(const char *idn, uint32_t today);
+/** The GB 11643 check character ('0'..'9' or 'X') for the first 17 digits of
+ *  an ID number; 0 when those are not 17 digits. */
+char ps_id_check_char(const char *first17);
+/** YYYY-MM-DD that exists, year 1890 or later; returns NULL when valid, else
+ *  a static reason.  (Whether it is in the future is the caller's check.) */
 const char *ps_validate_date(const char *s);
+
+/** Benefit schemes: the label of a scheme code ("rural_reward"), in Chinese
+ *  when zh, else English; NULL for an unknown code.  ps_scheme_at lists the
+ *  codes (NULL past the end). */
+const char *ps_scheme_label(const char *scheme, int zh);
+const char *ps_scheme_at(size_t i);
+/** Service kinds of a service visit ("prepregnancy_check", ...), as above. */
+const char *ps_service_label(const char *service, int zh);
+const char *ps_service_at(size_t i);
 
 #endif

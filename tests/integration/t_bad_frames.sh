@@ -3,7 +3,7 @@
 . "$(dirname "$0")/lib.sh"
 : "${PS_TESTCLIENT:?}"
 make_pki
-start_server
+start_server --handshake-timeout 1000 --idle-timeout 20000
 tc() {
     "$PS_TESTCLIENT" --server 127.0.0.1:$PORT --ca "$T/pki/ca.crt" --cert "$T/pki/town1.crt" \
         --key "$T/pki/town1.key" "$@"
@@ -32,6 +32,13 @@ out=$(tc --hello --hex 000000087700000000000005 --hex 000000080880000000000006 -
 echo "$out" | grep -q "req=5 error: unknown or unexpected message type 119" || fail "unknown type: $out"
 echo "$out" | grep -q "req=6 error: unknown frame flags" || fail "unknown flags: $out"
 echo "$out" | tail -1 | grep -qx open || fail "unknown type closed the connection: $out"
+
+# A peer that connects and never starts TLS is dropped at the handshake deadline.
+start=$(date +%s)
+exec 3<>/dev/tcp/127.0.0.1/$PORT
+timeout 10 cat <&3 >/dev/null || fail "silent connection was not closed within 10 s"
+exec 3<&-
+grep -q "closing: timed out" "$T/server.log" || fail "no timeout logged"
 
 wait $bystander
 tail -1 "$T/bystander.out" | grep -qx open || fail "bystander connection was disturbed: $(cat "$T/bystander.out")"

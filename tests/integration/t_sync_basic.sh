@@ -7,7 +7,7 @@ client t2 town2
 client admin admin
 
 # Offline entry: no server traffic here.
-ps --data "$T/t1" add person --set name=张三 --set id_number=11010519900307123X --set sex=male \
+ps --data "$T/t1" add person --set name=张三 --set id_number=110105199003071239 --set sex=male \
     --set birth_date=1990-03-07 >/dev/null
 ps --data "$T/t1" generate --persons 300 --seed 1 >/dev/null
 ps --data "$T/t2" generate --persons 200 --seed 2 >/dev/null
@@ -27,7 +27,7 @@ comm -23 <(ids admin) <( (ids t1; ids t2) | sort) | grep -q . && fail "admin hol
 # The record arrives intact, Chinese text included, with a server revision.
 id=$(ps --data "$T/t1" list --kind person --format json | python3 -c '
 import json,sys
-print([r["id"] for r in json.load(sys.stdin) if r["id_number"]=="11010519900307123X"][0])')
+print([r["id"] for r in json.load(sys.stdin) if r["id_number"]=="110105199003071239"][0])')
 ps --data "$T/admin" show "$id" --format json > "$T/show.json"
 python3 - "$T/show.json" <<'PY'
 import json,sys

@@ -1,0 +1,850 @@
+/* recio.c - record files: CSV (libcsv) and JSON (jansson) readers and writers.
+ *
+ * Owns: turning file bytes into records row by row with per-row errors, and
+ * records into CSV or JSON that reads back to the same records.  Field text
+ * forms are record_fmt's; this file only knows the file layouts (see
+ * recio.h).
+ */
+#include "recio.h"
+#include "err.h"
+#include "ids.h"
+#include "record_fmt.h"
+
+#include <csv.h>
+#include <jansson.h>
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* Envelope keys of a JSON record that belong to the cache that stored it;
+ * an import makes its own, so they are read and dropped. */
+static const char *const cache_keys[] = {"deleted", "rev", "created_ms", "updated_ms", "changed_by"};
+
+#define MAX_CELL_TEXT (64u << 20) /* a cell larger than this is not a record field */
+
+static int is_cache_key(const char *k)
+{
+    for (size_t i = 0; i < sizeof(cache_keys) / sizeof(cache_keys[0]); i++)
+        if (strcmp(k, cache_keys[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* The static name of a settable column for kind ("orgunit" or a body field
+ * with a text form), or NULL. */
+static const char *settable_name(int kind, const char *name)
+{
+    const char *names[64];
+    size_t n = ps_record_field_names(kind, names, 64);
+
+    if (strcmp(name, "orgunit") == 0)
+        return "orgunit";
+    for (size_t i = 0; i < n && i < 64; i++)
+        if (strcmp(names[i], name) == 0)
+            return names[i];
+    return NULL;
+}
+
+/* record_fmt's messages quote the offending value, which may be a name or an
+ * ID number: reduce one to a reason without it.  "field 'sex': invalid value
+ * 'x' (expected ...)" -> "invalid value (expected ...)"; "field 'n': 'abc'
+ * is not a valid ..." -> "value is not a valid ...". */
+static void clean_reason(char *out, size_t outlen, const char *msg, const char *field, const char *value)
+{
+    size_t flen = strlen(field), vlen = strlen(value);
+    char *s = NULL, *pat = NULL, *q;
+    const char *p = msg;
+
+    if (strncmp(p, "field '", 7) == 0 && strncmp(p + 7, field, flen) == 0 && strncmp(p + 7 + flen, "': ", 3) == 0)
+        p += 7 + flen + 3;
+    s = strdup(p);
+    pat = malloc(vlen + 3);
+    if (!s || !pat) {
+        snprintf(out, outlen, "invalid value");
+        goto out;
+    }
+    if (vlen > 0) {
+        pat[0] = '\'';
+        memcpy(pat + 1, value, vlen);
+        memcpy(pat + 1 + vlen, "'", 2);
+        q = strstr(s, pat);
+        if (q) {
+            if (q - s >= 6 && strncmp(q - 6, "value ", 6) == 0)
+                memmove(q - 1, q + vlen + 2, strlen(q + vlen + 2) + 1);
+            else {
+                memmove(q + 5, q + vlen + 2, strlen(q + vlen + 2) + 1);
+                memcpy(q, "value", 5);
+            }
+        }
+    }
+    /* Whatever the message looked like, it must not carry the value.  Very
+     * short values are no one's name and would match ordinary words. */
+    if (vlen >= 3 && strstr(s, value))
+        snprintf(out, outlen, "invalid value");
+    else
+        snprintf(out, outlen, "%s", s);
+out:
+    free(s);
+    free(pat);
+}
+
+/* jansson's messages end in "near '<token>'", a piece of the input. */
+static void json_reason(char *out, size_t outlen, const char *text)
+{
+    const char *near = strstr(text, " near ");
+    int n = near ? (int)(near - text) : (int)strlen(text);
+    snprintf(out, outlen, "%.*s", n, text);
+}
+
+/* Sets r's id from text; PS_OK, PS_EINVAL or PS_ENOMEM. */
+static int set_id(Popsync__Record *r, const char *text)
+{
+    uint8_t id[PS_ID_LEN];
+
+    if (ps_uuid_parse(text, id) != PS_OK)
+        return PS_EINVAL;
+    free(r->id.data);
+    r->id.data = malloc(PS_ID_LEN);
+    if (!r->id.data) {
+        r->id.len = 0;
+        return PS_ENOMEM;
+    }
+    memcpy(r->id.data, id, PS_ID_LEN);
+    r->id.len = PS_ID_LEN;
+    return PS_OK;
+}
+
+/* Hands a finished row to the callback; a row with errors loses its record. */
+static int deliver(ps_recio_row_t *row, ps_recio_row_fn fn, void *arg)
+{
+    if (row->errs.n > 0 && row->rec) {
+        ps_record_free(row->rec);
+        row->rec = NULL;
+    }
+    return fn(row, arg);
+}
+
+/* ---- format names and files ------------------------------------------------ */
+
+int ps_recio_format_from_name(const char *name)
+{
+    if (!name)
+        return -1;
+    if (strcasecmp(name, "csv") == 0)
+        return PS_RECIO_CSV;
+    if (strcasecmp(name, "json") == 0 || strcasecmp(name, "jsonl") == 0)
+        return PS_RECIO_JSON;
+    return -1;
+}
+
+int ps_recio_format_from_path(const char *path)
+{
+    const char *dot = path ? strrchr(path, '.') : NULL;
+    const char *slash = path ? strrchr(path, '/') : NULL;
+
+    if (!dot || (slash && slash > dot))
+        return -1;
+    return ps_recio_format_from_name(dot + 1);
+}
+
+int ps_recio_load_file(const char *path, char **data, size_t *len)
+{
+    FILE *f;
+    char *buf = NULL, *nb;
+    size_t n = 0, cap = 0, got;
+    int rc = PS_OK;
+
+    *data = NULL;
+    *len = 0;
+    f = fopen(path, "rb");
+    if (!f)
+        return errno == ENOENT ? PS_ENOTFOUND : PS_EIO;
+    /* Read in growing blocks rather than trusting a size: pipes have none. */
+    for (;;) {
+        if (cap - n < 2) {
+            size_t ncap = cap ? cap * 2 : (size_t)1 << 16;
+            if (cap > SIZE_MAX / 2) {
+                rc = PS_ETOOBIG;
+                goto out;
+            }
+            nb = realloc(buf, ncap);
+            if (!nb) {
+                rc = PS_ENOMEM;
+                goto out;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    if (ferror(f)) {
+        rc = PS_EIO;
+        goto out;
+    }
+    buf[n] = '\0';
+    *data = buf;
+    *len = n;
+    buf = NULL;
+out:
+    free(buf);
+    fclose(f);
+    return rc;
+}
+
+static size_t skip_bom(const char *data, size_t len)
+{
+    return len >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+}
+
+/* ---- CSV reader ------------------------------------------------------------ */
+
+typedef struct csv_rd {
+    int kind;
+    ps_recio_row_fn fn;
+    void *arg;
+    /* cells of the row being parsed: NUL-terminated, at offs[i] in buf */
+    char *buf;
+    size_t blen, bcap;
+    size_t *offs, *lens;
+    size_t nf, capf;
+    /* header: column i sets field cols[i] (static strings; "id" for the id) */
+    const char **cols;
+    size_t ncols;
+    int have_header;
+    unsigned long row_start; /* physical line the current row began on */
+    int expect_start;        /* the next non-blank line begins a row */
+    char *err;               /* scratch for record_fmt messages */
+    size_t errcap;
+    int rc;                  /* non-zero: stop, and return this */
+} csv_rd_t;
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    size_t ncap = *cap ? *cap : 16;
+    void *np;
+
+    if (need <= *cap)
+        return PS_OK;
+    while (ncap < need) {
+        if (ncap > SIZE_MAX / 2 / elem)
+            return PS_ENOMEM;
+        ncap *= 2;
+    }
+    np = realloc(*p, ncap * elem);
+    if (!np)
+        return PS_ENOMEM;
+    *p = np;
+    *cap = ncap;
+    return PS_OK;
+}
+
+static void csv_field_cb(void *s, size_t len, void *data)
+{
+    csv_rd_t *st = data;
+    size_t capo;
+
+    if (st->rc)
+        return;
+    capo = st->capf;
+    if (grow((void **)&st->offs, &capo, st->nf + 1, sizeof(size_t)) ||
+        grow((void **)&st->lens, &st->capf, st->nf + 1, sizeof(size_t)) ||
+        grow((void **)&st->buf, &st->bcap, st->blen + len + 1, 1)) {
+        st->rc = PS_ENOMEM;
+        return;
+    }
+    if (len)
+        memcpy(st->buf + st->blen, s, len);
+    st->buf[st->blen + len] = '\0';
+    st->offs[st->nf] = st->blen;
+    st->lens[st->nf] = len;
+    st->nf++;
+    st->blen += len + 1;
+}
+
+static const char *cell(const csv_rd_t *st, size_t i)
+{
+    return st->buf + st->offs[i];
+}
+
+static int cell_has_nul(const csv_rd_t *st, size_t i)
+{
+    return strlen(cell(st, i)) != st->lens[i];
+}
+
+static void csv_header(csv_rd_t *st)
+{
+    ps_recio_row_t row;
+    int rc;
+
+    memset(&row, 0, sizeof(row));
+    row.line = st->row_start;
+    row.file_error = 1;
+    st->cols = calloc(st->nf, sizeof(*st->cols));
+    if (!st->cols) {
+        st->rc = PS_ENOMEM;
+        return;
+    }
+    st->ncols = st->nf;
+    for (size_t i = 0; i < st->nf; i++) {
+        const char *name = cell(st, i);
+        if (cell_has_nul(st, i) || !ps_utf8_valid(name, st->lens[i])) {
+            ps_verrs_add(&row.errs, PS_RECIO_FILE_FIELD, "column %zu: name is not valid UTF-8", i + 1);
+            continue;
+        }
+        if (!*name) {
+            ps_verrs_add(&row.errs, PS_RECIO_FILE_FIELD, "column %zu has no name", i + 1);
+            continue;
+        }
+        st->cols[i] = strcmp(name, "id") == 0 ? "id" : settable_name(st->kind, name);
+        if (!st->cols[i]) {
+            ps_verrs_add(&row.errs, name, "unknown column for kind %s", ps_kind_name(st->kind));
+            continue;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (st->cols[j] == st->cols[i])
+                ps_verrs_add(&row.errs, name, "column appears more than once");
+    }
+    st->have_header = 1;
+    if (row.errs.n == 0)
+        return;
+    rc = st->fn(&row, st->arg);
+    st->rc = rc ? rc : PS_EINVAL;
+}
+
+/* Sets one cell on r, adding its error to errs.  PS_OK or PS_ENOMEM. */
+static int csv_cell_set(csv_rd_t *st, size_t i, Popsync__Record *r, ps_verrs_t *errs)
+{
+    const char *col = st->cols[i], *val = cell(st, i);
+    int rc;
+
+    if (st->lens[i] == 0)
+        return PS_OK;
+    if (cell_has_nul(st, i)) {
+        ps_verrs_add(errs, col, "value contains a NUL character");
+        return PS_OK;
+    }
+    if (strcmp(col, "id") == 0) {
+        rc = set_id(r, val);
+        if (rc == PS_EINVAL)
+            ps_verrs_add(errs, "id", "not a valid record id (UUID)");
+        return rc == PS_ENOMEM ? rc : PS_OK;
+    }
+    if (grow((void **)&st->err, &st->errcap, st->lens[i] + 512, 1))
+        return PS_ENOMEM;
+    rc = ps_record_set(r, col, val, st->err, st->errcap);
+    if (rc == PS_EINVAL) {
+        char reason[sizeof(errs->e[0].reason)];
+        clean_reason(reason, sizeof(reason), st->err, col, val);
+        ps_verrs_add(errs, col, "%s", reason);
+        rc = PS_OK;
+    }
+    return rc;
+}
+
+static void csv_data_row(csv_rd_t *st)
+{
+    ps_recio_row_t row;
+    int rc;
+
+    memset(&row, 0, sizeof(row));
+    row.line = st->row_start;
+    if (st->nf != st->ncols) {
+        ps_verrs_add(&row.errs, PS_RECIO_ROW_FIELD, "has %zu cells, the header has %zu", st->nf, st->ncols);
+    } else {
+        if ((rc = ps_record_new(&row.rec, st->kind))) {
+            st->rc = rc;
+            return;
+        }
+        for (size_t i = 0; i < st->nf; i++) {
+            if ((rc = csv_cell_set(st, i, row.rec, &row.errs))) {
+                ps_record_free(row.rec);
+                st->rc = rc;
+                return;
+            }
+        }
+    }
+    st->rc = deliver(&row, st->fn, st->arg);
+}
+
+static void csv_row_cb(int c, void *data)
+{
+    csv_rd_t *st = data;
+
+    (void)c;
+    if (!st->rc) {
+        if (!st->have_header)
+            csv_header(st);
+        else
+            csv_data_row(st);
+    }
+    st->nf = 0;
+    st->blen = 0;
+    st->expect_start = 1;
+}
+
+/* A line libcsv skips whole: only spaces, tabs and its line break. */
+static int blank_line(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n')
+            return 0;
+    return 1;
+}
+
+/* Length of the physical line at p: up to and including LF, CRLF or a lone CR. */
+static size_t line_len(const char *p, size_t n, int *ended)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '\n') {
+            *ended = 1;
+            return i + 1;
+        }
+        if (p[i] == '\r') {
+            *ended = 1;
+            return i + 1 < n && p[i + 1] == '\n' ? i + 2 : i + 1;
+        }
+    }
+    *ended = 0;
+    return n;
+}
+
+static int csv_file_error(csv_rd_t *st, unsigned long line, const char *reason)
+{
+    ps_recio_row_t row;
+    int rc;
+
+    memset(&row, 0, sizeof(row));
+    row.line = line;
+    row.file_error = 1;
+    ps_verrs_add(&row.errs, PS_RECIO_FILE_FIELD, "%s", reason);
+    rc = st->fn(&row, st->arg);
+    return rc ? rc : PS_EINVAL;
+}
+
+int ps_recio_read_csv(const char *data, size_t len, int kind, ps_recio_row_fn fn, void *arg)
+{
+    struct csv_parser parser;
+    csv_rd_t st;
+    size_t pos = skip_bom(data, len);
+    unsigned long line = 1;
+    int rc;
+
+    if (!ps_kind_name(kind) || !fn)
+        return PS_EINVAL;
+    memset(&st, 0, sizeof(st));
+    st.kind = kind;
+    st.fn = fn;
+    st.arg = arg;
+    st.expect_start = 1;
+    if (csv_init(&parser, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL) != 0)
+        return PS_ENOMEM;
+    /* libcsv reports no positions, so it is fed one physical line at a
+     * time: a row always ends at the end of some line, and the first
+     * non-blank line after a row's end is where the next one starts. */
+    while (pos < len && !st.rc) {
+        int ended;
+        size_t n = line_len(data + pos, len - pos, &ended);
+        if (st.expect_start && !blank_line(data + pos, n)) {
+            st.row_start = line;
+            st.expect_start = 0;
+        }
+        if (csv_parse(&parser, data + pos, n, csv_field_cb, csv_row_cb, &st) != n && !st.rc) {
+            if (csv_error(&parser) == CSV_EPARSE)
+                st.rc = csv_file_error(&st, line, "malformed CSV: a quote inside an unquoted field, "
+                                                  "or text after a closing quote");
+            else
+                st.rc = PS_ENOMEM;
+        }
+        pos += n;
+        if (ended)
+            line++;
+    }
+    if (!st.rc && csv_fini(&parser, csv_field_cb, csv_row_cb, &st) != 0 && !st.rc)
+        st.rc = csv_error(&parser) == CSV_EPARSE
+                    ? csv_file_error(&st, st.row_start, "malformed CSV: a quoted field is not closed")
+                    : PS_ENOMEM;
+    if (!st.rc && !st.have_header)
+        st.rc = csv_file_error(&st, line, "no header row");
+    rc = st.rc;
+    csv_free(&parser);
+    free(st.buf);
+    free(st.offs);
+    free(st.lens);
+    free(st.cols);
+    free(st.err);
+    return rc;
+}
+
+/* ---- JSON reader ----------------------------------------------------------- */
+
+/* The text form record_fmt saw for a JSON value, to strip it from messages. */
+static void json_value_text(const json_t *v, char *out, size_t outlen)
+{
+    out[0] = '\0';
+    if (json_is_string(v))
+        snprintf(out, outlen, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        snprintf(out, outlen, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else if (json_is_real(v))
+        snprintf(out, outlen, "%.17g", json_real_value(v));
+}
+
+/* Sets one key of an element on r, adding its error to errs.  PS_OK or PS_ENOMEM. */
+static int json_key_set(int kind, Popsync__Record *r, const char *key, json_t *v, ps_verrs_t *errs)
+{
+    json_t *one = NULL;
+    char *err = NULL, *vtext = NULL;
+    size_t vlen;
+    int rc = PS_OK;
+
+    if (strcmp(key, "id") == 0) {
+        if (json_is_null(v) || (json_is_string(v) && json_string_length(v) == 0))
+            return PS_OK;
+        rc = json_is_string(v) ? set_id(r, json_string_value(v)) : PS_EINVAL;
+        if (rc == PS_EINVAL)
+            ps_verrs_add(errs, "id", "not a valid record id (UUID)");
+        return rc == PS_ENOMEM ? rc : PS_OK;
+    }
+    if (strcmp(key, "kind") == 0) {
+        const char *k = json_is_string(v) ? json_string_value(v) : NULL;
+        if (!json_is_null(v) && !(k && (!*k || strcmp(k, ps_kind_name(kind)) == 0)))
+            ps_verrs_add(errs, "kind", "not the kind being read (%s)", ps_kind_name(kind));
+        return PS_OK;
+    }
+    if (is_cache_key(key))
+        return PS_OK;
+    if (!settable_name(kind, key)) {
+        ps_verrs_add(errs, key, "unknown field for kind %s", ps_kind_name(kind));
+        return PS_OK;
+    }
+    /* One key at a time, so every bad key of the element is reported. */
+    vlen = json_is_string(v) ? json_string_length(v) : 0;
+    one = json_object();
+    err = malloc(vlen + 512);
+    vtext = malloc(vlen + 64);
+    if (!one || !err || !vtext || json_object_set(one, key, v)) {
+        rc = PS_ENOMEM;
+        goto out;
+    }
+    rc = ps_record_from_json(r, one, err, vlen + 512);
+    if (rc == PS_EINVAL) {
+        char reason[sizeof(errs->e[0].reason)];
+        json_value_text(v, vtext, vlen + 64);
+        clean_reason(reason, sizeof(reason), err, key, vtext);
+        ps_verrs_add(errs, key, "%s", reason);
+        rc = PS_OK;
+    }
+out:
+    json_decref(one);
+    free(err);
+    free(vtext);
+    return rc;
+}
+
+/* Builds and delivers the row for one element or line. */
+static int json_row(int kind, json_t *v, unsigned long line, ps_recio_row_fn fn, void *arg)
+{
+    ps_recio_row_t row;
+    const char *key;
+    json_t *val;
+    int rc;
+
+    memset(&row, 0, sizeof(row));
+    row.line = line;
+    if (!json_is_object(v)) {
+        ps_verrs_add(&row.errs, PS_RECIO_ROW_FIELD, "not a JSON object");
+        return deliver(&row, fn, arg);
+    }
+    if ((rc = ps_record_new(&row.rec, kind)))
+        return rc;
+    json_object_foreach (v, key, val) {
+        if ((rc = json_key_set(kind, row.rec, key, val, &row.errs))) {
+            ps_record_free(row.rec);
+            return rc;
+        }
+    }
+    return deliver(&row, fn, arg);
+}
+
+static int json_file_error(unsigned long line, ps_recio_row_fn fn, void *arg, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int json_file_error(unsigned long line, ps_recio_row_fn fn, void *arg, const char *fmt, ...)
+{
+    ps_recio_row_t row;
+    char reason[sizeof(row.errs.e[0].reason)];
+    va_list ap;
+    int rc;
+
+    memset(&row, 0, sizeof(row));
+    row.line = line;
+    row.file_error = 1;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    ps_verrs_add(&row.errs, PS_RECIO_FILE_FIELD, "%s", reason);
+    rc = fn(&row, arg);
+    return rc ? rc : PS_EINVAL;
+}
+
+static size_t skip_ws(const char *data, size_t len, size_t pos)
+{
+    while (pos < len && (data[pos] == ' ' || data[pos] == '\t' || data[pos] == '\r' || data[pos] == '\n'))
+        pos++;
+    return pos;
+}
+
+static unsigned long line_at(const char *data, size_t pos)
+{
+    unsigned long line = 1;
+    for (size_t i = 0; i < pos; i++)
+        line += data[i] == '\n';
+    return line;
+}
+
+/* An array is read one element at a time: jansson parses each element and
+ * says how many bytes it took (JSON_DISABLE_EOF_CHECK), so the array as a
+ * whole is never in memory as JSON values. */
+static int read_json_array(const char *data, size_t len, size_t pos, int kind, ps_recio_row_fn fn, void *arg)
+{
+    unsigned long idx = 0;
+    int rc;
+
+    pos = skip_ws(data, len, pos + 1);
+    if (pos < len && data[pos] == ']')
+        goto end;
+    for (;;) {
+        json_error_t je;
+        json_t *v;
+        char reason[128];
+
+        idx++;
+        v = json_loadb(data + pos, len - pos, JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
+        if (!v) {
+            json_reason(reason, sizeof(reason), je.text);
+            return json_file_error(idx, fn, arg, "malformed JSON at line %lu of the file: %s",
+                                   line_at(data, pos) + (unsigned long)(je.line > 0 ? je.line - 1 : 0), reason);
+        }
+        pos += (size_t)je.position;
+        rc = json_row(kind, v, idx, fn, arg);
+        json_decref(v);
+        if (rc)
+            return rc;
+        pos = skip_ws(data, len, pos);
+        if (pos < len && data[pos] == ',') {
+            pos = skip_ws(data, len, pos + 1);
+            continue;
+        }
+        if (pos < len && data[pos] == ']')
+            break;
+        return json_file_error(idx, fn, arg, "malformed JSON at line %lu of the file: ',' or ']' expected",
+                               line_at(data, pos));
+    }
+end:
+    pos = skip_ws(data, len, pos + 1);
+    if (pos < len)
+        return json_file_error(idx, fn, arg, "malformed JSON at line %lu of the file: data after the array",
+                               line_at(data, pos));
+    return PS_OK;
+}
+
+static int read_json_lines(const char *data, size_t len, size_t pos, int kind, ps_recio_row_fn fn, void *arg)
+{
+    unsigned long line = 1;
+    int rc;
+
+    while (pos < len) {
+        const char *nl = memchr(data + pos, '\n', len - pos);
+        size_t n = nl ? (size_t)(nl - (data + pos)) : len - pos;
+        if (!blank_line(data + pos, n)) {
+            json_error_t je;
+            json_t *v = json_loadb(data + pos, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
+            if (v) {
+                rc = json_row(kind, v, line, fn, arg);
+                json_decref(v);
+            } else {
+                ps_recio_row_t row;
+                char reason[128];
+                memset(&row, 0, sizeof(row));
+                row.line = line;
+                json_reason(reason, sizeof(reason), je.text);
+                ps_verrs_add(&row.errs, PS_RECIO_ROW_FIELD, "not valid JSON: %s", reason);
+                rc = deliver(&row, fn, arg);
+            }
+            if (rc)
+                return rc;
+        }
+        pos += n + (nl ? 1 : 0);
+        line++;
+    }
+    return PS_OK;
+}
+
+int ps_recio_read_json(const char *data, size_t len, int kind, ps_recio_row_fn fn, void *arg)
+{
+    size_t pos;
+
+    if (!ps_kind_name(kind) || !fn)
+        return PS_EINVAL;
+    pos = skip_ws(data, len, skip_bom(data, len));
+    if (pos < len && data[pos] == '[')
+        return read_json_array(data, len, pos, kind, fn, arg);
+    return read_json_lines(data, len, skip_bom(data, len), kind, fn, arg);
+}
+
+int ps_recio_read(int format, const char *data, size_t len, int kind, ps_recio_row_fn fn, void *arg)
+{
+    if (format == PS_RECIO_CSV)
+        return ps_recio_read_csv(data, len, kind, fn, arg);
+    if (format == PS_RECIO_JSON)
+        return ps_recio_read_json(data, len, kind, fn, arg);
+    return PS_EINVAL;
+}
+
+/* ---- writers --------------------------------------------------------------- */
+
+/* libcsv trims spaces and tabs around unquoted fields, so those must be
+ * quoted too for a value to read back as itself. */
+static int csv_needs_quotes(const char *s, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (s[0] == ' ' || s[0] == '\t' || s[n - 1] == ' ' || s[n - 1] == '\t')
+        return 1;
+    return strpbrk(s, ",\"\r\n") != NULL;
+}
+
+static void csv_put_cell(FILE *f, const char *s, int first)
+{
+    size_t n = strlen(s);
+
+    if (!first)
+        fputc(',', f);
+    if (csv_needs_quotes(s, n))
+        csv_fwrite(f, s, n);
+    else
+        fwrite(s, 1, n, f);
+}
+
+int ps_recio_writer_begin(ps_recio_writer_t *w, FILE *f, int format, int kind, unsigned flags)
+{
+    memset(w, 0, sizeof(*w));
+    if (!ps_kind_name(kind) || (format != PS_RECIO_CSV && format != PS_RECIO_JSON))
+        return PS_EINVAL;
+    w->f = f;
+    w->format = format;
+    w->kind = kind;
+    w->flags = flags;
+    if (format == PS_RECIO_JSON) {
+        fputc('[', f);
+        return ferror(f) ? PS_EIO : PS_OK;
+    }
+    w->nnames = ps_record_field_names(kind, NULL, 0);
+    w->names = calloc(w->nnames ? w->nnames : 1, sizeof(*w->names));
+    w->cellcap = 4096;
+    w->cell = malloc(w->cellcap);
+    if (!w->names || !w->cell)
+        return PS_ENOMEM;
+    ps_record_field_names(kind, w->names, w->nnames);
+    if (flags & PS_RECIO_BOM)
+        fputs("\xEF\xBB\xBF", f);
+    csv_put_cell(f, "id", 1);
+    csv_put_cell(f, "orgunit", 0);
+    for (size_t i = 0; i < w->nnames; i++)
+        csv_put_cell(f, w->names[i], 0);
+    fputs("\r\n", f);
+    return ferror(f) ? PS_EIO : PS_OK;
+}
+
+/* The text of one field into w->cell, growing it as needed. */
+static int cell_text(ps_recio_writer_t *w, const Popsync__Record *r, const char *field)
+{
+    int rc;
+
+    while ((rc = ps_record_get_text(r, field, w->cell, w->cellcap)) == PS_ETOOBIG) {
+        char *nc;
+        if (w->cellcap >= MAX_CELL_TEXT)
+            return PS_ETOOBIG;
+        nc = realloc(w->cell, w->cellcap * 2);
+        if (!nc)
+            return PS_ENOMEM;
+        w->cell = nc;
+        w->cellcap *= 2;
+    }
+    return rc;
+}
+
+static int put_csv(ps_recio_writer_t *w, const Popsync__Record *r)
+{
+    int rc;
+
+    for (size_t i = 0; i < w->nnames + 2; i++) {
+        const char *field = i == 0 ? "id" : i == 1 ? "orgunit" : w->names[i - 2];
+        if ((rc = cell_text(w, r, field)))
+            return rc;
+        csv_put_cell(w->f, w->cell, i == 0);
+    }
+    fputs("\r\n", w->f);
+    return PS_OK;
+}
+
+/* Writes the object indented by one level, as an element of the array. */
+static int put_json(ps_recio_writer_t *w, const Popsync__Record *r)
+{
+    json_t *o = ps_record_to_json(r);
+    char *s = NULL;
+    int rc = PS_ENOMEM;
+
+    if (!o)
+        goto out;
+    for (size_t i = 0; i < sizeof(cache_keys) / sizeof(cache_keys[0]); i++)
+        json_object_del(o, cache_keys[i]);
+    s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (!s)
+        goto out;
+    fputs(w->n ? ",\n  " : "\n  ", w->f);
+    for (const char *p = s; *p; p++) {
+        fputc(*p, w->f);
+        if (*p == '\n')
+            fputs("  ", w->f);
+    }
+    rc = PS_OK;
+out:
+    free(s);
+    json_decref(o);
+    return rc;
+}
+
+int ps_recio_writer_put(ps_recio_writer_t *w, const Popsync__Record *r)
+{
+    int rc;
+
+    if (!r || (int)r->kind != w->kind)
+        return PS_EINVAL;
+    rc = w->format == PS_RECIO_CSV ? put_csv(w, r) : put_json(w, r);
+    if (rc)
+        return rc;
+    w->n++;
+    return ferror(w->f) ? PS_EIO : PS_OK;
+}
+
+int ps_recio_writer_end(ps_recio_writer_t *w)
+{
+    int rc = PS_OK;
+
+    if (w->f && w->format == PS_RECIO_JSON)
+        fputs(w->n ? "\n]\n" : "]\n", w->f);
+    if (w->f && (fflush(w->f) != 0 || ferror(w->f)))
+        rc = PS_EIO;
+    free(w->names);
+    free(w->cell);
+    w->names = NULL;
+    w->cell = NULL;
+    return rc;
+}

@@ -34,7 +34,14 @@ enum ps_msg_type {
     PS_MSG_PONG = 9,
     PS_MSG_ORGUNITS_REQUEST = 10,
     PS_MSG_ORGUNITS = 11,
-    PS_MSG_MAX_KNOWN = 11
+    PS_MSG_CONFLICT_LIST = 12,
+    PS_MSG_CONFLICT_LIST_RESULT = 13,
+    PS_MSG_VERIFY_REQUEST = 14,
+    PS_MSG_VERIFY_DIGESTS = 15,
+    PS_MSG_VERIFY_BUCKET_REQUEST = 16,
+    PS_MSG_VERIFY_BUCKET_LIST = 17,
+    PS_MSG_FETCH_REQUEST = 18,
+    PS_MSG_MAX_KNOWN = 18
 };
 
 /** A decoded frame; body borrows from the input buffer. */

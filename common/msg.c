@@ -22,6 +22,13 @@ const ProtobufCMessageDescriptor *ps_msg_descriptor(uint8_t type)
     case PS_MSG_PONG: return &popsync__ping__descriptor;
     case PS_MSG_ORGUNITS_REQUEST: return &popsync__org_units_request__descriptor;
     case PS_MSG_ORGUNITS: return &popsync__org_units__descriptor;
+    case PS_MSG_CONFLICT_LIST: return &popsync__conflict_list__descriptor;
+    case PS_MSG_CONFLICT_LIST_RESULT: return &popsync__conflict_list_result__descriptor;
+    case PS_MSG_VERIFY_REQUEST: return &popsync__verify_request__descriptor;
+    case PS_MSG_VERIFY_DIGESTS: return &popsync__verify_digests__descriptor;
+    case PS_MSG_VERIFY_BUCKET_REQUEST: return &popsync__verify_bucket_request__descriptor;
+    case PS_MSG_VERIFY_BUCKET_LIST: return &popsync__verify_bucket_list__descriptor;
+    case PS_MSG_FETCH_REQUEST: return &popsync__fetch_request__descriptor;
     default: return NULL;
     }
 }
@@ -148,6 +155,24 @@ int ps_msg_feed_entry_append(ps_buf_t *out, uint64_t seq, const uint8_t *record,
     memcpy(p, record, record_len);
     ps_buf_commit(out, total);
     return PS_OK;
+}
+
+int ps_msg_feed_gone_append(ps_buf_t *out, uint64_t seq, const uint8_t id[16])
+{
+    /* FeedEntry { 1: seq, 3: gone = true, 4: id } */
+    size_t inner = 1 + varint_size(seq) + 2 + 2 + 16;
+    uint8_t tmp[48], *p = tmp;
+    *p++ = (1 << 3) | 2;
+    p = varint_put(p, inner);
+    *p++ = (1 << 3) | 0;
+    p = varint_put(p, seq);
+    *p++ = (3 << 3) | 0;
+    *p++ = 1;
+    *p++ = (4 << 3) | 2;
+    *p++ = 16;
+    memcpy(p, id, 16);
+    p += 16;
+    return ps_buf_append(out, tmp, (size_t)(p - tmp));
 }
 
 int ps_msg_pull_batch_finish(ps_buf_t *out, uint64_t cursor, int more, uint64_t head)

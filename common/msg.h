@@ -49,6 +49,8 @@ void ps_msg_free(ProtobufCMessage *msg);
  * packed Record, to a PullBatch body under construction in out.
  */
 int ps_msg_feed_entry_append(ps_buf_t *out, uint64_t seq, const uint8_t *record, size_t record_len);
+/** Appends a `gone` FeedEntry: the record with this id left the reader's scope. */
+int ps_msg_feed_gone_append(ps_buf_t *out, uint64_t seq, const uint8_t id[16]);
 /** Appends the trailing PullBatch scalar fields (cursor, more, head). */
 int ps_msg_pull_batch_finish(ps_buf_t *out, uint64_t cursor, int more, uint64_t head);
 /** Size of one encoded feed entry, for byte budgets. */

@@ -77,7 +77,8 @@ typedef struct parse_state {
     size_t errlen;
 } parse_state_t;
 
-static void fail(parse_state_t *st, int rc, size_t line, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void fail(parse_state_t *st, int rc, size_t line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 static void fail(parse_state_t *st, int rc, size_t line, const char *fmt, ...)
 {

@@ -248,13 +248,13 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
 static void csv_field_cb(void *s, size_t len, void *data)
 {
     csv_rd_t *st = data;
-    size_t capo;
+    size_t capl = st->capf;
 
     if (st->rc)
         return;
-    capo = st->capf;
-    if (grow((void **)&st->offs, &capo, st->nf + 1, sizeof(size_t)) ||
-        grow((void **)&st->lens, &st->capf, st->nf + 1, sizeof(size_t)) ||
+    /* offs and lens grow together; capf is the capacity of both. */
+    if (grow((void **)&st->lens, &capl, st->nf + 1, sizeof(size_t)) ||
+        grow((void **)&st->offs, &st->capf, st->nf + 1, sizeof(size_t)) ||
         grow((void **)&st->buf, &st->bcap, st->blen + len + 1, 1)) {
         st->rc = PS_ENOMEM;
         return;

@@ -399,7 +399,8 @@ static void check_person(vstate_t *vs, const Popsync__Person *p)
                 break;
         }
         if (i < len || len < 5 || len > 20 || ndig < 5)
-            ps_verrs_add(vs->v, "phone", "must be 5 to 20 characters of digits, '+', '-' or spaces, with at least 5 digits");
+            ps_verrs_add(vs->v, "phone",
+                         "must be 5 to 20 characters of digits, '+', '-' or spaces, with at least 5 digits");
     }
     check_text(vs, "address", p->address, 0, 256, 1);
 }

@@ -6,6 +6,8 @@
 #include "msg.h"
 #include "scope.h"
 #include "validate.h"
+#include "merge.h"
+#include "digest.h"
 
 #include <lmdb.h>
 
@@ -18,13 +20,23 @@
 
 /* Every value in `records` starts with a fixed header so that pulls,
  * scope checks and reference checks never unpack a record:
- *   seq(8, BE) | kind(1) | flags(1: bit 0 deleted) | orgunit(12) | packed Record */
-#define REC_HDR 22
+ *   seq(8, BE) | kind(1) | flags(1: bit 0 deleted) | orgunit(12) | other(12) | gen(8, BE) | hlc(8, BE)
+ *   | packed Record
+ * where other is a migration's other place (zeros when none): the two
+ * units whose readers see the record, its "audience". */
+#define REC_HDR 50
+#define HDR_GEN 34
+#define HDR_HLC 42
 #define REC_DELETED 0x01
+#define HDR_UNIT 10
+#define HDR_OTHER 22
+/* Feed values: id(16) for a record's latest change; id(16) | 0x01 |
+ * unit(12) for a scope exit, telling readers of unit the record left them. */
+#define FEED_EXIT_LEN 29
 
 struct ps_store {
     MDB_env *env;
-    MDB_dbi records, feed, nodes, rejects, meta;
+    MDB_dbi records, feed, nodes, rejects, meta, versions, conflicts;
     uint8_t server_node[PS_ID_LEN];
     uint64_t head;           /* last committed seq; read under head_lock */
     pthread_mutex_t head_lock;
@@ -87,7 +99,9 @@ int ps_store_open(ps_store_t **out, const char *dir, const ps_store_opts_t *opts
         (mrc = mdb_dbi_open(txn, "feed", MDB_CREATE, &st->feed)) ||
         (mrc = mdb_dbi_open(txn, "nodes", MDB_CREATE, &st->nodes)) ||
         (mrc = mdb_dbi_open(txn, "rejects", MDB_CREATE, &st->rejects)) ||
-        (mrc = mdb_dbi_open(txn, "meta", MDB_CREATE, &st->meta)))
+        (mrc = mdb_dbi_open(txn, "meta", MDB_CREATE, &st->meta)) ||
+        (mrc = mdb_dbi_open(txn, "versions", MDB_CREATE, &st->versions)) ||
+        (mrc = mdb_dbi_open(txn, "conflicts", MDB_CREATE, &st->conflicts)))
         goto fail;
     k.mv_data = "server_node";
     k.mv_size = 11;
@@ -152,36 +166,66 @@ uint64_t ps_store_head(ps_store_t *st)
     return h;
 }
 
+/* Is unit inside root's subtree?  The org-unit tree decides when both are
+ * in it; codes outside the district (a migrant's other place) fall back to
+ * the division-code prefix rule. */
+static int within(const ps_store_t *st, const char *unit, const char *root)
+{
+    if (!unit || !*unit)
+        return 0;
+    if (st->opts.units && ps_orgunits_find(st->opts.units, unit) && ps_orgunits_find(st->opts.units, root))
+        return ps_orgunits_within(st->opts.units, unit, root);
+    return ps_orgunit_within(unit, root);
+}
+
 /* May this identity write a record owned by unit?  Admin: everything;
  * township and collector: their subtree; viewer and server: nothing. */
-static int may_write(const ps_peer_t *peer, const char *unit)
+static int may_write(const ps_store_t *st, const ps_peer_t *peer, const char *unit)
 {
     switch (peer->role) {
     case PS_ROLE_ADMIN: return 1;
     case PS_ROLE_TOWNSHIP:
-    case PS_ROLE_COLLECTOR: return ps_orgunit_within(unit, peer->orgunit);
+    case PS_ROLE_COLLECTOR: return within(st, unit, peer->orgunit);
     default: return 0;
     }
 }
 
-/* May this identity read records owned by unit? */
-static int may_read(const ps_peer_t *peer, const char *unit)
+/* May this identity read a record with this audience (owner, other place)? */
+static int may_read(const ps_store_t *st, const ps_peer_t *peer, const char *unit, const char *other)
 {
     switch (peer->role) {
     case PS_ROLE_ADMIN: return 1;
     case PS_ROLE_TOWNSHIP:
-    case PS_ROLE_COLLECTOR: return ps_orgunit_within(unit, peer->orgunit);
+    case PS_ROLE_COLLECTOR:
+        return within(st, unit, peer->orgunit) || (other && *other && within(st, other, peer->orgunit));
     default: return 0;
     }
+}
+
+static void hdr_unit(const uint8_t *hdr, size_t off, char out[13])
+{
+    memcpy(out, hdr + off, 12);
+    out[12] = '\0';
+    if (out[0] == '\0')
+        out[0] = '\0';
 }
 
 /* may_read on a stored record's header. */
-static int may_read_hdr(const ps_peer_t *peer, const void *hdr)
+static int may_read_hdr(const ps_store_t *st, const ps_peer_t *peer, const void *hdr)
 {
-    char unit[13];
-    memcpy(unit, (const uint8_t *)hdr + 10, 12);
-    unit[12] = '\0';
-    return may_read(peer, unit);
+    char unit[13], other[13];
+    hdr_unit(hdr, HDR_UNIT, unit);
+    hdr_unit(hdr, HDR_OTHER, other);
+    return may_read(st, peer, unit, other);
+}
+
+/* The other place of a migration record, or "". */
+static const char *other_place(const Popsync__Record *r)
+{
+    if (r->body_case == POPSYNC__RECORD__BODY_MIGRATION && r->migration->other_place_code &&
+        ps_orgunit_valid(r->migration->other_place_code))
+        return r->migration->other_place_code;
+    return "";
 }
 
 /* Per-transaction state of one node's marks, so a batch with many changes
@@ -197,6 +241,7 @@ typedef struct apply_ctx {
     MDB_txn *txn;
     uint64_t seq;            /* last sequence given in this transaction */
     uint64_t now_ms;
+    uint64_t conflicts;      /* conflicts recorded in this transaction */
     node_mark_t *marks;
     size_t nmarks, capmarks;
     ps_buf_t scratch;        /* packed record being stored */
@@ -319,7 +364,7 @@ static int ref_exists(void *arg, const uint8_t id[PS_ID_LEN], int kind)
     MDB_val k = {PS_ID_LEN, (void *)id}, v;
     if (mdb_get(rc->c->txn, rc->c->st->records, &k, &v) == 0 && v.mv_size >= REC_HDR) {
         const uint8_t *h = v.mv_data;
-        if (!(h[9] & REC_DELETED) && (kind == 0 || h[8] == kind) && may_read_hdr(rc->peer, h))
+        if (!(h[9] & REC_DELETED) && (kind == 0 || h[8] == kind) && may_read_hdr(rc->c->st, rc->peer, h))
             return 1;
     }
     for (size_t i = 0; rc->job->push && i < rc->job->push->n_changes; i++) {
@@ -331,19 +376,209 @@ static int ref_exists(void *arg, const uint8_t id[PS_ID_LEN], int kind)
     return 0;
 }
 
-/* Applies one change.  Fills res (status, seq, rev) and returns PS_OK for
- * accepted, duplicate and rejected alike: only a database failure is an
- * error, and it aborts the whole transaction. */
-static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Popsync__ChangeResult *res,
-                     Popsync__Rev *rev_out, ps_verrs_t *verrs)
+/* Packs msg into c->scratch after hdr_len bytes of room; *p points at the packed bytes. */
+static int pack_scratch(apply_ctx_t *c, const ProtobufCMessage *msg, size_t hdr_len, uint8_t **p, size_t *n)
 {
-    Popsync__Record *r = ch->record;
+    int rc;
+    *n = protobuf_c_message_get_packed_size(msg);
+    ps_buf_reset(&c->scratch);
+    if ((rc = ps_buf_reserve(&c->scratch, hdr_len + *n)))
+        return rc;
+    *p = ps_buf_tail(&c->scratch);
+    protobuf_c_message_pack(msg, *p + hdr_len);
+    return PS_OK;
+}
+
+static int feed_put(apply_ctx_t *c, const uint8_t *val, size_t len)
+{
+    uint8_t key[8];
+    MDB_val k = {8, key}, v = {len, (void *)val};
+    int mrc;
+    c->seq++;
+    be64put(key, c->seq);
+    /* Sequences only grow, so the feed is always an append. */
+    mrc = mdb_put(c->txn, c->st->feed, &k, &v, MDB_APPEND);
+    return mrc ? db_err(mrc) : PS_OK;
+}
+
+/* Makes nv (which carries its final rev) the record's current version:
+ * records, versions and the feed.  When the record's audience shrinks, the
+ * units that lose it get an exit entry first, so their readers drop it. */
+static int put_version(apply_ctx_t *c, const Popsync__Record *nv, const uint8_t *old_hdr)
+{
+    MDB_val k = {PS_ID_LEN, nv->id.data}, v;
+    uint8_t vkey[PS_ID_LEN + 8], *p;
+    size_t n;
+    int rc, mrc;
+    const char *other = other_place(nv);
+
+    if (old_hdr) {
+        uint8_t oldkey[8];
+        MDB_val ok = {8, oldkey};
+        char units[2][13];
+        memcpy(oldkey, old_hdr, 8);
+        mrc = mdb_del(c->txn, c->st->feed, &ok, NULL);
+        if (mrc && mrc != MDB_NOTFOUND)
+            return db_err(mrc);
+        hdr_unit(old_hdr, HDR_UNIT, units[0]);
+        hdr_unit(old_hdr, HDR_OTHER, units[1]);
+        for (int i = 0; i < 2; i++) {
+            uint8_t ev[FEED_EXIT_LEN];
+            if (!units[i][0] || strcmp(units[i], nv->orgunit) == 0 || strcmp(units[i], other) == 0)
+                continue;
+            memcpy(ev, nv->id.data, PS_ID_LEN);
+            ev[16] = 0x01;
+            memcpy(ev + 17, units[i], 12);
+            if ((rc = feed_put(c, ev, sizeof(ev))))
+                return rc;
+        }
+    }
+    if ((rc = feed_put(c, nv->id.data, PS_ID_LEN)))
+        return rc;
+    if ((rc = pack_scratch(c, &nv->base, REC_HDR, &p, &n)))
+        return rc;
+    be64put(p, c->seq);
+    p[8] = (uint8_t)nv->kind;
+    p[9] = nv->deleted ? REC_DELETED : 0;
+    memcpy(p + HDR_UNIT, nv->orgunit, 12);
+    memset(p + HDR_OTHER, 0, 12);
+    memcpy(p + HDR_OTHER, other, strlen(other));
+    be64put(p + HDR_GEN, nv->rev->gen);
+    be64put(p + HDR_HLC, nv->rev->hlc);
+    v.mv_size = REC_HDR + n;
+    v.mv_data = p;
+    if ((mrc = mdb_put(c->txn, c->st->records, &k, &v, 0)))
+        return db_err(mrc);
+    /* Every version is kept: it may be the common base of a later merge. */
+    memcpy(vkey, nv->id.data, PS_ID_LEN);
+    be64put(vkey + PS_ID_LEN, nv->rev->gen);
+    k.mv_size = sizeof(vkey);
+    k.mv_data = vkey;
+    v.mv_size = n;
+    v.mv_data = p + REC_HDR;
+    if ((mrc = mdb_put(c->txn, c->st->versions, &k, &v, 0)))
+        return db_err(mrc);
+    return PS_OK;
+}
+
+/* Keeps a conflict: what the record became and the version that lost. */
+static int put_conflict(apply_ctx_t *c, const Popsync__Record *kept, const Popsync__Record *lost, const uint8_t *lost_node,
+                        const char *const *fields, size_t nfields, const char *reason, uint8_t cid[PS_ID_LEN])
+{
+    Popsync__Conflict cf = POPSYNC__CONFLICT__INIT;
+    MDB_val k = {PS_ID_LEN, cid}, v;
+    uint8_t *p;
+    size_t n;
+    int rc, mrc;
+
+    if ((rc = ps_uuid7(cid)))
+        return rc;
+    cf.id.data = cid;
+    cf.id.len = PS_ID_LEN;
+    cf.record_id = kept->id;
+    cf.kind = kept->kind;
+    cf.orgunit = kept->orgunit;
+    cf.n_fields = nfields;
+    cf.fields = (char **)fields;
+    cf.kept = (Popsync__Record *)kept;
+    cf.lost = (Popsync__Record *)lost;
+    cf.created_ms = c->now_ms;
+    cf.reason = (char *)reason;
+    cf.lost_node.data = (uint8_t *)lost_node;
+    cf.lost_node.len = PS_ID_LEN;
+    if ((rc = pack_scratch(c, &cf.base, 0, &p, &n)))
+        return rc;
+    v.mv_size = n;
+    v.mv_data = p;
+    if ((mrc = mdb_put(c->txn, c->st->conflicts, &k, &v, 0)))
+        return db_err(mrc);
+    c->conflicts++;
+    return PS_OK;
+}
+
+/* A change that names a conflict it settles marks it resolved. */
+static int resolve_conflict(apply_ctx_t *c, const ProtobufCBinaryData *cid, const ProtobufCBinaryData *record_id)
+{
+    MDB_val k = {PS_ID_LEN, cid->data}, v;
+    Popsync__Conflict *cf = NULL;
+    uint8_t *p;
+    size_t n;
+    int rc, mrc;
+
+    if (cid->len != PS_ID_LEN)
+        return PS_OK;
+    mrc = mdb_get(c->txn, c->st->conflicts, &k, &v);
+    if (mrc == MDB_NOTFOUND)
+        return PS_OK;
+    if (mrc)
+        return db_err(mrc);
+    if (ps_msg_unpack_desc(&popsync__conflict__descriptor, v.mv_data, v.mv_size, (ProtobufCMessage **)&cf))
+        return PS_OK;
+    rc = PS_OK;
+    if (!cf->resolved && cf->record_id.len == PS_ID_LEN && record_id->len == PS_ID_LEN &&
+        memcmp(cf->record_id.data, record_id->data, PS_ID_LEN) == 0) {
+        cf->resolved = 1;
+        cf->resolved_ms = c->now_ms;
+        rc = pack_scratch(c, &cf->base, 0, &p, &n);
+        if (rc == PS_OK) {
+            v.mv_size = n;
+            v.mv_data = p;
+            if ((mrc = mdb_put(c->txn, c->st->conflicts, &k, &v, 0)))
+                rc = db_err(mrc);
+        }
+    }
+    ps_msg_free(&cf->base);
+    return rc;
+}
+
+static int load_version(apply_ctx_t *c, const uint8_t *id, uint64_t gen, Popsync__Record **out)
+{
+    uint8_t vkey[PS_ID_LEN + 8];
+    MDB_val k = {sizeof(vkey), vkey}, v;
+    int mrc;
+    *out = NULL;
+    memcpy(vkey, id, PS_ID_LEN);
+    be64put(vkey + PS_ID_LEN, gen);
+    mrc = mdb_get(c->txn, c->st->versions, &k, &v);
+    if (mrc == MDB_NOTFOUND)
+        return PS_OK;
+    if (mrc)
+        return db_err(mrc);
+    return ps_msg_unpack_desc(&popsync__record__descriptor, v.mv_data, v.mv_size, (ProtobufCMessage **)out);
+}
+
+/* Compares revisions by (hlc, node): the later edit wins a field both
+ * sides changed; the node breaks ties so every server decides alike. */
+static int rev_later(uint64_t hlc_a, const uint8_t *node_a, const Popsync__Rev *b)
+{
+    int cmp;
+    if (!b)
+        return 1;
+    if (hlc_a != b->hlc)
+        return hlc_a > b->hlc;
+    cmp = memcmp(node_a, b->node.data ? b->node.data : (const uint8_t *)"", b->node.len < PS_ID_LEN ? b->node.len : PS_ID_LEN);
+    return cmp > 0;
+}
+
+/* Applies one change.  Fills res and returns PS_OK whether the change is
+ * accepted, a duplicate, kept as a conflict or rejected (rejections go to
+ * verrs): only a database failure is an error, and it aborts the whole
+ * transaction. */
+static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Popsync__ChangeResult *res,
+                     Popsync__Rev *rev_out, ps_verrs_t *verrs, uint8_t *conflict_id)
+{
+    static const char *const whole[] = {"*"};
+    Popsync__Record *r = ch->record, *cur = NULL, *base = NULL, nv;
+    Popsync__Rev mine_rev = POPSYNC__REV__INIT;
+    const ps_peer_t *peer = &job->peer;
     node_mark_t *mark;
     MDB_val k, v;
-    uint8_t seqkey[8];
-    uint64_t old_seq = 0, old_gen = 0, hlc, limit;
-    int rc, mrc, exists = 0;
+    uint8_t old_hdr[REC_HDR];
+    uint64_t hlc, limit, base_gen;
+    ps_merge_t m;
+    int rc = PS_OK, mrc, have_merge = 0, other_place_edit = 0;
 
+    memset(&m, 0, sizeof(m));
     res->lcn = ch->lcn;
     if (r && r->id.len == PS_ID_LEN) {
         res->id.data = r->id.data;
@@ -358,113 +593,161 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
     }
     if (!r) {
         ps_verrs_add(verrs, "record", "missing");
-    } else {
+        return PS_OK;
+    }
+    if (r->id.len == PS_ID_LEN) {
+        k.mv_size = PS_ID_LEN;
+        k.mv_data = r->id.data;
+        mrc = mdb_get(c->txn, c->st->records, &k, &v);
+        if (mrc == 0 && v.mv_size >= REC_HDR) {
+            memcpy(old_hdr, v.mv_data, REC_HDR);
+            if ((rc = ps_msg_unpack_desc(&popsync__record__descriptor, (uint8_t *)v.mv_data + REC_HDR,
+                                         v.mv_size - REC_HDR, (ProtobufCMessage **)&cur)))
+                return rc == PS_ENOMEM ? PS_ENOMEM : PS_EDB;
+        } else if (mrc && mrc != MDB_NOTFOUND) {
+            return db_err(mrc);
+        }
+    }
+    {
+        /* New records must be created inside the sender's scope; an existing
+         * record's ownership is checked against its current owner below. */
         ps_validate_ctx_t vctx;
-        ref_ctx_t rctx = {c, job, &job->peer};
+        ref_ctx_t rctx = {c, job, peer};
         memset(&vctx, 0, sizeof(vctx));
         vctx.units = c->st->opts.units;
-        vctx.scope_root = job->peer.role == PS_ROLE_ADMIN ? NULL : job->peer.orgunit;
+        vctx.scope_root = !cur && peer->role != PS_ROLE_ADMIN ? peer->orgunit : NULL;
         vctx.ref_exists = ref_exists;
         vctx.ref_arg = &rctx;
         ps_validate_record(r, &vctx, verrs);
     }
+    if (cur && cur->kind != r->kind)
+        ps_verrs_add(verrs, "kind", "cannot change the kind of an existing record");
     if (verrs->n > 0)
-        return PS_OK; /* caller records the rejection */
+        goto out;
 
-    k.mv_size = PS_ID_LEN;
-    k.mv_data = r->id.data;
-    mrc = mdb_get(c->txn, c->st->records, &k, &v);
-    if (mrc == 0 && v.mv_size >= REC_HDR) {
-        Popsync__Record *old = NULL;
-        exists = 1;
-        old_seq = be64get(v.mv_data);
-        rc = ps_msg_unpack_desc(&popsync__record__descriptor, (uint8_t *)v.mv_data + REC_HDR,
-                                v.mv_size - REC_HDR, (ProtobufCMessage **)&old);
-        if (rc == PS_OK) {
-            if (old->rev)
-                old_gen = old->rev->gen;
-            /* A record may only move between units its writer can reach. */
-            if (!may_write(&job->peer, old->orgunit))
-                ps_verrs_add(verrs, "orgunit", "the stored record is outside the sender's scope");
-            if (old->kind != r->kind)
-                ps_verrs_add(verrs, "kind", "cannot change the kind of an existing record");
-            ps_msg_free(&old->base);
-        }
-        if (verrs->n > 0)
-            return PS_OK;
-    } else if (mrc && mrc != MDB_NOTFOUND) {
-        return db_err(mrc);
-    }
-
-    /* Revision: the change's own HLC (when it was made), bounded so a device
-     * with a clock far in the future cannot win every later comparison. */
+    /* The change's own HLC (when it was made), bounded so a device whose
+     * clock runs far ahead cannot win every later comparison. */
     hlc = r->rev ? r->rev->hlc : 0;
     limit = (c->now_ms + c->st->opts.max_future_ms) << 16;
     if (hlc > limit || hlc == 0)
         hlc = ps_hlc_now(&c->st->hlc);
     else
         ps_hlc_observe(&c->st->hlc, hlc);
-    popsync__rev__init(rev_out);
-    rev_out->gen = old_gen + 1;
+    mine_rev.hlc = hlc;
+    mine_rev.node.data = job->node;
+    mine_rev.node.len = PS_ID_LEN;
+    base_gen = ch->base_rev ? ch->base_rev->gen : 0;
+    mine_rev.gen = base_gen;
+
+    if (cur) {
+        const Popsync__Rev *cr = cur->rev;
+        uint64_t cur_gen = cr ? cr->gen : 0;
+        const char *changed[PS_MERGE_MAX_FIELDS];
+        size_t nchanged;
+        if (base_gen > cur_gen) {
+            ps_verrs_add(verrs, "rev", "based on a revision the server does not have");
+            goto out;
+        }
+        if (base_gen < cur_gen && (rc = load_version(c, r->id.data, base_gen, &base)))
+            goto out;
+        nchanged = ps_merge_diff(base_gen == cur_gen ? cur : base, r, changed, PS_MERGE_MAX_FIELDS);
+        if (!may_write(c->st, peer, cur->orgunit)) {
+            if (cur->body_case == POPSYNC__RECORD__BODY_MIGRATION && within(c->st, other_place(cur), peer->orgunit)) {
+                /* The other place of a migrant's registration answers it:
+                 * it may set the submission and feedback dates, nothing else. */
+                for (size_t i = 0; i < nchanged; i++)
+                    if (strcmp(changed[i], "submitted_date") && strcmp(changed[i], "feedback_date"))
+                        ps_verrs_add(verrs, changed[i], "the other place may set only submitted_date and feedback_date");
+                if (verrs->n > 0)
+                    goto out;
+                other_place_edit = 1;
+            } else {
+                /* The record left the sender's scope (moved to another unit)
+                 * while this edit waited: keep the edit, apply nothing. */
+                Popsync__Record lost = *r;
+                lost.rev = &mine_rev;
+                if ((rc = put_conflict(c, cur, &lost, job->node, whole, 1,
+                                       "the record moved out of the sender's scope before this change arrived",
+                                       conflict_id)))
+                    goto out;
+                res->status = POPSYNC__CHANGE_STATUS__CHANGE_STATUS_CONFLICT;
+                res->conflict_id.data = conflict_id;
+                res->conflict_id.len = PS_ID_LEN;
+                goto settled;
+            }
+        }
+        if (base_gen == cur_gen) {
+            nv = *r; /* fast-forward: the change was made on the current version */
+        } else {
+            if ((rc = ps_merge(base, cur, r, rev_later(hlc, job->node, cr), &m)))
+                goto out;
+            have_merge = 1;
+            if (m.outcome == PS_MERGE_KEEP_WHOLE) {
+                Popsync__Record lost = *r;
+                lost.rev = &mine_rev;
+                if ((rc = put_conflict(c, cur, &lost, job->node, m.fields, m.nfields, m.reason, conflict_id)))
+                    goto out;
+                res->status = POPSYNC__CHANGE_STATUS__CHANGE_STATUS_CONFLICT;
+                res->conflict_id.data = conflict_id;
+                res->conflict_id.len = PS_ID_LEN;
+                goto settled;
+            }
+            nv = m.merged;
+        }
+        (void)other_place_edit;
+        nv.created_ms = cur->created_ms;
+        popsync__rev__init(rev_out);
+        rev_out->gen = cur_gen + 1;
+    } else {
+        if (base_gen != 0) {
+            ps_verrs_add(verrs, "rev", "based on a revision of a record the server does not have");
+            goto out;
+        }
+        nv = *r;
+        if (nv.created_ms == 0)
+            nv.created_ms = (int64_t)c->now_ms;
+        popsync__rev__init(rev_out);
+        rev_out->gen = 1;
+    }
     rev_out->hlc = hlc;
     rev_out->node.data = job->node;
     rev_out->node.len = PS_ID_LEN;
-    if (!exists && r->created_ms == 0)
-        r->created_ms = (int64_t)c->now_ms;
-
-    c->seq++;
-    be64put(seqkey, c->seq);
-    {
-        /* Pack with the server's revision and maker swapped in, then put the
-         * decoded message's own pointers back: the message is freed by its
-         * allocator, which must never see these borrowed ones. */
-        Popsync__Rev *orig_rev = r->rev;
-        ProtobufCBinaryData orig_by = r->changed_by;
-        size_t n;
-        r->rev = rev_out;
-        r->changed_by.data = job->node;
-        r->changed_by.len = PS_ID_LEN;
-        n = protobuf_c_message_get_packed_size(&r->base);
-        ps_buf_reset(&c->scratch);
-        rc = ps_buf_reserve(&c->scratch, REC_HDR + n);
-        if (rc == PS_OK) {
-            uint8_t *h = ps_buf_tail(&c->scratch);
-            be64put(h, c->seq);
-            h[8] = (uint8_t)r->kind;
-            h[9] = r->deleted ? REC_DELETED : 0;
-            memcpy(h + 10, r->orgunit, 12);
-            protobuf_c_message_pack(&r->base, h + REC_HDR);
-        }
-        r->rev = orig_rev;
-        r->changed_by = orig_by;
-        if (rc)
-            return rc;
-        v.mv_size = REC_HDR + n;
-        v.mv_data = ps_buf_tail(&c->scratch);
+    nv.rev = rev_out;
+    nv.changed_by.data = job->node;
+    nv.changed_by.len = PS_ID_LEN;
+    nv.updated_ms = r->updated_ms;
+    if ((rc = put_version(c, &nv, cur ? old_hdr : NULL)))
+        goto out;
+    if (have_merge && m.nfields > 0) {
+        /* Both sides changed the same field: the winner is in the record,
+         * the loser is kept whole so nothing a client sent is dropped. */
+        Popsync__Record lost = m.mine_won ? *cur : *r;
+        const uint8_t *lost_node = m.mine_won && cur->rev ? cur->rev->node.data : job->node;
+        if (!m.mine_won)
+            lost.rev = &mine_rev;
+        if ((rc = put_conflict(c, &nv, &lost, lost_node ? lost_node : job->node, m.fields, m.nfields, m.reason,
+                               conflict_id)))
+            goto out;
+        res->conflict_id.data = conflict_id;
+        res->conflict_id.len = PS_ID_LEN;
     }
-    if ((mrc = mdb_put(c->txn, c->st->records, &k, &v, 0)))
-        return db_err(mrc);
-    if (exists) {
-        uint8_t oldkey[8];
-        MDB_val ok = {8, oldkey};
-        be64put(oldkey, old_seq);
-        mrc = mdb_del(c->txn, c->st->feed, &ok, NULL);
-        if (mrc && mrc != MDB_NOTFOUND)
-            return db_err(mrc);
-    }
-    {
-        MDB_val fk = {8, seqkey}, fv = {PS_ID_LEN, r->id.data};
-        /* Sequences only grow, so the feed is always an append. */
-        if ((mrc = mdb_put(c->txn, c->st->feed, &fk, &fv, MDB_APPEND)))
-            return db_err(mrc);
-    }
-    mark->hw = ch->lcn;
-    mark->dirty = 1;
+    if (ch->resolves.len && (rc = resolve_conflict(c, &ch->resolves, &r->id)))
+        goto out;
     res->status = POPSYNC__CHANGE_STATUS__CHANGE_STATUS_ACCEPTED;
     res->seq = c->seq;
     res->rev = rev_out;
     job->accepted++;
-    return PS_OK;
+settled:
+    mark->hw = ch->lcn;
+    mark->dirty = 1;
+out:
+    if (have_merge)
+        ps_merge_free(&m);
+    if (base)
+        ps_msg_free(&base->base);
+    if (cur)
+        ps_msg_free(&cur->base);
+    return rc;
 }
 
 /* Processes one job's changes inside the shared transaction and packs its
@@ -479,13 +762,14 @@ static int apply_job(apply_ctx_t *c, ps_push_job_t *job)
     Popsync__FieldError *fe = calloc((n ? n : 1) * PS_VERR_MAX, sizeof(*fe));
     Popsync__FieldError **fep = calloc((n ? n : 1) * PS_VERR_MAX, sizeof(*fep));
     ps_verrs_t *verrs = calloc(n ? n : 1, sizeof(*verrs));
+    uint8_t *cids = calloc(n ? n : 1, PS_ID_LEN);
     ps_buf_t replays;
     Popsync__PushResult pr = POPSYNC__PUSH_RESULT__INIT;
     ProtobufCMessage **replayed = NULL;
     int rc = PS_OK;
 
     ps_buf_init(&replays);
-    if (!res || !resp || !revs || !fe || !fep || !verrs) {
+    if (!res || !resp || !revs || !fe || !fep || !verrs || !cids) {
         rc = PS_ENOMEM;
         goto out;
     }
@@ -498,7 +782,7 @@ static int apply_job(apply_ctx_t *c, ps_push_job_t *job)
         Popsync__Change *ch = job->push->changes[i];
         popsync__change_result__init(&res[i]);
         resp[i] = &res[i];
-        if ((rc = apply_one(c, job, ch, &res[i], &revs[i], &verrs[i])))
+        if ((rc = apply_one(c, job, ch, &res[i], &revs[i], &verrs[i], cids + i * PS_ID_LEN)))
             goto out;
         if (verrs[i].n > 0) {
             node_mark_t *mark;
@@ -511,6 +795,10 @@ static int apply_job(apply_ctx_t *c, ps_push_job_t *job)
                 goto out;
             mark->hw = ch->lcn;
             mark->dirty = 1;
+        } else if (res[i].status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_CONFLICT) {
+            job->conflicted++;
+            if ((rc = store_reject(c, job->node, ch->lcn, &res[i])))
+                goto out;
         } else if (res[i].status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_DUPLICATE) {
             ps_buf_reset(&replays);
             rc = replay_result(c, job->node, ch->lcn, &replays);
@@ -543,6 +831,7 @@ out:
     free(fe);
     free(fep);
     free(verrs);
+    free(cids);
     return rc;
 }
 
@@ -572,7 +861,7 @@ int ps_store_apply(ps_store_t *st, ps_push_job_t *jobs)
     c.seq = st->head;
     pthread_mutex_unlock(&st->head_lock);
     for (ps_push_job_t *j = jobs; j; j = j->next)
-        j->accepted = j->duplicate = j->rejected = 0;
+        j->accepted = j->duplicate = j->rejected = j->conflicted = 0;
     if ((mrc = mdb_txn_begin(st->env, NULL, 0, &c.txn))) {
         rc = db_err(mrc);
         goto out;
@@ -604,7 +893,7 @@ out:
         PS_ERROR("store", "push transaction failed: %s", ps_strerror(rc));
         for (ps_push_job_t *j = jobs; j; j = j->next) {
             j->status = rc;
-            j->accepted = j->duplicate = j->rejected = 0;
+            j->accepted = j->duplicate = j->rejected = j->conflicted = 0;
             error_reply(j, rc);
         }
     } else {
@@ -661,9 +950,25 @@ int ps_store_pull(ps_store_t *st, const ps_peer_t *peer, uint64_t cursor, uint32
             rc = PS_EDB;
             goto out;
         }
+        if (v.mv_size == FEED_EXIT_LEN) {
+            /* A scope exit: tell readers of the unit it left, unless the
+             * record is (again) visible to them, in which case its latest
+             * entry carries it. */
+            char unit[13];
+            memcpy(unit, (const uint8_t *)v.mv_data + 17, 12);
+            unit[12] = '\0';
+            if (peer->role != PS_ROLE_ADMIN && may_read(st, peer, unit, NULL) && !may_read_hdr(st, peer, rv.mv_data)) {
+                if ((rc = ps_msg_feed_gone_append(out, seq, v.mv_data)))
+                    goto out;
+                count++;
+            }
+            last = seq;
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            continue;
+        }
         packed = (const uint8_t *)rv.mv_data + REC_HDR;
         plen = rv.mv_size - REC_HDR;
-        if (!may_read_hdr(peer, rv.mv_data)) {
+        if (!may_read_hdr(st, peer, rv.mv_data)) {
             last = seq;
             mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
             continue;
@@ -750,4 +1055,250 @@ out:
     if (txn)
         mdb_txn_abort(txn);
     return mrc ? db_err(mrc) : PS_OK;
+}
+
+/* Appends a whole frame of msg; used by the read-side functions below. */
+static int frame_msg(ps_buf_t *out, uint8_t type, uint32_t request_id, const ProtobufCMessage *msg)
+{
+    return ps_msg_pack_frame(out, type, request_id, msg);
+}
+
+/* May this identity see this conflict?  Admin: all; a township: those on
+ * records in its subtree then or now.  Collectors and viewers: none. */
+static int may_see_conflict(const ps_store_t *st, const ps_peer_t *peer, const Popsync__Conflict *cf)
+{
+    if (peer->role == PS_ROLE_ADMIN)
+        return 1;
+    if (peer->role != PS_ROLE_TOWNSHIP)
+        return 0;
+    return within(st, cf->orgunit, peer->orgunit) ||
+           (cf->kept && within(st, cf->kept->orgunit, peer->orgunit)) ||
+           (cf->lost && within(st, cf->lost->orgunit, peer->orgunit));
+}
+
+int ps_store_conflicts(ps_store_t *st, const ps_peer_t *peer, int include_resolved, uint32_t max,
+                       uint32_t request_id, ps_buf_t *out)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    Popsync__ConflictListResult res = POPSYNC__CONFLICT_LIST_RESULT__INIT;
+    Popsync__Conflict **list = NULL;
+    size_t n = 0;
+    int mrc, rc = PS_OK;
+
+    if (max == 0 || max > 1000)
+        max = 1000;
+    list = calloc(max, sizeof(*list));
+    if (!list)
+        return PS_ENOMEM;
+    if ((mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, st->conflicts, &cur))) {
+        rc = db_err(mrc);
+        goto out;
+    }
+    while (n < max && (mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        Popsync__Conflict *cf = NULL;
+        if (ps_msg_unpack_desc(&popsync__conflict__descriptor, v.mv_data, v.mv_size, (ProtobufCMessage **)&cf))
+            continue;
+        if ((cf->resolved && !include_resolved) || !may_see_conflict(st, peer, cf)) {
+            ps_msg_free(&cf->base);
+            continue;
+        }
+        list[n++] = cf;
+    }
+    res.n_conflicts = n;
+    res.conflicts = list;
+    rc = frame_msg(out, PS_MSG_CONFLICT_LIST_RESULT, request_id, &res.base);
+out:
+    for (size_t i = 0; i < n; i++)
+        ps_msg_free(&list[i]->base);
+    free(list);
+    if (cur)
+        mdb_cursor_close(cur);
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
+}
+
+int ps_store_conflict_count(ps_store_t *st, uint64_t *open_conflicts, uint64_t *total)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int mrc;
+    *open_conflicts = *total = 0;
+    if ((mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, st->conflicts, &cur)))
+        goto out;
+    while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        Popsync__Conflict *cf = NULL;
+        (*total)++;
+        if (ps_msg_unpack_desc(&popsync__conflict__descriptor, v.mv_data, v.mv_size, (ProtobufCMessage **)&cf) == 0) {
+            if (!cf->resolved)
+                (*open_conflicts)++;
+            ps_msg_free(&cf->base);
+        }
+    }
+    mrc = mrc == MDB_NOTFOUND ? 0 : mrc;
+out:
+    if (cur)
+        mdb_cursor_close(cur);
+    if (txn)
+        mdb_txn_abort(txn);
+    return mrc ? db_err(mrc) : PS_OK;
+}
+
+int ps_store_verify_digests(ps_store_t *st, const ps_peer_t *peer, uint32_t request_id, ps_buf_t *out)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    uint64_t digests[PS_VERIFY_BUCKETS];
+    uint32_t counts[PS_VERIFY_BUCKETS];
+    Popsync__VerifyDigests d = POPSYNC__VERIFY_DIGESTS__INIT;
+    int mrc, rc = PS_OK;
+
+    memset(digests, 0, sizeof(digests));
+    memset(counts, 0, sizeof(counts));
+    if ((mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, st->records, &cur))) {
+        rc = db_err(mrc);
+        goto out;
+    }
+    while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        const uint8_t *h = v.mv_data;
+        uint32_t b;
+        if (k.mv_size != PS_ID_LEN || v.mv_size < REC_HDR || !may_read_hdr(st, peer, h))
+            continue;
+        b = ps_verify_bucket(k.mv_data);
+        digests[b] += ps_verify_item_hash(k.mv_data, be64get(h + HDR_GEN), be64get(h + HDR_HLC), h[9] & REC_DELETED);
+        counts[b]++;
+    }
+    d.n_digests = PS_VERIFY_BUCKETS;
+    d.digests = digests;
+    d.n_counts = PS_VERIFY_BUCKETS;
+    d.counts = counts;
+    rc = frame_msg(out, PS_MSG_VERIFY_DIGESTS, request_id, &d.base);
+out:
+    if (cur)
+        mdb_cursor_close(cur);
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
+}
+
+int ps_store_verify_buckets(ps_store_t *st, const ps_peer_t *peer, const uint32_t *buckets, size_t nb,
+                            uint32_t request_id, ps_buf_t *out)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    uint8_t want[PS_VERIFY_BUCKETS];
+    Popsync__VerifyBucketList list = POPSYNC__VERIFY_BUCKET_LIST__INIT;
+    Popsync__VerifyItem *items = NULL, **ptrs = NULL;
+    uint8_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    int mrc, rc = PS_OK;
+
+    memset(want, 0, sizeof(want));
+    for (size_t i = 0; i < nb; i++)
+        if (buckets[i] < PS_VERIFY_BUCKETS)
+            want[buckets[i]] = 1;
+    if ((mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, st->records, &cur))) {
+        rc = db_err(mrc);
+        goto out;
+    }
+    while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        const uint8_t *h = v.mv_data;
+        if (k.mv_size != PS_ID_LEN || v.mv_size < REC_HDR || !want[ps_verify_bucket(k.mv_data)] ||
+            !may_read_hdr(st, peer, h))
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 256;
+            void *a = realloc(items, ncap * sizeof(*items)), *b2;
+            if (!a) {
+                rc = PS_ENOMEM;
+                goto out;
+            }
+            items = a;
+            b2 = realloc(ids, ncap * PS_ID_LEN);
+            if (!b2) {
+                rc = PS_ENOMEM;
+                goto out;
+            }
+            ids = b2;
+            cap = ncap;
+        }
+        memcpy(ids + n * PS_ID_LEN, k.mv_data, PS_ID_LEN);
+        popsync__verify_item__init(&items[n]);
+        items[n].gen = be64get(h + HDR_GEN);
+        items[n].hlc = be64get(h + HDR_HLC);
+        items[n].deleted = (h[9] & REC_DELETED) != 0;
+        n++;
+    }
+    ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+    if (!ptrs) {
+        rc = PS_ENOMEM;
+        goto out;
+    }
+    /* ids moved while growing: point each item at its id only now. */
+    for (size_t i = 0; i < n; i++) {
+        items[i].id.data = ids + i * PS_ID_LEN;
+        items[i].id.len = PS_ID_LEN;
+        ptrs[i] = &items[i];
+    }
+    list.n_items = n;
+    list.items = ptrs;
+    rc = frame_msg(out, PS_MSG_VERIFY_BUCKET_LIST, request_id, &list.base);
+out:
+    free(items);
+    free(ids);
+    free(ptrs);
+    if (cur)
+        mdb_cursor_close(cur);
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
+}
+
+int ps_store_fetch(ps_store_t *st, const ps_peer_t *peer, const ProtobufCBinaryData *ids, size_t n,
+                   uint32_t request_id, ps_buf_t *out)
+{
+    MDB_txn *txn = NULL;
+    size_t start = ps_buf_size(out);
+    int mrc, rc;
+
+    if ((rc = ps_buf_reserve(out, PS_FRAME_HDR)))
+        return rc;
+    ps_buf_commit(out, PS_FRAME_HDR);
+    if ((mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn))) {
+        rc = db_err(mrc);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        MDB_val k = {PS_ID_LEN, ids[i].data}, v;
+        if (ids[i].len != PS_ID_LEN)
+            continue;
+        mrc = mdb_get(txn, st->records, &k, &v);
+        if (mrc == MDB_NOTFOUND)
+            continue;
+        if (mrc) {
+            rc = db_err(mrc);
+            goto out;
+        }
+        if (v.mv_size < REC_HDR || !may_read_hdr(st, peer, v.mv_data))
+            continue;
+        if ((rc = ps_msg_feed_entry_append(out, be64get(v.mv_data), (const uint8_t *)v.mv_data + REC_HDR,
+                                           v.mv_size - REC_HDR)))
+            goto out;
+    }
+    /* cursor 0: a fetch never moves the reader's feed position. */
+    if ((rc = ps_msg_pull_batch_finish(out, 0, 0, ps_store_head(st))))
+        goto out;
+    ps_frame_encode_header(out->data + out->off + start, PS_MSG_PULL_BATCH, 0, request_id,
+                           ps_buf_size(out) - start - PS_FRAME_HDR);
+out:
+    if (txn)
+        mdb_txn_abort(txn);
+    if (rc)
+        out->len = out->off + start;
+    return rc;
 }

@@ -2,8 +2,11 @@
  *
  * Owns: the LMDB environment and its named databases (docs/architecture.md,
  * "Store"):
- *   records  id(16)            -> seq(8, BE) | kind(1) | flags(1) | orgunit(12) | packed Record
+ *   records  id(16)            -> header(50) | packed Record   (header: store.c)
+ *   versions id(16)|gen(8, BE) -> packed Record                every version, for merges
+ *   conflicts cid(16)          -> packed Conflict
  *   feed     seq(8, BE)        -> id(16)          one entry per record: its latest change
+ *                                 id(16)|1|unit(12) a scope exit: readers of unit must drop it
  *   nodes    node(16)          -> hw(8) | last_seen_ms(8) | cursor(8)   (all BE)
  *   rejects  node(16)|lcn(8)   -> packed ChangeResult of a rejected change
  *   meta     "server_node"     -> 16 random bytes; "head" -> seq(8, BE)
@@ -49,7 +52,7 @@ typedef struct ps_push_job {
     /* outputs */
     ps_buf_t reply;            /**< a whole PushResult frame (or Error frame) */
     int status;                /**< PS_OK, or the error that failed the whole transaction */
-    size_t accepted, duplicate, rejected;
+    size_t accepted, duplicate, rejected, conflicted;
     /* caller's links */
     struct ps_push_job *next;
     void *owner;
@@ -83,6 +86,20 @@ int ps_store_pull(ps_store_t *st, const ps_peer_t *peer, uint64_t cursor, uint32
 
 /** Reads a node's high-water mark (0 when unknown) and records that it was seen. */
 int ps_store_node_hello(ps_store_t *st, const uint8_t node[PS_ID_LEN], uint64_t cursor, uint64_t *hw);
+
+/** A whole ConflictListResult frame: conflicts this peer may see. */
+int ps_store_conflicts(ps_store_t *st, const ps_peer_t *peer, int include_resolved, uint32_t max,
+                       uint32_t request_id, ps_buf_t *out);
+/** Open and total conflicts (metrics, status). */
+int ps_store_conflict_count(ps_store_t *st, uint64_t *open_conflicts, uint64_t *total);
+/** A whole VerifyDigests frame over the peer's scope. */
+int ps_store_verify_digests(ps_store_t *st, const ps_peer_t *peer, uint32_t request_id, ps_buf_t *out);
+/** A whole VerifyBucketList frame: (id, revision) of the peer's records in these buckets. */
+int ps_store_verify_buckets(ps_store_t *st, const ps_peer_t *peer, const uint32_t *buckets, size_t nb,
+                            uint32_t request_id, ps_buf_t *out);
+/** A whole PullBatch frame (cursor 0) holding these records, those the peer may read. */
+int ps_store_fetch(ps_store_t *st, const ps_peer_t *peer, const ProtobufCBinaryData *ids, size_t n,
+                   uint32_t request_id, ps_buf_t *out);
 
 /** Counts live (not deleted) records and all records; for tests and status. */
 int ps_store_count(ps_store_t *st, uint64_t *live, uint64_t *total);

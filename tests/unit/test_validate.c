@@ -199,8 +199,7 @@ static void test_id_valid(void **state)
     }
     /* The clock's date: far past and far future do not depend on today. */
     assert_null(ps_validate_id_number("110105199003071239"));
-    assert_non_null(strstr(ps_validate_id_number("299901011234567890") ? ps_validate_id_number("299901011234567890") : "",
-                           ""));
+    assert_non_null(ps_validate_id_number("29990101123456789X"));
 }
 
 static void test_id_invalid(void **state)
@@ -314,9 +313,12 @@ static void test_valid_records(void **state)
     recs[6] = build(POPSYNC__KIND__KIND_SERVICE_VISIT, UNIT_VILLAGE, "person_id=" PERSON_A,
                     "service=prepregnancy_check", "visit_date=2025-11-02", "provider=韩城镇卫生院",
                     "outcome=未见异常\n建议三个月后复查", NULL);
+    ps_validate_ctx_t bare;
+    memset(&bare, 0, sizeof(bare));
+    bare.today = TODAY; /* no tree, no scope, no lookups: format checks only */
     for (size_t i = 0; i < 7; i++) {
         expect_valid(recs[i], &c);
-        expect_valid(recs[i], NULL); /* format checks only; today from the clock, which is past 2025 */
+        expect_valid(recs[i], &bare);
         ps_record_free(recs[i]);
     }
 }
@@ -714,7 +716,8 @@ static void test_benefit_rules(void **state)
     }
     set_raw(&r->benefit->period, "2025");
     set_raw(&r->benefit->scheme, "rural_rewards");
-    expect_one(r, &c, "scheme", "must be one of rural_reward, special_support, only_child_reward or first_birth_subsidy");
+    expect_one(r, &c, "scheme",
+               "must be one of rural_reward, special_support, only_child_reward or first_birth_subsidy");
     set_raw(&r->benefit->scheme, "");
     expect_one(r, &c, "scheme", "is required");
     ps_record_free(r);

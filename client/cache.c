@@ -3,6 +3,7 @@
 #include "err.h"
 #include "log.h"
 #include "buf.h"
+#include "digest.h"
 
 #include <lmdb.h>
 
@@ -301,7 +302,7 @@ static int pending_count(ps_cache_t *c, MDB_txn *txn, const uint8_t *id, uint64_
 
 /* Stores one local change inside txn; *lcn is the number to use and is
  * advanced.  r is restored before returning. */
-static int put_local_txn(ps_cache_t *c, MDB_txn *txn, Popsync__Record *r, uint64_t *lcn)
+static int put_local_txn(ps_cache_t *c, MDB_txn *txn, Popsync__Record *r, uint64_t *lcn, const uint8_t *resolves)
 {
     MDB_val k, v;
     Popsync__Change ch = POPSYNC__CHANGE__INIT;
@@ -332,6 +333,10 @@ static int put_local_txn(ps_cache_t *c, MDB_txn *txn, Popsync__Record *r, uint64
     ch.lcn = *lcn;
     ch.record = r;
     ch.base_rev = &base;
+    if (resolves) {
+        ch.resolves.data = (uint8_t *)resolves;
+        ch.resolves.len = 16;
+    }
     be64put(lcnkey, *lcn);
     k.mv_size = 8;
     k.mv_data = lcnkey;
@@ -361,7 +366,7 @@ out:
     return rc;
 }
 
-int ps_cache_put_local_many(ps_cache_t *c, Popsync__Record *const *recs, size_t n)
+static int put_local_many(ps_cache_t *c, Popsync__Record *const *recs, size_t n, const uint8_t *resolves)
 {
     MDB_txn *txn = NULL;
     uint64_t lcn;
@@ -373,7 +378,7 @@ int ps_cache_put_local_many(ps_cache_t *c, Popsync__Record *const *recs, size_t 
     if (lcn == 0)
         lcn = 1;
     for (size_t i = 0; i < n; i++)
-        if ((rc = put_local_txn(c, txn, recs[i], &lcn)))
+        if ((rc = put_local_txn(c, txn, recs[i], &lcn, resolves)))
             goto out;
     if ((rc = meta_put_u64(txn, c->meta, "next_lcn", lcn)) || (rc = meta_put_u64(txn, c->meta, "hlc", c->hlc.last)))
         goto out;
@@ -388,9 +393,19 @@ out:
     return rc;
 }
 
+int ps_cache_put_local_many(ps_cache_t *c, Popsync__Record *const *recs, size_t n)
+{
+    return put_local_many(c, recs, n, NULL);
+}
+
 int ps_cache_put_local(ps_cache_t *c, Popsync__Record *r)
 {
-    return ps_cache_put_local_many(c, &r, 1);
+    return put_local_many(c, &r, 1, NULL);
+}
+
+int ps_cache_put_resolution(ps_cache_t *c, Popsync__Record *r, const uint8_t cid[16])
+{
+    return put_local_many(c, &r, 1, cid);
 }
 
 int ps_cache_get(ps_cache_t *c, const uint8_t id[PS_ID_LEN], Popsync__Record **out)
@@ -546,6 +561,7 @@ int ps_cache_outbox_ack(ps_cache_t *c, const Popsync__Push *sent, const Popsync_
         case POPSYNC__CHANGE_STATUS__CHANGE_STATUS_ACCEPTED:
         case POPSYNC__CHANGE_STATUS__CHANGE_STATUS_DUPLICATE:
             break;
+        case POPSYNC__CHANGE_STATUS__CHANGE_STATUS_CONFLICT:
         case POPSYNC__CHANGE_STATUS__CHANGE_STATUS_REJECTED: {
             /* Keep what was refused, with why, for `popsync status`. */
             Popsync__Push keep = POPSYNC__PUSH__INIT;
@@ -614,6 +630,21 @@ int ps_cache_apply_pull(ps_cache_t *c, const Popsync__PullBatch *batch)
         Popsync__Record *r = batch->entries[i]->record;
         MDB_val k, v;
         uint64_t pend;
+        if (batch->entries[i]->gone) {
+            /* Out of our scope now (moved to another unit): drop our copy.
+             * A pending local edit stays in the outbox and becomes a
+             * conflict on the server, so it is not lost. */
+            if (batch->entries[i]->id.len == PS_ID_LEN) {
+                k.mv_size = PS_ID_LEN;
+                k.mv_data = batch->entries[i]->id.data;
+                mrc = mdb_del(txn, c->records, &k, NULL);
+                if (mrc && mrc != MDB_NOTFOUND) {
+                    rc = db_err(mrc);
+                    goto out;
+                }
+            }
+            continue;
+        }
         if (!r || r->id.len != PS_ID_LEN)
             continue;
         if ((rc = pending_count(c, txn, r->id.data, &pend)))
@@ -701,6 +732,111 @@ int ps_cache_set_last_sync(ps_cache_t *c, uint64_t ms)
     mrc = mdb_txn_commit(txn);
     if (!mrc)
         c->m.last_sync_ms = ms;
+    return mrc ? db_err(mrc) : PS_OK;
+}
+
+int ps_cache_apply_fetch(ps_cache_t *c, const Popsync__PullBatch *batch, const uint8_t *ids, size_t nids)
+{
+    MDB_txn *txn = NULL;
+    int mrc, rc = PS_OK;
+
+    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+        return db_err(mrc);
+    for (size_t i = 0; i < nids; i++) {
+        const uint8_t *id = ids + i * PS_ID_LEN;
+        const Popsync__Record *r = NULL;
+        MDB_val k = {PS_ID_LEN, (void *)id}, v;
+        uint64_t pend;
+        for (size_t j = 0; j < batch->n_entries; j++) {
+            const Popsync__Record *e = batch->entries[j]->record;
+            if (e && e->id.len == PS_ID_LEN && memcmp(e->id.data, id, PS_ID_LEN) == 0) {
+                r = e;
+                break;
+            }
+        }
+        if ((rc = pending_count(c, txn, id, &pend)))
+            goto out;
+        if (pend > 0)
+            continue;
+        if (!r) {
+            mrc = mdb_del(txn, c->records, &k, NULL);
+            if (mrc && mrc != MDB_NOTFOUND) {
+                rc = db_err(mrc);
+                goto out;
+            }
+            continue;
+        }
+        if ((rc = seal_msg(c, &r->base, &v)))
+            goto out;
+        if ((mrc = mdb_put(txn, c->records, &k, &v, 0))) {
+            rc = db_err(mrc);
+            goto out;
+        }
+    }
+    mrc = mdb_txn_commit(txn);
+    txn = NULL;
+    rc = mrc ? db_err(mrc) : PS_OK;
+out:
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
+}
+
+typedef struct digest_ctx {
+    uint64_t *digests;
+    uint32_t *counts;
+    const uint8_t *want;
+    int (*fn)(const uint8_t *id, uint64_t gen, uint64_t hlc, int deleted, void *arg);
+    void *arg;
+} digest_ctx_t;
+
+static int digest_one(Popsync__Record *r, void *arg)
+{
+    digest_ctx_t *d = arg;
+    uint64_t gen = r->rev ? r->rev->gen : 0, hlc = r->rev ? r->rev->hlc : 0;
+    uint32_t b;
+    if (r->id.len != PS_ID_LEN)
+        return 0;
+    b = ps_verify_bucket(r->id.data);
+    if (d->want) {
+        if (d->want[b])
+            return d->fn(r->id.data, gen, hlc, r->deleted, d->arg);
+        return 0;
+    }
+    d->digests[b] += ps_verify_item_hash(r->id.data, gen, hlc, r->deleted);
+    d->counts[b]++;
+    return 0;
+}
+
+int ps_cache_verify_digests(ps_cache_t *c, uint64_t *digests, uint32_t *counts)
+{
+    digest_ctx_t d = {digests, counts, NULL, NULL, NULL};
+    memset(digests, 0, PS_VERIFY_BUCKETS * sizeof(*digests));
+    memset(counts, 0, PS_VERIFY_BUCKETS * sizeof(*counts));
+    return ps_cache_foreach(c, digest_one, &d);
+}
+
+int ps_cache_verify_items(ps_cache_t *c, const uint8_t *want,
+                          int (*fn)(const uint8_t *id, uint64_t gen, uint64_t hlc, int deleted, void *arg), void *arg)
+{
+    digest_ctx_t d = {NULL, NULL, want, fn, arg};
+    return ps_cache_foreach(c, digest_one, &d);
+}
+
+int ps_cache_observe_hlc(ps_cache_t *c, uint64_t hlc)
+{
+    MDB_txn *txn = NULL;
+    int mrc, rc;
+    if (hlc <= c->hlc.last)
+        return PS_OK;
+    ps_hlc_observe(&c->hlc, hlc);
+    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+        return db_err(mrc);
+    if ((rc = meta_put_u64(txn, c->meta, "hlc", c->hlc.last))) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    mrc = mdb_txn_commit(txn);
     return mrc ? db_err(mrc) : PS_OK;
 }
 

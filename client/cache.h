@@ -5,6 +5,7 @@
  *   outbox    lcn(8, BE)  -> sealed packed Change, in the order made
  *   pending   id(16)      -> count(8, BE) of outbox changes for that record
  *   rejected  lcn(8, BE)  -> sealed packed ChangeResult + Change the server refused
+ *                            or kept whole as a conflict (status CONFLICT)
  *   meta      name        -> value (node id, cursor, next lcn, server, files, identity)
  *
  * Every local edit writes the record and its outbox entry in one
@@ -78,8 +79,32 @@ void ps_cache_push_free(Popsync__Push *p);
  */
 int ps_cache_outbox_ack(ps_cache_t *c, const Popsync__Push *sent, const Popsync__PushResult *res);
 
-/** Applies a pulled batch and moves the cursor to batch->cursor, in one transaction. */
+/**
+ * Applies a pulled batch and moves the cursor to batch->cursor, in one
+ * transaction.  Records that left our scope (gone entries) are dropped.
+ * Records with local edits still in the outbox keep their local version.
+ */
 int ps_cache_apply_pull(ps_cache_t *c, const Popsync__PullBatch *batch);
+
+/**
+ * Applies records fetched by id (a FetchRequest's answer): each returned
+ * record replaces the local copy; each requested id that did not come back
+ * (the server has no such record in our scope) is dropped locally.  Records
+ * with pending local edits are left alone.  The cursor does not move.
+ */
+int ps_cache_apply_fetch(ps_cache_t *c, const Popsync__PullBatch *batch, const uint8_t *ids, size_t nids);
+
+/** Local equivalents of the server's verify digests (digest.h), over every record held. */
+int ps_cache_verify_digests(ps_cache_t *c, uint64_t *digests, uint32_t *counts);
+/** Calls fn for every record held whose bucket is set in want[256]. */
+int ps_cache_verify_items(ps_cache_t *c, const uint8_t *want,
+                          int (*fn)(const uint8_t *id, uint64_t gen, uint64_t hlc, int deleted, void *arg), void *arg);
+
+/** Merges a clock value received from the server into the cache's HLC. */
+int ps_cache_observe_hlc(ps_cache_t *c, uint64_t hlc);
+
+/** Like ps_cache_put_local, for a change that settles conflict cid (16 bytes). */
+int ps_cache_put_resolution(ps_cache_t *c, Popsync__Record *r, const uint8_t cid[16]);
 
 /**
  * The org-unit file this cache holds (the server's, from the last sync, or
@@ -94,7 +119,7 @@ int ps_cache_set_orgunits(ps_cache_t *c, const uint8_t *csv, size_t len, const u
 int ps_cache_set_last_sync(ps_cache_t *c, uint64_t ms);
 
 typedef struct ps_cache_counts {
-    uint64_t records, deleted, outbox, rejected;
+    uint64_t records, deleted, outbox, rejected, conflicted;
 } ps_cache_counts_t;
 int ps_cache_counts(ps_cache_t *c, ps_cache_counts_t *out);
 

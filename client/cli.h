@@ -30,6 +30,8 @@ int ps_cmd_list(ps_cli_t *cli, int argc, char **argv);
 int ps_cmd_generate(ps_cli_t *cli, int argc, char **argv);
 int ps_cmd_import(ps_cli_t *cli, int argc, char **argv);
 int ps_cmd_stats(ps_cli_t *cli, int argc, char **argv);
+int ps_cmd_verify(ps_cli_t *cli, int argc, char **argv);
+int ps_cmd_conflicts(ps_cli_t *cli, int argc, char **argv);
 int ps_cmd_export(ps_cli_t *cli, int argc, char **argv);
 
 /** Prints "popsync: ..." to stderr. */

@@ -146,7 +146,8 @@ int ps_cmd_sync(ps_cli_t *cli, int argc, char **argv)
     o.progress = !quiet && !cli->json && isatty(2);
     rc = ps_sync_run(c, &o, &st, err, sizeof(err));
     if (cli->json) {
-        json_t *j = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "ok", rc == PS_OK, "accepted",
+        json_t *j = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "ok", rc == PS_OK, "conflicts",
+                              (json_int_t)(st.conflicts + st.merged_conflicts), "accepted",
                               (json_int_t)st.accepted, "duplicate", (json_int_t)st.duplicate, "rejected",
                               (json_int_t)st.rejected, "pulled", (json_int_t)st.pulled, "cursor",
                               (json_int_t)st.cursor, "head", (json_int_t)st.head, "bytes_in",
@@ -157,10 +158,14 @@ int ps_cmd_sync(ps_cli_t *cli, int argc, char **argv)
         fputc('\n', stdout);
         json_decref(j);
     } else if (!quiet || rc) {
-        printf("pushed %llu (%llu duplicate, %llu rejected), pulled %llu, cursor %llu\n",
+        printf("pushed %llu (%llu duplicate, %llu rejected, %llu conflicts), pulled %llu, cursor %llu\n",
                (unsigned long long)st.accepted, (unsigned long long)st.duplicate, (unsigned long long)st.rejected,
-               (unsigned long long)st.pulled, (unsigned long long)st.cursor);
+               (unsigned long long)(st.conflicts + st.merged_conflicts), (unsigned long long)st.pulled,
+               (unsigned long long)st.cursor);
     }
+    if ((st.conflicts || st.merged_conflicts) && !cli->json)
+        ps_cli_err("sync: %llu change(s) clashed with other edits and were kept as conflicts; see 'popsync conflicts list'",
+                   (unsigned long long)(st.conflicts + st.merged_conflicts));
     if (st.rejected && !cli->json)
         ps_cli_err("sync: %llu change(s) were rejected by the server; see 'popsync status'",
                    (unsigned long long)st.rejected);

@@ -7,10 +7,10 @@
  * the villages and communities under CODE (default: the cache's own unit).
  * The org-unit tree comes from --orgunits, else $POPSYNC_ORGUNITS, else the
  * copy the cache keeps from init or sync; with no tree everything goes to
- * CODE itself.  Records go straight into the outbox
- * in transactions of about BATCH records, as if entered offline.
+ * CODE itself.  Records go straight into the outbox in transactions of
+ * about BATCH records, as if entered offline.
  *
- * Determinism: the same seed, --persons, --orgunit and org-unit file give
+ * Determinism: the same seed, --persons, --orgunit and org-unit tree give
  * the same records field for field, record ids included, on a given day.
  * Dates are drawn backwards from "today" (the clock's local date) so that
  * nothing is ever in the future; no generated date is later than yesterday,
@@ -35,7 +35,7 @@
  * that knows only the records already written in its household group; since
  * no reference ever leaves the group, that checks existence and order, and
  * nothing from earlier groups is kept.  Memory is one batch of records plus
- * a bitmap of used ID-number sequence codes (~6 MB), whatever N is.
+ * a bitmap of used ID-number sequence codes (~5 MB), whatever N is.
  *
  * Proportions (of persons): households 1 per ~2.8, births ~7 per 1000 a year
  * over the last three years with a sex ratio of 108 boys per 100 girls
@@ -340,12 +340,10 @@ typedef struct gen {
     char addr_prefix[128];     /**< province + district */
     leaf_t *leaves;
     size_t nleaves;
-    size_t *dleaves;       /**< leaves of the whole district (for migrations inside it) */
+    leaf_t *dleaves;       /**< leaves of the whole district (migrations inside it) */
     size_t ndleaves;
-    leaf_t *dleaf_store;   /**< storage for dleaves when they differ from leaves */
     uint8_t *idbits;       /**< used (birth day, sequence code) pairs */
-    int32_t idbits_day0;
-    size_t idbits_days;
+    int32_t idbits_day0;   /**< day of bit 0: FIRST_YEAR-01-01 */
     uint8_t sex_deck[50];  /**< child sexes, dealt in shuffled decks */
     size_t deck_pos;
     uint32_t surname_total, ethnicity_total; /**< sums of the weight tables */
@@ -829,6 +827,12 @@ static void emit_births(gen_t *g, const leaf_t *lf, const member_t *m, size_t ki
         emit_benefit(g, lf, m, "first_birth_subsidy", day);
 }
 
+/* The township digits (7-9) of a division code. */
+static int town_number(const char *code)
+{
+    return (code[6] - '0') * 100 + (code[7] - '0') * 10 + (code[8] - '0');
+}
+
 /* The other place of a migration: another township of this district now and
  * then (so both ends of the two-place exchange are ours), else a county or
  * city elsewhere. */
@@ -837,7 +841,7 @@ static void other_place(gen_t *g, const leaf_t *lf, int inflow, char code[32], c
     if (chance(&g->r, 180)) {
         if (g->ndleaves > 0) {
             for (int tries = 0; tries < 8; tries++) {
-                const leaf_t *o = &g->dleaf_store[g->dleaves[rnd_below(&g->r, (uint32_t)g->ndleaves)]];
+                const leaf_t *o = &g->dleaves[rnd_below(&g->r, (uint32_t)g->ndleaves)];
                 if (strcmp(o->town, lf->town) != 0) {
                     snprintf(code, 32, "%s", o->code);
                     snprintf(text, textlen, "%s%s%s", g->district_name ? g->district_name : "",
@@ -847,7 +851,7 @@ static void other_place(gen_t *g, const leaf_t *lf, int inflow, char code[32], c
             }
         } else if (!g->tree) {
             /* No tree: a township-level code of the same district. */
-            int own = atoi(lf->town + 6), t;
+            int own = town_number(lf->town), t;
             do
                 t = rnd_range(&g->r, 1, 8);
             while (t == own);
@@ -1281,8 +1285,9 @@ int ps_cmd_generate(ps_cli_t *cli, int argc, char **argv)
         rc = PS_EXIT_USAGE;
         goto out;
     }
-    if (ps_orgunit_valid(scope) &&
-        !(tree && ps_orgunits_find(tree, scope) ? ps_orgunits_within(tree, unit, scope) : ps_orgunit_within(unit, scope))) {
+    /* The scope rule validation applies: the tree when it knows the scope, else code prefixes. */
+    if (ps_orgunit_valid(scope) && !(tree && ps_orgunits_find(tree, scope) ? ps_orgunits_within(tree, unit, scope)
+                                                                           : ps_orgunit_within(unit, scope))) {
         ps_cli_err("generate: org unit %s is outside this cache's scope (%s)", unit, scope);
         rc = PS_EXIT_USAGE;
         goto out;
@@ -1317,16 +1322,10 @@ int ps_cmd_generate(ps_cli_t *cli, int argc, char **argv)
             if (ps_orgunits_at(tree, i)->depth == 0)
                 root = ps_orgunits_at(tree, i);
         if (collect_leaves(tree, unit, &g->leaves, &g->nleaves) ||
-            (root && collect_leaves(tree, root->code, &g->dleaf_store, &g->ndleaves))) {
+            (root && collect_leaves(tree, root->code, &g->dleaves, &g->ndleaves))) {
             ps_cli_err("generate: %s", ps_strerror(PS_ENOMEM));
             goto out;
         }
-        if (!(g->dleaves = calloc(g->ndleaves + 1, sizeof(size_t)))) {
-            ps_cli_err("generate: %s", ps_strerror(PS_ENOMEM));
-            goto out;
-        }
-        for (size_t i = 0; i < g->ndleaves; i++)
-            g->dleaves[i] = i;
         g->district_name = root ? root->name : NULL;
         snprintf(g->district, sizeof(g->district), "%.6s", root ? root->code : unit);
     } else {
@@ -1337,7 +1336,7 @@ int ps_cmd_generate(ps_cli_t *cli, int argc, char **argv)
         g->nleaves = 1;
         memcpy(g->leaves[0].code, unit, 12); /* checked: 12 digits */
         ps_orgunit_township(unit, g->leaves[0].town);
-        g->leaves[0].town_digit = atoi(g->leaves[0].town + 6) % 10;
+        g->leaves[0].town_digit = town_number(unit) % 10;
         snprintf(g->district, sizeof(g->district), "%.6s", unit);
     }
     {
@@ -1351,8 +1350,7 @@ int ps_cmd_generate(ps_cli_t *cli, int argc, char **argv)
         snprintf(g->addr_prefix, sizeof(g->addr_prefix), "%s%s", prov, g->district_name ? g->district_name : "");
     }
     g->idbits_day0 = days_from_civil(FIRST_YEAR, 1, 1);
-    g->idbits_days = (size_t)(g->today - g->idbits_day0 + 1);
-    if (!(g->idbits = calloc(g->idbits_days * 1000 / 8 + 1, 1))) {
+    if (!(g->idbits = calloc((size_t)(g->today - g->idbits_day0 + 1) * 1000 / 8 + 1, 1))) {
         ps_cli_err("generate: %s", ps_strerror(PS_ENOMEM));
         goto out;
     }
@@ -1392,7 +1390,6 @@ out:
         ps_cache_close(g->c);
         free(g->idbits);
         free(g->leaves);
-        free(g->dleaf_store);
         free(g->dleaves);
         free(g);
     }

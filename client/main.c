@@ -36,6 +36,9 @@ static void usage(FILE *f)
             "  sync [--quiet]          push local changes, then pull everyone else's\n"
             "  status                  pending changes, rejected changes, cursor, last sync\n"
             "  stats [--json]          records held, per township and kind\n"
+            "  verify [--json]         sync, then compare digests with the server and repair differences\n"
+            "  conflicts list [--all] [--json]\n"
+            "  conflicts resolve ID --keep mine|theirs|FILE\n"
             "  import FILE --kind KIND [--format csv|json]\n"
             "                          add records from a CSV or JSON file; bad rows are reported\n"
             "  export --kind KIND --format csv|json [--out FILE]\n"
@@ -58,7 +61,7 @@ int main(int argc, char **argv)
                 {"add", ps_cmd_add},       {"edit", ps_cmd_edit}, {"delete", ps_cmd_delete},
                 {"show", ps_cmd_show},     {"list", ps_cmd_list}, {"generate", ps_cmd_generate},
                 {"import", ps_cmd_import}, {"export", ps_cmd_export},
-                {"stats", ps_cmd_stats}};
+                {"stats", ps_cmd_stats}, {"verify", ps_cmd_verify}, {"conflicts", ps_cmd_conflicts}};
     ps_cli_t cli = {getenv("POPSYNC_DATA"), 0};
     int i = 1;
 

@@ -1,6 +1,20 @@
-/* sync.c - one sync session of the client against popsyncd. */
+/* sync.c - one sync session of the client against popsyncd.
+ *
+ * Phases, each a request and its answer (docs/protocol.md, "Session"):
+ *   Hello -> Welcome                      identity, cursor, limits, clock
+ *   [OrgUnitsRequest -> OrgUnits]         when the server's tree changed
+ *   Push -> PushResult, repeated          until the outbox is empty
+ *   Pull -> PullBatch, repeated           until the server has no more
+ *   [FetchRequest -> PullBatch]           re-read records the server refused
+ *   [VerifyRequest -> VerifyDigests,
+ *    VerifyBucketRequest -> VerifyBucketList,
+ *    FetchRequest -> PullBatch]           `popsync verify`: repair what differs
+ *   [ConflictList -> ConflictListResult]  `popsync conflicts list`
+ * Every answer is applied to the cache in its own transaction.
+ */
 #include "sync.h"
 #include "crypto.h"
+#include "digest.h"
 #include "err.h"
 #include "frame.h"
 #include "log.h"
@@ -15,15 +29,27 @@
 #include <unistd.h>
 
 #define PS_PROTOCOL_VERSION 1
+#define FETCH_MAX 5000
 
 typedef enum {
     ST_CONNECTING = 0,
-    ST_HELLO,     /* Hello sent, waiting for Welcome */
-    ST_ORGUNITS,  /* OrgUnitsRequest sent, waiting for OrgUnits */
-    ST_PUSHING,   /* Push sent, waiting for PushResult */
-    ST_PULLING,   /* Pull sent, waiting for PullBatch */
+    ST_HELLO,
+    ST_ORGUNITS,
+    ST_PUSHING,
+    ST_PULLING,
+    ST_REFETCH,
+    ST_VERIFY_DIGESTS,
+    ST_VERIFY_BUCKETS,
+    ST_VERIFY_FETCH,
+    ST_CONFLICTS,
     ST_DONE
 } sess_state_t;
+
+/* A growable list of 16-byte ids. */
+typedef struct idlist {
+    uint8_t *ids;
+    size_t n, cap;
+} idlist_t;
 
 typedef struct session {
     uv_loop_t loop;
@@ -34,14 +60,37 @@ typedef struct session {
     ps_sync_stats_t *stats;
     sess_state_t state;
     uint32_t next_req;
-    uint32_t waiting_req;       /* request id of the outstanding request */
-    Popsync__Push *inflight;    /* the Push awaiting its result */
-    uint64_t outbox_total;      /* for the progress line */
+    uint32_t waiting_req;
+    Popsync__Push *inflight;
+    uint64_t outbox_total;
+    uint32_t push_max;          /* changes per Push, from our option and Welcome */
+    size_t push_max_bytes;      /* bytes per Push, from Welcome.max_frame */
+    idlist_t refetch;           /* ids the server refused or kept as conflicts */
+    idlist_t fetching;          /* ids of the FetchRequest in flight */
+    size_t fetch_pos;           /* next index of `pending_fetch` to request */
+    idlist_t pending_fetch;     /* verify: ids to fetch or drop */
+    uint8_t verify_want[256];   /* buckets that differed and were listed */
+    uint64_t frames;
     int rc;
     char *err;
     size_t errlen;
     int closed;
 } session_t;
+
+static int idlist_add(idlist_t *l, const uint8_t *id)
+{
+    if (l->n == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 64;
+        uint8_t *p = realloc(l->ids, ncap * 16);
+        if (!p)
+            return PS_ENOMEM;
+        l->ids = p;
+        l->cap = ncap;
+    }
+    memcpy(l->ids + l->n * 16, id, 16);
+    l->n++;
+    return PS_OK;
+}
 
 static void sess_fail(session_t *s, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -63,7 +112,8 @@ static void progress(session_t *s, const char *phase)
         return;
     if (strcmp(phase, "push") == 0)
         fprintf(stderr, "\rpush: %llu/%llu sent   ",
-                (unsigned long long)(s->stats->accepted + s->stats->duplicate + s->stats->rejected),
+                (unsigned long long)(s->stats->accepted + s->stats->duplicate + s->stats->rejected +
+                                     s->stats->conflicts),
                 (unsigned long long)s->outbox_total);
     else
         fprintf(stderr, "\rpull: %llu records, at %llu of %llu   ", (unsigned long long)s->stats->pulled,
@@ -80,7 +130,60 @@ static int send_msg(session_t *s, uint8_t type, const ProtobufCMessage *m)
     if (rc == PS_OK)
         rc = ps_stream_write(&s->stream, ps_buf_head(&b), ps_buf_size(&b));
     ps_buf_free(&b);
+    if (rc)
+        sess_fail(s, PS_EIO, "cannot send %s", ps_frame_type_name(type));
     return rc;
+}
+
+static void finish(session_t *s)
+{
+    if (s->opts->progress)
+        fputc('\n', stderr);
+    s->state = ST_DONE;
+    if (!s->opts->no_sync)
+        ps_cache_set_last_sync(s->cache, ps_now_ms());
+    ps_stream_shutdown(&s->stream);
+}
+
+static void start_verify(session_t *s);
+static void start_conflicts(session_t *s);
+
+/* What comes after the pull (and any refetch). */
+static void after_sync(session_t *s)
+{
+    if (s->opts->verify)
+        start_verify(s);
+    else if (s->opts->list_conflicts)
+        start_conflicts(s);
+    else
+        finish(s);
+}
+
+/* Requests the next chunk of l from l's position; returns 0 when done. */
+static int send_fetch(session_t *s, idlist_t *l, size_t *pos)
+{
+    Popsync__FetchRequest fr = POPSYNC__FETCH_REQUEST__INIT;
+    ProtobufCBinaryData *ids;
+    size_t n = l->n - *pos < FETCH_MAX ? l->n - *pos : FETCH_MAX;
+    if (n == 0)
+        return 0;
+    ids = calloc(n, sizeof(*ids));
+    if (!ids) {
+        sess_fail(s, PS_ENOMEM, "out of memory");
+        return 1;
+    }
+    s->fetching.n = 0;
+    for (size_t i = 0; i < n; i++) {
+        ids[i].data = l->ids + (*pos + i) * 16;
+        ids[i].len = 16;
+        idlist_add(&s->fetching, ids[i].data);
+    }
+    *pos += n;
+    fr.n_ids = n;
+    fr.ids = ids;
+    send_msg(s, PS_MSG_FETCH_REQUEST, &fr.base);
+    free(ids);
+    return 1;
 }
 
 static void send_pull(session_t *s)
@@ -88,16 +191,13 @@ static void send_pull(session_t *s)
     Popsync__Pull p = POPSYNC__PULL__INIT;
     p.cursor = ps_cache_meta(s->cache)->cursor;
     s->state = ST_PULLING;
-    if (send_msg(s, PS_MSG_PULL, &p.base))
-        sess_fail(s, PS_EIO, "cannot send Pull");
+    send_msg(s, PS_MSG_PULL, &p.base);
 }
 
-/* Sends the next outbox batch, or moves on to pulling when it is empty. */
 static void next_push(session_t *s)
 {
     Popsync__Push *p = NULL;
-    uint32_t n = s->opts->push_batch ? s->opts->push_batch : 1000;
-    int rc = ps_cache_outbox_batch(s->cache, n, 4u << 20, &p);
+    int rc = ps_cache_outbox_batch(s->cache, s->push_max, s->push_max_bytes, &p);
     if (rc) {
         sess_fail(s, rc, "reading the outbox: %s", ps_strerror(rc));
         return;
@@ -111,18 +211,46 @@ static void next_push(session_t *s)
     }
     s->inflight = p;
     s->state = ST_PUSHING;
-    if (send_msg(s, PS_MSG_PUSH, &p->base))
-        sess_fail(s, PS_EIO, "cannot send Push");
+    send_msg(s, PS_MSG_PUSH, &p->base);
+}
+
+static void after_welcome(session_t *s)
+{
+    if (s->opts->no_sync) {
+        after_sync(s);
+        return;
+    }
+    next_push(s);
 }
 
 static void on_welcome(session_t *s, Popsync__Welcome *w)
 {
+    const ps_cache_meta_t *m = ps_cache_meta(s->cache);
     ps_cache_counts_t n;
+    uint32_t want = s->opts->push_batch ? s->opts->push_batch : 1000;
+
     s->stats->head = w->head;
     if (w->protocol_version != PS_PROTOCOL_VERSION) {
         sess_fail(s, PS_EPROTO, "server speaks protocol %u, we speak %u", w->protocol_version, PS_PROTOCOL_VERSION);
         return;
     }
+    /* The server has applied local change numbers this cache never made:
+     * it is a restored backup or a copy of another device's cache.  Its new
+     * changes would be taken for old resends, so refuse to go on. */
+    if (m->next_lcn == 0 || w->node_high_water >= m->next_lcn) {
+        sess_fail(s, PS_EINVAL,
+                  "the server has seen newer changes from this cache's node (%llu > %llu): this cache was restored "
+                  "or copied; make a new one with 'popsync init'",
+                  (unsigned long long)w->node_high_water, (unsigned long long)(m->next_lcn ? m->next_lcn - 1 : 0));
+        return;
+    }
+    if (w->server_hlc)
+        ps_cache_observe_hlc(s->cache, w->server_hlc);
+    s->push_max = w->max_batch && w->max_batch < want ? w->max_batch : want;
+    /* Leave room for the envelope of each change within the frame limit. */
+    s->push_max_bytes = 4u << 20;
+    if (w->max_frame && w->max_frame / 2 < s->push_max_bytes)
+        s->push_max_bytes = w->max_frame / 2;
     if (ps_cache_counts(s->cache, &n) == PS_OK)
         s->outbox_total = n.outbox;
     if (w->orgunits_digest.len == 32) {
@@ -136,12 +264,11 @@ static void on_welcome(session_t *s, Popsync__Welcome *w)
              * so local validation agrees with the server's from now on. */
             Popsync__OrgUnitsRequest req = POPSYNC__ORG_UNITS_REQUEST__INIT;
             s->state = ST_ORGUNITS;
-            if (send_msg(s, PS_MSG_ORGUNITS_REQUEST, &req.base))
-                sess_fail(s, PS_EIO, "cannot send OrgUnitsRequest");
+            send_msg(s, PS_MSG_ORGUNITS_REQUEST, &req.base);
             return;
         }
     }
-    next_push(s);
+    after_welcome(s);
 }
 
 static void on_orgunits(session_t *s, Popsync__OrgUnits *o)
@@ -157,7 +284,7 @@ static void on_orgunits(session_t *s, Popsync__OrgUnits *o)
         sess_fail(s, rc, "storing the org-unit file: %s", ps_strerror(rc));
         return;
     }
-    next_push(s);
+    after_welcome(s);
 }
 
 static void on_push_result(session_t *s, Popsync__PushResult *r)
@@ -168,12 +295,23 @@ static void on_push_result(session_t *s, Popsync__PushResult *r)
         return;
     }
     for (size_t i = 0; i < r->n_results; i++) {
-        switch (r->results[i]->status) {
-        case POPSYNC__CHANGE_STATUS__CHANGE_STATUS_ACCEPTED: s->stats->accepted++; break;
+        Popsync__ChangeResult *cr = r->results[i];
+        switch (cr->status) {
+        case POPSYNC__CHANGE_STATUS__CHANGE_STATUS_ACCEPTED:
+            s->stats->accepted++;
+            if (cr->conflict_id.len)
+                s->stats->merged_conflicts++;
+            break;
         case POPSYNC__CHANGE_STATUS__CHANGE_STATUS_DUPLICATE: s->stats->duplicate++; break;
         case POPSYNC__CHANGE_STATUS__CHANGE_STATUS_REJECTED: s->stats->rejected++; break;
+        case POPSYNC__CHANGE_STATUS__CHANGE_STATUS_CONFLICT: s->stats->conflicts++; break;
         default: break;
         }
+        /* The local copy shows what was refused: read the server's back. */
+        if ((cr->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_REJECTED ||
+             cr->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_CONFLICT) &&
+            cr->id.len == 16)
+            idlist_add(&s->refetch, cr->id.data);
     }
     ps_cache_push_free(s->inflight);
     s->inflight = NULL;
@@ -196,11 +334,163 @@ static void on_pull_batch(session_t *s, Popsync__PullBatch *b)
         send_pull(s);
         return;
     }
-    if (s->opts->progress)
-        fputc('\n', stderr);
-    s->state = ST_DONE;
-    ps_cache_set_last_sync(s->cache, ps_now_ms());
-    ps_stream_shutdown(&s->stream);
+    s->fetch_pos = 0;
+    s->state = ST_REFETCH;
+    if (!send_fetch(s, &s->refetch, &s->fetch_pos))
+        after_sync(s);
+}
+
+/* A fetched batch, in the refetch or the verify phase. */
+static void on_fetch_batch(session_t *s, Popsync__PullBatch *b)
+{
+    idlist_t *l = s->state == ST_REFETCH ? &s->refetch : &s->pending_fetch;
+    int rc = ps_cache_apply_fetch(s->cache, b, s->fetching.ids, s->fetching.n);
+    if (rc) {
+        sess_fail(s, rc, "applying fetched records: %s", ps_strerror(rc));
+        return;
+    }
+    if (s->state == ST_REFETCH)
+        s->stats->refetched += b->n_entries;
+    else {
+        s->stats->repaired += b->n_entries;
+        s->stats->dropped += s->fetching.n - b->n_entries;
+    }
+    if (send_fetch(s, l, &s->fetch_pos))
+        return;
+    if (s->state == ST_REFETCH)
+        after_sync(s);
+    else if (s->opts->list_conflicts)
+        start_conflicts(s);
+    else
+        finish(s);
+}
+
+static void start_verify(session_t *s)
+{
+    Popsync__VerifyRequest vr = POPSYNC__VERIFY_REQUEST__INIT;
+    s->stats->verified = 1;
+    s->state = ST_VERIFY_DIGESTS;
+    send_msg(s, PS_MSG_VERIFY_REQUEST, &vr.base);
+}
+
+static void on_verify_digests(session_t *s, Popsync__VerifyDigests *d)
+{
+    uint64_t mine[PS_VERIFY_BUCKETS];
+    uint32_t counts[PS_VERIFY_BUCKETS], diff[PS_VERIFY_BUCKETS];
+    Popsync__VerifyBucketRequest req = POPSYNC__VERIFY_BUCKET_REQUEST__INIT;
+    size_t nd = 0;
+    int rc;
+
+    if (d->n_digests != PS_VERIFY_BUCKETS || d->n_counts != PS_VERIFY_BUCKETS) {
+        sess_fail(s, PS_EPROTO, "server sent %zu verify buckets, expected %u", d->n_digests, PS_VERIFY_BUCKETS);
+        return;
+    }
+    if ((rc = ps_cache_verify_digests(s->cache, mine, counts))) {
+        sess_fail(s, rc, "reading the cache: %s", ps_strerror(rc));
+        return;
+    }
+    memset(s->verify_want, 0, sizeof(s->verify_want));
+    for (uint32_t b = 0; b < PS_VERIFY_BUCKETS; b++)
+        if (mine[b] != d->digests[b] || counts[b] != d->counts[b]) {
+            diff[nd++] = b;
+            s->verify_want[b] = 1;
+        }
+    s->stats->buckets_differed = nd;
+    if (nd == 0) {
+        if (s->opts->list_conflicts)
+            start_conflicts(s);
+        else
+            finish(s);
+        return;
+    }
+    req.n_buckets = nd;
+    req.buckets = diff;
+    s->state = ST_VERIFY_BUCKETS;
+    send_msg(s, PS_MSG_VERIFY_BUCKET_REQUEST, &req.base);
+}
+
+typedef struct vcmp {
+    Popsync__VerifyBucketList *server;
+    uint8_t *seen;       /* per server item: the local cache holds it, same revision */
+    session_t *s;
+    int rc;
+} vcmp_t;
+
+static int cmp_item(const void *a, const void *b)
+{
+    const Popsync__VerifyItem *x = *(Popsync__VerifyItem *const *)a, *y = *(Popsync__VerifyItem *const *)b;
+    return memcmp(x->id.data, y->id.data, 16);
+}
+
+static int local_item(const uint8_t *id, uint64_t gen, uint64_t hlc, int deleted, void *arg)
+{
+    vcmp_t *v = arg;
+    Popsync__VerifyItem key, *kp = &key, **hit;
+    key.id.data = (uint8_t *)id;
+    key.id.len = 16;
+    hit = bsearch(&kp, v->server->items, v->server->n_items, sizeof(*v->server->items), cmp_item);
+    if (!hit) {
+        /* We hold a record the server does not show us: drop it. */
+        v->rc = idlist_add(&v->s->pending_fetch, id);
+        return v->rc;
+    }
+    if ((*hit)->gen == gen && (*hit)->hlc == hlc && (*hit)->deleted == (deleted != 0))
+        v->seen[hit - v->server->items] = 1;
+    return 0;
+}
+
+static void on_verify_buckets(session_t *s, Popsync__VerifyBucketList *l)
+{
+    uint8_t want[PS_VERIFY_BUCKETS];
+    vcmp_t v;
+    int rc;
+
+    for (size_t i = 0; i < l->n_items; i++)
+        if (l->items[i]->id.len != 16) {
+            sess_fail(s, PS_EPROTO, "malformed VerifyBucketList");
+            return;
+        }
+    memcpy(want, s->verify_want, sizeof(want));
+    for (size_t i = 0; i < l->n_items; i++)
+        if (!want[ps_verify_bucket(l->items[i]->id.data)]) {
+            sess_fail(s, PS_EPROTO, "VerifyBucketList holds a record of a bucket we did not ask for");
+            return;
+        }
+    qsort(l->items, l->n_items, sizeof(*l->items), cmp_item);
+    memset(&v, 0, sizeof(v));
+    v.server = l;
+    v.s = s;
+    v.seen = calloc(l->n_items ? l->n_items : 1, 1);
+    if (!v.seen) {
+        sess_fail(s, PS_ENOMEM, "out of memory");
+        return;
+    }
+    s->pending_fetch.n = 0;
+    rc = ps_cache_verify_items(s->cache, want, local_item, &v);
+    for (size_t i = 0; rc == PS_OK && v.rc == PS_OK && i < l->n_items; i++)
+        if (!v.seen[i])
+            v.rc = idlist_add(&s->pending_fetch, l->items[i]->id.data);
+    free(v.seen);
+    if (rc || v.rc) {
+        sess_fail(s, rc ? rc : v.rc, "comparing with the server: %s", ps_strerror(rc ? rc : v.rc));
+        return;
+    }
+    s->fetch_pos = 0;
+    s->state = ST_VERIFY_FETCH;
+    if (!send_fetch(s, &s->pending_fetch, &s->fetch_pos)) {
+        if (s->opts->list_conflicts)
+            start_conflicts(s);
+        else
+            finish(s);
+    }
+}
+
+static void start_conflicts(session_t *s)
+{
+    Popsync__ConflictList cl = POPSYNC__CONFLICT_LIST__INIT;
+    cl.include_resolved = s->opts->include_resolved != 0;
+    s->state = ST_CONFLICTS;
+    send_msg(s, PS_MSG_CONFLICT_LIST, &cl.base);
 }
 
 static void handle_frame(session_t *s, const ps_frame_t *f)
@@ -231,6 +521,16 @@ static void handle_frame(session_t *s, const ps_frame_t *f)
         on_push_result(s, (Popsync__PushResult *)m);
     } else if (s->state == ST_PULLING && f->type == PS_MSG_PULL_BATCH) {
         on_pull_batch(s, (Popsync__PullBatch *)m);
+    } else if ((s->state == ST_REFETCH || s->state == ST_VERIFY_FETCH) && f->type == PS_MSG_PULL_BATCH) {
+        on_fetch_batch(s, (Popsync__PullBatch *)m);
+    } else if (s->state == ST_VERIFY_DIGESTS && f->type == PS_MSG_VERIFY_DIGESTS) {
+        on_verify_digests(s, (Popsync__VerifyDigests *)m);
+    } else if (s->state == ST_VERIFY_BUCKETS && f->type == PS_MSG_VERIFY_BUCKET_LIST) {
+        on_verify_buckets(s, (Popsync__VerifyBucketList *)m);
+    } else if (s->state == ST_CONFLICTS && f->type == PS_MSG_CONFLICT_LIST_RESULT) {
+        if (s->opts->on_conflicts)
+            s->opts->on_conflicts((Popsync__ConflictListResult *)m, s->opts->arg);
+        finish(s);
     } else {
         sess_fail(s, PS_EPROTO, "unexpected %s from server", ps_frame_type_name(f->type));
     }
@@ -250,6 +550,10 @@ static void on_read(ps_stream_t *st)
             return;
         if (rc) {
             sess_fail(s, PS_EPROTO, "bad frame from server");
+            return;
+        }
+        if (s->opts->cut_after_frames && ++s->frames > s->opts->cut_after_frames) {
+            sess_fail(s, PS_ECLOSED, "connection cut by the test hook");
             return;
         }
         handle_frame(s, &f);
@@ -275,8 +579,7 @@ static void on_handshake(ps_stream_t *st, int status)
     h.cursor = m->cursor;
     h.software = "popsync 0.1.0";
     s->state = ST_HELLO;
-    if (send_msg(s, PS_MSG_HELLO, &h.base))
-        sess_fail(s, PS_EIO, "cannot send Hello");
+    send_msg(s, PS_MSG_HELLO, &h.base);
 }
 
 static void on_error(ps_stream_t *st, int err)
@@ -380,6 +683,9 @@ int ps_sync_run(ps_cache_t *cache, const ps_sync_opts_t *opts, ps_sync_stats_t *
     uv_run(&s.loop, UV_RUN_DEFAULT);
     if (s.inflight)
         ps_cache_push_free(s.inflight);
+    free(s.refetch.ids);
+    free(s.fetching.ids);
+    free(s.pending_fetch.ids);
     stats->bytes_in = s.stream.bytes_in;
     stats->bytes_out = s.stream.bytes_out;
     uv_loop_close(&s.loop);

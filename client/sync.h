@@ -16,15 +16,28 @@
 
 typedef struct ps_sync_opts {
     int progress;            /**< draw a progress line on stderr */
-    uint32_t push_batch;     /**< changes per Push (0: 1000) */
+    uint32_t push_batch;     /**< changes per Push (0: 1000; never above the server's max_batch) */
     uint64_t timeout_ms;     /**< give up when the server is silent this long (0: 60000) */
+    int no_sync;             /**< skip push and pull (with list_conflicts) */
+    int verify;              /**< after the sync, compare digests and repair what differs */
+    int list_conflicts;      /**< ask for the conflicts in our scope and pass them to on_conflicts */
+    int include_resolved;    /**< with list_conflicts */
+    /** Receives the ConflictListResult (valid during the call only). */
+    void (*on_conflicts)(const Popsync__ConflictListResult *res, void *arg);
+    void *arg;
+    uint64_t cut_after_frames; /**< tests: drop the connection after this many frames received (0: never) */
 } ps_sync_opts_t;
 
 typedef struct ps_sync_stats {
     uint64_t accepted, duplicate, rejected; /**< push outcomes */
     uint64_t pulled;                        /**< records received */
     uint64_t cursor, head;                  /**< where we are, where the server is */
+    uint64_t conflicts;                     /**< changes kept whole as conflicts */
+    uint64_t merged_conflicts;              /**< changes applied that also raised a conflict */
     uint64_t bytes_in, bytes_out;           /**< ciphertext on the wire */
+    uint64_t refetched;                     /**< refused records re-read from the server */
+    int verified;                           /**< verify ran */
+    uint64_t buckets_differed, repaired, dropped; /**< verify: what differed and what was fixed */
 } ps_sync_stats_t;
 
 /**

@@ -152,7 +152,8 @@ int ps_msg_feed_entry_append(ps_buf_t *out, uint64_t seq, const uint8_t *record,
     p = varint_put(p, seq);
     *p++ = (2 << 3) | 2; /* FeedEntry.record, length-delimited */
     p = varint_put(p, record_len);
-    memcpy(p, record, record_len);
+    if (record_len)
+        memcpy(p, record, record_len);
     ps_buf_commit(out, total);
     return PS_OK;
 }

@@ -11,6 +11,8 @@
 #include "log.h"
 #include "msg.h"
 
+#include "wire.pb-c.h"
+
 #include <stdlib.h>
 
 static void kick(ps_server_t *srv);
@@ -71,8 +73,14 @@ static void kick(ps_server_t *srv)
     if (uv_queue_work(srv->loop, &srv->commit_req, commit_work, commit_after) != 0) {
         /* Cannot happen with a live loop; fail the batch rather than hang it. */
         PS_ERROR("commit", "cannot queue commit work");
-        for (ps_push_job_t *j = head; j; j = j->next)
+        for (ps_push_job_t *j = head; j; j = j->next) {
+            Popsync__Error e = POPSYNC__ERROR__INIT;
             j->status = PS_EIO;
+            e.code = (uint32_t)-PS_EIO;
+            e.message = "push not committed: cannot schedule the commit";
+            ps_buf_reset(&j->reply);
+            ps_msg_pack_frame(&j->reply, PS_MSG_ERROR, j->request_id, &e.base);
+        }
         commit_after(&srv->commit_req, -1);
     }
 }

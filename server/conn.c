@@ -60,6 +60,10 @@ static void on_handshake(ps_stream_t *s, int status)
     c->srv->stats.handshakes++;
     c->peer = *ps_tls_peer(s->tls);
     c->state = PS_CONN_HELLO;
+    /* The handshake deadline covers Hello too: a peer that completes TLS and
+     * then says nothing must not hold a connection slot for the idle time. */
+    ps_stream_set_timeouts(s, c->srv->opts.handshake_ms, c->srv->opts.handshake_ms);
+    ps_stream_touch(s);
     PS_INFO("conn", "#%llu authenticated: %s role=%s orgunit=%s", (unsigned long long)c->id, c->peer.name,
             c->peer.role_name, c->peer.orgunit);
 }

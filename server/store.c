@@ -1004,33 +1004,20 @@ int ps_store_node_hello(ps_store_t *st, const uint8_t node[PS_ID_LEN], uint64_t 
 {
     MDB_txn *txn = NULL;
     MDB_val k = {PS_ID_LEN, (void *)node}, v;
-    uint8_t val[24] = {0};
     int mrc;
 
+    /* Read-only on purpose: a Hello must not take the single write lock
+     * (and an fsync) away from group commits.  Last-seen bookkeeping rides
+     * on the node's next push. */
+    (void)cursor;
     *hw = 0;
-    if ((mrc = mdb_txn_begin(st->env, NULL, 0, &txn)))
+    if ((mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)))
         return db_err(mrc);
     mrc = mdb_get(txn, st->nodes, &k, &v);
-    if (mrc == 0 && v.mv_size >= 8) {
-        memcpy(val, v.mv_data, v.mv_size < 24 ? v.mv_size : 24);
-        *hw = be64get(val);
-    } else if (mrc && mrc != MDB_NOTFOUND) {
-        goto fail;
-    }
-    be64put(val + 8, ps_now_ms());
-    be64put(val + 16, cursor);
-    v.mv_size = sizeof(val);
-    v.mv_data = val;
-    if ((mrc = mdb_put(txn, st->nodes, &k, &v, 0)))
-        goto fail;
-    /* Not durable on purpose: last-seen bookkeeping may be lost in a crash,
-     * acknowledged data never is (that goes through ps_store_apply). */
-    if ((mrc = mdb_txn_commit(txn)))
-        return db_err(mrc);
-    return PS_OK;
-fail:
+    if (mrc == 0 && v.mv_size >= 8)
+        *hw = be64get(v.mv_data);
     mdb_txn_abort(txn);
-    return db_err(mrc);
+    return mrc && mrc != MDB_NOTFOUND ? db_err(mrc) : PS_OK;
 }
 
 int ps_store_count(ps_store_t *st, uint64_t *live, uint64_t *total)

@@ -27,6 +27,7 @@ typedef struct read_job {
     uint64_t hw;
     ps_peer_t peer;
     uint8_t node[PS_ID_LEN];
+    ProtobufCMessage *msg;   /* the request, for requests with lists (owned) */
     ps_buf_t reply;
     int rc;
 } read_job_t;
@@ -35,10 +36,29 @@ static void read_work(uv_work_t *req)
 {
     read_job_t *j = req->data;
     ps_store_t *st = j->c->srv->store;
-    if (j->type == PS_MSG_HELLO)
-        j->rc = ps_store_node_hello(st, j->node, j->cursor, &j->hw);
-    else
+    switch (j->type) {
+    case PS_MSG_HELLO: j->rc = ps_store_node_hello(st, j->node, j->cursor, &j->hw); break;
+    case PS_MSG_PULL:
         j->rc = ps_store_pull(st, &j->peer, j->cursor, j->max_records, j->max_bytes, j->request_id, &j->reply);
+        break;
+    case PS_MSG_CONFLICT_LIST: {
+        Popsync__ConflictList *cl = (Popsync__ConflictList *)j->msg;
+        j->rc = ps_store_conflicts(st, &j->peer, cl->include_resolved, cl->max, j->request_id, &j->reply);
+        break;
+    }
+    case PS_MSG_VERIFY_REQUEST: j->rc = ps_store_verify_digests(st, &j->peer, j->request_id, &j->reply); break;
+    case PS_MSG_VERIFY_BUCKET_REQUEST: {
+        Popsync__VerifyBucketRequest *vb = (Popsync__VerifyBucketRequest *)j->msg;
+        j->rc = ps_store_verify_buckets(st, &j->peer, vb->buckets, vb->n_buckets, j->request_id, &j->reply);
+        break;
+    }
+    case PS_MSG_FETCH_REQUEST: {
+        Popsync__FetchRequest *fr = (Popsync__FetchRequest *)j->msg;
+        j->rc = ps_store_fetch(st, &j->peer, fr->ids, fr->n_ids, j->request_id, &j->reply);
+        break;
+    }
+    default: j->rc = PS_EPROTO; break;
+    }
 }
 
 static void send_welcome(read_job_t *j)
@@ -58,6 +78,7 @@ static void send_welcome(read_job_t *j)
     w.max_batch = srv->opts.max_push_changes;
     w.features = 0;
     w.node_high_water = j->hw;
+    w.server_hlc = ps_now_ms() << 16;
     if (srv->units) {
         w.orgunits_digest.data = (uint8_t *)ps_orgunits_digest(srv->units);
         w.orgunits_digest.len = 32;
@@ -67,6 +88,7 @@ static void send_welcome(read_job_t *j)
         ps_conn_send(c, &b);
     ps_buf_free(&b);
     c->state = PS_CONN_READY;
+    ps_stream_set_timeouts(&c->stream, srv->opts.handshake_ms, srv->opts.idle_ms);
 }
 
 static void read_after(uv_work_t *req, int status)
@@ -75,10 +97,8 @@ static void read_after(uv_work_t *req, int status)
     ps_conn_t *c = j->c;
     if (c->state != PS_CONN_CLOSING) {
         if (status || j->rc) {
-            ps_conn_error(c, j->request_id, j->rc ? j->rc : PS_EIO, 0, "%s failed: %s",
+            ps_conn_error(c, j->request_id, j->rc ? j->rc : PS_EIO, j->type == PS_MSG_HELLO, "%s failed: %s",
                           ps_frame_type_name(j->type), ps_strerror(j->rc ? j->rc : PS_EIO));
-            if (j->type == PS_MSG_HELLO)
-                ps_conn_error(c, j->request_id, PS_EDB, 1, "cannot start session");
         } else if (j->type == PS_MSG_HELLO) {
             send_welcome(j);
         } else {
@@ -86,6 +106,7 @@ static void read_after(uv_work_t *req, int status)
         }
     }
     ps_buf_free(&j->reply);
+    ps_msg_free(j->msg);
     ps_conn_job_done(c);
     free(j);
 }
@@ -100,6 +121,8 @@ static int queue_read(ps_conn_t *c, read_job_t *j)
     if (uv_queue_work(c->srv->loop, &j->req, read_work, read_after) != 0) {
         c->busy = 0;
         c->refs--;
+        ps_conn_error(c, j->request_id, PS_EIO, 0, "%s: cannot schedule the work", ps_frame_type_name(j->type));
+        ps_msg_free(j->msg);
         free(j);
         return PS_EIO;
     }
@@ -129,8 +152,10 @@ static int on_hello(ps_conn_t *c, const ps_frame_t *f, Popsync__Hello *h)
     }
     memcpy(c->node, h->node.data, PS_ID_LEN);
     j = calloc(1, sizeof(*j));
-    if (!j)
+    if (!j) {
+        ps_conn_error(c, f->request_id, PS_ENOMEM, 0, "out of memory");
         return PS_ENOMEM;
+    }
     j->type = PS_MSG_HELLO;
     j->request_id = f->request_id;
     j->cursor = h->cursor;
@@ -153,8 +178,10 @@ static int on_pull(ps_conn_t *c, const ps_frame_t *f, Popsync__Pull *p)
         return PS_EACCES;
     }
     j = calloc(1, sizeof(*j));
-    if (!j)
+    if (!j) {
+        ps_conn_error(c, f->request_id, PS_ENOMEM, 0, "out of memory");
         return PS_ENOMEM;
+    }
     j->type = PS_MSG_PULL;
     j->request_id = f->request_id;
     j->cursor = p->cursor;
@@ -179,8 +206,10 @@ static int on_push(ps_conn_t *c, const ps_frame_t *f, Popsync__Push *p)
         return PS_ETOOBIG;
     }
     job = calloc(1, sizeof(*job));
-    if (!job)
+    if (!job) {
+        ps_conn_error(c, f->request_id, PS_ENOMEM, 0, "out of memory");
         return PS_ENOMEM;
+    }
     memcpy(job->node, c->node, PS_ID_LEN);
     job->peer = c->peer;
     job->push = p;
@@ -191,6 +220,34 @@ static int on_push(ps_conn_t *c, const ps_frame_t *f, Popsync__Push *p)
     c->refs++;
     ps_commit_enqueue(c->srv, job);
     return PS_OK;
+}
+
+/* Requests answered from the store by a read job that keeps the request
+ * message.  Returns PS_OK when the job owns m. */
+static int on_read_request(ps_conn_t *c, const ps_frame_t *f, ProtobufCMessage *m)
+{
+    read_job_t *j;
+    int conflicts = f->type == PS_MSG_CONFLICT_LIST;
+    /* Conflicts: admin or a township; verify and fetch: anyone who syncs. */
+    if (conflicts ? !(c->peer.role == PS_ROLE_ADMIN || c->peer.role == PS_ROLE_TOWNSHIP) : !role_may_sync(&c->peer)) {
+        ps_conn_error(c, f->request_id, PS_EACCES, 0, "role %s may not send %s", c->peer.role_name,
+                      ps_frame_type_name(f->type));
+        return PS_EACCES;
+    }
+    if (f->type == PS_MSG_FETCH_REQUEST && ((Popsync__FetchRequest *)m)->n_ids > 10000) {
+        ps_conn_error(c, f->request_id, PS_ETOOBIG, 0, "FetchRequest names more than 10000 records");
+        return PS_ETOOBIG;
+    }
+    j = calloc(1, sizeof(*j));
+    if (!j) {
+        ps_conn_error(c, f->request_id, PS_ENOMEM, 0, "out of memory");
+        return PS_ENOMEM;
+    }
+    j->type = f->type;
+    j->request_id = f->request_id;
+    j->peer = c->peer;
+    j->msg = m;
+    return queue_read(c, j);
 }
 
 static int on_orgunits(ps_conn_t *c, const ps_frame_t *f)
@@ -246,12 +303,16 @@ int ps_sync_dispatch(ps_conn_t *c, const ps_frame_t *f)
     case PS_MSG_PULL:
     case PS_MSG_PING:
     case PS_MSG_ORGUNITS_REQUEST:
+    case PS_MSG_CONFLICT_LIST:
+    case PS_MSG_VERIFY_REQUEST:
+    case PS_MSG_VERIFY_BUCKET_REQUEST:
+    case PS_MSG_FETCH_REQUEST:
         break;
     default:
         ps_conn_error(c, f->request_id, PS_EPROTO, 0, "unknown or unexpected message type %u", f->type);
         return PS_EPROTO;
     }
-    if (c->state == PS_CONN_HELLO && f->type != PS_MSG_HELLO && f->type != PS_MSG_PING) {
+    if (c->state == PS_CONN_HELLO && f->type != PS_MSG_HELLO) {
         ps_conn_error(c, f->request_id, PS_EPROTO, 1, "%s before Hello", ps_frame_type_name(f->type));
         return PS_EPROTO;
     }
@@ -268,6 +329,14 @@ int ps_sync_dispatch(ps_conn_t *c, const ps_frame_t *f)
     case PS_MSG_ORGUNITS_REQUEST: rc = on_orgunits(c, f); break;
     case PS_MSG_PUSH:
         rc = on_push(c, f, (Popsync__Push *)m);
+        if (rc == PS_OK)
+            return PS_OK; /* the job owns the message now */
+        break;
+    case PS_MSG_CONFLICT_LIST:
+    case PS_MSG_VERIFY_REQUEST:
+    case PS_MSG_VERIFY_BUCKET_REQUEST:
+    case PS_MSG_FETCH_REQUEST:
+        rc = on_read_request(c, f, m);
         if (rc == PS_OK)
             return PS_OK; /* the job owns the message now */
         break;

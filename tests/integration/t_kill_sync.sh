@@ -31,7 +31,9 @@ for delay in 0.05 0.2; do
 done
 ps --data "$T/admin" sync --quiet || fail "admin resync"
 expect_eq "$(count admin)" $N "admin holds every record once"
-expect_eq "$(ids admin | uniq | wc -l)" $N "no duplicate ids"
+total=$(ids admin | wc -l)
+expect_eq "$(ids admin | uniq | wc -l)" "$total" "no duplicate ids"
+expect_eq "$total" "$(ids t1 | wc -l)" "admin holds every record of the township"
 diff <(ids t1) <(ids admin) >/dev/null || fail "admin and township differ"
 # The server holds each record exactly once, at generation 1: no change was
 # applied twice.

@@ -1,0 +1,345 @@
+/* cmd_conflicts.c - the verify and conflicts subcommands.
+ *
+ * verify: a normal sync, then a digest comparison of everything this cache
+ * holds against the server's view of our scope; differing buckets are
+ * listed and only the records that differ are fetched or dropped.
+ *
+ * conflicts list: what the server kept when two edits clashed (online).
+ * conflicts resolve ID --keep mine|theirs|FILE: makes a change that settles
+ * the conflict and pushes it; it then syncs to everyone like any change.
+ * "theirs" keeps the record as it is now (the winning values); "mine" puts
+ * back the losing side's values for the fields in conflict (for a delete or
+ * scope conflict, the losing version whole); FILE is a JSON object of field
+ * values to set.  See docs/sync.md.
+ */
+#include "cli.h"
+#include "cache.h"
+#include "err.h"
+#include "ids.h"
+#include "record_fmt.h"
+#include "sync.h"
+#include "validate.h"
+#include "vctx.h"
+
+#include <jansson.h>
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int ps_cmd_verify(ps_cli_t *cli, int argc, char **argv)
+{
+    static const struct option lo[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
+    ps_cache_t *c = NULL;
+    ps_sync_opts_t o;
+    ps_sync_stats_t st;
+    char err[512];
+    int opt, rc;
+
+    while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        if (opt != 'j')
+            return PS_EXIT_USAGE;
+        cli->json = 1;
+    }
+    if (ps_cache_open(&c, cli->data_dir, err, sizeof(err))) {
+        ps_cli_err("verify: %s", err);
+        return PS_EXIT_FAIL;
+    }
+    memset(&o, 0, sizeof(o));
+    o.verify = 1;
+    rc = ps_sync_run(c, &o, &st, err, sizeof(err));
+    ps_cache_close(c);
+    if (rc) {
+        ps_cli_err("verify: %s", err);
+        return PS_EXIT_SYNC;
+    }
+    if (cli->json) {
+        printf("{\"in_sync\":%s,\"buckets_differed\":%llu,\"fetched\":%llu,\"dropped\":%llu}\n",
+               st.buckets_differed ? "false" : "true", (unsigned long long)st.buckets_differed,
+               (unsigned long long)st.repaired, (unsigned long long)st.dropped);
+    } else if (st.buckets_differed == 0) {
+        printf("in sync\n");
+    } else {
+        printf("repaired: %llu record(s) fetched, %llu dropped (%llu of 256 buckets differed)\n",
+               (unsigned long long)st.repaired, (unsigned long long)st.dropped,
+               (unsigned long long)st.buckets_differed);
+    }
+    return PS_EXIT_OK;
+}
+
+typedef struct list_ctx {
+    int json;
+    json_t *arr;
+    size_t n;
+    const uint8_t *want;          /* resolve: the conflict sought */
+    Popsync__Conflict *found;     /* resolve: a copy of it (owned) */
+} list_ctx_t;
+
+static json_t *conflict_json(const Popsync__Conflict *cf)
+{
+    char cid[PS_UUID_STR] = "", rid[PS_UUID_STR] = "";
+    json_t *o, *fields = json_array();
+    if (cf->id.len == 16)
+        ps_uuid_format(cf->id.data, cid);
+    if (cf->record_id.len == 16)
+        ps_uuid_format(cf->record_id.data, rid);
+    for (size_t i = 0; i < cf->n_fields; i++)
+        json_array_append_new(fields, json_string(cf->fields[i]));
+    o = json_pack("{s:s,s:s,s:s,s:s,s:o,s:s,s:I,s:b}", "id", cid, "record_id", rid, "kind",
+                  ps_kind_name(cf->kind) ? ps_kind_name(cf->kind) : "", "orgunit", cf->orgunit ? cf->orgunit : "",
+                  "fields", fields, "reason", cf->reason ? cf->reason : "", "created_ms", (json_int_t)cf->created_ms,
+                  "resolved", cf->resolved);
+    json_object_set_new(o, "kept", cf->kept ? ps_record_to_json(cf->kept) : json_null());
+    json_object_set_new(o, "lost", cf->lost ? ps_record_to_json(cf->lost) : json_null());
+    return o;
+}
+
+static void on_conflicts(const Popsync__ConflictListResult *res, void *arg)
+{
+    list_ctx_t *l = arg;
+    l->n = res->n_conflicts;
+    for (size_t i = 0; i < res->n_conflicts; i++) {
+        const Popsync__Conflict *cf = res->conflicts[i];
+        if (l->want) {
+            if (cf->id.len == 16 && memcmp(cf->id.data, l->want, 16) == 0) {
+                /* Copy out: the message dies with this callback. */
+                size_t sz = protobuf_c_message_get_packed_size(&cf->base);
+                uint8_t *buf = malloc(sz ? sz : 1);
+                if (buf) {
+                    protobuf_c_message_pack(&cf->base, buf);
+                    l->found = popsync__conflict__unpack(NULL, sz, buf);
+                    free(buf);
+                }
+            }
+            continue;
+        }
+        if (l->json) {
+            json_array_append_new(l->arr, conflict_json(cf));
+        } else {
+            char cid[PS_UUID_STR] = "", rid[PS_UUID_STR] = "", when[32] = "";
+            char fields[256] = "";
+            time_t t = (time_t)(cf->created_ms / 1000);
+            struct tm tm;
+            size_t off = 0;
+            if (cf->id.len == 16)
+                ps_uuid_format(cf->id.data, cid);
+            if (cf->record_id.len == 16)
+                ps_uuid_format(cf->record_id.data, rid);
+            localtime_r(&t, &tm);
+            strftime(when, sizeof(when), "%Y-%m-%d %H:%M", &tm);
+            for (size_t k = 0; k < cf->n_fields && off < sizeof(fields); k++)
+                off += (size_t)snprintf(fields + off, sizeof(fields) - off, "%s%s", k ? "," : "", cf->fields[k]);
+            printf("%s  %s  %-13s %s  %s  [%s]%s  %s\n", cid, rid, ps_kind_name(cf->kind) ? ps_kind_name(cf->kind) : "?",
+                   cf->orgunit ? cf->orgunit : "", when, fields, cf->resolved ? " resolved" : "", cf->reason);
+        }
+    }
+}
+
+static int fetch_conflicts(ps_cli_t *cli, ps_cache_t *c, list_ctx_t *l, int include_resolved, const char *cmd)
+{
+    ps_sync_opts_t o;
+    ps_sync_stats_t st;
+    char err[512];
+    int rc;
+    (void)cli;
+    memset(&o, 0, sizeof(o));
+    o.no_sync = 1;
+    o.list_conflicts = 1;
+    o.include_resolved = include_resolved;
+    o.on_conflicts = on_conflicts;
+    o.arg = l;
+    rc = ps_sync_run(c, &o, &st, err, sizeof(err));
+    if (rc)
+        ps_cli_err("%s: %s", cmd, err);
+    return rc;
+}
+
+/* Builds the resolving version of the record. */
+static int build_resolution(const Popsync__Conflict *cf, const char *keep, Popsync__Record *r, char *err, size_t errlen)
+{
+    int whole = 0;
+    if (strcmp(keep, "theirs") == 0)
+        return PS_OK;
+    if (strcmp(keep, "mine") == 0) {
+        if (!cf->lost) {
+            snprintf(err, errlen, "the conflict holds no losing version");
+            return PS_EINVAL;
+        }
+        for (size_t i = 0; i < cf->n_fields; i++)
+            if (!strcmp(cf->fields[i], "*") || !strcmp(cf->fields[i], "deleted"))
+                whole = 1;
+        if (whole) {
+            /* Take the losing version's fields and its deleted flag. */
+            const char *names[64];
+            size_t n = ps_record_field_names(r->kind, names, 64);
+            r->deleted = cf->lost->deleted;
+            for (size_t i = 0; i < n && i < 64; i++) {
+                char val[4096];
+                if (ps_record_get_text(cf->lost, names[i], val, sizeof(val)) == PS_OK &&
+                    ps_record_set(r, names[i], val, err, errlen) != PS_OK)
+                    return PS_EINVAL;
+            }
+            return ps_record_set(r, "orgunit", cf->lost->orgunit, err, errlen);
+        }
+        for (size_t i = 0; i < cf->n_fields; i++) {
+            char val[4096];
+            if (ps_record_get_text(cf->lost, cf->fields[i], val, sizeof(val)) != PS_OK)
+                continue;
+            if (ps_record_set(r, cf->fields[i], val, err, errlen) != PS_OK)
+                return PS_EINVAL;
+        }
+        return PS_OK;
+    }
+    {
+        json_error_t je;
+        json_t *obj = json_load_file(keep, 0, &je);
+        int rc;
+        if (!obj || !json_is_object(obj)) {
+            snprintf(err, errlen, "%s: not a JSON object of field values (%s)", keep, obj ? "wrong type" : je.text);
+            json_decref(obj);
+            return PS_EINVAL;
+        }
+        rc = ps_record_from_json(r, obj, err, errlen);
+        json_decref(obj);
+        return rc;
+    }
+}
+
+static int resolve(ps_cli_t *cli, ps_cache_t *c, const char *idtext, const char *keep)
+{
+    uint8_t cid[16];
+    list_ctx_t l;
+    Popsync__Record *r = NULL;
+    ps_client_vctx_t vc;
+    ps_verrs_t v;
+    ps_sync_opts_t o;
+    ps_sync_stats_t st;
+    char err[512];
+    int rc = PS_EXIT_FAIL;
+
+    if (ps_uuid_parse(idtext, cid) != PS_OK) {
+        ps_cli_err("conflicts resolve: '%s' is not a conflict id", idtext);
+        return PS_EXIT_USAGE;
+    }
+    memset(&l, 0, sizeof(l));
+    l.want = cid;
+    if (fetch_conflicts(cli, c, &l, 0, "conflicts resolve"))
+        return PS_EXIT_SYNC;
+    if (!l.found) {
+        ps_cli_err("conflicts resolve: no open conflict %s in your scope", idtext);
+        return PS_EXIT_NOTFOUND;
+    }
+    if (!l.found->kept || l.found->record_id.len != 16) {
+        ps_cli_err("conflicts resolve: the conflict holds no record");
+        goto out;
+    }
+    /* Base the resolution on our copy when we have one, else on the version
+     * the conflict kept: either way the server merges it as any edit. */
+    if (ps_cache_get(c, l.found->record_id.data, &r) != PS_OK) {
+        size_t sz = protobuf_c_message_get_packed_size(&l.found->kept->base);
+        uint8_t *buf = malloc(sz ? sz : 1);
+        if (!buf)
+            goto out;
+        protobuf_c_message_pack(&l.found->kept->base, buf);
+        r = popsync__record__unpack(NULL, sz, buf);
+        free(buf);
+        if (!r)
+            goto out;
+    }
+    if (build_resolution(l.found, keep, r, err, sizeof(err)) != PS_OK) {
+        ps_cli_err("conflicts resolve: %s", err);
+        rc = PS_EXIT_INVALID;
+        goto out;
+    }
+    memset(&v, 0, sizeof(v));
+    ps_client_vctx_init(&vc, c);
+    if (r->deleted)
+        vc.ctx.ref_exists = NULL;
+    ps_validate_record(r, &vc.ctx, &v);
+    ps_client_vctx_free(&vc);
+    if (v.n) {
+        for (size_t i = 0; i < v.n && i < PS_VERR_MAX; i++)
+            ps_cli_err("conflicts resolve: %s: %s", v.e[i].field, v.e[i].reason);
+        rc = PS_EXIT_INVALID;
+        goto out;
+    }
+    if (ps_cache_put_resolution(c, r, cid) != PS_OK) {
+        ps_cli_err("conflicts resolve: cannot store the change");
+        goto out;
+    }
+    memset(&o, 0, sizeof(o));
+    if (ps_sync_run(c, &o, &st, err, sizeof(err)) != PS_OK) {
+        ps_cli_err("conflicts resolve: stored locally; it will be sent at the next sync (%s)", err);
+        rc = PS_EXIT_SYNC;
+        goto out;
+    }
+    if (st.rejected || st.conflicts) {
+        ps_cli_err("conflicts resolve: the server did not accept the resolution; see 'popsync status'");
+        rc = PS_EXIT_FAIL;
+        goto out;
+    }
+    printf("resolved %s (kept %s)\n", idtext, keep);
+    rc = PS_EXIT_OK;
+out:
+    if (r)
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+    if (l.found)
+        popsync__conflict__free_unpacked(l.found, NULL);
+    return rc;
+}
+
+int ps_cmd_conflicts(ps_cli_t *cli, int argc, char **argv)
+{
+    static const struct option lo[] = {{"json", no_argument, NULL, 'j'},
+                                       {"all", no_argument, NULL, 'a'},
+                                       {"keep", required_argument, NULL, 'k'},
+                                       {NULL, 0, NULL, 0}};
+    ps_cache_t *c = NULL;
+    const char *keep = NULL, *sub;
+    char err[512];
+    int opt, rc, all = 0;
+
+    if (argc < 2) {
+        ps_cli_err("conflicts: usage: conflicts list [--all] [--json] | conflicts resolve ID --keep mine|theirs|FILE");
+        return PS_EXIT_USAGE;
+    }
+    sub = argv[1];
+    optind = 2;
+    while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (opt) {
+        case 'j': cli->json = 1; break;
+        case 'a': all = 1; break;
+        case 'k': keep = optarg; break;
+        default: return PS_EXIT_USAGE;
+        }
+    }
+    if (ps_cache_open(&c, cli->data_dir, err, sizeof(err))) {
+        ps_cli_err("conflicts: %s", err);
+        return PS_EXIT_FAIL;
+    }
+    if (strcmp(sub, "list") == 0 && optind == argc) {
+        list_ctx_t l;
+        memset(&l, 0, sizeof(l));
+        l.json = cli->json;
+        if (l.json)
+            l.arr = json_array();
+        rc = fetch_conflicts(cli, c, &l, all, "conflicts list") ? PS_EXIT_SYNC : PS_EXIT_OK;
+        if (rc == PS_EXIT_OK && l.json) {
+            json_dumpf(l.arr, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+            fputc('\n', stdout);
+        } else if (rc == PS_EXIT_OK && l.n == 0) {
+            printf("no %sconflicts\n", all ? "" : "open ");
+        }
+        json_decref(l.arr);
+    } else if (strcmp(sub, "resolve") == 0 && optind == argc - 1 && keep) {
+        rc = resolve(cli, c, argv[optind], keep);
+    } else {
+        ps_cli_err("conflicts: usage: conflicts list [--all] [--json] | conflicts resolve ID --keep mine|theirs|FILE");
+        rc = PS_EXIT_USAGE;
+    }
+    ps_cache_close(c);
+    return rc;
+}

@@ -144,6 +144,10 @@ int ps_cmd_sync(ps_cli_t *cli, int argc, char **argv)
         return PS_EXIT_FAIL;
     }
     o.progress = !quiet && !cli->json && isatty(2);
+    /* Test hook: cut the connection after N frames, to prove a sync can be
+     * interrupted anywhere and simply run again. */
+    if (getenv("POPSYNC_TEST_CUT_AFTER_FRAMES"))
+        o.cut_after_frames = strtoull(getenv("POPSYNC_TEST_CUT_AFTER_FRAMES"), NULL, 10);
     rc = ps_sync_run(c, &o, &st, err, sizeof(err));
     if (cli->json) {
         json_t *j = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "ok", rc == PS_OK, "conflicts",

@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -25,11 +26,27 @@ int ps_random(void *buf, size_t n)
     return PS_OK;
 }
 
+/* POPSYNC_CLOCK_OFFSET_MS shifts this process's wall clock: tests use it
+ * to play a field device whose clock is wrong (docs/sync.md). */
+static int64_t clock_offset(void)
+{
+    static int64_t offset;
+    static int loaded;
+    if (!loaded) {
+        const char *e = getenv("POPSYNC_CLOCK_OFFSET_MS");
+        offset = e ? strtoll(e, NULL, 10) : 0;
+        loaded = 1;
+    }
+    return offset;
+}
+
 uint64_t ps_now_ms(void)
 {
     struct timespec ts;
+    int64_t ms;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + clock_offset();
+    return ms > 0 ? (uint64_t)ms : 0;
 }
 
 int ps_uuid7(uint8_t id[PS_ID_LEN])

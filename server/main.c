@@ -26,6 +26,8 @@ static void usage(FILE *f)
             "  --handshake-timeout MS  TLS handshake + Hello deadline (default 10000)\n"
             "  --idle-timeout MS       idle connection deadline (default 300000)\n"
             "  --max-future MS         how far ahead a client clock may be (default 600000)\n"
+            "  --pull-batch N          records per PullBatch at most (default 5000)\n"
+            "  --max-push N            changes per Push at most (default 10000)\n"
             "  --log-level LEVEL       debug|info|warn|error (default info)\n"
             "  --port-file FILE        write the bound port here (with --listen HOST:0)\n"
             "  --help                  this text\n");
@@ -87,6 +89,7 @@ int main(int argc, char **argv)
         {"idle-timeout", required_argument, NULL, 'I'}, {"max-future", required_argument, NULL, 'F'},
         {"log-level", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
         {"port-file", required_argument, NULL, 'P'}, {"orgunits", required_argument, NULL, 'O'},
+        {"pull-batch", required_argument, NULL, 'B'}, {"max-push", required_argument, NULL, 'M'},
         {NULL, 0, NULL, 0}};
     ps_server_t srv;
     ps_store_opts_t sopts;
@@ -118,6 +121,8 @@ int main(int argc, char **argv)
         case 'r': srv.opts.crl_file = optarg; break;
         case 'P': srv.opts.port_file = optarg; break;
         case 'O': srv.opts.orgunits_file = optarg; break;
+        case 'B':
+        case 'M':
         case 'm':
         case 'n':
         case 'f':
@@ -128,6 +133,8 @@ int main(int argc, char **argv)
                 fprintf(stderr, "popsyncd: '%s' is not a non-negative number\n", optarg);
                 return 2;
             }
+            if (opt == 'B') srv.opts.pull_max_records = v ? (uint32_t)v : 1;
+            if (opt == 'M') srv.opts.max_push_changes = v ? (uint32_t)v : 1;
             if (opt == 'm') srv.opts.map_size = (size_t)v << 20;
             if (opt == 'n') srv.opts.max_conns = (uint32_t)v;
             if (opt == 'f') srv.opts.max_frame = (uint32_t)v;

@@ -1,29 +1,56 @@
-/* cache.c - the client's local LMDB cache. */
+/* cache.c - the client's local LMDB cache, encrypted at rest.
+ *
+ * Owns: the LMDB environment, the seal/open pair every record-bearing value
+ * passes through, and getting the cache's key (passphrase or key file) when
+ * a cache is made or opened.  See cache.h for the format.
+ */
 #include "cache.h"
 #include "err.h"
 #include "log.h"
 #include "buf.h"
+#include "crypto.h"
 #include "digest.h"
 
 #include <lmdb.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
 
 struct ps_cache {
     MDB_env *env;
     MDB_dbi records, outbox, pending, rejected, meta;
     ps_cache_meta_t m;
     ps_hlc_t hlc;
-    ps_buf_t scratch;
+    ps_aead_t *aead;  /* the data key (DEK), expanded once per open */
+    ps_buf_t scratch; /* sealed values on their way into LMDB */
+    ps_buf_t plain;   /* packed messages before sealing, or after opening */
+    uint8_t nonces[PS_AEAD_NONCE_LEN * 64]; /* random bytes drawn ahead for nonces */
+    size_t nonce_off;
 };
 
-/* Sealed values start with a format byte so encrypted and plain caches can
- * be told apart and a future format can be added. */
+/* Sealed values start with a format byte so a future format can be added.
+ * 0x00 (plain) was written before encryption at rest and is refused now. */
 #define SEAL_PLAIN 0x00
+#define SEAL_AEAD 0x01
+#define SEAL_HDR (1 + PS_AEAD_NONCE_LEN)
+#define SEAL_OVERHEAD (SEAL_HDR + PS_AEAD_TAG_LEN)
+
+/* Names of the databases, also the first part of each value's AAD. */
+static const char DB_RECORDS[] = "records", DB_OUTBOX[] = "outbox", DB_REJECTED[] = "rejected", DB_META[] = "meta";
+
+/* How the key-encryption key (KEK) is got, stored in meta "kek". */
+#define KEK_PASSPHRASE "pbkdf2-sha256"
+#define KEK_KEY_FILE "key-file"
+#define KDF_SALT_LEN 16
+#define PASS_MAX 1024
+#define WRONG_KEY_MSG "wrong passphrase (or key file) for this cache"
 
 static void be64put(uint8_t *p, uint64_t v)
 {
@@ -50,34 +77,416 @@ static int db_err(int mrc)
     return PS_EDB;
 }
 
-/* Packs msg and seals it into c->scratch; *v points at the result. */
-static int seal_msg(ps_cache_t *c, const ProtobufCMessage *msg, MDB_val *v)
+/* ---- sealing -------------------------------------------------------------- */
+
+/* AAD = database name then key bytes: a sealed value copied under another
+ * key or into another database fails to open. */
+static int make_aad(const char *db, const MDB_val *k, uint8_t aad[64], size_t *len)
+{
+    size_t dl = strlen(db);
+    if (dl + k->mv_size > 64)
+        return PS_EINVAL;
+    memcpy(aad, db, dl);
+    memcpy(aad + dl, k->mv_data, k->mv_size);
+    *len = dl + k->mv_size;
+    return PS_OK;
+}
+
+/* A fresh random nonce.  Random bytes are drawn 64 nonces at a time: a
+ * getrandom call per record would cost more than the AES-GCM itself. */
+static int next_nonce(ps_cache_t *c, uint8_t nonce[PS_AEAD_NONCE_LEN])
+{
+    int rc;
+    if (c->nonce_off == 0 || c->nonce_off >= sizeof(c->nonces)) {
+        if ((rc = ps_random(c->nonces, sizeof(c->nonces))))
+            return rc;
+        c->nonce_off = 0;
+    }
+    memcpy(nonce, c->nonces + c->nonce_off, PS_AEAD_NONCE_LEN);
+    c->nonce_off += PS_AEAD_NONCE_LEN;
+    return PS_OK;
+}
+
+/* Seals plain[0..n) stored under (db, k) with key a into out (reset first):
+ * SEAL_AEAD | nonce(12) | ciphertext(n) | tag(16).  *v points at the result.
+ * plain must not lie in out. */
+static int seal_with(ps_cache_t *c, ps_aead_t *a, ps_buf_t *out, const char *db, const MDB_val *k,
+                     const void *plain, size_t n, MDB_val *v)
+{
+    uint8_t aad[64], *p;
+    size_t aadlen;
+    int rc;
+    if ((rc = make_aad(db, k, aad, &aadlen)))
+        return rc;
+    ps_buf_reset(out);
+    if ((rc = ps_buf_reserve(out, n + SEAL_OVERHEAD)))
+        return rc;
+    p = ps_buf_tail(out);
+    p[0] = SEAL_AEAD;
+    if ((rc = next_nonce(c, p + 1)) || (rc = ps_aead_ctx_seal(a, p + 1, aad, aadlen, plain, n, p + SEAL_HDR)))
+        return rc;
+    ps_buf_commit(out, n + SEAL_OVERHEAD);
+    v->mv_data = p;
+    v->mv_size = n + SEAL_OVERHEAD;
+    return PS_OK;
+}
+
+/* Opens a value sealed under (db, k) into out (reset first); *p and *n
+ * give the plaintext.  PS_ECRYPTO if it is not ours or was altered. */
+static int open_with(ps_aead_t *a, ps_buf_t *out, const char *db, const MDB_val *k, const MDB_val *v,
+                     const uint8_t **p, size_t *n)
+{
+    const uint8_t *s = v->mv_data;
+    uint8_t aad[64];
+    size_t aadlen, len;
+    int rc;
+    if (v->mv_size < SEAL_OVERHEAD || s[0] != SEAL_AEAD)
+        return PS_ECRYPTO;
+    if ((rc = make_aad(db, k, aad, &aadlen)))
+        return rc;
+    len = v->mv_size - SEAL_OVERHEAD;
+    ps_buf_reset(out);
+    if ((rc = ps_buf_reserve(out, len + 1)))
+        return rc;
+    if ((rc = ps_aead_ctx_open(a, s + 1, aad, aadlen, s + SEAL_HDR, v->mv_size - SEAL_HDR, ps_buf_tail(out))))
+        return rc;
+    ps_buf_commit(out, len);
+    *p = ps_buf_head(out);
+    *n = len;
+    return PS_OK;
+}
+
+/* Packs msg and seals it, for storage under (db, k), into c->scratch; *v
+ * points at the result.  One AES-GCM per value with the key set up at open. */
+static int seal_msg(ps_cache_t *c, const char *db, const MDB_val *k, const ProtobufCMessage *msg, MDB_val *v)
 {
     size_t n = protobuf_c_message_get_packed_size(msg);
     int rc;
-    ps_buf_reset(&c->scratch);
-    if ((rc = ps_buf_reserve(&c->scratch, n + 1)))
+    ps_buf_reset(&c->plain);
+    if ((rc = ps_buf_reserve(&c->plain, n + 1)))
         return rc;
-    ps_buf_tail(&c->scratch)[0] = SEAL_PLAIN;
-    protobuf_c_message_pack(msg, ps_buf_tail(&c->scratch) + 1);
-    ps_buf_commit(&c->scratch, n + 1);
-    v->mv_data = ps_buf_head(&c->scratch);
-    v->mv_size = n + 1;
-    return PS_OK;
+    protobuf_c_message_pack(msg, ps_buf_tail(&c->plain));
+    return seal_with(c, c->aead, &c->scratch, db, k, ps_buf_tail(&c->plain), n, v);
 }
 
 /* Opens a sealed value and unpacks it with the default allocator: cache
  * contents are our own writing, so the records can be freed with
  * protobuf_c_message_free_unpacked(m, NULL) like any built by the CLI. */
-static int open_msg(ps_cache_t *c, const MDB_val *v, const ProtobufCMessageDescriptor *d, ProtobufCMessage **out)
+static int open_msg(ps_cache_t *c, const char *db, const MDB_val *k, const MDB_val *v,
+                    const ProtobufCMessageDescriptor *d, ProtobufCMessage **out)
 {
-    const uint8_t *p = v->mv_data;
-    (void)c;
-    if (v->mv_size < 1 || p[0] != SEAL_PLAIN)
-        return PS_ECRYPTO;
-    *out = protobuf_c_message_unpack(d, NULL, v->mv_size - 1, p + 1);
+    const uint8_t *p;
+    size_t n;
+    int rc = open_with(c->aead, &c->plain, db, k, v, &p, &n);
+    if (rc)
+        return rc;
+    *out = protobuf_c_message_unpack(d, NULL, n, p);
     return *out ? PS_OK : PS_EPROTO;
 }
+
+/* Frees a buffer that held keys or personal data, zeroing it first. */
+static void buf_wipe(ps_buf_t *b)
+{
+    ps_zeroize(b->data, b->cap);
+    ps_buf_free(b);
+}
+
+/* ---- getting the key ------------------------------------------------------ */
+
+static volatile sig_atomic_t tty_signal;
+
+static void on_tty_signal(int sig)
+{
+    tty_signal = sig;
+}
+
+/* Prompts on the terminal fd with echo off and reads one line into buf.
+ * A signal (Ctrl-C) restores the terminal before it takes effect. */
+static int tty_read(int fd, const char *prompt, char *buf, size_t cap, char *err, size_t errlen)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP};
+    struct sigaction sa, old[sizeof(sigs) / sizeof(sigs[0])];
+    struct termios t0, t1;
+    size_t n = 0;
+    int rc = PS_OK;
+
+    if (tcgetattr(fd, &t0) != 0) {
+        snprintf(err, errlen, "no passphrase: set POPSYNC_PASSPHRASE or run on a terminal");
+        return PS_EINVAL;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_tty_signal; /* no SA_RESTART: read() returns EINTR */
+    sigemptyset(&sa.sa_mask);
+    tty_signal = 0;
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        sigaction(sigs[i], &sa, &old[i]);
+    t1 = t0;
+    t1.c_lflag &= (tcflag_t) ~(ECHO | ECHOE | ECHOK);
+    t1.c_lflag |= ECHONL;
+    if (write(fd, prompt, strlen(prompt)) < 0 || tcsetattr(fd, TCSAFLUSH, &t1) != 0) {
+        snprintf(err, errlen, "cannot prompt on the terminal: %s", strerror(errno));
+        rc = PS_EIO;
+        goto out;
+    }
+    for (;;) {
+        char ch;
+        ssize_t r = read(fd, &ch, 1);
+        if (r < 0 && errno == EINTR && !tty_signal)
+            continue;
+        if (r <= 0 || ch == '\n' || ch == '\r')
+            break;
+        if (n + 1 >= cap) {
+            snprintf(err, errlen, "passphrase too long (at most %zu bytes)", cap - 1);
+            rc = PS_ETOOBIG;
+            break;
+        }
+        buf[n++] = ch;
+    }
+    buf[n] = '\0';
+    tcsetattr(fd, TCSAFLUSH, &t0);
+out:
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        sigaction(sigs[i], &old[i], NULL);
+    if (tty_signal) {
+        ps_zeroize(buf, cap);
+        raise(tty_signal);
+        snprintf(err, errlen, "interrupted");
+        return PS_EINVAL;
+    }
+    return rc;
+}
+
+/* The passphrase: POPSYNC_PASSPHRASE, else asked on the terminal (twice
+ * when confirm: a new cache).  buf holds PASS_MAX bytes; the caller zeroes it. */
+static int get_passphrase(const char *dir, int confirm, char *buf, size_t *len, char *err, size_t errlen)
+{
+    const char *env = getenv("POPSYNC_PASSPHRASE");
+    char prompt[PATH_MAX + 64], again[PASS_MAX];
+    int fd, rc = PS_OK;
+
+    if (env) {
+        if (strlen(env) >= PASS_MAX) {
+            snprintf(err, errlen, "POPSYNC_PASSPHRASE is too long (at most %d bytes)", PASS_MAX - 1);
+            return PS_ETOOBIG;
+        }
+        snprintf(buf, PASS_MAX, "%s", env);
+    } else {
+        fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (fd < 0) {
+            snprintf(err, errlen, "no passphrase: set POPSYNC_PASSPHRASE or run on a terminal");
+            return PS_EINVAL;
+        }
+        snprintf(prompt, sizeof(prompt), "%s passphrase for cache %s: ", confirm ? "New" : "Enter", dir);
+        rc = tty_read(fd, prompt, buf, PASS_MAX, err, errlen);
+        if (rc == PS_OK && confirm && buf[0]) {
+            rc = tty_read(fd, "Repeat the passphrase: ", again, sizeof(again), err, errlen);
+            if (rc == PS_OK && strcmp(buf, again) != 0) {
+                snprintf(err, errlen, "the passphrases do not match");
+                rc = PS_EINVAL;
+            }
+            ps_zeroize(again, sizeof(again));
+        }
+        close(fd);
+        if (rc)
+            return rc;
+    }
+    *len = strlen(buf);
+    if (*len == 0) {
+        snprintf(err, errlen, "the passphrase is empty");
+        return PS_EINVAL;
+    }
+    return PS_OK;
+}
+
+/* The PBKDF2 iteration count for a new cache: PS_KDF_DEFAULT_ITERATIONS,
+ * or POPSYNC_KDF_ITERATIONS.  That variable is a test knob (the test suite
+ * runs hundreds of commands, each deriving the key once); it cannot go
+ * below PS_KDF_MIN_ITERATIONS and should not be set in production. */
+static int kdf_iterations(uint32_t *out, char *err, size_t errlen)
+{
+    const char *s = getenv("POPSYNC_KDF_ITERATIONS");
+    char *end;
+    unsigned long long v;
+    *out = PS_KDF_DEFAULT_ITERATIONS;
+    if (!s || !*s)
+        return PS_OK;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || *end || v < PS_KDF_MIN_ITERATIONS || v > PS_KDF_MAX_ITERATIONS) {
+        snprintf(err, errlen, "POPSYNC_KDF_ITERATIONS must be a number from %u to %u", PS_KDF_MIN_ITERATIONS,
+                 PS_KDF_MAX_ITERATIONS);
+        return PS_EINVAL;
+    }
+    *out = (uint32_t)v;
+    return PS_OK;
+}
+
+static int hexval(int ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Reads a key file: exactly 32 bytes, or 64 hex digits (a final newline
+ * allowed).  The key is used as the KEK directly: it is random already. */
+static int key_file_load(const char *path, uint8_t key[PS_AEAD_KEY_LEN], char *err, size_t errlen)
+{
+    uint8_t raw[128];
+    struct stat sb;
+    ssize_t r;
+    size_t n = 0;
+    int fd, rc = PS_OK;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "key file %s: %s", path, strerror(errno));
+        return errno == ENOENT ? PS_ENOTFOUND : PS_EIO;
+    }
+    if (fstat(fd, &sb) == 0 && (sb.st_mode & 077))
+        PS_WARN("cache", "key file %s can be read by other users (chmod 600 it)", path);
+    while (n < sizeof(raw) && (r = read(fd, raw + n, sizeof(raw) - n)) != 0) {
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            snprintf(err, errlen, "key file %s: %s", path, strerror(errno));
+            rc = PS_EIO;
+            goto out;
+        }
+        n += (size_t)r;
+    }
+    if (n == PS_AEAD_KEY_LEN) {
+        memcpy(key, raw, PS_AEAD_KEY_LEN);
+        goto out;
+    }
+    while (n > 0 && (raw[n - 1] == '\n' || raw[n - 1] == '\r'))
+        n--;
+    rc = n == 2 * PS_AEAD_KEY_LEN ? PS_OK : PS_EINVAL;
+    for (size_t i = 0; rc == PS_OK && i < PS_AEAD_KEY_LEN; i++) {
+        int hi = hexval(raw[2 * i]), lo = hexval(raw[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            rc = PS_EINVAL;
+        else
+            key[i] = (uint8_t)(hi << 4 | lo);
+    }
+    if (rc) {
+        ps_zeroize(key, PS_AEAD_KEY_LEN);
+        snprintf(err, errlen, "key file %s must hold exactly 32 bytes or 64 hex digits", path);
+    }
+out:
+    ps_zeroize(raw, sizeof(raw));
+    close(fd);
+    return rc;
+}
+
+/* Makes a key file of 64 random hex digits with mode 0600, unless one
+ * exists (then it is read).  *made tells which. */
+static int key_file_make(const char *path, uint8_t key[PS_AEAD_KEY_LEN], int *made, char *err, size_t errlen)
+{
+    char hex[2 * PS_AEAD_KEY_LEN + 2];
+    int fd, rc = PS_OK;
+
+    *made = 0;
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == EEXIST)
+        return key_file_load(path, key, err, errlen);
+    if (fd < 0) {
+        snprintf(err, errlen, "key file %s: %s", path, strerror(errno));
+        return PS_EIO;
+    }
+    if ((rc = ps_random(key, PS_AEAD_KEY_LEN))) {
+        snprintf(err, errlen, "no randomness available");
+        goto out;
+    }
+    ps_hex(key, PS_AEAD_KEY_LEN, hex);
+    hex[2 * PS_AEAD_KEY_LEN] = '\n';
+    if (write(fd, hex, sizeof(hex) - 1) != (ssize_t)(sizeof(hex) - 1) || fsync(fd) != 0) {
+        snprintf(err, errlen, "key file %s: %s", path, strerror(errno));
+        rc = PS_EIO;
+        goto out;
+    }
+    *made = 1;
+out:
+    ps_zeroize(hex, sizeof(hex));
+    if (close(fd) != 0 && rc == PS_OK) {
+        snprintf(err, errlen, "key file %s: %s", path, strerror(errno));
+        rc = PS_EIO;
+    }
+    if (rc) {
+        ps_zeroize(key, PS_AEAD_KEY_LEN);
+        unlink(path);
+    }
+    return rc;
+}
+
+/* Makes path absolute (against the working directory) so the cache can
+ * remember it; the file itself need not exist yet. */
+static int abs_path(const char *path, char out[PATH_MAX], char *err, size_t errlen)
+{
+    char cwd[PATH_MAX];
+    int n;
+    if (path[0] == '/') {
+        n = snprintf(out, PATH_MAX, "%s", path);
+    } else {
+        if (!getcwd(cwd, sizeof(cwd))) {
+            snprintf(err, errlen, "cannot resolve %s: %s", path, strerror(errno));
+            return PS_EIO;
+        }
+        n = snprintf(out, PATH_MAX, "%s/%s", cwd, path);
+    }
+    if (n < 0 || n >= PATH_MAX) {
+        snprintf(err, errlen, "path too long: %s", path);
+        return PS_ETOOBIG;
+    }
+    return PS_OK;
+}
+
+/* What a cache's key-encryption key comes from, as kept in meta. */
+typedef struct kek_params {
+    char kind[16];                 /* KEK_PASSPHRASE or KEK_KEY_FILE */
+    uint8_t salt[KDF_SALT_LEN];    /* passphrase only */
+    uint32_t iterations;           /* passphrase only */
+    char key_file[PATH_MAX];       /* key file only: absolute path */
+} kek_params_t;
+
+/* Derives the KEK for a cache with parameters p: from the key file
+ * (POPSYNC_KEY_FILE overrides the remembered path; p->key_file is set to
+ * the one used) or the passphrase.  create: make the key file p->key_file
+ * (absolute) if absent, ask for the passphrase twice. */
+static int kek_get(const char *dir, kek_params_t *p, int create, int *made, uint8_t kek[PS_AEAD_KEY_LEN], char *err,
+                   size_t errlen)
+{
+    char pass[PASS_MAX];
+    size_t passlen = 0;
+    int rc;
+
+    *made = 0;
+    if (strcmp(p->kind, KEK_KEY_FILE) == 0) {
+        const char *env = getenv("POPSYNC_KEY_FILE");
+        char path[PATH_MAX];
+        if (create)
+            return key_file_make(p->key_file, kek, made, err, errlen);
+        if ((rc = abs_path(env && *env ? env : p->key_file, path, err, errlen)))
+            return rc;
+        snprintf(p->key_file, sizeof(p->key_file), "%s", path);
+        return key_file_load(path, kek, err, errlen);
+    }
+    if (strcmp(p->kind, KEK_PASSPHRASE) != 0 || p->iterations < 1 || p->iterations > PS_KDF_MAX_ITERATIONS) {
+        snprintf(err, errlen, "cache %s: unknown key protection '%s'", dir, p->kind);
+        return PS_EINVAL;
+    }
+    if ((rc = get_passphrase(dir, create, pass, &passlen, err, errlen)) == PS_OK &&
+        (rc = ps_kdf_pbkdf2_sha256(pass, passlen, p->salt, sizeof(p->salt), p->iterations, kek, PS_AEAD_KEY_LEN)))
+        snprintf(err, errlen, "deriving the key: %s", ps_strerror(rc));
+    ps_zeroize(pass, sizeof(pass));
+    return rc;
+}
+
+/* ---- meta ----------------------------------------------------------------- */
 
 static int meta_put(MDB_txn *txn, MDB_dbi dbi, const char *key, const void *val, size_t len)
 {
@@ -98,6 +507,14 @@ static int meta_put_str(MDB_txn *txn, MDB_dbi dbi, const char *key, const char *
     return meta_put(txn, dbi, key, s, strlen(s));
 }
 
+/* Stores a meta value sealed with the data key (one that may name a person). */
+static int meta_put_sealed(ps_cache_t *c, MDB_txn *txn, const char *key, const void *val, size_t len)
+{
+    MDB_val k = {strlen(key), (void *)key}, v;
+    int rc = seal_with(c, c->aead, &c->scratch, DB_META, &k, val, len, &v);
+    return rc ? rc : meta_put(txn, c->meta, key, v.mv_data, v.mv_size);
+}
+
 static void meta_get_str(MDB_txn *txn, MDB_dbi dbi, const char *key, char *out, size_t cap)
 {
     MDB_val k = {strlen(key), (void *)key}, v;
@@ -107,6 +524,16 @@ static void meta_get_str(MDB_txn *txn, MDB_dbi dbi, const char *key, char *out, 
         memcpy(out, v.mv_data, n);
         out[n] = '\0';
     }
+}
+
+/* Copies a meta value of at most cap bytes; its length, or 0 when absent or longer. */
+static size_t meta_get_bytes(MDB_txn *txn, MDB_dbi dbi, const char *key, uint8_t *out, size_t cap)
+{
+    MDB_val k = {strlen(key), (void *)key}, v;
+    if (mdb_get(txn, dbi, &k, &v) != 0 || v.mv_size > cap)
+        return 0;
+    memcpy(out, v.mv_data, v.mv_size);
+    return v.mv_size;
 }
 
 static uint64_t meta_get_u64(MDB_txn *txn, MDB_dbi dbi, const char *key)
@@ -128,11 +555,11 @@ static int env_open(ps_cache_t *c, const char *dir, char *err, size_t errlen)
         goto fail;
     if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
         goto fail;
-    if ((mrc = mdb_dbi_open(txn, "records", MDB_CREATE, &c->records)) ||
-        (mrc = mdb_dbi_open(txn, "outbox", MDB_CREATE, &c->outbox)) ||
+    if ((mrc = mdb_dbi_open(txn, DB_RECORDS, MDB_CREATE, &c->records)) ||
+        (mrc = mdb_dbi_open(txn, DB_OUTBOX, MDB_CREATE, &c->outbox)) ||
         (mrc = mdb_dbi_open(txn, "pending", MDB_CREATE, &c->pending)) ||
-        (mrc = mdb_dbi_open(txn, "rejected", MDB_CREATE, &c->rejected)) ||
-        (mrc = mdb_dbi_open(txn, "meta", MDB_CREATE, &c->meta)))
+        (mrc = mdb_dbi_open(txn, DB_REJECTED, MDB_CREATE, &c->rejected)) ||
+        (mrc = mdb_dbi_open(txn, DB_META, MDB_CREATE, &c->meta)))
         goto fail;
     if ((mrc = mdb_txn_commit(txn))) {
         txn = NULL;
@@ -150,36 +577,81 @@ static void cache_free(ps_cache_t *c)
 {
     if (c->env)
         mdb_env_close(c->env);
-    ps_buf_free(&c->scratch);
+    ps_aead_free(c->aead);
+    buf_wipe(&c->scratch);
+    buf_wipe(&c->plain);
     free(c);
 }
 
-int ps_cache_create(const char *dir, const ps_cache_meta_t *meta, char *err, size_t errlen)
+/* Makes a cache (see ps_cache_create); *out, when given, gets it open. */
+static int cache_create(ps_cache_t **out, const char *dir, const ps_cache_meta_t *meta, char *err, size_t errlen)
 {
+    static const MDB_val dek_key = {3, "dek"};
+    const char *kf = getenv("POPSYNC_KEY_FILE");
     ps_cache_t *c;
+    ps_aead_t *kek_aead = NULL;
+    ps_buf_t wrapped;
+    kek_params_t kp;
+    uint8_t kek[PS_AEAD_KEY_LEN], dek[PS_AEAD_KEY_LEN];
     MDB_txn *txn = NULL;
+    MDB_val v;
     char path[PATH_MAX + 16];
     struct stat sb;
-    int rc, mrc;
+    int rc, mrc, made_key = 0, made_env = 0;
 
+    if (errlen)
+        err[0] = '\0';
     snprintf(path, sizeof(path), "%s/data.mdb", dir);
     if (stat(path, &sb) == 0) {
         snprintf(err, errlen, "%s already holds a cache", dir);
         return PS_EEXIST;
     }
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
-        return PS_EIO;
-    }
     c = calloc(1, sizeof(*c));
     if (!c)
         return PS_ENOMEM;
+    ps_buf_init(&wrapped);
+    memset(&kp, 0, sizeof(kp));
+    /* The key first, so a missing passphrase or key file leaves nothing behind. */
+    if (meta->key_file[0] || (kf && *kf)) {
+        snprintf(kp.kind, sizeof(kp.kind), "%s", KEK_KEY_FILE);
+        rc = abs_path(meta->key_file[0] ? meta->key_file : kf, kp.key_file, err, errlen);
+    } else {
+        snprintf(kp.kind, sizeof(kp.kind), "%s", KEK_PASSPHRASE);
+        rc = kdf_iterations(&kp.iterations, err, errlen);
+        if (rc == PS_OK && (rc = ps_random(kp.salt, sizeof(kp.salt))))
+            snprintf(err, errlen, "no randomness available");
+    }
+    if (rc == PS_OK)
+        rc = kek_get(dir, &kp, 1, &made_key, kek, err, errlen);
+    if (rc == PS_OK && (rc = ps_random(dek, sizeof(dek))))
+        snprintf(err, errlen, "no randomness available");
+    if (rc == PS_OK && ((rc = ps_aead_new(&kek_aead, kek)) || (rc = ps_aead_new(&c->aead, dek))))
+        snprintf(err, errlen, "setting up the key: %s", ps_strerror(rc));
+    if (rc)
+        goto out;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+        rc = PS_EIO;
+        goto out;
+    }
+    made_env = 1;
     if ((rc = env_open(c, dir, err, errlen)))
         goto out;
     if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn))) {
         rc = db_err(mrc);
         goto out;
     }
+    /* The data key, wrapped under the KEK: its GCM tag is the key check. */
+    if ((rc = seal_with(c, kek_aead, &wrapped, DB_META, &dek_key, dek, sizeof(dek), &v)) ||
+        (rc = meta_put(txn, c->meta, "dek", v.mv_data, v.mv_size)) ||
+        (rc = meta_put_str(txn, c->meta, "kek", kp.kind)))
+        goto out;
+    if (strcmp(kp.kind, KEK_KEY_FILE) == 0)
+        rc = meta_put_str(txn, c->meta, "key_file", kp.key_file);
+    else if ((rc = meta_put(txn, c->meta, "kdf_salt", kp.salt, sizeof(kp.salt))) == PS_OK)
+        rc = meta_put_u64(txn, c->meta, "kdf_iterations", kp.iterations);
+    if (rc)
+        goto out;
     if ((rc = meta_put(txn, c->meta, "node", meta->node, PS_ID_LEN)) ||
         (rc = meta_put_str(txn, c->meta, "server", meta->server)) ||
         (rc = meta_put_str(txn, c->meta, "server_name", meta->server_name)) ||
@@ -187,7 +659,7 @@ int ps_cache_create(const char *dir, const ps_cache_meta_t *meta, char *err, siz
         (rc = meta_put_str(txn, c->meta, "key", meta->key)) ||
         (rc = meta_put_str(txn, c->meta, "role", meta->role)) ||
         (rc = meta_put_str(txn, c->meta, "orgunit", meta->orgunit)) ||
-        (rc = meta_put_str(txn, c->meta, "name", meta->name)) ||
+        (rc = meta_put_sealed(c, txn, "name", meta->name, strlen(meta->name))) ||
         (rc = meta_put_u64(txn, c->meta, "cursor", 0)) || (rc = meta_put_u64(txn, c->meta, "next_lcn", 1)) ||
         (rc = meta_put_u64(txn, c->meta, "last_sync", 0)))
         goto out;
@@ -196,23 +668,67 @@ int ps_cache_create(const char *dir, const ps_cache_meta_t *meta, char *err, siz
     if (mrc) {
         rc = db_err(mrc);
         snprintf(err, errlen, "cache %s: %s", dir, mdb_strerror(mrc));
+        goto out;
+    }
+    c->m = *meta;
+    snprintf(c->m.key_file, sizeof(c->m.key_file), "%s", strcmp(kp.kind, KEK_KEY_FILE) == 0 ? kp.key_file : "");
+    c->m.cursor = 0;
+    c->m.next_lcn = 1;
+    c->m.last_sync_ms = 0;
+    if (out) {
+        *out = c;
+        c = NULL;
     }
 out:
     if (txn)
         mdb_txn_abort(txn);
-    cache_free(c);
+    if (rc && rc != PS_EEXIST && !err[0])
+        snprintf(err, errlen, "cache %s: %s", dir, ps_strerror(rc));
+    if (c)
+        cache_free(c);
+    if (rc && made_env) {
+        /* data.mdb did not exist before: remove the half-made cache. */
+        unlink(path);
+        snprintf(path, sizeof(path), "%s/lock.mdb", dir);
+        unlink(path);
+    }
+    if (rc && made_key)
+        unlink(kp.key_file);
+    ps_aead_free(kek_aead);
+    buf_wipe(&wrapped);
+    ps_zeroize(kek, sizeof(kek));
+    ps_zeroize(dek, sizeof(dek));
     return rc;
+}
+
+int ps_cache_create(const char *dir, const ps_cache_meta_t *meta, char *err, size_t errlen)
+{
+    return cache_create(NULL, dir, meta, err, errlen);
+}
+
+int ps_cache_create_open(ps_cache_t **out, const char *dir, const ps_cache_meta_t *meta, char *err, size_t errlen)
+{
+    return cache_create(out, dir, meta, err, errlen);
 }
 
 int ps_cache_open(ps_cache_t **out, const char *dir, char *err, size_t errlen)
 {
+    static const MDB_val dek_key = {3, "dek"}, name_key = {4, "name"};
     ps_cache_t *c;
+    ps_aead_t *kek_aead = NULL;
+    ps_buf_t dek;
+    kek_params_t kp;
     MDB_txn *txn = NULL;
     MDB_val k = {4, "node"}, v;
+    uint8_t kek[PS_AEAD_KEY_LEN], wrapped[SEAL_OVERHEAD + PS_AEAD_KEY_LEN], sname[SEAL_OVERHEAD + 256];
+    const uint8_t *p;
     char path[PATH_MAX + 16];
     struct stat sb;
-    int rc, mrc;
+    size_t n, wrapped_len, sname_len;
+    int rc, mrc, made;
 
+    if (errlen)
+        err[0] = '\0';
     snprintf(path, sizeof(path), "%s/data.mdb", dir);
     if (stat(path, &sb) != 0) {
         snprintf(err, errlen, "no cache in %s (run 'popsync --data %s init' first)", dir, dir);
@@ -221,6 +737,8 @@ int ps_cache_open(ps_cache_t **out, const char *dir, char *err, size_t errlen)
     c = calloc(1, sizeof(*c));
     if (!c)
         return PS_ENOMEM;
+    ps_buf_init(&dek);
+    memset(&kp, 0, sizeof(kp));
     if ((rc = env_open(c, dir, err, errlen)))
         goto fail;
     if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn))) {
@@ -240,18 +758,69 @@ int ps_cache_open(ps_cache_t **out, const char *dir, char *err, size_t errlen)
     meta_get_str(txn, c->meta, "key", c->m.key, sizeof(c->m.key));
     meta_get_str(txn, c->meta, "role", c->m.role, sizeof(c->m.role));
     meta_get_str(txn, c->meta, "orgunit", c->m.orgunit, sizeof(c->m.orgunit));
-    meta_get_str(txn, c->meta, "name", c->m.name, sizeof(c->m.name));
     c->m.cursor = meta_get_u64(txn, c->meta, "cursor");
     c->m.next_lcn = meta_get_u64(txn, c->meta, "next_lcn");
     c->m.last_sync_ms = meta_get_u64(txn, c->meta, "last_sync");
     c->hlc.last = meta_get_u64(txn, c->meta, "hlc");
+    meta_get_str(txn, c->meta, "kek", kp.kind, sizeof(kp.kind));
+    meta_get_str(txn, c->meta, "key_file", kp.key_file, sizeof(kp.key_file));
+    kp.iterations = (uint32_t)meta_get_u64(txn, c->meta, "kdf_iterations");
+    n = meta_get_bytes(txn, c->meta, "kdf_salt", kp.salt, sizeof(kp.salt));
+    wrapped_len = meta_get_bytes(txn, c->meta, "dek", wrapped, sizeof(wrapped));
+    sname_len = meta_get_bytes(txn, c->meta, "name", sname, sizeof(sname));
+    /* No key is asked for while the read transaction pins a snapshot. */
     mdb_txn_abort(txn);
+    txn = NULL;
+    if (!kp.kind[0]) {
+        snprintf(err, errlen, "cache %s is not encrypted (made by an older popsync): make a new one with 'popsync init'",
+                 dir);
+        rc = PS_EINVAL;
+        goto fail;
+    }
+    if (wrapped_len != sizeof(wrapped) || (strcmp(kp.kind, KEK_PASSPHRASE) == 0 && n != sizeof(kp.salt))) {
+        snprintf(err, errlen, "cache %s: its key is missing or damaged", dir);
+        rc = PS_ECRYPTO;
+        goto fail;
+    }
+    if ((rc = kek_get(dir, &kp, 0, &made, kek, err, errlen)))
+        goto fail;
+    if ((rc = ps_aead_new(&kek_aead, kek))) {
+        snprintf(err, errlen, "setting up the key: %s", ps_strerror(rc));
+        goto fail;
+    }
+    v.mv_data = wrapped;
+    v.mv_size = wrapped_len;
+    rc = open_with(kek_aead, &dek, DB_META, &dek_key, &v, &p, &n);
+    if (rc == PS_OK && n != PS_AEAD_KEY_LEN)
+        rc = PS_ECRYPTO;
+    if (rc) {
+        snprintf(err, errlen, "%s", WRONG_KEY_MSG);
+        goto fail;
+    }
+    if ((rc = ps_aead_new(&c->aead, p))) {
+        snprintf(err, errlen, "setting up the key: %s", ps_strerror(rc));
+        goto fail;
+    }
+    v.mv_data = sname;
+    v.mv_size = sname_len;
+    if (sname_len && (rc = open_with(c->aead, &c->plain, DB_META, &name_key, &v, &p, &n)) == PS_OK)
+        snprintf(c->m.name, sizeof(c->m.name), "%.*s", (int)n, (const char *)p);
+    if (rc) {
+        snprintf(err, errlen, "cache %s: its identity name is damaged", dir);
+        goto fail;
+    }
+    if (strcmp(kp.kind, KEK_KEY_FILE) == 0)
+        snprintf(c->m.key_file, sizeof(c->m.key_file), "%s", kp.key_file);
     *out = c;
-    return PS_OK;
+    c = NULL;
 fail:
     if (txn)
         mdb_txn_abort(txn);
-    cache_free(c);
+    if (c)
+        cache_free(c);
+    ps_aead_free(kek_aead);
+    buf_wipe(&dek);
+    ps_zeroize(kek, sizeof(kek));
     return rc;
 }
 
@@ -340,7 +909,7 @@ static int put_local_txn(ps_cache_t *c, MDB_txn *txn, Popsync__Record *r, uint64
     be64put(lcnkey, *lcn);
     k.mv_size = 8;
     k.mv_data = lcnkey;
-    if ((rc = seal_msg(c, &ch.base, &v)))
+    if ((rc = seal_msg(c, DB_OUTBOX, &k, &ch.base, &v)))
         goto out;
     if ((mrc = mdb_put(txn, c->outbox, &k, &v, MDB_APPEND))) {
         rc = db_err(mrc);
@@ -351,7 +920,7 @@ static int put_local_txn(ps_cache_t *c, MDB_txn *txn, Popsync__Record *r, uint64
     /* The local view keeps the base revision until the server answers, so a
      * second edit before a sync is based on the same server version. */
     r->rev = saved_rev;
-    if ((rc = seal_msg(c, &r->base, &v)))
+    if ((rc = seal_msg(c, DB_RECORDS, &k, &r->base, &v)))
         goto out;
     if ((mrc = mdb_put(txn, c->records, &k, &v, 0))) {
         rc = db_err(mrc);
@@ -419,7 +988,7 @@ int ps_cache_get(ps_cache_t *c, const uint8_t id[PS_ID_LEN], Popsync__Record **o
     if (mrc)
         rc = db_err(mrc);
     else
-        rc = open_msg(c, &v, &popsync__record__descriptor, (ProtobufCMessage **)out);
+        rc = open_msg(c, DB_RECORDS, &k, &v, &popsync__record__descriptor, (ProtobufCMessage **)out);
     mdb_txn_abort(txn);
     return rc;
 }
@@ -437,7 +1006,7 @@ int ps_cache_foreach(ps_cache_t *c, int (*fn)(Popsync__Record *r, void *arg), vo
     while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
         Popsync__Record *r = NULL;
         int stop;
-        if ((rc = open_msg(c, &v, &popsync__record__descriptor, (ProtobufCMessage **)&r)))
+        if ((rc = open_msg(c, DB_RECORDS, &k, &v, &popsync__record__descriptor, (ProtobufCMessage **)&r)))
             goto out;
         stop = fn(r, arg);
         protobuf_c_message_free_unpacked(&r->base, NULL);
@@ -487,7 +1056,7 @@ int ps_cache_outbox_batch(ps_cache_t *c, size_t max, size_t max_bytes, Popsync__
     }
     while (p->n_changes < max && bytes < max_bytes && (mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
         Popsync__Change *ch = NULL;
-        if ((rc = open_msg(c, &v, &popsync__change__descriptor, (ProtobufCMessage **)&ch)))
+        if ((rc = open_msg(c, DB_OUTBOX, &k, &v, &popsync__change__descriptor, (ProtobufCMessage **)&ch)))
             goto out;
         p->changes[p->n_changes++] = ch;
         bytes += v.mv_size;
@@ -524,11 +1093,11 @@ static int set_local_rev(ps_cache_t *c, MDB_txn *txn, const uint8_t *id, const P
         return PS_OK;
     if (mrc)
         return db_err(mrc);
-    if ((rc = open_msg(c, &v, &popsync__record__descriptor, (ProtobufCMessage **)&r)))
+    if ((rc = open_msg(c, DB_RECORDS, &k, &v, &popsync__record__descriptor, (ProtobufCMessage **)&r)))
         return rc;
     saved = r->rev;
     r->rev = (Popsync__Rev *)rev;
-    rc = seal_msg(c, &r->base, &v);
+    rc = seal_msg(c, DB_RECORDS, &k, &r->base, &v);
     r->rev = saved;
     protobuf_c_message_free_unpacked(&r->base, NULL);
     if (rc)
@@ -569,26 +1138,24 @@ int ps_cache_outbox_ack(ps_cache_t *c, const Popsync__Push *sent, const Popsync_
             Popsync__ChangeResult *rp = (Popsync__ChangeResult *)r;
             Popsync__Change *cp = (Popsync__Change *)ch;
             size_t n1, n2;
-            ps_buf_t b;
+            uint8_t *p;
             keep.n_changes = 1;
             keep.changes = &cp;
             why.n_results = 1;
             why.results = &rp;
             n1 = protobuf_c_message_get_packed_size(&why.base);
             n2 = protobuf_c_message_get_packed_size(&keep.base);
-            ps_buf_init(&b);
-            if ((rc = ps_buf_reserve(&b, 17 + n1 + n2)))
+            ps_buf_reset(&c->plain);
+            if ((rc = ps_buf_reserve(&c->plain, 16 + n1 + n2)))
                 goto out;
-            b.data[0] = SEAL_PLAIN;
-            be64put(b.data + 1, n1);
-            be64put(b.data + 9, n2);
-            protobuf_c_message_pack(&why.base, b.data + 17);
-            protobuf_c_message_pack(&keep.base, b.data + 17 + n1);
-            v.mv_size = 17 + n1 + n2;
-            v.mv_data = b.data;
-            mrc = mdb_put(txn, c->rejected, &k, &v, 0);
-            ps_buf_free(&b);
-            if (mrc) {
+            p = ps_buf_tail(&c->plain);
+            be64put(p, n1);
+            be64put(p + 8, n2);
+            protobuf_c_message_pack(&why.base, p + 16);
+            protobuf_c_message_pack(&keep.base, p + 16 + n1);
+            if ((rc = seal_with(c, c->aead, &c->scratch, DB_REJECTED, &k, p, 16 + n1 + n2, &v)))
+                goto out;
+            if ((mrc = mdb_put(txn, c->rejected, &k, &v, 0))) {
                 rc = db_err(mrc);
                 goto out;
             }
@@ -655,7 +1222,7 @@ int ps_cache_apply_pull(ps_cache_t *c, const Popsync__PullBatch *batch)
             continue;
         k.mv_size = PS_ID_LEN;
         k.mv_data = r->id.data;
-        if ((rc = seal_msg(c, &r->base, &v)))
+        if ((rc = seal_msg(c, DB_RECORDS, &k, &r->base, &v)))
             goto out;
         if ((mrc = mdb_put(txn, c->records, &k, &v, 0))) {
             rc = db_err(mrc);
@@ -766,7 +1333,7 @@ int ps_cache_apply_fetch(ps_cache_t *c, const Popsync__PullBatch *batch, const u
             }
             continue;
         }
-        if ((rc = seal_msg(c, &r->base, &v)))
+        if ((rc = seal_msg(c, DB_RECORDS, &k, &r->base, &v)))
             goto out;
         if ((mrc = mdb_put(txn, c->records, &k, &v, 0))) {
             rc = db_err(mrc);
@@ -882,19 +1449,22 @@ int ps_cache_foreach_rejected(ps_cache_t *c,
         goto out;
     }
     while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
-        const uint8_t *p = v.mv_data;
+        const uint8_t *p;
         Popsync__PushResult *why;
         Popsync__Push *keep;
         uint64_t n1, n2;
+        size_t n;
         int stop = 0;
-        if (v.mv_size < 17 || p[0] != SEAL_PLAIN)
+        if ((rc = open_with(c->aead, &c->plain, DB_REJECTED, &k, &v, &p, &n)))
+            goto out;
+        if (n < 16)
             continue;
-        n1 = be64get(p + 1);
-        n2 = be64get(p + 9);
-        if (17 + n1 + n2 > v.mv_size)
+        n1 = be64get(p);
+        n2 = be64get(p + 8);
+        if (n1 > n - 16 || n2 > n - 16 - n1)
             continue;
-        why = popsync__push_result__unpack(NULL, n1, p + 17);
-        keep = popsync__push__unpack(NULL, n2, p + 17 + n1);
+        why = popsync__push_result__unpack(NULL, n1, p + 16);
+        keep = popsync__push__unpack(NULL, n2, p + 16 + n1);
         if (why && keep && why->n_results == 1 && keep->n_changes == 1)
             stop = fn(why->results[0], keep->changes[0], arg);
         if (why)

@@ -4,15 +4,38 @@
  *   records   id(16)      -> sealed packed Record (the local view)
  *   outbox    lcn(8, BE)  -> sealed packed Change, in the order made
  *   pending   id(16)      -> count(8, BE) of outbox changes for that record
- *   rejected  lcn(8, BE)  -> sealed packed ChangeResult + Change the server refused
- *                            or kept whole as a conflict (status CONFLICT)
- *   meta      name        -> value (node id, cursor, next lcn, server, files, identity)
+ *   rejected  lcn(8, BE)  -> sealed n1(8) | n2(8) | packed PushResult (n1) | Push (n2):
+ *                            a change the server refused or kept whole as a
+ *                            conflict (status CONFLICT), with why
+ *   meta      name        -> value (node id, cursor, next lcn, server, files, identity, key)
  *
  * Every local edit writes the record and its outbox entry in one
  * transaction; every pulled batch is applied together with the new cursor in
  * one transaction; so a crash anywhere leaves the cache consistent.
- * Record values pass through one seal/open pair (cache.c) so they can be
- * encrypted at rest.  Only this file and cache.c include lmdb.h.
+ * Only this file and cache.c include lmdb.h.
+ *
+ * Encryption at rest: every value of records, outbox and rejected, and the
+ * meta value "name" (our certificate's CN, which may name a person), is
+ * sealed: 0x01 | nonce(12, random) | AES-256-GCM ciphertext | tag(16), with
+ * AAD = database name then key bytes, so a value moved to another key or
+ * database fails to open.  The data key (DEK, 32 random bytes made at
+ * creation) is kept in meta "dek" sealed the same way (AAD "meta" "dek")
+ * under a key-encryption key (KEK) taken from
+ *   - a passphrase (meta "kek" = "pbkdf2-sha256"): PBKDF2-HMAC-SHA256 with a
+ *     per-cache random 16-byte salt ("kdf_salt") and an iteration count
+ *     ("kdf_iterations", 600,000 by default, kept per cache so it can be
+ *     raised later).  The passphrase is POPSYNC_PASSPHRASE, else asked on
+ *     the terminal (/dev/tty, echo off; twice when creating).
+ *     POPSYNC_KDF_ITERATIONS (>= 1000) sets the count for new caches: a
+ *     knob for the test suite, not for production;
+ *   - or a key file (meta "kek" = "key-file", its absolute path in
+ *     "key_file"; POPSYNC_KEY_FILE overrides it): exactly 32 bytes or 64 hex
+ *     digits, used as the KEK directly.
+ * The DEK's GCM tag is the key check: a wrong passphrase or key file makes
+ * ps_cache_open fail with PS_ECRYPTO and "wrong passphrase (or key file)
+ * for this cache", never garbage.  Other meta values (node id, cursor, lcn,
+ * hlc, server address, certificate paths, role, org unit, the org-unit
+ * file) reveal no person and stay plain.  Keys are zeroed after use.
  */
 #ifndef PS_CACHE_H
 #define PS_CACHE_H
@@ -36,15 +59,29 @@ typedef struct ps_cache_meta {
     char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX];
     char role[16];            /**< from our certificate */
     char orgunit[16];         /**< from our certificate */
-    char name[64];            /**< our certificate's CN */
+    char name[64];            /**< our certificate's CN (stored sealed) */
+    char key_file[PATH_MAX];  /**< key file protecting the cache (absolute path), or "" for a passphrase;
+                                   at create: "" means POPSYNC_KEY_FILE if set, else a passphrase */
     uint64_t cursor;          /**< last feed sequence applied */
     uint64_t next_lcn;        /**< next local change number */
     uint64_t last_sync_ms;    /**< when a sync last completed (0: never) */
 } ps_cache_meta_t;
 
-/** Creates a new cache in dir (refuses an existing one). */
+/**
+ * Creates a new cache in dir (refuses an existing one), encrypted under a
+ * new data key protected by meta->key_file (made with mode 0600 if absent)
+ * or POPSYNC_KEY_FILE, else the passphrase (POPSYNC_PASSPHRASE or the
+ * terminal).  Without a passphrase or key file nothing is created.
+ */
 int ps_cache_create(const char *dir, const ps_cache_meta_t *meta, char *err, size_t errlen);
-/** Opens an existing cache.  Caller owns *out (ps_cache_close). */
+/** ps_cache_create, leaving the new cache open in *out (no second key derivation). */
+int ps_cache_create_open(ps_cache_t **out, const char *dir, const ps_cache_meta_t *meta, char *err, size_t errlen);
+/**
+ * Opens an existing cache, getting its key from the key file it names (or
+ * POPSYNC_KEY_FILE) or the passphrase (POPSYNC_PASSPHRASE or the terminal).
+ * PS_ECRYPTO with err "wrong passphrase (or key file) for this cache" when
+ * the key does not fit.  Caller owns *out (ps_cache_close).
+ */
 int ps_cache_open(ps_cache_t **out, const char *dir, char *err, size_t errlen);
 void ps_cache_close(ps_cache_t *c);
 /** The cache's settings and sync position (copied). */

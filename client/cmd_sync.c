@@ -33,12 +33,15 @@ int ps_cmd_init(ps_cli_t *cli, int argc, char **argv)
                                        {"key", required_argument, NULL, 'k'},
                                        {"server-name", required_argument, NULL, 'n'},
                                        {"orgunits", required_argument, NULL, 'o'},
+                                       {"key-file", required_argument, NULL, 'K'},
                                        {NULL, 0, NULL, 0}};
     ps_cache_meta_t m;
     ps_tls_conf_t *conf = NULL;
+    ps_cache_t *c = NULL;
     const char *server = NULL, *ca = NULL, *cert = NULL, *key = NULL, *sname = "popsyncd", *units = NULL;
+    const char *key_file = NULL;
     char err[512];
-    int opt, rc;
+    int opt, rc, key_file_existed = 0;
 
     while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (opt) {
@@ -48,6 +51,7 @@ int ps_cmd_init(ps_cli_t *cli, int argc, char **argv)
         case 'k': key = optarg; break;
         case 'n': sname = optarg; break;
         case 'o': units = optarg; break;
+        case 'K': key_file = optarg; break;
         default: return PS_EXIT_USAGE;
         }
     }
@@ -83,27 +87,32 @@ int ps_cmd_init(ps_cli_t *cli, int argc, char **argv)
         }
         ps_orgunits_free(t);
     }
-    rc = ps_cache_create(cli->data_dir, &m, err, sizeof(err));
+    /* The cache is always encrypted: under --key-file (or POPSYNC_KEY_FILE),
+     * else a passphrase (POPSYNC_PASSPHRASE or asked twice on the terminal). */
+    if (!key_file && getenv("POPSYNC_KEY_FILE") && *getenv("POPSYNC_KEY_FILE"))
+        key_file = getenv("POPSYNC_KEY_FILE");
+    if (key_file) {
+        snprintf(m.key_file, sizeof(m.key_file), "%s", key_file);
+        key_file_existed = access(key_file, F_OK) == 0;
+    }
+    rc = ps_cache_create_open(&c, cli->data_dir, &m, err, sizeof(err));
     if (rc) {
         ps_cli_err("init: %s", err);
         return PS_EXIT_FAIL;
     }
     if (units) {
-        ps_cache_t *c = NULL;
         ps_orgunits_t *t = NULL;
         size_t len;
         const uint8_t *bytes;
         rc = ps_orgunits_load(units, &t, err, sizeof(err));
-        if (rc == PS_OK)
-            rc = ps_cache_open(&c, cli->data_dir, err, sizeof(err));
         if (rc == PS_OK) {
             bytes = ps_orgunits_bytes(t, &len);
             rc = ps_cache_set_orgunits(c, bytes, len, ps_orgunits_digest(t));
         }
-        ps_cache_close(c);
         ps_orgunits_free(t);
         if (rc) {
             ps_cli_err("init: storing org units: %s", ps_strerror(rc));
+            ps_cache_close(c);
             return PS_EXIT_FAIL;
         }
     }
@@ -112,7 +121,11 @@ int ps_cmd_init(ps_cli_t *cli, int argc, char **argv)
         ps_hex(m.node, PS_ID_LEN, hex);
         printf("initialised cache %s: node %s, role %s, org unit %s, server %s\n", cli->data_dir, hex, m.role,
                m.orgunit, m.server);
+        if (key_file && !key_file_existed)
+            printf("made key file %s: keep a copy apart from the device; without it the cache cannot be read\n",
+                   ps_cache_meta(c)->key_file);
     }
+    ps_cache_close(c);
     return PS_EXIT_OK;
 }
 

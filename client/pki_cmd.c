@@ -1,4 +1,4 @@
-/* pki_cmd.c - `popsync pki init-ca` and `popsync pki issue`.
+/* pki_cmd.c - `popsync pki init-ca|issue|revoke|crl`.
  *
  * Owns: argument parsing and user-facing messages for the district CA tools.
  * What was written goes to stdout, reasons to stderr as "popsync: pki: ...".
@@ -16,6 +16,7 @@
 
 #define PS_PKI_DEFAULT_CA_NAME "popsync district CA"
 #define PS_PKI_DEFAULT_DAYS 825 /* the CA/Browser limit; reissue before it lapses */
+#define PS_PKI_CRL_DAYS 30      /* CRL nextUpdate; re-run `pki crl` before it passes */
 
 enum { EXIT_USAGE = 2 };
 
@@ -23,7 +24,17 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: popsync pki init-ca --dir PKI [--name NAME]\n"
                "       popsync pki issue --dir PKI --role server|admin|township|collector|viewer\n"
-               "                         --orgunit CODE --name NAME [--days N]\n");
+               "                         --orgunit CODE --name NAME [--days N]\n"
+               "       popsync pki revoke --dir PKI (--name NAME | --serial HEX)\n"
+               "                          [--reason keyCompromise|superseded|cessationOfOperation|unspecified]\n"
+               "                          [--crl-days N]\n"
+               "       popsync pki crl --dir PKI [--crl-days N]\n"
+               "\n"
+               "revoke adds the certificate to PKI/revoked.txt, writes a new PKI/ca.crl and\n"
+               "moves NAME.crt and NAME.key to PKI/revoked/; crl re-issues PKI/ca.crl (run it\n"
+               "before the CRL's next update, default every %d days).  Copy ca.crl to the\n"
+               "server and send popsyncd SIGHUP.\n",
+            PS_PKI_CRL_DAYS);
 }
 
 static int usage_error(const char *msg, const char *arg)
@@ -78,25 +89,42 @@ static int cmd_init_ca(int argc, char **argv)
     return 0;
 }
 
+/* Parses a whole decimal number in [lo, hi]. */
+static int parse_int(const char *s, long lo, long hi, int *out)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
 static int cmd_issue(int argc, char **argv)
 {
+    /* --not-before-days is for tests only (expired and not-yet-valid
+     * certificates) and stays out of the usage text. */
     static const struct option opts[] = {
         {"dir", required_argument, NULL, 'd'},
         {"role", required_argument, NULL, 'r'},
         {"orgunit", required_argument, NULL, 'o'},
         {"name", required_argument, NULL, 'n'},
         {"days", required_argument, NULL, 'D'},
+        {"not-before-days", required_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *dir = NULL, *role_s = NULL, *orgunit = NULL, *name = NULL;
-    int days = PS_PKI_DEFAULT_DAYS;
+    int days = PS_PKI_DEFAULT_DAYS, shift = 0;
     char err[256] = "", *end;
     ps_role_t role;
     long v;
     int c, rc;
 
-    while ((c = getopt_long(argc, argv, "+d:r:o:n:D:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+d:r:o:n:D:S:h", opts, NULL)) != -1) {
         switch (c) {
         case 'd': dir = optarg; break;
         case 'r': role_s = optarg; break;
@@ -109,6 +137,10 @@ static int cmd_issue(int argc, char **argv)
                 return usage_error("--days must be a number from 1 to 3650", optarg);
             days = (int)v;
             break;
+        case 'S':
+            if (parse_int(optarg, -3650, 3650, &shift) != 0)
+                return usage_error("--not-before-days must be a number from -3650 to 3650", optarg);
+            break;
         case 'h': usage(stdout); return 0;
         default: return bad_option(argv);
         }
@@ -120,13 +152,96 @@ static int cmd_issue(int argc, char **argv)
     role = ps_role_from_name(role_s);
     if (role == PS_ROLE_NONE)
         return usage_error("unknown role", role_s);
-    rc = ps_pki_issue(dir, role, orgunit, name, days, err, sizeof(err));
+    rc = ps_pki_issue_shifted(dir, role, orgunit, name, days, shift, err, sizeof(err));
     if (rc != PS_OK) {
         fprintf(stderr, "popsync: pki: %s\n", err[0] ? err : ps_strerror(rc));
         return rc == PS_EINVAL ? EXIT_USAGE : 1;
     }
     printf("wrote %s/%s.crt (role %s, org unit %s, valid %d days)\n", dir, name, ps_role_name(role), orgunit, days);
     printf("wrote %s/%s.key (private key, mode 0600)\n", dir, name);
+    return 0;
+}
+
+static int cmd_revoke(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"dir", required_argument, NULL, 'd'},
+        {"name", required_argument, NULL, 'n'},
+        {"serial", required_argument, NULL, 's'},
+        {"reason", required_argument, NULL, 'r'},
+        {"crl-days", required_argument, NULL, 'D'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *dir = NULL, *name = NULL, *serial = NULL;
+    char err[512] = "", revoked[41] = "";
+    int c, rc, reason = PS_CRL_UNSPECIFIED, days = PS_PKI_CRL_DAYS;
+
+    while ((c = getopt_long(argc, argv, "+d:n:s:r:D:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': dir = optarg; break;
+        case 'n': name = optarg; break;
+        case 's': serial = optarg; break;
+        case 'r':
+            if ((reason = ps_crl_reason_from_name(optarg)) < 0)
+                return usage_error("unknown reason", optarg);
+            break;
+        case 'D':
+            if (parse_int(optarg, 1, 365, &days) != 0)
+                return usage_error("--crl-days must be a number from 1 to 365", optarg);
+            break;
+        case 'h': usage(stdout); return 0;
+        default: return bad_option(argv);
+        }
+    }
+    if (optind < argc)
+        return usage_error("unexpected argument", argv[optind]);
+    if (!dir || (!name == !serial))
+        return usage_error("revoke needs --dir and one of --name or --serial", NULL);
+    rc = ps_pki_revoke(dir, name, serial, (ps_crl_reason_t)reason, days, revoked, err, sizeof(err));
+    if (rc != PS_OK) {
+        fprintf(stderr, "popsync: pki: %s\n", err[0] ? err : ps_strerror(rc));
+        return rc == PS_EINVAL ? EXIT_USAGE : 1;
+    }
+    printf("revoked %s (serial %s, reason %s)\n", name ? name : "certificate", revoked, ps_crl_reason_name(reason));
+    printf("wrote %s/ca.crl (next update in %d days); copy it to the server and send popsyncd SIGHUP\n", dir, days);
+    return 0;
+}
+
+static int cmd_crl(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"dir", required_argument, NULL, 'd'},
+        {"crl-days", required_argument, NULL, 'D'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *dir = NULL;
+    char err[512] = "";
+    int c, rc, days = PS_PKI_CRL_DAYS;
+    size_t n = 0;
+
+    while ((c = getopt_long(argc, argv, "+d:D:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': dir = optarg; break;
+        case 'D':
+            if (parse_int(optarg, 1, 365, &days) != 0)
+                return usage_error("--crl-days must be a number from 1 to 365", optarg);
+            break;
+        case 'h': usage(stdout); return 0;
+        default: return bad_option(argv);
+        }
+    }
+    if (optind < argc)
+        return usage_error("unexpected argument", argv[optind]);
+    if (!dir)
+        return usage_error("crl needs --dir", NULL);
+    rc = ps_pki_crl(dir, days, &n, err, sizeof(err));
+    if (rc != PS_OK) {
+        fprintf(stderr, "popsync: pki: %s\n", err[0] ? err : ps_strerror(rc));
+        return rc == PS_EINVAL ? EXIT_USAGE : 1;
+    }
+    printf("wrote %s/ca.crl (%zu revoked, next update in %d days)\n", dir, n, days);
     return 0;
 }
 
@@ -145,6 +260,10 @@ int ps_cli_pki(int argc, char **argv)
         return cmd_init_ca(argc - 1, argv + 1);
     if (strcmp(sub, "issue") == 0)
         return cmd_issue(argc - 1, argv + 1);
+    if (strcmp(sub, "revoke") == 0)
+        return cmd_revoke(argc - 1, argv + 1);
+    if (strcmp(sub, "crl") == 0)
+        return cmd_crl(argc - 1, argv + 1);
     if (strcmp(sub, "help") == 0 || strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
         usage(stdout);
         return 0;

@@ -1,7 +1,8 @@
 /* pki_cmd.h - the `popsync pki` subcommand.
  *
- * Owns: command-line parsing for `pki init-ca` and `pki issue`; the work is
- * done by ps_pki_init_ca and ps_pki_issue (common/tls_pki.c).
+ * Owns: command-line parsing for `pki init-ca`, `pki issue`, `pki revoke` and
+ * `pki crl`; the work is done by ps_pki_init_ca, ps_pki_issue, ps_pki_revoke
+ * and ps_pki_crl (common/tls_pki.c).
  */
 #ifndef PS_PKI_CMD_H
 #define PS_PKI_CMD_H

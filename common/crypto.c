@@ -1,13 +1,23 @@
 /* crypto.c - cryptographic primitives outside TLS.
  *
- * Owns: SHA-256 today.  crypto.c is, with tls*.c, the only place that
- * includes mbedTLS headers; later it will also hold the cache's AES-256-GCM
- * and PBKDF2.
+ * Owns: SHA-256, PBKDF2-SHA256 and AES-256-GCM over mbedTLS.  crypto.c is,
+ * with tls*.c, the only place that includes mbedTLS headers.
  */
 #include "crypto.h"
 #include "err.h"
 
+#include <mbedtls/gcm.h>
+#include <mbedtls/md.h>
+#include <mbedtls/pkcs5.h>
+#include <mbedtls/platform_util.h>
 #include <mbedtls/sha256.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+struct ps_aead {
+    mbedtls_gcm_context gcm; /* holds the expanded key: wiped by mbedtls_gcm_free */
+};
 
 int ps_sha256(const void *p, size_t n, uint8_t out[PS_SHA256_LEN])
 {
@@ -17,4 +27,108 @@ int ps_sha256(const void *p, size_t n, uint8_t out[PS_SHA256_LEN])
     if (mbedtls_sha256_ret(p ? p : (const void *)"", n, out, 0) != 0)
         return PS_ECRYPTO;
     return PS_OK;
+}
+
+void ps_zeroize(void *p, size_t n)
+{
+    if (p && n)
+        mbedtls_platform_zeroize(p, n);
+}
+
+int ps_kdf_pbkdf2_sha256(const void *pass, size_t passlen, const uint8_t *salt, size_t saltlen,
+                         uint32_t iterations, uint8_t *out, size_t outlen)
+{
+    const mbedtls_md_info_t *md = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
+    mbedtls_md_context_t ctx;
+    int rc = PS_OK;
+
+    if (!out || outlen == 0 || outlen > UINT32_MAX || iterations == 0 || (!pass && passlen) || (!salt && saltlen))
+        return PS_EINVAL;
+    if (!md)
+        return PS_ECRYPTO;
+    mbedtls_md_init(&ctx);
+    if (mbedtls_md_setup(&ctx, md, 1) != 0 ||
+        mbedtls_pkcs5_pbkdf2_hmac(&ctx, pass ? pass : (const void *)"", passlen, salt ? salt : (const uint8_t *)"",
+                                  saltlen, iterations, (uint32_t)outlen, out) != 0) {
+        ps_zeroize(out, outlen);
+        rc = PS_ECRYPTO;
+    }
+    mbedtls_md_free(&ctx); /* zeroes the HMAC state, which holds the password's pads */
+    return rc;
+}
+
+int ps_aead_new(ps_aead_t **out, const uint8_t key[PS_AEAD_KEY_LEN])
+{
+    ps_aead_t *a;
+    if (!out || !key)
+        return PS_EINVAL;
+    *out = NULL;
+    a = calloc(1, sizeof(*a));
+    if (!a)
+        return PS_ENOMEM;
+    mbedtls_gcm_init(&a->gcm);
+    if (mbedtls_gcm_setkey(&a->gcm, MBEDTLS_CIPHER_ID_AES, key, PS_AEAD_KEY_LEN * 8) != 0) {
+        ps_aead_free(a);
+        return PS_ECRYPTO;
+    }
+    *out = a;
+    return PS_OK;
+}
+
+void ps_aead_free(ps_aead_t *a)
+{
+    if (!a)
+        return;
+    mbedtls_gcm_free(&a->gcm);
+    ps_zeroize(a, sizeof(*a));
+    free(a);
+}
+
+int ps_aead_ctx_seal(ps_aead_t *a, const uint8_t nonce[PS_AEAD_NONCE_LEN], const void *aad, size_t aadlen,
+                     const void *plain, size_t n, uint8_t *out)
+{
+    if (!a || !nonce || !out || (!aad && aadlen) || (!plain && n))
+        return PS_EINVAL;
+    if (mbedtls_gcm_crypt_and_tag(&a->gcm, MBEDTLS_GCM_ENCRYPT, n, nonce, PS_AEAD_NONCE_LEN, aad, aadlen, plain, out,
+                                  PS_AEAD_TAG_LEN, out + n) != 0)
+        return PS_ECRYPTO;
+    return PS_OK;
+}
+
+int ps_aead_ctx_open(ps_aead_t *a, const uint8_t nonce[PS_AEAD_NONCE_LEN], const void *aad, size_t aadlen,
+                     const uint8_t *sealed, size_t n, uint8_t *out)
+{
+    size_t len;
+    if (!a || !nonce || !sealed || (!aad && aadlen) || n < PS_AEAD_TAG_LEN || (!out && n > PS_AEAD_TAG_LEN))
+        return PS_EINVAL;
+    len = n - PS_AEAD_TAG_LEN;
+    /* mbedTLS checks the tag in constant time and zeroes out on failure. */
+    if (mbedtls_gcm_auth_decrypt(&a->gcm, len, nonce, PS_AEAD_NONCE_LEN, aad, aadlen, sealed + len,
+                                 PS_AEAD_TAG_LEN, sealed, out) != 0) {
+        ps_zeroize(out, len);
+        return PS_ECRYPTO;
+    }
+    return PS_OK;
+}
+
+int ps_aead_seal(const uint8_t key[PS_AEAD_KEY_LEN], const uint8_t nonce[PS_AEAD_NONCE_LEN], const void *aad,
+                 size_t aadlen, const void *plain, size_t n, uint8_t *out)
+{
+    ps_aead_t *a = NULL;
+    int rc = ps_aead_new(&a, key);
+    if (rc == PS_OK)
+        rc = ps_aead_ctx_seal(a, nonce, aad, aadlen, plain, n, out);
+    ps_aead_free(a);
+    return rc;
+}
+
+int ps_aead_open(const uint8_t key[PS_AEAD_KEY_LEN], const uint8_t nonce[PS_AEAD_NONCE_LEN], const void *aad,
+                 size_t aadlen, const uint8_t *sealed, size_t n, uint8_t *out)
+{
+    ps_aead_t *a = NULL;
+    int rc = ps_aead_new(&a, key);
+    if (rc == PS_OK)
+        rc = ps_aead_ctx_open(a, nonce, aad, aadlen, sealed, n, out);
+    ps_aead_free(a);
+    return rc;
 }

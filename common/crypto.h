@@ -1,7 +1,13 @@
-/* crypto.h - hashing (and later the cache's encryption) behind a small API.
+/* crypto.h - hashing, key derivation and authenticated encryption behind a
+ * small API.
  *
  * Owns: the cryptographic primitives popsync uses outside TLS, so that the
- * rest of the code never includes mbedTLS headers.  Today: SHA-256.
+ * rest of the code never includes mbedTLS headers: SHA-256, PBKDF2-SHA256
+ * (turning a passphrase into a key) and AES-256-GCM (the client cache's
+ * encryption at rest, client/cache.c).  Every function returns PS_OK or a
+ * negative PS_E* code; PS_ECRYPTO means a primitive failed or, for the open
+ * functions, that the data, its tag, the nonce, the AAD or the key was
+ * wrong: nothing is learned about the plaintext then, and out is zeroed.
  */
 #ifndef PS_CRYPTO_H
 #define PS_CRYPTO_H
@@ -11,7 +17,61 @@
 
 #define PS_SHA256_LEN 32
 
+#define PS_AEAD_KEY_LEN 32   /**< AES-256 */
+#define PS_AEAD_NONCE_LEN 12 /**< GCM's 96-bit IV; never reuse one under a key */
+#define PS_AEAD_TAG_LEN 16   /**< full 128-bit GCM tag */
+
+/** PBKDF2-SHA256 iterations for new caches (OWASP 2023 recommendation). */
+#define PS_KDF_DEFAULT_ITERATIONS 600000u
+/** The least iteration count accepted (also for the POPSYNC_KDF_ITERATIONS test knob). */
+#define PS_KDF_MIN_ITERATIONS 1000u
+/** The most: bounds the work a damaged or hostile setting can cause. */
+#define PS_KDF_MAX_ITERATIONS 100000000u
+
 /** SHA-256 of p[0..n) into out.  PS_OK or PS_ECRYPTO. */
 int ps_sha256(const void *p, size_t n, uint8_t out[PS_SHA256_LEN]);
+
+/**
+ * PBKDF2 with HMAC-SHA256 (RFC 8018): outlen bytes from pass and salt after
+ * iterations rounds (at least 1).  PS_OK, PS_EINVAL or PS_ECRYPTO.
+ */
+int ps_kdf_pbkdf2_sha256(const void *pass, size_t passlen, const uint8_t *salt, size_t saltlen,
+                         uint32_t iterations, uint8_t *out, size_t outlen);
+
+/**
+ * One-shot AES-256-GCM encryption: out receives n bytes of ciphertext then
+ * the 16-byte tag (n + PS_AEAD_TAG_LEN bytes).  aad is authenticated, not
+ * encrypted.  Draw each nonce with ps_random (ids.h) or never reuse it.
+ */
+int ps_aead_seal(const uint8_t key[PS_AEAD_KEY_LEN], const uint8_t nonce[PS_AEAD_NONCE_LEN], const void *aad,
+                 size_t aadlen, const void *plain, size_t n, uint8_t *out);
+/**
+ * One-shot AES-256-GCM decryption of sealed[0..n), which is ciphertext then
+ * tag (n >= PS_AEAD_TAG_LEN): out receives n - PS_AEAD_TAG_LEN bytes.
+ * PS_ECRYPTO when authentication fails (out is zeroed then).
+ */
+int ps_aead_open(const uint8_t key[PS_AEAD_KEY_LEN], const uint8_t nonce[PS_AEAD_NONCE_LEN], const void *aad,
+                 size_t aadlen, const uint8_t *sealed, size_t n, uint8_t *out);
+
+/**
+ * A key ready for use: the expanded AES key schedule and GCM tables are
+ * made once (ps_aead_new) and reused for every value, which matters when
+ * the cache seals each record.  Not safe for concurrent use from threads.
+ */
+typedef struct ps_aead ps_aead_t;
+
+/** Makes a context for key (copied; the caller may zero its copy).  Free with ps_aead_free. */
+int ps_aead_new(ps_aead_t **out, const uint8_t key[PS_AEAD_KEY_LEN]);
+/** Wipes the key material and frees the context.  NULL is allowed. */
+void ps_aead_free(ps_aead_t *a);
+/** ps_aead_seal with a prepared context. */
+int ps_aead_ctx_seal(ps_aead_t *a, const uint8_t nonce[PS_AEAD_NONCE_LEN], const void *aad, size_t aadlen,
+                     const void *plain, size_t n, uint8_t *out);
+/** ps_aead_open with a prepared context. */
+int ps_aead_ctx_open(ps_aead_t *a, const uint8_t nonce[PS_AEAD_NONCE_LEN], const void *aad, size_t aadlen,
+                     const uint8_t *sealed, size_t n, uint8_t *out);
+
+/** Overwrites n bytes at p with zeros in a way the compiler cannot drop (keys, passphrases). */
+void ps_zeroize(void *p, size_t n);
 
 #endif

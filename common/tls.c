@@ -139,18 +139,39 @@ static int recv_cb(void *ctx, unsigned char *p, size_t len)
     return (int)n;
 }
 
-/* Runs for every certificate of the peer's chain after mbedTLS's own checks;
- * only the leaf (depth 0) carries the identity.  Refusing here rather than
- * after the handshake makes mbedTLS send a bad_certificate alert and stops
- * the handshake before any key is confirmed. */
+/* Runs for every certificate of the peer's chain after mbedTLS's own checks
+ * (chain, signatures, validity dates, CRL, key usage); only the leaf (depth
+ * 0) carries the identity.  Refusing here rather than after the handshake
+ * makes mbedTLS send a bad_certificate alert and stops the handshake before
+ * any key is confirmed. */
 static int verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
 {
     ps_tls_t *tls = ctx;
     ps_peer_t id;
+    const char *want_eku = tls->side == PS_TLS_SERVER ? MBEDTLS_OID_CLIENT_AUTH : MBEDTLS_OID_SERVER_AUTH;
+    size_t want_eku_len = tls->side == PS_TLS_SERVER ? MBEDTLS_OID_SIZE(MBEDTLS_OID_CLIENT_AUTH)
+                                                     : MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH);
 
+    /* The CRL is read from the server's own disk, so an overdue nextUpdate
+     * means the operator has not re-issued it, not that someone replays an
+     * old list: its revocations still apply (mbedTLS checks the serials
+     * regardless) and the server warns about it in its log.  Refusing every
+     * client instead would stop a whole district over a missed renewal. */
+    *flags &= ~(uint32_t)(MBEDTLS_X509_BADCRL_EXPIRED | MBEDTLS_X509_BADCRL_FUTURE);
     if (depth != 0)
         return 0;
-    if (ps__tls_identity(crt, &id) != PS_OK) {
+    /* mbedTLS accepts a certificate without keyUsage or extendedKeyUsage
+     * (absent means "any"); ours always carry both, so require them. */
+    if (!(crt->ext_types & MBEDTLS_X509_EXT_KEY_USAGE) ||
+        mbedtls_x509_crt_check_key_usage(crt, MBEDTLS_X509_KU_DIGITAL_SIGNATURE) != 0) {
+        tls->reject = "peer certificate lacks the digitalSignature key usage";
+        *flags |= MBEDTLS_X509_BADCERT_KEY_USAGE;
+    } else if (!(crt->ext_types & MBEDTLS_X509_EXT_EXTENDED_KEY_USAGE) ||
+               mbedtls_x509_crt_check_extended_key_usage(crt, want_eku, want_eku_len) != 0) {
+        tls->reject = tls->side == PS_TLS_SERVER ? "peer certificate is not for clientAuth"
+                                                 : "peer certificate is not for serverAuth";
+        *flags |= MBEDTLS_X509_BADCERT_EXT_KEY_USAGE;
+    } else if (ps__tls_identity(crt, &id) != PS_OK) {
         tls->reject = "peer certificate carries no valid popsync identity";
         *flags |= MBEDTLS_X509_BADCERT_OTHER;
     } else if (!role_allowed(tls->side, id.role)) {
@@ -171,6 +192,11 @@ static int fail(ps_tls_t *tls, const char *what, int mret)
     } else if (mret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
         char info[128], *nl;
         uint32_t flags = mbedtls_ssl_get_verify_result(&tls->ssl);
+        /* Name the reason an operator acts on first. */
+        if (flags & MBEDTLS_X509_BADCERT_REVOKED)
+            flags = MBEDTLS_X509_BADCERT_REVOKED;
+        else if (flags & (MBEDTLS_X509_BADCERT_EXPIRED | MBEDTLS_X509_BADCERT_FUTURE))
+            flags &= MBEDTLS_X509_BADCERT_EXPIRED | MBEDTLS_X509_BADCERT_FUTURE;
         /* verify_info writes one line per flag; the first says enough. */
         if (mbedtls_x509_crt_verify_info(info, sizeof(info), "", flags) <= 0)
             snprintf(info, sizeof(info), "flags 0x%08x", (unsigned)flags);
@@ -259,6 +285,15 @@ int ps_tls_handshake(ps_tls_t *tls)
         return fail(tls, "handshake: peer certificate carries no valid popsync identity", 0);
     if (!role_allowed(tls->side, tls->peer.role))
         return fail(tls, "handshake: peer certificate role not accepted", 0);
+    /* A resumed session skips verification, so the dates and the CRL (which
+     * may have been reloaded since the ticket was issued) are checked here
+     * again.  For a full handshake this repeats mbedTLS's verdict. */
+    if (mbedtls_x509_time_is_past(&crt->valid_to))
+        return fail(tls, "handshake: peer certificate refused: The certificate validity has expired", 0);
+    if (mbedtls_x509_time_is_future(&crt->valid_from))
+        return fail(tls, "handshake: peer certificate refused: The certificate validity starts in the future", 0);
+    if (ps_tls_conf_is_revoked(tls->conf, tls->peer.serial_hex))
+        return fail(tls, "handshake: peer certificate refused: The certificate has been revoked (is on a CRL)", 0);
     tls->established = 1;
     return PS_OK;
 }

@@ -8,7 +8,9 @@
  *
  * Policy (docs/security.md): TLS 1.2 only; ECDHE-ECDSA with AES-GCM or
  * ChaCha20-Poly1305 only; renegotiation off; both sides present a certificate
- * that must chain to the configured CA; the client checks the server's name.
+ * that must chain to the configured CA, be within its validity dates, carry
+ * digitalSignature and the EKU of its side (clientAuth / serverAuth), and
+ * not be on the CRL; the client checks the server's name.
  *
  * Identity: certificates made by `popsync pki` carry the holder's name in the
  * subject CN, its org unit code in OU and its role in the title attribute.
@@ -61,6 +63,21 @@ int ps_tls_conf_new(ps_tls_conf_t **out, ps_tls_side_t side, const char *ca_file
 void ps_tls_conf_free(ps_tls_conf_t *conf);
 /** The identity in this side's own certificate. */
 const ps_peer_t *ps_tls_conf_self(const ps_tls_conf_t *conf);
+
+/**
+ * Re-reads the CRL from file (a PEM "X509 CRL" signed by the configured CA)
+ * and makes it the one every later handshake checks.  Handshakes already
+ * past certificate verification keep their result.  On failure the CRL in
+ * force stays and a reason is written to err.  Loop thread only.
+ */
+int ps_tls_conf_reload_crl(ps_tls_conf_t *conf, const char *file, char *err, size_t errlen);
+/** True when the CRL in force lists this serial (hex, any case). */
+int ps_tls_conf_is_revoked(const ps_tls_conf_t *conf, const char *serial_hex);
+/**
+ * Describes the CRL in force: how many serials it revokes and its
+ * nextUpdate (Unix seconds).  Returns 0 when no CRL is loaded, else 1.
+ */
+int ps_tls_conf_crl_info(const ps_tls_conf_t *conf, size_t *nrevoked, int64_t *next_update);
 
 /**
  * Makes a connection.  server_name (client side only) is the name the
@@ -130,6 +147,42 @@ int ps_pki_init_ca(const char *dir, const char *name, char *err, size_t errlen);
  */
 int ps_pki_issue(const char *dir, ps_role_t role, const char *orgunit, const char *name, int days, char *err,
                  size_t errlen);
+/**
+ * ps_pki_issue with the validity window moved by shift_days (negative: into
+ * the past).  For tests of expired and not-yet-valid certificates only.
+ */
+int ps_pki_issue_shifted(const char *dir, ps_role_t role, const char *orgunit, const char *name, int days,
+                         int shift_days, char *err, size_t errlen);
+
+/** CRL reason codes (RFC 5280 CRLReason) that `pki revoke` offers. */
+typedef enum ps_crl_reason {
+    PS_CRL_UNSPECIFIED = 0,
+    PS_CRL_KEY_COMPROMISE = 1,
+    PS_CRL_SUPERSEDED = 4,
+    PS_CRL_CESSATION = 5
+} ps_crl_reason_t;
+
+/** Parses "keyCompromise", ...; returns -1 when unknown. */
+int ps_crl_reason_from_name(const char *name);
+/** The RFC 5280 name of a reason, or "unspecified". */
+const char *ps_crl_reason_name(int reason);
+
+/**
+ * Revokes a certificate of the CA in dir: by name (dir/NAME.crt, whose
+ * serial is read; the certificate and key are then moved to dir/revoked/ so
+ * the name can be issued again) or, when name is NULL, by serial_hex.  The
+ * serial is added to dir/revoked.txt and a new CRL is written to dir/ca.crl
+ * (v2, signed by the CA, nextUpdate in days).  serial_out (may be NULL)
+ * receives the serial in lower-case hex.  PS_EEXIST when already revoked.
+ */
+int ps_pki_revoke(const char *dir, const char *name, const char *serial_hex, ps_crl_reason_t reason, int days,
+                  char serial_out[41], char *err, size_t errlen);
+/**
+ * Re-issues dir/ca.crl from dir/revoked.txt with a new number and a
+ * nextUpdate days from now.  *count (may be NULL) receives how many serials
+ * it lists.
+ */
+int ps_pki_crl(const char *dir, int days, size_t *count, char *err, size_t errlen);
 
 /* --- Internal to tls*.c: mbedTLS types stay opaque to everyone else --- */
 

@@ -5,7 +5,14 @@
  * ticket key, and the mbedtls_ssl_config that every ps_tls_t of that side
  * points at.  The policy lives here in one place (docs/security.md): TLS 1.2
  * only, three ECDHE-ECDSA AEAD suites, P-256 (and X25519 for key exchange),
- * no renegotiation, certificates required both ways.
+ * no renegotiation, no compression, extended master secret, certificates
+ * required both ways.
+ *
+ * CRL: two slots; a reload parses and checks the new list in the spare slot
+ * and only then points the ssl config at it, so a bad file never replaces a
+ * good list.  mbedTLS reads conf->ca_crl only while verifying a certificate,
+ * inside one ps_tls_handshake call on the loop thread, so no handshake can
+ * see a CRL freed under it.
  *
  * Threading: a conf, its DRBG and its connections belong to one thread.
  */
@@ -14,10 +21,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
+#include <mbedtls/md.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_ticket.h>
@@ -25,6 +35,16 @@
 #include <mbedtls/x509_crt.h>
 
 #include "err.h"
+#include "ids.h"
+
+/* CRIME: compressed TLS records leak secrets; this build must not offer it. */
+#if defined(MBEDTLS_ZLIB_SUPPORT)
+#error "popsync refuses TLS compression: build mbedTLS without MBEDTLS_ZLIB_SUPPORT"
+#endif
+#if !defined(MBEDTLS_SSL_EXTENDED_MASTER_SECRET) || !defined(MBEDTLS_X509_CRL_PARSE_C) ||                       \
+    !defined(MBEDTLS_X509_CHECK_EXTENDED_KEY_USAGE) || !defined(MBEDTLS_HAVE_TIME_DATE)
+#error "popsync needs mbedTLS with extended master secret, CRLs, EKU checks and certificate dates"
+#endif
 
 /* Tickets let a client that dropped off a flaky link reconnect without a full
  * handshake; a day bounds how long a stolen ticket key is useful. */
@@ -35,7 +55,9 @@ struct ps_tls_conf {
     mbedtls_entropy_context entropy;
     mbedtls_ctr_drbg_context drbg;
     mbedtls_x509_crt ca;
-    mbedtls_x509_crl crl;
+    mbedtls_x509_crl crl[2]; /* the one in force is crl[crl_cur] when have_crl */
+    int crl_cur;
+    int have_crl;
     mbedtls_x509_crt cert;
     mbedtls_pk_context key;
     mbedtls_ssl_ticket_context ticket;
@@ -94,6 +116,58 @@ static void conf_msg(char *err, size_t errlen, const char *msg)
         snprintf(err, errlen, "%s", msg);
 }
 
+/* The CRL must come from our CA: right issuer, valid signature with a hash
+ * the profile allows.  mbedTLS would silently skip a CRL of another issuer
+ * (revoking nobody) and fail every handshake on a bad signature; both are
+ * caught here, when the file is loaded, instead. */
+static int crl_check(const mbedtls_x509_crt *ca, const mbedtls_x509_crl *crl, char *err, size_t errlen,
+                     const char *file)
+{
+    unsigned char hash[MBEDTLS_MD_MAX_SIZE];
+
+    for (; crl && crl->version != 0; crl = crl->next) {
+        const mbedtls_md_info_t *md = mbedtls_md_info_from_type(crl->sig_md);
+        const mbedtls_x509_crt *issuer;
+        int ok = 0;
+
+        if (!md || !(ps_cert_profile.allowed_mds & MBEDTLS_X509_ID_FLAG(crl->sig_md))) {
+            if (err && errlen)
+                snprintf(err, errlen, "tls: CRL %s: signature hash not allowed", file);
+            return PS_ETLS;
+        }
+        if (mbedtls_md(md, crl->tbs.p, crl->tbs.len, hash) != 0)
+            return conf_fail(err, errlen, "tls: hashing CRL", file, MBEDTLS_ERR_X509_FATAL_ERROR);
+        for (issuer = ca; issuer && issuer->version != 0; issuer = issuer->next) {
+            if (issuer->subject_raw.len != crl->issuer_raw.len ||
+                memcmp(issuer->subject_raw.p, crl->issuer_raw.p, crl->issuer_raw.len) != 0)
+                continue;
+            if (mbedtls_pk_verify_ext(crl->sig_pk, crl->sig_opts, (mbedtls_pk_context *)&issuer->pk, crl->sig_md,
+                                      hash, mbedtls_md_get_size(md), crl->sig.p, crl->sig.len) == 0) {
+                ok = 1;
+                break;
+            }
+        }
+        if (!ok) {
+            if (err && errlen)
+                snprintf(err, errlen, "tls: CRL %s is not signed by the configured CA", file);
+            return PS_ETLS;
+        }
+    }
+    return PS_OK;
+}
+
+/* Parses file into crl[slot] (freed first) and checks it. */
+static int crl_load(ps_tls_conf_t *c, int slot, const char *file, char *err, size_t errlen)
+{
+    int ret;
+
+    mbedtls_x509_crl_free(&c->crl[slot]);
+    mbedtls_x509_crl_init(&c->crl[slot]);
+    if ((ret = mbedtls_x509_crl_parse_file(&c->crl[slot], file)) != 0)
+        return conf_fail(err, errlen, "tls: loading CRL", file, ret);
+    return crl_check(&c->ca, &c->crl[slot], err, errlen, file);
+}
+
 int ps_tls_conf_new(ps_tls_conf_t **out, ps_tls_side_t side, const char *ca_file, const char *cert_file,
                     const char *key_file, const char *crl_file, char *err, size_t errlen)
 {
@@ -117,7 +191,8 @@ int ps_tls_conf_new(ps_tls_conf_t **out, ps_tls_side_t side, const char *ca_file
     mbedtls_entropy_init(&c->entropy);
     mbedtls_ctr_drbg_init(&c->drbg);
     mbedtls_x509_crt_init(&c->ca);
-    mbedtls_x509_crl_init(&c->crl);
+    mbedtls_x509_crl_init(&c->crl[0]);
+    mbedtls_x509_crl_init(&c->crl[1]);
     mbedtls_x509_crt_init(&c->cert);
     mbedtls_pk_init(&c->key);
     mbedtls_ssl_ticket_init(&c->ticket);
@@ -132,9 +207,10 @@ int ps_tls_conf_new(ps_tls_conf_t **out, ps_tls_side_t side, const char *ca_file
         rc = conf_fail(err, errlen, "tls: loading CA", ca_file, ret);
         goto out;
     }
-    if (crl_file && (ret = mbedtls_x509_crl_parse_file(&c->crl, crl_file)) != 0) {
-        rc = conf_fail(err, errlen, "tls: loading CRL", crl_file, ret);
-        goto out;
+    if (crl_file) {
+        if ((rc = crl_load(c, 0, crl_file, err, errlen)) != PS_OK)
+            goto out;
+        c->have_crl = 1;
     }
     if ((ret = mbedtls_x509_crt_parse_file(&c->cert, cert_file)) != 0) {
         rc = conf_fail(err, errlen, "tls: loading certificate", cert_file, ret);
@@ -169,10 +245,19 @@ int ps_tls_conf_new(ps_tls_conf_t **out, ps_tls_side_t side, const char *ca_file
     mbedtls_ssl_conf_sig_hashes(&c->ssl, ps_sig_hashes);
     mbedtls_ssl_conf_cert_profile(&c->ssl, &ps_cert_profile);
     mbedtls_ssl_conf_renegotiation(&c->ssl, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
-    mbedtls_ssl_conf_legacy_renegotiation(&c->ssl, MBEDTLS_SSL_LEGACY_NO_RENEGOTIATION);
+    /* Refuse peers that do not support secure renegotiation signalling
+     * (RFC 5746) at all, even though we never renegotiate. */
+    mbedtls_ssl_conf_legacy_renegotiation(&c->ssl, MBEDTLS_SSL_LEGACY_BREAK_HANDSHAKE);
+    /* RFC 7627: binds the master secret to the whole handshake (triple
+     * handshake attack).  Encrypt-then-MAC only matters to CBC suites, which
+     * we never negotiate; it stays on in case the list ever grows. */
+    mbedtls_ssl_conf_extended_master_secret(&c->ssl, MBEDTLS_SSL_EXTENDED_MS_ENABLED);
+#if defined(MBEDTLS_SSL_ENCRYPT_THEN_MAC)
+    mbedtls_ssl_conf_encrypt_then_mac(&c->ssl, MBEDTLS_SSL_ETM_ENABLED);
+#endif
     mbedtls_ssl_conf_authmode(&c->ssl, MBEDTLS_SSL_VERIFY_REQUIRED);
     mbedtls_ssl_conf_rng(&c->ssl, mbedtls_ctr_drbg_random, &c->drbg);
-    mbedtls_ssl_conf_ca_chain(&c->ssl, &c->ca, crl_file ? &c->crl : NULL);
+    mbedtls_ssl_conf_ca_chain(&c->ssl, &c->ca, c->have_crl ? &c->crl[c->crl_cur] : NULL);
     if ((ret = mbedtls_ssl_conf_own_cert(&c->ssl, &c->cert, &c->key)) != 0) {
         rc = conf_fail(err, errlen, "tls: own certificate", NULL, ret);
         goto out;
@@ -203,7 +288,8 @@ void ps_tls_conf_free(ps_tls_conf_t *c)
     mbedtls_ssl_ticket_free(&c->ticket);
     mbedtls_pk_free(&c->key);
     mbedtls_x509_crt_free(&c->cert);
-    mbedtls_x509_crl_free(&c->crl);
+    mbedtls_x509_crl_free(&c->crl[0]);
+    mbedtls_x509_crl_free(&c->crl[1]);
     mbedtls_x509_crt_free(&c->ca);
     mbedtls_ctr_drbg_free(&c->drbg);
     mbedtls_entropy_free(&c->entropy);
@@ -215,3 +301,100 @@ const ps_peer_t *ps_tls_conf_self(const ps_tls_conf_t *c) { return &c->self; }
 const struct mbedtls_ssl_config *ps__tls_conf_ssl(const ps_tls_conf_t *c) { return &c->ssl; }
 
 ps_tls_side_t ps__tls_conf_side(const ps_tls_conf_t *c) { return c->side; }
+
+int ps_tls_conf_reload_crl(ps_tls_conf_t *c, const char *file, char *err, size_t errlen)
+{
+    int spare, rc;
+
+    if (!c || !file) {
+        conf_msg(err, errlen, "tls: no CRL file configured");
+        return PS_EINVAL;
+    }
+    spare = c->have_crl ? 1 - c->crl_cur : c->crl_cur;
+    rc = crl_load(c, spare, file, err, errlen);
+    if (rc != PS_OK) {
+        mbedtls_x509_crl_free(&c->crl[spare]);
+        mbedtls_x509_crl_init(&c->crl[spare]);
+        return rc;
+    }
+    mbedtls_ssl_conf_ca_chain(&c->ssl, &c->ca, &c->crl[spare]);
+    if (c->have_crl) {
+        mbedtls_x509_crl_free(&c->crl[c->crl_cur]);
+        mbedtls_x509_crl_init(&c->crl[c->crl_cur]);
+    }
+    c->crl_cur = spare;
+    c->have_crl = 1;
+    return PS_OK;
+}
+
+/* Hex of a DER INTEGER's content without leading zero bytes, so "00ab" and
+ * "ab" compare equal.  Returns 0 when it does not fit. */
+static int serial_norm(const unsigned char *p, size_t len, char out[41])
+{
+    while (len > 1 && p[0] == 0) {
+        p++;
+        len--;
+    }
+    if (len == 0 || len > 20)
+        return 0;
+    ps_hex(p, len, out);
+    return 1;
+}
+
+int ps_tls_conf_is_revoked(const ps_tls_conf_t *c, const char *serial_hex)
+{
+    char want[41], have[41];
+    size_t n;
+
+    if (!c || !c->have_crl || !serial_hex)
+        return 0;
+    /* Same normalisation as serial_norm, on the hex text. */
+    while (serial_hex[0] == '0' && serial_hex[1] == '0' && serial_hex[2])
+        serial_hex += 2;
+    n = strlen(serial_hex);
+    if (n == 0 || n >= sizeof(want))
+        return 0;
+    memcpy(want, serial_hex, n + 1);
+    for (const mbedtls_x509_crl *crl = &c->crl[c->crl_cur]; crl && crl->version != 0; crl = crl->next)
+        for (const mbedtls_x509_crl_entry *e = &crl->entry; e && e->serial.len; e = e->next)
+            if (serial_norm(e->serial.p, e->serial.len, have) && strcasecmp(have, want) == 0)
+                return 1;
+    return 0;
+}
+
+int ps_tls_conf_crl_info(const ps_tls_conf_t *c, size_t *nrevoked, int64_t *next_update)
+{
+    const mbedtls_x509_crl *crl;
+    size_t n = 0;
+    int64_t next = 0;
+
+    if (nrevoked)
+        *nrevoked = 0;
+    if (next_update)
+        *next_update = 0;
+    if (!c || !c->have_crl)
+        return 0;
+    for (crl = &c->crl[c->crl_cur]; crl && crl->version != 0; crl = crl->next) {
+        const mbedtls_x509_time *t = &crl->next_update;
+        for (const mbedtls_x509_crl_entry *e = &crl->entry; e && e->serial.len; e = e->next)
+            n++;
+        if (t->year) {
+            struct tm tm;
+            memset(&tm, 0, sizeof(tm));
+            tm.tm_year = t->year - 1900;
+            tm.tm_mon = t->mon - 1;
+            tm.tm_mday = t->day;
+            tm.tm_hour = t->hour;
+            tm.tm_min = t->min;
+            tm.tm_sec = t->sec;
+            int64_t v = (int64_t)timegm(&tm);
+            if (next == 0 || v < next)
+                next = v;
+        }
+    }
+    if (nrevoked)
+        *nrevoked = n;
+    if (next_update)
+        *next_update = next;
+    return 1;
+}

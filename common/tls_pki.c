@@ -4,15 +4,27 @@
  * (dir/NAME.crt, dir/NAME.key) whose subject carries the popsync identity
  * "CN=<name>,OU=<12-digit org unit>,O=popsync,title=<role>" that tls.c reads
  * back.  All keys are ECDSA P-256 signed with SHA-256; key files are created
- * 0600 and nothing is ever overwritten.
+ * 0600 and certificates and keys are never overwritten.
+ *
+ * Revocation: dir/revoked.txt (one "serial<TAB>time<TAB>reason<TAB>name"
+ * line per revoked certificate) is the record; dir/ca.crl is made from it.
+ * mbedTLS 2.28 parses CRLs but cannot write them, so the v2 CRL (RFC 5280
+ * 5.1) is encoded here with the ASN.1 writer and signed with the CA key;
+ * dir/crl.number keeps its increasing cRLNumber.  These three files are
+ * replaced atomically (temporary file, fsync, rename) under a lock on
+ * dir/.lock, so a server reloading ca.crl never reads half a file.
  */
 #include "tls.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,8 +34,11 @@
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
 #include <mbedtls/oid.h>
+#include <mbedtls/pem.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/platform_util.h>
+#include <mbedtls/sha1.h>
+#include <mbedtls/sha256.h>
 #include <mbedtls/x509_crt.h>
 
 #include "err.h"
@@ -33,6 +48,8 @@
 #define PS_MAX_DAYS 3650
 #define PS_NAME_MAX 63 /* ps_peer_t.name holds 64 bytes */
 #define PS_PEM_MAX 4096
+#define PS_CRL_DAYS_MAX 365
+#define PS_REVOKED_MAX 100000 /* entries in revoked.txt; far beyond a district's devices */
 
 /* Certificates are valid from an hour ago: a device whose clock runs a little
  * behind the CA's must not reject a certificate issued minutes earlier. */
@@ -365,8 +382,9 @@ out:
     return rc;
 }
 
-int ps_pki_issue(const char *dir, ps_role_t role, const char *orgunit, const char *name, int days, char *err,
-                 size_t errlen)
+/* Issues a certificate; shift_days moves the validity window (tests only). */
+static int issue_impl(const char *dir, ps_role_t role, const char *orgunit, const char *name, int days,
+                      int shift_days, char *err, size_t errlen)
 {
     char ca_crt_path[4096], ca_key_path[4096], crt_path[4096], key_path[4096];
     char subject[160], issuer[160], nb[16], na[16];
@@ -374,7 +392,7 @@ int ps_pki_issue(const char *dir, ps_role_t role, const char *orgunit, const cha
     mbedtls_pk_context ca_key, key;
     mbedtls_x509write_cert crt;
     mbedtls_mpi serial;
-    time_t now = time(NULL), not_after, ca_end;
+    time_t now = time(NULL), not_before, not_after, ca_end;
     int rc = PS_OK, ret;
 
     mbedtls_x509_crt_init(&ca);
@@ -405,6 +423,10 @@ int ps_pki_issue(const char *dir, ps_role_t role, const char *orgunit, const cha
     }
     if (days < 1 || days > PS_MAX_DAYS) {
         rc = pki_msg(err, errlen, PS_EINVAL, "days must be between 1 and 3650");
+        goto out;
+    }
+    if (shift_days < -PS_MAX_DAYS || shift_days > PS_MAX_DAYS) {
+        rc = pki_msg(err, errlen, PS_EINVAL, "the validity shift must be between -3650 and 3650 days");
         goto out;
     }
     if ((size_t)snprintf(ca_crt_path, sizeof(ca_crt_path), "%s/ca.crt", dir) >= sizeof(ca_crt_path) ||
@@ -441,9 +463,14 @@ int ps_pki_issue(const char *dir, ps_role_t role, const char *orgunit, const cha
     }
     /* A certificate cannot usefully outlive its CA: clamp instead of failing
      * so issuing keeps working during the CA's last years. */
-    not_after = now + (time_t)days * 86400;
+    not_before = now + (time_t)shift_days * 86400 - PS_BACKDATE_S;
+    not_after = now + (time_t)shift_days * 86400 + (time_t)days * 86400;
     if (not_after > ca_end)
         not_after = ca_end;
+    if (not_after <= not_before) {
+        rc = pki_msg(err, errlen, PS_EINVAL, "the validity window lies beyond the CA's");
+        goto out;
+    }
 
     if ((rc = gen_key(&key, err, errlen)) != PS_OK)
         goto out;
@@ -455,7 +482,7 @@ int ps_pki_issue(const char *dir, ps_role_t role, const char *orgunit, const cha
     }
     if ((rc = crt_common(&crt, &key, &ca_key, &serial, err, errlen)) != PS_OK)
         goto out;
-    fmt_time(now - PS_BACKDATE_S, nb);
+    fmt_time(not_before, nb);
     fmt_time(not_after, na);
     if ((ret = mbedtls_x509write_crt_set_validity(&crt, nb, na)) != 0) {
         rc = pki_mbed(err, errlen, "validity", ret);
@@ -481,4 +508,701 @@ out:
     mbedtls_pk_free(&ca_key);
     mbedtls_x509_crt_free(&ca);
     return rc;
+}
+
+int ps_pki_issue(const char *dir, ps_role_t role, const char *orgunit, const char *name, int days, char *err,
+                 size_t errlen)
+{
+    return issue_impl(dir, role, orgunit, name, days, 0, err, errlen);
+}
+
+int ps_pki_issue_shifted(const char *dir, ps_role_t role, const char *orgunit, const char *name, int days,
+                         int shift_days, char *err, size_t errlen)
+{
+    return issue_impl(dir, role, orgunit, name, days, shift_days, err, errlen);
+}
+
+/* --- revocation ------------------------------------------------------------ */
+
+static const struct {
+    int code;
+    const char *name;
+} crl_reasons[] = {
+    {PS_CRL_UNSPECIFIED, "unspecified"},
+    {PS_CRL_KEY_COMPROMISE, "keyCompromise"},
+    {PS_CRL_SUPERSEDED, "superseded"},
+    {PS_CRL_CESSATION, "cessationOfOperation"},
+};
+
+int ps_crl_reason_from_name(const char *name)
+{
+    for (size_t i = 0; name && i < sizeof(crl_reasons) / sizeof(crl_reasons[0]); i++)
+        if (strcmp(name, crl_reasons[i].name) == 0)
+            return crl_reasons[i].code;
+    return -1;
+}
+
+const char *ps_crl_reason_name(int reason)
+{
+    for (size_t i = 0; i < sizeof(crl_reasons) / sizeof(crl_reasons[0]); i++)
+        if (crl_reasons[i].code == reason)
+            return crl_reasons[i].name;
+    return "unspecified";
+}
+
+/* One line of revoked.txt. */
+typedef struct rev_entry {
+    char serial[41]; /* lower-case hex, no leading "00" */
+    time_t when;
+    int reason;
+    char name[PS_NAME_MAX + 1]; /* "-" when revoked by serial */
+} rev_entry_t;
+
+typedef struct rev_list {
+    rev_entry_t *v;
+    size_t n, cap;
+} rev_list_t;
+
+/* Paths of the PKI directory's files. */
+typedef struct pki_paths {
+    char ca_crt[4096], ca_key[4096], crl[4096], number[4096], revoked[4096], lock[4096], revoked_dir[4096];
+} pki_paths_t;
+
+static int pki_paths(const char *dir, pki_paths_t *pp, char *err, size_t errlen)
+{
+    if (!dir || !*dir)
+        return pki_msg(err, errlen, PS_EINVAL, "no PKI directory given");
+    if ((size_t)snprintf(pp->ca_crt, sizeof(pp->ca_crt), "%s/ca.crt", dir) >= sizeof(pp->ca_crt) ||
+        (size_t)snprintf(pp->ca_key, sizeof(pp->ca_key), "%s/ca.key", dir) >= sizeof(pp->ca_key) ||
+        (size_t)snprintf(pp->crl, sizeof(pp->crl), "%s/ca.crl", dir) >= sizeof(pp->crl) ||
+        (size_t)snprintf(pp->number, sizeof(pp->number), "%s/crl.number", dir) >= sizeof(pp->number) ||
+        (size_t)snprintf(pp->revoked, sizeof(pp->revoked), "%s/revoked.txt", dir) >= sizeof(pp->revoked) ||
+        (size_t)snprintf(pp->lock, sizeof(pp->lock), "%s/.lock", dir) >= sizeof(pp->lock) ||
+        (size_t)snprintf(pp->revoked_dir, sizeof(pp->revoked_dir), "%s/revoked", dir) >= sizeof(pp->revoked_dir))
+        return pki_msg(err, errlen, PS_EINVAL, "PKI directory path too long");
+    return PS_OK;
+}
+
+/* Normalises a serial given in hex: lower case, no ':' separators, no
+ * leading zero bytes.  Returns 0 when it is not 1 to 20 bytes of hex. */
+static int serial_hex_norm(const char *in, char out[41])
+{
+    char tmp[82];
+    size_t n = 0;
+
+    for (; *in; in++) {
+        if (*in == ':')
+            continue;
+        if (!isxdigit((unsigned char)*in) || n + 1 >= sizeof(tmp))
+            return 0;
+        tmp[n++] = (char)tolower((unsigned char)*in);
+    }
+    tmp[n] = '\0';
+    if (n == 0)
+        return 0;
+    const char *p = tmp;
+    if (n % 2) { /* odd: the first byte has one digit */
+        memmove(tmp + 1, tmp, n + 1);
+        tmp[0] = '0';
+        n++;
+    }
+    while (n > 2 && p[0] == '0' && p[1] == '0') {
+        p += 2;
+        n -= 2;
+    }
+    if (n > 40)
+        return 0;
+    memcpy(out, p, n + 1);
+    return 1;
+}
+
+static int unhex(const char *hex, unsigned char *out, size_t cap, size_t *len)
+{
+    size_t n = strlen(hex) / 2;
+
+    if (n == 0 || n > cap)
+        return PS_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        unsigned int b;
+        if (sscanf(hex + 2 * i, "%2x", &b) != 1)
+            return PS_EINVAL;
+        out[i] = (unsigned char)b;
+    }
+    *len = n;
+    return PS_OK;
+}
+
+static void fmt_iso(time_t t, char out[21])
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 21, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int parse_iso(const char *s, time_t *out)
+{
+    struct tm tm;
+    int y, mo, d, h, mi, se;
+    char z;
+
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%c", &y, &mo, &d, &h, &mi, &se, &z) != 7 || z != 'Z')
+        return PS_EINVAL;
+    memset(&tm, 0, sizeof(tm));
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = se;
+    *out = timegm(&tm);
+    return PS_OK;
+}
+
+static int rev_push(rev_list_t *l, const rev_entry_t *e)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        rev_entry_t *v;
+        if (l->n >= PS_REVOKED_MAX)
+            return PS_ETOOBIG;
+        v = realloc(l->v, cap * sizeof(*v));
+        if (!v)
+            return PS_ENOMEM;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = *e;
+    return PS_OK;
+}
+
+static const rev_entry_t *rev_find(const rev_list_t *l, const char *serial)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->v[i].serial, serial) == 0)
+            return &l->v[i];
+    return NULL;
+}
+
+/* Reads revoked.txt; a missing file is an empty list. */
+static int rev_read(const char *path, rev_list_t *l, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "re");
+    char *line = NULL;
+    size_t cap = 0;
+    unsigned long lineno = 0;
+    int rc = PS_OK;
+
+    if (!f)
+        return errno == ENOENT ? PS_OK : pki_msg(err, errlen, PS_EIO, "cannot read %s", path);
+    while (getline(&line, &cap, f) >= 0) {
+        rev_entry_t e;
+        char *serial, *when, *reason, *name, *save = NULL;
+
+        lineno++;
+        line[strcspn(line, "\r\n")] = '\0';
+        if (line[0] == '#' || line[0] == '\0')
+            continue;
+        memset(&e, 0, sizeof(e));
+        serial = strtok_r(line, "\t", &save);
+        when = strtok_r(NULL, "\t", &save);
+        reason = strtok_r(NULL, "\t", &save);
+        name = strtok_r(NULL, "\t", &save);
+        if (!serial || !when || !reason || !name || !serial_hex_norm(serial, e.serial) ||
+            parse_iso(when, &e.when) != PS_OK || (e.reason = ps_crl_reason_from_name(reason)) < 0 ||
+            strlen(name) > PS_NAME_MAX) {
+            rc = pki_msg(err, errlen, PS_EINVAL, "%s line %lu is malformed", path, lineno);
+            goto out;
+        }
+        snprintf(e.name, sizeof(e.name), "%s", name);
+        if (rev_find(l, e.serial))
+            continue;
+        if ((rc = rev_push(l, &e)) != PS_OK) {
+            pki_msg(err, errlen, rc, "%s: too many entries", path);
+            goto out;
+        }
+    }
+    if (ferror(f))
+        rc = pki_msg(err, errlen, PS_EIO, "cannot read %s", path);
+out:
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+/* Replaces path atomically with data: a new temporary file, fsync, rename,
+ * then fsync of the directory so the rename survives a power cut. */
+static int replace_file(const char *dir, const char *path, const void *data, size_t len, mode_t mode, char *err,
+                        size_t errlen)
+{
+    char tmp[4096 + 8];
+    int rc, dfd;
+
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
+        return pki_msg(err, errlen, PS_EINVAL, "path too long");
+    if (unlink(tmp) != 0 && errno != ENOENT) /* left by an interrupted run; we hold the lock */
+        return pki_msg(err, errlen, PS_EIO, "cannot remove %s", tmp);
+    if ((rc = write_new_file(tmp, data, len, mode, err, errlen)) != PS_OK)
+        return rc;
+    if (rename(tmp, path) != 0) {
+        unlink(tmp);
+        return pki_msg(err, errlen, PS_EIO, "cannot replace %s", path);
+    }
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
+    return PS_OK;
+}
+
+static int rev_write(const char *dir, const char *path, const rev_list_t *l, char *err, size_t errlen)
+{
+    static const char header[] = "# popsync revoked certificates: serial\trevoked (UTC)\treason\tname\n";
+    size_t cap = sizeof(header) + l->n * (41 + 21 + 24 + PS_NAME_MAX + 4), used;
+    char *buf = malloc(cap), when[21];
+    int rc;
+
+    if (!buf)
+        return pki_msg(err, errlen, PS_ENOMEM, "out of memory");
+    used = (size_t)snprintf(buf, cap, "%s", header);
+    for (size_t i = 0; i < l->n; i++) {
+        fmt_iso(l->v[i].when, when);
+        used += (size_t)snprintf(buf + used, cap - used, "%s\t%s\t%s\t%s\n", l->v[i].serial, when,
+                                 ps_crl_reason_name(l->v[i].reason), l->v[i].name);
+    }
+    rc = replace_file(dir, path, buf, used, 0644, err, errlen);
+    free(buf);
+    return rc;
+}
+
+/* Appends with the mbedTLS writer's conventions: returns the new length or
+ * the writer's negative error. */
+#define ASN1_ADD(len, call)                                                                                       \
+    do {                                                                                                          \
+        int r_ = (call);                                                                                          \
+        if (r_ < 0)                                                                                               \
+            return r_;                                                                                            \
+        (len) += (size_t)r_;                                                                                      \
+    } while (0)
+
+/* Wraps the len bytes just written before *p in tag. */
+static int asn1_wrap(unsigned char **p, unsigned char *start, size_t len, unsigned char tag)
+{
+    size_t n = 0;
+    ASN1_ADD(n, mbedtls_asn1_write_len(p, start, len));
+    ASN1_ADD(n, mbedtls_asn1_write_tag(p, start, tag));
+    return (int)n;
+}
+
+/* Time ::= UTCTime (years 1950-2049) | GeneralizedTime (RFC 5280 4.1.2.5). */
+static int asn1_time(unsigned char **p, unsigned char *start, time_t t)
+{
+    struct tm tm;
+    char s[80];
+
+    gmtime_r(&t, &tm);
+    if (tm.tm_year + 1900 < 2050) {
+        snprintf(s, sizeof(s), "%02d%02d%02d%02d%02d%02dZ", tm.tm_year % 100, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                 tm.tm_min, tm.tm_sec);
+        return mbedtls_asn1_write_tagged_string(p, start, MBEDTLS_ASN1_UTC_TIME, s, strlen(s));
+    }
+    strftime(s, sizeof(s), "%Y%m%d%H%M%SZ", &tm);
+    return mbedtls_asn1_write_tagged_string(p, start, MBEDTLS_ASN1_GENERALIZED_TIME, s, strlen(s));
+}
+
+/* Extension ::= SEQUENCE { extnID, extnValue OCTET STRING }, non-critical;
+ * the value's DER is the vlen bytes already written before *p. */
+static int asn1_ext(unsigned char **p, unsigned char *start, const char *oid, size_t oid_len, size_t vlen)
+{
+    size_t len = vlen;
+    ASN1_ADD(len, asn1_wrap(p, start, vlen, MBEDTLS_ASN1_OCTET_STRING));
+    ASN1_ADD(len, mbedtls_asn1_write_oid(p, start, oid, oid_len));
+    ASN1_ADD(len, asn1_wrap(p, start, len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE));
+    return (int)(len - vlen);
+}
+
+/* ecdsa-with-SHA256, parameters absent (RFC 5758 3.2). */
+static int asn1_sig_alg(unsigned char **p, unsigned char *start)
+{
+    size_t len = 0;
+    ASN1_ADD(len, mbedtls_asn1_write_oid(p, start, MBEDTLS_OID_ECDSA_SHA256, MBEDTLS_OID_SIZE(MBEDTLS_OID_ECDSA_SHA256)));
+    ASN1_ADD(len, asn1_wrap(p, start, len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE));
+    return (int)len;
+}
+
+/* CertificateSerialNumber: the same bytes as in the certificate. */
+static int asn1_serial(unsigned char **p, unsigned char *start, const char *serial_hex)
+{
+    unsigned char b[21];
+    size_t n, len = 0;
+
+    if (unhex(serial_hex, b + 1, sizeof(b) - 1, &n) != PS_OK)
+        return MBEDTLS_ERR_ASN1_INVALID_DATA;
+    ASN1_ADD(len, mbedtls_asn1_write_raw_buffer(p, start, b + 1, n));
+    if (b[1] & 0x80) /* keep the INTEGER positive */
+        ASN1_ADD(len, mbedtls_asn1_write_raw_buffer(p, start, (const unsigned char *)"", 1));
+    ASN1_ADD(len, asn1_wrap(p, start, len, MBEDTLS_ASN1_INTEGER));
+    return (int)len;
+}
+
+/* revokedCertificates entry: SEQUENCE { serial, revocationDate,
+ * crlEntryExtensions { reasonCode } }; no reasonCode for "unspecified"
+ * (RFC 5280 5.3.1). */
+static int asn1_entry(unsigned char **p, unsigned char *start, const rev_entry_t *e, time_t backdate)
+{
+    size_t len = 0;
+
+    if (e->reason != PS_CRL_UNSPECIFIED) {
+        size_t ext = 0;
+        ASN1_ADD(ext, mbedtls_asn1_write_enum(p, start, e->reason));
+        ASN1_ADD(ext, asn1_ext(p, start, MBEDTLS_OID_ID_CE "\x15", MBEDTLS_OID_SIZE(MBEDTLS_OID_ID_CE "\x15"), ext));
+        ASN1_ADD(ext, asn1_wrap(p, start, ext, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE));
+        len += ext;
+    }
+    ASN1_ADD(len, asn1_time(p, start, e->when - backdate));
+    ASN1_ADD(len, asn1_serial(p, start, e->serial));
+    ASN1_ADD(len, asn1_wrap(p, start, len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE));
+    return (int)len;
+}
+
+/* The key identifier mbedtls_x509write_crt_set_subject_key_identifier put
+ * in the CA certificate: SHA-1 of its public key's BIT STRING content. */
+static int ca_key_id(mbedtls_pk_context *ca_pk, unsigned char id[20])
+{
+    unsigned char buf[256], *p = buf + sizeof(buf);
+    int len = mbedtls_pk_write_pubkey(&p, buf, ca_pk);
+
+    if (len < 0)
+        return len;
+    return mbedtls_sha1_ret(p, (size_t)len, id);
+}
+
+/* TBSCertList (RFC 5280 5.1.2), written backwards from *p. */
+static int asn1_tbs(unsigned char **p, unsigned char *start, const mbedtls_x509_crt *ca, const unsigned char key_id[20],
+                    const rev_list_t *l, long number, time_t this_update, time_t next_update)
+{
+    size_t len = 0, exts = 0, v;
+
+    /* crlExtensions [0] EXPLICIT: authorityKeyIdentifier, cRLNumber. */
+    v = 0;
+    ASN1_ADD(v, mbedtls_asn1_write_raw_buffer(p, start, key_id, 20));
+    ASN1_ADD(v, asn1_wrap(p, start, v, MBEDTLS_ASN1_CONTEXT_SPECIFIC | 0)); /* keyIdentifier [0] */
+    ASN1_ADD(v, asn1_wrap(p, start, v, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE));
+    ASN1_ADD(exts, asn1_ext(p, start, MBEDTLS_OID_AUTHORITY_KEY_IDENTIFIER,
+                            MBEDTLS_OID_SIZE(MBEDTLS_OID_AUTHORITY_KEY_IDENTIFIER), v));
+    exts += v;
+    v = 0;
+    ASN1_ADD(v, mbedtls_asn1_write_int(p, start, (int)number));
+    ASN1_ADD(exts, asn1_ext(p, start, MBEDTLS_OID_CRL_NUMBER, MBEDTLS_OID_SIZE(MBEDTLS_OID_CRL_NUMBER), v));
+    exts += v;
+    ASN1_ADD(exts, asn1_wrap(p, start, exts, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE));
+    ASN1_ADD(exts, asn1_wrap(p, start, exts, MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_ASN1_CONSTRUCTED | 0));
+    len += exts;
+    /* revokedCertificates, absent when empty (RFC 5280 5.1.2.6). */
+    if (l->n) {
+        size_t list = 0;
+        for (size_t i = l->n; i-- > 0;)
+            ASN1_ADD(list, asn1_entry(p, start, &l->v[i], PS_BACKDATE_S));
+        ASN1_ADD(list, asn1_wrap(p, start, list, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE));
+        len += list;
+    }
+    ASN1_ADD(len, asn1_time(p, start, next_update));
+    ASN1_ADD(len, asn1_time(p, start, this_update));
+    ASN1_ADD(len, mbedtls_asn1_write_raw_buffer(p, start, ca->subject_raw.p, ca->subject_raw.len));
+    ASN1_ADD(len, asn1_sig_alg(p, start));
+    ASN1_ADD(len, mbedtls_asn1_write_int(p, start, 1)); /* v2 */
+    ASN1_ADD(len, asn1_wrap(p, start, len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE));
+    return (int)len;
+}
+
+/* CertificateList ::= SEQUENCE { tbsCertList, signatureAlgorithm,
+ * signatureValue BIT STRING }: signs tbs and writes it after out_end. */
+static int asn1_crl(unsigned char **p, unsigned char *start, const unsigned char *tbs, size_t tbs_len,
+                    const unsigned char *sig, size_t sig_len)
+{
+    size_t len = 0;
+    ASN1_ADD(len, mbedtls_asn1_write_bitstring(p, start, sig, sig_len * 8));
+    ASN1_ADD(len, asn1_sig_alg(p, start));
+    ASN1_ADD(len, mbedtls_asn1_write_raw_buffer(p, start, tbs, tbs_len));
+    ASN1_ADD(len, asn1_wrap(p, start, len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE));
+    return (int)len;
+}
+
+/* Encodes, signs and writes dir/ca.crl for list l with this cRLNumber. */
+static int write_crl(const char *dir, const pki_paths_t *pp, mbedtls_x509_crt *ca, mbedtls_pk_context *ca_key,
+                     const rev_list_t *l, long number, int days, char *err, size_t errlen)
+{
+    size_t cap = 1024 + ca->subject_raw.len + l->n * 128, pem_len = 0;
+    unsigned char *tbs_buf = malloc(cap), *crl_buf = malloc(cap + 256), *pem = NULL, *p;
+    unsigned char key_id[20], hash[32], sig[MBEDTLS_PK_SIGNATURE_MAX_SIZE];
+    size_t sig_len = 0, tbs_len;
+    time_t now = time(NULL);
+    int rc = PS_OK, ret;
+
+    if (!tbs_buf || !crl_buf) {
+        rc = pki_msg(err, errlen, PS_ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((ret = ca_key_id(&ca->pk, key_id)) != 0) {
+        rc = pki_mbed(err, errlen, "CA key identifier", ret);
+        goto out;
+    }
+    /* thisUpdate and revocation dates are backdated like certificates, so a
+     * server whose clock runs behind the CA's applies the list at once. */
+    p = tbs_buf + cap;
+    ret = asn1_tbs(&p, tbs_buf, ca, key_id, l, number, now - PS_BACKDATE_S, now + (time_t)days * 86400);
+    if (ret < 0) {
+        rc = pki_mbed(err, errlen, "encoding the CRL", ret);
+        goto out;
+    }
+    tbs_len = (size_t)ret;
+    if ((ret = mbedtls_sha256_ret(p, tbs_len, hash, 0)) != 0 ||
+        (ret = mbedtls_pk_sign(ca_key, MBEDTLS_MD_SHA256, hash, sizeof(hash), sig, &sig_len, pki_rng, NULL)) != 0) {
+        rc = pki_mbed(err, errlen, "signing the CRL", ret);
+        goto out;
+    }
+    unsigned char *q = crl_buf + cap + 256;
+    ret = asn1_crl(&q, crl_buf, p, tbs_len, sig, sig_len);
+    if (ret < 0) {
+        rc = pki_mbed(err, errlen, "encoding the CRL", ret);
+        goto out;
+    }
+    /* PEM: base64 plus a line break every 64 characters, plus the armour. */
+    size_t pem_cap = (size_t)ret * 4 / 3 + (size_t)ret / 48 + 128;
+    if (!(pem = malloc(pem_cap))) {
+        rc = pki_msg(err, errlen, PS_ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((ret = mbedtls_pem_write_buffer("-----BEGIN X509 CRL-----\n", "-----END X509 CRL-----\n", q, (size_t)ret,
+                                        pem, pem_cap, &pem_len)) != 0) {
+        rc = pki_mbed(err, errlen, "encoding the CRL as PEM", ret);
+        goto out;
+    }
+    /* pem_len counts the terminating NUL. */
+    rc = replace_file(dir, pp->crl, pem, strlen((char *)pem), 0644, err, errlen);
+out:
+    free(pem);
+    free(crl_buf);
+    free(tbs_buf);
+    return rc;
+}
+
+/* Loads the CA certificate and key and checks they belong together. */
+static int load_ca(const pki_paths_t *pp, mbedtls_x509_crt *ca, mbedtls_pk_context *ca_key, char *err, size_t errlen)
+{
+    int ret;
+
+    if ((ret = mbedtls_x509_crt_parse_file(ca, pp->ca_crt)) != 0)
+        return pki_mbed(err, errlen, "loading the CA certificate", ret);
+    if ((ret = mbedtls_pk_parse_keyfile(ca_key, pp->ca_key, NULL)) != 0)
+        return pki_mbed(err, errlen, "loading the CA key", ret);
+    if ((ret = mbedtls_pk_check_pair(&ca->pk, ca_key)) != 0)
+        return pki_mbed(err, errlen, "CA key does not match the CA certificate", ret);
+    return PS_OK;
+}
+
+/* Takes dir/.lock so two `pki` runs cannot lose each other's revocations.
+ * Returns the descriptor (close it to unlock) or -1. */
+static int pki_lock(const pki_paths_t *pp, char *err, size_t errlen)
+{
+    int fd = open(pp->lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+    if (fd < 0) {
+        pki_msg(err, errlen, PS_EIO, "cannot open %s", pp->lock);
+        return -1;
+    }
+    if (flock(fd, LOCK_EX) != 0) {
+        close(fd);
+        pki_msg(err, errlen, PS_EIO, "cannot lock %s", pp->lock);
+        return -1;
+    }
+    return fd;
+}
+
+/* Reads crl.number (missing: 0) and returns the next one, written back. */
+static int next_number(const char *dir, const pki_paths_t *pp, long *out, char *err, size_t errlen)
+{
+    FILE *f = fopen(pp->number, "re");
+    char buf[32];
+    long n = 0;
+    int len;
+
+    if (f) {
+        if (!fgets(buf, sizeof(buf), f) || sscanf(buf, "%ld", &n) != 1 || n < 0) {
+            fclose(f);
+            return pki_msg(err, errlen, PS_EINVAL, "%s is malformed", pp->number);
+        }
+        fclose(f);
+    } else if (errno != ENOENT) {
+        return pki_msg(err, errlen, PS_EIO, "cannot read %s", pp->number);
+    }
+    if (n >= 0x7fffffffL)
+        return pki_msg(err, errlen, PS_EINVAL, "%s: CRL numbers exhausted", pp->number);
+    n++;
+    len = snprintf(buf, sizeof(buf), "%ld\n", n);
+    *out = n;
+    return replace_file(dir, pp->number, buf, (size_t)len, 0644, err, errlen);
+}
+
+/* Moves dir/NAME.crt and .key to dir/revoked/NAME.SERIAL.crt and .key;
+ * link+unlink so nothing there is ever overwritten. */
+static int retire_files(const char *dir, const pki_paths_t *pp, const char *name, const char *serial, char *err,
+                        size_t errlen)
+{
+    static const char *const ext[] = {"crt", "key"};
+    char from[4096], to[4096];
+
+    if (make_dir(pp->revoked_dir, err, errlen) != PS_OK)
+        return PS_EIO;
+    for (size_t i = 0; i < 2; i++) {
+        if ((size_t)snprintf(from, sizeof(from), "%s/%s.%s", dir, name, ext[i]) >= sizeof(from) ||
+            (size_t)snprintf(to, sizeof(to), "%s/%s.%s.%s", pp->revoked_dir, name, serial, ext[i]) >= sizeof(to))
+            return pki_msg(err, errlen, PS_EINVAL, "path too long");
+        if (link(from, to) != 0) {
+            if (errno == ENOENT && i == 1)
+                continue; /* the key may live only on the device */
+            return pki_msg(err, errlen, PS_EIO, "cannot move %s to %s", from, to);
+        }
+        if (unlink(from) != 0)
+            return pki_msg(err, errlen, PS_EIO, "cannot remove %s", from);
+    }
+    return PS_OK;
+}
+
+/* The serial of dir/NAME.crt, which must have been issued by ca. */
+static int cert_serial(const char *dir, const char *name, const mbedtls_x509_crt *ca, char serial[41], char *err,
+                       size_t errlen)
+{
+    char path[4096], hex[64];
+    mbedtls_x509_crt crt;
+    int rc = PS_OK, ret;
+
+    mbedtls_x509_crt_init(&crt);
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s.crt", dir, name) >= sizeof(path)) {
+        rc = pki_msg(err, errlen, PS_EINVAL, "path too long");
+        goto out;
+    }
+    if (!file_exists(path)) {
+        rc = pki_msg(err, errlen, PS_ENOTFOUND, "no certificate %s (already revoked? see revoked.txt)", path);
+        goto out;
+    }
+    if ((ret = mbedtls_x509_crt_parse_file(&crt, path)) != 0) {
+        rc = pki_mbed(err, errlen, "loading the certificate", ret);
+        goto out;
+    }
+    if (crt.issuer_raw.len != ca->subject_raw.len ||
+        memcmp(crt.issuer_raw.p, ca->subject_raw.p, crt.issuer_raw.len) != 0) {
+        rc = pki_msg(err, errlen, PS_EINVAL, "%s was not issued by this CA", path);
+        goto out;
+    }
+    if (crt.serial.len == 0 || crt.serial.len > 20) {
+        rc = pki_msg(err, errlen, PS_EINVAL, "%s has an unusable serial", path);
+        goto out;
+    }
+    ps_hex(crt.serial.p, crt.serial.len, hex);
+    if (!serial_hex_norm(hex, serial))
+        rc = pki_msg(err, errlen, PS_EINVAL, "%s has an unusable serial", path);
+out:
+    mbedtls_x509_crt_free(&crt);
+    return rc;
+}
+
+/* The work shared by revoke and crl: under the lock, optionally add one
+ * entry, then write revoked.txt, crl.number and ca.crl. */
+static int crl_update(const char *dir, const char *name, const char *serial_hex, ps_crl_reason_t reason, int days,
+                      char serial_out[41], size_t *count, char *err, size_t errlen)
+{
+    pki_paths_t *pp = NULL;
+    mbedtls_x509_crt ca;
+    mbedtls_pk_context ca_key;
+    rev_list_t list = {NULL, 0, 0};
+    rev_entry_t e;
+    long number;
+    int rc, lock = -1, adding = name || serial_hex;
+
+    mbedtls_x509_crt_init(&ca);
+    mbedtls_pk_init(&ca_key);
+    memset(&e, 0, sizeof(e));
+    if (!(pp = malloc(sizeof(*pp)))) {
+        rc = pki_msg(err, errlen, PS_ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = pki_paths(dir, pp, err, errlen)) != PS_OK)
+        goto out;
+    if (days < 1 || days > PS_CRL_DAYS_MAX) {
+        rc = pki_msg(err, errlen, PS_EINVAL, "CRL days must be between 1 and %d", PS_CRL_DAYS_MAX);
+        goto out;
+    }
+    if (adding && ps_crl_reason_from_name(ps_crl_reason_name((int)reason)) != (int)reason) {
+        rc = pki_msg(err, errlen, PS_EINVAL, "unknown revocation reason");
+        goto out;
+    }
+    if (name && (!name_ok(name) || strcmp(name, "ca") == 0)) {
+        rc = pki_msg(err, errlen, PS_EINVAL, "invalid certificate name");
+        goto out;
+    }
+    if (!name && serial_hex && !serial_hex_norm(serial_hex, e.serial)) {
+        rc = pki_msg(err, errlen, PS_EINVAL, "a serial is 1 to 20 bytes in hex");
+        goto out;
+    }
+    if ((rc = load_ca(pp, &ca, &ca_key, err, errlen)) != PS_OK)
+        goto out;
+    if ((lock = pki_lock(pp, err, errlen)) < 0) {
+        rc = PS_EIO;
+        goto out;
+    }
+    if ((rc = rev_read(pp->revoked, &list, err, errlen)) != PS_OK)
+        goto out;
+    if (adding) {
+        const rev_entry_t *old;
+        if (name && (rc = cert_serial(dir, name, &ca, e.serial, err, errlen)) != PS_OK)
+            goto out;
+        if ((old = rev_find(&list, e.serial))) {
+            char when[21];
+            fmt_iso(old->when, when);
+            rc = pki_msg(err, errlen, PS_EEXIST, "serial %s was already revoked on %s", e.serial, when);
+            goto out;
+        }
+        e.when = time(NULL);
+        e.reason = (int)reason;
+        snprintf(e.name, sizeof(e.name), "%s", name ? name : "-");
+        if ((rc = rev_push(&list, &e)) != PS_OK) {
+            pki_msg(err, errlen, rc, "too many revoked certificates");
+            goto out;
+        }
+        /* The record first: if writing the CRL fails, `pki crl` rebuilds it. */
+        if ((rc = rev_write(dir, pp->revoked, &list, err, errlen)) != PS_OK)
+            goto out;
+    }
+    if ((rc = next_number(dir, pp, &number, err, errlen)) != PS_OK)
+        goto out;
+    if ((rc = write_crl(dir, pp, &ca, &ca_key, &list, number, days, err, errlen)) != PS_OK)
+        goto out;
+    if (name && (rc = retire_files(dir, pp, name, e.serial, err, errlen)) != PS_OK)
+        goto out;
+    if (serial_out)
+        snprintf(serial_out, 41, "%s", e.serial);
+    if (count)
+        *count = list.n;
+out:
+    if (lock >= 0)
+        close(lock);
+    free(list.v);
+    mbedtls_pk_free(&ca_key);
+    mbedtls_x509_crt_free(&ca);
+    free(pp);
+    return rc;
+}
+
+int ps_pki_revoke(const char *dir, const char *name, const char *serial_hex, ps_crl_reason_t reason, int days,
+                  char serial_out[41], char *err, size_t errlen)
+{
+    if (!name && !serial_hex)
+        return pki_msg(err, errlen, PS_EINVAL, "revoke needs a name or a serial");
+    return crl_update(dir, name, serial_hex, reason, days, serial_out, NULL, err, errlen);
+}
+
+int ps_pki_crl(const char *dir, int days, size_t *count, char *err, size_t errlen)
+{
+    return crl_update(dir, NULL, NULL, PS_CRL_UNSPECIFIED, days, NULL, count, err, errlen);
 }

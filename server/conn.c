@@ -237,3 +237,24 @@ void ps_conn_close_all(ps_server_t *srv)
         ps_stream_shutdown(&c->stream);
     }
 }
+
+int ps_conn_close_revoked(ps_server_t *srv)
+{
+    int closed = 0;
+
+    /* Connections still in the handshake have no verified peer yet: their
+     * handshake checks the new CRL when it completes (ps_tls_handshake). */
+    for (ps_conn_t *c = srv->conns; c; c = c->next) {
+        if (c->state != PS_CONN_HELLO && c->state != PS_CONN_READY)
+            continue;
+        if (!ps_tls_conf_is_revoked(srv->tls, c->peer.serial_hex))
+            continue;
+        PS_WARN("conn", "#%llu certificate of %s revoked; closing", (unsigned long long)c->id, c->peer.name);
+        /* Fatal: an Error frame tells the client why, then the stream shuts
+         * down.  A commit in flight still finishes (it was accepted before
+         * the revocation) but its reply is not sent. */
+        ps_conn_error(c, 0, PS_EACCES, 1, "certificate revoked");
+        closed++;
+    }
+    return closed;
+}

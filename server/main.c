@@ -8,9 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static uv_timer_t g_stop_timer;
 static uint64_t g_stop_started;
+static uv_signal_t g_sig_hup;
 
 static void usage(FILE *f)
 {
@@ -18,7 +20,7 @@ static void usage(FILE *f)
             "usage: popsyncd --listen HOST:PORT --data DIR --ca FILE --cert FILE --key FILE [options]\n"
             "\n"
             "options:\n"
-            "  --crl FILE              certificate revocation list (PEM)\n"
+            "  --crl FILE              certificate revocation list (PEM); re-read on SIGHUP\n"
             "  --orgunits FILE         org-unit tree (CSV code,parent,name,kind); sent to clients\n"
             "  --map-size MB           LMDB map size in MiB (default 8192)\n"
             "  --max-conns N           open connections at most (default 4096)\n"
@@ -50,6 +52,7 @@ static void on_stop_timer(uv_timer_t *t)
         return; /* a commit is never abandoned: it finishes and is acknowledged or not at all */
     uv_close((uv_handle_t *)&srv->sig_term, NULL);
     uv_close((uv_handle_t *)&srv->sig_int, NULL);
+    uv_close((uv_handle_t *)&g_sig_hup, NULL);
     uv_close((uv_handle_t *)t, NULL);
 }
 
@@ -66,6 +69,57 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_timer_init(srv->loop, &g_stop_timer);
     g_stop_timer.data = srv;
     uv_timer_start(&g_stop_timer, on_stop_timer, 20, 50);
+}
+
+/* Logs the CRL in force; warns when its nextUpdate is near or past (its
+ * revocations still apply, see verify_cb in common/tls.c). */
+static void crl_log(ps_server_t *srv, const char *what)
+{
+    size_t n = 0;
+    int64_t next = 0, now = (int64_t)time(NULL);
+
+    if (!ps_tls_conf_crl_info(srv->tls, &n, &next))
+        return;
+    PS_INFO("main", "%s CRL %s: %zu revoked, next update in %lld h", what, srv->opts.crl_file, n,
+            (long long)((next - now) / 3600));
+    if (next <= now)
+        PS_WARN("main", "CRL %s is past its next update: run `popsync pki crl`, copy it here, send SIGHUP",
+                srv->opts.crl_file);
+    else if (next - now < 7 * 86400)
+        PS_WARN("main", "CRL %s expires within 7 days: run `popsync pki crl` soon", srv->opts.crl_file);
+}
+
+/* SIGHUP: re-reads --crl, then closes the connections it now revokes.  A
+ * failed reload keeps the CRL in force. */
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    ps_server_t *srv = s->data;
+    char err[512];
+    int closed;
+
+    (void)signum;
+    if (srv->stopping)
+        return;
+    if (!srv->opts.crl_file) {
+        PS_WARN("main", "SIGHUP: no --crl file configured; nothing to reload");
+        return;
+    }
+    if (ps_tls_conf_reload_crl(srv->tls, srv->opts.crl_file, err, sizeof(err)) != PS_OK) {
+        PS_ERROR("main", "SIGHUP: CRL not reloaded, the previous one stays in force: %s", err);
+        return;
+    }
+    crl_log(srv, "SIGHUP: reloaded");
+    closed = ps_conn_close_revoked(srv);
+    PS_INFO("main", "SIGHUP: closed %d connection%s with a revoked certificate", closed, closed == 1 ? "" : "s");
+}
+
+/* Arms SIGHUP (CRL reload); on_stop_timer closes the handle. */
+static void hup_start(ps_server_t *srv)
+{
+    crl_log(srv, "loaded");
+    uv_signal_init(srv->loop, &g_sig_hup);
+    g_sig_hup.data = srv;
+    uv_signal_start(&g_sig_hup, on_sighup, SIGHUP);
 }
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -200,6 +254,7 @@ int main(int argc, char **argv)
     srv.sig_term.data = srv.sig_int.data = &srv;
     uv_signal_start(&srv.sig_term, on_signal, SIGTERM);
     uv_signal_start(&srv.sig_int, on_signal, SIGINT);
+    hup_start(&srv);
     PS_INFO("main", "popsyncd %s serving on %s, store %s, head %llu", "0.1.0", srv.opts.listen,
             srv.opts.data_dir, (unsigned long long)ps_store_head(srv.store));
     uv_run(&loop, UV_RUN_DEFAULT);

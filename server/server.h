@@ -108,6 +108,8 @@ void ps_conn_error(ps_conn_t *c, uint32_t request_id, int code, int fatal, const
 void ps_conn_job_done(ps_conn_t *c);
 /** Begins closing (after queued output) every connection. */
 void ps_conn_close_all(ps_server_t *srv);
+/** Closes every connection whose peer certificate the CRL now revokes; returns how many. */
+int ps_conn_close_revoked(ps_server_t *srv);
 
 /* sync.c: handlers; each returns PS_OK or a code after reporting to the peer. */
 int ps_sync_dispatch(ps_conn_t *c, const ps_frame_t *f);

@@ -7,6 +7,11 @@ set -euo pipefail
 : "${POPSYNCD:?POPSYNCD must point at the popsyncd binary}"
 : "${POPSYNC:?POPSYNC must point at the popsync binary}"
 
+# Client caches are encrypted at rest; tests use a fixed passphrase and a
+# low key-derivation cost (a test knob: real caches use the default).
+export POPSYNC_PASSPHRASE=${POPSYNC_PASSPHRASE:-popsync-test-passphrase}
+export POPSYNC_KDF_ITERATIONS=${POPSYNC_KDF_ITERATIONS:-1000}
+
 T=$(mktemp -d "${TMPDIR:-/tmp}/popsync-test.XXXXXX")
 SERVER_PID=""
 PORT=""

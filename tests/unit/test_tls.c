@@ -3,7 +3,9 @@
  * Makes a CA and certificates in a temporary directory, then wires a server
  * and a client ps_tls_t together by moving cipher_out of one into cipher_in
  * of the other, and checks the policy: who is accepted, what is negotiated,
- * and that data survives the trip.
+ * and that data survives the trip.  Also revocation: the CRL `pki revoke`
+ * writes is parsed back with mbedTLS, a server reloads it, and a revoked
+ * certificate is refused on a full and on a resumed handshake.
  */
 #define _GNU_SOURCE /* nftw */
 #include <stdarg.h>
@@ -17,12 +19,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <mbedtls/asn1write.h>
 #include <mbedtls/ecp.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/pk.h>
+#include <mbedtls/x509_crl.h>
 #include <mbedtls/x509_crt.h>
 
 #include "err.h"
@@ -80,10 +84,18 @@ static int test_rng(void *ctx, unsigned char *out, size_t len)
     return ps_random(out, len) == PS_OK ? 0 : -1;
 }
 
+static void forge_eku(const char *pki, const char *name, const char *subject, int with_eku);
+
 /* ps_pki_issue ties the EKU to the role, so a township certificate fit for a
  * server cannot be made with it.  This signs one with our CA directly, to
- * show the client's role check stands on its own. */
+ * show the client's role check stands on its own.  forge_eku can also leave
+ * the extendedKeyUsage extension out. */
 static void forge(const char *pki, const char *name, const char *subject)
+{
+    forge_eku(pki, name, subject, 1);
+}
+
+static void forge_eku(const char *pki, const char *name, const char *subject, int with_eku)
 {
     char path[256], file[128];
     unsigned char pem[4096], eku[32], *p = eku + sizeof(eku);
@@ -110,7 +122,7 @@ static void forge(const char *pki, const char *name, const char *subject)
     mbedtls_x509write_crt_set_issuer_key(&w, &ca_key);
     assert_int_equal(mbedtls_x509write_crt_set_subject_name(&w, subject), 0);
     assert_int_equal(mbedtls_x509write_crt_set_issuer_name(&w, "CN=popsync district CA,O=popsync"), 0);
-    assert_int_equal(mbedtls_mpi_lset(&serial, 4242), 0);
+    assert_int_equal(mbedtls_mpi_lset(&serial, with_eku ? 4242 : 4343), 0);
     assert_int_equal(mbedtls_x509write_crt_set_serial(&w, &serial), 0);
     assert_int_equal(mbedtls_x509write_crt_set_validity(&w, "20200101000000", "20991231235959"), 0);
     assert_int_equal(mbedtls_x509write_crt_set_basic_constraints(&w, 0, -1), 0);
@@ -118,9 +130,11 @@ static void forge(const char *pki, const char *name, const char *subject)
     len += (size_t)mbedtls_asn1_write_oid(&p, eku, MBEDTLS_OID_SERVER_AUTH, MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH));
     len += (size_t)mbedtls_asn1_write_len(&p, eku, len);
     len += (size_t)mbedtls_asn1_write_tag(&p, eku, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE);
-    assert_int_equal(mbedtls_x509write_crt_set_extension(&w, MBEDTLS_OID_EXTENDED_KEY_USAGE,
-                                                         MBEDTLS_OID_SIZE(MBEDTLS_OID_EXTENDED_KEY_USAGE), 0, p, len),
-                     0);
+    if (with_eku)
+        assert_int_equal(mbedtls_x509write_crt_set_extension(&w, MBEDTLS_OID_EXTENDED_KEY_USAGE,
+                                                             MBEDTLS_OID_SIZE(MBEDTLS_OID_EXTENDED_KEY_USAGE), 0, p,
+                                                             len),
+                         0);
     assert_int_equal(mbedtls_x509write_crt_pem(&w, pem, sizeof(pem), test_rng, NULL), 0);
     snprintf(file, sizeof(file), "%s.crt", name);
     path_in(path, sizeof(path), pki, file);
@@ -524,6 +538,235 @@ static void test_refusals(void **state)
     assert_non_null(strstr(err, "-0x"));
 }
 
+/* Runs a full handshake between fresh connections of these confs; returns
+ * the server's result and copies its error text. */
+static int shake(ps_tls_conf_t *client_conf, ps_tls_conf_t *server_conf, const uint8_t *sess, size_t sess_len,
+                 ps_buf_t *save, char *err, size_t errlen)
+{
+    ps_tls_t *c, *s;
+    int rc_c, rc_s;
+
+    assert_int_equal(ps_tls_new(&c, client_conf, SERVER_NAME), PS_OK);
+    assert_int_equal(ps_tls_new(&s, server_conf, NULL), PS_OK);
+    if (sess)
+        assert_int_equal(ps_tls_session_resume(c, sess, sess_len), PS_OK);
+    run_handshake(c, s, 0, &rc_c, &rc_s);
+    snprintf(err, errlen, "%s", ps_tls_last_error(s));
+    if (save && rc_c == PS_OK)
+        assert_int_equal(ps_tls_session_save(c, save), PS_OK);
+    ps_tls_free(c);
+    ps_tls_free(s);
+    return rc_s;
+}
+
+static ps_tls_conf_t *server_with_crl(fixture_t *f, const char *crl)
+{
+    char ca[256], crt[256], key[256], err[256] = "";
+    ps_tls_conf_t *c = NULL;
+
+    path_in(ca, sizeof(ca), f->pki, "ca.crt");
+    path_in(crt, sizeof(crt), f->pki, SERVER_NAME ".crt");
+    path_in(key, sizeof(key), f->pki, SERVER_NAME ".key");
+    if (ps_tls_conf_new(&c, PS_TLS_SERVER, ca, crt, key, crl, err, sizeof(err)) != PS_OK)
+        fail_msg("server conf with CRL: %s", err);
+    return c;
+}
+
+static long read_number(const char *pki)
+{
+    char path[256];
+    long n = -1;
+    FILE *fp;
+
+    path_in(path, sizeof(path), pki, "crl.number");
+    assert_non_null(fp = fopen(path, "r"));
+    assert_int_equal(fscanf(fp, "%ld", &n), 1);
+    fclose(fp);
+    return n;
+}
+
+static void test_revocation(void **state)
+{
+    fixture_t *f = *state;
+    char crl_path[256], ca_path[256], err[256] = "", serial[41] = "", serial2[41] = "";
+    ps_tls_conf_t *srv, *victim, *bystander;
+    mbedtls_x509_crl crl;
+    mbedtls_x509_crt ca;
+    ps_buf_t sess;
+    size_t count = 99;
+    int64_t next = 0;
+    long number;
+
+    ps_buf_init(&sess);
+    issue(f->pki, PS_ROLE_COLLECTOR, OU_TOWNSHIP, "victim");
+    issue(f->pki, PS_ROLE_COLLECTOR, OU_TOWNSHIP, "bystander");
+    victim = make_conf(PS_TLS_CLIENT, f->pki, f->pki, "victim");
+    bystander = make_conf(PS_TLS_CLIENT, f->pki, f->pki, "bystander");
+    path_in(crl_path, sizeof(crl_path), f->pki, "ca.crl");
+    path_in(ca_path, sizeof(ca_path), f->pki, "ca.crt");
+
+    /* An empty CRL first: everyone is served, and a ticket is kept. */
+    assert_int_equal(ps_pki_crl(f->pki, 30, &count, err, sizeof(err)), PS_OK);
+    assert_int_equal(count, 0);
+    number = read_number(f->pki);
+    srv = server_with_crl(f, crl_path);
+    assert_int_equal(ps_tls_conf_crl_info(srv, &count, &next), 1);
+    assert_int_equal(count, 0);
+    assert_true(next > (int64_t)time(NULL) + 29 * 86400);
+    assert_int_equal(shake(victim, srv, NULL, 0, &sess, err, sizeof(err)), PS_OK);
+    assert_false(ps_tls_conf_is_revoked(srv, ps_tls_conf_self(victim)->serial_hex));
+
+    /* Revoke by name: the files move away and the name can be issued again. */
+    assert_int_equal(ps_pki_revoke(f->pki, "victim", NULL, PS_CRL_KEY_COMPROMISE, 30, serial, err, sizeof(err)),
+                     PS_OK);
+    assert_string_equal(serial, ps_tls_conf_self(victim)->serial_hex);
+    assert_int_equal(read_number(f->pki), number + 1);
+    assert_int_equal(ps_pki_revoke(f->pki, "victim", NULL, PS_CRL_SUPERSEDED, 30, NULL, err, sizeof(err)),
+                     PS_ENOTFOUND);
+    assert_int_equal(ps_pki_revoke(f->pki, NULL, serial, PS_CRL_SUPERSEDED, 30, NULL, err, sizeof(err)), PS_EEXIST);
+    assert_non_null(strstr(err, "already revoked"));
+    assert_int_equal(ps_pki_revoke(f->pki, "ca", NULL, PS_CRL_SUPERSEDED, 30, NULL, err, sizeof(err)), PS_EINVAL);
+    assert_int_equal(ps_pki_revoke(f->pki, NULL, "xyz", PS_CRL_SUPERSEDED, 30, NULL, err, sizeof(err)), PS_EINVAL);
+    issue(f->pki, PS_ROLE_COLLECTOR, OU_TOWNSHIP, "victim");
+    /* By serial too (a certificate whose file is lost), with ':' separators. */
+    assert_int_equal(ps_pki_revoke(f->pki, NULL, "7f:00:00:01", PS_CRL_CESSATION, 30, serial2, err, sizeof(err)),
+                     PS_OK);
+    assert_string_equal(serial2, "7f000001");
+
+    /* mbedTLS reads back what we wrote: v2, our CA as issuer, both serials,
+     * a valid signature (mbedtls_x509_crt_verify checks it below). */
+    mbedtls_x509_crl_init(&crl);
+    mbedtls_x509_crt_init(&ca);
+    assert_int_equal(mbedtls_x509_crl_parse_file(&crl, crl_path), 0);
+    assert_int_equal(mbedtls_x509_crt_parse_file(&ca, ca_path), 0);
+    assert_int_equal(crl.version, 2);
+    assert_int_equal(crl.issuer_raw.len, ca.subject_raw.len);
+    assert_memory_equal(crl.issuer_raw.p, ca.subject_raw.p, ca.subject_raw.len);
+    assert_int_equal(crl.sig_md, MBEDTLS_MD_SHA256);
+    assert_int_equal(crl.sig_pk, MBEDTLS_PK_ECDSA);
+    assert_true(crl.crl_ext.len > 0);
+    assert_false(mbedtls_x509_time_is_past(&crl.next_update));
+    assert_false(mbedtls_x509_time_is_future(&crl.this_update));
+    size_t entries = 0;
+    for (const mbedtls_x509_crl_entry *e = &crl.entry; e && e->serial.len; e = e->next) {
+        char hex[41];
+        assert_true(e->serial.len <= 20);
+        ps_hex(e->serial.p, e->serial.len, hex);
+        if (entries == 0) {
+            assert_string_equal(hex, serial);
+            assert_true(e->entry_ext.len > 0); /* keyCompromise reasonCode */
+        } else {
+            assert_string_equal(hex, serial2);
+        }
+        assert_false(mbedtls_x509_time_is_future(&e->revocation_date));
+        entries++;
+    }
+    assert_int_equal(entries, 2);
+    mbedtls_x509_crl_free(&crl);
+    mbedtls_x509_crt_free(&ca);
+
+    /* Until the reload the server still serves the victim... */
+    assert_int_equal(shake(victim, srv, NULL, 0, NULL, err, sizeof(err)), PS_OK);
+    assert_int_equal(ps_tls_conf_reload_crl(srv, crl_path, err, sizeof(err)), PS_OK);
+    assert_true(ps_tls_conf_is_revoked(srv, serial));
+    assert_true(ps_tls_conf_is_revoked(srv, "007F000001"));
+    assert_false(ps_tls_conf_is_revoked(srv, ps_tls_conf_self(bystander)->serial_hex));
+    assert_int_equal(ps_tls_conf_crl_info(srv, &count, NULL), 1);
+    assert_int_equal(count, 2);
+    /* ...and after it refuses it, naming the reason, on a full handshake and
+     * on one resuming a session made before the revocation. */
+    assert_int_equal(shake(victim, srv, NULL, 0, NULL, err, sizeof(err)), PS_ETLS);
+    if (!strstr(err, "revoked"))
+        fail_msg("server error: %s", err);
+    assert_int_equal(shake(victim, srv, ps_buf_head(&sess), ps_buf_size(&sess), NULL, err, sizeof(err)), PS_ETLS);
+    if (!strstr(err, "revoked"))
+        fail_msg("server error on resumption: %s", err);
+    assert_int_equal(shake(bystander, srv, NULL, 0, NULL, err, sizeof(err)), PS_OK);
+
+    /* A broken file or another CA's CRL leaves the CRL in force alone. */
+    char bad[256], other_crl[256];
+    FILE *fp;
+    path_in(bad, sizeof(bad), f->dir, "bad.crl");
+    assert_non_null(fp = fopen(bad, "w"));
+    fputs("-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n", fp);
+    fclose(fp);
+    assert_int_not_equal(ps_tls_conf_reload_crl(srv, bad, err, sizeof(err)), PS_OK);
+    assert_int_not_equal(ps_tls_conf_reload_crl(srv, "/nonexistent/ca.crl", err, sizeof(err)), PS_OK);
+    assert_int_equal(ps_pki_crl(f->other, 30, NULL, err, sizeof(err)), PS_OK);
+    path_in(other_crl, sizeof(other_crl), f->other, "ca.crl");
+    assert_int_equal(ps_tls_conf_reload_crl(srv, other_crl, err, sizeof(err)), PS_ETLS);
+    assert_non_null(strstr(err, "not signed by the configured CA"));
+    assert_true(ps_tls_conf_is_revoked(srv, serial));
+    assert_int_equal(shake(victim, srv, NULL, 0, NULL, err, sizeof(err)), PS_ETLS);
+
+    /* `pki crl` re-issues with a new number and the same list. */
+    number = read_number(f->pki);
+    assert_int_equal(ps_pki_crl(f->pki, 7, &count, err, sizeof(err)), PS_OK);
+    assert_int_equal(count, 2);
+    assert_int_equal(read_number(f->pki), number + 1);
+    assert_int_equal(ps_tls_conf_reload_crl(srv, crl_path, err, sizeof(err)), PS_OK);
+    assert_true(ps_tls_conf_is_revoked(srv, serial));
+    assert_int_equal(ps_pki_crl(f->pki, 0, NULL, err, sizeof(err)), PS_EINVAL);
+
+    /* The re-issued "victim" has a new serial and is served. */
+    ps_tls_conf_t *again = make_conf(PS_TLS_CLIENT, f->pki, f->pki, "victim");
+    assert_string_not_equal(ps_tls_conf_self(again)->serial_hex, serial);
+    assert_int_equal(shake(again, srv, NULL, 0, NULL, err, sizeof(err)), PS_OK);
+
+    ps_tls_conf_free(again);
+    ps_tls_conf_free(srv);
+    ps_tls_conf_free(victim);
+    ps_tls_conf_free(bystander);
+    ps_buf_free(&sess);
+}
+
+static void test_validity(void **state)
+{
+    fixture_t *f = *state;
+    char err[256] = "";
+    ps_tls_conf_t *c;
+
+    /* Valid from two days ahead, and expired nine days ago. */
+    assert_int_equal(ps_pki_issue_shifted(f->pki, PS_ROLE_VIEWER, OU_TOWNSHIP, "future", 30, 2, err, sizeof(err)),
+                     PS_OK);
+    assert_int_equal(ps_pki_issue_shifted(f->pki, PS_ROLE_VIEWER, OU_TOWNSHIP, "expired", 1, -10, err, sizeof(err)),
+                     PS_OK);
+    assert_int_equal(ps_pki_issue_shifted(f->pki, PS_ROLE_VIEWER, OU_TOWNSHIP, "x", 1, 4000, err, sizeof(err)),
+                     PS_EINVAL);
+    c = make_conf(PS_TLS_CLIENT, f->pki, f->pki, "future");
+    assert_int_equal(shake(c, f->server, NULL, 0, NULL, err, sizeof(err)), PS_ETLS);
+    if (!strstr(err, "future"))
+        fail_msg("server error: %s", err);
+    ps_tls_conf_free(c);
+    c = make_conf(PS_TLS_CLIENT, f->pki, f->pki, "expired");
+    assert_int_equal(shake(c, f->server, NULL, 0, NULL, err, sizeof(err)), PS_ETLS);
+    if (!strstr(err, "expired"))
+        fail_msg("server error: %s", err);
+    ps_tls_conf_free(c);
+}
+
+static void test_key_usage(void **state)
+{
+    fixture_t *f = *state;
+    char err[256] = "";
+    ps_tls_conf_t *c;
+
+    /* A client presenting a serverAuth-only certificate. */
+    c = make_conf(PS_TLS_CLIENT, f->pki, f->pki, "forged");
+    assert_int_equal(shake(c, f->server, NULL, 0, NULL, err, sizeof(err)), PS_ETLS);
+    if (!strstr(err, "clientAuth") && !strstr(err, "key usage"))
+        fail_msg("server error: %s", err);
+    ps_tls_conf_free(c);
+    /* A client certificate with no extendedKeyUsage at all: mbedTLS alone
+     * would take it as "any purpose"; we do not. */
+    forge_eku(f->pki, "no-eku", "CN=no-eku,OU=" OU_TOWNSHIP ",O=popsync,title=township", 0);
+    c = make_conf(PS_TLS_CLIENT, f->pki, f->pki, "no-eku");
+    assert_int_equal(shake(c, f->server, NULL, 0, NULL, err, sizeof(err)), PS_ETLS);
+    if (!strstr(err, "clientAuth"))
+        fail_msg("server error: %s", err);
+    ps_tls_conf_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -536,6 +779,9 @@ int main(void)
         cmocka_unit_test(test_resume),
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_revocation),
+        cmocka_unit_test(test_validity),
+        cmocka_unit_test(test_key_usage),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

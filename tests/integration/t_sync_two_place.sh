@@ -1,0 +1,101 @@
+# Two-place exchange (issue 4, case 5): a migration record made by the
+# inflow township names the outflow township as its other place; the other
+# place sees it, may set submitted_date and feedback_date (nothing else),
+# and dates set on either side sync to both.
+. "$(dirname "$0")/lib4.sh"
+make_pki4
+issue township $TA ta
+issue township $TB tb
+start_server4
+client a ta
+client b tb
+client admin admin
+sync_all() { for c in a b admin; do psync "$c" 2>/dev/null; done; }
+dates() { field "$1" "$m" 'r["submitted_date"], r["feedback_date"], r["employer"]'; }
+
+# b_edit ID --set ...: the outflow township edits the migration.  The CLI
+# is tried first; if it refuses, the failure is recorded and the same edit
+# is made behind its back (the person the migration names is copied in and
+# the cache's role set to admin for the local checks only), so that the
+# server's own rules are still tested.
+b_edit() {
+    local id=$1 out rc role val
+    shift
+    set +e
+    out=$(sq b edit "$id" "$@" 2>&1)
+    rc=$?
+    set -e
+    [ $rc -eq 0 ] && return 0
+    soft_fail "the other place cannot make a permitted edit ($*) with the CLI: exit $rc: $(echo "$out" | tr '\n' ' ')"
+    role=$(cachetool "$T/b" get meta 726f6c65)
+    val=$(cachetool "$T/a" get records "$p")
+    cachetool "$T/b" put records "$p" "$val" put meta 726f6c65 "$(printf admin | od -An -tx1 | tr -d ' \n')"
+    sq b edit "$id" "$@" || fail "the bypassed edit failed too"
+    cachetool "$T/b" put meta 726f6c65 "$role" del records "$p"
+}
+
+p=$(add_person a 1 --set registration=migrant)
+m=$(sq a add migration --set person_id="$p" --set direction=inflow --set other_place_code=$TB \
+    --set other_place=文化路街道 --set start_date=2024-03-01 --set employer=钢城钢铁公司)
+psync a
+psync b
+has b "$m" || fail "the outflow township does not see the migration naming it"
+has b "$p" && fail "the outflow township received the person, which is outside its scope"
+expect_eq "$(dates b)" "  钢城钢铁公司" "B's copy of the migration"
+pass "the other place sees the migration record"
+
+# B answers: submitted and feedback dates.
+b_edit "$m" --set submitted_date=2024-03-05 --set feedback_date=2024-03-09
+out=$(sq b sync 2>&1) || true
+echo "B's sync says: $out"
+sync_all
+for c in a b admin; do
+    expect_soft "$(dates "$c")" "2024-03-05 2024-03-09 钢城钢铁公司" "dates set by the other place, seen by $c"
+done
+expect_soft "$(status_json b | python3 -c 'import json,sys; print(json.load(sys.stdin)["rejected_count"])')" 0 \
+    "rejections of the other place's permitted edit"
+
+# A changes the submission date: B sees it.
+sq a edit "$m" --set submitted_date=2024-03-06
+sync_all
+for c in a b admin; do
+    expect_soft "$(field "$c" "$m" 'r["submitted_date"]')" 2024-03-06 "A's submission date seen by $c"
+done
+
+# B may not change anything else: the server refuses, B's status says so,
+# and A's employer stays everywhere.
+rej_before=$(status_json b | python3 -c 'import json,sys; print(json.load(sys.stdin)["rejected_count"])')
+set +e
+out=$(sq b edit "$m" --set employer=别的公司 2>&1)
+rc=$?
+set -e
+if [ $rc -eq 0 ]; then
+    out=$(sq b sync 2>&1) && fail "B's change of employer was accepted: $out"
+fi
+# (when the CLI already refuses it locally, make it reach the server anyway)
+if [ $rc -ne 0 ]; then
+    role=$(cachetool "$T/b" get meta 726f6c65)
+    val=$(cachetool "$T/a" get records "$p")
+    cachetool "$T/b" put records "$p" "$val" put meta 726f6c65 "$(printf admin | od -An -tx1 | tr -d ' \n')"
+    sq b edit "$m" --set employer=别的公司
+    cachetool "$T/b" put meta 726f6c65 "$role" del records "$p"
+    set +e
+    out=$(sq b sync 2>&1)
+    set -e
+fi
+echo "B's sync says: $out"
+echo "$out" | grep -q "1 rejected" || fail "the sync does not report the rejection: $out"
+status_json b | python3 -c '
+import json,sys
+s=json.load(sys.stdin)
+errs=[e for r in s["rejected"] if r["id"]==sys.argv[1] for e in r["errors"]]
+assert any(e["field"]=="employer" and "submitted_date and feedback_date" in e["reason"] for e in errs), s["rejected"]
+' "$m" 2>/dev/null || soft_fail "popsync status does not show that employer is what the other place may not change: $(sq b status | grep rejected | tr '\n' ' ')"
+sq b status | grep "rejected $m" || fail "the text status does not show the rejection"
+sync_all
+for c in a b admin; do
+    expect_eq "$(field "$c" "$m" 'r["employer"]')" 钢城钢铁公司 "A's employer kept in $c"
+done
+stop_server
+finish_soft
+pass "two-place exchange: dates sync both ways, other fields stay the owner's"

@@ -1,0 +1,97 @@
+# Verify (issue 4, case 7): `popsync verify` compares digests of 256 id
+# buckets of (id, revision) with the server's view of the cache's scope and
+# repairs only what differs: records missing or stale are fetched, records
+# the server does not show this cache are dropped.
+. "$(dirname "$0")/lib4.sh"
+make_pki4
+issue township $TA ta
+issue township $TB tb
+start_server4
+client a ta
+client b tb
+client admin admin
+# full NAME: every record NAME holds, whole, sorted.
+full() { sq "$1" list --format json --deleted | python3 -c '
+import json,sys
+for r in sorted(json.load(sys.stdin), key=lambda r: r["id"]): print(json.dumps(r, sort_keys=True, ensure_ascii=False))'; }
+hex() { echo "${1//-/}"; }
+
+psync a
+psync b
+sq a generate --persons 60 --seed 5 >/dev/null
+sq b generate --persons 20 --seed 6 >/dev/null
+psync a
+psync b
+psync a
+psync admin
+out=$(sq a verify)
+expect_eq "$out" "in sync" "verify of a converged cache"
+expect_eq "$(sq a verify --json)" '{"in_sync":true,"buckets_differed":0,"fetched":0,"dropped":0}' "verify --json"
+pass "a converged cache verifies in sync"
+
+# A cache copied now and used after the original moved on is refused.
+cp -r "$T/a" "$T/a_copy"
+
+ids=($(sq a list --kind person --format json | python3 -c 'import json,sys; [print(r["id"]) for r in json.load(sys.stdin)]' | sort))
+stale=${ids[0]}
+tomb=${ids[1]}
+miss1=${ids[2]}
+miss2=${ids[3]}
+miss3=${ids[4]}
+# A tombstone to lose later.
+sq a delete "$tomb"
+psync a
+# The stale record: keep its gen-1 value, let the admin edit it, sync, then
+# put the old value back.
+old=$(cachetool "$T/a" get records "$(hex "$stale")")
+[ -n "$old" ] || fail "cannot read a record value from the cache"
+psync admin
+sq admin edit "$stale" --set phone=13512345678
+psync admin
+psync a
+expect_eq "$(field a "$stale" 'r["phone"], r["rev"]["gen"]')" "13512345678 2" "the edit reached a"
+# An extra record the server never had: a copy of one with another id.
+fake=0199aaaa-bbbb-7ccc-8ddd-eeeeeeeeeeee
+case "$old" in 000a10*) ;; *) fail "unexpected record value format: ${old:0:8}" ;; esac
+fakeval="000a10$(hex $fake)${old:38}"
+# And one the server does not show township A: a record of township B.
+bid=$(all_ids b | head -1)
+bval=$(cachetool "$T/b" get records "$(hex "$bid")")
+cachetool "$T/a" put records "$(hex "$stale")" "$old" \
+    del records "$(hex "$tomb")" del records "$(hex "$miss1")" del records "$(hex "$miss2")" del records "$(hex "$miss3")" \
+    put records "$(hex "$fake")" "$fakeval" put records "$(hex "$bid")" "$bval"
+expect_eq "$(field a "$stale" 'r["rev"]["gen"]')" 1 "the damaged cache holds the stale version"
+has a "$miss1" && fail "damage did not remove a record"
+has a "$fake" || fail "damage did not add the made-up record"
+# A plain sync does not notice: nothing new in the feed.
+out=$(sq a sync)
+case "$out" in "pushed 0 (0 duplicate, 0 rejected, 0 conflicts), pulled 0,"*) ;; *) fail "idle sync: $out" ;; esac
+has a "$miss1" && fail "a plain sync repaired the cache (the test damaged nothing?)"
+
+out=$(sq a verify)
+echo "verify says: $out"
+case "$out" in
+"repaired: 5 record(s) fetched, 2 dropped ("*" of 256 buckets differed)") ;;
+*) fail "verify of the damaged cache: $out" ;;
+esac
+expect_eq "$(sq a verify)" "in sync" "a second verify"
+expect_eq "$(field a "$stale" 'r["phone"], r["rev"]["gen"]')" "13512345678 2" "the stale record was refreshed"
+expect_eq "$(field a "$tomb" 'r["deleted"]')" True "the lost tombstone came back as a tombstone"
+has a "$fake" && fail "verify kept a record the server never had"
+has a "$bid" && fail "verify kept a record of another township"
+# The cache equals the server's view of A's scope: a cache made afresh.
+client a_fresh ta
+psync a_fresh
+diff <(full a) <(full a_fresh) >/dev/null || fail "the repaired cache differs from a fresh one of the same scope"
+pass "verify repairs missing, stale and extra records, and only those"
+
+# The copy made earlier: the server has seen later changes from its node.
+set +e
+out=$(sq a_copy sync 2>&1)
+rc=$?
+set -e
+echo "the copied cache says: $out"
+expect_eq "$rc" 3 "sync of a copied cache"
+echo "$out" | grep -q "restored or copied" || fail "no explanation for the refused copy: $out"
+stop_server
+pass "verify: in sync, repaired, in sync; a restored copy is refused"

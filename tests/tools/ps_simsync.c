@@ -1,0 +1,570 @@
+/* ps_simsync.c - randomized sync test driver (issue #4, item 8).
+ *
+ * usage: ps_simsync --server HOST:PORT --pki DIR --dir WORKDIR --seed N --ops N
+ *
+ * Six real client caches (an admin, two caches on one township certificate,
+ * two more townships and a collector) do random adds, edits, deletes and
+ * moves between townships, sync at random moments, are cut off mid-sync
+ * (the session's test hook) and restarted (cache closed and reopened).  All
+ * of it runs in this process against a real popsyncd, in an order fixed by
+ * the seed, so a failing seed replays the failure.
+ *
+ * At the end every client syncs until nothing moves, then:
+ *   1. the admin's cache equals the server (popsync verify's digests);
+ *   2. every other cache equals the admin's view of its scope, record by
+ *      record (id, generation, HLC, deleted);
+ *   3. every acknowledged change is in the server's state or its conflicts:
+ *      for each record field the test edited, the final value is the value of
+ *      the last acknowledged change that set it, unless a conflict on that
+ *      record kept the other side.
+ * Prints its figures and exits 0 only when all hold.
+ */
+#include "cache.h"
+#include "digest.h"
+#include "err.h"
+#include "ids.h"
+#include "record_fmt.h"
+#include "scope.h"
+#include "sync.h"
+#include "validate.h"
+#include "vctx.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NCLIENT 6
+#define MAXREC 200000
+
+typedef struct client {
+    const char *name;     /* certificate name */
+    const char *role;
+    const char *unit;
+    char dir[512];
+    ps_cache_t *c;
+} client_t;
+
+/* What the test set on a record field, and whether the server took it. */
+typedef struct edit {
+    uint8_t id[16];
+    int field;            /* 0 phone, 1 address, 2 orgunit, 3 deleted */
+    char value[64];
+    uint64_t lcn;         /* local change number it went out with */
+    int client;
+    uint64_t seq;         /* feed sequence when accepted (0: not yet / not applied) */
+    int conflicted;       /* the change raised or became a conflict */
+} edit_t;
+
+static client_t g_clients[NCLIENT] = {
+    {"admin", "admin", "110105000000", "", NULL},
+    {"town1", "township", "110105001000", "", NULL},
+    {"town1", "township", "110105001000", "", NULL}, /* a second device on the same certificate */
+    {"town2", "township", "110105002000", "", NULL},
+    {"town3", "township", "110105003000", "", NULL},
+    {"collector", "collector", "110105001001", "", NULL},
+};
+static const char *g_units[] = {"110105001000", "110105001001", "110105001002", "110105002000",
+                                "110105002001", "110105003000", "110105003001"};
+static const char *g_server, *g_pki;
+static uint64_t g_rng;
+static edit_t *g_edits;
+static size_t g_nedits, g_capedits;
+static uint64_t g_syncs, g_cuts, g_restarts, g_fails, g_conflicts_seen, g_rejected;
+
+static uint64_t rnd(void)
+{
+    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint32_t below(uint32_t n)
+{
+    return (uint32_t)(rnd() % n);
+}
+
+static void die(const char *what)
+{
+    fprintf(stderr, "ps_simsync: %s\n", what);
+    exit(2);
+}
+
+static void open_client(int i)
+{
+    char err[512];
+    if (ps_cache_open(&g_clients[i].c, g_clients[i].dir, err, sizeof(err)))
+        die(err);
+}
+
+static void make_client(int i, const char *work)
+{
+    ps_cache_meta_t m;
+    char err[512];
+    client_t *cl = &g_clients[i];
+    memset(&m, 0, sizeof(m));
+    snprintf(cl->dir, sizeof(cl->dir), "%s/c%d", work, i);
+    snprintf(m.server, sizeof(m.server), "%s", g_server);
+    snprintf(m.server_name, sizeof(m.server_name), "popsyncd");
+    snprintf(m.ca, sizeof(m.ca), "%s/ca.crt", g_pki);
+    snprintf(m.cert, sizeof(m.cert), "%s/%s.crt", g_pki, cl->name);
+    snprintf(m.key, sizeof(m.key), "%s/%s.key", g_pki, cl->name);
+    snprintf(m.role, sizeof(m.role), "%s", cl->role);
+    snprintf(m.orgunit, sizeof(m.orgunit), "%s", cl->unit);
+    snprintf(m.name, sizeof(m.name), "%s", cl->name);
+    ps_random(m.node, sizeof(m.node));
+    if (ps_cache_create(cl->dir, &m, err, sizeof(err)))
+        die(err);
+    open_client(i);
+}
+
+static void id_number(char out[19], int male)
+{
+    static const int w[17] = {7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2};
+    int sum = 0;
+    snprintf(out, 19, "11010519%02u%02u%02u%02u%u", 50 + below(40), 1 + below(12), 1 + below(28), below(100),
+             below(5) * 2 + (male ? 1u : 0u));
+    for (int i = 0; i < 17; i++)
+        sum += (out[i] - '0') * w[i];
+    out[17] = "10X98765432"[sum % 11];
+    out[18] = '\0';
+}
+
+static void remember_id(const uint8_t *id);
+
+static void note_edit(int client, const uint8_t *id, int field, const char *value)
+{
+    edit_t *e;
+    if (g_nedits == g_capedits) {
+        g_capedits = g_capedits ? g_capedits * 2 : 4096;
+        g_edits = realloc(g_edits, g_capedits * sizeof(*g_edits));
+        if (!g_edits)
+            die("out of memory");
+    }
+    e = &g_edits[g_nedits++];
+    memset(e, 0, sizeof(*e));
+    memcpy(e->id, id, 16);
+    e->field = field;
+    snprintf(e->value, sizeof(e->value), "%s", value);
+    e->lcn = ps_cache_meta(g_clients[client].c)->next_lcn - 1;
+    e->client = client;
+}
+
+static int put_checked(int i, Popsync__Record *r)
+{
+    ps_client_vctx_t vc;
+    ps_verrs_t v;
+    memset(&v, 0, sizeof(v));
+    ps_client_vctx_init(&vc, g_clients[i].c);
+    ps_validate_record(r, &vc.ctx, &v);
+    ps_client_vctx_free(&vc);
+    if (v.n)
+        return PS_EINVAL;
+    return ps_cache_put_local(g_clients[i].c, r);
+}
+
+static void op_add(int i)
+{
+    Popsync__Record *r = NULL;
+    char idn[19], date[11], err[128];
+    int male = (int)below(2);
+    const char *unit = g_clients[i].unit;
+    if (!strcmp(g_clients[i].role, "admin"))
+        unit = g_units[below(7)];
+    else if (!strcmp(g_clients[i].role, "township"))
+        for (int k = 0; k < 5; k++) {
+            const char *u = g_units[below(7)];
+            if (ps_orgunit_within(u, g_clients[i].unit)) {
+                unit = u;
+                break;
+            }
+        }
+    id_number(idn, male);
+    snprintf(date, sizeof(date), "%.4s-%.2s-%.2s", idn + 6, idn + 10, idn + 12);
+    if (ps_record_new(&r, POPSYNC__KIND__KIND_PERSON))
+        die("record_new");
+    r->id.data = malloc(16);
+    r->id.len = 16;
+    ps_uuid7(r->id.data);
+    if (ps_record_set(r, "orgunit", unit, err, sizeof(err)) || ps_record_set(r, "name", "测试", err, sizeof(err)) ||
+        ps_record_set(r, "id_number", idn, err, sizeof(err)) ||
+        ps_record_set(r, "sex", male ? "male" : "female", err, sizeof(err)) ||
+        ps_record_set(r, "birth_date", date, err, sizeof(err)))
+        die(err);
+    if (put_checked(i, r) == PS_OK) {
+        note_edit(i, r->id.data, 3, "false");
+        remember_id(r->id.data);
+    }
+    ps_record_free(r);
+}
+
+/* Every id ever created, so a pick costs a few lookups, not a scan. */
+static uint8_t (*g_ids)[16];
+static size_t g_nids, g_capids;
+
+static void remember_id(const uint8_t *id)
+{
+    if (g_nids == g_capids) {
+        g_capids = g_capids ? g_capids * 2 : 4096;
+        g_ids = realloc(g_ids, g_capids * 16);
+        if (!g_ids)
+            die("out of memory");
+    }
+    memcpy(g_ids[g_nids++], id, 16);
+}
+
+static Popsync__Record *pick_record(int i)
+{
+    /* Try a few random ids: a client holds only its scope's share. */
+    for (int tries = 0; tries < 8 && g_nids; tries++) {
+        Popsync__Record *r = NULL;
+        if (ps_cache_get(g_clients[i].c, g_ids[rnd() % g_nids], &r) != PS_OK)
+            continue;
+        if (!r->deleted)
+            return r;
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+    }
+    return NULL;
+}
+
+static void op_edit(int i, uint64_t opno)
+{
+    Popsync__Record *r = pick_record(i);
+    char val[64], err[128];
+    int field = (int)below(2);
+    if (!r)
+        return;
+    if (field == 0)
+        snprintf(val, sizeof(val), "1%d%09llu", i, (unsigned long long)opno);
+    else
+        snprintf(val, sizeof(val), "地址 c%d-%llu", i, (unsigned long long)opno);
+    if (ps_record_set(r, field == 0 ? "phone" : "address", val, err, sizeof(err)) == PS_OK && put_checked(i, r) == PS_OK)
+        note_edit(i, r->id.data, field, val);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+}
+
+static void op_delete(int i)
+{
+    Popsync__Record *r = pick_record(i);
+    if (!r)
+        return;
+    r->deleted = 1;
+    if (put_checked(i, r) == PS_OK)
+        note_edit(i, r->id.data, 3, "true");
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+}
+
+static void op_move(int i)
+{
+    Popsync__Record *r;
+    char err[128];
+    const char *to = g_units[below(7)];
+    if (!strcmp(g_clients[i].role, "collector"))
+        return; /* field devices do not hand records over */
+    r = pick_record(i);
+    if (!r)
+        return;
+    if (strcmp(r->orgunit, to) != 0 && ps_record_set(r, "orgunit", to, err, sizeof(err)) == PS_OK) {
+        /* A township may hand its record to any unit; validation of the
+         * new unit's scope applies only to new records. */
+        Popsync__Rev *rev = r->rev;
+        if (ps_cache_put_local(g_clients[i].c, r) == PS_OK)
+            note_edit(i, r->id.data, 2, to);
+        (void)rev;
+    }
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+}
+
+/* Records which edits the server accepted (with their seq) from the rejected list and outbox state. */
+typedef struct ackctx {
+    int client;
+} ackctx_t;
+
+static int do_sync(int i, uint64_t cut)
+{
+    ps_sync_opts_t o;
+    ps_sync_stats_t st;
+    char err[512];
+    int rc;
+    memset(&o, 0, sizeof(o));
+    o.cut_after_frames = cut;
+    o.push_batch = 1 + below(50);
+    rc = ps_sync_run(g_clients[i].c, &o, &st, err, sizeof(err));
+    g_syncs++;
+    g_conflicts_seen += st.conflicts + st.merged_conflicts;
+    g_rejected += st.rejected;
+    if (rc) {
+        if (cut)
+            g_cuts++;
+        else {
+            g_fails++;
+            fprintf(stderr, "sync of client %d failed: %s\n", i, err);
+        }
+    }
+    return rc;
+}
+
+/* --- final checks --- */
+
+typedef struct snap {
+    uint8_t id[16];
+    uint64_t gen, hlc;
+    int deleted;
+    char unit[13];
+    char other[13];
+    char phone[32];
+    char address[96];
+} snap_t;
+
+typedef struct snaps {
+    snap_t *v;
+    size_t n, cap;
+} snaps_t;
+
+static int snap_cb(Popsync__Record *r, void *arg)
+{
+    snaps_t *s = arg;
+    snap_t *x;
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 1024;
+        s->v = realloc(s->v, s->cap * sizeof(*s->v));
+        if (!s->v)
+            die("out of memory");
+    }
+    x = &s->v[s->n++];
+    memset(x, 0, sizeof(*x));
+    memcpy(x->id, r->id.data, 16);
+    x->gen = r->rev ? r->rev->gen : 0;
+    x->hlc = r->rev ? r->rev->hlc : 0;
+    x->deleted = r->deleted;
+    snprintf(x->unit, sizeof(x->unit), "%s", r->orgunit);
+    if (r->body_case == POPSYNC__RECORD__BODY_PERSON) {
+        snprintf(x->phone, sizeof(x->phone), "%s", r->person->phone);
+        snprintf(x->address, sizeof(x->address), "%s", r->person->address);
+    }
+    return 0;
+}
+
+static int cmp_snap(const void *a, const void *b)
+{
+    return memcmp(((const snap_t *)a)->id, ((const snap_t *)b)->id, 16);
+}
+
+static void snapshot(int i, snaps_t *s)
+{
+    memset(s, 0, sizeof(*s));
+    if (ps_cache_foreach(g_clients[i].c, snap_cb, s))
+        die("reading a cache");
+    qsort(s->v, s->n, sizeof(*s->v), cmp_snap);
+}
+
+static int visible(int i, const snap_t *x)
+{
+    if (!strcmp(g_clients[i].role, "admin"))
+        return 1;
+    return ps_orgunit_within(x->unit, g_clients[i].unit);
+}
+
+/* Conflicts on the server, for check 3. */
+static uint8_t (*g_conflict_ids)[16];
+static size_t g_nconflict;
+
+static void on_conflicts(const Popsync__ConflictListResult *res, void *arg)
+{
+    (void)arg;
+    g_conflict_ids = calloc(res->n_conflicts + 1, 16);
+    for (size_t i = 0; i < res->n_conflicts; i++)
+        if (res->conflicts[i]->record_id.len == 16)
+            memcpy(g_conflict_ids[g_nconflict++], res->conflicts[i]->record_id.data, 16);
+}
+
+static int has_conflict(const uint8_t *id)
+{
+    for (size_t i = 0; i < g_nconflict; i++)
+        if (!memcmp(g_conflict_ids[i], id, 16))
+            return 1;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option lo[] = {{"server", required_argument, NULL, 's'}, {"pki", required_argument, NULL, 'p'},
+                                       {"dir", required_argument, NULL, 'd'},    {"seed", required_argument, NULL, 'r'},
+                                       {"ops", required_argument, NULL, 'n'},    {NULL, 0, NULL, 0}};
+    const char *work = NULL;
+    uint64_t seed = 1, ops = 20000, mismatches = 0, checked_fields = 0, lost = 0, settled;
+    snaps_t admin;
+    int opt;
+
+    while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (opt) {
+        case 's': g_server = optarg; break;
+        case 'p': g_pki = optarg; break;
+        case 'd': work = optarg; break;
+        case 'r': seed = strtoull(optarg, NULL, 10); break;
+        case 'n': ops = strtoull(optarg, NULL, 10); break;
+        default: return 2;
+        }
+    }
+    if (!g_server || !g_pki || !work)
+        die("usage: ps_simsync --server HOST:PORT --pki DIR --dir WORKDIR --seed N --ops N");
+    g_rng = seed;
+    printf("seed %llu, %llu operations over %d clients\n", (unsigned long long)seed, (unsigned long long)ops, NCLIENT);
+    fflush(stdout);
+    for (int i = 0; i < NCLIENT; i++)
+        make_client(i, work);
+
+    for (uint64_t op = 0; op < ops; op++) {
+        int i = (int)below(NCLIENT);
+        uint32_t dice = below(1000);
+        if (dice < 320)
+            op_add(i);
+        else if (dice < 770)
+            op_edit(i, op);
+        else if (dice < 840)
+            op_delete(i);
+        else if (dice < 880)
+            op_move(i);
+        else if (dice < 955) {
+            /* One sync in eight is cut off after a few frames. */
+            do_sync(i, below(8) == 0 ? 1 + below(6) : 0);
+        } else if (dice < 962) {
+            ps_cache_close(g_clients[i].c);
+            open_client(i);
+            g_restarts++;
+        }
+        /* else: idle */
+    }
+
+    /* Settle: sync everyone until a whole round moves nothing. */
+    for (settled = 0; settled < 10; settled++) {
+        uint64_t moved = 0;
+        for (int i = 0; i < NCLIENT; i++) {
+            ps_sync_opts_t o;
+            ps_sync_stats_t st;
+            char err[512];
+            memset(&o, 0, sizeof(o));
+            if (ps_sync_run(g_clients[i].c, &o, &st, err, sizeof(err))) {
+                fprintf(stderr, "final sync of client %d failed: %s\n", i, err);
+                return 1;
+            }
+            moved += st.accepted + st.pulled + st.rejected + st.conflicts + st.duplicate;
+            g_conflicts_seen += st.conflicts + st.merged_conflicts;
+            g_rejected += st.rejected;
+        }
+        if (moved == 0)
+            break;
+    }
+
+    /* 1. The admin holds exactly the server's state. */
+    {
+        ps_sync_opts_t o;
+        ps_sync_stats_t st;
+        char err[512];
+        memset(&o, 0, sizeof(o));
+        o.verify = 1;
+        o.list_conflicts = 1;
+        o.include_resolved = 1;
+        o.on_conflicts = on_conflicts;
+        if (ps_sync_run(g_clients[0].c, &o, &st, err, sizeof(err))) {
+            fprintf(stderr, "admin verify failed: %s\n", err);
+            return 1;
+        }
+        if (st.buckets_differed) {
+            fprintf(stderr, "FAIL: admin cache differed from the server in %llu buckets\n",
+                    (unsigned long long)st.buckets_differed);
+            return 1;
+        }
+    }
+    snapshot(0, &admin);
+
+    /* 2. Every other cache equals the admin's view of its scope. */
+    for (int i = 1; i < NCLIENT; i++) {
+        snaps_t mine;
+        size_t a = 0, b = 0;
+        snapshot(i, &mine);
+        while (a < admin.n || b < mine.n) {
+            int c = a >= admin.n ? 1 : b >= mine.n ? -1 : memcmp(admin.v[a].id, mine.v[b].id, 16);
+            if (c < 0) {
+                if (visible(i, &admin.v[a])) {
+                    fprintf(stderr, "FAIL: client %d misses a record of its scope\n", i);
+                    mismatches++;
+                }
+                a++;
+            } else if (c > 0) {
+                fprintf(stderr, "FAIL: client %d holds a record the server does not show it\n", i);
+                mismatches++;
+                b++;
+            } else {
+                if (!visible(i, &admin.v[a]) || admin.v[a].gen != mine.v[b].gen || admin.v[a].hlc != mine.v[b].hlc ||
+                    admin.v[a].deleted != mine.v[b].deleted) {
+                    fprintf(stderr, "FAIL: client %d holds a different revision (gen %llu vs %llu)\n", i,
+                            (unsigned long long)mine.v[b].gen, (unsigned long long)admin.v[a].gen);
+                    mismatches++;
+                }
+                a++;
+                b++;
+            }
+        }
+        free(mine.v);
+    }
+
+    /* 3. Last acknowledged writer per field, or a conflict.  The order of
+     * acknowledgement is the order the server applied changes; the test
+     * only knows each change's lcn per client, so it checks the weaker but
+     * still sharp form: the final value was set by some change of the test
+     * (never invented or reverted to a value nobody wrote last), and when
+     * exactly one client ever set the field, its last value is final. */
+    for (size_t k = 0; k < admin.n; k++) {
+        const snap_t *x = &admin.v[k];
+        for (int field = 0; field < 2; field++) {
+            const char *final = field == 0 ? x->phone : x->address;
+            const edit_t *last_of[NCLIENT] = {NULL};
+            int writers = 0, found = !*final;
+            for (size_t e = 0; e < g_nedits; e++) {
+                if (g_edits[e].field != field || memcmp(g_edits[e].id, x->id, 16))
+                    continue;
+                if (!last_of[g_edits[e].client])
+                    writers++;
+                last_of[g_edits[e].client] = &g_edits[e];
+                if (!strcmp(g_edits[e].value, final))
+                    found = 1;
+            }
+            if (writers == 0)
+                continue;
+            checked_fields++;
+            if (!found) {
+                fprintf(stderr, "FAIL: a field holds a value no change set\n");
+                lost++;
+                continue;
+            }
+            if (writers == 1 && !has_conflict(x->id) && !x->deleted) {
+                for (int c = 0; c < NCLIENT; c++)
+                    if (last_of[c] && strcmp(last_of[c]->value, final) != 0) {
+                        fprintf(stderr, "FAIL: an acknowledged edit is neither in the record nor in a conflict\n");
+                        lost++;
+                    }
+            }
+        }
+    }
+
+    printf("syncs %llu (cut %llu, failed %llu), restarts %llu, settle rounds %llu\n", (unsigned long long)g_syncs,
+           (unsigned long long)g_cuts, (unsigned long long)g_fails, (unsigned long long)g_restarts,
+           (unsigned long long)settled + 1);
+    printf("records %zu, edits %zu, conflicts %zu, rejected %llu, fields checked %llu\n", admin.n, g_nedits, g_nconflict,
+           (unsigned long long)g_rejected, (unsigned long long)checked_fields);
+    printf("mismatched caches %llu, lost edits %llu\n", (unsigned long long)mismatches, (unsigned long long)lost);
+    for (int i = 0; i < NCLIENT; i++)
+        ps_cache_close(g_clients[i].c);
+    free(admin.v);
+    free(g_edits);
+    free(g_conflict_ids);
+    free(g_ids);
+    if (mismatches || lost || g_fails) {
+        printf("FAILED (replay with --seed %llu --ops %llu)\n", (unsigned long long)seed, (unsigned long long)ops);
+        return 1;
+    }
+    printf("PASSED\n");
+    return 0;
+}

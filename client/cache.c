@@ -1173,7 +1173,12 @@ int ps_cache_outbox_ack(ps_cache_t *c, const Popsync__Push *sent, const Popsync_
         }
         if ((rc = pending_add(c, txn, ch->record->id.data, -1)))
             goto out;
-        if (r->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_ACCEPTED && r->rev)
+        /* Only a change applied exactly on its base (gen = base + 1) left
+         * the server holding our content: then our copy takes the new
+         * revision.  A merged result holds edits we have not seen, so our
+         * copy keeps its base until the merged version is fetched. */
+        if (r->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_ACCEPTED && r->rev &&
+            r->rev->gen == (ch->base_rev ? ch->base_rev->gen : 0) + 1)
             if ((rc = set_local_rev(c, txn, ch->record->id.data, r->rev)))
                 goto out;
     }

@@ -256,8 +256,7 @@ static int resolve(ps_cli_t *cli, ps_cache_t *c, const char *idtext, const char 
     }
     memset(&v, 0, sizeof(v));
     ps_client_vctx_init(&vc, c);
-    if (r->deleted)
-        vc.ctx.ref_exists = NULL;
+    vc.ctx.current = l.found->kept;
     ps_validate_record(r, &vc.ctx, &v);
     ps_client_vctx_free(&vc);
     if (v.n) {

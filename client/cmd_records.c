@@ -61,7 +61,8 @@ static int apply_edits(const char *cmd, Popsync__Record *r, char **sets, size_t 
     return PS_EXIT_OK;
 }
 
-static int validate_or_report(const char *cmd, ps_cache_t *c, const Popsync__Record *r)
+static int validate_or_report(const char *cmd, ps_cache_t *c, const Popsync__Record *r,
+                              const Popsync__Record *current)
 {
     ps_client_vctx_t vc;
     ps_verrs_t v;
@@ -69,6 +70,7 @@ static int validate_or_report(const char *cmd, ps_cache_t *c, const Popsync__Rec
     size_t n;
     memset(&v, 0, sizeof(v));
     ps_client_vctx_init(&vc, c);
+    vc.ctx.current = current;
     n = ps_validate_record(r, &vc.ctx, &v);
     ps_client_vctx_free(&vc);
     if (n == 0)
@@ -144,7 +146,7 @@ int ps_cmd_add(ps_cli_t *cli, int argc, char **argv)
     }
     if ((rc = apply_edits("add", r, sets, nsets, json)))
         goto out;
-    if ((rc = validate_or_report("add", c, r)))
+    if ((rc = validate_or_report("add", c, r, NULL)))
         goto out;
     if (ps_cache_put_local(c, r) != PS_OK) {
         ps_cli_err("add: cannot store the record");
@@ -206,8 +208,20 @@ int ps_cmd_edit(ps_cli_t *cli, int argc, char **argv)
         rc = PS_EXIT_NOTFOUND;
         goto out;
     }
-    if ((rc = apply_edits("edit", r, sets, nsets, json)) || (rc = validate_or_report("edit", c, r)))
-        goto out;
+    {
+        /* Keep the version being edited: validation judges what changed. */
+        Popsync__Record *before = NULL;
+        if (ps_cache_get(c, r->id.data, &before) != PS_OK) {
+            rc = PS_EXIT_FAIL;
+            goto out;
+        }
+        rc = apply_edits("edit", r, sets, nsets, json);
+        if (!rc)
+            rc = validate_or_report("edit", c, r, before);
+        protobuf_c_message_free_unpacked(&before->base, NULL);
+        if (rc)
+            goto out;
+    }
     if (ps_cache_put_local(c, r) != PS_OK) {
         ps_cli_err("edit: cannot store the record");
         rc = PS_EXIT_FAIL;

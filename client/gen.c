@@ -344,7 +344,7 @@ typedef struct gen {
     size_t ndleaves;
     uint8_t *idbits;       /**< used (birth day, sequence code) pairs */
     int32_t idbits_day0;   /**< day of bit 0: FIRST_YEAR-01-01 */
-    uint8_t sex_deck[50];  /**< child sexes, dealt in shuffled decks */
+    uint8_t sex_deck[25];  /**< child sexes, dealt in shuffled decks */
     size_t deck_pos;
     uint32_t surname_total, ethnicity_total; /**< sums of the weight tables */
     Popsync__Record *recs[BATCH + GROUP_MAX];
@@ -714,10 +714,11 @@ static size_t plan_household(gen_t *g, member_t *mem, size_t size)
 
 static int deal_sex(gen_t *g)
 {
-    /* 26 boys and 24 girls a deck: 108 to 100, a typical sex ratio at birth. */
+    /* 13 boys and 12 girls a deck: 108 to 100, a typical sex ratio at birth.
+     * A small deck keeps small runs (a township's few dozen births) close. */
     if (g->deck_pos == 0 || g->deck_pos >= NELEM(g->sex_deck)) {
         for (size_t i = 0; i < NELEM(g->sex_deck); i++)
-            g->sex_deck[i] = i < 26;
+            g->sex_deck[i] = i < 13;
         for (size_t i = NELEM(g->sex_deck) - 1; i > 0; i--) {
             size_t j = rnd_below(&g->r, (uint32_t)(i + 1));
             uint8_t t = g->sex_deck[i];

@@ -287,6 +287,17 @@ static void on_orgunits(session_t *s, Popsync__OrgUnits *o)
     after_welcome(s);
 }
 
+/* Was this accepted change merged with others (not applied on its base)? */
+static int merged_result(const Popsync__Push *sent, const Popsync__ChangeResult *cr)
+{
+    for (size_t i = 0; i < sent->n_changes; i++) {
+        const Popsync__Change *ch = sent->changes[i];
+        if (ch->lcn == cr->lcn)
+            return !cr->rev || cr->rev->gen != (ch->base_rev ? ch->base_rev->gen : 0) + 1;
+    }
+    return 0;
+}
+
 static void on_push_result(session_t *s, Popsync__PushResult *r)
 {
     int rc = ps_cache_outbox_ack(s->cache, s->inflight, r);
@@ -307,10 +318,12 @@ static void on_push_result(session_t *s, Popsync__PushResult *r)
         case POPSYNC__CHANGE_STATUS__CHANGE_STATUS_CONFLICT: s->stats->conflicts++; break;
         default: break;
         }
-        /* The local copy shows what was refused: read the server's back. */
-        if ((cr->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_REJECTED ||
-             cr->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_CONFLICT) &&
-            cr->id.len == 16)
+        /* The local copy shows what was refused, or lacks what a merge
+         * added: read the server's version back after the pull. */
+        if (cr->id.len == 16 && (cr->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_REJECTED ||
+                                 cr->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_CONFLICT ||
+                                 (cr->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_ACCEPTED &&
+                                  merged_result(s->inflight, cr))))
             idlist_add(&s->refetch, cr->id.data);
     }
     ps_cache_push_free(s->inflight);

@@ -24,7 +24,8 @@ typedef struct ps_client_vctx {
     int sorted;
 } ps_client_vctx_t;
 
-/** Builds the context for cache c (which must outlive it). */
+/** Builds the context for cache c (which must outlive it).  For an edit,
+ *  set v->ctx.current to the version being edited afterwards. */
 int ps_client_vctx_init(ps_client_vctx_t *v, ps_cache_t *c);
 void ps_client_vctx_free(ps_client_vctx_t *v);
 /** Remembers a record accepted in the current batch, so later ones may refer to it. */

@@ -143,7 +143,8 @@ int ps_pki_init_ca(const char *dir, const char *name, char *err, size_t errlen);
 /**
  * Issues a certificate signed by the CA in dir for a holder with this role,
  * org unit (12 digits) and name: dir/NAME.crt and dir/NAME.key (0600).
- * Serials are 16 random bytes; validity days from now.
+ * Serials are 16 random bytes; the validity is days long, starting an hour
+ * ago (clock skew), and never outlasts the CA.
  */
 int ps_pki_issue(const char *dir, ps_role_t role, const char *orgunit, const char *name, int days, char *err,
                  size_t errlen);

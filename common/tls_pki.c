@@ -242,6 +242,62 @@ fail:
     return pki_mbed(err, errlen, "extended key usage", ret);
 }
 
+/* True when name can be a dNSName: labels of letters, digits and '-',
+ * separated by single dots (RFC 1123), 253 characters at most. */
+static int dns_name_ok(const char *name)
+{
+    size_t label = 0, len = strlen(name);
+
+    if (len == 0 || len > 253)
+        return 0;
+    for (const char *p = name; *p; p++) {
+        if (*p == '.') {
+            if (label == 0 || p[-1] == '-')
+                return 0;
+            label = 0;
+        } else if (isalnum((unsigned char)*p) || (*p == '-' && label > 0)) {
+            if (++label > 63)
+                return 0;
+        } else {
+            return 0;
+        }
+    }
+    return label > 0 && name[len - 1] != '-';
+}
+
+/* subjectAltName with one dNSName, for the server's certificate: RFC 6125
+ * has clients prefer it to the CN, and scanners (testssl) expect it.
+ * mbedTLS 2.28 cannot write it, so it is encoded here:
+ * SEQUENCE { [2] IMPLICIT IA5String }. */
+static int set_san(mbedtls_x509write_cert *crt, const char *name, char *err, size_t errlen)
+{
+    unsigned char buf[300], *p = buf + sizeof(buf);
+    size_t len = 0;
+    int ret;
+
+    if ((ret = mbedtls_asn1_write_raw_buffer(&p, buf, (const unsigned char *)name, strlen(name))) < 0)
+        goto fail;
+    len += (size_t)ret;
+    if ((ret = mbedtls_asn1_write_len(&p, buf, len)) < 0)
+        goto fail;
+    len += (size_t)ret;
+    if ((ret = mbedtls_asn1_write_tag(&p, buf, MBEDTLS_ASN1_CONTEXT_SPECIFIC | 2)) < 0)
+        goto fail;
+    len += (size_t)ret;
+    if ((ret = mbedtls_asn1_write_len(&p, buf, len)) < 0)
+        goto fail;
+    len += (size_t)ret;
+    if ((ret = mbedtls_asn1_write_tag(&p, buf, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE)) < 0)
+        goto fail;
+    len += (size_t)ret;
+    if ((ret = mbedtls_x509write_crt_set_extension(crt, MBEDTLS_OID_SUBJECT_ALT_NAME,
+                                                   MBEDTLS_OID_SIZE(MBEDTLS_OID_SUBJECT_ALT_NAME), 0, p, len)) != 0)
+        goto fail;
+    return PS_OK;
+fail:
+    return pki_mbed(err, errlen, "subject alternative name", ret);
+}
+
 /* Rebuilds the CA's subject as a string for set_issuer_name.  Only our own
  * attribute types occur and values were checked by name_ok when the CA was
  * made, so no escaping is needed; anything else is refused. */
@@ -463,8 +519,11 @@ static int issue_impl(const char *dir, ps_role_t role, const char *orgunit, cons
     }
     /* A certificate cannot usefully outlive its CA: clamp instead of failing
      * so issuing keeps working during the CA's last years. */
+    /* The window is exactly days long (counted from the backdated start),
+     * so the default 825 days stays within the CA/Browser limit scanners
+     * such as testssl check. */
     not_before = now + (time_t)shift_days * 86400 - PS_BACKDATE_S;
-    not_after = now + (time_t)shift_days * 86400 + (time_t)days * 86400;
+    not_after = not_before + (time_t)days * 86400;
     if (not_after > ca_end)
         not_after = ca_end;
     if (not_after <= not_before) {
@@ -494,6 +553,10 @@ static int issue_impl(const char *dir, ps_role_t role, const char *orgunit, cons
         goto out;
     }
     if ((rc = set_eku(&crt, role, err, errlen)) != PS_OK)
+        goto out;
+    /* A server named like a host also gets it as a dNSName; other names are
+     * matched by the CN alone (mbedTLS falls back to it without a SAN). */
+    if (role == PS_ROLE_SERVER && dns_name_ok(name) && (rc = set_san(&crt, name, err, errlen)) != PS_OK)
         goto out;
     if ((rc = write_key(key_path, &key, err, errlen)) != PS_OK)
         goto out;

@@ -338,6 +338,30 @@ static int check_enum(vstate_t *vs, const char *field, int value, int max, int r
     return 1;
 }
 
+/* Does the stored version hold the same id in this reference field? */
+static int same_ref_as_current(const Popsync__Record *cur, const char *field, ProtobufCBinaryData id)
+{
+    const ProtobufCMessage *body = NULL;
+    const ProtobufCFieldDescriptor *f;
+    const ProtobufCBinaryData *old;
+    switch (cur->body_case) {
+    case POPSYNC__RECORD__BODY_PERSON: body = &cur->person->base; break;
+    case POPSYNC__RECORD__BODY_HOUSEHOLD: body = &cur->household->base; break;
+    case POPSYNC__RECORD__BODY_BIRTH: body = &cur->birth->base; break;
+    case POPSYNC__RECORD__BODY_MIGRATION: body = &cur->migration->base; break;
+    case POPSYNC__RECORD__BODY_BENEFIT: body = &cur->benefit->base; break;
+    case POPSYNC__RECORD__BODY_SERVICE_VISIT: body = &cur->service_visit->base; break;
+    default: return 0;
+    }
+    if (!body)
+        return 0;
+    f = protobuf_c_message_descriptor_get_field_by_name(body->descriptor, field);
+    if (!f || f->type != PROTOBUF_C_TYPE_BYTES)
+        return 0;
+    old = (const ProtobufCBinaryData *)(const void *)((const uint8_t *)body + f->offset);
+    return old->len == id.len && id.len > 0 && memcmp(old->data, id.data, id.len) == 0;
+}
+
 /* A reference to another record: a 16-byte id, and, when the context can
  * tell, one of a live record of the expected kind. */
 static void check_ref(vstate_t *vs, const char *field, ProtobufCBinaryData id, int required, int kind,
@@ -354,6 +378,8 @@ static void check_ref(vstate_t *vs, const char *field, ProtobufCBinaryData id, i
         ps_verrs_add(vs->v, field, "must be a 16-byte record id");
         return;
     }
+    if (ctx && ctx->current && same_ref_as_current(ctx->current, field, id))
+        return;
     if (ctx && ctx->ref_exists && !ctx->ref_exists(ctx->ref_arg, id.data, kind))
         ps_verrs_add(vs->v, field, "refers to a %s that does not exist", noun);
 }
@@ -553,7 +579,7 @@ static void check_orgunit(vstate_t *vs, const char *code)
         ps_verrs_add(vs->v, "orgunit", "is not a known org unit");
         return;
     }
-    if (!ctx->scope_root)
+    if (!ctx->scope_root || ctx->current)
         return;
     /* The tree decides when there is one; the code prefix rule is the fallback. */
     in_scope = ctx->units ? ps_orgunits_within(ctx->units, code, ctx->scope_root)

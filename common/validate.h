@@ -40,6 +40,13 @@ typedef struct ps_validate_ctx {
      *  checked for form only. */
     int (*ref_exists)(void *arg, const uint8_t id[16], int kind);
     void *ref_arg;
+    /** The stored version this change replaces (NULL: a new record).  An
+     *  edit is not re-judged on what it leaves as it was: unchanged
+     *  references are not looked up again (the other place of a migration
+     *  may not see the person), and the unit is not checked against
+     *  scope_root (an owner may hand a record over to another unit; who may
+     *  edit the current owner's record is the server's check). */
+    const Popsync__Record *current;
 } ps_validate_ctx_t;
 
 /** Adds an error (formatted reason). */

@@ -547,6 +547,30 @@ static int load_version(apply_ctx_t *c, const uint8_t *id, uint64_t gen, Popsync
     return ps_msg_unpack_desc(&popsync__record__descriptor, v.mv_data, v.mv_size, (ProtobufCMessage **)out);
 }
 
+/* Were all versions after base_gen up to cur_gen made by this node?
+ * Returns 1 yes, 0 no, or a negative error.  A cache that edits one record
+ * twice before it hears back bases both edits on the same version; the
+ * second already holds the first, so it must not clash with it. */
+static int own_versions_since(apply_ctx_t *c, const uint8_t *id, uint64_t base_gen, uint64_t cur_gen,
+                              const uint8_t *node)
+{
+    if (cur_gen - base_gen > 32)
+        return 0;
+    for (uint64_t g = base_gen + 1; g <= cur_gen; g++) {
+        Popsync__Record *v = NULL;
+        int rc = load_version(c, id, g, &v), mine;
+        if (rc)
+            return rc;
+        if (!v)
+            return 0;
+        mine = v->rev && v->rev->node.len == PS_ID_LEN && memcmp(v->rev->node.data, node, PS_ID_LEN) == 0;
+        ps_msg_free(&v->base);
+        if (!mine)
+            return 0;
+    }
+    return 1;
+}
+
 /* Compares revisions by (hlc, node): the later edit wins a field both
  * sides changed; the node breaks ties so every server decides alike. */
 static int rev_later(uint64_t hlc_a, const uint8_t *node_a, const Popsync__Rev *b)
@@ -615,7 +639,8 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
         ref_ctx_t rctx = {c, job, peer};
         memset(&vctx, 0, sizeof(vctx));
         vctx.units = c->st->opts.units;
-        vctx.scope_root = !cur && peer->role != PS_ROLE_ADMIN ? peer->orgunit : NULL;
+        vctx.scope_root = peer->role != PS_ROLE_ADMIN ? peer->orgunit : NULL;
+        vctx.current = cur;
         vctx.ref_exists = ref_exists;
         vctx.ref_arg = &rctx;
         ps_validate_record(r, &vctx, verrs);
@@ -676,8 +701,14 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
                 goto settled;
             }
         }
-        if (base_gen == cur_gen) {
-            nv = *r; /* fast-forward: the change was made on the current version */
+        if (base_gen == cur_gen || (rc = own_versions_since(c, r->id.data, base_gen, cur_gen, job->node)) == 1) {
+            /* Fast-forward: the change was made on the current version, or
+             * every version since its base came from the same cache (its
+             * earlier edits, which this one already contains). */
+            rc = PS_OK;
+            nv = *r;
+        } else if (rc < 0) {
+            goto out;
         } else {
             if ((rc = ps_merge(base, cur, r, rev_later(hlc, job->node, cr), &m)))
                 goto out;
@@ -709,7 +740,10 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
         popsync__rev__init(rev_out);
         rev_out->gen = 1;
     }
-    rev_out->hlc = hlc;
+    /* A version's HLC never goes back: after a merge in which the incoming
+     * edit lost, the record still carries the later edit's time, so a third
+     * edit is compared with the value that actually stands. */
+    rev_out->hlc = cur && cur->rev && cur->rev->hlc > hlc ? cur->rev->hlc : hlc;
     rev_out->node.data = job->node;
     rev_out->node.len = PS_ID_LEN;
     nv.rev = rev_out;

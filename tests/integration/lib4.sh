@@ -211,3 +211,37 @@ if changed:
     shutil.rmtree(new)
 PY
 }
+
+# push_hex JSON_FILE LCN: the hex of a Push frame (request id 2) carrying
+# one Change: the migration record in JSON_FILE (as `show --format json`
+# prints it), based on its own rev.gen.  With ps_testclient --hello it
+# sends a change exactly as given, past the client's local checks, to see
+# what the server alone decides.
+push_hex() {
+    python3 - "$1" "$2" <<'PY'
+import json, struct, sys, uuid
+r = json.load(open(sys.argv[1])); lcn = int(sys.argv[2])
+def varint(n):
+    out = b""
+    while True:
+        b = n & 0x7f; n >>= 7
+        if n: out += bytes([b | 0x80])
+        else: return out + bytes([b])
+def f_varint(f, n): return varint(f << 3) + varint(n) if n else b""
+def f_bytes(f, b): return varint(f << 3 | 2) + varint(len(b)) + b if b else b""
+def f_str(f, s): return f_bytes(f, (s or "").encode())
+def uid(s): return uuid.UUID(s).bytes if s else b""
+assert r["kind"] == "migration", "push_hex knows migration records only"
+direction = {"": 0, "inflow": 1, "outflow": 2}[r["direction"]]
+mig = (f_bytes(1, uid(r["person_id"])) + f_varint(2, direction) + f_str(3, r["other_place_code"]) +
+       f_str(4, r["other_place"]) + f_str(5, r["start_date"]) + f_str(6, r["end_date"]) +
+       f_str(7, r["employer"]) + f_varint(8, int(bool(r["urgent"]))) + f_str(9, r["submitted_date"]) +
+       f_str(10, r["feedback_date"]))
+rec = (f_bytes(1, uid(r["id"])) + f_varint(2, 4) + f_str(3, r["orgunit"]) +
+       f_varint(6, r["created_ms"]) + f_bytes(19, mig))
+base = f_varint(1, r["rev"]["gen"]) + f_varint(2, r["rev"]["hlc"]) + f_bytes(3, bytes.fromhex(r["rev"]["node"]))
+change = f_varint(1, lcn) + f_bytes(2, rec) + f_bytes(3, base)
+body = f_bytes(1, change)
+print((struct.pack(">IBBHI", 8 + len(body), 3, 0, 0, 2) + body).hex())
+PY
+}

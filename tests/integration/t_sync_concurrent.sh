@@ -10,8 +10,9 @@ issue township $TA ta2        # a second clerk of the same township
 start_server4
 client a1 ta
 client a2 ta2
+client a3 ta                  # a third device of the first clerk's township
 client admin admin
-CACHES="a1 a2 admin"
+CACHES="a1 a2 a3 admin"
 sync_all() { for c in $CACHES; do psync "$c" 2>/dev/null; done; }
 # same_everywhere ID EXPR WANT WHAT
 same_everywhere() {
@@ -148,6 +149,29 @@ out=$(sq a1 sync 2>&1 | tr "\n" " ")
 sync_all
 same_everywhere "$q" 'r["phone"]' 13600000003 "a clerk's second edit of a field"
 expect_soft "$(conflict_of admin "$q")" "" "a clerk's own two offline edits of one field raised a conflict (sync said: $out)"
+# --- Three edits of one field, all on the same version, made at T1 < T2 <
+# T3 and pushed T3, T1, T2: the latest (T3) must win, as it does when pushed
+# in time order.  (A merged version must not carry an HLC older than the
+# version it replaced, or a later push compares against the wrong time.)
+r=$(add_person a1 5)
+psync a1
+sync_all
+sq a1 edit "$r" --set name=时一
+sleep 0.02
+sq a3 edit "$r" --set name=时二
+sleep 0.02
+sq a2 edit "$r" --set name=时三
+psync a2
+h2=$(sq a2 show "$r" --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)["rev"]["hlc"])')
+psync a1 2>/dev/null
+psync admin
+h3=$(field admin "$r" 'r["rev"]["hlc"]')
+[ "$h3" -ge "$h2" ] || soft_fail "a merge in which the pushed edit lost stamped the record with an older HLC ($h3 < $h2)"
+psync a3 2>/dev/null
+sync_all
+for c in $CACHES; do
+    expect_soft "$(field "$c" "$r" 'r["name"]')" 时三 "the latest of three edits wins whatever the push order ($c)"
+done
 stop_server
 finish_soft
 pass "concurrent edits merge field by field; conflicts resolve and sync"

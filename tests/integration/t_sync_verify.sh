@@ -38,31 +38,37 @@ tomb=${ids[1]}
 miss1=${ids[2]}
 miss2=${ids[3]}
 miss3=${ids[4]}
+moved=${ids[5]}
+# (Cache values are sealed with a key bound to the database and record id,
+# so the damage below only deletes keys or puts back a value the same cache
+# held under the same id earlier.)
 # A tombstone to lose later.
 sq a delete "$tomb"
 psync a
 # The stale record: keep its gen-1 value, let the admin edit it, sync, then
-# put the old value back.
+# put the old value back.  The same for a record the admin then moves to
+# township B: A drops it, and gets it back behind the server's back.
 old=$(cachetool "$T/a" get records "$(hex "$stale")")
-[ -n "$old" ] || fail "cannot read a record value from the cache"
+oldmoved=$(cachetool "$T/a" get records "$(hex "$moved")")
+[ -n "$old" ] && [ -n "$oldmoved" ] || fail "cannot read a record value from the cache"
 psync admin
 sq admin edit "$stale" --set phone=13512345678
+sq admin edit "$moved" --set orgunit=$TB
 psync admin
 psync a
 expect_eq "$(field a "$stale" 'r["phone"], r["rev"]["gen"]')" "13512345678 2" "the edit reached a"
-# An extra record the server never had: a copy of one with another id.
-fake=0199aaaa-bbbb-7ccc-8ddd-eeeeeeeeeeee
-case "$old" in 000a10*) ;; *) fail "unexpected record value format: ${old:0:8}" ;; esac
-fakeval="000a10$(hex $fake)${old:38}"
-# And one the server does not show township A: a record of township B.
-bid=$(all_ids b | head -1)
-bval=$(cachetool "$T/b" get records "$(hex "$bid")")
-cachetool "$T/a" put records "$(hex "$stale")" "$old" \
+has a "$moved" && fail "the record moved to B is still in A's cache"
+# An extra record the server never had: added locally, its outbox entry lost.
+fake=$(add_person a 90)
+okey=$(cachetool "$T/a" keys outbox)
+[ "$(echo "$okey" | wc -l)" = 1 ] || fail "expected one outbox entry, got: $okey"
+cachetool "$T/a" put records "$(hex "$stale")" "$old" put records "$(hex "$moved")" "$oldmoved" \
     del records "$(hex "$tomb")" del records "$(hex "$miss1")" del records "$(hex "$miss2")" del records "$(hex "$miss3")" \
-    put records "$(hex "$fake")" "$fakeval" put records "$(hex "$bid")" "$bval"
+    del outbox "$okey" del pending "$(hex "$fake")"
+expect_eq "$(pending a)" 0 "outbox after the damage"
 expect_eq "$(field a "$stale" 'r["rev"]["gen"]')" 1 "the damaged cache holds the stale version"
 has a "$miss1" && fail "damage did not remove a record"
-has a "$fake" || fail "damage did not add the made-up record"
+has a "$moved" || fail "damage did not put back the moved record"
 # A plain sync does not notice: nothing new in the feed.
 out=$(sq a sync)
 case "$out" in "pushed 0 (0 duplicate, 0 rejected, 0 conflicts), pulled 0,"*) ;; *) fail "idle sync: $out" ;; esac
@@ -78,7 +84,7 @@ expect_eq "$(sq a verify)" "in sync" "a second verify"
 expect_eq "$(field a "$stale" 'r["phone"], r["rev"]["gen"]')" "13512345678 2" "the stale record was refreshed"
 expect_eq "$(field a "$tomb" 'r["deleted"]')" True "the lost tombstone came back as a tombstone"
 has a "$fake" && fail "verify kept a record the server never had"
-has a "$bid" && fail "verify kept a record of another township"
+has a "$moved" && fail "verify kept a record of another township"
 # The cache equals the server's view of A's scope: a cache made afresh.
 client a_fresh ta
 psync a_fresh

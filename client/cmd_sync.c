@@ -205,7 +205,18 @@ static int print_rejected(const Popsync__ChangeResult *res, const Popsync__Chang
         for (size_t i = 0; i < res->n_errors; i++)
             json_array_append_new(errs, json_pack("{s:s,s:s}", "field", res->errors[i]->field, "reason",
                                                   res->errors[i]->reason));
-        json_array_append_new(arr, json_pack("{s:s,s:I,s:o}", "id", id, "lcn", (json_int_t)ch->lcn, "errors", errs));
+        json_array_append_new(arr, json_pack("{s:s,s:I,s:s,s:o}", "id", id, "lcn", (json_int_t)ch->lcn, "status",
+                                             res->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_CONFLICT
+                                                 ? "conflict"
+                                                 : "rejected",
+                                             "errors", errs));
+        return 0;
+    }
+    if (res->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_CONFLICT) {
+        char cid[PS_UUID_STR] = "";
+        if (res->conflict_id.len == PS_ID_LEN)
+            ps_uuid_format(res->conflict_id.data, cid);
+        printf("  kept as conflict %s: record %s (see 'popsync conflicts list')\n", cid, id);
         return 0;
     }
     for (size_t i = 0; i < res->n_errors; i++)
@@ -265,7 +276,7 @@ int ps_cmd_status(ps_cli_t *cli, int argc, char **argv)
     } else {
         printf("cache:    %s\nnode:     %s\nidentity: %s (%s, org unit %s)\nserver:   %s\n", cli->data_dir, hex,
                m->name, m->role, m->orgunit, m->server);
-        printf("records:  %llu (+%llu deleted)\npending:  %llu change(s) to push\nrejected: %llu\n",
+        printf("records:  %llu (+%llu deleted)\npending:  %llu change(s) to push\nrefused:  %llu (rejected or kept as conflicts)\n",
                (unsigned long long)n.records, (unsigned long long)n.deleted, (unsigned long long)n.outbox,
                (unsigned long long)n.rejected);
         printf("cursor:   %llu\nlast sync: %s\n", (unsigned long long)m->cursor, when);

@@ -152,6 +152,8 @@ int main(int argc, char **argv)
     int opt, rc, level;
     uv_loop_t loop;
 
+    if (argc > 1 && argv[1][0] != '-')
+        return ps_server_subcommand(argc - 1, argv + 1);
     memset(&srv, 0, sizeof(srv));
     srv.opts.map_size = (size_t)8192 << 20;
     srv.opts.max_conns = 4096;

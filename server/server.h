@@ -114,6 +114,9 @@ int ps_conn_close_revoked(ps_server_t *srv);
 /* sync.c: handlers; each returns PS_OK or a code after reporting to the peer. */
 int ps_sync_dispatch(ps_conn_t *c, const ps_frame_t *f);
 
+/* admin_cmd.c: offline subcommands (argv[0] is the subcommand). */
+int ps_server_subcommand(int argc, char **argv);
+
 /* commit.c */
 /** Queues a push job for the next group commit; takes ownership of job. */
 void ps_commit_enqueue(ps_server_t *srv, ps_push_job_t *job);

@@ -8,6 +8,7 @@
 #include "validate.h"
 #include "merge.h"
 #include "digest.h"
+#include "crypto.h"
 
 #include <lmdb.h>
 
@@ -36,7 +37,7 @@
 
 struct ps_store {
     MDB_env *env;
-    MDB_dbi records, feed, nodes, rejects, meta, versions, conflicts;
+    MDB_dbi records, feed, nodes, rejects, meta, versions, conflicts, audit;
     uint8_t server_node[PS_ID_LEN];
     uint64_t head;           /* last committed seq; read under head_lock */
     pthread_mutex_t head_lock;
@@ -101,7 +102,8 @@ int ps_store_open(ps_store_t **out, const char *dir, const ps_store_opts_t *opts
         (mrc = mdb_dbi_open(txn, "rejects", MDB_CREATE, &st->rejects)) ||
         (mrc = mdb_dbi_open(txn, "meta", MDB_CREATE, &st->meta)) ||
         (mrc = mdb_dbi_open(txn, "versions", MDB_CREATE, &st->versions)) ||
-        (mrc = mdb_dbi_open(txn, "conflicts", MDB_CREATE, &st->conflicts)))
+        (mrc = mdb_dbi_open(txn, "conflicts", MDB_CREATE, &st->conflicts)) ||
+        (mrc = mdb_dbi_open(txn, "audit", MDB_CREATE, &st->audit)))
         goto fail;
     k.mv_data = "server_node";
     k.mv_size = 11;
@@ -242,6 +244,9 @@ typedef struct apply_ctx {
     uint64_t seq;            /* last sequence given in this transaction */
     uint64_t now_ms;
     uint64_t conflicts;      /* conflicts recorded in this transaction */
+    uint64_t audit_n;        /* last audit entry number */
+    uint8_t audit_hash[32];  /* hash of that entry */
+    int audit_loaded;
     node_mark_t *marks;
     size_t nmarks, capmarks;
     ps_buf_t scratch;        /* packed record being stored */
@@ -571,6 +576,63 @@ static int own_versions_since(apply_ctx_t *c, const uint8_t *id, uint64_t base_g
     return 1;
 }
 
+/* Appends an audit entry for an accepted change, chained to the last one.
+ * It is written in the change's own transaction: no change without its
+ * entry, no entry without its change. */
+static int audit_append(apply_ctx_t *c, const ps_push_job_t *job, const Popsync__Record *nv, const char *action)
+{
+    Popsync__AuditEntry e = POPSYNC__AUDIT_ENTRY__INIT;
+    uint8_t key[8], head[40], *p;
+    MDB_val k = {8, key}, v, hk = {10, "audit_head"};
+    size_t n;
+    int rc, mrc;
+
+    if (!c->audit_loaded) {
+        mrc = mdb_get(c->txn, c->st->meta, &hk, &v);
+        if (mrc == 0 && v.mv_size == 40) {
+            c->audit_n = be64get(v.mv_data);
+            memcpy(c->audit_hash, (uint8_t *)v.mv_data + 8, 32);
+        } else if (mrc && mrc != MDB_NOTFOUND) {
+            return db_err(mrc);
+        }
+        c->audit_loaded = 1;
+    }
+    e.n = c->audit_n + 1;
+    e.time_ms = c->now_ms;
+    e.cert_name = (char *)job->peer.name;
+    e.cert_role = (char *)job->peer.role_name;
+    e.cert_orgunit = (char *)job->peer.orgunit;
+    e.cert_serial = (char *)job->peer.serial_hex;
+    e.node.data = (uint8_t *)job->node;
+    e.node.len = PS_ID_LEN;
+    e.record_id = nv->id;
+    e.kind = nv->kind;
+    e.gen = nv->rev->gen;
+    e.hlc = nv->rev->hlc;
+    e.seq = c->seq;
+    e.action = (char *)action;
+    e.prev_hash.data = c->audit_hash;
+    e.prev_hash.len = 32;
+    e.orgunit = nv->orgunit;
+    if ((rc = pack_scratch(c, &e.base, 0, &p, &n)))
+        return rc;
+    be64put(key, e.n);
+    v.mv_size = n;
+    v.mv_data = p;
+    if ((mrc = mdb_put(c->txn, c->st->audit, &k, &v, MDB_APPEND)))
+        return db_err(mrc);
+    if ((rc = ps_sha256(p, n, c->audit_hash)))
+        return rc;
+    c->audit_n = e.n;
+    be64put(head, c->audit_n);
+    memcpy(head + 8, c->audit_hash, 32);
+    v.mv_size = sizeof(head);
+    v.mv_data = head;
+    if ((mrc = mdb_put(c->txn, c->st->meta, &hk, &v, 0)))
+        return db_err(mrc);
+    return PS_OK;
+}
+
 /* Compares revisions by (hlc, node): the later edit wins a field both
  * sides changed; the node breaks ties so every server decides alike. */
 static int rev_later(uint64_t hlc_a, const uint8_t *node_a, const Popsync__Rev *b)
@@ -766,6 +828,13 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
         res->conflict_id.len = PS_ID_LEN;
     }
     if (ch->resolves.len && (rc = resolve_conflict(c, &ch->resolves, &r->id)))
+        goto out;
+    if ((rc = audit_append(c, job, &nv,
+                           ch->resolves.len  ? "resolve"
+                           : !cur            ? "create"
+                           : nv.deleted && !cur->deleted ? "delete"
+                           : have_merge      ? "merge"
+                                             : "update")))
         goto out;
     res->status = POPSYNC__CHANGE_STATUS__CHANGE_STATUS_ACCEPTED;
     res->seq = c->seq;
@@ -1321,5 +1390,75 @@ out:
         mdb_txn_abort(txn);
     if (rc)
         out->len = out->off + start;
+    return rc;
+}
+
+int ps_store_audit_verify(ps_store_t *st, uint64_t *entries, char *err, size_t errlen)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v, hk = {10, "audit_head"};
+    uint8_t prev[32] = {0}, h[32];
+    uint64_t expect = 1, head_n = 0;
+    int mrc, rc = PS_OK;
+
+    *entries = 0;
+    if ((mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, st->audit, &cur))) {
+        snprintf(err, errlen, "cannot read the audit log: %s", mdb_strerror(mrc));
+        rc = db_err(mrc);
+        goto out;
+    }
+    while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        Popsync__AuditEntry *e = popsync__audit_entry__unpack(NULL, v.mv_size, v.mv_data);
+        uint64_t n = k.mv_size == 8 ? be64get(k.mv_data) : 0;
+        if (!e) {
+            snprintf(err, errlen, "entry %llu is not a valid audit entry", (unsigned long long)n);
+            rc = PS_EPROTO;
+            goto out;
+        }
+        if (n != expect || e->n != n) {
+            snprintf(err, errlen, "entry %llu missing (found entry %llu next)", (unsigned long long)expect,
+                     (unsigned long long)n);
+            popsync__audit_entry__free_unpacked(e, NULL);
+            rc = PS_EPROTO;
+            goto out;
+        }
+        if (e->prev_hash.len != 32 || memcmp(e->prev_hash.data, prev, 32) != 0) {
+            snprintf(err, errlen, "entry %llu does not follow from entry %llu: the log was altered",
+                     (unsigned long long)n, (unsigned long long)(n - 1));
+            popsync__audit_entry__free_unpacked(e, NULL);
+            rc = PS_EPROTO;
+            goto out;
+        }
+        popsync__audit_entry__free_unpacked(e, NULL);
+        ps_sha256(v.mv_data, v.mv_size, h);
+        memcpy(prev, h, 32);
+        expect++;
+        (*entries)++;
+    }
+    if (mrc != MDB_NOTFOUND) {
+        rc = db_err(mrc);
+        goto out;
+    }
+    /* The head names the last entry and its hash: removing or altering the
+     * newest entries is caught here. */
+    mrc = mdb_get(txn, st->meta, &hk, &v);
+    if (mrc == 0 && v.mv_size == 40) {
+        head_n = be64get(v.mv_data);
+        if (head_n != *entries || memcmp((uint8_t *)v.mv_data + 8, prev, 32) != 0) {
+            snprintf(err, errlen, "the log ends at entry %llu but its head names entry %llu%s",
+                     (unsigned long long)*entries, (unsigned long long)head_n,
+                     head_n == *entries ? " with another hash: the last entry was altered" : "");
+            rc = PS_EPROTO;
+        }
+    } else if (*entries > 0) {
+        snprintf(err, errlen, "the log has %llu entries but no head", (unsigned long long)*entries);
+        rc = PS_EPROTO;
+    }
+out:
+    if (cur)
+        mdb_cursor_close(cur);
+    if (txn)
+        mdb_txn_abort(txn);
     return rc;
 }

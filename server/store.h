@@ -5,6 +5,7 @@
  *   records  id(16)            -> header(50) | packed Record   (header: store.c)
  *   versions id(16)|gen(8, BE) -> packed Record                every version, for merges
  *   conflicts cid(16)          -> packed Conflict
+ *   audit    n(8, BE)          -> packed AuditEntry (hash-chained; head in meta "audit_head")
  *   feed     seq(8, BE)        -> id(16)          one entry per record: its latest change
  *                                 id(16)|1|unit(12) a scope exit: readers of unit must drop it
  *   nodes    node(16)          -> hw(8) | last_seen_ms(8) | cursor(8)   (all BE)
@@ -100,6 +101,13 @@ int ps_store_verify_buckets(ps_store_t *st, const ps_peer_t *peer, const uint32_
 /** A whole PullBatch frame (cursor 0) holding these records, those the peer may read. */
 int ps_store_fetch(ps_store_t *st, const ps_peer_t *peer, const ProtobufCBinaryData *ids, size_t n,
                    uint32_t request_id, ps_buf_t *out);
+
+/**
+ * Checks the audit chain: numbering without gaps, each entry naming the hash
+ * of the one before, and the head (in meta) naming the last.  PS_OK with the
+ * entry count, or PS_EPROTO with the first break described in err.
+ */
+int ps_store_audit_verify(ps_store_t *st, uint64_t *entries, char *err, size_t errlen);
 
 /** Counts live (not deleted) records and all records; for tests and status. */
 int ps_store_count(ps_store_t *st, uint64_t *live, uint64_t *total);

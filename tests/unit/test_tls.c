@@ -502,6 +502,22 @@ static void test_files(void **state)
     assert_true(serial[0] >= '0' && serial[0] <= '7');
     assert_string_not_equal(serial, ps_tls_conf_self(f->admin)->serial_hex);
     assert_int_equal(strlen(ps_tls_conf_self(f->server)->serial_hex), 32);
+
+    /* The server's name is also a subjectAltName dNSName; people's names
+     * (with spaces) are not DNS names and stay in the CN only. */
+    mbedtls_x509_crt crt;
+    mbedtls_x509_crt_init(&crt);
+    path_in(path, sizeof(path), f->pki, SERVER_NAME ".crt");
+    assert_int_equal(mbedtls_x509_crt_parse_file(&crt, path), 0);
+    assert_true(crt.ext_types & MBEDTLS_X509_EXT_SUBJECT_ALT_NAME);
+    assert_int_equal(crt.subject_alt_names.buf.len, strlen(SERVER_NAME));
+    assert_memory_equal(crt.subject_alt_names.buf.p, SERVER_NAME, strlen(SERVER_NAME));
+    mbedtls_x509_crt_free(&crt);
+    mbedtls_x509_crt_init(&crt);
+    path_in(path, sizeof(path), f->pki, "township-a.crt");
+    assert_int_equal(mbedtls_x509_crt_parse_file(&crt, path), 0);
+    assert_false(crt.ext_types & MBEDTLS_X509_EXT_SUBJECT_ALT_NAME);
+    mbedtls_x509_crt_free(&crt);
 }
 
 static void test_refusals(void **state)

@@ -1,0 +1,47 @@
+# The audit log chains every accepted change; `popsyncd audit verify` finds
+# an altered entry and a removed one.
+. "$(dirname "$0")/lib.sh"
+: "${PS_LMDBPOKE:?}"
+make_pki
+start_server
+client t1 town1
+ps --data "$T/t1" generate --persons 40 --seed 3 >/dev/null
+ps --data "$T/t1" sync --quiet
+id=$(ps --data "$T/t1" list --kind person --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+ps --data "$T/t1" edit "$id" --set phone=13912345678
+ps --data "$T/t1" delete "$id"
+ps --data "$T/t1" sync --quiet
+total=$(ps --data "$T/t1" status --json | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["records"]+s["deleted"])')
+# Verification works on a live store.
+out=$("$POPSYNCD" audit verify --data "$T/server")
+echo "$out" | grep -q "audit log intact: $((total + 2)) entries" || fail "live verify: $out (expected $((total + 2)) entries)"
+stop_server
+# No names or ID numbers in the audit log either.
+"$PS_LMDBPOKE" "$T/server" audit list | head -3 >/dev/null
+
+cp -a "$T/server" "$T/altered"
+cp -a "$T/server" "$T/removed"
+cp -a "$T/server" "$T/truncated"
+# Alter one byte inside entry 5.
+"$PS_LMDBPOKE" "$T/altered" audit flip 0000000000000005 20
+set +e
+out=$("$POPSYNCD" audit verify --data "$T/altered"); rc=$?
+set -e
+expect_eq "$rc" 1 "altered log exit status"
+echo "$out" | grep -q "entry 6 does not follow from entry 5" || fail "alteration not located: $out"
+# Remove entry 7 from the middle.
+"$PS_LMDBPOKE" "$T/removed" audit delete 0000000000000007
+set +e
+out=$("$POPSYNCD" audit verify --data "$T/removed"); rc=$?
+set -e
+expect_eq "$rc" 1 "removed entry exit status"
+echo "$out" | grep -q "entry 7 missing" || fail "removal not found: $out"
+# Remove the newest entry: only the head can tell.
+last=$(printf '%016x' $((total + 2)))
+"$PS_LMDBPOKE" "$T/truncated" audit delete "$last"
+set +e
+out=$("$POPSYNCD" audit verify --data "$T/truncated"); rc=$?
+set -e
+expect_eq "$rc" 1 "truncated log exit status"
+echo "$out" | grep -q "head names entry $((total + 2))" || fail "truncation not found: $out"
+pass "audit chain verifies; altered, removed and truncated logs are detected"

@@ -55,7 +55,8 @@ const char *ps_frame_type_name(uint8_t type)
     static const char *names[] = {NULL, "Hello", "Welcome", "Push", "PushResult", "Pull",
                                   "PullBatch", "Error", "Ping", "Pong", "OrgUnitsRequest", "OrgUnits",
                                   "ConflictList", "ConflictListResult", "VerifyRequest", "VerifyDigests",
-                                  "VerifyBucketRequest", "VerifyBucketList", "FetchRequest"};
+                                  "VerifyBucketRequest", "VerifyBucketList", "FetchRequest", "Query",
+                                  "QueryResult", "ReportRequest", "ReportResult", "CloseRequest", "CloseResult"};
     if (type >= 1 && type <= PS_MSG_MAX_KNOWN)
         return names[type];
     return "unknown";

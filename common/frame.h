@@ -41,7 +41,13 @@ enum ps_msg_type {
     PS_MSG_VERIFY_BUCKET_REQUEST = 16,
     PS_MSG_VERIFY_BUCKET_LIST = 17,
     PS_MSG_FETCH_REQUEST = 18,
-    PS_MSG_MAX_KNOWN = 18
+    PS_MSG_QUERY = 19,
+    PS_MSG_QUERY_RESULT = 20,
+    PS_MSG_REPORT_REQUEST = 21,
+    PS_MSG_REPORT_RESULT = 22,
+    PS_MSG_CLOSE_REQUEST = 23,
+    PS_MSG_CLOSE_RESULT = 24,
+    PS_MSG_MAX_KNOWN = 24
 };
 
 /** A decoded frame; body borrows from the input buffer. */

@@ -29,6 +29,12 @@ const ProtobufCMessageDescriptor *ps_msg_descriptor(uint8_t type)
     case PS_MSG_VERIFY_BUCKET_REQUEST: return &popsync__verify_bucket_request__descriptor;
     case PS_MSG_VERIFY_BUCKET_LIST: return &popsync__verify_bucket_list__descriptor;
     case PS_MSG_FETCH_REQUEST: return &popsync__fetch_request__descriptor;
+    case PS_MSG_QUERY: return &popsync__query__descriptor;
+    case PS_MSG_QUERY_RESULT: return &popsync__query_result__descriptor;
+    case PS_MSG_REPORT_REQUEST: return &popsync__report_request__descriptor;
+    case PS_MSG_REPORT_RESULT: return &popsync__report_result__descriptor;
+    case PS_MSG_CLOSE_REQUEST: return &popsync__close_request__descriptor;
+    case PS_MSG_CLOSE_RESULT: return &popsync__close_result__descriptor;
     default: return NULL;
     }
 }

@@ -1180,7 +1180,7 @@ static int crl_update(const char *dir, const char *name, const char *serial_hex,
     mbedtls_pk_context ca_key;
     rev_list_t list = {NULL, 0, 0};
     rev_entry_t e;
-    long number;
+    long number = 0;
     int rc, lock = -1, adding = name || serial_hex;
 
     mbedtls_x509_crt_init(&ca);

@@ -1440,6 +1440,22 @@ int ps_cache_counts(ps_cache_t *c, ps_cache_counts_t *out)
     return PS_OK;
 }
 
+int ps_cache_outbox_count(ps_cache_t *c, uint64_t *n)
+{
+    MDB_txn *txn = NULL;
+    MDB_stat s;
+    int mrc;
+    *n = 0;
+    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
+        return db_err(mrc);
+    mrc = mdb_stat(txn, c->outbox, &s);
+    mdb_txn_abort(txn);
+    if (mrc)
+        return db_err(mrc);
+    *n = s.ms_entries;
+    return PS_OK;
+}
+
 int ps_cache_foreach_rejected(ps_cache_t *c,
                               int (*fn)(const Popsync__ChangeResult *res, const Popsync__Change *ch, void *arg),
                               void *arg)

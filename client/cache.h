@@ -158,7 +158,10 @@ int ps_cache_set_last_sync(ps_cache_t *c, uint64_t ms);
 typedef struct ps_cache_counts {
     uint64_t records, deleted, outbox, rejected, conflicted;
 } ps_cache_counts_t;
+/** Counts records (live and deleted: opens every record), outbox and rejected entries. */
 int ps_cache_counts(ps_cache_t *c, ps_cache_counts_t *out);
+/** The number of changes waiting in the outbox, without reading any record (cheap). */
+int ps_cache_outbox_count(ps_cache_t *c, uint64_t *n);
 
 /** Calls fn for every rejected change with its reasons. */
 int ps_cache_foreach_rejected(ps_cache_t *c, int (*fn)(const Popsync__ChangeResult *res,

@@ -10,6 +10,10 @@
  *    VerifyBucketRequest -> VerifyBucketList,
  *    FetchRequest -> PullBatch]           `popsync verify`: repair what differs
  *   [ConflictList -> ConflictListResult]  `popsync conflicts list`
+ *   [Query -> QueryResult..., repeated]   `popsync query` (list mode: one
+ *                                         Query per page, from next_after_id)
+ *   [ReportRequest -> ReportResult]       `popsync report monthly|quality`
+ *   [CloseRequest -> CloseResult, ...]    `popsync report submit|approve|...`
  * Every answer is applied to the cache in its own transaction.
  */
 #include "sync.h"
@@ -42,6 +46,9 @@ typedef enum {
     ST_VERIFY_BUCKETS,
     ST_VERIFY_FETCH,
     ST_CONFLICTS,
+    ST_QUERY,
+    ST_REPORT,
+    ST_CLOSE,
     ST_DONE
 } sess_state_t;
 
@@ -71,6 +78,9 @@ typedef struct session {
     idlist_t pending_fetch;     /* verify: ids to fetch or drop */
     uint8_t verify_want[256];   /* buckets that differed and were listed */
     uint64_t frames;
+    uint8_t query_after[16];    /* list query: the next page starts after this id */
+    size_t query_after_len;
+    size_t close_pos;           /* next CloseRequest to send */
     int rc;
     char *err;
     size_t errlen;
@@ -147,6 +157,7 @@ static void finish(session_t *s)
 
 static void start_verify(session_t *s);
 static void start_conflicts(session_t *s);
+static void after_conflicts(session_t *s);
 
 /* What comes after the pull (and any refetch). */
 static void after_sync(session_t *s)
@@ -156,7 +167,7 @@ static void after_sync(session_t *s)
     else if (s->opts->list_conflicts)
         start_conflicts(s);
     else
-        finish(s);
+        after_conflicts(s);
 }
 
 /* Requests the next chunk of l from l's position; returns 0 when done. */
@@ -375,7 +386,7 @@ static void on_fetch_batch(session_t *s, Popsync__PullBatch *b)
     else if (s->opts->list_conflicts)
         start_conflicts(s);
     else
-        finish(s);
+        after_conflicts(s);
 }
 
 static void start_verify(session_t *s)
@@ -413,7 +424,7 @@ static void on_verify_digests(session_t *s, Popsync__VerifyDigests *d)
         if (s->opts->list_conflicts)
             start_conflicts(s);
         else
-            finish(s);
+            after_conflicts(s);
         return;
     }
     req.n_buckets = nd;
@@ -494,7 +505,7 @@ static void on_verify_buckets(session_t *s, Popsync__VerifyBucketList *l)
         if (s->opts->list_conflicts)
             start_conflicts(s);
         else
-            finish(s);
+            after_conflicts(s);
     }
 }
 
@@ -504,6 +515,61 @@ static void start_conflicts(session_t *s)
     cl.include_resolved = s->opts->include_resolved != 0;
     s->state = ST_CONFLICTS;
     send_msg(s, PS_MSG_CONFLICT_LIST, &cl.base);
+}
+
+/* --- queries, reports and the monthly close (issue 6) --- */
+
+static void send_query(session_t *s)
+{
+    Popsync__Query q = *s->opts->query; /* shallow: only after_id differs */
+    q.after_id.data = s->query_after_len ? s->query_after : NULL;
+    q.after_id.len = s->query_after_len;
+    s->state = ST_QUERY;
+    send_msg(s, PS_MSG_QUERY, &q.base);
+}
+
+static void send_close(session_t *s)
+{
+    s->state = ST_CLOSE;
+    send_msg(s, PS_MSG_CLOSE_REQUEST, &s->opts->close_reqs[s->close_pos++]->base);
+}
+
+/* What comes after the conflicts list: the query, the report, the close
+ * requests, each when asked for, then the end of the session. */
+static void after_conflicts(session_t *s)
+{
+    if (s->state < ST_QUERY && s->opts->query) {
+        s->query_after_len = 0;
+        send_query(s);
+    } else if (s->state < ST_REPORT && s->opts->report) {
+        s->state = ST_REPORT;
+        send_msg(s, PS_MSG_REPORT_REQUEST, &s->opts->report->base);
+    } else if (s->close_pos < s->opts->n_close) {
+        send_close(s);
+    } else {
+        finish(s);
+    }
+}
+
+static void on_query_result(session_t *s, const Popsync__QueryResult *r)
+{
+    if (s->opts->on_query)
+        s->opts->on_query(r, s->opts->arg);
+    if (!r->done)
+        return; /* more frames of this answer follow */
+    if (s->opts->query->list && r->next_after_id.len) {
+        if (r->next_after_id.len > sizeof(s->query_after) ||
+            (r->next_after_id.len == s->query_after_len &&
+             memcmp(r->next_after_id.data, s->query_after, s->query_after_len) == 0)) {
+            sess_fail(s, PS_EPROTO, "server sent a bad next page position");
+            return;
+        }
+        memcpy(s->query_after, r->next_after_id.data, r->next_after_id.len);
+        s->query_after_len = r->next_after_id.len;
+        send_query(s);
+        return;
+    }
+    after_conflicts(s);
 }
 
 static void handle_frame(session_t *s, const ps_frame_t *f)
@@ -543,7 +609,17 @@ static void handle_frame(session_t *s, const ps_frame_t *f)
     } else if (s->state == ST_CONFLICTS && f->type == PS_MSG_CONFLICT_LIST_RESULT) {
         if (s->opts->on_conflicts)
             s->opts->on_conflicts((Popsync__ConflictListResult *)m, s->opts->arg);
-        finish(s);
+        after_conflicts(s);
+    } else if (s->state == ST_QUERY && f->type == PS_MSG_QUERY_RESULT) {
+        on_query_result(s, (Popsync__QueryResult *)m);
+    } else if (s->state == ST_REPORT && f->type == PS_MSG_REPORT_RESULT) {
+        if (s->opts->on_report)
+            s->opts->on_report((Popsync__ReportResult *)m, s->opts->arg);
+        after_conflicts(s);
+    } else if (s->state == ST_CLOSE && f->type == PS_MSG_CLOSE_RESULT) {
+        if (s->opts->on_close_result)
+            s->opts->on_close_result((Popsync__CloseResult *)m, s->opts->arg);
+        after_conflicts(s);
     } else {
         sess_fail(s, PS_EPROTO, "unexpected %s from server", ps_frame_type_name(f->type));
     }

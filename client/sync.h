@@ -26,6 +26,21 @@ typedef struct ps_sync_opts {
     void (*on_conflicts)(const Popsync__ConflictListResult *res, void *arg);
     void *arg;
     uint64_t cut_after_frames; /**< tests: drop the connection after this many frames received (0: never) */
+    /* Queries, reports and the monthly close (issue 6): asked after
+     * everything above, usually in a no_sync session, in this order. */
+    /** Run this Query.  Group mode: every QueryResult frame of the answer
+     *  (the last has done set) goes to on_query.  List mode: each page's
+     *  frames go to on_query, and while a page ends with next_after_id the
+     *  query is sent again from there, until the last page. */
+    const Popsync__Query *query;
+    void (*on_query)(const Popsync__QueryResult *res, void *arg);
+    /** Ask for this report; the ReportResult goes to on_report. */
+    const Popsync__ReportRequest *report;
+    void (*on_report)(const Popsync__ReportResult *res, void *arg);
+    /** Send these CloseRequests one after another; each CloseResult goes to on_close_result. */
+    Popsync__CloseRequest *const *close_reqs;
+    size_t n_close;
+    void (*on_close_result)(const Popsync__CloseResult *res, void *arg);
 } ps_sync_opts_t;
 
 typedef struct ps_sync_stats {

@@ -217,6 +217,10 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* Group commits, pulls and long queries share libuv's thread pool: make
+     * it wide enough that a few long reports never hold up a commit. */
+    if (!getenv("UV_THREADPOOL_SIZE"))
+        setenv("UV_THREADPOOL_SIZE", "16", 1);
 
     rc = ps_tls_conf_new(&srv.tls, PS_TLS_SERVER, srv.opts.ca_file, srv.opts.cert_file, srv.opts.key_file,
                          srv.opts.crl_file, err, sizeof(err));

@@ -9,6 +9,9 @@
 #include "merge.h"
 #include "digest.h"
 #include "crypto.h"
+#include "counters.h"
+
+#include "store_int.h"
 
 #include <lmdb.h>
 
@@ -18,59 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-/* Every value in `records` starts with a fixed header so that pulls,
- * scope checks and reference checks never unpack a record:
- *   seq(8, BE) | kind(1) | flags(1: bit 0 deleted) | orgunit(12) | other(12) | gen(8, BE) | hlc(8, BE)
- *   | packed Record
- * where other is a migration's other place (zeros when none): the two
- * units whose readers see the record, its "audience". */
-#define REC_HDR 50
-#define HDR_GEN 34
-#define HDR_HLC 42
-#define REC_DELETED 0x01
-#define HDR_UNIT 10
-#define HDR_OTHER 22
-/* Feed values: id(16) for a record's latest change; id(16) | 0x01 |
- * unit(12) for a scope exit, telling readers of unit the record left them. */
-#define FEED_EXIT_LEN 29
-
-struct ps_store {
-    MDB_env *env;
-    MDB_dbi records, feed, nodes, rejects, meta, versions, conflicts, audit;
-    uint8_t server_node[PS_ID_LEN];
-    uint64_t head;           /* last committed seq; read under head_lock */
-    pthread_mutex_t head_lock;
-    ps_hlc_t hlc;            /* touched only by the single writer */
-    ps_store_opts_t opts;
-};
-
-static void be64put(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
-static uint64_t be64get(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static int db_err(int mrc)
-{
-    if (mrc == MDB_MAP_FULL)
-        return PS_EFULL;
-    if (mrc == MDB_NOTFOUND)
-        return PS_ENOTFOUND;
-    if (mrc == ENOMEM)
-        return PS_ENOMEM;
-    return PS_EDB;
-}
 
 int ps_store_open(ps_store_t **out, const char *dir, const ps_store_opts_t *opts, char *err, size_t errlen)
 {
@@ -103,7 +53,9 @@ int ps_store_open(ps_store_t **out, const char *dir, const ps_store_opts_t *opts
         (mrc = mdb_dbi_open(txn, "meta", MDB_CREATE, &st->meta)) ||
         (mrc = mdb_dbi_open(txn, "versions", MDB_CREATE, &st->versions)) ||
         (mrc = mdb_dbi_open(txn, "conflicts", MDB_CREATE, &st->conflicts)) ||
-        (mrc = mdb_dbi_open(txn, "audit", MDB_CREATE, &st->audit)))
+        (mrc = mdb_dbi_open(txn, "audit", MDB_CREATE, &st->audit)) ||
+        (mrc = mdb_dbi_open(txn, "counters", MDB_CREATE, &st->counters)) ||
+        (mrc = mdb_dbi_open(txn, "closes", MDB_CREATE, &st->closes)))
         goto fail;
     k.mv_data = "server_node";
     k.mv_size = 11;
@@ -168,66 +120,120 @@ uint64_t ps_store_head(ps_store_t *st)
     return h;
 }
 
-/* Is unit inside root's subtree?  The org-unit tree decides when both are
- * in it; codes outside the district (a migrant's other place) fall back to
- * the division-code prefix rule. */
-static int within(const ps_store_t *st, const char *unit, const char *root)
+/* Counter deltas gathered during a transaction and written once at its
+ * end: a batch of thousands of records touches a handful of counters. */
+#define CKEY_MAX (4 + 12 + 32)
+typedef struct centry {
+    uint8_t key[CKEY_MAX];
+    uint8_t klen;
+    int64_t delta;
+} centry_t;
+
+typedef struct ctab {
+    centry_t *v;
+    size_t cap, n;           /* cap is a power of two */
+} ctab_t;
+
+static uint64_t ckey_hash(const uint8_t *k, size_t n)
 {
-    if (!unit || !*unit)
-        return 0;
-    if (st->opts.units && ps_orgunits_find(st->opts.units, unit) && ps_orgunits_find(st->opts.units, root))
-        return ps_orgunits_within(st->opts.units, unit, root);
-    return ps_orgunit_within(unit, root);
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ k[i]) * 1099511628211ull;
+    return h;
 }
 
-/* May this identity write a record owned by unit?  Admin: everything;
- * township and collector: their subtree; viewer and server: nothing. */
-static int may_write(const ps_store_t *st, const ps_peer_t *peer, const char *unit)
+static int ctab_add(ctab_t *t, const uint8_t *key, size_t klen, int64_t delta)
 {
-    switch (peer->role) {
-    case PS_ROLE_ADMIN: return 1;
-    case PS_ROLE_TOWNSHIP:
-    case PS_ROLE_COLLECTOR: return within(st, unit, peer->orgunit);
-    default: return 0;
+    size_t i;
+    if (t->n * 2 >= t->cap) {
+        ctab_t nt = {NULL, t->cap ? t->cap * 2 : 256, 0};
+        nt.v = calloc(nt.cap, sizeof(*nt.v));
+        if (!nt.v)
+            return PS_ENOMEM;
+        for (size_t j = 0; j < t->cap; j++)
+            if (t->v[j].klen) {
+                size_t h = ckey_hash(t->v[j].key, t->v[j].klen) & (nt.cap - 1);
+                while (nt.v[h].klen)
+                    h = (h + 1) & (nt.cap - 1);
+                nt.v[h] = t->v[j];
+                nt.n++;
+            }
+        free(t->v);
+        *t = nt;
     }
-}
-
-/* May this identity read a record with this audience (owner, other place)? */
-static int may_read(const ps_store_t *st, const ps_peer_t *peer, const char *unit, const char *other)
-{
-    switch (peer->role) {
-    case PS_ROLE_ADMIN: return 1;
-    case PS_ROLE_TOWNSHIP:
-    case PS_ROLE_COLLECTOR:
-        return within(st, unit, peer->orgunit) || (other && *other && within(st, other, peer->orgunit));
-    default: return 0;
+    i = ckey_hash(key, klen) & (t->cap - 1);
+    while (t->v[i].klen && (t->v[i].klen != klen || memcmp(t->v[i].key, key, klen) != 0))
+        i = (i + 1) & (t->cap - 1);
+    if (!t->v[i].klen) {
+        memcpy(t->v[i].key, key, klen);
+        t->v[i].klen = (uint8_t)klen;
+        t->n++;
     }
+    t->v[i].delta += delta;
+    return PS_OK;
 }
 
-static void hdr_unit(const uint8_t *hdr, size_t off, char out[13])
+static size_t ckey_make(uint8_t *key, const ps_contrib_t *c)
 {
-    memcpy(out, hdr + off, 12);
-    out[12] = '\0';
-    if (out[0] == '\0')
-        out[0] = '\0';
+    size_t ml = strlen(c->metric);
+    key[0] = (uint8_t)(c->month >> 24);
+    key[1] = (uint8_t)(c->month >> 16);
+    key[2] = (uint8_t)(c->month >> 8);
+    key[3] = (uint8_t)c->month;
+    memcpy(key + 4, c->unit, 12);
+    memcpy(key + 16, c->metric, ml);
+    return 16 + ml;
 }
 
-/* may_read on a stored record's header. */
-static int may_read_hdr(const ps_store_t *st, const ps_peer_t *peer, const void *hdr)
+/* Adds sign times a record version's contributions to the table. */
+static int ctab_record(ctab_t *t, const Popsync__Record *r, int sign)
 {
-    char unit[13], other[13];
-    hdr_unit(hdr, HDR_UNIT, unit);
-    hdr_unit(hdr, HDR_OTHER, other);
-    return may_read(st, peer, unit, other);
+    ps_contrib_t cs[PS_CONTRIB_MAX];
+    size_t n = ps_counters_contrib(r, cs, PS_CONTRIB_MAX);
+    uint8_t key[CKEY_MAX];
+    for (size_t i = 0; i < n; i++) {
+        int rc = ctab_add(t, key, ckey_make(key, &cs[i]), sign * cs[i].value);
+        if (rc)
+            return rc;
+    }
+    return PS_OK;
 }
 
-/* The other place of a migration record, or "". */
-static const char *other_place(const Popsync__Record *r)
+static int64_t get_i64(const void *p)
 {
-    if (r->body_case == POPSYNC__RECORD__BODY_MIGRATION && r->migration->other_place_code &&
-        ps_orgunit_valid(r->migration->other_place_code))
-        return r->migration->other_place_code;
-    return "";
+    return (int64_t)be64get(p);
+}
+
+/* Writes the gathered deltas into the counters database. */
+static int ctab_flush(ctab_t *t, MDB_txn *txn, MDB_dbi dbi)
+{
+    for (size_t i = 0; i < t->cap; i++) {
+        centry_t *e = &t->v[i];
+        MDB_val k = {e->klen, e->key}, v;
+        int64_t cur = 0;
+        uint8_t val[8];
+        int mrc;
+        if (!e->klen || e->delta == 0)
+            continue;
+        mrc = mdb_get(txn, dbi, &k, &v);
+        if (mrc == 0 && v.mv_size == 8)
+            cur = get_i64(v.mv_data);
+        else if (mrc && mrc != MDB_NOTFOUND)
+            return db_err(mrc);
+        cur += e->delta;
+        if (cur == 0) {
+            mrc = mdb_del(txn, dbi, &k, NULL);
+            if (mrc && mrc != MDB_NOTFOUND)
+                return db_err(mrc);
+            continue;
+        }
+        be64put(val, (uint64_t)cur);
+        v.mv_size = 8;
+        v.mv_data = val;
+        if ((mrc = mdb_put(txn, dbi, &k, &v, 0)))
+            return db_err(mrc);
+    }
+    return PS_OK;
 }
 
 /* Per-transaction state of one node's marks, so a batch with many changes
@@ -244,6 +250,7 @@ typedef struct apply_ctx {
     uint64_t seq;            /* last sequence given in this transaction */
     uint64_t now_ms;
     uint64_t conflicts;      /* conflicts recorded in this transaction */
+    ctab_t ctab;             /* counter deltas of this transaction */
     uint64_t audit_n;        /* last audit entry number */
     uint8_t audit_hash[32];  /* hash of that entry */
     int audit_loaded;
@@ -812,6 +819,10 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
     nv.changed_by.data = job->node;
     nv.changed_by.len = PS_ID_LEN;
     nv.updated_ms = r->updated_ms;
+    /* Counters move by the difference between the old and new version, in
+     * the same transaction, so they always equal a recount. */
+    if ((cur && (rc = ctab_record(&c->ctab, cur, -1))) || (rc = ctab_record(&c->ctab, &nv, +1)))
+        goto out;
     if ((rc = put_version(c, &nv, cur ? old_hdr : NULL)))
         goto out;
     if (have_merge && m.nfields > 0) {
@@ -972,7 +983,7 @@ int ps_store_apply(ps_store_t *st, ps_push_job_t *jobs)
     for (ps_push_job_t *j = jobs; j; j = j->next)
         if ((rc = apply_job(&c, j)))
             goto out;
-    if ((rc = marks_flush(&c)))
+    if ((rc = marks_flush(&c)) || (rc = ctab_flush(&c.ctab, c.txn, st->counters)))
         goto out;
     be64put(headv, c.seq);
     if ((mrc = mdb_put(c.txn, st->meta, &k, &v, 0))) {
@@ -1004,6 +1015,7 @@ out:
             j->status = PS_OK;
     }
     free(c.marks);
+    free(c.ctab.v);
     ps_buf_free(&c.scratch);
     return rc;
 }

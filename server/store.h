@@ -6,6 +6,8 @@
  *   versions id(16)|gen(8, BE) -> packed Record                every version, for merges
  *   conflicts cid(16)          -> packed Conflict
  *   audit    n(8, BE)          -> packed AuditEntry (hash-chained; head in meta "audit_head")
+ *   counters month(4)|unit(12)|indicator -> int64 (BE), kept in the write transaction
+ *   closes   month(4)|township(12) -> packed CloseResult (state, frozen values)
  *   feed     seq(8, BE)        -> id(16)          one entry per record: its latest change
  *                                 id(16)|1|unit(12) a scope exit: readers of unit must drop it
  *   nodes    node(16)          -> hw(8) | last_seen_ms(8) | cursor(8)   (all BE)
@@ -108,6 +110,22 @@ int ps_store_fetch(ps_store_t *st, const ps_peer_t *peer, const ProtobufCBinaryD
  * entry count, or PS_EPROTO with the first break described in err.
  */
 int ps_store_audit_verify(ps_store_t *st, uint64_t *entries, char *err, size_t errlen);
+
+/** Answers a Query: one or more whole QueryResult frames appended to out.
+ *  PS_EINVAL/PS_ETOOBIG with a reason in err for a query that cannot run. */
+int ps_store_query(ps_store_t *st, const ps_peer_t *peer, const Popsync__Query *q, uint32_t request_id,
+                   ps_buf_t *out, char *err, size_t errlen);
+/** A whole ReportResult frame for the monthly report (from the counters). */
+int ps_store_report_monthly(ps_store_t *st, const ps_peer_t *peer, const Popsync__ReportRequest *req,
+                            uint32_t request_id, ps_buf_t *out, char *err, size_t errlen);
+/** A whole ReportResult frame for the data-quality report (a scan). */
+int ps_store_report_quality(ps_store_t *st, const ps_peer_t *peer, const Popsync__ReportRequest *req,
+                            uint32_t request_id, ps_buf_t *out, char *err, size_t errlen);
+/** Submits, approves, returns or reads a township's month; a whole CloseResult frame. */
+int ps_store_close_month(ps_store_t *st, const ps_peer_t *peer, const Popsync__CloseRequest *req, uint32_t request_id,
+                         ps_buf_t *out, char *err, size_t errlen);
+/** Recounts every counter from the records and compares: mismatches (0 = all equal). */
+int ps_store_counters_check(ps_store_t *st, uint64_t *checked, uint64_t *mismatched, char *err, size_t errlen);
 
 /** Counts live (not deleted) records and all records; for tests and status. */
 int ps_store_count(ps_store_t *st, uint64_t *live, uint64_t *total);

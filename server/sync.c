@@ -12,6 +12,7 @@
 #include "wire.pb-c.h"
 
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #define PS_PROTOCOL_VERSION 1
@@ -30,6 +31,7 @@ typedef struct read_job {
     ProtobufCMessage *msg;   /* the request, for requests with lists (owned) */
     ps_buf_t reply;
     int rc;
+    char err[256];           /* why a query or report could not run (no personal data) */
 } read_job_t;
 
 static void read_work(uv_work_t *req)
@@ -57,6 +59,26 @@ static void read_work(uv_work_t *req)
         j->rc = ps_store_fetch(st, &j->peer, fr->ids, fr->n_ids, j->request_id, &j->reply);
         break;
     }
+    case PS_MSG_QUERY:
+        j->rc = ps_store_query(st, &j->peer, (Popsync__Query *)j->msg, j->request_id, &j->reply, j->err,
+                               sizeof(j->err));
+        break;
+    case PS_MSG_REPORT_REQUEST: {
+        Popsync__ReportRequest *rq = (Popsync__ReportRequest *)j->msg;
+        if (rq->report && !strcmp(rq->report, "monthly"))
+            j->rc = ps_store_report_monthly(st, &j->peer, rq, j->request_id, &j->reply, j->err, sizeof(j->err));
+        else if (rq->report && !strcmp(rq->report, "quality"))
+            j->rc = ps_store_report_quality(st, &j->peer, rq, j->request_id, &j->reply, j->err, sizeof(j->err));
+        else {
+            snprintf(j->err, sizeof(j->err), "unknown report '%s' (monthly or quality)", rq->report ? rq->report : "");
+            j->rc = PS_EINVAL;
+        }
+        break;
+    }
+    case PS_MSG_CLOSE_REQUEST:
+        j->rc = ps_store_close_month(st, &j->peer, (Popsync__CloseRequest *)j->msg, j->request_id, &j->reply, j->err,
+                                     sizeof(j->err));
+        break;
     default: j->rc = PS_EPROTO; break;
     }
 }
@@ -98,7 +120,7 @@ static void read_after(uv_work_t *req, int status)
     if (c->state != PS_CONN_CLOSING) {
         if (status || j->rc) {
             ps_conn_error(c, j->request_id, j->rc ? j->rc : PS_EIO, j->type == PS_MSG_HELLO, "%s failed: %s",
-                          ps_frame_type_name(j->type), ps_strerror(j->rc ? j->rc : PS_EIO));
+                          ps_frame_type_name(j->type), j->err[0] ? j->err : ps_strerror(j->rc ? j->rc : PS_EIO));
         } else if (j->type == PS_MSG_HELLO) {
             send_welcome(j);
         } else {
@@ -228,8 +250,24 @@ static int on_read_request(ps_conn_t *c, const ps_frame_t *f, ProtobufCMessage *
 {
     read_job_t *j;
     int conflicts = f->type == PS_MSG_CONFLICT_LIST;
+    int reports = f->type == PS_MSG_QUERY || f->type == PS_MSG_REPORT_REQUEST || f->type == PS_MSG_CLOSE_REQUEST;
+    /* Queries and reports: admin, township and viewer (aggregates only);
+     * a collector is a field device and has none. */
+    if (reports && !(c->peer.role == PS_ROLE_ADMIN || c->peer.role == PS_ROLE_TOWNSHIP ||
+                     c->peer.role == PS_ROLE_VIEWER)) {
+        ps_conn_error(c, f->request_id, PS_EACCES, 0, "role %s may not send %s", c->peer.role_name,
+                      ps_frame_type_name(f->type));
+        return PS_EACCES;
+    }
+    if (f->type == PS_MSG_QUERY && c->peer.role == PS_ROLE_VIEWER && ((Popsync__Query *)m)->list) {
+        ps_conn_error(c, f->request_id, PS_EACCES, 0, "role viewer may not list records, only count them");
+        return PS_EACCES;
+    }
     /* Conflicts: admin or a township; verify and fetch: anyone who syncs. */
-    if (conflicts ? !(c->peer.role == PS_ROLE_ADMIN || c->peer.role == PS_ROLE_TOWNSHIP) : !role_may_sync(&c->peer)) {
+    if (reports) {
+        /* checked above */
+    } else if (conflicts ? !(c->peer.role == PS_ROLE_ADMIN || c->peer.role == PS_ROLE_TOWNSHIP)
+                         : !role_may_sync(&c->peer)) {
         ps_conn_error(c, f->request_id, PS_EACCES, 0, "role %s may not send %s", c->peer.role_name,
                       ps_frame_type_name(f->type));
         return PS_EACCES;
@@ -307,6 +345,9 @@ int ps_sync_dispatch(ps_conn_t *c, const ps_frame_t *f)
     case PS_MSG_VERIFY_REQUEST:
     case PS_MSG_VERIFY_BUCKET_REQUEST:
     case PS_MSG_FETCH_REQUEST:
+    case PS_MSG_QUERY:
+    case PS_MSG_REPORT_REQUEST:
+    case PS_MSG_CLOSE_REQUEST:
         break;
     default:
         ps_conn_error(c, f->request_id, PS_EPROTO, 0, "unknown or unexpected message type %u", f->type);
@@ -336,6 +377,9 @@ int ps_sync_dispatch(ps_conn_t *c, const ps_frame_t *f)
     case PS_MSG_VERIFY_REQUEST:
     case PS_MSG_VERIFY_BUCKET_REQUEST:
     case PS_MSG_FETCH_REQUEST:
+    case PS_MSG_QUERY:
+    case PS_MSG_REPORT_REQUEST:
+    case PS_MSG_CLOSE_REQUEST:
         rc = on_read_request(c, f, m);
         if (rc == PS_OK)
             return PS_OK; /* the job owns the message now */

@@ -132,6 +132,8 @@ static void id_number(char out[19], int male)
 }
 
 static void remember_id(const uint8_t *id);
+static Popsync__Record *pick_record(int i);
+static int put_checked(int i, Popsync__Record *r);
 
 static void note_edit(int client, const uint8_t *id, int field, const char *value)
 {
@@ -162,6 +164,106 @@ static int put_checked(int i, Popsync__Record *r)
     if (v.n)
         return PS_EINVAL;
     return ps_cache_put_local(g_clients[i].c, r);
+}
+
+static void rand_date(char out[11], int year_from, int years)
+{
+    snprintf(out, 11, "%04u-%02u-%02u", (unsigned)year_from + below((uint32_t)years), 1 + below(12), 1 + below(28));
+}
+
+/* Adds a non-person record that refers to a person this cache holds. */
+static void op_add_event(int i)
+{
+    static const char *services[] = {"prepregnancy_check", "reproductive_check", "followup", "contraceptive_supplies",
+                                     "consultation"};
+    static const char *schemes[] = {"rural_reward", "special_support", "only_child_reward", "first_birth_subsidy"};
+    Popsync__Record *p = pick_record(i), *r = NULL;
+    char idtxt[PS_UUID_STR], d1[11], d2[11], d3[11], err[160];
+    uint32_t which = below(4);
+    int kinds[] = {POPSYNC__KIND__KIND_BIRTH, POPSYNC__KIND__KIND_MIGRATION, POPSYNC__KIND__KIND_BENEFIT,
+                   POPSYNC__KIND__KIND_SERVICE_VISIT};
+    int bad = 0;
+    if (!p)
+        return;
+    if (p->kind != POPSYNC__KIND__KIND_PERSON) {
+        protobuf_c_message_free_unpacked(&p->base, NULL);
+        return;
+    }
+    ps_uuid_format(p->id.data, idtxt);
+    if (ps_record_new(&r, kinds[which]))
+        die("record_new");
+    r->id.data = malloc(16);
+    r->id.len = 16;
+    ps_uuid7(r->id.data);
+    bad |= ps_record_set(r, "orgunit", p->orgunit, err, sizeof(err));
+    rand_date(d1, 2023, 3);
+    rand_date(d2, 2025, 1);
+    rand_date(d3, 2026, 1);
+    switch (which) {
+    case 0:
+        bad |= ps_record_set(r, "mother_id", idtxt, err, sizeof(err)) ||
+               ps_record_set(r, "child_sex", below(2) ? "male" : "female", err, sizeof(err)) ||
+               ps_record_set(r, "birth_date", d1, err, sizeof(err)) || ps_record_set(r, "birth_order", "1", err, sizeof(err));
+        break;
+    case 1:
+        bad |= ps_record_set(r, "person_id", idtxt, err, sizeof(err)) ||
+               ps_record_set(r, "direction", below(2) ? "inflow" : "outflow", err, sizeof(err)) ||
+               ps_record_set(r, "other_place_code", "320102000000", err, sizeof(err)) ||
+               ps_record_set(r, "start_date", d1, err, sizeof(err)) ||
+               ps_record_set(r, "urgent", below(5) ? "false" : "true", err, sizeof(err));
+        if (below(2))
+            bad |= ps_record_set(r, "submitted_date", d2, err, sizeof(err));
+        break;
+    case 2:
+        bad |= ps_record_set(r, "person_id", idtxt, err, sizeof(err)) ||
+               ps_record_set(r, "scheme", schemes[below(4)], err, sizeof(err)) ||
+               ps_record_set(r, "period", "2025", err, sizeof(err)) ||
+               ps_record_set(r, "amount_fen", "96000", err, sizeof(err)) ||
+               ps_record_set(r, "status", "eligible", err, sizeof(err));
+        break;
+    default:
+        bad |= ps_record_set(r, "person_id", idtxt, err, sizeof(err)) ||
+               ps_record_set(r, "service", services[below(5)], err, sizeof(err)) ||
+               ps_record_set(r, "visit_date", d1, err, sizeof(err));
+        break;
+    }
+    if (!bad && put_checked(i, r) == PS_OK)
+        remember_id(r->id.data);
+    ps_record_free(r);
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+}
+
+/* Edits a date, a status or a sex on an event record: these move counters
+ * between months and indicators. */
+static void op_edit_event(int i)
+{
+    Popsync__Record *r = pick_record(i);
+    char d[11], err[160];
+    int bad = 0;
+    if (!r)
+        return;
+    rand_date(d, 2025, 2);
+    switch (r->body_case) {
+    case POPSYNC__RECORD__BODY_BIRTH:
+        bad = ps_record_set(r, "child_sex", below(2) ? "male" : "female", err, sizeof(err));
+        break;
+    case POPSYNC__RECORD__BODY_MIGRATION:
+        if (!*r->migration->submitted_date)
+            bad = ps_record_set(r, "submitted_date", d, err, sizeof(err));
+        else if (!*r->migration->feedback_date && strcmp(d, r->migration->submitted_date) > 0)
+            bad = ps_record_set(r, "feedback_date", d, err, sizeof(err));
+        else
+            bad = 1;
+        break;
+    case POPSYNC__RECORD__BODY_BENEFIT:
+        bad = ps_record_set(r, "status", "paid", err, sizeof(err)) || ps_record_set(r, "paid_date", d, err, sizeof(err));
+        break;
+    case POPSYNC__RECORD__BODY_SERVICE_VISIT: bad = ps_record_set(r, "visit_date", d, err, sizeof(err)); break;
+    default: bad = 1; break;
+    }
+    if (!bad)
+        put_checked(i, r);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
 }
 
 static void op_add(int i)
@@ -418,8 +520,12 @@ int main(int argc, char **argv)
     for (uint64_t op = 0; op < ops; op++) {
         int i = (int)below(NCLIENT);
         uint32_t dice = below(1000);
-        if (dice < 320)
+        if (dice < 220)
             op_add(i);
+        else if (dice < 290)
+            op_add_event(i);
+        else if (dice < 320)
+            op_edit_event(i);
         else if (dice < 770)
             op_edit(i, op);
         else if (dice < 840)

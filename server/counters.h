@@ -1,0 +1,40 @@
+/* counters.h - what each record adds to the report counters.
+ *
+ * Owns: the rule that turns one record version into counter increments
+ * (month, unit, indicator, amount).  Pure: the store applies the increments
+ * of the old version negatively and of the new version positively in the
+ * same write transaction, so the counters always equal a full recount
+ * (docs/queries.md defines each indicator).
+ *
+ * Months are YYYYMM numbers; month 0 holds stocks (persons_total).
+ * Migration delays are kept as day buckets (sub_u_07: an urgent case
+ * submitted 7 days after its start; fb_n_61: feedback 61 or more days after
+ * submission, normal case), so a report may apply any deadline.
+ */
+#ifndef PS_COUNTERS_H
+#define PS_COUNTERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "records.pb-c.h"
+
+#define PS_CONTRIB_MAX 12
+#define PS_DELAY_BUCKETS 62 /* 0..60 days, 61 = later */
+
+typedef struct ps_contrib {
+    uint32_t month;
+    char unit[13];
+    char metric[32];
+    int64_t value;
+} ps_contrib_t;
+
+/** Fills out with the record's contributions; returns how many (0 for tombstones). */
+size_t ps_counters_contrib(const Popsync__Record *r, ps_contrib_t *out, size_t max);
+
+/** Days from date a to date b (YYYY-MM-DD), or INT32_MIN if either is not a date. */
+int32_t ps_days_between(const char *a, const char *b);
+/** YYYYMM of a YYYY-MM-DD date or YYYY-MM month, or 0. */
+uint32_t ps_month_of(const char *date);
+
+#endif

@@ -1,0 +1,137 @@
+/* store_int.h - private to the store's files (store.c, store_query.c).
+ *
+ * Owns: struct ps_store, the layout of stored record headers and feed
+ * entries, and the scope rules on them.  Only store*.c include this file
+ * (and lmdb.h).
+ */
+#ifndef PS_STORE_INT_H
+#define PS_STORE_INT_H
+
+#include "store.h"
+#include "err.h"
+#include "scope.h"
+
+#include <lmdb.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+/* Every value in `records` starts with a fixed header so that pulls,
+ * scope checks and reference checks never unpack a record:
+ *   seq(8, BE) | kind(1) | flags(1: bit 0 deleted) | orgunit(12) | other(12) | gen(8, BE) | hlc(8, BE)
+ *   | packed Record
+ * where other is a migration's other place (zeros when none): the two
+ * units whose readers see the record, its "audience". */
+#define REC_HDR 50
+#define HDR_GEN 34
+#define HDR_HLC 42
+#define REC_DELETED 0x01
+#define HDR_UNIT 10
+#define HDR_OTHER 22
+/* Feed values: id(16) for a record's latest change; id(16) | 0x01 |
+ * unit(12) for a scope exit, telling readers of unit the record left them. */
+#define FEED_EXIT_LEN 29
+
+struct ps_store {
+    MDB_env *env;
+    MDB_dbi records, feed, nodes, rejects, meta, versions, conflicts, audit, counters, closes;
+    uint8_t server_node[PS_ID_LEN];
+    uint64_t head;           /* last committed seq; read under head_lock */
+    pthread_mutex_t head_lock;
+    ps_hlc_t hlc;            /* touched only by the single writer */
+    ps_store_opts_t opts;
+};
+
+static inline void be64put(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static inline uint64_t be64get(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static inline int db_err(int mrc)
+{
+    if (mrc == MDB_MAP_FULL)
+        return PS_EFULL;
+    if (mrc == MDB_NOTFOUND)
+        return PS_ENOTFOUND;
+    if (mrc == ENOMEM)
+        return PS_ENOMEM;
+    return PS_EDB;
+}
+
+
+/* Is unit inside root's subtree?  The org-unit tree decides when both are
+ * in it; codes outside the district (a migrant's other place) fall back to
+ * the division-code prefix rule. */
+static inline int within(const ps_store_t *st, const char *unit, const char *root)
+{
+    if (!unit || !*unit)
+        return 0;
+    if (st->opts.units && ps_orgunits_find(st->opts.units, unit) && ps_orgunits_find(st->opts.units, root))
+        return ps_orgunits_within(st->opts.units, unit, root);
+    return ps_orgunit_within(unit, root);
+}
+
+/* May this identity write a record owned by unit?  Admin: everything;
+ * township and collector: their subtree; viewer and server: nothing. */
+static inline int may_write(const ps_store_t *st, const ps_peer_t *peer, const char *unit)
+{
+    switch (peer->role) {
+    case PS_ROLE_ADMIN: return 1;
+    case PS_ROLE_TOWNSHIP:
+    case PS_ROLE_COLLECTOR: return within(st, unit, peer->orgunit);
+    default: return 0;
+    }
+}
+
+/* May this identity read a record with this audience (owner, other place)? */
+static inline int may_read(const ps_store_t *st, const ps_peer_t *peer, const char *unit, const char *other)
+{
+    switch (peer->role) {
+    case PS_ROLE_ADMIN: return 1;
+    case PS_ROLE_TOWNSHIP:
+    case PS_ROLE_COLLECTOR:
+        return within(st, unit, peer->orgunit) || (other && *other && within(st, other, peer->orgunit));
+    default: return 0;
+    }
+}
+
+static inline void hdr_unit(const uint8_t *hdr, size_t off, char out[13])
+{
+    memcpy(out, hdr + off, 12);
+    out[12] = '\0';
+    if (out[0] == '\0')
+        out[0] = '\0';
+}
+
+/* may_read on a stored record's header. */
+static inline int may_read_hdr(const ps_store_t *st, const ps_peer_t *peer, const void *hdr)
+{
+    char unit[13], other[13];
+    hdr_unit(hdr, HDR_UNIT, unit);
+    hdr_unit(hdr, HDR_OTHER, other);
+    return may_read(st, peer, unit, other);
+}
+
+/* The other place of a migration record, or "". */
+static inline const char *other_place(const Popsync__Record *r)
+{
+    if (r->body_case == POPSYNC__RECORD__BODY_MIGRATION && r->migration->other_place_code &&
+        ps_orgunit_valid(r->migration->other_place_code))
+        return r->migration->other_place_code;
+    return "";
+}
+
+
+#endif

@@ -1,0 +1,1122 @@
+/* store_query.c - queries, reports and the monthly close, on the store.
+ *
+ * Owns: answering Query (a scan of the records in the sender's scope with
+ * filters, grouping and paging), the monthly report (read from the counters
+ * the write transaction keeps, so it costs the same at any data size), the
+ * data-quality report (a scan), the monthly close (submit, approve and
+ * freeze, return) and the counters' recount check.  Everything here runs on
+ * worker threads; only the close takes the write lock, briefly.
+ */
+#include "store_int.h"
+#include "counters.h"
+#include "frame.h"
+#include "ids.h"
+#include "msg.h"
+#include "orgunit.h"
+#include "record_fmt.h"
+#include "validate.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+/* ---- a small string-keyed table, for groups and ID numbers --------------- */
+
+typedef struct sent {
+    char *key;
+    uint64_t count;
+    int64_t sum;
+    void *aux;
+} sent_t;
+
+typedef struct stab {
+    sent_t *v;
+    size_t cap, n;
+} stab_t;
+
+static uint64_t str_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return h;
+}
+
+static sent_t *stab_get(stab_t *t, const char *key)
+{
+    size_t i;
+    if (t->n * 2 >= t->cap) {
+        stab_t nt = {NULL, t->cap ? t->cap * 2 : 256, 0};
+        nt.v = calloc(nt.cap, sizeof(*nt.v));
+        if (!nt.v)
+            return NULL;
+        for (size_t j = 0; j < t->cap; j++)
+            if (t->v[j].key) {
+                size_t h = str_hash(t->v[j].key) & (nt.cap - 1);
+                while (nt.v[h].key)
+                    h = (h + 1) & (nt.cap - 1);
+                nt.v[h] = t->v[j];
+                nt.n++;
+            }
+        free(t->v);
+        *t = nt;
+    }
+    i = str_hash(key) & (t->cap - 1);
+    while (t->v[i].key && strcmp(t->v[i].key, key) != 0)
+        i = (i + 1) & (t->cap - 1);
+    if (!t->v[i].key) {
+        t->v[i].key = strdup(key);
+        if (!t->v[i].key)
+            return NULL;
+        t->n++;
+    }
+    return &t->v[i];
+}
+
+static void stab_free(stab_t *t)
+{
+    for (size_t i = 0; i < t->cap; i++) {
+        free(t->v[i].key);
+        free(t->v[i].aux);
+    }
+    free(t->v);
+    memset(t, 0, sizeof(*t));
+}
+
+/* The township (depth-1 unit) of a unit: the tree decides, else the prefix. */
+static void township_of(const ps_store_t *st, const char *unit, char out[13])
+{
+    const ps_orgunit_t *t = st->opts.units ? ps_orgunits_township(st->opts.units, unit) : NULL;
+    if (t)
+        memcpy(out, t->code, 13);
+    else
+        ps_orgunit_township(unit, out);
+}
+
+/* Appends one frame of msg to out. */
+static int put_frame(ps_buf_t *out, uint8_t type, uint32_t req, const ProtobufCMessage *m)
+{
+    return ps_msg_pack_frame(out, type, req, m);
+}
+
+/* ---- Query ----------------------------------------------------------------- */
+
+#define QUERY_FRAME_ROWS 2000
+#define QUERY_MAX_GROUPS 200000
+
+static int group_key(const ps_store_t *st, const Popsync__Record *r, const Popsync__Query *q, const char *name,
+                     char *out, size_t cap)
+{
+    if (!strcmp(name, "unit"))
+        return snprintf(out, cap, "%s", r->orgunit) < 0 ? PS_EINVAL : PS_OK;
+    if (!strcmp(name, "township")) {
+        char t[13];
+        township_of(st, r->orgunit, t);
+        snprintf(out, cap, "%s", t);
+        return PS_OK;
+    }
+    if (!strcmp(name, "kind")) {
+        snprintf(out, cap, "%s", ps_kind_name(r->kind) ? ps_kind_name(r->kind) : "");
+        return PS_OK;
+    }
+    if (!strcmp(name, "month")) {
+        char d[32] = "";
+        if (q->date_field && *q->date_field) {
+            if (ps_record_get_text(r, q->date_field, d, sizeof(d)) != PS_OK)
+                d[0] = '\0';
+        } else if (r->created_ms > 0) {
+            time_t t = (time_t)(r->created_ms / 1000);
+            struct tm tm;
+            gmtime_r(&t, &tm);
+            strftime(d, sizeof(d), "%Y-%m", &tm);
+        }
+        snprintf(out, cap, "%.7s", d);
+        return PS_OK;
+    }
+    return ps_record_get_text(r, name, out, cap);
+}
+
+static int cmp_rows(const void *a, const void *b)
+{
+    const sent_t *x = *(const sent_t *const *)a, *y = *(const sent_t *const *)b;
+    return strcmp(x->key, y->key);
+}
+
+/* Checks the query's names before scanning, so a typo is an error, not an empty answer. */
+static int query_check(const Popsync__Query *q, char *err, size_t errlen)
+{
+    Popsync__Record *probe = NULL;
+    char tmp[8];
+    int rc = PS_OK;
+    if (ps_record_new(&probe, q->kind) != PS_OK) {
+        snprintf(err, errlen, "Query.kind is required");
+        return PS_EINVAL;
+    }
+#define KNOWN(f) (ps_record_get_text(probe, (f), tmp, sizeof(tmp)) != PS_EINVAL)
+    if (q->date_field && *q->date_field && !KNOWN(q->date_field)) {
+        snprintf(err, errlen, "unknown date field '%s'", q->date_field);
+        rc = PS_EINVAL;
+    }
+    for (size_t i = 0; rc == PS_OK && i < q->n_filters; i++)
+        if (!q->filters[i]->field || !KNOWN(q->filters[i]->field)) {
+            snprintf(err, errlen, "unknown filter field '%s'", q->filters[i]->field ? q->filters[i]->field : "");
+            rc = PS_EINVAL;
+        }
+    for (size_t i = 0; rc == PS_OK && i < q->n_group_by; i++) {
+        const char *g = q->group_by[i];
+        if (strcmp(g, "unit") && strcmp(g, "township") && strcmp(g, "month") && strcmp(g, "kind") && !KNOWN(g)) {
+            snprintf(err, errlen, "unknown group '%s'", g);
+            rc = PS_EINVAL;
+        }
+    }
+    if (rc == PS_OK && q->sum_field && *q->sum_field && !KNOWN(q->sum_field)) {
+        snprintf(err, errlen, "unknown sum field '%s'", q->sum_field);
+        rc = PS_EINVAL;
+    }
+#undef KNOWN
+    ps_record_free(probe);
+    return rc;
+}
+
+int ps_store_query(ps_store_t *st, const ps_peer_t *peer, const Popsync__Query *q, uint32_t request_id,
+                   ps_buf_t *out, char *err, size_t errlen)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    stab_t groups;
+    sent_t **rows = NULL;
+    Popsync__Record **page = NULL;
+    uint8_t next_id[PS_ID_LEN];
+    size_t npage = 0;
+    uint32_t limit = q->limit ? (q->limit > 10000 ? 10000 : q->limit) : 1000;
+    uint64_t scanned = 0, matched = 0;
+    int mrc, rc = PS_OK, have_next = 0;
+    const char *root = q->orgunit && *q->orgunit ? q->orgunit : NULL;
+
+    memset(&groups, 0, sizeof(groups));
+    if ((rc = query_check(q, err, errlen)))
+        return rc;
+    if (root && !ps_orgunit_valid(root)) {
+        snprintf(err, errlen, "Query.orgunit must be a 12-digit code");
+        return PS_EINVAL;
+    }
+    if (q->list && !(page = calloc(limit, sizeof(*page))))
+        return PS_ENOMEM;
+    if ((mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, st->records, &cur))) {
+        rc = db_err(mrc);
+        goto out;
+    }
+    if (q->list && q->after_id.len == PS_ID_LEN) {
+        k.mv_size = PS_ID_LEN;
+        k.mv_data = q->after_id.data;
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (mrc == 0 && memcmp(k.mv_data, q->after_id.data, PS_ID_LEN) == 0)
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    } else {
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    }
+    for (; mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const uint8_t *h = v.mv_data;
+        Popsync__Record *r = NULL;
+        char unit[13], keybuf[1024];
+        size_t off = 0;
+        int ok = 1;
+
+        if (v.mv_size < REC_HDR || h[8] != (uint8_t)q->kind)
+            continue;
+        if (!q->include_deleted && (h[9] & REC_DELETED))
+            continue;
+        if (!may_read_hdr(st, peer, h))
+            continue;
+        hdr_unit(h, HDR_UNIT, unit);
+        if (root && !within(st, unit, root))
+            continue;
+        scanned++;
+        if (ps_msg_unpack_desc(&popsync__record__descriptor, h + REC_HDR, v.mv_size - REC_HDR,
+                               (ProtobufCMessage **)&r) != PS_OK)
+            continue;
+        if (q->date_field && *q->date_field) {
+            char d[32];
+            if (ps_record_get_text(r, q->date_field, d, sizeof(d)) != PS_OK || !*d)
+                ok = !(q->date_from && *q->date_from) && !(q->date_to && *q->date_to);
+            else
+                ok = (!q->date_from || !*q->date_from || strcmp(d, q->date_from) >= 0) &&
+                     (!q->date_to || !*q->date_to || strcmp(d, q->date_to) <= 0);
+        }
+        for (size_t i = 0; ok && i < q->n_filters; i++) {
+            char val[1024];
+            const char *f = q->filters[i]->field;
+            if (!strcmp(f, "orgunit"))
+                ok = !strcmp(r->orgunit, q->filters[i]->value ? q->filters[i]->value : "");
+            else
+                ok = ps_record_get_text(r, f, val, sizeof(val)) == PS_OK &&
+                     !strcmp(val, q->filters[i]->value ? q->filters[i]->value : "");
+        }
+        if (!ok) {
+            ps_msg_free(&r->base);
+            continue;
+        }
+        matched++;
+        if (q->list) {
+            if (npage == limit) {
+                /* One more match exists: the page ends at the last one kept. */
+                have_next = 1;
+                ps_msg_free(&r->base);
+                break;
+            }
+            page[npage++] = r;
+            memcpy(next_id, k.mv_data, PS_ID_LEN);
+            continue;
+        }
+        for (size_t i = 0; i < q->n_group_by; i++) {
+            char part[512] = "";
+            group_key(st, r, q, q->group_by[i], part, sizeof(part));
+            /* \x1f separates parts: no text form contains it (control characters are refused). */
+            off += (size_t)snprintf(keybuf + off, sizeof(keybuf) - off, "%s%s", i ? "\x1f" : "", part);
+            if (off >= sizeof(keybuf))
+                off = sizeof(keybuf) - 1;
+        }
+        keybuf[off] = '\0';
+        {
+            sent_t *g = stab_get(&groups, keybuf);
+            if (!g || groups.n > QUERY_MAX_GROUPS) {
+                snprintf(err, errlen, "more than %d groups: narrow the query", QUERY_MAX_GROUPS);
+                ps_msg_free(&r->base);
+                rc = g ? PS_ETOOBIG : PS_ENOMEM;
+                goto out;
+            }
+            g->count++;
+            if (q->sum_field && *q->sum_field) {
+                char num[64];
+                if (ps_record_get_text(r, q->sum_field, num, sizeof(num)) == PS_OK)
+                    g->sum += strtoll(num, NULL, 10);
+            }
+        }
+        ps_msg_free(&r->base);
+    }
+    if (mrc && mrc != MDB_NOTFOUND) {
+        rc = db_err(mrc);
+        goto out;
+    }
+    if (q->list) {
+        Popsync__QueryResult res = POPSYNC__QUERY_RESULT__INIT;
+        res.n_records = npage;
+        res.records = page;
+        res.done = 1;
+        res.scanned = scanned;
+        res.matched = matched;
+        if (have_next) {
+            res.next_after_id.data = next_id;
+            res.next_after_id.len = PS_ID_LEN;
+        }
+        rc = put_frame(out, PS_MSG_QUERY_RESULT, request_id, &res.base);
+        goto out;
+    }
+    rows = calloc(groups.n ? groups.n : 1, sizeof(*rows));
+    if (!rows) {
+        rc = PS_ENOMEM;
+        goto out;
+    }
+    {
+        size_t n = 0;
+        for (size_t i = 0; i < groups.cap; i++)
+            if (groups.v[i].key)
+                rows[n++] = &groups.v[i];
+        qsort(rows, n, sizeof(*rows), cmp_rows);
+        /* Stream the rows in frames; the last one says done. */
+        for (size_t start = 0; rc == PS_OK && (start < n || start == 0); start += QUERY_FRAME_ROWS) {
+            Popsync__QueryResult res = POPSYNC__QUERY_RESULT__INIT;
+            size_t cnt = n - start < QUERY_FRAME_ROWS ? n - start : QUERY_FRAME_ROWS;
+            Popsync__QueryRow *qr = calloc(cnt ? cnt : 1, sizeof(*qr));
+            Popsync__QueryRow **qp = calloc(cnt ? cnt : 1, sizeof(*qp));
+            char **keys = calloc((cnt ? cnt : 1) * (q->n_group_by ? q->n_group_by : 1), sizeof(char *));
+            char **copies = calloc(cnt ? cnt : 1, sizeof(char *));
+            if (!qr || !qp || !keys || !copies) {
+                rc = PS_ENOMEM;
+            } else {
+                for (size_t i = 0; i < cnt; i++) {
+                    char *save = NULL, *part;
+                    size_t nk = 0;
+                    popsync__query_row__init(&qr[i]);
+                    copies[i] = strdup(rows[start + i]->key);
+                    if (!copies[i]) {
+                        rc = PS_ENOMEM;
+                        break;
+                    }
+                    qr[i].key = keys + i * (q->n_group_by ? q->n_group_by : 1);
+                    /* Split the joined key back into its parts (empty parts kept). */
+                    part = copies[i];
+                    for (size_t g = 0; g < q->n_group_by; g++) {
+                        char *sep = strchr(part, '\x1f');
+                        if (sep)
+                            *sep = '\0';
+                        qr[i].key[nk++] = part;
+                        part = sep ? sep + 1 : part + strlen(part);
+                    }
+                    (void)save;
+                    qr[i].n_key = nk;
+                    qr[i].count = rows[start + i]->count;
+                    qr[i].sum = rows[start + i]->sum;
+                    qp[i] = &qr[i];
+                }
+                if (rc == PS_OK) {
+                    res.n_group_by = q->n_group_by;
+                    res.group_by = q->group_by;
+                    res.n_rows = cnt;
+                    res.rows = qp;
+                    res.done = start + cnt >= n;
+                    res.scanned = scanned;
+                    res.matched = matched;
+                    rc = put_frame(out, PS_MSG_QUERY_RESULT, request_id, &res.base);
+                }
+                for (size_t i = 0; i < cnt; i++)
+                    free(copies[i]);
+            }
+            free(qr);
+            free(qp);
+            free(keys);
+            free(copies);
+            if (n == 0)
+                break;
+        }
+    }
+out:
+    if (page)
+        for (size_t i = 0; i < npage; i++)
+            ps_msg_free(&page[i]->base);
+    free(page);
+    free(rows);
+    stab_free(&groups);
+    if (cur)
+        mdb_cursor_close(cur);
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
+}
+
+/* ---- Monthly report ---------------------------------------------------------- */
+
+static const char *const g_ind[] = {
+    "persons_total", "persons_new", "births_male", "births_female", "births_total", "inflow", "outflow",
+    "migrations", "submitted", "submitted_on_time", "feedback", "feedback_on_time", "benefits_paid",
+    "benefits_paid_fen", "visits_prepregnancy_check", "visits_reproductive_check", "visits_followup",
+    "visits_contraceptive_supplies", "visits_consultation", "visits_total"};
+#define NIND (sizeof(g_ind) / sizeof(g_ind[0]))
+
+typedef struct mrow {
+    char code[13];
+    const char *name;
+    int64_t v[NIND];
+} mrow_t;
+
+static int ind_index(const char *name)
+{
+    for (size_t i = 0; i < NIND; i++)
+        if (!strcmp(g_ind[i], name))
+            return (int)i;
+    return -1;
+}
+
+static int township_in_scope(const ps_store_t *st, const ps_peer_t *peer, const char *town, const char *want)
+{
+    if (want && *want && strcmp(town, want) != 0)
+        return 0;
+    if (peer->role == PS_ROLE_ADMIN)
+        return 1;
+    return within(st, town, peer->orgunit) || within(st, peer->orgunit, town);
+}
+
+static mrow_t *row_for(mrow_t **rows, size_t *n, const char *code)
+{
+    mrow_t *p;
+    for (size_t i = 0; i < *n; i++)
+        if (!strcmp((*rows)[i].code, code))
+            return &(*rows)[i];
+    p = realloc(*rows, (*n + 1) * sizeof(**rows));
+    if (!p)
+        return NULL;
+    *rows = p;
+    memset(&p[*n], 0, sizeof(**rows));
+    memcpy(p[*n].code, code, 13);
+    return &p[(*n)++];
+}
+
+/* Adds every counter of one month to the rows of the townships in scope.
+ * For a township peer below township level (a collector has no reports),
+ * only units within its own subtree count. */
+static int add_month(ps_store_t *st, MDB_txn *txn, const ps_peer_t *peer, uint32_t month, const char *want,
+                     uint32_t dl_u, uint32_t dl_n, mrow_t **rows, size_t *nrows)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    uint8_t prefix[4] = {(uint8_t)(month >> 24), (uint8_t)(month >> 16), (uint8_t)(month >> 8), (uint8_t)month};
+    int mrc, rc = PS_OK;
+
+    if ((mrc = mdb_cursor_open(txn, st->counters, &cur)))
+        return db_err(mrc);
+    k.mv_size = 4;
+    k.mv_data = prefix;
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const uint8_t *kp = k.mv_data;
+        char unit[13], town[13], metric[40];
+        size_t ml;
+        int idx;
+        int64_t val;
+        mrow_t *row;
+        if (k.mv_size < 16 || memcmp(kp, prefix, 4) != 0)
+            break;
+        memcpy(unit, kp + 4, 12);
+        unit[12] = '\0';
+        ml = k.mv_size - 16 < sizeof(metric) - 1 ? k.mv_size - 16 : sizeof(metric) - 1;
+        memcpy(metric, kp + 16, ml);
+        metric[ml] = '\0';
+        val = v.mv_size == 8 ? (int64_t)be64get(v.mv_data) : 0;
+        township_of(st, unit, town);
+        if (!township_in_scope(st, peer, town, want))
+            continue;
+        if (peer->role != PS_ROLE_ADMIN && peer->role != PS_ROLE_VIEWER && !within(st, unit, peer->orgunit))
+            continue;
+        if (peer->role == PS_ROLE_VIEWER && !within(st, unit, peer->orgunit))
+            continue;
+        row = row_for(rows, nrows, town);
+        if (!row) {
+            rc = PS_ENOMEM;
+            break;
+        }
+        if ((metric[0] == 's' || metric[0] == 'f') && (!strncmp(metric, "sub_", 4) || !strncmp(metric, "fb_", 3))) {
+            const char *p = strchr(metric, '_') + 1;
+            char urgent = p[0];
+            long days = strtol(p + 2, NULL, 10);
+            uint32_t dl = urgent == 'u' ? dl_u : dl_n;
+            /* Bucket 61 means "later than 60 days": on time only for deadlines above 60. */
+            if (days <= (long)dl && !(days == PS_DELAY_BUCKETS - 1 && dl < PS_DELAY_BUCKETS))
+                row->v[ind_index(metric[0] == 's' ? "submitted_on_time" : "feedback_on_time")] += val;
+            continue;
+        }
+        if ((idx = ind_index(metric)) >= 0)
+            row->v[idx] += val;
+    }
+    mdb_cursor_close(cur);
+    return mrc && mrc != MDB_NOTFOUND ? db_err(mrc) : rc;
+}
+
+static int compute_rows(ps_store_t *st, MDB_txn *txn, const ps_peer_t *peer, uint32_t month, const char *want,
+                        uint32_t dl_u, uint32_t dl_n, mrow_t **rows, size_t *nrows)
+{
+    int rc;
+    *rows = NULL;
+    *nrows = 0;
+    /* Every township in scope gets a row, even an empty one. */
+    if (st->opts.units) {
+        for (size_t i = 0; i < ps_orgunits_count(st->opts.units); i++) {
+            const ps_orgunit_t *u = ps_orgunits_at(st->opts.units, i);
+            if (u->depth == 1 && township_in_scope(st, peer, u->code, want) && !row_for(rows, nrows, u->code))
+                return PS_ENOMEM;
+        }
+    }
+    if ((rc = add_month(st, txn, peer, month, want, dl_u, dl_n, rows, nrows)) ||
+        (rc = add_month(st, txn, peer, 0, want, dl_u, dl_n, rows, nrows)))
+        return rc;
+    for (size_t i = 0; i < *nrows; i++) {
+        const ps_orgunit_t *u = st->opts.units ? ps_orgunits_find(st->opts.units, (*rows)[i].code) : NULL;
+        (*rows)[i].name = u ? u->name : "";
+    }
+    return PS_OK;
+}
+
+static int cmp_mrow(const void *a, const void *b)
+{
+    return strcmp(((const mrow_t *)a)->code, ((const mrow_t *)b)->code);
+}
+
+static void close_key(uint8_t key[16], uint32_t month, const char *town)
+{
+    key[0] = (uint8_t)(month >> 24);
+    key[1] = (uint8_t)(month >> 16);
+    key[2] = (uint8_t)(month >> 8);
+    key[3] = (uint8_t)month;
+    memcpy(key + 4, town, 12);
+}
+
+static Popsync__CloseResult *close_get(ps_store_t *st, MDB_txn *txn, uint32_t month, const char *town)
+{
+    uint8_t key[16];
+    MDB_val k = {16, key}, v;
+    close_key(key, month, town);
+    if (mdb_get(txn, st->closes, &k, &v) != 0)
+        return NULL;
+    return popsync__close_result__unpack(NULL, v.mv_size, v.mv_data);
+}
+
+static int64_t frozen_value(const Popsync__CloseResult *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_frozen; i++)
+        if (!strcmp(c->frozen[i]->name, name))
+            return c->frozen[i]->value;
+    return 0;
+}
+
+int ps_store_report_monthly(ps_store_t *st, const ps_peer_t *peer, const Popsync__ReportRequest *req,
+                            uint32_t request_id, ps_buf_t *out, char *err, size_t errlen)
+{
+    MDB_txn *txn = NULL;
+    mrow_t *rows = NULL, total;
+    size_t nrows = 0;
+    uint32_t month = ps_month_of(req->month);
+    uint32_t dl_u = req->deadline_urgent_days ? req->deadline_urgent_days : 15;
+    uint32_t dl_n = req->deadline_normal_days ? req->deadline_normal_days : 30;
+    Popsync__ReportResult res = POPSYNC__REPORT_RESULT__INIT;
+    Popsync__ReportRow *rr = NULL, **rp = NULL;
+    Popsync__ReportValue *vals = NULL, **vp = NULL, *corr = NULL, **cp = NULL;
+    Popsync__CloseResult **closes = NULL;
+    int mrc, rc;
+
+    if (!month || strlen(req->month) != 7) {
+        snprintf(err, errlen, "month must be YYYY-MM");
+        return PS_EINVAL;
+    }
+    if (req->orgunit && *req->orgunit && !ps_orgunit_valid(req->orgunit)) {
+        snprintf(err, errlen, "orgunit must be a 12-digit code");
+        return PS_EINVAL;
+    }
+    if ((mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)))
+        return db_err(mrc);
+    if ((rc = compute_rows(st, txn, peer, month, req->orgunit, dl_u, dl_n, &rows, &nrows)))
+        goto out;
+    qsort(rows, nrows, sizeof(*rows), cmp_mrow);
+    memset(&total, 0, sizeof(total));
+    rr = calloc(nrows + 1, sizeof(*rr));
+    rp = calloc(nrows + 1, sizeof(*rp));
+    vals = calloc((nrows + 1) * NIND, sizeof(*vals));
+    vp = calloc((nrows + 1) * NIND, sizeof(*vp));
+    corr = calloc((nrows + 1) * NIND, sizeof(*corr));
+    cp = calloc((nrows + 1) * NIND, sizeof(*cp));
+    closes = calloc(nrows + 1, sizeof(*closes));
+    if (!rr || !rp || !vals || !vp || !corr || !cp || !closes) {
+        rc = PS_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i <= nrows; i++) {
+        mrow_t *m = i < nrows ? &rows[i] : &total;
+        int64_t correction_total[NIND];
+        popsync__report_row__init(&rr[i]);
+        rr[i].orgunit = i < nrows ? m->code : "";
+        rr[i].name = i < nrows ? (char *)m->name : "";
+        rr[i].close_state = "";
+        if (i < nrows && (closes[i] = close_get(st, txn, month, m->code)) != NULL) {
+            rr[i].close_state = closes[i]->state;
+            /* An approved month shows what was handed in; later edits appear
+             * as corrections, never as silent changes. */
+            if (!strcmp(closes[i]->state, "approved")) {
+                for (size_t j = 0; j < NIND; j++) {
+                    int64_t frozen = frozen_value(closes[i], g_ind[j]);
+                    int64_t delta = m->v[j] - frozen;
+                    m->v[j] = frozen;
+                    if (delta) {
+                        Popsync__ReportValue *c = &corr[i * NIND + rr[i].n_corrections];
+                        popsync__report_value__init(c);
+                        c->name = (char *)g_ind[j];
+                        c->value = delta;
+                        cp[i * NIND + rr[i].n_corrections] = c;
+                        rr[i].n_corrections++;
+                    }
+                }
+                rr[i].corrections = cp + i * NIND;
+            }
+        }
+        memset(correction_total, 0, sizeof(correction_total));
+        for (size_t j = 0; j < NIND; j++) {
+            Popsync__ReportValue *val = &vals[i * NIND + j];
+            popsync__report_value__init(val);
+            val->name = (char *)g_ind[j];
+            val->value = m->v[j];
+            vp[i * NIND + j] = val;
+            if (i < nrows)
+                total.v[j] += m->v[j];
+        }
+        rr[i].n_values = NIND;
+        rr[i].values = vp + i * NIND;
+        rp[i] = &rr[i];
+    }
+    /* The total's corrections are the sum of its rows'. */
+    {
+        size_t nc = 0;
+        for (size_t j = 0; j < NIND; j++) {
+            int64_t sum = 0;
+            for (size_t i = 0; i < nrows; i++)
+                for (size_t c = 0; c < rr[i].n_corrections; c++)
+                    if (!strcmp(rr[i].corrections[c]->name, g_ind[j]))
+                        sum += rr[i].corrections[c]->value;
+            if (sum) {
+                Popsync__ReportValue *c = &corr[nrows * NIND + nc];
+                popsync__report_value__init(c);
+                c->name = (char *)g_ind[j];
+                c->value = sum;
+                cp[nrows * NIND + nc++] = c;
+            }
+        }
+        rr[nrows].n_corrections = nc;
+        rr[nrows].corrections = cp + nrows * NIND;
+    }
+    res.report = "monthly";
+    res.month = req->month;
+    res.n_rows = nrows + 1;
+    res.rows = rp;
+    res.generated_ms = ps_now_ms();
+    res.deadline_urgent_days = dl_u;
+    res.deadline_normal_days = dl_n;
+    rc = put_frame(out, PS_MSG_REPORT_RESULT, request_id, &res.base);
+out:
+    if (closes)
+        for (size_t i = 0; i <= nrows; i++)
+            if (closes[i])
+                popsync__close_result__free_unpacked(closes[i], NULL);
+    free(closes);
+    free(rr);
+    free(rp);
+    free(vals);
+    free(vp);
+    free(corr);
+    free(cp);
+    free(rows);
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
+}
+
+/* ---- Monthly close ------------------------------------------------------------ */
+
+int ps_store_close_month(ps_store_t *st, const ps_peer_t *peer, const Popsync__CloseRequest *req, uint32_t request_id,
+                         ps_buf_t *out, char *err, size_t errlen)
+{
+    MDB_txn *txn = NULL;
+    Popsync__CloseResult *old = NULL, now = POPSYNC__CLOSE_RESULT__INIT;
+    Popsync__ReportValue vals[NIND], *vp[NIND];
+    mrow_t *rows = NULL;
+    size_t nrows = 0;
+    uint32_t month = ps_month_of(req->month);
+    const char *act = req->action ? req->action : "";
+    const char *town = req->orgunit && *req->orgunit ? req->orgunit : peer->orgunit;
+    int write = strcmp(act, "status") != 0, mrc, rc = PS_OK;
+    uint8_t key[16];
+    MDB_val k = {16, key}, v;
+    uint8_t *packed = NULL;
+
+    if (!month || strlen(req->month) != 7) {
+        snprintf(err, errlen, "month must be YYYY-MM");
+        return PS_EINVAL;
+    }
+    if (!ps_orgunit_valid(town)) {
+        snprintf(err, errlen, "orgunit must be a 12-digit township code");
+        return PS_EINVAL;
+    }
+    {
+        char t[13];
+        township_of(st, town, t);
+        if (strcmp(t, town) != 0) {
+            snprintf(err, errlen, "%s is not a township: months are closed per township", town);
+            return PS_EINVAL;
+        }
+    }
+    if (strcmp(act, "status") && strcmp(act, "submit") && strcmp(act, "approve") && strcmp(act, "return")) {
+        snprintf(err, errlen, "action must be submit, approve, return or status");
+        return PS_EINVAL;
+    }
+    /* Who may do what: a township submits its own month; the district
+     * approves or returns; anyone with reports may look. */
+    if ((!strcmp(act, "submit") && !(peer->role == PS_ROLE_ADMIN ||
+                                     (peer->role == PS_ROLE_TOWNSHIP && within(st, town, peer->orgunit)))) ||
+        ((!strcmp(act, "approve") || !strcmp(act, "return")) && peer->role != PS_ROLE_ADMIN) ||
+        (!strcmp(act, "status") && peer->role == PS_ROLE_COLLECTOR)) {
+        snprintf(err, errlen, "role %s may not %s the month of %s", peer->role_name, act, town);
+        return PS_EACCES;
+    }
+    if ((mrc = mdb_txn_begin(st->env, NULL, write ? 0 : MDB_RDONLY, &txn)))
+        return db_err(mrc);
+    old = close_get(st, txn, month, town);
+    now.month = req->month;
+    now.orgunit = (char *)town;
+    now.state = old ? old->state : "";
+    now.at_ms = old ? old->at_ms : 0;
+    now.by = old ? old->by : "";
+    now.note = old ? old->note : "";
+    if (old) {
+        now.n_frozen = old->n_frozen;
+        now.frozen = old->frozen;
+    }
+    if (write) {
+        const char *state = now.state;
+        if (!strcmp(act, "submit") && !strcmp(state, "approved")) {
+            snprintf(err, errlen, "%s %s is already approved", town, req->month);
+            rc = PS_EEXIST;
+            goto out;
+        }
+        if (!strcmp(act, "approve") && strcmp(state, "submitted")) {
+            snprintf(err, errlen, "%s %s has not been submitted", town, req->month);
+            rc = PS_EINVAL;
+            goto out;
+        }
+        if (!strcmp(act, "return") && strcmp(state, "submitted") && strcmp(state, "approved")) {
+            snprintf(err, errlen, "%s %s is not submitted or approved", town, req->month);
+            rc = PS_EINVAL;
+            goto out;
+        }
+        now.state = !strcmp(act, "submit") ? "submitted" : !strcmp(act, "approve") ? "approved" : "returned";
+        now.at_ms = ps_now_ms();
+        now.by = (char *)peer->name;
+        now.note = req->note ? req->note : "";
+        now.n_frozen = 0;
+        now.frozen = NULL;
+        if (!strcmp(act, "approve")) {
+            /* Freeze the township's numbers as handed in (default deadlines). */
+            ps_peer_t district = *peer;
+            district.role = PS_ROLE_ADMIN;
+            if ((rc = compute_rows(st, txn, &district, month, town, 15, 30, &rows, &nrows)))
+                goto out;
+            for (size_t j = 0; j < NIND; j++) {
+                popsync__report_value__init(&vals[j]);
+                vals[j].name = (char *)g_ind[j];
+                vals[j].value = nrows ? rows[0].v[j] : 0;
+                vp[j] = &vals[j];
+            }
+            now.n_frozen = NIND;
+            now.frozen = vp;
+        }
+        {
+            size_t n = protobuf_c_message_get_packed_size(&now.base);
+            packed = malloc(n ? n : 1);
+            if (!packed) {
+                rc = PS_ENOMEM;
+                goto out;
+            }
+            protobuf_c_message_pack(&now.base, packed);
+            close_key(key, month, town);
+            v.mv_size = n;
+            v.mv_data = packed;
+            if ((mrc = mdb_put(txn, st->closes, &k, &v, 0))) {
+                rc = db_err(mrc);
+                goto out;
+            }
+        }
+        mrc = mdb_txn_commit(txn);
+        txn = NULL;
+        if (mrc) {
+            rc = db_err(mrc);
+            goto out;
+        }
+    }
+    rc = put_frame(out, PS_MSG_CLOSE_RESULT, request_id, &now.base);
+out:
+    free(packed);
+    free(rows);
+    if (old)
+        popsync__close_result__free_unpacked(old, NULL);
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
+}
+
+/* ---- Quality report ------------------------------------------------------------- */
+
+typedef struct qissues {
+    Popsync__QualityIssue *v;
+    uint8_t (*ids)[PS_ID_LEN];
+    char (*units)[13];
+    char (*details)[96];
+    size_t n, cap;
+} qissues_t;
+
+static int issue_add(qissues_t *q, const char *check, const uint8_t *id, const char *unit, int kind,
+                     const char *detail)
+{
+    if (q->n == q->cap) {
+        size_t ncap = q->cap ? q->cap * 2 : 256;
+        void *a = realloc(q->v, ncap * sizeof(*q->v)), *b, *c, *d;
+        if (!a)
+            return PS_ENOMEM;
+        q->v = a;
+        if (!(b = realloc(q->ids, ncap * sizeof(*q->ids))))
+            return PS_ENOMEM;
+        q->ids = b;
+        if (!(c = realloc(q->units, ncap * sizeof(*q->units))))
+            return PS_ENOMEM;
+        q->units = c;
+        if (!(d = realloc(q->details, ncap * sizeof(*q->details))))
+            return PS_ENOMEM;
+        q->details = d;
+        q->cap = ncap;
+    }
+    popsync__quality_issue__init(&q->v[q->n]);
+    q->v[q->n].check = (char *)check;
+    memcpy(q->ids[q->n], id, PS_ID_LEN);
+    snprintf(q->units[q->n], 13, "%s", unit);
+    snprintf(q->details[q->n], 96, "%s", detail);
+    q->v[q->n].kind = kind;
+    q->n++;
+    return PS_OK;
+}
+
+/* Per ID number: the records holding it and their townships. */
+typedef struct idrefs {
+    size_t n;
+    struct {
+        uint8_t id[PS_ID_LEN];
+        char unit[13];
+        char town[13];
+    } r[];
+} idrefs_t;
+
+static uint32_t today_yyyymmdd(void)
+{
+    time_t t = (time_t)(ps_now_ms() / 1000);
+    struct tm tm;
+    localtime_r(&t, &tm);
+    return (uint32_t)((tm.tm_year + 1900) * 10000 + (tm.tm_mon + 1) * 100 + tm.tm_mday);
+}
+
+int ps_store_report_quality(ps_store_t *st, const ps_peer_t *peer, const Popsync__ReportRequest *req,
+                            uint32_t request_id, ps_buf_t *out, char *err, size_t errlen)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    stab_t idn;
+    qissues_t qi;
+    Popsync__QualityIssue **ip = NULL;
+    Popsync__ReportResult res = POPSYNC__REPORT_RESULT__INIT;
+    const char *root = req->orgunit && *req->orgunit ? req->orgunit : NULL;
+    uint32_t dl_u = req->deadline_urgent_days ? req->deadline_urgent_days : 15;
+    uint32_t dl_n = req->deadline_normal_days ? req->deadline_normal_days : 30;
+    char today[16];
+    uint32_t t = today_yyyymmdd();
+    int mrc, rc = PS_OK;
+
+    memset(&idn, 0, sizeof(idn));
+    memset(&qi, 0, sizeof(qi));
+    snprintf(today, sizeof(today), "%04u-%02u-%02u", t / 10000, t / 100 % 100, t % 100);
+    if (root && !ps_orgunit_valid(root)) {
+        snprintf(err, errlen, "orgunit must be a 12-digit code");
+        return PS_EINVAL;
+    }
+    if ((mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, st->records, &cur))) {
+        rc = db_err(mrc);
+        goto out;
+    }
+    while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        const uint8_t *h = v.mv_data;
+        Popsync__Record *r = NULL;
+        ps_verrs_t ve;
+        ps_validate_ctx_t vc;
+        char unit[13];
+        if (v.mv_size < REC_HDR || (h[9] & REC_DELETED) || !may_read_hdr(st, peer, h))
+            continue;
+        hdr_unit(h, HDR_UNIT, unit);
+        if (root && !within(st, unit, root))
+            continue;
+        if (ps_msg_unpack_desc(&popsync__record__descriptor, h + REC_HDR, v.mv_size - REC_HDR,
+                               (ProtobufCMessage **)&r) != PS_OK)
+            continue;
+        /* Field checks, as the validator sees them today (records may predate a rule). */
+        memset(&ve, 0, sizeof(ve));
+        memset(&vc, 0, sizeof(vc));
+        vc.today = t;
+        ps_validate_record(r, &vc, &ve);
+        for (size_t i = 0; rc == PS_OK && i < ve.n && i < PS_VERR_MAX; i++) {
+            const char *f = ve.e[i].field;
+            char detail[200];
+            snprintf(detail, sizeof(detail), "%s: %s", f, ve.e[i].reason);
+            if (!strcmp(f, "id_number"))
+                rc = issue_add(&qi, "invalid_id_number", r->id.data, unit, r->kind, detail);
+            else if (strstr(f, "date"))
+                rc = issue_add(&qi, "impossible_date", r->id.data, unit, r->kind, detail);
+        }
+        if (rc == PS_OK && r->body_case == POPSYNC__RECORD__BODY_PERSON && r->person->id_number &&
+            strlen(r->person->id_number) == 18) {
+            sent_t *e = stab_get(&idn, r->person->id_number);
+            idrefs_t *ir;
+            if (!e) {
+                rc = PS_ENOMEM;
+            } else {
+                size_t n = e->aux ? ((idrefs_t *)e->aux)->n : 0;
+                ir = realloc(e->aux, sizeof(idrefs_t) + (n + 1) * sizeof(ir->r[0]));
+                if (!ir) {
+                    rc = PS_ENOMEM;
+                } else {
+                    ir->n = n + 1;
+                    memcpy(ir->r[n].id, r->id.data, PS_ID_LEN);
+                    memcpy(ir->r[n].unit, unit, 13);
+                    township_of(st, unit, ir->r[n].town);
+                    e->aux = ir;
+                }
+            }
+        }
+        if (rc == PS_OK && r->body_case == POPSYNC__RECORD__BODY_BIRTH && r->birth->mother_id.len == PS_ID_LEN) {
+            MDB_val mk = {PS_ID_LEN, r->birth->mother_id.data}, mv;
+            const uint8_t *mh;
+            if (mdb_get(txn, st->records, &mk, &mv) != 0 || mv.mv_size < REC_HDR ||
+                ((mh = mv.mv_data)[9] & REC_DELETED) || mh[8] != POPSYNC__KIND__KIND_PERSON)
+                rc = issue_add(&qi, "missing_mother", r->id.data, unit, r->kind, "mother_id: no live person record");
+        }
+        if (rc == PS_OK && r->body_case == POPSYNC__RECORD__BODY_MIGRATION) {
+            const Popsync__Migration *g = r->migration;
+            if (g->submitted_date && *g->submitted_date && (!g->feedback_date || !*g->feedback_date)) {
+                int32_t days = ps_days_between(g->submitted_date, today);
+                uint32_t dl = g->urgent ? dl_u : dl_n;
+                if (days != INT32_MIN && days > (int32_t)dl) {
+                    char detail[96];
+                    snprintf(detail, sizeof(detail), "submitted %s, no feedback after %d days (deadline %u)",
+                             g->submitted_date, days, dl);
+                    rc = issue_add(&qi, "feedback_overdue", r->id.data, unit, r->kind, detail);
+                }
+            }
+        }
+        ps_msg_free(&r->base);
+        if (rc)
+            goto out;
+    }
+    /* The same ID number in more than one township: every record involved. */
+    for (size_t i = 0; rc == PS_OK && i < idn.cap; i++) {
+        idrefs_t *ir = idn.v[i].aux;
+        int multi = 0;
+        if (!ir || ir->n < 2)
+            continue;
+        for (size_t j = 1; j < ir->n; j++)
+            if (strcmp(ir->r[j].town, ir->r[0].town))
+                multi = 1;
+        for (size_t j = 0; multi && rc == PS_OK && j < ir->n; j++) {
+            char detail[96];
+            snprintf(detail, sizeof(detail), "id_number also registered in %zu other record(s) in other townships",
+                     ir->n - 1);
+            rc = issue_add(&qi, "duplicate_id_number", ir->r[j].id, ir->r[j].unit, POPSYNC__KIND__KIND_PERSON, detail);
+        }
+    }
+    if (rc)
+        goto out;
+    ip = calloc(qi.n ? qi.n : 1, sizeof(*ip));
+    if (!ip) {
+        rc = PS_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < qi.n; i++) {
+        qi.v[i].record_id.data = qi.ids[i];
+        qi.v[i].record_id.len = PS_ID_LEN;
+        qi.v[i].orgunit = qi.units[i];
+        qi.v[i].detail = qi.details[i];
+        ip[i] = &qi.v[i];
+    }
+    res.report = "quality";
+    res.month = "";
+    res.n_issues = qi.n;
+    res.issues = ip;
+    res.generated_ms = ps_now_ms();
+    res.deadline_urgent_days = dl_u;
+    res.deadline_normal_days = dl_n;
+    rc = put_frame(out, PS_MSG_REPORT_RESULT, request_id, &res.base);
+out:
+    (void)err;
+    (void)errlen;
+    free(ip);
+    free(qi.v);
+    free(qi.ids);
+    free(qi.units);
+    free(qi.details);
+    stab_free(&idn);
+    if (cur)
+        mdb_cursor_close(cur);
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
+}
+
+/* ---- Recount check ----------------------------------------------------------------- */
+
+int ps_store_counters_check(ps_store_t *st, uint64_t *checked, uint64_t *mismatched, char *err, size_t errlen)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    stab_t want;
+    int mrc, rc = PS_OK;
+
+    memset(&want, 0, sizeof(want));
+    *checked = *mismatched = 0;
+    if ((mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, st->records, &cur))) {
+        rc = db_err(mrc);
+        goto out;
+    }
+    /* Recount from the records themselves. */
+    while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        Popsync__Record *r = NULL;
+        ps_contrib_t cs[PS_CONTRIB_MAX];
+        size_t n;
+        if (v.mv_size < REC_HDR || ps_msg_unpack_desc(&popsync__record__descriptor, (uint8_t *)v.mv_data + REC_HDR,
+                                                      v.mv_size - REC_HDR, (ProtobufCMessage **)&r) != PS_OK)
+            continue;
+        n = ps_counters_contrib(r, cs, PS_CONTRIB_MAX);
+        for (size_t i = 0; i < n; i++) {
+            char key[64];
+            sent_t *e;
+            snprintf(key, sizeof(key), "%06u|%s|%s", cs[i].month, cs[i].unit, cs[i].metric);
+            if (!(e = stab_get(&want, key))) {
+                ps_msg_free(&r->base);
+                rc = PS_ENOMEM;
+                goto out;
+            }
+            e->sum += cs[i].value;
+        }
+        ps_msg_free(&r->base);
+    }
+    mdb_cursor_close(cur);
+    cur = NULL;
+    /* Every stored counter must equal the recount, and the other way round. */
+    if ((mrc = mdb_cursor_open(txn, st->counters, &cur))) {
+        rc = db_err(mrc);
+        goto out;
+    }
+    while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        const uint8_t *kp = k.mv_data;
+        char key[64], unit[13], metric[40];
+        uint32_t month;
+        size_t ml;
+        sent_t *e;
+        int64_t stored = v.mv_size == 8 ? (int64_t)be64get(v.mv_data) : 0;
+        if (k.mv_size < 16)
+            continue;
+        month = (uint32_t)kp[0] << 24 | (uint32_t)kp[1] << 16 | (uint32_t)kp[2] << 8 | kp[3];
+        memcpy(unit, kp + 4, 12);
+        unit[12] = '\0';
+        ml = k.mv_size - 16 < sizeof(metric) - 1 ? k.mv_size - 16 : sizeof(metric) - 1;
+        memcpy(metric, kp + 16, ml);
+        metric[ml] = '\0';
+        snprintf(key, sizeof(key), "%06u|%s|%s", month, unit, metric);
+        (*checked)++;
+        e = stab_get(&want, key);
+        if (!e) {
+            rc = PS_ENOMEM;
+            goto out;
+        }
+        if (e->sum != stored) {
+            if (*mismatched == 0)
+                snprintf(err, errlen, "counter %s is %lld, a recount gives %lld", key, (long long)stored,
+                         (long long)e->sum);
+            (*mismatched)++;
+        }
+        e->count = 1; /* seen */
+    }
+    for (size_t i = 0; i < want.cap; i++)
+        if (want.v[i].key && !want.v[i].count && want.v[i].sum != 0) {
+            if (*mismatched == 0)
+                snprintf(err, errlen, "counter %s is missing, a recount gives %lld", want.v[i].key,
+                         (long long)want.v[i].sum);
+            (*mismatched)++;
+        }
+out:
+    stab_free(&want);
+    if (cur)
+        mdb_cursor_close(cur);
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
+}

@@ -33,6 +33,8 @@ int ps_cmd_stats(ps_cli_t *cli, int argc, char **argv);
 int ps_cmd_verify(ps_cli_t *cli, int argc, char **argv);
 int ps_cmd_conflicts(ps_cli_t *cli, int argc, char **argv);
 int ps_cmd_export(ps_cli_t *cli, int argc, char **argv);
+int ps_cmd_query(ps_cli_t *cli, int argc, char **argv);  /* report.c */
+int ps_cmd_report(ps_cli_t *cli, int argc, char **argv); /* report.c */
 
 /** Prints "popsync: ..." to stderr. */
 void ps_cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

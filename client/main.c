@@ -45,6 +45,17 @@ static void usage(FILE *f)
             "  generate --persons N [--seed S] [--orgunit CODE] [--orgunits FILE] [--stats]\n"
             "                          add a realistic synthetic district: N persons with their\n"
             "                          households, births, migrations, benefits and visits\n"
+            "  query --kind KIND [--orgunit CODE] [--date-field F --from D --to D]\n"
+            "        [--where FIELD=VALUE]... [--group-by a,b,...] [--sum FIELD]\n"
+            "        [--list [--limit N]] [--deleted] [--format table|csv|json]\n"
+            "                          count, sum or list records on the server (online)\n"
+            "  report monthly --month YYYY-MM [--orgunit CODE] [--lang zh|en] [--format table|csv|json]\n"
+            "        [--deadline-urgent DAYS] [--deadline-normal DAYS]\n"
+            "  report quality [--orgunit CODE] [--lang zh|en] [--format table|csv|json]\n"
+            "  report submit|status --month YYYY-MM [--orgunit CODE]\n"
+            "  report approve --month YYYY-MM --orgunit CODE [--note TEXT]\n"
+            "  report return --month YYYY-MM --orgunit CODE --note TEXT\n"
+            "                          monthly close: a township submits, the district approves or returns\n"
             "  pki init-ca --dir PKI [--name NAME]\n"
             "  pki issue --dir PKI --role ROLE --orgunit CODE --name NAME [--days N]\n"
             "\n"
@@ -62,7 +73,8 @@ int main(int argc, char **argv)
                 {"add", ps_cmd_add},       {"edit", ps_cmd_edit}, {"delete", ps_cmd_delete},
                 {"show", ps_cmd_show},     {"list", ps_cmd_list}, {"generate", ps_cmd_generate},
                 {"import", ps_cmd_import}, {"export", ps_cmd_export},
-                {"stats", ps_cmd_stats}, {"verify", ps_cmd_verify}, {"conflicts", ps_cmd_conflicts}};
+                {"stats", ps_cmd_stats}, {"verify", ps_cmd_verify}, {"conflicts", ps_cmd_conflicts},
+                {"query", ps_cmd_query},   {"report", ps_cmd_report}};
     ps_cli_t cli = {getenv("POPSYNC_DATA"), 0};
     int i = 1;
 

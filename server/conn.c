@@ -48,6 +48,21 @@ static void conn_close(ps_conn_t *c)
     ps_stream_close(&c->stream);
 }
 
+/* How many open, authenticated connections carry the certificate serial of
+ * c (c included).  Bounded by the connection list, itself bounded by
+ * --max-conns. */
+static uint32_t conns_of_cert(const ps_conn_t *c)
+{
+    uint32_t n = 0;
+    for (const ps_conn_t *o = c->srv->conns; o; o = o->next) {
+        if (o->state != PS_CONN_HELLO && o->state != PS_CONN_READY)
+            continue;
+        if (strcmp(o->peer.serial_hex, c->peer.serial_hex) == 0)
+            n++;
+    }
+    return n;
+}
+
 static void on_handshake(ps_stream_t *s, int status)
 {
     ps_conn_t *c = s->data;
@@ -66,6 +81,12 @@ static void on_handshake(ps_stream_t *s, int status)
     ps_stream_touch(s);
     PS_INFO("conn", "#%llu authenticated: %s role=%s orgunit=%s", (unsigned long long)c->id, c->peer.name,
             c->peer.role_name, c->peer.orgunit);
+    /* One stolen or misbehaving certificate must not take every slot. */
+    if (c->srv->opts.max_conns_per_cert && conns_of_cert(c) > c->srv->opts.max_conns_per_cert) {
+        c->srv->stats.refused_conns++;
+        ps_conn_error(c, 0, PS_ETOOBIG, 1, "too many connections for this certificate (limit %u)",
+                      c->srv->opts.max_conns_per_cert);
+    }
 }
 
 static void on_error(ps_stream_t *s, int err)

@@ -22,8 +22,10 @@ static void usage(FILE *f)
             "options:\n"
             "  --crl FILE              certificate revocation list (PEM); re-read on SIGHUP\n"
             "  --orgunits FILE         org-unit tree (CSV code,parent,name,kind); sent to clients\n"
-            "  --map-size MB           LMDB map size in MiB (default 8192)\n"
+            "  --map-size MB           initial LMDB map size in MiB (default 1024; grows when full)\n"
+            "  --map-max MB            never grow the map past this (default: no cap)\n"
             "  --max-conns N           open connections at most (default 4096)\n"
+            "  --max-conns-per-cert N  open connections of one certificate at most (default 64; 0 = no limit)\n"
             "  --max-frame BYTES       largest frame body accepted (default 16777216)\n"
             "  --handshake-timeout MS  TLS handshake + Hello deadline (default 10000)\n"
             "  --idle-timeout MS       idle connection deadline (default 300000)\n"
@@ -139,11 +141,13 @@ int main(int argc, char **argv)
         {"ca", required_argument, NULL, 'a'},       {"cert", required_argument, NULL, 'c'},
         {"key", required_argument, NULL, 'k'},      {"crl", required_argument, NULL, 'r'},
         {"map-size", required_argument, NULL, 'm'}, {"max-conns", required_argument, NULL, 'n'},
+        {"max-conns-per-cert", required_argument, NULL, 'N'},
         {"max-frame", required_argument, NULL, 'f'}, {"handshake-timeout", required_argument, NULL, 'H'},
         {"idle-timeout", required_argument, NULL, 'I'}, {"max-future", required_argument, NULL, 'F'},
         {"log-level", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
         {"port-file", required_argument, NULL, 'P'}, {"orgunits", required_argument, NULL, 'O'},
         {"pull-batch", required_argument, NULL, 'B'}, {"max-push", required_argument, NULL, 'M'},
+        {"map-max", required_argument, NULL, 'X'},
         {NULL, 0, NULL, 0}};
     ps_server_t srv;
     ps_store_opts_t sopts;
@@ -155,8 +159,9 @@ int main(int argc, char **argv)
     if (argc > 1 && argv[1][0] != '-')
         return ps_server_subcommand(argc - 1, argv + 1);
     memset(&srv, 0, sizeof(srv));
-    srv.opts.map_size = (size_t)8192 << 20;
+    srv.opts.map_size = (size_t)1024 << 20;
     srv.opts.max_conns = 4096;
+    srv.opts.max_conns_per_cert = 64;
     srv.opts.max_frame = 16u << 20;
     srv.opts.max_push_changes = 10000;
     srv.opts.pull_max_records = 5000;
@@ -177,10 +182,12 @@ int main(int argc, char **argv)
         case 'r': srv.opts.crl_file = optarg; break;
         case 'P': srv.opts.port_file = optarg; break;
         case 'O': srv.opts.orgunits_file = optarg; break;
+        case 'X':
         case 'B':
         case 'M':
         case 'm':
         case 'n':
+        case 'N':
         case 'f':
         case 'H':
         case 'I':
@@ -192,7 +199,9 @@ int main(int argc, char **argv)
             if (opt == 'B') srv.opts.pull_max_records = v ? (uint32_t)v : 1;
             if (opt == 'M') srv.opts.max_push_changes = v ? (uint32_t)v : 1;
             if (opt == 'm') srv.opts.map_size = (size_t)v << 20;
+            if (opt == 'X') srv.opts.map_max = (size_t)v << 20;
             if (opt == 'n') srv.opts.max_conns = (uint32_t)v;
+            if (opt == 'N') srv.opts.max_conns_per_cert = (uint32_t)v;
             if (opt == 'f') srv.opts.max_frame = (uint32_t)v;
             if (opt == 'H') srv.opts.handshake_ms = v;
             if (opt == 'I') srv.opts.idle_ms = v;
@@ -240,6 +249,7 @@ int main(int argc, char **argv)
     memset(&sopts, 0, sizeof(sopts));
     sopts.units = srv.units;
     sopts.map_size = srv.opts.map_size;
+    sopts.map_max = srv.opts.map_max;
     sopts.max_future_ms = srv.opts.max_future_ms;
     rc = ps_store_open(&srv.store, srv.opts.data_dir, &sopts, err, sizeof(err));
     if (rc) {

@@ -32,7 +32,9 @@ typedef struct ps_server_opts {
     const char *ca_file, *cert_file, *key_file, *crl_file;
     const char *orgunits_file;   /**< the authoritative org-unit CSV (optional) */
     size_t map_size;
+    size_t map_max;              /**< cap on map growth (0: none) */
     uint32_t max_conns;          /**< open connections at most */
+    uint32_t max_conns_per_cert; /**< open connections of one certificate (serial) at most */
     uint32_t max_frame;          /**< largest frame body accepted */
     uint32_t max_push_changes;   /**< changes in one Push */
     uint32_t pull_max_records;   /**< records in one PullBatch */

@@ -33,6 +33,7 @@ int ps_store_open(ps_store_t **out, const char *dir, const ps_store_opts_t *opts
         return PS_ENOMEM;
     st->opts = *opts;
     pthread_mutex_init(&st->head_lock, NULL);
+    pthread_rwlock_init(&st->resize, NULL);
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
         rc = PS_EIO;
@@ -82,6 +83,12 @@ int ps_store_open(ps_store_t **out, const char *dir, const ps_store_opts_t *opts
     if ((mrc = mdb_txn_commit(txn)))
         goto fail;
     txn = NULL;
+    {
+        /* A store that grew in an earlier run keeps its larger map. */
+        MDB_envinfo info;
+        if (mdb_env_info(st->env, &info) == 0)
+            st->map_size = info.me_mapsize;
+    }
     *out = st;
     return PS_OK;
 fail:
@@ -103,6 +110,7 @@ void ps_store_close(ps_store_t *st)
         return;
     mdb_env_close(st->env);
     pthread_mutex_destroy(&st->head_lock);
+    pthread_rwlock_destroy(&st->resize);
     free(st);
 }
 
@@ -952,15 +960,19 @@ out:
 static void error_reply(ps_push_job_t *job, int err)
 {
     Popsync__Error e = POPSYNC__ERROR__INIT;
-    char msg[128];
-    snprintf(msg, sizeof(msg), "push not committed: %s", ps_strerror(err));
+    char msg[256];
+    if (err == PS_EFULL)
+        snprintf(msg, sizeof(msg), "push not committed: storage full on the server (map cap reached); "
+                                   "nothing was applied, sync again once the district has raised the cap");
+    else
+        snprintf(msg, sizeof(msg), "push not committed: %s", ps_strerror(err));
     e.code = (uint32_t)-err;
     e.message = msg;
     ps_buf_reset(&job->reply);
     ps_msg_pack_frame(&job->reply, PS_MSG_ERROR, job->request_id, &e.base);
 }
 
-int ps_store_apply(ps_store_t *st, ps_push_job_t *jobs)
+static int apply_once(ps_store_t *st, ps_push_job_t *jobs)
 {
     apply_ctx_t c;
     uint8_t headv[8];
@@ -1003,8 +1015,48 @@ int ps_store_apply(ps_store_t *st, ps_push_job_t *jobs)
 out:
     if (c.txn)
         mdb_txn_abort(c.txn);
+    free(c.marks);
+    free(c.ctab.v);
+    ps_buf_free(&c.scratch);
+    return rc;
+}
+
+/* Doubles the map, up to the cap.  Every other transaction of the process
+ * is waited out first: LMDB requires none to be open during a resize. */
+static int grow_map(ps_store_t *st)
+{
+    size_t cap = st->opts.map_max, want = st->map_size * 2;
+    int mrc;
+    if (cap && st->map_size >= cap)
+        return PS_EFULL;
+    if (cap && want > cap)
+        want = cap;
+    pthread_rwlock_wrlock(&st->resize);
+    mrc = mdb_env_set_mapsize(st->env, want);
+    if (mrc == 0)
+        st->map_size = want;
+    pthread_rwlock_unlock(&st->resize);
+    if (mrc) {
+        PS_ERROR("store", "cannot grow the map to %zu MiB: %s", want >> 20, mdb_strerror(mrc));
+        return PS_EFULL;
+    }
+    PS_INFO("store", "map grown to %zu MiB", want >> 20);
+    return PS_OK;
+}
+
+int ps_store_apply(ps_store_t *st, ps_push_job_t *jobs)
+{
+    int rc, tries = 0;
+    /* A full map aborts the whole batch before anything was acknowledged;
+     * grow it and run the batch again from the start. */
+    while ((rc = apply_once(st, jobs)) == PS_EFULL && tries++ < 16 && grow_map(st) == PS_OK)
+        ;
     if (rc) {
-        PS_ERROR("store", "push transaction failed: %s", ps_strerror(rc));
+        if (rc == PS_EFULL)
+            PS_ERROR("store", "push refused: the store is full (map %zu MiB, cap %zu MiB)", st->map_size >> 20,
+                     st->opts.map_max >> 20);
+        else
+            PS_ERROR("store", "push transaction failed: %s", ps_strerror(rc));
         for (ps_push_job_t *j = jobs; j; j = j->next) {
             j->status = rc;
             j->accepted = j->duplicate = j->rejected = j->conflicted = 0;
@@ -1014,10 +1066,12 @@ out:
         for (ps_push_job_t *j = jobs; j; j = j->next)
             j->status = PS_OK;
     }
-    free(c.marks);
-    free(c.ctab.v);
-    ps_buf_free(&c.scratch);
     return rc;
+}
+
+size_t ps_store_map_size(ps_store_t *st)
+{
+    return st->map_size;
 }
 
 int ps_store_pull(ps_store_t *st, const ps_peer_t *peer, uint64_t cursor, uint32_t max_records,
@@ -1036,7 +1090,7 @@ int ps_store_pull(ps_store_t *st, const ps_peer_t *peer, uint64_t cursor, uint32
     if ((rc = ps_buf_reserve(out, PS_FRAME_HDR)))
         return rc;
     ps_buf_commit(out, PS_FRAME_HDR);
-    if ((mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) ||
+    if ((mrc = ro_begin(st, &txn)) ||
         (mrc = mdb_cursor_open(txn, st->feed, &cur))) {
         rc = db_err(mrc);
         goto out;
@@ -1109,7 +1163,7 @@ out:
     if (cur)
         mdb_cursor_close(cur);
     if (txn)
-        mdb_txn_abort(txn);
+        ro_end(st, txn);
     if (rc)
         out->len = out->off + start;
     return rc;
@@ -1126,12 +1180,12 @@ int ps_store_node_hello(ps_store_t *st, const uint8_t node[PS_ID_LEN], uint64_t 
      * on the node's next push. */
     (void)cursor;
     *hw = 0;
-    if ((mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)))
+    if ((mrc = ro_begin(st, &txn)))
         return db_err(mrc);
     mrc = mdb_get(txn, st->nodes, &k, &v);
     if (mrc == 0 && v.mv_size >= 8)
         *hw = be64get(v.mv_data);
-    mdb_txn_abort(txn);
+    ro_end(st, txn);
     return mrc && mrc != MDB_NOTFOUND ? db_err(mrc) : PS_OK;
 }
 
@@ -1142,7 +1196,7 @@ int ps_store_count(ps_store_t *st, uint64_t *live, uint64_t *total)
     MDB_val k, v;
     int mrc;
     *live = *total = 0;
-    if ((mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) ||
+    if ((mrc = ro_begin(st, &txn)) ||
         (mrc = mdb_cursor_open(txn, st->records, &cur)))
         goto out;
     while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
@@ -1155,7 +1209,7 @@ out:
     if (cur)
         mdb_cursor_close(cur);
     if (txn)
-        mdb_txn_abort(txn);
+        ro_end(st, txn);
     return mrc ? db_err(mrc) : PS_OK;
 }
 
@@ -1194,7 +1248,7 @@ int ps_store_conflicts(ps_store_t *st, const ps_peer_t *peer, int include_resolv
     list = calloc(max, sizeof(*list));
     if (!list)
         return PS_ENOMEM;
-    if ((mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, st->conflicts, &cur))) {
+    if ((mrc = ro_begin(st, &txn)) || (mrc = mdb_cursor_open(txn, st->conflicts, &cur))) {
         rc = db_err(mrc);
         goto out;
     }
@@ -1218,7 +1272,7 @@ out:
     if (cur)
         mdb_cursor_close(cur);
     if (txn)
-        mdb_txn_abort(txn);
+        ro_end(st, txn);
     return rc;
 }
 
@@ -1229,7 +1283,7 @@ int ps_store_conflict_count(ps_store_t *st, uint64_t *open_conflicts, uint64_t *
     MDB_val k, v;
     int mrc;
     *open_conflicts = *total = 0;
-    if ((mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, st->conflicts, &cur)))
+    if ((mrc = ro_begin(st, &txn)) || (mrc = mdb_cursor_open(txn, st->conflicts, &cur)))
         goto out;
     while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
         Popsync__Conflict *cf = NULL;
@@ -1245,7 +1299,7 @@ out:
     if (cur)
         mdb_cursor_close(cur);
     if (txn)
-        mdb_txn_abort(txn);
+        ro_end(st, txn);
     return mrc ? db_err(mrc) : PS_OK;
 }
 
@@ -1261,7 +1315,7 @@ int ps_store_verify_digests(ps_store_t *st, const ps_peer_t *peer, uint32_t requ
 
     memset(digests, 0, sizeof(digests));
     memset(counts, 0, sizeof(counts));
-    if ((mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, st->records, &cur))) {
+    if ((mrc = ro_begin(st, &txn)) || (mrc = mdb_cursor_open(txn, st->records, &cur))) {
         rc = db_err(mrc);
         goto out;
     }
@@ -1283,7 +1337,7 @@ out:
     if (cur)
         mdb_cursor_close(cur);
     if (txn)
-        mdb_txn_abort(txn);
+        ro_end(st, txn);
     return rc;
 }
 
@@ -1304,7 +1358,7 @@ int ps_store_verify_buckets(ps_store_t *st, const ps_peer_t *peer, const uint32_
     for (size_t i = 0; i < nb; i++)
         if (buckets[i] < PS_VERIFY_BUCKETS)
             want[buckets[i]] = 1;
-    if ((mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, st->records, &cur))) {
+    if ((mrc = ro_begin(st, &txn)) || (mrc = mdb_cursor_open(txn, st->records, &cur))) {
         rc = db_err(mrc);
         goto out;
     }
@@ -1357,7 +1411,7 @@ out:
     if (cur)
         mdb_cursor_close(cur);
     if (txn)
-        mdb_txn_abort(txn);
+        ro_end(st, txn);
     return rc;
 }
 
@@ -1371,7 +1425,7 @@ int ps_store_fetch(ps_store_t *st, const ps_peer_t *peer, const ProtobufCBinaryD
     if ((rc = ps_buf_reserve(out, PS_FRAME_HDR)))
         return rc;
     ps_buf_commit(out, PS_FRAME_HDR);
-    if ((mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn))) {
+    if ((mrc = ro_begin(st, &txn))) {
         rc = db_err(mrc);
         goto out;
     }
@@ -1399,7 +1453,7 @@ int ps_store_fetch(ps_store_t *st, const ps_peer_t *peer, const ProtobufCBinaryD
                            ps_buf_size(out) - start - PS_FRAME_HDR);
 out:
     if (txn)
-        mdb_txn_abort(txn);
+        ro_end(st, txn);
     if (rc)
         out->len = out->off + start;
     return rc;
@@ -1415,7 +1469,7 @@ int ps_store_audit_verify(ps_store_t *st, uint64_t *entries, char *err, size_t e
     int mrc, rc = PS_OK;
 
     *entries = 0;
-    if ((mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, st->audit, &cur))) {
+    if ((mrc = ro_begin(st, &txn)) || (mrc = mdb_cursor_open(txn, st->audit, &cur))) {
         snprintf(err, errlen, "cannot read the audit log: %s", mdb_strerror(mrc));
         rc = db_err(mrc);
         goto out;
@@ -1471,6 +1525,6 @@ out:
     if (cur)
         mdb_cursor_close(cur);
     if (txn)
-        mdb_txn_abort(txn);
+        ro_end(st, txn);
     return rc;
 }

@@ -37,7 +37,8 @@
 typedef struct ps_store ps_store_t;
 
 typedef struct ps_store_opts {
-    size_t map_size;         /**< LMDB map size in bytes */
+    size_t map_size;         /**< initial LMDB map size in bytes (grows when full) */
+    size_t map_max;          /**< the map never grows past this (0: no cap) */
     uint64_t max_future_ms;  /**< how far ahead of our clock an HLC may be */
     const ps_orgunits_t *units; /**< org-unit tree for validation (may be NULL) */
 } ps_store_opts_t;
@@ -67,6 +68,8 @@ void ps_store_close(ps_store_t *st);
 
 /** The store's own 16-byte id. */
 const uint8_t *ps_store_server_node(const ps_store_t *st);
+/** The current map size in bytes. */
+size_t ps_store_map_size(ps_store_t *st);
 /** Highest sequence committed so far. */
 uint64_t ps_store_head(ps_store_t *st);
 

@@ -41,7 +41,36 @@ struct ps_store {
     pthread_mutex_t head_lock;
     ps_hlc_t hlc;            /* touched only by the single writer */
     ps_store_opts_t opts;
+    /* Growing the map needs every transaction in the process closed:
+     * transactions hold this shared, a resize holds it exclusively. */
+    pthread_rwlock_t resize;
+    size_t map_size;         /* current map size */
 };
+
+/* Begins a transaction under the resize lock (flags: 0 or MDB_RDONLY). */
+static inline int txn_begin_locked(ps_store_t *st, unsigned flags, MDB_txn **txn)
+{
+    int mrc;
+    pthread_rwlock_rdlock(&st->resize);
+    mrc = mdb_txn_begin(st->env, NULL, flags, txn);
+    if (mrc) {
+        *txn = NULL;
+        pthread_rwlock_unlock(&st->resize);
+    }
+    return mrc;
+}
+
+static inline int ro_begin(ps_store_t *st, MDB_txn **txn)
+{
+    return txn_begin_locked(st, MDB_RDONLY, txn);
+}
+
+/* Aborts a transaction begun with txn_begin_locked and drops the lock. */
+static inline void ro_end(ps_store_t *st, MDB_txn *txn)
+{
+    mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&st->resize);
+}
 
 static inline void be64put(uint8_t *p, uint64_t v)
 {

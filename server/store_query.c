@@ -204,7 +204,7 @@ int ps_store_query(ps_store_t *st, const ps_peer_t *peer, const Popsync__Query *
     }
     if (q->list && !(page = calloc(limit, sizeof(*page))))
         return PS_ENOMEM;
-    if ((mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, st->records, &cur))) {
+    if ((mrc = ro_begin(st, &txn)) || (mrc = mdb_cursor_open(txn, st->records, &cur))) {
         rc = db_err(mrc);
         goto out;
     }
@@ -392,7 +392,7 @@ out:
     if (cur)
         mdb_cursor_close(cur);
     if (txn)
-        mdb_txn_abort(txn);
+        ro_end(st, txn);
     return rc;
 }
 
@@ -581,7 +581,7 @@ int ps_store_report_monthly(ps_store_t *st, const ps_peer_t *peer, const Popsync
         snprintf(err, errlen, "orgunit must be a 12-digit code");
         return PS_EINVAL;
     }
-    if ((mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)))
+    if ((mrc = ro_begin(st, &txn)))
         return db_err(mrc);
     if ((rc = compute_rows(st, txn, peer, month, req->orgunit, dl_u, dl_n, &rows, &nrows)))
         goto out;
@@ -682,7 +682,7 @@ out:
     free(cp);
     free(rows);
     if (txn)
-        mdb_txn_abort(txn);
+        ro_end(st, txn);
     return rc;
 }
 
@@ -733,7 +733,7 @@ int ps_store_close_month(ps_store_t *st, const ps_peer_t *peer, const Popsync__C
         snprintf(err, errlen, "role %s may not %s the month of %s", peer->role_name, act, town);
         return PS_EACCES;
     }
-    if ((mrc = mdb_txn_begin(st->env, NULL, write ? 0 : MDB_RDONLY, &txn)))
+    if ((mrc = txn_begin_locked(st, write ? 0 : MDB_RDONLY, &txn)))
         return db_err(mrc);
     old = close_get(st, txn, month, town);
     now.month = req->month;
@@ -802,6 +802,7 @@ int ps_store_close_month(ps_store_t *st, const ps_peer_t *peer, const Popsync__C
         }
         mrc = mdb_txn_commit(txn);
         txn = NULL;
+        pthread_rwlock_unlock(&st->resize);
         if (mrc) {
             rc = db_err(mrc);
             goto out;
@@ -814,7 +815,7 @@ out:
     if (old)
         popsync__close_result__free_unpacked(old, NULL);
     if (txn)
-        mdb_txn_abort(txn);
+        ro_end(st, txn);
     return rc;
 }
 
@@ -900,7 +901,7 @@ int ps_store_report_quality(ps_store_t *st, const ps_peer_t *peer, const Popsync
         snprintf(err, errlen, "orgunit must be a 12-digit code");
         return PS_EINVAL;
     }
-    if ((mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, st->records, &cur))) {
+    if ((mrc = ro_begin(st, &txn)) || (mrc = mdb_cursor_open(txn, st->records, &cur))) {
         rc = db_err(mrc);
         goto out;
     }
@@ -1026,7 +1027,7 @@ out:
     if (cur)
         mdb_cursor_close(cur);
     if (txn)
-        mdb_txn_abort(txn);
+        ro_end(st, txn);
     return rc;
 }
 
@@ -1042,7 +1043,7 @@ int ps_store_counters_check(ps_store_t *st, uint64_t *checked, uint64_t *mismatc
 
     memset(&want, 0, sizeof(want));
     *checked = *mismatched = 0;
-    if ((mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, st->records, &cur))) {
+    if ((mrc = ro_begin(st, &txn)) || (mrc = mdb_cursor_open(txn, st->records, &cur))) {
         rc = db_err(mrc);
         goto out;
     }
@@ -1117,6 +1118,6 @@ out:
     if (cur)
         mdb_cursor_close(cur);
     if (txn)
-        mdb_txn_abort(txn);
+        ro_end(st, txn);
     return rc;
 }

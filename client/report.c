@@ -1,0 +1,1465 @@
+/* report.c - `popsync query` and `popsync report` (issue 6).
+ *
+ * Every command here opens the cache, runs one no-sync session against the
+ * server (sync.c: Hello/Welcome, then the Query pages, the ReportRequest or
+ * the CloseRequests) and prints what came back.  Nothing is printed until
+ * the whole answer is in, so a refused or cut request leaves no partial
+ * table behind.  A server Error (a refused role, an unknown field) exits 1
+ * with the server's message; an unreachable server exits 3.
+ *
+ * The server sends raw counts only; rates and yuan amounts are computed
+ * here (docs/queries.md gives every definition).  Nothing here is logged:
+ * records printed by `query --list` go to stdout because the user asked
+ * for them.
+ */
+#include "report.h"
+#include "cache.h"
+#include "cli.h"
+#include "err.h"
+#include "ids.h"
+#include "orgunit.h"
+#include "record_fmt.h"
+#include "scope.h"
+#include "sync.h"
+#include "validate.h"
+
+#include <csv.h>
+#include <jansson.h>
+
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_WHERE 32
+#define MAX_GROUP 8
+#define JSON_FLAGS (JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10))
+
+/* ---- pure helpers (report.h) ------------------------------------------- */
+
+int ps_report_format_from_name(const char *name)
+{
+    if (strcmp(name, "table") == 0)
+        return PS_REPORT_TABLE;
+    if (strcmp(name, "csv") == 0)
+        return PS_REPORT_CSV;
+    if (strcmp(name, "json") == 0)
+        return PS_REPORT_JSON;
+    return -1;
+}
+
+int ps_report_lang_zh(const char *lang)
+{
+    const char *v;
+    if (lang)
+        return strcmp(lang, "zh") == 0 ? 1 : strcmp(lang, "en") == 0 ? 0 : -1;
+    v = getenv("LC_ALL");
+    if (!v || !*v)
+        v = getenv("LANG");
+    return v && strncmp(v, "zh", 2) == 0;
+}
+
+int ps_report_rate(int64_t num, int64_t den, double scale, double *out)
+{
+    if (den <= 0)
+        return 0;
+    *out = (double)num / (double)den * scale;
+    return 1;
+}
+
+const char *ps_report_rate_text(int64_t num, int64_t den, double scale, int pct, char *buf, size_t len)
+{
+    double r;
+    if (!ps_report_rate(num, den, scale, &r))
+        snprintf(buf, len, "\xe2\x80\x94"); /* an em dash */
+    else
+        snprintf(buf, len, "%.1f%s", r, pct ? "%" : "");
+    return buf;
+}
+
+const char *ps_report_yuan_text(int64_t fen, char *buf, size_t len)
+{
+    uint64_t a = fen < 0 ? (uint64_t)0 - (uint64_t)fen : (uint64_t)fen;
+    snprintf(buf, len, "%s%llu.%02llu", fen < 0 ? "-" : "", (unsigned long long)(a / 100),
+             (unsigned long long)(a % 100));
+    return buf;
+}
+
+int ps_report_month_valid(const char *s)
+{
+    if (!s || strlen(s) != 7 || s[4] != '-')
+        return 0;
+    for (int i = 0; i < 7; i++)
+        if (i != 4 && (s[i] < '0' || s[i] > '9'))
+            return 0;
+    return (s[5] == '0' && s[6] >= '1') || (s[5] == '1' && s[6] <= '2');
+}
+
+/* ---- indicators ---------------------------------------------------------- */
+
+/* The counts of the monthly report, in the order they are printed. */
+typedef struct ind_def {
+    const char *key, *zh, *en;
+} ind_def_t;
+
+static const ind_def_t INDICATORS[] = {
+    {"persons_total", "登记人口", "Registered persons"},
+    {"persons_new", "新登记", "New registrations"},
+    {"births_male", "出生(男)", "Births, boys"},
+    {"births_female", "出生(女)", "Births, girls"},
+    {"births_total", "出生合计", "Births"},
+    {"inflow", "流入登记", "Inflow"},
+    {"outflow", "流出登记", "Outflow"},
+    {"migrations", "流动登记合计", "Migrations"},
+    {"submitted", "已通报", "Submitted"},
+    {"submitted_on_time", "及时通报", "Submitted on time"},
+    {"feedback", "已反馈", "Feedback received"},
+    {"feedback_on_time", "及时反馈", "Feedback on time"},
+    {"benefits_paid", "奖扶发放人次", "Benefits paid"},
+    {"benefits_paid_fen", "发放金额(分)", "Amount paid (fen)"},
+    {"visits_prepregnancy_check", NULL, NULL},
+    {"visits_reproductive_check", NULL, NULL},
+    {"visits_followup", NULL, NULL},
+    {"visits_contraceptive_supplies", NULL, NULL},
+    {"visits_consultation", NULL, NULL},
+    {"visits_total", "服务合计", "Service visits"},
+};
+#define NIND (sizeof(INDICATORS) / sizeof(INDICATORS[0]))
+
+/* Rates computed from the counts: num / (den + den2) * scale. */
+typedef struct rate_def {
+    const char *key, *num, *den, *den2;
+    double scale;
+    int pct;
+    const char *zh, *en;
+} rate_def_t;
+
+static const rate_def_t RATES[] = {
+    {"sex_ratio_at_birth", "births_male", "births_female", NULL, 100.0, 0, "出生性别比", "Sex ratio"},
+    {"submission_rate_pct", "submitted", "migrations", NULL, 100.0, 1, "通报率", "Submitted"},
+    {"feedback_rate_pct", "feedback", "submitted", NULL, 100.0, 1, "反馈率", "Feedback"},
+    {"submitted_on_time_pct", "submitted_on_time", "submitted", NULL, 100.0, 1, "及时通报率", "Subm. on time"},
+    {"feedback_on_time_pct", "feedback_on_time", "feedback", NULL, 100.0, 1, "及时反馈率", "Fb. on time"},
+    {"followup_rate_pct", "visits_followup", "visits_prepregnancy_check", "visits_reproductive_check", 100.0, 1,
+     "随访率", "Follow-up rate"},
+};
+#define NRATES (sizeof(RATES) / sizeof(RATES[0]))
+
+static const char *ind_label(const char *key, int zh)
+{
+    for (size_t i = 0; i < NIND; i++) {
+        if (strcmp(INDICATORS[i].key, key) != 0)
+            continue;
+        if (INDICATORS[i].zh)
+            return zh ? INDICATORS[i].zh : INDICATORS[i].en;
+        return ps_service_label(key + strlen("visits_"), zh);
+    }
+    return key;
+}
+
+static int64_t row_value(const Popsync__ReportRow *r, const char *name)
+{
+    if (!name)
+        return 0;
+    for (size_t i = 0; i < r->n_values; i++)
+        if (r->values[i]->name && strcmp(r->values[i]->name, name) == 0)
+            return r->values[i]->value;
+    return 0;
+}
+
+static const char *rate_text(const Popsync__ReportRow *r, const rate_def_t *d, char *buf, size_t len)
+{
+    return ps_report_rate_text(row_value(r, d->num), row_value(r, d->den) + row_value(r, d->den2), d->scale, d->pct,
+                               buf, len);
+}
+
+static json_t *rate_json(const Popsync__ReportRow *r, const rate_def_t *d)
+{
+    double v;
+    if (!ps_report_rate(row_value(r, d->num), row_value(r, d->den) + row_value(r, d->den2), d->scale, &v))
+        return json_null();
+    return json_real(v);
+}
+
+static const char *state_label(const char *state, int zh)
+{
+    if (!state || !*state)
+        return zh ? "未上报" : "open";
+    if (strcmp(state, "submitted") == 0)
+        return zh ? "已上报" : "submitted";
+    if (strcmp(state, "approved") == 0)
+        return zh ? "已批准" : "approved";
+    if (strcmp(state, "returned") == 0)
+        return zh ? "已退回" : "returned";
+    return state;
+}
+
+/* The quality checks, in the order they are printed. */
+static const ind_def_t CHECKS[] = {
+    {"duplicate_id_number", "身份证号在多个镇街重复登记", "ID number registered in more than one township"},
+    {"invalid_id_number", "身份证号无效", "Invalid ID number"},
+    {"impossible_date", "日期不合理", "Impossible date"},
+    {"missing_mother", "出生记录的母亲不存在", "Birth whose mother is missing"},
+    {"feedback_overdue", "流动人口信息超期未反馈", "Migration feedback overdue"},
+};
+#define NCHECKS (sizeof(CHECKS) / sizeof(CHECKS[0]))
+
+/* ---- text tables ----------------------------------------------------------- */
+
+/* Cells row-major; widths by display width (CJK counts 2). */
+typedef struct tbl {
+    char **cells;
+    size_t ncols, n, cap;
+    size_t left;  /* columns 0..left-1 are left-aligned, the rest right-aligned */
+    int oom;
+} tbl_t;
+
+static void tbl_init(tbl_t *t, size_t ncols, size_t left)
+{
+    memset(t, 0, sizeof(*t));
+    t->ncols = ncols;
+    t->left = left;
+}
+
+static void tbl_add(tbl_t *t, const char *s)
+{
+    char *c;
+    if (t->oom)
+        return;
+    if (t->n == t->cap) {
+        size_t ncap = t->cap ? t->cap * 2 : 64;
+        char **p = realloc(t->cells, ncap * sizeof(*p));
+        if (!p) {
+            t->oom = 1;
+            return;
+        }
+        t->cells = p;
+        t->cap = ncap;
+    }
+    c = strdup(s ? s : "");
+    if (!c) {
+        t->oom = 1;
+        return;
+    }
+    for (char *p = c; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = ' ';
+    t->cells[t->n++] = c;
+}
+
+static void tbl_addf(tbl_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void tbl_addf(tbl_t *t, const char *fmt, ...)
+{
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    tbl_add(t, buf);
+}
+
+static void pad(FILE *f, size_t n)
+{
+    while (n--)
+        fputc(' ', f);
+}
+
+static void tbl_print(const tbl_t *t, FILE *f, const char *indent)
+{
+    size_t rows = t->ncols ? t->n / t->ncols : 0;
+    size_t *w = calloc(t->ncols ? t->ncols : 1, sizeof(*w));
+    if (!w)
+        return;
+    for (size_t i = 0; i < rows * t->ncols; i++) {
+        size_t cw = ps_utf8_width(t->cells[i]);
+        if (cw > w[i % t->ncols])
+            w[i % t->ncols] = cw;
+    }
+    for (size_t r = 0; r < rows; r++) {
+        fputs(indent, f);
+        for (size_t c = 0; c < t->ncols; c++) {
+            const char *cell = t->cells[r * t->ncols + c];
+            size_t gap = w[c] - ps_utf8_width(cell);
+            if (c >= t->left)
+                pad(f, gap);
+            fputs(cell, f);
+            if (c + 1 < t->ncols)
+                pad(f, (c < t->left ? gap : 0) + 2);
+        }
+        fputc('\n', f);
+    }
+    free(w);
+}
+
+static void tbl_free(tbl_t *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        free(t->cells[i]);
+    free(t->cells);
+    memset(t, 0, sizeof(*t));
+}
+
+static void csv_cell(FILE *f, const char *s, int first)
+{
+    if (!first)
+        fputc(',', f);
+    csv_fwrite(f, s ? s : "", strlen(s ? s : ""));
+}
+
+static void csv_end(FILE *f)
+{
+    fputs("\r\n", f);
+}
+
+/* ---- common plumbing -------------------------------------------------------- */
+
+/* A deep copy of a message that dies with its callback. */
+static ProtobufCMessage *copy_msg(const ProtobufCMessage *m)
+{
+    size_t sz = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(sz ? sz : 1);
+    ProtobufCMessage *out;
+    if (!buf)
+        return NULL;
+    protobuf_c_message_pack(m, buf);
+    out = protobuf_c_message_unpack(m->descriptor, NULL, sz, buf);
+    free(buf);
+    return out;
+}
+
+static int open_cache(ps_cli_t *cli, const char *cmd, ps_cache_t **c)
+{
+    char err[512];
+    if (ps_cache_open(c, cli->data_dir, err, sizeof(err)) != PS_OK) {
+        ps_cli_err("%s: %s", cmd, err);
+        return PS_EXIT_FAIL;
+    }
+    return PS_EXIT_OK;
+}
+
+/* Runs the session of o (no push, no pull); maps failures to exit codes. */
+static int run_session(ps_cache_t *c, ps_sync_opts_t *o, const char *cmd)
+{
+    ps_sync_stats_t st;
+    char err[512];
+    int rc;
+    o->no_sync = 1;
+    rc = ps_sync_run(c, o, &st, err, sizeof(err));
+    if (rc == PS_OK)
+        return PS_EXIT_OK;
+    ps_cli_err("%s: %s", cmd, err);
+    return rc == PS_EREJECTED ? PS_EXIT_FAIL : PS_EXIT_SYNC;
+}
+
+/* The cache's org-unit tree, or NULL when it has none. */
+static ps_orgunits_t *load_tree(ps_cache_t *c)
+{
+    uint8_t *csv = NULL, digest[32];
+    size_t len = 0;
+    ps_orgunits_t *t = NULL;
+    char err[256];
+    if (ps_cache_get_orgunits(c, &csv, &len, digest) == PS_OK)
+        if (ps_orgunits_parse(csv, len, &t, err, sizeof(err)) != PS_OK)
+            t = NULL;
+    free(csv);
+    return t;
+}
+
+static const char *unit_name(const ps_orgunits_t *t, const char *code)
+{
+    const ps_orgunit_t *u = t && code && *code ? ps_orgunits_find(t, code) : NULL;
+    return u ? u->name : "";
+}
+
+static int parse_lang(const char *cmd, const char *lang, int *zh)
+{
+    *zh = ps_report_lang_zh(lang);
+    if (*zh < 0) {
+        ps_cli_err("%s: --lang must be zh or en", cmd);
+        return PS_EXIT_USAGE;
+    }
+    return PS_EXIT_OK;
+}
+
+static int parse_format(const char *cmd, const char *name, int *fmt)
+{
+    *fmt = ps_report_format_from_name(name);
+    if (*fmt < 0) {
+        ps_cli_err("%s: --format must be table, csv or json", cmd);
+        return PS_EXIT_USAGE;
+    }
+    return PS_EXIT_OK;
+}
+
+static int parse_uint(const char *cmd, const char *opt, const char *s, unsigned long max, uint32_t *out)
+{
+    char *end;
+    unsigned long v;
+    if (!s || !*s || *s == '-' || *s == '+')
+        goto bad;
+    v = strtoul(s, &end, 10);
+    if (*end || v < 1 || v > max)
+        goto bad;
+    *out = (uint32_t)v;
+    return PS_EXIT_OK;
+bad:
+    ps_cli_err("%s: %s needs a whole number from 1 to %lu", cmd, opt, max);
+    return PS_EXIT_USAGE;
+}
+
+static void print_json(json_t *j)
+{
+    json_dumpf(j, stdout, JSON_FLAGS);
+    fputc('\n', stdout);
+}
+
+/* ---- popsync query --------------------------------------------------------- */
+
+typedef struct qrow {
+    char **key;
+    uint64_t count;
+    int64_t sum;
+} qrow_t;
+
+typedef struct query_ctx {
+    qrow_t *rows;
+    size_t nrows, cap;
+    Popsync__Record **recs;
+    size_t nrecs, rcap;
+    size_t nkey;            /* keys per row (our group_by) */
+    uint64_t scanned, matched;
+    int oom;
+} query_ctx_t;
+
+static void on_query(const Popsync__QueryResult *res, void *arg)
+{
+    query_ctx_t *q = arg;
+    q->scanned += res->scanned;
+    if (res->matched > q->matched)
+        q->matched = res->matched;
+    for (size_t i = 0; i < res->n_rows && !q->oom; i++) {
+        const Popsync__QueryRow *in = res->rows[i];
+        qrow_t *out;
+        if (q->nrows == q->cap) {
+            size_t ncap = q->cap ? q->cap * 2 : 64;
+            qrow_t *p = realloc(q->rows, ncap * sizeof(*p));
+            if (!p) {
+                q->oom = 1;
+                return;
+            }
+            q->rows = p;
+            q->cap = ncap;
+        }
+        out = &q->rows[q->nrows];
+        out->key = calloc(q->nkey ? q->nkey : 1, sizeof(char *));
+        if (!out->key) {
+            q->oom = 1;
+            return;
+        }
+        for (size_t k = 0; k < q->nkey; k++)
+            if (!(out->key[k] = strdup(k < in->n_key && in->key[k] ? in->key[k] : "")))
+                q->oom = 1;
+        out->count = in->count;
+        out->sum = in->sum;
+        q->nrows++;
+    }
+    for (size_t i = 0; i < res->n_records && !q->oom; i++) {
+        Popsync__Record *copy;
+        if (q->nrecs == q->rcap) {
+            size_t ncap = q->rcap ? q->rcap * 2 : 256;
+            Popsync__Record **p = realloc(q->recs, ncap * sizeof(*p));
+            if (!p) {
+                q->oom = 1;
+                return;
+            }
+            q->recs = p;
+            q->rcap = ncap;
+        }
+        copy = (Popsync__Record *)copy_msg(&res->records[i]->base);
+        if (!copy) {
+            q->oom = 1;
+            return;
+        }
+        q->recs[q->nrecs++] = copy;
+    }
+}
+
+static int is_unit_key(const char *g)
+{
+    return strcmp(g, "unit") == 0 || strcmp(g, "township") == 0 || strcmp(g, "orgunit") == 0;
+}
+
+static void print_groups(const query_ctx_t *q, char **group, int sum, int fmt, const ps_orgunits_t *tree, int zh)
+{
+    if (fmt == PS_REPORT_JSON) {
+        json_t *arr = json_array();
+        for (size_t r = 0; r < q->nrows; r++) {
+            json_t *o = json_object();
+            for (size_t k = 0; k < q->nkey; k++)
+                json_object_set_new(o, group[k], json_string(q->rows[r].key[k]));
+            json_object_set_new(o, "count", json_integer((json_int_t)q->rows[r].count));
+            if (sum)
+                json_object_set_new(o, "sum", json_integer((json_int_t)q->rows[r].sum));
+            json_array_append_new(arr, o);
+        }
+        print_json(arr);
+        json_decref(arr);
+    } else if (fmt == PS_REPORT_CSV) {
+        for (size_t k = 0; k < q->nkey; k++)
+            csv_cell(stdout, group[k], k == 0);
+        csv_cell(stdout, "count", q->nkey == 0);
+        if (sum)
+            csv_cell(stdout, "sum", 0);
+        csv_end(stdout);
+        for (size_t r = 0; r < q->nrows; r++) {
+            char n[32];
+            for (size_t k = 0; k < q->nkey; k++)
+                csv_cell(stdout, q->rows[r].key[k], k == 0);
+            snprintf(n, sizeof(n), "%llu", (unsigned long long)q->rows[r].count);
+            csv_cell(stdout, n, q->nkey == 0);
+            if (sum) {
+                snprintf(n, sizeof(n), "%lld", (long long)q->rows[r].sum);
+                csv_cell(stdout, n, 0);
+            }
+            csv_end(stdout);
+        }
+    } else {
+        /* Unit keys get their name from the tree in the next column. */
+        size_t ncols = q->nkey + 1 + (sum ? 1 : 0), left = 0;
+        uint64_t total = 0;
+        int64_t tsum = 0;
+        tbl_t t;
+        for (size_t k = 0; k < q->nkey; k++)
+            ncols += tree && is_unit_key(group[k]) ? 1 : 0;
+        left = ncols - 1 - (sum ? 1 : 0);
+        tbl_init(&t, ncols, left);
+        for (size_t k = 0; k < q->nkey; k++) {
+            tbl_add(&t, group[k]);
+            if (tree && is_unit_key(group[k]))
+                tbl_add(&t, zh ? "名称" : "name");
+        }
+        tbl_add(&t, zh ? "数量" : "count");
+        if (sum)
+            tbl_add(&t, zh ? "合计值" : "sum");
+        for (size_t r = 0; r < q->nrows; r++) {
+            for (size_t k = 0; k < q->nkey; k++) {
+                tbl_add(&t, q->rows[r].key[k]);
+                if (tree && is_unit_key(group[k]))
+                    tbl_add(&t, unit_name(tree, q->rows[r].key[k]));
+            }
+            tbl_addf(&t, "%llu", (unsigned long long)q->rows[r].count);
+            if (sum)
+                tbl_addf(&t, "%lld", (long long)q->rows[r].sum);
+            total += q->rows[r].count;
+            tsum += q->rows[r].sum;
+        }
+        if (q->nkey > 0) {
+            for (size_t c = 0; c < left; c++)
+                tbl_add(&t, c == 0 ? (zh ? "合计" : "total") : "");
+            tbl_addf(&t, "%llu", (unsigned long long)total);
+            if (sum)
+                tbl_addf(&t, "%lld", (long long)tsum);
+        }
+        tbl_print(&t, stdout, "");
+        tbl_free(&t);
+    }
+}
+
+static void print_records(const query_ctx_t *q, int kind, int fmt)
+{
+    const char *cols[64];
+    size_t ncols = 0;
+    cols[ncols++] = "id";
+    cols[ncols++] = "orgunit";
+    ncols += ps_record_field_names(kind, cols + ncols, 64 - ncols);
+    if (ncols > 64)
+        ncols = 64;
+    if (fmt == PS_REPORT_JSON) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < q->nrecs; i++)
+            json_array_append_new(arr, ps_record_to_json(q->recs[i]));
+        json_dumpf(arr, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        fputc('\n', stdout);
+        json_decref(arr);
+    } else if (fmt == PS_REPORT_CSV) {
+        char cell[4096];
+        for (size_t i = 0; i < ncols; i++)
+            csv_cell(stdout, cols[i], i == 0);
+        csv_end(stdout);
+        for (size_t r = 0; r < q->nrecs; r++) {
+            for (size_t i = 0; i < ncols; i++) {
+                if (ps_record_get_text(q->recs[r], cols[i], cell, sizeof(cell)) != PS_OK)
+                    cell[0] = '\0';
+                csv_cell(stdout, cell, i == 0);
+            }
+            csv_end(stdout);
+        }
+    } else {
+        ps_record_print_table(stdout, (Popsync__Record *const *)q->recs, q->nrecs, cols, ncols);
+    }
+}
+
+static const char QUERY_USAGE[] =
+    "query --kind KIND [--orgunit CODE] [--date-field F [--from D] [--to D]] [--where FIELD=VALUE]...\n"
+    "       [--group-by a,b,...] [--sum FIELD] [--list [--limit N]] [--deleted] [--format table|csv|json]";
+
+int ps_cmd_query(ps_cli_t *cli, int argc, char **argv)
+{
+    static const struct option lo[] = {{"kind", required_argument, NULL, 'k'},
+                                       {"orgunit", required_argument, NULL, 'o'},
+                                       {"date-field", required_argument, NULL, 'D'},
+                                       {"from", required_argument, NULL, 'F'},
+                                       {"to", required_argument, NULL, 'T'},
+                                       {"where", required_argument, NULL, 'w'},
+                                       {"group-by", required_argument, NULL, 'g'},
+                                       {"sum", required_argument, NULL, 's'},
+                                       {"list", no_argument, NULL, 'l'},
+                                       {"limit", required_argument, NULL, 'n'},
+                                       {"format", required_argument, NULL, 'f'},
+                                       {"lang", required_argument, NULL, 'L'},
+                                       {"deleted", no_argument, NULL, 'd'},
+                                       {NULL, 0, NULL, 0}};
+    Popsync__Query q = POPSYNC__QUERY__INIT;
+    Popsync__QueryFilter filt[MAX_WHERE], *fp[MAX_WHERE];
+    char *wbuf[MAX_WHERE], *group[MAX_GROUP], *gbuf = NULL;
+    size_t nwhere = 0, ngroup = 0;
+    const char *lang = NULL;
+    query_ctx_t qc;
+    ps_cache_t *c = NULL;
+    ps_orgunits_t *tree = NULL;
+    ps_sync_opts_t o;
+    int opt, fmt = cli->json ? PS_REPORT_JSON : PS_REPORT_TABLE, zh, rc = PS_EXIT_USAGE, limit_given = 0;
+    uint32_t limit = 0;
+
+    memset(&qc, 0, sizeof(qc));
+    memset(wbuf, 0, sizeof(wbuf));
+    q.kind = POPSYNC__KIND__KIND_UNSPECIFIED;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (opt) {
+        case 'k': {
+            int k = ps_kind_from_name(optarg);
+            if (k <= 0) {
+                ps_cli_err("query: unknown kind '%s'", optarg);
+                goto out;
+            }
+            q.kind = (Popsync__Kind)k;
+            break;
+        }
+        case 'o':
+            if (!ps_orgunit_valid(optarg)) {
+                ps_cli_err("query: --orgunit needs a 12-digit code");
+                goto out;
+            }
+            q.orgunit = optarg;
+            break;
+        case 'D': q.date_field = optarg; break;
+        case 'F':
+        case 'T':
+            if (ps_validate_date(optarg)) {
+                ps_cli_err("query: --%s needs a date YYYY-MM-DD", opt == 'F' ? "from" : "to");
+                goto out;
+            }
+            if (opt == 'F')
+                q.date_from = optarg;
+            else
+                q.date_to = optarg;
+            break;
+        case 'w': {
+            char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg) {
+                ps_cli_err("query: --where needs FIELD=VALUE");
+                goto out;
+            }
+            if (nwhere == MAX_WHERE) {
+                ps_cli_err("query: at most %d --where", MAX_WHERE);
+                goto out;
+            }
+            if (!(wbuf[nwhere] = strdup(optarg))) {
+                rc = PS_EXIT_FAIL;
+                goto out;
+            }
+            popsync__query_filter__init(&filt[nwhere]);
+            wbuf[nwhere][eq - optarg] = '\0';
+            filt[nwhere].field = wbuf[nwhere];
+            filt[nwhere].value = wbuf[nwhere] + (eq - optarg) + 1;
+            fp[nwhere] = &filt[nwhere];
+            nwhere++;
+            break;
+        }
+        case 'g': {
+            char *save = NULL;
+            free(gbuf);
+            ngroup = 0;
+            if (!(gbuf = strdup(optarg))) {
+                rc = PS_EXIT_FAIL;
+                goto out;
+            }
+            for (char *tok = strtok_r(gbuf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                if (ngroup == MAX_GROUP) {
+                    ps_cli_err("query: at most %d --group-by entries", MAX_GROUP);
+                    goto out;
+                }
+                group[ngroup++] = tok;
+            }
+            break;
+        }
+        case 's': q.sum_field = optarg; break;
+        case 'l': q.list = 1; break;
+        case 'n':
+            if (parse_uint("query", "--limit", optarg, 10000, &limit))
+                goto out;
+            limit_given = 1;
+            break;
+        case 'f':
+            if (parse_format("query", optarg, &fmt))
+                goto out;
+            break;
+        case 'L': lang = optarg; break;
+        case 'd': q.include_deleted = 1; break;
+        default: ps_cli_err("query: usage: %s", QUERY_USAGE); goto out;
+        }
+    }
+    if (optind != argc) {
+        ps_cli_err("query: unexpected argument '%s'", argv[optind]);
+        goto out;
+    }
+    if (q.kind == POPSYNC__KIND__KIND_UNSPECIFIED) {
+        ps_cli_err("query: --kind is required; usage: %s", QUERY_USAGE);
+        goto out;
+    }
+    if ((*q.date_from || *q.date_to) && !*q.date_field) {
+        ps_cli_err("query: --from and --to need --date-field");
+        goto out;
+    }
+    if (q.list && (ngroup || *q.sum_field)) {
+        ps_cli_err("query: --list does not go with --group-by or --sum");
+        goto out;
+    }
+    if (limit_given && !q.list) {
+        ps_cli_err("query: --limit goes with --list");
+        goto out;
+    }
+    if (parse_lang("query", lang, &zh))
+        goto out;
+    q.limit = limit;
+    q.n_filters = nwhere;
+    q.filters = nwhere ? fp : NULL;
+    q.n_group_by = ngroup;
+    q.group_by = ngroup ? group : NULL;
+    qc.nkey = ngroup;
+
+    rc = PS_EXIT_FAIL;
+    if (open_cache(cli, "query", &c))
+        goto out;
+    memset(&o, 0, sizeof(o));
+    o.query = &q;
+    o.on_query = on_query;
+    o.arg = &qc;
+    if ((rc = run_session(c, &o, "query")) != PS_EXIT_OK)
+        goto out;
+    if (qc.oom) {
+        ps_cli_err("query: out of memory");
+        rc = PS_EXIT_FAIL;
+        goto out;
+    }
+    tree = load_tree(c);
+    if (q.list)
+        print_records(&qc, (int)q.kind, fmt);
+    else
+        print_groups(&qc, group, *q.sum_field != '\0', fmt, tree, zh);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        ps_cli_err("query: cannot write the output");
+        rc = PS_EXIT_FAIL;
+    }
+out:
+    for (size_t i = 0; i < qc.nrows; i++) {
+        for (size_t k = 0; k < qc.nkey; k++)
+            free(qc.rows[i].key[k]);
+        free(qc.rows[i].key);
+    }
+    free(qc.rows);
+    for (size_t i = 0; i < qc.nrecs; i++)
+        ps_record_free(qc.recs[i]);
+    free(qc.recs);
+    for (size_t i = 0; i < nwhere; i++)
+        free(wbuf[i]);
+    free(gbuf);
+    ps_orgunits_free(tree);
+    if (c)
+        ps_cache_close(c);
+    return rc;
+}
+
+/* ---- popsync report monthly / quality -------------------------------------- */
+
+static void on_report(const Popsync__ReportResult *res, void *arg)
+{
+    Popsync__ReportResult **out = arg;
+    if (!*out)
+        *out = (Popsync__ReportResult *)copy_msg(&res->base);
+}
+
+static const char *row_name(const Popsync__ReportRow *r, const ps_orgunits_t *tree, int zh)
+{
+    if (!r->orgunit || !*r->orgunit)
+        return zh ? "合计" : "Total";
+    if (r->name && *r->name)
+        return r->name;
+    return unit_name(tree, r->orgunit);
+}
+
+static void monthly_table(const Popsync__ReportResult *res, const ps_orgunits_t *tree, int zh)
+{
+    static const char *const p1[] = {"persons_total", "persons_new", "births_male", "births_female", "births_total"};
+    static const char *const p1b[] = {"inflow", "outflow"};
+    static const char *const p2[] = {"visits_prepregnancy_check", "visits_reproductive_check", "visits_followup",
+                                     "visits_contraceptive_supplies", "visits_consultation", "visits_total"};
+    static const char *const h1zh[] = {"登记人口", "新登记", "出生(男)", "出生(女)", "出生合计"};
+    static const char *const h1en[] = {"Persons", "New", "Boys", "Girls", "Births"};
+    int any_state = 0, any_corr = 0;
+    char buf[64];
+    tbl_t t;
+
+    for (size_t i = 0; i < res->n_rows; i++) {
+        any_state |= res->rows[i]->close_state && *res->rows[i]->close_state;
+        any_corr |= res->rows[i]->n_corrections > 0;
+    }
+    if (zh)
+        printf("统计月报 %s（通报与反馈期限：紧急 %u 天，一般 %u 天）\n\n", res->month, res->deadline_urgent_days,
+               res->deadline_normal_days);
+    else
+        printf("Monthly report %s (deadlines for submission and feedback: urgent %u days, others %u days)\n\n",
+               res->month, res->deadline_urgent_days, res->deadline_normal_days);
+
+    /* Panel 1: persons, births, migrants and the two-place exchange. */
+    tbl_init(&t, 2 + 5 + 1 + 2 + 4, 2);
+    tbl_add(&t, zh ? "代码" : "Code");
+    tbl_add(&t, zh ? "单位" : "Unit");
+    for (size_t k = 0; k < 5; k++)
+        tbl_add(&t, zh ? h1zh[k] : h1en[k]);
+    tbl_add(&t, zh ? RATES[0].zh : RATES[0].en);
+    tbl_add(&t, zh ? "流入" : "Inflow");
+    tbl_add(&t, zh ? "流出" : "Outflow");
+    for (size_t k = 1; k <= 4; k++)
+        tbl_add(&t, zh ? RATES[k].zh : RATES[k].en);
+    for (size_t i = 0; i < res->n_rows; i++) {
+        const Popsync__ReportRow *r = res->rows[i];
+        tbl_add(&t, r->orgunit);
+        tbl_add(&t, row_name(r, tree, zh));
+        for (size_t k = 0; k < 5; k++)
+            tbl_addf(&t, "%lld", (long long)row_value(r, p1[k]));
+        tbl_add(&t, rate_text(r, &RATES[0], buf, sizeof(buf)));
+        for (size_t k = 0; k < 2; k++)
+            tbl_addf(&t, "%lld", (long long)row_value(r, p1b[k]));
+        for (size_t k = 1; k <= 4; k++)
+            tbl_add(&t, rate_text(r, &RATES[k], buf, sizeof(buf)));
+    }
+    tbl_print(&t, stdout, "");
+    tbl_free(&t);
+    fputc('\n', stdout);
+
+    /* Panel 2: benefits and services, and the close state. */
+    tbl_init(&t, 2 + 2 + 6 + 1 + (any_state ? 1 : 0), 2);
+    tbl_add(&t, zh ? "代码" : "Code");
+    tbl_add(&t, zh ? "单位" : "Unit");
+    tbl_add(&t, zh ? "奖扶发放人次" : "Benefits paid");
+    tbl_add(&t, zh ? "发放金额(元)" : "Amount (yuan)");
+    for (size_t k = 0; k < 6; k++)
+        tbl_add(&t, ind_label(p2[k], zh));
+    tbl_add(&t, zh ? RATES[5].zh : RATES[5].en);
+    if (any_state)
+        tbl_add(&t, zh ? "月结状态" : "Close state");
+    for (size_t i = 0; i < res->n_rows; i++) {
+        const Popsync__ReportRow *r = res->rows[i];
+        tbl_add(&t, r->orgunit);
+        tbl_add(&t, row_name(r, tree, zh));
+        tbl_addf(&t, "%lld", (long long)row_value(r, "benefits_paid"));
+        tbl_add(&t, ps_report_yuan_text(row_value(r, "benefits_paid_fen"), buf, sizeof(buf)));
+        for (size_t k = 0; k < 6; k++)
+            tbl_addf(&t, "%lld", (long long)row_value(r, p2[k]));
+        tbl_add(&t, rate_text(r, &RATES[5], buf, sizeof(buf)));
+        if (any_state)
+            tbl_add(&t, r->orgunit && *r->orgunit ? state_label(r->close_state, zh) : "");
+    }
+    tbl_print(&t, stdout, "");
+    tbl_free(&t);
+
+    if (any_corr) {
+        printf("\n%s\n", zh ? "批准后的更正（当前值减去已批准的冻结值）：" :
+                              "Corrections since approval (current value minus the approved, frozen value):");
+        for (size_t i = 0; i < res->n_rows; i++) {
+            const Popsync__ReportRow *r = res->rows[i];
+            if (!r->n_corrections)
+                continue;
+            printf("  %s %s:", r->orgunit && *r->orgunit ? r->orgunit : "", row_name(r, tree, zh));
+            for (size_t k = 0; k < r->n_corrections; k++)
+                printf("%s %s %+lld", k ? (zh ? "，" : ",") : "", ind_label(r->corrections[k]->name, zh),
+                       (long long)r->corrections[k]->value);
+            fputc('\n', stdout);
+        }
+    }
+}
+
+static json_t *monthly_row_json(const Popsync__ReportRow *r, const ps_orgunits_t *tree)
+{
+    json_t *o = json_object(), *corr = json_object();
+    char buf[64];
+    json_object_set_new(o, "orgunit", json_string(r->orgunit ? r->orgunit : ""));
+    json_object_set_new(o, "name", json_string(r->orgunit && *r->orgunit ? row_name(r, tree, 0) : "Total"));
+    json_object_set_new(o, "close_state", json_string(r->close_state ? r->close_state : ""));
+    for (size_t k = 0; k < NIND; k++)
+        json_object_set_new(o, INDICATORS[k].key, json_integer((json_int_t)row_value(r, INDICATORS[k].key)));
+    for (size_t k = 0; k < NRATES; k++)
+        json_object_set_new(o, RATES[k].key, rate_json(r, &RATES[k]));
+    json_object_set_new(o, "benefits_paid_yuan",
+                        json_string(ps_report_yuan_text(row_value(r, "benefits_paid_fen"), buf, sizeof(buf))));
+    for (size_t k = 0; k < r->n_corrections; k++)
+        json_object_set_new(corr, r->corrections[k]->name, json_integer((json_int_t)r->corrections[k]->value));
+    json_object_set_new(o, "corrections", corr);
+    return o;
+}
+
+static void monthly_json(const Popsync__ReportResult *res, const ps_orgunits_t *tree)
+{
+    json_t *o = json_object(), *rows = json_array();
+    json_object_set_new(o, "report", json_string("monthly"));
+    json_object_set_new(o, "month", json_string(res->month ? res->month : ""));
+    json_object_set_new(o, "deadline_urgent_days", json_integer(res->deadline_urgent_days));
+    json_object_set_new(o, "deadline_normal_days", json_integer(res->deadline_normal_days));
+    json_object_set_new(o, "generated_ms", json_integer((json_int_t)res->generated_ms));
+    for (size_t i = 0; i < res->n_rows; i++)
+        json_array_append_new(rows, monthly_row_json(res->rows[i], tree));
+    json_object_set_new(o, "rows", rows);
+    print_json(o);
+    json_decref(o);
+}
+
+static void monthly_csv(const Popsync__ReportResult *res, const ps_orgunits_t *tree)
+{
+    char buf[64];
+    csv_cell(stdout, "month", 1);
+    csv_cell(stdout, "orgunit", 0);
+    csv_cell(stdout, "name", 0);
+    csv_cell(stdout, "close_state", 0);
+    for (size_t k = 0; k < NIND; k++)
+        csv_cell(stdout, INDICATORS[k].key, 0);
+    for (size_t k = 0; k < NRATES; k++)
+        csv_cell(stdout, RATES[k].key, 0);
+    csv_cell(stdout, "benefits_paid_yuan", 0);
+    csv_cell(stdout, "corrections", 0);
+    csv_end(stdout);
+    for (size_t i = 0; i < res->n_rows; i++) {
+        const Popsync__ReportRow *r = res->rows[i];
+        char corr[1024] = "";
+        size_t off = 0;
+        double v;
+        csv_cell(stdout, res->month, 1);
+        csv_cell(stdout, r->orgunit, 0);
+        csv_cell(stdout, r->orgunit && *r->orgunit ? row_name(r, tree, 0) : "Total", 0);
+        csv_cell(stdout, r->close_state, 0);
+        for (size_t k = 0; k < NIND; k++) {
+            snprintf(buf, sizeof(buf), "%lld", (long long)row_value(r, INDICATORS[k].key));
+            csv_cell(stdout, buf, 0);
+        }
+        for (size_t k = 0; k < NRATES; k++) {
+            const rate_def_t *d = &RATES[k];
+            buf[0] = '\0';
+            if (ps_report_rate(row_value(r, d->num), row_value(r, d->den) + row_value(r, d->den2), d->scale, &v))
+                snprintf(buf, sizeof(buf), "%.4f", v);
+            csv_cell(stdout, buf, 0);
+        }
+        csv_cell(stdout, ps_report_yuan_text(row_value(r, "benefits_paid_fen"), buf, sizeof(buf)), 0);
+        for (size_t k = 0; k < r->n_corrections && off < sizeof(corr); k++)
+            off += (size_t)snprintf(corr + off, sizeof(corr) - off, "%s%s=%+lld", k ? ";" : "",
+                                    r->corrections[k]->name, (long long)r->corrections[k]->value);
+        csv_cell(stdout, corr, 0);
+        csv_end(stdout);
+    }
+}
+
+static const char *check_label(const char *check, int zh)
+{
+    for (size_t i = 0; i < NCHECKS; i++)
+        if (strcmp(CHECKS[i].key, check) == 0)
+            return zh ? CHECKS[i].zh : CHECKS[i].en;
+    return check;
+}
+
+static const char *kind_text(Popsync__Kind k)
+{
+    const char *n = ps_kind_name((int)k);
+    return n ? n : "";
+}
+
+static void quality_out(const Popsync__ReportResult *res, const ps_orgunits_t *tree, int fmt, int zh)
+{
+    /* The known checks first in their order, then any others in arrival order. */
+    const char **order = calloc(NCHECKS + res->n_issues + 1, sizeof(*order));
+    size_t norder = 0;
+    if (!order)
+        return;
+    for (size_t i = 0; i < NCHECKS; i++)
+        order[norder++] = CHECKS[i].key;
+    for (size_t i = 0; i < res->n_issues; i++) {
+        const char *ck = res->issues[i]->check ? res->issues[i]->check : "";
+        size_t j = 0;
+        while (j < norder && strcmp(order[j], ck) != 0)
+            j++;
+        if (j == norder)
+            order[norder++] = ck;
+    }
+    if (fmt == PS_REPORT_JSON) {
+        json_t *o = json_object(), *counts = json_object(), *arr = json_array();
+        json_object_set_new(o, "report", json_string("quality"));
+        json_object_set_new(o, "generated_ms", json_integer((json_int_t)res->generated_ms));
+        for (size_t c = 0; c < norder; c++) {
+            size_t n = 0;
+            for (size_t i = 0; i < res->n_issues; i++) {
+                const Popsync__QualityIssue *q = res->issues[i];
+                char id[PS_UUID_STR] = "";
+                if (strcmp(q->check ? q->check : "", order[c]) != 0)
+                    continue;
+                n++;
+                if (q->record_id.len == 16)
+                    ps_uuid_format(q->record_id.data, id);
+                json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "check", order[c], "record_id",
+                                                     id, "kind", kind_text(q->kind), "orgunit",
+                                                     q->orgunit ? q->orgunit : "", "orgunit_name",
+                                                     unit_name(tree, q->orgunit), "detail",
+                                                     q->detail ? q->detail : ""));
+            }
+            json_object_set_new(counts, order[c], json_integer((json_int_t)n));
+        }
+        json_object_set_new(o, "counts", counts);
+        json_object_set_new(o, "issues", arr);
+        print_json(o);
+        json_decref(o);
+    } else if (fmt == PS_REPORT_CSV) {
+        const char *head[] = {"check", "record_id", "kind", "orgunit", "orgunit_name", "detail"};
+        for (size_t k = 0; k < 6; k++)
+            csv_cell(stdout, head[k], k == 0);
+        csv_end(stdout);
+        for (size_t c = 0; c < norder; c++)
+            for (size_t i = 0; i < res->n_issues; i++) {
+                const Popsync__QualityIssue *q = res->issues[i];
+                char id[PS_UUID_STR] = "";
+                if (strcmp(q->check ? q->check : "", order[c]) != 0)
+                    continue;
+                if (q->record_id.len == 16)
+                    ps_uuid_format(q->record_id.data, id);
+                csv_cell(stdout, order[c], 1);
+                csv_cell(stdout, id, 0);
+                csv_cell(stdout, kind_text(q->kind), 0);
+                csv_cell(stdout, q->orgunit, 0);
+                csv_cell(stdout, unit_name(tree, q->orgunit), 0);
+                csv_cell(stdout, q->detail, 0);
+                csv_end(stdout);
+            }
+    } else {
+        printf("%s\n", zh ? "数据质量报告" : "Data quality report");
+        for (size_t c = 0; c < norder; c++) {
+            size_t n = 0;
+            tbl_t t;
+            for (size_t i = 0; i < res->n_issues; i++)
+                n += strcmp(res->issues[i]->check ? res->issues[i]->check : "", order[c]) == 0;
+            printf("\n%s (%s): %zu\n", check_label(order[c], zh), order[c], n);
+            if (!n)
+                continue;
+            tbl_init(&t, 5, 5);
+            tbl_add(&t, zh ? "记录ID" : "Record id");
+            tbl_add(&t, zh ? "类别" : "Kind");
+            tbl_add(&t, zh ? "单位代码" : "Unit");
+            tbl_add(&t, zh ? "单位名称" : "Unit name");
+            tbl_add(&t, zh ? "说明" : "Detail");
+            for (size_t i = 0; i < res->n_issues; i++) {
+                const Popsync__QualityIssue *q = res->issues[i];
+                char id[PS_UUID_STR] = "";
+                if (strcmp(q->check ? q->check : "", order[c]) != 0)
+                    continue;
+                if (q->record_id.len == 16)
+                    ps_uuid_format(q->record_id.data, id);
+                tbl_add(&t, id);
+                tbl_add(&t, kind_text(q->kind));
+                tbl_add(&t, q->orgunit);
+                tbl_add(&t, unit_name(tree, q->orgunit));
+                tbl_add(&t, q->detail);
+            }
+            tbl_print(&t, stdout, "  ");
+            tbl_free(&t);
+        }
+        if (res->n_issues == 0)
+            printf("\n%s\n", zh ? "未发现问题。" : "No issues found.");
+    }
+    free(order);
+}
+
+/* ---- popsync report submit / approve / return / status ------------------- */
+
+typedef struct close_ctx {
+    Popsync__CloseResult **res;
+    size_t n, cap;
+    int oom;
+} close_ctx_t;
+
+static void on_close_result(const Popsync__CloseResult *res, void *arg)
+{
+    close_ctx_t *cc = arg;
+    Popsync__CloseResult *copy;
+    if (cc->oom)
+        return;
+    if (cc->n == cc->cap) {
+        size_t ncap = cc->cap ? cc->cap * 2 : 16;
+        Popsync__CloseResult **p = realloc(cc->res, ncap * sizeof(*p));
+        if (!p) {
+            cc->oom = 1;
+            return;
+        }
+        cc->res = p;
+        cc->cap = ncap;
+    }
+    if (!(copy = (Popsync__CloseResult *)copy_msg(&res->base))) {
+        cc->oom = 1;
+        return;
+    }
+    cc->res[cc->n++] = copy;
+}
+
+static void close_out(const close_ctx_t *cc, const ps_orgunits_t *tree, int fmt, int zh)
+{
+    if (fmt == PS_REPORT_JSON) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < cc->n; i++) {
+            const Popsync__CloseResult *r = cc->res[i];
+            json_t *frozen = json_object();
+            for (size_t k = 0; k < r->n_frozen; k++)
+                json_object_set_new(frozen, r->frozen[k]->name, json_integer((json_int_t)r->frozen[k]->value));
+            json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:s,s:o}", "month", r->month ? r->month : "",
+                                                 "orgunit", r->orgunit ? r->orgunit : "", "name",
+                                                 unit_name(tree, r->orgunit), "state", r->state ? r->state : "",
+                                                 "at_ms", (json_int_t)r->at_ms, "by", r->by ? r->by : "", "note",
+                                                 r->note ? r->note : "", "frozen", frozen));
+        }
+        print_json(arr);
+        json_decref(arr);
+        return;
+    }
+    if (fmt == PS_REPORT_CSV) {
+        const char *head[] = {"month", "orgunit", "name", "state", "at_ms", "by", "note"};
+        for (size_t k = 0; k < 7; k++)
+            csv_cell(stdout, head[k], k == 0);
+        csv_end(stdout);
+        for (size_t i = 0; i < cc->n; i++) {
+            const Popsync__CloseResult *r = cc->res[i];
+            char at[32];
+            snprintf(at, sizeof(at), "%llu", (unsigned long long)r->at_ms);
+            csv_cell(stdout, r->month, 1);
+            csv_cell(stdout, r->orgunit, 0);
+            csv_cell(stdout, unit_name(tree, r->orgunit), 0);
+            csv_cell(stdout, r->state, 0);
+            csv_cell(stdout, at, 0);
+            csv_cell(stdout, r->by, 0);
+            csv_cell(stdout, r->note, 0);
+            csv_end(stdout);
+        }
+        return;
+    }
+    {
+        tbl_t t;
+        tbl_init(&t, 7, 7);
+        tbl_add(&t, zh ? "月份" : "Month");
+        tbl_add(&t, zh ? "单位代码" : "Unit");
+        tbl_add(&t, zh ? "单位名称" : "Unit name");
+        tbl_add(&t, zh ? "状态" : "State");
+        tbl_add(&t, zh ? "操作人" : "By");
+        tbl_add(&t, zh ? "时间" : "At");
+        tbl_add(&t, zh ? "说明" : "Note");
+        for (size_t i = 0; i < cc->n; i++) {
+            const Popsync__CloseResult *r = cc->res[i];
+            char when[32] = "";
+            if (r->at_ms) {
+                time_t tt = (time_t)(r->at_ms / 1000);
+                struct tm tm;
+                localtime_r(&tt, &tm);
+                strftime(when, sizeof(when), "%Y-%m-%d %H:%M", &tm);
+            }
+            tbl_add(&t, r->month);
+            tbl_add(&t, r->orgunit);
+            tbl_add(&t, unit_name(tree, r->orgunit));
+            tbl_add(&t, state_label(r->state, zh));
+            tbl_add(&t, r->by);
+            tbl_add(&t, when);
+            tbl_add(&t, r->note);
+        }
+        tbl_print(&t, stdout, "");
+        tbl_free(&t);
+    }
+}
+
+/* The township a unit code belongs to (the unit itself at township level). */
+static void own_township(const ps_orgunits_t *tree, const char *unit, char out[13])
+{
+    const ps_orgunit_t *u = tree ? ps_orgunits_find(tree, unit) : NULL;
+    if (u && u->depth == 1) {
+        snprintf(out, 13, "%s", u->code);
+        return;
+    }
+    if (u && u->depth > 1) {
+        const ps_orgunit_t *tw = ps_orgunits_township(tree, unit);
+        if (tw) {
+            snprintf(out, 13, "%s", tw->code);
+            return;
+        }
+    }
+    ps_orgunit_township(unit, out);
+}
+
+static const char REPORT_USAGE[] =
+    "report monthly --month YYYY-MM [--orgunit CODE] [--lang zh|en] [--format table|csv|json]\n"
+    "                [--deadline-urgent DAYS] [--deadline-normal DAYS]\n"
+    "       report quality [--orgunit CODE] [--lang zh|en] [--format table|csv|json]\n"
+    "       report submit --month YYYY-MM [--orgunit CODE]\n"
+    "       report approve --month YYYY-MM --orgunit CODE [--note TEXT]\n"
+    "       report return --month YYYY-MM --orgunit CODE --note TEXT\n"
+    "       report status --month YYYY-MM [--orgunit CODE]";
+
+/* The monthly and quality reports. */
+static int run_report(ps_cli_t *cli, const char *sub, const char *month, const char *orgunit, int fmt, int zh,
+                      uint32_t urgent, uint32_t normal)
+{
+    Popsync__ReportRequest rq = POPSYNC__REPORT_REQUEST__INIT;
+    Popsync__ReportResult *res = NULL;
+    ps_cache_t *c = NULL;
+    ps_orgunits_t *tree = NULL;
+    ps_sync_opts_t o;
+    char cmd[32];
+    int rc = PS_EXIT_FAIL;
+
+    snprintf(cmd, sizeof(cmd), "report %s", sub);
+    rq.report = (char *)sub;
+    rq.month = (char *)(month ? month : "");
+    rq.orgunit = (char *)(orgunit ? orgunit : "");
+    rq.deadline_urgent_days = urgent;
+    rq.deadline_normal_days = normal;
+    if (open_cache(cli, cmd, &c))
+        goto out;
+    memset(&o, 0, sizeof(o));
+    o.report = &rq;
+    o.on_report = on_report;
+    o.arg = &res;
+    if ((rc = run_session(c, &o, cmd)) != PS_EXIT_OK)
+        goto out;
+    if (!res) {
+        ps_cli_err("%s: out of memory", cmd);
+        rc = PS_EXIT_FAIL;
+        goto out;
+    }
+    tree = load_tree(c);
+    if (strcmp(sub, "quality") == 0)
+        quality_out(res, tree, fmt, zh);
+    else if (fmt == PS_REPORT_JSON)
+        monthly_json(res, tree);
+    else if (fmt == PS_REPORT_CSV)
+        monthly_csv(res, tree);
+    else
+        monthly_table(res, tree, zh);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        ps_cli_err("%s: cannot write the output", cmd);
+        rc = PS_EXIT_FAIL;
+    }
+out:
+    if (res)
+        popsync__report_result__free_unpacked(res, NULL);
+    ps_orgunits_free(tree);
+    if (c)
+        ps_cache_close(c);
+    return rc;
+}
+
+/* submit, approve, return and status of the monthly close. */
+static int run_close(ps_cli_t *cli, const char *sub, const char *month, const char *orgunit, const char *note,
+                     int fmt, int zh)
+{
+    Popsync__CloseRequest *reqs = NULL, **rp = NULL;
+    char (*codes)[13] = NULL;
+    size_t n = 0;
+    close_ctx_t cc;
+    ps_cache_t *c = NULL;
+    ps_orgunits_t *tree = NULL;
+    ps_sync_opts_t o;
+    const ps_cache_meta_t *m;
+    char cmd[32];
+    int rc = PS_EXIT_FAIL;
+
+    memset(&cc, 0, sizeof(cc));
+    snprintf(cmd, sizeof(cmd), "report %s", sub);
+    if (open_cache(cli, cmd, &c))
+        goto out;
+    m = ps_cache_meta(c);
+    tree = load_tree(c);
+    /* Which townships: the one given; else a township's own; else (status
+     * by an administrator or viewer) every township of the tree. */
+    {
+        size_t cap = tree ? ps_orgunits_count(tree) + 1 : 1;
+        codes = calloc(cap, sizeof(*codes));
+        reqs = calloc(cap, sizeof(*reqs));
+        rp = calloc(cap, sizeof(*rp));
+        if (!codes || !reqs || !rp)
+            goto out;
+        if (orgunit) {
+            snprintf(codes[n++], 13, "%s", orgunit);
+        } else if (strcmp(m->role, "admin") != 0 && strcmp(m->role, "viewer") != 0) {
+            own_township(tree, m->orgunit, codes[n++]);
+        } else if (strcmp(sub, "status") == 0 && tree) {
+            const ps_orgunit_t *root = ps_orgunits_root(tree);
+            for (size_t i = 0; i < ps_orgunits_count(tree); i++) {
+                const ps_orgunit_t *u = ps_orgunits_at(tree, i);
+                if (u->depth == 1 && ps_orgunits_within(tree, u->code, m->orgunit[0] ? m->orgunit : root->code))
+                    snprintf(codes[n++], 13, "%s", u->code);
+            }
+        } else if (strcmp(sub, "status") == 0) {
+            codes[n++][0] = '\0'; /* no tree yet: let the server decide */
+        } else {
+            ps_cli_err("%s: --orgunit CODE is required for your role", cmd);
+            rc = PS_EXIT_USAGE;
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        popsync__close_request__init(&reqs[i]);
+        reqs[i].month = (char *)month;
+        reqs[i].orgunit = codes[i];
+        reqs[i].action = (char *)sub;
+        reqs[i].note = (char *)(note ? note : "");
+        rp[i] = &reqs[i];
+    }
+    memset(&o, 0, sizeof(o));
+    o.close_reqs = rp;
+    o.n_close = n;
+    o.on_close_result = on_close_result;
+    o.arg = &cc;
+    if ((rc = run_session(c, &o, cmd)) != PS_EXIT_OK)
+        goto out;
+    if (cc.oom) {
+        ps_cli_err("%s: out of memory", cmd);
+        rc = PS_EXIT_FAIL;
+        goto out;
+    }
+    ps_orgunits_free(tree);
+    tree = load_tree(c); /* the session may have brought a newer tree */
+    close_out(&cc, tree, fmt, zh);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        ps_cli_err("%s: cannot write the output", cmd);
+        rc = PS_EXIT_FAIL;
+    }
+out:
+    for (size_t i = 0; i < cc.n; i++)
+        popsync__close_result__free_unpacked(cc.res[i], NULL);
+    free(cc.res);
+    free(codes);
+    free(reqs);
+    free(rp);
+    ps_orgunits_free(tree);
+    if (c)
+        ps_cache_close(c);
+    return rc;
+}
+
+int ps_cmd_report(ps_cli_t *cli, int argc, char **argv)
+{
+    static const struct option lo[] = {{"month", required_argument, NULL, 'm'},
+                                       {"orgunit", required_argument, NULL, 'o'},
+                                       {"lang", required_argument, NULL, 'L'},
+                                       {"format", required_argument, NULL, 'f'},
+                                       {"deadline-urgent", required_argument, NULL, 'u'},
+                                       {"deadline-normal", required_argument, NULL, 'n'},
+                                       {"note", required_argument, NULL, 'N'},
+                                       {NULL, 0, NULL, 0}};
+    const char *sub, *month = NULL, *orgunit = NULL, *lang = NULL, *note = NULL;
+    int opt, zh, fmt = cli->json ? PS_REPORT_JSON : PS_REPORT_TABLE, monthly, quality, closing;
+    uint32_t urgent = 0, normal = 0;
+
+    if (argc < 2) {
+        ps_cli_err("report: usage: %s", REPORT_USAGE);
+        return PS_EXIT_USAGE;
+    }
+    sub = argv[1];
+    monthly = strcmp(sub, "monthly") == 0;
+    quality = strcmp(sub, "quality") == 0;
+    closing = strcmp(sub, "submit") == 0 || strcmp(sub, "approve") == 0 || strcmp(sub, "return") == 0 ||
+            strcmp(sub, "status") == 0;
+    if (!monthly && !quality && !closing) {
+        ps_cli_err("report: unknown report '%s'; usage: %s", sub, REPORT_USAGE);
+        return PS_EXIT_USAGE;
+    }
+    optind = 2;
+    while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (opt) {
+        case 'm':
+            if (!ps_report_month_valid(optarg)) {
+                ps_cli_err("report: --month needs YYYY-MM");
+                return PS_EXIT_USAGE;
+            }
+            month = optarg;
+            break;
+        case 'o':
+            if (!ps_orgunit_valid(optarg)) {
+                ps_cli_err("report: --orgunit needs a 12-digit code");
+                return PS_EXIT_USAGE;
+            }
+            orgunit = optarg;
+            break;
+        case 'L': lang = optarg; break;
+        case 'f':
+            if (parse_format("report", optarg, &fmt))
+                return PS_EXIT_USAGE;
+            break;
+        case 'u':
+            if (parse_uint("report", "--deadline-urgent", optarg, 365, &urgent))
+                return PS_EXIT_USAGE;
+            break;
+        case 'n':
+            if (parse_uint("report", "--deadline-normal", optarg, 365, &normal))
+                return PS_EXIT_USAGE;
+            break;
+        case 'N': note = optarg; break;
+        default: ps_cli_err("report: usage: %s", REPORT_USAGE); return PS_EXIT_USAGE;
+        }
+    }
+    if (optind != argc) {
+        ps_cli_err("report: unexpected argument '%s'", argv[optind]);
+        return PS_EXIT_USAGE;
+    }
+    if (parse_lang("report", lang, &zh))
+        return PS_EXIT_USAGE;
+    if ((monthly || closing) && !month) {
+        ps_cli_err("report %s: --month YYYY-MM is required", sub);
+        return PS_EXIT_USAGE;
+    }
+    if (quality && month) {
+        ps_cli_err("report quality: --month does not apply (the check covers every record in scope)");
+        return PS_EXIT_USAGE;
+    }
+    if (!monthly && (urgent || normal) && strcmp(sub, "quality") != 0) {
+        ps_cli_err("report %s: deadlines apply to the monthly and quality reports", sub);
+        return PS_EXIT_USAGE;
+    }
+    if ((strcmp(sub, "approve") == 0 || strcmp(sub, "return") == 0) && !orgunit) {
+        ps_cli_err("report %s: --orgunit CODE is required", sub);
+        return PS_EXIT_USAGE;
+    }
+    if (strcmp(sub, "return") == 0 && (!note || !*note)) {
+        ps_cli_err("report return: --note TEXT is required (say what to fix)");
+        return PS_EXIT_USAGE;
+    }
+    if (note && strcmp(sub, "approve") != 0 && strcmp(sub, "return") != 0 && strcmp(sub, "submit") != 0) {
+        ps_cli_err("report %s: --note goes with submit, approve and return", sub);
+        return PS_EXIT_USAGE;
+    }
+    if (closing)
+        return run_close(cli, sub, month, orgunit, note, fmt, zh);
+    return run_report(cli, sub, month, orgunit, fmt, zh, urgent, normal);
+}

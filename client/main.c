@@ -9,16 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void ps_cli_err(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("popsync: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
 static void usage(FILE *f)
 {
     fprintf(f,

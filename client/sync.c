@@ -217,6 +217,10 @@ static void next_push(session_t *s)
         ps_cache_push_free(p);
         if (s->opts->progress && s->outbox_total)
             fputc('\n', stderr);
+        if (s->opts->push_only) {
+            finish(s);
+            return;
+        }
         send_pull(s);
         return;
     }

@@ -20,6 +20,7 @@ typedef struct ps_sync_opts {
     uint64_t timeout_ms;     /**< give up when the server is silent this long (0: 60000) */
     int no_sync;             /**< skip push and pull (with list_conflicts) */
     int verify;              /**< after the sync, compare digests and repair what differs */
+    int push_only;           /**< stop after the outbox is pushed (benchmarks) */
     int list_conflicts;      /**< ask for the conflicts in our scope and pass them to on_conflicts */
     int include_resolved;    /**< with list_conflicts */
     /** Receives the ConflictListResult (valid during the call only). */

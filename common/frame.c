@@ -56,7 +56,8 @@ const char *ps_frame_type_name(uint8_t type)
                                   "PullBatch", "Error", "Ping", "Pong", "OrgUnitsRequest", "OrgUnits",
                                   "ConflictList", "ConflictListResult", "VerifyRequest", "VerifyDigests",
                                   "VerifyBucketRequest", "VerifyBucketList", "FetchRequest", "Query",
-                                  "QueryResult", "ReportRequest", "ReportResult", "CloseRequest", "CloseResult"};
+                                  "QueryResult", "ReportRequest", "ReportResult", "CloseRequest", "CloseResult",
+                                  "NodeStatusRequest", "NodeStatusResult"};
     if (type >= 1 && type <= PS_MSG_MAX_KNOWN)
         return names[type];
     return "unknown";

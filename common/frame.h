@@ -47,7 +47,9 @@ enum ps_msg_type {
     PS_MSG_REPORT_RESULT = 22,
     PS_MSG_CLOSE_REQUEST = 23,
     PS_MSG_CLOSE_RESULT = 24,
-    PS_MSG_MAX_KNOWN = 24
+    PS_MSG_NODE_STATUS_REQUEST = 25,
+    PS_MSG_NODE_STATUS_RESULT = 26,
+    PS_MSG_MAX_KNOWN = 26
 };
 
 /** A decoded frame; body borrows from the input buffer. */

@@ -35,6 +35,8 @@ const ProtobufCMessageDescriptor *ps_msg_descriptor(uint8_t type)
     case PS_MSG_REPORT_RESULT: return &popsync__report_result__descriptor;
     case PS_MSG_CLOSE_REQUEST: return &popsync__close_request__descriptor;
     case PS_MSG_CLOSE_RESULT: return &popsync__close_result__descriptor;
+    case PS_MSG_NODE_STATUS_REQUEST: return &popsync__node_status_request__descriptor;
+    case PS_MSG_NODE_STATUS_RESULT: return &popsync__node_status_result__descriptor;
     default: return NULL;
     }
 }

@@ -44,14 +44,32 @@ typedef struct ps_server_opts {
     uint64_t idle_ms;            /**< idle deadline once ready */
     uint64_t max_future_ms;      /**< HLC future bound */
     uint32_t commit_max_changes; /**< changes in one group commit */
+    /* issue 9: config file, limits, metrics (config.c, metrics.c) */
+    size_t map_size_max;         /**< grow the map at start up to this (0: never grow) */
+    uint32_t max_conns_per_cert; /**< open connections per certificate (0: no limit) */
+    const char *metrics_listen;  /**< "HOST:PORT" of the Prometheus endpoint, or NULL */
+    int metrics_allow_remote;    /**< may metrics_listen be a non-loopback address */
 } ps_server_opts_t;
 
 typedef struct ps_conn ps_conn_t;
 
+/** Upper bounds (seconds) of the commit latency histogram, +Inf implied. */
+#define PS_COMMIT_BUCKETS 12
+#define PS_COMMIT_BUCKET_BOUNDS {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0}
+
 typedef struct ps_server_stats {
     uint64_t accepted_conns, refused_conns, handshakes, handshake_failures;
     uint64_t commits, changes_accepted, changes_rejected, changes_duplicate;
+    /* issue 9 (metrics.c reads these; commit.c fills them) */
+    uint64_t pushes, changes_conflicts;
+    uint64_t commit_start_ns;                      /**< uv_hrtime() when the running commit was queued */
+    uint64_t commit_buckets[PS_COMMIT_BUCKETS + 1]; /**< per bucket (not cumulative); last is +Inf */
+    uint64_t commit_count;
+    double commit_seconds_sum;
 } ps_server_stats_t;
+
+typedef struct ps_metrics ps_metrics_t;
+typedef struct ps_nodes ps_nodes_t;
 
 typedef struct ps_server {
     uv_loop_t *loop;
@@ -73,6 +91,8 @@ typedef struct ps_server {
     int stopping;
     uv_signal_t sig_term, sig_int;
     ps_server_stats_t stats;
+    ps_metrics_t *metrics;       /**< metrics.c, or NULL */
+    ps_nodes_t *nodes;           /**< nodes.c: who synced, their cursors */
 } ps_server_t;
 
 typedef enum ps_conn_state {
@@ -122,5 +142,38 @@ int ps_server_subcommand(int argc, char **argv);
 /* commit.c */
 /** Queues a push job for the next group commit; takes ownership of job. */
 void ps_commit_enqueue(ps_server_t *srv, ps_push_job_t *job);
+/** Writes the node table's changes when the writer is idle (at most every
+ *  few seconds unless stopping).  Returns 1 while a write is running or
+ *  changes wait, else 0 (shutdown waits for 0). */
+int ps_commit_flush_nodes(ps_server_t *srv);
+
+/* listener.c */
+/** Parses "HOST:PORT" or "[V6]:PORT" into ss. */
+int ps_listen_addr_parse(const char *s, struct sockaddr_storage *ss);
+
+/* nodes.c: the in-memory table of nodes (loop thread only), persisted by
+ * ps_commit_flush_nodes, and the NodeStatusRequest handler. */
+int ps_nodes_start(ps_server_t *srv);
+void ps_nodes_stop(ps_server_t *srv);
+void ps_nodes_free(ps_server_t *srv);
+/** A node said Hello or sent a Pull with this cursor. */
+void ps_nodes_seen(ps_server_t *srv, const uint8_t node[PS_ID_LEN], const ps_peer_t *peer, uint64_t cursor);
+/** A PullBatch frame is going to the node: its cursor becomes the batch's. */
+void ps_nodes_pulled(ps_server_t *srv, const uint8_t node[PS_ID_LEN], const ps_buf_t *pull_batch_frame);
+/** Changed entries to persist (copied into *out, caller frees); marks them clean. */
+size_t ps_nodes_take_dirty(ps_server_t *srv, ps_node_info_t **out);
+/** A write of taken entries failed: mark them dirty again. */
+void ps_nodes_redirty(ps_server_t *srv, const ps_node_info_t *v, size_t n);
+/** Calls fn for every node seen since start (metrics). */
+void ps_nodes_foreach(ps_server_t *srv, void (*fn)(const ps_node_info_t *n, void *arg), void *arg);
+/** Answers a NodeStatusRequest (admin only). */
+int ps_nodes_status_request(ps_conn_t *c, const ps_frame_t *f);
+
+/* metrics.c: the Prometheus endpoint (opts.metrics_listen). */
+int ps_metrics_start(ps_server_t *srv, char *err, size_t errlen);
+void ps_metrics_stop(ps_server_t *srv);
+void ps_metrics_free(ps_server_t *srv);
+/** Is this address loopback (127.0.0.0/8, ::1)? */
+int ps_addr_is_loopback(const struct sockaddr_storage *ss);
 
 #endif

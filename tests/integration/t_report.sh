@@ -296,6 +296,7 @@ sq admin report monthly --month "$M" --lang en | grep -q "approved" || fail "en 
 pass "an approved month is frozen: a late birth shows as a correction of +1, not as a silent change"
 
 # The recount sees the new birth: the approved row plus its corrections is the recount.
+psync admin
 export_json admin "$T/admin.json"
 python3 - "$T/after.json" "$T/admin.json" "$ORGUNITS" "$M" "$T/recount.py" <<'PY' || fail "frozen + corrections != recount"
 import importlib.util, json, sys

@@ -1,14 +1,27 @@
 /* ps_testclient.c - a TLS client for protocol tests: sends chosen bytes.
  *
  * usage: ps_testclient --server HOST:PORT --ca F --cert F --key F [--server-name N]
- *                      [--hello] [--hex HEX]... [--wait MS]
+ *                      [--hello] [--hex HEX]... [--flood N] [--no-read]
+ *                      [--conns N] [--wait MS]
  *
  * Connects with mutual TLS, optionally sends a valid Hello, then each --hex
- * argument as raw bytes, and prints every frame the server sends back
+ * argument as raw bytes, then --flood N pipelined Pull requests (cursor 0,
+ * request ids 100..), and prints every frame the server sends back
  * ("frame TYPE req=N [error: MESSAGE]").  Ends with "closed" when the server
  * closes the connection or "open" when it is still open after --wait ms
- * (default 2000).  Exit status 0 unless the client itself failed; the test
- * script judges the output.
+ * (default 2000).  With --flood it also prints "received F frames B bytes".
+ *
+ * --no-read stops reading from the socket once everything is sent: a client
+ * that never reads its replies (the server must bound what it queues).
+ *
+ * --conns N opens N such connections from one process (started 50 at a time)
+ * and prints, instead of the per-frame lines, one summary:
+ *   "conns N handshake_ok H welcome W errors E closed C open O"
+ * and "first error: MESSAGE" when any Error frame arrived.  The --wait
+ * period starts once every connection has finished its handshake.
+ *
+ * Exit status 0 unless the client itself failed; the test script judges the
+ * output.
  */
 #include "err.h"
 #include "frame.h"
@@ -23,17 +36,41 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct tc {
-    uv_loop_t loop;
+#define TC_MAX_CONNS 4096
+#define TC_START_BATCH 50
+#define TC_MAX_FLOOD 100000
+
+typedef struct tc tc_t;
+
+/* One connection. */
+typedef struct tconn {
     ps_stream_t s;
-    uv_timer_t wait;
+    tc_t *t;
+    int handshake_failed;
+    int settled;   /* handshake finished, well or not */
+    int closed;    /* closed by the peer or failed */
+    int finished;  /* ps_stream_close called */
+} tconn_t;
+
+struct tc {
+    uv_loop_t loop;
+    uv_timer_t wait, starter;
+    ps_tls_conf_t *conf;
+    const char *sname;
+    struct sockaddr_in addr;
     int hello;
     char **hex;
     int nhex;
     uint64_t wait_ms;
-    int closed_by_peer;
-    int handshake_failed;
-} tc_t;
+    long flood;
+    int no_read;
+    int nconns, started, settled, finished;
+    tconn_t *conns;
+    /* counters for the summary */
+    int handshake_ok, welcomes, errors, closed;
+    char first_error[256];
+    uint64_t frames, bytes;
+};
 
 static int hexval(int c)
 {
@@ -47,7 +84,7 @@ static int hexval(int c)
 }
 
 /* "rep:N:HEX" repeats HEX N times, so tests can send large inputs. */
-static void send_hex(tc_t *t, const char *h)
+static void send_hex(ps_stream_t *s, const char *h)
 {
     ps_buf_t b;
     long rep = 1;
@@ -62,27 +99,98 @@ static void send_hex(tc_t *t, const char *h)
             uint8_t byte = (uint8_t)(hexval(p[0]) << 4 | hexval(p[1]));
             ps_buf_append(&b, &byte, 1);
         }
-    ps_stream_write(&t->s, ps_buf_head(&b), ps_buf_size(&b));
+    ps_stream_write(s, ps_buf_head(&b), ps_buf_size(&b));
     ps_buf_free(&b);
+}
+
+/* N Pull requests from cursor 0, all written at once (pipelined). */
+static void send_flood(ps_stream_t *s, long n)
+{
+    Popsync__Pull p = POPSYNC__PULL__INIT;
+    ps_buf_t b;
+    ps_buf_init(&b);
+    for (long i = 0; i < n && i < TC_MAX_FLOOD; i++) {
+        ps_buf_t one;
+        ps_buf_init(&one);
+        if (ps_msg_pack_frame(&one, PS_MSG_PULL, (uint32_t)(100 + i), &p.base) == PS_OK)
+            ps_buf_append(&b, ps_buf_head(&one), ps_buf_size(&one));
+        ps_buf_free(&one);
+    }
+    ps_stream_write(s, ps_buf_head(&b), ps_buf_size(&b));
+    ps_buf_free(&b);
+}
+
+static void conn_finish(tconn_t *k)
+{
+    if (k->finished)
+        return;
+    k->finished = 1;
+    ps_stream_close(&k->s);
+}
+
+static void close_timers(tc_t *t)
+{
+    if (!uv_is_closing((uv_handle_t *)&t->wait))
+        uv_close((uv_handle_t *)&t->wait, NULL);
+    if (!uv_is_closing((uv_handle_t *)&t->starter))
+        uv_close((uv_handle_t *)&t->starter, NULL);
+}
+
+static void print_summary(tc_t *t)
+{
+    if (t->nconns > 1) {
+        int open = 0;
+        for (int i = 0; i < t->nconns; i++)
+            if (t->conns[i].settled && !t->conns[i].closed && !t->conns[i].handshake_failed)
+                open++;
+        printf("conns %d handshake_ok %d welcome %d errors %d closed %d open %d\n", t->nconns, t->handshake_ok,
+               t->welcomes, t->errors, t->closed, open);
+        if (t->first_error[0])
+            printf("first error: %s\n", t->first_error);
+    }
+    if (t->flood)
+        printf("received %llu frames %llu bytes\n", (unsigned long long)t->frames, (unsigned long long)t->bytes);
+    fflush(stdout);
 }
 
 static void on_wait(uv_timer_t *w)
 {
     tc_t *t = w->data;
-    printf("open\n");
-    ps_stream_close(&t->s);
-    uv_close((uv_handle_t *)w, NULL);
+    if (t->nconns == 1)
+        printf("open\n");
+    print_summary(t);
+    for (int i = 0; i < t->nconns; i++)
+        if (t->conns[i].settled || i < t->started)
+            conn_finish(&t->conns[i]);
+    close_timers(t);
+}
+
+/* A connection settled (handshake done or failed): once all have, the wait begins. */
+static void settle(tconn_t *k)
+{
+    tc_t *t = k->t;
+    if (k->settled)
+        return;
+    k->settled = 1;
+    t->settled++;
+    if (t->settled == t->nconns && !uv_is_closing((uv_handle_t *)&t->wait))
+        uv_timer_start(&t->wait, on_wait, t->wait_ms, 0);
 }
 
 static void on_handshake(ps_stream_t *s, int status)
 {
-    tc_t *t = s->data;
+    tconn_t *k = s->data;
+    tc_t *t = k->t;
     if (status) {
-        printf("handshake failed: %s\n", ps_tls_last_error(s->tls));
-        t->handshake_failed = 1;
+        if (t->nconns == 1)
+            printf("handshake failed: %s\n", ps_tls_last_error(s->tls));
+        k->handshake_failed = 1;
+        settle(k);
         return;
     }
-    printf("handshake ok\n");
+    t->handshake_ok++;
+    if (t->nconns == 1)
+        printf("handshake ok\n");
     if (t->hello) {
         Popsync__Hello h = POPSYNC__HELLO__INIT;
         uint8_t node[PS_ID_LEN];
@@ -97,12 +205,18 @@ static void on_handshake(ps_stream_t *s, int status)
         ps_buf_free(&b);
     }
     for (int i = 0; i < t->nhex; i++)
-        send_hex(t, t->hex[i]);
-    uv_timer_start(&t->wait, on_wait, t->wait_ms, 0);
+        send_hex(s, t->hex[i]);
+    if (t->flood)
+        send_flood(s, t->flood);
+    if (t->no_read)
+        ps_stream_pause(s);
+    settle(k);
 }
 
 static void on_read(ps_stream_t *s)
 {
+    tconn_t *k = s->data;
+    tc_t *t = k->t;
     ps_buf_t *in = &s->plain_in;
     for (;;) {
         ps_frame_t f;
@@ -110,16 +224,30 @@ static void on_read(ps_stream_t *s)
         int rc = ps_frame_decode(ps_buf_head(in), ps_buf_size(in), 64u << 20, &f, &used);
         if (rc)
             break;
-        printf("frame %s req=%u", ps_frame_type_name(f.type), f.request_id);
+        t->frames++;
+        t->bytes += used;
+        if (f.type == PS_MSG_WELCOME)
+            t->welcomes++;
+        if (t->nconns == 1 && !t->flood)
+            printf("frame %s req=%u", ps_frame_type_name(f.type), f.request_id);
         if (f.type == PS_MSG_ERROR) {
             ProtobufCMessage *m = NULL;
+            t->errors++;
             if (ps_msg_unpack(f.type, f.body, f.body_len, &m) == PS_OK) {
                 Popsync__Error *e = (Popsync__Error *)m;
-                printf(" error%s: %s", e->fatal ? " (fatal)" : "", e->message);
+                if (!t->first_error[0])
+                    snprintf(t->first_error, sizeof(t->first_error), "%s", e->message);
+                if (t->nconns == 1 && t->flood)
+                    printf("frame %s req=%u", ps_frame_type_name(f.type), f.request_id);
+                if (t->nconns == 1)
+                    printf(" error%s: %s", e->fatal ? " (fatal)" : "", e->message);
                 ps_msg_free(m);
             }
+            if (t->nconns == 1)
+                printf("\n");
+        } else if (t->nconns == 1 && !t->flood) {
+            printf("\n");
         }
-        printf("\n");
         ps_buf_consume(in, used);
     }
     fflush(stdout);
@@ -127,66 +255,119 @@ static void on_read(ps_stream_t *s)
 
 static void on_error(ps_stream_t *s, int err)
 {
-    tc_t *t = s->data;
-    if (!t->handshake_failed && err != PS_ETLS)
-        printf("closed\n");
-    else if (err == PS_ETLS && !t->handshake_failed)
-        printf("closed (tls: %s)\n", ps_tls_last_error(s->tls));
-    else
-        printf("closed\n");
-    if (!uv_is_closing((uv_handle_t *)&t->wait))
-        uv_close((uv_handle_t *)&t->wait, NULL);
-    ps_stream_close(s);
+    tconn_t *k = s->data;
+    tc_t *t = k->t;
+    if (t->nconns == 1) {
+        if (err == PS_ETLS && !k->handshake_failed)
+            printf("closed (tls: %s)\n", ps_tls_last_error(s->tls));
+        else
+            printf("closed\n");
+        print_summary(t);
+    }
+    if (!k->closed) {
+        k->closed = 1;
+        t->closed++;
+    }
+    settle(k);
+    conn_finish(k);
+    if (t->nconns == 1)
+        close_timers(t);
 }
 
-static const ps_stream_cbs_t cbs = {on_handshake, on_read, on_error, NULL, NULL};
+static void on_close(ps_stream_t *s)
+{
+    tconn_t *k = s->data;
+    tc_t *t = k->t;
+    t->finished++;
+    if (t->finished == t->nconns) {
+        if (t->nconns > 1 && !uv_is_closing((uv_handle_t *)&t->wait))
+            print_summary(t);
+        close_timers(t);
+    }
+}
+
+static const ps_stream_cbs_t cbs = {on_handshake, on_read, on_error, NULL, on_close};
+
+/* Starts the next batch of connections. */
+static void on_starter(uv_timer_t *st)
+{
+    tc_t *t = st->data;
+    for (int n = 0; n < TC_START_BATCH && t->started < t->nconns; n++) {
+        tconn_t *k = &t->conns[t->started++];
+        ps_tls_t *tls = NULL;
+        k->t = t;
+        if (ps_tls_new(&tls, t->conf, t->sname) != PS_OK) {
+            fprintf(stderr, "tls: cannot make connection %d\n", t->started);
+            exit(1);
+        }
+        ps_stream_init(&k->s, &t->loop, tls, &cbs, k);
+        ps_stream_set_timeouts(&k->s, 30000, 0);
+        if (ps_stream_connect(&k->s, (struct sockaddr *)&t->addr) != PS_OK) {
+            k->closed = 1;
+            t->closed++;
+            settle(k);
+            conn_finish(k);
+        }
+    }
+    if (t->started >= t->nconns)
+        uv_timer_stop(st);
+}
 
 int main(int argc, char **argv)
 {
-    const char *server = NULL, *ca = NULL, *cert = NULL, *key = NULL, *sname = "popsyncd";
+    const char *server = NULL, *ca = NULL, *cert = NULL, *key = NULL;
     char *hex[64];
-    tc_t t;
-    ps_tls_conf_t *conf = NULL;
-    ps_tls_t *tls = NULL;
-    struct sockaddr_in addr;
+    static tc_t t;
     char err[512], host[64];
     int port;
 
     memset(&t, 0, sizeof(t));
     t.hex = hex;
     t.wait_ms = 2000;
+    t.nconns = 1;
+    t.sname = "popsyncd";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--hello")) { t.hello = 1; continue; }
+        if (!strcmp(a, "--no-read")) { t.no_read = 1; continue; }
         if (!v) break;
         if (!strcmp(a, "--server")) server = v;
         else if (!strcmp(a, "--ca")) ca = v;
         else if (!strcmp(a, "--cert")) cert = v;
         else if (!strcmp(a, "--key")) key = v;
-        else if (!strcmp(a, "--server-name")) sname = v;
+        else if (!strcmp(a, "--server-name")) t.sname = v;
         else if (!strcmp(a, "--hex") && t.nhex < 64) hex[t.nhex++] = (char *)v;
         else if (!strcmp(a, "--wait")) t.wait_ms = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--flood")) t.flood = strtol(v, NULL, 10);
+        else if (!strcmp(a, "--conns")) t.nconns = atoi(v);
         else { fprintf(stderr, "unknown option %s\n", a); return 2; }
         i++;
     }
-    if (!server || !ca || !cert || !key || sscanf(server, "%63[^:]:%d", host, &port) != 2) {
-        fprintf(stderr, "usage: ps_testclient --server HOST:PORT --ca F --cert F --key F [--hello] [--hex HEX]...\n");
+    if (!server || !ca || !cert || !key || sscanf(server, "%63[^:]:%d", host, &port) != 2 || t.nconns < 1 ||
+        t.nconns > TC_MAX_CONNS || t.flood < 0 || t.flood > TC_MAX_FLOOD) {
+        fprintf(stderr, "usage: ps_testclient --server HOST:PORT --ca F --cert F --key F [--hello] [--hex HEX]...\n"
+                        "       [--flood N] [--no-read] [--conns N] [--wait MS]\n");
         return 2;
     }
-    if (ps_tls_conf_new(&conf, PS_TLS_CLIENT, ca, cert, key, NULL, err, sizeof(err))) {
+    if (ps_tls_conf_new(&t.conf, PS_TLS_CLIENT, ca, cert, key, NULL, err, sizeof(err))) {
         fprintf(stderr, "tls: %s\n", err);
         return 1;
     }
-    ps_tls_new(&tls, conf, sname);
+    t.conns = calloc((size_t)t.nconns, sizeof(*t.conns));
+    if (!t.conns) {
+        fprintf(stderr, "out of memory\n");
+        return 1;
+    }
     uv_loop_init(&t.loop);
     uv_timer_init(&t.loop, &t.wait);
     t.wait.data = &t;
-    ps_stream_init(&t.s, &t.loop, tls, &cbs, &t);
-    ps_stream_set_timeouts(&t.s, 10000, 0);
-    uv_ip4_addr(host, port, &addr);
-    ps_stream_connect(&t.s, (struct sockaddr *)&addr);
+    uv_timer_init(&t.loop, &t.starter);
+    t.starter.data = &t;
+    uv_ip4_addr(host, port, &t.addr);
+    uv_timer_start(&t.starter, on_starter, 0, 20);
     uv_run(&t.loop, UV_RUN_DEFAULT);
     uv_loop_close(&t.loop);
-    ps_tls_conf_free(conf);
+    free(t.conns);
+    ps_tls_conf_free(t.conf);
     return 0;
 }

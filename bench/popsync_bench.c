@@ -1,0 +1,673 @@
+/* popsync_bench.c - popsync-bench: a real popsyncd and real clients on loopback.
+ *
+ * usage: popsync-bench [--quick] [--persons N] [--townships T] [--idle N]
+ *                      [--handshakes N] [--popsyncd PATH] [--keep DIR]
+ *
+ * Starts popsyncd (a child process, fresh store, durable commits) and
+ * measures, with real caches, TLS sessions and the real protocol:
+ *   a. ingest: T township caches push N generated persons (with their
+ *      households, births, ... as the generator makes them) concurrently
+ *   b. cold pull: a new township cache pulls its scope; an admin pulls all
+ *   c. incremental sync of 1% changed records across the T townships
+ *   d. K idle connected clients, then one pull each: server RSS per connection
+ *   e. full and resumed mutual-TLS handshakes per second
+ *   f. bytes on the wire per record (as negotiated)
+ *   g. the monthly report and a filtered count over all persons
+ * and prints a table and one JSON object.  Nothing here asserts a speed:
+ * --quick runs it all small, as a smoke test in ctest.
+ */
+#include "cache.h"
+#include "cli.h"
+#include "err.h"
+#include "frame.h"
+#include "ids.h"
+#include "msg.h"
+#include "stream.h"
+#include "sync.h"
+#include "tls.h"
+
+#include "wire.pb-c.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DISTRICT "130203000000"
+
+static char g_dir[PATH_MAX], g_pki[PATH_MAX + 8], g_server[64];
+static pid_t g_server_pid;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what, const char *detail)
+{
+    fprintf(stderr, "popsync-bench: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
+    if (g_server_pid > 0)
+        kill(g_server_pid, SIGKILL);
+    exit(1);
+}
+
+static long rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    long kb = -1;
+    FILE *f;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    if (!(f = fopen(path, "r")))
+        return -1;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+static void township_code(int i, char out[13])
+{
+    snprintf(out, 13, "130203%03d000", i + 1);
+}
+
+static void start_server(const char *popsyncd)
+{
+    char port_file[PATH_MAX + 16], data[PATH_MAX + 16], ca[PATH_MAX + 32], cert[PATH_MAX + 32], key[PATH_MAX + 32];
+    char log[PATH_MAX + 16];
+    FILE *f;
+    snprintf(port_file, sizeof(port_file), "%s/port", g_dir);
+    snprintf(data, sizeof(data), "%s/server", g_dir);
+    snprintf(ca, sizeof(ca), "%s/ca.crt", g_pki);
+    snprintf(cert, sizeof(cert), "%s/popsyncd.crt", g_pki);
+    snprintf(key, sizeof(key), "%s/popsyncd.key", g_pki);
+    snprintf(log, sizeof(log), "%s/server.log", g_dir);
+    g_server_pid = fork();
+    if (g_server_pid == 0) {
+        int fd;
+        if ((fd = fileno(fopen(log, "w"))) >= 0) {
+            dup2(fd, 2);
+            dup2(fd, 1);
+        }
+        execl(popsyncd, "popsyncd", "--listen", "127.0.0.1:0", "--port-file", port_file, "--data", data, "--ca", ca,
+              "--cert", cert, "--key", key, "--log-level", "warn", "--map-size", "2048", "--max-conns", "20000",
+              "--idle-timeout", "600000", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 200; i++) {
+        int port = 0;
+        if ((f = fopen(port_file, "r"))) {
+            if (fscanf(f, "%d", &port) == 1 && port > 0) {
+                fclose(f);
+                snprintf(g_server, sizeof(g_server), "127.0.0.1:%d", port);
+                return;
+            }
+            fclose(f);
+        }
+        usleep(50000);
+    }
+    die("popsyncd did not start; see", log);
+}
+
+static void make_cache(const char *dir, const char *cert_name, const char *role, const char *unit)
+{
+    ps_cache_meta_t m;
+    char err[512];
+    memset(&m, 0, sizeof(m));
+    snprintf(m.server, sizeof(m.server), "%s", g_server);
+    snprintf(m.server_name, sizeof(m.server_name), "popsyncd");
+    snprintf(m.ca, sizeof(m.ca), "%s/ca.crt", g_pki);
+    snprintf(m.cert, sizeof(m.cert), "%s/%s.crt", g_pki, cert_name);
+    snprintf(m.key, sizeof(m.key), "%s/%s.key", g_pki, cert_name);
+    snprintf(m.role, sizeof(m.role), "%s", role);
+    snprintf(m.orgunit, sizeof(m.orgunit), "%s", unit);
+    snprintf(m.name, sizeof(m.name), "%s", cert_name);
+    ps_random(m.node, sizeof(m.node));
+    if (ps_cache_create(dir, &m, err, sizeof(err)))
+        die("cache", err);
+}
+
+/* ---- concurrent syncs ------------------------------------------------------ */
+
+typedef struct syncjob {
+    char dir[PATH_MAX];
+    ps_sync_opts_t opts;
+    ps_sync_stats_t stats;
+    int rc;
+    char err[512];
+} syncjob_t;
+
+static void *sync_thread(void *arg)
+{
+    syncjob_t *j = arg;
+    ps_cache_t *c = NULL;
+    if (ps_cache_open(&c, j->dir, j->err, sizeof(j->err))) {
+        j->rc = PS_EIO;
+        return NULL;
+    }
+    j->rc = ps_sync_run(c, &j->opts, &j->stats, j->err, sizeof(j->err));
+    ps_cache_close(c);
+    return NULL;
+}
+
+/* Runs the jobs at once; returns the wall time. */
+static double run_syncs(syncjob_t *jobs, int n)
+{
+    pthread_t *t = calloc((size_t)n, sizeof(*t));
+    double t0 = now_s();
+    for (int i = 0; i < n; i++)
+        pthread_create(&t[i], NULL, sync_thread, &jobs[i]);
+    for (int i = 0; i < n; i++)
+        pthread_join(t[i], NULL);
+    free(t);
+    for (int i = 0; i < n; i++)
+        if (jobs[i].rc)
+            die("sync failed", jobs[i].err);
+    return now_s() - t0;
+}
+
+/* ---- raw connections: idle clients, handshakes, requests ---------------------- */
+
+typedef struct rconn rconn_t;
+typedef struct rpool {
+    uv_loop_t loop;
+    ps_tls_conf_t *conf;
+    struct sockaddr_in addr;
+    int welcomed, done, closed, failed;
+    ps_buf_t session;        /* a saved TLS session for resumption */
+    int resume;
+    int handshake_only;
+    /* request/response for g. */
+    uint8_t want_type;
+    int replies;
+} rpool_t;
+
+struct rconn {
+    ps_stream_t s;
+    rpool_t *pool;
+    int state;               /* 0 connecting, 1 hello sent, 2 idle, 3 request sent, 4 done */
+    uint32_t req;
+};
+
+static void rc_send(rconn_t *c, uint8_t type, const ProtobufCMessage *m)
+{
+    ps_buf_t b;
+    ps_buf_init(&b);
+    ps_msg_pack_frame(&b, type, ++c->req, m);
+    ps_stream_write(&c->s, ps_buf_head(&b), ps_buf_size(&b));
+    ps_buf_free(&b);
+}
+
+static void rc_on_handshake(ps_stream_t *s, int status)
+{
+    rconn_t *c = s->data;
+    Popsync__Hello h = POPSYNC__HELLO__INIT;
+    uint8_t node[16];
+    if (status) {
+        c->pool->failed++;
+        return;
+    }
+    if (c->pool->handshake_only) {
+        if (c->pool->session.len == 0)
+            ps_tls_session_save(s->tls, &c->pool->session);
+        c->pool->done++;
+        ps_stream_close(s);
+        return;
+    }
+    ps_random(node, sizeof(node));
+    h.protocol_version = 1;
+    h.node.data = node;
+    h.node.len = 16;
+    c->state = 1;
+    rc_send(c, PS_MSG_HELLO, &h.base);
+}
+
+static void rc_on_read(ps_stream_t *s)
+{
+    rconn_t *c = s->data;
+    ps_buf_t *in = &s->plain_in;
+    for (;;) {
+        ps_frame_t f;
+        size_t used;
+        if (ps_frame_decode(ps_buf_head(in), ps_buf_size(in), 64u << 20, &f, &used) != PS_OK)
+            return;
+        if (f.type == PS_MSG_WELCOME && c->state == 1) {
+            c->state = 2;
+            c->pool->welcomed++;
+        } else if (c->state == 3 && f.type == c->pool->want_type) {
+            int last = 1;
+            if (f.type == PS_MSG_QUERY_RESULT) {
+                ProtobufCMessage *m = NULL;
+                if (ps_msg_unpack(f.type, f.body, f.body_len, &m) == PS_OK) {
+                    last = ((Popsync__QueryResult *)m)->done;
+                    ps_msg_free(m);
+                }
+            }
+            if (last) {
+                c->state = 4;
+                c->pool->done++;
+            }
+        } else if (f.type == PS_MSG_ERROR) {
+            c->pool->failed++;
+            c->state = 4;
+        }
+        ps_buf_consume(in, used);
+    }
+}
+
+static void rc_on_error(ps_stream_t *s, int err)
+{
+    rconn_t *c = s->data;
+    (void)err;
+    if (c->state != 4 && !c->pool->handshake_only)
+        c->pool->failed++;
+    ps_stream_close(s);
+}
+
+static void rc_on_close(ps_stream_t *s)
+{
+    rconn_t *c = s->data;
+    c->pool->closed++;
+}
+
+static const ps_stream_cbs_t rc_cbs = {rc_on_handshake, rc_on_read, rc_on_error, NULL, rc_on_close};
+
+static void rc_open(rpool_t *p, rconn_t *c)
+{
+    ps_tls_t *tls = NULL;
+    memset(c, 0, sizeof(*c));
+    c->pool = p;
+    if (ps_tls_new(&tls, p->conf, "popsyncd"))
+        die("tls", NULL);
+    if (p->resume && p->session.len)
+        ps_tls_session_resume(tls, ps_buf_head(&p->session), ps_buf_size(&p->session));
+    ps_stream_init(&c->s, &p->loop, tls, &rc_cbs, c);
+    ps_stream_set_timeouts(&c->s, 60000, 0);
+    ps_stream_connect(&c->s, (struct sockaddr *)&p->addr);
+}
+
+static void run_until(rpool_t *p, int *counter, int target)
+{
+    double t0 = now_s();
+    while (*counter + p->failed < target && now_s() - t0 < 300)
+        uv_run(&p->loop, UV_RUN_ONCE);
+}
+
+static void pool_init(rpool_t *p, const char *cert)
+{
+    char ca[PATH_MAX + 16], crt[PATH_MAX + 32], key[PATH_MAX + 32], err[512];
+    int port = atoi(strchr(g_server, ':') + 1);
+    memset(p, 0, sizeof(*p));
+    uv_loop_init(&p->loop);
+    snprintf(ca, sizeof(ca), "%s/ca.crt", g_pki);
+    snprintf(crt, sizeof(crt), "%s/%s.crt", g_pki, cert);
+    snprintf(key, sizeof(key), "%s/%s.key", g_pki, cert);
+    if (ps_tls_conf_new(&p->conf, PS_TLS_CLIENT, ca, crt, key, NULL, err, sizeof(err)))
+        die("tls conf", err);
+    uv_ip4_addr("127.0.0.1", port, &p->addr);
+    ps_buf_init(&p->session);
+}
+
+static void pool_free(rpool_t *p, rconn_t *conns, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!conns[i].s._closing)
+            ps_stream_close(&conns[i].s);
+    run_until(p, &p->closed, n);
+    uv_run(&p->loop, UV_RUN_NOWAIT);
+    uv_loop_close(&p->loop);
+    ps_tls_conf_free(p->conf);
+    ps_buf_free(&p->session);
+}
+
+/* e. Handshakes per second, with at most 8 in flight. */
+static double handshakes(int n, int resume)
+{
+    rpool_t p;
+    rconn_t *c = calloc((size_t)n + 1, sizeof(*c));
+    double t0, dt;
+    int started = 0;
+    pool_init(&p, "town-0");
+    p.handshake_only = 1;
+    /* One full handshake first, to hold a ticket for the resumed run. */
+    rc_open(&p, &c[n]);
+    run_until(&p, &p.done, 1);
+    run_until(&p, &p.closed, 1);
+    p.done = p.closed = 0;
+    p.resume = resume;
+    t0 = now_s();
+    while (p.done + p.failed < n && now_s() - t0 < 120) {
+        while (started < n && started - (p.done + p.failed) < 8)
+            rc_open(&p, &c[started++]);
+        uv_run(&p.loop, UV_RUN_ONCE);
+    }
+    dt = now_s() - t0;
+    run_until(&p, &p.closed, started);
+    if (p.failed)
+        die("handshakes failed", NULL);
+    uv_run(&p.loop, UV_RUN_NOWAIT);
+    uv_loop_close(&p.loop);
+    ps_tls_conf_free(p.conf);
+    ps_buf_free(&p.session);
+    free(c);
+    return n / dt;
+}
+
+/* g. Median time of a request's whole answer on one connection, in ms. */
+static double request_ms(const char *cert, uint8_t type, uint8_t reply, const ProtobufCMessage *m, int reps)
+{
+    rpool_t p;
+    rconn_t c;
+    double best[64], t;
+    pool_init(&p, cert);
+    rc_open(&p, &c);
+    run_until(&p, &p.welcomed, 1);
+    if (p.failed)
+        die("request connection failed", NULL);
+    p.want_type = reply;
+    if (reps > 64)
+        reps = 64;
+    for (int i = 0; i < reps; i++) {
+        p.done = 0;
+        c.state = 3;
+        t = now_s();
+        rc_send(&c, type, m);
+        run_until(&p, &p.done, 1);
+        if (p.failed)
+            die("request failed", ps_frame_type_name(type));
+        best[i] = (now_s() - t) * 1000.0;
+    }
+    pool_free(&p, &c, 1);
+    for (int i = 0; i < reps; i++)
+        for (int k = i + 1; k < reps; k++)
+            if (best[k] < best[i]) {
+                double x = best[i];
+                best[i] = best[k];
+                best[k] = x;
+            }
+    return best[reps / 2];
+}
+
+/* ---- counting and editing caches -------------------------------------------- */
+
+typedef struct pickctx {
+    Popsync__Record **recs;
+    size_t n, every, seen, cap;
+} pickctx_t;
+
+static int pick_cb(Popsync__Record *r, void *arg)
+{
+    pickctx_t *p = arg;
+    if (r->deleted || r->kind != POPSYNC__KIND__KIND_PERSON || p->seen++ % p->every != 0 || p->n == p->cap)
+        return 0;
+    {
+        size_t sz = protobuf_c_message_get_packed_size(&r->base);
+        uint8_t *b = malloc(sz ? sz : 1);
+        protobuf_c_message_pack(&r->base, b);
+        p->recs[p->n++] = popsync__record__unpack(NULL, sz, b);
+        free(b);
+    }
+    return 0;
+}
+
+/* Edits one person in a hundred (their phone) in a cache; returns how many. */
+static size_t edit_one_percent(const char *dir)
+{
+    ps_cache_t *c = NULL;
+    ps_cache_counts_t n;
+    pickctx_t p;
+    char err[512];
+    if (ps_cache_open(&c, dir, err, sizeof(err)))
+        die("cache", err);
+    ps_cache_counts(c, &n);
+    memset(&p, 0, sizeof(p));
+    p.every = 100;
+    p.cap = n.records / 100 + 1;
+    p.recs = calloc(p.cap, sizeof(*p.recs));
+    ps_cache_foreach(c, pick_cb, &p);
+    for (size_t i = 0; i < p.n; i++) {
+        free(p.recs[i]->person->phone);
+        p.recs[i]->person->phone = strdup("13900000000");
+    }
+    if (p.n && ps_cache_put_local_many(c, p.recs, p.n))
+        die("editing", NULL);
+    for (size_t i = 0; i < p.n; i++)
+        protobuf_c_message_free_unpacked(&p.recs[i]->base, NULL);
+    free(p.recs);
+    ps_cache_close(c);
+    return p.n;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option lo[] = {{"quick", no_argument, NULL, 'q'},      {"persons", required_argument, NULL, 'n'},
+                                       {"townships", required_argument, NULL, 't'}, {"idle", required_argument, NULL, 'i'},
+                                       {"handshakes", required_argument, NULL, 'h'}, {"popsyncd", required_argument, NULL, 'p'},
+                                       {"keep", required_argument, NULL, 'k'},      {NULL, 0, NULL, 0}};
+    long persons = 1000000, idle = 1000, nhs = 2000;
+    int towns = 8, opt, quick = 0;
+    char popsyncd[PATH_MAX] = "", err[512];
+    const char *keep = NULL;
+    syncjob_t *jobs;
+    double t_ingest, t_cold_town, t_cold_admin, t_incr, hs_full, hs_resumed, ms_report, ms_count;
+    uint64_t ingested = 0, cold_town = 0, cold_admin = 0, wire_in = 0, incr_changes = 0;
+    long rss_base, rss_idle;
+    struct rlimit rl;
+
+    while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (opt) {
+        case 'q': quick = 1; break;
+        case 'n': persons = atol(optarg); break;
+        case 't': towns = atoi(optarg); break;
+        case 'i': idle = atol(optarg); break;
+        case 'h': nhs = atol(optarg); break;
+        case 'p': snprintf(popsyncd, sizeof(popsyncd), "%s", optarg); break;
+        case 'k': keep = optarg; break;
+        default: return 2;
+        }
+    }
+    if (quick) {
+        persons = persons == 1000000 ? 2000 : persons;
+        idle = idle == 1000 ? 20 : idle;
+        nhs = nhs == 2000 ? 40 : nhs;
+        towns = towns == 8 ? 2 : towns;
+    }
+    if (towns < 1 || towns > 9 || persons < towns)
+        die("--townships must be 1..9 and --persons at least that", NULL);
+    if (!*popsyncd) {
+        /* Next to this binary's build directory: build/bench/popsync-bench -> build/popsyncd. */
+        char self[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (n > 0) {
+            self[n] = '\0';
+            *strrchr(self, '/') = '\0';
+            snprintf(popsyncd, sizeof(popsyncd), "%s/../popsyncd", self);
+        }
+    }
+    /* Both sides need a descriptor per idle connection. */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    setenv("POPSYNC_PASSPHRASE", getenv("POPSYNC_PASSPHRASE") ? getenv("POPSYNC_PASSPHRASE") : "bench", 0);
+    setenv("POPSYNC_KDF_ITERATIONS", getenv("POPSYNC_KDF_ITERATIONS") ? getenv("POPSYNC_KDF_ITERATIONS") : "1000", 0);
+    signal(SIGPIPE, SIG_IGN);
+    if (keep)
+        snprintf(g_dir, sizeof(g_dir), "%s", keep), mkdir(g_dir, 0700);
+    else {
+        snprintf(g_dir, sizeof(g_dir), "%s/popsync-bench.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+        if (!mkdtemp(g_dir))
+            die("mkdtemp", strerror(errno));
+    }
+    snprintf(g_pki, sizeof(g_pki), "%s/pki", g_dir);
+    fprintf(stderr, "popsync-bench: %ld persons, %d townships, %ld idle clients, in %s\n", persons, towns, idle, g_dir);
+
+    if (ps_pki_init_ca(g_pki, "bench CA", err, sizeof(err)) ||
+        ps_pki_issue(g_pki, PS_ROLE_SERVER, DISTRICT, "popsyncd", 30, err, sizeof(err)) ||
+        ps_pki_issue(g_pki, PS_ROLE_ADMIN, DISTRICT, "admin", 30, err, sizeof(err)))
+        die("pki", err);
+    for (int i = 0; i < towns; i++) {
+        char code[13], name[32];
+        township_code(i, code);
+        snprintf(name, sizeof(name), "town-%d", i);
+        if (ps_pki_issue(g_pki, PS_ROLE_TOWNSHIP, code, name, 30, err, sizeof(err)))
+            die("pki", err);
+    }
+    start_server(popsyncd);
+
+    /* Data entry (not timed): each township's share, offline. */
+    jobs = calloc((size_t)towns + 1, sizeof(*jobs));
+    for (int i = 0; i < towns; i++) {
+        char code[13], name[32], n[32], seed[16];
+        ps_cli_t cli;
+        char *gargv[] = {"generate", "--persons", n, "--seed", seed, NULL};
+        township_code(i, code);
+        snprintf(name, sizeof(name), "town-%d", i);
+        snprintf(jobs[i].dir, sizeof(jobs[i].dir), "%s/%s", g_dir, name);
+        make_cache(jobs[i].dir, name, "township", code);
+        snprintf(n, sizeof(n), "%ld", persons / towns);
+        snprintf(seed, sizeof(seed), "%d", i + 1);
+        cli.data_dir = jobs[i].dir;
+        cli.json = 0;
+        optind = 0;
+        if (ps_cmd_generate(&cli, 5, gargv) != 0)
+            die("generate", NULL);
+    }
+
+    /* a. Ingest: every township pushes at once; durable group commits. */
+    for (int i = 0; i < towns; i++) {
+        jobs[i].opts.push_only = 1;
+        jobs[i].opts.push_batch = 5000;
+    }
+    t_ingest = run_syncs(jobs, towns);
+    for (int i = 0; i < towns; i++)
+        ingested += jobs[i].stats.accepted;
+
+    /* b. Cold pull: a new township cache, and an admin pulling everything. */
+    {
+        syncjob_t j;
+        memset(&j, 0, sizeof(j));
+        snprintf(j.dir, sizeof(j.dir), "%s/cold-town", g_dir);
+        make_cache(j.dir, "town-0", "township", "130203001000");
+        t_cold_town = run_syncs(&j, 1);
+        cold_town = j.stats.pulled;
+        memset(&j, 0, sizeof(j));
+        snprintf(j.dir, sizeof(j.dir), "%s/admin", g_dir);
+        make_cache(j.dir, "admin", "admin", DISTRICT);
+        t_cold_admin = run_syncs(&j, 1);
+        cold_admin = j.stats.pulled;
+        wire_in = j.stats.bytes_in;
+    }
+
+    /* c. Incremental: bring every township up to date (not timed), change 1%, sync all at once. */
+    for (int i = 0; i < towns; i++)
+        memset(&jobs[i].opts, 0, sizeof(jobs[i].opts));
+    run_syncs(jobs, towns);
+    for (int i = 0; i < towns; i++)
+        incr_changes += edit_one_percent(jobs[i].dir);
+    t_incr = run_syncs(jobs, towns);
+
+    /* d. Idle clients: connect, Hello, stay; then one pull each. */
+    {
+        rpool_t p;
+        rconn_t *c = calloc((size_t)idle, sizeof(*c));
+        rss_base = rss_kb(g_server_pid);
+        pool_init(&p, "town-0");
+        for (long i = 0; i < idle; i++) {
+            rc_open(&p, &c[i]);
+            if (i % 16 == 15)
+                uv_run(&p.loop, UV_RUN_NOWAIT);
+        }
+        run_until(&p, &p.welcomed, (int)idle);
+        if (p.failed)
+            die("idle clients could not all connect (raise the file descriptor limit?)", NULL);
+        usleep(500000);
+        rss_idle = rss_kb(g_server_pid);
+        p.want_type = PS_MSG_PULL_BATCH;
+        for (long i = 0; i < idle; i++) {
+            Popsync__Pull pl = POPSYNC__PULL__INIT;
+            pl.cursor = UINT64_MAX - 1;
+            c[i].state = 3;
+            rc_send(&c[i], PS_MSG_PULL, &pl.base);
+        }
+        run_until(&p, &p.done, (int)idle);
+        pool_free(&p, c, (int)idle);
+        free(c);
+    }
+
+    /* e. Handshakes. */
+    hs_full = handshakes((int)nhs, 0);
+    hs_resumed = handshakes((int)nhs, 1);
+
+    /* g. Reports over everything. */
+    {
+        Popsync__ReportRequest rq = POPSYNC__REPORT_REQUEST__INIT;
+        Popsync__Query q = POPSYNC__QUERY__INIT;
+        Popsync__QueryFilter f = POPSYNC__QUERY_FILTER__INIT, *fp = &f;
+        char *group[] = {"township"};
+        time_t t = time(NULL);
+        struct tm tm;
+        char month[8];
+        localtime_r(&t, &tm);
+        tm.tm_mon -= 1;
+        mktime(&tm);
+        strftime(month, sizeof(month), "%Y-%m", &tm);
+        rq.report = "monthly";
+        rq.month = month;
+        ms_report = request_ms("admin", PS_MSG_REPORT_REQUEST, PS_MSG_REPORT_RESULT, &rq.base, quick ? 5 : 21);
+        q.kind = POPSYNC__KIND__KIND_PERSON;
+        f.field = "sex";
+        f.value = "female";
+        q.n_filters = 1;
+        q.filters = &fp;
+        q.n_group_by = 1;
+        q.group_by = group;
+        ms_count = request_ms("admin", PS_MSG_QUERY, PS_MSG_QUERY_RESULT, &q.base, quick ? 3 : 5);
+    }
+
+    kill(g_server_pid, SIGTERM);
+    waitpid(g_server_pid, NULL, 0);
+
+    printf("\n%-46s %14s\n", "measure", "result");
+    printf("%-46s %14.0f\n", "a. ingest, records/s (durable)", ingested / t_ingest);
+    printf("%-46s %14llu\n", "   records ingested", (unsigned long long)ingested);
+    printf("%-46s %14.0f\n", "b. cold pull, township, records/s", cold_town / t_cold_town);
+    printf("%-46s %14.0f\n", "   cold pull, admin (all), records/s", cold_admin / t_cold_admin);
+    printf("%-46s %14.1f\n", "c. incremental 1% sync, ms (wall)", t_incr * 1000);
+    printf("%-46s %14llu\n", "   changed records", (unsigned long long)incr_changes);
+    printf("%-46s %14.1f\n", "d. server RSS with idle clients, MB", rss_idle / 1024.0);
+    printf("%-46s %14.1f\n", "   per idle connection, KB", idle ? (double)(rss_idle - rss_base) / (double)idle : 0);
+    printf("%-46s %14.0f\n", "e. full handshakes/s", hs_full);
+    printf("%-46s %14.0f\n", "   resumed handshakes/s", hs_resumed);
+    printf("%-46s %14.1f\n", "f. bytes on the wire per record (admin pull)", cold_admin ? (double)wire_in / (double)cold_admin : 0);
+    printf("%-46s %14.2f\n", "g. monthly report, ms", ms_report);
+    printf("%-46s %14.2f\n", "   filtered count (persons by sex), ms", ms_count);
+    printf("{\"persons\":%ld,\"townships\":%d,\"ingest_records_per_s\":%.0f,\"records_ingested\":%llu,"
+           "\"cold_pull_township_per_s\":%.0f,\"cold_pull_admin_per_s\":%.0f,\"incremental_ms\":%.1f,"
+           "\"incremental_changes\":%llu,\"idle_clients\":%ld,\"server_rss_idle_mb\":%.1f,\"rss_per_conn_kb\":%.1f,"
+           "\"handshakes_full_per_s\":%.0f,\"handshakes_resumed_per_s\":%.0f,\"wire_bytes_per_record\":%.1f,"
+           "\"monthly_report_ms\":%.2f,\"filtered_count_ms\":%.2f}\n",
+           persons, towns, ingested / t_ingest, (unsigned long long)ingested, cold_town / t_cold_town,
+           cold_admin / t_cold_admin, t_incr * 1000, (unsigned long long)incr_changes, idle, rss_idle / 1024.0,
+           idle ? (double)(rss_idle - rss_base) / (double)idle : 0, hs_full, hs_resumed,
+           cold_admin ? (double)wire_in / (double)cold_admin : 0, ms_report, ms_count);
+    if (!keep) {
+        char cmd[PATH_MAX + 16];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "popsync-bench: could not remove %s\n", g_dir);
+    }
+    free(jobs);
+    return 0;
+}

@@ -22,6 +22,7 @@
 #include "frame.h"
 #include "ids.h"
 #include "msg.h"
+#include "record_fmt.h"
 #include "stream.h"
 #include "sync.h"
 #include "tls.h"
@@ -101,7 +102,7 @@ static void start_server(const char *popsyncd)
             dup2(fd, 1);
         }
         execl(popsyncd, "popsyncd", "--listen", "127.0.0.1:0", "--port-file", port_file, "--data", data, "--ca", ca,
-              "--cert", cert, "--key", key, "--log-level", "warn", "--map-size", "2048", "--max-conns", "20000",
+              "--cert", cert, "--key", key, "--log-level", "warn", "--map-size", "2048", "--max-conns", "20000", "--max-conns-per-cert", "0",
               "--idle-timeout", "600000", (char *)NULL);
         _exit(127);
     }
@@ -436,10 +437,9 @@ static size_t edit_one_percent(const char *dir)
     p.cap = n.records / 100 + 1;
     p.recs = calloc(p.cap, sizeof(*p.recs));
     ps_cache_foreach(c, pick_cb, &p);
-    for (size_t i = 0; i < p.n; i++) {
-        free(p.recs[i]->person->phone);
-        p.recs[i]->person->phone = strdup("13900000000");
-    }
+    for (size_t i = 0; i < p.n; i++)
+        if (ps_record_set(p.recs[i], "phone", "13900000000", err, sizeof(err)))
+            die("editing", err);
     if (p.n && ps_cache_put_local_many(c, p.recs, p.n))
         die("editing", NULL);
     for (size_t i = 0; i < p.n; i++)

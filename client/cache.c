@@ -233,6 +233,10 @@ static int tty_read(int fd, const char *prompt, char *buf, size_t cap, char *err
         ssize_t r = read(fd, &ch, 1);
         if (r < 0 && errno == EINTR && !tty_signal)
             continue;
+        if (r < 0 && !tty_signal) {
+            snprintf(err, errlen, "reading the terminal: %s", strerror(errno));
+            rc = PS_EIO;
+        }
         if (r <= 0 || ch == '\n' || ch == '\r')
             break;
         if (n + 1 >= cap) {
@@ -244,6 +248,9 @@ static int tty_read(int fd, const char *prompt, char *buf, size_t cap, char *err
     }
     buf[n] = '\0';
     tcsetattr(fd, TCSAFLUSH, &t0);
+    if (tty_signal && write(fd, "\n", 1) < 0) {
+        /* the line break after ^C is cosmetic */
+    }
 out:
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
         sigaction(sigs[i], &old[i], NULL);
@@ -1118,7 +1125,10 @@ int ps_cache_outbox_ack(ps_cache_t *c, const Popsync__Push *sent, const Popsync_
         const Popsync__Change *ch = NULL;
         uint8_t key[8];
         MDB_val k = {8, key}, v;
-        for (size_t j = 0; j < sent->n_changes; j++)
+        /* The server answers in the order sent: look there first. */
+        if (i < sent->n_changes && sent->changes[i]->lcn == r->lcn)
+            ch = sent->changes[i];
+        for (size_t j = 0; !ch && j < sent->n_changes; j++)
             if (sent->changes[j]->lcn == r->lcn) {
                 ch = sent->changes[j];
                 break;

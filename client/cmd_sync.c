@@ -236,23 +236,91 @@ static void fmt_time(uint64_t ms, char *out, size_t n)
     strftime(out, n, "%Y-%m-%d %H:%M:%S", &tm);
 }
 
+/* --- status --all (issue 9): every node that has synced, from the server --- */
+
+static void print_node_status(const Popsync__NodeStatusResult *r, void *arg)
+{
+    ps_cli_t *cli = arg;
+    char hex[33], when[64];
+    if (cli->json) {
+        json_t *arr = json_array(), *j;
+        for (size_t i = 0; i < r->n_nodes; i++) {
+            const Popsync__NodeStatus *ns = r->nodes[i];
+            hex[0] = '\0';
+            if (ns->node.len == PS_ID_LEN)
+                ps_hex(ns->node.data, PS_ID_LEN, hex);
+            json_array_append_new(
+                arr, json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:b}", "node", hex, "name", ns->name, "role",
+                               ns->role, "orgunit", ns->orgunit, "last_seen_ms", (json_int_t)ns->last_seen_ms,
+                               "cursor", (json_int_t)ns->cursor, "behind", (json_int_t)ns->behind, "high_water",
+                               (json_int_t)ns->high_water, "conflicts_open", (json_int_t)ns->conflicts_open,
+                               "seen_since_start", ns->connected));
+        }
+        j = json_pack("{s:I,s:I,s:I,s:o}", "head", (json_int_t)r->head, "conflicts_open",
+                      (json_int_t)r->conflicts_open, "generated_ms", (json_int_t)r->generated_ms, "nodes", arr);
+        json_dumpf(j, stdout, JSON_COMPACT);
+        fputc('\n', stdout);
+        json_decref(j);
+        return;
+    }
+    printf("server head %llu; %llu open conflict(s); %zu node(s) have synced\n", (unsigned long long)r->head,
+           (unsigned long long)r->conflicts_open, r->n_nodes);
+    printf("%-32s  %-16s %-9s %-12s  %-19s  %10s  %9s\n", "node", "name", "role", "org unit", "last seen", "behind",
+           "conflicts");
+    for (size_t i = 0; i < r->n_nodes; i++) {
+        const Popsync__NodeStatus *ns = r->nodes[i];
+        hex[0] = '\0';
+        if (ns->node.len == PS_ID_LEN)
+            ps_hex(ns->node.data, PS_ID_LEN, hex);
+        fmt_time(ns->last_seen_ms, when, sizeof(when));
+        printf("%-32s  %-16s %-9s %-12s  %-19s  %10llu  %9llu\n", hex, ns->name, ns->role, ns->orgunit, when,
+               (unsigned long long)ns->behind, (unsigned long long)ns->conflicts_open);
+    }
+}
+
+static int status_all(ps_cli_t *cli, ps_cache_t *c)
+{
+    ps_sync_opts_t o;
+    ps_sync_stats_t st;
+    char err[512];
+    int rc;
+    memset(&o, 0, sizeof(o));
+    o.no_sync = 1;
+    o.node_status = 1;
+    o.on_node_status = print_node_status;
+    o.arg = cli;
+    rc = ps_sync_run(c, &o, &st, err, sizeof(err));
+    ps_cache_close(c);
+    if (rc) {
+        ps_cli_err("status --all: %s", err);
+        return PS_EXIT_SYNC;
+    }
+    return PS_EXIT_OK;
+}
+
 int ps_cmd_status(ps_cli_t *cli, int argc, char **argv)
 {
     ps_cache_t *c = NULL;
     ps_cache_counts_t n;
     const ps_cache_meta_t *m;
-    static const struct option lo[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
+    static const struct option lo[] = {{"json", no_argument, NULL, 'j'}, {"all", no_argument, NULL, 'a'},
+                                       {NULL, 0, NULL, 0}};
     char err[512], when[64], hex[33];
-    int rc, opt;
+    int rc, opt, all = 0;
     while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        if (opt != 'j')
+        if (opt == 'a')
+            all = 1;
+        else if (opt == 'j')
+            cli->json = 1;
+        else
             return PS_EXIT_USAGE;
-        cli->json = 1;
     }
     if ((rc = ps_cache_open(&c, cli->data_dir, err, sizeof(err)))) {
         ps_cli_err("status: %s", err);
         return PS_EXIT_FAIL;
     }
+    if (all)
+        return status_all(cli, c);
     if ((rc = ps_cache_counts(c, &n))) {
         ps_cli_err("status: %s", ps_strerror(rc));
         ps_cache_close(c);

@@ -25,6 +25,8 @@ static void usage(FILE *f)
             "  list [--kind KIND] [--orgunit CODE] [--format table|json|csv] [--deleted]\n"
             "  sync [--quiet]          push local changes, then pull everyone else's\n"
             "  status                  pending changes, rejected changes, cursor, last sync\n"
+            "  status --all [--json]   (admin, online) every node that has synced: last seen, how far\n"
+            "                          behind, its certificate, open conflicts\n"
             "  stats [--json]          records held, per township and kind\n"
             "  verify [--json]         sync, then compare digests with the server and repair differences\n"
             "  conflicts list [--all] [--json]\n"

@@ -895,9 +895,12 @@ static void monthly_table(const Popsync__ReportResult *res, const ps_orgunits_t 
             const Popsync__ReportRow *r = res->rows[i];
             if (!r->n_corrections)
                 continue;
-            printf("  %s %s:", r->orgunit && *r->orgunit ? r->orgunit : "", row_name(r, tree, zh));
+            if (r->orgunit && *r->orgunit)
+                printf("  %s %s%s", r->orgunit, row_name(r, tree, zh), zh ? "：" : ": ");
+            else
+                printf("  %s%s", row_name(r, tree, zh), zh ? "：" : ": ");
             for (size_t k = 0; k < r->n_corrections; k++)
-                printf("%s %s %+lld", k ? (zh ? "，" : ",") : "", ind_label(r->corrections[k]->name, zh),
+                printf("%s%s %+lld", k ? (zh ? "，" : ", ") : "", ind_label(r->corrections[k]->name, zh),
                        (long long)r->corrections[k]->value);
             fputc('\n', stdout);
         }

@@ -14,6 +14,7 @@
  *                                         Query per page, from next_after_id)
  *   [ReportRequest -> ReportResult]       `popsync report monthly|quality`
  *   [CloseRequest -> CloseResult, ...]    `popsync report submit|approve|...`
+ *   [NodeStatusRequest -> NodeStatusResult] `popsync status --all` (admin)
  * Every answer is applied to the cache in its own transaction.
  */
 #include "sync.h"
@@ -49,6 +50,7 @@ typedef enum {
     ST_QUERY,
     ST_REPORT,
     ST_CLOSE,
+    ST_NODE_STATUS,
     ST_DONE
 } sess_state_t;
 
@@ -303,8 +305,12 @@ static void on_orgunits(session_t *s, Popsync__OrgUnits *o)
 }
 
 /* Was this accepted change merged with others (not applied on its base)? */
-static int merged_result(const Popsync__Push *sent, const Popsync__ChangeResult *cr)
+static int merged_result(const Popsync__Push *sent, const Popsync__ChangeResult *cr, size_t pos)
 {
+    if (pos < sent->n_changes && sent->changes[pos]->lcn == cr->lcn) {
+        const Popsync__Change *ch = sent->changes[pos];
+        return !cr->rev || cr->rev->gen != (ch->base_rev ? ch->base_rev->gen : 0) + 1;
+    }
     for (size_t i = 0; i < sent->n_changes; i++) {
         const Popsync__Change *ch = sent->changes[i];
         if (ch->lcn == cr->lcn)
@@ -338,7 +344,7 @@ static void on_push_result(session_t *s, Popsync__PushResult *r)
         if (cr->id.len == 16 && (cr->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_REJECTED ||
                                  cr->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_CONFLICT ||
                                  (cr->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_ACCEPTED &&
-                                  merged_result(s->inflight, cr))))
+                                  merged_result(s->inflight, cr, i))))
             idlist_add(&s->refetch, cr->id.data);
     }
     ps_cache_push_free(s->inflight);
@@ -550,6 +556,10 @@ static void after_conflicts(session_t *s)
         send_msg(s, PS_MSG_REPORT_REQUEST, &s->opts->report->base);
     } else if (s->close_pos < s->opts->n_close) {
         send_close(s);
+    } else if (s->state < ST_NODE_STATUS && s->opts->node_status) {
+        Popsync__NodeStatusRequest nr = POPSYNC__NODE_STATUS_REQUEST__INIT;
+        s->state = ST_NODE_STATUS;
+        send_msg(s, PS_MSG_NODE_STATUS_REQUEST, &nr.base);
     } else {
         finish(s);
     }
@@ -619,6 +629,10 @@ static void handle_frame(session_t *s, const ps_frame_t *f)
     } else if (s->state == ST_REPORT && f->type == PS_MSG_REPORT_RESULT) {
         if (s->opts->on_report)
             s->opts->on_report((Popsync__ReportResult *)m, s->opts->arg);
+        after_conflicts(s);
+    } else if (s->state == ST_NODE_STATUS && f->type == PS_MSG_NODE_STATUS_RESULT) {
+        if (s->opts->on_node_status)
+            s->opts->on_node_status((Popsync__NodeStatusResult *)m, s->opts->arg);
         after_conflicts(s);
     } else if (s->state == ST_CLOSE && f->type == PS_MSG_CLOSE_RESULT) {
         if (s->opts->on_close_result)

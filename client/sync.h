@@ -42,6 +42,10 @@ typedef struct ps_sync_opts {
     Popsync__CloseRequest *const *close_reqs;
     size_t n_close;
     void (*on_close_result)(const Popsync__CloseResult *res, void *arg);
+    /** Issue 9, `popsync status --all` (admin): ask for every node's sync
+     *  status, last of all; the NodeStatusResult goes to on_node_status. */
+    int node_status;
+    void (*on_node_status)(const Popsync__NodeStatusResult *res, void *arg);
 } ps_sync_opts_t;
 
 typedef struct ps_sync_stats {

@@ -92,6 +92,45 @@ static void budget_free(void *data, void *ptr)
  * stack), so a static allocator with no data frees the same blocks. */
 static ProtobufCAllocator g_free_alloc = {budget_alloc, budget_free, NULL};
 
+/* protobuf-c 1.4 accepts field number 0 when its tag is written in more
+ * than one byte ("80 00") and keeps it as an unknown field, but packs it back
+ * as "00", which it then refuses.  A Record carrying one would be stored and
+ * sent to every reader as bytes none of them can unpack (found by
+ * tests/fuzz/fuzz_msg; corpus crash-field-zero-*).  Field 0 is not valid
+ * protobuf: refuse it anywhere in the message.  The schema has no recursion
+ * (tests/unit/test_decode_bounds.c checks), so the depth is bounded. */
+static int has_field_zero(const ProtobufCMessage *m)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    const char *base = (const char *)m;
+
+    for (unsigned i = 0; i < m->n_unknown_fields; i++)
+        if (m->unknown_fields[i].tag == 0)
+            return 1;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)(const void *)(base + f->quantifier_offset);
+            ProtobufCMessage *const *arr = *(ProtobufCMessage *const *const *)(const void *)(base + f->offset);
+            for (size_t k = 0; k < n; k++)
+                if (arr[k] && has_field_zero(arr[k]))
+                    return 1;
+        } else {
+            const ProtobufCMessage *sub;
+            /* Members of a oneof share storage: only the set one is a message of its type. */
+            if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+                *(const uint32_t *)(const void *)(base + f->quantifier_offset) != f->id)
+                continue;
+            sub = *(const ProtobufCMessage *const *)(const void *)(base + f->offset);
+            if (sub && has_field_zero(sub))
+                return 1;
+        }
+    }
+    return 0;
+}
+
 int ps_msg_unpack_desc(const ProtobufCMessageDescriptor *d, const uint8_t *body, size_t len,
                        ProtobufCMessage **out)
 {
@@ -100,6 +139,10 @@ int ps_msg_unpack_desc(const ProtobufCMessageDescriptor *d, const uint8_t *body,
     ProtobufCMessage *m = protobuf_c_message_unpack(d, &a, len, body);
     if (!m)
         return b.exhausted ? PS_ENOMEM : PS_EPROTO;
+    if (has_field_zero(m)) {
+        protobuf_c_message_free_unpacked(m, &g_free_alloc);
+        return PS_EPROTO;
+    }
     *out = m;
     return PS_OK;
 }

@@ -61,7 +61,11 @@ static void clean_reason(char *out, size_t outlen, const char *msg, const char *
 
     if (strncmp(p, "field '", 7) == 0 && strncmp(p + 7, field, flen) == 0 && strncmp(p + 7 + flen, "': ", 3) == 0)
         p += 7 + flen + 3;
-    s = strdup(p);
+    /* Room for "value" replacing a quoted value shorter than it ('' is 2
+     * bytes, 'x' 3): the text may grow by up to 3 bytes. */
+    s = malloc(strlen(p) + 4);
+    if (s)
+        memcpy(s, p, strlen(p) + 1);
     pat = malloc(vlen + 3);
     if (!s || !pat) {
         snprintf(out, outlen, "invalid value");

@@ -5,6 +5,11 @@
  * thread as one LMDB write transaction with a durable commit; replies are
  * sent only after it returns.  While it runs, new pushes queue up for the
  * next one, so under load each fsync acknowledges many clients' changes.
+ *
+ * The node table (nodes.c) is written by the same single writer between
+ * group commits, in a small transaction of its own every few seconds
+ * (ps_commit_flush_nodes), and the latency of each group commit goes to
+ * the popsync_commit_seconds histogram.
  */
 #include "server.h"
 #include "err.h"
@@ -16,6 +21,19 @@
 #include <stdlib.h>
 
 static void kick(ps_server_t *srv);
+
+/* Time from queueing a group commit to its durable completion. */
+static void observe_commit(ps_server_stats_t *st)
+{
+    static const double bounds[PS_COMMIT_BUCKETS] = PS_COMMIT_BUCKET_BOUNDS;
+    double secs = (double)(uv_hrtime() - st->commit_start_ns) / 1e9;
+    size_t b = 0;
+    while (b < PS_COMMIT_BUCKETS && secs > bounds[b])
+        b++;
+    st->commit_buckets[b]++;
+    st->commit_count++;
+    st->commit_seconds_sum += secs;
+}
 
 static void commit_work(uv_work_t *req)
 {
@@ -31,9 +49,12 @@ static void commit_after(uv_work_t *req, int status)
     srv->commit_batch = NULL;
     srv->committing = 0;
     srv->stats.commits++;
+    observe_commit(&srv->stats);
     for (; j; j = next) {
         ps_conn_t *c = j->owner;
         next = j->next;
+        srv->stats.pushes++;
+        srv->stats.changes_conflicts += j->conflicted;
         srv->stats.changes_accepted += j->accepted;
         srv->stats.changes_rejected += j->rejected;
         srv->stats.changes_duplicate += j->duplicate;
@@ -70,6 +91,7 @@ static void kick(ps_server_t *srv)
     srv->commit_batch = head;
     srv->committing = 1;
     srv->commit_req.data = srv;
+    srv->stats.commit_start_ns = uv_hrtime();
     if (uv_queue_work(srv->loop, &srv->commit_req, commit_work, commit_after) != 0) {
         /* Cannot happen with a live loop; fail the batch rather than hang it. */
         PS_ERROR("commit", "cannot queue commit work");
@@ -95,4 +117,63 @@ void ps_commit_enqueue(ps_server_t *srv, ps_push_job_t *job)
     srv->queue_tail = job;
     srv->queued_changes += job->push->n_changes;
     kick(srv);
+}
+
+/* --- the node table's writes ---------------------------------------------- */
+
+typedef struct node_flush {
+    uv_work_t req;
+    ps_server_t *srv;
+    ps_node_info_t *v;
+    size_t n;
+    int rc;
+} node_flush_t;
+
+static void nodes_work(uv_work_t *req)
+{
+    node_flush_t *nf = req->data;
+    nf->rc = ps_store_nodes_put(nf->srv->store, nf->v, nf->n);
+}
+
+static void nodes_after(uv_work_t *req, int status)
+{
+    node_flush_t *nf = req->data;
+    ps_server_t *srv = nf->srv;
+    srv->committing = 0;
+    if (status || nf->rc) {
+        PS_WARN("commit", "node table not written (%s); will retry", ps_strerror(nf->rc ? nf->rc : PS_EIO));
+        ps_nodes_redirty(srv, nf->v, nf->n);
+    }
+    free(nf->v);
+    free(nf);
+    kick(srv);
+}
+
+int ps_commit_flush_nodes(ps_server_t *srv)
+{
+    node_flush_t *nf;
+    if (srv->committing)
+        return 1;
+    if (srv->queue_head) {
+        kick(srv);
+        return 1;
+    }
+    if (!(nf = calloc(1, sizeof(*nf))))
+        return 0;
+    nf->srv = srv;
+    nf->n = ps_nodes_take_dirty(srv, &nf->v);
+    if (nf->n == 0) {
+        free(nf);
+        return 0;
+    }
+    nf->req.data = nf;
+    srv->committing = 1;
+    if (uv_queue_work(srv->loop, &nf->req, nodes_work, nodes_after) != 0) {
+        srv->committing = 0;
+        ps_nodes_redirty(srv, nf->v, nf->n);
+        free(nf->v);
+        free(nf);
+        return 0;
+    }
+    return 1;
 }

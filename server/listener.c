@@ -88,3 +88,9 @@ void ps_listener_stop(ps_server_t *srv)
     if (!uv_is_closing((uv_handle_t *)&srv->listener))
         uv_close((uv_handle_t *)&srv->listener, NULL);
 }
+
+int ps_listen_addr_parse(const char *s, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof(*ss));
+    return parse_addr(s, ss);
+}

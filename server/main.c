@@ -1,5 +1,6 @@
 /* main.c - popsyncd: options, startup, signals, graceful shutdown. */
 #include "server.h"
+#include "config.h"
 #include "err.h"
 #include "log.h"
 
@@ -34,14 +35,17 @@ static void usage(FILE *f)
             "  --max-push N            changes per Push at most (default 10000)\n"
             "  --log-level LEVEL       debug|info|warn|error (default info)\n"
             "  --port-file FILE        write the bound port here (with --listen HOST:0)\n"
-            "  --help                  this text\n");
+            PS_CONFIG_USAGE
+            "  --help                  this text\n"
+            "\n"
+            "subcommands: audit verify, counters check, backup, restore (popsyncd SUBCOMMAND --help)\n");
 }
 
 static void on_stop_timer(uv_timer_t *t)
 {
     ps_server_t *srv = t->data;
     int forced = uv_now(srv->loop) - g_stop_started > 10000;
-    if (!forced && (srv->committing || srv->queue_head || srv->nconns > 0)) {
+    if (!forced && (srv->committing || srv->queue_head || ps_commit_flush_nodes(srv) || srv->nconns > 0)) {
         ps_conn_close_all(srv);
         return;
     }
@@ -58,6 +62,23 @@ static void on_stop_timer(uv_timer_t *t)
     uv_close((uv_handle_t *)t, NULL);
 }
 
+/* Issue 9: the node table (nodes.c) and the metrics endpoint (metrics.c). */
+static int ops_start(ps_server_t *srv, char *err, size_t errlen)
+{
+    int rc = ps_nodes_start(srv);
+    if (rc) {
+        snprintf(err, errlen, "node table: %s", ps_strerror(rc));
+        return rc;
+    }
+    return ps_metrics_start(srv, err, errlen);
+}
+
+static void ops_stop(ps_server_t *srv)
+{
+    ps_metrics_stop(srv);
+    ps_nodes_stop(srv);
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     ps_server_t *srv = s->data;
@@ -66,6 +87,7 @@ static void on_signal(uv_signal_t *s, int signum)
     PS_INFO("main", "signal %d: finishing in-flight commits and closing", signum);
     srv->stopping = 1;
     ps_listener_stop(srv);
+    ops_stop(srv);
     ps_conn_close_all(srv);
     g_stop_started = uv_now(srv->loop);
     uv_timer_init(srv->loop, &g_stop_timer);
@@ -148,7 +170,9 @@ int main(int argc, char **argv)
         {"port-file", required_argument, NULL, 'P'}, {"orgunits", required_argument, NULL, 'O'},
         {"pull-batch", required_argument, NULL, 'B'}, {"max-push", required_argument, NULL, 'M'},
         {"map-max", required_argument, NULL, 'X'},
+        PS_CONFIG_LONGOPTS,
         {NULL, 0, NULL, 0}};
+    ps_config_t cfg;
     ps_server_t srv;
     ps_store_opts_t sopts;
     char err[512];
@@ -172,6 +196,9 @@ int main(int argc, char **argv)
     srv.opts.max_future_ms = 600000;
     srv.opts.commit_max_changes = 50000;
 
+    /* The config file first, so that flags override it. */
+    if (ps_config_prepare(&cfg, argc, argv, &srv.opts))
+        return 2;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (opt) {
         case 'l': srv.opts.listen = optarg; break;
@@ -216,12 +243,21 @@ int main(int argc, char **argv)
             ps_log_set_level((ps_log_level_t)level);
             break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default:
+            if (ps_config_is_flag(opt)) {
+                if (ps_config_flag(&cfg, &srv.opts, opt, optarg))
+                    return 2;
+                break;
+            }
+            usage(stderr);
+            return 2;
         }
     }
+    if (cfg.check)
+        return ps_config_check(&cfg, &srv.opts);
     if (optind < argc || !srv.opts.listen || !srv.opts.data_dir || !srv.opts.ca_file || !srv.opts.cert_file ||
         !srv.opts.key_file) {
-        fprintf(stderr, "popsyncd: --listen, --data, --ca, --cert and --key are required\n");
+        fprintf(stderr, "popsyncd: --listen, --data, --ca, --cert and --key are required (as flags or in --config)\n");
         usage(stderr);
         return 2;
     }
@@ -261,6 +297,8 @@ int main(int argc, char **argv)
     uv_loop_init(&loop);
     srv.loop = &loop;
     rc = ps_listener_start(&srv, err, sizeof(err));
+    if (rc == PS_OK)
+        rc = ops_start(&srv, err, sizeof(err));
     if (rc) {
         PS_ERROR("main", "%s", err);
         goto out;
@@ -279,6 +317,8 @@ int main(int argc, char **argv)
             (unsigned long long)srv.stats.changes_rejected, (unsigned long long)srv.stats.changes_duplicate);
 out:
     uv_loop_close(&loop);
+    ps_metrics_free(&srv);
+    ps_nodes_free(&srv);
     ps_store_close(srv.store);
     ps_tls_conf_free(srv.tls);
     ps_orgunits_free(srv.units);

@@ -10,7 +10,9 @@
  * Modules: main.c (config, signals, startup, shutdown), listener.c (accept,
  * connection limit), conn.c (per-connection state machine, frame parsing,
  * back-pressure), sync.c (Hello, Push, Pull, Ping handlers), commit.c (group
- * commit), store.c (LMDB).
+ * commit), store.c (LMDB); issue 9: config.c (config file, --check-config),
+ * nodes.c (who synced: in-memory table, NodeStatus), metrics.c (Prometheus
+ * endpoint), store_admin.c (backup, restore, map info).
  */
 #ifndef PS_SERVER_H
 #define PS_SERVER_H
@@ -44,9 +46,7 @@ typedef struct ps_server_opts {
     uint64_t idle_ms;            /**< idle deadline once ready */
     uint64_t max_future_ms;      /**< HLC future bound */
     uint32_t commit_max_changes; /**< changes in one group commit */
-    /* issue 9: config file, limits, metrics (config.c, metrics.c) */
-    size_t map_size_max;         /**< grow the map at start up to this (0: never grow) */
-    uint32_t max_conns_per_cert; /**< open connections per certificate (0: no limit) */
+    /* issue 9: metrics (metrics.c) */
     const char *metrics_listen;  /**< "HOST:PORT" of the Prometheus endpoint, or NULL */
     int metrics_allow_remote;    /**< may metrics_listen be a non-loopback address */
 } ps_server_opts_t;

@@ -133,4 +133,33 @@ int ps_store_counters_check(ps_store_t *st, uint64_t *checked, uint64_t *mismatc
 /** Counts live (not deleted) records and all records; for tests and status. */
 int ps_store_count(ps_store_t *st, uint64_t *live, uint64_t *total);
 
+/* --- issue 9: operations (store_admin.c) --- */
+
+/** What the server knows of a node besides its high-water mark. */
+typedef struct ps_node_info {
+    uint8_t node[PS_ID_LEN];
+    uint64_t last_seen_ms;   /**< last Hello, Pull or Push */
+    uint64_t cursor;         /**< the node's cursor as last known */
+    char name[64], role[16], orgunit[16]; /**< from its certificate */
+} ps_node_info_t;
+
+/** Persists node entries in `nodes` in one durable transaction: last seen
+ *  and cursor in node(16) (keeping its high-water mark), the certificate
+ *  identity in node(16)|0x01.  last_seen never goes backwards. */
+int ps_store_nodes_put(ps_store_t *st, const ps_node_info_t *v, size_t n);
+/** A whole NodeStatusResult frame: every node in `nodes`, overlaid with the
+ *  newer in-memory entries live[0..n) (marked connected). */
+int ps_store_node_status(ps_store_t *st, const ps_node_info_t *live, size_t n, uint32_t request_id, ps_buf_t *out);
+/** The map size and the bytes in use (last page + 1, times the page size). */
+int ps_store_env_info(ps_store_t *st, uint64_t *map_bytes, uint64_t *used_bytes);
+/** Hot backup: a compacted copy of the store in dir, from one read
+ *  transaction, written to to.tmp, fsynced and renamed to to.  Safe while
+ *  popsyncd serves.  *bytes gets the copy's size. */
+int ps_store_backup(const char *dir, const char *to, uint64_t *bytes, char *err, size_t errlen);
+/** Makes store dir (created, or existing and empty) from a backup file.
+ *  The change-feed head is advanced by advance_head so that caches whose
+ *  cursors passed the backup's head still see every new change. */
+int ps_store_restore(const char *from, const char *dir, uint64_t advance_head, uint64_t *head, char *err,
+                     size_t errlen);
+
 #endif

@@ -124,6 +124,8 @@ static void read_after(uv_work_t *req, int status)
         } else if (j->type == PS_MSG_HELLO) {
             send_welcome(j);
         } else {
+            if (j->type == PS_MSG_PULL)
+                ps_nodes_pulled(c->srv, c->node, &j->reply); /* status --all, pull lag */
             ps_conn_send(c, &j->reply);
         }
     }
@@ -173,6 +175,7 @@ static int on_hello(ps_conn_t *c, const ps_frame_t *f, Popsync__Hello *h)
         return PS_EPROTO;
     }
     memcpy(c->node, h->node.data, PS_ID_LEN);
+    ps_nodes_seen(c->srv, c->node, &c->peer, h->cursor);
     j = calloc(1, sizeof(*j));
     if (!j) {
         ps_conn_error(c, f->request_id, PS_ENOMEM, 0, "out of memory");
@@ -207,6 +210,7 @@ static int on_pull(ps_conn_t *c, const ps_frame_t *f, Popsync__Pull *p)
     j->type = PS_MSG_PULL;
     j->request_id = f->request_id;
     j->cursor = p->cursor;
+    ps_nodes_seen(srv, c->node, &c->peer, p->cursor);
     j->peer = c->peer;
     j->max_records = p->max_records && p->max_records < srv->opts.pull_max_records ? p->max_records
                                                                                     : srv->opts.pull_max_records;
@@ -348,6 +352,7 @@ int ps_sync_dispatch(ps_conn_t *c, const ps_frame_t *f)
     case PS_MSG_QUERY:
     case PS_MSG_REPORT_REQUEST:
     case PS_MSG_CLOSE_REQUEST:
+    case PS_MSG_NODE_STATUS_REQUEST:
         break;
     default:
         ps_conn_error(c, f->request_id, PS_EPROTO, 0, "unknown or unexpected message type %u", f->type);
@@ -368,6 +373,7 @@ int ps_sync_dispatch(ps_conn_t *c, const ps_frame_t *f)
     case PS_MSG_PULL: rc = on_pull(c, f, (Popsync__Pull *)m); break;
     case PS_MSG_PING: rc = on_ping(c, f, (Popsync__Ping *)m); break;
     case PS_MSG_ORGUNITS_REQUEST: rc = on_orgunits(c, f); break;
+    case PS_MSG_NODE_STATUS_REQUEST: rc = ps_nodes_status_request(c, f); break; /* nodes.c */
     case PS_MSG_PUSH:
         rc = on_push(c, f, (Popsync__Push *)m);
         if (rc == PS_OK)

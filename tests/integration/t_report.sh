@@ -223,12 +223,13 @@ PY
 zh=$(sq admin report monthly --month "$M" --lang zh)
 en=$(LANG=zh_CN.UTF-8 sq admin report monthly --month "$M" --lang en)
 auto=$(LC_ALL= LANG=zh_CN.UTF-8 sq admin report monthly --month "$M")
-echo "$zh" | grep -q "出生性别比" || fail "zh table labels"
-echo "$zh" | grep -q "^ *合计" || fail "zh total row"
-echo "$en" | grep -q "Sex ratio" || fail "en table labels"
-echo "$en" | grep -q "Total" || fail "en total row"
+grep -q "出生性别比" <<<"$zh" || fail "zh table labels"
+grep -q "^ *合计" <<<"$zh" || fail "zh total row"
+grep -q "Sex ratio" <<<"$en" || fail "en table labels"
+grep -q "Total" <<<"$en" || fail "en total row"
 [ "$auto" = "$zh" ] || fail "LANG=zh_CN gives the Chinese table by default"
-[ "$(LC_ALL=C LANG=zh_CN.UTF-8 sq admin report monthly --month "$M" | head -1)" = "$(echo "$en" | head -1)" ] ||
+c_out=$(LC_ALL=C LANG=zh_CN.UTF-8 sq admin report monthly --month "$M")
+[ "$(head -1 <<<"$c_out")" = "$(head -1 <<<"$en")" ] ||
     fail "LC_ALL=C overrides LANG"
 total_births=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rows"][-1]["births_total"])' "$T/rep-admin.json")
 pass "CSV carries the same numbers; zh/en labels, default language from LC_ALL/LANG"
@@ -290,9 +291,11 @@ assert t["births_total"] == tot and t["births_male"] == male, ("frozen values ch
 assert t["corrections"] == {"births_male": 1, "births_total": 1}, t["corrections"]
 assert rows[""]["corrections"].get("births_total") == 1, rows[""]["corrections"]
 PY
-sq admin report monthly --month "$M" --lang zh | grep -q "出生合计 +1" || fail "zh table lists the correction"
-sq admin report monthly --month "$M" --lang en | grep -q "Births +1" || fail "en table lists the correction"
-sq admin report monthly --month "$M" --lang en | grep -q "approved" || fail "en table shows the close state"
+zh=$(sq admin report monthly --month "$M" --lang zh)
+en=$(sq admin report monthly --month "$M" --lang en)
+grep -q "出生合计 +1" <<<"$zh" || fail "zh table lists the correction"
+grep -q "Births +1" <<<"$en" || fail "en table lists the correction"
+grep -q "approved" <<<"$en" || fail "en table shows the close state"
 pass "an approved month is frozen: a late birth shows as a correction of +1, not as a silent change"
 
 # The recount sees the new birth: the approved row plus its corrections is the recount.
@@ -329,7 +332,7 @@ sq admin report status --month "$M" --format json | python3 -c '
 import json, sys
 s = {x["orgunit"]: x["state"] for x in json.load(sys.stdin)}
 assert len(s) == 9 and s[sys.argv[1]] == "approved" and s[sys.argv[2]] == "", s' $TA $TB || fail "admin status lists all townships"
-sq admin report status --month "$M" --lang zh | grep -q "已批准" || fail "zh status"
+grep -q "已批准" <<<"$(sq admin report status --month "$M" --lang zh)" || fail "zh status"
 pass "monthly close: submit, approve, return with a note, resubmit; status for each township"
 
 # --- data quality -------------------------------------------------------------------
@@ -398,12 +401,25 @@ done
 grep -q "出生记录的母亲不存在" "$T/q.zh.txt" || fail "zh check label"
 grep -q "Birth whose mother is missing" "$T/q.en.txt" || fail "en check label"
 grep -q "文化里社区" "$T/q.zh.txt" || fail "unit names from the tree"
-sq admin report quality --format csv | head -1 | grep -q '^"\?check"\?,' || fail "quality CSV header"
+sq admin report quality --format csv >"$T/q.csv" || fail "quality CSV"
+grep -q '^"\?check"\?,' <<<"$(head -1 "$T/q.csv")" || fail "quality CSV header"
 # A township sees the issues of its own township only.
 sq ta report quality --format json | python3 -c '
 import json, sys
 q = json.load(sys.stdin)
 assert q["issues"] and all(i["orgunit"].startswith(sys.argv[1][:9]) for i in q["issues"]), q["issues"][:3]' $TA ||
     fail "township quality report is its own"
+# A viewer gets the same report (reports and counts, no listing); a collector none.
+sq viewer report quality --format json >"$T/qv.json" || soft_fail "viewer: report quality failed"
+python3 -c '
+import json, sys
+a, v = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert a["counts"] == v["counts"], (a["counts"], v["counts"])' "$T/q.json" "$T/qv.json" 2>"$T/err" ||
+    soft_fail "viewer quality report differs from the admin one: $(tail -1 "$T/err")"
+set +e
+sq coll report quality >/dev/null 2>&1; rc=$?
+set -e
+expect_soft "$rc" 1 "collector: quality report refused"
+finish_soft
 pass "quality: duplicate ID number in two townships, overdue feedback and a missing mother, each with its record and unit"
 stop_server

@@ -1,0 +1,281 @@
+/* nodes.c - who has synced: the in-memory node table and NodeStatusRequest.
+ *
+ * Owns: ps_nodes_t, a table on the loop thread of every node seen since
+ * start (last seen, its cursor as last known, its certificate's name, role
+ * and org unit), updated on Hello, Pull and each PullBatch sent.  Changed
+ * entries are persisted by commit.c (ps_commit_flush_nodes) every few
+ * seconds in a transaction of their own, so a Hello never takes the write
+ * lock.  The metrics endpoint reads the table for popsync_pull_lag.
+ *
+ * Threads: the table is touched only on the loop thread; the status job
+ * gets a copy of it.
+ */
+#include "server.h"
+#include "err.h"
+#include "log.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FLUSH_EVERY_MS 5000
+
+struct ps_nodes {
+    ps_node_info_t *v;
+    uint8_t *dirty;
+    size_t n, cap;
+    uv_timer_t timer;
+    int timer_started;
+};
+
+static ps_node_info_t *node_get(ps_nodes_t *t, const uint8_t node[PS_ID_LEN], size_t *idx)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (memcmp(t->v[i].node, node, PS_ID_LEN) == 0) {
+            *idx = i;
+            return &t->v[i];
+        }
+    if (t->n == t->cap) {
+        size_t ncap = t->cap ? t->cap * 2 : 64;
+        ps_node_info_t *v = realloc(t->v, ncap * sizeof(*v));
+        uint8_t *d;
+        if (!v)
+            return NULL;
+        t->v = v;
+        d = realloc(t->dirty, ncap);
+        if (!d)
+            return NULL;
+        t->dirty = d;
+        t->cap = ncap;
+    }
+    *idx = t->n;
+    memset(&t->v[t->n], 0, sizeof(t->v[0]));
+    memcpy(t->v[t->n].node, node, PS_ID_LEN);
+    t->dirty[t->n] = 0;
+    return &t->v[t->n++];
+}
+
+static void on_flush_timer(uv_timer_t *timer)
+{
+    ps_commit_flush_nodes(timer->data);
+}
+
+int ps_nodes_start(ps_server_t *srv)
+{
+    ps_nodes_t *t = calloc(1, sizeof(*t));
+    if (!t)
+        return PS_ENOMEM;
+    srv->nodes = t;
+    uv_timer_init(srv->loop, &t->timer);
+    t->timer.data = srv;
+    uv_timer_start(&t->timer, on_flush_timer, FLUSH_EVERY_MS, FLUSH_EVERY_MS);
+    t->timer_started = 1;
+    return PS_OK;
+}
+
+void ps_nodes_stop(ps_server_t *srv)
+{
+    /* The last changes are written by the shutdown's ps_commit_flush_nodes. */
+    if (srv->nodes && srv->nodes->timer_started) {
+        srv->nodes->timer_started = 0;
+        uv_close((uv_handle_t *)&srv->nodes->timer, NULL);
+    }
+}
+
+void ps_nodes_free(ps_server_t *srv)
+{
+    if (!srv->nodes)
+        return;
+    free(srv->nodes->v);
+    free(srv->nodes->dirty);
+    free(srv->nodes);
+    srv->nodes = NULL;
+}
+
+void ps_nodes_seen(ps_server_t *srv, const uint8_t node[PS_ID_LEN], const ps_peer_t *peer, uint64_t cursor)
+{
+    ps_node_info_t *e;
+    size_t i;
+    if (!srv->nodes || !(e = node_get(srv->nodes, node, &i)))
+        return; /* bookkeeping only: out of memory loses a status line, not data */
+    e->last_seen_ms = ps_now_ms();
+    e->cursor = cursor;
+    snprintf(e->name, sizeof(e->name), "%s", peer->name);
+    snprintf(e->role, sizeof(e->role), "%s", peer->role_name);
+    snprintf(e->orgunit, sizeof(e->orgunit), "%s", peer->orgunit);
+    srv->nodes->dirty[i] = 1;
+}
+
+/* Reads a protobuf varint; 0 at the end or on a malformed one. */
+static int pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    *v = 0;
+    for (int shift = 0; *p < end && shift < 64; shift += 7) {
+        uint8_t b = *(*p)++;
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return 1;
+    }
+    return 0;
+}
+
+/* The cursor field of a PullBatch body, found by skipping its entries
+ * (no unpacking: a batch may hold thousands of records). */
+static int pull_batch_cursor(const uint8_t *p, const uint8_t *end, uint64_t *cursor)
+{
+    int found = 0;
+    while (p < end) {
+        uint64_t tag, v;
+        if (!pb_varint(&p, end, &tag))
+            return 0;
+        switch (tag & 7) {
+        case 0:
+            if (!pb_varint(&p, end, &v))
+                return 0;
+            if (tag >> 3 == 2) {
+                *cursor = v;
+                found = 1;
+            }
+            break;
+        case 2:
+            if (!pb_varint(&p, end, &v) || v > (uint64_t)(end - p))
+                return 0;
+            p += v;
+            break;
+        case 1:
+            if (end - p < 8)
+                return 0;
+            p += 8;
+            break;
+        case 5:
+            if (end - p < 4)
+                return 0;
+            p += 4;
+            break;
+        default: return 0;
+        }
+    }
+    return found;
+}
+
+void ps_nodes_pulled(ps_server_t *srv, const uint8_t node[PS_ID_LEN], const ps_buf_t *frame)
+{
+    const uint8_t *p = ps_buf_head(frame);
+    size_t len = ps_buf_size(frame), idx;
+    ps_node_info_t *e;
+    uint64_t cursor = 0;
+
+    if (!srv->nodes || len < PS_FRAME_HDR || p[4] != PS_MSG_PULL_BATCH)
+        return;
+    if (!pull_batch_cursor(p + PS_FRAME_HDR, p + len, &cursor))
+        return;
+    if (!(e = node_get(srv->nodes, node, &idx)))
+        return;
+    e->last_seen_ms = ps_now_ms();
+    e->cursor = cursor;
+    srv->nodes->dirty[idx] = 1;
+}
+
+size_t ps_nodes_take_dirty(ps_server_t *srv, ps_node_info_t **out)
+{
+    ps_nodes_t *t = srv->nodes;
+    size_t n = 0, k = 0;
+    *out = NULL;
+    if (!t)
+        return 0;
+    for (size_t i = 0; i < t->n; i++)
+        n += t->dirty[i] != 0;
+    if (n == 0 || !(*out = malloc(n * sizeof(**out))))
+        return 0;
+    for (size_t i = 0; i < t->n; i++)
+        if (t->dirty[i]) {
+            (*out)[k++] = t->v[i];
+            t->dirty[i] = 0;
+        }
+    return n;
+}
+
+void ps_nodes_redirty(ps_server_t *srv, const ps_node_info_t *v, size_t n)
+{
+    size_t idx;
+    for (size_t i = 0; srv->nodes && i < n; i++)
+        if (node_get(srv->nodes, v[i].node, &idx))
+            srv->nodes->dirty[idx] = 1;
+}
+
+void ps_nodes_foreach(ps_server_t *srv, void (*fn)(const ps_node_info_t *n, void *arg), void *arg)
+{
+    for (size_t i = 0; srv->nodes && i < srv->nodes->n; i++)
+        fn(&srv->nodes->v[i], arg);
+}
+
+/* --- NodeStatusRequest ---------------------------------------------------- */
+
+typedef struct status_job {
+    uv_work_t req;
+    ps_conn_t *c;
+    uint32_t request_id;
+    ps_node_info_t *live;
+    size_t nlive;
+    ps_buf_t reply;
+    int rc;
+} status_job_t;
+
+static void status_work(uv_work_t *req)
+{
+    status_job_t *j = req->data;
+    j->rc = ps_store_node_status(j->c->srv->store, j->live, j->nlive, j->request_id, &j->reply);
+}
+
+static void status_after(uv_work_t *req, int status)
+{
+    status_job_t *j = req->data;
+    ps_conn_t *c = j->c;
+    if (c->state != PS_CONN_CLOSING) {
+        if (status || j->rc)
+            ps_conn_error(c, j->request_id, j->rc ? j->rc : PS_EIO, 0, "NodeStatusRequest failed: %s",
+                          ps_strerror(j->rc ? j->rc : PS_EIO));
+        else
+            ps_conn_send(c, &j->reply);
+    }
+    ps_buf_free(&j->reply);
+    free(j->live);
+    free(j);
+    ps_conn_job_done(c);
+}
+
+int ps_nodes_status_request(ps_conn_t *c, const ps_frame_t *f)
+{
+    ps_nodes_t *t = c->srv->nodes;
+    status_job_t *j;
+
+    if (c->peer.role != PS_ROLE_ADMIN) {
+        ps_conn_error(c, f->request_id, PS_EACCES, 0, "role %s may not send NodeStatusRequest", c->peer.role_name);
+        return PS_EACCES;
+    }
+    j = calloc(1, sizeof(*j));
+    if (!j || (t && t->n && !(j->live = malloc(t->n * sizeof(*j->live))))) {
+        free(j);
+        ps_conn_error(c, f->request_id, PS_ENOMEM, 0, "out of memory");
+        return PS_ENOMEM;
+    }
+    /* The worker reads the store and a copy of the table, never the table. */
+    if (t && t->n) {
+        memcpy(j->live, t->v, t->n * sizeof(*j->live));
+        j->nlive = t->n;
+    }
+    j->c = c;
+    j->request_id = f->request_id;
+    j->req.data = j;
+    ps_buf_init(&j->reply);
+    c->busy = 1;
+    c->refs++;
+    if (uv_queue_work(c->srv->loop, &j->req, status_work, status_after) != 0) {
+        c->busy = 0;
+        c->refs--;
+        free(j->live);
+        free(j);
+        ps_conn_error(c, f->request_id, PS_EIO, 0, "NodeStatusRequest: cannot schedule the work");
+        return PS_EIO;
+    }
+    return PS_OK;
+}

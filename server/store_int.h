@@ -153,6 +153,18 @@ static inline int may_read_hdr(const ps_store_t *st, const ps_peer_t *peer, cons
     return may_read(st, peer, unit, other);
 }
 
+/* May this identity count records with this header?  Readers count what
+ * they may read; a viewer, who never receives a record, may count (and see
+ * quality findings by record id) within its own subtree. */
+static inline int may_count_hdr(const ps_store_t *st, const ps_peer_t *peer, const void *hdr)
+{
+    char unit[13];
+    if (peer->role != PS_ROLE_VIEWER)
+        return may_read_hdr(st, peer, hdr);
+    hdr_unit(hdr, HDR_UNIT, unit);
+    return within(st, unit, peer->orgunit);
+}
+
 /* The other place of a migration record, or "". */
 static inline const char *other_place(const Popsync__Record *r)
 {

@@ -228,7 +228,7 @@ int ps_store_query(ps_store_t *st, const ps_peer_t *peer, const Popsync__Query *
             continue;
         if (!q->include_deleted && (h[9] & REC_DELETED))
             continue;
-        if (!may_read_hdr(st, peer, h))
+        if (!may_count_hdr(st, peer, h))
             continue;
         hdr_unit(h, HDR_UNIT, unit);
         if (root && !within(st, unit, root))
@@ -911,7 +911,7 @@ int ps_store_report_quality(ps_store_t *st, const ps_peer_t *peer, const Popsync
         ps_verrs_t ve;
         ps_validate_ctx_t vc;
         char unit[13];
-        if (v.mv_size < REC_HDR || (h[9] & REC_DELETED) || !may_read_hdr(st, peer, h))
+        if (v.mv_size < REC_HDR || (h[9] & REC_DELETED) || !may_count_hdr(st, peer, h))
             continue;
         hdr_unit(h, HDR_UNIT, unit);
         if (root && !within(st, unit, root))

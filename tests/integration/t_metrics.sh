@@ -87,7 +87,8 @@ pass "pull lag per node follows the head"
 python3 - "$PORT" <<'PY'
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-s.sendall(b"\x16\x03\x01\x00\x05hello")  # not a real ClientHello
+s.settimeout(5)
+s.sendall(b"GET / HTTP/1.0\r\n\r\n")  # not TLS at all
 try:
     s.recv(100)
 except Exception:

@@ -632,9 +632,9 @@ static int parse_enum(const ProtobufCFieldDescriptor *f, const char *text, int *
  * malloc'd string or bytes that the caller stores or frees. */
 static int parse_value(const ProtobufCFieldDescriptor *f, const char *text, value_t *v, char *err, size_t errlen)
 {
-    int64_t i;
-    uint64_t u;
-    double d;
+    int64_t i = 0;
+    uint64_t u = 0;
+    double d = 0;
     int rc = PS_OK;
     const char *what = NULL;
 

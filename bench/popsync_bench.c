@@ -461,7 +461,7 @@ int main(int argc, char **argv)
     const char *keep = NULL;
     syncjob_t *jobs;
     double t_ingest, t_cold_town, t_cold_admin, t_incr, hs_full, hs_resumed, ms_report, ms_count;
-    uint64_t ingested = 0, cold_town = 0, cold_admin = 0, wire_in = 0, incr_changes = 0;
+    uint64_t ingested = 0, cold_town = 0, cold_admin = 0, wire_in = 0, wire_plain = 0, incr_changes = 0;
     long rss_base, rss_idle;
     struct rlimit rl;
 
@@ -568,6 +568,13 @@ int main(int argc, char **argv)
         t_cold_admin = run_syncs(&j, 1);
         cold_admin = j.stats.pulled;
         wire_in = j.stats.bytes_in;
+        /* f. The same pull without compression, for the wire comparison. */
+        memset(&j, 0, sizeof(j));
+        snprintf(j.dir, sizeof(j.dir), "%s/admin-plain", g_dir);
+        make_cache(j.dir, "admin", "admin", DISTRICT);
+        j.opts.no_compression = 1;
+        run_syncs(&j, 1);
+        wire_plain = j.stats.bytes_in;
     }
 
     /* c. Incremental: bring every township up to date (not timed), change 1%, sync all at once. */
@@ -650,18 +657,22 @@ int main(int argc, char **argv)
     printf("%-46s %14.1f\n", "   per idle connection, KB", idle ? (double)(rss_idle - rss_base) / (double)idle : 0);
     printf("%-46s %14.0f\n", "e. full handshakes/s", hs_full);
     printf("%-46s %14.0f\n", "   resumed handshakes/s", hs_resumed);
-    printf("%-46s %14.1f\n", "f. bytes on the wire per record (admin pull)", cold_admin ? (double)wire_in / (double)cold_admin : 0);
+    printf("%-46s %14.1f\n", "f. wire bytes per record, zstd (admin pull)", cold_admin ? (double)wire_in / (double)cold_admin : 0);
+    printf("%-46s %14.1f\n", "   wire bytes per record, uncompressed", cold_admin ? (double)wire_plain / (double)cold_admin : 0);
+    printf("%-46s %14.1f\n", "   compressed / uncompressed, %", wire_plain ? 100.0 * (double)wire_in / (double)wire_plain : 0);
     printf("%-46s %14.2f\n", "g. monthly report, ms", ms_report);
     printf("%-46s %14.2f\n", "   filtered count (persons by sex), ms", ms_count);
     printf("{\"persons\":%ld,\"townships\":%d,\"ingest_records_per_s\":%.0f,\"records_ingested\":%llu,"
            "\"cold_pull_township_per_s\":%.0f,\"cold_pull_admin_per_s\":%.0f,\"incremental_ms\":%.1f,"
            "\"incremental_changes\":%llu,\"idle_clients\":%ld,\"server_rss_idle_mb\":%.1f,\"rss_per_conn_kb\":%.1f,"
            "\"handshakes_full_per_s\":%.0f,\"handshakes_resumed_per_s\":%.0f,\"wire_bytes_per_record\":%.1f,"
+           "\"wire_bytes_per_record_uncompressed\":%.1f,"
            "\"monthly_report_ms\":%.2f,\"filtered_count_ms\":%.2f}\n",
            persons, towns, ingested / t_ingest, (unsigned long long)ingested, cold_town / t_cold_town,
            cold_admin / t_cold_admin, t_incr * 1000, (unsigned long long)incr_changes, idle, rss_idle / 1024.0,
            idle ? (double)(rss_idle - rss_base) / (double)idle : 0, hs_full, hs_resumed,
-           cold_admin ? (double)wire_in / (double)cold_admin : 0, ms_report, ms_count);
+           cold_admin ? (double)wire_in / (double)cold_admin : 0,
+           cold_admin ? (double)wire_plain / (double)cold_admin : 0, ms_report, ms_count);
     if (!keep) {
         char cmd[PATH_MAX + 16];
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);

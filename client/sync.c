@@ -79,6 +79,8 @@ typedef struct session {
     size_t fetch_pos;           /* next index of `pending_fetch` to request */
     idlist_t pending_fetch;     /* verify: ids to fetch or drop */
     uint8_t verify_want[256];   /* buckets that differed and were listed */
+    int zstd;                   /* compression agreed in Welcome */
+    ps_buf_t zin;               /* a decompressed body */
     uint64_t frames;
     uint8_t query_after[16];    /* list query: the next page starts after this id */
     size_t query_after_len;
@@ -139,6 +141,8 @@ static int send_msg(session_t *s, uint8_t type, const ProtobufCMessage *m)
     ps_buf_init(&b);
     s->waiting_req = ++s->next_req;
     rc = ps_msg_pack_frame(&b, type, s->waiting_req, m);
+    if (rc == PS_OK && s->zstd)
+        rc = ps_frame_compress(&b, 0);
     if (rc == PS_OK)
         rc = ps_stream_write(&s->stream, ps_buf_head(&b), ps_buf_size(&b));
     ps_buf_free(&b);
@@ -247,6 +251,7 @@ static void on_welcome(session_t *s, Popsync__Welcome *w)
     uint32_t want = s->opts->push_batch ? s->opts->push_batch : 1000;
 
     s->stats->head = w->head;
+    s->zstd = (w->features & PS_FEATURE_ZSTD) != 0;
     if (w->protocol_version != PS_PROTOCOL_VERSION) {
         sess_fail(s, PS_EPROTO, "server speaks protocol %u, we speak %u", w->protocol_version, PS_PROTOCOL_VERSION);
         return;
@@ -590,11 +595,18 @@ static void handle_frame(session_t *s, const ps_frame_t *f)
 {
     ProtobufCMessage *m = NULL;
     int rc;
-    if (f->flags != 0 || f->reserved != 0) {
+    if ((f->flags & ~PS_FRAME_FLAG_ZSTD) || f->reserved != 0 || ((f->flags & PS_FRAME_FLAG_ZSTD) && !s->zstd)) {
         sess_fail(s, PS_EPROTO, "server sent a frame with unknown flags");
         return;
     }
-    rc = ps_msg_unpack(f->type, f->body, f->body_len, &m);
+    {
+        const uint8_t *body;
+        size_t len;
+        rc = ps_frame_plain_body(f->body, f->body_len, (f->flags & PS_FRAME_FLAG_ZSTD) != 0, 64u << 20, &s->zin,
+                                 &body, &len);
+        if (rc == PS_OK)
+            rc = ps_msg_unpack(f->type, body, len, &m);
+    }
     if (rc) {
         sess_fail(s, PS_EPROTO, "malformed %s from server", ps_frame_type_name(f->type));
         return;
@@ -685,6 +697,8 @@ static void on_handshake(ps_stream_t *st, int status)
     h.node.len = PS_ID_LEN;
     h.cursor = m->cursor;
     h.software = "popsync 0.1.0";
+    if (!s->opts->no_compression && !(getenv("POPSYNC_NO_COMPRESSION") && *getenv("POPSYNC_NO_COMPRESSION") == '1'))
+        h.features = PS_FEATURE_ZSTD;
     s->state = ST_HELLO;
     send_msg(s, PS_MSG_HELLO, &h.base);
 }
@@ -793,6 +807,8 @@ int ps_sync_run(ps_cache_t *cache, const ps_sync_opts_t *opts, ps_sync_stats_t *
     free(s.refetch.ids);
     free(s.fetching.ids);
     free(s.pending_fetch.ids);
+    ps_buf_free(&s.zin);
+    ps_msg_thread_cleanup();
     stats->bytes_in = s.stream.bytes_in;
     stats->bytes_out = s.stream.bytes_out;
     uv_loop_close(&s.loop);

@@ -21,6 +21,7 @@ typedef struct ps_sync_opts {
     int no_sync;             /**< skip push and pull (with list_conflicts) */
     int verify;              /**< after the sync, compare digests and repair what differs */
     int push_only;           /**< stop after the outbox is pushed (benchmarks) */
+    int no_compression;      /**< do not offer zstd (also: POPSYNC_NO_COMPRESSION=1) */
     int list_conflicts;      /**< ask for the conflicts in our scope and pass them to on_conflicts */
     int include_resolved;    /**< with list_conflicts */
     /** Receives the ConflictListResult (valid during the call only). */

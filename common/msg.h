@@ -42,6 +42,31 @@ int ps_msg_unpack_desc(const ProtobufCMessageDescriptor *d, const uint8_t *body,
 /** Frees a message from ps_msg_unpack*. */
 void ps_msg_free(ProtobufCMessage *msg);
 
+/* --- compression (docs/protocol.md, "Compression") --- */
+
+#define PS_FEATURE_ZSTD 0x01u        /**< Hello/Welcome feature bit: zstd frame bodies */
+#define PS_ZSTD_MIN_BODY 512u        /**< smaller bodies are never compressed */
+
+/**
+ * Compresses the body of the whole frame at out[start..] in place when it is
+ * at least PS_ZSTD_MIN_BODY bytes and compression makes it smaller; sets
+ * flag bit 0 and fixes the length.  Frames after start are left alone, so
+ * call it once per frame.  Returns PS_OK (also when left as is) or PS_ENOMEM.
+ */
+int ps_frame_compress(ps_buf_t *out, size_t start);
+/** Frees this thread's compression contexts (threads that end call it). */
+void ps_msg_thread_cleanup(void);
+/** Compresses every whole frame in out[start..]. */
+int ps_frames_compress(ps_buf_t *out, size_t start);
+/**
+ * The plain body of a frame: its own bytes, or, when flag bit 0 is set,
+ * the zstd frame decompressed into scratch (at most max bytes, checked from
+ * the zstd header before anything is allocated).  PS_EPROTO for a corrupt or
+ * oversized body.
+ */
+int ps_frame_plain_body(const uint8_t *body, size_t len, int compressed, size_t max, ps_buf_t *scratch,
+                        const uint8_t **plain, size_t *plain_len);
+
 /* --- hand-encoded PullBatch, so stored records are sent without re-encoding --- */
 
 /**

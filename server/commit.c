@@ -39,6 +39,10 @@ static void commit_work(uv_work_t *req)
 {
     ps_server_t *srv = req->data;
     ps_store_apply(srv->store, srv->commit_batch);
+    /* Compress here, off the loop thread, for clients that asked. */
+    for (ps_push_job_t *j = srv->commit_batch; j; j = j->next)
+        if (j->compress)
+            ps_frames_compress(&j->reply, 0);
 }
 
 static void commit_after(uv_work_t *req, int status)

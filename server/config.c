@@ -202,15 +202,19 @@ static int set_value(ps_server_opts_t *o, const ckey_t *k, const char *value, ch
 static int on_key(void *user, const char *section, const char *name, const char *value)
 {
     parse_ctx_t *x = user;
-    const ckey_t *other = NULL;
-    char why[256];
+    char why[256], where[128] = "";
+    size_t n = 0;
 
     for (size_t i = 0; i < sizeof(g_keys) / sizeof(g_keys[0]); i++) {
         const ckey_t *k = &g_keys[i];
         if (strcmp(k->name, name) != 0)
             continue;
         if (strcmp(k->section, section) != 0) {
-            other = k;
+            /* Remember where it would belong, for the message. */
+            n += (size_t)snprintf(where + n, n < sizeof(where) ? sizeof(where) - n : 0, "%s[%s]", n ? " or " : "",
+                                  k->section);
+            if (n >= sizeof(where))
+                n = sizeof(where) - 1;
             continue;
         }
         if (set_value(x->opts, k, value, why, sizeof(why)) != PS_OK)
@@ -218,10 +222,10 @@ static int on_key(void *user, const char *section, const char *name, const char 
         return 1;
     }
     if (!*section)
-        problem(x->cfg, x->line, "key '%s' outside a section%s%s%s", name, other ? " (it belongs in [" : "",
-                other ? other->section : "", other ? "])" : "");
-    else if (other)
-        problem(x->cfg, x->line, "unknown key '%s' in [%s] (it belongs in [%s])", name, section, other->section);
+        problem(x->cfg, x->line, "key '%s' outside a section%s%s%s", name, n ? " (it belongs in " : "", where,
+                n ? ")" : "");
+    else if (n)
+        problem(x->cfg, x->line, "unknown key '%s' in [%s] (it belongs in %s)", name, section, where);
     else
         problem(x->cfg, x->line, "unknown key '%s' in [%s]", name, section);
     return 1; /* go on: report every problem */

@@ -24,6 +24,7 @@ static void conn_unref(ps_conn_t *c)
 {
     if (--c->refs > 0)
         return;
+    ps_buf_free(&c->zin);
     free(c);
 }
 

@@ -110,6 +110,8 @@ struct ps_conn {
     int refs;                 /**< 1 while open, +1 per job in flight */
     int busy;                 /**< a request is being served off the loop */
     uint8_t node[PS_ID_LEN];  /**< from Hello */
+    uint32_t features;        /**< agreed in Hello/Welcome (PS_FEATURE_*) */
+    ps_buf_t zin;             /**< decompressed body of the frame being handled */
     ps_peer_t peer;           /**< from the certificate */
     ps_conn_t *prev, *next;
 };

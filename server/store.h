@@ -53,6 +53,7 @@ typedef struct ps_push_job {
     ps_peer_t peer;            /**< the certificate's identity */
     Popsync__Push *push;       /**< decoded Push (owned by the job's creator) */
     uint32_t request_id;
+    int compress;              /**< compress the reply (agreed with the client) */
     /* outputs */
     ps_buf_t reply;            /**< a whole PushResult frame (or Error frame) */
     int status;                /**< PS_OK, or the error that failed the whole transaction */

@@ -31,6 +31,7 @@ typedef struct read_job {
     ProtobufCMessage *msg;   /* the request, for requests with lists (owned) */
     ps_buf_t reply;
     int rc;
+    int compress;            /* compress the reply frames (agreed in Hello) */
     char err[256];           /* why a query or report could not run (no personal data) */
 } read_job_t;
 
@@ -81,6 +82,9 @@ static void read_work(uv_work_t *req)
         break;
     default: j->rc = PS_EPROTO; break;
     }
+    /* Compression happens here, off the loop thread. */
+    if (j->rc == PS_OK && j->compress)
+        j->rc = ps_frames_compress(&j->reply, 0);
 }
 
 static void send_welcome(read_job_t *j)
@@ -98,7 +102,7 @@ static void send_welcome(read_job_t *j)
     w.orgunit = c->peer.orgunit;
     w.max_frame = srv->opts.max_frame;
     w.max_batch = srv->opts.max_push_changes;
-    w.features = 0;
+    w.features = c->features;
     w.node_high_water = j->hw;
     w.server_hlc = ps_now_ms() << 16;
     if (srv->units) {
@@ -139,6 +143,7 @@ static int queue_read(ps_conn_t *c, read_job_t *j)
 {
     j->c = c;
     j->req.data = j;
+    j->compress = (c->features & PS_FEATURE_ZSTD) != 0;
     ps_buf_init(&j->reply);
     c->busy = 1;
     c->refs++;
@@ -175,6 +180,8 @@ static int on_hello(ps_conn_t *c, const ps_frame_t *f, Popsync__Hello *h)
         return PS_EPROTO;
     }
     memcpy(c->node, h->node.data, PS_ID_LEN);
+    /* The features both sides support; today only zstd bodies. */
+    c->features = h->features & PS_FEATURE_ZSTD;
     ps_nodes_seen(c->srv, c->node, &c->peer, h->cursor);
     j = calloc(1, sizeof(*j));
     if (!j) {
@@ -240,6 +247,7 @@ static int on_push(ps_conn_t *c, const ps_frame_t *f, Popsync__Push *p)
     job->peer = c->peer;
     job->push = p;
     job->request_id = f->request_id;
+    job->compress = (c->features & PS_FEATURE_ZSTD) != 0;
     job->owner = c;
     ps_buf_init(&job->reply);
     c->busy = 1;
@@ -335,7 +343,7 @@ int ps_sync_dispatch(ps_conn_t *c, const ps_frame_t *f)
         ps_conn_error(c, f->request_id, PS_EPROTO, 0, "unknown frame flags 0x%02x or reserved bits set", f->flags);
         return PS_EPROTO;
     }
-    if (f->flags & PS_FRAME_FLAG_ZSTD) {
+    if ((f->flags & PS_FRAME_FLAG_ZSTD) && !(c->features & PS_FEATURE_ZSTD)) {
         ps_conn_error(c, f->request_id, PS_EPROTO, 0, "compressed frame but compression was not agreed in Hello");
         return PS_EPROTO;
     }
@@ -362,7 +370,14 @@ int ps_sync_dispatch(ps_conn_t *c, const ps_frame_t *f)
         ps_conn_error(c, f->request_id, PS_EPROTO, 1, "%s before Hello", ps_frame_type_name(f->type));
         return PS_EPROTO;
     }
-    rc = ps_msg_unpack(f->type, f->body, f->body_len, &m);
+    {
+        const uint8_t *body;
+        size_t len;
+        rc = ps_frame_plain_body(f->body, f->body_len, (f->flags & PS_FRAME_FLAG_ZSTD) != 0, c->srv->opts.max_frame,
+                                 &c->zin, &body, &len);
+        if (rc == PS_OK)
+            rc = ps_msg_unpack(f->type, body, len, &m);
+    }
     if (rc) {
         ps_conn_error(c, f->request_id, rc, 1, "malformed %s body (%s)", ps_frame_type_name(f->type),
                       ps_strerror(rc));

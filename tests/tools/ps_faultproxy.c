@@ -20,6 +20,9 @@
  */
 #include <uv.h>
 
+#include <arpa/inet.h>
+#include <signal.h>
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,9 +93,8 @@ static void print_stats(void)
             g_conns, g_cuts, g_stalls, g_bytes_up, g_bytes_down);
 }
 
-static void on_handle_closed(uv_handle_t *h)
+static void pc_handle_closed(pconn_t *pc)
 {
-    pconn_t *pc = h->data;
     if (--pc->open_handles > 0)
         return;
     for (side_t *s = &pc->up; s; s = s == &pc->up ? &pc->down : NULL) {
@@ -105,17 +107,27 @@ static void on_handle_closed(uv_handle_t *h)
     free(pc);
 }
 
+static void on_tcp_closed(uv_handle_t *h)
+{
+    pc_handle_closed(h->data);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    pc_handle_closed(((side_t *)h->data)->pc);
+}
+
 static void pc_close(pconn_t *pc)
 {
     if (pc->closing)
         return;
     pc->closing = 1;
-    uv_close((uv_handle_t *)&pc->a, on_handle_closed);
-    uv_close((uv_handle_t *)&pc->b, on_handle_closed);
-    uv_close((uv_handle_t *)&pc->up.flush, on_handle_closed);
-    uv_close((uv_handle_t *)&pc->down.flush, on_handle_closed);
-    uv_close((uv_handle_t *)&pc->up.unstall, on_handle_closed);
-    uv_close((uv_handle_t *)&pc->down.unstall, on_handle_closed);
+    uv_close((uv_handle_t *)&pc->a, on_tcp_closed);
+    uv_close((uv_handle_t *)&pc->b, on_tcp_closed);
+    uv_close((uv_handle_t *)&pc->up.flush, on_timer_closed);
+    uv_close((uv_handle_t *)&pc->down.flush, on_timer_closed);
+    uv_close((uv_handle_t *)&pc->up.unstall, on_timer_closed);
+    uv_close((uv_handle_t *)&pc->down.unstall, on_timer_closed);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -370,10 +382,7 @@ static void on_conn(uv_stream_t *server, int status)
     pc->a.data = pc->b.data = pc;
     side_init(&pc->up, pc, &pc->a, &pc->b);
     side_init(&pc->down, pc, &pc->b, &pc->a);
-    pc->up.flush.data = &pc->up;
     pc->open_handles = 6;
-    /* on_handle_closed finds the pair through every handle's data. */
-    pc->up.flush.data = &pc->up;
     if (uv_accept(server, (uv_stream_t *)&pc->a) != 0) {
         pc_close(pc);
         return;
@@ -467,6 +476,7 @@ int main(int argc, char **argv)
     }
     g_to_port = (int)to;
     g_rng = seed;
+    signal(SIGPIPE, SIG_IGN); /* a peer that went away is an error return, not death */
     g_loop = uv_default_loop();
     uv_tcp_init(g_loop, &g_listener);
     uv_ip4_addr("127.0.0.1", 0, &addr);
@@ -491,7 +501,6 @@ int main(int argc, char **argv)
     fflush(stdout);
     uv_timer_init(g_loop, &deadline);
     uv_timer_start(&deadline, on_deadline, max_seconds * 1000, 0);
-    uv_unref((uv_handle_t *)&deadline);
     uv_signal_init(g_loop, &sigterm);
     uv_signal_start(&sigterm, on_signal, SIGTERM);
     uv_signal_init(g_loop, &sigint);

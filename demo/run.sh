@@ -46,8 +46,10 @@ i=0
 for t in "${towns[@]}"; do
     code=${t%%,*}
     i=$((i + 1))
+    # Each device's cache is encrypted at rest under its own key file.
     "$PS" --data "$OUT/town-$code" init --server "127.0.0.1:$port" --ca "$OUT/pki/ca.crt" \
-        --cert "$OUT/pki/town-$code.crt" --key "$OUT/pki/town-$code.key" --orgunits "$UNITS" >/dev/null
+        --cert "$OUT/pki/town-$code.crt" --key "$OUT/pki/town-$code.key" --orgunits "$UNITS" \
+        --key-file "$OUT/town-$code.cachekey" >/dev/null
     printf '   %-28s ' "${t#*,} ($code)"
     "$PS" --data "$OUT/town-$code" generate --persons "$PERSONS_PER_UNIT" --seed "$i" --orgunits "$UNITS"
 done
@@ -70,7 +72,8 @@ awk -v s="$start" -v e="$end" 'BEGIN {printf "   all pushes done in %.2f s\n", e
 
 echo "== the district administrator pulls everything"
 "$PS" --data "$OUT/admin" init --server "127.0.0.1:$port" --ca "$OUT/pki/ca.crt" \
-    --cert "$OUT/pki/district-admin.crt" --key "$OUT/pki/district-admin.key" >/dev/null
+    --cert "$OUT/pki/district-admin.crt" --key "$OUT/pki/district-admin.key" \
+    --key-file "$OUT/admin.cachekey" >/dev/null
 "$PS" --data "$OUT/admin" sync --quiet --json
 
 echo "== what each node holds"
@@ -85,6 +88,22 @@ printf '   %-28s %s\n' "district admin" \
 
 echo "== consolidated view at the district (popsync stats on the admin's cache)"
 "$PS" --data "$OUT/admin" stats
+
+# The month just ended: the generator spreads its events over the last
+# years, so that month has data in every township.
+month=$(date -d "$(date +%Y-%m-01) -1 day" +%Y-%m)
+echo "== the district's monthly statistical report for $month (counters kept by popsyncd)"
+"$PS" --data "$OUT/admin" report monthly --month "$month" --lang zh
+echo
+"$PS" --data "$OUT/admin" report monthly --month "$month" --lang en
+echo "== data-quality report (summary)"
+"$PS" --data "$OUT/admin" report quality --format json | python3 -c '
+import json, sys, collections
+r = json.load(sys.stdin)
+issues = r.get("issues", r) if isinstance(r, dict) else r
+c = collections.Counter(i.get("check") for i in issues)
+print("   " + (", ".join("%s: %d" % kv for kv in sorted(c.items())) or "no issues"))' 2>/dev/null \
+  || "$PS" --data "$OUT/admin" report quality | tail -5
 
 kill -TERM $server
 wait $server

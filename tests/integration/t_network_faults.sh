@@ -70,7 +70,9 @@ pending() {
 }
 
 total_checked=0
+mi=0
 for mode in delay cut stall; do
+    mi=$((mi + 1))
     case $mode in
         delay) start_proxy --seed "$SEED" --delay 30; opts=(--timeout 30000) ;;
         cut) start_proxy --seed "$SEED" --cut-prob 70 --cut-max 40000; opts=(--timeout 30000 --batch 100) ;;
@@ -81,7 +83,7 @@ for mode in delay cut stall; do
     ATTEMPTS=0
     via "p_$mode" town1
     via "q_$mode" town1
-    ps --data "$T/p_$mode" generate --persons 200 --seed "$((SEED * 10 + ${#mode}))" >/dev/null
+    ps --data "$T/p_$mode" generate --persons 200 --seed "$((SEED * 10 + mi))" >/dev/null
     sync_until "p_$mode" 60 "${opts[@]}"
     expect_eq "$(pending "p_$mode")" 0 "$mode: outbox drained"
     # Edits and deletes of records the server has, through the same faults.

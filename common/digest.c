@@ -11,11 +11,19 @@ static uint64_t mix(uint64_t z)
     return z ^ (z >> 31);
 }
 
+/* Little-endian load, whatever this machine's byte order: both sides of
+ * a verify must compute the same digests. */
+static uint64_t le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
 static uint64_t id_hash(const uint8_t id[16])
 {
-    uint64_t a, b;
-    memcpy(&a, id, 8);
-    memcpy(&b, id + 8, 8);
+    uint64_t a = le64(id), b = le64(id + 8);
     return mix(a ^ mix(b + 0x9e3779b97f4a7c15ull));
 }
 

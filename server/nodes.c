@@ -157,18 +157,23 @@ static int pull_batch_cursor(const uint8_t *p, const uint8_t *end, uint64_t *cur
     return found;
 }
 
-void ps_nodes_pulled(ps_server_t *srv, const uint8_t node[PS_ID_LEN], const ps_buf_t *frame)
+int ps_nodes_batch_cursor(const ps_buf_t *frame, uint64_t *cursor)
 {
     const uint8_t *p = ps_buf_head(frame);
-    size_t len = ps_buf_size(frame), idx;
-    ps_node_info_t *e;
-    uint64_t cursor = 0;
+    size_t len = ps_buf_size(frame);
 
-    if (!srv->nodes || len < PS_FRAME_HDR || p[4] != PS_MSG_PULL_BATCH)
-        return;
-    if (!pull_batch_cursor(p + PS_FRAME_HDR, p + len, &cursor))
-        return;
-    if (!(e = node_get(srv->nodes, node, &idx)))
+    *cursor = 0;
+    if (len < PS_FRAME_HDR || p[4] != PS_MSG_PULL_BATCH || (p[5] & PS_FRAME_FLAG_ZSTD))
+        return PS_EINVAL;
+    return pull_batch_cursor(p + PS_FRAME_HDR, p + len, cursor) ? PS_OK : PS_EPROTO;
+}
+
+void ps_nodes_pulled(ps_server_t *srv, const uint8_t node[PS_ID_LEN], uint64_t cursor)
+{
+    ps_node_info_t *e;
+    size_t idx;
+
+    if (!srv->nodes || cursor == 0 || !(e = node_get(srv->nodes, node, &idx)))
         return;
     e->last_seen_ms = ps_now_ms();
     e->cursor = cursor;

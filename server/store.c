@@ -760,6 +760,9 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
                 for (size_t i = 0; i < nchanged; i++)
                     if (strcmp(changed[i], "submitted_date") && strcmp(changed[i], "feedback_date"))
                         ps_verrs_add(verrs, changed[i], "the other place may set only submitted_date and feedback_date");
+                /* A tombstone changes no field, so it needs its own check. */
+                if (r->deleted != cur->deleted)
+                    ps_verrs_add(verrs, "deleted", "the other place may not delete or restore the record");
                 if (verrs->n > 0)
                     goto out;
                 other_place_edit = 1;

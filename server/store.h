@@ -91,7 +91,7 @@ int ps_store_apply(ps_store_t *st, ps_push_job_t *jobs);
 int ps_store_pull(ps_store_t *st, const ps_peer_t *peer, uint64_t cursor, uint32_t max_records,
                   uint32_t max_bytes, uint32_t request_id, ps_buf_t *out);
 
-/** Reads a node's high-water mark (0 when unknown) and records that it was seen. */
+/** Reads a node's high-water mark (0 when unknown).  Read-only. */
 int ps_store_node_hello(ps_store_t *st, const uint8_t node[PS_ID_LEN], uint64_t cursor, uint64_t *hw);
 
 /** A whole ConflictListResult frame: conflicts this peer may see. */

@@ -26,6 +26,7 @@ typedef struct read_job {
     uint64_t cursor;
     uint32_t max_records, max_bytes;
     uint64_t hw;
+    uint64_t new_cursor;     /* Pull: the batch's cursor, 0 if unknown (nodes.c) */
     ps_peer_t peer;
     uint8_t node[PS_ID_LEN];
     ProtobufCMessage *msg;   /* the request, for requests with lists (owned) */
@@ -43,6 +44,8 @@ static void read_work(uv_work_t *req)
     case PS_MSG_HELLO: j->rc = ps_store_node_hello(st, j->node, j->cursor, &j->hw); break;
     case PS_MSG_PULL:
         j->rc = ps_store_pull(st, &j->peer, j->cursor, j->max_records, j->max_bytes, j->request_id, &j->reply);
+        if (j->rc == PS_OK) /* before compression: the node's cursor once it applies the batch */
+            ps_nodes_batch_cursor(&j->reply, &j->new_cursor);
         break;
     case PS_MSG_CONFLICT_LIST: {
         Popsync__ConflictList *cl = (Popsync__ConflictList *)j->msg;
@@ -129,7 +132,7 @@ static void read_after(uv_work_t *req, int status)
             send_welcome(j);
         } else {
             if (j->type == PS_MSG_PULL)
-                ps_nodes_pulled(c->srv, c->node, &j->reply); /* status --all, pull lag */
+                ps_nodes_pulled(c->srv, c->node, j->new_cursor); /* status --all, pull lag */
             ps_conn_send(c, &j->reply);
         }
     }

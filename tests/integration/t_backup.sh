@@ -18,8 +18,10 @@ done
 
 # The ingest: three townships sync at once, in small pushes so that it
 # lasts long enough to back up in the middle of it.
+pids=()
 for t in t1 t2 t3; do
-    ( ps --data "$T/$t" sync --quiet --batch 25 >"$T/$t.sync.log" 2>&1; echo $? >"$T/$t.rc" ) &
+    ( set +e; ps --data "$T/$t" sync --quiet --batch 25 >"$T/$t.sync.log" 2>&1; echo $? >"$T/$t.rc" ) &
+    pids+=($!)
 done
 head_now() { ps --data "$T/adm" sync --quiet >/dev/null 2>&1; ps --data "$T/adm" status --json |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["cursor"])'; }
@@ -31,7 +33,7 @@ done
 out=$("$POPSYNCD" backup --data "$T/server" --to "$T/backup.mdb") || fail "backup: $out"
 echo "$out" | grep -q "backup of $T/server written to $T/backup.mdb" || fail "backup output: $out"
 [ -s "$T/backup.mdb" ] && [ ! -e "$T/backup.mdb.tmp" ] || fail "backup file not in place"
-wait
+wait "${pids[@]}"
 for t in t1 t2 t3; do expect_eq "$(cat "$T/$t.rc")" 0 "sync of $t during the backup ($(cat "$T/$t.sync.log"))"; done
 ps --data "$T/adm" sync --quiet
 final=$(ps --data "$T/adm" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["cursor"])')

@@ -102,6 +102,16 @@ sync_all
 for c in a b admin; do
     expect_eq "$(field "$c" "$m" 'r["employer"]')" 钢城钢铁公司 "A's employer kept in $c"
 done
+# Nor may B delete A's record: a tombstone changes no field, and is refused
+# on its own account.
+sq b delete "$m"
+out=$(sq b sync 2>&1 || true)
+echo "$out" | grep -q "1 rejected" || fail "the other place's delete was not rejected: $out"
+sq b status | grep -q "rejected $m: deleted" || fail "status does not say why the delete was refused"
+sync_all
+for c in a b admin; do
+    expect_eq "$(field "$c" "$m" 'r["deleted"]')" False "A's record still live in $c"
+done
 stop_server
 finish_soft
 pass "two-place exchange: dates sync both ways, other fields stay the owner's"

@@ -16,6 +16,7 @@ static void usage(FILE *f)
             "\n"
             "commands:\n"
             "  init --server HOST:PORT --ca FILE --cert FILE --key FILE [--server-name NAME]\n"
+            "       [--orgunits FILE] [--key-file FILE]\n"
             "                          make a local cache for this device\n"
             "  add KIND --set FIELD=VALUE ... | --json '{...}'\n"
             "                          add a record offline; prints its id\n"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds, and runs every test
-# with ctest, then again built with AddressSanitizer + UndefinedBehaviorSanitizer.
+# with ctest, then again built with AddressSanitizer + UndefinedBehaviorSanitizer,
+# then runs each libFuzzer target (scripts/fuzz.sh) for PS_FUZZ_SECONDS (60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -15,4 +16,7 @@ scripts/build.sh --asan
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 (cd build-asan && ctest --output-on-failure -j"$jobs")
-echo "=== all tests passed, normal and under ASan+UBSan"
+
+echo "=== fuzz (libFuzzer, ASan + UBSan): every target ${PS_FUZZ_SECONDS:-60} s, two at a time"
+scripts/fuzz.sh "${PS_FUZZ_SECONDS:-60}"
+echo "=== all tests passed, normal and under ASan+UBSan, and the fuzz targets found nothing"

@@ -16,8 +16,6 @@ total=$(ps --data "$T/t1" status --json | python3 -c 'import json,sys; s=json.lo
 out=$("$POPSYNCD" audit verify --data "$T/server")
 echo "$out" | grep -q "audit log intact: $((total + 2)) entries" || fail "live verify: $out (expected $((total + 2)) entries)"
 stop_server
-# No names or ID numbers in the audit log either.
-"$PS_LMDBPOKE" "$T/server" audit list | head -3 >/dev/null
 
 cp -a "$T/server" "$T/altered"
 cp -a "$T/server" "$T/removed"

@@ -1301,6 +1301,55 @@ int ps_cache_set_orgunits(ps_cache_t *c, const uint8_t *csv, size_t len, const u
     return mrc ? db_err(mrc) : PS_OK;
 }
 
+int ps_cache_set_tls_session(ps_cache_t *c, const uint8_t *sess, size_t len)
+{
+    MDB_txn *txn = NULL;
+    int mrc, rc;
+    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+        return db_err(mrc);
+    /* The session holds the TLS master secret: sealed like a record. */
+    if (len == 0) {
+        MDB_val k = {11, "tls_session"};
+        mrc = mdb_del(txn, c->meta, &k, NULL);
+        rc = mrc && mrc != MDB_NOTFOUND ? db_err(mrc) : PS_OK;
+    } else {
+        rc = meta_put_sealed(c, txn, "tls_session", sess, len);
+    }
+    if (rc) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    mrc = mdb_txn_commit(txn);
+    return mrc ? db_err(mrc) : PS_OK;
+}
+
+int ps_cache_get_tls_session(ps_cache_t *c, ps_buf_t *out)
+{
+    MDB_txn *txn = NULL;
+    MDB_val k = {11, "tls_session"}, v;
+    ps_buf_t plain;
+    const uint8_t *p;
+    size_t n;
+    int mrc, rc;
+    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
+        return db_err(mrc);
+    mrc = mdb_get(txn, c->meta, &k, &v);
+    if (mrc) {
+        mdb_txn_abort(txn);
+        return mrc == MDB_NOTFOUND ? PS_ENOTFOUND : db_err(mrc);
+    }
+    ps_buf_init(&plain);
+    rc = open_with(c->aead, &plain, DB_META, &k, &v, &p, &n);
+    if (rc == PS_OK) {
+        ps_buf_reset(out);
+        rc = ps_buf_append(out, p, n);
+    }
+    ps_zeroize(ps_buf_head(&plain), ps_buf_size(&plain));
+    ps_buf_free(&plain);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
 int ps_cache_set_last_sync(ps_cache_t *c, uint64_t ms)
 {
     MDB_txn *txn = NULL;

@@ -44,6 +44,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
 #include "ids.h"
 
 #include "records.pb-c.h"
@@ -151,6 +152,12 @@ int ps_cache_put_resolution(ps_cache_t *c, Popsync__Record *r, const uint8_t cid
 int ps_cache_get_orgunits(ps_cache_t *c, uint8_t **csv, size_t *len, uint8_t digest[32]);
 /** Replaces the cache's org-unit file. */
 int ps_cache_set_orgunits(ps_cache_t *c, const uint8_t *csv, size_t len, const uint8_t digest[32]);
+
+/** Keeps the TLS session of the last connection (sealed: it holds the
+ *  master secret) so the next sync can resume it; len 0 forgets it. */
+int ps_cache_set_tls_session(ps_cache_t *c, const uint8_t *sess, size_t len);
+/** The kept TLS session into out; PS_ENOTFOUND when none. */
+int ps_cache_get_tls_session(ps_cache_t *c, ps_buf_t *out);
 
 /** Records a completed sync. */
 int ps_cache_set_last_sync(ps_cache_t *c, uint64_t ms);

@@ -691,6 +691,14 @@ static void on_handshake(ps_stream_t *st, int status)
         sess_fail(s, PS_ETLS, "TLS handshake with %s failed: %s", m->server, ps_tls_last_error(st->tls));
         return;
     }
+    {
+        ps_buf_t sess;
+        ps_buf_init(&sess);
+        if (ps_tls_session_save(st->tls, &sess) == PS_OK && ps_buf_size(&sess))
+            ps_cache_set_tls_session(s->cache, ps_buf_head(&sess), ps_buf_size(&sess));
+        ps_zeroize(ps_buf_head(&sess), ps_buf_size(&sess));
+        ps_buf_free(&sess);
+    }
     h.protocol_version = PS_PROTOCOL_VERSION;
     h.node.data = (uint8_t *)m->node;
     h.node.len = PS_ID_LEN;
@@ -793,6 +801,16 @@ int ps_sync_run(ps_cache_t *cache, const ps_sync_opts_t *opts, ps_sync_stats_t *
         snprintf(err, errlen, "TLS setup failed: %s", ps_strerror(rc));
         ps_tls_conf_free(s.conf);
         return rc;
+    }
+    {
+        /* Resume the last session when the server still honours its
+         * ticket: a reconnecting device skips the full handshake. */
+        ps_buf_t sess;
+        ps_buf_init(&sess);
+        if (ps_cache_get_tls_session(cache, &sess) == PS_OK && ps_buf_size(&sess))
+            ps_tls_session_resume(tls, ps_buf_head(&sess), ps_buf_size(&sess));
+        ps_zeroize(ps_buf_head(&sess), ps_buf_size(&sess));
+        ps_buf_free(&sess);
     }
     uv_loop_init(&s.loop);
     ps_stream_init(&s.stream, &s.loop, tls, &sess_cbs, &s);

@@ -1344,7 +1344,8 @@ int ps_cache_get_tls_session(ps_cache_t *c, ps_buf_t *out)
         ps_buf_reset(out);
         rc = ps_buf_append(out, p, n);
     }
-    ps_zeroize(ps_buf_head(&plain), ps_buf_size(&plain));
+    if (ps_buf_size(&plain))
+        ps_zeroize(ps_buf_head(&plain), ps_buf_size(&plain));
     ps_buf_free(&plain);
     mdb_txn_abort(txn);
     return rc;

@@ -696,7 +696,8 @@ static void on_handshake(ps_stream_t *st, int status)
         ps_buf_init(&sess);
         if (ps_tls_session_save(st->tls, &sess) == PS_OK && ps_buf_size(&sess))
             ps_cache_set_tls_session(s->cache, ps_buf_head(&sess), ps_buf_size(&sess));
-        ps_zeroize(ps_buf_head(&sess), ps_buf_size(&sess));
+        if (ps_buf_size(&sess))
+            ps_zeroize(ps_buf_head(&sess), ps_buf_size(&sess));
         ps_buf_free(&sess);
     }
     h.protocol_version = PS_PROTOCOL_VERSION;
@@ -809,7 +810,8 @@ int ps_sync_run(ps_cache_t *cache, const ps_sync_opts_t *opts, ps_sync_stats_t *
         ps_buf_init(&sess);
         if (ps_cache_get_tls_session(cache, &sess) == PS_OK && ps_buf_size(&sess))
             ps_tls_session_resume(tls, ps_buf_head(&sess), ps_buf_size(&sess));
-        ps_zeroize(ps_buf_head(&sess), ps_buf_size(&sess));
+        if (ps_buf_size(&sess))
+            ps_zeroize(ps_buf_head(&sess), ps_buf_size(&sess));
         ps_buf_free(&sess);
     }
     uv_loop_init(&s.loop);

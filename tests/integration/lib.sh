@@ -20,12 +20,27 @@ TOWN1=110105001000
 TOWN2=110105002000
 TOWN3=110105003000
 
+# Every test's logs outlive it, for t_log_privacy.sh (which scans them for
+# personal data) and for people: $T/*.log, *.err and *.stderr are copied to
+# $PS_TEST_LOGS (default: test-logs next to the tests' TMPDIR, i.e. in the
+# build directory) under <test name>-<pid>/ before $T is removed.
+PS_TEST_LOGS=${PS_TEST_LOGS:-$( [ -n "${TMPDIR:-}" ] && echo "$TMPDIR/../test-logs" || echo /tmp/popsync-test-logs)}
+save_logs() {
+    local dest f
+    dest="$PS_TEST_LOGS/$(basename "$0" .sh)-$$"
+    for f in "$T"/*.log "$T"/*.err "$T"/*.stderr; do
+        [ -f "$f" ] || continue
+        mkdir -p "$dest" 2>/dev/null && cp "$f" "$dest/" 2>/dev/null || true
+    done
+}
+
 cleanup() {
     local rc=$?
     if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
         kill -TERM "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
     fi
+    save_logs
     if [ $rc -ne 0 ]; then
         echo "--- server log (last 40 lines) ---" >&2
         tail -n 40 "$T/server.log" >&2 2>/dev/null || true

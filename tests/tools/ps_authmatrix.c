@@ -4,12 +4,15 @@
  * usage: ps_authmatrix --server HOST:PORT --ca F --cert F --key F [--server-name N]
  *          --in-id UUID --in-idnum ID --in-unit CODE --in-town CODE
  *          --out-id UUID --out-idnum ID --out-unit CODE --out-town CODE
- *          --month YYYY-MM
+ *          --month YYYY-MM --close-month YYYY-MM
  *
  * "in" names a person record the identity should see (its id, ID number,
  * org unit and that unit's township), "out" one it should not.  Both must
- * already be on the server.  The tool connects with mutual TLS, sends Hello,
- * then one request at a time and prints one line per case:
+ * already be on the server.  Reports ask for --month; the monthly close
+ * acts on --close-month (a month of its own per identity, so that one
+ * identity's submit or approve does not change what the next one may do).
+ * The tool connects with mutual TLS, sends Hello, then one request at a
+ * time, and prints one line per case:
  *
  *   TYPE CASE RESULT
  *
@@ -91,7 +94,7 @@ typedef struct am {
     uv_loop_t loop;
     ps_stream_t s;
     am_target_t tgt[2];
-    const char *month;
+    const char *month, *close_month;
     uint8_t node[PS_ID_LEN];
     size_t cur;          /* index of the case in flight */
     int welcomed;
@@ -254,7 +257,7 @@ static void send_case(am_t *a)
     case OP_CLOSE_APPROVE:
     case OP_CLOSE_STATUS: {
         Popsync__CloseRequest r = POPSYNC__CLOSE_REQUEST__INIT;
-        r.month = (char *)a->month;
+        r.month = (char *)a->close_month;
         r.orgunit = (char *)t->town;
         r.action = c->op == OP_CLOSE_SUBMIT ? "submit" : c->op == OP_CLOSE_APPROVE ? "approve" : "status";
         r.note = "";
@@ -475,6 +478,7 @@ int main(int argc, char **argv)
         else if (!strcmp(o, "--out-unit")) a.tgt[1].unit = v;
         else if (!strcmp(o, "--out-town")) a.tgt[1].town = v;
         else if (!strcmp(o, "--month")) a.month = v;
+        else if (!strcmp(o, "--close-month")) a.close_month = v;
         else {
             fprintf(stderr, "ps_authmatrix: unknown option %s\n", o);
             return 2;
@@ -484,8 +488,10 @@ int main(int argc, char **argv)
         if (!a.tgt[i].id_str || !a.tgt[i].idnum || !a.tgt[i].unit || !a.tgt[i].town ||
             ps_uuid_parse(a.tgt[i].id_str, a.tgt[i].id) != PS_OK)
             server = NULL;
-    if (!server || !ca || !cert || !key || !a.month || sscanf(server, "%63[^:]:%d", host, &port) != 2) {
-        fprintf(stderr, "usage: ps_authmatrix --server HOST:PORT --ca F --cert F --key F --month YYYY-MM\n"
+    if (!server || !ca || !cert || !key || !a.month || !a.close_month ||
+        sscanf(server, "%63[^:]:%d", host, &port) != 2) {
+        fprintf(stderr, "usage: ps_authmatrix --server HOST:PORT --ca F --cert F --key F\n"
+                        "         --month YYYY-MM --close-month YYYY-MM\n"
                         "         --in-id UUID --in-idnum ID --in-unit CODE --in-town CODE\n"
                         "         --out-id UUID --out-idnum ID --out-unit CODE --out-town CODE\n");
         return 2;

@@ -20,6 +20,9 @@
  * and "first error: MESSAGE" when any Error frame arrived.  The --wait
  * period starts once every connection has finished its handshake.
  *
+ * SIGUSR1 ends the wait early (the summary and "open" are printed as when
+ * it runs out), so a test can hold connections for as long as it needs.
+ *
  * Exit status 0 unless the client itself failed; the test script judges the
  * output.
  */
@@ -32,6 +35,7 @@
 
 #include "wire.pb-c.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +59,7 @@ typedef struct tconn {
 struct tc {
     uv_loop_t loop;
     uv_timer_t wait, starter;
+    uv_signal_t usr1;
     ps_tls_conf_t *conf;
     const char *sname;
     struct sockaddr_in addr;
@@ -134,6 +139,8 @@ static void close_timers(tc_t *t)
         uv_close((uv_handle_t *)&t->wait, NULL);
     if (!uv_is_closing((uv_handle_t *)&t->starter))
         uv_close((uv_handle_t *)&t->starter, NULL);
+    if (!uv_is_closing((uv_handle_t *)&t->usr1))
+        uv_close((uv_handle_t *)&t->usr1, NULL);
 }
 
 static void print_summary(tc_t *t)
@@ -163,6 +170,17 @@ static void on_wait(uv_timer_t *w)
         if (t->conns[i].settled || i < t->started)
             conn_finish(&t->conns[i]);
     close_timers(t);
+}
+
+/* SIGUSR1: end the wait now. */
+static void on_usr1(uv_signal_t *sig, int signum)
+{
+    tc_t *t = sig->data;
+    (void)signum;
+    if (!uv_is_closing((uv_handle_t *)&t->wait)) {
+        uv_timer_stop(&t->wait);
+        on_wait(&t->wait);
+    }
 }
 
 /* A connection settled (handshake done or failed): once all have, the wait begins. */
@@ -363,6 +381,9 @@ int main(int argc, char **argv)
     t.wait.data = &t;
     uv_timer_init(&t.loop, &t.starter);
     t.starter.data = &t;
+    uv_signal_init(&t.loop, &t.usr1);
+    t.usr1.data = &t;
+    uv_signal_start(&t.usr1, on_usr1, SIGUSR1);
     uv_ip4_addr(host, port, &t.addr);
     uv_timer_start(&t.starter, on_starter, 0, 20);
     uv_run(&t.loop, UV_RUN_DEFAULT);

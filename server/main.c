@@ -5,6 +5,7 @@
 #include "log.h"
 
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +42,34 @@ static void usage(FILE *f)
             "subcommands: audit verify, counters check, backup, restore (popsyncd SUBCOMMAND --help)\n");
 }
 
+/* glibc keeps freed heap (decoded pushes, pull batches) for reuse; hand it
+ * back every half minute, on a worker thread since a trim can take a while. */
+static uv_timer_t g_trim_timer;
+static uv_work_t g_trim_work;
+static int g_trimming;
+
+static void trim_work(uv_work_t *w)
+{
+    (void)w;
+    malloc_trim(0);
+}
+
+static void trim_done(uv_work_t *w, int status)
+{
+    (void)w;
+    (void)status;
+    g_trimming = 0;
+}
+
+static void on_trim_timer(uv_timer_t *t)
+{
+    if (g_trimming)
+        return;
+    g_trimming = 1;
+    if (uv_queue_work(t->loop, &g_trim_work, trim_work, trim_done) != 0)
+        g_trimming = 0;
+}
+
 static void on_stop_timer(uv_timer_t *t)
 {
     ps_server_t *srv = t->data;
@@ -59,6 +88,7 @@ static void on_stop_timer(uv_timer_t *t)
     uv_close((uv_handle_t *)&srv->sig_term, NULL);
     uv_close((uv_handle_t *)&srv->sig_int, NULL);
     uv_close((uv_handle_t *)&g_sig_hup, NULL);
+    uv_close((uv_handle_t *)&g_trim_timer, NULL);
     uv_close((uv_handle_t *)t, NULL);
 }
 
@@ -311,6 +341,9 @@ int main(int argc, char **argv)
     hup_start(&srv);
     PS_INFO("main", "popsyncd %s serving on %s, store %s, head %llu", "0.1.0", srv.opts.listen,
             srv.opts.data_dir, (unsigned long long)ps_store_head(srv.store));
+    uv_timer_init(&loop, &g_trim_timer);
+    uv_timer_start(&g_trim_timer, on_trim_timer, 30000, 30000);
+    uv_unref((uv_handle_t *)&g_trim_timer); /* never keeps the loop alive on shutdown */
     uv_run(&loop, UV_RUN_DEFAULT);
     PS_INFO("main", "stopped: %llu commits, %llu changes accepted, %llu rejected, %llu duplicate",
             (unsigned long long)srv.stats.commits, (unsigned long long)srv.stats.changes_accepted,

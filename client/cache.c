@@ -1083,31 +1083,28 @@ out:
 
 /* Gives the local copy the revision the server assigned, unless a newer
  * local edit is still waiting (then that edit's base must stay). */
-static int set_local_rev(ps_cache_t *c, MDB_txn *txn, const uint8_t *id, const Popsync__Rev *rev)
+/* Gives the local copy the revision the server assigned, unless a newer
+ * local edit is still waiting (then that edit's base must stay).  The copy
+ * is rebuilt from the record just sent, which is what was stored but for its
+ * revision: one seal, no open. */
+static int set_local_rev(ps_cache_t *c, MDB_txn *txn, const Popsync__Record *sent, const Popsync__Rev *rev)
 {
-    MDB_val k = {PS_ID_LEN, (void *)id}, v;
-    Popsync__Record *r = NULL;
-    Popsync__Rev *saved;
+    MDB_val k = {PS_ID_LEN, sent->id.data}, v;
+    Popsync__Record copy = *sent;
     uint64_t pend;
     int rc, mrc;
 
-    if ((rc = pending_count(c, txn, id, &pend)))
+    if ((rc = pending_count(c, txn, sent->id.data, &pend)))
         return rc;
     if (pend > 0)
         return PS_OK;
     mrc = mdb_get(txn, c->records, &k, &v);
     if (mrc == MDB_NOTFOUND)
-        return PS_OK;
+        return PS_OK; /* dropped meanwhile (it left our scope) */
     if (mrc)
         return db_err(mrc);
-    if ((rc = open_msg(c, DB_RECORDS, &k, &v, &popsync__record__descriptor, (ProtobufCMessage **)&r)))
-        return rc;
-    saved = r->rev;
-    r->rev = (Popsync__Rev *)rev;
-    rc = seal_msg(c, DB_RECORDS, &k, &r->base, &v);
-    r->rev = saved;
-    protobuf_c_message_free_unpacked(&r->base, NULL);
-    if (rc)
+    copy.rev = (Popsync__Rev *)rev;
+    if ((rc = seal_msg(c, DB_RECORDS, &k, &copy.base, &v)))
         return rc;
     mrc = mdb_put(txn, c->records, &k, &v, 0);
     return mrc ? db_err(mrc) : PS_OK;
@@ -1189,7 +1186,7 @@ int ps_cache_outbox_ack(ps_cache_t *c, const Popsync__Push *sent, const Popsync_
          * copy keeps its base until the merged version is fetched. */
         if (r->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_ACCEPTED && r->rev &&
             r->rev->gen == (ch->base_rev ? ch->base_rev->gen : 0) + 1)
-            if ((rc = set_local_rev(c, txn, ch->record->id.data, r->rev)))
+            if ((rc = set_local_rev(c, txn, ch->record, r->rev)))
                 goto out;
     }
     mrc = mdb_txn_commit(txn);

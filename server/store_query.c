@@ -585,7 +585,8 @@ int ps_store_report_monthly(ps_store_t *st, const ps_peer_t *peer, const Popsync
         return db_err(mrc);
     if ((rc = compute_rows(st, txn, peer, month, req->orgunit, dl_u, dl_n, &rows, &nrows)))
         goto out;
-    qsort(rows, nrows, sizeof(*rows), cmp_mrow);
+    if (nrows)
+        qsort(rows, nrows, sizeof(*rows), cmp_mrow);
     memset(&total, 0, sizeof(total));
     rr = calloc(nrows + 1, sizeof(*rr));
     rp = calloc(nrows + 1, sizeof(*rp));

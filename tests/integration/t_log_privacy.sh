@@ -195,6 +195,10 @@ for fn in files:
 print("findings:", n)
 PY
 }
+# The scanner itself must see a leak: a planted name and a valid ID number.
+printf 'INFO x: person %s registered\nINFO x: id %s\n' "$(sed -n 1p "$T/secrets")" "$(idnum 1970-01-01 3 male)" \
+    >"$T/canary.txt"
+expect_eq "$(scan all "$T/canary.txt" | tail -1)" "findings: 2" "the scanner on a planted leak"
 out=$(scan all "$T/server.log" "$CL")
 echo "$out" | tail -1
 [ "$(echo "$out" | tail -1)" = "findings: 0" ] || fail "personal data in this test's logs:

@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "cache.h"
 #include "err.h"
+#include "orgunit.h"
 #include "ids.h"
 #include "recio.h"
 #include "record_fmt.h"
@@ -113,6 +114,7 @@ typedef struct import_st {
     int dry_run;
     const char *orgunit; /* the cache's unit: owner of rows that name none */
     ps_validate_ctx_t vctx;
+    ps_orgunits_t *units; /* the cache's org-unit tree, as add and the server use it */
     idset_t ids;
     Popsync__Record *batch[IMPORT_BATCH];
     size_t nbatch;
@@ -313,6 +315,14 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
     st->vctx.scope_root = strcmp(meta->role, "admin") == 0 ? NULL : meta->orgunit;
     st->vctx.ref_exists = ref_exists;
     st->vctx.ref_arg = st;
+    {
+        uint8_t *csv = NULL, digest[32];
+        size_t clen = 0;
+        if (ps_cache_get_orgunits(st->c, &csv, &clen, digest) == PS_OK &&
+            ps_orgunits_parse(csv, clen, &st->units, err, sizeof(err)) == PS_OK)
+            st->vctx.units = st->units;
+        free(csv);
+    }
 
     rc = ps_recio_read(format, data, len, kind, import_row, st);
     if (rc == PS_ENOMEM && !st->fail)
@@ -332,6 +342,7 @@ out:
         for (size_t i = 0; i < st->nbatch; i++)
             ps_record_free(st->batch[i]);
         idset_free(&st->ids);
+        ps_orgunits_free(st->units);
         ps_cache_close(st->c);
     }
     free(st);

@@ -243,17 +243,11 @@ int ps_msg_pull_batch_finish(ps_buf_t *out, uint64_t cursor, int more, uint64_t 
     return ps_buf_append(out, tmp, (size_t)(p - tmp));
 }
 
-/* One compression context per thread: frames are compressed on the loop
- * thread (client) and on worker threads (server replies). */
-static __thread ZSTD_CCtx *t_cctx;
-static __thread ZSTD_DCtx *t_dctx;
-
+/* Contexts are made per call: a frame worth compressing is large enough
+ * that this costs little, and no context outlives its thread (libuv's
+ * workers never exit, so a kept one would look leaked to valgrind). */
 void ps_msg_thread_cleanup(void)
 {
-    ZSTD_freeCCtx(t_cctx);
-    ZSTD_freeDCtx(t_dctx);
-    t_cctx = NULL;
-    t_dctx = NULL;
 }
 
 int ps_frame_compress(ps_buf_t *out, size_t start)
@@ -267,14 +261,12 @@ int ps_frame_compress(ps_buf_t *out, size_t start)
     body_len = ((size_t)f[0] << 24 | (size_t)f[1] << 16 | (size_t)f[2] << 8 | f[3]) - PS_FRAME_LEN_REST;
     if (body_len < PS_ZSTD_MIN_BODY || (f[5] & PS_FRAME_FLAG_ZSTD))
         return PS_OK;
-    if (!t_cctx && !(t_cctx = ZSTD_createCCtx()))
-        return PS_ENOMEM;
     bound = ZSTD_compressBound(body_len);
     tmp = malloc(bound);
     if (!tmp)
         return PS_ENOMEM;
     /* Level 1: the link is fast, the CPU is the budget. */
-    clen = ZSTD_compressCCtx(t_cctx, tmp, bound, f + PS_FRAME_HDR, body_len, 1);
+    clen = ZSTD_compress(tmp, bound, f + PS_FRAME_HDR, body_len, 1);
     if (!ZSTD_isError(clen) && clen < body_len) {
         req = (uint32_t)f[8] << 24 | (uint32_t)f[9] << 16 | (uint32_t)f[10] << 8 | f[11];
         ps_frame_encode_header(f, f[4], (uint8_t)(f[5] | PS_FRAME_FLAG_ZSTD), req, clen);
@@ -319,12 +311,10 @@ int ps_frame_plain_body(const uint8_t *body, size_t len, int compressed, size_t 
      * nothing is allocated for a body we would refuse anyway. */
     if (size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR || size > max)
         return PS_EPROTO;
-    if (!t_dctx && !(t_dctx = ZSTD_createDCtx()))
-        return PS_ENOMEM;
     ps_buf_reset(scratch);
     if ((rc = ps_buf_reserve(scratch, (size_t)size ? (size_t)size : 1)))
         return rc;
-    n = ZSTD_decompressDCtx(t_dctx, ps_buf_tail(scratch), (size_t)size, body, len);
+    n = ZSTD_decompress(ps_buf_tail(scratch), (size_t)size, body, len);
     if (ZSTD_isError(n) || n != size)
         return PS_EPROTO;
     ps_buf_commit(scratch, n);

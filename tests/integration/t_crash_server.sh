@@ -19,7 +19,7 @@ SEED=${PS_CRASH_SEED:-$((RANDOM % 10000 + 1))}
 echo "seed $SEED, $KILLS kills (PS_CRASH_SEED, PS_CRASH_KILLS)"
 RANDOM=$SEED
 LOOP_PIDS=()
-trap 'rc=$?; rm -f "$T/run"; for p in "${LOOP_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; (exit $rc); cleanup' EXIT
+trap 'rc=$?; rm -f "$T/run"; for p in "${LOOP_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; set +e; (exit $rc); cleanup' EXIT
 
 make_pki
 start_server --idle-timeout 30000

@@ -11,7 +11,7 @@
 . "$(dirname "$0")/lib.sh"
 : "${PS_FAULTPROXY:?PS_FAULTPROXY must point at ps_faultproxy}"
 PROXY_PID=""
-trap 'rc=$?; if [ -n "$PROXY_PID" ]; then kill -TERM "$PROXY_PID" 2>/dev/null || true; wait "$PROXY_PID" 2>/dev/null || true; fi; (exit $rc); cleanup' EXIT
+trap 'rc=$?; if [ -n "$PROXY_PID" ]; then kill -TERM "$PROXY_PID" 2>/dev/null || true; wait "$PROXY_PID" 2>/dev/null || true; fi; set +e; (exit $rc); cleanup' EXIT
 
 make_pki
 start_server --idle-timeout 20000

@@ -58,10 +58,13 @@ int main(int argc, char **argv)
         }
         mdb_cursor_close(cur);
         mdb_txn_abort(txn);
+        mdb_env_close(env);
         return 0;
     }
     if (argc < 5 || unhex(argv[4], key, sizeof(key), &klen)) {
         fprintf(stderr, "bad key\n");
+        mdb_txn_abort(txn);
+        mdb_env_close(env);
         return 2;
     }
     k.mv_size = klen;
@@ -84,11 +87,14 @@ int main(int argc, char **argv)
         }
     } else {
         fprintf(stderr, "unknown action\n");
+        mdb_txn_abort(txn);
+        mdb_env_close(env);
         return 2;
     }
     if (rc) {
         fprintf(stderr, "failed: %s\n", rc > 0 || rc < -1 ? mdb_strerror(rc) : "offset past the value");
         mdb_txn_abort(txn);
+        mdb_env_close(env);
         return 1;
     }
     mdb_txn_commit(txn);

@@ -13,15 +13,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int audit_verify(int argc, char **argv)
+/* Parses `--data DIR` (the only option of the checking subcommands) and
+ * opens that store.  Returns 0 with *out open, or the exit status to use. */
+static int open_data_store(int argc, char **argv, const char *what, ps_store_t **out)
 {
     static const struct option lo[] = {{"data", required_argument, NULL, 'd'}, {NULL, 0, NULL, 0}};
     ps_store_opts_t so;
-    ps_store_t *st = NULL;
     const char *dir = NULL;
     char err[512];
-    uint64_t n = 0;
-    int opt, rc;
+    int opt;
 
     optind = 1;
     while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -30,16 +30,28 @@ static int audit_verify(int argc, char **argv)
         dir = optarg;
     }
     if (!dir || optind != argc) {
-        fprintf(stderr, "usage: popsyncd audit verify --data DIR\n");
+        fprintf(stderr, "usage: popsyncd %s --data DIR\n", what);
         return 2;
     }
     memset(&so, 0, sizeof(so));
     so.map_size = (size_t)8192 << 20;
     so.max_future_ms = 600000;
-    if (ps_store_open(&st, dir, &so, err, sizeof(err))) {
-        fprintf(stderr, "popsyncd: audit verify: %s\n", err);
+    if (ps_store_open(out, dir, &so, err, sizeof(err))) {
+        fprintf(stderr, "popsyncd: %s: %s\n", what, err);
         return 1;
     }
+    return 0;
+}
+
+static int audit_verify(int argc, char **argv)
+{
+    ps_store_t *st = NULL;
+    char err[512];
+    uint64_t n = 0;
+    int rc;
+
+    if ((rc = open_data_store(argc, argv, "audit verify", &st)))
+        return rc;
     rc = ps_store_audit_verify(st, &n, err, sizeof(err));
     ps_store_close(st);
     if (rc) {
@@ -52,31 +64,13 @@ static int audit_verify(int argc, char **argv)
 
 static int counters_check(int argc, char **argv)
 {
-    static const struct option lo[] = {{"data", required_argument, NULL, 'd'}, {NULL, 0, NULL, 0}};
-    ps_store_opts_t so;
     ps_store_t *st = NULL;
-    const char *dir = NULL;
     char err[512] = "";
     uint64_t checked = 0, bad = 0;
-    int opt, rc;
+    int rc;
 
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        if (opt != 'd')
-            return 2;
-        dir = optarg;
-    }
-    if (!dir || optind != argc) {
-        fprintf(stderr, "usage: popsyncd counters check --data DIR\n");
-        return 2;
-    }
-    memset(&so, 0, sizeof(so));
-    so.map_size = (size_t)8192 << 20;
-    so.max_future_ms = 600000;
-    if (ps_store_open(&st, dir, &so, err, sizeof(err))) {
-        fprintf(stderr, "popsyncd: counters check: %s\n", err);
-        return 1;
-    }
+    if ((rc = open_data_store(argc, argv, "counters check", &st)))
+        return rc;
     rc = ps_store_counters_check(st, &checked, &bad, err, sizeof(err));
     ps_store_close(st);
     if (rc) {

@@ -14,7 +14,7 @@ ps --data "$T/t1" sync --quiet
 total=$(ps --data "$T/t1" status --json | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["records"]+s["deleted"])')
 # Verification works on a live store.
 out=$("$POPSYNCD" audit verify --data "$T/server")
-echo "$out" | grep -q "audit log intact: $((total + 2)) entries" || fail "live verify: $out (expected $((total + 2)) entries)"
+grep -q "audit log intact: $((total + 2)) entries" <<<"$out" || fail "live verify: $out (expected $((total + 2)) entries)"
 stop_server
 
 cp -a "$T/server" "$T/altered"
@@ -26,14 +26,14 @@ set +e
 out=$("$POPSYNCD" audit verify --data "$T/altered"); rc=$?
 set -e
 expect_eq "$rc" 1 "altered log exit status"
-echo "$out" | grep -q "entry 6 does not follow from entry 5" || fail "alteration not located: $out"
+grep -q "entry 6 does not follow from entry 5" <<<"$out" || fail "alteration not located: $out"
 # Remove entry 7 from the middle.
 "$PS_LMDBPOKE" "$T/removed" audit delete 0000000000000007
 set +e
 out=$("$POPSYNCD" audit verify --data "$T/removed"); rc=$?
 set -e
 expect_eq "$rc" 1 "removed entry exit status"
-echo "$out" | grep -q "entry 7 missing" || fail "removal not found: $out"
+grep -q "entry 7 missing" <<<"$out" || fail "removal not found: $out"
 # Remove the newest entry: only the head can tell.
 last=$(printf '%016x' $((total + 2)))
 "$PS_LMDBPOKE" "$T/truncated" audit delete "$last"
@@ -41,5 +41,5 @@ set +e
 out=$("$POPSYNCD" audit verify --data "$T/truncated"); rc=$?
 set -e
 expect_eq "$rc" 1 "truncated log exit status"
-echo "$out" | grep -q "head names entry $((total + 2))" || fail "truncation not found: $out"
+grep -q "head names entry $((total + 2))" <<<"$out" || fail "truncation not found: $out"
 pass "audit chain verifies; altered, removed and truncated logs are detected"

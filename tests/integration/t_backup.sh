@@ -31,7 +31,7 @@ for _ in $(seq 1 200); do
     sleep 0.05
 done
 out=$("$POPSYNCD" backup --data "$T/server" --to "$T/backup.mdb") || fail "backup: $out"
-echo "$out" | grep -q "backup of $T/server written to $T/backup.mdb" || fail "backup output: $out"
+grep -q "backup of $T/server written to $T/backup.mdb" <<<"$out" || fail "backup output: $out"
 [ -s "$T/backup.mdb" ] && [ ! -e "$T/backup.mdb.tmp" ] || fail "backup file not in place"
 wait "${pids[@]}"
 for t in t1 t2 t3; do expect_eq "$(cat "$T/$t.rc")" 0 "sync of $t during the backup ($(cat "$T/$t.sync.log"))"; done
@@ -50,7 +50,7 @@ set +e
 out=$("$POPSYNCD" restore --from "$T/backup.mdb" --data "$T/restored" 2>&1); rc=$?
 set -e
 expect_eq "$rc" 1 "restore into a non-empty directory"
-echo "$out" | grep -q "not empty" || fail "restore refusal: $out"
+grep -q "not empty" <<<"$out" || fail "restore refusal: $out"
 "$POPSYNCD" audit verify --data "$T/restored" | grep -q "audit log intact" || fail "audit chain of the restored store"
 "$POPSYNCD" counters check --data "$T/restored" | grep -q "counters match" || fail "counters of the restored store"
 pass "the restored store verifies: audit chain and counters"

@@ -15,22 +15,22 @@ sleep 0.3
 
 # Garbage after Hello: a valid header whose body is not a Push.
 out=$(tc --hello --hex 0000000c0300000000000007ffffffff --wait 3000)
-echo "$out" | grep -q "error (fatal): malformed Push" || fail "garbage body: $out"
+grep -q "error (fatal): malformed Push" <<<"$out" || fail "garbage body: $out"
 echo "$out" | tail -1 | grep -qx closed || fail "garbage body did not close: $out"
 # Random bytes as a header: length far over the limit.
 out=$(tc --hello --hex deadbeefdeadbeefdeadbeef --wait 3000)
-echo "$out" | grep -q "larger than the limit" || fail "oversized: $out"
+grep -q "larger than the limit" <<<"$out" || fail "oversized: $out"
 echo "$out" | tail -1 | grep -qx closed || fail "oversized did not close: $out"
 # A length too short to hold a header.
 out=$(tc --hello --hex 00000003010000 --wait 3000)
 echo "$out" | tail -1 | grep -qx closed || fail "short length did not close: $out"
 # Push before Hello.
 out=$(tc --hex 0000000803000000000000 --hex 01 --wait 3000)
-echo "$out" | grep -q "before Hello" || fail "push before hello: $out"
+grep -q "before Hello" <<<"$out" || fail "push before hello: $out"
 # Unknown type and unknown flags: an Error, and the connection stays open.
 out=$(tc --hello --hex 000000087700000000000005 --hex 000000080880000000000006 --wait 1500)
-echo "$out" | grep -q "req=5 error: unknown or unexpected message type 119" || fail "unknown type: $out"
-echo "$out" | grep -q "req=6 error: unknown frame flags" || fail "unknown flags: $out"
+grep -q "req=5 error: unknown or unexpected message type 119" <<<"$out" || fail "unknown type: $out"
+grep -q "req=6 error: unknown frame flags" <<<"$out" || fail "unknown flags: $out"
 echo "$out" | tail -1 | grep -qx open || fail "unknown type closed the connection: $out"
 
 # A peer that connects and never starts TLS is dropped at the handshake deadline.

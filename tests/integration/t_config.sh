@@ -128,11 +128,11 @@ for want in "bad.conf:4: unknown key 'colour' in \[server\]" \
             "server certificate $T/pki/nosuch.crt" \
             "org-unit file $T/junk.csv does not load" \
             "metrics address 10.1.2.3:9464 is not loopback"; do
-    echo "$out" | grep -q -- "$want" || fail "check-config did not report: $want
+    grep -q -- "$want" <<<"$out" || fail "check-config did not report: $want
 --- got:
 $out"
 done
-echo "$out" | grep -q "problems in the configuration" || fail "no summary line: $out"
+grep -q "problems in the configuration" <<<"$out" || fail "no summary line: $out"
 pass "--check-config reports every problem with its line"
 
 # Without --check-config a bad file stops popsyncd before it serves.
@@ -148,18 +148,18 @@ set +e
 out=$("$POPSYNCD" --check-config --config "$T/syntax.conf" 2>&1); rc=$?
 set -e
 expect_eq "$rc" 1 "syntax error exit status"
-echo "$out" | grep -q "syntax.conf:1: syntax error" || fail "syntax error: $out"
-echo "$out" | grep -q "no data directory" || fail "missing data not reported: $out"
-echo "$out" | grep -q "no CA certificate" || fail "missing ca not reported: $out"
+grep -q "syntax.conf:1: syntax error" <<<"$out" || fail "syntax error: $out"
+grep -q "no data directory" <<<"$out" || fail "missing data not reported: $out"
+grep -q "no CA certificate" <<<"$out" || fail "missing ca not reported: $out"
 set +e
 out=$("$POPSYNCD" --check-config --config "$T/none.conf" 2>&1); rc=$?
 set -e
-[ $rc -ne 0 ] && echo "$out" | grep -q "cannot read config file" || fail "missing config file: $out"
+[ $rc -ne 0 ] && grep -q "cannot read config file" <<<"$out" || fail "missing config file: $out"
 # A key file that does not match the certificate.
 sed -e "s#^key = .*#key = $T/pki/town1.key#" "$T/good.conf" >"$T/mismatch.conf"
 set +e
 out=$("$POPSYNCD" --check-config --config "$T/mismatch.conf" 2>&1); rc=$?
 set -e
 expect_eq "$rc" 1 "mismatched key exit status"
-echo "$out" | grep -q "TLS files do not load" || fail "mismatched key: $out"
+grep -q "TLS files do not load" <<<"$out" || fail "mismatched key: $out"
 pass "syntax errors, missing settings and unloadable files are reported"

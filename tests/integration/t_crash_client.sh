@@ -76,7 +76,7 @@ for c in c1 c2 admin; do
     total=$(ids "$c" | wc -l)
     expect_eq "$(ids "$c" | uniq | wc -l)" "$total" "$c: no record twice in the cache"
     out=$(ps --data "$T/$c" verify 2>&1) || fail "$c verify: $out"
-    echo "$out" | grep -q "in sync" || fail "$c does not agree with the server: $out"
+    grep -q "in sync" <<<"$out" || fail "$c does not agree with the server: $out"
 done
 # The server (as the admin sees it) holds exactly the townships' records,
 # each once, each at generation 1.

@@ -123,7 +123,7 @@ clients_total=$(for i in 1 2 3; do ids "c$i"; done | sort -u | wc -l)
 expect_eq "$(wc -l <"$T/server.ids")" "$clients_total" "records on the server and in the three caches"
 for i in 1 2 3; do
     out=$(ps --data "$T/c$i" verify 2>&1) || fail "c$i verify: $out"
-    echo "$out" | grep -q "in sync" || fail "c$i does not converge: $out"
+    grep -q "in sync" <<<"$out" || fail "c$i does not converge: $out"
 done
 stop_server
 "$POPSYNCD" audit verify --data "$T/server" >"$T/audit.out" || fail "audit chain: $(cat "$T/audit.out")"

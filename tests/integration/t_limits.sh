@@ -52,10 +52,10 @@ tc town1 --hello --conns 3 --wait 2500 >"$T/three.out" &
 three=$!
 wait_log "hello: node" 3
 out=$(tc town1 --hello --wait 1000)
-echo "$out" | grep -q "error (fatal): too many connections for this certificate" || fail "4th connection of town1: $out"
+grep -q "error (fatal): too many connections for this certificate" <<<"$out" || fail "4th connection of town1: $out"
 echo "$out" | tail -1 | grep -qx closed || fail "4th connection of town1 was not closed: $out"
 out=$(tc town2 --hello --wait 300)
-echo "$out" | grep -q "frame Welcome" || fail "town2 refused while town1 is at its limit: $out"
+grep -q "frame Welcome" <<<"$out" || fail "town2 refused while town1 is at its limit: $out"
 wait $three
 grep -q "conns 3 handshake_ok 3 welcome 3 errors 0 closed 0 open 3" "$T/three.out" ||
     fail "town1's three connections: $(cat "$T/three.out")"
@@ -69,7 +69,7 @@ tc town2 --hello --conns 3 --wait 2500 >"$T/b.out" &
 b=$!
 wait_log "hello: node" 6
 out=$(tc town3 --hello --conns 3 --wait 300)
-echo "$out" | grep -q "conns 3 handshake_ok 2 welcome 2 errors 0 closed 1" || fail "3 more over a total of 8: $out"
+grep -q "conns 3 handshake_ok 2 welcome 2 errors 0 closed 1" <<<"$out" || fail "3 more over a total of 8: $out"
 wait $a $b
 grep -q "refused: 8 connections open (limit 8)" "$T/server.log" || fail "no refusal logged at the total limit"
 pass "total limit: the 9th connection is refused"
@@ -93,7 +93,7 @@ pass "handshake+Hello deadline and idle deadline close silent connections"
 
 # Largest frame: a header announcing 65537 body bytes is refused at once.
 out=$(tc town1 --hello --hex 000100090500000000000009 --wait 2000)
-echo "$out" | grep -q "error (fatal): frame larger than the limit of 65536 bytes" || fail "oversized frame: $out"
+grep -q "error (fatal): frame larger than the limit of 65536 bytes" <<<"$out" || fail "oversized frame: $out"
 echo "$out" | tail -1 | grep -qx closed || fail "oversized frame did not close: $out"
 pass "a frame over --max-frame closes the connection"
 stop_server

@@ -132,7 +132,7 @@ out=$("$POPSYNCD" --check-config --config "$T/c.conf" --data "$T/s3" --ca "$T/pk
     --cert "$T/pki/popsyncd.crt" --key "$T/pki/popsyncd.key" 2>&1); rc=$?
 set -e
 expect_eq "$rc" 1 "check-config with a remote metrics address"
-echo "$out" | grep -q "allow_remote" || fail "check-config message: $out"
+grep -q "allow_remote" <<<"$out" || fail "check-config message: $out"
 printf '[server]\nlisten = 127.0.0.1:0\n[metrics]\nlisten = 0.0.0.0:9464\nallow_remote = true\n' >"$T/c.conf"
 "$POPSYNCD" --check-config --config "$T/c.conf" --data "$T/s3" --ca "$T/pki/ca.crt" \
     --cert "$T/pki/popsyncd.crt" --key "$T/pki/popsyncd.key" | grep -qx "config OK" || fail "allow_remote not honoured"

@@ -61,7 +61,7 @@ tc --hex 0000000803000000000000 --hex 01 --wait 1500 >/dev/null; after "Push bef
 # A truncated frame: the header promises 100000 bytes, 10 come, then the
 # client goes away.  Nothing is answered; the connection's buffer is freed.
 out=$(tc --hello --hex 000186a80300000000000009 --hex 00112233445566778899 --wait 500)
-echo "$out" | grep -q "req=9" && fail "a truncated frame was answered: $out"
+grep -q "req=9" <<<"$out" && fail "a truncated frame was answered: $out"
 for _ in $(seq 1 20); do
     tc --hello --hex 000186a80300000000000009 --hex "rep:5000:00" --wait 100 >/dev/null
 done
@@ -141,7 +141,7 @@ print(("%08x" % (len(push) + 8)) + "0300000000000009" + push.hex())
 PY
 )
 out=$(tc --hello --hex "$rec" --wait 1500)
-echo "$out" | grep -q "req=9 error (fatal): malformed Push body" || fail "field 0 in a record: $out"
+grep -q "req=9 error (fatal): malformed Push body" <<<"$out" || fail "field 0 in a record: $out"
 ps --data "$T/admin" sync --quiet || fail "an admin pull after the field-0 push"
 after "a record with field number 0"
 

@@ -42,14 +42,14 @@ pass "status --all lists every node with its certificate, cursor and lag"
 
 # The text form names them too.
 out=$(ps --data "$T/adm" status --all)
-echo "$out" | grep -q "town2 .*township .*110105002000" || fail "text status --all: $out"
+grep -q "town2 .*township .*110105002000" <<<"$out" || fail "text status --all: $out"
 
 # A township may not ask.
 set +e
 out=$(ps --data "$T/t1" status --all 2>&1); rc=$?
 set -e
 expect_eq "$rc" 3 "status --all exit status for a township"
-echo "$out" | grep -q "may not" || fail "township status --all: $out"
+grep -q "may not" <<<"$out" || fail "township status --all: $out"
 pass "only an admin may ask for status --all"
 
 # A conflict: the admin edits a record first, town1 later; town1 pushes

@@ -52,8 +52,8 @@ sleep 0.02
 sq a2 edit "$p" --set name=乙一      # later
 psync a2                             # the later edit is pushed first
 out=$(sq a1 sync 2>&1) || fail "a1 sync: $out"
-echo "$out" | grep -q "1 conflicts" || fail "the clerk is not told of the conflict: $out"
-echo "$out" | grep -q "clashed with other edits.*conflicts list" || fail "no hint to 'conflicts list': $out"
+grep -q "1 conflicts" <<<"$out" || fail "the clerk is not told of the conflict: $out"
+grep -q "clashed with other edits.*conflicts list" <<<"$out" || fail "no hint to 'conflicts list': $out"
 sync_all
 same_everywhere "$p" 'r["name"]' 乙一 "the later edit wins although it was pushed first"
 

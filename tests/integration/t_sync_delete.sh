@@ -60,7 +60,7 @@ sq a1 delete "$e"
 sq a2 edit "$e" --set phone=13800000002 --set address=二号楼
 psync a1
 out=$(sq a2 sync 2>&1) || fail "a2 sync: $out"
-echo "$out" | grep -q "1 conflicts" || fail "the editor is not told its edit was kept as a conflict: $out"
+grep -q "1 conflicts" <<<"$out" || fail "the editor is not told its edit was kept as a conflict: $out"
 sync_all
 for c in $CACHES; do
     tomb "$c" "$e" || fail "$c: the edit resurrected a deleted record"

@@ -54,7 +54,7 @@ out=$(sq viewer sync 2>&1)
 rc=$?
 set -e
 expect_eq "$rc" 3 "viewer sync exit code"
-echo "$out" | grep -qi "viewer may not\|access\|not allowed\|permission" || fail "viewer sync: no access error: $out"
+grep -qi "viewer may not\|access\|not allowed\|permission" <<<"$out" || fail "viewer sync: no access error: $out"
 expect_eq "$(count viewer)" 0 "a viewer holds no records"
 echo "viewer sync says: $out"
 pass "a viewer cannot sync records"
@@ -66,7 +66,7 @@ psync admin
 sq a edit "$pa" --set phone=13800000001
 out=$(sq a sync 2>&1) || fail "a sync with an edit to a moved record failed: $out"
 echo "township A sync says: $out"
-echo "$out" | grep -q "1 conflicts" || fail "A is not told its edit was kept as a conflict: $out"
+grep -q "1 conflicts" <<<"$out" || fail "A is not told its edit was kept as a conflict: $out"
 has a "$pa" && fail "township A still holds the record that moved to B"
 psync b
 expect_eq "$(field b "$pa" 'r["orgunit"], r["phone"]')" "$TB " "B holds the moved record, without A's stray edit"

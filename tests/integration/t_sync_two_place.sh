@@ -89,7 +89,7 @@ if [ $rc -ne 0 ]; then
     echo "sent directly: $(raw_push b "$m" employer=别的公司)"
 else
     echo "B's sync says: $out"
-    echo "$out" | grep -q "1 rejected" || fail "the sync does not report the rejection: $out"
+    grep -q "1 rejected" <<<"$out" || fail "the sync does not report the rejection: $out"
     status_json b | python3 -c '
 import json,sys
 s=json.load(sys.stdin)
@@ -106,7 +106,7 @@ done
 # on its own account.
 sq b delete "$m"
 out=$(sq b sync 2>&1 || true)
-echo "$out" | grep -q "1 rejected" || fail "the other place's delete was not rejected: $out"
+grep -q "1 rejected" <<<"$out" || fail "the other place's delete was not rejected: $out"
 sq b status | grep -q "rejected $m: deleted" || fail "status does not say why the delete was refused"
 sync_all
 for c in a b admin; do

@@ -98,6 +98,6 @@ rc=$?
 set -e
 echo "the copied cache says: $out"
 expect_eq "$rc" 3 "sync of a copied cache"
-echo "$out" | grep -q "restored or copied" || fail "no explanation for the refused copy: $out"
+grep -q "restored or copied" <<<"$out" || fail "no explanation for the refused copy: $out"
 stop_server
 pass "verify: in sync, repaired, in sync; a restored copy is refused"

@@ -777,6 +777,14 @@ bad:
     return PS_EINVAL;
 }
 
+static int add_refused(const Popsync__ChangeResult *res, const Popsync__Change *ch, void *arg)
+{
+    (void)res;
+    if (ch->record && ch->record->id.len == 16)
+        idlist_add(arg, ch->record->id.data);
+    return 0;
+}
+
 int ps_sync_run(ps_cache_t *cache, const ps_sync_opts_t *opts, ps_sync_stats_t *stats, char *err, size_t errlen)
 {
     session_t s;
@@ -814,6 +822,10 @@ int ps_sync_run(ps_cache_t *cache, const ps_sync_opts_t *opts, ps_sync_stats_t *
             ps_zeroize(ps_buf_head(&sess), ps_buf_size(&sess));
         ps_buf_free(&sess);
     }
+    /* Records the server refused are re-read after the pull.  Refusals are
+     * kept in the cache, so one recorded by a sync that was cut before its
+     * re-read is still settled by this one. */
+    ps_cache_foreach_rejected(cache, add_refused, &s.refetch);
     uv_loop_init(&s.loop);
     ps_stream_init(&s.stream, &s.loop, tls, &sess_cbs, &s);
     ps_stream_set_timeouts(&s.stream, opts->timeout_ms ? opts->timeout_ms : 60000,

@@ -249,6 +249,22 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
     return PS_OK;
 }
 
+/* Copies a cell, turning each CRLF into LF: spreadsheets (Excel) write a
+ * line break inside a quoted cell as CRLF (RFC 4180 allows it), but a record
+ * stores line breaks as LF and validation refuses a CR as a control
+ * character.  A lone CR is copied as it is.  Returns the copied length. */
+static size_t copy_cell(char *dst, const char *src, size_t len)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        if (src[i] == '\r' && i + 1 < len && src[i + 1] == '\n')
+            continue;
+        dst[n++] = src[i];
+    }
+    return n;
+}
+
 static void csv_field_cb(void *s, size_t len, void *data)
 {
     csv_rd_t *st = data;
@@ -263,8 +279,7 @@ static void csv_field_cb(void *s, size_t len, void *data)
         st->rc = PS_ENOMEM;
         return;
     }
-    if (len)
-        memcpy(st->buf + st->blen, s, len);
+    len = copy_cell(st->buf + st->blen, s, len);
     st->buf[st->blen + len] = '\0';
     st->offs[st->nf] = st->blen;
     st->lens[st->nf] = len;

@@ -8,7 +8,8 @@
  * CSV: a header row naming the columns (`id`, `orgunit` and the body field
  * names of the kind, any order, any subset), then one record per row.
  * UTF-8 with or without a BOM; CRLF, LF or CR line ends; quoted fields may
- * hold commas, doubled quotes and line breaks; blank lines are skipped.  A
+ * hold commas, doubled quotes and line breaks (a CRLF inside a quoted field,
+ * as Excel writes it, is read as LF); blank lines are skipped.  A
  * row's line is the physical line it starts on (1-based, line breaks inside
  * quoted fields counted).
  *

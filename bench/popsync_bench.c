@@ -501,7 +501,7 @@ int main(int argc, char **argv)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    setenv("POPSYNC_PASSPHRASE", getenv("POPSYNC_PASSPHRASE") ? getenv("POPSYNC_PASSPHRASE") : "bench", 0);
+    setenv("POPSYNC_PASSPHRASE", getenv("POPSYNC_PASSPHRASE") ? getenv("POPSYNC_PASSPHRASE") : "popsync-bench-passphrase", 0);
     setenv("POPSYNC_KDF_ITERATIONS", getenv("POPSYNC_KDF_ITERATIONS") ? getenv("POPSYNC_KDF_ITERATIONS") : "1000", 0);
     signal(SIGPIPE, SIG_IGN);
     if (keep)

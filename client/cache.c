@@ -1,8 +1,8 @@
 /* cache.c - the client's local LMDB cache, encrypted at rest.
  *
  * Owns: the LMDB environment, the seal/open pair every record-bearing value
- * passes through, and getting the cache's key (passphrase or key file) when
- * a cache is made or opened.  See cache.h for the format.
+ * passes through, and the data key wrapped under the key-encryption key
+ * that keys.c gets (passphrase or key file).  See cache.h for the format.
  */
 #include "cache.h"
 #include "err.h"
@@ -10,17 +10,16 @@
 #include "buf.h"
 #include "crypto.h"
 #include "digest.h"
+#include "keys.h"
 
 #include <lmdb.h>
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <termios.h>
 #include <unistd.h>
 
 struct ps_cache {
@@ -45,11 +44,6 @@ struct ps_cache {
 /* Names of the databases, also the first part of each value's AAD. */
 static const char DB_RECORDS[] = "records", DB_OUTBOX[] = "outbox", DB_REJECTED[] = "rejected", DB_META[] = "meta";
 
-/* How the key-encryption key (KEK) is got, stored in meta "kek". */
-#define KEK_PASSPHRASE "pbkdf2-sha256"
-#define KEK_KEY_FILE "key-file"
-#define KDF_SALT_LEN 16
-#define PASS_MAX 1024
 #define WRONG_KEY_MSG "wrong passphrase (or key file) for this cache"
 
 static void be64put(uint8_t *p, uint64_t v)
@@ -191,308 +185,6 @@ static void buf_wipe(ps_buf_t *b)
     ps_buf_free(b);
 }
 
-/* ---- getting the key ------------------------------------------------------ */
-
-static volatile sig_atomic_t tty_signal;
-
-static void on_tty_signal(int sig)
-{
-    tty_signal = sig;
-}
-
-/* Prompts on the terminal fd with echo off and reads one line into buf.
- * A signal (Ctrl-C) restores the terminal before it takes effect. */
-static int tty_read(int fd, const char *prompt, char *buf, size_t cap, char *err, size_t errlen)
-{
-    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP};
-    struct sigaction sa, old[sizeof(sigs) / sizeof(sigs[0])];
-    struct termios t0, t1;
-    size_t n = 0;
-    int rc = PS_OK;
-
-    if (tcgetattr(fd, &t0) != 0) {
-        snprintf(err, errlen, "no passphrase: set POPSYNC_PASSPHRASE or run on a terminal");
-        return PS_EINVAL;
-    }
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_tty_signal; /* no SA_RESTART: read() returns EINTR */
-    sigemptyset(&sa.sa_mask);
-    tty_signal = 0;
-    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-        sigaction(sigs[i], &sa, &old[i]);
-    t1 = t0;
-    t1.c_lflag &= (tcflag_t) ~(ECHO | ECHOE | ECHOK);
-    t1.c_lflag |= ECHONL;
-    if (write(fd, prompt, strlen(prompt)) < 0 || tcsetattr(fd, TCSAFLUSH, &t1) != 0) {
-        snprintf(err, errlen, "cannot prompt on the terminal: %s", strerror(errno));
-        rc = PS_EIO;
-        goto out;
-    }
-    for (;;) {
-        char ch;
-        ssize_t r = read(fd, &ch, 1);
-        if (r < 0 && errno == EINTR && !tty_signal)
-            continue;
-        if (r < 0 && !tty_signal) {
-            snprintf(err, errlen, "reading the terminal: %s", strerror(errno));
-            rc = PS_EIO;
-        }
-        if (r <= 0 || ch == '\n' || ch == '\r')
-            break;
-        if (n + 1 >= cap) {
-            snprintf(err, errlen, "passphrase too long (at most %zu bytes)", cap - 1);
-            rc = PS_ETOOBIG;
-            break;
-        }
-        buf[n++] = ch;
-    }
-    buf[n] = '\0';
-    tcsetattr(fd, TCSAFLUSH, &t0);
-    if (tty_signal && write(fd, "\n", 1) < 0) {
-        /* the line break after ^C is cosmetic */
-    }
-out:
-    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-        sigaction(sigs[i], &old[i], NULL);
-    if (tty_signal) {
-        ps_zeroize(buf, cap);
-        raise(tty_signal);
-        snprintf(err, errlen, "interrupted");
-        return PS_EINVAL;
-    }
-    return rc;
-}
-
-/* The passphrase: POPSYNC_PASSPHRASE, else asked on the terminal (twice
- * when confirm: a new cache).  buf holds PASS_MAX bytes; the caller zeroes it. */
-static int get_passphrase(const char *dir, int confirm, char *buf, size_t *len, char *err, size_t errlen)
-{
-    const char *env = getenv("POPSYNC_PASSPHRASE");
-    char prompt[PATH_MAX + 64], again[PASS_MAX];
-    int fd, rc = PS_OK;
-
-    if (env) {
-        if (strlen(env) >= PASS_MAX) {
-            snprintf(err, errlen, "POPSYNC_PASSPHRASE is too long (at most %d bytes)", PASS_MAX - 1);
-            return PS_ETOOBIG;
-        }
-        snprintf(buf, PASS_MAX, "%s", env);
-    } else {
-        fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
-        if (fd < 0) {
-            snprintf(err, errlen, "no passphrase: set POPSYNC_PASSPHRASE or run on a terminal");
-            return PS_EINVAL;
-        }
-        snprintf(prompt, sizeof(prompt), "%s passphrase for cache %s: ", confirm ? "New" : "Enter", dir);
-        rc = tty_read(fd, prompt, buf, PASS_MAX, err, errlen);
-        if (rc == PS_OK && confirm && buf[0]) {
-            rc = tty_read(fd, "Repeat the passphrase: ", again, sizeof(again), err, errlen);
-            if (rc == PS_OK && strcmp(buf, again) != 0) {
-                snprintf(err, errlen, "the passphrases do not match");
-                rc = PS_EINVAL;
-            }
-            ps_zeroize(again, sizeof(again));
-        }
-        close(fd);
-        if (rc)
-            return rc;
-    }
-    *len = strlen(buf);
-    if (*len == 0) {
-        snprintf(err, errlen, "the passphrase is empty");
-        return PS_EINVAL;
-    }
-    return PS_OK;
-}
-
-/* The PBKDF2 iteration count for a new cache: PS_KDF_DEFAULT_ITERATIONS,
- * or POPSYNC_KDF_ITERATIONS.  That variable is a test knob (the test suite
- * runs hundreds of commands, each deriving the key once); it cannot go
- * below PS_KDF_MIN_ITERATIONS and should not be set in production. */
-static int kdf_iterations(uint32_t *out, char *err, size_t errlen)
-{
-    const char *s = getenv("POPSYNC_KDF_ITERATIONS");
-    char *end;
-    unsigned long long v;
-    *out = PS_KDF_DEFAULT_ITERATIONS;
-    if (!s || !*s)
-        return PS_OK;
-    errno = 0;
-    v = strtoull(s, &end, 10);
-    if (errno || *end || v < PS_KDF_MIN_ITERATIONS || v > PS_KDF_MAX_ITERATIONS) {
-        snprintf(err, errlen, "POPSYNC_KDF_ITERATIONS must be a number from %u to %u", PS_KDF_MIN_ITERATIONS,
-                 PS_KDF_MAX_ITERATIONS);
-        return PS_EINVAL;
-    }
-    *out = (uint32_t)v;
-    return PS_OK;
-}
-
-static int hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* Reads a key file: exactly 32 bytes, or 64 hex digits (a final newline
- * allowed).  The key is used as the KEK directly: it is random already. */
-static int key_file_load(const char *path, uint8_t key[PS_AEAD_KEY_LEN], char *err, size_t errlen)
-{
-    uint8_t raw[128];
-    struct stat sb;
-    ssize_t r;
-    size_t n = 0;
-    int fd, rc = PS_OK;
-
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, errlen, "key file %s: %s", path, strerror(errno));
-        return errno == ENOENT ? PS_ENOTFOUND : PS_EIO;
-    }
-    if (fstat(fd, &sb) == 0 && (sb.st_mode & 077))
-        PS_WARN("cache", "key file %s can be read by other users (chmod 600 it)", path);
-    while (n < sizeof(raw) && (r = read(fd, raw + n, sizeof(raw) - n)) != 0) {
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            snprintf(err, errlen, "key file %s: %s", path, strerror(errno));
-            rc = PS_EIO;
-            goto out;
-        }
-        n += (size_t)r;
-    }
-    if (n == PS_AEAD_KEY_LEN) {
-        memcpy(key, raw, PS_AEAD_KEY_LEN);
-        goto out;
-    }
-    while (n > 0 && (raw[n - 1] == '\n' || raw[n - 1] == '\r'))
-        n--;
-    rc = n == 2 * PS_AEAD_KEY_LEN ? PS_OK : PS_EINVAL;
-    for (size_t i = 0; rc == PS_OK && i < PS_AEAD_KEY_LEN; i++) {
-        int hi = hexval(raw[2 * i]), lo = hexval(raw[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            rc = PS_EINVAL;
-        else
-            key[i] = (uint8_t)(hi << 4 | lo);
-    }
-    if (rc) {
-        ps_zeroize(key, PS_AEAD_KEY_LEN);
-        snprintf(err, errlen, "key file %s must hold exactly 32 bytes or 64 hex digits", path);
-    }
-out:
-    ps_zeroize(raw, sizeof(raw));
-    close(fd);
-    return rc;
-}
-
-/* Makes a key file of 64 random hex digits with mode 0600, unless one
- * exists (then it is read).  *made tells which. */
-static int key_file_make(const char *path, uint8_t key[PS_AEAD_KEY_LEN], int *made, char *err, size_t errlen)
-{
-    char hex[2 * PS_AEAD_KEY_LEN + 2];
-    int fd, rc = PS_OK;
-
-    *made = 0;
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0 && errno == EEXIST)
-        return key_file_load(path, key, err, errlen);
-    if (fd < 0) {
-        snprintf(err, errlen, "key file %s: %s", path, strerror(errno));
-        return PS_EIO;
-    }
-    if ((rc = ps_random(key, PS_AEAD_KEY_LEN))) {
-        snprintf(err, errlen, "no randomness available");
-        goto out;
-    }
-    ps_hex(key, PS_AEAD_KEY_LEN, hex);
-    hex[2 * PS_AEAD_KEY_LEN] = '\n';
-    if (write(fd, hex, sizeof(hex) - 1) != (ssize_t)(sizeof(hex) - 1) || fsync(fd) != 0) {
-        snprintf(err, errlen, "key file %s: %s", path, strerror(errno));
-        rc = PS_EIO;
-        goto out;
-    }
-    *made = 1;
-out:
-    ps_zeroize(hex, sizeof(hex));
-    if (close(fd) != 0 && rc == PS_OK) {
-        snprintf(err, errlen, "key file %s: %s", path, strerror(errno));
-        rc = PS_EIO;
-    }
-    if (rc) {
-        ps_zeroize(key, PS_AEAD_KEY_LEN);
-        unlink(path);
-    }
-    return rc;
-}
-
-/* Makes path absolute (against the working directory) so the cache can
- * remember it; the file itself need not exist yet. */
-static int abs_path(const char *path, char out[PATH_MAX], char *err, size_t errlen)
-{
-    char cwd[PATH_MAX];
-    int n;
-    if (path[0] == '/') {
-        n = snprintf(out, PATH_MAX, "%s", path);
-    } else {
-        if (!getcwd(cwd, sizeof(cwd))) {
-            snprintf(err, errlen, "cannot resolve %s: %s", path, strerror(errno));
-            return PS_EIO;
-        }
-        n = snprintf(out, PATH_MAX, "%s/%s", cwd, path);
-    }
-    if (n < 0 || n >= PATH_MAX) {
-        snprintf(err, errlen, "path too long: %s", path);
-        return PS_ETOOBIG;
-    }
-    return PS_OK;
-}
-
-/* What a cache's key-encryption key comes from, as kept in meta. */
-typedef struct kek_params {
-    char kind[16];                 /* KEK_PASSPHRASE or KEK_KEY_FILE */
-    uint8_t salt[KDF_SALT_LEN];    /* passphrase only */
-    uint32_t iterations;           /* passphrase only */
-    char key_file[PATH_MAX];       /* key file only: absolute path */
-} kek_params_t;
-
-/* Derives the KEK for a cache with parameters p: from the key file
- * (POPSYNC_KEY_FILE overrides the remembered path; p->key_file is set to
- * the one used) or the passphrase.  create: make the key file p->key_file
- * (absolute) if absent, ask for the passphrase twice. */
-static int kek_get(const char *dir, kek_params_t *p, int create, int *made, uint8_t kek[PS_AEAD_KEY_LEN], char *err,
-                   size_t errlen)
-{
-    char pass[PASS_MAX];
-    size_t passlen = 0;
-    int rc;
-
-    *made = 0;
-    if (strcmp(p->kind, KEK_KEY_FILE) == 0) {
-        const char *env = getenv("POPSYNC_KEY_FILE");
-        char path[PATH_MAX];
-        if (create)
-            return key_file_make(p->key_file, kek, made, err, errlen);
-        if ((rc = abs_path(env && *env ? env : p->key_file, path, err, errlen)))
-            return rc;
-        snprintf(p->key_file, sizeof(p->key_file), "%s", path);
-        return key_file_load(path, kek, err, errlen);
-    }
-    if (strcmp(p->kind, KEK_PASSPHRASE) != 0 || p->iterations < 1 || p->iterations > PS_KDF_MAX_ITERATIONS) {
-        snprintf(err, errlen, "cache %s: unknown key protection '%s'", dir, p->kind);
-        return PS_EINVAL;
-    }
-    if ((rc = get_passphrase(dir, create, pass, &passlen, err, errlen)) == PS_OK &&
-        (rc = ps_kdf_pbkdf2_sha256(pass, passlen, p->salt, sizeof(p->salt), p->iterations, kek, PS_AEAD_KEY_LEN)))
-        snprintf(err, errlen, "deriving the key: %s", ps_strerror(rc));
-    ps_zeroize(pass, sizeof(pass));
-    return rc;
-}
-
 /* ---- meta ----------------------------------------------------------------- */
 
 static int meta_put(MDB_txn *txn, MDB_dbi dbi, const char *key, const void *val, size_t len)
@@ -594,11 +286,10 @@ static void cache_free(ps_cache_t *c)
 static int cache_create(ps_cache_t **out, const char *dir, const ps_cache_meta_t *meta, char *err, size_t errlen)
 {
     static const MDB_val dek_key = {3, "dek"};
-    const char *kf = getenv("POPSYNC_KEY_FILE");
     ps_cache_t *c;
     ps_aead_t *kek_aead = NULL;
     ps_buf_t wrapped;
-    kek_params_t kp;
+    ps_kek_params_t kp;
     uint8_t kek[PS_AEAD_KEY_LEN], dek[PS_AEAD_KEY_LEN];
     MDB_txn *txn = NULL;
     MDB_val v;
@@ -617,19 +308,10 @@ static int cache_create(ps_cache_t **out, const char *dir, const ps_cache_meta_t
     if (!c)
         return PS_ENOMEM;
     ps_buf_init(&wrapped);
-    memset(&kp, 0, sizeof(kp));
     /* The key first, so a missing passphrase or key file leaves nothing behind. */
-    if (meta->key_file[0] || (kf && *kf)) {
-        snprintf(kp.kind, sizeof(kp.kind), "%s", KEK_KEY_FILE);
-        rc = abs_path(meta->key_file[0] ? meta->key_file : kf, kp.key_file, err, errlen);
-    } else {
-        snprintf(kp.kind, sizeof(kp.kind), "%s", KEK_PASSPHRASE);
-        rc = kdf_iterations(&kp.iterations, err, errlen);
-        if (rc == PS_OK && (rc = ps_random(kp.salt, sizeof(kp.salt))))
-            snprintf(err, errlen, "no randomness available");
-    }
+    rc = ps_keys_new_params(&kp, meta->key_file, err, errlen);
     if (rc == PS_OK)
-        rc = kek_get(dir, &kp, 1, &made_key, kek, err, errlen);
+        rc = ps_keys_get_kek(dir, &kp, 1, &made_key, kek, err, errlen);
     if (rc == PS_OK && (rc = ps_random(dek, sizeof(dek))))
         snprintf(err, errlen, "no randomness available");
     if (rc == PS_OK && ((rc = ps_aead_new(&kek_aead, kek)) || (rc = ps_aead_new(&c->aead, dek))))
@@ -653,7 +335,7 @@ static int cache_create(ps_cache_t **out, const char *dir, const ps_cache_meta_t
         (rc = meta_put(txn, c->meta, "dek", v.mv_data, v.mv_size)) ||
         (rc = meta_put_str(txn, c->meta, "kek", kp.kind)))
         goto out;
-    if (strcmp(kp.kind, KEK_KEY_FILE) == 0)
+    if (strcmp(kp.kind, PS_KEK_KEY_FILE) == 0)
         rc = meta_put_str(txn, c->meta, "key_file", kp.key_file);
     else if ((rc = meta_put(txn, c->meta, "kdf_salt", kp.salt, sizeof(kp.salt))) == PS_OK)
         rc = meta_put_u64(txn, c->meta, "kdf_iterations", kp.iterations);
@@ -678,7 +360,7 @@ static int cache_create(ps_cache_t **out, const char *dir, const ps_cache_meta_t
         goto out;
     }
     c->m = *meta;
-    snprintf(c->m.key_file, sizeof(c->m.key_file), "%s", strcmp(kp.kind, KEK_KEY_FILE) == 0 ? kp.key_file : "");
+    snprintf(c->m.key_file, sizeof(c->m.key_file), "%s", strcmp(kp.kind, PS_KEK_KEY_FILE) == 0 ? kp.key_file : "");
     c->m.cursor = 0;
     c->m.next_lcn = 1;
     c->m.last_sync_ms = 0;
@@ -724,7 +406,7 @@ int ps_cache_open(ps_cache_t **out, const char *dir, char *err, size_t errlen)
     ps_cache_t *c;
     ps_aead_t *kek_aead = NULL;
     ps_buf_t dek;
-    kek_params_t kp;
+    ps_kek_params_t kp;
     MDB_txn *txn = NULL;
     MDB_val k = {4, "node"}, v;
     uint8_t kek[PS_AEAD_KEY_LEN], wrapped[SEAL_OVERHEAD + PS_AEAD_KEY_LEN], sname[SEAL_OVERHEAD + 256];
@@ -784,12 +466,12 @@ int ps_cache_open(ps_cache_t **out, const char *dir, char *err, size_t errlen)
         rc = PS_EINVAL;
         goto fail;
     }
-    if (wrapped_len != sizeof(wrapped) || (strcmp(kp.kind, KEK_PASSPHRASE) == 0 && n != sizeof(kp.salt))) {
+    if (wrapped_len != sizeof(wrapped) || (strcmp(kp.kind, PS_KEK_PASSPHRASE) == 0 && n != sizeof(kp.salt))) {
         snprintf(err, errlen, "cache %s: its key is missing or damaged", dir);
         rc = PS_ECRYPTO;
         goto fail;
     }
-    if ((rc = kek_get(dir, &kp, 0, &made, kek, err, errlen)))
+    if ((rc = ps_keys_get_kek(dir, &kp, 0, &made, kek, err, errlen)))
         goto fail;
     if ((rc = ps_aead_new(&kek_aead, kek))) {
         snprintf(err, errlen, "setting up the key: %s", ps_strerror(rc));
@@ -816,7 +498,7 @@ int ps_cache_open(ps_cache_t **out, const char *dir, char *err, size_t errlen)
         snprintf(err, errlen, "cache %s: its identity name is damaged", dir);
         goto fail;
     }
-    if (strcmp(kp.kind, KEK_KEY_FILE) == 0)
+    if (strcmp(kp.kind, PS_KEK_KEY_FILE) == 0)
         snprintf(c->m.key_file, sizeof(c->m.key_file), "%s", kp.key_file);
     *out = c;
     c = NULL;

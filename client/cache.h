@@ -20,17 +20,11 @@
  * AAD = database name then key bytes, so a value moved to another key or
  * database fails to open.  The data key (DEK, 32 random bytes made at
  * creation) is kept in meta "dek" sealed the same way (AAD "meta" "dek")
- * under a key-encryption key (KEK) taken from
- *   - a passphrase (meta "kek" = "pbkdf2-sha256"): PBKDF2-HMAC-SHA256 with a
- *     per-cache random 16-byte salt ("kdf_salt") and an iteration count
- *     ("kdf_iterations", 600,000 by default, kept per cache so it can be
- *     raised later).  The passphrase is POPSYNC_PASSPHRASE, else asked on
- *     the terminal (/dev/tty, echo off; twice when creating).
- *     POPSYNC_KDF_ITERATIONS (>= 1000) sets the count for new caches: a
- *     knob for the test suite, not for production;
- *   - or a key file (meta "kek" = "key-file", its absolute path in
- *     "key_file"; POPSYNC_KEY_FILE overrides it): exactly 32 bytes or 64 hex
- *     digits, used as the KEK directly.
+ * under a key-encryption key (KEK) that keys.c gets (see keys.h): from a
+ * passphrase (meta "kek" = "pbkdf2-sha256", with "kdf_salt" and
+ * "kdf_iterations") or a key file (meta "kek" = "key-file", its absolute
+ * path in "key_file").  The cache keeps those parameters and only receives
+ * the KEK; it never prompts nor reads a key file itself.
  * The DEK's GCM tag is the key check: a wrong passphrase or key file makes
  * ps_cache_open fail with PS_ECRYPTO and "wrong passphrase (or key file)
  * for this cache", never garbage.  Other meta values (node id, cursor, lcn,

@@ -79,14 +79,26 @@ void ps_uuid_format(const uint8_t id[PS_ID_LEN], char out[PS_UUID_STR])
     snprintf(out, PS_UUID_STR, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
 }
 
-static int hexval(int c)
+int ps_hexval(int c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
-    c = tolower(c);
     if (c >= 'a' && c <= 'f')
         return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
     return -1;
+}
+
+int ps_unhex(const char *hex, size_t n, uint8_t *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        int hi = ps_hexval((unsigned char)hex[2 * i]), lo = hi < 0 ? -1 : ps_hexval((unsigned char)hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return PS_EINVAL;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return PS_OK;
 }
 
 int ps_uuid_parse(const char *s, uint8_t id[PS_ID_LEN])
@@ -98,8 +110,8 @@ int ps_uuid_parse(const char *s, uint8_t id[PS_ID_LEN])
             continue;
         if (n == PS_ID_LEN)
             return PS_EINVAL;
-        hi = hexval(p[0]);
-        lo = p[1] ? hexval(p[1]) : -1;
+        hi = ps_hexval((unsigned char)p[0]);
+        lo = p[1] ? ps_hexval((unsigned char)p[1]) : -1;
         if (hi < 0 || lo < 0)
             return PS_EINVAL;
         id[n++] = (uint8_t)(hi << 4 | lo);

@@ -22,6 +22,11 @@ void ps_uuid_format(const uint8_t id[PS_ID_LEN], char out[PS_UUID_STR]);
 int ps_uuid_parse(const char *s, uint8_t id[PS_ID_LEN]);
 /** Lower-case hex of n bytes into out (2n+1 bytes). */
 void ps_hex(const uint8_t *p, size_t n, char *out);
+/** The value of one hex digit (either case), or -1. */
+int ps_hexval(int c);
+/** Decodes the 2n hex digits at hex into n bytes at out; PS_EINVAL on a
+ *  character that is not a hex digit (out may then be partly written). */
+int ps_unhex(const char *hex, size_t n, uint8_t *out);
 
 /** Milliseconds since the epoch, from the wall clock. */
 uint64_t ps_now_ms(void);

@@ -554,16 +554,6 @@ static int parse_double(const char *s, double *out)
     return PS_OK;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = tolower(c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 static int parse_hex(const char *s, ProtobufCBinaryData *out)
 {
     size_t n = strlen(s);
@@ -574,13 +564,9 @@ static int parse_hex(const char *s, ProtobufCBinaryData *out)
     d = malloc(n / 2);
     if (!d)
         return PS_ENOMEM;
-    for (size_t i = 0; i < n / 2; i++) {
-        int hi = hexval((unsigned char)s[2 * i]), lo = hexval((unsigned char)s[2 * i + 1]);
-        if (hi < 0 || lo < 0) {
-            free(d);
-            return PS_EINVAL;
-        }
-        d[i] = (uint8_t)(hi << 4 | lo);
+    if (ps_unhex(s, n / 2, d)) {
+        free(d);
+        return PS_EINVAL;
     }
     out->data = d;
     out->len = n / 2;

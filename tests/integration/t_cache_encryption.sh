@@ -155,6 +155,21 @@ expect_eq "$rc" 1 "init with POPSYNC_KDF_ITERATIONS=999"
 [ ! -e "$T/lowiter/data.mdb" ] || fail "a refused init left a cache behind"
 pass "no passphrase without a terminal, or too few iterations: a clear error and no cache"
 
+# A new cache needs a passphrase of at least 10 characters (characters, not
+# bytes: 口令 counts twice); a weak one is accepted with a warning.
+rc=0
+POPSYNC_PASSPHRASE='short 口令' ps --data "$T/short" init --server 127.0.0.1:1 --ca "$T/pki/ca.crt" \
+    --cert "$T/pki/town2.crt" --key "$T/pki/town2.key" >/dev/null 2>"$T/short.err" || rc=$?
+expect_eq "$rc" 1 "init with an 8-character passphrase"
+grep -q "at least 10 characters" "$T/short.err" || fail "short passphrase message: $(cat "$T/short.err")"
+[ ! -e "$T/short/data.mdb" ] || fail "a refused short passphrase left a cache behind"
+POPSYNC_PASSPHRASE='aaaaaaaaaaaa' ps --data "$T/weak" init --server 127.0.0.1:1 --ca "$T/pki/ca.crt" \
+    --cert "$T/pki/town2.crt" --key "$T/pki/town2.key" >/dev/null 2>"$T/weak.err" || fail "init with a weak passphrase"
+grep -q "the passphrase is weak" "$T/weak.err" || fail "no weak-passphrase warning: $(cat "$T/weak.err")"
+POPSYNC_PASSPHRASE='aaaaaaaaaaaa' ps --data "$T/weak" status >/dev/null 2>"$T/weak.err" || fail "weak cache reopens"
+[ ! -s "$T/weak.err" ] || fail "warned about the passphrase on open: $(cat "$T/weak.err")"
+pass "a new cache refuses a passphrase under 10 characters and warns about a weak one"
+
 # Without the test knob a new cache gets 600,000 iterations (one slow init).
 env -u POPSYNC_KDF_ITERATIONS "$POPSYNC" --data "$T/default" init --server 127.0.0.1:1 --ca "$T/pki/ca.crt" \
     --cert "$T/pki/town2.crt" --key "$T/pki/town2.key" >/dev/null || fail "init with the default count"

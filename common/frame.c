@@ -49,16 +49,3 @@ void ps_frame_encode_header(uint8_t hdr[PS_FRAME_HDR], uint8_t type, uint8_t fla
     hdr[7] = 0;
     wr32(hdr + 8, request_id);
 }
-
-const char *ps_frame_type_name(uint8_t type)
-{
-    static const char *names[] = {NULL, "Hello", "Welcome", "Push", "PushResult", "Pull",
-                                  "PullBatch", "Error", "Ping", "Pong", "OrgUnitsRequest", "OrgUnits",
-                                  "ConflictList", "ConflictListResult", "VerifyRequest", "VerifyDigests",
-                                  "VerifyBucketRequest", "VerifyBucketList", "FetchRequest", "Query",
-                                  "QueryResult", "ReportRequest", "ReportResult", "CloseRequest", "CloseResult",
-                                  "NodeStatusRequest", "NodeStatusResult"};
-    if (type >= 1 && type <= PS_MSG_MAX_KNOWN)
-        return names[type];
-    return "unknown";
-}

@@ -2,6 +2,7 @@
 #include "msg.h"
 #include "err.h"
 #include "frame.h"
+#include "msgtab.h"
 
 #include "wire.pb-c.h"
 
@@ -12,35 +13,8 @@
 
 const ProtobufCMessageDescriptor *ps_msg_descriptor(uint8_t type)
 {
-    switch (type) {
-    case PS_MSG_HELLO: return &popsync__hello__descriptor;
-    case PS_MSG_WELCOME: return &popsync__welcome__descriptor;
-    case PS_MSG_PUSH: return &popsync__push__descriptor;
-    case PS_MSG_PUSH_RESULT: return &popsync__push_result__descriptor;
-    case PS_MSG_PULL: return &popsync__pull__descriptor;
-    case PS_MSG_PULL_BATCH: return &popsync__pull_batch__descriptor;
-    case PS_MSG_ERROR: return &popsync__error__descriptor;
-    case PS_MSG_PING: return &popsync__ping__descriptor;
-    case PS_MSG_PONG: return &popsync__ping__descriptor;
-    case PS_MSG_ORGUNITS_REQUEST: return &popsync__org_units_request__descriptor;
-    case PS_MSG_ORGUNITS: return &popsync__org_units__descriptor;
-    case PS_MSG_CONFLICT_LIST: return &popsync__conflict_list__descriptor;
-    case PS_MSG_CONFLICT_LIST_RESULT: return &popsync__conflict_list_result__descriptor;
-    case PS_MSG_VERIFY_REQUEST: return &popsync__verify_request__descriptor;
-    case PS_MSG_VERIFY_DIGESTS: return &popsync__verify_digests__descriptor;
-    case PS_MSG_VERIFY_BUCKET_REQUEST: return &popsync__verify_bucket_request__descriptor;
-    case PS_MSG_VERIFY_BUCKET_LIST: return &popsync__verify_bucket_list__descriptor;
-    case PS_MSG_FETCH_REQUEST: return &popsync__fetch_request__descriptor;
-    case PS_MSG_QUERY: return &popsync__query__descriptor;
-    case PS_MSG_QUERY_RESULT: return &popsync__query_result__descriptor;
-    case PS_MSG_REPORT_REQUEST: return &popsync__report_request__descriptor;
-    case PS_MSG_REPORT_RESULT: return &popsync__report_result__descriptor;
-    case PS_MSG_CLOSE_REQUEST: return &popsync__close_request__descriptor;
-    case PS_MSG_CLOSE_RESULT: return &popsync__close_result__descriptor;
-    case PS_MSG_NODE_STATUS_REQUEST: return &popsync__node_status_request__descriptor;
-    case PS_MSG_NODE_STATUS_RESULT: return &popsync__node_status_result__descriptor;
-    default: return NULL;
-    }
+    const ps_msg_info_t *mi = ps_msg_info(type);
+    return mi ? mi->desc : NULL;
 }
 
 int ps_msg_pack_frame(ps_buf_t *out, uint8_t type, uint32_t request_id, const ProtobufCMessage *msg)

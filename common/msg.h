@@ -1,7 +1,8 @@
 /* msg.h - protobuf-c messages inside frames.
  *
- * Owns: the mapping from frame type to message descriptor, packing a message
- * into a whole frame, and unpacking a frame body under an allocation budget.
+ * Owns: packing a message into a whole frame, and unpacking a frame body
+ * under an allocation budget.  Which message a frame type carries is the
+ * message table's (common/msgtab.def).
  *
  * Why a budget: protobuf-c 1.4 keeps every unknown field and can allocate
  * 40-70 times a crafted body's size.  Every unpack here draws from an
@@ -21,7 +22,8 @@
 /** Bytes an unpack of a len-byte body may allocate. */
 #define PS_MSG_BUDGET(len) ((size_t)16384 + (size_t)(len) * 8)
 
-/** The descriptor of the message carried by frames of this type, or NULL. */
+/** The descriptor of the message carried by frames of this type (the
+ * message table's row), or NULL for a type the table does not know. */
 const ProtobufCMessageDescriptor *ps_msg_descriptor(uint8_t type);
 
 /**

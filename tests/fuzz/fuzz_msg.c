@@ -1,7 +1,8 @@
 /* fuzz_msg.c - libFuzzer target: every message body the server decodes.
  *
- * The first byte picks the message type (its value modulo the number of
- * types with a descriptor, in type order: 0 -> Hello, 1 -> Welcome, ...);
+ * The first byte picks the message type: its value modulo the number of
+ * rows of the message table (common/msgtab.def), in type order: 0 -> Hello,
+ * 1 -> Welcome, ...;
  * the rest is the frame body.  It is unpacked under the per-frame budget
  * exactly as the server does (ps_msg_unpack), packed again, unpacked again
  * and freed: the budget must hold (no allocation past PS_MSG_BUDGET), and a
@@ -10,6 +11,7 @@
 #include "err.h"
 #include "frame.h"
 #include "msg.h"
+#include "msgtab.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -17,27 +19,23 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* Every type that has a message descriptor (ps_msg_descriptor): the ones
- * ps_sync_dispatch accepts and the replies clients decode, so a type added
- * later is fuzzed without editing this list. */
-static uint8_t g_types[256];
-static size_t g_ntypes;
+/* Every row of the message table: the requests ps_sync_dispatch accepts and
+ * the replies clients decode, so a type added later is fuzzed without
+ * editing this file. */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     ProtobufCMessage *m = NULL, *m2 = NULL;
+    size_t ntypes;
+    const ps_msg_info_t *table = ps_msg_table(&ntypes);
     uint8_t type;
     size_t n, n2;
     uint8_t *packed, *packed2;
     int rc;
 
-    if (!g_ntypes)
-        for (unsigned t = 0; t < 256; t++)
-            if (ps_msg_descriptor((uint8_t)t))
-                g_types[g_ntypes++] = (uint8_t)t;
     if (size < 1)
         return 0;
-    type = g_types[data[0] % g_ntypes];
+    type = table[data[0] % ntypes].type;
     data++;
     size--;
     if (ps_msg_unpack(type, data, size, &m) != PS_OK)

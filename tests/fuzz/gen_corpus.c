@@ -6,6 +6,7 @@
  * (person, household, ...).  Writes, under OUTDIR:
  *   fuzz_frame/   real frames made with ps_msg_pack_frame, alone and pipelined
  *   fuzz_msg/     one body per message type, with the target's type byte
+ *                 (types of the message table without one: their empty body)
  *   fuzz_validate/ each record of the files, packed
  *   fuzz_csv/, fuzz_json/  each file, with the target's kind byte
  * (fuzz_orgunits' seeds are org-unit files, copied by make_corpus.sh.)
@@ -15,6 +16,7 @@
 #include "err.h"
 #include "frame.h"
 #include "msg.h"
+#include "msgtab.h"
 #include "recio.h"
 #include "record_fmt.h"
 
@@ -26,6 +28,7 @@
 #include <sys/stat.h>
 
 static const char *g_out;
+static uint8_t g_seeded[256]; /* message types with a fuzz_msg seed */
 static Popsync__Record *g_recs[64];
 static size_t g_nrecs;
 
@@ -43,14 +46,33 @@ static void put_file(const char *target, const char *name, const uint8_t *p, siz
     }
 }
 
-/* The fuzz_msg type byte for a frame type (see fuzz_msg.c). */
+/* The fuzz_msg type byte for a frame type: its row in the message table
+ * (see fuzz_msg.c). */
 static uint8_t msg_index(uint8_t type)
 {
-    unsigned idx = 0;
-    for (unsigned t = 0; t < type; t++)
-        if (ps_msg_descriptor((uint8_t)t))
-            idx++;
-    return (uint8_t)idx;
+    size_t n;
+    const ps_msg_info_t *t = ps_msg_table(&n);
+    for (size_t i = 0; i < n; i++)
+        if (t[i].type == type)
+            return (uint8_t)i;
+    fprintf(stderr, "gen_corpus: type %u is not in the message table\n", type);
+    exit(1);
+}
+
+/* A type of the message table with no seed of its own above (one added
+ * later) gets its empty body, so fuzz_msg starts from every type. */
+static void seed_the_rest(void)
+{
+    size_t n;
+    const ps_msg_info_t *t = ps_msg_table(&n);
+    for (size_t i = 0; i < n; i++) {
+        char name[64];
+        uint8_t ix = (uint8_t)i;
+        if (g_seeded[t[i].type])
+            continue;
+        snprintf(name, sizeof(name), "empty-%s", t[i].name);
+        put_file("fuzz_msg", name, &ix, 1);
+    }
 }
 
 /* Writes msg as a fuzz_msg seed and appends its frame to frames. */
@@ -58,6 +80,7 @@ static void seed(const char *name, uint8_t type, const ProtobufCMessage *msg, ps
 {
     ps_buf_t b;
     uint8_t ix = msg_index(type);
+    g_seeded[type] = 1;
     ps_buf_init(&b);
     if (ps_msg_pack_frame(&b, type, 7, msg) != PS_OK)
         exit(1);
@@ -302,6 +325,7 @@ int main(int argc, char **argv)
         ps_buf_append(&s, &ix, 1);
         ps_buf_append(&s, ps_buf_head(&b), ps_buf_size(&b));
         put_file("fuzz_msg", "pull_batch", ps_buf_head(&s), ps_buf_size(&s));
+        g_seeded[PS_MSG_PULL_BATCH] = 1;
         ps_buf_reset(&s);
         ps_frame_encode_header(hdr, PS_MSG_PULL_BATCH, 0, 9, ps_buf_size(&b));
         ps_buf_append(&s, &lim, 1);
@@ -324,6 +348,7 @@ int main(int argc, char **argv)
         ps_buf_free(&s);
     }
     ps_buf_free(&frames);
+    seed_the_rest();
     for (size_t i = 0; i < g_nrecs; i++)
         ps_record_free(g_recs[i]);
     printf("gen_corpus: %zu records, seeds written under %s\n", g_nrecs, g_out);

@@ -450,6 +450,7 @@ int ps_cache_open(ps_cache_t **out, const char *dir, char *err, size_t errlen)
     c->m.cursor = meta_get_u64(txn, c->meta, "cursor");
     c->m.next_lcn = meta_get_u64(txn, c->meta, "next_lcn");
     c->m.last_sync_ms = meta_get_u64(txn, c->meta, "last_sync");
+    meta_get_str(txn, c->meta, "timezone", c->m.timezone, sizeof(c->m.timezone));
     c->hlc.last = meta_get_u64(txn, c->meta, "hlc");
     meta_get_str(txn, c->meta, "kek", kp.kind, sizeof(kp.kind));
     meta_get_str(txn, c->meta, "key_file", kp.key_file, sizeof(kp.key_file));
@@ -1030,6 +1031,22 @@ int ps_cache_get_tls_session(ps_cache_t *c, ps_buf_t *out)
     return rc;
 }
 
+int ps_cache_set_timezone(ps_cache_t *c, const char *name)
+{
+    MDB_txn *txn = NULL;
+    int mrc, rc;
+    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+        return db_err(mrc);
+    if ((rc = meta_put_str(txn, c->meta, "timezone", name))) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    mrc = mdb_txn_commit(txn);
+    if (!mrc)
+        snprintf(c->m.timezone, sizeof(c->m.timezone), "%s", name);
+    return mrc ? db_err(mrc) : PS_OK;
+}
+
 int ps_cache_set_last_sync(ps_cache_t *c, uint64_t ms)
 {
     MDB_txn *txn = NULL;
@@ -1240,4 +1257,124 @@ out:
     if (txn)
         mdb_txn_abort(txn);
     return rc;
+}
+
+/* The record id of a sealed refused entry (k, v) into id; 0 when it has one. */
+static int refused_entry_id(ps_cache_t *c, const MDB_val *k, const MDB_val *v, uint8_t id[PS_ID_LEN])
+{
+    const uint8_t *p;
+    Popsync__Push *keep;
+    uint64_t n1, n2;
+    size_t n;
+    int rc = PS_ENOTFOUND;
+    if (open_with(c->aead, &c->plain, DB_REJECTED, k, v, &p, &n))
+        return PS_ECRYPTO;
+    if (n < 16)
+        return PS_ENOTFOUND;
+    n1 = be64get(p);
+    n2 = be64get(p + 8);
+    if (n1 > n - 16 || n2 > n - 16 - n1)
+        return PS_ENOTFOUND;
+    keep = popsync__push__unpack(NULL, n2, p + 16 + n1);
+    if (keep && keep->n_changes == 1 && keep->changes[0]->record && keep->changes[0]->record->id.len == PS_ID_LEN) {
+        memcpy(id, keep->changes[0]->record->id.data, PS_ID_LEN);
+        rc = PS_OK;
+    }
+    if (keep)
+        popsync__push__free_unpacked(keep, NULL);
+    return rc;
+}
+
+/* Deletes, inside txn, every refused entry of record id; *n gets how many. */
+static int refused_delete_txn(ps_cache_t *c, MDB_txn *txn, const uint8_t *id, size_t *n)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int mrc, rc = PS_OK;
+    *n = 0;
+    if ((mrc = mdb_cursor_open(txn, c->rejected, &cur)))
+        return db_err(mrc);
+    while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        uint8_t eid[PS_ID_LEN];
+        if (refused_entry_id(c, &k, &v, eid) != PS_OK || memcmp(eid, id, PS_ID_LEN) != 0)
+            continue;
+        if ((mrc = mdb_cursor_del(cur, 0))) {
+            rc = db_err(mrc);
+            break;
+        }
+        (*n)++;
+    }
+    if (rc == PS_OK && mrc && mrc != MDB_NOTFOUND)
+        rc = db_err(mrc);
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+int ps_cache_refused_discard(ps_cache_t *c, const uint8_t id[PS_ID_LEN], size_t *n)
+{
+    MDB_txn *txn = NULL;
+    int mrc, rc;
+    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+        return db_err(mrc);
+    if ((rc = refused_delete_txn(c, txn, id, n)) == PS_OK && *n == 0)
+        rc = PS_ENOTFOUND;
+    if (rc) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    mrc = mdb_txn_commit(txn);
+    return mrc ? db_err(mrc) : PS_OK;
+}
+
+int ps_cache_refused_resubmit(ps_cache_t *c, Popsync__Record *r, const uint8_t *resolves, size_t *n)
+{
+    MDB_txn *txn = NULL;
+    uint64_t lcn, pend;
+    int mrc, rc;
+
+    if (r->id.len != PS_ID_LEN)
+        return PS_EINVAL;
+    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+        return db_err(mrc);
+    /* A newer local edit of the record waits in the outbox: the corrected
+     * version would hide it from view.  The caller says to sync first. */
+    if ((rc = pending_count(c, txn, r->id.data, &pend)) || (pend > 0 && (rc = PS_EEXIST)))
+        goto out;
+    if ((rc = refused_delete_txn(c, txn, r->id.data, n)))
+        goto out;
+    if (*n == 0) {
+        rc = PS_ENOTFOUND;
+        goto out;
+    }
+    lcn = meta_get_u64(txn, c->meta, "next_lcn");
+    if (lcn == 0)
+        lcn = 1;
+    if ((rc = put_local_txn(c, txn, r, &lcn, resolves)) || (rc = meta_put_u64(txn, c->meta, "next_lcn", lcn)) ||
+        (rc = meta_put_u64(txn, c->meta, "hlc", c->hlc.last)))
+        goto out;
+    mrc = mdb_txn_commit(txn);
+    txn = NULL;
+    rc = mrc ? db_err(mrc) : PS_OK;
+    if (!rc)
+        c->m.next_lcn = lcn;
+out:
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
+}
+
+int ps_cache_refused_count(ps_cache_t *c, uint64_t *n)
+{
+    MDB_txn *txn = NULL;
+    MDB_stat s;
+    int mrc;
+    *n = 0;
+    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
+        return db_err(mrc);
+    mrc = mdb_stat(txn, c->rejected, &s);
+    mdb_txn_abort(txn);
+    if (mrc)
+        return db_err(mrc);
+    *n = s.ms_entries;
+    return PS_OK;
 }

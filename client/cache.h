@@ -6,8 +6,11 @@
  *   pending   id(16)      -> count(8, BE) of outbox changes for that record
  *   rejected  lcn(8, BE)  -> sealed n1(8) | n2(8) | packed PushResult (n1) | Push (n2):
  *                            a change the server refused or kept whole as a
- *                            conflict (status CONFLICT), with why
- *   meta      name        -> value (node id, cursor, next lcn, server, files, identity, key)
+ *                            conflict (status CONFLICT), whole, with why: the
+ *                            "refused" state (`popsync refused`), left only by
+ *                            discard or by an edit that goes back to the outbox
+ *   meta      name        -> value (node id, cursor, next lcn, server, files, identity, key,
+ *                            the district's time zone)
  *
  * Every local edit writes the record and its outbox entry in one
  * transaction; every pulled batch is applied together with the new cursor in
@@ -60,6 +63,7 @@ typedef struct ps_cache_meta {
     uint64_t cursor;          /**< last feed sequence applied */
     uint64_t next_lcn;        /**< next local change number */
     uint64_t last_sync_ms;    /**< when a sync last completed (0: never) */
+    char timezone[64];        /**< the district's zone, from the server's Welcome ("": not yet known) */
 } ps_cache_meta_t;
 
 /**
@@ -153,6 +157,9 @@ int ps_cache_set_tls_session(ps_cache_t *c, const uint8_t *sess, size_t len);
 /** The kept TLS session into out; PS_ENOTFOUND when none. */
 int ps_cache_get_tls_session(ps_cache_t *c, ps_buf_t *out);
 
+/** Keeps the district's time zone (Welcome.timezone) for local date checks. */
+int ps_cache_set_timezone(ps_cache_t *c, const char *name);
+
 /** Records a completed sync. */
 int ps_cache_set_last_sync(ps_cache_t *c, uint64_t ms);
 
@@ -163,9 +170,31 @@ typedef struct ps_cache_counts {
 int ps_cache_counts(ps_cache_t *c, ps_cache_counts_t *out);
 /** The number of changes waiting in the outbox, without reading any record (cheap). */
 int ps_cache_outbox_count(ps_cache_t *c, uint64_t *n);
+/** The number of refused changes kept (ps_cache_foreach_rejected), cheaply. */
+int ps_cache_refused_count(ps_cache_t *c, uint64_t *n);
 
-/** Calls fn for every rejected change with its reasons. */
+/**
+ * Calls fn for every refused change (the server answered REJECTED, or
+ * CONFLICT: kept whole as a conflict), oldest first, with the server's
+ * answer (status, field errors, conflict id) and the change as it was sent,
+ * whole.  Refused changes stay in the cache until ps_cache_refused_discard
+ * or ps_cache_refused_resubmit: nothing else removes them.
+ */
 int ps_cache_foreach_rejected(ps_cache_t *c, int (*fn)(const Popsync__ChangeResult *res,
                                                         const Popsync__Change *ch, void *arg), void *arg);
+
+/** Deletes every refused change of record id (the clerk's deliberate
+ *  `popsync refused discard`); *n gets how many.  PS_ENOTFOUND if none. */
+int ps_cache_refused_discard(ps_cache_t *c, const uint8_t id[PS_ID_LEN], size_t *n);
+
+/**
+ * `popsync refused edit`: in one transaction, deletes every refused change
+ * of r's record (*n gets how many; PS_ENOTFOUND if none) and records r as a
+ * local change like ps_cache_put_local, based on r->rev (the refused
+ * change's base: NULL for a new record), settling conflict resolves (16
+ * bytes) when not NULL.  PS_EEXIST, and nothing written, while the record
+ * has other changes waiting in the outbox.
+ */
+int ps_cache_refused_resubmit(ps_cache_t *c, Popsync__Record *r, const uint8_t *resolves, size_t *n);
 
 #endif

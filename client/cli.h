@@ -6,12 +6,17 @@
 #ifndef PS_CLI_H
 #define PS_CLI_H
 
+#include <stddef.h>
+
+#include "records.pb-c.h"
+
 #define PS_EXIT_OK 0        /**< success */
 #define PS_EXIT_FAIL 1      /**< the command failed (message on stderr) */
 #define PS_EXIT_USAGE 2     /**< bad command line */
 #define PS_EXIT_SYNC 3      /**< the server could not be reached or the sync did not complete */
 #define PS_EXIT_INVALID 4   /**< the record(s) given were invalid; nothing was stored for them */
 #define PS_EXIT_NOTFOUND 5  /**< no such record */
+#define PS_EXIT_REFUSED 6   /**< sync completed, but the server refused some changes or kept them as conflicts */
 
 typedef struct ps_cli {
     const char *data_dir; /**< --data or $POPSYNC_DATA */
@@ -35,6 +40,18 @@ int ps_cmd_conflicts(ps_cli_t *cli, int argc, char **argv);
 int ps_cmd_export(ps_cli_t *cli, int argc, char **argv);
 int ps_cmd_query(ps_cli_t *cli, int argc, char **argv);  /* report.c */
 int ps_cmd_report(ps_cli_t *cli, int argc, char **argv); /* report.c */
+int ps_cmd_refused(ps_cli_t *cli, int argc, char **argv); /* cmd_refused.c */
+
+/* Shared by edit and `refused edit` (cmd_records.c).  MAX_SETS bounds sets. */
+#define PS_CLI_MAX_SETS 128
+struct ps_cache;
+/** Parses --set FIELD=VALUE (into sets) and --json OBJECT; PS_EXIT_USAGE when bad. */
+int ps_cli_parse_edit_opts(int argc, char **argv, char **sets, size_t *nsets, const char **json);
+/** Applies them to r; reports the first bad one (PS_EXIT_INVALID). */
+int ps_cli_apply_edits(const char *cmd, Popsync__Record *r, char **sets, size_t nsets, const char *json);
+/** Validates r locally (current: the version it replaces, or NULL); reports every error (PS_EXIT_INVALID). */
+int ps_cli_validate_or_report(const char *cmd, struct ps_cache *c, const Popsync__Record *r,
+                              const Popsync__Record *current);
 
 /** Prints "popsync: ..." to stderr. */
 void ps_cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -19,6 +19,7 @@
 #include "record_fmt.h"
 #include "scope.h"
 #include "validate.h"
+#include "vctx.h"
 
 #include <getopt.h>
 #include <stdint.h>
@@ -313,6 +314,7 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
     /* The same scope the server will apply, so rows it would refuse are
      * reported now with their line numbers rather than after a sync. */
     st->vctx.scope_root = strcmp(meta->role, "admin") == 0 ? NULL : meta->orgunit;
+    st->vctx.today = ps_client_today(st->c);
     st->vctx.ref_exists = ref_exists;
     st->vctx.ref_arg = st;
     {

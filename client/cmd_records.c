@@ -461,3 +461,21 @@ out:
     ps_cache_close(c);
     return rc;
 }
+
+/* For `popsync refused edit` (cmd_refused.c): the same option parsing, edits
+ * and local validation as `edit`. */
+int ps_cli_parse_edit_opts(int argc, char **argv, char **sets, size_t *nsets, const char **json)
+{
+    return parse_edit_opts(argc, argv, sets, nsets, json);
+}
+
+int ps_cli_apply_edits(const char *cmd, Popsync__Record *r, char **sets, size_t nsets, const char *json)
+{
+    return apply_edits(cmd, r, sets, nsets, json);
+}
+
+int ps_cli_validate_or_report(const char *cmd, ps_cache_t *c, const Popsync__Record *r,
+                              const Popsync__Record *current)
+{
+    return validate_or_report(cmd, c, r, current);
+}

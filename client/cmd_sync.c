@@ -6,6 +6,7 @@
 #include "orgunit.h"
 #include "sync.h"
 #include "tls.h"
+#include "tz.h"
 
 #include <jansson.h>
 
@@ -184,13 +185,24 @@ int ps_cmd_sync(ps_cli_t *cli, int argc, char **argv)
         ps_cli_err("sync: %llu change(s) clashed with other edits and were kept as conflicts; see 'popsync conflicts list'",
                    (unsigned long long)(st.conflicts + st.merged_conflicts));
     if (st.rejected && !cli->json)
-        ps_cli_err("sync: %llu change(s) were rejected by the server; see 'popsync status'",
+        ps_cli_err("sync: %llu change(s) were refused by the server and are kept in this cache; correct them "
+                   "with 'popsync refused edit ID' (see 'popsync refused list')",
                    (unsigned long long)st.rejected);
+    if (rc == PS_OK && !st.rejected && !cli->json) {
+        /* Refusals from earlier syncs stay until corrected or discarded. */
+        uint64_t kept = 0;
+        if (ps_cache_refused_count(c, &kept) == PS_OK && kept)
+            ps_cli_err("sync: %llu refused change(s) kept from earlier syncs; see 'popsync refused list'",
+                       (unsigned long long)kept);
+    }
     ps_cache_close(c);
     if (rc) {
         ps_cli_err("sync: %s", err);
         return PS_EXIT_SYNC;
     }
+    /* Completed, but not everything pushed was taken as sent. */
+    if (st.rejected || st.conflicts || st.merged_conflicts)
+        return PS_EXIT_REFUSED;
     return PS_EXIT_OK;
 }
 
@@ -333,7 +345,8 @@ int ps_cmd_status(ps_cli_t *cli, int argc, char **argv)
         json_t *rej = json_array();
         json_t *j;
         ps_cache_foreach_rejected(c, print_rejected, rej);
-        j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "node", hex, "role", m->role, "orgunit",
+        j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "node", hex, "timezone",
+                      *m->timezone ? m->timezone : PS_TZ_DEFAULT, "role", m->role, "orgunit",
                       m->orgunit, "name", m->name, "server", m->server, "records", (json_int_t)n.records, "deleted",
                       (json_int_t)n.deleted, "pending", (json_int_t)n.outbox, "rejected_count",
                       (json_int_t)n.rejected, "cursor", (json_int_t)m->cursor, "last_sync_ms",
@@ -347,9 +360,12 @@ int ps_cmd_status(ps_cli_t *cli, int argc, char **argv)
         printf("records:  %llu (+%llu deleted)\npending:  %llu change(s) to push\nrefused:  %llu (rejected or kept as conflicts)\n",
                (unsigned long long)n.records, (unsigned long long)n.deleted, (unsigned long long)n.outbox,
                (unsigned long long)n.rejected);
-        printf("cursor:   %llu\nlast sync: %s\n", (unsigned long long)m->cursor, when);
-        if (n.rejected)
+        printf("cursor:   %llu\nlast sync: %s\ntime zone: %s (the district's, for dates)\n",
+               (unsigned long long)m->cursor, when, *m->timezone ? m->timezone : PS_TZ_DEFAULT);
+        if (n.rejected) {
             ps_cache_foreach_rejected(c, print_rejected, NULL);
+            printf("correct with 'popsync refused edit ID', or drop with 'popsync refused discard ID'\n");
+        }
     }
     ps_cache_close(c);
     return PS_EXIT_OK;

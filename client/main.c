@@ -25,11 +25,16 @@ static void usage(FILE *f)
             "  show ID [--format json|table]\n"
             "  list [--kind KIND] [--orgunit CODE] [--format table|json|csv] [--deleted]\n"
             "  sync [--quiet]          push local changes, then pull everyone else's\n"
-            "  status                  pending changes, rejected changes, cursor, last sync\n"
+            "  status                  pending changes, refused changes, cursor, last sync\n"
             "  status --all [--json]   (admin, online) every node that has synced: last seen, how far\n"
             "                          behind, its certificate, open conflicts\n"
             "  stats [--json]          records held, per township and kind\n"
             "  verify [--json]         sync, then compare digests with the server and repair differences\n"
+            "  refused list [--json]   changes the server refused (kept whole, with its reasons)\n"
+            "  refused show ID [--json]\n"
+            "  refused edit ID [--set FIELD=VALUE ...] [--json '{...}']\n"
+            "                          correct a refused change; it is pushed by the next sync\n"
+            "  refused discard ID      drop a refused change for good\n"
             "  conflicts list [--all] [--json]\n"
             "  conflicts resolve ID --keep mine|theirs|FILE\n"
             "  import FILE --kind KIND [--format csv|json]\n"
@@ -54,7 +59,8 @@ static void usage(FILE *f)
             "\n"
             "KIND is person, household, birth, migration, benefit or service_visit.\n"
             "--data defaults to $POPSYNC_DATA.  Exit codes: 0 ok, 1 failed, 2 usage,\n"
-            "3 sync incomplete, 4 invalid record, 5 not found.\n");
+            "3 sync incomplete, 4 invalid record, 5 not found, 6 sync completed but the\n"
+            "server refused some changes or kept them as conflicts (counts printed).\n");
 }
 
 int main(int argc, char **argv)
@@ -67,7 +73,7 @@ int main(int argc, char **argv)
                 {"show", ps_cmd_show},     {"list", ps_cmd_list}, {"generate", ps_cmd_generate},
                 {"import", ps_cmd_import}, {"export", ps_cmd_export},
                 {"stats", ps_cmd_stats}, {"verify", ps_cmd_verify}, {"conflicts", ps_cmd_conflicts},
-                {"query", ps_cmd_query},   {"report", ps_cmd_report}};
+                {"query", ps_cmd_query},   {"report", ps_cmd_report}, {"refused", ps_cmd_refused}};
     ps_cli_t cli = {getenv("POPSYNC_DATA"), 0};
     int i = 1;
 

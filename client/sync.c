@@ -267,6 +267,10 @@ static void on_welcome(session_t *s, Popsync__Welcome *w)
     }
     if (w->server_hlc)
         ps_cache_observe_hlc(s->cache, w->server_hlc);
+    /* Dates entered here are judged by the district's calendar. */
+    if (w->timezone && *w->timezone && strlen(w->timezone) < sizeof(m->timezone) &&
+        strcmp(w->timezone, m->timezone) != 0)
+        ps_cache_set_timezone(s->cache, w->timezone);
     s->push_max = w->max_batch && w->max_batch < want ? w->max_batch : want;
     /* Leave room for the envelope of each change within the frame limit. */
     s->push_max_bytes = 4u << 20;

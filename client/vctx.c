@@ -1,6 +1,8 @@
 /* vctx.c - the validation context of a client cache. */
 #include "vctx.h"
 #include "err.h"
+#include "ids.h"
+#include "tz.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +35,17 @@ static int ref_exists(void *arg, const uint8_t id[16], int kind)
     return found;
 }
 
+uint32_t ps_client_today(ps_cache_t *c)
+{
+    const char *name = ps_cache_meta(c)->timezone;
+    ps_tz_t tz;
+    char err[256];
+    uint64_t now = ps_now_ms();
+    if (ps_tz_load(&tz, *name ? name : PS_TZ_DEFAULT, now, err, sizeof(err)) != PS_OK)
+        return 0;
+    return ps_tz_date(&tz, now);
+}
+
 int ps_client_vctx_init(ps_client_vctx_t *v, ps_cache_t *c)
 {
     const ps_cache_meta_t *m = ps_cache_meta(c);
@@ -53,6 +66,7 @@ int ps_client_vctx_init(ps_client_vctx_t *v, ps_cache_t *c)
     v->ctx.scope_root = strcmp(m->role, "admin") == 0 ? NULL : m->orgunit;
     v->ctx.ref_exists = ref_exists;
     v->ctx.ref_arg = v;
+    v->ctx.today = ps_client_today(c);
     return PS_OK;
 }
 

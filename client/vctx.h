@@ -26,6 +26,10 @@ typedef struct ps_client_vctx {
 
 /** Builds the context for cache c (which must outlive it).  For an edit,
  *  set v->ctx.current to the version being edited afterwards. */
+/** Today (YYYYMMDD) in the district's time zone as this cache knows it
+ *  (Welcome.timezone; Asia/Shanghai before the first sync); 0 (the local
+ *  date) when this device's tz database lacks the zone. */
+uint32_t ps_client_today(ps_cache_t *c);
 int ps_client_vctx_init(ps_client_vctx_t *v, ps_cache_t *c);
 void ps_client_vctx_free(ps_client_vctx_t *v);
 /** Remembers a record accepted in the current batch, so later ones may refer to it. */

@@ -172,6 +172,20 @@ const char *ps_validate_date(const char *s)
     return parse_date(s, NULL);
 }
 
+/* The last date that is not "in the future" when it is `today` (YYYYMMDD)
+ * where the record is judged: today plus one day of grace, so a date that
+ * was already today where it was entered (a zone ahead of the judge's) is
+ * never refused. */
+static uint32_t latest_allowed(uint32_t today)
+{
+    unsigned y = today / 10000, m = today / 100 % 100, d = today % 100;
+    if (m >= 1 && m <= 12 && d < days_in_month(y, m))
+        return today + 1;
+    if (m < 12)
+        return y * 10000 + (m + 1) * 100 + 1;
+    return (y + 1) * 10000 + 101;
+}
+
 static uint32_t local_today(void)
 {
     time_t now = time(NULL);
@@ -220,7 +234,7 @@ const char *ps_validate_id_number_at(const char *idn, uint32_t today)
         return "birth date inside it does not exist";
     if (today == 0)
         today = local_today();
-    if (y * 10000 + m * 100 + d > today)
+    if (y * 10000 + m * 100 + d > latest_allowed(today))
         return "birth date inside it is in the future";
     if (ps_id_check_char(idn) != idn[17])
         return "check character does not match (GB 11643 MOD 11-2)";
@@ -314,7 +328,7 @@ static int check_date(vstate_t *vs, const char *field, const char *s, int requir
         ps_verrs_add(vs->v, field, "%s", why);
         return 0;
     }
-    if (!allow_future && ymd > vs->today) {
+    if (!allow_future && ymd > latest_allowed(vs->today)) {
         ps_verrs_add(vs->v, field, "is in the future");
         return 0;
     }

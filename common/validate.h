@@ -33,7 +33,9 @@ typedef struct ps_validate_ctx {
     const ps_orgunits_t *units;
     /** Root of the sender's subtree; NULL: no scope check (admin). */
     const char *scope_root;
-    /** Today as YYYYMMDD (dates after it are "in the future"); 0: the clock's local date. */
+    /** Today as YYYYMMDD where records are judged: the district's date
+     *  (tz.h); 0: the clock's local date.  A date is "in the future" only
+     *  when it is after today plus one day of grace. */
     uint32_t today;
     /** Does a live record with this id exist in the sender's view (or in
      *  the same batch)?  kind is the expected kind.  NULL: references are
@@ -63,7 +65,8 @@ size_t ps_validate_record(const Popsync__Record *r, const ps_validate_ctx_t *ctx
  *  Returns NULL when valid, else a static reason. */
 const char *ps_validate_id_number(const char *idn);
 /** As ps_validate_id_number, with "today" given as YYYYMMDD (0: the clock's
- *  local date) for the not-in-the-future check of the birth date. */
+ *  local date) for the not-in-the-future check of the birth date (one day
+ *  of grace, as for every date). */
 const char *ps_validate_id_number_at(const char *idn, uint32_t today);
 /** The GB 11643 check character ('0'..'9' or 'X') for the first 17 digits of
  *  an ID number; 0 when those are not 17 digits. */

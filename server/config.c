@@ -38,6 +38,7 @@ static const ckey_t g_keys[] = {
     {"server", "map_size_mb", K_MIB, O(map_size)},
     {"server", "map_size_max_mb", K_MIB, O(map_max)},
     {"server", "orgunits", K_STR, O(orgunits_file)},
+    {"server", "timezone", K_STR, O(timezone)},
     {"server", "log_level", K_LEVEL, 0},
     {"tls", "ca", K_STR, O(ca_file)},
     {"tls", "cert", K_STR, O(cert_file)},
@@ -398,6 +399,8 @@ int ps_config_check(const ps_config_t *in, const ps_server_opts_t *o)
             problem(&cfg, 0, "org-unit file %s does not load: %s", o->orgunits_file, err);
         ps_orgunits_free(u);
     }
+    if (o->timezone && ps_tz_valid(o->timezone, err, sizeof(err)) != PS_OK)
+        problem(&cfg, 0, "timezone: %s", err);
     if (o->metrics_listen) {
         if (ps_listen_addr_parse(o->metrics_listen, &ss) != PS_OK)
             problem(&cfg, 0, "metrics address '%s' is not HOST:PORT", o->metrics_listen);

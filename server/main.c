@@ -32,6 +32,7 @@ static void usage(FILE *f)
             "  --handshake-timeout MS  TLS handshake + Hello deadline (default 10000)\n"
             "  --idle-timeout MS       idle connection deadline (default 300000)\n"
             "  --max-future MS         how far ahead a client clock may be (default 600000)\n"
+            "  --timezone ZONE         the district's time zone, for dates (default Asia/Shanghai)\n"
             "  --pull-batch N          records per PullBatch at most (default 5000)\n"
             "  --max-push N            changes per Push at most (default 10000)\n"
             "  --log-level LEVEL       debug|info|warn|error (default info)\n"
@@ -199,7 +200,7 @@ int main(int argc, char **argv)
         {"log-level", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
         {"port-file", required_argument, NULL, 'P'}, {"orgunits", required_argument, NULL, 'O'},
         {"pull-batch", required_argument, NULL, 'B'}, {"max-push", required_argument, NULL, 'M'},
-        {"map-max", required_argument, NULL, 'X'},
+        {"map-max", required_argument, NULL, 'X'}, {"timezone", required_argument, NULL, 'Z'},
         PS_CONFIG_LONGOPTS,
         {NULL, 0, NULL, 0}};
     ps_config_t cfg;
@@ -225,6 +226,7 @@ int main(int argc, char **argv)
     srv.opts.idle_ms = 300000;
     srv.opts.max_future_ms = 600000;
     srv.opts.commit_max_changes = 50000;
+    srv.opts.timezone = PS_TZ_DEFAULT;
 
     /* The config file first, so that flags override it. */
     if (ps_config_prepare(&cfg, argc, argv, &srv.opts))
@@ -239,6 +241,7 @@ int main(int argc, char **argv)
         case 'r': srv.opts.crl_file = optarg; break;
         case 'P': srv.opts.port_file = optarg; break;
         case 'O': srv.opts.orgunits_file = optarg; break;
+        case 'Z': srv.opts.timezone = optarg; break;
         case 'X':
         case 'B':
         case 'M':
@@ -297,6 +300,11 @@ int main(int argc, char **argv)
     if (!getenv("UV_THREADPOOL_SIZE"))
         setenv("UV_THREADPOOL_SIZE", "16", 1);
 
+    /* The zone is read while this process has one thread (tz.h). */
+    if (ps_tz_load(&srv.tz, srv.opts.timezone, ps_now_ms(), err, sizeof(err)) != PS_OK) {
+        PS_ERROR("main", "timezone: %s", err);
+        return 1;
+    }
     rc = ps_tls_conf_new(&srv.tls, PS_TLS_SERVER, srv.opts.ca_file, srv.opts.cert_file, srv.opts.key_file,
                          srv.opts.crl_file, err, sizeof(err));
     if (rc) {
@@ -317,6 +325,7 @@ int main(int argc, char **argv)
     sopts.map_size = srv.opts.map_size;
     sopts.map_max = srv.opts.map_max;
     sopts.max_future_ms = srv.opts.max_future_ms;
+    sopts.tz = srv.tz;
     rc = ps_store_open(&srv.store, srv.opts.data_dir, &sopts, err, sizeof(err));
     if (rc) {
         PS_ERROR("main", "%s", err);

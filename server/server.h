@@ -26,6 +26,7 @@
 #include "stream.h"
 #include "store.h"
 #include "tls.h"
+#include "tz.h"
 
 typedef struct ps_server_opts {
     const char *listen;          /**< "HOST:PORT"; port 0 picks a free one */
@@ -45,6 +46,7 @@ typedef struct ps_server_opts {
     uint64_t handshake_ms;       /**< TLS handshake + Hello deadline */
     uint64_t idle_ms;            /**< idle deadline once ready */
     uint64_t max_future_ms;      /**< HLC future bound */
+    const char *timezone;        /**< the district's IANA time zone: dates are judged by its calendar */
     uint32_t commit_max_changes; /**< changes in one group commit */
     /* issue 9: metrics (metrics.c) */
     const char *metrics_listen;  /**< "HOST:PORT" of the Prometheus endpoint, or NULL */
@@ -77,6 +79,7 @@ typedef struct ps_server {
     ps_tls_conf_t *tls;
     ps_store_t *store;
     ps_orgunits_t *units;        /**< loaded from opts.orgunits_file, or NULL */
+    ps_tz_t tz;                  /**< opts.timezone with its UTC offset, loaded at start (tz.h) */
     ps_server_opts_t opts;
     /* group commit: pushes waiting for the next transaction */
     ps_push_job_t *queue_head, *queue_tail;

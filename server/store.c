@@ -718,6 +718,7 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
         vctx.units = c->st->opts.units;
         vctx.scope_root = peer->role != PS_ROLE_ADMIN ? peer->orgunit : NULL;
         vctx.current = cur;
+        vctx.today = ps_tz_date(&c->st->opts.tz, c->now_ms); /* the district's calendar */
         vctx.ref_exists = ref_exists;
         vctx.ref_arg = &rctx;
         ps_validate_record(r, &vctx, verrs);

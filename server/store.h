@@ -31,6 +31,7 @@
 #include "ids.h"
 #include "orgunit.h"
 #include "tls.h"
+#include "tz.h"
 
 #include "wire.pb-c.h"
 
@@ -41,6 +42,7 @@ typedef struct ps_store_opts {
     size_t map_max;          /**< the map never grows past this (0: no cap) */
     uint64_t max_future_ms;  /**< how far ahead of our clock an HLC may be */
     const ps_orgunits_t *units; /**< org-unit tree for validation (may be NULL) */
+    ps_tz_t tz;              /**< the district's zone: "today" for date checks and reports (tz.h) */
 } ps_store_opts_t;
 
 /**

@@ -870,12 +870,10 @@ typedef struct idrefs {
     } r[];
 } idrefs_t;
 
-static uint32_t today_yyyymmdd(void)
+/* Today in the district's time zone. */
+static uint32_t today_yyyymmdd(const ps_store_t *st)
 {
-    time_t t = (time_t)(ps_now_ms() / 1000);
-    struct tm tm;
-    localtime_r(&t, &tm);
-    return (uint32_t)((tm.tm_year + 1900) * 10000 + (tm.tm_mon + 1) * 100 + tm.tm_mday);
+    return ps_tz_date(&st->opts.tz, ps_now_ms());
 }
 
 int ps_store_report_quality(ps_store_t *st, const ps_peer_t *peer, const Popsync__ReportRequest *req,
@@ -892,7 +890,7 @@ int ps_store_report_quality(ps_store_t *st, const ps_peer_t *peer, const Popsync
     uint32_t dl_u = req->deadline_urgent_days ? req->deadline_urgent_days : 15;
     uint32_t dl_n = req->deadline_normal_days ? req->deadline_normal_days : 30;
     char today[16];
-    uint32_t t = today_yyyymmdd();
+    uint32_t t = today_yyyymmdd(st);
     int mrc, rc = PS_OK;
 
     memset(&idn, 0, sizeof(idn));

@@ -51,7 +51,9 @@ sq a1 edit "$p" --set name=甲一      # earlier
 sleep 0.02
 sq a2 edit "$p" --set name=乙一      # later
 psync a2                             # the later edit is pushed first
-out=$(sq a1 sync 2>&1) || fail "a1 sync: $out"
+# Exit 6: the sync completed, but a change raised a conflict (issue 21, point 3).
+out=$(sq a1 sync 2>&1) && fail "a1 sync exited 0 although its change raised a conflict: $out" ||
+    [ $? -eq 6 ] || fail "a1 sync: $out"
 grep -q "1 conflicts" <<<"$out" || fail "the clerk is not told of the conflict: $out"
 grep -q "clashed with other edits.*conflicts list" <<<"$out" || fail "no hint to 'conflicts list': $out"
 sync_all

@@ -59,7 +59,8 @@ expect_eq "$(conflict_of admin "$g" --all)" "" "two deletes raise no conflict"
 sq a1 delete "$e"
 sq a2 edit "$e" --set phone=13800000002 --set address=二号楼
 psync a1
-out=$(sq a2 sync 2>&1) || fail "a2 sync: $out"
+out=$(sq a2 sync 2>&1) && fail "a2 sync exited 0 although its edit was kept as a conflict: $out" ||
+    [ $? -eq 6 ] || fail "a2 sync: $out"
 grep -q "1 conflicts" <<<"$out" || fail "the editor is not told its edit was kept as a conflict: $out"
 sync_all
 for c in $CACHES; do
@@ -74,7 +75,8 @@ pass "edit after delete: stays deleted, the edit is kept in a conflict"
 sq a2 edit "$f" --set phone=13800000003
 sq a1 delete "$f"
 psync a2
-out=$(sq a1 sync 2>&1) || fail "a1 sync: $out"
+out=$(sq a1 sync 2>&1) && fail "a1 sync exited 0 although its delete raised a conflict: $out" ||
+    [ $? -eq 6 ] || fail "a1 sync: $out"
 sync_all
 for c in $CACHES; do
     tomb "$c" "$f" || fail "$c: the delete did not stand after a concurrent edit"

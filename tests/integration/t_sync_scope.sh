@@ -64,7 +64,8 @@ pass "a viewer cannot sync records"
 sq admin edit "$pa" --set orgunit=$TB
 psync admin
 sq a edit "$pa" --set phone=13800000001
-out=$(sq a sync 2>&1) || fail "a sync with an edit to a moved record failed: $out"
+out=$(sq a sync 2>&1) && fail "a sync exited 0 although its edit was kept as a conflict: $out" ||
+    [ $? -eq 6 ] || fail "a sync with an edit to a moved record failed: $out"
 echo "township A sync says: $out"
 grep -q "1 conflicts" <<<"$out" || fail "A is not told its edit was kept as a conflict: $out"
 has a "$pa" && fail "township A still holds the record that moved to B"

@@ -16,7 +16,10 @@
  *   3. every acknowledged change is in the server's state or its conflicts:
  *      for each record field the test edited, the final value is the value of
  *      the last acknowledged change that set it, unless a conflict on that
- *      record kept the other side.
+ *      record kept the other side;
+ *   4. nothing refused is lost: every change the server refused or kept as
+ *      a conflict (as counted from the push answers) is still in its cache's
+ *      refused list, whole (the test never discards one).
  * Prints its figures and exits 0 only when all hold.
  */
 #include "cache.h"
@@ -71,6 +74,7 @@ static uint64_t g_rng;
 static edit_t *g_edits;
 static size_t g_nedits, g_capedits;
 static uint64_t g_syncs, g_cuts, g_restarts, g_fails, g_conflicts_seen, g_rejected;
+static uint64_t g_refused[NCLIENT]; /* per cache: changes answered REJECTED or CONFLICT */
 
 static uint64_t rnd(void)
 {
@@ -396,6 +400,7 @@ static int do_sync(int i, uint64_t cut)
     g_syncs++;
     g_conflicts_seen += st.conflicts + st.merged_conflicts;
     g_rejected += st.rejected;
+    g_refused[i] += st.rejected + st.conflicts;
     if (rc) {
         if (cut)
             g_cuts++;
@@ -481,6 +486,17 @@ static void on_conflicts(const Popsync__ConflictListResult *res, void *arg)
             memcpy(g_conflict_ids[g_nconflict++], res->conflicts[i]->record_id.data, 16);
 }
 
+/* Check 4: a refused change kept whole has its record, id and body. */
+static int count_refused(const Popsync__ChangeResult *res, const Popsync__Change *ch, void *arg)
+{
+    uint64_t *n = arg;
+    (void)res;
+    if (ch->record && ch->record->id.len == 16 &&
+        (ch->record->deleted || ch->record->body_case != POPSYNC__RECORD__BODY__NOT_SET))
+        (*n)++;
+    return 0;
+}
+
 static int has_conflict(const uint8_t *id)
 {
     for (size_t i = 0; i < g_nconflict; i++)
@@ -558,6 +574,7 @@ int main(int argc, char **argv)
             moved += st.accepted + st.pulled + st.rejected + st.conflicts + st.duplicate;
             g_conflicts_seen += st.conflicts + st.merged_conflicts;
             g_rejected += st.rejected;
+            g_refused[i] += st.rejected + st.conflicts;
         }
         if (moved == 0)
             break;
@@ -652,6 +669,19 @@ int main(int argc, char **argv)
                         lost++;
                     }
             }
+        }
+    }
+
+    /* 4. Nothing refused is lost. */
+    for (int i = 0; i < NCLIENT; i++) {
+        uint64_t kept = 0, listed = 0;
+        if (ps_cache_foreach_rejected(g_clients[i].c, count_refused, &kept) ||
+            ps_cache_refused_count(g_clients[i].c, &listed))
+            die("reading a refused list");
+        if (kept != g_refused[i] || listed != g_refused[i]) {
+            fprintf(stderr, "FAIL: client %d was refused %llu changes but keeps %llu whole (%llu listed)\n", i,
+                    (unsigned long long)g_refused[i], (unsigned long long)kept, (unsigned long long)listed);
+            lost++;
         }
     }
 

@@ -189,6 +189,7 @@ static void test_id_valid(void **state)
         "110105199003071239", "130203198506120049", "130203200002290319", "130203194910012551",
         "130203197808153327", "11010519491231002X", "13020319900315118X", "13020319900315169X",
         "440304198808080016", "130203202611291236", /* born today */
+        "130203202611301238",                       /* born tomorrow: the day of grace */
     };
     (void)state;
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
@@ -222,7 +223,7 @@ static void test_id_invalid(void **state)
         {"130203199913011236", "does not exist"},
         {"130203188912311239", "before 1890"},
         {"130203202701011234", "in the future"},
-        {"130203202611301238", "in the future"},      /* tomorrow */
+        {"130203202612011232", "in the future"},      /* the day after tomorrow: past the day of grace */
     };
     (void)state;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -282,10 +283,27 @@ static void test_record_dates(void **state)
         Popsync__Record *r = build(POPSYNC__KIND__KIND_SERVICE_VISIT, UNIT_VILLAGE, "person_id=" PERSON_A,
                                    "service=followup", "visit_date=2024-02-29", NULL);
         expect_valid(r, &c);
-        c.today = 20240228; /* the same day is in the future a day earlier */
+        c.today = 20240227; /* two days ahead: in the future */
         expect_one(r, &c, "visit_date", "in the future");
+        c.today = 20240228; /* one day ahead: the day of grace (a zone ahead of the judge's) */
+        expect_valid(r, &c);
         c.today = 20240229;
         expect_valid(r, &c);
+        ps_record_free(r);
+        /* The day of grace crosses month and year ends. */
+        r = build(POPSYNC__KIND__KIND_SERVICE_VISIT, UNIT_VILLAGE, "person_id=" PERSON_A, "service=followup",
+                  "visit_date=2025-01-01", NULL);
+        c.today = 20241231;
+        expect_valid(r, &c);
+        c.today = 20241230;
+        expect_one(r, &c, "visit_date", "in the future");
+        ps_record_free(r);
+        r = build(POPSYNC__KIND__KIND_SERVICE_VISIT, UNIT_VILLAGE, "person_id=" PERSON_A, "service=followup",
+                  "visit_date=2024-03-01", NULL);
+        c.today = 20240229;
+        expect_valid(r, &c);
+        c.today = 20240228;
+        expect_one(r, &c, "visit_date", "in the future");
         ps_record_free(r);
     }
 }
@@ -616,6 +634,8 @@ static void test_birth_rules(void **state)
     assert_int_equal(ps_record_set(r, "birth_order", "20", err, sizeof(err)), PS_OK);
     expect_valid(r, &c);
     assert_int_equal(ps_record_set(r, "birth_date", "2026-11-30", err, sizeof(err)), PS_OK);
+    expect_valid(r, &c); /* tomorrow: the day of grace */
+    assert_int_equal(ps_record_set(r, "birth_date", "2026-12-01", err, sizeof(err)), PS_OK);
     expect_one(r, &c, "birth_date", "in the future");
     assert_int_equal(ps_record_set(r, "birth_date", "", err, sizeof(err)), PS_OK);
     expect_one(r, &c, "birth_date", "is required");

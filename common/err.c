@@ -21,6 +21,7 @@ const char *ps_strerror(int err)
     case PS_EREJECTED: return "refused by server";
     case PS_EFULL: return "storage full";
     case PS_ECRYPTO: return "cryptographic failure";
+    case PS_ENOSPC: return "disk full";
     default: return "unknown error";
     }
 }

@@ -24,6 +24,7 @@
 #define PS_EREJECTED -14  /* the server refused (see its Error message) */
 #define PS_EFULL -15      /* storage is full */
 #define PS_ECRYPTO -16    /* key derivation, encryption or authentication failed */
+#define PS_ENOSPC -17     /* the disk is full (ENOSPC, EDQUOT) */
 
 /** Returns a static English message for a PS_E* code. */
 const char *ps_strerror(int err);

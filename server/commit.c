@@ -54,6 +54,12 @@ static void commit_after(uv_work_t *req, int status)
     srv->committing = 0;
     srv->stats.commits++;
     observe_commit(&srv->stats);
+    if (j && j->status == PS_EFULL)
+        srv->stats.commit_fail_map_cap++;
+    else if (j && j->status == PS_ENOSPC)
+        srv->stats.commit_fail_disk_full++;
+    else if (j && j->status)
+        srv->stats.commit_fail_other++;
     for (; j; j = next) {
         ps_conn_t *c = j->owner;
         next = j->next;

@@ -143,6 +143,13 @@ static void render(ps_metrics_t *m, ps_buf_t *b)
     metric(b, "popsync_changes_conflicts_total", "counter", "Changes kept whole as conflicts.",
            st->changes_conflicts);
     metric(b, "popsync_commits_total", "counter", "Group commits.", st->commits);
+    appendf(b, "# HELP popsync_commit_failures_total Group commits that failed: nothing applied, clients told why.\n"
+               "# TYPE popsync_commit_failures_total counter\n"
+               "popsync_commit_failures_total{reason=\"map_cap\"} %llu\n"
+               "popsync_commit_failures_total{reason=\"disk_full\"} %llu\n"
+               "popsync_commit_failures_total{reason=\"other\"} %llu\n",
+            (unsigned long long)st->commit_fail_map_cap, (unsigned long long)st->commit_fail_disk_full,
+            (unsigned long long)st->commit_fail_other);
     appendf(b, "# HELP popsync_commit_seconds Group commit latency, from queueing to durable completion.\n"
                "# TYPE popsync_commit_seconds histogram\n");
     for (size_t i = 0; i <= PS_COMMIT_BUCKETS; i++) {

@@ -64,6 +64,8 @@ typedef struct ps_server_stats {
     uint64_t commits, changes_accepted, changes_rejected, changes_duplicate;
     /* issue 9 (metrics.c reads these; commit.c fills them) */
     uint64_t pushes, changes_conflicts;
+    /* issue 15: group commits that failed, by cause (storage full = map cap) */
+    uint64_t commit_fail_map_cap, commit_fail_disk_full, commit_fail_other;
     uint64_t commit_start_ns;                      /**< uv_hrtime() when the running commit was queued */
     uint64_t commit_buckets[PS_COMMIT_BUCKETS + 1]; /**< per bucket (not cumulative); last is +Inf */
     uint64_t commit_count;

@@ -968,6 +968,9 @@ static void error_reply(ps_push_job_t *job, int err)
     if (err == PS_EFULL)
         snprintf(msg, sizeof(msg), "push not committed: storage full on the server (map cap reached); "
                                    "nothing was applied, sync again once the district has raised the cap");
+    else if (err == PS_ENOSPC)
+        snprintf(msg, sizeof(msg), "push not committed: disk full on the server; nothing was applied, "
+                                   "sync again once the district has freed disk space");
     else
         snprintf(msg, sizeof(msg), "push not committed: %s", ps_strerror(err));
     e.code = (uint32_t)-err;
@@ -1059,6 +1062,9 @@ int ps_store_apply(ps_store_t *st, ps_push_job_t *jobs)
         if (rc == PS_EFULL)
             PS_ERROR("store", "push refused: the store is full (map %zu MiB, cap %zu MiB)", st->map_size >> 20,
                      st->opts.map_max >> 20);
+        else if (rc == PS_ENOSPC)
+            PS_ERROR("store", "push refused: disk full (the file system holding the store has no space left); "
+                              "nothing was applied");
         else
             PS_ERROR("store", "push transaction failed: %s", ps_strerror(rc));
         for (ps_push_job_t *j = jobs; j; j = j->next) {
@@ -1090,6 +1096,10 @@ int ps_store_pull(ps_store_t *st, const ps_peer_t *peer, uint64_t cursor, uint32
     int mrc, rc = PS_OK, more = 0;
 
     head = ps_store_head(st);
+    /* sync.c refuses a cursor beyond head; never let cursor + 1 wrap to 0
+     * (the whole scope) whoever calls. */
+    if (cursor == UINT64_MAX)
+        return PS_EINVAL;
     start = ps_buf_size(out);
     if ((rc = ps_buf_reserve(out, PS_FRAME_HDR)))
         return rc;

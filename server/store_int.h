@@ -92,6 +92,10 @@ static inline int db_err(int mrc)
 {
     if (mrc == MDB_MAP_FULL)
         return PS_EFULL;
+    /* LMDB passes write errors through: a full disk is the operator's to
+     * fix, so name it rather than calling it a database error. */
+    if (mrc == ENOSPC || mrc == EDQUOT)
+        return PS_ENOSPC;
     if (mrc == MDB_NOTFOUND)
         return PS_ENOTFOUND;
     if (mrc == ENOMEM)

@@ -213,6 +213,16 @@ static int on_pull(ps_conn_t *c, const ps_frame_t *f, Popsync__Pull *p)
         ps_conn_error(c, f->request_id, PS_EACCES, 0, "role %s may not pull records", c->peer.role_name);
         return PS_EACCES;
     }
+    /* A cursor past head was never given out by this store (restores
+     * advance head, docs/protocol.md §9); answering it would echo it back,
+     * and 2^64-1 would wrap to the whole scope. */
+    if (p->cursor > ps_store_head(srv->store)) {
+        ps_conn_error(c, f->request_id, PS_EINVAL, 0,
+                      "Pull.cursor %llu is beyond the server's head %llu: this cache's sync position did not come "
+                      "from this server; make a new cache with 'popsync init'",
+                      (unsigned long long)p->cursor, (unsigned long long)ps_store_head(srv->store));
+        return PS_EINVAL;
+    }
     j = calloc(1, sizeof(*j));
     if (!j) {
         ps_conn_error(c, f->request_id, PS_ENOMEM, 0, "out of memory");

@@ -88,9 +88,9 @@ static json_t *conflict_json(const Popsync__Conflict *cf)
         ps_uuid_format(cf->record_id.data, rid);
     for (size_t i = 0; i < cf->n_fields; i++)
         json_array_append_new(fields, json_string(cf->fields[i]));
-    o = json_pack("{s:s,s:s,s:s,s:s,s:o,s:s,s:I,s:b}", "id", cid, "record_id", rid, "kind",
+    o = json_pack("{s:s,s:s,s:s,s:s,s:o,s:s,s:o,s:b}", "id", cid, "record_id", rid, "kind",
                   ps_kind_name(cf->kind) ? ps_kind_name(cf->kind) : "", "orgunit", cf->orgunit ? cf->orgunit : "",
-                  "fields", fields, "reason", cf->reason ? cf->reason : "", "created_ms", (json_int_t)cf->created_ms,
+                  "fields", fields, "reason", cf->reason ? cf->reason : "", "created_ms", ps_json_u64(cf->created_ms),
                   "resolved", cf->resolved);
     json_object_set_new(o, "kept", cf->kept ? ps_record_to_json(cf->kept) : json_null());
     json_object_set_new(o, "lost", cf->lost ? ps_record_to_json(cf->lost) : json_null());

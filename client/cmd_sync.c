@@ -4,6 +4,7 @@
 #include "err.h"
 #include "ids.h"
 #include "orgunit.h"
+#include "record_fmt.h"
 #include "sync.h"
 #include "tls.h"
 #include "tz.h"
@@ -164,11 +165,11 @@ int ps_cmd_sync(ps_cli_t *cli, int argc, char **argv)
         o.cut_after_frames = strtoull(getenv("POPSYNC_TEST_CUT_AFTER_FRAMES"), NULL, 10);
     rc = ps_sync_run(c, &o, &st, err, sizeof(err));
     if (cli->json) {
-        json_t *j = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "ok", rc == PS_OK, "conflicts",
+        json_t *j = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:I,s:I}", "ok", rc == PS_OK, "conflicts",
                               (json_int_t)(st.conflicts + st.merged_conflicts), "accepted",
                               (json_int_t)st.accepted, "duplicate", (json_int_t)st.duplicate, "rejected",
                               (json_int_t)st.rejected, "pulled", (json_int_t)st.pulled, "cursor",
-                              (json_int_t)st.cursor, "head", (json_int_t)st.head, "bytes_in",
+                              ps_json_u64(st.cursor), "head", ps_json_u64(st.head), "bytes_in",
                               (json_int_t)st.bytes_in, "bytes_out", (json_int_t)st.bytes_out);
         if (rc)
             json_object_set_new(j, "error", json_string(err));
@@ -217,7 +218,7 @@ static int print_rejected(const Popsync__ChangeResult *res, const Popsync__Chang
         for (size_t i = 0; i < res->n_errors; i++)
             json_array_append_new(errs, json_pack("{s:s,s:s}", "field", res->errors[i]->field, "reason",
                                                   res->errors[i]->reason));
-        json_array_append_new(arr, json_pack("{s:s,s:I,s:s,s:o}", "id", id, "lcn", (json_int_t)ch->lcn, "status",
+        json_array_append_new(arr, json_pack("{s:s,s:o,s:s,s:o}", "id", id, "lcn", ps_json_u64(ch->lcn), "status",
                                              res->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_CONFLICT
                                                  ? "conflict"
                                                  : "rejected",
@@ -262,14 +263,14 @@ static void print_node_status(const Popsync__NodeStatusResult *r, void *arg)
             if (ns->node.len == PS_ID_LEN)
                 ps_hex(ns->node.data, PS_ID_LEN, hex);
             json_array_append_new(
-                arr, json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:b}", "node", hex, "name", ns->name, "role",
-                               ns->role, "orgunit", ns->orgunit, "last_seen_ms", (json_int_t)ns->last_seen_ms,
-                               "cursor", (json_int_t)ns->cursor, "behind", (json_int_t)ns->behind, "high_water",
-                               (json_int_t)ns->high_water, "conflicts_open", (json_int_t)ns->conflicts_open,
+                arr, json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:I,s:o,s:I,s:b}", "node", hex, "name", ns->name, "role",
+                               ns->role, "orgunit", ns->orgunit, "last_seen_ms", ps_json_u64(ns->last_seen_ms),
+                               "cursor", ps_json_u64(ns->cursor), "behind", (json_int_t)ns->behind, "high_water",
+                               ps_json_u64(ns->high_water), "conflicts_open", (json_int_t)ns->conflicts_open,
                                "seen_since_start", ns->connected));
         }
-        j = json_pack("{s:I,s:I,s:I,s:o}", "head", (json_int_t)r->head, "conflicts_open",
-                      (json_int_t)r->conflicts_open, "generated_ms", (json_int_t)r->generated_ms, "nodes", arr);
+        j = json_pack("{s:o,s:I,s:o,s:o}", "head", ps_json_u64(r->head), "conflicts_open",
+                      (json_int_t)r->conflicts_open, "generated_ms", ps_json_u64(r->generated_ms), "nodes", arr);
         json_dumpf(j, stdout, JSON_COMPACT);
         fputc('\n', stdout);
         json_decref(j);
@@ -345,12 +346,12 @@ int ps_cmd_status(ps_cli_t *cli, int argc, char **argv)
         json_t *rej = json_array();
         json_t *j;
         ps_cache_foreach_rejected(c, print_rejected, rej);
-        j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "node", hex, "timezone",
+        j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:o,s:o,s:o}", "node", hex, "timezone",
                       *m->timezone ? m->timezone : PS_TZ_DEFAULT, "role", m->role, "orgunit",
                       m->orgunit, "name", m->name, "server", m->server, "records", (json_int_t)n.records, "deleted",
                       (json_int_t)n.deleted, "pending", (json_int_t)n.outbox, "rejected_count",
-                      (json_int_t)n.rejected, "cursor", (json_int_t)m->cursor, "last_sync_ms",
-                      (json_int_t)m->last_sync_ms, "rejected", rej);
+                      (json_int_t)n.rejected, "cursor", ps_json_u64(m->cursor), "last_sync_ms",
+                      ps_json_u64(m->last_sync_ms), "rejected", rej);
         json_dumpf(j, stdout, JSON_COMPACT);
         fputc('\n', stdout);
         json_decref(j);

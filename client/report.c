@@ -175,6 +175,16 @@ static const char *rate_text(const Popsync__ReportRow *r, const rate_def_t *d, c
                                buf, len);
 }
 
+/* An indicator's value in JSON: amounts of money (names ending in "_fen")
+ * are 64-bit strings like every amount popsync writes; counts are numbers. */
+static json_t *value_json(const char *name, int64_t v)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n >= 4 && strcmp(name + n - 4, "_fen") == 0)
+        return ps_json_i64(v);
+    return json_integer((json_int_t)v);
+}
+
 static json_t *rate_json(const Popsync__ReportRow *r, const rate_def_t *d)
 {
     double v;
@@ -502,7 +512,7 @@ static void print_groups(const query_ctx_t *q, char **group, int sum, int fmt, c
                 json_object_set_new(o, group[k], json_string(q->rows[r].key[k]));
             json_object_set_new(o, "count", json_integer((json_int_t)q->rows[r].count));
             if (sum)
-                json_object_set_new(o, "sum", json_integer((json_int_t)q->rows[r].sum));
+                json_object_set_new(o, "sum", ps_json_i64(q->rows[r].sum));
             json_array_append_new(arr, o);
         }
         print_json(arr);
@@ -915,13 +925,14 @@ static json_t *monthly_row_json(const Popsync__ReportRow *r, const ps_orgunits_t
     json_object_set_new(o, "name", json_string(r->orgunit && *r->orgunit ? row_name(r, tree, 0) : "Total"));
     json_object_set_new(o, "close_state", json_string(r->close_state ? r->close_state : ""));
     for (size_t k = 0; k < NIND; k++)
-        json_object_set_new(o, INDICATORS[k].key, json_integer((json_int_t)row_value(r, INDICATORS[k].key)));
+        json_object_set_new(o, INDICATORS[k].key, value_json(INDICATORS[k].key, row_value(r, INDICATORS[k].key)));
     for (size_t k = 0; k < NRATES; k++)
         json_object_set_new(o, RATES[k].key, rate_json(r, &RATES[k]));
     json_object_set_new(o, "benefits_paid_yuan",
                         json_string(ps_report_yuan_text(row_value(r, "benefits_paid_fen"), buf, sizeof(buf))));
     for (size_t k = 0; k < r->n_corrections; k++)
-        json_object_set_new(corr, r->corrections[k]->name, json_integer((json_int_t)r->corrections[k]->value));
+        json_object_set_new(corr, r->corrections[k]->name,
+                            value_json(r->corrections[k]->name, r->corrections[k]->value));
     json_object_set_new(o, "corrections", corr);
     return o;
 }
@@ -933,7 +944,7 @@ static void monthly_json(const Popsync__ReportResult *res, const ps_orgunits_t *
     json_object_set_new(o, "month", json_string(res->month ? res->month : ""));
     json_object_set_new(o, "deadline_urgent_days", json_integer(res->deadline_urgent_days));
     json_object_set_new(o, "deadline_normal_days", json_integer(res->deadline_normal_days));
-    json_object_set_new(o, "generated_ms", json_integer((json_int_t)res->generated_ms));
+    json_object_set_new(o, "generated_ms", ps_json_u64(res->generated_ms));
     for (size_t i = 0; i < res->n_rows; i++)
         json_array_append_new(rows, monthly_row_json(res->rows[i], tree));
     json_object_set_new(o, "rows", rows);
@@ -1018,7 +1029,7 @@ static void quality_out(const Popsync__ReportResult *res, const ps_orgunits_t *t
     if (fmt == PS_REPORT_JSON) {
         json_t *o = json_object(), *counts = json_object(), *arr = json_array();
         json_object_set_new(o, "report", json_string("quality"));
-        json_object_set_new(o, "generated_ms", json_integer((json_int_t)res->generated_ms));
+        json_object_set_new(o, "generated_ms", ps_json_u64(res->generated_ms));
         for (size_t c = 0; c < norder; c++) {
             size_t n = 0;
             for (size_t i = 0; i < res->n_issues; i++) {
@@ -1139,11 +1150,11 @@ static void close_out(const close_ctx_t *cc, const ps_orgunits_t *tree, int fmt,
             const Popsync__CloseResult *r = cc->res[i];
             json_t *frozen = json_object();
             for (size_t k = 0; k < r->n_frozen; k++)
-                json_object_set_new(frozen, r->frozen[k]->name, json_integer((json_int_t)r->frozen[k]->value));
-            json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:s,s:o}", "month", r->month ? r->month : "",
+                json_object_set_new(frozen, r->frozen[k]->name, value_json(r->frozen[k]->name, r->frozen[k]->value));
+            json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:o,s:s,s:s,s:o}", "month", r->month ? r->month : "",
                                                  "orgunit", r->orgunit ? r->orgunit : "", "name",
                                                  unit_name(tree, r->orgunit), "state", r->state ? r->state : "",
-                                                 "at_ms", (json_int_t)r->at_ms, "by", r->by ? r->by : "", "note",
+                                                 "at_ms", ps_json_u64(r->at_ms), "by", r->by ? r->by : "", "note",
                                                  r->note ? r->note : "", "frozen", frozen));
         }
         print_json(arr);

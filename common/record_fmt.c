@@ -962,6 +962,20 @@ size_t ps_record_field_names(int kind, const char **names, size_t max)
 
 static json_t *message_json(const ProtobufCMessage *m);
 
+json_t *ps_json_u64(uint64_t v)
+{
+    char buf[24];
+    snprintf(buf, sizeof(buf), "%" PRIu64, v);
+    return json_string(buf);
+}
+
+json_t *ps_json_i64(int64_t v)
+{
+    char buf[24];
+    snprintf(buf, sizeof(buf), "%" PRId64, v);
+    return json_string(buf);
+}
+
 static json_t *text_json(char *s)
 {
     json_t *j;
@@ -990,19 +1004,15 @@ static json_t *value_json(const ProtobufCFieldDescriptor *f, const void *p)
     case PROTOBUF_C_TYPE_UINT32:
     case PROTOBUF_C_TYPE_FIXED32:
         return json_integer(p ? *(const uint32_t *)p : 0);
+    /* 64-bit integers are strings (the protobuf JSON mapping): JSON readers
+     * that hold numbers as doubles would round an hlc. */
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
     case PROTOBUF_C_TYPE_SFIXED64:
-        return json_integer(p ? *(const int64_t *)p : 0);
+        return ps_json_i64(p ? *(const int64_t *)p : 0);
     case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64: {
-        uint64_t u = p ? *(const uint64_t *)p : 0;
-        /* json_int_t is signed; larger values travel as strings, which
-         * ps_record_from_json accepts for integer fields. */
-        if (u > (uint64_t)LLONG_MAX)
-            return text_json(xprintf("%" PRIu64, u));
-        return json_integer((json_int_t)u);
-    }
+    case PROTOBUF_C_TYPE_FIXED64:
+        return ps_json_u64(p ? *(const uint64_t *)p : 0);
     case PROTOBUF_C_TYPE_FLOAT:
         return json_real(p ? (double)*(const float *)p : 0.0);
     case PROTOBUF_C_TYPE_DOUBLE:

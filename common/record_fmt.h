@@ -29,6 +29,7 @@
 #define PS_RECORD_FMT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <jansson.h>
@@ -74,9 +75,20 @@ int ps_record_get_text(const Popsync__Record *r, const char *field, char *out, s
 size_t ps_record_field_names(int kind, const char **names, size_t max);
 
 /**
+ * A 64-bit integer as every JSON popsync writes it: a decimal string, as in
+ * the protobuf JSON mapping (a JSON number above 2^53 is rounded by most
+ * readers).  docs/data-model.md §4.1 says which values are written so.
+ * New reference, or NULL on ENOMEM.
+ */
+json_t *ps_json_u64(uint64_t v);
+json_t *ps_json_i64(int64_t v);
+
+/**
  * The record as a JSON object: "id", "kind", "orgunit", every body field of
  * the kind by name (always present, "" / 0 / false when unset), "deleted",
  * "rev" ({"gen","hlc","node"} or null), then the remaining envelope fields.
+ * 64-bit integers (rev.gen, rev.hlc, created_ms, updated_ms, amount_fen)
+ * are decimal strings; 32-bit ones are numbers.
  * Returns a new reference the caller must json_decref, or NULL on ENOMEM.
  */
 json_t *ps_record_to_json(const Popsync__Record *r);

@@ -89,7 +89,7 @@ extra=$(comm -13 "$T/made" "$T/server.ids" | wc -l)
 [ "$extra" -eq 0 ] || fail "$extra records on the server that no township holds"
 twice=$(ps --data "$T/admin" list --format json | python3 -c '
 import json,sys
-print(sum(1 for r in json.load(sys.stdin) if r["rev"]["gen"] != 1))')
+print(sum(1 for r in json.load(sys.stdin) if int(r["rev"]["gen"]) != 1))')
 expect_eq "$twice" 0 "records whose change was applied more than once"
 stop_server
 echo "client crash: $ROUNDS rounds, kills $((push_kills + pull_kills + gen_kills)) ($push_kills mid-push, $pull_kills mid-pull, $gen_kills mid-generate), caches checked 3, records $(wc -l <"$T/server.ids"), lost 0, duplicated 0"

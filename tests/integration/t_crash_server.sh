@@ -54,7 +54,7 @@ acked_snapshot() {
     ps --data "$T/$1" list --deleted --format json 2>/dev/null | python3 -c '
 import json,sys
 for r in json.load(sys.stdin):
-    if r["rev"] and r["rev"].get("gen", 0) >= 1: print(r["id"])' >"$T/snap.$1" || return 0
+    if r["rev"] and int(r["rev"].get("gen", 0)) >= 1: print(r["id"])' >"$T/snap.$1" || return 0
     sort -u "$T/snap.$1" "$T/acked.$1" -o "$T/acked.$1"
 }
 

@@ -124,7 +124,7 @@ assert any(not r["other_place_code"].startswith("110105") for r in mg), "no migr
 # Benefits: known schemes, amounts in fen, paid ones have a paid date.
 for r in by["benefit"]:
     assert r["scheme"] in ("rural_reward", "special_support", "only_child_reward", "first_birth_subsidy"), r
-    assert r["amount_fen"] > 0 and (r["status"] == "paid") == (r["paid_date"] != ""), r
+    assert int(r["amount_fen"]) > 0 and (r["status"] == "paid") == (r["paid_date"] != ""), r
     assert len(r["period"]) == (4 if r["scheme"] == "rural_reward" else 7), r
 for r in by["service_visit"]:
     assert r["person_id"] in P and (today - d(r["visit_date"])).days <= 2 * 366 and r["provider"], r

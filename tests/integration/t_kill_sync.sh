@@ -40,7 +40,7 @@ diff <(ids t1) <(ids admin) >/dev/null || fail "admin and township differ"
 ps --data "$T/admin" list --kind person --format json | python3 -c '
 import json,sys
 recs=json.load(sys.stdin)
-gens=[r["rev"]["gen"] for r in recs]
+gens=[int(r["rev"]["gen"]) for r in recs]
 assert all(g==1 for g in gens), "a change was applied twice: gens %s" % sorted(set(gens))
 '
 stop_server

@@ -92,7 +92,7 @@ else:
         row = dict(zip(a.get("group", []), k))
         row["count"] = out[k][0]
         if a.get("sum"):
-            row["sum"] = out[k][1]
+            row["sum"] = str(out[k][1])  # 64-bit: a decimal string
         rows.append(row)
     print(json.dumps(rows, ensure_ascii=False, sort_keys=True))
 PY

@@ -78,7 +78,7 @@ def recount(recs, units, month, dl_u=15, dl_n=30, only=None):
         k = r["kind"]
         if k == "person":
             v["persons_total"] += 1
-            cm = datetime.datetime.fromtimestamp(r["created_ms"] / 1000, datetime.timezone.utc).strftime("%Y-%m")
+            cm = datetime.datetime.fromtimestamp(int(r["created_ms"]) / 1000, datetime.timezone.utc).strftime("%Y-%m")
             if cm == month:
                 v["persons_new"] += 1
         elif k == "birth" and r["birth_date"][:7] == month:
@@ -100,7 +100,7 @@ def recount(recs, units, month, dl_u=15, dl_n=30, only=None):
                         v["feedback_on_time"] += 1
         elif k == "benefit" and r["status"] == "paid" and r["paid_date"][:7] == month:
             v["benefits_paid"] += 1
-            v["benefits_paid_fen"] += r["amount_fen"]
+            v["benefits_paid_fen"] += int(r["amount_fen"])
         elif k == "service_visit" and r["visit_date"][:7] == month and r["service"]:
             v["visits_" + r["service"]] += 1
             v["visits_total"] += 1
@@ -133,7 +133,8 @@ def compare(want, got, what):
         if g is None:
             continue
         for i in IND:
-            if g[i] != w[i]:
+            # amounts of money are 64-bit values: decimal strings in JSON
+            if g[i] != (str(w[i]) if i.endswith("_fen") else w[i]):
                 bad.append("%s %s %s: report %s, recount %s" % (what, w["orgunit"] or "total", i, g[i], w[i]))
         for k, x in rates(w).items():
             y = g[k]
@@ -308,7 +309,8 @@ spec.loader.exec_module(rc)
 want = {w["orgunit"]: w for w in rc.recount(json.load(open(sys.argv[2])), rc.tree(sys.argv[3]), sys.argv[4])}
 for r in json.load(open(sys.argv[1]))["rows"]:
     for i in rc.IND:
-        assert r[i] + r["corrections"].get(i, 0) == want[r["orgunit"]][i], (r["orgunit"], i)
+        # amounts (*_fen) are 64-bit values, written as decimal strings
+        assert int(r[i]) + int(r["corrections"].get(i, 0)) == want[r["orgunit"]][i], (r["orgunit"], i)
 PY
 
 # Returned: the township fixes and resubmits; the report shows live numbers again.

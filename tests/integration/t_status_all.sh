@@ -23,6 +23,12 @@ python3 - "$T/st1.json" "$(node_of t1)" "$(node_of t2)" "$(node_of adm)" "$(curs
 import json, sys
 s = json.load(open(sys.argv[1]))
 t1, t2, adm, t1cur = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+# 64-bit positions and times are decimal strings (docs/data-model.md 4.1).
+s["head"] = int(s["head"])
+for n in s["nodes"]:
+    for k in ("cursor", "high_water", "last_seen_ms"):
+        assert isinstance(n[k], str), (k, n)
+        n[k] = int(n[k])
 nodes = {n["node"]: n for n in s["nodes"]}
 assert set(nodes) == {t1, t2, adm}, nodes.keys()
 assert (nodes[t1]["name"], nodes[t1]["role"], nodes[t1]["orgunit"]) == ("town1", "township", "110105001000"), nodes[t1]
@@ -88,7 +94,7 @@ b = {n["node"]: n for n in json.load(open(sys.argv[2]))["nodes"]}
 assert set(a) <= set(b), (a.keys(), b.keys())
 t1 = sys.argv[3]
 assert (b[t1]["name"], b[t1]["role"], b[t1]["orgunit"]) == ("town1", "township", "110105001000"), b[t1]
-assert b[t1]["last_seen_ms"] >= a[t1]["last_seen_ms"] and b[t1]["high_water"] >= a[t1]["high_water"]
+assert int(b[t1]["last_seen_ms"]) >= int(a[t1]["last_seen_ms"]) and int(b[t1]["high_water"]) >= int(a[t1]["high_water"])
 assert not b[t1]["seen_since_start"], b[t1]
 PY
 pass "node status survives a restart"

@@ -37,7 +37,7 @@ python3 - "$T/show.json" <<'PY'
 import json,sys
 r=json.load(open(sys.argv[1]))
 assert r["name"]=="张三" and r["sex"]=="male" and r["birth_date"]=="1990-03-07", r
-assert r["orgunit"]=="110105001000" and r["rev"]["gen"]==1, r
+assert r["orgunit"]=="110105001000" and r["rev"]["gen"]=="1", r
 PY
 # An edit syncs as a new revision, a delete as a tombstone.
 ps --data "$T/t1" edit "$id" --set phone=13800000000

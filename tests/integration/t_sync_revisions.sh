@@ -14,7 +14,7 @@ client fut ta      # same township, a second device whose clock is a year ahead
 client past ta     # and one whose clock is a year behind
 
 now_ms() { python3 -c 'import time; print(int(time.time()*1000))'; }
-hlc_ms() { field "$1" "$2" 'r["rev"]["hlc"] >> 16'; }
+hlc_ms() { field "$1" "$2" 'int(r["rev"]["hlc"]) >> 16'; }
 
 # --- gen: 1 for a new record, +1 per accepted change, untouched otherwise.
 p=$(add_person a 1)

@@ -538,6 +538,15 @@ static void test_utf8(void **state)
 
 /* ---- JSON ------------------------------------------------------------------ */
 
+/* A 64-bit value as a reader of popsync's JSON takes it: a decimal string
+ * (what popsync writes) or a number (what it still accepts). */
+static uint64_t json_u64(const json_t *v)
+{
+    if (json_is_string(v))
+        return strtoull(json_string_value(v), NULL, 10);
+    return (uint64_t)json_integer_value(v);
+}
+
 /* What a caller of ps_record_from_json does with the keys it ignores. */
 static Popsync__Record *record_from_json_like_caller(const json_t *o)
 {
@@ -552,13 +561,13 @@ static Popsync__Record *record_from_json_like_caller(const json_t *o)
     r->id.len = PS_ID_LEN;
     assert_int_equal(ps_uuid_parse(json_string_value(json_object_get(o, "id")), r->id.data), PS_OK);
     r->deleted = json_is_true(json_object_get(o, "deleted"));
-    r->created_ms = json_integer_value(json_object_get(o, "created_ms"));
+    r->created_ms = (int64_t)json_u64(json_object_get(o, "created_ms"));
     if (json_is_object(rev)) {
         r->rev = malloc(sizeof(*r->rev));
         assert_non_null(r->rev);
         popsync__rev__init(r->rev);
-        r->rev->gen = (uint64_t)json_integer_value(json_object_get(rev, "gen"));
-        r->rev->hlc = (uint64_t)json_integer_value(json_object_get(rev, "hlc"));
+        r->rev->gen = json_u64(json_object_get(rev, "gen"));
+        r->rev->hlc = json_u64(json_object_get(rev, "hlc"));
         r->rev->node.data = malloc(PS_ID_LEN);
         assert_non_null(r->rev->node.data);
         r->rev->node.len = PS_ID_LEN;
@@ -607,7 +616,7 @@ static void test_json_roundtrip(void **state)
         assert_string_equal(json_string_value(json_object_get(o, "kind")), ps_kind_name(k));
         assert_string_equal(json_string_value(json_object_get(o, "orgunit")), "110101001001");
         assert_true(json_is_true(json_object_get(o, "deleted")));
-        assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "rev"), "gen")), 9);
+        assert_string_equal(json_string_value(json_object_get(json_object_get(o, "rev"), "gen")), "9");
         assert_int_equal(strlen(json_string_value(json_object_get(json_object_get(o, "rev"), "node"))), 32);
 
         /* through text, as a file would carry it */
@@ -682,6 +691,63 @@ static void test_json_shape(void **state)
 
     ps_record_free(r);
     ps_record_free(m);
+    ps_record_free(b);
+}
+
+/* 64-bit integers are written as decimal strings (protobuf JSON mapping), so
+ * that an hlc above 2^53 survives any JSON reader; 32-bit ones stay numbers;
+ * reading accepts both. */
+static void test_json_int64_as_strings(void **state)
+{
+    Popsync__Record *r = new_rec(POPSYNC__KIND__KIND_BENEFIT);
+    Popsync__Record *b = new_rec(POPSYNC__KIND__KIND_BIRTH);
+    const uint64_t hlc = (uint64_t)1765000000123 << 16 | 7; /* about 1.16e17 > 2^53 */
+    char err[256];
+    json_t *o, *rev, *in;
+    (void)state;
+
+    r->created_ms = 1765000000123;
+    r->updated_ms = -5;
+    r->rev = malloc(sizeof(*r->rev));
+    assert_non_null(r->rev);
+    popsync__rev__init(r->rev);
+    r->rev->gen = UINT64_MAX;
+    r->rev->hlc = hlc;
+    set_ok(r, "amount_fen", "96000");
+    o = ps_record_to_json(r);
+    assert_non_null(o);
+    rev = json_object_get(o, "rev");
+    assert_true(json_is_string(json_object_get(rev, "hlc")));
+    assert_string_equal(json_string_value(json_object_get(rev, "hlc")), "115671040008060935");
+    assert_string_equal(json_string_value(json_object_get(rev, "gen")), "18446744073709551615");
+    assert_string_equal(json_string_value(json_object_get(o, "created_ms")), "1765000000123");
+    assert_string_equal(json_string_value(json_object_get(o, "updated_ms")), "-5");
+    assert_string_equal(json_string_value(json_object_get(o, "amount_fen")), "96000");
+    json_decref(o);
+    o = ps_json_u64(hlc);
+    assert_string_equal(json_string_value(o), "115671040008060935");
+    json_decref(o);
+    o = ps_json_i64(INT64_MIN);
+    assert_string_equal(json_string_value(o), "-9223372036854775808");
+    json_decref(o);
+
+    /* reading: a string and a number both set an int64 field */
+    in = json_pack("{s:s}", "amount_fen", "12345");
+    assert_int_equal(ps_record_from_json(r, in, err, sizeof(err)), PS_OK);
+    assert_int_equal(r->benefit->amount_fen, 12345);
+    json_decref(in);
+    in = json_pack("{s:I}", "amount_fen", (json_int_t)678);
+    assert_int_equal(ps_record_from_json(r, in, err, sizeof(err)), PS_OK);
+    assert_int_equal(r->benefit->amount_fen, 678);
+    json_decref(in);
+
+    /* 32-bit integers stay numbers */
+    set_ok(b, "birth_order", "2");
+    o = ps_record_to_json(b);
+    assert_true(json_is_integer(json_object_get(o, "birth_order")));
+    json_decref(o);
+
+    ps_record_free(r);
     ps_record_free(b);
 }
 
@@ -885,7 +951,7 @@ int main(void)
         cmocka_unit_test(test_ids),            cmocka_unit_test(test_envelope),
         cmocka_unit_test(test_unknown_fields), cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_json_roundtrip), cmocka_unit_test(test_json_shape),
-        cmocka_unit_test(test_json_input),     cmocka_unit_test(test_width),
+        cmocka_unit_test(test_json_input),     cmocka_unit_test(test_json_int64_as_strings),     cmocka_unit_test(test_width),
         cmocka_unit_test(test_table),          cmocka_unit_test(test_table_alignment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

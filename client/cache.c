@@ -11,6 +11,7 @@
 #include "crypto.h"
 #include "digest.h"
 #include "keys.h"
+#include "record_fmt.h"
 
 #include <lmdb.h>
 
@@ -559,9 +560,35 @@ static int pending_count(ps_cache_t *c, MDB_txn *txn, const uint8_t *id, uint64_
     return PS_OK;
 }
 
+/* 1 when the cache's local version of r (read in txn) has r's content: an
+ * edit that changes nothing, which writes nothing.  0 when it differs or
+ * is absent; a negative PS_E code on error. */
+static int same_as_local(ps_cache_t *c, MDB_txn *txn, const Popsync__Record *r)
+{
+    MDB_val k = {PS_ID_LEN, r->id.data}, v;
+    Popsync__Record *cur = NULL;
+    int mrc = mdb_get(txn, c->records, &k, &v), rc, same;
+
+    if (mrc == MDB_NOTFOUND)
+        return 0;
+    if (mrc)
+        return db_err(mrc);
+    if ((rc = open_msg(c, DB_RECORDS, &k, &v, &popsync__record__descriptor, (ProtobufCMessage **)&cur)))
+        return rc;
+    same = ps_record_same_content(cur, r);
+    protobuf_c_message_free_unpacked(&cur->base, NULL);
+    return same;
+}
+
 /* Stores one local change inside txn; *lcn is the number to use and is
- * advanced.  r is restored before returning. */
-static int put_local_txn(ps_cache_t *c, MDB_txn *txn, Popsync__Record *r, uint64_t *lcn, const uint8_t *resolves)
+ * advanced.  r is restored before returning.  A change equal in content to
+ * the local version is not stored (*written = 0): no revision, no outbox
+ * entry, nothing to push.  Always stored: a conflict resolution (keeping
+ * the current value is how it settles the conflict) and a change given
+ * written == NULL (a refused change sent again: the local view already
+ * holds it, yet the server has never accepted it). */
+static int put_local_txn(ps_cache_t *c, MDB_txn *txn, Popsync__Record *r, uint64_t *lcn, const uint8_t *resolves,
+                         int *written)
 {
     MDB_val k, v;
     Popsync__Change ch = POPSYNC__CHANGE__INIT;
@@ -570,8 +597,12 @@ static int put_local_txn(ps_cache_t *c, MDB_txn *txn, Popsync__Record *r, uint64
     uint8_t lcnkey[8];
     int mrc, rc;
 
+    if (written)
+        *written = 0;
     if (r->id.len != PS_ID_LEN)
         return PS_EINVAL;
+    if (written && !resolves && (rc = same_as_local(c, txn, r)) != 0)
+        return rc < 0 ? rc : PS_OK;
     /* The base is the revision of the version this edit started from. */
     if (saved_rev) {
         base.gen = saved_rev->gen;
@@ -619,33 +650,42 @@ static int put_local_txn(ps_cache_t *c, MDB_txn *txn, Popsync__Record *r, uint64
     if ((rc = pending_add(c, txn, r->id.data, 1)))
         goto out;
     (*lcn)++;
+    if (written)
+        *written = 1;
 out:
     r->rev = saved_rev;
     r->changed_by = saved_by;
     return rc;
 }
 
-static int put_local_many(ps_cache_t *c, Popsync__Record *const *recs, size_t n, const uint8_t *resolves)
+static int put_local_many(ps_cache_t *c, Popsync__Record *const *recs, size_t n, const uint8_t *resolves,
+                          size_t *nwritten)
 {
     MDB_txn *txn = NULL;
     uint64_t lcn;
-    int mrc, rc = PS_OK;
+    size_t written = 0;
+    int mrc, rc = PS_OK, w;
 
     if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
         return db_err(mrc);
     lcn = meta_get_u64(txn, c->meta, "next_lcn");
     if (lcn == 0)
         lcn = 1;
-    for (size_t i = 0; i < n; i++)
-        if ((rc = put_local_txn(c, txn, recs[i], &lcn, resolves)))
+    for (size_t i = 0; i < n; i++) {
+        if ((rc = put_local_txn(c, txn, recs[i], &lcn, resolves, &w)))
             goto out;
+        written += (size_t)w;
+    }
     if ((rc = meta_put_u64(txn, c->meta, "next_lcn", lcn)) || (rc = meta_put_u64(txn, c->meta, "hlc", c->hlc.last)))
         goto out;
     mrc = mdb_txn_commit(txn);
     txn = NULL;
     rc = mrc ? db_err(mrc) : PS_OK;
-    if (!rc)
+    if (!rc) {
         c->m.next_lcn = lcn;
+        if (nwritten)
+            *nwritten = written;
+    }
 out:
     if (txn)
         mdb_txn_abort(txn);
@@ -654,17 +694,22 @@ out:
 
 int ps_cache_put_local_many(ps_cache_t *c, Popsync__Record *const *recs, size_t n)
 {
-    return put_local_many(c, recs, n, NULL);
+    return put_local_many(c, recs, n, NULL, NULL);
+}
+
+int ps_cache_put_local_count(ps_cache_t *c, Popsync__Record *const *recs, size_t n, size_t *written)
+{
+    return put_local_many(c, recs, n, NULL, written);
 }
 
 int ps_cache_put_local(ps_cache_t *c, Popsync__Record *r)
 {
-    return put_local_many(c, &r, 1, NULL);
+    return put_local_many(c, &r, 1, NULL, NULL);
 }
 
 int ps_cache_put_resolution(ps_cache_t *c, Popsync__Record *r, const uint8_t cid[16])
 {
-    return put_local_many(c, &r, 1, cid);
+    return put_local_many(c, &r, 1, cid, NULL);
 }
 
 int ps_cache_get(ps_cache_t *c, const uint8_t id[PS_ID_LEN], Popsync__Record **out)
@@ -1349,7 +1394,7 @@ int ps_cache_refused_resubmit(ps_cache_t *c, Popsync__Record *r, const uint8_t *
     lcn = meta_get_u64(txn, c->meta, "next_lcn");
     if (lcn == 0)
         lcn = 1;
-    if ((rc = put_local_txn(c, txn, r, &lcn, resolves)) || (rc = meta_put_u64(txn, c->meta, "next_lcn", lcn)) ||
+    if ((rc = put_local_txn(c, txn, r, &lcn, resolves, NULL)) || (rc = meta_put_u64(txn, c->meta, "next_lcn", lcn)) ||
         (rc = meta_put_u64(txn, c->meta, "hlc", c->hlc.last)))
         goto out;
     mrc = mdb_txn_commit(txn);

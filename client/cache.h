@@ -89,11 +89,16 @@ const ps_cache_meta_t *ps_cache_meta(const ps_cache_t *c);
 /**
  * Records a local change: stores r as the local version and appends a
  * Change (with the next lcn and base = the revision the local copy had) to
- * the outbox, in one transaction.  r->rev.hlc is set to now.
+ * the outbox, in one transaction.  r->rev.hlc is set to now.  A change
+ * whose content equals the local version (ps_record_same_content) writes
+ * nothing and returns PS_OK: no revision, no outbox entry.
  */
 int ps_cache_put_local(ps_cache_t *c, Popsync__Record *r);
 /** The same for n records in one transaction (imports, the generator). */
 int ps_cache_put_local_many(ps_cache_t *c, Popsync__Record *const *recs, size_t n);
+/** ps_cache_put_local_many that also says how many records it wrote (the
+ *  others were equal to their local versions). */
+int ps_cache_put_local_count(ps_cache_t *c, Popsync__Record *const *recs, size_t n, size_t *written);
 
 /** Reads one record; caller frees *out with ps_record_free. PS_ENOTFOUND if absent. */
 int ps_cache_get(ps_cache_t *c, const uint8_t id[PS_ID_LEN], Popsync__Record **out);

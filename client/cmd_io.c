@@ -119,7 +119,7 @@ typedef struct import_st {
     idset_t ids;
     Popsync__Record *batch[IMPORT_BATCH];
     size_t nbatch;
-    unsigned long rows, imported, rejected;
+    unsigned long rows, imported, rejected, unchanged;
     int fail; /* a cache or memory error: stop, exit PS_EXIT_FAIL */
 } import_st_t;
 
@@ -164,8 +164,9 @@ static int flush_batch(import_st_t *st)
 }
 
 /* Gives r its id: the file's (an update when the cache has that record, so
- * the change is based on the revision the cache holds) or a new one. */
-static int assign_id(import_st_t *st, Popsync__Record *r, ps_verrs_t *v)
+ * the change is based on the revision the cache holds) or a new one.  For
+ * an update, *old is the cache's version (caller frees). */
+static int assign_id(import_st_t *st, Popsync__Record *r, ps_verrs_t *v, Popsync__Record **oldp)
 {
     Popsync__Record *old = NULL;
     int rc;
@@ -194,6 +195,8 @@ static int assign_id(import_st_t *st, Popsync__Record *r, ps_verrs_t *v)
         r->rev = old->rev;
         old->rev = NULL;
         r->created_ms = old->created_ms;
+        *oldp = old;
+        return PS_OK;
     }
     ps_record_free(old);
     return PS_OK;
@@ -202,9 +205,9 @@ static int assign_id(import_st_t *st, Popsync__Record *r, ps_verrs_t *v)
 static int import_row(ps_recio_row_t *row, void *arg)
 {
     import_st_t *st = arg;
-    Popsync__Record *r = row->rec;
+    Popsync__Record *r = row->rec, *old = NULL;
     ps_verrs_t v;
-    int rc;
+    int rc, same;
 
     row->rec = NULL;
     if (row->file_error) {
@@ -218,12 +221,25 @@ static int import_row(ps_recio_row_t *row, void *arg)
         return 0;
     }
     memset(&v, 0, sizeof(v));
-    if ((rc = assign_id(st, r, &v)))
+    if ((rc = assign_id(st, r, &v, &old)))
         goto fail;
     if (v.n == 0 && (!r->orgunit || !*r->orgunit)) {
         char err[128];
         if ((rc = ps_record_set(r, "orgunit", st->orgunit, err, sizeof(err))))
             goto fail;
+    }
+    /* A row equal to the record the cache holds changes nothing: it is
+     * counted, not written (re-importing an export touches only the rows
+     * that were edited). */
+    same = old && v.n == 0 && ps_record_same_content(old, r);
+    ps_record_free(old);
+    if (same) {
+        st->unchanged++;
+        rc = idset_add(&st->ids, r->id.data);
+        ps_record_free(r);
+        if (rc)
+            goto failed;
+        return 0;
     }
     if (v.n == 0)
         ps_validate_record(r, &st->vctx, &v);
@@ -336,8 +352,8 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
         rc = PS_EXIT_FAIL;
         goto out;
     }
-    printf("%s %lu of %lu rows (%lu rejected)\n", dry_run ? "would import" : "imported", st->imported, st->rows,
-           st->rejected);
+    printf("%s %lu of %lu rows (%lu unchanged, %lu rejected)\n", dry_run ? "would import" : "imported",
+           st->imported, st->rows, st->unchanged, st->rejected);
     rc = (rc == PS_EINVAL || st->rejected > 0) ? PS_EXIT_INVALID : PS_EXIT_OK;
 out:
     if (st) {

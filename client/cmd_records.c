@@ -191,7 +191,7 @@ int ps_cmd_edit(ps_cli_t *cli, int argc, char **argv)
     const char *json;
     ps_cache_t *c = NULL;
     Popsync__Record *r = NULL;
-    int rc;
+    int rc, same = 0;
 
     if ((rc = parse_edit_opts(argc, argv, sets, &nsets, &json)))
         return rc;
@@ -217,10 +217,17 @@ int ps_cmd_edit(ps_cli_t *cli, int argc, char **argv)
         }
         rc = apply_edits("edit", r, sets, nsets, json);
         if (!rc)
+            same = ps_record_same_content(before, r);
+        if (!rc && !same)
             rc = validate_or_report("edit", c, r, before);
         protobuf_c_message_free_unpacked(&before->base, NULL);
         if (rc)
             goto out;
+    }
+    if (same) {
+        /* Nothing changes, so nothing is written: no revision, nothing to push. */
+        ps_cli_err("edit: record %s already has these values; nothing changed", argv[optind]);
+        goto out;
     }
     if (ps_cache_put_local(c, r) != PS_OK) {
         ps_cli_err("edit: cannot store the record");

@@ -960,6 +960,42 @@ size_t ps_record_field_names(int kind, const char **names, size_t max)
 
 /* ---- JSON ------------------------------------------------------------------ */
 
+/* r packed without rev, created_ms, updated_ms and changed_by; caller frees. */
+static uint8_t *pack_content(const Popsync__Record *r, size_t *n)
+{
+    Popsync__Record c = *r;
+    uint8_t *p;
+
+    c.rev = NULL;
+    c.created_ms = 0;
+    c.updated_ms = 0;
+    c.changed_by.data = NULL;
+    c.changed_by.len = 0;
+    *n = protobuf_c_message_get_packed_size(&c.base);
+    p = malloc(*n ? *n : 1);
+    if (p)
+        protobuf_c_message_pack(&c.base, p);
+    return p;
+}
+
+int ps_record_same_content(const Popsync__Record *a, const Popsync__Record *b)
+{
+    size_t na, nb;
+    uint8_t *pa, *pb;
+    int same;
+
+    if (!a || !b)
+        return 0;
+    /* protobuf-c packs fields in field-number order and leaves out proto3
+     * defaults, so equal content packs to equal bytes. */
+    pa = pack_content(a, &na);
+    pb = pack_content(b, &nb);
+    same = pa && pb && na == nb && memcmp(pa, pb, na) == 0;
+    free(pa);
+    free(pb);
+    return same;
+}
+
 static json_t *message_json(const ProtobufCMessage *m);
 
 json_t *ps_json_u64(uint64_t v)

@@ -75,6 +75,16 @@ int ps_record_get_text(const Popsync__Record *r, const char *field, char *out, s
 size_t ps_record_field_names(int kind, const char **names, size_t max);
 
 /**
+ * 1 when a and b hold the same content: id, kind, orgunit, deleted, body
+ * and unknown fields, ignoring the bookkeeping of who changed the record
+ * and when (rev, created_ms, updated_ms, changed_by); else 0 (also on
+ * ENOMEM, so a caller that skips writing equal records writes instead).
+ * An edit or import whose result has the same content as the version it
+ * starts from changes nothing and writes nothing (docs/sync.md §4).
+ */
+int ps_record_same_content(const Popsync__Record *a, const Popsync__Record *b);
+
+/**
  * A 64-bit integer as every JSON popsync writes it: a decimal string, as in
  * the protobuf JSON mapping (a JSON number above 2^53 is rounded by most
  * readers).  docs/data-model.md §4.1 says which values are written so.

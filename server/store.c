@@ -10,6 +10,7 @@
 #include "digest.h"
 #include "crypto.h"
 #include "counters.h"
+#include "record_fmt.h"
 
 #include "store_int.h"
 
@@ -665,6 +666,31 @@ static int rev_later(uint64_t hlc_a, const uint8_t *node_a, const Popsync__Rev *
  * accepted, a duplicate, kept as a conflict or rejected (rejections go to
  * verrs): only a database failure is an error, and it aborts the whole
  * transaction. */
+/* The answer to a change that leaves the record as it is (another cache
+ * made the same edit first, or an edit back to the stored value): ACCEPTED
+ * with the stored revision and its feed sequence, and nothing written: no
+ * new revision, no feed or audit entry (docs/sync.md §4).  The stored
+ * revision's node is copied into node_buf (16 bytes owned by the caller,
+ * unused otherwise because the change is no conflict): cur is freed before
+ * the reply is packed. */
+static void unchanged_answer(const Popsync__Record *cur, const uint8_t *hdr, Popsync__ChangeResult *res,
+                             Popsync__Rev *rev_out, uint8_t *node_buf)
+{
+    popsync__rev__init(rev_out);
+    if (cur->rev) {
+        rev_out->gen = cur->rev->gen;
+        rev_out->hlc = cur->rev->hlc;
+        if (cur->rev->node.len == PS_ID_LEN) {
+            memcpy(node_buf, cur->rev->node.data, PS_ID_LEN);
+            rev_out->node.data = node_buf;
+            rev_out->node.len = PS_ID_LEN;
+        }
+    }
+    res->status = POPSYNC__CHANGE_STATUS__CHANGE_STATUS_ACCEPTED;
+    res->seq = be64get(hdr);
+    res->rev = rev_out;
+}
+
 static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Popsync__ChangeResult *res,
                      Popsync__Rev *rev_out, ps_verrs_t *verrs, uint8_t *conflict_id)
 {
@@ -807,6 +833,11 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
             nv = m.merged;
         }
         (void)other_place_edit;
+        if (!ch->resolves.len && !(have_merge && m.nfields > 0) && ps_record_same_content(cur, &nv)) {
+            unchanged_answer(cur, old_hdr, res, rev_out, conflict_id);
+            job->accepted++;
+            goto settled;
+        }
         nv.created_ms = cur->created_ms;
         popsync__rev__init(rev_out);
         rev_out->gen = cur_gen + 1;

@@ -751,6 +751,42 @@ static void test_json_int64_as_strings(void **state)
     ps_record_free(b);
 }
 
+/* Same content ignores who changed a record and when, nothing else. */
+static void test_same_content(void **state)
+{
+    Popsync__Record *a = new_rec(POPSYNC__KIND__KIND_PERSON), *b = new_rec(POPSYNC__KIND__KIND_PERSON);
+    Popsync__Rev rev = POPSYNC__REV__INIT;
+    static uint8_t node[16] = {1, 2, 3};
+    (void)state;
+
+    set_ok(a, "name", "张三");
+    set_ok(b, "name", "张三");
+    assert_true(ps_record_same_content(a, b));
+    rev.gen = 7;
+    rev.hlc = 99;
+    b->rev = &rev;
+    b->created_ms = 5;
+    b->updated_ms = 6;
+    b->changed_by.data = node;
+    b->changed_by.len = 16;
+    assert_true(ps_record_same_content(a, b));
+    b->rev = NULL;
+    b->changed_by.data = NULL;
+    b->changed_by.len = 0;
+    set_ok(b, "phone", "13800000000");
+    assert_false(ps_record_same_content(a, b));
+    set_ok(b, "phone", "");
+    assert_true(ps_record_same_content(a, b)); /* "" is the unset value */
+    b->deleted = 1;
+    assert_false(ps_record_same_content(a, b));
+    b->deleted = 0;
+    set_ok(b, "orgunit", "110101001001");
+    assert_false(ps_record_same_content(a, b));
+    assert_false(ps_record_same_content(a, NULL));
+    ps_record_free(a);
+    ps_record_free(b);
+}
+
 static void test_json_input(void **state)
 {
     Popsync__Record *r = new_rec(POPSYNC__KIND__KIND_BIRTH);
@@ -951,7 +987,7 @@ int main(void)
         cmocka_unit_test(test_ids),            cmocka_unit_test(test_envelope),
         cmocka_unit_test(test_unknown_fields), cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_json_roundtrip), cmocka_unit_test(test_json_shape),
-        cmocka_unit_test(test_json_input),     cmocka_unit_test(test_json_int64_as_strings),     cmocka_unit_test(test_width),
+        cmocka_unit_test(test_json_input),     cmocka_unit_test(test_json_int64_as_strings), cmocka_unit_test(test_same_content),     cmocka_unit_test(test_width),
         cmocka_unit_test(test_table),          cmocka_unit_test(test_table_alignment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

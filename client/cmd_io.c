@@ -16,12 +16,16 @@
 #include "orgunit.h"
 #include "ids.h"
 #include "recio.h"
+#include "fields.h"
 #include "record_fmt.h"
+#include "report.h"
 #include "scope.h"
 #include "validate.h"
 #include "vctx.h"
 
+#include <fcntl.h>
 #include <getopt.h>
+#include <sys/stat.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -228,6 +232,8 @@ static int import_row(ps_recio_row_t *row, void *arg)
         if ((rc = ps_record_set(r, "orgunit", st->orgunit, err, sizeof(err))))
             goto fail;
     }
+    if (v.n == 0)
+        ps_fields_complete(r);
     /* A row equal to the record the cache holds changes nothing: it is
      * counted, not written (re-importing an export touches only the rows
      * that were edited). */
@@ -241,8 +247,9 @@ static int import_row(ps_recio_row_t *row, void *arg)
             goto failed;
         return 0;
     }
-    if (v.n == 0)
+    if (v.n == 0) {
         ps_validate_record(r, &st->vctx, &v);
+    }
     if (v.n > 0) {
         report(st, row->line, &v);
         st->rejected++;
@@ -387,9 +394,31 @@ static int export_one(Popsync__Record *r, void *arg)
     return st->rc != PS_OK;
 }
 
+/* An export holds personal data: its file is its owner's alone, whatever
+ * the umask, even when it replaces an older file of the same name. */
+static FILE *create_private(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    FILE *f;
+
+    if (fd < 0)
+        return NULL;
+    if (fchmod(fd, 0600) != 0 || !(f = fdopen(fd, "wb"))) {
+        close(fd);
+        return NULL;
+    }
+    return f;
+}
+
 static int export_usage(void)
 {
-    ps_cli_err("export: usage: export --kind KIND --format csv|json [--out FILE] [--orgunit CODE] [--bom]");
+    ps_cli_err("export: usage: export --kind KIND --format csv|json [--out FILE] [--orgunit CODE]\n"
+               "              [--lang zh|en] [--no-bom]\n"
+               "  CSV starts with a byte-order mark (Chinese Excel needs it; --no-bom for scripts).\n"
+               "  --out files are created readable by their owner only (mode 0600).\n"
+               "  Excel turns 18-digit ID numbers into numbers when it opens a CSV: use Data > From Text\n"
+               "  and set the ID column to Text (文本), see docs/data-model.md.\n"
+               "  example: popsync export --kind person --format csv --lang zh --out persons.csv");
     return PS_EXIT_USAGE;
 }
 
@@ -400,13 +429,17 @@ int ps_cmd_export(ps_cli_t *cli, int argc, char **argv)
                                        {"out", required_argument, NULL, 'o'},
                                        {"orgunit", required_argument, NULL, 'u'},
                                        {"bom", no_argument, NULL, 'b'},
+                                       {"no-bom", no_argument, NULL, 'B'},
+                                       {"lang", required_argument, NULL, 'L'},
+                                       {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
     export_st_t st;
     ps_cache_t *c = NULL;
     FILE *f = stdout;
     const char *out = NULL;
     char *tmp = NULL, err[512];
-    int opt, rc, format = -1, bom = 0;
+    const char *lang = NULL;
+    int opt, rc, format = -1, bom = 1, zh;
 
     memset(&st, 0, sizeof(st));
     st.kind = -1;
@@ -433,19 +466,24 @@ int ps_cmd_export(ps_cli_t *cli, int argc, char **argv)
             st.orgunit = optarg;
             break;
         case 'b': bom = 1; break;
+        case 'B': bom = 0; break;
+        case 'L': lang = optarg; break;
+        case 'h': export_usage(); return PS_EXIT_OK;
         default: return export_usage();
         }
     }
     if (optind != argc || st.kind < 0)
         return export_usage();
+    if ((zh = ps_report_lang_zh(lang)) < 0) {
+        ps_cli_err("export: --lang must be zh or en");
+        return PS_EXIT_USAGE;
+    }
     if (format < 0 && out)
         format = ps_recio_format_from_path(out);
     if (format < 0)
         return export_usage();
-    if (bom && format != PS_RECIO_CSV) {
-        ps_cli_err("export: --bom applies to CSV only");
-        return PS_EXIT_USAGE;
-    }
+    if (format != PS_RECIO_CSV)
+        bom = 0;
     if (ps_cache_open(&c, cli->data_dir, err, sizeof(err))) {
         ps_cli_err("export: %s", err);
         return PS_EXIT_FAIL;
@@ -458,13 +496,14 @@ int ps_cmd_export(ps_cli_t *cli, int argc, char **argv)
         if (!tmp)
             goto out;
         snprintf(tmp, n, "%s.tmp", out);
-        f = fopen(tmp, "wb");
+        f = create_private(tmp);
         if (!f) {
             ps_cli_err("export: cannot create %s", tmp);
             goto out;
         }
     }
-    if ((st.rc = ps_recio_writer_begin(&st.w, f, format, st.kind, bom ? PS_RECIO_BOM : 0)) == PS_OK) {
+    if ((st.rc = ps_recio_writer_begin(&st.w, f, format, st.kind,
+                                       (bom ? PS_RECIO_BOM : 0) | (zh ? PS_RECIO_ZH : 0))) == PS_OK) {
         int frc = ps_cache_foreach(c, export_one, &st);
         if (st.rc == PS_OK)
             st.rc = frc;

@@ -8,6 +8,7 @@
 #include "cache.h"
 #include "err.h"
 #include "ids.h"
+#include "fields.h"
 #include "record_fmt.h"
 #include "scope.h"
 #include "validate.h"
@@ -58,6 +59,8 @@ static int apply_edits(const char *cmd, Popsync__Record *r, char **sets, size_t 
             return PS_EXIT_INVALID;
         }
     }
+    /* Sex and birth date the ID number already says need not be typed. */
+    ps_fields_complete(r);
     return PS_EXIT_OK;
 }
 

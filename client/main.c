@@ -19,7 +19,12 @@ static void usage(FILE *f)
             "       [--orgunits FILE] [--key-file FILE]\n"
             "                          make a local cache for this device\n"
             "  add KIND --set FIELD=VALUE ... | --json '{...}'\n"
-            "                          add a record offline; prints its id\n"
+            "                          add a record offline; prints its id.  FIELD is the English\n"
+            "                          name or the Chinese label (姓名=张三 性别=女 出生日期=1990/3/7)\n"
+            "  fields KIND [--lang zh|en] [--json]\n"
+            "                          the fields of a kind, their Chinese labels and values\n"
+            "  template KIND [--lang zh|en] --out FILE.csv\n"
+            "                          an empty import file with the header row\n"
             "  edit ID --set FIELD=VALUE ... | --json '{...}'\n"
             "  delete ID               mark a record deleted (syncs as a tombstone)\n"
             "  show ID [--format json|table]\n"
@@ -39,7 +44,7 @@ static void usage(FILE *f)
             "  conflicts resolve ID --keep mine|theirs|FILE\n"
             "  import FILE --kind KIND [--format csv|json]\n"
             "                          add records from a CSV or JSON file; bad rows are reported\n"
-            "  export --kind KIND --format csv|json [--out FILE]\n"
+            "  export --kind KIND --format csv|json [--out FILE] [--lang zh|en] [--no-bom]\n"
             "  generate --persons N [--seed S] [--orgunit CODE] [--orgunits FILE] [--stats]\n"
             "                          add a realistic synthetic district: N persons with their\n"
             "                          households, births, migrations, benefits and visits\n"
@@ -111,6 +116,10 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[i], "pki") == 0)
         return ps_cli_pki(argc - i, argv + i);
+    if (strcmp(argv[i], "fields") == 0)
+        return ps_cmd_fields(&cli, argc - i, argv + i);
+    if (strcmp(argv[i], "template") == 0)
+        return ps_cmd_template(&cli, argc - i, argv + i);
     if (strcmp(argv[i], "help") == 0) {
         usage(stdout);
         return PS_EXIT_OK;

@@ -6,6 +6,7 @@
  * recio.h).
  */
 #include "recio.h"
+#include "fields.h"
 #include "err.h"
 #include "ids.h"
 #include "record_fmt.h"
@@ -40,7 +41,12 @@ static const char *settable_name(int kind, const char *name)
 {
     const char *names[64];
     size_t n = ps_record_field_names(kind, names, 64);
+    const ps_field_t *df = ps_field_find(kind, name);
 
+    /* The dictionary's English name: record_fmt maps it (and "amount" in
+     * yuan) to the stored field. */
+    if (df)
+        return df->name;
     if (strcmp(name, "orgunit") == 0)
         return "orgunit";
     for (size_t i = 0; i < n && i < 64; i++)
@@ -297,6 +303,24 @@ static int cell_has_nul(const csv_rd_t *st, size_t i)
     return strlen(cell(st, i)) != st->lens[i];
 }
 
+/* An unknown column, with the columns the kind has. */
+static void unknown_column(ps_verrs_t *errs, int kind, const char *name)
+{
+    char list[sizeof(errs->e[0].reason)];
+    size_t n, used = 0;
+    const ps_field_t *fs = ps_fields_of(kind, &n);
+
+    list[0] = '\0';
+    for (size_t i = 0; i < n && used + 1 < sizeof(list); i++) {
+        int k = snprintf(list + used, sizeof(list) - used, "%s%s", i ? "," : "", fs[i].name);
+        if (k < 0)
+            break;
+        used += (size_t)k;
+    }
+    ps_verrs_add(errs, name, "unknown column for kind %s; columns: %s", ps_kind_name(kind),
+                 list);
+}
+
 static void csv_header(csv_rd_t *st)
 {
     ps_recio_row_t row;
@@ -321,9 +345,10 @@ static void csv_header(csv_rd_t *st)
             ps_verrs_add(&row.errs, PS_RECIO_FILE_FIELD, "column %zu has no name", i + 1);
             continue;
         }
-        st->cols[i] = strcmp(name, "id") == 0 ? "id" : settable_name(st->kind, name);
+        st->cols[i] = strcmp(name, "id") == 0 || strcmp(name, PS_RECIO_ID_ZH) == 0 ? "id"
+                                                                              : settable_name(st->kind, name);
         if (!st->cols[i]) {
-            ps_verrs_add(&row.errs, name, "unknown column for kind %s", ps_kind_name(st->kind));
+            unknown_column(&row.errs, st->kind, name);
             continue;
         }
         for (size_t j = 0; j < i; j++)
@@ -773,10 +798,12 @@ int ps_recio_writer_begin(ps_recio_writer_t *w, FILE *f, int format, int kind, u
     ps_record_field_names(kind, w->names, w->nnames);
     if (flags & PS_RECIO_BOM)
         fputs("\xEF\xBB\xBF", f);
-    csv_put_cell(f, "id", 1);
-    csv_put_cell(f, "orgunit", 0);
-    for (size_t i = 0; i < w->nnames; i++)
-        csv_put_cell(f, w->names[i], 0);
+    csv_put_cell(f, flags & PS_RECIO_ZH ? PS_RECIO_ID_ZH : "id", 1);
+    for (size_t i = 0; i < w->nnames + 1; i++) {
+        const char *name = i == 0 ? "orgunit" : w->names[i - 1];
+        const ps_field_t *df = flags & PS_RECIO_ZH ? ps_field_find(kind, name) : NULL;
+        csv_put_cell(f, df ? df->zh : name, 0);
+    }
     fputs("\r\n", f);
     return ferror(f) ? PS_EIO : PS_OK;
 }
@@ -805,9 +832,12 @@ static int put_csv(ps_recio_writer_t *w, const Popsync__Record *r)
 
     for (size_t i = 0; i < w->nnames + 2; i++) {
         const char *field = i == 0 ? "id" : i == 1 ? "orgunit" : w->names[i - 2];
+        const char *zh = NULL;
         if ((rc = cell_text(w, r, field)))
             return rc;
-        csv_put_cell(w->f, w->cell, i == 0);
+        if (w->flags & PS_RECIO_ZH)
+            zh = ps_field_value_zh(ps_field_find(w->kind, field), w->cell);
+        csv_put_cell(w->f, zh ? zh : w->cell, i == 0);
     }
     fputs("\r\n", w->f);
     return PS_OK;

@@ -41,6 +41,11 @@
 /** Writer flag: start a CSV file with a UTF-8 byte order mark (some
  *  spreadsheet programs need it to read UTF-8). */
 #define PS_RECIO_BOM 0x1u
+/** Writer flag: CSV header as Chinese labels and enum, scheme, service and
+ *  yes/no values in Chinese (fields.h); the readers take both forms back. */
+#define PS_RECIO_ZH 0x2u
+/** The id column's Chinese header. */
+#define PS_RECIO_ID_ZH "记录ID"
 
 /** Field name used in errors about a whole row and about the whole file. */
 #define PS_RECIO_ROW_FIELD "(row)"

@@ -9,6 +9,7 @@
  * be freed with ps_record_free.
  */
 #include "record_fmt.h"
+#include "fields.h"
 #include "err.h"
 #include "ids.h"
 
@@ -799,6 +800,22 @@ void ps_record_free(Popsync__Record *r)
         protobuf_c_message_free_unpacked(&r->base, NULL);
 }
 
+/* "unknown field 'x' for kind person; fields: orgunit, id_number, ..." */
+static void unknown_field(const Popsync__Record *r, const char *name, const char *kind, char *err, size_t errlen)
+{
+    size_t n, used;
+    const ps_field_t *fs = ps_fields_of((int)r->kind, &n);
+
+    errf(err, errlen, "unknown field '%s' for kind %s; fields:", shown(name), kind);
+    used = err ? strnlen(err, errlen) : 0;
+    for (size_t i = 0; err && i < n && used + 1 < errlen; i++) {
+        errf(err + used, errlen - used, "%s %s", i ? "," : "", fs[i].name);
+        used = strnlen(err, errlen);
+    }
+    if (err && used + 1 < errlen)
+        errf(err + used, errlen - used, " (or their Chinese labels: popsync fields %s)", kind);
+}
+
 /* Finds the settable field called name: the envelope's orgunit or a body
  * field of r's kind.  Gives r an empty body if it has none, so *m is where
  * the field lives. */
@@ -827,7 +844,7 @@ static int resolve_field(Popsync__Record *r, const char *name, ProtobufCMessage 
     }
     f = protobuf_c_message_descriptor_get_field_by_name(bf->descriptor, name);
     if (!f) {
-        errf(err, errlen, "unknown field '%s' for kind %s", shown(name), bf->name);
+        unknown_field(r, name, bf->name, err, errlen);
         return PS_EINVAL;
     }
     if (!body) {
@@ -849,9 +866,36 @@ static int resolve_field(Popsync__Record *r, const char *name, ProtobufCMessage 
     return PS_OK;
 }
 
+/* The proto field a dictionary entry sets ("amount" sets amount_fen). */
+static const char *stored_name(const ps_field_t *df, const char *name)
+{
+    return df ? (df->stored ? df->stored : df->name) : name;
+}
+
+/* set_field after the dictionary's normalisation of what was typed. */
+static int set_typed(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, const ps_field_t *df,
+                     const char *text, char *err, size_t errlen)
+{
+    char norm[PS_FIELD_NORM_MAX];
+    const char *why;
+    int k;
+
+    if (df && *text) {
+        k = ps_field_normalize(df, text, norm, sizeof(norm), &why);
+        if (k < 0) {
+            errf(err, errlen, "field '%s': %s", df->name, why);
+            return PS_EINVAL;
+        }
+        if (k == 0)
+            text = norm;
+    }
+    return set_field(m, f, text, err, errlen);
+}
+
 int ps_record_set(Popsync__Record *r, const char *field, const char *value, char *err, size_t errlen)
 {
     const ProtobufCFieldDescriptor *f;
+    const ps_field_t *df;
     ProtobufCMessage *m;
     int rc;
 
@@ -859,10 +903,11 @@ int ps_record_set(Popsync__Record *r, const char *field, const char *value, char
         errf(err, errlen, "missing record, field or value");
         return PS_EINVAL;
     }
-    rc = resolve_field(r, field, &m, &f, err, errlen);
+    df = ps_field_find((int)r->kind, field);
+    rc = resolve_field(r, stored_name(df, field), &m, &f, err, errlen);
     if (rc)
         return rc;
-    return set_field(m, f, value, err, errlen);
+    return set_typed(m, f, df, value, err, errlen);
 }
 
 int ps_record_set_kv(Popsync__Record *r, const char *kv, char *err, size_t errlen)
@@ -1250,10 +1295,12 @@ int ps_record_from_json(Popsync__Record *r, const json_t *obj, char *err, size_t
         return PS_EINVAL;
     }
     json_object_foreach ((json_t *)obj, key, v) {
+        const ps_field_t *df;
         char *text;
         if (envelope_field(key) && strcmp(key, SETTABLE_ENVELOPE) != 0)
             continue;
-        rc = resolve_field(r, key, &m, &f, err, errlen);
+        df = ps_field_find((int)r->kind, key);
+        rc = resolve_field(r, stored_name(df, key), &m, &f, err, errlen);
         if (rc)
             break;
         if (json_is_null(v)) {
@@ -1266,7 +1313,7 @@ int ps_record_from_json(Popsync__Record *r, const json_t *obj, char *err, size_t
             text = json_text(key, v, &rc, err, errlen);
             if (!text)
                 break;
-            rc = set_field(m, f, text, err, errlen);
+            rc = set_typed(m, f, df, text, err, errlen);
             free(text);
         }
         if (rc)

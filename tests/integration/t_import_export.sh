@@ -7,7 +7,7 @@ make_pki
 start_server
 client t1 town1
 client admin admin
-for c in t1csv t1json t1jsonl; do client "$c" town1; done
+for c in t1csv t1json t1jsonl t1zh; do client "$c" town1; done
 
 # people.csv as a spreadsheet program saves it: BOM, CRLF, quoted cells with
 # commas, quotes and line breaks, Chinese text, empty cells.  bad.txt lists
@@ -74,8 +74,8 @@ for i in range(N):
     elif k == 1:  # a date that does not exist
         row["birth_date"] = "%d-02-30" % born.year
         field = "birth_date"
-    elif k == 2:  # not a sex
-        row["sex"] = rng.choice(["unknown", "M", "男"])
+    elif k == 2:  # not a sex, or the other sex than the ID number's
+        row["sex"] = rng.choice(["unknown", "M", "女" if male else "男"])
         field = "sex"
     elif k == 3:  # a real date, not the one in the ID number
         row["birth_date"] = (born + datetime.timedelta(days=1)).isoformat()
@@ -131,14 +131,23 @@ import json, sys; print(sorted({r["orgunit"][:9] for r in json.load(sys.stdin)})
 # CSV: export -> import into a fresh cache -> export, byte for byte.
 ps --data "$T/t1" export --kind person --format csv --out "$T/e1.csv"
 [ -e "$T/e1.csv.tmp" ] && fail "export left its temporary file"
-expect_eq "$(head -c 3 "$T/e1.csv" | od -An -tx1 | tr -d ' ')" "69642c" "no BOM by default (starts with 'id,')"
+expect_eq "$(head -c 3 "$T/e1.csv" | od -An -tx1 | tr -d ' ')" "efbbbf" "a BOM by default (Chinese Excel needs it)"
+expect_eq "$(stat -c %a "$T/e1.csv")" 600 "an export of personal data is its owner's alone"
 expect_eq "$(ps --data "$T/t1csv" import "$T/e1.csv" --kind person)" "imported 1900 of 1900 rows (0 unchanged, 0 rejected)" "CSV re-import"
 ps --data "$T/t1csv" export --kind person --format csv >"$T/e2.csv"
 cmp "$T/e1.csv" "$T/e2.csv" || fail "CSV export -> import -> export differs"
-# With a BOM it reads back the same too.
-ps --data "$T/t1" export --kind person --format csv --bom >"$T/e1bom.csv"
-expect_eq "$(head -c 3 "$T/e1bom.csv" | od -An -tx1 | tr -d ' ')" "efbbbf" "--bom"
-cmp <(tail -c +4 "$T/e1bom.csv") "$T/e1.csv" || fail "--bom changed more than the BOM"
+# Without a BOM (for scripts) it reads back the same too.
+ps --data "$T/t1" export --kind person --format csv --no-bom >"$T/e1nobom.csv"
+expect_eq "$(head -c 3 "$T/e1nobom.csv" | od -An -tx1 | tr -d ' ')" "69642c" "--no-bom starts with 'id,'"
+cmp "$T/e1nobom.csv" <(tail -c +4 "$T/e1.csv") || fail "--no-bom changed more than the BOM"
+# In Chinese: labels as the header and Chinese values; it imports back to
+# the same records.
+ps --data "$T/t1" export --kind person --format csv --lang zh --out "$T/zh.csv"
+expect_eq "$(head -c 60 "$T/zh.csv" | tail -c +4 | cut -d, -f1-4)" "记录ID,所属单位,身份证号,姓名" "Chinese header"
+grep -q ',女,' "$T/zh.csv" || fail "Chinese values in the zh export"
+expect_eq "$(ps --data "$T/t1zh" import "$T/zh.csv" --kind person)" "imported 1900 of 1900 rows (0 unchanged, 0 rejected)" "Chinese CSV import"
+ps --data "$T/t1zh" export --kind person --format csv >"$T/e4.csv"
+cmp "$T/e1.csv" "$T/e4.csv" || fail "Chinese export -> import differs"
 
 # JSON: the same, and JSON Lines made from it.
 ps --data "$T/t1" export --kind person --format json --out "$T/j1.json"
@@ -168,7 +177,7 @@ expect_eq "$rc" 1 "import of a missing file"
 printf 'name,colour\r\n张三,red\r\n' >"$T/cols.csv"
 rc=0; ps --data "$T/t1" import "$T/cols.csv" --kind person >/dev/null 2>"$T/cols.err" || rc=$?
 expect_eq "$rc" 4 "unknown column"
-expect_eq "$(cat "$T/cols.err")" "popsync: import: $T/cols.csv:1: colour: unknown column for kind person" "unknown column message"
+expect_eq "$(cat "$T/cols.err")" "popsync: import: $T/cols.csv:1: colour: unknown column for kind person; columns: orgunit,id_number,name,sex,birth_date,ethnicity,registration,marital_status,household_id,phone,address" "unknown column message"
 rc=0; ps --data "$T/t1" export --kind person >/dev/null 2>&1 || rc=$?
 expect_eq "$rc" 2 "export without a format"
 expect_eq "$(count t1)" 1900 "failed imports stored nothing"

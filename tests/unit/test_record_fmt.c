@@ -344,9 +344,16 @@ static void test_bools(void **state)
     assert_false(r->migration->urgent);
     set_ok(r, "urgent", "TRUE");
     assert_true(r->migration->urgent);
-    assert_int_equal(ps_record_set(r, "urgent", "yes", err, sizeof(err)), PS_EINVAL);
-    assert_int_equal(ps_record_set(r, "urgent", "1", err, sizeof(err)), PS_EINVAL);
-    assert_int_equal(ps_record_set(r, "urgent", "true ", err, sizeof(err)), PS_EINVAL);
+    /* The field dictionary's forgiving forms (fields.h). */
+    set_ok(r, "urgent", "否");
+    assert_false(r->migration->urgent);
+    set_ok(r, "urgent", "yes");
+    assert_true(r->migration->urgent);
+    set_ok(r, "urgent", "0");
+    assert_false(r->migration->urgent);
+    set_ok(r, "urgent", " true ");
+    assert_true(r->migration->urgent);
+    assert_int_equal(ps_record_set(r, "urgent", "maybe", err, sizeof(err)), PS_EINVAL);
     assert_true(r->migration->urgent);
     set_ok(r, "urgent", "");
     expect_text(r, "urgent", "false");
@@ -355,10 +362,10 @@ static void test_bools(void **state)
 
 static void test_ints(void **state)
 {
-    static const char *const bad_u32[] = {"4294967296", "-1", "-0", "12a", " 1", "1 ", "+1", "0x10", "1e3",
+    static const char *const bad_u32[] = {"4294967296", "-1", "-0", "12a", "1 2", "+1", "0x10", "1e3",
                                           "-", "99999999999999999999999"};
     static const char *const bad_i64[] = {"9223372036854775808", "-9223372036854775809", "1.5", "1e3",
-                                          "abc", "--1", " -5", "5-"};
+                                          "abc", "--1", "- 5x", "5-"};
     Popsync__Record *b = new_rec(POPSYNC__KIND__KIND_BIRTH);
     Popsync__Record *f = new_rec(POPSYNC__KIND__KIND_BENEFIT);
     char err[256];
@@ -474,10 +481,10 @@ static void test_unknown_fields(void **state)
     (void)state;
 
     assert_int_equal(ps_record_set(r, "x", "1", err, sizeof(err)), PS_EINVAL);
-    assert_string_equal(err, "unknown field 'x' for kind person");
+    assert_true(strncmp(err, "unknown field 'x' for kind person; fields: orgunit, id_number", 61) == 0);
     /* a field of another kind */
     assert_int_equal(ps_record_set(r, "scheme", "dibao", err, sizeof(err)), PS_EINVAL);
-    assert_string_equal(err, "unknown field 'scheme' for kind person");
+    assert_true(strncmp(err, "unknown field 'scheme' for kind person; fields:", 46) == 0);
     /* the oneof member names are not fields */
     assert_int_equal(ps_record_set(r, "person", "", err, sizeof(err)), PS_EINVAL);
     assert_int_equal(ps_record_set(r, "x", "1", NULL, 0), PS_EINVAL);
@@ -491,7 +498,7 @@ static void test_unknown_fields(void **state)
     assert_int_equal(ps_record_set_kv(r, "name", err, sizeof(err)), PS_EINVAL);
     assert_int_equal(ps_record_set_kv(r, "=x", err, sizeof(err)), PS_EINVAL);
     assert_int_equal(ps_record_set_kv(r, "nope=1", err, sizeof(err)), PS_EINVAL);
-    assert_string_equal(err, "unknown field 'nope' for kind person");
+    assert_true(strncmp(err, "unknown field 'nope' for kind person; fields:", 45) == 0);
     ps_record_free(r);
 }
 

@@ -1,0 +1,96 @@
+# A township clerk types in Chinese and the way people write on paper:
+# Chinese field names and values, dates as 1992/5/15 or 1992年5月15日,
+# full-width digits, a lower-case x, amounts in yuan; sex and birth date come
+# from the ID number; an ID number Excel turned into 1.30203E+17 is refused
+# with what to do; `fields` and `template` show and make the import layout.
+. "$(dirname "$0")/lib.sh"
+make_pki
+start_server
+client t1 town1
+
+# 110105199205150021: born 1992-05-15, 17th digit 2 (female); check char 1.
+idn=$(python3 -c '
+w=[7,9,10,5,8,4,2,1,6,3,7,9,10,5,8,4,2]; d="11010519920515002"
+print(d+"10X98765432"[sum(int(a)*b for a,b in zip(d,w))%11])')
+
+# Chinese labels, Chinese values, full-width digits, a slashed date.
+fw=$(python3 -c 'import sys; print("".join(chr(ord(c)+0xFEE0) for c in sys.argv[1]))' "$idn")
+id1=$(ps --data "$T/t1" add person --set 姓名=钱志强 --set "身份证号=$fw" --set 性别=女 \
+      --set 出生日期=1992/5/15 --set 户籍类型=流动人口) || fail "add in Chinese"
+expect_eq "$(ps --data "$T/t1" show "$id1" --format json | python3 -c '
+import json, sys; r = json.load(sys.stdin)
+print(r["id_number"], r["sex"], r["birth_date"], r["registration"])')" "$idn female 1992-05-15 migrant" "stored forms"
+
+# Sex and birth date filled from the ID number; 1992年5月15日 accepted.
+idx=$(python3 -c '
+w=[7,9,10,5,8,4,2,1,6,3,7,9,10,5,8,4,2]
+for s in range(100, 999):
+    d="1101051949123%03d" % s + "0"; d=d[:17]
+    c="10X98765432"[sum(int(a)*b for a,b in zip(d,w))%11]
+    if c == "X": print(d+c); break')
+lower=$(printf '%s' "$idx" | tr X x)
+id2=$(ps --data "$T/t1" add person --set name=王芳 --set "id_number=$lower") || fail "add with lower-case x, no sex/birth date"
+ps --data "$T/t1" show "$id2" --format json | python3 -c '
+import json, sys; r = json.load(sys.stdin)
+assert r["id_number"].endswith("X"), r["id_number"]
+assert r["birth_date"] == r["id_number"][6:10] + "-" + r["id_number"][10:12] + "-" + r["id_number"][12:14], r
+assert r["sex"] == ("male" if int(r["id_number"][16]) % 2 else "female"), r' || fail "completed from the ID number"
+
+# A contradiction is refused, naming the field.
+rc=0; ps --data "$T/t1" add person --set name=李四 --set "id_number=$idn" --set sex=男 2>"$T/e1" || rc=$?
+expect_eq "$rc" 4 "sex contradicting the ID number"
+grep -q "sex: does not match" "$T/e1" || fail "contradiction names the field: $(cat "$T/e1")"
+
+# Excel's scientific notation: refused with what to do, value not echoed.
+rc=0; ps --data "$T/t1" add person --set name=赵六 --set id_number=1.10105E+17 2>"$T/e2" || rc=$?
+expect_eq "$rc" 4 "ID number in scientific notation"
+grep -q "format the column as text" "$T/e2" || fail "scientific notation says what to do: $(cat "$T/e2")"
+
+# Benefit in yuan; a visit with a Chinese service name and date.
+b=$(ps --data "$T/t1" add benefit --set "领取人=$id1" --set 项目=独生子女父母奖励 --set 所属期=2026年3月 \
+    --set "金额(元)=3,000.00" --set 状态=已发放 --set 发放日期=2026.3.20) || fail "benefit in Chinese"
+expect_eq "$(ps --data "$T/t1" show "$b" --format json | python3 -c '
+import json, sys; r = json.load(sys.stdin)
+print(r["scheme"], r["period"], r["amount_fen"], r["status"], r["paid_date"])')" \
+    "only_child_reward 2026-03 300000 paid 2026-03-20" "benefit stored forms"
+rc=0; ps --data "$T/t1" add benefit --set "person_id=$id1" --set scheme=only_child_reward --set period=2026 \
+    --set amount_fen=3000.00 --set status=eligible 2>"$T/e3" || rc=$?
+expect_eq "$rc" 4 "yuan typed into amount_fen"
+grep -q "use the field amount" "$T/e3" || fail "amount_fen hint: $(cat "$T/e3")"
+
+# An unknown field lists the valid ones.
+rc=0; ps --data "$T/t1" add person --set nmae=x 2>"$T/e4" || rc=$?
+expect_eq "$rc" 4 "unknown field"
+grep -q "fields: orgunit, id_number, name" "$T/e4" || fail "unknown field lists fields: $(cat "$T/e4")"
+
+# fields and template need no cache.
+ps fields person --lang zh | grep -q "^id_number *身份证号" || fail "fields in Chinese"
+ps fields person --json | python3 -c '
+import json, sys; f = json.load(sys.stdin)
+assert [x["name"] for x in f][:3] == ["orgunit", "id_number", "name"], f
+assert next(x for x in f if x["name"] == "sex")["required"] is True' || fail "fields --json"
+ps template person --lang zh --out "$T/tpl.csv" >/dev/null || fail "template"
+expect_eq "$(head -c 3 "$T/tpl.csv" | od -An -tx1 | tr -d ' ')" "efbbbf" "template has a BOM"
+
+# The template filled in as a clerk would (Chinese values, slashed dates,
+# full-width digits) imports.
+python3 - "$T/tpl.csv" "$T/filled.csv" <<'PY'
+import sys
+w=[7,9,10,5,8,4,2,1,6,3,7,9,10,5,8,4,2]
+def idn(d):
+    return d + "10X98765432"[sum(int(a)*b for a,b in zip(d,w))%11]
+head = open(sys.argv[1], encoding="utf-8-sig").read().strip().split(",")
+rows = []
+for i in range(5):
+    d = idn("110105" + "1985%02d%02d" % (i + 1, 10 + i) + "%03d" % (100 + i))
+    vals = {"身份证号": "".join(chr(ord(c) + 0xFEE0) for c in d) if i % 2 else d, "姓名": "孙%d" % i,
+            "性别": "男" if int(d[16]) % 2 else "女", "出生日期": "%s/%d/%d" % (d[6:10], int(d[10:12]), int(d[12:14])),
+            "婚姻状况": "已婚"}
+    rows.append(",".join(vals.get(h, "") for h in head))
+open(sys.argv[2], "w", encoding="utf-8-sig", newline="").write(",".join(head) + "\r\n" + "\r\n".join(rows) + "\r\n")
+PY
+expect_eq "$(ps --data "$T/t1" import "$T/filled.csv" --kind person)" "imported 5 of 5 rows (0 unchanged, 0 rejected)" "filled template imports"
+
+ps --data "$T/t1" sync --quiet || fail "sync"
+stop_server
+pass "Chinese names and values, forgiving dates, digits and amounts, fields and template"

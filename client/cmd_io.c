@@ -16,6 +16,8 @@
 #include "orgunit.h"
 #include "ids.h"
 #include "recio.h"
+#include "rejects.h"
+#include "textenc.h"
 #include "fields.h"
 #include "record_fmt.h"
 #include "report.h"
@@ -125,15 +127,14 @@ typedef struct import_st {
     size_t nbatch;
     unsigned long rows, imported, rejected, unchanged;
     int fail; /* a cache or memory error: stop, exit PS_EXIT_FAIL */
+    ps_rejects_t *rj; /* stderr lines and the rejected-rows file */
 } import_st_t;
 
-static void report(const import_st_t *st, unsigned long line, const ps_verrs_t *v)
+/* A refused row: told on stderr and kept in the rejected-rows file. */
+static void report(import_st_t *st, const ps_recio_row_t *row, const Popsync__Record *rec, const ps_verrs_t *v)
 {
-    for (size_t i = 0; i < v->n && i < PS_VERR_MAX; i++)
-        ps_cli_err("import: %s:%lu: %s: %s", st->file, line, v->e[i].field, v->e[i].reason);
-    if (v->n > PS_VERR_MAX)
-        ps_cli_err("import: %s:%lu: %s: %zu more errors not shown", st->file, line, PS_RECIO_ROW_FIELD,
-                   v->n - PS_VERR_MAX);
+    if (ps_rejects_add(st->rj, row, rec, row->line, v) != PS_OK && !st->fail)
+        st->fail = PS_EIO;
 }
 
 /* References may point at records in the cache or at rows this import
@@ -215,12 +216,12 @@ static int import_row(ps_recio_row_t *row, void *arg)
 
     row->rec = NULL;
     if (row->file_error) {
-        report(st, row->line, &row->errs);
+        report(st, row, NULL, &row->errs);
         return 0; /* the reader stops on its own */
     }
     st->rows++;
     if (row->errs.n > 0) {
-        report(st, row->line, &row->errs);
+        report(st, row, NULL, &row->errs);
         st->rejected++;
         return 0;
     }
@@ -251,7 +252,7 @@ static int import_row(ps_recio_row_t *row, void *arg)
         ps_validate_record(r, &st->vctx, &v);
     }
     if (v.n > 0) {
-        report(st, row->line, &v);
+        report(st, row, r, &v);
         st->rejected++;
         ps_record_free(r);
         return 0;
@@ -269,9 +270,41 @@ failed:
     return rc;
 }
 
+/* The file as UTF-8: detected (or forced) UTF-8 or GB18030, and said when
+ * it was not UTF-8.  PS_EXIT_OK or PS_EXIT_FAIL (told). */
+static int load_text(const char *file, int encoding, char **data, size_t *len)
+{
+    char *raw = NULL, why[512];
+    size_t rawlen = 0;
+    ps_textenc_t used;
+    int rc = ps_recio_load_file(file, &raw, &rawlen);
+
+    if (rc) {
+        ps_cli_err("import: %s: %s", file, ps_strerror(rc));
+        return PS_EXIT_FAIL;
+    }
+    rc = ps_textenc_to_utf8(raw, rawlen, encoding, data, len, &used, why, sizeof(why));
+    free(raw);
+    if (rc) {
+        ps_cli_err("import: %s: %s", file, rc == PS_EINVAL ? why : ps_strerror(rc));
+        return rc == PS_EINVAL ? PS_EXIT_INVALID : PS_EXIT_FAIL;
+    }
+    if (used != PS_TEXTENC_UTF8)
+        printf("read %s as %s text\n", file, ps_textenc_name(used));
+    return PS_EXIT_OK;
+}
+
 static int import_usage(void)
 {
-    ps_cli_err("import: usage: import FILE --kind KIND [--format csv|json] [--dry-run]");
+    ps_cli_err("import: usage: import FILE --kind KIND [--format csv|json] [--dry-run]\n"
+               "              [--encoding utf-8|gbk] [--lang zh|en]\n"
+               "  Adds (or, for rows with the id of a record the cache holds, updates) records from a\n"
+               "  CSV or JSON file.  Columns may be the English names or the Chinese labels\n"
+               "  (popsync fields KIND; popsync template KIND makes an empty file).  UTF-8 (with or\n"
+               "  without BOM) or GB18030/GBK is detected; --encoding forces one.  Bad rows are told\n"
+               "  by line and field and written to FILE.rejected.csv with a reason column: fix them\n"
+               "  there and import that file.  --dry-run checks everything and writes nothing.\n"
+               "  example: popsync import 人员.csv --kind person --dry-run");
     return PS_EXIT_USAGE;
 }
 
@@ -280,8 +313,13 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
     static const struct option lo[] = {{"kind", required_argument, NULL, 'k'},
                                        {"format", required_argument, NULL, 'f'},
                                        {"dry-run", no_argument, NULL, 'n'},
+                                       {"encoding", required_argument, NULL, 'e'},
+                                       {"lang", required_argument, NULL, 'L'},
+                                       {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
     import_st_t *st = NULL;
+    const char *lang = NULL;
+    int encoding = 0, zh;
     const ps_cache_meta_t *meta;
     const char *file;
     char *data = NULL, err[512];
@@ -303,6 +341,14 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
             }
             break;
         case 'n': dry_run = 1; break;
+        case 'e':
+            if ((encoding = ps_textenc_from_name(optarg)) < 0) {
+                ps_cli_err("import: unknown encoding '%s' (utf-8 or gbk)", optarg);
+                return PS_EXIT_USAGE;
+            }
+            break;
+        case 'L': lang = optarg; break;
+        case 'h': import_usage(); return PS_EXIT_OK;
         default: return import_usage();
         }
     }
@@ -313,11 +359,13 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
         ps_cli_err("import: cannot tell the format of %s from its name: give --format csv or json", file);
         return PS_EXIT_USAGE;
     }
-    rc = ps_recio_load_file(file, &data, &len);
-    if (rc) {
-        ps_cli_err("import: %s: %s", file, ps_strerror(rc));
-        return PS_EXIT_FAIL;
+    if ((zh = ps_report_lang_zh(lang)) < 0) {
+        ps_cli_err("import: --lang must be zh or en");
+        return PS_EXIT_USAGE;
     }
+    rc = load_text(file, encoding, &data, &len);
+    if (rc)
+        return rc;
     st = calloc(1, sizeof(*st));
     if (!st) {
         free(data);
@@ -333,6 +381,11 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
     st->file = file;
     st->kind = kind;
     st->dry_run = dry_run;
+    if (ps_rejects_begin(&st->rj, file, kind, format, zh, !dry_run) != PS_OK) {
+        ps_cli_err("import: %s", ps_strerror(PS_ENOMEM));
+        rc = PS_EXIT_FAIL;
+        goto out;
+    }
     st->orgunit = meta->orgunit;
     /* The same scope the server will apply, so rows it would refuse are
      * reported now with their line numbers rather than after a sync. */
@@ -354,6 +407,10 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
         st->fail = rc;
     if (!st->fail)
         st->fail = flush_batch(st);
+    if (ps_rejects_finish(st->rj) != PS_OK && !st->fail) {
+        ps_cli_err("import: cannot write %s", ps_rejects_path(st->rj));
+        st->fail = PS_EIO;
+    }
     if (st->fail) {
         ps_cli_err("import: %s: %s; %lu rows were stored before it", file, ps_strerror(st->fail), st->imported);
         rc = PS_EXIT_FAIL;
@@ -361,12 +418,17 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
     }
     printf("%s %lu of %lu rows (%lu unchanged, %lu rejected)\n", dry_run ? "would import" : "imported",
            st->imported, st->rows, st->unchanged, st->rejected);
+    if (ps_rejects_written(st->rj) > 0)
+        printf(zh ? "被拒绝的 %lu 行已写入 %s：改正后导入该文件即可\n"
+                  : "the %lu rejected rows are in %s: fix them there and import that file\n",
+               ps_rejects_written(st->rj), ps_rejects_path(st->rj));
     rc = (rc == PS_EINVAL || st->rejected > 0) ? PS_EXIT_INVALID : PS_EXIT_OK;
 out:
     if (st) {
         for (size_t i = 0; i < st->nbatch; i++)
             ps_record_free(st->batch[i]);
         idset_free(&st->ids);
+        ps_rejects_free(st->rj);
         ps_orgunits_free(st->units);
         ps_cache_close(st->c);
     }

@@ -467,3 +467,42 @@ void ps_fields_complete(Popsync__Record *r)
         p->birth_date = s;
     }
 }
+
+/* ---- showing a value in a message ------------------------------------------ */
+
+/* Length of the UTF-8 character at s (1 for a stray byte). */
+static size_t char_len(const char *s)
+{
+    unsigned char c = (unsigned char)*s;
+    size_t k = c < 0xC0 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    for (size_t i = 1; i < k; i++)
+        if (!s[i])
+            return i;
+    return k;
+}
+
+const char *ps_field_shown(int kind, const char *name, const char *value, char *out, size_t outlen)
+{
+    const ps_field_t *f = ps_field_find(kind, name);
+    size_t n = value ? strlen(value) : 0;
+    int personal = f && (f->type == PS_FT_IDNUM || strcmp(f->name, "name") == 0 || strcmp(f->name, "phone") == 0 ||
+                         strcmp(f->name, "address") == 0);
+
+    if (!outlen)
+        return out;
+    if (!value) {
+        out[0] = '\0';
+    } else if (personal && f->type == PS_FT_IDNUM && n >= 12) {
+        snprintf(out, outlen, "%.6s%.*s%s", value, (int)(n - 10 < 12 ? n - 10 : 12), "************", value + n - 4);
+    } else if (personal) {
+        snprintf(out, outlen, "%.*s**", n ? (int)char_len(value) : 0, value);
+    } else if (n > 40) {
+        size_t cut = 0;
+        while (cut + char_len(value + cut) <= 40)
+            cut += char_len(value + cut);
+        snprintf(out, outlen, "%.*s…", (int)cut, value);
+    } else {
+        snprintf(out, outlen, "%s", value);
+    }
+    return out;
+}

@@ -77,6 +77,15 @@ const char *ps_field_value_zh(const ps_field_t *f, const char *text);
  *  to report).  Other kinds are left alone. */
 void ps_fields_complete(Popsync__Record *r);
 
+/**
+ * value (as read for field name of kind) as an error message may show it:
+ * an ID number as its first 6 and last 4 characters (110105********002X),
+ * a name, phone or address as its first character and "**", anything
+ * longer than 40 bytes cut with "…"; other values (dates, codes, choices,
+ * numbers, record ids) whole.  Writes into out; returns out.
+ */
+const char *ps_field_shown(int kind, const char *name, const char *value, char *out, size_t outlen);
+
 /** The type's name for `popsync fields` ("date", "ID number", ...). */
 const char *ps_ftype_name(ps_ftype_t t, int zh);
 

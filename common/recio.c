@@ -227,6 +227,8 @@ typedef struct csv_rd {
     /* header: column i sets field cols[i] (static strings; "id" for the id) */
     const char **cols;
     size_t ncols;
+    char **hdr;              /* the header's cells as read, for rejected-row files */
+    const char **cellp;      /* the current row's cells (pointers into buf), ncols of them */
     int have_header;
     unsigned long row_start; /* physical line the current row began on */
     int expect_start;        /* the next non-blank line begins a row */
@@ -321,6 +323,15 @@ static void unknown_column(ps_verrs_t *errs, int kind, const char *name)
                  list);
 }
 
+/* The columns a rejected-rows file adds: read past, never stored. */
+static const char SKIP_COLUMN[] = "";
+
+int ps_recio_note_column(const char *name)
+{
+    return strcmp(name, PS_RECIO_LINE_EN) == 0 || strcmp(name, PS_RECIO_LINE_ZH) == 0 ||
+           strcmp(name, PS_RECIO_REASON_EN) == 0 || strcmp(name, PS_RECIO_REASON_ZH) == 0;
+}
+
 static void csv_header(csv_rd_t *st)
 {
     ps_recio_row_t row;
@@ -335,14 +346,28 @@ static void csv_header(csv_rd_t *st)
         return;
     }
     st->ncols = st->nf;
+    st->hdr = calloc(st->nf, sizeof(*st->hdr));
+    st->cellp = calloc(st->nf, sizeof(*st->cellp));
+    if (!st->hdr || !st->cellp) {
+        st->rc = PS_ENOMEM;
+        return;
+    }
     for (size_t i = 0; i < st->nf; i++) {
         const char *name = cell(st, i);
+        if (!(st->hdr[i] = strdup(name))) {
+            st->rc = PS_ENOMEM;
+            return;
+        }
         if (cell_has_nul(st, i) || !ps_utf8_valid(name, st->lens[i])) {
             ps_verrs_add(&row.errs, PS_RECIO_FILE_FIELD, "column %zu: name is not valid UTF-8", i + 1);
             continue;
         }
         if (!*name) {
             ps_verrs_add(&row.errs, PS_RECIO_FILE_FIELD, "column %zu has no name", i + 1);
+            continue;
+        }
+        if (ps_recio_note_column(name)) {
+            st->cols[i] = SKIP_COLUMN;
             continue;
         }
         st->cols[i] = strcmp(name, "id") == 0 || strcmp(name, PS_RECIO_ID_ZH) == 0 ? "id"
@@ -368,7 +393,7 @@ static int csv_cell_set(csv_rd_t *st, size_t i, Popsync__Record *r, ps_verrs_t *
     const char *col = st->cols[i], *val = cell(st, i);
     int rc;
 
-    if (st->lens[i] == 0)
+    if (st->lens[i] == 0 || col == SKIP_COLUMN)
         return PS_OK;
     if (cell_has_nul(st, i)) {
         ps_verrs_add(errs, col, "value contains a NUL character");
@@ -402,6 +427,11 @@ static void csv_data_row(csv_rd_t *st)
     if (st->nf != st->ncols) {
         ps_verrs_add(&row.errs, PS_RECIO_ROW_FIELD, "has %zu cells, the header has %zu", st->nf, st->ncols);
     } else {
+        for (size_t i = 0; i < st->nf; i++)
+            st->cellp[i] = cell(st, i);
+        row.cells = st->cellp;
+        row.header = (const char *const *)st->hdr;
+        row.ncells = st->nf;
         if ((rc = ps_record_new(&row.rec, st->kind))) {
             st->rc = rc;
             return;
@@ -522,6 +552,10 @@ int ps_recio_read_csv(const char *data, size_t len, int kind, ps_recio_row_fn fn
     free(st.offs);
     free(st.lens);
     free(st.cols);
+    for (size_t i = 0; st.hdr && i < st.ncols; i++)
+        free(st.hdr[i]);
+    free(st.hdr);
+    free(st.cellp);
     free(st.err);
     return rc;
 }
@@ -602,6 +636,7 @@ static int json_row(int kind, json_t *v, unsigned long line, ps_recio_row_fn fn,
 
     memset(&row, 0, sizeof(row));
     row.line = line;
+    row.json = v;
     if (!json_is_object(v)) {
         ps_verrs_add(&row.errs, PS_RECIO_ROW_FIELD, "not a JSON object");
         return deliver(&row, fn, arg);
@@ -764,7 +799,7 @@ static int csv_needs_quotes(const char *s, size_t n)
     return strpbrk(s, ",\"\r\n") != NULL;
 }
 
-static void csv_put_cell(FILE *f, const char *s, int first)
+void ps_recio_csv_cell(FILE *f, const char *s, int first)
 {
     size_t n = strlen(s);
 
@@ -798,11 +833,11 @@ int ps_recio_writer_begin(ps_recio_writer_t *w, FILE *f, int format, int kind, u
     ps_record_field_names(kind, w->names, w->nnames);
     if (flags & PS_RECIO_BOM)
         fputs("\xEF\xBB\xBF", f);
-    csv_put_cell(f, flags & PS_RECIO_ZH ? PS_RECIO_ID_ZH : "id", 1);
+    ps_recio_csv_cell(f, flags & PS_RECIO_ZH ? PS_RECIO_ID_ZH : "id", 1);
     for (size_t i = 0; i < w->nnames + 1; i++) {
         const char *name = i == 0 ? "orgunit" : w->names[i - 1];
         const ps_field_t *df = flags & PS_RECIO_ZH ? ps_field_find(kind, name) : NULL;
-        csv_put_cell(f, df ? df->zh : name, 0);
+        ps_recio_csv_cell(f, df ? df->zh : name, 0);
     }
     fputs("\r\n", f);
     return ferror(f) ? PS_EIO : PS_OK;
@@ -837,7 +872,7 @@ static int put_csv(ps_recio_writer_t *w, const Popsync__Record *r)
             return rc;
         if (w->flags & PS_RECIO_ZH)
             zh = ps_field_value_zh(ps_field_find(w->kind, field), w->cell);
-        csv_put_cell(w->f, zh ? zh : w->cell, i == 0);
+        ps_recio_csv_cell(w->f, zh ? zh : w->cell, i == 0);
     }
     fputs("\r\n", w->f);
     return PS_OK;

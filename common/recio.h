@@ -46,6 +46,17 @@
 #define PS_RECIO_ZH 0x2u
 /** The id column's Chinese header. */
 #define PS_RECIO_ID_ZH "记录ID"
+/** Columns of a rejected-rows file (client/rejects.h) that the CSV reader
+ *  reads past, so a fixed file imports as it is. */
+#define PS_RECIO_LINE_EN "line"
+#define PS_RECIO_LINE_ZH "行号"
+#define PS_RECIO_REASON_EN "reason"
+#define PS_RECIO_REASON_ZH "错误原因"
+/** 1 when name is one of those columns. */
+int ps_recio_note_column(const char *name);
+/** Writes one CSV cell (RFC 4180, quoted only when it must be), preceded by
+ *  a comma unless first. */
+void ps_recio_csv_cell(FILE *f, const char *s, int first);
 
 /** Field name used in errors about a whole row and about the whole file. */
 #define PS_RECIO_ROW_FIELD "(row)"
@@ -57,6 +68,12 @@ typedef struct ps_recio_row {
     Popsync__Record *rec; /**< the record when errs.n == 0, else NULL; the callback owns it */
     ps_verrs_t errs;      /**< why the row (or the file) could not be read */
     int file_error;       /**< 1: errs are about the whole file and reading stops */
+    /* The row as read, for a file of rejected rows; borrowed, valid only
+     * during the callback.  CSV rows with as many cells as the header: */
+    const char *const *cells;  /**< the cells, NUL-terminated */
+    const char *const *header; /**< the header's cells as read */
+    size_t ncells;             /**< cells (and header) count; 0 when not given */
+    const struct json_t *json; /**< JSON: the element */
 } ps_recio_row_t;
 
 /**

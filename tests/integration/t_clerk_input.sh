@@ -91,6 +91,71 @@ open(sys.argv[2], "w", encoding="utf-8-sig", newline="").write(",".join(head) + 
 PY
 expect_eq "$(ps --data "$T/t1" import "$T/filled.csv" --kind person)" "imported 5 of 5 rows (0 unchanged, 0 rejected)" "filled template imports"
 
+# A file Excel saved as "CSV" on a Chinese Windows: GB18030/GBK, Chinese
+# headers, full-width digits, slashed dates, an ID number in scientific
+# notation, a CRLF inside a quoted address.  The good rows land; the bad
+# ones go to the rejected-rows file with reasons in Chinese.
+python3 - "$T/gbk.csv" "$T/gbk.expect" <<'PY'
+import sys
+w=[7,9,10,5,8,4,2,1,6,3,7,9,10,5,8,4,2]
+def idn(d):
+    return d + "10X98765432"[sum(int(a)*b for a,b in zip(d,w))%11]
+def fw(s):
+    return "".join(chr(ord(c) + 0xFEE0) if c.isdigit() else c for c in s)
+rows = ["姓名,身份证号,性别,出生日期,住址"]
+good = []
+for i in range(6):
+    d = idn("110105" + "1978%02d%02d" % (i + 1, 3 + i) + "%03d" % (200 + i))
+    sex = "男" if int(d[16]) % 2 else "女"
+    name = ["钱志强", "孙丽", "周杰", "吴敏", "郑强", "王静"][i]
+    born = "%s/%d/%d" % (d[6:10], int(d[10:12]), int(d[12:14]))
+    if i == 2:
+        rows.append('%s,1.10105E+17,%s,%s,幸福路%d号' % (name, sex, born, i))   # scientific notation
+        continue
+    if i == 4:
+        rows.append('%s,%s,%s,%s-02-30,幸福路%d号' % (name, d, sex, d[6:10], i))    # no such date
+        continue
+    addr = '"幸福路%d号\r\n3单元"' % i if i == 1 else "幸福路%d号" % i
+    rows.append("%s,%s,%s,%s,%s" % (name, fw(d) if i % 2 else d, sex, born, addr))
+    good.append(d)
+open(sys.argv[1], "wb").write(("\r\n".join(rows) + "\r\n").encode("gb18030"))
+open(sys.argv[2], "w").write("\n".join(sorted(good)) + "\n")
+PY
+rc=0; ps --data "$T/t1" import "$T/gbk.csv" --kind person --lang zh >"$T/gbk.out" 2>"$T/gbk.err" || rc=$?
+expect_eq "$rc" 4 "GBK import with bad rows exits 4"
+expect_eq "$(head -n 2 "$T/gbk.out" | tr '\n' '|')" "read $T/gbk.csv as GB18030 (GBK) text|imported 4 of 6 rows (2 rejected)|" "GBK import summary"
+grep -q "Excel 把身份证号变成了数字" "$T/gbk.err" || fail "scientific notation explained in Chinese: $(cat "$T/gbk.err")"
+grep -q "出生日期: 该月没有这一天" "$T/gbk.err" || fail "bad date explained in Chinese: $(cat "$T/gbk.err")"
+python3 - "$T/gbk.csv.rejected.csv" <<'PY' || fail "rejected rows in Chinese"
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1], encoding="utf-8-sig", newline="")))
+assert rows[0] == ["姓名", "身份证号", "性别", "出生日期", "住址", "行号", "错误原因"], rows[0]
+assert [r[0] for r in rows[1:]] == ["周杰", "郑强"], rows
+assert "Excel" in rows[1][-1] and "该月没有这一天" in rows[2][-1], rows
+PY
+ps --data "$T/t1" list --kind person --format json | python3 -c '
+import json, sys
+got = {r["id_number"]: r for r in json.load(sys.stdin)}
+want = open(sys.argv[1]).read().split()
+assert all(w in got for w in want), "missing good rows"
+r = next(r for r in got.values() if r["name"] == "孙丽")
+assert r["address"] == "幸福路1号\n3单元", repr(r["address"])
+assert next(r for r in got.values() if r["name"] == "钱志强")["birth_date"] == "1978-01-03"' "$T/gbk.expect" \
+    || fail "GBK rows stored in UTF-8, CRLF in the address as LF"
+
+# 钱志强 in GB18030 happens to be valid UTF-8 (Ǯ־ǿ): refused with a hint,
+# imported with --encoding gbk.
+idq=$(python3 -c '
+w=[7,9,10,5,8,4,2,1,6,3,7,9,10,5,8,4,2]; d="11010519800101301"
+print(d+"10X98765432"[sum(int(a)*b for a,b in zip(d,w))%11])')
+printf 'name,id_number\r\n' >"$T/q.csv"
+python3 -c 'import sys; open(sys.argv[1], "ab").write("钱志强,%s\r\n".encode("gb18030") % sys.argv[2].encode())' "$T/q.csv" "$idq"
+rc=0; ps --data "$T/t1" import "$T/q.csv" --kind person >/dev/null 2>"$T/q.err" || rc=$?
+expect_eq "$rc" 4 "ambiguous UTF-8/GBK file refused"
+grep -q -- "--encoding gbk" "$T/q.err" || fail "ambiguous file says to give --encoding: $(cat "$T/q.err")"
+expect_eq "$(ps --data "$T/t1" import "$T/q.csv" --kind person --encoding gbk | tail -n 1)" "imported 1 of 1 rows (0 rejected)" "--encoding gbk"
+ps --data "$T/t1" list --kind person --format json | grep -q '"钱志强"' || fail "name read as GBK"
+
 ps --data "$T/t1" sync --quiet || fail "sync"
 stop_server
 pass "Chinese names and values, forgiving dates, digits and amounts, fields and template"

@@ -107,15 +107,33 @@ expect_eq "$(count t1)" 0 "dry run stores nothing"
 rc=0
 ps --data "$T/t1" import "$T/people.csv" --kind person >"$T/import.out" 2>"$T/import.err" || rc=$?
 expect_eq "$rc" 4 "import with bad rows exits 4"
-expect_eq "$(cat "$T/import.out")" "imported 1900 of 2000 rows (0 unchanged, 100 rejected)" "import summary"
+expect_eq "$(head -n 1 "$T/import.out")" "imported 1900 of 2000 rows (0 unchanged, 100 rejected)" "import summary"
+expect_eq "$(tail -n 1 "$T/import.out")" "the 100 rejected rows are in $T/people.csv.rejected.csv: fix them there and import that file" "rejected-rows file named"
+# The rejected rows as read, with line and reason columns, owner-only; it
+# imports as it is (the two extra columns are read past): the same 100
+# refusals, and nothing else.
+expect_eq "$(stat -c %a "$T/people.csv.rejected.csv")" 600 "rejected-rows file mode"
+python3 - "$T/people.csv.rejected.csv" "$T/bad.txt" <<'PY' || fail "rejected-rows file content"
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1], encoding="utf-8-sig", newline="", errors="surrogateescape")))
+assert rows[0][-2:] == ["line", "reason"], rows[0]
+lines = sorted(int(r[-2]) for r in rows[1:])
+want = sorted(int(l.split()[0]) for l in open(sys.argv[2]))
+assert lines == want, (lines[:5], want[:5])
+assert all(r[-1] for r in rows[1:])
+PY
+rc=0; ps --data "$T/t1" import "$T/people.csv.rejected.csv" --kind person --dry-run >"$T/again.out" 2>/dev/null || rc=$?
+expect_eq "$(cat "$T/again.out")" "would import 0 of 100 rows (0 unchanged, 100 rejected)" "rejected file re-imports to the same refusals"
 # Exactly the bad rows, by line and field, one error each.
 sed -nE "s|^popsync: import: $T/people.csv:([0-9]+): ([a-z_()]+): .+\$|\\1 \\2|p" "$T/import.err" >"$T/reported.txt"
 expect_eq "$(wc -l < "$T/import.err")" 100 "one stderr line per bad row"
 diff <(sort -n "$T/bad.txt") <(sort -n "$T/reported.txt") >&2 || fail "reported rows differ from the bad rows"
 cmp -s "$T/import.err" "$T/dry.err" || fail "dry run and import report differently"
-# Messages name fields, never values: no ID number or name reaches stderr.
+# Messages show the value as read, but no whole ID number or name: ID
+# numbers as first 6 + last 4, names as their first character.
 grep -qE '[0-9]{17}[0-9X]' "$T/import.err" && fail "an ID number leaked into an error message"
-python3 -c 'import re, sys; sys.exit(1 if re.search("[\u4e00-\u9fff]", open(sys.argv[1], encoding="utf-8", errors="replace").read()) else 0)' \
+grep -qE 'id_number: .*value as read: [0-9]{6}\*+[0-9]{3}[0-9X]$' "$T/import.err" || fail "masked ID number shown"
+python3 -c 'import re, sys; sys.exit(1 if re.search("[\u4e00-\u9fff]{2}", open(sys.argv[1], encoding="utf-8", errors="replace").read()) else 0)' \
     "$T/import.err" || fail "Chinese text (a name?) leaked into an error message"
 expect_eq "$(count t1)" 1900 "exactly the good rows landed"
 ps --data "$T/t1" list --kind person --format json | python3 -c '

@@ -1,0 +1,84 @@
+/* i18n.c - Chinese text of the reasons (see i18n.h). */
+#include "i18n.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* English reason (or its fixed start, when a value follows) -> Chinese,
+ * with what to do.  Longer keys first where one starts another. */
+static const struct {
+    const char *en, *zh;
+} reasons[] = {
+    {"is required", "必填，不能为空"},
+    {"must be 18 characters", "应为 18 位：请核对身份证号是否漏位或多位"},
+    {"first 17 characters must be digits", "前 17 位应为数字：请核对"},
+    {"check character must be a digit or upper-case X", "末位应为数字或 X"},
+    {"check character does not match (GB 11643 MOD 11-2)", "校验位不符（GB 11643）：请逐位核对身份证号"},
+    {"birth date inside it is before 1890", "其中的出生日期早于 1890 年：请核对"},
+    {"birth date inside it does not exist", "其中的出生日期不存在：请核对第 7-14 位"},
+    {"birth date inside it is in the future", "其中的出生日期晚于今天：请核对第 7-14 位"},
+    {"must be a date YYYY-MM-DD", "应为日期，如 2024-05-15（也可写 2024/5/15、20240515、2024年5月15日）"},
+    {"year must be 1890 or later", "年份应不早于 1890"},
+    {"month must be 01 to 12", "月份应为 01 至 12"},
+    {"day does not exist in that month", "该月没有这一天：请核对日期"},
+    {"is in the future", "晚于今天：请核对日期"},
+    {"does not match the birth date in id_number", "与身份证号中的出生日期不符：请核对，或留空由身份证号自动填写"},
+    {"does not match the sex digit (17th character) of id_number",
+     "与身份证号第 17 位所示性别不符：请核对，或留空由身份证号自动填写"},
+    {"is before start_date", "早于流动日期：请核对"},
+    {"is before submitted_date", "早于通报日期：请核对"},
+    {"requires submitted_date", "需先填写通报日期"},
+    {"is not a known org unit", "不是已知的单位代码：请用 12 位区划代码（见单位表）"},
+    {"is not a known value", "不是可选的值：请查看 popsync fields"},
+    {"is not valid UTF-8", "不是有效的 UTF-8 文字：请用 --encoding gbk 导入，或另存为 CSV UTF-8"},
+    {"is outside the sender's scope", "超出本机证书的管辖范围：只能录入本单位及下级单位的记录"},
+    {"must be YYYY or YYYY-MM", "应为年份或年月，如 2026 或 2026-03"},
+    {"must be a 12-digit division code", "应为 12 位区划代码"},
+    {"must be a 16-byte record id", "应为记录 ID（UUID）"},
+    {"must be a 16-byte UUID", "应为记录 ID（UUID）"},
+    {"must be empty unless status is paid", "状态不是“已发放”时应为空"},
+    {"must differ from the record's orgunit", "应与本记录的单位不同"},
+    {"must not be negative", "不能为负数"},
+    {"must be one of ", "应为以下之一："},
+    {"must be at most ", "不能超过 "},
+    {"must be at least ", "不能少于 "},
+    {"must be 1 to ", "应为 1 至 "},
+    {"refers to a ", "引用的记录不存在："},
+    {"appears on an earlier row of this file", "与本文件前面某行的记录 ID 重复"},
+    {"belongs to a deleted record", "对应的记录已删除：可先用 popsync restore 恢复"},
+    {"belongs to a record of another kind", "属于另一类记录"},
+    {"not a valid record id (UUID)", "不是有效的记录 ID（UUID）"},
+    {"value contains a NUL character", "含有空字符"},
+    {"contains control characters", "含有控制字符（只允许换行）：请删除"},
+    {"has ", "单元格数与表头不符："},
+    {"unknown column for kind ", "未知的列：可用的列（英文名或中文名）见 popsync fields；"},
+    {"column appears more than once", "该列重复出现"},
+    {"not a JSON object", "不是 JSON 对象"},
+    {"not valid JSON: ", "不是有效的 JSON："},
+    {"Excel turned this ID number into a number", "Excel 把身份证号变成了数字：请把该列设为“文本”格式后重新导出"},
+    {"amount_fen is in fen", "金额（分）应为整数分：按元填写请用“金额”列，如 3000.00"},
+    {"must be an amount in yuan", "金额应为元，最多两位小数，如 3000.00"},
+    {"invalid value", "不是可选的值：请查看 popsync fields"},
+};
+
+const char *ps_i18n_reason(const char *en, char *buf, size_t buflen)
+{
+    if (!buflen)
+        return buf;
+    for (size_t i = 0; en && i < sizeof(reasons) / sizeof(reasons[0]); i++) {
+        size_t n = strlen(reasons[i].en);
+        if (strncmp(en, reasons[i].en, n) != 0)
+            continue;
+        /* A key ending in a space has a value after it: keep the value. */
+        if (reasons[i].en[n - 1] == ' ')
+            snprintf(buf, buflen, "%s%s", reasons[i].zh, en + n);
+        else if (!en[n] || strncmp(reasons[i].en, "Excel", 5) == 0 || strncmp(reasons[i].en, "amount_fen", 10) == 0 ||
+                 strncmp(reasons[i].en, "must be an amount", 17) == 0 || strncmp(reasons[i].en, "invalid value", 13) == 0)
+            snprintf(buf, buflen, "%s", reasons[i].zh);
+        else
+            continue;
+        return buf;
+    }
+    snprintf(buf, buflen, "%s", en ? en : "");
+    return buf;
+}

@@ -11,6 +11,7 @@
 #include "crypto.h"
 #include "digest.h"
 #include "keys.h"
+#include "cache_pindex.h"
 #include "record_fmt.h"
 
 #include <lmdb.h>
@@ -33,6 +34,7 @@ struct ps_cache {
     ps_buf_t plain;   /* packed messages before sealing, or after opening */
     uint8_t nonces[PS_AEAD_NONCE_LEN * 64]; /* random bytes drawn ahead for nonces */
     size_t nonce_off;
+    ps_pindex_t px;   /* the person index: filed with every records write */
 };
 
 /* Sealed values start with a format byte so a future format can be added.
@@ -248,7 +250,7 @@ static int env_open(ps_cache_t *c, const char *dir, char *err, size_t errlen)
 {
     MDB_txn *txn = NULL;
     int mrc;
-    if ((mrc = mdb_env_create(&c->env)) || (mrc = mdb_env_set_maxdbs(c->env, 8)) ||
+    if ((mrc = mdb_env_create(&c->env)) || (mrc = mdb_env_set_maxdbs(c->env, 16)) ||
         (mrc = mdb_env_set_mapsize(c->env, (size_t)4 << 30)))
         goto fail;
     if ((mrc = mdb_env_open(c->env, dir, MDB_NOTLS, 0600)))
@@ -261,6 +263,10 @@ static int env_open(ps_cache_t *c, const char *dir, char *err, size_t errlen)
         (mrc = mdb_dbi_open(txn, DB_REJECTED, MDB_CREATE, &c->rejected)) ||
         (mrc = mdb_dbi_open(txn, DB_META, MDB_CREATE, &c->meta)))
         goto fail;
+    if (ps_pindex_open(&c->px, txn) != PS_OK) {
+        mrc = MDB_PANIC;
+        goto fail;
+    }
     if ((mrc = mdb_txn_commit(txn))) {
         txn = NULL;
         goto fail;
@@ -278,6 +284,7 @@ static void cache_free(ps_cache_t *c)
     if (c->env)
         mdb_env_close(c->env);
     ps_aead_free(c->aead);
+    ps_pindex_close(&c->px);
     buf_wipe(&c->scratch);
     buf_wipe(&c->plain);
     free(c);
@@ -315,7 +322,8 @@ static int cache_create(ps_cache_t **out, const char *dir, const ps_cache_meta_t
         rc = ps_keys_get_kek(dir, &kp, 1, &made_key, kek, err, errlen);
     if (rc == PS_OK && (rc = ps_random(dek, sizeof(dek))))
         snprintf(err, errlen, "no randomness available");
-    if (rc == PS_OK && ((rc = ps_aead_new(&kek_aead, kek)) || (rc = ps_aead_new(&c->aead, dek))))
+    if (rc == PS_OK && ((rc = ps_aead_new(&kek_aead, kek)) || (rc = ps_aead_new(&c->aead, dek)) ||
+                        (rc = ps_pindex_set_key(&c->px, dek))))
         snprintf(err, errlen, "setting up the key: %s", ps_strerror(rc));
     if (rc)
         goto out;
@@ -351,7 +359,8 @@ static int cache_create(ps_cache_t **out, const char *dir, const ps_cache_meta_t
         (rc = meta_put_str(txn, c->meta, "orgunit", meta->orgunit)) ||
         (rc = meta_put_sealed(c, txn, "name", meta->name, strlen(meta->name))) ||
         (rc = meta_put_u64(txn, c->meta, "cursor", 0)) || (rc = meta_put_u64(txn, c->meta, "next_lcn", 1)) ||
-        (rc = meta_put_u64(txn, c->meta, "last_sync", 0)))
+        (rc = meta_put_u64(txn, c->meta, "last_sync", 0)) ||
+        (rc = meta_put_u64(txn, c->meta, "pindex_v", PS_PINDEX_VERSION)))
         goto out;
     mrc = mdb_txn_commit(txn);
     txn = NULL;
@@ -399,6 +408,53 @@ int ps_cache_create(const char *dir, const ps_cache_meta_t *meta, char *err, siz
 int ps_cache_create_open(ps_cache_t **out, const char *dir, const ps_cache_meta_t *meta, char *err, size_t errlen)
 {
     return cache_create(out, dir, meta, err, errlen);
+}
+
+/* A cache made before the person index (or with an older one) gets it
+ * built once, from every record, in one transaction. */
+static int pindex_upgrade(ps_cache_t *c)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int mrc, rc;
+
+    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
+        return db_err(mrc);
+    rc = meta_get_u64(txn, c->meta, "pindex_v") == PS_PINDEX_VERSION;
+    mdb_txn_abort(txn);
+    if (rc)
+        return PS_OK;
+    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+        return db_err(mrc);
+    if ((rc = ps_pindex_clear(&c->px, txn)))
+        goto out;
+    if ((mrc = mdb_cursor_open(txn, c->records, &cur))) {
+        rc = db_err(mrc);
+        goto out;
+    }
+    while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        Popsync__Record *r = NULL;
+        if ((rc = open_msg(c, DB_RECORDS, &k, &v, &popsync__record__descriptor, (ProtobufCMessage **)&r)))
+            goto out;
+        rc = ps_pindex_file(&c->px, txn, k.mv_data, r);
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+        if (rc)
+            goto out;
+    }
+    mdb_cursor_close(cur);
+    cur = NULL;
+    if ((rc = meta_put_u64(txn, c->meta, "pindex_v", PS_PINDEX_VERSION)))
+        goto out;
+    mrc = mdb_txn_commit(txn);
+    txn = NULL;
+    rc = mrc ? db_err(mrc) : PS_OK;
+out:
+    if (cur)
+        mdb_cursor_close(cur);
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
 }
 
 int ps_cache_open(ps_cache_t **out, const char *dir, char *err, size_t errlen)
@@ -488,8 +544,12 @@ int ps_cache_open(ps_cache_t **out, const char *dir, char *err, size_t errlen)
         snprintf(err, errlen, "%s", WRONG_KEY_MSG);
         goto fail;
     }
-    if ((rc = ps_aead_new(&c->aead, p))) {
+    if ((rc = ps_aead_new(&c->aead, p)) || (rc = ps_pindex_set_key(&c->px, p))) {
         snprintf(err, errlen, "setting up the key: %s", ps_strerror(rc));
+        goto fail;
+    }
+    if ((rc = pindex_upgrade(c))) {
+        snprintf(err, errlen, "cache %s: building the person index: %s", dir, ps_strerror(rc));
         goto fail;
     }
     v.mv_data = sname;
@@ -647,6 +707,8 @@ static int put_local_txn(ps_cache_t *c, MDB_txn *txn, Popsync__Record *r, uint64
         rc = db_err(mrc);
         goto out;
     }
+    if ((rc = ps_pindex_file(&c->px, txn, r->id.data, r)))
+        goto out;
     if ((rc = pending_add(c, txn, r->id.data, 1)))
         goto out;
     (*lcn)++;
@@ -725,6 +787,80 @@ int ps_cache_get(ps_cache_t *c, const uint8_t id[PS_ID_LEN], Popsync__Record **o
     else
         rc = open_msg(c, DB_RECORDS, &k, &v, &popsync__record__descriptor, (ProtobufCMessage **)out);
     mdb_txn_abort(txn);
+    return rc;
+}
+
+/* Does r really match what the index filed it under?  (Index hashes are
+ * truncated, and a name query also finds names it begins.) */
+static int person_matches(const Popsync__Record *r, ps_pindex_kind_t kind, const char *term)
+{
+    const Popsync__Person *p = r->body_case == POPSYNC__RECORD__BODY_PERSON ? r->person : NULL;
+    size_t n = strlen(term), m;
+    const char *bar;
+
+    if (!p || r->deleted || !p->id_number || !p->name)
+        return 0;
+    switch (kind) {
+    case PS_PINDEX_ID_NUMBER: return strcmp(p->id_number, term) == 0;
+    case PS_PINDEX_TAIL:
+        m = strlen(p->id_number);
+        return m >= n && strcmp(p->id_number + m - n, term) == 0;
+    case PS_PINDEX_NAME: return strncmp(p->name, term, n) == 0;
+    case PS_PINDEX_NAME_DATE:
+        bar = strchr(term, '|');
+        return bar && strncmp(p->name, term, (size_t)(bar - term)) == 0 && !p->name[bar - term] && p->birth_date &&
+               strcmp(p->birth_date, bar + 1) == 0;
+    }
+    return 0;
+}
+
+int ps_cache_find(ps_cache_t *c, const char *text, size_t max, Popsync__Record ***out, size_t *n)
+{
+    char term[512];
+    ps_pindex_kind_t kind = ps_pindex_parse(text, term, sizeof(term));
+    uint8_t(*ids)[16] = NULL;
+    Popsync__Record **recs = NULL;
+    MDB_txn *txn = NULL;
+    size_t nids = 0, got = 0, cap = max * 4 + 16;
+    int mrc, rc;
+
+    *out = NULL;
+    *n = 0;
+    /* Candidates beyond max: some may be hash collisions or prefixes. */
+    ids = malloc(cap * sizeof(*ids));
+    recs = calloc(max ? max : 1, sizeof(*recs));
+    if (!ids || !recs) {
+        rc = PS_ENOMEM;
+        goto out;
+    }
+    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn))) {
+        rc = db_err(mrc);
+        goto out;
+    }
+    if ((rc = ps_pindex_lookup(&c->px, txn, kind, term, ids, cap, &nids)))
+        goto out;
+    for (size_t i = 0; i < nids && got < max; i++) {
+        MDB_val k = {PS_ID_LEN, ids[i]}, v;
+        Popsync__Record *r = NULL;
+        if (mdb_get(txn, c->records, &k, &v) != 0)
+            continue;
+        if ((rc = open_msg(c, DB_RECORDS, &k, &v, &popsync__record__descriptor, (ProtobufCMessage **)&r)))
+            goto out;
+        if (person_matches(r, kind, term))
+            recs[got++] = r;
+        else
+            protobuf_c_message_free_unpacked(&r->base, NULL);
+    }
+    *out = recs;
+    *n = got;
+    recs = NULL;
+out:
+    if (txn)
+        mdb_txn_abort(txn);
+    for (size_t i = 0; recs && i < got; i++)
+        protobuf_c_message_free_unpacked(&recs[i]->base, NULL);
+    free(recs);
+    free(ids);
     return rc;
 }
 
@@ -949,6 +1085,8 @@ int ps_cache_apply_pull(ps_cache_t *c, const Popsync__PullBatch *batch)
                     rc = db_err(mrc);
                     goto out;
                 }
+                if ((rc = ps_pindex_file(&c->px, txn, k.mv_data, NULL)))
+                    goto out;
             }
             continue;
         }
@@ -968,6 +1106,8 @@ int ps_cache_apply_pull(ps_cache_t *c, const Popsync__PullBatch *batch)
             rc = db_err(mrc);
             goto out;
         }
+        if ((rc = ps_pindex_file(&c->px, txn, r->id.data, r)))
+            goto out;
         if (r->rev)
             ps_hlc_observe(&c->hlc, r->rev->hlc);
     }
@@ -1137,6 +1277,8 @@ int ps_cache_apply_fetch(ps_cache_t *c, const Popsync__PullBatch *batch, const u
                 rc = db_err(mrc);
                 goto out;
             }
+            if ((rc = ps_pindex_file(&c->px, txn, id, NULL)))
+                goto out;
             continue;
         }
         if ((rc = seal_msg(c, DB_RECORDS, &k, &r->base, &v)))
@@ -1145,6 +1287,8 @@ int ps_cache_apply_fetch(ps_cache_t *c, const Popsync__PullBatch *batch, const u
             rc = db_err(mrc);
             goto out;
         }
+        if ((rc = ps_pindex_file(&c->px, txn, id, r)))
+            goto out;
     }
     mrc = mdb_txn_commit(txn);
     txn = NULL;

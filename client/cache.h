@@ -107,6 +107,16 @@ int ps_cache_get(ps_cache_t *c, const uint8_t id[PS_ID_LEN], Popsync__Record **o
 int ps_cache_foreach(ps_cache_t *c, int (*fn)(Popsync__Record *r, void *arg), void *arg);
 
 /**
+ * Live persons matching what a clerk typed, from the person index (no scan):
+ * a whole ID number, its last 4 or 6 characters, a whole name or its first
+ * 1 or 2 characters, or "name date" (cache_pindex.h).  At most max, into a
+ * new array *out of *n records; the caller frees each with
+ * protobuf_c_message_free_unpacked and the array with free.  PS_OK (maybe
+ * none), PS_ENOMEM or a cache error.
+ */
+int ps_cache_find(ps_cache_t *c, const char *text, size_t max, Popsync__Record ***out, size_t *n);
+
+/**
  * Reads up to max changes (about max_bytes) from the head of the outbox
  * into *out, which the caller frees with ps_cache_push_free.
  */

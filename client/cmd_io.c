@@ -16,6 +16,8 @@
 #include "orgunit.h"
 #include "ids.h"
 #include "recio.h"
+#include "crypto.h"
+#include "dupcheck.h"
 #include "rejects.h"
 #include "textenc.h"
 #include "fields.h"
@@ -128,6 +130,9 @@ typedef struct import_st {
     unsigned long rows, imported, rejected, unchanged;
     int fail; /* a cache or memory error: stop, exit PS_EXIT_FAIL */
     ps_rejects_t *rj; /* stderr lines and the rejected-rows file */
+    int update;       /* --update: a row for a registered person merges into it */
+    idset_t idnums;   /* SHA-256 (first 16 bytes) of the ID numbers of accepted rows */
+    Popsync__Record *current; /* the stored version a merged row replaces */
 } import_st_t;
 
 /* A refused row: told on stderr and kept in the rejected-rows file. */
@@ -207,6 +212,64 @@ static int assign_id(import_st_t *st, Popsync__Record *r, ps_verrs_t *v, Popsync
     return PS_OK;
 }
 
+/* Copies every field r has a value for onto into (the --update merge). */
+static int merge_into(Popsync__Record *into, const Popsync__Record *r)
+{
+    const char *names[64];
+    size_t n = ps_record_field_names((int)r->kind, names, 64);
+    char text[1024], err[256];
+    int rc;
+
+    for (size_t i = 0; i < n && i < 64; i++)
+        if (ps_record_get_text(r, names[i], text, sizeof(text)) == PS_OK && *text &&
+            (rc = ps_record_set(into, names[i], text, err, sizeof(err))))
+            return rc;
+    /* Only a unit the row named (the default is filled in later). */
+    if (r->orgunit && *r->orgunit)
+        return ps_record_set(into, "orgunit", r->orgunit, err, sizeof(err));
+    return PS_OK;
+}
+
+/* One live person per ID number: a row for a person already registered
+ * (in the cache, or on an earlier row) is refused, or with --update merged
+ * into the registered one, which *r then becomes (vctx.current set to its
+ * stored version for validation).  PS_OK or a cache error. */
+static int dedupe(import_st_t *st, Popsync__Record **r, ps_verrs_t *v)
+{
+    Popsync__Record *dup = NULL;
+    uint8_t h[PS_SHA256_LEN];
+    char why[256];
+    int rc;
+
+    if ((*r)->body_case != POPSYNC__RECORD__BODY_PERSON || !(*r)->person->id_number ||
+        !*(*r)->person->id_number)
+        return PS_OK;
+    /* The file's own rows: the ID numbers seen, by hash. */
+    if ((rc = ps_sha256((*r)->person->id_number, strlen((*r)->person->id_number), h)))
+        return rc;
+    if (idset_has(&st->idnums, h)) {
+        ps_verrs_add(v, "id_number", "appears on an earlier row of this file");
+        return PS_OK;
+    }
+    if ((rc = ps_dup_person(st->c, *r, &dup)) || !dup)
+        return rc ? rc : idset_add(&st->idnums, h);
+    if (!st->update) {
+        ps_verrs_add(v, "id_number", "%s", ps_dup_describe(dup, 0, why, sizeof(why)));
+        ps_record_free(dup);
+        return PS_OK;
+    }
+    rc = merge_into(dup, *r);
+    if (rc == PS_OK)
+        rc = ps_cache_get(st->c, dup->id.data, &st->current);
+    if (rc) {
+        ps_record_free(dup);
+        return rc == PS_EINVAL ? PS_OK : rc;
+    }
+    ps_record_free(*r);
+    *r = dup;
+    return idset_add(&st->idnums, h);
+}
+
 static int import_row(ps_recio_row_t *row, void *arg)
 {
     import_st_t *st = arg;
@@ -228,19 +291,26 @@ static int import_row(ps_recio_row_t *row, void *arg)
     memset(&v, 0, sizeof(v));
     if ((rc = assign_id(st, r, &v, &old)))
         goto fail;
+    if (v.n == 0) {
+        ps_fields_complete(r);
+        if ((rc = dedupe(st, &r, &v)))
+            goto fail;
+    }
     if (v.n == 0 && (!r->orgunit || !*r->orgunit)) {
         char err[128];
         if ((rc = ps_record_set(r, "orgunit", st->orgunit, err, sizeof(err))))
             goto fail;
     }
-    if (v.n == 0)
-        ps_fields_complete(r);
-    /* A row equal to the record the cache holds changes nothing: it is
-     * counted, not written (re-importing an export touches only the rows
-     * that were edited). */
-    same = old && v.n == 0 && ps_record_same_content(old, r);
+    /* A row equal to the record the cache holds (the one its id names, or
+     * the registered person it merges into) changes nothing: it is counted,
+     * not written (re-importing an export touches only the rows that were
+     * edited; importing a file twice with --update adds nothing). */
+    same = v.n == 0 && (old || st->current) && ps_record_same_content(old ? old : st->current, r);
     ps_record_free(old);
+    old = NULL;
     if (same) {
+        ps_record_free(st->current);
+        st->current = NULL;
         st->unchanged++;
         rc = idset_add(&st->ids, r->id.data);
         ps_record_free(r);
@@ -248,9 +318,12 @@ static int import_row(ps_recio_row_t *row, void *arg)
             goto failed;
         return 0;
     }
-    if (v.n == 0) {
+    st->vctx.current = st->current;
+    if (v.n == 0)
         ps_validate_record(r, &st->vctx, &v);
-    }
+    st->vctx.current = NULL;
+    ps_record_free(st->current);
+    st->current = NULL;
     if (v.n > 0) {
         report(st, row, r, &v);
         st->rejected++;
@@ -265,6 +338,7 @@ static int import_row(ps_recio_row_t *row, void *arg)
     return 0;
 fail:
     ps_record_free(r);
+    ps_record_free(old);
 failed:
     st->fail = rc;
     return rc;
@@ -297,13 +371,15 @@ static int load_text(const char *file, int encoding, char **data, size_t *len)
 static int import_usage(void)
 {
     ps_cli_err("import: usage: import FILE --kind KIND [--format csv|json] [--dry-run]\n"
-               "              [--encoding utf-8|gbk] [--lang zh|en]\n"
+               "              [--encoding utf-8|gbk] [--lang zh|en] [--update]\n"
                "  Adds (or, for rows with the id of a record the cache holds, updates) records from a\n"
                "  CSV or JSON file.  Columns may be the English names or the Chinese labels\n"
                "  (popsync fields KIND; popsync template KIND makes an empty file).  UTF-8 (with or\n"
                "  without BOM) or GB18030/GBK is detected; --encoding forces one.  Bad rows are told\n"
                "  by line and field and written to FILE.rejected.csv with a reason column: fix them\n"
                "  there and import that file.  --dry-run checks everything and writes nothing.\n"
+               "  A person whose ID number is already registered is refused, unless --update: then\n"
+               "  the row's values go into the registered person (importing a file twice adds nothing).\n"
                "  example: popsync import 人员.csv --kind person --dry-run");
     return PS_EXIT_USAGE;
 }
@@ -314,12 +390,13 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
                                        {"format", required_argument, NULL, 'f'},
                                        {"dry-run", no_argument, NULL, 'n'},
                                        {"encoding", required_argument, NULL, 'e'},
+                                       {"update", no_argument, NULL, 'u'},
                                        {"lang", required_argument, NULL, 'L'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
     import_st_t *st = NULL;
     const char *lang = NULL;
-    int encoding = 0, zh;
+    int encoding = 0, zh, update = 0;
     const ps_cache_meta_t *meta;
     const char *file;
     char *data = NULL, err[512];
@@ -348,6 +425,7 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
             }
             break;
         case 'L': lang = optarg; break;
+        case 'u': update = 1; break;
         case 'h': import_usage(); return PS_EXIT_OK;
         default: return import_usage();
         }
@@ -381,6 +459,7 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
     st->file = file;
     st->kind = kind;
     st->dry_run = dry_run;
+    st->update = update;
     if (ps_rejects_begin(&st->rj, file, kind, format, zh, !dry_run) != PS_OK) {
         ps_cli_err("import: %s", ps_strerror(PS_ENOMEM));
         rc = PS_EXIT_FAIL;
@@ -428,6 +507,7 @@ out:
         for (size_t i = 0; i < st->nbatch; i++)
             ps_record_free(st->batch[i]);
         idset_free(&st->ids);
+        idset_free(&st->idnums);
         ps_rejects_free(st->rj);
         ps_orgunits_free(st->units);
         ps_cache_close(st->c);

@@ -8,6 +8,7 @@
 #include "cache.h"
 #include "err.h"
 #include "ids.h"
+#include "dupcheck.h"
 #include "fields.h"
 #include "record_fmt.h"
 #include "scope.h"
@@ -85,10 +86,27 @@ static int validate_or_report(const char *cmd, ps_cache_t *c, const Popsync__Rec
 }
 
 /* Parses the --set/--json options shared by add and edit. */
-static int parse_edit_opts(int argc, char **argv, char **sets, size_t *nsets, const char **json)
+/* An edit may not give a person another registered person's ID number. */
+static int refuse_duplicate(const char *cmd, ps_cache_t *c, const Popsync__Record *r)
+{
+    Popsync__Record *dup = NULL;
+    char why[256];
+
+    if (ps_dup_person(c, r, &dup) != PS_OK)
+        return PS_EXIT_FAIL;
+    if (!dup)
+        return PS_EXIT_OK;
+    ps_cli_err("%s: id_number %s", cmd, ps_dup_describe(dup, 0, why, sizeof(why)));
+    ps_record_free(dup);
+    return PS_EXIT_INVALID;
+}
+
+/* --set/--json, and --update where update is not NULL (add). */
+static int parse_edit_opts(int argc, char **argv, char **sets, size_t *nsets, const char **json, int *update)
 {
     static const struct option lo[] = {{"set", required_argument, NULL, 's'},
                                        {"json", required_argument, NULL, 'j'},
+                                       {"update", no_argument, NULL, 'u'},
                                        {NULL, 0, NULL, 0}};
     int opt;
     *nsets = 0;
@@ -103,6 +121,11 @@ static int parse_edit_opts(int argc, char **argv, char **sets, size_t *nsets, co
             sets[(*nsets)++] = optarg;
             break;
         case 'j': *json = optarg; break;
+        case 'u':
+            if (!update)
+                return PS_EXIT_USAGE;
+            *update = 1;
+            break;
         default: return PS_EXIT_USAGE;
         }
     }
@@ -115,11 +138,11 @@ int ps_cmd_add(ps_cli_t *cli, int argc, char **argv)
     size_t nsets;
     const char *json;
     ps_cache_t *c = NULL;
-    Popsync__Record *r = NULL;
+    Popsync__Record *r = NULL, *dup = NULL;
     char id[PS_UUID_STR];
-    int kind, rc;
+    int kind, rc, update = 0;
 
-    if ((rc = parse_edit_opts(argc, argv, sets, &nsets, &json)))
+    if ((rc = parse_edit_opts(argc, argv, sets, &nsets, &json, &update)))
         return rc;
     if (optind != argc - 1) {
         ps_cli_err("add: give exactly one KIND (person, household, birth, migration, benefit, service_visit)");
@@ -149,7 +172,26 @@ int ps_cmd_add(ps_cli_t *cli, int argc, char **argv)
     }
     if ((rc = apply_edits("add", r, sets, nsets, json)))
         goto out;
-    if ((rc = validate_or_report("add", c, r, NULL)))
+    /* One live person per ID number: a second is refused, or with
+     * --update the values given go into the one already registered. */
+    if (ps_dup_person(c, r, &dup) != PS_OK) {
+        rc = PS_EXIT_FAIL;
+        goto out;
+    }
+    if (dup && !update) {
+        char why[256];
+        ps_cli_err("add: id_number %s", ps_dup_describe(dup, 0, why, sizeof(why)));
+        rc = PS_EXIT_INVALID;
+        goto out;
+    }
+    if (dup) {
+        ps_record_free(r);
+        r = dup;
+        dup = NULL;
+        if (ps_cache_get(c, r->id.data, &dup) != PS_OK || (rc = apply_edits("add", r, sets, nsets, json)))
+            goto out;
+    }
+    if ((rc = validate_or_report("add", c, r, dup)))
         goto out;
     if (ps_cache_put_local(c, r) != PS_OK) {
         ps_cli_err("add: cannot store the record");
@@ -162,6 +204,8 @@ int ps_cmd_add(ps_cli_t *cli, int argc, char **argv)
 out:
     if (r)
         ps_record_free(r);
+    if (dup)
+        ps_record_free(dup);
     ps_cache_close(c);
     return rc;
 }
@@ -196,7 +240,7 @@ int ps_cmd_edit(ps_cli_t *cli, int argc, char **argv)
     Popsync__Record *r = NULL;
     int rc, same = 0;
 
-    if ((rc = parse_edit_opts(argc, argv, sets, &nsets, &json)))
+    if ((rc = parse_edit_opts(argc, argv, sets, &nsets, &json, NULL)))
         return rc;
     if (optind != argc - 1 || (nsets == 0 && !json)) {
         ps_cli_err("edit: usage: edit ID --set FIELD=VALUE ... | --json '{...}'");
@@ -221,6 +265,8 @@ int ps_cmd_edit(ps_cli_t *cli, int argc, char **argv)
         rc = apply_edits("edit", r, sets, nsets, json);
         if (!rc)
             same = ps_record_same_content(before, r);
+        if (!rc && !same)
+            rc = refuse_duplicate("edit", c, r);
         if (!rc && !same)
             rc = validate_or_report("edit", c, r, before);
         protobuf_c_message_free_unpacked(&before->base, NULL);

@@ -21,6 +21,8 @@ static void usage(FILE *f)
             "  add KIND --set FIELD=VALUE ... | --json '{...}'\n"
             "                          add a record offline; prints its id.  FIELD is the English\n"
             "                          name or the Chinese label (姓名=张三 性别=女 出生日期=1990/3/7)\n"
+            "  find TEXT [--limit N]   find persons offline by ID number (whole or last 4/6),\n"
+            "                          name (or its first 1-2 characters), or \"name birth-date\"\n"
             "  fields KIND [--lang zh|en] [--json]\n"
             "                          the fields of a kind, their Chinese labels and values\n"
             "  template KIND [--lang zh|en] --out FILE.csv\n"
@@ -78,7 +80,8 @@ int main(int argc, char **argv)
                 {"show", ps_cmd_show},     {"list", ps_cmd_list}, {"generate", ps_cmd_generate},
                 {"import", ps_cmd_import}, {"export", ps_cmd_export},
                 {"stats", ps_cmd_stats}, {"verify", ps_cmd_verify}, {"conflicts", ps_cmd_conflicts},
-                {"query", ps_cmd_query},   {"report", ps_cmd_report}, {"refused", ps_cmd_refused}};
+                {"query", ps_cmd_query},   {"report", ps_cmd_report}, {"refused", ps_cmd_refused},
+                {"find", ps_cmd_find}};
     ps_cli_t cli = {getenv("POPSYNC_DATA"), 0};
     int i = 1;
 

@@ -29,6 +29,17 @@ int ps_sha256(const void *p, size_t n, uint8_t out[PS_SHA256_LEN])
     return PS_OK;
 }
 
+int ps_hmac_sha256(const uint8_t *key, size_t keylen, const void *p, size_t n, uint8_t out[PS_SHA256_LEN])
+{
+    const mbedtls_md_info_t *md = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
+
+    if (!key || !out || (!p && n > 0) || !md)
+        return PS_EINVAL;
+    if (mbedtls_md_hmac(md, key, keylen, p ? p : (const void *)"", n, out) != 0)
+        return PS_ECRYPTO;
+    return PS_OK;
+}
+
 void ps_zeroize(void *p, size_t n)
 {
     if (p && n)

@@ -31,6 +31,10 @@
 /** SHA-256 of p[0..n) into out.  PS_OK or PS_ECRYPTO. */
 int ps_sha256(const void *p, size_t n, uint8_t out[PS_SHA256_LEN]);
 
+/** HMAC-SHA256 (RFC 2104) of p[0..n) under key into out.  PS_OK,
+ *  PS_EINVAL or PS_ECRYPTO. */
+int ps_hmac_sha256(const uint8_t *key, size_t keylen, const void *p, size_t n, uint8_t out[PS_SHA256_LEN]);
+
 /**
  * PBKDF2 with HMAC-SHA256 (RFC 8018): outlen bytes from pass and salt after
  * iterations rounds (at least 1).  PS_OK, PS_EINVAL or PS_ECRYPTO.

@@ -3,6 +3,7 @@
  * usage: ps_lmdbpoke DIR DB list
  *        ps_lmdbpoke DIR DB delete KEYHEX
  *        ps_lmdbpoke DIR DB flip KEYHEX OFFSET     (inverts one byte of the value)
+ *        ps_lmdbpoke DIR DB drop                   (empties the database)
  */
 #include <lmdb.h>
 
@@ -60,6 +61,11 @@ int main(int argc, char **argv)
         mdb_txn_abort(txn);
         mdb_env_close(env);
         return 0;
+    }
+    if (!strcmp(argv[3], "drop")) {
+        rc = mdb_drop(txn, dbi, 0) || mdb_txn_commit(txn);
+        mdb_env_close(env);
+        return rc ? 1 : 0;
     }
     if (argc < 5 || unhex(argv[4], key, sizeof(key), &klen)) {
         fprintf(stderr, "bad key\n");

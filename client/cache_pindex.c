@@ -1,0 +1,276 @@
+/* cache_pindex.c - the cache's person index (see cache_pindex.h). */
+#include "cache_pindex.h"
+
+#include "crypto.h"
+#include "err.h"
+#include "fields.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define HASH_LEN 15
+#define TERM_KEY (1 + HASH_LEN)      /* tag + hash */
+#define ENTRY_KEY (TERM_KEY + 16)    /* + record id */
+#define MAX_TERMS 8
+
+static int db_err(int mrc)
+{
+    return mrc == MDB_MAP_FULL ? PS_EFULL : PS_EDB;
+}
+
+int ps_pindex_open(ps_pindex_t *px, MDB_txn *txn)
+{
+    int mrc;
+
+    if ((mrc = mdb_dbi_open(txn, "pindex", MDB_CREATE, &px->terms)) ||
+        (mrc = mdb_dbi_open(txn, "pindex_by_id", MDB_CREATE, &px->by_id)))
+        return db_err(mrc);
+    return PS_OK;
+}
+
+int ps_pindex_set_key(ps_pindex_t *px, const uint8_t dek[32])
+{
+    static const char label[] = "popsync person index v1";
+
+    /* A key of its own, so index hashes never double as anything else. */
+    return ps_hmac_sha256(dek, 32, label, sizeof(label) - 1, px->key);
+}
+
+void ps_pindex_close(ps_pindex_t *px)
+{
+    ps_zeroize(px->key, sizeof(px->key));
+}
+
+/* tag + truncated HMAC of the term. */
+static int term_key(const ps_pindex_t *px, char tag, const char *term, uint8_t out[TERM_KEY])
+{
+    uint8_t mac[PS_SHA256_LEN], buf[512];
+    size_t n = strlen(term);
+    int rc;
+
+    if (n + 1 > sizeof(buf))
+        n = sizeof(buf) - 1;
+    buf[0] = (uint8_t)tag;
+    memcpy(buf + 1, term, n);
+    if ((rc = ps_hmac_sha256(px->key, sizeof(px->key), buf, n + 1, mac)))
+        return rc;
+    out[0] = (uint8_t)tag;
+    memcpy(out + 1, mac, HASH_LEN);
+    return PS_OK;
+}
+
+/* Length in bytes of the first k UTF-8 characters of s; 0 when s has no
+ * more than k characters (a prefix must be shorter than the name). */
+static size_t prefix_bytes(const char *s, int k)
+{
+    size_t i = 0;
+
+    for (int c = 0; c < k; c++) {
+        if (!s[i])
+            return 0;
+        i++;
+        while (((unsigned char)s[i] & 0xC0) == 0x80)
+            i++;
+    }
+    return s[i] ? i : 0;
+}
+
+/* The terms of a live person, as term keys; returns how many. */
+static size_t person_terms(const ps_pindex_t *px, const Popsync__Person *p, uint8_t keys[MAX_TERMS][TERM_KEY])
+{
+    char t[300];
+    size_t n = 0, len;
+
+    if (p->id_number && (len = strlen(p->id_number)) >= 6) {
+        if (term_key(px, 'I', p->id_number, keys[n]) == PS_OK)
+            n++;
+        if (term_key(px, 'L', p->id_number + len - 4, keys[n]) == PS_OK)
+            n++;
+        if (term_key(px, 'L', p->id_number + len - 6, keys[n]) == PS_OK)
+            n++;
+    }
+    if (p->name && *p->name) {
+        if (term_key(px, 'N', p->name, keys[n]) == PS_OK)
+            n++;
+        for (int k = 1; k <= 2; k++) {
+            size_t b = prefix_bytes(p->name, k);
+            if (!b || b >= sizeof(t))
+                break;
+            snprintf(t, sizeof(t), "%.*s", (int)b, p->name);
+            if (term_key(px, 'P', t, keys[n]) == PS_OK)
+                n++;
+        }
+        if (p->birth_date && *p->birth_date) {
+            snprintf(t, sizeof(t), "%s|%s", p->name, p->birth_date);
+            if (term_key(px, 'B', t, keys[n]) == PS_OK)
+                n++;
+        }
+    }
+    return n;
+}
+
+/* Removes id's entries (as by_id lists them) and its by_id row. */
+static int unfile(ps_pindex_t *px, MDB_txn *txn, const uint8_t id[16])
+{
+    MDB_val k = {16, (void *)id}, v;
+    uint8_t entry[ENTRY_KEY], old[MAX_TERMS * TERM_KEY];
+    size_t n;
+    int mrc = mdb_get(txn, px->by_id, &k, &v);
+
+    if (mrc == MDB_NOTFOUND)
+        return PS_OK;
+    if (mrc)
+        return db_err(mrc);
+    /* v points into the map: copy before deleting changes it. */
+    n = v.mv_size / TERM_KEY < MAX_TERMS ? v.mv_size / TERM_KEY : MAX_TERMS;
+    memcpy(old, v.mv_data, n * TERM_KEY);
+    for (size_t i = 0; i < n; i++) {
+        MDB_val ek = {ENTRY_KEY, entry};
+        memcpy(entry, old + i * TERM_KEY, TERM_KEY);
+        memcpy(entry + TERM_KEY, id, 16);
+        mrc = mdb_del(txn, px->terms, &ek, NULL);
+        if (mrc && mrc != MDB_NOTFOUND)
+            return db_err(mrc);
+    }
+    mrc = mdb_del(txn, px->by_id, &k, NULL);
+    return mrc && mrc != MDB_NOTFOUND ? db_err(mrc) : PS_OK;
+}
+
+int ps_pindex_file(ps_pindex_t *px, MDB_txn *txn, const uint8_t id[16], const Popsync__Record *r)
+{
+    uint8_t keys[MAX_TERMS][TERM_KEY], entry[ENTRY_KEY];
+    MDB_val k = {16, (void *)id}, v, ek = {ENTRY_KEY, entry}, empty = {0, NULL};
+    size_t n;
+    int rc, mrc;
+
+    if ((rc = unfile(px, txn, id)))
+        return rc;
+    if (!r || r->deleted || r->body_case != POPSYNC__RECORD__BODY_PERSON || !r->person)
+        return PS_OK;
+    n = person_terms(px, r->person, keys);
+    if (n == 0)
+        return PS_OK;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(entry, keys[i], TERM_KEY);
+        memcpy(entry + TERM_KEY, id, 16);
+        if ((mrc = mdb_put(txn, px->terms, &ek, &empty, 0)))
+            return db_err(mrc);
+    }
+    v.mv_size = n * TERM_KEY;
+    v.mv_data = keys;
+    mrc = mdb_put(txn, px->by_id, &k, &v, 0);
+    return mrc ? db_err(mrc) : PS_OK;
+}
+
+int ps_pindex_clear(ps_pindex_t *px, MDB_txn *txn)
+{
+    int mrc;
+
+    if ((mrc = mdb_drop(txn, px->terms, 0)) || (mrc = mdb_drop(txn, px->by_id, 0)))
+        return db_err(mrc);
+    return PS_OK;
+}
+
+/* Copies s without ASCII or ideographic spaces at its ends. */
+static void trim(const char *s, char *out, size_t outlen)
+{
+    const char *e;
+
+    while (*s == ' ' || *s == '\t' || strncmp(s, "\xE3\x80\x80", 3) == 0)
+        s += *s == ' ' || *s == '\t' ? 1 : 3;
+    e = s + strlen(s);
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || (e - s >= 3 && strncmp(e - 3, "\xE3\x80\x80", 3) == 0)))
+        e -= e[-1] == ' ' || e[-1] == '\t' ? 1 : 3;
+    snprintf(out, outlen, "%.*s", (int)(e - s), s);
+}
+
+/* The dictionary's normal form of text for a person field; text itself
+ * when it has none. */
+static void normal(const char *field, const char *text, char *out, size_t outlen)
+{
+    const char *why;
+    const ps_field_t *f = ps_field_find(POPSYNC__KIND__KIND_PERSON, field);
+
+    if (!f || ps_field_normalize(f, text, out, outlen, &why) != 0)
+        snprintf(out, outlen, "%s", text);
+}
+
+static int id_like(const char *s)
+{
+    size_t n = strlen(s), i;
+
+    for (i = 0; i < n; i++)
+        if (!(s[i] >= '0' && s[i] <= '9') && !(i + 1 == n && s[i] == 'X'))
+            return 0;
+    return n == 18 || n == 15 || n == 4 || n == 6;
+}
+
+ps_pindex_kind_t ps_pindex_parse(const char *text, char *term, size_t termlen)
+{
+    char t[300], idn[300], date[64];
+    const char *sp;
+
+    trim(text, t, sizeof(t));
+    normal("id_number", t, idn, sizeof(idn));
+    if (id_like(idn)) {
+        snprintf(term, termlen, "%s", idn);
+        return strlen(idn) >= 15 ? PS_PINDEX_ID_NUMBER : PS_PINDEX_TAIL;
+    }
+    /* "name date": the last space-separated word is a date. */
+    sp = strrchr(t, ' ');
+    if (sp && sp > t) {
+        normal("birth_date", sp + 1, date, sizeof(date));
+        if (strlen(date) == 10 && date[4] == '-' && date[7] == '-') {
+            char name[300];
+            snprintf(name, sizeof(name), "%.*s", (int)(sp - t), t);
+            trim(name, idn, sizeof(idn));
+            snprintf(term, termlen, "%s|%s", idn, date);
+            return PS_PINDEX_NAME_DATE;
+        }
+    }
+    snprintf(term, termlen, "%s", t);
+    return PS_PINDEX_NAME;
+}
+
+/* Appends the ids filed under tag/term to ids (no repeats). */
+static int collect(ps_pindex_t *px, MDB_txn *txn, char tag, const char *term, uint8_t (*ids)[16], size_t max,
+                   size_t *n)
+{
+    uint8_t want[TERM_KEY];
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int rc, mrc;
+
+    if ((rc = term_key(px, tag, term, want)))
+        return rc;
+    if ((mrc = mdb_cursor_open(txn, px->terms, &cur)))
+        return db_err(mrc);
+    k.mv_size = TERM_KEY;
+    k.mv_data = want;
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0 && *n < max;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const uint8_t *e = k.mv_data;
+        size_t j;
+        if (k.mv_size != ENTRY_KEY || memcmp(e, want, TERM_KEY) != 0)
+            break;
+        for (j = 0; j < *n && memcmp(ids[j], e + TERM_KEY, 16) != 0; j++)
+            ;
+        if (j == *n)
+            memcpy(ids[(*n)++], e + TERM_KEY, 16);
+    }
+    mdb_cursor_close(cur);
+    return mrc == 0 || mrc == MDB_NOTFOUND ? PS_OK : db_err(mrc);
+}
+
+int ps_pindex_lookup(ps_pindex_t *px, MDB_txn *txn, ps_pindex_kind_t kind, const char *term, uint8_t (*ids)[16],
+                     size_t max, size_t *n)
+{
+    int rc;
+
+    *n = 0;
+    if ((rc = collect(px, txn, (char)kind, term, ids, max, n)))
+        return rc;
+    if (kind == PS_PINDEX_NAME && prefix_bytes(term, 2) == 0)
+        rc = collect(px, txn, 'P', term, ids, max, n);
+    return rc;
+}

@@ -1,0 +1,75 @@
+/* cache_pindex.h - part of the cache (cache.c only): the person index.
+ *
+ * Owns: two LMDB databases of a client cache that let `popsync find`, the
+ * duplicate check and reference-by-ID-number find a person without opening
+ * every record:
+ *   "pindex"       key: tag (1) + term hash (15) + record id (16), no value
+ *   "pindex_by_id" key: record id (16); value: the 16-byte tag + hash of
+ *                  each term the record is filed under (to unfile it)
+ * Terms of a live person: the whole ID number (tag I), its last 4 and last 6
+ * characters (L), the whole name (N), its first 1 and 2 characters when the
+ * name is longer (P), and name + birth date (B).  A term's hash is
+ * HMAC-SHA256 under a key derived from the cache's data key, truncated: the
+ * index reveals nothing to someone who has the files but not the key (a
+ * guess cannot be tested without it).  Truncation makes a hit a candidate
+ * only: callers open the record and compare.
+ *
+ * cache.c calls ps_pindex_file in the same write transaction as every
+ * write or delete of the records database, so the index is never behind.
+ */
+#ifndef PS_CACHE_PINDEX_H
+#define PS_CACHE_PINDEX_H
+
+#include <lmdb.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "records.pb-c.h"
+
+#define PS_PINDEX_VERSION 1
+
+typedef struct ps_pindex {
+    MDB_dbi terms, by_id;
+    uint8_t key[32]; /* HMAC key, derived from the data key */
+} ps_pindex_t;
+
+/** What a query asks for (ps_pindex_parse). */
+typedef enum ps_pindex_kind {
+    PS_PINDEX_ID_NUMBER = 'I', /**< a whole ID number */
+    PS_PINDEX_TAIL = 'L',      /**< the last 4 or 6 characters of one */
+    PS_PINDEX_NAME = 'N',      /**< a whole name (prefixes too: tag P) */
+    PS_PINDEX_NAME_DATE = 'B', /**< name and birth date */
+} ps_pindex_kind_t;
+
+/** Opens (creating) the databases in a write transaction. */
+int ps_pindex_open(ps_pindex_t *px, MDB_txn *txn);
+/** Derives the index key from the cache's data key. */
+int ps_pindex_set_key(ps_pindex_t *px, const uint8_t dek[32]);
+/** Wipes the key. */
+void ps_pindex_close(ps_pindex_t *px);
+
+/** Files record id under r's terms, replacing what it was filed under; r
+ *  NULL, deleted or not a person: unfiled.  PS_OK or a PS_E code. */
+int ps_pindex_file(ps_pindex_t *px, MDB_txn *txn, const uint8_t id[16], const Popsync__Record *r);
+
+/** Empties the index (before a rebuild). */
+int ps_pindex_clear(ps_pindex_t *px, MDB_txn *txn);
+
+/**
+ * Reads what a clerk typed: an ID number (full-width digits, spaces and a
+ * lower-case x allowed), its last 4 or 6 characters, "name date" (any date
+ * shape the field dictionary takes), or a name.  Writes the normalised
+ * term(s) into term (name, or ID number, or "name|YYYY-MM-DD").  Returns
+ * the kind.
+ */
+ps_pindex_kind_t ps_pindex_parse(const char *text, char *term, size_t termlen);
+
+/**
+ * The ids filed under term of kind (for PS_PINDEX_NAME: the whole name
+ * first, then names it begins when it is 1 or 2 characters), at most max
+ * into ids; *n gets how many.  Candidates only (see above).
+ */
+int ps_pindex_lookup(ps_pindex_t *px, MDB_txn *txn, ps_pindex_kind_t kind, const char *term, uint8_t (*ids)[16],
+                     size_t max, size_t *n);
+
+#endif

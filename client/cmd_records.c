@@ -522,7 +522,7 @@ out:
  * and local validation as `edit`. */
 int ps_cli_parse_edit_opts(int argc, char **argv, char **sets, size_t *nsets, const char **json)
 {
-    return parse_edit_opts(argc, argv, sets, nsets, json);
+    return parse_edit_opts(argc, argv, sets, nsets, json, NULL);
 }
 
 int ps_cli_apply_edits(const char *cmd, Popsync__Record *r, char **sets, size_t nsets, const char *json)

@@ -72,18 +72,19 @@ for i in range(20):
     rows.append("王小%d,%s,1390000%04d" % (i, d, i))
 open(sys.argv[1], "w", encoding="utf-8-sig").write("\r\n".join(rows) + "\r\n")
 PY
-expect_eq "$(ps --data "$T/t1" import "$T/p.csv" --kind person)" "imported 20 of 20 rows (0 rejected)" "first import"
+expect_eq "$(ps --data "$T/t1" import "$T/p.csv" --kind person)" "imported 20 of 20 rows (0 unchanged, 0 rejected)" "first import"
 rc=0; ps --data "$T/t1" import "$T/p.csv" --kind person >"$T/again.out" 2>"$T/again.err" || rc=$?
 expect_eq "$rc" 4 "second import: duplicates refused"
-expect_eq "$(head -n 1 "$T/again.out")" "imported 0 of 20 rows (20 rejected)" "importing the same file twice adds nothing"
+expect_eq "$(head -n 1 "$T/again.out")" "imported 0 of 20 rows (0 unchanged, 20 rejected)" "importing the same file twice adds nothing"
 grep -q "id_number: is already registered: record" "$T/again.err" || fail "import names the registered record"
 sed -i 's/,1390000/,1370000/' "$T/p.csv"
-expect_eq "$(ps --data "$T/t1" import "$T/p.csv" --kind person --update | head -n 1)" "imported 20 of 20 rows (0 rejected)" "--update import"
+expect_eq "$(ps --data "$T/t1" import "$T/p.csv" --kind person --update | head -n 1)" "imported 20 of 20 rows (0 unchanged, 0 rejected)" "--update import"
+expect_eq "$(ps --data "$T/t1" import "$T/p.csv" --kind person --update | head -n 1)" "imported 0 of 20 rows (20 unchanged, 0 rejected)" "--update of the same file again writes nothing"
 expect_eq "$(found 王小1)" "王小1" "still one 王小1"
 ps --data "$T/t1" find 王小1 --json | grep -q '"phone": "13700000001"' || fail "--update merged the new phone"
 printf '姓名,身份证号\r\n甲,%s\r\n乙,%s\r\n' "$(mkid 11010519600101111)" "$(mkid 11010519600101111)" >"$T/twice.csv"
 rc=0; ps --data "$T/t1" import "$T/twice.csv" --kind person >"$T/twice.out" 2>/dev/null || rc=$?
-expect_eq "$(head -n 1 "$T/twice.out")" "imported 1 of 2 rows (1 rejected)" "same number twice in a file"
+expect_eq "$(head -n 1 "$T/twice.out")" "imported 1 of 2 rows (0 unchanged, 1 rejected)" "same number twice in a file"
 
 # Pulled records are indexed too: the admin finds the township's people.
 ps --data "$T/t1" sync --quiet || fail "t1 sync"

@@ -126,7 +126,7 @@ open(sys.argv[2], "w").write("\n".join(sorted(good)) + "\n")
 PY
 rc=0; ps --data "$T/t1" import "$T/gbk.csv" --kind person --lang zh >"$T/gbk.out" 2>"$T/gbk.err" || rc=$?
 expect_eq "$rc" 4 "GBK import with bad rows exits 4"
-expect_eq "$(head -n 2 "$T/gbk.out" | tr '\n' '|')" "read $T/gbk.csv as GB18030 (GBK) text|imported 4 of 6 rows (2 rejected)|" "GBK import summary"
+expect_eq "$(head -n 2 "$T/gbk.out" | tr '\n' '|')" "read $T/gbk.csv as GB18030 (GBK) text|imported 4 of 6 rows (0 unchanged, 2 rejected)|" "GBK import summary"
 grep -q "Excel 把身份证号变成了数字" "$T/gbk.err" || fail "scientific notation explained in Chinese: $(cat "$T/gbk.err")"
 grep -q "出生日期: 该月没有这一天" "$T/gbk.err" || fail "bad date explained in Chinese: $(cat "$T/gbk.err")"
 python3 - "$T/gbk.csv.rejected.csv" <<'PY' || fail "rejected rows in Chinese"
@@ -156,7 +156,7 @@ python3 -c 'import sys; open(sys.argv[1], "ab").write("钱志强,%s\r\n".encode(
 rc=0; ps --data "$T/t1" import "$T/q.csv" --kind person >/dev/null 2>"$T/q.err" || rc=$?
 expect_eq "$rc" 4 "ambiguous UTF-8/GBK file refused"
 grep -q -- "--encoding gbk" "$T/q.err" || fail "ambiguous file says to give --encoding: $(cat "$T/q.err")"
-expect_eq "$(ps --data "$T/t1" import "$T/q.csv" --kind person --encoding gbk | tail -n 1)" "imported 1 of 1 rows (0 rejected)" "--encoding gbk"
+expect_eq "$(ps --data "$T/t1" import "$T/q.csv" --kind person --encoding gbk | tail -n 1)" "imported 1 of 1 rows (0 unchanged, 0 rejected)" "--encoding gbk"
 ps --data "$T/t1" list --kind person --format json | grep -q '"钱志强"' || fail "name read as GBK"
 
 ps --data "$T/t1" sync --quiet || fail "sync"

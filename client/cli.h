@@ -7,6 +7,7 @@
 #define PS_CLI_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "records.pb-c.h"
 
@@ -52,6 +53,9 @@ struct ps_cache;
 int ps_cli_parse_edit_opts(int argc, char **argv, char **sets, size_t *nsets, const char **json);
 /** Applies them to r; reports the first bad one (PS_EXIT_INVALID). */
 int ps_cli_apply_edits(const char *cmd, Popsync__Record *r, char **sets, size_t nsets, const char *json);
+/** When record id has refused changes kept (a refused new record is not in
+ *  the record view), says so on stderr and where to see them. */
+void ps_cli_refused_hint(struct ps_cache *c, const uint8_t *id, const char *idtext);
 /** Validates r locally (current: the version it replaces, or NULL); reports every error (PS_EXIT_INVALID). */
 int ps_cli_validate_or_report(const char *cmd, struct ps_cache *c, const Popsync__Record *r,
                               const Popsync__Record *current);

@@ -222,6 +222,7 @@ static int load_by_id(const char *cmd, ps_cache_t *c, const char *idtext, Popsyn
     rc = ps_cache_get(c, id, r);
     if (rc == PS_ENOTFOUND) {
         ps_cli_err("%s: no record %s in this cache", cmd, idtext);
+        ps_cli_refused_hint(c, id, idtext);
         return PS_EXIT_NOTFOUND;
     }
     if (rc) {

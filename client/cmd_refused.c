@@ -318,6 +318,25 @@ static int refused_discard(ps_cache_t *c, const char *idtext)
     return PS_EXIT_OK;
 }
 
+static int count_one(const Popsync__ChangeResult *res, const Popsync__Change *ch, void *arg)
+{
+    walk_t *w = arg;
+    (void)res;
+    if (ch->record && ch->record->id.len == PS_ID_LEN && memcmp(ch->record->id.data, w->want, PS_ID_LEN) == 0)
+        w->n++;
+    return 0;
+}
+
+void ps_cli_refused_hint(ps_cache_t *c, const uint8_t *id, const char *idtext)
+{
+    walk_t w;
+    memset(&w, 0, sizeof(w));
+    w.want = id;
+    if (ps_cache_foreach_rejected(c, count_one, &w) == PS_OK && w.n)
+        ps_cli_err("the server refused %zu change(s) of record %s; they are kept: see 'popsync refused show %s'",
+                   w.n, idtext, idtext);
+}
+
 static int usage_err(void)
 {
     ps_cli_err("refused: usage: refused list [--json] | show ID [--json] | "

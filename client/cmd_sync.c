@@ -352,6 +352,8 @@ int ps_cmd_status(ps_cli_t *cli, int argc, char **argv)
                       (json_int_t)n.deleted, "pending", (json_int_t)n.outbox, "rejected_count",
                       (json_int_t)n.rejected, "cursor", ps_json_u64(m->cursor), "last_sync_ms",
                       ps_json_u64(m->last_sync_ms), "rejected", rej);
+        /* The same number under the name the CLI uses (popsync refused list). */
+        json_object_set_new(j, "refused_count", json_integer((json_int_t)n.rejected));
         json_dumpf(j, stdout, JSON_COMPACT);
         fputc('\n', stdout);
         json_decref(j);

@@ -28,7 +28,9 @@ typedef struct ps_client_vctx {
  *  set v->ctx.current to the version being edited afterwards. */
 /** Today (YYYYMMDD) in the district's time zone as this cache knows it
  *  (Welcome.timezone; Asia/Shanghai before the first sync); 0 (the local
- *  date) when this device's tz database lacks the zone. */
+ *  date) when this device's tz database lacks the zone.  Reads the zone
+ *  through TZ (tz.h): call it only while the process has one thread, as
+ *  the CLI and the test tools do (ps_client_vctx_init calls it). */
 uint32_t ps_client_today(ps_cache_t *c);
 int ps_client_vctx_init(ps_client_vctx_t *v, ps_cache_t *c);
 void ps_client_vctx_free(ps_client_vctx_t *v);

@@ -15,7 +15,7 @@ client admin admin
 # refused_json NAME: `popsync refused list --json`.
 refused_json() { sq "$1" refused list --json; }
 nrefused() { refused_json "$1" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
-nstatus() { status_json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["rejected_count"])'; }
+nstatus() { status_json "$1" | python3 -c 'import json,sys; s=json.load(sys.stdin); assert s["refused_count"]==s["rejected_count"]==len(s["rejected"]); print(s["refused_count"])'; }
 
 gone=$(add_person a 1)
 live=$(add_person a 2)
@@ -73,6 +73,7 @@ pass "a refused new record, edit and delete are kept whole with the server's rea
 # new visit is not there, the migration is alive in B.
 expect_eq "$(field a "$v" 'r["person_id"], r.get("outcome","")')" "$live " "A's view of the refused edit"
 has a "$nv" && fail "the refused new record is shown as if the server held it"
+sq a show "$nv" 2>&1 | grep -q "refused show $nv" || fail "show of a refused new record does not point to 'refused show'"
 expect_eq "$(field b "$m" 'r["deleted"]')" False "B's view of the refused delete"
 sq a refused show "$nv" | grep -q "person_id" || fail "refused show lacks the reason"
 sq a refused show "$nv" | grep -q "王医生" || fail "refused show lacks the record"

@@ -37,13 +37,16 @@ static int ref_exists(void *arg, const uint8_t id[16], int kind)
 
 uint32_t ps_client_today(ps_cache_t *c)
 {
-    const char *name = ps_cache_meta(c)->timezone;
-    ps_tz_t tz;
+    /* The zone's offset is read once per process and zone: a long-running
+     * caller (an import, the test tools) does not set TZ once per record. */
+    static ps_tz_t tz;
+    static int loaded;
+    const char *name = *ps_cache_meta(c)->timezone ? ps_cache_meta(c)->timezone : PS_TZ_DEFAULT;
     char err[256];
     uint64_t now = ps_now_ms();
-    if (ps_tz_load(&tz, *name ? name : PS_TZ_DEFAULT, now, err, sizeof(err)) != PS_OK)
-        return 0;
-    return ps_tz_date(&tz, now);
+    if (loaded <= 0 || strcmp(tz.name, name) != 0)
+        loaded = ps_tz_load(&tz, name, now, err, sizeof(err)) == PS_OK ? 1 : -1;
+    return loaded > 0 ? ps_tz_date(&tz, now) : 0;
 }
 
 int ps_client_vctx_init(ps_client_vctx_t *v, ps_cache_t *c)

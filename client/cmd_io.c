@@ -14,6 +14,7 @@
 #include "cache.h"
 #include "err.h"
 #include "orgunit.h"
+#include "policy.h"
 #include "ids.h"
 #include "recio.h"
 #include "crypto.h"
@@ -123,6 +124,7 @@ typedef struct import_st {
     int dry_run;
     const char *orgunit; /* the cache's unit: owner of rows that name none */
     ps_validate_ctx_t vctx;
+    ps_peer_t peer;       /* the cache's identity, for the access policy */
     ps_orgunits_t *units; /* the cache's org-unit tree, as add and the server use it */
     idset_t ids;
     Popsync__Record *batch[IMPORT_BATCH];
@@ -468,7 +470,8 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
     st->orgunit = meta->orgunit;
     /* The same scope the server will apply, so rows it would refuse are
      * reported now with their line numbers rather than after a sync. */
-    st->vctx.scope_root = strcmp(meta->role, "admin") == 0 ? NULL : meta->orgunit;
+    ps_policy_peer(&st->peer, meta->role, meta->orgunit);
+    st->vctx.peer = &st->peer;
     st->vctx.today = ps_client_today(st->c);
     st->vctx.ref_exists = ref_exists;
     st->vctx.ref_arg = st;
@@ -523,6 +526,7 @@ typedef struct export_st {
     ps_recio_writer_t w;
     int kind;
     const char *orgunit; /* subtree filter or NULL */
+    ps_orgunits_t *units; /* the cache's tree for the subtree rule, or NULL */
     int rc;
 } export_st_t;
 
@@ -530,7 +534,7 @@ static int export_one(Popsync__Record *r, void *arg)
 {
     export_st_t *st = arg;
 
-    if ((int)r->kind != st->kind || r->deleted || (st->orgunit && !ps_orgunit_within(r->orgunit, st->orgunit)))
+    if ((int)r->kind != st->kind || r->deleted || (st->orgunit && !ps_policy_within(st->units, r->orgunit, st->orgunit)))
         return 0;
     st->rc = ps_recio_writer_put(&st->w, r);
     return st->rc != PS_OK;
@@ -630,6 +634,7 @@ int ps_cmd_export(ps_cli_t *cli, int argc, char **argv)
         ps_cli_err("export: %s", err);
         return PS_EXIT_FAIL;
     }
+    st.units = ps_client_orgunits(c);
     rc = PS_EXIT_FAIL;
     if (out) {
         /* Readers of FILE never see half an export: write aside, then rename. */
@@ -675,6 +680,7 @@ out:
         unlink(tmp);
         free(tmp);
     }
+    ps_orgunits_free(st.units);
     ps_cache_close(c);
     return rc;
 }

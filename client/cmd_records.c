@@ -11,6 +11,7 @@
 #include "dupcheck.h"
 #include "fields.h"
 #include "record_fmt.h"
+#include "policy.h"
 #include "scope.h"
 #include "validate.h"
 #include "vctx.h"
@@ -373,6 +374,7 @@ out:
 typedef struct list_ctx {
     int kind;               /* -1: all */
     const char *orgunit;    /* subtree filter or NULL */
+    ps_orgunits_t *units;   /* the cache's tree for the subtree rule, or NULL */
     int deleted;            /* include tombstones */
     Popsync__Record **recs; /* kept for table and csv output */
     size_t n, cap;
@@ -387,7 +389,7 @@ static int list_one(Popsync__Record *r, void *arg)
         return 0;
     if (r->deleted && !l->deleted)
         return 0;
-    if (l->orgunit && !ps_orgunit_within(r->orgunit, l->orgunit))
+    if (l->orgunit && !ps_policy_within(l->units, r->orgunit, l->orgunit))
         return 0;
     if (l->arr) {
         json_array_append_new(l->arr, ps_record_to_json(r));
@@ -478,6 +480,7 @@ int ps_cmd_list(ps_cli_t *cli, int argc, char **argv)
         return PS_EXIT_FAIL;
     if (fmt == 1)
         l.arr = json_array();
+    l.units = ps_client_orgunits(c);
     rc = ps_cache_foreach(c, list_one, &l);
     if (rc || l.oom) {
         ps_cli_err("list: %s", ps_strerror(rc ? rc : PS_ENOMEM));
@@ -515,6 +518,7 @@ out:
         ps_record_free(l.recs[i]);
     free(l.recs);
     json_decref(l.arr);
+    ps_orgunits_free(l.units);
     ps_cache_close(c);
     return rc;
 }

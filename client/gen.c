@@ -49,6 +49,7 @@
 #include "orgunit.h"
 #include "record_fmt.h"
 #include "scope.h"
+#include "policy.h"
 #include "validate.h"
 
 #include <jansson.h>
@@ -334,6 +335,7 @@ typedef struct gen {
     int today_y;
     ps_cache_t *c;
     ps_validate_ctx_t vctx;
+    ps_peer_t peer;           /* the cache's identity, for the access policy */
     const ps_orgunits_t *tree;
     const char *district_name; /**< tree root's name, or NULL */
     char district[7];          /**< 6-digit area code of ID numbers */
@@ -1132,7 +1134,7 @@ static int collect_leaves(const ps_orgunits_t *t, const char *root, leaf_t **out
         return PS_ENOMEM;
     for (size_t i = 0; i < n; i++) {
         const ps_orgunit_t *u = ps_orgunits_at(t, i);
-        if (is_leaf_kind(u->kind) && ps_orgunits_within(t, u->code, root))
+        if (is_leaf_kind(u->kind) && ps_policy_within(t, u->code, root))
             leaf_from_tree(t, u, &v[k++]);
     }
     if (k == 0)
@@ -1286,9 +1288,9 @@ int ps_cmd_generate(ps_cli_t *cli, int argc, char **argv)
         rc = PS_EXIT_USAGE;
         goto out;
     }
-    /* The scope rule validation applies: the tree when it knows the scope, else code prefixes. */
-    if (ps_orgunit_valid(scope) && !(tree && ps_orgunits_find(tree, scope) ? ps_orgunits_within(tree, unit, scope)
-                                                                           : ps_orgunit_within(unit, scope))) {
+    /* The access policy decides, as it will for the records at the server. */
+    ps_policy_peer(&g->peer, ps_cache_meta(g->c)->role, scope);
+    if (ps_policy_may_write(tree, &g->peer, NULL, NULL, unit) == PS_WRITE_NO) {
         ps_cli_err("generate: org unit %s is outside this cache's scope (%s)", unit, scope);
         rc = PS_EXIT_USAGE;
         goto out;
@@ -1311,7 +1313,7 @@ int ps_cmd_generate(ps_cli_t *cli, int argc, char **argv)
     }
     g->tree = tree;
     g->vctx.units = tree;
-    g->vctx.scope_root = ps_orgunit_valid(scope) ? scope : NULL;
+    g->vctx.peer = &g->peer;
     g->vctx.ref_exists = group_has;
     g->vctx.ref_arg = g;
 

@@ -20,6 +20,7 @@
 #include "orgunit.h"
 #include "record_fmt.h"
 #include "scope.h"
+#include "policy.h"
 #include "sync.h"
 #include "validate.h"
 
@@ -1314,8 +1315,8 @@ static int run_close(ps_cli_t *cli, const char *sub, const char *month, const ch
         goto out;
     m = ps_cache_meta(c);
     tree = load_tree(c);
-    /* Which townships: the one given; else a township's own; else (status
-     * by an administrator or viewer) every township of the tree. */
+    /* Which townships: the one given; else (status) every township whose
+     * state the policy shows; else a township's own. */
     {
         size_t cap = tree ? ps_orgunits_count(tree) + 1 : 1;
         codes = calloc(cap, sizeof(*codes));
@@ -1325,15 +1326,17 @@ static int run_close(ps_cli_t *cli, const char *sub, const char *month, const ch
             goto out;
         if (orgunit) {
             snprintf(codes[n++], 13, "%s", orgunit);
-        } else if (strcmp(m->role, "admin") != 0 && strcmp(m->role, "viewer") != 0) {
-            own_township(tree, m->orgunit, codes[n++]);
         } else if (strcmp(sub, "status") == 0 && tree) {
-            const ps_orgunit_t *root = ps_orgunits_root(tree);
+            /* Every township whose state the policy shows this cache. */
+            ps_peer_t me;
+            ps_policy_peer(&me, m->role, m->orgunit);
             for (size_t i = 0; i < ps_orgunits_count(tree); i++) {
                 const ps_orgunit_t *u = ps_orgunits_at(tree, i);
-                if (u->depth == 1 && ps_orgunits_within(tree, u->code, m->orgunit[0] ? m->orgunit : root->code))
+                if (u->depth == 1 && ps_policy_may_close(tree, &me, PS_ACT_CLOSE_STATUS, u->code))
                     snprintf(codes[n++], 13, "%s", u->code);
             }
+        } else if (strcmp(m->role, "admin") != 0 && strcmp(m->role, "viewer") != 0) {
+            own_township(tree, m->orgunit, codes[n++]);
         } else if (strcmp(sub, "status") == 0) {
             codes[n++][0] = '\0'; /* no tree yet: let the server decide */
         } else {

@@ -1,5 +1,6 @@
 /* vctx.c - the validation context of a client cache. */
 #include "vctx.h"
+#include "policy.h"
 #include "err.h"
 #include "ids.h"
 #include "tz.h"
@@ -52,25 +53,34 @@ uint32_t ps_client_today(ps_cache_t *c)
 int ps_client_vctx_init(ps_client_vctx_t *v, ps_cache_t *c)
 {
     const ps_cache_meta_t *m = ps_cache_meta(c);
-    uint8_t *csv = NULL, digest[32];
-    size_t len = 0;
-    char err[256];
 
     memset(v, 0, sizeof(*v));
     v->cache = c;
     /* A cache without a tree (or with one it cannot parse) validates codes
      * by format and the prefix rule; the server checks against its tree. */
-    if (ps_cache_get_orgunits(c, &csv, &len, digest) == PS_OK) {
-        if (ps_orgunits_parse(csv, len, &v->units, err, sizeof(err)) != PS_OK)
-            v->units = NULL;
-        free(csv);
-    }
+    v->units = ps_client_orgunits(c);
     v->ctx.units = v->units;
-    v->ctx.scope_root = strcmp(m->role, "admin") == 0 ? NULL : m->orgunit;
+    ps_policy_peer(&v->peer, m->role, m->orgunit);
+    v->ctx.peer = &v->peer;
     v->ctx.ref_exists = ref_exists;
     v->ctx.ref_arg = v;
     v->ctx.today = ps_client_today(c);
     return PS_OK;
+}
+
+ps_orgunits_t *ps_client_orgunits(ps_cache_t *c)
+{
+    ps_orgunits_t *t = NULL;
+    uint8_t *csv = NULL, digest[32];
+    size_t len = 0;
+    char err[256];
+
+    if (ps_cache_get_orgunits(c, &csv, &len, digest) == PS_OK) {
+        if (ps_orgunits_parse(csv, len, &t, err, sizeof(err)) != PS_OK)
+            t = NULL;
+        free(csv);
+    }
+    return t;
 }
 
 void ps_client_vctx_free(ps_client_vctx_t *v)

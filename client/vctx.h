@@ -18,6 +18,7 @@ typedef struct ps_client_vctx {
     ps_validate_ctx_t ctx;   /**< pass &ctx to ps_validate_record */
     ps_cache_t *cache;       /**< borrowed */
     ps_orgunits_t *units;    /**< owned; NULL when the cache has no tree */
+    ps_peer_t peer;          /**< the cache's identity, for the access policy */
     /* ids accepted in this batch, with their kinds: a sorted-on-demand array */
     uint8_t (*batch_ids)[17];
     size_t nbatch, capbatch;
@@ -34,6 +35,10 @@ typedef struct ps_client_vctx {
 uint32_t ps_client_today(ps_cache_t *c);
 int ps_client_vctx_init(ps_client_vctx_t *v, ps_cache_t *c);
 void ps_client_vctx_free(ps_client_vctx_t *v);
+/** The org-unit tree cache c holds (caller frees it), or NULL when it has
+ *  none or cannot parse it: the access policy's subtree rule then follows
+ *  the codes (common/policy.h). */
+ps_orgunits_t *ps_client_orgunits(ps_cache_t *c);
 /** Remembers a record accepted in the current batch, so later ones may refer to it. */
 int ps_client_vctx_note(ps_client_vctx_t *v, const uint8_t id[16], int kind);
 

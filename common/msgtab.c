@@ -1,20 +1,13 @@
 /* msgtab.c - the message table, made from msgtab.def. */
 #include "msgtab.h"
+#include "policy.h"
 #include "tls.h"
 
 #include "wire.pb-c.h"
 
-/* The role words the roles column of msgtab.def is written in. */
-#define ADMIN PS_MSG_ROLE_BIT(PS_ROLE_ADMIN)
-#define TOWNSHIP PS_MSG_ROLE_BIT(PS_ROLE_TOWNSHIP)
-#define COLLECTOR PS_MSG_ROLE_BIT(PS_ROLE_COLLECTOR)
-#define VIEWER PS_MSG_ROLE_BIT(PS_ROLE_VIEWER)
-#define ANY (ADMIN | TOWNSHIP | COLLECTOR | VIEWER)
-#define NOBODY 0u
-
 static const ps_msg_info_t g_table[] = {
-#define PS_MSG(type, ID, name, desc, reply, dir, roles, hello, run)                                                \
-    {PS_MSG_##ID, name, &desc, PS_MSG_##reply, PS_MSG_DIR_##dir, roles, hello, PS_MSG_RUN_##run},
+#define PS_MSG(type, ID, name, desc, reply, dir, hello, run)                                                       \
+    {PS_MSG_##ID, name, &desc, PS_MSG_##reply, PS_MSG_DIR_##dir, hello, PS_MSG_RUN_##run},
 #include "msgtab.def"
 #undef PS_MSG
 };
@@ -44,9 +37,9 @@ const char *ps_frame_type_name(uint8_t type)
 int ps_msg_role_may_send(uint8_t type, int role)
 {
     const ps_msg_info_t *mi = ps_msg_info(type);
-    if (!mi || mi->dir != PS_MSG_DIR_C2S || role < 0 || role >= 32)
+    if (!mi || mi->dir != PS_MSG_DIR_C2S || role < 0 || role > PS_ROLE_VIEWER)
         return 0;
-    return (mi->roles & PS_MSG_ROLE_BIT(role)) != 0;
+    return ps_policy_may_send((ps_role_t)role, type);
 }
 
 const char *ps_msg_dir_text(ps_msg_dir_t dir)

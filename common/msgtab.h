@@ -1,13 +1,13 @@
 /* msgtab.h - the message table: every message type and what is known of it.
  *
  * Owns: the PS_MSG_* type numbers and one row per type (name, protobuf-c
- * descriptor, reply type, direction, roles that may send it, whether Hello
+ * descriptor, reply type, direction, whether Hello
  * must come first, where the server runs it), all made from msgtab.def, the
  * only list of message types (as Redis keeps its command table).  Pure and
  * constant: any thread may call it.
  *
  * Readers: msg.c (descriptor for a frame type), the server's dispatcher
- * (server/sync.c: accepted types, Hello first, roles, where it runs), the
+ * (server/sync.c: accepted types, Hello first, where it runs), the
  * client (client/sync.c: the reply expected to a request), the fuzzers and
  * corpus generator, the auth-matrix tool, and tests/tools/ps_msgtab, which
  * prints the table of docs/protocol.md §5 (checked by the ctest docs.msgtab).
@@ -24,7 +24,7 @@
 /** Message types.  Values are part of the wire format (msgtab.def). */
 enum ps_msg_type {
     PS_MSG_NONE = 0, /**< no type: the reply of a reply */
-#define PS_MSG(type, ID, name, desc, reply, dir, roles, hello, run) PS_MSG_##ID = type,
+#define PS_MSG(type, ID, name, desc, reply, dir, hello, run) PS_MSG_##ID = type,
 #include "msgtab.def"
 #undef PS_MSG
 };
@@ -32,7 +32,7 @@ enum ps_msg_type {
 /** The highest type number in the table (types run 1..PS_MSG_MAX_KNOWN). */
 enum {
     PS_MSG_MAX_KNOWN = 0
-#define PS_MSG(type, ID, name, desc, reply, dir, roles, hello, run) +1
+#define PS_MSG(type, ID, name, desc, reply, dir, hello, run) +1
 #include "msgtab.def"
 #undef PS_MSG
 };
@@ -51,9 +51,6 @@ typedef enum ps_msg_run {
     PS_MSG_RUN_COMMIT     /**< the group-commit writer (server/commit.c) */
 } ps_msg_run_t;
 
-/** The bit of a role (ps_role_t, common/tls.h) in ps_msg_info_t.roles. */
-#define PS_MSG_ROLE_BIT(role) (1u << (unsigned)(role))
-
 struct ProtobufCMessageDescriptor;
 
 /** One row of the table. */
@@ -63,7 +60,6 @@ typedef struct ps_msg_info {
     const struct ProtobufCMessageDescriptor *desc; /**< the body's message */
     uint8_t reply;      /**< the answer to this request, PS_MSG_NONE for replies */
     ps_msg_dir_t dir;
-    uint32_t roles;     /**< PS_MSG_ROLE_BIT of each role that may send it */
     int needs_hello;    /**< 1: refused (fatally) before Hello */
     ps_msg_run_t run;
 } ps_msg_info_t;
@@ -76,8 +72,9 @@ const ps_msg_info_t *ps_msg_table(size_t *n);
 const char *ps_frame_type_name(uint8_t type);
 
 /**
- * Whether a peer of this role (ps_role_t) may send this type at all: the
- * table's roles column.  Refuses unknown types and server -> client types.
+ * Whether a peer of this role (ps_role_t) may send this type at all, as the
+ * access policy decides (common/policy.h, ps_policy_may_send).  Refuses
+ * unknown types and server -> client types.
  * Which records or units a permitted message may touch is decided later,
  * by whoever runs it.
  */

@@ -1,8 +1,8 @@
 /* tls.c - one TLS connection driven through memory buffers.
  *
  * Owns: ps_tls_t (an mbedtls_ssl_context plus its two ciphertext buffers),
- * the peer identity read from the verified certificate, the role policy
- * (which roles each side accepts) and the role names.  The mbedTLS BIO
+ * the peer identity read from the verified certificate and the role names.
+ * Which roles each side accepts is asked of the access policy (policy.h).  The mbedTLS BIO
  * callbacks only touch cipher_in and cipher_out, so nothing here ever blocks;
  * the caller moves ciphertext to and from the network.
  */
@@ -19,6 +19,7 @@
 
 #include "err.h"
 #include "ids.h"
+#include "policy.h"
 
 struct ps_tls {
     mbedtls_ssl_context ssl;
@@ -109,12 +110,10 @@ int ps__tls_identity(const mbedtls_x509_crt *crt, ps_peer_t *out)
     return PS_OK;
 }
 
-/* The server serves people; the client talks only to a server. */
+/* Which roles each side accepts is the access policy's (policy.h). */
 static int role_allowed(ps_tls_side_t side, ps_role_t peer)
 {
-    if (side == PS_TLS_CLIENT)
-        return peer == PS_ROLE_SERVER;
-    return peer == PS_ROLE_ADMIN || peer == PS_ROLE_TOWNSHIP || peer == PS_ROLE_COLLECTOR || peer == PS_ROLE_VIEWER;
+    return ps_policy_tls_role(side == PS_TLS_CLIENT, peer);
 }
 
 static int send_cb(void *ctx, const unsigned char *p, size_t len)

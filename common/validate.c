@@ -10,6 +10,7 @@
 #include "validate.h"
 #include "ids.h"
 #include "record_fmt.h"
+#include "policy.h"
 #include "scope.h"
 
 #include <stdarg.h>
@@ -577,7 +578,6 @@ static int body_matches_kind(const Popsync__Record *r)
 static void check_orgunit(vstate_t *vs, const char *code)
 {
     const ps_validate_ctx_t *ctx = vs->ctx;
-    int in_scope;
 
     if (empty(code)) {
         ps_verrs_add(vs->v, "orgunit", "is required");
@@ -593,12 +593,9 @@ static void check_orgunit(vstate_t *vs, const char *code)
         ps_verrs_add(vs->v, "orgunit", "is not a known org unit");
         return;
     }
-    if (!ctx->scope_root || ctx->current)
+    if (!ctx->peer || ctx->current)
         return;
-    /* The tree decides when there is one; the code prefix rule is the fallback. */
-    in_scope = ctx->units ? ps_orgunits_within(ctx->units, code, ctx->scope_root)
-                          : ps_orgunit_within(code, ctx->scope_root);
-    if (!in_scope)
+    if (ps_policy_may_write(ctx->units, ctx->peer, NULL, NULL, code) == PS_WRITE_NO)
         ps_verrs_add(vs->v, "orgunit", "is outside the sender's scope");
 }
 

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "orgunit.h"
+#include "tls.h"
 #include "records.pb-c.h"
 
 #define PS_VERR_MAX 8
@@ -31,8 +32,9 @@ typedef struct ps_validate_ctx {
     /** The org-unit tree; NULL: codes are checked for format only and
      *  subtrees follow the code prefix rule of scope.h. */
     const ps_orgunits_t *units;
-    /** Root of the sender's subtree; NULL: no scope check (admin). */
-    const char *scope_root;
+    /** The sender (role and org unit): a new record must be one it may
+     *  create (common/policy.h).  NULL: no scope check. */
+    const ps_peer_t *peer;
     /** Today as YYYYMMDD where records are judged: the district's date
      *  (tz.h); 0: the clock's local date.  A date is "in the future" only
      *  when it is after today plus one day of grace. */
@@ -46,7 +48,7 @@ typedef struct ps_validate_ctx {
      *  edit is not re-judged on what it leaves as it was: unchanged
      *  references are not looked up again (the other place of a migration
      *  may not see the person), and the unit is not checked against
-     *  scope_root (an owner may hand a record over to another unit; who may
+     *  the sender's scope (an owner may hand a record over to another unit; who may
      *  edit the current owner's record is the server's check). */
     const Popsync__Record *current;
 } ps_validate_ctx_t;

@@ -11,6 +11,7 @@
  * gets a copy of it.
  */
 #include "server.h"
+#include "policy.h"
 #include "err.h"
 #include "log.h"
 #include <stdio.h>
@@ -253,7 +254,7 @@ int ps_nodes_status_request(ps_conn_t *c, const ps_frame_t *f)
     ps_nodes_t *t = c->srv->nodes;
     status_job_t *j;
 
-    if (c->peer.role != PS_ROLE_ADMIN) {
+    if (!ps_policy_may_send(c->peer.role, PS_MSG_NODE_STATUS_REQUEST)) {
         ps_conn_error(c, f->request_id, PS_EACCES, 0, "role %s may not send NodeStatusRequest", c->peer.role_name);
         return PS_EACCES;
     }

@@ -484,7 +484,8 @@ static int put_version(apply_ctx_t *c, const Popsync__Record *nv, const uint8_t 
 
 /* Keeps a conflict: what the record became and the version that lost. */
 static int put_conflict(apply_ctx_t *c, const Popsync__Record *kept, const Popsync__Record *lost, const uint8_t *lost_node,
-                        const char *const *fields, size_t nfields, const char *reason, uint8_t cid[PS_ID_LEN])
+                        const uint8_t *kept_node, const char *const *fields, size_t nfields, const char *reason,
+                        uint8_t cid[PS_ID_LEN])
 {
     Popsync__Conflict cf = POPSYNC__CONFLICT__INIT;
     MDB_val k = {PS_ID_LEN, cid}, v;
@@ -507,6 +508,10 @@ static int put_conflict(apply_ctx_t *c, const Popsync__Record *kept, const Popsy
     cf.reason = (char *)reason;
     cf.lost_node.data = (uint8_t *)lost_node;
     cf.lost_node.len = PS_ID_LEN;
+    if (kept_node) {
+        cf.kept_node.data = (uint8_t *)kept_node;
+        cf.kept_node.len = PS_ID_LEN;
+    }
     if ((rc = pack_scratch(c, &cf.base, 0, &p, &n)))
         return rc;
     v.mv_size = n;
@@ -649,6 +654,12 @@ static int audit_append(apply_ctx_t *c, const ps_push_job_t *job, const Popsync_
     return PS_OK;
 }
 
+/* The node that made a stored version, or NULL when it does not say. */
+static const uint8_t *rev_node(const Popsync__Record *r)
+{
+    return r && r->rev && r->rev->node.len == PS_ID_LEN ? r->rev->node.data : NULL;
+}
+
 /* Compares revisions by (hlc, node): the later edit wins a field both
  * sides changed; the node breaks ties so every server decides alike. */
 static int rev_later(uint64_t hlc_a, const uint8_t *node_a, const Popsync__Rev *b)
@@ -704,6 +715,7 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
     uint64_t hlc, limit, base_gen;
     ps_merge_t m;
     int rc = PS_OK, mrc, have_merge = 0, other_place_edit = 0;
+    ps_write_t write;
 
     memset(&m, 0, sizeof(m));
     res->lcn = ch->lcn;
@@ -742,7 +754,7 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
         ref_ctx_t rctx = {c, job, peer};
         memset(&vctx, 0, sizeof(vctx));
         vctx.units = c->st->opts.units;
-        vctx.scope_root = peer->role != PS_ROLE_ADMIN ? peer->orgunit : NULL;
+        vctx.peer = peer;
         vctx.current = cur;
         vctx.today = ps_tz_date(&c->st->opts.tz, c->now_ms); /* the district's calendar */
         vctx.ref_exists = ref_exists;
@@ -780,15 +792,16 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
         if (base_gen < cur_gen && (rc = load_version(c, r->id.data, base_gen, &base)))
             goto out;
         nchanged = ps_merge_diff(base_gen == cur_gen ? cur : base, r, changed, PS_MERGE_MAX_FIELDS);
-        if (!may_write(c->st, peer, cur->orgunit)) {
-            if (cur->body_case == POPSYNC__RECORD__BODY_MIGRATION && within(c->st, other_place(cur), peer->orgunit)) {
+        write = ps_policy_may_write(c->st->opts.units, peer, cur->orgunit, other_place(cur), r->orgunit);
+        if (write != PS_WRITE_OWNER) {
+            if (write == PS_WRITE_OTHER_PLACE) {
                 /* The other place of a migrant's registration answers it:
                  * it may set the submission and feedback dates, nothing else. */
                 for (size_t i = 0; i < nchanged; i++)
-                    if (strcmp(changed[i], "submitted_date") && strcmp(changed[i], "feedback_date"))
+                    if (!ps_policy_other_place_may_set(changed[i]))
                         ps_verrs_add(verrs, changed[i], "the other place may set only submitted_date and feedback_date");
                 /* A tombstone changes no field, so it needs its own check. */
-                if (r->deleted != cur->deleted)
+                if (r->deleted != cur->deleted && !ps_policy_other_place_may_set("deleted"))
                     ps_verrs_add(verrs, "deleted", "the other place may not delete or restore the record");
                 if (verrs->n > 0)
                     goto out;
@@ -798,7 +811,7 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
                  * while this edit waited: keep the edit, apply nothing. */
                 Popsync__Record lost = *r;
                 lost.rev = &mine_rev;
-                if ((rc = put_conflict(c, cur, &lost, job->node, whole, 1,
+                if ((rc = put_conflict(c, cur, &lost, job->node, rev_node(cur), whole, 1,
                                        "the record moved out of the sender's scope before this change arrived",
                                        conflict_id)))
                     goto out;
@@ -823,7 +836,8 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
             if (m.outcome == PS_MERGE_KEEP_WHOLE) {
                 Popsync__Record lost = *r;
                 lost.rev = &mine_rev;
-                if ((rc = put_conflict(c, cur, &lost, job->node, m.fields, m.nfields, m.reason, conflict_id)))
+                if ((rc = put_conflict(c, cur, &lost, job->node, rev_node(cur), m.fields, m.nfields, m.reason,
+                                       conflict_id)))
                     goto out;
                 res->status = POPSYNC__CHANGE_STATUS__CHANGE_STATUS_CONFLICT;
                 res->conflict_id.data = conflict_id;
@@ -872,11 +886,12 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
         /* Both sides changed the same field: the winner is in the record,
          * the loser is kept whole so nothing a client sent is dropped. */
         Popsync__Record lost = m.mine_won ? *cur : *r;
-        const uint8_t *lost_node = m.mine_won && cur->rev ? cur->rev->node.data : job->node;
+        const uint8_t *lost_node = m.mine_won ? rev_node(cur) : job->node;
+        const uint8_t *kept_node = m.mine_won ? job->node : rev_node(cur);
         if (!m.mine_won)
             lost.rev = &mine_rev;
-        if ((rc = put_conflict(c, &nv, &lost, lost_node ? lost_node : job->node, m.fields, m.nfields, m.reason,
-                               conflict_id)))
+        if ((rc = put_conflict(c, &nv, &lost, lost_node ? lost_node : job->node, kept_node, m.fields, m.nfields,
+                               m.reason, conflict_id)))
             goto out;
         res->conflict_id.data = conflict_id;
         res->conflict_id.len = PS_ID_LEN;
@@ -1171,7 +1186,7 @@ int ps_store_pull(ps_store_t *st, const ps_peer_t *peer, uint64_t cursor, uint32
             char unit[13];
             memcpy(unit, (const uint8_t *)v.mv_data + 17, 12);
             unit[12] = '\0';
-            if (peer->role != PS_ROLE_ADMIN && may_read(st, peer, unit, NULL) && !may_read_hdr(st, peer, rv.mv_data)) {
+            if (may_read(st, peer, unit, NULL) && !may_read_hdr(st, peer, rv.mv_data)) {
                 if ((rc = ps_msg_feed_gone_append(out, seq, v.mv_data)))
                     goto out;
                 count++;
@@ -1264,21 +1279,21 @@ static int frame_msg(ps_buf_t *out, uint8_t type, uint32_t request_id, const Pro
     return ps_msg_pack_frame(out, type, request_id, msg);
 }
 
-/* May this identity see this conflict?  Admin: all; a township: those on
- * records in its subtree then or now.  Collectors and viewers: none. */
-static int may_see_conflict(const ps_store_t *st, const ps_peer_t *peer, const Popsync__Conflict *cf)
+/* Asks the policy whether this peer, syncing as node, may list cf. */
+static int may_see_conflict(const ps_store_t *st, const ps_peer_t *peer, const uint8_t *node,
+                            const Popsync__Conflict *cf)
 {
-    if (peer->role == PS_ROLE_ADMIN)
-        return 1;
-    if (peer->role != PS_ROLE_TOWNSHIP)
-        return 0;
-    return within(st, cf->orgunit, peer->orgunit) ||
-           (cf->kept && within(st, cf->kept->orgunit, peer->orgunit)) ||
-           (cf->lost && within(st, cf->lost->orgunit, peer->orgunit));
+    ps_conflict_view_t cv;
+    cv.unit = cf->orgunit;
+    cv.kept_unit = cf->kept ? cf->kept->orgunit : NULL;
+    cv.lost_unit = cf->lost ? cf->lost->orgunit : NULL;
+    cv.lost_node = cf->lost_node.len == PS_ID_LEN ? cf->lost_node.data : NULL;
+    cv.kept_node = cf->kept_node.len == PS_ID_LEN ? cf->kept_node.data : NULL;
+    return ps_policy_may_see_conflict(st->opts.units, peer, node, &cv);
 }
 
-int ps_store_conflicts(ps_store_t *st, const ps_peer_t *peer, int include_resolved, uint32_t max,
-                       uint32_t request_id, ps_buf_t *out)
+int ps_store_conflicts(ps_store_t *st, const ps_peer_t *peer, const uint8_t node[PS_ID_LEN], int include_resolved,
+                       uint32_t max, uint32_t request_id, ps_buf_t *out)
 {
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
@@ -1301,7 +1316,7 @@ int ps_store_conflicts(ps_store_t *st, const ps_peer_t *peer, int include_resolv
         Popsync__Conflict *cf = NULL;
         if (ps_msg_unpack_desc(&popsync__conflict__descriptor, v.mv_data, v.mv_size, (ProtobufCMessage **)&cf))
             continue;
-        if ((cf->resolved && !include_resolved) || !may_see_conflict(st, peer, cf)) {
+        if ((cf->resolved && !include_resolved) || !may_see_conflict(st, peer, node, cf)) {
             ps_msg_free(&cf->base);
             continue;
         }

@@ -96,9 +96,10 @@ int ps_store_pull(ps_store_t *st, const ps_peer_t *peer, uint64_t cursor, uint32
 /** Reads a node's high-water mark (0 when unknown).  Read-only. */
 int ps_store_node_hello(ps_store_t *st, const uint8_t node[PS_ID_LEN], uint64_t cursor, uint64_t *hw);
 
-/** A whole ConflictListResult frame: conflicts this peer may see. */
-int ps_store_conflicts(ps_store_t *st, const ps_peer_t *peer, int include_resolved, uint32_t max,
-                       uint32_t request_id, ps_buf_t *out);
+/** A whole ConflictListResult frame: conflicts this peer, syncing as
+ *  node, may see (common/policy.h: its scope, or its own edits). */
+int ps_store_conflicts(ps_store_t *st, const ps_peer_t *peer, const uint8_t node[PS_ID_LEN], int include_resolved,
+                       uint32_t max, uint32_t request_id, ps_buf_t *out);
 /** Open and total conflicts (metrics, status). */
 int ps_store_conflict_count(ps_store_t *st, uint64_t *open_conflicts, uint64_t *total);
 /** A whole VerifyDigests frame over the peer's scope. */

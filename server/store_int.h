@@ -1,7 +1,7 @@
 /* store_int.h - private to the store's files (store.c, store_query.c).
  *
  * Owns: struct ps_store, the layout of stored record headers and feed
- * entries, and the scope rules on them.  Only store*.c include this file
+ * entries, and the wrappers that ask the access policy about them.  Only store*.c include this file
  * (and lmdb.h).
  */
 #ifndef PS_STORE_INT_H
@@ -9,6 +9,7 @@
 
 #include "store.h"
 #include "err.h"
+#include "policy.h"
 #include "scope.h"
 
 #include <lmdb.h>
@@ -104,40 +105,16 @@ static inline int db_err(int mrc)
 }
 
 
-/* Is unit inside root's subtree?  The org-unit tree decides when both are
- * in it; codes outside the district (a migrant's other place) fall back to
- * the division-code prefix rule. */
+/* The subtree rule and every access decision are common/policy.h's; these
+ * wrappers only feed it the store's tree. */
 static inline int within(const ps_store_t *st, const char *unit, const char *root)
 {
-    if (!unit || !*unit)
-        return 0;
-    if (st->opts.units && ps_orgunits_find(st->opts.units, unit) && ps_orgunits_find(st->opts.units, root))
-        return ps_orgunits_within(st->opts.units, unit, root);
-    return ps_orgunit_within(unit, root);
+    return ps_policy_within(st->opts.units, unit, root);
 }
 
-/* May this identity write a record owned by unit?  Admin: everything;
- * township and collector: their subtree; viewer and server: nothing. */
-static inline int may_write(const ps_store_t *st, const ps_peer_t *peer, const char *unit)
-{
-    switch (peer->role) {
-    case PS_ROLE_ADMIN: return 1;
-    case PS_ROLE_TOWNSHIP:
-    case PS_ROLE_COLLECTOR: return within(st, unit, peer->orgunit);
-    default: return 0;
-    }
-}
-
-/* May this identity read a record with this audience (owner, other place)? */
 static inline int may_read(const ps_store_t *st, const ps_peer_t *peer, const char *unit, const char *other)
 {
-    switch (peer->role) {
-    case PS_ROLE_ADMIN: return 1;
-    case PS_ROLE_TOWNSHIP:
-    case PS_ROLE_COLLECTOR:
-        return within(st, unit, peer->orgunit) || (other && *other && within(st, other, peer->orgunit));
-    default: return 0;
-    }
+    return ps_policy_may_read(st->opts.units, peer, unit, other);
 }
 
 static inline void hdr_unit(const uint8_t *hdr, size_t off, char out[13])
@@ -157,16 +134,13 @@ static inline int may_read_hdr(const ps_store_t *st, const ps_peer_t *peer, cons
     return may_read(st, peer, unit, other);
 }
 
-/* May this identity count records with this header?  Readers count what
- * they may read; a viewer, who never receives a record, may count (and see
- * quality findings by record id) within its own subtree. */
+/* May this identity count records with this header (queries, reports)? */
 static inline int may_count_hdr(const ps_store_t *st, const ps_peer_t *peer, const void *hdr)
 {
-    char unit[13];
-    if (peer->role != PS_ROLE_VIEWER)
-        return may_read_hdr(st, peer, hdr);
+    char unit[13], other[13];
     hdr_unit(hdr, HDR_UNIT, unit);
-    return within(st, unit, peer->orgunit);
+    hdr_unit(hdr, HDR_OTHER, other);
+    return ps_policy_may_count(st->opts.units, peer, unit, other);
 }
 
 /* The other place of a migration record, or "". */

@@ -423,9 +423,7 @@ static int township_in_scope(const ps_store_t *st, const ps_peer_t *peer, const 
 {
     if (want && *want && strcmp(town, want) != 0)
         return 0;
-    if (peer->role == PS_ROLE_ADMIN)
-        return 1;
-    return within(st, town, peer->orgunit) || within(st, peer->orgunit, town);
+    return ps_policy_report_township(st->opts.units, peer, town);
 }
 
 static mrow_t *row_for(mrow_t **rows, size_t *n, const char *code)
@@ -476,9 +474,7 @@ static int add_month(ps_store_t *st, MDB_txn *txn, const ps_peer_t *peer, uint32
         township_of(st, unit, town);
         if (!township_in_scope(st, peer, town, want))
             continue;
-        if (peer->role != PS_ROLE_ADMIN && peer->role != PS_ROLE_VIEWER && !within(st, unit, peer->orgunit))
-            continue;
-        if (peer->role == PS_ROLE_VIEWER && !within(st, unit, peer->orgunit))
+        if (!ps_policy_may_count(st->opts.units, peer, unit, NULL))
             continue;
         row = row_for(rows, nrows, town);
         if (!row) {
@@ -725,12 +721,14 @@ int ps_store_close_month(ps_store_t *st, const ps_peer_t *peer, const Popsync__C
         snprintf(err, errlen, "action must be submit, approve, return or status");
         return PS_EINVAL;
     }
-    /* Who may do what: a township submits its own month; the district
-     * approves or returns; anyone with reports may look. */
-    if ((!strcmp(act, "submit") && !(peer->role == PS_ROLE_ADMIN ||
-                                     (peer->role == PS_ROLE_TOWNSHIP && within(st, town, peer->orgunit)))) ||
-        ((!strcmp(act, "approve") || !strcmp(act, "return")) && peer->role != PS_ROLE_ADMIN) ||
-        (!strcmp(act, "status") && peer->role == PS_ROLE_COLLECTOR)) {
+    /* Who may do what is the policy's: a township submits its own month;
+     * the district approves or returns; readers of the township may look. */
+    if (!ps_policy_may_close(st->opts.units, peer,
+                             !strcmp(act, "submit")    ? PS_ACT_CLOSE_SUBMIT
+                             : !strcmp(act, "approve") ? PS_ACT_CLOSE_APPROVE
+                             : !strcmp(act, "return")  ? PS_ACT_CLOSE_RETURN
+                                                       : PS_ACT_CLOSE_STATUS,
+                             town)) {
         snprintf(err, errlen, "role %s may not %s the month of %s", peer->role_name, act, town);
         return PS_EACCES;
     }

@@ -8,6 +8,7 @@
 #include "err.h"
 #include "log.h"
 #include "msg.h"
+#include "policy.h"
 
 #include "wire.pb-c.h"
 
@@ -49,7 +50,7 @@ static void read_work(uv_work_t *req)
         break;
     case PS_MSG_CONFLICT_LIST: {
         Popsync__ConflictList *cl = (Popsync__ConflictList *)j->msg;
-        j->rc = ps_store_conflicts(st, &j->peer, cl->include_resolved, cl->max, j->request_id, &j->reply);
+        j->rc = ps_store_conflicts(st, &j->peer, j->node, cl->include_resolved, cl->max, j->request_id, &j->reply);
         break;
     }
     case PS_MSG_VERIFY_REQUEST: j->rc = ps_store_verify_digests(st, &j->peer, j->request_id, &j->reply); break;
@@ -162,11 +163,6 @@ static int queue_read(ps_conn_t *c, read_job_t *j)
     return PS_OK;
 }
 
-static int role_may_sync(const ps_peer_t *p)
-{
-    return p->role == PS_ROLE_ADMIN || p->role == PS_ROLE_TOWNSHIP || p->role == PS_ROLE_COLLECTOR;
-}
-
 static int on_hello(ps_conn_t *c, const ps_frame_t *f, Popsync__Hello *h)
 {
     read_job_t *j;
@@ -182,6 +178,15 @@ static int on_hello(ps_conn_t *c, const ps_frame_t *f, Popsync__Hello *h)
     if (h->node.len != PS_ID_LEN) {
         ps_conn_error(c, f->request_id, PS_EPROTO, 1, "Hello.node must be 16 bytes");
         return PS_EPROTO;
+    }
+    {
+        /* The policy admits the certificate before anything is read for
+         * it: a unit the tree does not know has no scope to decide. */
+        char why[256];
+        if (ps_policy_admit(c->srv->units, &c->peer, why, sizeof(why))) {
+            ps_conn_error(c, f->request_id, PS_EACCES, 1, "%s", why);
+            return PS_EACCES;
+        }
     }
     memcpy(c->node, h->node.data, PS_ID_LEN);
     /* The features both sides support; today only zstd bodies. */
@@ -209,7 +214,7 @@ static int on_pull(ps_conn_t *c, const ps_frame_t *f, Popsync__Pull *p)
 {
     ps_server_t *srv = c->srv;
     read_job_t *j;
-    if (!role_may_sync(&c->peer)) {
+    if (!ps_policy_may(c->peer.role, PS_ACT_PULL)) {
         ps_conn_error(c, f->request_id, PS_EACCES, 0, "role %s may not pull records", c->peer.role_name);
         return PS_EACCES;
     }
@@ -243,7 +248,7 @@ static int on_pull(ps_conn_t *c, const ps_frame_t *f, Popsync__Pull *p)
 static int on_push(ps_conn_t *c, const ps_frame_t *f, Popsync__Push *p)
 {
     ps_push_job_t *job;
-    if (!role_may_sync(&c->peer)) {
+    if (!ps_policy_may(c->peer.role, PS_ACT_PUSH)) {
         ps_conn_error(c, f->request_id, PS_EACCES, 0, "role %s may not push records", c->peer.role_name);
         return PS_EACCES;
     }
@@ -275,27 +280,16 @@ static int on_push(ps_conn_t *c, const ps_frame_t *f, Popsync__Push *p)
 static int on_read_request(ps_conn_t *c, const ps_frame_t *f, ProtobufCMessage *m)
 {
     read_job_t *j;
-    int conflicts = f->type == PS_MSG_CONFLICT_LIST;
-    int reports = f->type == PS_MSG_QUERY || f->type == PS_MSG_REPORT_REQUEST || f->type == PS_MSG_CLOSE_REQUEST;
-    /* Queries and reports: admin, township and viewer (aggregates only);
-     * a collector is a field device and has none. */
-    if (reports && !(c->peer.role == PS_ROLE_ADMIN || c->peer.role == PS_ROLE_TOWNSHIP ||
-                     c->peer.role == PS_ROLE_VIEWER)) {
+    /* The policy decides by role here; what each may see of the store is
+     * decided by the store, which asks the same policy. */
+    if (!ps_policy_may_send(c->peer.role, f->type)) {
         ps_conn_error(c, f->request_id, PS_EACCES, 0, "role %s may not send %s", c->peer.role_name,
                       ps_frame_type_name(f->type));
         return PS_EACCES;
     }
-    if (f->type == PS_MSG_QUERY && c->peer.role == PS_ROLE_VIEWER && ((Popsync__Query *)m)->list) {
-        ps_conn_error(c, f->request_id, PS_EACCES, 0, "role viewer may not list records, only count them");
-        return PS_EACCES;
-    }
-    /* Conflicts: admin or a township; verify and fetch: anyone who syncs. */
-    if (reports) {
-        /* checked above */
-    } else if (conflicts ? !(c->peer.role == PS_ROLE_ADMIN || c->peer.role == PS_ROLE_TOWNSHIP)
-                         : !role_may_sync(&c->peer)) {
-        ps_conn_error(c, f->request_id, PS_EACCES, 0, "role %s may not send %s", c->peer.role_name,
-                      ps_frame_type_name(f->type));
+    if (f->type == PS_MSG_QUERY && ((Popsync__Query *)m)->list && !ps_policy_may(c->peer.role, PS_ACT_QUERY_LIST)) {
+        ps_conn_error(c, f->request_id, PS_EACCES, 0, "role %s may not list records, only count them",
+                      c->peer.role_name);
         return PS_EACCES;
     }
     if (f->type == PS_MSG_FETCH_REQUEST && ((Popsync__FetchRequest *)m)->n_ids > 10000) {
@@ -310,6 +304,7 @@ static int on_read_request(ps_conn_t *c, const ps_frame_t *f, ProtobufCMessage *
     j->type = f->type;
     j->request_id = f->request_id;
     j->peer = c->peer;
+    memcpy(j->node, c->node, PS_ID_LEN); /* conflicts: the peer's own edits */
     j->msg = m;
     return queue_read(c, j);
 }

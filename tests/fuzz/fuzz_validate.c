@@ -12,6 +12,7 @@
 #include "msg.h"
 #include "orgunit.h"
 #include "record_fmt.h"
+#include "policy.h"
 #include "validate.h"
 
 #include "records.pb-c.h"
@@ -32,6 +33,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static ps_orgunits_t *g_units;
 
 /* References exist for ids whose first byte is even: both branches run. */
+/* A township-role sender of unit (one at a time: a static peer). */
+static const ps_peer_t *township(const char *unit)
+{
+    static ps_peer_t p;
+    ps_policy_peer(&p, "township", unit);
+    return &p;
+}
+
 static int ref_exists(void *arg, const uint8_t id[16], int kind)
 {
     (void)arg;
@@ -77,7 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ctx.ref_exists = ref_exists;
     check(r, &ctx);                     /* an admin's new record */
     town = ps_orgunits_count(g_units) > 1 ? ps_orgunits_at(g_units, 1) : NULL;
-    ctx.scope_root = town ? town->code : NULL;
+    ctx.peer = town ? township(town->code) : NULL;
     check(r, &ctx);                     /* a township's new record */
     ctx.current = r;
     check(r, &ctx);                     /* an edit that changes nothing */

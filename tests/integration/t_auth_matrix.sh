@@ -119,8 +119,8 @@ coll Pull in allowed
 coll Pull out no-data
 coll Ping - allowed
 coll OrgUnitsRequest - allowed
-coll ConflictList in refused
-coll ConflictList out refused
+coll ConflictList in no-data
+coll ConflictList out no-data
 coll VerifyRequest - allowed
 coll VerifyBucketRequest in allowed
 coll VerifyBucketRequest out no-data

@@ -14,14 +14,15 @@
 #include <stdio.h>
 #include <string.h>
 
-/* "any", or the roles in the table's order: "admin, township, collector". */
-static void roles_text(uint32_t roles, char *out, size_t cap)
+/* "any", or the roles that may send type as the access policy says, in
+ * this order: "admin, township, collector". */
+static void roles_text(uint8_t type, char *out, size_t cap)
 {
     static const ps_role_t order[] = {PS_ROLE_ADMIN, PS_ROLE_TOWNSHIP, PS_ROLE_COLLECTOR, PS_ROLE_VIEWER};
     size_t len = 0, n = 0;
     out[0] = '\0';
     for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
-        if (!(roles & PS_MSG_ROLE_BIT(order[i])))
+        if (!ps_msg_role_may_send(type, order[i]))
             continue;
         len += (size_t)snprintf(out + len, cap - len, "%s%s", n ? ", " : "", ps_role_name(order[i]));
         n++;
@@ -42,7 +43,7 @@ int main(void)
         printf("| %u | %s | %s | `%s` | ", r->type, r->name, ps_msg_dir_text(r->dir), r->desc->short_name);
         if (r->dir == PS_MSG_DIR_C2S) {
             char roles[64];
-            roles_text(r->roles, roles, sizeof(roles));
+            roles_text(r->type, roles, sizeof(roles));
             printf("%s (%u) | %s | %s | %s |\n", ps_frame_type_name(r->reply), r->reply, roles,
                    r->needs_hello ? "yes" : "no", ps_msg_run_text(r->run));
         } else {

@@ -27,6 +27,7 @@
 #include "err.h"
 #include "ids.h"
 #include "record_fmt.h"
+#include "policy.h"
 #include "scope.h"
 #include "sync.h"
 #include "validate.h"
@@ -281,7 +282,7 @@ static void op_add(int i)
     else if (!strcmp(g_clients[i].role, "township"))
         for (int k = 0; k < 5; k++) {
             const char *u = g_units[below(7)];
-            if (ps_orgunit_within(u, g_clients[i].unit)) {
+            if (ps_policy_within(NULL, u, g_clients[i].unit)) {
                 unit = u;
                 break;
             }
@@ -470,7 +471,7 @@ static int visible(int i, const snap_t *x)
 {
     if (!strcmp(g_clients[i].role, "admin"))
         return 1;
-    return ps_orgunit_within(x->unit, g_clients[i].unit);
+    return ps_policy_within(NULL, x->unit, g_clients[i].unit);
 }
 
 /* Conflicts on the server, for check 3. */

@@ -20,6 +20,7 @@
 #include "ids.h"
 #include "orgunit.h"
 #include "record_fmt.h"
+#include "policy.h"
 #include "validate.h"
 
 #define TODAY 20261129u
@@ -81,6 +82,14 @@ static int ref_exists(void *arg, const uint8_t id[16], int kind)
     if (kind == POPSYNC__KIND__KIND_HOUSEHOLD)
         return memcmp(id, h, 16) == 0;
     return 0;
+}
+
+/* A township-role sender of unit (one at a time: a static peer). */
+static const ps_peer_t *township(const char *unit)
+{
+    static ps_peer_t p;
+    ps_policy_peer(&p, "township", unit);
+    return &p;
 }
 
 static ps_validate_ctx_t full_ctx(void)
@@ -521,24 +530,24 @@ static void test_orgunit_rules(void **state)
 
     /* Scope with the tree: a village of 韩城镇 is inside 韩城镇 and the district, not 建设路街道. */
     set_raw(&r->orgunit, UNIT_VILLAGE);
-    c.scope_root = UNIT_TOWN;
+    c.peer = township(UNIT_TOWN);
     expect_valid(r, &c);
-    c.scope_root = "130203000000";
+    c.peer = township("130203000000");
     expect_valid(r, &c);
-    c.scope_root = UNIT_VILLAGE;
+    c.peer = township(UNIT_VILLAGE);
     expect_valid(r, &c);
-    c.scope_root = UNIT_OTHER_TOWN;
+    c.peer = township(UNIT_OTHER_TOWN);
     expect_one(r, &c, "orgunit", "outside the sender's scope");
-    c.scope_root = UNIT_COMMUNITY;
+    c.peer = township(UNIT_COMMUNITY);
     expect_one(r, &c, "orgunit", "outside the sender's scope");
 
     /* Scope without a tree: the code prefix rule. */
     c.units = NULL;
-    c.scope_root = UNIT_TOWN;
+    c.peer = township(UNIT_TOWN);
     expect_valid(r, &c);
-    c.scope_root = UNIT_OTHER_TOWN;
+    c.peer = township(UNIT_OTHER_TOWN);
     expect_one(r, &c, "orgunit", "outside the sender's scope");
-    c.scope_root = "130204000000";
+    c.peer = township("130204000000");
     expect_one(r, &c, "orgunit", "outside the sender's scope");
     ps_record_free(r);
 }
@@ -560,9 +569,9 @@ static void test_scope_tree_decides(void **state)
     assert_int_equal(ps_orgunits_parse((const uint8_t *)csv, sizeof(csv) - 1, &t, err, sizeof(err)), PS_OK);
     c.units = t;
     set_raw(&r->orgunit, "130203002001");
-    c.scope_root = "130203001000";
+    c.peer = township("130203001000");
     expect_valid(r, &c);
-    c.scope_root = "130203002000";
+    c.peer = township("130203002000");
     expect_one(r, &c, "orgunit", "outside");
     ps_record_free(r);
     ps_orgunits_free(t);
@@ -802,7 +811,7 @@ static void test_envelope(void **state)
     r->person->sex = (Popsync__Sex)9;
     r->deleted = 1;
     expect_valid(r, &c);
-    c.scope_root = UNIT_OTHER_TOWN;
+    c.peer = township(UNIT_OTHER_TOWN);
     expect_one(r, &c, "orgunit", "outside");
     ps_record_free(r);
 }

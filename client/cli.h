@@ -31,6 +31,7 @@ int ps_cmd_status(ps_cli_t *cli, int argc, char **argv);
 int ps_cmd_add(ps_cli_t *cli, int argc, char **argv);
 int ps_cmd_edit(ps_cli_t *cli, int argc, char **argv);
 int ps_cmd_delete(ps_cli_t *cli, int argc, char **argv);
+int ps_cmd_restore(ps_cli_t *cli, int argc, char **argv);
 int ps_cmd_show(ps_cli_t *cli, int argc, char **argv);
 int ps_cmd_list(ps_cli_t *cli, int argc, char **argv);
 int ps_cmd_generate(ps_cli_t *cli, int argc, char **argv);

@@ -291,27 +291,338 @@ out:
     return rc;
 }
 
-int ps_cmd_delete(ps_cli_t *cli, int argc, char **argv)
+/* ---- delete and restore ----------------------------------------------------
+ *
+ * A record that other live records refer to (ps_record_refs: a person's
+ * births, migrations, benefits and visits, the household she heads; a
+ * household's members) is not deleted unless the clerk says what becomes of
+ * them: --cascade deletes them too, and everything that would in turn refer
+ * to a deleted record, deepest first; --force deletes only the record and
+ * leaves them referring to a tombstone (the quality report lists them).
+ * Only the records this cache holds are seen (docs/sync.md §7 says what the
+ * server does about the others).  `restore` undoes a delete. */
+
+#define DEP_LEVELS 64 /* bound on cascade depth; the schema needs 4 */
+
+typedef struct deps {
+    Popsync__Record **recs; /* referring records found, level by level (copies) */
+    const char **fields;    /* the field by which each refers to the level above */
+    unsigned *level;
+    size_t n, cap;
+    size_t lo, hi;          /* this scan's targets: the root when lo == hi, else recs[lo..hi) */
+    const uint8_t *root;
+    int oom;
+} deps_t;
+
+static Popsync__Record *copy_record(const Popsync__Record *r)
 {
-    ps_cache_t *c = NULL;
-    Popsync__Record *r = NULL;
-    int rc;
-    if (argc != 2) {
-        ps_cli_err("delete: usage: delete ID");
-        return PS_EXIT_USAGE;
+    size_t sz = protobuf_c_message_get_packed_size(&r->base);
+    uint8_t *buf = malloc(sz ? sz : 1);
+    Popsync__Record *copy;
+
+    if (!buf)
+        return NULL;
+    protobuf_c_message_pack(&r->base, buf);
+    copy = popsync__record__unpack(NULL, sz, buf);
+    free(buf);
+    return copy;
+}
+
+static int dep_known(const deps_t *d, const uint8_t *id)
+{
+    if (memcmp(id, d->root, PS_ID_LEN) == 0)
+        return 1;
+    for (size_t i = 0; i < d->n; i++)
+        if (memcmp(d->recs[i]->id.data, id, PS_ID_LEN) == 0)
+            return 1;
+    return 0;
+}
+
+static int dep_target(const deps_t *d, const uint8_t *id)
+{
+    if (d->lo == d->hi)
+        return memcmp(id, d->root, PS_ID_LEN) == 0;
+    for (size_t i = d->lo; i < d->hi; i++)
+        if (memcmp(d->recs[i]->id.data, id, PS_ID_LEN) == 0)
+            return 1;
+    return 0;
+}
+
+static int dep_add(deps_t *d, const Popsync__Record *r, const char *field, unsigned level)
+{
+    if (d->n == d->cap) {
+        size_t ncap = d->cap ? d->cap * 2 : 16;
+        Popsync__Record **nr = realloc(d->recs, ncap * sizeof(*nr));
+        const char **nf;
+        unsigned *nl;
+        if (nr)
+            d->recs = nr;
+        nf = nr ? realloc(d->fields, ncap * sizeof(*nf)) : NULL;
+        if (nf)
+            d->fields = nf;
+        nl = nf ? realloc(d->level, ncap * sizeof(*nl)) : NULL;
+        if (!nl)
+            return PS_ENOMEM;
+        d->level = nl;
+        d->cap = ncap;
     }
-    if (open_cache(cli, "delete", &c))
-        return PS_EXIT_FAIL;
-    if ((rc = load_by_id("delete", c, argv[1], &r)))
-        goto out;
-    if (!r->deleted) {
-        r->deleted = 1;
-        if (ps_cache_put_local(c, r) != PS_OK) {
-            ps_cli_err("delete: cannot store the change");
-            rc = PS_EXIT_FAIL;
+    if (!(d->recs[d->n] = copy_record(r)))
+        return PS_ENOMEM;
+    d->fields[d->n] = field;
+    d->level[d->n] = level;
+    d->n++;
+    return PS_OK;
+}
+
+static int dep_scan_one(Popsync__Record *r, void *arg)
+{
+    deps_t *d = arg;
+    ps_ref_t refs[PS_REFS_MAX];
+    size_t n;
+
+    if (r->deleted || r->id.len != PS_ID_LEN || dep_known(d, r->id.data))
+        return 0;
+    n = ps_record_refs(r, refs);
+    for (size_t i = 0; i < n; i++) {
+        if (!dep_target(d, refs[i].id))
+            continue;
+        if (dep_add(d, r, refs[i].field, d->lo == d->hi ? 0 : d->level[d->lo] + 1)) {
+            d->oom = 1;
+            return 1;
+        }
+        return 0;
+    }
+    return 0;
+}
+
+/* The live records that refer to root (level 0) and, when transitive, the
+ * ones that refer to those, and so on. */
+static int find_deps(ps_cache_t *c, const uint8_t *root, int transitive, deps_t *d)
+{
+    int rc;
+
+    memset(d, 0, sizeof(*d));
+    d->root = root;
+    for (unsigned level = 0; level < DEP_LEVELS; level++) {
+        size_t before = d->n;
+        if ((rc = ps_cache_foreach(c, dep_scan_one, d)) || d->oom)
+            return rc ? rc : PS_ENOMEM;
+        if (!transitive || d->n == before)
+            break;
+        d->lo = before;
+        d->hi = d->n;
+    }
+    return PS_OK;
+}
+
+static void deps_free(deps_t *d)
+{
+    for (size_t i = 0; i < d->n; i++)
+        ps_record_free(d->recs[i]);
+    free(d->recs);
+    free(d->fields);
+    free(d->level);
+    memset(d, 0, sizeof(*d));
+}
+
+/* A short description of a record for the clerk's own terminal: a few
+ * fields by kind (a person's name, never an ID number). */
+static void describe(const Popsync__Record *r, char *out, size_t len)
+{
+    static const struct {
+        int kind;
+        const char *f[3];
+    } D[] = {{POPSYNC__KIND__KIND_PERSON, {"name", "birth_date", NULL}},
+             {POPSYNC__KIND__KIND_HOUSEHOLD, {"address", NULL, NULL}},
+             {POPSYNC__KIND__KIND_BIRTH, {"birth_date", "child_sex", NULL}},
+             {POPSYNC__KIND__KIND_MIGRATION, {"direction", "start_date", NULL}},
+             {POPSYNC__KIND__KIND_BENEFIT, {"scheme", "period", "status"}},
+             {POPSYNC__KIND__KIND_SERVICE_VISIT, {"service", "visit_date", NULL}}};
+    size_t off = 0;
+
+    out[0] = '\0';
+    for (size_t k = 0; k < sizeof(D) / sizeof(D[0]); k++) {
+        if (D[k].kind != (int)r->kind)
+            continue;
+        for (size_t i = 0; i < 3 && D[k].f[i] && off + 3 < len; i++) {
+            char v[160];
+            if (ps_record_get_text(r, D[k].f[i], v, sizeof(v)) != PS_OK || !v[0])
+                continue;
+            for (char *p = v; *p; p++)
+                if ((unsigned char)*p < 0x20)
+                    *p = ' ';
+            off += (size_t)snprintf(out + off, len - off, "%s%s", off ? ", " : "", v);
+            if (off >= len)
+                break;
         }
     }
+}
+
+/* One line per dependent, indented by its depth: in the order found (each
+ * under the record it refers to), or, reversed, in the order a cascade
+ * deletes them. */
+static void print_deps(FILE *f, const deps_t *d, int reversed)
+{
+    for (size_t j = 0; j < d->n; j++) {
+        size_t i = reversed ? d->n - 1 - j : j;
+        char id[PS_UUID_STR], desc[256];
+        ps_uuid_format(d->recs[i]->id.data, id);
+        describe(d->recs[i], desc, sizeof(desc));
+        fprintf(f, "  %*s%-13s %s  %s  %s\n", (int)(2 * d->level[i]), "", ps_kind_name((int)d->recs[i]->kind), id,
+                d->fields[i], desc);
+    }
+}
+
+/* --cascade: every dependent, deepest first, then the record: one
+ * transaction, so the cache never holds half a cascade. */
+static int delete_cascade(ps_cache_t *c, Popsync__Record *r, deps_t *d, const char *idtext)
+{
+    Popsync__Record **all = malloc((d->n + 1) * sizeof(*all));
+    int rc;
+
+    if (!all)
+        return PS_EXIT_FAIL;
+    for (size_t i = 0; i < d->n; i++) {
+        all[i] = d->recs[d->n - 1 - i];
+        all[i]->deleted = 1;
+    }
+    all[d->n] = r;
+    r->deleted = 1;
+    printf("deleting %zu record(s) that refer to %s first, in this order:\n", d->n, idtext);
+    print_deps(stdout, d, 1);
+    rc = ps_cache_put_local_many(c, all, d->n + 1);
+    free(all);
+    if (rc) {
+        ps_cli_err("delete: cannot store the change: %s", ps_strerror(rc));
+        return PS_EXIT_FAIL;
+    }
+    printf("deleted %s and %zu record(s) that referred to it\n", idtext, d->n);
+    return PS_EXIT_OK;
+}
+
+static int delete_usage(void)
+{
+    ps_cli_err("delete: usage: delete ID [--cascade | --force]");
+    return PS_EXIT_USAGE;
+}
+
+int ps_cmd_delete(ps_cli_t *cli, int argc, char **argv)
+{
+    static const struct option lo[] = {{"cascade", no_argument, NULL, 'c'},
+                                       {"force", no_argument, NULL, 'f'},
+                                       {NULL, 0, NULL, 0}};
+    ps_cache_t *c = NULL;
+    Popsync__Record *r = NULL;
+    deps_t d;
+    int opt, rc, cascade = 0, force = 0;
+
+    memset(&d, 0, sizeof(d));
+    while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        if (opt == 'c')
+            cascade = 1;
+        else if (opt == 'f')
+            force = 1;
+        else
+            return delete_usage();
+    }
+    if (optind != argc - 1 || (cascade && force))
+        return delete_usage();
+    if (open_cache(cli, "delete", &c))
+        return PS_EXIT_FAIL;
+    if ((rc = load_by_id("delete", c, argv[optind], &r)) || r->deleted)
+        goto out;
+    if ((rc = find_deps(c, r->id.data, !force, &d))) {
+        ps_cli_err("delete: %s", ps_strerror(rc));
+        rc = PS_EXIT_FAIL;
+        goto out;
+    }
+    if (d.n > 0 && cascade) {
+        rc = delete_cascade(c, r, &d, argv[optind]);
+        goto out;
+    }
+    if (d.n > 0 && !force) {
+        ps_cli_err("delete: %zu record(s) refer to %s; nothing was deleted:", d.n, argv[optind]);
+        print_deps(stderr, &d, 0);
+        ps_cli_err("delete: give --cascade to delete them too (listed above, deleted first), or --force to "
+                   "delete only %s and leave them referring to a deleted record",
+                   argv[optind]);
+        rc = PS_EXIT_INVALID;
+        goto out;
+    }
+    if (d.n > 0) {
+        ps_cli_err("delete: --force: %zu record(s) still refer to %s (the quality report lists them):", d.n,
+                   argv[optind]);
+        print_deps(stderr, &d, 0);
+    }
+    r->deleted = 1;
+    if (ps_cache_put_local(c, r) != PS_OK) {
+        ps_cli_err("delete: cannot store the change");
+        rc = PS_EXIT_FAIL;
+    }
 out:
+    deps_free(&d);
+    if (r)
+        ps_record_free(r);
+    ps_cache_close(c);
+    return rc;
+}
+
+/* After a restore: references of r that name a tombstone this cache holds. */
+static void note_deleted_refs(ps_cache_t *c, const Popsync__Record *r, const char *idtext)
+{
+    ps_ref_t refs[PS_REFS_MAX];
+    size_t n = ps_record_refs(r, refs);
+
+    for (size_t i = 0; i < n; i++) {
+        Popsync__Record *t = NULL;
+        char tid[PS_UUID_STR];
+        if (ps_cache_get(c, refs[i].id, &t) != PS_OK)
+            continue;
+        if (t->deleted) {
+            ps_uuid_format(refs[i].id, tid);
+            ps_cli_err("restore: note: %s of %s names %s %s, which is deleted; 'popsync restore %s' brings it back",
+                       refs[i].field, idtext, ps_kind_name((int)t->kind), tid, tid);
+        }
+        ps_record_free(t);
+    }
+}
+
+int ps_cmd_restore(ps_cli_t *cli, int argc, char **argv)
+{
+    ps_cache_t *c = NULL;
+    Popsync__Record *r = NULL, *before = NULL;
+    int rc;
+
+    if (argc != 2) {
+        ps_cli_err("restore: usage: restore ID");
+        return PS_EXIT_USAGE;
+    }
+    if (open_cache(cli, "restore", &c))
+        return PS_EXIT_FAIL;
+    if ((rc = load_by_id("restore", c, argv[1], &r)))
+        goto out;
+    if (!r->deleted) {
+        ps_cli_err("restore: record %s is not deleted; nothing to do", argv[1]);
+        goto out;
+    }
+    /* A new revision of the tombstone with deleted = false, judged like an
+     * edit of it: its references, unchanged, are not looked up again. */
+    if (!(before = copy_record(r))) {
+        rc = PS_EXIT_FAIL;
+        goto out;
+    }
+    r->deleted = 0;
+    if ((rc = validate_or_report("restore", c, r, before)))
+        goto out;
+    if (ps_cache_put_local(c, r) != PS_OK) {
+        ps_cli_err("restore: cannot store the change");
+        rc = PS_EXIT_FAIL;
+        goto out;
+    }
+    note_deleted_refs(c, r, argv[1]);
+out:
+    if (before)
+        ps_record_free(before);
     if (r)
         ps_record_free(r);
     ps_cache_close(c);

@@ -28,7 +28,10 @@ static void usage(FILE *f)
             "  template KIND [--lang zh|en] --out FILE.csv\n"
             "                          an empty import file with the header row\n"
             "  edit ID --set FIELD=VALUE ... | --json '{...}'\n"
-            "  delete ID               mark a record deleted (syncs as a tombstone)\n"
+            "  delete ID [--cascade | --force]\n"
+            "                          mark a record deleted (syncs as a tombstone); refused while other\n"
+            "                          records refer to it, unless --cascade (delete them too) or --force\n"
+            "  restore ID              undo a delete (a new revision, synced like any edit)\n"
             "  show ID [--format json|table]\n"
             "  list [--kind KIND] [--orgunit CODE] [--format table|json|csv] [--deleted]\n"
             "  sync [--quiet]          push local changes, then pull everyone else's\n"
@@ -77,6 +80,7 @@ int main(int argc, char **argv)
         int (*fn)(ps_cli_t *, int, char **);
     } cmds[] = {{"init", ps_cmd_init},     {"sync", ps_cmd_sync}, {"status", ps_cmd_status},
                 {"add", ps_cmd_add},       {"edit", ps_cmd_edit}, {"delete", ps_cmd_delete},
+                {"restore", ps_cmd_restore},
                 {"show", ps_cmd_show},     {"list", ps_cmd_list}, {"generate", ps_cmd_generate},
                 {"import", ps_cmd_import}, {"export", ps_cmd_export},
                 {"stats", ps_cmd_stats}, {"verify", ps_cmd_verify}, {"conflicts", ps_cmd_conflicts},

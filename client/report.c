@@ -213,6 +213,7 @@ static const ind_def_t CHECKS[] = {
     {"invalid_id_number", "身份证号无效", "Invalid ID number"},
     {"impossible_date", "日期不合理", "Impossible date"},
     {"missing_mother", "出生记录的母亲不存在", "Birth whose mother is missing"},
+    {"dangling_reference", "引用的记录不存在或已删除", "Reference to a missing or deleted record"},
     {"feedback_overdue", "流动人口信息超期未反馈", "Migration feedback overdue"},
 };
 #define NCHECKS (sizeof(CHECKS) / sizeof(CHECKS[0]))

@@ -629,3 +629,39 @@ size_t ps_validate_record(const Popsync__Record *r, const ps_validate_ctx_t *ctx
     }
     return v->n - before;
 }
+
+/* ---- references ------------------------------------------------------------ */
+
+static size_t add_ref(ps_ref_t *refs, size_t n, const char *field, ProtobufCBinaryData id, int kind)
+{
+    if (n >= PS_REFS_MAX || id.len != PS_ID_LEN || !id.data)
+        return n;
+    refs[n].field = field;
+    refs[n].id = id.data;
+    refs[n].kind = kind;
+    return n + 1;
+}
+
+size_t ps_record_refs(const Popsync__Record *r, ps_ref_t refs[PS_REFS_MAX])
+{
+    const int person = POPSYNC__KIND__KIND_PERSON;
+
+    if (!r)
+        return 0;
+    switch (r->body_case) {
+    case POPSYNC__RECORD__BODY_PERSON:
+        return r->person ? add_ref(refs, 0, "household_id", r->person->household_id, POPSYNC__KIND__KIND_HOUSEHOLD) : 0;
+    case POPSYNC__RECORD__BODY_HOUSEHOLD:
+        return r->household ? add_ref(refs, 0, "head_id", r->household->head_id, person) : 0;
+    case POPSYNC__RECORD__BODY_BIRTH:
+        return r->birth ? add_ref(refs, 0, "mother_id", r->birth->mother_id, person) : 0;
+    case POPSYNC__RECORD__BODY_MIGRATION:
+        return r->migration ? add_ref(refs, 0, "person_id", r->migration->person_id, person) : 0;
+    case POPSYNC__RECORD__BODY_BENEFIT:
+        return r->benefit ? add_ref(refs, 0, "person_id", r->benefit->person_id, person) : 0;
+    case POPSYNC__RECORD__BODY_SERVICE_VISIT:
+        return r->service_visit ? add_ref(refs, 0, "person_id", r->service_visit->person_id, person) : 0;
+    default:
+        return 0;
+    }
+}

@@ -63,6 +63,23 @@ void ps_verrs_add(ps_verrs_t *v, const char *field, const char *fmt, ...) __attr
  */
 size_t ps_validate_record(const Popsync__Record *r, const ps_validate_ctx_t *ctx, ps_verrs_t *v);
 
+/** One reference a record makes to another record. */
+typedef struct ps_ref {
+    const char *field; /**< the referring field ("mother_id"), a static string */
+    const uint8_t *id; /**< the 16-byte id referred to (points into the record) */
+    int kind;          /**< the kind the referred record must have */
+} ps_ref_t;
+#define PS_REFS_MAX 4
+
+/**
+ * The references r makes (a person's household, a household's head, a
+ * birth's mother, the person of a migration, benefit or visit): the
+ * non-empty 16-byte ones, at most PS_REFS_MAX, into refs.  Returns how many.
+ * The one list of reference fields: delete's dependents (client) and the
+ * quality report's dangling references (server) both read it.
+ */
+size_t ps_record_refs(const Popsync__Record *r, ps_ref_t refs[PS_REFS_MAX]);
+
 /** GB 11643 check: 18 characters, MOD 11-2 check digit, real birth date.
  *  Returns NULL when valid, else a static reason. */
 const char *ps_validate_id_number(const char *idn);

@@ -902,6 +902,7 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
                            ch->resolves.len  ? "resolve"
                            : !cur            ? "create"
                            : nv.deleted && !cur->deleted ? "delete"
+                           : !nv.deleted && cur->deleted ? "restore"
                            : have_merge      ? "merge"
                                              : "update")))
         goto out;

@@ -858,6 +858,33 @@ static int issue_add(qissues_t *q, const char *check, const uint8_t *id, const c
     return PS_OK;
 }
 
+/* Every reference of r (ps_record_refs) that names no live record of the
+ * right kind: deleted since (`delete --force`, or a delete pushed by a
+ * cache that could not see the referring record), or never stored.  A
+ * birth's mother keeps her own check, `missing_mother`; the others are
+ * `dangling_reference`.  The detail names the field and the kind only. */
+static int dangling_refs(MDB_txn *txn, ps_store_t *st, const Popsync__Record *r, const char *unit, qissues_t *qi)
+{
+    ps_ref_t refs[PS_REFS_MAX];
+    size_t n = ps_record_refs(r, refs);
+    int rc = PS_OK;
+
+    for (size_t i = 0; rc == PS_OK && i < n; i++) {
+        MDB_val k = {PS_ID_LEN, (void *)refs[i].id}, v;
+        const uint8_t *h;
+        char detail[96];
+        if (mdb_get(txn, st->records, &k, &v) == 0 && v.mv_size >= REC_HDR && !((h = v.mv_data)[9] & REC_DELETED) &&
+            h[8] == refs[i].kind)
+            continue;
+        snprintf(detail, sizeof(detail), "%s: no live %s record", refs[i].field, ps_kind_name(refs[i].kind));
+        rc = issue_add(qi, strcmp(refs[i].field, "mother_id") == 0 && r->kind == POPSYNC__KIND__KIND_BIRTH
+                               ? "missing_mother"
+                               : "dangling_reference",
+                       r->id.data, unit, r->kind, detail);
+    }
+    return rc;
+}
+
 /* Per ID number: the records holding it and their townships. */
 typedef struct idrefs {
     size_t n;
@@ -950,13 +977,8 @@ int ps_store_report_quality(ps_store_t *st, const ps_peer_t *peer, const Popsync
                 }
             }
         }
-        if (rc == PS_OK && r->body_case == POPSYNC__RECORD__BODY_BIRTH && r->birth->mother_id.len == PS_ID_LEN) {
-            MDB_val mk = {PS_ID_LEN, r->birth->mother_id.data}, mv;
-            const uint8_t *mh;
-            if (mdb_get(txn, st->records, &mk, &mv) != 0 || mv.mv_size < REC_HDR ||
-                ((mh = mv.mv_data)[9] & REC_DELETED) || mh[8] != POPSYNC__KIND__KIND_PERSON)
-                rc = issue_add(&qi, "missing_mother", r->id.data, unit, r->kind, "mother_id: no live person record");
-        }
+        if (rc == PS_OK)
+            rc = dangling_refs(txn, st, r, unit, &qi);
         if (rc == PS_OK && r->body_case == POPSYNC__RECORD__BODY_MIGRATION) {
             const Popsync__Migration *g = r->migration;
             if (g->submitted_date && *g->submitted_date && (!g->feedback_date || !*g->feedback_date)) {

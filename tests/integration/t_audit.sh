@@ -9,7 +9,7 @@ ps --data "$T/t1" generate --persons 40 --seed 3 >/dev/null
 ps --data "$T/t1" sync --quiet
 id=$(ps --data "$T/t1" list --kind person --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
 ps --data "$T/t1" edit "$id" --set phone=13912345678
-ps --data "$T/t1" delete "$id"
+ps --data "$T/t1" delete "$id" --force
 ps --data "$T/t1" sync --quiet
 total=$(ps --data "$T/t1" status --json | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["records"]+s["deleted"])')
 # Verification works on a live store.

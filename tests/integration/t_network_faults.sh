@@ -103,7 +103,7 @@ for mode in delay cut stall; do
             ps --data "$T/p_$mode" edit "$id" --set phone=13900000001 >/dev/null
         done
         for id in "${new[@]:6:3}"; do
-            ps --data "$T/p_$mode" delete "$id" >/dev/null
+            ps --data "$T/p_$mode" delete "$id" --force >/dev/null
         done
         for id in "${new[@]:0:6}"; do echo "$id 2 False"; done >>"$T/expect"
         for id in "${new[@]:6:3}"; do echo "$id 2 True"; done >>"$T/expect"

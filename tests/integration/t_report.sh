@@ -356,7 +356,7 @@ kid=$(sq tb add birth --set mother_id="$mom" --set child_sex=female --set birth_
 psync ta
 psync tb
 psync tc
-sq tb delete "$mom" >/dev/null || fail "delete the mother"
+sq tb delete "$mom" --force >/dev/null || fail "delete the mother"
 psync tb
 psync admin
 export_json admin "$T/admin.json"

@@ -44,7 +44,7 @@ ps --data "$T/t1" edit "$id" --set phone=13800000000
 ps --data "$T/t1" sync --quiet
 ps --data "$T/admin" sync --quiet
 expect_eq "$(ps --data "$T/admin" show "$id" --format json | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["phone"], r["rev"]["gen"])')" "13800000000 2" "edit reached admin"
-ps --data "$T/t1" delete "$id"
+ps --data "$T/t1" delete "$id" --force
 ps --data "$T/t1" sync --quiet
 ps --data "$T/admin" sync --quiet
 expect_eq "$(count admin)" 500 "delete reached admin"

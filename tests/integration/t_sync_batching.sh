@@ -73,7 +73,7 @@ ids=($(all_ids a))
 for i in $(seq 0 29); do
     if sq a edit "${ids[$i]}" --set phone=1390000$(printf '%04d' "$i") >/dev/null 2>&1; then bump "${ids[$i]}"; fi
 done
-for i in $(seq 30 39); do sq a delete "${ids[$i]}" >/dev/null && bump "${ids[$i]}"; done
+for i in $(seq 30 39); do sq a delete "${ids[$i]}" --force >/dev/null && bump "${ids[$i]}"; done
 for i in $(seq 200 229); do bump "$(add_person a "$i")"; done
 work=$(pending a)
 dups=0

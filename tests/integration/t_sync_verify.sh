@@ -43,7 +43,7 @@ moved=${ids[5]}
 # so the damage below only deletes keys or puts back a value the same cache
 # held under the same id earlier.)
 # A tombstone to lose later.
-sq a delete "$tomb"
+sq a delete "$tomb" --force
 psync a
 # The stale record: keep its gen-1 value, let the admin edit it, sync, then
 # put the old value back.  The same for a record the admin then moves to

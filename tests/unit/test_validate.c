@@ -872,6 +872,42 @@ static void test_reasons_hide_values(void **state)
     ps_record_free(r);
 }
 
+/* ps_record_refs: the one list of reference fields delete and the quality
+ * report read; each kind's reference, with the kind it must name. */
+static void test_record_refs(void **state)
+{
+    static const struct {
+        int kind;
+        const char *set, *field;
+        int target;
+    } cases[] = {
+        {POPSYNC__KIND__KIND_PERSON, "household_id=" HOUSEHOLD_A, "household_id", POPSYNC__KIND__KIND_HOUSEHOLD},
+        {POPSYNC__KIND__KIND_HOUSEHOLD, "head_id=" PERSON_A, "head_id", POPSYNC__KIND__KIND_PERSON},
+        {POPSYNC__KIND__KIND_BIRTH, "mother_id=" PERSON_A, "mother_id", POPSYNC__KIND__KIND_PERSON},
+        {POPSYNC__KIND__KIND_MIGRATION, "person_id=" PERSON_A, "person_id", POPSYNC__KIND__KIND_PERSON},
+        {POPSYNC__KIND__KIND_BENEFIT, "person_id=" PERSON_A, "person_id", POPSYNC__KIND__KIND_PERSON},
+        {POPSYNC__KIND__KIND_SERVICE_VISIT, "person_id=" PERSON_A, "person_id", POPSYNC__KIND__KIND_PERSON},
+    };
+    ps_ref_t refs[PS_REFS_MAX];
+    uint8_t want[PS_ID_LEN];
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        Popsync__Record *r = build(cases[i].kind, UNIT_VILLAGE, NULL);
+        /* No reference set: none reported. */
+        assert_int_equal(ps_record_refs(r, refs), 0);
+        ps_record_free(r);
+        r = build(cases[i].kind, UNIT_VILLAGE, cases[i].set, NULL);
+        assert_int_equal(ps_record_refs(r, refs), 1);
+        assert_string_equal(refs[0].field, cases[i].field);
+        assert_int_equal(refs[0].kind, cases[i].target);
+        assert_int_equal(ps_uuid_parse(strchr(cases[i].set, '=') + 1, want), PS_OK);
+        assert_memory_equal(refs[0].id, want, PS_ID_LEN);
+        ps_record_free(r);
+    }
+    assert_int_equal(ps_record_refs(NULL, refs), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -884,7 +920,7 @@ int main(void)
         cmocka_unit_test(test_migration_rules),   cmocka_unit_test(test_benefit_rules),
         cmocka_unit_test(test_service_rules),     cmocka_unit_test(test_labels),
         cmocka_unit_test(test_envelope),          cmocka_unit_test(test_many_errors),
-        cmocka_unit_test(test_reasons_hide_values),
+        cmocka_unit_test(test_reasons_hide_values), cmocka_unit_test(test_record_refs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

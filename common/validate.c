@@ -599,6 +599,68 @@ static void check_orgunit(vstate_t *vs, const char *code)
         ps_verrs_add(vs->v, "orgunit", "is outside the sender's scope");
 }
 
+/* Every known field of every kind fits in about 1 KiB (the text limits
+ * above); the rest is room for the unknown fields of a newer build. */
+size_t ps_record_max_bytes(int kind)
+{
+    switch (kind) {
+    case POPSYNC__KIND__KIND_PERSON:
+    case POPSYNC__KIND__KIND_MIGRATION:
+    case POPSYNC__KIND__KIND_SERVICE_VISIT: return 8192;
+    case POPSYNC__KIND__KIND_HOUSEHOLD:
+    case POPSYNC__KIND__KIND_BIRTH:
+    case POPSYNC__KIND__KIND_BENEFIT: return 6144;
+    default: return 0;
+    }
+}
+
+/* Bytes of unknown fields in m and its sub-messages (the schema has no
+ * recursion, so the depth is bounded). */
+static size_t unknown_bytes(const ProtobufCMessage *m)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    const char *base = (const char *)m;
+    size_t n = 0;
+
+    for (unsigned i = 0; i < m->n_unknown_fields; i++)
+        n += m->unknown_fields[i].len + 1;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        const ProtobufCMessage *sub;
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE || f->label == PROTOBUF_C_LABEL_REPEATED)
+            continue; /* records have no repeated messages */
+        /* Members of a oneof share storage: only the set one is of its type. */
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+            *(const uint32_t *)(const void *)(base + f->quantifier_offset) != f->id)
+            continue;
+        sub = *(const ProtobufCMessage *const *)(const void *)(base + f->offset);
+        if (sub)
+            n += unknown_bytes(sub);
+    }
+    return n;
+}
+
+/* Size bounds: checked before anything else, tombstones included (their
+ * body is not validated, so only this bounds it). */
+static void check_size(const Popsync__Record *r, ps_verrs_t *v)
+{
+    size_t unknown = unknown_bytes(&r->base), max = ps_record_max_bytes(r->kind), packed;
+
+    if (unknown > PS_RECORD_MAX_UNKNOWN) {
+        ps_verrs_add(v, "record",
+                     "carries %zu bytes of unknown fields (limit %u), made by a newer or foreign program: "
+                     "update popsync or re-enter the record",
+                     unknown, PS_RECORD_MAX_UNKNOWN);
+        return; /* that is why it is big */
+    }
+    if (!max)
+        return; /* the kind check reports it */
+    packed = protobuf_c_message_get_packed_size(&r->base);
+    if (packed > max)
+        ps_verrs_add(v, "record", "is %zu bytes, over the limit of %zu for a %s: shorten its fields", packed, max,
+                     ps_kind_name(r->kind));
+}
+
 size_t ps_validate_record(const Popsync__Record *r, const ps_validate_ctx_t *ctx, ps_verrs_t *v)
 {
     size_t before = v->n;
@@ -608,6 +670,7 @@ size_t ps_validate_record(const Popsync__Record *r, const ps_validate_ctx_t *ctx
     vs.v = v;
     vs.today = ctx && ctx->today ? ctx->today : local_today();
 
+    check_size(r, v);
     if (r->id.len != PS_ID_LEN)
         ps_verrs_add(v, "id", "must be a 16-byte UUID");
     if (!body_matches_kind(r)) {

@@ -17,6 +17,15 @@
 
 #define PS_VERR_MAX 8
 
+/** Bytes of protobuf fields this build does not know that one record may
+ *  carry (envelope and body together): kept for forward compatibility,
+ *  bounded so nobody can store and replicate megabytes nobody sees. */
+#define PS_RECORD_MAX_UNKNOWN 4096u
+
+/** The largest packed record of a kind (unknown fields included); 0 when
+ *  the kind is unknown.  docs/data-model.md §2 lists them. */
+size_t ps_record_max_bytes(int kind);
+
 typedef struct ps_field_error {
     char field[32];   /**< field name as in the CLI/CSV/JSON ("birth_date") */
     char reason[160]; /**< English reason; never contains the field's value */

@@ -20,6 +20,16 @@
  * and "first error: MESSAGE" when any Error frame arrived.  The --wait
  * period starts once every connection has finished its handshake.
  *
+ * --push-unknown BYTES (after --hello) sends one Push (request id 2) of
+ * three new persons in the certificate's unit: lcn 1 carries an unknown
+ * field number 100 of BYTES bytes, lcn 2 is plain, lcn 3 is a tombstone
+ * whose name is 20,000 bytes; it prints one line per ChangeResult:
+ *   "result lcn=L status=S [errors: FIELD: REASON; ...]"
+ * and ends (as when --wait runs out) once the PushResult is in.
+ *
+ * --trickle HEX (one connection) sends HEX one byte every --trickle-ms MS
+ * (default 200) after the rest: a slowloris frame.
+ *
  * SIGUSR1 ends the wait early (the summary and "open" are printed as when
  * it runs out), so a test can hold connections for as long as it needs.
  *
@@ -58,7 +68,9 @@ typedef struct tconn {
 
 struct tc {
     uv_loop_t loop;
-    uv_timer_t wait, starter;
+    uv_timer_t wait, starter, trickle;
+    const char *trickle_hex;   /* --trickle: bytes still to send, as hex */
+    uint64_t trickle_ms;
     uv_signal_t usr1;
     ps_tls_conf_t *conf;
     const char *sname;
@@ -68,6 +80,7 @@ struct tc {
     int nhex;
     uint64_t wait_ms;
     long flood;
+    long push_unknown; /* bytes of unknown field 100 in the first record; 0: no Push */
     int no_read;
     int nconns, started, settled, finished;
     tconn_t *conns;
@@ -108,6 +121,93 @@ static void send_hex(ps_stream_t *s, const char *h)
     ps_buf_free(&b);
 }
 
+/* One person in unit: a valid man born 1990-03-07. */
+static void make_person(Popsync__Record *r, Popsync__Person *p, uint8_t id[PS_ID_LEN], const char *unit)
+{
+    ps_uuid7(id);
+    r->id.data = id;
+    r->id.len = PS_ID_LEN;
+    r->kind = POPSYNC__KIND__KIND_PERSON;
+    r->orgunit = (char *)unit;
+    r->created_ms = r->updated_ms = (int64_t)ps_now_ms();
+    r->body_case = POPSYNC__RECORD__BODY_PERSON;
+    r->person = p;
+    p->id_number = "110105199003071239";
+    p->name = "Hostile Test";
+    p->sex = POPSYNC__SEX__SEX_MALE;
+    p->birth_date = "1990-03-07";
+}
+
+/* The Push of --push-unknown (see the header). */
+static void send_push_unknown(ps_stream_t *s, long unknown, const char *unit)
+{
+    Popsync__Record rec[3];
+    Popsync__Person per[3];
+    Popsync__Change ch[3], *chp[3];
+    Popsync__Rev base = POPSYNC__REV__INIT;
+    Popsync__Push push = POPSYNC__PUSH__INIT;
+    ProtobufCMessageUnknownField uf;
+    uint8_t ids[3][PS_ID_LEN];
+    char *big_name = malloc(20001);
+    ps_buf_t b;
+
+    for (int i = 0; i < 3; i++) {
+        popsync__record__init(&rec[i]);
+        popsync__person__init(&per[i]);
+        popsync__change__init(&ch[i]);
+        make_person(&rec[i], &per[i], ids[i], unit);
+        ch[i].lcn = (uint64_t)i + 1;
+        ch[i].record = &rec[i];
+        ch[i].base_rev = &base;
+        chp[i] = &ch[i];
+    }
+    uf.tag = 100;
+    uf.wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;
+    /* An unknown length-delimited field keeps its length varint in data. */
+    uf.data = calloc(1, (size_t)unknown + 10);
+    uf.len = 0;
+    if (uf.data) {
+        uint64_t v = (uint64_t)unknown;
+        do {
+            uf.data[uf.len++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+            v >>= 7;
+        } while (v);
+        uf.len += (size_t)unknown;
+    }
+    per[0].base.n_unknown_fields = 1;
+    per[0].base.unknown_fields = &uf;
+    memset(big_name, 'a', 20000);
+    big_name[20000] = '\0';
+    rec[2].deleted = 1;
+    per[2].name = big_name;
+    push.n_changes = 3;
+    push.changes = chp;
+    ps_buf_init(&b);
+    if (uf.data && ps_msg_pack_frame(&b, PS_MSG_PUSH, 2, &push.base) == PS_OK)
+        ps_stream_write(s, ps_buf_head(&b), ps_buf_size(&b));
+    else
+        fprintf(stderr, "cannot pack the Push\n");
+    ps_buf_free(&b);
+    free(uf.data);
+    free(big_name);
+}
+
+static void print_push_result(const ps_frame_t *f)
+{
+    ProtobufCMessage *m = NULL;
+    if (ps_msg_unpack(f->type, f->body, f->body_len, &m) != PS_OK)
+        return;
+    Popsync__PushResult *pr = (Popsync__PushResult *)m;
+    for (size_t i = 0; i < pr->n_results; i++) {
+        Popsync__ChangeResult *cr = pr->results[i];
+        printf("result lcn=%llu status=%d", (unsigned long long)cr->lcn, (int)cr->status);
+        for (size_t k = 0; k < cr->n_errors; k++)
+            printf("%s%s: %s", k ? "; " : " errors: ", cr->errors[k]->field, cr->errors[k]->reason);
+        printf("\n");
+    }
+    ps_msg_free(m);
+}
+
 /* N Pull requests from cursor 0, all written at once (pipelined). */
 static void send_flood(ps_stream_t *s, long n)
 {
@@ -135,6 +235,8 @@ static void conn_finish(tconn_t *k)
 
 static void close_timers(tc_t *t)
 {
+    if (!uv_is_closing((uv_handle_t *)&t->trickle))
+        uv_close((uv_handle_t *)&t->trickle, NULL);
     if (!uv_is_closing((uv_handle_t *)&t->wait))
         uv_close((uv_handle_t *)&t->wait, NULL);
     if (!uv_is_closing((uv_handle_t *)&t->starter))
@@ -195,6 +297,8 @@ static void settle(tconn_t *k)
         uv_timer_start(&t->wait, on_wait, t->wait_ms, 0);
 }
 
+static void on_trickle(uv_timer_t *tm);
+
 static void on_handshake(ps_stream_t *s, int status)
 {
     tconn_t *k = s->data;
@@ -226,9 +330,28 @@ static void on_handshake(ps_stream_t *s, int status)
         send_hex(s, t->hex[i]);
     if (t->flood)
         send_flood(s, t->flood);
+    if (t->push_unknown)
+        send_push_unknown(s, t->push_unknown, ps_tls_conf_self(t->conf)->orgunit);
+    if (t->trickle_hex && t->nconns == 1)
+        uv_timer_start(&t->trickle, on_trickle, t->trickle_ms, t->trickle_ms);
     if (t->no_read)
         ps_stream_pause(s);
     settle(k);
+}
+
+/* --trickle: the next byte. */
+static void on_trickle(uv_timer_t *tm)
+{
+    tc_t *t = tm->data;
+    char two[3];
+    if (!t->trickle_hex[0] || !t->trickle_hex[1] || t->conns[0].closed || t->conns[0].finished) {
+        uv_timer_stop(tm);
+        return;
+    }
+    memcpy(two, t->trickle_hex, 2);
+    two[2] = '\0';
+    t->trickle_hex += 2;
+    send_hex(&t->conns[0].s, two);
 }
 
 static void on_read(ps_stream_t *s)
@@ -265,6 +388,16 @@ static void on_read(ps_stream_t *s)
                 printf("\n");
         } else if (t->nconns == 1 && !t->flood) {
             printf("\n");
+            if (f.type == PS_MSG_PUSH_RESULT && t->push_unknown) {
+                /* The answer --push-unknown waited for: done. */
+                print_push_result(&f);
+                ps_buf_consume(in, used);
+                if (!uv_is_closing((uv_handle_t *)&t->wait)) {
+                    uv_timer_stop(&t->wait);
+                    on_wait(&t->wait);
+                }
+                return;
+            }
         }
         ps_buf_consume(in, used);
     }
@@ -342,6 +475,7 @@ int main(int argc, char **argv)
     memset(&t, 0, sizeof(t));
     t.hex = hex;
     t.wait_ms = 2000;
+    t.trickle_ms = 200;
     t.nconns = 1;
     t.sname = "popsyncd";
     for (int i = 1; i < argc; i++) {
@@ -357,12 +491,16 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--hex") && t.nhex < 64) hex[t.nhex++] = (char *)v;
         else if (!strcmp(a, "--wait")) t.wait_ms = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--flood")) t.flood = strtol(v, NULL, 10);
+        else if (!strcmp(a, "--push-unknown")) t.push_unknown = strtol(v, NULL, 10);
+        else if (!strcmp(a, "--trickle")) t.trickle_hex = v;
+        else if (!strcmp(a, "--trickle-ms")) t.trickle_ms = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--conns")) t.nconns = atoi(v);
         else { fprintf(stderr, "unknown option %s\n", a); return 2; }
         i++;
     }
     if (!server || !ca || !cert || !key || sscanf(server, "%63[^:]:%d", host, &port) != 2 || t.nconns < 1 ||
-        t.nconns > TC_MAX_CONNS || t.flood < 0 || t.flood > TC_MAX_FLOOD) {
+        t.nconns > TC_MAX_CONNS || t.flood < 0 || t.flood > TC_MAX_FLOOD || t.push_unknown < 0 ||
+        t.push_unknown > (64l << 20)) {
         fprintf(stderr, "usage: ps_testclient --server HOST:PORT --ca F --cert F --key F [--hello] [--hex HEX]...\n"
                         "       [--flood N] [--no-read] [--conns N] [--wait MS]\n");
         return 2;
@@ -381,6 +519,8 @@ int main(int argc, char **argv)
     t.wait.data = &t;
     uv_timer_init(&t.loop, &t.starter);
     t.starter.data = &t;
+    uv_timer_init(&t.loop, &t.trickle);
+    t.trickle.data = &t;
     uv_signal_init(&t.loop, &t.usr1);
     t.usr1.data = &t;
     uv_signal_start(&t.usr1, on_usr1, SIGUSR1);

@@ -1,7 +1,7 @@
 /* popsync_bench.c - popsync-bench: a real popsyncd and real clients on loopback.
  *
  * usage: popsync-bench [--quick] [--persons N] [--townships T] [--idle N]
- *                      [--handshakes N] [--popsyncd PATH] [--keep DIR]
+ *                      [--handshakes N] [--popsyncd PATH] [--keep DIR] [--storm N]
  *
  * Starts popsyncd (a child process, fresh store, durable commits) and
  * measures, with real caches, TLS sessions and the real protocol:
@@ -13,6 +13,11 @@
  *   e. full and resumed mutual-TLS handshakes per second
  *   f. bytes on the wire per record (as negotiated)
  *   g. the monthly report and a filtered count over all persons
+ * or, with --storm N, only:
+ *   h. N simultaneous mutual-TLS connections (Hello each) while an
+ *      established client pings every 10 ms: the slowest Welcome, the loop
+ *      thread's CPU and the pings' delay, with the handshakes on the loop
+ *      (--handshake-threads 0) and on the handshake threads
  * and prints a table and one JSON object.  Nothing here asserts a speed:
  * --quick runs it all small, as a smoke test in ctest.
  */
@@ -47,6 +52,7 @@
 
 static char g_dir[PATH_MAX], g_pki[PATH_MAX + 8], g_server[64];
 static pid_t g_server_pid;
+static const char *g_hs_threads; /* --handshake-threads for popsyncd (storm), or NULL */
 
 static double now_s(void)
 {
@@ -90,6 +96,7 @@ static void start_server(const char *popsyncd)
     char log[PATH_MAX + 16];
     FILE *f;
     snprintf(port_file, sizeof(port_file), "%s/port", g_dir);
+    unlink(port_file);
     snprintf(data, sizeof(data), "%s/server", g_dir);
     snprintf(ca, sizeof(ca), "%s/ca.crt", g_pki);
     snprintf(cert, sizeof(cert), "%s/popsyncd.crt", g_pki);
@@ -102,9 +109,11 @@ static void start_server(const char *popsyncd)
             dup2(fd, 2);
             dup2(fd, 1);
         }
-        execl(popsyncd, "popsyncd", "--listen", "127.0.0.1:0", "--port-file", port_file, "--data", data, "--ca", ca,
-              "--cert", cert, "--key", key, "--log-level", "warn", "--map-size", "2048", "--max-conns", "20000", "--max-conns-per-cert", "0",
-              "--idle-timeout", "600000", (char *)NULL);
+        char *av[] = {"popsyncd", "--listen", "127.0.0.1:0", "--port-file", port_file, "--data", data, "--ca", ca,
+                      "--cert", cert, "--key", key, "--log-level", "warn", "--map-size", "2048", "--max-conns", "20000",
+                      "--max-conns-per-cert", "0", "--idle-timeout", "600000", "--handshake-timeout", "60000",
+                      g_hs_threads ? "--handshake-threads" : NULL, (char *)g_hs_threads, NULL};
+        execv(popsyncd, av);
         _exit(127);
     }
     for (int i = 0; i < 200; i++) {
@@ -401,6 +410,146 @@ static double request_ms(const char *cert, uint8_t type, uint8_t reply, const Pr
     return best[reps / 2];
 }
 
+/* ---- h. reconnect storm (issue 15) ------------------------------------------ */
+
+/* An established client pinging every 10 ms on its own thread and loop:
+ * the worst and 99th-percentile round trip while the storm runs. */
+typedef struct pinger {
+    pthread_t th;
+    volatile int stop, ready;
+    double rtt[20000];
+    int n;
+} pinger_t;
+
+static void *ping_thread(void *arg)
+{
+    pinger_t *pg = arg;
+    Popsync__Ping ping = POPSYNC__PING__INIT;
+    rpool_t p;
+    rconn_t c;
+    pool_init(&p, "admin");
+    rc_open(&p, &c);
+    run_until(&p, &p.welcomed, 1);
+    if (p.failed)
+        die("pinger connection failed", NULL);
+    p.want_type = PS_MSG_PONG;
+    pg->ready = 1;
+    while (!pg->stop && pg->n < (int)(sizeof(pg->rtt) / sizeof(pg->rtt[0]))) {
+        double t = now_s();
+        p.done = 0;
+        c.state = 3;
+        ping.nonce = (uint64_t)pg->n;
+        rc_send(&c, PS_MSG_PING, &ping.base);
+        run_until(&p, &p.done, 1);
+        if (p.failed)
+            die("ping failed", NULL);
+        pg->rtt[pg->n++] = (now_s() - t) * 1000.0;
+        usleep(10000);
+    }
+    pool_free(&p, &c, 1);
+    return NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* CPU seconds of popsyncd's main (loop) thread so far. */
+static double loop_cpu_s(void)
+{
+    char path[64], buf[1024], *p;
+    unsigned long ut = 0, st = 0;
+    FILE *f;
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)g_server_pid, (int)g_server_pid);
+    if (!(f = fopen(path, "r")))
+        return 0;
+    if (!fgets(buf, sizeof(buf), f))
+        buf[0] = '\0';
+    fclose(f);
+    /* Fields after the ")" of the command: state is 3rd; utime, stime are 14th, 15th. */
+    if (!(p = strrchr(buf, ')')) || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return 0;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+typedef struct storm_result {
+    int welcomed, errors;
+    double slowest_s, loop_cpu_s, ping_max_ms, ping_p99_ms, ping_p50_ms;
+    int pings;
+} storm_result_t;
+
+/* N mutual-TLS connections opened at once, each sending Hello, while the
+ * pinger runs; popsyncd started with threads handshake threads. */
+static storm_result_t storm(const char *popsyncd, int n, const char *threads)
+{
+    storm_result_t r;
+    pinger_t *pg = calloc(1, sizeof(*pg));
+    rconn_t *c = calloc((size_t)n, sizeof(*c));
+    rpool_t p;
+    double t0, cpu0;
+
+    memset(&r, 0, sizeof(r));
+    g_hs_threads = threads;
+    start_server(popsyncd);
+    pthread_create(&pg->th, NULL, ping_thread, pg);
+    while (!pg->ready)
+        usleep(10000);
+    usleep(300000); /* a few quiet pings first */
+    pool_init(&p, "town-0");
+    cpu0 = loop_cpu_s();
+    t0 = now_s();
+    for (int i = 0; i < n; i++)
+        rc_open(&p, &c[i]);
+    run_until(&p, &p.welcomed, n);
+    r.slowest_s = now_s() - t0;
+    r.loop_cpu_s = loop_cpu_s() - cpu0;
+    r.welcomed = p.welcomed;
+    r.errors = p.failed;
+    usleep(200000);
+    pg->stop = 1;
+    pthread_join(pg->th, NULL);
+    pool_free(&p, c, n);
+    kill(g_server_pid, SIGTERM);
+    waitpid(g_server_pid, NULL, 0);
+    qsort(pg->rtt, (size_t)pg->n, sizeof(double), cmp_double);
+    r.pings = pg->n;
+    if (pg->n) {
+        r.ping_max_ms = pg->rtt[pg->n - 1];
+        r.ping_p99_ms = pg->rtt[(pg->n * 99) / 100];
+        r.ping_p50_ms = pg->rtt[pg->n / 2];
+    }
+    free(pg);
+    free(c);
+    return r;
+}
+
+static void storm_print(const char *what, const storm_result_t *r, int n)
+{
+    printf("%-34s %6d %6d %6d %9.2f %9.2f %9.1f %9.1f %9.1f %6d\n", what, n, r->welcomed, r->errors, r->slowest_s,
+           r->loop_cpu_s, r->ping_p50_ms, r->ping_p99_ms, r->ping_max_ms, r->pings);
+}
+
+/* --storm N: the handshakes on the loop (--handshake-threads 0, as before
+ * issue 15) and on the handshake threads (the default). */
+static int storm_mode(const char *popsyncd, int n)
+{
+    storm_result_t on_loop, threads;
+    on_loop = storm(popsyncd, n, "0");
+    threads = storm(popsyncd, n, NULL);
+    printf("\n%-34s %6s %6s %6s %9s %9s %9s %9s %9s %6s\n", "h. reconnect storm", "conns", "welc", "errors",
+           "slowest_s", "loop_cpu", "ping_p50", "ping_p99", "ping_max", "pings");
+    storm_print("handshakes on the loop thread", &on_loop, n);
+    storm_print("handshakes on handshake threads", &threads, n);
+    printf("{\"storm_conns\":%d,\"on_loop\":{\"welcomed\":%d,\"slowest_s\":%.2f,\"loop_cpu_s\":%.2f,"
+           "\"ping_p99_ms\":%.1f,\"ping_max_ms\":%.1f},\"threads\":{\"welcomed\":%d,\"slowest_s\":%.2f,"
+           "\"loop_cpu_s\":%.2f,\"ping_p99_ms\":%.1f,\"ping_max_ms\":%.1f}}\n",
+           n, on_loop.welcomed, on_loop.slowest_s, on_loop.loop_cpu_s, on_loop.ping_p99_ms, on_loop.ping_max_ms,
+           threads.welcomed, threads.slowest_s, threads.loop_cpu_s, threads.ping_p99_ms, threads.ping_max_ms);
+    return on_loop.welcomed == n && threads.welcomed == n ? 0 : 1;
+}
+
 /* ---- counting and editing caches -------------------------------------------- */
 
 typedef struct pickctx {
@@ -455,9 +604,10 @@ int main(int argc, char **argv)
     static const struct option lo[] = {{"quick", no_argument, NULL, 'q'},      {"persons", required_argument, NULL, 'n'},
                                        {"townships", required_argument, NULL, 't'}, {"idle", required_argument, NULL, 'i'},
                                        {"handshakes", required_argument, NULL, 'h'}, {"popsyncd", required_argument, NULL, 'p'},
-                                       {"keep", required_argument, NULL, 'k'},      {NULL, 0, NULL, 0}};
+                                       {"keep", required_argument, NULL, 'k'},      {"storm", required_argument, NULL, 's'},
+                                       {NULL, 0, NULL, 0}};
     long persons = 1000000, idle = 1000, nhs = 2000;
-    int towns = 8, opt, quick = 0;
+    int towns = 8, opt, quick = 0, nstorm = 0;
     char popsyncd[PATH_MAX] = "", err[512];
     const char *keep = NULL;
     syncjob_t *jobs;
@@ -475,6 +625,7 @@ int main(int argc, char **argv)
         case 'h': nhs = atol(optarg); break;
         case 'p': snprintf(popsyncd, sizeof(popsyncd), "%s", optarg); break;
         case 'k': keep = optarg; break;
+        case 's': nstorm = atoi(optarg); break;
         default: return 2;
         }
     }
@@ -524,6 +675,16 @@ int main(int argc, char **argv)
         snprintf(name, sizeof(name), "town-%d", i);
         if (ps_pki_issue(g_pki, PS_ROLE_TOWNSHIP, code, name, 30, err, sizeof(err)))
             die("pki", err);
+    }
+    if (nstorm > 0) {
+        int rc = storm_mode(popsyncd, nstorm);
+        if (!keep) {
+            char cmd[PATH_MAX + 16];
+            snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
+            if (system(cmd) != 0)
+                fprintf(stderr, "popsync-bench: could not remove %s\n", g_dir);
+        }
+        return rc;
     }
     start_server(popsyncd);
 

@@ -8,6 +8,7 @@
 
 static void flush(ps_stream_t *s);
 static void start_reading(ps_stream_t *s);
+static void linger(ps_stream_t *s);
 
 static void fail(ps_stream_t *s, int err)
 {
@@ -22,13 +23,17 @@ static void fail(ps_stream_t *s, int err)
 static void on_timer(uv_timer_t *t)
 {
     ps_stream_t *s = t->data;
+    if (s->_lingering) {
+        ps_stream_close(s);
+        return;
+    }
     fail(s, PS_ETIMEDOUT);
 }
 
 static void arm_timer(ps_stream_t *s)
 {
     uint64_t ms = s->_established ? s->_idle_ms : s->_handshake_ms;
-    if (s->_closing)
+    if (s->_closing || s->_lingering)
         return;
     if (ms)
         uv_timer_start(&s->_timer, on_timer, ms, 0);
@@ -79,12 +84,12 @@ static void on_write(uv_write_t *req, int status)
         fail(s, PS_EIO);
         return;
     }
-    if (s->_closing)
-        return;
+    if (s->_closing || s->_hs_busy)
+        return; /* the engine is off the loop; ps_stream_handshake_done flushes */
     flush(s);
     if (ps_stream_pending(s) == 0) {
         if (s->_close_after_write) {
-            ps_stream_close(s);
+            linger(s);
             return;
         }
         if (s->cbs->on_drain)
@@ -98,7 +103,7 @@ static void flush(ps_stream_t *s)
     ps_buf_t tmp;
     uv_buf_t b;
 
-    if (s->_closing || ps_buf_size(&s->_inflight) > 0 || ps_buf_size(out) == 0)
+    if (s->_closing || s->_hs_busy || ps_buf_size(&s->_inflight) > 0 || ps_buf_size(out) == 0)
         return;
     /* Swap buffers instead of copying: the engine keeps filling the empty one
      * while libuv owns this one until on_write. */
@@ -116,7 +121,7 @@ static void flush(ps_stream_t *s)
 int ps_stream_write(ps_stream_t *s, const uint8_t *p, size_t len)
 {
     int rc;
-    if (s->_closing || s->_failed)
+    if (s->_closing || s->_failed || s->_lingering)
         return PS_ECLOSED;
     rc = ps_tls_write(s->tls, p, len);
     if (rc)
@@ -130,6 +135,8 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b)
     ps_stream_t *s = h->data;
     ps_buf_t *in = ps_tls_cipher_in(s->tls);
     (void)suggested;
+    if (s->_lingering)
+        ps_buf_reset(in); /* input is dropped: keep one chunk */
     /* Read straight into the engine's input: no copy between socket and TLS. */
     if (ps_buf_reserve(in, READ_CHUNK) != 0) {
         *b = uv_buf_init(NULL, 0);
@@ -169,28 +176,75 @@ static int drain_tls(ps_stream_t *s)
     return PS_OK;
 }
 
+/* A handshake step returned rc: send what it produced, report. */
+static void handshake_result(ps_stream_t *s, int rc)
+{
+    flush(s);
+    if (rc == PS_EAGAIN)
+        return;
+    if (rc) {
+        /* Let the alert go out, then report: the owner closes. */
+        if (s->cbs->on_handshake)
+            s->cbs->on_handshake(s, rc);
+        fail(s, rc);
+        return;
+    }
+    s->_established = 1;
+    arm_timer(s);
+    if (s->cbs->on_handshake)
+        s->cbs->on_handshake(s, PS_OK);
+    if (s->_closing || s->_failed)
+        return;
+    drain_tls(s);
+}
+
+/* Hands the step to the owner's threads; reading stops meanwhile because
+ * the socket reads straight into the engine.  1 when handed off. */
+static int offload(ps_stream_t *s)
+{
+    if (!s->_offload)
+        return 0;
+    if (s->_reading) {
+        uv_read_stop((uv_stream_t *)&s->tcp);
+        s->_reading = 0;
+    }
+    s->_hs_busy = 1;
+    if (s->_offload(s, s->_offload_arg) == PS_OK)
+        return 1;
+    s->_hs_busy = 0;
+    start_reading(s);
+    return 0;
+}
+
+void ps_stream_set_offload(ps_stream_t *s, ps_stream_offload_fn fn, void *arg)
+{
+    s->_offload = fn;
+    s->_offload_arg = arg;
+}
+
+static void finish_close(ps_stream_t *s);
+
+void ps_stream_handshake_done(ps_stream_t *s, int rc)
+{
+    s->_hs_busy = 0;
+    if (s->_closing) {
+        if (s->_handles == 0)
+            finish_close(s); /* closed while the step ran: free now */
+        return;
+    }
+    start_reading(s);
+    handshake_result(s, rc);
+}
+
 static void process_input(ps_stream_t *s)
 {
-    if (!s->_established) {
-        int rc = ps_tls_handshake(s->tls);
-        flush(s);
-        if (rc == PS_EAGAIN)
-            return;
-        if (rc) {
-            /* Let the alert go out, then report: the owner closes. */
-            if (s->cbs->on_handshake)
-                s->cbs->on_handshake(s, rc);
-            fail(s, rc);
-            return;
-        }
-        s->_established = 1;
-        arm_timer(s);
-        if (s->cbs->on_handshake)
-            s->cbs->on_handshake(s, PS_OK);
-        if (s->_closing || s->_failed)
-            return;
+    if (s->_established) {
+        drain_tls(s);
+        return;
     }
-    drain_tls(s);
+    if (s->_hs_busy || offload(s))
+        return;
+    handshake_result(s, ps_tls_handshake(s->tls));
 }
 
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
@@ -199,6 +253,11 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
     (void)b;
     if (nread == 0 || s->_closing)
         return;
+    if (s->_lingering) {
+        if (nread < 0)
+            ps_stream_close(s); /* the peer closed too (or reset): done */
+        return;
+    }
     if (nread < 0) {
         fail(s, nread == UV_EOF ? PS_ECLOSED : PS_EIO);
         return;
@@ -234,8 +293,13 @@ void ps_stream_resume(ps_stream_t *s)
     s->_paused = 0;
     start_reading(s);
     /* Records may have arrived while paused and still sit in the engine. */
-    if (!s->_closing && !s->_failed && s->_established)
+    if (!s->_closing && !s->_failed && !s->_lingering && s->_established)
         drain_tls(s);
+}
+
+int ps_stream_paused(const ps_stream_t *s)
+{
+    return s->_paused;
 }
 
 int ps_stream_accept(ps_stream_t *s, uv_stream_t *server)
@@ -272,16 +336,44 @@ int ps_stream_connect(ps_stream_t *s, const struct sockaddr *addr)
     return PS_OK;
 }
 
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    (void)req;
+    (void)status; /* a failed FIN ends in a read error or the linger timer */
+}
+
+/* Everything is written: send FIN, then drop input until the peer closes
+ * or the linger time runs out. */
+static void linger(ps_stream_t *s)
+{
+    if (s->_closing || s->_lingering)
+        return;
+    s->_lingering = 1;
+    uv_timer_start(&s->_timer, on_timer, PS_STREAM_LINGER_MS, 0);
+    if (uv_shutdown(&s->_sreq, (uv_stream_t *)&s->tcp, on_shutdown) != 0) {
+        ps_stream_close(s);
+        return;
+    }
+    if (!s->_reading && uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, read_cb) == 0)
+        s->_reading = 1;
+}
+
 void ps_stream_shutdown(ps_stream_t *s)
 {
-    if (s->_closing)
+    if (s->_closing || s->_lingering)
         return;
+    if (s->_hs_busy || !s->_established) {
+        ps_stream_close(s); /* nothing to say before the handshake is done */
+        return;
+    }
     if (s->_established && !s->_failed) {
         ps_tls_close_notify(s->tls);
         flush(s);
     }
-    if (ps_stream_pending(s) == 0 || s->_failed)
+    if (s->_failed)
         ps_stream_close(s);
+    else if (ps_stream_pending(s) == 0)
+        linger(s);
     else
         s->_close_after_write = 1;
 }
@@ -289,8 +381,13 @@ void ps_stream_shutdown(ps_stream_t *s)
 static void on_handle_closed(uv_handle_t *h)
 {
     ps_stream_t *s = h->data;
-    if (--s->_handles > 0)
-        return;
+    if (--s->_handles > 0 || s->_hs_busy)
+        return; /* a handshake step still holds the engine: it finishes the close */
+    finish_close(s);
+}
+
+static void finish_close(ps_stream_t *s)
+{
     ps_tls_free(s->tls);
     s->tls = NULL;
     ps_buf_free(&s->plain_in);

@@ -25,6 +25,13 @@
 
 typedef struct ps_stream ps_stream_t;
 
+/** Runs one handshake step elsewhere (the server's handshake threads): it
+ *  must call ps_tls_handshake(s->tls) on its thread and then, on the loop
+ *  thread, ps_stream_handshake_done(s, rc).  Until then the stream does
+ *  not touch the engine.  Returns PS_OK once queued, else an error (the
+ *  step then runs on the loop). */
+typedef int (*ps_stream_offload_fn)(ps_stream_t *s, void *arg);
+
 /** Callbacks the owner provides.  All run on the loop thread. */
 typedef struct ps_stream_cbs {
     /** Handshake finished: status PS_OK (peer verified) or an error. */
@@ -52,9 +59,12 @@ struct ps_stream {
     uv_timer_t _timer;
     uv_write_t _wreq;
     uv_connect_t _creq;
+    uv_shutdown_t _sreq;
     ps_buf_t _inflight;    /**< ciphertext being written by uv_write */
     uint64_t _handshake_ms;
     uint64_t _idle_ms;
+    ps_stream_offload_fn _offload;
+    void *_offload_arg;
     int _handles;          /**< handles still open (tcp, timer) */
     unsigned _established : 1;
     unsigned _reading : 1;
@@ -62,6 +72,8 @@ struct ps_stream {
     unsigned _closing : 1;
     unsigned _close_after_write : 1;
     unsigned _failed : 1;
+    unsigned _lingering : 1;
+    unsigned _hs_busy : 1;  /* a handshake step runs off the loop: hands off the engine */
 };
 
 /**
@@ -71,6 +83,10 @@ struct ps_stream {
 int ps_stream_init(ps_stream_t *s, uv_loop_t *loop, ps_tls_t *tls, const ps_stream_cbs_t *cbs, void *data);
 /** Sets the handshake deadline and the idle deadline (ms; 0 = none). */
 void ps_stream_set_timeouts(ps_stream_t *s, uint64_t handshake_ms, uint64_t idle_ms);
+/** Handshake steps go to fn (call before accept; NULL: on the loop). */
+void ps_stream_set_offload(ps_stream_t *s, ps_stream_offload_fn fn, void *arg);
+/** An offloaded handshake step returned rc (loop thread). */
+void ps_stream_handshake_done(ps_stream_t *s, int rc);
 /** Accepts a pending connection from server and starts the handshake. */
 int ps_stream_accept(ps_stream_t *s, uv_stream_t *server);
 /** Connects to addr and starts the handshake. */
@@ -83,9 +99,15 @@ size_t ps_stream_pending(const ps_stream_t *s);
 void ps_stream_pause(ps_stream_t *s);
 /** Resumes reading. */
 void ps_stream_resume(ps_stream_t *s);
+/** True while reading is paused (ps_stream_pause). */
+int ps_stream_paused(const ps_stream_t *s);
 /** Restarts the idle deadline (call on every complete request). */
 void ps_stream_touch(ps_stream_t *s);
-/** Sends close_notify, flushes what is queued, then closes. */
+/** Sends close_notify, flushes what is queued, then half-closes (FIN) and
+ *  reads and drops input until the peer closes or PS_STREAM_LINGER_MS pass:
+ *  closing with unread input would make the kernel send a reset, and the
+ *  peer could lose the last frames (an Error) before reading them. */
+#define PS_STREAM_LINGER_MS 2000
 void ps_stream_shutdown(ps_stream_t *s);
 /** Closes now; on_close follows.  Safe to call more than once. */
 void ps_stream_close(ps_stream_t *s);

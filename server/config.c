@@ -53,6 +53,11 @@ static const ckey_t g_keys[] = {
     {"limits", "idle_timeout_ms", K_U64, O(idle_ms)},
     {"limits", "max_future_ms", K_U64, O(max_future_ms)},
     {"limits", "max_output", K_SIZE, O(max_output)},
+    {"limits", "partial_budget_mb", K_MIB, O(partial_budget)},
+    {"limits", "partial_budget_per_cert_mb", K_MIB, O(partial_budget_per_cert)},
+    {"limits", "min_frame_rate", K_U32, O(min_frame_rate)},
+    {"limits", "frame_grace_ms", K_U64, O(frame_grace_ms)},
+    {"limits", "handshake_threads", K_U32, O(handshake_threads)},
     {"metrics", "listen", K_ADDR, O(metrics_listen)},
     {"metrics", "allow_remote", K_BOOL, O(metrics_allow_remote)},
 };

@@ -20,6 +20,164 @@
 
 static void conn_parse(ps_conn_t *c);
 
+/* Connections over max_conns that still get an Error frame after their
+ * handshake; each costs a handshake and a slot for at most the handshake
+ * timeout. */
+#define PS_REFUSE_TOLD 64u
+
+/* --- budget of unfinished frames (issue 15) ----------------------------------
+ *
+ * A connection's input buffer holds the frame being received (and, while a
+ * request is served, the next ones).  Its capacity is charged to the whole
+ * server and to the peer's certificate; past either budget the connection
+ * holding the most is closed with an Error.  A frame in progress must also
+ * arrive at min_frame_rate after frame_grace_ms (slowloris). */
+
+struct ps_cert_acct {
+    char serial[sizeof(((ps_peer_t *)0)->serial_hex)];
+    size_t partial;
+    uint32_t refs;
+    ps_cert_acct_t *next;
+};
+
+static ps_cert_acct_t *cert_acct_get(ps_server_t *srv, const char *serial)
+{
+    ps_cert_acct_t *a;
+    for (a = srv->certs; a; a = a->next)
+        if (strcmp(a->serial, serial) == 0)
+            break;
+    if (!a) {
+        a = calloc(1, sizeof(*a));
+        if (!a)
+            return NULL;
+        snprintf(a->serial, sizeof(a->serial), "%s", serial);
+        a->next = srv->certs;
+        srv->certs = a;
+    }
+    a->refs++;
+    return a;
+}
+
+static void cert_acct_put(ps_server_t *srv, ps_cert_acct_t *a)
+{
+    if (!a || --a->refs > 0)
+        return;
+    for (ps_cert_acct_t **p = &srv->certs; *p; p = &(*p)->next)
+        if (*p == a) {
+            *p = a->next;
+            break;
+        }
+    free(a);
+}
+
+/* Charges what c holds now: the input buffer's capacity while it holds
+ * bytes.  An empty buffer that grew large is given back. */
+static void conn_charge(ps_conn_t *c)
+{
+    ps_buf_t *in = &c->stream.plain_in;
+    size_t now;
+
+    if (ps_buf_size(in) == 0 && in->cap > 65536)
+        ps_buf_free(in);
+    now = ps_buf_size(in) ? in->cap : 0;
+    c->srv->partial_total = c->srv->partial_total - c->partial + now;
+    if (c->cert)
+        c->cert->partial = c->cert->partial - c->partial + now;
+    c->partial = now;
+}
+
+/* Stops charging c: it is closing and reads no more. */
+static void conn_release(ps_conn_t *c)
+{
+    ps_buf_reset(&c->stream.plain_in);
+    conn_charge(c);
+    c->frame_start_ms = 0;
+}
+
+/* The open connection (of cert, or any when NULL) holding the most. */
+static ps_conn_t *largest(ps_server_t *srv, const ps_cert_acct_t *cert)
+{
+    ps_conn_t *best = NULL;
+    for (ps_conn_t *o = srv->conns; o; o = o->next) {
+        if (o->state == PS_CONN_CLOSING || (cert && o->cert != cert))
+            continue;
+        if (!best || o->partial > best->partial)
+            best = o;
+    }
+    return best;
+}
+
+/* Closes the largest holders until both budgets hold again; at most every
+ * connection once, so the loop is bounded. */
+static void enforce_budgets(ps_server_t *srv, ps_cert_acct_t *cert)
+{
+    for (uint32_t n = 0; n <= srv->nconns; n++) {
+        int per_cert = cert && srv->opts.partial_budget_per_cert && cert->partial > srv->opts.partial_budget_per_cert;
+        int total = srv->opts.partial_budget && srv->partial_total > srv->opts.partial_budget;
+        ps_conn_t *v;
+        if (!per_cert && !total)
+            return;
+        v = largest(srv, per_cert ? cert : NULL);
+        if (!v || v->partial == 0)
+            return;
+        srv->stats.budget_closes++;
+        ps_conn_error(v, 0, PS_ENOMEM, 1,
+                      "unfinished frames over the %s budget of %zu MiB; this connection held the most (%zu KiB): "
+                      "send smaller requests or retry later",
+                      per_cert ? "certificate's" : "server's",
+                      (per_cert ? srv->opts.partial_budget_per_cert : srv->opts.partial_budget) >> 20,
+                      v->partial >> 10);
+        conn_release(v);
+    }
+}
+
+/* Once a second: frames in progress that arrive too slowly.  Paused or
+ * busy connections are not reading, so their clock restarts. */
+static void on_sweep(uv_timer_t *t)
+{
+    ps_server_t *srv = t->data;
+    uint64_t now = uv_now(srv->loop);
+
+    for (ps_conn_t *c = srv->conns; c; c = c->next) {
+        size_t got;
+        uint64_t ms;
+        if ((c->state != PS_CONN_HELLO && c->state != PS_CONN_READY) || !c->frame_start_ms)
+            continue;
+        if (c->busy || ps_stream_paused(&c->stream)) {
+            c->frame_start_ms = now;
+            c->frame_base = ps_buf_size(&c->stream.plain_in);
+            continue;
+        }
+        ms = now - c->frame_start_ms;
+        if (ms < srv->opts.frame_grace_ms)
+            continue;
+        got = ps_buf_size(&c->stream.plain_in) - c->frame_base;
+        if ((uint64_t)got * 1000 / ms >= srv->opts.min_frame_rate)
+            continue;
+        srv->stats.slow_closes++;
+        ps_conn_error(c, 0, PS_ETIMEDOUT, 1,
+                      "frame arriving at %llu bytes/s for %llu s, below the minimum of %u bytes/s",
+                      (unsigned long long)((uint64_t)got * 1000 / ms), (unsigned long long)(ms / 1000),
+                      srv->opts.min_frame_rate);
+        conn_release(c);
+    }
+}
+
+void ps_conn_sweep_start(ps_server_t *srv)
+{
+    uv_timer_init(srv->loop, &srv->sweep);
+    srv->sweep.data = srv;
+    if (srv->opts.min_frame_rate)
+        uv_timer_start(&srv->sweep, on_sweep, 1000, 1000);
+    uv_unref((uv_handle_t *)&srv->sweep);
+}
+
+void ps_conn_sweep_stop(ps_server_t *srv)
+{
+    if (!uv_is_closing((uv_handle_t *)&srv->sweep))
+        uv_close((uv_handle_t *)&srv->sweep, NULL);
+}
+
 static void conn_unref(ps_conn_t *c)
 {
     if (--c->refs > 0)
@@ -39,6 +197,12 @@ static void on_close(ps_stream_t *s)
     if (c->next)
         c->next->prev = c->prev;
     srv->nconns--;
+    srv->partial_total -= c->partial;
+    if (c->cert)
+        c->cert->partial -= c->partial;
+    c->partial = 0;
+    cert_acct_put(srv, c->cert);
+    c->cert = NULL;
     PS_DEBUG("conn", "#%llu closed", (unsigned long long)c->id);
     conn_unref(c);
 }
@@ -75,6 +239,13 @@ static void on_handshake(ps_stream_t *s, int status)
     }
     c->srv->stats.handshakes++;
     c->peer = *ps_tls_peer(s->tls);
+    c->cert = cert_acct_get(c->srv, c->peer.serial_hex);
+    if (c->refuse) {
+        c->state = PS_CONN_HELLO;
+        ps_conn_error(c, 0, PS_ETOOBIG, 1, "server busy: %u connections open (limit %u); try again in a minute",
+                      c->srv->nconns, c->srv->opts.max_conns);
+        return;
+    }
     c->state = PS_CONN_HELLO;
     /* The handshake deadline covers Hello too: a peer that completes TLS and
      * then says nothing must not hold a connection slot for the idle time. */
@@ -139,6 +310,7 @@ void ps_conn_accept(ps_server_t *srv)
     c->refs = 1;
     c->id = ++srv->next_conn_id;
     ps_stream_init(&c->stream, srv->loop, tls, &conn_cbs, c);
+    ps_hspool_attach(srv, &c->stream);
     ps_stream_set_timeouts(&c->stream, srv->opts.handshake_ms, srv->opts.idle_ms);
     c->next = srv->conns;
     if (srv->conns)
@@ -153,6 +325,12 @@ void ps_conn_accept(ps_server_t *srv)
         srv->stats.refused_conns++;
         PS_WARN("conn", "#%llu refused: %u connections open (limit %u)", (unsigned long long)c->id,
                 srv->nconns - 1, srv->opts.max_conns);
+        /* A few more are let through the handshake (off the loop) to be
+         * told why in an Error frame; past those the close is bare. */
+        if (!srv->stopping && srv->nconns <= srv->opts.max_conns + PS_REFUSE_TOLD) {
+            c->refuse = 1;
+            return;
+        }
         conn_close(c);
         return;
     }
@@ -205,10 +383,29 @@ void ps_conn_job_done(ps_conn_t *c)
     conn_unref(c);
 }
 
+/* After parsing: charge what is left to the budgets and (re)start the
+ * rate clock of the frame now in progress. */
+static void conn_after_parse(ps_conn_t *c, int consumed)
+{
+    ps_buf_t *in = &c->stream.plain_in;
+
+    if (c->state != PS_CONN_HELLO && c->state != PS_CONN_READY)
+        return;
+    if (ps_buf_size(in) == 0) {
+        c->frame_start_ms = 0;
+    } else if (!c->frame_start_ms || consumed) {
+        c->frame_start_ms = uv_now(c->srv->loop);
+        c->frame_base = consumed ? 0 : ps_buf_size(in);
+    }
+    conn_charge(c);
+    enforce_budgets(c->srv, c->cert);
+}
+
 static void conn_parse(ps_conn_t *c)
 {
     ps_server_t *srv = c->srv;
     ps_buf_t *in = &c->stream.plain_in;
+    int consumed = 0;
 
     while (c->state == PS_CONN_HELLO || c->state == PS_CONN_READY) {
         ps_frame_t f;
@@ -220,6 +417,7 @@ static void conn_parse(ps_conn_t *c)
         /* A client that does not read its replies gets no new ones. */
         if (ps_stream_pending(&c->stream) > srv->opts.max_output) {
             ps_stream_pause(&c->stream);
+            conn_after_parse(c, consumed);
             return;
         }
         rc = ps_frame_decode(ps_buf_head(in), ps_buf_size(in), srv->opts.max_frame, &f, &used);
@@ -235,9 +433,11 @@ static void conn_parse(ps_conn_t *c)
         }
         rc = ps_sync_dispatch(c, &f);
         ps_buf_consume(in, used);
+        consumed = 1;
         if (rc == PS_OK)
             ps_stream_touch(&c->stream);
     }
+    conn_after_parse(c, consumed);
     if (c->state == PS_CONN_CLOSING)
         return;
     /* While a request is being served, buffer at most one more frame's worth. */

@@ -9,6 +9,11 @@
 
 #include <arpa/inet.h>
 
+/* A whole district reconnecting at once (after a restart) must not have its
+ * SYNs dropped and retried seconds later: the kernel caps this at
+ * net.core.somaxconn (4096 on current kernels). */
+#define PS_LISTEN_BACKLOG 4096
+
 static void on_connection(uv_stream_t *l, int status)
 {
     ps_server_t *srv = l->data;
@@ -58,10 +63,11 @@ int ps_listener_start(ps_server_t *srv, char *err, size_t errlen)
         snprintf(err, errlen, "bad listen address '%s' (want HOST:PORT)", srv->opts.listen);
         return PS_EINVAL;
     }
+    ps_conn_sweep_start(srv);
     uv_tcp_init(srv->loop, &srv->listener);
     srv->listener.data = srv;
     if ((r = uv_tcp_bind(&srv->listener, (struct sockaddr *)&ss, 0)) ||
-        (r = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection))) {
+        (r = uv_listen((uv_stream_t *)&srv->listener, PS_LISTEN_BACKLOG, on_connection))) {
         snprintf(err, errlen, "cannot listen on %s: %s", srv->opts.listen, uv_strerror(r));
         return PS_EIO;
     }
@@ -87,6 +93,7 @@ void ps_listener_stop(ps_server_t *srv)
 {
     if (!uv_is_closing((uv_handle_t *)&srv->listener))
         uv_close((uv_handle_t *)&srv->listener, NULL);
+    ps_conn_sweep_stop(srv);
 }
 
 int ps_listen_addr_parse(const char *s, struct sockaddr_storage *ss)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 static uv_timer_t g_stop_timer;
@@ -35,6 +36,11 @@ static void usage(FILE *f)
             "  --timezone ZONE         the district's time zone, for dates (default Asia/Shanghai)\n"
             "  --pull-batch N          records per PullBatch at most (default 5000)\n"
             "  --max-push N            changes per Push at most (default 10000)\n"
+            "  --partial-budget MB     bytes of unfinished frames, whole server (default 256; 0 = none)\n"
+            "  --partial-budget-per-cert MB  the same for one certificate (default 32; 0 = none)\n"
+            "  --min-frame-rate BYTES  bytes/s a frame in progress must arrive at (default 1024; 0 = none)\n"
+            "  --frame-grace MS        ... measured after this long (default 10000)\n"
+            "  --handshake-threads N   threads for TLS handshakes (default: CPUs, at most 16; 0 = on the loop)\n"
             "  --log-level LEVEL       debug|info|warn|error (default info)\n"
             "  --port-file FILE        write the bound port here (with --listen HOST:0)\n"
             PS_CONFIG_USAGE
@@ -91,6 +97,7 @@ static void on_stop_timer(uv_timer_t *t)
     uv_close((uv_handle_t *)&g_sig_hup, NULL);
     uv_close((uv_handle_t *)&g_trim_timer, NULL);
     uv_close((uv_handle_t *)t, NULL);
+    ps_hspool_stop(srv);
 }
 
 /* Issue 9: the node table (nodes.c) and the metrics endpoint (metrics.c). */
@@ -150,7 +157,7 @@ static void on_sighup(uv_signal_t *s, int signum)
 {
     ps_server_t *srv = s->data;
     char err[512];
-    int closed;
+    int closed, rc;
 
     (void)signum;
     if (srv->stopping)
@@ -159,7 +166,11 @@ static void on_sighup(uv_signal_t *s, int signum)
         PS_WARN("main", "SIGHUP: no --crl file configured; nothing to reload");
         return;
     }
-    if (ps_tls_conf_reload_crl(srv->tls, srv->opts.crl_file, err, sizeof(err)) != PS_OK) {
+    /* Handshake threads verify against the CRL: none runs during the swap. */
+    ps_hspool_conf_lock(srv);
+    rc = ps_tls_conf_reload_crl(srv->tls, srv->opts.crl_file, err, sizeof(err));
+    ps_hspool_conf_unlock(srv);
+    if (rc != PS_OK) {
         PS_ERROR("main", "SIGHUP: CRL not reloaded, the previous one stays in force: %s", err);
         return;
     }
@@ -201,6 +212,9 @@ int main(int argc, char **argv)
         {"port-file", required_argument, NULL, 'P'}, {"orgunits", required_argument, NULL, 'O'},
         {"pull-batch", required_argument, NULL, 'B'}, {"max-push", required_argument, NULL, 'M'},
         {"map-max", required_argument, NULL, 'X'}, {"timezone", required_argument, NULL, 'Z'},
+        {"partial-budget", required_argument, NULL, 'g'}, {"partial-budget-per-cert", required_argument, NULL, 'G'},
+        {"min-frame-rate", required_argument, NULL, 'R'}, {"frame-grace", required_argument, NULL, 'W'},
+        {"handshake-threads", required_argument, NULL, 'T'},
         PS_CONFIG_LONGOPTS,
         {NULL, 0, NULL, 0}};
     ps_config_t cfg;
@@ -227,6 +241,14 @@ int main(int argc, char **argv)
     srv.opts.max_future_ms = 600000;
     srv.opts.commit_max_changes = 50000;
     srv.opts.timezone = PS_TZ_DEFAULT;
+    srv.opts.partial_budget = (size_t)256 << 20;
+    srv.opts.partial_budget_per_cert = (size_t)32 << 20;
+    srv.opts.min_frame_rate = 1024;
+    srv.opts.frame_grace_ms = 10000;
+    {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        srv.opts.handshake_threads = ncpu < 1 ? 1 : ncpu > 16 ? 16 : (uint32_t)ncpu;
+    }
 
     /* The config file first, so that flags override it. */
     if (ps_config_prepare(&cfg, argc, argv, &srv.opts))
@@ -243,6 +265,11 @@ int main(int argc, char **argv)
         case 'O': srv.opts.orgunits_file = optarg; break;
         case 'Z': srv.opts.timezone = optarg; break;
         case 'X':
+        case 'g':
+        case 'G':
+        case 'R':
+        case 'W':
+        case 'T':
         case 'B':
         case 'M':
         case 'm':
@@ -266,6 +293,11 @@ int main(int argc, char **argv)
             if (opt == 'H') srv.opts.handshake_ms = v;
             if (opt == 'I') srv.opts.idle_ms = v;
             if (opt == 'F') srv.opts.max_future_ms = v;
+            if (opt == 'g') srv.opts.partial_budget = (size_t)v << 20;
+            if (opt == 'G') srv.opts.partial_budget_per_cert = (size_t)v << 20;
+            if (opt == 'R') srv.opts.min_frame_rate = (uint32_t)v;
+            if (opt == 'W') srv.opts.frame_grace_ms = v;
+            if (opt == 'T') srv.opts.handshake_threads = (uint32_t)(v > 16 ? 16 : v);
             break;
         case 'L':
             level = ps_log_level_from_name(optarg);
@@ -335,7 +367,9 @@ int main(int argc, char **argv)
     }
     uv_loop_init(&loop);
     srv.loop = &loop;
-    rc = ps_listener_start(&srv, err, sizeof(err));
+    rc = ps_hspool_start(&srv, err, sizeof(err));
+    if (rc == PS_OK)
+        rc = ps_listener_start(&srv, err, sizeof(err));
     if (rc == PS_OK)
         rc = ops_start(&srv, err, sizeof(err));
     if (rc) {

@@ -131,6 +131,10 @@ static void render(ps_metrics_t *m, ps_buf_t *b)
     metric(b, "popsync_connections_accepted_total", "counter", "Connections accepted.", st->accepted_conns);
     metric(b, "popsync_connections_refused_total", "counter", "Connections refused over a limit.",
            st->refused_conns);
+    metric(b, "popsync_connections_budget_closed_total", "counter",
+           "Connections closed for holding the most input over the unfinished-frame budget.", st->budget_closes);
+    metric(b, "popsync_connections_slow_closed_total", "counter",
+           "Connections closed for a frame arriving below the minimum rate.", st->slow_closes);
     metric(b, "popsync_handshakes_total", "counter", "TLS handshakes completed.", st->handshakes);
     metric(b, "popsync_handshake_failures_total", "counter", "TLS handshakes refused or failed.",
            st->handshake_failures);

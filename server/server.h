@@ -48,6 +48,12 @@ typedef struct ps_server_opts {
     uint64_t max_future_ms;      /**< HLC future bound */
     const char *timezone;        /**< the district's IANA time zone: dates are judged by its calendar */
     uint32_t commit_max_changes; /**< changes in one group commit */
+    /* issue 15: input a hostile peer can make us hold (conn.c) */
+    size_t partial_budget;          /**< bytes of unfinished frames, whole server (0: none) */
+    size_t partial_budget_per_cert; /**< ... of one certificate's connections (0: none) */
+    uint32_t min_frame_rate;        /**< bytes/s a frame in progress must keep up (0: none) */
+    uint64_t frame_grace_ms;        /**< ... measured after this long */
+    uint32_t handshake_threads;     /**< TLS handshake threads (0: on the loop) */
     /* issue 9: metrics (metrics.c) */
     const char *metrics_listen;  /**< "HOST:PORT" of the Prometheus endpoint, or NULL */
     int metrics_allow_remote;    /**< may metrics_listen be a non-loopback address */
@@ -66,6 +72,7 @@ typedef struct ps_server_stats {
     uint64_t pushes, changes_conflicts;
     /* issue 15: group commits that failed, by cause (storage full = map cap) */
     uint64_t commit_fail_map_cap, commit_fail_disk_full, commit_fail_other;
+    uint64_t budget_closes, slow_closes; /**< connections closed by the partial-frame budget / rate */
     uint64_t commit_start_ns;                      /**< uv_hrtime() when the running commit was queued */
     uint64_t commit_buckets[PS_COMMIT_BUCKETS + 1]; /**< per bucket (not cumulative); last is +Inf */
     uint64_t commit_count;
@@ -73,6 +80,8 @@ typedef struct ps_server_stats {
 } ps_server_stats_t;
 
 typedef struct ps_metrics ps_metrics_t;
+typedef struct ps_cert_acct ps_cert_acct_t;
+typedef struct ps_hspool ps_hspool_t;
 typedef struct ps_nodes ps_nodes_t;
 
 typedef struct ps_server {
@@ -94,6 +103,10 @@ typedef struct ps_server {
     uint32_t nconns;
     uint64_t next_conn_id;
     int stopping;
+    size_t partial_total;        /**< bytes held for unfinished frames (conn.c) */
+    ps_cert_acct_t *certs;       /**< the same, per certificate with connections open */
+    uv_timer_t sweep;            /**< once a second: the frame rate check */
+    ps_hspool_t *hspool;         /**< hspool.c: handshake threads, or NULL (on the loop) */
     uv_signal_t sig_term, sig_int;
     ps_server_stats_t stats;
     ps_metrics_t *metrics;       /**< metrics.c, or NULL */
@@ -114,12 +127,27 @@ struct ps_conn {
     uint64_t id;              /**< for logs */
     int refs;                 /**< 1 while open, +1 per job in flight */
     int busy;                 /**< a request is being served off the loop */
+    int refuse;               /**< over max_conns: told so (Error) once the handshake is done */
     uint8_t node[PS_ID_LEN];  /**< from Hello */
     uint32_t features;        /**< agreed in Hello/Welcome (PS_FEATURE_*) */
     ps_buf_t zin;             /**< decompressed body of the frame being handled */
     ps_peer_t peer;           /**< from the certificate */
+    ps_cert_acct_t *cert;     /**< budget account of peer's certificate (after the handshake) */
+    size_t partial;           /**< input bytes held (charged to the budgets) */
+    uint64_t frame_start_ms;  /**< when the unfinished frame's rate began to be measured (0: none) */
+    size_t frame_base;        /**< bytes buffered at frame_start_ms */
     ps_conn_t *prev, *next;
 };
+
+/* hspool.c: TLS handshakes on threads of their own (loop thread calls). */
+int ps_hspool_start(ps_server_t *srv, char *err, size_t errlen);
+/** Makes s run its handshake steps on the pool (no-op without one). */
+void ps_hspool_attach(ps_server_t *srv, ps_stream_t *s);
+/** Around a CRL reload: no handshake step runs meanwhile. */
+void ps_hspool_conf_lock(ps_server_t *srv);
+void ps_hspool_conf_unlock(ps_server_t *srv);
+/** Joins the threads (once every connection is closed) and frees the pool. */
+void ps_hspool_stop(ps_server_t *srv);
 
 /* listener.c */
 int ps_listener_start(ps_server_t *srv, char *err, size_t errlen);
@@ -139,6 +167,9 @@ void ps_conn_job_done(ps_conn_t *c);
 void ps_conn_close_all(ps_server_t *srv);
 /** Closes every connection whose peer certificate the CRL now revokes; returns how many. */
 int ps_conn_close_revoked(ps_server_t *srv);
+/** Starts / stops the once-a-second check of frames in progress (slowloris). */
+void ps_conn_sweep_start(ps_server_t *srv);
+void ps_conn_sweep_stop(ps_server_t *srv);
 
 /* sync.c: handlers; each returns PS_OK or a code after reporting to the peer. */
 int ps_sync_dispatch(ps_conn_t *c, const ps_frame_t *f);

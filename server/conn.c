@@ -77,8 +77,10 @@ static void conn_charge(ps_conn_t *c)
     ps_buf_t *in = &c->stream.plain_in;
     size_t now;
 
-    if (ps_buf_size(in) == 0 && in->cap > 65536)
+    if (ps_buf_size(in) == 0 && in->cap > 65536) {
         ps_buf_free(in);
+        (void)ps_buf_reserve(in, 16384); /* as drain_tls would: never a NULL head */
+    }
     now = ps_buf_size(in) ? in->cap : 0;
     c->srv->partial_total = c->srv->partial_total - c->partial + now;
     if (c->cert)
@@ -151,7 +153,8 @@ static void on_sweep(uv_timer_t *t)
         ms = now - c->frame_start_ms;
         if (ms < srv->opts.frame_grace_ms)
             continue;
-        got = ps_buf_size(&c->stream.plain_in) - c->frame_base;
+        got = ps_buf_size(&c->stream.plain_in);
+        got = got > c->frame_base ? got - c->frame_base : 0;
         if ((uint64_t)got * 1000 / ms >= srv->opts.min_frame_rate)
             continue;
         srv->stats.slow_closes++;

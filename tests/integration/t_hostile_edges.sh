@@ -7,9 +7,12 @@
 . "$(dirname "$0")/lib.sh"
 : "${PS_TESTCLIENT:?}" "${PS_ENOSPC_LIB:?}"
 make_pki
-# The shim fails writes to data.mdb while $T/diskfull exists.
+# The shim fails writes to data.mdb while $T/diskfull exists; only
+# popsyncd is run with it (a wrapper), not the test's other commands.
 export PS_ENOSPC_FLAG="$T/diskfull"
-LD_PRELOAD="$PS_ENOSPC_LIB" start_server --metrics 127.0.0.1:0
+printf '#!/bin/sh\nLD_PRELOAD="%s" exec "%s" "$@"\n' "$PS_ENOSPC_LIB" "$POPSYNCD" >"$T/popsyncd-enospc"
+chmod +x "$T/popsyncd-enospc"
+POPSYNCD="$T/popsyncd-enospc" start_server --metrics 127.0.0.1:0
 MPORT=""
 for _ in $(seq 1 100); do
     MPORT=$(sed -n 's/.*serving \/metrics on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$T/server.log" | tail -1)

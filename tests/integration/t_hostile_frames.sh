@@ -12,7 +12,9 @@ if grep -q __asan_init "$POPSYNCD" 2>/dev/null; then
     export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=4:thread_local_quarantine_size_kb=64"
 fi
 make_pki
-start_server --partial-budget "$LIMIT_MB" --partial-budget-per-cert 32 --min-frame-rate 100 --frame-grace 2000
+# A long handshake deadline: a loaded (or ASan) machine is slow.
+start_server --partial-budget "$LIMIT_MB" --partial-budget-per-cert 32 --min-frame-rate 100 --frame-grace 2000 \
+    --handshake-timeout 60000
 rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$SERVER_PID/status"; }
 tc() {
     local who=$1

@@ -112,11 +112,18 @@ static void send_hex(ps_stream_t *s, const char *h)
         rep = strtol(h + 4, &end, 10);
         h = end + 1;
     }
-    for (long r = 0; r < rep; r++)
-        for (const char *p = h; p[0] && p[1]; p += 2) {
-            uint8_t byte = (uint8_t)(hexval(p[0]) << 4 | hexval(p[1]));
-            ps_buf_append(&b, &byte, 1);
-        }
+    for (const char *p = h; p[0] && p[1]; p += 2) {
+        uint8_t byte = (uint8_t)(hexval(p[0]) << 4 | hexval(p[1]));
+        ps_buf_append(&b, &byte, 1);
+    }
+    /* Repeat the decoded bytes (cheap even for megabytes). */
+    {
+        size_t one = ps_buf_size(&b);
+        /* Reserve first: appending from the buffer itself must not move it. */
+        if (one && rep > 1 && ps_buf_reserve(&b, one * (size_t)(rep - 1)) == PS_OK)
+            for (long r = 1; r < rep; r++)
+                ps_buf_append(&b, ps_buf_head(&b), one);
+    }
     ps_stream_write(s, ps_buf_head(&b), ps_buf_size(&b));
     ps_buf_free(&b);
 }
@@ -514,6 +521,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "out of memory\n");
         return 1;
     }
+    /* A server that closes while we still send (a refused connection)
+     * must show up as "closed", not kill the tool. */
+    signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&t.loop);
     uv_timer_init(&t.loop, &t.wait);
     t.wait.data = &t;

@@ -810,14 +810,47 @@ static int person_matches(const Popsync__Record *r, ps_pindex_kind_t kind, const
         bar = strchr(term, '|');
         return bar && strncmp(p->name, term, (size_t)(bar - term)) == 0 && !p->name[bar - term] && p->birth_date &&
                strcmp(p->birth_date, bar + 1) == 0;
+    case PS_PINDEX_PAYMENT: return 0;
     }
     return 0;
+}
+
+static int find_term(ps_cache_t *c, ps_pindex_kind_t kind, const char *term, size_t max, Popsync__Record ***out,
+                     size_t *n);
+
+static int record_matches(const Popsync__Record *r, ps_pindex_kind_t kind, const char *term)
+{
+    char t[160];
+
+    if (kind != PS_PINDEX_PAYMENT)
+        return person_matches(r, kind, term);
+    if (r->deleted || r->body_case != POPSYNC__RECORD__BODY_BENEFIT || !r->benefit)
+        return 0;
+    ps_pindex_payment_term(&r->benefit->person_id, r->benefit->scheme, r->benefit->period, t, sizeof(t));
+    return strcmp(t, term) == 0;
 }
 
 int ps_cache_find(ps_cache_t *c, const char *text, size_t max, Popsync__Record ***out, size_t *n)
 {
     char term[512];
     ps_pindex_kind_t kind = ps_pindex_parse(text, term, sizeof(term));
+
+    return find_term(c, kind, term, max, out, n);
+}
+
+int ps_cache_find_payments(ps_cache_t *c, const ProtobufCBinaryData *person_id, const char *scheme,
+                           const char *period, size_t max, Popsync__Record ***out, size_t *n)
+{
+    char term[160];
+
+    ps_pindex_payment_term(person_id, scheme, period, term, sizeof(term));
+    return find_term(c, PS_PINDEX_PAYMENT, term, max, out, n);
+}
+
+/* The live records filed under term that really match it. */
+static int find_term(ps_cache_t *c, ps_pindex_kind_t kind, const char *term, size_t max, Popsync__Record ***out,
+                     size_t *n)
+{
     uint8_t(*ids)[16] = NULL;
     Popsync__Record **recs = NULL;
     MDB_txn *txn = NULL;
@@ -846,7 +879,7 @@ int ps_cache_find(ps_cache_t *c, const char *text, size_t max, Popsync__Record *
             continue;
         if ((rc = open_msg(c, DB_RECORDS, &k, &v, &popsync__record__descriptor, (ProtobufCMessage **)&r)))
             goto out;
-        if (person_matches(r, kind, term))
+        if (record_matches(r, kind, term))
             recs[got++] = r;
         else
             protobuf_c_message_free_unpacked(&r->base, NULL);

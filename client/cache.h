@@ -116,6 +116,11 @@ int ps_cache_foreach(ps_cache_t *c, int (*fn)(Popsync__Record *r, void *arg), vo
  */
 int ps_cache_find(ps_cache_t *c, const char *text, size_t max, Popsync__Record ***out, size_t *n);
 
+/** As ps_cache_find, for the live benefits paid to person_id under scheme
+ *  for period (the one-payment rule). */
+int ps_cache_find_payments(ps_cache_t *c, const ProtobufCBinaryData *person_id, const char *scheme,
+                           const char *period, size_t max, Popsync__Record ***out, size_t *n);
+
 /**
  * Reads up to max changes (about max_bytes) from the head of the outbox
  * into *out, which the caller frees with ps_cache_push_free.

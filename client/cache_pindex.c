@@ -136,6 +136,32 @@ static int unfile(ps_pindex_t *px, MDB_txn *txn, const uint8_t id[16])
     return mrc && mrc != MDB_NOTFOUND ? db_err(mrc) : PS_OK;
 }
 
+void ps_pindex_payment_term(const ProtobufCBinaryData *person_id, const char *scheme, const char *period, char *term,
+                            size_t termlen)
+{
+    size_t o = 0;
+
+    for (size_t i = 0; i < person_id->len && i < 16 && o + 3 < termlen; i++)
+        o += (size_t)snprintf(term + o, termlen - o, "%02x", person_id->data[i]);
+    snprintf(term + o, termlen > o ? termlen - o : 0, "|%s|%s", scheme ? scheme : "", period ? period : "");
+}
+
+/* The terms of r, as term keys; returns how many. */
+static size_t record_terms(const ps_pindex_t *px, const Popsync__Record *r, uint8_t keys[MAX_TERMS][TERM_KEY])
+{
+    char t[160];
+
+    if (!r || r->deleted)
+        return 0;
+    if (r->body_case == POPSYNC__RECORD__BODY_PERSON && r->person)
+        return person_terms(px, r->person, keys);
+    if (r->body_case == POPSYNC__RECORD__BODY_BENEFIT && r->benefit && r->benefit->person_id.len == 16) {
+        ps_pindex_payment_term(&r->benefit->person_id, r->benefit->scheme, r->benefit->period, t, sizeof(t));
+        return term_key(px, 'Y', t, keys[0]) == PS_OK;
+    }
+    return 0;
+}
+
 int ps_pindex_file(ps_pindex_t *px, MDB_txn *txn, const uint8_t id[16], const Popsync__Record *r)
 {
     uint8_t keys[MAX_TERMS][TERM_KEY], entry[ENTRY_KEY];
@@ -145,9 +171,7 @@ int ps_pindex_file(ps_pindex_t *px, MDB_txn *txn, const uint8_t id[16], const Po
 
     if ((rc = unfile(px, txn, id)))
         return rc;
-    if (!r || r->deleted || r->body_case != POPSYNC__RECORD__BODY_PERSON || !r->person)
-        return PS_OK;
-    n = person_terms(px, r->person, keys);
+    n = record_terms(px, r, keys);
     if (n == 0)
         return PS_OK;
     for (size_t i = 0; i < n; i++) {

@@ -8,7 +8,8 @@
  *                  each term the record is filed under (to unfile it)
  * Terms of a live person: the whole ID number (tag I), its last 4 and last 6
  * characters (L), the whole name (N), its first 1 and 2 characters when the
- * name is longer (P), and name + birth date (B).  A term's hash is
+ * name is longer (P), and name + birth date (B); of a live benefit, its
+ * person, scheme and period (Y: one payment per person, scheme and period).  A term's hash is
  * HMAC-SHA256 under a key derived from the cache's data key, truncated: the
  * index reveals nothing to someone who has the files but not the key (a
  * guess cannot be tested without it).  Truncation makes a hit a candidate
@@ -26,7 +27,7 @@
 
 #include "records.pb-c.h"
 
-#define PS_PINDEX_VERSION 1
+#define PS_PINDEX_VERSION 2
 
 typedef struct ps_pindex {
     MDB_dbi terms, by_id;
@@ -39,6 +40,7 @@ typedef enum ps_pindex_kind {
     PS_PINDEX_TAIL = 'L',      /**< the last 4 or 6 characters of one */
     PS_PINDEX_NAME = 'N',      /**< a whole name (prefixes too: tag P) */
     PS_PINDEX_NAME_DATE = 'B', /**< name and birth date */
+    PS_PINDEX_PAYMENT = 'Y',   /**< a benefit: person id (hex) | scheme | period */
 } ps_pindex_kind_t;
 
 /** Opens (creating) the databases in a write transaction. */
@@ -49,7 +51,7 @@ int ps_pindex_set_key(ps_pindex_t *px, const uint8_t dek[32]);
 void ps_pindex_close(ps_pindex_t *px);
 
 /** Files record id under r's terms, replacing what it was filed under; r
- *  NULL, deleted or not a person: unfiled.  PS_OK or a PS_E code. */
+ *  NULL, deleted, or of a kind with no terms: unfiled.  PS_OK or a PS_E code. */
 int ps_pindex_file(ps_pindex_t *px, MDB_txn *txn, const uint8_t id[16], const Popsync__Record *r);
 
 /** Empties the index (before a rebuild). */
@@ -71,5 +73,9 @@ ps_pindex_kind_t ps_pindex_parse(const char *text, char *term, size_t termlen);
  */
 int ps_pindex_lookup(ps_pindex_t *px, MDB_txn *txn, ps_pindex_kind_t kind, const char *term, uint8_t (*ids)[16],
                      size_t max, size_t *n);
+
+/** The PS_PINDEX_PAYMENT term of a benefit into term. */
+void ps_pindex_payment_term(const ProtobufCBinaryData *person_id, const char *scheme, const char *period, char *term,
+                            size_t termlen);
 
 #endif

@@ -19,6 +19,7 @@
 #include "recio.h"
 #include "crypto.h"
 #include "dupcheck.h"
+#include "xrules.h"
 #include "rejects.h"
 #include "textenc.h"
 #include "fields.h"
@@ -323,6 +324,8 @@ static int import_row(ps_recio_row_t *row, void *arg)
     st->vctx.current = st->current;
     if (v.n == 0)
         ps_validate_record(r, &st->vctx, &v);
+    if (v.n == 0)
+        ps_xrules_check(st->c, r, st->current, &v);
     st->vctx.current = NULL;
     ps_record_free(st->current);
     st->current = NULL;
@@ -457,6 +460,9 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
         rc = PS_EXIT_FAIL;
         goto out;
     }
+    /* A person column may hold the person's ID number (in the cache, not
+     * yet on an earlier row of the same file: those are not stored yet). */
+    ps_record_set_person_resolver(ps_dup_resolve, st->c);
     meta = ps_cache_meta(st->c);
     st->file = file;
     st->kind = kind;
@@ -512,6 +518,7 @@ out:
         idset_free(&st->ids);
         idset_free(&st->idnums);
         ps_rejects_free(st->rj);
+        ps_record_set_person_resolver(NULL, NULL);
         ps_orgunits_free(st->units);
         ps_cache_close(st->c);
     }

@@ -9,6 +9,9 @@
 #include "err.h"
 #include "ids.h"
 #include "dupcheck.h"
+#include "i18n.h"
+#include "report.h"
+#include "xrules.h"
 #include "fields.h"
 #include "record_fmt.h"
 #include "policy.h"
@@ -32,6 +35,8 @@ static int open_cache(ps_cli_t *cli, const char *cmd, ps_cache_t **c)
     int rc = ps_cache_open(c, cli->data_dir, err, sizeof(err));
     if (rc)
         ps_cli_err("%s: %s", cmd, err);
+    else /* mother_id=<ID number> and the like name a person of this cache */
+        ps_record_set_person_resolver(ps_dup_resolve, *c);
     return rc;
 }
 
@@ -73,16 +78,29 @@ static int validate_or_report(const char *cmd, ps_cache_t *c, const Popsync__Rec
     ps_verrs_t v;
     char id[PS_UUID_STR];
     size_t n;
+    int zh;
     memset(&v, 0, sizeof(v));
     ps_client_vctx_init(&vc, c);
     vc.ctx.current = current;
     n = ps_validate_record(r, &vc.ctx, &v);
     ps_client_vctx_free(&vc);
+    /* Rules between records, once the record is sound on its own. */
+    if (n == 0)
+        n = ps_xrules_check(c, r, current, &v);
     if (n == 0)
         return PS_EXIT_OK;
     ps_uuid_format(r->id.data, id);
-    for (size_t i = 0; i < v.n && i < PS_VERR_MAX; i++)
-        ps_cli_err("%s: record %s: %s: %s", cmd, id, v.e[i].field, v.e[i].reason);
+    zh = ps_report_lang_zh(NULL) == 1;
+    for (size_t i = 0; i < v.n && i < PS_VERR_MAX; i++) {
+        const ps_field_t *f = ps_field_find((int)r->kind, v.e[i].field);
+        char raw[256], val[128], t[512];
+        const char *reason = zh ? ps_i18n_reason(v.e[i].reason, t, sizeof(t)) : v.e[i].reason;
+        val[0] = '\0';
+        if (ps_record_get_text(r, v.e[i].field, raw, sizeof(raw)) == PS_OK && *raw)
+            ps_field_shown((int)r->kind, v.e[i].field, raw, val, sizeof(val));
+        ps_cli_err("%s: record %s: %s: %s%s%s%s", cmd, id, zh && f ? f->zh : v.e[i].field, reason,
+                   *val ? (zh ? "（值：" : "; value: ") : "", val, *val && zh ? "）" : "");
+    }
     return PS_EXIT_INVALID;
 }
 
@@ -103,11 +121,24 @@ static int refuse_duplicate(const char *cmd, ps_cache_t *c, const Popsync__Recor
 }
 
 /* --set/--json, and --update where update is not NULL (add). */
-static int parse_edit_opts(int argc, char **argv, char **sets, size_t *nsets, const char **json, int *update)
+/* parse_edit_opts's answer to --help (not an exit code). */
+#define OPTS_HELP (-1)
+
+/* What only add takes. */
+typedef struct add_opts {
+    int update;             /* --update: a registered person gets the values */
+    const char *child_name; /* add birth --child-name: register the child too */
+    const char *child_idn;  /* --child-id-number (optional for a newborn) */
+} add_opts_t;
+
+static int parse_edit_opts(int argc, char **argv, char **sets, size_t *nsets, const char **json, add_opts_t *add)
 {
     static const struct option lo[] = {{"set", required_argument, NULL, 's'},
                                        {"json", required_argument, NULL, 'j'},
                                        {"update", no_argument, NULL, 'u'},
+                                       {"child-name", required_argument, NULL, 'c'},
+                                       {"child-id-number", required_argument, NULL, 'i'},
+                                       {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
     int opt;
     *nsets = 0;
@@ -123,14 +154,101 @@ static int parse_edit_opts(int argc, char **argv, char **sets, size_t *nsets, co
             break;
         case 'j': *json = optarg; break;
         case 'u':
-            if (!update)
+        case 'c':
+        case 'i':
+            if (!add)
                 return PS_EXIT_USAGE;
-            *update = 1;
+            if (opt == 'u')
+                add->update = 1;
+            else if (opt == 'c')
+                add->child_name = optarg;
+            else
+                add->child_idn = optarg;
             break;
+        case 'h': return OPTS_HELP;
         default: return PS_EXIT_USAGE;
         }
     }
     return PS_EXIT_OK;
+}
+
+static int add_usage(FILE *f)
+{
+    fprintf(f, "usage: popsync add KIND --set FIELD=VALUE ... | --json '{...}' [--update]\n"
+               "       popsync add birth --set mother_id=ID ... --child-name NAME [--child-id-number N]\n"
+               "  Adds a record to this cache (offline; `popsync sync` sends it).  FIELD is the\n"
+               "  English name or the Chinese label (popsync fields KIND); a person reference\n"
+               "  (mother_id, person_id, head_id) may be the person's ID number.  A person whose ID\n"
+               "  number is already registered is refused, unless --update: then the values go into\n"
+               "  the registered person.  add birth --child-name registers the child as a person too\n"
+               "  (same sex and birth date, the mother's household; ID number optional in its first\n"
+               "  year) and links it: the birth's id is printed, then 'child: ID'.\n"
+               "  example: popsync add person --set 姓名=张三 --set 身份证号=110105199003071234\n"
+               "           popsync add birth --set 母亲=110105199003071234 --set 婴儿性别=女 \\\n"
+               "               --set 出生日期=2026/11/20 --set 孩次=1 --child-name 张小花\n");
+    return f == stdout ? PS_EXIT_OK : PS_EXIT_USAGE;
+}
+
+/* The child of birth b as a person of its own: name from --child-name, sex
+ * and birth date from the birth, the mother's household and unit; linked
+ * from b->child_id.  Validated (and refused like an add) before anything
+ * is stored.  *out: the child (caller frees). */
+static int make_child(ps_cache_t *c, Popsync__Record *b, const add_opts_t *ao, Popsync__Record **out)
+{
+    Popsync__Record *ch = NULL, *mother = NULL, *dup = NULL;
+    char err[256], sex[16];
+    int rc = PS_EXIT_FAIL;
+
+    if (ps_record_new(&ch, POPSYNC__KIND__KIND_PERSON) != PS_OK || !(ch->id.data = malloc(PS_ID_LEN)))
+        goto out;
+    ch->id.len = PS_ID_LEN;
+    ps_record_get_text(b, "child_sex", sex, sizeof(sex));
+    if (ps_uuid7(ch->id.data) != PS_OK || ps_record_set(ch, "orgunit", b->orgunit, err, sizeof(err)) ||
+        ps_record_set(ch, "sex", sex, err, sizeof(err)) ||
+        ps_record_set(ch, "birth_date", b->birth->birth_date, err, sizeof(err)))
+        goto invalid;
+    if (ps_record_set(ch, "name", ao->child_name, err, sizeof(err)) ||
+        (ao->child_idn && ps_record_set(ch, "id_number", ao->child_idn, err, sizeof(err))))
+        goto invalid;
+    if (b->birth->mother_id.len == PS_ID_LEN && ps_cache_get(c, b->birth->mother_id.data, &mother) == PS_OK &&
+        mother->person && mother->person->household_id.len == PS_ID_LEN) {
+        char hh[PS_UUID_STR];
+        ps_uuid_format(mother->person->household_id.data, hh);
+        ps_record_set(ch, "household_id", hh, err, sizeof(err));
+    }
+    if (ps_dup_person(c, ch, &dup) != PS_OK)
+        goto out;
+    if (dup) {
+        ps_cli_err("add: --child-id-number %s", ps_dup_describe(dup, 0, err, sizeof(err)));
+        rc = PS_EXIT_INVALID;
+        goto out;
+    }
+    if ((rc = validate_or_report("add", c, ch, NULL)))
+        goto out;
+    if (!(b->birth->child_id.data = malloc(PS_ID_LEN)))
+        goto out;
+    memcpy(b->birth->child_id.data, ch->id.data, PS_ID_LEN);
+    b->birth->child_id.len = PS_ID_LEN;
+    *out = ch;
+    ch = NULL;
+    rc = PS_EXIT_OK;
+    goto out;
+invalid:
+    ps_cli_err("add: child: %s", err);
+    rc = PS_EXIT_INVALID;
+out:
+    ps_record_free(ch);
+    ps_record_free(mother);
+    ps_record_free(dup);
+    return rc;
+}
+
+/* The record, with the child it registers first, in one transaction. */
+static int store_with_child(ps_cache_t *c, Popsync__Record *child, Popsync__Record *r)
+{
+    Popsync__Record *both[2] = {child, r};
+
+    return child ? ps_cache_put_local_many(c, both, 2) : ps_cache_put_local(c, r);
 }
 
 int ps_cmd_add(ps_cli_t *cli, int argc, char **argv)
@@ -139,12 +257,13 @@ int ps_cmd_add(ps_cli_t *cli, int argc, char **argv)
     size_t nsets;
     const char *json;
     ps_cache_t *c = NULL;
-    Popsync__Record *r = NULL, *dup = NULL;
+    Popsync__Record *r = NULL, *dup = NULL, *child = NULL;
     char id[PS_UUID_STR];
-    int kind, rc, update = 0;
+    add_opts_t ao = {0, NULL, NULL};
+    int kind, rc;
 
-    if ((rc = parse_edit_opts(argc, argv, sets, &nsets, &json, &update)))
-        return rc;
+    if ((rc = parse_edit_opts(argc, argv, sets, &nsets, &json, &ao)))
+        return rc == OPTS_HELP ? add_usage(stdout) : rc;
     if (optind != argc - 1) {
         ps_cli_err("add: give exactly one KIND (person, household, birth, migration, benefit, service_visit)");
         return PS_EXIT_USAGE;
@@ -179,7 +298,7 @@ int ps_cmd_add(ps_cli_t *cli, int argc, char **argv)
         rc = PS_EXIT_FAIL;
         goto out;
     }
-    if (dup && !update) {
+    if (dup && !ao.update) {
         char why[256];
         ps_cli_err("add: id_number %s", ps_dup_describe(dup, 0, why, sizeof(why)));
         rc = PS_EXIT_INVALID;
@@ -194,19 +313,34 @@ int ps_cmd_add(ps_cli_t *cli, int argc, char **argv)
     }
     if ((rc = validate_or_report("add", c, r, dup)))
         goto out;
-    if (ps_cache_put_local(c, r) != PS_OK) {
+    /* After the birth is judged: its child_id names a record not stored yet. */
+    if (ao.child_name && (kind != POPSYNC__KIND__KIND_BIRTH || (rc = make_child(c, r, &ao, &child))))
+        goto child_fail;
+    if (store_with_child(c, child, r) != PS_OK) {
         ps_cli_err("add: cannot store the record");
         rc = PS_EXIT_FAIL;
         goto out;
     }
     ps_uuid_format(r->id.data, id);
     printf("%s\n", id);
+    if (child) {
+        ps_uuid_format(child->id.data, id);
+        printf("child: %s\n", id);
+    }
     rc = PS_EXIT_OK;
+    goto out;
+child_fail:
+    if (kind != POPSYNC__KIND__KIND_BIRTH) {
+        ps_cli_err("add: --child-name is for add birth");
+        rc = PS_EXIT_USAGE;
+    }
 out:
     if (r)
         ps_record_free(r);
     if (dup)
         ps_record_free(dup);
+    if (child)
+        ps_record_free(child);
     ps_cache_close(c);
     return rc;
 }
@@ -242,7 +376,15 @@ int ps_cmd_edit(ps_cli_t *cli, int argc, char **argv)
     Popsync__Record *r = NULL;
     int rc, same = 0;
 
-    if ((rc = parse_edit_opts(argc, argv, sets, &nsets, &json, NULL)))
+    if ((rc = parse_edit_opts(argc, argv, sets, &nsets, &json, NULL)) == OPTS_HELP) {
+        printf("usage: popsync edit ID --set FIELD=VALUE ... | --json '{...}'\n"
+               "  changes fields of a record in this cache (offline; `popsync sync` sends it).  FIELD\n"
+               "  is the English name or the Chinese label; \"\" clears a field.  A change that leaves\n"
+               "  the record as it was writes nothing.\n"
+               "  example: popsync edit 0199c1e2-... --set 联系电话=13800000000\n");
+        return PS_EXIT_OK;
+    }
+    if (rc)
         return rc;
     if (optind != argc - 1 || (nsets == 0 && !json)) {
         ps_cli_err("edit: usage: edit ID --set FIELD=VALUE ... | --json '{...}'");
@@ -838,7 +980,8 @@ out:
  * and local validation as `edit`. */
 int ps_cli_parse_edit_opts(int argc, char **argv, char **sets, size_t *nsets, const char **json)
 {
-    return parse_edit_opts(argc, argv, sets, nsets, json, NULL);
+    int rc = parse_edit_opts(argc, argv, sets, nsets, json, NULL);
+    return rc == OPTS_HELP ? PS_EXIT_USAGE : rc;
 }
 
 int ps_cli_apply_edits(const char *cmd, Popsync__Record *r, char **sets, size_t nsets, const char *json)

@@ -46,3 +46,22 @@ const char *ps_dup_describe(const Popsync__Record *found, int zh, char *buf, siz
              id, found->orgunit, id);
     return buf;
 }
+
+int ps_dup_resolve(void *cache, const char *id_number, uint8_t id[16])
+{
+    Popsync__Record **recs = NULL;
+    size_t n = 0;
+    int rc = PS_ENOTFOUND;
+
+    if (ps_cache_find(cache, id_number, 2, &recs, &n) != PS_OK)
+        return PS_ENOTFOUND;
+    for (size_t i = 0; i < n; i++) {
+        if (rc != PS_OK && strcmp(recs[i]->person->id_number, id_number) == 0) {
+            memcpy(id, recs[i]->id.data, 16);
+            rc = PS_OK;
+        }
+        ps_record_free(recs[i]);
+    }
+    free(recs);
+    return rc;
+}

@@ -48,6 +48,8 @@ static const ps_field_t birth[] = {
     {"birth_date", "出生日期", PS_FT_DATE, 1, "如 2026-10-15", "e.g. 2026-10-15", NULL},
     {"birth_order", "孩次", PS_FT_INT, 1, "第几个孩子，1 起", "1 for the first child", NULL},
     {"place", "出生地点", PS_FT_TEXT, 0, "医院或地点", "hospital or place", NULL},
+    {"child_id", "婴儿", PS_FT_REF, 0, "婴儿的人员记录 ID（add birth --child-name 可同时登记婴儿）",
+     "record id of the child's person record (add birth --child-name registers the child too)", NULL},
 };
 
 static const ps_field_t migration[] = {

@@ -9,6 +9,7 @@
 static const struct {
     const char *en, *zh;
 } reasons[] = {
+    {"is required (it may be left empty only in a newborn's first year)", "必填：只有出生一年内的婴儿可以暂不填写"},
     {"is required", "必填，不能为空"},
     {"must be 18 characters", "应为 18 位：请核对身份证号是否漏位或多位"},
     {"first 17 characters must be digits", "前 17 位应为数字：请核对"},
@@ -40,7 +41,7 @@ static const struct {
     {"must differ from the record's orgunit", "应与本记录的单位不同"},
     {"must not be negative", "不能为负数"},
     {"must be one of ", "应为以下之一："},
-    {"must be at most ", "不能超过 "},
+    {"must be at most ", "超出上限：不能超过 "},
     {"must be at least ", "不能少于 "},
     {"must be 1 to ", "应为 1 至 "},
     {"refers to a ", "引用的记录不存在："},

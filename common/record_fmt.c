@@ -615,6 +615,46 @@ static int parse_enum(const ProtobufCFieldDescriptor *f, const char *text, int *
     return PS_EINVAL;
 }
 
+/* The per-thread person resolver (ps_record_set_person_resolver). */
+static _Thread_local struct {
+    ps_person_resolver_fn fn;
+    void *arg;
+} resolver;
+
+void ps_record_set_person_resolver(ps_person_resolver_fn fn, void *arg)
+{
+    resolver.fn = fn;
+    resolver.arg = arg;
+}
+
+static int person_ref(const ProtobufCFieldDescriptor *f)
+{
+    return strcmp(f->name, "person_id") == 0 || strcmp(f->name, "mother_id") == 0 || strcmp(f->name, "head_id") == 0 ||
+           strcmp(f->name, "child_id") == 0;
+}
+
+/* A person reference typed as an ID number: the record id of that person.
+ * PS_OK, or PS_ENOTFOUND with err set. */
+static int resolve_person(const ProtobufCFieldDescriptor *f, const char *text, uint8_t id[PS_ID_LEN], char *err,
+                          size_t errlen)
+{
+    static const ps_field_t idf = {"id_number", "身份证号", PS_FT_IDNUM, 0, "", "", NULL};
+    char idn[PS_FIELD_NORM_MAX];
+    const char *why;
+    int k = ps_field_normalize(&idf, text, idn, sizeof(idn), &why);
+
+    if (k == 1)
+        snprintf(idn, sizeof(idn), "%s", text);
+    if (k >= 0 && strlen(idn) == 18 && resolver.fn(resolver.arg, idn, id) == PS_OK)
+        return PS_OK;
+    /* No value in the message: it may be an ID number. */
+    errf(err, errlen,
+         "field '%s': neither a record id nor the ID number of a person in this cache: add the person first, "
+         "or give the record id",
+         f->name);
+    return PS_ENOTFOUND;
+}
+
 /* Parses text (non-empty) into v for field f.  On success v may own a
  * malloc'd string or bytes that the caller stores or frees. */
 static int parse_value(const ProtobufCFieldDescriptor *f, const char *text, value_t *v, char *err, size_t errlen)
@@ -685,6 +725,11 @@ static int parse_value(const ProtobufCFieldDescriptor *f, const char *text, valu
             uint8_t id[PS_ID_LEN];
             what = "record id (UUID)";
             rc = ps_uuid_parse(text, id);
+            if (rc != PS_OK && person_ref(f) && resolver.fn) {
+                rc = resolve_person(f, text, id, err, errlen);
+                if (rc == PS_ENOTFOUND)
+                    return PS_EINVAL;
+            }
             if (rc == PS_OK) {
                 v->bd.data = malloc(PS_ID_LEN);
                 if (!v->bd.data)

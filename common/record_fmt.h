@@ -30,6 +30,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <jansson.h>
@@ -47,6 +48,17 @@ const char *ps_kind_name(int kind);
  * ps_record_free.  PS_OK, PS_EINVAL (unknown kind) or PS_ENOMEM.
  */
 int ps_record_new(Popsync__Record **out, int kind);
+/**
+ * Person references (person_id, mother_id, head_id) may be given as the
+ * person's ID number where a resolver is set: it answers the record id of
+ * the live person with that number (PS_OK) or PS_ENOTFOUND.  The CLI sets
+ * one over its cache while it reads what a clerk typed; the server never
+ * does (an ID number there is not a record id).  Per thread; fn NULL
+ * removes it.
+ */
+typedef int (*ps_person_resolver_fn)(void *arg, const char *id_number, uint8_t id[16]);
+void ps_record_set_person_resolver(ps_person_resolver_fn fn, void *arg);
+
 /** Frees a record from ps_record_new or from protobuf unpacking; NULL is fine. */
 void ps_record_free(Popsync__Record *r);
 

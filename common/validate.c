@@ -13,6 +13,7 @@
 #include "policy.h"
 #include "scope.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -49,6 +50,15 @@ static const label_t schemes[] = {
     {"only_child_reward", "独生子女父母奖励", "Only-child parents' reward"},
     {"first_birth_subsidy", "一孩生育补贴", "First-birth subsidy"},
 };
+
+/* The most one payment of a scheme may be, in fen, in the order of
+ * schemes[]: well above the national standards (rural reward 960 yuan a
+ * person a year; special support 590-720 yuan a month, a year's arrears at
+ * once; only-child reward 10 yuan a month or a one-off sum at retirement;
+ * first-birth subsidy a local one-off sum), so a real payment always fits
+ * and a slip of the keyboard (999,999.99 yuan) does not.  docs/data-model.md
+ * lists them. */
+static const int64_t scheme_max_fen[] = {300000, 1200000, 1000000, 1000000};
 
 static const label_t services[] = {
     {"prepregnancy_check", "免费孕前优生健康检查", "Free pre-pregnancy health check"},
@@ -408,15 +418,19 @@ static void check_person(vstate_t *vs, const Popsync__Person *p)
     int sex_ok, id_ok = 0;
     size_t i, ndig = 0, len;
 
-    if (empty(p->id_number))
-        ps_verrs_add(vs->v, "id_number", "is required");
-    else if ((why = ps_validate_id_number_at(p->id_number, vs->today)))
-        ps_verrs_add(vs->v, "id_number", "%s", why);
-    else
-        id_ok = 1;
     check_text(vs, "name", p->name, 1, 64, 0);
     sex_ok = check_enum(vs, "sex", (int)p->sex, POPSYNC__SEX__SEX_FEMALE, 1);
     check_date(vs, "birth_date", p->birth_date, 1, 0, &bd);
+    /* A newborn is registered before it has an ID number (the number is
+     * filled in later); anyone older needs one. */
+    if (empty(p->id_number)) {
+        if (!bd || bd + 10000 <= vs->today)
+            ps_verrs_add(vs->v, "id_number", "is required (it may be left empty only in a newborn's first year)");
+    } else if ((why = ps_validate_id_number_at(p->id_number, vs->today))) {
+        ps_verrs_add(vs->v, "id_number", "%s", why);
+    } else {
+        id_ok = 1;
+    }
     /* Cross-checks only between values that are valid on their own, so one
      * mistake is not reported three times. */
     if (id_ok && bd && digits(p->id_number + 6, 8) != bd)
@@ -460,6 +474,7 @@ static void check_birth(vstate_t *vs, const Popsync__Birth *b)
     if (b->birth_order < 1 || b->birth_order > BIRTH_ORDER_MAX)
         ps_verrs_add(vs->v, "birth_order", "must be 1 to %d", BIRTH_ORDER_MAX);
     check_text(vs, "place", b->place, 0, 128, 0);
+    check_ref(vs, "child_id", b->child_id, 0, POPSYNC__KIND__KIND_PERSON, "person");
 }
 
 static void check_migration(vstate_t *vs, const Popsync__Migration *m, const char *orgunit)
@@ -522,6 +537,7 @@ static void check_period(vstate_t *vs, const char *s)
 static void check_benefit(vstate_t *vs, const Popsync__Benefit *b)
 {
     char list[128];
+    const label_t *sc;
     int status_ok;
 
     check_ref(vs, "person_id", b->person_id, 1, POPSYNC__KIND__KIND_PERSON, "person");
@@ -532,8 +548,12 @@ static void check_benefit(vstate_t *vs, const Popsync__Benefit *b)
         ps_verrs_add(vs->v, "scheme", "must be one of %s", list);
     }
     check_period(vs, b->period);
+    sc = empty(b->scheme) ? NULL : label_find(schemes, NSCHEMES, b->scheme);
     if (b->amount_fen < 0)
         ps_verrs_add(vs->v, "amount_fen", "must not be negative");
+    else if (sc && b->amount_fen > scheme_max_fen[sc - schemes])
+        ps_verrs_add(vs->v, "amount_fen", "must be at most %" PRId64 " fen (%" PRId64 " yuan) for scheme %s",
+                     scheme_max_fen[sc - schemes], scheme_max_fen[sc - schemes] / 100, sc->code);
     else if (b->amount_fen > AMOUNT_MAX_FEN)
         ps_verrs_add(vs->v, "amount_fen", "must be at most %d fen", AMOUNT_MAX_FEN);
     status_ok = check_enum(vs, "status", (int)b->status, POPSYNC__BENEFIT_STATUS__BENEFIT_STATUS_PAID, 1);

@@ -398,6 +398,21 @@ static void test_person_rules(void **state)
     expect_one(r, &c, "id_number", "is required");
     ps_record_free(r);
 
+    /* A newborn may wait for its number during its first year. */
+    {
+        char d[16];
+        unsigned t = TODAY;
+        r = good_person();
+        assert_int_equal(ps_record_set(r, "id_number", "", err, sizeof(err)), PS_OK);
+        snprintf(d, sizeof(d), "%04u-%02u-%02u", t / 10000 - 1, t / 100 % 100, t % 100 == 29 ? 28 : t % 100);
+        assert_int_equal(ps_record_set(r, "birth_date", d, err, sizeof(err)), PS_OK);
+        expect_one(r, &c, "id_number", "first year");
+        snprintf(d, sizeof(d), "%04u-%02u-01", t / 10000, t / 100 % 100);
+        assert_int_equal(ps_record_set(r, "birth_date", d, err, sizeof(err)), PS_OK);
+        expect_valid(r, &c);
+        ps_record_free(r);
+    }
+
     r = good_person();
     set_raw(&r->person->id_number, "13020319900315118x");
     expect_one(r, &c, "id_number", "upper-case X");
@@ -714,10 +729,16 @@ static void test_benefit_rules(void **state)
     expect_valid(r, &c);
     assert_int_equal(ps_record_set(r, "amount_fen", "-1", err, sizeof(err)), PS_OK);
     expect_one(r, &c, "amount_fen", "must not be negative");
-    assert_int_equal(ps_record_set(r, "amount_fen", "100000001", err, sizeof(err)), PS_OK);
-    expect_one(r, &c, "amount_fen", "at most");
-    assert_int_equal(ps_record_set(r, "amount_fen", "100000000", err, sizeof(err)), PS_OK);
+    /* Each scheme's bound (10,000 yuan for a first-birth subsidy). */
+    assert_int_equal(ps_record_set(r, "amount_fen", "99999999", err, sizeof(err)), PS_OK);
+    expect_one(r, &c, "amount_fen", "at most 1000000 fen (10000 yuan) for scheme first_birth_subsidy");
+    assert_int_equal(ps_record_set(r, "amount_fen", "1000000", err, sizeof(err)), PS_OK);
     expect_valid(r, &c);
+    assert_int_equal(ps_record_set(r, "scheme", "rural_reward", err, sizeof(err)), PS_OK);
+    expect_one(r, &c, "amount_fen", "for scheme rural_reward");
+    assert_int_equal(ps_record_set(r, "amount_fen", "96000", err, sizeof(err)), PS_OK);
+    expect_valid(r, &c);
+    assert_int_equal(ps_record_set(r, "scheme", "first_birth_subsidy", err, sizeof(err)), PS_OK);
 
     assert_int_equal(ps_record_set(r, "paid_date", "", err, sizeof(err)), PS_OK);
     expect_one(r, &c, "paid_date", "is required");
@@ -837,8 +858,9 @@ static void test_many_errors(void **state)
     n = run(r, &c, &v);
     assert_int_equal(n, 10);
     assert_int_equal(v.n, 10);
-    static const char *const first[PS_VERR_MAX] = {"orgunit", "id_number", "name", "sex",
-                                                   "birth_date", "ethnicity", "registration", "marital_status"};
+    /* id_number after birth_date: whether it may be empty depends on it. */
+    static const char *const first[PS_VERR_MAX] = {"orgunit", "name", "sex", "birth_date",
+                                                   "id_number", "ethnicity", "registration", "marital_status"};
     for (size_t i = 0; i < PS_VERR_MAX; i++)
         assert_string_equal(v.e[i].field, first[i]);
 

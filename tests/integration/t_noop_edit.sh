@@ -33,11 +33,15 @@ h0=$(head_n)
 sq ta export --kind person --format csv --out "$T/p.csv" || fail "export"
 python3 - "$T/p.csv" "$T/p1.csv" >"$T/changed.id" <<'PY'
 import csv, sys
-rows = list(csv.reader(open(sys.argv[1], encoding="utf-8", newline="")))
+text = open(sys.argv[1], encoding="utf-8", newline="").read()
+bom = "\ufeff" if text.startswith("\ufeff") else ""
+rows = list(csv.reader(text[len(bom):].splitlines(keepends=True)))
 i = rows[0].index("phone")
 rows[5][i] = "13711112222" if rows[5][i] != "13711112222" else "13711113333"
-w = csv.writer(open(sys.argv[2], "w", encoding="utf-8", newline=""), lineterminator="\r\n")
-w.writerows(rows)
+out = open(sys.argv[2], "w", encoding="utf-8", newline="")
+out.write(bom)
+csv.writer(out, lineterminator="\r\n").writerows(rows)
+out.close()
 print(rows[5][rows[0].index("id")])
 PY
 changed=$(cat "$T/changed.id")

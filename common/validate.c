@@ -737,7 +737,9 @@ size_t ps_record_refs(const Popsync__Record *r, ps_ref_t refs[PS_REFS_MAX])
     case POPSYNC__RECORD__BODY_HOUSEHOLD:
         return r->household ? add_ref(refs, 0, "head_id", r->household->head_id, person) : 0;
     case POPSYNC__RECORD__BODY_BIRTH:
-        return r->birth ? add_ref(refs, 0, "mother_id", r->birth->mother_id, person) : 0;
+        return r->birth ? add_ref(refs, add_ref(refs, 0, "mother_id", r->birth->mother_id, person), "child_id",
+                                  r->birth->child_id, person)
+                        : 0;
     case POPSYNC__RECORD__BODY_MIGRATION:
         return r->migration ? add_ref(refs, 0, "person_id", r->migration->person_id, person) : 0;
     case POPSYNC__RECORD__BODY_BENEFIT:

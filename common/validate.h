@@ -82,7 +82,7 @@ typedef struct ps_ref {
 
 /**
  * The references r makes (a person's household, a household's head, a
- * birth's mother, the person of a migration, benefit or visit): the
+ * birth's mother and child, the person of a migration, benefit or visit): the
  * non-empty 16-byte ones, at most PS_REFS_MAX, into refs.  Returns how many.
  * The one list of reference fields: delete's dependents (client) and the
  * quality report's dangling references (server) both read it.

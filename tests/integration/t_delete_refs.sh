@@ -54,12 +54,27 @@ grep -q -- "--cascade" "$T/del.err" && grep -q -- "--force" "$T/del.err" || fail
 grep -qE '[0-9]{17}[0-9X]' "$T/del.err" && fail "an ID number in the refusal"
 pass "delete of a referenced person is refused with the list of referring records"
 
+
 # --- Cascade: the dependents first, then the record, all deleted.
 sq ta delete "$m1" --cascade >"$T/casc.out" || fail "delete --cascade"
 for x in "$b1" "$bn1" "$v1" "$g1" "$m1"; do expect_eq "$(live ta "$x")" False "cascade deleted $x"; done
 grep -q "$b1" "$T/casc.out" || fail "cascade does not list the birth"
 expect_eq "$(pending ta)" $((p0 + 5)) "cascade: five tombstones to push"
 pass "delete --cascade deletes the dependents too"
+
+# A birth names its child too: the child's record is not deleted silently.
+m5=$(add_mother 5)
+c5=$(sq ta add person --set "id_number=$(idnum 2024-02-02 55 female)" --set name=孩子 --set sex=female \
+    --set birth_date=2024-02-02) || fail "add the child"
+b5=$(sq ta add birth --set mother_id="$m5" --set child_id="$c5" --set child_sex=female --set birth_date=2024-02-02 \
+    --set birth_order=1) || fail "add a birth naming its child"
+set +e
+sq ta delete "$c5" 2>"$T/c5.err"
+rc=$?
+set -e
+expect_eq "$rc" 4 "deleting a child named by a birth is refused"
+grep -q "$b5.*child_id" "$T/c5.err" || fail "the birth naming the child is not listed: $(cat "$T/c5.err")"
+pass "a birth's child_id counts as a reference"
 
 # --- A household: its members and its head.
 m3=$(add_mother 3)

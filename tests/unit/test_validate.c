@@ -928,6 +928,16 @@ static void test_record_refs(void **state)
         ps_record_free(r);
     }
     assert_int_equal(ps_record_refs(NULL, refs), 0);
+    /* A birth names its mother and, once registered, its child. */
+    {
+        Popsync__Record *b = build(POPSYNC__KIND__KIND_BIRTH, UNIT_VILLAGE, "mother_id=" PERSON_A,
+                                   "child_id=" MISSING_ID, NULL);
+        assert_int_equal(ps_record_refs(b, refs), 2);
+        assert_string_equal(refs[0].field, "mother_id");
+        assert_string_equal(refs[1].field, "child_id");
+        assert_int_equal(refs[1].kind, POPSYNC__KIND__KIND_PERSON);
+        ps_record_free(b);
+    }
 }
 
 int main(void)

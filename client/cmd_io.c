@@ -375,7 +375,7 @@ static int load_text(const char *file, int encoding, char **data, size_t *len)
 
 static int import_usage(void)
 {
-    ps_cli_err("import: usage: import FILE --kind KIND [--format csv|json] [--dry-run]\n"
+    ps_cli_err("import: usage: import FILE --kind KIND [--format csv|json|xlsx] [--dry-run]\n"
                "              [--encoding utf-8|gbk] [--lang zh|en] [--update]\n"
                "  Adds (or, for rows with the id of a record the cache holds, updates) records from a\n"
                "  CSV or JSON file.  Columns may be the English names or the Chinese labels\n"
@@ -418,7 +418,7 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
             break;
         case 'f':
             if ((format = ps_recio_format_from_name(optarg)) < 0) {
-                ps_cli_err("import: unknown format '%s' (csv or json)", optarg);
+                ps_cli_err("import: unknown format '%s' (csv, json or xlsx)", optarg);
                 return PS_EXIT_USAGE;
             }
             break;
@@ -439,15 +439,19 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
         return import_usage();
     file = argv[optind];
     if (format < 0 && (format = ps_recio_format_from_path(file)) < 0) {
-        ps_cli_err("import: cannot tell the format of %s from its name: give --format csv or json", file);
+        ps_cli_err("import: cannot tell the format of %s from its name: give --format csv, json or xlsx", file);
         return PS_EXIT_USAGE;
     }
     if ((zh = ps_report_lang_zh(lang)) < 0) {
         ps_cli_err("import: --lang must be zh or en");
         return PS_EXIT_USAGE;
     }
-    rc = load_text(file, encoding, &data, &len);
-    if (rc)
+    /* A workbook is a zip archive: its text is UTF-8 by definition. */
+    if (format == PS_RECIO_XLSX && (rc = ps_recio_load_file(file, &data, &len))) {
+        ps_cli_err("import: %s: %s", file, ps_strerror(rc));
+        return PS_EXIT_FAIL;
+    }
+    if (format != PS_RECIO_XLSX && (rc = load_text(file, encoding, &data, &len)))
         return rc;
     st = calloc(1, sizeof(*st));
     if (!st) {
@@ -468,7 +472,9 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
     st->kind = kind;
     st->dry_run = dry_run;
     st->update = update;
-    if (ps_rejects_begin(&st->rj, file, kind, format, zh, !dry_run) != PS_OK) {
+    /* Rows of a workbook are read as CSV, and refused ones kept as CSV. */
+    if (ps_rejects_begin(&st->rj, file, kind, format == PS_RECIO_XLSX ? PS_RECIO_CSV : format, zh, !dry_run) !=
+        PS_OK) {
         ps_cli_err("import: %s", ps_strerror(PS_ENOMEM));
         rc = PS_EXIT_FAIL;
         goto out;
@@ -565,12 +571,12 @@ static FILE *create_private(const char *path)
 
 static int export_usage(void)
 {
-    ps_cli_err("export: usage: export --kind KIND --format csv|json [--out FILE] [--orgunit CODE]\n"
+    ps_cli_err("export: usage: export --kind KIND --format csv|json|xlsx [--out FILE] [--orgunit CODE]\n"
                "              [--lang zh|en] [--no-bom]\n"
                "  CSV starts with a byte-order mark (Chinese Excel needs it; --no-bom for scripts).\n"
                "  --out files are created readable by their owner only (mode 0600).\n"
-               "  Excel turns 18-digit ID numbers into numbers when it opens a CSV: use Data > From Text\n"
-               "  and set the ID column to Text (文本), see docs/data-model.md.\n"
+               "  Excel turns 18-digit ID numbers into numbers when it opens a CSV: export .xlsx instead\n"
+               "  (every cell is text there), or use Data > From Text and set the column to Text (文本).\n"
                "  example: popsync export --kind person --format csv --lang zh --out persons.csv");
     return PS_EXIT_USAGE;
 }
@@ -606,7 +612,7 @@ int ps_cmd_export(ps_cli_t *cli, int argc, char **argv)
             break;
         case 'f':
             if ((format = ps_recio_format_from_name(optarg)) < 0) {
-                ps_cli_err("export: unknown format '%s' (csv or json)", optarg);
+                ps_cli_err("export: unknown format '%s' (csv, json or xlsx)", optarg);
                 return PS_EXIT_USAGE;
             }
             break;
@@ -643,6 +649,11 @@ int ps_cmd_export(ps_cli_t *cli, int argc, char **argv)
     }
     st.units = ps_client_orgunits(c);
     rc = PS_EXIT_FAIL;
+    if (format == PS_RECIO_XLSX && !out) {
+        ps_cli_err("export: an .xlsx export needs --out FILE.xlsx");
+        rc = PS_EXIT_USAGE;
+        goto out;
+    }
     if (out) {
         /* Readers of FILE never see half an export: write aside, then rename. */
         size_t n = strlen(out) + 5;
@@ -650,14 +661,18 @@ int ps_cmd_export(ps_cli_t *cli, int argc, char **argv)
         if (!tmp)
             goto out;
         snprintf(tmp, n, "%s.tmp", out);
-        f = create_private(tmp);
-        if (!f) {
+        /* An .xlsx is created by its library when it is complete. */
+        f = NULL;
+        if (format != PS_RECIO_XLSX && !(f = create_private(tmp))) {
             ps_cli_err("export: cannot create %s", tmp);
             goto out;
         }
     }
-    if ((st.rc = ps_recio_writer_begin(&st.w, f, format, st.kind,
-                                       (bom ? PS_RECIO_BOM : 0) | (zh ? PS_RECIO_ZH : 0))) == PS_OK) {
+    if (format == PS_RECIO_XLSX)
+        st.rc = ps_recio_writer_begin_xlsx(&st.w, tmp, st.kind, zh ? PS_RECIO_ZH : 0);
+    else
+        st.rc = ps_recio_writer_begin(&st.w, f, format, st.kind, (bom ? PS_RECIO_BOM : 0) | (zh ? PS_RECIO_ZH : 0));
+    if (st.rc == PS_OK) {
         int frc = ps_cache_foreach(c, export_one, &st);
         if (st.rc == PS_OK)
             st.rc = frc;
@@ -669,8 +684,8 @@ int ps_cmd_export(ps_cli_t *cli, int argc, char **argv)
         goto out;
     }
     if (out) {
-        int bad = fsync(fileno(f)) != 0;
-        bad |= fclose(f) != 0;
+        int bad = f && fsync(fileno(f)) != 0;
+        bad |= f && fclose(f) != 0;
         f = NULL;
         if (bad || rename(tmp, out) != 0) {
             ps_cli_err("export: cannot write %s", out);

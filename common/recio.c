@@ -6,6 +6,7 @@
  * recio.h).
  */
 #include "recio.h"
+#include "xlsx.h"
 #include "fields.h"
 #include "err.h"
 #include "ids.h"
@@ -148,6 +149,8 @@ int ps_recio_format_from_name(const char *name)
         return PS_RECIO_CSV;
     if (strcasecmp(name, "json") == 0 || strcasecmp(name, "jsonl") == 0)
         return PS_RECIO_JSON;
+    if (strcasecmp(name, "xlsx") == 0)
+        return PS_RECIO_XLSX;
     return -1;
 }
 
@@ -777,12 +780,43 @@ int ps_recio_read_json(const char *data, size_t len, int kind, ps_recio_row_fn f
     return read_json_lines(data, len, skip_bom(data, len), kind, fn, arg);
 }
 
+/* Is the column called header a date field of the kind at arg? */
+static int date_column(void *arg, const char *header)
+{
+    const ps_field_t *f = ps_field_find(*(const int *)arg, header);
+    return f && f->type == PS_FT_DATE;
+}
+
+/* The workbook's first sheet through the CSV reader: one path for both. */
+static int read_xlsx(const char *data, size_t len, int kind, ps_recio_row_fn fn, void *arg)
+{
+    char *csv = NULL, why[256];
+    size_t n = 0;
+    int rc = ps_xlsx_to_csv(data, len, date_column, &kind, &csv, &n, why, sizeof(why));
+
+    if (rc == PS_EINVAL) {
+        ps_recio_row_t row;
+        memset(&row, 0, sizeof(row));
+        row.line = 1;
+        row.file_error = 1;
+        ps_verrs_add(&row.errs, PS_RECIO_FILE_FIELD, "%s", why);
+        rc = fn(&row, arg);
+        return rc ? rc : PS_EINVAL;
+    }
+    if (rc == PS_OK)
+        rc = ps_recio_read_csv(csv, n, kind, fn, arg);
+    free(csv);
+    return rc;
+}
+
 int ps_recio_read(int format, const char *data, size_t len, int kind, ps_recio_row_fn fn, void *arg)
 {
     if (format == PS_RECIO_CSV)
         return ps_recio_read_csv(data, len, kind, fn, arg);
     if (format == PS_RECIO_JSON)
         return ps_recio_read_json(data, len, kind, fn, arg);
+    if (format == PS_RECIO_XLSX)
+        return read_xlsx(data, len, kind, fn, arg);
     return PS_EINVAL;
 }
 
@@ -811,6 +845,46 @@ void ps_recio_csv_cell(FILE *f, const char *s, int first)
         fwrite(s, 1, n, f);
 }
 
+/* One cell of a CSV or XLSX table row (col from 0). */
+static void put_cell(ps_recio_writer_t *w, size_t col, const char *text)
+{
+    if (w->format != PS_RECIO_XLSX)
+        ps_recio_csv_cell(w->f, text, col == 0);
+    else if (ps_xlsx_cell(w->x, w->row, (unsigned)col, text) != PS_OK)
+        w->failed = 1;
+}
+
+static void end_row(ps_recio_writer_t *w)
+{
+    if (w->format == PS_RECIO_XLSX)
+        w->row++;
+    else
+        fputs("\r\n", w->f);
+}
+
+/* The table's header: id, orgunit and the body fields (Chinese labels with
+ * PS_RECIO_ZH). */
+static int put_header(ps_recio_writer_t *w)
+{
+    w->nnames = ps_record_field_names(w->kind, NULL, 0);
+    w->names = calloc(w->nnames ? w->nnames : 1, sizeof(*w->names));
+    w->cellcap = 4096;
+    w->cell = malloc(w->cellcap);
+    if (!w->names || !w->cell)
+        return PS_ENOMEM;
+    ps_record_field_names(w->kind, w->names, w->nnames);
+    if (w->format == PS_RECIO_CSV && (w->flags & PS_RECIO_BOM))
+        fputs("\xEF\xBB\xBF", w->f);
+    put_cell(w, 0, w->flags & PS_RECIO_ZH ? PS_RECIO_ID_ZH : "id");
+    for (size_t i = 0; i < w->nnames + 1; i++) {
+        const char *name = i == 0 ? "orgunit" : w->names[i - 1];
+        const ps_field_t *df = w->flags & PS_RECIO_ZH ? ps_field_find(w->kind, name) : NULL;
+        put_cell(w, i + 1, df ? df->zh : name);
+    }
+    end_row(w);
+    return w->failed || (w->f && ferror(w->f)) ? PS_EIO : PS_OK;
+}
+
 int ps_recio_writer_begin(ps_recio_writer_t *w, FILE *f, int format, int kind, unsigned flags)
 {
     memset(w, 0, sizeof(*w));
@@ -824,23 +898,22 @@ int ps_recio_writer_begin(ps_recio_writer_t *w, FILE *f, int format, int kind, u
         fputc('[', f);
         return ferror(f) ? PS_EIO : PS_OK;
     }
-    w->nnames = ps_record_field_names(kind, NULL, 0);
-    w->names = calloc(w->nnames ? w->nnames : 1, sizeof(*w->names));
-    w->cellcap = 4096;
-    w->cell = malloc(w->cellcap);
-    if (!w->names || !w->cell)
-        return PS_ENOMEM;
-    ps_record_field_names(kind, w->names, w->nnames);
-    if (flags & PS_RECIO_BOM)
-        fputs("\xEF\xBB\xBF", f);
-    ps_recio_csv_cell(f, flags & PS_RECIO_ZH ? PS_RECIO_ID_ZH : "id", 1);
-    for (size_t i = 0; i < w->nnames + 1; i++) {
-        const char *name = i == 0 ? "orgunit" : w->names[i - 1];
-        const ps_field_t *df = flags & PS_RECIO_ZH ? ps_field_find(kind, name) : NULL;
-        ps_recio_csv_cell(f, df ? df->zh : name, 0);
-    }
-    fputs("\r\n", f);
-    return ferror(f) ? PS_EIO : PS_OK;
+    return put_header(w);
+}
+
+int ps_recio_writer_begin_xlsx(ps_recio_writer_t *w, const char *path, int kind, unsigned flags)
+{
+    int rc;
+
+    memset(w, 0, sizeof(*w));
+    if (!ps_kind_name(kind))
+        return PS_EINVAL;
+    w->format = PS_RECIO_XLSX;
+    w->kind = kind;
+    w->flags = flags;
+    if ((rc = ps_xlsx_open(&w->x, path, ps_kind_name(kind))))
+        return rc;
+    return put_header(w);
 }
 
 /* The text of one field into w->cell, growing it as needed. */
@@ -861,7 +934,8 @@ static int cell_text(ps_recio_writer_t *w, const Popsync__Record *r, const char 
     return rc;
 }
 
-static int put_csv(ps_recio_writer_t *w, const Popsync__Record *r)
+/* One record as a row of the CSV or XLSX table. */
+static int put_row(ps_recio_writer_t *w, const Popsync__Record *r)
 {
     int rc;
 
@@ -872,10 +946,10 @@ static int put_csv(ps_recio_writer_t *w, const Popsync__Record *r)
             return rc;
         if (w->flags & PS_RECIO_ZH)
             zh = ps_field_value_zh(ps_field_find(w->kind, field), w->cell);
-        ps_recio_csv_cell(w->f, zh ? zh : w->cell, i == 0);
+        put_cell(w, i, zh ? zh : w->cell);
     }
-    fputs("\r\n", w->f);
-    return PS_OK;
+    end_row(w);
+    return w->failed ? PS_EIO : PS_OK;
 }
 
 /* Writes the object indented by one level, as an element of the array. */
@@ -911,11 +985,11 @@ int ps_recio_writer_put(ps_recio_writer_t *w, const Popsync__Record *r)
 
     if (!r || (int)r->kind != w->kind)
         return PS_EINVAL;
-    rc = w->format == PS_RECIO_CSV ? put_csv(w, r) : put_json(w, r);
+    rc = w->format == PS_RECIO_JSON ? put_json(w, r) : put_row(w, r);
     if (rc)
         return rc;
     w->n++;
-    return ferror(w->f) ? PS_EIO : PS_OK;
+    return w->f && ferror(w->f) ? PS_EIO : PS_OK;
 }
 
 int ps_recio_writer_end(ps_recio_writer_t *w)
@@ -926,6 +1000,9 @@ int ps_recio_writer_end(ps_recio_writer_t *w)
         fputs(w->n ? "\n]\n" : "]\n", w->f);
     if (w->f && (fflush(w->f) != 0 || ferror(w->f)))
         rc = PS_EIO;
+    if (w->x && ps_xlsx_close(w->x) != PS_OK)
+        rc = PS_EIO;
+    w->x = NULL;
     free(w->names);
     free(w->cell);
     w->names = NULL;

@@ -37,6 +37,7 @@
 
 #define PS_RECIO_CSV 1
 #define PS_RECIO_JSON 2
+#define PS_RECIO_XLSX 3 /**< Excel workbook: its first sheet read as CSV (xlsx.h) */
 
 /** Writer flag: start a CSV file with a UTF-8 byte order mark (some
  *  spreadsheet programs need it to read UTF-8). */
@@ -123,10 +124,16 @@ typedef struct ps_recio_writer {
     size_t nnames;
     char *cell;          /**< CSV: scratch for one cell's text */
     size_t cellcap;
+    struct ps_xlsx *x;   /**< XLSX: the workbook being made */
+    unsigned row;        /**< XLSX: the next row */
+    int failed;          /**< XLSX: a cell could not be written */
 } ps_recio_writer_t;
 
 /** Writes the start (CSV: BOM if asked, header).  PS_OK, PS_EINVAL or PS_EIO. */
 int ps_recio_writer_begin(ps_recio_writer_t *w, FILE *f, int format, int kind, unsigned flags);
+/** As ps_recio_writer_begin for an .xlsx workbook at path (same columns as
+ *  CSV, every cell text): written, mode 0600, by ps_recio_writer_end. */
+int ps_recio_writer_begin_xlsx(ps_recio_writer_t *w, const char *path, int kind, unsigned flags);
 /** Writes one record (of the writer's kind).  PS_OK, PS_EINVAL, PS_EIO or PS_ENOMEM. */
 int ps_recio_writer_put(ps_recio_writer_t *w, const Popsync__Record *r);
 /** Writes the end and releases the writer's memory (always, even on error).

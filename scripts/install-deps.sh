@@ -7,6 +7,7 @@ PKGS=(
   build-essential cmake pkg-config clang
   libuv1-dev liblmdb-dev lmdb-utils libprotobuf-c-dev protobuf-c-compiler libmbedtls-dev
   libjansson-dev libcsv-dev libinih-dev libzstd-dev libcmocka-dev
+  libxlsxwriter-dev libzip-dev libxml2-dev
   python3 openssl testssl.sh valgrind tzdata
 )
 

@@ -1,0 +1,83 @@
+# Excel workbooks both ways: export .xlsx (every cell text, so ID numbers
+# stay as typed; mode 0600; Chinese headers with --lang zh), import it back
+# to the same records; import a workbook as Excel writes one by hand: shared
+# strings, a date cell as a serial number, an ID number that Excel turned
+# into a number (refused with what to do), an inline string.
+. "$(dirname "$0")/lib.sh"
+make_pki
+start_server
+client t1 town1
+client t2 town1
+
+python3 - "$T/p.csv" <<'PY'
+import sys
+w=[7,9,10,5,8,4,2,1,6,3,7,9,10,5,8,4,2]
+rows = ["name,id_number,address,marital_status"]
+for i in range(30):
+    d = "110105" + "1980%02d%02d" % (i % 12 + 1, i % 28 + 1) + "%03d" % (400 + i)
+    d += "10X98765432"[sum(int(a)*b for a,b in zip(d,w))%11]
+    rows.append('赵%d,%s,"幸福路%d号,2单元",married' % (i, d, i))
+open(sys.argv[1], "w", encoding="utf-8").write("\r\n".join(rows) + "\r\n")
+PY
+ps --data "$T/t1" import "$T/p.csv" --kind person >/dev/null || fail "seed"
+
+ps --data "$T/t1" export --kind person --format xlsx --lang zh --out "$T/p.xlsx" || fail "xlsx export"
+expect_eq "$(stat -c %a "$T/p.xlsx")" 600 "an .xlsx of personal data is its owner's alone"
+rc=0; ps --data "$T/t1" export --kind person --format xlsx >/dev/null 2>&1 || rc=$?
+expect_eq "$rc" 2 "xlsx to stdout refused"
+python3 - "$T/p.xlsx" <<'PY' || fail "workbook layout"
+import re, sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+styles = z.read("xl/styles.xml").decode()
+assert 'formatCode="@"' in styles, "text format"
+sheet = z.read("xl/worksheets/sheet1.xml").decode()
+strings = z.read("xl/sharedStrings.xml").decode() if "xl/sharedStrings.xml" in z.namelist() else ""
+assert "身份证号" in strings + sheet, "Chinese header"
+ids = re.findall(r"\b11010519\d{9}[\dX]\b", strings + sheet)
+assert len(set(ids)) == 30, len(set(ids))
+# every cell is a string cell: no number can round an ID number
+assert not re.search(r'<c [^>]*t="n"', sheet) and all('t="' in c for c in re.findall(r"<c [^>]*>", sheet)), "all text"
+PY
+expect_eq "$(ps --data "$T/t2" import "$T/p.xlsx" --kind person)" "imported 30 of 30 rows (0 unchanged, 0 rejected)" "xlsx import"
+ps --data "$T/t1" export --kind person --format csv --out "$T/a.csv"
+ps --data "$T/t2" export --kind person --format csv --out "$T/b.csv"
+cmp "$T/a.csv" "$T/b.csv" || fail "xlsx export -> import differs"
+
+# A workbook as Excel saves one typed by hand.
+mkid() { python3 -c '
+import sys; w=[7,9,10,5,8,4,2,1,6,3,7,9,10,5,8,4,2]; d=sys.argv[1]
+print(d+"10X98765432"[sum(int(a)*b for a,b in zip(d,w))%11])' "$1"; }
+good=$(mkid 11010519900307501)
+python3 - "$T/hand.xlsx" "$good" <<'PY'
+import sys, zipfile
+good = sys.argv[2]
+shared = ["姓名", "身份证号", "出生日期", "孙悟空", good, "猪八戒"]
+si = "".join("<si><t>%s</t></si>" % s for s in shared)
+# 1990-03-07 is Excel serial 32939; the second ID number was typed as a number.
+sheet = """<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>
+<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c><c r="C1" t="s"><v>2</v></c></row>
+<row r="2"><c r="A2" t="s"><v>3</v></c><c r="B2" t="s"><v>4</v></c><c r="C2" s="1"><v>32939</v></c></row>
+<row r="3"><c r="A3" t="s"><v>5</v></c><c r="B3"><v>1.10105199003075E+17</v></c><c r="C3" t="inlineStr"><is><t>1990/3/7</t></is></c></row>
+</sheetData></worksheet>"""
+z = zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED)
+z.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>')
+z.writestr("xl/workbook.xml", '<?xml version="1.0"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheets><sheet name="人员" sheetId="1"/></sheets></workbook>')
+z.writestr("xl/sharedStrings.xml", '<?xml version="1.0"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">%s</sst>' % si)
+z.writestr("xl/worksheets/sheet1.xml", sheet)
+z.close()
+PY
+rc=0; ps --data "$T/t2" import "$T/hand.xlsx" --kind person >"$T/hand.out" 2>"$T/hand.err" || rc=$?
+expect_eq "$rc" 4 "hand-made workbook with one bad row"
+expect_eq "$(head -n 1 "$T/hand.out")" "imported 1 of 2 rows (0 unchanged, 1 rejected)" "good row in, Excel-number row out"
+grep -q "Excel turned this ID number into a number" "$T/hand.err" || fail "says what Excel did: $(cat "$T/hand.err")"
+ps --data "$T/t2" find "$good" --json | python3 -c '
+import json, sys; r = json.load(sys.stdin)[0]
+assert (r["name"], r["birth_date"]) == ("孙悟空", "1990-03-07"), r' || fail "date serial read as a date"
+[ -f "$T/hand.xlsx.rejected.csv" ] || fail "rejected rows of a workbook kept as CSV"
+printf 'not a zip' >"$T/bad.xlsx"
+rc=0; ps --data "$T/t2" import "$T/bad.xlsx" --kind person >/dev/null 2>"$T/bad.err" || rc=$?
+expect_eq "$rc" 4 "not a workbook"
+grep -q "not an .xlsx workbook" "$T/bad.err" || fail "says it is not a workbook: $(cat "$T/bad.err")"
+stop_server
+pass "xlsx export and import round-trip; Excel's dates and numbers handled"

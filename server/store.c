@@ -573,6 +573,31 @@ static int load_version(apply_ctx_t *c, const uint8_t *id, uint64_t gen, Popsync
     return ps_msg_unpack_desc(&popsync__record__descriptor, v.mv_data, v.mv_size, (ProtobufCMessage **)out);
 }
 
+/* Answers about records outside the sender's scope must not depend on
+ * whether they exist (docs/security.md §8.3).  A stored record the sender
+ * may not read, and whose version the change is based on it could not read
+ * either (it never held the record), is judged as if the server did not
+ * have it.  A sender that did hold the base version (the record left its
+ * scope since) knows the record exists; its edit is kept as a conflict.
+ * Returns 1 to hide, 0 not to, or a negative error. */
+static int hidden_from(apply_ctx_t *c, const ps_peer_t *peer, const Popsync__Record *cur, uint64_t base_gen)
+{
+    Popsync__Record *b = NULL;
+    uint64_t cur_gen = cur->rev ? cur->rev->gen : 0;
+    int rc, known;
+
+    if (ps_policy_may_read(c->st->opts.units, peer, cur->orgunit, other_place(cur)))
+        return 0;
+    if (base_gen == 0 || base_gen > cur_gen)
+        return 1;
+    if ((rc = load_version(c, cur->id.data, base_gen, &b)))
+        return rc;
+    known = b && ps_policy_may_read(c->st->opts.units, peer, b->orgunit, other_place(b));
+    if (b)
+        ps_msg_free(&b->base);
+    return !known;
+}
+
 /* Were all versions after base_gen up to cur_gen made by this node?
  * Returns 1 yes, 0 no, or a negative error.  A cache that edits one record
  * twice before it hears back bases both edits on the same version; the
@@ -714,7 +739,7 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
     uint8_t old_hdr[REC_HDR];
     uint64_t hlc, limit, base_gen;
     ps_merge_t m;
-    int rc = PS_OK, mrc, have_merge = 0, other_place_edit = 0;
+    int rc = PS_OK, mrc, have_merge = 0, other_place_edit = 0, hidden = 0;
     ps_write_t write;
 
     memset(&m, 0, sizeof(m));
@@ -746,6 +771,12 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
         } else if (mrc && mrc != MDB_NOTFOUND) {
             return db_err(mrc);
         }
+    }
+    if (cur && (hidden = hidden_from(c, peer, cur, ch->base_rev ? ch->base_rev->gen : 0)) != 0) {
+        ps_msg_free(&cur->base);
+        cur = NULL;
+        if (hidden < 0)
+            return hidden;
     }
     {
         /* New records must be created inside the sender's scope; an existing
@@ -858,6 +889,13 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
     } else {
         if (base_gen != 0) {
             ps_verrs_add(verrs, "rev", "based on a revision of a record the server does not have");
+            goto out;
+        }
+        if (hidden) {
+            /* A new record whose id is taken by one the sender may not see:
+             * the only answer that differs from an unknown id, and only to a
+             * sender that already holds a random 128-bit id it was never sent. */
+            ps_verrs_add(verrs, "id", "is already used by another record; make a new record");
             goto out;
         }
         nv = *r;

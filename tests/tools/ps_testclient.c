@@ -2,7 +2,7 @@
  *
  * usage: ps_testclient --server HOST:PORT --ca F --cert F --key F [--server-name N]
  *                      [--hello] [--hex HEX]... [--flood N] [--no-read]
- *                      [--conns N] [--wait MS]
+ *                      [--conns N] [--wait MS] [--dump]
  *
  * Connects with mutual TLS, optionally sends a valid Hello, then each --hex
  * argument as raw bytes, then --flood N pipelined Pull requests (cursor 0,
@@ -10,6 +10,10 @@
  * ("frame TYPE req=N [error: MESSAGE]").  Ends with "closed" when the server
  * closes the connection or "open" when it is still open after --wait ms
  * (default 2000).  With --flood it also prints "received F frames B bytes".
+ *
+ * --dump adds each reply's body in hex to its line (" body HEX"), except
+ * Welcome's (it carries the server's clock), so a test can compare two
+ * answers byte for byte.
  *
  * --no-read stops reading from the socket once everything is sent: a client
  * that never reads its replies (the server must bound what it queues).
@@ -82,6 +86,7 @@ struct tc {
     long flood;
     long push_unknown; /* bytes of unknown field 100 in the first record; 0: no Push */
     int no_read;
+    int dump;
     int nconns, started, settled, finished;
     tconn_t *conns;
     /* counters for the summary */
@@ -376,8 +381,14 @@ static void on_read(ps_stream_t *s)
         t->bytes += used;
         if (f.type == PS_MSG_WELCOME)
             t->welcomes++;
-        if (t->nconns == 1 && !t->flood)
+        if (t->nconns == 1 && !t->flood) {
             printf("frame %s req=%u", ps_frame_type_name(f.type), f.request_id);
+            if (t->dump && f.type != PS_MSG_WELCOME) {
+                printf(" body ");
+                for (size_t i = 0; i < f.body_len; i++)
+                    printf("%02x", f.body[i]);
+            }
+        }
         if (f.type == PS_MSG_ERROR) {
             ProtobufCMessage *m = NULL;
             t->errors++;
@@ -489,6 +500,7 @@ int main(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--hello")) { t.hello = 1; continue; }
         if (!strcmp(a, "--no-read")) { t.no_read = 1; continue; }
+        if (!strcmp(a, "--dump")) { t.dump = 1; continue; }
         if (!v) break;
         if (!strcmp(a, "--server")) server = v;
         else if (!strcmp(a, "--ca")) ca = v;
@@ -509,7 +521,7 @@ int main(int argc, char **argv)
         t.nconns > TC_MAX_CONNS || t.flood < 0 || t.flood > TC_MAX_FLOOD || t.push_unknown < 0 ||
         t.push_unknown > (64l << 20)) {
         fprintf(stderr, "usage: ps_testclient --server HOST:PORT --ca F --cert F --key F [--hello] [--hex HEX]...\n"
-                        "       [--flood N] [--no-read] [--conns N] [--wait MS]\n");
+                        "       [--flood N] [--no-read] [--conns N] [--wait MS] [--dump]\n");
         return 2;
     }
     if (ps_tls_conf_new(&t.conf, PS_TLS_CLIENT, ca, cert, key, NULL, err, sizeof(err))) {

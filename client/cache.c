@@ -29,6 +29,7 @@ struct ps_cache {
     MDB_dbi records, outbox, pending, rejected, meta;
     ps_cache_meta_t m;
     ps_hlc_t hlc;
+    int64_t clock_shift; /* tests: ps_cache_set_clock_shift */
     ps_aead_t *aead;  /* the data key (DEK), expanded once per open */
     ps_buf_t scratch; /* sealed values on their way into LMDB */
     ps_buf_t plain;   /* packed messages before sealing, or after opening */
@@ -509,6 +510,8 @@ int ps_cache_open(ps_cache_t **out, const char *dir, char *err, size_t errlen)
     c->m.last_sync_ms = meta_get_u64(txn, c->meta, "last_sync");
     meta_get_str(txn, c->meta, "timezone", c->m.timezone, sizeof(c->m.timezone));
     c->hlc.last = meta_get_u64(txn, c->meta, "hlc");
+    c->m.clock_skew_ms = (int64_t)meta_get_u64(txn, c->meta, "clock_skew");
+    c->m.clock_offset_ms = (int64_t)meta_get_u64(txn, c->meta, "clock_offset");
     meta_get_str(txn, c->meta, "kek", kp.kind, sizeof(kp.kind));
     meta_get_str(txn, c->meta, "key_file", kp.key_file, sizeof(kp.key_file));
     kp.iterations = (uint32_t)meta_get_u64(txn, c->meta, "kdf_iterations");
@@ -670,11 +673,13 @@ static int put_local_txn(ps_cache_t *c, MDB_txn *txn, Popsync__Record *r, uint64
         base.node = saved_rev->node;
     }
     newrev.gen = base.gen;
-    newrev.hlc = ps_hlc_now(&c->hlc);
+    /* The edit's time, stamped now (when the clerk made it) and carried in
+     * the change: the server orders clashing edits by it. */
+    newrev.hlc = ps_hlc_at(&c->hlc, ps_cache_clock_ms(c));
     newrev.node.data = c->m.node;
     newrev.node.len = PS_ID_LEN;
     r->rev = &newrev;
-    r->updated_ms = (int64_t)ps_now_ms();
+    r->updated_ms = (int64_t)ps_cache_clock_ms(c);
     if (r->created_ms == 0)
         r->created_ms = r->updated_ms;
     r->changed_by.data = c->m.node;
@@ -1388,6 +1393,66 @@ int ps_cache_observe_hlc(ps_cache_t *c, uint64_t hlc)
     }
     mrc = mdb_txn_commit(txn);
     return mrc ? db_err(mrc) : PS_OK;
+}
+
+uint64_t ps_cache_device_ms(const ps_cache_t *c)
+{
+    int64_t ms = (int64_t)ps_now_ms() + c->clock_shift;
+    return ms > 0 ? (uint64_t)ms : 0;
+}
+
+uint64_t ps_cache_clock_ms(const ps_cache_t *c)
+{
+    int64_t ms = (int64_t)ps_cache_device_ms(c) + c->m.clock_offset_ms;
+    return ms > 0 ? (uint64_t)ms : 0;
+}
+
+void ps_cache_set_clock_shift(ps_cache_t *c, int64_t ms)
+{
+    c->clock_shift = ms;
+}
+
+static int wrong_clock(int64_t skew_ms)
+{
+    return skew_ms > PS_CLOCK_TOLERANCE_MS || skew_ms < -PS_CLOCK_TOLERANCE_MS;
+}
+
+int ps_cache_clock_seen(ps_cache_t *c, int64_t skew_ms, int adopt, uint64_t server_hlc)
+{
+    MDB_txn *txn = NULL;
+    int64_t skew = wrong_clock(skew_ms) ? skew_ms : 0, off = c->m.clock_offset_ms;
+    uint64_t last = c->hlc.last;
+    int mrc, rc;
+
+    /* Noise (the time the Welcome took to arrive) does not move a clock
+     * that is right, nor one already corrected. */
+    if (adopt && wrong_clock(-skew - off)) {
+        uint64_t now;
+        off = -skew;
+        /* Stamps made on the wrong clock may lie in the future of the
+         * corrected one: start again from the corrected clock and from what
+         * the server has told us, so the next edit is neither a year ahead
+         * nor before what this cache has seen. */
+        now = (uint64_t)((int64_t)ps_cache_device_ms(c) + off) << 16;
+        if (last > now)
+            last = now;
+        if (server_hlc > last)
+            last = server_hlc;
+    }
+    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+        return db_err(mrc);
+    if ((rc = meta_put_u64(txn, c->meta, "clock_skew", (uint64_t)skew)) ||
+        (rc = meta_put_u64(txn, c->meta, "clock_offset", (uint64_t)off)) ||
+        (rc = meta_put_u64(txn, c->meta, "hlc", last))) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    if ((mrc = mdb_txn_commit(txn)))
+        return db_err(mrc);
+    c->m.clock_skew_ms = skew;
+    c->m.clock_offset_ms = off;
+    c->hlc.last = last;
+    return PS_OK;
 }
 
 static int count_record(Popsync__Record *r, void *arg)

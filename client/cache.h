@@ -64,6 +64,10 @@ typedef struct ps_cache_meta {
     uint64_t next_lcn;        /**< next local change number */
     uint64_t last_sync_ms;    /**< when a sync last completed (0: never) */
     char timezone[64];        /**< the district's zone, from the server's Welcome ("": not yet known) */
+    int64_t clock_skew_ms;    /**< this device's clock minus the server's at the last sync, when beyond
+                                   PS_CLOCK_TOLERANCE_MS (0: right, or never measured) */
+    int64_t clock_offset_ms;  /**< added to the device's clock to time edits (the server's clock as
+                                   learned at a sync; 0 while the device's clock is right) */
 } ps_cache_meta_t;
 
 /**
@@ -158,6 +162,27 @@ int ps_cache_verify_items(ps_cache_t *c, const uint8_t *want,
 
 /** Merges a clock value received from the server into the cache's HLC. */
 int ps_cache_observe_hlc(ps_cache_t *c, uint64_t hlc);
+
+/**
+ * The clock edits are stamped with (ms since the epoch): the device's clock
+ * plus meta clock_offset_ms.  Push.clock_ms carries it (docs/sync.md §2).
+ */
+uint64_t ps_cache_clock_ms(const ps_cache_t *c);
+/** The device's own clock (ms since the epoch), as the cache reads it. */
+uint64_t ps_cache_device_ms(const ps_cache_t *c);
+/**
+ * Records what a sync learned of the server's clock: skew_ms = the device's
+ * clock minus the server's.  With adopt (only when the outbox is empty, so
+ * every change waiting to be pushed was stamped with one clock), edits are
+ * timed by the server's clock from now on when the device's is off by more
+ * than PS_CLOCK_TOLERANCE_MS, and the HLC is brought back from a wrong
+ * future to the corrected clock and server_hlc.
+ */
+int ps_cache_clock_seen(ps_cache_t *c, int64_t skew_ms, int adopt, uint64_t server_hlc);
+/** Tests only: shifts this cache's reading of the device clock by ms
+ *  (one process playing several devices; the whole-process knob is
+ *  POPSYNC_CLOCK_OFFSET_MS). */
+void ps_cache_set_clock_shift(ps_cache_t *c, int64_t ms);
 
 /** Like ps_cache_put_local, for a change that settles conflict cid (16 bytes). */
 int ps_cache_put_resolution(ps_cache_t *c, Popsync__Record *r, const uint8_t cid[16]);

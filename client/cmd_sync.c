@@ -131,6 +131,28 @@ int ps_cmd_init(ps_cli_t *cli, int argc, char **argv)
     return PS_EXIT_OK;
 }
 
+/* Tells the clerk the device's clock is wrong (skew_ms = device minus
+ * server); retimed: changes of this sync whose time the server moved. */
+static void clock_warning(int64_t skew_ms, uint64_t retimed)
+{
+    uint64_t a = (uint64_t)(skew_ms < 0 ? -skew_ms : skew_ms) / 1000;
+    char d[64];
+    if (!skew_ms)
+        return;
+    if (a >= 2 * 86400)
+        snprintf(d, sizeof(d), "%llu days", (unsigned long long)(a / 86400));
+    else if (a >= 3600)
+        snprintf(d, sizeof(d), "%llu h %llu min", (unsigned long long)(a / 3600), (unsigned long long)(a % 3600 / 60));
+    else if (a >= 60)
+        snprintf(d, sizeof(d), "%llu min %llu s", (unsigned long long)(a / 60), (unsigned long long)(a % 60));
+    else
+        snprintf(d, sizeof(d), "%llu s", (unsigned long long)a);
+    ps_cli_err("warning: this computer's clock is %s %s the server's; set its date, time and time zone right. "
+               "Until then popsync times edits by the server's clock%s",
+               d, skew_ms > 0 ? "ahead of" : "behind",
+               retimed ? ", and the server re-timed the changes this sync sent" : "");
+}
+
 int ps_cmd_sync(ps_cli_t *cli, int argc, char **argv)
 {
     static const struct option lo[] = {{"quiet", no_argument, NULL, 'q'},
@@ -173,6 +195,8 @@ int ps_cmd_sync(ps_cli_t *cli, int argc, char **argv)
                               (json_int_t)st.bytes_in, "bytes_out", (json_int_t)st.bytes_out);
         if (rc)
             json_object_set_new(j, "error", json_string(err));
+        json_object_set_new(j, "clock_skew_ms", ps_json_i64(st.clock_skew_ms));
+        json_object_set_new(j, "retimed", json_integer((json_int_t)st.retimed));
         json_dumpf(j, stdout, JSON_COMPACT);
         fputc('\n', stdout);
         json_decref(j);
@@ -196,6 +220,8 @@ int ps_cmd_sync(ps_cli_t *cli, int argc, char **argv)
             ps_cli_err("sync: %llu refused change(s) kept from earlier syncs; see 'popsync refused list'",
                        (unsigned long long)kept);
     }
+    if (!cli->json)
+        clock_warning(st.clock_skew_ms ? st.clock_skew_ms : st.push_clock_skew_ms, st.retimed);
     ps_cache_close(c);
     if (rc) {
         ps_cli_err("sync: %s", err);
@@ -354,6 +380,7 @@ int ps_cmd_status(ps_cli_t *cli, int argc, char **argv)
                       ps_json_u64(m->last_sync_ms), "rejected", rej);
         /* The same number under the name the CLI uses (popsync refused list). */
         json_object_set_new(j, "refused_count", json_integer((json_int_t)n.rejected));
+        json_object_set_new(j, "clock_skew_ms", ps_json_i64(m->clock_skew_ms));
         json_dumpf(j, stdout, JSON_COMPACT);
         fputc('\n', stdout);
         json_decref(j);
@@ -369,6 +396,7 @@ int ps_cmd_status(ps_cli_t *cli, int argc, char **argv)
             ps_cache_foreach_rejected(c, print_rejected, NULL);
             printf("correct with 'popsync refused edit ID', or drop with 'popsync refused discard ID'\n");
         }
+        clock_warning(m->clock_skew_ms, 0);
     }
     ps_cache_close(c);
     return PS_EXIT_OK;

@@ -80,6 +80,8 @@ typedef struct session {
     idlist_t pending_fetch;     /* verify: ids to fetch or drop */
     uint8_t verify_want[256];   /* buckets that differed and were listed */
     int zstd;                   /* compression agreed in Welcome */
+    uint64_t server_hlc;        /* Welcome.server_hlc (0: no Welcome yet) */
+    int64_t clock_skew_ms;      /* our device's clock minus the server's, at Welcome */
     ps_buf_t zin;               /* a decompressed body */
     uint64_t frames;
     uint8_t query_after[16];    /* list query: the next page starts after this id */
@@ -158,6 +160,14 @@ static void finish(session_t *s)
     s->state = ST_DONE;
     if (!s->opts->no_sync)
         ps_cache_set_last_sync(s->cache, ps_now_ms());
+    if (s->server_hlc) {
+        /* Time our edits by the server's clock from now on, but only once
+         * every change stamped with the old clock has been pushed: the
+         * server corrects those by the clock_ms of their Push. */
+        uint64_t pending = 1;
+        ps_cache_outbox_count(s->cache, &pending);
+        ps_cache_clock_seen(s->cache, s->clock_skew_ms, pending == 0, s->server_hlc);
+    }
     ps_stream_shutdown(&s->stream);
 }
 
@@ -230,6 +240,9 @@ static void next_push(session_t *s)
         send_pull(s);
         return;
     }
+    /* The clock the outbox was stamped with: the server measures our
+     * clock's error from it and moves the changes' times by it. */
+    p->clock_ms = ps_cache_clock_ms(s->cache);
     s->inflight = p;
     s->state = ST_PUSHING;
     send_msg(s, PS_MSG_PUSH, &p->base);
@@ -265,8 +278,13 @@ static void on_welcome(session_t *s, Popsync__Welcome *w)
                   (unsigned long long)w->node_high_water, (unsigned long long)(m->next_lcn ? m->next_lcn - 1 : 0));
         return;
     }
-    if (w->server_hlc)
+    if (w->server_hlc) {
         ps_cache_observe_hlc(s->cache, w->server_hlc);
+        s->server_hlc = w->server_hlc;
+        s->clock_skew_ms = (int64_t)ps_cache_device_ms(s->cache) - (int64_t)PS_HLC_MS(w->server_hlc);
+        if (s->clock_skew_ms > PS_CLOCK_TOLERANCE_MS || s->clock_skew_ms < -PS_CLOCK_TOLERANCE_MS)
+            s->stats->clock_skew_ms = s->clock_skew_ms;
+    }
     /* Dates entered here are judged by the district's calendar. */
     if (w->timezone && *w->timezone && strlen(w->timezone) < sizeof(m->timezone) &&
         strcmp(w->timezone, m->timezone) != 0)
@@ -334,11 +352,15 @@ static void on_push_result(session_t *s, Popsync__PushResult *r)
         sess_fail(s, rc, "recording the push result: %s", ps_strerror(rc));
         return;
     }
+    if (r->clock_skew_ms)
+        s->stats->push_clock_skew_ms = r->clock_skew_ms;
     for (size_t i = 0; i < r->n_results; i++) {
         Popsync__ChangeResult *cr = r->results[i];
         switch (cr->status) {
         case POPSYNC__CHANGE_STATUS__CHANGE_STATUS_ACCEPTED:
             s->stats->accepted++;
+            if (r->clock_skew_ms)
+                s->stats->retimed++;
             if (cr->conflict_id.len)
                 s->stats->merged_conflicts++;
             break;

@@ -59,6 +59,10 @@ typedef struct ps_sync_stats {
     uint64_t refetched;                     /**< refused records re-read from the server */
     int verified;                           /**< verify ran */
     uint64_t buckets_differed, repaired, dropped; /**< verify: what differed and what was fixed */
+    int64_t clock_skew_ms;                  /**< our clock minus the server's at Welcome, when beyond
+                                                 PS_CLOCK_TOLERANCE_MS (else 0) */
+    int64_t push_clock_skew_ms;             /**< PushResult.clock_skew_ms: the server moved our changes' times */
+    uint64_t retimed;                       /**< accepted changes whose time the server moved */
 } ps_sync_stats_t;
 
 /**

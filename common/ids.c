@@ -120,11 +120,16 @@ int ps_uuid_parse(const char *s, uint8_t id[PS_ID_LEN])
     return n == PS_ID_LEN ? PS_OK : PS_EINVAL;
 }
 
-uint64_t ps_hlc_now(ps_hlc_t *c)
+uint64_t ps_hlc_at(ps_hlc_t *c, uint64_t phys_ms)
 {
-    uint64_t phys = ps_now_ms() << 16;
+    uint64_t phys = phys_ms << 16;
     c->last = phys > c->last ? phys : c->last + 1;
     return c->last;
+}
+
+uint64_t ps_hlc_now(ps_hlc_t *c)
+{
+    return ps_hlc_at(c, ps_now_ms());
 }
 
 void ps_hlc_observe(ps_hlc_t *c, uint64_t remote)

@@ -41,8 +41,18 @@ typedef struct ps_hlc {
 
 #define PS_HLC_MS(v) ((v) >> 16)
 
+/**
+ * How far a cache's clock may differ from the server's before the server
+ * re-times the cache's edits by the difference and tells the cache its clock
+ * is wrong, and before the cache times its own edits by the server's clock
+ * (docs/sync.md §2).  Part of the protocol: both sides use the same value.
+ */
+#define PS_CLOCK_TOLERANCE_MS 2000
+
 /** A timestamp for a local event, greater than every earlier one. */
 uint64_t ps_hlc_now(ps_hlc_t *c);
+/** ps_hlc_now with the physical time given (ms since the epoch). */
+uint64_t ps_hlc_at(ps_hlc_t *c, uint64_t phys_ms);
 /** Merges a timestamp received from elsewhere into the clock. */
 void ps_hlc_observe(ps_hlc_t *c, uint64_t remote);
 

@@ -35,7 +35,7 @@ static int open_data_store(int argc, char **argv, const char *what, ps_store_t *
     }
     memset(&so, 0, sizeof(so));
     so.map_size = (size_t)8192 << 20;
-    so.max_future_ms = 600000;
+    so.max_future_ms = 0;
     if (ps_store_open(out, dir, &so, err, sizeof(err))) {
         fprintf(stderr, "popsyncd: %s: %s\n", what, err);
         return 1;

@@ -32,7 +32,7 @@ static void usage(FILE *f)
             "  --max-frame BYTES       largest frame body accepted (default 16777216)\n"
             "  --handshake-timeout MS  TLS handshake + Hello deadline (default 10000)\n"
             "  --idle-timeout MS       idle connection deadline (default 300000)\n"
-            "  --max-future MS         how far ahead a client clock may be (default 600000)\n"
+            "  --max-future MS         how far an edit's time may stay ahead of the server's clock (default 0)\n"
             "  --timezone ZONE         the district's time zone, for dates (default Asia/Shanghai)\n"
             "  --pull-batch N          records per PullBatch at most (default 5000)\n"
             "  --max-push N            changes per Push at most (default 10000)\n"
@@ -238,7 +238,7 @@ int main(int argc, char **argv)
     srv.opts.max_output = 8u << 20;
     srv.opts.handshake_ms = 10000;
     srv.opts.idle_ms = 300000;
-    srv.opts.max_future_ms = 600000;
+    srv.opts.max_future_ms = 0;
     srv.opts.commit_max_changes = 50000;
     srv.opts.timezone = PS_TZ_DEFAULT;
     srv.opts.partial_budget = (size_t)256 << 20;

@@ -45,7 +45,7 @@ typedef struct ps_server_opts {
     size_t max_output;           /**< per-connection queued output before we stop reading */
     uint64_t handshake_ms;       /**< TLS handshake + Hello deadline */
     uint64_t idle_ms;            /**< idle deadline once ready */
-    uint64_t max_future_ms;      /**< HLC future bound */
+    uint64_t max_future_ms;      /**< how far an edit's time may stay ahead of our clock (0) */
     const char *timezone;        /**< the district's IANA time zone: dates are judged by its calendar */
     uint32_t commit_max_changes; /**< changes in one group commit */
     /* issue 15: input a hostile peer can make us hold (conn.c) */

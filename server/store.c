@@ -698,6 +698,35 @@ static int rev_later(uint64_t hlc_a, const uint8_t *node_a, const Popsync__Rev *
     return cmp > 0;
 }
 
+/* Whether the cache's clock is off by more than the protocol's tolerance. */
+static int clock_wrong(const ps_push_job_t *job)
+{
+    return job->clock_ms &&
+           (job->clock_skew_ms > PS_CLOCK_TOLERANCE_MS || job->clock_skew_ms < -PS_CLOCK_TOLERANCE_MS);
+}
+
+/* When the change was made, on our clock (docs/sync.md §2): the stamp the
+ * cache gave the edit when the clerk made it, moved back (or forward) by the
+ * cache's clock error measured at this Push when that is beyond the
+ * tolerance, and never later than our clock at acceptance (+ max_future,
+ * default 0): an edit cannot have been made after we received it.  So a
+ * wrong clock neither wins races it should lose nor drags our clock, and
+ * through it other caches, ahead.  A stamp later than the cache's own clock
+ * at the Push came from a clock it heard (ours, in a revision or Welcome),
+ * not from its wall clock, and is in our time already. */
+static uint64_t edit_time(apply_ctx_t *c, const ps_push_job_t *job, uint64_t hlc)
+{
+    uint64_t limit = (c->now_ms + c->st->opts.max_future_ms) << 16;
+    if (hlc && clock_wrong(job) && PS_HLC_MS(hlc) <= job->clock_ms) {
+        int64_t ms = (int64_t)PS_HLC_MS(hlc) - job->clock_skew_ms;
+        hlc = ms > 0 ? (uint64_t)ms << 16 | (hlc & 0xffff) : 0;
+    }
+    if (hlc > limit || hlc == 0)
+        return ps_hlc_now(&c->st->hlc);
+    ps_hlc_observe(&c->st->hlc, hlc);
+    return hlc;
+}
+
 /* Applies one change.  Fills res and returns PS_OK whether the change is
  * accepted, a duplicate, kept as a conflict or rejected (rejections go to
  * verrs): only a database failure is an error, and it aborts the whole
@@ -737,7 +766,7 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
     node_mark_t *mark;
     MDB_val k, v;
     uint8_t old_hdr[REC_HDR];
-    uint64_t hlc, limit, base_gen;
+    uint64_t hlc, base_gen;
     ps_merge_t m;
     int rc = PS_OK, mrc, have_merge = 0, other_place_edit = 0, hidden = 0;
     ps_write_t write;
@@ -797,14 +826,7 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
     if (verrs->n > 0)
         goto out;
 
-    /* The change's own HLC (when it was made), bounded so a device whose
-     * clock runs far ahead cannot win every later comparison. */
-    hlc = r->rev ? r->rev->hlc : 0;
-    limit = (c->now_ms + c->st->opts.max_future_ms) << 16;
-    if (hlc > limit || hlc == 0)
-        hlc = ps_hlc_now(&c->st->hlc);
-    else
-        ps_hlc_observe(&c->st->hlc, hlc);
+    hlc = edit_time(c, job, r->rev ? r->rev->hlc : 0);
     mine_rev.hlc = hlc;
     mine_rev.node.data = job->node;
     mine_rev.node.len = PS_ID_LEN;
@@ -899,8 +921,10 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
             goto out;
         }
         nv = *r;
-        if (nv.created_ms == 0)
-            nv.created_ms = (int64_t)c->now_ms;
+        /* A record is created, and counted (persons_new), when the district
+         * receives it: never by the sending device's clock, which may be
+         * wrong, and never in a month already closed. */
+        nv.created_ms = (int64_t)c->now_ms;
         popsync__rev__init(rev_out);
         rev_out->gen = 1;
     }
@@ -1028,6 +1052,8 @@ static int apply_job(apply_ctx_t *c, ps_push_job_t *job)
     }
     pr.n_results = n;
     pr.results = resp;
+    if (clock_wrong(job))
+        pr.clock_skew_ms = job->clock_skew_ms;
     ps_buf_reset(&job->reply);
     rc = ps_msg_pack_frame(&job->reply, PS_MSG_PUSH_RESULT, job->request_id, &pr.base);
 out:

@@ -40,7 +40,7 @@ typedef struct ps_store ps_store_t;
 typedef struct ps_store_opts {
     size_t map_size;         /**< initial LMDB map size in bytes (grows when full) */
     size_t map_max;          /**< the map never grows past this (0: no cap) */
-    uint64_t max_future_ms;  /**< how far ahead of our clock an HLC may be */
+    uint64_t max_future_ms;  /**< how far ahead of our clock at acceptance an edit's time may stay (default 0) */
     const ps_orgunits_t *units; /**< org-unit tree for validation (may be NULL) */
     ps_tz_t tz;              /**< the district's zone: "today" for date checks and reports (tz.h) */
 } ps_store_opts_t;
@@ -56,6 +56,8 @@ typedef struct ps_push_job {
     Popsync__Push *push;       /**< decoded Push (owned by the job's creator) */
     uint32_t request_id;
     int compress;              /**< compress the reply (agreed with the client) */
+    uint64_t clock_ms;         /**< Push.clock_ms: the cache's clock when it sent the Push (0: not sent) */
+    int64_t clock_skew_ms;     /**< clock_ms minus our clock when the Push arrived (0 without clock_ms) */
     /* outputs */
     ps_buf_t reply;            /**< a whole PushResult frame (or Error frame) */
     int status;                /**< PS_OK, or the error that failed the whole transaction */

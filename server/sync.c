@@ -267,6 +267,11 @@ static int on_push(ps_conn_t *c, const ps_frame_t *f, Popsync__Push *p)
     job->push = p;
     job->request_id = f->request_id;
     job->compress = (c->features & PS_FEATURE_ZSTD) != 0;
+    /* The cache's clock error, measured as the Push arrives (the apply may
+     * wait for a group commit): its changes' times are moved by it. */
+    job->clock_ms = p->clock_ms;
+    if (p->clock_ms)
+        job->clock_skew_ms = (int64_t)p->clock_ms - (int64_t)ps_now_ms();
     job->owner = c;
     ps_buf_init(&job->reply);
     c->busy = 1;

@@ -160,7 +160,7 @@ static void finish(session_t *s)
     s->state = ST_DONE;
     if (!s->opts->no_sync)
         ps_cache_set_last_sync(s->cache, ps_now_ms());
-    if (s->server_hlc) {
+    if (s->server_hlc && !s->opts->legacy_clock) {
         /* Time our edits by the server's clock from now on, but only once
          * every change stamped with the old clock has been pushed: the
          * server corrects those by the clock_ms of their Push. */
@@ -242,7 +242,8 @@ static void next_push(session_t *s)
     }
     /* The clock the outbox was stamped with: the server measures our
      * clock's error from it and moves the changes' times by it. */
-    p->clock_ms = ps_cache_clock_ms(s->cache);
+    if (!s->opts->legacy_clock)
+        p->clock_ms = ps_cache_clock_ms(s->cache);
     s->inflight = p;
     s->state = ST_PUSHING;
     send_msg(s, PS_MSG_PUSH, &p->base);

@@ -28,6 +28,7 @@ typedef struct ps_sync_opts {
     void (*on_conflicts)(const Popsync__ConflictListResult *res, void *arg);
     void *arg;
     uint64_t cut_after_frames; /**< tests: drop the connection after this many frames received (0: never) */
+    int legacy_clock;        /**< tests: act as a cache before issue 21: no Push.clock_ms, no clock correction */
     /* Queries, reports and the monthly close (issue 6): asked after
      * everything above, usually in a no_sync session, in this order. */
     /** Run this Query.  Group mode: every QueryResult frame of the answer

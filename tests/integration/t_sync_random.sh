@@ -1,6 +1,8 @@
 # Randomized sync test (issue #4, item 8): six clients doing random adds,
 # edits, deletes and moves, with random disconnects and restarts, against a
-# real popsyncd.  One fixed seed and one random seed (printed), 20,000
+# real popsyncd.  Their clocks are wrong (minutes ahead and behind, one a
+# year ahead, one an old cache without Push.clock_ms, clocks that jump), and
+# ten timed races check that the later edit wins (issue 21, point 12).  One fixed seed and one random seed (printed), 20,000
 # operations each.  A failure prints the seed that replays it:
 #   PS_SIM_SEED=N PS_SIM_OPS=N ctest -R sync_random
 . "$(dirname "$0")/lib.sh"

@@ -9,6 +9,13 @@
  * of it runs in this process against a real popsyncd, in an order fixed by
  * the seed, so a failing seed replays the failure.
  *
+ * Their clocks are wrong, by an amount the seed picks: town1's two devices
+ * some minutes ahead and behind, town2 about a year ahead, the collector a
+ * few minutes ahead and acting as an old cache (no Push.clock_ms); now and
+ * then a clock jumps to another wrong time (ps_cache_set_clock_shift).
+ * Every 1/10 of the run a timed race: two caches holding the same fresh
+ * record edit its phone 300 ms apart and sync in a random order.
+ *
  * At the end every client syncs until nothing moves, then:
  *   1. the admin's cache equals the server (popsync verify's digests);
  *   2. every other cache equals the admin's view of its scope, record by
@@ -20,6 +27,7 @@
  *   4. nothing refused is lost: every change the server refused or kept as
  *      a conflict (as counted from the push answers) is still in its cache's
  *      refused list, whole (the test never discards one).
+ *   5. every timed race was won by the later edit (issue 21, point 12).
  * Prints its figures and exits 0 only when all hold.
  */
 #include "cache.h"
@@ -37,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define NCLIENT 6
 #define MAXREC 200000
@@ -74,8 +83,23 @@ static const char *g_server, *g_pki;
 static uint64_t g_rng;
 static edit_t *g_edits;
 static size_t g_nedits, g_capedits;
-static uint64_t g_syncs, g_cuts, g_restarts, g_fails, g_conflicts_seen, g_rejected;
+static uint64_t g_syncs, g_cuts, g_restarts, g_fails, g_conflicts_seen, g_rejected, g_jumps;
 static uint64_t g_refused[NCLIENT]; /* per cache: changes answered REJECTED or CONFLICT */
+
+/* Wrong clocks: each client's clock is shifted by g_shift[i] ms. */
+#define LEGACY_CLIENT 5 /* the collector: a cache from before issue 21 */
+#define MINUTE_MS 60000ll
+#define YEAR_MS (365 * 24 * 60 * MINUTE_MS)
+static int64_t g_shift[NCLIENT];
+
+/* Timed races (check 4): the record and the phone the later edit set. */
+#define RACE_GAP_MS 300
+typedef struct race {
+    uint8_t id[16];
+    char later[24];
+} race_t;
+static race_t g_races[64];
+static size_t g_nraces;
 
 static uint64_t rnd(void)
 {
@@ -101,6 +125,28 @@ static void open_client(int i)
     char err[512];
     if (ps_cache_open(&g_clients[i].c, g_clients[i].dir, err, sizeof(err)))
         die(err);
+    ps_cache_set_clock_shift(g_clients[i].c, g_shift[i]);
+}
+
+/* A wrong clock: some minutes either way, or about a year ahead. */
+static int64_t wrong_clock(void)
+{
+    switch (below(4)) {
+    case 0: return 0;
+    case 1: return (int64_t)(2 + below(14)) * MINUTE_MS;
+    case 2: return -(int64_t)(2 + below(14)) * MINUTE_MS;
+    default: return YEAR_MS + (int64_t)below(30 * 24 * 60) * MINUTE_MS;
+    }
+}
+
+static void set_clocks(void)
+{
+    g_shift[0] = 0;
+    g_shift[1] = (int64_t)(2 + below(14)) * MINUTE_MS;
+    g_shift[2] = -(int64_t)(2 + below(14)) * MINUTE_MS;
+    g_shift[3] = YEAR_MS + (int64_t)below(30 * 24 * 60) * MINUTE_MS;
+    g_shift[4] = 0;
+    g_shift[LEGACY_CLIENT] = (int64_t)below(6) * MINUTE_MS;
 }
 
 static void make_client(int i, const char *work)
@@ -397,6 +443,7 @@ static int do_sync(int i, uint64_t cut)
     memset(&o, 0, sizeof(o));
     o.cut_after_frames = cut;
     o.push_batch = 1 + below(50);
+    o.legacy_clock = i == LEGACY_CLIENT;
     rc = ps_sync_run(g_clients[i].c, &o, &st, err, sizeof(err));
     g_syncs++;
     g_conflicts_seen += st.conflicts + st.merged_conflicts;
@@ -411,6 +458,82 @@ static int do_sync(int i, uint64_t cut)
         }
     }
     return rc;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+/* Sets the phone of record id in client i's cache; 0 on success. */
+static int set_phone(int i, const uint8_t *id, const char *phone)
+{
+    Popsync__Record *r = NULL;
+    char err[128];
+    int rc;
+    if (ps_cache_get(g_clients[i].c, id, &r) != PS_OK)
+        return -1;
+    rc = ps_record_set(r, "phone", phone, err, sizeof(err)) == PS_OK ? put_checked(i, r) : -1;
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return rc;
+}
+
+/* A timed race (check 4): two caches with (possibly) wrong clocks hold the
+ * same record at the same version; one edits its phone, the other 300 ms
+ * later; they sync in a random order.  The later edit must win, whatever
+ * the clocks say (a clock set back after the cache's last sync could make
+ * its edit look earlier than it was: the test sets clocks back only between
+ * races).  The record is not remembered for the random operations,
+ * so nothing else touches it.  The old cache takes no part: its clock is
+ * only bounded, not corrected. */
+static void race(uint64_t n)
+{
+    int y = 1 + (int)below(4), x = y <= 2 && below(2) ? 3 - y : 0, first, second;
+    Popsync__Record *r = NULL;
+    char idn[19], date[11], err[128], phone[2][24];
+    if (g_nraces == sizeof(g_races) / sizeof(g_races[0]))
+        return;
+    id_number(idn, 1);
+    snprintf(date, sizeof(date), "%.4s-%.2s-%.2s", idn + 6, idn + 10, idn + 12);
+    if (ps_record_new(&r, POPSYNC__KIND__KIND_PERSON))
+        die("record_new");
+    r->id.data = malloc(16);
+    r->id.len = 16;
+    ps_uuid7(r->id.data);
+    if (ps_record_set(r, "orgunit", g_clients[y].unit, err, sizeof(err)) ||
+        ps_record_set(r, "name", "赛跑", err, sizeof(err)) || ps_record_set(r, "id_number", idn, err, sizeof(err)) ||
+        ps_record_set(r, "sex", "male", err, sizeof(err)) || ps_record_set(r, "birth_date", date, err, sizeof(err)))
+        die(err);
+    if (put_checked(x, r) != PS_OK)
+        die("a race record was refused locally");
+    memcpy(g_races[g_nraces].id, r->id.data, 16);
+    ps_record_free(r);
+    /* Both hold it at gen 1 and have learned the server's clock. */
+    if (do_sync(x, 0) || do_sync(y, 0))
+        return;
+    first = below(2) ? x : y;
+    second = first == x ? y : x;
+    for (int k = 0; k < 2; k++)
+        snprintf(phone[k], sizeof(phone[k]), "17%d%08llu", k, (unsigned long long)(n % 100000000));
+    /* Half the time the first editor's clock has just jumped ahead: its
+     * edit is stamped with a clock the cache has not learned is wrong, and
+     * only the server's measurement at the push can put it right. */
+    if (first != 0 && below(2)) {
+        g_shift[first] += (int64_t)(1 + below(20)) * MINUTE_MS * (below(4) ? 1 : 60 * 24 * 365);
+        ps_cache_set_clock_shift(g_clients[first].c, g_shift[first]);
+        g_jumps++;
+    }
+    if (set_phone(first, g_races[g_nraces].id, phone[0]))
+        return;
+    sleep_ms(RACE_GAP_MS);
+    if (set_phone(second, g_races[g_nraces].id, phone[1]))
+        return;
+    if (below(2) ? (do_sync(first, 0) || do_sync(second, 0)) : (do_sync(second, 0) || do_sync(first, 0)))
+        return;
+    snprintf(g_races[g_nraces].later, sizeof(g_races[g_nraces].later), "%s", phone[1]);
+    g_nraces++;
 }
 
 /* --- final checks --- */
@@ -531,6 +654,10 @@ int main(int argc, char **argv)
     g_rng = seed;
     printf("seed %llu, %llu operations over %d clients\n", (unsigned long long)seed, (unsigned long long)ops, NCLIENT);
     fflush(stdout);
+    set_clocks();
+    printf("clocks (ms off): %lld %lld %lld %lld %lld %lld (the last: an old cache)\n", (long long)g_shift[0],
+           (long long)g_shift[1], (long long)g_shift[2], (long long)g_shift[3], (long long)g_shift[4],
+           (long long)g_shift[5]);
     for (int i = 0; i < NCLIENT; i++)
         make_client(i, work);
 
@@ -556,7 +683,14 @@ int main(int argc, char **argv)
             ps_cache_close(g_clients[i].c);
             open_client(i);
             g_restarts++;
+        } else if (dice < 964 && i != 0 && i != LEGACY_CLIENT) {
+            /* The clock is set to another wrong time (or right). */
+            g_shift[i] = wrong_clock();
+            ps_cache_set_clock_shift(g_clients[i].c, g_shift[i]);
+            g_jumps++;
         }
+        if (ops >= 10 && op % (ops / 10) == ops / 20)
+            race(op);
         /* else: idle */
     }
 
@@ -568,6 +702,7 @@ int main(int argc, char **argv)
             ps_sync_stats_t st;
             char err[512];
             memset(&o, 0, sizeof(o));
+            o.legacy_clock = i == LEGACY_CLIENT;
             if (ps_sync_run(g_clients[i].c, &o, &st, err, sizeof(err))) {
                 fprintf(stderr, "final sync of client %d failed: %s\n", i, err);
                 return 1;
@@ -686,11 +821,24 @@ int main(int argc, char **argv)
         }
     }
 
+    /* 5. The later edit of each timed race won. */
+    for (size_t k = 0; k < g_nraces; k++) {
+        snap_t key, *x;
+        memcpy(key.id, g_races[k].id, 16);
+        x = bsearch(&key, admin.v, admin.n, sizeof(*admin.v), cmp_snap);
+        if (!x || strcmp(x->phone, g_races[k].later) != 0) {
+            fprintf(stderr, "FAIL: timed race %zu: the later edit (%s) lost to %s\n", k, g_races[k].later,
+                    x ? x->phone : "(record missing)");
+            lost++;
+        }
+    }
+
     printf("syncs %llu (cut %llu, failed %llu), restarts %llu, settle rounds %llu\n", (unsigned long long)g_syncs,
            (unsigned long long)g_cuts, (unsigned long long)g_fails, (unsigned long long)g_restarts,
            (unsigned long long)settled + 1);
     printf("records %zu, edits %zu, conflicts %zu, rejected %llu, fields checked %llu\n", admin.n, g_nedits, g_nconflict,
            (unsigned long long)g_rejected, (unsigned long long)checked_fields);
+    printf("clock jumps %llu, timed races %zu\n", (unsigned long long)g_jumps, g_nraces);
     printf("mismatched caches %llu, lost edits %llu\n", (unsigned long long)mismatches, (unsigned long long)lost);
     for (int i = 0; i < NCLIENT; i++)
         ps_cache_close(g_clients[i].c);

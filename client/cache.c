@@ -1439,6 +1439,12 @@ int ps_cache_clock_seen(ps_cache_t *c, int64_t skew_ms, int adopt, uint64_t serv
         if (server_hlc > last)
             last = server_hlc;
     }
+    /* A write only when something the clerk or the clock would notice
+     * changed: most syncs of a right clock (or one already corrected) write
+     * nothing. */
+    if (off == c->m.clock_offset_ms && last == c->hlc.last && (skew == 0) == (c->m.clock_skew_ms == 0) &&
+        skew - c->m.clock_skew_ms <= 1000 && c->m.clock_skew_ms - skew <= 1000)
+        return PS_OK;
     if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
         return db_err(mrc);
     if ((rc = meta_put_u64(txn, c->meta, "clock_skew", (uint64_t)skew)) ||

@@ -272,6 +272,9 @@ static int on_push(ps_conn_t *c, const ps_frame_t *f, Popsync__Push *p)
     job->clock_ms = p->clock_ms;
     if (p->clock_ms)
         job->clock_skew_ms = (int64_t)p->clock_ms - (int64_t)ps_now_ms();
+    if (job->clock_skew_ms > PS_CLOCK_TOLERANCE_MS || job->clock_skew_ms < -PS_CLOCK_TOLERANCE_MS)
+        PS_INFO("conn", "#%llu push: the cache's clock is %+lld s off ours; its changes are re-timed",
+                (unsigned long long)c->id, (long long)(job->clock_skew_ms / 1000));
     job->owner = c;
     ps_buf_init(&job->reply);
     c->busy = 1;

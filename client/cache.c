@@ -1270,6 +1270,34 @@ int ps_cache_set_timezone(ps_cache_t *c, const char *name)
     return mrc ? db_err(mrc) : PS_OK;
 }
 
+int ps_cache_set_connection(ps_cache_t *c, const char *key, const char *value)
+{
+    static const char *const keys[] = {"server", "server_name", "ca", "cert", "key"};
+    char *fields[] = {c->m.server, c->m.server_name, c->m.ca, c->m.cert, c->m.key};
+    size_t sizes[] = {sizeof(c->m.server), sizeof(c->m.server_name), sizeof(c->m.ca), sizeof(c->m.cert),
+                      sizeof(c->m.key)};
+    MDB_txn *txn = NULL;
+    int mrc, rc;
+
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        if (strcmp(key, keys[i]) != 0)
+            continue;
+        if (strlen(value) >= sizes[i])
+            return PS_ETOOBIG;
+        if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+            return db_err(mrc);
+        if ((rc = meta_put_str(txn, c->meta, key, value))) {
+            mdb_txn_abort(txn);
+            return rc;
+        }
+        if ((mrc = mdb_txn_commit(txn)))
+            return db_err(mrc);
+        snprintf(fields[i], sizes[i], "%s", value);
+        return PS_OK;
+    }
+    return PS_EINVAL;
+}
+
 int ps_cache_set_last_sync(ps_cache_t *c, uint64_t ms)
 {
     MDB_txn *txn = NULL;

@@ -207,6 +207,10 @@ int ps_cache_set_timezone(ps_cache_t *c, const char *name);
 
 /** Records a completed sync. */
 int ps_cache_set_last_sync(ps_cache_t *c, uint64_t ms);
+/** Changes how the cache reaches its server: key is "server", "server_name",
+ *  "ca", "cert" or "key" (the caller has checked the value).  PS_OK,
+ *  PS_EINVAL (another key), PS_ETOOBIG or a cache error. */
+int ps_cache_set_connection(ps_cache_t *c, const char *key, const char *value);
 
 typedef struct ps_cache_counts {
     uint64_t records, deleted, outbox, rejected, conflicted;

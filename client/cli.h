@@ -43,6 +43,7 @@ int ps_cmd_export(ps_cli_t *cli, int argc, char **argv);
 int ps_cmd_query(ps_cli_t *cli, int argc, char **argv);  /* report.c */
 int ps_cmd_report(ps_cli_t *cli, int argc, char **argv); /* report.c */
 int ps_cmd_find(ps_cli_t *cli, int argc, char **argv);     /* cmd_find.c */
+int ps_cmd_config(ps_cli_t *cli, int argc, char **argv);   /* cmd_config.c */
 int ps_cmd_fields(ps_cli_t *cli, int argc, char **argv);   /* cmd_fields.c; needs no cache */
 int ps_cmd_template(ps_cli_t *cli, int argc, char **argv); /* cmd_fields.c; needs no cache */
 int ps_cmd_refused(ps_cli_t *cli, int argc, char **argv); /* cmd_refused.c */

@@ -21,6 +21,9 @@ static void usage(FILE *f)
             "  add KIND --set FIELD=VALUE ... | --json '{...}'\n"
             "                          add a record offline; prints its id.  FIELD is the English\n"
             "                          name or the Chinese label (姓名=张三 性别=女 出生日期=1990/3/7)\n"
+            "  config show | config set server|server_name|ca|cert|key VALUE\n"
+            "                          how this cache reaches its server (fix an init mistake\n"
+            "                          without losing unsent changes)\n"
             "  find TEXT [--limit N]   find persons offline by ID number (whole or last 4/6),\n"
             "                          name (or its first 1-2 characters), or \"name birth-date\"\n"
             "  fields KIND [--lang zh|en] [--json]\n"
@@ -85,7 +88,7 @@ int main(int argc, char **argv)
                 {"import", ps_cmd_import}, {"export", ps_cmd_export},
                 {"stats", ps_cmd_stats}, {"verify", ps_cmd_verify}, {"conflicts", ps_cmd_conflicts},
                 {"query", ps_cmd_query},   {"report", ps_cmd_report}, {"refused", ps_cmd_refused},
-                {"find", ps_cmd_find}};
+                {"find", ps_cmd_find},     {"config", ps_cmd_config}};
     ps_cli_t cli = {getenv("POPSYNC_DATA"), 0};
     int i = 1;
 

@@ -31,7 +31,9 @@ struct ps_tls {
     int established;
     int failed;         /* sticky: mbedTLS contexts are unusable after a fatal error */
     const char *reject; /* set by verify_cb when the peer's identity is refused */
-    char err[192];
+    char expected[64];  /* client: the server name asked for, to say so when it differs */
+    char seen_name[64]; /* the peer certificate's CN, once verify_cb has read it */
+    char err[256];
 };
 
 static const char *const role_names[] = {
@@ -177,6 +179,8 @@ static int verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flag
         tls->reject = tls->side == PS_TLS_CLIENT ? "peer certificate role is not server"
                                                  : "peer certificate role not accepted by server";
         *flags |= MBEDTLS_X509_BADCERT_OTHER;
+    } else {
+        snprintf(tls->seen_name, sizeof(tls->seen_name), "%s", id.name);
     }
     return 0;
 }
@@ -196,6 +200,14 @@ static int fail(ps_tls_t *tls, const char *what, int mret)
             flags = MBEDTLS_X509_BADCERT_REVOKED;
         else if (flags & (MBEDTLS_X509_BADCERT_EXPIRED | MBEDTLS_X509_BADCERT_FUTURE))
             flags &= MBEDTLS_X509_BADCERT_EXPIRED | MBEDTLS_X509_BADCERT_FUTURE;
+        /* The name check is the one an operator fixes by hand: say both names. */
+        if (flags == MBEDTLS_X509_BADCERT_CN_MISMATCH && tls->seen_name[0]) {
+            snprintf(tls->err, sizeof(tls->err),
+                     "%s: the server's certificate is named '%.60s', but '%.60s' was expected (set the expected name "
+                     "with popsync config set server_name NAME)",
+                     what, tls->seen_name, tls->expected);
+            return PS_ETLS;
+        }
         /* verify_info writes one line per flag; the first says enough. */
         if (mbedtls_x509_crt_verify_info(info, sizeof(info), "", flags) <= 0)
             snprintf(info, sizeof(info), "flags 0x%08x", (unsigned)flags);
@@ -235,6 +247,8 @@ int ps_tls_new(ps_tls_t **out, ps_tls_conf_t *conf, const char *server_name)
         rc = ret == MBEDTLS_ERR_SSL_ALLOC_FAILED ? PS_ENOMEM : PS_ETLS;
         goto out;
     }
+    if (server_name)
+        snprintf(tls->expected, sizeof(tls->expected), "%s", server_name);
     if (server_name && (ret = mbedtls_ssl_set_hostname(&tls->ssl, server_name)) != 0) {
         rc = ret == MBEDTLS_ERR_SSL_ALLOC_FAILED ? PS_ENOMEM : PS_EINVAL;
         goto out;

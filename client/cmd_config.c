@@ -1,0 +1,108 @@
+/* cmd_config.c - `popsync config show|set`: how this cache reaches its
+ * server, changeable without making a new cache (and so without losing
+ * the changes it has not sent yet). */
+#include "cache.h"
+#include "cli.h"
+#include "err.h"
+#include "ids.h"
+#include "paths.h"
+#include "tls.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int config_usage(FILE *f)
+{
+    fprintf(f, "usage: popsync config show\n"
+               "       popsync config set server HOST:PORT | server_name NAME | ca FILE | cert FILE | key FILE\n"
+               "  shows or changes how this cache reaches its server; nothing else in the cache changes.\n"
+               "  A new certificate (cert, with its key) must be of this cache's role and unit:\n"
+               "  a certificate for another unit needs a new cache.\n"
+               "  example: popsync config set server_name popsyncd-2\n");
+    return f == stdout ? PS_EXIT_OK : PS_EXIT_USAGE;
+}
+
+static void show(const ps_cache_meta_t *m)
+{
+    char node[PS_UUID_STR];
+
+    ps_uuid_format(m->node, node);
+    printf("server       %s\nserver_name  %s\nca           %s\ncert         %s\nkey          %s\n", m->server,
+           m->server_name, m->ca, m->cert, m->key);
+    printf("role         %s\norgunit      %s\nnode         %s\nprotection   %s\n", m->role, m->orgunit, node,
+           m->key_file[0] ? m->key_file : "passphrase");
+    printf("timezone     %s\n", m->timezone[0] ? m->timezone : "(not yet known)");
+}
+
+/* A certificate and key of the same identity as the cache's. */
+static int check_cert(const ps_cache_meta_t *m, const char *ca, const char *cert, const char *key)
+{
+    ps_tls_conf_t *conf = NULL;
+    char err[256];
+    int rc = ps_tls_conf_new(&conf, PS_TLS_CLIENT, ca, cert, key, NULL, err, sizeof(err));
+
+    if (rc) {
+        ps_cli_err("config: %s", err);
+        return PS_EXIT_INVALID;
+    }
+    if (strcmp(ps_tls_conf_self(conf)->role_name, m->role) != 0 ||
+        strcmp(ps_tls_conf_self(conf)->orgunit, m->orgunit) != 0) {
+        ps_cli_err("config: that certificate is for %s %s, this cache is %s %s: a certificate for another unit or "
+                   "role needs a new cache (popsync init)",
+                   ps_tls_conf_self(conf)->role_name, ps_tls_conf_self(conf)->orgunit, m->role, m->orgunit);
+        rc = PS_EXIT_INVALID;
+    }
+    ps_tls_conf_free(conf);
+    return rc;
+}
+
+static int set(ps_cache_t *c, const char *key, const char *value)
+{
+    const ps_cache_meta_t *m = ps_cache_meta(c);
+    char path[PATH_MAX], err[256];
+    int file = strcmp(key, "ca") == 0 || strcmp(key, "cert") == 0 || strcmp(key, "key") == 0, rc;
+
+    if (!file && strcmp(key, "server") != 0 && strcmp(key, "server_name") != 0)
+        return config_usage(stderr);
+    if (file && ps_abs_path(value, path, err, sizeof(err)) != PS_OK) {
+        ps_cli_err("config: %s", err);
+        return PS_EXIT_INVALID;
+    }
+    if (strcmp(key, "server") == 0 && !strchr(value, ':')) {
+        ps_cli_err("config: server must be HOST:PORT");
+        return PS_EXIT_INVALID;
+    }
+    if (file && (rc = check_cert(m, strcmp(key, "ca") == 0 ? path : m->ca, strcmp(key, "cert") == 0 ? path : m->cert,
+                                 strcmp(key, "key") == 0 ? path : m->key)))
+        return rc;
+    if ((rc = ps_cache_set_connection(c, key, file ? path : value))) {
+        ps_cli_err("config: %s", ps_strerror(rc));
+        return PS_EXIT_FAIL;
+    }
+    printf("%s set to %s\n", key, file ? path : value);
+    return PS_EXIT_OK;
+}
+
+int ps_cmd_config(ps_cli_t *cli, int argc, char **argv)
+{
+    ps_cache_t *c = NULL;
+    char err[512];
+    int rc;
+
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0))
+        return config_usage(stdout);
+    if (!((argc == 2 && strcmp(argv[1], "show") == 0) || (argc == 4 && strcmp(argv[1], "set") == 0)))
+        return config_usage(stderr);
+    if (ps_cache_open(&c, cli->data_dir, err, sizeof(err))) {
+        ps_cli_err("config: %s", err);
+        return PS_EXIT_FAIL;
+    }
+    if (argc == 2) {
+        show(ps_cache_meta(c));
+        rc = PS_EXIT_OK;
+    } else {
+        rc = set(c, argv[2], argv[3]);
+    }
+    ps_cache_close(c);
+    return rc;
+}

@@ -1,6 +1,7 @@
 # Revisions (issue 4, case 1): rev.gen counts accepted changes; rev.hlc is
-# a hybrid logical clock that the server bounds (--max-future, default 10
-# minutes) so a device a year ahead cannot win every later comparison, and
+# a hybrid logical clock that the server bounds (never after its own clock
+# at acceptance; issue 21 point 12 and t_sync_clock tighten this test's
+# 10-minute check) so a device a year ahead cannot win every later comparison, and
 # a device a year behind converges and, once a sync has carried the
 # server's clock to it, orders its new edits after what it has heard of.
 . "$(dirname "$0")/lib4.sh"

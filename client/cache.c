@@ -13,6 +13,7 @@
 #include "keys.h"
 #include "cache_pindex.h"
 #include "record_fmt.h"
+#include "wire.pb-c.h"
 
 #include <lmdb.h>
 

@@ -45,7 +45,14 @@
 #include "ids.h"
 
 #include "records.pb-c.h"
-#include "wire.pb-c.h"
+
+/* The wire messages the cache's functions take, declared rather than
+ * included: a module that reads them includes wire.pb-c.h itself. */
+typedef struct Popsync__Push Popsync__Push;
+typedef struct Popsync__PushResult Popsync__PushResult;
+typedef struct Popsync__PullBatch Popsync__PullBatch;
+typedef struct Popsync__Change Popsync__Change;
+typedef struct Popsync__ChangeResult Popsync__ChangeResult;
 
 typedef struct ps_cache ps_cache_t;
 

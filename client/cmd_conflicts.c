@@ -20,6 +20,7 @@
 #include "sync.h"
 #include "validate.h"
 #include "vctx.h"
+#include "wire.pb-c.h"
 
 #include <jansson.h>
 

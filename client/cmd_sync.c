@@ -8,6 +8,7 @@
 #include "sync.h"
 #include "tls.h"
 #include "tz.h"
+#include "wire.pb-c.h"
 
 #include <jansson.h>
 

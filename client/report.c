@@ -23,6 +23,7 @@
 #include "policy.h"
 #include "sync.h"
 #include "validate.h"
+#include "wire.pb-c.h"
 
 #include <csv.h>
 #include <jansson.h>

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "msg.h"
 #include "stream.h"
+#include "wire.pb-c.h"
 
 #include <netdb.h>
 #include <stdarg.h>

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "cache.h"
+#include "wire.pb-c.h"
 
 typedef struct ps_sync_opts {
     int progress;            /**< draw a progress line on stderr */

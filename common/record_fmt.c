@@ -13,6 +13,8 @@
 #include "err.h"
 #include "ids.h"
 
+#include <jansson.h>
+
 #include <ctype.h>
 #include <errno.h>
 #include <float.h>

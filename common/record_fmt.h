@@ -33,7 +33,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include <jansson.h>
+/* jansson's value type, declared rather than included: a module that
+ * builds or reads JSON includes jansson.h itself. */
+typedef struct json_t json_t;
 
 #include "records.pb-c.h"
 

@@ -13,6 +13,7 @@
 #include "record_fmt.h"
 
 #include "store_int.h"
+#include "wire.pb-c.h"
 
 #include <lmdb.h>
 

@@ -33,7 +33,14 @@
 #include "tls.h"
 #include "tz.h"
 
-#include "wire.pb-c.h"
+#include <protobuf-c/protobuf-c.h>
+
+/* The wire messages the store's functions take, declared rather than
+ * included: a module that reads them includes wire.pb-c.h itself. */
+typedef struct Popsync__Push Popsync__Push;
+typedef struct Popsync__Query Popsync__Query;
+typedef struct Popsync__ReportRequest Popsync__ReportRequest;
+typedef struct Popsync__CloseRequest Popsync__CloseRequest;
 
 typedef struct ps_store ps_store_t;
 

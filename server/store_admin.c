@@ -14,6 +14,7 @@
 #include "log.h"
 #include "msg.h"
 #include "frame.h"
+#include "wire.pb-c.h"
 
 #include <lmdb.h>
 

@@ -11,6 +11,7 @@
 #include "err.h"
 #include "policy.h"
 #include "scope.h"
+#include "wire.pb-c.h"
 
 #include <lmdb.h>
 

@@ -22,6 +22,8 @@
 #include "recio.h"
 #include "record_fmt.h"
 
+#include <jansson.h>
+
 #define PERSON POPSYNC__KIND__KIND_PERSON
 #define BIRTH POPSYNC__KIND__KIND_BIRTH
 

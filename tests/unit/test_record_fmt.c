@@ -20,6 +20,8 @@
 #include "ids.h"
 #include "record_fmt.h"
 
+#include <jansson.h>
+
 #define UUID_A "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
 
 /* ---- helpers --------------------------------------------------------------- */

@@ -134,18 +134,9 @@ static void start_server(const char *popsyncd)
 static void make_cache(const char *dir, const char *cert_name, const char *role, const char *unit)
 {
     ps_cache_meta_t m;
-    char err[512];
-    memset(&m, 0, sizeof(m));
-    snprintf(m.server, sizeof(m.server), "%s", g_server);
-    snprintf(m.server_name, sizeof(m.server_name), "popsyncd");
-    snprintf(m.ca, sizeof(m.ca), "%s/ca.crt", g_pki);
-    snprintf(m.cert, sizeof(m.cert), "%s/%s.crt", g_pki, cert_name);
-    snprintf(m.key, sizeof(m.key), "%s/%s.key", g_pki, cert_name);
-    snprintf(m.role, sizeof(m.role), "%s", role);
-    snprintf(m.orgunit, sizeof(m.orgunit), "%s", unit);
-    snprintf(m.name, sizeof(m.name), "%s", cert_name);
-    ps_random(m.node, sizeof(m.node));
-    if (ps_cache_create(dir, &m, err, sizeof(err)))
+    char err[512] = "path too long";
+    if (ps_cache_meta_for_pki(&m, g_server, g_pki, cert_name, role, unit) ||
+        ps_cache_create(dir, &m, err, sizeof(err)))
         die("cache", err);
 }
 
@@ -237,7 +228,7 @@ static void rc_on_handshake(ps_stream_t *s, int status)
         return;
     }
     ps_random(node, sizeof(node));
-    h.protocol_version = 1;
+    h.protocol_version = PS_PROTOCOL_VERSION;
     h.node.data = node;
     h.node.len = 16;
     c->state = 1;

@@ -17,6 +17,9 @@
 
 #include <lmdb.h>
 
+#include "bytes.h"
+#include "db_err.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -50,31 +53,6 @@ struct ps_cache {
 static const char DB_RECORDS[] = "records", DB_OUTBOX[] = "outbox", DB_REJECTED[] = "rejected", DB_META[] = "meta";
 
 #define WRONG_KEY_MSG "wrong passphrase (or key file) for this cache"
-
-static void be64put(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
-static uint64_t be64get(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static int db_err(int mrc)
-{
-    if (mrc == MDB_NOTFOUND)
-        return PS_ENOTFOUND;
-    if (mrc == MDB_MAP_FULL)
-        return PS_EFULL;
-    return PS_EDB;
-}
 
 /* ---- sealing -------------------------------------------------------------- */
 
@@ -196,13 +174,13 @@ static int meta_put(MDB_txn *txn, MDB_dbi dbi, const char *key, const void *val,
 {
     MDB_val k = {strlen(key), (void *)key}, v = {len, (void *)val};
     int mrc = mdb_put(txn, dbi, &k, &v, 0);
-    return mrc ? db_err(mrc) : PS_OK;
+    return mrc ? ps_db_err(mrc) : PS_OK;
 }
 
 static int meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *key, uint64_t x)
 {
     uint8_t b[8];
-    be64put(b, x);
+    ps_be64put(b, x);
     return meta_put(txn, dbi, key, b, 8);
 }
 
@@ -244,7 +222,7 @@ static uint64_t meta_get_u64(MDB_txn *txn, MDB_dbi dbi, const char *key)
 {
     MDB_val k = {strlen(key), (void *)key}, v;
     if (mdb_get(txn, dbi, &k, &v) == 0 && v.mv_size == 8)
-        return be64get(v.mv_data);
+        return ps_be64get(v.mv_data);
     return 0;
 }
 
@@ -278,7 +256,7 @@ fail:
     if (txn)
         mdb_txn_abort(txn);
     snprintf(err, errlen, "cache %s: %s", dir, mdb_strerror(mrc));
-    return db_err(mrc);
+    return ps_db_err(mrc);
 }
 
 static void cache_free(ps_cache_t *c)
@@ -338,7 +316,7 @@ static int cache_create(ps_cache_t **out, const char *dir, const ps_cache_meta_t
     if ((rc = env_open(c, dir, err, errlen)))
         goto out;
     if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn))) {
-        rc = db_err(mrc);
+        rc = ps_db_err(mrc);
         goto out;
     }
     /* The data key, wrapped under the KEK: its GCM tag is the key check. */
@@ -367,7 +345,7 @@ static int cache_create(ps_cache_t **out, const char *dir, const ps_cache_meta_t
     mrc = mdb_txn_commit(txn);
     txn = NULL;
     if (mrc) {
-        rc = db_err(mrc);
+        rc = ps_db_err(mrc);
         snprintf(err, errlen, "cache %s: %s", dir, mdb_strerror(mrc));
         goto out;
     }
@@ -490,7 +468,7 @@ int ps_cache_open(ps_cache_t **out, const char *dir, char *err, size_t errlen)
     if ((rc = env_open(c, dir, err, errlen)))
         goto fail;
     if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn))) {
-        rc = db_err(mrc);
+        rc = ps_db_err(mrc);
         goto fail;
     }
     if (mdb_get(txn, c->meta, &k, &v) != 0 || v.mv_size != PS_ID_LEN) {
@@ -597,19 +575,19 @@ static int pending_add(ps_cache_t *c, MDB_txn *txn, const uint8_t *id, int delta
     uint8_t b[8];
     int mrc = mdb_get(txn, c->pending, &k, &v);
     if (mrc == 0 && v.mv_size == 8)
-        n = be64get(v.mv_data);
+        n = ps_be64get(v.mv_data);
     else if (mrc && mrc != MDB_NOTFOUND)
-        return db_err(mrc);
+        return ps_db_err(mrc);
     if (delta < 0 && n <= (uint64_t)-delta) {
         mrc = mdb_del(txn, c->pending, &k, NULL);
-        return mrc && mrc != MDB_NOTFOUND ? db_err(mrc) : PS_OK;
+        return mrc && mrc != MDB_NOTFOUND ? ps_db_err(mrc) : PS_OK;
     }
     n = (uint64_t)((int64_t)n + delta);
-    be64put(b, n);
+    ps_be64put(b, n);
     v.mv_size = 8;
     v.mv_data = b;
     mrc = mdb_put(txn, c->pending, &k, &v, 0);
-    return mrc ? db_err(mrc) : PS_OK;
+    return mrc ? ps_db_err(mrc) : PS_OK;
 }
 
 static int pending_count(ps_cache_t *c, MDB_txn *txn, const uint8_t *id, uint64_t *n)
@@ -618,9 +596,9 @@ static int pending_count(ps_cache_t *c, MDB_txn *txn, const uint8_t *id, uint64_
     int mrc = mdb_get(txn, c->pending, &k, &v);
     *n = 0;
     if (mrc == 0 && v.mv_size == 8)
-        *n = be64get(v.mv_data);
+        *n = ps_be64get(v.mv_data);
     else if (mrc && mrc != MDB_NOTFOUND)
-        return db_err(mrc);
+        return ps_db_err(mrc);
     return PS_OK;
 }
 
@@ -636,7 +614,7 @@ static int same_as_local(ps_cache_t *c, MDB_txn *txn, const Popsync__Record *r)
     if (mrc == MDB_NOTFOUND)
         return 0;
     if (mrc)
-        return db_err(mrc);
+        return ps_db_err(mrc);
     if ((rc = open_msg(c, DB_RECORDS, &k, &v, &popsync__record__descriptor, (ProtobufCMessage **)&cur)))
         return rc;
     same = ps_record_same_content(cur, r);
@@ -693,13 +671,13 @@ static int put_local_txn(ps_cache_t *c, MDB_txn *txn, Popsync__Record *r, uint64
         ch.resolves.data = (uint8_t *)resolves;
         ch.resolves.len = 16;
     }
-    be64put(lcnkey, *lcn);
+    ps_be64put(lcnkey, *lcn);
     k.mv_size = 8;
     k.mv_data = lcnkey;
     if ((rc = seal_msg(c, DB_OUTBOX, &k, &ch.base, &v)))
         goto out;
     if ((mrc = mdb_put(txn, c->outbox, &k, &v, MDB_APPEND))) {
-        rc = db_err(mrc);
+        rc = ps_db_err(mrc);
         goto out;
     }
     k.mv_size = PS_ID_LEN;
@@ -710,7 +688,7 @@ static int put_local_txn(ps_cache_t *c, MDB_txn *txn, Popsync__Record *r, uint64
     if ((rc = seal_msg(c, DB_RECORDS, &k, &r->base, &v)))
         goto out;
     if ((mrc = mdb_put(txn, c->records, &k, &v, 0))) {
-        rc = db_err(mrc);
+        rc = ps_db_err(mrc);
         goto out;
     }
     if ((rc = ps_pindex_file(&c->px, txn, r->id.data, r)))
@@ -735,7 +713,7 @@ static int put_local_many(ps_cache_t *c, Popsync__Record *const *recs, size_t n,
     int mrc, rc = PS_OK, w;
 
     if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
-        return db_err(mrc);
+        return ps_db_err(mrc);
     lcn = meta_get_u64(txn, c->meta, "next_lcn");
     if (lcn == 0)
         lcn = 1;
@@ -748,7 +726,7 @@ static int put_local_many(ps_cache_t *c, Popsync__Record *const *recs, size_t n,
         goto out;
     mrc = mdb_txn_commit(txn);
     txn = NULL;
-    rc = mrc ? db_err(mrc) : PS_OK;
+    rc = mrc ? ps_db_err(mrc) : PS_OK;
     if (!rc) {
         c->m.next_lcn = lcn;
         if (nwritten)
@@ -786,10 +764,10 @@ int ps_cache_get(ps_cache_t *c, const uint8_t id[PS_ID_LEN], Popsync__Record **o
     MDB_val k = {PS_ID_LEN, (void *)id}, v;
     int mrc, rc;
     if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
-        return db_err(mrc);
+        return ps_db_err(mrc);
     mrc = mdb_get(txn, c->records, &k, &v);
     if (mrc)
-        rc = db_err(mrc);
+        rc = ps_db_err(mrc);
     else
         rc = open_msg(c, DB_RECORDS, &k, &v, &popsync__record__descriptor, (ProtobufCMessage **)out);
     mdb_txn_abort(txn);
@@ -910,7 +888,7 @@ int ps_cache_foreach(ps_cache_t *c, int (*fn)(Popsync__Record *r, void *arg), vo
     MDB_val k, v;
     int mrc, rc = PS_OK;
     if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, c->records, &cur))) {
-        rc = db_err(mrc);
+        rc = ps_db_err(mrc);
         goto out;
     }
     while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
@@ -924,7 +902,7 @@ int ps_cache_foreach(ps_cache_t *c, int (*fn)(Popsync__Record *r, void *arg), vo
             goto out;
     }
     if (mrc != MDB_NOTFOUND)
-        rc = db_err(mrc);
+        rc = ps_db_err(mrc);
 out:
     if (cur)
         mdb_cursor_close(cur);
@@ -961,7 +939,7 @@ int ps_cache_outbox_batch(ps_cache_t *c, size_t max, size_t max_bytes, Popsync__
         return PS_ENOMEM;
     }
     if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, c->outbox, &cur))) {
-        rc = db_err(mrc);
+        rc = ps_db_err(mrc);
         goto out;
     }
     while (p->n_changes < max && bytes < max_bytes && (mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
@@ -1005,12 +983,12 @@ static int set_local_rev(ps_cache_t *c, MDB_txn *txn, const Popsync__Record *sen
     if (mrc == MDB_NOTFOUND)
         return PS_OK; /* dropped meanwhile (it left our scope) */
     if (mrc)
-        return db_err(mrc);
+        return ps_db_err(mrc);
     copy.rev = (Popsync__Rev *)rev;
     if ((rc = seal_msg(c, DB_RECORDS, &k, &copy.base, &v)))
         return rc;
     mrc = mdb_put(txn, c->records, &k, &v, 0);
-    return mrc ? db_err(mrc) : PS_OK;
+    return mrc ? ps_db_err(mrc) : PS_OK;
 }
 
 int ps_cache_outbox_ack(ps_cache_t *c, const Popsync__Push *sent, const Popsync__PushResult *res)
@@ -1019,7 +997,7 @@ int ps_cache_outbox_ack(ps_cache_t *c, const Popsync__Push *sent, const Popsync_
     int mrc, rc = PS_OK;
 
     if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
-        return db_err(mrc);
+        return ps_db_err(mrc);
     for (size_t i = 0; i < res->n_results; i++) {
         const Popsync__ChangeResult *r = res->results[i];
         const Popsync__Change *ch = NULL;
@@ -1035,7 +1013,7 @@ int ps_cache_outbox_ack(ps_cache_t *c, const Popsync__Push *sent, const Popsync_
             }
         if (!ch || !ch->record)
             continue; /* not ours: ignore rather than guess */
-        be64put(key, r->lcn);
+        ps_be64put(key, r->lcn);
         switch (r->status) {
         case POPSYNC__CHANGE_STATUS__CHANGE_STATUS_ACCEPTED:
         case POPSYNC__CHANGE_STATUS__CHANGE_STATUS_DUPLICATE:
@@ -1059,14 +1037,14 @@ int ps_cache_outbox_ack(ps_cache_t *c, const Popsync__Push *sent, const Popsync_
             if ((rc = ps_buf_reserve(&c->plain, 16 + n1 + n2)))
                 goto out;
             p = ps_buf_tail(&c->plain);
-            be64put(p, n1);
-            be64put(p + 8, n2);
+            ps_be64put(p, n1);
+            ps_be64put(p + 8, n2);
             protobuf_c_message_pack(&why.base, p + 16);
             protobuf_c_message_pack(&keep.base, p + 16 + n1);
             if ((rc = seal_with(c, c->aead, &c->scratch, DB_REJECTED, &k, p, 16 + n1 + n2, &v)))
                 goto out;
             if ((mrc = mdb_put(txn, c->rejected, &k, &v, 0))) {
-                rc = db_err(mrc);
+                rc = ps_db_err(mrc);
                 goto out;
             }
             break;
@@ -1078,7 +1056,7 @@ int ps_cache_outbox_ack(ps_cache_t *c, const Popsync__Push *sent, const Popsync_
         if (mrc == MDB_NOTFOUND)
             continue; /* acknowledged before */
         if (mrc) {
-            rc = db_err(mrc);
+            rc = ps_db_err(mrc);
             goto out;
         }
         if ((rc = pending_add(c, txn, ch->record->id.data, -1)))
@@ -1094,7 +1072,7 @@ int ps_cache_outbox_ack(ps_cache_t *c, const Popsync__Push *sent, const Popsync_
     }
     mrc = mdb_txn_commit(txn);
     txn = NULL;
-    rc = mrc ? db_err(mrc) : PS_OK;
+    rc = mrc ? ps_db_err(mrc) : PS_OK;
 out:
     if (txn)
         mdb_txn_abort(txn);
@@ -1107,7 +1085,7 @@ int ps_cache_apply_pull(ps_cache_t *c, const Popsync__PullBatch *batch)
     int mrc, rc = PS_OK;
 
     if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
-        return db_err(mrc);
+        return ps_db_err(mrc);
     for (size_t i = 0; i < batch->n_entries; i++) {
         Popsync__Record *r = batch->entries[i]->record;
         MDB_val k, v;
@@ -1121,7 +1099,7 @@ int ps_cache_apply_pull(ps_cache_t *c, const Popsync__PullBatch *batch)
                 k.mv_data = batch->entries[i]->id.data;
                 mrc = mdb_del(txn, c->records, &k, NULL);
                 if (mrc && mrc != MDB_NOTFOUND) {
-                    rc = db_err(mrc);
+                    rc = ps_db_err(mrc);
                     goto out;
                 }
                 if ((rc = ps_pindex_file(&c->px, txn, k.mv_data, NULL)))
@@ -1142,7 +1120,7 @@ int ps_cache_apply_pull(ps_cache_t *c, const Popsync__PullBatch *batch)
         if ((rc = seal_msg(c, DB_RECORDS, &k, &r->base, &v)))
             goto out;
         if ((mrc = mdb_put(txn, c->records, &k, &v, 0))) {
-            rc = db_err(mrc);
+            rc = ps_db_err(mrc);
             goto out;
         }
         if ((rc = ps_pindex_file(&c->px, txn, r->id.data, r)))
@@ -1155,7 +1133,7 @@ int ps_cache_apply_pull(ps_cache_t *c, const Popsync__PullBatch *batch)
         goto out;
     mrc = mdb_txn_commit(txn);
     txn = NULL;
-    rc = mrc ? db_err(mrc) : PS_OK;
+    rc = mrc ? ps_db_err(mrc) : PS_OK;
     if (!rc)
         c->m.cursor = batch->cursor;
 out:
@@ -1172,7 +1150,7 @@ int ps_cache_get_orgunits(ps_cache_t *c, uint8_t **csv, size_t *len, uint8_t dig
     *csv = NULL;
     *len = 0;
     if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
-        return db_err(mrc);
+        return ps_db_err(mrc);
     if (mdb_get(txn, c->meta, &k, &v) != 0 || mdb_get(txn, c->meta, &dk, &dv) != 0 || dv.mv_size != 32) {
         rc = PS_ENOTFOUND;
         goto out;
@@ -1195,14 +1173,14 @@ int ps_cache_set_orgunits(ps_cache_t *c, const uint8_t *csv, size_t len, const u
     MDB_txn *txn = NULL;
     int mrc, rc;
     if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
-        return db_err(mrc);
+        return ps_db_err(mrc);
     if ((rc = meta_put(txn, c->meta, "orgunits_csv", csv, len)) ||
         (rc = meta_put(txn, c->meta, "orgunits_digest", digest, 32))) {
         mdb_txn_abort(txn);
         return rc;
     }
     mrc = mdb_txn_commit(txn);
-    return mrc ? db_err(mrc) : PS_OK;
+    return mrc ? ps_db_err(mrc) : PS_OK;
 }
 
 int ps_cache_set_tls_session(ps_cache_t *c, const uint8_t *sess, size_t len)
@@ -1210,12 +1188,12 @@ int ps_cache_set_tls_session(ps_cache_t *c, const uint8_t *sess, size_t len)
     MDB_txn *txn = NULL;
     int mrc, rc;
     if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
-        return db_err(mrc);
+        return ps_db_err(mrc);
     /* The session holds the TLS master secret: sealed like a record. */
     if (len == 0) {
         MDB_val k = {11, "tls_session"};
         mrc = mdb_del(txn, c->meta, &k, NULL);
-        rc = mrc && mrc != MDB_NOTFOUND ? db_err(mrc) : PS_OK;
+        rc = mrc && mrc != MDB_NOTFOUND ? ps_db_err(mrc) : PS_OK;
     } else {
         rc = meta_put_sealed(c, txn, "tls_session", sess, len);
     }
@@ -1224,7 +1202,7 @@ int ps_cache_set_tls_session(ps_cache_t *c, const uint8_t *sess, size_t len)
         return rc;
     }
     mrc = mdb_txn_commit(txn);
-    return mrc ? db_err(mrc) : PS_OK;
+    return mrc ? ps_db_err(mrc) : PS_OK;
 }
 
 int ps_cache_get_tls_session(ps_cache_t *c, ps_buf_t *out)
@@ -1236,11 +1214,11 @@ int ps_cache_get_tls_session(ps_cache_t *c, ps_buf_t *out)
     size_t n;
     int mrc, rc;
     if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
-        return db_err(mrc);
+        return ps_db_err(mrc);
     mrc = mdb_get(txn, c->meta, &k, &v);
     if (mrc) {
         mdb_txn_abort(txn);
-        return mrc == MDB_NOTFOUND ? PS_ENOTFOUND : db_err(mrc);
+        return mrc == MDB_NOTFOUND ? PS_ENOTFOUND : ps_db_err(mrc);
     }
     ps_buf_init(&plain);
     rc = open_with(c->aead, &plain, DB_META, &k, &v, &p, &n);
@@ -1260,7 +1238,7 @@ int ps_cache_set_timezone(ps_cache_t *c, const char *name)
     MDB_txn *txn = NULL;
     int mrc, rc;
     if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
-        return db_err(mrc);
+        return ps_db_err(mrc);
     if ((rc = meta_put_str(txn, c->meta, "timezone", name))) {
         mdb_txn_abort(txn);
         return rc;
@@ -1268,7 +1246,7 @@ int ps_cache_set_timezone(ps_cache_t *c, const char *name)
     mrc = mdb_txn_commit(txn);
     if (!mrc)
         snprintf(c->m.timezone, sizeof(c->m.timezone), "%s", name);
-    return mrc ? db_err(mrc) : PS_OK;
+    return mrc ? ps_db_err(mrc) : PS_OK;
 }
 
 int ps_cache_set_connection(ps_cache_t *c, const char *key, const char *value)
@@ -1304,7 +1282,7 @@ int ps_cache_set_last_sync(ps_cache_t *c, uint64_t ms)
     MDB_txn *txn = NULL;
     int mrc, rc;
     if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
-        return db_err(mrc);
+        return ps_db_err(mrc);
     if ((rc = meta_put_u64(txn, c->meta, "last_sync", ms))) {
         mdb_txn_abort(txn);
         return rc;
@@ -1312,7 +1290,7 @@ int ps_cache_set_last_sync(ps_cache_t *c, uint64_t ms)
     mrc = mdb_txn_commit(txn);
     if (!mrc)
         c->m.last_sync_ms = ms;
-    return mrc ? db_err(mrc) : PS_OK;
+    return mrc ? ps_db_err(mrc) : PS_OK;
 }
 
 int ps_cache_apply_fetch(ps_cache_t *c, const Popsync__PullBatch *batch, const uint8_t *ids, size_t nids)
@@ -1321,7 +1299,7 @@ int ps_cache_apply_fetch(ps_cache_t *c, const Popsync__PullBatch *batch, const u
     int mrc, rc = PS_OK;
 
     if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
-        return db_err(mrc);
+        return ps_db_err(mrc);
     for (size_t i = 0; i < nids; i++) {
         const uint8_t *id = ids + i * PS_ID_LEN;
         const Popsync__Record *r = NULL;
@@ -1341,7 +1319,7 @@ int ps_cache_apply_fetch(ps_cache_t *c, const Popsync__PullBatch *batch, const u
         if (!r) {
             mrc = mdb_del(txn, c->records, &k, NULL);
             if (mrc && mrc != MDB_NOTFOUND) {
-                rc = db_err(mrc);
+                rc = ps_db_err(mrc);
                 goto out;
             }
             if ((rc = ps_pindex_file(&c->px, txn, id, NULL)))
@@ -1351,7 +1329,7 @@ int ps_cache_apply_fetch(ps_cache_t *c, const Popsync__PullBatch *batch, const u
         if ((rc = seal_msg(c, DB_RECORDS, &k, &r->base, &v)))
             goto out;
         if ((mrc = mdb_put(txn, c->records, &k, &v, 0))) {
-            rc = db_err(mrc);
+            rc = ps_db_err(mrc);
             goto out;
         }
         if ((rc = ps_pindex_file(&c->px, txn, id, r)))
@@ -1359,7 +1337,7 @@ int ps_cache_apply_fetch(ps_cache_t *c, const Popsync__PullBatch *batch, const u
     }
     mrc = mdb_txn_commit(txn);
     txn = NULL;
-    rc = mrc ? db_err(mrc) : PS_OK;
+    rc = mrc ? ps_db_err(mrc) : PS_OK;
 out:
     if (txn)
         mdb_txn_abort(txn);
@@ -1415,13 +1393,13 @@ int ps_cache_observe_hlc(ps_cache_t *c, uint64_t hlc)
         return PS_OK;
     ps_hlc_observe(&c->hlc, hlc);
     if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
-        return db_err(mrc);
+        return ps_db_err(mrc);
     if ((rc = meta_put_u64(txn, c->meta, "hlc", c->hlc.last))) {
         mdb_txn_abort(txn);
         return rc;
     }
     mrc = mdb_txn_commit(txn);
-    return mrc ? db_err(mrc) : PS_OK;
+    return mrc ? ps_db_err(mrc) : PS_OK;
 }
 
 uint64_t ps_cache_device_ms(const ps_cache_t *c)
@@ -1509,7 +1487,7 @@ int ps_cache_counts(ps_cache_t *c, ps_cache_counts_t *out)
     if ((rc = ps_cache_foreach(c, count_record, out)))
         return rc;
     if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
-        return db_err(mrc);
+        return ps_db_err(mrc);
     if (mdb_stat(txn, c->outbox, &s) == 0)
         out->outbox = s.ms_entries;
     if (mdb_stat(txn, c->rejected, &s) == 0)
@@ -1525,11 +1503,11 @@ int ps_cache_outbox_count(ps_cache_t *c, uint64_t *n)
     int mrc;
     *n = 0;
     if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
-        return db_err(mrc);
+        return ps_db_err(mrc);
     mrc = mdb_stat(txn, c->outbox, &s);
     mdb_txn_abort(txn);
     if (mrc)
-        return db_err(mrc);
+        return ps_db_err(mrc);
     *n = s.ms_entries;
     return PS_OK;
 }
@@ -1544,7 +1522,7 @@ int ps_cache_foreach_rejected(ps_cache_t *c,
     int mrc, rc = PS_OK;
     if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) ||
         (mrc = mdb_cursor_open(txn, c->rejected, &cur))) {
-        rc = db_err(mrc);
+        rc = ps_db_err(mrc);
         goto out;
     }
     while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
@@ -1558,8 +1536,8 @@ int ps_cache_foreach_rejected(ps_cache_t *c,
             goto out;
         if (n < 16)
             continue;
-        n1 = be64get(p);
-        n2 = be64get(p + 8);
+        n1 = ps_be64get(p);
+        n2 = ps_be64get(p + 8);
         if (n1 > n - 16 || n2 > n - 16 - n1)
             continue;
         why = popsync__push_result__unpack(NULL, n1, p + 16);
@@ -1593,8 +1571,8 @@ static int refused_entry_id(ps_cache_t *c, const MDB_val *k, const MDB_val *v, u
         return PS_ECRYPTO;
     if (n < 16)
         return PS_ENOTFOUND;
-    n1 = be64get(p);
-    n2 = be64get(p + 8);
+    n1 = ps_be64get(p);
+    n2 = ps_be64get(p + 8);
     if (n1 > n - 16 || n2 > n - 16 - n1)
         return PS_ENOTFOUND;
     keep = popsync__push__unpack(NULL, n2, p + 16 + n1);
@@ -1615,19 +1593,19 @@ static int refused_delete_txn(ps_cache_t *c, MDB_txn *txn, const uint8_t *id, si
     int mrc, rc = PS_OK;
     *n = 0;
     if ((mrc = mdb_cursor_open(txn, c->rejected, &cur)))
-        return db_err(mrc);
+        return ps_db_err(mrc);
     while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
         uint8_t eid[PS_ID_LEN];
         if (refused_entry_id(c, &k, &v, eid) != PS_OK || memcmp(eid, id, PS_ID_LEN) != 0)
             continue;
         if ((mrc = mdb_cursor_del(cur, 0))) {
-            rc = db_err(mrc);
+            rc = ps_db_err(mrc);
             break;
         }
         (*n)++;
     }
     if (rc == PS_OK && mrc && mrc != MDB_NOTFOUND)
-        rc = db_err(mrc);
+        rc = ps_db_err(mrc);
     mdb_cursor_close(cur);
     return rc;
 }
@@ -1637,7 +1615,7 @@ int ps_cache_refused_discard(ps_cache_t *c, const uint8_t id[PS_ID_LEN], size_t 
     MDB_txn *txn = NULL;
     int mrc, rc;
     if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
-        return db_err(mrc);
+        return ps_db_err(mrc);
     if ((rc = refused_delete_txn(c, txn, id, n)) == PS_OK && *n == 0)
         rc = PS_ENOTFOUND;
     if (rc) {
@@ -1645,7 +1623,7 @@ int ps_cache_refused_discard(ps_cache_t *c, const uint8_t id[PS_ID_LEN], size_t 
         return rc;
     }
     mrc = mdb_txn_commit(txn);
-    return mrc ? db_err(mrc) : PS_OK;
+    return mrc ? ps_db_err(mrc) : PS_OK;
 }
 
 int ps_cache_refused_resubmit(ps_cache_t *c, Popsync__Record *r, const uint8_t *resolves, size_t *n)
@@ -1657,7 +1635,7 @@ int ps_cache_refused_resubmit(ps_cache_t *c, Popsync__Record *r, const uint8_t *
     if (r->id.len != PS_ID_LEN)
         return PS_EINVAL;
     if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
-        return db_err(mrc);
+        return ps_db_err(mrc);
     /* A newer local edit of the record waits in the outbox: the corrected
      * version would hide it from view.  The caller says to sync first. */
     if ((rc = pending_count(c, txn, r->id.data, &pend)) || (pend > 0 && (rc = PS_EEXIST)))
@@ -1676,7 +1654,7 @@ int ps_cache_refused_resubmit(ps_cache_t *c, Popsync__Record *r, const uint8_t *
         goto out;
     mrc = mdb_txn_commit(txn);
     txn = NULL;
-    rc = mrc ? db_err(mrc) : PS_OK;
+    rc = mrc ? ps_db_err(mrc) : PS_OK;
     if (!rc)
         c->m.next_lcn = lcn;
 out:
@@ -1692,11 +1670,27 @@ int ps_cache_refused_count(ps_cache_t *c, uint64_t *n)
     int mrc;
     *n = 0;
     if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
-        return db_err(mrc);
+        return ps_db_err(mrc);
     mrc = mdb_stat(txn, c->rejected, &s);
     mdb_txn_abort(txn);
     if (mrc)
-        return db_err(mrc);
+        return ps_db_err(mrc);
     *n = s.ms_entries;
     return PS_OK;
+int ps_cache_meta_for_pki(ps_cache_meta_t *m, const char *server, const char *pki_dir, const char *name,
+                          const char *role, const char *unit)
+{
+    int n = 0;
+    memset(m, 0, sizeof(*m));
+    snprintf(m->server, sizeof(m->server), "%s", server);
+    snprintf(m->server_name, sizeof(m->server_name), "popsyncd");
+    n |= snprintf(m->ca, sizeof(m->ca), "%s/ca.crt", pki_dir) >= (int)sizeof(m->ca);
+    n |= snprintf(m->cert, sizeof(m->cert), "%s/%s.crt", pki_dir, name) >= (int)sizeof(m->cert);
+    n |= snprintf(m->key, sizeof(m->key), "%s/%s.key", pki_dir, name) >= (int)sizeof(m->key);
+    snprintf(m->role, sizeof(m->role), "%s", role);
+    snprintf(m->orgunit, sizeof(m->orgunit), "%s", unit);
+    snprintf(m->name, sizeof(m->name), "%s", name);
+    if (n)
+        return PS_ETOOBIG;
+    return ps_random(m->node, sizeof(m->node)) ? PS_EIO : PS_OK;
 }

@@ -84,6 +84,15 @@ typedef struct ps_cache_meta {
  * terminal).  Without a passphrase or key file nothing is created.
  */
 int ps_cache_create(const char *dir, const ps_cache_meta_t *meta, char *err, size_t errlen);
+/**
+ * Fills m for a cache syncing with server (HOST:PORT, certificate name
+ * "popsyncd") under the identity NAME of a `popsync pki` directory
+ * (pki_dir/ca.crt, pki_dir/NAME.crt, pki_dir/NAME.key) as role in unit,
+ * with a new random node id: what the benchmark and the test drivers pass
+ * to ps_cache_create.  PS_OK, PS_ETOOBIG (a path too long) or PS_EIO.
+ */
+int ps_cache_meta_for_pki(ps_cache_meta_t *m, const char *server, const char *pki_dir, const char *name,
+                          const char *role, const char *unit);
 /** ps_cache_create, leaving the new cache open in *out (no second key derivation). */
 int ps_cache_create_open(ps_cache_t **out, const char *dir, const ps_cache_meta_t *meta, char *err, size_t errlen);
 /**

@@ -42,10 +42,11 @@
  * small enough that a batch's records stay a few megabytes. */
 #define IMPORT_BATCH 2000
 
-/* ---- ids seen in this import ----------------------------------------------- */
+/* ---- ID numbers seen in this import ----------------------------------------- */
 
-/* Open-addressing set of 16-byte ids: the ids this import accepted, so later
- * rows may refer to them and no id lands twice. */
+/* Open-addressing set of 16-byte keys: the hashed ID numbers of the rows
+ * this import accepted.  (The record ids it accepted live in the
+ * validation context, vctx.h, where later rows' references find them.) */
 typedef struct idset {
     uint8_t (*keys)[PS_ID_LEN];
     unsigned char *used;
@@ -124,10 +125,8 @@ typedef struct import_st {
     int kind;
     int dry_run;
     const char *orgunit; /* the cache's unit: owner of rows that name none */
-    ps_validate_ctx_t vctx;
-    ps_peer_t peer;       /* the cache's identity, for the access policy */
-    ps_orgunits_t *units; /* the cache's org-unit tree, as add and the server use it */
-    idset_t ids;
+    ps_client_vctx_t vc; /* the cache's tree, scope and identity, as add and the server use
+                            them, and the ids this import accepted (vctx.h) */
     Popsync__Record *batch[IMPORT_BATCH];
     size_t nbatch;
     unsigned long rows, imported, rejected, unchanged;
@@ -143,23 +142,6 @@ static void report(import_st_t *st, const ps_recio_row_t *row, const Popsync__Re
 {
     if (ps_rejects_add(st->rj, row, rec, row->line, v) != PS_OK && !st->fail)
         st->fail = PS_EIO;
-}
-
-/* References may point at records in the cache or at rows this import
- * accepted before (which may still sit in the unwritten batch). */
-static int ref_exists(void *arg, const uint8_t id[16], int kind)
-{
-    import_st_t *st = arg;
-    Popsync__Record *r = NULL;
-    int live;
-
-    if (kind == st->kind && idset_has(&st->ids, id))
-        return 1;
-    if (ps_cache_get(st->c, id, &r) != PS_OK)
-        return 0;
-    live = !r->deleted && (int)r->kind == kind;
-    ps_record_free(r);
-    return live;
 }
 
 static int flush_batch(import_st_t *st)
@@ -191,7 +173,7 @@ static int assign_id(import_st_t *st, Popsync__Record *r, ps_verrs_t *v, Popsync
         r->id.len = PS_ID_LEN;
         return ps_uuid7(r->id.data);
     }
-    if (idset_has(&st->ids, r->id.data)) {
+    if (ps_client_vctx_noted(&st->vc, r->id.data)) {
         ps_verrs_add(v, "id", "appears on an earlier row of this file");
         return PS_OK;
     }
@@ -315,18 +297,18 @@ static int import_row(ps_recio_row_t *row, void *arg)
         ps_record_free(st->current);
         st->current = NULL;
         st->unchanged++;
-        rc = idset_add(&st->ids, r->id.data);
+        rc = ps_client_vctx_note(&st->vc, r->id.data, st->kind);
         ps_record_free(r);
         if (rc)
             goto failed;
         return 0;
     }
-    st->vctx.current = st->current;
+    st->vc.ctx.current = st->current;
     if (v.n == 0)
-        ps_validate_record(r, &st->vctx, &v);
+        ps_validate_record(r, &st->vc.ctx, &v);
     if (v.n == 0)
         ps_xrules_check(st->c, r, st->current, &v);
-    st->vctx.current = NULL;
+    st->vc.ctx.current = NULL;
     ps_record_free(st->current);
     st->current = NULL;
     if (v.n > 0) {
@@ -335,7 +317,7 @@ static int import_row(ps_recio_row_t *row, void *arg)
         ps_record_free(r);
         return 0;
     }
-    if ((rc = idset_add(&st->ids, r->id.data)))
+    if ((rc = ps_client_vctx_note(&st->vc, r->id.data, st->kind)))
         goto fail;
     st->batch[st->nbatch++] = r;
     if (st->nbatch == IMPORT_BATCH && (rc = flush_batch(st)))
@@ -482,19 +464,7 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
     st->orgunit = meta->orgunit;
     /* The same scope the server will apply, so rows it would refuse are
      * reported now with their line numbers rather than after a sync. */
-    ps_policy_peer(&st->peer, meta->role, meta->orgunit);
-    st->vctx.peer = &st->peer;
-    st->vctx.today = ps_client_today(st->c);
-    st->vctx.ref_exists = ref_exists;
-    st->vctx.ref_arg = st;
-    {
-        uint8_t *csv = NULL, digest[32];
-        size_t clen = 0;
-        if (ps_cache_get_orgunits(st->c, &csv, &clen, digest) == PS_OK &&
-            ps_orgunits_parse(csv, clen, &st->units, err, sizeof(err)) == PS_OK)
-            st->vctx.units = st->units;
-        free(csv);
-    }
+    ps_client_vctx_init(&st->vc, st->c);
 
     rc = ps_recio_read(format, data, len, kind, import_row, st);
     if (rc == PS_ENOMEM && !st->fail)
@@ -521,11 +491,10 @@ out:
     if (st) {
         for (size_t i = 0; i < st->nbatch; i++)
             ps_record_free(st->batch[i]);
-        idset_free(&st->ids);
         idset_free(&st->idnums);
         ps_rejects_free(st->rj);
         ps_record_set_person_resolver(NULL, NULL);
-        ps_orgunits_free(st->units);
+        ps_client_vctx_free(&st->vc);
         ps_cache_close(st->c);
     }
     free(st);

@@ -9,6 +9,9 @@
 #include "tls.h"
 #include "tz.h"
 #include "wire.pb-c.h"
+#include "keys.h"
+#include "paths.h"
+#include "testhooks.h"
 
 #include <jansson.h>
 
@@ -19,11 +22,17 @@
 #include <time.h>
 #include <unistd.h>
 
+/* in made absolute for the cache to remember; it must exist. */
 static int abs_path(const char *in, char out[PATH_MAX])
 {
-    if (!realpath(in, out)) {
+    char err[PATH_MAX + 64];
+    if (access(in, F_OK) != 0) {
         ps_cli_err("cannot find %s", in);
         return PS_ENOTFOUND;
+    }
+    if (ps_abs_path(in, out, err, sizeof(err))) {
+        ps_cli_err("%s", err);
+        return PS_EIO;
     }
     return PS_OK;
 }
@@ -92,8 +101,8 @@ int ps_cmd_init(ps_cli_t *cli, int argc, char **argv)
     }
     /* The cache is always encrypted: under --key-file (or POPSYNC_KEY_FILE),
      * else a passphrase (POPSYNC_PASSPHRASE or asked twice on the terminal). */
-    if (!key_file && getenv("POPSYNC_KEY_FILE") && *getenv("POPSYNC_KEY_FILE"))
-        key_file = getenv("POPSYNC_KEY_FILE");
+    if (!key_file)
+        key_file = ps_keys_env_key_file();
     if (key_file) {
         snprintf(m.key_file, sizeof(m.key_file), "%s", key_file);
         key_file_existed = access(key_file, F_OK) == 0;
@@ -165,6 +174,7 @@ int ps_cmd_sync(ps_cli_t *cli, int argc, char **argv)
     ps_sync_opts_t o;
     ps_sync_stats_t st;
     char err[512];
+    uint64_t cut = 0;
     int opt, rc, quiet = 0;
 
     memset(&o, 0, sizeof(o));
@@ -182,10 +192,10 @@ int ps_cmd_sync(ps_cli_t *cli, int argc, char **argv)
         return PS_EXIT_FAIL;
     }
     o.progress = !quiet && !cli->json && isatty(2);
-    /* Test hook: cut the connection after N frames, to prove a sync can be
-     * interrupted anywhere and simply run again. */
-    if (getenv("POPSYNC_TEST_CUT_AFTER_FRAMES"))
-        o.cut_after_frames = strtoull(getenv("POPSYNC_TEST_CUT_AFTER_FRAMES"), NULL, 10);
+    /* Test hook (test builds only): cut the connection after N frames, to
+     * prove a sync can be interrupted anywhere and simply run again. */
+    if (ps_test_hook_u64("POPSYNC_TEST_CUT_AFTER_FRAMES", &cut) == 1)
+        o.cut_after_frames = cut;
     rc = ps_sync_run(c, &o, &st, err, sizeof(err));
     if (cli->json) {
         json_t *j = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:I,s:I}", "ok", rc == PS_OK, "conflicts",

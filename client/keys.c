@@ -254,14 +254,20 @@ static int check_new_passphrase(const char *pass, char *err, size_t errlen)
     return PS_OK;
 }
 
-int ps_keys_new_params(ps_kek_params_t *p, const char *key_file, char *err, size_t errlen)
+const char *ps_keys_env_key_file(void)
 {
     const char *kf = getenv("POPSYNC_KEY_FILE");
+    return kf && *kf ? kf : NULL;
+}
+
+int ps_keys_new_params(ps_kek_params_t *p, const char *key_file, char *err, size_t errlen)
+{
+    const char *kf = ps_keys_env_key_file();
     uint64_t it = 0;
     int rc;
 
     memset(p, 0, sizeof(*p));
-    if ((key_file && key_file[0]) || (kf && *kf)) {
+    if ((key_file && key_file[0]) || kf) {
         snprintf(p->kind, sizeof(p->kind), "%s", PS_KEK_KEY_FILE);
         return ps_abs_path(key_file && key_file[0] ? key_file : kf, p->key_file, err, errlen);
     }
@@ -293,11 +299,11 @@ int ps_keys_get_kek(const char *dir, ps_kek_params_t *p, int create, int *made, 
 
     *made = 0;
     if (strcmp(p->kind, PS_KEK_KEY_FILE) == 0) {
-        const char *env = getenv("POPSYNC_KEY_FILE");
+        const char *env = ps_keys_env_key_file();
         char path[PATH_MAX];
         if (create)
             return key_file_make(p->key_file, kek, made, err, errlen);
-        if ((rc = ps_abs_path(env && *env ? env : p->key_file, path, err, errlen)))
+        if ((rc = ps_abs_path(env ? env : p->key_file, path, err, errlen)))
             return rc;
         snprintf(p->key_file, sizeof(p->key_file), "%s", path);
         return key_file_load(path, kek, err, errlen);

@@ -59,6 +59,9 @@ int ps_keys_new_params(ps_kek_params_t *p, const char *key_file, char *err, size
 int ps_keys_get_kek(const char *dir, ps_kek_params_t *p, int create, int *made, uint8_t kek[PS_AEAD_KEY_LEN],
                     char *err, size_t errlen);
 
+/** POPSYNC_KEY_FILE when set and not empty, else NULL. */
+const char *ps_keys_env_key_file(void);
+
 /** Characters (UTF-8 code points) in s. */
 size_t ps_keys_passphrase_chars(const char *s);
 /** Non-zero when a passphrase long enough is still easy to guess: fewer

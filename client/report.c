@@ -195,6 +195,15 @@ static json_t *rate_json(const Popsync__ReportRow *r, const rate_def_t *d)
     return json_real(v);
 }
 
+int ps_report_row_rate(const Popsync__ReportRow *row, const char *key, double *out)
+{
+    for (size_t i = 0; i < NRATES; i++)
+        if (strcmp(RATES[i].key, key) == 0)
+            return ps_report_rate(row_value(row, RATES[i].num),
+                                  row_value(row, RATES[i].den) + row_value(row, RATES[i].den2), RATES[i].scale, out);
+    return 0;
+}
+
 static const char *state_label(const char *state, int zh)
 {
     if (!state || !*state)

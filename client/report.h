@@ -50,4 +50,13 @@ const char *ps_report_yuan_text(int64_t fen, char *buf, size_t len);
 /** True when s is a month "YYYY-MM" (01..12). */
 int ps_report_month_valid(const char *s);
 
+typedef struct Popsync__ReportRow Popsync__ReportRow;
+/**
+ * The rate named key (sex_ratio_at_birth, submission_rate_pct,
+ * feedback_rate_pct, submitted_on_time_pct, feedback_on_time_pct,
+ * followup_rate_pct: docs/queries.md) of one report row, from its counts,
+ * into *out.  0 when the rate is undefined (no denominator) or key unknown.
+ */
+int ps_report_row_rate(const Popsync__ReportRow *row, const char *key, double *out);
+
 #endif

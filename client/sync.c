@@ -26,6 +26,7 @@
 #include "msg.h"
 #include "stream.h"
 #include "wire.pb-c.h"
+#include "testhooks.h"
 
 #include <netdb.h>
 #include <stdarg.h>
@@ -34,7 +35,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define PS_PROTOCOL_VERSION 1
 #define FETCH_MAX 5000
 
 typedef enum {
@@ -710,6 +710,14 @@ static void on_read(ps_stream_t *st)
     }
 }
 
+/* POPSYNC_NO_COMPRESSION=1: the test hook that makes a Hello offer no
+ * compression (testhooks.h: test builds only). */
+static int no_compression_hook(void)
+{
+    uint64_t v = 0;
+    return ps_test_hook_u64("POPSYNC_NO_COMPRESSION", &v) == 1 && v == 1;
+}
+
 static void on_handshake(ps_stream_t *st, int status)
 {
     session_t *s = st->data;
@@ -733,7 +741,7 @@ static void on_handshake(ps_stream_t *st, int status)
     h.node.len = PS_ID_LEN;
     h.cursor = m->cursor;
     h.software = "popsync 0.1.0";
-    if (!s->opts->no_compression && !(getenv("POPSYNC_NO_COMPRESSION") && *getenv("POPSYNC_NO_COMPRESSION") == '1'))
+    if (!s->opts->no_compression && !no_compression_hook())
         h.features = PS_FEATURE_ZSTD;
     s->state = ST_HELLO;
     send_msg(s, PS_MSG_HELLO, &h.base);

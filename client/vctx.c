@@ -8,27 +8,50 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int cmp_id(const void *a, const void *b)
+static size_t id_hash(const uint8_t id[16])
 {
-    return memcmp(a, b, 16);
+    uint64_t a, b, h;
+    memcpy(&a, id, 8);
+    memcpy(&b, id + 8, 8);
+    /* UUIDv7 ids share their leading time bits: mix both halves. */
+    h = a * 0x9e3779b97f4a7c15ull ^ b;
+    h ^= h >> 31;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 29;
+    return (size_t)h;
+}
+
+/* The slot of id in the batch set, or -1. */
+static long batch_find(const ps_client_vctx_t *v, const uint8_t id[16])
+{
+    if (v->capbatch == 0)
+        return -1;
+    for (size_t i = id_hash(id) & (v->capbatch - 1);; i = (i + 1) & (v->capbatch - 1)) {
+        if (!v->used[i])
+            return -1;
+        if (memcmp(v->batch_ids[i], id, 16) == 0)
+            return (long)i;
+    }
+}
+
+static void batch_insert(uint8_t (*ids)[17], unsigned char *used, size_t cap, const uint8_t entry[17])
+{
+    size_t i = id_hash(entry) & (cap - 1);
+    while (used[i])
+        i = (i + 1) & (cap - 1);
+    memcpy(ids[i], entry, 17);
+    used[i] = 1;
 }
 
 static int ref_exists(void *arg, const uint8_t id[16], int kind)
 {
     ps_client_vctx_t *v = arg;
     Popsync__Record *r = NULL;
+    long hit = batch_find(v, id);
     int found = 0;
 
-    if (v->nbatch) {
-        uint8_t (*hit)[17];
-        if (!v->sorted) {
-            qsort(v->batch_ids, v->nbatch, sizeof(*v->batch_ids), cmp_id);
-            v->sorted = 1;
-        }
-        hit = bsearch(id, v->batch_ids, v->nbatch, sizeof(*v->batch_ids), cmp_id);
-        if (hit && (kind == 0 || (*hit)[16] == kind))
-            return 1;
-    }
+    if (hit >= 0 && (kind == 0 || v->batch_ids[hit][16] == kind))
+        return 1;
     if (ps_cache_get(v->cache, id, &r) == PS_OK) {
         found = !r->deleted && (kind == 0 || (int)r->kind == kind);
         protobuf_c_message_free_unpacked(&r->base, NULL);
@@ -87,22 +110,51 @@ void ps_client_vctx_free(ps_client_vctx_t *v)
 {
     ps_orgunits_free(v->units);
     free(v->batch_ids);
+    free(v->used);
     memset(v, 0, sizeof(*v));
+}
+
+void ps_client_vctx_forget(ps_client_vctx_t *v)
+{
+    if (v->used)
+        memset(v->used, 0, v->capbatch);
+    v->nbatch = 0;
+}
+
+int ps_client_vctx_noted(const ps_client_vctx_t *v, const uint8_t id[16])
+{
+    return batch_find(v, id) >= 0;
 }
 
 int ps_client_vctx_note(ps_client_vctx_t *v, const uint8_t id[16], int kind)
 {
-    if (v->nbatch == v->capbatch) {
-        size_t ncap = v->capbatch ? v->capbatch * 2 : 1024;
-        void *p = realloc(v->batch_ids, ncap * sizeof(*v->batch_ids));
-        if (!p)
-            return PS_ENOMEM;
-        v->batch_ids = p;
-        v->capbatch = ncap;
+    uint8_t entry[17];
+    long hit = batch_find(v, id);
+    if (hit >= 0) {
+        v->batch_ids[hit][16] = (uint8_t)kind;
+        return PS_OK;
     }
-    memcpy(v->batch_ids[v->nbatch], id, 16);
-    v->batch_ids[v->nbatch][16] = (uint8_t)kind;
+    if (2 * (v->nbatch + 1) > v->capbatch) {
+        size_t cap = v->capbatch ? v->capbatch * 2 : 1024;
+        uint8_t (*ids)[17] = malloc(cap * sizeof(*ids));
+        unsigned char *used = calloc(cap, 1);
+        if (!ids || !used) {
+            free(ids);
+            free(used);
+            return PS_ENOMEM;
+        }
+        for (size_t i = 0; i < v->capbatch; i++)
+            if (v->used[i])
+                batch_insert(ids, used, cap, v->batch_ids[i]);
+        free(v->batch_ids);
+        free(v->used);
+        v->batch_ids = ids;
+        v->used = used;
+        v->capbatch = cap;
+    }
+    memcpy(entry, id, 16);
+    entry[16] = (uint8_t)kind;
+    batch_insert(v->batch_ids, v->used, v->capbatch, entry);
     v->nbatch++;
-    v->sorted = 0;
     return PS_OK;
 }

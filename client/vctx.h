@@ -3,7 +3,8 @@
  * Owns: building a ps_validate_ctx_t for records entered on this device:
  * the org-unit tree the cache holds, the certificate's scope (none for an
  * admin), and reference checks against the local cache plus ids accepted
- * earlier in the same batch (an import or a generator run).
+ * earlier in the same batch (an import or a generator run).  Used by add,
+ * edit, import (cmd_io.c), generate (gen.c) and the test drivers.
  */
 #ifndef PS_VCTX_H
 #define PS_VCTX_H
@@ -19,10 +20,11 @@ typedef struct ps_client_vctx {
     ps_cache_t *cache;       /**< borrowed */
     ps_orgunits_t *units;    /**< owned; NULL when the cache has no tree */
     ps_peer_t peer;          /**< the cache's identity, for the access policy */
-    /* ids accepted in this batch, with their kinds: a sorted-on-demand array */
+    /* ids accepted in this batch with their kinds (byte 16): an
+     * open-addressing hash set, cap a power of two, at most half full */
     uint8_t (*batch_ids)[17];
+    unsigned char *used;
     size_t nbatch, capbatch;
-    int sorted;
 } ps_client_vctx_t;
 
 /** Builds the context for cache c (which must outlive it).  For an edit,
@@ -39,7 +41,14 @@ void ps_client_vctx_free(ps_client_vctx_t *v);
  *  none or cannot parse it: the access policy's subtree rule then follows
  *  the codes (common/policy.h). */
 ps_orgunits_t *ps_client_orgunits(ps_cache_t *c);
-/** Remembers a record accepted in the current batch, so later ones may refer to it. */
+/** Remembers a record accepted in the current batch, so later ones may
+ *  refer to it.  PS_OK or PS_ENOMEM. */
 int ps_client_vctx_note(ps_client_vctx_t *v, const uint8_t id[16], int kind);
+/** Forgets the ids noted so far: a new batch starts (the generator's
+ *  household groups, whose records refer only to each other). */
+void ps_client_vctx_forget(ps_client_vctx_t *v);
+/** Whether id was noted in this batch (any kind): an import refuses an id
+ *  that two of its rows carry. */
+int ps_client_vctx_noted(const ps_client_vctx_t *v, const uint8_t id[16]);
 
 #endif

@@ -23,6 +23,9 @@
 #define PS_FRAME_FLAG_ZSTD 0x01u  /**< body is zstd-compressed */
 #define PS_FRAME_FLAGS_KNOWN 0x01u
 
+/** The protocol version a Hello offers and a Welcome answers (docs/protocol.md). */
+#define PS_PROTOCOL_VERSION 1u
+
 /** A decoded frame; body borrows from the input buffer. */
 typedef struct ps_frame {
     uint8_t type;

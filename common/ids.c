@@ -1,5 +1,6 @@
 /* ids.c - UUIDv7, node ids, HLC. */
 #include "ids.h"
+#include "testhooks.h"
 #include "err.h"
 
 #include <ctype.h>
@@ -27,14 +28,15 @@ int ps_random(void *buf, size_t n)
 }
 
 /* POPSYNC_CLOCK_OFFSET_MS shifts this process's wall clock: tests use it
- * to play a field device whose clock is wrong (docs/sync.md). */
+ * to play a field device whose clock is wrong (docs/sync.md).  A test hook:
+ * read only by test builds (testhooks.h). */
 static int64_t clock_offset(void)
 {
     static int64_t offset;
     static int loaded;
     if (!loaded) {
-        const char *e = getenv("POPSYNC_CLOCK_OFFSET_MS");
-        offset = e ? strtoll(e, NULL, 10) : 0;
+        if (ps_test_hook_i64("POPSYNC_CLOCK_OFFSET_MS", &offset) != 1)
+            offset = 0;
         loaded = 1;
     }
     return offset;

@@ -1,5 +1,6 @@
 /* counters.c - what each record adds to the report counters. */
 #include "counters.h"
+#include "dates.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -14,26 +15,13 @@ uint32_t ps_month_of(const char *d)
     return y * 100 + m;
 }
 
-/* Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm). */
-static int64_t days_from_civil(int y, unsigned m, unsigned d)
-{
-    unsigned yoe, doy, doe;
-    int era;
-    y -= m <= 2;
-    era = (y >= 0 ? y : y - 399) / 400;
-    yoe = (unsigned)(y - era * 400);
-    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return (int64_t)era * 146097 + (int64_t)doe - 719468;
-}
-
 int32_t ps_days_between(const char *a, const char *b)
 {
     int ya, yb;
     unsigned ma, da, mb, db;
     if (!a || !b || sscanf(a, "%4d-%2u-%2u", &ya, &ma, &da) != 3 || sscanf(b, "%4d-%2u-%2u", &yb, &mb, &db) != 3)
         return INT32_MIN;
-    return (int32_t)(days_from_civil(yb, mb, db) - days_from_civil(ya, ma, da));
+    return ps_days_from_civil(yb, (int)mb, (int)db) - ps_days_from_civil(ya, (int)ma, (int)da);
 }
 
 static void add(ps_contrib_t *out, size_t *n, size_t max, uint32_t month, const char *unit, const char *metric,

@@ -15,6 +15,15 @@
 
 #include <lmdb.h>
 
+#include "bytes.h"
+#include "db_err.h"
+
+/* The store's short names for the shared helpers (common/bytes.h,
+ * common/db_err.h): one definition for the store and the client's cache. */
+#define be64put ps_be64put
+#define be64get ps_be64get
+#define db_err ps_db_err
+
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
@@ -74,36 +83,6 @@ static inline void ro_end(ps_store_t *st, MDB_txn *txn)
     pthread_rwlock_unlock(&st->resize);
 }
 
-static inline void be64put(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
-static inline uint64_t be64get(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static inline int db_err(int mrc)
-{
-    if (mrc == MDB_MAP_FULL)
-        return PS_EFULL;
-    /* LMDB passes write errors through: a full disk is the operator's to
-     * fix, so name it rather than calling it a database error. */
-    if (mrc == ENOSPC || mrc == EDQUOT)
-        return PS_ENOSPC;
-    if (mrc == MDB_NOTFOUND)
-        return PS_ENOTFOUND;
-    if (mrc == ENOMEM)
-        return PS_ENOMEM;
-    return PS_EDB;
-}
 
 
 /* The subtree rule and every access decision are common/policy.h's; these

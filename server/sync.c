@@ -16,8 +16,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define PS_PROTOCOL_VERSION 1
-
 /* A read-side job for the thread pool (Hello bookkeeping, Pull). */
 typedef struct read_job {
     uv_work_t req;

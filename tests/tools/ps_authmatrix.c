@@ -32,6 +32,7 @@
 #include "msg.h"
 #include "stream.h"
 #include "tls.h"
+#include "validate.h"
 
 #include "wire.pb-c.h"
 
@@ -122,12 +123,8 @@ static void send_msg(am_t *a, uint8_t type, const ProtobufCMessage *m)
  * of unit (its first six digits), sequence seq. */
 static void make_idnum(const char *unit, unsigned seq, char out[19])
 {
-    static const int w[17] = {7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2};
-    int sum = 0;
     snprintf(out, 19, "%.6s19900101%03u", unit, seq % 1000);
-    for (int i = 0; i < 17; i++)
-        sum += (out[i] - '0') * w[i];
-    out[17] = "10X98765432"[sum % 11];
+    out[17] = ps_id_check_char(out);
     out[18] = '\0';
 }
 
@@ -409,7 +406,7 @@ static void on_handshake(ps_stream_t *s, int status)
         return;
     }
     ps_random(a->node, sizeof(a->node));
-    h.protocol_version = 1;
+    h.protocol_version = PS_PROTOCOL_VERSION;
     h.node.data = a->node;
     h.node.len = PS_ID_LEN;
     h.software = "ps_authmatrix";

@@ -152,33 +152,20 @@ static void set_clocks(void)
 static void make_client(int i, const char *work)
 {
     ps_cache_meta_t m;
-    char err[512];
+    char err[512] = "path too long";
     client_t *cl = &g_clients[i];
-    memset(&m, 0, sizeof(m));
     snprintf(cl->dir, sizeof(cl->dir), "%s/c%d", work, i);
-    snprintf(m.server, sizeof(m.server), "%s", g_server);
-    snprintf(m.server_name, sizeof(m.server_name), "popsyncd");
-    snprintf(m.ca, sizeof(m.ca), "%s/ca.crt", g_pki);
-    snprintf(m.cert, sizeof(m.cert), "%s/%s.crt", g_pki, cl->name);
-    snprintf(m.key, sizeof(m.key), "%s/%s.key", g_pki, cl->name);
-    snprintf(m.role, sizeof(m.role), "%s", cl->role);
-    snprintf(m.orgunit, sizeof(m.orgunit), "%s", cl->unit);
-    snprintf(m.name, sizeof(m.name), "%s", cl->name);
-    ps_random(m.node, sizeof(m.node));
-    if (ps_cache_create(cl->dir, &m, err, sizeof(err)))
+    if (ps_cache_meta_for_pki(&m, g_server, g_pki, cl->name, cl->role, cl->unit) ||
+        ps_cache_create(cl->dir, &m, err, sizeof(err)))
         die(err);
     open_client(i);
 }
 
 static void id_number(char out[19], int male)
 {
-    static const int w[17] = {7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2};
-    int sum = 0;
     snprintf(out, 19, "11010519%02u%02u%02u%02u%u", 50 + below(40), 1 + below(12), 1 + below(28), below(100),
              below(5) * 2 + (male ? 1u : 0u));
-    for (int i = 0; i < 17; i++)
-        sum += (out[i] - '0') * w[i];
-    out[17] = "10X98765432"[sum % 11];
+    out[17] = ps_id_check_char(out);
     out[18] = '\0';
 }
 

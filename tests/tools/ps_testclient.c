@@ -95,17 +95,6 @@ struct tc {
     uint64_t frames, bytes;
 };
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* "rep:N:HEX" repeats HEX N times, so tests can send large inputs. */
 static void send_hex(ps_stream_t *s, const char *h)
 {
@@ -118,8 +107,9 @@ static void send_hex(ps_stream_t *s, const char *h)
         h = end + 1;
     }
     for (const char *p = h; p[0] && p[1]; p += 2) {
-        uint8_t byte = (uint8_t)(hexval(p[0]) << 4 | hexval(p[1]));
-        ps_buf_append(&b, &byte, 1);
+        uint8_t byte;
+        if (ps_unhex(p, 1, &byte) == PS_OK)
+            ps_buf_append(&b, &byte, 1);
     }
     /* Repeat the decoded bytes (cheap even for megabytes). */
     {
@@ -330,7 +320,7 @@ static void on_handshake(ps_stream_t *s, int status)
         uint8_t node[PS_ID_LEN];
         ps_buf_t b;
         ps_random(node, sizeof(node));
-        h.protocol_version = 1;
+        h.protocol_version = PS_PROTOCOL_VERSION;
         h.node.data = node;
         h.node.len = PS_ID_LEN;
         ps_buf_init(&b);

@@ -1,10 +1,14 @@
-/* fuzz_csv.c - libFuzzer target: the CSV record reader (popsync import).
+/* fuzz_records.c - libFuzzer target: the CSV and JSON record readers
+ * (popsync import).  Built twice (tests/fuzz/CMakeLists.txt): fuzz_csv with
+ * PS_FUZZ_FORMAT=PS_RECIO_CSV and fuzz_json with PS_RECIO_JSON, each with
+ * its own corpus.
  *
  * The first byte picks the kind (person .. service_visit, and 0 and 7 for
- * kinds the reader must refuse); the rest is the file.  The bytes are copied
- * into a buffer of exactly their length, so a read past len is caught.
- * Each record the reader hands over is validated, written back with the
- * CSV writer, and freed; a row carries a record or errors, never both.
+ * kinds the reader must refuse); the rest is the file (for JSON an array or
+ * JSON Lines).  The bytes are copied into a buffer of exactly their length,
+ * so a read past len is caught.  Each record the reader hands over is
+ * validated, written back with the writer of the same format, and freed; a
+ * row carries a record or errors, never both.
  */
 #include "err.h"
 #include "recio.h"
@@ -15,6 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#ifndef PS_FUZZ_FORMAT
+#error "define PS_FUZZ_FORMAT as PS_RECIO_CSV or PS_RECIO_JSON"
+#endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -62,9 +70,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(copy, data, size);
     memset(&f, 0, sizeof(f));
     devnull = fopen("/dev/null", "w");
-    if (devnull && kind >= 1 && kind <= 6 && ps_recio_writer_begin(&f.w, devnull, PS_RECIO_CSV, kind, 0) == PS_OK)
+    if (devnull && kind >= 1 && kind <= 6 && ps_recio_writer_begin(&f.w, devnull, PS_FUZZ_FORMAT, kind, 0) == PS_OK)
         f.writing = 1;
-    ps_recio_read_csv(copy, size, kind, on_row, &f);
+    ps_recio_read(PS_FUZZ_FORMAT, copy, size, kind, on_row, &f);
     if (f.writing)
         ps_recio_writer_end(&f.w);
     if (devnull)

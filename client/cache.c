@@ -1677,6 +1677,8 @@ int ps_cache_refused_count(ps_cache_t *c, uint64_t *n)
         return ps_db_err(mrc);
     *n = s.ms_entries;
     return PS_OK;
+}
+
 int ps_cache_meta_for_pki(ps_cache_meta_t *m, const char *server, const char *pki_dir, const char *name,
                           const char *role, const char *unit)
 {

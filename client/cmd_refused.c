@@ -12,6 +12,7 @@
 #include "err.h"
 #include "ids.h"
 #include "record_fmt.h"
+#include "wire.pb-c.h"
 
 #include <jansson.h>
 

@@ -400,17 +400,17 @@ static int pindex_upgrade(ps_cache_t *c)
     int mrc, rc;
 
     if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
-        return db_err(mrc);
+        return ps_db_err(mrc);
     rc = meta_get_u64(txn, c->meta, "pindex_v") == PS_PINDEX_VERSION;
     mdb_txn_abort(txn);
     if (rc)
         return PS_OK;
     if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
-        return db_err(mrc);
+        return ps_db_err(mrc);
     if ((rc = ps_pindex_clear(&c->px, txn)))
         goto out;
     if ((mrc = mdb_cursor_open(txn, c->records, &cur))) {
-        rc = db_err(mrc);
+        rc = ps_db_err(mrc);
         goto out;
     }
     while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
@@ -428,7 +428,7 @@ static int pindex_upgrade(ps_cache_t *c)
         goto out;
     mrc = mdb_txn_commit(txn);
     txn = NULL;
-    rc = mrc ? db_err(mrc) : PS_OK;
+    rc = mrc ? ps_db_err(mrc) : PS_OK;
 out:
     if (cur)
         mdb_cursor_close(cur);
@@ -851,7 +851,7 @@ static int find_term(ps_cache_t *c, ps_pindex_kind_t kind, const char *term, siz
         goto out;
     }
     if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn))) {
-        rc = db_err(mrc);
+        rc = ps_db_err(mrc);
         goto out;
     }
     if ((rc = ps_pindex_lookup(&c->px, txn, kind, term, ids, cap, &nids)))

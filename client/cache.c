@@ -1453,7 +1453,7 @@ int ps_cache_clock_seen(ps_cache_t *c, int64_t skew_ms, int adopt, uint64_t serv
         skew - c->m.clock_skew_ms <= 1000 && c->m.clock_skew_ms - skew <= 1000)
         return PS_OK;
     if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
-        return db_err(mrc);
+        return ps_db_err(mrc);
     if ((rc = meta_put_u64(txn, c->meta, "clock_skew", (uint64_t)skew)) ||
         (rc = meta_put_u64(txn, c->meta, "clock_offset", (uint64_t)off)) ||
         (rc = meta_put_u64(txn, c->meta, "hlc", last))) {
@@ -1461,7 +1461,7 @@ int ps_cache_clock_seen(ps_cache_t *c, int64_t skew_ms, int adopt, uint64_t serv
         return rc;
     }
     if ((mrc = mdb_txn_commit(txn)))
-        return db_err(mrc);
+        return ps_db_err(mrc);
     c->m.clock_skew_ms = skew;
     c->m.clock_offset_ms = off;
     c->hlc.last = last;

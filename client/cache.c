@@ -20,6 +20,12 @@
 #include "bytes.h"
 #include "db_err.h"
 
+/* The older short names of the shared helpers (bytes.h, db_err.h), as the
+ * store uses them: one definition for the store and the cache. */
+#define db_err ps_db_err
+#define be64put ps_be64put
+#define be64get ps_be64get
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -1264,13 +1270,13 @@ int ps_cache_set_connection(ps_cache_t *c, const char *key, const char *value)
         if (strlen(value) >= sizes[i])
             return PS_ETOOBIG;
         if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
-            return db_err(mrc);
+            return ps_db_err(mrc);
         if ((rc = meta_put_str(txn, c->meta, key, value))) {
             mdb_txn_abort(txn);
             return rc;
         }
         if ((mrc = mdb_txn_commit(txn)))
-            return db_err(mrc);
+            return ps_db_err(mrc);
         snprintf(fields[i], sizes[i], "%s", value);
         return PS_OK;
     }

@@ -5,6 +5,8 @@
 
 #include "wire.pb-c.h"
 
+#include <stdio.h>
+
 static const ps_msg_info_t g_table[] = {
 #define PS_MSG(type, ID, name, desc, reply, dir, hello, run)                                                       \
     {PS_MSG_##ID, name, &desc, PS_MSG_##reply, PS_MSG_DIR_##dir, hello, PS_MSG_RUN_##run},
@@ -40,6 +42,27 @@ int ps_msg_role_may_send(uint8_t type, int role)
     if (!mi || mi->dir != PS_MSG_DIR_C2S || role < 0 || role > PS_ROLE_VIEWER)
         return 0;
     return ps_policy_may_send((ps_role_t)role, type);
+}
+
+void ps_msg_roles_text(uint8_t type, char *out, size_t cap)
+{
+    static const ps_role_t order[] = {PS_ROLE_ADMIN, PS_ROLE_TOWNSHIP, PS_ROLE_COLLECTOR, PS_ROLE_VIEWER};
+    size_t len = 0, n = 0;
+    if (cap)
+        out[0] = '\0';
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]) && len < cap; i++) {
+        int w;
+        if (!ps_msg_role_may_send(type, order[i]))
+            continue;
+        w = snprintf(out + len, cap - len, "%s%s", n++ ? ", " : "", ps_role_name(order[i]));
+        if (w < 0)
+            break;
+        len += (size_t)w;
+    }
+    if (n == sizeof(order) / sizeof(order[0]))
+        snprintf(out, cap, "any");
+    else if (!n)
+        snprintf(out, cap, "nobody");
 }
 
 const char *ps_msg_dir_text(ps_msg_dir_t dir)

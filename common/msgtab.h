@@ -80,6 +80,9 @@ const char *ps_frame_type_name(uint8_t type);
  */
 int ps_msg_role_may_send(uint8_t type, int role);
 
+/** The roles that may send a type (ps_msg_role_may_send), as text: "any",
+ *  "admin, township", "nobody". */
+void ps_msg_roles_text(uint8_t type, char *out, size_t cap);
 /** "client → server" / "server → client" (UTF-8 arrow, as in the docs). */
 const char *ps_msg_dir_text(ps_msg_dir_t dir);
 /** "loop", "read pool", "commit", or "–" for NONE. */

@@ -227,6 +227,11 @@ int main(int argc, char **argv)
 
     if (argc > 1 && argv[1][0] != '-')
         return ps_server_subcommand(argc - 1, argv + 1);
+    /* A message type without its handler is a build mistake: say so at once. */
+    if (ps_sync_check_handlers(err, sizeof(err)) != PS_OK) {
+        fprintf(stderr, "popsyncd: %s\n", err);
+        return 1;
+    }
     memset(&srv, 0, sizeof(srv));
     srv.opts.map_size = (size_t)1024 << 20;
     srv.opts.max_conns = 4096;

@@ -1,4 +1,4 @@
-/* nodes.c - who has synced: the in-memory node table and NodeStatusRequest.
+/* nodes.c - who has synced: the in-memory node table.
  *
  * Owns: ps_nodes_t, a table on the loop thread of every node seen since
  * start (last seen, its cursor as last known, its certificate's name, role
@@ -7,11 +7,10 @@
  * seconds in a transaction of their own, so a Hello never takes the write
  * lock.  The metrics endpoint reads the table for popsync_pull_lag.
  *
- * Threads: the table is touched only on the loop thread; the status job
- * gets a copy of it.
+ * Threads: the table is touched only on the loop thread; the
+ * NodeStatusRequest job (server/sync.c) gets a copy of it.
  */
 #include "server.h"
-#include "policy.h"
 #include "err.h"
 #include "log.h"
 #include <stdio.h>
@@ -214,74 +213,16 @@ void ps_nodes_foreach(ps_server_t *srv, void (*fn)(const ps_node_info_t *n, void
         fn(&srv->nodes->v[i], arg);
 }
 
-/* --- NodeStatusRequest ---------------------------------------------------- */
-
-typedef struct status_job {
-    uv_work_t req;
-    ps_conn_t *c;
-    uint32_t request_id;
-    ps_node_info_t *live;
-    size_t nlive;
-    ps_buf_t reply;
-    int rc;
-} status_job_t;
-
-static void status_work(uv_work_t *req)
+int ps_nodes_copy(ps_server_t *srv, ps_node_info_t **out, size_t *n)
 {
-    status_job_t *j = req->data;
-    j->rc = ps_store_node_status(j->c->srv->store, j->live, j->nlive, j->request_id, &j->reply);
-}
-
-static void status_after(uv_work_t *req, int status)
-{
-    status_job_t *j = req->data;
-    ps_conn_t *c = j->c;
-    if (c->state != PS_CONN_CLOSING) {
-        if (status || j->rc)
-            ps_conn_error(c, j->request_id, j->rc ? j->rc : PS_EIO, 0, "NodeStatusRequest failed: %s",
-                          ps_strerror(j->rc ? j->rc : PS_EIO));
-        else
-            ps_conn_send(c, &j->reply);
-    }
-    ps_buf_free(&j->reply);
-    free(j->live);
-    free(j);
-    ps_conn_job_done(c);
-}
-
-int ps_nodes_status_request(ps_conn_t *c, const ps_frame_t *f)
-{
-    ps_nodes_t *t = c->srv->nodes;
-    status_job_t *j;
-
-    if (!ps_policy_may_send(c->peer.role, PS_MSG_NODE_STATUS_REQUEST)) {
-        ps_conn_error(c, f->request_id, PS_EACCES, 0, "role %s may not send NodeStatusRequest", c->peer.role_name);
-        return PS_EACCES;
-    }
-    j = calloc(1, sizeof(*j));
-    if (!j || (t && t->n && !(j->live = malloc(t->n * sizeof(*j->live))))) {
-        free(j);
-        ps_conn_error(c, f->request_id, PS_ENOMEM, 0, "out of memory");
+    ps_nodes_t *t = srv->nodes;
+    *out = NULL;
+    *n = 0;
+    if (!t || !t->n)
+        return PS_OK;
+    if (!(*out = malloc(t->n * sizeof(**out))))
         return PS_ENOMEM;
-    }
-    /* The worker reads the store and a copy of the table, never the table. */
-    if (t && t->n) {
-        memcpy(j->live, t->v, t->n * sizeof(*j->live));
-        j->nlive = t->n;
-    }
-    j->c = c;
-    j->request_id = f->request_id;
-    j->req.data = j;
-    ps_buf_init(&j->reply);
-    c->busy = 1;
-    c->refs++;
-    if (uv_queue_work(c->srv->loop, &j->req, status_work, status_after) != 0) {
-        c->busy = 0;
-        c->refs--;
-        free(j->live);
-        free(j);
-        ps_conn_error(c, f->request_id, PS_EIO, 0, "NodeStatusRequest: cannot schedule the work");
-        return PS_EIO;
-    }
+    memcpy(*out, t->v, t->n * sizeof(**out));
+    *n = t->n;
     return PS_OK;
 }

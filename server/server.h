@@ -171,8 +171,12 @@ int ps_conn_close_revoked(ps_server_t *srv);
 void ps_conn_sweep_start(ps_server_t *srv);
 void ps_conn_sweep_stop(ps_server_t *srv);
 
-/* sync.c: handlers; each returns PS_OK or a code after reporting to the peer. */
+/* sync.c: the dispatcher and the request handlers (common/msgtab.def). */
+/** Handles one frame from a client; PS_OK or a code after reporting it to the peer. */
 int ps_sync_dispatch(ps_conn_t *c, const ps_frame_t *f);
+/** Checks that every row of the message table has a handler of its kind
+ *  (run at start-up); PS_EINVAL with a reason in err when one does not. */
+int ps_sync_check_handlers(char *err, size_t errlen);
 
 /* admin_cmd.c: offline subcommands (argv[0] is the subcommand). */
 int ps_server_subcommand(int argc, char **argv);
@@ -190,7 +194,7 @@ int ps_commit_flush_nodes(ps_server_t *srv);
 int ps_listen_addr_parse(const char *s, struct sockaddr_storage *ss);
 
 /* nodes.c: the in-memory table of nodes (loop thread only), persisted by
- * ps_commit_flush_nodes, and the NodeStatusRequest handler. */
+ * ps_commit_flush_nodes. */
 int ps_nodes_start(ps_server_t *srv);
 void ps_nodes_stop(ps_server_t *srv);
 void ps_nodes_free(ps_server_t *srv);
@@ -207,8 +211,9 @@ size_t ps_nodes_take_dirty(ps_server_t *srv, ps_node_info_t **out);
 void ps_nodes_redirty(ps_server_t *srv, const ps_node_info_t *v, size_t n);
 /** Calls fn for every node seen since start (metrics). */
 void ps_nodes_foreach(ps_server_t *srv, void (*fn)(const ps_node_info_t *n, void *arg), void *arg);
-/** Answers a NodeStatusRequest (admin only). */
-int ps_nodes_status_request(ps_conn_t *c, const ps_frame_t *f);
+/** A copy of the table for a worker (NodeStatusRequest); *out is the
+ *  caller's to free (NULL when empty).  PS_OK or PS_ENOMEM. */
+int ps_nodes_copy(ps_server_t *srv, ps_node_info_t **out, size_t *n);
 
 /* metrics.c: the Prometheus endpoint (opts.metrics_listen). */
 int ps_metrics_start(ps_server_t *srv, char *err, size_t errlen);

@@ -1,13 +1,19 @@
-/* sync.c - message handlers: Hello, Push, Pull, Ping.
+/* sync.c - the server's dispatcher and its request handlers.
  *
- * Every handler checks the connection's state and the certificate's role
- * before it does anything.  Work that touches the store goes to the libuv
- * thread pool; the connection stays busy until the reply is queued.
+ * Owns: ps_sync_dispatch, which reads the message table (common/msgtab.def)
+ * for every frame: is the type a client -> server one, must Hello come first,
+ * and where it runs (on the loop, on the read pool, or in the group commit),
+ * and asks the access policy (common/policy.h) whether the peer's role may
+ * send it; and g_handlers, one row per request type
+ * with the code that answers it.  Adding a request is a row in msgtab.def
+ * and a row here.  Work that touches the store goes to the libuv thread
+ * pool; the connection stays busy until the reply is queued.
  */
 #include "server.h"
 #include "err.h"
 #include "log.h"
 #include "msg.h"
+#include "msgtab.h"
 #include "policy.h"
 
 #include "wire.pb-c.h"
@@ -16,10 +22,30 @@
 #include <stdio.h>
 #include <string.h>
 
-/* A read-side job for the thread pool (Hello bookkeeping, Pull). */
-typedef struct read_job {
+typedef struct read_job read_job_t;
+
+/* The handler of one request type (a client -> server row of the message
+ * table).  The dispatcher has checked the type, Hello first, the body and
+ * the role before any of these run.
+ *   loop  on the event loop.  LOOP rows: answers, m is freed after it.
+ *         COMMIT rows: hands m to the group commit (kept on PS_OK).  POOL
+ *         rows: checks the request and fills the job j, which owns m
+ *         (NULL: nothing to check).  Returns PS_OK or a code after
+ *         reporting it to the peer.
+ *   work  POOL rows, on a worker thread: fills j->reply or sets j->rc.
+ *   done  POOL rows, optional, on the loop after work succeeded: sends the
+ *         answer (default: j->reply as built). */
+typedef struct handler {
+    int (*loop)(ps_conn_t *c, const ps_frame_t *f, ProtobufCMessage *m, read_job_t *j);
+    void (*work)(read_job_t *j);
+    void (*done)(read_job_t *j);
+} handler_t;
+
+/* A job for the read pool: one request of a POOL row. */
+struct read_job {
     uv_work_t req;
     ps_conn_t *c;
+    const handler_t *h;
     uint8_t type;
     uint32_t request_id;
     uint64_t cursor;
@@ -28,62 +54,90 @@ typedef struct read_job {
     uint64_t new_cursor;     /* Pull: the batch's cursor, 0 if unknown (nodes.c) */
     ps_peer_t peer;
     uint8_t node[PS_ID_LEN];
-    ProtobufCMessage *msg;   /* the request, for requests with lists (owned) */
+    ProtobufCMessage *msg;   /* the request (owned) */
+    ps_node_info_t *live;    /* NodeStatusRequest: a copy of the node table (owned) */
+    size_t nlive;
     ps_buf_t reply;
     int rc;
     int compress;            /* compress the reply frames (agreed in Hello) */
     char err[256];           /* why a query or report could not run (no personal data) */
-} read_job_t;
+};
+
+/* --- work on the read pool: one function per POOL row ------------------- */
+
+static void work_hello(read_job_t *j)
+{
+    j->rc = ps_store_node_hello(j->c->srv->store, j->node, j->cursor, &j->hw);
+}
+
+static void work_pull(read_job_t *j)
+{
+    j->rc = ps_store_pull(j->c->srv->store, &j->peer, j->cursor, j->max_records, j->max_bytes, j->request_id,
+                          &j->reply);
+    if (j->rc == PS_OK) /* before compression: the node's cursor once it applies the batch */
+        ps_nodes_batch_cursor(&j->reply, &j->new_cursor);
+}
+
+static void work_conflicts(read_job_t *j)
+{
+    Popsync__ConflictList *cl = (Popsync__ConflictList *)j->msg;
+    j->rc = ps_store_conflicts(j->c->srv->store, &j->peer, j->node, cl->include_resolved, cl->max, j->request_id,
+                               &j->reply);
+}
+
+static void work_verify(read_job_t *j)
+{
+    j->rc = ps_store_verify_digests(j->c->srv->store, &j->peer, j->request_id, &j->reply);
+}
+
+static void work_verify_buckets(read_job_t *j)
+{
+    Popsync__VerifyBucketRequest *vb = (Popsync__VerifyBucketRequest *)j->msg;
+    j->rc = ps_store_verify_buckets(j->c->srv->store, &j->peer, vb->buckets, vb->n_buckets, j->request_id,
+                                    &j->reply);
+}
+
+static void work_fetch(read_job_t *j)
+{
+    Popsync__FetchRequest *fr = (Popsync__FetchRequest *)j->msg;
+    j->rc = ps_store_fetch(j->c->srv->store, &j->peer, fr->ids, fr->n_ids, j->request_id, &j->reply);
+}
+
+static void work_query(read_job_t *j)
+{
+    j->rc = ps_store_query(j->c->srv->store, &j->peer, (Popsync__Query *)j->msg, j->request_id, &j->reply, j->err,
+                           sizeof(j->err));
+}
+
+static void work_report(read_job_t *j)
+{
+    ps_store_t *st = j->c->srv->store;
+    Popsync__ReportRequest *rq = (Popsync__ReportRequest *)j->msg;
+    if (rq->report && !strcmp(rq->report, "monthly"))
+        j->rc = ps_store_report_monthly(st, &j->peer, rq, j->request_id, &j->reply, j->err, sizeof(j->err));
+    else if (rq->report && !strcmp(rq->report, "quality"))
+        j->rc = ps_store_report_quality(st, &j->peer, rq, j->request_id, &j->reply, j->err, sizeof(j->err));
+    else {
+        snprintf(j->err, sizeof(j->err), "unknown report '%s' (monthly or quality)", rq->report ? rq->report : "");
+        j->rc = PS_EINVAL;
+    }
+}
+
+static void work_close(read_job_t *j)
+{
+    j->rc = ps_store_close_month(j->c->srv->store, &j->peer, (Popsync__CloseRequest *)j->msg, j->request_id,
+                                 &j->reply, j->err, sizeof(j->err));
+}
+
+static void work_node_status(read_job_t *j)
+{
+    j->rc = ps_store_node_status(j->c->srv->store, j->live, j->nlive, j->request_id, &j->reply);
+}
 
 static void read_work(uv_work_t *req)
 {
     read_job_t *j = req->data;
-    ps_store_t *st = j->c->srv->store;
-    switch (j->type) {
-    case PS_MSG_HELLO: j->rc = ps_store_node_hello(st, j->node, j->cursor, &j->hw); break;
-    case PS_MSG_PULL:
-        j->rc = ps_store_pull(st, &j->peer, j->cursor, j->max_records, j->max_bytes, j->request_id, &j->reply);
-        if (j->rc == PS_OK) /* before compression: the node's cursor once it applies the batch */
-            ps_nodes_batch_cursor(&j->reply, &j->new_cursor);
-        break;
-    case PS_MSG_CONFLICT_LIST: {
-        Popsync__ConflictList *cl = (Popsync__ConflictList *)j->msg;
-        j->rc = ps_store_conflicts(st, &j->peer, j->node, cl->include_resolved, cl->max, j->request_id, &j->reply);
-        break;
-    }
-    case PS_MSG_VERIFY_REQUEST: j->rc = ps_store_verify_digests(st, &j->peer, j->request_id, &j->reply); break;
-    case PS_MSG_VERIFY_BUCKET_REQUEST: {
-        Popsync__VerifyBucketRequest *vb = (Popsync__VerifyBucketRequest *)j->msg;
-        j->rc = ps_store_verify_buckets(st, &j->peer, vb->buckets, vb->n_buckets, j->request_id, &j->reply);
-        break;
-    }
-    case PS_MSG_FETCH_REQUEST: {
-        Popsync__FetchRequest *fr = (Popsync__FetchRequest *)j->msg;
-        j->rc = ps_store_fetch(st, &j->peer, fr->ids, fr->n_ids, j->request_id, &j->reply);
-        break;
-    }
-    case PS_MSG_QUERY:
-        j->rc = ps_store_query(st, &j->peer, (Popsync__Query *)j->msg, j->request_id, &j->reply, j->err,
-                               sizeof(j->err));
-        break;
-    case PS_MSG_REPORT_REQUEST: {
-        Popsync__ReportRequest *rq = (Popsync__ReportRequest *)j->msg;
-        if (rq->report && !strcmp(rq->report, "monthly"))
-            j->rc = ps_store_report_monthly(st, &j->peer, rq, j->request_id, &j->reply, j->err, sizeof(j->err));
-        else if (rq->report && !strcmp(rq->report, "quality"))
-            j->rc = ps_store_report_quality(st, &j->peer, rq, j->request_id, &j->reply, j->err, sizeof(j->err));
-        else {
-            snprintf(j->err, sizeof(j->err), "unknown report '%s' (monthly or quality)", rq->report ? rq->report : "");
-            j->rc = PS_EINVAL;
-        }
-        break;
-    }
-    case PS_MSG_CLOSE_REQUEST:
-        j->rc = ps_store_close_month(st, &j->peer, (Popsync__CloseRequest *)j->msg, j->request_id, &j->reply, j->err,
-                                     sizeof(j->err));
-        break;
-    default: j->rc = PS_EPROTO; break;
-    }
+    j->h->work(j);
     /* Compression happens here, off the loop thread. */
     if (j->rc == PS_OK && j->compress)
         j->rc = ps_frames_compress(&j->reply, 0);
@@ -120,6 +174,12 @@ static void send_welcome(read_job_t *j)
     ps_stream_set_timeouts(&c->stream, srv->opts.handshake_ms, srv->opts.idle_ms);
 }
 
+static void pull_done(read_job_t *j)
+{
+    ps_nodes_pulled(j->c->srv, j->c->node, j->new_cursor); /* status --all, pull lag */
+    ps_conn_send(j->c, &j->reply);
+}
+
 static void read_after(uv_work_t *req, int status)
 {
     read_job_t *j = req->data;
@@ -128,42 +188,60 @@ static void read_after(uv_work_t *req, int status)
         if (status || j->rc) {
             ps_conn_error(c, j->request_id, j->rc ? j->rc : PS_EIO, j->type == PS_MSG_HELLO, "%s failed: %s",
                           ps_frame_type_name(j->type), j->err[0] ? j->err : ps_strerror(j->rc ? j->rc : PS_EIO));
-        } else if (j->type == PS_MSG_HELLO) {
-            send_welcome(j);
+        } else if (j->h->done) {
+            j->h->done(j);
         } else {
-            if (j->type == PS_MSG_PULL)
-                ps_nodes_pulled(c->srv, c->node, j->new_cursor); /* status --all, pull lag */
             ps_conn_send(c, &j->reply);
         }
     }
     ps_buf_free(&j->reply);
     ps_msg_free(j->msg);
+    free(j->live);
     ps_conn_job_done(c);
     free(j);
 }
 
-static int queue_read(ps_conn_t *c, read_job_t *j)
+/* Runs a POOL request: the job owns m from here on. */
+static int queue_read(ps_conn_t *c, const ps_frame_t *f, const handler_t *h, ProtobufCMessage *m)
 {
+    read_job_t *j = calloc(1, sizeof(*j));
+    int rc;
+    if (!j) {
+        ps_msg_free(m);
+        ps_conn_error(c, f->request_id, PS_ENOMEM, 0, "out of memory");
+        return PS_ENOMEM;
+    }
     j->c = c;
+    j->h = h;
+    j->type = f->type;
+    j->request_id = f->request_id;
+    j->peer = c->peer;
+    memcpy(j->node, c->node, PS_ID_LEN); /* conflicts: the peer's own edits */
+    j->msg = m;
     j->req.data = j;
     j->compress = (c->features & PS_FEATURE_ZSTD) != 0;
     ps_buf_init(&j->reply);
+    rc = h->loop ? h->loop(c, f, m, j) : PS_OK;
+    if (rc == PS_OK && uv_queue_work(c->srv->loop, &j->req, read_work, read_after) != 0) {
+        ps_conn_error(c, j->request_id, PS_EIO, 0, "%s: cannot schedule the work", ps_frame_type_name(j->type));
+        rc = PS_EIO;
+    }
+    if (rc) {
+        ps_msg_free(j->msg);
+        free(j->live);
+        free(j);
+        return rc;
+    }
     c->busy = 1;
     c->refs++;
-    if (uv_queue_work(c->srv->loop, &j->req, read_work, read_after) != 0) {
-        c->busy = 0;
-        c->refs--;
-        ps_conn_error(c, j->request_id, PS_EIO, 0, "%s: cannot schedule the work", ps_frame_type_name(j->type));
-        ps_msg_free(j->msg);
-        free(j);
-        return PS_EIO;
-    }
     return PS_OK;
 }
 
-static int on_hello(ps_conn_t *c, const ps_frame_t *f, Popsync__Hello *h)
+/* --- handlers on the loop: one per request type ------------------------- */
+
+static int on_hello(ps_conn_t *c, const ps_frame_t *f, ProtobufCMessage *m, read_job_t *j)
 {
-    read_job_t *j;
+    Popsync__Hello *h = (Popsync__Hello *)m;
     if (c->state != PS_CONN_HELLO) {
         ps_conn_error(c, f->request_id, PS_EPROTO, 0, "Hello already received");
         return PS_EPROTO;
@@ -190,13 +268,6 @@ static int on_hello(ps_conn_t *c, const ps_frame_t *f, Popsync__Hello *h)
     /* The features both sides support; today only zstd bodies. */
     c->features = h->features & PS_FEATURE_ZSTD;
     ps_nodes_seen(c->srv, c->node, &c->peer, h->cursor);
-    j = calloc(1, sizeof(*j));
-    if (!j) {
-        ps_conn_error(c, f->request_id, PS_ENOMEM, 0, "out of memory");
-        return PS_ENOMEM;
-    }
-    j->type = PS_MSG_HELLO;
-    j->request_id = f->request_id;
     j->cursor = h->cursor;
     memcpy(j->node, c->node, PS_ID_LEN);
     {
@@ -205,17 +276,13 @@ static int on_hello(ps_conn_t *c, const ps_frame_t *f, Popsync__Hello *h)
         PS_INFO("conn", "#%llu hello: node %s cursor %llu", (unsigned long long)c->id, hex,
                 (unsigned long long)h->cursor);
     }
-    return queue_read(c, j);
+    return PS_OK;
 }
 
-static int on_pull(ps_conn_t *c, const ps_frame_t *f, Popsync__Pull *p)
+static int on_pull(ps_conn_t *c, const ps_frame_t *f, ProtobufCMessage *m, read_job_t *j)
 {
     ps_server_t *srv = c->srv;
-    read_job_t *j;
-    if (!ps_policy_may(c->peer.role, PS_ACT_PULL)) {
-        ps_conn_error(c, f->request_id, PS_EACCES, 0, "role %s may not pull records", c->peer.role_name);
-        return PS_EACCES;
-    }
+    Popsync__Pull *p = (Popsync__Pull *)m;
     /* A cursor past head was never given out by this store (restores
      * advance head, docs/protocol.md §9); answering it would echo it back,
      * and 2^64-1 would wrap to the whole scope. */
@@ -226,30 +293,20 @@ static int on_pull(ps_conn_t *c, const ps_frame_t *f, Popsync__Pull *p)
                       (unsigned long long)p->cursor, (unsigned long long)ps_store_head(srv->store));
         return PS_EINVAL;
     }
-    j = calloc(1, sizeof(*j));
-    if (!j) {
-        ps_conn_error(c, f->request_id, PS_ENOMEM, 0, "out of memory");
-        return PS_ENOMEM;
-    }
-    j->type = PS_MSG_PULL;
-    j->request_id = f->request_id;
     j->cursor = p->cursor;
     ps_nodes_seen(srv, c->node, &c->peer, p->cursor);
-    j->peer = c->peer;
     j->max_records = p->max_records && p->max_records < srv->opts.pull_max_records ? p->max_records
                                                                                     : srv->opts.pull_max_records;
     j->max_bytes = p->max_bytes && p->max_bytes < srv->opts.pull_max_bytes ? p->max_bytes
                                                                             : srv->opts.pull_max_bytes;
-    return queue_read(c, j);
+    return PS_OK;
 }
 
-static int on_push(ps_conn_t *c, const ps_frame_t *f, Popsync__Push *p)
+static int on_push(ps_conn_t *c, const ps_frame_t *f, ProtobufCMessage *m, read_job_t *unused)
 {
+    Popsync__Push *p = (Popsync__Push *)m;
     ps_push_job_t *job;
-    if (!ps_policy_may(c->peer.role, PS_ACT_PUSH)) {
-        ps_conn_error(c, f->request_id, PS_EACCES, 0, "role %s may not push records", c->peer.role_name);
-        return PS_EACCES;
-    }
+    (void)unused;
     if (p->n_changes > c->srv->opts.max_push_changes) {
         ps_conn_error(c, f->request_id, PS_ETOOBIG, 0, "Push has %zu changes; the limit is %u", p->n_changes,
                       c->srv->opts.max_push_changes);
@@ -281,45 +338,45 @@ static int on_push(ps_conn_t *c, const ps_frame_t *f, Popsync__Push *p)
     return PS_OK;
 }
 
-/* Requests answered from the store by a read job that keeps the request
- * message.  Returns PS_OK when the job owns m. */
-static int on_read_request(ps_conn_t *c, const ps_frame_t *f, ProtobufCMessage *m)
+static int on_fetch(ps_conn_t *c, const ps_frame_t *f, ProtobufCMessage *m, read_job_t *j)
 {
-    read_job_t *j;
-    /* The policy decides by role here; what each may see of the store is
-     * decided by the store, which asks the same policy. */
-    if (!ps_policy_may_send(c->peer.role, f->type)) {
-        ps_conn_error(c, f->request_id, PS_EACCES, 0, "role %s may not send %s", c->peer.role_name,
-                      ps_frame_type_name(f->type));
-        return PS_EACCES;
+    (void)j;
+    if (((Popsync__FetchRequest *)m)->n_ids > 10000) {
+        ps_conn_error(c, f->request_id, PS_ETOOBIG, 0, "FetchRequest names more than 10000 records");
+        return PS_ETOOBIG;
     }
-    if (f->type == PS_MSG_QUERY && ((Popsync__Query *)m)->list && !ps_policy_may(c->peer.role, PS_ACT_QUERY_LIST)) {
+    return PS_OK;
+}
+
+static int on_query(ps_conn_t *c, const ps_frame_t *f, ProtobufCMessage *m, read_job_t *j)
+{
+    (void)j;
+    if (((Popsync__Query *)m)->list && !ps_policy_may(c->peer.role, PS_ACT_QUERY_LIST)) {
         ps_conn_error(c, f->request_id, PS_EACCES, 0, "role %s may not list records, only count them",
                       c->peer.role_name);
         return PS_EACCES;
     }
-    if (f->type == PS_MSG_FETCH_REQUEST && ((Popsync__FetchRequest *)m)->n_ids > 10000) {
-        ps_conn_error(c, f->request_id, PS_ETOOBIG, 0, "FetchRequest names more than 10000 records");
-        return PS_ETOOBIG;
-    }
-    j = calloc(1, sizeof(*j));
-    if (!j) {
+    return PS_OK;
+}
+
+static int on_node_status(ps_conn_t *c, const ps_frame_t *f, ProtobufCMessage *m, read_job_t *j)
+{
+    (void)m;
+    /* The worker reads the store and a copy of the table, never the table. */
+    if (ps_nodes_copy(c->srv, &j->live, &j->nlive) != PS_OK) {
         ps_conn_error(c, f->request_id, PS_ENOMEM, 0, "out of memory");
         return PS_ENOMEM;
     }
-    j->type = f->type;
-    j->request_id = f->request_id;
-    j->peer = c->peer;
-    memcpy(j->node, c->node, PS_ID_LEN); /* conflicts: the peer's own edits */
-    j->msg = m;
-    return queue_read(c, j);
+    return PS_OK;
 }
 
-static int on_orgunits(ps_conn_t *c, const ps_frame_t *f)
+static int on_orgunits(ps_conn_t *c, const ps_frame_t *f, ProtobufCMessage *m, read_job_t *j)
 {
     Popsync__OrgUnits o = POPSYNC__ORG_UNITS__INIT;
     ps_buf_t b;
     int rc;
+    (void)m;
+    (void)j;
     if (!c->srv->units) {
         ps_conn_error(c, f->request_id, PS_ENOTFOUND, 0, "this server has no org-unit file");
         return PS_ENOTFOUND;
@@ -335,12 +392,13 @@ static int on_orgunits(ps_conn_t *c, const ps_frame_t *f)
     return rc;
 }
 
-static int on_ping(ps_conn_t *c, const ps_frame_t *f, Popsync__Ping *p)
+static int on_ping(ps_conn_t *c, const ps_frame_t *f, ProtobufCMessage *m, read_job_t *j)
 {
     Popsync__Ping pong = POPSYNC__PING__INIT;
     ps_buf_t b;
     int rc;
-    pong.nonce = p->nonce;
+    (void)j;
+    pong.nonce = ((Popsync__Ping *)m)->nonce;
     ps_buf_init(&b);
     rc = ps_msg_pack_frame(&b, PS_MSG_PONG, f->request_id, &pong.base);
     if (rc == PS_OK)
@@ -349,8 +407,62 @@ static int on_ping(ps_conn_t *c, const ps_frame_t *f, Popsync__Ping *p)
     return rc;
 }
 
+/* One row per client -> server type of the message table; where each runs
+ * (and so which members it has) is the table's run column, checked against
+ * this array by ps_sync_check_handlers when the server starts. */
+static const handler_t g_handlers[PS_MSG_MAX_KNOWN + 1] = {
+    [PS_MSG_HELLO] = {on_hello, work_hello, send_welcome},
+    [PS_MSG_PUSH] = {on_push, NULL, NULL},
+    [PS_MSG_PULL] = {on_pull, work_pull, pull_done},
+    [PS_MSG_PING] = {on_ping, NULL, NULL},
+    [PS_MSG_ORGUNITS_REQUEST] = {on_orgunits, NULL, NULL},
+    [PS_MSG_CONFLICT_LIST] = {NULL, work_conflicts, NULL},
+    [PS_MSG_VERIFY_REQUEST] = {NULL, work_verify, NULL},
+    [PS_MSG_VERIFY_BUCKET_REQUEST] = {NULL, work_verify_buckets, NULL},
+    [PS_MSG_FETCH_REQUEST] = {on_fetch, work_fetch, NULL},
+    [PS_MSG_QUERY] = {on_query, work_query, NULL},
+    [PS_MSG_REPORT_REQUEST] = {NULL, work_report, NULL},
+    [PS_MSG_CLOSE_REQUEST] = {NULL, work_close, NULL},
+    [PS_MSG_NODE_STATUS_REQUEST] = {on_node_status, work_node_status, NULL},
+};
+
+int ps_sync_check_handlers(char *err, size_t errlen)
+{
+    size_t n;
+    const ps_msg_info_t *t = ps_msg_table(&n);
+    for (size_t i = 0; i < n; i++) {
+        const handler_t *h = &g_handlers[t[i].type];
+        int ok = t[i].run == PS_MSG_RUN_POOL ? h->work != NULL
+                 : t[i].run == PS_MSG_RUN_NONE ? !h->loop && !h->work && !h->done
+                                                 : h->loop && !h->work && !h->done;
+        if (!ok) {
+            snprintf(err, errlen, "message %s: its handler in server/sync.c does not match the message table",
+                     t[i].name);
+            return PS_EINVAL;
+        }
+    }
+    return PS_OK;
+}
+
+/* The plain body of f, unpacked as its type's message.  Reports failures. */
+static int unpack_body(ps_conn_t *c, const ps_frame_t *f, ProtobufCMessage **m)
+{
+    const uint8_t *body;
+    size_t len;
+    int rc = ps_frame_plain_body(f->body, f->body_len, (f->flags & PS_FRAME_FLAG_ZSTD) != 0,
+                                 c->srv->opts.max_frame, &c->zin, &body, &len);
+    if (rc == PS_OK)
+        rc = ps_msg_unpack(f->type, body, len, m);
+    if (rc)
+        ps_conn_error(c, f->request_id, rc, 1, "malformed %s body (%s)", ps_frame_type_name(f->type),
+                      ps_strerror(rc));
+    return rc;
+}
+
 int ps_sync_dispatch(ps_conn_t *c, const ps_frame_t *f)
 {
+    const ps_msg_info_t *mi = ps_msg_info(f->type);
+    const handler_t *h;
     ProtobufCMessage *m = NULL;
     int rc;
 
@@ -362,65 +474,35 @@ int ps_sync_dispatch(ps_conn_t *c, const ps_frame_t *f)
         ps_conn_error(c, f->request_id, PS_EPROTO, 0, "compressed frame but compression was not agreed in Hello");
         return PS_EPROTO;
     }
-    switch (f->type) {
-    case PS_MSG_HELLO:
-    case PS_MSG_PUSH:
-    case PS_MSG_PULL:
-    case PS_MSG_PING:
-    case PS_MSG_ORGUNITS_REQUEST:
-    case PS_MSG_CONFLICT_LIST:
-    case PS_MSG_VERIFY_REQUEST:
-    case PS_MSG_VERIFY_BUCKET_REQUEST:
-    case PS_MSG_FETCH_REQUEST:
-    case PS_MSG_QUERY:
-    case PS_MSG_REPORT_REQUEST:
-    case PS_MSG_CLOSE_REQUEST:
-    case PS_MSG_NODE_STATUS_REQUEST:
-        break;
-    default:
+    if (!mi || mi->dir != PS_MSG_DIR_C2S) {
         ps_conn_error(c, f->request_id, PS_EPROTO, 0, "unknown or unexpected message type %u", f->type);
         return PS_EPROTO;
     }
-    if (c->state == PS_CONN_HELLO && f->type != PS_MSG_HELLO) {
-        ps_conn_error(c, f->request_id, PS_EPROTO, 1, "%s before Hello", ps_frame_type_name(f->type));
+    if (c->state == PS_CONN_HELLO && mi->needs_hello) {
+        ps_conn_error(c, f->request_id, PS_EPROTO, 1, "%s before Hello", mi->name);
         return PS_EPROTO;
     }
-    {
-        const uint8_t *body;
-        size_t len;
-        rc = ps_frame_plain_body(f->body, f->body_len, (f->flags & PS_FRAME_FLAG_ZSTD) != 0, c->srv->opts.max_frame,
-                                 &c->zin, &body, &len);
-        if (rc == PS_OK)
-            rc = ps_msg_unpack(f->type, body, len, &m);
-    }
-    if (rc) {
-        ps_conn_error(c, f->request_id, rc, 1, "malformed %s body (%s)", ps_frame_type_name(f->type),
-                      ps_strerror(rc));
+    if ((rc = unpack_body(c, f, &m)))
         return rc;
+    /* May this role send this type at all: the access policy decides; what
+     * the message may touch is decided (by the same policy) where it runs. */
+    if (!ps_policy_may_send(c->peer.role, mi->type)) {
+        char roles[64];
+        ps_msg_roles_text(mi->type, roles, sizeof(roles));
+        ps_conn_error(c, f->request_id, PS_EACCES, 0, "role %s may not send %s (only %s)", c->peer.role_name,
+                      mi->name, roles);
+        ps_msg_free(m);
+        return PS_EACCES;
     }
-    switch (f->type) {
-    case PS_MSG_HELLO: rc = on_hello(c, f, (Popsync__Hello *)m); break;
-    case PS_MSG_PULL: rc = on_pull(c, f, (Popsync__Pull *)m); break;
-    case PS_MSG_PING: rc = on_ping(c, f, (Popsync__Ping *)m); break;
-    case PS_MSG_ORGUNITS_REQUEST: rc = on_orgunits(c, f); break;
-    case PS_MSG_NODE_STATUS_REQUEST: rc = ps_nodes_status_request(c, f); break; /* nodes.c */
-    case PS_MSG_PUSH:
-        rc = on_push(c, f, (Popsync__Push *)m);
+    h = &g_handlers[mi->type];
+    switch (mi->run) {
+    case PS_MSG_RUN_POOL: return queue_read(c, f, h, m); /* the job owns m */
+    case PS_MSG_RUN_COMMIT:
+        rc = h->loop(c, f, m, NULL);
         if (rc == PS_OK)
-            return PS_OK; /* the job owns the message now */
+            return PS_OK; /* the commit job owns m */
         break;
-    case PS_MSG_CONFLICT_LIST:
-    case PS_MSG_VERIFY_REQUEST:
-    case PS_MSG_VERIFY_BUCKET_REQUEST:
-    case PS_MSG_FETCH_REQUEST:
-    case PS_MSG_QUERY:
-    case PS_MSG_REPORT_REQUEST:
-    case PS_MSG_CLOSE_REQUEST:
-        rc = on_read_request(c, f, m);
-        if (rc == PS_OK)
-            return PS_OK; /* the job owns the message now */
-        break;
-    default: break;
+    default: rc = h->loop(c, f, m, NULL); break;
     }
     ps_msg_free(m);
     return rc;

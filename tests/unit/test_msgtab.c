@@ -141,6 +141,22 @@ static void test_roles_matrix(void **state)
     assert_int_equal(checked, sizeof(want) / sizeof(want[0]));
 }
 
+static void test_roles_text(void **state)
+{
+    char b[64];
+    (void)state;
+    ps_msg_roles_text(PS_MSG_PING, b, sizeof(b));
+    assert_string_equal(b, "any");
+    ps_msg_roles_text(PS_MSG_PULL, b, sizeof(b));
+    assert_string_equal(b, "admin, township, collector");
+    ps_msg_roles_text(PS_MSG_NODE_STATUS_REQUEST, b, sizeof(b));
+    assert_string_equal(b, "admin");
+    ps_msg_roles_text(PS_MSG_WELCOME, b, sizeof(b));
+    assert_string_equal(b, "nobody");
+    ps_msg_roles_text(PS_MSG_PULL, b, 8); /* truncated, still a string */
+    assert_int_equal(strlen(b), 7);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -148,6 +164,7 @@ int main(void)
         cmocka_unit_test(test_descriptors),
         cmocka_unit_test(test_requests_and_replies),
         cmocka_unit_test(test_roles_matrix),
+        cmocka_unit_test(test_roles_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -493,6 +493,13 @@ int ps_cache_open(ps_cache_t **out, const char *dir, char *err, size_t errlen)
     c->m.cursor = meta_get_u64(txn, c->meta, "cursor");
     c->m.next_lcn = meta_get_u64(txn, c->meta, "next_lcn");
     c->m.last_sync_ms = meta_get_u64(txn, c->meta, "last_sync");
+    c->m.last_attempt_ms = meta_get_u64(txn, c->meta, "last_attempt");
+    meta_get_str(txn, c->meta, "last_error", c->m.last_error, sizeof(c->m.last_error));
+    {
+        MDB_val ck = {strlen("conflicts_open"), (void *)"conflicts_open"}, cv;
+        c->m.conflicts_known = mdb_get(txn, c->meta, &ck, &cv) == 0;
+    }
+    c->m.conflicts_open = meta_get_u64(txn, c->meta, "conflicts_open");
     meta_get_str(txn, c->meta, "timezone", c->m.timezone, sizeof(c->m.timezone));
     c->hlc.last = meta_get_u64(txn, c->meta, "hlc");
     c->m.clock_skew_ms = (int64_t)meta_get_u64(txn, c->meta, "clock_skew");
@@ -1297,6 +1304,70 @@ int ps_cache_set_last_sync(ps_cache_t *c, uint64_t ms)
     if (!mrc)
         c->m.last_sync_ms = ms;
     return mrc ? ps_db_err(mrc) : PS_OK;
+}
+
+int ps_cache_set_sync_attempt(ps_cache_t *c, uint64_t ms, const char *error)
+{
+    MDB_txn *txn = NULL;
+    int mrc, rc;
+    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+        return db_err(mrc);
+    if ((rc = meta_put_u64(txn, c->meta, "last_attempt", ms)) ||
+        (rc = meta_put_str(txn, c->meta, "last_error", error ? error : ""))) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    mrc = mdb_txn_commit(txn);
+    if (!mrc) {
+        c->m.last_attempt_ms = ms;
+        snprintf(c->m.last_error, sizeof(c->m.last_error), "%s", error ? error : "");
+    }
+    return mrc ? db_err(mrc) : PS_OK;
+}
+
+int ps_cache_set_conflicts_open(ps_cache_t *c, uint64_t n)
+{
+    MDB_txn *txn = NULL;
+    int mrc, rc;
+    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+        return db_err(mrc);
+    if ((rc = meta_put_u64(txn, c->meta, "conflicts_open", n))) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    mrc = mdb_txn_commit(txn);
+    if (!mrc) {
+        c->m.conflicts_open = n;
+        c->m.conflicts_known = 1;
+    }
+    return mrc ? db_err(mrc) : PS_OK;
+}
+
+int ps_cache_outbox_kinds(ps_cache_t *c, uint64_t *counts, size_t nkinds)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int mrc, rc = PS_OK;
+    memset(counts, 0, nkinds * sizeof(*counts));
+    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, c->outbox, &cur))) {
+        rc = db_err(mrc);
+        goto out;
+    }
+    while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        Popsync__Change *ch = NULL;
+        if ((rc = open_msg(c, DB_OUTBOX, &k, &v, &popsync__change__descriptor, (ProtobufCMessage **)&ch)))
+            goto out;
+        if (ch->record && (size_t)ch->record->kind < nkinds)
+            counts[ch->record->kind]++;
+        protobuf_c_message_free_unpacked(&ch->base, NULL);
+    }
+out:
+    if (cur)
+        mdb_cursor_close(cur);
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
 }
 
 int ps_cache_apply_fetch(ps_cache_t *c, const Popsync__PullBatch *batch, const uint8_t *ids, size_t nids)

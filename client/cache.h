@@ -70,6 +70,10 @@ typedef struct ps_cache_meta {
     uint64_t cursor;          /**< last feed sequence applied */
     uint64_t next_lcn;        /**< next local change number */
     uint64_t last_sync_ms;    /**< when a sync last completed (0: never) */
+    uint64_t last_attempt_ms; /**< when a sync was last tried, completed or not (0: never) */
+    char last_error[256];     /**< why that attempt failed ("": it completed) */
+    uint64_t conflicts_open;  /**< open conflicts this identity may see, at the last count */
+    int conflicts_known;      /**< conflicts_open was counted (by a sync or `conflicts list`) */
     char timezone[64];        /**< the district's zone, from the server's Welcome ("": not yet known) */
     int64_t clock_skew_ms;    /**< this device's clock minus the server's at the last sync, when beyond
                                    PS_CLOCK_TOLERANCE_MS (0: right, or never measured) */
@@ -227,6 +231,15 @@ int ps_cache_set_last_sync(ps_cache_t *c, uint64_t ms);
  *  "ca", "cert" or "key" (the caller has checked the value).  PS_OK,
  *  PS_EINVAL (another key), PS_ETOOBIG or a cache error. */
 int ps_cache_set_connection(ps_cache_t *c, const char *key, const char *value);
+
+/** Records a sync attempt: error NULL or "" when it completed, else why it
+ *  failed (a connection or TLS message: it names no person). */
+int ps_cache_set_sync_attempt(ps_cache_t *c, uint64_t ms, const char *error);
+/** Records how many open conflicts the server listed for this identity. */
+int ps_cache_set_conflicts_open(ps_cache_t *c, uint64_t n);
+/** Changes waiting in the outbox by record kind: counts[kind] for kind <
+ *  nkinds (opens every outbox entry; for `popsync status`). */
+int ps_cache_outbox_kinds(ps_cache_t *c, uint64_t *counts, size_t nkinds);
 
 typedef struct ps_cache_counts {
     uint64_t records, deleted, outbox, rejected, conflicted;

@@ -77,7 +77,11 @@ typedef struct list_ctx {
     size_t n;
     const uint8_t *want;          /* resolve: the conflict sought */
     Popsync__Conflict *found;     /* resolve: a copy of it (owned) */
+    int header;                   /* the table's header was printed */
+    uint64_t open;                /* unresolved conflicts listed */
 } list_ctx_t;
+
+static void print_conflict(const Popsync__Conflict *cf);
 
 static json_t *conflict_json(const Popsync__Conflict *cf)
 {
@@ -104,6 +108,8 @@ static void on_conflicts(const Popsync__ConflictListResult *res, void *arg)
     l->n = res->n_conflicts;
     for (size_t i = 0; i < res->n_conflicts; i++) {
         const Popsync__Conflict *cf = res->conflicts[i];
+        if (!cf->resolved)
+            l->open++;
         if (l->want) {
             if (cf->id.len == 16 && memcmp(cf->id.data, l->want, 16) == 0) {
                 /* Copy out: the message dies with this callback. */
@@ -120,23 +126,51 @@ static void on_conflicts(const Popsync__ConflictListResult *res, void *arg)
         if (l->json) {
             json_array_append_new(l->arr, conflict_json(cf));
         } else {
-            char cid[PS_UUID_STR] = "", rid[PS_UUID_STR] = "", when[32] = "";
-            char fields[256] = "";
-            time_t t = (time_t)(cf->created_ms / 1000);
-            struct tm tm;
-            size_t off = 0;
-            if (cf->id.len == 16)
-                ps_uuid_format(cf->id.data, cid);
-            if (cf->record_id.len == 16)
-                ps_uuid_format(cf->record_id.data, rid);
-            localtime_r(&t, &tm);
-            strftime(when, sizeof(when), "%Y-%m-%d %H:%M", &tm);
-            for (size_t k = 0; k < cf->n_fields && off < sizeof(fields); k++)
-                off += (size_t)snprintf(fields + off, sizeof(fields) - off, "%s%s", k ? "," : "", cf->fields[k]);
-            printf("%s  %s  %-13s %s  %s  [%s]%s  %s\n", cid, rid, ps_kind_name(cf->kind) ? ps_kind_name(cf->kind) : "?",
-                   cf->orgunit ? cf->orgunit : "", when, fields, cf->resolved ? " resolved" : "", cf->reason);
+            if (!l->header++)
+                printf("%-36s  %-36s  %-13s %-9s  %-16s  %s\n", "CONFLICT", "RECORD", "KIND", "UNIT", "RAISED",
+                       "STATE");
+            print_conflict(cf);
         }
     }
+}
+
+/* One field's value in a version, as the CLI shows it. */
+static void side_text(const Popsync__Record *r, const char *field, char *out, size_t n)
+{
+    if (!r)
+        snprintf(out, n, "(none)");
+    else if (strcmp(field, "deleted") == 0)
+        snprintf(out, n, "%s", r->deleted ? "deleted" : "present");
+    else if (strcmp(field, "*") == 0)
+        snprintf(out, n, "%s", r->deleted ? "(deleted)" : "(the whole record)");
+    else if (ps_record_get_text(r, field, out, n) != PS_OK || !out[0])
+        snprintf(out, n, "(empty)");
+}
+
+/* A conflict's line, then each field in conflict with both values side by
+ * side: the version the record has now and the one that lost. */
+static void print_conflict(const Popsync__Conflict *cf)
+{
+    char cid[PS_UUID_STR] = "", rid[PS_UUID_STR] = "", when[32] = "";
+    time_t t = (time_t)(cf->created_ms / 1000);
+    struct tm tm;
+    if (cf->id.len == 16)
+        ps_uuid_format(cf->id.data, cid);
+    if (cf->record_id.len == 16)
+        ps_uuid_format(cf->record_id.data, rid);
+    localtime_r(&t, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%d %H:%M", &tm);
+    printf("%-36s  %-36s  %-13s %-9s  %-16s  %s\n", cid, rid, ps_kind_name(cf->kind) ? ps_kind_name(cf->kind) : "?",
+           cf->orgunit ? cf->orgunit : "", when, cf->resolved ? "resolved" : "open");
+    printf("    %-16s  %-30s  %s\n", "FIELD", "KEPT (the record now)", "LOST (the other edit)");
+    for (size_t k = 0; k < cf->n_fields; k++) {
+        char kept[512], lost[512];
+        side_text(cf->kept, cf->fields[k], kept, sizeof(kept));
+        side_text(cf->lost, cf->fields[k], lost, sizeof(lost));
+        printf("    %-16s  %-30s  %s\n", cf->fields[k], kept, lost);
+    }
+    if (cf->reason && cf->reason[0])
+        printf("    why: %s\n", cf->reason);
 }
 
 static int fetch_conflicts(ps_cli_t *cli, ps_cache_t *c, list_ctx_t *l, int include_resolved, const char *cmd)
@@ -327,6 +361,8 @@ int ps_cmd_conflicts(ps_cli_t *cli, int argc, char **argv)
         if (l.json)
             l.arr = json_array();
         rc = fetch_conflicts(cli, c, &l, all, "conflicts list") ? PS_EXIT_SYNC : PS_EXIT_OK;
+        if (rc == PS_EXIT_OK) /* the count `popsync status` shows */
+            ps_cache_set_conflicts_open(c, l.open);
         if (rc == PS_EXIT_OK && l.json) {
             json_dumpf(l.arr, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
             fputc('\n', stdout);

@@ -163,6 +163,32 @@ static void clock_warning(int64_t skew_ms, uint64_t retimed)
                retimed ? ", and the server re-timed the changes this sync sent" : "");
 }
 
+/* Counts the open conflicts the server lists after the sync, so that
+ * `popsync status` gives the number `popsync conflicts list` shows. */
+static void count_conflicts(const Popsync__ConflictListResult *res, void *arg)
+{
+    uint64_t *n = arg;
+    *n = 0;
+    for (size_t i = 0; i < res->n_conflicts; i++)
+        if (!res->conflicts[i]->resolved)
+            (*n)++;
+}
+
+/* A sync that did not complete: what failed and what to do, never a
+ * summary of zeros that reads like success. */
+static void print_failure(ps_cache_t *c, const char *err)
+{
+    uint64_t pending = 0;
+    ps_cache_outbox_count(c, &pending);
+    ps_cli_err("sync failed: %s", err);
+    ps_cli_err("  nothing is lost: %llu change(s) wait in this cache and are sent by the next sync; what was "
+               "received before the failure is kept",
+               (unsigned long long)pending);
+    ps_cli_err("  what to do: check the network and that the server %s is running (the address and names: "
+               "'popsync config show'), then run 'popsync sync' again",
+               ps_cache_meta(c)->server);
+}
+
 int ps_cmd_sync(ps_cli_t *cli, int argc, char **argv)
 {
     static const struct option lo[] = {{"quiet", no_argument, NULL, 'q'},
@@ -176,6 +202,7 @@ int ps_cmd_sync(ps_cli_t *cli, int argc, char **argv)
     char err[512];
     uint64_t cut = 0;
     int opt, rc, quiet = 0;
+    uint64_t nconf = 0;
 
     memset(&o, 0, sizeof(o));
     while ((opt = getopt_long(argc, argv, "q", lo, NULL)) != -1) {
@@ -196,7 +223,12 @@ int ps_cmd_sync(ps_cli_t *cli, int argc, char **argv)
      * prove a sync can be interrupted anywhere and simply run again. */
     if (ps_test_hook_u64("POPSYNC_TEST_CUT_AFTER_FRAMES", &cut) == 1)
         o.cut_after_frames = cut;
+    o.list_conflicts = 1;
+    o.on_conflicts = count_conflicts;
+    o.arg = &nconf;
     rc = ps_sync_run(c, &o, &st, err, sizeof(err));
+    if (rc == PS_OK)
+        ps_cache_set_conflicts_open(c, nconf);
     if (cli->json) {
         json_t *j = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:I,s:I}", "ok", rc == PS_OK, "conflicts",
                               (json_int_t)(st.conflicts + st.merged_conflicts), "accepted",
@@ -211,7 +243,7 @@ int ps_cmd_sync(ps_cli_t *cli, int argc, char **argv)
         json_dumpf(j, stdout, JSON_COMPACT);
         fputc('\n', stdout);
         json_decref(j);
-    } else if (!quiet || rc) {
+    } else if (!quiet && rc == PS_OK) {
         printf("pushed %llu (%llu duplicate, %llu rejected, %llu conflicts), pulled %llu, cursor %llu\n",
                (unsigned long long)st.accepted, (unsigned long long)st.duplicate, (unsigned long long)st.rejected,
                (unsigned long long)(st.conflicts + st.merged_conflicts), (unsigned long long)st.pulled,
@@ -233,11 +265,11 @@ int ps_cmd_sync(ps_cli_t *cli, int argc, char **argv)
     }
     if (!cli->json)
         clock_warning(st.clock_skew_ms ? st.clock_skew_ms : st.push_clock_skew_ms, st.retimed);
+    if (rc && !cli->json)
+        print_failure(c, err);
     ps_cache_close(c);
-    if (rc) {
-        ps_cli_err("sync: %s", err);
+    if (rc)
         return PS_EXIT_SYNC;
-    }
     /* Completed, but not everything pushed was taken as sent. */
     if (st.rejected || st.conflicts || st.merged_conflicts)
         return PS_EXIT_REFUSED;
@@ -348,8 +380,55 @@ static int status_all(ps_cli_t *cli, ps_cache_t *c)
     return PS_EXIT_OK;
 }
 
+#define NKINDS 7 /* Kind values 0..6 (records.proto) */
+
+/* "3 person, 1 household" (or "none"): the changes waiting, by kind. */
+static void pending_text(const uint64_t *by, char *out, size_t n)
+{
+    size_t off = 0;
+    out[0] = '\0';
+    for (int k = 0; k < NKINDS && off < n; k++)
+        if (by[k])
+            off += (size_t)snprintf(out + off, n - off, "%s%llu %s", off ? ", " : "", (unsigned long long)by[k],
+                                    ps_kind_name(k) ? ps_kind_name(k) : "?");
+    if (!out[0])
+        snprintf(out, n, "none");
+}
+
+static json_t *pending_json(const uint64_t *by)
+{
+    json_t *o = json_object();
+    for (int k = 0; k < NKINDS; k++)
+        if (by[k])
+            json_object_set_new(o, ps_kind_name(k) ? ps_kind_name(k) : "unspecified", json_integer((json_int_t)by[k]));
+    return o;
+}
+
+/* Last sync, last attempt and its error, conflicts (text). */
+static void print_sync_state(const ps_cache_meta_t *m)
+{
+    char when[64];
+    fmt_time(m->last_sync_ms, when, sizeof(when));
+    printf("last sync: %s%s\n", when, m->last_sync_ms ? " (completed)" : "");
+    fmt_time(m->last_attempt_ms, when, sizeof(when));
+    if (m->last_attempt_ms && m->last_error[0])
+        printf("last attempt: %s FAILED: %s\n  (run 'popsync sync' again once the server is reachable)\n", when,
+               m->last_error);
+    else if (m->last_attempt_ms)
+        printf("last attempt: %s completed\n", when);
+    else
+        printf("last attempt: never\n");
+    if (m->conflicts_known)
+        printf("conflicts: %llu open, as the server listed them at the last sync (see 'popsync conflicts list')\n",
+               (unsigned long long)m->conflicts_open);
+    else
+        printf("conflicts: not known yet (run 'popsync sync')\n");
+}
+
 int ps_cmd_status(ps_cli_t *cli, int argc, char **argv)
 {
+    uint64_t by_kind[NKINDS];
+    char ptext[256];
     ps_cache_t *c = NULL;
     ps_cache_counts_t n;
     const ps_cache_meta_t *m;
@@ -379,6 +458,8 @@ int ps_cmd_status(ps_cli_t *cli, int argc, char **argv)
     m = ps_cache_meta(c);
     ps_hex(m->node, PS_ID_LEN, hex);
     fmt_time(m->last_sync_ms, when, sizeof(when));
+    ps_cache_outbox_kinds(c, by_kind, NKINDS);
+    pending_text(by_kind, ptext, sizeof(ptext));
     if (cli->json) {
         json_t *rej = json_array();
         json_t *j;
@@ -392,17 +473,24 @@ int ps_cmd_status(ps_cli_t *cli, int argc, char **argv)
         /* The same number under the name the CLI uses (popsync refused list). */
         json_object_set_new(j, "refused_count", json_integer((json_int_t)n.rejected));
         json_object_set_new(j, "clock_skew_ms", ps_json_i64(m->clock_skew_ms));
+        json_object_set_new(j, "pending_by_kind", pending_json(by_kind));
+        json_object_set_new(j, "last_attempt_ms", ps_json_u64(m->last_attempt_ms));
+        json_object_set_new(j, "last_error", m->last_error[0] ? json_string(m->last_error) : json_null());
+        json_object_set_new(j, "conflicts_open",
+                            m->conflicts_known ? json_integer((json_int_t)m->conflicts_open) : json_null());
         json_dumpf(j, stdout, JSON_COMPACT);
         fputc('\n', stdout);
         json_decref(j);
     } else {
         printf("cache:    %s\nnode:     %s\nidentity: %s (%s, org unit %s)\nserver:   %s\n", cli->data_dir, hex,
                m->name, m->role, m->orgunit, m->server);
-        printf("records:  %llu (+%llu deleted)\npending:  %llu change(s) to push\nrefused:  %llu (rejected or kept as conflicts)\n",
-               (unsigned long long)n.records, (unsigned long long)n.deleted, (unsigned long long)n.outbox,
+        printf("records:  %llu (+%llu deleted)\npending:  %llu change(s) to push (%s)\n"
+               "refused:  %llu change(s) the server refused or kept whole as a conflict (see 'popsync refused list')\n",
+               (unsigned long long)n.records, (unsigned long long)n.deleted, (unsigned long long)n.outbox, ptext,
                (unsigned long long)n.rejected);
-        printf("cursor:   %llu\nlast sync: %s\ntime zone: %s (the district's, for dates)\n",
-               (unsigned long long)m->cursor, when, *m->timezone ? m->timezone : PS_TZ_DEFAULT);
+        print_sync_state(m);
+        printf("cursor:   %llu\ntime zone: %s (the district's, for dates)\n", (unsigned long long)m->cursor,
+               *m->timezone ? m->timezone : PS_TZ_DEFAULT);
         if (n.rejected) {
             ps_cache_foreach_rejected(c, print_rejected, NULL);
             printf("correct with 'popsync refused edit ID', or drop with 'popsync refused discard ID'\n");

@@ -73,6 +73,7 @@ typedef struct session {
     uint32_t waiting_req;
     Popsync__Push *inflight;
     uint64_t outbox_total;
+    int progress_open;          /* a progress line is on the terminal, not yet ended */
     uint32_t push_max;          /* changes per Push, from our option and Welcome */
     size_t push_max_bytes;      /* bytes per Push, from Welcome.max_frame */
     idlist_t refetch;           /* ids the server refused or kept as conflicts */
@@ -123,10 +124,19 @@ static void sess_fail(session_t *s, int rc, const char *fmt, ...)
     ps_stream_close(&s->stream);
 }
 
+/* Ends the progress line, so what is printed next starts a line of its own. */
+static void progress_end(session_t *s)
+{
+    if (s->progress_open)
+        fputc('\n', stderr);
+    s->progress_open = 0;
+}
+
 static void progress(session_t *s, const char *phase)
 {
     if (!s->opts->progress)
         return;
+    s->progress_open = 1;
     if (strcmp(phase, "push") == 0)
         fprintf(stderr, "\rpush: %llu/%llu sent   ",
                 (unsigned long long)(s->stats->accepted + s->stats->duplicate + s->stats->rejected +
@@ -156,8 +166,7 @@ static int send_msg(session_t *s, uint8_t type, const ProtobufCMessage *m)
 
 static void finish(session_t *s)
 {
-    if (s->opts->progress)
-        fputc('\n', stderr);
+    progress_end(s);
     s->state = ST_DONE;
     if (!s->opts->no_sync)
         ps_cache_set_last_sync(s->cache, ps_now_ms());
@@ -232,8 +241,7 @@ static void next_push(session_t *s)
     }
     if (p->n_changes == 0) {
         ps_cache_push_free(p);
-        if (s->opts->progress && s->outbox_total)
-            fputc('\n', stderr);
+        progress_end(s);
         if (s->opts->push_only) {
             finish(s);
             return;
@@ -821,7 +829,7 @@ static int add_refused(const Popsync__ChangeResult *res, const Popsync__Change *
     return 0;
 }
 
-int ps_sync_run(ps_cache_t *cache, const ps_sync_opts_t *opts, ps_sync_stats_t *stats, char *err, size_t errlen)
+static int sync_run(ps_cache_t *cache, const ps_sync_opts_t *opts, ps_sync_stats_t *stats, char *err, size_t errlen)
 {
     session_t s;
     const ps_cache_meta_t *m = ps_cache_meta(cache);
@@ -869,6 +877,7 @@ int ps_sync_run(ps_cache_t *cache, const ps_sync_opts_t *opts, ps_sync_stats_t *
     if (ps_stream_connect(&s.stream, (struct sockaddr *)&ss) != PS_OK)
         sess_fail(&s, PS_EIO, "cannot connect to %s", m->server);
     uv_run(&s.loop, UV_RUN_DEFAULT);
+    progress_end(&s); /* a cut sync leaves its line open */
     if (s.inflight)
         ps_cache_push_free(s.inflight);
     free(s.refetch.ids);
@@ -885,4 +894,13 @@ int ps_sync_run(ps_cache_t *cache, const ps_sync_opts_t *opts, ps_sync_stats_t *
         return PS_ECLOSED;
     }
     return s.rc;
+}
+
+int ps_sync_run(ps_cache_t *cache, const ps_sync_opts_t *opts, ps_sync_stats_t *stats, char *err, size_t errlen)
+{
+    int rc = sync_run(cache, opts, stats, err, errlen);
+    /* `popsync status` tells when a sync was last tried and why it failed. */
+    if (!opts->no_sync)
+        ps_cache_set_sync_attempt(cache, ps_now_ms(), rc ? err : NULL);
+    return rc;
 }

@@ -84,7 +84,7 @@ conflict_check "$cf1" 'c["fields"]==["name"] and c["lost"]["name"]=="甲一" and
 conflict_check "$cf2" 'c["fields"]==["name"] and c["lost"]["name"]=="甲二" and c["kept"]["name"]=="乙二"'
 conflict_check "$cf3" 'c["fields"]==["phone"] and c["lost"]["phone"]=="13900000002"'
 # The owning township sees them too, in text form.
-sq a1 conflicts list | grep -q "$cf1.*\[name\]" || fail "township list lacks the conflict"
+sq a1 conflicts list | grep -A2 "^$cf1 " | grep -q "^ *name  " || fail "township list lacks the conflict"
 pass "the loser is kept as a conflict, visible to the admin and the township"
 
 # --- --keep mine (by the clerk whose value lost): the loser's value returns.

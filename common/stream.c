@@ -160,6 +160,11 @@ static int drain_tls(ps_stream_t *s)
         if (rc == PS_EAGAIN)
             break;
         if (rc) {
+            /* The peer's close_notify (TCP end of stream comes via read_cb):
+             * answer with ours (RFC 5246 §7.2.1), written before the owner
+             * closes the handle. */
+            if (rc == PS_ECLOSED)
+                ps_tls_close_notify(s->tls);
             /* Deliver what came before the close or failure first: a peer's
              * last Error frame often arrives together with its close_notify. */
             flush(s);

@@ -466,16 +466,27 @@ int ps_sync_dispatch(ps_conn_t *c, const ps_frame_t *f)
     ProtobufCMessage *m = NULL;
     int rc;
 
+    /* Before Hello every refusal is fatal: nothing is agreed yet, not even
+     * compression, so a compressed Hello is as wrong as a Push. */
+    int before_hello = c->state == PS_CONN_HELLO;
+    /* Request id 0 is the server's own (errors about the frame layer or the
+     * connection), so a reply to a request with id 0 could not be told apart. */
+    if (f->request_id == 0) {
+        ps_conn_error(c, 0, PS_EPROTO, before_hello, "request_id 0 is reserved for the server; number requests from 1");
+        return PS_EPROTO;
+    }
     if (f->reserved != 0 || (f->flags & ~PS_FRAME_FLAGS_KNOWN)) {
-        ps_conn_error(c, f->request_id, PS_EPROTO, 0, "unknown frame flags 0x%02x or reserved bits set", f->flags);
+        ps_conn_error(c, f->request_id, PS_EPROTO, before_hello, "unknown frame flags 0x%02x or reserved bits set",
+                      f->flags);
         return PS_EPROTO;
     }
     if ((f->flags & PS_FRAME_FLAG_ZSTD) && !(c->features & PS_FEATURE_ZSTD)) {
-        ps_conn_error(c, f->request_id, PS_EPROTO, 0, "compressed frame but compression was not agreed in Hello");
+        ps_conn_error(c, f->request_id, PS_EPROTO, before_hello,
+                      "compressed frame but compression was not agreed in Hello");
         return PS_EPROTO;
     }
     if (!mi || mi->dir != PS_MSG_DIR_C2S) {
-        ps_conn_error(c, f->request_id, PS_EPROTO, 0, "unknown or unexpected message type %u", f->type);
+        ps_conn_error(c, f->request_id, PS_EPROTO, before_hello, "unknown or unexpected message type %u", f->type);
         return PS_EPROTO;
     }
     if (c->state == PS_CONN_HELLO && mi->needs_hello) {

@@ -924,6 +924,44 @@ out:
     return rc;
 }
 
+int ps_cache_foreach_pending(ps_cache_t *c, int (*fn)(Popsync__Record *r, void *arg), void *arg)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v, rv;
+    int mrc, rc = PS_OK;
+    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, c->pending, &cur))) {
+        rc = db_err(mrc);
+        goto out;
+    }
+    while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        Popsync__Record *r = NULL;
+        int stop;
+        if (v.mv_size != 8 || be64get(v.mv_data) == 0)
+            continue;
+        if ((mrc = mdb_get(txn, c->records, &k, &rv)) == MDB_NOTFOUND)
+            continue;
+        if (mrc) {
+            rc = db_err(mrc);
+            goto out;
+        }
+        if ((rc = open_msg(c, DB_RECORDS, &k, &rv, &popsync__record__descriptor, (ProtobufCMessage **)&r)))
+            goto out;
+        stop = fn(r, arg);
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+        if (stop)
+            goto out;
+    }
+    if (mrc != MDB_NOTFOUND)
+        rc = db_err(mrc);
+out:
+    if (cur)
+        mdb_cursor_close(cur);
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
+}
+
 void ps_cache_push_free(Popsync__Push *p)
 {
     if (!p)
@@ -1076,10 +1114,11 @@ int ps_cache_outbox_ack(ps_cache_t *c, const Popsync__Push *sent, const Popsync_
             goto out;
         /* Only a change applied exactly on its base (gen = base + 1) left
          * the server holding our content: then our copy takes the new
-         * revision.  A merged result holds edits we have not seen, so our
+         * revision (a DUPLICATE carries the rev of its first acceptance).  A merged result holds edits we have not seen, so our
          * copy keeps its base until the merged version is fetched. */
-        if (r->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_ACCEPTED && r->rev &&
-            r->rev->gen == (ch->base_rev ? ch->base_rev->gen : 0) + 1)
+        if ((r->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_ACCEPTED ||
+             r->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_DUPLICATE) &&
+            r->rev && r->rev->gen == (ch->base_rev ? ch->base_rev->gen : 0) + 1)
             if ((rc = set_local_rev(c, txn, ch->record, r->rev)))
                 goto out;
     }

@@ -129,6 +129,9 @@ int ps_cache_get(ps_cache_t *c, const uint8_t id[PS_ID_LEN], Popsync__Record **o
 
 /** Calls fn for every record (in id order); stops early if fn returns non-zero. */
 int ps_cache_foreach(ps_cache_t *c, int (*fn)(Popsync__Record *r, void *arg), void *arg);
+/** Like ps_cache_foreach, only the records with changes still in the
+ *  outbox (not yet accepted by the server), as the cache shows them. */
+int ps_cache_foreach_pending(ps_cache_t *c, int (*fn)(Popsync__Record *r, void *arg), void *arg);
 
 /**
  * Live persons matching what a clerk typed, from the person index (no scan):

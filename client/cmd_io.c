@@ -541,8 +541,9 @@ static FILE *create_private(const char *path)
 static int export_usage(void)
 {
     ps_cli_err("export: usage: export --kind KIND --format csv|json|xlsx [--out FILE] [--orgunit CODE]\n"
-               "              [--lang zh|en] [--no-bom]\n"
+               "              [--lang zh|en] [--no-bom] [--pending]\n"
                "  CSV starts with a byte-order mark (Chinese Excel needs it; --no-bom for scripts).\n"
+               "  --pending: only records with changes not yet synced (to move them to a new cache).\n"
                "  --out files are created readable by their owner only (mode 0600).\n"
                "  Excel turns 18-digit ID numbers into numbers when it opens a CSV: export .xlsx instead\n"
                "  (every cell is text there), or use Data > From Text and set the column to Text (文本).\n"
@@ -560,6 +561,7 @@ int ps_cmd_export(ps_cli_t *cli, int argc, char **argv)
                                        {"no-bom", no_argument, NULL, 'B'},
                                        {"lang", required_argument, NULL, 'L'},
                                        {"help", no_argument, NULL, 'h'},
+                                       {"pending", no_argument, NULL, 'p'},
                                        {NULL, 0, NULL, 0}};
     export_st_t st;
     ps_cache_t *c = NULL;
@@ -567,7 +569,7 @@ int ps_cmd_export(ps_cli_t *cli, int argc, char **argv)
     const char *out = NULL;
     char *tmp = NULL, err[512];
     const char *lang = NULL;
-    int opt, rc, format = -1, bom = 1, zh;
+    int opt, rc, format = -1, bom = 1, zh, pending = 0;
 
     memset(&st, 0, sizeof(st));
     st.kind = -1;
@@ -597,6 +599,7 @@ int ps_cmd_export(ps_cli_t *cli, int argc, char **argv)
         case 'B': bom = 0; break;
         case 'L': lang = optarg; break;
         case 'h': export_usage(); return PS_EXIT_OK;
+        case 'p': pending = 1; break; /* only unsent changes: to move them to a new cache */
         default: return export_usage();
         }
     }
@@ -642,7 +645,7 @@ int ps_cmd_export(ps_cli_t *cli, int argc, char **argv)
     else
         st.rc = ps_recio_writer_begin(&st.w, f, format, st.kind, (bom ? PS_RECIO_BOM : 0) | (zh ? PS_RECIO_ZH : 0));
     if (st.rc == PS_OK) {
-        int frc = ps_cache_foreach(c, export_one, &st);
+        int frc = pending ? ps_cache_foreach_pending(c, export_one, &st) : ps_cache_foreach(c, export_one, &st);
         if (st.rc == PS_OK)
             st.rc = frc;
     }

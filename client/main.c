@@ -53,6 +53,7 @@ static void usage(FILE *f)
             "  import FILE --kind KIND [--format csv|json]\n"
             "                          add records from a CSV or JSON file; bad rows are reported\n"
             "  export --kind KIND --format csv|json [--out FILE] [--lang zh|en] [--no-bom]\n"
+            "        [--pending]       only records with changes not yet synced\n"
             "  generate --persons N [--seed S] [--orgunit CODE] [--orgunits FILE] [--stats]\n"
             "                          add a realistic synthetic district: N persons with their\n"
             "                          households, births, migrations, benefits and visits\n"

@@ -282,9 +282,10 @@ static void on_welcome(session_t *s, Popsync__Welcome *w)
      * it is a restored backup or a copy of another device's cache.  Its new
      * changes would be taken for old resends, so refuse to go on. */
     if (m->next_lcn == 0 || w->node_high_water >= m->next_lcn) {
-        sess_fail(s, PS_EINVAL,
+        sess_fail(s, PS_ESTALE,
                   "the server has seen newer changes from this cache's node (%llu > %llu): this cache was restored "
-                  "or copied; make a new one with 'popsync init'",
+                  "or copied. Save its unsent changes with 'popsync export --pending', make a new cache with "
+                  "'popsync init' and import them there",
                   (unsigned long long)w->node_high_water, (unsigned long long)(m->next_lcn ? m->next_lcn - 1 : 0));
         return;
     }
@@ -383,7 +384,8 @@ static void on_push_result(session_t *s, Popsync__PushResult *r)
          * added: read the server's version back after the pull. */
         if (cr->id.len == 16 && (cr->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_REJECTED ||
                                  cr->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_CONFLICT ||
-                                 (cr->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_ACCEPTED &&
+                                 ((cr->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_ACCEPTED ||
+                                   (cr->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_DUPLICATE && cr->rev)) &&
                                   merged_result(s->inflight, cr, i))))
             idlist_add(&s->refetch, cr->id.data);
     }

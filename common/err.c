@@ -22,6 +22,7 @@ const char *ps_strerror(int err)
     case PS_EFULL: return "storage full";
     case PS_ECRYPTO: return "cryptographic failure";
     case PS_ENOSPC: return "disk full";
+    case PS_ESTALE: return "cache copied or restored: make a new one";
     default: return "unknown error";
     }
 }

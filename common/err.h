@@ -25,6 +25,7 @@
 #define PS_EFULL -15      /* storage is full */
 #define PS_ECRYPTO -16    /* key derivation, encryption or authentication failed */
 #define PS_ENOSPC -17     /* the disk is full (ENOSPC, EDQUOT) */
+#define PS_ESTALE -18     /* this cache is a copy or an old backup of another: make a new one */
 
 /** Returns a static English message for a PS_E* code. */
 const char *ps_strerror(int err);

@@ -184,6 +184,9 @@ int ps_pki_revoke(const char *dir, const char *name, const char *serial_hex, ps_
  * it lists.
  */
 int ps_pki_crl(const char *dir, int days, size_t *count, char *err, size_t errlen);
+/** Reads the identity (CN, role, org unit, serial) of the certificate in
+ *  PEM file path, without checking its chain (offline admin commands). */
+int ps_pki_cert_identity(const char *path, ps_peer_t *out, char *err, size_t errlen);
 
 /* --- Internal to tls*.c: mbedTLS types stay opaque to everyone else --- */
 

@@ -1269,3 +1269,19 @@ int ps_pki_crl(const char *dir, int days, size_t *count, char *err, size_t errle
 {
     return crl_update(dir, NULL, NULL, PS_CRL_UNSPECIFIED, days, NULL, count, err, errlen);
 }
+
+int ps_pki_cert_identity(const char *path, ps_peer_t *out, char *err, size_t errlen)
+{
+    mbedtls_x509_crt crt;
+    int rc = PS_OK;
+    mbedtls_x509_crt_init(&crt);
+    if (mbedtls_x509_crt_parse_file(&crt, path) != 0) {
+        snprintf(err, errlen, "%s: not a readable PEM certificate", path);
+        rc = PS_EINVAL;
+    } else if (ps__tls_identity(&crt, out) != PS_OK) {
+        snprintf(err, errlen, "%s: the subject lacks one CN, one 12-digit OU or a known role", path);
+        rc = PS_EINVAL;
+    }
+    mbedtls_x509_crt_free(&crt);
+    return rc;
+}

@@ -1,5 +1,6 @@
 /* admin_cmd.c - popsyncd's offline subcommands: `popsyncd audit verify`,
- * `popsyncd counters check`, `popsyncd backup`, `popsyncd restore`.
+ * `popsyncd counters check`, `popsyncd backup`, `popsyncd restore`,
+ * `popsyncd node rebind`.
  *
  * These open the store directly (LMDB allows it while the daemon runs) and
  * never touch the network.
@@ -169,8 +170,65 @@ static int restore(int argc, char **argv)
     return 0;
 }
 
+/* popsyncd node rebind NODE --cert FILE --data DIR: gives a node id to the
+ * certificate identity of FILE (a cache moved deliberately to a new holder
+ * or a renamed certificate).  Audited as node_rebind. */
+static int node_rebind(int argc, char **argv)
+{
+    static const struct option lo[] = {{"data", required_argument, NULL, 'd'},
+                                       {"cert", required_argument, NULL, 'c'},
+                                       {NULL, 0, NULL, 0}};
+    const char *dir = NULL, *cert = NULL, *hex = NULL;
+    uint8_t node[PS_ID_LEN];
+    char err[512] = "", old[160];
+    ps_peer_t to;
+    ps_store_opts_t so;
+    ps_store_t *st = NULL;
+    int opt, rc;
+
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        if (opt == 'd')
+            dir = optarg;
+        else if (opt == 'c')
+            cert = optarg;
+        else
+            return 2;
+    }
+    if (optind == argc - 1)
+        hex = argv[optind];
+    if (!dir || !cert || !hex || ps_uuid_parse(hex, node) != PS_OK) {
+        fprintf(stderr, "usage: popsyncd node rebind NODE --cert FILE --data DIR\n"
+                        "  binds node id NODE (32 hex digits, dashes allowed) to the identity\n"
+                        "  (name, role, org unit) of the certificate in FILE; audited as node_rebind\n");
+        return 2;
+    }
+    if (ps_pki_cert_identity(cert, &to, err, sizeof(err)) != PS_OK) {
+        fprintf(stderr, "popsyncd: node rebind: %s\n", err);
+        return 1;
+    }
+    memset(&so, 0, sizeof(so));
+    so.map_size = (size_t)8192 << 20;
+    so.max_future_ms = 600000;
+    if (ps_store_open(&st, dir, &so, err, sizeof(err))) {
+        fprintf(stderr, "popsyncd: node rebind: %s\n", err);
+        return 1;
+    }
+    rc = ps_store_node_rebind(st, node, &to, old, sizeof(old));
+    ps_store_close(st);
+    if (rc) {
+        fprintf(stderr, "popsyncd: node rebind: %s\n", ps_strerror(rc));
+        return 1;
+    }
+    printf("node %s now belongs to certificate '%s' (%s, %s)%s%s\n", hex, to.name, to.role_name, to.orgunit,
+           old[0] ? "; it belonged to " : "; it was not bound before", old);
+    return 0;
+}
+
 int ps_server_subcommand(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[0], "node") == 0 && strcmp(argv[1], "rebind") == 0)
+        return node_rebind(argc - 1, argv + 1);
     if (strcmp(argv[0], "backup") == 0)
         return backup(argc, argv);
     if (strcmp(argv[0], "restore") == 0)
@@ -179,6 +237,6 @@ int ps_server_subcommand(int argc, char **argv)
         return counters_check(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[0], "audit") == 0 && strcmp(argv[1], "verify") == 0)
         return audit_verify(argc - 1, argv + 1);
-    fprintf(stderr, "popsyncd: unknown subcommand '%s' (try: audit verify, counters check, backup, restore)\n", argv[0]);
+    fprintf(stderr, "popsyncd: unknown subcommand '%s' (try: audit verify, counters check, backup, restore, node rebind)\n", argv[0]);
     return 2;
 }

@@ -68,8 +68,15 @@ static void commit_after(uv_work_t *req, int status)
         srv->stats.changes_accepted += j->accepted;
         srv->stats.changes_rejected += j->rejected;
         srv->stats.changes_duplicate += j->duplicate;
-        if (c->state != PS_CONN_CLOSING)
+        if (j->refused) {
+            /* Wrong certificate for the node id, or a copied cache: refused
+             * whole before anything was applied; the connection ends. */
+            PS_WARN("commit", "#%llu push refused: %s", (unsigned long long)c->id, j->why);
+            if (c->state != PS_CONN_CLOSING)
+                ps_conn_error(c, j->request_id, j->refused, 1, "%s", j->why);
+        } else if (c->state != PS_CONN_CLOSING) {
             ps_conn_send(c, &j->reply);
+        }
         PS_DEBUG("commit", "#%llu push: %zu accepted, %zu duplicate, %zu rejected", (unsigned long long)c->id,
                  j->accepted, j->duplicate, j->rejected);
         ps_msg_free(&j->push->base);

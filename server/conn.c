@@ -350,7 +350,7 @@ int ps_conn_send(ps_conn_t *c, const ps_buf_t *frame)
 void ps_conn_error(ps_conn_t *c, uint32_t request_id, int code, int fatal, const char *fmt, ...)
 {
     Popsync__Error e = POPSYNC__ERROR__INIT;
-    char msg[256];
+    char msg[512]; /* room for both identities of a refused node id */
     ps_buf_t b;
     va_list ap;
 

@@ -46,7 +46,7 @@ static void usage(FILE *f)
             PS_CONFIG_USAGE
             "  --help                  this text\n"
             "\n"
-            "subcommands: audit verify, counters check, backup, restore (popsyncd SUBCOMMAND --help)\n");
+            "subcommands: audit verify, counters check, backup, restore, node rebind (popsyncd SUBCOMMAND --help)\n");
 }
 
 /* glibc keeps freed heap (decoded pushes, pull batches) for reuse; hand it

@@ -58,7 +58,8 @@ int ps_store_open(ps_store_t **out, const char *dir, const ps_store_opts_t *opts
         (mrc = mdb_dbi_open(txn, "conflicts", MDB_CREATE, &st->conflicts)) ||
         (mrc = mdb_dbi_open(txn, "audit", MDB_CREATE, &st->audit)) ||
         (mrc = mdb_dbi_open(txn, "counters", MDB_CREATE, &st->counters)) ||
-        (mrc = mdb_dbi_open(txn, "closes", MDB_CREATE, &st->closes)))
+        (mrc = mdb_dbi_open(txn, "closes", MDB_CREATE, &st->closes)) ||
+        (mrc = mdb_dbi_open(txn, "answers", MDB_CREATE, &st->answers)))
         goto fail;
     k.mv_data = "server_node";
     k.mv_size = 11;
@@ -320,6 +321,207 @@ static int marks_flush(apply_ctx_t *c)
             return db_err(mrc);
     }
     return PS_OK;
+}
+
+
+/* --- node ids bound to certificates, remembered answers (issue 21) ------ */
+
+/* A node id belongs to the certificate identity that first pushed with it:
+ * its CN, role and org unit, not its serial or key, so a certificate
+ * re-issued to the same holder keeps the cache working. */
+static int same_identity(const Popsync__NodeStatus *b, const ps_peer_t *p)
+{
+    return b->name && b->role && b->orgunit && !strcmp(b->name, p->name) && !strcmp(b->role, p->role_name) &&
+           !strcmp(b->orgunit, p->orgunit);
+}
+
+static void bind_key(uint8_t key[PS_ID_LEN + 1], const uint8_t *node)
+{
+    memcpy(key, node, PS_ID_LEN);
+    key[PS_ID_LEN] = NODE_BIND_TAG;
+}
+
+/* The identity node is bound to, or *out = NULL when it is not bound. */
+static int bind_get(MDB_txn *txn, ps_store_t *st, const uint8_t *node, Popsync__NodeStatus **out)
+{
+    uint8_t key[PS_ID_LEN + 1];
+    MDB_val k = {sizeof(key), key}, v;
+    int mrc;
+    *out = NULL;
+    bind_key(key, node);
+    mrc = mdb_get(txn, st->nodes, &k, &v);
+    if (mrc == MDB_NOTFOUND)
+        return PS_OK;
+    if (mrc)
+        return db_err(mrc);
+    return ps_msg_unpack_desc(&popsync__node_status__descriptor, v.mv_data, v.mv_size, (ProtobufCMessage **)out)
+               ? PS_EDB
+               : PS_OK;
+}
+
+static int bind_put(MDB_txn *txn, ps_store_t *st, const uint8_t *node, const ps_peer_t *p)
+{
+    Popsync__NodeStatus ns = POPSYNC__NODE_STATUS__INIT;
+    uint8_t key[PS_ID_LEN + 1], buf[256];
+    MDB_val k = {sizeof(key), key}, v;
+    int mrc;
+    bind_key(key, node);
+    ns.name = (char *)p->name;
+    ns.role = (char *)p->role_name;
+    ns.orgunit = (char *)p->orgunit;
+    v.mv_size = protobuf_c_message_get_packed_size(&ns.base);
+    if (v.mv_size > sizeof(buf))
+        return PS_ETOOBIG;
+    protobuf_c_message_pack(&ns.base, buf);
+    v.mv_data = buf;
+    mrc = mdb_put(txn, st->nodes, &k, &v, 0);
+    return mrc ? db_err(mrc) : PS_OK;
+}
+
+/* The refusal both the Hello and a push give: both identities (certificate
+ * names are account names chosen by the district, no personal data). */
+static void bind_refusal(char *out, size_t n, const uint8_t *node, const Popsync__NodeStatus *b, const ps_peer_t *p)
+{
+    char hex[2 * PS_ID_LEN + 1];
+    ps_hex(node, PS_ID_LEN, hex);
+    snprintf(out, n,
+             "node %s belongs to certificate '%s' (%s, %s), not to this certificate '%s' (%s, %s): "
+             "make a new cache with 'popsync init', or have the district move the node with "
+             "'popsyncd node rebind'",
+             hex, b->name, b->role, b->orgunit, p->name, p->role_name, p->orgunit);
+}
+
+/* SHA-256 of the change as sent, cut to 8 bytes: tells a resend (the same
+ * bytes from the outbox) from another change under the same lcn (a copied
+ * cache). */
+static int change_digest(const Popsync__Change *ch, uint8_t out[8])
+{
+    size_t n = protobuf_c_message_get_packed_size(&ch->base);
+    uint8_t *p = malloc(n ? n : 1), h[32];
+    int rc;
+    if (!p)
+        return PS_ENOMEM;
+    protobuf_c_message_pack(&ch->base, p);
+    rc = ps_sha256(p, n, h);
+    free(p);
+    memcpy(out, h, 8);
+    return rc;
+}
+
+static void answer_key(uint8_t key[PS_ID_LEN + 8], const uint8_t *node, uint64_t lcn)
+{
+    memcpy(key, node, PS_ID_LEN);
+    be64put(key + PS_ID_LEN, lcn);
+}
+
+/* Remembers an ACCEPTED answer so that a resend (after a lost reply) is told
+ * the seq and rev it got. */
+static int pack_scratch(apply_ctx_t *c, const ProtobufCMessage *msg, size_t hdr_len, uint8_t **p, size_t *n);
+
+static int answer_put(apply_ctx_t *c, const uint8_t *node, const Popsync__Change *ch, const Popsync__ChangeResult *res)
+{
+    uint8_t key[PS_ID_LEN + 8], *p;
+    MDB_val k = {sizeof(key), key}, v;
+    size_t n;
+    int rc, mrc;
+    if ((rc = pack_scratch(c, &res->base, 8, &p, &n)) || (rc = change_digest(ch, p)))
+        return rc;
+    answer_key(key, node, ch->lcn);
+    v.mv_size = 8 + n;
+    v.mv_data = p;
+    if ((mrc = mdb_put(c->txn, c->st->answers, &k, &v, 0)))
+        return db_err(mrc);
+    return PS_OK;
+}
+
+/* The remembered answer to (node, lcn): PS_ENOTFOUND, or its digest and the
+ * packed ChangeResult appended to packed. */
+static int answer_get(apply_ctx_t *c, const uint8_t *node, uint64_t lcn, uint8_t digest[8], ps_buf_t *packed)
+{
+    uint8_t key[PS_ID_LEN + 8];
+    MDB_val k = {sizeof(key), key}, v;
+    int mrc;
+    answer_key(key, node, lcn);
+    mrc = mdb_get(c->txn, c->st->answers, &k, &v);
+    if (mrc == MDB_NOTFOUND || (mrc == 0 && v.mv_size < 8))
+        return PS_ENOTFOUND;
+    if (mrc)
+        return db_err(mrc);
+    memcpy(digest, v.mv_data, 8);
+    return packed ? ps_buf_append(packed, (uint8_t *)v.mv_data + 8, v.mv_size - 8) : PS_OK;
+}
+
+/* A Push starting at lcn `from` means the client has the answers to every
+ * lower lcn (it sends its outbox in order): forget them. */
+static int answers_prune(apply_ctx_t *c, const uint8_t *node, uint64_t from)
+{
+    uint8_t key[PS_ID_LEN + 8];
+    MDB_val k = {sizeof(key), key}, v;
+    MDB_cursor *cur;
+    int mrc;
+    answer_key(key, node, 0);
+    if ((mrc = mdb_cursor_open(c->txn, c->st->answers, &cur)))
+        return db_err(mrc);
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != PS_ID_LEN + 8 || memcmp(k.mv_data, node, PS_ID_LEN) != 0 ||
+            be64get((uint8_t *)k.mv_data + PS_ID_LEN) >= from)
+            break;
+        if ((mrc = mdb_cursor_del(cur, 0)))
+            break;
+    }
+    mdb_cursor_close(cur);
+    return mrc && mrc != MDB_NOTFOUND ? db_err(mrc) : PS_OK;
+}
+
+/* Before any change of a job is applied: the node id must be the pusher's
+ * (bound now if it is new), and a change under an lcn the server has
+ * already answered must be that same change.  A refusal leaves the job
+ * unapplied with job->refused set. */
+static int job_admit(apply_ctx_t *c, ps_push_job_t *job)
+{
+    Popsync__NodeStatus *b = NULL;
+    node_mark_t *mark;
+    size_t n = job->push ? job->push->n_changes : 0;
+    uint64_t from = UINT64_MAX;
+    int rc;
+
+    if ((rc = bind_get(c->txn, c->st, job->node, &b)))
+        return rc;
+    if (b && !same_identity(b, &job->peer)) {
+        job->refused = PS_EACCES;
+        bind_refusal(job->why, sizeof(job->why), job->node, b, &job->peer);
+        ps_msg_free(&b->base);
+        return PS_OK;
+    }
+    if (b)
+        ps_msg_free(&b->base);
+    else if ((rc = bind_put(c->txn, c->st, job->node, &job->peer)))
+        return rc;
+    if ((rc = mark_get(c, job->node, &mark)))
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        const Popsync__Change *ch = job->push->changes[i];
+        uint8_t have[8], mine[8];
+        if (ch->lcn < from)
+            from = ch->lcn;
+        if (ch->lcn > mark->hw)
+            continue;
+        rc = answer_get(c, job->node, ch->lcn, have, NULL);
+        if (rc == PS_ENOTFOUND)
+            continue;
+        if (rc || (rc = change_digest(ch, mine)))
+            return rc;
+        if (memcmp(have, mine, 8) != 0) {
+            job->refused = PS_ESTALE;
+            snprintf(job->why, sizeof(job->why),
+                     "this cache's node id already sent a different change numbered %llu: the cache is a copy of "
+                     "another (or an old backup). Nothing of this push was applied. Save its unsent changes with "
+                     "'popsync export --pending', make a new cache with 'popsync init' and import them there",
+                     (unsigned long long)ch->lcn);
+            return PS_OK;
+        }
+    }
+    return from != UINT64_MAX ? answers_prune(c, job->node, from) : PS_OK;
 }
 
 static void set_errors(Popsync__ChangeResult *res, const ps_verrs_t *v, Popsync__FieldError *fe,
@@ -972,6 +1174,8 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
     res->status = POPSYNC__CHANGE_STATUS__CHANGE_STATUS_ACCEPTED;
     res->seq = c->seq;
     res->rev = rev_out;
+    if ((rc = answer_put(c, job->node, ch, res)))
+        goto out;
     job->accepted++;
 settled:
     mark->hw = ch->lcn;
@@ -1014,6 +1218,8 @@ static int apply_job(apply_ctx_t *c, ps_push_job_t *job)
         rc = PS_ENOMEM;
         goto out;
     }
+    if ((rc = job_admit(c, job)) || job->refused)
+        goto out; /* refused: nothing applied, commit.c sends the Error */
     for (size_t i = 0; i < n; i++) {
         Popsync__Change *ch = job->push->changes[i];
         popsync__change_result__init(&res[i]);
@@ -1036,14 +1242,23 @@ static int apply_job(apply_ctx_t *c, ps_push_job_t *job)
             if ((rc = store_reject(c, job->node, ch->lcn, &res[i])))
                 goto out;
         } else if (res[i].status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_DUPLICATE) {
+            uint8_t digest[8];
+            int accepted_before;
             ps_buf_reset(&replays);
-            rc = replay_result(c, job->node, ch->lcn, &replays);
+            /* Accepted before: DUPLICATE with the seq and rev it got then;
+             * refused before: the same answer again. */
+            rc = answer_get(c, job->node, ch->lcn, digest, &replays);
+            accepted_before = rc == PS_OK;
+            if (rc == PS_ENOTFOUND)
+                rc = replay_result(c, job->node, ch->lcn, &replays);
             if (rc == PS_OK) {
                 ProtobufCMessage *m = NULL;
                 if (ps_msg_unpack_desc(&popsync__change_result__descriptor, ps_buf_head(&replays),
                                        ps_buf_size(&replays), &m) == PS_OK) {
                     replayed[i] = m;
                     resp[i] = (Popsync__ChangeResult *)m;
+                    if (accepted_before)
+                        resp[i]->status = POPSYNC__CHANGE_STATUS__CHANGE_STATUS_DUPLICATE;
                 }
             } else if (rc != PS_ENOTFOUND) {
                 goto out;
@@ -1105,8 +1320,11 @@ static int apply_once(ps_store_t *st, ps_push_job_t *jobs)
     pthread_mutex_lock(&st->head_lock);
     c.seq = st->head;
     pthread_mutex_unlock(&st->head_lock);
-    for (ps_push_job_t *j = jobs; j; j = j->next)
+    for (ps_push_job_t *j = jobs; j; j = j->next) {
         j->accepted = j->duplicate = j->rejected = j->conflicted = 0;
+        j->refused = 0;
+        j->why[0] = 0;
+    }
     if ((mrc = mdb_txn_begin(st->env, NULL, 0, &c.txn))) {
         rc = db_err(mrc);
         goto out;
@@ -1295,24 +1513,112 @@ out:
     return rc;
 }
 
-int ps_store_node_hello(ps_store_t *st, const uint8_t node[PS_ID_LEN], uint64_t cursor, uint64_t *hw)
+/* An audit entry about a node id rather than a record (a refused Hello, a
+ * rebind), in txn: the certificate, the node, the action; no record. */
+static int audit_node_event(ps_store_t *st, MDB_txn *txn, const ps_peer_t *peer, const uint8_t *node,
+                            const char *action)
+{
+    apply_ctx_t c;
+    ps_push_job_t job;
+    Popsync__Record nv = POPSYNC__RECORD__INIT;
+    Popsync__Rev rev = POPSYNC__REV__INIT;
+    int rc;
+
+    memset(&c, 0, sizeof(c));
+    memset(&job, 0, sizeof(job));
+    c.st = st;
+    c.txn = txn;
+    c.now_ms = ps_now_ms();
+    ps_buf_init(&c.scratch);
+    job.peer = *peer;
+    memcpy(job.node, node, PS_ID_LEN);
+    nv.rev = &rev;
+    nv.orgunit = (char *)peer->orgunit;
+    rc = audit_append(&c, &job, &nv, action);
+    ps_buf_free(&c.scratch);
+    return rc;
+}
+
+/* Writes one audit entry about node in a durable transaction of its own. */
+static int audit_node_event_commit(ps_store_t *st, const ps_peer_t *peer, const uint8_t *node, const char *action)
+{
+    MDB_txn *txn = NULL;
+    int mrc, rc;
+    if ((mrc = txn_begin_locked(st, 0, &txn)))
+        return db_err(mrc);
+    rc = audit_node_event(st, txn, peer, node, action);
+    if (rc == PS_OK) {
+        mrc = mdb_txn_commit(txn);
+        txn = NULL;
+        rc = mrc ? db_err(mrc) : PS_OK;
+    }
+    if (txn)
+        mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&st->resize);
+    return rc;
+}
+
+int ps_store_node_hello(ps_store_t *st, const uint8_t node[PS_ID_LEN], const ps_peer_t *peer, uint64_t *hw,
+                        char *err, size_t errlen)
 {
     MDB_txn *txn = NULL;
     MDB_val k = {PS_ID_LEN, (void *)node}, v;
-    int mrc;
+    Popsync__NodeStatus *b = NULL;
+    int mrc, rc;
 
     /* Read-only on purpose: a Hello must not take the single write lock
      * (and an fsync) away from group commits.  Last-seen bookkeeping rides
-     * on the node's next push. */
-    (void)cursor;
+     * on the node's next push.  Only a refused Hello writes (its audit
+     * entry). */
     *hw = 0;
     if ((mrc = ro_begin(st, &txn)))
         return db_err(mrc);
     mrc = mdb_get(txn, st->nodes, &k, &v);
     if (mrc == 0 && v.mv_size >= 8)
         *hw = be64get(v.mv_data);
+    rc = mrc && mrc != MDB_NOTFOUND ? db_err(mrc) : bind_get(txn, st, node, &b);
     ro_end(st, txn);
-    return mrc && mrc != MDB_NOTFOUND ? db_err(mrc) : PS_OK;
+    if (rc || !b)
+        return rc;
+    if (same_identity(b, peer)) {
+        ps_msg_free(&b->base);
+        return PS_OK;
+    }
+    bind_refusal(err, errlen, node, b, peer);
+    ps_msg_free(&b->base);
+    *hw = 0;
+    if ((rc = audit_node_event_commit(st, peer, node, "node_refused")))
+        PS_WARN("store", "cannot write the audit entry of a refused Hello: %s", ps_strerror(rc));
+    return PS_EACCES;
+}
+
+int ps_store_node_rebind(ps_store_t *st, const uint8_t node[PS_ID_LEN], const ps_peer_t *to, char *old,
+                         size_t oldlen)
+{
+    MDB_txn *txn = NULL;
+    Popsync__NodeStatus *b = NULL;
+    int mrc, rc;
+
+    old[0] = 0;
+    if ((mrc = txn_begin_locked(st, 0, &txn)))
+        return db_err(mrc);
+    if ((rc = bind_get(txn, st, node, &b)))
+        goto out;
+    if (b) {
+        snprintf(old, oldlen, "'%s' (%s, %s)", b->name ? b->name : "", b->role ? b->role : "",
+                 b->orgunit ? b->orgunit : "");
+        ps_msg_free(&b->base);
+    }
+    if ((rc = bind_put(txn, st, node, to)) || (rc = audit_node_event(st, txn, to, node, "node_rebind")))
+        goto out;
+    mrc = mdb_txn_commit(txn);
+    txn = NULL;
+    rc = mrc ? db_err(mrc) : PS_OK;
+out:
+    if (txn)
+        mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&st->resize);
+    return rc;
 }
 
 int ps_store_count(ps_store_t *st, uint64_t *live, uint64_t *total)

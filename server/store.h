@@ -11,7 +11,11 @@
  *   feed     seq(8, BE)        -> id(16)          one entry per record: its latest change
  *                                 id(16)|1|unit(12) a scope exit: readers of unit must drop it
  *   nodes    node(16)          -> hw(8) | last_seen_ms(8) | cursor(8)   (all BE)
+ *            node(16)|0x01     -> packed NodeStatus: the certificate last seen (store_admin.c)
+ *            node(16)|0x02     -> packed NodeStatus: the identity the node id is bound to
  *   rejects  node(16)|lcn(8)   -> packed ChangeResult of a rejected change
+ *   answers  node(16)|lcn(8)   -> digest(8) | packed ChangeResult of an accepted change,
+ *                                 until the node pushes above that lcn (DUPLICATE replays it)
  *   meta     "server_node"     -> 16 random bytes; "head" -> seq(8, BE)
  *
  * Synchronous API meant for worker threads (uv_queue_work): nothing here
@@ -69,6 +73,9 @@ typedef struct ps_push_job {
     ps_buf_t reply;            /**< a whole PushResult frame (or Error frame) */
     int status;                /**< PS_OK, or the error that failed the whole transaction */
     size_t accepted, duplicate, rejected, conflicted;
+    int refused;               /**< PS_EACCES (node bound to another certificate) or PS_ESTALE
+                                *   (copied cache): nothing of the job was applied, reply empty */
+    char why[384];             /**< the refusal, for the Error sent to the client */
     /* caller's links */
     struct ps_push_job *next;
     void *owner;
@@ -102,8 +109,16 @@ int ps_store_apply(ps_store_t *st, ps_push_job_t *jobs);
 int ps_store_pull(ps_store_t *st, const ps_peer_t *peer, uint64_t cursor, uint32_t max_records,
                   uint32_t max_bytes, uint32_t request_id, ps_buf_t *out);
 
-/** Reads a node's high-water mark (0 when unknown).  Read-only. */
-int ps_store_node_hello(ps_store_t *st, const uint8_t node[PS_ID_LEN], uint64_t cursor, uint64_t *hw);
+/** Reads a node's high-water mark (0 when unknown).  Read-only, unless the
+ *  node id is bound to another certificate identity: then PS_EACCES with
+ *  the refusal in err, and the refusal is written to the audit log. */
+int ps_store_node_hello(ps_store_t *st, const uint8_t node[PS_ID_LEN], const ps_peer_t *peer, uint64_t *hw,
+                        char *err, size_t errlen);
+/** Binds node to the identity of the certificate in cert_file (offline
+ *  admin: `popsyncd node rebind`), with an audit entry.  *old gets the
+ *  identity it was bound to ("" when none). */
+int ps_store_node_rebind(ps_store_t *st, const uint8_t node[PS_ID_LEN], const ps_peer_t *to, char *old,
+                         size_t oldlen);
 
 /** A whole ConflictListResult frame: conflicts this peer, syncing as
  *  node, may see (common/policy.h: its scope, or its own edits). */

@@ -27,8 +27,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define NODE_INFO_TAG 0x01
-
 /* --- node table ------------------------------------------------------------ */
 
 static int info_put(MDB_txn *txn, MDB_dbi dbi, const ps_node_info_t *n)

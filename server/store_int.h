@@ -43,10 +43,15 @@
 /* Feed values: id(16) for a record's latest change; id(16) | 0x01 |
  * unit(12) for a scope exit, telling readers of unit the record left them. */
 #define FEED_EXIT_LEN 29
+/* nodes keys: node(16) is the mark (hw | last seen | cursor), node(16)|tag
+ * the certificate last seen (store_admin.c) and the identity the node id is
+ * bound to (store.c, issue 21). */
+#define NODE_INFO_TAG 0x01
+#define NODE_BIND_TAG 0x02
 
 struct ps_store {
     MDB_env *env;
-    MDB_dbi records, feed, nodes, rejects, meta, versions, conflicts, audit, counters, closes;
+    MDB_dbi records, feed, nodes, rejects, meta, versions, conflicts, audit, counters, closes, answers;
     uint8_t server_node[PS_ID_LEN];
     uint64_t head;           /* last committed seq; read under head_lock */
     pthread_mutex_t head_lock;

@@ -60,14 +60,14 @@ struct read_job {
     ps_buf_t reply;
     int rc;
     int compress;            /* compress the reply frames (agreed in Hello) */
-    char err[256];           /* why a query or report could not run (no personal data) */
+    char err[400];           /* why a query, report or Hello could not run (no personal data) */
 };
 
 /* --- work on the read pool: one function per POOL row ------------------- */
 
 static void work_hello(read_job_t *j)
 {
-    j->rc = ps_store_node_hello(j->c->srv->store, j->node, j->cursor, &j->hw);
+    j->rc = ps_store_node_hello(j->c->srv->store, j->node, &j->peer, &j->hw, j->err, sizeof(j->err));
 }
 
 static void work_pull(read_job_t *j)
@@ -150,6 +150,9 @@ static void send_welcome(read_job_t *j)
     Popsync__Welcome w = POPSYNC__WELCOME__INIT;
     ps_buf_t b;
 
+    /* Only a welcomed node is "seen": a refused Hello must not put its
+     * certificate in the node table of the node id it tried. */
+    ps_nodes_seen(srv, c->node, &c->peer, j->cursor);
     w.protocol_version = PS_PROTOCOL_VERSION;
     w.server_node.data = (uint8_t *)ps_store_server_node(srv->store);
     w.server_node.len = PS_ID_LEN;
@@ -267,8 +270,8 @@ static int on_hello(ps_conn_t *c, const ps_frame_t *f, ProtobufCMessage *m, read
     memcpy(c->node, h->node.data, PS_ID_LEN);
     /* The features both sides support; today only zstd bodies. */
     c->features = h->features & PS_FEATURE_ZSTD;
-    ps_nodes_seen(c->srv, c->node, &c->peer, h->cursor);
     j->cursor = h->cursor;
+    j->peer = c->peer;
     memcpy(j->node, c->node, PS_ID_LEN);
     {
         char hex[33];

@@ -15,6 +15,10 @@
  * Welcome's (it carries the server's clock), so a test can compare two
  * answers byte for byte.
  *
+ * --node HEX (32 hex digits) makes the Hello say that node id instead of a
+ * random one.  A PushResult is printed with its results:
+ * "frame PushResult req=N [lcn=L status=S seq=Q gen=G]...".
+ *
  * --no-read stops reading from the socket once everything is sent: a client
  * that never reads its replies (the server must bound what it queues).
  *
@@ -80,6 +84,7 @@ struct tc {
     const char *sname;
     struct sockaddr_in addr;
     int hello;
+    const char *node_hex; /* --node: the Hello's node id */
     char **hex;
     int nhex;
     uint64_t wait_ms;
@@ -319,7 +324,8 @@ static void on_handshake(ps_stream_t *s, int status)
         Popsync__Hello h = POPSYNC__HELLO__INIT;
         uint8_t node[PS_ID_LEN];
         ps_buf_t b;
-        ps_random(node, sizeof(node));
+        if (!t->node_hex || ps_uuid_parse(t->node_hex, node) != PS_OK)
+            ps_random(node, sizeof(node));
         h.protocol_version = PS_PROTOCOL_VERSION;
         h.node.data = node;
         h.node.len = PS_ID_LEN;
@@ -395,6 +401,17 @@ static void on_read(ps_stream_t *s)
             if (t->nconns == 1)
                 printf("\n");
         } else if (t->nconns == 1 && !t->flood) {
+            ProtobufCMessage *m = NULL;
+            if (f.type == PS_MSG_PUSH_RESULT && !(f.flags & PS_FRAME_FLAG_ZSTD) &&
+                ps_msg_unpack(f.type, f.body, f.body_len, &m) == PS_OK) {
+                Popsync__PushResult *pr = (Popsync__PushResult *)m;
+                for (size_t i = 0; i < pr->n_results; i++) {
+                    const Popsync__ChangeResult *cr = pr->results[i];
+                    printf(" [lcn=%llu status=%d seq=%llu gen=%llu]", (unsigned long long)cr->lcn, (int)cr->status,
+                           (unsigned long long)cr->seq, (unsigned long long)(cr->rev ? cr->rev->gen : 0));
+                }
+                ps_msg_free(m);
+            }
             printf("\n");
             if (f.type == PS_MSG_PUSH_RESULT && t->push_unknown) {
                 /* The answer --push-unknown waited for: done. */
@@ -497,6 +514,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--cert")) cert = v;
         else if (!strcmp(a, "--key")) key = v;
         else if (!strcmp(a, "--server-name")) t.sname = v;
+        else if (!strcmp(a, "--node")) t.node_hex = v;
         else if (!strcmp(a, "--hex") && t.nhex < 64) hex[t.nhex++] = (char *)v;
         else if (!strcmp(a, "--wait")) t.wait_ms = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--flood")) t.flood = strtol(v, NULL, 10);

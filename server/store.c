@@ -359,16 +359,17 @@ static int bind_get(MDB_txn *txn, ps_store_t *st, const uint8_t *node, Popsync__
                : PS_OK;
 }
 
-static int bind_put(MDB_txn *txn, ps_store_t *st, const uint8_t *node, const ps_peer_t *p)
+static int bind_put_id(MDB_txn *txn, ps_store_t *st, const uint8_t *node, const char *name, const char *role,
+                       const char *orgunit)
 {
     Popsync__NodeStatus ns = POPSYNC__NODE_STATUS__INIT;
     uint8_t key[PS_ID_LEN + 1], buf[256];
     MDB_val k = {sizeof(key), key}, v;
     int mrc;
     bind_key(key, node);
-    ns.name = (char *)p->name;
-    ns.role = (char *)p->role_name;
-    ns.orgunit = (char *)p->orgunit;
+    ns.name = (char *)name;
+    ns.role = (char *)role;
+    ns.orgunit = (char *)orgunit;
     v.mv_size = protobuf_c_message_get_packed_size(&ns.base);
     if (v.mv_size > sizeof(buf))
         return PS_ETOOBIG;
@@ -376,6 +377,25 @@ static int bind_put(MDB_txn *txn, ps_store_t *st, const uint8_t *node, const ps_
     v.mv_data = buf;
     mrc = mdb_put(txn, st->nodes, &k, &v, 0);
     return mrc ? db_err(mrc) : PS_OK;
+}
+
+static int bind_put(MDB_txn *txn, ps_store_t *st, const uint8_t *node, const ps_peer_t *p)
+{
+    return bind_put_id(txn, st, node, p->name, p->role_name, p->orgunit);
+}
+
+int ps__store_bind_if_new(MDB_txn *txn, ps_store_t *st, const ps_node_info_t *n)
+{
+    uint8_t key[PS_ID_LEN + 1];
+    MDB_val k = {sizeof(key), key}, v;
+    int mrc;
+    bind_key(key, n->node);
+    mrc = mdb_get(txn, st->nodes, &k, &v);
+    if (mrc != MDB_NOTFOUND)
+        return mrc ? db_err(mrc) : PS_OK;
+    if (!n->name[0] || !n->role[0] || !n->orgunit[0])
+        return PS_OK;
+    return bind_put_id(txn, st, n->node, n->name, n->role, n->orgunit);
 }
 
 /* The refusal both the Hello and a push give: both identities (certificate
@@ -451,15 +471,32 @@ static int answer_get(apply_ctx_t *c, const uint8_t *node, uint64_t lcn, uint8_t
     return packed ? ps_buf_append(packed, (uint8_t *)v.mv_data + 8, v.mv_size - 8) : PS_OK;
 }
 
-/* A Push starting at lcn `from` means the client has the answers to every
- * lower lcn (it sends its outbox in order): forget them. */
-static int answers_prune(apply_ctx_t *c, const uint8_t *node, uint64_t from)
+/* The node's acknowledgement floor, kept under lcn 0 (never a change number): the
+ * first lcn of its latest Push.  Its client has every answer below it. */
+static int answers_floor(apply_ctx_t *c, const uint8_t *node, uint64_t *ack_floor)
 {
     uint8_t key[PS_ID_LEN + 8];
     MDB_val k = {sizeof(key), key}, v;
-    MDB_cursor *cur;
     int mrc;
     answer_key(key, node, 0);
+    *ack_floor = 0;
+    mrc = mdb_get(c->txn, c->st->answers, &k, &v);
+    if (mrc == 0 && v.mv_size == 8)
+        *ack_floor = be64get(v.mv_data);
+    return mrc && mrc != MDB_NOTFOUND ? db_err(mrc) : PS_OK;
+}
+
+/* A Push starting at lcn `from` means the client has the answers to every
+ * lower lcn (it sends its outbox in order): forget them, raise the floor. */
+static int answers_prune(apply_ctx_t *c, const uint8_t *node, uint64_t from, uint64_t ack_floor)
+{
+    uint8_t key[PS_ID_LEN + 8], fv[8];
+    MDB_val k = {sizeof(key), key}, v;
+    MDB_cursor *cur;
+    int mrc;
+    if (from <= ack_floor)
+        return PS_OK;
+    answer_key(key, node, 1);
     if ((mrc = mdb_cursor_open(c->txn, c->st->answers, &cur)))
         return db_err(mrc);
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
@@ -470,7 +507,37 @@ static int answers_prune(apply_ctx_t *c, const uint8_t *node, uint64_t from)
             break;
     }
     mdb_cursor_close(cur);
+    if (mrc && mrc != MDB_NOTFOUND)
+        return db_err(mrc);
+    answer_key(key, node, 0);
+    be64put(fv, from);
+    k.mv_data = key;
+    k.mv_size = sizeof(key);
+    v.mv_data = fv;
+    v.mv_size = sizeof(fv);
+    return (mrc = mdb_put(c->txn, c->st->answers, &k, &v, 0)) ? db_err(mrc) : PS_OK;
+}
+
+/* Is a refusal remembered for (node, lcn)? */
+static int reject_known(apply_ctx_t *c, const uint8_t *node, uint64_t lcn, int *known)
+{
+    uint8_t key[PS_ID_LEN + 8];
+    MDB_val k = {sizeof(key), key}, v;
+    int mrc;
+    answer_key(key, node, lcn);
+    mrc = mdb_get(c->txn, c->st->rejects, &k, &v);
+    *known = mrc == 0;
     return mrc && mrc != MDB_NOTFOUND ? db_err(mrc) : PS_OK;
+}
+
+static void copied_refusal(ps_push_job_t *job, uint64_t lcn)
+{
+    job->refused = PS_ESTALE;
+    snprintf(job->why, sizeof(job->why),
+             "this cache's node id already sent a different change numbered %llu: the cache is a copy of "
+             "another (or an old backup). Nothing of this push was applied. Save its unsent changes with "
+             "'popsync export --pending', make a new cache with 'popsync init' and import them there",
+             (unsigned long long)lcn);
 }
 
 /* Before any change of a job is applied: the node id must be the pusher's
@@ -482,7 +549,7 @@ static int job_admit(apply_ctx_t *c, ps_push_job_t *job)
     Popsync__NodeStatus *b = NULL;
     node_mark_t *mark;
     size_t n = job->push ? job->push->n_changes : 0;
-    uint64_t from = UINT64_MAX;
+    uint64_t from = UINT64_MAX, ack_floor;
     int rc;
 
     if ((rc = bind_get(c->txn, c->st, job->node, &b)))
@@ -497,31 +564,38 @@ static int job_admit(apply_ctx_t *c, ps_push_job_t *job)
         ps_msg_free(&b->base);
     else if ((rc = bind_put(c->txn, c->st, job->node, &job->peer)))
         return rc;
-    if ((rc = mark_get(c, job->node, &mark)))
+    if ((rc = mark_get(c, job->node, &mark)) || (rc = answers_floor(c, job->node, &ack_floor)))
         return rc;
     for (size_t i = 0; i < n; i++) {
         const Popsync__Change *ch = job->push->changes[i];
         uint8_t have[8], mine[8];
+        int known;
         if (ch->lcn < from)
             from = ch->lcn;
         if (ch->lcn > mark->hw)
             continue;
         rc = answer_get(c, job->node, ch->lcn, have, NULL);
-        if (rc == PS_ENOTFOUND)
+        if (rc == PS_ENOTFOUND) {
+            /* Below the floor the client already had its answer: only a
+             * refusal (remembered for ever) may be asked again. */
+            if (ch->lcn >= ack_floor)
+                continue;
+            if ((rc = reject_known(c, job->node, ch->lcn, &known)))
+                return rc;
+            if (!known) {
+                copied_refusal(job, ch->lcn);
+                return PS_OK;
+            }
             continue;
+        }
         if (rc || (rc = change_digest(ch, mine)))
             return rc;
         if (memcmp(have, mine, 8) != 0) {
-            job->refused = PS_ESTALE;
-            snprintf(job->why, sizeof(job->why),
-                     "this cache's node id already sent a different change numbered %llu: the cache is a copy of "
-                     "another (or an old backup). Nothing of this push was applied. Save its unsent changes with "
-                     "'popsync export --pending', make a new cache with 'popsync init' and import them there",
-                     (unsigned long long)ch->lcn);
+            copied_refusal(job, ch->lcn);
             return PS_OK;
         }
     }
-    return from != UINT64_MAX ? answers_prune(c, job->node, from) : PS_OK;
+    return from != UINT64_MAX ? answers_prune(c, job->node, from, ack_floor) : PS_OK;
 }
 
 static void set_errors(Popsync__ChangeResult *res, const ps_verrs_t *v, Popsync__FieldError *fe,
@@ -982,6 +1056,12 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
     }
     if ((rc = mark_get(c, job->node, &mark)))
         return rc;
+    if (ch->lcn == 0) {
+        /* 0 is not a change number: taken for a resend, the change would be
+         * answered DUPLICATE and lost. */
+        ps_verrs_add(verrs, "lcn", "must be 1 or more (number changes from 1)");
+        return PS_OK;
+    }
     if (ch->lcn <= mark->hw) {
         res->status = POPSYNC__CHANGE_STATUS__CHANGE_STATUS_DUPLICATE;
         job->duplicate++;
@@ -1230,6 +1310,8 @@ static int apply_job(apply_ctx_t *c, ps_push_job_t *job)
             node_mark_t *mark;
             set_errors(&res[i], &verrs[i], fe + i * PS_VERR_MAX, fep + i * PS_VERR_MAX);
             job->rejected++;
+            if (ch->lcn == 0)
+                continue; /* refused as such every time: nothing to remember */
             /* Remember the rejection so a resend gets the same answer. */
             if ((rc = store_reject(c, job->node, ch->lcn, &res[i])))
                 goto out;

@@ -83,7 +83,7 @@ int ps_store_nodes_put(ps_store_t *st, const ps_node_info_t *v, size_t n)
         old.mv_data = val;
         if ((mrc = mdb_put(txn, st->nodes, &k, &old, 0)))
             goto out;
-        if ((rc = info_put(txn, st->nodes, &v[i])))
+        if ((rc = info_put(txn, st->nodes, &v[i])) || (rc = ps__store_bind_if_new(txn, st, &v[i])))
             goto out;
     }
     mrc = mdb_txn_commit(txn);

@@ -63,6 +63,11 @@ struct ps_store {
     size_t map_size;         /* current map size */
 };
 
+/* Binds node n->node to the certificate identity in n unless it is bound
+ * already (store.c; the node-table flush calls it, so a node id is bound
+ * from its first Hello, not only from its first push). */
+int ps__store_bind_if_new(MDB_txn *txn, ps_store_t *st, const ps_node_info_t *n);
+
 /* Begins a transaction under the resize lock (flags: 0 or MDB_RDONLY). */
 static inline int txn_begin_locked(ps_store_t *st, unsigned flags, MDB_txn **txn)
 {

@@ -10,6 +10,7 @@
 #  - a resent change is answered DUPLICATE with the seq and rev it got.
 . "$(dirname "$0")/lib.sh"
 : "${PS_TESTCLIENT:?}"
+: "${PS_LMDBPOKE:?}"
 make_pki
 start_server --handshake-timeout 2000 --idle-timeout 20000
 sq() {
@@ -77,6 +78,22 @@ out=$(tc town2 --node $fresh --hello --wait 1500)
 grep -q "belongs to certificate 'town1'" <<<"$out" || fail "second certificate on a node bound by a push: $out"
 pass "the first certificate to push binds the node id"
 
+# A cache that only pulled is bound too (by the node table's flush, every
+# 5 s, after its first Hello): poll, bounded.
+client t9 town1
+psync t9
+node9=$(node_of t9)
+bound=""
+for _ in $(seq 1 40); do
+    if "$PS_LMDBPOKE" "$T/server" nodes list | grep -q "^${node9}02 "; then bound=1; break; fi
+    sleep 0.5
+done
+[ -n "$bound" ] || fail "a node that only said Hello was not bound within 20 s"
+out=$(tc town2 --node "$node9" --hello --wait 500)
+grep -q "belongs to certificate 'town1'" <<<"$out" || fail "a node bound by its Hello: $out"
+psync t9
+pass "a node id is bound from its first Hello, before any push"
+
 # --- a re-issued certificate (same name, role and unit) keeps the node.
 ps pki revoke --dir "$T/pki" --name town1 >/dev/null
 ps pki issue --dir "$T/pki" --role township --orgunit $TOWN1 --name town1 >/dev/null
@@ -135,6 +152,25 @@ expect_eq "$(sq admin show "$p" --format json | python3 -c 'import json,sys; pri
 sq admin show "$q" >/dev/null || fail "the copied cache's new record did not arrive"
 pass "a copied cache is told to re-initialise; its unsent changes move to a new cache and arrive"
 
+# A copy whose first changes' answers the server has already forgotten (the
+# original pushed again since) is refused too: below the node's last Push
+# start, no lcn can be a resend.  One change per Push, so without that rule
+# the copy's first change would be taken for a resend and dropped.
+cp -a "$T/t3new" "$T/t3b"
+sq t3new edit "$p" --set address=甲 >/dev/null
+psync t3new
+sq t3new edit "$p" --set address=乙 >/dev/null
+psync t3new
+for a in 丙 丁 戊; do sq t3b edit "$p" --set "address=$a" >/dev/null; done
+set +e
+out=$(sq t3b sync --batch 1 2>&1)
+rc=$?
+set -e
+expect_eq "$rc" 3 "the second copy's sync"
+grep -q "the cache is a copy of another" <<<"$out" || fail "copy with forgotten answers: $out"
+expect_eq "$(sq t3b status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["pending"])')" 3     "the second copy's pending changes after the refusal"
+pass "a copy is refused even where the server no longer remembers the answers"
+
 # --- DUPLICATE carries the seq and rev of the first acceptance.
 rid=0190f5c2000070008000000000000077
 hex=$(push_hex 2 1 $TOWN1 $rid)
@@ -145,6 +181,11 @@ seq=$(sed 's/.*seq=\([0-9]*\).*/\1/' <<<"$first")
 [ "$seq" -gt 0 ] || fail "no seq in the first answer: $out"
 grep -q "req=3 \[lcn=1 status=2 seq=$seq gen=1\]" <<<"$out" || fail "the resend's DUPLICATE lacks seq $seq and gen 1: $out"
 pass "DUPLICATE returns the seq and rev of the original acceptance"
+
+# lcn 0 is not a change number: refused, not taken for a resend and lost.
+out=$(tc town1 --hello --hex "$(push_hex 2 0 $TOWN1 0190f5c2000070008000000000000078)" --wait 1000)
+grep -q "req=2 \[lcn=0 status=3 seq=0 gen=0\]" <<<"$out" || fail "a change with lcn 0: $out"
+pass "a change numbered 0 is REJECTED, not answered DUPLICATE"
 
 # The client takes the rev from a DUPLICATE: a sync cut after the push was
 # committed, then a resend.

@@ -1185,6 +1185,9 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
         (void)other_place_edit;
         if (!ch->resolves.len && !(have_merge && m.nfields > 0) && ps_record_same_content(cur, &nv)) {
             unchanged_answer(cur, old_hdr, res, rev_out, conflict_id);
+            /* Its resend is a DUPLICATE with the same answer, like any other. */
+            if ((rc = answer_put(c, job->node, ch, res)))
+                goto out;
             job->accepted++;
             goto settled;
         }

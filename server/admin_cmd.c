@@ -208,7 +208,9 @@ static int node_rebind(int argc, char **argv)
         return 1;
     }
     memset(&so, 0, sizeof(so));
-    so.map_size = (size_t)8192 << 20;
+    /* No map size of our own: LMDB then takes the store's, so this small
+     * write never changes the map size a running popsyncd works with. */
+    so.map_size = 0;
     so.max_future_ms = 600000;
     if (ps_store_open(&st, dir, &so, err, sizeof(err))) {
         fprintf(stderr, "popsyncd: node rebind: %s\n", err);

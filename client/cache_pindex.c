@@ -2,6 +2,7 @@
 #include "cache_pindex.h"
 
 #include "crypto.h"
+#include "db_err.h"
 #include "err.h"
 #include "fields.h"
 
@@ -13,18 +14,13 @@
 #define ENTRY_KEY (TERM_KEY + 16)    /* + record id */
 #define MAX_TERMS 8
 
-static int db_err(int mrc)
-{
-    return mrc == MDB_MAP_FULL ? PS_EFULL : PS_EDB;
-}
-
 int ps_pindex_open(ps_pindex_t *px, MDB_txn *txn)
 {
     int mrc;
 
     if ((mrc = mdb_dbi_open(txn, "pindex", MDB_CREATE, &px->terms)) ||
         (mrc = mdb_dbi_open(txn, "pindex_by_id", MDB_CREATE, &px->by_id)))
-        return db_err(mrc);
+        return ps_db_err(mrc);
     return PS_OK;
 }
 
@@ -120,7 +116,7 @@ static int unfile(ps_pindex_t *px, MDB_txn *txn, const uint8_t id[16])
     if (mrc == MDB_NOTFOUND)
         return PS_OK;
     if (mrc)
-        return db_err(mrc);
+        return ps_db_err(mrc);
     /* v points into the map: copy before deleting changes it. */
     n = v.mv_size / TERM_KEY < MAX_TERMS ? v.mv_size / TERM_KEY : MAX_TERMS;
     memcpy(old, v.mv_data, n * TERM_KEY);
@@ -130,10 +126,10 @@ static int unfile(ps_pindex_t *px, MDB_txn *txn, const uint8_t id[16])
         memcpy(entry + TERM_KEY, id, 16);
         mrc = mdb_del(txn, px->terms, &ek, NULL);
         if (mrc && mrc != MDB_NOTFOUND)
-            return db_err(mrc);
+            return ps_db_err(mrc);
     }
     mrc = mdb_del(txn, px->by_id, &k, NULL);
-    return mrc && mrc != MDB_NOTFOUND ? db_err(mrc) : PS_OK;
+    return mrc && mrc != MDB_NOTFOUND ? ps_db_err(mrc) : PS_OK;
 }
 
 void ps_pindex_payment_term(const ProtobufCBinaryData *person_id, const char *scheme, const char *period, char *term,
@@ -178,12 +174,12 @@ int ps_pindex_file(ps_pindex_t *px, MDB_txn *txn, const uint8_t id[16], const Po
         memcpy(entry, keys[i], TERM_KEY);
         memcpy(entry + TERM_KEY, id, 16);
         if ((mrc = mdb_put(txn, px->terms, &ek, &empty, 0)))
-            return db_err(mrc);
+            return ps_db_err(mrc);
     }
     v.mv_size = n * TERM_KEY;
     v.mv_data = keys;
     mrc = mdb_put(txn, px->by_id, &k, &v, 0);
-    return mrc ? db_err(mrc) : PS_OK;
+    return mrc ? ps_db_err(mrc) : PS_OK;
 }
 
 int ps_pindex_clear(ps_pindex_t *px, MDB_txn *txn)
@@ -191,7 +187,7 @@ int ps_pindex_clear(ps_pindex_t *px, MDB_txn *txn)
     int mrc;
 
     if ((mrc = mdb_drop(txn, px->terms, 0)) || (mrc = mdb_drop(txn, px->by_id, 0)))
-        return db_err(mrc);
+        return ps_db_err(mrc);
     return PS_OK;
 }
 
@@ -268,7 +264,7 @@ static int collect(ps_pindex_t *px, MDB_txn *txn, char tag, const char *term, ui
     if ((rc = term_key(px, tag, term, want)))
         return rc;
     if ((mrc = mdb_cursor_open(txn, px->terms, &cur)))
-        return db_err(mrc);
+        return ps_db_err(mrc);
     k.mv_size = TERM_KEY;
     k.mv_data = want;
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0 && *n < max;
@@ -283,7 +279,7 @@ static int collect(ps_pindex_t *px, MDB_txn *txn, char tag, const char *term, ui
             memcpy(ids[(*n)++], e + TERM_KEY, 16);
     }
     mdb_cursor_close(cur);
-    return mrc == 0 || mrc == MDB_NOTFOUND ? PS_OK : db_err(mrc);
+    return mrc == 0 || mrc == MDB_NOTFOUND ? PS_OK : ps_db_err(mrc);
 }
 
 int ps_pindex_lookup(ps_pindex_t *px, MDB_txn *txn, ps_pindex_kind_t kind, const char *term, uint8_t (*ids)[16],

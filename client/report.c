@@ -451,6 +451,7 @@ typedef struct query_ctx {
     size_t nrows, cap;
     Popsync__Record **recs;
     size_t nrecs, rcap;
+    size_t max_recs;        /* --limit: keep at most this many (0: all) */
     size_t nkey;            /* keys per row (our group_by) */
     uint64_t scanned, matched;
     int oom;
@@ -488,7 +489,7 @@ static void on_query(const Popsync__QueryResult *res, void *arg)
         out->sum = in->sum;
         q->nrows++;
     }
-    for (size_t i = 0; i < res->n_records && !q->oom; i++) {
+    for (size_t i = 0; i < res->n_records && !q->oom && (!q->max_recs || q->nrecs < q->max_recs); i++) {
         Popsync__Record *copy;
         if (q->nrecs == q->rcap) {
             size_t ncap = q->rcap ? q->rcap * 2 : 256;
@@ -626,7 +627,8 @@ static void print_records(const query_ctx_t *q, int kind, int fmt)
 
 static const char QUERY_USAGE[] =
     "query --kind KIND [--orgunit CODE] [--date-field F [--from D] [--to D]] [--where FIELD=VALUE]...\n"
-    "       [--group-by a,b,...] [--sum FIELD] [--list [--limit N]] [--deleted] [--format table|csv|json]";
+    "       [--group-by a,b,...] [--sum FIELD] [--list [--limit N] [--page-size N]] [--deleted]\n"
+    "       [--format table|csv|json]";
 
 int ps_cmd_query(ps_cli_t *cli, int argc, char **argv)
 {
@@ -640,6 +642,7 @@ int ps_cmd_query(ps_cli_t *cli, int argc, char **argv)
                                        {"sum", required_argument, NULL, 's'},
                                        {"list", no_argument, NULL, 'l'},
                                        {"limit", required_argument, NULL, 'n'},
+                                       {"page-size", required_argument, NULL, 'P'},
                                        {"format", required_argument, NULL, 'f'},
                                        {"lang", required_argument, NULL, 'L'},
                                        {"deleted", no_argument, NULL, 'd'},
@@ -654,7 +657,7 @@ int ps_cmd_query(ps_cli_t *cli, int argc, char **argv)
     ps_orgunits_t *tree = NULL;
     ps_sync_opts_t o;
     int opt, fmt = cli->json ? PS_REPORT_JSON : PS_REPORT_TABLE, zh, rc = PS_EXIT_USAGE, limit_given = 0;
-    uint32_t limit = 0;
+    uint32_t limit = 0, page_size = 0; /* rows printed at most (0: all); records per page asked */
 
     memset(&qc, 0, sizeof(qc));
     memset(wbuf, 0, sizeof(wbuf));
@@ -732,7 +735,12 @@ int ps_cmd_query(ps_cli_t *cli, int argc, char **argv)
         case 's': q.sum_field = optarg; break;
         case 'l': q.list = 1; break;
         case 'n':
-            if (parse_uint("query", "--limit", optarg, 10000, &limit))
+            if (parse_uint("query", "--limit", optarg, UINT32_MAX, &limit))
+                goto out;
+            limit_given = 1;
+            break;
+        case 'P':
+            if (parse_uint("query", "--page-size", optarg, 10000, &page_size))
                 goto out;
             limit_given = 1;
             break;
@@ -762,12 +770,14 @@ int ps_cmd_query(ps_cli_t *cli, int argc, char **argv)
         goto out;
     }
     if (limit_given && !q.list) {
-        ps_cli_err("query: --limit goes with --list");
+        ps_cli_err("query: --limit and --page-size go with --list");
         goto out;
     }
     if (parse_lang("query", lang, &zh))
         goto out;
-    q.limit = limit;
+    /* --limit caps what is printed; pages are never larger than needed. */
+    q.limit = page_size ? page_size : limit && limit < 1000 ? limit : 0;
+    qc.max_recs = limit;
     q.n_filters = nwhere;
     q.filters = nwhere ? fp : NULL;
     q.n_group_by = ngroup;
@@ -780,6 +790,7 @@ int ps_cmd_query(ps_cli_t *cli, int argc, char **argv)
     memset(&o, 0, sizeof(o));
     o.query = &q;
     o.on_query = on_query;
+    o.query_max_records = limit;
     o.arg = &qc;
     if ((rc = run_session(c, &o, "query")) != PS_EXIT_OK)
         goto out;

@@ -88,6 +88,7 @@ typedef struct session {
     uint64_t frames;
     uint8_t query_after[16];    /* list query: the next page starts after this id */
     size_t query_after_len;
+    size_t query_records;       /* list query: records received so far */
     size_t close_pos;           /* next CloseRequest to send */
     int rc;
     char *err;
@@ -611,9 +612,11 @@ static void on_query_result(session_t *s, const Popsync__QueryResult *r)
 {
     if (s->opts->on_query)
         s->opts->on_query(r, s->opts->arg);
+    s->query_records += r->n_records;
     if (!r->done)
         return; /* more frames of this answer follow */
-    if (s->opts->query->list && r->next_after_id.len) {
+    if (s->opts->query->list && r->next_after_id.len &&
+        (!s->opts->query_max_records || s->query_records < s->opts->query_max_records)) {
         if (r->next_after_id.len > sizeof(s->query_after) ||
             (r->next_after_id.len == s->query_after_len &&
              memcmp(r->next_after_id.data, s->query_after, s->query_after_len) == 0)) {

@@ -38,6 +38,8 @@ typedef struct ps_sync_opts {
      *  query is sent again from there, until the last page. */
     const Popsync__Query *query;
     void (*on_query)(const Popsync__QueryResult *res, void *arg);
+    /** List mode: stop asking for pages once this many records came (0: all). */
+    size_t query_max_records;
     /** Ask for this report; the ReportResult goes to on_report. */
     const Popsync__ReportRequest *report;
     void (*on_report)(const Popsync__ReportResult *res, void *arg);

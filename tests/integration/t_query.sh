@@ -146,22 +146,27 @@ pass "group counts and sums equal the recount (township, unit, month, field grou
 want=$(recount person '{"orgunit":"'$TA'","where":{"sex":"female"},"list":true}')
 n=$(echo "$want" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
 [ "$n" -gt 120 ] || fail "too few women in township A for a paging test ($n)"
-got=$(sq admin query --kind person --orgunit $TA --where sex=female --list --limit 50 --format json | norm list)
+got=$(sq admin query --kind person --orgunit $TA --where sex=female --list --page-size 50 --format json | norm list)
 [ "$got" = "$want" ] || fail "list in pages of 50: not the recount's $n records"
 got=$(sq admin query --kind person --orgunit $TA --where sex=female --list --format json | norm list)
 [ "$got" = "$want" ] || fail "list in one page"
 # Exactly one page's worth, and a page of 1.
-got=$(sq admin query --kind person --orgunit $TA_V2 --list --limit 1 --format json | norm list)
+got=$(sq admin query --kind person --orgunit $TA_V2 --list --page-size 1 --format json | norm list)
 [ "$got" = "$(recount person '{"orgunit":"'$TA_V2'","list":true}')" ] || fail "pages of one record"
 # CSV: a header and one row per record; table: a header row and one line per record.
-rows=$(sq admin query --kind person --orgunit $TA --where sex=female --list --limit 37 --format csv | python3 -c '
+rows=$(sq admin query --kind person --orgunit $TA --where sex=female --list --page-size 37 --format csv | python3 -c '
 import csv, sys
 r = list(csv.reader(sys.stdin))
 assert r[0][:3] == ["id", "orgunit", "id_number"], r[0]
 print(len(r) - 1)')
 expect_eq "$rows" "$n" "CSV rows"
-lines=$(sq admin query --kind person --orgunit $TA --where sex=female --list --limit 37 | wc -l)
+lines=$(sq admin query --kind person --orgunit $TA --where sex=female --list --page-size 37 | wc -l)
 expect_eq "$lines" "$((n + 1))" "table lines"
+# --limit caps the rows printed (the first ones, in id order), whatever the page size.
+got=$(sq admin query --kind person --orgunit $TA --where sex=female --list --limit 3 --format json | norm list)
+want3=$(python3 -c 'import json,sys; print(json.dumps(sorted(json.loads(sys.argv[1]))[:3]))' "$want")
+[ "$got" = "$want3" ] || fail "--limit 3 prints the first 3 records"
+expect_eq "$(sq admin query --kind person --orgunit $TA --where sex=female --list --limit 3 --page-size 2 | wc -l)" 4 "--limit 3 over pages of 2: header and 3 rows"
 # The deleted record shows with --deleted only.
 sq admin query --kind service_visit --list --deleted --format json >"$T/with.json"
 sq admin query --kind service_visit --list --format json >"$T/without.json"

@@ -6,6 +6,8 @@
 #ifndef PS_CLI_H
 #define PS_CLI_H
 
+#include <stdio.h>
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -61,6 +63,12 @@ void ps_cli_refused_hint(struct ps_cache *c, const uint8_t *id, const char *idte
 /** Validates r locally (current: the version it replaces, or NULL); reports every error (PS_EXIT_INVALID). */
 int ps_cli_validate_or_report(const char *cmd, struct ps_cache *c, const Popsync__Record *r,
                               const Popsync__Record *current);
+
+/** `popsync COMMAND [SUB] --help` from the help table (help.c): 1 when it
+ *  knew the command. */
+int ps_cli_help(const char *cmd, const char *sub, FILE *f);
+/** The list of commands (`popsync --help`). */
+void ps_cli_usage(FILE *f);
 
 /** Prints "popsync: ..." to stderr. */
 void ps_cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

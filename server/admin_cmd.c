@@ -229,6 +229,9 @@ static int node_rebind(int argc, char **argv)
 
 int ps_server_subcommand(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if ((strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) && ps_server_subcommand_help(argc, argv))
+            return 0;
     if (argc >= 2 && strcmp(argv[0], "node") == 0 && strcmp(argv[1], "rebind") == 0)
         return node_rebind(argc - 1, argv + 1);
     if (strcmp(argv[0], "backup") == 0)

@@ -180,6 +180,8 @@ int ps_sync_check_handlers(char *err, size_t errlen);
 
 /* admin_cmd.c: offline subcommands (argv[0] is the subcommand). */
 int ps_server_subcommand(int argc, char **argv);
+/** SUBCOMMAND --help from admin_help.c's table: 1 when it knew it (printed). */
+int ps_server_subcommand_help(int argc, char **argv);
 
 /* commit.c */
 /** Queues a push job for the next group commit; takes ownership of job. */

@@ -1,0 +1,173 @@
+/* help.c - the one table of popsync's commands as a person reads them:
+ * `popsync --help`, `popsync COMMAND --help` and `popsync COMMAND SUB
+ * --help` all print from it, so every command and subcommand explains
+ * itself with an example.  Adding a command is a row here (and its entry
+ * in main.c's dispatch table). */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct help {
+    const char *name;     /* "init", "report monthly" */
+    const char *synopsis; /* the arguments (continuation lines start with spaces) */
+    const char *summary;  /* one line for the list of commands */
+    const char *detail;   /* what it does, what it needs, what it prints */
+    const char *example;
+} help_t;
+
+static const help_t helps[] = {
+    {"init", "--server HOST:PORT --ca FILE --cert FILE --key FILE [--server-name NAME] [--orgunits FILE] "
+             "[--key-file FILE]",
+     "make the local cache of this device",
+     "Makes an encrypted cache in --data DIR for the certificate given (its role and unit decide what the\n"
+     "cache may see).  The passphrase is asked on the terminal (or POPSYNC_PASSPHRASE; at least 10\n"
+     "characters), or --key-file protects it.  --server-name is the name on the server's certificate\n"
+     "(default popsyncd); `popsync config set` changes these later without losing anything.",
+     "popsync --data ~/popsync init --server district.example:7443 --ca ca.crt --cert town1.crt --key town1.key"},
+    {"config", "show | set server|server_name|ca|cert|key VALUE", "how this cache reaches its server",
+     "Shows or changes the server address, the name its certificate must carry, and this cache's CA,\n"
+     "certificate and key files.  A new certificate must keep the cache's role and unit.",
+     "popsync config set server_name popsyncd-2"},
+    {"add", "KIND --set FIELD=VALUE ... | --json '{...}' [--update] [--child-name NAME [--child-id-number N]]",
+     "add a record offline; prints its id",
+     "FIELD is the English name or the Chinese label (popsync fields KIND).  Dates as 1990-03-07,\n"
+     "1990/3/7, 19900307 or 1990年3月7日; sex and birth date of a person come from the ID number; a\n"
+     "person reference (mother_id, person_id, head_id) may be the person's ID number.  A person whose ID\n"
+     "number is registered is refused unless --update.  add birth --child-name registers the child too.",
+     "popsync add person --set 姓名=张三 --set 身份证号=110105199003071234"},
+    {"edit", "ID --set FIELD=VALUE ... | --json '{...}'", "change fields of a record",
+     "\"\" clears a field.  A change that leaves the record as it was writes nothing.",
+     "popsync edit 0199c1e2-6b7a-7c1d-9a31-5f2e1b0c4d11 --set 联系电话=13800000000"},
+    {"delete", "ID [--cascade | --force]", "mark a record deleted (synced as a tombstone)",
+     "Refused while other records refer to it (they are listed), unless --cascade (delete them too) or\n"
+     "--force (leave them; the quality report flags them).  `popsync restore ID` undoes it.",
+     "popsync delete 0199c1e2-6b7a-7c1d-9a31-5f2e1b0c4d11"},
+    {"restore", "ID", "undo a delete", "The record comes back as a new revision, synced like any edit.",
+     "popsync restore 0199c1e2-6b7a-7c1d-9a31-5f2e1b0c4d11"},
+    {"show", "ID [--format json|table]", "one record", "", "popsync show 0199c1e2-6b7a-7c1d-9a31-5f2e1b0c4d11"},
+    {"list", "[--kind KIND] [--orgunit CODE] [--format table|json|csv] [--deleted]", "the records of this cache",
+     "", "popsync list --kind birth --orgunit 130203001000"},
+    {"find", "TEXT [--limit N] [--lang zh|en] [--json]", "find persons by what people know (offline)",
+     "TEXT is an ID number (whole, or its last 4 or 6 characters), a name or its first one or two\n"
+     "characters, or a name and a birth date.  Exits 5 when nothing is found.",
+     "popsync find \"王芳 1990/3/7\""},
+    {"fields", "KIND [--lang zh|en] [--json]", "the fields of a kind, their Chinese labels and values", "",
+     "popsync fields person --lang zh"},
+    {"template", "KIND [--lang zh|en] --out FILE.csv", "an empty import file with the header row",
+     "", "popsync template person --lang zh --out 人员导入模板.csv"},
+    {"import", "FILE --kind KIND [--format csv|json|xlsx] [--dry-run] [--encoding utf-8|gbk] [--update] "
+               "[--lang zh|en]",
+     "add or update records from a CSV, JSON or Excel file",
+     "Columns by English name or Chinese label; UTF-8 or GBK found by itself.  Bad rows are told by line\n"
+     "and field and written to FILE.rejected.csv to fix and import again; the good rows land.",
+     "popsync import 人员.xlsx --kind person --dry-run"},
+    {"export", "--kind KIND --format csv|json|xlsx [--out FILE] [--orgunit CODE] [--lang zh|en] [--no-bom]\n"
+               "        [--pending]",
+     "write the records of a kind to a file",
+     "Files are readable by their owner only.  Use .xlsx for Excel: a CSV's ID numbers turn into numbers.\n"
+     "--pending: only the records with changes not yet synced (to move them to a new cache).",
+     "popsync export --kind person --format xlsx --lang zh --out 人员.xlsx"},
+    {"sync", "[--quiet] [--json] [--batch N] [--timeout MS]", "push local changes, then pull everyone else's",
+     "Exit 0 when every change was accepted and the pull completed; 6 when some were refused or kept as\n"
+     "conflicts (popsync refused list, popsync conflicts list); 3 when the server could not be reached or\n"
+     "the sync was cut (run it again: nothing is lost or sent twice).",
+     "popsync sync"},
+    {"status", "[--all] [--json]", "what happened: last sync, pending, refused, conflicts",
+     "--all (admin, online): every node that has synced, how far behind, its open conflicts.",
+     "popsync status"},
+    {"stats", "[--json]", "records held, per township and kind", "", "popsync stats"},
+    {"verify", "[--json]", "compare with the server and repair differences",
+     "Syncs, then compares digests of every record with the server's and fetches what differs.",
+     "popsync verify"},
+    {"refused list", "[--json]", "changes the server refused, kept whole with its reasons", "",
+     "popsync refused list"},
+    {"refused show", "ID [--json]", "one refused change and why", "", "popsync refused show 0199c1e2-..."},
+    {"refused edit", "ID [--set FIELD=VALUE ...] [--json '{...}']", "correct a refused change",
+     "The corrected change is pushed by the next sync.", "popsync refused edit 0199c1e2-... --set visit_date=2026-12-01"},
+    {"refused discard", "ID", "drop a refused change for good", "", "popsync refused discard 0199c1e2-..."},
+    {"conflicts list", "[--all] [--json]", "edits that lost a race, both values side by side", "",
+     "popsync conflicts list"},
+    {"conflicts resolve", "ID --keep mine|theirs|FILE", "settle a conflict",
+     "mine: this cache's edit; theirs: the other side's; FILE: a JSON object of the values to keep.",
+     "popsync conflicts resolve 0199c1e2-... --keep mine"},
+    {"query", "--kind KIND [--orgunit CODE] [--date-field F [--from D] [--to D]] [--where FIELD=VALUE]...\n"
+              "        [--group-by a,b,...] [--sum FIELD] [--list [--limit N] [--page-size N]] [--deleted]\n"
+              "        [--format table|csv|json] [--lang zh|en]",
+     "count, sum or list records on the server (online)",
+     "--limit caps the rows printed; --page-size the records asked per page.",
+     "popsync query --kind birth --date-field birth_date --from 2026-01-01 --group-by township,child_sex"},
+    {"report monthly", "--month YYYY-MM [--orgunit CODE] [--lang zh|en] [--format table|csv|json]\n"
+                       "        [--deadline-urgent DAYS] [--deadline-normal DAYS]",
+     "the monthly statistical report", "", "popsync report monthly --month 2026-10 --lang zh"},
+    {"report quality", "[--orgunit CODE] [--lang zh|en] [--format table|csv|json]", "the data-quality report", "",
+     "popsync report quality --lang zh"},
+    {"report submit", "--month YYYY-MM [--orgunit CODE]", "a township submits its month", "",
+     "popsync report submit --month 2026-10"},
+    {"report status", "--month YYYY-MM [--orgunit CODE]", "where the monthly close stands", "",
+     "popsync report status --month 2026-10"},
+    {"report approve", "--month YYYY-MM --orgunit CODE [--note TEXT]", "the district approves a township's month",
+     "", "popsync report approve --month 2026-10 --orgunit 130203001000"},
+    {"report return", "--month YYYY-MM --orgunit CODE --note TEXT", "the district returns a month with a note", "",
+     "popsync report return --month 2026-10 --orgunit 130203001000 --note \"出生数与医院不符\""},
+    {"generate", "--persons N [--seed S] [--orgunit CODE] [--orgunits FILE] [--stats]",
+     "synthetic test data (for trials, never for a real district)",
+     "Adds N invented persons with households, births, migrations, benefits and visits.", "popsync generate --persons 1000"},
+    {"pki init-ca", "--dir PKI [--name NAME]", "make the district's CA", "", "popsync pki init-ca --dir pki"},
+    {"pki issue", "--dir PKI --role server|admin|township|collector|viewer --orgunit CODE --name NAME [--days N]",
+     "issue a certificate", "", "popsync pki issue --dir pki --role township --orgunit 130203001000 --name town1"},
+    {"pki revoke", "--dir PKI (--name NAME | --serial HEX) [--reason R] [--crl-days N]",
+     "revoke a certificate and rewrite PKI/ca.crl", "Copy ca.crl to the server and send popsyncd SIGHUP.",
+     "popsync pki revoke --dir pki --name town1"},
+    {"pki crl", "--dir PKI [--crl-days N]", "(re)write the revocation list PKI/ca.crl", "", "popsync pki crl --dir pki"},
+};
+
+#define NHELPS (sizeof(helps) / sizeof(helps[0]))
+
+static void print_one(const help_t *h, FILE *f)
+{
+    fprintf(f, "usage: popsync %s %s\n  %s.\n", h->name, h->synopsis, h->summary);
+    if (*h->detail)
+        fprintf(f, "\n%s\n", h->detail);
+    fprintf(f, "\nexample:\n  %s\n", h->example);
+}
+
+int ps_cli_help(const char *cmd, const char *sub, FILE *f)
+{
+    char both[64];
+    int found = 0;
+
+    snprintf(both, sizeof(both), "%s %s", cmd, sub ? sub : "");
+    for (size_t i = 0; i < NHELPS; i++)
+        if (sub && strcmp(helps[i].name, both) == 0) {
+            print_one(&helps[i], f);
+            return 1;
+        }
+    for (size_t i = 0; i < NHELPS; i++)
+        if (strcmp(helps[i].name, cmd) == 0) {
+            print_one(&helps[i], f);
+            return 1;
+        }
+    /* A command with subcommands: all of them. */
+    for (size_t i = 0; i < NHELPS; i++) {
+        size_t n = strlen(cmd);
+        if (strncmp(helps[i].name, cmd, n) == 0 && helps[i].name[n] == ' ') {
+            fprintf(f, "%s%s", found ? "\n" : "", "");
+            print_one(&helps[i], f);
+            found = 1;
+        }
+    }
+    return found;
+}
+
+void ps_cli_usage(FILE *f)
+{
+    fprintf(f, "usage: popsync [--data DIR] [--json] [--log-level LEVEL] COMMAND [ARGS]\n\ncommands:\n");
+    for (size_t i = 0; i < NHELPS; i++)
+        fprintf(f, "  %-18s %s\n", helps[i].name, helps[i].summary);
+    fprintf(f, "\n`popsync COMMAND --help` shows a command's arguments and an example.\n"
+               "KIND is person, household, birth, migration, benefit or service_visit.\n"
+               "--data defaults to $POPSYNC_DATA.  Exit codes: 0 ok, 1 failed, 2 usage,\n"
+               "3 sync incomplete, 4 invalid record, 5 not found, 6 sync completed but the\n"
+               "server refused some changes or kept them as conflicts (counts printed).\n");
+}

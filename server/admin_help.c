@@ -25,10 +25,8 @@ static const struct {
      "(default 1000000000) so that caches which synced after the backup still receive every change.",
      "popsyncd restore --from /backup/popsync-2026-12-01.mdb --data /var/lib/popsync.new"},
     {"node rebind", "NODE --cert FILE --data DIR",
-     "Binds node id NODE (32 hex digits, dashes allowed) to the identity (name, role, org unit) of the
-"
-     "certificate in FILE, so a cache moved to a new certificate of another identity is served again;
-"
+     "Binds node id NODE (32 hex digits, dashes allowed) to the identity (name, role, org unit) of the\n"
+     "certificate in FILE, so a cache moved to a new certificate of another identity is served again;\n"
      "audited as node_rebind.",
      "popsyncd node rebind 88ced6b941b6b7aa0ef30b619a14d392 --cert pki/town1-new.crt --data /var/lib/popsync"},
 };

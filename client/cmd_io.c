@@ -53,24 +53,11 @@ typedef struct idset {
     size_t cap, n; /* cap is a power of two */
 } idset_t;
 
-static size_t id_hash(const uint8_t id[PS_ID_LEN])
-{
-    uint64_t a, b, h;
-    memcpy(&a, id, 8);
-    memcpy(&b, id + 8, 8);
-    /* UUIDv7 ids share their leading time bits: mix both halves. */
-    h = a * 0x9e3779b97f4a7c15ull ^ b;
-    h ^= h >> 31;
-    h *= 0xbf58476d1ce4e5b9ull;
-    h ^= h >> 29;
-    return (size_t)h;
-}
-
 static int idset_has(const idset_t *s, const uint8_t id[PS_ID_LEN])
 {
     if (s->cap == 0)
         return 0;
-    for (size_t i = id_hash(id) & (s->cap - 1);; i = (i + 1) & (s->cap - 1)) {
+    for (size_t i = ps_id_hash(id) & (s->cap - 1);; i = (i + 1) & (s->cap - 1)) {
         if (!s->used[i])
             return 0;
         if (memcmp(s->keys[i], id, PS_ID_LEN) == 0)
@@ -80,7 +67,7 @@ static int idset_has(const idset_t *s, const uint8_t id[PS_ID_LEN])
 
 static void idset_insert(idset_t *s, const uint8_t id[PS_ID_LEN])
 {
-    size_t i = id_hash(id) & (s->cap - 1);
+    size_t i = ps_id_hash(id) & (s->cap - 1);
     while (s->used[i])
         i = (i + 1) & (s->cap - 1);
     memcpy(s->keys[i], id, PS_ID_LEN);

@@ -8,25 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static size_t id_hash(const uint8_t id[16])
-{
-    uint64_t a, b, h;
-    memcpy(&a, id, 8);
-    memcpy(&b, id + 8, 8);
-    /* UUIDv7 ids share their leading time bits: mix both halves. */
-    h = a * 0x9e3779b97f4a7c15ull ^ b;
-    h ^= h >> 31;
-    h *= 0xbf58476d1ce4e5b9ull;
-    h ^= h >> 29;
-    return (size_t)h;
-}
-
 /* The slot of id in the batch set, or -1. */
 static long batch_find(const ps_client_vctx_t *v, const uint8_t id[16])
 {
     if (v->capbatch == 0)
         return -1;
-    for (size_t i = id_hash(id) & (v->capbatch - 1);; i = (i + 1) & (v->capbatch - 1)) {
+    for (size_t i = ps_id_hash(id) & (v->capbatch - 1);; i = (i + 1) & (v->capbatch - 1)) {
         if (!v->used[i])
             return -1;
         if (memcmp(v->batch_ids[i], id, 16) == 0)
@@ -36,7 +23,7 @@ static long batch_find(const ps_client_vctx_t *v, const uint8_t id[16])
 
 static void batch_insert(uint8_t (*ids)[17], unsigned char *used, size_t cap, const uint8_t entry[17])
 {
-    size_t i = id_hash(entry) & (cap - 1);
+    size_t i = ps_id_hash(entry) & (cap - 1);
     while (used[i])
         i = (i + 1) & (cap - 1);
     memcpy(ids[i], entry, 17);

@@ -64,6 +64,18 @@ int ps_uuid7(uint8_t id[PS_ID_LEN])
     return PS_OK;
 }
 
+size_t ps_id_hash(const uint8_t id[PS_ID_LEN])
+{
+    uint64_t a, b, h;
+    memcpy(&a, id, 8);
+    memcpy(&b, id + 8, 8);
+    h = a * 0x9e3779b97f4a7c15ull ^ b;
+    h ^= h >> 31;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 29;
+    return (size_t)h;
+}
+
 void ps_hex(const uint8_t *p, size_t n, char *out)
 {
     static const char digits[] = "0123456789abcdef";

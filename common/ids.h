@@ -20,6 +20,9 @@ int ps_uuid7(uint8_t id[PS_ID_LEN]);
 void ps_uuid_format(const uint8_t id[PS_ID_LEN], char out[PS_UUID_STR]);
 /** Parses a UUID string (with or without dashes); PS_OK or PS_EINVAL. */
 int ps_uuid_parse(const char *s, uint8_t id[PS_ID_LEN]);
+/** A hash of 16 id bytes for hash tables (both halves mixed: UUIDv7 ids
+ *  share their leading time bits). */
+size_t ps_id_hash(const uint8_t id[PS_ID_LEN]);
 /** Lower-case hex of n bytes into out (2n+1 bytes). */
 void ps_hex(const uint8_t *p, size_t n, char *out);
 /** The value of one hex digit (either case), or -1. */

@@ -160,6 +160,11 @@ void ps_hspool_attach(ps_server_t *srv, ps_stream_t *s)
         ps_stream_set_offload(s, submit, srv->hspool);
 }
 
+uint64_t ps_hspool_pending(const ps_server_t *srv)
+{
+    return srv->hspool ? srv->hspool->queued : 0;
+}
+
 void ps_hspool_conf_lock(ps_server_t *srv)
 {
     if (srv->hspool)

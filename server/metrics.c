@@ -135,6 +135,8 @@ static void render(ps_metrics_t *m, ps_buf_t *b)
            "Connections closed for holding the most input over the unfinished-frame budget.", st->budget_closes);
     metric(b, "popsync_connections_slow_closed_total", "counter",
            "Connections closed for a frame arriving below the minimum rate.", st->slow_closes);
+    metric(b, "popsync_handshake_steps_pending", "gauge",
+           "TLS handshake steps queued for or running on the handshake threads.", ps_hspool_pending(srv));
     metric(b, "popsync_handshakes_total", "counter", "TLS handshakes completed.", st->handshakes);
     metric(b, "popsync_handshake_failures_total", "counter", "TLS handshakes refused or failed.",
            st->handshake_failures);

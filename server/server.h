@@ -143,6 +143,8 @@ struct ps_conn {
 int ps_hspool_start(ps_server_t *srv, char *err, size_t errlen);
 /** Makes s run its handshake steps on the pool (no-op without one). */
 void ps_hspool_attach(ps_server_t *srv, ps_stream_t *s);
+/** Handshake steps queued or running on the threads (metrics). */
+uint64_t ps_hspool_pending(const ps_server_t *srv);
 /** Around a CRL reload: no handshake step runs meanwhile. */
 void ps_hspool_conf_lock(ps_server_t *srv);
 void ps_hspool_conf_unlock(ps_server_t *srv);

@@ -15,7 +15,9 @@
  *   [ReportRequest -> ReportResult]       `popsync report monthly|quality`
  *   [CloseRequest -> CloseResult, ...]    `popsync report submit|approve|...`
  *   [NodeStatusRequest -> NodeStatusResult] `popsync status --all` (admin)
- * Every answer is applied to the cache in its own transaction.
+ * Every answer is applied to the cache in its own transaction.  Which reply
+ * answers which request, and which types a server may send at all, is the
+ * message table's (common/msgtab.def); the state says what to do with it.
  */
 #include "sync.h"
 #include "crypto.h"
@@ -71,6 +73,7 @@ typedef struct session {
     sess_state_t state;
     uint32_t next_req;
     uint32_t waiting_req;
+    uint8_t waiting_type;       /* the request in flight (its reply: the message table) */
     Popsync__Push *inflight;
     uint64_t outbox_total;
     int progress_open;          /* a progress line is on the terminal, not yet ended */
@@ -154,6 +157,7 @@ static int send_msg(session_t *s, uint8_t type, const ProtobufCMessage *m)
     int rc;
     ps_buf_init(&b);
     s->waiting_req = ++s->next_req;
+    s->waiting_type = type;
     rc = ps_msg_pack_frame(&b, type, s->waiting_req, m);
     if (rc == PS_OK && s->zstd)
         rc = ps_frame_compress(&b, 0);
@@ -631,12 +635,55 @@ static void on_query_result(session_t *s, const Popsync__QueryResult *r)
     after_conflicts(s);
 }
 
+/* The answer to the request in flight (its type checked against the
+ * message table by handle_frame); the state says which request that was. */
+static void on_reply(session_t *s, ProtobufCMessage *m)
+{
+    switch (s->state) {
+    case ST_HELLO: on_welcome(s, (Popsync__Welcome *)m); break;
+    case ST_ORGUNITS: on_orgunits(s, (Popsync__OrgUnits *)m); break;
+    case ST_PUSHING: on_push_result(s, (Popsync__PushResult *)m); break;
+    case ST_PULLING: on_pull_batch(s, (Popsync__PullBatch *)m); break;
+    case ST_REFETCH:
+    case ST_VERIFY_FETCH: on_fetch_batch(s, (Popsync__PullBatch *)m); break;
+    case ST_VERIFY_DIGESTS: on_verify_digests(s, (Popsync__VerifyDigests *)m); break;
+    case ST_VERIFY_BUCKETS: on_verify_buckets(s, (Popsync__VerifyBucketList *)m); break;
+    case ST_QUERY: on_query_result(s, (Popsync__QueryResult *)m); break;
+    case ST_CONFLICTS:
+        if (s->opts->on_conflicts)
+            s->opts->on_conflicts((Popsync__ConflictListResult *)m, s->opts->arg);
+        after_conflicts(s);
+        break;
+    case ST_REPORT:
+        if (s->opts->on_report)
+            s->opts->on_report((Popsync__ReportResult *)m, s->opts->arg);
+        after_conflicts(s);
+        break;
+    case ST_NODE_STATUS:
+        if (s->opts->on_node_status)
+            s->opts->on_node_status((Popsync__NodeStatusResult *)m, s->opts->arg);
+        after_conflicts(s);
+        break;
+    case ST_CLOSE:
+        if (s->opts->on_close_result)
+            s->opts->on_close_result((Popsync__CloseResult *)m, s->opts->arg);
+        after_conflicts(s);
+        break;
+    default: sess_fail(s, PS_EPROTO, "unexpected %s from server", m->descriptor->short_name); break;
+    }
+}
+
 static void handle_frame(session_t *s, const ps_frame_t *f)
 {
+    const ps_msg_info_t *mi = ps_msg_info(f->type);
     ProtobufCMessage *m = NULL;
     int rc;
     if ((f->flags & ~PS_FRAME_FLAG_ZSTD) || f->reserved != 0 || ((f->flags & PS_FRAME_FLAG_ZSTD) && !s->zstd)) {
         sess_fail(s, PS_EPROTO, "server sent a frame with unknown flags");
+        return;
+    }
+    if (!mi || mi->dir != PS_MSG_DIR_S2C) {
+        sess_fail(s, PS_EPROTO, "unexpected %s from server", ps_frame_type_name(f->type));
         return;
     }
     {
@@ -658,40 +705,11 @@ static void handle_frame(session_t *s, const ps_frame_t *f)
         /* keep-alive answer: nothing to do */
     } else if (f->request_id != s->waiting_req) {
         sess_fail(s, PS_EPROTO, "server answered request %u, expected %u", f->request_id, s->waiting_req);
-    } else if (s->state == ST_HELLO && f->type == PS_MSG_WELCOME) {
-        on_welcome(s, (Popsync__Welcome *)m);
-    } else if (s->state == ST_ORGUNITS && f->type == PS_MSG_ORGUNITS) {
-        on_orgunits(s, (Popsync__OrgUnits *)m);
-    } else if (s->state == ST_PUSHING && f->type == PS_MSG_PUSH_RESULT) {
-        on_push_result(s, (Popsync__PushResult *)m);
-    } else if (s->state == ST_PULLING && f->type == PS_MSG_PULL_BATCH) {
-        on_pull_batch(s, (Popsync__PullBatch *)m);
-    } else if ((s->state == ST_REFETCH || s->state == ST_VERIFY_FETCH) && f->type == PS_MSG_PULL_BATCH) {
-        on_fetch_batch(s, (Popsync__PullBatch *)m);
-    } else if (s->state == ST_VERIFY_DIGESTS && f->type == PS_MSG_VERIFY_DIGESTS) {
-        on_verify_digests(s, (Popsync__VerifyDigests *)m);
-    } else if (s->state == ST_VERIFY_BUCKETS && f->type == PS_MSG_VERIFY_BUCKET_LIST) {
-        on_verify_buckets(s, (Popsync__VerifyBucketList *)m);
-    } else if (s->state == ST_CONFLICTS && f->type == PS_MSG_CONFLICT_LIST_RESULT) {
-        if (s->opts->on_conflicts)
-            s->opts->on_conflicts((Popsync__ConflictListResult *)m, s->opts->arg);
-        after_conflicts(s);
-    } else if (s->state == ST_QUERY && f->type == PS_MSG_QUERY_RESULT) {
-        on_query_result(s, (Popsync__QueryResult *)m);
-    } else if (s->state == ST_REPORT && f->type == PS_MSG_REPORT_RESULT) {
-        if (s->opts->on_report)
-            s->opts->on_report((Popsync__ReportResult *)m, s->opts->arg);
-        after_conflicts(s);
-    } else if (s->state == ST_NODE_STATUS && f->type == PS_MSG_NODE_STATUS_RESULT) {
-        if (s->opts->on_node_status)
-            s->opts->on_node_status((Popsync__NodeStatusResult *)m, s->opts->arg);
-        after_conflicts(s);
-    } else if (s->state == ST_CLOSE && f->type == PS_MSG_CLOSE_RESULT) {
-        if (s->opts->on_close_result)
-            s->opts->on_close_result((Popsync__CloseResult *)m, s->opts->arg);
-        after_conflicts(s);
+    } else if (!ps_msg_info(s->waiting_type) || f->type != ps_msg_info(s->waiting_type)->reply) {
+        sess_fail(s, PS_EPROTO, "unexpected %s from server (waiting for the answer to %s)",
+                  ps_frame_type_name(f->type), ps_frame_type_name(s->waiting_type));
     } else {
-        sess_fail(s, PS_EPROTO, "unexpected %s from server", ps_frame_type_name(f->type));
+        on_reply(s, m);
     }
     ps_msg_free(m);
 }

@@ -32,6 +32,20 @@ out=$(tc --hello --hex 000000087700000000000005 --hex 000000080880000000000006 -
 grep -q "req=5 error: unknown or unexpected message type 119" <<<"$out" || fail "unknown type: $out"
 grep -q "req=6 error: unknown frame flags" <<<"$out" || fail "unknown flags: $out"
 echo "$out" | tail -1 | grep -qx open || fail "unknown type closed the connection: $out"
+# Every server -> client type of the message table (common/msgtab.def),
+# Error included, sent to the server: refused as unexpected, connection open.
+: "${PS_MSGTAB:?}"
+frames=()
+for t in $("$PS_MSGTAB" --types s2c); do
+    frames+=(--hex "$(printf '00000008%02x000000%08x' "$t" $((100 + t)))")
+done
+[ ${#frames[@]} -ge 13 ] || fail "ps_msgtab listed ${#frames[@]} server -> client types"
+out=$(tc --hello "${frames[@]}" --wait 2000)
+for t in $("$PS_MSGTAB" --types s2c); do
+    grep -q "req=$((100 + t)) error: unknown or unexpected message type $t\$" <<<"$out" ||
+        fail "server -> client type $t was not refused: $out"
+done
+echo "$out" | tail -1 | grep -qx open || fail "a server -> client type closed the connection: $out"
 
 # A peer that connects and never starts TLS is dropped at the handshake deadline.
 start=$(date +%s)

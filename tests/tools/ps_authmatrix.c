@@ -12,7 +12,8 @@
  * acts on --close-month (a month of its own per identity, so that one
  * identity's submit or approve does not change what the next one may do).
  * The tool connects with mutual TLS, sends Hello, then one request at a
- * time, and prints one line per case:
+ * time (the cases below, then every other request type of the message
+ * table with an empty body, "-"), and prints one line per case:
  *
  *   TYPE CASE RESULT
  *
@@ -23,13 +24,16 @@
  * out; plain cases ("-") answered normally print "allowed".  Push cases
  * send a new person in the named unit: "allowed" when accepted, "refused"
  * when the change or the whole Push is refused.  The connection closing
- * before an answer prints "closed".
+ * before an answer prints "closed".  The tool fails when the server answers
+ * anything but "refused" to a type the access policy does not let the
+ * identity's role send (ps_msg_role_may_send, common/policy.c).
  */
 #include "digest.h"
 #include "err.h"
 #include "frame.h"
 #include "ids.h"
 #include "msg.h"
+#include "msgtab.h"
 #include "stream.h"
 #include "tls.h"
 #include "validate.h"
@@ -46,44 +50,78 @@
 typedef enum am_op {
     OP_PUSH, OP_PULL, OP_PING, OP_ORGUNITS, OP_CONFLICTS, OP_VERIFY, OP_VERIFY_BUCKET, OP_FETCH,
     OP_QUERY_GROUP, OP_QUERY_LIST, OP_REPORT_MONTHLY, OP_REPORT_QUALITY, OP_CLOSE_SUBMIT, OP_CLOSE_APPROVE,
-    OP_CLOSE_STATUS
+    OP_CLOSE_STATUS, OP_EMPTY
 } am_op_t;
 
 typedef struct am_case {
-    const char *type;  /* the message sent */
-    const char *name;  /* "in", "out" or "-" */
+    uint8_t type;        /* the message sent (PS_MSG_*) */
+    const char *variant; /* printed after the type's name: "Query/group"; NULL for none */
+    const char *name;    /* "in", "out" or "-" */
     am_op_t op;
-    int out;           /* 1: the out-of-scope target */
+    int out;             /* 1: the out-of-scope target */
 } am_case_t;
 
-static const am_case_t g_cases[] = {
-    {"Push", "in", OP_PUSH, 0},
-    {"Push", "out", OP_PUSH, 1},
-    {"Pull", "in", OP_PULL, 0},
-    {"Pull", "out", OP_PULL, 1},
-    {"Ping", "-", OP_PING, 0},
-    {"OrgUnitsRequest", "-", OP_ORGUNITS, 0},
-    {"ConflictList", "in", OP_CONFLICTS, 0},
-    {"ConflictList", "out", OP_CONFLICTS, 1},
-    {"VerifyRequest", "-", OP_VERIFY, 0},
-    {"VerifyBucketRequest", "in", OP_VERIFY_BUCKET, 0},
-    {"VerifyBucketRequest", "out", OP_VERIFY_BUCKET, 1},
-    {"FetchRequest", "in", OP_FETCH, 0},
-    {"FetchRequest", "out", OP_FETCH, 1},
-    {"Query/group", "in", OP_QUERY_GROUP, 0},
-    {"Query/group", "out", OP_QUERY_GROUP, 1},
-    {"Query/list", "in", OP_QUERY_LIST, 0},
-    {"Query/list", "out", OP_QUERY_LIST, 1},
-    {"ReportRequest/monthly", "in", OP_REPORT_MONTHLY, 0},
-    {"ReportRequest/monthly", "out", OP_REPORT_MONTHLY, 1},
-    {"ReportRequest/quality", "in", OP_REPORT_QUALITY, 0},
-    {"ReportRequest/quality", "out", OP_REPORT_QUALITY, 1},
-    {"CloseRequest/submit", "in", OP_CLOSE_SUBMIT, 0},
-    {"CloseRequest/submit", "out", OP_CLOSE_SUBMIT, 1},
-    {"CloseRequest/approve", "in", OP_CLOSE_APPROVE, 0},
-    {"CloseRequest/status", "in", OP_CLOSE_STATUS, 0},
+/* Cases written by hand: a message with a record in and out of scope. */
+static const am_case_t g_hand_cases[] = {
+    {PS_MSG_PUSH, NULL, "in", OP_PUSH, 0},
+    {PS_MSG_PUSH, NULL, "out", OP_PUSH, 1},
+    {PS_MSG_PULL, NULL, "in", OP_PULL, 0},
+    {PS_MSG_PULL, NULL, "out", OP_PULL, 1},
+    {PS_MSG_PING, NULL, "-", OP_PING, 0},
+    {PS_MSG_ORGUNITS_REQUEST, NULL, "-", OP_ORGUNITS, 0},
+    {PS_MSG_CONFLICT_LIST, NULL, "in", OP_CONFLICTS, 0},
+    {PS_MSG_CONFLICT_LIST, NULL, "out", OP_CONFLICTS, 1},
+    {PS_MSG_VERIFY_REQUEST, NULL, "-", OP_VERIFY, 0},
+    {PS_MSG_VERIFY_BUCKET_REQUEST, NULL, "in", OP_VERIFY_BUCKET, 0},
+    {PS_MSG_VERIFY_BUCKET_REQUEST, NULL, "out", OP_VERIFY_BUCKET, 1},
+    {PS_MSG_FETCH_REQUEST, NULL, "in", OP_FETCH, 0},
+    {PS_MSG_FETCH_REQUEST, NULL, "out", OP_FETCH, 1},
+    {PS_MSG_QUERY, "group", "in", OP_QUERY_GROUP, 0},
+    {PS_MSG_QUERY, "group", "out", OP_QUERY_GROUP, 1},
+    {PS_MSG_QUERY, "list", "in", OP_QUERY_LIST, 0},
+    {PS_MSG_QUERY, "list", "out", OP_QUERY_LIST, 1},
+    {PS_MSG_REPORT_REQUEST, "monthly", "in", OP_REPORT_MONTHLY, 0},
+    {PS_MSG_REPORT_REQUEST, "monthly", "out", OP_REPORT_MONTHLY, 1},
+    {PS_MSG_REPORT_REQUEST, "quality", "in", OP_REPORT_QUALITY, 0},
+    {PS_MSG_REPORT_REQUEST, "quality", "out", OP_REPORT_QUALITY, 1},
+    {PS_MSG_CLOSE_REQUEST, "submit", "in", OP_CLOSE_SUBMIT, 0},
+    {PS_MSG_CLOSE_REQUEST, "submit", "out", OP_CLOSE_SUBMIT, 1},
+    {PS_MSG_CLOSE_REQUEST, "approve", "in", OP_CLOSE_APPROVE, 0},
+    {PS_MSG_CLOSE_REQUEST, "status", "in", OP_CLOSE_STATUS, 0},
 };
-#define AM_NCASES (sizeof(g_cases) / sizeof(g_cases[0]))
+#define AM_NHAND (sizeof(g_hand_cases) / sizeof(g_hand_cases[0]))
+
+/* The hand cases, then every other client -> server type of the message
+ * table (common/msgtab.def) but Hello, sent with an empty body: a type
+ * added to the table is asked without editing this tool, and its line
+ * appears in the output until the test's expected matrix says what it
+ * should be. */
+static am_case_t g_cases[AM_NHAND + 256];
+static size_t g_ncases;
+
+static void build_cases(void)
+{
+    size_t n;
+    const ps_msg_info_t *t = ps_msg_table(&n);
+    memcpy(g_cases, g_hand_cases, sizeof(g_hand_cases));
+    g_ncases = AM_NHAND;
+    for (size_t i = 0; i < n; i++) {
+        int covered = t[i].type == PS_MSG_HELLO || t[i].dir != PS_MSG_DIR_C2S;
+        for (size_t k = 0; k < AM_NHAND && !covered; k++)
+            covered = g_hand_cases[k].type == t[i].type;
+        if (!covered)
+            g_cases[g_ncases++] = (am_case_t){t[i].type, NULL, "-", OP_EMPTY, 0};
+    }
+}
+
+/* "Query/group", "Ping". */
+static const char *case_label(const am_case_t *c, char *buf, size_t cap)
+{
+    if (!c->variant)
+        return ps_frame_type_name(c->type);
+    snprintf(buf, cap, "%s/%s", ps_frame_type_name(c->type), c->variant);
+    return buf;
+}
 
 /* One side of the matrix: a record and where it lives. */
 typedef struct am_target {
@@ -99,6 +137,7 @@ typedef struct am {
     uint8_t node[PS_ID_LEN];
     size_t cur;          /* index of the case in flight */
     int welcomed;
+    int role;            /* ps_role_t from Welcome.role */
     int found;           /* the case's target was seen in a reply so far */
     int pulls;           /* Pull requests sent for the current case */
     uint64_t lcn;
@@ -190,6 +229,20 @@ static void send_query(am_t *a, const am_target_t *t, int list)
     send_msg(a, PS_MSG_QUERY, &q.base);
 }
 
+/* A message of the type with every field at its default. */
+static void send_empty(am_t *a, uint8_t type)
+{
+    const ProtobufCMessageDescriptor *d = ps_msg_descriptor(type);
+    ProtobufCMessage *m = calloc(1, d->sizeof_message);
+    if (!m) {
+        a->failed = 1;
+        return;
+    }
+    protobuf_c_message_init(d, m);
+    send_msg(a, type, m);
+    free(m);
+}
+
 static void send_case(am_t *a)
 {
     const am_case_t *c = &g_cases[a->cur];
@@ -250,6 +303,7 @@ static void send_case(am_t *a)
         send_msg(a, PS_MSG_REPORT_REQUEST, &r.base);
         break;
     }
+    case OP_EMPTY: send_empty(a, c->type); break;
     case OP_CLOSE_SUBMIT:
     case OP_CLOSE_APPROVE:
     case OP_CLOSE_STATUS: {
@@ -267,10 +321,18 @@ static void send_case(am_t *a)
 static void finish_case(am_t *a, const char *result)
 {
     const am_case_t *c = &g_cases[a->cur];
-    printf("%s %s %s\n", c->type, c->name, result);
+    char label[64];
+    printf("%s %s %s\n", case_label(c, label, sizeof(label)), c->name, result);
+    /* What the policy says a role may send must hold on the wire too.  (A
+     * role it allows may still be refused a case by scope: Query/list.) */
+    if (!ps_msg_role_may_send(c->type, a->role) && strcmp(result, "refused") != 0) {
+        fprintf(stderr, "ps_authmatrix: the policy says role %s may not send %s, but the server answered: %s\n",
+                ps_role_name((ps_role_t)a->role), ps_frame_type_name(c->type), result);
+        a->failed = 1;
+    }
     fflush(stdout);
     a->cur++;
-    if (a->cur < AM_NCASES)
+    if (a->cur < g_ncases)
         send_case(a);
     else
         ps_stream_shutdown(&a->s);
@@ -347,7 +409,11 @@ static int judge(am_t *a, const ps_frame_t *f, ProtobufCMessage *m, const char *
     case PS_MSG_PONG:
     case PS_MSG_ORGUNITS:
     case PS_MSG_VERIFY_DIGESTS: return 1;
-    default: *result = "unexpected"; return 1;
+    default:
+        /* A type of the table asked with an empty body: its reply is enough. */
+        if (c->op != OP_EMPTY || f->type != ps_msg_info(c->type)->reply)
+            *result = "unexpected";
+        return 1;
     }
     if (strcmp(c->name, "-") != 0)
         *result = a->found ? "allowed" : "no-data";
@@ -358,7 +424,7 @@ static void on_frame(am_t *a, const ps_frame_t *f)
 {
     ProtobufCMessage *m = NULL;
     const char *result = NULL;
-    char buf[64];
+    char buf[64], label[64];
 
     if (ps_msg_unpack(f->type, f->body, f->body_len, &m) != PS_OK) {
         fprintf(stderr, "ps_authmatrix: cannot unpack a %s frame\n", ps_frame_type_name(f->type));
@@ -367,8 +433,9 @@ static void on_frame(am_t *a, const ps_frame_t *f)
     }
     if (f->type == PS_MSG_WELCOME) {
         a->welcomed = 1;
+        a->role = (int)ps_role_from_name(((Popsync__Welcome *)m)->role);
         send_case(a);
-    } else if (!a->welcomed || a->cur >= AM_NCASES) {
+    } else if (!a->welcomed || a->cur >= g_ncases) {
         fprintf(stderr, "ps_authmatrix: unexpected %s before Welcome or after the last case\n",
                 ps_frame_type_name(f->type));
         if (f->type == PS_MSG_ERROR)
@@ -386,7 +453,8 @@ static void on_frame(am_t *a, const ps_frame_t *f)
             result = buf;
         }
         /* The reason goes to stderr for the test's log, not the matrix. */
-        fprintf(stderr, "%s %s: %s\n", g_cases[a->cur].type, g_cases[a->cur].name, e->message);
+        fprintf(stderr, "%s %s: %s\n", case_label(&g_cases[a->cur], label, sizeof(label)), g_cases[a->cur].name,
+                e->message);
     } else if (!judge(a, f, m, &result)) {
         result = NULL;
     }
@@ -437,9 +505,10 @@ static void on_read(ps_stream_t *s)
 static void on_error(ps_stream_t *s, int err)
 {
     am_t *a = s->data;
-    if (a->cur < AM_NCASES) {
+    char label[64];
+    if (a->cur < g_ncases) {
         if (a->welcomed)
-            printf("%s %s closed\n", g_cases[a->cur].type, g_cases[a->cur].name);
+            printf("%s %s closed\n", case_label(&g_cases[a->cur], label, sizeof(label)), g_cases[a->cur].name);
         fprintf(stderr, "ps_authmatrix: connection ended (%s) before the last case\n", ps_strerror(err));
         a->failed = 1;
     }
@@ -459,6 +528,7 @@ int main(int argc, char **argv)
     int port;
 
     memset(&a, 0, sizeof(a));
+    build_cases();
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *o = argv[i], *v = argv[i + 1];
         if (!strcmp(o, "--server")) server = v;
@@ -509,5 +579,5 @@ int main(int argc, char **argv)
     uv_run(&a.loop, UV_RUN_DEFAULT);
     uv_loop_close(&a.loop);
     ps_tls_conf_free(conf);
-    return a.failed || a.cur < AM_NCASES ? 1 : 0;
+    return a.failed || a.cur < g_ncases ? 1 : 0;
 }

@@ -1,10 +1,13 @@
 /* ps_msgtab.c - prints the message table (common/msgtab.def) as the
  * markdown table of docs/protocol.md §5.
  *
- * usage: ps_msgtab
+ * usage: ps_msgtab              the markdown table
+ *        ps_msgtab --types c2s  the client -> server type numbers, one a line
+ *        ps_msgtab --types s2c  the server -> client type numbers
  *
  * tests/tools/check_msgtab_doc.sh compares its output with the table in
- * docs/protocol.md (ctest docs.msgtab) and, with --update, writes it there.
+ * docs/protocol.md (ctest docs.msgtab) and, with --update, writes it there;
+ * t_bad_frames.sh sends every server -> client type to the server.
  */
 #include "msgtab.h"
 
@@ -13,10 +16,22 @@
 #include <stdio.h>
 #include <string.h>
 
-int main(void)
+int main(int argc, char **argv)
 {
     size_t n;
     const ps_msg_info_t *t = ps_msg_table(&n);
+
+    if (argc == 3 && !strcmp(argv[1], "--types") && (!strcmp(argv[2], "c2s") || !strcmp(argv[2], "s2c"))) {
+        ps_msg_dir_t want = !strcmp(argv[2], "c2s") ? PS_MSG_DIR_C2S : PS_MSG_DIR_S2C;
+        for (size_t i = 0; i < n; i++)
+            if (t[i].dir == want)
+                printf("%u\n", t[i].type);
+        return 0;
+    }
+    if (argc != 1) {
+        fprintf(stderr, "usage: ps_msgtab [--types c2s|s2c]\n");
+        return 2;
+    }
 
     printf("| type | name | direction | body message | reply | roles that may send it | Hello first | runs on |\n");
     printf("|---|---|---|---|---|---|---|---|\n");

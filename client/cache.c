@@ -1131,6 +1131,8 @@ out:
     return rc;
 }
 
+static int keep_migrant(ps_cache_t *c, MDB_txn *txn, const Popsync__FeedEntry *e);
+
 int ps_cache_apply_pull(ps_cache_t *c, const Popsync__PullBatch *batch)
 {
     MDB_txn *txn = NULL;
@@ -1154,13 +1156,16 @@ int ps_cache_apply_pull(ps_cache_t *c, const Popsync__PullBatch *batch)
                     rc = ps_db_err(mrc);
                     goto out;
                 }
-                if ((rc = ps_pindex_file(&c->px, txn, k.mv_data, NULL)))
+                if ((rc = ps_pindex_file(&c->px, txn, k.mv_data, NULL)) ||
+                    (rc = keep_migrant(c, txn, batch->entries[i])))
                     goto out;
             }
             continue;
         }
         if (!r || r->id.len != PS_ID_LEN)
             continue;
+        if ((rc = keep_migrant(c, txn, batch->entries[i])))
+            goto out;
         if ((rc = pending_count(c, txn, r->id.data, &pend)))
             goto out;
         /* A record with local edits still in the outbox keeps the local
@@ -1345,6 +1350,59 @@ int ps_cache_set_last_sync(ps_cache_t *c, uint64_t ms)
     return mrc ? ps_db_err(mrc) : PS_OK;
 }
 
+/* meta key of migration id's migrant summary: "mig:" then the 16-byte id. */
+static void migrant_key(const uint8_t *id, uint8_t key[4 + PS_ID_LEN])
+{
+    memcpy(key, "mig:", 4);
+    memcpy(key + 4, id, PS_ID_LEN);
+}
+
+/* Keeps (or, when the entry carries none, forgets) the migrant summary of a
+ * pulled migration record: sealed, since it names a person. */
+static int keep_migrant(ps_cache_t *c, MDB_txn *txn, const Popsync__FeedEntry *e)
+{
+    uint8_t key[4 + PS_ID_LEN];
+    MDB_val k = {sizeof(key), key}, v;
+    const uint8_t *id = e->record ? e->record->id.data : e->id.data;
+    size_t idlen = e->record ? e->record->id.len : e->id.len;
+    int mrc, rc;
+    if (idlen != PS_ID_LEN || (e->record && e->record->body_case != POPSYNC__RECORD__BODY_MIGRATION))
+        return PS_OK;
+    migrant_key(id, key);
+    if (e->migrant && e->record) {
+        size_t sz = protobuf_c_message_get_packed_size(&e->migrant->base);
+        uint8_t *buf = malloc(sz ? sz : 1);
+        if (!buf)
+            return PS_ENOMEM;
+        protobuf_c_message_pack(&e->migrant->base, buf);
+        rc = seal_with(c, c->aead, &c->scratch, DB_META, &k, buf, sz, &v);
+        ps_zeroize(buf, sz);
+        free(buf);
+        if (rc)
+            return rc;
+        mrc = mdb_put(txn, c->meta, &k, &v, 0);
+        return mrc ? ps_db_err(mrc) : PS_OK;
+    }
+    mrc = mdb_del(txn, c->meta, &k, NULL);
+    return mrc && mrc != MDB_NOTFOUND ? ps_db_err(mrc) : PS_OK;
+}
+
+int ps_cache_get_migrant(ps_cache_t *c, const uint8_t id[PS_ID_LEN], Popsync__MigrantSummary **out)
+{
+    uint8_t key[4 + PS_ID_LEN];
+    MDB_val k = {sizeof(key), key}, v;
+    MDB_txn *txn = NULL;
+    int mrc, rc = PS_OK;
+    *out = NULL;
+    migrant_key(id, key);
+    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
+        return ps_db_err(mrc);
+    if (mdb_get(txn, c->meta, &k, &v) == 0)
+        rc = open_msg(c, DB_META, &k, &v, &popsync__migrant_summary__descriptor, (ProtobufCMessage **)out);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
 int ps_cache_set_sync_attempt(ps_cache_t *c, uint64_t ms, const char *error)
 {
     MDB_txn *txn = NULL;
@@ -1419,12 +1477,14 @@ int ps_cache_apply_fetch(ps_cache_t *c, const Popsync__PullBatch *batch, const u
     for (size_t i = 0; i < nids; i++) {
         const uint8_t *id = ids + i * PS_ID_LEN;
         const Popsync__Record *r = NULL;
+        const Popsync__FeedEntry *fe = NULL;
         MDB_val k = {PS_ID_LEN, (void *)id}, v;
         uint64_t pend;
         for (size_t j = 0; j < batch->n_entries; j++) {
             const Popsync__Record *e = batch->entries[j]->record;
             if (e && e->id.len == PS_ID_LEN && memcmp(e->id.data, id, PS_ID_LEN) == 0) {
                 r = e;
+                fe = batch->entries[j];
                 break;
             }
         }
@@ -1448,7 +1508,7 @@ int ps_cache_apply_fetch(ps_cache_t *c, const Popsync__PullBatch *batch, const u
             rc = ps_db_err(mrc);
             goto out;
         }
-        if ((rc = ps_pindex_file(&c->px, txn, id, r)))
+        if ((rc = ps_pindex_file(&c->px, txn, id, r)) || (fe && (rc = keep_migrant(c, txn, fe))))
             goto out;
     }
     mrc = mdb_txn_commit(txn);

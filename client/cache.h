@@ -53,6 +53,7 @@ typedef struct Popsync__PushResult Popsync__PushResult;
 typedef struct Popsync__PullBatch Popsync__PullBatch;
 typedef struct Popsync__Change Popsync__Change;
 typedef struct Popsync__ChangeResult Popsync__ChangeResult;
+typedef struct Popsync__MigrantSummary Popsync__MigrantSummary;
 
 typedef struct ps_cache ps_cache_t;
 
@@ -243,6 +244,14 @@ int ps_cache_set_conflicts_open(ps_cache_t *c, uint64_t n);
 /** Changes waiting in the outbox by record kind: counts[kind] for kind <
  *  nkinds (opens every outbox entry; for `popsync status`). */
 int ps_cache_outbox_kinds(ps_cache_t *c, uint64_t *counts, size_t nkinds);
+
+/**
+ * The migrant summary the server sent with migration id (FeedEntry.migrant:
+ * this cache is the case's other place), stored sealed in meta.  *out is
+ * NULL when none is kept; the caller frees it with
+ * protobuf_c_message_free_unpacked.
+ */
+int ps_cache_get_migrant(ps_cache_t *c, const uint8_t id[PS_ID_LEN], Popsync__MigrantSummary **out);
 
 typedef struct ps_cache_counts {
     uint64_t records, deleted, outbox, rejected, conflicted;

@@ -46,6 +46,13 @@ int ps_cmd_query(ps_cli_t *cli, int argc, char **argv);  /* report.c */
 int ps_cmd_report(ps_cli_t *cli, int argc, char **argv); /* report.c */
 int ps_cmd_find(ps_cli_t *cli, int argc, char **argv);     /* cmd_find.c */
 int ps_cmd_config(ps_cli_t *cli, int argc, char **argv);   /* cmd_config.c */
+int ps_cmd_migrations(ps_cli_t *cli, int argc, char **argv); /* cmd_migrations.c */
+/** The other place of a migration may set only submitted_date and
+ *  feedback_date, and never deletes or restores it: refuses (printing the
+ *  server's wording) a change from before to after that breaks this, as
+ *  PS_EXIT_INVALID; PS_EXIT_OK otherwise (cmd_migrations.c). */
+struct ps_cache;
+int ps_other_place_refuse(struct ps_cache *c, const char *cmd, const Popsync__Record *before, const Popsync__Record *after);
 int ps_cmd_fields(ps_cli_t *cli, int argc, char **argv);   /* cmd_fields.c; needs no cache */
 int ps_cmd_template(ps_cli_t *cli, int argc, char **argv); /* cmd_fields.c; needs no cache */
 int ps_cmd_refused(ps_cli_t *cli, int argc, char **argv); /* cmd_refused.c */

@@ -410,6 +410,8 @@ int ps_cmd_edit(ps_cli_t *cli, int argc, char **argv)
         if (!rc)
             same = ps_record_same_content(before, r);
         if (!rc && !same)
+            rc = ps_other_place_refuse(c, "edit", before, r);
+        if (!rc && !same)
             rc = refuse_duplicate("edit", c, r);
         if (!rc && !same)
             rc = validate_or_report("edit", c, r, before);
@@ -673,6 +675,13 @@ int ps_cmd_delete(ps_cli_t *cli, int argc, char **argv)
         return PS_EXIT_FAIL;
     if ((rc = load_by_id("delete", c, argv[optind], &r)) || r->deleted)
         goto out;
+    {
+        /* The other place of a migration may not delete it (the server's rule). */
+        Popsync__Record gone = *r;
+        gone.deleted = 1;
+        if ((rc = ps_other_place_refuse(c, "delete", r, &gone)))
+            goto out;
+    }
     if ((rc = find_deps(c, r->id.data, !force, &d))) {
         ps_cli_err("delete: %s", ps_strerror(rc));
         rc = PS_EXIT_FAIL;
@@ -754,7 +763,7 @@ int ps_cmd_restore(ps_cli_t *cli, int argc, char **argv)
         goto out;
     }
     r->deleted = 0;
-    if ((rc = validate_or_report("restore", c, r, before)))
+    if ((rc = ps_other_place_refuse(c, "restore", before, r)) || (rc = validate_or_report("restore", c, r, before)))
         goto out;
     if (ps_cache_put_local(c, r) != PS_OK) {
         ps_cli_err("restore: cannot store the change");

@@ -45,6 +45,14 @@ static const help_t helps[] = {
      "popsync delete 0199c1e2-6b7a-7c1d-9a31-5f2e1b0c4d11"},
     {"restore", "ID", "undo a delete", "The record comes back as a new revision, synced like any edit.",
      "popsync restore 0199c1e2-6b7a-7c1d-9a31-5f2e1b0c4d11"},
+    {"migrations", "[--awaiting feedback|submission] [--json] [--lang zh|en] [--deadline-urgent DAYS] "
+                   "[--deadline-normal DAYS]",
+     "this place's open migration cases, with deadlines (offline)",
+     "The cases this township registered and those naming it as the other place, until the feedback\n"
+     "date is set: the migrant (name, sex, birth date, masked ID number), the other place with its name,\n"
+     "the start, submitted and feedback dates, who acts, the deadline (urgent 15 days, others 30, from\n"
+     "the start for the submission and from the submission for the feedback) and days left or overdue.",
+     "popsync migrations --awaiting feedback --lang zh"},
     {"show", "ID [--format json|table]", "one record", "", "popsync show 0199c1e2-6b7a-7c1d-9a31-5f2e1b0c4d11"},
     {"list", "[--kind KIND] [--orgunit CODE] [--format table|json|csv] [--deleted]", "the records of this cache",
      "", "popsync list --kind birth --orgunit 130203001000"},

@@ -166,7 +166,14 @@ size_t ps_msg_feed_entry_size(uint64_t seq, size_t record_len)
 
 int ps_msg_feed_entry_append(ps_buf_t *out, uint64_t seq, const uint8_t *record, size_t record_len)
 {
-    size_t inner = 1 + varint_size(seq) + 1 + varint_size(record_len) + record_len;
+    return ps_msg_feed_entry_append_migrant(out, seq, record, record_len, NULL, 0);
+}
+
+int ps_msg_feed_entry_append_migrant(ps_buf_t *out, uint64_t seq, const uint8_t *record, size_t record_len,
+                                     const uint8_t *mig, size_t mig_len)
+{
+    size_t inner = 1 + varint_size(seq) + 1 + varint_size(record_len) + record_len +
+                   (mig_len ? 1 + varint_size(mig_len) + mig_len : 0);
     size_t total = 1 + varint_size(inner) + inner;
     uint8_t *p;
     int rc = ps_buf_reserve(out, total);
@@ -181,6 +188,12 @@ int ps_msg_feed_entry_append(ps_buf_t *out, uint64_t seq, const uint8_t *record,
     p = varint_put(p, record_len);
     if (record_len)
         memcpy(p, record, record_len);
+    p += record_len;
+    if (mig_len) {
+        *p++ = (5 << 3) | 2; /* FeedEntry.migrant, length-delimited */
+        p = varint_put(p, mig_len);
+        memcpy(p, mig, mig_len);
+    }
     ps_buf_commit(out, total);
     return PS_OK;
 }

@@ -76,6 +76,10 @@ int ps_frame_plain_body(const uint8_t *body, size_t len, int compressed, size_t 
  * packed Record, to a PullBatch body under construction in out.
  */
 int ps_msg_feed_entry_append(ps_buf_t *out, uint64_t seq, const uint8_t *record, size_t record_len);
+/** The same with `MigrantSummary migrant = 5` (already packed, mig_len
+ *  bytes; none when mig_len is 0). */
+int ps_msg_feed_entry_append_migrant(ps_buf_t *out, uint64_t seq, const uint8_t *record, size_t record_len,
+                                     const uint8_t *mig, size_t mig_len);
 /** Appends a `gone` FeedEntry: the record with this id left the reader's scope. */
 int ps_msg_feed_gone_append(ps_buf_t *out, uint64_t seq, const uint8_t id[16]);
 /** Appends the trailing PullBatch scalar fields (cursor, more, head). */

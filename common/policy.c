@@ -134,6 +134,11 @@ int ps_policy_may_read(const ps_orgunits_t *tree, const ps_peer_t *peer, const c
     }
 }
 
+int ps_policy_sees_migrant(const ps_orgunits_t *tree, const ps_peer_t *peer, const char *unit, const char *other)
+{
+    return other && *other && ps_policy_may_read(tree, peer, unit, other) && !ps_policy_may_read(tree, peer, unit, NULL);
+}
+
 int ps_policy_may_count(const ps_orgunits_t *tree, const ps_peer_t *peer, const char *unit, const char *other)
 {
     if (peer->role == PS_ROLE_VIEWER)

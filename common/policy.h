@@ -118,6 +118,11 @@ ps_write_t ps_policy_may_write(const ps_orgunits_t *tree, const ps_peer_t *peer,
  *  delete or restore)?  Only submitted_date and feedback_date. */
 int ps_policy_other_place_may_set(const char *field);
 
+/** Does the peer read a migration (unit, other) only as its other place,
+ *  and so get the migrant's summary with it (name, sex, birth date, masked
+ *  ID number: FeedEntry.migrant)?  An owner reads the person itself. */
+int ps_policy_sees_migrant(const ps_orgunits_t *tree, const ps_peer_t *peer, const char *unit, const char *other);
+
 /** What the policy needs to know of a conflict. */
 typedef struct ps_conflict_view {
     const char *unit;          /**< the record's unit when the conflict arose */

@@ -11,6 +11,8 @@
 #include "crypto.h"
 #include "counters.h"
 #include "record_fmt.h"
+#include "fields.h"
+#include "policy.h"
 
 #include "store_int.h"
 #include "wire.pb-c.h"
@@ -1499,6 +1501,54 @@ size_t ps_store_map_size(ps_store_t *st)
     return st->map_size;
 }
 
+/* The migrant of a migration the peer reads only as its other place
+ * (docs/security.md §8.3): its person's name, sex, birth date and masked ID
+ * number, packed into sum (*sum_len 0 when none is due or the person is not
+ * there).  Nothing else of the person leaves the store this way. */
+#define MIGRANT_MAX 1024
+static int migrant_summary(const ps_store_t *st, MDB_txn *txn, const ps_peer_t *peer, const uint8_t *hdr,
+                           const uint8_t *packed, size_t plen, uint8_t *sum, size_t *sum_len)
+{
+    Popsync__MigrantSummary ms = POPSYNC__MIGRANT_SUMMARY__INIT;
+    Popsync__Record *mig = NULL, *p = NULL;
+    char unit[13], other[13], idn[64], masked[32];
+    MDB_val k, v;
+
+    *sum_len = 0;
+    if (hdr[8] != POPSYNC__KIND__KIND_MIGRATION || (hdr[9] & REC_DELETED))
+        return PS_OK;
+    hdr_unit(hdr, HDR_UNIT, unit);
+    hdr_unit(hdr, HDR_OTHER, other);
+    if (!ps_policy_sees_migrant(st->opts.units, peer, unit, other))
+        return PS_OK;
+    if (ps_msg_unpack_desc(&popsync__record__descriptor, packed, plen, (ProtobufCMessage **)&mig))
+        return PS_OK; /* the record itself is sent; the summary is best effort */
+    if (mig->body_case == POPSYNC__RECORD__BODY_MIGRATION && mig->migration->person_id.len == PS_ID_LEN) {
+        k.mv_size = PS_ID_LEN;
+        k.mv_data = mig->migration->person_id.data;
+        if (mdb_get(txn, st->records, &k, &v) == 0 && v.mv_size > REC_HDR &&
+            ((const uint8_t *)v.mv_data)[8] == POPSYNC__KIND__KIND_PERSON &&
+            !(((const uint8_t *)v.mv_data)[9] & REC_DELETED))
+            ps_msg_unpack_desc(&popsync__record__descriptor, (const uint8_t *)v.mv_data + REC_HDR,
+                               v.mv_size - REC_HDR, (ProtobufCMessage **)&p);
+    }
+    if (p && p->body_case == POPSYNC__RECORD__BODY_PERSON) {
+        masked[0] = '\0';
+        if (ps_record_get_text(p, "id_number", idn, sizeof(idn)) == PS_OK && *idn)
+            ps_field_shown(POPSYNC__KIND__KIND_PERSON, "id_number", idn, masked, sizeof(masked));
+        ms.name = p->person->name ? p->person->name : (char *)"";
+        ms.sex = p->person->sex;
+        ms.birth_date = p->person->birth_date ? p->person->birth_date : (char *)"";
+        ms.id_number_masked = masked;
+        if (protobuf_c_message_get_packed_size(&ms.base) <= MIGRANT_MAX)
+            *sum_len = protobuf_c_message_pack(&ms.base, sum);
+    }
+    if (p)
+        ps_msg_free(&p->base);
+    ps_msg_free(&mig->base);
+    return PS_OK;
+}
+
 int ps_store_pull(ps_store_t *st, const ps_peer_t *peer, uint64_t cursor, uint32_t max_records,
                   uint32_t max_bytes, uint32_t request_id, ps_buf_t *out)
 {
@@ -1571,8 +1621,13 @@ int ps_store_pull(ps_store_t *st, const ps_peer_t *peer, uint64_t cursor, uint32
             mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
             continue;
         }
-        if ((rc = ps_msg_feed_entry_append(out, seq, packed, plen)))
-            goto out;
+        {
+            uint8_t sum[MIGRANT_MAX];
+            size_t slen;
+            migrant_summary(st, txn, peer, rv.mv_data, packed, plen, sum, &slen);
+            if ((rc = ps_msg_feed_entry_append_migrant(out, seq, packed, plen, sum, slen)))
+                goto out;
+        }
         bytes += plen;
         count++;
         last = seq;
@@ -1959,9 +2014,15 @@ int ps_store_fetch(ps_store_t *st, const ps_peer_t *peer, const ProtobufCBinaryD
         }
         if (v.mv_size < REC_HDR || !may_read_hdr(st, peer, v.mv_data))
             continue;
-        if ((rc = ps_msg_feed_entry_append(out, be64get(v.mv_data), (const uint8_t *)v.mv_data + REC_HDR,
-                                           v.mv_size - REC_HDR)))
-            goto out;
+        {
+            uint8_t sum[MIGRANT_MAX];
+            size_t slen;
+            migrant_summary(st, txn, peer, v.mv_data, (const uint8_t *)v.mv_data + REC_HDR, v.mv_size - REC_HDR,
+                            sum, &slen);
+            if ((rc = ps_msg_feed_entry_append_migrant(out, be64get(v.mv_data), (const uint8_t *)v.mv_data + REC_HDR,
+                                                       v.mv_size - REC_HDR, sum, slen)))
+                goto out;
+        }
     }
     /* cursor 0: a fetch never moves the reader's feed position. */
     if ((rc = ps_msg_pull_batch_finish(out, 0, 0, ps_store_head(st))))

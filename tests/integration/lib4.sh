@@ -239,6 +239,7 @@ mig = (f_bytes(1, uid(r["person_id"])) + f_varint(2, direction) + f_str(3, r["ot
        f_str(7, r["employer"]) + f_varint(8, int(bool(r["urgent"]))) + f_str(9, r["submitted_date"]) +
        f_str(10, r["feedback_date"]))
 rec = (f_bytes(1, uid(r["id"])) + f_varint(2, 4) + f_str(3, r["orgunit"]) +
+       f_varint(5, int(str(r.get("deleted")) in ("True", "true", "1"))) +
        f_varint(6, int(r["created_ms"])) + f_bytes(19, mig))
 base = f_varint(1, int(r["rev"]["gen"])) + f_varint(2, int(r["rev"]["hlc"])) + f_bytes(3, bytes.fromhex(r["rev"]["node"]))
 change = f_varint(1, lcn) + f_bytes(2, rec) + f_bytes(3, base)

@@ -109,7 +109,7 @@ static void start_server(const char *popsyncd)
             dup2(fd, 2);
             dup2(fd, 1);
         }
-        char *av[] = {"popsyncd", "--listen", "127.0.0.1:0", "--port-file", port_file, "--data", data, "--ca", ca,
+        char *av[] = {"popsyncd", "--allow-synthetic", "--listen", "127.0.0.1:0", "--port-file", port_file, "--data", data, "--ca", ca,
                       "--cert", cert, "--key", key, "--log-level", "warn", "--map-size", "2048", "--max-conns", "20000",
                       "--max-conns-per-cert", "0", "--idle-timeout", "600000", "--handshake-timeout", "60000",
                       g_hs_threads ? "--handshake-threads" : NULL, (char *)g_hs_threads, NULL};

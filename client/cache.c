@@ -501,6 +501,7 @@ int ps_cache_open(ps_cache_t **out, const char *dir, char *err, size_t errlen)
     }
     c->m.conflicts_open = meta_get_u64(txn, c->meta, "conflicts_open");
     meta_get_str(txn, c->meta, "timezone", c->m.timezone, sizeof(c->m.timezone));
+    c->m.synthetic_policy = (int)meta_get_u64(txn, c->meta, "synthetic");
     c->hlc.last = meta_get_u64(txn, c->meta, "hlc");
     c->m.clock_skew_ms = (int64_t)meta_get_u64(txn, c->meta, "clock_skew");
     c->m.clock_offset_ms = (int64_t)meta_get_u64(txn, c->meta, "clock_offset");
@@ -1304,6 +1305,23 @@ int ps_cache_set_timezone(ps_cache_t *c, const char *name)
     if (!mrc)
         snprintf(c->m.timezone, sizeof(c->m.timezone), "%s", name);
     return mrc ? ps_db_err(mrc) : PS_OK;
+}
+
+int ps_cache_set_synthetic_policy(ps_cache_t *c, int policy)
+{
+    MDB_txn *txn = NULL;
+    int mrc, rc;
+
+    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+        return ps_db_err(mrc);
+    if ((rc = meta_put_u64(txn, c->meta, "synthetic", (uint64_t)policy))) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    if ((mrc = mdb_txn_commit(txn)))
+        return ps_db_err(mrc);
+    c->m.synthetic_policy = policy;
+    return PS_OK;
 }
 
 int ps_cache_set_connection(ps_cache_t *c, const char *key, const char *value)

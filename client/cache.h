@@ -80,7 +80,12 @@ typedef struct ps_cache_meta {
                                    PS_CLOCK_TOLERANCE_MS (0: right, or never measured) */
     int64_t clock_offset_ms;  /**< added to the device's clock to time edits (the server's clock as
                                    learned at a sync; 0 while the device's clock is right) */
+    int synthetic_policy;     /**< PS_SYNTHETIC_*: does the server take generated test data (last Welcome) */
 } ps_cache_meta_t;
+
+#define PS_SYNTHETIC_UNKNOWN 0 /**< never synced */
+#define PS_SYNTHETIC_REFUSED 1 /**< a real district's server */
+#define PS_SYNTHETIC_ALLOWED 2 /**< a test server (popsyncd --allow-synthetic) */
 
 /**
  * Creates a new cache in dir (refuses an existing one), encrypted under a
@@ -235,6 +240,8 @@ int ps_cache_set_last_sync(ps_cache_t *c, uint64_t ms);
  *  "ca", "cert" or "key" (the caller has checked the value).  PS_OK,
  *  PS_EINVAL (another key), PS_ETOOBIG or a cache error. */
 int ps_cache_set_connection(ps_cache_t *c, const char *key, const char *value);
+/** Keeps what the last Welcome said of synthetic data (PS_SYNTHETIC_*). */
+int ps_cache_set_synthetic_policy(ps_cache_t *c, int policy);
 
 /** Records a sync attempt: error NULL or "" when it completed, else why it
  *  failed (a connection or TLS message: it names no person). */

@@ -365,6 +365,8 @@ static Popsync__Record *start(gen_t *g, int kind, const char *unit, const uint8_
         return NULL;
     }
     rec->id.len = PS_ID_LEN;
+    /* Test data says so, and a real district's server refuses it. */
+    rec->synthetic = 1;
     if (id)
         memcpy(rec->id.data, id, PS_ID_LEN);
     else
@@ -1163,6 +1165,22 @@ static void print_stats(const gen_t *g, const char *unit, double secs, int json)
            secs > 0 ? (double)g->count[1] / secs : 0.0, secs > 0 ? (double)total / secs : 0.0, g->write_secs);
 }
 
+/* Synthetic persons in a real district's data are a harm of their own:
+ * refused when the server is known not to take them, warned about before
+ * the first sync (they are marked, and such a server refuses them then). */
+static int refuse_real_server(const ps_cache_meta_t *m)
+{
+    if (m->synthetic_policy == PS_SYNTHETIC_REFUSED) {
+        ps_cli_err("generate: this cache's server does not take generated test data (it is a real district's "
+                   "server); generate is for test servers started with popsyncd --allow-synthetic");
+        return 1;
+    }
+    if (m->synthetic_policy == PS_SYNTHETIC_UNKNOWN)
+        fprintf(stderr, "popsync: generate: the records are marked synthetic; a server started without "
+                        "--allow-synthetic will refuse them at sync\n");
+    return 0;
+}
+
 int ps_cmd_generate(ps_cli_t *cli, int argc, char **argv)
 {
     static const struct option lo[] = {{"persons", required_argument, NULL, 'p'},
@@ -1213,6 +1231,8 @@ int ps_cmd_generate(ps_cli_t *cli, int argc, char **argv)
         ps_cli_err("generate: %s", err);
         goto out;
     }
+    if (refuse_real_server(ps_cache_meta(g->c)))
+        goto out;
     ps_client_vctx_init(&g->vc, g->c); /* the cache's scope and references */
     if (tree_path && *tree_path) {
         if (ps_orgunits_load(tree_path, &tree, err, sizeof(err))) {

@@ -120,7 +120,10 @@ static const help_t helps[] = {
      "popsync report return --month 2026-10 --orgunit 130203001000 --note \"出生数与医院不符\""},
     {"generate", "--persons N [--seed S] [--orgunit CODE] [--orgunits FILE] [--stats]",
      "synthetic test data (for trials, never for a real district)",
-     "Adds N invented persons with households, births, migrations, benefits and visits.", "popsync generate --persons 1000"},
+     "Adds N invented persons with households, births, migrations, benefits and visits, marked synthetic:\n"
+     "only a test server (popsyncd --allow-synthetic) takes them, and generate refuses to run for a cache\n"
+     "whose server is known not to.",
+     "popsync generate --persons 1000"},
     {"pki init-ca", "--dir PKI [--name NAME]", "make the district's CA", "", "popsync pki init-ca --dir pki"},
     {"pki issue", "--dir PKI --role server|admin|township|collector|viewer --orgunit CODE --name NAME [--days N]",
      "issue a certificate", "", "popsync pki issue --dir pki --role township --orgunit 130203001000 --name town1"},

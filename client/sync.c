@@ -305,6 +305,8 @@ static void on_welcome(session_t *s, Popsync__Welcome *w)
     if (w->timezone && *w->timezone && strlen(w->timezone) < sizeof(m->timezone) &&
         strcmp(w->timezone, m->timezone) != 0)
         ps_cache_set_timezone(s->cache, w->timezone);
+    if ((w->synthetic_allowed ? PS_SYNTHETIC_ALLOWED : PS_SYNTHETIC_REFUSED) != m->synthetic_policy)
+        ps_cache_set_synthetic_policy(s->cache, w->synthetic_allowed ? PS_SYNTHETIC_ALLOWED : PS_SYNTHETIC_REFUSED);
     s->push_max = w->max_batch && w->max_batch < want ? w->max_batch : want;
     /* Leave room for the envelope of each change within the frame limit. */
     s->push_max_bytes = 4u << 20;

@@ -693,6 +693,10 @@ size_t ps_validate_record(const Popsync__Record *r, const ps_validate_ctx_t *ctx
     check_size(r, v);
     if (r->id.len != PS_ID_LEN)
         ps_verrs_add(v, "id", "must be a 16-byte UUID");
+    if (r->synthetic && ctx && ctx->refuse_synthetic)
+        ps_verrs_add(v, "synthetic",
+                     "this server does not take generated test data (popsync generate); only a test server "
+                     "started with popsyncd --allow-synthetic does");
     if (!body_matches_kind(r)) {
         ps_verrs_add(v, "kind", "kind is unknown or does not match the record body");
         check_orgunit(&vs, r->orgunit);

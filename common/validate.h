@@ -60,6 +60,8 @@ typedef struct ps_validate_ctx {
      *  the sender's scope (an owner may hand a record over to another unit; who may
      *  edit the current owner's record is the server's check). */
     const Popsync__Record *current;
+    /** Refuse records marked synthetic (a server without --allow-synthetic). */
+    int refuse_synthetic;
 } ps_validate_ctx_t;
 
 /** Adds an error (formatted reason). */

@@ -32,7 +32,8 @@ done
 ls "$OUT/pki" | wc -l | xargs -I{} echo "   {} files in $OUT/pki"
 
 echo "== popsyncd on 127.0.0.1 (port chosen by the kernel)"
-"$PSD" --listen 127.0.0.1:0 --port-file "$OUT/port" --data "$OUT/server" --orgunits "$UNITS" \
+# --allow-synthetic: a demo server takes the generated (synthetic) records.
+"$PSD" --listen 127.0.0.1:0 --port-file "$OUT/port" --data "$OUT/server" --orgunits "$UNITS" --allow-synthetic \
     --ca "$OUT/pki/ca.crt" --cert "$OUT/pki/popsyncd.crt" --key "$OUT/pki/popsyncd.key" \
     >"$OUT/server.log" 2>&1 &
 server=$!

@@ -39,6 +39,7 @@ static const ckey_t g_keys[] = {
     {"server", "map_size_max_mb", K_MIB, O(map_max)},
     {"server", "orgunits", K_STR, O(orgunits_file)},
     {"server", "timezone", K_STR, O(timezone)},
+    {"server", "allow_synthetic", K_BOOL, O(allow_synthetic)},
     {"server", "log_level", K_LEVEL, 0},
     {"tls", "ca", K_STR, O(ca_file)},
     {"tls", "cert", K_STR, O(cert_file)},
@@ -311,6 +312,7 @@ int ps_config_flag(ps_config_t *cfg, ps_server_opts_t *opts, int opt, const char
     case PS_OPT_CHECK_CONFIG: return 0; /* read by ps_config_prepare */
     case PS_OPT_METRICS: opts->metrics_listen = arg; return 0;
     case PS_OPT_METRICS_ALLOW_REMOTE: opts->metrics_allow_remote = 1; return 0;
+    case PS_OPT_ALLOW_SYNTHETIC: opts->allow_synthetic = 1; return 0;
     default: break;
     }
     if (parse_u64(arg, &v)) {

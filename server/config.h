@@ -23,6 +23,7 @@ enum {
     PS_OPT_METRICS,
     PS_OPT_METRICS_ALLOW_REMOTE,
     PS_OPT_MAX_OUTPUT,
+    PS_OPT_ALLOW_SYNTHETIC,
     PS_OPT_LAST
 };
 
@@ -31,7 +32,8 @@ enum {
     {"config", required_argument, NULL, PS_OPT_CONFIG}, {"check-config", no_argument, NULL, PS_OPT_CHECK_CONFIG}, \
         {"metrics", required_argument, NULL, PS_OPT_METRICS},                                                     \
         {"metrics-allow-remote", no_argument, NULL, PS_OPT_METRICS_ALLOW_REMOTE},                                 \
-        {"max-output", required_argument, NULL, PS_OPT_MAX_OUTPUT}
+        {"max-output", required_argument, NULL, PS_OPT_MAX_OUTPUT},                                               \
+        {"allow-synthetic", no_argument, NULL, PS_OPT_ALLOW_SYNTHETIC}
 
 /** Usage lines for these flags. */
 #define PS_CONFIG_USAGE                                                                                   \
@@ -39,7 +41,8 @@ enum {
     "  --check-config          check the settings (file and flags), load every file they name, exit\n"   \
     "  --metrics HOST:PORT     serve Prometheus metrics at http://HOST:PORT/metrics (loopback)\n"        \
     "  --metrics-allow-remote  allow a non-loopback --metrics address\n"                                  \
-    "  --max-output BYTES      queued output per connection before reading stops (default 8388608)\n"
+    "  --max-output BYTES      queued output per connection before reading stops (default 8388608)\n"     \
+    "  --allow-synthetic       a test server: take the generated records of popsync generate\n"
 
 typedef struct ps_config {
     const char *path;    /**< --config FILE, or NULL */

@@ -363,6 +363,7 @@ int main(int argc, char **argv)
     sopts.map_max = srv.opts.map_max;
     sopts.max_future_ms = srv.opts.max_future_ms;
     sopts.tz = srv.tz;
+    sopts.allow_synthetic = srv.opts.allow_synthetic;
     rc = ps_store_open(&srv.store, srv.opts.data_dir, &sopts, err, sizeof(err));
     if (rc) {
         PS_ERROR("main", "%s", err);

@@ -47,6 +47,7 @@ typedef struct ps_server_opts {
     uint64_t idle_ms;            /**< idle deadline once ready */
     uint64_t max_future_ms;      /**< how far an edit's time may stay ahead of our clock (0) */
     const char *timezone;        /**< the district's IANA time zone: dates are judged by its calendar */
+    int allow_synthetic;         /**< take records of popsync generate (a test server) */
     uint32_t commit_max_changes; /**< changes in one group commit */
     /* issue 15: input a hostile peer can make us hold (conn.c) */
     size_t partial_budget;          /**< bytes of unfinished frames, whole server (0: none) */

@@ -1104,6 +1104,7 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
         vctx.today = ps_tz_date(&c->st->opts.tz, c->now_ms); /* the district's calendar */
         vctx.ref_exists = ref_exists;
         vctx.ref_arg = &rctx;
+        vctx.refuse_synthetic = !c->st->opts.allow_synthetic;
         ps_validate_record(r, &vctx, verrs);
     }
     if (cur && cur->kind != r->kind)

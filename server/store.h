@@ -54,6 +54,7 @@ typedef struct ps_store_opts {
     uint64_t max_future_ms;  /**< how far ahead of our clock at acceptance an edit's time may stay (default 0) */
     const ps_orgunits_t *units; /**< org-unit tree for validation (may be NULL) */
     ps_tz_t tz;              /**< the district's zone: "today" for date checks and reports (tz.h) */
+    int allow_synthetic;     /**< take records marked synthetic (popsync generate): a test server only */
 } ps_store_opts_t;
 
 /**

@@ -165,6 +165,7 @@ static void send_welcome(read_job_t *j)
     w.node_high_water = j->hw;
     w.server_hlc = ps_now_ms() << 16;
     w.timezone = srv->tz.name;
+    w.synthetic_allowed = srv->opts.allow_synthetic != 0;
     if (srv->units) {
         w.orgunits_digest.data = (uint8_t *)ps_orgunits_digest(srv->units);
         w.orgunits_digest.len = 32;

@@ -76,7 +76,7 @@ make_pki() {
 # sets PORT once it is listening.
 start_server() {
     rm -f "$T/port"
-    "$POPSYNCD" --listen 127.0.0.1:0 --port-file "$T/port" --data "$T/server" \
+    "$POPSYNCD" --listen 127.0.0.1:0 --port-file "$T/port" --data "$T/server" --allow-synthetic \
         --ca "$T/pki/ca.crt" --cert "$T/pki/popsyncd.crt" --key "$T/pki/popsyncd.key" "$@" \
         >>"$T/server.log" 2>&1 &
     SERVER_PID=$!

@@ -60,7 +60,7 @@ ids adm >"$T/orig.ids"
 SERVER1=$SERVER_PID
 PORT1=$PORT
 rm -f "$T/port"
-"$POPSYNCD" --listen 127.0.0.1:0 --port-file "$T/port" --data "$T/restored" \
+"$POPSYNCD" --listen 127.0.0.1:0 --port-file "$T/port" --data "$T/restored" --allow-synthetic \
     --ca "$T/pki/ca.crt" --cert "$T/pki/popsyncd.crt" --key "$T/pki/popsyncd.key" >>"$T/server2.log" 2>&1 &
 SERVER2=$!
 for _ in $(seq 1 200); do [ -s "$T/port" ] && break; sleep 0.05; done

@@ -34,7 +34,7 @@ restart() {
     local try
     for try in $(seq 1 50); do
         rm -f "$T/port"
-        "$POPSYNCD" --listen "127.0.0.1:$PORT" --port-file "$T/port" --data "$T/server" \
+        "$POPSYNCD" --listen "127.0.0.1:$PORT" --port-file "$T/port" --data "$T/server" --allow-synthetic \
             --ca "$T/pki/ca.crt" --cert "$T/pki/popsyncd.crt" --key "$T/pki/popsyncd.key" \
             --idle-timeout 30000 >>"$T/server.log" 2>&1 &
         SERVER_PID=$!

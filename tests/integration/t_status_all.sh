@@ -82,7 +82,7 @@ pass "open conflicts are counted, per node whose change lost"
 # every few seconds) the server still knows every node.
 stop_server
 rm -f "$T/port"
-"$POPSYNCD" --listen "127.0.0.1:$PORT" --port-file "$T/port" --data "$T/server" \
+"$POPSYNCD" --listen "127.0.0.1:$PORT" --port-file "$T/port" --data "$T/server" --allow-synthetic \
     --ca "$T/pki/ca.crt" --cert "$T/pki/popsyncd.crt" --key "$T/pki/popsyncd.key" >>"$T/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1 100); do [ -s "$T/port" ] && break; sleep 0.05; done

@@ -177,6 +177,7 @@ static int assign_id(import_st_t *st, Popsync__Record *r, ps_verrs_t *v, Popsync
         r->rev = old->rev;
         old->rev = NULL;
         r->created_ms = old->created_ms;
+        r->synthetic = old->synthetic; /* test data stays marked through an update */
         *oldp = old;
         return PS_OK;
     }

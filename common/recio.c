@@ -23,8 +23,9 @@
 #include <strings.h>
 
 /* Envelope keys of a JSON record that belong to the cache that stored it;
- * an import makes its own, so they are read and dropped. */
-static const char *const cache_keys[] = {"deleted", "rev", "created_ms", "updated_ms", "changed_by"};
+ * an import makes its own, so they are read and dropped.  (synthetic: only
+ * `popsync generate` marks records; an import is never synthetic.) */
+static const char *const cache_keys[] = {"deleted", "rev", "created_ms", "updated_ms", "changed_by", "synthetic"};
 
 #define MAX_CELL_TEXT (64u << 20) /* a cell larger than this is not a record field */
 

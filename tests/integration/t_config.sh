@@ -22,6 +22,7 @@ data = $T/server
 map_size_mb = 64
 map_size_max_mb = 1024
 log_level = warn
+allow_synthetic = true
 
 [tls]
 ca = $T/pki/ca.crt

@@ -5,17 +5,20 @@
  * listed and only the records that differ are fetched or dropped.
  *
  * conflicts list: what the server kept when two edits clashed (online).
- * conflicts resolve ID --keep mine|theirs|FILE: makes a change that settles
- * the conflict and pushes it; it then syncs to everyone like any change.
- * "theirs" keeps the record as it is now (the winning values); "mine" puts
- * back the losing side's values for the fields in conflict (for a delete or
- * scope conflict, the losing version whole); FILE is a JSON object of field
- * values to set.  See docs/sync.md.
+ * conflicts resolve ID --keep mine|theirs|kept|lost|FILE: makes a change
+ * that settles the conflict and pushes it; it then syncs to everyone like
+ * any change.  "kept" keeps the record as it is now (the winning values);
+ * "lost" puts back the losing side's values for the fields in conflict (for
+ * a delete or scope conflict, the losing version whole); FILE is a JSON
+ * object of field values to set.  "mine" and "theirs" are relative to this
+ * cache: mine is the side its own edit is on (the conflict's lost_node or
+ * kept_node is this cache's node), theirs the other side.  See docs/sync.md.
  */
 #include "cli.h"
 #include "cache.h"
 #include "err.h"
 #include "ids.h"
+#include "policy.h"
 #include "record_fmt.h"
 #include "sync.h"
 #include "validate.h"
@@ -75,16 +78,37 @@ typedef struct list_ctx {
     int json;
     json_t *arr;
     size_t n;
+    const uint8_t *node;          /* this cache's node: which side is ours */
     const uint8_t *want;          /* resolve: the conflict sought */
     Popsync__Conflict *found;     /* resolve: a copy of it (owned) */
     int header;                   /* the table's header was printed */
     uint64_t open;                /* unresolved conflicts listed */
 } list_ctx_t;
 
-static void print_conflict(const Popsync__Conflict *cf);
+static void print_conflict(const Popsync__Conflict *cf, const uint8_t *node);
 
-static json_t *conflict_json(const Popsync__Conflict *cf)
+/* Which side of cf holds this cache's own edit: "lost", "kept" or NULL. */
+static const char *my_side(const Popsync__Conflict *cf, const uint8_t *node)
 {
+    if (node && cf->lost_node.len == 16 && memcmp(cf->lost_node.data, node, 16) == 0)
+        return "lost";
+    if (node && cf->kept_node.len == 16 && memcmp(cf->kept_node.data, node, 16) == 0)
+        return "kept";
+    return NULL;
+}
+
+static json_t *node_json(const ProtobufCBinaryData *b)
+{
+    char hex[33];
+    if (b->len != 16)
+        return json_null();
+    ps_hex(b->data, 16, hex);
+    return json_string(hex);
+}
+
+static json_t *conflict_json(const Popsync__Conflict *cf, const uint8_t *node)
+{
+    const char *side = my_side(cf, node);
     char cid[PS_UUID_STR] = "", rid[PS_UUID_STR] = "";
     json_t *o, *fields = json_array();
     if (cf->id.len == 16)
@@ -99,6 +123,9 @@ static json_t *conflict_json(const Popsync__Conflict *cf)
                   "resolved", cf->resolved);
     json_object_set_new(o, "kept", cf->kept ? ps_record_to_json(cf->kept) : json_null());
     json_object_set_new(o, "lost", cf->lost ? ps_record_to_json(cf->lost) : json_null());
+    json_object_set_new(o, "lost_node", node_json(&cf->lost_node));
+    json_object_set_new(o, "kept_node", node_json(&cf->kept_node));
+    json_object_set_new(o, "mine", side ? json_string(side) : json_null());
     return o;
 }
 
@@ -124,12 +151,12 @@ static void on_conflicts(const Popsync__ConflictListResult *res, void *arg)
             continue;
         }
         if (l->json) {
-            json_array_append_new(l->arr, conflict_json(cf));
+            json_array_append_new(l->arr, conflict_json(cf, l->node));
         } else {
             if (!l->header++)
                 printf("%-36s  %-36s  %-13s %-9s  %-16s  %s\n", "CONFLICT", "RECORD", "KIND", "UNIT", "RAISED",
                        "STATE");
-            print_conflict(cf);
+            print_conflict(cf, l->node);
         }
     }
 }
@@ -149,8 +176,9 @@ static void side_text(const Popsync__Record *r, const char *field, char *out, si
 
 /* A conflict's line, then each field in conflict with both values side by
  * side: the version the record has now and the one that lost. */
-static void print_conflict(const Popsync__Conflict *cf)
+static void print_conflict(const Popsync__Conflict *cf, const uint8_t *node)
 {
+    const char *side = my_side(cf, node);
     char cid[PS_UUID_STR] = "", rid[PS_UUID_STR] = "", when[32] = "";
     time_t t = (time_t)(cf->created_ms / 1000);
     struct tm tm;
@@ -171,6 +199,9 @@ static void print_conflict(const Popsync__Conflict *cf)
     }
     if (cf->reason && cf->reason[0])
         printf("    why: %s\n", cf->reason);
+    if (side)
+        printf("    %s\n", !strcmp(side, "lost") ? "your edit lost: --keep mine puts it back"
+                                                  : "your edit was kept: the cache whose edit lost is told");
 }
 
 static int fetch_conflicts(ps_cli_t *cli, ps_cache_t *c, list_ctx_t *l, int include_resolved, const char *cmd)
@@ -192,13 +223,14 @@ static int fetch_conflicts(ps_cli_t *cli, ps_cache_t *c, list_ctx_t *l, int incl
     return rc;
 }
 
-/* Builds the resolving version of the record. */
+/* Builds the resolving version of the record: keep is "kept", "lost" or a
+ * FILE of field values. */
 static int build_resolution(const Popsync__Conflict *cf, const char *keep, Popsync__Record *r, char *err, size_t errlen)
 {
     int whole = 0;
-    if (strcmp(keep, "theirs") == 0)
+    if (strcmp(keep, "kept") == 0)
         return PS_OK;
-    if (strcmp(keep, "mine") == 0) {
+    if (strcmp(keep, "lost") == 0) {
         if (!cf->lost) {
             snprintf(err, errlen, "the conflict holds no losing version");
             return PS_EINVAL;
@@ -243,8 +275,56 @@ static int build_resolution(const Popsync__Conflict *cf, const char *keep, Popsy
     }
 }
 
+/* Turns --keep mine|theirs into the side of the conflict (kept or lost)
+ * relative to this cache: mine is the side its own edit is on.  *keep
+ * becomes NULL when nothing is to be sent: "mine" by the cache whose edit
+ * the record kept (its value stands; the losing cache is still told).
+ * Also refuses, before anything is sent, a resolution this cache may not
+ * write: the record may have left its scope since its edit. */
+static int pick_side(ps_cache_t *c, const Popsync__Conflict *cf, const char *idtext, const char **keep)
+{
+    const ps_cache_meta_t *m = ps_cache_meta(c);
+    const char *side = my_side(cf, m->node), *k = *keep;
+    const Popsync__Record *kept = cf->kept;
+    ps_orgunits_t *tree;
+    ps_peer_t me;
+    int may;
+
+    if (!strcmp(k, "mine") || !strcmp(k, "theirs")) {
+        if (!side && !strcmp(k, "mine")) {
+            ps_cli_err("conflicts resolve: this cache made neither edit of conflict %s, so it has no 'mine'; use "
+                       "--keep kept (the record as it stands) or --keep lost (the values that lost)",
+                       idtext);
+            return PS_EXIT_USAGE;
+        }
+        /* A third party's "theirs" is the record as the others left it. */
+        k = !side ? "kept" : !strcmp(k, "mine") ? side : !strcmp(side, "lost") ? "kept" : "lost";
+        if (!strcmp(*keep, "mine") && !strcmp(side, "kept")) {
+            *keep = NULL;
+            return PS_EXIT_OK;
+        }
+    }
+    ps_policy_peer(&me, m->role, m->orgunit);
+    tree = ps_client_orgunits(c);
+    may = ps_policy_may_write(tree, &me, kept->orgunit,
+                              kept->body_case == POPSYNC__RECORD__BODY_MIGRATION && kept->migration
+                                  ? kept->migration->other_place_code
+                                  : NULL,
+                              kept->orgunit) == PS_WRITE_OWNER;
+    ps_orgunits_free(tree);
+    if (!may) {
+        ps_cli_err("conflicts resolve: the record is now in unit %s, outside this cache's scope; a clerk of that "
+                   "unit or the district can settle conflict %s",
+                   kept->orgunit ? kept->orgunit : "", idtext);
+        return PS_EXIT_FAIL;
+    }
+    *keep = k;
+    return PS_EXIT_OK;
+}
+
 static int resolve(ps_cli_t *cli, ps_cache_t *c, const char *idtext, const char *keep)
 {
+    const char *asked = keep;
     uint8_t cid[16];
     list_ctx_t l;
     Popsync__Record *r = NULL;
@@ -261,6 +341,7 @@ static int resolve(ps_cli_t *cli, ps_cache_t *c, const char *idtext, const char 
     }
     memset(&l, 0, sizeof(l));
     l.want = cid;
+    l.node = ps_cache_meta(c)->node;
     if (fetch_conflicts(cli, c, &l, 0, "conflicts resolve"))
         return PS_EXIT_SYNC;
     if (!l.found) {
@@ -269,6 +350,16 @@ static int resolve(ps_cli_t *cli, ps_cache_t *c, const char *idtext, const char 
     }
     if (!l.found->kept || l.found->record_id.len != 16) {
         ps_cli_err("conflicts resolve: the conflict holds no record");
+        goto out;
+    }
+    if ((rc = pick_side(c, l.found, idtext, &keep)) != PS_EXIT_OK)
+        goto out;
+    rc = PS_EXIT_FAIL;
+    if (!keep) {
+        printf("conflict %s: your edit is the one the record kept, and it stays; the conflict stays open until the "
+               "cache whose edit lost (or an administrator) settles it\n",
+               idtext);
+        rc = PS_EXIT_OK;
         goto out;
     }
     /* Base the resolution on our copy when we have one, else on the version
@@ -315,7 +406,7 @@ static int resolve(ps_cli_t *cli, ps_cache_t *c, const char *idtext, const char 
         rc = PS_EXIT_FAIL;
         goto out;
     }
-    printf("resolved %s (kept %s)\n", idtext, keep);
+    printf("resolved %s (kept %s)\n", idtext, asked);
     rc = PS_EXIT_OK;
 out:
     if (r)
@@ -337,7 +428,7 @@ int ps_cmd_conflicts(ps_cli_t *cli, int argc, char **argv)
     int opt, rc, all = 0;
 
     if (argc < 2) {
-        ps_cli_err("conflicts: usage: conflicts list [--all] [--json] | conflicts resolve ID --keep mine|theirs|FILE");
+        ps_cli_err("conflicts: usage: conflicts list [--all] [--json] | conflicts resolve ID --keep mine|theirs|kept|lost|FILE");
         return PS_EXIT_USAGE;
     }
     sub = argv[1];
@@ -358,6 +449,7 @@ int ps_cmd_conflicts(ps_cli_t *cli, int argc, char **argv)
         list_ctx_t l;
         memset(&l, 0, sizeof(l));
         l.json = cli->json;
+        l.node = ps_cache_meta(c)->node;
         if (l.json)
             l.arr = json_array();
         rc = fetch_conflicts(cli, c, &l, all, "conflicts list") ? PS_EXIT_SYNC : PS_EXIT_OK;
@@ -373,7 +465,7 @@ int ps_cmd_conflicts(ps_cli_t *cli, int argc, char **argv)
     } else if (strcmp(sub, "resolve") == 0 && optind == argc - 1 && keep) {
         rc = resolve(cli, c, argv[optind], keep);
     } else {
-        ps_cli_err("conflicts: usage: conflicts list [--all] [--json] | conflicts resolve ID --keep mine|theirs|FILE");
+        ps_cli_err("conflicts: usage: conflicts list [--all] [--json] | conflicts resolve ID --keep mine|theirs|kept|lost|FILE");
         rc = PS_EXIT_USAGE;
     }
     ps_cache_close(c);

@@ -230,8 +230,9 @@ int ps_cmd_sync(ps_cli_t *cli, int argc, char **argv)
     if (rc == PS_OK)
         ps_cache_set_conflicts_open(c, nconf);
     if (cli->json) {
-        json_t *j = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:I,s:I}", "ok", rc == PS_OK, "conflicts",
-                              (json_int_t)(st.conflicts + st.merged_conflicts), "accepted",
+        json_t *j = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:I,s:I}", "ok", rc == PS_OK, "conflicts",
+                              (json_int_t)(st.conflicts + st.merged_conflicts), "conflicts_lost",
+                              (json_int_t)st.conflicts_lost, "accepted",
                               (json_int_t)st.accepted, "duplicate", (json_int_t)st.duplicate, "rejected",
                               (json_int_t)st.rejected, "pulled", (json_int_t)st.pulled, "cursor",
                               ps_json_u64(st.cursor), "head", ps_json_u64(st.head), "bytes_in",
@@ -252,6 +253,10 @@ int ps_cmd_sync(ps_cli_t *cli, int argc, char **argv)
     if ((st.conflicts || st.merged_conflicts) && !cli->json)
         ps_cli_err("sync: %llu change(s) clashed with other edits and were kept as conflicts; see 'popsync conflicts list'",
                    (unsigned long long)(st.conflicts + st.merged_conflicts));
+    if (st.conflicts_lost && !cli->json)
+        ps_cli_err("sync: %llu open conflict(s) where an edit made in this cache lost to another; look at them with "
+                   "'popsync conflicts list' (--keep mine puts yours back)",
+                   (unsigned long long)st.conflicts_lost);
     if (st.rejected && !cli->json)
         ps_cli_err("sync: %llu change(s) were refused by the server and are kept in this cache; correct them "
                    "with 'popsync refused edit ID' (see 'popsync refused list')",

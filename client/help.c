@@ -96,8 +96,9 @@ static const help_t helps[] = {
     {"refused discard", "ID", "drop a refused change for good", "", "popsync refused discard 0199c1e2-..."},
     {"conflicts list", "[--all] [--json]", "edits that lost a race, both values side by side", "",
      "popsync conflicts list"},
-    {"conflicts resolve", "ID --keep mine|theirs|FILE", "settle a conflict",
-     "mine: this cache's edit; theirs: the other side's; FILE: a JSON object of the values to keep.",
+    {"conflicts resolve", "ID --keep mine|theirs|kept|lost|FILE", "settle a conflict",
+     "mine: this cache's edit; theirs: the other side's (a cache that made neither edit says kept: the record "
+     "as it stands, or lost: the values that lost); FILE: a JSON object of the values to keep.",
      "popsync conflicts resolve 0199c1e2-... --keep mine"},
     {"query", "--kind KIND [--orgunit CODE] [--date-field F [--from D] [--to D]] [--where FIELD=VALUE]...\n"
               "        [--group-by a,b,...] [--sum FIELD] [--list [--limit N] [--page-size N]] [--deleted]\n"

@@ -278,6 +278,7 @@ static void on_welcome(session_t *s, Popsync__Welcome *w)
     uint32_t want = s->opts->push_batch ? s->opts->push_batch : 1000;
 
     s->stats->head = w->head;
+    s->stats->conflicts_lost = w->conflicts_lost;
     s->zstd = (w->features & PS_FEATURE_ZSTD) != 0;
     if (w->protocol_version != PS_PROTOCOL_VERSION) {
         sess_fail(s, PS_EPROTO, "server speaks protocol %u, we speak %u", w->protocol_version, PS_PROTOCOL_VERSION);

@@ -59,6 +59,7 @@ typedef struct ps_sync_stats {
     uint64_t cursor, head;                  /**< where we are, where the server is */
     uint64_t conflicts;                     /**< changes kept whole as conflicts */
     uint64_t merged_conflicts;              /**< changes applied that also raised a conflict */
+    uint64_t conflicts_lost;                /**< open conflicts in which an edit of this cache lost (Welcome) */
     uint64_t bytes_in, bytes_out;           /**< ciphertext on the wire */
     uint64_t refetched;                     /**< refused records re-read from the server */
     int verified;                           /**< verify ran */

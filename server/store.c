@@ -1849,6 +1849,33 @@ out:
     return rc;
 }
 
+int ps_store_conflicts_lost(ps_store_t *st, const uint8_t node[PS_ID_LEN], uint32_t *n)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int mrc;
+    *n = 0;
+    if ((mrc = ro_begin(st, &txn)) || (mrc = mdb_cursor_open(txn, st->conflicts, &cur)))
+        goto out;
+    while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        Popsync__Conflict *cf = NULL;
+        if (ps_msg_unpack_desc(&popsync__conflict__descriptor, v.mv_data, v.mv_size, (ProtobufCMessage **)&cf))
+            continue;
+        if (!cf->resolved && cf->lost_node.len == PS_ID_LEN && memcmp(cf->lost_node.data, node, PS_ID_LEN) == 0 &&
+            *n < UINT32_MAX)
+            (*n)++;
+        ps_msg_free(&cf->base);
+    }
+    mrc = mrc == MDB_NOTFOUND ? 0 : mrc;
+out:
+    if (cur)
+        mdb_cursor_close(cur);
+    if (txn)
+        ro_end(st, txn);
+    return mrc ? db_err(mrc) : PS_OK;
+}
+
 int ps_store_conflict_count(ps_store_t *st, uint64_t *open_conflicts, uint64_t *total)
 {
     MDB_txn *txn = NULL;

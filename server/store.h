@@ -125,6 +125,9 @@ int ps_store_node_rebind(ps_store_t *st, const uint8_t node[PS_ID_LEN], const ps
  *  node, may see (common/policy.h: its scope, or its own edits). */
 int ps_store_conflicts(ps_store_t *st, const ps_peer_t *peer, const uint8_t node[PS_ID_LEN], int include_resolved,
                        uint32_t max, uint32_t request_id, ps_buf_t *out);
+/** Open conflicts in which an edit of node lost (told in Welcome, so the
+ *  cache whose edit lost learns of it at its next sync).  Read-only. */
+int ps_store_conflicts_lost(ps_store_t *st, const uint8_t node[PS_ID_LEN], uint32_t *n);
 /** Open and total conflicts (metrics, status). */
 int ps_store_conflict_count(ps_store_t *st, uint64_t *open_conflicts, uint64_t *total);
 /** A whole VerifyDigests frame over the peer's scope. */

@@ -51,6 +51,7 @@ struct read_job {
     uint64_t cursor;
     uint32_t max_records, max_bytes;
     uint64_t hw;
+    uint32_t conflicts_lost; /* Hello: open conflicts this node's edits lost */
     uint64_t new_cursor;     /* Pull: the batch's cursor, 0 if unknown (nodes.c) */
     ps_peer_t peer;
     uint8_t node[PS_ID_LEN];
@@ -68,6 +69,8 @@ struct read_job {
 static void work_hello(read_job_t *j)
 {
     j->rc = ps_store_node_hello(j->c->srv->store, j->node, &j->peer, &j->hw, j->err, sizeof(j->err));
+    if (j->rc == PS_OK)
+        j->rc = ps_store_conflicts_lost(j->c->srv->store, j->node, &j->conflicts_lost);
 }
 
 static void work_pull(read_job_t *j)
@@ -163,6 +166,7 @@ static void send_welcome(read_job_t *j)
     w.max_batch = srv->opts.max_push_changes;
     w.features = c->features;
     w.node_high_water = j->hw;
+    w.conflicts_lost = j->conflicts_lost;
     w.server_hlc = ps_now_ms() << 16;
     w.timezone = srv->tz.name;
     w.synthetic_allowed = srv->opts.allow_synthetic != 0;

@@ -185,6 +185,31 @@ static int assign_id(import_st_t *st, Popsync__Record *r, ps_verrs_t *v, Popsync
     return PS_OK;
 }
 
+/* An update of a record the cache holds sets only what the file has: a
+ * field with no column (CSV, XLSX) or key (JSON) keeps the cache's value,
+ * so a file of id and phone changes phones and nothing else.  A present but
+ * empty cell still clears its field (r read it as empty).  PS_OK or
+ * PS_ENOMEM. */
+static int keep_absent(const ps_recio_row_t *row, Popsync__Record *r, const Popsync__Record *old)
+{
+    const char *names[64];
+    size_t n = ps_record_field_names((int)r->kind, names, 64);
+    char text[1024], err[256];
+    int rc;
+
+    for (size_t i = 0; i < n && i < 64; i++) {
+        if (ps_recio_row_has(row, (int)r->kind, names[i]) ||
+            ps_record_get_text(old, names[i], text, sizeof(text)) != PS_OK || !*text)
+            continue;
+        if ((rc = ps_record_set(r, names[i], text, err, sizeof(err))) == PS_ENOMEM)
+            return rc;
+    }
+    if (!ps_recio_row_has(row, (int)r->kind, "orgunit") && old->orgunit && *old->orgunit &&
+        (rc = ps_record_set(r, "orgunit", old->orgunit, err, sizeof(err))))
+        return rc == PS_ENOMEM ? rc : PS_OK;
+    return PS_OK;
+}
+
 /* Copies every field r has a value for onto into (the --update merge). */
 static int merge_into(Popsync__Record *into, const Popsync__Record *r)
 {
@@ -263,6 +288,8 @@ static int import_row(ps_recio_row_t *row, void *arg)
     }
     memset(&v, 0, sizeof(v));
     if ((rc = assign_id(st, r, &v, &old)))
+        goto fail;
+    if (v.n == 0 && old && (rc = keep_absent(row, r, old)))
         goto fail;
     if (v.n == 0) {
         ps_fields_complete(r);

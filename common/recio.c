@@ -57,6 +57,39 @@ static const char *settable_name(int kind, const char *name)
     return NULL;
 }
 
+/* Does the column or key called name (a settable name, or NULL) set field? */
+static int column_sets(int kind, const char *name, const char *field)
+{
+    const ps_field_t *df;
+
+    if (!name)
+        return 0;
+    if (strcmp(name, field) == 0)
+        return 1;
+    df = ps_field_find(kind, name);
+    return df && df->stored && strcmp(df->stored, field) == 0;
+}
+
+int ps_recio_row_has(const ps_recio_row_t *row, int kind, const char *field)
+{
+    const char *key;
+    json_t *val;
+
+    if (row->json && json_is_object(row->json)) {
+        json_object_foreach ((json_t *)row->json, key, val)
+            if (column_sets(kind, settable_name(kind, key), field))
+                return 1;
+        return 0;
+    }
+    if (row->cols && row->ncells > 0) {
+        for (size_t i = 0; i < row->ncells; i++)
+            if (column_sets(kind, row->cols[i], field))
+                return 1;
+        return 0;
+    }
+    return 1;
+}
+
 /* record_fmt's messages quote the offending value, which may be a name or an
  * ID number: reduce one to a reason without it.  "field 'sex': invalid value
  * 'x' (expected ...)" -> "invalid value (expected ...)"; "field 'n': 'abc'
@@ -436,6 +469,7 @@ static void csv_data_row(csv_rd_t *st)
         row.cells = st->cellp;
         row.header = (const char *const *)st->hdr;
         row.ncells = st->nf;
+        row.cols = st->cols;
         if ((rc = ps_record_new(&row.rec, st->kind))) {
             st->rc = rc;
             return;

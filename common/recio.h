@@ -75,7 +75,18 @@ typedef struct ps_recio_row {
     const char *const *header; /**< the header's cells as read */
     size_t ncells;             /**< cells (and header) count; 0 when not given */
     const struct json_t *json; /**< JSON: the element */
+    const char *const *cols;   /**< CSV: the field each of the ncells columns sets (internal:
+                                    ask ps_recio_row_has) */
 } ps_recio_row_t;
+
+/**
+ * 1 when the row's file has a column (CSV, XLSX) or its element a key (JSON)
+ * for field: "orgunit" or a body field name as ps_record_field_names gives
+ * it (a yuan column counts for the _fen field it sets).  An import that
+ * updates a record sets only these (docs/data-model.md §8.3); 1 when the
+ * row does not say (no header or element).
+ */
+int ps_recio_row_has(const ps_recio_row_t *row, int kind, const char *field);
 
 /**
  * Called once per data row, or once with file_error set.  Returns 0 to go

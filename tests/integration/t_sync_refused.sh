@@ -29,13 +29,19 @@ psync b
 sq admin delete "$gone"
 psync admin
 
-# Offline, A makes a new visit for that person and moves its visit to him;
-# B (the migration's other place) deletes A's migration.  Locally all three
-# look fine; the server refuses each.
+# Offline, A makes a new visit for that person and moves its visit to him:
+# locally both look fine; the server refuses each.  B (the migration's
+# other place) may not delete A's migration: since issue 16 point 5 the CLI
+# refuses that offline with the server's words, so nothing is queued.
 nv=$(sq a add service_visit --set person_id="$gone" --set service=consultation --set visit_date=2025-06-01 \
     --set provider=王医生 --set outcome=随访完成)
 sq a edit "$v" --set person_id="$gone" --set outcome=复查
-sq b delete "$m"
+set +e
+outd=$(sq b delete "$m" 2>&1)
+rcd=$?
+set -e
+expect_eq "$rcd" 4 "exit of the other place's delete ($outd)"
+grep -q "deleted: the other place may not delete or restore the record" <<<"$outd" || fail "offline refusal: $outd"
 
 set +e
 out=$(sq a sync 2>&1)
@@ -46,7 +52,7 @@ set -e
 echo "A's sync: $out"
 echo "B's sync: $outb"
 expect_eq "$rc" 6 "exit code of a sync with refused changes"
-expect_eq "$rcb" 6 "exit code of a sync with a refused delete"
+expect_eq "$rcb" 0 "exit code of B's sync (its delete was refused offline)"
 grep -q "2 rejected" <<<"$out" || fail "A's sync does not count its refusals: $out"
 grep -q "refused edit" <<<"$out" || fail "A's sync does not say how to correct: $out"
 
@@ -65,9 +71,9 @@ assert any(x["field"]=="person_id" and x["reason"] for x in d["errors"]), d
 refused_json b | python3 -c '
 import json,sys
 e=json.load(sys.stdin)
-assert len(e)==1 and e[0]["id"]==sys.argv[1] and e[0]["change"]=="delete" and e[0]["record"]["deleted"], e
-' "$m" || fail "B's refused delete is not kept"
-pass "a refused new record, edit and delete are kept whole with the server's reasons"
+assert len(e)==0, e
+' || fail "B's cache holds a refused change"
+pass "a refused new record and edit are kept whole with the server's reasons; the other place's delete is refused offline"
 
 # The record view shows what the server holds: the edit is not applied, the
 # new visit is not there, the migration is alive in B.
@@ -111,10 +117,21 @@ sq b refused discard 0190f5c2-0000-7000-8000-000000000001 >/dev/null 2>&1
 rc=$?
 set -e
 expect_eq "$rc" 5 "discarding an unknown refused change"
-sq b refused discard "$m" | grep -q "discarded 1" || fail "refused discard"
-expect_eq "$(nrefused b)" 0 "refused changes after discard"
-sq b sync --quiet || fail "sync after discard"
-expect_eq "$(field admin "$m" 'r["deleted"]')" False "the migration stays alive after the discarded delete"
+g2=$(add_person a 3)
+psync a
+psync admin
+sq admin delete "$g2"
+psync admin
+sq a edit "$v" --set person_id="$g2" --set outcome=再查
+sq a sync --quiet 2>/dev/null || [ $? -eq 6 ] || fail "sync of a change to be refused"
+expect_eq "$(nrefused a)" 1 "refused changes before discard"
+sq a refused discard "$v" | grep -q "discarded 1" || fail "refused discard"
+expect_eq "$(nrefused a)" 0 "refused changes after discard"
+sq a sync --quiet || fail "sync after discard"
+psync admin
+expect_eq "$(field admin "$v" 'r["outcome"]')" 复查 "the discarded edit never reaches the server"
+sq b sync --quiet || fail "sync of b"
+expect_eq "$(field admin "$m" 'r["deleted"]')" False "the migration stays alive"
 expect_eq "$(sq b refused list)" "no refused changes" "text list after discard"
 pass "refused discard drops a refused change deliberately"
 stop_server

@@ -56,6 +56,8 @@ int ps_other_place_refuse(struct ps_cache *c, const char *cmd, const Popsync__Re
 int ps_cmd_fields(ps_cli_t *cli, int argc, char **argv);   /* cmd_fields.c; needs no cache */
 int ps_cmd_template(ps_cli_t *cli, int argc, char **argv); /* cmd_fields.c; needs no cache */
 int ps_cmd_refused(ps_cli_t *cli, int argc, char **argv); /* cmd_refused.c */
+int ps_cmd_duplicates(ps_cli_t *cli, int argc, char **argv); /* cmd_dups.c */
+int ps_cmd_merge(ps_cli_t *cli, int argc, char **argv);      /* cmd_dups.c */
 
 /* Shared by edit and `refused edit` (cmd_records.c).  MAX_SETS bounds sets. */
 #define PS_CLI_MAX_SETS 128

@@ -105,12 +105,19 @@ static int validate_or_report(const char *cmd, ps_cache_t *c, const Popsync__Rec
 }
 
 /* Parses the --set/--json options shared by add and edit. */
-/* An edit may not give a person another registered person's ID number. */
-static int refuse_duplicate(const char *cmd, ps_cache_t *c, const Popsync__Record *r)
+/* An edit may not give a person another registered person's ID number.  An
+ * edit that keeps the number the person already had is not a new
+ * registration: two records that share one (stored before the rule) stay
+ * editable until merged, as on the server. */
+static int refuse_duplicate(const char *cmd, ps_cache_t *c, const Popsync__Record *r, const Popsync__Record *before)
 {
     Popsync__Record *dup = NULL;
     char why[256];
 
+    if (before && !before->deleted && before->body_case == POPSYNC__RECORD__BODY_PERSON &&
+        r->body_case == POPSYNC__RECORD__BODY_PERSON && before->person->id_number &&
+        r->person->id_number && strcmp(before->person->id_number, r->person->id_number) == 0)
+        return PS_EXIT_OK;
     if (ps_dup_person(c, r, &dup) != PS_OK)
         return PS_EXIT_FAIL;
     if (!dup)
@@ -412,7 +419,7 @@ int ps_cmd_edit(ps_cli_t *cli, int argc, char **argv)
         if (!rc && !same)
             rc = ps_other_place_refuse(c, "edit", before, r);
         if (!rc && !same)
-            rc = refuse_duplicate("edit", c, r);
+            rc = refuse_duplicate("edit", c, r, before);
         if (!rc && !same)
             rc = validate_or_report("edit", c, r, before);
         protobuf_c_message_free_unpacked(&before->base, NULL);

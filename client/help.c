@@ -60,6 +60,16 @@ static const help_t helps[] = {
      "TEXT is an ID number (whole, or its last 4 or 6 characters), a name or its first one or two\n"
      "characters, or a name and a birth date.  Exits 5 when nothing is found.",
      "popsync find \"王芳 1990/3/7\""},
+    {"duplicates", "[--json]", "pairs of persons that may be one person (offline)",
+     "Lists pairs of live persons of this cache with the same ID number, or the same name and\n"
+     "birth date, with both record ids, units and the fields that differ.  Join a pair with merge.",
+     "popsync duplicates --json"},
+    {"merge", "KEEP_ID OTHER_ID [--prefer keep|other] [--force]", "join two records of one person",
+     "KEEP takes OTHER's values where its own are empty (--prefer other: wherever OTHER has one);\n"
+     "every birth, migration, benefit, service visit and household that refers to OTHER is changed\n"
+     "to refer to KEEP, and OTHER is deleted: edits in one step, pushed by the next sync.  Refused\n"
+     "unless both are live persons; two different ID numbers need --force.",
+     "popsync merge 0199c1e2-6b7a-7c1d-9a31-5f2e1b0c4d11 0199c1e2-7d01-7a2b-8c3d-4e5f60718293"},
     {"fields", "KIND [--lang zh|en] [--json]", "the fields of a kind, their Chinese labels and values", "",
      "popsync fields person --lang zh"},
     {"template", "KIND [--lang zh|en] --out FILE.csv", "an empty import file with the header row",

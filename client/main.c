@@ -22,7 +22,8 @@ int main(int argc, char **argv)
                 {"stats", ps_cmd_stats}, {"verify", ps_cmd_verify}, {"conflicts", ps_cmd_conflicts},
                 {"query", ps_cmd_query},   {"report", ps_cmd_report}, {"refused", ps_cmd_refused},
                 {"find", ps_cmd_find},     {"config", ps_cmd_config},
-                {"migrations", ps_cmd_migrations}};
+                {"migrations", ps_cmd_migrations}, {"duplicates", ps_cmd_duplicates},
+                {"merge", ps_cmd_merge}};
     ps_cli_t cli = {getenv("POPSYNC_DATA"), 0};
     int i = 1;
 

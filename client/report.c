@@ -219,7 +219,8 @@ static const char *state_label(const char *state, int zh)
 
 /* The quality checks, in the order they are printed. */
 static const ind_def_t CHECKS[] = {
-    {"duplicate_id_number", "身份证号在多个镇街重复登记", "ID number registered in more than one township"},
+    {"duplicate_id_number", "身份证号重复登记", "ID number registered more than once"},
+    {"possible_duplicate", "姓名和出生日期相同，可能重复登记", "Same name and birth date: possible duplicate"},
     {"invalid_id_number", "身份证号无效", "Invalid ID number"},
     {"impossible_date", "日期不合理", "Impossible date"},
     {"missing_mother", "出生记录的母亲不存在", "Birth whose mother is missing"},

@@ -885,15 +885,83 @@ static int dangling_refs(MDB_txn *txn, ps_store_t *st, const Popsync__Record *r,
     return rc;
 }
 
-/* Per ID number: the records holding it and their townships. */
+/* Per ID number (or name + birth date): the records holding it, their
+ * units, townships and ID numbers. */
 typedef struct idrefs {
     size_t n;
     struct {
         uint8_t id[PS_ID_LEN];
         char unit[13];
         char town[13];
+        char idn[19];
     } r[];
 } idrefs_t;
+
+/* Files person r (in unit) under key in t. */
+static int idrefs_add(const ps_store_t *st, stab_t *t, const char *key, const Popsync__Record *r, const char *unit)
+{
+    sent_t *e = stab_get(t, key);
+    idrefs_t *ir;
+    size_t n;
+
+    if (!e)
+        return PS_ENOMEM;
+    n = e->aux ? ((idrefs_t *)e->aux)->n : 0;
+    if (!(ir = realloc(e->aux, sizeof(idrefs_t) + (n + 1) * sizeof(ir->r[0]))))
+        return PS_ENOMEM;
+    ir->n = n + 1;
+    memcpy(ir->r[n].id, r->id.data, PS_ID_LEN);
+    memcpy(ir->r[n].unit, unit, 13);
+    township_of(st, unit, ir->r[n].town);
+    snprintf(ir->r[n].idn, sizeof(ir->r[n].idn), "%s", r->person->id_number ? r->person->id_number : "");
+    e->aux = ir;
+    return PS_OK;
+}
+
+/* Every record of every ID number held by more than one live person: one
+ * issue per record, saying how many others are in its township and how
+ * many elsewhere; they stay until merged (`popsync merge`). */
+static int report_dup_numbers(const stab_t *idn, qissues_t *qi)
+{
+    int rc = PS_OK;
+
+    for (size_t i = 0; rc == PS_OK && i < idn->cap; i++) {
+        const idrefs_t *ir = idn->v[i].aux;
+        for (size_t j = 0; ir && ir->n > 1 && rc == PS_OK && j < ir->n; j++) {
+            size_t same = 0;
+            char detail[96];
+            for (size_t o = 0; o < ir->n; o++)
+                same += o != j && strcmp(ir->r[o].town, ir->r[j].town) == 0;
+            snprintf(detail, sizeof(detail), "id_number also held by %zu record(s) in this township, %zu in others",
+                     same, ir->n - 1 - same);
+            rc = issue_add(qi, "duplicate_id_number", ir->r[j].id, ir->r[j].unit, POPSYNC__KIND__KIND_PERSON, detail);
+        }
+    }
+    return rc;
+}
+
+/* Live persons sharing name and birth date whose ID numbers are not all the
+ * same (those are duplicate_id_number): possibly one person registered
+ * twice, for a clerk to look at (`popsync duplicates`, `popsync merge`). */
+static int report_name_date(const stab_t *nb, qissues_t *qi)
+{
+    int rc = PS_OK;
+
+    for (size_t i = 0; rc == PS_OK && i < nb->cap; i++) {
+        const idrefs_t *ir = nb->v[i].aux;
+        int differ = 0;
+        if (!ir || ir->n < 2)
+            continue;
+        for (size_t o = 1; o < ir->n; o++)
+            differ |= strcmp(ir->r[o].idn, ir->r[0].idn) != 0;
+        for (size_t j = 0; differ && rc == PS_OK && j < ir->n; j++) {
+            char detail[96];
+            snprintf(detail, sizeof(detail), "same name and birth date as %zu other record(s)", ir->n - 1);
+            rc = issue_add(qi, "possible_duplicate", ir->r[j].id, ir->r[j].unit, POPSYNC__KIND__KIND_PERSON, detail);
+        }
+    }
+    return rc;
+}
 
 /* Today in the district's time zone. */
 static uint32_t today_yyyymmdd(const ps_store_t *st)
@@ -907,7 +975,7 @@ int ps_store_report_quality(ps_store_t *st, const ps_peer_t *peer, const Popsync
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     MDB_val k, v;
-    stab_t idn;
+    stab_t idn, nb;
     qissues_t qi;
     Popsync__QualityIssue **ip = NULL;
     Popsync__ReportResult res = POPSYNC__REPORT_RESULT__INIT;
@@ -919,6 +987,7 @@ int ps_store_report_quality(ps_store_t *st, const ps_peer_t *peer, const Popsync
     int mrc, rc = PS_OK;
 
     memset(&idn, 0, sizeof(idn));
+    memset(&nb, 0, sizeof(nb));
     memset(&qi, 0, sizeof(qi));
     snprintf(today, sizeof(today), "%04u-%02u-%02u", t / 10000, t / 100 % 100, t % 100);
     if (root && !ps_orgunit_valid(root)) {
@@ -958,24 +1027,13 @@ int ps_store_report_quality(ps_store_t *st, const ps_peer_t *peer, const Popsync
                 rc = issue_add(&qi, "impossible_date", r->id.data, unit, r->kind, detail);
         }
         if (rc == PS_OK && r->body_case == POPSYNC__RECORD__BODY_PERSON && r->person->id_number &&
-            strlen(r->person->id_number) == 18) {
-            sent_t *e = stab_get(&idn, r->person->id_number);
-            idrefs_t *ir;
-            if (!e) {
-                rc = PS_ENOMEM;
-            } else {
-                size_t n = e->aux ? ((idrefs_t *)e->aux)->n : 0;
-                ir = realloc(e->aux, sizeof(idrefs_t) + (n + 1) * sizeof(ir->r[0]));
-                if (!ir) {
-                    rc = PS_ENOMEM;
-                } else {
-                    ir->n = n + 1;
-                    memcpy(ir->r[n].id, r->id.data, PS_ID_LEN);
-                    memcpy(ir->r[n].unit, unit, 13);
-                    township_of(st, unit, ir->r[n].town);
-                    e->aux = ir;
-                }
-            }
+            strlen(r->person->id_number) == 18)
+            rc = idrefs_add(st, &idn, r->person->id_number, r, unit);
+        if (rc == PS_OK && r->body_case == POPSYNC__RECORD__BODY_PERSON && r->person->name && *r->person->name &&
+            r->person->birth_date && *r->person->birth_date) {
+            char key[256];
+            snprintf(key, sizeof(key), "%s|%s", r->person->name, r->person->birth_date);
+            rc = idrefs_add(st, &nb, key, r, unit);
         }
         if (rc == PS_OK)
             rc = dangling_refs(txn, st, r, unit, &qi);
@@ -996,22 +1054,10 @@ int ps_store_report_quality(ps_store_t *st, const ps_peer_t *peer, const Popsync
         if (rc)
             goto out;
     }
-    /* The same ID number in more than one township: every record involved. */
-    for (size_t i = 0; rc == PS_OK && i < idn.cap; i++) {
-        idrefs_t *ir = idn.v[i].aux;
-        int multi = 0;
-        if (!ir || ir->n < 2)
-            continue;
-        for (size_t j = 1; j < ir->n; j++)
-            if (strcmp(ir->r[j].town, ir->r[0].town))
-                multi = 1;
-        for (size_t j = 0; multi && rc == PS_OK && j < ir->n; j++) {
-            char detail[96];
-            snprintf(detail, sizeof(detail), "id_number also registered in %zu other record(s) in other townships",
-                     ir->n - 1);
-            rc = issue_add(&qi, "duplicate_id_number", ir->r[j].id, ir->r[j].unit, POPSYNC__KIND__KIND_PERSON, detail);
-        }
-    }
+    if (rc == PS_OK)
+        rc = report_dup_numbers(&idn, &qi);
+    if (rc == PS_OK)
+        rc = report_name_date(&nb, &qi);
     if (rc)
         goto out;
     ip = calloc(qi.n ? qi.n : 1, sizeof(*ip));
@@ -1043,6 +1089,7 @@ out:
     free(qi.units);
     free(qi.details);
     stab_free(&idn);
+    stab_free(&nb);
     if (cur)
         mdb_cursor_close(cur);
     if (txn)

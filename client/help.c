@@ -116,11 +116,17 @@ static const help_t helps[] = {
      "count, sum or list records on the server (online)",
      "--limit caps the rows printed; --page-size the records asked per page.",
      "popsync query --kind birth --date-field birth_date --from 2026-01-01 --group-by township,child_sex"},
-    {"report monthly", "--month YYYY-MM [--orgunit CODE] [--lang zh|en] [--format table|csv|json]\n"
-                       "        [--deadline-urgent DAYS] [--deadline-normal DAYS]",
-     "the monthly statistical report", "", "popsync report monthly --month 2026-10 --lang zh"},
-    {"report quality", "[--orgunit CODE] [--lang zh|en] [--format table|csv|json]", "the data-quality report", "",
-     "popsync report quality --lang zh"},
+    {"report monthly", "--month YYYY-MM [--orgunit CODE] [--lang zh|en] [--format table|csv|json|xlsx]\n"
+                       "        [--out FILE.xlsx] [--deadline-urgent DAYS] [--deadline-normal DAYS]",
+     "the monthly statistical report",
+     "The table fits 100 columns (in panels).  --format xlsx --out FILE.xlsx writes a workbook (mode 0600).",
+     "popsync report monthly --month 2026-10 --lang zh"},
+    {"report quality", "[--orgunit CODE] [--lang zh|en] [--format table|csv|json|xlsx] [--out FILE.xlsx]\n"
+                       "        [--details]",
+     "the data-quality report",
+     "Counts per check and township; --details lists each record (JSON always does).\n"
+     "--format xlsx --out FILE.xlsx writes a workbook (mode 0600).",
+     "popsync report quality --lang zh --details"},
     {"report submit", "--month YYYY-MM [--orgunit CODE]", "a township submits its month", "",
      "popsync report submit --month 2026-10"},
     {"report status", "--month YYYY-MM [--orgunit CODE]", "where the monthly close stands", "",

@@ -16,6 +16,8 @@
 #include "cache.h"
 #include "cli.h"
 #include "err.h"
+#include "fields.h"
+#include "i18n.h"
 #include "ids.h"
 #include "orgunit.h"
 #include "record_fmt.h"
@@ -24,6 +26,7 @@
 #include "sync.h"
 #include "validate.h"
 #include "wire.pb-c.h"
+#include "xlsx.h"
 
 #include <csv.h>
 #include <jansson.h>
@@ -290,31 +293,85 @@ static void pad(FILE *f, size_t n)
         fputc(' ', f);
 }
 
-static void tbl_print(const tbl_t *t, FILE *f, const char *indent)
+/* The widest cell of each column; NULL on ENOMEM (caller frees). */
+static size_t *tbl_widths(const tbl_t *t)
 {
     size_t rows = t->ncols ? t->n / t->ncols : 0;
     size_t *w = calloc(t->ncols ? t->ncols : 1, sizeof(*w));
     if (!w)
-        return;
+        return NULL;
     for (size_t i = 0; i < rows * t->ncols; i++) {
         size_t cw = ps_utf8_width(t->cells[i]);
         if (cw > w[i % t->ncols])
             w[i % t->ncols] = cw;
     }
+    return w;
+}
+
+/* Prints the columns cols[0..ncols) of t. */
+static void tbl_print_cols(const tbl_t *t, const size_t *w, const size_t *cols, size_t ncols, FILE *f,
+                           const char *indent)
+{
+    size_t rows = t->ncols ? t->n / t->ncols : 0;
     for (size_t r = 0; r < rows; r++) {
         fputs(indent, f);
-        for (size_t c = 0; c < t->ncols; c++) {
+        for (size_t k = 0; k < ncols; k++) {
+            size_t c = cols[k];
             const char *cell = t->cells[r * t->ncols + c];
             size_t gap = w[c] - ps_utf8_width(cell);
             if (c >= t->left)
                 pad(f, gap);
             fputs(cell, f);
-            if (c + 1 < t->ncols)
+            if (k + 1 < ncols)
                 pad(f, (c < t->left ? gap : 0) + 2);
         }
         fputc('\n', f);
     }
+}
+
+static void tbl_print(const tbl_t *t, FILE *f, const char *indent)
+{
+    size_t *w = tbl_widths(t), *cols = calloc(t->ncols ? t->ncols : 1, sizeof(*cols));
+    if (w && cols) {
+        for (size_t c = 0; c < t->ncols; c++)
+            cols[c] = c;
+        tbl_print_cols(t, w, cols, t->ncols, f, indent);
+    }
     free(w);
+    free(cols);
+}
+
+/* Prints t in panels no wider than maxw display columns (a terminal of 100
+ * columns holds a report): each panel repeats the nkey key columns (code,
+ * unit) and takes as many of the others, in order, as fit. */
+#define PS_REPORT_WIDTH 100
+static void tbl_print_fit(const tbl_t *t, FILE *f, size_t nkey, size_t maxw)
+{
+    size_t *w = tbl_widths(t), *cols = calloc(t->ncols ? t->ncols : 1, sizeof(*cols));
+    size_t keyw = 0, c = nkey;
+    int first = 1;
+
+    if (!w || !cols)
+        goto out;
+    for (size_t k = 0; k < nkey && k < t->ncols; k++) {
+        cols[k] = k;
+        keyw += w[k] + 2;
+    }
+    while (c < t->ncols) {
+        size_t n = nkey, width = keyw;
+        /* At least one column per panel, however wide. */
+        while (c < t->ncols && (n == nkey || width + w[c] <= maxw)) {
+            width += w[c] + 2;
+            cols[n++] = c++;
+        }
+        if (!first)
+            fputc('\n', f);
+        first = 0;
+        tbl_print_cols(t, w, cols, n, f, "");
+    }
+out:
+    free(w);
+    free(cols);
 }
 
 static void tbl_free(tbl_t *t)
@@ -892,7 +949,7 @@ static void monthly_table(const Popsync__ReportResult *res, const ps_orgunits_t 
         for (size_t k = 1; k <= 4; k++)
             tbl_add(&t, rate_text(r, &RATES[k], buf, sizeof(buf)));
     }
-    tbl_print(&t, stdout, "");
+    tbl_print_fit(&t, stdout, 2, PS_REPORT_WIDTH);
     tbl_free(&t);
     fputc('\n', stdout);
 
@@ -919,7 +976,7 @@ static void monthly_table(const Popsync__ReportResult *res, const ps_orgunits_t 
         if (any_state)
             tbl_add(&t, r->orgunit && *r->orgunit ? state_label(r->close_state, zh) : "");
     }
-    tbl_print(&t, stdout, "");
+    tbl_print_fit(&t, stdout, 2, PS_REPORT_WIDTH);
     tbl_free(&t);
 
     if (any_corr) {
@@ -930,13 +987,12 @@ static void monthly_table(const Popsync__ReportResult *res, const ps_orgunits_t 
             if (!r->n_corrections)
                 continue;
             if (r->orgunit && *r->orgunit)
-                printf("  %s %s%s", r->orgunit, row_name(r, tree, zh), zh ? "：" : ": ");
+                printf("  %s %s%s\n", r->orgunit, row_name(r, tree, zh), zh ? "：" : ":");
             else
-                printf("  %s%s", row_name(r, tree, zh), zh ? "：" : ": ");
+                printf("  %s%s\n", row_name(r, tree, zh), zh ? "：" : ":");
+            /* One per line: a terminal of 100 columns holds them all. */
             for (size_t k = 0; k < r->n_corrections; k++)
-                printf("%s%s %+lld", k ? (zh ? "，" : ", ") : "", ind_label(r->corrections[k]->name, zh),
-                       (long long)r->corrections[k]->value);
-            fputc('\n', stdout);
+                printf("    %s %+lld\n", ind_label(r->corrections[k]->name, zh), (long long)r->corrections[k]->value);
         }
     }
 }
@@ -1019,6 +1075,55 @@ static void monthly_csv(const Popsync__ReportResult *res, const ps_orgunits_t *t
     }
 }
 
+/* The monthly report as a workbook: the columns of the CSV form, headed
+ * with the labels of the report's language.  PS_OK or PS_EIO/PS_ENOMEM. */
+static int monthly_xlsx(const Popsync__ReportResult *res, const ps_orgunits_t *tree, int zh, const char *path)
+{
+    ps_xlsx_t *x = NULL;
+    unsigned col = 0;
+    char buf[64];
+    double v;
+    int rc = ps_xlsx_open(&x, path, zh ? "统计月报" : "monthly");
+
+    if (rc == PS_OK && !(rc = ps_xlsx_cell(x, 0, col++, zh ? "月份" : "month")) &&
+        !(rc = ps_xlsx_cell(x, 0, col++, zh ? "单位代码" : "orgunit")) &&
+        !(rc = ps_xlsx_cell(x, 0, col++, zh ? "单位" : "name")))
+        rc = ps_xlsx_cell(x, 0, col++, zh ? "月结状态" : "close_state");
+    for (size_t k = 0; rc == PS_OK && k < NIND; k++)
+        rc = ps_xlsx_cell(x, 0, col++, zh ? ind_label(INDICATORS[k].key, 1) : INDICATORS[k].key);
+    for (size_t k = 0; rc == PS_OK && k < NRATES; k++)
+        rc = ps_xlsx_cell(x, 0, col++, zh ? RATES[k].zh : RATES[k].key);
+    if (rc == PS_OK)
+        rc = ps_xlsx_cell(x, 0, col, zh ? "发放金额(元)" : "benefits_paid_yuan");
+    for (size_t i = 0; rc == PS_OK && i < res->n_rows; i++) {
+        const Popsync__ReportRow *r = res->rows[i];
+        unsigned row = (unsigned)i + 1;
+        col = 0;
+        if (!(rc = ps_xlsx_cell(x, row, col++, res->month ? res->month : "")) &&
+            !(rc = ps_xlsx_cell(x, row, col++, r->orgunit ? r->orgunit : "")) &&
+            !(rc = ps_xlsx_cell(x, row, col++, row_name(r, tree, zh))))
+            rc = ps_xlsx_cell(x, row, col++, r->orgunit && *r->orgunit ? state_label(r->close_state, zh) : "");
+        for (size_t k = 0; rc == PS_OK && k < NIND; k++) {
+            snprintf(buf, sizeof(buf), "%lld", (long long)row_value(r, INDICATORS[k].key));
+            rc = ps_xlsx_cell(x, row, col++, buf);
+        }
+        for (size_t k = 0; rc == PS_OK && k < NRATES; k++) {
+            const rate_def_t *d = &RATES[k];
+            buf[0] = '\0';
+            if (ps_report_rate(row_value(r, d->num), row_value(r, d->den) + row_value(r, d->den2), d->scale, &v))
+                snprintf(buf, sizeof(buf), "%.1f", v);
+            rc = ps_xlsx_cell(x, row, col++, buf);
+        }
+        if (rc == PS_OK)
+            rc = ps_xlsx_cell(x, row, col, ps_report_yuan_text(row_value(r, "benefits_paid_fen"), buf, sizeof(buf)));
+    }
+    if (x) {
+        int crc = ps_xlsx_close(x);
+        rc = rc ? rc : crc;
+    }
+    return rc;
+}
+
 static const char *check_label(const char *check, int zh)
 {
     for (size_t i = 0; i < NCHECKS; i++)
@@ -1033,13 +1138,312 @@ static const char *kind_text(Popsync__Kind k)
     return n ? n : "";
 }
 
-static void quality_out(const Popsync__ReportResult *res, const ps_orgunits_t *tree, int fmt, int zh)
+/* A kind's name as a clerk reads it. */
+static const char *kind_label_name(const char *name, int zh)
+{
+    static const char *const ZH[][2] = {{"person", "人员"},         {"household", "户"},
+                                        {"birth", "出生登记"},      {"migration", "流动人口"},
+                                        {"benefit", "奖励扶助"},    {"service_visit", "服务随访"}};
+    for (size_t i = 0; zh && i < sizeof(ZH) / sizeof(ZH[0]); i++)
+        if (strcmp(ZH[i][0], name) == 0)
+            return ZH[i][1];
+    return name;
+}
+
+/* The server's detail of an issue (English, server/store_query.c) in the
+ * report's language: the known shapes are rebuilt in Chinese, field names
+ * become their labels and validation reasons go through i18n. */
+static const char *detail_text(const Popsync__QualityIssue *q, int zh, char *buf, size_t len)
+{
+    const char *d = q->detail ? q->detail : "", *colon = strstr(d, ": ");
+    char f[64], when[16], kname[32], reason[512];
+    const ps_field_t *df;
+    unsigned dl;
+    size_t n, m;
+    int days;
+
+    if (!zh)
+        return d;
+    if (sscanf(d, "submitted %15[^,], no feedback after %d days (deadline %u)", when, &days, &dl) == 3) {
+        snprintf(buf, len, "%s 已通报，%d 天未反馈（期限 %u 天）", when, days, dl);
+        return buf;
+    }
+    if (sscanf(d, "id_number also held by %zu record(s) in this township, %zu in others", &n, &m) == 2) {
+        snprintf(buf, len, "该身份证号在本镇街另有 %zu 条、其他镇街另有 %zu 条登记", n, m);
+        return buf;
+    }
+    if (sscanf(d, "same name and birth date as %zu", &n) == 1) {
+        snprintf(buf, len, "另有 %zu 条记录的姓名和出生日期与之相同", n);
+        return buf;
+    }
+    if (sscanf(d, "id_number also registered in %zu", &n) == 1) {
+        snprintf(buf, len, "该身份证号在其他镇街另有 %zu 条登记", n);
+        return buf;
+    }
+    if (!colon || (size_t)(colon - d) >= sizeof(f))
+        return d;
+    memcpy(f, d, (size_t)(colon - d));
+    f[colon - d] = '\0';
+    df = ps_field_find((int)q->kind, f);
+    if (sscanf(colon + 2, "no live %31s record", kname) == 1)
+        snprintf(buf, len, "%s：没有有效的%s记录", df ? df->zh : f, kind_label_name(kname, 1));
+    else
+        snprintf(buf, len, "%s：%s", df ? df->zh : f, ps_i18n_reason(colon + 2, reason, sizeof(reason)));
+    return buf;
+}
+
+/* Issues counted by check and township (the summary a district reads). */
+typedef struct qsum {
+    const char *check;
+    char town[13];
+    size_t n;
+} qsum_t;
+
+static void own_township(const ps_orgunits_t *tree, const char *unit, char out[13]);
+
+static int qsum_cmp(const void *a, const void *b)
+{
+    return strcmp(((const qsum_t *)a)->town, ((const qsum_t *)b)->town);
+}
+
+/* The (check, township) counts of the check order[c] into s (room for
+ * n_issues), sorted by township code; their number. */
+static size_t quality_summary(const Popsync__ReportResult *res, const ps_orgunits_t *tree, const char *check,
+                              qsum_t *s)
+{
+    size_t ns = 0;
+    for (size_t i = 0; i < res->n_issues; i++) {
+        const Popsync__QualityIssue *q = res->issues[i];
+        char town[13];
+        size_t j = 0;
+        if (strcmp(q->check ? q->check : "", check) != 0)
+            continue;
+        own_township(tree, q->orgunit ? q->orgunit : "", town);
+        while (j < ns && strcmp(s[j].town, town) != 0)
+            j++;
+        if (j == ns) {
+            s[ns].check = check;
+            memcpy(s[ns].town, town, sizeof(town));
+            s[ns++].n = 0;
+        }
+        s[j].n++;
+    }
+    qsort(s, ns, sizeof(*s), qsum_cmp);
+    return ns;
+}
+
+static const char *check_heading(const char *check, int zh, char *buf, size_t len)
+{
+    const char *l = check_label(check, zh);
+    if (zh || strcmp(l, check) == 0)
+        return l;
+    snprintf(buf, len, "%s (%s)", l, check);
+    return buf;
+}
+
+/* Prints text from display column indent, broken so that no line is wider
+ * than PS_REPORT_WIDTH. */
+static void print_wrapped(const char *text, size_t indent)
+{
+    size_t col = indent;
+    pad(stdout, indent);
+    for (const char *p = text; *p;) {
+        size_t l = 1, w;
+        char ch[5] = "";
+        while (l < 4 && ((unsigned char)p[l] & 0xc0) == 0x80)
+            l++;
+        memcpy(ch, p, l);
+        w = ps_utf8_width(ch);
+        if (col + w > PS_REPORT_WIDTH) {
+            fputc('\n', stdout);
+            pad(stdout, indent);
+            col = indent;
+        }
+        fwrite(p, 1, l, stdout);
+        col += w;
+        p += l;
+    }
+    fputc('\n', stdout);
+}
+
+/* One issue as two lines: its record, then what is wrong. */
+static void issue_lines(const Popsync__QualityIssue *q, const ps_orgunits_t *tree, int zh)
+{
+    char id[PS_UUID_STR] = "", buf[768];
+    if (q->record_id.len == 16)
+        ps_uuid_format(q->record_id.data, id);
+    printf("    %s  %s  %s  %s\n", id, kind_label_name(kind_text(q->kind), zh), q->orgunit ? q->orgunit : "",
+           unit_name(tree, q->orgunit));
+    print_wrapped(detail_text(q, zh, buf, sizeof(buf)), 6);
+}
+
+static void quality_table(const Popsync__ReportResult *res, const ps_orgunits_t *tree, const char **order,
+                          size_t norder, qsum_t *s, int zh, int details)
+{
+    char buf[160];
+
+    printf("%s\n", zh ? "数据质量报告（按检查项和镇街汇总）" : "Data quality report (by check and township)");
+    for (size_t c = 0; c < norder; c++) {
+        size_t n = 0, ns = quality_summary(res, tree, order[c], s);
+        tbl_t t;
+        for (size_t k = 0; k < ns; k++)
+            n += s[k].n;
+        printf("\n%s%s%zu\n", check_heading(order[c], zh, buf, sizeof(buf)), zh ? "：" : ": ", n);
+        if (!n)
+            continue;
+        tbl_init(&t, 3, 2);
+        for (size_t k = 0; k < ns; k++) {
+            tbl_add(&t, s[k].town);
+            tbl_add(&t, unit_name(tree, s[k].town));
+            tbl_addf(&t, "%zu", s[k].n);
+        }
+        tbl_print(&t, stdout, "  ");
+        tbl_free(&t);
+        if (!details)
+            continue;
+        printf("  %s\n", zh ? "明细：" : "Records:");
+        for (size_t i = 0; i < res->n_issues; i++)
+            if (strcmp(res->issues[i]->check ? res->issues[i]->check : "", order[c]) == 0)
+                issue_lines(res->issues[i], tree, zh);
+    }
+    if (res->n_issues == 0)
+        printf("\n%s\n", zh ? "未发现问题。" : "No issues found.");
+    else if (!details)
+        printf("\n%s\n", zh ? "加 --details 列出每条记录。" : "Give --details for the records.");
+}
+
+static void quality_json(const Popsync__ReportResult *res, const ps_orgunits_t *tree, const char **order,
+                         size_t norder, qsum_t *s, int zh)
+{
+    json_t *o = json_object(), *counts = json_object(), *arr = json_array(), *sum = json_array();
+    char buf[768];
+
+    json_object_set_new(o, "report", json_string("quality"));
+    json_object_set_new(o, "generated_ms", ps_json_u64(res->generated_ms));
+    for (size_t c = 0; c < norder; c++) {
+        size_t n = 0, ns = quality_summary(res, tree, order[c], s);
+        for (size_t k = 0; k < ns; k++)
+            json_array_append_new(sum, json_pack("{s:s,s:s,s:s,s:s,s:I}", "check", order[c], "check_label",
+                                                 check_label(order[c], zh), "township", s[k].town,
+                                                 "township_name", unit_name(tree, s[k].town), "count",
+                                                 (json_int_t)s[k].n));
+        for (size_t i = 0; i < res->n_issues; i++) {
+            const Popsync__QualityIssue *q = res->issues[i];
+            char id[PS_UUID_STR] = "";
+            if (strcmp(q->check ? q->check : "", order[c]) != 0)
+                continue;
+            n++;
+            if (q->record_id.len == 16)
+                ps_uuid_format(q->record_id.data, id);
+            json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "check", order[c], "record_id", id,
+                                                 "kind", kind_text(q->kind), "orgunit", q->orgunit ? q->orgunit : "",
+                                                 "orgunit_name", unit_name(tree, q->orgunit), "detail",
+                                                 detail_text(q, 0, buf, sizeof(buf))));
+        }
+        json_object_set_new(counts, order[c], json_integer((json_int_t)n));
+    }
+    json_object_set_new(o, "counts", counts);
+    json_object_set_new(o, "summary", sum);
+    json_object_set_new(o, "issues", arr);
+    print_json(o);
+    json_decref(o);
+}
+
+static void quality_csv(const Popsync__ReportResult *res, const ps_orgunits_t *tree, const char **order,
+                        size_t norder)
+{
+    const char *head[] = {"check", "record_id", "kind", "orgunit", "orgunit_name", "detail"};
+    char buf[768];
+    for (size_t k = 0; k < 6; k++)
+        csv_cell(stdout, head[k], k == 0);
+    csv_end(stdout);
+    for (size_t c = 0; c < norder; c++)
+        for (size_t i = 0; i < res->n_issues; i++) {
+            const Popsync__QualityIssue *q = res->issues[i];
+            char id[PS_UUID_STR] = "";
+            if (strcmp(q->check ? q->check : "", order[c]) != 0)
+                continue;
+            if (q->record_id.len == 16)
+                ps_uuid_format(q->record_id.data, id);
+            csv_cell(stdout, order[c], 1);
+            csv_cell(stdout, id, 0);
+            csv_cell(stdout, kind_text(q->kind), 0);
+            csv_cell(stdout, q->orgunit, 0);
+            csv_cell(stdout, unit_name(tree, q->orgunit), 0);
+            csv_cell(stdout, detail_text(q, 0, buf, sizeof(buf)), 0);
+            csv_end(stdout);
+        }
+}
+
+/* The workbook: the summary (check, township, count), then with --details
+ * a blank row and one row per issue.  PS_OK or PS_EIO/PS_ENOMEM. */
+static int quality_xlsx(const Popsync__ReportResult *res, const ps_orgunits_t *tree, const char **order,
+                        size_t norder, qsum_t *s, int zh, int details, const char *path)
+{
+    static const char *const h1[][2] = {{"check", "检查项"}, {"check_label", "检查项名称"},
+                                        {"township", "镇街代码"}, {"township_name", "镇街"}, {"count", "问题数"}};
+    static const char *const h2[][2] = {{"check", "检查项"}, {"record_id", "记录ID"}, {"kind", "类别"},
+                                        {"orgunit", "单位代码"}, {"orgunit_name", "单位名称"}, {"detail", "说明"}};
+    ps_xlsx_t *x = NULL;
+    unsigned row = 0;
+    char buf[768];
+    int rc = ps_xlsx_open(&x, path, zh ? "数据质量" : "quality");
+
+    for (unsigned k = 0; rc == PS_OK && k < 5; k++)
+        rc = ps_xlsx_cell(x, row, k, h1[k][zh ? 1 : 0]);
+    for (size_t c = 0; rc == PS_OK && c < norder; c++) {
+        size_t ns = quality_summary(res, tree, order[c], s);
+        for (size_t k = 0; rc == PS_OK && k < ns; k++) {
+            snprintf(buf, sizeof(buf), "%zu", s[k].n);
+            row++;
+            if ((rc = ps_xlsx_cell(x, row, 0, order[c])) || (rc = ps_xlsx_cell(x, row, 1, check_label(order[c], zh))) ||
+                (rc = ps_xlsx_cell(x, row, 2, s[k].town)) ||
+                (rc = ps_xlsx_cell(x, row, 3, unit_name(tree, s[k].town))))
+                break;
+            rc = ps_xlsx_cell(x, row, 4, buf);
+        }
+    }
+    row++;
+    for (unsigned k = 0; rc == PS_OK && details && k < 6; k++)
+        rc = ps_xlsx_cell(x, row + 1, k, h2[k][zh ? 1 : 0]);
+    row++;
+    for (size_t c = 0; rc == PS_OK && details && c < norder; c++)
+        for (size_t i = 0; rc == PS_OK && i < res->n_issues; i++) {
+            const Popsync__QualityIssue *q = res->issues[i];
+            char id[PS_UUID_STR] = "";
+            if (strcmp(q->check ? q->check : "", order[c]) != 0)
+                continue;
+            if (q->record_id.len == 16)
+                ps_uuid_format(q->record_id.data, id);
+            row++;
+            if ((rc = ps_xlsx_cell(x, row, 0, order[c])) || (rc = ps_xlsx_cell(x, row, 1, id)) ||
+                (rc = ps_xlsx_cell(x, row, 2, kind_label_name(kind_text(q->kind), zh))) ||
+                (rc = ps_xlsx_cell(x, row, 3, q->orgunit ? q->orgunit : "")) ||
+                (rc = ps_xlsx_cell(x, row, 4, unit_name(tree, q->orgunit))))
+                break;
+            rc = ps_xlsx_cell(x, row, 5, detail_text(q, zh, buf, sizeof(buf)));
+        }
+    if (x) {
+        int crc = ps_xlsx_close(x);
+        rc = rc ? rc : crc;
+    }
+    return rc;
+}
+
+static int quality_out(const Popsync__ReportResult *res, const ps_orgunits_t *tree, int fmt, int zh, int details,
+                       const char *out)
 {
     /* The known checks first in their order, then any others in arrival order. */
     const char **order = calloc(NCHECKS + res->n_issues + 1, sizeof(*order));
+    qsum_t *s = calloc(res->n_issues + 1, sizeof(*s));
     size_t norder = 0;
-    if (!order)
-        return;
+    int rc = PS_OK;
+
+    if (!order || !s) {
+        free(order);
+        free(s);
+        return PS_ENOMEM;
+    }
     for (size_t i = 0; i < NCHECKS; i++)
         order[norder++] = CHECKS[i].key;
     for (size_t i = 0; i < res->n_issues; i++) {
@@ -1050,89 +1454,17 @@ static void quality_out(const Popsync__ReportResult *res, const ps_orgunits_t *t
         if (j == norder)
             order[norder++] = ck;
     }
-    if (fmt == PS_REPORT_JSON) {
-        json_t *o = json_object(), *counts = json_object(), *arr = json_array();
-        json_object_set_new(o, "report", json_string("quality"));
-        json_object_set_new(o, "generated_ms", ps_json_u64(res->generated_ms));
-        for (size_t c = 0; c < norder; c++) {
-            size_t n = 0;
-            for (size_t i = 0; i < res->n_issues; i++) {
-                const Popsync__QualityIssue *q = res->issues[i];
-                char id[PS_UUID_STR] = "";
-                if (strcmp(q->check ? q->check : "", order[c]) != 0)
-                    continue;
-                n++;
-                if (q->record_id.len == 16)
-                    ps_uuid_format(q->record_id.data, id);
-                json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "check", order[c], "record_id",
-                                                     id, "kind", kind_text(q->kind), "orgunit",
-                                                     q->orgunit ? q->orgunit : "", "orgunit_name",
-                                                     unit_name(tree, q->orgunit), "detail",
-                                                     q->detail ? q->detail : ""));
-            }
-            json_object_set_new(counts, order[c], json_integer((json_int_t)n));
-        }
-        json_object_set_new(o, "counts", counts);
-        json_object_set_new(o, "issues", arr);
-        print_json(o);
-        json_decref(o);
-    } else if (fmt == PS_REPORT_CSV) {
-        const char *head[] = {"check", "record_id", "kind", "orgunit", "orgunit_name", "detail"};
-        for (size_t k = 0; k < 6; k++)
-            csv_cell(stdout, head[k], k == 0);
-        csv_end(stdout);
-        for (size_t c = 0; c < norder; c++)
-            for (size_t i = 0; i < res->n_issues; i++) {
-                const Popsync__QualityIssue *q = res->issues[i];
-                char id[PS_UUID_STR] = "";
-                if (strcmp(q->check ? q->check : "", order[c]) != 0)
-                    continue;
-                if (q->record_id.len == 16)
-                    ps_uuid_format(q->record_id.data, id);
-                csv_cell(stdout, order[c], 1);
-                csv_cell(stdout, id, 0);
-                csv_cell(stdout, kind_text(q->kind), 0);
-                csv_cell(stdout, q->orgunit, 0);
-                csv_cell(stdout, unit_name(tree, q->orgunit), 0);
-                csv_cell(stdout, q->detail, 0);
-                csv_end(stdout);
-            }
-    } else {
-        printf("%s\n", zh ? "数据质量报告" : "Data quality report");
-        for (size_t c = 0; c < norder; c++) {
-            size_t n = 0;
-            tbl_t t;
-            for (size_t i = 0; i < res->n_issues; i++)
-                n += strcmp(res->issues[i]->check ? res->issues[i]->check : "", order[c]) == 0;
-            printf("\n%s (%s): %zu\n", check_label(order[c], zh), order[c], n);
-            if (!n)
-                continue;
-            tbl_init(&t, 5, 5);
-            tbl_add(&t, zh ? "记录ID" : "Record id");
-            tbl_add(&t, zh ? "类别" : "Kind");
-            tbl_add(&t, zh ? "单位代码" : "Unit");
-            tbl_add(&t, zh ? "单位名称" : "Unit name");
-            tbl_add(&t, zh ? "说明" : "Detail");
-            for (size_t i = 0; i < res->n_issues; i++) {
-                const Popsync__QualityIssue *q = res->issues[i];
-                char id[PS_UUID_STR] = "";
-                if (strcmp(q->check ? q->check : "", order[c]) != 0)
-                    continue;
-                if (q->record_id.len == 16)
-                    ps_uuid_format(q->record_id.data, id);
-                tbl_add(&t, id);
-                tbl_add(&t, kind_text(q->kind));
-                tbl_add(&t, q->orgunit);
-                tbl_add(&t, unit_name(tree, q->orgunit));
-                tbl_add(&t, q->detail);
-            }
-            tbl_print(&t, stdout, "  ");
-            tbl_free(&t);
-        }
-        if (res->n_issues == 0)
-            printf("\n%s\n", zh ? "未发现问题。" : "No issues found.");
-    }
+    if (fmt == PS_REPORT_JSON)
+        quality_json(res, tree, order, norder, s, zh);
+    else if (fmt == PS_REPORT_CSV)
+        quality_csv(res, tree, order, norder);
+    else if (fmt == PS_REPORT_XLSX)
+        rc = quality_xlsx(res, tree, order, norder, s, zh, details, out);
+    else
+        quality_table(res, tree, order, norder, s, zh, details);
     free(order);
+    free(s);
+    return rc;
 }
 
 /* ---- popsync report submit / approve / return / status ------------------- */
@@ -1256,9 +1588,10 @@ static void own_township(const ps_orgunits_t *tree, const char *unit, char out[1
 }
 
 static const char REPORT_USAGE[] =
-    "report monthly --month YYYY-MM [--orgunit CODE] [--lang zh|en] [--format table|csv|json]\n"
-    "                [--deadline-urgent DAYS] [--deadline-normal DAYS]\n"
-    "       report quality [--orgunit CODE] [--lang zh|en] [--format table|csv|json]\n"
+    "report monthly --month YYYY-MM [--orgunit CODE] [--lang zh|en] [--format table|csv|json|xlsx]\n"
+    "                [--out FILE.xlsx] [--deadline-urgent DAYS] [--deadline-normal DAYS]\n"
+    "       report quality [--orgunit CODE] [--lang zh|en] [--format table|csv|json|xlsx]\n"
+    "                [--out FILE.xlsx] [--details]\n"
     "       report submit --month YYYY-MM [--orgunit CODE]\n"
     "       report approve --month YYYY-MM --orgunit CODE [--note TEXT]\n"
     "       report return --month YYYY-MM --orgunit CODE --note TEXT\n"
@@ -1266,7 +1599,7 @@ static const char REPORT_USAGE[] =
 
 /* The monthly and quality reports. */
 static int run_report(ps_cli_t *cli, const char *sub, const char *month, const char *orgunit, int fmt, int zh,
-                      uint32_t urgent, uint32_t normal)
+                      uint32_t urgent, uint32_t normal, int details, const char *out)
 {
     Popsync__ReportRequest rq = POPSYNC__REPORT_REQUEST__INIT;
     Popsync__ReportResult *res = NULL;
@@ -1274,7 +1607,7 @@ static int run_report(ps_cli_t *cli, const char *sub, const char *month, const c
     ps_orgunits_t *tree = NULL;
     ps_sync_opts_t o;
     char cmd[32];
-    int rc = PS_EXIT_FAIL;
+    int rc = PS_EXIT_FAIL, wrc = PS_OK;
 
     snprintf(cmd, sizeof(cmd), "report %s", sub);
     rq.report = (char *)sub;
@@ -1297,13 +1630,20 @@ static int run_report(ps_cli_t *cli, const char *sub, const char *month, const c
     }
     tree = load_tree(c);
     if (strcmp(sub, "quality") == 0)
-        quality_out(res, tree, fmt, zh);
+        wrc = quality_out(res, tree, fmt, zh, details, out);
+    else if (fmt == PS_REPORT_XLSX)
+        wrc = monthly_xlsx(res, tree, zh, out);
     else if (fmt == PS_REPORT_JSON)
         monthly_json(res, tree);
     else if (fmt == PS_REPORT_CSV)
         monthly_csv(res, tree);
     else
         monthly_table(res, tree, zh);
+    if (wrc) {
+        ps_cli_err("%s: cannot write %s: %s", cmd, out ? out : "the output", ps_strerror(wrc));
+        rc = PS_EXIT_FAIL;
+    } else if (fmt == PS_REPORT_XLSX)
+        printf(zh ? "已写入 %s\n" : "wrote %s\n", out);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         ps_cli_err("%s: cannot write the output", cmd);
         rc = PS_EXIT_FAIL;
@@ -1417,9 +1757,11 @@ int ps_cmd_report(ps_cli_t *cli, int argc, char **argv)
                                        {"deadline-urgent", required_argument, NULL, 'u'},
                                        {"deadline-normal", required_argument, NULL, 'n'},
                                        {"note", required_argument, NULL, 'N'},
+                                       {"out", required_argument, NULL, 'O'},
+                                       {"details", no_argument, NULL, 'D'},
                                        {NULL, 0, NULL, 0}};
-    const char *sub, *month = NULL, *orgunit = NULL, *lang = NULL, *note = NULL;
-    int opt, zh, fmt = cli->json ? PS_REPORT_JSON : PS_REPORT_TABLE, monthly, quality, closing;
+    const char *sub, *month = NULL, *orgunit = NULL, *lang = NULL, *note = NULL, *out = NULL;
+    int opt, zh, fmt = cli->json ? PS_REPORT_JSON : PS_REPORT_TABLE, monthly, quality, closing, details = 0;
     uint32_t urgent = 0, normal = 0;
 
     if (argc < 2) {
@@ -1454,9 +1796,13 @@ int ps_cmd_report(ps_cli_t *cli, int argc, char **argv)
             break;
         case 'L': lang = optarg; break;
         case 'f':
-            if (parse_format("report", optarg, &fmt))
+            if (strcmp(optarg, "xlsx") == 0)
+                fmt = PS_REPORT_XLSX;
+            else if (parse_format("report", optarg, &fmt))
                 return PS_EXIT_USAGE;
             break;
+        case 'O': out = optarg; break;
+        case 'D': details = 1; break;
         case 'u':
             if (parse_uint("report", "--deadline-urgent", optarg, 365, &urgent))
                 return PS_EXIT_USAGE;
@@ -1499,7 +1845,15 @@ int ps_cmd_report(ps_cli_t *cli, int argc, char **argv)
         ps_cli_err("report %s: --note goes with submit, approve and return", sub);
         return PS_EXIT_USAGE;
     }
+    if ((fmt == PS_REPORT_XLSX) != (out != NULL) || (fmt == PS_REPORT_XLSX && closing)) {
+        ps_cli_err("report %s: --format xlsx goes with --out FILE.xlsx, for the monthly and quality reports", sub);
+        return PS_EXIT_USAGE;
+    }
+    if (details && !quality) {
+        ps_cli_err("report %s: --details goes with report quality", sub);
+        return PS_EXIT_USAGE;
+    }
     if (closing)
         return run_close(cli, sub, month, orgunit, note, fmt, zh);
-    return run_report(cli, sub, month, orgunit, fmt, zh, urgent, normal);
+    return run_report(cli, sub, month, orgunit, fmt, zh, urgent, normal, details, out);
 }

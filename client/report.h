@@ -23,6 +23,7 @@
 #define PS_REPORT_TABLE 0
 #define PS_REPORT_CSV 1
 #define PS_REPORT_JSON 2
+#define PS_REPORT_XLSX 3 /**< report monthly|quality only, with --out FILE.xlsx */
 
 /** PS_REPORT_* from "table", "csv" or "json"; -1 when unknown. */
 int ps_report_format_from_name(const char *name);

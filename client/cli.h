@@ -79,6 +79,10 @@ int ps_cli_help(const char *cmd, const char *sub, FILE *f);
 /** The list of commands (`popsync --help`). */
 void ps_cli_usage(FILE *f);
 
+/** Takes this cache's sync lock (DIR/sync.lock), waiting while another
+ *  process holds it; returns the fd to keep open, or -1 (told). */
+int ps_cli_sync_lock(const char *dir, const char *cmd);
+
 /** Prints "popsync: ..." to stderr. */
 void ps_cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -34,7 +34,21 @@
 #include <time.h>
 #include <unistd.h>
 
+static int verify_cmd(ps_cli_t *cli, int argc, char **argv);
+
+/* verify syncs first: one sync of a cache at a time (cli_util.c). */
 int ps_cmd_verify(ps_cli_t *cli, int argc, char **argv)
+{
+    int lock = ps_cli_sync_lock(cli->data_dir, "verify"), rc;
+
+    if (lock < 0)
+        return PS_EXIT_FAIL;
+    rc = verify_cmd(cli, argc, argv);
+    close(lock);
+    return rc;
+}
+
+static int verify_cmd(ps_cli_t *cli, int argc, char **argv)
 {
     static const struct option lo[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
     ps_cache_t *c = NULL;

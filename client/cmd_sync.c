@@ -189,7 +189,20 @@ static void print_failure(ps_cache_t *c, const char *err)
                ps_cache_meta(c)->server);
 }
 
+static int sync_cmd(ps_cli_t *cli, int argc, char **argv);
+
 int ps_cmd_sync(ps_cli_t *cli, int argc, char **argv)
+{
+    int lock = ps_cli_sync_lock(cli->data_dir, "sync"), rc;
+
+    if (lock < 0)
+        return PS_EXIT_FAIL;
+    rc = sync_cmd(cli, argc, argv);
+    close(lock);
+    return rc;
+}
+
+static int sync_cmd(ps_cli_t *cli, int argc, char **argv)
 {
     static const struct option lo[] = {{"quiet", no_argument, NULL, 'q'},
                                        {"json", no_argument, NULL, 'j'},

@@ -338,6 +338,9 @@ static int on_push(ps_conn_t *c, const ps_frame_t *f, ProtobufCMessage *m, read_
     if (job->clock_skew_ms > PS_CLOCK_TOLERANCE_MS || job->clock_skew_ms < -PS_CLOCK_TOLERANCE_MS)
         PS_INFO("conn", "#%llu push: the cache's clock is %+lld s off ours; its changes are re-timed",
                 (unsigned long long)c->id, (long long)(job->clock_skew_ms / 1000));
+    if (p->n_changes)
+        PS_DEBUG("conn", "#%llu push: %zu changes, lcn %llu to %llu", (unsigned long long)c->id, p->n_changes,
+                 (unsigned long long)p->changes[0]->lcn, (unsigned long long)p->changes[p->n_changes - 1]->lcn);
     job->owner = c;
     ps_buf_init(&job->reply);
     c->busy = 1;

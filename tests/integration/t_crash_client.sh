@@ -36,11 +36,11 @@ gen_kills=0
 for r in $(seq 1 "$ROUNDS"); do
     # Both townships push (small batches: many commits to land between),
     # the admin pulls; all three die at the same random moment.
-    ps --data "$T/c1" sync --quiet --batch 200 >/dev/null 2>&1 &
+    "$POPSYNC" --data "$T/c1" sync --quiet --batch 200 >/dev/null 2>&1 &
     p1=$!
-    ps --data "$T/c2" sync --quiet --batch 200 >/dev/null 2>&1 &
+    "$POPSYNC" --data "$T/c2" sync --quiet --batch 200 >/dev/null 2>&1 &
     p2=$!
-    ps --data "$T/admin" sync --quiet >/dev/null 2>&1 &
+    "$POPSYNC" --data "$T/admin" sync --quiet >/dev/null 2>&1 &
     pa=$!
     pause_rand
     killed $p1 && push_kills=$((push_kills + 1))
@@ -49,7 +49,7 @@ for r in $(seq 1 "$ROUNDS"); do
     # More local work every round, so there is always something to push;
     # every third round it is killed halfway through.
     c=c$((r % 2 + 1))
-    ps --data "$T/$c" generate --persons 400 --seed "$((SEED * 100 + r))" >/dev/null 2>&1 &
+    "$POPSYNC" --data "$T/$c" generate --persons 400 --seed "$((SEED * 100 + r))" >/dev/null 2>&1 &
     pg=$!
     if [ $((r % 3)) -eq 0 ]; then
         pause_rand 150

@@ -11,7 +11,7 @@ ps --data "$T/t1" generate --persons $N --seed 7 >/dev/null
 # Kill the pusher a few times at different moments.  Wherever the kill lands
 # (before, during or after a commit), a rerun must converge.
 for delay in 0.05 0.15 0.3; do
-    ps --data "$T/t1" sync --quiet --batch 500 >/dev/null 2>&1 &
+    "$POPSYNC" --data "$T/t1" sync --quiet --batch 500 >/dev/null 2>&1 &
     pid=$!
     sleep $delay
     kill -KILL $pid 2>/dev/null || true
@@ -23,7 +23,7 @@ expect_eq "$pending" 0 "outbox empty after resync"
 
 # The admin pull is killed the same way, then completed.
 for delay in 0.05 0.2; do
-    ps --data "$T/admin" sync --quiet >/dev/null 2>&1 &
+    "$POPSYNC" --data "$T/admin" sync --quiet >/dev/null 2>&1 &
     pid=$!
     sleep $delay
     kill -KILL $pid 2>/dev/null || true
@@ -43,5 +43,13 @@ recs=json.load(sys.stdin)
 gens=[int(r["rev"]["gen"]) for r in recs]
 assert all(g==1 for g in gens), "a change was applied twice: gens %s" % sorted(set(gens))
 '
+# One sync of a cache at a time: a second one waits for the first (two at
+# once would send one outbox twice in parallel, which looks like a copy).
+flock "$T/t1/sync.lock" sleep 2 &
+holder=$!
+sleep 0.5
+ps --data "$T/t1" sync --quiet 2>"$T/wait.err" || fail "sync waiting for the lock"
+grep -q "another sync of this cache is running; waiting" "$T/wait.err" || fail "says it waits: $(cat "$T/wait.err")"
+wait $holder
 stop_server
 pass "killed push and pull converge: $N records, none lost or duplicated"

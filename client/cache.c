@@ -1690,7 +1690,8 @@ int ps_cache_counts(ps_cache_t *c, ps_cache_counts_t *out)
     return PS_OK;
 }
 
-int ps_cache_outbox_count(ps_cache_t *c, uint64_t *n)
+/* Entries of one database, from its B-tree header: no record is opened. */
+static int db_entries(ps_cache_t *c, MDB_dbi dbi, uint64_t *n)
 {
     MDB_txn *txn = NULL;
     MDB_stat s;
@@ -1698,12 +1699,17 @@ int ps_cache_outbox_count(ps_cache_t *c, uint64_t *n)
     *n = 0;
     if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
         return ps_db_err(mrc);
-    mrc = mdb_stat(txn, c->outbox, &s);
+    mrc = mdb_stat(txn, dbi, &s);
     mdb_txn_abort(txn);
     if (mrc)
         return ps_db_err(mrc);
     *n = s.ms_entries;
     return PS_OK;
+}
+
+int ps_cache_outbox_count(ps_cache_t *c, uint64_t *n)
+{
+    return db_entries(c, c->outbox, n);
 }
 
 int ps_cache_foreach_rejected(ps_cache_t *c,
@@ -1859,18 +1865,7 @@ out:
 
 int ps_cache_refused_count(ps_cache_t *c, uint64_t *n)
 {
-    MDB_txn *txn = NULL;
-    MDB_stat s;
-    int mrc;
-    *n = 0;
-    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
-        return ps_db_err(mrc);
-    mrc = mdb_stat(txn, c->rejected, &s);
-    mdb_txn_abort(txn);
-    if (mrc)
-        return ps_db_err(mrc);
-    *n = s.ms_entries;
-    return PS_OK;
+    return db_entries(c, c->rejected, n);
 }
 
 int ps_cache_meta_for_pki(ps_cache_meta_t *m, const char *server, const char *pki_dir, const char *name,

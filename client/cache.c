@@ -1307,21 +1307,28 @@ int ps_cache_set_timezone(ps_cache_t *c, const char *name)
     return mrc ? ps_db_err(mrc) : PS_OK;
 }
 
-int ps_cache_set_synthetic_policy(ps_cache_t *c, int policy)
+/* One meta value written in a transaction of its own. */
+static int meta_commit_u64(ps_cache_t *c, const char *key, uint64_t v)
 {
     MDB_txn *txn = NULL;
     int mrc, rc;
 
     if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
         return ps_db_err(mrc);
-    if ((rc = meta_put_u64(txn, c->meta, "synthetic", (uint64_t)policy))) {
+    if ((rc = meta_put_u64(txn, c->meta, key, v))) {
         mdb_txn_abort(txn);
         return rc;
     }
-    if ((mrc = mdb_txn_commit(txn)))
-        return ps_db_err(mrc);
-    c->m.synthetic_policy = policy;
-    return PS_OK;
+    return (mrc = mdb_txn_commit(txn)) ? ps_db_err(mrc) : PS_OK;
+}
+
+int ps_cache_set_synthetic_policy(ps_cache_t *c, int policy)
+{
+    int rc = meta_commit_u64(c, "synthetic", (uint64_t)policy);
+
+    if (rc == PS_OK)
+        c->m.synthetic_policy = policy;
+    return rc;
 }
 
 int ps_cache_set_connection(ps_cache_t *c, const char *key, const char *value)
@@ -1354,18 +1361,11 @@ int ps_cache_set_connection(ps_cache_t *c, const char *key, const char *value)
 
 int ps_cache_set_last_sync(ps_cache_t *c, uint64_t ms)
 {
-    MDB_txn *txn = NULL;
-    int mrc, rc;
-    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
-        return ps_db_err(mrc);
-    if ((rc = meta_put_u64(txn, c->meta, "last_sync", ms))) {
-        mdb_txn_abort(txn);
-        return rc;
-    }
-    mrc = mdb_txn_commit(txn);
-    if (!mrc)
+    int rc = meta_commit_u64(c, "last_sync", ms);
+
+    if (rc == PS_OK)
         c->m.last_sync_ms = ms;
-    return mrc ? ps_db_err(mrc) : PS_OK;
+    return rc;
 }
 
 /* meta key of migration id's migrant summary: "mig:" then the 16-byte id. */
@@ -1442,20 +1442,13 @@ int ps_cache_set_sync_attempt(ps_cache_t *c, uint64_t ms, const char *error)
 
 int ps_cache_set_conflicts_open(ps_cache_t *c, uint64_t n)
 {
-    MDB_txn *txn = NULL;
-    int mrc, rc;
-    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
-        return db_err(mrc);
-    if ((rc = meta_put_u64(txn, c->meta, "conflicts_open", n))) {
-        mdb_txn_abort(txn);
-        return rc;
-    }
-    mrc = mdb_txn_commit(txn);
-    if (!mrc) {
+    int rc = meta_commit_u64(c, "conflicts_open", n);
+
+    if (rc == PS_OK) {
         c->m.conflicts_open = n;
         c->m.conflicts_known = 1;
     }
-    return mrc ? db_err(mrc) : PS_OK;
+    return rc;
 }
 
 int ps_cache_outbox_kinds(ps_cache_t *c, uint64_t *counts, size_t nkinds)

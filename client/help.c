@@ -60,6 +60,11 @@ static const help_t helps[] = {
      "TEXT is an ID number (whole, or its last 4 or 6 characters), a name or its first one or two\n"
      "characters, or a name and a birth date.  Exits 5 when nothing is found.",
      "popsync find \"王芳 1990/3/7\""},
+    {"ui", "[--listen ADDR:PORT] [--lang zh|en]", "the web interface of this cache, in the browser",
+     "Serves this cache (offline, exactly what its certificate may see) to the browser on 127.0.0.1\n"
+     "and prints the one address to open, with a secret token (docs/ui.md).  Chinese unless --lang en.\n"
+     "--listen on another address serves over TLS with this cache's certificate (docs/security.md).",
+     "popsync --data ~/popsync ui"},
     {"duplicates", "[--json]", "pairs of persons that may be one person (offline)",
      "Lists pairs of live persons of this cache with the same ID number, or the same name and\n"
      "birth date, with both record ids, units and the fields that differ.  Join a pair with merge.",

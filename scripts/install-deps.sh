@@ -8,6 +8,7 @@ PKGS=(
   libuv1-dev liblmdb-dev lmdb-utils libprotobuf-c-dev protobuf-c-compiler libmbedtls-dev
   libjansson-dev libcsv-dev libinih-dev libzstd-dev libcmocka-dev
   libxlsxwriter-dev libzip-dev libxml2-dev
+  libmicrohttpd-dev chromium chromium-driver python3-selenium libjs-chart.js fonts-wqy-microhei
   python3 openssl testssl.sh valgrind tzdata
 )
 

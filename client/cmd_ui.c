@@ -1,0 +1,82 @@
+/* cmd_ui.c - `popsync ui`: serves the local web interface (ui.h) from this
+ * cache until interrupted. */
+#include "cli.h"
+#include "dupcheck.h"
+#include "err.h"
+#include "record_fmt.h"
+#include "report.h"
+#include "ui.h"
+
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+static int ui_usage(FILE *f)
+{
+    fprintf(f, "usage: popsync ui [--listen ADDR:PORT] [--lang zh|en]\n"
+               "  serves this cache as a web application for the browser, offline like the CLI.\n"
+               "  Listens on 127.0.0.1 (a free port unless --listen says) and prints the one\n"
+               "  address to open: it carries a secret token, so keep it to yourself.\n"
+               "  --listen on another address serves over TLS with this cache's certificate.\n"
+               "  Stop with Ctrl-C.\n");
+    return f == stdout ? PS_EXIT_OK : PS_EXIT_USAGE;
+}
+
+int ps_cmd_ui(ps_cli_t *cli, int argc, char **argv)
+{
+    static const struct option lo[] = {{"listen", required_argument, NULL, 'l'},
+                                       {"lang", required_argument, NULL, 'L'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+    ps_ui_opts_t o = {NULL, 1, NULL};
+    const char *lang = NULL;
+    ps_cache_t *c = NULL;
+    ps_ui_t *ui = NULL;
+    sigset_t set;
+    char err[512];
+    int opt, sig = 0;
+
+    while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (opt) {
+        case 'l': o.listen = optarg; break;
+        case 'L': lang = optarg; break;
+        case 'h': return ui_usage(stdout);
+        default: return ui_usage(stderr);
+        }
+    }
+    if (optind != argc)
+        return ui_usage(stderr);
+    /* Chinese unless --lang en (the CLI's $LANG default is for terminals). */
+    if (lang && strcmp(lang, "en") != 0 && strcmp(lang, "zh") != 0) {
+        ps_cli_err("ui: --lang must be zh or en");
+        return PS_EXIT_USAGE;
+    }
+    o.zh = !(lang && strcmp(lang, "en") == 0);
+    if (ps_cache_open(&c, cli->data_dir, err, sizeof(err))) {
+        ps_cli_err("ui: %s", err);
+        return PS_EXIT_FAIL;
+    }
+    ps_record_set_person_resolver(ps_dup_resolve, c);
+    /* The server's threads inherit this mask: only sigwait below sees them. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (ps_ui_start(&ui, c, cli->data_dir, &o, err, sizeof(err)) != PS_OK) {
+        ps_cli_err("ui: %s", err);
+        ps_cache_close(c);
+        return PS_EXIT_FAIL;
+    }
+    if (strncmp(ps_ui_url(ui), "https:", 6) == 0)
+        fprintf(stderr, "popsync: ui: WARNING: serving beyond this computer (%s): anyone who can reach it and "
+                        "has the address with its token can read and change this cache; the browser must "
+                        "trust this cache's CA\n", o.listen);
+    printf("popsync ui: %s\n", ps_ui_url(ui));
+    fflush(stdout);
+    sigwait(&set, &sig);
+    ps_ui_stop(ui);
+    ps_cache_close(c);
+    return PS_EXIT_OK;
+}

@@ -105,69 +105,6 @@ void ps_nodes_seen(ps_server_t *srv, const uint8_t node[PS_ID_LEN], const ps_pee
     srv->nodes->dirty[i] = 1;
 }
 
-/* Reads a protobuf varint; 0 at the end or on a malformed one. */
-static int pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-    *v = 0;
-    for (int shift = 0; *p < end && shift < 64; shift += 7) {
-        uint8_t b = *(*p)++;
-        *v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80))
-            return 1;
-    }
-    return 0;
-}
-
-/* The cursor field of a PullBatch body, found by skipping its entries
- * (no unpacking: a batch may hold thousands of records). */
-static int pull_batch_cursor(const uint8_t *p, const uint8_t *end, uint64_t *cursor)
-{
-    int found = 0;
-    while (p < end) {
-        uint64_t tag, v;
-        if (!pb_varint(&p, end, &tag))
-            return 0;
-        switch (tag & 7) {
-        case 0:
-            if (!pb_varint(&p, end, &v))
-                return 0;
-            if (tag >> 3 == 2) {
-                *cursor = v;
-                found = 1;
-            }
-            break;
-        case 2:
-            if (!pb_varint(&p, end, &v) || v > (uint64_t)(end - p))
-                return 0;
-            p += v;
-            break;
-        case 1:
-            if (end - p < 8)
-                return 0;
-            p += 8;
-            break;
-        case 5:
-            if (end - p < 4)
-                return 0;
-            p += 4;
-            break;
-        default: return 0;
-        }
-    }
-    return found;
-}
-
-int ps_nodes_batch_cursor(const ps_buf_t *frame, uint64_t *cursor)
-{
-    const uint8_t *p = ps_buf_head(frame);
-    size_t len = ps_buf_size(frame);
-
-    *cursor = 0;
-    if (len < PS_FRAME_HDR || p[4] != PS_MSG_PULL_BATCH || (p[5] & PS_FRAME_FLAG_ZSTD))
-        return PS_EINVAL;
-    return pull_batch_cursor(p + PS_FRAME_HDR, p + len, cursor) ? PS_OK : PS_EPROTO;
-}
-
 void ps_nodes_pulled(ps_server_t *srv, const uint8_t node[PS_ID_LEN], uint64_t cursor)
 {
     ps_node_info_t *e;

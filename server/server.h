@@ -205,9 +205,6 @@ void ps_nodes_stop(ps_server_t *srv);
 void ps_nodes_free(ps_server_t *srv);
 /** A node said Hello or sent a Pull with this cursor. */
 void ps_nodes_seen(ps_server_t *srv, const uint8_t node[PS_ID_LEN], const ps_peer_t *peer, uint64_t cursor);
-/** The cursor of a (not compressed) PullBatch frame; 0 when not found.
- *  Pure: called by the pull job on its worker thread. */
-int ps_nodes_batch_cursor(const ps_buf_t *pull_batch_frame, uint64_t *cursor);
 /** A PullBatch with this cursor is going to the node (0: unknown, ignored). */
 void ps_nodes_pulled(ps_server_t *srv, const uint8_t node[PS_ID_LEN], uint64_t cursor);
 /** Changed entries to persist (copied into *out, caller frees); marks them clean. */

@@ -1550,89 +1550,106 @@ static int migrant_summary(const ps_store_t *st, MDB_txn *txn, const ps_peer_t *
     return PS_OK;
 }
 
+void ps_store_msg_free(ps_store_msg_t *m)
+{
+    if (m && m->release)
+        m->release(m->priv);
+    if (m)
+        memset(m, 0, sizeof(*m));
+}
+
+/* Gives fn one stored record (header + packed Record), with the migrant
+ * summary the peer is due, straight from the map. */
+static int emit_record(ps_store_t *st, MDB_txn *txn, const ps_peer_t *peer, uint64_t seq, const MDB_val *rv,
+                       ps_pull_fn fn, void *arg)
+{
+    uint8_t sum[MIGRANT_MAX];
+    ps_pull_item_t it;
+    memset(&it, 0, sizeof(it));
+    it.seq = seq;
+    it.record = (const uint8_t *)rv->mv_data + REC_HDR;
+    it.record_len = rv->mv_size - REC_HDR;
+    migrant_summary(st, txn, peer, rv->mv_data, it.record, it.record_len, sum, &it.migrant_len);
+    it.migrant = it.migrant_len ? sum : NULL;
+    return fn(arg, &it);
+}
+
+/* One feed entry (key seq, value fv) for peer: its record, its scope exit,
+ * or nothing when the peer may not see it.  *sent: bytes of record given
+ * (0 for none), or 1 for an exit. */
+static int pull_entry(ps_store_t *st, MDB_txn *txn, const ps_peer_t *peer, uint64_t seq, const MDB_val *fv,
+                      ps_pull_fn fn, void *arg, size_t *sent, int *counted)
+{
+    MDB_val rk = {PS_ID_LEN, fv->mv_data}, rv;
+    int mrc = mdb_get(txn, st->records, &rk, &rv);
+    *sent = 0;
+    *counted = 0;
+    if (mrc)
+        return db_err(mrc);
+    if (rv.mv_size < REC_HDR)
+        return PS_EDB;
+    if (fv->mv_size == FEED_EXIT_LEN) {
+        /* A scope exit: tell readers of the unit it left, unless the record
+         * is (again) visible to them, in which case its latest entry
+         * carries it. */
+        char unit[13];
+        ps_pull_item_t it;
+        memcpy(unit, (const uint8_t *)fv->mv_data + 17, 12);
+        unit[12] = '\0';
+        if (!may_read(st, peer, unit, NULL) || may_read_hdr(st, peer, rv.mv_data))
+            return PS_OK;
+        memset(&it, 0, sizeof(it));
+        it.seq = seq;
+        it.gone_id = fv->mv_data;
+        *counted = 1;
+        return fn(arg, &it);
+    }
+    if (!may_read_hdr(st, peer, rv.mv_data))
+        return PS_OK;
+    *sent = rv.mv_size - REC_HDR;
+    *counted = 1;
+    return emit_record(st, txn, peer, seq, &rv, fn, arg);
+}
+
 int ps_store_pull(ps_store_t *st, const ps_peer_t *peer, uint64_t cursor, uint32_t max_records,
-                  uint32_t max_bytes, uint32_t request_id, ps_buf_t *out)
+                  uint32_t max_bytes, ps_pull_fn fn, void *arg, ps_pull_end_t *end)
 {
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     MDB_val k, v;
     uint8_t key[8];
     uint64_t head, last = cursor;
-    size_t start, count = 0, bytes = 0;
+    size_t count = 0, bytes = 0;
     int mrc, rc = PS_OK, more = 0;
 
+    memset(end, 0, sizeof(*end));
     head = ps_store_head(st);
     /* sync.c refuses a cursor beyond head; never let cursor + 1 wrap to 0
      * (the whole scope) whoever calls. */
     if (cursor == UINT64_MAX)
         return PS_EINVAL;
-    start = ps_buf_size(out);
-    if ((rc = ps_buf_reserve(out, PS_FRAME_HDR)))
-        return rc;
-    ps_buf_commit(out, PS_FRAME_HDR);
-    if ((mrc = ro_begin(st, &txn)) ||
-        (mrc = mdb_cursor_open(txn, st->feed, &cur))) {
+    if ((mrc = ro_begin(st, &txn)) || (mrc = mdb_cursor_open(txn, st->feed, &cur))) {
         rc = db_err(mrc);
         goto out;
     }
     be64put(key, cursor + 1);
     k.mv_size = 8;
     k.mv_data = key;
-    mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    while (mrc == 0) {
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         uint64_t seq = be64get(k.mv_data);
-        MDB_val rk = {PS_ID_LEN, v.mv_data}, rv;
-        const uint8_t *packed;
-        size_t plen;
+        size_t sent;
+        int counted;
         if (seq > head)
             break;
         if (count >= max_records || bytes >= max_bytes) {
             more = 1;
             break;
         }
-        mrc = mdb_get(txn, st->records, &rk, &rv);
-        if (mrc) {
-            rc = db_err(mrc);
+        if ((rc = pull_entry(st, txn, peer, seq, &v, fn, arg, &sent, &counted)))
             goto out;
-        }
-        if (rv.mv_size < REC_HDR) {
-            rc = PS_EDB;
-            goto out;
-        }
-        if (v.mv_size == FEED_EXIT_LEN) {
-            /* A scope exit: tell readers of the unit it left, unless the
-             * record is (again) visible to them, in which case its latest
-             * entry carries it. */
-            char unit[13];
-            memcpy(unit, (const uint8_t *)v.mv_data + 17, 12);
-            unit[12] = '\0';
-            if (may_read(st, peer, unit, NULL) && !may_read_hdr(st, peer, rv.mv_data)) {
-                if ((rc = ps_msg_feed_gone_append(out, seq, v.mv_data)))
-                    goto out;
-                count++;
-            }
-            last = seq;
-            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-            continue;
-        }
-        packed = (const uint8_t *)rv.mv_data + REC_HDR;
-        plen = rv.mv_size - REC_HDR;
-        if (!may_read_hdr(st, peer, rv.mv_data)) {
-            last = seq;
-            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-            continue;
-        }
-        {
-            uint8_t sum[MIGRANT_MAX];
-            size_t slen;
-            migrant_summary(st, txn, peer, rv.mv_data, packed, plen, sum, &slen);
-            if ((rc = ps_msg_feed_entry_append_migrant(out, seq, packed, plen, sum, slen)))
-                goto out;
-        }
-        bytes += plen;
-        count++;
+        bytes += sent;
+        count += (size_t)counted;
         last = seq;
-        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     if (mrc && mrc != MDB_NOTFOUND) {
         rc = db_err(mrc);
@@ -1640,17 +1657,14 @@ int ps_store_pull(ps_store_t *st, const ps_peer_t *peer, uint64_t cursor, uint32
     }
     if (!more && last < head)
         last = head; /* nothing visible up to head: move past it */
-    if ((rc = ps_msg_pull_batch_finish(out, last, more, head)))
-        goto out;
-    ps_frame_encode_header(out->data + out->off + start, PS_MSG_PULL_BATCH, 0, request_id,
-                           ps_buf_size(out) - start - PS_FRAME_HDR);
+    end->cursor = last;
+    end->more = more;
+    end->head = head;
 out:
     if (cur)
         mdb_cursor_close(cur);
     if (txn)
         ro_end(st, txn);
-    if (rc)
-        out->len = out->off + start;
     return rc;
 }
 
@@ -1786,12 +1800,6 @@ out:
     return mrc ? db_err(mrc) : PS_OK;
 }
 
-/* Appends a whole frame of msg; used by the read-side functions below. */
-static int frame_msg(ps_buf_t *out, uint8_t type, uint32_t request_id, const ProtobufCMessage *msg)
-{
-    return ps_msg_pack_frame(out, type, request_id, msg);
-}
-
 /* Asks the policy whether this peer, syncing as node, may list cf. */
 static int may_see_conflict(const ps_store_t *st, const ps_peer_t *peer, const uint8_t *node,
                             const Popsync__Conflict *cf)
@@ -1805,27 +1813,44 @@ static int may_see_conflict(const ps_store_t *st, const ps_peer_t *peer, const u
     return ps_policy_may_see_conflict(st->opts.units, peer, node, &cv);
 }
 
+/* A ConflictListResult and the conflicts it lists (ps_store_msg_t.priv). */
+typedef struct conflict_list {
+    Popsync__ConflictListResult res;
+    Popsync__Conflict **list;
+    size_t n;
+} conflict_list_t;
+
+static void conflict_list_free(void *priv)
+{
+    conflict_list_t *cl = priv;
+    for (size_t i = 0; i < cl->n; i++)
+        ps_msg_free(&cl->list[i]->base);
+    free(cl->list);
+    free(cl);
+}
+
 int ps_store_conflicts(ps_store_t *st, const ps_peer_t *peer, const uint8_t node[PS_ID_LEN], int include_resolved,
-                       uint32_t max, uint32_t request_id, ps_buf_t *out)
+                       uint32_t max, ps_store_msg_t *out)
 {
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     MDB_val k, v;
-    Popsync__ConflictListResult res = POPSYNC__CONFLICT_LIST_RESULT__INIT;
-    Popsync__Conflict **list = NULL;
-    size_t n = 0;
+    conflict_list_t *cl;
     int mrc, rc = PS_OK;
 
+    memset(out, 0, sizeof(*out));
     if (max == 0 || max > 1000)
         max = 1000;
-    list = calloc(max, sizeof(*list));
-    if (!list)
+    if (!(cl = calloc(1, sizeof(*cl))) || !(cl->list = calloc(max, sizeof(*cl->list)))) {
+        free(cl);
         return PS_ENOMEM;
+    }
+    popsync__conflict_list_result__init(&cl->res);
     if ((mrc = ro_begin(st, &txn)) || (mrc = mdb_cursor_open(txn, st->conflicts, &cur))) {
         rc = db_err(mrc);
         goto out;
     }
-    while (n < max && (mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+    while (cl->n < max && (mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
         Popsync__Conflict *cf = NULL;
         if (ps_msg_unpack_desc(&popsync__conflict__descriptor, v.mv_data, v.mv_size, (ProtobufCMessage **)&cf))
             continue;
@@ -1833,20 +1858,23 @@ int ps_store_conflicts(ps_store_t *st, const ps_peer_t *peer, const uint8_t node
             ps_msg_free(&cf->base);
             continue;
         }
-        list[n++] = cf;
+        cl->list[cl->n++] = cf;
     }
-    res.n_conflicts = n;
-    res.conflicts = list;
-    rc = frame_msg(out, PS_MSG_CONFLICT_LIST_RESULT, request_id, &res.base);
+    cl->res.n_conflicts = cl->n;
+    cl->res.conflicts = cl->list;
 out:
-    for (size_t i = 0; i < n; i++)
-        ps_msg_free(&list[i]->base);
-    free(list);
     if (cur)
         mdb_cursor_close(cur);
     if (txn)
         ro_end(st, txn);
-    return rc;
+    if (rc) {
+        conflict_list_free(cl);
+        return rc;
+    }
+    out->msg = &cl->res.base;
+    out->release = conflict_list_free;
+    out->priv = cl;
+    return PS_OK;
 }
 
 int ps_store_conflicts_lost(ps_store_t *st, const uint8_t node[PS_ID_LEN], uint32_t *n)
@@ -1903,57 +1931,47 @@ out:
     return mrc ? db_err(mrc) : PS_OK;
 }
 
-int ps_store_verify_digests(ps_store_t *st, const ps_peer_t *peer, uint32_t request_id, ps_buf_t *out)
+int ps_store_verify_digests(ps_store_t *st, const ps_peer_t *peer, ps_verify_digests_t *out)
 {
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     MDB_val k, v;
-    uint64_t digests[PS_VERIFY_BUCKETS];
-    uint32_t counts[PS_VERIFY_BUCKETS];
-    Popsync__VerifyDigests d = POPSYNC__VERIFY_DIGESTS__INIT;
-    int mrc, rc = PS_OK;
+    int mrc;
 
-    memset(digests, 0, sizeof(digests));
-    memset(counts, 0, sizeof(counts));
-    if ((mrc = ro_begin(st, &txn)) || (mrc = mdb_cursor_open(txn, st->records, &cur))) {
-        rc = db_err(mrc);
+    memset(out, 0, sizeof(*out));
+    if ((mrc = ro_begin(st, &txn)) || (mrc = mdb_cursor_open(txn, st->records, &cur)))
         goto out;
-    }
     while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
         const uint8_t *h = v.mv_data;
         uint32_t b;
         if (k.mv_size != PS_ID_LEN || v.mv_size < REC_HDR || !may_read_hdr(st, peer, h))
             continue;
         b = ps_verify_bucket(k.mv_data);
-        digests[b] += ps_verify_item_hash(k.mv_data, be64get(h + HDR_GEN), be64get(h + HDR_HLC), h[9] & REC_DELETED);
-        counts[b]++;
+        out->digests[b] +=
+            ps_verify_item_hash(k.mv_data, be64get(h + HDR_GEN), be64get(h + HDR_HLC), h[9] & REC_DELETED);
+        out->counts[b]++;
     }
-    d.n_digests = PS_VERIFY_BUCKETS;
-    d.digests = digests;
-    d.n_counts = PS_VERIFY_BUCKETS;
-    d.counts = counts;
-    rc = frame_msg(out, PS_MSG_VERIFY_DIGESTS, request_id, &d.base);
+    mrc = mrc == MDB_NOTFOUND ? 0 : mrc;
 out:
     if (cur)
         mdb_cursor_close(cur);
     if (txn)
         ro_end(st, txn);
-    return rc;
+    return mrc ? db_err(mrc) : PS_OK;
 }
 
 int ps_store_verify_buckets(ps_store_t *st, const ps_peer_t *peer, const uint32_t *buckets, size_t nb,
-                            uint32_t request_id, ps_buf_t *out)
+                            ps_verify_item_t **items, size_t *n)
 {
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     MDB_val k, v;
     uint8_t want[PS_VERIFY_BUCKETS];
-    Popsync__VerifyBucketList list = POPSYNC__VERIFY_BUCKET_LIST__INIT;
-    Popsync__VerifyItem *items = NULL, **ptrs = NULL;
-    uint8_t *ids = NULL;
-    size_t n = 0, cap = 0;
+    size_t cap = 0;
     int mrc, rc = PS_OK;
 
+    *items = NULL;
+    *n = 0;
     memset(want, 0, sizeof(want));
     for (size_t i = 0; i < nb; i++)
         if (buckets[i] < PS_VERIFY_BUCKETS)
@@ -1964,71 +1982,50 @@ int ps_store_verify_buckets(ps_store_t *st, const ps_peer_t *peer, const uint32_
     }
     while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
         const uint8_t *h = v.mv_data;
+        ps_verify_item_t *it;
         if (k.mv_size != PS_ID_LEN || v.mv_size < REC_HDR || !want[ps_verify_bucket(k.mv_data)] ||
             !may_read_hdr(st, peer, h))
             continue;
-        if (n == cap) {
+        if (*n == cap) {
             size_t ncap = cap ? cap * 2 : 256;
-            void *a = realloc(items, ncap * sizeof(*items)), *b2;
+            void *a = realloc(*items, ncap * sizeof(**items));
             if (!a) {
                 rc = PS_ENOMEM;
                 goto out;
             }
-            items = a;
-            b2 = realloc(ids, ncap * PS_ID_LEN);
-            if (!b2) {
-                rc = PS_ENOMEM;
-                goto out;
-            }
-            ids = b2;
+            *items = a;
             cap = ncap;
         }
-        memcpy(ids + n * PS_ID_LEN, k.mv_data, PS_ID_LEN);
-        popsync__verify_item__init(&items[n]);
-        items[n].gen = be64get(h + HDR_GEN);
-        items[n].hlc = be64get(h + HDR_HLC);
-        items[n].deleted = (h[9] & REC_DELETED) != 0;
-        n++;
+        it = &(*items)[(*n)++];
+        memcpy(it->id, k.mv_data, PS_ID_LEN);
+        it->gen = be64get(h + HDR_GEN);
+        it->hlc = be64get(h + HDR_HLC);
+        it->deleted = (h[9] & REC_DELETED) != 0;
     }
-    ptrs = calloc(n ? n : 1, sizeof(*ptrs));
-    if (!ptrs) {
-        rc = PS_ENOMEM;
-        goto out;
-    }
-    /* ids moved while growing: point each item at its id only now. */
-    for (size_t i = 0; i < n; i++) {
-        items[i].id.data = ids + i * PS_ID_LEN;
-        items[i].id.len = PS_ID_LEN;
-        ptrs[i] = &items[i];
-    }
-    list.n_items = n;
-    list.items = ptrs;
-    rc = frame_msg(out, PS_MSG_VERIFY_BUCKET_LIST, request_id, &list.base);
+    if (mrc != MDB_NOTFOUND)
+        rc = db_err(mrc);
 out:
-    free(items);
-    free(ids);
-    free(ptrs);
     if (cur)
         mdb_cursor_close(cur);
     if (txn)
         ro_end(st, txn);
+    if (rc) {
+        free(*items);
+        *items = NULL;
+        *n = 0;
+    }
     return rc;
 }
 
 int ps_store_fetch(ps_store_t *st, const ps_peer_t *peer, const ProtobufCBinaryData *ids, size_t n,
-                   uint32_t request_id, ps_buf_t *out)
+                   ps_pull_fn fn, void *arg, ps_pull_end_t *end)
 {
     MDB_txn *txn = NULL;
-    size_t start = ps_buf_size(out);
-    int mrc, rc;
+    int mrc, rc = PS_OK;
 
-    if ((rc = ps_buf_reserve(out, PS_FRAME_HDR)))
-        return rc;
-    ps_buf_commit(out, PS_FRAME_HDR);
-    if ((mrc = ro_begin(st, &txn))) {
-        rc = db_err(mrc);
-        goto out;
-    }
+    memset(end, 0, sizeof(*end));
+    if ((mrc = ro_begin(st, &txn)))
+        return db_err(mrc);
     for (size_t i = 0; i < n; i++) {
         MDB_val k = {PS_ID_LEN, ids[i].data}, v;
         if (ids[i].len != PS_ID_LEN)
@@ -2042,26 +2039,13 @@ int ps_store_fetch(ps_store_t *st, const ps_peer_t *peer, const ProtobufCBinaryD
         }
         if (v.mv_size < REC_HDR || !may_read_hdr(st, peer, v.mv_data))
             continue;
-        {
-            uint8_t sum[MIGRANT_MAX];
-            size_t slen;
-            migrant_summary(st, txn, peer, v.mv_data, (const uint8_t *)v.mv_data + REC_HDR, v.mv_size - REC_HDR,
-                            sum, &slen);
-            if ((rc = ps_msg_feed_entry_append_migrant(out, be64get(v.mv_data), (const uint8_t *)v.mv_data + REC_HDR,
-                                                       v.mv_size - REC_HDR, sum, slen)))
-                goto out;
-        }
+        if ((rc = emit_record(st, txn, peer, be64get(v.mv_data), &v, fn, arg)))
+            goto out;
     }
     /* cursor 0: a fetch never moves the reader's feed position. */
-    if ((rc = ps_msg_pull_batch_finish(out, 0, 0, ps_store_head(st))))
-        goto out;
-    ps_frame_encode_header(out->data + out->off + start, PS_MSG_PULL_BATCH, 0, request_id,
-                           ps_buf_size(out) - start - PS_FRAME_HDR);
+    end->head = ps_store_head(st);
 out:
-    if (txn)
-        ro_end(st, txn);
-    if (rc)
-        out->len = out->off + start;
+    ro_end(st, txn);
     return rc;
 }
 

@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "digest.h"
 #include "ids.h"
 #include "orgunit.h"
 #include "tls.h"
@@ -103,12 +104,66 @@ uint64_t ps_store_head(ps_store_t *st);
  */
 int ps_store_apply(ps_store_t *st, ps_push_job_t *jobs);
 
+/* --- what the read side gives back (the protocol layer, server/reply.h,
+ * turns these into reply frames; nothing here knows frames) --- */
+
+/** One entry of the change feed that a pull or fetch sends.  The bytes are
+ *  the store's own (valid only during the callback): no copy is made. */
+typedef struct ps_pull_item {
+    uint64_t seq;               /**< the entry's feed sequence */
+    const uint8_t *gone_id;     /**< not NULL: the record with this id left the reader's scope (no record) */
+    const uint8_t *record;      /**< the packed Record exactly as stored */
+    size_t record_len;
+    const uint8_t *migrant;     /**< a packed MigrantSummary (docs/security.md §8.3), or NULL */
+    size_t migrant_len;
+} ps_pull_item_t;
+
+/** Receives each entry in sequence order; a non-zero return stops the read
+ *  and is returned by it. */
+typedef int (*ps_pull_fn)(void *arg, const ps_pull_item_t *it);
+
+/** How a pull or fetch ended: the reader's cursor after it (0 for a fetch,
+ *  which never moves it), whether more entries wait, and the head. */
+typedef struct ps_pull_end {
+    uint64_t cursor;
+    int more;
+    uint64_t head;
+} ps_pull_end_t;
+
+/** Per bucket of record id (common/digest.h): the digest and count of the
+ *  records a peer may read. */
+typedef struct ps_verify_digests {
+    uint64_t digests[PS_VERIFY_BUCKETS];
+    uint32_t counts[PS_VERIFY_BUCKETS];
+} ps_verify_digests_t;
+
+/** One record of a verify bucket: its id and revision. */
+typedef struct ps_verify_item {
+    uint8_t id[PS_ID_LEN];
+    uint64_t gen, hlc;
+    int deleted;
+} ps_verify_item_t;
+
 /**
- * Builds a whole PullBatch frame into out: entries with seq > cursor visible
- * to peer, in sequence order, at most max_records / about max_bytes.
+ * A reply message the store built (a protobuf-c message struct, never
+ * packed here) and the memory it points into.  The protocol layer packs
+ * msg, then calls ps_store_msg_free.
+ */
+typedef struct ps_store_msg {
+    ProtobufCMessage *msg;
+    void (*release)(void *priv); /**< frees priv and all msg points into */
+    void *priv;
+} ps_store_msg_t;
+
+/** Frees what a ps_store_* function put in m (safe on a zeroed m). */
+void ps_store_msg_free(ps_store_msg_t *m);
+
+/**
+ * Gives fn the feed entries with seq > cursor visible to peer, in sequence
+ * order, at most max_records / about max_bytes of records, and fills *end.
  */
 int ps_store_pull(ps_store_t *st, const ps_peer_t *peer, uint64_t cursor, uint32_t max_records,
-                  uint32_t max_bytes, uint32_t request_id, ps_buf_t *out);
+                  uint32_t max_bytes, ps_pull_fn fn, void *arg, ps_pull_end_t *end);
 
 /** Reads a node's high-water mark (0 when unknown).  Read-only, unless the
  *  node id is bound to another certificate identity: then PS_EACCES with
@@ -121,23 +176,25 @@ int ps_store_node_hello(ps_store_t *st, const uint8_t node[PS_ID_LEN], const ps_
 int ps_store_node_rebind(ps_store_t *st, const uint8_t node[PS_ID_LEN], const ps_peer_t *to, char *old,
                          size_t oldlen);
 
-/** A whole ConflictListResult frame: conflicts this peer, syncing as
- *  node, may see (common/policy.h: its scope, or its own edits). */
+/** A ConflictListResult in *out: conflicts this peer, syncing as node, may
+ *  see (common/policy.h: its scope, or its own edits), at most max (1000). */
 int ps_store_conflicts(ps_store_t *st, const ps_peer_t *peer, const uint8_t node[PS_ID_LEN], int include_resolved,
-                       uint32_t max, uint32_t request_id, ps_buf_t *out);
+                       uint32_t max, ps_store_msg_t *out);
 /** Open conflicts in which an edit of node lost (told in Welcome, so the
  *  cache whose edit lost learns of it at its next sync).  Read-only. */
 int ps_store_conflicts_lost(ps_store_t *st, const uint8_t node[PS_ID_LEN], uint32_t *n);
 /** Open and total conflicts (metrics, status). */
 int ps_store_conflict_count(ps_store_t *st, uint64_t *open_conflicts, uint64_t *total);
-/** A whole VerifyDigests frame over the peer's scope. */
-int ps_store_verify_digests(ps_store_t *st, const ps_peer_t *peer, uint32_t request_id, ps_buf_t *out);
-/** A whole VerifyBucketList frame: (id, revision) of the peer's records in these buckets. */
+/** The bucket digests of the peer's scope. */
+int ps_store_verify_digests(ps_store_t *st, const ps_peer_t *peer, ps_verify_digests_t *out);
+/** (id, revision) of the peer's records in these buckets, in id order:
+ *  *items (caller frees) and *n. */
 int ps_store_verify_buckets(ps_store_t *st, const ps_peer_t *peer, const uint32_t *buckets, size_t nb,
-                            uint32_t request_id, ps_buf_t *out);
-/** A whole PullBatch frame (cursor 0) holding these records, those the peer may read. */
+                            ps_verify_item_t **items, size_t *n);
+/** Gives fn the records of these ids that the peer may read (as a pull
+ *  does); *end gets cursor 0 and the head. */
 int ps_store_fetch(ps_store_t *st, const ps_peer_t *peer, const ProtobufCBinaryData *ids, size_t n,
-                   uint32_t request_id, ps_buf_t *out);
+                   ps_pull_fn fn, void *arg, ps_pull_end_t *end);
 
 /**
  * Checks the audit chain: numbering without gaps, each entry naming the hash
@@ -146,19 +203,21 @@ int ps_store_fetch(ps_store_t *st, const ps_peer_t *peer, const ProtobufCBinaryD
  */
 int ps_store_audit_verify(ps_store_t *st, uint64_t *entries, char *err, size_t errlen);
 
-/** Answers a Query: one or more whole QueryResult frames appended to out.
+/** Answers a Query: one QueryResult in *out holding every group row (the
+ *  protocol layer cuts it into frames) or the page of records.
  *  PS_EINVAL/PS_ETOOBIG with a reason in err for a query that cannot run. */
-int ps_store_query(ps_store_t *st, const ps_peer_t *peer, const Popsync__Query *q, uint32_t request_id,
-                   ps_buf_t *out, char *err, size_t errlen);
-/** A whole ReportResult frame for the monthly report (from the counters). */
+int ps_store_query(ps_store_t *st, const ps_peer_t *peer, const Popsync__Query *q, ps_store_msg_t *out, char *err,
+                   size_t errlen);
+/** The monthly report (from the counters): a ReportResult in *out. */
 int ps_store_report_monthly(ps_store_t *st, const ps_peer_t *peer, const Popsync__ReportRequest *req,
-                            uint32_t request_id, ps_buf_t *out, char *err, size_t errlen);
-/** A whole ReportResult frame for the data-quality report (a scan). */
+                            ps_store_msg_t *out, char *err, size_t errlen);
+/** The data-quality report (a scan): a ReportResult in *out. */
 int ps_store_report_quality(ps_store_t *st, const ps_peer_t *peer, const Popsync__ReportRequest *req,
-                            uint32_t request_id, ps_buf_t *out, char *err, size_t errlen);
-/** Submits, approves, returns or reads a township's month; a whole CloseResult frame. */
-int ps_store_close_month(ps_store_t *st, const ps_peer_t *peer, const Popsync__CloseRequest *req, uint32_t request_id,
-                         ps_buf_t *out, char *err, size_t errlen);
+                            ps_store_msg_t *out, char *err, size_t errlen);
+/** Submits, approves, returns or reads a township's month: the month's
+ *  state as a CloseResult in *out. */
+int ps_store_close_month(ps_store_t *st, const ps_peer_t *peer, const Popsync__CloseRequest *req,
+                         ps_store_msg_t *out, char *err, size_t errlen);
 /** Recounts every counter from the records and compares: mismatches (0 = all equal). */
 int ps_store_counters_check(ps_store_t *st, uint64_t *checked, uint64_t *mismatched, char *err, size_t errlen);
 
@@ -179,9 +238,9 @@ typedef struct ps_node_info {
  *  and cursor in node(16) (keeping its high-water mark), the certificate
  *  identity in node(16)|0x01.  last_seen never goes backwards. */
 int ps_store_nodes_put(ps_store_t *st, const ps_node_info_t *v, size_t n);
-/** A whole NodeStatusResult frame: every node in `nodes`, overlaid with the
+/** A NodeStatusResult in *out: every node in `nodes`, overlaid with the
  *  newer in-memory entries live[0..n) (marked connected). */
-int ps_store_node_status(ps_store_t *st, const ps_node_info_t *live, size_t n, uint32_t request_id, ps_buf_t *out);
+int ps_store_node_status(ps_store_t *st, const ps_node_info_t *live, size_t n, ps_store_msg_t *out);
 /** The map size and the bytes in use (last page + 1, times the page size). */
 int ps_store_env_info(ps_store_t *st, uint64_t *map_bytes, uint64_t *used_bytes);
 /** Hot backup: a compacted copy of the store in dir, from one read

@@ -13,7 +13,6 @@
 #include "store_int.h"
 #include "log.h"
 #include "msg.h"
-#include "frame.h"
 #include "wire.pb-c.h"
 
 #include <lmdb.h>
@@ -143,27 +142,39 @@ static int by_last_seen(const void *a, const void *b)
     return memcmp(x->node, y->node, PS_ID_LEN);
 }
 
-int ps_store_node_status(ps_store_t *st, const ps_node_info_t *live, size_t n, uint32_t request_id, ps_buf_t *out)
+/* A NodeStatusResult and what it points into (ps_store_msg_t.priv). */
+typedef struct node_status_out {
+    Popsync__NodeStatusResult res;
+    Popsync__NodeStatus **rows;
+    status_row_t *tab;
+} node_status_out_t;
+
+static void node_status_out_free(void *priv)
 {
-    Popsync__NodeStatusResult res = POPSYNC__NODE_STATUS_RESULT__INIT;
-    Popsync__NodeStatus **rows = NULL;
-    status_tab_t t = {NULL, 0, 0};
-    MDB_txn *txn = NULL;
+    node_status_out_t *so = priv;
+    if (!so)
+        return;
+    free(so->rows);
+    free(so->tab);
+    free(so);
+}
+
+/* Every node of the `nodes` database: its mark and the certificate last seen. */
+static int status_read_nodes(ps_store_t *st, MDB_txn *txn, status_tab_t *t)
+{
     MDB_cursor *cur = NULL;
     MDB_val k, v;
-    uint64_t head, open_total = 0;
-    int mrc = 0, rc = PS_OK;
-
-    head = ps_store_head(st);
-    if ((mrc = ro_begin(st, &txn)) || (mrc = mdb_cursor_open(txn, st->nodes, &cur)))
-        goto out;
+    int mrc;
+    if ((mrc = mdb_cursor_open(txn, st->nodes, &cur)))
+        return db_err(mrc);
     while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
         status_row_t *r;
+        Popsync__NodeStatus *ns = NULL;
         if (k.mv_size != PS_ID_LEN && !(k.mv_size == PS_ID_LEN + 1 && ((uint8_t *)k.mv_data)[PS_ID_LEN] == NODE_INFO_TAG))
             continue;
-        if (!(r = row_get(&t, k.mv_data))) {
-            rc = PS_ENOMEM;
-            goto out;
+        if (!(r = row_get(t, k.mv_data))) {
+            mdb_cursor_close(cur);
+            return PS_ENOMEM;
         }
         if (k.mv_size == PS_ID_LEN) {
             if (v.mv_size >= 8)
@@ -172,28 +183,25 @@ int ps_store_node_status(ps_store_t *st, const ps_node_info_t *live, size_t n, u
                 r->ns.last_seen_ms = be64get((uint8_t *)v.mv_data + 8);
                 r->ns.cursor = be64get((uint8_t *)v.mv_data + 16);
             }
-        } else {
-            Popsync__NodeStatus *ns = NULL;
-            if (ps_msg_unpack_desc(&popsync__node_status__descriptor, v.mv_data, v.mv_size,
-                                   (ProtobufCMessage **)&ns) == PS_OK) {
-                copy_str(r->name, sizeof(r->name), ns->name);
-                copy_str(r->role, sizeof(r->role), ns->role);
-                copy_str(r->orgunit, sizeof(r->orgunit), ns->orgunit);
-                ps_msg_free(&ns->base);
-            }
+        } else if (ps_msg_unpack_desc(&popsync__node_status__descriptor, v.mv_data, v.mv_size,
+                                      (ProtobufCMessage **)&ns) == PS_OK) {
+            copy_str(r->name, sizeof(r->name), ns->name);
+            copy_str(r->role, sizeof(r->role), ns->role);
+            copy_str(r->orgunit, sizeof(r->orgunit), ns->orgunit);
+            ps_msg_free(&ns->base);
         }
     }
-    if (mrc != MDB_NOTFOUND)
-        goto out;
     mdb_cursor_close(cur);
-    cur = NULL;
-    /* Newer knowledge from the loop's table (not yet written, or newer). */
+    return mrc == MDB_NOTFOUND ? PS_OK : db_err(mrc);
+}
+
+/* Newer knowledge from the loop's table (not yet written, or newer). */
+static int status_overlay(status_tab_t *t, const ps_node_info_t *live, size_t n)
+{
     for (size_t i = 0; i < n; i++) {
-        status_row_t *r = row_get(&t, live[i].node);
-        if (!r) {
-            rc = PS_ENOMEM;
-            goto out;
-        }
+        status_row_t *r = row_get(t, live[i].node);
+        if (!r)
+            return PS_ENOMEM;
         r->ns.connected = 1;
         if (live[i].last_seen_ms >= r->ns.last_seen_ms) {
             r->ns.last_seen_ms = live[i].last_seen_ms;
@@ -203,33 +211,63 @@ int ps_store_node_status(ps_store_t *st, const ps_node_info_t *live, size_t n, u
         copy_str(r->role, sizeof(r->role), live[i].role);
         copy_str(r->orgunit, sizeof(r->orgunit), live[i].orgunit);
     }
-    /* Open conflicts, in all and per node whose change lost. */
+    return PS_OK;
+}
+
+/* Open conflicts, in all and per node whose change lost. */
+static int status_conflicts(ps_store_t *st, MDB_txn *txn, status_tab_t *t, uint64_t *open_total)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int mrc;
     if ((mrc = mdb_cursor_open(txn, st->conflicts, &cur)))
-        goto out;
+        return db_err(mrc);
     while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
         Popsync__Conflict *cf = NULL;
         if (ps_msg_unpack_desc(&popsync__conflict__descriptor, v.mv_data, v.mv_size, (ProtobufCMessage **)&cf))
             continue;
         if (!cf->resolved) {
-            open_total++;
+            (*open_total)++;
             if (cf->lost_node.len == PS_ID_LEN)
-                for (size_t i = 0; i < t.n; i++)
-                    if (memcmp(t.v[i].node, cf->lost_node.data, PS_ID_LEN) == 0) {
-                        t.v[i].ns.conflicts_open++;
+                for (size_t i = 0; i < t->n; i++)
+                    if (memcmp(t->v[i].node, cf->lost_node.data, PS_ID_LEN) == 0) {
+                        t->v[i].ns.conflicts_open++;
                         break;
                     }
         }
         ps_msg_free(&cf->base);
     }
-    if (mrc != MDB_NOTFOUND)
-        goto out;
-    mrc = 0;
-    qsort(t.v, t.n, sizeof(*t.v), by_last_seen);
-    rows = calloc(t.n ? t.n : 1, sizeof(*rows));
-    if (!rows) {
-        rc = PS_ENOMEM;
-        goto out;
+    mdb_cursor_close(cur);
+    return mrc == MDB_NOTFOUND ? PS_OK : db_err(mrc);
+}
+
+int ps_store_node_status(ps_store_t *st, const ps_node_info_t *live, size_t n, ps_store_msg_t *out)
+{
+    node_status_out_t *so = calloc(1, sizeof(*so));
+    status_tab_t t = {NULL, 0, 0};
+    MDB_txn *txn = NULL;
+    uint64_t head = ps_store_head(st), open_total = 0;
+    int mrc, rc;
+
+    memset(out, 0, sizeof(*out));
+    if (!so)
+        return PS_ENOMEM;
+    popsync__node_status_result__init(&so->res);
+    if ((mrc = ro_begin(st, &txn))) {
+        free(so);
+        return db_err(mrc);
     }
+    if ((rc = status_read_nodes(st, txn, &t)) == PS_OK && (rc = status_overlay(&t, live, n)) == PS_OK)
+        rc = status_conflicts(st, txn, &t, &open_total);
+    ro_end(st, txn);
+    so->tab = t.v;
+    if (rc == PS_OK && !(so->rows = calloc(t.n ? t.n : 1, sizeof(*so->rows))))
+        rc = PS_ENOMEM;
+    if (rc) {
+        node_status_out_free(so);
+        return rc;
+    }
+    qsort(t.v, t.n, sizeof(*t.v), by_last_seen);
     for (size_t i = 0; i < t.n; i++) {
         status_row_t *r = &t.v[i];
         r->ns.node.data = r->node;
@@ -238,24 +276,17 @@ int ps_store_node_status(ps_store_t *st, const ps_node_info_t *live, size_t n, u
         r->ns.role = r->role;
         r->ns.orgunit = r->orgunit;
         r->ns.behind = head > r->ns.cursor ? head - r->ns.cursor : 0;
-        rows[i] = &r->ns;
+        so->rows[i] = &r->ns;
     }
-    res.n_nodes = t.n;
-    res.nodes = rows;
-    res.head = head;
-    res.conflicts_open = open_total;
-    res.generated_ms = ps_now_ms();
-    rc = ps_msg_pack_frame(out, PS_MSG_NODE_STATUS_RESULT, request_id, &res.base);
-out:
-    if (cur)
-        mdb_cursor_close(cur);
-    if (txn)
-        ro_end(st, txn);
-    free(rows);
-    free(t.v);
-    if (mrc && mrc != MDB_NOTFOUND)
-        rc = db_err(mrc);
-    return rc;
+    so->res.n_nodes = t.n;
+    so->res.nodes = so->rows;
+    so->res.head = head;
+    so->res.conflicts_open = open_total;
+    so->res.generated_ms = ps_now_ms();
+    out->msg = &so->res.base;
+    out->release = node_status_out_free;
+    out->priv = so;
+    return PS_OK;
 }
 
 /* --- map size ------------------------------------------------------------------ */

@@ -9,7 +9,6 @@
  */
 #include "store_int.h"
 #include "counters.h"
-#include "frame.h"
 #include "ids.h"
 #include "msg.h"
 #include "orgunit.h"
@@ -94,15 +93,8 @@ static void township_of(const ps_store_t *st, const char *unit, char out[13])
         ps_orgunit_township(unit, out);
 }
 
-/* Appends one frame of msg to out. */
-static int put_frame(ps_buf_t *out, uint8_t type, uint32_t req, const ProtobufCMessage *m)
-{
-    return ps_msg_pack_frame(out, type, req, m);
-}
-
 /* ---- Query ----------------------------------------------------------------- */
 
-#define QUERY_FRAME_ROWS 2000
 #define QUERY_MAX_GROUPS 200000
 
 static int group_key(const ps_store_t *st, const Popsync__Record *r, const Popsync__Query *q, const char *name,
@@ -179,221 +171,264 @@ static int query_check(const Popsync__Query *q, char *err, size_t errlen)
     return rc;
 }
 
-int ps_store_query(ps_store_t *st, const ps_peer_t *peer, const Popsync__Query *q, uint32_t request_id,
-                   ps_buf_t *out, char *err, size_t errlen)
+/* A QueryResult and what it points into (ps_store_msg_t.priv). */
+typedef struct query_out {
+    Popsync__QueryResult res;
+    Popsync__Record **page;    /* list mode: the records of the page */
+    size_t npage;
+    uint8_t next_id[PS_ID_LEN];
+    Popsync__QueryRow *rows;   /* group mode: one per group, sorted by key */
+    Popsync__QueryRow **rowp;
+    char **keys;               /* n_group_by parts per row, pointing into copies */
+    char **copies;             /* each row's joined key, split in place */
+    size_t nrows;
+} query_out_t;
+
+static void query_out_free(void *priv)
 {
-    MDB_txn *txn = NULL;
+    query_out_t *qo = priv;
+    if (!qo)
+        return;
+    for (size_t i = 0; qo->page && i < qo->npage; i++)
+        ps_msg_free(&qo->page[i]->base);
+    for (size_t i = 0; qo->copies && i < qo->nrows; i++)
+        free(qo->copies[i]);
+    free(qo->page);
+    free(qo->rows);
+    free(qo->rowp);
+    free(qo->keys);
+    free(qo->copies);
+    free(qo);
+}
+
+/* Does r pass the query's date range and equality filters? */
+static int query_match(const Popsync__Query *q, const Popsync__Record *r)
+{
+    int ok = 1;
+    if (q->date_field && *q->date_field) {
+        char d[32];
+        if (ps_record_get_text(r, q->date_field, d, sizeof(d)) != PS_OK || !*d)
+            ok = !(q->date_from && *q->date_from) && !(q->date_to && *q->date_to);
+        else
+            ok = (!q->date_from || !*q->date_from || strcmp(d, q->date_from) >= 0) &&
+                 (!q->date_to || !*q->date_to || strcmp(d, q->date_to) <= 0);
+    }
+    for (size_t i = 0; ok && i < q->n_filters; i++) {
+        char val[1024];
+        const char *f = q->filters[i]->field;
+        const char *want = q->filters[i]->value ? q->filters[i]->value : "";
+        if (!strcmp(f, "orgunit"))
+            ok = !strcmp(r->orgunit, want);
+        else
+            ok = ps_record_get_text(r, f, val, sizeof(val)) == PS_OK && !strcmp(val, want);
+    }
+    return ok;
+}
+
+/* Counts r in its group (and adds its sum field). */
+static int query_group_add(const ps_store_t *st, const Popsync__Query *q, const Popsync__Record *r, stab_t *groups,
+                           char *err, size_t errlen)
+{
+    char keybuf[1024];
+    size_t off = 0;
+    sent_t *g;
+    for (size_t i = 0; i < q->n_group_by; i++) {
+        char part[512] = "";
+        group_key(st, r, q, q->group_by[i], part, sizeof(part));
+        /* \x1f separates parts: no text form contains it (control characters are refused). */
+        off += (size_t)snprintf(keybuf + off, sizeof(keybuf) - off, "%s%s", i ? "\x1f" : "", part);
+        if (off >= sizeof(keybuf))
+            off = sizeof(keybuf) - 1;
+    }
+    keybuf[off] = '\0';
+    g = stab_get(groups, keybuf);
+    if (!g || groups->n > QUERY_MAX_GROUPS) {
+        snprintf(err, errlen, "more than %d groups: narrow the query", QUERY_MAX_GROUPS);
+        return g ? PS_ETOOBIG : PS_ENOMEM;
+    }
+    g->count++;
+    if (q->sum_field && *q->sum_field) {
+        char num[64];
+        if (ps_record_get_text(r, q->sum_field, num, sizeof(num)) == PS_OK)
+            g->sum += strtoll(num, NULL, 10);
+    }
+    return PS_OK;
+}
+
+/* Positions cur at the first record of the scan: after after_id for a
+ * listing's next page, else the first. */
+static int query_first(const Popsync__Query *q, MDB_cursor *cur, MDB_val *k, MDB_val *v)
+{
+    int mrc;
+    if (!(q->list && q->after_id.len == PS_ID_LEN))
+        return mdb_cursor_get(cur, k, v, MDB_FIRST);
+    k->mv_size = PS_ID_LEN;
+    k->mv_data = q->after_id.data;
+    mrc = mdb_cursor_get(cur, k, v, MDB_SET_RANGE);
+    if (mrc == 0 && memcmp(k->mv_data, q->after_id.data, PS_ID_LEN) == 0)
+        mrc = mdb_cursor_get(cur, k, v, MDB_NEXT);
+    return mrc;
+}
+
+/* The record under a header, when the query looks at it at all (kind,
+ * deleted, the peer's scope, the query's unit); counts it as scanned. */
+static Popsync__Record *query_candidate(const ps_store_t *st, const ps_peer_t *peer, const Popsync__Query *q,
+                                        const MDB_val *v, uint64_t *scanned)
+{
+    const uint8_t *h = v->mv_data;
+    const char *root = q->orgunit && *q->orgunit ? q->orgunit : NULL;
+    Popsync__Record *r = NULL;
+    char unit[13];
+    if (v->mv_size < REC_HDR || h[8] != (uint8_t)q->kind || (!q->include_deleted && (h[9] & REC_DELETED)) ||
+        !may_count_hdr(st, peer, h))
+        return NULL;
+    hdr_unit(h, HDR_UNIT, unit);
+    if (root && !within(st, unit, root))
+        return NULL;
+    (*scanned)++;
+    if (ps_msg_unpack_desc(&popsync__record__descriptor, h + REC_HDR, v->mv_size - REC_HDR,
+                           (ProtobufCMessage **)&r) != PS_OK)
+        return NULL;
+    return r;
+}
+
+/* The scan: every matching record is kept (list mode, up to limit: one
+ * more sets next_id) or counted in its group. */
+static int query_scan(ps_store_t *st, const ps_peer_t *peer, const Popsync__Query *q, MDB_txn *txn, uint32_t limit,
+                      query_out_t *qo, stab_t *groups, char *err, size_t errlen)
+{
     MDB_cursor *cur = NULL;
     MDB_val k, v;
-    stab_t groups;
-    sent_t **rows = NULL;
-    Popsync__Record **page = NULL;
-    uint8_t next_id[PS_ID_LEN];
-    size_t npage = 0;
-    uint32_t limit = q->limit ? (q->limit > 10000 ? 10000 : q->limit) : 1000;
-    uint64_t scanned = 0, matched = 0;
-    int mrc, rc = PS_OK, have_next = 0;
-    const char *root = q->orgunit && *q->orgunit ? q->orgunit : NULL;
+    int mrc, rc = PS_OK;
 
-    memset(&groups, 0, sizeof(groups));
-    if ((rc = query_check(q, err, errlen)))
-        return rc;
-    if (root && !ps_orgunit_valid(root)) {
-        snprintf(err, errlen, "Query.orgunit must be a 12-digit code");
-        return PS_EINVAL;
-    }
-    if (q->list && !(page = calloc(limit, sizeof(*page))))
-        return PS_ENOMEM;
-    if ((mrc = ro_begin(st, &txn)) || (mrc = mdb_cursor_open(txn, st->records, &cur))) {
-        rc = db_err(mrc);
-        goto out;
-    }
-    if (q->list && q->after_id.len == PS_ID_LEN) {
-        k.mv_size = PS_ID_LEN;
-        k.mv_data = q->after_id.data;
-        mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-        if (mrc == 0 && memcmp(k.mv_data, q->after_id.data, PS_ID_LEN) == 0)
-            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-    } else {
-        mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    }
-    for (; mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        const uint8_t *h = v.mv_data;
-        Popsync__Record *r = NULL;
-        char unit[13], keybuf[1024];
-        size_t off = 0;
-        int ok = 1;
-
-        if (v.mv_size < REC_HDR || h[8] != (uint8_t)q->kind)
+    if ((mrc = mdb_cursor_open(txn, st->records, &cur)))
+        return db_err(mrc);
+    for (mrc = query_first(q, cur, &k, &v); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        Popsync__Record *r = query_candidate(st, peer, q, &v, &qo->res.scanned);
+        if (!r)
             continue;
-        if (!q->include_deleted && (h[9] & REC_DELETED))
-            continue;
-        if (!may_count_hdr(st, peer, h))
-            continue;
-        hdr_unit(h, HDR_UNIT, unit);
-        if (root && !within(st, unit, root))
-            continue;
-        scanned++;
-        if (ps_msg_unpack_desc(&popsync__record__descriptor, h + REC_HDR, v.mv_size - REC_HDR,
-                               (ProtobufCMessage **)&r) != PS_OK)
-            continue;
-        if (q->date_field && *q->date_field) {
-            char d[32];
-            if (ps_record_get_text(r, q->date_field, d, sizeof(d)) != PS_OK || !*d)
-                ok = !(q->date_from && *q->date_from) && !(q->date_to && *q->date_to);
-            else
-                ok = (!q->date_from || !*q->date_from || strcmp(d, q->date_from) >= 0) &&
-                     (!q->date_to || !*q->date_to || strcmp(d, q->date_to) <= 0);
-        }
-        for (size_t i = 0; ok && i < q->n_filters; i++) {
-            char val[1024];
-            const char *f = q->filters[i]->field;
-            if (!strcmp(f, "orgunit"))
-                ok = !strcmp(r->orgunit, q->filters[i]->value ? q->filters[i]->value : "");
-            else
-                ok = ps_record_get_text(r, f, val, sizeof(val)) == PS_OK &&
-                     !strcmp(val, q->filters[i]->value ? q->filters[i]->value : "");
-        }
-        if (!ok) {
+        if (!query_match(q, r)) {
             ps_msg_free(&r->base);
             continue;
         }
-        matched++;
-        if (q->list) {
-            if (npage == limit) {
-                /* One more match exists: the page ends at the last one kept. */
-                have_next = 1;
-                ps_msg_free(&r->base);
+        qo->res.matched++;
+        if (!q->list) {
+            rc = query_group_add(st, q, r, groups, err, errlen);
+            ps_msg_free(&r->base);
+            if (rc)
                 break;
-            }
-            page[npage++] = r;
-            memcpy(next_id, k.mv_data, PS_ID_LEN);
             continue;
         }
-        for (size_t i = 0; i < q->n_group_by; i++) {
-            char part[512] = "";
-            group_key(st, r, q, q->group_by[i], part, sizeof(part));
-            /* \x1f separates parts: no text form contains it (control characters are refused). */
-            off += (size_t)snprintf(keybuf + off, sizeof(keybuf) - off, "%s%s", i ? "\x1f" : "", part);
-            if (off >= sizeof(keybuf))
-                off = sizeof(keybuf) - 1;
+        if (qo->npage == limit) {
+            /* One more match exists: the page ends at the last one kept. */
+            qo->res.next_after_id.data = qo->next_id;
+            qo->res.next_after_id.len = PS_ID_LEN;
+            ps_msg_free(&r->base);
+            break;
         }
-        keybuf[off] = '\0';
-        {
-            sent_t *g = stab_get(&groups, keybuf);
-            if (!g || groups.n > QUERY_MAX_GROUPS) {
-                snprintf(err, errlen, "more than %d groups: narrow the query", QUERY_MAX_GROUPS);
-                ps_msg_free(&r->base);
-                rc = g ? PS_ETOOBIG : PS_ENOMEM;
-                goto out;
-            }
-            g->count++;
-            if (q->sum_field && *q->sum_field) {
-                char num[64];
-                if (ps_record_get_text(r, q->sum_field, num, sizeof(num)) == PS_OK)
-                    g->sum += strtoll(num, NULL, 10);
-            }
-        }
-        ps_msg_free(&r->base);
+        qo->page[qo->npage++] = r;
+        memcpy(qo->next_id, k.mv_data, PS_ID_LEN);
     }
-    if (mrc && mrc != MDB_NOTFOUND) {
+    mdb_cursor_close(cur);
+    if (rc == PS_OK && mrc && mrc != MDB_NOTFOUND && mrc != 0)
         rc = db_err(mrc);
-        goto out;
+    return rc;
+}
+
+/* The groups as QueryRows sorted by key, each key split back into its
+ * parts (empty parts kept). */
+static int query_rows(const Popsync__Query *q, const stab_t *groups, query_out_t *qo)
+{
+    size_t ng = q->n_group_by ? q->n_group_by : 1, n = 0;
+    sent_t **sorted = calloc(groups->n ? groups->n : 1, sizeof(*sorted));
+    int rc = PS_OK;
+
+    qo->rows = calloc(groups->n ? groups->n : 1, sizeof(*qo->rows));
+    qo->rowp = calloc(groups->n ? groups->n : 1, sizeof(*qo->rowp));
+    qo->keys = calloc((groups->n ? groups->n : 1) * ng, sizeof(*qo->keys));
+    qo->copies = calloc(groups->n ? groups->n : 1, sizeof(*qo->copies));
+    if (!sorted || !qo->rows || !qo->rowp || !qo->keys || !qo->copies) {
+        free(sorted);
+        return PS_ENOMEM;
     }
-    if (q->list) {
-        Popsync__QueryResult res = POPSYNC__QUERY_RESULT__INIT;
-        res.n_records = npage;
-        res.records = page;
-        res.done = 1;
-        res.scanned = scanned;
-        res.matched = matched;
-        if (have_next) {
-            res.next_after_id.data = next_id;
-            res.next_after_id.len = PS_ID_LEN;
+    for (size_t i = 0; i < groups->cap; i++)
+        if (groups->v[i].key)
+            sorted[n++] = &groups->v[i];
+    qsort(sorted, n, sizeof(*sorted), cmp_rows);
+    for (size_t i = 0; i < n; i++) {
+        Popsync__QueryRow *row = &qo->rows[i];
+        char *part;
+        popsync__query_row__init(row);
+        if (!(qo->copies[i] = strdup(sorted[i]->key))) {
+            rc = PS_ENOMEM;
+            break;
         }
-        rc = put_frame(out, PS_MSG_QUERY_RESULT, request_id, &res.base);
-        goto out;
-    }
-    rows = calloc(groups.n ? groups.n : 1, sizeof(*rows));
-    if (!rows) {
-        rc = PS_ENOMEM;
-        goto out;
-    }
-    {
-        size_t n = 0;
-        for (size_t i = 0; i < groups.cap; i++)
-            if (groups.v[i].key)
-                rows[n++] = &groups.v[i];
-        qsort(rows, n, sizeof(*rows), cmp_rows);
-        /* Stream the rows in frames; the last one says done. */
-        for (size_t start = 0; rc == PS_OK && (start < n || start == 0); start += QUERY_FRAME_ROWS) {
-            Popsync__QueryResult res = POPSYNC__QUERY_RESULT__INIT;
-            size_t cnt = n - start < QUERY_FRAME_ROWS ? n - start : QUERY_FRAME_ROWS;
-            Popsync__QueryRow *qr = calloc(cnt ? cnt : 1, sizeof(*qr));
-            Popsync__QueryRow **qp = calloc(cnt ? cnt : 1, sizeof(*qp));
-            char **keys = calloc((cnt ? cnt : 1) * (q->n_group_by ? q->n_group_by : 1), sizeof(char *));
-            char **copies = calloc(cnt ? cnt : 1, sizeof(char *));
-            if (!qr || !qp || !keys || !copies) {
-                rc = PS_ENOMEM;
-            } else {
-                for (size_t i = 0; i < cnt; i++) {
-                    char *save = NULL, *part;
-                    size_t nk = 0;
-                    popsync__query_row__init(&qr[i]);
-                    copies[i] = strdup(rows[start + i]->key);
-                    if (!copies[i]) {
-                        rc = PS_ENOMEM;
-                        break;
-                    }
-                    qr[i].key = keys + i * (q->n_group_by ? q->n_group_by : 1);
-                    /* Split the joined key back into its parts (empty parts kept). */
-                    part = copies[i];
-                    for (size_t g = 0; g < q->n_group_by; g++) {
-                        char *sep = strchr(part, '\x1f');
-                        if (sep)
-                            *sep = '\0';
-                        qr[i].key[nk++] = part;
-                        part = sep ? sep + 1 : part + strlen(part);
-                    }
-                    (void)save;
-                    qr[i].n_key = nk;
-                    qr[i].count = rows[start + i]->count;
-                    qr[i].sum = rows[start + i]->sum;
-                    qp[i] = &qr[i];
-                }
-                if (rc == PS_OK) {
-                    res.n_group_by = q->n_group_by;
-                    res.group_by = q->group_by;
-                    res.n_rows = cnt;
-                    res.rows = qp;
-                    res.done = start + cnt >= n;
-                    res.scanned = scanned;
-                    res.matched = matched;
-                    rc = put_frame(out, PS_MSG_QUERY_RESULT, request_id, &res.base);
-                }
-                for (size_t i = 0; i < cnt; i++)
-                    free(copies[i]);
-            }
-            free(qr);
-            free(qp);
-            free(keys);
-            free(copies);
-            if (n == 0)
-                break;
+        qo->nrows = i + 1;
+        row->key = qo->keys + i * ng;
+        part = qo->copies[i];
+        for (size_t g = 0; g < q->n_group_by; g++) {
+            char *sep = strchr(part, '\x1f');
+            if (sep)
+                *sep = '\0';
+            row->key[row->n_key++] = part;
+            part = sep ? sep + 1 : part + strlen(part);
         }
+        row->count = sorted[i]->count;
+        row->sum = sorted[i]->sum;
+        qo->rowp[i] = row;
     }
-out:
-    if (page)
-        for (size_t i = 0; i < npage; i++)
-            ps_msg_free(&page[i]->base);
-    free(page);
-    free(rows);
-    stab_free(&groups);
-    if (cur)
-        mdb_cursor_close(cur);
+    free(sorted);
+    qo->res.n_group_by = q->n_group_by;
+    qo->res.group_by = q->group_by;
+    qo->res.n_rows = qo->nrows;
+    qo->res.rows = qo->rowp;
+    return rc;
+}
+
+int ps_store_query(ps_store_t *st, const ps_peer_t *peer, const Popsync__Query *q, ps_store_msg_t *out, char *err,
+                   size_t errlen)
+{
+    MDB_txn *txn = NULL;
+    stab_t groups;
+    query_out_t *qo;
+    uint32_t limit = q->limit ? (q->limit > 10000 ? 10000 : q->limit) : 1000;
+    int mrc, rc;
+
+    memset(out, 0, sizeof(*out));
+    memset(&groups, 0, sizeof(groups));
+    if ((rc = query_check(q, err, errlen)))
+        return rc;
+    if (q->orgunit && *q->orgunit && !ps_orgunit_valid(q->orgunit)) {
+        snprintf(err, errlen, "Query.orgunit must be a 12-digit code");
+        return PS_EINVAL;
+    }
+    if (!(qo = calloc(1, sizeof(*qo))) || (q->list && !(qo->page = calloc(limit, sizeof(*qo->page))))) {
+        free(qo);
+        return PS_ENOMEM;
+    }
+    popsync__query_result__init(&qo->res);
+    qo->res.done = 1;
+    if ((mrc = ro_begin(st, &txn)))
+        rc = db_err(mrc);
+    else
+        rc = query_scan(st, peer, q, txn, limit, qo, &groups, err, errlen);
     if (txn)
         ro_end(st, txn);
-    return rc;
+    if (rc == PS_OK && q->list) {
+        qo->res.n_records = qo->npage;
+        qo->res.records = qo->page;
+    } else if (rc == PS_OK) {
+        rc = query_rows(q, &groups, qo);
+    }
+    stab_free(&groups);
+    if (rc) {
+        query_out_free(qo);
+        return rc;
+    }
+    out->msg = &qo->res.base;
+    out->release = query_out_free;
+    out->priv = qo;
+    return PS_OK;
 }
 
 /* ---- Monthly report ---------------------------------------------------------- */
@@ -554,21 +589,124 @@ static int64_t frozen_value(const Popsync__CloseResult *c, const char *name)
     return 0;
 }
 
+/* A monthly ReportResult and what it points into (ps_store_msg_t.priv):
+ * nrows township rows and the total, NIND values and up to NIND
+ * corrections each. */
+typedef struct monthly_out {
+    Popsync__ReportResult res;
+    mrow_t *rows, total;
+    size_t nrows;
+    Popsync__ReportRow *rr, **rp;
+    Popsync__ReportValue *vals, **vp, *corr, **cp;
+    Popsync__CloseResult **closes;
+} monthly_out_t;
+
+static void monthly_out_free(void *priv)
+{
+    monthly_out_t *mo = priv;
+    if (!mo)
+        return;
+    if (mo->closes)
+        for (size_t i = 0; i <= mo->nrows; i++)
+            if (mo->closes[i])
+                popsync__close_result__free_unpacked(mo->closes[i], NULL);
+    free(mo->closes);
+    free(mo->rr);
+    free(mo->rp);
+    free(mo->vals);
+    free(mo->vp);
+    free(mo->corr);
+    free(mo->cp);
+    free(mo->rows);
+    free(mo);
+}
+
+static int monthly_alloc(monthly_out_t *mo)
+{
+    size_t n = mo->nrows + 1;
+    mo->rr = calloc(n, sizeof(*mo->rr));
+    mo->rp = calloc(n, sizeof(*mo->rp));
+    mo->vals = calloc(n * NIND, sizeof(*mo->vals));
+    mo->vp = calloc(n * NIND, sizeof(*mo->vp));
+    mo->corr = calloc(n * NIND, sizeof(*mo->corr));
+    mo->cp = calloc(n * NIND, sizeof(*mo->cp));
+    mo->closes = calloc(n, sizeof(*mo->closes));
+    return mo->rr && mo->rp && mo->vals && mo->vp && mo->corr && mo->cp && mo->closes ? PS_OK : PS_ENOMEM;
+}
+
+/* Appends a correction (name, value) to row i's list. */
+static void monthly_correction(monthly_out_t *mo, size_t i, const char *name, int64_t value)
+{
+    Popsync__ReportRow *row = &mo->rr[i];
+    Popsync__ReportValue *c = &mo->corr[i * NIND + row->n_corrections];
+    popsync__report_value__init(c);
+    c->name = (char *)name;
+    c->value = value;
+    mo->cp[i * NIND + row->n_corrections++] = c;
+    row->corrections = mo->cp + i * NIND;
+}
+
+/* Row i (a township, or the total when i == nrows): its close state and
+ * values.  An approved month shows what was handed in; later edits appear
+ * as corrections, never as silent changes. */
+static void monthly_row(ps_store_t *st, MDB_txn *txn, uint32_t month, monthly_out_t *mo, size_t i)
+{
+    mrow_t *m = i < mo->nrows ? &mo->rows[i] : &mo->total;
+    Popsync__ReportRow *row = &mo->rr[i];
+    popsync__report_row__init(row);
+    row->orgunit = i < mo->nrows ? m->code : "";
+    row->name = i < mo->nrows ? (char *)m->name : "";
+    row->close_state = "";
+    if (i < mo->nrows && (mo->closes[i] = close_get(st, txn, month, m->code)) != NULL) {
+        row->close_state = mo->closes[i]->state;
+        if (!strcmp(mo->closes[i]->state, "approved"))
+            for (size_t j = 0; j < NIND; j++) {
+                int64_t frozen = frozen_value(mo->closes[i], g_ind[j]);
+                int64_t delta = m->v[j] - frozen;
+                m->v[j] = frozen;
+                if (delta)
+                    monthly_correction(mo, i, g_ind[j], delta);
+            }
+    }
+    for (size_t j = 0; j < NIND; j++) {
+        Popsync__ReportValue *val = &mo->vals[i * NIND + j];
+        popsync__report_value__init(val);
+        val->name = (char *)g_ind[j];
+        val->value = m->v[j];
+        mo->vp[i * NIND + j] = val;
+        if (i < mo->nrows)
+            mo->total.v[j] += m->v[j];
+    }
+    row->n_values = NIND;
+    row->values = mo->vp + i * NIND;
+    mo->rp[i] = row;
+}
+
+/* The total's corrections are the sum of its rows'. */
+static void monthly_total_corrections(monthly_out_t *mo)
+{
+    for (size_t j = 0; j < NIND; j++) {
+        int64_t sum = 0;
+        for (size_t i = 0; i < mo->nrows; i++)
+            for (size_t c = 0; c < mo->rr[i].n_corrections; c++)
+                if (!strcmp(mo->rr[i].corrections[c]->name, g_ind[j]))
+                    sum += mo->rr[i].corrections[c]->value;
+        if (sum)
+            monthly_correction(mo, mo->nrows, g_ind[j], sum);
+    }
+}
+
 int ps_store_report_monthly(ps_store_t *st, const ps_peer_t *peer, const Popsync__ReportRequest *req,
-                            uint32_t request_id, ps_buf_t *out, char *err, size_t errlen)
+                            ps_store_msg_t *out, char *err, size_t errlen)
 {
     MDB_txn *txn = NULL;
-    mrow_t *rows = NULL, total;
-    size_t nrows = 0;
+    monthly_out_t *mo;
     uint32_t month = ps_month_of(req->month);
     uint32_t dl_u = req->deadline_urgent_days ? req->deadline_urgent_days : 15;
     uint32_t dl_n = req->deadline_normal_days ? req->deadline_normal_days : 30;
-    Popsync__ReportResult res = POPSYNC__REPORT_RESULT__INIT;
-    Popsync__ReportRow *rr = NULL, **rp = NULL;
-    Popsync__ReportValue *vals = NULL, **vp = NULL, *corr = NULL, **cp = NULL;
-    Popsync__CloseResult **closes = NULL;
     int mrc, rc;
 
+    memset(out, 0, sizeof(*out));
     if (!month || strlen(req->month) != 7) {
         snprintf(err, errlen, "month must be YYYY-MM");
         return PS_EINVAL;
@@ -577,131 +715,64 @@ int ps_store_report_monthly(ps_store_t *st, const ps_peer_t *peer, const Popsync
         snprintf(err, errlen, "orgunit must be a 12-digit code");
         return PS_EINVAL;
     }
-    if ((mrc = ro_begin(st, &txn)))
+    if (!(mo = calloc(1, sizeof(*mo))))
+        return PS_ENOMEM;
+    if ((mrc = ro_begin(st, &txn))) {
+        free(mo);
         return db_err(mrc);
-    if ((rc = compute_rows(st, txn, peer, month, req->orgunit, dl_u, dl_n, &rows, &nrows)))
-        goto out;
-    if (nrows)
-        qsort(rows, nrows, sizeof(*rows), cmp_mrow);
-    memset(&total, 0, sizeof(total));
-    rr = calloc(nrows + 1, sizeof(*rr));
-    rp = calloc(nrows + 1, sizeof(*rp));
-    vals = calloc((nrows + 1) * NIND, sizeof(*vals));
-    vp = calloc((nrows + 1) * NIND, sizeof(*vp));
-    corr = calloc((nrows + 1) * NIND, sizeof(*corr));
-    cp = calloc((nrows + 1) * NIND, sizeof(*cp));
-    closes = calloc(nrows + 1, sizeof(*closes));
-    if (!rr || !rp || !vals || !vp || !corr || !cp || !closes) {
-        rc = PS_ENOMEM;
-        goto out;
     }
-    for (size_t i = 0; i <= nrows; i++) {
-        mrow_t *m = i < nrows ? &rows[i] : &total;
-        int64_t correction_total[NIND];
-        popsync__report_row__init(&rr[i]);
-        rr[i].orgunit = i < nrows ? m->code : "";
-        rr[i].name = i < nrows ? (char *)m->name : "";
-        rr[i].close_state = "";
-        if (i < nrows && (closes[i] = close_get(st, txn, month, m->code)) != NULL) {
-            rr[i].close_state = closes[i]->state;
-            /* An approved month shows what was handed in; later edits appear
-             * as corrections, never as silent changes. */
-            if (!strcmp(closes[i]->state, "approved")) {
-                for (size_t j = 0; j < NIND; j++) {
-                    int64_t frozen = frozen_value(closes[i], g_ind[j]);
-                    int64_t delta = m->v[j] - frozen;
-                    m->v[j] = frozen;
-                    if (delta) {
-                        Popsync__ReportValue *c = &corr[i * NIND + rr[i].n_corrections];
-                        popsync__report_value__init(c);
-                        c->name = (char *)g_ind[j];
-                        c->value = delta;
-                        cp[i * NIND + rr[i].n_corrections] = c;
-                        rr[i].n_corrections++;
-                    }
-                }
-                rr[i].corrections = cp + i * NIND;
-            }
-        }
-        memset(correction_total, 0, sizeof(correction_total));
-        for (size_t j = 0; j < NIND; j++) {
-            Popsync__ReportValue *val = &vals[i * NIND + j];
-            popsync__report_value__init(val);
-            val->name = (char *)g_ind[j];
-            val->value = m->v[j];
-            vp[i * NIND + j] = val;
-            if (i < nrows)
-                total.v[j] += m->v[j];
-        }
-        rr[i].n_values = NIND;
-        rr[i].values = vp + i * NIND;
-        rp[i] = &rr[i];
+    if ((rc = compute_rows(st, txn, peer, month, req->orgunit, dl_u, dl_n, &mo->rows, &mo->nrows)) == PS_OK &&
+        (rc = monthly_alloc(mo)) == PS_OK) {
+        if (mo->nrows)
+            qsort(mo->rows, mo->nrows, sizeof(*mo->rows), cmp_mrow);
+        for (size_t i = 0; i <= mo->nrows; i++)
+            monthly_row(st, txn, month, mo, i);
+        monthly_total_corrections(mo);
     }
-    /* The total's corrections are the sum of its rows'. */
-    {
-        size_t nc = 0;
-        for (size_t j = 0; j < NIND; j++) {
-            int64_t sum = 0;
-            for (size_t i = 0; i < nrows; i++)
-                for (size_t c = 0; c < rr[i].n_corrections; c++)
-                    if (!strcmp(rr[i].corrections[c]->name, g_ind[j]))
-                        sum += rr[i].corrections[c]->value;
-            if (sum) {
-                Popsync__ReportValue *c = &corr[nrows * NIND + nc];
-                popsync__report_value__init(c);
-                c->name = (char *)g_ind[j];
-                c->value = sum;
-                cp[nrows * NIND + nc++] = c;
-            }
-        }
-        rr[nrows].n_corrections = nc;
-        rr[nrows].corrections = cp + nrows * NIND;
+    ro_end(st, txn);
+    if (rc) {
+        monthly_out_free(mo);
+        return rc;
     }
-    res.report = "monthly";
-    res.month = req->month;
-    res.n_rows = nrows + 1;
-    res.rows = rp;
-    res.generated_ms = ps_now_ms();
-    res.deadline_urgent_days = dl_u;
-    res.deadline_normal_days = dl_n;
-    rc = put_frame(out, PS_MSG_REPORT_RESULT, request_id, &res.base);
-out:
-    if (closes)
-        for (size_t i = 0; i <= nrows; i++)
-            if (closes[i])
-                popsync__close_result__free_unpacked(closes[i], NULL);
-    free(closes);
-    free(rr);
-    free(rp);
-    free(vals);
-    free(vp);
-    free(corr);
-    free(cp);
-    free(rows);
-    if (txn)
-        ro_end(st, txn);
-    return rc;
+    popsync__report_result__init(&mo->res);
+    mo->res.report = "monthly";
+    mo->res.month = req->month;
+    mo->res.n_rows = mo->nrows + 1;
+    mo->res.rows = mo->rp;
+    mo->res.generated_ms = ps_now_ms();
+    mo->res.deadline_urgent_days = dl_u;
+    mo->res.deadline_normal_days = dl_n;
+    out->msg = &mo->res.base;
+    out->release = monthly_out_free;
+    out->priv = mo;
+    return PS_OK;
 }
 
 /* ---- Monthly close ------------------------------------------------------------ */
 
-int ps_store_close_month(ps_store_t *st, const ps_peer_t *peer, const Popsync__CloseRequest *req, uint32_t request_id,
-                         ps_buf_t *out, char *err, size_t errlen)
-{
-    MDB_txn *txn = NULL;
-    Popsync__CloseResult *old = NULL, now = POPSYNC__CLOSE_RESULT__INIT;
+/* A CloseResult and what it points into (ps_store_msg_t.priv). */
+typedef struct close_out {
+    Popsync__CloseResult now;
+    Popsync__CloseResult *old;   /* the stored state before this request */
     Popsync__ReportValue vals[NIND], *vp[NIND];
-    mrow_t *rows = NULL;
-    size_t nrows = 0;
-    uint32_t month = ps_month_of(req->month);
-    const char *act = req->action ? req->action : "";
-    const char *town = req->orgunit && *req->orgunit ? req->orgunit : peer->orgunit;
-    int write = strcmp(act, "status") != 0, mrc, rc = PS_OK;
-    uint8_t key[16];
-    MDB_val k = {16, key}, v;
-    uint8_t *packed = NULL;
+} close_out_t;
 
-    if (!month || strlen(req->month) != 7) {
+static void close_out_free(void *priv)
+{
+    close_out_t *co = priv;
+    if (co && co->old)
+        popsync__close_result__free_unpacked(co->old, NULL);
+    free(co);
+}
+
+/* The request's month, township and action, and whether the peer may do
+ * it (the policy's decision: a township submits its own month; the
+ * district approves or returns; readers of the township may look). */
+static int close_check(ps_store_t *st, const ps_peer_t *peer, const Popsync__CloseRequest *req, const char *town,
+                       const char *act, char *err, size_t errlen)
+{
+    char t[13];
+    if (!ps_month_of(req->month) || strlen(req->month) != 7) {
         snprintf(err, errlen, "month must be YYYY-MM");
         return PS_EINVAL;
     }
@@ -709,20 +780,15 @@ int ps_store_close_month(ps_store_t *st, const ps_peer_t *peer, const Popsync__C
         snprintf(err, errlen, "orgunit must be a 12-digit township code");
         return PS_EINVAL;
     }
-    {
-        char t[13];
-        township_of(st, town, t);
-        if (strcmp(t, town) != 0) {
-            snprintf(err, errlen, "%s is not a township: months are closed per township", town);
-            return PS_EINVAL;
-        }
+    township_of(st, town, t);
+    if (strcmp(t, town) != 0) {
+        snprintf(err, errlen, "%s is not a township: months are closed per township", town);
+        return PS_EINVAL;
     }
     if (strcmp(act, "status") && strcmp(act, "submit") && strcmp(act, "approve") && strcmp(act, "return")) {
         snprintf(err, errlen, "action must be submit, approve, return or status");
         return PS_EINVAL;
     }
-    /* Who may do what is the policy's: a township submits its own month;
-     * the district approves or returns; readers of the township may look. */
     if (!ps_policy_may_close(st->opts.units, peer,
                              !strcmp(act, "submit")    ? PS_ACT_CLOSE_SUBMIT
                              : !strcmp(act, "approve") ? PS_ACT_CLOSE_APPROVE
@@ -732,90 +798,123 @@ int ps_store_close_month(ps_store_t *st, const ps_peer_t *peer, const Popsync__C
         snprintf(err, errlen, "role %s may not %s the month of %s", peer->role_name, act, town);
         return PS_EACCES;
     }
-    if ((mrc = txn_begin_locked(st, write ? 0 : MDB_RDONLY, &txn)))
-        return db_err(mrc);
-    old = close_get(st, txn, month, town);
-    now.month = req->month;
-    now.orgunit = (char *)town;
-    now.state = old ? old->state : "";
-    now.at_ms = old ? old->at_ms : 0;
-    now.by = old ? old->by : "";
-    now.note = old ? old->note : "";
-    if (old) {
-        now.n_frozen = old->n_frozen;
-        now.frozen = old->frozen;
+    return PS_OK;
+}
+
+/* Moves co->now (the stored state) by the action, freezing the township's
+ * numbers as handed in (default deadlines) on approval. */
+static int close_transition(ps_store_t *st, MDB_txn *txn, const ps_peer_t *peer, const Popsync__CloseRequest *req,
+                            const char *act, close_out_t *co, char *err, size_t errlen)
+{
+    const char *state = co->now.state, *town = co->now.orgunit;
+    if (!strcmp(act, "submit") && !strcmp(state, "approved")) {
+        snprintf(err, errlen, "%s %s is already approved", town, req->month);
+        return PS_EEXIST;
     }
-    if (write) {
-        const char *state = now.state;
-        if (!strcmp(act, "submit") && !strcmp(state, "approved")) {
-            snprintf(err, errlen, "%s %s is already approved", town, req->month);
-            rc = PS_EEXIST;
-            goto out;
-        }
-        if (!strcmp(act, "approve") && strcmp(state, "submitted")) {
-            snprintf(err, errlen, "%s %s has not been submitted", town, req->month);
-            rc = PS_EINVAL;
-            goto out;
-        }
-        if (!strcmp(act, "return") && strcmp(state, "submitted") && strcmp(state, "approved")) {
-            snprintf(err, errlen, "%s %s is not submitted or approved", town, req->month);
-            rc = PS_EINVAL;
-            goto out;
-        }
-        now.state = !strcmp(act, "submit") ? "submitted" : !strcmp(act, "approve") ? "approved" : "returned";
-        now.at_ms = ps_now_ms();
-        now.by = (char *)peer->name;
-        now.note = req->note ? req->note : "";
-        now.n_frozen = 0;
-        now.frozen = NULL;
-        if (!strcmp(act, "approve")) {
-            /* Freeze the township's numbers as handed in (default deadlines). */
-            ps_peer_t district = *peer;
-            district.role = PS_ROLE_ADMIN;
-            if ((rc = compute_rows(st, txn, &district, month, town, 15, 30, &rows, &nrows)))
-                goto out;
-            for (size_t j = 0; j < NIND; j++) {
-                popsync__report_value__init(&vals[j]);
-                vals[j].name = (char *)g_ind[j];
-                vals[j].value = nrows ? rows[0].v[j] : 0;
-                vp[j] = &vals[j];
-            }
-            now.n_frozen = NIND;
-            now.frozen = vp;
-        }
-        {
-            size_t n = protobuf_c_message_get_packed_size(&now.base);
-            packed = malloc(n ? n : 1);
-            if (!packed) {
-                rc = PS_ENOMEM;
-                goto out;
-            }
-            protobuf_c_message_pack(&now.base, packed);
-            close_key(key, month, town);
-            v.mv_size = n;
-            v.mv_data = packed;
-            if ((mrc = mdb_put(txn, st->closes, &k, &v, 0))) {
-                rc = db_err(mrc);
-                goto out;
-            }
-        }
-        mrc = mdb_txn_commit(txn);
-        txn = NULL;
-        pthread_rwlock_unlock(&st->resize);
-        if (mrc) {
-            rc = db_err(mrc);
-            goto out;
-        }
+    if (!strcmp(act, "approve") && strcmp(state, "submitted")) {
+        snprintf(err, errlen, "%s %s has not been submitted", town, req->month);
+        return PS_EINVAL;
     }
-    rc = put_frame(out, PS_MSG_CLOSE_RESULT, request_id, &now.base);
-out:
-    free(packed);
-    free(rows);
-    if (old)
-        popsync__close_result__free_unpacked(old, NULL);
-    if (txn)
+    if (!strcmp(act, "return") && strcmp(state, "submitted") && strcmp(state, "approved")) {
+        snprintf(err, errlen, "%s %s is not submitted or approved", town, req->month);
+        return PS_EINVAL;
+    }
+    co->now.state = !strcmp(act, "submit") ? "submitted" : !strcmp(act, "approve") ? "approved" : "returned";
+    co->now.at_ms = ps_now_ms();
+    co->now.by = (char *)peer->name;
+    co->now.note = req->note ? req->note : "";
+    co->now.n_frozen = 0;
+    co->now.frozen = NULL;
+    if (!strcmp(act, "approve")) {
+        ps_peer_t district = *peer;
+        mrow_t *rows = NULL;
+        size_t nrows = 0;
+        int rc;
+        district.role = PS_ROLE_ADMIN;
+        if ((rc = compute_rows(st, txn, &district, ps_month_of(req->month), town, 15, 30, &rows, &nrows)))
+            return rc;
+        for (size_t j = 0; j < NIND; j++) {
+            popsync__report_value__init(&co->vals[j]);
+            co->vals[j].name = (char *)g_ind[j];
+            co->vals[j].value = nrows ? rows[0].v[j] : 0;
+            co->vp[j] = &co->vals[j];
+        }
+        free(rows);
+        co->now.n_frozen = NIND;
+        co->now.frozen = co->vp;
+    }
+    return PS_OK;
+}
+
+/* Stores co->now as the township's month and commits txn (always ended). */
+static int close_put(ps_store_t *st, MDB_txn *txn, const close_out_t *co)
+{
+    size_t n = protobuf_c_message_get_packed_size(&co->now.base);
+    uint8_t key[16], *packed = malloc(n ? n : 1);
+    MDB_val k = {16, key}, v = {n, packed};
+    int mrc;
+    if (!packed) {
         ro_end(st, txn);
-    return rc;
+        return PS_ENOMEM;
+    }
+    protobuf_c_message_pack(&co->now.base, packed);
+    close_key(key, ps_month_of(co->now.month), co->now.orgunit);
+    mrc = mdb_put(txn, st->closes, &k, &v, 0);
+    if (mrc) {
+        free(packed);
+        ro_end(st, txn); /* aborts */
+        return db_err(mrc);
+    }
+    mrc = mdb_txn_commit(txn);
+    pthread_rwlock_unlock(&st->resize);
+    free(packed);
+    return mrc ? db_err(mrc) : PS_OK;
+}
+
+int ps_store_close_month(ps_store_t *st, const ps_peer_t *peer, const Popsync__CloseRequest *req,
+                         ps_store_msg_t *out, char *err, size_t errlen)
+{
+    MDB_txn *txn = NULL;
+    close_out_t *co;
+    const char *act = req->action ? req->action : "";
+    const char *town = req->orgunit && *req->orgunit ? req->orgunit : peer->orgunit;
+    int write = strcmp(act, "status") != 0, mrc, rc;
+
+    memset(out, 0, sizeof(*out));
+    if ((rc = close_check(st, peer, req, town, act, err, errlen)))
+        return rc;
+    if (!(co = calloc(1, sizeof(*co))))
+        return PS_ENOMEM;
+    if ((mrc = txn_begin_locked(st, write ? 0 : MDB_RDONLY, &txn))) {
+        free(co);
+        return db_err(mrc);
+    }
+    co->old = close_get(st, txn, ps_month_of(req->month), town);
+    popsync__close_result__init(&co->now);
+    co->now.month = req->month;
+    co->now.orgunit = (char *)town;
+    co->now.state = co->old ? co->old->state : "";
+    co->now.at_ms = co->old ? co->old->at_ms : 0;
+    co->now.by = co->old ? co->old->by : "";
+    co->now.note = co->old ? co->old->note : "";
+    if (co->old) {
+        co->now.n_frozen = co->old->n_frozen;
+        co->now.frozen = co->old->frozen;
+    }
+    if (!write)
+        ro_end(st, txn);
+    else if ((rc = close_transition(st, txn, peer, req, act, co, err, errlen)))
+        ro_end(st, txn);
+    else
+        rc = close_put(st, txn, co);
+    if (rc) {
+        close_out_free(co);
+        return rc;
+    }
+    out->msg = &co->now.base;
+    out->release = close_out_free;
+    out->priv = co;
+    return PS_OK;
 }
 
 /* ---- Quality report ------------------------------------------------------------- */
@@ -969,40 +1068,103 @@ static uint32_t today_yyyymmdd(const ps_store_t *st)
     return ps_tz_date(&st->opts.tz, ps_now_ms());
 }
 
-int ps_store_report_quality(ps_store_t *st, const ps_peer_t *peer, const Popsync__ReportRequest *req,
-                            uint32_t request_id, ps_buf_t *out, char *err, size_t errlen)
+/* A quality ReportResult and what it points into (ps_store_msg_t.priv). */
+typedef struct quality_out {
+    Popsync__ReportResult res;
+    qissues_t qi;
+    Popsync__QualityIssue **ip;
+} quality_out_t;
+
+static void quality_out_free(void *priv)
+{
+    quality_out_t *qo = priv;
+    if (!qo)
+        return;
+    free(qo->ip);
+    free(qo->qi.v);
+    free(qo->qi.ids);
+    free(qo->qi.units);
+    free(qo->qi.details);
+    free(qo);
+}
+
+/* What one scan of the quality report gathers besides the issues. */
+typedef struct quality_scan {
+    stab_t idn, nb;         /* persons by ID number, by name + birth date */
+    uint32_t today;         /* YYYYMMDD in the district's zone */
+    char today_text[16];
+    uint32_t dl_u, dl_n;    /* feedback deadlines, days */
+} quality_scan_t;
+
+/* A migration submitted with no feedback past its deadline. */
+static int quality_overdue(const quality_scan_t *qs, const Popsync__Record *r, const char *unit, qissues_t *qi)
+{
+    const Popsync__Migration *g = r->migration;
+    int32_t days;
+    char detail[96];
+    uint32_t dl = g->urgent ? qs->dl_u : qs->dl_n;
+    if (!g->submitted_date || !*g->submitted_date || (g->feedback_date && *g->feedback_date))
+        return PS_OK;
+    days = ps_days_between(g->submitted_date, qs->today_text);
+    if (days == INT32_MIN || days <= (int32_t)dl)
+        return PS_OK;
+    snprintf(detail, sizeof(detail), "submitted %s, no feedback after %d days (deadline %u)", g->submitted_date, days,
+             dl);
+    return issue_add(qi, "feedback_overdue", r->id.data, unit, r->kind, detail);
+}
+
+/* Every check of one live record in scope. */
+static int quality_record(ps_store_t *st, MDB_txn *txn, quality_scan_t *qs, const Popsync__Record *r,
+                          const char *unit, qissues_t *qi)
+{
+    ps_verrs_t ve;
+    ps_validate_ctx_t vc;
+    int rc = PS_OK;
+    /* Field checks, as the validator sees them today (records may predate a rule). */
+    memset(&ve, 0, sizeof(ve));
+    memset(&vc, 0, sizeof(vc));
+    vc.today = qs->today;
+    ps_validate_record(r, &vc, &ve);
+    for (size_t i = 0; rc == PS_OK && i < ve.n && i < PS_VERR_MAX; i++) {
+        const char *f = ve.e[i].field;
+        char detail[200];
+        snprintf(detail, sizeof(detail), "%s: %s", f, ve.e[i].reason);
+        if (!strcmp(f, "id_number"))
+            rc = issue_add(qi, "invalid_id_number", r->id.data, unit, r->kind, detail);
+        else if (strstr(f, "date"))
+            rc = issue_add(qi, "impossible_date", r->id.data, unit, r->kind, detail);
+    }
+    if (rc == PS_OK && r->body_case == POPSYNC__RECORD__BODY_PERSON && r->person->id_number &&
+        strlen(r->person->id_number) == 18)
+        rc = idrefs_add(st, &qs->idn, r->person->id_number, r, unit);
+    if (rc == PS_OK && r->body_case == POPSYNC__RECORD__BODY_PERSON && r->person->name && *r->person->name &&
+        r->person->birth_date && *r->person->birth_date) {
+        char key[256];
+        snprintf(key, sizeof(key), "%s|%s", r->person->name, r->person->birth_date);
+        rc = idrefs_add(st, &qs->nb, key, r, unit);
+    }
+    if (rc == PS_OK)
+        rc = dangling_refs(txn, st, r, unit, qi);
+    if (rc == PS_OK && r->body_case == POPSYNC__RECORD__BODY_MIGRATION)
+        rc = quality_overdue(qs, r, unit, qi);
+    return rc;
+}
+
+/* The scan over the live records the peer may count under root. */
+static int quality_scan(ps_store_t *st, const ps_peer_t *peer, const char *root, quality_scan_t *qs, qissues_t *qi)
 {
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     MDB_val k, v;
-    stab_t idn, nb;
-    qissues_t qi;
-    Popsync__QualityIssue **ip = NULL;
-    Popsync__ReportResult res = POPSYNC__REPORT_RESULT__INIT;
-    const char *root = req->orgunit && *req->orgunit ? req->orgunit : NULL;
-    uint32_t dl_u = req->deadline_urgent_days ? req->deadline_urgent_days : 15;
-    uint32_t dl_n = req->deadline_normal_days ? req->deadline_normal_days : 30;
-    char today[16];
-    uint32_t t = today_yyyymmdd(st);
     int mrc, rc = PS_OK;
 
-    memset(&idn, 0, sizeof(idn));
-    memset(&nb, 0, sizeof(nb));
-    memset(&qi, 0, sizeof(qi));
-    snprintf(today, sizeof(today), "%04u-%02u-%02u", t / 10000, t / 100 % 100, t % 100);
-    if (root && !ps_orgunit_valid(root)) {
-        snprintf(err, errlen, "orgunit must be a 12-digit code");
-        return PS_EINVAL;
-    }
     if ((mrc = ro_begin(st, &txn)) || (mrc = mdb_cursor_open(txn, st->records, &cur))) {
         rc = db_err(mrc);
         goto out;
     }
-    while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+    while (rc == PS_OK && (mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
         const uint8_t *h = v.mv_data;
         Popsync__Record *r = NULL;
-        ps_verrs_t ve;
-        ps_validate_ctx_t vc;
         char unit[13];
         if (v.mv_size < REC_HDR || (h[9] & REC_DELETED) || !may_count_hdr(st, peer, h))
             continue;
@@ -1012,89 +1174,70 @@ int ps_store_report_quality(ps_store_t *st, const ps_peer_t *peer, const Popsync
         if (ps_msg_unpack_desc(&popsync__record__descriptor, h + REC_HDR, v.mv_size - REC_HDR,
                                (ProtobufCMessage **)&r) != PS_OK)
             continue;
-        /* Field checks, as the validator sees them today (records may predate a rule). */
-        memset(&ve, 0, sizeof(ve));
-        memset(&vc, 0, sizeof(vc));
-        vc.today = t;
-        ps_validate_record(r, &vc, &ve);
-        for (size_t i = 0; rc == PS_OK && i < ve.n && i < PS_VERR_MAX; i++) {
-            const char *f = ve.e[i].field;
-            char detail[200];
-            snprintf(detail, sizeof(detail), "%s: %s", f, ve.e[i].reason);
-            if (!strcmp(f, "id_number"))
-                rc = issue_add(&qi, "invalid_id_number", r->id.data, unit, r->kind, detail);
-            else if (strstr(f, "date"))
-                rc = issue_add(&qi, "impossible_date", r->id.data, unit, r->kind, detail);
-        }
-        if (rc == PS_OK && r->body_case == POPSYNC__RECORD__BODY_PERSON && r->person->id_number &&
-            strlen(r->person->id_number) == 18)
-            rc = idrefs_add(st, &idn, r->person->id_number, r, unit);
-        if (rc == PS_OK && r->body_case == POPSYNC__RECORD__BODY_PERSON && r->person->name && *r->person->name &&
-            r->person->birth_date && *r->person->birth_date) {
-            char key[256];
-            snprintf(key, sizeof(key), "%s|%s", r->person->name, r->person->birth_date);
-            rc = idrefs_add(st, &nb, key, r, unit);
-        }
-        if (rc == PS_OK)
-            rc = dangling_refs(txn, st, r, unit, &qi);
-        if (rc == PS_OK && r->body_case == POPSYNC__RECORD__BODY_MIGRATION) {
-            const Popsync__Migration *g = r->migration;
-            if (g->submitted_date && *g->submitted_date && (!g->feedback_date || !*g->feedback_date)) {
-                int32_t days = ps_days_between(g->submitted_date, today);
-                uint32_t dl = g->urgent ? dl_u : dl_n;
-                if (days != INT32_MIN && days > (int32_t)dl) {
-                    char detail[96];
-                    snprintf(detail, sizeof(detail), "submitted %s, no feedback after %d days (deadline %u)",
-                             g->submitted_date, days, dl);
-                    rc = issue_add(&qi, "feedback_overdue", r->id.data, unit, r->kind, detail);
-                }
-            }
-        }
+        rc = quality_record(st, txn, qs, r, unit, qi);
         ps_msg_free(&r->base);
-        if (rc)
-            goto out;
     }
-    if (rc == PS_OK)
-        rc = report_dup_numbers(&idn, &qi);
-    if (rc == PS_OK)
-        rc = report_name_date(&nb, &qi);
-    if (rc)
-        goto out;
-    ip = calloc(qi.n ? qi.n : 1, sizeof(*ip));
-    if (!ip) {
-        rc = PS_ENOMEM;
-        goto out;
-    }
-    for (size_t i = 0; i < qi.n; i++) {
-        qi.v[i].record_id.data = qi.ids[i];
-        qi.v[i].record_id.len = PS_ID_LEN;
-        qi.v[i].orgunit = qi.units[i];
-        qi.v[i].detail = qi.details[i];
-        ip[i] = &qi.v[i];
-    }
-    res.report = "quality";
-    res.month = "";
-    res.n_issues = qi.n;
-    res.issues = ip;
-    res.generated_ms = ps_now_ms();
-    res.deadline_urgent_days = dl_u;
-    res.deadline_normal_days = dl_n;
-    rc = put_frame(out, PS_MSG_REPORT_RESULT, request_id, &res.base);
 out:
-    (void)err;
-    (void)errlen;
-    free(ip);
-    free(qi.v);
-    free(qi.ids);
-    free(qi.units);
-    free(qi.details);
-    stab_free(&idn);
-    stab_free(&nb);
     if (cur)
         mdb_cursor_close(cur);
     if (txn)
         ro_end(st, txn);
     return rc;
+}
+
+int ps_store_report_quality(ps_store_t *st, const ps_peer_t *peer, const Popsync__ReportRequest *req,
+                            ps_store_msg_t *out, char *err, size_t errlen)
+{
+    const char *root = req->orgunit && *req->orgunit ? req->orgunit : NULL;
+    quality_scan_t qs;
+    quality_out_t *qo;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    memset(&qs, 0, sizeof(qs));
+    qs.dl_u = req->deadline_urgent_days ? req->deadline_urgent_days : 15;
+    qs.dl_n = req->deadline_normal_days ? req->deadline_normal_days : 30;
+    qs.today = today_yyyymmdd(st);
+    snprintf(qs.today_text, sizeof(qs.today_text), "%04u-%02u-%02u", qs.today / 10000, qs.today / 100 % 100,
+             qs.today % 100);
+    if (root && !ps_orgunit_valid(root)) {
+        snprintf(err, errlen, "orgunit must be a 12-digit code");
+        return PS_EINVAL;
+    }
+    if (!(qo = calloc(1, sizeof(*qo))))
+        return PS_ENOMEM;
+    rc = quality_scan(st, peer, root, &qs, &qo->qi);
+    if (rc == PS_OK)
+        rc = report_dup_numbers(&qs.idn, &qo->qi);
+    if (rc == PS_OK)
+        rc = report_name_date(&qs.nb, &qo->qi);
+    stab_free(&qs.idn);
+    stab_free(&qs.nb);
+    if (rc == PS_OK && !(qo->ip = calloc(qo->qi.n ? qo->qi.n : 1, sizeof(*qo->ip))))
+        rc = PS_ENOMEM;
+    if (rc) {
+        quality_out_free(qo);
+        return rc;
+    }
+    for (size_t i = 0; i < qo->qi.n; i++) {
+        qo->qi.v[i].record_id.data = qo->qi.ids[i];
+        qo->qi.v[i].record_id.len = PS_ID_LEN;
+        qo->qi.v[i].orgunit = qo->qi.units[i];
+        qo->qi.v[i].detail = qo->qi.details[i];
+        qo->ip[i] = &qo->qi.v[i];
+    }
+    popsync__report_result__init(&qo->res);
+    qo->res.report = "quality";
+    qo->res.month = "";
+    qo->res.n_issues = qo->qi.n;
+    qo->res.issues = qo->ip;
+    qo->res.generated_ms = ps_now_ms();
+    qo->res.deadline_urgent_days = qs.dl_u;
+    qo->res.deadline_normal_days = qs.dl_n;
+    out->msg = &qo->res.base;
+    out->release = quality_out_free;
+    out->priv = qo;
+    return PS_OK;
 }
 
 /* ---- Recount check ----------------------------------------------------------------- */

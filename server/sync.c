@@ -15,6 +15,7 @@
 #include "msg.h"
 #include "msgtab.h"
 #include "policy.h"
+#include "reply.h"
 
 #include "wire.pb-c.h"
 
@@ -52,7 +53,7 @@ struct read_job {
     uint32_t max_records, max_bytes;
     uint64_t hw;
     uint32_t conflicts_lost; /* Hello: open conflicts this node's edits lost */
-    uint64_t new_cursor;     /* Pull: the batch's cursor, 0 if unknown (nodes.c) */
+    uint64_t new_cursor;     /* Pull: the batch's cursor (nodes.c) */
     ps_peer_t peer;
     uint8_t node[PS_ID_LEN];
     ProtobufCMessage *msg;   /* the request (owned) */
@@ -75,66 +76,106 @@ static void work_hello(read_job_t *j)
 
 static void work_pull(read_job_t *j)
 {
-    j->rc = ps_store_pull(j->c->srv->store, &j->peer, j->cursor, j->max_records, j->max_bytes, j->request_id,
-                          &j->reply);
-    if (j->rc == PS_OK) /* before compression: the node's cursor once it applies the batch */
-        ps_nodes_batch_cursor(&j->reply, &j->new_cursor);
+    ps_reply_batch_t b;
+    ps_pull_end_t end;
+    if ((j->rc = ps_reply_batch_begin(&b, &j->reply)))
+        return;
+    j->rc = ps_store_pull(j->c->srv->store, &j->peer, j->cursor, j->max_records, j->max_bytes, ps_reply_batch_entry,
+                          &b, &end);
+    j->rc = ps_reply_batch_end(&b, j->rc, j->request_id, &end);
+    if (j->rc == PS_OK)
+        j->new_cursor = end.cursor; /* the node's cursor once it applies the batch */
+}
+
+/* Packs the message the store built (one frame, or QueryResult frames). */
+static void reply_store_msg(read_job_t *j, uint8_t type, ps_store_msg_t *m)
+{
+    if (j->rc == PS_OK)
+        j->rc = type == PS_MSG_QUERY_RESULT ? ps_reply_query(&j->reply, j->request_id, m->msg)
+                                            : ps_reply_msg(&j->reply, type, j->request_id, m->msg);
+    ps_store_msg_free(m);
 }
 
 static void work_conflicts(read_job_t *j)
 {
     Popsync__ConflictList *cl = (Popsync__ConflictList *)j->msg;
-    j->rc = ps_store_conflicts(j->c->srv->store, &j->peer, j->node, cl->include_resolved, cl->max, j->request_id,
-                               &j->reply);
+    ps_store_msg_t m;
+    j->rc = ps_store_conflicts(j->c->srv->store, &j->peer, j->node, cl->include_resolved, cl->max, &m);
+    reply_store_msg(j, PS_MSG_CONFLICT_LIST_RESULT, &m);
 }
 
 static void work_verify(read_job_t *j)
 {
-    j->rc = ps_store_verify_digests(j->c->srv->store, &j->peer, j->request_id, &j->reply);
+    ps_verify_digests_t *d = malloc(sizeof(*d)); /* 3 KiB: off the worker's stack */
+    if (!d) {
+        j->rc = PS_ENOMEM;
+        return;
+    }
+    j->rc = ps_store_verify_digests(j->c->srv->store, &j->peer, d);
+    if (j->rc == PS_OK)
+        j->rc = ps_reply_verify_digests(&j->reply, j->request_id, d);
+    free(d);
 }
 
 static void work_verify_buckets(read_job_t *j)
 {
     Popsync__VerifyBucketRequest *vb = (Popsync__VerifyBucketRequest *)j->msg;
-    j->rc = ps_store_verify_buckets(j->c->srv->store, &j->peer, vb->buckets, vb->n_buckets, j->request_id,
-                                    &j->reply);
+    ps_verify_item_t *items = NULL;
+    size_t n = 0;
+    j->rc = ps_store_verify_buckets(j->c->srv->store, &j->peer, vb->buckets, vb->n_buckets, &items, &n);
+    if (j->rc == PS_OK)
+        j->rc = ps_reply_verify_items(&j->reply, j->request_id, items, n);
+    free(items);
 }
 
 static void work_fetch(read_job_t *j)
 {
     Popsync__FetchRequest *fr = (Popsync__FetchRequest *)j->msg;
-    j->rc = ps_store_fetch(j->c->srv->store, &j->peer, fr->ids, fr->n_ids, j->request_id, &j->reply);
+    ps_reply_batch_t b;
+    ps_pull_end_t end;
+    if ((j->rc = ps_reply_batch_begin(&b, &j->reply)))
+        return;
+    j->rc = ps_store_fetch(j->c->srv->store, &j->peer, fr->ids, fr->n_ids, ps_reply_batch_entry, &b, &end);
+    j->rc = ps_reply_batch_end(&b, j->rc, j->request_id, &end);
 }
 
 static void work_query(read_job_t *j)
 {
-    j->rc = ps_store_query(j->c->srv->store, &j->peer, (Popsync__Query *)j->msg, j->request_id, &j->reply, j->err,
-                           sizeof(j->err));
+    ps_store_msg_t m;
+    j->rc = ps_store_query(j->c->srv->store, &j->peer, (Popsync__Query *)j->msg, &m, j->err, sizeof(j->err));
+    reply_store_msg(j, PS_MSG_QUERY_RESULT, &m);
 }
 
 static void work_report(read_job_t *j)
 {
     ps_store_t *st = j->c->srv->store;
     Popsync__ReportRequest *rq = (Popsync__ReportRequest *)j->msg;
+    ps_store_msg_t m;
+    memset(&m, 0, sizeof(m));
     if (rq->report && !strcmp(rq->report, "monthly"))
-        j->rc = ps_store_report_monthly(st, &j->peer, rq, j->request_id, &j->reply, j->err, sizeof(j->err));
+        j->rc = ps_store_report_monthly(st, &j->peer, rq, &m, j->err, sizeof(j->err));
     else if (rq->report && !strcmp(rq->report, "quality"))
-        j->rc = ps_store_report_quality(st, &j->peer, rq, j->request_id, &j->reply, j->err, sizeof(j->err));
+        j->rc = ps_store_report_quality(st, &j->peer, rq, &m, j->err, sizeof(j->err));
     else {
         snprintf(j->err, sizeof(j->err), "unknown report '%s' (monthly or quality)", rq->report ? rq->report : "");
         j->rc = PS_EINVAL;
     }
+    reply_store_msg(j, PS_MSG_REPORT_RESULT, &m);
 }
 
 static void work_close(read_job_t *j)
 {
-    j->rc = ps_store_close_month(j->c->srv->store, &j->peer, (Popsync__CloseRequest *)j->msg, j->request_id,
-                                 &j->reply, j->err, sizeof(j->err));
+    ps_store_msg_t m;
+    j->rc = ps_store_close_month(j->c->srv->store, &j->peer, (Popsync__CloseRequest *)j->msg, &m, j->err,
+                                 sizeof(j->err));
+    reply_store_msg(j, PS_MSG_CLOSE_RESULT, &m);
 }
 
 static void work_node_status(read_job_t *j)
 {
-    j->rc = ps_store_node_status(j->c->srv->store, j->live, j->nlive, j->request_id, &j->reply);
+    ps_store_msg_t m;
+    j->rc = ps_store_node_status(j->c->srv->store, j->live, j->nlive, &m);
+    reply_store_msg(j, PS_MSG_NODE_STATUS_RESULT, &m);
 }
 
 static void read_work(uv_work_t *req)

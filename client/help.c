@@ -140,6 +140,12 @@ static const help_t helps[] = {
      "", "popsync report approve --month 2026-10 --orgunit 130203001000"},
     {"report return", "--month YYYY-MM --orgunit CODE --note TEXT", "the district returns a month with a note", "",
      "popsync report return --month 2026-10 --orgunit 130203001000 --note \"出生数与医院不符\""},
+    {"publish", "--month YYYY-MM --out DIR [--lang zh|en]", "write the public statistics site (aggregates only)",
+     "Writes a static site (index.html, charts drawn with Chart.js, indicators.csv, trend.csv) of the\n"
+     "district's monthly indicators per township and the last 12 months.  Every cell counting fewer than\n"
+     "5 people shows as \"<5\", with complementary suppression (\"x\") so that no hidden cell can be worked\n"
+     "out from the totals (docs/publish.md).  Needs the district administrator's cache; online.",
+     "popsync publish --month 2026-10 --out /srv/www/stats"},
     {"generate", "--persons N [--seed S] [--orgunit CODE] [--orgunits FILE] [--stats]",
      "synthetic test data (for trials, never for a real district)",
      "Adds N invented persons with households, births, migrations, benefits and visits, marked synthetic:\n"

@@ -63,6 +63,10 @@ int ps_store_open(ps_store_t **out, const char *dir, const ps_store_opts_t *opts
         (mrc = mdb_dbi_open(txn, "closes", MDB_CREATE, &st->closes)) ||
         (mrc = mdb_dbi_open(txn, "answers", MDB_CREATE, &st->answers)))
         goto fail;
+    if ((rc = ps_idnum_open(st, txn))) {
+        snprintf(err, errlen, "store %s: cannot build the ID-number index", dir);
+        goto out;
+    }
     k.mv_data = "server_node";
     k.mv_size = 11;
     mrc = mdb_get(txn, st->meta, &k, &v);
@@ -1227,6 +1231,11 @@ static int apply_one(apply_ctx_t *c, ps_push_job_t *job, Popsync__Change *ch, Po
     nv.changed_by.data = job->node;
     nv.changed_by.len = PS_ID_LEN;
     nv.updated_ms = r->updated_ms;
+    /* One live person per ID number in the district: a new registration of
+     * a registered number is refused, naming the record that holds it. */
+    if ((rc = ps_idnum_check(c->st, c->txn, &nv, cur, verrs)) || verrs->n > 0 ||
+        (rc = ps_idnum_update(c->st, c->txn, &nv, cur)))
+        goto out;
     /* Counters move by the difference between the old and new version, in
      * the same transaction, so they always equal a recount. */
     if ((cur && (rc = ctab_record(&c->ctab, cur, -1))) || (rc = ctab_record(&c->ctab, &nv, +1)))

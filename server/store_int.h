@@ -12,6 +12,7 @@
 #include "policy.h"
 #include "scope.h"
 #include "wire.pb-c.h"
+#include "validate.h"
 
 #include <lmdb.h>
 
@@ -52,6 +53,7 @@
 struct ps_store {
     MDB_env *env;
     MDB_dbi records, feed, nodes, rejects, meta, versions, conflicts, audit, counters, closes, answers;
+    MDB_dbi idnum;           /* live persons by ID number (store_idnum.c) */
     uint8_t server_node[PS_ID_LEN];
     uint64_t head;           /* last committed seq; read under head_lock */
     pthread_mutex_t head_lock;
@@ -142,5 +144,16 @@ static inline const char *other_place(const Popsync__Record *r)
     return "";
 }
 
+
+/* The district's ID-number index (store_idnum.c), kept in the transaction
+ * that writes the records: one live person per ID number for every new
+ * registration.  ps_idnum_open builds it when missing (in the open
+ * transaction); ps_idnum_check adds an id_number error to verrs when nv
+ * newly takes a number another live person holds; ps_idnum_update files nv
+ * in place of cur (either may be NULL). */
+int ps_idnum_open(ps_store_t *st, MDB_txn *txn);
+int ps_idnum_check(ps_store_t *st, MDB_txn *txn, const Popsync__Record *nv, const Popsync__Record *cur,
+                   ps_verrs_t *verrs);
+int ps_idnum_update(ps_store_t *st, MDB_txn *txn, const Popsync__Record *nv, const Popsync__Record *cur);
 
 #endif

@@ -1019,7 +1019,9 @@ static int idrefs_add(const ps_store_t *st, stab_t *t, const char *key, const Po
 
 /* Every record of every ID number held by more than one live person: one
  * issue per record, saying how many others are in its township and how
- * many elsewhere; they stay until merged (`popsync merge`). */
+ * many elsewhere.  Such pairs predate the server's ID-number index
+ * (store_idnum.c), which refuses new ones; they stay until merged
+ * (`popsync merge`). */
 static int report_dup_numbers(const stab_t *idn, qissues_t *qi)
 {
     int rc = PS_OK;

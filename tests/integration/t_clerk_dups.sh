@@ -1,5 +1,9 @@
-# Duplicate people (issue 16 point 3): the quality report lists duplicates
-# within and across townships and same name + birth date pairs; `popsync
+# No person registered twice in the district (issue 16 point 3): the server
+# keeps an ID-number index and refuses a second live person with a number
+# (create, an edit that takes the number, a restore), naming the holder's
+# record id and unit; a store that already holds duplicates opens, serves
+# and builds its index with both; the quality report lists duplicates within
+# and across townships and same name + birth date pairs; `popsync
 # duplicates` lists candidate pairs offline; `popsync merge` merges two
 # persons, moving what refers to the other, synced and audited as edits.
 . "$(dirname "$0")/lib.sh"
@@ -21,27 +25,70 @@ add() {  # add CACHE NAME IDNUMBER [more --set]
 }
 sync_rc() { local rc=0; ps --data "$T/$1" sync --quiet >"$T/$1.sync.out" 2>"$T/$1.sync.err" || rc=$?; echo $rc; }
 x=$(mkid 11010519900307123)
+y=$(mkid 11010519900307135)  # same birth date and sex as x: an edit may take x
 z=$(mkid 11010519700101555)
 
-# --- duplicates the caches could not see -----------------------------------------------
-# Each township cache refuses a second person with a number it holds; one
-# that has not pulled (a second cache of town1) or another township does not
-# see it, so the district may hold both.
+# --- a. the server's index ----------------------------------------------------------
 a=$(add t1 张三 "$x") || fail "add 张三"
+expect_eq "$(sync_rc t1)" 0 "t1 sync"
+# town2 cannot see town1's people, so its cache accepts the number; the server does not.
+b=$(add t2 张三 "$x") || fail "t2 add"
+expect_eq "$(sync_rc t2)" 6 "second registration refused at sync"
+ps --data "$T/t2" refused list >"$T/refused.out" 2>&1 || true
+grep -q "id_number.*is already registered: record $a in unit $TOWN1" "$T/refused.out" "$T/t2.sync.err" ||
+    fail "refusal names the holder: $(cat "$T/refused.out" "$T/t2.sync.err")"
+ps --data "$T/t2" refused discard "$b" >/dev/null || fail "discard"
+# An edit that takes a registered number.
+c=$(add t2 李四 "$y") || fail "add 李四"
+expect_eq "$(sync_rc t2)" 0 "t2 sync"
+ps --data "$T/t2" edit "$c" --set "id_number=$x" >/dev/null || fail "local edit"
+expect_eq "$(sync_rc t2)" 6 "edit to a registered number refused"
+ps --data "$T/t2" refused list >"$T/refused.out" 2>&1 || true
+grep -q "is already registered: record $a in unit $TOWN1" "$T/refused.out" "$T/t2.sync.err" || fail "edit refusal"
+ps --data "$T/t2" refused discard "$c" >/dev/null || fail "discard edit"
+# A restore of a person whose number was registered again meanwhile.
+d=$(add t1 王五 "$z") || fail "add 王五"
+expect_eq "$(sync_rc t1)" 0 "t1 sync"
+ps --data "$T/t1" delete "$d" >/dev/null || fail "delete 王五"
+expect_eq "$(sync_rc t1)" 0 "t1 sync delete"
+e=$(add t2 王五 "$z") || fail "t2 registers the number again"
+expect_eq "$(sync_rc t2)" 0 "number of a deleted person may be registered"
+ps --data "$T/t1" restore "$d" >/dev/null || fail "local restore"
+expect_eq "$(sync_rc t1)" 6 "restore refused"
+ps --data "$T/t1" refused list >"$T/refused.out" 2>&1 || true
+grep -q "is already registered: record $e in unit $TOWN2" "$T/refused.out" "$T/t1.sync.err" || fail "restore refusal"
+ps --data "$T/t1" refused discard "$d" >/dev/null || fail "discard restore"
+pass "server refuses a second live person per ID number (create, edit, restore) naming record and unit"
+
+# --- a. a store that holds duplicates already -----------------------------------------
+# Emulate a store written before the index: empty the index (its version
+# stays), let duplicates in, then make the server rebuild it at open.
+restart() {
+    stop_server
+    "$@"
+    start_server
+    for c in t1 t1b t2 admin; do
+        [ -d "$T/$c" ] && { ps --data "$T/$c" config set server "127.0.0.1:$PORT" >/dev/null || fail "config $c"; }
+    done
+    return 0
+}
 w=$(mkid 11010519600505321)
 k=$(add t1 赵六 "$w") || fail "add 赵六"
 expect_eq "$(sync_rc t1)" 0 "t1 sync"
+restart "$PS_LMDBPOKE" "$T/server" idnum drop
 client t1b town1   # a second cache of town1 that has not pulled yet
 q=$(add t1b 张三 "$x") || fail "t1b add"
-expect_eq "$(sync_rc t1b)" 0 "t1b sync"
+expect_eq "$(sync_rc t1b)" 0 "within-township duplicate let in (index emptied)"
 r=$(add t2 赵六 "$w") || fail "t2 add"
-expect_eq "$(sync_rc t2)" 0 "t2 sync"
+expect_eq "$(sync_rc t2)" 0 "cross-township duplicate let in (index emptied)"
+restart "$PS_LMDBPOKE" "$T/server" meta delete "$(printf idnum_v | od -An -tx1 | tr -d ' \n')"
+expect_eq "$("$PS_LMDBPOKE" "$T/server" idnum list 2>/dev/null | wc -l)" 6 "index rebuilt with both of each pair (a, c, e, k, q, r)"
 ps --data "$T/t1b" edit "$q" --set phone=13900000001 >/dev/null || fail "edit a duplicate"
-expect_eq "$(sync_rc t1b)" 0 "t1b sync"
-d=$(add t1 王五 "$z") || fail "add 王五"
-ps --data "$T/t1" delete "$d" >/dev/null || fail "delete 王五"
-expect_eq "$(sync_rc t1)" 0 "t1 sync"
-pass "a shared number stays editable"
+expect_eq "$(sync_rc t1b)" 0 "a stored duplicate can still be edited"
+f=$(add t2 张三 "$x") || fail "t2 add again"
+expect_eq "$(sync_rc t2)" 6 "a third registration is still refused"
+ps --data "$T/t2" refused discard "$f" >/dev/null || fail "discard"
+pass "a store with duplicates opens, serves, and builds its index with both"
 
 # --- b. the quality report -----------------------------------------------------------
 # Same name and birth date, different ID numbers: a possible duplicate.

@@ -31,6 +31,7 @@
  * Prints its figures and exits 0 only when all hold.
  */
 #include "cache.h"
+#include "dates.h"
 #include "digest.h"
 #include "err.h"
 #include "ids.h"
@@ -161,10 +162,22 @@ static void make_client(int i, const char *work)
     open_client(i);
 }
 
+/* A fresh ID number: the server keeps one live person per number, so a
+ * run never repeats one.  Person n of a run is born on day n / 500 of the
+ * run's block of 40 days with sequence code (n % 500) * 2 (+1 for a man);
+ * the block comes from the seed, so runs with seeds that differ modulo
+ * 360 (t_sync_random picks them so) never share a number either. */
+static uint64_t g_seed;
 static void id_number(char out[19], int male)
 {
-    snprintf(out, 19, "11010519%02u%02u%02u%02u%u", 50 + below(40), 1 + below(12), 1 + below(28), below(100),
-             below(5) * 2 + (male ? 1u : 0u));
+    static uint32_t n;
+    int y, m, d;
+    if (n >= 40 * 500)
+        die("more than 20000 persons in one run: widen the ID-number block");
+    ps_civil_from_days(ps_days_from_civil(1950, 1, 1) + (int32_t)(g_seed % 360) * 40 + (int32_t)(n / 500), &y, &m,
+                       &d);
+    snprintf(out, 19, "110105%04d%02d%02d%03u", y, m, d, (n % 500) * 2 + (male ? 1u : 0u));
+    n++;
     out[17] = ps_id_check_char(out);
     out[18] = '\0';
 }
@@ -639,6 +652,7 @@ int main(int argc, char **argv)
     if (!g_server || !g_pki || !work)
         die("usage: ps_simsync --server HOST:PORT --pki DIR --dir WORKDIR --seed N --ops N");
     g_rng = seed;
+    g_seed = seed;
     printf("seed %llu, %llu operations over %d clients\n", (unsigned long long)seed, (unsigned long long)ops, NCLIENT);
     fflush(stdout);
     set_clocks();

@@ -44,12 +44,14 @@
  * Exit status 0 unless the client itself failed; the test script judges the
  * output.
  */
+#include "dates.h"
 #include "err.h"
 #include "frame.h"
 #include "ids.h"
 #include "msg.h"
 #include "stream.h"
 #include "tls.h"
+#include "validate.h"
 
 #include "wire.pb-c.h"
 
@@ -128,7 +130,33 @@ static void send_hex(ps_stream_t *s, const char *h)
     ps_buf_free(&b);
 }
 
-/* One person in unit: a valid man born 1990-03-07. */
+/* A valid man's ID number not used before by this process nor, almost
+ * surely, by another run against the same server (which keeps one live
+ * person per number): the birth day comes from a random base plus a
+ * counter.  Writes the number and its birth date into the next of a ring of
+ * buffers that outlives the records of one request. */
+static void fresh_id_number(char **idn, char **birth)
+{
+    static char ring[64][2][20];
+    static uint32_t n, base;
+    char(*slot)[20] = ring[n % 64];
+    int y, m, d;
+    if (n == 0) {
+        uint8_t rnd[PS_ID_LEN];
+        ps_uuid7(rnd);
+        base = ((uint32_t)rnd[10] << 8 | rnd[11]) % 14000;
+    }
+    ps_civil_from_days(ps_days_from_civil(1950, 1, 1) + (int32_t)((base + n / 500) % 14000), &y, &m, &d);
+    snprintf(slot[0], sizeof(slot[0]), "110105%04d%02d%02d%03u", y, m, d, (n % 500) * 2 + 1);
+    slot[0][17] = ps_id_check_char(slot[0]);
+    slot[0][18] = '\0';
+    snprintf(slot[1], sizeof(slot[1]), "%04d-%02d-%02d", y, m, d);
+    n++;
+    *idn = slot[0];
+    *birth = slot[1];
+}
+
+/* One person in unit: a valid man with a fresh ID number. */
 static void make_person(Popsync__Record *r, Popsync__Person *p, uint8_t id[PS_ID_LEN], const char *unit)
 {
     ps_uuid7(id);
@@ -139,10 +167,9 @@ static void make_person(Popsync__Record *r, Popsync__Person *p, uint8_t id[PS_ID
     r->created_ms = r->updated_ms = (int64_t)ps_now_ms();
     r->body_case = POPSYNC__RECORD__BODY_PERSON;
     r->person = p;
-    p->id_number = "110105199003071239";
+    fresh_id_number(&p->id_number, &p->birth_date);
     p->name = "Hostile Test";
     p->sex = POPSYNC__SEX__SEX_MALE;
-    p->birth_date = "1990-03-07";
 }
 
 /* The Push of --push-unknown (see the header). */

@@ -79,13 +79,19 @@ if ps --data "$T/cadmin" sync --quiet >"$T/pull.out" 2>&1; then
 else
     echo "note: an admin pull at the cap failed: $(tail -1 "$T/pull.out")"
 fi
-# A second refused attempt changes nothing.
+# A second attempt is refused again.  It may land a batch or two first:
+# pages the first attempt freed become reusable once the admin's read
+# snapshot above has ended (LMDB keeps them for open readers), and the
+# ID-number index's random keys free many.  Whatever it acknowledged must be
+# on the server, and the rest still pending.
 set +e
 ps --data "$T/c1" sync --quiet --batch 500 >"$T/full2.out" 2>&1
 rc=$?
 set -e
 expect_eq "$rc" 3 "a second push at the cap"
-expect_eq "$(acked c1 | wc -l)" "$nacked" "acknowledged records after a refused push"
+[ "$(acked c1 | wc -l)" -ge "$nacked" ] || fail "acknowledged records went back after a refused push"
+[ "$(pending c1)" -gt 0 ] || fail "the second attempt reached no cap"
+nacked=$(acked c1 | wc -l)
 stop_server
 
 # --- 3. The cap raised: the server serves again and the pending changes land.

@@ -1878,3 +1878,53 @@ int ps_cache_meta_for_pki(ps_cache_meta_t *m, const char *server, const char *pk
         return PS_ETOOBIG;
     return ps_random(m->node, sizeof(m->node)) ? PS_EIO : PS_OK;
 }
+
+/* The web interface's pages (ui_town.c): a page of records from a cursor,
+ * and one record's waiting changes, without a scan. */
+int ps_cache_foreach_after(ps_cache_t *c, const uint8_t *after, int (*fn)(Popsync__Record *r, void *arg), void *arg)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k = {PS_ID_LEN, (void *)(uintptr_t)after}, v;
+    MDB_cursor_op op = after ? MDB_SET_RANGE : MDB_FIRST;
+    int mrc, rc = PS_OK;
+    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, c->records, &cur))) {
+        rc = db_err(mrc);
+        goto out;
+    }
+    for (; (mrc = mdb_cursor_get(cur, &k, &v, op)) == 0; op = MDB_NEXT) {
+        Popsync__Record *r = NULL;
+        int stop;
+        if (after && op == MDB_SET_RANGE && k.mv_size == PS_ID_LEN && memcmp(k.mv_data, after, PS_ID_LEN) == 0)
+            continue;
+        if ((rc = open_msg(c, DB_RECORDS, &k, &v, &popsync__record__descriptor, (ProtobufCMessage **)&r)))
+            goto out;
+        stop = fn(r, arg);
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+        if (stop)
+            goto out;
+    }
+    if (mrc != MDB_NOTFOUND)
+        rc = db_err(mrc);
+out:
+    if (cur)
+        mdb_cursor_close(cur);
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
+}
+
+int ps_cache_pending_of(ps_cache_t *c, const uint8_t id[PS_ID_LEN], uint64_t *n)
+{
+    MDB_txn *txn = NULL;
+    MDB_val k = {PS_ID_LEN, (void *)(uintptr_t)id}, v;
+    int mrc;
+    *n = 0;
+    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
+        return db_err(mrc);
+    mrc = mdb_get(txn, c->pending, &k, &v);
+    if (mrc == 0 && v.mv_size == 8)
+        *n = be64get(v.mv_data);
+    mdb_txn_abort(txn);
+    return mrc == 0 || mrc == MDB_NOTFOUND ? PS_OK : db_err(mrc);
+}

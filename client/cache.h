@@ -135,6 +135,11 @@ int ps_cache_get(ps_cache_t *c, const uint8_t id[PS_ID_LEN], Popsync__Record **o
 
 /** Calls fn for every record (in id order); stops early if fn returns non-zero. */
 int ps_cache_foreach(ps_cache_t *c, int (*fn)(Popsync__Record *r, void *arg), void *arg);
+/** Like ps_cache_foreach, from the record after id after (NULL: the first):
+ *  the web interface's pages, each continuing where the last stopped. */
+int ps_cache_foreach_after(ps_cache_t *c, const uint8_t *after, int (*fn)(Popsync__Record *r, void *arg), void *arg);
+/** How many changes of record id wait in the outbox (0: none), cheaply. */
+int ps_cache_pending_of(ps_cache_t *c, const uint8_t id[PS_ID_LEN], uint64_t *n);
 /** Like ps_cache_foreach, only the records with changes still in the
  *  outbox (not yet accepted by the server), as the cache shows them. */
 int ps_cache_foreach_pending(ps_cache_t *c, int (*fn)(Popsync__Record *r, void *arg), void *arg);

@@ -37,7 +37,8 @@ struct ps_ui {
     char web_dir[PATH_MAX];
     int zh, tls;
     char *tls_cert, *tls_key;
-    ps_ui_sync_t *sync;
+    void *state[PS_UI_NSLOTS];
+    void (*state_free[PS_UI_NSLOTS])(void *);
 };
 
 struct ps_ui_req {
@@ -150,9 +151,16 @@ ps_ui_t *ps_ui_server(const ps_ui_req_t *rq) { return rq->ui; }
 ps_cache_t *ps_ui_cache_of(ps_ui_t *ui) { return ui->cache; }
 const char *ps_ui_data_dir(const ps_ui_t *ui) { return ui->data_dir; }
 const char *ps_ui_url(const ps_ui_t *ui) { return ui->url; }
-ps_ui_sync_t **ps_ui_sync_slot(ps_ui_t *ui) { return &ui->sync; }
+void *ps_ui_state(ps_ui_t *ui, ps_ui_slot_t slot) { return ui->state[slot]; }
+
+void ps_ui_set_state(ps_ui_t *ui, ps_ui_slot_t slot, void *state, void (*free_fn)(void *))
+{
+    ui->state[slot] = state;
+    ui->state_free[slot] = free_fn;
+}
 void ps_ui_cache_lock(ps_ui_t *ui) { pthread_mutex_lock(&ui->lock); }
 void ps_ui_cache_unlock(ps_ui_t *ui) { pthread_mutex_unlock(&ui->lock); }
+int ps_ui_cache_trylock(ps_ui_t *ui) { return pthread_mutex_trylock(&ui->lock) == 0 ? 0 : -1; }
 
 const char *ps_ui_arg(const ps_ui_req_t *rq, const char *name)
 {
@@ -602,6 +610,9 @@ void ps_ui_stop(ps_ui_t *ui)
         return;
     if (ui->d)
         MHD_stop_daemon(ui->d);
+    for (int i = 0; i < PS_UI_NSLOTS; i++)
+        if (ui->state[i] && ui->state_free[i])
+            ui->state_free[i](ui->state[i]);
     if (ui->tls_key)
         ps_zeroize(ui->tls_key, strlen(ui->tls_key));
     free(ui->tls_key);

@@ -106,11 +106,22 @@ int ps_ui_web_dir(char *out, size_t outlen);
  *  it for a whole sync. */
 void ps_ui_cache_lock(ps_ui_t *ui);
 void ps_ui_cache_unlock(ps_ui_t *ui);
+/** 0 when the lock was free and is now held, else -1 (a sync runs). */
+int ps_ui_cache_trylock(ps_ui_t *ui);
 ps_cache_t *ps_ui_cache_of(ps_ui_t *ui);
 const char *ps_ui_data_dir(const ps_ui_t *ui);
 
-/** The sync worker's state (ui_sync.c), for the page's progress. */
-typedef struct ps_ui_sync ps_ui_sync_t;
-ps_ui_sync_t **ps_ui_sync_slot(ps_ui_t *ui);
+/** Modules' state kept for the server's life, one slot each: made on
+ *  first use (under the cache lock), freed by free_fn when the server
+ *  stops (after its threads are gone). */
+typedef enum ps_ui_slot {
+    PS_UI_SLOT_SYNC,     /**< ui_town_sync.c: the sync worker */
+    PS_UI_SLOT_LINKS,    /**< ui_town_links.c: who refers to whom */
+    PS_UI_SLOT_DISTRICT, /**< the district's pages */
+    PS_UI_SLOT_SPARE,
+    PS_UI_NSLOTS
+} ps_ui_slot_t;
+void *ps_ui_state(ps_ui_t *ui, ps_ui_slot_t slot);
+void ps_ui_set_state(ps_ui_t *ui, ps_ui_slot_t slot, void *state, void (*free_fn)(void *));
 
 #endif

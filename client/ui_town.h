@@ -1,5 +1,6 @@
 /* ui_town.h - shared by the township page modules (ui_town*.c) of
- * `popsync ui`; nobody else calls these. */
+ * `popsync ui`; nobody else calls these.  All run with the cache lock held
+ * (routes with cache = 1), except where said. */
 #ifndef PS_UI_TOWN_H
 #define PS_UI_TOWN_H
 
@@ -7,7 +8,30 @@
 
 #include "records.pb-c.h"
 
-/** A record as JSON for the pages (fields, kind, Chinese labels of values). */
+/** A record as JSON for the pages (fields, kind, labels: Chinese values
+ *  and the names of the persons its references name). */
 json_t *ps_ui_record_json(ps_ui_req_t *rq, const Popsync__Record *r);
+/** {state: synced|pending|refused|conflict, reasons?, conflict_id?} of
+ *  record id (r: its local version, or NULL). */
+json_t *ps_ui_record_state(ps_ui_req_t *rq, const uint8_t *id, const Popsync__Record *r);
+
+/* ui_town_links.c: who refers to whom, in memory (built on first use by
+ * one pass over the cache, kept current by ps_ui_links_note and rebuilt
+ * after each sync), so a person's page needs no scan. */
+/** A person's linked records: {household, household_members, births,
+ *  migrations, benefits, visits}, or {} for other kinds. */
+json_t *ps_ui_linked_json(ps_ui_req_t *rq, const Popsync__Record *r);
+/** r was stored locally: files its references. */
+void ps_ui_links_note(ps_ui_t *ui, const Popsync__Record *r);
+/** The records changed under the index (a pull): rebuilt at next use. */
+void ps_ui_links_stale(ps_ui_t *ui);
+
+/* ui_town_sync.c */
+/** 1 with the conflict's id in cid when record id has an open conflict
+ *  in the list of the last sync. */
+int ps_ui_sync_conflict_of(ps_ui_t *ui, const uint8_t *id, char cid[37]);
+extern const ps_ui_module_t ps_ui_town_sync_module;
+/* ui_town_io.c */
+extern const ps_ui_module_t ps_ui_town_io_module;
 
 #endif

@@ -9,7 +9,7 @@ async function search(q) {
   for (const p of r.results) {
     const l = p.labels || {};
     tb.append(ps.el('tr', {},
-      ps.el('td', {}, ps.el('a', {href: '/person.html?id=' + p.id, class: 'person-link', text: p.name})),
+      ps.el('td', {}, ps.el('a', {href: '/record.html?id=' + p.id, class: 'person-link', text: p.name})),
       ps.el('td', {text: l.sex || p.sex}), ps.el('td', {text: p.birth_date}),
       ps.el('td', {text: p.id_number}), ps.el('td', {text: p.orgunit})));
   }

@@ -1,28 +1,178 @@
-"""town.py - a township clerk's month in the browser (issue 18 point 5,
-township half).  usage: town.py URL SHOTS_DIR [scenario args as JSON]"""
+"""town.py - a township clerk's work in the browser (issue 18 point 5,
+township half): add a person (first with an invalid ID number: the error
+is next to the field), find her by name, add a birth choosing the mother
+from the pick-list, sync, correct a refused entry, resolve a conflict made
+by another cache; plus the security refusals and that nothing is loaded
+from outside 127.0.0.1.  Screenshots of each page into SHOTS.
+
+usage: town.py URL SHOTS ARGS_JSON
+ARGS_JSON: {"id_good": ..., "id_bad": ..., "gone_name": ..., "t2": "DIR"}"""
 import json
+import os
+import subprocess
 import sys
+import time
 
 from uitest import Browser, fail, ok, security_checks
 
 url, shots = sys.argv[1], sys.argv[2]
-args = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
+args = json.loads(sys.argv[3])
+POPSYNC = os.environ["POPSYNC"]
+
+
+def cli(*a):
+    return subprocess.run([POPSYNC] + list(a), check=True, capture_output=True, text=True, timeout=60).stdout
+
+
+def set_value(b, css, value):
+    """Date inputs take their value from script (typing is locale-bound)."""
+    e = b.find(css)
+    b.d.execute_script("arguments[0].value = arguments[1];"
+                       "arguments[0].dispatchEvent(new Event('input', {bubbles: true}));", e, value)
+
+
+def select(b, css, value):
+    b.d.execute_script("arguments[0].value = arguments[1];", b.find(css), value)
+
+
+def pick(b, field, text, expect):
+    """Types into a pick-list and chooses the entry showing expect."""
+    b.type("#pick-" + field, text)
+    li = b.wait_text("#picks-" + field + " li.pick", expect)
+    li.click()
+    b.wait(lambda d: d.find_element("css selector", "#f-" + field).get_attribute("value"), field + " chosen")
+
+
+def sync(b):
+    b.go("/sync.html")
+    b.click("#sync-go")
+    b.wait(lambda d: d.find_elements("css selector", "#sync-result"), "sync result", timeout=60)
+    return b.find("#sync-result").text
+
 
 security_checks(url)
 b = Browser(url, shots)
 try:
+    # --- a new person: an invalid ID number is shown next to its field.
+    b.go("/edit.html?kind=person")
+    b.type("#f-name", "王芳")
+    select(b, "#f-sex", "female")
+    b.type("#f-id_number", args["id_bad"])
+    b.wait(lambda d: d.find_element("css selector", "#err-id_number").text, "ID number error while typing")
+    b.shot("person-form-invalid-id")
+    b.click("#save")
+    err = b.wait(lambda d: d.find_element("css selector", "#err-id_number").text, "ID number error after save")
+    if "校验" not in err and "身份证" not in err:
+        fail("the error next to the ID number is not in Chinese: " + err)
+    ok("an invalid ID number is refused with the error next to the field (%s)" % err)
+    b.type("#f-id_number", args["id_good"])
+    b.wait(lambda d: not d.find_element("css selector", "#err-id_number").text, "error cleared")
+    b.click("#save")
+    b.wait(lambda d: "/record.html" in d.current_url, "the person's page")
+    b.wait_text("#state", "待同步")
+    b.shot("person-page-new")
+    ok("person added through the form; shown as waiting to sync")
+
+    # --- the same ID number again: a duplicate warning as it is typed.
+    b.go("/edit.html?kind=person")
+    b.type("#f-id_number", args["id_good"])
+    b.wait_text("#warn-id_number", "王芳")
+    b.shot("person-form-duplicate")
+    ok("duplicate warning while typing the ID number")
+
+    # --- find her by name.
     b.go("/")
-    b.shot("search-empty")
-    b.type("#q", "王")
+    b.type("#q", "王芳")
     b.click("#search-go")
-    b.wait_text("#status", "没有找到")
-    ok("search page answers in Chinese")
-    b.click("#lang-switch")
-    b.wait_text("#search-go", "Search")
-    b.click("#lang-switch")
-    b.wait_text("#search-go", "查找")
-    ok("language switch")
+    b.wait_text("#results a.person-link", "王芳").click()
+    b.wait(lambda d: "/record.html" in d.current_url, "person page from the search")
+    b.wait_text("td[data-field=id_number]", args["id_good"])
+    b.shot("search-to-person")
+    ok("found by name, person page opened")
+    person_url = b.d.current_url
+
+    # --- a birth, the mother chosen from the pick-list.
+    b.go("/edit.html?kind=birth")
+    pick(b, "mother_id", "王芳", "王芳")
+    select(b, "#f-child_sex", "male")
+    set_value(b, "#f-birth_date", "2025-03-01")
+    b.type("#f-birth_order", "1")
+    b.shot("birth-form")
+    b.click("#save")
+    b.wait(lambda d: "/record.html" in d.current_url, "the birth's page")
+    b.wait_text("td[data-field=mother_id]", "王芳")
+    b.d.get(person_url)
+    b.wait_text("#linked-births", "2025-03-01")
+    b.shot("person-with-birth")
+    ok("birth added with the mother from the pick-list; on the mother's page")
+
+    # --- a visit for a person the district has deleted meanwhile: refused.
+    b.go("/edit.html?kind=service_visit")
+    pick(b, "person_id", args["gone_name"], args["gone_name"])
+    select(b, "#f-service", b.d.execute_script("return document.querySelector('#f-service option:nth-child(2)').value"))
+    set_value(b, "#f-visit_date", "2025-04-02")
+    b.click("#save")
+    b.wait(lambda d: "/record.html" in d.current_url, "the visit's page")
+
+    res = sync(b)
+    b.shot("sync-done")
+    if "退回 1" not in res:
+        fail("the sync should have had one change refused: " + res)
+    ok("sync from the browser: " + res)
+
+    b.go("/refused.html")
+    b.wait_text("#refused tbody tr", args["gone_name"])
+    b.shot("refused-list")
+    b.click("#refused a.correct")
+    b.wait(lambda d: "/edit.html?refused=" in d.current_url, "the correction form")
+    b.find("#refused-reasons li")
+    pick(b, "person_id", "王芳", "王芳")
+    b.shot("refused-correct")
+    b.click("#save")
+    b.wait(lambda d: "/record.html" in d.current_url, "the corrected visit")
+    res = sync(b)
+    if "退回 0" not in res:
+        fail("the corrected change was refused again: " + res)
+    b.wait_text("#refused-count", "0")
+    ok("refused entry corrected in the browser and accepted")
+
+    # --- a conflict made by another cache.
+    b.d.get(person_url)
+    b.wait_text("#state", "已同步")
+    pid = b.d.current_url.split("id=")[1].split("&")[0]
+    cli("--data", args["t2"], "sync")
+    b.go("/edit.html?kind=person&id=" + pid)
+    b.type("#f-phone", "13100000001")
+    b.click("#save")
+    b.wait(lambda d: "/record.html" in d.current_url, "edited person")
+    time.sleep(1.1)
+    cli("--data", args["t2"], "edit", pid, "--set", "phone=13100000002")
+    cli("--data", args["t2"], "sync")
+    sync(b)
+    b.go("/conflicts.html")
+    sec = b.wait(lambda d: d.find_elements("css selector", "section.conflict[data-record='%s']" % pid), "the conflict")[0]
+    b.shot("conflict")
+    if "13100000001" not in sec.text or "13100000002" not in sec.text:
+        fail("both sides not shown: " + sec.text)
+    sec.find_element("css selector", "input.keep-mine").click()
+    sec.find_element("css selector", "button.resolve").click()
+    b.wait_text("#status", "冲突已解决", timeout=60)
+    cli("--data", args["t2"], "sync")
+    phone = json.loads(cli("--data", args["t2"], "show", pid, "--format", "json"))["phone"]
+    if phone != "13100000001":
+        fail("the other cache sees phone %s after 'keep mine'" % phone)
+    ok("conflict made by another cache resolved field by field (mine) and synced")
+
+    # --- the other pages, for their screenshots and the local-only check.
+    for page, name in (("/records.html", "records"), ("/sync.html", "sync"), ("/refused.html", "refused-empty"),
+                       ("/conflicts.html", "conflicts-none")):
+        b.go(page)
+        time.sleep(0.3)
+        b.shot(name)
+    b.d.get(person_url)
+    b.wait_text("#state", "已同步")
+    b.shot("person-synced")
     b.check_local_only()
-    ok("no resource from outside 127.0.0.1 (%d requests seen)" % len(b.seen))
+    ok("no page loaded anything from outside 127.0.0.1 (%d requests seen)" % len(b.seen))
 finally:
     b.close()

@@ -60,6 +60,8 @@ int ps_cmd_duplicates(ps_cli_t *cli, int argc, char **argv); /* cmd_dups.c */
 int ps_cmd_merge(ps_cli_t *cli, int argc, char **argv);      /* cmd_dups.c */
 int ps_cmd_ui(ps_cli_t *cli, int argc, char **argv);         /* cmd_ui.c: the web interface */
 int ps_cmd_publish(ps_cli_t *cli, int argc, char **argv);    /* publish.c */
+int ps_cmd_spotcheck(ps_cli_t *cli, int argc, char **argv);  /* cmd_spotcheck.c */
+int ps_cmd_benefits(ps_cli_t *cli, int argc, char **argv);   /* cmd_benefits.c */
 
 /* Shared by edit and `refused edit` (cmd_records.c).  MAX_SETS bounds sets. */
 #define PS_CLI_MAX_SETS 128

@@ -688,6 +688,9 @@ int ps_cmd_delete(ps_cli_t *cli, int argc, char **argv)
         gone.deleted = 1;
         if ((rc = ps_other_place_refuse(c, "delete", r, &gone)))
             goto out;
+        /* A spot check only the district may delete (common/policy.c). */
+        if (ps_policy_district_drawn((int)r->kind) && (rc = validate_or_report("delete", c, &gone, r)))
+            goto out;
     }
     if ((rc = find_deps(c, r->id.data, !force, &d))) {
         ps_cli_err("delete: %s", ps_strerror(rc));

@@ -398,7 +398,7 @@ static int status_all(ps_cli_t *cli, ps_cache_t *c)
     return PS_EXIT_OK;
 }
 
-#define NKINDS 7 /* Kind values 0..6 (records.proto) */
+#define NKINDS 8 /* Kind values 0..7 (records.proto) */
 
 /* "3 person, 1 household" (or "none"): the changes waiting, by kind. */
 static void pending_text(const uint64_t *by, char *out, size_t n)

@@ -146,6 +146,52 @@ static const help_t helps[] = {
      "5 people shows as \"<5\", with complementary suppression (\"x\") so that no hidden cell can be worked\n"
      "out from the totals (docs/publish.md).  Needs the district administrator's cache; online.",
      "popsync publish --month 2026-10 --out /srv/www/stats"},
+    {"spotcheck draw", "--month YYYY-MM [--orgunit CODE] [--size N | --margin 0.05 --confidence 0.95]",
+     "draw the month's statistical spot check (district administrator)",
+     "Draws persons per township from this cache (the administrator's holds all): the seed comes from the\n"
+     "operating system's random source at this moment and is stored with the method in every spot-check\n"
+     "record, so anyone can draw the same sample again.  Without --size the sample size follows from the\n"
+     "margin and confidence (p = 0.5, finite-population correction; docs/benefits.md).  Push with sync.",
+     "popsync spotcheck draw --month 2026-10 --margin 0.05 --confidence 0.95"},
+    {"spotcheck redraw", "--seed HEX --month YYYY-MM [--orgunit CODE] [--size N | --margin M --confidence C]",
+     "draw a sample again from a seed, without storing it", "Prints each township's frame size, digest and sample.",
+     "popsync spotcheck redraw --seed 9f86d081884c7d659a2feaa0c55ad015 --month 2026-10 --size 20"},
+    {"spotcheck verify", "DRAW_ID", "check that a recorded draw follows from its seed",
+     "Draws every township of the draw again from the recorded seed, method and frame (persons registered\n"
+     "before the draw) and says whether the same persons come out; exit 1 when not.",
+     "popsync spotcheck verify 0199c1e2-6b7a-7c1d-9a31-5f2e1b0c4d11"},
+    {"spotcheck list", "[--month YYYY-MM] [--draw DRAW_ID] [--pending] [--json] [--lang zh|en]",
+     "the persons to check, with their results", "", "popsync spotcheck list --month 2026-10 --pending"},
+    {"spotcheck check", "ID (--matches | --differs --set FIELD=VALUE ...) [--note TEXT] [--date YYYY-MM-DD]",
+     "record what the field check found",
+     "--differs records the corrected person fields and applies them to the person as an ordinary edit,\n"
+     "in the same step.",
+     "popsync spotcheck check 0199c1e2-6b7a-7c1d-9a31-5f2e1b0c4d11 --differs --set 住址=幸福路8号 --note 已搬家"},
+    {"spotcheck results", "[--month YYYY-MM] [--orgunit CODE] [--confidence 0.95] [--json] [--lang zh|en]",
+     "accuracy per township and per field, with Wilson intervals", "",
+     "popsync spotcheck results --month 2026-10 --lang zh"},
+    {"benefits schemes", "[--schemes FILE] [--json]", "the benefit scheme table in use",
+     "The rules, amounts and periods benefits are computed with: the file named by --schemes, else\n"
+     "$POPSYNC_SCHEMES, else the table shipped with popsync (docs/benefits.md).",
+     "popsync benefits schemes"},
+    {"benefits due", "--period YYYY-MM|YYYY [--orgunit CODE] [--schemes FILE] [--all] [--json] [--lang zh|en]",
+     "who is entitled and not (fully) paid for a period (offline)",
+     "--all lists the paid ones too.", "popsync benefits due --period 2026"},
+    {"benefits arrears", "[--since YYYY] [--as-of YYYY-MM-DD] [--orgunit CODE] [--schemes FILE] [--json]",
+     "what each family is owed from earlier periods",
+     "Every period from --since (default: five years back) that ended before --as-of (default today).",
+     "popsync benefits arrears --since 2022"},
+    {"benefits batch", "--period YYYY-MM|YYYY | --arrears [--since YYYY] --out FILE.xlsx [--orgunit CODE]",
+     "a payment batch of what is owed, to approve",
+     "One row per entitlement owed, with the ID number as text and a column 批准 (approved) to set to\n"
+     "否 for rows not to pay.  The file is made readable by its owner only.",
+     "popsync benefits batch --period 2026 --out batch-2026.xlsx"},
+    {"benefits pay", "--batch FILE.xlsx [--paid-date YYYY-MM-DD] [--strict]",
+     "record an approved batch as paid, in one step",
+     "Each approved row becomes a benefit record (status paid) linked to its entitlement (person,\n"
+     "scheme, period) and the batch.  A row paid already is refused; a row not entitled is flagged,\n"
+     "and with --strict refused.  Nothing is stored unless every row is accepted.",
+     "popsync benefits pay --batch batch-2026.xlsx --paid-date 2026-12-20"},
     {"generate", "--persons N [--seed S] [--orgunit CODE] [--orgunits FILE] [--stats]",
      "synthetic test data (for trials, never for a real district)",
      "Adds N invented persons with households, births, migrations, benefits and visits, marked synthetic:\n"
@@ -205,7 +251,7 @@ void ps_cli_usage(FILE *f)
     for (size_t i = 0; i < NHELPS; i++)
         fprintf(f, "  %-18s %s\n", helps[i].name, helps[i].summary);
     fprintf(f, "\n`popsync COMMAND --help` shows a command's arguments and an example.\n"
-               "KIND is person, household, birth, migration, benefit or service_visit.\n"
+               "KIND is person, household, birth, migration, benefit, service_visit or spotcheck.\n"
                "--data defaults to $POPSYNC_DATA.  Exit codes: 0 ok, 1 failed, 2 usage,\n"
                "3 sync incomplete, 4 invalid record, 5 not found, 6 sync completed but the\n"
                "server refused some changes or kept them as conflicts (counts printed).\n");

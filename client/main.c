@@ -23,7 +23,8 @@ int main(int argc, char **argv)
                 {"query", ps_cmd_query},   {"report", ps_cmd_report}, {"refused", ps_cmd_refused},
                 {"find", ps_cmd_find},     {"config", ps_cmd_config},
                 {"migrations", ps_cmd_migrations}, {"duplicates", ps_cmd_duplicates},
-                {"merge", ps_cmd_merge}, {"ui", ps_cmd_ui}, {"publish", ps_cmd_publish}};
+                {"merge", ps_cmd_merge}, {"ui", ps_cmd_ui}, {"publish", ps_cmd_publish},
+                {"spotcheck", ps_cmd_spotcheck}, {"benefits", ps_cmd_benefits}};
     ps_cli_t cli = {getenv("POPSYNC_DATA"), 0};
     int i = 1;
 

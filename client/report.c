@@ -13,6 +13,7 @@
  * for them.
  */
 #include "report.h"
+#include "panels.h"
 #include "cache.h"
 #include "cli.h"
 #include "err.h"
@@ -1598,6 +1599,17 @@ static const char REPORT_USAGE[] =
     "       report status --month YYYY-MM [--orgunit CODE]";
 
 /* The monthly and quality reports. */
+/* What the reports add from this cache: spot-check accuracy, and benefits
+ * entitled / paid / owed (monthly) or the payments flagged (quality). */
+static void local_panels(ps_cache_t *c, const ps_orgunits_t *tree, const char *sub, const char *month,
+                         const char *orgunit, int zh)
+{
+    int quality = strcmp(sub, "quality") == 0;
+
+    ps_spot_panel(c, tree, quality ? NULL : month, orgunit, zh, stdout);
+    ps_benefit_panel(c, tree, month, orgunit, zh, quality, stdout);
+}
+
 static int run_report(ps_cli_t *cli, const char *sub, const char *month, const char *orgunit, int fmt, int zh,
                       uint32_t urgent, uint32_t normal, int details, const char *out)
 {
@@ -1639,6 +1651,8 @@ static int run_report(ps_cli_t *cli, const char *sub, const char *month, const c
         monthly_csv(res, tree);
     else
         monthly_table(res, tree, zh);
+    if (fmt == PS_REPORT_TABLE)
+        local_panels(c, tree, sub, month, orgunit, zh);
     if (wrc) {
         ps_cli_err("%s: cannot write %s: %s", cmd, out ? out : "the output", ps_strerror(wrc));
         rc = PS_EXIT_FAIL;

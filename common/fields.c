@@ -33,6 +33,13 @@ static const ps_field_t person[] = {
     {"household_id", "家庭户", PS_FT_REF, 0, "所属家庭户的记录 ID", "record id of the household", NULL},
     {"phone", "联系电话", PS_FT_CODE, 0, "5 至 20 位数字", "5 to 20 digits, '+', '-' or spaces", NULL},
     {"address", "住址", PS_FT_TEXT, 0, "现住址", "current address", NULL},
+    {"hukou_type", "户口性质", PS_FT_ENUM, 0, "农业 或 非农业（奖励扶助按此判断）",
+     "rural or urban registration (benefit schemes use it)", NULL},
+    {"deceased_date", "死亡日期", PS_FT_DATE, 0, "已死亡者填写死亡日期", "date of death, when deceased", NULL},
+    {"disability_grade", "残疾等级", PS_FT_INT, 0, "残疾证等级 1 至 4，1 级最重；无残疾不填",
+     "disability certificate grade 1 (most severe) to 4; empty: none", NULL},
+    {"gave_up_birth_date", "放弃再生育日期", PS_FT_DATE, 0, "自愿放弃再生育声明的日期",
+     "date the family declared it gives up a further birth", NULL},
 };
 
 static const ps_field_t household[] = {
@@ -78,6 +85,8 @@ static const ps_field_t benefit[] = {
      NULL},
     {"status", "状态", PS_FT_ENUM, 1, "符合条件、已审批 或 已发放", "eligible, approved or paid", NULL},
     {"paid_date", "发放日期", PS_FT_DATE, 0, "状态为已发放时必填", "required when status is paid", NULL},
+    {"batch", "发放批次", PS_FT_CODE, 0, "发放批次号（popsync benefits pay 填写）",
+     "payment batch (set by popsync benefits pay)", NULL},
 };
 
 static const ps_field_t service_visit[] = {
@@ -87,6 +96,27 @@ static const ps_field_t service_visit[] = {
     {"visit_date", "服务日期", PS_FT_DATE, 1, "如 2026-10-15", "e.g. 2026-10-15", NULL},
     {"provider", "服务机构", PS_FT_TEXT, 0, "提供服务的机构或人员", "who provided it", NULL},
     {"outcome", "结果", PS_FT_TEXT, 0, "服务结果", "outcome", NULL},
+};
+
+/* Drawn by the district (popsync spotcheck draw); the township fills in the
+ * last four (common/policy.c, ps_policy_result_field). */
+static const ps_field_t spotcheck[] = {
+    ORGUNIT,
+    {"person_id", "抽查对象", PS_FT_REF, 1, "被抽中人员的记录 ID", "record id of the sampled person", NULL},
+    {"month", "抽查月份", PS_FT_PERIOD, 1, "YYYY-MM", "YYYY-MM", NULL},
+    {"draw_id", "抽样批次", PS_FT_CODE, 1, "同一次抽样的编号", "id shared by one draw", NULL},
+    {"seed", "随机种子", PS_FT_CODE, 1, "32 位十六进制", "32 hex digits", NULL},
+    {"method", "抽样方法", PS_FT_CODE, 1, "抽样方法说明", "how the sample was drawn", NULL},
+    {"frame_size", "总体人数", PS_FT_INT, 1, "该乡镇抽样框人数", "persons in the township's frame", NULL},
+    {"sample_size", "样本量", PS_FT_INT, 1, "该乡镇抽中人数", "persons drawn in the township", NULL},
+    {"township", "乡镇", PS_FT_CODE, 1, "分层所属乡镇代码", "12-digit code of the stratum", NULL},
+    {"frame_digest", "抽样框摘要", PS_FT_CODE, 1, "抽样框记录 ID 的 SHA-256", "SHA-256 of the frame's ids", NULL},
+    {"drawn_ms", "抽样时间", PS_FT_INT, 1, "毫秒时间戳", "ms since the epoch", NULL},
+    {"result", "核查结果", PS_FT_ENUM, 0, "一致 或 不一致", "matches or differs", NULL},
+    {"checked_date", "核查日期", PS_FT_DATE, 0, "入户核查的日期", "date of the field check", NULL},
+    {"differs", "不一致项", PS_FT_CODE, 0, "不一致的字段名，逗号分隔", "person fields found wrong, comma-separated",
+     NULL},
+    {"note", "核查说明", PS_FT_TEXT, 0, "核查说明", "note", NULL},
 };
 
 typedef struct {
@@ -101,6 +131,7 @@ static const kind_fields_t kinds[] = {
     [POPSYNC__KIND__KIND_MIGRATION] = {migration, N(migration)},
     [POPSYNC__KIND__KIND_BENEFIT] = {benefit, N(benefit)},
     [POPSYNC__KIND__KIND_SERVICE_VISIT] = {service_visit, N(service_visit)},
+    [POPSYNC__KIND__KIND_SPOTCHECK] = {spotcheck, N(spotcheck)},
 };
 
 /* Chinese names of enum values, by the value's text form (record_fmt.h):
@@ -115,6 +146,8 @@ static const enum_zh_t enum_zh[] = {
     {"local", "本地"},       {"migrant", "流动人口"},  {"migrant", "流动"},    {"single", "未婚"},
     {"married", "已婚"},     {"divorced", "离婚"},     {"widowed", "丧偶"},    {"inflow", "流入"},
     {"outflow", "流出"},     {"eligible", "符合条件"}, {"approved", "已审批"}, {"paid", "已发放"},
+    {"rural", "农业"},       {"rural", "农村"},       {"rural", "农业户口"}, {"urban", "非农业"},
+    {"urban", "城镇"},       {"urban", "非农业户口"}, {"matches", "一致"},   {"differs", "不一致"},
 };
 
 /* ---- lookup ---------------------------------------------------------------- */

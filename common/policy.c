@@ -169,6 +169,27 @@ int ps_policy_other_place_may_set(const char *field)
     return field && (!strcmp(field, "submitted_date") || !strcmp(field, "feedback_date"));
 }
 
+/* Kind 7 (KIND_SPOTCHECK, records.proto): policy.h takes kinds as numbers
+ * so that it needs no generated header. */
+#define KIND_SPOTCHECK 7
+
+int ps_policy_district_drawn(int kind)
+{
+    return kind == KIND_SPOTCHECK;
+}
+
+int ps_policy_may_create_kind(ps_role_t role, int kind)
+{
+    return !ps_policy_district_drawn(kind) || role == PS_ROLE_ADMIN;
+}
+
+int ps_policy_result_field(int kind, const char *field)
+{
+    return kind == KIND_SPOTCHECK && field &&
+           (!strcmp(field, "result") || !strcmp(field, "checked_date") || !strcmp(field, "differs") ||
+            !strcmp(field, "note"));
+}
+
 /* ---- conflicts, reports, the monthly close ----------------------------------- */
 
 static int same_node(const uint8_t *a, const uint8_t *b)

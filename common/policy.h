@@ -118,6 +118,22 @@ ps_write_t ps_policy_may_write(const ps_orgunits_t *tree, const ps_peer_t *peer,
  *  delete or restore)?  Only submitted_date and feedback_date. */
 int ps_policy_other_place_may_set(const char *field);
 
+/**
+ * Kinds whose records only the district draws: spot checks (kind 7,
+ * KIND_SPOTCHECK).  Whoever may write such a record but is not an admin
+ * (the township owning it, its collectors) may set only the result fields
+ * (ps_policy_result_field) and may neither create nor delete one: a
+ * township never picks or drops who is checked.  The validator asks these
+ * for every change it checks, on the server and before a record leaves a
+ * cache.
+ */
+int ps_policy_district_drawn(int kind);
+/** May a peer of this role create (or delete/restore) a record of kind? */
+int ps_policy_may_create_kind(ps_role_t role, int kind);
+/** May a non-admin owner set this field of a district-drawn kind?  For a
+ *  spot check: result, checked_date, differs and note. */
+int ps_policy_result_field(int kind, const char *field);
+
 /** Does the peer read a migration (unit, other) only as its other place,
  *  and so get the migrant's summary with it (name, sex, birth date, masked
  *  ID number: FeedEntry.migrant)?  An owner reads the person itself. */

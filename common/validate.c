@@ -8,6 +8,7 @@
  * value, because values are personal data and errors end up in logs.
  */
 #include "validate.h"
+#include "err.h"
 #include "ids.h"
 #include "record_fmt.h"
 #include "policy.h"
@@ -46,9 +47,10 @@ typedef struct label {
 
 static const label_t schemes[] = {
     {"rural_reward", "农村部分计划生育家庭奖励扶助", "Rural family planning reward support"},
-    {"special_support", "计划生育特别扶助", "Family planning special support"},
+    {"special_support", "计划生育家庭特别扶助", "Family planning special support"},
     {"only_child_reward", "独生子女父母奖励", "Only-child parents' reward"},
-    {"first_birth_subsidy", "一孩生育补贴", "First-birth subsidy"},
+    {"first_birth_subsidy", "首次分娩补助", "First-birth subsidy"},
+    {"give_up_birth_reward", "放弃再生育奖励", "Reward for giving up a further birth"},
 };
 
 /* The most one payment of a scheme may be, in fen, in the order of
@@ -58,7 +60,7 @@ static const label_t schemes[] = {
  * first-birth subsidy a local one-off sum), so a real payment always fits
  * and a slip of the keyboard (999,999.99 yuan) does not.  docs/data-model.md
  * lists them. */
-static const int64_t scheme_max_fen[] = {300000, 1200000, 1000000, 1000000};
+static const int64_t scheme_max_fen[] = {300000, 1200000, 1000000, 1000000, 1000000};
 
 static const label_t services[] = {
     {"prepregnancy_check", "免费孕前优生健康检查", "Free pre-pregnancy health check"},
@@ -376,6 +378,7 @@ static int same_ref_as_current(const Popsync__Record *cur, const char *field, Pr
     case POPSYNC__RECORD__BODY_MIGRATION: body = &cur->migration->base; break;
     case POPSYNC__RECORD__BODY_BENEFIT: body = &cur->benefit->base; break;
     case POPSYNC__RECORD__BODY_SERVICE_VISIT: body = &cur->service_visit->base; break;
+    case POPSYNC__RECORD__BODY_SPOTCHECK: body = &cur->spotcheck->base; break;
     default: return 0;
     }
     if (!body)
@@ -410,6 +413,21 @@ static void check_ref(vstate_t *vs, const char *field, ProtobufCBinaryData id, i
 }
 
 /* ---- bodies ---------------------------------------------------------------- */
+
+/* The facts benefit rules read (docs/benefits.md): all optional. */
+static void check_person_benefit_facts(vstate_t *vs, const Popsync__Person *p, uint32_t bd)
+{
+    uint32_t died = 0, gave_up = 0;
+
+    check_enum(vs, "hukou_type", (int)p->hukou_type, POPSYNC__HUKOU_TYPE__HUKOU_TYPE_URBAN, 0);
+    if (check_date(vs, "deceased_date", p->deceased_date, 0, 0, &died) && died && bd && died < bd)
+        ps_verrs_add(vs->v, "deceased_date", "is before birth_date: check both dates");
+    if (p->disability_grade > 4)
+        ps_verrs_add(vs->v, "disability_grade", "must be 1 (most severe) to 4, or empty for none");
+    if (check_date(vs, "gave_up_birth_date", p->gave_up_birth_date, 0, 0, &gave_up) && gave_up && bd &&
+        gave_up < bd)
+        ps_verrs_add(vs->v, "gave_up_birth_date", "is before birth_date: check both dates");
+}
 
 static void check_person(vstate_t *vs, const Popsync__Person *p)
 {
@@ -458,6 +476,7 @@ static void check_person(vstate_t *vs, const Popsync__Person *p)
                          "must be 5 to 20 characters of digits, '+', '-' or spaces, with at least 5 digits");
     }
     check_text(vs, "address", p->address, 0, 256, 1);
+    check_person_benefit_facts(vs, p, bd);
 }
 
 static void check_household(vstate_t *vs, const Popsync__Household *h)
@@ -579,6 +598,120 @@ static void check_service_visit(vstate_t *vs, const Popsync__ServiceVisit *s)
     check_text(vs, "outcome", s->outcome, 0, 256, 1);
 }
 
+/* The person fields a spot check may find wrong: the comma-separated list
+ * in differs names each at most once. */
+static void check_differs(vstate_t *vs, const char *list)
+{
+    char buf[256], *save = NULL, *tok;
+    const char *seen[32];
+    size_t nseen = 0;
+
+    if (strlen(list) >= sizeof(buf)) {
+        ps_verrs_add(vs->v, "differs", "must be at most %zu bytes", sizeof(buf) - 1);
+        return;
+    }
+    snprintf(buf, sizeof(buf), "%s", list);
+    for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        const ProtobufCFieldDescriptor *f =
+            protobuf_c_message_descriptor_get_field_by_name(&popsync__person__descriptor, tok);
+        size_t i;
+        if (!f) {
+            ps_verrs_add(vs->v, "differs", "names '%.40s', which is not a person field (see popsync fields person)",
+                         tok);
+            return;
+        }
+        for (i = 0; i < nseen; i++)
+            if (strcmp(seen[i], f->name) == 0)
+                break;
+        if (i < nseen || nseen == sizeof(seen) / sizeof(seen[0])) {
+            ps_verrs_add(vs->v, "differs", "names %s twice", f->name);
+            return;
+        }
+        seen[nseen++] = f->name;
+    }
+}
+
+static int is_hex(const char *s, size_t n)
+{
+    size_t i;
+    if (!s || strlen(s) != n)
+        return 0;
+    for (i = 0; i < n; i++)
+        if (!is_digit(s[i]) && !(s[i] >= 'a' && s[i] <= 'f'))
+            return 0;
+    return 1;
+}
+
+static void check_spotcheck(vstate_t *vs, const Popsync__SpotCheck *k)
+{
+    uint8_t id[PS_ID_LEN];
+    int res_ok;
+
+    check_ref(vs, "person_id", k->person_id, 1, POPSYNC__KIND__KIND_PERSON, "person");
+    if (empty(k->month) || strlen(k->month) != 7)
+        ps_verrs_add(vs->v, "month", "must be YYYY-MM");
+    else
+        check_period(vs, k->month);
+    if (empty(k->draw_id) || ps_uuid_parse(k->draw_id, id) != PS_OK)
+        ps_verrs_add(vs->v, "draw_id", "must be the draw's UUID");
+    if (!is_hex(k->seed, 32))
+        ps_verrs_add(vs->v, "seed", "must be 32 lower-case hex digits");
+    check_text(vs, "method", k->method, 1, 200, 0);
+    if (k->sample_size == 0 || k->sample_size > k->frame_size)
+        ps_verrs_add(vs->v, "sample_size", "must be 1 to frame_size");
+    if (!ps_orgunit_valid(k->township ? k->township : ""))
+        ps_verrs_add(vs->v, "township", "must be a 12-digit division code");
+    if (!is_hex(k->frame_digest, 64))
+        ps_verrs_add(vs->v, "frame_digest", "must be 64 lower-case hex digits (SHA-256)");
+    if (k->drawn_ms <= 0)
+        ps_verrs_add(vs->v, "drawn_ms", "must be the draw's time");
+    res_ok = check_enum(vs, "result", (int)k->result, POPSYNC__CHECK_RESULT__CHECK_RESULT_DIFFERS, 0);
+    if (res_ok && k->result != POPSYNC__CHECK_RESULT__CHECK_RESULT_UNSPECIFIED)
+        check_date(vs, "checked_date", k->checked_date, 1, 0, NULL);
+    else if (!empty(k->checked_date))
+        ps_verrs_add(vs->v, "checked_date", "must be empty until a result is given");
+    if (k->result == POPSYNC__CHECK_RESULT__CHECK_RESULT_DIFFERS && empty(k->differs))
+        ps_verrs_add(vs->v, "differs", "is required when the result is differs: name the fields found wrong");
+    else if (k->result != POPSYNC__CHECK_RESULT__CHECK_RESULT_DIFFERS && !empty(k->differs))
+        ps_verrs_add(vs->v, "differs", "must be empty unless the result is differs");
+    else if (!empty(k->differs))
+        check_differs(vs, k->differs);
+    check_text(vs, "note", k->note, 0, 256, 1);
+}
+
+/* Records only the district draws (spot checks): a peer that is not an admin
+ * may not create, delete or restore one, and may change only the result
+ * fields (common/policy.c decides; this applies it to the change). */
+static void check_district_drawn(const Popsync__Record *r, const ps_validate_ctx_t *ctx, ps_verrs_t *v)
+{
+    const Popsync__Record *cur;
+    const char *names[64];
+    size_t n, i;
+
+    if (!ctx || !ctx->peer || !ps_policy_district_drawn(r->kind) || ctx->peer->role == PS_ROLE_ADMIN)
+        return;
+    if (!(cur = ctx->current)) {
+        ps_verrs_add(v, "kind", "only the district administrator draws spot checks (popsync spotcheck draw)");
+        return;
+    }
+    if (r->deleted != cur->deleted) {
+        ps_verrs_add(v, "deleted", "only the district administrator may delete or restore a spot check");
+        return;
+    }
+    if (strcmp(r->orgunit ? r->orgunit : "", cur->orgunit ? cur->orgunit : "") != 0)
+        ps_verrs_add(v, "orgunit", "a spot check stays with the unit it was drawn for");
+    n = ps_record_field_names(r->kind, names, sizeof(names) / sizeof(names[0]));
+    for (i = 0; i < n && i < sizeof(names) / sizeof(names[0]); i++) {
+        char a[512], b[512];
+        if (ps_policy_result_field(r->kind, names[i]))
+            continue;
+        if (ps_record_get_text(r, names[i], a, sizeof(a)) != PS_OK ||
+            ps_record_get_text(cur, names[i], b, sizeof(b)) != PS_OK || strcmp(a, b) != 0)
+            ps_verrs_add(v, names[i], "is set by the district's draw: a township fills in result, checked_date, "
+                                      "differs and note only");
+    }
+}
+
 /* ---- the envelope ---------------------------------------------------------- */
 
 static int body_matches_kind(const Popsync__Record *r)
@@ -591,6 +724,7 @@ static int body_matches_kind(const Popsync__Record *r)
     case POPSYNC__KIND__KIND_BENEFIT: return r->body_case == POPSYNC__RECORD__BODY_BENEFIT && r->benefit;
     case POPSYNC__KIND__KIND_SERVICE_VISIT:
         return r->body_case == POPSYNC__RECORD__BODY_SERVICE_VISIT && r->service_visit;
+    case POPSYNC__KIND__KIND_SPOTCHECK: return r->body_case == POPSYNC__RECORD__BODY_SPOTCHECK && r->spotcheck;
     default: return 0;
     }
 }
@@ -629,7 +763,8 @@ size_t ps_record_max_bytes(int kind)
     case POPSYNC__KIND__KIND_SERVICE_VISIT: return 8192;
     case POPSYNC__KIND__KIND_HOUSEHOLD:
     case POPSYNC__KIND__KIND_BIRTH:
-    case POPSYNC__KIND__KIND_BENEFIT: return 6144;
+    case POPSYNC__KIND__KIND_BENEFIT:
+    case POPSYNC__KIND__KIND_SPOTCHECK: return 6144;
     default: return 0;
     }
 }
@@ -703,6 +838,7 @@ size_t ps_validate_record(const Popsync__Record *r, const ps_validate_ctx_t *ctx
         return v->n - before;
     }
     check_orgunit(&vs, r->orgunit);
+    check_district_drawn(r, ctx, v);
     if (r->deleted)
         return v->n - before;
     switch (r->body_case) {
@@ -712,6 +848,7 @@ size_t ps_validate_record(const Popsync__Record *r, const ps_validate_ctx_t *ctx
     case POPSYNC__RECORD__BODY_MIGRATION: check_migration(&vs, r->migration, r->orgunit); break;
     case POPSYNC__RECORD__BODY_BENEFIT: check_benefit(&vs, r->benefit); break;
     case POPSYNC__RECORD__BODY_SERVICE_VISIT: check_service_visit(&vs, r->service_visit); break;
+    case POPSYNC__RECORD__BODY_SPOTCHECK: check_spotcheck(&vs, r->spotcheck); break;
     default: break;
     }
     return v->n - before;
@@ -750,6 +887,8 @@ size_t ps_record_refs(const Popsync__Record *r, ps_ref_t refs[PS_REFS_MAX])
         return r->benefit ? add_ref(refs, 0, "person_id", r->benefit->person_id, person) : 0;
     case POPSYNC__RECORD__BODY_SERVICE_VISIT:
         return r->service_visit ? add_ref(refs, 0, "person_id", r->service_visit->person_id, person) : 0;
+    case POPSYNC__RECORD__BODY_SPOTCHECK:
+        return r->spotcheck ? add_ref(refs, 0, "person_id", r->spotcheck->person_id, person) : 0;
     default:
         return 0;
     }

@@ -28,7 +28,7 @@ size_t ps_record_max_bytes(int kind);
 
 typedef struct ps_field_error {
     char field[32];   /**< field name as in the CLI/CSV/JSON ("birth_date") */
-    char reason[160]; /**< English reason; never contains the field's value */
+    char reason[256]; /**< English reason; never contains the field's value */
 } ps_field_error_t;
 
 typedef struct ps_verrs {

@@ -237,6 +237,7 @@ typedef struct {
     void *arg;
     char *header[XLSX_MAX_COLS]; /* the first row's cells */
     int header_row;              /* 1 while the first row is read */
+    int ncols;                   /* cells of the first row */
     char text[65536];            /* one cell's text */
 } sheet_ctx_t;
 
@@ -298,6 +299,13 @@ static void put_row(sheet_ctx_t *sc, const xmlNode *row, FILE *out)
         ps_recio_csv_cell(out, text, col == 0);
         next = col + 1;
     }
+    /* Excel (and libxlsxwriter) leave out a row's empty cells at its end:
+     * the row still has the header's columns. */
+    if (sc->header_row)
+        sc->ncols = next;
+    else
+        for (; next > 0 && next < sc->ncols; next++)
+            ps_recio_csv_cell(out, "", 0);
     fputs("\r\n", out);
 }
 

@@ -15,6 +15,7 @@ static const ProtobufCMessage *body_of(const Popsync__Record *r)
     case POPSYNC__RECORD__BODY_MIGRATION: return &r->migration->base;
     case POPSYNC__RECORD__BODY_BENEFIT: return &r->benefit->base;
     case POPSYNC__RECORD__BODY_SERVICE_VISIT: return &r->service_visit->base;
+    case POPSYNC__RECORD__BODY_SPOTCHECK: return &r->spotcheck->base;
     default: return NULL;
     }
 }
@@ -28,6 +29,7 @@ static void set_body(Popsync__Record *r, void *body)
     case POPSYNC__RECORD__BODY_MIGRATION: r->migration = body; break;
     case POPSYNC__RECORD__BODY_BENEFIT: r->benefit = body; break;
     case POPSYNC__RECORD__BODY_SERVICE_VISIT: r->service_visit = body; break;
+    case POPSYNC__RECORD__BODY_SPOTCHECK: r->spotcheck = body; break;
     default: break;
     }
 }

@@ -195,7 +195,7 @@ expect_eq "$rc" 1 "import of a missing file"
 printf 'name,colour\r\n张三,red\r\n' >"$T/cols.csv"
 rc=0; ps --data "$T/t1" import "$T/cols.csv" --kind person >/dev/null 2>"$T/cols.err" || rc=$?
 expect_eq "$rc" 4 "unknown column"
-expect_eq "$(cat "$T/cols.err")" "popsync: import: $T/cols.csv:1: colour: unknown column for kind person; columns: orgunit,id_number,name,sex,birth_date,ethnicity,registration,marital_status,household_id,phone,address" "unknown column message"
+expect_eq "$(cat "$T/cols.err")" "popsync: import: $T/cols.csv:1: colour: unknown column for kind person; columns: orgunit,id_number,name,sex,birth_date,ethnicity,registration,marital_status,household_id,phone,address,hukou_type,deceased_date,disability_grade,gave_up_birth_date" "unknown column message"
 rc=0; ps --data "$T/t1" export --kind person >/dev/null 2>&1 || rc=$?
 expect_eq "$rc" 2 "export without a format"
 expect_eq "$(count t1)" 1900 "failed imports stored nothing"

@@ -767,7 +767,7 @@ static void test_benefit_rules(void **state)
     set_raw(&r->benefit->period, "2025");
     set_raw(&r->benefit->scheme, "rural_rewards");
     expect_one(r, &c, "scheme",
-               "must be one of rural_reward, special_support, only_child_reward or first_birth_subsidy");
+               "must be one of rural_reward, special_support, only_child_reward, first_birth_subsidy or give_up_birth_reward");
     set_raw(&r->benefit->scheme, "");
     expect_one(r, &c, "scheme", "is required");
     ps_record_free(r);
@@ -795,13 +795,14 @@ static void test_labels(void **state)
 {
     (void)state;
     assert_string_equal(ps_scheme_label("rural_reward", 1), "农村部分计划生育家庭奖励扶助");
-    assert_string_equal(ps_scheme_label("special_support", 1), "计划生育特别扶助");
+    assert_string_equal(ps_scheme_label("special_support", 1), "计划生育家庭特别扶助");
     assert_string_equal(ps_scheme_label("only_child_reward", 1), "独生子女父母奖励");
-    assert_string_equal(ps_scheme_label("first_birth_subsidy", 1), "一孩生育补贴");
+    assert_string_equal(ps_scheme_label("first_birth_subsidy", 1), "首次分娩补助");
     assert_non_null(ps_scheme_label("first_birth_subsidy", 0));
     assert_null(ps_scheme_label("bonus", 1));
     assert_null(ps_scheme_label(NULL, 0));
-    assert_null(ps_scheme_at(4));
+    assert_non_null(ps_scheme_at(4));
+    assert_null(ps_scheme_at(5));
     assert_non_null(ps_service_label("prepregnancy_check", 1));
     assert_null(ps_service_label("", 1));
     size_t n = 0;

@@ -796,7 +796,8 @@ static int person_matches(const Popsync__Record *r, ps_pindex_kind_t kind, const
     size_t n = strlen(term), m;
     const char *bar;
 
-    if (!p || r->deleted || !p->id_number || !p->name)
+    /* A newborn may have no ID number yet: found by name, not by number. */
+    if (!p || r->deleted || !p->name || (!p->id_number && (kind == PS_PINDEX_ID_NUMBER || kind == PS_PINDEX_TAIL)))
         return 0;
     switch (kind) {
     case PS_PINDEX_ID_NUMBER: return strcmp(p->id_number, term) == 0;
@@ -804,6 +805,7 @@ static int person_matches(const Popsync__Record *r, ps_pindex_kind_t kind, const
         m = strlen(p->id_number);
         return m >= n && strcmp(p->id_number + m - n, term) == 0;
     case PS_PINDEX_NAME: return strncmp(p->name, term, n) == 0;
+    case PS_PINDEX_INITIALS: return ps_pindex_initials_match(p->name, term);
     case PS_PINDEX_NAME_DATE:
         bar = strchr(term, '|');
         return bar && strncmp(p->name, term, (size_t)(bar - term)) == 0 && !p->name[bar - term] && p->birth_date &&

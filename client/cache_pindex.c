@@ -1,5 +1,6 @@
 /* cache_pindex.c - the cache's person index (see cache_pindex.h). */
 #include "cache_pindex.h"
+#include "pinyin.h"
 
 #include "crypto.h"
 #include "db_err.h"
@@ -12,7 +13,7 @@
 #define HASH_LEN 15
 #define TERM_KEY (1 + HASH_LEN)      /* tag + hash */
 #define ENTRY_KEY (TERM_KEY + 16)    /* + record id */
-#define MAX_TERMS 8
+#define MAX_TERMS 16
 
 int ps_pindex_open(ps_pindex_t *px, MDB_txn *txn)
 {
@@ -71,6 +72,42 @@ static size_t prefix_bytes(const char *s, int k)
     return s[i] ? i : 0;
 }
 
+/* The pinyin terms of a name: its initials (S) and their first 2 to 4
+ * letters when longer (T), in the customary and the family-name reading
+ * when they differ; at most 8 keys. */
+static size_t initials_terms(const ps_pindex_t *px, const char *name, uint8_t keys[][TERM_KEY])
+{
+    char in[2][64], t[8];
+    size_t n = 0;
+    int len[2];
+
+    len[0] = ps_pinyin_initials(name, 0, in[0], sizeof(in[0]));
+    len[1] = ps_pinyin_initials(name, 1, in[1], sizeof(in[1]));
+    for (int r = 0; r < 2; r++) {
+        if (len[r] < 1 || (r == 1 && strcmp(in[0], in[1]) == 0))
+            continue;
+        if (term_key(px, 'S', in[r], keys[n]) == PS_OK)
+            n++;
+        for (int k = 2; k <= 4 && k < len[r]; k++) {
+            snprintf(t, sizeof(t), "%.*s", k, in[r]);
+            if (term_key(px, 'T', t, keys[n]) == PS_OK)
+                n++;
+        }
+    }
+    return n;
+}
+
+int ps_pindex_initials_match(const char *name, const char *term)
+{
+    char in[64];
+    size_t n = strlen(term);
+
+    for (int r = 0; r < 2; r++)
+        if (ps_pinyin_initials(name, r, in, sizeof(in)) >= 0 && strncmp(in, term, n) == 0)
+            return 1;
+    return 0;
+}
+
 /* The terms of a live person, as term keys; returns how many. */
 static size_t person_terms(const ps_pindex_t *px, const Popsync__Person *p, uint8_t keys[MAX_TERMS][TERM_KEY])
 {
@@ -101,6 +138,7 @@ static size_t person_terms(const ps_pindex_t *px, const Popsync__Person *p, uint
             if (term_key(px, 'B', t, keys[n]) == PS_OK)
                 n++;
         }
+        n += initials_terms(px, p->name, keys + n);
     }
     return n;
 }
@@ -225,6 +263,17 @@ static int id_like(const char *s)
     return n == 18 || n == 15 || n == 4 || n == 6;
 }
 
+/* 2 to 8 Latin letters: what a clerk types for pinyin initials. */
+static int initials_like(const char *s)
+{
+    size_t n = strlen(s);
+
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] | 0x20) >= 'a' && (s[i] | 0x20) <= 'z'))
+            return 0;
+    return n >= 2 && n <= 8;
+}
+
 ps_pindex_kind_t ps_pindex_parse(const char *text, char *term, size_t termlen)
 {
     char t[300], idn[300], date[64];
@@ -247,6 +296,13 @@ ps_pindex_kind_t ps_pindex_parse(const char *text, char *term, size_t termlen)
             snprintf(term, termlen, "%s|%s", idn, date);
             return PS_PINDEX_NAME_DATE;
         }
+    }
+    if (initials_like(t)) {
+        size_t i;
+        for (i = 0; t[i] && i + 1 < termlen; i++)
+            term[i] = (char)(t[i] | 0x20);
+        term[i] = '\0';
+        return PS_PINDEX_INITIALS;
     }
     snprintf(term, termlen, "%s", t);
     return PS_PINDEX_NAME;
@@ -292,5 +348,7 @@ int ps_pindex_lookup(ps_pindex_t *px, MDB_txn *txn, ps_pindex_kind_t kind, const
         return rc;
     if (kind == PS_PINDEX_NAME && prefix_bytes(term, 2) == 0)
         rc = collect(px, txn, 'P', term, ids, max, n);
+    if (kind == PS_PINDEX_INITIALS && strlen(term) <= 4)
+        rc = collect(px, txn, 'T', term, ids, max, n);
     return rc;
 }

@@ -8,7 +8,10 @@
  *                  each term the record is filed under (to unfile it)
  * Terms of a live person: the whole ID number (tag I), its last 4 and last 6
  * characters (L), the whole name (N), its first 1 and 2 characters when the
- * name is longer (P), and name + birth date (B); of a live benefit, its
+ * name is longer (P), and name + birth date (B), the name's pinyin
+ * initials (S: 张三 "zs", and with the family-name reading where it
+ * differs: common/pinyin.h) and their first 2 to 4 letters when longer (T);
+ * of a live benefit, its
  * person, scheme and period (Y: one payment per person, scheme and period).  A term's hash is
  * HMAC-SHA256 under a key derived from the cache's data key, truncated: the
  * index reveals nothing to someone who has the files but not the key (a
@@ -27,7 +30,7 @@
 
 #include "records.pb-c.h"
 
-#define PS_PINDEX_VERSION 2
+#define PS_PINDEX_VERSION 3
 
 typedef struct ps_pindex {
     MDB_dbi terms, by_id;
@@ -41,6 +44,7 @@ typedef enum ps_pindex_kind {
     PS_PINDEX_NAME = 'N',      /**< a whole name (prefixes too: tag P) */
     PS_PINDEX_NAME_DATE = 'B', /**< name and birth date */
     PS_PINDEX_PAYMENT = 'Y',   /**< a benefit: person id (hex) | scheme | period */
+    PS_PINDEX_INITIALS = 'S',  /**< a name's pinyin initials, lower case (prefixes too: tag T) */
 } ps_pindex_kind_t;
 
 /** Opens (creating) the databases in a write transaction. */
@@ -60,19 +64,25 @@ int ps_pindex_clear(ps_pindex_t *px, MDB_txn *txn);
 /**
  * Reads what a clerk typed: an ID number (full-width digits, spaces and a
  * lower-case x allowed), its last 4 or 6 characters, "name date" (any date
- * shape the field dictionary takes), or a name.  Writes the normalised
- * term(s) into term (name, or ID number, or "name|YYYY-MM-DD").  Returns
- * the kind.
+ * shape the field dictionary takes), 2 to 8 Latin letters (pinyin initials,
+ * any case), or a name.  Writes the normalised term(s) into term (name, or
+ * ID number, or "name|YYYY-MM-DD", or lower-case initials).  Returns the
+ * kind.
  */
 ps_pindex_kind_t ps_pindex_parse(const char *text, char *term, size_t termlen);
 
 /**
  * The ids filed under term of kind (for PS_PINDEX_NAME: the whole name
- * first, then names it begins when it is 1 or 2 characters), at most max
+ * first, then names it begins when it is 1 or 2 characters; for
+ * PS_PINDEX_INITIALS: whole initials, then initials it begins), at most max
  * into ids; *n gets how many.  Candidates only (see above).
  */
 int ps_pindex_lookup(ps_pindex_t *px, MDB_txn *txn, ps_pindex_kind_t kind, const char *term, uint8_t (*ids)[16],
                      size_t max, size_t *n);
+
+/** Whether p's name has initials (either reading) that begin with the
+ *  lower-case initials term. */
+int ps_pindex_initials_match(const char *name, const char *term);
 
 /** The PS_PINDEX_PAYMENT term of a benefit into term. */
 void ps_pindex_payment_term(const ProtobufCBinaryData *person_id, const char *scheme, const char *period, char *term,

@@ -58,7 +58,9 @@ static const help_t helps[] = {
      "", "popsync list --kind birth --orgunit 130203001000"},
     {"find", "TEXT [--limit N] [--lang zh|en] [--json]", "find persons by what people know (offline)",
      "TEXT is an ID number (whole, or its last 4 or 6 characters), a name or its first one or two\n"
-     "characters, or a name and a birth date.  Exits 5 when nothing is found.",
+     "characters, a name and a birth date, or the pinyin initials of a name (zs finds 张三 and\n"
+     "张三丰; a family name also by its surname reading: stf finds 单田芳).  Exits 5 when nothing\n"
+     "is found.",
      "popsync find \"王芳 1990/3/7\""},
     {"ui", "[--listen ADDR:PORT] [--lang zh|en]", "the web interface of this cache, in the browser",
      "Serves this cache (offline, exactly what its certificate may see) to the browser on 127.0.0.1\n"

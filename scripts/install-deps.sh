@@ -9,7 +9,7 @@ PKGS=(
   libjansson-dev libcsv-dev libinih-dev libzstd-dev libcmocka-dev
   libxlsxwriter-dev libzip-dev libxml2-dev
   libmicrohttpd-dev chromium chromium-driver python3-selenium libjs-chart.js fonts-wqy-microhei
-  python3 openssl testssl.sh valgrind tzdata
+  python3 openssl testssl.sh valgrind tzdata unicode-data
 )
 
 missing=()

@@ -34,6 +34,19 @@ expect_eq "$(found 张)" "张三 张三丰" "surname"
 expect_eq "$(found 张三丰)" "张三丰" "whole longer name"
 expect_eq "$(found "张三 1990/3/7")" "张三" "name + birth date (any date shape)"
 expect_eq "$(found "张三 1985-06-12")" "" "name + wrong birth date"
+# Pinyin initials, as phone contact lists take them (common/pinyin.h).
+expect_eq "$(found zs)" "张三 张三丰" "initials find the name and longer names they begin"
+expect_eq "$(found ZSF)" "张三丰" "whole initials, any case"
+expect_eq "$(found ls)" "李四" "initials of another name"
+s1=$(ps --data "$T/t1" add person --set name=单田芳 --set "id_number=$(mkid 11010519500601003)") || fail "add 单田芳"
+expect_eq "$(found stf)" "单田芳" "a family name by its surname reading (shan)"
+expect_eq "$(found dtf)" "单田芳" "and by its customary reading (dan)"
+expect_eq "$(found zz)" "" "initials nobody has"
+# A newborn registered without an ID number is found by name and initials.
+ps --data "$T/t1" add person --set name=李小宝 --set sex=male --set birth_date=2026-11-01 >/dev/null ||
+    fail "add a newborn without ID number"
+expect_eq "$(found 李小宝)" "李小宝" "newborn by name"
+expect_eq "$(found lxb)" "李小宝" "newborn by initials"
 rc=0; ps --data "$T/t1" find 王五 >/dev/null 2>&1 || rc=$?
 expect_eq "$rc" 5 "nothing found exits 5"
 ps --data "$T/t1" find 张 --lang zh | head -n 1 | grep -q "^姓名" || fail "Chinese table header"
@@ -98,4 +111,4 @@ expect_eq "$(ps --data "$T/admin" find "$i1" --json | python3 -c 'import json, s
 expect_eq "$("$PS_LMDBPOKE" "$T/admin" pindex list | wc -l)" 0 "index emptied"
 expect_eq "$(ps --data "$T/admin" find 王小1 --json | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))')" "1" "index rebuilt on open"
 stop_server
-pass "find by ID number, tail, name, prefix, name + date; no duplicate persons; --update merges"
+pass "find by ID number, tail, name, prefix, name + date, pinyin initials; no duplicate persons; --update merges"

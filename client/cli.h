@@ -53,9 +53,34 @@ int ps_cmd_migrations(ps_cli_t *cli, int argc, char **argv); /* cmd_migrations.c
  *  PS_EXIT_INVALID; PS_EXIT_OK otherwise (cmd_migrations.c). */
 struct ps_cache;
 int ps_other_place_refuse(struct ps_cache *c, const char *cmd, const Popsync__Record *before, const Popsync__Record *after);
+/** This place's open migration cases as `popsync migrations --json` lists
+ *  them (await: 0 all, 1 awaiting submission, 2 awaiting feedback), into a
+ *  new JSON array *out (cmd_migrations.c; the web interface's page). */
+struct json_t;
+int ps_migrations_json(struct ps_cache *c, int await, struct json_t **out);
 int ps_cmd_fields(ps_cli_t *cli, int argc, char **argv);   /* cmd_fields.c; needs no cache */
 int ps_cmd_template(ps_cli_t *cli, int argc, char **argv); /* cmd_fields.c; needs no cache */
 int ps_cmd_refused(ps_cli_t *cli, int argc, char **argv); /* cmd_refused.c */
+
+/* The import of `popsync import` on an open cache (cmd_io.c): the command
+ * and the web interface's import page both go through it. */
+typedef struct ps_import_opts {
+    int kind, format;    /**< record kind; PS_RECIO_CSV, _JSON or _XLSX */
+    int dry_run, update; /**< --dry-run, --update */
+    int zh;              /**< reasons in Chinese */
+    int write_rejects;   /**< write FILE.rejected.csv (.jsonl) */
+    struct json_t *errors; /**< not NULL: each error line goes here, not to stderr */
+} ps_import_opts_t;
+typedef struct ps_import_result {
+    unsigned long rows, imported, unchanged, rejected, rejects_written;
+    char rejects_path[4096];
+} ps_import_result_t;
+/** Imports data (UTF-8, or a workbook), read as file names it.  Returns
+ *  PS_EXIT_OK, PS_EXIT_INVALID (rows refused) or PS_EXIT_FAIL (told on
+ *  stderr); res says what happened.  Leaves the person resolver unset. */
+struct ps_cache;
+int ps_import_data(struct ps_cache *c, const char *file, const char *data, size_t len, const ps_import_opts_t *o,
+                   ps_import_result_t *res);
 int ps_cmd_duplicates(ps_cli_t *cli, int argc, char **argv); /* cmd_dups.c */
 int ps_cmd_merge(ps_cli_t *cli, int argc, char **argv);      /* cmd_dups.c */
 int ps_cmd_ui(ps_cli_t *cli, int argc, char **argv);         /* cmd_ui.c: the web interface */

@@ -396,10 +396,8 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
                                        {"lang", required_argument, NULL, 'L'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-    import_st_t *st = NULL;
     const char *lang = NULL;
     int encoding = 0, zh, update = 0;
-    const ps_cache_meta_t *meta;
     const char *file;
     char *data = NULL, err[512];
     size_t len;
@@ -450,38 +448,64 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
     }
     if (format != PS_RECIO_XLSX && (rc = load_text(file, encoding, &data, &len)))
         return rc;
-    st = calloc(1, sizeof(*st));
-    if (!st) {
+    {
+        ps_cache_t *c = NULL;
+        ps_import_opts_t o = {kind, format, dry_run, update, zh, !dry_run, NULL};
+        ps_import_result_t res;
+        if (ps_cache_open(&c, cli->data_dir, err, sizeof(err))) {
+            ps_cli_err("import: %s", err);
+            free(data);
+            return PS_EXIT_FAIL;
+        }
+        rc = ps_import_data(c, file, data, len, &o, &res);
+        ps_cache_close(c);
         free(data);
+        if (rc == PS_EXIT_FAIL)
+            return rc;
+        printf("%s %lu of %lu rows (%lu unchanged, %lu rejected)\n", dry_run ? "would import" : "imported",
+               res.imported, res.rows, res.unchanged, res.rejected);
+        if (res.rejects_written > 0)
+            printf(zh ? "被拒绝的 %lu 行已写入 %s：改正后导入该文件即可\n"
+                      : "the %lu rejected rows are in %s: fix them there and import that file\n",
+                   res.rejects_written, res.rejects_path);
+        return rc;
+    }
+}
+
+int ps_import_data(ps_cache_t *c, const char *file, const char *data, size_t len, const ps_import_opts_t *o,
+                   ps_import_result_t *res)
+{
+    import_st_t *st = calloc(1, sizeof(*st));
+    int rc;
+
+    memset(res, 0, sizeof(*res));
+    if (!st) {
         ps_cli_err("import: %s", ps_strerror(PS_ENOMEM));
         return PS_EXIT_FAIL;
     }
-    if (ps_cache_open(&st->c, cli->data_dir, err, sizeof(err))) {
-        ps_cli_err("import: %s", err);
-        rc = PS_EXIT_FAIL;
-        goto out;
-    }
+    st->c = c;
     /* A person column may hold the person's ID number (in the cache, not
      * yet on an earlier row of the same file: those are not stored yet). */
     ps_record_set_person_resolver(ps_dup_resolve, st->c);
-    meta = ps_cache_meta(st->c);
     st->file = file;
-    st->kind = kind;
-    st->dry_run = dry_run;
-    st->update = update;
+    st->kind = o->kind;
+    st->dry_run = o->dry_run;
+    st->update = o->update;
     /* Rows of a workbook are read as CSV, and refused ones kept as CSV. */
-    if (ps_rejects_begin(&st->rj, file, kind, format == PS_RECIO_XLSX ? PS_RECIO_CSV : format, zh, !dry_run) !=
-        PS_OK) {
+    if (ps_rejects_begin(&st->rj, file, o->kind, o->format == PS_RECIO_XLSX ? PS_RECIO_CSV : o->format, o->zh,
+                         o->write_rejects) != PS_OK) {
         ps_cli_err("import: %s", ps_strerror(PS_ENOMEM));
         rc = PS_EXIT_FAIL;
         goto out;
     }
-    st->orgunit = meta->orgunit;
+    if (o->errors)
+        ps_rejects_collect(st->rj, o->errors);
+    st->orgunit = ps_cache_meta(st->c)->orgunit;
     /* The same scope the server will apply, so rows it would refuse are
      * reported now with their line numbers rather than after a sync. */
     ps_client_vctx_init(&st->vc, st->c);
 
-    rc = ps_recio_read(format, data, len, kind, import_row, st);
+    rc = ps_recio_read(o->format, data, len, o->kind, import_row, st);
     if (rc == PS_ENOMEM && !st->fail)
         st->fail = rc;
     if (!st->fail)
@@ -490,30 +514,26 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
         ps_cli_err("import: cannot write %s", ps_rejects_path(st->rj));
         st->fail = PS_EIO;
     }
+    res->rows = st->rows;
+    res->imported = st->imported;
+    res->unchanged = st->unchanged;
+    res->rejected = st->rejected;
+    res->rejects_written = ps_rejects_written(st->rj);
+    snprintf(res->rejects_path, sizeof(res->rejects_path), "%s", ps_rejects_path(st->rj));
     if (st->fail) {
         ps_cli_err("import: %s: %s; %lu rows were stored before it", file, ps_strerror(st->fail), st->imported);
         rc = PS_EXIT_FAIL;
         goto out;
     }
-    printf("%s %lu of %lu rows (%lu unchanged, %lu rejected)\n", dry_run ? "would import" : "imported",
-           st->imported, st->rows, st->unchanged, st->rejected);
-    if (ps_rejects_written(st->rj) > 0)
-        printf(zh ? "被拒绝的 %lu 行已写入 %s：改正后导入该文件即可\n"
-                  : "the %lu rejected rows are in %s: fix them there and import that file\n",
-               ps_rejects_written(st->rj), ps_rejects_path(st->rj));
     rc = (rc == PS_EINVAL || st->rejected > 0) ? PS_EXIT_INVALID : PS_EXIT_OK;
 out:
-    if (st) {
-        for (size_t i = 0; i < st->nbatch; i++)
-            ps_record_free(st->batch[i]);
-        idset_free(&st->idnums);
-        ps_rejects_free(st->rj);
-        ps_record_set_person_resolver(NULL, NULL);
-        ps_client_vctx_free(&st->vc);
-        ps_cache_close(st->c);
-    }
+    for (size_t i = 0; i < st->nbatch; i++)
+        ps_record_free(st->batch[i]);
+    idset_free(&st->idnums);
+    ps_rejects_free(st->rj);
+    ps_record_set_person_resolver(NULL, NULL);
+    ps_client_vctx_free(&st->vc);
     free(st);
-    free(data);
     return rc;
 }
 

@@ -272,6 +272,44 @@ static int migrations_usage(FILE *f)
     return PS_EXIT_OK;
 }
 
+/* The cases as `migrations --json` lists them, from an open cache (the web
+ * interface's migrations page; the CLI's --json goes the same way). */
+static int cases_json(mig_ctx_t *x)
+{
+    uint32_t today;
+    int rc;
+
+    x->tree = ps_client_orgunits(x->c);
+    cache_peer(x->c, &x->peer);
+    today = ps_client_today(x->c);
+    x->today = ps_days_from_civil((int)(today / 10000), (int)(today / 100 % 100), (int)(today % 100));
+    rc = ps_cache_foreach(x->c, one_case, x);
+    ps_orgunits_free(x->tree);
+    x->tree = NULL;
+    return rc;
+}
+
+int ps_migrations_json(ps_cache_t *c, int await, json_t **out)
+{
+    mig_ctx_t x;
+    int rc;
+
+    memset(&x, 0, sizeof(x));
+    x.c = c;
+    x.await = await == 1 ? AWAIT_SUBMISSION : await == 2 ? AWAIT_FEEDBACK : AWAIT_ANY;
+    x.urgent_days = DEADLINE_URGENT;
+    x.normal_days = DEADLINE_NORMAL;
+    x.json = 1;
+    if (!(x.arr = json_array()))
+        return PS_ENOMEM;
+    if ((rc = cases_json(&x)) != PS_OK) {
+        json_decref(x.arr);
+        return rc;
+    }
+    *out = x.arr;
+    return PS_OK;
+}
+
 int ps_cmd_migrations(ps_cli_t *cli, int argc, char **argv)
 {
     static const struct option lo[] = {{"awaiting", required_argument, NULL, 'a'},
@@ -284,7 +322,6 @@ int ps_cmd_migrations(ps_cli_t *cli, int argc, char **argv)
     mig_ctx_t x;
     const char *lang = NULL;
     char err[512];
-    uint32_t today;
     int opt, rc;
 
     memset(&x, 0, sizeof(x));
@@ -323,13 +360,9 @@ int ps_cmd_migrations(ps_cli_t *cli, int argc, char **argv)
         ps_cli_err("migrations: %s", err);
         return PS_EXIT_FAIL;
     }
-    x.tree = ps_client_orgunits(x.c);
-    cache_peer(x.c, &x.peer);
-    today = ps_client_today(x.c);
-    x.today = ps_days_from_civil((int)(today / 10000), (int)(today / 100 % 100), (int)(today % 100));
     if (x.json)
         x.arr = json_array();
-    rc = ps_cache_foreach(x.c, one_case, &x);
+    rc = cases_json(&x);
     if (rc) {
         ps_cli_err("migrations: %s", ps_strerror(rc));
         rc = PS_EXIT_FAIL;
@@ -340,7 +373,6 @@ int ps_cmd_migrations(ps_cli_t *cli, int argc, char **argv)
         printf("%s\n", x.zh ? "没有未结的流动人口事项" : "no open migration cases");
     }
     json_decref(x.arr);
-    ps_orgunits_free(x.tree);
     ps_cache_close(x.c);
     return rc;
 }

@@ -24,7 +24,13 @@ struct ps_rejects {
     FILE *f;          /* open once the first row is written */
     unsigned long written;
     int failed;       /* a write failed: stop writing, report at the end */
+    json_t *collect;  /* not NULL: errors go here instead of stderr (the web interface) */
 };
+
+void ps_rejects_collect(ps_rejects_t *rj, json_t *arr)
+{
+    rj->collect = arr;
+}
 
 int ps_rejects_begin(ps_rejects_t **out, const char *file, int kind, int format, int zh, int write_file)
 {
@@ -95,7 +101,10 @@ static void say(ps_rejects_t *rj, const ps_recio_row_t *row, const Popsync__Reco
         const char *label = rj->zh && f ? f->zh : e->field;
 
         value_of(rj, row, rec, e->field, val, sizeof(val));
-        if (rj->zh)
+        if (rj->collect)
+            json_array_append_new(rj->collect, json_pack("{s:I,s:s,s:s,s:s,s:s}", "line", (json_int_t)line, "field",
+                                                         e->field, "label", label, "reason", reason, "value", val));
+        else if (rj->zh)
             ps_cli_err("导入: %s:第 %lu 行: %s: %s%s%s%s", rj->file, line, label, reason, *val ? "（读到：" : "", val,
                        *val ? "）" : "");
         else
@@ -106,7 +115,7 @@ static void say(ps_rejects_t *rj, const ps_recio_row_t *row, const Popsync__Reco
         if (used >= whylen)
             used = whylen - 1;
     }
-    if (errs->n > PS_VERR_MAX)
+    if (errs->n > PS_VERR_MAX && !rj->collect)
         ps_cli_err(rj->zh ? "导入: %s:第 %lu 行: 另有 %zu 处错误未显示" : "import: %s:%lu: (row): %zu more errors not shown",
                    rj->file, line, errs->n - PS_VERR_MAX);
 }

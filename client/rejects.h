@@ -6,7 +6,8 @@
  * the refused rows as they were read plus 行号/line and 错误原因/reason
  * columns (import skips those two, so the fixed file imports as it is); for
  * a JSON import FILE.rejected.jsonl, one {"line","reason","record"} object
- * per refused element.  Called by cmd_io.c only.
+ * per refused element.  Called by cmd_io.c only (the web interface's
+ * import goes through cmd_io.c's ps_import_file).
  */
 #ifndef PS_REJECTS_H
 #define PS_REJECTS_H
@@ -32,6 +33,10 @@ int ps_rejects_begin(ps_rejects_t **out, const char *file, int kind, int format,
 int ps_rejects_add(ps_rejects_t *rj, const ps_recio_row_t *row, const Popsync__Record *rec, unsigned long line,
                    const ps_verrs_t *errs);
 
+/** The error lines go into arr ({line, field, label, reason, value} each,
+ *  values masked as on stderr) instead of stderr.  arr is borrowed. */
+struct json_t;
+void ps_rejects_collect(ps_rejects_t *rj, struct json_t *arr);
 /** Finishes the file (fsync, close).  PS_OK or PS_EIO. */
 int ps_rejects_finish(ps_rejects_t *rj);
 /** Rows written to the rejected-rows file so far. */

@@ -9,5 +9,6 @@ const ps_ui_module_t *const ps_ui_modules[] = {
     &ps_ui_core_module,
     &ps_ui_town_module,
     &ps_ui_town_sync_module,
+    &ps_ui_town_io_module,
     NULL,
 };

@@ -163,6 +163,61 @@ try:
         fail("the other cache sees phone %s after 'keep mine'" % phone)
     ok("conflict made by another cache resolved field by field (mine) and synced")
 
+    # --- import: a preview lists the bad row by line, nothing is stored;
+    # the rejected rows download; the import stores the good row.
+    csv = os.path.join(os.environ["T"], "人员.csv")
+    with open(csv, "w", encoding="utf-8") as f:
+        f.write("姓名,身份证号,性别\n钱八,%s,男\n孙九,%s,女\n" % (args["id_import"], args["id_bad"]))
+    b.go("/import.html")
+    select(b, "#kind", "person")
+    b.find("#file").send_keys(csv)
+    b.click("#preview")
+    b.wait_text("#summary", "有错 1")
+    b.wait_text("#errors tbody tr", "校验")
+    line = b.find("#errors tbody tr td").text
+    if line != "3":
+        fail("the bad row is line 3 of the file, shown as %r" % line)
+    b.shot("import-preview")
+    rej = b.d.execute_async_script("const done = arguments[0];"
+                                   "fetch('/api/import/rejects').then(r => r.text()).then(done)")
+    if "孙九" not in rej or "错误原因" not in rej:
+        fail("the rejected rows file: %r" % rej[:200])
+    b.go("/")
+    b.type("#q", "钱八")
+    b.click("#search-go")
+    b.wait_text("#status", "没有找到")
+    b.go("/import.html")
+    select(b, "#kind", "person")
+    b.find("#file").send_keys(csv)
+    b.click("#preview")
+    b.wait_text("#summary", "可导入 1")
+    b.click("#import")
+    b.wait_text("#summary", "已导入 1")
+    b.shot("import-done")
+    b.go("/")
+    b.type("#q", "钱八")
+    b.click("#search-go")
+    b.wait_text("#results a.person-link", "钱八")
+    ok("import: preview with the error by line, rejected rows downloaded, good row imported")
+
+    # --- migration cases awaiting this place, with their deadlines.
+    b.go("/migrations.html")
+    row = b.wait_text("#cases tbody tr", "孙七")
+    if "待通报" not in row.text or "剩" not in row.text:
+        fail("the migration case: " + row.text)
+    b.shot("migrations")
+    ok("migration case awaiting this place's submission, with its deadline")
+
+    # --- the printable page of one record (print CSS hides the navigation).
+    b.d.get(person_url)
+    b.wait_text("#state", "已同步")
+    b.d.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
+    if b.find("nav").is_displayed() or not b.find("#fields").is_displayed():
+        fail("the print view shows the navigation or hides the record")
+    b.shot("person-print")
+    b.d.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
+    ok("printable record page")
+
     # --- the other pages, for their screenshots and the local-only check.
     for page, name in (("/records.html", "records"), ("/sync.html", "sync"), ("/refused.html", "refused-empty"),
                        ("/conflicts.html", "conflicts-none")):

@@ -28,8 +28,14 @@ ps --data "$T/t1" sync >/dev/null || fail "t1 sync"
 ps --data "$T/admin" sync >/dev/null || fail "admin sync"
 ps --data "$T/admin" delete "$gone" >/dev/null || fail "admin delete"
 ps --data "$T/admin" sync >/dev/null || fail "admin sync 2"
+# A migration case waiting for this place's submission.
+sun=$(ps --data "$T/t1" add person --set name=孙七 --set "id_number=$(mkid 11010519850505002)") || fail "add 孙七"
+ps --data "$T/t1" add migration --set person_id="$sun" --set direction=inflow --set other_place_code=$TOWN2 \
+    --set other_place=文化路街道 --set start_date="$(date -d '3 days ago' +%F)" --set employer=钢城钢铁公司 >/dev/null ||
+    fail "add migration"
+imp=$(mkid 11010519700707003)
 
 ui_start t1
-ui_browser town.py town "{\"id_good\": \"$good\", \"id_bad\": \"$bad\", \"gone_name\": \"赵六\", \"t2\": \"$T/t2\"}"
+ui_browser town.py town "{\"id_good\": \"$good\", \"id_bad\": \"$bad\", \"gone_name\": \"赵六\", \"id_import\": \"$imp\", \"t2\": \"$T/t2\"}"
 ui_stop
 pass "township pages in the browser"

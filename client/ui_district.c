@@ -1,0 +1,324 @@
+/* ui_district.c - the district module of `popsync ui` (ui_district.h):
+ * its routes and navigation, the dashboard's and the monthly report's
+ * data, and Chart.js served from Debian's copy. */
+#include "ui_district.h"
+
+#include "err.h"
+#include "orgunit.h"
+#include "publish_site.h"
+#include "report.h"
+#include "wire.pb-c.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define TREND_MONTHS 12
+/* Months before the one asked for are kept this long (they change only
+ * with late entries; "refresh" asks again). */
+#define MEMO_MS (10 * 60 * 1000)
+#define MEMO_MAX 36
+
+static const char *const RATE_KEYS[] = {"sex_ratio_at_birth",    "submission_rate_pct",  "feedback_rate_pct",
+                                        "submitted_on_time_pct", "feedback_on_time_pct", "followup_rate_pct"};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- helpers shared with ui_district_close.c ---------------------------------- */
+
+int ps_ui_district_session(ps_ui_req_t *rq, ps_sync_opts_t *o)
+{
+    ps_sync_stats_t st;
+    char err[512];
+    int rc;
+    o->no_sync = 1;
+    rc = ps_sync_run(ps_ui_cache(rq), o, &st, err, sizeof(err));
+    if (rc == PS_OK)
+        return 0;
+    {
+        char zh[600];
+        snprintf(zh, sizeof(zh), "%s%s", rc == PS_EREJECTED ? "服务器拒绝：" : "无法连接服务器：", err);
+        /* 409: the server said no (the page shows why); 502: not reached */
+        ps_ui_reply_error(rq, rc == PS_EREJECTED ? 409 : 502, err, zh);
+    }
+    return -1;
+}
+
+static ps_orgunits_t *tree_of(ps_ui_req_t *rq)
+{
+    uint8_t *csv = NULL, digest[32];
+    size_t len = 0;
+    ps_orgunits_t *t = NULL;
+    char err[256];
+    if (ps_cache_get_orgunits(ps_ui_cache(rq), &csv, &len, digest) == PS_OK)
+        if (ps_orgunits_parse(csv, len, &t, err, sizeof(err)) != PS_OK)
+            t = NULL;
+    free(csv);
+    return t;
+}
+
+size_t ps_ui_district_townships(ps_ui_req_t *rq, char (**codes)[16])
+{
+    ps_orgunits_t *t = tree_of(rq);
+    size_t n = 0;
+    *codes = NULL;
+    if (!t)
+        return 0;
+    *codes = calloc(ps_orgunits_count(t) + 1, sizeof(**codes));
+    for (size_t i = 0; *codes && i < ps_orgunits_count(t); i++)
+        if (ps_orgunits_at(t, i)->depth == 1)
+            snprintf((*codes)[n++], 16, "%s", ps_orgunits_at(t, i)->code);
+    ps_orgunits_free(t);
+    return n;
+}
+
+void ps_ui_district_township_of(ps_ui_req_t *rq, const char *unit, char out[16])
+{
+    ps_orgunits_t *t = tree_of(rq);
+    const ps_orgunit_t *u = t && unit && *unit ? ps_orgunits_find(t, unit) : NULL;
+    const ps_orgunit_t *town = u && u->depth == 1 ? u : u ? ps_orgunits_township(t, unit) : NULL;
+    snprintf(out, 16, "%s", town ? town->code : "");
+    ps_orgunits_free(t);
+}
+
+void ps_ui_district_unit_name(ps_ui_req_t *rq, const char *code, char *out, size_t len)
+{
+    ps_orgunits_t *t = tree_of(rq);
+    const ps_orgunit_t *u = t && code && *code ? ps_orgunits_find(t, code) : NULL;
+    snprintf(out, len, "%s", u ? u->name : "");
+    ps_orgunits_free(t);
+}
+
+/* ---- the monthly reports ------------------------------------------------------- */
+
+typedef struct memo {
+    char month[8];
+    int64_t at_ms;
+    Popsync__ReportResult *res;
+} memo_t;
+
+/* Handlers run one at a time on the server's thread (ui.h): no lock. */
+static memo_t memo[MEMO_MAX];
+
+static ProtobufCMessage *copy_msg(const ProtobufCMessage *m)
+{
+    size_t sz = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(sz ? sz : 1);
+    ProtobufCMessage *out;
+    if (!buf)
+        return NULL;
+    protobuf_c_message_pack(m, buf);
+    out = protobuf_c_message_unpack(m->descriptor, NULL, sz, buf);
+    free(buf);
+    return out;
+}
+
+static void on_report(const Popsync__ReportResult *res, void *arg)
+{
+    Popsync__ReportResult **out = arg;
+    if (!*out)
+        *out = (Popsync__ReportResult *)copy_msg(&res->base);
+}
+
+/* The monthly report of month in the cache's scope, as `popsync report
+ * monthly` gets it (the server reads its counters), kept in memo.  fresh:
+ * ask even when memo has it.  NULL after replying with the error. */
+static const Popsync__ReportResult *month_report(ps_ui_req_t *rq, const char *month, int fresh)
+{
+    Popsync__ReportRequest q = POPSYNC__REPORT_REQUEST__INIT;
+    Popsync__ReportResult *res = NULL;
+    ps_sync_opts_t o;
+    memo_t *slot = &memo[0];
+    for (size_t i = 0; i < MEMO_MAX; i++) {
+        if (strcmp(memo[i].month, month) == 0) {
+            if (!fresh && memo[i].res && now_ms() - memo[i].at_ms < MEMO_MS)
+                return memo[i].res;
+            slot = &memo[i];
+            break;
+        }
+        if (memo[i].at_ms < slot->at_ms)
+            slot = &memo[i];
+    }
+    q.report = (char *)"monthly";
+    q.month = (char *)month;
+    q.orgunit = (char *)"";
+    memset(&o, 0, sizeof(o));
+    o.report = &q;
+    o.on_report = on_report;
+    o.arg = &res;
+    if (ps_ui_district_session(rq, &o) != 0)
+        return NULL;
+    if (!res) {
+        ps_ui_reply_error(rq, 500, "out of memory", "内存不足");
+        return NULL;
+    }
+    if (slot->res)
+        popsync__report_result__free_unpacked(slot->res, NULL);
+    snprintf(slot->month, sizeof(slot->month), "%s", month);
+    slot->at_ms = now_ms();
+    slot->res = res;
+    return res;
+}
+
+static json_t *row_json(const Popsync__ReportRow *r)
+{
+    json_t *v = json_object(), *rates = json_object();
+    for (size_t i = 0; i < r->n_values; i++)
+        json_object_set_new(v, r->values[i]->name, json_integer(r->values[i]->value));
+    for (size_t i = 0; i < sizeof(RATE_KEYS) / sizeof(RATE_KEYS[0]); i++) {
+        double x;
+        json_object_set_new(rates, RATE_KEYS[i], ps_report_row_rate(r, RATE_KEYS[i], &x) ? json_real(x) : json_null());
+    }
+    return json_pack("{s:s, s:s, s:s, s:o, s:o}", "code", r->orgunit ? r->orgunit : "", "name",
+                     r->name ? r->name : "", "close_state", r->close_state ? r->close_state : "", "v", v, "r",
+                     rates);
+}
+
+static json_t *report_json(const Popsync__ReportResult *res)
+{
+    json_t *rows = json_array(), *total = json_null();
+    for (size_t i = 0; i < res->n_rows; i++) {
+        const Popsync__ReportRow *r = res->rows[i];
+        if (r->orgunit && *r->orgunit)
+            json_array_append_new(rows, row_json(r));
+        else {
+            json_decref(total);
+            total = row_json(r);
+        }
+    }
+    return json_pack("{s:s, s:o, s:o, s:I, s:i, s:i}", "month", res->month ? res->month : "", "rows", rows, "total",
+                     total, "generated_ms", (json_int_t)res->generated_ms, "deadline_urgent_days",
+                     (int)res->deadline_urgent_days, "deadline_normal_days", (int)res->deadline_normal_days);
+}
+
+/* The month asked for (?month=YYYY-MM), else this month (UTC); NULL after
+ * replying 400. */
+static const char *month_arg(ps_ui_req_t *rq, char buf[8])
+{
+    const char *m = ps_ui_arg(rq, "month");
+    if (m && *m) {
+        if (!ps_report_month_valid(m)) {
+            ps_ui_reply_error(rq, 400, "month must be YYYY-MM", "月份格式应为 YYYY-MM");
+            return NULL;
+        }
+        return m;
+    }
+    {
+        time_t t = time(NULL);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(buf, 8, "%Y-%m", &tm);
+    }
+    return buf;
+}
+
+static void month_back(const char *month, int n, char out[8])
+{
+    int y = atoi(month), m = atoi(month + 5) - n;
+    while (m < 1) {
+        m += 12;
+        y--;
+    }
+    snprintf(out, 8, "%04u-%02u", (unsigned)y % 10000u, (unsigned)m % 100u);
+}
+
+/* GET /api/district/dashboard?month=YYYY-MM[&refresh=1]: the month's report
+ * (every township, the total, rates, close states) and the 11 months
+ * before it, oldest first, for the trends and the drill-down. */
+static int h_dashboard(ps_ui_req_t *rq)
+{
+    char mbuf[8], mk[8];
+    const char *month = month_arg(rq, mbuf), *refresh = ps_ui_arg(rq, "refresh");
+    json_t *months = json_array(), *data = json_array();
+    int64_t t0 = now_ms();
+    if (!month) {
+        json_decref(months);
+        json_decref(data);
+        return 0;
+    }
+    for (int i = TREND_MONTHS - 1; i >= 0; i--) {
+        const Popsync__ReportResult *res;
+        month_back(month, i, mk);
+        res = month_report(rq, mk, i == 0 || (refresh && *refresh == '1'));
+        if (!res) {
+            json_decref(months);
+            json_decref(data);
+            return 0;
+        }
+        json_array_append_new(months, json_string(mk));
+        json_array_append_new(data, report_json(res));
+    }
+    return ps_ui_reply_json(rq, 200,
+                            json_pack("{s:s, s:o, s:o, s:I}", "month", month, "months", months, "data", data,
+                                      "took_ms", (json_int_t)(now_ms() - t0)));
+}
+
+/* GET /api/district/report?month=YYYY-MM: the monthly report (always asked
+ * again: the printed report is the current one). */
+static int h_report(ps_ui_req_t *rq)
+{
+    char mbuf[8], district[128] = "";
+    const char *month = month_arg(rq, mbuf);
+    const Popsync__ReportResult *res;
+    json_t *o;
+    ps_orgunits_t *t;
+    if (!month || !(res = month_report(rq, month, 1)))
+        return 0;
+    if ((t = tree_of(rq))) {
+        snprintf(district, sizeof(district), "%s", ps_orgunits_root(t)->name);
+        ps_orgunits_free(t);
+    }
+    o = report_json(res);
+    json_object_set_new(o, "district", json_string(district));
+    return ps_ui_reply_json(rq, 200, o);
+}
+
+/* Chart.js from Debian's libjs-chart.js: nothing from the internet. */
+static int h_chartjs(ps_ui_req_t *rq)
+{
+    FILE *f = fopen(PS_CHARTJS_PATH, "rb");
+    char *data = NULL;
+    long n = 0;
+    int rc;
+    if (!f)
+        return ps_ui_reply_error(rq, 404, "Chart.js is not installed (Debian package libjs-chart.js)",
+                                 "未安装 Chart.js（Debian 软件包 libjs-chart.js）");
+    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) <= 0 || fseek(f, 0, SEEK_SET) != 0 ||
+        !(data = malloc((size_t)n)) || fread(data, 1, (size_t)n, f) != (size_t)n) {
+        free(data);
+        fclose(f);
+        return ps_ui_reply_error(rq, 500, "cannot read Chart.js", "无法读取 Chart.js");
+    }
+    fclose(f);
+    rc = ps_ui_reply_data(rq, 200, "text/javascript; charset=utf-8", data, (size_t)n);
+    free(data);
+    return rc;
+}
+
+static const ps_ui_route_t district_routes[] = {
+    {"GET", "/api/district/dashboard", 0, 1, h_dashboard},
+    {"GET", "/api/district/report", 0, 1, h_report},
+    {"GET", "/api/district/quality", 0, 1, ps_ui_district_quality},
+    {"GET", "/api/district/close", 0, 1, ps_ui_district_close_get},
+    {"POST", "/api/district/close", 0, 1, ps_ui_district_close_post},
+    {"GET", "/api/district/nodes", 0, 1, ps_ui_district_nodes},
+    {"GET", "/vendor/chart.js/chart.min.js", 0, 0, h_chartjs},
+};
+
+static const ps_ui_nav_t district_nav[] = {
+    {"/district.html", "统计看板", "Dashboard", "admin,viewer"},
+    {"/district_report.html", "统计月报", "Monthly report", "admin,viewer,township"},
+    {"/district_quality.html", "数据质量", "Data quality", "admin,viewer,township"},
+    {"/district_close.html", "月结", "Monthly close", "admin,viewer,township"},
+    {"/district_nodes.html", "节点状态", "Nodes", "admin"},
+};
+
+const ps_ui_module_t ps_ui_district_module = {"district", district_routes,
+                                              sizeof(district_routes) / sizeof(district_routes[0]), district_nav,
+                                              sizeof(district_nav) / sizeof(district_nav[0])};

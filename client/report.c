@@ -1598,6 +1598,20 @@ static const char REPORT_USAGE[] =
     "       report return --month YYYY-MM --orgunit CODE --note TEXT\n"
     "       report status --month YYYY-MM [--orgunit CODE]";
 
+int ps_report_monthly_out(const Popsync__ReportResult *res, const ps_orgunits_t *tree, int fmt, int zh,
+                          const char *xlsx_path)
+{
+    if (fmt == PS_REPORT_XLSX)
+        return monthly_xlsx(res, tree, zh, xlsx_path);
+    if (fmt == PS_REPORT_JSON)
+        monthly_json(res, tree);
+    else if (fmt == PS_REPORT_CSV)
+        monthly_csv(res, tree);
+    else
+        monthly_table(res, tree, zh);
+    return PS_OK;
+}
+
 /* The monthly and quality reports. */
 /* What the reports add from this cache: spot-check accuracy, and benefits
  * entitled / paid / owed (monthly) or the payments flagged (quality). */
@@ -1643,14 +1657,8 @@ static int run_report(ps_cli_t *cli, const char *sub, const char *month, const c
     tree = load_tree(c);
     if (strcmp(sub, "quality") == 0)
         wrc = quality_out(res, tree, fmt, zh, details, out);
-    else if (fmt == PS_REPORT_XLSX)
-        wrc = monthly_xlsx(res, tree, zh, out);
-    else if (fmt == PS_REPORT_JSON)
-        monthly_json(res, tree);
-    else if (fmt == PS_REPORT_CSV)
-        monthly_csv(res, tree);
     else
-        monthly_table(res, tree, zh);
+        wrc = ps_report_monthly_out(res, tree, fmt, zh, out);
     if (fmt == PS_REPORT_TABLE)
         local_panels(c, tree, sub, month, orgunit, zh);
     if (wrc) {

@@ -60,4 +60,18 @@ typedef struct Popsync__ReportRow Popsync__ReportRow;
  */
 int ps_report_row_rate(const Popsync__ReportRow *row, const char *key, double *out);
 
+typedef struct Popsync__ReportResult Popsync__ReportResult;
+typedef struct ps_orgunits ps_orgunits_t;
+/**
+ * Prints a monthly report (the rows, then the total row, as the server
+ * sends them) in fmt: the table of two panels (Chinese labels when zh),
+ * CSV or JSON on stdout, or a workbook at xlsx_path (PS_REPORT_XLSX).  tree
+ * (may be NULL) names rows that carry no name.  The district's `popsync
+ * report monthly` and the province's `popsync-warehouse report monthly`
+ * both print through it, so the two look alike.  PS_OK, or PS_EIO/PS_ENOMEM
+ * from the workbook.
+ */
+int ps_report_monthly_out(const Popsync__ReportResult *res, const ps_orgunits_t *tree, int fmt, int zh,
+                          const char *xlsx_path);
+
 #endif

@@ -12,6 +12,7 @@
 #include "digest.h"
 #include "keys.h"
 #include "cache_pindex.h"
+#include "validate.h"
 #include "record_fmt.h"
 #include "wire.pb-c.h"
 
@@ -811,6 +812,8 @@ static int person_matches(const Popsync__Record *r, ps_pindex_kind_t kind, const
         return bar && strncmp(p->name, term, (size_t)(bar - term)) == 0 && !p->name[bar - term] && p->birth_date &&
                strcmp(p->birth_date, bar + 1) == 0;
     case PS_PINDEX_PAYMENT: return 0;
+    case PS_PINDEX_REF: return 0;
+    case PS_PINDEX_KIND: return 0;
     }
     return 0;
 }
@@ -822,6 +825,16 @@ static int record_matches(const Popsync__Record *r, ps_pindex_kind_t kind, const
 {
     char t[160];
 
+    if (kind == PS_PINDEX_REF) {
+        ps_ref_t refs[PS_REFS_MAX];
+        size_t nr = r->deleted ? 0 : ps_record_refs(r, refs);
+        for (size_t i = 0; i < nr; i++) {
+            ps_hex(refs[i].id, 16, t);
+            if (strcmp(t, term) == 0)
+                return 1;
+        }
+        return 0;
+    }
     if (kind != PS_PINDEX_PAYMENT)
         return person_matches(r, kind, term);
     if (r->deleted || r->body_case != POPSYNC__RECORD__BODY_BENEFIT || !r->benefit)
@@ -845,6 +858,54 @@ int ps_cache_find_payments(ps_cache_t *c, const ProtobufCBinaryData *person_id, 
 
     ps_pindex_payment_term(person_id, scheme, period, term, sizeof(term));
     return find_term(c, PS_PINDEX_PAYMENT, term, max, out, n);
+}
+
+typedef struct kind_walk {
+    ps_cache_t *c;
+    MDB_txn *txn;
+    int kind, rc;
+    int (*fn)(Popsync__Record *r, void *arg);
+    void *arg;
+} kind_walk_t;
+
+static int kind_one(const uint8_t id[16], void *arg)
+{
+    kind_walk_t *w = arg;
+    MDB_val k = {PS_ID_LEN, (void *)(uintptr_t)id}, v;
+    Popsync__Record *r = NULL;
+    int stop = 0;
+
+    if (mdb_get(w->txn, w->c->records, &k, &v) != 0)
+        return 0;
+    if ((w->rc = open_msg(w->c, DB_RECORDS, &k, &v, &popsync__record__descriptor, (ProtobufCMessage **)&r)))
+        return -1;
+    if ((int)r->kind == w->kind && !r->deleted)
+        stop = w->fn(r, w->arg);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return stop;
+}
+
+int ps_cache_foreach_kind(ps_cache_t *c, int kind, int (*fn)(Popsync__Record *r, void *arg), void *arg)
+{
+    kind_walk_t w = {c, NULL, kind, PS_OK, fn, arg};
+    const char *name = ps_kind_name(kind);
+    int mrc, rc;
+
+    if (kind == POPSYNC__KIND__KIND_PERSON || !name)
+        return ps_cache_foreach(c, fn, arg); /* persons are most records: a scan is as good */
+    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &w.txn)))
+        return ps_db_err(mrc);
+    rc = ps_pindex_foreach(&c->px, w.txn, PS_PINDEX_KIND, name, kind_one, &w);
+    mdb_txn_abort(w.txn);
+    return w.rc ? w.rc : rc < 0 ? rc : PS_OK;
+}
+
+int ps_cache_find_referring(ps_cache_t *c, const uint8_t id[PS_ID_LEN], size_t max, Popsync__Record ***out, size_t *n)
+{
+    char term[33];
+
+    ps_hex(id, PS_ID_LEN, term);
+    return find_term(c, PS_PINDEX_REF, term, max, out, n);
 }
 
 /* The live records filed under term that really match it. */

@@ -154,6 +154,14 @@ int ps_cache_foreach_pending(ps_cache_t *c, int (*fn)(Popsync__Record *r, void *
  */
 int ps_cache_find(ps_cache_t *c, const char *text, size_t max, Popsync__Record ***out, size_t *n);
 
+/** Calls fn for every live record of kind (from the index's K terms: no
+ *  scan, but for persons, which are scanned), in no useful order; stops
+ *  early when fn returns non-zero.  ps_cache_foreach's other rules hold. */
+int ps_cache_foreach_kind(ps_cache_t *c, int kind, int (*fn)(Popsync__Record *r, void *arg), void *arg);
+/** As ps_cache_find, for the live records that refer to record id (a
+ *  person's births, migrations, benefits, visits, households headed; a
+ *  household's members), from the index: no scan. */
+int ps_cache_find_referring(ps_cache_t *c, const uint8_t id[PS_ID_LEN], size_t max, Popsync__Record ***out, size_t *n);
 /** As ps_cache_find, for the live benefits paid to person_id under scheme
  *  for period (the one-payment rule). */
 int ps_cache_find_payments(ps_cache_t *c, const ProtobufCBinaryData *person_id, const char *scheme,

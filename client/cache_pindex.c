@@ -6,6 +6,9 @@
 #include "db_err.h"
 #include "err.h"
 #include "fields.h"
+#include "ids.h"
+#include "record_fmt.h"
+#include "validate.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -13,7 +16,7 @@
 #define HASH_LEN 15
 #define TERM_KEY (1 + HASH_LEN)      /* tag + hash */
 #define ENTRY_KEY (TERM_KEY + 16)    /* + record id */
-#define MAX_TERMS 16
+#define MAX_TERMS 20 /* a person: 15 at most, and its household (R) */
 
 int ps_pindex_open(ps_pindex_t *px, MDB_txn *txn)
 {
@@ -181,12 +184,10 @@ void ps_pindex_payment_term(const ProtobufCBinaryData *person_id, const char *sc
 }
 
 /* The terms of r, as term keys; returns how many. */
-static size_t record_terms(const ps_pindex_t *px, const Popsync__Record *r, uint8_t keys[MAX_TERMS][TERM_KEY])
+static size_t own_terms(const ps_pindex_t *px, const Popsync__Record *r, uint8_t keys[MAX_TERMS][TERM_KEY])
 {
     char t[160];
 
-    if (!r || r->deleted)
-        return 0;
     if (r->body_case == POPSYNC__RECORD__BODY_PERSON && r->person)
         return person_terms(px, r->person, keys);
     if (r->body_case == POPSYNC__RECORD__BODY_BENEFIT && r->benefit && r->benefit->person_id.len == 16) {
@@ -194,6 +195,30 @@ static size_t record_terms(const ps_pindex_t *px, const Popsync__Record *r, uint
         return term_key(px, 'Y', t, keys[0]) == PS_OK;
     }
     return 0;
+}
+
+static size_t record_terms(const ps_pindex_t *px, const Popsync__Record *r, uint8_t keys[MAX_TERMS][TERM_KEY])
+{
+    ps_ref_t refs[PS_REFS_MAX];
+    size_t n, nr;
+    char hex[33];
+
+    if (!r || r->deleted)
+        return 0;
+    n = own_terms(px, r, keys);
+    /* K: its kind, for all but persons (a page of migration cases reads
+     * the migrations only). */
+    if (r->kind != POPSYNC__KIND__KIND_PERSON && ps_kind_name((int)r->kind) &&
+        term_key(px, 'K', ps_kind_name((int)r->kind), keys[n]) == PS_OK)
+        n++;
+    /* R: the records it refers to (a person's page lists what refers to it). */
+    nr = ps_record_refs(r, refs);
+    for (size_t i = 0; i < nr && n < MAX_TERMS; i++) {
+        ps_hex(refs[i].id, 16, hex);
+        if (term_key(px, 'R', hex, keys[n]) == PS_OK)
+            n++;
+    }
+    return n;
 }
 
 int ps_pindex_file(ps_pindex_t *px, MDB_txn *txn, const uint8_t id[16], const Popsync__Record *r)
@@ -351,4 +376,30 @@ int ps_pindex_lookup(ps_pindex_t *px, MDB_txn *txn, ps_pindex_kind_t kind, const
     if (kind == PS_PINDEX_INITIALS && strlen(term) <= 4)
         rc = collect(px, txn, 'T', term, ids, max, n);
     return rc;
+}
+
+int ps_pindex_foreach(ps_pindex_t *px, MDB_txn *txn, ps_pindex_kind_t kind, const char *term,
+                      int (*fn)(const uint8_t id[16], void *arg), void *arg)
+{
+    uint8_t want[TERM_KEY];
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int rc, mrc, stop = 0;
+
+    if ((rc = term_key(px, (char)kind, term, want)))
+        return rc;
+    if ((mrc = mdb_cursor_open(txn, px->terms, &cur)))
+        return ps_db_err(mrc);
+    k.mv_size = TERM_KEY;
+    k.mv_data = want;
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0 && !stop;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != ENTRY_KEY || memcmp(k.mv_data, want, TERM_KEY) != 0)
+            break;
+        stop = fn((const uint8_t *)k.mv_data + TERM_KEY, arg);
+    }
+    mdb_cursor_close(cur);
+    if (stop < 0)
+        return stop;
+    return mrc == 0 || mrc == MDB_NOTFOUND ? PS_OK : ps_db_err(mrc);
 }

@@ -12,7 +12,12 @@
  * initials (S: 张三 "zs", and with the family-name reading where it
  * differs: common/pinyin.h) and their first 2 to 4 letters when longer (T);
  * of a live benefit, its
- * person, scheme and period (Y: one payment per person, scheme and period).  A term's hash is
+ * person, scheme and period (Y: one payment per person, scheme and period);
+ * of every live record, each record it refers to (R: the referred id in
+ * hex; the web interface lists a person's births, migrations, benefits,
+ * visits and household members from it); and of every live record but a
+ * person, its kind (K: the kind's name, so one kind's records are read
+ * without a scan).  A term's hash is
  * HMAC-SHA256 under a key derived from the cache's data key, truncated: the
  * index reveals nothing to someone who has the files but not the key (a
  * guess cannot be tested without it).  Truncation makes a hit a candidate
@@ -30,7 +35,7 @@
 
 #include "records.pb-c.h"
 
-#define PS_PINDEX_VERSION 3
+#define PS_PINDEX_VERSION 4
 
 typedef struct ps_pindex {
     MDB_dbi terms, by_id;
@@ -45,6 +50,8 @@ typedef enum ps_pindex_kind {
     PS_PINDEX_NAME_DATE = 'B', /**< name and birth date */
     PS_PINDEX_PAYMENT = 'Y',   /**< a benefit: person id (hex) | scheme | period */
     PS_PINDEX_INITIALS = 'S',  /**< a name's pinyin initials, lower case (prefixes too: tag T) */
+    PS_PINDEX_REF = 'R',       /**< records referring to a record: its id (hex) */
+    PS_PINDEX_KIND = 'K',      /**< the records of a kind (not persons): its name */
 } ps_pindex_kind_t;
 
 /** Opens (creating) the databases in a write transaction. */
@@ -83,6 +90,11 @@ int ps_pindex_lookup(ps_pindex_t *px, MDB_txn *txn, ps_pindex_kind_t kind, const
 /** Whether p's name has initials (either reading) that begin with the
  *  lower-case initials term. */
 int ps_pindex_initials_match(const char *name, const char *term);
+
+/** Calls fn with every id filed under term of kind (candidates: a hash
+ *  collision is possible), until fn returns non-zero (negative: returned). */
+int ps_pindex_foreach(ps_pindex_t *px, MDB_txn *txn, ps_pindex_kind_t kind, const char *term,
+                      int (*fn)(const uint8_t id[16], void *arg), void *arg);
 
 /** The PS_PINDEX_PAYMENT term of a benefit into term. */
 void ps_pindex_payment_term(const ProtobufCBinaryData *person_id, const char *scheme, const char *period, char *term,

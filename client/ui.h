@@ -116,7 +116,6 @@ const char *ps_ui_data_dir(const ps_ui_t *ui);
  *  stops (after its threads are gone). */
 typedef enum ps_ui_slot {
     PS_UI_SLOT_SYNC,     /**< ui_town_sync.c: the sync worker */
-    PS_UI_SLOT_LINKS,    /**< ui_town_links.c: who refers to whom */
     PS_UI_SLOT_DISTRICT, /**< the district's pages */
     PS_UI_SLOT_IMPORT,   /**< ui_town_io.c: the last import's rejected rows */
     PS_UI_NSLOTS

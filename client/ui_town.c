@@ -24,7 +24,7 @@
 #define PAGE_MAX 200
 /* A list page reads at most this many records before it answers with a
  * cursor to continue from: a filter that matches little stays fast. */
-#define SCAN_MAX 20000
+#define SCAN_MAX 4000
 
 /* --- ids and small helpers ---------------------------------------------------- */
 
@@ -336,14 +336,17 @@ typedef struct list_ctx {
     int more;
 } list_ctx_t;
 
-static int value_matches(const json_t *o, const char *q)
+/* Does any value of r (as text) contain q? */
+static int value_matches(const Popsync__Record *r, const char *q)
 {
-    const char *k;
-    json_t *v;
+    size_t nf;
+    const ps_field_t *f = ps_fields_of((int)r->kind, &nf);
 
-    json_object_foreach((json_t *)o, k, v)
-        if (json_is_string(v) && strstr(json_string_value(v), q))
+    for (size_t i = 0; i < nf; i++) {
+        char v[PS_FIELD_NORM_MAX];
+        if (f[i].type != PS_FT_REF && ps_record_get_text(r, f[i].name, v, sizeof(v)) == PS_OK && strstr(v, q))
             return 1;
+    }
     return 0;
 }
 
@@ -357,12 +360,8 @@ static int list_one(Popsync__Record *r, void *arg)
         return l->more = 1;
     if ((l->kind >= 0 && (int)r->kind != l->kind) || (!l->deleted && r->deleted))
         return 0;
-    o = ps_record_to_json(r);
-    if (l->q && *l->q && !value_matches(o, l->q)) {
-        json_decref(o);
+    if (l->q && *l->q && !value_matches(r, l->q))
         return 0;
-    }
-    json_decref(o);
     o = ps_ui_record_json(l->rq, r);
     json_object_set_new(o, "state", ps_ui_record_state(l->rq, r->id.data, r));
     json_array_append_new(l->rows, o);
@@ -536,7 +535,6 @@ static int h_save(ps_ui_req_t *rq)
     } else {
         json_decref(errs);
         rc = ps_ui_reply_json(rq, 200, json_pack("{s:o,s:[]}", "id", uuid_json(r->id.data), "errors"));
-        ps_ui_links_note(ps_ui_server(rq), r);
     }
     ps_record_free(r);
     ps_record_free(current);

@@ -15,16 +15,10 @@ json_t *ps_ui_record_json(ps_ui_req_t *rq, const Popsync__Record *r);
  *  record id (r: its local version, or NULL). */
 json_t *ps_ui_record_state(ps_ui_req_t *rq, const uint8_t *id, const Popsync__Record *r);
 
-/* ui_town_links.c: who refers to whom, in memory (built on first use by
- * one pass over the cache, kept current by ps_ui_links_note and rebuilt
- * after each sync), so a person's page needs no scan. */
+/* ui_town_links.c */
 /** A person's linked records: {household, household_members, births,
- *  migrations, benefits, visits}, or {} for other kinds. */
+ *  migrations, benefits, visits, households_headed}, or {} for other kinds. */
 json_t *ps_ui_linked_json(ps_ui_req_t *rq, const Popsync__Record *r);
-/** r was stored locally: files its references. */
-void ps_ui_links_note(ps_ui_t *ui, const Popsync__Record *r);
-/** The records changed under the index (a pull): rebuilt at next use. */
-void ps_ui_links_stale(ps_ui_t *ui);
 
 /* ui_town_sync.c */
 /** 1 with the conflict's id in cid when record id has an open conflict

@@ -141,7 +141,6 @@ static void *sync_main(void *arg)
     }
     if (rc == PS_OK) /* the count `popsync status` shows */
         ps_cache_set_conflicts_open(ps_ui_cache_of(w->ui), g.n);
-    ps_ui_links_stale(w->ui);
     ps_ui_cache_unlock(w->ui);
     pthread_mutex_lock(&w->mu);
     w->running = 0;
@@ -458,7 +457,6 @@ static int h_resolve(ps_ui_req_t *rq)
         rc = ps_ui_reply_error(rq, 500, ps_strerror(rc), "无法保存");
         goto out;
     }
-    ps_ui_links_note(ps_ui_server(rq), r);
     rc = ps_ui_reply_json(rq, 200, json_pack("{s:[],s:b}", "errors", "stored", 1));
     goto out;
 oom:
@@ -611,7 +609,6 @@ static int h_refused_resubmit(ps_ui_req_t *rq)
     else if (rc)
         rc = ps_ui_reply_error(rq, 500, ps_strerror(rc), "无法保存");
     else {
-        ps_ui_links_note(ps_ui_server(rq), w.latest);
         rc = ps_ui_reply_json(rq, 200, json_pack("{s:[],s:b}", "errors", "stored", 1));
     }
 out:

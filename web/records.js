@@ -9,7 +9,13 @@ async function load(reset) {
   const tb = document.querySelector('#rows tbody');
   if (reset) { tb.textContent = ''; next = null; shownCount = 0; }
   const url = '/api/list?limit=50&kind=' + kind + '&q=' + encodeURIComponent(q) + (pending ? '&pending=1' : '') + (next ? '&after=' + next : '');
-  const d = await ps.get(url);
+  let d = await ps.get(url);
+  /* A filter that matches little: the server stops after reading a bounded
+   * number of records; keep asking (bounded) until the page has rows. */
+  for (let i = 0; i < 50 && d.rows.length === 0 && d.next; i++) {
+    next = d.next;
+    d = await ps.get('/api/list?limit=50&kind=' + kind + '&q=' + encodeURIComponent(q) + (pending ? '&pending=1' : '') + '&after=' + next);
+  }
   for (const r of d.rows) {
     tb.append(ps.el('tr', {}, ps.el('td', {text: kindLabel(r.kind)}), ps.el('td', {}, recordLink(r)),
       ps.el('td', {text: r.orgunit}), ps.el('td', {}, stateBadge(r.state))));

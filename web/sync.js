@@ -37,6 +37,8 @@ async function poll() {
 }
 ps.start(async () => {
   document.getElementById('sync-go').addEventListener('click', async () => {
+    /* The last sync's result goes away: what shows next is this one's. */
+    document.querySelector('#sync-facts tbody').textContent = '';
     try { await ps.post('/api/sync', {}); ps.status(ps.t('正在同步…', 'Syncing…')); await poll(); } catch (e) { ps.fail(e); }
   });
   if (await refresh()) poll();

@@ -234,6 +234,10 @@ int ps_server_subcommand(int argc, char **argv)
             return 0;
     if (argc >= 2 && strcmp(argv[0], "node") == 0 && strcmp(argv[1], "rebind") == 0)
         return node_rebind(argc - 1, argv + 1);
+    if (strcmp(argv[0], "status") == 0)
+        return ps_upstream_cmd_status(argc, argv);
+    if (strcmp(argv[0], "rebuild") == 0)
+        return ps_upstream_cmd_rebuild(argc, argv);
     if (strcmp(argv[0], "backup") == 0)
         return backup(argc, argv);
     if (strcmp(argv[0], "restore") == 0)
@@ -242,6 +246,6 @@ int ps_server_subcommand(int argc, char **argv)
         return counters_check(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[0], "audit") == 0 && strcmp(argv[1], "verify") == 0)
         return audit_verify(argc - 1, argv + 1);
-    fprintf(stderr, "popsyncd: unknown subcommand '%s' (try: audit verify, counters check, backup, restore, node rebind)\n", argv[0]);
+    fprintf(stderr, "popsyncd: unknown subcommand '%s' (try: audit verify, counters check, backup, restore, node rebind, status, rebuild)\n", argv[0]);
     return 2;
 }

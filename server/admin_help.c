@@ -29,6 +29,15 @@ static const struct {
      "certificate in FILE, so a cache moved to a new certificate of another identity is served again;\n"
      "audited as node_rebind.",
      "popsyncd node rebind 88ced6b941b6b7aa0ef30b619a14d392 --cert pki/town1-new.crt --data /var/lib/popsync"},
+    {"status", "--data DIR",
+     "Prints the feed head, the record count and the upward stream's position and lag (records not yet\n"
+     "acknowledged by JetStream, age of the oldest).  Safe while popsyncd runs.",
+     "popsyncd status --data /var/lib/popsync"},
+    {"rebuild", "--from-upstream --data DIR (--config FILE | --urls URLS --district CODE) [--advance-head N]",
+     "Makes store DIR (new, or an empty directory) from this district's messages in the JetStream stream\n"
+     "POPSYNC: the latest revision of every record, tombstones, scope exits and the last published node\n"
+     "marks; the feed head then moves on by N (default 1000000000).  docs/upstream.md, \"Rebuild\".",
+     "popsyncd rebuild --from-upstream --config /etc/popsync/popsyncd.conf --data /var/lib/popsync.new"},
 };
 
 int ps_server_subcommand_help(int argc, char **argv)

@@ -9,6 +9,7 @@
 #include "log.h"
 #include "orgunit.h"
 #include "tls.h"
+#include "upstream.h"
 
 #include <ini.h>
 
@@ -61,6 +62,14 @@ static const ckey_t g_keys[] = {
     {"limits", "handshake_threads", K_U32, O(handshake_threads)},
     {"metrics", "listen", K_ADDR, O(metrics_listen)},
     {"metrics", "allow_remote", K_BOOL, O(metrics_allow_remote)},
+    {"upstream", "urls", K_STR, O(upstream_urls)},
+    {"upstream", "ca", K_STR, O(upstream_ca)},
+    {"upstream", "cert", K_STR, O(upstream_cert)},
+    {"upstream", "key", K_STR, O(upstream_key)},
+    {"upstream", "district", K_STR, O(upstream_district)},
+    {"upstream", "max_in_flight", K_U32_POS, O(upstream_max_in_flight)},
+    {"upstream", "replicas", K_U32_POS, O(upstream_replicas)},
+    {"upstream", "duplicate_window_s", K_U64, O(upstream_dup_window_s)},
 };
 #undef O
 
@@ -415,6 +424,18 @@ int ps_config_check(const ps_config_t *in, const ps_server_opts_t *o)
             problem(&cfg, 0, "metrics address %s is not loopback: set [metrics] allow_remote = true to allow it",
                     o->metrics_listen);
     }
+    if (o->upstream_urls || o->upstream_district) {
+        ps_upstream_opts_t uo;
+        ps_config_upstream_opts(o, &uo);
+        if (ps_upstream_check(&uo, err, sizeof(err)) != PS_OK)
+            problem(&cfg, 0, "%s", err);
+        if (uo.ca_file)
+            check_readable(&cfg, "NATS CA certificate", uo.ca_file);
+        if (uo.cert_file)
+            check_readable(&cfg, "NATS client certificate", uo.cert_file);
+        if (uo.key_file)
+            check_readable(&cfg, "NATS client key", uo.key_file);
+    }
     if (o->map_max && o->map_max < o->map_size)
         problem(&cfg, 0, "map_size_max_mb (%zu) is below map_size_mb (%zu)", o->map_max >> 20, o->map_size >> 20);
     if (o->max_frame < 65536)
@@ -427,4 +448,17 @@ int ps_config_check(const ps_config_t *in, const ps_server_opts_t *o)
     }
     printf("config OK\n");
     return 0;
+}
+
+void ps_config_upstream_opts(const ps_server_opts_t *o, ps_upstream_opts_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->urls = o->upstream_urls;
+    out->ca_file = o->upstream_ca;
+    out->cert_file = o->upstream_cert;
+    out->key_file = o->upstream_key;
+    out->district = o->upstream_district;
+    out->max_in_flight = o->upstream_max_in_flight;
+    out->replicas = o->upstream_replicas;
+    out->dup_window_s = o->upstream_dup_window_s;
 }

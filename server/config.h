@@ -71,4 +71,8 @@ int ps_config_flag(ps_config_t *cfg, ps_server_opts_t *opts, int opt, const char
  */
 int ps_config_check(const ps_config_t *cfg, const ps_server_opts_t *opts);
 
+struct ps_upstream_opts;
+/** The [upstream] settings as upstream.h's options (defaults left 0). */
+void ps_config_upstream_opts(const ps_server_opts_t *o, struct ps_upstream_opts *out);
+
 #endif

@@ -3,6 +3,7 @@
 #include "config.h"
 #include "err.h"
 #include "log.h"
+#include "upstream.h"
 
 #include <getopt.h>
 #include <malloc.h>
@@ -46,7 +47,8 @@ static void usage(FILE *f)
             PS_CONFIG_USAGE
             "  --help                  this text\n"
             "\n"
-            "subcommands: audit verify, counters check, backup, restore, node rebind (popsyncd SUBCOMMAND --help)\n");
+            "subcommands: audit verify, counters check, backup, restore, node rebind, status,\n"
+            "             rebuild --from-upstream (popsyncd SUBCOMMAND --help)\n");
 }
 
 /* glibc keeps freed heap (decoded pushes, pull batches) for reuse; hand it
@@ -113,6 +115,7 @@ static int ops_start(ps_server_t *srv, char *err, size_t errlen)
 
 static void ops_stop(ps_server_t *srv)
 {
+    ps_upstream_request_stop(srv->upstream); /* joined after the loop ends */
     ps_metrics_stop(srv);
     ps_nodes_stop(srv);
 }
@@ -378,6 +381,11 @@ int main(int argc, char **argv)
         rc = ps_listener_start(&srv, err, sizeof(err));
     if (rc == PS_OK)
         rc = ops_start(&srv, err, sizeof(err));
+    if (rc == PS_OK && srv.opts.upstream_urls) {
+        ps_upstream_opts_t uo;
+        ps_config_upstream_opts(&srv.opts, &uo);
+        rc = ps_upstream_start(&srv.upstream, srv.store, &uo, err, sizeof(err));
+    }
     if (rc) {
         PS_ERROR("main", "%s", err);
         goto out;
@@ -398,6 +406,7 @@ int main(int argc, char **argv)
             (unsigned long long)srv.stats.commits, (unsigned long long)srv.stats.changes_accepted,
             (unsigned long long)srv.stats.changes_rejected, (unsigned long long)srv.stats.changes_duplicate);
 out:
+    ps_upstream_join(srv.upstream);
     uv_loop_close(&loop);
     ps_metrics_free(&srv);
     ps_nodes_free(&srv);

@@ -12,6 +12,7 @@
  * srv->stats (conn.c, commit.c), lag from the node table (nodes.c).
  */
 #include "server.h"
+#include "upstream.h"
 #include "err.h"
 #include "log.h"
 
@@ -119,6 +120,25 @@ static void lag_line(const ps_node_info_t *n, void *arg)
             (unsigned long long)(x->head > n->cursor ? x->head - n->cursor : 0));
 }
 
+/* Issue 19: the upward stream's lag (docs/upstream.md "Lag"). */
+static void upstream_lines(ps_server_t *srv, ps_buf_t *b)
+{
+    ps_upstream_stats_t u;
+    uint64_t now = ps_now_ms();
+    ps_upstream_stats(srv->upstream, &u);
+    metric(b, "popsync_upstream_published_seq", "gauge", "Feed entries up to this seq are in the JetStream stream.",
+           u.published_seq);
+    metric(b, "popsync_upstream_lag_records", "gauge",
+           "Feed entries not yet acknowledged by JetStream (refreshed every 2 s).", u.behind);
+    metric(b, "popsync_upstream_lag_seconds", "gauge", "Age of the oldest entry not yet acknowledged (0: none).",
+           u.oldest_ms && now > u.oldest_ms ? (now - u.oldest_ms) / 1000 : 0);
+    metric(b, "popsync_upstream_published_total", "counter", "Feed entries acknowledged by JetStream since start.",
+           u.published_total);
+    metric(b, "popsync_upstream_failures_total", "counter",
+           "Publish rounds without every ack (NATS down or refusing); they are retried.", u.failures);
+    metric(b, "popsync_upstream_connected", "gauge", "1 while the NATS connection is up.", (uint64_t)u.connected);
+}
+
 static void render(ps_metrics_t *m, ps_buf_t *b)
 {
     static const double bounds[PS_COMMIT_BUCKETS] = PS_COMMIT_BUCKET_BOUNDS;
@@ -180,6 +200,8 @@ static void render(ps_metrics_t *m, ps_buf_t *b)
     if (m->have && m->rc_conflicts == PS_OK)
         metric(b, "popsync_conflicts_open", "gauge", "Unresolved conflicts (refreshed at most every 10 s).",
                m->conflicts_open);
+    if (srv->upstream)
+        upstream_lines(srv, b);
 }
 
 /* --- connections -------------------------------------------------------------- */

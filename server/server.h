@@ -58,6 +58,13 @@ typedef struct ps_server_opts {
     /* issue 9: metrics (metrics.c) */
     const char *metrics_listen;  /**< "HOST:PORT" of the Prometheus endpoint, or NULL */
     int metrics_allow_remote;    /**< may metrics_listen be a non-loopback address */
+    /* issue 19: the upward stream to NATS JetStream (upstream.c, docs/upstream.md) */
+    const char *upstream_urls;       /**< [upstream] urls; NULL: no upstream */
+    const char *upstream_ca, *upstream_cert, *upstream_key; /**< TLS to NATS (optional) */
+    const char *upstream_district;   /**< this district's org-unit code */
+    uint32_t upstream_max_in_flight; /**< unacknowledged publishes at most */
+    uint32_t upstream_replicas;      /**< stream replicas when popsyncd creates it */
+    uint64_t upstream_dup_window_s;  /**< stream duplicate window when popsyncd creates it */
 } ps_server_opts_t;
 
 typedef struct ps_conn ps_conn_t;
@@ -112,6 +119,7 @@ typedef struct ps_server {
     ps_server_stats_t stats;
     ps_metrics_t *metrics;       /**< metrics.c, or NULL */
     ps_nodes_t *nodes;           /**< nodes.c: who synced, their cursors */
+    struct ps_upstream *upstream; /**< upstream.c: the publisher thread, or NULL */
 } ps_server_t;
 
 typedef enum ps_conn_state {
@@ -185,6 +193,10 @@ int ps_sync_check_handlers(char *err, size_t errlen);
 int ps_server_subcommand(int argc, char **argv);
 /** SUBCOMMAND --help from admin_help.c's table: 1 when it knew it (printed). */
 int ps_server_subcommand_help(int argc, char **argv);
+
+/* upstream_cmd.c (issue 19): `popsyncd status`, `popsyncd rebuild --from-upstream`. */
+int ps_upstream_cmd_status(int argc, char **argv);
+int ps_upstream_cmd_rebuild(int argc, char **argv);
 
 /* commit.c */
 /** Queues a push job for the next group commit; takes ownership of job. */

@@ -1,0 +1,639 @@
+/* upstream.c - the publisher thread of the upward stream (upstream.h,
+ * docs/upstream.md).
+ *
+ * One round: read up to max_in_flight feed entries after the mark in one
+ * read transaction (copied into NATS messages), publish them all
+ * asynchronously, wait for their acks (bounded), then move the mark over
+ * the longest run of acknowledged entries from the start of the round and
+ * write it durably.  Anything after a missing ack is read and sent again
+ * next round under the same message id, which JetStream's duplicate window
+ * drops if the first copy did land.  When idle the thread looks at the
+ * store's head every POLL_MS (no hook in the commit path).
+ */
+#include "upstream.h"
+#include "store_upstream.h"
+#include "err.h"
+#include "ids.h"
+#include "log.h"
+#include "orgunit.h"
+#include "scope.h"
+#include "records.pb-c.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "record_fmt.h"
+
+#define POLL_MS 100
+#define ACK_WAIT_MS 10000
+#define BEHIND_EVERY_MS 2000
+#define BACKOFF_MAX_MS 5000
+
+struct ps_upstream {
+    ps_store_t *st;
+    ps_upstream_opts_t o;
+    pthread_t th;
+    atomic_int stop;
+    pthread_mutex_t mu; /* guards cv (stop waits) and the acks of the round */
+    pthread_cond_t cv;
+    natsConnection *nc;
+    jsCtx *js;
+    int stream_ok;
+    /* the round in flight */
+    natsMsg **msgs;
+    uint64_t *seqs;
+    uint8_t *acked;       /* 1: acknowledged, 2: refused */
+    size_t n;
+    /* node marks (docs/upstream.md "Node marks") */
+    ps_buf_t snap;
+    uint64_t snap_head, snap_taken_head;
+    int snap_pending;
+    uint64_t through;     /* every feed entry up to here is in the stream */
+    /* stats (read by any thread) */
+    _Atomic uint64_t mark, behind, oldest_ms, published_total, failures;
+    atomic_int connected;
+};
+
+int ps_upstream_check(const ps_upstream_opts_t *o, char *err, size_t errlen)
+{
+    if (!o->urls || !*o->urls) {
+        snprintf(err, errlen, "[upstream] urls is empty");
+        return PS_EINVAL;
+    }
+    if (!o->district || !ps_orgunit_valid(o->district)) {
+        snprintf(err, errlen, "[upstream] district must be this district's 12-digit org-unit code");
+        return PS_EINVAL;
+    }
+    if ((o->cert_file && !o->key_file) || (!o->cert_file && o->key_file)) {
+        snprintf(err, errlen, "[upstream] cert and key go together");
+        return PS_EINVAL;
+    }
+    if (o->cert_file && !o->ca_file) {
+        snprintf(err, errlen, "[upstream] a client certificate needs ca (TLS)");
+        return PS_EINVAL;
+    }
+    return PS_OK;
+}
+
+static void on_connected(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    (void)closure;
+    PS_INFO("upstream", "connected to NATS");
+}
+
+/* Splits "a,b,c" into at most max URLs in buf; returns how many. */
+static int split_urls(const char *urls, char *buf, size_t buflen, const char **out, int max)
+{
+    int n = 0;
+    snprintf(buf, buflen, "%s", urls);
+    for (char *save = NULL, *t = strtok_r(buf, ", ", &save); t && n < max; t = strtok_r(NULL, ", ", &save))
+        out[n++] = t;
+    return n;
+}
+
+int ps_upstream_connect(const ps_upstream_opts_t *o, int retry, natsConnection **nc, char *err, size_t errlen)
+{
+    natsOptions *no = NULL;
+    char buf[2048];
+    const char *urls[16];
+    int nurls = split_urls(o->urls, buf, sizeof(buf), urls, 16);
+    natsStatus s;
+
+    *nc = NULL;
+    s = natsOptions_Create(&no);
+    if (s == NATS_OK)
+        s = nurls ? natsOptions_SetServers(no, urls, nurls) : NATS_INVALID_ARG;
+    if (s == NATS_OK)
+        s = natsOptions_SetName(no, "popsyncd");
+    if (s == NATS_OK)
+        s = natsOptions_SetTimeout(no, 2000);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxReconnect(no, -1);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectWait(no, 500);
+    /* With a callback the first connect is retried in the background
+     * instead of blocking this thread (and shutdown) until a server answers. */
+    if (s == NATS_OK && retry)
+        s = natsOptions_SetRetryOnFailedConnect(no, true, on_connected, NULL);
+    if (s == NATS_OK && o->ca_file) {
+        s = natsOptions_SetSecure(no, true);
+        if (s == NATS_OK)
+            s = natsOptions_LoadCATrustedCertificates(no, o->ca_file);
+        if (s == NATS_OK && o->cert_file)
+            s = natsOptions_LoadCertificatesChain(no, o->cert_file, o->key_file);
+    }
+    if (s != NATS_OK) {
+        snprintf(err, errlen, "NATS options: %s", natsStatus_GetText(s));
+        natsOptions_Destroy(no);
+        return PS_EINVAL;
+    }
+    s = natsConnection_Connect(nc, no);
+    natsOptions_Destroy(no);
+    if (s == NATS_OK || (retry && s == NATS_NOT_YET_CONNECTED))
+        return PS_OK;
+    snprintf(err, errlen, "cannot connect to %s: %s", o->urls, natsStatus_GetText(s));
+    natsConnection_Destroy(*nc);
+    *nc = NULL;
+    return PS_EIO;
+}
+
+/* Waits ms or until stop is asked; returns 1 when stopping. */
+static int nap(ps_upstream_t *u, uint64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&u->mu);
+    if (!atomic_load(&u->stop))
+        pthread_cond_timedwait(&u->cv, &u->mu, &ts);
+    pthread_mutex_unlock(&u->mu);
+    return atomic_load(&u->stop);
+}
+
+/* An ack (or a refusal) of one message of the round, on a NATS thread. */
+static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+    ps_upstream_t *u = closure;
+    const char *v = NULL;
+    (void)js;
+    if (natsMsgHeader_Get(msg, "Popsync-Seq", &v) == NATS_OK && v) {
+        uint64_t seq = strtoull(v, NULL, 10);
+        size_t lo = 0, hi;
+        pthread_mutex_lock(&u->mu);
+        hi = u->n;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (u->seqs[mid] < seq)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo < u->n && u->seqs[lo] == seq)
+            u->acked[lo] = pa ? 1 : 2;
+        pthread_mutex_unlock(&u->mu);
+    }
+    if (pae)
+        PS_DEBUG("upstream", "publish refused: %s (%d)", natsStatus_GetText(pae->Err), (int)pae->ErrCode);
+    natsMsg_Destroy(msg);
+}
+
+static const char *kind_subject(int kind)
+{
+    const char *k = ps_kind_name(kind);
+    return k ? k : "unknown";
+}
+
+/* Builds the message of one feed entry (docs/upstream.md "Messages"). */
+static int make_msg(ps_upstream_t *u, const ps_feed_item_t *it, natsMsg **out)
+{
+    char subj[96], id[64], seq[24];
+    natsStatus s;
+    const char *kind = it->exit ? "_exit" : kind_subject(it->kind);
+
+    snprintf(subj, sizeof(subj), "popsync.%s.%s", u->o.district, kind);
+    snprintf(id, sizeof(id), "%s:%llu", u->o.district, (unsigned long long)it->seq);
+    snprintf(seq, sizeof(seq), "%llu", (unsigned long long)it->seq);
+    s = natsMsg_Create(out, subj, NULL, (const char *)it->packed, (int)it->len);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(*out, "Nats-Msg-Id", id);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(*out, "Popsync-District", u->o.district);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(*out, "Popsync-Seq", seq);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(*out, "Popsync-Kind", kind);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(*out, "Popsync-Unit", it->unit);
+    if (s == NATS_OK && it->other[0])
+        s = natsMsgHeader_Set(*out, "Popsync-Other", it->other);
+    if (s == NATS_OK && it->deleted)
+        s = natsMsgHeader_Set(*out, "Popsync-Deleted", "1");
+    if (s != NATS_OK) {
+        natsMsg_Destroy(*out);
+        *out = NULL;
+        return PS_ENOMEM;
+    }
+    return PS_OK;
+}
+
+static int collect(const ps_feed_item_t *it, void *arg)
+{
+    ps_upstream_t *u = arg;
+    int rc = make_msg(u, it, &u->msgs[u->n]);
+    if (rc)
+        return rc;
+    u->seqs[u->n] = it->seq;
+    u->acked[u->n] = 0;
+    u->n++;
+    return PS_OK;
+}
+
+static void round_clear(ps_upstream_t *u)
+{
+    for (size_t i = 0; i < u->n; i++)
+        natsMsg_Destroy(u->msgs[i]);
+    pthread_mutex_lock(&u->mu);
+    u->n = 0;
+    pthread_mutex_unlock(&u->mu);
+}
+
+/* Creates the stream, or checks the one there (docs/upstream.md "Stream"). */
+static int ensure_stream(ps_upstream_t *u)
+{
+    jsStreamInfo *si = NULL;
+    jsStreamConfig cfg;
+    jsErrCode jerr = 0;
+    const char *subjects[] = {"popsync.>"};
+    natsStatus s = js_GetStreamInfo(&si, u->js, PS_UPSTREAM_STREAM, NULL, &jerr);
+
+    if (s == NATS_OK) {
+        if (si->Config->Replicas != (int64_t)u->o.replicas)
+            PS_WARN("upstream", "stream %s has %lld replicas, configured %u", PS_UPSTREAM_STREAM,
+                    (long long)si->Config->Replicas, u->o.replicas);
+        if (si->Config->Duplicates < (int64_t)u->o.dup_window_s * 1000000000LL)
+            PS_WARN("upstream", "stream %s keeps message ids %lld s, less than the %llu s configured: a resend "
+                    "after a longer outage may be stored twice (docs/upstream.md)",
+                    PS_UPSTREAM_STREAM, (long long)(si->Config->Duplicates / 1000000000LL),
+                    (unsigned long long)u->o.dup_window_s);
+        jsStreamInfo_Destroy(si);
+        return PS_OK;
+    }
+    if (s != NATS_NOT_FOUND) {
+        PS_WARN("upstream", "stream %s: %s (%d)", PS_UPSTREAM_STREAM, natsStatus_GetText(s), (int)jerr);
+        return PS_EIO;
+    }
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = PS_UPSTREAM_STREAM;
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    cfg.Replicas = (int64_t)u->o.replicas;
+    cfg.Duplicates = (int64_t)u->o.dup_window_s * 1000000000LL;
+    s = js_AddStream(&si, u->js, &cfg, NULL, &jerr);
+    if (s != NATS_OK) {
+        PS_WARN("upstream", "cannot create stream %s (%u replicas): %s (%d)", PS_UPSTREAM_STREAM, u->o.replicas,
+                natsStatus_GetText(s), (int)jerr);
+        return PS_EIO;
+    }
+    jsStreamInfo_Destroy(si);
+    PS_INFO("upstream", "created stream %s: %u replicas, duplicate window %llu s", PS_UPSTREAM_STREAM,
+            u->o.replicas, (unsigned long long)u->o.dup_window_s);
+    return PS_OK;
+}
+
+static int js_open(ps_upstream_t *u)
+{
+    jsOptions jo;
+    char err[512];
+    natsStatus s;
+
+    if (!u->nc && ps_upstream_connect(&u->o, 1, &u->nc, err, sizeof(err)) != PS_OK) {
+        PS_WARN("upstream", "%s", err);
+        return PS_EIO;
+    }
+    if (!u->js) {
+        jsOptions_Init(&jo);
+        jo.Wait = 5000;
+        jo.PublishAsync.MaxPending = (int64_t)u->o.max_in_flight;
+        jo.PublishAsync.AckHandler = on_ack;
+        jo.PublishAsync.AckHandlerClosure = u;
+        if ((s = natsConnection_JetStream(&u->js, u->nc, &jo)) != NATS_OK) {
+            PS_WARN("upstream", "JetStream context: %s", natsStatus_GetText(s));
+            return PS_EIO;
+        }
+    }
+    atomic_store(&u->connected, natsConnection_Status(u->nc) == NATS_CONN_STATUS_CONNECTED);
+    if (!atomic_load(&u->connected))
+        return PS_EIO;
+    if (!u->stream_ok && ensure_stream(u) == PS_OK)
+        u->stream_ok = 1;
+    return u->stream_ok ? PS_OK : PS_EIO;
+}
+
+/* Publishes the node marks taken at snap_head once the stream holds every
+ * entry up to it (docs/upstream.md "Node marks"). */
+static void publish_snapshot(ps_upstream_t *u)
+{
+    char subj[64], id[64], head[24];
+    natsMsg *m = NULL;
+    jsPubAck *pa = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s;
+
+    if (!u->snap_pending || u->through < u->snap_head)
+        return;
+    snprintf(subj, sizeof(subj), "popsync.%s._nodes", u->o.district);
+    snprintf(id, sizeof(id), "%s:nodes:%llu", u->o.district, (unsigned long long)u->snap_head);
+    snprintf(head, sizeof(head), "%llu", (unsigned long long)u->snap_head);
+    s = natsMsg_Create(&m, subj, NULL, (const char *)ps_buf_head(&u->snap), (int)ps_buf_size(&u->snap));
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, "Nats-Msg-Id", id);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, "Popsync-District", u->o.district);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, "Popsync-Seq", head);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, "Popsync-Kind", "_nodes");
+    if (s == NATS_OK)
+        s = js_PublishMsg(&pa, u->js, m, NULL, &jerr);
+    natsMsg_Destroy(m);
+    jsPubAck_Destroy(pa);
+    if (s != NATS_OK) {
+        PS_DEBUG("upstream", "node marks not published yet: %s", natsStatus_GetText(s));
+        return;
+    }
+    u->snap_pending = 0;
+    ps_buf_reset(&u->snap);
+}
+
+/* Sends the round's messages and waits for their acks; returns how many
+ * from the start were acknowledged. */
+static size_t send_round(ps_upstream_t *u)
+{
+    jsPubOptions po;
+    natsMsgList pending;
+    size_t k;
+    natsStatus s = NATS_OK;
+
+    for (size_t i = 0; i < u->n && s == NATS_OK; i++)
+        s = js_PublishMsgAsync(u->js, &u->msgs[i], NULL); /* takes the message on success */
+    if (s != NATS_OK)
+        PS_DEBUG("upstream", "publish: %s", natsStatus_GetText(s));
+    jsPubOptions_Init(&po);
+    po.MaxWait = ACK_WAIT_MS;
+    if (js_PublishAsyncComplete(u->js, &po) != NATS_OK &&
+        js_PublishAsyncGetPendingList(&pending, u->js) == NATS_OK)
+        natsMsgList_Destroy(&pending); /* read again and resent next round */
+    pthread_mutex_lock(&u->mu);
+    for (k = 0; k < u->n && u->acked[k] == 1; k++)
+        ;
+    pthread_mutex_unlock(&u->mu);
+    return k;
+}
+
+/* One round; returns 1 when it published something, 0 when idle, <0 on failure. */
+static int publish_round(ps_upstream_t *u)
+{
+    uint64_t mark = atomic_load(&u->mark), head = 0, newmark;
+    ps_buf_t *nodes = NULL;
+    size_t k;
+    int rc;
+
+    if (ps_store_head(u->st) <= mark && !u->snap_pending)
+        return 0;
+    /* Node marks of a later state than the last taken: the same snapshot
+     * as the entries read. */
+    if (!u->snap_pending && ps_store_head(u->st) > u->snap_taken_head) {
+        ps_buf_reset(&u->snap);
+        nodes = &u->snap;
+    }
+    rc = ps_store_feed_read(u->st, mark, u->o.max_in_flight, collect, u, &head, nodes);
+    if (rc) {
+        round_clear(u);
+        PS_WARN("upstream", "reading the feed after %llu: %s", (unsigned long long)mark, ps_strerror(rc));
+        return rc;
+    }
+    if (nodes) {
+        u->snap_pending = 1;
+        u->snap_head = u->snap_taken_head = head;
+    }
+    if (u->n == 0) {
+        if (head > u->through)
+            u->through = head;
+        publish_snapshot(u);
+        return 0;
+    }
+    k = send_round(u);
+    newmark = k ? u->seqs[k - 1] : mark;
+    if (k == u->n && u->n < u->o.max_in_flight && head > newmark)
+        newmark = head; /* the round held every entry up to the snapshot's head */
+    if (k == u->n && u->n < u->o.max_in_flight)
+        u->through = head;
+    else if (newmark > u->through)
+        u->through = newmark;
+    round_clear(u);
+    if (newmark > mark) {
+        if ((rc = ps_store_upstream_set_mark(u->st, newmark))) {
+            PS_WARN("upstream", "cannot store the published mark %llu: %s", (unsigned long long)newmark,
+                    ps_strerror(rc));
+            return rc;
+        }
+        atomic_store(&u->mark, newmark);
+        atomic_fetch_add(&u->published_total, k);
+    }
+    publish_snapshot(u);
+    if (k < u->n || (k == 0 && u->n)) {
+        atomic_fetch_add(&u->failures, 1);
+        return PS_EIO;
+    }
+    return 1;
+}
+
+static void update_behind(ps_upstream_t *u)
+{
+    uint64_t mark = atomic_load(&u->mark), n = 0, oldest = 0;
+    if (ps_store_head(u->st) > mark && ps_store_feed_behind(u->st, mark, &n, &oldest) != PS_OK)
+        return;
+    atomic_store(&u->behind, n);
+    atomic_store(&u->oldest_ms, oldest);
+}
+
+static void *thread_main(void *arg)
+{
+    ps_upstream_t *u = arg;
+    uint64_t backoff = 0, last_behind = 0;
+
+    while (!atomic_load(&u->stop)) {
+        int rc = js_open(u);
+        uint64_t now = ps_now_ms();
+        if (now - last_behind >= BEHIND_EVERY_MS) {
+            update_behind(u);
+            last_behind = now;
+        }
+        if (rc == PS_OK)
+            rc = publish_round(u);
+        else
+            atomic_fetch_add(&u->failures, 1);
+        if (rc > 0) {
+            backoff = 0;
+            continue;
+        }
+        if (rc == 0) {
+            backoff = 0;
+            if (ps_store_head(u->st) <= atomic_load(&u->mark)) {
+                atomic_store(&u->behind, 0);
+                atomic_store(&u->oldest_ms, 0);
+            }
+            nap(u, POLL_MS);
+            continue;
+        }
+        backoff = backoff ? (backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2) : 250;
+        nap(u, backoff);
+    }
+    return NULL;
+}
+
+int ps_upstream_start(ps_upstream_t **out, ps_store_t *st, const ps_upstream_opts_t *o, char *err, size_t errlen)
+{
+    ps_upstream_t *u;
+    uint64_t mark = 0;
+    int rc;
+
+    *out = NULL;
+    if ((rc = ps_upstream_check(o, err, errlen)))
+        return rc;
+    if ((rc = ps_store_upstream_mark(st, &mark))) {
+        snprintf(err, errlen, "upstream mark: %s", ps_strerror(rc));
+        return rc;
+    }
+    if (!(u = calloc(1, sizeof(*u))))
+        return PS_ENOMEM;
+    u->st = st;
+    u->o = *o;
+    if (!u->o.max_in_flight)
+        u->o.max_in_flight = 1000;
+    if (!u->o.replicas)
+        u->o.replicas = 3;
+    if (!u->o.dup_window_s)
+        u->o.dup_window_s = 86400;
+    atomic_store(&u->mark, mark);
+    u->through = mark;
+    ps_buf_init(&u->snap);
+    pthread_mutex_init(&u->mu, NULL);
+    pthread_cond_init(&u->cv, NULL);
+    u->msgs = calloc(u->o.max_in_flight, sizeof(*u->msgs));
+    u->seqs = calloc(u->o.max_in_flight, sizeof(*u->seqs));
+    u->acked = calloc(u->o.max_in_flight, 1);
+    if (!u->msgs || !u->seqs || !u->acked || pthread_create(&u->th, NULL, thread_main, u) != 0) {
+        snprintf(err, errlen, "cannot start the upstream thread");
+        free(u->msgs);
+        free(u->seqs);
+        free(u->acked);
+        pthread_mutex_destroy(&u->mu);
+        pthread_cond_destroy(&u->cv);
+        free(u);
+        return PS_ENOMEM;
+    }
+    PS_INFO("upstream", "publishing to %s as district %s from seq %llu (at most %u in flight)", o->urls,
+            o->district, (unsigned long long)mark, u->o.max_in_flight);
+    *out = u;
+    return PS_OK;
+}
+
+void ps_upstream_request_stop(ps_upstream_t *u)
+{
+    if (!u)
+        return;
+    pthread_mutex_lock(&u->mu);
+    atomic_store(&u->stop, 1);
+    pthread_cond_broadcast(&u->cv);
+    pthread_mutex_unlock(&u->mu);
+}
+
+void ps_upstream_join(ps_upstream_t *u)
+{
+    if (!u)
+        return;
+    ps_upstream_request_stop(u);
+    pthread_join(u->th, NULL);
+    jsCtx_Destroy(u->js);
+    natsConnection_Destroy(u->nc);
+    PS_INFO("upstream", "stopped at seq %llu", (unsigned long long)atomic_load(&u->mark));
+    ps_buf_free(&u->snap);
+    free(u->msgs);
+    free(u->seqs);
+    free(u->acked);
+    pthread_mutex_destroy(&u->mu);
+    pthread_cond_destroy(&u->cv);
+    free(u);
+    nats_Close();
+}
+
+void ps_upstream_stats(ps_upstream_t *u, ps_upstream_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!u)
+        return;
+    out->published_seq = atomic_load(&u->mark);
+    out->behind = atomic_load(&u->behind);
+    out->oldest_ms = atomic_load(&u->oldest_ms);
+    out->published_total = atomic_load(&u->published_total);
+    out->failures = atomic_load(&u->failures);
+    out->connected = atomic_load(&u->connected);
+}
+
+/* --- reading the stream back (rebuild, tests) ----------------------------------- */
+
+int ps_upstream_scan(jsCtx *js, const char *filter, ps_upstream_msg_fn fn, void *arg, uint64_t *count, char *err,
+                     size_t errlen)
+{
+    natsSubscription *sub = NULL;
+    jsStreamInfo *si = NULL;
+    jsSubOptions so;
+    jsErrCode jerr = 0;
+    uint64_t last, seen = 0;
+    natsStatus s;
+    int rc = PS_OK;
+
+    *count = 0;
+    /* The stream's last sequence now: the scan ends there (or when the
+     * consumer says nothing matching is pending). */
+    if ((s = js_GetStreamInfo(&si, js, PS_UPSTREAM_STREAM, NULL, &jerr)) != NATS_OK) {
+        snprintf(err, errlen, "stream %s: %s (%d)", PS_UPSTREAM_STREAM, natsStatus_GetText(s), (int)jerr);
+        return PS_EIO;
+    }
+    last = si->State.LastSeq;
+    jsStreamInfo_Destroy(si);
+    if (last == 0)
+        return PS_OK;
+    jsSubOptions_Init(&so);
+    so.Stream = PS_UPSTREAM_STREAM;
+    so.Ordered = true;
+    so.Config.DeliverPolicy = js_DeliverAll;
+    if ((s = js_SubscribeSync(&sub, js, filter, NULL, &so, &jerr)) != NATS_OK) {
+        snprintf(err, errlen, "cannot read stream %s (%s): %s (%d)", PS_UPSTREAM_STREAM, filter, natsStatus_GetText(s),
+                 (int)jerr);
+        return PS_EIO;
+    }
+    for (;;) {
+        natsMsg *m = NULL;
+        jsMsgMetaData *md = NULL;
+        int done;
+        /* Each message within 10 s: a stalled cluster ends the scan with an
+         * error, never a hang.  Nothing at all matching the filter ends the
+         * same way, without error. */
+        if ((s = natsSubscription_NextMsg(&m, sub, 10000)) != NATS_OK) {
+            if (s == NATS_TIMEOUT && seen == 0)
+                break;
+            snprintf(err, errlen, "reading message %llu: %s", (unsigned long long)seen + 1, natsStatus_GetText(s));
+            rc = PS_EIO;
+            break;
+        }
+        if (natsMsg_GetMetaData(&md, m) != NATS_OK) {
+            natsMsg_Destroy(m);
+            continue; /* not a stream message */
+        }
+        rc = fn(m, md->Sequence.Stream, arg);
+        seen++;
+        done = md->NumPending == 0 || md->Sequence.Stream >= last;
+        jsMsgMetaData_Destroy(md);
+        natsMsg_Destroy(m);
+        if (rc || done)
+            break;
+    }
+    *count = seen;
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+    return rc;
+}

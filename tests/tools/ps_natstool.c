@@ -1,0 +1,72 @@
+/* ps_natstool - reads the upstream stream for the integration tests
+ * (issue 19): what JetStream holds, independent of popsyncd's own view.
+ *
+ *   ps_natstool URLS info           stream POPSYNC: "messages N replicas R duplicate_window_s W"
+ *   ps_natstool URLS dump FILTER    one line per message matching FILTER, in stream order:
+ *                                   stream_seq subject msg_id popsync_seq kind payload_bytes
+ *
+ * Every wait is bounded (upstream.c's scan: 10 s per message).
+ */
+#include "upstream.h"
+#include "err.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *hdr(natsMsg *m, const char *k)
+{
+    const char *v = NULL;
+    return natsMsgHeader_Get(m, k, &v) == NATS_OK && v ? v : "-";
+}
+
+static int dump_one(natsMsg *m, uint64_t stream_seq, void *arg)
+{
+    (void)arg;
+    printf("%llu %s %s %s %s %d\n", (unsigned long long)stream_seq, natsMsg_GetSubject(m), hdr(m, "Nats-Msg-Id"),
+           hdr(m, "Popsync-Seq"), hdr(m, "Popsync-Kind"), natsMsg_GetDataLength(m));
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    ps_upstream_opts_t o;
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    char err[512] = "";
+    uint64_t n = 0;
+    int rc = 1;
+
+    if (argc < 3 || (strcmp(argv[2], "info") && (strcmp(argv[2], "dump") || argc < 4))) {
+        fprintf(stderr, "usage: ps_natstool URLS info | ps_natstool URLS dump FILTER\n");
+        return 2;
+    }
+    memset(&o, 0, sizeof(o));
+    o.urls = argv[1];
+    if (ps_upstream_connect(&o, 0, &nc, err, sizeof(err)) != PS_OK ||
+        natsConnection_JetStream(&js, nc, NULL) != NATS_OK) {
+        fprintf(stderr, "ps_natstool: %s\n", err);
+        goto out;
+    }
+    if (!strcmp(argv[2], "info")) {
+        natsStatus s = js_GetStreamInfo(&si, js, PS_UPSTREAM_STREAM, NULL, &jerr);
+        if (s != NATS_OK) {
+            fprintf(stderr, "ps_natstool: stream info: %s (%d)\n", natsStatus_GetText(s), (int)jerr);
+            goto out;
+        }
+        printf("messages %llu replicas %lld duplicate_window_s %lld\n", (unsigned long long)si->State.Msgs,
+               (long long)si->Config->Replicas, (long long)(si->Config->Duplicates / 1000000000LL));
+        jsStreamInfo_Destroy(si);
+        rc = 0;
+    } else if (ps_upstream_scan(js, argv[3], dump_one, NULL, &n, err, sizeof(err)) != PS_OK) {
+        fprintf(stderr, "ps_natstool: %s\n", err);
+    } else {
+        rc = 0;
+    }
+out:
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    nats_Close();
+    return rc;
+}

@@ -126,23 +126,36 @@ check_stream "all nodes down"
 pass "all NATS nodes down: syncs served, lag shown, caught up afterwards"
 
 # --- 4. popsyncd SIGKILL mid-publish ------------------------------------------------
-# Four in flight: the backlog takes long enough to be caught half-way.
+# Four in flight, and a watcher that kills popsyncd the moment its metrics
+# show the mark moving: the backlog is caught half-way.
 stop_server
 sed -i 's/^max_in_flight = .*/max_in_flight = 4/' "$T/up.conf"
-up_server
+MPORT=$(nats_free_ports 1)
+up_server --metrics "127.0.0.1:$MPORT"
 nats_kill 1; nats_kill 2; nats_kill 3
 ps --data "$T/t2" generate --persons 1500 --seed 4 --orgunits "$UNITS" >/dev/null
 ps --data "$T/t2" sync >/dev/null
 mark0=$(status_field published)
 for n in 1 2 3; do nats_start $n; done
-nats_wait_ready 30 || fail "cluster did not come back"
-for _ in $(seq 1 400); do
-    [ "$(status_field published)" -gt "$mark0" ] && break
-    sleep 0.02
-done
-kill -KILL "$SERVER_PID"
+python3 - "$MPORT" "$mark0" "$SERVER_PID" <<'PY' || fail "the mark did not move within 60 s"
+import os, re, signal, sys, time, urllib.request
+port, mark0, pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+end = time.time() + 60
+while time.time() < end:
+    try:
+        body = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % port, timeout=2).read().decode()
+        m = re.search(r"^popsync_upstream_published_seq (\d+)$", body, re.M)
+        if m and int(m.group(1)) > mark0:
+            os.kill(pid, signal.SIGKILL)
+            sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.005)
+sys.exit(1)
+PY
 wait "$SERVER_PID" 2>/dev/null || true
 SERVER_PID=""
+nats_wait_ready 30 || fail "cluster did not come back"
 [ "$(status_field lag)" -gt 0 ] || fail "the backlog was all published before the kill: nothing tested"
 up_server
 wait_caught_up 120

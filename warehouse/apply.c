@@ -43,6 +43,8 @@ typedef struct pos {
     int64_t applied;
 } pos_t;
 
+static void have_reset(wh_apply_t *a);
+
 struct wh_apply {
     PGconn *pg;
     char stream[64];
@@ -52,6 +54,9 @@ struct wh_apply {
     size_t npos;
     char (*seen)[WH_DISTRICT_MAX]; /* districts whose partitions exist */
     size_t nseen;
+    struct have *have;   /* rows of the batch's records: open addressing */
+    size_t hcap;
+    size_t nsent;        /* statements queued in the pipeline */
 };
 
 static uint64_t fnv(const char *s, uint64_t h)
@@ -205,7 +210,9 @@ static int prepare_all(PGconn *pg, char *err, size_t errlen)
         int kind = wh_kind_at(i);
         const char *t = wh_kind_table(kind);
         snprintf(sql, sizeof(sql),
-                 "SELECT gen, hlc, node, record FROM %s WHERE district = $1 AND id = $2::uuid FOR UPDATE", t);
+                 "SELECT district, id, gen, hlc, node, record FROM %s WHERE (district, id) IN"
+                 " (SELECT * FROM unnest($1::text[], $2::uuid[])) FOR UPDATE",
+                 t);
         snprintf(name, sizeof(name), "sel_%s", t);
         if ((rc = prepare(pg, name, sql, err, errlen)))
             return rc;
@@ -266,6 +273,8 @@ void wh_apply_close(wh_apply_t *a)
     free(a->d);
     free(a->pos);
     free(a->seen);
+    have_reset(a);
+    free(a->have);
     free(a);
 }
 
@@ -340,17 +349,25 @@ static void p_bin(params_t *p, int i, const void *data, size_t len)
     p->fmt[i] = 1;
 }
 
-static int upsert(wh_apply_t *a, const wh_msg_t *m, const Popsync__Record *r, char *err, size_t errlen)
+/* ---- the batch's statements, sent in one pipeline ----------------------------------- */
+
+/* Queues one prepared statement in the pipeline (libpq copies the values). */
+static int send(wh_apply_t *a, const char *name, int n, const params_t *p, char *err, size_t errlen)
+{
+    if (PQsendQueryPrepared(a->pg, name, n, p->v, p->len, p->fmt, 0))
+        return a->nsent++, PS_OK;
+    snprintf(err, errlen, "%s", PQerrorMessage(a->pg));
+    return PS_EDB;
+}
+
+static int send_upsert(wh_apply_t *a, params_t *p, const wh_msg_t *m, const Popsync__Record *r, char *err,
+                       size_t errlen)
 {
     const ps_field_t *cols[WH_MAX_COLS];
     size_t n = wh_columns(r->kind, cols, WH_MAX_COLS);
-    params_t *p = calloc(1, sizeof(*p));
     char name[64], uuid[PS_UUID_STR];
-    PGresult *res;
-    int rc;
 
-    if (!p)
-        return PS_ENOMEM;
+    memset(p, 0, sizeof(*p));
     ps_uuid_format(r->id.data, uuid);
     p_text(p, 0, m->district);
     p_text(p, 1, uuid);
@@ -373,31 +390,204 @@ static int upsert(wh_apply_t *a, const wh_msg_t *m, const Popsync__Record *r, ch
         p->v[k] = p->buf[k];
     }
     snprintf(name, sizeof(name), "up_%s", wh_kind_table(r->kind));
-    res = PQexecPrepared(a->pg, name, NENV + (int)n, p->v, p->len, p->fmt, 0);
-    rc = pg_ok(res, PGRES_COMMAND_OK, a->pg, err, errlen);
-    PQclear(res);
-    free(p);
-    return rc;
+    return send(a, name, NENV + (int)n, p, err, errlen);
 }
 
-static int reject(wh_apply_t *a, const wh_msg_t *m, const char *why, char *err, size_t errlen)
+static int send_reject(wh_apply_t *a, params_t *p, const wh_msg_t *m, const char *why, char *err, size_t errlen)
 {
-    params_t *p = calloc(1, sizeof(*p));
-    PGresult *res;
-    int rc;
-    if (!p)
-        return PS_ENOMEM;
     PS_WARN("warehouse", "stream message %llu (district %s, seq %llu) kept in wh_rejected: %s",
             (unsigned long long)m->stream_seq, m->district, (unsigned long long)m->seq, why);
+    memset(p, 0, sizeof(*p));
     p_u64(p, 0, m->stream_seq);
     p_text(p, 1, m->district);
     p_u64(p, 2, m->seq);
     p_text(p, 3, why);
     p_bin(p, 4, m->data ? (const void *)m->data : "", m->len);
-    res = PQexecPrepared(a->pg, "rej", 5, p->v, p->len, p->fmt, 0);
-    rc = pg_ok(res, PGRES_COMMAND_OK, a->pg, err, errlen);
-    PQclear(res);
-    free(p);
+    return send(a, "rej", 5, p, err, errlen);
+}
+
+static int send_flush(wh_apply_t *a, params_t *p, uint64_t max_stream_seq, char *err, size_t errlen)
+{
+    int rc = PS_OK;
+    for (size_t i = 0; i < a->cap && !rc; i++) {
+        const delta_t *d = &a->d[i];
+        if (!d->used || !d->value)
+            continue;
+        memset(p, 0, sizeof(*p));
+        p_text(p, 0, d->district);
+        p_u64(p, 1, d->month);
+        p_text(p, 2, d->unit);
+        p_text(p, 3, d->metric);
+        snprintf(p->buf[4], sizeof(p->buf[4]), "%lld", (long long)d->value);
+        p->v[4] = p->buf[4];
+        rc = send(a, "ctr", 5, p, err, errlen);
+    }
+    for (size_t i = 0; i < a->npos && !rc; i++) {
+        memset(p, 0, sizeof(*p));
+        p_text(p, 0, a->pos[i].district);
+        p_u64(p, 1, a->pos[i].last_seq);
+        snprintf(p->buf[2], sizeof(p->buf[2]), "%lld", (long long)a->pos[i].applied);
+        p->v[2] = p->buf[2];
+        p_u64(p, 3, a->pos[i].last_stream_seq);
+        rc = send(a, "pos", 4, p, err, errlen);
+    }
+    if (!rc && max_stream_seq) {
+        memset(p, 0, sizeof(*p));
+        p_text(p, 0, a->stream);
+        p_u64(p, 1, max_stream_seq);
+        rc = send(a, "stream", 2, p, err, errlen);
+    }
+    return rc;
+}
+
+/* Reads the result of every queued statement and the pipeline's sync; the
+ * first error, if any, into err. */
+static int pipeline_results(wh_apply_t *a, char *err, size_t errlen)
+{
+    int rc = PS_OK;
+    PGresult *r;
+    if (!PQpipelineSync(a->pg)) {
+        snprintf(err, errlen, "%s", PQerrorMessage(a->pg));
+        return PS_EDB;
+    }
+    for (size_t i = 0; i < a->nsent; i++) {
+        if (!(r = PQgetResult(a->pg))) {
+            snprintf(err, errlen, "%s", PQerrorMessage(a->pg));
+            return PS_EDB; /* the connection is gone */
+        }
+        if (!rc && PQresultStatus(r) != PGRES_COMMAND_OK) {
+            snprintf(err, errlen, "%s", PQresultErrorMessage(r)[0] ? PQresultErrorMessage(r) : "statement aborted");
+            rc = PS_EDB;
+        }
+        PQclear(r);
+        while ((r = PQgetResult(a->pg)) != NULL) /* the NULL that ends each statement's results */
+            PQclear(r);
+    }
+    while ((r = PQgetResult(a->pg)) != NULL) {
+        int sync = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+        PQclear(r);
+        if (sync)
+            break;
+    }
+    return rc;
+}
+
+/* ---- what is already there: one query per kind for the whole batch --------------------- */
+
+typedef struct have {
+    char district[WH_DISTRICT_MAX];
+    uint8_t id[16];
+    int used, exists;
+    uint64_t gen, hlc;
+    uint8_t node[16];
+    size_t nodelen;
+    Popsync__Record *cur; /* the version in the row now (owned when from PostgreSQL) */
+    int owned;
+} have_t;
+
+static have_t *have_find(wh_apply_t *a, const char *district, const uint8_t id[16])
+{
+    uint64_t h = 1469598103934665603ULL;
+    size_t j;
+    for (int i = 0; i < 16; i++)
+        h = (h ^ id[i]) * 1099511628211ULL;
+    h = fnv(district, h);
+    for (j = (size_t)h & (a->hcap - 1); a->have[j].used; j = (j + 1) & (a->hcap - 1))
+        if (!memcmp(a->have[j].id, id, 16) && !strcmp(a->have[j].district, district))
+            return &a->have[j];
+    a->have[j].used = 1;
+    snprintf(a->have[j].district, sizeof(a->have[j].district), "%s", district);
+    memcpy(a->have[j].id, id, 16);
+    return &a->have[j];
+}
+
+static void have_reset(wh_apply_t *a)
+{
+    for (size_t i = 0; i < a->hcap; i++)
+        if (a->have[i].owned && a->have[i].cur)
+            popsync__record__free_unpacked(a->have[i].cur, NULL);
+    if (a->have)
+        memset(a->have, 0, a->hcap * sizeof(*a->have));
+}
+
+static int have_size(wh_apply_t *a, size_t n)
+{
+    size_t cap = 64;
+    while (cap < n * 2)
+        cap *= 2;
+    if (cap <= a->hcap)
+        return PS_OK;
+    have_reset(a);
+    free(a->have);
+    if (!(a->have = calloc(cap, sizeof(*a->have)))) {
+        a->hcap = 0;
+        return PS_ENOMEM;
+    }
+    a->hcap = cap;
+    return PS_OK;
+}
+
+/* Appends s to a PostgreSQL array literal ({a,b,...}); the values here are
+ * district codes and UUIDs, which need no quoting. */
+static int arr_add(char **buf, size_t *len, size_t *cap, const char *s)
+{
+    size_t need = *len + strlen(s) + 3;
+    if (need > *cap) {
+        char *nb = realloc(*buf, need * 2);
+        if (!nb)
+            return PS_ENOMEM;
+        *buf = nb;
+        *cap = need * 2;
+    }
+    *len += (size_t)sprintf(*buf + *len, "%s%s", *len ? "," : "{", s);
+    return PS_OK;
+}
+
+static int prefetch_kind(wh_apply_t *a, int kind, const wh_msg_t *msgs, Popsync__Record **recs, size_t n, char *err,
+                         size_t errlen)
+{
+    char *ds = NULL, *ids = NULL, uuid[PS_UUID_STR], name[64];
+    size_t dl = 0, dc = 0, il = 0, ic = 0;
+    const char *pv[2];
+    PGresult *r = NULL;
+    int rc = PS_OK;
+
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (!recs[i] || (int)recs[i]->kind != kind)
+            continue;
+        ps_uuid_format(recs[i]->id.data, uuid);
+        rc = arr_add(&ds, &dl, &dc, msgs[i].district);
+        rc = rc ? rc : arr_add(&ids, &il, &ic, uuid);
+    }
+    if (rc || !ds)
+        goto out;
+    strcat(ds, "}");
+    strcat(ids, "}");
+    pv[0] = ds;
+    pv[1] = ids;
+    snprintf(name, sizeof(name), "sel_%s", wh_kind_table(kind));
+    r = PQexecPrepared(a->pg, name, 2, pv, NULL, NULL, 1);
+    if ((rc = pg_ok(r, PGRES_TUPLES_OK, a->pg, err, errlen)))
+        goto out;
+    for (int i = 0; i < PQntuples(r); i++) {
+        char district[WH_DISTRICT_MAX];
+        have_t *h;
+        snprintf(district, sizeof(district), "%.*s", PQgetlength(r, i, 0), PQgetvalue(r, i, 0));
+        if (PQgetlength(r, i, 1) != 16)
+            continue;
+        h = have_find(a, district, (const uint8_t *)PQgetvalue(r, i, 1));
+        h->exists = 1;
+        h->gen = be64(PQgetvalue(r, i, 2));
+        h->hlc = be64(PQgetvalue(r, i, 3));
+        h->nodelen = (size_t)PQgetlength(r, i, 4) < 16 ? (size_t)PQgetlength(r, i, 4) : 16;
+        memcpy(h->node, PQgetvalue(r, i, 4), h->nodelen);
+        h->cur = popsync__record__unpack(NULL, (size_t)PQgetlength(r, i, 5), (const uint8_t *)PQgetvalue(r, i, 5));
+        h->owned = 1;
+    }
+out:
+    PQclear(r);
+    free(ds);
+    free(ids);
     return rc;
 }
 
@@ -432,99 +622,61 @@ static int ensure_district(wh_apply_t *a, const char *district, char *err, size_
     return PS_OK;
 }
 
-/* Applies one message; *changed = 1 when its row changed. */
-static int apply_one(wh_apply_t *a, const wh_msg_t *m, int *changed, char *err, size_t errlen)
+/* Decodes the batch, makes the partitions of new districts and reads what
+ * the rows hold now.  recs[i] is NULL and why[i] set for a message that is
+ * not a record. */
+static int prepare_batch(wh_apply_t *a, const wh_msg_t *msgs, size_t n, Popsync__Record **recs, const char **why,
+                         char *err, size_t errlen)
 {
-    Popsync__Record *r = NULL, *old = NULL;
-    const char *why;
-    const char *pv[2];
-    char name[64], uuid[PS_UUID_STR];
-    PGresult *res = NULL;
     int rc;
-
-    *changed = 0;
-    if (!wh_district_valid(m->district)) {
-        *changed = -1;
-        return reject(a, m, "no valid Popsync-District", err, errlen);
+    if ((rc = have_size(a, n)))
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        if (msgs[i].other)
+            continue;
+        if (!wh_district_valid(msgs[i].district)) {
+            why[i] = "no valid Popsync-District";
+            continue;
+        }
+        recs[i] = popsync__record__unpack(NULL, msgs[i].len, msgs[i].data);
+        if ((why[i] = check_record(recs[i])) != NULL) {
+            if (recs[i])
+                popsync__record__free_unpacked(recs[i], NULL);
+            recs[i] = NULL;
+            continue;
+        }
+        if ((rc = ensure_district(a, msgs[i].district, err, errlen)))
+            return rc;
     }
-    r = popsync__record__unpack(NULL, m->len, m->data);
-    if ((why = check_record(r)) != NULL) {
-        *changed = -1;
-        rc = reject(a, m, why, err, errlen);
-        goto out;
-    }
-    if ((rc = ensure_district(a, m->district, err, errlen)))
-        goto out;
-    ps_uuid_format(r->id.data, uuid);
-    pv[0] = m->district;
-    pv[1] = uuid;
-    snprintf(name, sizeof(name), "sel_%s", wh_kind_table(r->kind));
-    res = PQexecPrepared(a->pg, name, 2, pv, NULL, NULL, 1);
-    if ((rc = pg_ok(res, PGRES_TUPLES_OK, a->pg, err, errlen)))
-        goto out;
-    if (PQntuples(res) == 1) {
-        const uint8_t *node = (const uint8_t *)PQgetvalue(res, 0, 2);
-        if (rev_cmp(r->rev->gen, r->rev->hlc, r->rev->node.data, r->rev->node.len, be64(PQgetvalue(res, 0, 0)),
-                    be64(PQgetvalue(res, 0, 1)), node, (size_t)PQgetlength(res, 0, 2)) <= 0)
-            goto out; /* already applied, or older than what is here */
-        old = popsync__record__unpack(NULL, (size_t)PQgetlength(res, 0, 3), (const uint8_t *)PQgetvalue(res, 0, 3));
-        if (old && (rc = contrib_add(a, m->district, old, -1)))
-            goto out;
-    }
-    if ((rc = contrib_add(a, m->district, r, 1)) || (rc = upsert(a, m, r, err, errlen)))
-        goto out;
-    *changed = 1;
-out:
-    PQclear(res);
-    if (r)
-        popsync__record__free_unpacked(r, NULL);
-    if (old)
-        popsync__record__free_unpacked(old, NULL);
-    return rc;
+    for (size_t k = 0; k < WH_NKINDS; k++)
+        if ((rc = prefetch_kind(a, wh_kind_at(k), msgs, recs, n, err, errlen)))
+            return rc;
+    return PS_OK;
 }
 
-/* ---- the batch ---------------------------------------------------------------------- */
-
-static int flush(wh_apply_t *a, const char *stream_name, uint64_t max_stream_seq, char *err, size_t errlen)
+/* Decides and queues one record: 1 when its row changes, 0 when the row
+ * already holds this revision or a newer one. */
+static int apply_one(wh_apply_t *a, params_t *p, const wh_msg_t *m, Popsync__Record *r, char *err, size_t errlen)
 {
-    params_t *p = calloc(1, sizeof(*p));
-    PGresult *res;
-    int rc = PS_OK;
-    if (!p)
-        return PS_ENOMEM;
-    for (size_t i = 0; i < a->cap && !rc; i++) {
-        const delta_t *d = &a->d[i];
-        if (!d->used || !d->value)
-            continue;
-        p_text(p, 0, d->district);
-        p_u64(p, 1, d->month);
-        p_text(p, 2, d->unit);
-        p_text(p, 3, d->metric);
-        snprintf(p->buf[4], sizeof(p->buf[4]), "%lld", (long long)d->value);
-        p->v[4] = p->buf[4];
-        res = PQexecPrepared(a->pg, "ctr", 5, p->v, NULL, NULL, 0);
-        rc = pg_ok(res, PGRES_COMMAND_OK, a->pg, err, errlen);
-        PQclear(res);
-    }
-    for (size_t i = 0; i < a->npos && !rc; i++) {
-        p_text(p, 0, a->pos[i].district);
-        p_u64(p, 1, a->pos[i].last_seq);
-        snprintf(p->buf[2], sizeof(p->buf[2]), "%lld", (long long)a->pos[i].applied);
-        p->v[2] = p->buf[2];
-        p_u64(p, 3, a->pos[i].last_stream_seq);
-        res = PQexecPrepared(a->pg, "pos", 4, p->v, NULL, NULL, 0);
-        rc = pg_ok(res, PGRES_COMMAND_OK, a->pg, err, errlen);
-        PQclear(res);
-    }
-    if (!rc && max_stream_seq) {
-        p_text(p, 0, stream_name);
-        p_u64(p, 1, max_stream_seq);
-        res = PQexecPrepared(a->pg, "stream", 2, p->v, NULL, NULL, 0);
-        rc = pg_ok(res, PGRES_COMMAND_OK, a->pg, err, errlen);
-        PQclear(res);
-    }
-    free(p);
-    return rc;
+    have_t *h = have_find(a, m->district, r->id.data);
+    int rc;
+    if (h->exists &&
+        rev_cmp(r->rev->gen, r->rev->hlc, r->rev->node.data, r->rev->node.len, h->gen, h->hlc, h->node, h->nodelen) <= 0)
+        return 0;
+    if ((h->cur && (rc = contrib_add(a, m->district, h->cur, -1))) || (rc = contrib_add(a, m->district, r, 1)) ||
+        (rc = send_upsert(a, p, m, r, err, errlen)))
+        return rc;
+    /* Later messages of this batch compare with this version. */
+    if (h->owned && h->cur)
+        popsync__record__free_unpacked(h->cur, NULL);
+    h->exists = 1;
+    h->gen = r->rev->gen;
+    h->hlc = r->rev->hlc;
+    h->nodelen = r->rev->node.len < 16 ? r->rev->node.len : 16;
+    memcpy(h->node, r->rev->node.data, h->nodelen);
+    h->cur = r;
+    h->owned = 0;
+    return 1;
 }
 
 static void batch_reset(wh_apply_t *a)
@@ -533,10 +685,11 @@ static void batch_reset(wh_apply_t *a)
         memset(a->d, 0, a->cap * sizeof(*a->d));
     a->used = 0;
     a->npos = 0;
+    a->nsent = 0;
 }
 
 /* A test build may sleep here, between the batch's rows and its COMMIT, so
- * a test can kill the warehouse mid-batch (t_warehouse.sh). */
+ * a test can kill the warehouse mid-batch (t_warehouse_stream.sh). */
 static void test_pause(void)
 {
     uint64_t ms = 0;
@@ -546,50 +699,102 @@ static void test_pause(void)
     }
 }
 
-int wh_apply_batch(wh_apply_t *a, const wh_msg_t *msgs, size_t n, wh_batch_stats_t *st, char *err, size_t errlen)
+/* Queues every statement of the batch; the caller is in pipeline mode. */
+static int queue_batch(wh_apply_t *a, const wh_msg_t *msgs, Popsync__Record **recs, const char **why, size_t n,
+                       wh_batch_stats_t *st, char *err, size_t errlen)
 {
+    params_t *p = calloc(1, sizeof(*p));
     uint64_t max_ss = 0;
-    int rc, changed;
+    int rc = PS_OK, changed;
 
-    memset(st, 0, sizeof(*st));
-    batch_reset(a);
-    if ((rc = wh_exec(a->pg, "BEGIN", err, errlen)))
-        goto fail;
-    for (size_t i = 0; i < n; i++) {
-        pos_t *p;
-        if ((rc = apply_one(a, &msgs[i], &changed, err, errlen)))
-            goto fail;
+    if (!p)
+        return PS_ENOMEM;
+    for (size_t i = 0; i < n && !rc; i++) {
+        pos_t *ps;
         if (msgs[i].stream_seq > max_ss)
             max_ss = msgs[i].stream_seq;
-        if (changed < 0) {
+        if (msgs[i].other) {
+            st->other++;
+            continue;
+        }
+        if (!recs[i]) {
             st->rejected++;
-            if (!wh_district_valid(msgs[i].district))
-                continue;
             changed = 0;
+            if ((rc = send_reject(a, p, &msgs[i], why[i], err, errlen)) || !wh_district_valid(msgs[i].district))
+                continue;
+        } else if ((changed = apply_one(a, p, &msgs[i], recs[i], err, errlen)) < 0) {
+            rc = changed;
+            break;
         } else if (changed)
             st->applied++;
         else
             st->stale++;
-        if (!(p = pos_for(a, msgs[i].district))) {
+        if (!(ps = pos_for(a, msgs[i].district))) {
             rc = PS_ENOMEM;
-            goto fail;
+            break;
         }
-        if (msgs[i].seq > p->last_seq)
-            p->last_seq = msgs[i].seq;
-        if (msgs[i].stream_seq > p->last_stream_seq)
-            p->last_stream_seq = msgs[i].stream_seq;
-        p->applied += changed;
+        if (msgs[i].seq > ps->last_seq)
+            ps->last_seq = msgs[i].seq;
+        if (msgs[i].stream_seq > ps->last_stream_seq)
+            ps->last_stream_seq = msgs[i].stream_seq;
+        ps->applied += changed;
     }
-    if ((rc = flush(a, a->stream, max_ss, err, errlen)))
+    if (!rc)
+        rc = send_flush(a, p, max_ss, err, errlen);
+    free(p);
+    return rc;
+}
+
+int wh_apply_batch(wh_apply_t *a, const wh_msg_t *msgs, size_t n, wh_batch_stats_t *st, char *err, size_t errlen)
+{
+    Popsync__Record **recs = calloc(n ? n : 1, sizeof(*recs));
+    const char **why = calloc(n ? n : 1, sizeof(*why));
+    int rc, piped = 0;
+
+    memset(st, 0, sizeof(*st));
+    batch_reset(a);
+    if (!recs || !why) {
+        rc = PS_ENOMEM;
+        goto fail;
+    }
+    if ((rc = wh_exec(a->pg, "BEGIN", err, errlen)) || (rc = prepare_batch(a, msgs, n, recs, why, err, errlen)))
+        goto fail;
+    if (!PQenterPipelineMode(a->pg)) {
+        snprintf(err, errlen, "cannot enter pipeline mode: %s", PQerrorMessage(a->pg));
+        rc = PS_EDB;
+        goto fail;
+    }
+    piped = 1;
+    rc = queue_batch(a, msgs, recs, why, n, st, err, errlen);
+    if (a->nsent) {
+        char err2[512];
+        int rc2 = pipeline_results(a, err2, sizeof(err2));
+        if (!rc && rc2) {
+            rc = rc2;
+            snprintf(err, errlen, "%s", err2);
+        }
+    }
+    PQexitPipelineMode(a->pg);
+    piped = 0;
+    if (rc)
         goto fail;
     test_pause();
     if ((rc = wh_exec(a->pg, "COMMIT", err, errlen)))
         goto fail;
-    return PS_OK;
+    goto out;
 fail:
+    if (piped)
+        PQexitPipelineMode(a->pg);
     PQclear(PQexec(a->pg, "ROLLBACK"));
     /* Partitions made in the rolled-back transaction are gone too. */
     a->nseen = 0;
+out:
+    have_reset(a);
+    for (size_t i = 0; recs && i < n; i++)
+        if (recs[i])
+            popsync__record__free_unpacked(recs[i], NULL);
+    free(recs);
+    free(why);
     return rc;
 }
 

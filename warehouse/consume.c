@@ -263,6 +263,13 @@ static void msg_fields(natsMsg *m, wh_msg_t *w)
             w->district[l] = '\0';
         }
     }
+    /* popsync.<district>._nodes and ._exit carry the district's node marks
+     * and scope exits for its own rebuild (docs/upstream.md): the warehouse
+     * takes records only. */
+    if (subj && !strncmp(subj, "popsync.", 8)) {
+        const char *k = strchr(subj + 8, '.');
+        w->other = k && k[1] == '_';
+    }
     if (natsMsgHeader_Get(m, "Popsync-Seq", &v) == NATS_OK && v)
         w->seq = strtoull(v, NULL, 10);
     w->data = (const uint8_t *)natsMsg_GetData(m);
@@ -303,7 +310,7 @@ static void ack_all(natsMsgList *list)
 /* ---- the loop -------------------------------------------------------------------------- */
 
 typedef struct totals {
-    uint64_t applied, stale, rejected, batches;
+    uint64_t applied, stale, rejected, other, batches;
     int64_t last_log;
 } totals_t;
 
@@ -312,15 +319,16 @@ static void log_progress(totals_t *t, int force)
     if (!force && now_ms() - t->last_log < 10000)
         return;
     t->last_log = now_ms();
-    PS_INFO("warehouse", "%llu batches: %llu rows changed, %llu already applied or older, %llu rejected",
+    PS_INFO("warehouse",
+            "%llu batches: %llu rows changed, %llu already applied or older, %llu rejected, %llu node marks or exits",
             (unsigned long long)t->batches, (unsigned long long)t->applied, (unsigned long long)t->stale,
-            (unsigned long long)t->rejected);
+            (unsigned long long)t->rejected, (unsigned long long)t->other);
 }
 
 static int consume_loop(pgside_t *p, natsside_t *n, const wh_conf_t *c)
 {
     wh_msg_t *w = calloc((size_t)c->batch, sizeof(*w));
-    totals_t t = {0, 0, 0, 0, now_ms()};
+    totals_t t = {0, 0, 0, 0, 0, now_ms()};
     int rc = PS_OK;
 
     if (!w)
@@ -350,6 +358,7 @@ static int consume_loop(pgside_t *p, natsside_t *n, const wh_conf_t *c)
         t.applied += st.applied;
         t.stale += st.stale;
         t.rejected += st.rejected;
+        t.other += st.other;
         t.batches++;
         log_progress(&t, 0);
     }

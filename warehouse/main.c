@@ -135,8 +135,8 @@ static int parse(int argc, char **argv, opts_t *o)
         default: return -1;
         }
     }
-    if (o->c.batch < 1 || o->c.batch > 10000 || o->c.ack_wait_s < 1 || o->urgent > 365 || o->normal > 365) {
-        fprintf(stderr, "popsync-warehouse: --batch is 1..10000, --ack-wait at least 1, deadlines 0..365\n");
+    if (o->c.batch < 1 || o->c.batch > 2000 || o->c.ack_wait_s < 1 || o->urgent > 365 || o->normal > 365) {
+        fprintf(stderr, "popsync-warehouse: --batch is 1..2000, --ack-wait at least 1, deadlines 0..365\n");
         return -1;
     }
     return 0;

@@ -58,12 +58,15 @@ typedef struct wh_msg {
     uint64_t seq;                     /**< Popsync-Seq: the district's feed seq */
     const uint8_t *data;              /**< serialized Popsync__Record */
     size_t len;
+    int other;                        /**< not a record: the district's node marks or scope exits
+                                           (subject popsync.<district>._nodes / ._exit), skipped */
 } wh_msg_t;
 
 typedef struct wh_batch_stats {
     size_t applied;   /**< rows that changed */
     size_t stale;     /**< an older or equal revision: nothing changed */
     size_t rejected;  /**< not a record: kept in wh_rejected */
+    size_t other;     /**< node marks and scope exits: not the warehouse's */
 } wh_batch_stats_t;
 
 typedef struct wh_apply wh_apply_t;

@@ -72,6 +72,8 @@ pub --district $B --seq 1 --kind person --id $P2 --gen 1 --hlc $((H + 8)) --orgu
 pub --district $A --seq 8 --kind person --id $P1 --gen 1 --hlc $((H + 1)) id_number=$ID1 name=Zhang sex=male birth_date=1990-01-01
 # Not a record at all.
 pub --district $A --seq 9 --raw "not a protobuf record"
+# The district's node marks (for its own rebuild): not the warehouse's.
+pub --district $A --seq 10 --subject-kind _nodes --raw "node marks"
 
 wh_drain
 expect_eq "$(psql_q "SELECT gen || ' ' || name FROM person WHERE id = '$P1'")" "2 Zhang2" "P1 keeps its newest revision"
@@ -83,6 +85,7 @@ expect_eq "$(psql_q "SELECT count(*) FROM birth_d$A")" "1" "the birth in distric
 expect_eq "$(psql_q "SELECT child_sex || ' ' || birth_date FROM birth")" "female 2026-10-03" "birth columns typed"
 expect_eq "$(psql_q "SELECT count(*) FROM wh_rejected")" "1" "the malformed message kept aside"
 expect_eq "$(psql_q "SELECT last_seq FROM wh_position WHERE district = '$A'")" "9" "district A's position"
+grep -q "1 rejected, 1 node marks or exits" "$T/warehouse.log" || fail "node marks not told apart"
 expect_eq "$(psql_q "SELECT value FROM wh_counter WHERE district = '$A' AND month = 0 AND metric = 'persons_total'")" \
     "3" "persons_total of A after an edit, a delete and a stale replay"
 wh verify --pg "$PG_DSN" >/dev/null || fail "counters differ from a recount"

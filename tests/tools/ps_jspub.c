@@ -8,7 +8,8 @@
  *
  *   ps_jspub --nats URLS --create-stream [--replicas N]
  *   ps_jspub --nats URLS --district D --seq N --kind K --id UUID --gen G
- *            --hlc H [--orgunit U] [--deleted] [--raw TEXT] [field=value ...]
+ *            --hlc H [--orgunit U] [--deleted] [--raw TEXT | --payload-hex HEX]
+ *            [--subject-kind K] [field=value ...]
  *   ps_jspub --nats URLS --generate N --districts D1[,D2...] [--start-seq S]
  *            [--month YYYY-MM]
  * The generated records are synthetic: persons (random ID numbers), births,
@@ -26,12 +27,13 @@
 #include "record_fmt.h"
 
 typedef struct args {
-    const char *nats, *district, *kind, *id, *orgunit, *raw, *districts, *month;
+    const char *nats, *district, *kind, *id, *orgunit, *raw, *districts, *month, *hex, *subject_kind;
     uint64_t seq, gen, hlc, generate, start_seq;
     int deleted, create, replicas;
 } args_t;
 
 static int g_failed;
+static const char *g_subject_kind; /* --subject-kind: e.g. _nodes */
 
 static void on_pub_err(jsCtx *js, jsPubAckErr *pae, void *closure)
 {
@@ -94,7 +96,7 @@ static void publish(jsCtx *js, const char *district, uint64_t seq, const Popsync
     natsMsg *m = NULL;
     char subj[128], msgid[64], seqs[24], *buf = NULL;
     size_t len = raw ? rawlen : popsync__record__get_packed_size(r);
-    const char *kind = r ? ps_kind_name(r->kind) : "person";
+    const char *kind = g_subject_kind ? g_subject_kind : r ? ps_kind_name(r->kind) : "person";
     natsStatus s;
 
     if (!raw) {
@@ -222,6 +224,20 @@ static void run_one(jsCtx *js, const args_t *a, int argc, char **argv)
         publish(js, a->district, a->seq, NULL, (const uint8_t *)a->raw, strlen(a->raw));
         return;
     }
+    if (a->hex) {
+        /* A payload given whole (an old version of a real record, taken
+         * from the warehouse's record column), published as it is. */
+        size_t n = strlen(a->hex) / 2;
+        uint8_t *b = malloc(n ? n : 1);
+        for (size_t i = 0; i < n; i++) {
+            unsigned v;
+            sscanf(a->hex + 2 * i, "%2x", &v);
+            b[i] = (uint8_t)v;
+        }
+        publish(js, a->district, a->seq, NULL, b, n);
+        free(b);
+        return;
+    }
     if (kind < 0 || !a->id) {
         fprintf(stderr, "ps_jspub: --kind and --id are required\n");
         exit(2);
@@ -250,7 +266,7 @@ int main(int argc, char **argv)
         {"seq", 1, 0, 's'},      {"kind", 1, 0, 'k'},          {"id", 1, 0, 'i'},       {"gen", 1, 0, 'g'},
         {"hlc", 1, 0, 'h'},      {"orgunit", 1, 0, 'o'},       {"deleted", 0, 0, 'x'},  {"raw", 1, 0, 'r'},
         {"generate", 1, 0, 'G'}, {"districts", 1, 0, 'D'},     {"start-seq", 1, 0, 'S'}, {"month", 1, 0, 'm'},
-        {0, 0, 0, 0}};
+        {"payload-hex", 1, 0, 'H'}, {"subject-kind", 1, 0, 'u'}, {0, 0, 0, 0}};
     args_t a;
     natsConnection *nc;
     jsCtx *js = NULL;
@@ -278,6 +294,8 @@ int main(int argc, char **argv)
         case 'o': a.orgunit = optarg; break;
         case 'x': a.deleted = 1; break;
         case 'r': a.raw = optarg; break;
+        case 'H': a.hex = optarg; break;
+        case 'u': a.subject_kind = optarg; break;
         case 'G': a.generate = strtoull(optarg, NULL, 10); break;
         case 'D': a.districts = optarg; break;
         case 'S': a.start_seq = strtoull(optarg, NULL, 10); break;
@@ -289,6 +307,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "ps_jspub: see the usage at the top of tests/tools/ps_jspub.c\n");
         return 2;
     }
+    g_subject_kind = a.subject_kind;
     nc = connect_nats(a.nats);
     jsOptions_Init(&jo);
     jo.PublishAsync.MaxPending = 2000;

@@ -154,26 +154,16 @@ static void on_report(const Popsync__ReportResult *res, void *arg)
         *out = (Popsync__ReportResult *)copy_msg(&res->base);
 }
 
-/* GET /api/district/quality: every issue with its record id (the page
- * links it to the record's page), unit and township. */
-int ps_ui_district_quality(ps_ui_req_t *rq)
+/* The quality report is a scan of every record on the server (seconds at
+ * 200,000 persons: docs/performance.md), so its answer is kept this long;
+ * ?refresh=1 asks again. */
+#define QUALITY_KEEP_MS (5 * 60 * 1000)
+static json_t *quality_memo;
+static uint64_t quality_at_ms;
+
+static json_t *quality_json(ps_ui_req_t *rq, const Popsync__ReportResult *res)
 {
-    Popsync__ReportRequest q = POPSYNC__REPORT_REQUEST__INIT;
-    Popsync__ReportResult *res = NULL;
-    ps_sync_opts_t o;
-    json_t *issues;
-    q.report = (char *)"quality";
-    q.month = (char *)"";
-    q.orgunit = (char *)"";
-    memset(&o, 0, sizeof(o));
-    o.report = &q;
-    o.on_report = on_report;
-    o.arg = &res;
-    if (ps_ui_district_session(rq, &o) != 0)
-        return 0;
-    if (!res)
-        return ps_ui_reply_error(rq, 500, "out of memory", "内存不足");
-    issues = json_array();
+    json_t *issues = json_array();
     for (size_t i = 0; i < res->n_issues; i++) {
         const Popsync__QualityIssue *qi = res->issues[i];
         char id[PS_UUID_STR] = "", name[128], town[16] = "";
@@ -186,8 +176,35 @@ int ps_ui_district_quality(ps_ui_req_t *rq)
                                                 qi->orgunit, "orgunit_name", name, "township", town, "detail",
                                                 qi->detail));
     }
+    return json_pack("{s:o, s:I}", "issues", issues, "generated_ms", (json_int_t)res->generated_ms);
+}
+
+/* GET /api/district/quality[?refresh=1]: every issue with its record id
+ * (the page links it to the record's page), unit and township. */
+int ps_ui_district_quality(ps_ui_req_t *rq)
+{
+    Popsync__ReportRequest q = POPSYNC__REPORT_REQUEST__INIT;
+    Popsync__ReportResult *res = NULL;
+    const char *refresh = ps_ui_arg(rq, "refresh");
+    ps_sync_opts_t o;
+    if (quality_memo && !(refresh && *refresh == '1') && ps_now_ms() - quality_at_ms < QUALITY_KEEP_MS)
+        return ps_ui_reply_json(rq, 200, json_incref(quality_memo));
+    q.report = (char *)"quality";
+    q.month = (char *)"";
+    q.orgunit = (char *)"";
+    memset(&o, 0, sizeof(o));
+    o.report = &q;
+    o.on_report = on_report;
+    o.arg = &res;
+    if (ps_ui_district_session(rq, &o) != 0)
+        return 0;
+    if (!res)
+        return ps_ui_reply_error(rq, 500, "out of memory", "内存不足");
+    json_decref(quality_memo);
+    quality_memo = quality_json(rq, res);
+    quality_at_ms = ps_now_ms();
     popsync__report_result__free_unpacked(res, NULL);
-    return ps_ui_reply_json(rq, 200, json_pack("{s:o}", "issues", issues));
+    return ps_ui_reply_json(rq, 200, json_incref(quality_memo));
 }
 
 /* ---- status --all ------------------------------------------------------------------ */

@@ -96,8 +96,9 @@ dist.dashboard = async function () {
   const o = ps.param('orgunit');
   if (o) dist.drill(o);
   ps.status(ps.t('截至 ', 'As of ') + dist.when(cur.generated_ms) + ps.t('（服务器统计）', ' (server counters)'));
+  const btn = document.getElementById('count-overdue');
+  if (btn) btn.onclick = () => dist.overdue(cur);
   ps.loading = false;
-  dist.overdue(cur);
 };
 
 /* 12-month trend of the district (code null) or of one township. */
@@ -115,7 +116,7 @@ dist.COLS = ['persons_total', 'births_male', 'births_female', 'births_total', 's
 dist.cellOf = function (row, k) {
   if (k === 'close_state') return row.code ? dist.state(row.close_state) : '';
   if (k === 'benefits_paid_yuan') return dist.yuan(row.v.benefits_paid_fen || 0);
-  if (k === 'feedback_overdue') return row.overdue === undefined ? '…' : row.overdue;
+  if (k === 'feedback_overdue') return row.overdue === undefined ? '?' : row.overdue;
   if (k in row.r) return dist.rate(row.r[k], k !== 'sex_ratio_at_birth');
   return row.v[k] || 0;
 };
@@ -135,21 +136,29 @@ dist.table = function (cur) {
   t.append(body);
 };
 
-/* Overdue feedback: from the quality report (a scan on the server, so it
- * comes after the charts and does not hold the page). */
+/* Overdue feedback: from the quality report, which the server makes by
+ * scanning every record (seconds on a large district), so it is counted
+ * when asked (the button), not with every look at the charts. */
 dist.overdue = async function (cur) {
+  const btn = document.getElementById('count-overdue');
   try {
+    ps.loading = true;
+    if (btn) btn.disabled = true;
+    ps.status(ps.t('正在统计超期未反馈（服务器逐条检查，较慢）…', 'Counting overdue feedback (the server checks every record: slow)…'));
     const q = await ps.get('/api/district/quality');
     const n = {};
     for (const i of q.issues) if (i.check === 'feedback_overdue') n[i.township] = (n[i.township] || 0) + 1;
     let tot = 0;
     for (const r of cur.rows) { r.overdue = n[r.code] || 0; tot += r.overdue; }
     if (cur.total) cur.total.overdue = tot;
-    for (const td of document.querySelectorAll('#indicators td[data-key=feedback_overdue]')) {
-      const code = td.parentElement.dataset.code;
+    for (const td of document.querySelectorAll('#indicators td[data-key=feedback_overdue], #drill-table td[data-key=feedback_overdue]')) {
+      const code = td.parentElement.dataset.code || (dist.drilled || '');
       td.textContent = code === 'total' ? tot : (n[code] || 0);
     }
-  } catch (e) { /* the page stays usable without it */ }
+    ps.status(ps.t('超期未反馈：全区 ' + tot + ' 件', 'Overdue feedback: ' + tot + ' in the district'));
+  } catch (e) { ps.fail(e); }
+  if (btn) btn.disabled = false;
+  ps.loading = false;
 };
 
 /* Drill-down: one township's month and its 12-month trend. */
@@ -163,10 +172,11 @@ dist.drill = function (code) {
   const t = document.getElementById('drill-table');
   t.textContent = '';
   const keys = ['persons_total', 'persons_new', 'births_male', 'births_female', 'births_total', 'sex_ratio_at_birth',
-    'inflow', 'outflow', 'submitted', 'feedback', 'submission_rate_pct', 'feedback_rate_pct', 'benefits_paid',
+    'inflow', 'outflow', 'submitted', 'feedback', 'submission_rate_pct', 'feedback_rate_pct', 'feedback_overdue', 'benefits_paid',
     'benefits_paid_yuan', 'visits_prepregnancy_check', 'visits_reproductive_check', 'visits_followup',
     'visits_contraceptive_supplies', 'visits_consultation', 'visits_total', 'followup_rate_pct', 'close_state'];
   for (const k of keys) t.append(ps.el('tr', {}, ps.el('th', {text: dist.lab(k)}), ps.el('td', {class: 'num', 'data-key': k, text: String(dist.cellOf(row, k))})));
+  dist.drilled = code;
   dist.trend('chart-drill', d, code);
   const u = new URL(location.href);
   u.searchParams.set('month', cur.month);

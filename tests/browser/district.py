@@ -82,6 +82,10 @@ try:
         fail("drill-down births %s, report %s" % (td.text, first["births_total"]))
     b.shot("dashboard-drill")
     ok("clicking a township shows its month and 12-month trend")
+    # Overdue feedback, counted when asked: the quality report's number.
+    b.click("#count-overdue")
+    b.wait_text("#indicators tr[data-code='total'] td[data-key='feedback_overdue']", str(args["overdue"]))
+    ok("overdue feedback counted: %d, as the quality report" % args["overdue"])
     b.check_local_only()
 
     # --- monthly close -------------------------------------------------------

@@ -35,11 +35,12 @@ sq ta report submit --month "$M" >/dev/null || fail "A submits"
 sq tb report submit --month "$M" >/dev/null || fail "B submits"
 sq admin report monthly --month "$M" --format json >"$T/report.json" || fail "report"
 NOTE="出生数与医院登记不符，请核对后重报"
+OVERDUE=$(sq admin report quality --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)["counts"].get("feedback_overdue", 0))')
 
 ui_start admin
 ui_browser district.py district "$(python3 -c 'import json,sys; print(json.dumps({"month": sys.argv[1],
     "report": sys.argv[2], "returned": sys.argv[3], "approved": sys.argv[4], "note": sys.argv[5],
-    "nodes": ["admin", "townA", "townB", "townC"]}))' "$M" "$T/report.json" $TA $TB "$NOTE")"
+    "nodes": ["admin", "townA", "townB", "townC"], "overdue": int(sys.argv[6])}))' "$M" "$T/report.json" $TA $TB "$NOTE" "$OVERDUE")"
 ui_stop
 pass "the administrator's month in the browser"
 

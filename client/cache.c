@@ -13,6 +13,7 @@
 #include "keys.h"
 #include "cache_pindex.h"
 #include "validate.h"
+#include "cache_counters.h"
 #include "record_fmt.h"
 #include "wire.pb-c.h"
 
@@ -37,7 +38,7 @@
 
 struct ps_cache {
     MDB_env *env;
-    MDB_dbi records, outbox, pending, rejected, meta;
+    MDB_dbi records, outbox, pending, rejected, meta, counters;
     ps_cache_meta_t m;
     ps_hlc_t hlc;
     int64_t clock_shift; /* tests: ps_cache_set_clock_shift */
@@ -47,6 +48,7 @@ struct ps_cache {
     uint8_t nonces[PS_AEAD_NONCE_LEN * 64]; /* random bytes drawn ahead for nonces */
     size_t nonce_off;
     ps_pindex_t px;   /* the person index: filed with every records write */
+    ps_ctab_t cdelta; /* report counter changes of the open write transaction (rec_store) */
 };
 
 /* Sealed values start with a format byte so a future format can be added.
@@ -57,7 +59,8 @@ struct ps_cache {
 #define SEAL_OVERHEAD (SEAL_HDR + PS_AEAD_TAG_LEN)
 
 /* Names of the databases, also the first part of each value's AAD. */
-static const char DB_RECORDS[] = "records", DB_OUTBOX[] = "outbox", DB_REJECTED[] = "rejected", DB_META[] = "meta";
+static const char DB_RECORDS[] = "records", DB_OUTBOX[] = "outbox", DB_REJECTED[] = "rejected", DB_META[] = "meta",
+                  DB_COUNTERS[] = "counters";
 
 #define WRONG_KEY_MSG "wrong passphrase (or key file) for this cache"
 
@@ -248,7 +251,8 @@ static int env_open(ps_cache_t *c, const char *dir, char *err, size_t errlen)
         (mrc = mdb_dbi_open(txn, DB_OUTBOX, MDB_CREATE, &c->outbox)) ||
         (mrc = mdb_dbi_open(txn, "pending", MDB_CREATE, &c->pending)) ||
         (mrc = mdb_dbi_open(txn, DB_REJECTED, MDB_CREATE, &c->rejected)) ||
-        (mrc = mdb_dbi_open(txn, DB_META, MDB_CREATE, &c->meta)))
+        (mrc = mdb_dbi_open(txn, DB_META, MDB_CREATE, &c->meta)) ||
+        (mrc = mdb_dbi_open(txn, DB_COUNTERS, MDB_CREATE, &c->counters)))
         goto fail;
     if (ps_pindex_open(&c->px, txn) != PS_OK) {
         mrc = MDB_PANIC;
@@ -272,6 +276,7 @@ static void cache_free(ps_cache_t *c)
         mdb_env_close(c->env);
     ps_aead_free(c->aead);
     ps_pindex_close(&c->px);
+    ps_ctab_free(&c->cdelta);
     buf_wipe(&c->scratch);
     buf_wipe(&c->plain);
     free(c);
@@ -347,7 +352,8 @@ static int cache_create(ps_cache_t **out, const char *dir, const ps_cache_meta_t
         (rc = meta_put_sealed(c, txn, "name", meta->name, strlen(meta->name))) ||
         (rc = meta_put_u64(txn, c->meta, "cursor", 0)) || (rc = meta_put_u64(txn, c->meta, "next_lcn", 1)) ||
         (rc = meta_put_u64(txn, c->meta, "last_sync", 0)) ||
-        (rc = meta_put_u64(txn, c->meta, "pindex_v", PS_PINDEX_VERSION)))
+        (rc = meta_put_u64(txn, c->meta, "pindex_v", PS_PINDEX_VERSION)) ||
+        (rc = meta_put_u64(txn, c->meta, "counters_v", PS_COUNTERS_VERSION)))
         goto out;
     mrc = mdb_txn_commit(txn);
     txn = NULL;
@@ -441,6 +447,244 @@ out:
         mdb_cursor_close(cur);
     if (txn)
         mdb_txn_abort(txn);
+    return rc;
+}
+
+/* ---- report counters (cache_counters.h) ------------------------------------ */
+
+/* Writes r as record id inside txn (r NULL: deletes it), filing it in the
+ * person index and adding its old version negatively and r positively to
+ * the counter changes the transaction commits (counters_flush). */
+static int rec_store(ps_cache_t *c, MDB_txn *txn, const uint8_t *id, const Popsync__Record *r)
+{
+    MDB_val k = {PS_ID_LEN, (void *)id}, v;
+    Popsync__Record *old = NULL;
+    int mrc = mdb_get(txn, c->records, &k, &v), rc;
+
+    if (mrc && mrc != MDB_NOTFOUND)
+        return ps_db_err(mrc);
+    if (mrc == 0) {
+        if ((rc = open_msg(c, DB_RECORDS, &k, &v, &popsync__record__descriptor, (ProtobufCMessage **)&old)))
+            return rc;
+        rc = ps_ctab_record(&c->cdelta, old, -1);
+        protobuf_c_message_free_unpacked(&old->base, NULL);
+        if (rc)
+            return rc;
+    }
+    if (r) {
+        if ((rc = seal_msg(c, DB_RECORDS, &k, &r->base, &v)))
+            return rc;
+        mrc = mdb_put(txn, c->records, &k, &v, 0);
+    } else {
+        mrc = mdb_del(txn, c->records, &k, NULL);
+    }
+    if (mrc && mrc != MDB_NOTFOUND)
+        return ps_db_err(mrc);
+    if ((rc = ps_pindex_file(&c->px, txn, id, r)))
+        return rc;
+    return ps_ctab_record(&c->cdelta, r, 1);
+}
+
+static void month_key(uint8_t key[4], uint32_t month)
+{
+    key[0] = (uint8_t)(month >> 24);
+    key[1] = (uint8_t)(month >> 16);
+    key[2] = (uint8_t)(month >> 8);
+    key[3] = (uint8_t)month;
+}
+
+static uint32_t month_of_key(const void *key)
+{
+    const uint8_t *p = key;
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* One stored month, opened into c->plain (*p, *n; *n 0 when none). */
+static int month_get(ps_cache_t *c, MDB_txn *txn, uint32_t month, const uint8_t **p, size_t *n)
+{
+    uint8_t key[4];
+    MDB_val k = {4, key}, v;
+    int mrc;
+    month_key(key, month);
+    *p = NULL;
+    *n = 0;
+    mrc = mdb_get(txn, c->counters, &k, &v);
+    if (mrc == MDB_NOTFOUND)
+        return PS_OK;
+    if (mrc)
+        return ps_db_err(mrc);
+    return open_with(c->aead, &c->plain, DB_COUNTERS, &k, &v, p, n);
+}
+
+/* Merges the transaction's counter changes into the stored months. */
+static int counters_flush(ps_cache_t *c, MDB_txn *txn)
+{
+    ps_ctab_t *t = &c->cdelta;
+    ps_buf_t merged;
+    int rc = PS_OK;
+
+    ps_buf_init(&merged);
+    ps_ctab_compact(t);
+    for (size_t i = 0, j; rc == PS_OK && i < t->n; i = j) {
+        uint8_t key[4];
+        MDB_val k = {4, key}, v;
+        const uint8_t *p;
+        size_t n;
+        int mrc;
+        for (j = i; j < t->n && t->v[j].month == t->v[i].month; j++)
+            ;
+        if ((rc = month_get(c, txn, t->v[i].month, &p, &n)) ||
+            (rc = ps_cblob_merge(p, n, t->v + i, j - i, &merged)))
+            break;
+        month_key(key, t->v[i].month);
+        if (ps_buf_size(&merged) == 0) {
+            mrc = mdb_del(txn, c->counters, &k, NULL);
+            rc = mrc && mrc != MDB_NOTFOUND ? ps_db_err(mrc) : PS_OK;
+            continue;
+        }
+        if ((rc = seal_with(c, c->aead, &c->scratch, DB_COUNTERS, &k, ps_buf_head(&merged), ps_buf_size(&merged), &v)))
+            break;
+        if ((mrc = mdb_put(txn, c->counters, &k, &v, 0)))
+            rc = ps_db_err(mrc);
+    }
+    ps_ctab_clear(t);
+    buf_wipe(&merged);
+    return rc;
+}
+
+/* A cache made before it kept report counters gets them built once, from
+ * every record, in one transaction (the one scan; docs/queries.md). */
+static int counters_upgrade(ps_cache_t *c)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_stat st;
+    MDB_val k, v;
+    int mrc, rc;
+
+    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
+        return ps_db_err(mrc);
+    rc = meta_get_u64(txn, c->meta, "counters_v") == PS_COUNTERS_VERSION;
+    mdb_txn_abort(txn);
+    if (rc)
+        return PS_OK;
+    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+        return ps_db_err(mrc);
+    if (mdb_stat(txn, c->records, &st) == 0 && st.ms_entries > 0)
+        fprintf(stderr, "popsync: this cache keeps no report counters yet: building them once from its %zu records\n",
+                (size_t)st.ms_entries);
+    ps_ctab_clear(&c->cdelta);
+    if ((mrc = mdb_drop(txn, c->counters, 0)) || (mrc = mdb_cursor_open(txn, c->records, &cur))) {
+        rc = ps_db_err(mrc);
+        goto out;
+    }
+    while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        Popsync__Record *r = NULL;
+        if ((rc = open_msg(c, DB_RECORDS, &k, &v, &popsync__record__descriptor, (ProtobufCMessage **)&r)))
+            goto out;
+        rc = ps_ctab_record(&c->cdelta, r, 1);
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+        if (rc)
+            goto out;
+    }
+    mdb_cursor_close(cur);
+    cur = NULL;
+    if ((rc = counters_flush(c, txn)) || (rc = meta_put_u64(txn, c->meta, "counters_v", PS_COUNTERS_VERSION)))
+        goto out;
+    mrc = mdb_txn_commit(txn);
+    txn = NULL;
+    rc = mrc ? ps_db_err(mrc) : PS_OK;
+out:
+    if (cur)
+        mdb_cursor_close(cur);
+    if (txn)
+        mdb_txn_abort(txn);
+    ps_ctab_clear(&c->cdelta);
+    return rc;
+}
+
+int ps_cache_counters_month(ps_cache_t *c, uint32_t month,
+                            int (*fn)(const char *unit, const char *metric, int64_t value, void *arg), void *arg)
+{
+    MDB_txn *txn = NULL;
+    const uint8_t *p;
+    size_t n;
+    int mrc, rc;
+    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
+        return ps_db_err(mrc);
+    if ((rc = month_get(c, txn, month, &p, &n)) == PS_OK && n)
+        rc = ps_cblob_foreach(p, n, fn, arg);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+/* What counters_check gathers: the recount minus what is stored. */
+typedef struct ccheck {
+    ps_ctab_t *t;
+    uint32_t month;
+    uint64_t stored;
+} ccheck_t;
+
+static int ccheck_stored(const char *unit, const char *metric, int64_t value, void *arg)
+{
+    ccheck_t *cc = arg;
+    cc->stored++;
+    return ps_ctab_add(cc->t, cc->month, unit, metric, -value);
+}
+
+int ps_cache_counters_check(ps_cache_t *c, uint64_t *checked, uint64_t *mismatched, char *err, size_t errlen)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    ps_ctab_t t = {NULL, 0, 0};
+    ccheck_t cc = {&t, 0, 0};
+    int mrc, rc = PS_OK;
+
+    *checked = *mismatched = 0;
+    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, c->records, &cur))) {
+        rc = ps_db_err(mrc);
+        goto out;
+    }
+    while (rc == PS_OK && (mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        Popsync__Record *r = NULL;
+        if ((rc = open_msg(c, DB_RECORDS, &k, &v, &popsync__record__descriptor, (ProtobufCMessage **)&r)))
+            break;
+        rc = ps_ctab_record(&t, r, 1);
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+    }
+    mdb_cursor_close(cur);
+    cur = NULL;
+    if (rc || (mrc = mdb_cursor_open(txn, c->counters, &cur))) {
+        rc = rc ? rc : ps_db_err(mrc);
+        goto out;
+    }
+    while (rc == PS_OK && (mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        const uint8_t *p;
+        size_t n;
+        if (k.mv_size != 4) {
+            rc = PS_EINVAL;
+            break;
+        }
+        cc.month = month_of_key(k.mv_data);
+        if ((rc = open_with(c->aead, &c->plain, DB_COUNTERS, &k, &v, &p, &n)) == PS_OK)
+            rc = ps_cblob_foreach(p, n, ccheck_stored, &cc);
+    }
+    if (rc)
+        goto out;
+    /* What is left after the compaction differs between the two. */
+    ps_ctab_compact(&t);
+    *checked = cc.stored;
+    *mismatched = t.n;
+    if (t.n)
+        snprintf(err, errlen, "counter %06u|%s|%s differs from a recount by %lld", t.v[0].month, t.v[0].unit,
+                 t.v[0].metric, (long long)-t.v[0].value);
+out:
+    if (cur)
+        mdb_cursor_close(cur);
+    if (txn)
+        mdb_txn_abort(txn);
+    ps_ctab_free(&t);
     return rc;
 }
 
@@ -547,6 +791,10 @@ int ps_cache_open(ps_cache_t **out, const char *dir, char *err, size_t errlen)
     }
     if ((rc = pindex_upgrade(c))) {
         snprintf(err, errlen, "cache %s: building the person index: %s", dir, ps_strerror(rc));
+        goto fail;
+    }
+    if ((rc = counters_upgrade(c))) {
+        snprintf(err, errlen, "cache %s: building the report counters: %s", dir, ps_strerror(rc));
         goto fail;
     }
     v.mv_data = sname;
@@ -700,13 +948,7 @@ static int put_local_txn(ps_cache_t *c, MDB_txn *txn, Popsync__Record *r, uint64
     /* The local view keeps the base revision until the server answers, so a
      * second edit before a sync is based on the same server version. */
     r->rev = saved_rev;
-    if ((rc = seal_msg(c, DB_RECORDS, &k, &r->base, &v)))
-        goto out;
-    if ((mrc = mdb_put(txn, c->records, &k, &v, 0))) {
-        rc = ps_db_err(mrc);
-        goto out;
-    }
-    if ((rc = ps_pindex_file(&c->px, txn, r->id.data, r)))
+    if ((rc = rec_store(c, txn, r->id.data, r)))
         goto out;
     if ((rc = pending_add(c, txn, r->id.data, 1)))
         goto out;
@@ -729,6 +971,7 @@ static int put_local_many(ps_cache_t *c, Popsync__Record *const *recs, size_t n,
 
     if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
         return ps_db_err(mrc);
+    ps_ctab_clear(&c->cdelta);
     lcn = meta_get_u64(txn, c->meta, "next_lcn");
     if (lcn == 0)
         lcn = 1;
@@ -737,7 +980,8 @@ static int put_local_many(ps_cache_t *c, Popsync__Record *const *recs, size_t n,
             goto out;
         written += (size_t)w;
     }
-    if ((rc = meta_put_u64(txn, c->meta, "next_lcn", lcn)) || (rc = meta_put_u64(txn, c->meta, "hlc", c->hlc.last)))
+    if ((rc = meta_put_u64(txn, c->meta, "next_lcn", lcn)) || (rc = meta_put_u64(txn, c->meta, "hlc", c->hlc.last)) ||
+        (rc = counters_flush(c, txn)))
         goto out;
     mrc = mdb_txn_commit(txn);
     txn = NULL;
@@ -1204,23 +1448,16 @@ int ps_cache_apply_pull(ps_cache_t *c, const Popsync__PullBatch *batch)
 
     if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
         return ps_db_err(mrc);
+    ps_ctab_clear(&c->cdelta);
     for (size_t i = 0; i < batch->n_entries; i++) {
         Popsync__Record *r = batch->entries[i]->record;
-        MDB_val k, v;
         uint64_t pend;
         if (batch->entries[i]->gone) {
             /* Out of our scope now (moved to another unit): drop our copy.
              * A pending local edit stays in the outbox and becomes a
              * conflict on the server, so it is not lost. */
             if (batch->entries[i]->id.len == PS_ID_LEN) {
-                k.mv_size = PS_ID_LEN;
-                k.mv_data = batch->entries[i]->id.data;
-                mrc = mdb_del(txn, c->records, &k, NULL);
-                if (mrc && mrc != MDB_NOTFOUND) {
-                    rc = ps_db_err(mrc);
-                    goto out;
-                }
-                if ((rc = ps_pindex_file(&c->px, txn, k.mv_data, NULL)) ||
+                if ((rc = rec_store(c, txn, batch->entries[i]->id.data, NULL)) ||
                     (rc = keep_migrant(c, txn, batch->entries[i])))
                     goto out;
             }
@@ -1236,21 +1473,13 @@ int ps_cache_apply_pull(ps_cache_t *c, const Popsync__PullBatch *batch)
          * version in view; the server's answer to the push settles it. */
         if (pend > 0)
             continue;
-        k.mv_size = PS_ID_LEN;
-        k.mv_data = r->id.data;
-        if ((rc = seal_msg(c, DB_RECORDS, &k, &r->base, &v)))
-            goto out;
-        if ((mrc = mdb_put(txn, c->records, &k, &v, 0))) {
-            rc = ps_db_err(mrc);
-            goto out;
-        }
-        if ((rc = ps_pindex_file(&c->px, txn, r->id.data, r)))
+        if ((rc = rec_store(c, txn, r->id.data, r)))
             goto out;
         if (r->rev)
             ps_hlc_observe(&c->hlc, r->rev->hlc);
     }
     if ((rc = meta_put_u64(txn, c->meta, "cursor", batch->cursor)) ||
-        (rc = meta_put_u64(txn, c->meta, "hlc", c->hlc.last)))
+        (rc = meta_put_u64(txn, c->meta, "hlc", c->hlc.last)) || (rc = counters_flush(c, txn)))
         goto out;
     mrc = mdb_txn_commit(txn);
     txn = NULL;
@@ -1548,11 +1777,11 @@ int ps_cache_apply_fetch(ps_cache_t *c, const Popsync__PullBatch *batch, const u
 
     if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
         return ps_db_err(mrc);
+    ps_ctab_clear(&c->cdelta);
     for (size_t i = 0; i < nids; i++) {
         const uint8_t *id = ids + i * PS_ID_LEN;
         const Popsync__Record *r = NULL;
         const Popsync__FeedEntry *fe = NULL;
-        MDB_val k = {PS_ID_LEN, (void *)id}, v;
         uint64_t pend;
         for (size_t j = 0; j < batch->n_entries; j++) {
             const Popsync__Record *e = batch->entries[j]->record;
@@ -1566,25 +1795,11 @@ int ps_cache_apply_fetch(ps_cache_t *c, const Popsync__PullBatch *batch, const u
             goto out;
         if (pend > 0)
             continue;
-        if (!r) {
-            mrc = mdb_del(txn, c->records, &k, NULL);
-            if (mrc && mrc != MDB_NOTFOUND) {
-                rc = ps_db_err(mrc);
-                goto out;
-            }
-            if ((rc = ps_pindex_file(&c->px, txn, id, NULL)))
-                goto out;
-            continue;
-        }
-        if ((rc = seal_msg(c, DB_RECORDS, &k, &r->base, &v)))
-            goto out;
-        if ((mrc = mdb_put(txn, c->records, &k, &v, 0))) {
-            rc = ps_db_err(mrc);
-            goto out;
-        }
-        if ((rc = ps_pindex_file(&c->px, txn, id, r)) || (fe && (rc = keep_migrant(c, txn, fe))))
+        if ((rc = rec_store(c, txn, id, r)) || (r && fe && (rc = keep_migrant(c, txn, fe))))
             goto out;
     }
+    if ((rc = counters_flush(c, txn)))
+        goto out;
     mrc = mdb_txn_commit(txn);
     txn = NULL;
     rc = mrc ? ps_db_err(mrc) : PS_OK;
@@ -1892,6 +2107,7 @@ int ps_cache_refused_resubmit(ps_cache_t *c, Popsync__Record *r, const uint8_t *
         return PS_EINVAL;
     if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
         return ps_db_err(mrc);
+    ps_ctab_clear(&c->cdelta);
     /* A newer local edit of the record waits in the outbox: the corrected
      * version would hide it from view.  The caller says to sync first. */
     if ((rc = pending_count(c, txn, r->id.data, &pend)) || (pend > 0 && (rc = PS_EEXIST)))
@@ -1906,7 +2122,7 @@ int ps_cache_refused_resubmit(ps_cache_t *c, Popsync__Record *r, const uint8_t *
     if (lcn == 0)
         lcn = 1;
     if ((rc = put_local_txn(c, txn, r, &lcn, resolves, NULL)) || (rc = meta_put_u64(txn, c->meta, "next_lcn", lcn)) ||
-        (rc = meta_put_u64(txn, c->meta, "hlc", c->hlc.last)))
+        (rc = meta_put_u64(txn, c->meta, "hlc", c->hlc.last)) || (rc = counters_flush(c, txn)))
         goto out;
     mrc = mdb_txn_commit(txn);
     txn = NULL;

@@ -9,6 +9,8 @@
  *                            conflict (status CONFLICT), whole, with why: the
  *                            "refused" state (`popsync refused`), left only by
  *                            discard or by an edit that goes back to the outbox
+ *   counters  month(4, BE) -> sealed report counters of that month (cache_counters.h),
+ *                            kept in the transaction of every records write
  *   meta      name        -> value (node id, cursor, next lcn, server, files, identity, key,
  *                            the district's time zone)
  *
@@ -272,6 +274,21 @@ int ps_cache_outbox_kinds(ps_cache_t *c, uint64_t *counts, size_t nkinds);
  * protobuf_c_message_free_unpacked.
  */
 int ps_cache_get_migrant(ps_cache_t *c, const uint8_t id[PS_ID_LEN], Popsync__MigrantSummary **out);
+
+/**
+ * Calls fn for every report counter of month (YYYYMM; 0 for stocks) the
+ * cache keeps: unit, metric (common/counters.h) and value, which always
+ * equal a recount of the records the cache holds, local edits included.
+ * Stops at fn's first non-zero return.  PS_OK or a cache error.
+ */
+int ps_cache_counters_month(ps_cache_t *c, uint32_t month,
+                            int (*fn)(const char *unit, const char *metric, int64_t value, void *arg), void *arg);
+/**
+ * Recounts every report counter from the records and compares with the
+ * kept ones: *checked counters kept, *mismatched that differ (err names
+ * the first).  PS_OK (even with mismatches) or a cache error.
+ */
+int ps_cache_counters_check(ps_cache_t *c, uint64_t *checked, uint64_t *mismatched, char *err, size_t errlen);
 
 typedef struct ps_cache_counts {
     uint64_t records, deleted, outbox, rejected, conflicted;

@@ -1,10 +1,13 @@
 /* counters.h - what each record adds to the report counters.
  *
  * Owns: the rule that turns one record version into counter increments
- * (month, unit, indicator, amount).  Pure: the store applies the increments
- * of the old version negatively and of the new version positively in the
- * same write transaction, so the counters always equal a full recount
- * (docs/queries.md defines each indicator).
+ * (month, unit, indicator, amount), and the deadline rule that reads the
+ * delay buckets back.  Pure: the server's store and the client's cache
+ * (client/cache_counters.c) apply the increments of the old version
+ * negatively and of the new version positively in the same write
+ * transaction, so the counters always equal a full recount
+ * (docs/queries.md defines each indicator).  Callers: server/store*.c,
+ * client/cache*.c, client/offline.c.
  *
  * Months are YYYYMM numbers; month 0 holds stocks (persons_total).
  * Migration delays are kept as day buckets (sub_u_07: an urgent case
@@ -31,6 +34,15 @@ typedef struct ps_contrib {
 
 /** Fills out with the record's contributions; returns how many (0 for tombstones). */
 size_t ps_counters_contrib(const Popsync__Record *r, ps_contrib_t *out, size_t max);
+
+/**
+ * Which on-time indicator a delay-bucket counter (sub_u_07, fb_n_61, ...)
+ * adds to under deadlines of dl_urgent / dl_normal days: 1 for
+ * submitted_on_time, 2 for feedback_on_time, 0 for none (too late), -1 when
+ * metric is not a delay bucket.  Bucket 61 means "later than 60 days": on
+ * time only for a deadline above 60.
+ */
+int ps_counters_on_time(const char *metric, uint32_t dl_urgent, uint32_t dl_normal);
 
 /** Days from date a to date b (YYYY-MM-DD), or INT32_MIN if either is not a date. */
 int32_t ps_days_between(const char *a, const char *b);

@@ -4,6 +4,7 @@
 
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -117,4 +118,23 @@ size_t ps_counters_contrib(const Popsync__Record *r, ps_contrib_t *out, size_t m
     default: break;
     }
     return n;
+}
+
+int ps_counters_on_time(const char *metric, uint32_t dl_urgent, uint32_t dl_normal)
+{
+    int sub = strncmp(metric, "sub_", 4) == 0, fb = strncmp(metric, "fb_", 3) == 0;
+    const char *p;
+    long days;
+    uint32_t dl;
+
+    if (!sub && !fb)
+        return -1;
+    p = metric + (sub ? 4 : 3);
+    if ((p[0] != 'u' && p[0] != 'n') || p[1] != '_')
+        return -1;
+    days = strtol(p + 2, NULL, 10);
+    dl = p[0] == 'u' ? dl_urgent : dl_normal;
+    if (days <= (long)dl && !(days == PS_DELAY_BUCKETS - 1 && dl < PS_DELAY_BUCKETS))
+        return sub ? 1 : 2;
+    return 0;
 }

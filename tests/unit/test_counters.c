@@ -1,4 +1,4 @@
-/* test_server_counters.c - unit tests for server/counters.c.
+/* test_counters.c - unit tests for common/counters.c.
  *
  * Owns: checks of what each record kind adds to the report counters
  * (month, unit, metric, amount), the delay buckets of migrations, and the
@@ -159,10 +159,27 @@ static void test_benefit_and_visit(void **state)
     assert_int_equal(ps_counters_contrib(&r, c, 1), 1);
 }
 
+/* The deadline rule: buckets up to the deadline are on time; bucket 61
+ * ("later") only under a deadline above 60 days. */
+static void test_on_time(void **state)
+{
+    (void)state;
+    assert_int_equal(ps_counters_on_time("sub_u_15", 15, 30), 1);
+    assert_int_equal(ps_counters_on_time("sub_u_16", 15, 30), 0);
+    assert_int_equal(ps_counters_on_time("sub_n_16", 15, 30), 1);
+    assert_int_equal(ps_counters_on_time("fb_n_30", 15, 30), 2);
+    assert_int_equal(ps_counters_on_time("fb_n_31", 15, 30), 0);
+    assert_int_equal(ps_counters_on_time("fb_u_61", 15, 60), 0);
+    assert_int_equal(ps_counters_on_time("fb_u_61", 15, 90), 0);
+    assert_int_equal(ps_counters_on_time("fb_n_61", 15, 90), 2);
+    assert_int_equal(ps_counters_on_time("submitted", 15, 30), -1);
+    assert_int_equal(ps_counters_on_time("births_total", 15, 30), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_days_between), cmocka_unit_test(test_month_of),
+        cmocka_unit_test(test_days_between), cmocka_unit_test(test_on_time), cmocka_unit_test(test_month_of),
         cmocka_unit_test(test_person),       cmocka_unit_test(test_birth),
         cmocka_unit_test(test_migration_buckets), cmocka_unit_test(test_benefit_and_visit),
     };

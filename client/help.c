@@ -101,7 +101,10 @@ static const help_t helps[] = {
     {"status", "[--all] [--json]", "what happened: last sync, pending, refused, conflicts",
      "--all (admin, online): every node that has synced, how far behind, its open conflicts.",
      "popsync status"},
-    {"stats", "[--json]", "records held, per township and kind", "", "popsync stats"},
+    {"stats", "[--json] | --check-counters", "records held, per township and kind",
+     "--check-counters recounts the report counters this cache keeps (for `report monthly` offline)\n"
+     "from its records and says whether they match.",
+     "popsync stats"},
     {"verify", "[--json]", "compare with the server and repair differences",
      "Syncs, then compares digests of every record with the server's and fetches what differs.",
      "popsync verify"},
@@ -119,20 +122,24 @@ static const help_t helps[] = {
      "popsync conflicts resolve 0199c1e2-... --keep mine"},
     {"query", "--kind KIND [--orgunit CODE] [--date-field F [--from D] [--to D]] [--where FIELD=VALUE]...\n"
               "        [--group-by a,b,...] [--sum FIELD] [--list [--limit N] [--page-size N]] [--deleted]\n"
-              "        [--format table|csv|json] [--lang zh|en]",
-     "count, sum or list records on the server (online)",
-     "--limit caps the rows printed; --page-size the records asked per page.",
+              "        [--format table|csv|json] [--lang zh|en] [--local]",
+     "count, sum or list records (on the server; from the cache with --local or when it is unreachable)",
+     "--limit caps the rows printed; --page-size the records asked per page.  --local, or a server that\n"
+     "cannot be reached, answers from this cache, stamped \"as of the last sync, TIME\".",
      "popsync query --kind birth --date-field birth_date --from 2026-01-01 --group-by township,child_sex"},
     {"report monthly", "--month YYYY-MM [--orgunit CODE] [--lang zh|en] [--format table|csv|json|xlsx]\n"
-                       "        [--out FILE.xlsx] [--deadline-urgent DAYS] [--deadline-normal DAYS]",
+                       "        [--out FILE.xlsx] [--deadline-urgent DAYS] [--deadline-normal DAYS] [--local]",
      "the monthly statistical report",
-     "The table fits 100 columns (in panels).  --format xlsx --out FILE.xlsx writes a workbook (mode 0600).",
+     "The table fits 100 columns (in panels).  --format xlsx --out FILE.xlsx writes a workbook (mode 0600).\n"
+     "--local, or a server that cannot be reached, computes it from the counters this cache keeps,\n"
+     "stamped \"as of the last sync, TIME\" (the close state is the server's and is not shown).",
      "popsync report monthly --month 2026-10 --lang zh"},
     {"report quality", "[--orgunit CODE] [--lang zh|en] [--format table|csv|json|xlsx] [--out FILE.xlsx]\n"
-                       "        [--details]",
+                       "        [--details] [--local]",
      "the data-quality report",
      "Counts per check and township; --details lists each record (JSON always does).\n"
-     "--format xlsx --out FILE.xlsx writes a workbook (mode 0600).",
+     "--format xlsx --out FILE.xlsx writes a workbook (mode 0600).  --local, or a server that cannot be\n"
+     "reached, runs the same checks over this cache, stamped \"as of the last sync, TIME\".",
      "popsync report quality --lang zh --details"},
     {"report submit", "--month YYYY-MM [--orgunit CODE]", "a township submits its month", "",
      "popsync report submit --month 2026-10"},

@@ -20,6 +20,7 @@
 #include "fields.h"
 #include "i18n.h"
 #include "ids.h"
+#include "offline.h"
 #include "orgunit.h"
 #include "record_fmt.h"
 #include "scope.h"
@@ -421,8 +422,10 @@ static int open_cache(ps_cli_t *cli, const char *cmd, ps_cache_t **c)
     return PS_EXIT_OK;
 }
 
-/* Runs the session of o (no push, no pull); maps failures to exit codes. */
-static int run_session(ps_cache_t *c, ps_sync_opts_t *o, const char *cmd)
+/* Runs the session of o (no push, no pull); maps failures to exit codes.
+ * With fallback: when the server was not reached (no Welcome), says so in
+ * one line and sets *fallback: the caller answers from the cache. */
+static int run_session(ps_cache_t *c, ps_sync_opts_t *o, const char *cmd, int *fallback)
 {
     ps_sync_stats_t st;
     char err[512];
@@ -431,6 +434,11 @@ static int run_session(ps_cache_t *c, ps_sync_opts_t *o, const char *cmd)
     rc = ps_sync_run(c, o, &st, err, sizeof(err));
     if (rc == PS_OK)
         return PS_EXIT_OK;
+    if (fallback && !st.welcomed) {
+        ps_cli_err("%s: the server cannot be reached (%s): answering from the local cache", cmd, err);
+        *fallback = 1;
+        return PS_EXIT_OK;
+    }
     ps_cli_err("%s: %s", cmd, err);
     return rc == PS_EREJECTED ? PS_EXIT_FAIL : PS_EXIT_SYNC;
 }
@@ -489,6 +497,18 @@ static int parse_uint(const char *cmd, const char *opt, const char *s, unsigned 
 bad:
     ps_cli_err("%s: %s needs a whole number from 1 to %lu", cmd, opt, max);
     return PS_EXIT_USAGE;
+}
+
+/* Stamps an answer from the cache (offline.h): the first line of a table;
+ * on stderr for CSV, JSON and xlsx, whose output stays machine-readable. */
+static void print_stamp(ps_cache_t *c, int fmt, int zh)
+{
+    char stamp[512];
+    ps_offline_stamp(c, zh, stamp, sizeof(stamp));
+    if (fmt == PS_REPORT_TABLE)
+        printf("(%s)\n", stamp);
+    else
+        fprintf(stderr, "popsync: %s\n", stamp);
 }
 
 static void print_json(json_t *j)
@@ -684,10 +704,21 @@ static void print_records(const query_ctx_t *q, int kind, int fmt)
     }
 }
 
+/* The query from the cache (--local, or the server not reached). */
+static int query_local(ps_cache_t *c, const Popsync__Query *q, uint32_t limit, query_ctx_t *qc)
+{
+    char err[512];
+    int rc = ps_offline_query(c, q, limit, on_query, qc, err, sizeof(err));
+    if (rc == PS_OK)
+        return PS_EXIT_OK;
+    ps_cli_err("query: %s", rc == PS_EINVAL || rc == PS_ETOOBIG || rc == PS_EACCES ? err : ps_strerror(rc));
+    return rc == PS_EINVAL ? PS_EXIT_USAGE : PS_EXIT_FAIL;
+}
+
 static const char QUERY_USAGE[] =
     "query --kind KIND [--orgunit CODE] [--date-field F [--from D] [--to D]] [--where FIELD=VALUE]...\n"
     "       [--group-by a,b,...] [--sum FIELD] [--list [--limit N] [--page-size N]] [--deleted]\n"
-    "       [--format table|csv|json]";
+    "       [--format table|csv|json] [--local]";
 
 int ps_cmd_query(ps_cli_t *cli, int argc, char **argv)
 {
@@ -705,6 +736,7 @@ int ps_cmd_query(ps_cli_t *cli, int argc, char **argv)
                                        {"format", required_argument, NULL, 'f'},
                                        {"lang", required_argument, NULL, 'L'},
                                        {"deleted", no_argument, NULL, 'd'},
+                                       {"local", no_argument, NULL, 'W'},
                                        {NULL, 0, NULL, 0}};
     Popsync__Query q = POPSYNC__QUERY__INIT;
     Popsync__QueryFilter filt[MAX_WHERE], *fp[MAX_WHERE];
@@ -715,7 +747,7 @@ int ps_cmd_query(ps_cli_t *cli, int argc, char **argv)
     ps_cache_t *c = NULL;
     ps_orgunits_t *tree = NULL;
     ps_sync_opts_t o;
-    int opt, fmt = cli->json ? PS_REPORT_JSON : PS_REPORT_TABLE, zh, rc = PS_EXIT_USAGE, limit_given = 0;
+    int opt, fmt = cli->json ? PS_REPORT_JSON : PS_REPORT_TABLE, zh, rc = PS_EXIT_USAGE, limit_given = 0, local = 0;
     uint32_t limit = 0, page_size = 0; /* rows printed at most (0: all); records per page asked */
 
     memset(&qc, 0, sizeof(qc));
@@ -809,6 +841,7 @@ int ps_cmd_query(ps_cli_t *cli, int argc, char **argv)
             break;
         case 'L': lang = optarg; break;
         case 'd': q.include_deleted = 1; break;
+        case 'W': local = 1; break;
         default: ps_cli_err("query: usage: %s", QUERY_USAGE); goto out;
         }
     }
@@ -851,7 +884,9 @@ int ps_cmd_query(ps_cli_t *cli, int argc, char **argv)
     o.on_query = on_query;
     o.query_max_records = limit;
     o.arg = &qc;
-    if ((rc = run_session(c, &o, "query")) != PS_EXIT_OK)
+    if (!local && (rc = run_session(c, &o, "query", &local)) != PS_EXIT_OK)
+        goto out;
+    if (local && (rc = query_local(c, &q, limit, &qc)) != PS_EXIT_OK)
         goto out;
     if (qc.oom) {
         ps_cli_err("query: out of memory");
@@ -859,6 +894,8 @@ int ps_cmd_query(ps_cli_t *cli, int argc, char **argv)
         goto out;
     }
     tree = load_tree(c);
+    if (local)
+        print_stamp(c, fmt, zh);
     if (q.list)
         print_records(&qc, (int)q.kind, fmt);
     else
@@ -1590,9 +1627,9 @@ static void own_township(const ps_orgunits_t *tree, const char *unit, char out[1
 
 static const char REPORT_USAGE[] =
     "report monthly --month YYYY-MM [--orgunit CODE] [--lang zh|en] [--format table|csv|json|xlsx]\n"
-    "                [--out FILE.xlsx] [--deadline-urgent DAYS] [--deadline-normal DAYS]\n"
+    "                [--out FILE.xlsx] [--deadline-urgent DAYS] [--deadline-normal DAYS] [--local]\n"
     "       report quality [--orgunit CODE] [--lang zh|en] [--format table|csv|json|xlsx]\n"
-    "                [--out FILE.xlsx] [--details]\n"
+    "                [--out FILE.xlsx] [--details] [--local]\n"
     "       report submit --month YYYY-MM [--orgunit CODE]\n"
     "       report approve --month YYYY-MM --orgunit CODE [--note TEXT]\n"
     "       report return --month YYYY-MM --orgunit CODE --note TEXT\n"
@@ -1625,7 +1662,7 @@ static void local_panels(ps_cache_t *c, const ps_orgunits_t *tree, const char *s
 }
 
 static int run_report(ps_cli_t *cli, const char *sub, const char *month, const char *orgunit, int fmt, int zh,
-                      uint32_t urgent, uint32_t normal, int details, const char *out)
+                      uint32_t urgent, uint32_t normal, int details, const char *out, int local)
 {
     Popsync__ReportRequest rq = POPSYNC__REPORT_REQUEST__INIT;
     Popsync__ReportResult *res = NULL;
@@ -1647,14 +1684,26 @@ static int run_report(ps_cli_t *cli, const char *sub, const char *month, const c
     o.report = &rq;
     o.on_report = on_report;
     o.arg = &res;
-    if ((rc = run_session(c, &o, cmd)) != PS_EXIT_OK)
+    if (!local && (rc = run_session(c, &o, cmd, &local)) != PS_EXIT_OK)
         goto out;
+    if (local) {
+        char err[512];
+        int orc = ps_offline_report(c, &rq, &res, err, sizeof(err));
+        if (orc) {
+            ps_cli_err("%s: %s", cmd, orc == PS_EINVAL || orc == PS_EACCES ? err : ps_strerror(orc));
+            rc = PS_EXIT_FAIL;
+            goto out;
+        }
+        rc = PS_EXIT_OK;
+    }
     if (!res) {
         ps_cli_err("%s: out of memory", cmd);
         rc = PS_EXIT_FAIL;
         goto out;
     }
     tree = load_tree(c);
+    if (local)
+        print_stamp(c, fmt, zh);
     if (strcmp(sub, "quality") == 0)
         wrc = quality_out(res, tree, fmt, zh, details, out);
     else
@@ -1743,7 +1792,7 @@ static int run_close(ps_cli_t *cli, const char *sub, const char *month, const ch
     o.n_close = n;
     o.on_close_result = on_close_result;
     o.arg = &cc;
-    if ((rc = run_session(c, &o, cmd)) != PS_EXIT_OK)
+    if ((rc = run_session(c, &o, cmd, NULL)) != PS_EXIT_OK)
         goto out;
     if (cc.oom) {
         ps_cli_err("%s: out of memory", cmd);
@@ -1781,9 +1830,10 @@ int ps_cmd_report(ps_cli_t *cli, int argc, char **argv)
                                        {"note", required_argument, NULL, 'N'},
                                        {"out", required_argument, NULL, 'O'},
                                        {"details", no_argument, NULL, 'D'},
+                                       {"local", no_argument, NULL, 'W'},
                                        {NULL, 0, NULL, 0}};
     const char *sub, *month = NULL, *orgunit = NULL, *lang = NULL, *note = NULL, *out = NULL;
-    int opt, zh, fmt = cli->json ? PS_REPORT_JSON : PS_REPORT_TABLE, monthly, quality, closing, details = 0;
+    int opt, zh, fmt = cli->json ? PS_REPORT_JSON : PS_REPORT_TABLE, monthly, quality, closing, details = 0, local = 0;
     uint32_t urgent = 0, normal = 0;
 
     if (argc < 2) {
@@ -1825,6 +1875,7 @@ int ps_cmd_report(ps_cli_t *cli, int argc, char **argv)
             break;
         case 'O': out = optarg; break;
         case 'D': details = 1; break;
+        case 'W': local = 1; break;
         case 'u':
             if (parse_uint("report", "--deadline-urgent", optarg, 365, &urgent))
                 return PS_EXIT_USAGE;
@@ -1875,7 +1926,11 @@ int ps_cmd_report(ps_cli_t *cli, int argc, char **argv)
         ps_cli_err("report %s: --details goes with report quality", sub);
         return PS_EXIT_USAGE;
     }
+    if (local && closing) {
+        ps_cli_err("report %s: the monthly close is the server's: --local goes with report monthly and quality", sub);
+        return PS_EXIT_USAGE;
+    }
     if (closing)
         return run_close(cli, sub, month, orgunit, note, fmt, zh);
-    return run_report(cli, sub, month, orgunit, fmt, zh, urgent, normal, details, out);
+    return run_report(cli, sub, month, orgunit, fmt, zh, urgent, normal, details, out, local);
 }

@@ -277,6 +277,7 @@ static void on_welcome(session_t *s, Popsync__Welcome *w)
     const ps_cache_meta_t *m = ps_cache_meta(s->cache);
     uint32_t want = s->opts->push_batch ? s->opts->push_batch : 1000;
 
+    s->stats->welcomed = 1;
     s->stats->head = w->head;
     s->stats->conflicts_lost = w->conflicts_lost;
     s->zstd = (w->features & PS_FEATURE_ZSTD) != 0;

@@ -68,6 +68,8 @@ typedef struct ps_sync_stats {
                                                  PS_CLOCK_TOLERANCE_MS (else 0) */
     int64_t push_clock_skew_ms;             /**< PushResult.clock_skew_ms: the server moved our changes' times */
     uint64_t retimed;                       /**< accepted changes whose time the server moved */
+    int welcomed;                           /**< the server's Welcome came: a failure without it means the
+                                                 server was not reached (report/query fall back to the cache) */
 } ps_sync_stats_t;
 
 /**

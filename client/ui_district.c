@@ -4,6 +4,7 @@
 #include "ui_district.h"
 
 #include "err.h"
+#include "offline.h"
 #include "orgunit.h"
 #include "publish_site.h"
 #include "report.h"
@@ -15,9 +16,9 @@
 #include <time.h>
 
 #define TREND_MONTHS 12
-/* Months before the one asked for are kept this long (they change only
- * with late entries; "refresh" asks again). */
-#define MEMO_MS (10 * 60 * 1000)
+/* The months before the one asked for come from the cache's counters
+ * (cheap), kept this long in memory. */
+#define MEMO_MS (60 * 1000)
 #define MEMO_MAX 36
 
 static const char *const RATE_KEYS[] = {"sex_ratio_at_birth",    "submission_rate_pct",  "feedback_rate_pct",
@@ -126,14 +127,35 @@ static void on_report(const Popsync__ReportResult *res, void *arg)
         *out = (Popsync__ReportResult *)copy_msg(&res->base);
 }
 
-/* The monthly report of month in the cache's scope, as `popsync report
- * monthly` gets it (the server reads its counters), kept in memo.  fresh:
- * ask even when memo has it.  NULL after replying with the error. */
-static const Popsync__ReportResult *month_report(ps_ui_req_t *rq, const char *month, int fresh)
+/* The report of month from the cache's own counters (client/offline.c:
+ * what the cache holds, no close state), or NULL. */
+static Popsync__ReportResult *local_report(ps_ui_req_t *rq, const char *month)
+{
+    Popsync__ReportRequest q = POPSYNC__REPORT_REQUEST__INIT;
+    Popsync__ReportResult *res = NULL;
+    char err[256];
+    q.report = (char *)"monthly";
+    q.month = (char *)month;
+    q.orgunit = (char *)"";
+    if (ps_offline_report(ps_ui_cache(rq), &q, &res, err, sizeof(err)) != PS_OK)
+        return NULL;
+    return res;
+}
+
+/* The monthly report of month in the cache's scope.  fresh: from the
+ * server, as `popsync report monthly` gets it (its counters, the close
+ * states and an approved month's frozen values), falling back to the
+ * cache's counters when the server cannot be reached (*offline set).
+ * Otherwise from the cache's counters (no session: one sealed value per
+ * month), kept in memo.  NULL after replying with the error. */
+static const Popsync__ReportResult *month_report(ps_ui_req_t *rq, const char *month, int fresh, int *offline)
 {
     Popsync__ReportRequest q = POPSYNC__REPORT_REQUEST__INIT;
     Popsync__ReportResult *res = NULL;
     ps_sync_opts_t o;
+    ps_sync_stats_t st;
+    char err[512];
+    int rc;
     memo_t *slot = &memo[0];
     for (size_t i = 0; i < MEMO_MAX; i++) {
         if (strcmp(memo[i].month, month) == 0) {
@@ -145,17 +167,32 @@ static const Popsync__ReportResult *month_report(ps_ui_req_t *rq, const char *mo
         if (memo[i].at_ms < slot->at_ms)
             slot = &memo[i];
     }
-    q.report = (char *)"monthly";
-    q.month = (char *)month;
-    q.orgunit = (char *)"";
-    memset(&o, 0, sizeof(o));
-    o.report = &q;
-    o.on_report = on_report;
-    o.arg = &res;
-    if (ps_ui_district_session(rq, &o) != 0)
-        return NULL;
-    if (!res) {
-        ps_ui_reply_error(rq, 500, "out of memory", "内存不足");
+    if (fresh) {
+        q.report = (char *)"monthly";
+        q.month = (char *)month;
+        q.orgunit = (char *)"";
+        memset(&o, 0, sizeof(o));
+        o.no_sync = 1;
+        o.report = &q;
+        o.on_report = on_report;
+        o.arg = &res;
+        rc = ps_sync_run(ps_ui_cache(rq), &o, &st, err, sizeof(err));
+        if (rc == PS_EREJECTED) {
+            char zh[600];
+            snprintf(zh, sizeof(zh), "服务器拒绝：%s", err);
+            ps_ui_reply_error(rq, 409, err, zh);
+            return NULL;
+        }
+        if (rc != PS_OK) {
+            if (res)
+                popsync__report_result__free_unpacked(res, NULL);
+            res = NULL;
+            *offline = 1;
+        }
+    }
+    if (!res && !(res = local_report(rq, month))) {
+        ps_ui_reply_error(rq, 502, "cannot reach the server, and the cache has no report counters",
+                          "无法连接服务器，本机缓存也没有统计数");
         return NULL;
     }
     if (slot->res)
@@ -228,15 +265,17 @@ static void month_back(const char *month, int n, char out[8])
     snprintf(out, 8, "%04u-%02u", (unsigned)y % 10000u, (unsigned)m % 100u);
 }
 
-/* GET /api/district/dashboard?month=YYYY-MM[&refresh=1]: the month's report
+/* GET /api/district/dashboard?month=YYYY-MM: the month's report
  * (every township, the total, rates, close states) and the 11 months
  * before it, oldest first, for the trends and the drill-down. */
 static int h_dashboard(ps_ui_req_t *rq)
 {
     char mbuf[8], mk[8];
-    const char *month = month_arg(rq, mbuf), *refresh = ps_ui_arg(rq, "refresh");
+    const char *month = month_arg(rq, mbuf);
     json_t *months = json_array(), *data = json_array();
     int64_t t0 = now_ms();
+    int offline = 0;
+    char stamp[256];
     if (!month) {
         json_decref(months);
         json_decref(data);
@@ -245,7 +284,7 @@ static int h_dashboard(ps_ui_req_t *rq)
     for (int i = TREND_MONTHS - 1; i >= 0; i--) {
         const Popsync__ReportResult *res;
         month_back(month, i, mk);
-        res = month_report(rq, mk, i == 0 || (refresh && *refresh == '1'));
+        res = month_report(rq, mk, i == 0, &offline);
         if (!res) {
             json_decref(months);
             json_decref(data);
@@ -254,9 +293,10 @@ static int h_dashboard(ps_ui_req_t *rq)
         json_array_append_new(months, json_string(mk));
         json_array_append_new(data, report_json(res));
     }
+    ps_offline_stamp(ps_ui_cache(rq), ps_ui_zh(rq), stamp, sizeof(stamp));
     return ps_ui_reply_json(rq, 200,
-                            json_pack("{s:s, s:o, s:o, s:I}", "month", month, "months", months, "data", data,
-                                      "took_ms", (json_int_t)(now_ms() - t0)));
+                            json_pack("{s:s, s:o, s:o, s:b, s:s, s:I}", "month", month, "months", months, "data", data,
+                                      "offline", offline, "stamp", stamp, "took_ms", (json_int_t)(now_ms() - t0)));
 }
 
 /* GET /api/district/report?month=YYYY-MM: the monthly report (always asked
@@ -268,7 +308,9 @@ static int h_report(ps_ui_req_t *rq)
     const Popsync__ReportResult *res;
     json_t *o;
     ps_orgunits_t *t;
-    if (!month || !(res = month_report(rq, month, 1)))
+    int offline = 0;
+    char stamp[256];
+    if (!month || !(res = month_report(rq, month, 1, &offline)))
         return 0;
     if ((t = tree_of(rq))) {
         snprintf(district, sizeof(district), "%s", ps_orgunits_root(t)->name);
@@ -276,6 +318,9 @@ static int h_report(ps_ui_req_t *rq)
     }
     o = report_json(res);
     json_object_set_new(o, "district", json_string(district));
+    json_object_set_new(o, "offline", json_boolean(offline));
+    ps_offline_stamp(ps_ui_cache(rq), ps_ui_zh(rq), stamp, sizeof(stamp));
+    json_object_set_new(o, "stamp", json_string(offline ? stamp : ""));
     return ps_ui_reply_json(rq, 200, o);
 }
 

@@ -59,3 +59,12 @@ ui_browser district_town.py district "$(python3 -c 'import json,sys; print(json.
     "code": sys.argv[2], "note": sys.argv[3]}))' "$M" $TA "$NOTE")"
 ui_stop
 pass "the township sees the note in its browser and submits again"
+
+# The server stopped: the dashboard and the report from the cache's counters.
+psync admin
+stop_server
+ui_start admin
+ui_browser district_offline.py district "$(python3 -c 'import json,sys; print(json.dumps({"month": sys.argv[1],
+    "report": sys.argv[2]}))' "$M" "$T/report.json")"
+ui_stop
+pass "offline, the district's pages show the cache's counters, stamped"

@@ -5,12 +5,14 @@
  *   ps_natstool URLS dump FILTER    one line per message matching FILTER, in stream order:
  *                                   stream_seq subject msg_id popsync_seq kind payload_bytes
  *
- * Every wait is bounded (upstream.c's scan: 10 s per message).
+ * Every wait is bounded (upstream.c's scan: 10 s per message).  TLS: set
+ * PS_NATS_CA (and PS_NATS_CERT, PS_NATS_KEY for a client certificate).
  */
 #include "upstream.h"
 #include "err.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *hdr(natsMsg *m, const char *k)
@@ -44,6 +46,9 @@ int main(int argc, char **argv)
     }
     memset(&o, 0, sizeof(o));
     o.urls = argv[1];
+    o.ca_file = getenv("PS_NATS_CA");
+    o.cert_file = getenv("PS_NATS_CERT");
+    o.key_file = getenv("PS_NATS_KEY");
     if (ps_upstream_connect(&o, 0, &nc, err, sizeof(err)) != PS_OK ||
         natsConnection_JetStream(&js, nc, NULL) != NATS_OK) {
         fprintf(stderr, "ps_natstool: %s\n", err);

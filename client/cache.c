@@ -1651,6 +1651,46 @@ int ps_cache_set_connection(ps_cache_t *c, const char *key, const char *value)
     return PS_EINVAL;
 }
 
+int ps_cache_set_approved_months(ps_cache_t *c, char *const *months, size_t n)
+{
+    MDB_txn *txn = NULL;
+    ps_buf_t b;
+    int mrc, rc = PS_OK;
+
+    ps_buf_init(&b);
+    for (size_t i = 0; i < n && rc == PS_OK; i++)
+        if (strlen(months[i]) == 20) /* "YYYY-MM " + 12 digits: nothing else is kept */
+            rc = ps_buf_append(&b, (const uint8_t *)months[i], 20);
+    if (rc == PS_OK && (mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+        rc = ps_db_err(mrc);
+    if (rc == PS_OK && (rc = meta_put(txn, c->meta, "approved_months", ps_buf_head(&b), ps_buf_size(&b))) == PS_OK) {
+        mrc = mdb_txn_commit(txn);
+        txn = NULL;
+        rc = mrc ? ps_db_err(mrc) : PS_OK;
+    }
+    if (txn)
+        mdb_txn_abort(txn);
+    ps_buf_free(&b);
+    return rc;
+}
+
+int ps_cache_month_approved(ps_cache_t *c, uint32_t month, const char *township)
+{
+    MDB_txn *txn = NULL;
+    MDB_val k = {15, "approved_months"}, v;
+    char want[21];
+    int found = 0;
+
+    snprintf(want, sizeof(want), "%04u-%02u %.12s", month / 100 % 10000, month % 100, township);
+    if (mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn))
+        return 0;
+    if (mdb_get(txn, c->meta, &k, &v) == 0)
+        for (size_t off = 0; !found && off + 20 <= v.mv_size; off += 20)
+            found = memcmp((const char *)v.mv_data + off, want, 20) == 0;
+    mdb_txn_abort(txn);
+    return found;
+}
+
 int ps_cache_set_last_sync(ps_cache_t *c, uint64_t ms)
 {
     int rc = meta_commit_u64(c, "last_sync", ms);

@@ -249,6 +249,11 @@ int ps_cache_get_tls_session(ps_cache_t *c, ps_buf_t *out);
 /** Keeps the district's time zone (Welcome.timezone) for local date checks. */
 int ps_cache_set_timezone(ps_cache_t *c, const char *name);
 
+/** Keeps Welcome.approved_months ("YYYY-MM TOWNSHIP"), replacing the last list. */
+int ps_cache_set_approved_months(ps_cache_t *c, char *const *months, size_t n);
+/** Whether month (YYYYMM) of township was approved when the cache last synced. */
+int ps_cache_month_approved(ps_cache_t *c, uint32_t month, const char *township);
+
 /** Records a completed sync. */
 int ps_cache_set_last_sync(ps_cache_t *c, uint64_t ms);
 /** Changes how the cache reaches its server: key is "server", "server_name",

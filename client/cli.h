@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "late.h"
 #include "records.pb-c.h"
 
 #define PS_EXIT_OK 0        /**< success */
@@ -71,9 +72,13 @@ typedef struct ps_import_opts {
     int write_rejects;   /**< write FILE.rejected.csv (.jsonl) */
     struct json_t *errors; /**< not NULL: each error line goes here, not to stderr */
 } ps_import_opts_t;
+#define PS_IMPORT_LATE_MAX 8
 typedef struct ps_import_result {
     unsigned long rows, imported, unchanged, rejected, rejects_written;
     char rejects_path[4096];
+    unsigned long late_rows;             /**< accepted rows that change an approved month (late.h) */
+    ps_late_t late[PS_IMPORT_LATE_MAX];  /**< those months, each once */
+    size_t nlate;
 } ps_import_result_t;
 /** Imports data (UTF-8, or a workbook), read as file names it.  Returns
  *  PS_EXIT_OK, PS_EXIT_INVALID (rows refused) or PS_EXIT_FAIL (told on

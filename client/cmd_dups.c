@@ -16,6 +16,7 @@
 #include "ids.h"
 #include "record_fmt.h"
 #include "validate.h"
+#include "vec.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -48,15 +49,9 @@ static int scan_person(Popsync__Record *r, void *arg)
 
     if (r->deleted || r->body_case != POPSYNC__RECORD__BODY_PERSON || !p || r->id.len != PS_ID_LEN)
         return 0;
-    if (s->n == s->cap) {
-        size_t ncap = s->cap ? s->cap * 2 : 256;
-        pent_t *nv = realloc(s->v, ncap * sizeof(*nv));
-        if (!nv) {
-            s->oom = 1;
-            return 1;
-        }
-        s->v = nv;
-        s->cap = ncap;
+    if (PS_VEC_ROOM(s->v, s->n, s->cap, 256)) {
+        s->oom = 1;
+        return 1;
     }
     e = &s->v[s->n];
     memset(e, 0, sizeof(*e));
@@ -254,15 +249,9 @@ static int scan_refs(Popsync__Record *r, void *arg)
     for (size_t i = 0; i < n; i++) {
         if (memcmp(refs[i].id, f->other, PS_ID_LEN) != 0)
             continue;
-        if (f->n == f->cap) {
-            size_t ncap = f->cap ? f->cap * 2 : 16;
-            void *nv = realloc(f->ids, ncap * sizeof(*f->ids));
-            if (!nv) {
-                f->oom = 1;
-                return 1;
-            }
-            f->ids = nv;
-            f->cap = ncap;
+        if (PS_VEC_ROOM(f->ids, f->n, f->cap, 16)) {
+            f->oom = 1;
+            return 1;
         }
         memcpy(f->ids[f->n++], r->id.data, PS_ID_LEN);
         break;

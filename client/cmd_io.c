@@ -11,6 +11,7 @@
  * batches, one transaction each, so a crash mid-import leaves whole batches.
  */
 #include "cli.h"
+#include "late.h"
 #include "cache.h"
 #include "err.h"
 #include "orgunit.h"
@@ -122,7 +123,27 @@ typedef struct import_st {
     int update;       /* --update: a row for a registered person merges into it */
     idset_t idnums;   /* SHA-256 (first 16 bytes) of the ID numbers of accepted rows */
     Popsync__Record *current; /* the stored version a merged row replaces */
+    ps_late_t late[PS_IMPORT_LATE_MAX]; /* approved months the accepted rows change (late.h) */
+    size_t nlate;
+    unsigned long late_rows;
 } import_st_t;
+
+/* An accepted row that changes the counts of an approved month: counted,
+ * and the months kept for one note at the end (late.h). */
+static void late_of(import_st_t *st, const Popsync__Record *r)
+{
+    ps_late_t l[8];
+    size_t n = ps_late_months(st->c, st->vc.units, r, st->current, l, 8);
+    if (n > 0)
+        st->late_rows++;
+    for (size_t i = 0; i < n; i++) {
+        size_t j = 0;
+        while (j < st->nlate && (st->late[j].month != l[i].month || strcmp(st->late[j].township, l[i].township)))
+            j++;
+        if (j == st->nlate && st->nlate < PS_IMPORT_LATE_MAX)
+            st->late[st->nlate++] = l[i];
+    }
+}
 
 /* A refused row: told on stderr and kept in the rejected-rows file. */
 static void report(import_st_t *st, const ps_recio_row_t *row, const Popsync__Record *rec, const ps_verrs_t *v)
@@ -323,6 +344,8 @@ static int import_row(ps_recio_row_t *row, void *arg)
         ps_validate_record(r, &st->vc.ctx, &v);
     if (v.n == 0)
         ps_xrules_check(st->c, r, st->current, &v);
+    if (v.n == 0)
+        late_of(st, r);
     st->vc.ctx.current = NULL;
     ps_record_free(st->current);
     st->current = NULL;
@@ -464,6 +487,11 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
             return rc;
         printf("%s %lu of %lu rows (%lu unchanged, %lu rejected)\n", dry_run ? "would import" : "imported",
                res.imported, res.rows, res.unchanged, res.rejected);
+        if (res.late_rows > 0) {
+            ps_cli_err(zh ? "import: 其中 %lu 行属于已批准的月份：" : "import: %lu of these rows fall into approved months:",
+                       res.late_rows);
+            ps_late_warn("import", res.late, res.nlate, zh);
+        }
         if (res.rejects_written > 0)
             printf(zh ? "被拒绝的 %lu 行已写入 %s：改正后导入该文件即可\n"
                       : "the %lu rejected rows are in %s: fix them there and import that file\n",
@@ -519,6 +547,9 @@ int ps_import_data(ps_cache_t *c, const char *file, const char *data, size_t len
     res->unchanged = st->unchanged;
     res->rejected = st->rejected;
     res->rejects_written = ps_rejects_written(st->rj);
+    res->late_rows = st->late_rows;
+    res->nlate = st->nlate;
+    memcpy(res->late, st->late, sizeof(res->late));
     snprintf(res->rejects_path, sizeof(res->rejects_path), "%s", ps_rejects_path(st->rj));
     if (st->fail) {
         ps_cli_err("import: %s: %s; %lu rows were stored before it", file, ps_strerror(st->fail), st->imported);

@@ -5,6 +5,7 @@
  * before it is stored, with the same rules the server applies.
  */
 #include "cli.h"
+#include "late.h"
 #include "cache.h"
 #include "err.h"
 #include "ids.h"
@@ -18,6 +19,7 @@
 #include "scope.h"
 #include "validate.h"
 #include "vctx.h"
+#include "vec.h"
 
 #include <csv.h>
 #include <jansson.h>
@@ -102,6 +104,17 @@ static int validate_or_report(const char *cmd, ps_cache_t *c, const Popsync__Rec
                    *val ? (zh ? "（值：" : "; value: ") : "", val, *val && zh ? "）" : "");
     }
     return PS_EXIT_INVALID;
+}
+
+/* After a change is stored: a note for each approved month whose counts it
+ * changes (client/late.h).  The change stands; the clerk tells the district. */
+static void warn_late(const char *cmd, ps_cache_t *c, const Popsync__Record *r, const Popsync__Record *before)
+{
+    ps_late_t late[8];
+    ps_orgunits_t *tree = ps_client_orgunits(c);
+    size_t n = ps_late_months(c, tree, r, before, late, 8);
+    ps_late_warn(cmd, late, n, ps_report_lang_zh(NULL) == 1);
+    ps_orgunits_free(tree);
 }
 
 /* Parses the --set/--json options shared by add and edit. */
@@ -328,6 +341,7 @@ int ps_cmd_add(ps_cli_t *cli, int argc, char **argv)
         rc = PS_EXIT_FAIL;
         goto out;
     }
+    warn_late("add", c, r, dup);
     ps_uuid_format(r->id.data, id);
     printf("%s\n", id);
     if (child) {
@@ -422,18 +436,16 @@ int ps_cmd_edit(ps_cli_t *cli, int argc, char **argv)
             rc = refuse_duplicate("edit", c, r, before);
         if (!rc && !same)
             rc = validate_or_report("edit", c, r, before);
+        if (!rc && same)
+            /* Nothing changes, so nothing is written: no revision, nothing to push. */
+            ps_cli_err("edit: record %s already has these values; nothing changed", argv[optind]);
+        if (!rc && !same && ps_cache_put_local(c, r) != PS_OK) {
+            ps_cli_err("edit: cannot store the record");
+            rc = PS_EXIT_FAIL;
+        } else if (!rc && !same) {
+            warn_late("edit", c, r, before);
+        }
         protobuf_c_message_free_unpacked(&before->base, NULL);
-        if (rc)
-            goto out;
-    }
-    if (same) {
-        /* Nothing changes, so nothing is written: no revision, nothing to push. */
-        ps_cli_err("edit: record %s already has these values; nothing changed", argv[optind]);
-        goto out;
-    }
-    if (ps_cache_put_local(c, r) != PS_OK) {
-        ps_cli_err("edit: cannot store the record");
-        rc = PS_EXIT_FAIL;
     }
 out:
     if (r)
@@ -502,19 +514,9 @@ static int dep_target(const deps_t *d, const uint8_t *id)
 static int dep_add(deps_t *d, const Popsync__Record *r, const char *field, unsigned level)
 {
     if (d->n == d->cap) {
-        size_t ncap = d->cap ? d->cap * 2 : 16;
-        Popsync__Record **nr = realloc(d->recs, ncap * sizeof(*nr));
-        const char **nf;
-        unsigned *nl;
-        if (nr)
-            d->recs = nr;
-        nf = nr ? realloc(d->fields, ncap * sizeof(*nf)) : NULL;
-        if (nf)
-            d->fields = nf;
-        nl = nf ? realloc(d->level, ncap * sizeof(*nl)) : NULL;
-        if (!nl)
+        size_t ncap = d->cap;
+        if (PS_VEC_ROOM(d->recs, d->n, ncap, 16) || PS_VEC_RESIZE(d->fields, ncap) || PS_VEC_RESIZE(d->level, ncap))
             return PS_ENOMEM;
-        d->level = nl;
         d->cap = ncap;
     }
     if (!(d->recs[d->n] = copy_record(r)))
@@ -719,6 +721,9 @@ int ps_cmd_delete(ps_cli_t *cli, int argc, char **argv)
     if (ps_cache_put_local(c, r) != PS_OK) {
         ps_cli_err("delete: cannot store the change");
         rc = PS_EXIT_FAIL;
+    } else {
+        r->deleted = 0; /* the version that counted */
+        warn_late("delete", c, NULL, r);
     }
 out:
     deps_free(&d);
@@ -780,6 +785,7 @@ int ps_cmd_restore(ps_cli_t *cli, int argc, char **argv)
         rc = PS_EXIT_FAIL;
         goto out;
     }
+    warn_late("restore", c, r, NULL);
     note_deleted_refs(c, r, argv[1]);
 out:
     if (before)
@@ -867,15 +873,9 @@ static int list_one(Popsync__Record *r, void *arg)
         json_array_append_new(l->arr, ps_record_to_json(r));
         return 0;
     }
-    if (l->n == l->cap) {
-        size_t ncap = l->cap ? l->cap * 2 : 64;
-        Popsync__Record **p = realloc(l->recs, ncap * sizeof(*p));
-        if (!p) {
-            l->oom = 1;
-            return 1;
-        }
-        l->recs = p;
-        l->cap = ncap;
+    if (PS_VEC_ROOM(l->recs, l->n, l->cap, 64)) {
+        l->oom = 1;
+        return 1;
     }
     /* The cache frees r after the callback: keep a copy. */
     {

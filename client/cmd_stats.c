@@ -11,6 +11,7 @@
 #include "orgunit.h"
 #include "record_fmt.h"
 #include "scope.h"
+#include "vec.h"
 
 #include <jansson.h>
 
@@ -49,14 +50,8 @@ static row_t *row_for(stats_ctx_t *s, const char *unit)
     for (size_t i = 0; i < s->nrows; i++)
         if (strcmp(s->rows[i].code, code) == 0)
             return &s->rows[i];
-    if (s->nrows == s->cap) {
-        size_t ncap = s->cap ? s->cap * 2 : 16;
-        row_t *p = realloc(s->rows, ncap * sizeof(*p));
-        if (!p)
-            return NULL;
-        s->rows = p;
-        s->cap = ncap;
-    }
+    if (PS_VEC_ROOM(s->rows, s->nrows, s->cap, 16))
+        return NULL;
     memset(&s->rows[s->nrows], 0, sizeof(row_t));
     memcpy(s->rows[s->nrows].code, code, 13);
     snprintf(s->rows[s->nrows].name, sizeof(s->rows[s->nrows].name), "%s", name ? name : code);

@@ -307,6 +307,8 @@ static void on_welcome(session_t *s, Popsync__Welcome *w)
     if (w->timezone && *w->timezone && strlen(w->timezone) < sizeof(m->timezone) &&
         strcmp(w->timezone, m->timezone) != 0)
         ps_cache_set_timezone(s->cache, w->timezone);
+    /* A late entry into one of these months warns the clerk (client/late.c). */
+    ps_cache_set_approved_months(s->cache, w->approved_months, w->n_approved_months);
     if ((w->synthetic_allowed ? PS_SYNTHETIC_ALLOWED : PS_SYNTHETIC_REFUSED) != m->synthetic_policy)
         ps_cache_set_synthetic_policy(s->cache, w->synthetic_allowed ? PS_SYNTHETIC_ALLOWED : PS_SYNTHETIC_REFUSED);
     s->push_max = w->max_batch && w->max_batch < want ? w->max_batch : want;

@@ -15,6 +15,7 @@
 #include "err.h"
 #include "record_fmt.h"
 #include "scope.h"
+#include "vec.h"
 
 #include <csv.h>
 #include <errno.h>
@@ -201,20 +202,11 @@ static void add_unit(parse_state_t *st)
         return;
     }
     if (t->n == t->cap) {
-        size_t ncap = t->cap ? t->cap * 2 : 64;
-        ps_orgunit_t *nu = realloc(t->u, ncap * sizeof(*nu));
-        size_t *nl;
-        if (!nu) {
+        size_t ncap = t->cap;
+        if (PS_VEC_ROOM(t->u, t->n, ncap, 64) || PS_VEC_RESIZE(t->line, ncap)) {
             fail(st, PS_ENOMEM, ln, "out of memory");
             return;
         }
-        t->u = nu;
-        nl = realloc(t->line, ncap * sizeof(*nl));
-        if (!nl) {
-            fail(st, PS_ENOMEM, ln, "out of memory");
-            return;
-        }
-        t->line = nl;
         t->cap = ncap;
     }
     u = &t->u[t->n];

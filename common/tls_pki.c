@@ -15,6 +15,7 @@
  * dir/.lock, so a server reloading ca.crl never reads half a file.
  */
 #include "tls.h"
+#include "vec.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -723,17 +724,10 @@ static int parse_iso(const char *s, time_t *out)
 
 static int rev_push(rev_list_t *l, const rev_entry_t *e)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        rev_entry_t *v;
-        if (l->n >= PS_REVOKED_MAX)
-            return PS_ETOOBIG;
-        v = realloc(l->v, cap * sizeof(*v));
-        if (!v)
-            return PS_ENOMEM;
-        l->v = v;
-        l->cap = cap;
-    }
+    if (l->n >= PS_REVOKED_MAX)
+        return PS_ETOOBIG;
+    if (PS_VEC_ROOM(l->v, l->n, l->cap, 16))
+        return PS_ENOMEM;
     l->v[l->n++] = *e;
     return PS_OK;
 }

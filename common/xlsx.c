@@ -1,5 +1,6 @@
 /* xlsx.c - .xlsx out (libxlsxwriter) and in (libzip + libxml2); see xlsx.h. */
 #include "xlsx.h"
+#include "vec.h"
 
 #include "err.h"
 #include "recio.h"
@@ -145,15 +146,9 @@ static void strs_free(strs_t *v)
 
 static int strs_push(strs_t *v, char *s)
 {
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 64;
-        char **ns = realloc(v->s, cap * sizeof(*ns));
-        if (!ns) {
-            free(s);
-            return PS_ENOMEM;
-        }
-        v->s = ns;
-        v->cap = cap;
+    if (PS_VEC_ROOM(v->s, v->n, v->cap, 64)) {
+        free(s);
+        return PS_ENOMEM;
     }
     v->s[v->n++] = s;
     return PS_OK;

@@ -13,6 +13,7 @@
 #include "server.h"
 #include "err.h"
 #include "log.h"
+#include "vec.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,16 +36,9 @@ static ps_node_info_t *node_get(ps_nodes_t *t, const uint8_t node[PS_ID_LEN], si
             return &t->v[i];
         }
     if (t->n == t->cap) {
-        size_t ncap = t->cap ? t->cap * 2 : 64;
-        ps_node_info_t *v = realloc(t->v, ncap * sizeof(*v));
-        uint8_t *d;
-        if (!v)
+        size_t ncap = t->cap;
+        if (PS_VEC_ROOM(t->v, t->n, ncap, 64) || PS_VEC_RESIZE(t->dirty, ncap))
             return NULL;
-        t->v = v;
-        d = realloc(t->dirty, ncap);
-        if (!d)
-            return NULL;
-        t->dirty = d;
         t->cap = ncap;
     }
     *idx = t->n;

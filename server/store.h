@@ -183,6 +183,14 @@ int ps_store_conflicts(ps_store_t *st, const ps_peer_t *peer, const uint8_t node
 /** Open conflicts in which an edit of node lost (told in Welcome, so the
  *  cache whose edit lost learns of it at its next sync).  Read-only. */
 int ps_store_conflicts_lost(ps_store_t *st, const uint8_t node[PS_ID_LEN], uint32_t *n);
+/** At most this many approved months go into one Welcome. */
+#define PS_APPROVED_MONTHS_MAX 2000
+/** The approved months, from month since (YYYYMM) on, of the townships the
+ *  peer's records count in, as "YYYY-MM TOWNSHIP" strings (Welcome field
+ *  14: the cache warns of a late entry).  Caller frees with
+ *  ps_store_approved_free.  Read-only (store_approved.c). */
+int ps_store_approved_months(ps_store_t *st, const ps_peer_t *peer, uint32_t since, char ***out, size_t *n);
+void ps_store_approved_free(char **months, size_t n);
 /** Open and total conflicts (metrics, status). */
 int ps_store_conflict_count(ps_store_t *st, uint64_t *open_conflicts, uint64_t *total);
 /** The bucket digests of the peer's scope. */

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "msg.h"
 #include "wire.pb-c.h"
+#include "vec.h"
 
 #include <lmdb.h>
 
@@ -114,14 +115,8 @@ static status_row_t *row_get(status_tab_t *t, const uint8_t *node)
     for (size_t i = 0; i < t->n; i++)
         if (memcmp(t->v[i].node, node, PS_ID_LEN) == 0)
             return &t->v[i];
-    if (t->n == t->cap) {
-        size_t ncap = t->cap ? t->cap * 2 : 32;
-        status_row_t *p = realloc(t->v, ncap * sizeof(*p));
-        if (!p)
-            return NULL;
-        t->v = p;
-        t->cap = ncap;
-    }
+    if (PS_VEC_ROOM(t->v, t->n, t->cap, 32))
+        return NULL;
     r = &t->v[t->n++];
     memset(r, 0, sizeof(*r));
     popsync__node_status__init(&r->ns);

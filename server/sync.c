@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct read_job read_job_t;
 
@@ -53,6 +54,8 @@ struct read_job {
     uint32_t max_records, max_bytes;
     uint64_t hw;
     uint32_t conflicts_lost; /* Hello: open conflicts this node's edits lost */
+    char **approved;         /* Hello: approved months of the peer's townships (owned) */
+    size_t napproved;
     uint64_t new_cursor;     /* Pull: the batch's cursor (nodes.c) */
     ps_peer_t peer;
     uint8_t node[PS_ID_LEN];
@@ -67,11 +70,25 @@ struct read_job {
 
 /* --- work on the read pool: one function per POOL row ------------------- */
 
+/* YYYYMM 36 months before this one (UTC: a day's difference at a month's
+ * edge only widens the window). */
+static uint32_t approved_since(void)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    int months;
+    gmtime_r(&now, &tm);
+    months = (tm.tm_year + 1900) * 12 + tm.tm_mon - 36;
+    return (uint32_t)(months / 12 * 100 + months % 12 + 1);
+}
+
 static void work_hello(read_job_t *j)
 {
     j->rc = ps_store_node_hello(j->c->srv->store, j->node, &j->peer, &j->hw, j->err, sizeof(j->err));
     if (j->rc == PS_OK)
         j->rc = ps_store_conflicts_lost(j->c->srv->store, j->node, &j->conflicts_lost);
+    if (j->rc == PS_OK)
+        j->rc = ps_store_approved_months(j->c->srv->store, &j->peer, approved_since(), &j->approved, &j->napproved);
 }
 
 static void work_pull(read_job_t *j)
@@ -211,6 +228,8 @@ static void send_welcome(read_job_t *j)
     w.server_hlc = ps_now_ms() << 16;
     w.timezone = srv->tz.name;
     w.synthetic_allowed = srv->opts.allow_synthetic != 0;
+    w.approved_months = j->approved;
+    w.n_approved_months = j->napproved;
     if (srv->units) {
         w.orgunits_digest.data = (uint8_t *)ps_orgunits_digest(srv->units);
         w.orgunits_digest.len = 32;
@@ -246,6 +265,7 @@ static void read_after(uv_work_t *req, int status)
     ps_buf_free(&j->reply);
     ps_msg_free(j->msg);
     free(j->live);
+    ps_store_approved_free(j->approved, j->napproved);
     ps_conn_job_done(c);
     free(j);
 }

@@ -62,9 +62,31 @@ static const struct {
     {"invalid value", "不是可选的值：请查看 popsync fields"},
 };
 
+/* "is already registered: record ID in unit CODE; WHAT TO DO" (the cache's
+ * duplicate check and the server's ID-number index), with its values. */
+static int registered_zh(const char *en, char *buf, size_t buflen)
+{
+    char id[40], unit[16];
+    int at = 0;
+
+    if (sscanf(en, "is already registered: record %39[0-9a-f-] in unit %15[0-9];%n", id, unit, &at) != 2 || !at)
+        return 0;
+    if (strstr(en + at, "--update"))
+        snprintf(buf, buflen, "该身份证号已登记：记录 %s（单位 %s）；要修改那条记录请加 --update 或用 popsync edit %s",
+                 id, unit, id);
+    else
+        snprintf(buf, buflen,
+                 "该身份证号已登记：记录 %s（单位 %s）；一个人在全区只登记一次：请用 popsync merge 合并两条记录，"
+                 "或更正身份证号",
+                 id, unit);
+    return 1;
+}
+
 const char *ps_i18n_reason(const char *en, char *buf, size_t buflen)
 {
     if (!buflen)
+        return buf;
+    if (en && registered_zh(en, buf, buflen))
         return buf;
     for (size_t i = 0; en && i < sizeof(reasons) / sizeof(reasons[0]); i++) {
         size_t n = strlen(reasons[i].en);

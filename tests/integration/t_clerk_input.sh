@@ -96,9 +96,10 @@ expect_eq "$(ps --data "$T/t1" import "$T/filled.csv" --kind person)" "imported 
 
 # A file Excel saved as "CSV" on a Chinese Windows: GB18030/GBK, Chinese
 # headers, full-width digits, slashed dates, an ID number in scientific
-# notation, a CRLF inside a quoted address.  The good rows land; the bad
-# ones go to the rejected-rows file with reasons in Chinese.
-python3 - "$T/gbk.csv" "$T/gbk.expect" <<'PY'
+# notation, a CRLF inside a quoted address, and a person the cache already
+# holds.  The good rows land; the bad ones go to the rejected-rows file
+# with reasons in Chinese.
+python3 - "$T/gbk.csv" "$T/gbk.expect" "$T/gbk.dup" <<'PY'
 import sys
 w=[7,9,10,5,8,4,2,1,6,3,7,9,10,5,8,4,2]
 def idn(d):
@@ -120,21 +121,25 @@ for i in range(6):
         continue
     addr = '"幸福路%d号\r\n3单元"' % i if i == 1 else "幸福路%d号" % i
     rows.append("%s,%s,%s,%s,%s" % (name, fw(d) if i % 2 else d, sex, born, addr))
-    good.append(d)
+    if i == 5:
+        open(sys.argv[3], "w").write(d + "\n")   # registered before the import
+    else:
+        good.append(d)
 open(sys.argv[1], "wb").write(("\r\n".join(rows) + "\r\n").encode("gb18030"))
 open(sys.argv[2], "w").write("\n".join(sorted(good)) + "\n")
 PY
+ps --data "$T/t1" add person --set 姓名=王静 --set "身份证号=$(cat "$T/gbk.dup")" >/dev/null || fail "the person already held"
 rc=0; ps --data "$T/t1" import "$T/gbk.csv" --kind person --lang zh >"$T/gbk.out" 2>"$T/gbk.err" || rc=$?
 expect_eq "$rc" 4 "GBK import with bad rows exits 4"
-expect_eq "$(head -n 2 "$T/gbk.out" | tr '\n' '|')" "read $T/gbk.csv as GB18030 (GBK) text|imported 4 of 6 rows (0 unchanged, 2 rejected)|" "GBK import summary"
+expect_eq "$(head -n 2 "$T/gbk.out" | tr '\n' '|')" "read $T/gbk.csv as GB18030 (GBK) text|imported 3 of 6 rows (0 unchanged, 3 rejected)|" "GBK import summary"
 grep -q "Excel 把身份证号变成了数字" "$T/gbk.err" || fail "scientific notation explained in Chinese: $(cat "$T/gbk.err")"
 grep -q "出生日期: 该月没有这一天" "$T/gbk.err" || fail "bad date explained in Chinese: $(cat "$T/gbk.err")"
 python3 - "$T/gbk.csv.rejected.csv" <<'PY' || fail "rejected rows in Chinese"
 import csv, sys
 rows = list(csv.reader(open(sys.argv[1], encoding="utf-8-sig", newline="")))
 assert rows[0] == ["姓名", "身份证号", "性别", "出生日期", "住址", "行号", "错误原因"], rows[0]
-assert [r[0] for r in rows[1:]] == ["周杰", "郑强"], rows
-assert "Excel" in rows[1][-1] and "该月没有这一天" in rows[2][-1], rows
+assert [r[0] for r in rows[1:]] == ["周杰", "郑强", "王静"], rows
+assert "Excel" in rows[1][-1] and "该月没有这一天" in rows[2][-1] and "该身份证号已登记" in rows[3][-1], rows
 PY
 ps --data "$T/t1" list --kind person --format json | python3 -c '
 import json, sys

@@ -15,6 +15,7 @@
 #include "err.h"
 #include "log.h"
 #include "msg.h"
+#include "reply.h"
 
 #include "wire.pb-c.h"
 
@@ -39,10 +40,19 @@ static void commit_work(uv_work_t *req)
 {
     ps_server_t *srv = req->data;
     ps_store_apply(srv->store, srv->commit_batch);
-    /* Compress here, off the loop thread, for clients that asked. */
-    for (ps_push_job_t *j = srv->commit_batch; j; j = j->next)
+    /* The replies are built, and compressed for clients that asked, here,
+     * off the loop thread. */
+    for (ps_push_job_t *j = srv->commit_batch; j; j = j->next) {
+        if (j->refused)
+            continue; /* answered by an Error on the loop */
+        if (j->status)
+            ps_reply_push_error(j, j->status);
+        else if (ps_reply_push(j) != PS_OK)
+            ps_reply_push_error(j, PS_ENOMEM);
+        ps_push_job_results_free(j);
         if (j->compress)
             ps_frames_compress(&j->reply, 0);
+    }
 }
 
 static void commit_after(uv_work_t *req, int status)
@@ -81,6 +91,7 @@ static void commit_after(uv_work_t *req, int status)
                  j->accepted, j->duplicate, j->rejected);
         ps_msg_free(&j->push->base);
         ps_buf_free(&j->reply);
+        ps_push_job_results_free(j);
         free(j);
         ps_conn_job_done(c);
     }
@@ -113,12 +124,8 @@ static void kick(ps_server_t *srv)
         /* Cannot happen with a live loop; fail the batch rather than hang it. */
         PS_ERROR("commit", "cannot queue commit work");
         for (ps_push_job_t *j = head; j; j = j->next) {
-            Popsync__Error e = POPSYNC__ERROR__INIT;
             j->status = PS_EIO;
-            e.code = (uint32_t)-PS_EIO;
-            e.message = "push not committed: cannot schedule the commit";
-            ps_buf_reset(&j->reply);
-            ps_msg_pack_frame(&j->reply, PS_MSG_ERROR, j->request_id, &e.base);
+            ps_reply_push_error(j, PS_EIO);
         }
         commit_after(&srv->commit_req, -1);
     }

@@ -7,6 +7,7 @@
 
 #include "wire.pb-c.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -105,4 +106,53 @@ int ps_reply_verify_items(ps_buf_t *out, uint32_t request_id, const ps_verify_it
     free(v);
     free(p);
     return rc;
+}
+
+int ps_reply_push(ps_push_job_t *job)
+{
+    Popsync__PushResult pr = POPSYNC__PUSH_RESULT__INIT;
+    size_t n = job->nresults;
+    Popsync__ChangeResult *res = calloc(n ? n : 1, sizeof(*res)), **resp = calloc(n ? n : 1, sizeof(*resp));
+    Popsync__Rev *revs = calloc(n ? n : 1, sizeof(*revs));
+    Popsync__FieldError *fe = calloc((n ? n : 1) * PS_CHANGE_ERRORS_MAX, sizeof(*fe));
+    Popsync__FieldError **fep = calloc((n ? n : 1) * PS_CHANGE_ERRORS_MAX, sizeof(*fep));
+    int rc = PS_ENOMEM;
+
+    if (res && resp && revs && fe && fep) {
+        for (size_t i = 0; i < n; i++) {
+            ps_change_result_msg(&job->results[i], &res[i], &revs[i], fe + i * PS_CHANGE_ERRORS_MAX,
+                                 fep + i * PS_CHANGE_ERRORS_MAX);
+            resp[i] = &res[i];
+        }
+        pr.n_results = n;
+        pr.results = resp;
+        if (ps_push_clock_wrong(job))
+            pr.clock_skew_ms = job->clock_skew_ms;
+        ps_buf_reset(&job->reply);
+        rc = ps_msg_pack_frame(&job->reply, PS_MSG_PUSH_RESULT, job->request_id, &pr.base);
+    }
+    free(res);
+    free(resp);
+    free(revs);
+    free(fe);
+    free(fep);
+    return rc;
+}
+
+void ps_reply_push_error(ps_push_job_t *job, int err)
+{
+    Popsync__Error e = POPSYNC__ERROR__INIT;
+    char msg[256];
+    if (err == PS_EFULL)
+        snprintf(msg, sizeof(msg), "push not committed: storage full on the server (map cap reached); "
+                                   "nothing was applied, sync again once the district has raised the cap");
+    else if (err == PS_ENOSPC)
+        snprintf(msg, sizeof(msg), "push not committed: disk full on the server; nothing was applied, "
+                                   "sync again once the district has freed disk space");
+    else
+        snprintf(msg, sizeof(msg), "push not committed: %s", ps_strerror(err));
+    e.code = (uint32_t)-err;
+    e.message = msg;
+    ps_buf_reset(&job->reply);
+    ps_msg_pack_frame(&job->reply, PS_MSG_ERROR, job->request_id, &e.base);
 }

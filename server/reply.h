@@ -45,4 +45,10 @@ int ps_reply_verify_digests(ps_buf_t *out, uint32_t request_id, const ps_verify_
 /** A VerifyBucketList frame. */
 int ps_reply_verify_items(ps_buf_t *out, uint32_t request_id, const ps_verify_item_t *items, size_t n);
 
+/** The PushResult frame of an applied job (its results), into job->reply. */
+int ps_reply_push(ps_push_job_t *job);
+/** The Error frame of a job whose transaction failed (err: why), into
+ *  job->reply: nothing was applied; full storage or disk is said so. */
+void ps_reply_push_error(ps_push_job_t *job, int err);
+
 #endif

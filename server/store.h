@@ -46,6 +46,9 @@ typedef struct Popsync__Push Popsync__Push;
 typedef struct Popsync__Query Popsync__Query;
 typedef struct Popsync__ReportRequest Popsync__ReportRequest;
 typedef struct Popsync__CloseRequest Popsync__CloseRequest;
+typedef struct Popsync__ChangeResult Popsync__ChangeResult;
+typedef struct Popsync__Rev Popsync__Rev;
+typedef struct Popsync__FieldError Popsync__FieldError;
 
 typedef struct ps_store ps_store_t;
 
@@ -58,6 +61,37 @@ typedef struct ps_store_opts {
     int allow_synthetic;     /**< take records marked synthetic (popsync generate): a test server only */
 } ps_store_opts_t;
 
+/** What became of one change of a push (docs/sync.md §4).  The values are
+ *  those of ChangeStatus in proto/wire.proto. */
+typedef enum ps_change_status {
+    PS_CHANGE_ACCEPTED = 1,  /**< applied now (or left the record as it stood) */
+    PS_CHANGE_DUPLICATE = 2, /**< applied by an earlier push: the answer it got then */
+    PS_CHANGE_REJECTED = 3,  /**< not applied: see errors */
+    PS_CHANGE_CONFLICT = 4   /**< not applied: kept whole as conflict conflict_id */
+} ps_change_status_t;
+
+#define PS_CHANGE_ERRORS_MAX 8 /**< field errors kept per change (PS_VERR_MAX) */
+
+/** The answer to one change, in the order of the Push. */
+typedef struct ps_change_result {
+    uint64_t lcn;
+    ps_change_status_t status;
+    int has_id;
+    uint8_t id[PS_ID_LEN];             /**< the record's id */
+    uint64_t seq;                      /**< the feed sequence the change got (ACCEPTED, DUPLICATE) */
+    int has_rev;                       /**< the revision the record now has (ACCEPTED, DUPLICATE) */
+    uint64_t gen, hlc;
+    int has_rev_node;
+    uint8_t rev_node[PS_ID_LEN];
+    int has_conflict;                  /**< the change raised conflict conflict_id */
+    uint8_t conflict_id[PS_ID_LEN];
+    size_t nerrors;                    /**< REJECTED: why, field by field */
+    struct {
+        char field[32];
+        char reason[160];
+    } errors[PS_CHANGE_ERRORS_MAX];
+} ps_change_result_t;
+
 /**
  * One Push from one connection, applied by ps_store_apply together with the
  * other waiting pushes.  The caller fills the inputs and owns the job.
@@ -67,21 +101,40 @@ typedef struct ps_push_job {
     uint8_t node[PS_ID_LEN];   /**< the pushing cache's node id (from Hello) */
     ps_peer_t peer;            /**< the certificate's identity */
     Popsync__Push *push;       /**< decoded Push (owned by the job's creator) */
-    uint32_t request_id;
-    int compress;              /**< compress the reply (agreed with the client) */
     uint64_t clock_ms;         /**< Push.clock_ms: the cache's clock when it sent the Push (0: not sent) */
     int64_t clock_skew_ms;     /**< clock_ms minus our clock when the Push arrived (0 without clock_ms) */
     /* outputs */
-    ps_buf_t reply;            /**< a whole PushResult frame (or Error frame) */
-    int status;                /**< PS_OK, or the error that failed the whole transaction */
+    ps_change_result_t *results; /**< one per change (push->n_changes), freed by ps_push_job_results_free */
+    size_t nresults;
+    int status;                /**< PS_OK, or the error that failed the whole transaction (no results) */
     size_t accepted, duplicate, rejected, conflicted;
     int refused;               /**< PS_EACCES (node bound to another certificate) or PS_ESTALE
-                                *   (copied cache): nothing of the job was applied, reply empty */
+                                *   (copied cache): nothing of the job was applied, no results */
     char why[384];             /**< the refusal, for the Error sent to the client */
-    /* caller's links */
+    /* the caller's, never read by the store */
+    uint32_t request_id;
+    int compress;              /**< compress the reply (agreed with the client) */
+    ps_buf_t reply;            /**< the reply frame (server/reply.c builds it from the results) */
     struct ps_push_job *next;
     void *owner;
 } ps_push_job_t;
+
+/** Whether the cache's clock is off by more than the protocol's tolerance
+ *  (its changes are re-timed, and the PushResult says by how much). */
+static inline int ps_push_clock_wrong(const ps_push_job_t *job)
+{
+    return job->clock_ms &&
+           (job->clock_skew_ms > PS_CLOCK_TOLERANCE_MS || job->clock_skew_ms < -PS_CLOCK_TOLERANCE_MS);
+}
+
+/** A result as a ChangeResult message over the caller's rev and
+ *  field-error storage (PS_CHANGE_ERRORS_MAX of each): the form the store remembers answers in, and the
+ *  one the protocol layer sends in a PushResult. */
+void ps_change_result_msg(const ps_change_result_t *r, Popsync__ChangeResult *m, Popsync__Rev *rev,
+                          Popsync__FieldError *fe, Popsync__FieldError **fep);
+
+/** Frees a job's results (safe to call twice). */
+void ps_push_job_results_free(ps_push_job_t *job);
 
 /** Opens (creating if needed) the store in dir.  Caller owns *out. */
 int ps_store_open(ps_store_t **out, const char *dir, const ps_store_opts_t *opts, char *err, size_t errlen);
@@ -95,12 +148,13 @@ size_t ps_store_map_size(ps_store_t *st);
 uint64_t ps_store_head(ps_store_t *st);
 
 /**
- * Applies every job in the list in one durable transaction.  Each change is
- * validated and checked against the peer's scope on its own; a bad change is
- * rejected with its field errors and the rest land.  On return each job's
- * reply holds the frame to send.  Returns PS_OK, or an error when the
- * transaction could not be committed (then every job's status says so and
- * its reply is an Error frame; nothing was applied).
+ * Applies every job in the list in one durable transaction (the stages of
+ * server/apply.h).  Each change is validated and checked against the
+ * peer's scope on its own; a bad change is rejected with its field errors
+ * and the rest land.  On return each job holds one result per change.
+ * Returns PS_OK, or an error when the transaction could not be committed
+ * (then every job's status says so and has no results; nothing was
+ * applied).
  */
 int ps_store_apply(ps_store_t *st, ps_push_job_t *jobs);
 

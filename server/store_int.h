@@ -1,8 +1,9 @@
 /* store_int.h - private to the store's files (store.c, store_query.c).
  *
  * Owns: struct ps_store, the layout of stored record headers and feed
- * entries, and the wrappers that ask the access policy about them.  Only store*.c include this file
- * (and lmdb.h).
+ * entries, and the wrappers that ask the access policy about them.  Only
+ * store*.c and apply.c (and the apply stages' unit tests) include this
+ * file (and lmdb.h).
  */
 #ifndef PS_STORE_INT_H
 #define PS_STORE_INT_H
@@ -69,6 +70,14 @@ struct ps_store {
  * already (store.c; the node-table flush calls it, so a node id is bound
  * from its first Hello, not only from its first push). */
 int ps__store_bind_if_new(MDB_txn *txn, ps_store_t *st, const ps_node_info_t *n);
+
+/* Node ids bound to certificate identities (store.c; the apply path's
+ * admission and the Hello read them). */
+typedef struct Popsync__NodeStatus Popsync__NodeStatus;
+int ps__same_identity(const Popsync__NodeStatus *b, const ps_peer_t *p);
+int ps__bind_get(MDB_txn *txn, ps_store_t *st, const uint8_t *node, Popsync__NodeStatus **out);
+int ps__bind_put(MDB_txn *txn, ps_store_t *st, const uint8_t *node, const ps_peer_t *p);
+void ps__bind_refusal(char *out, size_t n, const uint8_t *node, const Popsync__NodeStatus *b, const ps_peer_t *p);
 
 /* Begins a transaction under the resize lock (flags: 0 or MDB_RDONLY). */
 static inline int txn_begin_locked(ps_store_t *st, unsigned flags, MDB_txn **txn)

@@ -10,7 +10,8 @@
  * Modules: main.c (config, signals, startup, shutdown), listener.c (accept,
  * connection limit), conn.c (per-connection state machine, frame parsing,
  * back-pressure), sync.c (Hello, Push, Pull, Ping handlers), commit.c (group
- * commit), store.c (LMDB); issue 9: config.c (config file, --check-config),
+ * commit), reply.c (the protocol layer: the store's typed answers as reply
+ * frames), store.c (LMDB), apply.c (the apply path's stages); issue 9: config.c (config file, --check-config),
  * nodes.c (who synced: in-memory table, NodeStatus), metrics.c (Prometheus
  * endpoint), store_admin.c (backup, restore, map info).
  */

@@ -22,8 +22,14 @@
  * touches the loop.  One writer at a time (the caller serialises
  * ps_store_apply); any number of concurrent readers (MDB_NOTLS).
  *
+ * Speaks records, not frames: it takes decoded requests and returns typed
+ * values (per-change results, feed entries through a callback, C structs,
+ * or a reply message it built but never packs); server/reply.h makes the
+ * frames.  The apply path's stages are server/apply.h.
+ *
  * Caveats: values read from LMDB are valid only inside their transaction,
- * so everything returned is copied or packed into caller buffers.
+ * so everything returned is copied or decoded, and a pull callback's bytes
+ * are valid only during the call.
  */
 #ifndef PS_STORE_H
 #define PS_STORE_H

@@ -1244,22 +1244,16 @@ int ps_store_report_quality(ps_store_t *st, const ps_peer_t *peer, const Popsync
 
 /* ---- Recount check ----------------------------------------------------------------- */
 
-int ps_store_counters_check(ps_store_t *st, uint64_t *checked, uint64_t *mismatched, char *err, size_t errlen)
+/* Recounts every counter from the records themselves into want
+ * ("month|unit|metric" -> sum). */
+static int counters_recount(ps_store_t *st, MDB_txn *txn, stab_t *want)
 {
-    MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     MDB_val k, v;
-    stab_t want;
     int mrc, rc = PS_OK;
-
-    memset(&want, 0, sizeof(want));
-    *checked = *mismatched = 0;
-    if ((mrc = ro_begin(st, &txn)) || (mrc = mdb_cursor_open(txn, st->records, &cur))) {
-        rc = db_err(mrc);
-        goto out;
-    }
-    /* Recount from the records themselves. */
-    while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+    if ((mrc = mdb_cursor_open(txn, st->records, &cur)))
+        return db_err(mrc);
+    while (rc == PS_OK && (mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
         Popsync__Record *r = NULL;
         ps_contrib_t cs[PS_CONTRIB_MAX];
         size_t n;
@@ -1267,47 +1261,55 @@ int ps_store_counters_check(ps_store_t *st, uint64_t *checked, uint64_t *mismatc
                                                       v.mv_size - REC_HDR, (ProtobufCMessage **)&r) != PS_OK)
             continue;
         n = ps_counters_contrib(r, cs, PS_CONTRIB_MAX);
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; rc == PS_OK && i < n; i++) {
             char key[64];
             sent_t *e;
             snprintf(key, sizeof(key), "%06u|%s|%s", cs[i].month, cs[i].unit, cs[i].metric);
-            if (!(e = stab_get(&want, key))) {
-                ps_msg_free(&r->base);
+            if (!(e = stab_get(want, key)))
                 rc = PS_ENOMEM;
-                goto out;
-            }
-            e->sum += cs[i].value;
+            else
+                e->sum += cs[i].value;
         }
         ps_msg_free(&r->base);
     }
     mdb_cursor_close(cur);
-    cur = NULL;
-    /* Every stored counter must equal the recount, and the other way round. */
-    if ((mrc = mdb_cursor_open(txn, st->counters, &cur))) {
-        rc = db_err(mrc);
-        goto out;
-    }
+    return rc;
+}
+
+/* The "month|unit|metric" key of a stored counter key. */
+static void counter_key_text(const MDB_val *k, char *key, size_t cap)
+{
+    const uint8_t *kp = k->mv_data;
+    char unit[13], metric[40];
+    uint32_t month = (uint32_t)kp[0] << 24 | (uint32_t)kp[1] << 16 | (uint32_t)kp[2] << 8 | kp[3];
+    size_t ml = k->mv_size - 16 < sizeof(metric) - 1 ? k->mv_size - 16 : sizeof(metric) - 1;
+    memcpy(unit, kp + 4, 12);
+    unit[12] = '\0';
+    memcpy(metric, kp + 16, ml);
+    metric[ml] = '\0';
+    snprintf(key, cap, "%06u|%s|%s", month, unit, metric);
+}
+
+/* Every stored counter must equal the recount, and the other way round. */
+static int counters_compare(ps_store_t *st, MDB_txn *txn, stab_t *want, uint64_t *checked, uint64_t *mismatched,
+                            char *err, size_t errlen)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int mrc;
+    if ((mrc = mdb_cursor_open(txn, st->counters, &cur)))
+        return db_err(mrc);
     while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
-        const uint8_t *kp = k.mv_data;
-        char key[64], unit[13], metric[40];
-        uint32_t month;
-        size_t ml;
+        char key[64];
         sent_t *e;
         int64_t stored = v.mv_size == 8 ? (int64_t)be64get(v.mv_data) : 0;
         if (k.mv_size < 16)
             continue;
-        month = (uint32_t)kp[0] << 24 | (uint32_t)kp[1] << 16 | (uint32_t)kp[2] << 8 | kp[3];
-        memcpy(unit, kp + 4, 12);
-        unit[12] = '\0';
-        ml = k.mv_size - 16 < sizeof(metric) - 1 ? k.mv_size - 16 : sizeof(metric) - 1;
-        memcpy(metric, kp + 16, ml);
-        metric[ml] = '\0';
-        snprintf(key, sizeof(key), "%06u|%s|%s", month, unit, metric);
+        counter_key_text(&k, key, sizeof(key));
         (*checked)++;
-        e = stab_get(&want, key);
-        if (!e) {
-            rc = PS_ENOMEM;
-            goto out;
+        if (!(e = stab_get(want, key))) {
+            mdb_cursor_close(cur);
+            return PS_ENOMEM;
         }
         if (e->sum != stored) {
             if (*mismatched == 0)
@@ -1317,18 +1319,30 @@ int ps_store_counters_check(ps_store_t *st, uint64_t *checked, uint64_t *mismatc
         }
         e->count = 1; /* seen */
     }
-    for (size_t i = 0; i < want.cap; i++)
-        if (want.v[i].key && !want.v[i].count && want.v[i].sum != 0) {
+    mdb_cursor_close(cur);
+    for (size_t i = 0; i < want->cap; i++)
+        if (want->v[i].key && !want->v[i].count && want->v[i].sum != 0) {
             if (*mismatched == 0)
-                snprintf(err, errlen, "counter %s is missing, a recount gives %lld", want.v[i].key,
-                         (long long)want.v[i].sum);
+                snprintf(err, errlen, "counter %s is missing, a recount gives %lld", want->v[i].key,
+                         (long long)want->v[i].sum);
             (*mismatched)++;
         }
-out:
+    return PS_OK;
+}
+
+int ps_store_counters_check(ps_store_t *st, uint64_t *checked, uint64_t *mismatched, char *err, size_t errlen)
+{
+    MDB_txn *txn = NULL;
+    stab_t want;
+    int mrc, rc;
+
+    memset(&want, 0, sizeof(want));
+    *checked = *mismatched = 0;
+    if ((mrc = ro_begin(st, &txn)))
+        return db_err(mrc);
+    if ((rc = counters_recount(st, txn, &want)) == PS_OK)
+        rc = counters_compare(st, txn, &want, checked, mismatched, err, errlen);
+    ro_end(st, txn);
     stab_free(&want);
-    if (cur)
-        mdb_cursor_close(cur);
-    if (txn)
-        ro_end(st, txn);
     return rc;
 }

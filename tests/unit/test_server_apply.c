@@ -135,7 +135,10 @@ static Popsync__Record *person(const uint8_t *id, const char *unit, const char *
     /* A valid ID number for the birth date (a woman: even 17th digit). */
     {
         char idn[19];
-        snprintf(idn, sizeof(idn), "130203%.4s%.2s%.2s002", birth, birth + 5, birth + 8);
+        /* The sequence digits come from the record id: an edit keeps its
+         * number, two records of one birth date rarely share one. */
+        snprintf(idn, sizeof(idn), "130203%.4s%.2s%.2s%02u2", birth, birth + 5, birth + 8,
+                 (unsigned)(r->id.data[15] % 100));
         idn[17] = ps_id_check_char(idn);
         idn[18] = '\0';
         snprintf(kv, sizeof(kv), "id_number=%s", idn);
@@ -554,14 +557,16 @@ static void test_persist_consistent(void **state)
     Popsync__Record *del;
 
     for (int i = 0; i < 6; i++) {
-        apply1(fx, &admin, NODE_ADMIN, lcn++, person(NULL, i % 2 ? UNIT_A : UNIT_B, "孙丽", "1975-05-05", ids[i]),
-               0, &res);
+        char birth[16];
+        snprintf(birth, sizeof(birth), "1975-05-%02d", i + 1);
+        apply1(fx, &admin, NODE_ADMIN, lcn++, person(NULL, i % 2 ? UNIT_A : UNIT_B, "孙丽", birth, ids[i]), 0,
+               &res);
         assert_int_equal(res.status, PS_CHANGE_ACCEPTED);
     }
     /* Move one, delete one: counters move by the difference. */
-    apply1(fx, &admin, NODE_ADMIN, lcn++, person(ids[0], UNIT_A, "孙丽", "1975-05-05", NULL), 1, &res);
+    apply1(fx, &admin, NODE_ADMIN, lcn++, person(ids[0], UNIT_A, "孙丽", "1975-05-01", NULL), 1, &res);
     assert_int_equal(res.status, PS_CHANGE_ACCEPTED);
-    del = person(ids[1], UNIT_A, "孙丽", "1975-05-05", NULL);
+    del = person(ids[1], UNIT_A, "孙丽", "1975-05-02", NULL);
     del->deleted = 1;
     apply1(fx, &admin, NODE_ADMIN, lcn++, del, 1, &res);
     assert_int_equal(res.status, PS_CHANGE_ACCEPTED);
@@ -581,6 +586,30 @@ static void test_persist_consistent(void **state)
     assert_int_equal(end.more, 0);
 }
 
+/* A second live person with a registered ID number is refused at persist,
+ * with nothing written. */
+static void test_persist_idnum(void **state)
+{
+    fixture_t *fx = *state;
+    ps_peer_t admin = peer(PS_ROLE_ADMIN, "130203000000", "district");
+    ps_change_result_t first, second;
+    Popsync__Record *r;
+    char err[256] = "", idn[32];
+    uint64_t head;
+
+    r = person(NULL, UNIT_A, "郑爽", "1991-09-09", NULL);
+    snprintf(idn, sizeof(idn), "%s", r->person->id_number);
+    apply1(fx, &admin, NODE_ADMIN, 1, r, 0, &first);
+    assert_int_equal(first.status, PS_CHANGE_ACCEPTED);
+    head = ps_store_head(fx->st);
+    r = person(NULL, UNIT_B, "郑爽", "1991-09-09", NULL);
+    assert_int_equal(ps_record_set(r, "id_number", idn, err, sizeof(err)), PS_OK);
+    apply1(fx, &admin, NODE_ADMIN, 2, r, 0, &second);
+    assert_int_equal(second.status, PS_CHANGE_REJECTED);
+    assert_true(has_error(&second, "id_number"));
+    assert_int_equal(ps_store_head(fx->st), head);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -593,6 +622,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stamp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_and_conflict, setup, teardown),
         cmocka_unit_test_setup_teardown(test_persist_consistent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_persist_idnum, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

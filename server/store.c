@@ -26,11 +26,53 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* Opens (creating) every named database of the store (store.h). */
+static int open_dbis(MDB_txn *txn, ps_store_t *st)
+{
+    int mrc;
+    if ((mrc = mdb_dbi_open(txn, "records", MDB_CREATE, &st->records)) ||
+        (mrc = mdb_dbi_open(txn, "feed", MDB_CREATE, &st->feed)) ||
+        (mrc = mdb_dbi_open(txn, "nodes", MDB_CREATE, &st->nodes)) ||
+        (mrc = mdb_dbi_open(txn, "rejects", MDB_CREATE, &st->rejects)) ||
+        (mrc = mdb_dbi_open(txn, "meta", MDB_CREATE, &st->meta)) ||
+        (mrc = mdb_dbi_open(txn, "versions", MDB_CREATE, &st->versions)) ||
+        (mrc = mdb_dbi_open(txn, "conflicts", MDB_CREATE, &st->conflicts)) ||
+        (mrc = mdb_dbi_open(txn, "audit", MDB_CREATE, &st->audit)) ||
+        (mrc = mdb_dbi_open(txn, "counters", MDB_CREATE, &st->counters)) ||
+        (mrc = mdb_dbi_open(txn, "closes", MDB_CREATE, &st->closes)))
+        return mrc;
+    return mdb_dbi_open(txn, "answers", MDB_CREATE, &st->answers);
+}
+
+/* Reads the server's node id (made from fresh on first open) and the head. */
+static int load_meta(MDB_txn *txn, ps_store_t *st, const uint8_t fresh[PS_ID_LEN])
+{
+    MDB_val k = {11, "server_node"}, v;
+    int mrc = mdb_get(txn, st->meta, &k, &v);
+    if (mrc == MDB_NOTFOUND) {
+        memcpy(st->server_node, fresh, PS_ID_LEN);
+        v.mv_data = st->server_node;
+        v.mv_size = PS_ID_LEN;
+        if ((mrc = mdb_put(txn, st->meta, &k, &v, 0)))
+            return mrc;
+    } else if (mrc) {
+        return mrc;
+    } else if (v.mv_size == PS_ID_LEN) {
+        memcpy(st->server_node, v.mv_data, PS_ID_LEN);
+    }
+    k.mv_data = "head";
+    k.mv_size = 4;
+    mrc = mdb_get(txn, st->meta, &k, &v);
+    if (mrc == 0 && v.mv_size == 8)
+        st->head = be64get(v.mv_data);
+    return mrc == MDB_NOTFOUND ? 0 : mrc;
+}
+
 int ps_store_open(ps_store_t **out, const char *dir, const ps_store_opts_t *opts, char *err, size_t errlen)
 {
     ps_store_t *st = calloc(1, sizeof(*st));
     MDB_txn *txn = NULL;
-    MDB_val k, v;
+    uint8_t fresh[PS_ID_LEN];
     int mrc = 0, rc = PS_EDB;
 
     if (!st)
@@ -51,43 +93,15 @@ int ps_store_open(ps_store_t **out, const char *dir, const ps_store_opts_t *opts
         goto fail;
     if ((mrc = mdb_txn_begin(st->env, NULL, 0, &txn)))
         goto fail;
-    if ((mrc = mdb_dbi_open(txn, "records", MDB_CREATE, &st->records)) ||
-        (mrc = mdb_dbi_open(txn, "feed", MDB_CREATE, &st->feed)) ||
-        (mrc = mdb_dbi_open(txn, "nodes", MDB_CREATE, &st->nodes)) ||
-        (mrc = mdb_dbi_open(txn, "rejects", MDB_CREATE, &st->rejects)) ||
-        (mrc = mdb_dbi_open(txn, "meta", MDB_CREATE, &st->meta)) ||
-        (mrc = mdb_dbi_open(txn, "versions", MDB_CREATE, &st->versions)) ||
-        (mrc = mdb_dbi_open(txn, "conflicts", MDB_CREATE, &st->conflicts)) ||
-        (mrc = mdb_dbi_open(txn, "audit", MDB_CREATE, &st->audit)) ||
-        (mrc = mdb_dbi_open(txn, "counters", MDB_CREATE, &st->counters)) ||
-        (mrc = mdb_dbi_open(txn, "closes", MDB_CREATE, &st->closes)) ||
-        (mrc = mdb_dbi_open(txn, "answers", MDB_CREATE, &st->answers)))
+    if ((mrc = open_dbis(txn, st)))
         goto fail;
     if ((rc = ps_idnum_open(st, txn))) {
         snprintf(err, errlen, "store %s: cannot build the ID-number index", dir);
         goto out;
     }
-    k.mv_data = "server_node";
-    k.mv_size = 11;
-    mrc = mdb_get(txn, st->meta, &k, &v);
-    if (mrc == MDB_NOTFOUND) {
-        if ((rc = ps_random(st->server_node, PS_ID_LEN)))
-            goto out;
-        v.mv_data = st->server_node;
-        v.mv_size = PS_ID_LEN;
-        if ((mrc = mdb_put(txn, st->meta, &k, &v, 0)))
-            goto fail;
-    } else if (mrc) {
-        goto fail;
-    } else if (v.mv_size == PS_ID_LEN) {
-        memcpy(st->server_node, v.mv_data, PS_ID_LEN);
-    }
-    k.mv_data = "head";
-    k.mv_size = 4;
-    mrc = mdb_get(txn, st->meta, &k, &v);
-    if (mrc == 0 && v.mv_size == 8)
-        st->head = be64get(v.mv_data);
-    else if (mrc != MDB_NOTFOUND)
+    if ((rc = ps_random(fresh, PS_ID_LEN)))
+        goto out;
+    if ((mrc = load_meta(txn, st, fresh)))
         goto fail;
     if ((mrc = mdb_txn_commit(txn)))
         goto fail;

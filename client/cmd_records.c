@@ -367,12 +367,28 @@ out:
 }
 
 /* Loads the record named by argv's positional ID. */
+/* The live person holding an ID number as a clerk types it (full-width
+ * digits, a lower-case x), so that a person's record can be named without
+ * its record id. */
+static int person_by_number(ps_cache_t *c, const char *text, uint8_t id[PS_ID_LEN])
+{
+    const ps_field_t *f = ps_field_find(POPSYNC__KIND__KIND_PERSON, "id_number");
+    const char *why;
+    char norm[64];
+
+    if (!f || ps_field_normalize(f, text, norm, sizeof(norm), &why) != 0 || strlen(norm) != 18)
+        return PS_ENOTFOUND;
+    return ps_dup_resolve(c, norm, id);
+}
+
 static int load_by_id(const char *cmd, ps_cache_t *c, const char *idtext, Popsync__Record **r)
 {
     uint8_t id[PS_ID_LEN];
     int rc;
-    if (ps_uuid_parse(idtext, id) != PS_OK) {
-        ps_cli_err("%s: '%s' is not a record id", cmd, idtext);
+    if (ps_uuid_parse(idtext, id) != PS_OK && person_by_number(c, idtext, id) != PS_OK) {
+        ps_cli_err("%s: '%s' is neither a record id nor the ID number of a live person in this cache "
+                   "(popsync find shows both)",
+                   cmd, idtext);
         return PS_EXIT_USAGE;
     }
     rc = ps_cache_get(c, id, r);

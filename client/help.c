@@ -37,11 +37,13 @@ static const help_t helps[] = {
      "number is registered is refused unless --update.  add birth --child-name registers the child too.",
      "popsync add person --set 姓名=张三 --set 身份证号=110105199003071234"},
     {"edit", "ID --set FIELD=VALUE ... | --json '{...}'", "change fields of a record",
-     "\"\" clears a field.  A change that leaves the record as it was writes nothing.",
-     "popsync edit 0199c1e2-6b7a-7c1d-9a31-5f2e1b0c4d11 --set 联系电话=13800000000"},
+     "ID is a record id, or for a person her ID number.  \"\" clears a field.  A change that leaves\n"
+     "the record as it was writes nothing.",
+     "popsync edit 110105199003071239 --set 联系电话=13800000000"},
     {"delete", "ID [--cascade | --force]", "mark a record deleted (synced as a tombstone)",
      "Refused while other records refer to it (they are listed), unless --cascade (delete them too) or\n"
-     "--force (leave them; the quality report flags them).  `popsync restore ID` undoes it.",
+     "--force (leave them; the quality report flags them).  `popsync restore ID` undoes it.\n"
+     "ID is a record id, or for a live person her ID number.",
      "popsync delete 0199c1e2-6b7a-7c1d-9a31-5f2e1b0c4d11"},
     {"restore", "ID", "undo a delete", "The record comes back as a new revision, synced like any edit.",
      "popsync restore 0199c1e2-6b7a-7c1d-9a31-5f2e1b0c4d11"},
@@ -53,7 +55,8 @@ static const help_t helps[] = {
      "the start, submitted and feedback dates, who acts, the deadline (urgent 15 days, others 30, from\n"
      "the start for the submission and from the submission for the feedback) and days left or overdue.",
      "popsync migrations --awaiting feedback --lang zh"},
-    {"show", "ID [--format json|table]", "one record", "", "popsync show 0199c1e2-6b7a-7c1d-9a31-5f2e1b0c4d11"},
+    {"show", "ID [--format json|table]", "one record", "ID is a record id, or for a person her ID number.",
+     "popsync show 110105199003071239"},
     {"list", "[--kind KIND] [--orgunit CODE] [--format table|json|csv] [--deleted]", "the records of this cache",
      "", "popsync list --kind birth --orgunit 130203001000"},
     {"find", "TEXT [--limit N] [--lang zh|en] [--json]", "find persons by what people know (offline)",

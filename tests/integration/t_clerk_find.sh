@@ -47,6 +47,14 @@ ps --data "$T/t1" add person --set name=李小宝 --set sex=male --set birth_dat
     fail "add a newborn without ID number"
 expect_eq "$(found 李小宝)" "李小宝" "newborn by name"
 expect_eq "$(found lxb)" "李小宝" "newborn by initials"
+# A person's record is named by her ID number too (edit, show, delete).
+fwi3=$(python3 -c 'import sys; print("".join(chr(ord(c)+0xFEE0) for c in sys.argv[1]))' "$i3")
+ps --data "$T/t1" edit "$fwi3" --set phone=13700000009 >/dev/null || fail "edit by (full-width) ID number"
+expect_eq "$(ps --data "$T/t1" show "$i3" --format json | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["id"], r["phone"])')" \
+    "$c 13700000009" "show by ID number names the record and has the edit"
+rc=0; ps --data "$T/t1" show 110105199901010000 >/dev/null 2>"$T/noone.err" || rc=$?
+expect_eq "$rc" 2 "an unknown number is a usage error"
+grep -q "neither a record id nor the ID number of a live person" "$T/noone.err" || fail "says what ID may be"
 rc=0; ps --data "$T/t1" find 王五 >/dev/null 2>&1 || rc=$?
 expect_eq "$rc" 5 "nothing found exits 5"
 ps --data "$T/t1" find 张 --lang zh | head -n 1 | grep -q "^姓名" || fail "Chinese table header"

@@ -5,7 +5,7 @@
  * replaced only by a strictly newer revision (gen, hlc, node: the order of
  * docs/sync.md), and the counters move only when the row does, by the old
  * version's contributions negatively and the new one's positively
- * (server/counters.c, the district's own rule).  A message already applied
+ * (common/counters.c, the district's own rule).  A message already applied
  * therefore finds its own revision in the row and changes nothing; an older
  * version replayed later finds a newer one and changes nothing either.
  */

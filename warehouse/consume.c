@@ -407,6 +407,6 @@ out:
         PS_ERROR("warehouse", "%s", err);
     nats_close(&n);
     pg_close(&p);
-    nats_CloseAndWait(2000);
+    nats_CloseAndWait(5000);
     return rc;
 }

@@ -133,7 +133,7 @@ pass "report monthly by district"
 
 # SIGKILL mid-batch: 3,000 records, batches of 100, each paused before its
 # COMMIT; the warehouse is killed during a pause, then run to the end.
-pub --generate 3000 --districts $A,$B --start-seq 100
+pub --generate 3000 --districts $A,$B --start-seq 100 --sync
 POPSYNC_WH_TEST_PAUSE_MS=400 "$PS_WAREHOUSE" run --pg "$PG_DSN" --nats "$NATS_URLS" --batch 100 --ack-wait 3 \
     >>"$T/warehouse.log" 2>&1 &
 WH_PID=$!

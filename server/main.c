@@ -201,7 +201,62 @@ static int parse_u64(const char *s, uint64_t *out)
     return PS_OK;
 }
 
-int main(int argc, char **argv)
+/* The defaults of every tunable: flags and the config file override them. */
+static void opts_defaults(ps_server_opts_t *o)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    o->map_size = (size_t)1024 << 20;
+    o->max_conns = 4096;
+    o->max_conns_per_cert = 64;
+    o->max_frame = 16u << 20;
+    o->max_push_changes = 10000;
+    o->pull_max_records = 5000;
+    o->pull_max_bytes = 4u << 20;
+    o->max_output = 8u << 20;
+    o->handshake_ms = 10000;
+    o->idle_ms = 300000;
+    o->max_future_ms = 0;
+    o->commit_max_changes = 50000;
+    o->timezone = PS_TZ_DEFAULT;
+    o->partial_budget = (size_t)256 << 20;
+    o->partial_budget_per_cert = (size_t)32 << 20;
+    o->min_frame_rate = 1024;
+    o->frame_grace_ms = 10000;
+    o->handshake_threads = ncpu < 1 ? 1 : ncpu > 16 ? 16 : (uint32_t)ncpu;
+}
+
+/* One numeric flag into its option.  0, or 2 (told) for a bad number. */
+static int number_flag(ps_server_opts_t *o, int opt, const char *arg)
+{
+    uint64_t v;
+    if (parse_u64(arg, &v)) {
+        fprintf(stderr, "popsyncd: '%s' is not a non-negative number\n", arg);
+        return 2;
+    }
+    switch (opt) {
+    case 'B': o->pull_max_records = v ? (uint32_t)v : 1; break;
+    case 'M': o->max_push_changes = v ? (uint32_t)v : 1; break;
+    case 'm': o->map_size = (size_t)v << 20; break;
+    case 'X': o->map_max = (size_t)v << 20; break;
+    case 'n': o->max_conns = (uint32_t)v; break;
+    case 'N': o->max_conns_per_cert = (uint32_t)v; break;
+    case 'f': o->max_frame = (uint32_t)v; break;
+    case 'H': o->handshake_ms = v; break;
+    case 'I': o->idle_ms = v; break;
+    case 'F': o->max_future_ms = v; break;
+    case 'g': o->partial_budget = (size_t)v << 20; break;
+    case 'G': o->partial_budget_per_cert = (size_t)v << 20; break;
+    case 'R': o->min_frame_rate = (uint32_t)v; break;
+    case 'W': o->frame_grace_ms = v; break;
+    case 'T': o->handshake_threads = (uint32_t)(v > 16 ? 16 : v); break;
+    default: break;
+    }
+    return 0;
+}
+
+/* The command line over the config file.  -1 to go on serving, else the
+ * exit code (help, --check-config, or a usage error told on stderr). */
+static int parse_args(int argc, char **argv, ps_config_t *cfg, ps_server_opts_t *o)
 {
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, 'l'},   {"data", required_argument, NULL, 'd'},
@@ -220,12 +275,140 @@ int main(int argc, char **argv)
         {"handshake-threads", required_argument, NULL, 'T'},
         PS_CONFIG_LONGOPTS,
         {NULL, 0, NULL, 0}};
-    ps_config_t cfg;
-    ps_server_t srv;
+    int opt, level;
+
+    /* The config file first, so that flags override it. */
+    if (ps_config_prepare(cfg, argc, argv, o))
+        return 2;
+    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'l': o->listen = optarg; break;
+        case 'd': o->data_dir = optarg; break;
+        case 'a': o->ca_file = optarg; break;
+        case 'c': o->cert_file = optarg; break;
+        case 'k': o->key_file = optarg; break;
+        case 'r': o->crl_file = optarg; break;
+        case 'P': o->port_file = optarg; break;
+        case 'O': o->orgunits_file = optarg; break;
+        case 'Z': o->timezone = optarg; break;
+        case 'X': case 'g': case 'G': case 'R': case 'W': case 'T': case 'B': case 'M':
+        case 'm': case 'n': case 'N': case 'f': case 'H': case 'I': case 'F':
+            if (number_flag(o, opt, optarg))
+                return 2;
+            break;
+        case 'L':
+            if ((level = ps_log_level_from_name(optarg)) < 0) {
+                fprintf(stderr, "popsyncd: unknown log level '%s'\n", optarg);
+                return 2;
+            }
+            ps_log_set_level((ps_log_level_t)level);
+            break;
+        case 'h': usage(stdout); return 0;
+        default:
+            if (ps_config_is_flag(opt)) {
+                if (ps_config_flag(cfg, o, opt, optarg))
+                    return 2;
+                break;
+            }
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (cfg->check)
+        return ps_config_check(cfg, o);
+    if (optind < argc || !o->listen || !o->data_dir || !o->ca_file || !o->cert_file || !o->key_file) {
+        fprintf(stderr, "popsyncd: --listen, --data, --ca, --cert and --key are required (as flags or in --config)\n");
+        usage(stderr);
+        return 2;
+    }
+    return -1;
+}
+
+/* The zone, TLS, the org-unit tree and the store, in that order.  PS_OK,
+ * or an error told in the log (what was opened is closed by main). */
+static int open_parts(ps_server_t *srv)
+{
     ps_store_opts_t sopts;
     char err[512];
-    uint64_t v;
-    int opt, rc, level;
+
+    /* The zone is read while this process has one thread (tz.h). */
+    if (ps_tz_load(&srv->tz, srv->opts.timezone, ps_now_ms(), err, sizeof(err)) != PS_OK) {
+        PS_ERROR("main", "timezone: %s", err);
+        return PS_EINVAL;
+    }
+    if (ps_tls_conf_new(&srv->tls, PS_TLS_SERVER, srv->opts.ca_file, srv->opts.cert_file, srv->opts.key_file,
+                        srv->opts.crl_file, err, sizeof(err))) {
+        PS_ERROR("main", "TLS setup: %s", err);
+        return PS_EINVAL;
+    }
+    if (srv->opts.orgunits_file) {
+        if (ps_orgunits_load(srv->opts.orgunits_file, &srv->units, err, sizeof(err))) {
+            PS_ERROR("main", "org units %s: %s", srv->opts.orgunits_file, err);
+            return PS_EINVAL;
+        }
+        PS_INFO("main", "org units: %zu from %s", ps_orgunits_count(srv->units), srv->opts.orgunits_file);
+    }
+    memset(&sopts, 0, sizeof(sopts));
+    sopts.units = srv->units;
+    sopts.map_size = srv->opts.map_size;
+    sopts.map_max = srv->opts.map_max;
+    sopts.max_future_ms = srv->opts.max_future_ms;
+    sopts.tz = srv->tz;
+    sopts.allow_synthetic = srv->opts.allow_synthetic;
+    if (ps_store_open(&srv->store, srv->opts.data_dir, &sopts, err, sizeof(err))) {
+        PS_ERROR("main", "%s", err);
+        return PS_EIO;
+    }
+    return PS_OK;
+}
+
+/* Starts the handshake pool, the listener, the ops endpoints and the
+ * upward stream on the loop.  PS_OK, or an error told in the log. */
+static int start_services(ps_server_t *srv)
+{
+    char err[512];
+    int rc = ps_hspool_start(srv, err, sizeof(err));
+    if (rc == PS_OK)
+        rc = ps_listener_start(srv, err, sizeof(err));
+    if (rc == PS_OK)
+        rc = ops_start(srv, err, sizeof(err));
+    if (rc == PS_OK && srv->opts.upstream_urls) {
+        ps_upstream_opts_t uo;
+        ps_config_upstream_opts(&srv->opts, &uo);
+        rc = ps_upstream_start(&srv->upstream, srv->store, &uo, err, sizeof(err));
+    }
+    if (rc)
+        PS_ERROR("main", "%s", err);
+    return rc;
+}
+
+/* Runs the loop until SIGTERM or SIGINT has let every commit finish. */
+static void serve(ps_server_t *srv)
+{
+    uv_loop_t *loop = srv->loop;
+    uv_signal_init(loop, &srv->sig_term);
+    uv_signal_init(loop, &srv->sig_int);
+    srv->sig_term.data = srv->sig_int.data = srv;
+    uv_signal_start(&srv->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&srv->sig_int, on_signal, SIGINT);
+    hup_start(srv);
+    PS_INFO("main", "popsyncd %s serving on %s, store %s, head %llu", "0.1.0", srv->opts.listen,
+            srv->opts.data_dir, (unsigned long long)ps_store_head(srv->store));
+    uv_timer_init(loop, &g_trim_timer);
+    uv_timer_start(&g_trim_timer, on_trim_timer, 30000, 30000);
+    uv_unref((uv_handle_t *)&g_trim_timer); /* never keeps the loop alive on shutdown */
+    uv_run(loop, UV_RUN_DEFAULT);
+    PS_INFO("main", "stopped: %llu commits, %llu changes accepted, %llu rejected, %llu duplicate",
+            (unsigned long long)srv->stats.commits, (unsigned long long)srv->stats.changes_accepted,
+            (unsigned long long)srv->stats.changes_rejected, (unsigned long long)srv->stats.changes_duplicate);
+}
+
+int main(int argc, char **argv)
+{
+    ps_config_t cfg;
+    ps_server_t srv;
+    char err[512];
+    int rc;
     uv_loop_t loop;
 
     if (argc > 1 && argv[1][0] != '-')
@@ -236,180 +419,24 @@ int main(int argc, char **argv)
         return 1;
     }
     memset(&srv, 0, sizeof(srv));
-    srv.opts.map_size = (size_t)1024 << 20;
-    srv.opts.max_conns = 4096;
-    srv.opts.max_conns_per_cert = 64;
-    srv.opts.max_frame = 16u << 20;
-    srv.opts.max_push_changes = 10000;
-    srv.opts.pull_max_records = 5000;
-    srv.opts.pull_max_bytes = 4u << 20;
-    srv.opts.max_output = 8u << 20;
-    srv.opts.handshake_ms = 10000;
-    srv.opts.idle_ms = 300000;
-    srv.opts.max_future_ms = 0;
-    srv.opts.commit_max_changes = 50000;
-    srv.opts.timezone = PS_TZ_DEFAULT;
-    srv.opts.partial_budget = (size_t)256 << 20;
-    srv.opts.partial_budget_per_cert = (size_t)32 << 20;
-    srv.opts.min_frame_rate = 1024;
-    srv.opts.frame_grace_ms = 10000;
-    {
-        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-        srv.opts.handshake_threads = ncpu < 1 ? 1 : ncpu > 16 ? 16 : (uint32_t)ncpu;
-    }
-
-    /* The config file first, so that flags override it. */
-    if (ps_config_prepare(&cfg, argc, argv, &srv.opts))
-        return 2;
-    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        switch (opt) {
-        case 'l': srv.opts.listen = optarg; break;
-        case 'd': srv.opts.data_dir = optarg; break;
-        case 'a': srv.opts.ca_file = optarg; break;
-        case 'c': srv.opts.cert_file = optarg; break;
-        case 'k': srv.opts.key_file = optarg; break;
-        case 'r': srv.opts.crl_file = optarg; break;
-        case 'P': srv.opts.port_file = optarg; break;
-        case 'O': srv.opts.orgunits_file = optarg; break;
-        case 'Z': srv.opts.timezone = optarg; break;
-        case 'X':
-        case 'g':
-        case 'G':
-        case 'R':
-        case 'W':
-        case 'T':
-        case 'B':
-        case 'M':
-        case 'm':
-        case 'n':
-        case 'N':
-        case 'f':
-        case 'H':
-        case 'I':
-        case 'F':
-            if (parse_u64(optarg, &v)) {
-                fprintf(stderr, "popsyncd: '%s' is not a non-negative number\n", optarg);
-                return 2;
-            }
-            if (opt == 'B') srv.opts.pull_max_records = v ? (uint32_t)v : 1;
-            if (opt == 'M') srv.opts.max_push_changes = v ? (uint32_t)v : 1;
-            if (opt == 'm') srv.opts.map_size = (size_t)v << 20;
-            if (opt == 'X') srv.opts.map_max = (size_t)v << 20;
-            if (opt == 'n') srv.opts.max_conns = (uint32_t)v;
-            if (opt == 'N') srv.opts.max_conns_per_cert = (uint32_t)v;
-            if (opt == 'f') srv.opts.max_frame = (uint32_t)v;
-            if (opt == 'H') srv.opts.handshake_ms = v;
-            if (opt == 'I') srv.opts.idle_ms = v;
-            if (opt == 'F') srv.opts.max_future_ms = v;
-            if (opt == 'g') srv.opts.partial_budget = (size_t)v << 20;
-            if (opt == 'G') srv.opts.partial_budget_per_cert = (size_t)v << 20;
-            if (opt == 'R') srv.opts.min_frame_rate = (uint32_t)v;
-            if (opt == 'W') srv.opts.frame_grace_ms = v;
-            if (opt == 'T') srv.opts.handshake_threads = (uint32_t)(v > 16 ? 16 : v);
-            break;
-        case 'L':
-            level = ps_log_level_from_name(optarg);
-            if (level < 0) {
-                fprintf(stderr, "popsyncd: unknown log level '%s'\n", optarg);
-                return 2;
-            }
-            ps_log_set_level((ps_log_level_t)level);
-            break;
-        case 'h': usage(stdout); return 0;
-        default:
-            if (ps_config_is_flag(opt)) {
-                if (ps_config_flag(&cfg, &srv.opts, opt, optarg))
-                    return 2;
-                break;
-            }
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (cfg.check)
-        return ps_config_check(&cfg, &srv.opts);
-    if (optind < argc || !srv.opts.listen || !srv.opts.data_dir || !srv.opts.ca_file || !srv.opts.cert_file ||
-        !srv.opts.key_file) {
-        fprintf(stderr, "popsyncd: --listen, --data, --ca, --cert and --key are required (as flags or in --config)\n");
-        usage(stderr);
-        return 2;
-    }
+    opts_defaults(&srv.opts);
+    if ((rc = parse_args(argc, argv, &cfg, &srv.opts)) >= 0)
+        return rc;
     signal(SIGPIPE, SIG_IGN);
     /* Group commits, pulls and long queries share libuv's thread pool: make
      * it wide enough that a few long reports never hold up a commit. */
     if (!getenv("UV_THREADPOOL_SIZE"))
         setenv("UV_THREADPOOL_SIZE", "16", 1);
-
-    /* The zone is read while this process has one thread (tz.h). */
-    if (ps_tz_load(&srv.tz, srv.opts.timezone, ps_now_ms(), err, sizeof(err)) != PS_OK) {
-        PS_ERROR("main", "timezone: %s", err);
-        return 1;
+    if ((rc = open_parts(&srv)) == PS_OK) {
+        uv_loop_init(&loop);
+        srv.loop = &loop;
+        if ((rc = start_services(&srv)) == PS_OK)
+            serve(&srv);
+        ps_upstream_join(srv.upstream);
+        uv_loop_close(&loop);
+        ps_metrics_free(&srv);
+        ps_nodes_free(&srv);
     }
-    rc = ps_tls_conf_new(&srv.tls, PS_TLS_SERVER, srv.opts.ca_file, srv.opts.cert_file, srv.opts.key_file,
-                         srv.opts.crl_file, err, sizeof(err));
-    if (rc) {
-        PS_ERROR("main", "TLS setup: %s", err);
-        return 1;
-    }
-    if (srv.opts.orgunits_file) {
-        rc = ps_orgunits_load(srv.opts.orgunits_file, &srv.units, err, sizeof(err));
-        if (rc) {
-            PS_ERROR("main", "org units %s: %s", srv.opts.orgunits_file, err);
-            ps_tls_conf_free(srv.tls);
-            return 1;
-        }
-        PS_INFO("main", "org units: %zu from %s", ps_orgunits_count(srv.units), srv.opts.orgunits_file);
-    }
-    memset(&sopts, 0, sizeof(sopts));
-    sopts.units = srv.units;
-    sopts.map_size = srv.opts.map_size;
-    sopts.map_max = srv.opts.map_max;
-    sopts.max_future_ms = srv.opts.max_future_ms;
-    sopts.tz = srv.tz;
-    sopts.allow_synthetic = srv.opts.allow_synthetic;
-    rc = ps_store_open(&srv.store, srv.opts.data_dir, &sopts, err, sizeof(err));
-    if (rc) {
-        PS_ERROR("main", "%s", err);
-        ps_tls_conf_free(srv.tls);
-        ps_orgunits_free(srv.units);
-        return 1;
-    }
-    uv_loop_init(&loop);
-    srv.loop = &loop;
-    rc = ps_hspool_start(&srv, err, sizeof(err));
-    if (rc == PS_OK)
-        rc = ps_listener_start(&srv, err, sizeof(err));
-    if (rc == PS_OK)
-        rc = ops_start(&srv, err, sizeof(err));
-    if (rc == PS_OK && srv.opts.upstream_urls) {
-        ps_upstream_opts_t uo;
-        ps_config_upstream_opts(&srv.opts, &uo);
-        rc = ps_upstream_start(&srv.upstream, srv.store, &uo, err, sizeof(err));
-    }
-    if (rc) {
-        PS_ERROR("main", "%s", err);
-        goto out;
-    }
-    uv_signal_init(&loop, &srv.sig_term);
-    uv_signal_init(&loop, &srv.sig_int);
-    srv.sig_term.data = srv.sig_int.data = &srv;
-    uv_signal_start(&srv.sig_term, on_signal, SIGTERM);
-    uv_signal_start(&srv.sig_int, on_signal, SIGINT);
-    hup_start(&srv);
-    PS_INFO("main", "popsyncd %s serving on %s, store %s, head %llu", "0.1.0", srv.opts.listen,
-            srv.opts.data_dir, (unsigned long long)ps_store_head(srv.store));
-    uv_timer_init(&loop, &g_trim_timer);
-    uv_timer_start(&g_trim_timer, on_trim_timer, 30000, 30000);
-    uv_unref((uv_handle_t *)&g_trim_timer); /* never keeps the loop alive on shutdown */
-    uv_run(&loop, UV_RUN_DEFAULT);
-    PS_INFO("main", "stopped: %llu commits, %llu changes accepted, %llu rejected, %llu duplicate",
-            (unsigned long long)srv.stats.commits, (unsigned long long)srv.stats.changes_accepted,
-            (unsigned long long)srv.stats.changes_rejected, (unsigned long long)srv.stats.changes_duplicate);
-out:
-    ps_upstream_join(srv.upstream);
-    uv_loop_close(&loop);
-    ps_metrics_free(&srv);
-    ps_nodes_free(&srv);
     ps_store_close(srv.store);
     ps_tls_conf_free(srv.tls);
     ps_orgunits_free(srv.units);

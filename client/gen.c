@@ -1228,98 +1228,61 @@ static int refuse_real_server(const ps_cache_meta_t *m)
     return 0;
 }
 
-int ps_cmd_generate(ps_cli_t *cli, int argc, char **argv)
+/* The tree to generate from: --orgunits (or POPSYNC_ORGUNITS), else the
+ * copy the cache keeps from init or the last sync (the tree the server will
+ * validate against), else none.  *path names it for messages.  0, or -1
+ * (told). */
+static int load_tree(gen_t *g, const char **path, ps_orgunits_t **tree)
 {
-    static const struct option lo[] = {{"persons", required_argument, NULL, 'p'},
-                                       {"seed", required_argument, NULL, 's'},
-                                       {"orgunit", required_argument, NULL, 'o'},
-                                       {"orgunits", required_argument, NULL, 'u'},
-                                       {"stats", no_argument, NULL, 'S'},
-                                       {NULL, 0, NULL, 0}};
-    gen_t *g = NULL;
-    ps_orgunits_t *tree = NULL;
-    const char *unit = NULL, *tree_path = getenv("POPSYNC_ORGUNITS"), *scope;
-    unsigned long long persons = 0, seed = 1;
-    char err[512], *end;
-    int opt, rc = PS_EXIT_FAIL, stats = 0;
-    double t0 = now_s();
+    char err[512];
+    uint8_t *csv = NULL, digest[32];
+    size_t len = 0;
 
-    while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        switch (opt) {
-        case 'p':
-            persons = strtoull(optarg, &end, 10);
-            if (*end || !*optarg || persons > MAX_PERSONS)
-                persons = 0;
-            break;
-        case 's':
-            seed = strtoull(optarg, &end, 10);
-            if (*end || !*optarg) {
-                ps_cli_err("generate: --seed: not a number");
-                return PS_EXIT_USAGE;
-            }
-            break;
-        case 'o': unit = optarg; break;
-        case 'u': tree_path = optarg; break;
-        case 'S': stats = 1; break;
-        default: return PS_EXIT_USAGE;
+    if (*path && **path) {
+        if (ps_orgunits_load(*path, tree, err, sizeof(err))) {
+            ps_cli_err("generate: %s: %s", *path, err);
+            return -1;
         }
+        return 0;
     }
-    if (persons == 0 || optind != argc) {
-        ps_cli_err("generate: usage: generate --persons N [--seed S] [--orgunit CODE] [--orgunits FILE] [--stats]"
-                   " (1 <= N <= %d)",
-                   MAX_PERSONS);
-        return PS_EXIT_USAGE;
-    }
-    if (!(g = calloc(1, sizeof(*g)))) {
-        ps_cli_err("generate: %s", ps_strerror(PS_ENOMEM));
-        return PS_EXIT_FAIL;
-    }
-    if (ps_cache_open(&g->c, cli->data_dir, err, sizeof(err))) {
-        ps_cli_err("generate: %s", err);
-        goto out;
-    }
-    if (refuse_real_server(ps_cache_meta(g->c)))
-        goto out;
-    ps_client_vctx_init(&g->vc, g->c); /* the cache's scope and references */
-    if (tree_path && *tree_path) {
-        if (ps_orgunits_load(tree_path, &tree, err, sizeof(err))) {
-            ps_cli_err("generate: %s: %s", tree_path, err);
-            goto out;
-        }
-    } else {
-        /* The copy the cache keeps (from init or the last sync), if any:
-         * it is the tree the server will validate against. */
-        uint8_t *csv = NULL, digest[32];
-        size_t len = 0;
-        tree_path = "the cache's org-unit file";
-        if (ps_cache_get_orgunits(g->c, &csv, &len, digest) == PS_OK &&
-            ps_orgunits_parse(csv, len, &tree, err, sizeof(err)) != PS_OK) {
-            ps_cli_err("generate: %s: %s", tree_path, err);
-            free(csv);
-            goto out;
-        }
+    *path = "the cache's org-unit file";
+    if (ps_cache_get_orgunits(g->c, &csv, &len, digest) == PS_OK &&
+        ps_orgunits_parse(csv, len, tree, err, sizeof(err)) != PS_OK) {
+        ps_cli_err("generate: %s: %s", *path, err);
         free(csv);
+        return -1;
     }
-    scope = ps_cache_meta(g->c)->orgunit;
-    if (!unit)
-        unit = scope;
+    free(csv);
+    return 0;
+}
+
+/* The unit to generate in is a unit of the tree that this cache may write
+ * to, as the access policy will judge it at the server (the peer is the
+ * cache's identity, from ps_client_vctx_init).  PS_EXIT_OK or
+ * PS_EXIT_USAGE (told). */
+static int check_unit(gen_t *g, const ps_orgunits_t *tree, const char *unit, const char *tree_path)
+{
+    const char *scope = ps_cache_meta(g->c)->orgunit;
     if (!ps_orgunit_valid(unit)) {
         ps_cli_err("generate: '%s' is not a 12-digit org unit code", unit);
-        rc = PS_EXIT_USAGE;
-        goto out;
+        return PS_EXIT_USAGE;
     }
     if (tree && !ps_orgunits_find(tree, unit)) {
         ps_cli_err("generate: org unit %s is not in %s", unit, tree_path);
-        rc = PS_EXIT_USAGE;
-        goto out;
+        return PS_EXIT_USAGE;
     }
-    /* The access policy decides, as it will for the records at the server
-     * (the peer is the cache's identity, from ps_client_vctx_init). */
     if (ps_policy_may_write(tree, &g->vc.peer, NULL, NULL, unit) == PS_WRITE_NO) {
         ps_cli_err("generate: org unit %s is outside this cache's scope (%s)", unit, scope);
-        rc = PS_EXIT_USAGE;
-        goto out;
+        return PS_EXIT_USAGE;
     }
+    return PS_EXIT_OK;
+}
+
+/* The random streams, today and the tree, for a run of (seed, unit). */
+static void start_run(gen_t *g, unsigned long long seed, const char *unit, ps_orgunits_t *tree)
+{
+    time_t now = time(NULL);
+    struct tm tm;
 
     /* Two streams from (seed, unit): content, and the random bits of ids. */
     g->r.s = hash_str(0xcbf29ce484222325ull ^ seed * 0x9e3779b97f4a7c15ull, unit);
@@ -1327,68 +1290,65 @@ int ps_cmd_generate(ps_cli_t *cli, int argc, char **argv)
     g->next_ms = ID_BASE_MS;
     g->surname_total = weight_total(surnames, NELEM(surnames));
     g->ethnicity_total = weight_total(ethnicities, NELEM(ethnicities));
-    {
-        time_t now = time(NULL);
-        struct tm tm;
-        localtime_r(&now, &tm);
-        g->today = ps_days_from_civil(tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
-        g->today_y = tm.tm_year + 1900;
-        g->last = g->today - 1;
-        g->vc.ctx.today = (uint32_t)((tm.tm_year + 1900) * 10000 + (tm.tm_mon + 1) * 100 + tm.tm_mday);
-    }
+    localtime_r(&now, &tm);
+    g->today = ps_days_from_civil(tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+    g->today_y = tm.tm_year + 1900;
+    g->last = g->today - 1;
+    g->vc.ctx.today = (uint32_t)((tm.tm_year + 1900) * 10000 + (tm.tm_mon + 1) * 100 + tm.tm_mday);
     g->tree = tree;
     g->vc.ctx.units = tree; /* the tree generated from: --orgunits or the cache's */
+    g->seq_start = (int)(seed % 5) * 10;
+}
 
-    /* Units: the villages and communities under `unit`, and for migrations
-     * inside the district, every leaf of the tree's root. */
+/* Units: the villages and communities under unit, every leaf of the tree's
+ * root for migrations inside the district, the district's code and the
+ * address prefix.  PS_OK or PS_ENOMEM. */
+static int place_units(gen_t *g, const ps_orgunits_t *tree, const char *unit)
+{
+    const char *prov = "";
     if (tree) {
         const ps_orgunit_t *root = NULL;
         for (size_t i = 0, n = ps_orgunits_count(tree); i < n && !root; i++)
             if (ps_orgunits_at(tree, i)->depth == 0)
                 root = ps_orgunits_at(tree, i);
         if (collect_leaves(tree, unit, &g->leaves, &g->nleaves) ||
-            (root && collect_leaves(tree, root->code, &g->dleaves, &g->ndleaves))) {
-            ps_cli_err("generate: %s", ps_strerror(PS_ENOMEM));
-            goto out;
-        }
+            (root && collect_leaves(tree, root->code, &g->dleaves, &g->ndleaves)))
+            return PS_ENOMEM;
         g->district_name = root ? root->name : NULL;
         snprintf(g->district, sizeof(g->district), "%.6s", root ? root->code : unit);
     } else {
-        if (!(g->leaves = calloc(1, sizeof(leaf_t)))) {
-            ps_cli_err("generate: %s", ps_strerror(PS_ENOMEM));
-            goto out;
-        }
+        if (!(g->leaves = calloc(1, sizeof(leaf_t))))
+            return PS_ENOMEM;
         g->nleaves = 1;
         memcpy(g->leaves[0].code, unit, 12); /* checked: 12 digits */
         ps_orgunit_township(unit, g->leaves[0].town);
         g->leaves[0].town_digit = town_number(unit) % 10;
         snprintf(g->district, sizeof(g->district), "%.6s", unit);
     }
-    {
-        const char *prov = "";
-        for (size_t i = 0; i < NELEM(provinces); i++)
-            if (strncmp(provinces[i].code, g->district, 2) == 0)
-                prov = provinces[i].name;
-        /* The tree's district name may already start with its province. */
-        if (g->district_name && strncmp(g->district_name, prov, strlen(prov)) == 0)
-            prov = "";
-        snprintf(g->addr_prefix, sizeof(g->addr_prefix), "%s%s", prov, g->district_name ? g->district_name : "");
-    }
-    g->idbits_day0 = ps_days_from_civil(FIRST_YEAR, 1, 1);
-    g->seq_start = (int)(seed % 5) * 10;
-    if (!(g->idbits = calloc((size_t)(g->today - g->idbits_day0 + 1) * 1000 / 8 + 1, 1))) {
-        ps_cli_err("generate: %s", ps_strerror(PS_ENOMEM));
-        goto out;
-    }
-    {
-        int frc = ps_cache_foreach(g->c, mark_cached_number, g);
-        if (frc) {
-            ps_cli_err("generate: reading the cache: %s", ps_strerror(frc));
-            goto out;
-        }
-    }
-    share_persons(g, persons);
+    for (size_t i = 0; i < NELEM(provinces); i++)
+        if (strncmp(provinces[i].code, g->district, 2) == 0)
+            prov = provinces[i].name;
+    /* The tree's district name may already start with its province. */
+    if (g->district_name && strncmp(g->district_name, prov, strlen(prov)) == 0)
+        prov = "";
+    snprintf(g->addr_prefix, sizeof(g->addr_prefix), "%s%s", prov, g->district_name ? g->district_name : "");
+    return PS_OK;
+}
 
+/* The bitmap of used ID-number codes, holding the cache's numbers already
+ * (take_seq).  PS_OK or an error. */
+static int prepare_idbits(gen_t *g)
+{
+    g->idbits_day0 = ps_days_from_civil(FIRST_YEAR, 1, 1);
+    if (!(g->idbits = calloc((size_t)(g->today - g->idbits_day0 + 1) * 1000 / 8 + 1, 1)))
+        return PS_ENOMEM;
+    return ps_cache_foreach(g->c, mark_cached_number, g);
+}
+
+/* Every household of every leaf, written in batches.  g->rc says how it went. */
+static void generate_all(gen_t *g, unsigned long long persons)
+{
+    share_persons(g, persons);
     for (size_t li = 0; li < g->nleaves && !g->rc; li++) {
         const leaf_t *lf = &g->leaves[li];
         uint64_t left = lf->persons;
@@ -1403,6 +1363,101 @@ int ps_cmd_generate(ps_cli_t *cli, int argc, char **argv)
         }
     }
     flush(g);
+}
+
+static void gen_free(gen_t *g)
+{
+    if (!g)
+        return;
+    for (size_t i = 0; i < g->n; i++)
+        ps_record_free(g->recs[i]);
+    ps_client_vctx_free(&g->vc);
+    ps_cache_close(g->c);
+    free(g->idbits);
+    free(g->leaves);
+    free(g->dleaves);
+    free(g);
+}
+
+/* The options of generate.  -1 to go on, else the exit code (told). */
+static int gen_args(int argc, char **argv, unsigned long long *persons, unsigned long long *seed,
+                    const char **unit, const char **tree_path, int *stats)
+{
+    static const struct option lo[] = {{"persons", required_argument, NULL, 'p'},
+                                       {"seed", required_argument, NULL, 's'},
+                                       {"orgunit", required_argument, NULL, 'o'},
+                                       {"orgunits", required_argument, NULL, 'u'},
+                                       {"stats", no_argument, NULL, 'S'},
+                                       {NULL, 0, NULL, 0}};
+    char *end;
+    int opt;
+
+    while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (opt) {
+        case 'p':
+            *persons = strtoull(optarg, &end, 10);
+            if (*end || !*optarg || *persons > MAX_PERSONS)
+                *persons = 0;
+            break;
+        case 's':
+            *seed = strtoull(optarg, &end, 10);
+            if (*end || !*optarg) {
+                ps_cli_err("generate: --seed: not a number");
+                return PS_EXIT_USAGE;
+            }
+            break;
+        case 'o': *unit = optarg; break;
+        case 'u': *tree_path = optarg; break;
+        case 'S': *stats = 1; break;
+        default: return PS_EXIT_USAGE;
+        }
+    }
+    if (*persons == 0 || optind != argc) {
+        ps_cli_err("generate: usage: generate --persons N [--seed S] [--orgunit CODE] [--orgunits FILE] [--stats]"
+                   " (1 <= N <= %d)",
+                   MAX_PERSONS);
+        return PS_EXIT_USAGE;
+    }
+    return -1;
+}
+
+int ps_cmd_generate(ps_cli_t *cli, int argc, char **argv)
+{
+    gen_t *g = NULL;
+    ps_orgunits_t *tree = NULL;
+    const char *unit = NULL, *tree_path = getenv("POPSYNC_ORGUNITS");
+    unsigned long long persons = 0, seed = 1;
+    char err[512];
+    int rc, stats = 0;
+    double t0 = now_s();
+
+    if ((rc = gen_args(argc, argv, &persons, &seed, &unit, &tree_path, &stats)) >= 0)
+        return rc;
+    rc = PS_EXIT_FAIL;
+    if (!(g = calloc(1, sizeof(*g)))) {
+        ps_cli_err("generate: %s", ps_strerror(PS_ENOMEM));
+        return PS_EXIT_FAIL;
+    }
+    if (ps_cache_open(&g->c, cli->data_dir, err, sizeof(err))) {
+        ps_cli_err("generate: %s", err);
+        goto out;
+    }
+    if (refuse_real_server(ps_cache_meta(g->c)))
+        goto out;
+    ps_client_vctx_init(&g->vc, g->c); /* the cache's scope and references */
+    if (load_tree(g, &tree_path, &tree))
+        goto out;
+    if (!unit)
+        unit = ps_cache_meta(g->c)->orgunit;
+    if ((rc = check_unit(g, tree, unit, tree_path)) != PS_EXIT_OK)
+        goto out;
+    rc = PS_EXIT_FAIL;
+    start_run(g, seed, unit, tree);
+    if ((g->rc = place_units(g, tree, unit)) || (g->rc = prepare_idbits(g))) {
+        ps_cli_err("generate: %s", ps_strerror(g->rc));
+        goto out;
+    }
+    generate_all(g, persons);
     if (g->rc) {
         ps_cli_err("generate: %s", g->err);
         goto out;
@@ -1417,17 +1472,7 @@ int ps_cmd_generate(ps_cli_t *cli, int argc, char **argv)
                unit);
     rc = PS_EXIT_OK;
 out:
-    if (g) {
-        for (size_t i = 0; i < g->n; i++)
-            ps_record_free(g->recs[i]);
-        ps_client_vctx_free(&g->vc);
-        ps_cache_close(g->c);
-        free(g->idbits);
-        free(g->leaves);
-        free(g->dleaves);
-        free(g);
-    }
-    if (tree)
-        ps_orgunits_free(tree);
+    gen_free(g);
+    ps_orgunits_free(tree);
     return rc;
 }

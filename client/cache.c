@@ -688,44 +688,30 @@ out:
     return rc;
 }
 
-int ps_cache_open(ps_cache_t **out, const char *dir, char *err, size_t errlen)
-{
-    static const MDB_val dek_key = {3, "dek"}, name_key = {4, "name"};
-    ps_cache_t *c;
-    ps_aead_t *kek_aead = NULL;
-    ps_buf_t dek;
+/* What ps_cache_open reads before it can ask for the key. */
+typedef struct cache_secrets {
     ps_kek_params_t kp;
-    MDB_txn *txn = NULL;
-    MDB_val k = {4, "node"}, v;
-    uint8_t kek[PS_AEAD_KEY_LEN], wrapped[SEAL_OVERHEAD + PS_AEAD_KEY_LEN], sname[SEAL_OVERHEAD + 256];
-    const uint8_t *p;
-    char path[PATH_MAX + 16];
-    struct stat sb;
-    size_t n, wrapped_len, sname_len;
-    int rc, mrc, made;
+    size_t salt_len;
+    uint8_t wrapped[SEAL_OVERHEAD + PS_AEAD_KEY_LEN]; /* the data key, sealed with the KEK */
+    size_t wrapped_len;
+    uint8_t sname[SEAL_OVERHEAD + 256];               /* the identity name, sealed with the data key */
+    size_t sname_len;
+} cache_secrets_t;
 
-    if (errlen)
-        err[0] = '\0';
-    snprintf(path, sizeof(path), "%s/data.mdb", dir);
-    if (stat(path, &sb) != 0) {
-        snprintf(err, errlen, "no cache in %s (run 'popsync --data %s init' first)", dir, dir);
-        return PS_ENOTFOUND;
-    }
-    c = calloc(1, sizeof(*c));
-    if (!c)
-        return PS_ENOMEM;
-    ps_buf_init(&dek);
-    memset(&kp, 0, sizeof(kp));
-    if ((rc = env_open(c, dir, err, errlen)))
-        goto fail;
-    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn))) {
-        rc = ps_db_err(mrc);
-        goto fail;
-    }
+/* The meta values into c->m and sec, in one read transaction that ends
+ * before any key is asked for (it would pin a snapshot meanwhile). */
+static int read_meta(ps_cache_t *c, const char *dir, cache_secrets_t *sec, char *err, size_t errlen)
+{
+    MDB_txn *txn = NULL;
+    MDB_val k = {4, "node"}, v, ck = {strlen("conflicts_open"), (void *)"conflicts_open"};
+    int mrc;
+
+    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
+        return ps_db_err(mrc);
     if (mdb_get(txn, c->meta, &k, &v) != 0 || v.mv_size != PS_ID_LEN) {
+        mdb_txn_abort(txn);
         snprintf(err, errlen, "cache %s has no node id: not initialised", dir);
-        rc = PS_EINVAL;
-        goto fail;
+        return PS_EINVAL;
     }
     memcpy(c->m.node, v.mv_data, PS_ID_LEN);
     meta_get_str(txn, c->meta, "server", c->m.server, sizeof(c->m.server));
@@ -740,55 +726,100 @@ int ps_cache_open(ps_cache_t **out, const char *dir, char *err, size_t errlen)
     c->m.last_sync_ms = meta_get_u64(txn, c->meta, "last_sync");
     c->m.last_attempt_ms = meta_get_u64(txn, c->meta, "last_attempt");
     meta_get_str(txn, c->meta, "last_error", c->m.last_error, sizeof(c->m.last_error));
-    {
-        MDB_val ck = {strlen("conflicts_open"), (void *)"conflicts_open"}, cv;
-        c->m.conflicts_known = mdb_get(txn, c->meta, &ck, &cv) == 0;
-    }
+    c->m.conflicts_known = mdb_get(txn, c->meta, &ck, &v) == 0;
     c->m.conflicts_open = meta_get_u64(txn, c->meta, "conflicts_open");
     meta_get_str(txn, c->meta, "timezone", c->m.timezone, sizeof(c->m.timezone));
     c->m.synthetic_policy = (int)meta_get_u64(txn, c->meta, "synthetic");
     c->hlc.last = meta_get_u64(txn, c->meta, "hlc");
     c->m.clock_skew_ms = (int64_t)meta_get_u64(txn, c->meta, "clock_skew");
     c->m.clock_offset_ms = (int64_t)meta_get_u64(txn, c->meta, "clock_offset");
-    meta_get_str(txn, c->meta, "kek", kp.kind, sizeof(kp.kind));
-    meta_get_str(txn, c->meta, "key_file", kp.key_file, sizeof(kp.key_file));
-    kp.iterations = (uint32_t)meta_get_u64(txn, c->meta, "kdf_iterations");
-    n = meta_get_bytes(txn, c->meta, "kdf_salt", kp.salt, sizeof(kp.salt));
-    wrapped_len = meta_get_bytes(txn, c->meta, "dek", wrapped, sizeof(wrapped));
-    sname_len = meta_get_bytes(txn, c->meta, "name", sname, sizeof(sname));
-    /* No key is asked for while the read transaction pins a snapshot. */
+    meta_get_str(txn, c->meta, "kek", sec->kp.kind, sizeof(sec->kp.kind));
+    meta_get_str(txn, c->meta, "key_file", sec->kp.key_file, sizeof(sec->kp.key_file));
+    sec->kp.iterations = (uint32_t)meta_get_u64(txn, c->meta, "kdf_iterations");
+    sec->salt_len = meta_get_bytes(txn, c->meta, "kdf_salt", sec->kp.salt, sizeof(sec->kp.salt));
+    sec->wrapped_len = meta_get_bytes(txn, c->meta, "dek", sec->wrapped, sizeof(sec->wrapped));
+    sec->sname_len = meta_get_bytes(txn, c->meta, "name", sec->sname, sizeof(sec->sname));
     mdb_txn_abort(txn);
-    txn = NULL;
-    if (!kp.kind[0]) {
+    return PS_OK;
+}
+
+/* The data key: the KEK (passphrase or key file, client/keys.c) opens the
+ * sealed data key, which then keys the records, the person index and the
+ * identity name.  dek holds the plain data key for the caller to wipe. */
+static int unlock(ps_cache_t *c, const char *dir, cache_secrets_t *sec, ps_buf_t *dek, char *err, size_t errlen)
+{
+    static const MDB_val dek_key = {3, "dek"}, name_key = {4, "name"};
+    uint8_t kek[PS_AEAD_KEY_LEN];
+    ps_aead_t *kek_aead = NULL;
+    MDB_val v = {sec->wrapped_len, sec->wrapped};
+    const uint8_t *p;
+    size_t n;
+    int rc, made;
+
+    if (!sec->kp.kind[0]) {
         snprintf(err, errlen, "cache %s is not encrypted (made by an older popsync): make a new one with 'popsync init'",
                  dir);
-        rc = PS_EINVAL;
-        goto fail;
+        return PS_EINVAL;
     }
-    if (wrapped_len != sizeof(wrapped) || (strcmp(kp.kind, PS_KEK_PASSPHRASE) == 0 && n != sizeof(kp.salt))) {
+    if (sec->wrapped_len != sizeof(sec->wrapped) ||
+        (strcmp(sec->kp.kind, PS_KEK_PASSPHRASE) == 0 && sec->salt_len != sizeof(sec->kp.salt))) {
         snprintf(err, errlen, "cache %s: its key is missing or damaged", dir);
-        rc = PS_ECRYPTO;
-        goto fail;
+        return PS_ECRYPTO;
     }
-    if ((rc = ps_keys_get_kek(dir, &kp, 0, &made, kek, err, errlen)))
-        goto fail;
+    if ((rc = ps_keys_get_kek(dir, &sec->kp, 0, &made, kek, err, errlen)))
+        goto out;
     if ((rc = ps_aead_new(&kek_aead, kek))) {
         snprintf(err, errlen, "setting up the key: %s", ps_strerror(rc));
-        goto fail;
+        goto out;
     }
-    v.mv_data = wrapped;
-    v.mv_size = wrapped_len;
-    rc = open_with(kek_aead, &dek, DB_META, &dek_key, &v, &p, &n);
+    rc = open_with(kek_aead, dek, DB_META, &dek_key, &v, &p, &n);
     if (rc == PS_OK && n != PS_AEAD_KEY_LEN)
         rc = PS_ECRYPTO;
     if (rc) {
         snprintf(err, errlen, "%s", WRONG_KEY_MSG);
-        goto fail;
+        goto out;
     }
     if ((rc = ps_aead_new(&c->aead, p)) || (rc = ps_pindex_set_key(&c->px, p))) {
         snprintf(err, errlen, "setting up the key: %s", ps_strerror(rc));
-        goto fail;
+        goto out;
     }
+    v.mv_data = sec->sname;
+    v.mv_size = sec->sname_len;
+    if (sec->sname_len && (rc = open_with(c->aead, &c->plain, DB_META, &name_key, &v, &p, &n)) == PS_OK)
+        snprintf(c->m.name, sizeof(c->m.name), "%.*s", (int)n, (const char *)p);
+    if (rc)
+        snprintf(err, errlen, "cache %s: its identity name is damaged", dir);
+    else if (strcmp(sec->kp.kind, PS_KEK_KEY_FILE) == 0)
+        snprintf(c->m.key_file, sizeof(c->m.key_file), "%s", sec->kp.key_file);
+out:
+    ps_aead_free(kek_aead);
+    ps_zeroize(kek, sizeof(kek));
+    return rc;
+}
+
+int ps_cache_open(ps_cache_t **out, const char *dir, char *err, size_t errlen)
+{
+    ps_cache_t *c;
+    cache_secrets_t sec;
+    ps_buf_t dek;
+    char path[PATH_MAX + 16];
+    struct stat sb;
+    int rc;
+
+    if (errlen)
+        err[0] = '\0';
+    snprintf(path, sizeof(path), "%s/data.mdb", dir);
+    if (stat(path, &sb) != 0) {
+        snprintf(err, errlen, "no cache in %s (run 'popsync --data %s init' first)", dir, dir);
+        return PS_ENOTFOUND;
+    }
+    if (!(c = calloc(1, sizeof(*c))))
+        return PS_ENOMEM;
+    ps_buf_init(&dek);
+    memset(&sec, 0, sizeof(sec));
+    if ((rc = env_open(c, dir, err, errlen)) || (rc = read_meta(c, dir, &sec, err, errlen)) ||
+        (rc = unlock(c, dir, &sec, &dek, err, errlen)))
+        goto fail;
     if ((rc = pindex_upgrade(c))) {
         snprintf(err, errlen, "cache %s: building the person index: %s", dir, ps_strerror(rc));
         goto fail;
@@ -797,26 +828,13 @@ int ps_cache_open(ps_cache_t **out, const char *dir, char *err, size_t errlen)
         snprintf(err, errlen, "cache %s: building the report counters: %s", dir, ps_strerror(rc));
         goto fail;
     }
-    v.mv_data = sname;
-    v.mv_size = sname_len;
-    if (sname_len && (rc = open_with(c->aead, &c->plain, DB_META, &name_key, &v, &p, &n)) == PS_OK)
-        snprintf(c->m.name, sizeof(c->m.name), "%.*s", (int)n, (const char *)p);
-    if (rc) {
-        snprintf(err, errlen, "cache %s: its identity name is damaged", dir);
-        goto fail;
-    }
-    if (strcmp(kp.kind, PS_KEK_KEY_FILE) == 0)
-        snprintf(c->m.key_file, sizeof(c->m.key_file), "%s", kp.key_file);
     *out = c;
     c = NULL;
 fail:
-    if (txn)
-        mdb_txn_abort(txn);
     if (c)
         cache_free(c);
-    ps_aead_free(kek_aead);
     buf_wipe(&dek);
-    ps_zeroize(kek, sizeof(kek));
+    ps_zeroize(&sec, sizeof(sec));
     return rc;
 }
 

@@ -66,6 +66,11 @@ up_conf stranger
 "$POPSYNCD" --check-config --config "$T/up.conf" --listen 127.0.0.1:0 --data "$T/server" \
     --ca "$T/pki/ca.crt" --cert "$T/pki/popsyncd.crt" --key "$T/pki/popsyncd.key" >/dev/null ||
     fail "check-config refused the [upstream] section"
+printf '[upstream]\nurls = %s\ndistrict = 1101\ncert = %s\n' "$URL" "$N/district.crt" >"$T/bad.conf"
+out=$("$POPSYNCD" --check-config --config "$T/bad.conf" --listen 127.0.0.1:0 --data "$T/server" \
+    --ca "$T/pki/ca.crt" --cert "$T/pki/popsyncd.crt" --key "$T/pki/popsyncd.key" 2>&1) &&
+    fail "check-config took a bad [upstream] section"
+echo "$out" | grep -q "district must be" || fail "check-config did not name the bad district: $out"
 start_server --config "$T/up.conf"
 client t1 town1
 ps --data "$T/t1" generate --persons 20 --seed 1 >/dev/null 2>&1

@@ -13,7 +13,9 @@
  * commit), reply.c (the protocol layer: the store's typed answers as reply
  * frames), store.c (LMDB), apply.c (the apply path's stages); issue 9: config.c (config file, --check-config),
  * nodes.c (who synced: in-memory table, NodeStatus), metrics.c (Prometheus
- * endpoint), store_admin.c (backup, restore, map info).
+ * endpoint), store_admin.c (backup, restore, map info); issue 19:
+ * upstream.c (the publisher thread to NATS JetStream), store_upstream.c
+ * (its store side), upstream_cmd.c (`popsyncd status`, `rebuild`).
  */
 #ifndef PS_SERVER_H
 #define PS_SERVER_H

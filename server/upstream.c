@@ -57,6 +57,7 @@ struct ps_upstream {
     /* stats (read by any thread) */
     _Atomic uint64_t mark, behind, oldest_ms, published_total, failures;
     atomic_int connected;
+    atomic_int reconnected; /* set by NATS's callback: look the stream up again before publishing */
 };
 
 int ps_upstream_check(const ps_upstream_opts_t *o, char *err, size_t errlen)
@@ -83,8 +84,16 @@ int ps_upstream_check(const ps_upstream_opts_t *o, char *err, size_t errlen)
 static void on_connected(natsConnection *nc, void *closure)
 {
     (void)nc;
-    (void)closure;
+    if (closure)
+        atomic_store((atomic_int *)closure, 1);
     PS_INFO("upstream", "connected to NATS");
+}
+
+static void on_reconnected(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    atomic_store((atomic_int *)closure, 1);
+    PS_INFO("upstream", "reconnected to NATS");
 }
 
 /* Splits "a,b,c" into at most max URLs in buf; returns how many. */
@@ -98,6 +107,12 @@ static int split_urls(const char *urls, char *buf, size_t buflen, const char **o
 }
 
 int ps_upstream_connect(const ps_upstream_opts_t *o, int retry, natsConnection **nc, char *err, size_t errlen)
+{
+    return ps_upstream_connect_cb(o, retry, NULL, nc, err, errlen);
+}
+
+int ps_upstream_connect_cb(const ps_upstream_opts_t *o, int retry, atomic_int *reconnected, natsConnection **nc,
+                           char *err, size_t errlen)
 {
     natsOptions *no = NULL;
     char buf[2048];
@@ -120,7 +135,9 @@ int ps_upstream_connect(const ps_upstream_opts_t *o, int retry, natsConnection *
     /* With a callback the first connect is retried in the background
      * instead of blocking this thread (and shutdown) until a server answers. */
     if (s == NATS_OK && retry)
-        s = natsOptions_SetRetryOnFailedConnect(no, true, on_connected, NULL);
+        s = natsOptions_SetRetryOnFailedConnect(no, true, on_connected, reconnected);
+    if (s == NATS_OK && reconnected)
+        s = natsOptions_SetReconnectedCB(no, on_reconnected, reconnected);
     if (s == NATS_OK && o->ca_file) {
         s = natsOptions_SetSecure(no, true);
         if (s == NATS_OK)
@@ -298,7 +315,7 @@ static int js_open(ps_upstream_t *u)
     char err[512];
     natsStatus s;
 
-    if (!u->nc && ps_upstream_connect(&u->o, 1, &u->nc, err, sizeof(err)) != PS_OK) {
+    if (!u->nc && ps_upstream_connect_cb(&u->o, 1, &u->reconnected, &u->nc, err, sizeof(err)) != PS_OK) {
         PS_WARN("upstream", "%s", err);
         return PS_EIO;
     }
@@ -316,6 +333,11 @@ static int js_open(ps_upstream_t *u)
     atomic_store(&u->connected, natsConnection_Status(u->nc) == NATS_CONN_STATUS_CONNECTED);
     if (!atomic_load(&u->connected))
         return PS_EIO;
+    /* After a (re)connection the cluster may still be electing its leaders:
+     * ask for the stream first (bounded by jo.Wait) rather than send a round
+     * that would only be answered "no responders". */
+    if (atomic_exchange(&u->reconnected, 0))
+        u->stream_ok = 0;
     if (!u->stream_ok && ensure_stream(u) == PS_OK)
         u->stream_ok = 1;
     return u->stream_ok ? PS_OK : PS_EIO;
@@ -433,8 +455,15 @@ static int publish_round(ps_upstream_t *u)
         atomic_fetch_add(&u->published_total, k);
     }
     publish_snapshot(u);
-    if (k < u->n || (k == 0 && u->n)) {
+    if (k < u->n) {
+        /* Start the next attempt afresh: a new JetStream context (no async
+         * state left from this round) and the stream looked up again, so a
+         * cluster still electing its leaders is asked once per back-off, not
+         * sent a round that it answers "no responders". */
         atomic_fetch_add(&u->failures, 1);
+        jsCtx_Destroy(u->js);
+        u->js = NULL;
+        u->stream_ok = 0;
         return PS_EIO;
     }
     return 1;

@@ -16,6 +16,7 @@
 #ifndef PS_UPSTREAM_H
 #define PS_UPSTREAM_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,6 +63,10 @@ void ps_upstream_stats(ps_upstream_t *u, ps_upstream_stats_t *out);
 /** A NATS connection with o's URLs and TLS files; retry: keep trying in
  *  the background when no server answers yet.  err says why not. */
 int ps_upstream_connect(const ps_upstream_opts_t *o, int retry, natsConnection **nc, char *err, size_t errlen);
+/** The same, setting *reconnected to 1 whenever the connection is made or
+ *  made again (the publisher then looks the stream up before publishing). */
+int ps_upstream_connect_cb(const ps_upstream_opts_t *o, int retry, atomic_int *reconnected, natsConnection **nc,
+                           char *err, size_t errlen);
 
 /** Called for each message of a scan with its stream sequence; non-zero stops. */
 typedef int (*ps_upstream_msg_fn)(natsMsg *m, uint64_t stream_seq, void *arg);

@@ -137,10 +137,10 @@ ps --data "$T/t2" generate --persons 1500 --seed 4 --orgunits "$UNITS" >/dev/nul
 ps --data "$T/t2" sync >/dev/null
 mark0=$(status_field published)
 for n in 1 2 3; do nats_start $n; done
-python3 - "$MPORT" "$mark0" "$SERVER_PID" <<'PY' || fail "the mark did not move within 60 s"
+python3 - "$MPORT" "$mark0" "$SERVER_PID" <<'PY' || fail "the mark did not move within 180 s"
 import os, re, signal, sys, time, urllib.request
 port, mark0, pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-end = time.time() + 60
+end = time.time() + 180
 while time.time() < end:
     try:
         body = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % port, timeout=2).read().decode()

@@ -444,9 +444,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         rq->method = method;
         rq->url = url;
         rq->zh = lang_zh(rq);
-        /* Refuse before reading any body. */
-        if (check(rq))
-            return MHD_YES;
+        /* Refused (or redirected) before any body is read. */
+        check(rq);
         return MHD_YES;
     }
     if (rq->replied)

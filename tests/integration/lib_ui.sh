@@ -35,6 +35,7 @@ ui_start() {
 
 ui_browser() {
     local script=$1 shots=$2 args=${3:-"{}"}
+    rm -rf "${UI_SHOTS:?}/$shots"
     mkdir -p "$UI_SHOTS/$shots"
     (cd "$UI_SRC/tests/browser" && env -u http_proxy -u https_proxy -u HTTP_PROXY -u HTTPS_PROXY \
         POPSYNC="$POPSYNC" T="$T" timeout 240 "$UI_PY" "$script" "$UI_URL" "$UI_SHOTS/$shots" "$args") ||

@@ -273,8 +273,8 @@ static int read_file(const char *path, char **data, size_t *len)
     return rc;
 }
 
-/* web/ files, and the system's copy of Chart.js under /vendor/chartjs/
- * (Debian's libjs-chart.js: nothing is fetched from the internet). */
+/* The files of web/ (Chart.js, from Debian's libjs-chart.js, is served by
+ * the district module: ui_district.c). */
 static int serve_static(ps_ui_req_t *rq)
 {
     char path[PATH_MAX + 256];
@@ -284,10 +284,7 @@ static int serve_static(ps_ui_req_t *rq)
 
     if (!safe_path(url))
         return ps_ui_reply_error(rq, 404, "not found", "没有这个页面");
-    if (strncmp(url, "/vendor/chartjs/", 16) == 0)
-        snprintf(path, sizeof(path), "/usr/share/javascript/chartjs/%s", url + 16);
-    else
-        snprintf(path, sizeof(path), "%s%s", rq->ui->web_dir, url);
+    snprintf(path, sizeof(path), "%s%s", rq->ui->web_dir, url);
     if (read_file(path, &data, &len) != PS_OK)
         return ps_ui_reply_error(rq, 404, "not found", "没有这个页面");
     ps_ui_reply_data(rq, 200, content_type(url), data, len);

@@ -144,7 +144,8 @@ static void make_cache(const char *dir, const char *cert_name, const char *role,
 
 typedef struct syncjob {
     char dir[PATH_MAX];
-    ps_sync_opts_t opts;
+    uint32_t batch;  /* changes per Push (0: the default) */
+    unsigned flags;  /* PS_SYNC_* */
     ps_sync_stats_t stats;
     int rc;
     char err[512];
@@ -158,7 +159,7 @@ static void *sync_thread(void *arg)
         j->rc = PS_EIO;
         return NULL;
     }
-    j->rc = ps_sync_run(c, &j->opts, &j->stats, j->err, sizeof(j->err));
+    j->rc = ps_sync_run(c, j->batch, j->flags, 0, NULL, &j->stats, j->err, sizeof(j->err));
     ps_cache_close(c);
     return NULL;
 }
@@ -700,8 +701,8 @@ int main(int argc, char **argv)
 
     /* a. Ingest: every township pushes at once; durable group commits. */
     for (int i = 0; i < towns; i++) {
-        jobs[i].opts.push_only = 1;
-        jobs[i].opts.push_batch = 5000;
+        jobs[i].flags = PS_SYNC_PUSH_ONLY;
+        jobs[i].batch = 5000;
     }
     t_ingest = run_syncs(jobs, towns);
     for (int i = 0; i < towns; i++)
@@ -725,14 +726,16 @@ int main(int argc, char **argv)
         memset(&j, 0, sizeof(j));
         snprintf(j.dir, sizeof(j.dir), "%s/admin-plain", g_dir);
         make_cache(j.dir, "admin", "admin", DISTRICT);
-        j.opts.no_compression = 1;
+        j.flags = PS_SYNC_NO_COMPRESSION;
         run_syncs(&j, 1);
         wire_plain = j.stats.bytes_in;
     }
 
     /* c. Incremental: bring every township up to date (not timed), change 1%, sync all at once. */
-    for (int i = 0; i < towns; i++)
-        memset(&jobs[i].opts, 0, sizeof(jobs[i].opts));
+    for (int i = 0; i < towns; i++) {
+        jobs[i].flags = 0;
+        jobs[i].batch = 0;
+    }
     run_syncs(jobs, towns);
     for (int i = 0; i < towns; i++)
         incr_changes += edit_one_percent(jobs[i].dir);

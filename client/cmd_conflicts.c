@@ -20,7 +20,10 @@
 #include "ids.h"
 #include "policy.h"
 #include "record_fmt.h"
+#include "link.h"
+#include "rq.h"
 #include "sync.h"
+#include "verify.h"
 #include "validate.h"
 #include "vctx.h"
 #include "wire.pb-c.h"
@@ -48,12 +51,29 @@ int ps_cmd_verify(ps_cli_t *cli, int argc, char **argv)
     return rc;
 }
 
+/* A sync, then the comparison, on one link; recorded as a sync attempt. */
+static int run_verify(ps_cache_t *c, ps_verify_stats_t *vst, char *err, size_t errlen)
+{
+    ps_sync_stats_t st;
+    ps_link_t *l;
+    int rc;
+    memset(vst, 0, sizeof(*vst));
+    rc = ps_link_open(&l, NULL, c, 0, 0, NULL, err, errlen);
+    if (rc == PS_OK) {
+        rc = ps_sync_on(l, 0, 0, &st);
+        if (rc == PS_OK && (rc = ps_verify_start(l, vst, NULL, NULL)) == PS_OK)
+            rc = ps_link_run(l);
+        rc = ps_link_close(l, rc, err, errlen, NULL, NULL);
+    }
+    ps_sync_record(c, rc, err);
+    return rc;
+}
+
 static int verify_cmd(ps_cli_t *cli, int argc, char **argv)
 {
     static const struct option lo[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
     ps_cache_t *c = NULL;
-    ps_sync_opts_t o;
-    ps_sync_stats_t st;
+    ps_verify_stats_t st;
     char err[512];
     int opt, rc;
 
@@ -66,9 +86,7 @@ static int verify_cmd(ps_cli_t *cli, int argc, char **argv)
         ps_cli_err("verify: %s", err);
         return PS_EXIT_FAIL;
     }
-    memset(&o, 0, sizeof(o));
-    o.verify = 1;
-    rc = ps_sync_run(c, &o, &st, err, sizeof(err));
+    rc = run_verify(c, &st, err, sizeof(err));
     ps_cache_close(c);
     if (rc) {
         ps_cli_err("verify: %s", err);
@@ -218,20 +236,24 @@ static void print_conflict(const Popsync__Conflict *cf, const uint8_t *node)
                                                   : "your edit was kept: the cache whose edit lost is told");
 }
 
+typedef struct ask_conflicts {
+    list_ctx_t *l;
+    int include_resolved;
+} ask_conflicts_t;
+
+static int ask_conflicts(ps_link_t *link, void *arg)
+{
+    ask_conflicts_t *a = arg;
+    return ps_rq_conflicts(link->s, a->include_resolved, on_conflicts, a->l);
+}
+
 static int fetch_conflicts(ps_cli_t *cli, ps_cache_t *c, list_ctx_t *l, int include_resolved, const char *cmd)
 {
-    ps_sync_opts_t o;
-    ps_sync_stats_t st;
+    ask_conflicts_t a = {l, include_resolved};
     char err[512];
     int rc;
     (void)cli;
-    memset(&o, 0, sizeof(o));
-    o.no_sync = 1;
-    o.list_conflicts = 1;
-    o.include_resolved = include_resolved;
-    o.on_conflicts = on_conflicts;
-    o.arg = l;
-    rc = ps_sync_run(c, &o, &st, err, sizeof(err));
+    rc = ps_link_once(c, ask_conflicts, &a, NULL, err, sizeof(err));
     if (rc)
         ps_cli_err("%s: %s", cmd, err);
     return rc;
@@ -336,16 +358,46 @@ static int pick_side(ps_cache_t *c, const Popsync__Conflict *cf, const char *idt
     return PS_EXIT_OK;
 }
 
+/* Validates the resolving version r of conflict cf, stores it and sends it
+ * with a sync.  PS_EXIT_* */
+static int store_and_send(ps_cache_t *c, const Popsync__Conflict *cf, Popsync__Record *r, const uint8_t *cid)
+{
+    ps_client_vctx_t vc;
+    ps_verrs_t v;
+    ps_sync_stats_t st;
+    char err[512];
+
+    memset(&v, 0, sizeof(v));
+    ps_client_vctx_init(&vc, c);
+    vc.ctx.current = cf->kept;
+    ps_validate_record(r, &vc.ctx, &v);
+    ps_client_vctx_free(&vc);
+    if (v.n) {
+        for (size_t i = 0; i < v.n && i < PS_VERR_MAX; i++)
+            ps_cli_err("conflicts resolve: %s: %s", v.e[i].field, v.e[i].reason);
+        return PS_EXIT_INVALID;
+    }
+    if (ps_cache_put_resolution(c, r, cid) != PS_OK) {
+        ps_cli_err("conflicts resolve: cannot store the change");
+        return PS_EXIT_FAIL;
+    }
+    if (ps_sync_run(c, 0, 0, 0, NULL, &st, err, sizeof(err)) != PS_OK) {
+        ps_cli_err("conflicts resolve: stored locally; it will be sent at the next sync (%s)", err);
+        return PS_EXIT_SYNC;
+    }
+    if (st.rejected || st.conflicts) {
+        ps_cli_err("conflicts resolve: the server did not accept the resolution; see 'popsync status'");
+        return PS_EXIT_FAIL;
+    }
+    return PS_EXIT_OK;
+}
+
 static int resolve(ps_cli_t *cli, ps_cache_t *c, const char *idtext, const char *keep)
 {
     const char *asked = keep;
     uint8_t cid[16];
     list_ctx_t l;
     Popsync__Record *r = NULL;
-    ps_client_vctx_t vc;
-    ps_verrs_t v;
-    ps_sync_opts_t o;
-    ps_sync_stats_t st;
     char err[512];
     int rc = PS_EXIT_FAIL;
 
@@ -394,34 +446,8 @@ static int resolve(ps_cli_t *cli, ps_cache_t *c, const char *idtext, const char 
         rc = PS_EXIT_INVALID;
         goto out;
     }
-    memset(&v, 0, sizeof(v));
-    ps_client_vctx_init(&vc, c);
-    vc.ctx.current = l.found->kept;
-    ps_validate_record(r, &vc.ctx, &v);
-    ps_client_vctx_free(&vc);
-    if (v.n) {
-        for (size_t i = 0; i < v.n && i < PS_VERR_MAX; i++)
-            ps_cli_err("conflicts resolve: %s: %s", v.e[i].field, v.e[i].reason);
-        rc = PS_EXIT_INVALID;
-        goto out;
-    }
-    if (ps_cache_put_resolution(c, r, cid) != PS_OK) {
-        ps_cli_err("conflicts resolve: cannot store the change");
-        goto out;
-    }
-    memset(&o, 0, sizeof(o));
-    if (ps_sync_run(c, &o, &st, err, sizeof(err)) != PS_OK) {
-        ps_cli_err("conflicts resolve: stored locally; it will be sent at the next sync (%s)", err);
-        rc = PS_EXIT_SYNC;
-        goto out;
-    }
-    if (st.rejected || st.conflicts) {
-        ps_cli_err("conflicts resolve: the server did not accept the resolution; see 'popsync status'");
-        rc = PS_EXIT_FAIL;
-        goto out;
-    }
-    printf("resolved %s (kept %s)\n", idtext, asked);
-    rc = PS_EXIT_OK;
+    if ((rc = store_and_send(c, l.found, r, cid)) == PS_EXIT_OK)
+        printf("resolved %s (kept %s)\n", idtext, asked);
 out:
     if (r)
         protobuf_c_message_free_unpacked(&r->base, NULL);

@@ -5,13 +5,14 @@
 #include "ids.h"
 #include "orgunit.h"
 #include "record_fmt.h"
+#include "link.h"
+#include "rq.h"
 #include "sync.h"
 #include "tls.h"
 #include "tz.h"
 #include "wire.pb-c.h"
 #include "keys.h"
 #include "paths.h"
-#include "testhooks.h"
 
 #include <jansson.h>
 
@@ -202,6 +203,25 @@ int ps_cmd_sync(ps_cli_t *cli, int argc, char **argv)
     return rc;
 }
 
+/* The --json summary of a sync: one line, also when it failed. */
+static void print_json(const ps_sync_stats_t *st, int rc, const char *err)
+{
+    json_t *j = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:I,s:I}", "ok", rc == PS_OK, "conflicts",
+                          (json_int_t)(st->conflicts + st->merged_conflicts), "conflicts_lost",
+                          (json_int_t)st->conflicts_lost, "accepted",
+                          (json_int_t)st->accepted, "duplicate", (json_int_t)st->duplicate, "rejected",
+                          (json_int_t)st->rejected, "pulled", (json_int_t)st->pulled, "cursor",
+                          ps_json_u64(st->cursor), "head", ps_json_u64(st->head), "bytes_in",
+                          (json_int_t)st->bytes_in, "bytes_out", (json_int_t)st->bytes_out);
+    if (rc)
+        json_object_set_new(j, "error", json_string(err));
+    json_object_set_new(j, "clock_skew_ms", ps_json_i64(st->clock_skew_ms));
+    json_object_set_new(j, "retimed", json_integer((json_int_t)st->retimed));
+    json_dumpf(j, stdout, JSON_COMPACT);
+    fputc('\n', stdout);
+    json_decref(j);
+}
+
 static int sync_cmd(ps_cli_t *cli, int argc, char **argv)
 {
     static const struct option lo[] = {{"quiet", no_argument, NULL, 'q'},
@@ -210,20 +230,19 @@ static int sync_cmd(ps_cli_t *cli, int argc, char **argv)
                                        {"timeout", required_argument, NULL, 't'},
                                        {NULL, 0, NULL, 0}};
     ps_cache_t *c = NULL;
-    ps_sync_opts_t o;
     ps_sync_stats_t st;
     char err[512];
-    uint64_t cut = 0;
+    uint32_t batch = 0;
+    uint64_t timeout_ms = 0;
     int opt, rc, quiet = 0;
     uint64_t nconf = 0;
 
-    memset(&o, 0, sizeof(o));
     while ((opt = getopt_long(argc, argv, "q", lo, NULL)) != -1) {
         switch (opt) {
         case 'q': quiet = 1; break;
         case 'j': cli->json = 1; break;
-        case 'b': o.push_batch = (uint32_t)strtoul(optarg, NULL, 10); break;
-        case 't': o.timeout_ms = strtoull(optarg, NULL, 10); break;
+        case 'b': batch = (uint32_t)strtoul(optarg, NULL, 10); break;
+        case 't': timeout_ms = strtoull(optarg, NULL, 10); break;
         default: return PS_EXIT_USAGE;
         }
     }
@@ -231,32 +250,12 @@ static int sync_cmd(ps_cli_t *cli, int argc, char **argv)
         ps_cli_err("sync: %s", err);
         return PS_EXIT_FAIL;
     }
-    o.progress = !quiet && !cli->json && isatty(2);
-    /* Test hook (test builds only): cut the connection after N frames, to
-     * prove a sync can be interrupted anywhere and simply run again. */
-    if (ps_test_hook_u64("POPSYNC_TEST_CUT_AFTER_FRAMES", &cut) == 1)
-        o.cut_after_frames = cut;
-    o.list_conflicts = 1;
-    o.on_conflicts = count_conflicts;
-    o.arg = &nconf;
-    rc = ps_sync_run(c, &o, &st, err, sizeof(err));
+    rc = ps_sync_with_conflicts(c, batch, !quiet && !cli->json && isatty(2) ? PS_SYNC_PROGRESS : 0, timeout_ms, &st,
+                                count_conflicts, &nconf, err, sizeof(err));
     if (rc == PS_OK)
         ps_cache_set_conflicts_open(c, nconf);
     if (cli->json) {
-        json_t *j = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:I,s:I}", "ok", rc == PS_OK, "conflicts",
-                              (json_int_t)(st.conflicts + st.merged_conflicts), "conflicts_lost",
-                              (json_int_t)st.conflicts_lost, "accepted",
-                              (json_int_t)st.accepted, "duplicate", (json_int_t)st.duplicate, "rejected",
-                              (json_int_t)st.rejected, "pulled", (json_int_t)st.pulled, "cursor",
-                              ps_json_u64(st.cursor), "head", ps_json_u64(st.head), "bytes_in",
-                              (json_int_t)st.bytes_in, "bytes_out", (json_int_t)st.bytes_out);
-        if (rc)
-            json_object_set_new(j, "error", json_string(err));
-        json_object_set_new(j, "clock_skew_ms", ps_json_i64(st.clock_skew_ms));
-        json_object_set_new(j, "retimed", json_integer((json_int_t)st.retimed));
-        json_dumpf(j, stdout, JSON_COMPACT);
-        fputc('\n', stdout);
-        json_decref(j);
+        print_json(&st, rc, err);
     } else if (!quiet && rc == PS_OK) {
         printf("pushed %llu (%llu duplicate, %llu rejected, %llu conflicts), pulled %llu, cursor %llu\n",
                (unsigned long long)st.accepted, (unsigned long long)st.duplicate, (unsigned long long)st.rejected,
@@ -378,18 +377,15 @@ static void print_node_status(const Popsync__NodeStatusResult *r, void *arg)
     }
 }
 
+static int ask_node_status(ps_link_t *l, void *cli)
+{
+    return ps_rq_node_status(l->s, print_node_status, cli);
+}
+
 static int status_all(ps_cli_t *cli, ps_cache_t *c)
 {
-    ps_sync_opts_t o;
-    ps_sync_stats_t st;
     char err[512];
-    int rc;
-    memset(&o, 0, sizeof(o));
-    o.no_sync = 1;
-    o.node_status = 1;
-    o.on_node_status = print_node_status;
-    o.arg = cli;
-    rc = ps_sync_run(c, &o, &st, err, sizeof(err));
+    int rc = ps_link_once(c, ask_node_status, cli, NULL, err, sizeof(err));
     ps_cache_close(c);
     if (rc) {
         ps_cli_err("status --all: %s", err);

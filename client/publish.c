@@ -8,7 +8,8 @@
 #include "orgunit.h"
 #include "publish_site.h"
 #include "report.h"
-#include "sync.h"
+#include "link.h"
+#include "rq.h"
 #include "wire.pb-c.h"
 
 #include <getopt.h>
@@ -191,22 +192,27 @@ static void on_report(const Popsync__ReportResult *res, void *arg)
 
 /* The monthly report of the whole district for month, as `popsync report
  * monthly` asks for it.  PS_EXIT_* */
+typedef struct month_ask {
+    const Popsync__ReportRequest *rq;
+    Popsync__ReportResult **out;
+} month_ask_t;
+
+static int ask_month(ps_link_t *l, void *arg)
+{
+    month_ask_t *a = arg;
+    return ps_rq_report(l->s, a->rq, on_report, a->out);
+}
+
 static int fetch_month(ps_cache_t *c, const char *month, Popsync__ReportResult **out)
 {
     Popsync__ReportRequest rq = POPSYNC__REPORT_REQUEST__INIT;
-    ps_sync_opts_t o;
-    ps_sync_stats_t st;
+    month_ask_t a = {&rq, out};
     char err[512];
     int rc;
     rq.report = (char *)"monthly";
     rq.month = (char *)month;
     rq.orgunit = (char *)"";
-    memset(&o, 0, sizeof(o));
-    o.no_sync = 1;
-    o.report = &rq;
-    o.on_report = on_report;
-    o.arg = out;
-    rc = ps_sync_run(c, &o, &st, err, sizeof(err));
+    rc = ps_link_once(c, ask_month, &a, NULL, err, sizeof(err));
     if (rc != PS_OK) {
         ps_cli_err("publish: %s", err);
         return rc == PS_EREJECTED ? PS_EXIT_FAIL : PS_EXIT_SYNC;

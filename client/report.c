@@ -25,7 +25,9 @@
 #include "record_fmt.h"
 #include "scope.h"
 #include "policy.h"
-#include "sync.h"
+#include "link.h"
+#include "rq.h"
+#include "rq_query.h"
 #include "validate.h"
 #include "wire.pb-c.h"
 #include "xlsx.h"
@@ -422,19 +424,17 @@ static int open_cache(ps_cli_t *cli, const char *cmd, ps_cache_t **c)
     return PS_EXIT_OK;
 }
 
-/* Runs the session of o (no push, no pull); maps failures to exit codes.
+/* Asks on a link of its own (no push, no pull); maps failures to exit codes.
  * With fallback: when the server was not reached (no Welcome), says so in
  * one line and sets *fallback: the caller answers from the cache. */
-static int run_session(ps_cache_t *c, ps_sync_opts_t *o, const char *cmd, int *fallback)
+static int run_session(ps_cache_t *c, ps_link_ask_fn ask, void *arg, const char *cmd, int *fallback)
 {
-    ps_sync_stats_t st;
     char err[512];
-    int rc;
-    o->no_sync = 1;
-    rc = ps_sync_run(c, o, &st, err, sizeof(err));
+    int welcomed = 0;
+    int rc = ps_link_once(c, ask, arg, &welcomed, err, sizeof(err));
     if (rc == PS_OK)
         return PS_EXIT_OK;
-    if (fallback && !st.welcomed) {
+    if (fallback && !welcomed) {
         ps_cli_err("%s: the server cannot be reached (%s): answering from the local cache", cmd, err);
         *fallback = 1;
         return PS_EXIT_OK;
@@ -534,6 +534,7 @@ typedef struct query_ctx {
     size_t nkey;            /* keys per row (our group_by) */
     uint64_t scanned, matched;
     int oom;
+    const Popsync__Query *q; /* what is asked */
 } query_ctx_t;
 
 static void on_query(const Popsync__QueryResult *res, void *arg)
@@ -587,6 +588,12 @@ static void on_query(const Popsync__QueryResult *res, void *arg)
         }
         q->recs[q->nrecs++] = copy;
     }
+}
+
+static int ask_query(ps_link_t *l, void *arg)
+{
+    query_ctx_t *qc = arg;
+    return ps_rq_query(l->s, qc->q, qc->max_recs, on_query, qc);
 }
 
 static int is_unit_key(const char *g)
@@ -746,7 +753,6 @@ int ps_cmd_query(ps_cli_t *cli, int argc, char **argv)
     query_ctx_t qc;
     ps_cache_t *c = NULL;
     ps_orgunits_t *tree = NULL;
-    ps_sync_opts_t o;
     int opt, fmt = cli->json ? PS_REPORT_JSON : PS_REPORT_TABLE, zh, rc = PS_EXIT_USAGE, limit_given = 0, local = 0;
     uint32_t limit = 0, page_size = 0; /* rows printed at most (0: all); records per page asked */
 
@@ -879,12 +885,8 @@ int ps_cmd_query(ps_cli_t *cli, int argc, char **argv)
     rc = PS_EXIT_FAIL;
     if (open_cache(cli, "query", &c))
         goto out;
-    memset(&o, 0, sizeof(o));
-    o.query = &q;
-    o.on_query = on_query;
-    o.query_max_records = limit;
-    o.arg = &qc;
-    if (!local && (rc = run_session(c, &o, "query", &local)) != PS_EXIT_OK)
+    qc.q = &q;
+    if (!local && (rc = run_session(c, ask_query, &qc, "query", &local)) != PS_EXIT_OK)
         goto out;
     if (local && (rc = query_local(c, &q, limit, &qc)) != PS_EXIT_OK)
         goto out;
@@ -930,6 +932,17 @@ static void on_report(const Popsync__ReportResult *res, void *arg)
     Popsync__ReportResult **out = arg;
     if (!*out)
         *out = (Popsync__ReportResult *)copy_msg(&res->base);
+}
+
+typedef struct report_ask {
+    const Popsync__ReportRequest *rq;
+    Popsync__ReportResult **res;
+} report_ask_t;
+
+static int ask_report(ps_link_t *l, void *arg)
+{
+    report_ask_t *ra = arg;
+    return ps_rq_report(l->s, ra->rq, on_report, ra->res);
 }
 
 static const char *row_name(const Popsync__ReportRow *r, const ps_orgunits_t *tree, int zh)
@@ -1511,6 +1524,8 @@ typedef struct close_ctx {
     Popsync__CloseResult **res;
     size_t n, cap;
     int oom;
+    Popsync__CloseRequest *const *reqs; /* what is asked, one request each */
+    size_t nreqs;
 } close_ctx_t;
 
 static void on_close_result(const Popsync__CloseResult *res, void *arg)
@@ -1534,6 +1549,12 @@ static void on_close_result(const Popsync__CloseResult *res, void *arg)
         return;
     }
     cc->res[cc->n++] = copy;
+}
+
+static int ask_close(ps_link_t *l, void *arg)
+{
+    close_ctx_t *cc = arg;
+    return ps_rq_close_each(l->s, cc->reqs, cc->nreqs, on_close_result, cc);
 }
 
 static void close_out(const close_ctx_t *cc, const ps_orgunits_t *tree, int fmt, int zh)
@@ -1668,7 +1689,7 @@ static int run_report(ps_cli_t *cli, const char *sub, const char *month, const c
     Popsync__ReportResult *res = NULL;
     ps_cache_t *c = NULL;
     ps_orgunits_t *tree = NULL;
-    ps_sync_opts_t o;
+    report_ask_t ra;
     char cmd[32];
     int rc = PS_EXIT_FAIL, wrc = PS_OK;
 
@@ -1680,11 +1701,9 @@ static int run_report(ps_cli_t *cli, const char *sub, const char *month, const c
     rq.deadline_normal_days = normal;
     if (open_cache(cli, cmd, &c))
         goto out;
-    memset(&o, 0, sizeof(o));
-    o.report = &rq;
-    o.on_report = on_report;
-    o.arg = &res;
-    if (!local && (rc = run_session(c, &o, cmd, &local)) != PS_EXIT_OK)
+    ra.rq = &rq;
+    ra.res = &res;
+    if (!local && (rc = run_session(c, ask_report, &ra, cmd, &local)) != PS_EXIT_OK)
         goto out;
     if (local) {
         char err[512];
@@ -1738,7 +1757,6 @@ static int run_close(ps_cli_t *cli, const char *sub, const char *month, const ch
     close_ctx_t cc;
     ps_cache_t *c = NULL;
     ps_orgunits_t *tree = NULL;
-    ps_sync_opts_t o;
     const ps_cache_meta_t *m;
     char cmd[32];
     int rc = PS_EXIT_FAIL;
@@ -1787,12 +1805,9 @@ static int run_close(ps_cli_t *cli, const char *sub, const char *month, const ch
         reqs[i].note = (char *)(note ? note : "");
         rp[i] = &reqs[i];
     }
-    memset(&o, 0, sizeof(o));
-    o.close_reqs = rp;
-    o.n_close = n;
-    o.on_close_result = on_close_result;
-    o.arg = &cc;
-    if ((rc = run_session(c, &o, cmd, NULL)) != PS_EXIT_OK)
+    cc.reqs = rp;
+    cc.nreqs = n;
+    if ((rc = run_session(c, ask_close, &cc, cmd, NULL)) != PS_EXIT_OK)
         goto out;
     if (cc.oom) {
         ps_cli_err("%s: out of memory", cmd);

@@ -1,11 +1,18 @@
-/* sync.h - one sync session of the client against popsyncd.
+/* sync.h - push then pull: one sync of the cache over a link.
  *
- * Owns: the client side of the protocol (docs/protocol.md): connect, TLS
- * handshake, Hello/Welcome, push the outbox in batches until it is empty,
- * then pull until the server says there is no more.  Each push answer and
- * each pulled batch is applied to the cache in its own transaction, so a
- * session cut at any moment leaves the cache consistent and the next run
- * simply continues.
+ * Owns: the sync requests of the protocol (docs/protocol.md, docs/sync.md):
+ * Push -> PushResult until the outbox is empty, Pull -> PullBatch until the
+ * server has no more, then a re-read (client/fetch.c) of the records the
+ * server refused, kept as conflicts or merged.  Each push answer and each
+ * pulled or fetched batch is applied to the cache in its own transaction,
+ * so a sync cut at any moment leaves the cache consistent and the next run
+ * simply continues.  One request in flight at a time: each Push is built
+ * from the outbox after the previous answer was applied.
+ *
+ * Callers: `popsync sync` (cmd_sync.c), `conflicts resolve` and `verify`
+ * (cmd_conflicts.c), `popsync ui` (ui_town_sync.c), the benchmark and
+ * tests/tools/ps_simsync.c; later upward sync, which may hold a link on its
+ * own loop.
  */
 #ifndef PS_SYNC_H
 #define PS_SYNC_H
@@ -13,45 +20,8 @@
 #include <stdint.h>
 
 #include "cache.h"
-#include "wire.pb-c.h"
-
-typedef struct ps_sync_opts {
-    int progress;            /**< draw a progress line on stderr */
-    uint32_t push_batch;     /**< changes per Push (0: 1000; never above the server's max_batch) */
-    uint64_t timeout_ms;     /**< give up when the server is silent this long (0: 60000) */
-    int no_sync;             /**< skip push and pull (with list_conflicts) */
-    int verify;              /**< after the sync, compare digests and repair what differs */
-    int push_only;           /**< stop after the outbox is pushed (benchmarks) */
-    int no_compression;      /**< do not offer zstd (also: POPSYNC_NO_COMPRESSION=1) */
-    int list_conflicts;      /**< ask for the conflicts in our scope and pass them to on_conflicts */
-    int include_resolved;    /**< with list_conflicts */
-    /** Receives the ConflictListResult (valid during the call only). */
-    void (*on_conflicts)(const Popsync__ConflictListResult *res, void *arg);
-    void *arg;
-    uint64_t cut_after_frames; /**< tests: drop the connection after this many frames received (0: never) */
-    int legacy_clock;        /**< tests: act as a cache before issue 21: no Push.clock_ms, no clock correction */
-    /* Queries, reports and the monthly close (issue 6): asked after
-     * everything above, usually in a no_sync session, in this order. */
-    /** Run this Query.  Group mode: every QueryResult frame of the answer
-     *  (the last has done set) goes to on_query.  List mode: each page's
-     *  frames go to on_query, and while a page ends with next_after_id the
-     *  query is sent again from there, until the last page. */
-    const Popsync__Query *query;
-    void (*on_query)(const Popsync__QueryResult *res, void *arg);
-    /** List mode: stop asking for pages once this many records came (0: all). */
-    size_t query_max_records;
-    /** Ask for this report; the ReportResult goes to on_report. */
-    const Popsync__ReportRequest *report;
-    void (*on_report)(const Popsync__ReportResult *res, void *arg);
-    /** Send these CloseRequests one after another; each CloseResult goes to on_close_result. */
-    Popsync__CloseRequest *const *close_reqs;
-    size_t n_close;
-    void (*on_close_result)(const Popsync__CloseResult *res, void *arg);
-    /** Issue 9, `popsync status --all` (admin): ask for every node's sync
-     *  status, last of all; the NodeStatusResult goes to on_node_status. */
-    int node_status;
-    void (*on_node_status)(const Popsync__NodeStatusResult *res, void *arg);
-} ps_sync_opts_t;
+#include "link.h"
+#include "rq.h"
 
 typedef struct ps_sync_stats {
     uint64_t accepted, duplicate, rejected; /**< push outcomes */
@@ -60,10 +30,8 @@ typedef struct ps_sync_stats {
     uint64_t conflicts;                     /**< changes kept whole as conflicts */
     uint64_t merged_conflicts;              /**< changes applied that also raised a conflict */
     uint64_t conflicts_lost;                /**< open conflicts in which an edit of this cache lost (Welcome) */
-    uint64_t bytes_in, bytes_out;           /**< ciphertext on the wire */
+    uint64_t bytes_in, bytes_out;           /**< ciphertext on the wire (filled by the caller at close) */
     uint64_t refetched;                     /**< refused records re-read from the server */
-    int verified;                           /**< verify ran */
-    uint64_t buckets_differed, repaired, dropped; /**< verify: what differed and what was fixed */
     int64_t clock_skew_ms;                  /**< our clock minus the server's at Welcome, when beyond
                                                  PS_CLOCK_TOLERANCE_MS (else 0) */
     int64_t push_clock_skew_ms;             /**< PushResult.clock_skew_ms: the server moved our changes' times */
@@ -72,12 +40,44 @@ typedef struct ps_sync_stats {
                                                  server was not reached (report/query fall back to the cache) */
 } ps_sync_stats_t;
 
+#define PS_SYNC_PROGRESS 0x1u       /**< draw a progress line on stderr */
+#define PS_SYNC_PUSH_ONLY 0x2u      /**< stop after the outbox is pushed (benchmarks) */
+#define PS_SYNC_NO_COMPRESSION 0x4u /**< ps_sync_run: do not offer zstd */
+
+/** The end of an asynchronous sync: PS_OK or the session's failure. */
+typedef void (*ps_sync_done_fn)(ps_link_t *l, int status, void *arg);
+
 /**
- * Runs one sync to completion on a private loop.  Returns PS_OK only when
- * both the push and the pull completed; otherwise an error with a reason in
- * err (the work done so far is kept).
+ * Starts a sync on l (once the link is ready): push_batch changes per Push
+ * at most (0: 1000; never above the server's max_batch).  stats is zeroed
+ * now and filled as the sync goes; done (may be NULL) runs once at the end.
+ * PS_OK, or an error when it cannot start (done is then not called).
  */
-int ps_sync_run(ps_cache_t *cache, const ps_sync_opts_t *opts, ps_sync_stats_t *stats, char *err,
-                size_t errlen);
+int ps_sync_start(ps_link_t *l, uint32_t push_batch, unsigned flags, ps_sync_stats_t *stats, ps_sync_done_fn done,
+                  void *arg);
+
+/** Blocking: ps_sync_start and run the link until the sync is done. */
+int ps_sync_on(ps_link_t *l, uint32_t push_batch, unsigned flags, ps_sync_stats_t *stats);
+
+/** After a sync (rc, its failure's text err): records when it was tried
+ *  and why it failed for `popsync status`, and when it completed. */
+void ps_sync_record(ps_cache_t *c, int rc, const char *err);
+
+/**
+ * The blocking one-shot: a link, a sync, the close, ps_sync_record.
+ * timeout_ms as ps_link_open; test NULL outside the test suite.  Returns
+ * PS_OK only when both the push and the pull completed; otherwise an error
+ * with a reason in err (the work done so far is kept).
+ */
+int ps_sync_run(ps_cache_t *c, uint32_t push_batch, unsigned flags, uint64_t timeout_ms, const ps_link_test_t *test,
+                ps_sync_stats_t *stats, char *err, size_t errlen);
+
+/**
+ * `popsync sync` and the sync of `popsync ui`, blocking: push, pull, then
+ * the open conflicts in our scope (to fn, may be NULL: for the count
+ * `popsync status` shows), on one link; ps_sync_record.  As ps_sync_run.
+ */
+int ps_sync_with_conflicts(ps_cache_t *c, uint32_t push_batch, unsigned flags, uint64_t timeout_ms,
+                           ps_sync_stats_t *stats, ps_conflicts_fn fn, void *arg, char *err, size_t errlen);
 
 #endif

@@ -33,13 +33,10 @@ static int64_t now_ms(void)
 
 /* ---- helpers shared with ui_district_close.c ---------------------------------- */
 
-int ps_ui_district_session(ps_ui_req_t *rq, ps_sync_opts_t *o)
+int ps_ui_district_session(ps_ui_req_t *rq, ps_link_ask_fn ask, void *arg)
 {
-    ps_sync_stats_t st;
     char err[512];
-    int rc;
-    o->no_sync = 1;
-    rc = ps_sync_run(ps_ui_cache(rq), o, &st, err, sizeof(err));
+    int rc = ps_link_once(ps_ui_cache(rq), ask, arg, NULL, err, sizeof(err));
     if (rc == PS_OK)
         return 0;
     {
@@ -142,6 +139,17 @@ static Popsync__ReportResult *local_report(ps_ui_req_t *rq, const char *month)
     return res;
 }
 
+typedef struct month_ask {
+    const Popsync__ReportRequest *rq;
+    Popsync__ReportResult **res;
+} month_ask_t;
+
+static int ask_month(ps_link_t *l, void *arg)
+{
+    month_ask_t *a = arg;
+    return ps_rq_report(l->s, a->rq, on_report, a->res);
+}
+
 /* The monthly report of month in the cache's scope.  fresh: from the
  * server, as `popsync report monthly` gets it (its counters, the close
  * states and an approved month's frozen values), falling back to the
@@ -152,8 +160,7 @@ static const Popsync__ReportResult *month_report(ps_ui_req_t *rq, const char *mo
 {
     Popsync__ReportRequest q = POPSYNC__REPORT_REQUEST__INIT;
     Popsync__ReportResult *res = NULL;
-    ps_sync_opts_t o;
-    ps_sync_stats_t st;
+    month_ask_t a = {&q, &res};
     char err[512];
     int rc;
     memo_t *slot = &memo[0];
@@ -171,12 +178,7 @@ static const Popsync__ReportResult *month_report(ps_ui_req_t *rq, const char *mo
         q.report = (char *)"monthly";
         q.month = (char *)month;
         q.orgunit = (char *)"";
-        memset(&o, 0, sizeof(o));
-        o.no_sync = 1;
-        o.report = &q;
-        o.on_report = on_report;
-        o.arg = &res;
-        rc = ps_sync_run(ps_ui_cache(rq), &o, &st, err, sizeof(err));
+        rc = ps_link_once(ps_ui_cache(rq), ask_month, &a, NULL, err, sizeof(err));
         if (rc == PS_EREJECTED) {
             char zh[600];
             snprintf(zh, sizeof(zh), "服务器拒绝：%s", err);

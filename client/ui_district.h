@@ -11,7 +11,8 @@
 #ifndef PS_UI_DISTRICT_H
 #define PS_UI_DISTRICT_H
 
-#include "sync.h"
+#include "link.h"
+#include "rq.h"
 #include "ui.h"
 
 extern const ps_ui_module_t ps_ui_district_module;
@@ -23,9 +24,9 @@ int ps_ui_district_quality(ps_ui_req_t *rq);
 int ps_ui_district_nodes(ps_ui_req_t *rq);
 
 /* ui_district.c, shared with ui_district_close.c */
-/** One no-sync session with the server carrying what o asks; replies 502
+/** One link with the server (no push, no pull) carrying what ask asks; replies 502
  *  with the reason (and returns nonzero) when it fails. */
-int ps_ui_district_session(ps_ui_req_t *rq, ps_sync_opts_t *o);
+int ps_ui_district_session(ps_ui_req_t *rq, ps_link_ask_fn ask, void *arg);
 /** The township codes of the cache's tree (depth 1), into a new array. */
 size_t ps_ui_district_townships(ps_ui_req_t *rq, char (**codes)[16]);
 /** The township (depth-1 ancestor, or the unit itself) of unit, or "". */

@@ -48,25 +48,35 @@ static void on_close(const Popsync__CloseResult *r, void *arg)
                                              (json_int_t)r->at_ms, "by", r->by, "note", r->note));
 }
 
+typedef struct close_ask {
+    Popsync__CloseRequest *const *reqs;
+    size_t n;
+    close_acc_t *acc;
+} close_ask_t;
+
+static int ask_close(ps_link_t *l, void *arg)
+{
+    close_ask_t *a = arg;
+    return ps_rq_close_each(l->s, a->reqs, a->n, on_close, a->acc);
+}
+
 /* Sends the requests and replies {role, month, rows: [...]}. */
 static int run_close(ps_ui_req_t *rq, const char *month, Popsync__CloseRequest *reqs, size_t n)
 {
     Popsync__CloseRequest **rp = calloc(n ? n : 1, sizeof(*rp));
     close_acc_t acc = {rq, json_array()};
     const ps_cache_meta_t *m = ps_cache_meta(ps_ui_cache(rq));
-    ps_sync_opts_t o;
+    close_ask_t a;
     if (!rp) {
         json_decref(acc.rows);
         return ps_ui_reply_error(rq, 500, "out of memory", "内存不足");
     }
     for (size_t i = 0; i < n; i++)
         rp[i] = &reqs[i];
-    memset(&o, 0, sizeof(o));
-    o.close_reqs = rp;
-    o.n_close = n;
-    o.on_close_result = on_close;
-    o.arg = &acc;
-    if (ps_ui_district_session(rq, &o) != 0) {
+    a.reqs = rp;
+    a.n = n;
+    a.acc = &acc;
+    if (ps_ui_district_session(rq, ask_close, &a) != 0) {
         free(rp);
         json_decref(acc.rows);
         return 0;
@@ -179,6 +189,17 @@ static json_t *quality_json(ps_ui_req_t *rq, const Popsync__ReportResult *res)
     return json_pack("{s:o, s:I}", "issues", issues, "generated_ms", (json_int_t)res->generated_ms);
 }
 
+typedef struct report_ask {
+    const Popsync__ReportRequest *rq;
+    Popsync__ReportResult **res;
+} report_ask_t;
+
+static int ask_report(ps_link_t *l, void *arg)
+{
+    report_ask_t *a = arg;
+    return ps_rq_report(l->s, a->rq, on_report, a->res);
+}
+
 /* GET /api/district/quality[?refresh=1]: every issue with its record id
  * (the page links it to the record's page), unit and township. */
 int ps_ui_district_quality(ps_ui_req_t *rq)
@@ -186,17 +207,13 @@ int ps_ui_district_quality(ps_ui_req_t *rq)
     Popsync__ReportRequest q = POPSYNC__REPORT_REQUEST__INIT;
     Popsync__ReportResult *res = NULL;
     const char *refresh = ps_ui_arg(rq, "refresh");
-    ps_sync_opts_t o;
+    report_ask_t a = {&q, &res};
     if (quality_memo && !(refresh && *refresh == '1') && ps_now_ms() - quality_at_ms < QUALITY_KEEP_MS)
         return ps_ui_reply_json(rq, 200, json_incref(quality_memo));
     q.report = (char *)"quality";
     q.month = (char *)"";
     q.orgunit = (char *)"";
-    memset(&o, 0, sizeof(o));
-    o.report = &q;
-    o.on_report = on_report;
-    o.arg = &res;
-    if (ps_ui_district_session(rq, &o) != 0)
+    if (ps_ui_district_session(rq, ask_report, &a) != 0)
         return 0;
     if (!res)
         return ps_ui_reply_error(rq, 500, "out of memory", "内存不足");
@@ -230,17 +247,17 @@ static void on_nodes(const Popsync__NodeStatusResult *r, void *arg)
                      (json_int_t)r->conflicts_open, "generated_ms", (json_int_t)r->generated_ms, "nodes", arr);
 }
 
+static int ask_nodes(ps_link_t *l, void *arg)
+{
+    return ps_rq_node_status(l->s, on_nodes, arg);
+}
+
 /* GET /api/district/nodes: `popsync status --all` (the server refuses
  * anyone but the administrator). */
 int ps_ui_district_nodes(ps_ui_req_t *rq)
 {
     json_t *out = NULL;
-    ps_sync_opts_t o;
-    memset(&o, 0, sizeof(o));
-    o.node_status = 1;
-    o.on_node_status = on_nodes;
-    o.arg = &out;
-    if (ps_ui_district_session(rq, &o) != 0) {
+    if (ps_ui_district_session(rq, ask_nodes, &out) != 0) {
         json_decref(out);
         return 0;
     }

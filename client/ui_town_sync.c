@@ -117,18 +117,12 @@ static void on_conflicts(const Popsync__ConflictListResult *res, void *arg)
 static void *sync_main(void *arg)
 {
     syncw_t *w = arg;
-    ps_sync_opts_t o;
     ps_sync_stats_t st;
     got_t g = {NULL, 0};
     char err[512] = "";
     int rc, lock;
 
-    memset(&o, 0, sizeof(o));
     memset(&st, 0, sizeof(st));
-    o.list_conflicts = 1;
-    o.on_conflicts = on_conflicts;
-    o.arg = &g;
-    o.timeout_ms = 30000;
     /* One sync of a cache at a time, with the CLI's too (DIR/sync.lock). */
     lock = ps_cli_sync_lock(ps_ui_data_dir(w->ui), "ui sync");
     ps_ui_cache_lock(w->ui);
@@ -136,7 +130,7 @@ static void *sync_main(void *arg)
         rc = PS_EIO;
         snprintf(err, sizeof(err), "cannot take this cache's sync lock");
     } else {
-        rc = ps_sync_run(ps_ui_cache_of(w->ui), &o, &st, err, sizeof(err));
+        rc = ps_sync_with_conflicts(ps_ui_cache_of(w->ui), 0, 0, 30000, &st, on_conflicts, &g, err, sizeof(err));
         close(lock);
     }
     if (rc == PS_OK) /* the count `popsync status` shows */

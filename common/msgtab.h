@@ -8,7 +8,7 @@
  *
  * Readers: msg.c (descriptor for a frame type), the server's dispatcher
  * (server/sync.c: accepted types, Hello first, where it runs), the
- * client (client/sync.c: the reply expected to a request), the fuzzers and
+ * client (client/session.c: the reply expected to a request), the fuzzers and
  * corpus generator, the auth-matrix tool, and tests/tools/ps_msgtab, which
  * prints the table of docs/protocol.md §5 (checked by the ctest docs.msgtab).
  *

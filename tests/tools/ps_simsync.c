@@ -38,7 +38,10 @@
 #include "record_fmt.h"
 #include "policy.h"
 #include "scope.h"
+#include "link.h"
+#include "rq.h"
 #include "sync.h"
+#include "verify.h"
 #include "validate.h"
 #include "vctx.h"
 
@@ -436,15 +439,11 @@ typedef struct ackctx {
 
 static int do_sync(int i, uint64_t cut)
 {
-    ps_sync_opts_t o;
+    ps_link_test_t t = {.legacy_clock = i == LEGACY_CLIENT, .cut_after_frames = cut};
     ps_sync_stats_t st;
     char err[512];
     int rc;
-    memset(&o, 0, sizeof(o));
-    o.cut_after_frames = cut;
-    o.push_batch = 1 + below(50);
-    o.legacy_clock = i == LEGACY_CLIENT;
-    rc = ps_sync_run(g_clients[i].c, &o, &st, err, sizeof(err));
+    rc = ps_sync_run(g_clients[i].c, 1 + below(50), 0, 0, &t, &st, err, sizeof(err));
     g_syncs++;
     g_conflicts_seen += st.conflicts + st.merged_conflicts;
     g_rejected += st.rejected;
@@ -610,6 +609,23 @@ static void on_conflicts(const Popsync__ConflictListResult *res, void *arg)
             memcpy(g_conflict_ids[g_nconflict++], res->conflicts[i]->record_id.data, 16);
 }
 
+/* A sync, a verify and the list of every conflict, on one link. */
+static int admin_verify(ps_cache_t *c, ps_verify_stats_t *vst, char *err, size_t errlen)
+{
+    ps_sync_stats_t st;
+    ps_link_t *l;
+    int rc = ps_link_open(&l, NULL, c, 0, 0, NULL, err, errlen);
+    if (rc)
+        return rc;
+    rc = ps_sync_on(l, 0, 0, &st);
+    if (rc == PS_OK && (rc = ps_verify_start(l, vst, NULL, NULL)) == PS_OK &&
+        (rc = ps_rq_conflicts(l->s, 1, on_conflicts, NULL)) == PS_OK)
+        rc = ps_link_run(l);
+    rc = ps_link_close(l, rc, err, errlen, NULL, NULL);
+    ps_sync_record(c, rc, err);
+    return rc;
+}
+
 /* Check 4: a refused change kept whole has its record, id and body. */
 static int count_refused(const Popsync__ChangeResult *res, const Popsync__Change *ch, void *arg)
 {
@@ -699,12 +715,10 @@ int main(int argc, char **argv)
     for (settled = 0; settled < 10; settled++) {
         uint64_t moved = 0;
         for (int i = 0; i < NCLIENT; i++) {
-            ps_sync_opts_t o;
+            ps_link_test_t t = {.legacy_clock = i == LEGACY_CLIENT};
             ps_sync_stats_t st;
             char err[512];
-            memset(&o, 0, sizeof(o));
-            o.legacy_clock = i == LEGACY_CLIENT;
-            if (ps_sync_run(g_clients[i].c, &o, &st, err, sizeof(err))) {
+            if (ps_sync_run(g_clients[i].c, 0, 0, 0, &t, &st, err, sizeof(err))) {
                 fprintf(stderr, "final sync of client %d failed: %s\n", i, err);
                 return 1;
             }
@@ -719,15 +733,9 @@ int main(int argc, char **argv)
 
     /* 1. The admin holds exactly the server's state. */
     {
-        ps_sync_opts_t o;
-        ps_sync_stats_t st;
+        ps_verify_stats_t st;
         char err[512];
-        memset(&o, 0, sizeof(o));
-        o.verify = 1;
-        o.list_conflicts = 1;
-        o.include_resolved = 1;
-        o.on_conflicts = on_conflicts;
-        if (ps_sync_run(g_clients[0].c, &o, &st, err, sizeof(err))) {
+        if (admin_verify(g_clients[0].c, &st, err, sizeof(err))) {
             fprintf(stderr, "admin verify failed: %s\n", err);
             return 1;
         }

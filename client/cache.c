@@ -282,17 +282,68 @@ static void cache_free(ps_cache_t *c)
     free(c);
 }
 
+/* A fresh random data key, set up for the records and the person index;
+ * *kek_aead gets the KEK's cipher, to seal it with. */
+static int new_data_key(ps_cache_t *c, const uint8_t kek[PS_AEAD_KEY_LEN], uint8_t dek[PS_AEAD_KEY_LEN],
+                        ps_aead_t **kek_aead, char *err, size_t errlen)
+{
+    int rc;
+    if ((rc = ps_random(dek, PS_AEAD_KEY_LEN))) {
+        snprintf(err, errlen, "no randomness available");
+        return rc;
+    }
+    if ((rc = ps_aead_new(kek_aead, kek)) || (rc = ps_aead_new(&c->aead, dek)) || (rc = ps_pindex_set_key(&c->px, dek)))
+        snprintf(err, errlen, "setting up the key: %s", ps_strerror(rc));
+    return rc;
+}
+
+/* The data key wrapped under the KEK (its GCM tag is the key check) and
+ * how to get the KEK again: the key file, or the KDF's salt and rounds. */
+static int put_key_meta(ps_cache_t *c, MDB_txn *txn, ps_aead_t *kek_aead, ps_buf_t *wrapped,
+                        const uint8_t dek[PS_AEAD_KEY_LEN], const ps_kek_params_t *kp)
+{
+    static const MDB_val dek_key = {3, "dek"};
+    MDB_val v;
+    int rc;
+    if ((rc = seal_with(c, kek_aead, wrapped, DB_META, &dek_key, dek, PS_AEAD_KEY_LEN, &v)) ||
+        (rc = meta_put(txn, c->meta, "dek", v.mv_data, v.mv_size)) ||
+        (rc = meta_put_str(txn, c->meta, "kek", kp->kind)))
+        return rc;
+    if (strcmp(kp->kind, PS_KEK_KEY_FILE) == 0)
+        return meta_put_str(txn, c->meta, "key_file", kp->key_file);
+    if ((rc = meta_put(txn, c->meta, "kdf_salt", kp->salt, sizeof(kp->salt))))
+        return rc;
+    return meta_put_u64(txn, c->meta, "kdf_iterations", kp->iterations);
+}
+
+/* A new cache's identity, connection and starting positions. */
+static int put_new_meta(ps_cache_t *c, MDB_txn *txn, const ps_cache_meta_t *meta)
+{
+    int rc;
+    if ((rc = meta_put(txn, c->meta, "node", meta->node, PS_ID_LEN)) ||
+        (rc = meta_put_str(txn, c->meta, "server", meta->server)) ||
+        (rc = meta_put_str(txn, c->meta, "server_name", meta->server_name)) ||
+        (rc = meta_put_str(txn, c->meta, "ca", meta->ca)) || (rc = meta_put_str(txn, c->meta, "cert", meta->cert)) ||
+        (rc = meta_put_str(txn, c->meta, "key", meta->key)) ||
+        (rc = meta_put_str(txn, c->meta, "role", meta->role)) ||
+        (rc = meta_put_str(txn, c->meta, "orgunit", meta->orgunit)) ||
+        (rc = meta_put_sealed(c, txn, "name", meta->name, strlen(meta->name))) ||
+        (rc = meta_put_u64(txn, c->meta, "cursor", 0)) || (rc = meta_put_u64(txn, c->meta, "next_lcn", 1)) ||
+        (rc = meta_put_u64(txn, c->meta, "last_sync", 0)) ||
+        (rc = meta_put_u64(txn, c->meta, "pindex_v", PS_PINDEX_VERSION)))
+        return rc;
+    return meta_put_u64(txn, c->meta, "counters_v", PS_COUNTERS_VERSION);
+}
+
 /* Makes a cache (see ps_cache_create); *out, when given, gets it open. */
 static int cache_create(ps_cache_t **out, const char *dir, const ps_cache_meta_t *meta, char *err, size_t errlen)
 {
-    static const MDB_val dek_key = {3, "dek"};
     ps_cache_t *c;
     ps_aead_t *kek_aead = NULL;
     ps_buf_t wrapped;
     ps_kek_params_t kp;
     uint8_t kek[PS_AEAD_KEY_LEN], dek[PS_AEAD_KEY_LEN];
     MDB_txn *txn = NULL;
-    MDB_val v;
     char path[PATH_MAX + 16];
     struct stat sb;
     int rc, mrc, made_key = 0, made_env = 0;
@@ -309,15 +360,9 @@ static int cache_create(ps_cache_t **out, const char *dir, const ps_cache_meta_t
         return PS_ENOMEM;
     ps_buf_init(&wrapped);
     /* The key first, so a missing passphrase or key file leaves nothing behind. */
-    rc = ps_keys_new_params(&kp, meta->key_file, err, errlen);
-    if (rc == PS_OK)
-        rc = ps_keys_get_kek(dir, &kp, 1, &made_key, kek, err, errlen);
-    if (rc == PS_OK && (rc = ps_random(dek, sizeof(dek))))
-        snprintf(err, errlen, "no randomness available");
-    if (rc == PS_OK && ((rc = ps_aead_new(&kek_aead, kek)) || (rc = ps_aead_new(&c->aead, dek)) ||
-                        (rc = ps_pindex_set_key(&c->px, dek))))
-        snprintf(err, errlen, "setting up the key: %s", ps_strerror(rc));
-    if (rc)
+    if ((rc = ps_keys_new_params(&kp, meta->key_file, err, errlen)) ||
+        (rc = ps_keys_get_kek(dir, &kp, 1, &made_key, kek, err, errlen)) ||
+        (rc = new_data_key(c, kek, dek, &kek_aead, err, errlen)))
         goto out;
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
@@ -331,29 +376,7 @@ static int cache_create(ps_cache_t **out, const char *dir, const ps_cache_meta_t
         rc = ps_db_err(mrc);
         goto out;
     }
-    /* The data key, wrapped under the KEK: its GCM tag is the key check. */
-    if ((rc = seal_with(c, kek_aead, &wrapped, DB_META, &dek_key, dek, sizeof(dek), &v)) ||
-        (rc = meta_put(txn, c->meta, "dek", v.mv_data, v.mv_size)) ||
-        (rc = meta_put_str(txn, c->meta, "kek", kp.kind)))
-        goto out;
-    if (strcmp(kp.kind, PS_KEK_KEY_FILE) == 0)
-        rc = meta_put_str(txn, c->meta, "key_file", kp.key_file);
-    else if ((rc = meta_put(txn, c->meta, "kdf_salt", kp.salt, sizeof(kp.salt))) == PS_OK)
-        rc = meta_put_u64(txn, c->meta, "kdf_iterations", kp.iterations);
-    if (rc)
-        goto out;
-    if ((rc = meta_put(txn, c->meta, "node", meta->node, PS_ID_LEN)) ||
-        (rc = meta_put_str(txn, c->meta, "server", meta->server)) ||
-        (rc = meta_put_str(txn, c->meta, "server_name", meta->server_name)) ||
-        (rc = meta_put_str(txn, c->meta, "ca", meta->ca)) || (rc = meta_put_str(txn, c->meta, "cert", meta->cert)) ||
-        (rc = meta_put_str(txn, c->meta, "key", meta->key)) ||
-        (rc = meta_put_str(txn, c->meta, "role", meta->role)) ||
-        (rc = meta_put_str(txn, c->meta, "orgunit", meta->orgunit)) ||
-        (rc = meta_put_sealed(c, txn, "name", meta->name, strlen(meta->name))) ||
-        (rc = meta_put_u64(txn, c->meta, "cursor", 0)) || (rc = meta_put_u64(txn, c->meta, "next_lcn", 1)) ||
-        (rc = meta_put_u64(txn, c->meta, "last_sync", 0)) ||
-        (rc = meta_put_u64(txn, c->meta, "pindex_v", PS_PINDEX_VERSION)) ||
-        (rc = meta_put_u64(txn, c->meta, "counters_v", PS_COUNTERS_VERSION)))
+    if ((rc = put_key_meta(c, txn, kek_aead, &wrapped, dek, &kp)) || (rc = put_new_meta(c, txn, meta)))
         goto out;
     mrc = mdb_txn_commit(txn);
     txn = NULL;

@@ -72,7 +72,7 @@ int ps_cmd_ui(ps_cli_t *cli, int argc, char **argv)
     if (strncmp(ps_ui_url(ui), "https:", 6) == 0)
         fprintf(stderr, "popsync: ui: WARNING: serving beyond this computer (%s): anyone who can reach it and "
                         "has the address with its token can read and change this cache; the browser must "
-                        "trust this cache's CA\n", o.listen);
+                        "trust this cache's CA\n", o.listen ? o.listen : "TLS");
     printf("popsync ui: %s\n", ps_ui_url(ui));
     fflush(stdout);
     sigwait(&set, &sig);

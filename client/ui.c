@@ -5,6 +5,7 @@
 #include "crypto.h"
 #include "err.h"
 #include "ids.h"
+#include "testhooks.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -569,6 +570,7 @@ int ps_ui_start(ps_ui_t **out, ps_cache_t *c, const char *data_dir, const ps_ui_
     struct sockaddr_in sa;
     char addr[INET_ADDRSTRLEN];
     unsigned port;
+    uint64_t force = 0;
     int rc;
 
     if (!ui)
@@ -589,8 +591,9 @@ int ps_ui_start(ps_ui_t **out, ps_cache_t *c, const char *data_dir, const ps_ui_
         goto fail;
     if ((rc = parse_listen(o->listen, &sa, err, errlen)))
         goto fail;
-    /* Anything but loopback only over TLS, with the cache's own certificate. */
-    ui->tls = (ntohl(sa.sin_addr.s_addr) >> 24) != 127;
+    /* Anything but loopback only over TLS, with the cache's own certificate
+     * (a test build can ask for TLS on loopback: POPSYNC_UI_TLS=1). */
+    ui->tls = (ntohl(sa.sin_addr.s_addr) >> 24) != 127 || (ps_test_hook_u64("POPSYNC_UI_TLS", &force) == 1 && force);
     if (ui->tls && ((rc = load_pem(ps_cache_meta(c)->cert, &ui->tls_cert, err, errlen)) ||
                     (rc = load_pem(ps_cache_meta(c)->key, &ui->tls_key, err, errlen))))
         goto fail;

@@ -1,7 +1,8 @@
 /* testhooks.h - knobs the test suite turns, compiled into test builds only.
  *
  * Owns: reading test hooks (POPSYNC_KDF_ITERATIONS, POPSYNC_CLOCK_OFFSET_MS,
- * POPSYNC_NO_COMPRESSION, POPSYNC_TEST_CUT_AFTER_FRAMES) from the
+ * POPSYNC_NO_COMPRESSION, POPSYNC_TEST_CUT_AFTER_FRAMES, POPSYNC_UI_TLS: TLS on
+ * loopback for `popsync ui`) from the
  * environment.  Only a build with PS_TEST_HOOKS defined (CMake option
  * PS_TEST_HOOKS, on with PS_BUILD_TESTS) reads them; a package built with
  * -DPS_BUILD_TESTS=OFF ignores them all.  Production code asks here and

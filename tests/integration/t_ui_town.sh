@@ -39,3 +39,14 @@ ui_start t1
 ui_browser town.py town "{\"id_good\": \"$good\", \"id_bad\": \"$bad\", \"gone_name\": \"赵六\", \"id_import\": \"$imp\", \"t2\": \"$T/t2\"}"
 ui_stop
 pass "township pages in the browser"
+
+# --listen beyond loopback means TLS with the cache's certificate, and a
+# warning; 0.0.0.0 is refused (the Host check needs one address).
+rc=0; "$POPSYNC" --data "$T/t2" ui --listen 0.0.0.0:0 2>"$T/any.err" || rc=$?
+expect_eq "$rc" 1 "--listen 0.0.0.0 refused"
+grep -q "not 0.0.0.0" "$T/any.err" || fail "why 0.0.0.0 is refused: $(cat "$T/any.err")"
+POPSYNC_UI_TLS=1 ui_start t2
+grep -q "WARNING: serving beyond this computer" "$T/ui-t2.err" || fail "no warning for TLS serving"
+(cd "$UI_SRC/tests/browser" && "$UI_PY" tls_check.py "$UI_URL" "$T/pki/town1.crt") || fail "TLS check"
+ui_stop
+pass "TLS when serving beyond loopback"

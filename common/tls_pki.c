@@ -439,6 +439,47 @@ out:
     return rc;
 }
 
+/* What issuing checks before it touches a file.  PS_OK or PS_EINVAL (told). */
+static int issue_args_ok(const char *dir, ps_role_t role, const char *orgunit, const char *name, int days,
+                         int shift_days, char *err, size_t errlen)
+{
+    if (!dir || !*dir)
+        return pki_msg(err, errlen, PS_EINVAL, "no PKI directory given");
+    if (role == PS_ROLE_NONE || ps_role_from_name(ps_role_name(role)) != role)
+        return pki_msg(err, errlen, PS_EINVAL, "unknown role");
+    if (!orgunit_ok(orgunit))
+        return pki_msg(err, errlen, PS_EINVAL, "org unit must be exactly 12 digits");
+    if (!name_ok(name))
+        return pki_msg(err, errlen, PS_EINVAL,
+                       "invalid name (1-63 characters, none of / , = \\ + \" < > ; # and no '..')");
+    if (strcmp(name, "ca") == 0)
+        return pki_msg(err, errlen, PS_EINVAL, "the name \"ca\" is reserved for the CA's own files");
+    if (days < 1 || days > PS_MAX_DAYS)
+        return pki_msg(err, errlen, PS_EINVAL, "days must be between 1 and 3650");
+    if (shift_days < -PS_MAX_DAYS || shift_days > PS_MAX_DAYS)
+        return pki_msg(err, errlen, PS_EINVAL, "the validity shift must be between -3650 and 3650 days");
+    return PS_OK;
+}
+
+/* The CA's certificate and key, checked to match and to be valid now;
+ * issuer gets its subject.  PS_OK or an error (told). */
+static int load_issuing_ca(const char *crt_path, const char *key_path, time_t now, mbedtls_x509_crt *ca,
+                   mbedtls_pk_context *ca_key, char *issuer, size_t issuerlen, char *err, size_t errlen)
+{
+    int ret;
+    if ((ret = mbedtls_x509_crt_parse_file(ca, crt_path)) != 0)
+        return pki_mbed(err, errlen, "loading the CA certificate", ret);
+    if ((ret = mbedtls_pk_parse_keyfile(ca_key, key_path, NULL)) != 0)
+        return pki_mbed(err, errlen, "loading the CA key", ret);
+    if ((ret = mbedtls_pk_check_pair(&ca->pk, ca_key)) != 0)
+        return pki_mbed(err, errlen, "CA key does not match the CA certificate", ret);
+    if (dn_string(&ca->subject, issuer, issuerlen) != PS_OK)
+        return pki_msg(err, errlen, PS_ECRYPTO, "the CA certificate's subject is not one popsync made");
+    if (x509_to_time(&ca->valid_to) <= now)
+        return pki_msg(err, errlen, PS_ECRYPTO, "the CA certificate has expired");
+    return PS_OK;
+}
+
 /* Issues a certificate; shift_days moves the validity window (tests only). */
 static int issue_impl(const char *dir, ps_role_t role, const char *orgunit, const char *name, int days,
                       int shift_days, char *err, size_t errlen)
@@ -457,35 +498,8 @@ static int issue_impl(const char *dir, ps_role_t role, const char *orgunit, cons
     mbedtls_pk_init(&key);
     mbedtls_x509write_crt_init(&crt);
     mbedtls_mpi_init(&serial);
-    if (!dir || !*dir) {
-        rc = pki_msg(err, errlen, PS_EINVAL, "no PKI directory given");
+    if ((rc = issue_args_ok(dir, role, orgunit, name, days, shift_days, err, errlen)))
         goto out;
-    }
-    if (role == PS_ROLE_NONE || ps_role_from_name(ps_role_name(role)) != role) {
-        rc = pki_msg(err, errlen, PS_EINVAL, "unknown role");
-        goto out;
-    }
-    if (!orgunit_ok(orgunit)) {
-        rc = pki_msg(err, errlen, PS_EINVAL, "org unit must be exactly 12 digits");
-        goto out;
-    }
-    if (!name_ok(name)) {
-        rc = pki_msg(err, errlen, PS_EINVAL,
-                     "invalid name (1-63 characters, none of / , = \\ + \" < > ; # and no '..')");
-        goto out;
-    }
-    if (strcmp(name, "ca") == 0) {
-        rc = pki_msg(err, errlen, PS_EINVAL, "the name \"ca\" is reserved for the CA's own files");
-        goto out;
-    }
-    if (days < 1 || days > PS_MAX_DAYS) {
-        rc = pki_msg(err, errlen, PS_EINVAL, "days must be between 1 and 3650");
-        goto out;
-    }
-    if (shift_days < -PS_MAX_DAYS || shift_days > PS_MAX_DAYS) {
-        rc = pki_msg(err, errlen, PS_EINVAL, "the validity shift must be between -3650 and 3650 days");
-        goto out;
-    }
     if ((size_t)snprintf(ca_crt_path, sizeof(ca_crt_path), "%s/ca.crt", dir) >= sizeof(ca_crt_path) ||
         (size_t)snprintf(ca_key_path, sizeof(ca_key_path), "%s/ca.key", dir) >= sizeof(ca_key_path) ||
         (size_t)snprintf(crt_path, sizeof(crt_path), "%s/%s.crt", dir, name) >= sizeof(crt_path) ||
@@ -497,27 +511,9 @@ static int issue_impl(const char *dir, ps_role_t role, const char *orgunit, cons
         rc = pki_msg(err, errlen, PS_EEXIST, "%s already exists; refusing to overwrite it", crt_path);
         goto out;
     }
-    if ((ret = mbedtls_x509_crt_parse_file(&ca, ca_crt_path)) != 0) {
-        rc = pki_mbed(err, errlen, "loading the CA certificate", ret);
+    if ((rc = load_issuing_ca(ca_crt_path, ca_key_path, now, &ca, &ca_key, issuer, sizeof(issuer), err, errlen)))
         goto out;
-    }
-    if ((ret = mbedtls_pk_parse_keyfile(&ca_key, ca_key_path, NULL)) != 0) {
-        rc = pki_mbed(err, errlen, "loading the CA key", ret);
-        goto out;
-    }
-    if ((ret = mbedtls_pk_check_pair(&ca.pk, &ca_key)) != 0) {
-        rc = pki_mbed(err, errlen, "CA key does not match the CA certificate", ret);
-        goto out;
-    }
-    if (dn_string(&ca.subject, issuer, sizeof(issuer)) != PS_OK) {
-        rc = pki_msg(err, errlen, PS_ECRYPTO, "the CA certificate's subject is not one popsync made");
-        goto out;
-    }
     ca_end = x509_to_time(&ca.valid_to);
-    if (ca_end <= now) {
-        rc = pki_msg(err, errlen, PS_ECRYPTO, "the CA certificate has expired");
-        goto out;
-    }
     /* A certificate cannot usefully outlive its CA: clamp instead of failing
      * so issuing keeps working during the CA's last years. */
     /* The window is exactly days long (counted from the backdated start),

@@ -72,8 +72,10 @@ static const struct {
 };
 #define NSECTIONS (sizeof(SECTIONS) / sizeof(SECTIONS[0]))
 
-/* The trend's indicators (district totals by month). */
-static const int TREND_F[] = {PF_PERSONS, PF_BIRTHS, PF_IN, PF_OUT, PF_BEN, PF_V_TOTAL};
+/* The trend's indicators (district totals by month).  Not registered
+ * persons: the report gives that stock as of now for a month not yet
+ * approved, so a trend of it would be flat, not history. */
+static const int TREND_F[] = {PF_BIRTHS, PF_IN, PF_OUT, PF_BEN, PF_V_TOTAL};
 #define NTREND (sizeof(TREND_F) / sizeof(TREND_F[0]))
 
 static const pcol_t *col_of(int f)

@@ -295,8 +295,8 @@ dist.closeRender = function (d) {
         act.append(ps.el('button', {type: 'button', class: 'submit', text: ps.t('上报', 'Submit'),
           onclick: () => dist.closeAct(r.orgunit, 'submit')}));
     }
-    if (admin) {
-      const note = ps.el('input', {class: 'note', size: 24, 'data-ph-zh': '说明（退回时必填）', 'data-ph-en': 'note (required to return)'});
+    if (admin && (r.state === 'submitted' || r.state === 'approved')) {
+      const note = ps.el('input', {class: 'note', size: 24});
       note.placeholder = ps.t('说明（退回时必填）', 'note (required to return)');
       act.append(note);
       if (r.state === 'submitted')

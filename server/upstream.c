@@ -409,7 +409,7 @@ static int publish_round(ps_upstream_t *u)
 {
     uint64_t mark = atomic_load(&u->mark), head = 0, newmark;
     ps_buf_t *nodes = NULL;
-    size_t k;
+    size_t k, n;
     int rc;
 
     if (ps_store_head(u->st) <= mark && !u->snap_pending)
@@ -437,10 +437,11 @@ static int publish_round(ps_upstream_t *u)
         return 0;
     }
     k = send_round(u);
+    n = u->n; /* round_clear below empties the round */
     newmark = k ? u->seqs[k - 1] : mark;
-    if (k == u->n && u->n < u->o.max_in_flight && head > newmark)
+    if (k == n && n < u->o.max_in_flight && head > newmark)
         newmark = head; /* the round held every entry up to the snapshot's head */
-    if (k == u->n && u->n < u->o.max_in_flight)
+    if (k == n && n < u->o.max_in_flight)
         u->through = head;
     else if (newmark > u->through)
         u->through = newmark;
@@ -455,7 +456,7 @@ static int publish_round(ps_upstream_t *u)
         atomic_fetch_add(&u->published_total, k);
     }
     publish_snapshot(u);
-    if (k < u->n) {
+    if (k < n) {
         /* Start the next attempt afresh: a new JetStream context (no async
          * state left from this round) and the stream looked up again, so a
          * cluster still electing its leaders is asked once per back-off, not

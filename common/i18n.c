@@ -60,6 +60,10 @@ static const struct {
     {"amount_fen is in fen", "金额（分）应为整数分：按元填写请用“金额”列，如 3000.00"},
     {"must be an amount in yuan", "金额应为元，最多两位小数，如 3000.00"},
     {"invalid value", "不是可选的值：请查看 popsync fields"},
+    /* Why the server kept a conflict (server/merge.c), shown by popsync ui. */
+    {"the same field was changed on both sides", "两台设备修改了同一字段：请逐字段选择保留哪一边"},
+    {"edited a record that was deleted meanwhile", "修改了一条已被删除的记录：请选择恢复（保留修改）或维持删除"},
+    {"deleted a record that was edited meanwhile", "删除了一条已被他人修改的记录：请选择维持删除或保留修改"},
 };
 
 /* "is already registered: record ID in unit CODE; WHAT TO DO" (the cache's

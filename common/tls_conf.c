@@ -168,6 +168,79 @@ static int crl_load(ps_tls_conf_t *c, int slot, const char *file, char *err, siz
     return crl_check(&c->ca, &c->crl[slot], err, errlen, file);
 }
 
+/* The CA, the CRL, our certificate and its key, checked to belong together
+ * and to carry a popsync identity.  PS_OK or an error (told). */
+static int load_files(ps_tls_conf_t *c, const char *ca_file, const char *cert_file, const char *key_file,
+                      const char *crl_file, char *err, size_t errlen)
+{
+    int rc, ret;
+
+    if ((ret = mbedtls_x509_crt_parse_file(&c->ca, ca_file)) != 0)
+        return conf_fail(err, errlen, "tls: loading CA", ca_file, ret);
+    if (crl_file) {
+        if ((rc = crl_load(c, 0, crl_file, err, errlen)) != PS_OK)
+            return rc;
+        c->have_crl = 1;
+    }
+    if ((ret = mbedtls_x509_crt_parse_file(&c->cert, cert_file)) != 0)
+        return conf_fail(err, errlen, "tls: loading certificate", cert_file, ret);
+    if ((ret = mbedtls_pk_parse_keyfile(&c->key, key_file, NULL)) != 0)
+        return conf_fail(err, errlen, "tls: loading key", key_file, ret);
+    /* Catch a mismatched pair now, not as a signature failure the peer
+     * reports with a useless alert. */
+    if ((ret = mbedtls_pk_check_pair(&c->cert.pk, &c->key)) != 0)
+        return conf_fail(err, errlen, "tls: key does not match certificate", cert_file, ret);
+    if (ps__tls_identity(&c->cert, &c->self) != PS_OK) {
+        conf_msg(err, errlen, "tls: own certificate carries no popsync identity (CN, OU, title)");
+        return PS_EINVAL;
+    }
+    return PS_OK;
+}
+
+/* The SSL configuration: TLS 1.2 only, our suites, curves and hashes,
+ * verified peers, tickets on the server.  PS_OK or an error (told). */
+static int setup_ssl(ps_tls_conf_t *c, ps_tls_side_t side, char *err, size_t errlen)
+{
+    int ret;
+
+    if ((ret = mbedtls_ssl_config_defaults(&c->ssl,
+                                           side == PS_TLS_SERVER ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
+                                           MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT)) != 0)
+        return conf_fail(err, errlen, "tls: config defaults", NULL, ret);
+    mbedtls_ssl_conf_min_version(&c->ssl, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_max_version(&c->ssl, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_ciphersuites(&c->ssl, ps_suites);
+    mbedtls_ssl_conf_curves(&c->ssl, ps_curves);
+    mbedtls_ssl_conf_sig_hashes(&c->ssl, ps_sig_hashes);
+    mbedtls_ssl_conf_cert_profile(&c->ssl, &ps_cert_profile);
+    mbedtls_ssl_conf_renegotiation(&c->ssl, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+    /* Refuse peers that do not support secure renegotiation signalling
+     * (RFC 5746) at all, even though we never renegotiate. */
+    mbedtls_ssl_conf_legacy_renegotiation(&c->ssl, MBEDTLS_SSL_LEGACY_BREAK_HANDSHAKE);
+    /* RFC 7627: binds the master secret to the whole handshake (triple
+     * handshake attack).  Encrypt-then-MAC only matters to CBC suites, which
+     * we never negotiate; it stays on in case the list ever grows. */
+    mbedtls_ssl_conf_extended_master_secret(&c->ssl, MBEDTLS_SSL_EXTENDED_MS_ENABLED);
+#if defined(MBEDTLS_SSL_ENCRYPT_THEN_MAC)
+    mbedtls_ssl_conf_encrypt_then_mac(&c->ssl, MBEDTLS_SSL_ETM_ENABLED);
+#endif
+    mbedtls_ssl_conf_authmode(&c->ssl, MBEDTLS_SSL_VERIFY_REQUIRED);
+    mbedtls_ssl_conf_rng(&c->ssl, mbedtls_ctr_drbg_random, &c->drbg);
+    mbedtls_ssl_conf_ca_chain(&c->ssl, &c->ca, c->have_crl ? &c->crl[c->crl_cur] : NULL);
+    if ((ret = mbedtls_ssl_conf_own_cert(&c->ssl, &c->cert, &c->key)) != 0)
+        return conf_fail(err, errlen, "tls: own certificate", NULL, ret);
+    if (side == PS_TLS_SERVER) {
+        if ((ret = mbedtls_ssl_ticket_setup(&c->ticket, mbedtls_ctr_drbg_random, &c->drbg,
+                                            MBEDTLS_CIPHER_AES_256_GCM, PS_TICKET_LIFETIME_S)) != 0)
+            return conf_fail(err, errlen, "tls: session ticket key", NULL, ret);
+        mbedtls_ssl_conf_session_tickets_cb(&c->ssl, mbedtls_ssl_ticket_write, mbedtls_ssl_ticket_parse,
+                                            &c->ticket);
+    } else {
+        mbedtls_ssl_conf_session_tickets(&c->ssl, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
+    }
+    return PS_OK;
+}
+
 int ps_tls_conf_new(ps_tls_conf_t **out, ps_tls_side_t side, const char *ca_file, const char *cert_file,
                     const char *key_file, const char *crl_file, char *err, size_t errlen)
 {
@@ -203,76 +276,9 @@ int ps_tls_conf_new(ps_tls_conf_t **out, ps_tls_side_t side, const char *ca_file
         rc = conf_fail(err, errlen, "tls: seeding the DRBG", NULL, ret);
         goto out;
     }
-    if ((ret = mbedtls_x509_crt_parse_file(&c->ca, ca_file)) != 0) {
-        rc = conf_fail(err, errlen, "tls: loading CA", ca_file, ret);
+    if ((rc = load_files(c, ca_file, cert_file, key_file, crl_file, err, errlen)) ||
+        (rc = setup_ssl(c, side, err, errlen)))
         goto out;
-    }
-    if (crl_file) {
-        if ((rc = crl_load(c, 0, crl_file, err, errlen)) != PS_OK)
-            goto out;
-        c->have_crl = 1;
-    }
-    if ((ret = mbedtls_x509_crt_parse_file(&c->cert, cert_file)) != 0) {
-        rc = conf_fail(err, errlen, "tls: loading certificate", cert_file, ret);
-        goto out;
-    }
-    if ((ret = mbedtls_pk_parse_keyfile(&c->key, key_file, NULL)) != 0) {
-        rc = conf_fail(err, errlen, "tls: loading key", key_file, ret);
-        goto out;
-    }
-    /* Catch a mismatched pair now, not as a signature failure the peer
-     * reports with a useless alert. */
-    if ((ret = mbedtls_pk_check_pair(&c->cert.pk, &c->key)) != 0) {
-        rc = conf_fail(err, errlen, "tls: key does not match certificate", cert_file, ret);
-        goto out;
-    }
-    if (ps__tls_identity(&c->cert, &c->self) != PS_OK) {
-        conf_msg(err, errlen, "tls: own certificate carries no popsync identity (CN, OU, title)");
-        rc = PS_EINVAL;
-        goto out;
-    }
-
-    if ((ret = mbedtls_ssl_config_defaults(&c->ssl,
-                                           side == PS_TLS_SERVER ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
-                                           MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT)) != 0) {
-        rc = conf_fail(err, errlen, "tls: config defaults", NULL, ret);
-        goto out;
-    }
-    mbedtls_ssl_conf_min_version(&c->ssl, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
-    mbedtls_ssl_conf_max_version(&c->ssl, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
-    mbedtls_ssl_conf_ciphersuites(&c->ssl, ps_suites);
-    mbedtls_ssl_conf_curves(&c->ssl, ps_curves);
-    mbedtls_ssl_conf_sig_hashes(&c->ssl, ps_sig_hashes);
-    mbedtls_ssl_conf_cert_profile(&c->ssl, &ps_cert_profile);
-    mbedtls_ssl_conf_renegotiation(&c->ssl, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
-    /* Refuse peers that do not support secure renegotiation signalling
-     * (RFC 5746) at all, even though we never renegotiate. */
-    mbedtls_ssl_conf_legacy_renegotiation(&c->ssl, MBEDTLS_SSL_LEGACY_BREAK_HANDSHAKE);
-    /* RFC 7627: binds the master secret to the whole handshake (triple
-     * handshake attack).  Encrypt-then-MAC only matters to CBC suites, which
-     * we never negotiate; it stays on in case the list ever grows. */
-    mbedtls_ssl_conf_extended_master_secret(&c->ssl, MBEDTLS_SSL_EXTENDED_MS_ENABLED);
-#if defined(MBEDTLS_SSL_ENCRYPT_THEN_MAC)
-    mbedtls_ssl_conf_encrypt_then_mac(&c->ssl, MBEDTLS_SSL_ETM_ENABLED);
-#endif
-    mbedtls_ssl_conf_authmode(&c->ssl, MBEDTLS_SSL_VERIFY_REQUIRED);
-    mbedtls_ssl_conf_rng(&c->ssl, mbedtls_ctr_drbg_random, &c->drbg);
-    mbedtls_ssl_conf_ca_chain(&c->ssl, &c->ca, c->have_crl ? &c->crl[c->crl_cur] : NULL);
-    if ((ret = mbedtls_ssl_conf_own_cert(&c->ssl, &c->cert, &c->key)) != 0) {
-        rc = conf_fail(err, errlen, "tls: own certificate", NULL, ret);
-        goto out;
-    }
-    if (side == PS_TLS_SERVER) {
-        if ((ret = mbedtls_ssl_ticket_setup(&c->ticket, mbedtls_ctr_drbg_random, &c->drbg,
-                                            MBEDTLS_CIPHER_AES_256_GCM, PS_TICKET_LIFETIME_S)) != 0) {
-            rc = conf_fail(err, errlen, "tls: session ticket key", NULL, ret);
-            goto out;
-        }
-        mbedtls_ssl_conf_session_tickets_cb(&c->ssl, mbedtls_ssl_ticket_write, mbedtls_ssl_ticket_parse,
-                                            &c->ticket);
-    } else {
-        mbedtls_ssl_conf_session_tickets(&c->ssl, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
-    }
     *out = c;
     c = NULL;
 out:

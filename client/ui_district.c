@@ -318,6 +318,16 @@ static int h_report(ps_ui_req_t *rq)
         snprintf(district, sizeof(district), "%s", ps_orgunits_root(t)->name);
         ps_orgunits_free(t);
     }
+    {
+        /* a township's report is handed in by the township */
+        const ps_cache_meta_t *m = ps_cache_meta(ps_ui_cache(rq));
+        char own[16];
+        if (strcmp(m->role, "admin") != 0 && strcmp(m->role, "viewer") != 0) {
+            ps_ui_district_township_of(rq, m->orgunit, own);
+            if (*own)
+                ps_ui_district_unit_name(rq, own, district, sizeof(district));
+        }
+    }
     o = report_json(res);
     json_object_set_new(o, "district", json_string(district));
     json_object_set_new(o, "offline", json_boolean(offline));

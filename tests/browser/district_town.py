@@ -23,6 +23,13 @@ try:
     b.click("#close-table tr[data-code='%s'] button.submit" % args["code"])
     b.find("#close-table tr[data-code='%s'][data-state='submitted']" % args["code"])
     ok("and submits the month again")
+    b.go("/district_report.html?month=" + args["month"])
+    b.wait_text("#r-unit", args["name"])
+    rows = b.finds("#r-panel1 tbody tr")
+    if len(rows) != 2:  # its own row and the total
+        fail("a township's report has %d rows" % len(rows))
+    b.shot("report-township")
+    ok("its printable report is its own, under its own name")
     b.check_local_only()
 finally:
     b.close()

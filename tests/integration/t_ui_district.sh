@@ -56,7 +56,7 @@ pass "the server has A returned with the note and B approved"
 
 ui_start ta
 ui_browser district_town.py district "$(python3 -c 'import json,sys; print(json.dumps({"month": sys.argv[1],
-    "code": sys.argv[2], "note": sys.argv[3]}))' "$M" $TA "$NOTE")"
+    "code": sys.argv[2], "note": sys.argv[3], "name": "建设路街道"}))' "$M" $TA "$NOTE")"
 ui_stop
 pass "the township sees the note in its browser and submits again"
 

@@ -30,7 +30,8 @@
  * ps_apply_change runs them in order and remembers the answer (accepted
  * answers for resends, refusals for ever) and the node's high-water mark.
  *
- * Callers: ps_store_apply (apply.c) on the group-commit worker, and the
+ * Callers: ps_store_apply (apply.c) on the group-commit worker, store.c
+ * (ps_apply_audit_node_event, for a refused Hello or a rebind), and the
  * unit tests (tests/unit/test_server_apply*.c), which run each stage on a
  * temporary store.  Only the server's store files and those tests include
  * this header (it includes store_int.h, hence lmdb.h).

@@ -1704,7 +1704,8 @@ int ps_cache_set_approved_months(ps_cache_t *c, char *const *months, size_t n)
             rc = ps_buf_append(&b, (const uint8_t *)months[i], 20);
     if (rc == PS_OK && (mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
         rc = ps_db_err(mrc);
-    if (rc == PS_OK && (rc = meta_put(txn, c->meta, "approved_months", ps_buf_head(&b), ps_buf_size(&b))) == PS_OK) {
+    if (rc == PS_OK && (rc = meta_put(txn, c->meta, "approved_months", ps_buf_size(&b) ? ps_buf_head(&b) : (void *)"",
+                                      ps_buf_size(&b))) == PS_OK) {
         mrc = mdb_txn_commit(txn);
         txn = NULL;
         rc = mrc ? ps_db_err(mrc) : PS_OK;

@@ -24,11 +24,12 @@ void ps_buf_free(ps_buf_t *b);
 /** Number of unconsumed bytes. */
 static inline size_t ps_buf_size(const ps_buf_t *b) { return b->len - b->off; }
 /** Pointer to the first unconsumed byte. */
-static inline uint8_t *ps_buf_head(const ps_buf_t *b) { return b->data + b->off; }
+/* An empty buffer may have no storage yet: no arithmetic on a null pointer. */
+static inline uint8_t *ps_buf_head(const ps_buf_t *b) { return b->data ? b->data + b->off : NULL; }
 /** Ensures room for n more bytes at the tail; returns PS_OK or PS_ENOMEM. */
 int ps_buf_reserve(ps_buf_t *b, size_t n);
 /** Pointer to the free space at the tail (valid after ps_buf_reserve). */
-static inline uint8_t *ps_buf_tail(const ps_buf_t *b) { return b->data + b->len; }
+static inline uint8_t *ps_buf_tail(const ps_buf_t *b) { return b->data ? b->data + b->len : NULL; }
 /** Marks n bytes written at the tail as valid. */
 static inline void ps_buf_commit(ps_buf_t *b, size_t n) { b->len += n; }
 /** Appends n bytes; returns PS_OK or PS_ENOMEM. */

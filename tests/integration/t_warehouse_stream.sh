@@ -129,6 +129,17 @@ EOF
 wh report monthly --pg "$PG_DSN" --month 2026-10 --lang zh | grep -q "统计月报 2026-10" || fail "report in Chinese"
 wh report monthly --pg "$PG_DSN" --month 2026-10 | grep -q "Monthly report 2026-10" || fail "report table"
 wh report monthly --pg "$PG_DSN" --month 2026-13 2>/dev/null && fail "a bad month accepted"
+# District names from the province's org-unit file (the districts below a root).
+cat >"$T/province.csv" <<'EOF'
+code,parent,name,kind
+110000000000,,Province,district
+110105000000,110000000000,朝阳区,district
+110106000000,110000000000,丰台区,district
+EOF
+wh report monthly --pg "$PG_DSN" --month 2026-10 --lang zh --orgunits "$T/province.csv" >"$T/r.txt" ||
+    fail "report with --orgunits"
+grep -q "110105000000 *朝阳区" "$T/r.txt" && grep -q "110106000000 *丰台区" "$T/r.txt" && grep -q "合计" "$T/r.txt" ||
+    { cat "$T/r.txt"; fail "district names and the total row"; }
 pass "report monthly by district"
 
 # SIGKILL mid-batch: 3,000 records, batches of 100, each paused before its

@@ -268,7 +268,9 @@ int wh_status(PGconn *pg, int json)
 {
     PGresult *r = PQexec(pg, "SELECT p.district, p.last_seq, p.messages, p.last_stream_seq,"
                              " to_char(p.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
-                             " (SELECT count(*) FROM person_live x WHERE x.district = p.district)"
+                             /* From the counters: a count(*) of 30 million rows is not a status. */
+                             " (SELECT coalesce(sum(value), 0) FROM wh_counter c WHERE c.district = p.district"
+                             " AND c.month = 0 AND c.metric = 'persons_total')"
                              " FROM wh_position p ORDER BY p.district");
     if (!r || PQresultStatus(r) != PGRES_TUPLES_OK) {
         fprintf(stderr, "popsync-warehouse: %s", r ? PQresultErrorMessage(r) : PQerrorMessage(pg));

@@ -91,6 +91,8 @@ static const char *const g_common_sql =
     " messages bigint NOT NULL, last_stream_seq bigint NOT NULL, updated_at timestamptz NOT NULL);"
     "CREATE TABLE IF NOT EXISTS wh_counter (district text NOT NULL, month integer NOT NULL, unit text NOT NULL,"
     " metric text NOT NULL, value bigint NOT NULL, PRIMARY KEY (district, month, unit, metric));"
+    /* The monthly report reads one month (and the stocks, month 0) of every district. */
+    "CREATE INDEX IF NOT EXISTS wh_counter_month ON wh_counter (month);"
     "CREATE TABLE IF NOT EXISTS wh_rejected (stream_seq bigint PRIMARY KEY, district text, seq bigint,"
     " reason text NOT NULL, payload bytea, at timestamptz NOT NULL DEFAULT now());";
 

@@ -77,4 +77,9 @@ t2=$(now)
 n=$(( $(rows) - before ))
 db=$(psql_q "SELECT pg_database_size('warehouse')")
 python3 -c "import sys; n,a,p,b,c=int(sys.argv[1]),float(sys.argv[2]),float(sys.argv[3]),float(sys.argv[4]),float(sys.argv[5]); print('{\"phase\":\"backlog\",\"records\":%d,\"publish_s\":%.1f,\"catch_up_s\":%.1f,\"records_per_s\":%.0f,\"stream_bytes\":%s,\"pg_database_bytes\":%s}' % (n,p-a,c-b,n/(c-b),sys.argv[6],sys.argv[7]))" "$n" "$t0" "$t_pub" "$t1" "$t2" "$stream_bytes" "$db"
+# 3. The province report: it reads the counters only, whatever the number of records.
+t0=$(now)
+"$PS_WAREHOUSE" report monthly --pg "$PG_DSN" --month 2026-10 >/dev/null || fail "report"
+t1=$(now)
+python3 -c "import sys; print('{\"phase\":\"report\",\"records\":%s,\"report_ms\":%.0f}' % (sys.argv[1], (float(sys.argv[3]) - float(sys.argv[2])) * 1000))" "$(rows)" "$t0" "$t1"
 "$PS_WAREHOUSE" verify --pg "$PG_DSN"

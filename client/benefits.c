@@ -310,9 +310,16 @@ typedef struct bpay {
     int64_t amount;
 } bpay_t;
 
+typedef struct husband {
+    uint8_t household[16];
+    const bper_t *p;
+} husband_t;
+
 typedef struct world {
     bper_t *p;
     size_t np, capp;
+    husband_t *h; /* married men by household, then record id */
+    size_t nh;
     bbirth_t *b;
     size_t nb, capb;
     bpay_t *y;
@@ -525,16 +532,44 @@ static int push(evalctx_t *x, const bper_t *rec, const bper_t *mother, const cha
     return PS_OK;
 }
 
-/* The husband of a mother: a married man alive at `at` in her household. */
+static int cmp_husband(const void *a, const void *b)
+{
+    const husband_t *x = a, *y = b;
+    int c = memcmp(x->household, y->household, 16);
+    return c ? c : memcmp(x->p->id, y->p->id, 16);
+}
+
+/* The index of married men by household, once per computation (a scan per
+ * mother would be quadratic in a district's persons). */
+static int index_husbands(world_t *w)
+{
+    if (!(w->h = malloc((w->np + 1) * sizeof(*w->h))))
+        return PS_ENOMEM;
+    for (size_t i = 0; i < w->np; i++)
+        if (w->p[i].male && w->p[i].married && w->p[i].has_household) {
+            memcpy(w->h[w->nh].household, w->p[i].household, 16);
+            w->h[w->nh++].p = &w->p[i];
+        }
+    qsort(w->h, w->nh, sizeof(*w->h), cmp_husband);
+    return PS_OK;
+}
+
+/* The husband of a mother: the married man of her household (the one with
+ * the smallest record id, should there be two). */
 static const bper_t *father_of(const world_t *w, const bper_t *m)
 {
+    size_t lo = 0, hi = w->nh;
+
     if (!m->has_household)
         return NULL;
-    for (size_t i = 0; i < w->np; i++)
-        if (w->p[i].male && w->p[i].married && w->p[i].has_household &&
-            memcmp(w->p[i].household, m->household, 16) == 0)
-            return &w->p[i];
-    return NULL;
+    while (lo < hi) { /* the first entry of her household */
+        size_t mid = lo + (hi - lo) / 2;
+        if (memcmp(w->h[mid].household, m->household, 16) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < w->nh && memcmp(w->h[lo].household, m->household, 16) == 0 ? w->h[lo].p : NULL;
 }
 
 static int alive(const bper_t *p, uint32_t on)
@@ -717,9 +752,10 @@ int ps_benefits_compute(ps_cache_t *c, const ps_schemes_t *s, const ps_orgunits_
     }
     qsort(w.p, w.np, sizeof(*w.p), cmp_id);
     qsort(w.b, w.nb, sizeof(*w.b), cmp_birth_mother);
-    if ((rc = eval_all(&x, s, from, to)) == PS_OK)
+    if ((rc = index_husbands(&w)) == PS_OK && (rc = eval_all(&x, s, from, to)) == PS_OK)
         rc = match_payments(&x, from, to);
 out:
+    free(w.h);
     free(w.p);
     free(w.b);
     free(w.y);

@@ -818,15 +818,47 @@ out:
     return rc;
 }
 
+typedef struct prange {
+    uint32_t from, to;
+} prange_t;
+
+static int scan_paid(Popsync__Record *r, void *arg)
+{
+    prange_t *p = arg;
+    uint32_t f, l;
+    if (!r->deleted && r->body_case == POPSYNC__RECORD__BODY_BENEFIT && r->benefit &&
+        r->benefit->status == POPSYNC__BENEFIT_STATUS__BENEFIT_STATUS_PAID &&
+        ps_period_bounds(r->benefit->period, &f, &l) == 0) {
+        if (!p->from || f < p->from)
+            p->from = f;
+        if (l > p->to)
+            p->to = l;
+    }
+    return 0;
+}
+
+/* The first and last day of the periods paid for; to = 0 when none. */
+static int paid_range(ps_cache_t *c, uint32_t *from, uint32_t *to)
+{
+    prange_t p = {0, 0};
+    int rc = ps_cache_foreach(c, scan_paid, &p);
+    *from = p.from;
+    *to = p.to;
+    return rc;
+}
+
 /* Payments flagged: paid twice, paid without entitlement, paid more. */
 static int quality_panel(ps_cache_t *c, const ps_schemes_t *s, const ps_orgunits_t *tree, const char *root, int zh,
                          FILE *f)
 {
     ps_entitlements_t e;
-    uint32_t today = ps_client_today(c);
+    uint32_t from, to;
     int rc, shown = 0;
 
-    if ((rc = ps_benefits_compute(c, s, tree, root, 19900101, (today / 10000 + 1) * 10000 + 1231, &e)))
+    /* Only the periods payments were made for need evaluating. */
+    if ((rc = paid_range(c, &from, &to)) || !to)
+        return rc;
+    if ((rc = ps_benefits_compute(c, s, tree, root, from, to, &e)))
         return rc;
     for (size_t i = 0; i < e.n; i++) {
         const ps_entitlement_t *x = &e.v[i];

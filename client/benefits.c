@@ -425,7 +425,7 @@ static int cmp_id(const void *a, const void *b)
 
 static const bper_t *person(const world_t *w, const uint8_t id[16])
 {
-    return bsearch(id, w->p, w->np, sizeof(*w->p), cmp_id);
+    return !w->np ? NULL : bsearch(id, w->p, w->np, sizeof(*w->p), cmp_id);
 }
 
 /* Whole years from date a to date b (YYYYMMDD); -1 when a is unknown. */
@@ -550,7 +550,8 @@ static int index_husbands(world_t *w)
             memcpy(w->h[w->nh].household, w->p[i].household, 16);
             w->h[w->nh++].p = &w->p[i];
         }
-    qsort(w->h, w->nh, sizeof(*w->h), cmp_husband);
+    if (w->nh)
+        qsort(w->h, w->nh, sizeof(*w->h), cmp_husband);
     return PS_OK;
 }
 
@@ -705,7 +706,8 @@ static int match_payments(evalctx_t *x, uint32_t from, uint32_t to)
     ps_entitlements_t *e = x->out;
     size_t base = e->n;
 
-    qsort(e->v, e->n, sizeof(*e->v), cmp_ent);
+    if (e->n)
+        qsort(e->v, e->n, sizeof(*e->v), cmp_ent);
     for (size_t i = 0; i < x->w->ny; i++) {
         const bpay_t *y = &x->w->y[i];
         ps_entitlement_t key, *hit;
@@ -715,7 +717,7 @@ static int match_payments(evalctx_t *x, uint32_t from, uint32_t to)
         memcpy(key.person, y->person, 16);
         snprintf(key.scheme, sizeof(key.scheme), "%s", y->scheme);
         snprintf(key.period, sizeof(key.period), "%s", y->period);
-        hit = bsearch(&key, e->v, base, sizeof(*e->v), cmp_ent);
+        hit = !base ? NULL : bsearch(&key, e->v, base, sizeof(*e->v), cmp_ent);
         if (!hit) {
             /* one-off periods are months; a payment counts in from..to by its period's end */
             if (ps_period_bounds(y->period, &first, &last) || last < from || last > to ||
@@ -733,7 +735,8 @@ static int match_payments(evalctx_t *x, uint32_t from, uint32_t to)
         hit->paid_fen += y->amount;
         hit->npaid++;
     }
-    qsort(e->v, e->n, sizeof(*e->v), cmp_ent);
+    if (e->n)
+        qsort(e->v, e->n, sizeof(*e->v), cmp_ent);
     return PS_OK;
 }
 
@@ -750,8 +753,10 @@ int ps_benefits_compute(ps_cache_t *c, const ps_schemes_t *s, const ps_orgunits_
         rc = rc ? rc : PS_ENOMEM;
         goto out;
     }
-    qsort(w.p, w.np, sizeof(*w.p), cmp_id);
-    qsort(w.b, w.nb, sizeof(*w.b), cmp_birth_mother);
+    if (w.np)
+        qsort(w.p, w.np, sizeof(*w.p), cmp_id);
+    if (w.nb)
+        qsort(w.b, w.nb, sizeof(*w.b), cmp_birth_mother);
     if ((rc = index_husbands(&w)) == PS_OK && (rc = eval_all(&x, s, from, to)) == PS_OK)
         rc = match_payments(&x, from, to);
 out:
@@ -778,5 +783,5 @@ const ps_entitlement_t *ps_entitlement_find(const ps_entitlements_t *e, const ui
     memcpy(key.person, person, 16);
     snprintf(key.scheme, sizeof(key.scheme), "%s", scheme);
     snprintf(key.period, sizeof(key.period), "%s", period);
-    return bsearch(&key, e->v, e->n, sizeof(*e->v), cmp_ent);
+    return !e->n ? NULL : bsearch(&key, e->v, e->n, sizeof(*e->v), cmp_ent);
 }

@@ -30,6 +30,12 @@
 #include <string.h>
 #include <strings.h>
 
+/* strcmp for qsort over arrays of fixed-size strings. */
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
 #define BATCH_MAX_ROWS 100000
 #define NCOLS 10
 
@@ -299,7 +305,8 @@ static int cmd_arrears(ps_cli_t *cli, const bopts_t *o)
         rc = PS_EXIT_FAIL;
         goto out;
     }
-    qsort(ents.v, ents.n, sizeof(*ents.v), cmp_family);
+    if (ents.n)
+        qsort(ents.v, ents.n, sizeof(*ents.v), cmp_family);
     if (o->json)
         arr = json_array();
     for (size_t i = 0; i < ents.n; i++) {
@@ -388,7 +395,8 @@ static int cmd_batch(ps_cli_t *cli, const bopts_t *o)
         goto out;
     }
     ps_uuid_format(bid, batch);
-    qsort(ents.v, ents.n, sizeof(*ents.v), cmp_family);
+    if (ents.n)
+        qsort(ents.v, ents.n, sizeof(*ents.v), cmp_family);
     for (unsigned k = 0; k < NCOLS; k++)
         ps_xlsx_cell(x, 0, k, COLS[k]);
     for (size_t i = 0; i < ents.n; i++) {
@@ -799,7 +807,8 @@ static int monthly_panel(ps_cache_t *c, const ps_schemes_t *s, const ps_orgunits
     add_sums(t, &n, 64, &e[2], 6);
     if (!n)
         goto out;
-    qsort(t, n, sizeof(*t), (int (*)(const void *, const void *))strcmp);
+    if (n)
+        qsort(t, n, sizeof(*t), cmp_str);
     fprintf(f, zh ? "\n奖励扶助（元；本月 / 本年累计 / 往年欠发，按本机缓存）\n"
                   : "\nBenefits (yuan; this month / year to date / owed from the 5 years before, from this cache)\n");
     fprintf(f, "  %-12s %10s %10s %10s %11s %11s %11s %11s\n", zh ? "乡镇" : "township", zh ? "本月应发" : "entitled",

@@ -30,6 +30,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* strcmp for qsort over arrays of fixed-size strings. */
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
 #define SPOT_MAX_TOWNS 512
 #define SPOT_FIELDS_MAX 32
 
@@ -97,7 +103,8 @@ static size_t towns_of(const pscan_t *s, char (*towns)[13], size_t max)
         if (k == n && n < max)
             snprintf(towns[n++], 13, "%s", s->v[i].town);
     }
-    qsort(towns, n, 13, (int (*)(const void *, const void *))strcmp);
+    if (n)
+        qsort(towns, n, 13, cmp_str);
     return n;
 }
 
@@ -672,7 +679,8 @@ static int cmd_list(ps_cli_t *cli, const sopts_t *o)
         rc = PS_EXIT_FAIL;
         goto out;
     }
-    qsort(d.cs.v, d.cs.n, sizeof(*d.cs.v), cmp_check);
+    if (d.cs.n)
+        qsort(d.cs.v, d.cs.n, sizeof(*d.cs.v), cmp_check);
     if (!o->json)
         printf(o->zh ? "%-36s  %-12s  %-7s  %-18s  %-10s  %s\n" : "%-36s  %-12s  %-7s  %-18s  %-10s  %s\n",
                o->zh ? "抽查记录" : "check id", o->zh ? "乡镇" : "township", o->zh ? "月份" : "month",
@@ -979,7 +987,8 @@ static int cmd_results(ps_cli_t *cli, const sopts_t *o)
         rc = PS_EXIT_FAIL;
         goto out;
     }
-    qsort(d.cs.v, d.cs.n, sizeof(*d.cs.v), cmp_check);
+    if (d.cs.n)
+        qsort(d.cs.v, d.cs.n, sizeof(*d.cs.v), cmp_check);
     n = tally_checks(&d.cs, towns, SPOT_MAX_TOWNS, &all);
     if (o->json) {
         json_t *j = json_object(), *arr = json_array();

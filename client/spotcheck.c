@@ -98,7 +98,8 @@ long ps_spot_draw(const uint8_t seed[PS_SPOT_SEED_LEN], const char *township, ui
 {
     keyed_t *k;
 
-    qsort(ids, N, 16, cmp_id);
+    if (N)
+        qsort(ids, N, 16, cmp_id);
     ps_sha256(ids, N * 16, digest);
     if (n > N)
         n = (uint32_t)N;
@@ -110,7 +111,8 @@ long ps_spot_draw(const uint8_t seed[PS_SPOT_SEED_LEN], const char *township, ui
         k[i].key = ps_spot_key(seed, township, ids[i]);
         k[i].id = ids[i];
     }
-    qsort(k, N, sizeof(*k), cmp_keyed);
+    if (N)
+        qsort(k, N, sizeof(*k), cmp_keyed);
     for (uint32_t i = 0; i < n; i++)
         memcpy(out[i], k[i].id, 16);
     free(k);

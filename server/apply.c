@@ -16,6 +16,9 @@
 #include <string.h>
 
 _Static_assert(PS_CHANGE_ERRORS_MAX == PS_VERR_MAX, "a result keeps every field error validation finds");
+_Static_assert(sizeof(((ps_change_result_t *)0)->errors[0].reason) == sizeof(((ps_field_error_t *)0)->reason) &&
+                   sizeof(((ps_change_result_t *)0)->errors[0].field) == sizeof(((ps_field_error_t *)0)->field),
+               "a result keeps a field error whole");
 
 /* Counter deltas gathered during a transaction and written once at its
  * end: a batch of thousands of records touches a handful of counters. */

@@ -93,8 +93,8 @@ typedef struct ps_change_result {
     uint8_t conflict_id[PS_ID_LEN];
     size_t nerrors;                    /**< REJECTED: why, field by field */
     struct {
-        char field[32];
-        char reason[160];
+        char field[32];                /**< as ps_field_error_t (common/validate.h) */
+        char reason[256];
     } errors[PS_CHANGE_ERRORS_MAX];
 } ps_change_result_t;
 

@@ -607,6 +607,8 @@ static void test_persist_idnum(void **state)
     apply1(fx, &admin, NODE_ADMIN, 2, r, 0, &second);
     assert_int_equal(second.status, PS_CHANGE_REJECTED);
     assert_true(has_error(&second, "id_number"));
+    /* The reason reaches the clerk whole, what to do included. */
+    assert_non_null(strstr(second.errors[0].reason, "correct the ID number"));
     assert_int_equal(ps_store_head(fx->st), head);
 }
 

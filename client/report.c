@@ -727,7 +727,120 @@ static const char QUERY_USAGE[] =
     "       [--group-by a,b,...] [--sum FIELD] [--list [--limit N] [--page-size N]] [--deleted]\n"
     "       [--format table|csv|json] [--local]";
 
-int ps_cmd_query(ps_cli_t *cli, int argc, char **argv)
+/* What `popsync query` was asked (its options, parsed). */
+typedef struct query_args {
+    Popsync__Query q;
+    Popsync__QueryFilter filt[MAX_WHERE], *fp[MAX_WHERE];
+    char *wbuf[MAX_WHERE], *group[MAX_GROUP], *gbuf; /* owned: --where copies, the --group-by copy */
+    size_t nwhere, ngroup;
+    const char *lang;
+    int fmt, zh, limit_given, local;
+    uint32_t limit, page_size; /* rows printed at most (0: all); records per page asked */
+} query_args_t;
+
+static int query_where(query_args_t *a, const char *arg)
+{
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg) {
+        ps_cli_err("query: --where needs FIELD=VALUE");
+        return PS_EXIT_USAGE;
+    }
+    if (a->nwhere == MAX_WHERE) {
+        ps_cli_err("query: at most %d --where", MAX_WHERE);
+        return PS_EXIT_USAGE;
+    }
+    if (!(a->wbuf[a->nwhere] = strdup(arg)))
+        return PS_EXIT_FAIL;
+    popsync__query_filter__init(&a->filt[a->nwhere]);
+    a->wbuf[a->nwhere][eq - arg] = '\0';
+    a->filt[a->nwhere].field = a->wbuf[a->nwhere];
+    a->filt[a->nwhere].value = a->wbuf[a->nwhere] + (eq - arg) + 1;
+    a->fp[a->nwhere] = &a->filt[a->nwhere];
+    a->nwhere++;
+    return PS_EXIT_OK;
+}
+
+static int query_group(query_args_t *a, const char *arg)
+{
+    char *save = NULL;
+    free(a->gbuf);
+    a->ngroup = 0;
+    if (!(a->gbuf = strdup(arg)))
+        return PS_EXIT_FAIL;
+    for (char *tok = strtok_r(a->gbuf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (a->ngroup == MAX_GROUP) {
+            ps_cli_err("query: at most %d --group-by entries", MAX_GROUP);
+            return PS_EXIT_USAGE;
+        }
+        a->group[a->ngroup++] = tok;
+    }
+    return PS_EXIT_OK;
+}
+
+/* One option of query.  PS_EXIT_OK or the exit code (told). */
+static int query_opt(query_args_t *a, int opt, const char *arg)
+{
+    int k;
+    switch (opt) {
+    case 'k':
+        if ((k = ps_kind_from_name(arg)) <= 0) {
+            ps_cli_err("query: unknown kind '%s'", arg);
+            return PS_EXIT_USAGE;
+        }
+        a->q.kind = (Popsync__Kind)k;
+        return PS_EXIT_OK;
+    case 'o':
+        if (!ps_orgunit_valid(arg)) {
+            ps_cli_err("query: --orgunit needs a 12-digit code");
+            return PS_EXIT_USAGE;
+        }
+        a->q.orgunit = (char *)arg;
+        return PS_EXIT_OK;
+    case 'D': a->q.date_field = (char *)arg; return PS_EXIT_OK;
+    case 'F':
+    case 'T':
+        if (ps_validate_date(arg)) {
+            ps_cli_err("query: --%s needs a date YYYY-MM-DD", opt == 'F' ? "from" : "to");
+            return PS_EXIT_USAGE;
+        }
+        *(opt == 'F' ? &a->q.date_from : &a->q.date_to) = (char *)arg;
+        return PS_EXIT_OK;
+    case 'w': return query_where(a, arg);
+    case 'g': return query_group(a, arg);
+    case 's': a->q.sum_field = (char *)arg; return PS_EXIT_OK;
+    case 'l': a->q.list = 1; return PS_EXIT_OK;
+    case 'n':
+        a->limit_given = 1;
+        return parse_uint("query", "--limit", arg, UINT32_MAX, &a->limit) ? PS_EXIT_USAGE : PS_EXIT_OK;
+    case 'P':
+        a->limit_given = 1;
+        return parse_uint("query", "--page-size", arg, 10000, &a->page_size) ? PS_EXIT_USAGE : PS_EXIT_OK;
+    case 'f': return parse_format("query", arg, &a->fmt) ? PS_EXIT_USAGE : PS_EXIT_OK;
+    case 'L': a->lang = arg; return PS_EXIT_OK;
+    case 'd': a->q.include_deleted = 1; return PS_EXIT_OK;
+    case 'W': a->local = 1; return PS_EXIT_OK;
+    default: ps_cli_err("query: usage: %s", QUERY_USAGE); return PS_EXIT_USAGE;
+    }
+}
+
+/* The options that only make sense together.  PS_EXIT_OK or PS_EXIT_USAGE (told). */
+static int query_check(query_args_t *a)
+{
+    const Popsync__Query *q = &a->q;
+    if (q->kind == POPSYNC__KIND__KIND_UNSPECIFIED)
+        ps_cli_err("query: --kind is required; usage: %s", QUERY_USAGE);
+    else if ((*q->date_from || *q->date_to) && !*q->date_field)
+        ps_cli_err("query: --from and --to need --date-field");
+    else if (q->list && (a->ngroup || *q->sum_field))
+        ps_cli_err("query: --list does not go with --group-by or --sum");
+    else if (a->limit_given && !q->list)
+        ps_cli_err("query: --limit and --page-size go with --list");
+    else if (parse_lang("query", a->lang, &a->zh) == 0)
+        return PS_EXIT_OK;
+    return PS_EXIT_USAGE;
+}
+
+static int query_parse(query_args_t *a, int argc, char **argv)
 {
     static const struct option lo[] = {{"kind", required_argument, NULL, 'k'},
                                        {"orgunit", required_argument, NULL, 'o'},
@@ -745,183 +858,95 @@ int ps_cmd_query(ps_cli_t *cli, int argc, char **argv)
                                        {"deleted", no_argument, NULL, 'd'},
                                        {"local", no_argument, NULL, 'W'},
                                        {NULL, 0, NULL, 0}};
-    Popsync__Query q = POPSYNC__QUERY__INIT;
-    Popsync__QueryFilter filt[MAX_WHERE], *fp[MAX_WHERE];
-    char *wbuf[MAX_WHERE], *group[MAX_GROUP], *gbuf = NULL;
-    size_t nwhere = 0, ngroup = 0;
-    const char *lang = NULL;
-    query_ctx_t qc;
-    ps_cache_t *c = NULL;
-    ps_orgunits_t *tree = NULL;
-    int opt, fmt = cli->json ? PS_REPORT_JSON : PS_REPORT_TABLE, zh, rc = PS_EXIT_USAGE, limit_given = 0, local = 0;
-    uint32_t limit = 0, page_size = 0; /* rows printed at most (0: all); records per page asked */
-
-    memset(&qc, 0, sizeof(qc));
-    memset(wbuf, 0, sizeof(wbuf));
-    q.kind = POPSYNC__KIND__KIND_UNSPECIFIED;
+    int opt, rc;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        switch (opt) {
-        case 'k': {
-            int k = ps_kind_from_name(optarg);
-            if (k <= 0) {
-                ps_cli_err("query: unknown kind '%s'", optarg);
-                goto out;
-            }
-            q.kind = (Popsync__Kind)k;
-            break;
-        }
-        case 'o':
-            if (!ps_orgunit_valid(optarg)) {
-                ps_cli_err("query: --orgunit needs a 12-digit code");
-                goto out;
-            }
-            q.orgunit = optarg;
-            break;
-        case 'D': q.date_field = optarg; break;
-        case 'F':
-        case 'T':
-            if (ps_validate_date(optarg)) {
-                ps_cli_err("query: --%s needs a date YYYY-MM-DD", opt == 'F' ? "from" : "to");
-                goto out;
-            }
-            if (opt == 'F')
-                q.date_from = optarg;
-            else
-                q.date_to = optarg;
-            break;
-        case 'w': {
-            char *eq = strchr(optarg, '=');
-            if (!eq || eq == optarg) {
-                ps_cli_err("query: --where needs FIELD=VALUE");
-                goto out;
-            }
-            if (nwhere == MAX_WHERE) {
-                ps_cli_err("query: at most %d --where", MAX_WHERE);
-                goto out;
-            }
-            if (!(wbuf[nwhere] = strdup(optarg))) {
-                rc = PS_EXIT_FAIL;
-                goto out;
-            }
-            popsync__query_filter__init(&filt[nwhere]);
-            wbuf[nwhere][eq - optarg] = '\0';
-            filt[nwhere].field = wbuf[nwhere];
-            filt[nwhere].value = wbuf[nwhere] + (eq - optarg) + 1;
-            fp[nwhere] = &filt[nwhere];
-            nwhere++;
-            break;
-        }
-        case 'g': {
-            char *save = NULL;
-            free(gbuf);
-            ngroup = 0;
-            if (!(gbuf = strdup(optarg))) {
-                rc = PS_EXIT_FAIL;
-                goto out;
-            }
-            for (char *tok = strtok_r(gbuf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-                if (ngroup == MAX_GROUP) {
-                    ps_cli_err("query: at most %d --group-by entries", MAX_GROUP);
-                    goto out;
-                }
-                group[ngroup++] = tok;
-            }
-            break;
-        }
-        case 's': q.sum_field = optarg; break;
-        case 'l': q.list = 1; break;
-        case 'n':
-            if (parse_uint("query", "--limit", optarg, UINT32_MAX, &limit))
-                goto out;
-            limit_given = 1;
-            break;
-        case 'P':
-            if (parse_uint("query", "--page-size", optarg, 10000, &page_size))
-                goto out;
-            limit_given = 1;
-            break;
-        case 'f':
-            if (parse_format("query", optarg, &fmt))
-                goto out;
-            break;
-        case 'L': lang = optarg; break;
-        case 'd': q.include_deleted = 1; break;
-        case 'W': local = 1; break;
-        default: ps_cli_err("query: usage: %s", QUERY_USAGE); goto out;
-        }
-    }
+    while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1)
+        if ((rc = query_opt(a, opt, optarg)) != PS_EXIT_OK)
+            return rc;
     if (optind != argc) {
         ps_cli_err("query: unexpected argument '%s'", argv[optind]);
-        goto out;
+        return PS_EXIT_USAGE;
     }
-    if (q.kind == POPSYNC__KIND__KIND_UNSPECIFIED) {
-        ps_cli_err("query: --kind is required; usage: %s", QUERY_USAGE);
-        goto out;
-    }
-    if ((*q.date_from || *q.date_to) && !*q.date_field) {
-        ps_cli_err("query: --from and --to need --date-field");
-        goto out;
-    }
-    if (q.list && (ngroup || *q.sum_field)) {
-        ps_cli_err("query: --list does not go with --group-by or --sum");
-        goto out;
-    }
-    if (limit_given && !q.list) {
-        ps_cli_err("query: --limit and --page-size go with --list");
-        goto out;
-    }
-    if (parse_lang("query", lang, &zh))
-        goto out;
+    if ((rc = query_check(a)) != PS_EXIT_OK)
+        return rc;
     /* --limit caps what is printed; pages are never larger than needed. */
-    q.limit = page_size ? page_size : limit && limit < 1000 ? limit : 0;
-    qc.max_recs = limit;
-    q.n_filters = nwhere;
-    q.filters = nwhere ? fp : NULL;
-    q.n_group_by = ngroup;
-    q.group_by = ngroup ? group : NULL;
-    qc.nkey = ngroup;
+    a->q.limit = a->page_size ? a->page_size : a->limit && a->limit < 1000 ? a->limit : 0;
+    a->q.n_filters = a->nwhere;
+    a->q.filters = a->nwhere ? a->fp : NULL;
+    a->q.n_group_by = a->ngroup;
+    a->q.group_by = a->ngroup ? a->group : NULL;
+    return PS_EXIT_OK;
+}
 
-    rc = PS_EXIT_FAIL;
+static void query_free(query_args_t *a, query_ctx_t *qc)
+{
+    for (size_t i = 0; i < qc->nrows; i++) {
+        for (size_t k = 0; k < qc->nkey; k++)
+            free(qc->rows[i].key[k]);
+        free(qc->rows[i].key);
+    }
+    free(qc->rows);
+    for (size_t i = 0; i < qc->nrecs; i++)
+        ps_record_free(qc->recs[i]);
+    free(qc->recs);
+    for (size_t i = 0; i < a->nwhere; i++)
+        free(a->wbuf[i]);
+    free(a->gbuf);
+}
+
+/* Asks the server (or the cache, with --local or when the server cannot be
+ * reached) and prints the answer. */
+static int query_run(ps_cli_t *cli, query_args_t *a, query_ctx_t *qc)
+{
+    ps_cache_t *c = NULL;
+    ps_orgunits_t *tree = NULL;
+    int rc = PS_EXIT_FAIL;
+
+    qc->max_recs = a->limit;
+    qc->nkey = a->ngroup;
+    qc->q = &a->q;
     if (open_cache(cli, "query", &c))
+        return PS_EXIT_FAIL;
+    if (!a->local && (rc = run_session(c, ask_query, qc, "query", &a->local)) != PS_EXIT_OK)
         goto out;
-    qc.q = &q;
-    if (!local && (rc = run_session(c, ask_query, &qc, "query", &local)) != PS_EXIT_OK)
+    if (a->local && (rc = query_local(c, &a->q, a->limit, qc)) != PS_EXIT_OK)
         goto out;
-    if (local && (rc = query_local(c, &q, limit, &qc)) != PS_EXIT_OK)
-        goto out;
-    if (qc.oom) {
+    if (qc->oom) {
         ps_cli_err("query: out of memory");
         rc = PS_EXIT_FAIL;
         goto out;
     }
     tree = load_tree(c);
-    if (local)
-        print_stamp(c, fmt, zh);
-    if (q.list)
-        print_records(&qc, (int)q.kind, fmt);
+    if (a->local)
+        print_stamp(c, a->fmt, a->zh);
+    if (a->q.list)
+        print_records(qc, (int)a->q.kind, a->fmt);
     else
-        print_groups(&qc, group, *q.sum_field != '\0', fmt, tree, zh);
+        print_groups(qc, a->group, *a->q.sum_field != '\0', a->fmt, tree, a->zh);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         ps_cli_err("query: cannot write the output");
         rc = PS_EXIT_FAIL;
     }
 out:
-    for (size_t i = 0; i < qc.nrows; i++) {
-        for (size_t k = 0; k < qc.nkey; k++)
-            free(qc.rows[i].key[k]);
-        free(qc.rows[i].key);
-    }
-    free(qc.rows);
-    for (size_t i = 0; i < qc.nrecs; i++)
-        ps_record_free(qc.recs[i]);
-    free(qc.recs);
-    for (size_t i = 0; i < nwhere; i++)
-        free(wbuf[i]);
-    free(gbuf);
     ps_orgunits_free(tree);
-    if (c)
-        ps_cache_close(c);
+    ps_cache_close(c);
+    return rc;
+}
+
+int ps_cmd_query(ps_cli_t *cli, int argc, char **argv)
+{
+    query_args_t a;
+    query_ctx_t qc;
+    int rc;
+
+    memset(&a, 0, sizeof(a));
+    memset(&qc, 0, sizeof(qc));
+    popsync__query__init(&a.q);
+    a.q.kind = POPSYNC__KIND__KIND_UNSPECIFIED;
+    a.fmt = cli->json ? PS_REPORT_JSON : PS_REPORT_TABLE;
+    if ((rc = query_parse(&a, argc, argv)) == PS_EXIT_OK)
+        rc = query_run(cli, &a, &qc);
+    query_free(&a, &qc);
     return rc;
 }
 

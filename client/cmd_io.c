@@ -617,7 +617,15 @@ static int export_usage(void)
     return PS_EXIT_USAGE;
 }
 
-int ps_cmd_export(ps_cli_t *cli, int argc, char **argv)
+/* What `popsync export` was asked. */
+typedef struct export_args {
+    const char *out, *lang;
+    int format, bom, zh, pending;
+} export_args_t;
+
+/* The options of export into st (kind, unit) and a.  -1 to go on, else
+ * the exit code (told). */
+static int export_parse(int argc, char **argv, export_st_t *st, export_args_t *a)
 {
     static const struct option lo[] = {{"kind", required_argument, NULL, 'k'},
                                        {"format", required_argument, NULL, 'f'},
@@ -629,58 +637,72 @@ int ps_cmd_export(ps_cli_t *cli, int argc, char **argv)
                                        {"help", no_argument, NULL, 'h'},
                                        {"pending", no_argument, NULL, 'p'},
                                        {NULL, 0, NULL, 0}};
-    export_st_t st;
-    ps_cache_t *c = NULL;
-    FILE *f = stdout;
-    const char *out = NULL;
-    char *tmp = NULL, err[512];
-    const char *lang = NULL;
-    int opt, rc, format = -1, bom = 1, zh, pending = 0;
+    int opt;
 
-    memset(&st, 0, sizeof(st));
-    st.kind = -1;
     while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (opt) {
         case 'k':
-            if ((st.kind = ps_kind_from_name(optarg)) < 0) {
+            if ((st->kind = ps_kind_from_name(optarg)) < 0) {
                 ps_cli_err("export: unknown kind '%s'", optarg);
                 return PS_EXIT_USAGE;
             }
             break;
         case 'f':
-            if ((format = ps_recio_format_from_name(optarg)) < 0) {
+            if ((a->format = ps_recio_format_from_name(optarg)) < 0) {
                 ps_cli_err("export: unknown format '%s' (csv, json or xlsx)", optarg);
                 return PS_EXIT_USAGE;
             }
             break;
-        case 'o': out = optarg; break;
+        case 'o': a->out = optarg; break;
         case 'u':
             if (!ps_orgunit_valid(optarg)) {
                 ps_cli_err("export: --orgunit needs a 12-digit code");
                 return PS_EXIT_USAGE;
             }
-            st.orgunit = optarg;
+            st->orgunit = optarg;
             break;
-        case 'b': bom = 1; break;
-        case 'B': bom = 0; break;
-        case 'L': lang = optarg; break;
+        case 'b': a->bom = 1; break;
+        case 'B': a->bom = 0; break;
+        case 'L': a->lang = optarg; break;
         case 'h': export_usage(); return PS_EXIT_OK;
-        case 'p': pending = 1; break; /* only unsent changes: to move them to a new cache */
+        case 'p': a->pending = 1; break; /* only unsent changes: to move them to a new cache */
         default: return export_usage();
         }
     }
-    if (optind != argc || st.kind < 0)
+    if (optind != argc || st->kind < 0)
         return export_usage();
-    if ((zh = ps_report_lang_zh(lang)) < 0) {
+    if ((a->zh = ps_report_lang_zh(a->lang)) < 0) {
         ps_cli_err("export: --lang must be zh or en");
         return PS_EXIT_USAGE;
     }
-    if (format < 0 && out)
-        format = ps_recio_format_from_path(out);
-    if (format < 0)
+    if (a->format < 0 && a->out)
+        a->format = ps_recio_format_from_path(a->out);
+    if (a->format < 0)
         return export_usage();
-    if (format != PS_RECIO_CSV)
-        bom = 0;
+    if (a->format != PS_RECIO_CSV)
+        a->bom = 0;
+    return -1;
+}
+
+int ps_cmd_export(ps_cli_t *cli, int argc, char **argv)
+{
+    export_st_t st;
+    export_args_t a = {NULL, NULL, -1, 1, 0, 0};
+    ps_cache_t *c = NULL;
+    FILE *f = stdout;
+    const char *out;
+    char *tmp = NULL, err[512];
+    int rc, format, bom, zh, pending;
+
+    memset(&st, 0, sizeof(st));
+    st.kind = -1;
+    if ((rc = export_parse(argc, argv, &st, &a)) >= 0)
+        return rc;
+    out = a.out;
+    format = a.format;
+    bom = a.bom;
+    zh = a.zh;
+    pending = a.pending;
     if (ps_cache_open(&c, cli->data_dir, err, sizeof(err))) {
         ps_cli_err("export: %s", err);
         return PS_EXIT_FAIL;

@@ -38,6 +38,39 @@ static int abs_path(const char *in, char out[PATH_MAX])
     return PS_OK;
 }
 
+/* The cache's identity (role, unit, name) from its certificate, loaded now
+ * so that a wrong file is reported at init, not at the first sync. */
+static int init_identity(ps_cache_meta_t *m)
+{
+    ps_tls_conf_t *conf = NULL;
+    char err[512];
+    if (ps_tls_conf_new(&conf, PS_TLS_CLIENT, m->ca, m->cert, m->key, NULL, err, sizeof(err))) {
+        ps_cli_err("init: %s", err);
+        return PS_EXIT_FAIL;
+    }
+    snprintf(m->role, sizeof(m->role), "%s", ps_tls_conf_self(conf)->role_name);
+    snprintf(m->orgunit, sizeof(m->orgunit), "%s", ps_tls_conf_self(conf)->orgunit);
+    snprintf(m->name, sizeof(m->name), "%s", ps_tls_conf_self(conf)->name);
+    ps_tls_conf_free(conf);
+    return PS_EXIT_OK;
+}
+
+/* The org-unit file given to init, kept in the new cache. */
+static int init_units(ps_cache_t *c, const char *units)
+{
+    ps_orgunits_t *t = NULL;
+    const uint8_t *bytes;
+    size_t len;
+    char err[512];
+    int rc = ps_orgunits_load(units, &t, err, sizeof(err));
+    if (rc == PS_OK) {
+        bytes = ps_orgunits_bytes(t, &len);
+        rc = ps_cache_set_orgunits(c, bytes, len, ps_orgunits_digest(t));
+    }
+    ps_orgunits_free(t);
+    return rc;
+}
+
 int ps_cmd_init(ps_cli_t *cli, int argc, char **argv)
 {
     static const struct option lo[] = {{"server", required_argument, NULL, 's'},
@@ -49,7 +82,6 @@ int ps_cmd_init(ps_cli_t *cli, int argc, char **argv)
                                        {"key-file", required_argument, NULL, 'K'},
                                        {NULL, 0, NULL, 0}};
     ps_cache_meta_t m;
-    ps_tls_conf_t *conf = NULL;
     ps_cache_t *c = NULL;
     const char *server = NULL, *ca = NULL, *cert = NULL, *key = NULL, *sname = "popsyncd", *units = NULL;
     const char *key_file = NULL;
@@ -75,18 +107,8 @@ int ps_cmd_init(ps_cli_t *cli, int argc, char **argv)
     memset(&m, 0, sizeof(m));
     snprintf(m.server, sizeof(m.server), "%s", server);
     snprintf(m.server_name, sizeof(m.server_name), "%s", sname);
-    if (abs_path(ca, m.ca) || abs_path(cert, m.cert) || abs_path(key, m.key))
+    if (abs_path(ca, m.ca) || abs_path(cert, m.cert) || abs_path(key, m.key) || init_identity(&m))
         return PS_EXIT_FAIL;
-    /* Load the credentials now so a wrong file is reported at init, not at the first sync. */
-    rc = ps_tls_conf_new(&conf, PS_TLS_CLIENT, m.ca, m.cert, m.key, NULL, err, sizeof(err));
-    if (rc) {
-        ps_cli_err("init: %s", err);
-        return PS_EXIT_FAIL;
-    }
-    snprintf(m.role, sizeof(m.role), "%s", ps_tls_conf_self(conf)->role_name);
-    snprintf(m.orgunit, sizeof(m.orgunit), "%s", ps_tls_conf_self(conf)->orgunit);
-    snprintf(m.name, sizeof(m.name), "%s", ps_tls_conf_self(conf)->name);
-    ps_tls_conf_free(conf);
     if (ps_random(m.node, sizeof(m.node))) {
         ps_cli_err("init: no randomness available");
         return PS_EXIT_FAIL;
@@ -113,21 +135,10 @@ int ps_cmd_init(ps_cli_t *cli, int argc, char **argv)
         ps_cli_err("init: %s", err);
         return PS_EXIT_FAIL;
     }
-    if (units) {
-        ps_orgunits_t *t = NULL;
-        size_t len;
-        const uint8_t *bytes;
-        rc = ps_orgunits_load(units, &t, err, sizeof(err));
-        if (rc == PS_OK) {
-            bytes = ps_orgunits_bytes(t, &len);
-            rc = ps_cache_set_orgunits(c, bytes, len, ps_orgunits_digest(t));
-        }
-        ps_orgunits_free(t);
-        if (rc) {
-            ps_cli_err("init: storing org units: %s", ps_strerror(rc));
-            ps_cache_close(c);
-            return PS_EXIT_FAIL;
-        }
+    if (units && (rc = init_units(c, units))) {
+        ps_cli_err("init: storing org units: %s", ps_strerror(rc));
+        ps_cache_close(c);
+        return PS_EXIT_FAIL;
     }
     {
         char hex[33];

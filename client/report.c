@@ -1859,6 +1859,75 @@ out:
     return rc;
 }
 
+/* What `popsync report SUB` was asked. */
+typedef struct report_args {
+    const char *sub, *month, *orgunit, *lang, *note, *out;
+    int zh, fmt, monthly, quality, closing, details, local;
+    uint32_t urgent, normal;
+} report_args_t;
+
+/* One option of report.  PS_EXIT_OK or PS_EXIT_USAGE (told). */
+static int report_opt(report_args_t *a, int opt, const char *arg)
+{
+    switch (opt) {
+    case 'm':
+        if (!ps_report_month_valid(arg)) {
+            ps_cli_err("report: --month needs YYYY-MM");
+            return PS_EXIT_USAGE;
+        }
+        a->month = arg;
+        return PS_EXIT_OK;
+    case 'o':
+        if (!ps_orgunit_valid(arg)) {
+            ps_cli_err("report: --orgunit needs a 12-digit code");
+            return PS_EXIT_USAGE;
+        }
+        a->orgunit = arg;
+        return PS_EXIT_OK;
+    case 'L': a->lang = arg; return PS_EXIT_OK;
+    case 'f':
+        if (strcmp(arg, "xlsx") == 0)
+            a->fmt = PS_REPORT_XLSX;
+        else if (parse_format("report", arg, &a->fmt))
+            return PS_EXIT_USAGE;
+        return PS_EXIT_OK;
+    case 'O': a->out = arg; return PS_EXIT_OK;
+    case 'D': a->details = 1; return PS_EXIT_OK;
+    case 'W': a->local = 1; return PS_EXIT_OK;
+    case 'u': return parse_uint("report", "--deadline-urgent", arg, 365, &a->urgent) ? PS_EXIT_USAGE : PS_EXIT_OK;
+    case 'n': return parse_uint("report", "--deadline-normal", arg, 365, &a->normal) ? PS_EXIT_USAGE : PS_EXIT_OK;
+    case 'N': a->note = arg; return PS_EXIT_OK;
+    default: ps_cli_err("report: usage: %s", REPORT_USAGE); return PS_EXIT_USAGE;
+    }
+}
+
+/* The options that go only with some reports: the reason for the first one
+ * that does not fit, or NULL. */
+static const char *report_misfit(const report_args_t *a)
+{
+    const char *sub = a->sub;
+    int approve = strcmp(sub, "approve") == 0, ret = strcmp(sub, "return") == 0, submit = strcmp(sub, "submit") == 0;
+    if ((a->monthly || a->closing) && !a->month)
+        return "--month YYYY-MM is required";
+    if (a->quality && a->month)
+        return "--month does not apply (the check covers every record in scope)";
+    if (!a->monthly && !a->quality && (a->urgent || a->normal))
+        return "deadlines apply to the monthly and quality reports";
+    if ((approve || ret) && !a->orgunit)
+        return "--orgunit CODE is required";
+    if (ret && (!a->note || !*a->note))
+        return "--note TEXT is required (say what to fix)";
+    if (a->note && !approve && !ret && !submit)
+        return "--note goes with submit, approve and return";
+    if ((a->fmt == PS_REPORT_XLSX) != (a->out != NULL) || (a->fmt == PS_REPORT_XLSX && a->closing))
+        return "--format xlsx goes with --out FILE.xlsx, for the monthly and quality reports";
+    if (a->details && !a->quality)
+        return "--details goes with report quality";
+    if (a->local && a->closing)
+        return "the monthly close is the server's: --local goes with report monthly and quality";
+    return NULL;
+}
+
 int ps_cmd_report(ps_cli_t *cli, int argc, char **argv)
 {
     static const struct option lo[] = {{"month", required_argument, NULL, 'm'},
@@ -1872,105 +1941,40 @@ int ps_cmd_report(ps_cli_t *cli, int argc, char **argv)
                                        {"details", no_argument, NULL, 'D'},
                                        {"local", no_argument, NULL, 'W'},
                                        {NULL, 0, NULL, 0}};
-    const char *sub, *month = NULL, *orgunit = NULL, *lang = NULL, *note = NULL, *out = NULL;
-    int opt, zh, fmt = cli->json ? PS_REPORT_JSON : PS_REPORT_TABLE, monthly, quality, closing, details = 0, local = 0;
-    uint32_t urgent = 0, normal = 0;
+    report_args_t a;
+    const char *why;
+    int opt;
 
+    memset(&a, 0, sizeof(a));
+    a.fmt = cli->json ? PS_REPORT_JSON : PS_REPORT_TABLE;
     if (argc < 2) {
         ps_cli_err("report: usage: %s", REPORT_USAGE);
         return PS_EXIT_USAGE;
     }
-    sub = argv[1];
-    monthly = strcmp(sub, "monthly") == 0;
-    quality = strcmp(sub, "quality") == 0;
-    closing = strcmp(sub, "submit") == 0 || strcmp(sub, "approve") == 0 || strcmp(sub, "return") == 0 ||
-            strcmp(sub, "status") == 0;
-    if (!monthly && !quality && !closing) {
-        ps_cli_err("report: unknown report '%s'; usage: %s", sub, REPORT_USAGE);
+    a.sub = argv[1];
+    a.monthly = strcmp(a.sub, "monthly") == 0;
+    a.quality = strcmp(a.sub, "quality") == 0;
+    a.closing = strcmp(a.sub, "submit") == 0 || strcmp(a.sub, "approve") == 0 || strcmp(a.sub, "return") == 0 ||
+                strcmp(a.sub, "status") == 0;
+    if (!a.monthly && !a.quality && !a.closing) {
+        ps_cli_err("report: unknown report '%s'; usage: %s", a.sub, REPORT_USAGE);
         return PS_EXIT_USAGE;
     }
     optind = 2;
-    while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        switch (opt) {
-        case 'm':
-            if (!ps_report_month_valid(optarg)) {
-                ps_cli_err("report: --month needs YYYY-MM");
-                return PS_EXIT_USAGE;
-            }
-            month = optarg;
-            break;
-        case 'o':
-            if (!ps_orgunit_valid(optarg)) {
-                ps_cli_err("report: --orgunit needs a 12-digit code");
-                return PS_EXIT_USAGE;
-            }
-            orgunit = optarg;
-            break;
-        case 'L': lang = optarg; break;
-        case 'f':
-            if (strcmp(optarg, "xlsx") == 0)
-                fmt = PS_REPORT_XLSX;
-            else if (parse_format("report", optarg, &fmt))
-                return PS_EXIT_USAGE;
-            break;
-        case 'O': out = optarg; break;
-        case 'D': details = 1; break;
-        case 'W': local = 1; break;
-        case 'u':
-            if (parse_uint("report", "--deadline-urgent", optarg, 365, &urgent))
-                return PS_EXIT_USAGE;
-            break;
-        case 'n':
-            if (parse_uint("report", "--deadline-normal", optarg, 365, &normal))
-                return PS_EXIT_USAGE;
-            break;
-        case 'N': note = optarg; break;
-        default: ps_cli_err("report: usage: %s", REPORT_USAGE); return PS_EXIT_USAGE;
-        }
-    }
+    while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1)
+        if (report_opt(&a, opt, optarg) != PS_EXIT_OK)
+            return PS_EXIT_USAGE;
     if (optind != argc) {
         ps_cli_err("report: unexpected argument '%s'", argv[optind]);
         return PS_EXIT_USAGE;
     }
-    if (parse_lang("report", lang, &zh))
+    if (parse_lang("report", a.lang, &a.zh))
         return PS_EXIT_USAGE;
-    if ((monthly || closing) && !month) {
-        ps_cli_err("report %s: --month YYYY-MM is required", sub);
-        return PS_EXIT_USAGE;
-    }
-    if (quality && month) {
-        ps_cli_err("report quality: --month does not apply (the check covers every record in scope)");
+    if ((why = report_misfit(&a))) {
+        ps_cli_err("report %s: %s", a.sub, why);
         return PS_EXIT_USAGE;
     }
-    if (!monthly && (urgent || normal) && strcmp(sub, "quality") != 0) {
-        ps_cli_err("report %s: deadlines apply to the monthly and quality reports", sub);
-        return PS_EXIT_USAGE;
-    }
-    if ((strcmp(sub, "approve") == 0 || strcmp(sub, "return") == 0) && !orgunit) {
-        ps_cli_err("report %s: --orgunit CODE is required", sub);
-        return PS_EXIT_USAGE;
-    }
-    if (strcmp(sub, "return") == 0 && (!note || !*note)) {
-        ps_cli_err("report return: --note TEXT is required (say what to fix)");
-        return PS_EXIT_USAGE;
-    }
-    if (note && strcmp(sub, "approve") != 0 && strcmp(sub, "return") != 0 && strcmp(sub, "submit") != 0) {
-        ps_cli_err("report %s: --note goes with submit, approve and return", sub);
-        return PS_EXIT_USAGE;
-    }
-    if ((fmt == PS_REPORT_XLSX) != (out != NULL) || (fmt == PS_REPORT_XLSX && closing)) {
-        ps_cli_err("report %s: --format xlsx goes with --out FILE.xlsx, for the monthly and quality reports", sub);
-        return PS_EXIT_USAGE;
-    }
-    if (details && !quality) {
-        ps_cli_err("report %s: --details goes with report quality", sub);
-        return PS_EXIT_USAGE;
-    }
-    if (local && closing) {
-        ps_cli_err("report %s: the monthly close is the server's: --local goes with report monthly and quality", sub);
-        return PS_EXIT_USAGE;
-    }
-    if (closing)
-        return run_close(cli, sub, month, orgunit, note, fmt, zh);
-    return run_report(cli, sub, month, orgunit, fmt, zh, urgent, normal, details, out, local);
+    if (a.closing)
+        return run_close(cli, a.sub, a.month, a.orgunit, a.note, a.fmt, a.zh);
+    return run_report(cli, a.sub, a.month, a.orgunit, a.fmt, a.zh, a.urgent, a.normal, a.details, a.out, a.local);
 }

@@ -271,6 +271,8 @@ static int store_with_child(ps_cache_t *c, Popsync__Record *child, Popsync__Reco
     return child ? ps_cache_put_local_many(c, both, 2) : ps_cache_put_local(c, r);
 }
 
+/* `popsync add`: its options, then one call per step (about 95 lines with
+ * the duplicate check's --update branch, which needs the record it replaces). */
 int ps_cmd_add(ps_cli_t *cli, int argc, char **argv)
 {
     char *sets[MAX_SETS];

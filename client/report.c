@@ -979,6 +979,8 @@ static const char *row_name(const Popsync__ReportRow *r, const ps_orgunits_t *tr
     return unit_name(tree, r->orgunit);
 }
 
+/* The monthly report as a table of panels that fit 100 columns.  Kept
+ * whole (about 90 lines): the layout of the official table reads in one place. */
 static void monthly_table(const Popsync__ReportResult *res, const ps_orgunits_t *tree, int zh)
 {
     static const char *const p1[] = {"persons_total", "persons_new", "births_male", "births_female", "births_total"};

@@ -269,7 +269,9 @@ static size_t find_idx(const ps_orgunits_t *t, const char *code)
     return hit ? hit->idx : SIZE_MAX;
 }
 
-/* Builds the index and checks that the rows form one tree. */
+/* Builds the index and checks that the rows form one tree.  Kept whole
+ * (about 95 lines): its checks run in order over the index it builds, and
+ * each names the file line it refuses. */
 static void build_tree(parse_state_t *st)
 {
     ps_orgunits_t *t = st->t;

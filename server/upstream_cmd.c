@@ -176,6 +176,8 @@ static int rebuild_usage(void)
     return 2;
 }
 
+/* The rebuild, step by step as docs/upstream.md "Rebuild" tells it: kept
+ * in one function (about 95 lines) so the procedure reads in order. */
 int ps_upstream_cmd_rebuild(int argc, char **argv)
 {
     static const struct option lo[] = {{"from-upstream", no_argument, NULL, 'u'}, {"data", required_argument, NULL, 'd'},

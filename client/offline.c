@@ -516,7 +516,7 @@ static int check_record(Popsync__Record *r, void *arg)
     ps_validate_record(r, &vc, &ve);
     for (size_t i = 0; rc == PS_OK && i < ve.n && i < PS_VERR_MAX; i++) {
         const char *f = ve.e[i].field;
-        char detail[200];
+        char detail[sizeof(ve.e[0].field) + 2 + sizeof(ve.e[0].reason)]; /* as the server's (store_query.c) */
         snprintf(detail, sizeof(detail), "%s: %s", f, ve.e[i].reason);
         if (!strcmp(f, "id_number"))
             rc = issue_add(q, "invalid_id_number", r->id.data, unit, r->kind, detail);

@@ -526,7 +526,7 @@ static int push(evalctx_t *x, const bper_t *rec, const bper_t *mother, const cha
     memcpy(e->family, mother ? mother->id : rec->id, 16);
     snprintf(e->scheme, sizeof(e->scheme), "%s", scheme);
     snprintf(e->period, sizeof(e->period), "%s", period);
-    ps_spot_township_of(x->tree, rec->unit, e->township);
+    ps_orgunits_township_code(x->tree, rec->unit, e->township);
     e->amount_fen = amount;
     e->end = end;
     return PS_OK;

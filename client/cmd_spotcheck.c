@@ -55,18 +55,6 @@ typedef struct pscan {
     const char *root; /* only persons inside it ("" or NULL: all) */
 } pscan_t;
 
-void ps_spot_township_of(const ps_orgunits_t *tree, const char *unit, char out[13])
-{
-    const ps_orgunit_t *t = tree ? ps_orgunits_township(tree, unit) : NULL;
-
-    if (t)
-        snprintf(out, 13, "%s", t->code);
-    else if (unit && strlen(unit) == 12 && strcmp(unit + 6, "000000") != 0)
-        snprintf(out, 13, "%.9s000", unit); /* the division code's township part */
-    else
-        snprintf(out, 13, "%s", unit ? unit : "");
-}
-
 static int scan_person(Popsync__Record *r, void *arg)
 {
     pscan_t *s = arg;
@@ -86,7 +74,7 @@ static int scan_person(Popsync__Record *r, void *arg)
         s->cap = ncap;
     }
     memcpy(s->v[s->n].id, r->id.data, PS_ID_LEN);
-    ps_spot_township_of(s->tree, r->orgunit, s->v[s->n].town);
+    ps_orgunits_township_code(s->tree, r->orgunit, s->v[s->n].town);
     s->v[s->n].created_ms = r->created_ms;
     s->n++;
     return 0;

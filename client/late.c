@@ -9,15 +9,6 @@
 
 #define LATE_CONTRIB (2 * PS_CONTRIB_MAX)
 
-static void township_of(const ps_orgunits_t *tree, const char *unit, char out[13])
-{
-    const ps_orgunit_t *t = tree ? ps_orgunits_township(tree, unit) : NULL;
-    if (t)
-        memcpy(out, t->code, 13);
-    else
-        ps_orgunit_township(unit, out);
-}
-
 /* Whether contribution x of one version is matched exactly by one of the
  * other's (then it changes no count). */
 static int matched(const ps_contrib_t *x, const ps_contrib_t *other, size_t n)
@@ -50,7 +41,7 @@ static size_t scan(ps_cache_t *c, const ps_orgunits_t *tree, const ps_contrib_t 
         char town[13];
         if (a[i].month == 0 || matched(&a[i], b, nb)) /* month 0: stocks, never frozen */
             continue;
-        township_of(tree, a[i].unit, town);
+        ps_orgunits_township_code(tree, a[i].unit, town);
         if (ps_cache_month_approved(c, a[i].month, town))
             n = add_once(out, n, max, a[i].month, town);
     }

@@ -12,6 +12,7 @@
 #include "ids.h"
 #include "orgunit.h"
 #include "policy.h"
+#include "query_rules.h"
 #include "record_fmt.h"
 #include "scope.h"
 #include "tz.h"
@@ -65,11 +66,7 @@ static int offline_allowed(ps_cache_t *c, char *err, size_t errlen)
 
 static void township_of(const scope_t *s, const char *unit, char out[13])
 {
-    const ps_orgunit_t *t = s->tree ? ps_orgunits_township(s->tree, unit) : NULL;
-    if (t)
-        memcpy(out, t->code, 13);
-    else
-        ps_orgunit_township(unit, out);
+    ps_orgunits_township_code(s->tree, unit, out);
 }
 
 static const char *other_place(const Popsync__Record *r)
@@ -686,92 +683,6 @@ typedef struct qscan {
     size_t errlen;
 } qscan_t;
 
-/* Are the query's names known?  A typo is an error, not an empty answer. */
-static int query_check(const Popsync__Query *q, char *err, size_t errlen)
-{
-    Popsync__Record *probe = NULL;
-    char tmp[8];
-    int rc = PS_OK;
-    if (ps_record_new(&probe, q->kind) != PS_OK) {
-        snprintf(err, errlen, "Query.kind is required");
-        return PS_EINVAL;
-    }
-#define KNOWN(f) (ps_record_get_text(probe, (f), tmp, sizeof(tmp)) != PS_EINVAL)
-    if (q->date_field && *q->date_field && !KNOWN(q->date_field)) {
-        snprintf(err, errlen, "unknown date field '%s'", q->date_field);
-        rc = PS_EINVAL;
-    }
-    for (size_t i = 0; rc == PS_OK && i < q->n_filters; i++)
-        if (!q->filters[i]->field || !KNOWN(q->filters[i]->field)) {
-            snprintf(err, errlen, "unknown filter field '%s'", q->filters[i]->field ? q->filters[i]->field : "");
-            rc = PS_EINVAL;
-        }
-    for (size_t i = 0; rc == PS_OK && i < q->n_group_by; i++) {
-        const char *g = q->group_by[i];
-        if (strcmp(g, "unit") && strcmp(g, "township") && strcmp(g, "month") && strcmp(g, "kind") && !KNOWN(g)) {
-            snprintf(err, errlen, "unknown group '%s'", g);
-            rc = PS_EINVAL;
-        }
-    }
-    if (rc == PS_OK && q->sum_field && *q->sum_field && !KNOWN(q->sum_field)) {
-        snprintf(err, errlen, "unknown sum field '%s'", q->sum_field);
-        rc = PS_EINVAL;
-    }
-#undef KNOWN
-    ps_record_free(probe);
-    return rc;
-}
-
-static void group_key(const qscan_t *x, const Popsync__Record *r, const char *name, char *out, size_t cap)
-{
-    const Popsync__Query *q = x->q;
-    if (!strcmp(name, "unit")) {
-        snprintf(out, cap, "%s", r->orgunit ? r->orgunit : "");
-    } else if (!strcmp(name, "township")) {
-        char t[13];
-        township_of(x->s, r->orgunit ? r->orgunit : "", t);
-        snprintf(out, cap, "%s", t);
-    } else if (!strcmp(name, "kind")) {
-        snprintf(out, cap, "%s", ps_kind_name(r->kind) ? ps_kind_name(r->kind) : "");
-    } else if (!strcmp(name, "month")) {
-        char d[32] = "";
-        if (q->date_field && *q->date_field) {
-            if (ps_record_get_text(r, q->date_field, d, sizeof(d)) != PS_OK)
-                d[0] = '\0';
-        } else if (r->created_ms > 0) {
-            time_t t = (time_t)(r->created_ms / 1000);
-            struct tm tm;
-            gmtime_r(&t, &tm);
-            strftime(d, sizeof(d), "%Y-%m", &tm);
-        }
-        snprintf(out, cap, "%.7s", d);
-    } else if (ps_record_get_text(r, name, out, cap) != PS_OK) {
-        out[0] = '\0';
-    }
-}
-
-static int query_matches(const Popsync__Query *q, const Popsync__Record *r)
-{
-    int ok = 1;
-    if (q->date_field && *q->date_field) {
-        char d[32];
-        if (ps_record_get_text(r, q->date_field, d, sizeof(d)) != PS_OK || !*d)
-            ok = !(q->date_from && *q->date_from) && !(q->date_to && *q->date_to);
-        else
-            ok = (!q->date_from || !*q->date_from || strcmp(d, q->date_from) >= 0) &&
-                 (!q->date_to || !*q->date_to || strcmp(d, q->date_to) <= 0);
-    }
-    for (size_t i = 0; ok && i < q->n_filters; i++) {
-        char val[1024];
-        const char *f = q->filters[i]->field, *want = q->filters[i]->value ? q->filters[i]->value : "";
-        if (!strcmp(f, "orgunit"))
-            ok = !strcmp(r->orgunit ? r->orgunit : "", want);
-        else
-            ok = ps_record_get_text(r, f, val, sizeof(val)) == PS_OK && !strcmp(val, want);
-    }
-    return ok;
-}
-
 static int query_one(Popsync__Record *r, void *arg)
 {
     qscan_t *x = arg;
@@ -783,7 +694,7 @@ static int query_one(Popsync__Record *r, void *arg)
     if ((int)r->kind != (int)q->kind || (!q->include_deleted && r->deleted) || !in_scope(x->s, r, x->root))
         return 0;
     x->scanned++;
-    if (!query_matches(q, r))
+    if (!ps_query_match(q, r))
         return 0;
     x->matched++;
     if (q->list) {
@@ -797,7 +708,7 @@ static int query_one(Popsync__Record *r, void *arg)
     keybuf[0] = '\0';
     for (size_t i = 0; i < q->n_group_by; i++) {
         char part[512] = "";
-        group_key(x, r, q->group_by[i], part, sizeof(part));
+        ps_query_group_part(x->s->tree, q, r, q->group_by[i], part, sizeof(part));
         /* \x1f separates parts: no text form contains it. */
         off += (size_t)snprintf(keybuf + off, sizeof(keybuf) - off, "%s%s", i ? "\x1f" : "", part);
         if (off >= sizeof(keybuf))
@@ -888,7 +799,7 @@ int ps_offline_query(ps_cache_t *c, const Popsync__Query *q, size_t max_records,
     qscan_t x;
     int rc;
 
-    if ((rc = offline_allowed(c, err, errlen)) || (rc = query_check(q, err, errlen)))
+    if ((rc = offline_allowed(c, err, errlen)) || (rc = ps_query_check(q, err, errlen)))
         return rc;
     if (q->orgunit && *q->orgunit && !ps_orgunit_valid(q->orgunit)) {
         snprintf(err, errlen, "Query.orgunit must be a 12-digit code");

@@ -14,10 +14,6 @@
 #include "cache.h"
 #include "orgunit.h"
 
-/** The township a unit lies in (the tree's, else the division code's
- *  township part); a district-level unit is its own. */
-void ps_spot_township_of(const ps_orgunits_t *tree, const char *unit, char out[13]);
-
 /** Spot-check accuracy of month (YYYY-MM; NULL: all) under root (NULL: all),
  *  per township with its Wilson interval, and the fields found wrong.
  *  Prints nothing when there are no spot checks. */

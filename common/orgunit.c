@@ -555,6 +555,18 @@ const ps_orgunit_t *ps_orgunits_township(const ps_orgunits_t *t, const char *uni
     return &t->u[u];
 }
 
+void ps_orgunits_township_code(const ps_orgunits_t *t, const char *unit, char out[13])
+{
+    const ps_orgunit_t *town = t && unit ? ps_orgunits_township(t, unit) : NULL;
+
+    if (town)
+        memcpy(out, town->code, 13);
+    else if (unit && ps_orgunit_valid(unit))
+        ps_orgunit_township(unit, out);
+    else
+        snprintf(out, 13, "%s", unit ? unit : "");
+}
+
 const uint8_t *ps_orgunits_bytes(const ps_orgunits_t *t, size_t *len)
 {
     if (!t) {

@@ -55,6 +55,11 @@ int ps_orgunit_kind_valid(const char *kind);
 int ps_orgunits_within(const ps_orgunits_t *t, const char *unit, const char *root);
 /** The depth-1 ancestor (township level) of unit, or NULL (root/unknown). */
 const ps_orgunit_t *ps_orgunits_township(const ps_orgunits_t *t, const char *unit);
+/** The township code of unit, the one rule every report and count uses:
+ *  its depth-1 ancestor in the tree when the tree knows it (t may be NULL),
+ *  else the code's own township part (PPPPPPTTT000, common/scope.h); a
+ *  unit that is not a 12-digit code is copied as it is. */
+void ps_orgunits_township_code(const ps_orgunits_t *t, const char *unit, char out[13]);
 /** The raw bytes the tree was parsed from (for sending to clients), and a SHA-256 of them. */
 const uint8_t *ps_orgunits_bytes(const ps_orgunits_t *t, size_t *len);
 const uint8_t *ps_orgunits_digest(const ps_orgunits_t *t); /**< 32 bytes */

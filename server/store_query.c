@@ -8,6 +8,7 @@
  * worker threads; only the close takes the write lock, briefly.
  */
 #include "store_int.h"
+#include "query_rules.h"
 #include "counters.h"
 #include "ids.h"
 #include "msg.h"
@@ -86,89 +87,17 @@ static void stab_free(stab_t *t)
 /* The township (depth-1 unit) of a unit: the tree decides, else the prefix. */
 static void township_of(const ps_store_t *st, const char *unit, char out[13])
 {
-    const ps_orgunit_t *t = st->opts.units ? ps_orgunits_township(st->opts.units, unit) : NULL;
-    if (t)
-        memcpy(out, t->code, 13);
-    else
-        ps_orgunit_township(unit, out);
+    ps_orgunits_township_code(st->opts.units, unit, out);
 }
 
 /* ---- Query ----------------------------------------------------------------- */
 
 #define QUERY_MAX_GROUPS 200000
 
-static int group_key(const ps_store_t *st, const Popsync__Record *r, const Popsync__Query *q, const char *name,
-                     char *out, size_t cap)
-{
-    if (!strcmp(name, "unit"))
-        return snprintf(out, cap, "%s", r->orgunit) < 0 ? PS_EINVAL : PS_OK;
-    if (!strcmp(name, "township")) {
-        char t[13];
-        township_of(st, r->orgunit, t);
-        snprintf(out, cap, "%s", t);
-        return PS_OK;
-    }
-    if (!strcmp(name, "kind")) {
-        snprintf(out, cap, "%s", ps_kind_name(r->kind) ? ps_kind_name(r->kind) : "");
-        return PS_OK;
-    }
-    if (!strcmp(name, "month")) {
-        char d[32] = "";
-        if (q->date_field && *q->date_field) {
-            if (ps_record_get_text(r, q->date_field, d, sizeof(d)) != PS_OK)
-                d[0] = '\0';
-        } else if (r->created_ms > 0) {
-            time_t t = (time_t)(r->created_ms / 1000);
-            struct tm tm;
-            gmtime_r(&t, &tm);
-            strftime(d, sizeof(d), "%Y-%m", &tm);
-        }
-        snprintf(out, cap, "%.7s", d);
-        return PS_OK;
-    }
-    return ps_record_get_text(r, name, out, cap);
-}
-
 static int cmp_rows(const void *a, const void *b)
 {
     const sent_t *x = *(const sent_t *const *)a, *y = *(const sent_t *const *)b;
     return strcmp(x->key, y->key);
-}
-
-/* Checks the query's names before scanning, so a typo is an error, not an empty answer. */
-static int query_check(const Popsync__Query *q, char *err, size_t errlen)
-{
-    Popsync__Record *probe = NULL;
-    char tmp[8];
-    int rc = PS_OK;
-    if (ps_record_new(&probe, q->kind) != PS_OK) {
-        snprintf(err, errlen, "Query.kind is required");
-        return PS_EINVAL;
-    }
-#define KNOWN(f) (ps_record_get_text(probe, (f), tmp, sizeof(tmp)) != PS_EINVAL)
-    if (q->date_field && *q->date_field && !KNOWN(q->date_field)) {
-        snprintf(err, errlen, "unknown date field '%s'", q->date_field);
-        rc = PS_EINVAL;
-    }
-    for (size_t i = 0; rc == PS_OK && i < q->n_filters; i++)
-        if (!q->filters[i]->field || !KNOWN(q->filters[i]->field)) {
-            snprintf(err, errlen, "unknown filter field '%s'", q->filters[i]->field ? q->filters[i]->field : "");
-            rc = PS_EINVAL;
-        }
-    for (size_t i = 0; rc == PS_OK && i < q->n_group_by; i++) {
-        const char *g = q->group_by[i];
-        if (strcmp(g, "unit") && strcmp(g, "township") && strcmp(g, "month") && strcmp(g, "kind") && !KNOWN(g)) {
-            snprintf(err, errlen, "unknown group '%s'", g);
-            rc = PS_EINVAL;
-        }
-    }
-    if (rc == PS_OK && q->sum_field && *q->sum_field && !KNOWN(q->sum_field)) {
-        snprintf(err, errlen, "unknown sum field '%s'", q->sum_field);
-        rc = PS_EINVAL;
-    }
-#undef KNOWN
-    ps_record_free(probe);
-    return rc;
 }
 
 /* A QueryResult and what it points into (ps_store_msg_t.priv). */
@@ -201,30 +130,6 @@ static void query_out_free(void *priv)
     free(qo);
 }
 
-/* Does r pass the query's date range and equality filters? */
-static int query_match(const Popsync__Query *q, const Popsync__Record *r)
-{
-    int ok = 1;
-    if (q->date_field && *q->date_field) {
-        char d[32];
-        if (ps_record_get_text(r, q->date_field, d, sizeof(d)) != PS_OK || !*d)
-            ok = !(q->date_from && *q->date_from) && !(q->date_to && *q->date_to);
-        else
-            ok = (!q->date_from || !*q->date_from || strcmp(d, q->date_from) >= 0) &&
-                 (!q->date_to || !*q->date_to || strcmp(d, q->date_to) <= 0);
-    }
-    for (size_t i = 0; ok && i < q->n_filters; i++) {
-        char val[1024];
-        const char *f = q->filters[i]->field;
-        const char *want = q->filters[i]->value ? q->filters[i]->value : "";
-        if (!strcmp(f, "orgunit"))
-            ok = !strcmp(r->orgunit, want);
-        else
-            ok = ps_record_get_text(r, f, val, sizeof(val)) == PS_OK && !strcmp(val, want);
-    }
-    return ok;
-}
-
 /* Counts r in its group (and adds its sum field). */
 static int query_group_add(const ps_store_t *st, const Popsync__Query *q, const Popsync__Record *r, stab_t *groups,
                            char *err, size_t errlen)
@@ -234,7 +139,7 @@ static int query_group_add(const ps_store_t *st, const Popsync__Query *q, const 
     sent_t *g;
     for (size_t i = 0; i < q->n_group_by; i++) {
         char part[512] = "";
-        group_key(st, r, q, q->group_by[i], part, sizeof(part));
+        ps_query_group_part(st->opts.units, q, r, q->group_by[i], part, sizeof(part));
         /* \x1f separates parts: no text form contains it (control characters are refused). */
         off += (size_t)snprintf(keybuf + off, sizeof(keybuf) - off, "%s%s", i ? "\x1f" : "", part);
         if (off >= sizeof(keybuf))
@@ -307,7 +212,7 @@ static int query_scan(ps_store_t *st, const ps_peer_t *peer, const Popsync__Quer
         Popsync__Record *r = query_candidate(st, peer, q, &v, &qo->res.scanned);
         if (!r)
             continue;
-        if (!query_match(q, r)) {
+        if (!ps_query_match(q, r)) {
             ps_msg_free(&r->base);
             continue;
         }
@@ -396,7 +301,7 @@ int ps_store_query(ps_store_t *st, const ps_peer_t *peer, const Popsync__Query *
 
     memset(out, 0, sizeof(*out));
     memset(&groups, 0, sizeof(groups));
-    if ((rc = query_check(q, err, errlen)))
+    if ((rc = ps_query_check(q, err, errlen)))
         return rc;
     if (q->orgunit && *q->orgunit && !ps_orgunit_valid(q->orgunit)) {
         snprintf(err, errlen, "Query.orgunit must be a 12-digit code");

@@ -114,16 +114,10 @@ static uint32_t district_today(ps_cache_t *c)
 
 /* ---- monthly report: from the counters --------------------------------------- */
 
-static const char *const g_ind[] = {
-    "persons_total", "persons_new", "births_male", "births_female", "births_total", "inflow", "outflow",
-    "migrations", "submitted", "submitted_on_time", "feedback", "feedback_on_time", "benefits_paid",
-    "benefits_paid_fen", "visits_prepregnancy_check", "visits_reproductive_check", "visits_followup",
-    "visits_contraceptive_supplies", "visits_consultation", "visits_total"};
-#define NIND (sizeof(g_ind) / sizeof(g_ind[0]))
 
 typedef struct mrow {
     char code[13];
-    int64_t v[NIND];
+    int64_t v[PS_INDICATORS];
 } mrow_t;
 
 typedef struct monthly {
@@ -134,14 +128,6 @@ typedef struct monthly {
     size_t n;
     int oom;
 } monthly_t;
-
-static int ind_index(const char *name)
-{
-    for (size_t i = 0; i < NIND; i++)
-        if (!strcmp(g_ind[i], name))
-            return (int)i;
-    return -1;
-}
 
 static int township_in_scope(const monthly_t *m, const char *town)
 {
@@ -182,10 +168,10 @@ static int add_counter(const char *unit, const char *metric, int64_t value, void
     which = ps_counters_on_time(metric, m->dl_u, m->dl_n);
     if (which >= 0) {
         if (which)
-            row->v[ind_index(which == 1 ? "submitted_on_time" : "feedback_on_time")] += value;
+            row->v[ps_indicator_index(which == 1 ? "submitted_on_time" : "feedback_on_time")] += value;
         return 0;
     }
-    if ((idx = ind_index(metric)) >= 0)
+    if ((idx = ps_indicator_index(metric)) >= 0)
         row->v[idx] += value;
     return 0;
 }
@@ -202,16 +188,16 @@ static int monthly_result(const monthly_t *m, const Popsync__ReportRequest *req,
     Popsync__ReportResult res = POPSYNC__REPORT_RESULT__INIT;
     Popsync__ReportRow *rr = calloc(nr, sizeof(*rr));
     Popsync__ReportRow **rp = calloc(nr, sizeof(*rp));
-    Popsync__ReportValue *vals = calloc(nr * NIND, sizeof(*vals));
-    Popsync__ReportValue **vp = calloc(nr * NIND, sizeof(*vp));
-    int64_t total[NIND];
+    Popsync__ReportValue *vals = calloc(nr * PS_INDICATORS, sizeof(*vals));
+    Popsync__ReportValue **vp = calloc(nr * PS_INDICATORS, sizeof(*vp));
+    int64_t total[PS_INDICATORS];
     int rc = PS_ENOMEM;
 
     if (!rr || !rp || !vals || !vp)
         goto out;
     memset(total, 0, sizeof(total));
     for (size_t i = 0; i < m->n; i++)
-        for (size_t j = 0; j < NIND; j++)
+        for (size_t j = 0; j < PS_INDICATORS; j++)
             total[j] += m->rows[i].v[j];
     for (size_t i = 0; i < nr; i++) {
         const ps_orgunit_t *u = i < m->n && m->s->tree ? ps_orgunits_find(m->s->tree, m->rows[i].code) : NULL;
@@ -219,15 +205,15 @@ static int monthly_result(const monthly_t *m, const Popsync__ReportRequest *req,
         rr[i].orgunit = i < m->n ? (char *)m->rows[i].code : "";
         rr[i].name = u ? u->name : "";
         rr[i].close_state = ""; /* the close is the server's: not known here */
-        for (size_t j = 0; j < NIND; j++) {
-            Popsync__ReportValue *v = &vals[i * NIND + j];
+        for (size_t j = 0; j < PS_INDICATORS; j++) {
+            Popsync__ReportValue *v = &vals[i * PS_INDICATORS + j];
             popsync__report_value__init(v);
-            v->name = (char *)g_ind[j];
+            v->name = (char *)ps_indicators[j];
             v->value = i < m->n ? m->rows[i].v[j] : total[j];
-            vp[i * NIND + j] = v;
+            vp[i * PS_INDICATORS + j] = v;
         }
-        rr[i].n_values = NIND;
-        rr[i].values = vp + i * NIND;
+        rr[i].n_values = PS_INDICATORS;
+        rr[i].values = vp + i * PS_INDICATORS;
         rp[i] = &rr[i];
     }
     res.report = "monthly";

@@ -8,6 +8,20 @@
 #include <string.h>
 #include <time.h>
 
+const char *const ps_indicators[PS_INDICATORS] = {
+    "persons_total", "persons_new", "births_male", "births_female", "births_total", "inflow", "outflow",
+    "migrations", "submitted", "submitted_on_time", "feedback", "feedback_on_time", "benefits_paid",
+    "benefits_paid_fen", "visits_prepregnancy_check", "visits_reproductive_check", "visits_followup",
+    "visits_contraceptive_supplies", "visits_consultation", "visits_total"};
+
+int ps_indicator_index(const char *name)
+{
+    for (size_t i = 0; i < PS_INDICATORS; i++)
+        if (!strcmp(ps_indicators[i], name))
+            return (int)i;
+    return -1;
+}
+
 uint32_t ps_month_of(const char *d)
 {
     unsigned y, m;

@@ -32,6 +32,14 @@ typedef struct ps_contrib {
     int64_t value;
 } ps_contrib_t;
 
+/** The indicators of the monthly report, in the report's order
+ *  (docs/queries.md §3.2): the district's store, the client's offline
+ *  report and the province warehouse all use this one list. */
+#define PS_INDICATORS 20
+extern const char *const ps_indicators[PS_INDICATORS];
+/** The index of an indicator name in ps_indicators, or -1. */
+int ps_indicator_index(const char *name);
+
 /** Fills out with the record's contributions; returns how many (0 for tombstones). */
 size_t ps_counters_contrib(const Popsync__Record *r, ps_contrib_t *out, size_t max);
 

@@ -338,26 +338,12 @@ int ps_store_query(ps_store_t *st, const ps_peer_t *peer, const Popsync__Query *
 
 /* ---- Monthly report ---------------------------------------------------------- */
 
-static const char *const g_ind[] = {
-    "persons_total", "persons_new", "births_male", "births_female", "births_total", "inflow", "outflow",
-    "migrations", "submitted", "submitted_on_time", "feedback", "feedback_on_time", "benefits_paid",
-    "benefits_paid_fen", "visits_prepregnancy_check", "visits_reproductive_check", "visits_followup",
-    "visits_contraceptive_supplies", "visits_consultation", "visits_total"};
-#define NIND (sizeof(g_ind) / sizeof(g_ind[0]))
 
 typedef struct mrow {
     char code[13];
     const char *name;
-    int64_t v[NIND];
+    int64_t v[PS_INDICATORS];
 } mrow_t;
-
-static int ind_index(const char *name)
-{
-    for (size_t i = 0; i < NIND; i++)
-        if (!strcmp(g_ind[i], name))
-            return (int)i;
-    return -1;
-}
 
 static int township_in_scope(const ps_store_t *st, const ps_peer_t *peer, const char *town, const char *want)
 {
@@ -428,10 +414,10 @@ static int add_month(ps_store_t *st, MDB_txn *txn, const ps_peer_t *peer, uint32
             uint32_t dl = urgent == 'u' ? dl_u : dl_n;
             /* Bucket 61 means "later than 60 days": on time only for deadlines above 60. */
             if (days <= (long)dl && !(days == PS_DELAY_BUCKETS - 1 && dl < PS_DELAY_BUCKETS))
-                row->v[ind_index(metric[0] == 's' ? "submitted_on_time" : "feedback_on_time")] += val;
+                row->v[ps_indicator_index(metric[0] == 's' ? "submitted_on_time" : "feedback_on_time")] += val;
             continue;
         }
-        if ((idx = ind_index(metric)) >= 0)
+        if ((idx = ps_indicator_index(metric)) >= 0)
             row->v[idx] += val;
     }
     mdb_cursor_close(cur);
@@ -495,7 +481,7 @@ static int64_t frozen_value(const Popsync__CloseResult *c, const char *name)
 }
 
 /* A monthly ReportResult and what it points into (ps_store_msg_t.priv):
- * nrows township rows and the total, NIND values and up to NIND
+ * nrows township rows and the total, PS_INDICATORS values and up to PS_INDICATORS
  * corrections each. */
 typedef struct monthly_out {
     Popsync__ReportResult res;
@@ -531,10 +517,10 @@ static int monthly_alloc(monthly_out_t *mo)
     size_t n = mo->nrows + 1;
     mo->rr = calloc(n, sizeof(*mo->rr));
     mo->rp = calloc(n, sizeof(*mo->rp));
-    mo->vals = calloc(n * NIND, sizeof(*mo->vals));
-    mo->vp = calloc(n * NIND, sizeof(*mo->vp));
-    mo->corr = calloc(n * NIND, sizeof(*mo->corr));
-    mo->cp = calloc(n * NIND, sizeof(*mo->cp));
+    mo->vals = calloc(n * PS_INDICATORS, sizeof(*mo->vals));
+    mo->vp = calloc(n * PS_INDICATORS, sizeof(*mo->vp));
+    mo->corr = calloc(n * PS_INDICATORS, sizeof(*mo->corr));
+    mo->cp = calloc(n * PS_INDICATORS, sizeof(*mo->cp));
     mo->closes = calloc(n, sizeof(*mo->closes));
     return mo->rr && mo->rp && mo->vals && mo->vp && mo->corr && mo->cp && mo->closes ? PS_OK : PS_ENOMEM;
 }
@@ -543,12 +529,12 @@ static int monthly_alloc(monthly_out_t *mo)
 static void monthly_correction(monthly_out_t *mo, size_t i, const char *name, int64_t value)
 {
     Popsync__ReportRow *row = &mo->rr[i];
-    Popsync__ReportValue *c = &mo->corr[i * NIND + row->n_corrections];
+    Popsync__ReportValue *c = &mo->corr[i * PS_INDICATORS + row->n_corrections];
     popsync__report_value__init(c);
     c->name = (char *)name;
     c->value = value;
-    mo->cp[i * NIND + row->n_corrections++] = c;
-    row->corrections = mo->cp + i * NIND;
+    mo->cp[i * PS_INDICATORS + row->n_corrections++] = c;
+    row->corrections = mo->cp + i * PS_INDICATORS;
 }
 
 /* Row i (a township, or the total when i == nrows): its close state and
@@ -565,39 +551,39 @@ static void monthly_row(ps_store_t *st, MDB_txn *txn, uint32_t month, monthly_ou
     if (i < mo->nrows && (mo->closes[i] = close_get(st, txn, month, m->code)) != NULL) {
         row->close_state = mo->closes[i]->state;
         if (!strcmp(mo->closes[i]->state, "approved"))
-            for (size_t j = 0; j < NIND; j++) {
-                int64_t frozen = frozen_value(mo->closes[i], g_ind[j]);
+            for (size_t j = 0; j < PS_INDICATORS; j++) {
+                int64_t frozen = frozen_value(mo->closes[i], ps_indicators[j]);
                 int64_t delta = m->v[j] - frozen;
                 m->v[j] = frozen;
                 if (delta)
-                    monthly_correction(mo, i, g_ind[j], delta);
+                    monthly_correction(mo, i, ps_indicators[j], delta);
             }
     }
-    for (size_t j = 0; j < NIND; j++) {
-        Popsync__ReportValue *val = &mo->vals[i * NIND + j];
+    for (size_t j = 0; j < PS_INDICATORS; j++) {
+        Popsync__ReportValue *val = &mo->vals[i * PS_INDICATORS + j];
         popsync__report_value__init(val);
-        val->name = (char *)g_ind[j];
+        val->name = (char *)ps_indicators[j];
         val->value = m->v[j];
-        mo->vp[i * NIND + j] = val;
+        mo->vp[i * PS_INDICATORS + j] = val;
         if (i < mo->nrows)
             mo->total.v[j] += m->v[j];
     }
-    row->n_values = NIND;
-    row->values = mo->vp + i * NIND;
+    row->n_values = PS_INDICATORS;
+    row->values = mo->vp + i * PS_INDICATORS;
     mo->rp[i] = row;
 }
 
 /* The total's corrections are the sum of its rows'. */
 static void monthly_total_corrections(monthly_out_t *mo)
 {
-    for (size_t j = 0; j < NIND; j++) {
+    for (size_t j = 0; j < PS_INDICATORS; j++) {
         int64_t sum = 0;
         for (size_t i = 0; i < mo->nrows; i++)
             for (size_t c = 0; c < mo->rr[i].n_corrections; c++)
-                if (!strcmp(mo->rr[i].corrections[c]->name, g_ind[j]))
+                if (!strcmp(mo->rr[i].corrections[c]->name, ps_indicators[j]))
                     sum += mo->rr[i].corrections[c]->value;
         if (sum)
-            monthly_correction(mo, mo->nrows, g_ind[j], sum);
+            monthly_correction(mo, mo->nrows, ps_indicators[j], sum);
     }
 }
 
@@ -659,7 +645,7 @@ int ps_store_report_monthly(ps_store_t *st, const ps_peer_t *peer, const Popsync
 typedef struct close_out {
     Popsync__CloseResult now;
     Popsync__CloseResult *old;   /* the stored state before this request */
-    Popsync__ReportValue vals[NIND], *vp[NIND];
+    Popsync__ReportValue vals[PS_INDICATORS], *vp[PS_INDICATORS];
 } close_out_t;
 
 static void close_out_free(void *priv)
@@ -738,14 +724,14 @@ static int close_transition(ps_store_t *st, MDB_txn *txn, const ps_peer_t *peer,
         district.role = PS_ROLE_ADMIN;
         if ((rc = compute_rows(st, txn, &district, ps_month_of(req->month), town, 15, 30, &rows, &nrows)))
             return rc;
-        for (size_t j = 0; j < NIND; j++) {
+        for (size_t j = 0; j < PS_INDICATORS; j++) {
             popsync__report_value__init(&co->vals[j]);
-            co->vals[j].name = (char *)g_ind[j];
+            co->vals[j].name = (char *)ps_indicators[j];
             co->vals[j].value = nrows ? rows[0].v[j] : 0;
             co->vp[j] = &co->vals[j];
         }
         free(rows);
-        co->now.n_frozen = NIND;
+        co->now.n_frozen = PS_INDICATORS;
         co->now.frozen = co->vp;
     }
     return PS_OK;

@@ -25,26 +25,11 @@
 #include "report.h"
 #include "wire.pb-c.h"
 
-/* The indicators of the monthly report, in the district's order. */
-static const char *const g_ind[] = {
-    "persons_total", "persons_new", "births_male", "births_female", "births_total", "inflow", "outflow",
-    "migrations", "submitted", "submitted_on_time", "feedback", "feedback_on_time", "benefits_paid",
-    "benefits_paid_fen", "visits_prepregnancy_check", "visits_reproductive_check", "visits_followup",
-    "visits_contraceptive_supplies", "visits_consultation", "visits_total"};
-#define NIND (sizeof(g_ind) / sizeof(g_ind[0]))
 
 typedef struct drow {
     char code[WH_DISTRICT_MAX];
-    int64_t v[NIND];
+    int64_t v[PS_INDICATORS];
 } drow_t;
-
-static int ind_index(const char *name)
-{
-    for (size_t i = 0; i < NIND; i++)
-        if (!strcmp(g_ind[i], name))
-            return (int)i;
-    return -1;
-}
 
 static drow_t *row_for(drow_t **rows, size_t *n, const char *code)
 {
@@ -70,10 +55,10 @@ static void add_metric(drow_t *row, const char *metric, int64_t val, uint32_t dl
         uint32_t dl = p[0] == 'u' ? dl_u : dl_n;
         /* Bucket 61 means "later than 60 days": on time only for deadlines above 60. */
         if (days <= (long)dl && !(days == PS_DELAY_BUCKETS - 1 && dl < PS_DELAY_BUCKETS))
-            row->v[ind_index(metric[0] == 's' ? "submitted_on_time" : "feedback_on_time")] += val;
+            row->v[ps_indicator_index(metric[0] == 's' ? "submitted_on_time" : "feedback_on_time")] += val;
         return;
     }
-    if ((idx = ind_index(metric)) >= 0)
+    if ((idx = ps_indicator_index(metric)) >= 0)
         row->v[idx] += val;
 }
 
@@ -145,8 +130,8 @@ int wh_report_monthly(PGconn *pg, const wh_conf_t *c, const char *month, int fmt
     memset(&total, 0, sizeof(total));
     rr = calloc(nrows + 1, sizeof(*rr));
     rp = calloc(nrows + 1, sizeof(*rp));
-    vals = calloc((nrows + 1) * NIND, sizeof(*vals));
-    vp = calloc((nrows + 1) * NIND, sizeof(*vp));
+    vals = calloc((nrows + 1) * PS_INDICATORS, sizeof(*vals));
+    vp = calloc((nrows + 1) * PS_INDICATORS, sizeof(*vp));
     if (!rr || !rp || !vals || !vp) {
         rc = PS_ENOMEM;
         goto out;
@@ -158,16 +143,16 @@ int wh_report_monthly(PGconn *pg, const wh_conf_t *c, const char *month, int fmt
         rr[i].orgunit = i < nrows ? d->code : "";
         rr[i].name = u ? u->name : "";
         rr[i].close_state = "";
-        for (size_t j = 0; j < NIND; j++) {
-            popsync__report_value__init(&vals[i * NIND + j]);
-            vals[i * NIND + j].name = (char *)g_ind[j];
-            vals[i * NIND + j].value = d->v[j];
-            vp[i * NIND + j] = &vals[i * NIND + j];
+        for (size_t j = 0; j < PS_INDICATORS; j++) {
+            popsync__report_value__init(&vals[i * PS_INDICATORS + j]);
+            vals[i * PS_INDICATORS + j].name = (char *)ps_indicators[j];
+            vals[i * PS_INDICATORS + j].value = d->v[j];
+            vp[i * PS_INDICATORS + j] = &vals[i * PS_INDICATORS + j];
             if (i < nrows)
                 total.v[j] += d->v[j];
         }
-        rr[i].n_values = NIND;
-        rr[i].values = vp + i * NIND;
+        rr[i].n_values = PS_INDICATORS;
+        rr[i].values = vp + i * PS_INDICATORS;
         rp[i] = &rr[i];
     }
     clock_gettime(CLOCK_REALTIME, &ts);

@@ -1098,6 +1098,7 @@ static int person_matches(const Popsync__Record *r, ps_pindex_kind_t kind, const
                strcmp(p->birth_date, bar + 1) == 0;
     case PS_PINDEX_PAYMENT: return 0;
     case PS_PINDEX_REF: return 0;
+    case PS_PINDEX_OPEN_CASE: return 0;
     case PS_PINDEX_KIND: return 0;
     }
     return 0;
@@ -1170,19 +1171,32 @@ static int kind_one(const uint8_t id[16], void *arg)
     return stop;
 }
 
-int ps_cache_foreach_kind(ps_cache_t *c, int kind, int (*fn)(Popsync__Record *r, void *arg), void *arg)
+/* Calls fn for the live records of kind filed under tag/term. */
+static int foreach_term(ps_cache_t *c, int kind, ps_pindex_kind_t tag, const char *term,
+                        int (*fn)(Popsync__Record *r, void *arg), void *arg)
 {
     kind_walk_t w = {c, NULL, kind, PS_OK, fn, arg};
-    const char *name = ps_kind_name(kind);
     int mrc, rc;
+
+    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &w.txn)))
+        return ps_db_err(mrc);
+    rc = ps_pindex_foreach(&c->px, w.txn, tag, term, kind_one, &w);
+    mdb_txn_abort(w.txn);
+    return w.rc ? w.rc : rc < 0 ? rc : PS_OK;
+}
+
+int ps_cache_foreach_kind(ps_cache_t *c, int kind, int (*fn)(Popsync__Record *r, void *arg), void *arg)
+{
+    const char *name = ps_kind_name(kind);
 
     if (kind == POPSYNC__KIND__KIND_PERSON || !name)
         return ps_cache_foreach(c, fn, arg); /* persons are most records: a scan is as good */
-    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &w.txn)))
-        return ps_db_err(mrc);
-    rc = ps_pindex_foreach(&c->px, w.txn, PS_PINDEX_KIND, name, kind_one, &w);
-    mdb_txn_abort(w.txn);
-    return w.rc ? w.rc : rc < 0 ? rc : PS_OK;
+    return foreach_term(c, kind, PS_PINDEX_KIND, name, fn, arg);
+}
+
+int ps_cache_foreach_open_case(ps_cache_t *c, int (*fn)(Popsync__Record *r, void *arg), void *arg)
+{
+    return foreach_term(c, POPSYNC__KIND__KIND_MIGRATION, PS_PINDEX_OPEN_CASE, PS_PINDEX_OPEN_TERM, fn, arg);
 }
 
 int ps_cache_find_referring(ps_cache_t *c, const uint8_t id[PS_ID_LEN], size_t max, Popsync__Record ***out, size_t *n)

@@ -160,6 +160,10 @@ int ps_cache_find(ps_cache_t *c, const char *text, size_t max, Popsync__Record *
  *  scan, but for persons, which are scanned), in no useful order; stops
  *  early when fn returns non-zero.  ps_cache_foreach's other rules hold. */
 int ps_cache_foreach_kind(ps_cache_t *c, int kind, int (*fn)(Popsync__Record *r, void *arg), void *arg);
+/** As ps_cache_foreach_kind, for the live migrations without a feedback
+ *  date only (the open cases: the index's O term, no scan of the closed
+ *  ones).  A hit is a candidate: fn still checks the feedback date. */
+int ps_cache_foreach_open_case(ps_cache_t *c, int (*fn)(Popsync__Record *r, void *arg), void *arg);
 /** As ps_cache_find, for the live records that refer to record id (a
  *  person's births, migrations, benefits, visits, households headed; a
  *  household's members), from the index: no scan. */

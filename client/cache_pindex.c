@@ -211,6 +211,12 @@ static size_t record_terms(const ps_pindex_t *px, const Popsync__Record *r, uint
     if (r->kind != POPSYNC__KIND__KIND_PERSON && ps_kind_name((int)r->kind) &&
         term_key(px, 'K', ps_kind_name((int)r->kind), keys[n]) == PS_OK)
         n++;
+    /* O: an open migration case (no feedback date yet), so the migrations
+     * page reads the open cases only, not every migration ever registered. */
+    if (r->body_case == POPSYNC__RECORD__BODY_MIGRATION && r->migration &&
+        !(r->migration->feedback_date && *r->migration->feedback_date) &&
+        term_key(px, 'O', PS_PINDEX_OPEN_TERM, keys[n]) == PS_OK)
+        n++;
     /* R: the records it refers to (a person's page lists what refers to it). */
     nr = ps_record_refs(r, refs);
     for (size_t i = 0; i < nr && n < MAX_TERMS; i++) {

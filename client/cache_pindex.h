@@ -17,7 +17,10 @@
  * hex; the web interface lists a person's births, migrations, benefits,
  * visits and household members from it); and of every live record but a
  * person, its kind (K: the kind's name, so one kind's records are read
- * without a scan).  A term's hash is
+ * without a scan); of a live migration without a feedback date, the open
+ * case (O: the fixed term "open", so the migrations page and `popsync
+ * migrations` read the open cases only; a feedback date or a delete
+ * unfiles it in the same transaction).  A term's hash is
  * HMAC-SHA256 under a key derived from the cache's data key, truncated: the
  * index reveals nothing to someone who has the files but not the key (a
  * guess cannot be tested without it).  Truncation makes a hit a candidate
@@ -35,7 +38,10 @@
 
 #include "records.pb-c.h"
 
-#define PS_PINDEX_VERSION 4
+#define PS_PINDEX_VERSION 5 /* 5: open migration cases (O) */
+
+/** The one term of PS_PINDEX_OPEN_CASE. */
+#define PS_PINDEX_OPEN_TERM "open"
 
 typedef struct ps_pindex {
     MDB_dbi terms, by_id;
@@ -52,6 +58,7 @@ typedef enum ps_pindex_kind {
     PS_PINDEX_INITIALS = 'S',  /**< a name's pinyin initials, lower case (prefixes too: tag T) */
     PS_PINDEX_REF = 'R',       /**< records referring to a record: its id (hex) */
     PS_PINDEX_KIND = 'K',      /**< the records of a kind (not persons): its name */
+    PS_PINDEX_OPEN_CASE = 'O', /**< open migration cases: PS_PINDEX_OPEN_TERM */
 } ps_pindex_kind_t;
 
 /** Opens (creating) the databases in a write transaction. */

@@ -283,7 +283,7 @@ static int cases_json(mig_ctx_t *x)
     cache_peer(x->c, &x->peer);
     today = ps_client_today(x->c);
     x->today = ps_days_from_civil((int)(today / 10000), (int)(today / 100 % 100), (int)(today % 100));
-    rc = ps_cache_foreach_kind(x->c, POPSYNC__KIND__KIND_MIGRATION, one_case, x);
+    rc = ps_cache_foreach_open_case(x->c, one_case, x); /* the open cases only */
     ps_orgunits_free(x->tree);
     x->tree = NULL;
     return rc;

@@ -13,6 +13,7 @@
 #include "orgunit.h"
 #include "policy.h"
 #include "query_rules.h"
+#include "strtab.h"
 #include "record_fmt.h"
 #include "scope.h"
 #include "tz.h"
@@ -268,88 +269,6 @@ static int report_monthly(ps_cache_t *c, const scope_t *s, const Popsync__Report
     return rc;
 }
 
-/* ---- a small string-keyed table (groups, ID numbers, live ids) ------------------ */
-
-typedef struct sent {
-    char *key;
-    uint64_t count;
-    int64_t sum;
-    void *aux;
-} sent_t;
-
-typedef struct stab {
-    sent_t *v;
-    size_t cap, n;
-} stab_t;
-
-static uint64_t str_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return h;
-}
-
-static sent_t *stab_find(const stab_t *t, const char *key)
-{
-    size_t i;
-    if (!t->cap)
-        return NULL;
-    i = str_hash(key) & (t->cap - 1);
-    while (t->v[i].key && strcmp(t->v[i].key, key) != 0)
-        i = (i + 1) & (t->cap - 1);
-    return t->v[i].key ? &t->v[i] : NULL;
-}
-
-static sent_t *stab_get(stab_t *t, const char *key)
-{
-    size_t i;
-    if (t->n * 2 >= t->cap) {
-        stab_t nt = {NULL, t->cap ? t->cap * 2 : 256, 0};
-        if (!(nt.v = calloc(nt.cap, sizeof(*nt.v))))
-            return NULL;
-        for (size_t j = 0; j < t->cap; j++)
-            if (t->v[j].key) {
-                size_t h = str_hash(t->v[j].key) & (nt.cap - 1);
-                while (nt.v[h].key)
-                    h = (h + 1) & (nt.cap - 1);
-                nt.v[h] = t->v[j];
-                nt.n++;
-            }
-        free(t->v);
-        *t = nt;
-    }
-    i = str_hash(key) & (t->cap - 1);
-    while (t->v[i].key && strcmp(t->v[i].key, key) != 0)
-        i = (i + 1) & (t->cap - 1);
-    if (!t->v[i].key) {
-        if (!(t->v[i].key = strdup(key)))
-            return NULL;
-        t->n++;
-    }
-    return &t->v[i];
-}
-
-static void stab_free(stab_t *t)
-{
-    for (size_t i = 0; i < t->cap; i++) {
-        free(t->v[i].key);
-        free(t->v[i].aux);
-    }
-    free(t->v);
-    memset(t, 0, sizeof(*t));
-}
-
-static void id_hex(const uint8_t *id, char out[2 * PS_ID_LEN + 1])
-{
-    static const char hx[] = "0123456789abcdef";
-    for (size_t i = 0; i < PS_ID_LEN; i++) {
-        out[2 * i] = hx[id[i] >> 4];
-        out[2 * i + 1] = hx[id[i] & 15];
-    }
-    out[2 * PS_ID_LEN] = '\0';
-}
-
 /* ---- quality report: a scan --------------------------------------------------- */
 
 typedef struct qissue {
@@ -376,8 +295,8 @@ typedef struct quality {
     const char *root;
     uint32_t dl_u, dl_n, today;
     char today_s[16];
-    stab_t live;      /* pass 1: id (hex) of every record held -> kind + 1, 0 when deleted */
-    stab_t idn, nb;   /* pass 2: ID numbers, name + birth date */
+    ps_strtab_t live;      /* pass 1: id (hex) of every record held -> kind + 1, 0 when deleted */
+    ps_strtab_t idn, nb;   /* pass 2: ID numbers, name + birth date */
     qissue_t *v;
     size_t n, cap;
     int rc;
@@ -409,11 +328,11 @@ static int note_live(Popsync__Record *r, void *arg)
 {
     quality_t *q = arg;
     char hex[2 * PS_ID_LEN + 1];
-    sent_t *e;
+    ps_strent_t *e;
     if (r->id.len != PS_ID_LEN)
         return 0;
-    id_hex(r->id.data, hex);
-    if (!(e = stab_get(&q->live, hex))) {
+    ps_hex(r->id.data, PS_ID_LEN, hex);
+    if (!(e = ps_strtab_get(&q->live, hex))) {
         q->rc = PS_ENOMEM;
         return 1;
     }
@@ -432,9 +351,9 @@ static int dangling_refs(quality_t *q, const Popsync__Record *r, const char *uni
 
     for (size_t i = 0; rc == PS_OK && i < n; i++) {
         char hex[2 * PS_ID_LEN + 1], detail[96];
-        const sent_t *e;
-        id_hex(refs[i].id, hex);
-        e = stab_find(&q->live, hex);
+        const ps_strent_t *e;
+        ps_hex(refs[i].id, PS_ID_LEN, hex);
+        e = ps_strtab_find(&q->live, hex);
         if (e ? e->count == (uint64_t)refs[i].kind + 1 : !q->s->admin)
             continue;
         snprintf(detail, sizeof(detail), "%s: no live %s record", refs[i].field, ps_kind_name(refs[i].kind));
@@ -447,9 +366,9 @@ static int dangling_refs(quality_t *q, const Popsync__Record *r, const char *uni
     return rc;
 }
 
-static int idrefs_add(quality_t *q, stab_t *t, const char *key, const Popsync__Record *r, const char *unit)
+static int idrefs_add(quality_t *q, ps_strtab_t *t, const char *key, const Popsync__Record *r, const char *unit)
 {
-    sent_t *e = stab_get(t, key);
+    ps_strent_t *e = ps_strtab_get(t, key);
     idrefs_t *ir;
     size_t n;
     if (!e)
@@ -618,9 +537,9 @@ static int report_quality(ps_cache_t *c, const scope_t *s, const Popsync__Report
         rc = ps_cache_foreach(c, check_record, &q);
     if (rc == PS_OK && !(rc = q.rc) && !(rc = dup_numbers(&q)) && !(rc = name_dates(&q)))
         rc = quality_result(&q, out);
-    stab_free(&q.live);
-    stab_free(&q.idn);
-    stab_free(&q.nb);
+    ps_strtab_free(&q.live);
+    ps_strtab_free(&q.idn);
+    ps_strtab_free(&q.nb);
     free(q.v);
     return rc;
 }
@@ -660,7 +579,7 @@ typedef struct qscan {
     const Popsync__Query *q;
     const char *root;
     size_t max_records;
-    stab_t groups;
+    ps_strtab_t groups;
     uint64_t scanned, matched;
     void (*on_result)(const Popsync__QueryResult *res, void *arg);
     void *arg;
@@ -675,7 +594,7 @@ static int query_one(Popsync__Record *r, void *arg)
     const Popsync__Query *q = x->q;
     char keybuf[1024];
     size_t off = 0;
-    sent_t *g;
+    ps_strent_t *g;
 
     if ((int)r->kind != (int)q->kind || (!q->include_deleted && r->deleted) || !in_scope(x->s, r, x->root))
         return 0;
@@ -701,7 +620,7 @@ static int query_one(Popsync__Record *r, void *arg)
             off = sizeof(keybuf) - 1;
     }
     keybuf[off] = '\0';
-    if (!(g = stab_get(&x->groups, keybuf)) || x->groups.n > QUERY_MAX_GROUPS) {
+    if (!(g = ps_strtab_get(&x->groups, keybuf)) || x->groups.n > QUERY_MAX_GROUPS) {
         snprintf(x->err, x->errlen, "more than %d groups: narrow the query", QUERY_MAX_GROUPS);
         x->rc = g ? PS_ETOOBIG : PS_ENOMEM;
         return 1;
@@ -717,7 +636,7 @@ static int query_one(Popsync__Record *r, void *arg)
 
 static int cmp_groups(const void *a, const void *b)
 {
-    const sent_t *x = *(const sent_t *const *)a, *y = *(const sent_t *const *)b;
+    const ps_strent_t *x = *(const ps_strent_t *const *)a, *y = *(const ps_strent_t *const *)b;
     return strcmp(x->key, y->key);
 }
 
@@ -725,7 +644,7 @@ static int cmp_groups(const void *a, const void *b)
 static int query_groups(qscan_t *x)
 {
     size_t n = x->groups.n, ng = x->q->n_group_by ? x->q->n_group_by : 1, k = 0;
-    sent_t **rows = calloc(n ? n : 1, sizeof(*rows));
+    ps_strent_t **rows = calloc(n ? n : 1, sizeof(*rows));
     Popsync__QueryRow *qr = calloc(n ? n : 1, sizeof(*qr));
     Popsync__QueryRow **qp = calloc(n ? n : 1, sizeof(*qp));
     char **keys = calloc((n ? n : 1) * ng, sizeof(char *));
@@ -813,7 +732,7 @@ int ps_offline_query(ps_cache_t *c, const Popsync__Query *q, size_t max_records,
     } else if (rc == PS_OK) {
         rc = query_groups(&x);
     }
-    stab_free(&x.groups);
+    ps_strtab_free(&x.groups);
     ps_orgunits_free(s.tree);
     return rc;
 }

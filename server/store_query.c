@@ -9,6 +9,7 @@
  */
 #include "store_int.h"
 #include "query_rules.h"
+#include "strtab.h"
 #include "counters.h"
 #include "ids.h"
 #include "msg.h"
@@ -20,69 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
-
-/* ---- a small string-keyed table, for groups and ID numbers --------------- */
-
-typedef struct sent {
-    char *key;
-    uint64_t count;
-    int64_t sum;
-    void *aux;
-} sent_t;
-
-typedef struct stab {
-    sent_t *v;
-    size_t cap, n;
-} stab_t;
-
-static uint64_t str_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return h;
-}
-
-static sent_t *stab_get(stab_t *t, const char *key)
-{
-    size_t i;
-    if (t->n * 2 >= t->cap) {
-        stab_t nt = {NULL, t->cap ? t->cap * 2 : 256, 0};
-        nt.v = calloc(nt.cap, sizeof(*nt.v));
-        if (!nt.v)
-            return NULL;
-        for (size_t j = 0; j < t->cap; j++)
-            if (t->v[j].key) {
-                size_t h = str_hash(t->v[j].key) & (nt.cap - 1);
-                while (nt.v[h].key)
-                    h = (h + 1) & (nt.cap - 1);
-                nt.v[h] = t->v[j];
-                nt.n++;
-            }
-        free(t->v);
-        *t = nt;
-    }
-    i = str_hash(key) & (t->cap - 1);
-    while (t->v[i].key && strcmp(t->v[i].key, key) != 0)
-        i = (i + 1) & (t->cap - 1);
-    if (!t->v[i].key) {
-        t->v[i].key = strdup(key);
-        if (!t->v[i].key)
-            return NULL;
-        t->n++;
-    }
-    return &t->v[i];
-}
-
-static void stab_free(stab_t *t)
-{
-    for (size_t i = 0; i < t->cap; i++) {
-        free(t->v[i].key);
-        free(t->v[i].aux);
-    }
-    free(t->v);
-    memset(t, 0, sizeof(*t));
-}
 
 /* The township (depth-1 unit) of a unit: the tree decides, else the prefix. */
 static void township_of(const ps_store_t *st, const char *unit, char out[13])
@@ -96,7 +34,7 @@ static void township_of(const ps_store_t *st, const char *unit, char out[13])
 
 static int cmp_rows(const void *a, const void *b)
 {
-    const sent_t *x = *(const sent_t *const *)a, *y = *(const sent_t *const *)b;
+    const ps_strent_t *x = *(const ps_strent_t *const *)a, *y = *(const ps_strent_t *const *)b;
     return strcmp(x->key, y->key);
 }
 
@@ -131,12 +69,12 @@ static void query_out_free(void *priv)
 }
 
 /* Counts r in its group (and adds its sum field). */
-static int query_group_add(const ps_store_t *st, const Popsync__Query *q, const Popsync__Record *r, stab_t *groups,
+static int query_group_add(const ps_store_t *st, const Popsync__Query *q, const Popsync__Record *r, ps_strtab_t *groups,
                            char *err, size_t errlen)
 {
     char keybuf[1024];
     size_t off = 0;
-    sent_t *g;
+    ps_strent_t *g;
     for (size_t i = 0; i < q->n_group_by; i++) {
         char part[512] = "";
         ps_query_group_part(st->opts.units, q, r, q->group_by[i], part, sizeof(part));
@@ -146,7 +84,7 @@ static int query_group_add(const ps_store_t *st, const Popsync__Query *q, const 
             off = sizeof(keybuf) - 1;
     }
     keybuf[off] = '\0';
-    g = stab_get(groups, keybuf);
+    g = ps_strtab_get(groups, keybuf);
     if (!g || groups->n > QUERY_MAX_GROUPS) {
         snprintf(err, errlen, "more than %d groups: narrow the query", QUERY_MAX_GROUPS);
         return g ? PS_ETOOBIG : PS_ENOMEM;
@@ -200,7 +138,7 @@ static Popsync__Record *query_candidate(const ps_store_t *st, const ps_peer_t *p
 /* The scan: every matching record is kept (list mode, up to limit: one
  * more sets next_id) or counted in its group. */
 static int query_scan(ps_store_t *st, const ps_peer_t *peer, const Popsync__Query *q, MDB_txn *txn, uint32_t limit,
-                      query_out_t *qo, stab_t *groups, char *err, size_t errlen)
+                      query_out_t *qo, ps_strtab_t *groups, char *err, size_t errlen)
 {
     MDB_cursor *cur = NULL;
     MDB_val k, v;
@@ -242,10 +180,10 @@ static int query_scan(ps_store_t *st, const ps_peer_t *peer, const Popsync__Quer
 
 /* The groups as QueryRows sorted by key, each key split back into its
  * parts (empty parts kept). */
-static int query_rows(const Popsync__Query *q, const stab_t *groups, query_out_t *qo)
+static int query_rows(const Popsync__Query *q, const ps_strtab_t *groups, query_out_t *qo)
 {
     size_t ng = q->n_group_by ? q->n_group_by : 1, n = 0;
-    sent_t **sorted = calloc(groups->n ? groups->n : 1, sizeof(*sorted));
+    ps_strent_t **sorted = calloc(groups->n ? groups->n : 1, sizeof(*sorted));
     int rc = PS_OK;
 
     qo->rows = calloc(groups->n ? groups->n : 1, sizeof(*qo->rows));
@@ -294,7 +232,7 @@ int ps_store_query(ps_store_t *st, const ps_peer_t *peer, const Popsync__Query *
                    size_t errlen)
 {
     MDB_txn *txn = NULL;
-    stab_t groups;
+    ps_strtab_t groups;
     query_out_t *qo;
     uint32_t limit = q->limit ? (q->limit > 10000 ? 10000 : q->limit) : 1000;
     int mrc, rc;
@@ -325,7 +263,7 @@ int ps_store_query(ps_store_t *st, const ps_peer_t *peer, const Popsync__Query *
     } else if (rc == PS_OK) {
         rc = query_rows(q, &groups, qo);
     }
-    stab_free(&groups);
+    ps_strtab_free(&groups);
     if (rc) {
         query_out_free(qo);
         return rc;
@@ -888,9 +826,9 @@ typedef struct idrefs {
 } idrefs_t;
 
 /* Files person r (in unit) under key in t. */
-static int idrefs_add(const ps_store_t *st, stab_t *t, const char *key, const Popsync__Record *r, const char *unit)
+static int idrefs_add(const ps_store_t *st, ps_strtab_t *t, const char *key, const Popsync__Record *r, const char *unit)
 {
-    sent_t *e = stab_get(t, key);
+    ps_strent_t *e = ps_strtab_get(t, key);
     idrefs_t *ir;
     size_t n;
 
@@ -913,7 +851,7 @@ static int idrefs_add(const ps_store_t *st, stab_t *t, const char *key, const Po
  * many elsewhere.  Such pairs predate the server's ID-number index
  * (store_idnum.c), which refuses new ones; they stay until merged
  * (`popsync merge`). */
-static int report_dup_numbers(const stab_t *idn, qissues_t *qi)
+static int report_dup_numbers(const ps_strtab_t *idn, qissues_t *qi)
 {
     int rc = PS_OK;
 
@@ -935,7 +873,7 @@ static int report_dup_numbers(const stab_t *idn, qissues_t *qi)
 /* Live persons sharing name and birth date whose ID numbers are not all the
  * same (those are duplicate_id_number): possibly one person registered
  * twice, for a clerk to look at (`popsync duplicates`, `popsync merge`). */
-static int report_name_date(const stab_t *nb, qissues_t *qi)
+static int report_name_date(const ps_strtab_t *nb, qissues_t *qi)
 {
     int rc = PS_OK;
 
@@ -983,7 +921,7 @@ static void quality_out_free(void *priv)
 
 /* What one scan of the quality report gathers besides the issues. */
 typedef struct quality_scan {
-    stab_t idn, nb;         /* persons by ID number, by name + birth date */
+    ps_strtab_t idn, nb;         /* persons by ID number, by name + birth date */
     uint32_t today;         /* YYYYMMDD in the district's zone */
     char today_text[16];
     uint32_t dl_u, dl_n;    /* feedback deadlines, days */
@@ -1104,8 +1042,8 @@ int ps_store_report_quality(ps_store_t *st, const ps_peer_t *peer, const Popsync
         rc = report_dup_numbers(&qs.idn, &qo->qi);
     if (rc == PS_OK)
         rc = report_name_date(&qs.nb, &qo->qi);
-    stab_free(&qs.idn);
-    stab_free(&qs.nb);
+    ps_strtab_free(&qs.idn);
+    ps_strtab_free(&qs.nb);
     if (rc == PS_OK && !(qo->ip = calloc(qo->qi.n ? qo->qi.n : 1, sizeof(*qo->ip))))
         rc = PS_ENOMEM;
     if (rc) {
@@ -1137,7 +1075,7 @@ int ps_store_report_quality(ps_store_t *st, const ps_peer_t *peer, const Popsync
 
 /* Recounts every counter from the records themselves into want
  * ("month|unit|metric" -> sum). */
-static int counters_recount(ps_store_t *st, MDB_txn *txn, stab_t *want)
+static int counters_recount(ps_store_t *st, MDB_txn *txn, ps_strtab_t *want)
 {
     MDB_cursor *cur = NULL;
     MDB_val k, v;
@@ -1154,9 +1092,9 @@ static int counters_recount(ps_store_t *st, MDB_txn *txn, stab_t *want)
         n = ps_counters_contrib(r, cs, PS_CONTRIB_MAX);
         for (size_t i = 0; rc == PS_OK && i < n; i++) {
             char key[64];
-            sent_t *e;
+            ps_strent_t *e;
             snprintf(key, sizeof(key), "%06u|%s|%s", cs[i].month, cs[i].unit, cs[i].metric);
-            if (!(e = stab_get(want, key)))
+            if (!(e = ps_strtab_get(want, key)))
                 rc = PS_ENOMEM;
             else
                 e->sum += cs[i].value;
@@ -1182,7 +1120,7 @@ static void counter_key_text(const MDB_val *k, char *key, size_t cap)
 }
 
 /* Every stored counter must equal the recount, and the other way round. */
-static int counters_compare(ps_store_t *st, MDB_txn *txn, stab_t *want, uint64_t *checked, uint64_t *mismatched,
+static int counters_compare(ps_store_t *st, MDB_txn *txn, ps_strtab_t *want, uint64_t *checked, uint64_t *mismatched,
                             char *err, size_t errlen)
 {
     MDB_cursor *cur = NULL;
@@ -1192,13 +1130,13 @@ static int counters_compare(ps_store_t *st, MDB_txn *txn, stab_t *want, uint64_t
         return db_err(mrc);
     while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
         char key[64];
-        sent_t *e;
+        ps_strent_t *e;
         int64_t stored = v.mv_size == 8 ? (int64_t)be64get(v.mv_data) : 0;
         if (k.mv_size < 16)
             continue;
         counter_key_text(&k, key, sizeof(key));
         (*checked)++;
-        if (!(e = stab_get(want, key))) {
+        if (!(e = ps_strtab_get(want, key))) {
             mdb_cursor_close(cur);
             return PS_ENOMEM;
         }
@@ -1224,7 +1162,7 @@ static int counters_compare(ps_store_t *st, MDB_txn *txn, stab_t *want, uint64_t
 int ps_store_counters_check(ps_store_t *st, uint64_t *checked, uint64_t *mismatched, char *err, size_t errlen)
 {
     MDB_txn *txn = NULL;
-    stab_t want;
+    ps_strtab_t want;
     int mrc, rc;
 
     memset(&want, 0, sizeof(want));
@@ -1234,6 +1172,6 @@ int ps_store_counters_check(ps_store_t *st, uint64_t *checked, uint64_t *mismatc
     if ((rc = counters_recount(st, txn, &want)) == PS_OK)
         rc = counters_compare(st, txn, &want, checked, mismatched, err, errlen);
     ro_end(st, txn);
-    stab_free(&want);
+    ps_strtab_free(&want);
     return rc;
 }

@@ -54,6 +54,13 @@ int ps_cmd_migrations(ps_cli_t *cli, int argc, char **argv); /* cmd_migrations.c
  *  PS_EXIT_INVALID; PS_EXIT_OK otherwise (cmd_migrations.c). */
 struct ps_cache;
 int ps_other_place_refuse(struct ps_cache *c, const char *cmd, const Popsync__Record *before, const Popsync__Record *after);
+/** The same rule without printing: calls fn(field, reason, arg) for each
+ *  change from before to after that the other place may not make (the
+ *  server's wording; field "deleted" for a delete or restore) and returns
+ *  how many; 0 when this cache is not the migration's other place.  The
+ *  web interface's save path shows each next to its field. */
+int ps_other_place_check(struct ps_cache *c, const Popsync__Record *before, const Popsync__Record *after,
+                         void (*fn)(const char *field, const char *reason, void *arg), void *arg);
 /** This place's open migration cases as `popsync migrations --json` lists
  *  them (await: 0 all, 1 awaiting submission, 2 awaiting feedback), into a
  *  new JSON array *out (cmd_migrations.c; the web interface's page). */

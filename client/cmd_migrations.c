@@ -48,24 +48,27 @@ static const char *other_code(const Popsync__Record *r)
     return r->migration->other_place_code;
 }
 
-int ps_other_place_refuse(ps_cache_t *c, const char *cmd, const Popsync__Record *before, const Popsync__Record *after)
+#define OTHER_MAY_SET "the other place may set only submitted_date and feedback_date"
+#define OTHER_NO_DELETE "the other place may not delete or restore the record"
+
+int ps_other_place_check(ps_cache_t *c, const Popsync__Record *before, const Popsync__Record *after,
+                         void (*fn)(const char *field, const char *reason, void *arg), void *arg)
 {
     ps_orgunits_t *tree;
     ps_peer_t peer;
     ps_write_t w;
     const char *names[64];
-    size_t n, bad = 0;
-    char id[PS_UUID_STR];
+    size_t n;
+    int bad = 0;
 
     if (!before || before->body_case != POPSYNC__RECORD__BODY_MIGRATION)
-        return PS_EXIT_OK;
+        return 0;
     tree = ps_client_orgunits(c);
     cache_peer(c, &peer);
     w = ps_policy_may_write(tree, &peer, before->orgunit, other_code(before), after->orgunit);
     ps_orgunits_free(tree);
     if (w != PS_WRITE_OTHER_PLACE)
-        return PS_EXIT_OK;
-    ps_uuid_format(before->id.data, id);
+        return 0;
     n = ps_record_field_names(before->kind, names, 64);
     for (size_t i = 0; i < n && i < 64; i++) {
         char a[512], b[512];
@@ -74,20 +77,41 @@ int ps_other_place_refuse(ps_cache_t *c, const char *cmd, const Popsync__Record 
         if (ps_record_get_text(after, names[i], b, sizeof(b)) != PS_OK)
             b[0] = '\0';
         if (strcmp(a, b) != 0 && !ps_policy_other_place_may_set(names[i])) {
-            ps_cli_err("%s: record %s: %s: the other place may set only submitted_date and feedback_date", cmd, id,
-                       names[i]);
+            fn(names[i], OTHER_MAY_SET, arg);
             bad++;
         }
     }
     if (strcmp(before->orgunit ? before->orgunit : "", after->orgunit ? after->orgunit : "") != 0) {
-        ps_cli_err("%s: record %s: orgunit: the other place may set only submitted_date and feedback_date", cmd, id);
+        fn("orgunit", OTHER_MAY_SET, arg);
         bad++;
     }
     if (before->deleted != after->deleted && !ps_policy_other_place_may_set("deleted")) {
-        ps_cli_err("%s: record %s: deleted: the other place may not delete or restore the record", cmd, id);
+        fn("deleted", OTHER_NO_DELETE, arg);
         bad++;
     }
-    if (!bad)
+    return bad;
+}
+
+typedef struct refuse_print {
+    const char *cmd;
+    char id[PS_UUID_STR];
+} refuse_print_t;
+
+static void print_refusal(const char *field, const char *reason, void *arg)
+{
+    const refuse_print_t *p = arg;
+    ps_cli_err("%s: record %s: %s: %s", p->cmd, p->id, field, reason);
+}
+
+int ps_other_place_refuse(ps_cache_t *c, const char *cmd, const Popsync__Record *before, const Popsync__Record *after)
+{
+    refuse_print_t p;
+
+    if (!before)
+        return PS_EXIT_OK;
+    p.cmd = cmd;
+    ps_uuid_format(before->id.data, p.id);
+    if (ps_other_place_check(c, before, after, print_refusal, &p) == 0)
         return PS_EXIT_OK;
     ps_cli_err("%s: this township is the migration's other place (the server would refuse this change); ask the "
                "registering township (orgunit %s) to change it",

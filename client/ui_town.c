@@ -5,6 +5,7 @@
  * migrations in ui_town_io.c.  This file owns the module's route table. */
 #include "ui_town.h"
 
+#include "cli.h"
 #include "dupcheck.h"
 #include "err.h"
 #include "fields.h"
@@ -465,6 +466,38 @@ static void validate(ps_ui_req_t *rq, const Popsync__Record *r, const Popsync__R
     }
 }
 
+typedef struct other_refusal {
+    ps_ui_req_t *rq;
+    json_t *errs;
+    const char *owner;
+} other_refusal_t;
+
+/* One change the other place may not make, next to its field: the
+ * server's wording (as the CLI prints it) and what to do. */
+static void other_refused(const char *field, const char *reason, void *arg)
+{
+    other_refusal_t *o = arg;
+    char t[512], zh[512];
+
+    if (ps_ui_zh(o->rq))
+        snprintf(t, sizeof(t), "%s（登记地：%s）", ps_i18n_reason(reason, zh, sizeof(zh)), o->owner);
+    else
+        snprintf(t, sizeof(t), "%s: this place is the migration's other place; ask the registering township "
+                 "(orgunit %s) to change it", reason, o->owner);
+    json_array_append_new(o->errs, json_pack("{s:s,s:s,s:s}", "field", field, "reason", t, "value", ""));
+}
+
+/* The other place of a migration may set only its submitted and feedback
+ * dates: refused here, offline, by the CLI's own check
+ * (cmd_migrations.c ps_other_place_check), not first at sync. */
+static void other_place(ps_ui_req_t *rq, const Popsync__Record *r, const Popsync__Record *current, json_t *errs)
+{
+    other_refusal_t o = {rq, errs, current && current->orgunit ? current->orgunit : "?"};
+
+    if (current)
+        ps_other_place_check(ps_ui_cache(rq), current, r, other_refused, &o);
+}
+
 /* A new record of kind, owned by this cache's unit. */
 static int new_record(ps_ui_req_t *rq, int kind, Popsync__Record **out)
 {
@@ -525,6 +558,8 @@ static int h_save(ps_ui_req_t *rq)
     }
     errs = json_array();
     apply_values(rq, r, values, current == NULL, errs);
+    if (json_array_size(errs) == 0)
+        other_place(rq, r, current, errs);
     if (json_array_size(errs) == 0)
         validate(rq, r, current, errs);
     if (json_array_size(errs) || check) {

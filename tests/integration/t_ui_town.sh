@@ -1,7 +1,8 @@
 # popsync ui in a real browser (issue 18, township half): a real popsyncd,
 # real caches, `popsync ui`, and headless chromium driven by selenium
 # (tests/browser/town.py: the form, search, pick-list, sync, refused,
-# conflict, and the security refusals).  Screenshots go to
+# conflict, and the security refusals; tests/browser/town_other.py: the
+# migration's other place refused next to the field).  Screenshots go to
 # BUILD/ui-shots/town/.  Skipped (77) without chromium, chromium-driver or
 # python3-selenium.
 . "$(dirname "$0")/lib.sh"
@@ -39,6 +40,18 @@ ui_start t1
 ui_browser town.py town "{\"id_good\": \"$good\", \"id_bad\": \"$bad\", \"gone_name\": \"赵六\", \"id_import\": \"$imp\", \"t2\": \"$T/t2\"}"
 ui_stop
 pass "township pages in the browser"
+
+# The other place of 孙七's case (township 2) edits it in the browser: the
+# form refuses, next to the field, what the CLI and the server refuse.
+client t3 town2
+ps --data "$T/t1" sync >/dev/null || fail "t1 sync before the other place"
+ps --data "$T/t3" sync >/dev/null || fail "t3 sync"
+mig=$(ps --data "$T/t3" migrations --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])') ||
+    fail "the other place does not see the case"
+ui_start t3
+ui_browser town_other.py town_other "{\"mig\": \"$mig\", \"submitted\": \"$(date -d '2 days ago' +%F)\"}"
+ui_stop
+pass "the other place's forbidden edit refused next to the field in the browser"
 
 # --listen beyond loopback means TLS with the cache's certificate, and a
 # warning; 0.0.0.0 is refused (the Host check needs one address).

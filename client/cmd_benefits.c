@@ -21,6 +21,7 @@
 #include "validate.h"
 #include "vctx.h"
 #include "xlsx.h"
+#include "vec.h"
 
 #include <csv.h>
 #include <getopt.h>
@@ -485,15 +486,9 @@ static void on_row(int ch, void *arg)
         b->header = 0;
         return;
     }
-    if (b->n == b->cap) {
-        size_t ncap = b->cap ? b->cap * 2 : 64;
-        brow_t *nv = b->n < BATCH_MAX_ROWS ? realloc(b->rows, ncap * sizeof(*nv)) : NULL;
-        if (!nv) {
-            b->oom = 1;
-            return;
-        }
-        b->rows = nv;
-        b->cap = ncap;
+    if (b->n >= BATCH_MAX_ROWS || PS_VEC_ROOM(b->rows, b->n, b->cap, 64)) {
+        b->oom = 1;
+        return;
     }
     b->rows[b->n++] = b->cur;
     memset(&b->cur, 0, sizeof(b->cur));

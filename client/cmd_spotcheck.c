@@ -23,6 +23,7 @@
 #include "spotcheck.h"
 #include "validate.h"
 #include "vctx.h"
+#include "vec.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -63,15 +64,9 @@ static int scan_person(Popsync__Record *r, void *arg)
         return 0;
     if (s->root && *s->root && !ps_policy_within(s->tree, r->orgunit, s->root))
         return 0;
-    if (s->n == s->cap) {
-        size_t ncap = s->cap ? s->cap * 2 : 1024;
-        pers_t *nv = realloc(s->v, ncap * sizeof(*nv));
-        if (!nv) {
-            s->oom = 1;
-            return 1;
-        }
-        s->v = nv;
-        s->cap = ncap;
+    if (PS_VEC_ROOM(s->v, s->n, s->cap, 1024)) {
+        s->oom = 1;
+        return 1;
     }
     memcpy(s->v[s->n].id, r->id.data, PS_ID_LEN);
     ps_orgunits_township_code(s->tree, r->orgunit, s->v[s->n].town);
@@ -141,15 +136,9 @@ static int scan_check(Popsync__Record *r, void *arg)
         (s->draw && *s->draw && strcmp(k->draw_id, s->draw) != 0) ||
         (s->root && *s->root && !ps_policy_within(s->tree, k->township, s->root)))
         return 0;
-    if (s->n == s->cap) {
-        size_t ncap = s->cap ? s->cap * 2 : 256;
-        Popsync__Record **nv = realloc(s->v, ncap * sizeof(*nv));
-        if (!nv) {
-            s->oom = 1;
-            return 1;
-        }
-        s->v = nv;
-        s->cap = ncap;
+    if (PS_VEC_ROOM(s->v, s->n, s->cap, 256)) {
+        s->oom = 1;
+        return 1;
     }
     /* ps_cache_foreach frees r after the callback: keep a copy. */
     {

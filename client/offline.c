@@ -6,6 +6,7 @@
  * rows and issues; only where the records come from differs.
  */
 #include "offline.h"
+#include "vec.h"
 
 #include "counters.h"
 #include "err.h"
@@ -306,14 +307,8 @@ static int issue_add(quality_t *q, const char *check, const uint8_t *id, const c
                      const char *detail)
 {
     qissue_t *e;
-    if (q->n == q->cap) {
-        size_t ncap = q->cap ? q->cap * 2 : 256;
-        qissue_t *p = realloc(q->v, ncap * sizeof(*p));
-        if (!p)
-            return PS_ENOMEM;
-        q->v = p;
-        q->cap = ncap;
-    }
+    if (PS_VEC_ROOM(q->v, q->n, q->cap, 256))
+        return PS_ENOMEM;
     e = &q->v[q->n++];
     e->check = check;
     memcpy(e->id, id, PS_ID_LEN);

@@ -31,6 +31,7 @@
 #include "validate.h"
 #include "wire.pb-c.h"
 #include "xlsx.h"
+#include "vec.h"
 
 #include <csv.h>
 #include <jansson.h>
@@ -258,15 +259,9 @@ static void tbl_add(tbl_t *t, const char *s)
     char *c;
     if (t->oom)
         return;
-    if (t->n == t->cap) {
-        size_t ncap = t->cap ? t->cap * 2 : 64;
-        char **p = realloc(t->cells, ncap * sizeof(*p));
-        if (!p) {
-            t->oom = 1;
-            return;
-        }
-        t->cells = p;
-        t->cap = ncap;
+    if (PS_VEC_ROOM(t->cells, t->n, t->cap, 64)) {
+        t->oom = 1;
+        return;
     }
     c = strdup(s ? s : "");
     if (!c) {
@@ -546,15 +541,9 @@ static void on_query(const Popsync__QueryResult *res, void *arg)
     for (size_t i = 0; i < res->n_rows && !q->oom; i++) {
         const Popsync__QueryRow *in = res->rows[i];
         qrow_t *out;
-        if (q->nrows == q->cap) {
-            size_t ncap = q->cap ? q->cap * 2 : 64;
-            qrow_t *p = realloc(q->rows, ncap * sizeof(*p));
-            if (!p) {
-                q->oom = 1;
-                return;
-            }
-            q->rows = p;
-            q->cap = ncap;
+        if (PS_VEC_ROOM(q->rows, q->nrows, q->cap, 64)) {
+            q->oom = 1;
+            return;
         }
         out = &q->rows[q->nrows];
         out->key = calloc(q->nkey ? q->nkey : 1, sizeof(char *));
@@ -571,15 +560,9 @@ static void on_query(const Popsync__QueryResult *res, void *arg)
     }
     for (size_t i = 0; i < res->n_records && !q->oom && (!q->max_recs || q->nrecs < q->max_recs); i++) {
         Popsync__Record *copy;
-        if (q->nrecs == q->rcap) {
-            size_t ncap = q->rcap ? q->rcap * 2 : 256;
-            Popsync__Record **p = realloc(q->recs, ncap * sizeof(*p));
-            if (!p) {
-                q->oom = 1;
-                return;
-            }
-            q->recs = p;
-            q->rcap = ncap;
+        if (PS_VEC_ROOM(q->recs, q->nrecs, q->rcap, 256)) {
+            q->oom = 1;
+            return;
         }
         copy = (Popsync__Record *)copy_msg(&res->records[i]->base);
         if (!copy) {
@@ -1561,15 +1544,9 @@ static void on_close_result(const Popsync__CloseResult *res, void *arg)
     Popsync__CloseResult *copy;
     if (cc->oom)
         return;
-    if (cc->n == cc->cap) {
-        size_t ncap = cc->cap ? cc->cap * 2 : 16;
-        Popsync__CloseResult **p = realloc(cc->res, ncap * sizeof(*p));
-        if (!p) {
-            cc->oom = 1;
-            return;
-        }
-        cc->res = p;
-        cc->cap = ncap;
+    if (PS_VEC_ROOM(cc->res, cc->n, cc->cap, 16)) {
+        cc->oom = 1;
+        return;
     }
     if (!(copy = (Popsync__CloseResult *)copy_msg(&res->base))) {
         cc->oom = 1;

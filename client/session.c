@@ -15,6 +15,7 @@
 #include "msgtab.h"
 #include "stream.h"
 #include "testhooks.h"
+#include "vec.h"
 
 #include <netdb.h>
 #include <stdarg.h>
@@ -153,14 +154,8 @@ int64_t ps_session_request(ps_session_t *s, uint8_t type, const ProtobufCMessage
     uint32_t id;
     if (s->state == SS_FAILED || s->state == SS_DONE)
         return s->rc ? s->rc : PS_ECLOSED;
-    if (s->n == s->cap) {
-        size_t ncap = s->cap ? s->cap * 2 : 8;
-        pending_t *np = realloc(s->req, ncap * sizeof(*np));
-        if (!np)
-            return PS_ENOMEM;
-        s->req = np;
-        s->cap = ncap;
-    }
+    if (PS_VEC_ROOM(s->req, s->n, s->cap, 8))
+        return PS_ENOMEM;
     id = ++s->next_id;
     p = &s->req[s->n];
     memset(p, 0, sizeof(*p));

@@ -12,6 +12,7 @@
 #include "record_fmt.h"
 #include "fields.h"
 #include "policy.h"
+#include "vec.h"
 
 #include "store_int.h"
 #include "apply.h"
@@ -701,15 +702,9 @@ int ps_store_verify_buckets(ps_store_t *st, const ps_peer_t *peer, const uint32_
         if (k.mv_size != PS_ID_LEN || v.mv_size < REC_HDR || !want[ps_verify_bucket(k.mv_data)] ||
             !may_read_hdr(st, peer, h))
             continue;
-        if (*n == cap) {
-            size_t ncap = cap ? cap * 2 : 256;
-            void *a = realloc(*items, ncap * sizeof(**items));
-            if (!a) {
-                rc = PS_ENOMEM;
-                goto out;
-            }
-            *items = a;
-            cap = ncap;
+        if (PS_VEC_ROOM(*items, *n, cap, 256)) {
+            rc = PS_ENOMEM;
+            goto out;
         }
         it = &(*items)[(*n)++];
         memcpy(it->id, k.mv_data, PS_ID_LEN);

@@ -10,6 +10,7 @@
 #include "store_int.h"
 #include "query_rules.h"
 #include "strtab.h"
+#include "vec.h"
 #include "counters.h"
 #include "ids.h"
 #include "msg.h"
@@ -760,20 +761,10 @@ static int issue_add(qissues_t *q, const char *check, const uint8_t *id, const c
                      const char *detail)
 {
     if (q->n == q->cap) {
-        size_t ncap = q->cap ? q->cap * 2 : 256;
-        void *a = realloc(q->v, ncap * sizeof(*q->v)), *b, *c, *d;
-        if (!a)
+        size_t ncap = q->cap;
+        if (PS_VEC_ROOM(q->v, q->n, ncap, 256) || PS_VEC_RESIZE(q->ids, ncap) || PS_VEC_RESIZE(q->units, ncap) ||
+            PS_VEC_RESIZE(q->details, ncap))
             return PS_ENOMEM;
-        q->v = a;
-        if (!(b = realloc(q->ids, ncap * sizeof(*q->ids))))
-            return PS_ENOMEM;
-        q->ids = b;
-        if (!(c = realloc(q->units, ncap * sizeof(*q->units))))
-            return PS_ENOMEM;
-        q->units = c;
-        if (!(d = realloc(q->details, ncap * sizeof(*q->details))))
-            return PS_ENOMEM;
-        q->details = d;
         q->cap = ncap;
     }
     popsync__quality_issue__init(&q->v[q->n]);

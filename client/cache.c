@@ -1405,6 +1405,8 @@ static int set_local_rev(ps_cache_t *c, MDB_txn *txn, const Popsync__Record *sen
     return mrc ? ps_db_err(mrc) : PS_OK;
 }
 
+/* Kept in one function (about 90 lines): every answer of one push is
+ * applied in one write transaction, and its cleanup path is one. */
 int ps_cache_outbox_ack(ps_cache_t *c, const Popsync__Push *sent, const Popsync__PushResult *res)
 {
     MDB_txn *txn = NULL;

@@ -409,6 +409,8 @@ static int import_usage(void)
     return PS_EXIT_USAGE;
 }
 
+/* `popsync import`: one getopt switch, then load, import and summary (about
+ * 90 lines; the import itself is ps_import_data). */
 int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
 {
     static const struct option lo[] = {{"kind", required_argument, NULL, 'k'},
@@ -684,6 +686,8 @@ static int export_parse(int argc, char **argv, export_st_t *st, export_args_t *a
     return -1;
 }
 
+/* `popsync export` (about 80 lines): the file is written aside and renamed
+ * on success, with one cleanup path. */
 int ps_cmd_export(ps_cli_t *cli, int argc, char **argv)
 {
     export_st_t st;

@@ -194,6 +194,8 @@ static const char *unit_name(const ps_orgunits_t *tree, const char *code)
     return u && u->name ? u->name : "";
 }
 
+/* One case of `popsync migrations`: which of the two duties it awaits,
+ * its deadline and the masked migrant, in one pass (about 90 lines). */
 static int one_case(Popsync__Record *r, void *arg)
 {
     mig_ctx_t *x = arg;

@@ -923,6 +923,8 @@ static void csv_cell(FILE *f, const char *s, int first)
     csv_fwrite(f, s, strlen(s));
 }
 
+/* `popsync list`: one getopt switch and one scan in three output forms
+ * (about 90 lines). */
 int ps_cmd_list(ps_cli_t *cli, int argc, char **argv)
 {
     static const struct option lo[] = {{"kind", required_argument, NULL, 'k'},

@@ -111,6 +111,8 @@ static int check_counters(ps_cache_t *c)
     return PS_EXIT_OK;
 }
 
+/* `popsync stats`: its options, then one figure a line (about 90 lines,
+ * each a short read of the cache; splitting them would only add calls). */
 int ps_cmd_stats(ps_cli_t *cli, int argc, char **argv)
 {
     static const struct option lo[] = {{"json", no_argument, NULL, 'j'},

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Global options, then the command table (about 80 lines). */
 int main(int argc, char **argv)
 {
     static const struct {

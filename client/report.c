@@ -1751,7 +1751,8 @@ out:
     return rc;
 }
 
-/* submit, approve, return and status of the monthly close. */
+/* submit, approve, return and status of the monthly close (about 85
+ * lines: the request, the session, and the answer in three forms). */
 static int run_close(ps_cli_t *cli, const char *sub, const char *month, const char *orgunit, const char *note,
                      int fmt, int zh)
 {

@@ -480,7 +480,8 @@ static int load_issuing_ca(const char *crt_path, const char *key_path, time_t no
     return PS_OK;
 }
 
-/* Issues a certificate; shift_days moves the validity window (tests only). */
+/* Issues a certificate; shift_days moves the validity window (tests only).
+ * About 85 lines: the mbedTLS calls that write one certificate, in order. */
 static int issue_impl(const char *dir, ps_role_t role, const char *orgunit, const char *name, int days,
                       int shift_days, char *err, size_t errlen)
 {
@@ -1161,7 +1162,8 @@ out:
 }
 
 /* The work shared by revoke and crl: under the lock, optionally add one
- * entry, then write revoked.txt, crl.number and ca.crl. */
+ * entry, then write revoked.txt, crl.number and ca.crl (about 80 lines,
+ * one lock held throughout). */
 static int crl_update(const char *dir, const char *name, const char *serial_hex, ps_crl_reason_t reason, int days,
                       char serial_out[41], size_t *count, char *err, size_t errlen)
 {

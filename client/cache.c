@@ -1257,34 +1257,23 @@ out:
     return rc;
 }
 
+/* Opens one stored record and hands it to fn (the caller's foreach
+ * callback), freeing it after; *stop gets what fn returned. */
+static int visit(ps_cache_t *c, const MDB_val *k, const MDB_val *v, int (*fn)(Popsync__Record *r, void *arg),
+                 void *arg, int *stop)
+{
+    Popsync__Record *r = NULL;
+    int rc = open_msg(c, DB_RECORDS, k, v, &popsync__record__descriptor, (ProtobufCMessage **)&r);
+    if (rc)
+        return rc;
+    *stop = fn(r, arg);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return PS_OK;
+}
+
 int ps_cache_foreach(ps_cache_t *c, int (*fn)(Popsync__Record *r, void *arg), void *arg)
 {
-    MDB_txn *txn = NULL;
-    MDB_cursor *cur = NULL;
-    MDB_val k, v;
-    int mrc, rc = PS_OK;
-    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, c->records, &cur))) {
-        rc = ps_db_err(mrc);
-        goto out;
-    }
-    while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
-        Popsync__Record *r = NULL;
-        int stop;
-        if ((rc = open_msg(c, DB_RECORDS, &k, &v, &popsync__record__descriptor, (ProtobufCMessage **)&r)))
-            goto out;
-        stop = fn(r, arg);
-        protobuf_c_message_free_unpacked(&r->base, NULL);
-        if (stop)
-            goto out;
-    }
-    if (mrc != MDB_NOTFOUND)
-        rc = ps_db_err(mrc);
-out:
-    if (cur)
-        mdb_cursor_close(cur);
-    if (txn)
-        mdb_txn_abort(txn);
-    return rc;
+    return ps_cache_foreach_after(c, NULL, fn, arg);
 }
 
 int ps_cache_foreach_pending(ps_cache_t *c, int (*fn)(Popsync__Record *r, void *arg), void *arg)
@@ -1298,7 +1287,6 @@ int ps_cache_foreach_pending(ps_cache_t *c, int (*fn)(Popsync__Record *r, void *
         goto out;
     }
     while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
-        Popsync__Record *r = NULL;
         int stop;
         if (v.mv_size != 8 || be64get(v.mv_data) == 0)
             continue;
@@ -1308,11 +1296,7 @@ int ps_cache_foreach_pending(ps_cache_t *c, int (*fn)(Popsync__Record *r, void *
             rc = db_err(mrc);
             goto out;
         }
-        if ((rc = open_msg(c, DB_RECORDS, &k, &rv, &popsync__record__descriptor, (ProtobufCMessage **)&r)))
-            goto out;
-        stop = fn(r, arg);
-        protobuf_c_message_free_unpacked(&r->base, NULL);
-        if (stop)
+        if ((rc = visit(c, &k, &rv, fn, arg, &stop)) || stop)
             goto out;
     }
     if (mrc != MDB_NOTFOUND)
@@ -2270,15 +2254,10 @@ int ps_cache_foreach_after(ps_cache_t *c, const uint8_t *after, int (*fn)(Popsyn
         goto out;
     }
     for (; (mrc = mdb_cursor_get(cur, &k, &v, op)) == 0; op = MDB_NEXT) {
-        Popsync__Record *r = NULL;
         int stop;
         if (after && op == MDB_SET_RANGE && k.mv_size == PS_ID_LEN && memcmp(k.mv_data, after, PS_ID_LEN) == 0)
             continue;
-        if ((rc = open_msg(c, DB_RECORDS, &k, &v, &popsync__record__descriptor, (ProtobufCMessage **)&r)))
-            goto out;
-        stop = fn(r, arg);
-        protobuf_c_message_free_unpacked(&r->base, NULL);
-        if (stop)
+        if ((rc = visit(c, &k, &v, fn, arg, &stop)) || stop)
             goto out;
     }
     if (mrc != MDB_NOTFOUND)

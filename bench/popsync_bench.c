@@ -18,9 +18,14 @@
  *      established client pings every 10 ms: the slowest Welcome, the loop
  *      thread's CPU and the pings' delay, with the handshakes on the loop
  *      (--handshake-threads 0) and on the handshake threads
- * and prints a table and one JSON object.  Nothing here asserts a speed:
- * --quick runs it all small, as a smoke test in ctest.
+ * and prints a table and one JSON object.  Beside the rates it reports the
+ * CPU each side used per record (a, b, c) and per handshake (e): the bench
+ * process's getrusage (all its threads are clients) and popsyncd's CPU clock,
+ * deltas over each phase; and popsyncd's RssAnon peak, sampled every 50 ms.
+ * Nothing here asserts a speed: --quick runs it all small, as a smoke test in
+ * ctest (bench/check_quick.sh checks the JSON's keys).
  */
+#define _GNU_SOURCE /* RUSAGE_THREAD */
 #include "cache.h"
 #include "cli.h"
 #include "err.h"
@@ -83,6 +88,138 @@ static long rss_kb(pid_t pid)
             break;
     fclose(f);
     return kb;
+}
+
+/* ---- CPU time of each side, and the server's peak memory (issue 17) ---------
+ *
+ * CPU seconds are what a shared machine disturbs least: the neighbours
+ * stretch wall time, not the work per record.  Client: getrusage of this
+ * process (every thread of it is a client; the main thread only waits
+ * during a phase), less what the memory sampler below used.  Server:
+ * popsyncd's CPU clock (clock_getcpuclockid: nanoseconds, every thread,
+ * including threads already gone), or /proc/PID/stat's utime + stime
+ * (clock ticks) where that clock cannot be read. */
+
+typedef struct cpu_mark {
+    double client_s, server_s;
+} cpu_mark_t;
+
+static struct {
+    pthread_t th;
+    volatile int stop, running;
+    volatile long peak_kb;       /* highest RssAnon seen since the start */
+    volatile long phase_peak_kb; /* ... since the last phase_peak reset */
+    volatile double cpu_s;       /* the sampler thread's own CPU */
+} g_mem;
+
+static double tv_s(struct timeval t)
+{
+    return (double)t.tv_sec + (double)t.tv_usec / 1e6;
+}
+
+static double client_cpu_s(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return tv_s(ru.ru_utime) + tv_s(ru.ru_stime) - g_mem.cpu_s;
+}
+
+static double server_cpu_s(void)
+{
+    char path[64], buf[1024], *p;
+    unsigned long ut = 0, st = 0;
+    clockid_t cid;
+    struct timespec ts;
+    FILE *f;
+    if (clock_getcpuclockid(g_server_pid, &cid) == 0 && clock_gettime(cid, &ts) == 0)
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)g_server_pid);
+    if (!(f = fopen(path, "r")))
+        return 0;
+    if (!fgets(buf, sizeof(buf), f))
+        buf[0] = '\0';
+    fclose(f);
+    /* Fields after the ")" of the command: utime, stime are the 14th, 15th. */
+    if (!(p = strrchr(buf, ')')) || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return 0;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static cpu_mark_t cpu_now(void)
+{
+    cpu_mark_t m;
+    m.client_s = client_cpu_s();
+    m.server_s = server_cpu_s();
+    return m;
+}
+
+/* CPU since m, per side. */
+static cpu_mark_t cpu_since(cpu_mark_t m)
+{
+    cpu_mark_t n = cpu_now();
+    n.client_s -= m.client_s;
+    n.server_s -= m.server_s;
+    return n;
+}
+
+static long rss_kb(pid_t pid);
+
+/* Samples popsyncd's RssAnon every 50 ms: the peak is what the district's
+ * server must have, the figure at the end only what it kept. */
+static void *mem_thread(void *arg)
+{
+    (void)arg;
+    while (!g_mem.stop) {
+        struct rusage ru;
+        long kb = rss_kb(g_server_pid);
+        if (kb > g_mem.peak_kb)
+            g_mem.peak_kb = kb;
+        if (kb > g_mem.phase_peak_kb)
+            g_mem.phase_peak_kb = kb;
+        if (getrusage(RUSAGE_THREAD, &ru) == 0)
+            g_mem.cpu_s = tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
+        usleep(50000);
+    }
+    return NULL;
+}
+
+static void mem_start(void)
+{
+    g_mem.stop = 0;
+    g_mem.peak_kb = g_mem.phase_peak_kb = 0;
+    if (pthread_create(&g_mem.th, NULL, mem_thread, NULL) == 0)
+        g_mem.running = 1;
+}
+
+static void mem_stop(void)
+{
+    if (!g_mem.running)
+        return;
+    g_mem.stop = 1;
+    pthread_join(g_mem.th, NULL);
+    g_mem.running = 0;
+}
+
+/* The peak since the last call, and a new phase from now. */
+static long mem_phase_peak(void)
+{
+    long kb = g_mem.phase_peak_kb, now = rss_kb(g_server_pid);
+    g_mem.phase_peak_kb = now;
+    return kb > now ? kb : now;
+}
+
+/* One row of the CPU table: each side's CPU per unit, in 1/scale s. */
+static void cpu_row(const char *what, cpu_mark_t c, uint64_t n, double scale)
+{
+    double k = n ? scale / (double)n : 0;
+    printf("%-46s %10.2f %10.2f %10.2f\n", what, c.server_s * k, c.client_s * k, (c.server_s + c.client_s) * k);
+}
+
+/* Microseconds per unit, or 0 when nothing was done. */
+static double us_per(double s, uint64_t n)
+{
+    return n ? s * 1e6 / (double)n : 0;
 }
 
 static void township_code(int i, char out[13])
@@ -334,9 +471,11 @@ static void pool_free(rpool_t *p, rconn_t *conns, int n)
     ps_buf_free(&p->session);
 }
 
-/* e. Handshakes per second, with at most 8 in flight. */
-static double handshakes(int n, int resume)
+/* e. Handshakes per second, with at most 8 in flight; *cpu: the CPU of
+ * each side over them. */
+static double handshakes(int n, int resume, cpu_mark_t *cpu)
 {
+    cpu_mark_t m;
     rpool_t p;
     rconn_t *c = calloc((size_t)n + 1, sizeof(*c));
     double t0, dt;
@@ -349,6 +488,7 @@ static double handshakes(int n, int resume)
     run_until(&p, &p.closed, 1);
     p.done = p.closed = 0;
     p.resume = resume;
+    m = cpu_now();
     t0 = now_s();
     while (p.done + p.failed < n && now_s() - t0 < 120) {
         while (started < n && started - (p.done + p.failed) < 8)
@@ -356,6 +496,7 @@ static double handshakes(int n, int resume)
         uv_run(&p.loop, UV_RUN_ONCE);
     }
     dt = now_s() - t0;
+    *cpu = cpu_since(m);
     run_until(&p, &p.closed, started);
     if (p.failed)
         die("handshakes failed", NULL);
@@ -605,7 +746,8 @@ int main(int argc, char **argv)
     syncjob_t *jobs;
     double t_ingest, t_cold_town, t_cold_admin, t_incr, hs_full, hs_resumed, ms_report, ms_count;
     uint64_t ingested = 0, cold_town = 0, cold_admin = 0, wire_in = 0, wire_plain = 0, incr_changes = 0;
-    long rss_base, rss_idle;
+    long rss_base, rss_idle, peak_ingest, peak_pull, peak_idle;
+    cpu_mark_t m, cpu_ingest, cpu_town, cpu_admin, cpu_incr, cpu_hs_full, cpu_hs_resumed;
     struct rlimit rl;
 
     while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -679,6 +821,7 @@ int main(int argc, char **argv)
         return rc;
     }
     start_server(popsyncd);
+    mem_start();
 
     /* Data entry (not timed): each township's share, offline. */
     jobs = calloc((size_t)towns + 1, sizeof(*jobs));
@@ -704,7 +847,11 @@ int main(int argc, char **argv)
         jobs[i].flags = PS_SYNC_PUSH_ONLY;
         jobs[i].batch = 5000;
     }
+    (void)mem_phase_peak();
+    m = cpu_now();
     t_ingest = run_syncs(jobs, towns);
+    cpu_ingest = cpu_since(m);
+    peak_ingest = mem_phase_peak();
     for (int i = 0; i < towns; i++)
         ingested += jobs[i].stats.accepted;
 
@@ -714,12 +861,16 @@ int main(int argc, char **argv)
         memset(&j, 0, sizeof(j));
         snprintf(j.dir, sizeof(j.dir), "%s/cold-town", g_dir);
         make_cache(j.dir, "town-0", "township", "130203001000");
+        m = cpu_now();
         t_cold_town = run_syncs(&j, 1);
+        cpu_town = cpu_since(m);
         cold_town = j.stats.pulled;
         memset(&j, 0, sizeof(j));
         snprintf(j.dir, sizeof(j.dir), "%s/admin", g_dir);
         make_cache(j.dir, "admin", "admin", DISTRICT);
+        m = cpu_now();
         t_cold_admin = run_syncs(&j, 1);
+        cpu_admin = cpu_since(m);
         cold_admin = j.stats.pulled;
         wire_in = j.stats.bytes_in;
         /* f. The same pull without compression, for the wire comparison. */
@@ -729,6 +880,7 @@ int main(int argc, char **argv)
         j.flags = PS_SYNC_NO_COMPRESSION;
         run_syncs(&j, 1);
         wire_plain = j.stats.bytes_in;
+        peak_pull = mem_phase_peak();
     }
 
     /* c. Incremental: bring every township up to date (not timed), change 1%, sync all at once. */
@@ -739,7 +891,9 @@ int main(int argc, char **argv)
     run_syncs(jobs, towns);
     for (int i = 0; i < towns; i++)
         incr_changes += edit_one_percent(jobs[i].dir);
+    m = cpu_now();
     t_incr = run_syncs(jobs, towns);
+    cpu_incr = cpu_since(m);
 
     /* d. Idle clients: connect, Hello, stay; then one pull each. */
     {
@@ -767,13 +921,14 @@ int main(int argc, char **argv)
             rc_send(&c[i], PS_MSG_PULL, &pl.base);
         }
         run_until(&p, &p.done, (int)idle);
+        peak_idle = mem_phase_peak();
         pool_free(&p, c, (int)idle);
         free(c);
     }
 
     /* e. Handshakes. */
-    hs_full = handshakes((int)nhs, 0);
-    hs_resumed = handshakes((int)nhs, 1);
+    hs_full = handshakes((int)nhs, 0, &cpu_hs_full);
+    hs_resumed = handshakes((int)nhs, 1, &cpu_hs_resumed);
 
     /* g. Reports over everything. */
     {
@@ -801,6 +956,7 @@ int main(int argc, char **argv)
         ms_count = request_ms("admin", PS_MSG_QUERY, PS_MSG_QUERY_RESULT, &q.base, quick ? 3 : 5);
     }
 
+    mem_stop();
     kill(g_server_pid, SIGTERM);
     waitpid(g_server_pid, NULL, 0);
 
@@ -820,17 +976,51 @@ int main(int argc, char **argv)
     printf("%-46s %14.1f\n", "   compressed / uncompressed, %", wire_plain ? 100.0 * (double)wire_in / (double)wire_plain : 0);
     printf("%-46s %14.2f\n", "g. monthly report, ms", ms_report);
     printf("%-46s %14.2f\n", "   filtered count (persons by sex), ms", ms_count);
+    printf("\n%-46s %10s %10s %10s\n", "CPU per record, microseconds", "server", "client", "both");
+    cpu_row("a. ingest, per record accepted", cpu_ingest, ingested, 1e6);
+    cpu_row("b. cold pull, township, per record", cpu_town, cold_town, 1e6);
+    cpu_row("   cold pull, admin, per record", cpu_admin, cold_admin, 1e6);
+    cpu_row("c. incremental 1% sync, per change", cpu_incr, incr_changes, 1e6);
+    cpu_row("e. full handshake, ms each", cpu_hs_full, (uint64_t)nhs, 1e3);
+    cpu_row("   resumed handshake, each", cpu_hs_resumed, (uint64_t)nhs, 1e6);
+    printf("%-46s %10.1f\n", "popsyncd RssAnon peak, MB: ingest", peak_ingest / 1024.0);
+    printf("%-46s %10.1f\n", "   cold pulls", peak_pull / 1024.0);
+    printf("%-46s %10.1f\n", "   idle clients and their pulls", peak_idle / 1024.0);
+    printf("%-46s %10.1f\n", "   whole run", g_mem.peak_kb / 1024.0);
     printf("{\"persons\":%ld,\"townships\":%d,\"ingest_records_per_s\":%.0f,\"records_ingested\":%llu,"
            "\"cold_pull_township_per_s\":%.0f,\"cold_pull_admin_per_s\":%.0f,\"incremental_ms\":%.1f,"
            "\"incremental_changes\":%llu,\"idle_clients\":%ld,\"server_rss_idle_mb\":%.1f,\"rss_per_conn_kb\":%.1f,"
            "\"handshakes_full_per_s\":%.0f,\"handshakes_resumed_per_s\":%.0f,\"wire_bytes_per_record\":%.1f,"
            "\"wire_bytes_per_record_uncompressed\":%.1f,"
-           "\"monthly_report_ms\":%.2f,\"filtered_count_ms\":%.2f}\n",
+           "\"monthly_report_ms\":%.2f,\"filtered_count_ms\":%.2f,",
            persons, towns, ingested / t_ingest, (unsigned long long)ingested, cold_town / t_cold_town,
            cold_admin / t_cold_admin, t_incr * 1000, (unsigned long long)incr_changes, idle, rss_idle / 1024.0,
            idle ? (double)(rss_idle - rss_base) / (double)idle : 0, hs_full, hs_resumed,
            cold_admin ? (double)wire_in / (double)cold_admin : 0,
            cold_admin ? (double)wire_plain / (double)cold_admin : 0, ms_report, ms_count);
+    /* Issue 17: CPU per record of each side; both together unless the name
+     * says server or client. */
+    printf("\"ingest_cpu_us_per_record\":%.3f,\"ingest_server_cpu_us_per_record\":%.3f,"
+           "\"ingest_client_cpu_us_per_record\":%.3f,",
+           us_per(cpu_ingest.server_s + cpu_ingest.client_s, ingested), us_per(cpu_ingest.server_s, ingested),
+           us_per(cpu_ingest.client_s, ingested));
+    printf("\"cold_pull_admin_cpu_us_per_record\":%.3f,\"cold_pull_admin_server_cpu_us_per_record\":%.3f,"
+           "\"cold_pull_admin_client_cpu_us_per_record\":%.3f,",
+           us_per(cpu_admin.server_s + cpu_admin.client_s, cold_admin), us_per(cpu_admin.server_s, cold_admin),
+           us_per(cpu_admin.client_s, cold_admin));
+    printf("\"cold_pull_township_cpu_us_per_record\":%.3f,\"cold_pull_township_server_cpu_us_per_record\":%.3f,"
+           "\"cold_pull_township_client_cpu_us_per_record\":%.3f,",
+           us_per(cpu_town.server_s + cpu_town.client_s, cold_town), us_per(cpu_town.server_s, cold_town),
+           us_per(cpu_town.client_s, cold_town));
+    printf("\"incremental_server_cpu_ms\":%.1f,\"incremental_client_cpu_ms\":%.1f,",
+           cpu_incr.server_s * 1e3, cpu_incr.client_s * 1e3);
+    printf("\"handshake_full_server_cpu_us\":%.0f,\"handshake_full_client_cpu_us\":%.0f,"
+           "\"handshake_resumed_server_cpu_us\":%.1f,\"handshake_resumed_client_cpu_us\":%.1f,",
+           us_per(cpu_hs_full.server_s, (uint64_t)nhs), us_per(cpu_hs_full.client_s, (uint64_t)nhs),
+           us_per(cpu_hs_resumed.server_s, (uint64_t)nhs), us_per(cpu_hs_resumed.client_s, (uint64_t)nhs));
+    printf("\"server_rss_anon_peak_mb\":%.1f,\"server_rss_anon_peak_ingest_mb\":%.1f,"
+           "\"server_rss_anon_peak_pull_mb\":%.1f,\"server_rss_anon_peak_idle_mb\":%.1f}\n",
+           g_mem.peak_kb / 1024.0, peak_ingest / 1024.0, peak_pull / 1024.0, peak_idle / 1024.0);
     if (!keep) {
         char cmd[PATH_MAX + 16];
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);

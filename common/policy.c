@@ -149,6 +149,13 @@ int ps_policy_may_count(const ps_orgunits_t *tree, const ps_peer_t *peer, const 
 ps_write_t ps_policy_may_write(const ps_orgunits_t *tree, const ps_peer_t *peer, const char *before_unit,
                                const char *before_other, const char *after_unit)
 {
+    /* Another district's case answers to its owner there: here even an
+     * admin is only its other place. */
+    if (before_unit && ps_policy_foreign_case(tree, before_unit, before_other))
+        return peer->role == PS_ROLE_ADMIN || ((peer->role == PS_ROLE_TOWNSHIP || peer->role == PS_ROLE_COLLECTOR) &&
+                                               in_scope(tree, peer, before_other))
+                   ? PS_WRITE_OTHER_PLACE
+                   : PS_WRITE_NO;
     if (peer->role == PS_ROLE_ADMIN)
         return PS_WRITE_OWNER;
     if (peer->role != PS_ROLE_TOWNSHIP && peer->role != PS_ROLE_COLLECTOR)
@@ -162,6 +169,19 @@ ps_write_t ps_policy_may_write(const ps_orgunits_t *tree, const ps_peer_t *peer,
     if (in_scope(tree, peer, before_other))
         return PS_WRITE_OTHER_PLACE;
     return PS_WRITE_NO;
+}
+
+int ps_policy_foreign_case(const ps_orgunits_t *tree, const char *unit, const char *other)
+{
+    return tree && unit && other && ps_orgunit_valid(unit) && ps_orgunit_valid(other) &&
+           !ps_orgunits_find(tree, unit) && ps_orgunits_find(tree, other);
+}
+
+int ps_policy_district_may_set(int sender_owns, const char *field)
+{
+    if (!field)
+        return 0;
+    return sender_owns || ps_policy_other_place_may_set(field);
 }
 
 int ps_policy_other_place_may_set(const char *field)

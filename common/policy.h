@@ -114,6 +114,26 @@ typedef enum ps_write {
 ps_write_t ps_policy_may_write(const ps_orgunits_t *tree, const ps_peer_t *peer, const char *before_unit,
                                const char *before_other, const char *after_unit);
 
+/**
+ * A foreign case (docs/upstream.md §7): a migration of another district,
+ * held here because its other place is one of ours.  With a tree: its unit
+ * is not in the tree and its other place is.  Nobody here owns it (the
+ * owner district's townships do, in their own store): every role that may
+ * write it here writes it as its other place only (PS_WRITE_OTHER_PLACE),
+ * admins included.  Without a tree there is no telling: never foreign.
+ */
+int ps_policy_foreign_case(const ps_orgunits_t *tree, const char *unit, const char *other);
+
+/**
+ * What another district may change in a migration it shares with us
+ * (docs/upstream.md §7, the stream's "who edits what"): the owner district
+ * (sender_owns: the case's unit lies in the sender's district) anything;
+ * the district of the other place only what the other place may set
+ * (ps_policy_other_place_may_set), never the unit and never a delete or
+ * restore ("deleted", "orgunit").
+ */
+int ps_policy_district_may_set(int sender_owns, const char *field);
+
 /** May the other place of a migration change this field ("deleted" for a
  *  delete or restore)?  Only submitted_date and feedback_date. */
 int ps_policy_other_place_may_set(const char *field);

@@ -265,6 +265,7 @@ typedef struct vstate {
     const ps_validate_ctx_t *ctx;
     uint32_t today;
     ps_verrs_t *v;
+    int foreign;    /* ps_validate_foreign_case */
 } vstate_t;
 
 static int empty(const char *s)
@@ -390,6 +391,15 @@ static int same_ref_as_current(const Popsync__Record *cur, const char *field, Pr
     return old->len == id.len && id.len > 0 && memcmp(old->data, id.data, id.len) == 0;
 }
 
+/* A required reference checked for its form only (the foreign-case rule). */
+static void check_ref_form(vstate_t *vs, const char *field, ProtobufCBinaryData id)
+{
+    if (id.len == 0)
+        ps_verrs_add(vs->v, field, "is required");
+    else if (id.len != PS_ID_LEN || !id.data)
+        ps_verrs_add(vs->v, field, "must be a 16-byte record id");
+}
+
 /* A reference to another record: a 16-byte id, and, when the context can
  * tell, one of a live record of the expected kind. */
 static void check_ref(vstate_t *vs, const char *field, ProtobufCBinaryData id, int required, int kind,
@@ -500,7 +510,10 @@ static void check_migration(vstate_t *vs, const Popsync__Migration *m, const cha
 {
     uint32_t start = 0, end = 0, sub = 0, fb = 0;
 
-    check_ref(vs, "person_id", m->person_id, 1, POPSYNC__KIND__KIND_PERSON, "person");
+    if (vs->foreign) /* the owner district's person: required, in form only */
+        check_ref_form(vs, "person_id", m->person_id);
+    else
+        check_ref(vs, "person_id", m->person_id, 1, POPSYNC__KIND__KIND_PERSON, "person");
     check_enum(vs, "direction", (int)m->direction, POPSYNC__DIRECTION__DIRECTION_OUTFLOW, 1);
     /* The other place may lie outside the district, so only its form is checked. */
     if (!empty(m->other_place_code)) {
@@ -741,8 +754,8 @@ static void check_orgunit(vstate_t *vs, const char *code)
         ps_verrs_add(vs->v, "orgunit", "must be a 12-digit division code");
         return;
     }
-    if (!ctx)
-        return;
+    if (!ctx || vs->foreign)
+        return; /* a foreign case keeps its owner's unit, which the policy judges */
     if (ctx->units && !ps_orgunits_find(ctx->units, code)) {
         ps_verrs_add(vs->v, "orgunit", "is not a known org unit");
         return;
@@ -816,6 +829,16 @@ static void check_size(const Popsync__Record *r, ps_verrs_t *v)
                      ps_kind_name(r->kind));
 }
 
+int ps_validate_foreign_case(const Popsync__Record *r, const ps_validate_ctx_t *ctx)
+{
+    if (!ctx || !ctx->units || !r || r->body_case != POPSYNC__RECORD__BODY_MIGRATION || !r->migration ||
+        !r->orgunit || !ps_policy_foreign_case(ctx->units, r->orgunit, r->migration->other_place_code))
+        return 0;
+    if (ctx->from_upstream)
+        return 1;
+    return ctx->current && ctx->current->orgunit && strcmp(ctx->current->orgunit, r->orgunit) == 0;
+}
+
 size_t ps_validate_record(const Popsync__Record *r, const ps_validate_ctx_t *ctx, ps_verrs_t *v)
 {
     size_t before = v->n;
@@ -824,6 +847,7 @@ size_t ps_validate_record(const Popsync__Record *r, const ps_validate_ctx_t *ctx
     vs.ctx = ctx;
     vs.v = v;
     vs.today = ctx && ctx->today ? ctx->today : local_today();
+    vs.foreign = ps_validate_foreign_case(r, ctx);
 
     check_size(r, v);
     if (r->id.len != PS_ID_LEN)

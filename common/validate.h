@@ -62,7 +62,22 @@ typedef struct ps_validate_ctx {
     const Popsync__Record *current;
     /** Refuse records marked synthetic (a server without --allow-synthetic). */
     int refuse_synthetic;
+    /** The record arrives from another district over the upward stream
+     *  (server/migrants.c), not from a peer: see ps_validate_foreign_case. */
+    int from_upstream;
 } ps_validate_ctx_t;
+
+/**
+ * The foreign-case rule (docs/upstream.md §7): a migration of another
+ * district held here as its other place (common/policy.h
+ * ps_policy_foreign_case) -- arriving from the stream (ctx->from_upstream),
+ * or edited here without moving it (its unit that of ctx->current).  Its
+ * unit is the owner district's, not in our tree, and its person_id names
+ * a person record of the owner district that we do not have: both are
+ * taken as they are (the owner district checked them).  Everything else of
+ * it is checked as usual.
+ */
+int ps_validate_foreign_case(const Popsync__Record *r, const ps_validate_ctx_t *ctx);
 
 /** Adds an error (formatted reason). */
 void ps_verrs_add(ps_verrs_t *v, const char *field, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -1282,6 +1282,19 @@ static int apply_job(apply_ctx_t *c, ps_push_job_t *job)
     return PS_OK;
 }
 
+/* The committed head as of this write transaction (meta "head"). */
+static int apply_read_head(apply_ctx_t *c)
+{
+    MDB_val k = {4, "head"}, v;
+    int mrc = mdb_get(c->txn, c->st->meta, &k, &v);
+    c->seq = 0;
+    if (mrc == 0 && v.mv_size == 8)
+        c->seq = be64get(v.mv_data);
+    else if (mrc && mrc != MDB_NOTFOUND)
+        return db_err(mrc);
+    return PS_OK;
+}
+
 int ps_apply_begin(ps_apply_txn_t *c, ps_store_t *st)
 {
     int mrc;
@@ -1289,14 +1302,18 @@ int ps_apply_begin(ps_apply_txn_t *c, ps_store_t *st)
     c->st = st;
     c->now_ms = ps_now_ms();
     ps_buf_init(&c->scratch);
-    pthread_mutex_lock(&st->head_lock);
-    c->seq = st->head;
-    pthread_mutex_unlock(&st->head_lock);
     if ((mrc = mdb_txn_begin(st->env, NULL, 0, &c->txn))) {
         c->txn = NULL;
         return db_err(mrc);
     }
-    return PS_OK;
+    /* The head is read inside the write transaction: the group commit is
+     * not the store's only writer (the migrant consumer, server/migrants.c,
+     * writes foreign versions at new seqs too), and LMDB's writer lock is
+     * what orders them. */
+    int rc = apply_read_head(c);
+    if (rc)
+        ps_apply_abort(c);
+    return rc;
 }
 
 void ps_apply_abort(ps_apply_txn_t *c)
@@ -1331,9 +1348,7 @@ int ps_apply_commit(ps_apply_txn_t *c)
         rc = db_err(mrc);
         goto out;
     }
-    pthread_mutex_lock(&c->st->head_lock);
-    c->st->head = c->seq;
-    pthread_mutex_unlock(&c->st->head_lock);
+    ps_store_head_advance(c->st, c->seq);
 out:
     ps_apply_abort(c);
     return rc;

@@ -70,6 +70,7 @@ static const ckey_t g_keys[] = {
     {"upstream", "max_in_flight", K_U32_POS, O(upstream_max_in_flight)},
     {"upstream", "replicas", K_U32_POS, O(upstream_replicas)},
     {"upstream", "duplicate_window_s", K_U64, O(upstream_dup_window_s)},
+    {"upstream", "province_orgunits", K_STR, O(upstream_province_orgunits)},
 };
 #undef O
 
@@ -435,6 +436,13 @@ int ps_config_check(const ps_config_t *in, const ps_server_opts_t *o)
             check_readable(&cfg, "NATS client certificate", uo.cert_file);
         if (uo.key_file)
             check_readable(&cfg, "NATS client key", uo.key_file);
+        if (o->upstream_province_orgunits &&
+            check_readable(&cfg, "province org-unit file", o->upstream_province_orgunits)) {
+            ps_orgunits_t *pu = NULL;
+            if (ps_orgunits_load(o->upstream_province_orgunits, &pu, err, sizeof(err)) != PS_OK)
+                problem(&cfg, 0, "province org-unit file %s does not load: %s", o->upstream_province_orgunits, err);
+            ps_orgunits_free(pu);
+        }
     }
     if (o->map_max && o->map_max < o->map_size)
         problem(&cfg, 0, "map_size_max_mb (%zu) is below map_size_mb (%zu)", o->map_max >> 20, o->map_size >> 20);

@@ -4,6 +4,7 @@
 #include "err.h"
 #include "log.h"
 #include "upstream.h"
+#include "migrants.h"
 
 #include <getopt.h>
 #include <malloc.h>
@@ -116,6 +117,7 @@ static int ops_start(ps_server_t *srv, char *err, size_t errlen)
 static void ops_stop(ps_server_t *srv)
 {
     ps_upstream_request_stop(srv->upstream); /* joined after the loop ends */
+    ps_migrants_request_stop(srv->migrants);
     ps_metrics_stop(srv);
     ps_nodes_stop(srv);
 }
@@ -362,6 +364,18 @@ static int open_parts(ps_server_t *srv)
     return PS_OK;
 }
 
+/* Issue 19 point 2: the consumer of other districts' migration cases
+ * (migrants.c), with the province's org units when configured. */
+static int start_migrants(ps_server_t *srv, const ps_upstream_opts_t *uo, char *err, size_t errlen)
+{
+    const char *f = srv->opts.upstream_province_orgunits;
+    if (f && ps_orgunits_load(f, &srv->province, err, errlen) != PS_OK)
+        return PS_EINVAL;
+    if (f)
+        PS_INFO("main", "province org units: %zu from %s", ps_orgunits_count(srv->province), f);
+    return ps_migrants_start(&srv->migrants, srv->store, uo, srv->province, err, errlen);
+}
+
 /* Starts the handshake pool, the listener, the ops endpoints and the
  * upward stream on the loop.  PS_OK, or an error told in the log. */
 static int start_services(ps_server_t *srv)
@@ -376,6 +390,8 @@ static int start_services(ps_server_t *srv)
         ps_upstream_opts_t uo;
         ps_config_upstream_opts(&srv->opts, &uo);
         rc = ps_upstream_start(&srv->upstream, srv->store, &uo, err, sizeof(err));
+        if (rc == PS_OK)
+            rc = start_migrants(srv, &uo, err, sizeof(err));
     }
     if (rc)
         PS_ERROR("main", "%s", err);
@@ -432,6 +448,7 @@ int main(int argc, char **argv)
         srv.loop = &loop;
         if ((rc = start_services(&srv)) == PS_OK)
             serve(&srv);
+        ps_migrants_join(srv.migrants); /* before the publisher's join closes the NATS library */
         ps_upstream_join(srv.upstream);
         uv_loop_close(&loop);
         ps_metrics_free(&srv);
@@ -440,5 +457,6 @@ int main(int argc, char **argv)
     ps_store_close(srv.store);
     ps_tls_conf_free(srv.tls);
     ps_orgunits_free(srv.units);
+    ps_orgunits_free(srv.province);
     return rc ? 1 : 0;
 }

@@ -13,6 +13,7 @@
  */
 #include "server.h"
 #include "upstream.h"
+#include "migrants.h"
 #include "err.h"
 #include "log.h"
 
@@ -120,6 +121,26 @@ static void lag_line(const ps_node_info_t *n, void *arg)
             (unsigned long long)(x->head > n->cursor ? x->head - n->cursor : 0));
 }
 
+/* Issue 19 point 2: cases from other districts (docs/upstream.md §7). */
+static void migrants_lines(ps_server_t *srv, ps_buf_t *b)
+{
+    ps_migrants_stats_t m;
+    ps_migrants_stats(srv->migrants, &m);
+    metric(b, "popsync_migrants_received_total", "counter",
+           "Migration versions of other districts read from the stream.", m.received);
+    metric(b, "popsync_migrants_stored_total", "counter",
+           "Versions of shared cases written here (as received, or merged).", m.stored);
+    metric(b, "popsync_migrants_merged_total", "counter", "Of which merges of concurrent edits.", m.merged);
+    metric(b, "popsync_migrants_dropped_total", "counter",
+           "Versions we had already (our own echoes, redeliveries) or older.", m.dropped);
+    metric(b, "popsync_migrants_refused_total", "counter",
+           "Versions the sending district may not make, or bad records (logged).", m.refused);
+    metric(b, "popsync_migrants_failures_total", "counter", "Batches not written or fetches failed (retried).",
+           m.failures);
+    metric(b, "popsync_migrants_connected", "gauge", "1 while the durable consumer is bound.",
+           (uint64_t)m.connected);
+}
+
 /* Issue 19: the upward stream's lag (docs/upstream.md "Lag"). */
 static void upstream_lines(ps_server_t *srv, ps_buf_t *b)
 {
@@ -137,6 +158,7 @@ static void upstream_lines(ps_server_t *srv, ps_buf_t *b)
     metric(b, "popsync_upstream_failures_total", "counter",
            "Publish rounds without every ack (NATS down or refusing); they are retried.", u.failures);
     metric(b, "popsync_upstream_connected", "gauge", "1 while the NATS connection is up.", (uint64_t)u.connected);
+    migrants_lines(srv, b);
 }
 
 static void render(ps_metrics_t *m, ps_buf_t *b)

@@ -68,6 +68,7 @@ typedef struct ps_server_opts {
     uint32_t upstream_max_in_flight; /**< unacknowledged publishes at most */
     uint32_t upstream_replicas;      /**< stream replicas when popsyncd creates it */
     uint64_t upstream_dup_window_s;  /**< stream duplicate window when popsyncd creates it */
+    const char *upstream_province_orgunits; /**< the province's org units (migrants.c), or NULL */
 } ps_server_opts_t;
 
 typedef struct ps_conn ps_conn_t;
@@ -123,6 +124,8 @@ typedef struct ps_server {
     ps_metrics_t *metrics;       /**< metrics.c, or NULL */
     ps_nodes_t *nodes;           /**< nodes.c: who synced, their cursors */
     struct ps_upstream *upstream; /**< upstream.c: the publisher thread, or NULL */
+    struct ps_migrants *migrants; /**< migrants.c: cases from other districts, or NULL */
+    ps_orgunits_t *province;      /**< [upstream] province_orgunits, or NULL */
 } ps_server_t;
 
 typedef enum ps_conn_state {

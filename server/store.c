@@ -40,7 +40,8 @@ static int open_dbis(MDB_txn *txn, ps_store_t *st)
         (mrc = mdb_dbi_open(txn, "conflicts", MDB_CREATE, &st->conflicts)) ||
         (mrc = mdb_dbi_open(txn, "audit", MDB_CREATE, &st->audit)) ||
         (mrc = mdb_dbi_open(txn, "counters", MDB_CREATE, &st->counters)) ||
-        (mrc = mdb_dbi_open(txn, "closes", MDB_CREATE, &st->closes)))
+        (mrc = mdb_dbi_open(txn, "closes", MDB_CREATE, &st->closes)) ||
+        (mrc = mdb_dbi_open(txn, "foreign", MDB_CREATE, &st->foreign)))
         return mrc;
     return mdb_dbi_open(txn, "answers", MDB_CREATE, &st->answers);
 }
@@ -244,18 +245,55 @@ size_t ps_store_map_size(ps_store_t *st)
     return st->map_size;
 }
 
+/* The migrant summary of a migration (name, sex, birth date, masked ID
+ * number, docs/security.md §8.3) packed into sum (at most
+ * PS_MIGRANT_SUMMARY_MAX bytes; *sum_len 0 when the person is not there):
+ * from its person record, or for another district's case the summary its
+ * district sent with it (store_migrants.c).  Nothing else of the person. */
+int ps__migrant_summary_build(const ps_store_t *st, MDB_txn *txn, const Popsync__Record *mig, uint8_t *sum,
+                              size_t *sum_len)
+{
+    Popsync__MigrantSummary ms = POPSYNC__MIGRANT_SUMMARY__INIT;
+    Popsync__Record *p = NULL;
+    char idn[64], masked[32];
+    MDB_val k, v;
+
+    *sum_len = 0;
+    if (mig->body_case != POPSYNC__RECORD__BODY_MIGRATION || mig->migration->person_id.len != PS_ID_LEN)
+        return PS_OK;
+    k.mv_size = PS_ID_LEN;
+    k.mv_data = mig->migration->person_id.data;
+    if (mdb_get(txn, st->records, &k, &v) == 0 && v.mv_size > REC_HDR &&
+        ((const uint8_t *)v.mv_data)[8] == POPSYNC__KIND__KIND_PERSON &&
+        !(((const uint8_t *)v.mv_data)[9] & REC_DELETED))
+        ps_msg_unpack_desc(&popsync__record__descriptor, (const uint8_t *)v.mv_data + REC_HDR, v.mv_size - REC_HDR,
+                           (ProtobufCMessage **)&p);
+    if (p && p->body_case == POPSYNC__RECORD__BODY_PERSON) {
+        masked[0] = '\0';
+        if (ps_record_get_text(p, "id_number", idn, sizeof(idn)) == PS_OK && *idn)
+            ps_field_shown(POPSYNC__KIND__KIND_PERSON, "id_number", idn, masked, sizeof(masked));
+        ms.name = p->person->name ? p->person->name : (char *)"";
+        ms.sex = p->person->sex;
+        ms.birth_date = p->person->birth_date ? p->person->birth_date : (char *)"";
+        ms.id_number_masked = masked;
+        if (protobuf_c_message_get_packed_size(&ms.base) <= PS_MIGRANT_SUMMARY_MAX)
+            *sum_len = protobuf_c_message_pack(&ms.base, sum);
+    } else if (!p) {
+        ps__foreign_summary(st, txn, mig->id.data, sum, sum_len);
+    }
+    if (p)
+        ps_msg_free(&p->base);
+    return PS_OK;
+}
+
 /* The migrant of a migration the peer reads only as its other place
- * (docs/security.md §8.3): its person's name, sex, birth date and masked ID
- * number, packed into sum (*sum_len 0 when none is due or the person is not
- * there).  Nothing else of the person leaves the store this way. */
-#define MIGRANT_MAX 1024
+ * (docs/security.md §8.3), packed into sum (*sum_len 0 when none is due). */
+#define MIGRANT_MAX PS_MIGRANT_SUMMARY_MAX
 static int migrant_summary(const ps_store_t *st, MDB_txn *txn, const ps_peer_t *peer, const uint8_t *hdr,
                            const uint8_t *packed, size_t plen, uint8_t *sum, size_t *sum_len)
 {
-    Popsync__MigrantSummary ms = POPSYNC__MIGRANT_SUMMARY__INIT;
-    Popsync__Record *mig = NULL, *p = NULL;
-    char unit[13], other[13], idn[64], masked[32];
-    MDB_val k, v;
+    Popsync__Record *mig = NULL;
+    char unit[13], other[13];
 
     *sum_len = 0;
     if (hdr[8] != POPSYNC__KIND__KIND_MIGRATION || (hdr[9] & REC_DELETED))
@@ -266,28 +304,7 @@ static int migrant_summary(const ps_store_t *st, MDB_txn *txn, const ps_peer_t *
         return PS_OK;
     if (ps_msg_unpack_desc(&popsync__record__descriptor, packed, plen, (ProtobufCMessage **)&mig))
         return PS_OK; /* the record itself is sent; the summary is best effort */
-    if (mig->body_case == POPSYNC__RECORD__BODY_MIGRATION && mig->migration->person_id.len == PS_ID_LEN) {
-        k.mv_size = PS_ID_LEN;
-        k.mv_data = mig->migration->person_id.data;
-        if (mdb_get(txn, st->records, &k, &v) == 0 && v.mv_size > REC_HDR &&
-            ((const uint8_t *)v.mv_data)[8] == POPSYNC__KIND__KIND_PERSON &&
-            !(((const uint8_t *)v.mv_data)[9] & REC_DELETED))
-            ps_msg_unpack_desc(&popsync__record__descriptor, (const uint8_t *)v.mv_data + REC_HDR,
-                               v.mv_size - REC_HDR, (ProtobufCMessage **)&p);
-    }
-    if (p && p->body_case == POPSYNC__RECORD__BODY_PERSON) {
-        masked[0] = '\0';
-        if (ps_record_get_text(p, "id_number", idn, sizeof(idn)) == PS_OK && *idn)
-            ps_field_shown(POPSYNC__KIND__KIND_PERSON, "id_number", idn, masked, sizeof(masked));
-        ms.name = p->person->name ? p->person->name : (char *)"";
-        ms.sex = p->person->sex;
-        ms.birth_date = p->person->birth_date ? p->person->birth_date : (char *)"";
-        ms.id_number_masked = masked;
-        if (protobuf_c_message_get_packed_size(&ms.base) <= MIGRANT_MAX)
-            *sum_len = protobuf_c_message_pack(&ms.base, sum);
-    }
-    if (p)
-        ps_msg_free(&p->base);
+    ps__migrant_summary_build(st, txn, mig, sum, sum_len);
     ps_msg_free(&mig->base);
     return PS_OK;
 }

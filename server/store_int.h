@@ -55,6 +55,7 @@ struct ps_store {
     MDB_env *env;
     MDB_dbi records, feed, nodes, rejects, meta, versions, conflicts, audit, counters, closes, answers;
     MDB_dbi idnum;           /* live persons by ID number (store_idnum.c) */
+    MDB_dbi foreign;         /* migrants between districts (store_migrants.c) */
     uint8_t server_node[PS_ID_LEN];
     uint64_t head;           /* last committed seq; read under head_lock */
     pthread_mutex_t head_lock;
@@ -78,6 +79,17 @@ int ps__same_identity(const Popsync__NodeStatus *b, const ps_peer_t *p);
 int ps__bind_get(MDB_txn *txn, ps_store_t *st, const uint8_t *node, Popsync__NodeStatus **out);
 int ps__bind_put(MDB_txn *txn, ps_store_t *st, const uint8_t *node, const ps_peer_t *p);
 void ps__bind_refusal(char *out, size_t n, const uint8_t *node, const Popsync__NodeStatus *b, const ps_peer_t *p);
+
+/* After a durable commit up to seq: the head moves on, never back (two
+ * writers, the group commit and the migrant consumer, may finish their
+ * commits in either order). */
+static inline void ps_store_head_advance(ps_store_t *st, uint64_t seq)
+{
+    pthread_mutex_lock(&st->head_lock);
+    if (seq > st->head)
+        st->head = seq;
+    pthread_mutex_unlock(&st->head_lock);
+}
 
 /* Begins a transaction under the resize lock (flags: 0 or MDB_RDONLY). */
 static inline int txn_begin_locked(ps_store_t *st, unsigned flags, MDB_txn **txn)
@@ -153,6 +165,25 @@ static inline const char *other_place(const Popsync__Record *r)
     return "";
 }
 
+
+/* Migrant summaries (store.c; docs/upstream.md §7).  ps__migrant_summary_build
+ * packs the summary of migration mig (from its person, or the one its
+ * district sent); ps__foreign_summary (store_migrants.c) reads the one a
+ * district sent with case id.  *sum_len 0: none. */
+#define PS_MIGRANT_SUMMARY_MAX 1024
+int ps__migrant_summary_build(const ps_store_t *st, MDB_txn *txn, const Popsync__Record *mig, uint8_t *sum,
+                              size_t *sum_len);
+void ps__foreign_summary(const ps_store_t *st, MDB_txn *txn, const uint8_t *id, uint8_t *sum, size_t *sum_len);
+/* The revisions a stored record's current version contains (its own,
+ * every earlier local version's, and the foreign versions merged into it),
+ * as text "gen.hlc.node,..." (hex, newest first, at most len bytes) for the
+ * Popsync-Lineage header (store_migrants.c). */
+int ps__foreign_lineage(const ps_store_t *st, MDB_txn *txn, const uint8_t *id, char *out, size_t len);
+
+/* Adds sign times a record version's report contributions to the
+ * counters, read-modify-write (store_upstream.c: the rebuild and the
+ * foreign versions of store_migrants.c, which write few records). */
+int ps__store_counters_add(MDB_txn *txn, ps_store_t *st, const Popsync__Record *r, int sign);
 
 /* The district's ID-number index (store_idnum.c), kept in the transaction
  * that writes the records: one live person per ID number for every new

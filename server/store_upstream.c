@@ -97,6 +97,22 @@ static int nodes_dump(MDB_txn *txn, ps_store_t *st, ps_buf_t *out)
     return rc;
 }
 
+/* What a migration shared with another district carries besides the
+ * record (docs/upstream.md §7): its id, lineage and migrant summary. */
+static int migration_extras(MDB_txn *txn, ps_store_t *st, ps_feed_item_t *it)
+{
+    Popsync__Record *r = NULL;
+    int rc;
+    if (ps_msg_unpack_desc(&popsync__record__descriptor, it->packed, it->len, (ProtobufCMessage **)&r))
+        return PS_OK; /* published as it is; a consumer refuses what it cannot read */
+    memcpy(it->id, r->id.data, r->id.len == 16 ? 16 : 0);
+    rc = ps__foreign_lineage(st, txn, it->id, it->lineage, sizeof(it->lineage));
+    if (rc == PS_OK && !r->deleted)
+        rc = ps__migrant_summary_build(st, txn, r, it->migrant, &it->migrant_len);
+    ps_msg_free(&r->base);
+    return rc;
+}
+
 /* Fills it from a feed entry (k, v) in txn. */
 static int feed_item(MDB_txn *txn, ps_store_t *st, const MDB_val *k, const MDB_val *v, ps_feed_item_t *it)
 {
@@ -126,6 +142,8 @@ static int feed_item(MDB_txn *txn, ps_store_t *st, const MDB_val *k, const MDB_v
     hdr_unit(h, HDR_OTHER, it->other);
     it->packed = h + REC_HDR;
     it->len = rv.mv_size - REC_HDR;
+    if (it->kind == POPSYNC__KIND__KIND_MIGRATION && it->other[0])
+        return migration_extras(txn, st, it);
     return PS_OK;
 }
 
@@ -204,7 +222,7 @@ out:
 /* Adds sign times a record's report contributions to the counters, read-
  * modify-write (a rebuild is offline: no batching needed).  The key layout
  * is store.c's (store.h: month(4)|unit(12)|indicator). */
-static int counters_add(MDB_txn *txn, ps_store_t *st, const Popsync__Record *r, int sign)
+int ps__store_counters_add(MDB_txn *txn, ps_store_t *st, const Popsync__Record *r, int sign)
 {
     ps_contrib_t cs[PS_CONTRIB_MAX];
     size_t n = ps_counters_contrib(r, cs, PS_CONTRIB_MAX);
@@ -279,7 +297,7 @@ static int rebuild_record(MDB_txn *txn, ps_store_t *st, const ps_rebuild_item_t 
         k.mv_size = 8;
         k.mv_data = fkey;
         mrc = mdb_del(txn, st->feed, &k, NULL);
-        if ((mrc && mrc != MDB_NOTFOUND) || (rc = counters_add(txn, st, old, -1)))
+        if ((mrc && mrc != MDB_NOTFOUND) || (rc = ps__store_counters_add(txn, st, old, -1)))
             goto dberr;
     }
     if (!(val = malloc(REC_HDR + it->len))) {
@@ -317,7 +335,7 @@ static int rebuild_record(MDB_txn *txn, ps_store_t *st, const ps_rebuild_item_t 
     v.mv_data = r->id.data;
     if ((mrc = mdb_put(txn, st->feed, &k, &v, 0)))
         goto dberr;
-    rc = counters_add(txn, st, r, 1);
+    rc = ps__store_counters_add(txn, st, r, 1);
     goto out;
 dberr:
     if (!rc)

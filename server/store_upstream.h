@@ -31,6 +31,11 @@ typedef struct ps_feed_item {
     uint64_t hlc_ms;       /**< when the change was accepted (its HLC's milliseconds) */
     const uint8_t *packed; /**< the stored packed Record (or the exit value); valid during the callback */
     size_t len;
+    /* A live or deleted migration with an other place (docs/upstream.md §7): */
+    uint8_t id[16];        /**< the record's id */
+    char lineage[2048];    /**< the revisions its version contains (Popsync-Lineage) */
+    uint8_t migrant[1024]; /**< its packed MigrantSummary (Popsync-Migrant) ... */
+    size_t migrant_len;    /**< ... 0: none (the person is not here) */
 } ps_feed_item_t;
 
 typedef int (*ps_feed_fn)(const ps_feed_item_t *it, void *arg);

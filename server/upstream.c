@@ -28,6 +28,9 @@
 #include <time.h>
 
 #include "record_fmt.h"
+#include "store_migrants.h"
+
+#include <mbedtls/base64.h>
 
 #define POLL_MS 100
 #define ACK_WAIT_MS 10000
@@ -211,6 +214,24 @@ static const char *kind_subject(int kind)
     return k ? k : "unknown";
 }
 
+/* A migration shared with another district (docs/upstream.md §7): its id
+ * and lineage, and, sent to another district's unit, the migrant summary
+ * that district's other place sees (it does not have the person). */
+static natsStatus migration_headers(ps_upstream_t *u, const ps_feed_item_t *it, natsMsg *m)
+{
+    char idhex[33], b64[1400];
+    size_t olen = 0;
+    natsStatus s;
+    ps_hex(it->id, 16, idhex);
+    s = natsMsgHeader_Set(m, "Popsync-Id", idhex);
+    if (s == NATS_OK && it->lineage[0])
+        s = natsMsgHeader_Set(m, "Popsync-Lineage", it->lineage);
+    if (s == NATS_OK && it->migrant_len && !ps_foreign_in_district(it->other, u->o.district) &&
+        mbedtls_base64_encode((unsigned char *)b64, sizeof(b64), &olen, it->migrant, it->migrant_len) == 0)
+        s = natsMsgHeader_Set(m, "Popsync-Migrant", b64);
+    return s;
+}
+
 /* Builds the message of one feed entry (docs/upstream.md "Messages"). */
 static int make_msg(ps_upstream_t *u, const ps_feed_item_t *it, natsMsg **out)
 {
@@ -236,6 +257,8 @@ static int make_msg(ps_upstream_t *u, const ps_feed_item_t *it, natsMsg **out)
         s = natsMsgHeader_Set(*out, "Popsync-Other", it->other);
     if (s == NATS_OK && it->deleted)
         s = natsMsgHeader_Set(*out, "Popsync-Deleted", "1");
+    if (s == NATS_OK && !it->exit && it->kind == POPSYNC__KIND__KIND_MIGRATION && it->other[0])
+        s = migration_headers(u, it, *out);
     if (s != NATS_OK) {
         natsMsg_Destroy(*out);
         *out = NULL;

@@ -1,0 +1,258 @@
+# upstream migrants (issue 19 point 2): two district popsyncds, A (朝阳区)
+# and B (海淀区), publish to and consume from a real 3-node NATS JetStream
+# cluster on loopback.  A migration registered in A whose other place is a
+# township of B reaches B's township as a same-district case does (the
+# migrant summary, the submission and feedback dates, the deadlines); B's
+# feedback comes back to A's record; nothing echoes back and forth; B's
+# popsyncd killed with SIGKILL mid-consume loses and doubles nothing.
+. "$(dirname "$0")/lib4.sh"
+. "$(dirname "$0")/lib_nats.sh"
+command -v mdb_dump >/dev/null || { echo "SKIP: mdb_dump (lmdb-utils) missing"; exit 77; }
+
+DA=110105000000
+DB=110108000000
+TB1=110108001000
+make_pki
+ps pki issue --dir "$T/pki" --role server --orgunit $DB --name popsyncdB >/dev/null
+ps pki issue --dir "$T/pki" --role township --orgunit $TB1 --name tb1 >/dev/null
+UNITSA="$T/unitsA.csv"
+UNITSB="$T/unitsB.csv"
+cat >"$UNITSA" <<'EOF'
+code,parent,name,kind
+110105000000,,朝阳区,district
+110105001000,110105000000,建外街道,subdistrict
+110105002000,110105000000,朝外街道,subdistrict
+110105003000,110105000000,东坝镇,town
+EOF
+cat >"$UNITSB" <<'EOF'
+code,parent,name,kind
+110108000000,,海淀区,district
+110108001000,110108000000,万寿路街道,subdistrict
+110108002000,110108000000,永定路街道,subdistrict
+EOF
+{
+    echo "code,parent,name,kind"
+    echo "110000000000,,北京市,district"
+    sed 1d "$UNITSA" | sed 's/^110105000000,,/110105000000,110000000000,/'
+    sed 1d "$UNITSB" | sed 's/^110108000000,,/110108000000,110000000000,/'
+} >"$T/province.csv"
+
+nats_cluster_start "$T/nats"
+for d in A B; do
+    code=$([ $d = A ] && echo $DA || echo $DB)
+    cat >"$T/$d.conf" <<EOF
+[upstream]
+urls = $NATS_URLS
+district = $code
+max_in_flight = 64
+province_orgunits = $T/province.csv
+EOF
+done
+"$POPSYNCD" --check-config --config "$T/A.conf" --data "$T/server" --listen 127.0.0.1:0 --ca "$T/pki/ca.crt" \
+    --cert "$T/pki/popsyncd.crt" --key "$T/pki/popsyncd.key" >/dev/null || fail "A's config does not check"
+
+B_PID=""
+PORTB=""
+# start_b [popsyncd options]: district B's popsyncd (data $T/serverB).
+start_b() {
+    rm -f "$T/portB"
+    "$POPSYNCD" --listen "127.0.0.1:${PORTB:-0}" --port-file "$T/portB" --data "$T/serverB" --allow-synthetic \
+        --ca "$T/pki/ca.crt" --cert "$T/pki/popsyncdB.crt" --key "$T/pki/popsyncdB.key" --orgunits "$UNITSB" \
+        --config "$T/B.conf" "$@" >>"$T/serverB.log" 2>&1 &
+    B_PID=$!
+    for _ in $(seq 1 200); do
+        [ -s "$T/portB" ] && break
+        kill -0 "$B_PID" 2>/dev/null || fail "B's popsyncd exited at start"
+        sleep 0.05
+    done
+    [ -s "$T/portB" ] || fail "B's popsyncd did not start listening"
+    PORTB=$(cat "$T/portB")
+}
+stop_b() {
+    [ -n "$B_PID" ] || return 0
+    kill -TERM "$B_PID" 2>/dev/null || true
+    wait "$B_PID" 2>/dev/null || true
+    B_PID=""
+}
+# B's server goes down with the test, whatever happens.
+b_exit() {
+    local rc=$?
+    stop_b
+    if [ $rc -ne 0 ]; then
+        echo "--- B's server log (last 30 lines) ---" >&2
+        tail -n 30 "$T/serverB.log" >&2 2>/dev/null || true
+    fi
+    (exit $rc)
+    nats_exit
+}
+trap b_exit EXIT
+
+start_server --orgunits "$UNITSA" --config "$T/A.conf"
+start_b
+client ta town1
+ps --data "$T/tb" init --server "127.0.0.1:$PORTB" --ca "$T/pki/ca.crt" --cert "$T/pki/tb1.crt" \
+    --key "$T/pki/tb1.key" --server-name popsyncdB >/dev/null
+
+sq() { local c=$1; shift; ps --data "$T/$c" "$@"; }
+day() { python3 -c 'import sys,datetime,zoneinfo; print((datetime.datetime.now(zoneinfo.ZoneInfo("Asia/Shanghai")).date()+datetime.timedelta(days=int(sys.argv[1]))).isoformat())' "$1"; }
+# case_of CACHE ID [--awaiting X]: the case's JSON from `popsync migrations`, or "" (after a sync).
+case_of() {
+    local c=$1 id=$2
+    shift 2
+    sq "$c" sync --quiet >/dev/null 2>&1 || true
+    sq "$c" migrations --json "$@" | python3 -c '
+import json,sys
+for c in json.load(sys.stdin):
+    if c["id"]==sys.argv[1]: print(json.dumps(c))' "$id"
+}
+# wait_case CACHE ID SECONDS PYTHON-CONDITION [--awaiting X]: until the case satisfies the condition (on c).
+wait_case() {
+    local c=$1 id=$2 secs=$3 cond=$4 j=""
+    shift 4
+    for _ in $(seq 1 $((secs * 2))); do
+        j=$(case_of "$c" "$id" "$@")
+        if [ -n "$j" ] && python3 -c "import json,sys; c=json.loads(sys.argv[1]); sys.exit(0 if ($cond) else 1)" "$j"; then
+            echo "$j"
+            return 0
+        fi
+        sleep 0.5
+    done
+    fail "case $id in cache $c: not ($cond) within $secs s (last: $j)"
+}
+
+# --- 1. a case crosses from A to B ------------------------------------------------
+idn=$(idnum 1990-04-12 7 female)
+p=$(sq ta add person --set id_number="$idn" --set name=王秀英 --set sex=female --set birth_date=1990-04-12 \
+    --set registration=migrant --set phone=13912345678 --set address=建国路1号)
+m1=$(sq ta add migration --set person_id="$p" --set direction=outflow --set other_place_code=$TB1 \
+    --set start_date="$(day -20)" --set urgent=true --set employer=首钢公司)
+sq ta sync --quiet
+j=$(wait_case tb "$m1" 60 'c["awaiting"]=="submission"')
+masked="${idn:0:6}********${idn:14:4}"
+python3 - "$j" "$masked" "$(day -5)" <<'PY' || fail "B's view of A's case: $j"
+import json,sys
+c=json.loads(sys.argv[1])
+assert c["side"]=="other place" and c["direction"]=="inflow" and c["other_place_code"]=="110105001000", c
+assert c["migrant"]=={"name":"王秀英","sex":"female","birth_date":"1990-04-12","id_number_masked":sys.argv[2]}, c
+assert c["deadline"]==sys.argv[3] and c["days_left"]==-5 and c["urgent"] and c["who_acts"]=="the other place", c
+PY
+expect_eq "$(count tb person)" 0 "person records in B's township cache"
+all=$( (sq tb migrations --json; sq tb list --format json) )
+grep -q "$idn\|13912345678\|建国路1号" <<<"$all" && fail "more than the summary of the person reached B"
+pass "A's case reached B's township with the migrant summary and its deadline, nothing else of the person"
+
+# --- 2. A submits, B sees the feedback deadline, gives feedback, A sees it -------------
+sq ta edit "$m1" --set submitted_date="$(day -2)"
+sq ta sync --quiet
+j=$(wait_case tb "$m1" 60 'c["awaiting"]=="feedback"' --awaiting feedback)
+python3 - "$j" "$(day 13)" <<'PY' || fail "B's case awaiting its feedback: $j"
+import json,sys
+c=json.loads(sys.argv[1])
+assert c["who_acts"]=="this place" and c["deadline"]==sys.argv[2] and c["days_left"]==13, c
+assert c["submitted_date"], c
+PY
+set +e
+out=$(sq tb edit "$m1" --set employer=别的公司 2>&1)
+rc=$?
+set -e
+expect_eq "$rc" 4 "exit of a forbidden edit by B's township ($out)"
+grep -q "employer: the other place may set only submitted_date and feedback_date" <<<"$out" || fail "wording: $out"
+sq tb edit "$m1" --set feedback_date="$(day 0)"
+r=0
+out=$(sq tb sync 2>&1) || r=$?
+expect_eq "$r" 0 "B's feedback accepted by B's popsyncd ($out)"
+for _ in $(seq 1 120); do
+    sq ta sync --quiet
+    fb=$(sq ta show "$m1" --format json 2>/dev/null | python3 -c 'import json,sys; r=json.load(sys.stdin); r=r[0] if isinstance(r,list) else r; print(r.get("feedback_date",""))' 2>/dev/null || true)
+    [ "$fb" = "$(day 0)" ] && break
+    sleep 0.5
+done
+expect_eq "$fb" "$(day 0)" "feedback date in A's record"
+open=$(sq ta migrations --json | python3 -c 'import json,sys; print(len([c for c in json.load(sys.stdin) if c["id"]==sys.argv[1]]))' "$m1")
+expect_eq "$open" 0 "A's case still open after B's feedback"
+pass "B's feedback came back to A's record and closed the case there"
+
+# --- 3. no echo: both districts settle on one revision ------------------------------------
+headA() { "$POPSYNCD" status --data "$T/server" | sed -n 's/^feed head: *\([0-9]*\).*/\1/p'; }
+headB() { "$POPSYNCD" status --data "$T/serverB" | sed -n 's/^feed head: *\([0-9]*\).*/\1/p'; }
+sleep 3
+a0=$(headA)
+b0=$(headB)
+sleep 4
+expect_eq "$(headA) $(headB)" "$a0 $b0" "feed heads (an echo loop would move them)"
+revs() {
+    mdb_dump -s records "$1" | python3 -c '
+import sys
+l=[x.strip() for x in sys.stdin if x.startswith(" ")]
+for k,v in zip(l[0::2],l[1::2]):
+    if k==sys.argv[1]: print(v[68:100])' "$(echo "$m1" | tr -d -)"
+}
+ra=$(revs "$T/server")
+rb=$(revs "$T/serverB")
+[ -n "$ra" ] && [ "$ra" = "$rb" ] || fail "A and B hold different revisions of the case: '$ra' / '$rb'"
+pass "no echo: heads still, the same revision (gen, hlc) in both districts"
+
+# --- 4. B killed with SIGKILL mid-consume ----------------------------------------------
+N=300
+stop_b
+python3 - "$idn" "$N" "$(day -10)" >"$T/cases.csv" <<'PY'
+import sys
+idn, n, start = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+units = ["110108001000", "110108002000"]
+print("person_id,direction,other_place_code,start_date")
+for i in range(n):
+    print("%s,outflow,%s,%s" % (idn, units[i % 2], start))
+PY
+sq ta import "$T/cases.csv" --kind migration >/dev/null
+sq ta sync --quiet
+MPORT=$(nats_free_ports 1)
+# Wait for A to have published them all (B is down: they wait in the stream).
+for _ in $(seq 1 240); do
+    lag=$("$POPSYNCD" status --data "$T/server" | sed -n 's/^upstream lag: *\([0-9]*\) records.*/\1/p')
+    [ "$lag" = 0 ] && break
+    sleep 0.25
+done
+expect_eq "$lag" 0 "A's upstream lag before B comes back"
+POPSYNC_TEST_MIGRANTS_BATCH=4 POPSYNC_TEST_MIGRANTS_PAUSE_MS=20 start_b --metrics "127.0.0.1:$MPORT"
+python3 - "$MPORT" "$B_PID" "$N" <<'PY' || fail "B did not start consuming within 120 s"
+import os, re, signal, sys, time, urllib.request
+port, pid, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+end = time.time() + 120
+while time.time() < end:
+    try:
+        body = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % port, timeout=2).read().decode()
+        m = re.search(r"^popsync_migrants_stored_total (\d+)$", body, re.M)
+        if m and 0 < int(m.group(1)):
+            os.kill(pid, signal.SIGKILL)
+            print(m.group(1))
+            sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.002)
+sys.exit(1)
+PY
+wait "$B_PID" 2>/dev/null || true
+B_PID=""
+count_b() {
+    mdb_dump -s records "$T/serverB" | python3 -c '
+import sys
+l=[x.strip() for x in sys.stdin if x.startswith(" ")]
+print(sum(1 for v in l[1::2] if v[16:18]=="04"))'
+}
+killed_at=$(count_b)
+[ "$killed_at" -lt $((N + 1)) ] || fail "B had consumed every case before the kill: nothing tested"
+start_b
+for _ in $(seq 1 240); do
+    [ "$(count_b)" = $((N + 1)) ] && break
+    sleep 0.5
+done
+expect_eq "$(count_b)" $((N + 1)) "cases in B's store after the restart (killed at $killed_at)"
+mdb_dump -s feed "$T/serverB" | python3 -c '
+import sys,collections
+l=[x.strip() for x in sys.stdin if x.startswith(" ")]
+c=collections.Counter(v for v in l[1::2] if len(v)==32)
+d=[k for k,n in c.items() if n>1]
+sys.exit(1 if d else 0)' || fail "a record has two feed entries in B"
+n=$(sq tb sync --quiet && sq tb migrations --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+[ "$n" -ge $((N / 2)) ] || fail "B's township sees only $n cases"
+pass "B killed with SIGKILL mid-consume (at $killed_at of $((N + 1))): every case once after the restart"

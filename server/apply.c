@@ -415,18 +415,6 @@ static int pack_scratch(apply_ctx_t *c, const ProtobufCMessage *msg, size_t hdr_
     return PS_OK;
 }
 
-static int feed_put(apply_ctx_t *c, const uint8_t *val, size_t len)
-{
-    uint8_t key[8];
-    MDB_val k = {8, key}, v = {len, (void *)val};
-    int mrc;
-    c->seq++;
-    be64put(key, c->seq);
-    /* Sequences only grow, so the feed is always an append. */
-    mrc = mdb_put(c->txn, c->st->feed, &k, &v, MDB_APPEND);
-    return mrc ? db_err(mrc) : PS_OK;
-}
-
 /* Makes nv (which carries its final rev) the record's current version:
  * records, versions and the feed.  When the record's audience shrinks, the
  * units that lose it get an exit entry first, so their readers drop it. */
@@ -439,31 +427,21 @@ static int put_version(apply_ctx_t *c, const Popsync__Record *nv, const uint8_t 
     const char *other = other_place(nv);
 
     if (old_hdr) {
-        uint8_t oldkey[8];
-        MDB_val ok = {8, oldkey};
         char units[2][13];
-        memcpy(oldkey, old_hdr, 8);
-        mrc = mdb_del(c->txn, c->st->feed, &ok, NULL);
-        if (mrc && mrc != MDB_NOTFOUND)
-            return db_err(mrc);
+        if ((rc = ps__feed_drop(c->txn, c->st, old_hdr)))
+            return rc;
         hdr_unit(old_hdr, HDR_UNIT, units[0]);
         hdr_unit(old_hdr, HDR_OTHER, units[1]);
         for (int i = 0; i < 2; i++) {
-            uint8_t ev[FEED_EXIT_LEN];
             if (!units[i][0] || strcmp(units[i], nv->orgunit) == 0 || strcmp(units[i], other) == 0)
                 continue;
-            memcpy(ev, nv->id.data, PS_ID_LEN);
-            ev[16] = 0x01;
-            memcpy(ev + 17, units[i], 12);
-            if ((rc = feed_put(c, ev, sizeof(ev))))
+            if ((rc = ps__feed_put_exit(c->txn, c->st, ++c->seq, nv->id.data, units[i])))
                 return rc;
         }
     }
-    if ((rc = feed_put(c, nv->id.data, PS_ID_LEN)))
-        return rc;
     if ((rc = pack_scratch(c, &nv->base, REC_HDR, &p, &n)))
         return rc;
-    be64put(p, c->seq);
+    be64put(p, ++c->seq);
     p[8] = (uint8_t)nv->kind;
     p[9] = nv->deleted ? REC_DELETED : 0;
     memcpy(p + HDR_UNIT, nv->orgunit, 12);
@@ -475,6 +453,8 @@ static int put_version(apply_ctx_t *c, const Popsync__Record *nv, const uint8_t 
     v.mv_data = p;
     if ((mrc = mdb_put(c->txn, c->st->records, &k, &v, 0)))
         return db_err(mrc);
+    if ((rc = ps__feed_put_record(c->txn, c->st, p, nv->id.data, n)))
+        return rc;
     /* Every version is kept: it may be the common base of a later merge. */
     memcpy(vkey, nv->id.data, PS_ID_LEN);
     be64put(vkey + PS_ID_LEN, nv->rev->gen);

@@ -41,7 +41,8 @@ static int open_dbis(MDB_txn *txn, ps_store_t *st)
         (mrc = mdb_dbi_open(txn, "audit", MDB_CREATE, &st->audit)) ||
         (mrc = mdb_dbi_open(txn, "counters", MDB_CREATE, &st->counters)) ||
         (mrc = mdb_dbi_open(txn, "closes", MDB_CREATE, &st->closes)) ||
-        (mrc = mdb_dbi_open(txn, "foreign", MDB_CREATE, &st->foreign)))
+        (mrc = mdb_dbi_open(txn, "foreign", MDB_CREATE, &st->foreign)) ||
+        (mrc = mdb_dbi_open(txn, "feed_town", MDB_CREATE, &st->feed_town)))
         return mrc;
     return mdb_dbi_open(txn, "answers", MDB_CREATE, &st->answers);
 }
@@ -87,7 +88,7 @@ int ps_store_open(ps_store_t **out, const char *dir, const ps_store_opts_t *opts
         rc = PS_EIO;
         goto out;
     }
-    if ((mrc = mdb_env_create(&st->env)) || (mrc = mdb_env_set_maxdbs(st->env, 16)) ||
+    if ((mrc = mdb_env_create(&st->env)) || (mrc = mdb_env_set_maxdbs(st->env, 32)) ||
         (mrc = mdb_env_set_mapsize(st->env, opts->map_size)) || (mrc = mdb_env_set_maxreaders(st->env, 256)))
         goto fail;
     /* MDB_NOTLS: read transactions are opened on libuv worker threads. */
@@ -108,6 +109,8 @@ int ps_store_open(ps_store_t **out, const char *dir, const ps_store_opts_t *opts
     if ((mrc = mdb_txn_commit(txn)))
         goto fail;
     txn = NULL;
+    if ((rc = ps__feed_open(st, err, errlen)))
+        goto out;
     {
         /* A store that grew in an earlier run keeps its larger map. */
         MDB_envinfo info;
@@ -319,8 +322,8 @@ void ps_store_msg_free(ps_store_msg_t *m)
 
 /* Gives fn one stored record (header + packed Record), with the migrant
  * summary the peer is due, straight from the map. */
-static int emit_record(ps_store_t *st, MDB_txn *txn, const ps_peer_t *peer, uint64_t seq, const MDB_val *rv,
-                       ps_pull_fn fn, void *arg)
+int ps__emit_record(ps_store_t *st, MDB_txn *txn, const ps_peer_t *peer, uint64_t seq, const MDB_val *rv,
+                    ps_pull_fn fn, void *arg)
 {
     uint8_t sum[MIGRANT_MAX];
     ps_pull_item_t it;
@@ -331,100 +334,6 @@ static int emit_record(ps_store_t *st, MDB_txn *txn, const ps_peer_t *peer, uint
     migrant_summary(st, txn, peer, rv->mv_data, it.record, it.record_len, sum, &it.migrant_len);
     it.migrant = it.migrant_len ? sum : NULL;
     return fn(arg, &it);
-}
-
-/* One feed entry (key seq, value fv) for peer: its record, its scope exit,
- * or nothing when the peer may not see it.  *sent: bytes of record given
- * (0 for none), or 1 for an exit. */
-static int pull_entry(ps_store_t *st, MDB_txn *txn, const ps_peer_t *peer, uint64_t seq, const MDB_val *fv,
-                      ps_pull_fn fn, void *arg, size_t *sent, int *counted)
-{
-    MDB_val rk = {PS_ID_LEN, fv->mv_data}, rv;
-    int mrc = mdb_get(txn, st->records, &rk, &rv);
-    *sent = 0;
-    *counted = 0;
-    if (mrc)
-        return db_err(mrc);
-    if (rv.mv_size < REC_HDR)
-        return PS_EDB;
-    if (fv->mv_size == FEED_EXIT_LEN) {
-        /* A scope exit: tell readers of the unit it left, unless the record
-         * is (again) visible to them, in which case its latest entry
-         * carries it. */
-        char unit[13];
-        ps_pull_item_t it;
-        memcpy(unit, (const uint8_t *)fv->mv_data + 17, 12);
-        unit[12] = '\0';
-        if (!may_read(st, peer, unit, NULL) || may_read_hdr(st, peer, rv.mv_data))
-            return PS_OK;
-        memset(&it, 0, sizeof(it));
-        it.seq = seq;
-        it.gone_id = fv->mv_data;
-        *counted = 1;
-        return fn(arg, &it);
-    }
-    if (!may_read_hdr(st, peer, rv.mv_data))
-        return PS_OK;
-    *sent = rv.mv_size - REC_HDR;
-    *counted = 1;
-    return emit_record(st, txn, peer, seq, &rv, fn, arg);
-}
-
-int ps_store_pull(ps_store_t *st, const ps_peer_t *peer, uint64_t cursor, uint32_t max_records,
-                  uint32_t max_bytes, ps_pull_fn fn, void *arg, ps_pull_end_t *end)
-{
-    MDB_txn *txn = NULL;
-    MDB_cursor *cur = NULL;
-    MDB_val k, v;
-    uint8_t key[8];
-    uint64_t head, last = cursor;
-    size_t count = 0, bytes = 0;
-    int mrc, rc = PS_OK, more = 0;
-
-    memset(end, 0, sizeof(*end));
-    head = ps_store_head(st);
-    /* sync.c refuses a cursor beyond head; never let cursor + 1 wrap to 0
-     * (the whole scope) whoever calls. */
-    if (cursor == UINT64_MAX)
-        return PS_EINVAL;
-    if ((mrc = ro_begin(st, &txn)) || (mrc = mdb_cursor_open(txn, st->feed, &cur))) {
-        rc = db_err(mrc);
-        goto out;
-    }
-    be64put(key, cursor + 1);
-    k.mv_size = 8;
-    k.mv_data = key;
-    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        uint64_t seq = be64get(k.mv_data);
-        size_t sent;
-        int counted;
-        if (seq > head)
-            break;
-        if (count >= max_records || bytes >= max_bytes) {
-            more = 1;
-            break;
-        }
-        if ((rc = pull_entry(st, txn, peer, seq, &v, fn, arg, &sent, &counted)))
-            goto out;
-        bytes += sent;
-        count += (size_t)counted;
-        last = seq;
-    }
-    if (mrc && mrc != MDB_NOTFOUND) {
-        rc = db_err(mrc);
-        goto out;
-    }
-    if (!more && last < head)
-        last = head; /* nothing visible up to head: move past it */
-    end->cursor = last;
-    end->more = more;
-    end->head = head;
-out:
-    if (cur)
-        mdb_cursor_close(cur);
-    if (txn)
-        ro_end(st, txn);
-    return rc;
 }
 
 /* Writes one audit entry about node in a durable transaction of its own. */
@@ -766,7 +675,7 @@ int ps_store_fetch(ps_store_t *st, const ps_peer_t *peer, const ProtobufCBinaryD
         }
         if (v.mv_size < REC_HDR || !may_read_hdr(st, peer, v.mv_data))
             continue;
-        if ((rc = emit_record(st, txn, peer, be64get(v.mv_data), &v, fn, arg)))
+        if ((rc = ps__emit_record(st, txn, peer, be64get(v.mv_data), &v, fn, arg)))
             goto out;
     }
     /* cursor 0: a fetch never moves the reader's feed position. */

@@ -8,8 +8,11 @@
  *   audit    n(8, BE)          -> packed AuditEntry (hash-chained; head in meta "audit_head")
  *   counters month(4)|unit(12)|indicator -> int64 (BE), kept in the write transaction
  *   closes   month(4)|township(12) -> packed CloseResult (state, frozen values)
- *   feed     seq(8, BE)        -> id(16)          one entry per record: its latest change
+ *   feed     seq(8, BE)        -> id(16)|2|kind|flags|unit(12)|other(12)|size(4)
+ *                                                    one entry per record: its latest change
  *                                 id(16)|1|unit(12) a scope exit: readers of unit must drop it
+ *   feed_town township(12)|seq(8) -> the feed entry, under each township of its audience
+ *                                 (store_feed.c: a township's pull reads only its own)
  *   nodes    node(16)          -> hw(8) | last_seen_ms(8) | cursor(8)   (all BE)
  *            node(16)|0x01     -> packed NodeStatus: the certificate last seen (store_admin.c)
  *            node(16)|0x02     -> packed NodeStatus: the identity the node id is bound to

@@ -42,9 +42,21 @@
 #define REC_DELETED 0x01
 #define HDR_UNIT 10
 #define HDR_OTHER 22
-/* Feed values: id(16) for a record's latest change; id(16) | 0x01 |
- * unit(12) for a scope exit, telling readers of unit the record left them. */
+/* Feed values (store_feed.c writes and reads them):
+ *   id(16) | 0x02 | kind(1) | flags(1) | unit(12) | other(12) | size(4, BE)
+ *       a record's latest change: what a pull needs to decide whether the
+ *       reader sees it (its audience) and to budget the batch (the packed
+ *       record's size), without looking the record up
+ *   id(16) | 0x01 | unit(12)
+ *       a scope exit, telling readers of unit the record left them
+ *   id(16)
+ *       a record's latest change as written before the township index
+ *       (read still; ps__feed_open rewrites them in the long form) */
 #define FEED_EXIT_LEN 29
+#define FEED_REC_LEN 47
+#define FEED_OLD_LEN 16
+#define FEED_TAG_EXIT 0x01
+#define FEED_TAG_REC 0x02
 /* nodes keys: node(16) is the mark (hw | last seen | cursor), node(16)|tag
  * the certificate last seen (store_admin.c) and the identity the node id is
  * bound to (store.c, issue 21). */
@@ -56,6 +68,7 @@ struct ps_store {
     MDB_dbi records, feed, nodes, rejects, meta, versions, conflicts, audit, counters, closes, answers;
     MDB_dbi idnum;           /* live persons by ID number (store_idnum.c) */
     MDB_dbi foreign;         /* migrants between districts (store_migrants.c) */
+    MDB_dbi feed_town;       /* the feed by township of the audience (store_feed.c) */
     uint8_t server_node[PS_ID_LEN];
     uint64_t head;           /* last committed seq; read under head_lock */
     pthread_mutex_t head_lock;
@@ -195,5 +208,32 @@ int ps_idnum_open(ps_store_t *st, MDB_txn *txn);
 int ps_idnum_check(ps_store_t *st, MDB_txn *txn, const Popsync__Record *nv, const Popsync__Record *cur,
                    ps_verrs_t *verrs);
 int ps_idnum_update(ps_store_t *st, MDB_txn *txn, const Popsync__Record *nv, const Popsync__Record *cur);
+
+/* The feed and its township index (store_feed.c).  Every write of a
+ * feed entry goes through these, in the transaction that writes the
+ * record, so that `feed_town` always holds, under the township of each
+ * unit of an entry's audience (ps_orgunits_township_code), a copy of the
+ * entry keyed township(12) | seq(8, BE):
+ *   ps__feed_put_record  the latest change of the record whose stored
+ *                        value (header | packed, REC_HDR + size bytes) is hdr
+ *   ps__feed_put_exit    a scope exit at seq: readers of unit drop id
+ *   ps__feed_drop        removes the entry the stored header old_hdr names
+ *                        (the record's previous latest change)
+ * ps__feed_open (after the open transaction) builds the index of a store
+ * that has none, or one made with another org-unit tree, in transactions
+ * of its own that resume where a stopped build left off. */
+int ps__feed_put_record(MDB_txn *txn, ps_store_t *st, const uint8_t *hdr, const uint8_t *id, size_t size);
+int ps__feed_put_exit(MDB_txn *txn, ps_store_t *st, uint64_t seq, const uint8_t *id, const char *unit);
+int ps__feed_drop(MDB_txn *txn, ps_store_t *st, const uint8_t *old_hdr);
+int ps__feed_open(ps_store_t *st, char *err, size_t errlen);
+
+/* Gives fn one stored record (header | packed Record, rv) at seq, with the
+ * migrant summary the peer is due (store.c; pulls and fetches). */
+int ps__emit_record(ps_store_t *st, MDB_txn *txn, const ps_peer_t *peer, uint64_t seq, const MDB_val *rv,
+                    ps_pull_fn fn, void *arg);
+
+/* For the unit tests: records looked up and feed entries read by pulls
+ * since the process started (relaxed atomics; nothing else reads them). */
+extern uint64_t ps__pull_lookups, ps__pull_examined;
 
 #endif

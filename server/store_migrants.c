@@ -295,44 +295,28 @@ static int ref_exists(void *arg, const uint8_t id[PS_ID_LEN], int kind)
     return !(((const uint8_t *)v.mv_data)[9] & REC_DELETED) && (kind == 0 || ((const uint8_t *)v.mv_data)[8] == kind);
 }
 
-static int put_feed(fctx_t *c, const void *val, size_t len)
-{
-    uint8_t key[8];
-    MDB_val k = {8, key}, v = {len, (void *)val};
-    int mrc;
-    be64put(key, ++c->seq);
-    mrc = mdb_put(c->txn, c->st->feed, &k, &v, MDB_APPEND);
-    return mrc ? db_err(mrc) : PS_OK;
-}
-
 /* Scope exits for the units of the old header that the new version no
- * longer reaches, then the feed entry (as the apply path does). */
+ * longer reaches (as the apply path does); the record's own feed entry is
+ * written with it (store_feed.c keeps the township index). */
 static int feed_entries(fctx_t *c, const Popsync__Record *nv, const uint8_t *old_hdr)
 {
     const char *other = other_place(nv);
-    int rc, mrc;
+    int rc;
     if (old_hdr) {
-        uint8_t oldkey[8];
-        MDB_val ok = {8, oldkey};
         char units[2][13];
-        memcpy(oldkey, old_hdr, 8);
-        mrc = mdb_del(c->txn, c->st->feed, &ok, NULL);
-        if (mrc && mrc != MDB_NOTFOUND)
-            return db_err(mrc);
+        if ((rc = ps__feed_drop(c->txn, c->st, old_hdr)))
+            return rc;
         hdr_unit(old_hdr, HDR_UNIT, units[0]);
         hdr_unit(old_hdr, HDR_OTHER, units[1]);
         for (int i = 0; i < 2; i++) {
-            uint8_t ev[FEED_EXIT_LEN];
             if (!units[i][0] || strcmp(units[i], nv->orgunit) == 0 || strcmp(units[i], other) == 0)
                 continue;
-            memcpy(ev, nv->id.data, PS_ID_LEN);
-            ev[16] = 0x01;
-            memcpy(ev + 17, units[i], 12);
-            if ((rc = put_feed(c, ev, sizeof(ev))))
+            if ((rc = ps__feed_put_exit(c->txn, c->st, ++c->seq, nv->id.data, units[i])))
                 return rc;
         }
     }
-    return put_feed(c, nv->id.data, PS_ID_LEN);
+    ++c->seq; /* the record's own entry */
+    return PS_OK;
 }
 
 /* Makes nv (packed: bytes) the record's current version: feed, records,
@@ -362,9 +346,10 @@ static int write_version(fctx_t *c, const Popsync__Record *nv, const uint8_t *by
     v.mv_size = REC_HDR + n;
     v.mv_data = val;
     mrc = mdb_put(c->txn, c->st->records, &k, &v, 0);
+    rc = mrc ? db_err(mrc) : ps__feed_put_record(c->txn, c->st, val, nv->id.data, n);
     free(val);
-    if (mrc)
-        return db_err(mrc);
+    if (rc)
+        return rc;
     memcpy(vkey, nv->id.data, PS_ID_LEN);
     be64put(vkey + PS_ID_LEN, nv->rev->gen);
     k.mv_size = sizeof(vkey);

@@ -279,7 +279,7 @@ static int rebuild_record(MDB_txn *txn, ps_store_t *st, const ps_rebuild_item_t 
 {
     Popsync__Record *r, *old = NULL;
     MDB_val ov, k, v;
-    uint8_t fkey[8], vkey[PS_ID_LEN + 8], *val = NULL;
+    uint8_t vkey[PS_ID_LEN + 8], *val = NULL;
     const char *other;
     int mrc, rc = PS_OK;
 
@@ -292,14 +292,8 @@ static int rebuild_record(MDB_txn *txn, ps_store_t *st, const ps_rebuild_item_t 
         goto out;
     if (old && be64get(ov.mv_data) >= it->seq)
         goto out; /* a resend of an older change: the stored one is newer */
-    if (old) {
-        memcpy(fkey, ov.mv_data, 8);
-        k.mv_size = 8;
-        k.mv_data = fkey;
-        mrc = mdb_del(txn, st->feed, &k, NULL);
-        if ((mrc && mrc != MDB_NOTFOUND) || (rc = ps__store_counters_add(txn, st, old, -1)))
-            goto dberr;
-    }
+    if (old && ((rc = ps__feed_drop(txn, st, ov.mv_data)) || (rc = ps__store_counters_add(txn, st, old, -1))))
+        goto out;
     if (!(val = malloc(REC_HDR + it->len))) {
         rc = PS_ENOMEM;
         goto out;
@@ -328,13 +322,8 @@ static int rebuild_record(MDB_txn *txn, ps_store_t *st, const ps_rebuild_item_t 
     v.mv_data = (void *)it->data;
     if ((mrc = mdb_put(txn, st->versions, &k, &v, 0)))
         goto dberr;
-    be64put(fkey, it->seq);
-    k.mv_size = 8;
-    k.mv_data = fkey;
-    v.mv_size = PS_ID_LEN;
-    v.mv_data = r->id.data;
-    if ((mrc = mdb_put(txn, st->feed, &k, &v, 0)))
-        goto dberr;
+    if ((rc = ps__feed_put_record(txn, st, val, r->id.data, it->len)))
+        goto out;
     rc = ps__store_counters_add(txn, st, r, 1);
     goto out;
 dberr:
@@ -351,16 +340,13 @@ out:
 
 static int rebuild_exit(MDB_txn *txn, ps_store_t *st, const ps_rebuild_item_t *it, size_t *bad)
 {
-    uint8_t fkey[8];
-    MDB_val k = {8, fkey}, v = {it->len, (void *)it->data};
-    int mrc;
-    if (it->len != FEED_EXIT_LEN || it->data[16] != 0x01) {
+    char unit[13];
+    if (it->len != FEED_EXIT_LEN || it->data[16] != FEED_TAG_EXIT) {
         (*bad)++;
         return PS_OK;
     }
-    be64put(fkey, it->seq);
-    mrc = mdb_put(txn, st->feed, &k, &v, 0);
-    return mrc ? db_err(mrc) : PS_OK;
+    hdr_unit(it->data, 17, unit);
+    return ps__feed_put_exit(txn, st, it->seq, it->data, unit);
 }
 
 int ps_store_rebuild_put(ps_store_t *st, const ps_rebuild_item_t *items, size_t n, size_t *bad)

@@ -69,6 +69,7 @@ int ps_migrations_json(struct ps_cache *c, int await, struct json_t **out);
 int ps_cmd_fields(ps_cli_t *cli, int argc, char **argv);   /* cmd_fields.c; needs no cache */
 int ps_cmd_template(ps_cli_t *cli, int argc, char **argv); /* cmd_fields.c; needs no cache */
 int ps_cmd_refused(ps_cli_t *cli, int argc, char **argv); /* cmd_refused.c */
+int ps_cmd_history(ps_cli_t *cli, int argc, char **argv); /* cmd_history.c */
 
 /* The import of `popsync import` on an open cache (cmd_io.c): the command
  * and the web interface's import page both go through it. */
@@ -110,6 +111,9 @@ int ps_cli_apply_edits(const char *cmd, Popsync__Record *r, char **sets, size_t 
 /** When record id has refused changes kept (a refused new record is not in
  *  the record view), says so on stderr and where to see them. */
 void ps_cli_refused_hint(struct ps_cache *c, const uint8_t *id, const char *idtext);
+/** The record id of the live person of this cache with ID number text
+ *  (normalized first), or PS_ENOTFOUND (cmd_records.c). */
+int ps_cli_person_by_number(struct ps_cache *c, const char *text, uint8_t id[16]);
 /** Validates r locally (current: the version it replaces, or NULL); reports every error (PS_EXIT_INVALID). */
 int ps_cli_validate_or_report(const char *cmd, struct ps_cache *c, const Popsync__Record *r,
                               const Popsync__Record *current);

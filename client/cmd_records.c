@@ -372,7 +372,7 @@ out:
 /* The live person holding an ID number as a clerk types it (full-width
  * digits, a lower-case x), so that a person's record can be named without
  * its record id. */
-static int person_by_number(ps_cache_t *c, const char *text, uint8_t id[PS_ID_LEN])
+int ps_cli_person_by_number(struct ps_cache *c, const char *text, uint8_t id[16])
 {
     const ps_field_t *f = ps_field_find(POPSYNC__KIND__KIND_PERSON, "id_number");
     const char *why;
@@ -387,7 +387,7 @@ static int load_by_id(const char *cmd, ps_cache_t *c, const char *idtext, Popsyn
 {
     uint8_t id[PS_ID_LEN];
     int rc;
-    if (ps_uuid_parse(idtext, id) != PS_OK && person_by_number(c, idtext, id) != PS_OK) {
+    if (ps_uuid_parse(idtext, id) != PS_OK && ps_cli_person_by_number(c, idtext, id) != PS_OK) {
         ps_cli_err("%s: '%s' is neither a record id nor the ID number of a live person in this cache "
                    "(popsync find shows both)",
                    cmd, idtext);

@@ -57,6 +57,12 @@ static const help_t helps[] = {
      "popsync migrations --awaiting feedback --lang zh"},
     {"show", "ID [--format json|table]", "one record", "ID is a record id, or for a person her ID number.",
      "popsync show 110105199003071239"},
+    {"history", "ID [--json]", "a record's versions: who changed it and when (asks the server)",
+     "ID is a record id, or for a person her ID number.  Lists every version the server keeps (the latest 100)\n"
+     "with the server's time of the change, the certificate (name, role, unit) and device that sent it, the action\n"
+     "and the fields it changed.  Versions made while the record was outside this cache's scope are counted,\n"
+     "not shown.  Offline it says so (exit 3) and prints what the cache knows: the latest version only.",
+     "popsync history 110105199003071239"},
     {"list", "[--kind KIND] [--orgunit CODE] [--format table|json|csv] [--deleted]", "the records of this cache",
      "", "popsync list --kind birth --orgunit 130203001000"},
     {"find", "TEXT [--limit N] [--lang zh|en] [--json]", "find persons by what people know (offline)",

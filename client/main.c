@@ -18,7 +18,7 @@ int main(int argc, char **argv)
     } cmds[] = {{"init", ps_cmd_init},     {"sync", ps_cmd_sync}, {"status", ps_cmd_status},
                 {"add", ps_cmd_add},       {"edit", ps_cmd_edit}, {"delete", ps_cmd_delete},
                 {"restore", ps_cmd_restore},
-                {"show", ps_cmd_show},     {"list", ps_cmd_list}, {"generate", ps_cmd_generate},
+                {"show", ps_cmd_show},     {"history", ps_cmd_history}, {"list", ps_cmd_list}, {"generate", ps_cmd_generate},
                 {"import", ps_cmd_import}, {"export", ps_cmd_export},
                 {"stats", ps_cmd_stats}, {"verify", ps_cmd_verify}, {"conflicts", ps_cmd_conflicts},
                 {"query", ps_cmd_query},   {"report", ps_cmd_report}, {"refused", ps_cmd_refused},

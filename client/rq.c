@@ -13,6 +13,7 @@ typedef struct answer {
         ps_report_fn report;
         ps_close_fn close;
         ps_nodes_fn nodes;
+        ps_history_fn history;
     } fn;
     void *arg;
 } answer_t;
@@ -29,6 +30,7 @@ static int on_answer(ps_session_t *s, int status, ProtobufCMessage **m, void *ar
         case PS_MSG_REPORT_REQUEST: a->fn.report((const Popsync__ReportResult *)*m, a->arg); break;
         case PS_MSG_CLOSE_REQUEST: a->fn.close((const Popsync__CloseResult *)*m, a->arg); break;
         case PS_MSG_NODE_STATUS_REQUEST: a->fn.nodes((const Popsync__NodeStatusResult *)*m, a->arg); break;
+        case PS_MSG_HISTORY_REQUEST: a->fn.history((const Popsync__HistoryResult *)*m, a->arg); break;
         default: break;
         }
     }
@@ -76,6 +78,16 @@ int ps_rq_node_status(ps_session_t *s, ps_nodes_fn fn, void *arg)
     Popsync__NodeStatusRequest nr = POPSYNC__NODE_STATUS_REQUEST__INIT;
     answer_t a = {.type = PS_MSG_NODE_STATUS_REQUEST, .fn.nodes = fn, .arg = arg};
     return ask(s, &a, &nr.base);
+}
+
+int ps_rq_history(ps_session_t *s, const uint8_t *id, uint32_t max, ps_history_fn fn, void *arg)
+{
+    Popsync__HistoryRequest hr = POPSYNC__HISTORY_REQUEST__INIT;
+    answer_t a = {.type = PS_MSG_HISTORY_REQUEST, .fn.history = fn, .arg = arg};
+    hr.id.data = (uint8_t *)id;
+    hr.id.len = 16;
+    hr.max = max;
+    return ask(s, &a, &hr.base);
 }
 
 /* ps_rq_close_each: where the chain is. */

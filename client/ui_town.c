@@ -9,6 +9,7 @@
 #include "dupcheck.h"
 #include "err.h"
 #include "fields.h"
+#include "history.h"
 #include "i18n.h"
 #include "ids.h"
 #include "record_fmt.h"
@@ -324,6 +325,25 @@ static int h_record(ps_ui_req_t *rq)
     return ps_ui_reply_json(rq, 200, o);
 }
 
+/* GET /api/history/ID: the record's versions with who and when, asked of
+ * the server (history.h): {offline: false, history}; when the server
+ * cannot be reached {offline: true, error}, and the page keeps what the
+ * cache holds (GET /api/record's history). */
+static int h_history(ps_ui_req_t *rq)
+{
+    uint8_t id[PS_ID_LEN];
+    json_t *h = NULL;
+    char err[512], zh[600];
+    int reached = 0;
+
+    if (id_arg(ps_ui_rest(rq), id))
+        return ps_ui_reply_error(rq, 400, "not a record id", "不是记录 ID");
+    if (ps_history_ask(ps_ui_cache(rq), id, &h, &reached, err, sizeof(err)) == PS_OK)
+        return ps_ui_reply_json(rq, 200, json_pack("{s:b,s:o}", "offline", 0, "history", h));
+    snprintf(zh, sizeof(zh), "%s%s", reached ? "服务器拒绝：" : "无法连接服务器：", err);
+    return ps_ui_reply_json(rq, 200, json_pack("{s:b,s:s}", "offline", !reached, "error", ps_ui_zh(rq) ? zh : err));
+}
+
 /* --- lists, paged and filtered ---------------------------------------------------------- */
 
 typedef struct list_ctx {
@@ -614,6 +634,7 @@ static const ps_ui_route_t town_routes[] = {
     {"GET", "/api/find", 0, 1, h_find},
     {"GET", "/api/fields", 0, 0, h_fields},
     {"GET", "/api/record/", 1, 1, h_record},
+    {"GET", "/api/history/", 1, 1, h_history},
     {"GET", "/api/list", 0, 1, h_list},
     {"GET", "/api/dupcheck", 0, 1, h_dupcheck},
     {"POST", "/api/record/save", 0, 1, h_save},

@@ -40,6 +40,9 @@ static const struct {
     [PS_ACT_CLOSE_APPROVE] = {"CloseRequest/approve", PS_MSG_CLOSE_REQUEST, BIT(PS_ROLE_ADMIN)},
     [PS_ACT_CLOSE_RETURN] = {"CloseRequest/return", PS_MSG_CLOSE_REQUEST, BIT(PS_ROLE_ADMIN)},
     [PS_ACT_NODE_STATUS] = {"NodeStatusRequest", PS_MSG_NODE_STATUS_REQUEST, BIT(PS_ROLE_ADMIN)},
+    /* A record's versions and who made them: whoever may fetch the record
+     * (and each version only if it may read that version: the store). */
+    [PS_ACT_HISTORY] = {"HistoryRequest", PS_MSG_HISTORY_REQUEST, SYNCERS},
 };
 
 /* ---- the subtree rule -------------------------------------------------------- */

@@ -71,6 +71,7 @@ typedef enum ps_action {
     PS_ACT_CLOSE_APPROVE,
     PS_ACT_CLOSE_RETURN,
     PS_ACT_NODE_STATUS,
+    PS_ACT_HISTORY,
     PS_ACT_COUNT
 } ps_action_t;
 

@@ -652,6 +652,9 @@ static int audit_append(apply_ctx_t *c, const ps_push_job_t *job, const Popsync_
     v.mv_data = p;
     if ((mrc = mdb_put(c->txn, c->st->audit, &k, &v, MDB_APPEND)))
         return db_err(mrc);
+    /* A record's history finds the entry of each version (store_history.c). */
+    if (nv->id.len == PS_ID_LEN && nv->rev && (rc = ps__history_file(c->txn, c->st, nv->id.data, e.gen, e.n)))
+        return rc;
     if ((rc = ps_sha256(p, n, c->audit_hash)))
         return rc;
     c->audit_n = e.n;

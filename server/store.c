@@ -102,6 +102,10 @@ int ps_store_open(ps_store_t **out, const char *dir, const ps_store_opts_t *opts
         snprintf(err, errlen, "store %s: cannot build the ID-number index", dir);
         goto out;
     }
+    if ((rc = ps__history_open(st, txn))) {
+        snprintf(err, errlen, "store %s: cannot build the index of audit entries by record", dir);
+        goto out;
+    }
     if ((rc = ps_random(fresh, PS_ID_LEN)))
         goto out;
     if ((mrc = load_meta(txn, st, fresh)))

@@ -243,6 +243,13 @@ int ps_store_node_rebind(ps_store_t *st, const uint8_t node[PS_ID_LEN], const ps
  *  see (common/policy.h: its scope, or its own edits), at most max (1000). */
 int ps_store_conflicts(ps_store_t *st, const ps_peer_t *peer, const uint8_t node[PS_ID_LEN], int include_resolved,
                        uint32_t max, ps_store_msg_t *out);
+/** A record's versions, oldest first, each with the audit entry of the
+ *  change that made it (who and when): a HistoryResult in *out.  Nothing
+ *  (no versions, no counts) when the record does not exist or peer may not
+ *  read it, alike; versions peer may not read are only counted (hidden);
+ *  at most max (0 or over 100: 100) of the latest.  store_history.c. */
+int ps_store_history(ps_store_t *st, const ps_peer_t *peer, const ProtobufCBinaryData *id, uint32_t max,
+                     ps_store_msg_t *out);
 /** Open conflicts in which an edit of node lost (told in Welcome, so the
  *  cache whose edit lost learns of it at its next sync).  Read-only. */
 int ps_store_conflicts_lost(ps_store_t *st, const uint8_t node[PS_ID_LEN], uint32_t *n);

@@ -69,6 +69,7 @@ struct ps_store {
     MDB_dbi idnum;           /* live persons by ID number (store_idnum.c) */
     MDB_dbi foreign;         /* migrants between districts (store_migrants.c) */
     MDB_dbi feed_town;       /* the feed by township of the audience (store_feed.c) */
+    MDB_dbi audit_rec;       /* record id | gen -> its audit entry's n (store_history.c) */
     uint8_t server_node[PS_ID_LEN];
     uint64_t head;           /* last committed seq; read under head_lock */
     pthread_mutex_t head_lock;
@@ -84,6 +85,12 @@ struct ps_store {
  * already (store.c; the node-table flush calls it, so a node id is bound
  * from its first Hello, not only from its first push). */
 int ps__store_bind_if_new(MDB_txn *txn, ps_store_t *st, const ps_node_info_t *n);
+
+/* The audit entries of a record's versions (store_history.c): the index
+ * is opened (and built from the audit log when missing) in the open
+ * transaction; the apply path files each record entry it appends. */
+int ps__history_open(ps_store_t *st, MDB_txn *txn);
+int ps__history_file(MDB_txn *txn, ps_store_t *st, const uint8_t *id, uint64_t gen, uint64_t n);
 
 /* Node ids bound to certificate identities (store.c; the apply path's
  * admission and the Hello read them). */

@@ -195,6 +195,14 @@ static void work_node_status(read_job_t *j)
     reply_store_msg(j, PS_MSG_NODE_STATUS_RESULT, &m);
 }
 
+static void work_history(read_job_t *j)
+{
+    Popsync__HistoryRequest *hr = (Popsync__HistoryRequest *)j->msg;
+    ps_store_msg_t m;
+    j->rc = ps_store_history(j->c->srv->store, &j->peer, &hr->id, hr->max, &m);
+    reply_store_msg(j, PS_MSG_HISTORY_RESULT, &m);
+}
+
 static void read_work(uv_work_t *req)
 {
     read_job_t *j = req->data;
@@ -496,6 +504,7 @@ static const handler_t g_handlers[PS_MSG_MAX_KNOWN + 1] = {
     [PS_MSG_REPORT_REQUEST] = {NULL, work_report, NULL},
     [PS_MSG_CLOSE_REQUEST] = {NULL, work_close, NULL},
     [PS_MSG_NODE_STATUS_REQUEST] = {on_node_status, work_node_status, NULL},
+    [PS_MSG_HISTORY_REQUEST] = {NULL, work_history, NULL},
 };
 
 int ps_sync_check_handlers(char *err, size_t errlen)

@@ -22,7 +22,7 @@ async function show() {
   const d = await ps.get('/api/record/' + encodeURIComponent(id));
   stateBox(d.state, id);
   const r = d.record;
-  if (!r) { ps.status(ps.t('这条新记录被服务器退回，尚未保存到服务器。', 'This new record was refused by the server.'), true); return; }
+  if (!r) { ps.status(ps.t('这条新记录被服务器退回，尚未保存到服务器。', 'This new record was refused by the server.'), true); return null; }
   document.getElementById('title').textContent = kindLabel(r.kind) + ' ' + summary(r);
   const tb = document.querySelector('#fields tbody');
   for (const f of await fieldsOf(r.kind)) {
@@ -58,8 +58,54 @@ async function show() {
       box.append(sec);
     }
   }
+  return r;
+}
+const ACTIONS = {create: ['新建', 'created'], update: ['修改', 'changed'], delete: ['删除', 'deleted'],
+  restore: ['恢复', 'restored'], merge: ['合并', 'merged'], resolve: ['解决冲突', 'conflict resolved']};
+function whoText(v) {
+  const dev = v.this_device ? ps.t('本设备', 'this device') : ps.t('设备 ', 'device ') + v.node.slice(0, 8);
+  return v.audited ? v.cert_name + ' (' + v.cert_role + ' ' + v.cert_orgunit + ') · ' + dev : dev;
+}
+/* The versions the server keeps, with who and when (GET /api/history/ID);
+ * offline, a note: the table above is then all this device knows. */
+async function showVersions(id, kind) {
+  const box = ps.el('section', {id: 'versions'}, ps.el('h2', {text: ps.t('版本历史（服务器）', 'Versions (server)')}));
+  document.getElementById('history').append(box);
+  const wait = ps.el('p', {text: ps.t('正在向服务器查询…', 'Asking the server…')});
+  box.append(wait);
+  const d = await ps.get('/api/history/' + encodeURIComponent(id));
+  wait.remove();
+  if (d.offline || !d.history) {
+    box.append(ps.el('p', {id: 'versions-offline', class: 'err', text: (d.offline
+      ? ps.t('无法连接服务器：以前的版本保存在服务器上，本机只保存最新版本（见上表）。',
+             'The server cannot be reached: earlier versions are kept on the server; this device holds the latest one only (above).')
+      : '') + ' ' + (d.error || '')}));
+    return;
+  }
+  const labels = {};
+  for (const f of await fieldsOf(kind)) labels[f.name] = f.label;
+  const h = d.history, tb = ps.el('tbody');
+  for (const v of h.versions) {
+    const a = ACTIONS[v.action] || [v.action || '?', v.action || '?'];
+    const changed = v.changed === null ? (v.gen === 1 ? '' : '…') : v.changed.map(n => labels[n] || n).join('、');
+    tb.append(ps.el('tr', {'data-gen': String(v.gen)},
+      ps.el('td', {text: String(v.gen)}),
+      ps.el('td', {class: 'when', text: fmtTime(v.audited ? v.time_ms : v.hlc_ms)}),
+      ps.el('td', {class: 'action', text: ps.t(a[0], a[1])}),
+      ps.el('td', {class: 'who', text: whoText(v)}),
+      ps.el('td', {class: 'changed', text: changed})));
+  }
+  box.append(ps.el('table', {id: 'versions-table'}, ps.el('thead', {}, ps.el('tr', {},
+    ps.el('th', {text: ps.t('版本', 'Version')}), ps.el('th', {text: ps.t('时间', 'When')}),
+    ps.el('th', {text: ps.t('操作', 'Action')}), ps.el('th', {text: ps.t('修改人', 'By')}),
+    ps.el('th', {text: ps.t('修改的字段', 'Fields changed')}))), tb));
+  const notes = [];
+  if (h.earlier) notes.push(ps.t('更早的 ' + h.earlier + ' 个版本未显示', h.earlier + ' earlier versions not shown'));
+  if (h.hidden) notes.push(ps.t(h.hidden + ' 个版本产生于本机权限范围之外，未显示', h.hidden + ' versions made outside this device\'s scope are not shown'));
+  if (notes.length) box.append(ps.el('p', {text: notes.join('；')}));
 }
 ps.start(async () => {
   document.getElementById('print').addEventListener('click', () => window.print());
-  await show();
+  const r = await show();
+  if (r) await showVersions(r.id, r.kind);
 });

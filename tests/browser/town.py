@@ -163,6 +163,25 @@ try:
         fail("the other cache sees phone %s after 'keep mine'" % phone)
     ok("conflict made by another cache resolved field by field (mine) and synced")
 
+    # --- the person's versions, from the server: who and when for each.
+    b.d.get(person_url)
+    b.wait_text("#state", "已同步")
+    rows = b.wait(lambda d: d.find_elements("css selector", "#versions-table tbody tr"), "the versions", timeout=30)
+    if len(rows) < 3:
+        fail("the person page shows %d versions, want 3 (created, the other cache's edit, the resolution)" % len(rows))
+    for r in rows:
+        if "town1" not in r.find_element("css selector", "td.who").text or \
+                not r.find_element("css selector", "td.when").text.strip():
+            fail("a version without who or when: " + r.text)
+    if "设备 " not in rows[1].find_element("css selector", "td.who").text or \
+            "电话" not in rows[1].find_element("css selector", "td.changed").text:
+        fail("the other cache's edit (its device, the phone changed): " + rows[1].text)
+    if "本设备" not in rows[-1].find_element("css selector", "td.who").text:
+        fail("the resolution was made on this device: " + rows[-1].text)
+    b.d.execute_script("document.getElementById('versions').scrollIntoView()")
+    b.shot("person-versions")
+    ok("the person's page lists %d versions with who and when (from the server)" % len(rows))
+
     # --- import: a preview lists the bad row by line, nothing is stored;
     # the rejected rows download; the import stores the good row.
     csv = os.path.join(os.environ["T"], "人员.csv")

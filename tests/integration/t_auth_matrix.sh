@@ -91,6 +91,8 @@ admin CloseRequest/submit in allowed
 admin CloseRequest/submit out allowed
 admin CloseRequest/approve in allowed
 admin CloseRequest/status in allowed
+admin HistoryRequest in allowed
+admin HistoryRequest out allowed
 admin NodeStatusRequest - allowed
 ta Push in allowed
 ta Push out refused
@@ -117,6 +119,8 @@ ta CloseRequest/submit in allowed
 ta CloseRequest/submit out refused
 ta CloseRequest/approve in refused
 ta CloseRequest/status in allowed
+ta HistoryRequest in allowed
+ta HistoryRequest out no-data
 ta NodeStatusRequest - refused
 coll Push in allowed
 coll Push out refused
@@ -143,6 +147,8 @@ coll CloseRequest/submit in refused
 coll CloseRequest/submit out refused
 coll CloseRequest/approve in refused
 coll CloseRequest/status in refused
+coll HistoryRequest in allowed
+coll HistoryRequest out no-data
 coll NodeStatusRequest - refused
 viewer Push in refused
 viewer Push out refused
@@ -169,6 +175,8 @@ viewer CloseRequest/submit in refused
 viewer CloseRequest/submit out refused
 viewer CloseRequest/approve in refused
 viewer CloseRequest/status in allowed
+viewer HistoryRequest in refused
+viewer HistoryRequest out refused
 viewer NodeStatusRequest - refused
 EOF
 if ! diff -u "$T/expected" "$T/matrix.out" >"$T/matrix.diff"; then

@@ -24,6 +24,7 @@ yhex=$(python3 -c 'import os,sys; print(sys.argv[1][:16] + os.urandom(8).hex())'
 #   push UNIT GEN [deleted]: a Push of one person change with that id, unit
 #     and base generation (0: a new record)
 #   fetch: a FetchRequest for that id
+#   history: a HistoryRequest for that id (a record's versions, issue 18)
 frame() {
     python3 - "$@" "$idn" <<'PY'
 import struct, sys, time
@@ -40,6 +41,8 @@ def f_bytes(f, b): return varint(f << 3 | 2) + varint(len(b)) + b if b else b""
 def f_str(f, s): return f_bytes(f, s.encode())
 if what == "fetch":
     typ, body = 18, f_bytes(1, rid)
+elif what == "history":
+    typ, body = 27, f_bytes(1, rid)
 else:
     unit, gen, deleted = args[2], int(args[3]), len(args) > 5 and args[4] == "deleted"
     person = f_str(1, idn) + f_str(2, "探测") + f_varint(3, 1) + f_str(4, "1985-06-02")
@@ -59,7 +62,7 @@ probe() {
         sed "s/$id/<ID>/g"
 }
 
-for c in "fetch" "push $TA_V1 1" "push $TB_V1 1" "push $TA_V1 9" "push $TB_V1 0" "push $TB_V1 1 deleted"; do
+for c in "fetch" "history" "push $TA_V1 1" "push $TB_V1 1" "push $TA_V1 9" "push $TB_V1 0" "push $TB_V1 1 deleted"; do
     # shellcheck disable=SC2086
     ax=$(probe "$xhex" $c)
     # shellcheck disable=SC2086
@@ -68,7 +71,7 @@ for c in "fetch" "push $TA_V1 1" "push $TB_V1 1" "push $TA_V1 9" "push $TB_V1 0"
     expect_soft "$ax" "$ay" "$c: the answer about B's existing record (got) differs from the one about an unknown id (expected)"
 done
 finish_soft
-pass "fetch, edits (pulling the record in, as it is, on a future revision), create and delete: identical answers"
+pass "fetch, history, edits (pulling the record in, as it is, on a future revision), create and delete: identical answers"
 
 # The probes changed nothing: B's record is as it was and no conflict was
 # attached to it.

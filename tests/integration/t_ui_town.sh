@@ -63,3 +63,13 @@ grep -q "WARNING: serving beyond this computer" "$T/ui-t2.err" || fail "no warni
 (cd "$UI_SRC/tests/browser" && "$UI_PY" tls_check.py "$UI_URL" "$T/pki/town1.crt") || fail "TLS check"
 ui_stop
 pass "TLS when serving beyond loopback"
+
+# The record page offline (issue 18, gap a): the versions are the
+# server's; the page says it cannot reach it and keeps the cache's history.
+pid=$(ps --data "$T/t1" find 孙七 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])') ||
+    fail "find 孙七"
+stop_server
+ui_start t1
+ui_browser town_offline.py town_offline "{\"id\": \"$pid\"}"
+ui_stop
+pass "record page offline: says so, shows what the cache holds"

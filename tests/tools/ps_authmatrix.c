@@ -50,7 +50,7 @@
 typedef enum am_op {
     OP_PUSH, OP_PULL, OP_PING, OP_ORGUNITS, OP_CONFLICTS, OP_VERIFY, OP_VERIFY_BUCKET, OP_FETCH,
     OP_QUERY_GROUP, OP_QUERY_LIST, OP_REPORT_MONTHLY, OP_REPORT_QUALITY, OP_CLOSE_SUBMIT, OP_CLOSE_APPROVE,
-    OP_CLOSE_STATUS, OP_EMPTY
+    OP_CLOSE_STATUS, OP_HISTORY, OP_EMPTY
 } am_op_t;
 
 typedef struct am_case {
@@ -88,6 +88,8 @@ static const am_case_t g_hand_cases[] = {
     {PS_MSG_CLOSE_REQUEST, "submit", "out", OP_CLOSE_SUBMIT, 1},
     {PS_MSG_CLOSE_REQUEST, "approve", "in", OP_CLOSE_APPROVE, 0},
     {PS_MSG_CLOSE_REQUEST, "status", "in", OP_CLOSE_STATUS, 0},
+    {PS_MSG_HISTORY_REQUEST, NULL, "in", OP_HISTORY, 0},
+    {PS_MSG_HISTORY_REQUEST, NULL, "out", OP_HISTORY, 1},
 };
 #define AM_NHAND (sizeof(g_hand_cases) / sizeof(g_hand_cases[0]))
 
@@ -292,6 +294,13 @@ static void send_case(am_t *a)
         send_msg(a, PS_MSG_FETCH_REQUEST, &f.base);
         break;
     }
+    case OP_HISTORY: {
+        Popsync__HistoryRequest h = POPSYNC__HISTORY_REQUEST__INIT;
+        h.id.data = (uint8_t *)t->id;
+        h.id.len = PS_ID_LEN;
+        send_msg(a, PS_MSG_HISTORY_REQUEST, &h.base);
+        break;
+    }
     case OP_QUERY_GROUP: send_query(a, t, 0); break;
     case OP_QUERY_LIST: send_query(a, t, 1); break;
     case OP_REPORT_MONTHLY:
@@ -402,6 +411,13 @@ static int judge(am_t *a, const ps_frame_t *f, ProtobufCMessage *m, const char *
                 a->found = 1;
         for (size_t i = 0; i < r->n_issues; i++)
             if (r->issues[i]->orgunit && !strcmp(r->issues[i]->orgunit, t->unit))
+                a->found = 1;
+        break;
+    }
+    case PS_MSG_HISTORY_RESULT: {
+        Popsync__HistoryResult *r = (Popsync__HistoryResult *)m;
+        for (size_t i = 0; i < r->n_versions; i++)
+            if (r->versions[i]->record && same_id(&r->versions[i]->record->id, t->id))
                 a->found = 1;
         break;
     }

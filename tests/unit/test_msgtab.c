@@ -114,7 +114,7 @@ static void test_roles_matrix(void **state)
         {PS_MSG_VERIFY_REQUEST, 1, 1, 1, 0}, {PS_MSG_VERIFY_BUCKET_REQUEST, 1, 1, 1, 0},
         {PS_MSG_FETCH_REQUEST, 1, 1, 1, 0},  {PS_MSG_QUERY, 1, 1, 0, 1},
         {PS_MSG_REPORT_REQUEST, 1, 1, 0, 1}, {PS_MSG_CLOSE_REQUEST, 1, 1, 0, 1},
-        {PS_MSG_NODE_STATUS_REQUEST, 1, 0, 0, 0},
+        {PS_MSG_NODE_STATUS_REQUEST, 1, 0, 0, 0}, {PS_MSG_HISTORY_REQUEST, 1, 1, 1, 0},
     };
     size_t checked = 0;
     (void)state;

@@ -75,6 +75,7 @@ SEND(conflicts, PS_MSG_CONFLICT_LIST)
 SEND(verify, PS_MSG_VERIFY_REQUEST)
 SEND(buckets, PS_MSG_VERIFY_BUCKET_REQUEST)
 SEND(fetch, PS_MSG_FETCH_REQUEST)
+SEND(history, PS_MSG_HISTORY_REQUEST)
 SEND(query, PS_MSG_QUERY)
 SEND(report, PS_MSG_REPORT_REQUEST)
 SEND(close, PS_MSG_CLOSE_REQUEST)
@@ -192,6 +193,7 @@ static const struct {
     {"send ReportRequest", "-", send_report},
     {"send CloseRequest", "-", send_close},
     {"send NodeStatusRequest", "-", send_nodes},
+    {"send HistoryRequest", "-", send_history},
     {"send a server message", "-", send_server_only},
     {"Query", "group", act_query_group},
     {"Query", "list", act_query_list},
@@ -380,7 +382,9 @@ static void test_may_send_every_type(void **state)
             switch (t) {
             case PS_MSG_HELLO: case PS_MSG_PING: case PS_MSG_ORGUNITS_REQUEST: want = 1; break;
             case PS_MSG_PUSH: case PS_MSG_PULL: case PS_MSG_CONFLICT_LIST: case PS_MSG_VERIFY_REQUEST:
-            case PS_MSG_VERIFY_BUCKET_REQUEST: case PS_MSG_FETCH_REQUEST: want = r != PS_ROLE_VIEWER; break;
+            case PS_MSG_VERIFY_BUCKET_REQUEST: case PS_MSG_FETCH_REQUEST: case PS_MSG_HISTORY_REQUEST:
+                want = r != PS_ROLE_VIEWER;
+                break;
             case PS_MSG_QUERY: case PS_MSG_REPORT_REQUEST: case PS_MSG_CLOSE_REQUEST:
                 want = r != PS_ROLE_COLLECTOR;
                 break;

@@ -436,6 +436,36 @@ static void test_non_people(void **state)
     assert_false(ps_policy_may_close(g_tree, &p, PS_ACT_PUSH, TA));
 }
 
+/* Another district's migration held here as its other place (docs/upstream.md
+ * §7): admins and the other place's townships answer it as its other place
+ * only; from another district only the owner changes more than the dates. */
+static void test_foreign_case(void **state)
+{
+    static const char *const foreign_unit = "110105001000";
+    ps_peer_t p;
+    (void)state;
+    assert_true(ps_policy_foreign_case(g_tree, foreign_unit, TA));
+    assert_false(ps_policy_foreign_case(g_tree, IN, TA));           /* ours */
+    assert_false(ps_policy_foreign_case(g_tree, foreign_unit, "110105002000")); /* nobody's here */
+    assert_false(ps_policy_foreign_case(NULL, foreign_unit, TA));   /* no tree: no telling */
+    ps_policy_peer(&p, "admin", D);
+    assert_int_equal(ps_policy_may_write(g_tree, &p, foreign_unit, TA, foreign_unit), PS_WRITE_OTHER_PLACE);
+    assert_int_equal(ps_policy_may_write(g_tree, &p, IN, TA, IN), PS_WRITE_OWNER);
+    ps_policy_peer(&p, "township", TA);
+    assert_int_equal(ps_policy_may_write(g_tree, &p, foreign_unit, TA, foreign_unit), PS_WRITE_OTHER_PLACE);
+    ps_policy_peer(&p, "township", TB);
+    assert_int_equal(ps_policy_may_write(g_tree, &p, foreign_unit, TA, foreign_unit), PS_WRITE_NO);
+    ps_policy_peer(&p, "viewer", D);
+    assert_int_equal(ps_policy_may_write(g_tree, &p, foreign_unit, TA, foreign_unit), PS_WRITE_NO);
+    assert_true(ps_policy_district_may_set(0, "feedback_date"));
+    assert_true(ps_policy_district_may_set(0, "submitted_date"));
+    assert_false(ps_policy_district_may_set(0, "employer"));
+    assert_false(ps_policy_district_may_set(0, "deleted"));
+    assert_false(ps_policy_district_may_set(0, "orgunit"));
+    assert_true(ps_policy_district_may_set(1, "employer"));
+    assert_true(ps_policy_district_may_set(1, "deleted"));
+}
+
 static int setup(void **state)
 {
     char path[4096], err[256] = "";
@@ -458,6 +488,7 @@ int main(void)
         cmocka_unit_test(test_subtree_rule),
         cmocka_unit_test(test_may_send_every_type),
         cmocka_unit_test(test_non_people),
+        cmocka_unit_test(test_foreign_case),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

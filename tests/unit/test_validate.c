@@ -680,6 +680,50 @@ static Popsync__Record *migration(const char *other, const char *start, const ch
     return r;
 }
 
+/* The foreign-case rule (docs/upstream.md §7): another district's case
+ * held here as its other place keeps its owner's unit and person. */
+static void test_foreign_case_rule(void **state)
+{
+    ps_validate_ctx_t c = full_ctx();
+    Popsync__Record *r = migration(UNIT_COMMUNITY, "2025-01-10", "", "2025-01-12", "2025-01-13"), *cur;
+    char err[128];
+    (void)state;
+    set_raw(&r->orgunit, "110105001000"); /* a unit of another district */
+    assert_int_equal(ps_record_set(r, "person_id", MISSING_ID, err, sizeof(err)), PS_OK);
+    /* From a peer, as a new record: an unknown unit and a missing person. */
+    {
+        ps_verrs_t v;
+        memset(&v, 0, sizeof(v));
+        assert_false(ps_validate_foreign_case(r, &c));
+        ps_validate_record(r, &c, &v);
+        assert_true(has_err(&v, "orgunit", "is not a known org unit"));
+        assert_true(has_err(&v, "person_id", "refers to a person that does not exist"));
+    }
+    /* From the stream: both taken as they are, the rest checked. */
+    c.from_upstream = 1;
+    assert_true(ps_validate_foreign_case(r, &c));
+    expect_valid(r, &c);
+    assert_int_equal(ps_record_set(r, "feedback_date", "2025-01-11", err, sizeof(err)), PS_OK);
+    expect_one(r, &c, "feedback_date", "before submitted_date");
+    assert_int_equal(ps_record_set(r, "feedback_date", "2025-01-13", err, sizeof(err)), PS_OK);
+    /* An edit here that keeps the owner's unit: the same. */
+    c.from_upstream = 0;
+    cur = migration(UNIT_COMMUNITY, "2025-01-10", "", "", "");
+    set_raw(&cur->orgunit, "110105001000");
+    c.current = cur;
+    expect_valid(r, &c);
+    /* Without the tree there is no telling: the unit is checked for form. */
+    c.units = NULL;
+    assert_false(ps_validate_foreign_case(r, &c));
+    /* An other place not ours: not a foreign case of ours. */
+    c.units = g_units;
+    c.from_upstream = 1;
+    set_raw(&r->migration->other_place_code, "110105002000");
+    assert_false(ps_validate_foreign_case(r, &c));
+    ps_record_free(cur);
+    ps_record_free(r);
+}
+
 static void test_migration_rules(void **state)
 {
     ps_validate_ctx_t c = full_ctx();
@@ -950,7 +994,7 @@ int main(void)
         cmocka_unit_test(test_text_rules),        cmocka_unit_test(test_enums),
         cmocka_unit_test(test_orgunit_rules),     cmocka_unit_test(test_scope_tree_decides),
         cmocka_unit_test(test_references),        cmocka_unit_test(test_birth_rules),
-        cmocka_unit_test(test_migration_rules),   cmocka_unit_test(test_benefit_rules),
+        cmocka_unit_test(test_migration_rules), cmocka_unit_test(test_foreign_case_rule),   cmocka_unit_test(test_benefit_rules),
         cmocka_unit_test(test_service_rules),     cmocka_unit_test(test_labels),
         cmocka_unit_test(test_envelope),          cmocka_unit_test(test_many_errors),
         cmocka_unit_test(test_reasons_hide_values), cmocka_unit_test(test_record_refs),

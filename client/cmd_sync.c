@@ -368,6 +368,12 @@ static void print_node_status(const Popsync__NodeStatusResult *r, void *arg)
         }
         j = json_pack("{s:o,s:I,s:o,s:o}", "head", ps_json_u64(r->head), "conflicts_open",
                       (json_int_t)r->conflicts_open, "generated_ms", ps_json_u64(r->generated_ms), "nodes", arr);
+        if (r->upstream)
+            json_object_set_new(j, "upstream",
+                                json_pack("{s:o,s:o,s:o,s:b}", "published_seq", ps_json_u64(r->upstream_published),
+                                          "lag_records", ps_json_u64(r->upstream_lag_records), "lag_seconds",
+                                          ps_json_u64(r->upstream_lag_seconds), "connected",
+                                          r->upstream_connected));
         json_dumpf(j, stdout, JSON_COMPACT);
         fputc('\n', stdout);
         json_decref(j);
@@ -375,6 +381,10 @@ static void print_node_status(const Popsync__NodeStatusResult *r, void *arg)
     }
     printf("server head %llu; %llu open conflict(s); %zu node(s) have synced\n", (unsigned long long)r->head,
            (unsigned long long)r->conflicts_open, r->n_nodes);
+    if (r->upstream)
+        printf("upstream: published up to seq %llu; lag %llu records, oldest waiting %llu s%s\n",
+               (unsigned long long)r->upstream_published, (unsigned long long)r->upstream_lag_records,
+               (unsigned long long)r->upstream_lag_seconds, r->upstream_connected ? "" : " (NATS not connected)");
     printf("%-32s  %-16s %-9s %-12s  %-19s  %10s  %9s\n", "node", "name", "role", "org unit", "last seen", "behind",
            "conflicts");
     for (size_t i = 0; i < r->n_nodes; i++) {

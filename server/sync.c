@@ -16,6 +16,7 @@
 #include "msgtab.h"
 #include "policy.h"
 #include "reply.h"
+#include "upstream.h"
 
 #include "wire.pb-c.h"
 
@@ -188,10 +189,28 @@ static void work_close(read_job_t *j)
     reply_store_msg(j, PS_MSG_CLOSE_RESULT, &m);
 }
 
+/* Issue 19: the upward stream's lag with the node table (its counters
+ * are atomics, readable from this worker). */
+static void node_status_upstream(ps_server_t *srv, Popsync__NodeStatusResult *r)
+{
+    ps_upstream_stats_t u;
+    uint64_t now = ps_now_ms();
+    if (!srv->upstream)
+        return;
+    ps_upstream_stats(srv->upstream, &u);
+    r->upstream = 1;
+    r->upstream_published = u.published_seq;
+    r->upstream_lag_records = u.behind;
+    r->upstream_lag_seconds = u.oldest_ms && now > u.oldest_ms ? (now - u.oldest_ms) / 1000 : 0;
+    r->upstream_connected = u.connected != 0;
+}
+
 static void work_node_status(read_job_t *j)
 {
     ps_store_msg_t m;
     j->rc = ps_store_node_status(j->c->srv->store, j->live, j->nlive, &m);
+    if (j->rc == PS_OK)
+        node_status_upstream(j->c->srv, (Popsync__NodeStatusResult *)m.msg);
     reply_store_msg(j, PS_MSG_NODE_STATUS_RESULT, &m);
 }
 

@@ -118,11 +118,25 @@ ps --data "$T/t3" sync >/dev/null || fail "sync refused while NATS is down"
 ps --data "$T/t1" sync >/dev/null || fail "pull refused while NATS is down"
 sleep 1
 [ "$(status_field lag)" -gt 0 ] || fail "no lag shown while NATS is down"
+# ... and to the district's admin: `popsync status --all` carries it (NodeStatusResult.upstream_*).
+client adm admin
+ok=""
+for _ in $(seq 1 40); do
+    j=$(ps --data "$T/adm" status --all --json)
+    python3 -c 'import json,sys; u=json.loads(sys.argv[1])["upstream"]; sys.exit(0 if int(u["lag_records"])>0 and not u["connected"] else 1)' "$j" && { ok=1; break; }
+    sleep 0.5
+done
+[ -n "$ok" ] || fail "status --all does not show the upstream lag while NATS is down: $j"
+ps --data "$T/adm" status --all | grep -q "^upstream: published up to seq [0-9]*; lag [1-9][0-9]* records, oldest waiting [0-9]* s (NATS not connected)$" ||
+    fail "status --all text: $(ps --data "$T/adm" status --all)"
 expect_eq "$(status_field published)" "$before" "mark moved while NATS was down"
 for n in 1 2 3; do nats_start $n; done
 nats_wait_ready 30 || fail "cluster did not come back"
 wait_caught_up 120
 check_stream "all nodes down"
+j=$(ps --data "$T/adm" status --all --json)
+python3 -c 'import json,sys; u=json.loads(sys.argv[1])["upstream"]; sys.exit(0 if int(u["lag_records"])==0 and int(u["lag_seconds"])==0 and u["connected"] else 1)' "$j" ||
+    fail "status --all after the catch-up: $j"
 pass "all NATS nodes down: syncs served, lag shown, caught up afterwards"
 
 # --- 4. popsyncd SIGKILL mid-publish ------------------------------------------------

@@ -510,7 +510,7 @@ static void other_refused(const char *field, const char *reason, void *arg)
 /* The other place of a migration may set only its submitted and feedback
  * dates: refused here, offline, by the CLI's own check
  * (cmd_migrations.c ps_other_place_check), not first at sync. */
-static void other_place(ps_ui_req_t *rq, const Popsync__Record *r, const Popsync__Record *current, json_t *errs)
+void ps_ui_other_place_errors(ps_ui_req_t *rq, const Popsync__Record *r, const Popsync__Record *current, json_t *errs)
 {
     other_refusal_t o = {rq, errs, current && current->orgunit ? current->orgunit : "?"};
 
@@ -579,7 +579,7 @@ static int h_save(ps_ui_req_t *rq)
     errs = json_array();
     apply_values(rq, r, values, current == NULL, errs);
     if (json_array_size(errs) == 0)
-        other_place(rq, r, current, errs);
+        ps_ui_other_place_errors(rq, r, current, errs);
     if (json_array_size(errs) == 0)
         validate(rq, r, current, errs);
     if (json_array_size(errs) || check) {

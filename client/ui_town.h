@@ -15,6 +15,13 @@ json_t *ps_ui_record_json(ps_ui_req_t *rq, const Popsync__Record *r);
  *  record id (r: its local version, or NULL). */
 json_t *ps_ui_record_state(ps_ui_req_t *rq, const uint8_t *id, const Popsync__Record *r);
 
+/** The changes from current to r that this cache, as the other place of
+ *  a migration, may not make, each next to its field in errs ({field,
+ *  reason, value}: the server's rule and wording); nothing when this cache
+ *  is not the record's other place.  The form's save and the conflict
+ *  page's resolution both check with it. */
+void ps_ui_other_place_errors(ps_ui_req_t *rq, const Popsync__Record *r, const Popsync__Record *current, json_t *errs);
+
 /* ui_town_links.c */
 /** A person's linked records: {household, household_members, births,
  *  migrations, benefits, visits, households_headed}, or {} for other kinds. */

@@ -402,7 +402,8 @@ static int h_resolve(ps_ui_req_t *rq)
     ps_verrs_t v;
     ps_orgunits_t *tree;
     ps_peer_t me;
-    int rc, may;
+    ps_write_t may;
+    int rc;
 
     if (!idt || ps_uuid_parse(idt, cid) != PS_OK || !(cf = conflict_find(ps_ui_server(rq), cid)) || !cf->kept ||
         cf->record_id.len != 16) {
@@ -418,15 +419,19 @@ static int h_resolve(ps_ui_req_t *rq)
                               cf->kept->body_case == POPSYNC__RECORD__BODY_MIGRATION && cf->kept->migration
                                   ? cf->kept->migration->other_place_code
                                   : NULL,
-                              cf->kept->orgunit) == PS_WRITE_OWNER;
+                              cf->kept->orgunit);
     ps_orgunits_free(tree);
-    if (!may) {
+    if (may == PS_WRITE_NO) {
         rc = ps_ui_reply_error(rq, 403, "the record is now outside this cache's scope: its unit or the district can settle it",
                                "记录已不在本机范围内：请由其所属单位或区里解决");
         goto out;
     }
     if (!(r = merged(rq, cf, b, errs)))
         goto oom;
+    /* The other place of a migration resolves as it edits: only its dates
+     * (the form's rule, next to the field), not first refused at sync. */
+    if (may == PS_WRITE_OTHER_PLACE && json_array_size(errs) == 0)
+        ps_ui_other_place_errors(rq, r, cf->kept, errs);
     if (json_array_size(errs) == 0) {
         memset(&v, 0, sizeof(v));
         ps_client_vctx_init(&vc, c);

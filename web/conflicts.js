@@ -23,12 +23,13 @@ function card(c, labels) {
     const rMine = ps.el('input', {type: 'radio', name, value: 'mine', checked: true, class: 'keep-mine'});
     const rTheirs = ps.el('input', {type: 'radio', name, value: 'theirs', class: 'keep-theirs'});
     const rEdit = ps.el('input', {type: 'radio', name, value: 'edit', class: 'keep-edit'});
+    const errEl = ps.el('div', {class: 'err field-err', 'data-field': f.field});
     edit.addEventListener('focus', () => { rEdit.checked = true; });
-    rows.push({f, rMine, rTheirs, rEdit, edit, a, b});
+    rows.push({f, rMine, rTheirs, rEdit, edit, a, b, errEl});
     tb.append(ps.el('tr', {class: a !== b ? 'diff' : ''}, ps.el('th', {text: f.field === '*' ? ps.t('整条记录', 'whole record') : f.field === 'deleted' ? ps.t('是否删除', 'deleted') : labels[f.field] || f.field}),
       ps.el('td', {}, ps.el('label', {}, rMine, ' ', a === '' ? ps.t('（空）', '(empty)') : a)),
       ps.el('td', {}, ps.el('label', {}, rTheirs, ' ', b === '' ? ps.t('（空）', '(empty)') : b)),
-      ps.el('td', {}, ps.el('label', {}, rEdit, ' ', f.field === '*' ? '' : edit))));
+      ps.el('td', {}, ps.el('label', {}, rEdit, ' ', f.field === '*' ? '' : edit), errEl)));
   }
   const err = ps.el('div', {class: 'err'});
   const btn = ps.el('button', {type: 'button', class: 'resolve', text: ps.t('按所选解决并同步', 'Resolve as chosen and sync')});
@@ -42,7 +43,18 @@ function card(c, labels) {
     }
     try {
       const r = await ps.post('/api/conflicts/resolve', {id: c.id, values, take});
-      if (r.errors && r.errors.length) { err.textContent = r.errors.map(e => e.field + ': ' + e.reason).join('; '); return; }
+      err.textContent = '';
+      for (const x of rows) x.errEl.textContent = '';
+      if (r.errors && r.errors.length) {
+        /* Each reason next to its field, as the form shows them; the rest below. */
+        const rest = [];
+        for (const e of r.errors) {
+          const x = rows.find(y => y.f.field === e.field);
+          if (x) x.errEl.textContent = e.reason; else rest.push((labels[e.field] || e.field) + ': ' + e.reason);
+        }
+        err.textContent = rest.join('; ');
+        return;
+      }
       if (r.unchanged) { ps.status(ps.t('您的修改就是记录现在的值，已保留；等待对方设备处理。', 'Your edit is the value the record has; it stays. The other device is told.')); return; }
       ps.status(ps.t('已保存，正在同步…', 'Stored; syncing…'));
       const s = await syncNow();

@@ -1,8 +1,9 @@
 # popsync ui in a real browser (issue 18, township half): a real popsyncd,
 # real caches, `popsync ui`, and headless chromium driven by selenium
 # (tests/browser/town.py: the form, search, pick-list, sync, refused,
-# conflict, and the security refusals; tests/browser/town_other.py: the
-# migration's other place refused next to the field).  Screenshots go to
+# conflict, the record's versions, and the security refusals;
+# tests/browser/town_other.py: the migration's other place refused next to
+# the field; town_other_conflict.py: and on the conflict page).  Screenshots go to
 # BUILD/ui-shots/town/.  Skipped (77) without chromium, chromium-driver or
 # python3-selenium.
 . "$(dirname "$0")/lib.sh"
@@ -52,6 +53,16 @@ ui_start t3
 ui_browser town_other.py town_other "{\"mig\": \"$mig\", \"submitted\": \"$(date -d '2 days ago' +%F)\"}"
 ui_stop
 pass "the other place's forbidden edit refused next to the field in the browser"
+
+# The registering township sets the submitted date too while the other
+# place's (still waiting) is on its way: a conflict at the other place,
+# which resolves it in the browser under the form's rule.
+ps --data "$T/t1" edit "$mig" --set submitted_date="$(date -d '1 day ago' +%F)" >/dev/null || fail "t1 edit the case"
+ps --data "$T/t1" sync >/dev/null || fail "t1 sync the edit"
+ui_start t3
+ui_browser town_other_conflict.py town_other_conflict "{\"mig\": \"$mig\", \"typed\": \"$(date +%F)\", \"t1\": \"$T/t1\"}"
+ui_stop
+pass "the other place's merge on the conflict page is checked against the other-place rule"
 
 # --listen beyond loopback means TLS with the cache's certificate, and a
 # warning; 0.0.0.0 is refused (the Host check needs one address).

@@ -1321,11 +1321,18 @@ void ps_cache_push_free(Popsync__Push *p)
 
 int ps_cache_outbox_batch(ps_cache_t *c, size_t max, size_t max_bytes, Popsync__Push **out)
 {
+    return ps_cache_outbox_batch_after(c, 0, max, max_bytes, out);
+}
+
+int ps_cache_outbox_batch_after(ps_cache_t *c, uint64_t after, size_t max, size_t max_bytes, Popsync__Push **out)
+{
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     MDB_val k, v;
     Popsync__Push *p = calloc(1, sizeof(*p));
     size_t bytes = 0;
+    uint8_t from[8];
+    MDB_cursor_op op = MDB_SET_RANGE;
     int mrc, rc = PS_OK;
 
     if (!p)
@@ -1340,7 +1347,11 @@ int ps_cache_outbox_batch(ps_cache_t *c, size_t max, size_t max_bytes, Popsync__
         rc = ps_db_err(mrc);
         goto out;
     }
-    while (p->n_changes < max && bytes < max_bytes && (mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+    be64put(from, after + 1); /* lcns are 1 and above, never UINT64_MAX */
+    k.mv_size = sizeof(from);
+    k.mv_data = from;
+    while (p->n_changes < max && bytes < max_bytes && (mrc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
+        op = MDB_NEXT;
         Popsync__Change *ch = NULL;
         if ((rc = open_msg(c, DB_OUTBOX, &k, &v, &popsync__change__descriptor, (ProtobufCMessage **)&ch)))
             goto out;

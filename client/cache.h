@@ -178,6 +178,9 @@ int ps_cache_find_payments(ps_cache_t *c, const ProtobufCBinaryData *person_id, 
  * into *out, which the caller frees with ps_cache_push_free.
  */
 int ps_cache_outbox_batch(ps_cache_t *c, size_t max, size_t max_bytes, Popsync__Push **out);
+/** As ps_cache_outbox_batch, from the first change with an lcn above
+ *  after: the batch after those already in flight (client/sync.c). */
+int ps_cache_outbox_batch_after(ps_cache_t *c, uint64_t after, size_t max, size_t max_bytes, Popsync__Push **out);
 void ps_cache_push_free(Popsync__Push *p);
 
 /**

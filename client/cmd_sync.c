@@ -228,6 +228,7 @@ static void print_json(const ps_sync_stats_t *st, int rc, const char *err)
         json_object_set_new(j, "error", json_string(err));
     json_object_set_new(j, "clock_skew_ms", ps_json_i64(st->clock_skew_ms));
     json_object_set_new(j, "retimed", json_integer((json_int_t)st->retimed));
+    json_object_set_new(j, "max_in_flight", json_integer((json_int_t)st->max_in_flight));
     json_dumpf(j, stdout, JSON_COMPACT);
     fputc('\n', stdout);
     json_decref(j);

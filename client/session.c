@@ -291,6 +291,8 @@ void ps_session_start(ps_session_t *s)
     h.software = "popsync 0.1.0";
     if (!s->cfg.no_compression && !no_compression_hook())
         h.features = PS_FEATURE_ZSTD;
+    h.window = s->cfg.window ? s->cfg.window : PS_SESSION_WINDOW;
+    h.window_bytes = s->cfg.window_bytes ? s->cfg.window_bytes : PS_SESSION_WINDOW_BYTES;
     /* Hello goes first: requests made before it wait behind it. */
     id = ps_session_request(s, PS_MSG_HELLO, &h.base, PS_REQ_EARLY, on_welcome, NULL);
     if (id > 0 && s->n > 1) {
@@ -398,7 +400,7 @@ void ps_session_io_failed(ps_session_t *s, int err, const char *text)
 int ps_session_new(ps_session_t **out, const ps_session_cfg_t *cfg, const ps_session_io_t *io, void *io_arg)
 {
     ps_session_t *s = calloc(1, sizeof(*s));
-    uint64_t cut = 0;
+    uint64_t cut = 0, win = 0;
     if (!s)
         return PS_ENOMEM;
     s->cfg = *cfg;
@@ -411,6 +413,10 @@ int ps_session_new(ps_session_t **out, const ps_session_cfg_t *cfg, const ps_ses
      * prove a sync can be interrupted anywhere and simply run again. */
     if (ps_test_hook_u64("POPSYNC_TEST_CUT_AFTER_FRAMES", &cut) == 1)
         s->cut_after = cut;
+    /* Test hook (test builds only): the window to ask for; 1 is how a
+     * client before pipelining talks. */
+    if (!s->cfg.window && ps_test_hook_u64("POPSYNC_TEST_WINDOW", &win) == 1 && win >= 1 && win <= UINT32_MAX)
+        s->cfg.window = (uint32_t)win;
     *out = s;
     return PS_OK;
 }
@@ -437,6 +443,17 @@ void ps_session_test_cut(ps_session_t *s, uint64_t frames)
 const Popsync__Welcome *ps_session_welcome(const ps_session_t *s)
 {
     return s->welcome;
+}
+
+uint32_t ps_session_window(const ps_session_t *s, uint32_t *bytes)
+{
+    uint32_t want = s->cfg.window ? s->cfg.window : PS_SESSION_WINDOW;
+    uint32_t want_bytes = s->cfg.window_bytes ? s->cfg.window_bytes : PS_SESSION_WINDOW_BYTES;
+    uint32_t w = s->welcome && s->welcome->window ? s->welcome->window : 1;
+    uint32_t wb = s->welcome && s->welcome->window_bytes ? s->welcome->window_bytes : want_bytes;
+    if (bytes)
+        *bytes = wb < want_bytes ? wb : want_bytes;
+    return w < want ? w : want;
 }
 
 int ps_session_status(const ps_session_t *s)

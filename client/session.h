@@ -35,6 +35,12 @@
 
 typedef struct ps_session ps_session_t;
 
+/** The window a session asks for in its Hello (docs/protocol.md §7.1):
+ *  requests in flight at once, and their frame bytes.  The test hook
+ *  POPSYNC_TEST_WINDOW (test builds) replaces the count. */
+#define PS_SESSION_WINDOW 8u
+#define PS_SESSION_WINDOW_BYTES (16u << 20)
+
 /** A reply callback's answer besides PS_OK (answer complete) and errors. */
 #define PS_SESSION_MORE 1 /**< more frames of this answer follow */
 
@@ -63,6 +69,8 @@ typedef struct ps_session_cfg {
     uint64_t cursor;          /**< Hello.cursor */
     int no_compression;       /**< do not offer zstd (also: POPSYNC_NO_COMPRESSION=1) */
     uint64_t timeout_ms;      /**< give up when the server is silent this long (0: 60000) */
+    uint32_t window;          /**< Hello.window: requests in flight we ask for (0: PS_SESSION_WINDOW) */
+    uint32_t window_bytes;    /**< Hello.window_bytes (0: PS_SESSION_WINDOW_BYTES) */
     /** The Welcome, before any queued request is sent.  Return PS_OK (ready
      *  now), PS_SESSION_MORE (the caller calls ps_session_ready later, after
      *  requests sent with PS_REQ_EARLY), or an error after ps_session_fail.
@@ -146,6 +154,10 @@ void ps_session_ready(ps_session_t *s);
 
 /** The server's Welcome (NULL before it came). */
 const Popsync__Welcome *ps_session_welcome(const ps_session_t *s);
+/** The window in force once welcomed: the requests the server takes in
+ *  flight at once (1 from a server without Welcome.window, or before the
+ *  Welcome), and in *bytes (may be NULL) their frame bytes at most. */
+uint32_t ps_session_window(const ps_session_t *s, uint32_t *bytes);
 /** Fails the session: the first failure's code and text are kept, the
  *  transport is closed and every outstanding request fails. */
 void ps_session_fail(ps_session_t *s, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

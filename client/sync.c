@@ -1,17 +1,20 @@
 /* sync.c - push then pull: one sync of the cache over a link.
  *
- * Requests, one in flight at a time (docs/protocol.md, "Session"):
+ * Requests (docs/protocol.md §7), up to the window in flight at once:
  *   Push -> PushResult, repeated          until the outbox is empty
  *   Pull -> PullBatch, repeated           until the server has no more
  *   [FetchRequest -> PullBatch]           re-read records the server refused
  *                                         or merged (client/fetch.c)
- * Every answer is applied to the cache in its own transaction.  Hello,
+ * Every answer is applied to the cache in its own transaction, in the
+ * order the requests were sent; the pull starts once every Push is
+ * answered (it must see them, and it follows their results).  Hello,
  * Welcome and the org-unit tree are the link's (client/link.c); matching
  * answers to requests is the session's (client/session.c).
  */
 #include "sync.h"
 #include "err.h"
 #include "fetch.h"
+#include "frame.h"
 #include "ids.h"
 #include "msgtab.h"
 
@@ -19,7 +22,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct sync_run {
+/* Pulls in flight at most, and the feed sequences one PullBatch is guessed
+ * to span until one came (then the last one's span): no more Pulls are sent
+ * ahead than the gap between our cursor and the server's head could fill,
+ * so a small sync sends one. */
+#define PULL_WINDOW_MAX 4u
+#define PULL_GUESS 5000u
+
+typedef struct sync_run sync_run_t;
+
+/* A Push in flight: sent, its answer not yet applied. */
+typedef struct push_fl {
+    struct push_fl *next;
+    sync_run_t *r;
+    Popsync__Push *p;
+    size_t bytes;
+} push_fl_t;
+
+struct sync_run {
     ps_link_t *l;
     ps_cache_t *cache;
     ps_sync_stats_t *st;
@@ -27,13 +47,27 @@ typedef struct sync_run {
     uint32_t want_batch;        /* our push_batch */
     uint32_t push_max;          /* changes per Push, from our wish and Welcome */
     size_t push_max_bytes;      /* bytes per Push, from Welcome.max_frame */
-    Popsync__Push *inflight;
+    uint32_t window;            /* requests in flight at most (Welcome.window; 1 from an older server) */
+    size_t window_bytes;        /* their frame bytes at most (Welcome.window_bytes) */
+    push_fl_t *fl_head, *fl_tail; /* pushes in flight, oldest first */
+    uint32_t nfl;
+    size_t fl_bytes;
+    uint64_t last_lcn;          /* the newest change sent */
+    uint32_t pull_window;       /* pulls in flight at most */
+    uint32_t pull_max_bytes;    /* Pull.max_bytes when pipelining */
+    uint32_t npull;             /* pulls in flight */
+    int pulls_sent;             /* a Pull went out: the next ones follow it */
+    int pull_more;              /* the latest PullBatch said more (or none came yet) */
+    uint64_t pull_span;         /* feed sequences the latest PullBatch with more spanned */
+    unsigned outstanding;       /* our requests whose callback is still to come */
+    int depth;                  /* our callbacks on the stack */
+    int finished;               /* done was called */
     uint64_t outbox_total;
     int progress_open;          /* a progress line is on the terminal, not yet ended */
     ps_idlist_t refetch;        /* ids the server refused, kept as conflicts or merged */
     ps_sync_done_fn done;
     void *arg;
-} sync_run_t;
+};
 
 /* Ends the progress line, so what is printed next starts a line of its own. */
 static void progress_end(sync_run_t *r)
@@ -58,19 +92,36 @@ static void progress(sync_run_t *r, const char *phase)
                 (unsigned long long)st->cursor, (unsigned long long)st->head);
 }
 
-/* The end of the sync, well or not: a cut sync leaves its line open. */
-static void sync_end(sync_run_t *r, int status)
+static void run_free(sync_run_t *r)
 {
-    ps_sync_done_fn done = r->done;
-    ps_link_t *l = r->l;
-    void *arg = r->arg;
-    progress_end(r);
-    if (r->inflight)
-        ps_cache_push_free(r->inflight);
+    push_fl_t *e, *next;
+    for (e = r->fl_head; e; e = next) {
+        next = e->next;
+        ps_cache_push_free(e->p);
+        free(e);
+    }
     ps_idlist_free(&r->refetch);
     free(r);
-    if (done)
-        done(l, status, arg);
+}
+
+/* The run is freed once it is finished, none of its callbacks is still to
+ * come (a failed session calls each of them once) and none is running. */
+static void maybe_free(sync_run_t *r)
+{
+    if (r->finished && !r->outstanding && !r->depth)
+        run_free(r);
+}
+
+/* The end of the sync, well or not, once: a cut sync leaves its line open. */
+static void sync_end(sync_run_t *r, int status)
+{
+    if (r->finished)
+        return;
+    r->finished = 1;
+    progress_end(r);
+    if (r->done)
+        r->done(r->l, status, r->arg);
+    maybe_free(r);
 }
 
 /* A step failed: the session fails (its first failure's text is kept) and
@@ -82,49 +133,128 @@ static int sync_fail(sync_run_t *r, int rc, const char *what)
     return rc;
 }
 
+static void note_in_flight(sync_run_t *r)
+{
+    uint32_t n = r->nfl + r->npull;
+    if (n > r->st->max_in_flight)
+        r->st->max_in_flight = n;
+}
+
 static int on_push_result(ps_session_t *s, int status, ProtobufCMessage **m, void *arg);
 static int on_pull_batch(ps_session_t *s, int status, ProtobufCMessage **m, void *arg);
+static void refetch_done(ps_link_t *l, int status, uint64_t got, uint64_t asked, void *arg);
 
 static int send_pull(sync_run_t *r)
 {
     Popsync__Pull p = POPSYNC__PULL__INIT;
     int64_t id;
-    p.cursor = ps_cache_meta(r->cache)->cursor;
+    /* Pipelined, the next Pull goes on from where the one before it ends,
+     * which only the server knows yet; one at a time, from our cursor. */
+    if (r->pulls_sent && r->window > 1)
+        p.follow = 1;
+    else
+        p.cursor = ps_cache_meta(r->cache)->cursor;
+    if (r->window > 1)
+        p.max_bytes = r->pull_max_bytes;
+    r->outstanding++;
     id = ps_session_request(r->l->s, PS_MSG_PULL, &p.base, 0, on_pull_batch, r);
-    return id < 0 ? sync_fail(r, (int)id, "cannot send Pull") : PS_OK;
+    if (id < 0) {
+        r->outstanding--;
+        return sync_fail(r, (int)id, "cannot send Pull");
+    }
+    r->npull++;
+    r->pulls_sent = 1;
+    note_in_flight(r);
+    return PS_OK;
 }
 
-/* The next Push from the outbox, or the pull when it is empty. */
-static int next_push(sync_run_t *r)
+/* Pulls while the server has more and the window has room; at the end,
+ * the re-read of refused records. */
+static int fill_pull(sync_run_t *r)
 {
-    Popsync__Push *p = NULL;
+    const ps_sync_stats_t *st = r->st;
+    uint64_t gap = st->head > st->cursor ? st->head - st->cursor : 0;
+    uint64_t ahead = 1 + gap / (r->pull_span ? r->pull_span : PULL_GUESS);
+    int rc;
+    while (r->pull_more && r->npull < r->pull_window && r->npull < ahead)
+        if ((rc = send_pull(r)))
+            return rc;
+    if (r->npull)
+        return PS_OK;
+    if ((rc = ps_fetch_start(r->l, &r->refetch, refetch_done, r)))
+        return sync_fail(r, rc, "re-reading refused records");
+    return PS_OK;
+}
+
+static int send_push(sync_run_t *r, Popsync__Push *p)
+{
+    push_fl_t *e = calloc(1, sizeof(*e));
     int64_t id;
-    int rc = ps_cache_outbox_batch(r->cache, r->push_max, r->push_max_bytes, &p);
-    if (rc)
-        return sync_fail(r, rc, "reading the outbox");
-    if (p->n_changes == 0) {
+    if (!e) {
         ps_cache_push_free(p);
-        progress_end(r);
-        if (r->flags & PS_SYNC_PUSH_ONLY) {
-            sync_end(r, PS_OK);
-            return PS_OK;
-        }
-        return send_pull(r);
+        return sync_fail(r, PS_ENOMEM, "sending a push");
     }
+    e->r = r;
+    e->p = p;
     /* The clock the outbox was stamped with: the server measures our
      * clock's error from it and moves the changes' times by it. */
     if (!r->l->legacy_clock)
         p->clock_ms = ps_cache_clock_ms(r->cache);
-    r->inflight = p;
-    id = ps_session_request(r->l->s, PS_MSG_PUSH, &p->base, 0, on_push_result, r);
-    return id < 0 ? sync_fail(r, (int)id, "cannot send Push") : PS_OK;
+    /* The answers of the pushes still in flight are not in the cache yet:
+     * the server must remember them for a resend (docs/protocol.md §8.1). */
+    if (r->fl_head)
+        p->ack_floor = r->fl_head->p->changes[0]->lcn;
+    e->bytes = popsync__push__get_packed_size(p) + PS_FRAME_HDR;
+    r->last_lcn = p->changes[p->n_changes - 1]->lcn;
+    if (r->fl_tail)
+        r->fl_tail->next = e;
+    else
+        r->fl_head = e;
+    r->fl_tail = e;
+    r->nfl++;
+    r->fl_bytes += e->bytes;
+    r->outstanding++;
+    id = ps_session_request(r->l->s, PS_MSG_PUSH, &p->base, 0, on_push_result, e);
+    if (id < 0) {
+        r->outstanding--;
+        return sync_fail(r, (int)id, "cannot send Push");
+    }
+    note_in_flight(r);
+    return PS_OK;
 }
 
-/* The link is ready: the Welcome's limits, then the first Push. */
+/* Pushes from the outbox while the window has room; once everything is
+ * sent and answered, the pull (or the end, PS_SYNC_PUSH_ONLY). */
+static int fill_push(sync_run_t *r)
+{
+    while (r->nfl < r->window && (r->nfl == 0 || r->fl_bytes < r->window_bytes)) {
+        Popsync__Push *p = NULL;
+        int rc = ps_cache_outbox_batch_after(r->cache, r->last_lcn, r->push_max, r->push_max_bytes, &p);
+        if (rc)
+            return sync_fail(r, rc, "reading the outbox");
+        if (p->n_changes == 0) {
+            ps_cache_push_free(p);
+            break;
+        }
+        if ((rc = send_push(r, p)))
+            return rc;
+    }
+    if (r->nfl)
+        return PS_OK;
+    progress_end(r);
+    if (r->flags & PS_SYNC_PUSH_ONLY) {
+        sync_end(r, PS_OK);
+        return PS_OK;
+    }
+    return fill_pull(r);
+}
+
+/* The link is ready: the Welcome's limits, then the first Pushes. */
 static void begin(ps_session_t *s, int status, void *arg)
 {
     sync_run_t *r = arg;
     const Popsync__Welcome *w = ps_session_welcome(s);
+    uint32_t wbytes = 0;
     if (status) {
         sync_end(r, status);
         return;
@@ -139,9 +269,17 @@ static void begin(ps_session_t *s, int status, void *arg)
     r->push_max_bytes = 4u << 20;
     if (w->max_frame && w->max_frame / 2 < r->push_max_bytes)
         r->push_max_bytes = w->max_frame / 2;
+    r->window = ps_session_window(s, &wbytes);
+    r->window_bytes = wbytes;
+    r->pull_window = r->window < PULL_WINDOW_MAX ? r->window : PULL_WINDOW_MAX;
+    r->pull_max_bytes = wbytes / r->pull_window;
+    r->pull_more = 1;
     /* A cheap count: ps_cache_counts would open every sealed record. */
     ps_cache_outbox_count(r->cache, &r->outbox_total);
-    next_push(r);
+    r->depth++;
+    fill_push(r);
+    r->depth--;
+    maybe_free(r);
 }
 
 /* Was this accepted change merged with others (not applied on its base)? */
@@ -162,7 +300,8 @@ static int merged_result(const Popsync__Push *sent, const Popsync__ChangeResult 
 /* Counts one change's outcome; 1 when its record must be read back
  * after the pull (the local copy shows what was refused, or lacks what a
  * merge added). */
-static int count_result(sync_run_t *r, const Popsync__PushResult *res, const Popsync__ChangeResult *cr, size_t i)
+static int count_result(sync_run_t *r, const Popsync__Push *sent, const Popsync__PushResult *res,
+                        const Popsync__ChangeResult *cr, size_t i)
 {
     ps_sync_stats_t *st = r->st;
     switch (cr->status) {
@@ -182,31 +321,49 @@ static int count_result(sync_run_t *r, const Popsync__PushResult *res, const Pop
                                 cr->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_CONFLICT ||
                                 ((cr->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_ACCEPTED ||
                                   (cr->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_DUPLICATE && cr->rev)) &&
-                                 merged_result(r->inflight, cr, i)));
+                                 merged_result(sent, cr, i)));
 }
 
-static int on_push_result(ps_session_t *s, int status, ProtobufCMessage **m, void *arg)
+/* The answer to the oldest Push in flight, applied durably before the
+ * next one's: the outbox moves on only in the order changes were sent. */
+static int push_answered(sync_run_t *r, push_fl_t *e, const Popsync__PushResult *res)
 {
-    sync_run_t *r = arg;
-    Popsync__PushResult *res;
     int rc;
-    (void)s;
-    if (status) {
-        sync_end(r, status);
-        return status;
-    }
-    res = (Popsync__PushResult *)*m;
-    if ((rc = ps_cache_outbox_ack(r->cache, r->inflight, res)))
+    if (e != r->fl_head)
+        return sync_fail(r, PS_EPROTO, "the server answered pushes out of order");
+    if ((rc = ps_cache_outbox_ack(r->cache, e->p, res)))
         return sync_fail(r, rc, "recording the push result");
     if (res->clock_skew_ms)
         r->st->push_clock_skew_ms = res->clock_skew_ms;
     for (size_t i = 0; i < res->n_results; i++)
-        if (count_result(r, res, res->results[i], i))
+        if (count_result(r, e->p, res, res->results[i], i))
             ps_idlist_add(&r->refetch, res->results[i]->id.data);
-    ps_cache_push_free(r->inflight);
-    r->inflight = NULL;
+    r->fl_head = e->next;
+    if (!r->fl_head)
+        r->fl_tail = NULL;
+    r->nfl--;
+    r->fl_bytes -= e->bytes;
+    ps_cache_push_free(e->p);
+    free(e);
     progress(r, "push");
-    return next_push(r);
+    return fill_push(r);
+}
+
+static int on_push_result(ps_session_t *s, int status, ProtobufCMessage **m, void *arg)
+{
+    push_fl_t *e = arg;
+    sync_run_t *r = e->r;
+    int rc = status;
+    (void)s;
+    r->outstanding--;
+    r->depth++;
+    if (status)
+        sync_end(r, status);
+    else if (!r->finished)
+        rc = push_answered(r, e, (Popsync__PushResult *)*m);
+    r->depth--;
+    maybe_free(r);
+    return rc;
 }
 
 static void refetch_done(ps_link_t *l, int status, uint64_t got, uint64_t asked, void *arg)
@@ -218,28 +375,37 @@ static void refetch_done(ps_link_t *l, int status, uint64_t got, uint64_t asked,
     sync_end(r, status);
 }
 
-static int on_pull_batch(ps_session_t *s, int status, ProtobufCMessage **m, void *arg)
+static int pull_answered(sync_run_t *r, const Popsync__PullBatch *b)
 {
-    sync_run_t *r = arg;
-    Popsync__PullBatch *b;
     int rc;
-    (void)s;
-    if (status) {
-        sync_end(r, status);
-        return status;
-    }
-    b = (Popsync__PullBatch *)*m;
     if ((rc = ps_cache_apply_pull(r->cache, b)))
         return sync_fail(r, rc, "applying pulled records");
     r->st->pulled += b->n_entries;
+    if (b->more && b->cursor > r->st->cursor)
+        r->pull_span = b->cursor - r->st->cursor;
     r->st->cursor = b->cursor;
     r->st->head = b->head;
+    r->pull_more = b->more;
     progress(r, "pull");
-    if (b->more)
-        return send_pull(r);
-    if ((rc = ps_fetch_start(r->l, &r->refetch, refetch_done, r)))
-        return sync_fail(r, rc, "re-reading refused records");
-    return PS_OK;
+    return fill_pull(r);
+}
+
+static int on_pull_batch(ps_session_t *s, int status, ProtobufCMessage **m, void *arg)
+{
+    sync_run_t *r = arg;
+    int rc = status;
+    (void)s;
+    r->outstanding--;
+    r->depth++;
+    if (status) {
+        sync_end(r, status);
+    } else if (!r->finished) {
+        r->npull--;
+        rc = pull_answered(r, (Popsync__PullBatch *)*m);
+    }
+    r->depth--;
+    maybe_free(r);
+    return rc;
 }
 
 static int add_refused(const Popsync__ChangeResult *res, const Popsync__Change *ch, void *arg)
@@ -270,10 +436,8 @@ int ps_sync_start(ps_link_t *l, uint32_t push_batch, unsigned flags, ps_sync_sta
      * kept in the cache, so one recorded by a sync that was cut before its
      * re-read is still settled by this one. */
     ps_cache_foreach_rejected(l->cache, add_refused, &r->refetch);
-    if ((rc = ps_session_when_ready(l->s, begin, r))) {
-        ps_idlist_free(&r->refetch);
-        free(r);
-    }
+    if ((rc = ps_session_when_ready(l->s, begin, r)))
+        run_free(r);
     return rc;
 }
 

@@ -6,8 +6,13 @@
  * server refused, kept as conflicts or merged.  Each push answer and each
  * pulled or fetched batch is applied to the cache in its own transaction,
  * so a sync cut at any moment leaves the cache consistent and the next run
- * simply continues.  One request in flight at a time: each Push is built
- * from the outbox after the previous answer was applied.
+ * simply continues.  Pipelined (docs/sync.md §8a): up to the window agreed
+ * in Welcome, several Pushes (each the outbox's changes after the previous
+ * one's) and several Pulls (each going on where the one before it ends)
+ * are in flight at once; their answers come in the order sent and are
+ * applied in that order, so the outbox and the cursor move on only over
+ * answers applied durably, as with one request at a time (the window of a
+ * server older than pipelining).
  *
  * Callers: `popsync sync` (cmd_sync.c), `conflicts resolve` and `verify`
  * (cmd_conflicts.c), `popsync ui` (ui_town_sync.c), the benchmark and
@@ -36,6 +41,7 @@ typedef struct ps_sync_stats {
                                                  PS_CLOCK_TOLERANCE_MS (else 0) */
     int64_t push_clock_skew_ms;             /**< PushResult.clock_skew_ms: the server moved our changes' times */
     uint64_t retimed;                       /**< accepted changes whose time the server moved */
+    uint32_t max_in_flight;                 /**< most sync requests (Push, Pull) in flight at once */
     int welcomed;                           /**< the server's Welcome came: a failure without it means the
                                                  server was not reached (report/query fall back to the cache) */
 } ps_sync_stats_t;

@@ -357,6 +357,10 @@ int ps_apply_admit(ps_apply_txn_t *c, ps_push_job_t *job)
             return PS_OK;
         }
     }
+    /* A pipelining client may not hold the answers of its earlier pushes
+     * yet: it says from where it lacks them (Push.ack_floor). */
+    if (from != UINT64_MAX && job->push->ack_floor && job->push->ack_floor < from)
+        from = job->push->ack_floor;
     return from != UINT64_MAX ? answers_prune(c, job->node, from, ack_floor) : PS_OK;
 }
 

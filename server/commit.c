@@ -89,6 +89,10 @@ static void commit_after(uv_work_t *req, int status)
         }
         PS_DEBUG("commit", "#%llu push: %zu accepted, %zu duplicate, %zu rejected", (unsigned long long)c->id,
                  j->accepted, j->duplicate, j->rejected);
+        /* The connection's later pushes must not commit after this one did
+         * not (server/sync.c start_push): they would jump its changes. */
+        if (j->status || j->refused)
+            c->push_failed = 1;
         ps_msg_free(&j->push->base);
         ps_buf_free(&j->reply);
         ps_push_job_results_free(j);

@@ -1,8 +1,9 @@
 /* conn.c - one client connection: state machine, frame parsing, limits.
  *
  * States: HANDSHAKE -> HELLO -> READY -> CLOSING.  Frames are parsed from
- * the stream's plaintext buffer one at a time; while a request is served off
- * the loop (busy) the rest wait in the buffer, and reading stops once the
+ * the stream's plaintext buffer one at a time and taken in while the
+ * connection's window has room (sync.c runs them one at a time, in order);
+ * once it is full the rest wait in the buffer, and reading stops once the
  * buffer or the queued output passes its limit, so a client that floods us
  * or never reads its replies costs a bounded amount of memory.
  */
@@ -133,8 +134,9 @@ static void enforce_budgets(ps_server_t *srv, ps_cert_acct_t *cert)
     }
 }
 
-/* Once a second: frames in progress that arrive too slowly.  Paused or
- * busy connections are not reading, so their clock restarts. */
+/* Once a second: frames in progress that arrive too slowly.  Paused
+ * connections and those with a full window are not reading, so their
+ * clock restarts. */
 static void on_sweep(uv_timer_t *t)
 {
     ps_server_t *srv = t->data;
@@ -145,7 +147,7 @@ static void on_sweep(uv_timer_t *t)
         uint64_t ms;
         if ((c->state != PS_CONN_HELLO && c->state != PS_CONN_READY) || !c->frame_start_ms)
             continue;
-        if (c->busy || ps_stream_paused(&c->stream)) {
+        if (ps_sync_full(c) || ps_stream_paused(&c->stream)) {
             c->frame_start_ms = now;
             c->frame_base = ps_buf_size(&c->stream.plain_in);
             continue;
@@ -283,7 +285,7 @@ static void on_drain(ps_stream_t *s)
     if (c->state == PS_CONN_CLOSING)
         return;
     /* Output was the limit: take requests again. */
-    if (!c->busy)
+    if (!ps_sync_full(c))
         ps_stream_resume(&c->stream);
     conn_parse(c);
 }
@@ -374,11 +376,13 @@ void ps_conn_error(ps_conn_t *c, uint32_t request_id, int code, int fatal, const
 
 void ps_conn_job_done(ps_conn_t *c)
 {
-    c->busy = 0;
+    ps_sync_job_finished(c);
     if (c->srv->stopping && c->state != PS_CONN_CLOSING) {
-        /* Shutting down: the reply is queued, now let the client go. */
-        c->state = PS_CONN_CLOSING;
-        ps_stream_shutdown(&c->stream);
+        /* Shutting down: once the last reply is queued, let the client go. */
+        if (!c->busy) {
+            c->state = PS_CONN_CLOSING;
+            ps_stream_shutdown(&c->stream);
+        }
     } else if (c->state != PS_CONN_CLOSING) {
         ps_stream_touch(&c->stream);
         conn_parse(c);
@@ -415,7 +419,8 @@ static void conn_parse(ps_conn_t *c)
         size_t used = 0;
         int rc;
 
-        if (c->busy)
+        /* Shutting down: what is in flight finishes, nothing new starts. */
+        if (ps_sync_full(c) || srv->stopping)
             break;
         /* A client that does not read its replies gets no new ones. */
         if (ps_stream_pending(&c->stream) > srv->opts.max_output) {
@@ -443,10 +448,10 @@ static void conn_parse(ps_conn_t *c)
     conn_after_parse(c, consumed);
     if (c->state == PS_CONN_CLOSING)
         return;
-    /* While a request is being served, buffer at most one more frame's worth. */
-    if (c->busy && ps_buf_size(in) > (size_t)srv->opts.max_frame + PS_FRAME_HDR)
+    /* While the window is full, buffer at most one more frame's worth. */
+    if (ps_sync_full(c) && ps_buf_size(in) > (size_t)srv->opts.max_frame + PS_FRAME_HDR)
         ps_stream_pause(&c->stream);
-    else if (!c->busy && ps_stream_pending(&c->stream) <= srv->opts.max_output)
+    else if (!ps_sync_full(c) && ps_stream_pending(&c->stream) <= srv->opts.max_output)
         ps_stream_resume(&c->stream);
 }
 
@@ -455,7 +460,7 @@ void ps_conn_close_all(ps_server_t *srv)
     for (ps_conn_t *c = srv->conns; c; c = c->next) {
         if (c->state == PS_CONN_CLOSING)
             continue;
-        /* Connections with a commit in flight close when it answers. */
+        /* Connections with requests in flight close after the last answer. */
         if (c->busy)
             continue;
         c->state = PS_CONN_CLOSING;

@@ -182,6 +182,9 @@ static void render(ps_metrics_t *m, ps_buf_t *b)
     metric(b, "popsync_handshakes_total", "counter", "TLS handshakes completed.", st->handshakes);
     metric(b, "popsync_handshake_failures_total", "counter", "TLS handshakes refused or failed.",
            st->handshake_failures);
+    metric(b, "popsync_requests_in_flight_max", "gauge",
+           "Most requests one connection had in flight at once since the server started (its window).",
+           st->max_in_flight);
     metric(b, "popsync_pushes_total", "counter", "Pushes committed and answered.", st->pushes);
     metric(b, "popsync_changes_accepted_total", "counter", "Changes applied.", st->changes_accepted);
     metric(b, "popsync_changes_rejected_total", "counter", "Changes refused by validation or scope.",

@@ -73,6 +73,12 @@ typedef struct ps_server_opts {
 
 typedef struct ps_conn ps_conn_t;
 
+/* Pipelining (sync.c; docs/protocol.md §7.1): the most requests one
+ * connection may have in flight at once, and the most bytes of their
+ * frames, whatever a Hello asks.  A Hello without a window gets 1. */
+#define PS_WINDOW_MAX 8u
+#define PS_WINDOW_BYTES_MAX (16u << 20)
+
 /** Upper bounds (seconds) of the commit latency histogram, +Inf implied. */
 #define PS_COMMIT_BUCKETS 12
 #define PS_COMMIT_BUCKET_BOUNDS {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0}
@@ -85,6 +91,7 @@ typedef struct ps_server_stats {
     /* issue 15: group commits that failed, by cause (storage full = map cap) */
     uint64_t commit_fail_map_cap, commit_fail_disk_full, commit_fail_other;
     uint64_t budget_closes, slow_closes; /**< connections closed by the partial-frame budget / rate */
+    uint64_t max_in_flight;              /**< most requests one connection had in flight at once (sync.c) */
     uint64_t commit_start_ns;                      /**< uv_hrtime() when the running commit was queued */
     uint64_t commit_buckets[PS_COMMIT_BUCKETS + 1]; /**< per bucket (not cumulative); last is +Inf */
     uint64_t commit_count;
@@ -141,7 +148,18 @@ struct ps_conn {
     ps_conn_state_t state;
     uint64_t id;              /**< for logs */
     int refs;                 /**< 1 while open, +1 per job in flight */
-    int busy;                 /**< a request is being served off the loop */
+    uint32_t busy;            /**< requests taken in and not answered yet (sync.c): one runs, the rest wait */
+    /* pipelining (sync.c): requests run one at a time, in the order they came */
+    struct ps_queued *q_head, *q_tail; /**< taken in, waiting for the one running */
+    int running;              /**< a request is being served off the loop */
+    size_t busy_bytes;        /**< frame bytes of the busy requests */
+    size_t running_bytes;     /**< ... of the one running */
+    uint32_t window;          /**< requests in flight at most, agreed in Welcome (0 before: 1) */
+    uint32_t window_bytes;    /**< their frame bytes at most (0: no bound besides window) */
+    uint32_t want_window, want_window_bytes; /**< what the Hello asked */
+    uint64_t pull_next;       /**< where a Pull with follow starts: the previous Pull's cursor */
+    int pull_next_ok;         /**< pull_next holds (a Pull of this connection succeeded last) */
+    int push_failed;          /**< a Push was not committed: later ones of this connection are refused */
     int refuse;               /**< over max_conns: told so (Error) once the handshake is done */
     uint8_t node[PS_ID_LEN];  /**< from Hello */
     uint32_t features;        /**< agreed in Hello/Welcome (PS_FEATURE_*) */
@@ -194,6 +212,11 @@ int ps_sync_dispatch(ps_conn_t *c, const ps_frame_t *f);
 /** Checks that every row of the message table has a handler of its kind
  *  (run at start-up); PS_EINVAL with a reason in err when one does not. */
 int ps_sync_check_handlers(char *err, size_t errlen);
+/** Is c's window full (no new request is parsed until one is answered)? */
+int ps_sync_full(const ps_conn_t *c);
+/** c's running request finished: starts the next one waiting (conn.c's
+ *  ps_conn_job_done calls it before parsing on). */
+void ps_sync_job_finished(ps_conn_t *c);
 
 /* admin_cmd.c: offline subcommands (argv[0] is the subcommand). */
 int ps_server_subcommand(int argc, char **argv);

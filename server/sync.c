@@ -7,7 +7,9 @@
  * send it; and g_handlers, one row per request type
  * with the code that answers it.  Adding a request is a row in msgtab.def
  * and a row here.  Work that touches the store goes to the libuv thread
- * pool; the connection stays busy until the reply is queued.
+ * pool or the group commit.  Such requests are taken in while the
+ * connection's window (agreed in Hello/Welcome) has room and run one at a
+ * time, in the order they came (docs/protocol.md §7.1).
  */
 #include "server.h"
 #include "err.h"
@@ -58,6 +60,7 @@ struct read_job {
     char **approved;         /* Hello: approved months of the peer's townships (owned) */
     size_t napproved;
     uint64_t new_cursor;     /* Pull: the batch's cursor (nodes.c) */
+    int follow;              /* Pull.follow: the cursor is the previous Pull's, known when it starts */
     ps_peer_t peer;
     uint8_t node[PS_ID_LEN];
     ProtobufCMessage *msg;   /* the request (owned) */
@@ -231,6 +234,15 @@ static void read_work(uv_work_t *req)
         j->rc = ps_frames_compress(&j->reply, 0);
 }
 
+/* The window in force: what the Hello asked within our bounds; a Hello
+ * without one (an older client) gets one request at a time. */
+static void agree_window(ps_conn_t *c)
+{
+    c->window = c->want_window == 0 ? 1 : c->want_window < PS_WINDOW_MAX ? c->want_window : PS_WINDOW_MAX;
+    c->window_bytes = c->want_window_bytes && c->want_window_bytes < PS_WINDOW_BYTES_MAX ? c->want_window_bytes
+                                                                                         : PS_WINDOW_BYTES_MAX;
+}
+
 static void send_welcome(read_job_t *j)
 {
     ps_conn_t *c = j->c;
@@ -257,6 +269,9 @@ static void send_welcome(read_job_t *j)
     w.synthetic_allowed = srv->opts.allow_synthetic != 0;
     w.approved_months = j->approved;
     w.n_approved_months = j->napproved;
+    agree_window(c);
+    w.window = c->window;
+    w.window_bytes = c->window_bytes;
     if (srv->units) {
         w.orgunits_digest.data = (uint8_t *)ps_orgunits_digest(srv->units);
         w.orgunits_digest.len = 32;
@@ -275,10 +290,24 @@ static void pull_done(read_job_t *j)
     ps_conn_send(j->c, &j->reply);
 }
 
+static void read_job_free(read_job_t *j)
+{
+    ps_buf_free(&j->reply);
+    ps_msg_free(j->msg);
+    free(j->live);
+    ps_store_approved_free(j->approved, j->napproved);
+    free(j);
+}
+
 static void read_after(uv_work_t *req, int status)
 {
     read_job_t *j = req->data;
     ps_conn_t *c = j->c;
+    if (j->type == PS_MSG_PULL) {
+        /* Where the next Pull with follow starts; none after a failure. */
+        c->pull_next_ok = !status && !j->rc;
+        c->pull_next = j->new_cursor;
+    }
     if (c->state != PS_CONN_CLOSING) {
         if (status || j->rc) {
             ps_conn_error(c, j->request_id, j->rc ? j->rc : PS_EIO, j->type == PS_MSG_HELLO, "%s failed: %s",
@@ -289,12 +318,135 @@ static void read_after(uv_work_t *req, int status)
             ps_conn_send(c, &j->reply);
         }
     }
-    ps_buf_free(&j->reply);
-    ps_msg_free(j->msg);
-    free(j->live);
-    ps_store_approved_free(j->approved, j->napproved);
+    read_job_free(j);
     ps_conn_job_done(c);
-    free(j);
+}
+
+/* --- the connection's requests in flight (docs/protocol.md §7.1) ---------
+ *
+ * POOL and COMMIT requests are taken in while the window has room and run
+ * one at a time, in the order they came: so a connection's pushes commit
+ * in the order sent, its answers go out in request order, and a request
+ * sees every Push sent before it.  What the window gains is the round trip
+ * and the client's own work: the next request is already parsed, decoded
+ * and waiting when the one before it is answered. */
+
+typedef struct ps_queued {
+    struct ps_queued *next;
+    read_job_t *read;        /* a POOL request, or */
+    ps_push_job_t *push;     /* a Push for the group commit */
+    size_t bytes;            /* its frame */
+} queued_t;
+
+int ps_sync_full(const ps_conn_t *c)
+{
+    uint32_t w = c->window ? c->window : 1;
+    return c->busy >= w || (c->busy && c->window_bytes && c->busy_bytes >= c->window_bytes);
+}
+
+static void push_job_free(ps_push_job_t *job)
+{
+    ps_msg_free(&job->push->base);
+    ps_buf_free(&job->reply);
+    free(job);
+}
+
+static int start_read(ps_conn_t *c, read_job_t *j)
+{
+    int rc = PS_EIO;
+    if (c->state == PS_CONN_CLOSING) {
+        rc = PS_ECLOSED; /* nobody to answer: a read has no effect to finish */
+        goto drop;
+    }
+    if (j->follow) {
+        if (!c->pull_next_ok) {
+            rc = PS_EINVAL;
+            ps_conn_error(c, j->request_id, rc, 0, "Pull.follow without an earlier successful Pull on this connection");
+            goto drop;
+        }
+        j->cursor = c->pull_next;
+        ps_nodes_seen(c->srv, c->node, &c->peer, j->cursor);
+    }
+    if (uv_queue_work(c->srv->loop, &j->req, read_work, read_after) != 0) {
+        ps_conn_error(c, j->request_id, rc, 0, "%s: cannot schedule the work", ps_frame_type_name(j->type));
+        goto drop;
+    }
+    return PS_OK;
+drop:
+    read_job_free(j);
+    return rc;
+}
+
+static int start_push(ps_conn_t *c, ps_push_job_t *job)
+{
+    /* Pushes commit in the order sent: none after one that was not. */
+    if (c->push_failed) {
+        if (c->state != PS_CONN_CLOSING)
+            ps_conn_error(c, job->request_id, PS_EIO, 0,
+                          "Push not applied: an earlier Push on this connection was not committed; send its "
+                          "changes again");
+        push_job_free(job);
+        return PS_EIO;
+    }
+    ps_commit_enqueue(c->srv, job);
+    return PS_OK;
+}
+
+/* Starts the oldest waiting request when none runs.  One that cannot start
+ * was answered with an Error; the next one is tried. */
+static void start_next(ps_conn_t *c)
+{
+    while (!c->running && c->q_head) {
+        queued_t *q = c->q_head;
+        int rc;
+        c->q_head = q->next;
+        if (!c->q_head)
+            c->q_tail = NULL;
+        c->running = 1;
+        c->running_bytes = q->bytes;
+        rc = q->read ? start_read(c, q->read) : start_push(c, q->push);
+        free(q);
+        if (rc) {
+            /* Never ran: no job_done will come.  The caller holds c (open,
+             * or a finishing job's reference), so this is never the last. */
+            c->running = 0;
+            c->busy--;
+            c->busy_bytes -= c->running_bytes;
+            c->refs--;
+        }
+    }
+}
+
+/* Takes a request in: it holds c until it is answered. */
+static int take_in(ps_conn_t *c, const ps_frame_t *f, read_job_t *rj, ps_push_job_t *pj)
+{
+    queued_t *q = calloc(1, sizeof(*q));
+    if (!q)
+        return PS_ENOMEM;
+    q->read = rj;
+    q->push = pj;
+    q->bytes = (size_t)f->body_len + PS_FRAME_HDR;
+    if (c->q_tail)
+        c->q_tail->next = q;
+    else
+        c->q_head = q;
+    c->q_tail = q;
+    c->busy++;
+    c->busy_bytes += q->bytes;
+    c->refs++;
+    if (c->busy > c->srv->stats.max_in_flight)
+        c->srv->stats.max_in_flight = c->busy;
+    start_next(c);
+    return PS_OK;
+}
+
+void ps_sync_job_finished(ps_conn_t *c)
+{
+    c->running = 0;
+    c->busy--;
+    c->busy_bytes -= c->running_bytes;
+    c->running_bytes = 0;
+    start_next(c);
 }
 
 /* Runs a POOL request: the job owns m from here on. */
@@ -318,18 +470,14 @@ static int queue_read(ps_conn_t *c, const ps_frame_t *f, const handler_t *h, Pro
     j->compress = (c->features & PS_FEATURE_ZSTD) != 0;
     ps_buf_init(&j->reply);
     rc = h->loop ? h->loop(c, f, m, j) : PS_OK;
-    if (rc == PS_OK && uv_queue_work(c->srv->loop, &j->req, read_work, read_after) != 0) {
-        ps_conn_error(c, j->request_id, PS_EIO, 0, "%s: cannot schedule the work", ps_frame_type_name(j->type));
-        rc = PS_EIO;
-    }
+    if (rc == PS_OK && (rc = take_in(c, f, j, NULL)))
+        ps_conn_error(c, j->request_id, rc, 0, "out of memory");
     if (rc) {
         ps_msg_free(j->msg);
         free(j->live);
         free(j);
         return rc;
     }
-    c->busy = 1;
-    c->refs++;
     return PS_OK;
 }
 
@@ -363,6 +511,8 @@ static int on_hello(ps_conn_t *c, const ps_frame_t *f, ProtobufCMessage *m, read
     memcpy(c->node, h->node.data, PS_ID_LEN);
     /* The features both sides support; today only zstd bodies. */
     c->features = h->features & PS_FEATURE_ZSTD;
+    c->want_window = h->window;
+    c->want_window_bytes = h->window_bytes;
     j->cursor = h->cursor;
     j->peer = c->peer;
     memcpy(j->node, c->node, PS_ID_LEN);
@@ -379,10 +529,12 @@ static int on_pull(ps_conn_t *c, const ps_frame_t *f, ProtobufCMessage *m, read_
 {
     ps_server_t *srv = c->srv;
     Popsync__Pull *p = (Popsync__Pull *)m;
+    /* follow: the previous Pull's cursor, known when this one starts. */
+    j->follow = p->follow;
     /* A cursor past head was never given out by this store (restores
      * advance head, docs/protocol.md §9); answering it would echo it back,
      * and 2^64-1 would wrap to the whole scope. */
-    if (p->cursor > ps_store_head(srv->store)) {
+    if (!p->follow && p->cursor > ps_store_head(srv->store)) {
         ps_conn_error(c, f->request_id, PS_EINVAL, 0,
                       "Pull.cursor %llu is beyond the server's head %llu: this cache's sync position did not come "
                       "from this server; make a new cache with 'popsync init'",
@@ -390,7 +542,8 @@ static int on_pull(ps_conn_t *c, const ps_frame_t *f, ProtobufCMessage *m, read_
         return PS_EINVAL;
     }
     j->cursor = p->cursor;
-    ps_nodes_seen(srv, c->node, &c->peer, p->cursor);
+    if (!p->follow)
+        ps_nodes_seen(srv, c->node, &c->peer, p->cursor);
     j->max_records = p->max_records && p->max_records < srv->opts.pull_max_records ? p->max_records
                                                                                     : srv->opts.pull_max_records;
     j->max_bytes = p->max_bytes && p->max_bytes < srv->opts.pull_max_bytes ? p->max_bytes
@@ -431,9 +584,11 @@ static int on_push(ps_conn_t *c, const ps_frame_t *f, ProtobufCMessage *m, read_
                  (unsigned long long)p->changes[0]->lcn, (unsigned long long)p->changes[p->n_changes - 1]->lcn);
     job->owner = c;
     ps_buf_init(&job->reply);
-    c->busy = 1;
-    c->refs++;
-    ps_commit_enqueue(c->srv, job);
+    if (take_in(c, f, NULL, job)) {
+        free(job); /* the dispatcher frees p */
+        ps_conn_error(c, f->request_id, PS_ENOMEM, 0, "out of memory");
+        return PS_ENOMEM;
+    }
     return PS_OK;
 }
 

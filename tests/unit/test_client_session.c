@@ -7,7 +7,8 @@
  * flight answered out of order; a multi-frame answer (QueryResult frames,
  * list pages through client/rq_query.c); an answer for no outstanding
  * request, a reply of the wrong type and an Error each closing the session;
- * a cut connection failing every outstanding request exactly once.
+ * a cut connection failing every outstanding request exactly once; the
+ * window asked in Hello and agreed in Welcome.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -545,6 +546,49 @@ static void test_protocol_version(void **state)
     close_session(&fx);
 }
 
+/* The window (docs/protocol.md §7.1): the Hello asks for one; the window
+ * in force is the smaller of it and the Welcome's, and a Welcome without
+ * one (a server older than pipelining) means one request at a time. */
+static void window_case(uint32_t cfg_window, uint32_t w_window, uint32_t w_bytes, uint32_t want, uint32_t want_bytes)
+{
+    fixture_t fx;
+    ps_session_cfg_t cfg;
+    Popsync__Welcome w = POPSYNC__WELCOME__INIT;
+    sent_t hello;
+    uint32_t bytes = 0;
+    memset(&fx, 0, sizeof(fx));
+    ps_buf_init(&fx.f.out);
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.server = "fake:1";
+    cfg.no_compression = 1;
+    cfg.window = cfg_window;
+    assert_int_equal(ps_session_new(&fx.s, &cfg, &fake_io, &fx.f), PS_OK);
+    assert_int_equal(ps_session_window(fx.s, NULL), 1); /* before the Welcome */
+    ps_session_start(fx.s);
+    assert_true(next_sent(&fx.f, &hello));
+    assert_int_equal(hello.type, PS_MSG_HELLO);
+    assert_int_equal(((Popsync__Hello *)hello.m)->window, cfg_window ? cfg_window : PS_SESSION_WINDOW);
+    assert_int_equal(((Popsync__Hello *)hello.m)->window_bytes, PS_SESSION_WINDOW_BYTES);
+    w.protocol_version = PS_PROTOCOL_VERSION;
+    w.window = w_window;
+    w.window_bytes = w_bytes;
+    feed(fx.s, PS_MSG_WELCOME, hello.id, &w.base);
+    ps_msg_free(hello.m);
+    assert_int_equal(ps_session_status(fx.s), PS_OK);
+    assert_int_equal(ps_session_window(fx.s, &bytes), want);
+    assert_int_equal(bytes, want_bytes);
+    close_session(&fx);
+}
+
+static void test_window(void **state)
+{
+    (void)state;
+    window_case(0, 0, 0, 1, PS_SESSION_WINDOW_BYTES);                   /* an older server */
+    window_case(0, 4, 1u << 20, 4, 1u << 20);                           /* the server's is smaller */
+    window_case(0, 64, 64u << 20, PS_SESSION_WINDOW, PS_SESSION_WINDOW_BYTES); /* ours is */
+    window_case(1, 8, 1u << 20, 1, 1u << 20);                           /* we ask for one at a time */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -553,6 +597,7 @@ int main(void)
         cmocka_unit_test(test_unknown_id),          cmocka_unit_test(test_wrong_reply_type),
         cmocka_unit_test(test_error_frame),         cmocka_unit_test(test_cut_fails_each_once),
         cmocka_unit_test(test_callback_fails_session), cmocka_unit_test(test_protocol_version),
+        cmocka_unit_test(test_window),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -911,7 +911,9 @@ int main(int argc, char **argv)
         run_until(&p, &p.welcomed, (int)idle);
         if (p.failed)
             die("idle clients could not all connect", NULL);
-        usleep(500000);
+        /* Idle means quiet: popsyncd trims a connection after a second
+         * without traffic (its sweep runs once a second). */
+        usleep(2500000);
         rss_idle = rss_kb(g_server_pid);
         p.want_type = PS_MSG_PULL_BATCH;
         for (long i = 0; i < idle; i++) {

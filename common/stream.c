@@ -383,6 +383,33 @@ void ps_stream_shutdown(ps_stream_t *s)
         s->_close_after_write = 1;
 }
 
+void ps_stream_trim(ps_stream_t *s)
+{
+    /* Not while the engine is on a handshake thread, nor once closing. */
+    if (s->_closing || s->_hs_busy || !s->_established)
+        return;
+    if (ps_buf_size(&s->plain_in) == 0)
+        ps_buf_free(&s->plain_in);
+    /* Empty means no uv_write holds it (on_write empties it). */
+    if (ps_buf_size(&s->_inflight) == 0)
+        ps_buf_free(&s->_inflight);
+    ps_tls_trim(s->tls);
+}
+
+void ps_stream_trim_quiet(ps_stream_t *s)
+{
+    uint64_t mark = s->bytes_in + s->bytes_out;
+    if (mark != s->_quiet_mark) {
+        s->_quiet_mark = mark;
+        s->_trimmed = 0;
+        return;
+    }
+    if (!s->_trimmed && ps_stream_pending(s) == 0) {
+        ps_stream_trim(s);
+        s->_trimmed = 1;
+    }
+}
+
 static void on_handle_closed(uv_handle_t *h)
 {
     ps_stream_t *s = h->data;

@@ -65,6 +65,7 @@ struct ps_stream {
     uint64_t _idle_ms;
     ps_stream_offload_fn _offload;
     void *_offload_arg;
+    uint64_t _quiet_mark;  /**< bytes_in + bytes_out at the last ps_stream_trim_quiet */
     int _handles;          /**< handles still open (tcp, timer) */
     unsigned _established : 1;
     unsigned _reading : 1;
@@ -74,6 +75,7 @@ struct ps_stream {
     unsigned _failed : 1;
     unsigned _lingering : 1;
     unsigned _hs_busy : 1;  /* a handshake step runs off the loop: hands off the engine */
+    unsigned _trimmed : 1;  /* trimmed since the last byte moved */
 };
 
 /**
@@ -101,6 +103,15 @@ void ps_stream_pause(ps_stream_t *s);
 void ps_stream_resume(ps_stream_t *s);
 /** True while reading is paused (ps_stream_pause). */
 int ps_stream_paused(const ps_stream_t *s);
+/** An idle connection gives back what it can: its empty buffers (input read
+ *  straight into the engine takes 64 KB per read, plaintext 16 KB, output
+ *  as large as the last reply) and the pages of the engine's record buffers
+ *  (ps_tls_trim).  They come back as needed.  For connections quiet for a
+ *  while (the server's once-a-second sweep), not per request. */
+void ps_stream_trim(ps_stream_t *s);
+/** Called periodically (the server: once a second): trims the stream once
+ *  no byte has moved either way since the previous call. */
+void ps_stream_trim_quiet(ps_stream_t *s);
 /** Restarts the idle deadline (call on every complete request). */
 void ps_stream_touch(ps_stream_t *s);
 /** Sends close_notify, flushes what is queued, then half-closes (FIN) and

@@ -8,9 +8,12 @@
  */
 #include "tls.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <mbedtls/error.h>
 #include <mbedtls/oid.h>
@@ -357,6 +360,50 @@ int ps_tls_write(ps_tls_t *tls, const uint8_t *p, size_t len)
         len -= (size_t)ret;
     }
     return PS_OK;
+}
+
+/* Gives the whole pages inside [p + keep, p + len) back to the kernel: they
+ * read as zeros the next time they are touched. */
+static void drop_pages(unsigned char *p, size_t keep, size_t len)
+{
+    long psz = sysconf(_SC_PAGESIZE);
+    uintptr_t page = psz > 0 ? (uintptr_t)psz : 4096, lo, hi;
+    if (!p || len <= keep)
+        return;
+    lo = ((uintptr_t)p + keep + page - 1) & ~(page - 1);
+    hi = ((uintptr_t)p + len) & ~(page - 1);
+    if (hi > lo)
+        (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+/* The bytes kept at the start of each record buffer: mbedTLS keeps the
+ * incoming record counter (in_ctr) in the first 8 bytes of in_buf for TLS,
+ * then the record header and IV; 256 leaves a wide margin. */
+#define PS_TLS_TRIM_KEEP 256
+
+void ps_tls_trim(ps_tls_t *tls)
+{
+    mbedtls_ssl_context *ssl = &tls->ssl;
+
+    if (ps_buf_size(&tls->in) == 0)
+        ps_buf_free(&tls->in);
+    if (ps_buf_size(&tls->out) == 0)
+        ps_buf_free(&tls->out);
+    if (!tls->established || tls->failed)
+        return;
+    /* Only between records: nothing half-read, undelivered or unsent. */
+    if (ssl->state != MBEDTLS_SSL_HANDSHAKE_OVER || ssl->in_left || ssl->in_msglen || ssl->in_offt ||
+        ssl->in_hslen || ssl->keep_current_message || ssl->out_left)
+        return;
+    /* Debian's mbedTLS 2.28 is built without MBEDTLS_SSL_VARIABLE_BUFFER_LENGTH:
+     * every context holds two record buffers of ~16.7 KB for its whole life,
+     * 33 KB of an idle connection's memory once touched (calloc touches
+     * them).  Between records their contents are dead, beyond the counter
+     * kept above, so the pages inside them go back to the kernel until the
+     * next record.  Only the CONTENT_LEN part is considered: the real
+     * buffers are longer. */
+    drop_pages(ssl->in_buf, PS_TLS_TRIM_KEEP, MBEDTLS_SSL_IN_CONTENT_LEN);
+    drop_pages(ssl->out_buf, PS_TLS_TRIM_KEEP, MBEDTLS_SSL_OUT_CONTENT_LEN);
 }
 
 void ps_tls_close_notify(ps_tls_t *tls)

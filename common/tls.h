@@ -109,6 +109,14 @@ int ps_tls_established(const ps_tls_t *tls);
 int ps_tls_read(ps_tls_t *tls, uint8_t *buf, size_t cap, size_t *n);
 /** Encrypts all len bytes into cipher_out.  Returns PS_OK or PS_ETLS. */
 int ps_tls_write(ps_tls_t *tls, const uint8_t *p, size_t len);
+/**
+ * An idle connection's memory: frees the ciphertext buffers when empty and,
+ * between records of an established connection, gives the pages of
+ * mbedTLS's two 16 KB record buffers back to the kernel (they are faulted in
+ * again, zeroed, by the next record).  Costs a system call and a few page
+ * faults later: call it for connections quiet for a while, not per record.
+ */
+void ps_tls_trim(ps_tls_t *tls);
 /** Queues a close_notify alert into cipher_out. */
 void ps_tls_close_notify(ps_tls_t *tls);
 /** The verified peer identity; valid after the handshake completed. */

@@ -162,6 +162,10 @@ static int verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flag
      * regardless) and the server warns about it in its log.  Refusing every
      * client instead would stop a whole district over a missed renewal. */
     *flags &= ~(uint32_t)(MBEDTLS_X509_BADCRL_EXPIRED | MBEDTLS_X509_BADCRL_FUTURE);
+    /* Revocation is ours (tls_conf.c: the CRL's signature is checked once,
+     * when loaded, not on every handshake): same flag, same refusal. */
+    if (ps__tls_conf_revoked_crt(tls->conf, crt))
+        *flags |= MBEDTLS_X509_BADCERT_REVOKED;
     if (depth != 0)
         return 0;
     /* mbedTLS accepts a certificate without keyUsage or extendedKeyUsage

@@ -206,5 +206,10 @@ const struct mbedtls_ssl_config *ps__tls_conf_ssl(const ps_tls_conf_t *conf);
 ps_tls_side_t ps__tls_conf_side(const ps_tls_conf_t *conf);
 /** Reads role, OU, CN and serial from crt; PS_OK or PS_EINVAL when malformed. */
 int ps__tls_identity(const struct mbedtls_x509_crt *crt, ps_peer_t *out);
+/** 1 when crt (not one of the trusted CAs) is on the CRL in force. */
+int ps__tls_conf_revoked_crt(const ps_tls_conf_t *conf, const struct mbedtls_x509_crt *crt);
+struct mbedtls_x509_crl;
+/** The CRL handed to mbedTLS itself (NULL: popsync checks serials; tests). */
+const struct mbedtls_x509_crl *ps__tls_conf_mbedtls_crl(const ps_tls_conf_t *conf);
 
 #endif

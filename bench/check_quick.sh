@@ -22,7 +22,7 @@ new = ["ingest_cpu_us_per_record", "ingest_server_cpu_us_per_record", "ingest_cl
        "cold_pull_admin_client_cpu_us_per_record", "cold_pull_township_cpu_us_per_record",
        "cold_pull_township_server_cpu_us_per_record", "cold_pull_township_client_cpu_us_per_record",
        "handshake_full_server_cpu_us", "handshake_full_client_cpu_us", "handshake_resumed_server_cpu_us",
-       "handshake_resumed_client_cpu_us", "server_rss_anon_peak_mb"]
+       "handshake_resumed_client_cpu_us", "handshakes_full_server_capacity_per_s", "server_rss_anon_peak_mb"]
 bad = [k for k in old if not isinstance(j.get(k), (int, float))]
 bad += [k for k in new if not isinstance(j.get(k), (int, float)) or j[k] <= 0]
 for a, b, both in [("ingest_server_cpu_us_per_record", "ingest_client_cpu_us_per_record", "ingest_cpu_us_per_record"),

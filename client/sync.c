@@ -67,6 +67,9 @@ struct sync_run {
     ps_idlist_t refetch;        /* ids the server refused, kept as conflicts or merged */
     ps_sync_done_fn done;
     void *arg;
+    ps_sync_progress_fn progress_fn; /* the caller's progress display, or NULL */
+    void *progress_arg;
+    uint64_t start_cursor;
 };
 
 /* Ends the progress line, so what is printed next starts a line of its own. */
@@ -77,9 +80,26 @@ static void progress_end(sync_run_t *r)
     r->progress_open = 0;
 }
 
+/* Tells the caller's progress function where the sync is. */
+static void progress_tell(sync_run_t *r)
+{
+    const ps_sync_stats_t *st = r->st;
+    ps_sync_progress_t p;
+    if (!r->progress_fn)
+        return;
+    p.pushed = st->accepted + st->duplicate + st->rejected + st->conflicts;
+    p.push_total = r->outbox_total > p.pushed ? r->outbox_total : p.pushed;
+    p.pulled = st->cursor > r->start_cursor ? st->cursor - r->start_cursor : 0;
+    p.pull_total = st->head > r->start_cursor ? st->head - r->start_cursor : 0;
+    if (p.pull_total < p.pulled)
+        p.pull_total = p.pulled;
+    r->progress_fn(&p, r->progress_arg);
+}
+
 static void progress(sync_run_t *r, const char *phase)
 {
     const ps_sync_stats_t *st = r->st;
+    progress_tell(r);
     if (!(r->flags & PS_SYNC_PROGRESS))
         return;
     r->progress_open = 1;
@@ -276,6 +296,7 @@ static void begin(ps_session_t *s, int status, void *arg)
     r->pull_more = 1;
     /* A cheap count: ps_cache_counts would open every sealed record. */
     ps_cache_outbox_count(r->cache, &r->outbox_total);
+    progress_tell(r);
     r->depth++;
     fill_push(r);
     r->depth--;
@@ -416,8 +437,9 @@ static int add_refused(const Popsync__ChangeResult *res, const Popsync__Change *
     return 0;
 }
 
-int ps_sync_start(ps_link_t *l, uint32_t push_batch, unsigned flags, ps_sync_stats_t *stats, ps_sync_done_fn done,
-                  void *arg)
+/* ps_sync_start with a progress function (may be NULL). */
+static int sync_start(ps_link_t *l, uint32_t push_batch, unsigned flags, ps_sync_stats_t *stats, ps_sync_done_fn done,
+                      void *arg, ps_sync_progress_fn progress_fn, void *progress_arg)
 {
     sync_run_t *r = calloc(1, sizeof(*r));
     int rc;
@@ -431,7 +453,9 @@ int ps_sync_start(ps_link_t *l, uint32_t push_batch, unsigned flags, ps_sync_sta
     r->want_batch = push_batch ? push_batch : 1000;
     r->done = done;
     r->arg = arg;
-    stats->cursor = ps_cache_meta(l->cache)->cursor;
+    r->progress_fn = progress_fn;
+    r->progress_arg = progress_arg;
+    stats->cursor = r->start_cursor = ps_cache_meta(l->cache)->cursor;
     /* Records the server refused are re-read after the pull.  Refusals are
      * kept in the cache, so one recorded by a sync that was cut before its
      * re-read is still settled by this one. */
@@ -441,21 +465,34 @@ int ps_sync_start(ps_link_t *l, uint32_t push_batch, unsigned flags, ps_sync_sta
     return rc;
 }
 
+int ps_sync_start(ps_link_t *l, uint32_t push_batch, unsigned flags, ps_sync_stats_t *stats, ps_sync_done_fn done,
+                  void *arg)
+{
+    return sync_start(l, push_batch, flags, stats, done, arg, NULL, NULL);
+}
+
 static void mark_done(ps_link_t *l, int status, void *arg)
 {
     (void)l;
     *(int *)arg = status == PS_OK ? 1 : -1;
 }
 
-int ps_sync_on(ps_link_t *l, uint32_t push_batch, unsigned flags, ps_sync_stats_t *stats)
+/* ps_sync_on with a progress function (may be NULL). */
+static int sync_on(ps_link_t *l, uint32_t push_batch, unsigned flags, ps_sync_stats_t *stats,
+                   ps_sync_progress_fn progress_fn, void *progress_arg)
 {
     int done = 0;
-    int rc = ps_sync_start(l, push_batch, flags, stats, mark_done, &done);
+    int rc = sync_start(l, push_batch, flags, stats, mark_done, &done, progress_fn, progress_arg);
     if (rc == PS_OK)
         rc = ps_link_run(l);
     if (rc == PS_OK && done != 1)
         rc = PS_ECLOSED;
     return rc;
+}
+
+int ps_sync_on(ps_link_t *l, uint32_t push_batch, unsigned flags, ps_sync_stats_t *stats)
+{
+    return sync_on(l, push_batch, flags, stats, NULL, NULL);
 }
 
 void ps_sync_record(ps_cache_t *c, int rc, const char *err)
@@ -486,13 +523,20 @@ int ps_sync_run(ps_cache_t *c, uint32_t push_batch, unsigned flags, uint64_t tim
 int ps_sync_with_conflicts(ps_cache_t *c, uint32_t push_batch, unsigned flags, uint64_t timeout_ms,
                            ps_sync_stats_t *stats, ps_conflicts_fn fn, void *arg, char *err, size_t errlen)
 {
+    return ps_sync_with_progress(c, push_batch, flags, timeout_ms, stats, fn, arg, NULL, NULL, err, errlen);
+}
+
+int ps_sync_with_progress(ps_cache_t *c, uint32_t push_batch, unsigned flags, uint64_t timeout_ms,
+                          ps_sync_stats_t *stats, ps_conflicts_fn fn, void *arg, ps_sync_progress_fn progress_fn,
+                          void *progress_arg, char *err, size_t errlen)
+{
     ps_link_t *l;
     int rc;
     memset(stats, 0, sizeof(*stats));
     rc = ps_link_open(&l, NULL, c, timeout_ms, (flags & PS_SYNC_NO_COMPRESSION) ? PS_LINK_NO_COMPRESSION : 0, NULL,
                       err, errlen);
     if (rc == PS_OK) {
-        rc = ps_sync_on(l, push_batch, flags, stats);
+        rc = sync_on(l, push_batch, flags, stats, progress_fn, progress_arg);
         if (rc == PS_OK && fn && (rc = ps_rq_conflicts(l->s, 0, fn, arg)) == PS_OK)
             rc = ps_link_run(l);
         rc = ps_link_close(l, rc, err, errlen, &stats->bytes_in, &stats->bytes_out);

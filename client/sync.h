@@ -50,6 +50,15 @@ typedef struct ps_sync_stats {
 #define PS_SYNC_PUSH_ONLY 0x2u      /**< stop after the outbox is pushed (benchmarks) */
 #define PS_SYNC_NO_COMPRESSION 0x4u /**< ps_sync_run: do not offer zstd */
 
+/** Where a sync is, for a progress display: told at the start and after
+ *  every Push answered and PullBatch applied. */
+typedef struct ps_sync_progress {
+    uint64_t pushed, push_total; /**< changes answered; the outbox at the start */
+    uint64_t pulled, pull_total; /**< feed positions read since the start; the server's head (as last told)
+                                      minus the cursor at the start */
+} ps_sync_progress_t;
+typedef void (*ps_sync_progress_fn)(const ps_sync_progress_t *p, void *arg);
+
 /** The end of an asynchronous sync: PS_OK or the session's failure. */
 typedef void (*ps_sync_done_fn)(ps_link_t *l, int status, void *arg);
 
@@ -85,5 +94,11 @@ int ps_sync_run(ps_cache_t *c, uint32_t push_batch, unsigned flags, uint64_t tim
  */
 int ps_sync_with_conflicts(ps_cache_t *c, uint32_t push_batch, unsigned flags, uint64_t timeout_ms,
                            ps_sync_stats_t *stats, ps_conflicts_fn fn, void *arg, char *err, size_t errlen);
+
+/** ps_sync_with_conflicts, telling progress_fn (may be NULL) after every step
+ *  (the sync button of `popsync ui` shows it as a percentage). */
+int ps_sync_with_progress(ps_cache_t *c, uint32_t push_batch, unsigned flags, uint64_t timeout_ms,
+                          ps_sync_stats_t *stats, ps_conflicts_fn fn, void *arg, ps_sync_progress_fn progress_fn,
+                          void *progress_arg, char *err, size_t errlen);
 
 #endif

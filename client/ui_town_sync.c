@@ -37,6 +37,7 @@ typedef struct syncw {
     uint64_t started_ms, finished_ms;
     char err[512];
     ps_sync_stats_t st;
+    ps_sync_progress_t prog; /* where the running (or last) sync is */
     Popsync__Conflict **cf; /* open conflicts of the last sync (copies) */
     size_t ncf;
     ps_ui_t *ui;
@@ -114,6 +115,15 @@ static void on_conflicts(const Popsync__ConflictListResult *res, void *arg)
             g->n++;
 }
 
+/* The sync's progress (on the sync worker), for the status request. */
+static void on_progress(const ps_sync_progress_t *p, void *arg)
+{
+    syncw_t *w = arg;
+    pthread_mutex_lock(&w->mu);
+    w->prog = *p;
+    pthread_mutex_unlock(&w->mu);
+}
+
 static void *sync_main(void *arg)
 {
     syncw_t *w = arg;
@@ -130,7 +140,8 @@ static void *sync_main(void *arg)
         rc = PS_EIO;
         snprintf(err, sizeof(err), "cannot take this cache's sync lock");
     } else {
-        rc = ps_sync_with_conflicts(ps_ui_cache_of(w->ui), 0, 0, 30000, &st, on_conflicts, &g, err, sizeof(err));
+        rc = ps_sync_with_progress(ps_ui_cache_of(w->ui), 0, 0, 30000, &st, on_conflicts, &g, on_progress, w, err,
+                                   sizeof(err));
         close(lock);
     }
     if (rc == PS_OK) /* the count `popsync status` shows */
@@ -169,6 +180,7 @@ static int h_sync_start(ps_ui_req_t *rq)
         w->joinable = 0;
         w->running = 1;
         w->started_ms = now_ms();
+        memset(&w->prog, 0, sizeof(w->prog));
         if (pthread_create(&w->th, NULL, sync_main, w) == 0)
             w->joinable = started = 1;
         else
@@ -176,6 +188,22 @@ static int h_sync_start(ps_ui_req_t *rq)
     }
     pthread_mutex_unlock(&w->mu);
     return ps_ui_reply_json(rq, 202, json_pack("{s:b}", "started", started));
+}
+
+/* {pushed, push_total, pulled, pull_total, percent}: the changes sent of
+ * those waiting at the start, and the server's feed read of what it had
+ * (head minus our cursor at the start); the percentage of both together,
+ * 100 only once the sync has completed. */
+static json_t *progress_json(const syncw_t *w)
+{
+    const ps_sync_progress_t *p = &w->prog;
+    uint64_t done = p->pushed + p->pulled, total = p->push_total + p->pull_total;
+    json_int_t pct = !w->running && w->ran && w->rc == PS_OK ? 100
+                     : total ? (json_int_t)(done >= total ? 99 : done * 100 / total)
+                             : 0;
+    return json_pack("{s:I,s:I,s:I,s:I,s:I}", "pushed", (json_int_t)p->pushed, "push_total",
+                     (json_int_t)p->push_total, "pulled", (json_int_t)p->pulled, "pull_total",
+                     (json_int_t)p->pull_total, "percent", pct);
 }
 
 static json_t *stats_json(const ps_sync_stats_t *s)
@@ -199,6 +227,8 @@ static int h_sync_status(ps_ui_req_t *rq)
         return ps_ui_reply_error(rq, 500, "out of memory", NULL);
     pthread_mutex_lock(&w->mu);
     json_object_set_new(o, "running", json_boolean(w->running));
+    if (w->running || w->ran)
+        json_object_set_new(o, "progress", progress_json(w));
     if (w->running)
         json_object_set_new(o, "elapsed_ms", ps_json_u64(now_ms() - w->started_ms));
     if (w->ran)

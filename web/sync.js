@@ -9,7 +9,18 @@ async function refresh() {
   const s = await ps.get('/api/sync');
   const tb = document.querySelector('#sync-facts tbody');
   tb.textContent = '';
-  document.getElementById('progress').hidden = !s.running;
+  /* The bar and its percentage: while the sync runs, and its end (100 %
+   * when it completed) until the page is left. */
+  const bar = document.getElementById('progress'), pct = document.getElementById('sync-percent');
+  bar.hidden = pct.hidden = !s.progress;
+  if (s.progress) {
+    bar.max = 100;
+    bar.value = s.progress.percent;
+    const p = s.progress;
+    pct.textContent = p.percent + '%';
+    pct.title = ps.t('送出 ' + p.pushed + '/' + p.push_total + '，接收 ' + p.pulled + '/' + p.pull_total,
+                     'sent ' + p.pushed + '/' + p.push_total + ', received ' + p.pulled + '/' + p.pull_total);
+  }
   document.getElementById('sync-go').disabled = s.running;
   if (s.running) tb.append(fact(ps.t('正在同步', 'Syncing'), Math.round(s.elapsed_ms / 1000) + ' s', 'sync-running'));
   if (s.pending !== undefined) {

@@ -44,10 +44,21 @@ def pick(b, field, text, expect):
 
 
 def sync(b):
+    """Runs a sync from the sync page; its percentage must end at 100 with
+    every change sent and the server's feed read (gap c)."""
     b.go("/sync.html")
     b.click("#sync-go")
     b.wait(lambda d: d.find_elements("css selector", "#sync-result"), "sync result", timeout=60)
-    return b.find("#sync-result").text
+    res = b.find("#sync-result").text
+    if "完成" in res:
+        pct = b.wait(lambda d: d.find_element("css selector", "#sync-percent").is_displayed() and
+                     d.find_element("css selector", "#sync-percent").text, "the percentage")
+        p = b.d.execute_async_script("const done = arguments[0];"
+                                     "fetch('/api/sync').then(r => r.json()).then(j => done(j.progress))")
+        if pct != "100%" or p["percent"] != 100 or p["pushed"] != p["push_total"] or \
+                p["pulled"] != p["pull_total"] or b.find("#progress").get_attribute("value") != "100":
+            fail("the sync's progress at its end: %r %r" % (pct, p))
+    return res
 
 
 security_checks(url)
@@ -114,11 +125,18 @@ try:
     b.click("#save")
     b.wait(lambda d: "/record.html" in d.current_url, "the visit's page")
 
+    b.go("/sync.html")
+    pending = int(b.find("#pending-count").text)
     res = sync(b)
     b.shot("sync-done")
     if "退回 1" not in res:
         fail("the sync should have had one change refused: " + res)
-    ok("sync from the browser: " + res)
+    p = b.d.execute_async_script("const done = arguments[0];"
+                                 "fetch('/api/sync').then(r => r.json()).then(j => done(j.progress))")
+    if p["push_total"] != pending or p["pull_total"] < 1:
+        fail("progress totals: %r for %d changes waiting" % (p, pending))
+    ok("sync from the browser: %s; progress %d%% (sent %d/%d, feed read %d/%d)" %
+       (res, p["percent"], p["pushed"], p["push_total"], p["pulled"], p["pull_total"]))
 
     b.go("/refused.html")
     b.wait_text("#refused tbody tr", args["gone_name"])

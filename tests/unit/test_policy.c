@@ -36,6 +36,7 @@
 #define TB "130203002000"
 #define OUT "130203002001"
 #define UNKNOWN "130203001099"
+#define FOREIGN "110105001000" /* a unit of another district (docs/upstream.md §7) */
 #define NROLES 4
 
 static ps_orgunits_t *g_tree;
@@ -124,6 +125,7 @@ READ(read_sibling, ps_policy_may_read, g_tree, SIBLING, NULL)
 READ(read_out, ps_policy_may_read, g_tree, OUT, NULL)
 READ(read_other_place, ps_policy_may_read, g_tree, OUT, IN)
 READ(read_unknown, ps_policy_may_read, g_tree, UNKNOWN, NULL)
+READ(read_foreign, ps_policy_may_read, g_tree, FOREIGN, IN)
 READ(read_in_no_tree, ps_policy_may_read, NULL, IN, NULL)
 READ(read_out_no_tree, ps_policy_may_read, NULL, OUT, NULL)
 READ(count_in, ps_policy_may_count, g_tree, IN, NULL)
@@ -141,6 +143,7 @@ WRITE(edit_in, IN, NULL, IN)
 WRITE(edit_in_to_out, IN, NULL, OUT)
 WRITE(edit_out_to_in, OUT, NULL, IN)
 WRITE(edit_other_place, OUT, IN, OUT)
+WRITE(edit_foreign, FOREIGN, IN, FOREIGN)
 
 static const char *other_place_sets(const ps_peer_t *p, const char *field)
 {
@@ -208,6 +211,7 @@ static const struct {
     {"read record", "out", read_out},
     {"read record", "other place in", read_other_place},
     {"read record", "unit not in the tree", read_unknown},
+    {"read record", "another district's, other place in", read_foreign},
     {"read record", "in, no tree", read_in_no_tree},
     {"read record", "out, no tree", read_out_no_tree},
     {"count record", "in", count_in},
@@ -222,6 +226,7 @@ static const struct {
     {"edit record", "in, moves out", edit_in_to_out},
     {"edit record", "out, moves in", edit_out_to_in},
     {"edit record", "other place in", edit_other_place},
+    {"edit record", "another district's, other place in", edit_foreign},
     {"other place sets", "submitted_date", op_submitted},
     {"other place sets", "feedback_date", op_feedback},
     {"other place sets", "any other field", op_phone},

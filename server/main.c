@@ -5,6 +5,7 @@
 #include "log.h"
 #include "upstream.h"
 #include "migrants.h"
+#include "pullcache.h"
 
 #include <getopt.h>
 #include <malloc.h>
@@ -214,6 +215,7 @@ static void opts_defaults(ps_server_opts_t *o)
     o->max_push_changes = 10000;
     o->pull_max_records = 5000;
     o->pull_max_bytes = 4u << 20;
+    o->pull_cache = (size_t)16 << 20;
     o->max_output = 8u << 20;
     o->handshake_ms = 10000;
     o->idle_ms = 300000;
@@ -361,7 +363,7 @@ static int open_parts(ps_server_t *srv)
         PS_ERROR("main", "%s", err);
         return PS_EIO;
     }
-    return PS_OK;
+    return ps_pullcache_new(&srv->pullcache, srv->opts.pull_cache);
 }
 
 /* Issue 19 point 2: the consumer of other districts' migration cases
@@ -454,6 +456,7 @@ int main(int argc, char **argv)
         ps_metrics_free(&srv);
         ps_nodes_free(&srv);
     }
+    ps_pullcache_free(srv.pullcache);
     ps_store_close(srv.store);
     ps_tls_conf_free(srv.tls);
     ps_orgunits_free(srv.units);

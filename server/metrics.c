@@ -14,6 +14,7 @@
 #include "server.h"
 #include "upstream.h"
 #include "migrants.h"
+#include "pullcache.h"
 #include "err.h"
 #include "log.h"
 
@@ -225,6 +226,14 @@ static void render(ps_metrics_t *m, ps_buf_t *b)
     if (m->have && m->rc_conflicts == PS_OK)
         metric(b, "popsync_conflicts_open", "gauge", "Unresolved conflicts (refreshed at most every 10 s).",
                m->conflicts_open);
+    if (srv->pullcache) {
+        ps_pullcache_stats_t pcs;
+        ps_pullcache_stats(srv->pullcache, &pcs);
+        metric(b, "popsync_pull_cache_hits_total", "counter", "Pull batches answered from those kept.", pcs.hits);
+        metric(b, "popsync_pull_cache_misses_total", "counter", "Pull batches read from the store.", pcs.misses);
+        metric(b, "popsync_pull_cache_bytes", "gauge", "Bytes of pull batches kept (limits pull_cache_mb).",
+               pcs.bytes);
+    }
     if (srv->upstream)
         upstream_lines(srv, b);
 }

@@ -45,6 +45,7 @@ typedef struct ps_server_opts {
     uint32_t max_push_changes;   /**< changes in one Push */
     uint32_t pull_max_records;   /**< records in one PullBatch */
     uint32_t pull_max_bytes;     /**< about this many record bytes per PullBatch */
+    size_t pull_cache;           /**< bytes of PullBatch frames kept for the next reader (pullcache.h; 0: none) */
     size_t max_output;           /**< per-connection queued output before we stop reading */
     uint64_t handshake_ms;       /**< TLS handshake + Hello deadline */
     uint64_t idle_ms;            /**< idle deadline once ready */
@@ -133,6 +134,7 @@ typedef struct ps_server {
     struct ps_upstream *upstream; /**< upstream.c: the publisher thread, or NULL */
     struct ps_migrants *migrants; /**< migrants.c: cases from other districts, or NULL */
     ps_orgunits_t *province;      /**< [upstream] province_orgunits, or NULL */
+    struct ps_pullcache *pullcache; /**< pullcache.c: batches kept for the next reader, or NULL */
 } ps_server_t;
 
 typedef enum ps_conn_state {

@@ -19,6 +19,7 @@
 #include "policy.h"
 #include "reply.h"
 #include "upstream.h"
+#include "pullcache.h"
 
 #include "wire.pb-c.h"
 
@@ -97,13 +98,10 @@ static void work_hello(read_job_t *j)
 
 static void work_pull(read_job_t *j)
 {
-    ps_reply_batch_t b;
     ps_pull_end_t end;
-    if ((j->rc = ps_reply_batch_begin(&b, &j->reply)))
-        return;
-    j->rc = ps_store_pull(j->c->srv->store, &j->peer, j->cursor, j->max_records, j->max_bytes, ps_reply_batch_entry,
-                          &b, &end);
-    j->rc = ps_reply_batch_end(&b, j->rc, j->request_id, &end);
+    /* The batch is read, or taken from those kept (pullcache.h). */
+    j->rc = ps_pull_cached(j->c->srv->pullcache, j->c->srv->store, &j->peer, j->cursor, j->max_records, j->max_bytes,
+                           j->compress, j->request_id, &j->reply, &end);
     if (j->rc == PS_OK)
         j->new_cursor = end.cursor; /* the node's cursor once it applies the batch */
 }

@@ -140,13 +140,13 @@ static void set_kv(Popsync__Record *r, const char *kv)
 static Popsync__Record *person(const uint8_t *id, const char *unit, int day, uint8_t *id_out)
 {
     Popsync__Record *r = new_record(POPSYNC__KIND__KIND_PERSON, id, unit, id_out);
-    char kv[64], idn[19];
+    char kv[64], idn[32];
     set_kv(r, "name=赵敏");
     set_kv(r, "sex=female");
     snprintf(kv, sizeof(kv), "birth_date=1980-04-%02d", day);
     set_kv(r, kv);
     set_kv(r, "registration=local");
-    snprintf(idn, sizeof(idn), "130203198004%02d%02u2", day, (unsigned)(r->id.data[15] % 100));
+    snprintf(idn, sizeof(idn), "130203198004%02d%02u2", day % 100, (unsigned)(r->id.data[15] % 100));
     idn[17] = ps_id_check_char(idn);
     idn[18] = '\0';
     snprintf(kv, sizeof(kv), "id_number=%s", idn);

@@ -1,6 +1,7 @@
 /* apply.c - the apply path: a group commit's transaction and the stages
  * of one change (apply.h). */
 #include "apply.h"
+#include "audit_chain.h"
 #include "counters.h"
 #include "crypto.h"
 #include "err.h"
@@ -10,6 +11,7 @@
 #include "policy.h"
 #include "record_fmt.h"
 #include "scope.h"
+#include "store_versions.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -420,12 +422,13 @@ static int pack_scratch(apply_ctx_t *c, const ProtobufCMessage *msg, size_t hdr_
 }
 
 /* Makes nv (which carries its final rev) the record's current version:
- * records, versions and the feed.  When the record's audience shrinks, the
- * units that lose it get an exit entry first, so their readers drop it. */
+ * records and the feed (the version it replaces moves to versions).  When
+ * the record's audience shrinks, the units that lose it get an exit entry
+ * first, so their readers drop it. */
 static int put_version(apply_ctx_t *c, const Popsync__Record *nv, const uint8_t *old_hdr)
 {
     MDB_val k = {PS_ID_LEN, nv->id.data}, v;
-    uint8_t vkey[PS_ID_LEN + 8], *p;
+    uint8_t *p;
     size_t n;
     int rc, mrc;
     const char *other = other_place(nv);
@@ -443,6 +446,11 @@ static int put_version(apply_ctx_t *c, const Popsync__Record *nv, const uint8_t 
                 return rc;
         }
     }
+    /* Every version is kept (it may be the common base of a later merge):
+     * the one this replaces moves to `versions`; the new one lives only in
+     * `records` until it is replaced in turn (store_versions.h). */
+    if (old_hdr && (rc = ps__version_supersede(c->txn, c->st, nv->id.data, &c->scratch)))
+        return rc;
     if ((rc = pack_scratch(c, &nv->base, REC_HDR, &p, &n)))
         return rc;
     be64put(p, ++c->seq);
@@ -459,15 +467,6 @@ static int put_version(apply_ctx_t *c, const Popsync__Record *nv, const uint8_t 
         return db_err(mrc);
     if ((rc = ps__feed_put_record(c->txn, c->st, p, nv->id.data, n)))
         return rc;
-    /* Every version is kept: it may be the common base of a later merge. */
-    memcpy(vkey, nv->id.data, PS_ID_LEN);
-    be64put(vkey + PS_ID_LEN, nv->rev->gen);
-    k.mv_size = sizeof(vkey);
-    k.mv_data = vkey;
-    v.mv_size = n;
-    v.mv_data = p + REC_HDR;
-    if ((mrc = mdb_put(c->txn, c->st->versions, &k, &v, 0)))
-        return db_err(mrc);
     return PS_OK;
 }
 
@@ -548,17 +547,11 @@ static int resolve_conflict(apply_ctx_t *c, const ProtobufCBinaryData *cid, cons
 
 static int load_version(apply_ctx_t *c, const uint8_t *id, uint64_t gen, Popsync__Record **out)
 {
-    uint8_t vkey[PS_ID_LEN + 8];
-    MDB_val k = {sizeof(vkey), vkey}, v;
-    int mrc;
+    MDB_val v;
+    int rc;
     *out = NULL;
-    memcpy(vkey, id, PS_ID_LEN);
-    be64put(vkey + PS_ID_LEN, gen);
-    mrc = mdb_get(c->txn, c->st->versions, &k, &v);
-    if (mrc == MDB_NOTFOUND)
-        return PS_OK;
-    if (mrc)
-        return db_err(mrc);
+    if ((rc = ps__version_get(c->txn, c->st, id, gen, &v)) || !v.mv_data)
+        return rc;
     return ps_msg_unpack_desc(&popsync__record__descriptor, v.mv_data, v.mv_size, (ProtobufCMessage **)out);
 }
 
@@ -611,28 +604,14 @@ static int own_versions_since(apply_ctx_t *c, const uint8_t *id, uint64_t base_g
     return 1;
 }
 
-/* Appends an audit entry for an accepted change, chained to the last one.
+/* Appends an audit entry for an accepted change to the transaction's
+ * batch (audit_chain.h: chained and its head written at the commit).
  * It is written in the change's own transaction: no change without its
  * entry, no entry without its change. */
 static int audit_append(apply_ctx_t *c, const ps_push_job_t *job, const Popsync__Record *nv, const char *action)
 {
     Popsync__AuditEntry e = POPSYNC__AUDIT_ENTRY__INIT;
-    uint8_t key[8], head[40], *p;
-    MDB_val k = {8, key}, v, hk = {10, "audit_head"};
-    size_t n;
-    int rc, mrc;
-
-    if (!c->audit_loaded) {
-        mrc = mdb_get(c->txn, c->st->meta, &hk, &v);
-        if (mrc == 0 && v.mv_size == 40) {
-            c->audit_n = be64get(v.mv_data);
-            memcpy(c->audit_hash, (uint8_t *)v.mv_data + 8, 32);
-        } else if (mrc && mrc != MDB_NOTFOUND) {
-            return db_err(mrc);
-        }
-        c->audit_loaded = 1;
-    }
-    e.n = c->audit_n + 1;
+    int rc;
     e.time_ms = c->now_ms;
     e.cert_name = (char *)job->peer.name;
     e.cert_role = (char *)job->peer.role_name;
@@ -646,28 +625,12 @@ static int audit_append(apply_ctx_t *c, const ps_push_job_t *job, const Popsync_
     e.hlc = nv->rev->hlc;
     e.seq = c->seq;
     e.action = (char *)action;
-    e.prev_hash.data = c->audit_hash;
-    e.prev_hash.len = 32;
     e.orgunit = nv->orgunit;
-    if ((rc = pack_scratch(c, &e.base, 0, &p, &n)))
+    if ((rc = ps_audit_append(&c->audit, c->txn, c->st, &e, &c->scratch)))
         return rc;
-    be64put(key, e.n);
-    v.mv_size = n;
-    v.mv_data = p;
-    if ((mrc = mdb_put(c->txn, c->st->audit, &k, &v, MDB_APPEND)))
-        return db_err(mrc);
     /* A record's history finds the entry of each version (store_history.c). */
     if (nv->id.len == PS_ID_LEN && nv->rev && (rc = ps__history_file(c->txn, c->st, nv->id.data, e.gen, e.n)))
         return rc;
-    if ((rc = ps_sha256(p, n, c->audit_hash)))
-        return rc;
-    c->audit_n = e.n;
-    be64put(head, c->audit_n);
-    memcpy(head + 8, c->audit_hash, 32);
-    v.mv_size = sizeof(head);
-    v.mv_data = head;
-    if ((mrc = mdb_put(c->txn, c->st->meta, &hk, &v, 0)))
-        return db_err(mrc);
     return PS_OK;
 }
 
@@ -1310,6 +1273,7 @@ void ps_apply_abort(ps_apply_txn_t *c)
     c->txn = NULL;
     free(c->marks);
     free(c->ctab.v);
+    ps_audit_batch_free(&c->audit);
     ps_buf_free(&c->scratch);
     c->marks = NULL;
     c->ctab.v = NULL;
@@ -1321,7 +1285,8 @@ int ps_apply_commit(ps_apply_txn_t *c)
     MDB_val k = {4, "head"}, v = {8, headv};
     int mrc, rc;
 
-    if ((rc = marks_flush(c)) || (rc = ctab_flush(&c->ctab, c->txn, c->st->counters)))
+    if ((rc = marks_flush(c)) || (rc = ctab_flush(&c->ctab, c->txn, c->st->counters)) ||
+        (rc = ps_audit_seal(&c->audit, c->txn, c->st)))
         goto out;
     be64put(headv, c->seq);
     if ((mrc = mdb_put(c->txn, c->st->meta, &k, &v, 0))) {
@@ -1433,7 +1398,9 @@ int ps_apply_audit_node_event(ps_store_t *st, MDB_txn *txn, const ps_peer_t *pee
     memcpy(job.node, node, PS_ID_LEN);
     nv.rev = &rev;
     nv.orgunit = (char *)peer->orgunit;
-    rc = audit_append(&c, &job, &nv, action);
+    if ((rc = audit_append(&c, &job, &nv, action)) == PS_OK)
+        rc = ps_audit_seal(&c.audit, txn, st);
+    ps_audit_batch_free(&c.audit);
     ps_buf_free(&c.scratch);
     return rc;
 }

@@ -40,6 +40,7 @@
 #define PS_APPLY_H
 
 #include "store_int.h"
+#include "audit_chain.h"
 #include "merge.h"
 #include "validate.h"
 
@@ -68,9 +69,7 @@ typedef struct ps_apply_txn {
     uint64_t now_ms;         /**< our clock at its start: acceptance time of its changes */
     uint64_t conflicts;      /**< conflicts recorded in it */
     ps_apply_ctab_t ctab;
-    uint64_t audit_n;        /**< last audit entry number */
-    uint8_t audit_hash[32];  /**< hash of that entry */
-    int audit_loaded;
+    ps_audit_batch_t audit;  /**< the audit entries it appends (audit_chain.h) */
     ps_apply_mark_t *marks;
     size_t nmarks, capmarks;
     ps_buf_t scratch;        /**< a record or entry being packed for storage */

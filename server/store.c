@@ -692,69 +692,15 @@ out:
 int ps_store_audit_verify(ps_store_t *st, uint64_t *entries, char *err, size_t errlen)
 {
     MDB_txn *txn = NULL;
-    MDB_cursor *cur = NULL;
-    MDB_val k, v, hk = {10, "audit_head"};
-    uint8_t prev[32] = {0}, h[32];
-    uint64_t expect = 1, head_n = 0;
-    int mrc, rc = PS_OK;
+    int mrc, rc;
 
     *entries = 0;
-    if ((mrc = ro_begin(st, &txn)) || (mrc = mdb_cursor_open(txn, st->audit, &cur))) {
+    if ((mrc = ro_begin(st, &txn))) {
         snprintf(err, errlen, "cannot read the audit log: %s", mdb_strerror(mrc));
-        rc = db_err(mrc);
-        goto out;
+        return db_err(mrc);
     }
-    while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
-        Popsync__AuditEntry *e = popsync__audit_entry__unpack(NULL, v.mv_size, v.mv_data);
-        uint64_t n = k.mv_size == 8 ? be64get(k.mv_data) : 0;
-        if (!e) {
-            snprintf(err, errlen, "entry %llu is not a valid audit entry", (unsigned long long)n);
-            rc = PS_EPROTO;
-            goto out;
-        }
-        if (n != expect || e->n != n) {
-            snprintf(err, errlen, "entry %llu missing (found entry %llu next)", (unsigned long long)expect,
-                     (unsigned long long)n);
-            popsync__audit_entry__free_unpacked(e, NULL);
-            rc = PS_EPROTO;
-            goto out;
-        }
-        if (e->prev_hash.len != 32 || memcmp(e->prev_hash.data, prev, 32) != 0) {
-            snprintf(err, errlen, "entry %llu does not follow from entry %llu: the log was altered",
-                     (unsigned long long)n, (unsigned long long)(n - 1));
-            popsync__audit_entry__free_unpacked(e, NULL);
-            rc = PS_EPROTO;
-            goto out;
-        }
-        popsync__audit_entry__free_unpacked(e, NULL);
-        ps_sha256(v.mv_data, v.mv_size, h);
-        memcpy(prev, h, 32);
-        expect++;
-        (*entries)++;
-    }
-    if (mrc != MDB_NOTFOUND) {
-        rc = db_err(mrc);
-        goto out;
-    }
-    /* The head names the last entry and its hash: removing or altering the
-     * newest entries is caught here. */
-    mrc = mdb_get(txn, st->meta, &hk, &v);
-    if (mrc == 0 && v.mv_size == 40) {
-        head_n = be64get(v.mv_data);
-        if (head_n != *entries || memcmp((uint8_t *)v.mv_data + 8, prev, 32) != 0) {
-            snprintf(err, errlen, "the log ends at entry %llu but its head names entry %llu%s",
-                     (unsigned long long)*entries, (unsigned long long)head_n,
-                     head_n == *entries ? " with another hash: the last entry was altered" : "");
-            rc = PS_EPROTO;
-        }
-    } else if (*entries > 0) {
-        snprintf(err, errlen, "the log has %llu entries but no head", (unsigned long long)*entries);
-        rc = PS_EPROTO;
-    }
-out:
-    if (cur)
-        mdb_cursor_close(cur);
-    if (txn)
-        ro_end(st, txn);
+    /* The chaining rules are audit_chain.h's. */
+    rc = ps_audit_verify(txn, st, entries, err, errlen);
+    ro_end(st, txn);
     return rc;
 }

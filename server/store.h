@@ -3,9 +3,9 @@
  * Owns: the LMDB environment and its named databases (docs/architecture.md,
  * "Store"):
  *   records  id(16)            -> header(50) | packed Record   (header: store.c)
- *   versions id(16)|gen(8, BE) -> packed Record                every version, for merges
+ *   versions id(16)|gen(8, BE) -> packed Record                each superseded version (store_versions.h)
  *   conflicts cid(16)          -> packed Conflict
- *   audit    n(8, BE)          -> packed AuditEntry (hash-chained; head in meta "audit_head")
+ *   audit    n(8, BE)          -> packed AuditEntry (chained per write transaction, audit_chain.h; head in meta "audit_head")
  *   counters month(4)|unit(12)|indicator -> int64 (BE), kept in the write transaction
  *   closes   month(4)|township(12) -> packed CloseResult (state, frozen values)
  *   feed     seq(8, BE)        -> id(16)|2|kind|flags|unit(12)|other(12)|size(4)
@@ -275,8 +275,9 @@ int ps_store_fetch(ps_store_t *st, const ps_peer_t *peer, const ProtobufCBinaryD
                    ps_pull_fn fn, void *arg, ps_pull_end_t *end);
 
 /**
- * Checks the audit chain: numbering without gaps, each entry naming the hash
- * of the one before, and the head (in meta) naming the last.  PS_OK with the
+ * Checks the audit chain: numbering without gaps, each entry (old rule) or
+ * write transaction's batch (new rule) following from the one before
+ * (audit_chain.h), and the head (in meta) naming the last.  PS_OK with the
  * entry count, or PS_EPROTO with the first break described in err.
  */
 int ps_store_audit_verify(ps_store_t *st, uint64_t *entries, char *err, size_t errlen);

@@ -8,6 +8,7 @@
  */
 #include "store_upstream.h"
 #include "store_int.h"
+#include "store_versions.h"
 #include "counters.h"
 #include "msg.h"
 #include "records.pb-c.h"
@@ -279,7 +280,7 @@ static int rebuild_record(MDB_txn *txn, ps_store_t *st, const ps_rebuild_item_t 
 {
     Popsync__Record *r, *old = NULL;
     MDB_val ov, k, v;
-    uint8_t vkey[PS_ID_LEN + 8], *val = NULL;
+    uint8_t *val = NULL;
     const char *other;
     int mrc, rc = PS_OK;
 
@@ -294,6 +295,16 @@ static int rebuild_record(MDB_txn *txn, ps_store_t *st, const ps_rebuild_item_t 
         goto out; /* a resend of an older change: the stored one is newer */
     if (old && ((rc = ps__feed_drop(txn, st, ov.mv_data)) || (rc = ps__store_counters_add(txn, st, old, -1))))
         goto out;
+    if (old) {
+        /* The stored version is superseded: it moves to versions, the new
+         * one lives in records only (store_versions.h). */
+        ps_buf_t copy;
+        ps_buf_init(&copy);
+        rc = ps__version_supersede(txn, st, r->id.data, &copy);
+        ps_buf_free(&copy);
+        if (rc)
+            goto out;
+    }
     if (!(val = malloc(REC_HDR + it->len))) {
         rc = PS_ENOMEM;
         goto out;
@@ -313,14 +324,6 @@ static int rebuild_record(MDB_txn *txn, ps_store_t *st, const ps_rebuild_item_t 
     v.mv_size = REC_HDR + it->len;
     v.mv_data = val;
     if ((mrc = mdb_put(txn, st->records, &k, &v, 0)))
-        goto dberr;
-    memcpy(vkey, r->id.data, PS_ID_LEN);
-    be64put(vkey + PS_ID_LEN, r->rev->gen);
-    k.mv_size = sizeof(vkey);
-    k.mv_data = vkey;
-    v.mv_size = it->len;
-    v.mv_data = (void *)it->data;
-    if ((mrc = mdb_put(txn, st->versions, &k, &v, 0)))
         goto dberr;
     if ((rc = ps__feed_put_record(txn, st, val, r->id.data, it->len)))
         goto out;

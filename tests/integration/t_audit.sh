@@ -1,5 +1,8 @@
-# The audit log chains every accepted change; `popsyncd audit verify` finds
-# an altered entry and a removed one.
+# The audit log chains every accepted change, one hash per write
+# transaction (docs/security.md §5); `popsyncd audit verify` finds an altered
+# entry (in the middle of a transaction and in the last one), a removed one,
+# two swapped ones and a truncated log.  The old rule (one hash per entry, a
+# data directory from before session 4) is tested in test_server_persist.
 . "$(dirname "$0")/lib.sh"
 : "${PS_LMDBPOKE:?}"
 make_pki
@@ -20,13 +23,33 @@ stop_server
 cp -a "$T/server" "$T/altered"
 cp -a "$T/server" "$T/removed"
 cp -a "$T/server" "$T/truncated"
-# Alter one byte inside entry 5.
+cp -a "$T/server" "$T/swapped"
+cp -a "$T/server" "$T/altered_last"
+# Alter one byte inside entry 5: its write transaction no longer matches the
+# hash the next transaction's first entry carries.
 "$PS_LMDBPOKE" "$T/altered" audit flip 0000000000000005 20
 set +e
 out=$("$POPSYNCD" audit verify --data "$T/altered"); rc=$?
 set -e
 expect_eq "$rc" 1 "altered log exit status"
-grep -q "entry 6 does not follow from entry 5" <<<"$out" || fail "alteration not located: $out"
+grep -Eq "entries 1 to [0-9]+ \(one write transaction\) do not match the hash entry [0-9]+ carries" <<<"$out" ||
+    fail "alteration not located: $out"
+# Alter the newest entry: only the head can tell.
+last=$(printf '%016x' $((total + 2)))
+"$PS_LMDBPOKE" "$T/altered_last" audit flip "$last" 20
+set +e
+out=$("$POPSYNCD" audit verify --data "$T/altered_last"); rc=$?
+set -e
+expect_eq "$rc" 1 "altered last entry exit status"
+grep -Eq "with another hash: one of entries [0-9]+ to $((total + 2)) \(the last write transaction\)" <<<"$out" ||
+    fail "alteration of the last entry not found: $out"
+# Swap entries 3 and 4.
+"$PS_LMDBPOKE" "$T/swapped" audit swap 0000000000000003 0000000000000004
+set +e
+out=$("$POPSYNCD" audit verify --data "$T/swapped"); rc=$?
+set -e
+expect_eq "$rc" 1 "reordered log exit status"
+grep -q "entry 4 is stored in place of entry 3" <<<"$out" || fail "reordering not found: $out"
 # Remove entry 7 from the middle.
 "$PS_LMDBPOKE" "$T/removed" audit delete 0000000000000007
 set +e
@@ -35,11 +58,10 @@ set -e
 expect_eq "$rc" 1 "removed entry exit status"
 grep -q "entry 7 missing" <<<"$out" || fail "removal not found: $out"
 # Remove the newest entry: only the head can tell.
-last=$(printf '%016x' $((total + 2)))
 "$PS_LMDBPOKE" "$T/truncated" audit delete "$last"
 set +e
 out=$("$POPSYNCD" audit verify --data "$T/truncated"); rc=$?
 set -e
 expect_eq "$rc" 1 "truncated log exit status"
 grep -q "head names entry $((total + 2))" <<<"$out" || fail "truncation not found: $out"
-pass "audit chain verifies; altered, removed and truncated logs are detected"
+pass "audit chain verifies; altered, removed, swapped and truncated logs are detected"

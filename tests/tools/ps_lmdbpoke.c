@@ -4,6 +4,7 @@
  *        ps_lmdbpoke DIR DB delete KEYHEX
  *        ps_lmdbpoke DIR DB flip KEYHEX OFFSET     (inverts one byte of the value)
  *        ps_lmdbpoke DIR DB drop                   (empties the database)
+ *        ps_lmdbpoke DIR DB swap KEYHEX KEYHEX     (exchanges two values: a reordering)
  */
 #include <lmdb.h>
 
@@ -90,6 +91,28 @@ int main(int argc, char **argv)
             free(copy);
         } else if (rc == 0) {
             rc = -1;
+        }
+    } else if (!strcmp(argv[3], "swap") && argc == 6) {
+        unsigned char key2[256], *copy;
+        size_t klen2 = 0;
+        MDB_val k2, v2;
+        if (unhex(argv[5], key2, sizeof(key2), &klen2)) {
+            fprintf(stderr, "bad key\n");
+            mdb_txn_abort(txn);
+            mdb_env_close(env);
+            return 2;
+        }
+        k2.mv_size = klen2;
+        k2.mv_data = key2;
+        rc = mdb_get(txn, dbi, &k, &v);
+        if (rc == 0)
+            rc = mdb_get(txn, dbi, &k2, &v2);
+        if (rc == 0 && (copy = malloc(v.mv_size + 1))) {
+            memcpy(copy, v.mv_data, v.mv_size);
+            v.mv_data = copy;
+            if ((rc = mdb_put(txn, dbi, &k, &v2, 0)) == 0)
+                rc = mdb_put(txn, dbi, &k2, &v, 0);
+            free(copy);
         }
     } else {
         fprintf(stderr, "unknown action\n");

@@ -16,6 +16,7 @@
  */
 #include "store_migrants.h"
 #include "store_int.h"
+#include "store_versions.h"
 #include "store_upstream.h"
 #include "counters.h"
 #include "ids.h"
@@ -319,16 +320,31 @@ static int feed_entries(fctx_t *c, const Popsync__Record *nv, const uint8_t *old
     return PS_OK;
 }
 
-/* Makes nv (packed: bytes) the record's current version: feed, records,
- * versions and counters, at a new seq of our feed. */
+/* The version about to be replaced moves to `versions` (store_versions.h:
+ * the live one is kept in `records` only). */
+static int supersede(fctx_t *c, const uint8_t *id)
+{
+    ps_buf_t copy;
+    int rc;
+    ps_buf_init(&copy);
+    rc = ps__version_supersede(c->txn, c->st, id, &copy);
+    ps_buf_free(&copy);
+    return rc;
+}
+
+/* Makes nv (packed: bytes) the record's current version: feed, records
+ * and counters, at a new seq of our feed; the one it replaces moves to
+ * versions. */
 static int write_version(fctx_t *c, const Popsync__Record *nv, const uint8_t *bytes, size_t n, const fjob_t *j)
 {
     const char *other = other_place(nv);
-    uint8_t vkey[PS_ID_LEN + 8], *val;
+    uint8_t *val;
     MDB_val k, v;
     int rc, mrc;
 
     if ((rc = feed_entries(c, nv, j->cur ? j->cur_hdr : NULL)))
+        return rc;
+    if (j->cur && (rc = supersede(c, nv->id.data)))
         return rc;
     if (!(val = malloc(REC_HDR + n)))
         return PS_ENOMEM;
@@ -350,14 +366,6 @@ static int write_version(fctx_t *c, const Popsync__Record *nv, const uint8_t *by
     free(val);
     if (rc)
         return rc;
-    memcpy(vkey, nv->id.data, PS_ID_LEN);
-    be64put(vkey + PS_ID_LEN, nv->rev->gen);
-    k.mv_size = sizeof(vkey);
-    k.mv_data = vkey;
-    v.mv_size = n;
-    v.mv_data = (void *)bytes;
-    if ((mrc = mdb_put(c->txn, c->st->versions, &k, &v, 0)))
-        return db_err(mrc);
     if ((j->cur && (rc = ps__store_counters_add(c->txn, c->st, j->cur, -1))) ||
         (rc = ps__store_counters_add(c->txn, c->st, nv, 1)))
         return rc;
@@ -398,13 +406,13 @@ static int put_foreign_version(fctx_t *c, const fjob_t *j)
 /* The version of id with revision want: from `versions` or 'V'. */
 static int load_rev(fctx_t *c, const uint8_t *id, const rev_ref_t *want, Popsync__Record **out)
 {
-    uint8_t vkey[PS_ID_LEN + 8], fkey[1 + PS_ID_LEN + 16 + PS_ID_LEN];
-    MDB_val k = {sizeof(vkey), vkey}, v;
+    uint8_t fkey[1 + PS_ID_LEN + 16 + PS_ID_LEN];
+    MDB_val k, v;
     rev_ref_t got;
     *out = NULL;
-    memcpy(vkey, id, PS_ID_LEN);
-    be64put(vkey + PS_ID_LEN, want->gen);
-    if (mdb_get(c->txn, c->st->versions, &k, &v) == 0 && unpack_rec(v.mv_data, v.mv_size, out) == PS_OK) {
+    /* Ours: the live version in records or a superseded one (store_versions.h). */
+    if (ps__version_get(c->txn, c->st, id, want->gen, &v) == PS_OK && v.mv_data &&
+        unpack_rec(v.mv_data, v.mv_size, out) == PS_OK) {
         rev_of((*out)->rev, &got);
         if (rev_eq(&got, want))
             return PS_OK;

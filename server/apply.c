@@ -1133,7 +1133,8 @@ int ps_apply_persist(ps_apply_txn_t *c, ps_apply_change_t *x)
         return rc;
     /* Counters move by the difference between the old and new version, in
      * the same transaction, so they always equal a recount. */
-    if ((x->cur && (rc = ctab_record(&c->ctab, x->cur, -1))) || (rc = ctab_record(&c->ctab, &x->nv, +1)))
+    if ((x->cur && counts_here(c->st, x->cur) && (rc = ctab_record(&c->ctab, x->cur, -1))) ||
+        (counts_here(c->st, &x->nv) && (rc = ctab_record(&c->ctab, &x->nv, +1))))
         return rc;
     if ((rc = put_version(c, &x->nv, x->cur ? x->old_hdr : NULL)))
         return rc;

@@ -6,6 +6,7 @@
 #include "upstream.h"
 #include "migrants.h"
 #include "pullcache.h"
+#include "store_migrants.h"
 
 #include <getopt.h>
 #include <malloc.h>
@@ -371,8 +372,13 @@ static int open_parts(ps_server_t *srv)
 static int start_migrants(ps_server_t *srv, const ps_upstream_opts_t *uo, char *err, size_t errlen)
 {
     const char *f = srv->opts.upstream_province_orgunits;
+    int rc;
     if (f && ps_orgunits_load(f, &srv->province, err, errlen) != PS_OK)
         return PS_EINVAL;
+    if ((rc = ps_store_set_home(srv->store, uo->district))) {
+        snprintf(err, errlen, "cannot record the district's code in the store: %s", ps_strerror(rc));
+        return rc;
+    }
     if (f)
         PS_INFO("main", "province org units: %zu from %s", ps_orgunits_count(srv->province), f);
     return ps_migrants_start(&srv->migrants, srv->store, uo, srv->province, err, errlen);

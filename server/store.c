@@ -108,7 +108,7 @@ int ps_store_open(ps_store_t **out, const char *dir, const ps_store_opts_t *opts
     }
     if ((rc = ps_random(fresh, PS_ID_LEN)))
         goto out;
-    if ((mrc = load_meta(txn, st, fresh)))
+    if ((mrc = load_meta(txn, st, fresh)) || (mrc = ps__home_load(txn, st)))
         goto fail;
     if ((mrc = mdb_txn_commit(txn)))
         goto fail;

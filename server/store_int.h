@@ -68,6 +68,7 @@ struct ps_store {
     MDB_dbi records, feed, nodes, rejects, meta, versions, conflicts, audit, counters, closes, answers;
     MDB_dbi idnum;           /* live persons by ID number (store_idnum.c) */
     MDB_dbi foreign;         /* migrants between districts (store_migrants.c) */
+    char home[13];           /* this district's code once [upstream] named it (meta home_district), or "" */
     MDB_dbi feed_town;       /* the feed by township of the audience (store_feed.c) */
     MDB_dbi audit_rec;       /* record id | gen -> its audit entry's n (store_history.c) */
     uint8_t server_node[PS_ID_LEN];
@@ -200,8 +201,27 @@ void ps__foreign_summary(const ps_store_t *st, MDB_txn *txn, const uint8_t *id, 
  * Popsync-Lineage header (store_migrants.c). */
 int ps__foreign_lineage(const ps_store_t *st, MDB_txn *txn, const uint8_t *id, char *out, size_t len);
 
+/* Does this record version count in this district's report counters?
+ * Not another district's migration case held here as its other place
+ * (docs/upstream.md §7): its owner district counts it, once.  Every
+ * writer of the counters and the recount ask this. */
+static inline int counts_here(const ps_store_t *st, const Popsync__Record *r)
+{
+    const char *other = other_place(r);
+    if (!r->orgunit || !*other)
+        return 1;
+    /* The district's code, kept in the store, decides even offline
+     * (`popsyncd counters check` has no tree); else the tree's rule. */
+    if (st->home[0])
+        return ps_policy_within(NULL, r->orgunit, st->home) || !ps_policy_within(NULL, other, st->home);
+    return !ps_policy_foreign_case(st->opts.units, r->orgunit, other);
+}
+
+/* Reads meta home_district into st->home (store.c's open, store_migrants.c). */
+int ps__home_load(MDB_txn *txn, ps_store_t *st);
+
 /* Adds sign times a record version's report contributions to the
- * counters, read-modify-write (store_upstream.c: the rebuild and the
+ * counters (none for counts_here() false), read-modify-write (store_upstream.c: the rebuild and the
  * foreign versions of store_migrants.c, which write few records). */
 int ps__store_counters_add(MDB_txn *txn, ps_store_t *st, const Popsync__Record *r, int sign);
 

@@ -45,6 +45,44 @@ typedef struct lineage {
 
 _Static_assert(PS_MIGRANT_SUMMARY_BYTES == PS_MIGRANT_SUMMARY_MAX, "one size of a migrant summary");
 
+#define HOME_KEY "home_district"
+
+int ps__home_load(MDB_txn *txn, ps_store_t *st)
+{
+    MDB_val k = {sizeof(HOME_KEY) - 1, HOME_KEY}, v;
+    int mrc = mdb_get(txn, st->meta, &k, &v);
+    st->home[0] = '\0';
+    if (mrc == 0 && v.mv_size == 12) {
+        memcpy(st->home, v.mv_data, 12);
+        st->home[12] = '\0';
+    }
+    return mrc == MDB_NOTFOUND ? 0 : mrc;
+}
+
+int ps_store_set_home(ps_store_t *st, const char *district)
+{
+    MDB_txn *txn;
+    MDB_val k = {sizeof(HOME_KEY) - 1, HOME_KEY}, v = {12, (void *)district};
+    int mrc;
+    if (!ps_orgunit_valid(district))
+        return PS_EINVAL;
+    if (strcmp(st->home, district) == 0)
+        return PS_OK;
+    if ((mrc = txn_begin_locked(st, 0, &txn)))
+        return db_err(mrc);
+    if ((mrc = mdb_put(txn, st->meta, &k, &v, 0))) {
+        ro_end(st, txn);
+        return db_err(mrc);
+    }
+    mrc = mdb_txn_commit(txn);
+    pthread_rwlock_unlock(&st->resize);
+    if (mrc)
+        return db_err(mrc);
+    /* Set before any consumer or commit runs (popsyncd's start). */
+    memcpy(st->home, district, 13);
+    return PS_OK;
+}
+
 int ps_store_has_record(ps_store_t *st, const uint8_t id[16])
 {
     MDB_txn *txn;

@@ -62,6 +62,16 @@ typedef struct ps_foreign_item {
  */
 int ps_store_foreign_apply(ps_store_t *st, const char *home, ps_foreign_item_t *items, size_t n);
 
+/**
+ * Records this district's code in the store (meta home_district), once
+ * [upstream] names it: the counters then leave out another district's cases
+ * held here, even in offline tools that have no org-unit tree
+ * (store_int.h counts_here).  A store whose counters hold such cases
+ * already (none before this key existed) keeps them: recount with
+ * `popsyncd counters check`.
+ */
+int ps_store_set_home(ps_store_t *st, const char *district);
+
 /** 1 when the store holds a record with this id, 0 when not, or an error. */
 int ps_store_has_record(ps_store_t *st, const uint8_t id[16]);
 

@@ -1080,7 +1080,7 @@ static int counters_recount(ps_store_t *st, MDB_txn *txn, ps_strtab_t *want)
         if (v.mv_size < REC_HDR || ps_msg_unpack_desc(&popsync__record__descriptor, (uint8_t *)v.mv_data + REC_HDR,
                                                       v.mv_size - REC_HDR, (ProtobufCMessage **)&r) != PS_OK)
             continue;
-        n = ps_counters_contrib(r, cs, PS_CONTRIB_MAX);
+        n = counts_here(st, r) ? ps_counters_contrib(r, cs, PS_CONTRIB_MAX) : 0;
         for (size_t i = 0; rc == PS_OK && i < n; i++) {
             char key[64];
             ps_strent_t *e;

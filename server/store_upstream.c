@@ -226,7 +226,7 @@ out:
 int ps__store_counters_add(MDB_txn *txn, ps_store_t *st, const Popsync__Record *r, int sign)
 {
     ps_contrib_t cs[PS_CONTRIB_MAX];
-    size_t n = ps_counters_contrib(r, cs, PS_CONTRIB_MAX);
+    size_t n = counts_here(st, r) ? ps_counters_contrib(r, cs, PS_CONTRIB_MAX) : 0;
     for (size_t i = 0; i < n; i++) {
         uint8_t key[4 + 12 + 32], val[8];
         size_t ml = strnlen(cs[i].metric, 32);

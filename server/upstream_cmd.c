@@ -11,6 +11,7 @@
 #include "err.h"
 #include "log.h"
 #include "store_upstream.h"
+#include "store_migrants.h"
 #include "upstream.h"
 
 #include <dirent.h>
@@ -228,7 +229,7 @@ int ps_upstream_cmd_rebuild(int argc, char **argv)
     if (!(x = calloc(1, sizeof(*x))))
         return 1;
     x->district = uo.district;
-    if (open_store(so.data_dir, &x->st))
+    if (open_store(so.data_dir, &x->st) || ps_store_set_home(x->st, uo.district) != PS_OK)
         goto out;
     if (ps_upstream_connect(&uo, 0, &nc, err, sizeof(err)) != PS_OK) {
         fprintf(stderr, "popsyncd: rebuild: %s\n", err);

@@ -24,6 +24,8 @@
 
 #include "err.h"
 #include "log.h"
+#include "policy.h"
+#include "scope.h"
 
 static volatile sig_atomic_t g_stop;
 
@@ -270,6 +272,12 @@ static void msg_fields(natsMsg *m, wh_msg_t *w)
         const char *k = strchr(subj + 8, '.');
         w->other = k && k[1] == '_';
     }
+    /* Another district's migration case, republished by the district of its
+     * other place (docs/upstream.md §7): its owner district publishes it
+     * too, answers included, and only the owner's copy counts, once. */
+    if (natsMsgHeader_Get(m, "Popsync-Unit", &v) == NATS_OK && v && ps_orgunit_valid(v) &&
+        ps_orgunit_valid(w->district) && !ps_policy_within(NULL, v, w->district))
+        w->other = 1;
     if (natsMsgHeader_Get(m, "Popsync-Seq", &v) == NATS_OK && v)
         w->seq = strtoull(v, NULL, 10);
     w->data = (const uint8_t *)natsMsg_GetData(m);

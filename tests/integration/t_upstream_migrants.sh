@@ -192,6 +192,13 @@ rb=$(revs "$T/serverB")
 [ -n "$ra" ] && [ "$ra" = "$rb" ] || fail "A and B hold different revisions of the case: '$ra' / '$rb'"
 pass "no echo: heads still, the same revision (gen, hlc) in both districts"
 
+# B's report counters: A's case counts in A only (its owner), never in B.
+mdb_dump -s counters "$T/serverB" | grep -q "$(printf 110105 | od -An -tx1 | tr -d ' \n')" &&
+    fail "A's case counted in B's report counters"
+mdb_dump -s counters "$T/server" | grep -q "$(printf 110105001000 | od -An -tx1 | tr -d ' \n')" ||
+    fail "A's case not counted in A's report counters"
+pass "the shared case counts in its owner district's report only"
+
 # --- 4. B killed with SIGKILL mid-consume ----------------------------------------------
 N=300
 stop_b
@@ -258,3 +265,5 @@ sys.exit(1 if d or len(ids) < int(sys.argv[1]) else 0)' $((N + 1)) || fail "a re
 n=$(sq tb sync --quiet && sq tb migrations --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
 [ "$n" -ge $((N / 2)) ] || fail "B's township sees only $n cases"
 pass "B killed with SIGKILL mid-consume (at $killed_at of $((N + 1))): every case once after the restart"
+stop_b
+"$POPSYNCD" counters check --data "$T/serverB" >/dev/null || fail "B's counters do not recount"

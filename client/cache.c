@@ -12,9 +12,11 @@
 #include "digest.h"
 #include "keys.h"
 #include "cache_pindex.h"
+#include "pullspan.h"
 #include "validate.h"
 #include "cache_counters.h"
 #include "record_fmt.h"
+#include "testhooks.h"
 #include "wire.pb-c.h"
 
 #include <lmdb.h>
@@ -42,7 +44,10 @@ struct ps_cache {
     ps_cache_meta_t m;
     ps_hlc_t hlc;
     int64_t clock_shift; /* tests: ps_cache_set_clock_shift */
-    ps_aead_t *aead;  /* the data key (DEK), expanded once per open */
+    ps_aead_t *aead;  /* ChaCha20-Poly1305 under the cache key derived from the DEK: every new value */
+    ps_aead_t *gcm;   /* AES-256-GCM under the DEK itself: values of format 1, read (and written by tests) */
+    int legacy;       /* tests: write format 1 (POPSYNC_TEST_CACHE_FORMAT=1, ps_cache_set_legacy_writes) */
+    ps_cache_ops_t ops;   /* seals, opens and packs of values (ps_cache_op_counts) */
     ps_buf_t scratch; /* sealed values on their way into LMDB */
     ps_buf_t plain;   /* packed messages before sealing, or after opening */
     uint8_t nonces[PS_AEAD_NONCE_LEN * 64]; /* random bytes drawn ahead for nonces */
@@ -52,11 +57,30 @@ struct ps_cache {
 };
 
 /* Sealed values start with a format byte so a future format can be added.
- * 0x00 (plain) was written before encryption at rest and is refused now. */
+ * 0x00 (plain) was written before encryption at rest and is refused now;
+ * 0x01 (AES-256-GCM under the DEK) is still read, and written only for the
+ * DEK wrapped under the KEK; 0x02 (ChaCha20-Poly1305 under the cache key)
+ * is written for every other value (docs/security.md). */
 #define SEAL_PLAIN 0x00
 #define SEAL_AEAD 0x01
+#define SEAL_CHACHA 0x02
 #define SEAL_HDR (1 + PS_AEAD_NONCE_LEN)
 #define SEAL_OVERHEAD (SEAL_HDR + PS_AEAD_TAG_LEN)
+
+/* A records value of format 2: REC_V2 | flags | gen(8) | hlc(8) |
+ * nodelen(1) | node(16) | sealed packed Record (SEAL_CHACHA).  With
+ * REC_REV set the revision beside the sealed record is the record's own
+ * (it overrides whatever rev the sealed bytes hold), so a push's answer
+ * rewrites these 35 bytes and never opens nor seals the record.  Without
+ * it the record's rev is the one inside (none, for a record never synced,
+ * or one whose node id is not 16 bytes long).  A value starting SEAL_AEAD
+ * is format 1: the packed Record, its rev inside, under AES-256-GCM. */
+#define REC_V2 0x10
+#define REC_REV 0x01
+#define RECMETA_LEN (1 + 1 + 8 + 8 + 1 + PS_ID_LEN)
+
+/* The label that derives the cache key from the DEK: HMAC-SHA256(DEK, label). */
+static const char CACHE_KEY_LABEL[] = "popsync cache key v2: ChaCha20-Poly1305";
 
 /* Names of the databases, also the first part of each value's AAD. */
 static const char DB_RECORDS[] = "records", DB_OUTBOX[] = "outbox", DB_REJECTED[] = "rejected", DB_META[] = "meta",
@@ -94,10 +118,11 @@ static int next_nonce(ps_cache_t *c, uint8_t nonce[PS_AEAD_NONCE_LEN])
     return PS_OK;
 }
 
-/* Seals plain[0..n) stored under (db, k) with key a into out (reset first):
- * SEAL_AEAD | nonce(12) | ciphertext(n) | tag(16).  *v points at the result.
- * plain must not lie in out. */
-static int seal_with(ps_cache_t *c, ps_aead_t *a, ps_buf_t *out, const char *db, const MDB_val *k,
+/* Seals plain[0..n) stored under (db, k) with key a into out (reset
+ * first) after hdr bytes left for the caller: format | nonce(12) |
+ * ciphertext(n) | tag(16), the format byte saying which AEAD a is.  *v
+ * points at the result, header included.  plain must not lie in out. */
+static int seal_into(ps_cache_t *c, ps_aead_t *a, ps_buf_t *out, size_t hdr, const char *db, const MDB_val *k,
                      const void *plain, size_t n, MDB_val *v)
 {
     uint8_t aad[64], *p;
@@ -106,28 +131,48 @@ static int seal_with(ps_cache_t *c, ps_aead_t *a, ps_buf_t *out, const char *db,
     if ((rc = make_aad(db, k, aad, &aadlen)))
         return rc;
     ps_buf_reset(out);
-    if ((rc = ps_buf_reserve(out, n + SEAL_OVERHEAD)))
+    if ((rc = ps_buf_reserve(out, hdr + n + SEAL_OVERHEAD)))
         return rc;
     p = ps_buf_tail(out);
-    p[0] = SEAL_AEAD;
-    if ((rc = next_nonce(c, p + 1)) || (rc = ps_aead_ctx_seal(a, p + 1, aad, aadlen, plain, n, p + SEAL_HDR)))
+    p[hdr] = ps_aead_alg(a) == PS_AEAD_CHACHA20_POLY1305 ? SEAL_CHACHA : SEAL_AEAD;
+    if ((rc = next_nonce(c, p + hdr + 1)) ||
+        (rc = ps_aead_ctx_seal(a, p + hdr + 1, aad, aadlen, plain, n, p + hdr + SEAL_HDR)))
         return rc;
-    ps_buf_commit(out, n + SEAL_OVERHEAD);
+    c->ops.seals++;
+    ps_buf_commit(out, hdr + n + SEAL_OVERHEAD);
     v->mv_data = p;
-    v->mv_size = n + SEAL_OVERHEAD;
+    v->mv_size = hdr + n + SEAL_OVERHEAD;
     return PS_OK;
 }
 
-/* Opens a value sealed under (db, k) into out (reset first); *p and *n
- * give the plaintext.  PS_ECRYPTO if it is not ours or was altered. */
-static int open_with(ps_aead_t *a, ps_buf_t *out, const char *db, const MDB_val *k, const MDB_val *v,
-                     const uint8_t **p, size_t *n)
+static int seal_with(ps_cache_t *c, ps_aead_t *a, ps_buf_t *out, const char *db, const MDB_val *k,
+                     const void *plain, size_t n, MDB_val *v)
+{
+    return seal_into(c, a, out, 0, db, k, plain, n, v);
+}
+
+/* The key new values are sealed with: the cache key (ChaCha20-Poly1305),
+ * or for tests making a format-1 cache the DEK's AES-256-GCM. */
+static ps_aead_t *data_key(ps_cache_t *c)
+{
+    return c->legacy ? c->gcm : c->aead;
+}
+
+/* Opens a value sealed under (db, k) into out (reset first) with gcm
+ * (format 1) or chacha (format 2; NULL: refused); *p and *n give the
+ * plaintext.  PS_ECRYPTO if it is not ours or was altered. */
+static int open_keys(ps_aead_t *gcm, ps_aead_t *chacha, ps_buf_t *out, const char *db, const MDB_val *k,
+                     const MDB_val *v, const uint8_t **p, size_t *n)
 {
     const uint8_t *s = v->mv_data;
+    ps_aead_t *a;
     uint8_t aad[64];
     size_t aadlen, len;
     int rc;
-    if (v->mv_size < SEAL_OVERHEAD || s[0] != SEAL_AEAD)
+    if (v->mv_size < SEAL_OVERHEAD)
+        return PS_ECRYPTO;
+    a = s[0] == SEAL_AEAD ? gcm : s[0] == SEAL_CHACHA ? chacha : NULL;
+    if (!a)
         return PS_ECRYPTO;
     if ((rc = make_aad(db, k, aad, &aadlen)))
         return rc;
@@ -143,6 +188,14 @@ static int open_with(ps_aead_t *a, ps_buf_t *out, const char *db, const MDB_val 
     return PS_OK;
 }
 
+/* open_keys with the cache's two data keys, counted. */
+static int open_val(ps_cache_t *c, ps_buf_t *out, const char *db, const MDB_val *k, const MDB_val *v,
+                    const uint8_t **p, size_t *n)
+{
+    c->ops.opens++;
+    return open_keys(c->gcm, c->aead, out, db, k, v, p, n);
+}
+
 /* Packs msg and seals it, for storage under (db, k), into c->scratch; *v
  * points at the result.  One AES-GCM per value with the key set up at open. */
 static int seal_msg(ps_cache_t *c, const char *db, const MDB_val *k, const ProtobufCMessage *msg, MDB_val *v)
@@ -153,7 +206,8 @@ static int seal_msg(ps_cache_t *c, const char *db, const MDB_val *k, const Proto
     if ((rc = ps_buf_reserve(&c->plain, n + 1)))
         return rc;
     protobuf_c_message_pack(msg, ps_buf_tail(&c->plain));
-    return seal_with(c, c->aead, &c->scratch, db, k, ps_buf_tail(&c->plain), n, v);
+    c->ops.packs++;
+    return seal_with(c, data_key(c), &c->scratch, db, k, ps_buf_tail(&c->plain), n, v);
 }
 
 /* Opens a sealed value and unpacks it with the default allocator: cache
@@ -164,11 +218,104 @@ static int open_msg(ps_cache_t *c, const char *db, const MDB_val *k, const MDB_v
 {
     const uint8_t *p;
     size_t n;
-    int rc = open_with(c->aead, &c->plain, db, k, v, &p, &n);
+    int rc = open_val(c, &c->plain, db, k, v, &p, &n);
     if (rc)
         return rc;
     *out = protobuf_c_message_unpack(d, NULL, n, p);
     return *out ? PS_OK : PS_EPROTO;
+}
+
+/* ---- records values (format 2: the revision beside the sealed record) ----- */
+
+/* Writes the 35-byte head of a format-2 records value for rev (NULL: none). */
+static void rec_head_put(uint8_t *h, const Popsync__Rev *rev)
+{
+    memset(h, 0, RECMETA_LEN);
+    h[0] = REC_V2;
+    if (!rev || rev->node.len > PS_ID_LEN)
+        return; /* the rev, if any, stays inside the sealed record */
+    h[1] = REC_REV;
+    ps_be64put(h + 2, rev->gen);
+    ps_be64put(h + 10, rev->hlc);
+    h[18] = (uint8_t)rev->node.len;
+    if (rev->node.len)
+        memcpy(h + 19, rev->node.data, rev->node.len);
+}
+
+/* Gives r the revision of head h (malloc'd like the unpacked message's own
+ * parts, so protobuf_c_message_free_unpacked(m, NULL) frees it). */
+static int rec_head_rev(Popsync__Record *r, const uint8_t *h)
+{
+    size_t nlen = h[18];
+    if (!(h[1] & REC_REV))
+        return PS_OK;
+    if (nlen > PS_ID_LEN)
+        return PS_EPROTO;
+    if (!r->rev) {
+        if (!(r->rev = malloc(sizeof(*r->rev))))
+            return PS_ENOMEM;
+        popsync__rev__init(r->rev);
+    }
+    r->rev->gen = ps_be64get(h + 2);
+    r->rev->hlc = ps_be64get(h + 10);
+    if (r->rev->node.len != nlen) {
+        free(r->rev->node.data);
+        r->rev->node.data = NULL;
+        r->rev->node.len = 0;
+        if (nlen && !(r->rev->node.data = malloc(nlen)))
+            return PS_ENOMEM;
+        r->rev->node.len = nlen;
+    }
+    if (nlen)
+        memcpy(r->rev->node.data, h + 19, nlen);
+    return PS_OK;
+}
+
+/* Opens a records value of either format into *out (the caller frees it
+ * with protobuf_c_message_free_unpacked(m, NULL)). */
+static int rec_open(ps_cache_t *c, const MDB_val *k, const MDB_val *v, Popsync__Record **out)
+{
+    const uint8_t *h = v->mv_data;
+    MDB_val sealed;
+    int rc;
+    *out = NULL;
+    if (v->mv_size < 1 || h[0] != REC_V2)
+        return open_msg(c, DB_RECORDS, k, v, &popsync__record__descriptor, (ProtobufCMessage **)out);
+    if (v->mv_size < RECMETA_LEN)
+        return PS_ECRYPTO;
+    sealed.mv_data = (uint8_t *)v->mv_data + RECMETA_LEN;
+    sealed.mv_size = v->mv_size - RECMETA_LEN;
+    if ((rc = open_msg(c, DB_RECORDS, k, &sealed, &popsync__record__descriptor, (ProtobufCMessage **)out)))
+        return rc;
+    if ((rc = rec_head_rev(*out, h))) {
+        protobuf_c_message_free_unpacked(&(*out)->base, NULL);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* Seals record r for storage under k into c->scratch (*v points at it):
+ * raw[0..rawlen), when given, is r packed as the server sent it, sealed as
+ * it is; else r is packed here.  Format 2, or 1 for a test's old cache. */
+static int rec_seal(ps_cache_t *c, const MDB_val *k, const Popsync__Record *r, const uint8_t *raw, size_t rawlen,
+                    MDB_val *v)
+{
+    int rc;
+    if (c->legacy)
+        return seal_msg(c, DB_RECORDS, k, &r->base, v);
+    if (!raw) {
+        rawlen = protobuf_c_message_get_packed_size(&r->base);
+        ps_buf_reset(&c->plain);
+        if ((rc = ps_buf_reserve(&c->plain, rawlen + 1)))
+            return rc;
+        protobuf_c_message_pack(&r->base, ps_buf_tail(&c->plain));
+        c->ops.packs++;
+        raw = ps_buf_tail(&c->plain);
+    }
+    if ((rc = seal_into(c, c->aead, &c->scratch, RECMETA_LEN, DB_RECORDS, k, raw, rawlen, v)))
+        return rc;
+    rec_head_put(v->mv_data, r->rev);
+    return PS_OK;
 }
 
 /* Frees a buffer that held keys or personal data, zeroing it first. */
@@ -203,7 +350,7 @@ static int meta_put_str(MDB_txn *txn, MDB_dbi dbi, const char *key, const char *
 static int meta_put_sealed(ps_cache_t *c, MDB_txn *txn, const char *key, const void *val, size_t len)
 {
     MDB_val k = {strlen(key), (void *)key}, v;
-    int rc = seal_with(c, c->aead, &c->scratch, DB_META, &k, val, len, &v);
+    int rc = seal_with(c, data_key(c), &c->scratch, DB_META, &k, val, len, &v);
     return rc ? rc : meta_put(txn, c->meta, key, v.mv_data, v.mv_size);
 }
 
@@ -275,11 +422,29 @@ static void cache_free(ps_cache_t *c)
     if (c->env)
         mdb_env_close(c->env);
     ps_aead_free(c->aead);
+    ps_aead_free(c->gcm);
     ps_pindex_close(&c->px);
     ps_ctab_free(&c->cdelta);
     buf_wipe(&c->scratch);
     buf_wipe(&c->plain);
     free(c);
+}
+
+/* The keys made from the data key: its own AES-256-GCM (format-1 values),
+ * the cache key HMAC-SHA256(DEK, CACHE_KEY_LABEL) for ChaCha20-Poly1305
+ * (format 2: one key per algorithm), and the person index's. */
+static int data_keys(ps_cache_t *c, const uint8_t dek[PS_AEAD_KEY_LEN])
+{
+    uint8_t ck[PS_SHA256_LEN];
+    uint64_t fmt = 0;
+    int rc;
+    if ((rc = ps_hmac_sha256(dek, PS_AEAD_KEY_LEN, CACHE_KEY_LABEL, sizeof(CACHE_KEY_LABEL) - 1, ck)) == PS_OK &&
+        (rc = ps_aead_new_alg(&c->aead, PS_AEAD_CHACHA20_POLY1305, ck)) == PS_OK &&
+        (rc = ps_aead_new(&c->gcm, dek)) == PS_OK)
+        rc = ps_pindex_set_key(&c->px, dek);
+    ps_zeroize(ck, sizeof(ck));
+    c->legacy = ps_test_hook_u64("POPSYNC_TEST_CACHE_FORMAT", &fmt) == 1 && fmt == 1;
+    return rc;
 }
 
 /* A fresh random data key, set up for the records and the person index;
@@ -292,7 +457,7 @@ static int new_data_key(ps_cache_t *c, const uint8_t kek[PS_AEAD_KEY_LEN], uint8
         snprintf(err, errlen, "no randomness available");
         return rc;
     }
-    if ((rc = ps_aead_new(kek_aead, kek)) || (rc = ps_aead_new(&c->aead, dek)) || (rc = ps_pindex_set_key(&c->px, dek)))
+    if ((rc = ps_aead_new(kek_aead, kek)) || (rc = data_keys(c, dek)))
         snprintf(err, errlen, "setting up the key: %s", ps_strerror(rc));
     return rc;
 }
@@ -451,7 +616,7 @@ static int pindex_upgrade(ps_cache_t *c)
     }
     while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
         Popsync__Record *r = NULL;
-        if ((rc = open_msg(c, DB_RECORDS, &k, &v, &popsync__record__descriptor, (ProtobufCMessage **)&r)))
+        if ((rc = rec_open(c, &k, &v, &r)))
             goto out;
         rc = ps_pindex_file(&c->px, txn, k.mv_data, r);
         protobuf_c_message_free_unpacked(&r->base, NULL);
@@ -477,8 +642,10 @@ out:
 
 /* Writes r as record id inside txn (r NULL: deletes it), filing it in the
  * person index and adding its old version negatively and r positively to
- * the counter changes the transaction commits (counters_flush). */
-static int rec_store(ps_cache_t *c, MDB_txn *txn, const uint8_t *id, const Popsync__Record *r)
+ * the counter changes the transaction commits (counters_flush).  raw, when
+ * not NULL, is r's packed form as received: sealed as it is (rec_seal). */
+static int rec_store_raw(ps_cache_t *c, MDB_txn *txn, const uint8_t *id, const Popsync__Record *r, const uint8_t *raw,
+                         size_t rawlen)
 {
     MDB_val k = {PS_ID_LEN, (void *)id}, v;
     Popsync__Record *old = NULL;
@@ -487,7 +654,7 @@ static int rec_store(ps_cache_t *c, MDB_txn *txn, const uint8_t *id, const Popsy
     if (mrc && mrc != MDB_NOTFOUND)
         return ps_db_err(mrc);
     if (mrc == 0) {
-        if ((rc = open_msg(c, DB_RECORDS, &k, &v, &popsync__record__descriptor, (ProtobufCMessage **)&old)))
+        if ((rc = rec_open(c, &k, &v, &old)))
             return rc;
         rc = ps_ctab_record(&c->cdelta, old, -1);
         protobuf_c_message_free_unpacked(&old->base, NULL);
@@ -495,7 +662,7 @@ static int rec_store(ps_cache_t *c, MDB_txn *txn, const uint8_t *id, const Popsy
             return rc;
     }
     if (r) {
-        if ((rc = seal_msg(c, DB_RECORDS, &k, &r->base, &v)))
+        if ((rc = rec_seal(c, &k, r, raw, rawlen, &v)))
             return rc;
         mrc = mdb_put(txn, c->records, &k, &v, 0);
     } else {
@@ -506,6 +673,11 @@ static int rec_store(ps_cache_t *c, MDB_txn *txn, const uint8_t *id, const Popsy
     if ((rc = ps_pindex_file(&c->px, txn, id, r)))
         return rc;
     return ps_ctab_record(&c->cdelta, r, 1);
+}
+
+static int rec_store(ps_cache_t *c, MDB_txn *txn, const uint8_t *id, const Popsync__Record *r)
+{
+    return rec_store_raw(c, txn, id, r, NULL, 0);
 }
 
 static void month_key(uint8_t key[4], uint32_t month)
@@ -536,7 +708,7 @@ static int month_get(ps_cache_t *c, MDB_txn *txn, uint32_t month, const uint8_t 
         return PS_OK;
     if (mrc)
         return ps_db_err(mrc);
-    return open_with(c->aead, &c->plain, DB_COUNTERS, &k, &v, p, n);
+    return open_val(c, &c->plain, DB_COUNTERS, &k, &v, p, n);
 }
 
 /* Merges the transaction's counter changes into the stored months. */
@@ -565,7 +737,8 @@ static int counters_flush(ps_cache_t *c, MDB_txn *txn)
             rc = mrc && mrc != MDB_NOTFOUND ? ps_db_err(mrc) : PS_OK;
             continue;
         }
-        if ((rc = seal_with(c, c->aead, &c->scratch, DB_COUNTERS, &k, ps_buf_head(&merged), ps_buf_size(&merged), &v)))
+        if ((rc = seal_with(c, data_key(c), &c->scratch, DB_COUNTERS, &k, ps_buf_head(&merged), ps_buf_size(&merged),
+                            &v)))
             break;
         if ((mrc = mdb_put(txn, c->counters, &k, &v, 0)))
             rc = ps_db_err(mrc);
@@ -603,7 +776,7 @@ static int counters_upgrade(ps_cache_t *c)
     }
     while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
         Popsync__Record *r = NULL;
-        if ((rc = open_msg(c, DB_RECORDS, &k, &v, &popsync__record__descriptor, (ProtobufCMessage **)&r)))
+        if ((rc = rec_open(c, &k, &v, &r)))
             goto out;
         rc = ps_ctab_record(&c->cdelta, r, 1);
         protobuf_c_message_free_unpacked(&r->base, NULL);
@@ -671,7 +844,7 @@ int ps_cache_counters_check(ps_cache_t *c, uint64_t *checked, uint64_t *mismatch
     }
     while (rc == PS_OK && (mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
         Popsync__Record *r = NULL;
-        if ((rc = open_msg(c, DB_RECORDS, &k, &v, &popsync__record__descriptor, (ProtobufCMessage **)&r)))
+        if ((rc = rec_open(c, &k, &v, &r)))
             break;
         rc = ps_ctab_record(&t, r, 1);
         protobuf_c_message_free_unpacked(&r->base, NULL);
@@ -690,7 +863,7 @@ int ps_cache_counters_check(ps_cache_t *c, uint64_t *checked, uint64_t *mismatch
             break;
         }
         cc.month = month_of_key(k.mv_data);
-        if ((rc = open_with(c->aead, &c->plain, DB_COUNTERS, &k, &v, &p, &n)) == PS_OK)
+        if ((rc = open_val(c, &c->plain, DB_COUNTERS, &k, &v, &p, &n)) == PS_OK)
             rc = ps_cblob_foreach(p, n, ccheck_stored, &cc);
     }
     if (rc)
@@ -795,20 +968,20 @@ static int unlock(ps_cache_t *c, const char *dir, cache_secrets_t *sec, ps_buf_t
         snprintf(err, errlen, "setting up the key: %s", ps_strerror(rc));
         goto out;
     }
-    rc = open_with(kek_aead, dek, DB_META, &dek_key, &v, &p, &n);
+    rc = open_keys(kek_aead, NULL, dek, DB_META, &dek_key, &v, &p, &n);
     if (rc == PS_OK && n != PS_AEAD_KEY_LEN)
         rc = PS_ECRYPTO;
     if (rc) {
         snprintf(err, errlen, "%s", WRONG_KEY_MSG);
         goto out;
     }
-    if ((rc = ps_aead_new(&c->aead, p)) || (rc = ps_pindex_set_key(&c->px, p))) {
+    if ((rc = data_keys(c, p))) {
         snprintf(err, errlen, "setting up the key: %s", ps_strerror(rc));
         goto out;
     }
     v.mv_data = sec->sname;
     v.mv_size = sec->sname_len;
-    if (sec->sname_len && (rc = open_with(c->aead, &c->plain, DB_META, &name_key, &v, &p, &n)) == PS_OK)
+    if (sec->sname_len && (rc = open_val(c, &c->plain, DB_META, &name_key, &v, &p, &n)) == PS_OK)
         snprintf(c->m.name, sizeof(c->m.name), "%.*s", (int)n, (const char *)p);
     if (rc)
         snprintf(err, errlen, "cache %s: its identity name is damaged", dir);
@@ -919,7 +1092,7 @@ static int same_as_local(ps_cache_t *c, MDB_txn *txn, const Popsync__Record *r)
         return 0;
     if (mrc)
         return ps_db_err(mrc);
-    if ((rc = open_msg(c, DB_RECORDS, &k, &v, &popsync__record__descriptor, (ProtobufCMessage **)&cur)))
+    if ((rc = rec_open(c, &k, &v, &cur)))
         return rc;
     same = ps_record_same_content(cur, r);
     protobuf_c_message_free_unpacked(&cur->base, NULL);
@@ -1069,7 +1242,7 @@ int ps_cache_get(ps_cache_t *c, const uint8_t id[PS_ID_LEN], Popsync__Record **o
     if (mrc)
         rc = ps_db_err(mrc);
     else
-        rc = open_msg(c, DB_RECORDS, &k, &v, &popsync__record__descriptor, (ProtobufCMessage **)out);
+        rc = rec_open(c, &k, &v, out);
     mdb_txn_abort(txn);
     return rc;
 }
@@ -1163,7 +1336,7 @@ static int kind_one(const uint8_t id[16], void *arg)
 
     if (mdb_get(w->txn, w->c->records, &k, &v) != 0)
         return 0;
-    if ((w->rc = open_msg(w->c, DB_RECORDS, &k, &v, &popsync__record__descriptor, (ProtobufCMessage **)&r)))
+    if ((w->rc = rec_open(w->c, &k, &v, &r)))
         return -1;
     if ((int)r->kind == w->kind && !r->deleted)
         stop = w->fn(r, w->arg);
@@ -1237,7 +1410,7 @@ static int find_term(ps_cache_t *c, ps_pindex_kind_t kind, const char *term, siz
         Popsync__Record *r = NULL;
         if (mdb_get(txn, c->records, &k, &v) != 0)
             continue;
-        if ((rc = open_msg(c, DB_RECORDS, &k, &v, &popsync__record__descriptor, (ProtobufCMessage **)&r)))
+        if ((rc = rec_open(c, &k, &v, &r)))
             goto out;
         if (record_matches(r, kind, term))
             recs[got++] = r;
@@ -1263,7 +1436,7 @@ static int visit(ps_cache_t *c, const MDB_val *k, const MDB_val *v, int (*fn)(Po
                  void *arg, int *stop)
 {
     Popsync__Record *r = NULL;
-    int rc = open_msg(c, DB_RECORDS, k, v, &popsync__record__descriptor, (ProtobufCMessage **)&r);
+    int rc = rec_open(c, k, v, &r);
     if (rc)
         return rc;
     *stop = fn(r, arg);
@@ -1372,11 +1545,11 @@ out:
 }
 
 /* Gives the local copy the revision the server assigned, unless a newer
- * local edit is still waiting (then that edit's base must stay). */
-/* Gives the local copy the revision the server assigned, unless a newer
- * local edit is still waiting (then that edit's base must stay).  The copy
- * is rebuilt from the record just sent, which is what was stored but for its
- * revision: one seal, no open. */
+ * local edit is still waiting (then that edit's base must stay).  A
+ * format-2 value only has the revision beside its sealed record rewritten:
+ * no open, no seal.  A format-1 value (an older cache) is rebuilt from the
+ * record just sent, which is what was stored but for its revision, and so
+ * becomes format 2. */
 static int set_local_rev(ps_cache_t *c, MDB_txn *txn, const Popsync__Record *sent, const Popsync__Rev *rev)
 {
     MDB_val k = {PS_ID_LEN, sent->id.data}, v;
@@ -1393,9 +1566,19 @@ static int set_local_rev(ps_cache_t *c, MDB_txn *txn, const Popsync__Record *sen
         return PS_OK; /* dropped meanwhile (it left our scope) */
     if (mrc)
         return ps_db_err(mrc);
-    copy.rev = (Popsync__Rev *)rev;
-    if ((rc = seal_msg(c, DB_RECORDS, &k, &copy.base, &v)))
-        return rc;
+    if (v.mv_size > RECMETA_LEN && ((const uint8_t *)v.mv_data)[0] == REC_V2 && rev->node.len <= PS_ID_LEN &&
+        !c->legacy) {
+        /* Copied first: the value lies in the map, which the put may change. */
+        ps_buf_reset(&c->scratch);
+        if ((rc = ps_buf_append(&c->scratch, v.mv_data, v.mv_size)))
+            return rc;
+        rec_head_put(ps_buf_head(&c->scratch), rev);
+        v.mv_data = ps_buf_head(&c->scratch);
+    } else {
+        copy.rev = (Popsync__Rev *)rev;
+        if ((rc = rec_seal(c, &k, &copy, NULL, 0, &v)))
+            return rc;
+    }
     mrc = mdb_put(txn, c->records, &k, &v, 0);
     return mrc ? ps_db_err(mrc) : PS_OK;
 }
@@ -1452,7 +1635,7 @@ int ps_cache_outbox_ack(ps_cache_t *c, const Popsync__Push *sent, const Popsync_
             ps_be64put(p + 8, n2);
             protobuf_c_message_pack(&why.base, p + 16);
             protobuf_c_message_pack(&keep.base, p + 16 + n1);
-            if ((rc = seal_with(c, c->aead, &c->scratch, DB_REJECTED, &k, p, 16 + n1 + n2, &v)))
+            if ((rc = seal_with(c, data_key(c), &c->scratch, DB_REJECTED, &k, p, 16 + n1 + n2, &v)))
                 goto out;
             if ((mrc = mdb_put(txn, c->rejected, &k, &v, 0))) {
                 rc = ps_db_err(mrc);
@@ -1493,13 +1676,48 @@ out:
 
 static int keep_migrant(ps_cache_t *c, MDB_txn *txn, const Popsync__FeedEntry *e);
 
+/* Where each entry's record lies in the packed batch body[0..len) (NULL:
+ * not given), in a new array *spans (NULL when not found: every record
+ * is packed again then). */
+static int batch_spans(const Popsync__PullBatch *batch, const uint8_t *body, size_t len, ps_span_t **spans)
+{
+    *spans = NULL;
+    if (!body || batch->n_entries == 0)
+        return PS_OK;
+    if (!(*spans = calloc(batch->n_entries, sizeof(**spans))))
+        return PS_ENOMEM;
+    if (ps_pull_record_spans(body, len, batch->n_entries, *spans) != PS_OK) {
+        free(*spans);
+        *spans = NULL;
+    }
+    return PS_OK;
+}
+
+/* Stores pulled entry i's record r, sealing its bytes as received when
+ * spans knows them. */
+static int store_pulled(ps_cache_t *c, MDB_txn *txn, const Popsync__Record *r, const ps_span_t *spans, size_t i)
+{
+    const ps_span_t *sp = spans && spans[i].p ? &spans[i] : NULL;
+    return rec_store_raw(c, txn, r->id.data, r, sp ? sp->p : NULL, sp ? sp->n : 0);
+}
+
 int ps_cache_apply_pull(ps_cache_t *c, const Popsync__PullBatch *batch)
 {
-    MDB_txn *txn = NULL;
-    int mrc, rc = PS_OK;
+    return ps_cache_apply_pull_raw(c, batch, NULL, 0);
+}
 
-    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+int ps_cache_apply_pull_raw(ps_cache_t *c, const Popsync__PullBatch *batch, const uint8_t *body, size_t len)
+{
+    MDB_txn *txn = NULL;
+    ps_span_t *spans = NULL;
+    int mrc, rc;
+
+    if ((rc = batch_spans(batch, body, len, &spans)))
+        return rc;
+    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn))) {
+        free(spans);
         return ps_db_err(mrc);
+    }
     ps_ctab_clear(&c->cdelta);
     for (size_t i = 0; i < batch->n_entries; i++) {
         Popsync__Record *r = batch->entries[i]->record;
@@ -1525,7 +1743,7 @@ int ps_cache_apply_pull(ps_cache_t *c, const Popsync__PullBatch *batch)
          * version in view; the server's answer to the push settles it. */
         if (pend > 0)
             continue;
-        if ((rc = rec_store(c, txn, r->id.data, r)))
+        if ((rc = store_pulled(c, txn, r, spans, i)))
             goto out;
         if (r->rev)
             ps_hlc_observe(&c->hlc, r->rev->hlc);
@@ -1541,6 +1759,7 @@ int ps_cache_apply_pull(ps_cache_t *c, const Popsync__PullBatch *batch)
 out:
     if (txn)
         mdb_txn_abort(txn);
+    free(spans);
     return rc;
 }
 
@@ -1623,7 +1842,7 @@ int ps_cache_get_tls_session(ps_cache_t *c, ps_buf_t *out)
         return mrc == MDB_NOTFOUND ? PS_ENOTFOUND : ps_db_err(mrc);
     }
     ps_buf_init(&plain);
-    rc = open_with(c->aead, &plain, DB_META, &k, &v, &p, &n);
+    rc = open_val(c, &plain, DB_META, &k, &v, &p, &n);
     if (rc == PS_OK) {
         ps_buf_reset(out);
         rc = ps_buf_append(out, p, n);
@@ -1778,7 +1997,7 @@ static int keep_migrant(ps_cache_t *c, MDB_txn *txn, const Popsync__FeedEntry *e
         if (!buf)
             return PS_ENOMEM;
         protobuf_c_message_pack(&e->migrant->base, buf);
-        rc = seal_with(c, c->aead, &c->scratch, DB_META, &k, buf, sz, &v);
+        rc = seal_with(c, data_key(c), &c->scratch, DB_META, &k, buf, sz, &v);
         ps_zeroize(buf, sz);
         free(buf);
         if (rc)
@@ -1865,22 +2084,35 @@ out:
 
 int ps_cache_apply_fetch(ps_cache_t *c, const Popsync__PullBatch *batch, const uint8_t *ids, size_t nids)
 {
-    MDB_txn *txn = NULL;
-    int mrc, rc = PS_OK;
+    return ps_cache_apply_fetch_raw(c, batch, NULL, 0, ids, nids);
+}
 
-    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+int ps_cache_apply_fetch_raw(ps_cache_t *c, const Popsync__PullBatch *batch, const uint8_t *body, size_t len,
+                             const uint8_t *ids, size_t nids)
+{
+    MDB_txn *txn = NULL;
+    ps_span_t *spans = NULL;
+    int mrc, rc;
+
+    if ((rc = batch_spans(batch, body, len, &spans)))
+        return rc;
+    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn))) {
+        free(spans);
         return ps_db_err(mrc);
+    }
     ps_ctab_clear(&c->cdelta);
     for (size_t i = 0; i < nids; i++) {
         const uint8_t *id = ids + i * PS_ID_LEN;
         const Popsync__Record *r = NULL;
         const Popsync__FeedEntry *fe = NULL;
+        const ps_span_t *sp = NULL;
         uint64_t pend;
         for (size_t j = 0; j < batch->n_entries; j++) {
             const Popsync__Record *e = batch->entries[j]->record;
             if (e && e->id.len == PS_ID_LEN && memcmp(e->id.data, id, PS_ID_LEN) == 0) {
                 r = e;
                 fe = batch->entries[j];
+                sp = spans && spans[j].p ? &spans[j] : NULL;
                 break;
             }
         }
@@ -1888,7 +2120,8 @@ int ps_cache_apply_fetch(ps_cache_t *c, const Popsync__PullBatch *batch, const u
             goto out;
         if (pend > 0)
             continue;
-        if ((rc = rec_store(c, txn, id, r)) || (r && fe && (rc = keep_migrant(c, txn, fe))))
+        if ((rc = rec_store_raw(c, txn, id, r, sp ? sp->p : NULL, sp ? sp->n : 0)) ||
+            (r && fe && (rc = keep_migrant(c, txn, fe))))
             goto out;
     }
     if ((rc = counters_flush(c, txn)))
@@ -1899,7 +2132,18 @@ int ps_cache_apply_fetch(ps_cache_t *c, const Popsync__PullBatch *batch, const u
 out:
     if (txn)
         mdb_txn_abort(txn);
+    free(spans);
     return rc;
+}
+
+void ps_cache_op_counts(const ps_cache_t *c, ps_cache_ops_t *out)
+{
+    *out = c->ops;
+}
+
+void ps_cache_set_legacy_writes(ps_cache_t *c, int on)
+{
+    c->legacy = on != 0;
 }
 
 typedef struct digest_ctx {
@@ -2096,7 +2340,7 @@ int ps_cache_foreach_rejected(ps_cache_t *c,
         uint64_t n1, n2;
         size_t n;
         int stop = 0;
-        if ((rc = open_with(c->aead, &c->plain, DB_REJECTED, &k, &v, &p, &n)))
+        if ((rc = open_val(c, &c->plain, DB_REJECTED, &k, &v, &p, &n)))
             goto out;
         if (n < 16)
             continue;
@@ -2131,7 +2375,7 @@ static int refused_entry_id(ps_cache_t *c, const MDB_val *k, const MDB_val *v, u
     uint64_t n1, n2;
     size_t n;
     int rc = PS_ENOTFOUND;
-    if (open_with(c->aead, &c->plain, DB_REJECTED, k, v, &p, &n))
+    if (open_val(c, &c->plain, DB_REJECTED, k, v, &p, &n))
         return PS_ECRYPTO;
     if (n < 16)
         return PS_ENOTFOUND;

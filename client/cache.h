@@ -1,7 +1,9 @@
 /* cache.h - the client's local LMDB cache.
  *
  * Owns: the cache directory and its named databases:
- *   records   id(16)      -> sealed packed Record (the local view)
+ *   records   id(16)      -> revision (35 bytes, plain) | sealed packed Record (the local view):
+ *                            the record sealed as the server sent it (or as packed
+ *                            after a local edit); an ack rewrites only the revision
  *   outbox    lcn(8, BE)  -> sealed packed Change, in the order made
  *   pending   id(16)      -> count(8, BE) of outbox changes for that record
  *   rejected  lcn(8, BE)  -> sealed n1(8) | n2(8) | packed PushResult (n1) | Push (n2):
@@ -21,10 +23,15 @@
  *
  * Encryption at rest: every value of records, outbox and rejected, and the
  * meta value "name" (our certificate's CN, which may name a person), is
- * sealed: 0x01 | nonce(12, random) | AES-256-GCM ciphertext | tag(16), with
- * AAD = database name then key bytes, so a value moved to another key or
- * database fails to open.  The data key (DEK, 32 random bytes made at
- * creation) is kept in meta "dek" sealed the same way (AAD "meta" "dek")
+ * sealed: 0x02 | nonce(12, random) | ChaCha20-Poly1305 ciphertext | tag(16)
+ * under the cache key HMAC-SHA256(DEK, "popsync cache key v2:
+ * ChaCha20-Poly1305"), with AAD = database name then key bytes, so a value
+ * moved to another key or database fails to open.  Values an older popsync
+ * wrote, 0x01 | nonce | AES-256-GCM under the DEK (a records value then
+ * holding its revision inside), are read as they are and rewritten in the
+ * new form when next written (docs/data-model.md).  The data key (DEK, 32
+ * random bytes made at creation) is kept in meta "dek" sealed with
+ * AES-256-GCM as 0x01 (AAD "meta" "dek")
  * under a key-encryption key (KEK) that keys.c gets (see keys.h): from a
  * passphrase (meta "kek" = "pbkdf2-sha256", with "kdf_salt" and
  * "kdf_iterations") or a key file (meta "kek" = "key-file", its absolute
@@ -196,6 +203,10 @@ int ps_cache_outbox_ack(ps_cache_t *c, const Popsync__Push *sent, const Popsync_
  * Records with local edits still in the outbox keep their local version.
  */
 int ps_cache_apply_pull(ps_cache_t *c, const Popsync__PullBatch *batch);
+/** ps_cache_apply_pull given also the batch as received (body[0..len), the
+ *  frame's plain body): each record is sealed as those bytes hold it, not
+ *  packed again (pullspan.h; packed again only when not found there). */
+int ps_cache_apply_pull_raw(ps_cache_t *c, const Popsync__PullBatch *batch, const uint8_t *body, size_t len);
 
 /**
  * Applies records fetched by id (a FetchRequest's answer): each returned
@@ -204,6 +215,22 @@ int ps_cache_apply_pull(ps_cache_t *c, const Popsync__PullBatch *batch);
  * with pending local edits are left alone.  The cursor does not move.
  */
 int ps_cache_apply_fetch(ps_cache_t *c, const Popsync__PullBatch *batch, const uint8_t *ids, size_t nids);
+/** ps_cache_apply_fetch with the batch as received, as ps_cache_apply_pull_raw. */
+int ps_cache_apply_fetch_raw(ps_cache_t *c, const Popsync__PullBatch *batch, const uint8_t *body, size_t len,
+                             const uint8_t *ids, size_t nids);
+
+/** What this open cache has done to values since it was opened: AEAD
+ *  seals and opens, and messages packed for sealing.  For tests and the
+ *  benchmark: an ack adds none for the record it settles, a pulled record
+ *  given as received is sealed without a pack. */
+typedef struct ps_cache_ops {
+    uint64_t seals, opens, packs;
+} ps_cache_ops_t;
+void ps_cache_op_counts(const ps_cache_t *c, ps_cache_ops_t *out);
+/** Tests only: write values as the cache format 1 did (AES-256-GCM under
+ *  the DEK, a record's revision inside its sealed value), to make an
+ *  old-format cache; POPSYNC_TEST_CACHE_FORMAT=1 does it at open. */
+void ps_cache_set_legacy_writes(ps_cache_t *c, int on);
 
 /** Local equivalents of the server's verify digests (digest.h), over every record held. */
 int ps_cache_verify_digests(ps_cache_t *c, uint64_t *digests, uint32_t *counts);

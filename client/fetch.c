@@ -81,13 +81,16 @@ static int on_batch(ps_session_t *s, int status, ProtobufCMessage **m, void *arg
 {
     fetch_t *f = arg;
     Popsync__PullBatch *b;
+    const uint8_t *body = NULL;
+    size_t len = 0;
     int rc;
     if (status) {
         fetch_end(f, status);
         return status;
     }
     b = (Popsync__PullBatch *)*m;
-    rc = ps_cache_apply_fetch(f->l->cache, b, f->ids.ids + (f->pos - f->chunk) * 16, f->chunk);
+    ps_session_body(s, &body, &len); /* none: every record is packed again */
+    rc = ps_cache_apply_fetch_raw(f->l->cache, b, body, len, f->ids.ids + (f->pos - f->chunk) * 16, f->chunk);
     if (rc) {
         ps_session_fail(s, rc, "applying fetched records: %s", ps_strerror(rc));
         fetch_end(f, rc);

@@ -66,6 +66,8 @@ struct ps_session {
     Popsync__Welcome *welcome;
     int zstd;                   /* compression agreed in Welcome */
     ps_buf_t zin;               /* a decompressed body */
+    const uint8_t *body;        /* the plain body of the answer being delivered (ps_session_body) */
+    size_t body_len;
     uint64_t frames, cut_after; /* test hook POPSYNC_TEST_CUT_AFTER_FRAMES */
     /* TLS transport (ps_session_connect) */
     uv_loop_t own_loop;
@@ -360,9 +362,21 @@ static void handle_frame(ps_session_t *s, const ps_frame_t *f)
     else if (f->type != ps_msg_info(p->type)->reply)
         ps_session_fail(s, PS_EPROTO, "unexpected %s from server (waiting for the answer to %s)",
                         ps_frame_type_name(f->type), ps_frame_type_name(p->type));
-    else
+    else {
+        s->body = body;
+        s->body_len = len;
         deliver(s, p, &m);
+        s->body = NULL;
+        s->body_len = 0;
+    }
     ps_msg_free(m);
+}
+
+int ps_session_body(const ps_session_t *s, const uint8_t **body, size_t *len)
+{
+    *body = s->body;
+    *len = s->body_len;
+    return s->body ? PS_OK : PS_ENOTFOUND;
 }
 
 void ps_session_input(ps_session_t *s, ps_buf_t *in)

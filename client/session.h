@@ -151,6 +151,10 @@ size_t ps_session_outstanding(const ps_session_t *s);
 int ps_session_when_ready(ps_session_t *s, ps_ready_fn fn, void *arg);
 /** on_welcome returned PS_SESSION_MORE: the session is ready now. */
 void ps_session_ready(ps_session_t *s);
+/** Inside an answer's callback: the answer's plain body as received (the
+ *  packed message), so the cache can keep records as sent.  PS_ENOTFOUND
+ *  outside a callback. */
+int ps_session_body(const ps_session_t *s, const uint8_t **body, size_t *len);
 
 /** The server's Welcome (NULL before it came). */
 const Popsync__Welcome *ps_session_welcome(const ps_session_t *s);

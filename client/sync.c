@@ -396,10 +396,13 @@ static void refetch_done(ps_link_t *l, int status, uint64_t got, uint64_t asked,
     sync_end(r, status);
 }
 
-static int pull_answered(sync_run_t *r, const Popsync__PullBatch *b)
+static int pull_answered(sync_run_t *r, ps_session_t *s, const Popsync__PullBatch *b)
 {
+    const uint8_t *body = NULL;
+    size_t len = 0;
     int rc;
-    if ((rc = ps_cache_apply_pull(r->cache, b)))
+    ps_session_body(s, &body, &len); /* none: every record is packed again */
+    if ((rc = ps_cache_apply_pull_raw(r->cache, b, body, len)))
         return sync_fail(r, rc, "applying pulled records");
     r->st->pulled += b->n_entries;
     if (b->more && b->cursor > r->st->cursor)
@@ -415,14 +418,13 @@ static int on_pull_batch(ps_session_t *s, int status, ProtobufCMessage **m, void
 {
     sync_run_t *r = arg;
     int rc = status;
-    (void)s;
     r->outstanding--;
     r->depth++;
     if (status) {
         sync_end(r, status);
     } else if (!r->finished) {
         r->npull--;
-        rc = pull_answered(r, (Popsync__PullBatch *)*m);
+        rc = pull_answered(r, s, (Popsync__PullBatch *)*m);
     }
     r->depth--;
     maybe_free(r);

@@ -1,11 +1,12 @@
 /* crypto.c - cryptographic primitives outside TLS.
  *
- * Owns: SHA-256, PBKDF2-SHA256 and AES-256-GCM over mbedTLS.  crypto.c is,
+ * Owns: SHA-256, PBKDF2-SHA256, AES-256-GCM and ChaCha20-Poly1305 over mbedTLS.  crypto.c is,
  * with tls*.c, the only place that includes mbedTLS headers.
  */
 #include "crypto.h"
 #include "err.h"
 
+#include <mbedtls/chachapoly.h>
 #include <mbedtls/gcm.h>
 #include <mbedtls/md.h>
 #include <mbedtls/pkcs5.h>
@@ -16,7 +17,11 @@
 #include <string.h>
 
 struct ps_aead {
-    mbedtls_gcm_context gcm; /* holds the expanded key: wiped by mbedtls_gcm_free */
+    ps_aead_alg_t alg;
+    union {
+        mbedtls_gcm_context gcm;        /* holds the expanded key: wiped by mbedtls_gcm_free */
+        mbedtls_chachapoly_context cp;  /* holds the key: wiped by mbedtls_chachapoly_free */
+    } u;
 };
 
 int ps_sha256(const void *p, size_t n, uint8_t out[PS_SHA256_LEN])
@@ -68,17 +73,27 @@ int ps_kdf_pbkdf2_sha256(const void *pass, size_t passlen, const uint8_t *salt, 
     return rc;
 }
 
-int ps_aead_new(ps_aead_t **out, const uint8_t key[PS_AEAD_KEY_LEN])
+int ps_aead_new_alg(ps_aead_t **out, ps_aead_alg_t alg, const uint8_t key[PS_AEAD_KEY_LEN])
 {
     ps_aead_t *a;
-    if (!out || !key)
+    int mrc;
+    if (!out)
         return PS_EINVAL;
     *out = NULL;
+    if (!key || (alg != PS_AEAD_AES256_GCM && alg != PS_AEAD_CHACHA20_POLY1305))
+        return PS_EINVAL;
     a = calloc(1, sizeof(*a));
     if (!a)
         return PS_ENOMEM;
-    mbedtls_gcm_init(&a->gcm);
-    if (mbedtls_gcm_setkey(&a->gcm, MBEDTLS_CIPHER_ID_AES, key, PS_AEAD_KEY_LEN * 8) != 0) {
+    a->alg = alg;
+    if (alg == PS_AEAD_AES256_GCM) {
+        mbedtls_gcm_init(&a->u.gcm);
+        mrc = mbedtls_gcm_setkey(&a->u.gcm, MBEDTLS_CIPHER_ID_AES, key, PS_AEAD_KEY_LEN * 8);
+    } else {
+        mbedtls_chachapoly_init(&a->u.cp);
+        mrc = mbedtls_chachapoly_setkey(&a->u.cp, key);
+    }
+    if (mrc != 0) {
         ps_aead_free(a);
         return PS_ECRYPTO;
     }
@@ -86,11 +101,24 @@ int ps_aead_new(ps_aead_t **out, const uint8_t key[PS_AEAD_KEY_LEN])
     return PS_OK;
 }
 
+int ps_aead_new(ps_aead_t **out, const uint8_t key[PS_AEAD_KEY_LEN])
+{
+    return ps_aead_new_alg(out, PS_AEAD_AES256_GCM, key);
+}
+
+ps_aead_alg_t ps_aead_alg(const ps_aead_t *a)
+{
+    return a->alg;
+}
+
 void ps_aead_free(ps_aead_t *a)
 {
     if (!a)
         return;
-    mbedtls_gcm_free(&a->gcm);
+    if (a->alg == PS_AEAD_AES256_GCM)
+        mbedtls_gcm_free(&a->u.gcm);
+    else
+        mbedtls_chachapoly_free(&a->u.cp);
     ps_zeroize(a, sizeof(*a));
     free(a);
 }
@@ -98,24 +126,32 @@ void ps_aead_free(ps_aead_t *a)
 int ps_aead_ctx_seal(ps_aead_t *a, const uint8_t nonce[PS_AEAD_NONCE_LEN], const void *aad, size_t aadlen,
                      const void *plain, size_t n, uint8_t *out)
 {
+    int mrc;
     if (!a || !nonce || !out || (!aad && aadlen) || (!plain && n))
         return PS_EINVAL;
-    if (mbedtls_gcm_crypt_and_tag(&a->gcm, MBEDTLS_GCM_ENCRYPT, n, nonce, PS_AEAD_NONCE_LEN, aad, aadlen, plain, out,
-                                  PS_AEAD_TAG_LEN, out + n) != 0)
-        return PS_ECRYPTO;
-    return PS_OK;
+    if (a->alg == PS_AEAD_AES256_GCM)
+        mrc = mbedtls_gcm_crypt_and_tag(&a->u.gcm, MBEDTLS_GCM_ENCRYPT, n, nonce, PS_AEAD_NONCE_LEN, aad, aadlen,
+                                        plain, out, PS_AEAD_TAG_LEN, out + n);
+    else
+        mrc = mbedtls_chachapoly_encrypt_and_tag(&a->u.cp, n, nonce, aad, aadlen, plain, out, out + n);
+    return mrc ? PS_ECRYPTO : PS_OK;
 }
 
 int ps_aead_ctx_open(ps_aead_t *a, const uint8_t nonce[PS_AEAD_NONCE_LEN], const void *aad, size_t aadlen,
                      const uint8_t *sealed, size_t n, uint8_t *out)
 {
     size_t len;
+    int mrc;
     if (!a || !nonce || !sealed || (!aad && aadlen) || n < PS_AEAD_TAG_LEN || (!out && n > PS_AEAD_TAG_LEN))
         return PS_EINVAL;
     len = n - PS_AEAD_TAG_LEN;
-    /* mbedTLS checks the tag in constant time and zeroes out on failure. */
-    if (mbedtls_gcm_auth_decrypt(&a->gcm, len, nonce, PS_AEAD_NONCE_LEN, aad, aadlen, sealed + len,
-                                 PS_AEAD_TAG_LEN, sealed, out) != 0) {
+    /* mbedTLS checks the tag in constant time (both algorithms). */
+    if (a->alg == PS_AEAD_AES256_GCM)
+        mrc = mbedtls_gcm_auth_decrypt(&a->u.gcm, len, nonce, PS_AEAD_NONCE_LEN, aad, aadlen, sealed + len,
+                                       PS_AEAD_TAG_LEN, sealed, out);
+    else
+        mrc = mbedtls_chachapoly_auth_decrypt(&a->u.cp, len, nonce, aad, aadlen, sealed + len, sealed, out);
+    if (mrc != 0) {
         ps_zeroize(out, len);
         return PS_ECRYPTO;
     }

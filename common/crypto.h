@@ -3,8 +3,10 @@
  *
  * Owns: the cryptographic primitives popsync uses outside TLS, so that the
  * rest of the code never includes mbedTLS headers: SHA-256, PBKDF2-SHA256
- * (turning a passphrase into a key) and AES-256-GCM (the client cache's
- * encryption at rest, client/cache.c).  Every function returns PS_OK or a
+ * (turning a passphrase into a key), AES-256-GCM and ChaCha20-Poly1305
+ * (RFC 8439; the client cache's encryption at rest, client/cache.c: new
+ * values are sealed with ChaCha20-Poly1305, older ones with AES-256-GCM
+ * still open).  Every function returns PS_OK or a
  * negative PS_E* code; PS_ECRYPTO means a primitive failed or, for the open
  * functions, that the data, its tag, the nonce, the AAD or the key was
  * wrong: nothing is learned about the plaintext then, and out is zeroed.
@@ -17,9 +19,15 @@
 
 #define PS_SHA256_LEN 32
 
-#define PS_AEAD_KEY_LEN 32   /**< AES-256 */
-#define PS_AEAD_NONCE_LEN 12 /**< GCM's 96-bit IV; never reuse one under a key */
-#define PS_AEAD_TAG_LEN 16   /**< full 128-bit GCM tag */
+#define PS_AEAD_KEY_LEN 32   /**< AES-256 or ChaCha20's 256-bit key */
+#define PS_AEAD_NONCE_LEN 12 /**< GCM's 96-bit IV or RFC 8439's nonce; never reuse one under a key */
+#define PS_AEAD_TAG_LEN 16   /**< full 128-bit GCM or Poly1305 tag */
+
+/** The AEAD algorithms a context can hold. */
+typedef enum ps_aead_alg {
+    PS_AEAD_AES256_GCM = 1,
+    PS_AEAD_CHACHA20_POLY1305 = 2,
+} ps_aead_alg_t;
 
 /** PBKDF2-SHA256 iterations for new caches (OWASP 2023 recommendation). */
 #define PS_KDF_DEFAULT_ITERATIONS 600000u
@@ -64,11 +72,15 @@ int ps_aead_open(const uint8_t key[PS_AEAD_KEY_LEN], const uint8_t nonce[PS_AEAD
  */
 typedef struct ps_aead ps_aead_t;
 
-/** Makes a context for key (copied; the caller may zero its copy).  Free with ps_aead_free. */
+/** Makes an AES-256-GCM context for key (copied; the caller may zero its copy).  Free with ps_aead_free. */
 int ps_aead_new(ps_aead_t **out, const uint8_t key[PS_AEAD_KEY_LEN]);
+/** Like ps_aead_new, for algorithm alg (PS_EINVAL for another value). */
+int ps_aead_new_alg(ps_aead_t **out, ps_aead_alg_t alg, const uint8_t key[PS_AEAD_KEY_LEN]);
+/** The algorithm a context was made for. */
+ps_aead_alg_t ps_aead_alg(const ps_aead_t *a);
 /** Wipes the key material and frees the context.  NULL is allowed. */
 void ps_aead_free(ps_aead_t *a);
-/** ps_aead_seal with a prepared context. */
+/** ps_aead_seal with a prepared context (of either algorithm). */
 int ps_aead_ctx_seal(ps_aead_t *a, const uint8_t nonce[PS_AEAD_NONCE_LEN], const void *aad, size_t aadlen,
                      const void *plain, size_t n, uint8_t *out);
 /** ps_aead_open with a prepared context. */

@@ -6,12 +6,17 @@
  * the rest is the frame body.  It is unpacked under the per-frame budget
  * exactly as the server does (ps_msg_unpack), packed again, unpacked again
  * and freed: the budget must hold (no allocation past PS_MSG_BUDGET), and a
- * message that unpacked once must pack and unpack to the same bytes.
+ * message that unpacked once must pack and unpack to the same bytes.  A
+ * PullBatch that unpacked must have its records found by ps_pull_record_spans
+ * (common/pullspan.c, which the cache seals as received), each span decoding
+ * to the record the decoder made.
  */
 #include "err.h"
 #include "frame.h"
 #include "msg.h"
 #include "msgtab.h"
+#include "pullspan.h"
+#include "wire.pb-c.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -22,6 +27,43 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* Every row of the message table: the requests ps_sync_dispatch accepts and
  * the replies clients decode, so a type added later is fuzzed without
  * editing this file. */
+
+/* Packs m into a new buffer (*n bytes); aborts when out of memory. */
+static uint8_t *pack_new(const ProtobufCMessage *m, size_t *n)
+{
+    uint8_t *p;
+    *n = protobuf_c_message_get_packed_size(m);
+    if (!(p = malloc(*n ? *n : 1)) || protobuf_c_message_pack(m, p) != *n)
+        abort();
+    return p;
+}
+
+/* Every record span of a PullBatch decodes to the entry's record. */
+static void check_spans(const Popsync__PullBatch *b, const uint8_t *body, size_t len)
+{
+    ps_span_t *sp = calloc(b->n_entries ? b->n_entries : 1, sizeof(*sp));
+    if (!sp)
+        abort();
+    if (ps_pull_record_spans(body, len, b->n_entries, sp) != PS_OK)
+        abort();
+    for (size_t i = 0; i < b->n_entries; i++) {
+        Popsync__Record *r;
+        uint8_t *want, *got;
+        size_t nw, ng;
+        if (!sp[i].p)
+            continue; /* no record, or one in pieces: the cache packs it */
+        if (!b->entries[i]->record || !(r = popsync__record__unpack(NULL, sp[i].n, sp[i].p)))
+            abort();
+        want = pack_new(&b->entries[i]->record->base, &nw);
+        got = pack_new(&r->base, &ng);
+        if (nw != ng || memcmp(want, got, nw) != 0)
+            abort();
+        free(want);
+        free(got);
+        popsync__record__free_unpacked(r, NULL);
+    }
+    free(sp);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -40,6 +82,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size--;
     if (ps_msg_unpack(type, data, size, &m) != PS_OK)
         return 0;
+    if (type == PS_MSG_PULL_BATCH)
+        check_spans((const Popsync__PullBatch *)m, data, size);
     n = protobuf_c_message_get_packed_size(m);
     packed = malloc(n ? n : 1);
     if (!packed)

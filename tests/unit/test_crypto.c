@@ -210,6 +210,41 @@ static void test_tamper(void **state)
     ps_aead_free(b);
 }
 
+/* RFC 8439 section 2.8.2's AEAD_CHACHA20_POLY1305 example, then a round
+ * trip and a flipped bit through the same context (the cache's new values). */
+static void test_chachapoly_rfc8439(void **state)
+{
+    static const char pt[] = "Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the "
+                             "future, sunscreen would be it.";
+    uint8_t key[32], nonce[12], aad[12], want[sizeof(pt) - 1 + PS_AEAD_TAG_LEN], out[sizeof(want)],
+        back[sizeof(pt)];
+    size_t n = sizeof(pt) - 1;
+    ps_aead_t *a = NULL;
+    (void)state;
+    unhex("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f", key, sizeof(key));
+    unhex("070000004041424344454647", nonce, sizeof(nonce));
+    unhex("50515253c0c1c2c3c4c5c6c7", aad, sizeof(aad));
+    unhex("d31a8d34648e60db7b86afbc53ef7ec2a4aded51296e08fea9e2b5a736ee62d63dbea45e8ca9671282fafb69da92728b"
+          "1a71de0a9e060b2905d6a5b67ecd3b3692ddbd7f2d778b8c9803aee328091b58fab324e4fad675945585808b4831d7bc"
+          "3ff4def08e4b7a9de576d26586cec64b6116"
+          "1ae10b594f09e26a7e902ecbd0600691",
+          want, sizeof(want));
+    assert_int_equal(ps_aead_new_alg(&a, PS_AEAD_CHACHA20_POLY1305, key), PS_OK);
+    assert_int_equal(ps_aead_alg(a), PS_AEAD_CHACHA20_POLY1305);
+    assert_int_equal(ps_aead_ctx_seal(a, nonce, aad, sizeof(aad), pt, n, out), PS_OK);
+    assert_memory_equal(out, want, sizeof(want));
+    assert_int_equal(ps_aead_ctx_open(a, nonce, aad, sizeof(aad), out, sizeof(out), back), PS_OK);
+    assert_memory_equal(back, pt, n);
+    out[3] ^= 0x10;
+    assert_int_equal(ps_aead_ctx_open(a, nonce, aad, sizeof(aad), out, sizeof(out), back), PS_ECRYPTO);
+    assert_true(all_zero(back, n));
+    out[3] ^= 0x10;
+    assert_int_equal(ps_aead_ctx_open(a, nonce, aad, sizeof(aad) - 1, out, sizeof(out), back), PS_ECRYPTO);
+    ps_aead_free(a);
+    assert_int_equal(ps_aead_new_alg(&a, (ps_aead_alg_t)7, key), PS_EINVAL);
+    assert_null(a);
+}
+
 static void test_zeroize(void **state)
 {
     uint8_t k[32];
@@ -226,6 +261,7 @@ int main(void)
         cmocka_unit_test(test_pbkdf2_rfc7914),  cmocka_unit_test(test_pbkdf2_key_length_and_args),
         cmocka_unit_test(test_gcm_known_answers), cmocka_unit_test(test_round_trip_context),
         cmocka_unit_test(test_tamper),          cmocka_unit_test(test_zeroize),
+        cmocka_unit_test(test_chachapoly_rfc8439),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

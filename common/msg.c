@@ -123,6 +123,79 @@ int ps_msg_unpack_desc(const ProtobufCMessageDescriptor *d, const uint8_t *body,
     return PS_OK;
 }
 
+/* ---- the per-frame arena -------------------------------------------------- */
+
+/* One block: this header, then the bump-allocated space.  Frees do
+ * nothing; ps_msg_arena_free gives the whole block back at once. */
+struct ps_msg_arena {
+    size_t cap, used;
+    int exhausted;
+    ProtobufCMessage *msg;
+};
+
+#define ARENA_HDR ((sizeof(ps_msg_arena_t) + 15) & ~(size_t)15)
+
+static void *arena_alloc(void *data, size_t size)
+{
+    ps_msg_arena_t *a = data;
+    size_t n = (size + 15) & ~(size_t)15; /* max_align_t alignment for every piece */
+    void *p;
+    if (n < size || n > a->cap - a->used) {
+        a->exhausted = 1;
+        return NULL;
+    }
+    p = (uint8_t *)a + ARENA_HDR + a->used;
+    a->used += n;
+    return p;
+}
+
+static void arena_free(void *data, void *ptr)
+{
+    (void)data;
+    (void)ptr;
+}
+
+int ps_msg_unpack_arena(uint8_t type, const uint8_t *body, size_t len, ps_msg_arena_t **arena,
+                        ProtobufCMessage **out)
+{
+    const ProtobufCMessageDescriptor *d = ps_msg_descriptor(type);
+    size_t cap = PS_MSG_BUDGET(len);
+    ProtobufCAllocator al = {arena_alloc, arena_free, NULL};
+    ps_msg_arena_t *a;
+
+    *arena = NULL;
+    *out = NULL;
+    if (!d)
+        return PS_EPROTO;
+    /* The budget is the block: what an unpack of the piecewise kind may
+     * allocate in all (untouched pages of a large block cost nothing). */
+    if (!(a = malloc(ARENA_HDR + cap)))
+        return PS_ENOMEM;
+    a->cap = cap;
+    a->used = 0;
+    a->exhausted = 0;
+    al.allocator_data = a;
+    a->msg = protobuf_c_message_unpack(d, &al, len, body);
+    if (!a->msg || has_field_zero(a->msg)) {
+        int rc = !a->msg && a->exhausted ? PS_ENOMEM : PS_EPROTO;
+        free(a);
+        return rc;
+    }
+    *arena = a;
+    *out = a->msg;
+    return PS_OK;
+}
+
+size_t ps_msg_arena_used(const ps_msg_arena_t *a)
+{
+    return a ? a->used : 0;
+}
+
+void ps_msg_arena_free(ps_msg_arena_t *a)
+{
+    free(a);
+}
+
 int ps_msg_unpack(uint8_t type, const uint8_t *body, size_t len, ProtobufCMessage **out)
 {
     const ProtobufCMessageDescriptor *d = ps_msg_descriptor(type);

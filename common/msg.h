@@ -44,6 +44,25 @@ int ps_msg_unpack_desc(const ProtobufCMessageDescriptor *d, const uint8_t *body,
 /** Frees a message from ps_msg_unpack*. */
 void ps_msg_free(ProtobufCMessage *msg);
 
+/**
+ * A per-frame arena: one block of PS_MSG_BUDGET(len) bytes that an unpack
+ * takes every piece of the message from, and that is freed in one call.
+ * The server decodes each Push this way, off the loop thread (server/
+ * commit.c): no malloc/free per field, none at all on the loop.
+ */
+typedef struct ps_msg_arena ps_msg_arena_t;
+/**
+ * ps_msg_unpack into a new arena: on PS_OK *out lies in *arena, which the
+ * caller frees with ps_msg_arena_free (never ps_msg_free).  The same
+ * budget and refusals as ps_msg_unpack (PS_EPROTO, PS_ENOMEM).
+ */
+int ps_msg_unpack_arena(uint8_t type, const uint8_t *body, size_t len, ps_msg_arena_t **arena,
+                        ProtobufCMessage **out);
+/** Bytes the unpack took from the arena (tests). */
+size_t ps_msg_arena_used(const ps_msg_arena_t *a);
+/** Frees the arena and the message in it.  NULL is allowed. */
+void ps_msg_arena_free(ps_msg_arena_t *a);
+
 /* --- compression (docs/protocol.md, "Compression") --- */
 
 #define PS_FEATURE_ZSTD 0x01u        /**< Hello/Welcome feature bit: zstd frame bodies */

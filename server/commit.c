@@ -6,6 +6,14 @@
  * sent only after it returns.  While it runs, new pushes queue up for the
  * next one, so under load each fsync acknowledges many clients' changes.
  *
+ * A Push is decoded on a pool thread into one arena (ps_msg_unpack_arena)
+ * from the moment it arrives (ps_commit_decode), while the connection's
+ * request ahead of it runs; it joins the queue when its turn comes
+ * (ps_commit_enqueue, server/sync.c start_push), and a group commit takes
+ * only decoded, admitted pushes from the head of the queue, so each
+ * connection's pushes commit in the order they came.  The arena is freed
+ * in one call, on the worker, once the reply is built.
+ *
  * The node table (nodes.c) is written by the same single writer between
  * group commits, in a small transaction of its own every few seconds
  * (ps_commit_flush_nodes), and the latency of each group commit goes to
@@ -22,6 +30,27 @@
 #include <stdlib.h>
 
 static void kick(ps_server_t *srv);
+
+static ps_push_frame_t *frame_of(ps_push_job_t *j)
+{
+    return (ps_push_frame_t *)(void *)j; /* the job is the frame's first member */
+}
+
+/* May a group commit take it: decoded and admitted. */
+static int ready(ps_push_job_t *j)
+{
+    return frame_of(j)->admitted;
+}
+
+/* Frees a push's message (its arena) and the frame. */
+static void frame_free(ps_push_frame_t *f)
+{
+    ps_msg_arena_free(f->arena);
+    ps_buf_free(&f->body);
+    ps_buf_free(&f->job.reply);
+    ps_push_job_results_free(&f->job);
+    free(f);
+}
 
 /* Time from queueing a group commit to its durable completion. */
 static void observe_commit(ps_server_stats_t *st)
@@ -52,6 +81,11 @@ static void commit_work(uv_work_t *req)
         ps_push_job_results_free(j);
         if (j->compress)
             ps_frames_compress(&j->reply, 0);
+        /* The changes are applied and answered: the message goes, here,
+         * in one free. */
+        ps_msg_arena_free(frame_of(j)->arena);
+        frame_of(j)->arena = NULL;
+        j->push = NULL;
     }
 }
 
@@ -93,10 +127,7 @@ static void commit_after(uv_work_t *req, int status)
          * not (server/sync.c start_push): they would jump its changes. */
         if (j->status || j->refused)
             c->push_failed = 1;
-        ps_msg_free(&j->push->base);
-        ps_buf_free(&j->reply);
-        ps_push_job_results_free(j);
-        free(j);
+        frame_free(frame_of(j));
         ps_conn_job_done(c);
     }
     kick(srv);
@@ -106,12 +137,12 @@ static void kick(ps_server_t *srv)
 {
     ps_push_job_t *head, *tail;
     size_t n = 0;
-    if (srv->committing || !srv->queue_head)
+    if (srv->committing || !srv->queue_head || !ready(srv->queue_head))
         return;
-    /* Take whole jobs up to the change budget (always at least one). */
+    /* Take whole decoded jobs up to the change budget (always at least one). */
     head = tail = srv->queue_head;
     n = head->push->n_changes;
-    while (tail->next && n + tail->next->push->n_changes <= srv->opts.commit_max_changes) {
+    while (tail->next && ready(tail->next) && n + tail->next->push->n_changes <= srv->opts.commit_max_changes) {
         tail = tail->next;
         n += tail->push->n_changes;
     }
@@ -135,16 +166,123 @@ static void kick(ps_server_t *srv)
     }
 }
 
-void ps_commit_enqueue(ps_server_t *srv, ps_push_job_t *job)
+/* Pool thread: the body, decompressed if it came so, into one arena. */
+static void decode_work(uv_work_t *req)
 {
+    ps_push_frame_t *f = req->data;
+    ps_buf_t zin;
+    const uint8_t *body;
+    size_t len;
+    ProtobufCMessage *m = NULL;
+
+    ps_buf_init(&zin);
+    f->decode_rc = ps_frame_plain_body(ps_buf_head(&f->body), ps_buf_size(&f->body), f->zstd, f->max_body, &zin,
+                                       &body, &len);
+    if (f->decode_rc == PS_OK)
+        f->decode_rc = ps_msg_unpack_arena(PS_MSG_PUSH, body, len, &f->arena, &m);
+    f->job.push = (Popsync__Push *)m;
+    f->arena_used = ps_msg_arena_used(f->arena);
+    ps_buf_free(&zin);
+    ps_buf_free(&f->body);
+}
+
+/* A decoded push, its turn come: refused (answered) or counted in. */
+static int admit(ps_server_t *srv, ps_push_frame_t *f)
+{
+    ps_conn_t *c = f->job.owner;
+    int rc = f->decode_rc;
+    if (rc) {
+        if (c->state != PS_CONN_CLOSING)
+            ps_conn_error(c, f->job.request_id, rc, 1, "malformed %s body (%s)", ps_frame_type_name(PS_MSG_PUSH),
+                          ps_strerror(rc));
+        return rc;
+    }
+    if ((rc = ps_sync_push_admit(c, f)))
+        return rc;
+    f->admitted = 1;
+    srv->queued_changes += f->job.push->n_changes;
+    srv->stats.push_decodes_pool += !f->on_loop;
+    srv->stats.push_arena_bytes += f->arena_used;
+    return PS_OK;
+}
+
+/* Takes f out of the queue (refused before any commit took it). */
+static void unqueue(ps_server_t *srv, ps_push_job_t *job)
+{
+    ps_push_job_t **pp = &srv->queue_head, *prev = NULL;
+    while (*pp && *pp != job) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (!*pp)
+        return;
+    *pp = job->next;
+    if (srv->queue_tail == job)
+        srv->queue_tail = prev;
+}
+
+/* Loop: the decode is back.  A push already queued is admitted now. */
+static void decode_after(uv_work_t *req, int status)
+{
+    ps_push_frame_t *f = req->data;
+    ps_server_t *srv = f->srv;
+    ps_conn_t *c;
+
+    f->decoded = 1;
+    if (status)
+        f->decode_rc = PS_EIO;
+    if (f->orphan) {
+        frame_free(f); /* its request was dropped meanwhile */
+        return;
+    }
+    if (!f->queued)
+        return; /* ps_commit_enqueue admits it when its turn comes */
+    c = f->job.owner;
+    if (admit(srv, f)) {
+        unqueue(srv, &f->job);
+        frame_free(f);
+        ps_conn_job_done(c);
+    }
+    kick(srv);
+}
+
+void ps_commit_decode(ps_server_t *srv, ps_push_frame_t *f)
+{
+    f->srv = srv;
+    f->req.data = f;
+    if (uv_queue_work(srv->loop, &f->req, decode_work, decode_after) != 0) {
+        /* Cannot happen with a live loop: decode here rather than drop it. */
+        f->on_loop = 1;
+        decode_work(&f->req);
+        f->decoded = 1;
+    }
+}
+
+void ps_commit_release(ps_push_frame_t *f)
+{
+    if (f->decoded)
+        frame_free(f);
+    else
+        f->orphan = 1;
+}
+
+int ps_commit_enqueue(ps_server_t *srv, ps_push_frame_t *f)
+{
+    ps_push_job_t *job = &f->job;
+    int rc;
+    if (f->decoded && (rc = admit(srv, f))) {
+        frame_free(f);
+        return rc;
+    }
     job->next = NULL;
     if (srv->queue_tail)
         srv->queue_tail->next = job;
     else
         srv->queue_head = job;
     srv->queue_tail = job;
-    srv->queued_changes += job->push->n_changes;
+    f->queued = 1;
     kick(srv);
+    return PS_OK;
 }
 
 /* --- the node table's writes ---------------------------------------------- */

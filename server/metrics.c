@@ -187,6 +187,10 @@ static void render(ps_metrics_t *m, ps_buf_t *b)
            "Most requests one connection had in flight at once since the server started (its window).",
            st->max_in_flight);
     metric(b, "popsync_pushes_total", "counter", "Pushes committed and answered.", st->pushes);
+    metric(b, "popsync_push_decodes_pool_total", "counter",
+           "Pushes decoded on a pool thread into one arena each (off the loop).", st->push_decodes_pool);
+    metric(b, "popsync_push_arena_bytes_total", "counter", "Bytes the decoded pushes took from their arenas.",
+           st->push_arena_bytes);
     metric(b, "popsync_changes_accepted_total", "counter", "Changes applied.", st->changes_accepted);
     metric(b, "popsync_changes_rejected_total", "counter", "Changes refused by validation or scope.",
            st->changes_rejected);

@@ -93,6 +93,8 @@ typedef struct ps_server_stats {
     uint64_t commit_fail_map_cap, commit_fail_disk_full, commit_fail_other;
     uint64_t budget_closes, slow_closes; /**< connections closed by the partial-frame budget / rate */
     uint64_t max_in_flight;              /**< most requests one connection had in flight at once (sync.c) */
+    /* issue 17: pushes decoded on a pool thread into an arena (commit.c), and the arenas' bytes */
+    uint64_t push_decodes_pool, push_arena_bytes;
     uint64_t commit_start_ns;                      /**< uv_hrtime() when the running commit was queued */
     uint64_t commit_buckets[PS_COMMIT_BUCKETS + 1]; /**< per bucket (not cumulative); last is +Inf */
     uint64_t commit_count;
@@ -219,6 +221,11 @@ int ps_sync_full(const ps_conn_t *c);
 /** c's running request finished: starts the next one waiting (conn.c's
  *  ps_conn_job_done calls it before parsing on). */
 void ps_sync_job_finished(ps_conn_t *c);
+struct ps_push_frame;
+/** A Push decoded off the loop (commit.c), before it joins a group commit:
+ *  its size against the limit, and the cache's clock.  PS_OK, or a code
+ *  after reporting it to the peer. */
+int ps_sync_push_admit(ps_conn_t *c, struct ps_push_frame *pf);
 
 /* admin_cmd.c: offline subcommands (argv[0] is the subcommand). */
 int ps_server_subcommand(int argc, char **argv);
@@ -230,8 +237,43 @@ int ps_upstream_cmd_status(int argc, char **argv);
 int ps_upstream_cmd_rebuild(int argc, char **argv);
 
 /* commit.c */
-/** Queues a push job for the next group commit; takes ownership of job. */
-void ps_commit_enqueue(ps_server_t *srv, ps_push_job_t *job);
+/**
+ * A Push on its way to the group commit: the store's job, and the frame it
+ * comes from.  The body is copied as it arrived and decoded on a pool
+ * thread into one arena (ps_msg_unpack_arena), freed in one call after the
+ * commit: the loop thread neither decodes a Push nor frees its pieces.
+ */
+typedef struct ps_push_frame {
+    ps_push_job_t job;         /**< first: commit.c turns a job back into its frame */
+    uv_work_t req;             /**< the decode */
+    ps_buf_t body;             /**< the frame's body as received (freed once decoded) */
+    int zstd;                  /**< body is zstd-compressed */
+    size_t max_body;           /**< the largest plain body accepted (opts.max_frame) */
+    int decoded;               /**< the decode has returned to the loop */
+    int decode_rc;             /**< its result: PS_OK, PS_EPROTO or PS_ENOMEM */
+    int on_loop;               /**< decoded on the loop (the pool refused the work: never in practice) */
+    size_t arena_used;         /**< bytes the message took from its arena */
+    int queued;                /**< in the commit queue (ps_commit_enqueue) */
+    int admitted;              /**< decoded and admitted (ps_sync_push_admit): a commit may take it */
+    int orphan;                /**< released while its decode ran: decode_after frees it */
+    struct ps_server *srv;
+    struct ps_msg_arena *arena; /**< job.push lies in it */
+    uint64_t arrived_ms;       /**< when the frame arrived: the clock skew is measured from it */
+} ps_push_frame_t;
+/** Starts decoding f's body on a pool thread (as soon as it arrives). */
+void ps_commit_decode(ps_server_t *srv, ps_push_frame_t *f);
+/**
+ * Queues a push for the next group commit (its turn on the connection has
+ * come); takes ownership of f.  A group commit takes only decoded, admitted
+ * pushes from the head of the queue, so each connection's pushes commit in
+ * the order they came.  A push that does not decode, or that
+ * ps_sync_push_admit refuses, is answered by an Error: when that is known
+ * now, it is freed and the code returned; later, it leaves the queue and
+ * the connection's job ends (ps_conn_job_done).
+ */
+int ps_commit_enqueue(ps_server_t *srv, ps_push_frame_t *f);
+/** Frees a push that will not be queued (now, or when its decode returns). */
+void ps_commit_release(ps_push_frame_t *f);
 /** Writes the node table's changes when the writer is idle (at most every
  *  few seconds unless stopping).  Returns 1 while a write is running or
  *  changes wait, else 0 (shutdown waits for 0). */

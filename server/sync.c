@@ -342,11 +342,11 @@ int ps_sync_full(const ps_conn_t *c)
     return c->busy >= w || (c->busy && c->window_bytes && c->busy_bytes >= c->window_bytes);
 }
 
+/* Every push job is a ps_push_frame_t (on_push): freed now, or when its
+ * decode returns. */
 static void push_job_free(ps_push_job_t *job)
 {
-    ps_msg_free(&job->push->base);
-    ps_buf_free(&job->reply);
-    free(job);
+    ps_commit_release((ps_push_frame_t *)(void *)job);
 }
 
 static int start_read(ps_conn_t *c, read_job_t *j)
@@ -386,8 +386,7 @@ static int start_push(ps_conn_t *c, ps_push_job_t *job)
         push_job_free(job);
         return PS_EIO;
     }
-    ps_commit_enqueue(c->srv, job);
-    return PS_OK;
+    return ps_commit_enqueue(c->srv, (ps_push_frame_t *)(void *)job);
 }
 
 /* Starts the oldest waiting request when none runs.  One that cannot start
@@ -549,44 +548,60 @@ static int on_pull(ps_conn_t *c, const ps_frame_t *f, ProtobufCMessage *m, read_
     return PS_OK;
 }
 
+/* A Push is not decoded here: its body is copied as it came and its decode
+ * starts on a pool thread (into one arena, commit.c) while the request
+ * ahead of it runs; ps_sync_push_admit checks it once decoded. */
 static int on_push(ps_conn_t *c, const ps_frame_t *f, ProtobufCMessage *m, read_job_t *unused)
 {
-    Popsync__Push *p = (Popsync__Push *)m;
+    ps_push_frame_t *pf = calloc(1, sizeof(*pf));
     ps_push_job_t *job;
+    (void)m;
     (void)unused;
-    if (p->n_changes > c->srv->opts.max_push_changes) {
-        ps_conn_error(c, f->request_id, PS_ETOOBIG, 0, "Push has %zu changes; the limit is %u", p->n_changes,
-                      c->srv->opts.max_push_changes);
-        return PS_ETOOBIG;
-    }
-    job = calloc(1, sizeof(*job));
-    if (!job) {
+    if (!pf || ps_buf_append(&pf->body, f->body, f->body_len)) {
+        free(pf);
         ps_conn_error(c, f->request_id, PS_ENOMEM, 0, "out of memory");
         return PS_ENOMEM;
     }
+    pf->zstd = (f->flags & PS_FRAME_FLAG_ZSTD) != 0;
+    pf->max_body = c->srv->opts.max_frame;
+    pf->arrived_ms = ps_now_ms();
+    job = &pf->job;
     memcpy(job->node, c->node, PS_ID_LEN);
     job->peer = c->peer;
-    job->push = p;
     job->request_id = f->request_id;
     job->compress = (c->features & PS_FEATURE_ZSTD) != 0;
-    /* The cache's clock error, measured as the Push arrives (the apply may
+    job->owner = c;
+    ps_buf_init(&job->reply);
+    ps_commit_decode(c->srv, pf);
+    if (take_in(c, f, NULL, job)) {
+        ps_commit_release(pf);
+        ps_conn_error(c, f->request_id, PS_ENOMEM, 0, "out of memory");
+        return PS_ENOMEM;
+    }
+    return PS_OK;
+}
+
+int ps_sync_push_admit(ps_conn_t *c, ps_push_frame_t *pf)
+{
+    ps_push_job_t *job = &pf->job;
+    const Popsync__Push *p = job->push;
+    if (p->n_changes > c->srv->opts.max_push_changes) {
+        if (c->state != PS_CONN_CLOSING)
+            ps_conn_error(c, job->request_id, PS_ETOOBIG, 0, "Push has %zu changes; the limit is %u", p->n_changes,
+                          c->srv->opts.max_push_changes);
+        return PS_ETOOBIG;
+    }
+    /* The cache's clock error, measured as the Push arrived (the apply may
      * wait for a group commit): its changes' times are moved by it. */
     job->clock_ms = p->clock_ms;
     if (p->clock_ms)
-        job->clock_skew_ms = (int64_t)p->clock_ms - (int64_t)ps_now_ms();
+        job->clock_skew_ms = (int64_t)p->clock_ms - (int64_t)pf->arrived_ms;
     if (job->clock_skew_ms > PS_CLOCK_TOLERANCE_MS || job->clock_skew_ms < -PS_CLOCK_TOLERANCE_MS)
         PS_INFO("conn", "#%llu push: the cache's clock is %+lld s off ours; its changes are re-timed",
                 (unsigned long long)c->id, (long long)(job->clock_skew_ms / 1000));
     if (p->n_changes)
         PS_DEBUG("conn", "#%llu push: %zu changes, lcn %llu to %llu", (unsigned long long)c->id, p->n_changes,
                  (unsigned long long)p->changes[0]->lcn, (unsigned long long)p->changes[p->n_changes - 1]->lcn);
-    job->owner = c;
-    ps_buf_init(&job->reply);
-    if (take_in(c, f, NULL, job)) {
-        free(job); /* the dispatcher frees p */
-        ps_conn_error(c, f->request_id, PS_ENOMEM, 0, "out of memory");
-        return PS_ENOMEM;
-    }
     return PS_OK;
 }
 
@@ -746,7 +761,8 @@ int ps_sync_dispatch(ps_conn_t *c, const ps_frame_t *f)
         ps_conn_error(c, f->request_id, PS_EPROTO, 1, "%s before Hello", mi->name);
         return PS_EPROTO;
     }
-    if ((rc = unpack_body(c, f, &m)))
+    /* A Push is decoded off the loop, into an arena (on_push, commit.c). */
+    if (mi->type != PS_MSG_PUSH && (rc = unpack_body(c, f, &m)))
         return rc;
     /* May this role send this type at all: the access policy decides; what
      * the message may touch is decided (by the same policy) where it runs. */

@@ -60,6 +60,9 @@ n=$(ps --data "$T/t1" status --json | python3 -c 'import json,sys; s=json.load(s
 ps --data "$T/adm" sync --quiet
 scrape "$T/m1"
 [ "$(val "$T/m1" popsync_pushes_total)" -ge 2 ] || fail "pushes_total $(val "$T/m1" popsync_pushes_total) after a sync of two pushes"
+# Issue 17 point 2: every push was decoded off the loop, into an arena.
+expect_eq "$(val "$T/m1" popsync_push_decodes_pool_total)" "$(val "$T/m1" popsync_pushes_total)" "pushes decoded on a pool thread"
+[ "$(val "$T/m1" popsync_push_arena_bytes_total)" -gt 0 ] || fail "push arena bytes"
 expect_eq "$(val "$T/m1" popsync_changes_accepted_total)" "$n" "changes accepted"
 expect_eq "$(val "$T/m1" popsync_connections_accepted_total)" 2 "connections accepted"
 expect_eq "$(val "$T/m1" popsync_handshakes_total)" 2 "handshakes"

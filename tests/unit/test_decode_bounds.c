@@ -7,7 +7,9 @@
  * for every message type they inflate; real messages of the same size
  * still unpack; field number 0 is refused (it would not survive a repack);
  * and the schema has no recursion, so nesting depth is bounded by the
- * schema itself.  The live half is tests/integration/t_decode_bounds.sh.
+ * schema itself.  The per-frame arena the server decodes pushes into
+ * (ps_msg_unpack_arena, issue 17 point 2) keeps the same budget and
+ * refusals and gives the same message.  The live half is tests/integration/t_decode_bounds.sh.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -42,9 +44,13 @@ static void expect_refused(uint8_t type, const uint8_t *pat, size_t patlen, size
     size_t len;
     uint8_t *body = repeat(pat, patlen, n, &len);
     ProtobufCMessage *m = NULL;
+    ps_msg_arena_t *a = NULL;
     int rc = ps_msg_unpack(type, body, len, &m);
     assert_null(m);
     assert_int_equal(rc, PS_ENOMEM);
+    assert_int_equal(ps_msg_unpack_arena(type, body, len, &a, &m), PS_ENOMEM);
+    assert_null(a);
+    assert_null(m);
     free(body);
 }
 
@@ -111,6 +117,23 @@ static void test_real_messages_fit(void **state)
     assert_int_equal(ps_msg_unpack(PS_MSG_PUSH, ps_buf_head(&b) + PS_FRAME_HDR, ps_buf_size(&b) - PS_FRAME_HDR, &m),
                      PS_OK);
     assert_int_equal(((Popsync__Push *)m)->n_changes, 2000);
+    {
+        /* The arena gives the same message, within the same budget, in
+         * one block freed by one call. */
+        ps_msg_arena_t *a = NULL;
+        ProtobufCMessage *m2 = NULL;
+        size_t n = protobuf_c_message_get_packed_size(m), len = ps_buf_size(&b) - PS_FRAME_HDR;
+        uint8_t *p1 = malloc(n), *p2 = malloc(n);
+        assert_int_equal(ps_msg_unpack_arena(PS_MSG_PUSH, ps_buf_head(&b) + PS_FRAME_HDR, len, &a, &m2), PS_OK);
+        assert_true(ps_msg_arena_used(a) > len && ps_msg_arena_used(a) <= PS_MSG_BUDGET(len));
+        assert_int_equal(protobuf_c_message_get_packed_size(m2), n);
+        protobuf_c_message_pack(m, p1);
+        protobuf_c_message_pack(m2, p2);
+        assert_memory_equal(p1, p2, n);
+        ps_msg_arena_free(a);
+        free(p1);
+        free(p2);
+    }
     ps_msg_free(m);
     ps_buf_free(&b);
     free(per);
@@ -132,6 +155,13 @@ static void test_field_zero_refused(void **state)
     assert_null(m);
     assert_int_equal(ps_msg_unpack(PS_MSG_PUSH, push, sizeof(push), &m), PS_EPROTO);
     assert_null(m);
+    {
+        ps_msg_arena_t *a = NULL;
+        assert_int_equal(ps_msg_unpack_arena(PS_MSG_PUSH, push, sizeof(push), &a, &m), PS_EPROTO);
+        assert_null(a);
+        assert_int_equal(ps_msg_unpack_arena(PS_MSG_PUSH, push, 3, &a, &m), PS_EPROTO); /* cut */
+        assert_null(m);
+    }
     /* The same with field 31 is fine (kept as unknown, repacks). */
     assert_int_equal(ps_msg_unpack(PS_MSG_PING, (const uint8_t[]){0xf8, 0x01, 0x7d}, 3, &m), PS_OK);
     ps_msg_free(m);

@@ -139,7 +139,11 @@ int ps_policy_may_read(const ps_orgunits_t *tree, const ps_peer_t *peer, const c
 
 int ps_policy_sees_migrant(const ps_orgunits_t *tree, const ps_peer_t *peer, const char *unit, const char *other)
 {
-    return other && *other && ps_policy_may_read(tree, peer, unit, other) && !ps_policy_may_read(tree, peer, unit, NULL);
+    if (!other || !*other || !ps_policy_may_read(tree, peer, unit, other))
+        return 0;
+    /* Another district's case: nobody here has the person, an admin
+     * included, so whoever reads the case gets the summary. */
+    return !ps_policy_may_read(tree, peer, unit, NULL) || ps_policy_foreign_case(tree, unit, other);
 }
 
 int ps_policy_may_count(const ps_orgunits_t *tree, const ps_peer_t *peer, const char *unit, const char *other)

@@ -157,7 +157,9 @@ int ps_policy_result_field(int kind, const char *field);
 
 /** Does the peer read a migration (unit, other) only as its other place,
  *  and so get the migrant's summary with it (name, sex, birth date, masked
- *  ID number: FeedEntry.migrant)?  An owner reads the person itself. */
+ *  ID number: FeedEntry.migrant)?  An owner reads the person itself.  Of
+ *  another district's case (ps_policy_foreign_case) every reader gets it:
+ *  the person is in no store here. */
 int ps_policy_sees_migrant(const ps_orgunits_t *tree, const ps_peer_t *peer, const char *unit, const char *other);
 
 /** What the policy needs to know of a conflict. */

@@ -15,6 +15,7 @@ TB1=110108001000
 make_pki
 ps pki issue --dir "$T/pki" --role server --orgunit $DB --name popsyncdB >/dev/null
 ps pki issue --dir "$T/pki" --role township --orgunit $TB1 --name tb1 >/dev/null
+ps pki issue --dir "$T/pki" --role admin --orgunit $DB --name adminB >/dev/null
 UNITSA="$T/unitsA.csv"
 UNITSB="$T/unitsB.csv"
 cat >"$UNITSA" <<'EOF'
@@ -92,6 +93,8 @@ start_b
 client ta town1
 ps --data "$T/tb" init --server "127.0.0.1:$PORTB" --ca "$T/pki/ca.crt" --cert "$T/pki/tb1.crt" \
     --key "$T/pki/tb1.key" --server-name popsyncdB >/dev/null
+ps --data "$T/bad" init --server "127.0.0.1:$PORTB" --ca "$T/pki/ca.crt" --cert "$T/pki/adminB.crt" \
+    --key "$T/pki/adminB.key" --server-name popsyncdB >/dev/null
 
 sq() { local c=$1; shift; ps --data "$T/$c" "$@"; }
 day() { python3 -c 'import sys,datetime,zoneinfo; print((datetime.datetime.now(zoneinfo.ZoneInfo("Asia/Shanghai")).date()+datetime.timedelta(days=int(sys.argv[1]))).isoformat())' "$1"; }
@@ -139,6 +142,12 @@ PY
 expect_eq "$(count tb person)" 0 "person records in B's township cache"
 all=$( (sq tb migrations --json; sq tb list --format json) )
 grep -q "$idn\|13912345678\|建国路1号" <<<"$all" && fail "more than the summary of the person reached B"
+j=$(case_of bad "$m1")
+python3 - "$j" <<'PY' || fail "B's admin's view of A's case: $j"
+import json,sys
+c=json.loads(sys.argv[1])
+assert c["migrant"]["name"]=="王秀英" and "*" in c["migrant"]["id_number_masked"], c
+PY
 pass "A's case reached B's township with the migrant summary and its deadline, nothing else of the person"
 
 # --- 2. A submits, B sees the feedback deadline, gives feedback, A sees it -------------

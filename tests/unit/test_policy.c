@@ -462,6 +462,12 @@ static void test_foreign_case(void **state)
     assert_int_equal(ps_policy_may_write(g_tree, &p, foreign_unit, TA, foreign_unit), PS_WRITE_NO);
     ps_policy_peer(&p, "viewer", D);
     assert_int_equal(ps_policy_may_write(g_tree, &p, foreign_unit, TA, foreign_unit), PS_WRITE_NO);
+    /* The summary of the migrant: even the admin here has no person record. */
+    ps_policy_peer(&p, "admin", D);
+    assert_true(ps_policy_sees_migrant(g_tree, &p, foreign_unit, TA));
+    assert_false(ps_policy_sees_migrant(g_tree, &p, OUT, IN)); /* ours: the admin reads the person */
+    ps_policy_peer(&p, "township", TA);
+    assert_true(ps_policy_sees_migrant(g_tree, &p, foreign_unit, TA));
     assert_true(ps_policy_district_may_set(0, "feedback_date"));
     assert_true(ps_policy_district_may_set(0, "submitted_date"));
     assert_false(ps_policy_district_may_set(0, "employer"));

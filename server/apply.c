@@ -11,6 +11,7 @@
 #include "policy.h"
 #include "record_fmt.h"
 #include "scope.h"
+#include "store_cols.h"
 #include "store_versions.h"
 
 #include <stdio.h>
@@ -1130,6 +1131,9 @@ int ps_apply_persist(ps_apply_txn_t *c, ps_apply_change_t *x)
     if (x->verrs.n)
         return refuse(x);
     if ((rc = ps_idnum_update(c->st, c->txn, &x->nv, x->cur)))
+        return rc;
+    /* The column projection counts read (store_cols.c) moves with it. */
+    if ((rc = ps_cols_update(c->st, c->txn, &x->nv, x->cur)))
         return rc;
     /* Counters move by the difference between the old and new version, in
      * the same transaction, so they always equal a recount. */

@@ -15,6 +15,7 @@
 #include "vec.h"
 
 #include "store_int.h"
+#include "store_cols.h"
 #include "apply.h"
 #include "wire.pb-c.h"
 
@@ -110,6 +111,11 @@ int ps_store_open(ps_store_t **out, const char *dir, const ps_store_opts_t *opts
         goto out;
     if ((mrc = load_meta(txn, st, fresh)) || (mrc = ps__home_load(txn, st)))
         goto fail;
+    /* After load_meta: the projection's check needs the head. */
+    if ((rc = ps_cols_open(st, txn))) {
+        snprintf(err, errlen, "store %s: cannot build the column projection", dir);
+        goto out;
+    }
     if ((mrc = mdb_txn_commit(txn)))
         goto fail;
     txn = NULL;
@@ -140,6 +146,7 @@ void ps_store_close(ps_store_t *st)
 {
     if (!st)
         return;
+    ps_cols_close(st);
     mdb_env_close(st->env);
     pthread_mutex_destroy(&st->head_lock);
     pthread_rwlock_destroy(&st->resize);

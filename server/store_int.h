@@ -71,6 +71,7 @@ struct ps_store {
     char home[13];           /* this district's code once [upstream] named it (meta home_district), or "" */
     MDB_dbi feed_town;       /* the feed by township of the audience (store_feed.c) */
     MDB_dbi audit_rec;       /* record id | gen -> its audit entry's n (store_history.c) */
+    MDB_dbi cols;            /* the column projection counts read (store_cols.c) */
     uint8_t server_node[PS_ID_LEN];
     uint64_t head;           /* last committed seq; read under head_lock */
     pthread_mutex_t head_lock;

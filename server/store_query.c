@@ -1,13 +1,16 @@
 /* store_query.c - queries, reports and the monthly close, on the store.
  *
- * Owns: answering Query (a scan of the records in the sender's scope with
- * filters, grouping and paging), the monthly report (read from the counters
- * the write transaction keeps, so it costs the same at any data size), the
- * data-quality report (a scan), the monthly close (submit, approve and
- * freeze, return) and the counters' recount check.  Everything here runs on
- * worker threads; only the close takes the write lock, briefly.
+ * Owns: answering Query (a count over indexed names from the column
+ * projection, store_cols.c; anything else a scan of the records in the
+ * sender's scope with filters, grouping and paging), the monthly report
+ * (read from the counters the write transaction keeps, so it costs the same
+ * at any data size), the monthly close (submit, approve and freeze, return)
+ * and the counters' recount check.  The quality report is
+ * store_quality.c's.  Everything here runs on worker threads; only the
+ * close takes the write lock, briefly.
  */
 #include "store_int.h"
+#include "store_cols.h"
 #include "query_rules.h"
 #include "strtab.h"
 #include "vec.h"
@@ -31,7 +34,7 @@ static void township_of(const ps_store_t *st, const char *unit, char out[13])
 
 /* ---- Query ----------------------------------------------------------------- */
 
-#define QUERY_MAX_GROUPS 200000
+#define QUERY_MAX_GROUPS PS_QUERY_MAX_GROUPS
 
 static int cmp_rows(const void *a, const void *b)
 {
@@ -69,18 +72,16 @@ static void query_out_free(void *priv)
     free(qo);
 }
 
-/* Counts r in its group (and adds its sum field). */
-static int query_group_add(const ps_store_t *st, const Popsync__Query *q, const Popsync__Record *r, ps_strtab_t *groups,
-                           char *err, size_t errlen)
+/* Adds count and sum to the group of the n parts. */
+static int query_group_bump(ps_strtab_t *groups, const char *const *parts, size_t n, uint64_t count, int64_t sum,
+                            char *err, size_t errlen)
 {
     char keybuf[1024];
     size_t off = 0;
     ps_strent_t *g;
-    for (size_t i = 0; i < q->n_group_by; i++) {
-        char part[512] = "";
-        ps_query_group_part(st->opts.units, q, r, q->group_by[i], part, sizeof(part));
+    for (size_t i = 0; i < n; i++) {
         /* \x1f separates parts: no text form contains it (control characters are refused). */
-        off += (size_t)snprintf(keybuf + off, sizeof(keybuf) - off, "%s%s", i ? "\x1f" : "", part);
+        off += (size_t)snprintf(keybuf + off, sizeof(keybuf) - off, "%s%s", i ? "\x1f" : "", parts[i]);
         if (off >= sizeof(keybuf))
             off = sizeof(keybuf) - 1;
     }
@@ -90,13 +91,41 @@ static int query_group_add(const ps_store_t *st, const Popsync__Query *q, const 
         snprintf(err, errlen, "more than %d groups: narrow the query", QUERY_MAX_GROUPS);
         return g ? PS_ETOOBIG : PS_ENOMEM;
     }
-    g->count++;
+    g->count += count;
+    g->sum = (int64_t)((uint64_t)g->sum + (uint64_t)sum);
+    return PS_OK;
+}
+
+/* Counts r in its group (and adds its sum field). */
+static int query_group_add(const ps_store_t *st, const Popsync__Query *q, const Popsync__Record *r, ps_strtab_t *groups,
+                           char *err, size_t errlen)
+{
+    char local[4][512], (*parts)[512] = local;
+    const char *lp[4], **pp = lp;
+    int64_t sum = 0;
+    int rc;
+    /* Few groups use the stack; more (any number may be asked) the heap. */
+    if (q->n_group_by > 4 && (!(parts = calloc(q->n_group_by, sizeof(*parts))) ||
+                              !(pp = calloc(q->n_group_by, sizeof(*pp))))) {
+        free(parts);
+        return PS_ENOMEM;
+    }
+    for (size_t i = 0; i < q->n_group_by; i++) {
+        parts[i][0] = '\0';
+        ps_query_group_part(st->opts.units, q, r, q->group_by[i], parts[i], sizeof(parts[i]));
+        pp[i] = parts[i];
+    }
     if (q->sum_field && *q->sum_field) {
         char num[64];
         if (ps_record_get_text(r, q->sum_field, num, sizeof(num)) == PS_OK)
-            g->sum += strtoll(num, NULL, 10);
+            sum = strtoll(num, NULL, 10);
     }
-    return PS_OK;
+    rc = query_group_bump(groups, pp, q->n_group_by, 1, sum, err, errlen);
+    if (parts != local) {
+        free(parts);
+        free(pp);
+    }
+    return rc;
 }
 
 /* Positions cur at the first record of the scan: after after_id for a
@@ -179,6 +208,40 @@ static int query_scan(ps_store_t *st, const ps_peer_t *peer, const Popsync__Quer
     return rc;
 }
 
+/* A count from the column projection (store_cols.c): what it cannot hold
+ * exactly comes back as records, matched and grouped as the scan does. */
+typedef struct cols_arg {
+    const ps_store_t *st;
+    const Popsync__Query *q;
+    ps_strtab_t *groups;
+    query_out_t *qo;
+    char *err;
+    size_t errlen;
+} cols_arg_t;
+
+static int cols_raw(void *arg, const Popsync__Record *r)
+{
+    cols_arg_t *a = arg;
+    if (!ps_query_match(a->q, r))
+        return PS_OK;
+    a->qo->res.matched++;
+    return query_group_add(a->st, a->q, r, a->groups, a->err, a->errlen);
+}
+
+static int cols_group(void *arg, const char *const *parts, uint64_t count, int64_t sum)
+{
+    cols_arg_t *a = arg;
+    return query_group_bump(a->groups, parts, a->q->n_group_by, count, sum, a->err, a->errlen);
+}
+
+static int query_cols(ps_store_t *st, const ps_peer_t *peer, const Popsync__Query *q, MDB_txn *txn, query_out_t *qo,
+                      ps_strtab_t *groups, char *err, size_t errlen)
+{
+    cols_arg_t a = {st, q, groups, qo, err, errlen};
+    ps_cols_sink_t sink = {cols_raw, cols_group, &a};
+    return ps_cols_count(st, txn, peer, q, &sink, &qo->res.scanned, &qo->res.matched, err, errlen);
+}
+
 /* The groups as QueryRows sorted by key, each key split back into its
  * parts (empty parts kept). */
 static int query_rows(const Popsync__Query *q, const ps_strtab_t *groups, query_out_t *qo)
@@ -229,8 +292,10 @@ static int query_rows(const Popsync__Query *q, const ps_strtab_t *groups, query_
     return rc;
 }
 
-int ps_store_query(ps_store_t *st, const ps_peer_t *peer, const Popsync__Query *q, ps_store_msg_t *out, char *err,
-                   size_t errlen)
+/* A count whose every name is in the column projection reads it; anything
+ * else (a listing, a filter on a name or an ID number) scans the records. */
+static int query_run(ps_store_t *st, const ps_peer_t *peer, const Popsync__Query *q, ps_store_msg_t *out, int scan,
+                     char *err, size_t errlen)
 {
     MDB_txn *txn = NULL;
     ps_strtab_t groups;
@@ -254,6 +319,8 @@ int ps_store_query(ps_store_t *st, const ps_peer_t *peer, const Popsync__Query *
     qo->res.done = 1;
     if ((mrc = ro_begin(st, &txn)))
         rc = db_err(mrc);
+    else if (!scan && ps_cols_usable(q))
+        rc = query_cols(st, peer, q, txn, qo, &groups, err, errlen);
     else
         rc = query_scan(st, peer, q, txn, limit, qo, &groups, err, errlen);
     if (txn)
@@ -273,6 +340,18 @@ int ps_store_query(ps_store_t *st, const ps_peer_t *peer, const Popsync__Query *
     out->release = query_out_free;
     out->priv = qo;
     return PS_OK;
+}
+
+int ps_store_query(ps_store_t *st, const ps_peer_t *peer, const Popsync__Query *q, ps_store_msg_t *out, char *err,
+                   size_t errlen)
+{
+    return query_run(st, peer, q, out, 0, err, errlen);
+}
+
+int ps__store_query_scan(ps_store_t *st, const ps_peer_t *peer, const Popsync__Query *q, ps_store_msg_t *out,
+                         char *err, size_t errlen)
+{
+    return query_run(st, peer, q, out, 1, err, errlen);
 }
 
 /* ---- Monthly report ---------------------------------------------------------- */
@@ -744,321 +823,6 @@ int ps_store_close_month(ps_store_t *st, const ps_peer_t *peer, const Popsync__C
     out->msg = &co->now.base;
     out->release = close_out_free;
     out->priv = co;
-    return PS_OK;
-}
-
-/* ---- Quality report ------------------------------------------------------------- */
-
-typedef struct qissues {
-    Popsync__QualityIssue *v;
-    uint8_t (*ids)[PS_ID_LEN];
-    char (*units)[13];
-    char (*details)[96];
-    size_t n, cap;
-} qissues_t;
-
-static int issue_add(qissues_t *q, const char *check, const uint8_t *id, const char *unit, int kind,
-                     const char *detail)
-{
-    if (q->n == q->cap) {
-        size_t ncap = q->cap;
-        if (PS_VEC_ROOM(q->v, q->n, ncap, 256) || PS_VEC_RESIZE(q->ids, ncap) || PS_VEC_RESIZE(q->units, ncap) ||
-            PS_VEC_RESIZE(q->details, ncap))
-            return PS_ENOMEM;
-        q->cap = ncap;
-    }
-    popsync__quality_issue__init(&q->v[q->n]);
-    q->v[q->n].check = (char *)check;
-    memcpy(q->ids[q->n], id, PS_ID_LEN);
-    snprintf(q->units[q->n], 13, "%s", unit);
-    snprintf(q->details[q->n], 96, "%s", detail);
-    q->v[q->n].kind = kind;
-    q->n++;
-    return PS_OK;
-}
-
-/* Every reference of r (ps_record_refs) that names no live record of the
- * right kind: deleted since (`delete --force`, or a delete pushed by a
- * cache that could not see the referring record), or never stored.  A
- * birth's mother keeps her own check, `missing_mother`; the others are
- * `dangling_reference`.  The detail names the field and the kind only. */
-static int dangling_refs(MDB_txn *txn, ps_store_t *st, const Popsync__Record *r, const char *unit, qissues_t *qi)
-{
-    ps_ref_t refs[PS_REFS_MAX];
-    size_t n = ps_record_refs(r, refs);
-    int rc = PS_OK;
-
-    for (size_t i = 0; rc == PS_OK && i < n; i++) {
-        MDB_val k = {PS_ID_LEN, (void *)refs[i].id}, v;
-        const uint8_t *h;
-        char detail[96];
-        if (mdb_get(txn, st->records, &k, &v) == 0 && v.mv_size >= REC_HDR && !((h = v.mv_data)[9] & REC_DELETED) &&
-            h[8] == refs[i].kind)
-            continue;
-        snprintf(detail, sizeof(detail), "%s: no live %s record", refs[i].field, ps_kind_name(refs[i].kind));
-        rc = issue_add(qi, strcmp(refs[i].field, "mother_id") == 0 && r->kind == POPSYNC__KIND__KIND_BIRTH
-                               ? "missing_mother"
-                               : "dangling_reference",
-                       r->id.data, unit, r->kind, detail);
-    }
-    return rc;
-}
-
-/* Per ID number (or name + birth date): the records holding it, their
- * units, townships and ID numbers. */
-typedef struct idrefs {
-    size_t n;
-    struct {
-        uint8_t id[PS_ID_LEN];
-        char unit[13];
-        char town[13];
-        char idn[19];
-    } r[];
-} idrefs_t;
-
-/* Files person r (in unit) under key in t. */
-static int idrefs_add(const ps_store_t *st, ps_strtab_t *t, const char *key, const Popsync__Record *r, const char *unit)
-{
-    ps_strent_t *e = ps_strtab_get(t, key);
-    idrefs_t *ir;
-    size_t n;
-
-    if (!e)
-        return PS_ENOMEM;
-    n = e->aux ? ((idrefs_t *)e->aux)->n : 0;
-    if (!(ir = realloc(e->aux, sizeof(idrefs_t) + (n + 1) * sizeof(ir->r[0]))))
-        return PS_ENOMEM;
-    ir->n = n + 1;
-    memcpy(ir->r[n].id, r->id.data, PS_ID_LEN);
-    memcpy(ir->r[n].unit, unit, 13);
-    township_of(st, unit, ir->r[n].town);
-    snprintf(ir->r[n].idn, sizeof(ir->r[n].idn), "%s", r->person->id_number ? r->person->id_number : "");
-    e->aux = ir;
-    return PS_OK;
-}
-
-/* Every record of every ID number held by more than one live person: one
- * issue per record, saying how many others are in its township and how
- * many elsewhere.  Such pairs predate the server's ID-number index
- * (store_idnum.c), which refuses new ones; they stay until merged
- * (`popsync merge`). */
-static int report_dup_numbers(const ps_strtab_t *idn, qissues_t *qi)
-{
-    int rc = PS_OK;
-
-    for (size_t i = 0; rc == PS_OK && i < idn->cap; i++) {
-        const idrefs_t *ir = idn->v[i].aux;
-        for (size_t j = 0; ir && ir->n > 1 && rc == PS_OK && j < ir->n; j++) {
-            size_t same = 0;
-            char detail[96];
-            for (size_t o = 0; o < ir->n; o++)
-                same += o != j && strcmp(ir->r[o].town, ir->r[j].town) == 0;
-            snprintf(detail, sizeof(detail), "id_number also held by %zu record(s) in this township, %zu in others",
-                     same, ir->n - 1 - same);
-            rc = issue_add(qi, "duplicate_id_number", ir->r[j].id, ir->r[j].unit, POPSYNC__KIND__KIND_PERSON, detail);
-        }
-    }
-    return rc;
-}
-
-/* Live persons sharing name and birth date whose ID numbers are not all the
- * same (those are duplicate_id_number): possibly one person registered
- * twice, for a clerk to look at (`popsync duplicates`, `popsync merge`). */
-static int report_name_date(const ps_strtab_t *nb, qissues_t *qi)
-{
-    int rc = PS_OK;
-
-    for (size_t i = 0; rc == PS_OK && i < nb->cap; i++) {
-        const idrefs_t *ir = nb->v[i].aux;
-        int differ = 0;
-        if (!ir || ir->n < 2)
-            continue;
-        for (size_t o = 1; o < ir->n; o++)
-            differ |= strcmp(ir->r[o].idn, ir->r[0].idn) != 0;
-        for (size_t j = 0; differ && rc == PS_OK && j < ir->n; j++) {
-            char detail[96];
-            snprintf(detail, sizeof(detail), "same name and birth date as %zu other record(s)", ir->n - 1);
-            rc = issue_add(qi, "possible_duplicate", ir->r[j].id, ir->r[j].unit, POPSYNC__KIND__KIND_PERSON, detail);
-        }
-    }
-    return rc;
-}
-
-/* Today in the district's time zone. */
-static uint32_t today_yyyymmdd(const ps_store_t *st)
-{
-    return ps_tz_date(&st->opts.tz, ps_now_ms());
-}
-
-/* A quality ReportResult and what it points into (ps_store_msg_t.priv). */
-typedef struct quality_out {
-    Popsync__ReportResult res;
-    qissues_t qi;
-    Popsync__QualityIssue **ip;
-} quality_out_t;
-
-static void quality_out_free(void *priv)
-{
-    quality_out_t *qo = priv;
-    if (!qo)
-        return;
-    free(qo->ip);
-    free(qo->qi.v);
-    free(qo->qi.ids);
-    free(qo->qi.units);
-    free(qo->qi.details);
-    free(qo);
-}
-
-/* What one scan of the quality report gathers besides the issues. */
-typedef struct quality_scan {
-    ps_strtab_t idn, nb;         /* persons by ID number, by name + birth date */
-    uint32_t today;         /* YYYYMMDD in the district's zone */
-    char today_text[16];
-    uint32_t dl_u, dl_n;    /* feedback deadlines, days */
-} quality_scan_t;
-
-/* A migration submitted with no feedback past its deadline. */
-static int quality_overdue(const quality_scan_t *qs, const Popsync__Record *r, const char *unit, qissues_t *qi)
-{
-    const Popsync__Migration *g = r->migration;
-    int32_t days;
-    char detail[96];
-    uint32_t dl = g->urgent ? qs->dl_u : qs->dl_n;
-    if (!g->submitted_date || !*g->submitted_date || (g->feedback_date && *g->feedback_date))
-        return PS_OK;
-    days = ps_days_between(g->submitted_date, qs->today_text);
-    if (days == INT32_MIN || days <= (int32_t)dl)
-        return PS_OK;
-    snprintf(detail, sizeof(detail), "submitted %s, no feedback after %d days (deadline %u)", g->submitted_date, days,
-             dl);
-    return issue_add(qi, "feedback_overdue", r->id.data, unit, r->kind, detail);
-}
-
-/* Every check of one live record in scope. */
-static int quality_record(ps_store_t *st, MDB_txn *txn, quality_scan_t *qs, const Popsync__Record *r,
-                          const char *unit, qissues_t *qi)
-{
-    ps_verrs_t ve;
-    ps_validate_ctx_t vc;
-    int rc = PS_OK;
-    /* Field checks, as the validator sees them today (records may predate a rule). */
-    memset(&ve, 0, sizeof(ve));
-    memset(&vc, 0, sizeof(vc));
-    vc.today = qs->today;
-    ps_validate_record(r, &vc, &ve);
-    for (size_t i = 0; rc == PS_OK && i < ve.n && i < PS_VERR_MAX; i++) {
-        const char *f = ve.e[i].field;
-        char detail[sizeof(ve.e[0].field) + 2 + sizeof(ve.e[0].reason)];
-        snprintf(detail, sizeof(detail), "%s: %s", f, ve.e[i].reason);
-        if (!strcmp(f, "id_number"))
-            rc = issue_add(qi, "invalid_id_number", r->id.data, unit, r->kind, detail);
-        else if (strstr(f, "date"))
-            rc = issue_add(qi, "impossible_date", r->id.data, unit, r->kind, detail);
-    }
-    if (rc == PS_OK && r->body_case == POPSYNC__RECORD__BODY_PERSON && r->person->id_number &&
-        strlen(r->person->id_number) == 18)
-        rc = idrefs_add(st, &qs->idn, r->person->id_number, r, unit);
-    if (rc == PS_OK && r->body_case == POPSYNC__RECORD__BODY_PERSON && r->person->name && *r->person->name &&
-        r->person->birth_date && *r->person->birth_date) {
-        char key[256];
-        snprintf(key, sizeof(key), "%s|%s", r->person->name, r->person->birth_date);
-        rc = idrefs_add(st, &qs->nb, key, r, unit);
-    }
-    if (rc == PS_OK)
-        rc = dangling_refs(txn, st, r, unit, qi);
-    if (rc == PS_OK && r->body_case == POPSYNC__RECORD__BODY_MIGRATION)
-        rc = quality_overdue(qs, r, unit, qi);
-    return rc;
-}
-
-/* The scan over the live records the peer may count under root. */
-static int quality_scan(ps_store_t *st, const ps_peer_t *peer, const char *root, quality_scan_t *qs, qissues_t *qi)
-{
-    MDB_txn *txn = NULL;
-    MDB_cursor *cur = NULL;
-    MDB_val k, v;
-    int mrc, rc = PS_OK;
-
-    if ((mrc = ro_begin(st, &txn)) || (mrc = mdb_cursor_open(txn, st->records, &cur))) {
-        rc = db_err(mrc);
-        goto out;
-    }
-    while (rc == PS_OK && (mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
-        const uint8_t *h = v.mv_data;
-        Popsync__Record *r = NULL;
-        char unit[13];
-        if (v.mv_size < REC_HDR || (h[9] & REC_DELETED) || !may_count_hdr(st, peer, h))
-            continue;
-        hdr_unit(h, HDR_UNIT, unit);
-        if (root && !within(st, unit, root))
-            continue;
-        if (ps_msg_unpack_desc(&popsync__record__descriptor, h + REC_HDR, v.mv_size - REC_HDR,
-                               (ProtobufCMessage **)&r) != PS_OK)
-            continue;
-        rc = quality_record(st, txn, qs, r, unit, qi);
-        ps_msg_free(&r->base);
-    }
-out:
-    if (cur)
-        mdb_cursor_close(cur);
-    if (txn)
-        ro_end(st, txn);
-    return rc;
-}
-
-int ps_store_report_quality(ps_store_t *st, const ps_peer_t *peer, const Popsync__ReportRequest *req,
-                            ps_store_msg_t *out, char *err, size_t errlen)
-{
-    const char *root = req->orgunit && *req->orgunit ? req->orgunit : NULL;
-    quality_scan_t qs;
-    quality_out_t *qo;
-    int rc;
-
-    memset(out, 0, sizeof(*out));
-    memset(&qs, 0, sizeof(qs));
-    qs.dl_u = req->deadline_urgent_days ? req->deadline_urgent_days : 15;
-    qs.dl_n = req->deadline_normal_days ? req->deadline_normal_days : 30;
-    qs.today = today_yyyymmdd(st);
-    snprintf(qs.today_text, sizeof(qs.today_text), "%04u-%02u-%02u", qs.today / 10000, qs.today / 100 % 100,
-             qs.today % 100);
-    if (root && !ps_orgunit_valid(root)) {
-        snprintf(err, errlen, "orgunit must be a 12-digit code");
-        return PS_EINVAL;
-    }
-    if (!(qo = calloc(1, sizeof(*qo))))
-        return PS_ENOMEM;
-    rc = quality_scan(st, peer, root, &qs, &qo->qi);
-    if (rc == PS_OK)
-        rc = report_dup_numbers(&qs.idn, &qo->qi);
-    if (rc == PS_OK)
-        rc = report_name_date(&qs.nb, &qo->qi);
-    ps_strtab_free(&qs.idn);
-    ps_strtab_free(&qs.nb);
-    if (rc == PS_OK && !(qo->ip = calloc(qo->qi.n ? qo->qi.n : 1, sizeof(*qo->ip))))
-        rc = PS_ENOMEM;
-    if (rc) {
-        quality_out_free(qo);
-        return rc;
-    }
-    for (size_t i = 0; i < qo->qi.n; i++) {
-        qo->qi.v[i].record_id.data = qo->qi.ids[i];
-        qo->qi.v[i].record_id.len = PS_ID_LEN;
-        qo->qi.v[i].orgunit = qo->qi.units[i];
-        qo->qi.v[i].detail = qo->qi.details[i];
-        qo->ip[i] = &qo->qi.v[i];
-    }
-    popsync__report_result__init(&qo->res);
-    qo->res.report = "quality";
-    qo->res.month = "";
-    qo->res.n_issues = qo->qi.n;
-    qo->res.issues = qo->ip;
-    qo->res.generated_ms = ps_now_ms();
-    qo->res.deadline_urgent_days = qs.dl_u;
-    qo->res.deadline_normal_days = qs.dl_n;
-    out->msg = &qo->res.base;
-    out->release = quality_out_free;
-    out->priv = qo;
     return PS_OK;
 }
 

@@ -8,6 +8,7 @@
  */
 #include "store_upstream.h"
 #include "store_int.h"
+#include "store_cols.h"
 #include "store_versions.h"
 #include "counters.h"
 #include "msg.h"
@@ -327,7 +328,8 @@ static int rebuild_record(MDB_txn *txn, ps_store_t *st, const ps_rebuild_item_t 
         goto dberr;
     if ((rc = ps__feed_put_record(txn, st, val, r->id.data, it->len)))
         goto out;
-    rc = ps__store_counters_add(txn, st, r, 1);
+    if ((rc = ps__store_counters_add(txn, st, r, 1)) == PS_OK)
+        rc = ps_cols_update(st, txn, r, old); /* the projection counts read (store_cols.c) */
     goto out;
 dberr:
     if (!rc)

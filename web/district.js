@@ -137,16 +137,15 @@ dist.table = function (cur) {
   t.append(body);
 };
 
-/* Overdue feedback: from the quality report, which the server makes by
- * scanning every record (seconds on a large district), so it is counted
+/* Overdue feedback: the quality report's feedback_overdue issues, counted
  * when asked (the button), not with every look at the charts. */
 dist.overdue = async function (cur) {
   const btn = document.getElementById('count-overdue');
   try {
     ps.loading = true;
     if (btn) btn.disabled = true;
-    ps.status(ps.t('正在统计超期未反馈（服务器逐条检查，较慢）…', 'Counting overdue feedback (the server checks every record: slow)…'));
-    const q = await ps.get('/api/district/quality');
+    ps.status(ps.t('正在统计超期未反馈…', 'Counting overdue feedback…'));
+    const q = await ps.get('/api/district/quality?check=feedback_overdue');
     const n = {};
     for (const i of q.issues) if (i.check === 'feedback_overdue') n[i.township] = (n[i.township] || 0) + 1;
     let tot = 0;
@@ -236,9 +235,40 @@ dist.CHECKS = {
   feedback_overdue: ['流动人口信息超期未反馈', 'Migration feedback overdue'],
 };
 
+/* The report a page at a time (the server sorts it by unit, check and
+ * record), with the number of issues of each check; a check's number
+ * shows only that check. */
+dist.QPAGE = 200;
+dist.qstate = {offset: 0, check: ''};
+
+dist.qualityNav = function (q) {
+  const s = dist.qstate, nav = document.getElementById('quality-nav');
+  if (!nav) return;
+  nav.textContent = '';
+  const pick = (check, label) => ps.el('button', {type: 'button', class: s.check === check ? 'link on' : 'link',
+    'data-check': check, text: label, onclick: () => { s.check = check; s.offset = 0; dist.quality(); }});
+  let all = 0;
+  for (const k of Object.keys(q.counts || {})) all += q.counts[k];
+  nav.append(pick('', ps.t('全部 ', 'All ') + all));
+  for (const [k, n] of Object.entries(q.counts || {})) {
+    const c = dist.CHECKS[k] || [k, k];
+    nav.append(' · ', pick(k, ps.t(c[0], c[1]) + ' ' + n));
+  }
+  const last = Math.min(q.offset + q.issues.length, q.total);
+  const prev = ps.el('button', {type: 'button', id: 'quality-prev', disabled: q.offset <= 0,
+    text: ps.t('上一页', 'Previous'), onclick: () => { s.offset = Math.max(0, s.offset - dist.QPAGE); dist.quality(); }});
+  const next = ps.el('button', {type: 'button', id: 'quality-next', disabled: last >= q.total,
+    text: ps.t('下一页', 'Next'), onclick: () => { s.offset += dist.QPAGE; dist.quality(); }});
+  nav.append(ps.el('div', {class: 'pager'}, prev, ' ',
+    ps.el('span', {text: (q.total ? q.offset + 1 : 0) + '–' + last + ' / ' + q.total}), ' ', next));
+};
+
 dist.quality = async function () {
   ps.loading = true;
-  const q = await ps.get('/api/district/quality');
+  const s = dist.qstate;
+  const q = await ps.get('/api/district/quality?offset=' + s.offset + '&limit=' + dist.QPAGE +
+    (s.check ? '&check=' + encodeURIComponent(s.check) : ''));
+  dist.qualityNav(q);
   const t = document.getElementById('issues');
   t.textContent = '';
   t.append(ps.el('thead', {}, ps.el('tr', {}, ...[['检查项', 'Check'], ['记录', 'Record'], ['类别', 'Kind'],
@@ -252,7 +282,7 @@ dist.quality = async function () {
       ps.el('td', {text: i.orgunit + ' ' + i.orgunit_name}), ps.el('td', {text: i.detail})));
   }
   t.append(b);
-  ps.status(ps.t('共 ' + q.issues.length + ' 个问题', q.issues.length + ' issue(s)'));
+  ps.status(ps.t('共 ' + q.total + ' 个问题', q.total + ' issue(s)'));
   ps.loading = false;
 };
 

@@ -16,6 +16,7 @@
  */
 #include "store_migrants.h"
 #include "store_int.h"
+#include "store_cols.h"
 #include "store_versions.h"
 #include "store_upstream.h"
 #include "counters.h"
@@ -406,6 +407,9 @@ static int write_version(fctx_t *c, const Popsync__Record *nv, const uint8_t *by
         return rc;
     if ((j->cur && (rc = ps__store_counters_add(c->txn, c->st, j->cur, -1))) ||
         (rc = ps__store_counters_add(c->txn, c->st, nv, 1)))
+        return rc;
+    /* The column projection counts read (store_cols.c) moves with it. */
+    if ((rc = ps_cols_update(c->st, c->txn, nv, j->cur)))
         return rc;
     j->it->seq = c->seq;
     return PS_OK;

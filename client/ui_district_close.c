@@ -219,7 +219,7 @@ static uint32_t arg_u32(ps_ui_req_t *rq, const char *name, uint32_t max)
  * issues of the check asked for and `counts` per check.  No limit: every
  * issue (the dashboard's overdue count asks for check=feedback_overdue).
  * The server answers each page from its column projection (well under
- * 200 ms at 200,000 persons, docs/performance.md §k), so nothing is kept
+ * 200 ms at 200,000 persons, docs/performance.md §l), so nothing is kept
  * here: every page is current. */
 int ps_ui_district_quality(ps_ui_req_t *rq)
 {

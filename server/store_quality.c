@@ -452,35 +452,45 @@ static int qcols_refs(qcols_t *q)
     return rc;
 }
 
-static int cmp_u64(uint64_t x, uint64_t y)
+/* Marks the records whose hash (idh, or nb) another record shares: a
+ * count per hash in an open-addressed table (hashes are never 0). */
+static int mark_twins(qcols_t *q, int by_idh)
 {
-    return (x > y) - (x < y);
-}
-
-static int cmp_qrec_nb(const void *a, const void *b)
-{
-    return cmp_u64(((const struct qrec *)a)->nb, ((const struct qrec *)b)->nb);
-}
-
-static int cmp_qrec_idh(const void *a, const void *b)
-{
-    return cmp_u64(((const struct qrec *)a)->idh, ((const struct qrec *)b)->idh);
-}
-
-/* Marks the records whose hash (nb, or idh) another record shares. */
-static void mark_twins(qcols_t *q, int by_idh)
-{
-    qsort(q->recs, q->nrecs, sizeof(*q->recs), by_idh ? cmp_qrec_idh : cmp_qrec_nb);
-    for (size_t i = 0; i + 1 < q->nrecs; i++) {
-        struct qrec *a = &q->recs[i], *b = &q->recs[i + 1];
-        uint64_t x = by_idh ? a->idh : a->nb, y = by_idh ? b->idh : b->nb;
-        if (!x || x != y)
-            continue;
-        if (by_idh)
-            a->twin_idh = b->twin_idh = 1;
-        else
-            a->twin_nb = b->twin_nb = 1;
+    size_t cap = 64;
+    uint64_t *key;
+    uint8_t *seen;
+    while (cap < 2 * q->nrecs + 2)
+        cap *= 2;
+    key = calloc(cap, sizeof(*key));
+    seen = calloc(cap, 1);
+    if (!key || !seen) {
+        free(key);
+        free(seen);
+        return PS_ENOMEM;
     }
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < q->nrecs; i++) {
+            struct qrec *e = &q->recs[i];
+            uint64_t h = by_idh ? e->idh : e->nb;
+            size_t s;
+            if (!h)
+                continue;
+            for (s = (size_t)(h * 0x9e3779b97f4a7c15ull >> 20) & (cap - 1); key[s] && key[s] != h; s = (s + 1) & (cap - 1))
+                ;
+            if (pass == 0) {
+                key[s] = h;
+                if (seen[s] < 2)
+                    seen[s]++;
+            } else if (seen[s] > 1) {
+                if (by_idh)
+                    e->twin_idh = 1;
+                else
+                    e->twin_nb = 1;
+            }
+        }
+    free(key);
+    free(seen);
+    return PS_OK;
 }
 
 /* The records kept by the pass: raw ones checked whole, flagged ones
@@ -489,9 +499,9 @@ static void mark_twins(qcols_t *q, int by_idh)
  * report_name_date decide, as after the scan). */
 static int qcols_records(qcols_t *q)
 {
-    int rc = PS_OK;
-    mark_twins(q, 1);
-    mark_twins(q, 0);
+    int rc = mark_twins(q, 1);
+    if (rc == PS_OK)
+        rc = mark_twins(q, 0);
     for (size_t i = 0; rc == PS_OK && i < q->nrecs; i++) {
         const struct qrec *e = &q->recs[i];
         MDB_val k = {PS_ID_LEN, (void *)e->id}, v;

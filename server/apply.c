@@ -713,9 +713,25 @@ void ps_change_result_msg(const ps_change_result_t *r, Popsync__ChangeResult *m,
     m->errors = m->n_errors ? fep : NULL;
 }
 
+void ps_change_result_clear(ps_change_result_t *r)
+{
+    free(r->errors);
+    r->errors = NULL;
+    r->nerrors = 0;
+}
+
+/* Room for PS_CHANGE_ERRORS_MAX field errors in r, on first use. */
+static int result_errors(ps_change_result_t *r)
+{
+    if (!r->errors && !(r->errors = calloc(PS_CHANGE_ERRORS_MAX, sizeof(*r->errors))))
+        return PS_ENOMEM;
+    return PS_OK;
+}
+
 /* A remembered answer (as stored) back into a result. */
 static void result_from_msg(const Popsync__ChangeResult *m, ps_change_result_t *r)
 {
+    ps_change_result_clear(r);
     memset(r, 0, sizeof(*r));
     r->lcn = m->lcn;
     r->status = (ps_change_status_t)m->status;
@@ -730,6 +746,10 @@ static void result_from_msg(const Popsync__ChangeResult *m, ps_change_result_t *
     }
     if ((r->has_conflict = m->conflict_id.len == PS_ID_LEN))
         memcpy(r->conflict_id, m->conflict_id.data, PS_ID_LEN);
+    /* Without memory the answer goes without its field errors (the status
+     * and revision are what a resend needs). */
+    if (m->n_errors && result_errors(r) != PS_OK)
+        return;
     for (size_t i = 0; i < m->n_errors && r->nerrors < PS_CHANGE_ERRORS_MAX; i++, r->nerrors++) {
         snprintf(r->errors[i].field, sizeof(r->errors[i].field), "%s", m->errors[i]->field ? m->errors[i]->field : "");
         snprintf(r->errors[i].reason, sizeof(r->errors[i].reason), "%s",
@@ -815,6 +835,8 @@ static int refuse(ps_apply_change_t *x)
 {
     ps_change_result_t *r = x->res;
     r->status = PS_CHANGE_REJECTED;
+    if (x->verrs.n && result_errors(r) != PS_OK)
+        return PS_ENOMEM;
     r->nerrors = x->verrs.n < PS_CHANGE_ERRORS_MAX ? x->verrs.n : PS_CHANGE_ERRORS_MAX;
     for (size_t i = 0; i < r->nerrors; i++) {
         snprintf(r->errors[i].field, sizeof(r->errors[i].field), "%s", x->verrs.e[i].field);
@@ -1215,6 +1237,8 @@ int ps_apply_change(ps_apply_txn_t *c, ps_push_job_t *job, size_t i)
 
 void ps_push_job_results_free(ps_push_job_t *job)
 {
+    for (size_t i = 0; job->results && i < job->nresults; i++)
+        ps_change_result_clear(&job->results[i]);
     free(job->results);
     job->results = NULL;
     job->nresults = 0;

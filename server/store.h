@@ -95,11 +95,18 @@ typedef struct ps_change_result {
     int has_conflict;                  /**< the change raised conflict conflict_id */
     uint8_t conflict_id[PS_ID_LEN];
     size_t nerrors;                    /**< REJECTED: why, field by field */
-    struct {
+    /** nerrors of them, allocated (PS_CHANGE_ERRORS_MAX room) for a REJECTED
+     *  change only and freed by ps_change_result_clear: inline, the 2.3 KB
+     *  of room made every result of a group commit 2.4 KB, ~96 MB of
+     *  RssAnon for 40,000 changes (issue 17). */
+    struct ps_change_field_error {
         char field[32];                /**< as ps_field_error_t (common/validate.h) */
         char reason[256];
-    } errors[PS_CHANGE_ERRORS_MAX];
+    } *errors;
 } ps_change_result_t;
+
+/** Frees r's field errors (r stays valid, with none). */
+void ps_change_result_clear(ps_change_result_t *r);
 
 /**
  * One Push from one connection, applied by ps_store_apply together with the

@@ -182,6 +182,11 @@ static void one_push_free(one_push_t *p)
     ps_push_job_results_free(&p->job);
 }
 
+/* Field errors of the results apply1 hands out (a result's own errors are
+ * freed with its job): a few slots, reused in turn. */
+static struct ps_change_field_error g_errors[8][PS_CHANGE_ERRORS_MAX];
+static size_t g_errors_next;
+
 /* Applies one change in its own group commit; its result into *res. */
 static void apply1(fixture_t *fx, const ps_peer_t *pr, const uint8_t *node, uint64_t lcn, Popsync__Record *r,
                    uint64_t base_gen, ps_change_result_t *res)
@@ -192,6 +197,13 @@ static void apply1(fixture_t *fx, const ps_peer_t *pr, const uint8_t *node, uint
     assert_int_equal(p.job.refused, 0);
     assert_int_equal(p.job.nresults, 1);
     *res = p.job.results[0];
+    /* Only a rejected change carries field errors, in storage of its own. */
+    assert_true((res->status == PS_CHANGE_REJECTED) == (res->errors != NULL));
+    if (res->errors) {
+        struct ps_change_field_error *e = g_errors[g_errors_next++ % 8];
+        memcpy(e, res->errors, sizeof(g_errors[0]));
+        res->errors = e;
+    }
     for (size_t i = 0; getenv("PS_TEST_VERBOSE") && i < res->nerrors; i++)
         fprintf(stderr, "refused: %s: %s\n", res->errors[i].field, res->errors[i].reason);
     one_push_free(&p);
@@ -237,6 +249,7 @@ static void test_dedupe(void **state)
     assert_int_equal(ps_apply_dedupe(&a, &x), PS_APPLY_SETTLED);
     assert_int_equal(res.status, PS_CHANGE_REJECTED);
     assert_true(has_error(&res, "lcn"));
+    ps_change_result_clear(&res);
     ps_apply_change_free(&x);
 
     /* A new lcn goes on to the next stage. */
@@ -334,6 +347,7 @@ static void test_authorise_hidden(void **state)
     assert_int_equal(x.hidden, 1);
     assert_int_equal(ps_apply_validate(&a, &x), PS_APPLY_SETTLED);
     assert_int_equal(res.status, PS_CHANGE_REJECTED);
+    ps_change_result_clear(&res);
     ps_apply_change_free(&x);
     ps_apply_abort(&a);
     one_push_free(&p);
@@ -390,6 +404,7 @@ static void test_authorise_other_place(void **state)
     assert_int_equal(ps_apply_authorise(&a, &x), PS_APPLY_SETTLED);
     assert_int_equal(res.status, PS_CHANGE_REJECTED);
     assert_true(has_error(&res, "employer"));
+    ps_change_result_clear(&res);
     ps_apply_change_free(&x);
     ps_apply_abort(&a);
     one_push_free(&p);

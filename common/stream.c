@@ -396,18 +396,19 @@ void ps_stream_trim(ps_stream_t *s)
     ps_tls_trim(s->tls);
 }
 
-void ps_stream_trim_quiet(ps_stream_t *s)
+int ps_stream_trim_quiet(ps_stream_t *s)
 {
     uint64_t mark = s->bytes_in + s->bytes_out;
     if (mark != s->_quiet_mark) {
         s->_quiet_mark = mark;
         s->_trimmed = 0;
-        return;
+        return 0;
     }
     if (!s->_trimmed && ps_stream_pending(s) == 0) {
         ps_stream_trim(s);
         s->_trimmed = 1;
     }
+    return s->_trimmed;
 }
 
 static void on_handle_closed(uv_handle_t *h)

@@ -110,8 +110,9 @@ int ps_stream_paused(const ps_stream_t *s);
  *  while (the server's once-a-second sweep), not per request. */
 void ps_stream_trim(ps_stream_t *s);
 /** Called periodically (the server: once a second): trims the stream once
- *  no byte has moved either way since the previous call. */
-void ps_stream_trim_quiet(ps_stream_t *s);
+ *  no byte has moved either way since the previous call.  1 while the
+ *  stream stays quiet and trimmed. */
+int ps_stream_trim_quiet(ps_stream_t *s);
 /** Restarts the idle deadline (call on every complete request). */
 void ps_stream_touch(ps_stream_t *s);
 /** Sends close_notify, flushes what is queued, then half-closes (FIN) and

@@ -147,8 +147,12 @@ static void on_sweep(uv_timer_t *t)
         uint64_t ms;
         /* A connection with nothing in progress gives its buffers back
          * after a second without traffic (43 -> ~12 KB per idle client). */
-        if ((c->state == PS_CONN_HELLO || c->state == PS_CONN_READY) && !c->busy && !c->frame_start_ms)
-            ps_stream_trim_quiet(&c->stream);
+        if ((c->state == PS_CONN_HELLO || c->state == PS_CONN_READY) && !c->busy && !c->frame_start_ms) {
+            /* ... and the last compressed request's plain body (a Push's
+             * is MBs), dead once it was unpacked. */
+            if (ps_stream_trim_quiet(&c->stream))
+                ps_buf_free(&c->zin);
+        }
         if ((c->state != PS_CONN_HELLO && c->state != PS_CONN_READY) || !c->frame_start_ms ||
             !srv->opts.min_frame_rate)
             continue;

@@ -1,0 +1,71 @@
+# Memory of idle connections (issue 17: at most 30 KB each).  300
+# authenticated connections say Hello and then nothing; after a few quiet
+# seconds popsyncd has trimmed them (server/conn.c sweep: empty buffers
+# freed, mbedTLS's record buffers' pages given back, common/tls.c
+# ps_tls_trim), and its RssAnon grew by at most 30 KB per connection.  The
+# trimmed connections still work: a client syncs while they are open, and
+# each of them is still open and closes cleanly at the end.
+. "$(dirname "$0")/lib.sh"
+: "${PS_TESTCLIENT:?}"
+
+# A sanitizer build keeps redzones and a quarantine per allocation: its
+# figure says nothing about the release build's.
+if nm -D "$POPSYNCD" 2>/dev/null | grep -q __asan_init || nm "$POPSYNCD" 2>/dev/null | grep -q __asan_init; then
+    echo "skip: popsyncd is built with AddressSanitizer"
+    exit 77
+fi
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then
+    ulimit -n "$(ulimit -Hn | sed 's/unlimited/4096/')" 2>/dev/null || true
+fi
+[ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge 400 ] || { echo "skip: descriptor limit"; exit 77; }
+
+make_pki
+for i in $(seq 1 6); do
+    ps pki issue --dir "$T/pki" --role township --orgunit $TOWN1 --name "idle$i" >/dev/null
+done
+rss_anon_kb() { awk '/^RssAnon/ {print $2}' "/proc/$SERVER_PID/status"; }
+hellos() { grep -c "hello: node" "$T/server.log" || true; }
+
+start_server
+client t1 town1
+ps --data "$T/t1" generate --persons 200 --seed 3 >/dev/null
+ps --data "$T/t1" sync --quiet || fail "initial sync"
+sleep 2
+base=$(rss_anon_kb)
+before=$(hellos)
+pids=()
+for i in $(seq 1 6); do
+    "$PS_TESTCLIENT" --server 127.0.0.1:$PORT --ca "$T/pki/ca.crt" --cert "$T/pki/idle$i.crt" \
+        --key "$T/pki/idle$i.key" --hello --conns 50 --wait 120000 >"$T/idle$i.out" &
+    pids+=($!)
+    for _ in $(seq 1 600); do
+        [ "$(hellos)" -ge $((before + 50 * i)) ] && break
+        sleep 0.05
+    done
+    [ "$(hellos)" -ge $((before + 50 * i)) ] || fail "only $(($(hellos) - before)) of $((50 * i)) connections said Hello"
+done
+# Quiet: the sweep runs once a second and trims a connection after a whole
+# second without traffic; a loaded machine may run the timer late, so look
+# again for up to 15 s.
+for _ in $(seq 1 30); do
+    sleep 0.5
+    held=$(rss_anon_kb)
+    per=$(((held - base) / 300))
+    [ "$per" -le 30 ] && break
+done
+echo "RssAnon: $base kB before, $held kB with 300 idle connections: $per kB per connection"
+[ "$per" -le 30 ] || fail "an idle connection costs $per kB (at most 30)"
+pass "300 idle connections: $per kB each (at most 30)"
+
+# Trimmed connections are still good: a sync runs meanwhile, and each idle
+# one closes cleanly when told to.
+ps --data "$T/t1" sync --quiet || fail "sync with 300 idle connections open"
+kill -USR1 "${pids[@]}"
+for p in "${pids[@]}"; do wait "$p"; done
+for i in $(seq 1 6); do
+    grep -q "conns 50 handshake_ok 50 welcome 50 errors 0 closed 0 open 50" "$T/idle$i.out" ||
+        fail "idle$i: $(cat "$T/idle$i.out")"
+done
+pass "trimmed connections stayed open and answered"
+kill -0 "$SERVER_PID" || fail "server died"
+stop_server

@@ -3,8 +3,10 @@
 # cluster on loopback.  A migration registered in A whose other place is a
 # township of B reaches B's township as a same-district case does (the
 # migrant summary, the submission and feedback dates, the deadlines); B's
-# feedback comes back to A's record; nothing echoes back and forth; B's
-# popsyncd killed with SIGKILL mid-consume loses and doubles nothing.
+# feedback comes back to A's record; nothing echoes back and forth; the
+# case counts in A's report only; edits made in both districts while NATS
+# is down merge field by field into one revision in both; B's popsyncd
+# killed with SIGKILL mid-consume loses and doubles nothing.
 . "$(dirname "$0")/lib4.sh"
 . "$(dirname "$0")/lib_nats.sh"
 command -v mdb_dump >/dev/null || { echo "SKIP: mdb_dump (lmdb-utils) missing"; exit 77; }
@@ -201,12 +203,51 @@ rb=$(revs "$T/serverB")
 [ -n "$ra" ] && [ "$ra" = "$rb" ] || fail "A and B hold different revisions of the case: '$ra' / '$rb'"
 pass "no echo: heads still, the same revision (gen, hlc) in both districts"
 
-# B's report counters: A's case counts in A only (its owner), never in B.
+# B's report counters: A's cases count in A only (their owner), never in B.
 mdb_dump -s counters "$T/serverB" | grep -q "$(printf 110105 | od -An -tx1 | tr -d ' \n')" &&
     fail "A's case counted in B's report counters"
 mdb_dump -s counters "$T/server" | grep -q "$(printf 110105001000 | od -An -tx1 | tr -d ' \n')" ||
     fail "A's case not counted in A's report counters"
 pass "the shared case counts in its owner district's report only"
+
+# --- 3b. concurrent edits in both districts merge into one version ---------------------
+m2=$(sq ta add migration --set person_id="$p" --set direction=outflow --set other_place_code=$TB1 \
+    --set start_date="$(day -10)" --set submitted_date="$(day -1)" --set employer=首钢公司)
+sq ta sync --quiet
+wait_case tb "$m2" 60 'c["awaiting"]=="feedback"' --awaiting feedback >/dev/null
+# NATS down: each district edits its copy without hearing of the other's edit.
+nats_kill 1; nats_kill 2; nats_kill 3
+sq ta edit "$m2" --set employer=京西公司
+sq ta sync --quiet
+sq tb edit "$m2" --set feedback_date="$(day 0)"
+sq tb sync --quiet
+for n in 1 2 3; do nats_start $n; done
+nats_wait_ready 30 || fail "cluster did not come back"
+field() { sq "$1" show "$2" --format json | python3 -c 'import json,sys; r=json.load(sys.stdin); r=r[0] if isinstance(r,list) else r; print(r.get(sys.argv[1],""))' "$3"; }
+ok=""
+for _ in $(seq 1 120); do
+    sq ta sync --quiet >/dev/null 2>&1 || true
+    sq tb sync --quiet >/dev/null 2>&1 || true
+    if [ "$(field ta "$m2" feedback_date)" = "$(day 0)" ] && [ "$(field tb "$m2" employer)" = 京西公司 ] &&
+        [ "$(field ta "$m2" employer)" = 京西公司 ] && [ "$(field tb "$m2" feedback_date)" = "$(day 0)" ]; then
+        ok=1
+        break
+    fi
+    sleep 0.5
+done
+[ -n "$ok" ] || fail "concurrent edits did not merge: A $(field ta "$m2" employer)/$(field ta "$m2" feedback_date), B $(field tb "$m2" employer)/$(field tb "$m2" feedback_date)"
+sleep 3
+a0=$(headA)
+b0=$(headB)
+sleep 4
+expect_eq "$(headA) $(headB)" "$a0 $b0" "feed heads after the merge (an echo loop would move them)"
+m1save=$m1
+m1=$m2
+ra=$(revs "$T/server")
+rb=$(revs "$T/serverB")
+m1=$m1save
+[ -n "$ra" ] && [ "$ra" = "$rb" ] || fail "A and B hold different revisions of the merged case: '$ra' / '$rb'"
+pass "concurrent edits in A (employer) and B (feedback) merged field by field into one revision in both, no echo"
 
 # --- 4. B killed with SIGKILL mid-consume ----------------------------------------------
 N=300
@@ -256,13 +297,13 @@ l=[x.strip() for x in sys.stdin if x.startswith(" ")]
 print(sum(1 for v in l[1::2] if v[16:18]=="04"))'
 }
 killed_at=$(count_b)
-[ "$killed_at" -lt $((N + 1)) ] || fail "B had consumed every case before the kill: nothing tested"
+[ "$killed_at" -lt $((N + 2)) ] || fail "B had consumed every case before the kill: nothing tested"
 start_b
 for _ in $(seq 1 240); do
-    [ "$(count_b)" = $((N + 1)) ] && break
+    [ "$(count_b)" = $((N + 2)) ] && break
     sleep 0.5
 done
-expect_eq "$(count_b)" $((N + 1)) "cases in B's store after the restart (killed at $killed_at)"
+expect_eq "$(count_b)" $((N + 2)) "cases in B's store after the restart (killed at $killed_at)"
 mdb_dump -s feed "$T/serverB" | python3 -c '
 import sys,collections
 l=[x.strip() for x in sys.stdin if x.startswith(" ")]
@@ -270,9 +311,9 @@ l=[x.strip() for x in sys.stdin if x.startswith(" ")]
 ids=[v[:32] for v in l[1::2] if len(v) in (32, 94)]
 c=collections.Counter(ids)
 d=[k for k,n in c.items() if n>1]
-sys.exit(1 if d or len(ids) < int(sys.argv[1]) else 0)' $((N + 1)) || fail "a record has two feed entries in B, or entries are missing"
+sys.exit(1 if d or len(ids) < int(sys.argv[1]) else 0)' $((N + 2)) || fail "a record has two feed entries in B, or entries are missing"
 n=$(sq tb sync --quiet && sq tb migrations --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
 [ "$n" -ge $((N / 2)) ] || fail "B's township sees only $n cases"
-pass "B killed with SIGKILL mid-consume (at $killed_at of $((N + 1))): every case once after the restart"
+pass "B killed with SIGKILL mid-consume (at $killed_at of $((N + 2))): every case once after the restart"
 stop_b
 "$POPSYNCD" counters check --data "$T/serverB" >/dev/null || fail "B's counters do not recount"

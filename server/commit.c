@@ -95,7 +95,6 @@ static void commit_after(uv_work_t *req, int status)
     ps_push_job_t *j = srv->commit_batch, *next;
     (void)status;
     srv->commit_batch = NULL;
-    srv->committing = 0;
     srv->stats.commits++;
     observe_commit(&srv->stats);
     if (j && j->status == PS_EFULL)
@@ -130,6 +129,11 @@ static void commit_after(uv_work_t *req, int status)
         frame_free(frame_of(j));
         ps_conn_job_done(c);
     }
+    /* Answering a job may start its connection's next Push (pipelining):
+     * still "committing" until every answer is out, so those Pushes wait
+     * and go together in the next group rather than one in a group of its
+     * own. */
+    srv->committing = 0;
     kick(srv);
 }
 

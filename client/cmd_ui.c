@@ -5,6 +5,7 @@
 #include "err.h"
 #include "record_fmt.h"
 #include "report.h"
+#include "tls.h"
 #include "ui.h"
 
 #include <getopt.h>
@@ -22,6 +23,24 @@ static int ui_usage(FILE *f)
                "  --listen on another address serves over TLS with this cache's certificate.\n"
                "  Stop with Ctrl-C.\n");
     return f == stdout ? PS_EXIT_OK : PS_EXIT_USAGE;
+}
+
+/* A browser accepts the cache's certificate only when it is for serverAuth
+ * and names the address served on (docs/security.md §10): say so now, and
+ * how to get one, rather than leave the clerk with the browser's error. */
+static void warn_cert(ps_cache_t *c, const char *listen)
+{
+    char host[64] = "127.0.0.1", why[300];
+    const char *colon = listen ? strrchr(listen, ':') : NULL;
+    if (colon && (size_t)(colon - listen) < sizeof(host))
+        snprintf(host, sizeof(host), "%.*s", (int)(colon - listen), listen);
+    if (ps_pki_cert_serves(ps_cache_meta(c)->cert, host, why, sizeof(why)) == PS_OK)
+        return;
+    fprintf(stderr,
+            "popsync: ui: WARNING: browsers will refuse this cache's certificate at %s: %s.  Ask the district "
+            "for one issued with 'popsync pki issue ... --ui-address %s' (same name, role and unit) and set it "
+            "with 'popsync config set cert FILE' and 'popsync config set key FILE'\n",
+            host, why, host);
 }
 
 int ps_cmd_ui(ps_cli_t *cli, int argc, char **argv)
@@ -69,10 +88,12 @@ int ps_cmd_ui(ps_cli_t *cli, int argc, char **argv)
         ps_cache_close(c);
         return PS_EXIT_FAIL;
     }
-    if (strncmp(ps_ui_url(ui), "https:", 6) == 0)
+    if (strncmp(ps_ui_url(ui), "https:", 6) == 0) {
         fprintf(stderr, "popsync: ui: WARNING: serving beyond this computer (%s): anyone who can reach it and "
                         "has the address with its token can read and change this cache; the browser must "
                         "trust this cache's CA\n", o.listen ? o.listen : "TLS");
+        warn_cert(c, o.listen);
+    }
     printf("popsync ui: %s\n", ps_ui_url(ui));
     fflush(stdout);
     sigwait(&set, &sig);

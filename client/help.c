@@ -74,7 +74,8 @@ static const help_t helps[] = {
     {"ui", "[--listen ADDR:PORT] [--lang zh|en]", "the web interface of this cache, in the browser",
      "Serves this cache (offline, exactly what its certificate may see) to the browser on 127.0.0.1\n"
      "and prints the one address to open, with a secret token (docs/ui.md).  Chinese unless --lang en.\n"
-     "--listen on another address serves over TLS with this cache's certificate (docs/security.md).",
+     "--listen on another address serves over TLS with this cache's certificate, which a browser accepts\n"
+     "when it was issued with `popsync pki issue --ui-address ADDR` (docs/security.md section 10).",
      "popsync --data ~/popsync ui"},
     {"duplicates", "[--json]", "pairs of persons that may be one person (offline)",
      "Lists pairs of live persons of this cache with the same ID number, or the same name and\n"
@@ -217,8 +218,12 @@ static const help_t helps[] = {
      "whose server is known not to.",
      "popsync generate --persons 1000"},
     {"pki init-ca", "--dir PKI [--name NAME]", "make the district's CA", "", "popsync pki init-ca --dir pki"},
-    {"pki issue", "--dir PKI --role server|admin|township|collector|viewer --orgunit CODE --name NAME [--days N]",
-     "issue a certificate", "", "popsync pki issue --dir pki --role township --orgunit 130203001000 --name town1"},
+    {"pki issue", "--dir PKI --role server|admin|township|collector|viewer --orgunit CODE --name NAME [--days N]\n"
+                  "          [--ui-address ADDR]...",
+     "issue a certificate",
+     "--ui-address (a cache's certificate): the IP address or host name at which its `popsync ui --listen`\n"
+     "serves browsers; the certificate is then for serverAuth too and names it (docs/security.md section 10).",
+     "popsync pki issue --dir pki --role township --orgunit 130203001000 --name town1"},
     {"pki revoke", "--dir PKI (--name NAME | --serial HEX) [--reason R] [--crl-days N]",
      "revoke a certificate and rewrite PKI/ca.crl", "Copy ca.crl to the server and send popsyncd SIGHUP.",
      "popsync pki revoke --dir pki --name town1"},

@@ -24,7 +24,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: popsync pki init-ca --dir PKI [--name NAME]\n"
                "       popsync pki issue --dir PKI --role server|admin|township|collector|viewer\n"
-               "                         --orgunit CODE --name NAME [--days N]\n"
+               "                         --orgunit CODE --name NAME [--days N] [--ui-address ADDR]...\n"
                "       popsync pki revoke --dir PKI (--name NAME | --serial HEX)\n"
                "                          [--reason keyCompromise|superseded|cessationOfOperation|unspecified]\n"
                "                          [--crl-days N]\n"
@@ -33,8 +33,13 @@ static void usage(FILE *f)
                "revoke adds the certificate to PKI/revoked.txt, writes a new PKI/ca.crl and\n"
                "moves NAME.crt and NAME.key to PKI/revoked/; crl re-issues PKI/ca.crl (run it\n"
                "before the CRL's next update, default every %d days).  Copy ca.crl to the\n"
-               "server and send popsyncd SIGHUP.\n",
-            PS_PKI_CRL_DAYS);
+               "server and send popsyncd SIGHUP.\n"
+               "\n"
+               "--ui-address (a cache's certificate, up to %d times): the IP address or host name\n"
+               "at which `popsync ui --listen` serves browsers on other computers; the certificate\n"
+               "is then for serverAuth too and names each address, so a browser that trusts\n"
+               "PKI/ca.crt accepts it (docs/security.md section 10).\n",
+            PS_PKI_CRL_DAYS, PS_PKI_UI_MAX_ADDRS);
 }
 
 static int usage_error(const char *msg, const char *arg)
@@ -114,17 +119,19 @@ static int cmd_issue(int argc, char **argv)
         {"name", required_argument, NULL, 'n'},
         {"days", required_argument, NULL, 'D'},
         {"not-before-days", required_argument, NULL, 'S'},
+        {"ui-address", required_argument, NULL, 'U'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *dir = NULL, *role_s = NULL, *orgunit = NULL, *name = NULL;
+    const char *dir = NULL, *role_s = NULL, *orgunit = NULL, *name = NULL, *ui[PS_PKI_UI_MAX_ADDRS];
+    size_t nui = 0;
     int days = PS_PKI_DEFAULT_DAYS, shift = 0;
     char err[256] = "", *end;
     ps_role_t role;
     long v;
     int c, rc;
 
-    while ((c = getopt_long(argc, argv, "+d:r:o:n:D:S:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+d:r:o:n:D:S:U:h", opts, NULL)) != -1) {
         switch (c) {
         case 'd': dir = optarg; break;
         case 'r': role_s = optarg; break;
@@ -141,6 +148,11 @@ static int cmd_issue(int argc, char **argv)
             if (parse_int(optarg, -3650, 3650, &shift) != 0)
                 return usage_error("--not-before-days must be a number from -3650 to 3650", optarg);
             break;
+        case 'U':
+            if (nui == PS_PKI_UI_MAX_ADDRS)
+                return usage_error("too many --ui-address", optarg);
+            ui[nui++] = optarg;
+            break;
         case 'h': usage(stdout); return 0;
         default: return bad_option(argv);
         }
@@ -152,13 +164,15 @@ static int cmd_issue(int argc, char **argv)
     role = ps_role_from_name(role_s);
     if (role == PS_ROLE_NONE)
         return usage_error("unknown role", role_s);
-    rc = ps_pki_issue_shifted(dir, role, orgunit, name, days, shift, err, sizeof(err));
+    rc = ps_pki_issue_ui(dir, role, orgunit, name, days, shift, ui, nui, err, sizeof(err));
     if (rc != PS_OK) {
         fprintf(stderr, "popsync: pki: %s\n", err[0] ? err : ps_strerror(rc));
         return rc == PS_EINVAL ? EXIT_USAGE : 1;
     }
     printf("wrote %s/%s.crt (role %s, org unit %s, valid %d days)\n", dir, name, ps_role_name(role), orgunit, days);
     printf("wrote %s/%s.key (private key, mode 0600)\n", dir, name);
+    for (size_t i = 0; i < nui; i++)
+        printf("  for `popsync ui --listen` at %s (serverAuth, subjectAltName)\n", ui[i]);
     return 0;
 }
 

@@ -163,6 +163,27 @@ int ps_pki_issue(const char *dir, ps_role_t role, const char *orgunit, const cha
 int ps_pki_issue_shifted(const char *dir, ps_role_t role, const char *orgunit, const char *name, int days,
                          int shift_days, char *err, size_t errlen);
 
+/** At most this many addresses in one certificate for `popsync ui`. */
+#define PS_PKI_UI_MAX_ADDRS 8
+/**
+ * ps_pki_issue_shifted for a cache whose `popsync ui --listen` serves
+ * browsers on other computers: the certificate is for serverAuth as well as
+ * clientAuth, with a subjectAltName naming each of ui_addrs (1 to
+ * PS_PKI_UI_MAX_ADDRS IP addresses or host names, the addresses the
+ * browsers connect to).  Not for role server.  It still passes popsyncd's
+ * checks as the cache's own identity; a popsync client still accepts only
+ * role server as its server.
+ */
+int ps_pki_issue_ui(const char *dir, ps_role_t role, const char *orgunit, const char *name, int days, int shift_days,
+                    const char *const *ui_addrs, size_t n, char *err, size_t errlen);
+/**
+ * Will a browser accept the certificate in cert_path (PEM) from a server at
+ * host (an IP address or host name), once it trusts the CA?  PS_OK when it
+ * is for serverAuth and its subjectAltName names host; else an error with
+ * the reason in why (`popsync ui` warns with it).
+ */
+int ps_pki_cert_serves(const char *cert_path, const char *host, char *why, size_t whylen);
+
 /** CRL reason codes (RFC 5280 CRLReason) that `pki revoke` offers. */
 typedef enum ps_crl_reason {
     PS_CRL_UNSPECIFIED = 0,

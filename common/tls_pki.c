@@ -17,6 +17,7 @@
 #include "tls.h"
 #include "vec.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -216,19 +217,28 @@ static int random_serial(mbedtls_mpi *serial, char *err, size_t errlen)
 }
 
 /* mbedTLS 2.28 has no mbedtls_x509write_crt_set_ext_key_usage, so the
- * extension is encoded here: SEQUENCE { OID }. */
-static int set_eku(mbedtls_x509write_cert *crt, ps_role_t role, char *err, size_t errlen)
+ * extension is encoded here: SEQUENCE { OID... }.  The server gets
+ * serverAuth; everyone else clientAuth, and serverAuth too when its
+ * `popsync ui` serves browsers (serves: issued with UI addresses). */
+static int set_eku(mbedtls_x509write_cert *crt, ps_role_t role, int serves, char *err, size_t errlen)
 {
-    unsigned char buf[32], *p = buf + sizeof(buf);
-    const char *oid = role == PS_ROLE_SERVER ? MBEDTLS_OID_SERVER_AUTH : MBEDTLS_OID_CLIENT_AUTH;
-    size_t oid_len = role == PS_ROLE_SERVER ? MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH)
-                                            : MBEDTLS_OID_SIZE(MBEDTLS_OID_CLIENT_AUTH);
+    unsigned char buf[48], *p = buf + sizeof(buf);
     size_t len = 0;
     int ret;
 
-    if ((ret = mbedtls_asn1_write_oid(&p, buf, oid, oid_len)) < 0)
-        goto fail;
-    len += (size_t)ret;
+    /* Written back to front: clientAuth ends up first. */
+    if (role == PS_ROLE_SERVER || serves) {
+        if ((ret = mbedtls_asn1_write_oid(&p, buf, MBEDTLS_OID_SERVER_AUTH,
+                                          MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH))) < 0)
+            goto fail;
+        len += (size_t)ret;
+    }
+    if (role != PS_ROLE_SERVER) {
+        if ((ret = mbedtls_asn1_write_oid(&p, buf, MBEDTLS_OID_CLIENT_AUTH,
+                                          MBEDTLS_OID_SIZE(MBEDTLS_OID_CLIENT_AUTH))) < 0)
+            goto fail;
+        len += (size_t)ret;
+    }
     if ((ret = mbedtls_asn1_write_len(&p, buf, len)) < 0)
         goto fail;
     len += (size_t)ret;
@@ -266,25 +276,42 @@ static int dns_name_ok(const char *name)
     return label > 0 && name[len - 1] != '-';
 }
 
-/* subjectAltName with one dNSName, for the server's certificate: RFC 6125
- * has clients prefer it to the CN, and scanners (testssl) expect it.
- * mbedTLS 2.28 cannot write it, so it is encoded here:
- * SEQUENCE { [2] IMPLICIT IA5String }. */
-static int set_san(mbedtls_x509write_cert *crt, const char *name, char *err, size_t errlen)
+/* The address bytes of an IPv4 or IPv6 address in text (4 or 16), else 0. */
+static size_t ip_bytes(const char *text, unsigned char out[16])
 {
-    unsigned char buf[300], *p = buf + sizeof(buf);
+    if (inet_pton(AF_INET, text, out) == 1)
+        return 4;
+    if (inet_pton(AF_INET6, text, out) == 1)
+        return 16;
+    return 0;
+}
+
+/* subjectAltName, one entry per name: an iPAddress for an IP address, else
+ * a dNSName.  The server's (named like a host) for RFC 6125 clients and
+ * scanners (testssl); a cache's for the browsers its `popsync ui` serves,
+ * which match the address they connect to against it alone.  mbedTLS 2.28
+ * cannot write it, so it is encoded here: SEQUENCE { [7] IMPLICIT OCTET
+ * STRING | [2] IMPLICIT IA5String ... }. */
+static int set_san(mbedtls_x509write_cert *crt, const char *const *names, size_t n, char *err, size_t errlen)
+{
+    unsigned char buf[2400], *p = buf + sizeof(buf), ip[16];
     size_t len = 0;
     int ret;
 
-    if ((ret = mbedtls_asn1_write_raw_buffer(&p, buf, (const unsigned char *)name, strlen(name))) < 0)
-        goto fail;
-    len += (size_t)ret;
-    if ((ret = mbedtls_asn1_write_len(&p, buf, len)) < 0)
-        goto fail;
-    len += (size_t)ret;
-    if ((ret = mbedtls_asn1_write_tag(&p, buf, MBEDTLS_ASN1_CONTEXT_SPECIFIC | 2)) < 0)
-        goto fail;
-    len += (size_t)ret;
+    for (size_t i = n; i-- > 0;) {
+        size_t iplen = ip_bytes(names[i], ip), one;
+        ret = iplen ? mbedtls_asn1_write_raw_buffer(&p, buf, ip, iplen)
+                    : mbedtls_asn1_write_raw_buffer(&p, buf, (const unsigned char *)names[i], strlen(names[i]));
+        if (ret < 0)
+            goto fail;
+        one = (size_t)ret;
+        if ((ret = mbedtls_asn1_write_len(&p, buf, one)) < 0)
+            goto fail;
+        one += (size_t)ret;
+        if ((ret = mbedtls_asn1_write_tag(&p, buf, MBEDTLS_ASN1_CONTEXT_SPECIFIC | (iplen ? 7 : 2))) < 0)
+            goto fail;
+        len += one + (size_t)ret;
+    }
     if ((ret = mbedtls_asn1_write_len(&p, buf, len)) < 0)
         goto fail;
     len += (size_t)ret;
@@ -297,6 +324,29 @@ static int set_san(mbedtls_x509write_cert *crt, const char *name, char *err, siz
     return PS_OK;
 fail:
     return pki_mbed(err, errlen, "subject alternative name", ret);
+}
+
+/* The addresses a cache's `popsync ui` serves at: 1..PS_PKI_UI_MAX_ADDRS,
+ * each an IP address (not the unspecified one) or a host name. */
+static int ui_addrs_ok(ps_role_t role, const char *const *addrs, size_t n, char *err, size_t errlen)
+{
+    unsigned char ip[16];
+    static const unsigned char zero[16];
+    if (n == 0)
+        return PS_OK;
+    if (role == PS_ROLE_SERVER)
+        return pki_msg(err, errlen, PS_EINVAL, "--ui-address is for a cache's certificate, not the server's");
+    if (n > PS_PKI_UI_MAX_ADDRS)
+        return pki_msg(err, errlen, PS_EINVAL, "at most %d UI addresses", PS_PKI_UI_MAX_ADDRS);
+    for (size_t i = 0; i < n; i++) {
+        size_t l = addrs[i] ? ip_bytes(addrs[i], ip) : 0;
+        if (!addrs[i] || (l == 0 && !dns_name_ok(addrs[i])))
+            return pki_msg(err, errlen, PS_EINVAL, "UI address '%s' is neither an IP address nor a host name",
+                           addrs[i] ? addrs[i] : "");
+        if (l && memcmp(ip, zero, l) == 0)
+            return pki_msg(err, errlen, PS_EINVAL, "UI address '%s': name the one address served on", addrs[i]);
+    }
+    return PS_OK;
 }
 
 /* Rebuilds the CA's subject as a string for set_issuer_name.  Only our own
@@ -327,13 +377,25 @@ static int dn_string(const mbedtls_x509_name *n, char *out, size_t cap)
 }
 
 /* Signs subject's certificate and writes it as a new PEM file (0644). */
+static int cert_without_null_params(const unsigned char *der, size_t der_len, mbedtls_pk_context *issuer_key,
+                                    unsigned char *out, size_t cap, unsigned char **res);
+
 static int write_cert(const char *path, mbedtls_x509write_cert *crt, char *err, size_t errlen)
 {
-    unsigned char pem[PS_PEM_MAX];
-    int ret;
+    unsigned char der[PS_PEM_MAX], fixed[PS_PEM_MAX], pem[PS_PEM_MAX], *cert;
+    size_t pem_len;
+    int ret, len;
 
-    if ((ret = mbedtls_x509write_crt_pem(crt, pem, sizeof(pem), pki_rng, NULL)) != 0)
-        return pki_mbed(err, errlen, "signing the certificate", ret);
+    if ((len = mbedtls_x509write_crt_der(crt, der, sizeof(der), pki_rng, NULL)) < 0)
+        return pki_mbed(err, errlen, "signing the certificate", len);
+    cert = der + sizeof(der) - len;
+    if ((ret = cert_without_null_params(cert, (size_t)len, crt->issuer_key, fixed, sizeof(fixed), &cert)) < 0)
+        return pki_mbed(err, errlen, "signing the certificate again", ret);
+    if (ret > 0)
+        len = ret;
+    if ((ret = mbedtls_pem_write_buffer("-----BEGIN CERTIFICATE-----\n", "-----END CERTIFICATE-----\n", cert,
+                                        (size_t)len, pem, sizeof(pem), &pem_len)) != 0)
+        return pki_mbed(err, errlen, "encoding the certificate as PEM", ret);
     return write_new_file(path, pem, strlen((char *)pem), 0644, err, errlen);
 }
 
@@ -483,7 +545,7 @@ static int load_issuing_ca(const char *crt_path, const char *key_path, time_t no
 /* Issues a certificate; shift_days moves the validity window (tests only).
  * About 85 lines: the mbedTLS calls that write one certificate, in order. */
 static int issue_impl(const char *dir, ps_role_t role, const char *orgunit, const char *name, int days,
-                      int shift_days, char *err, size_t errlen)
+                      int shift_days, const char *const *ui, size_t nui, char *err, size_t errlen)
 {
     char ca_crt_path[4096], ca_key_path[4096], crt_path[4096], key_path[4096];
     char subject[160], issuer[160], nb[16], na[16];
@@ -499,7 +561,8 @@ static int issue_impl(const char *dir, ps_role_t role, const char *orgunit, cons
     mbedtls_pk_init(&key);
     mbedtls_x509write_crt_init(&crt);
     mbedtls_mpi_init(&serial);
-    if ((rc = issue_args_ok(dir, role, orgunit, name, days, shift_days, err, errlen)))
+    if ((rc = issue_args_ok(dir, role, orgunit, name, days, shift_days, err, errlen)) ||
+        (rc = ui_addrs_ok(role, ui, nui, err, errlen)))
         goto out;
     if ((size_t)snprintf(ca_crt_path, sizeof(ca_crt_path), "%s/ca.crt", dir) >= sizeof(ca_crt_path) ||
         (size_t)snprintf(ca_key_path, sizeof(ca_key_path), "%s/ca.key", dir) >= sizeof(ca_key_path) ||
@@ -550,11 +613,14 @@ static int issue_impl(const char *dir, ps_role_t role, const char *orgunit, cons
         rc = pki_mbed(err, errlen, "certificate extensions", ret);
         goto out;
     }
-    if ((rc = set_eku(&crt, role, err, errlen)) != PS_OK)
+    if ((rc = set_eku(&crt, role, nui > 0, err, errlen)) != PS_OK)
         goto out;
     /* A server named like a host also gets it as a dNSName; other names are
-     * matched by the CN alone (mbedTLS falls back to it without a SAN). */
-    if (role == PS_ROLE_SERVER && dns_name_ok(name) && (rc = set_san(&crt, name, err, errlen)) != PS_OK)
+     * matched by the CN alone (mbedTLS falls back to it without a SAN).  A
+     * cache that serves browsers gets the addresses they reach it at. */
+    if (role == PS_ROLE_SERVER && dns_name_ok(name) && (rc = set_san(&crt, &name, 1, err, errlen)) != PS_OK)
+        goto out;
+    if (nui && (rc = set_san(&crt, ui, nui, err, errlen)) != PS_OK)
         goto out;
     if ((rc = write_key(key_path, &key, err, errlen)) != PS_OK)
         goto out;
@@ -574,13 +640,53 @@ out:
 int ps_pki_issue(const char *dir, ps_role_t role, const char *orgunit, const char *name, int days, char *err,
                  size_t errlen)
 {
-    return issue_impl(dir, role, orgunit, name, days, 0, err, errlen);
+    return issue_impl(dir, role, orgunit, name, days, 0, NULL, 0, err, errlen);
 }
 
 int ps_pki_issue_shifted(const char *dir, ps_role_t role, const char *orgunit, const char *name, int days,
                          int shift_days, char *err, size_t errlen)
 {
-    return issue_impl(dir, role, orgunit, name, days, shift_days, err, errlen);
+    return issue_impl(dir, role, orgunit, name, days, shift_days, NULL, 0, err, errlen);
+}
+
+int ps_pki_issue_ui(const char *dir, ps_role_t role, const char *orgunit, const char *name, int days, int shift_days,
+                    const char *const *ui_addrs, size_t n, char *err, size_t errlen)
+{
+    return issue_impl(dir, role, orgunit, name, days, shift_days, ui_addrs, n, err, errlen);
+}
+
+/* Does the parsed certificate name host in its subjectAltName? */
+static int san_names(const mbedtls_x509_crt *crt, const char *host)
+{
+    unsigned char ip[16];
+    size_t iplen = ip_bytes(host, ip);
+    for (const mbedtls_x509_sequence *s = &crt->subject_alt_names; s && s->buf.p; s = s->next) {
+        if (s->buf.tag == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | 7) && iplen && s->buf.len == iplen &&
+            memcmp(s->buf.p, ip, iplen) == 0)
+            return 1;
+        if (s->buf.tag == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | 2) && !iplen && s->buf.len == strlen(host) &&
+            strncasecmp((const char *)s->buf.p, host, s->buf.len) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+int ps_pki_cert_serves(const char *cert_path, const char *host, char *why, size_t whylen)
+{
+    mbedtls_x509_crt crt;
+    int ret, rc = PS_OK;
+
+    mbedtls_x509_crt_init(&crt);
+    if ((ret = mbedtls_x509_crt_parse_file(&crt, cert_path)) != 0)
+        rc = pki_mbed(why, whylen, "reading the certificate", ret);
+    else if (!(crt.ext_types & MBEDTLS_X509_EXT_EXTENDED_KEY_USAGE) ||
+             mbedtls_x509_crt_check_extended_key_usage(&crt, MBEDTLS_OID_SERVER_AUTH,
+                                                       MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH)) != 0)
+        rc = pki_msg(why, whylen, PS_EINVAL, "it is not for serverAuth (issued without --ui-address)");
+    else if (!san_names(&crt, host))
+        rc = pki_msg(why, whylen, PS_EINVAL, "its subjectAltName does not name %s", host);
+    mbedtls_x509_crt_free(&crt);
+    return rc;
 }
 
 /* --- revocation ------------------------------------------------------------ */
@@ -980,6 +1086,55 @@ static int asn1_crl(unsigned char **p, unsigned char *start, const unsigned char
     ASN1_ADD(len, mbedtls_asn1_write_raw_buffer(p, start, tbs, tbs_len));
     ASN1_ADD(len, asn1_wrap(p, start, len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE));
     return (int)len;
+}
+
+/* ecdsa-with-SHA256 with NULL parameters, as mbedTLS 2.28 writes it. */
+static const unsigned char ALG_WITH_NULL[] = {0x30, 0x0c, 0x06, 0x08, 0x2a, 0x86, 0x48,
+                                              0xce, 0x3d, 0x04, 0x03, 0x02, 0x05, 0x00};
+
+/* mbedTLS 2.28 gives a certificate's ecdsa-with-SHA256 AlgorithmIdentifier
+ * NULL parameters, which RFC 5758 3.2 forbids and Chromium refuses
+ * (ERR_CERT_INVALID), so no browser would take a certificate of ours.
+ * Rewrites certificate der with the parameters absent: the TBS's signature
+ * field rewritten, the TBS signed again with issuer_key, the whole put
+ * together as a CRL is (asn1_crl: the same outer form).  Writes it
+ * backwards into out (cap bytes) with *res at its start and returns its
+ * length; 0 when der needs no change; a negative mbedTLS error. */
+static int cert_without_null_params(const unsigned char *der, size_t der_len, mbedtls_pk_context *issuer_key,
+                                    unsigned char *out, size_t cap, unsigned char **res)
+{
+    unsigned char tbs[PS_PEM_MAX], *tw = tbs + sizeof(tbs), *w = out + cap, hash[32];
+    unsigned char sig[MBEDTLS_PK_SIGNATURE_MAX_SIZE], *p = (unsigned char *)der, *end = p + der_len, *body, *q;
+    size_t len, tbs_len = 0, sig_len;
+    int ret;
+
+    if ((ret = mbedtls_asn1_get_tag(&p, end, &len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE)) != 0 ||
+        (ret = mbedtls_asn1_get_tag(&p, end, &len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE)) != 0)
+        return ret;
+    body = q = p;
+    end = p + len; /* the TBS's contents: [0] version, serial, signature, ... */
+    if (q < end && *q == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_ASN1_CONSTRUCTED)) {
+        if ((ret = mbedtls_asn1_get_tag(&q, end, &len, MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_ASN1_CONSTRUCTED)))
+            return ret;
+        q += len;
+    }
+    if ((ret = mbedtls_asn1_get_tag(&q, end, &len, MBEDTLS_ASN1_INTEGER)) != 0)
+        return ret;
+    q += len;
+    if ((size_t)(end - q) < sizeof(ALG_WITH_NULL) || memcmp(q, ALG_WITH_NULL, sizeof(ALG_WITH_NULL)) != 0)
+        return 0;
+    ASN1_ADD(tbs_len, mbedtls_asn1_write_raw_buffer(&tw, tbs, q + sizeof(ALG_WITH_NULL),
+                                                    (size_t)(end - q) - sizeof(ALG_WITH_NULL)));
+    ASN1_ADD(tbs_len, asn1_sig_alg(&tw, tbs));
+    ASN1_ADD(tbs_len, mbedtls_asn1_write_raw_buffer(&tw, tbs, body, (size_t)(q - body)));
+    ASN1_ADD(tbs_len, asn1_wrap(&tw, tbs, tbs_len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE));
+    if ((ret = mbedtls_sha256_ret(tw, tbs_len, hash, 0)) != 0 ||
+        (ret = mbedtls_pk_sign(issuer_key, MBEDTLS_MD_SHA256, hash, sizeof(hash), sig, &sig_len, pki_rng, NULL)) != 0)
+        return ret;
+    if ((ret = asn1_crl(&w, out, tw, tbs_len, sig, sig_len)) < 0)
+        return ret;
+    *res = w;
+    return ret;
 }
 
 /* Encodes, signs and writes dir/ca.crl for list l with this cRLNumber. */

@@ -10,6 +10,7 @@ PKGS=(
   libjansson-dev libcsv-dev libinih-dev libzstd-dev libcmocka-dev
   libxlsxwriter-dev libzip-dev libxml2-dev
   libmicrohttpd-dev chromium chromium-driver python3-selenium libjs-chart.js fonts-wqy-microhei
+  libnss3-tools curl  # t_ui_tls: certutil makes the browser trust the district CA; curl --cacert
   python3 openssl testssl.sh valgrind tzdata unicode-data
   # the province tier (issue 19): the stream's engine and the warehouse's
   postgresql-15 postgresql-client-15 libpq-dev nats-server libnats-dev

@@ -2,9 +2,10 @@
 does; the test build forces it on loopback with POPSYNC_UI_TLS=1): the
 handshake presents exactly the cache's certificate, the token becomes a
 Secure cookie, and plain HTTP on the TLS port gets no page.  (The
-certificate is not verified as a server's: a cache's certificate is made
-for client authentication only, which is why a browser refuses it;
-docs/security.md §10.)  usage: tls_check.py URL CERT_FILE"""
+certificate is not verified as a server's here: this cache's is issued
+without --ui-address, for client authentication only; t_ui_tls verifies
+one issued for serving, with curl and Chromium; docs/security.md §10.)
+usage: tls_check.py URL CERT_FILE"""
 import http.client
 import ssl
 import sys

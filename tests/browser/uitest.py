@@ -132,8 +132,9 @@ class Browser:
             u = urllib.parse.urlsplit(n)
             if u.scheme in ("data", "blob", "about", "chrome", "devtools"):
                 continue
-            if u.hostname != "127.0.0.1":
-                fail("a page loaded %s from outside 127.0.0.1" % n)
+            # 127.0.0.1, or the one address `popsync ui --listen` serves on
+            if u.hostname not in ("127.0.0.1", urllib.parse.urlsplit(self.base).hostname):
+                fail("a page loaded %s from outside %s" % (n, self.base))
         self.seen.extend(names)
 
 

@@ -154,6 +154,7 @@ static void day_text(int32_t z, char *out, size_t n)
  * place, from the summary the server sent with the case. */
 typedef struct migrant {
     char name[128], sex[16], birth_date[16], id_masked[32];
+    char unit_name[128]; /* another district's case: its unit's name (docs/upstream.md §7) */
     int known;
 } migrant_t;
 
@@ -183,6 +184,7 @@ static void migrant_of(ps_cache_t *c, const Popsync__Record *r, migrant_t *out)
                  s->sex == POPSYNC__SEX__SEX_MALE ? "male" : s->sex == POPSYNC__SEX__SEX_FEMALE ? "female" : "");
         snprintf(out->birth_date, sizeof(out->birth_date), "%s", s->birth_date ? s->birth_date : "");
         snprintf(out->id_masked, sizeof(out->id_masked), "%s", s->id_number_masked ? s->id_number_masked : "");
+        snprintf(out->unit_name, sizeof(out->unit_name), "%s", s->unit_name ? s->unit_name : "");
         out->known = 1;
         protobuf_c_message_free_unpacked(&s->base, NULL);
     }
@@ -203,7 +205,7 @@ static int one_case(Popsync__Record *r, void *arg)
     ps_write_t w;
     int ours, ok, urgent, submitted, await;
     int32_t from, deadline;
-    const char *dir, *other_unit, *who;
+    const char *dir, *other_unit, *who, *other_name;
     char dl[16];
     migrant_t mi;
     char id[PS_UUID_STR];
@@ -239,12 +241,15 @@ static int one_case(Popsync__Record *r, void *arg)
     /* Who must act: the registering township submits, the other place answers. */
     who = (await == AWAIT_SUBMISSION) == ours ? "this place" : "the other place";
     migrant_of(x->c, r, &mi);
+    other_name = unit_name(x->tree, other_unit);
+    if (!*other_name && !ours)
+        other_name = mi.unit_name; /* another district's unit: named by its district */
     ps_uuid_format(r->id.data, id);
     x->n++;
     if (x->json) {
         json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:s,s:s,s:s}", "id", id, "side",
                               ours ? "registered here" : "other place", "direction", dir, "other_place_code",
-                              other_unit, "other_place_name", unit_name(x->tree, other_unit), "start_date",
+                              other_unit, "other_place_name", other_name, "start_date",
                               mg->start_date ? mg->start_date : "", "submitted_date",
                               mg->submitted_date ? mg->submitted_date : "", "feedback_date", "", "urgent", urgent,
                               "awaiting", await == AWAIT_SUBMISSION ? "submission" : "feedback", "who_acts", who,
@@ -272,7 +277,7 @@ static int one_case(Popsync__Record *r, void *arg)
             snprintf(person, sizeof(person), "%s", x->zh ? "（无人员信息）" : "(person not known here)");
         printf("%s  %s %s  %s %s  %s\n", id, x->zh ? (ours ? "本地登记" : "对方地") : (ours ? "ours" : "other place"),
                x->zh ? (!strcmp(dir, "inflow") ? "流入" : !strcmp(dir, "outflow") ? "流出" : "") : dir, other_unit,
-               unit_name(x->tree, other_unit), person);
+               other_name, person);
         printf("    %s %s  %s %s  %s %s  %s: %s (%s%s) %s\n", x->zh ? "开始" : "start",
                mg->start_date ? mg->start_date : "", x->zh ? "通报" : "submitted",
                submitted ? mg->submitted_date : "-", x->zh ? "反馈" : "feedback", "-",

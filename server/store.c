@@ -264,8 +264,8 @@ size_t ps_store_map_size(ps_store_t *st)
  * PS_MIGRANT_SUMMARY_MAX bytes; *sum_len 0 when the person is not there):
  * from its person record, or for another district's case the summary its
  * district sent with it (store_migrants.c).  Nothing else of the person. */
-int ps__migrant_summary_build(const ps_store_t *st, MDB_txn *txn, const Popsync__Record *mig, uint8_t *sum,
-                              size_t *sum_len)
+int ps__migrant_summary_build(const ps_store_t *st, MDB_txn *txn, const Popsync__Record *mig, const char *unit_name,
+                              uint8_t *sum, size_t *sum_len)
 {
     Popsync__MigrantSummary ms = POPSYNC__MIGRANT_SUMMARY__INIT;
     Popsync__Record *p = NULL;
@@ -290,6 +290,7 @@ int ps__migrant_summary_build(const ps_store_t *st, MDB_txn *txn, const Popsync_
         ms.sex = p->person->sex;
         ms.birth_date = p->person->birth_date ? p->person->birth_date : (char *)"";
         ms.id_number_masked = masked;
+        ms.unit_name = (char *)(unit_name ? unit_name : "");
         if (protobuf_c_message_get_packed_size(&ms.base) <= PS_MIGRANT_SUMMARY_MAX)
             *sum_len = protobuf_c_message_pack(&ms.base, sum);
     } else if (!p) {
@@ -318,7 +319,7 @@ static int migrant_summary(const ps_store_t *st, MDB_txn *txn, const ps_peer_t *
         return PS_OK;
     if (ps_msg_unpack_desc(&popsync__record__descriptor, packed, plen, (ProtobufCMessage **)&mig))
         return PS_OK; /* the record itself is sent; the summary is best effort */
-    ps__migrant_summary_build(st, txn, mig, sum, sum_len);
+    ps__migrant_summary_build(st, txn, mig, NULL, sum, sum_len);
     ps_msg_free(&mig->base);
     return PS_OK;
 }

@@ -190,11 +190,11 @@ static inline const char *other_place(const Popsync__Record *r)
 
 /* Migrant summaries (store.c; docs/upstream.md §7).  ps__migrant_summary_build
  * packs the summary of migration mig (from its person, or the one its
- * district sent); ps__foreign_summary (store_migrants.c) reads the one a
+ * district sent; unit_name: the name of its unit, for another district, or NULL); ps__foreign_summary (store_migrants.c) reads the one a
  * district sent with case id.  *sum_len 0: none. */
 #define PS_MIGRANT_SUMMARY_MAX 1024
-int ps__migrant_summary_build(const ps_store_t *st, MDB_txn *txn, const Popsync__Record *mig, uint8_t *sum,
-                              size_t *sum_len);
+int ps__migrant_summary_build(const ps_store_t *st, MDB_txn *txn, const Popsync__Record *mig, const char *unit_name,
+                              uint8_t *sum, size_t *sum_len);
 void ps__foreign_summary(const ps_store_t *st, MDB_txn *txn, const uint8_t *id, uint8_t *sum, size_t *sum_len);
 /* The revisions a stored record's current version contains (its own,
  * every earlier local version's, and the foreign versions merged into it),

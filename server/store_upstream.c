@@ -109,8 +109,11 @@ static int migration_extras(MDB_txn *txn, ps_store_t *st, ps_feed_item_t *it)
         return PS_OK; /* published as it is; a consumer refuses what it cannot read */
     memcpy(it->id, r->id.data, r->id.len == 16 ? 16 : 0);
     rc = ps__foreign_lineage(st, txn, it->id, it->lineage, sizeof(it->lineage));
-    if (rc == PS_OK && !r->deleted)
-        rc = ps__migrant_summary_build(st, txn, r, it->migrant, &it->migrant_len);
+    if (rc == PS_OK && !r->deleted) {
+        /* The other place's tree lacks our units: their name goes with it. */
+        const ps_orgunit_t *u = st->opts.units && r->orgunit ? ps_orgunits_find(st->opts.units, r->orgunit) : NULL;
+        rc = ps__migrant_summary_build(st, txn, r, u ? u->name : NULL, it->migrant, &it->migrant_len);
+    }
     ps_msg_free(&r->base);
     return rc;
 }

@@ -138,6 +138,7 @@ python3 - "$j" "$masked" "$(day -5)" <<'PY' || fail "B's view of A's case: $j"
 import json,sys
 c=json.loads(sys.argv[1])
 assert c["side"]=="other place" and c["direction"]=="inflow" and c["other_place_code"]=="110105001000", c
+assert c["other_place_name"]=="建外街道", c
 assert c["migrant"]=={"name":"王秀英","sex":"female","birth_date":"1990-04-12","id_number_masked":sys.argv[2]}, c
 assert c["deadline"]==sys.argv[3] and c["days_left"]==-5 and c["urgent"] and c["who_acts"]=="the other place", c
 PY

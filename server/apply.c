@@ -1155,7 +1155,7 @@ int ps_apply_persist(ps_apply_txn_t *c, ps_apply_change_t *x)
     if ((rc = ps_idnum_update(c->st, c->txn, &x->nv, x->cur)))
         return rc;
     /* The column projection counts read (store_cols.c) moves with it. */
-    if ((rc = ps_cols_update(c->st, c->txn, &x->nv, x->cur)))
+    if ((rc = x->cur ? ps_cols_update(c->st, c->txn, &x->nv, x->cur) : ps_cols_update_new(c->st, c->txn, &x->nv)))
         return rc;
     /* Counters move by the difference between the old and new version, in
      * the same transaction, so they always equal a recount. */

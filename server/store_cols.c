@@ -310,12 +310,14 @@ static uint64_t idn_hash(const Popsync__Record *r)
  * later?  Validity only improves as days pass (a future date stops being
  * one), except a person with no ID number, who needs one after the first
  * year: such persons are always looked at. */
-static int may_have_issues(const Popsync__Record *r, uint32_t today)
+static int may_have_issues(const Popsync__Record *r, uint32_t today, int validated)
 {
     ps_verrs_t ve;
     ps_validate_ctx_t vc;
     if (r->body_case == POPSYNC__RECORD__BODY_PERSON && r->person && (!r->person->id_number || !*r->person->id_number))
         return 1;
+    if (validated)
+        return 0; /* passed today's validation, of which the report's is a part */
     memset(&ve, 0, sizeof(ve));
     memset(&vc, 0, sizeof(vc));
     vc.today = today;
@@ -341,8 +343,9 @@ static int refs_put(const layout_t *L, const Popsync__Record *r, uint8_t *row)
     return 1;
 }
 
-/* id | row of r under layout L; today judges F_RECHECK. */
-static void item_build(const layout_t *L, const Popsync__Record *r, uint32_t today, uint8_t *item)
+/* id | row of r under layout L; today judges F_RECHECK (validated: r has
+ * passed the validate stage whole today). */
+static void item_build(const layout_t *L, const Popsync__Record *r, uint32_t today, int validated, uint8_t *item)
 {
     uint8_t *row = item + PS_ID_LEN;
     const void *body = body_of(L, r);
@@ -355,7 +358,7 @@ static void item_build(const layout_t *L, const Popsync__Record *r, uint32_t tod
     created_month(r->created_ms, row + ROW_CMONTH);
     memcpy(row + ROW_NBHASH, &nb, sizeof(nb));
     memcpy(row + ROW_IDHASH, &idh, sizeof(idh));
-    if (!r->deleted && may_have_issues(r, today))
+    if (!r->deleted && may_have_issues(r, today, validated))
         row[ROW_FLAGS] |= F_RECHECK;
     if (!body || !r->orgunit || strlen(r->orgunit) != 12 || !refs_put(L, r, row)) {
         row[ROW_FLAGS] |= F_RAW;
@@ -413,7 +416,7 @@ static int row_del(ps_store_t *st, MDB_txn *txn, const uint8_t key[KEY_LEN], con
 
 /* nv's row where cur's was (either may be NULL), judged on day today. */
 static int cols_update_at(ps_store_t *st, MDB_txn *txn, const Popsync__Record *nv, const Popsync__Record *cur,
-                          uint32_t today)
+                          uint32_t today, int validated)
 {
     const layout_t *nl = nv && nv->id.len == PS_ID_LEN ? layout_of(nv->kind) : NULL;
     const layout_t *ol = cur && cur->id.len == PS_ID_LEN ? layout_of(cur->kind) : NULL;
@@ -422,7 +425,7 @@ static int cols_update_at(ps_store_t *st, MDB_txn *txn, const Popsync__Record *n
 
     if (nl) {
         key_build(nv, nk);
-        item_build(nl, nv, today, ni);
+        item_build(nl, nv, today, validated, ni);
     }
     if (ol) {
         key_build(cur, ok);
@@ -440,7 +443,12 @@ static int cols_update_at(ps_store_t *st, MDB_txn *txn, const Popsync__Record *n
 
 int ps_cols_update(ps_store_t *st, MDB_txn *txn, const Popsync__Record *nv, const Popsync__Record *cur)
 {
-    return cols_update_at(st, txn, nv, cur, ps_tz_date(&st->opts.tz, ps_now_ms()));
+    return cols_update_at(st, txn, nv, cur, ps_tz_date(&st->opts.tz, ps_now_ms()), 0);
+}
+
+int ps_cols_update_new(ps_store_t *st, MDB_txn *txn, const Popsync__Record *nv)
+{
+    return cols_update_at(st, txn, nv, NULL, ps_tz_date(&st->opts.tz, ps_now_ms()), 1);
 }
 
 /* The store's head as the last popsyncd that kept the projection closed
@@ -501,7 +509,7 @@ int ps_cols_open(ps_store_t *st, MDB_txn *txn)
         if (ps_msg_unpack_desc(&popsync__record__descriptor, h + REC_HDR, v.mv_size - REC_HDR,
                                (ProtobufCMessage **)&r) != PS_OK)
             continue; /* unreadable records are the verify command's to report */
-        rc = cols_update_at(st, txn, r, NULL, today);
+        rc = cols_update_at(st, txn, r, NULL, today, 0);
         ps_msg_free(&r->base);
     }
     mdb_cursor_close(cur);

@@ -194,6 +194,14 @@ static const col_t *col_named(const layout_t *L, const char *name)
     return NULL;
 }
 
+/* A column a count may filter or group by (a number or a text; a
+ * reference's text is a UUID, which only the scan makes). */
+static const col_t *qcol_named(const layout_t *L, const char *name)
+{
+    const col_t *c = col_named(L, name);
+    return c && c->type != COL_REF ? c : NULL;
+}
+
 /* ---- rows ------------------------------------------------------------------- */
 
 static int64_t num_get(const col_t *c, const void *body)
@@ -569,18 +577,18 @@ int ps_cols_usable(const Popsync__Query *q)
     const col_t *c;
     if (!L || q->list)
         return 0;
-    if (q->date_field && *q->date_field && (!(c = col_named(L, q->date_field)) || c->type != COL_TEXT))
+    if (q->date_field && *q->date_field && (!(c = qcol_named(L, q->date_field)) || c->type != COL_TEXT))
         return 0;
     for (size_t i = 0; i < q->n_filters; i++)
-        if (strcmp(q->filters[i]->field, "orgunit") != 0 && !col_named(L, q->filters[i]->field))
+        if (strcmp(q->filters[i]->field, "orgunit") != 0 && !qcol_named(L, q->filters[i]->field))
             return 0;
     for (size_t i = 0; i < q->n_group_by; i++) {
         const char *g = q->group_by[i];
         if (strcmp(g, "unit") && strcmp(g, "township") && strcmp(g, "kind") && strcmp(g, "month") &&
-            !col_named(L, g))
+            !qcol_named(L, g))
             return 0;
     }
-    if (q->sum_field && *q->sum_field && (!(c = col_named(L, q->sum_field)) || !c->summable))
+    if (q->sum_field && *q->sum_field && (!(c = qcol_named(L, q->sum_field)) || !c->summable))
         return 0;
     return 1;
 }
@@ -606,7 +614,7 @@ static void plan_group(plan_t *p, const Popsync__Query *q, size_t i)
         g->len = 7;
     } else {
         g->what = G_COL;
-        g->c = col_named(p->L, name);
+        g->c = qcol_named(p->L, name);
         g->len = g->c->width;
     }
     p->klen += g->len;
@@ -620,13 +628,13 @@ static int plan_make(const Popsync__Query *q, plan_t *p)
     p->root = q->orgunit && *q->orgunit ? q->orgunit : NULL;
     p->deleted = q->include_deleted;
     if (q->date_field && *q->date_field)
-        p->date = col_named(p->L, q->date_field);
+        p->date = qcol_named(p->L, q->date_field);
     if (q->date_from && *q->date_from)
         p->fromlen = strlen(p->from = q->date_from);
     if (q->date_to && *q->date_to)
         p->tolen = strlen(p->to = q->date_to);
     if (q->sum_field && *q->sum_field)
-        p->sum = col_named(p->L, q->sum_field);
+        p->sum = qcol_named(p->L, q->sum_field);
     p->nf = q->n_filters;
     p->ng = q->n_group_by;
     if (!(p->f = calloc(p->nf ? p->nf : 1, sizeof(*p->f))) || !(p->g = calloc(p->ng ? p->ng : 1, sizeof(*p->g))) ||
@@ -637,7 +645,7 @@ static int plan_make(const Popsync__Query *q, plan_t *p)
     p->pbody = body_of(p->L, p->probe);
     for (size_t i = 0; i < p->nf; i++) {
         const char *f = q->filters[i]->field;
-        p->f[i].c = strcmp(f, "orgunit") ? col_named(p->L, f) : NULL;
+        p->f[i].c = strcmp(f, "orgunit") ? qcol_named(p->L, f) : NULL;
         p->f[i].want = q->filters[i]->value ? q->filters[i]->value : "";
         p->f[i].wlen = strlen(p->f[i].want);
     }

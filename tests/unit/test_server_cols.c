@@ -318,18 +318,18 @@ static const int KINDS[] = {POPSYNC__KIND__KIND_PERSON,    POPSYNC__KIND__KIND_H
 /* Names a query of kind may use, and values to filter them by. */
 static const char *const *kind_fields(int kind, size_t *n)
 {
-    static const char *const person[] = {"sex", "registration", "disability_grade", "birth_date"};
-    static const char *const birth[] = {"child_sex", "birth_order", "birth_date"};
+    static const char *const person[] = {"sex", "registration", "disability_grade", "birth_date", "household_id"};
+    static const char *const birth[] = {"child_sex", "birth_order", "birth_date", "mother_id"};
     static const char *const migration[] = {"direction", "urgent", "start_date", "submitted_date"};
     static const char *const benefit[] = {"scheme", "status", "paid_date", "period", "amount_fen"};
     static const char *const visit[] = {"service", "visit_date"};
     static const char *const household[] = {"address"};
     switch (kind) {
     case POPSYNC__KIND__KIND_PERSON:
-        *n = 4;
+        *n = 5;
         return person;
     case POPSYNC__KIND__KIND_BIRTH:
-        *n = 3;
+        *n = 4;
         return birth;
     case POPSYNC__KIND__KIND_MIGRATION:
         *n = 4;

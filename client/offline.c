@@ -315,7 +315,7 @@ static int issue_add(quality_t *q, const char *check, const uint8_t *id, const c
     snprintf(e->unit, sizeof(e->unit), "%s", unit);
     e->kind = kind;
     /* The server's detail column holds 95 bytes. */
-    snprintf(e->detail, 96, "%s", detail);
+    snprintf(e->detail, 96, "%.95s", detail);
     return PS_OK;
 }
 

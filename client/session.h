@@ -39,7 +39,7 @@ typedef struct ps_session ps_session_t;
  *  requests in flight at once, and their frame bytes.  The test hook
  *  POPSYNC_TEST_WINDOW (test builds) replaces the count. */
 #define PS_SESSION_WINDOW 8u
-#define PS_SESSION_WINDOW_BYTES (16u << 20)
+#define PS_SESSION_WINDOW_BYTES (4u << 20)
 
 /** A reply callback's answer besides PS_OK (answer complete) and errors. */
 #define PS_SESSION_MORE 1 /**< more frames of this answer follow */

@@ -78,7 +78,7 @@ typedef struct ps_conn ps_conn_t;
  * connection may have in flight at once, and the most bytes of their
  * frames, whatever a Hello asks.  A Hello without a window gets 1. */
 #define PS_WINDOW_MAX 8u
-#define PS_WINDOW_BYTES_MAX (16u << 20)
+#define PS_WINDOW_BYTES_MAX (4u << 20)
 
 /** Upper bounds (seconds) of the commit latency histogram, +Inf implied. */
 #define PS_COMMIT_BUCKETS 12

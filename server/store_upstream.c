@@ -331,8 +331,11 @@ static int rebuild_record(MDB_txn *txn, ps_store_t *st, const ps_rebuild_item_t 
         goto dberr;
     if ((rc = ps__feed_put_record(txn, st, val, r->id.data, it->len)))
         goto out;
-    if ((rc = ps__store_counters_add(txn, st, r, 1)) == PS_OK)
-        rc = ps_cols_update(st, txn, r, old); /* the projection counts read (store_cols.c) */
+    /* Every index the apply path keeps is kept here too: the ID-number
+     * index (a rebuilt district must still refuse a second registration)
+     * and the projection counts read (store_cols.c). */
+    if ((rc = ps__store_counters_add(txn, st, r, 1)) == PS_OK && (rc = ps_idnum_update(st, txn, r, old)) == PS_OK)
+        rc = ps_cols_update(st, txn, r, old);
     goto out;
 dberr:
     if (!rc)

@@ -181,11 +181,13 @@ stop_server
 "$POPSYNCD" rebuild --from-upstream --data "$T/rebuilt" --config "$T/up.conf" --advance-head 0 >"$T/rebuild.out" ||
     fail "rebuild failed: $(cat "$T/rebuild.out")"
 grep -q "node marks as of seq [1-9]" "$T/rebuild.out" || fail "no node marks recovered: $(cat "$T/rebuild.out")"
-for db in records feed counters nodes; do
+for db in records feed counters nodes idnum feed_town cols; do
     mdb_dump -s $db "$T/server" | sed 1,/HEADER=END/d >"$T/orig.$db"
     mdb_dump -s $db "$T/rebuilt" | sed 1,/HEADER=END/d >"$T/new.$db"
 done
-for db in records feed counters; do
+# idnum, feed_town, cols: every index the apply path keeps (a rebuilt
+# district refuses a second registration of a number as the original did).
+for db in records feed counters idnum feed_town cols; do
     cmp -s "$T/orig.$db" "$T/new.$db" || fail "rebuilt $db differs from the original"
 done
 "$POPSYNCD" counters check --data "$T/rebuilt" >/dev/null || fail "counters of the rebuilt store do not recount"

@@ -16,6 +16,8 @@
  */
 #include "store_migrants.h"
 #include "store_int.h"
+#include "audit_chain.h"
+#include "buf.h"
 #include "store_cols.h"
 #include "store_versions.h"
 #include "store_upstream.h"
@@ -294,6 +296,9 @@ typedef struct fctx {
     const char *home;
     uint64_t seq;
     uint32_t today;
+    uint64_t now_ms;
+    ps_audit_batch_t audit; /* this transaction's audit entries (audit_chain.h) */
+    ps_buf_t scratch;
 } fctx_t;
 
 /* One received version being applied. */
@@ -371,6 +376,47 @@ static int supersede(fctx_t *c, const uint8_t *id)
     return rc;
 }
 
+/* The audit action of a foreign write: what it did to our record,
+ * prefixed "foreign_" so no one reads it as one of our certificates'. */
+static const char *foreign_action(const fjob_t *j, const Popsync__Record *nv)
+{
+    return !j->cur                             ? "foreign_create"
+           : nv->deleted && !j->cur->deleted   ? "foreign_delete"
+           : !nv->deleted && j->cur->deleted   ? "foreign_restore"
+           : j->have_merge                     ? "foreign_merge"
+                                               : "foreign_update";
+}
+
+/* Every change the store makes is in the audit chain, in its own write
+ * transaction (docs/security.md §5).  A foreign version's author is the
+ * sending district, not a certificate of ours: the entry names it in
+ * cert_role "district" and cert_orgunit (its code), and the node is the
+ * revision's (the other district's device; for a merge, the later one's). */
+static int audit_foreign(fctx_t *c, const fjob_t *j, const Popsync__Record *nv)
+{
+    Popsync__AuditEntry e = POPSYNC__AUDIT_ENTRY__INIT;
+    char who[32];
+    int rc;
+    snprintf(who, sizeof(who), "district %s", j->it->district);
+    e.time_ms = c->now_ms;
+    e.cert_name = who;
+    e.cert_role = (char *)"district";
+    e.cert_orgunit = j->it->district;
+    e.cert_serial = (char *)"";
+    e.node = nv->rev->node;
+    e.record_id = nv->id;
+    e.kind = nv->kind;
+    e.gen = nv->rev->gen;
+    e.hlc = nv->rev->hlc;
+    e.seq = c->seq;
+    e.action = (char *)foreign_action(j, nv);
+    e.orgunit = nv->orgunit;
+    if ((rc = ps_audit_append(&c->audit, c->txn, c->st, &e, &c->scratch)))
+        return rc;
+    /* A record's history finds each version's entry (store_history.c). */
+    return ps__history_file(c->txn, c->st, nv->id.data, e.gen, e.n);
+}
+
 /* Makes nv (packed: bytes) the record's current version: feed, records
  * and counters, at a new seq of our feed; the one it replaces moves to
  * versions. */
@@ -410,6 +456,8 @@ static int write_version(fctx_t *c, const Popsync__Record *nv, const uint8_t *by
         return rc;
     /* The column projection counts read (store_cols.c) moves with it. */
     if ((rc = ps_cols_update(c->st, c->txn, nv, j->cur)))
+        return rc;
+    if ((rc = audit_foreign(c, j, nv)))
         return rc;
     j->it->seq = c->seq;
     return PS_OK;
@@ -697,7 +745,9 @@ int ps_store_foreign_apply(ps_store_t *st, const char *home, ps_foreign_item_t *
     memset(&c, 0, sizeof(c));
     c.st = st;
     c.home = home;
-    c.today = ps_tz_date(&st->opts.tz, ps_now_ms());
+    c.now_ms = ps_now_ms();
+    c.today = ps_tz_date(&st->opts.tz, c.now_ms);
+    ps_buf_init(&c.scratch);
     if ((mrc = txn_begin_locked(st, 0, &c.txn)))
         return db_err(mrc);
     /* The head inside the write transaction: the group commit is the
@@ -712,6 +762,8 @@ int ps_store_foreign_apply(ps_store_t *st, const char *home, ps_foreign_item_t *
     for (size_t i = 0; i < n; i++)
         if ((rc = foreign_one(&c, &items[i])))
             goto fail;
+    if ((rc = ps_audit_seal(&c.audit, c.txn, st)))
+        goto fail;
     be64put(headv, c.seq);
     hv.mv_size = 8;
     hv.mv_data = headv;
@@ -721,11 +773,15 @@ int ps_store_foreign_apply(ps_store_t *st, const char *home, ps_foreign_item_t *
     }
     mrc = mdb_txn_commit(c.txn);
     pthread_rwlock_unlock(&st->resize);
+    ps_audit_batch_free(&c.audit);
+    ps_buf_free(&c.scratch);
     if (mrc)
         return db_err(mrc);
     ps_store_head_advance(st, c.seq);
     return PS_OK;
 fail:
     ro_end(st, c.txn);
+    ps_audit_batch_free(&c.audit);
+    ps_buf_free(&c.scratch);
     return rc;
 }

@@ -6,7 +6,8 @@
 # feedback comes back to A's record; nothing echoes back and forth; the
 # case counts in A's report only; edits made in both districts while NATS
 # is down merge field by field into one revision in both; B's popsyncd
-# killed with SIGKILL mid-consume loses and doubles nothing.
+# killed with SIGKILL mid-consume loses and doubles nothing; every foreign
+# write has its audit entry and both audit chains verify.
 . "$(dirname "$0")/lib4.sh"
 . "$(dirname "$0")/lib_nats.sh"
 command -v mdb_dump >/dev/null || { echo "SKIP: mdb_dump (lmdb-utils) missing"; exit 77; }
@@ -318,3 +319,13 @@ n=$(sq tb sync --quiet && sq tb migrations --json | python3 -c 'import json,sys;
 pass "B killed with SIGKILL mid-consume (at $killed_at of $((N + 2))): every case once after the restart"
 stop_b
 "$POPSYNCD" counters check --data "$T/serverB" >/dev/null || fail "B's counters do not recount"
+# Every foreign write is in the audit chain, named as the sending district's.
+hexof() { printf %s "$1" | od -An -tx1 | tr -d ' \n'; }
+for d in server serverB; do
+    "$POPSYNCD" audit verify --data "$T/$d" >"$T/verify.$d" || fail "audit verify of $d: $(cat "$T/verify.$d")"
+done
+mdb_dump -s audit "$T/serverB" | tr -d ' \n' >"$T/auditB.hex"
+mdb_dump -s audit "$T/server" | tr -d ' \n' >"$T/auditA.hex"
+grep -q "$(hexof foreign_create)" "$T/auditB.hex" || fail "no foreign_create entry in B's audit log"
+grep -q "$(hexof foreign_update)" "$T/auditA.hex" || fail "no foreign_update entry in A's audit log"
+pass "foreign writes are in both audit chains (foreign_create in B, foreign_update in A), which verify intact"

@@ -6,7 +6,9 @@
  * feedback (a descendant of A's version) is stored in A as it came, and
  * any other change from B is REFUSED naming the field; concurrent edits in
  * A and B are merged by each into byte-identical versions with one
- * revision, and each then drops the other's copy (no echo).
+ * revision, and each then drops the other's copy (no echo); every foreign
+ * write has its audit entry (the sending district, action foreign_*) in
+ * the chain, which `popsyncd audit verify` still finds intact.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,6 +28,8 @@
 #include "store.h"
 #include "store_migrants.h"
 #include "store_upstream.h"
+#include "tls.h"
+#include "wire.pb-c.h"
 
 #define DA "110105000000"
 #define DB "110108000000"
@@ -243,12 +247,89 @@ static void test_concurrent_edits_converge(void **state)
     assert_int_equal(apply1(0, DB, gb.rec, gb.len, NULL, why), PS_FOREIGN_SAME);
 }
 
+/* The audit log of store st verifies and holds `want` entries. */
+static void audit_intact(int st, uint64_t want)
+{
+    uint64_t entries = 0;
+    char err[512] = "";
+    assert_int_equal(ps_store_audit_verify(g_st[st], &entries, err, sizeof(err)), PS_OK);
+    assert_int_equal(entries, want);
+}
+
+/* The audit action of version gen of the case in store st, as a district
+ * admin's history shows it; asserts it names district from. */
+static void audited_as(int st, uint64_t gen, const char *from, const char *action)
+{
+    ps_peer_t admin;
+    ps_store_msg_t out;
+    ProtobufCBinaryData id = {16, g_id};
+    const Popsync__HistoryResult *h;
+    int found = 0;
+    memset(&admin, 0, sizeof(admin));
+    memset(&out, 0, sizeof(out));
+    admin.role = PS_ROLE_ADMIN;
+    snprintf(admin.role_name, sizeof(admin.role_name), "admin");
+    snprintf(admin.orgunit, sizeof(admin.orgunit), "%s", st == 0 ? DA : DB);
+    assert_int_equal(ps_store_history(g_st[st], &admin, &id, 0, &out), PS_OK);
+    h = (const Popsync__HistoryResult *)out.msg;
+    assert_non_null(h);
+    for (size_t i = 0; i < h->n_versions; i++) {
+        const Popsync__HistoryVersion *v = h->versions[i];
+        if (v->gen != gen)
+            continue;
+        found = 1;
+        assert_true(v->audited);
+        assert_string_equal(v->action, action);
+        assert_string_equal(v->cert_role, "district");
+        assert_string_equal(v->cert_orgunit, from);
+    }
+    assert_true(found);
+    ps_store_msg_free(&out);
+}
+
+/* Every version another district's message writes is in the audit chain,
+ * in the same transaction; a dropped copy writes nothing. */
+static void test_foreign_writes_audited(void **state)
+{
+    uint8_t v1[512], va[512], vb[512];
+    mig_t d1 = {1, T0, g_node_a, UA, UB, "x", NULL, NULL};
+    mig_t da = {2, T0 + (3 << 16), g_node_a, UA, UB, "new employer", NULL, NULL};
+    mig_t dbb = {2, T0 + (4 << 16), g_node_b, UA, UB, "x", "2024-03-05", "2024-03-06"};
+    size_t n1 = migration(v1, &d1), na = migration(va, &da), nb = migration(vb, &dbb);
+    char lin[512], l2[200], l3[200], why[320];
+    got_t ga;
+    (void)state;
+    own(0, 1, v1, n1);
+    audit_intact(1, 0);
+    assert_int_equal(apply1(1, DA, v1, n1, NULL, why), PS_FOREIGN_STORED);
+    audit_intact(1, 1);
+    audited_as(1, 1, DA, "foreign_create");
+    assert_int_equal(apply1(1, DA, v1, n1, NULL, why), PS_FOREIGN_SAME);
+    audit_intact(1, 1);
+    /* Concurrent edits: A's merge of B's dates is B's doing, audited so. */
+    own(0, 2, va, na);
+    own(1, 2, vb, nb);
+    lineage_of(&d1, lin, sizeof(lin));
+    assert_int_equal(apply1(0, DB, vb, nb, lin, why), PS_FOREIGN_MERGED);
+    audit_intact(0, 1);
+    audited_as(0, 3, DB, "foreign_merge");
+    /* B takes A's merge as a descendant of its own version. */
+    stored(0, &ga);
+    lineage_of(&dbb, l2, sizeof(l2));
+    lineage_of(&da, l3, sizeof(l3));
+    snprintf(lin, sizeof(lin), "%s,%s", l2, l3);
+    assert_int_equal(apply1(1, DA, ga.rec, ga.len, lin, why), PS_FOREIGN_STORED);
+    audit_intact(1, 2);
+    audited_as(1, 3, DA, "foreign_update");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_case_reaches_other_district, setup, teardown),
         cmocka_unit_test_setup_teardown(test_feedback_and_refusal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_edits_converge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_writes_audited, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

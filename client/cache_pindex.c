@@ -32,13 +32,21 @@ int ps_pindex_set_key(ps_pindex_t *px, const uint8_t dek[32])
 {
     static const char label[] = "popsync person index v1";
 
+    int rc;
+
     /* A key of its own, so index hashes never double as anything else. */
-    return ps_hmac_sha256(dek, 32, label, sizeof(label) - 1, px->key);
+    if ((rc = ps_hmac_sha256(dek, 32, label, sizeof(label) - 1, px->key)))
+        return rc;
+    ps_hmac_key_free(px->hk);
+    px->hk = NULL;
+    return ps_hmac_key_new(&px->hk, px->key, sizeof(px->key));
 }
 
 void ps_pindex_close(ps_pindex_t *px)
 {
     ps_zeroize(px->key, sizeof(px->key));
+    ps_hmac_key_free(px->hk);
+    px->hk = NULL;
 }
 
 /* tag + truncated HMAC of the term. */
@@ -52,7 +60,7 @@ static int term_key(const ps_pindex_t *px, char tag, const char *term, uint8_t o
         n = sizeof(buf) - 1;
     buf[0] = (uint8_t)tag;
     memcpy(buf + 1, term, n);
-    if ((rc = ps_hmac_sha256(px->key, sizeof(px->key), buf, n + 1, mac)))
+    if ((rc = ps_hmac_key_mac(px->hk, buf, n + 1, mac)))
         return rc;
     out[0] = (uint8_t)tag;
     memcpy(out + 1, mac, HASH_LEN);

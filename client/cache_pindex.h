@@ -46,6 +46,7 @@
 typedef struct ps_pindex {
     MDB_dbi terms, by_id;
     uint8_t key[32]; /* HMAC key, derived from the data key */
+    struct ps_hmac_key *hk; /* the same key, its pads hashed once (crypto.h) */
 } ps_pindex_t;
 
 /** What a query asks for (ps_pindex_parse). */

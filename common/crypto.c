@@ -45,6 +45,77 @@ int ps_hmac_sha256(const uint8_t *key, size_t keylen, const void *p, size_t n, u
     return PS_OK;
 }
 
+struct ps_hmac_key {
+    mbedtls_sha256_context inner, outer; /* after the ipad / opad block */
+};
+
+int ps_hmac_key_new(ps_hmac_key_t **out, const uint8_t *key, size_t keylen)
+{
+    uint8_t k[64], ipad[64], opad[64];
+    ps_hmac_key_t *h;
+    int rc = PS_OK;
+
+    if (!out || (!key && keylen))
+        return PS_EINVAL;
+    *out = NULL;
+    memset(k, 0, sizeof(k));
+    if (keylen > sizeof(k)) {
+        if (ps_sha256(key, keylen, k) != PS_OK) /* RFC 2104: a long key is hashed first */
+            return PS_ECRYPTO;
+    } else if (keylen) {
+        memcpy(k, key, keylen);
+    }
+    if (!(h = calloc(1, sizeof(*h))))
+        return PS_ENOMEM;
+    for (size_t i = 0; i < sizeof(k); i++) {
+        ipad[i] = (uint8_t)(k[i] ^ 0x36);
+        opad[i] = (uint8_t)(k[i] ^ 0x5c);
+    }
+    mbedtls_sha256_init(&h->inner);
+    mbedtls_sha256_init(&h->outer);
+    if (mbedtls_sha256_starts_ret(&h->inner, 0) || mbedtls_sha256_update_ret(&h->inner, ipad, sizeof(ipad)) ||
+        mbedtls_sha256_starts_ret(&h->outer, 0) || mbedtls_sha256_update_ret(&h->outer, opad, sizeof(opad)))
+        rc = PS_ECRYPTO;
+    ps_zeroize(k, sizeof(k));
+    ps_zeroize(ipad, sizeof(ipad));
+    ps_zeroize(opad, sizeof(opad));
+    if (rc) {
+        ps_hmac_key_free(h);
+        return rc;
+    }
+    *out = h;
+    return PS_OK;
+}
+
+int ps_hmac_key_mac(const ps_hmac_key_t *k, const void *p, size_t n, uint8_t out[PS_SHA256_LEN])
+{
+    mbedtls_sha256_context t;
+    uint8_t ih[PS_SHA256_LEN];
+    int rc = PS_OK;
+
+    if (!k || !out || (!p && n))
+        return PS_EINVAL;
+    mbedtls_sha256_init(&t);
+    mbedtls_sha256_clone(&t, &k->inner);
+    if (mbedtls_sha256_update_ret(&t, p ? p : (const void *)"", n) || mbedtls_sha256_finish_ret(&t, ih))
+        rc = PS_ECRYPTO;
+    mbedtls_sha256_clone(&t, &k->outer);
+    if (rc == PS_OK && (mbedtls_sha256_update_ret(&t, ih, sizeof(ih)) || mbedtls_sha256_finish_ret(&t, out)))
+        rc = PS_ECRYPTO;
+    mbedtls_sha256_free(&t); /* zeroes the state */
+    ps_zeroize(ih, sizeof(ih));
+    return rc;
+}
+
+void ps_hmac_key_free(ps_hmac_key_t *k)
+{
+    if (!k)
+        return;
+    mbedtls_sha256_free(&k->inner);
+    mbedtls_sha256_free(&k->outer);
+    free(k);
+}
+
 void ps_zeroize(void *p, size_t n)
 {
     if (p && n)

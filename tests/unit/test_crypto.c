@@ -245,6 +245,50 @@ static void test_chachapoly_rfc8439(void **state)
     assert_null(a);
 }
 
+/* RFC 4231 test cases 1, 2 and 6 (a 131-byte key, hashed first): the
+ * pre-keyed form equals the one-shot one and the RFC. */
+static void test_hmac_key(void **state)
+{
+    static const struct {
+        const char *key, *msg, *mac;
+    } v[] = {
+        {"0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b", "4869205468657265",
+         "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"},
+        {"4a656665", "7768617420646f2079612077616e7420666f72206e6f7468696e673f",
+         "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"},
+    };
+    uint8_t key[160], msg[160], want[32], out[32], out2[32];
+    ps_hmac_key_t *k = NULL;
+    size_t kl, ml;
+    (void)state;
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        kl = unhex(v[i].key, key, sizeof(key));
+        ml = unhex(v[i].msg, msg, sizeof(msg));
+        unhex(v[i].mac, want, sizeof(want));
+        assert_int_equal(ps_hmac_key_new(&k, key, kl), PS_OK);
+        assert_int_equal(ps_hmac_key_mac(k, msg, ml, out), PS_OK);
+        assert_memory_equal(out, want, 32);
+        assert_int_equal(ps_hmac_key_mac(k, msg, ml, out), PS_OK); /* the key is reusable */
+        assert_memory_equal(out, want, 32);
+        ps_hmac_key_free(k);
+    }
+    /* Case 6: a key longer than the block. */
+    memset(key, 0xaa, 131);
+    ml = strlen("Test Using Larger Than Block-Size Key - Hash Key First");
+    memcpy(msg, "Test Using Larger Than Block-Size Key - Hash Key First", ml);
+    unhex("60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54", want, sizeof(want));
+    assert_int_equal(ps_hmac_key_new(&k, key, 131), PS_OK);
+    assert_int_equal(ps_hmac_key_mac(k, msg, ml, out), PS_OK);
+    assert_memory_equal(out, want, 32);
+    assert_int_equal(ps_hmac_sha256(key, 131, msg, ml, out2), PS_OK);
+    assert_memory_equal(out2, want, 32);
+    assert_int_equal(ps_hmac_key_mac(k, NULL, 0, out), PS_OK);
+    assert_int_equal(ps_hmac_sha256(key, 131, NULL, 0, out2), PS_OK);
+    assert_memory_equal(out, out2, 32);
+    ps_hmac_key_free(k);
+    ps_hmac_key_free(NULL);
+}
+
 static void test_zeroize(void **state)
 {
     uint8_t k[32];
@@ -261,7 +305,7 @@ int main(void)
         cmocka_unit_test(test_pbkdf2_rfc7914),  cmocka_unit_test(test_pbkdf2_key_length_and_args),
         cmocka_unit_test(test_gcm_known_answers), cmocka_unit_test(test_round_trip_context),
         cmocka_unit_test(test_tamper),          cmocka_unit_test(test_zeroize),
-        cmocka_unit_test(test_chachapoly_rfc8439),
+        cmocka_unit_test(test_chachapoly_rfc8439), cmocka_unit_test(test_hmac_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -201,6 +201,11 @@ void ps__foreign_summary(const ps_store_t *st, MDB_txn *txn, const uint8_t *id, 
  * as text "gen.hlc.node,..." (hex, newest first, at most len bytes) for the
  * Popsync-Lineage header (store_migrants.c). */
 int ps__foreign_lineage(const ps_store_t *st, MDB_txn *txn, const uint8_t *id, char *out, size_t len);
+/* The rebuild's first pass (store_upstream.c): the lineage the version it
+ * writes of record id was published with ("" or NULL: none), kept in
+ * `foreign` ('L' | id) until its second pass (store_migrants.h
+ * ps_store_rebuild_foreign) has used it. */
+int ps__foreign_rebuild_lineage(MDB_txn *txn, ps_store_t *st, const uint8_t *id, const char *lineage);
 
 /* Does this record version count in this district's report counters?
  * Not another district's migration case held here as its other place

@@ -785,3 +785,133 @@ fail:
     ps_buf_free(&c.scratch);
     return rc;
 }
+
+/* ---- the rebuild (`popsyncd rebuild --from-upstream`, docs/upstream.md §6) ------- */
+
+static void lineage_key(uint8_t *key, const uint8_t *id)
+{
+    key[0] = 'L';
+    memcpy(key + 1, id, PS_ID_LEN);
+}
+
+int ps__foreign_rebuild_lineage(MDB_txn *txn, ps_store_t *st, const uint8_t *id, const char *lineage)
+{
+    uint8_t key[1 + PS_ID_LEN];
+    MDB_val k = {sizeof(key), key}, v = {lineage ? strlen(lineage) : 0, (void *)lineage};
+    int mrc;
+    lineage_key(key, id);
+    /* The newest version written wins: it is the one the store keeps. */
+    mrc = v.mv_size ? mdb_put(txn, st->foreign, &k, &v, 0) : mdb_del(txn, st->foreign, &k, NULL);
+    return mrc && mrc != MDB_NOTFOUND ? db_err(mrc) : PS_OK;
+}
+
+/* Is revision rr the revision of our own version rr->gen of id? */
+static int own_version(MDB_txn *txn, ps_store_t *st, const uint8_t *id, const rev_ref_t *rr)
+{
+    Popsync__Record *r = NULL;
+    rev_ref_t got;
+    MDB_val v;
+    int same = 0;
+    if (ps__version_get(txn, st, id, rr->gen, &v) == PS_OK && v.mv_data &&
+        unpack_rec(v.mv_data, v.mv_size, &r) == PS_OK) {
+        rev_of(r->rev, &got);
+        same = rev_eq(&got, rr);
+    }
+    if (r)
+        ps_msg_free(&r->base);
+    return same;
+}
+
+/* One other district's message: restores what it left in `foreign`. */
+static int rebuild_foreign_one(fctx_t *c, const ps_foreign_item_t *it, size_t *kept)
+{
+    static _Thread_local lineage_t published;
+    static _Thread_local char text[PS_LINEAGE_TEXT_MAX + 1];
+    uint8_t key[1 + PS_ID_LEN];
+    MDB_val k = {sizeof(key), key}, v;
+    fjob_t j;
+    rev_ref_t rr;
+    int mrc, rc = PS_OK;
+
+    memset(&j, 0, sizeof(j));
+    j.it = (ps_foreign_item_t *)it;
+    if (unpack_rec(it->data, it->len, &j.r) || j.r->id.len != PS_ID_LEN || !j.r->rev ||
+        j.r->kind != POPSYNC__KIND__KIND_MIGRATION)
+        goto out;
+    lineage_key(key, j.r->id.data);
+    if ((mrc = mdb_get(c->txn, c->st->foreign, &k, &v)) || v.mv_size > PS_LINEAGE_TEXT_MAX) {
+        rc = mrc && mrc != MDB_NOTFOUND ? db_err(mrc) : PS_OK;
+        goto out;
+    }
+    memcpy(text, v.mv_data, v.mv_size);
+    text[v.mv_size] = '\0';
+    published.n = 0;
+    lineage_parse(text, &published);
+    rev_of(j.r->rev, &rr);
+    if (!lineage_has(&published, &rr))
+        goto out; /* a version our case never contained: refused, ignored or older */
+    /* As the consumer did when it took the version: its summary ... */
+    if ((rc = put_summary(c, &j)))
+        goto out;
+    /* ... and, when it was merged rather than stored as ours, the version. */
+    if (!own_version(c->txn, c->st, j.r->id.data, &rr) && (rc = put_foreign_version(c, &j)))
+        goto out;
+    (*kept)++;
+out:
+    if (j.r)
+        ps_msg_free(&j.r->base);
+    return rc;
+}
+
+int ps_store_rebuild_foreign(ps_store_t *st, const ps_foreign_item_t *items, size_t n, size_t *kept)
+{
+    fctx_t c;
+    int mrc, rc = PS_OK;
+
+    memset(&c, 0, sizeof(c));
+    c.st = st;
+    if ((mrc = txn_begin_locked(st, 0, &c.txn)))
+        return db_err(mrc);
+    for (size_t i = 0; i < n && rc == PS_OK; i++)
+        rc = rebuild_foreign_one(&c, &items[i], kept);
+    if (rc) {
+        ro_end(st, c.txn);
+        return rc;
+    }
+    mrc = mdb_txn_commit(c.txn);
+    pthread_rwlock_unlock(&st->resize);
+    return mrc ? db_err(mrc) : PS_OK;
+}
+
+int ps_store_rebuild_foreign_end(ps_store_t *st)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int mrc;
+
+    if ((mrc = txn_begin_locked(st, 0, &txn)))
+        return db_err(mrc);
+    if ((mrc = mdb_cursor_open(txn, st->foreign, &cur)))
+        goto fail;
+    /* Every 'L' key, each time the first one left (a seek per key: the
+     * loop ends when none is). */
+    for (;;) {
+        k.mv_size = 1;
+        k.mv_data = "L";
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (mrc || !k.mv_size || *(const char *)k.mv_data != 'L')
+            break;
+        if ((mrc = mdb_cursor_del(cur, 0)))
+            break;
+    }
+    mdb_cursor_close(cur);
+    if (mrc && mrc != MDB_NOTFOUND)
+        goto fail;
+    mrc = mdb_txn_commit(txn);
+    pthread_rwlock_unlock(&st->resize);
+    return mrc ? db_err(mrc) : PS_OK;
+fail:
+    ro_end(st, txn);
+    return db_err(mrc);
+}

@@ -72,6 +72,21 @@ int ps_store_foreign_apply(ps_store_t *st, const char *home, ps_foreign_item_t *
  */
 int ps_store_set_home(ps_store_t *st, const char *district);
 
+/**
+ * The rebuild's second pass (`popsyncd rebuild --from-upstream`,
+ * docs/upstream.md §6): items are other districts' migration messages, in
+ * stream order, after this district's own messages are written.  For a
+ * case we hold whose published lineage (kept by the first pass) contains
+ * the item's revision, the summary it carries becomes the case's 'S' and,
+ * unless the revision is one of our own versions, the item is kept as a
+ * merged foreign version ('V'): `foreign` as the original district had it.
+ * No feed, head, counters or audit change.  *kept counts items used.  One
+ * durable transaction per call.
+ */
+int ps_store_rebuild_foreign(ps_store_t *st, const ps_foreign_item_t *items, size_t n, size_t *kept);
+/** Ends the second pass: drops the lineages the first pass kept. */
+int ps_store_rebuild_foreign_end(ps_store_t *st);
+
 /** 1 when the store holds a record with this id, 0 when not, or an error. */
 int ps_store_has_record(ps_store_t *st, const uint8_t id[16]);
 

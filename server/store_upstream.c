@@ -336,6 +336,10 @@ static int rebuild_record(MDB_txn *txn, ps_store_t *st, const ps_rebuild_item_t 
      * and the projection counts read (store_cols.c). */
     if ((rc = ps__store_counters_add(txn, st, r, 1)) == PS_OK && (rc = ps_idnum_update(st, txn, r, old)) == PS_OK)
         rc = ps_cols_update(st, txn, r, old);
+    /* A shared case's lineage says which other districts' versions it
+     * contains: the rebuild's second pass restores `foreign` from it. */
+    if (rc == PS_OK && r->kind == POPSYNC__KIND__KIND_MIGRATION)
+        rc = ps__foreign_rebuild_lineage(txn, st, r->id.data, it->lineage);
     goto out;
 dberr:
     if (!rc)

@@ -67,13 +67,15 @@ typedef struct ps_rebuild_item {
     int exit;
     const uint8_t *data;
     size_t len;
+    const char *lineage; /**< its Popsync-Lineage header, or NULL (docs/upstream.md §6) */
 } ps_rebuild_item_t;
 
 /**
  * Writes items into the store in one durable transaction: a record replaces
  * the stored one only when its seq is higher (a resend never goes back),
  * with its versions entry, feed entry (the old one dropped, as a commit
- * does) and counters; an exit entry is written at its seq.  The head and the
+ * does) and counters; an exit entry is written at its seq; a migration's
+ * lineage is kept for ps_store_rebuild_foreign (store_migrants.h).  The head and the
  * upstream mark become the highest seq seen.  Bad payloads are counted in
  * *bad and skipped.
  */

@@ -14,6 +14,8 @@
 #include "store_migrants.h"
 #include "upstream.h"
 
+#include <mbedtls/base64.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
@@ -22,6 +24,7 @@
 #include <string.h>
 
 #define REBUILD_BATCH 2000
+#define FOREIGN_BATCH 256
 
 static int open_store(const char *dir, ps_store_t **st)
 {
@@ -81,18 +84,23 @@ typedef struct rebuild_ctx {
     const char *district;
     ps_rebuild_item_t items[REBUILD_BATCH];
     natsMsg *held[REBUILD_BATCH];
+    char *lineage[REBUILD_BATCH]; /* each item's Popsync-Lineage, or NULL */
     size_t n, bad, records, exits;
     uint8_t *nodes;       /* the latest node marks seen, and the head they belong to */
     size_t nodes_len;
     uint64_t nodes_head;
+    int shared;           /* a migration shared with another district was seen */
     int rc;
 } rebuild_ctx_t;
 
 static int flush(rebuild_ctx_t *x)
 {
     int rc = x->n ? ps_store_rebuild_put(x->st, x->items, x->n, &x->bad) : PS_OK;
-    for (size_t i = 0; i < x->n; i++)
+    for (size_t i = 0; i < x->n; i++) {
         natsMsg_Destroy(x->held[i]);
+        free(x->lineage[i]);
+        x->lineage[i] = NULL;
+    }
     x->n = 0;
     return rc;
 }
@@ -110,7 +118,7 @@ static int header_u64(natsMsg *m, const char *key, uint64_t *v)
 static int on_msg(natsMsg *m, uint64_t stream_seq, void *arg)
 {
     rebuild_ctx_t *x = arg;
-    const char *kind = NULL, *district = NULL;
+    const char *kind = NULL, *district = NULL, *lineage = NULL;
     uint64_t seq;
     natsMsg *keep = NULL;
     (void)stream_seq;
@@ -144,6 +152,24 @@ static int on_msg(natsMsg *m, uint64_t stream_seq, void *arg)
     x->items[x->n].exit = strcmp(kind, "_exit") == 0;
     x->items[x->n].data = (const uint8_t *)natsMsg_GetData(keep);
     x->items[x->n].len = (size_t)natsMsg_GetDataLength(keep);
+    x->items[x->n].lineage = NULL;
+    if (strcmp(kind, "migration") == 0 && natsMsgHeader_Get(m, "Popsync-Lineage", &lineage) == NATS_OK && lineage &&
+        *lineage) {
+        /* The second pass restores `foreign` from the lineages (docs/upstream.md §6). */
+        if (!(x->lineage[x->n] = strdup(lineage))) {
+            natsMsg_Destroy(keep);
+            return PS_ENOMEM;
+        }
+        x->items[x->n].lineage = x->lineage[x->n];
+    }
+    if (strcmp(kind, "migration") == 0) {
+        const char *unit = NULL, *other = NULL;
+        if ((natsMsgHeader_Get(m, "Popsync-Unit", &unit) == NATS_OK && unit &&
+             !ps_foreign_in_district(unit, x->district)) ||
+            (natsMsgHeader_Get(m, "Popsync-Other", &other) == NATS_OK && other && *other &&
+             !ps_foreign_in_district(other, x->district)))
+            x->shared = 1;
+    }
     if (x->items[x->n].exit)
         x->exits++;
     else
@@ -151,6 +177,84 @@ static int on_msg(natsMsg *m, uint64_t stream_seq, void *arg)
     if (++x->n == REBUILD_BATCH)
         return flush(x);
     return PS_OK;
+}
+
+/* The second pass: other districts' migrations, for `foreign` (what they
+ * sent us of the shared cases we hold: summaries, merged versions). */
+typedef struct foreign_ctx {
+    ps_store_t *st;
+    const char *district;
+    ps_foreign_item_t items[FOREIGN_BATCH];
+    uint8_t *data[FOREIGN_BATCH];
+    uint8_t summary[FOREIGN_BATCH][PS_MIGRANT_SUMMARY_BYTES];
+    size_t n, kept;
+} foreign_ctx_t;
+
+static int foreign_flush(foreign_ctx_t *f)
+{
+    int rc = f->n ? ps_store_rebuild_foreign(f->st, f->items, f->n, &f->kept) : PS_OK;
+    for (size_t i = 0; i < f->n; i++) {
+        free(f->data[i]);
+        f->data[i] = NULL;
+    }
+    f->n = 0;
+    return rc;
+}
+
+static int on_foreign(natsMsg *m, uint64_t stream_seq, void *arg)
+{
+    foreign_ctx_t *f = arg;
+    ps_foreign_item_t *it = &f->items[f->n];
+    const char *district = NULL, *sum = NULL;
+    size_t len = (size_t)natsMsg_GetDataLength(m), olen = 0;
+    (void)stream_seq;
+
+    if (natsMsgHeader_Get(m, "Popsync-District", &district) != NATS_OK || !district || strlen(district) != 12 ||
+        strcmp(district, f->district) == 0)
+        return PS_OK; /* ours: written by the first pass */
+    memset(it, 0, sizeof(*it));
+    if (!(f->data[f->n] = malloc(len ? len : 1)))
+        return PS_ENOMEM;
+    memcpy(f->data[f->n], natsMsg_GetData(m), len);
+    it->data = f->data[f->n];
+    it->len = len;
+    snprintf(it->district, sizeof(it->district), "%s", district);
+    if (natsMsgHeader_Get(m, "Popsync-Migrant", &sum) == NATS_OK && sum && *sum &&
+        mbedtls_base64_decode(f->summary[f->n], sizeof(f->summary[f->n]), &olen, (const unsigned char *)sum,
+                              strlen(sum)) == 0 && olen) {
+        it->summary = f->summary[f->n];
+        it->summary_len = olen;
+    }
+    if (++f->n == FOREIGN_BATCH)
+        return foreign_flush(f);
+    return PS_OK;
+}
+
+/* Restores `foreign` (docs/upstream.md §6): reads every district's
+ * migrations; the store keeps what our published lineages name. */
+static int rebuild_foreign(jsCtx *js, ps_store_t *st, const char *district, int shared, size_t *kept, char *err,
+                           size_t errlen)
+{
+    foreign_ctx_t *f;
+    uint64_t count = 0;
+    int rc = PS_OK;
+
+    *kept = 0;
+    if (shared) {
+        if (!(f = calloc(1, sizeof(*f))))
+            return PS_ENOMEM;
+        f->st = st;
+        f->district = district;
+        rc = ps_upstream_scan(js, "popsync.*.migration", on_foreign, f, &count, err, errlen);
+        if (rc == PS_OK)
+            rc = foreign_flush(f);
+        else
+            foreign_flush(f);
+        *kept = f->kept;
+        free(f);
+    }
+    /* The lineages were the first pass's notes for this pass only. */
+    return rc ? rc : ps_store_rebuild_foreign_end(st);
 }
 
 static int dir_is_empty(const char *dir)
@@ -193,6 +297,7 @@ int ps_upstream_cmd_rebuild(int argc, char **argv)
     jsCtx *js = NULL;
     char err[512] = "", filter[64], *end;
     uint64_t count = 0, advance = 1000000000ull, head;
+    size_t kept = 0;
     int opt, from = 0, rc = 1;
 
     memset(&so, 0, sizeof(so));
@@ -252,13 +357,18 @@ int ps_upstream_cmd_rebuild(int argc, char **argv)
         fprintf(stderr, "popsyncd: rebuild: node marks: %s\n", ps_strerror(x->rc));
         goto out;
     }
+    if ((x->rc = rebuild_foreign(js, x->st, uo.district, x->shared, &kept, err, sizeof(err)))) {
+        fprintf(stderr, "popsyncd: rebuild: other districts' versions of shared cases: %s\n",
+                *err ? err : ps_strerror(x->rc));
+        goto out;
+    }
     if ((x->rc = ps_store_rebuild_advance(x->st, advance, &head))) {
         fprintf(stderr, "popsyncd: rebuild: advancing the head: %s\n", ps_strerror(x->rc));
         goto out;
     }
     printf("rebuilt %s from stream %s: %llu messages, %zu record changes, %zu scope exits, %zu skipped;\n"
-           "node marks as of seq %llu%s; feed head %llu\n",
-           so.data_dir, PS_UPSTREAM_STREAM, (unsigned long long)count, x->records, x->exits, x->bad,
+           "%zu versions of other districts for shared cases; node marks as of seq %llu%s; feed head %llu\n",
+           so.data_dir, PS_UPSTREAM_STREAM, (unsigned long long)count, x->records, x->exits, x->bad, kept,
            (unsigned long long)x->nodes_head, x->nodes ? "" : " (none published: every cache resends its outbox)",
            (unsigned long long)head);
     rc = 0;
@@ -269,6 +379,8 @@ out:
         if (x->st)
             ps_store_close(x->st);
         free(x->nodes);
+        for (size_t i = 0; i < REBUILD_BATCH; i++)
+            free(x->lineage[i]);
         free(x);
     }
     nats_Close();

@@ -7,7 +7,8 @@
 # case counts in A's report only; edits made in both districts while NATS
 # is down merge field by field into one revision in both; B's popsyncd
 # killed with SIGKILL mid-consume loses and doubles nothing; every foreign
-# write has its audit entry and both audit chains verify.
+# write has its audit entry and both audit chains verify; B rebuilt from
+# the stream equals B, the foreign cases and what `foreign` keeps included.
 . "$(dirname "$0")/lib4.sh"
 . "$(dirname "$0")/lib_nats.sh"
 command -v mdb_dump >/dev/null || { echo "SKIP: mdb_dump (lmdb-utils) missing"; exit 77; }
@@ -317,6 +318,13 @@ sys.exit(1 if d or len(ids) < int(sys.argv[1]) else 0)' $((N + 2)) || fail "a re
 n=$(sq tb sync --quiet && sq tb migrations --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
 [ "$n" -ge $((N / 2)) ] || fail "B's township sees only $n cases"
 pass "B killed with SIGKILL mid-consume (at $killed_at of $((N + 2))): every case once after the restart"
+# Everything B stored is in the stream before it goes (the rebuild below).
+for _ in $(seq 1 240); do
+    lag=$("$POPSYNCD" status --data "$T/serverB" | sed -n 's/^upstream lag: *\([0-9]*\) records.*/\1/p')
+    [ "$lag" = 0 ] && break
+    sleep 0.25
+done
+expect_eq "$lag" 0 "B's upstream lag before it stops"
 stop_b
 "$POPSYNCD" counters check --data "$T/serverB" >/dev/null || fail "B's counters do not recount"
 # Every foreign write is in the audit chain, named as the sending district's.
@@ -329,3 +337,24 @@ mdb_dump -s audit "$T/server" | tr -d ' \n' >"$T/auditA.hex"
 grep -q "$(hexof foreign_create)" "$T/auditB.hex" || fail "no foreign_create entry in B's audit log"
 grep -q "$(hexof foreign_update)" "$T/auditA.hex" || fail "no foreign_update entry in A's audit log"
 pass "foreign writes are in both audit chains (foreign_create in B, foreign_update in A), which verify intact"
+
+# --- 5. a rebuilt B equals B, the shared cases included ---------------------------------
+"$POPSYNCD" rebuild --from-upstream --data "$T/rebuiltB" --config "$T/B.conf" --advance-head 0 >"$T/rebuildB.out" ||
+    fail "rebuild of B failed: $(cat "$T/rebuildB.out")"
+for db in records feed counters foreign; do
+    mdb_dump -s $db "$T/serverB" | sed 1,/HEADER=END/d >"$T/origB.$db"
+    mdb_dump -s $db "$T/rebuiltB" | sed 1,/HEADER=END/d >"$T/newB.$db"
+    cmp -s "$T/origB.$db" "$T/newB.$db" ||
+        fail "rebuilt B's $db differs from B's: $(diff "$T/origB.$db" "$T/newB.$db" | head -6 | cut -c1-120)"
+done
+# B's foreign database holds the summaries of A's cases and A's version merged into m2.
+python3 - "$T/origB.foreign" "$(echo "$m2" | tr -d -)" $((N + 2)) <<'PY' || fail "B's foreign database: not what the test expects"
+import sys
+l=[x.strip() for x in open(sys.argv[1]) if x.startswith(" ")]
+keys=l[0::2]
+s=[k for k in keys if k.startswith("53")]
+v=[k for k in keys if k.startswith("56")]
+sys.exit(0 if len(s)==int(sys.argv[3]) and any(k[2:34]==sys.argv[2] for k in v) else 1)
+PY
+"$POPSYNCD" counters check --data "$T/rebuiltB" >/dev/null || fail "counters of the rebuilt B do not recount"
+pass "rebuild --from-upstream of B: records, feed, counters and foreign (A's summaries, the merged version) equal B's"

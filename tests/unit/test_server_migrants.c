@@ -130,7 +130,7 @@ static ps_foreign_outcome_t apply1(int st, const char *from, const uint8_t *data
 /* A district's own version of the case, written as its apply path would. */
 static void own(int st, uint64_t seq, const uint8_t *data, size_t len)
 {
-    ps_rebuild_item_t it = {seq, 0, data, len};
+    ps_rebuild_item_t it = {seq, 0, data, len, NULL};
     size_t bad = 0;
     assert_int_equal(ps_store_rebuild_put(g_st[st], &it, 1, &bad), PS_OK);
     assert_int_equal(bad, 0);

@@ -118,10 +118,10 @@ static void test_rebuild_and_feed_read(void **state)
     ex[15] = 1;
     ex[16] = 0x01;
     memcpy(ex + 17, "110105002000", 12);
-    items[0] = (ps_rebuild_item_t){3, 0, a1, person(a1, 1, 1, "110105001000", "a")};
-    items[1] = (ps_rebuild_item_t){5, 0, b1, person(b1, 2, 1, "110105001000", "b")};
-    items[2] = (ps_rebuild_item_t){6, 1, ex, sizeof(ex)};
-    items[3] = (ps_rebuild_item_t){7, 0, a2, person(a2, 1, 2, "110105001000", "a2")};
+    items[0] = (ps_rebuild_item_t){3, 0, a1, person(a1, 1, 1, "110105001000", "a"), NULL};
+    items[1] = (ps_rebuild_item_t){5, 0, b1, person(b1, 2, 1, "110105001000", "b"), NULL};
+    items[2] = (ps_rebuild_item_t){6, 1, ex, sizeof(ex), NULL};
+    items[3] = (ps_rebuild_item_t){7, 0, a2, person(a2, 1, 2, "110105001000", "a2"), NULL};
     assert_int_equal(ps_store_rebuild_put(st, items, 4, &bad), PS_OK);
     assert_int_equal(bad, 0);
     assert_int_equal(ps_store_head(st), 7);
@@ -162,7 +162,7 @@ static void test_bad_payload_counted(void **state)
 {
     ps_store_t *st = open_store();
     uint8_t junk[5] = {0xff, 0xff, 0xff, 0xff, 0xff};
-    ps_rebuild_item_t it = {1, 0, junk, sizeof(junk)};
+    ps_rebuild_item_t it = {1, 0, junk, sizeof(junk), NULL};
     size_t bad = 0;
     (void)state;
     assert_int_equal(ps_store_rebuild_put(st, &it, 1, &bad), PS_OK);

@@ -10,7 +10,9 @@
 #  - popsync-warehouse killed with SIGKILL mid-batch (between its rows and
 #    its COMMIT) loses and doubles nothing;
 #  - quality lists an ID number in two districts and one twice in a district;
-#  - report monthly by district, English and Chinese.
+#  - report monthly by district, English and Chinese;
+#  - a migration shared by two districts, published by both, is one row in
+#    its owner district's partition (the other district's copy skipped).
 . "$(dirname "$0")/lib.sh"
 [ -n "${PS_WAREHOUSE:-}" ] && [ -x "$PS_WAREHOUSE" ] || { echo "SKIP: popsync-warehouse not built (libpq/libnats)"; exit 77; }
 [ -f "$(dirname "$0")/lib_nats.sh" ] || { echo "SKIP: lib_nats.sh not here yet"; exit 77; }
@@ -171,3 +173,18 @@ pass "SIGKILL mid-batch (at $killed_at rows): nothing lost, nothing doubled"
 
 wh status --pg "$PG_DSN" | grep -q "^$B " || fail "status"
 pass "status"
+
+# A migration shared by two districts (docs/upstream.md §7): its owner A
+# publishes it, and B, the district of its other place, republishes the
+# copy it holds (the same record, A's unit).  The warehouse keeps A's
+# only: one row, in A's partition.
+MG=01900000-0000-7000-8000-0000000000a1
+for d in $A $B; do
+    pub --district $d --seq 20000 --kind migration --id $MG --gen 1 --hlc $((H + 60)) --orgunit 110105001000 \
+        person_id=$P1 direction=outflow other_place_code=110106001000 start_date=2026-10-05
+done
+wh_drain
+expect_eq "$(psql_q "SELECT district || ' ' || count(*) FROM migration WHERE id = '$MG' GROUP BY district")" \
+    "$A 1" "rows of the shared case (B's republished copy skipped)"
+wh verify --pg "$PG_DSN" >/dev/null || fail "counters differ from a recount after the shared case"
+pass "a shared migration case counts once, in its owner district"

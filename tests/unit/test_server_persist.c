@@ -26,6 +26,7 @@
 
 #include <cmocka.h>
 
+#include "store_fixture.h"
 #include "apply.h"
 #include "audit_chain.h"
 #include "crypto.h"
@@ -77,36 +78,12 @@ static void puts_start(void)
 
 /* ---- fixtures ------------------------------------------------------------------ */
 
-static void src_path(const char *rel, char *out, size_t n)
-{
-    const char *f = __FILE__, *at = strstr(f, "tests/unit/");
-    int k = at ? (int)(at - f) : 0;
-    snprintf(out, n, "%.*s%s", k, f, rel);
-}
 
 static int setup(void **state)
 {
     fixture_t *fx = calloc(1, sizeof(*fx));
-    char path[4096], err[256] = "";
-    ps_store_opts_t o;
-    const char *tmp = getenv("TMPDIR");
-    if (!fx)
+    if (!fx || ps_tstore_setup("ps_persist", fx->dir, sizeof(fx->dir), &fx->units, 32, &fx->st))
         return -1;
-    snprintf(fx->dir, sizeof(fx->dir), "%s/ps_persist_XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(fx->dir))
-        return -1;
-    src_path("demo/orgunits.csv", path, sizeof(path));
-    if (ps_orgunits_load(path, &fx->units, err, sizeof(err)) != PS_OK) {
-        fprintf(stderr, "cannot load %s: %s\n", path, err);
-        return -1;
-    }
-    memset(&o, 0, sizeof(o));
-    o.map_size = (size_t)32 << 20;
-    o.units = fx->units;
-    if (ps_store_open(&fx->st, fx->dir, &o, err, sizeof(err)) != PS_OK) {
-        fprintf(stderr, "cannot open the store: %s\n", err);
-        return -1;
-    }
     *state = fx;
     return 0;
 }
@@ -114,15 +91,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture_t *fx = *state;
-    char p[512];
     g_puts.on = 0;
-    ps_store_close(fx->st);
-    ps_orgunits_free(fx->units);
-    snprintf(p, sizeof(p), "%s/data.mdb", fx->dir);
-    unlink(p);
-    snprintf(p, sizeof(p), "%s/lock.mdb", fx->dir);
-    unlink(p);
-    rmdir(fx->dir);
+    ps_tstore_remove(fx->dir, fx->units, fx->st);
     free(fx);
     return 0;
 }
@@ -131,14 +101,7 @@ static int teardown(void **state)
 
 static ps_peer_t admin_peer(void)
 {
-    ps_peer_t p;
-    memset(&p, 0, sizeof(p));
-    p.role = PS_ROLE_ADMIN;
-    snprintf(p.role_name, sizeof(p.role_name), "%s", ps_role_name(PS_ROLE_ADMIN));
-    snprintf(p.orgunit, sizeof(p.orgunit), "130203000000");
-    snprintf(p.name, sizeof(p.name), "district");
-    snprintf(p.serial_hex, sizeof(p.serial_hex), "01");
-    return p;
+    return ps_tstore_peer(PS_ROLE_ADMIN, "130203000000", "district");
 }
 
 /* The ID number's sequence of a record id: the same for every version of

@@ -19,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include "store_fixture.h"
 #include "apply.h"
 #include "err.h"
 #include "frame.h"
@@ -43,31 +44,11 @@ typedef struct fixture {
 
 static const uint8_t NODE_ADMIN[PS_ID_LEN] = {0xa1};
 
-static void src_path(const char *rel, char *out, size_t n)
-{
-    const char *f = __FILE__, *at = strstr(f, "tests/unit/");
-    int k = at ? (int)(at - f) : 0;
-    snprintf(out, n, "%.*s%s", k, f, rel);
-}
 
 static int setup(void **state)
 {
     fixture_t *fx = calloc(1, sizeof(*fx));
-    char path[4096], err[256] = "";
-    const char *tmp = getenv("TMPDIR");
-    ps_store_opts_t o;
-    if (!fx)
-        return -1;
-    snprintf(fx->dir, sizeof(fx->dir), "%s/ps_pullcache_XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(fx->dir))
-        return -1;
-    src_path("demo/orgunits.csv", path, sizeof(path));
-    if (ps_orgunits_load(path, &fx->units, err, sizeof(err)) != PS_OK)
-        return -1;
-    memset(&o, 0, sizeof(o));
-    o.map_size = (size_t)32 << 20;
-    o.units = fx->units;
-    if (ps_store_open(&fx->st, fx->dir, &o, err, sizeof(err)) != PS_OK)
+    if (!fx || ps_tstore_setup("ps_pullcache", fx->dir, sizeof(fx->dir), &fx->units, 32, &fx->st))
         return -1;
     if (ps_pullcache_new(&fx->pc, (size_t)1 << 20) != PS_OK)
         return -1;
@@ -79,29 +60,15 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture_t *fx = *state;
-    char p[512];
     ps_pullcache_free(fx->pc);
-    ps_store_close(fx->st);
-    ps_orgunits_free(fx->units);
-    snprintf(p, sizeof(p), "%s/data.mdb", fx->dir);
-    unlink(p);
-    snprintf(p, sizeof(p), "%s/lock.mdb", fx->dir);
-    unlink(p);
-    rmdir(fx->dir);
+    ps_tstore_remove(fx->dir, fx->units, fx->st);
     free(fx);
     return 0;
 }
 
 static ps_peer_t peer(ps_role_t role, const char *unit, const char *name)
 {
-    ps_peer_t p;
-    memset(&p, 0, sizeof(p));
-    p.role = role;
-    snprintf(p.role_name, sizeof(p.role_name), "%s", ps_role_name(role));
-    snprintf(p.orgunit, sizeof(p.orgunit), "%s", unit);
-    snprintf(p.name, sizeof(p.name), "%s", name);
-    snprintf(p.serial_hex, sizeof(p.serial_hex), "%02x", (unsigned)name[0]);
-    return p;
+    return ps_tstore_peer(role, unit, name);
 }
 
 /* A person in unit (born on day of April 1980; the ID number from the id). */

@@ -347,14 +347,18 @@ for db in records feed counters foreign; do
     cmp -s "$T/origB.$db" "$T/newB.$db" ||
         fail "rebuilt B's $db differs from B's: $(diff "$T/origB.$db" "$T/newB.$db" | head -6 | cut -c1-120)"
 done
-# B's foreign database holds the summaries of A's cases and A's version merged into m2.
+# B's foreign database holds the summaries of A's cases ('S', one per case).
+# A merged version of m2 ('V') is there only when B was the district that
+# merged the two edits of 3b: which one merges depends on which publisher
+# reaches the restarted cluster first, and either way both districts hold
+# one revision (3b); when it is there, the comparison above checked it.
 python3 - "$T/origB.foreign" "$(echo "$m2" | tr -d -)" $((N + 2)) <<'PY' || fail "B's foreign database: not what the test expects"
 import sys
 l=[x.strip() for x in open(sys.argv[1]) if x.startswith(" ")]
 keys=l[0::2]
 s=[k for k in keys if k.startswith("53")]
 v=[k for k in keys if k.startswith("56")]
-sys.exit(0 if len(s)==int(sys.argv[3]) and any(k[2:34]==sys.argv[2] for k in v) else 1)
+sys.exit(0 if len(s)==int(sys.argv[3]) and all(k[2:34]==sys.argv[2] for k in v) else 1)
 PY
 "$POPSYNCD" counters check --data "$T/rebuiltB" >/dev/null || fail "counters of the rebuilt B do not recount"
-pass "rebuild --from-upstream of B: records, feed, counters and foreign (A's summaries, the merged version) equal B's"
+pass "rebuild --from-upstream of B: records, feed, counters and foreign (A's summaries, a merged version if B merged) equal B's"

@@ -289,6 +289,42 @@ static void test_hmac_key(void **state)
     ps_hmac_key_free(NULL);
 }
 
+/* The pre-keyed HMAC moved from mbedTLS's SHA-256 to OpenSSL's; the
+ * person index of every existing cache holds its output, so it must not
+ * change by a bit: a vector the mbedTLS implementation gave (the index key
+ * derived from data key 00..1f, then the name term "N张三"), and the
+ * one-shot ps_hmac_sha256 (still mbedTLS's md_hmac) for every message
+ * length from 0 to 300 and keys of 0, 32, 64, 65 and 200 bytes. */
+static void test_hmac_key_unchanged(void **state)
+{
+    static const char label[] = "popsync person index v1", term[] = "N\xe5\xbc\xa0\xe4\xb8\x89";
+    static const size_t keylens[] = {0, 32, 64, 65, 200};
+    uint8_t dek[32], pk[32], want[32], out[32], out2[32], key[200], msg[300];
+    ps_hmac_key_t *k = NULL;
+    (void)state;
+    for (size_t i = 0; i < sizeof(dek); i++)
+        dek[i] = (uint8_t)i;
+    assert_int_equal(ps_hmac_sha256(dek, sizeof(dek), label, sizeof(label) - 1, pk), PS_OK);
+    assert_int_equal(ps_hmac_key_new(&k, pk, sizeof(pk)), PS_OK);
+    assert_int_equal(ps_hmac_key_mac(k, term, sizeof(term) - 1, out), PS_OK);
+    unhex("09fb59c2779c5e6537e9336dff4c11b60199f76cc43e639e26677b14249c0735", want, sizeof(want));
+    assert_memory_equal(out, want, 32);
+    ps_hmac_key_free(k);
+    for (size_t i = 0; i < sizeof(key); i++)
+        key[i] = (uint8_t)(i * 7 + 3);
+    for (size_t i = 0; i < sizeof(msg); i++)
+        msg[i] = (uint8_t)(i * 13 + 1);
+    for (size_t j = 0; j < sizeof(keylens) / sizeof(keylens[0]); j++) {
+        assert_int_equal(ps_hmac_key_new(&k, key, keylens[j]), PS_OK);
+        for (size_t n = 0; n <= sizeof(msg); n++) {
+            assert_int_equal(ps_hmac_key_mac(k, msg, n, out), PS_OK);
+            assert_int_equal(ps_hmac_sha256(key, keylens[j], msg, n, out2), PS_OK);
+            assert_memory_equal(out, out2, 32);
+        }
+        ps_hmac_key_free(k);
+    }
+}
+
 static void test_zeroize(void **state)
 {
     uint8_t k[32];
@@ -306,6 +342,7 @@ int main(void)
         cmocka_unit_test(test_gcm_known_answers), cmocka_unit_test(test_round_trip_context),
         cmocka_unit_test(test_tamper),          cmocka_unit_test(test_zeroize),
         cmocka_unit_test(test_chachapoly_rfc8439), cmocka_unit_test(test_hmac_key),
+        cmocka_unit_test(test_hmac_key_unchanged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

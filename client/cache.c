@@ -2139,6 +2139,7 @@ out:
 void ps_cache_op_counts(const ps_cache_t *c, ps_cache_ops_t *out)
 {
     *out = c->ops;
+    out->pindex_writes = c->px.writes;
 }
 
 void ps_cache_set_legacy_writes(ps_cache_t *c, int on)

@@ -225,6 +225,7 @@ int ps_cache_apply_fetch_raw(ps_cache_t *c, const Popsync__PullBatch *batch, con
  *  given as received is sealed without a pack. */
 typedef struct ps_cache_ops {
     uint64_t seals, opens, packs;
+    uint64_t pindex_writes; /* person index puts and deletes (both databases) */
 } ps_cache_ops_t;
 void ps_cache_op_counts(const ps_cache_t *c, ps_cache_ops_t *out);
 /** Tests only: write values as the cache format 1 did (AES-256-GCM under

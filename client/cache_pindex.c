@@ -154,33 +154,6 @@ static size_t person_terms(const ps_pindex_t *px, const Popsync__Person *p, uint
     return n;
 }
 
-/* Removes id's entries (as by_id lists them) and its by_id row. */
-static int unfile(ps_pindex_t *px, MDB_txn *txn, const uint8_t id[16])
-{
-    MDB_val k = {16, (void *)id}, v;
-    uint8_t entry[ENTRY_KEY], old[MAX_TERMS * TERM_KEY];
-    size_t n;
-    int mrc = mdb_get(txn, px->by_id, &k, &v);
-
-    if (mrc == MDB_NOTFOUND)
-        return PS_OK;
-    if (mrc)
-        return ps_db_err(mrc);
-    /* v points into the map: copy before deleting changes it. */
-    n = v.mv_size / TERM_KEY < MAX_TERMS ? v.mv_size / TERM_KEY : MAX_TERMS;
-    memcpy(old, v.mv_data, n * TERM_KEY);
-    for (size_t i = 0; i < n; i++) {
-        MDB_val ek = {ENTRY_KEY, entry};
-        memcpy(entry, old + i * TERM_KEY, TERM_KEY);
-        memcpy(entry + TERM_KEY, id, 16);
-        mrc = mdb_del(txn, px->terms, &ek, NULL);
-        if (mrc && mrc != MDB_NOTFOUND)
-            return ps_db_err(mrc);
-    }
-    mrc = mdb_del(txn, px->by_id, &k, NULL);
-    return mrc && mrc != MDB_NOTFOUND ? ps_db_err(mrc) : PS_OK;
-}
-
 void ps_pindex_payment_term(const ProtobufCBinaryData *person_id, const char *scheme, const char *period, char *term,
                             size_t termlen)
 {
@@ -235,23 +208,61 @@ static size_t record_terms(const ps_pindex_t *px, const Popsync__Record *r, uint
     return n;
 }
 
+/* Whether key (TERM_KEY bytes) is one of keys[0..n). */
+static int has_key(const uint8_t *keys, size_t n, const uint8_t *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(keys + i * TERM_KEY, key, TERM_KEY) == 0)
+            return 1;
+    return 0;
+}
+
+/* Puts (del 0) or deletes (del 1) the entry of term key under id. */
+static int entry_write(ps_pindex_t *px, MDB_txn *txn, const uint8_t *key, const uint8_t id[16], int del)
+{
+    uint8_t entry[ENTRY_KEY];
+    MDB_val ek = {ENTRY_KEY, entry}, empty = {0, NULL};
+    int mrc;
+
+    memcpy(entry, key, TERM_KEY);
+    memcpy(entry + TERM_KEY, id, 16);
+    px->writes++;
+    mrc = del ? mdb_del(txn, px->terms, &ek, NULL) : mdb_put(txn, px->terms, &ek, &empty, 0);
+    return mrc && mrc != MDB_NOTFOUND ? ps_db_err(mrc) : PS_OK;
+}
+
+/* Files by difference: an edit of one field changes one or two of a
+ * person's ~15 terms, and each write of this B-tree is a random page
+ * (docs/performance.md section o), so only the terms that changed are
+ * written, and nothing at all when none did. */
 int ps_pindex_file(ps_pindex_t *px, MDB_txn *txn, const uint8_t id[16], const Popsync__Record *r)
 {
-    uint8_t keys[MAX_TERMS][TERM_KEY], entry[ENTRY_KEY];
-    MDB_val k = {16, (void *)id}, v, ek = {ENTRY_KEY, entry}, empty = {0, NULL};
-    size_t n;
-    int rc, mrc;
+    uint8_t keys[MAX_TERMS][TERM_KEY], old[MAX_TERMS * TERM_KEY];
+    MDB_val k = {16, (void *)id}, v;
+    size_t n = record_terms(px, r, keys), nold = 0;
+    int rc, mrc = mdb_get(txn, px->by_id, &k, &v);
 
-    if ((rc = unfile(px, txn, id)))
-        return rc;
-    n = record_terms(px, r, keys);
-    if (n == 0)
+    if (mrc && mrc != MDB_NOTFOUND)
+        return ps_db_err(mrc);
+    if (mrc == MDB_NOTFOUND && n == 0)
         return PS_OK;
-    for (size_t i = 0; i < n; i++) {
-        memcpy(entry, keys[i], TERM_KEY);
-        memcpy(entry + TERM_KEY, id, 16);
-        if ((mrc = mdb_put(txn, px->terms, &ek, &empty, 0)))
-            return ps_db_err(mrc);
+    if (mrc == 0) {
+        /* v points into the map: copy before a write changes it. */
+        nold = v.mv_size / TERM_KEY < MAX_TERMS ? v.mv_size / TERM_KEY : MAX_TERMS;
+        memcpy(old, v.mv_data, nold * TERM_KEY);
+        if (nold == n && memcmp(old, keys, n * TERM_KEY) == 0)
+            return PS_OK;
+    }
+    for (size_t i = 0; i < nold; i++)
+        if (!has_key(keys[0], n, old + i * TERM_KEY) && (rc = entry_write(px, txn, old + i * TERM_KEY, id, 1)))
+            return rc;
+    for (size_t i = 0; i < n; i++)
+        if (!has_key(old, nold, keys[i]) && (rc = entry_write(px, txn, keys[i], id, 0)))
+            return rc;
+    px->writes++;
+    if (n == 0) {
+        mrc = mdb_del(txn, px->by_id, &k, NULL);
+        return mrc && mrc != MDB_NOTFOUND ? ps_db_err(mrc) : PS_OK;
     }
     v.mv_size = n * TERM_KEY;
     v.mv_data = keys;

@@ -47,6 +47,7 @@ typedef struct ps_pindex {
     MDB_dbi terms, by_id;
     uint8_t key[32]; /* HMAC key, derived from the data key */
     struct ps_hmac_key *hk; /* the same key, its pads hashed once (crypto.h) */
+    uint64_t writes;        /* puts and deletes made (tests: ps_cache_op_counts) */
 } ps_pindex_t;
 
 /** What a query asks for (ps_pindex_parse). */
@@ -70,7 +71,9 @@ int ps_pindex_set_key(ps_pindex_t *px, const uint8_t dek[32]);
 void ps_pindex_close(ps_pindex_t *px);
 
 /** Files record id under r's terms, replacing what it was filed under; r
- *  NULL, deleted, or of a kind with no terms: unfiled.  PS_OK or a PS_E code. */
+ *  NULL, deleted, or of a kind with no terms: unfiled.  Writes only the
+ *  entries that change (none when r's terms are those filed).  PS_OK or a
+ *  PS_E code. */
 int ps_pindex_file(ps_pindex_t *px, MDB_txn *txn, const uint8_t id[16], const Popsync__Record *r);
 
 /** Empties the index (before a rebuild). */

@@ -4,7 +4,8 @@
  * the peer identity read from the verified certificate and the role names.
  * Which roles each side accepts is asked of the access policy (policy.h).  The mbedTLS BIO
  * callbacks only touch cipher_in and cipher_out, so nothing here ever blocks;
- * the caller moves ciphertext to and from the network.
+ * the caller moves ciphertext to and from the network.  A full handshake
+ * uses the conf's verified cache (peek_cached, verify_cb; tls_conf.c).
  */
 #include "tls.h"
 
@@ -17,6 +18,7 @@
 
 #include <mbedtls/error.h>
 #include <mbedtls/oid.h>
+#include <mbedtls/sha256.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509_crt.h>
 
@@ -36,6 +38,9 @@ struct ps_tls {
     const char *reject; /* set by verify_cb when the peer's identity is refused */
     char expected[64];  /* client: the server name asked for, to say so when it differs */
     char seen_name[64]; /* the peer certificate's CN, once verify_cb has read it */
+    int ca_skipped;     /* this handshake verifies against the empty trust list (peek_cached) */
+    int vc_candidate;   /* verify_cb saw the leaf checked against the CA: cache it on success */
+    uint8_t leaf_hash[32];
     char err[256];
 };
 
@@ -143,6 +148,48 @@ static int recv_cb(void *ctx, unsigned char *p, size_t len)
     return (int)n;
 }
 
+/* Big-endian 24-bit length of TLS handshake structures. */
+static size_t be24(const uint8_t *p) { return (size_t)p[0] << 16 | (size_t)p[1] << 8 | p[2]; }
+
+/* Called before mbedTLS reads the peer's Certificate message.  When that
+ * message is the next record in cipher_in (mbedTLS reads records one at a
+ * time, and its own buffer is empty), holds exactly one certificate, and the
+ * SHA-256 of that certificate's DER is in the verified cache, this
+ * handshake verifies against an empty trust list: mbedTLS then checks
+ * everything but the CA's signature (dates, the signature algorithm and key
+ * against the profile, the server name, key usages for the suite) and flags
+ * the leaf NOT_TRUSTED, which verify_cb clears only for a cached DER.  The
+ * peek is a hint: verify_cb looks up the certificate mbedTLS actually
+ * parsed, so a message that differs from what was peeked is refused, never
+ * accepted.  docs/security.md §2.3a. */
+static void peek_cached(ps_tls_t *tls)
+{
+    const uint8_t *p = ps_buf_head(&tls->in), *m;
+    size_t n = ps_buf_size(&tls->in), rlen, clen;
+    uint8_t hash[32];
+
+    /* mbedTLS must hold nothing unread: no partial record, and the last
+     * message it read filled its record (it frees it lazily). */
+    if (tls->ca_skipped || tls->ssl.in_left || tls->ssl.keep_current_message ||
+        (tls->ssl.in_msglen && tls->ssl.in_msglen != tls->ssl.in_hslen) || n < 5 + 4 + 3 + 3)
+        return;
+    /* Record: handshake (22), TLS 1.2, length; message: Certificate (11),
+     * length, then the list's length and the first certificate's. */
+    if (p[0] != 22 || p[1] != 3 || p[2] != 3)
+        return;
+    rlen = (size_t)p[3] << 8 | p[4];
+    m = p + 5;
+    if (n < 5 + rlen || rlen < 4 + 3 + 3 || m[0] != 11 || be24(m + 1) != rlen - 4 || be24(m + 4) != rlen - 7)
+        return;
+    clen = be24(m + 7);
+    if (clen == 0 || clen != rlen - 10)
+        return;
+    if (mbedtls_sha256_ret(m + 10, clen, hash, 0) != 0 || !ps__tls_conf_vcache_find(tls->conf, hash, 0))
+        return;
+    mbedtls_ssl_set_hs_ca_chain(&tls->ssl, ps__tls_conf_no_ca(tls->conf), NULL);
+    tls->ca_skipped = 1;
+}
+
 /* Runs for every certificate of the peer's chain after mbedTLS's own checks
  * (chain, signatures, validity dates, CRL, key usage); only the leaf (depth
  * 0) carries the identity.  Refusing here rather than after the handshake
@@ -168,6 +215,18 @@ static int verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flag
         *flags |= MBEDTLS_X509_BADCERT_REVOKED;
     if (depth != 0)
         return 0;
+    /* The verified cache (peek_cached): with the empty trust list, only a
+     * leaf whose exact DER completed a full handshake against the CA loses
+     * its NOT_TRUSTED flag; every other flag stays. */
+    if (mbedtls_sha256_ret(crt->raw.p, crt->raw.len, tls->leaf_hash, 0) != 0) {
+        *flags |= MBEDTLS_X509_BADCERT_OTHER;
+    } else if (tls->ca_skipped) {
+        if ((*flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED) && crt->next == NULL &&
+            ps__tls_conf_vcache_find(tls->conf, tls->leaf_hash, 1))
+            *flags &= ~(uint32_t)MBEDTLS_X509_BADCERT_NOT_TRUSTED;
+    } else {
+        tls->vc_candidate = 1;
+    }
     /* mbedTLS accepts a certificate without keyUsage or extendedKeyUsage
      * (absent means "any"); ours always carry both, so require them. */
     if (!(crt->ext_types & MBEDTLS_X509_EXT_KEY_USAGE) ||
@@ -189,6 +248,10 @@ static int verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flag
     } else {
         snprintf(tls->seen_name, sizeof(tls->seen_name), "%s", id.name);
     }
+    /* The peer's key is used once more, for its signature of this
+     * handshake; only for a certificate that passed every check. */
+    if (*flags == 0 && ps__tls_conf_peer_key_table(tls->conf, crt) != 0)
+        *flags |= MBEDTLS_X509_BADCERT_OTHER;
     return 0;
 }
 
@@ -291,7 +354,15 @@ int ps_tls_handshake(ps_tls_t *tls)
         return PS_ETLS;
     if (tls->established)
         return PS_OK;
-    ret = mbedtls_ssl_handshake(&tls->ssl);
+    /* mbedtls_ssl_handshake's loop, with a look at the peer's Certificate
+     * message before the step that reads it. */
+    ret = 0;
+    while (ret == 0 && tls->ssl.state != MBEDTLS_SSL_HANDSHAKE_OVER) {
+        if (tls->ssl.state == (tls->side == PS_TLS_SERVER ? MBEDTLS_SSL_CLIENT_CERTIFICATE
+                                                          : MBEDTLS_SSL_SERVER_CERTIFICATE))
+            peek_cached(tls);
+        ret = mbedtls_ssl_handshake_step(&tls->ssl);
+    }
     if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE)
         return PS_EAGAIN;
     if (ret != 0)
@@ -314,6 +385,10 @@ int ps_tls_handshake(ps_tls_t *tls)
         return fail(tls, "handshake: peer certificate refused: The certificate validity starts in the future", 0);
     if (ps_tls_conf_is_revoked(tls->conf, tls->peer.serial_hex))
         return fail(tls, "handshake: peer certificate refused: The certificate has been revoked (is on a CRL)", 0);
+    /* A full handshake whose chain mbedTLS verified against the CA, and
+     * whose peer then proved it holds the key: remember the certificate. */
+    if (tls->vc_candidate)
+        ps__tls_conf_vcache_add(tls->conf, tls->leaf_hash);
     tls->established = 1;
     return PS_OK;
 }

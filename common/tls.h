@@ -64,6 +64,21 @@ void ps_tls_conf_free(ps_tls_conf_t *conf);
 /** The identity in this side's own certificate. */
 const ps_peer_t *ps_tls_conf_self(const ps_tls_conf_t *conf);
 
+/** Entries of the verified-certificate cache of a new configuration. */
+#define PS_TLS_VCACHE_DEFAULT 1024
+/**
+ * Sizes the cache of peer certificates already verified against the CA
+ * (docs/security.md §2.3a): a full handshake with a peer whose certificate has
+ * exactly the DER bytes of one that completed a full handshake before skips
+ * only the CA's signature check; dates, CRL, key usages, identity and role
+ * are checked as always.  0 turns it off.  Empties it.  Call before any
+ * connection is made from conf.  PS_OK or PS_ENOMEM.
+ */
+int ps_tls_conf_set_vcache(ps_tls_conf_t *conf, size_t entries);
+/** How many certificates the cache holds and how many handshakes skipped
+ *  the CA's signature check thanks to it. */
+void ps_tls_conf_vcache_stats(ps_tls_conf_t *conf, size_t *entries, uint64_t *hits);
+
 /**
  * Re-reads the CRL from file (a PEM "X509 CRL" signed by the configured CA)
  * and makes it the one every later handshake checks.  Handshakes already
@@ -232,5 +247,17 @@ int ps__tls_conf_revoked_crt(const ps_tls_conf_t *conf, const struct mbedtls_x50
 struct mbedtls_x509_crl;
 /** The CRL handed to mbedTLS itself (NULL: popsync checks serials; tests). */
 const struct mbedtls_x509_crl *ps__tls_conf_mbedtls_crl(const ps_tls_conf_t *conf);
+/** Gives a verified peer certificate's P-256 key the generator's table
+ *  (tls_conf.c, pk_with_table).  0 or an mbedTLS error. */
+int ps__tls_conf_peer_key_table(ps_tls_conf_t *conf, struct mbedtls_x509_crt *crt);
+/** An empty trust list: a handshake whose peer certificate is in the
+ *  verified cache is verified against it (tls.c, docs/security.md §2.3a). */
+struct mbedtls_x509_crt *ps__tls_conf_no_ca(ps_tls_conf_t *conf);
+/** 1 when the SHA-256 of a certificate's DER is in the verified cache (and
+ *  marks it used; hit: count it as a skipped CA signature), else 0. */
+int ps__tls_conf_vcache_find(ps_tls_conf_t *conf, const uint8_t hash[32], int hit);
+/** Adds the SHA-256 of a certificate that completed a full handshake,
+ *  verified against the CA; the least recently used entry makes room. */
+void ps__tls_conf_vcache_add(ps_tls_conf_t *conf, const uint8_t hash[32]);
 
 #endif

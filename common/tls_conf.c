@@ -18,10 +18,18 @@
  * handshake pool's conf_lock (server/hspool.c) that a reload takes for
  * writing, so no handshake can see a CRL freed under it.
  *
- * Threading: a conf, its DRBG and its connections belong to one thread.
+ * Verified cache: the SHA-256 of peer certificates that completed a full
+ * handshake verified against the CA (LRU, PS_TLS_VCACHE_DEFAULT entries),
+ * emptied when the CRL is reloaded; see tls.c and docs/security.md §2.3a.
+ *
+ * Threading: a conf and its connections belong to one thread, except on the
+ * server, whose handshake threads (server/hspool.c) share the conf: its
+ * keys are only read once made (pk_keep_table), the DRBG has mbedTLS's own
+ * mutex (MBEDTLS_THREADING_C) and the verified cache has vc_mu.
  */
 #include "tls.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +37,8 @@
 #include <time.h>
 
 #include <mbedtls/ctr_drbg.h>
+#include <mbedtls/ecdsa.h>
+#include <mbedtls/ecp.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
 #include <mbedtls/md.h>
@@ -67,6 +77,15 @@ struct ps_tls_conf {
     mbedtls_ssl_ticket_context ticket;
     mbedtls_ssl_config ssl;
     ps_peer_t self;
+    mbedtls_x509_crt no_ca; /* stays empty: ps__tls_conf_no_ca */
+    const mbedtls_ecp_group *p256; /* a CA's P-256 group, with its table (pk_with_table) */
+    pthread_mutex_t vc_mu;
+    struct vc_entry {
+        uint8_t hash[32];
+        uint64_t used; /* vc_tick when last found or added */
+    } *vc;
+    size_t vc_cap, vc_len;
+    uint64_t vc_tick, vc_hits;
 };
 
 /* Only forward-secret AEAD suites with ECDSA authentication: our PKI makes
@@ -177,6 +196,74 @@ static int crl_load(ps_tls_conf_t *c, int slot, const char *file, char *err, siz
     return crl_check(&c->ca, &c->crl[slot], err, errlen, file);
 }
 
+/* mbedTLS 2.28 multiplies a point by the comb method and keeps the table of
+ * the generator's multiples in the group (grp->T) once it has built it: a
+ * third of a signature's cost, and of a verification's.  A key parsed from a
+ * certificate or a file is an MBEDTLS_PK_ECKEY, whose sign and verify copy
+ * the group afresh for every operation (eckey_sign_wrap, eckey_verify_wrap),
+ * so that table was built anew for every signature and every verification
+ * of every handshake.  The same key as an MBEDTLS_PK_ECDSA context works on
+ * its own group.  The table is built here once, before any handshake thread
+ * runs, and only read afterwards (ecp_mul_comb writes grp->T only when it is
+ * NULL), so threads can share it.  pk_with_table gives pk that form, with a
+ * copy of warm's table when warm is of the same curve and has one, else
+ * building it (drbg: the blinding of that first multiplication).  A key that
+ * is not an ECKEY, or of a Montgomery curve (no table), is left as it is. */
+static int pk_with_table(mbedtls_pk_context *pk, const mbedtls_ecp_group *warm, mbedtls_ctr_drbg_context *drbg)
+{
+    mbedtls_pk_context np;
+    mbedtls_ecp_keypair *kp;
+    mbedtls_ecp_point r;
+    mbedtls_mpi two;
+    int ret;
+
+    if (mbedtls_pk_get_type(pk) != MBEDTLS_PK_ECKEY ||
+        mbedtls_ecp_get_type(&mbedtls_pk_ec(*pk)->grp) != MBEDTLS_ECP_TYPE_SHORT_WEIERSTRASS)
+        return 0;
+    mbedtls_pk_init(&np);
+    mbedtls_ecp_point_init(&r);
+    mbedtls_mpi_init(&two);
+    if ((ret = mbedtls_pk_setup(&np, mbedtls_pk_info_from_type(MBEDTLS_PK_ECDSA))) != 0)
+        goto out;
+    kp = mbedtls_pk_ec(np);
+    if ((ret = mbedtls_ecdsa_from_keypair(kp, mbedtls_pk_ec(*pk))) != 0)
+        goto out;
+    if (warm && warm->id == kp->grp.id && warm->T && warm->T_size) {
+        if (!(kp->grp.T = calloc(warm->T_size, sizeof(*kp->grp.T)))) {
+            ret = MBEDTLS_ERR_ECP_ALLOC_FAILED;
+            goto out;
+        }
+        for (size_t i = 0; i < warm->T_size; i++)
+            mbedtls_ecp_point_init(&kp->grp.T[i]);
+        kp->grp.T_size = warm->T_size; /* from here mbedtls_ecp_group_free frees it */
+        for (size_t i = 0; i < warm->T_size; i++)
+            if ((ret = mbedtls_ecp_copy(&kp->grp.T[i], &warm->T[i])) != 0)
+                goto out;
+    } else if ((ret = mbedtls_mpi_lset(&two, 2)) != 0 ||
+               (ret = mbedtls_ecp_mul(&kp->grp, &r, &two, &kp->grp.G, mbedtls_ctr_drbg_random, drbg)) != 0) {
+        goto out;
+    }
+    mbedtls_pk_free(pk);
+    *pk = np;
+    mbedtls_pk_init(&np);
+out:
+    mbedtls_mpi_free(&two);
+    mbedtls_ecp_point_free(&r);
+    mbedtls_pk_free(&np);
+    return ret;
+}
+
+int ps__tls_conf_peer_key_table(ps_tls_conf_t *c, mbedtls_x509_crt *crt)
+{
+    /* Only a P-256 key (the CA's group, whose table exists): the curve
+     * check mbedTLS makes after verification asks for an ECKEY and passes
+     * over an ECDSA context, and P-256 is always in our curve list. */
+    if (mbedtls_pk_get_type(&crt->pk) != MBEDTLS_PK_ECKEY ||
+        mbedtls_pk_ec(crt->pk)->grp.id != MBEDTLS_ECP_DP_SECP256R1 || !c->p256)
+        return 0;
+    return pk_with_table(&crt->pk, c->p256, NULL);
+}
+
 /* The CA, the CRL, our certificate and its key, checked to belong together
  * and to carry a popsync identity.  PS_OK or an error (told). */
 static int load_files(ps_tls_conf_t *c, const char *ca_file, const char *cert_file, const char *key_file,
@@ -202,6 +289,15 @@ static int load_files(ps_tls_conf_t *c, const char *ca_file, const char *cert_fi
     if (ps__tls_identity(&c->cert, &c->self) != PS_OK) {
         conf_msg(err, errlen, "tls: own certificate carries no popsync identity (CN, OU, title)");
         return PS_EINVAL;
+    }
+    if ((ret = pk_with_table(&c->key, NULL, &c->drbg)) != 0)
+        return conf_fail(err, errlen, "tls: preparing key", key_file, ret);
+    for (mbedtls_x509_crt *ca = &c->ca; ca && ca->version != 0; ca = ca->next) {
+        if ((ret = pk_with_table(&ca->pk, c->p256, &c->drbg)) != 0)
+            return conf_fail(err, errlen, "tls: preparing CA key", ca_file, ret);
+        if (!c->p256 && mbedtls_pk_get_type(&ca->pk) == MBEDTLS_PK_ECDSA &&
+            mbedtls_pk_ec(ca->pk)->grp.id == MBEDTLS_ECP_DP_SECP256R1)
+            c->p256 = &mbedtls_pk_ec(ca->pk)->grp;
     }
     return PS_OK;
 }
@@ -280,7 +376,13 @@ int ps_tls_conf_new(ps_tls_conf_t **out, ps_tls_side_t side, const char *ca_file
     mbedtls_pk_init(&c->key);
     mbedtls_ssl_ticket_init(&c->ticket);
     mbedtls_ssl_config_init(&c->ssl);
+    mbedtls_x509_crt_init(&c->no_ca);
+    pthread_mutex_init(&c->vc_mu, NULL);
 
+    if ((rc = ps_tls_conf_set_vcache(c, PS_TLS_VCACHE_DEFAULT)) != PS_OK) {
+        conf_msg(err, errlen, "tls: out of memory");
+        goto out;
+    }
     if ((ret = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy, (const unsigned char *)pers,
                                      sizeof(pers) - 1)) != 0) {
         rc = conf_fail(err, errlen, "tls: seeding the DRBG", NULL, ret);
@@ -309,7 +411,86 @@ void ps_tls_conf_free(ps_tls_conf_t *c)
     mbedtls_x509_crt_free(&c->ca);
     mbedtls_ctr_drbg_free(&c->drbg);
     mbedtls_entropy_free(&c->entropy);
+    mbedtls_x509_crt_free(&c->no_ca);
+    pthread_mutex_destroy(&c->vc_mu);
+    free(c->vc);
     free(c);
+}
+
+int ps_tls_conf_set_vcache(ps_tls_conf_t *c, size_t entries)
+{
+    struct vc_entry *vc = NULL;
+
+    if (entries && !(vc = calloc(entries, sizeof(*vc))))
+        return PS_ENOMEM;
+    pthread_mutex_lock(&c->vc_mu);
+    free(c->vc);
+    c->vc = vc;
+    c->vc_cap = entries;
+    c->vc_len = 0;
+    pthread_mutex_unlock(&c->vc_mu);
+    return PS_OK;
+}
+
+void ps_tls_conf_vcache_stats(ps_tls_conf_t *c, size_t *entries, uint64_t *hits)
+{
+    pthread_mutex_lock(&c->vc_mu);
+    if (entries)
+        *entries = c->vc_len;
+    if (hits)
+        *hits = c->vc_hits;
+    pthread_mutex_unlock(&c->vc_mu);
+}
+
+struct mbedtls_x509_crt *ps__tls_conf_no_ca(ps_tls_conf_t *c) { return &c->no_ca; }
+
+/* A linear scan: a district has hundreds of devices, and 1,024 entries of
+ * 40 bytes are scanned in about a microsecond, next to the ~1 ms signature
+ * check a hit saves. */
+static struct vc_entry *vc_lookup(ps_tls_conf_t *c, const uint8_t hash[32])
+{
+    for (size_t i = 0; i < c->vc_len; i++)
+        if (memcmp(c->vc[i].hash, hash, 32) == 0)
+            return &c->vc[i];
+    return NULL;
+}
+
+int ps__tls_conf_vcache_find(ps_tls_conf_t *c, const uint8_t hash[32], int hit)
+{
+    struct vc_entry *e;
+
+    pthread_mutex_lock(&c->vc_mu);
+    if ((e = vc_lookup(c, hash))) {
+        e->used = ++c->vc_tick;
+        if (hit)
+            c->vc_hits++;
+    }
+    pthread_mutex_unlock(&c->vc_mu);
+    return e != NULL;
+}
+
+void ps__tls_conf_vcache_add(ps_tls_conf_t *c, const uint8_t hash[32])
+{
+    struct vc_entry *e;
+
+    pthread_mutex_lock(&c->vc_mu);
+    if (c->vc_cap == 0) {
+        pthread_mutex_unlock(&c->vc_mu);
+        return;
+    }
+    if (!(e = vc_lookup(c, hash))) {
+        if (c->vc_len < c->vc_cap) {
+            e = &c->vc[c->vc_len++];
+        } else {
+            e = &c->vc[0];
+            for (size_t i = 1; i < c->vc_len; i++)
+                if (c->vc[i].used < e->used)
+                    e = &c->vc[i];
+        }
+        memcpy(e->hash, hash, 32);
+    }
+    e->used = ++c->vc_tick;
+    pthread_mutex_unlock(&c->vc_mu);
 }
 
 const ps_peer_t *ps_tls_conf_self(const ps_tls_conf_t *c) { return &c->self; }
@@ -339,6 +520,11 @@ int ps_tls_conf_reload_crl(ps_tls_conf_t *c, const char *file, char *err, size_t
     }
     c->crl_cur = spare;
     c->have_crl = 1;
+    /* The CRL is checked on every handshake, cached or not; emptying the
+     * cache as well makes every peer go through the CA's check again. */
+    pthread_mutex_lock(&c->vc_mu);
+    c->vc_len = 0;
+    pthread_mutex_unlock(&c->vc_mu);
     return PS_OK;
 }
 

@@ -26,6 +26,7 @@
 #include <mbedtls/ecp.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/pk.h>
+#include <mbedtls/sha256.h>
 #include <mbedtls/x509_crl.h>
 #include <mbedtls/x509_crt.h>
 
@@ -924,6 +925,117 @@ static void test_key_usage(void **state)
     ps_tls_conf_free(c);
 }
 
+/* SHA-256 of the DER of dir/NAME.crt: the verified cache's key. */
+static void cert_hash(const char *dir, const char *name, uint8_t out[32])
+{
+    char path[256], file[128];
+    mbedtls_x509_crt crt;
+
+    snprintf(file, sizeof(file), "%s.crt", name);
+    path_in(path, sizeof(path), dir, file);
+    mbedtls_x509_crt_init(&crt);
+    assert_int_equal(mbedtls_x509_crt_parse_file(&crt, path), 0);
+    assert_int_equal(mbedtls_sha256_ret(crt.raw.p, crt.raw.len, out, 0), 0);
+    mbedtls_x509_crt_free(&crt);
+}
+
+static void vstats(ps_tls_conf_t *c, size_t want_entries, uint64_t want_hits)
+{
+    size_t n = 99;
+    uint64_t hits = 99;
+    ps_tls_conf_vcache_stats(c, &n, &hits);
+    if (n != want_entries || hits != want_hits)
+        fail_msg("verified cache: %zu entries, %llu hits; expected %zu, %llu", n, (unsigned long long)hits,
+                 want_entries, (unsigned long long)want_hits);
+}
+
+/* The verified cache (docs/security.md §3): a peer certificate whose exact
+ * DER completed a full handshake skips only the CA's signature check the
+ * next time; everything else is checked as before. */
+static void test_verified_cache(void **state)
+{
+    fixture_t *f = *state;
+    char err[256] = "", crl_path[256];
+    ps_tls_conf_t *srv, *cli, *twin, *c;
+    uint8_t h_cached[32], h_lapsed[32];
+
+    issue(f->pki, PS_ROLE_COLLECTOR, OU_TOWNSHIP, "cached");
+    assert_int_equal(ps_pki_crl(f->pki, 30, NULL, err, sizeof(err)), PS_OK);
+    path_in(crl_path, sizeof(crl_path), f->pki, "ca.crl");
+    srv = server_with_crl(f, crl_path);
+    cli = make_conf(PS_TLS_CLIENT, f->pki, f->pki, "cached");
+    cert_hash(f->pki, "cached", h_cached);
+
+    /* First handshake: verified against the CA, remembered by both sides. */
+    vstats(srv, 0, 0);
+    assert_int_equal(shake(cli, srv, NULL, 0, NULL, err, sizeof(err)), PS_OK);
+    vstats(srv, 1, 0);
+    vstats(cli, 1, 0);
+    /* Second: each side skips the CA's signature on the other's certificate. */
+    assert_int_equal(shake(cli, srv, NULL, 0, NULL, err, sizeof(err)), PS_OK);
+    vstats(srv, 1, 1);
+    vstats(cli, 1, 1);
+    assert_true(ps__tls_conf_vcache_find(srv, h_cached, 0));
+
+    /* The same subject from another CA: different bytes, checked against
+     * our CA, refused. */
+    issue(f->other, PS_ROLE_COLLECTOR, OU_TOWNSHIP, "cached");
+    twin = make_conf(PS_TLS_CLIENT, f->pki, f->other, "cached");
+    assert_string_equal(ps_tls_conf_self(twin)->name, ps_tls_conf_self(cli)->name);
+    assert_int_equal(shake(twin, srv, NULL, 0, NULL, err, sizeof(err)), PS_ETLS);
+    vstats(srv, 1, 1);
+    ps_tls_conf_free(twin);
+
+    /* Dates are checked on a cached certificate: one that was valid when
+     * cached and has expired since (its hash put in by hand) is refused. */
+    assert_int_equal(ps_pki_issue_shifted(f->pki, PS_ROLE_VIEWER, OU_TOWNSHIP, "lapsed", 1, -10, err, sizeof(err)),
+                     PS_OK);
+    cert_hash(f->pki, "lapsed", h_lapsed);
+    ps__tls_conf_vcache_add(srv, h_lapsed);
+    c = make_conf(PS_TLS_CLIENT, f->pki, f->pki, "lapsed");
+    assert_int_equal(shake(c, srv, NULL, 0, NULL, err, sizeof(err)), PS_ETLS);
+    if (!strstr(err, "expired"))
+        fail_msg("server error: %s", err);
+    vstats(srv, 2, 2); /* it was found in the cache, and refused all the same */
+    ps_tls_conf_free(c);
+
+    /* So is the CRL: a reload empties the cache, and a revoked certificate
+     * still in it (put back by hand) is refused. */
+    assert_int_equal(ps_pki_revoke(f->pki, "cached", NULL, PS_CRL_KEY_COMPROMISE, 30, NULL, err, sizeof(err)),
+                     PS_OK);
+    assert_int_equal(ps_tls_conf_reload_crl(srv, crl_path, err, sizeof(err)), PS_OK);
+    vstats(srv, 0, 2);
+    ps__tls_conf_vcache_add(srv, h_cached);
+    assert_int_equal(shake(cli, srv, NULL, 0, NULL, err, sizeof(err)), PS_ETLS);
+    if (!strstr(err, "revoked"))
+        fail_msg("server error: %s", err);
+    vstats(srv, 1, 3);
+    ps_tls_conf_free(cli);
+
+    /* Bounded: with room for two, the least recently used goes first. */
+    assert_int_equal(ps_tls_conf_set_vcache(srv, 2), PS_OK);
+    ps_tls_conf_t *a = f->township, *b = f->admin;
+    c = make_conf(PS_TLS_CLIENT, f->pki, f->pki, "victim");
+    assert_int_equal(shake(a, srv, NULL, 0, NULL, err, sizeof(err)), PS_OK);
+    assert_int_equal(shake(b, srv, NULL, 0, NULL, err, sizeof(err)), PS_OK);
+    assert_int_equal(shake(c, srv, NULL, 0, NULL, err, sizeof(err)), PS_OK); /* a goes */
+    vstats(srv, 2, 3);
+    assert_int_equal(shake(b, srv, NULL, 0, NULL, err, sizeof(err)), PS_OK);
+    vstats(srv, 2, 4);
+    assert_int_equal(shake(a, srv, NULL, 0, NULL, err, sizeof(err)), PS_OK); /* c goes */
+    vstats(srv, 2, 4);
+    assert_int_equal(shake(c, srv, NULL, 0, NULL, err, sizeof(err)), PS_OK);
+    vstats(srv, 2, 4);
+    ps_tls_conf_free(c);
+
+    /* Off: every handshake checks the CA's signature. */
+    assert_int_equal(ps_tls_conf_set_vcache(srv, 0), PS_OK);
+    assert_int_equal(shake(a, srv, NULL, 0, NULL, err, sizeof(err)), PS_OK);
+    assert_int_equal(shake(a, srv, NULL, 0, NULL, err, sizeof(err)), PS_OK);
+    vstats(srv, 0, 4);
+    ps_tls_conf_free(srv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -941,6 +1053,7 @@ int main(void)
         cmocka_unit_test(test_revocation),
         cmocka_unit_test(test_validity),
         cmocka_unit_test(test_key_usage),
+        cmocka_unit_test(test_verified_cache),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

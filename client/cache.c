@@ -591,8 +591,63 @@ int ps_cache_create_open(ps_cache_t **out, const char *dir, const ps_cache_meta_
     return cache_create(out, dir, meta, err, errlen);
 }
 
+/* The meta key of a person index whose "pindex" entries are not written
+ * yet (a cold pull's bulk build, docs/data-model.md §7.9): set in the
+ * transaction of the pull batch that starts it, cleared in the one that
+ * builds them.  by_id is complete meanwhile. */
+#define PINDEX_PENDING "pindex_pending"
+/* A pull batch into an empty index of at least this many records files
+ * by_id rows only and leaves the entries to one build at the end. */
+#define PINDEX_BULK_MIN 64
+
+/* Whether txn (a write transaction) files by_id rows only.  Read for
+ * each record (a get in the small meta database): a value kept across
+ * transactions could outlive an aborted one, or miss another process's. */
+static int pindex_deferred(ps_cache_t *c, MDB_txn *txn)
+{
+    return meta_get_u64(txn, c->meta, PINDEX_PENDING) != 0;
+}
+
+/* Writes the index's entries from its by_id rows and clears the pending
+ * mark, in txn. */
+static int pindex_build(ps_cache_t *c, MDB_txn *txn)
+{
+    const char *dir = NULL;
+    MDB_val k = {sizeof(PINDEX_PENDING) - 1, PINDEX_PENDING};
+    int mrc, rc;
+
+    if ((mrc = mdb_env_get_path(c->env, &dir)))
+        return ps_db_err(mrc);
+    if ((rc = ps_pindex_build(&c->px, txn, dir)))
+        return rc;
+    mrc = mdb_del(txn, c->meta, &k, NULL);
+    return mrc && mrc != MDB_NOTFOUND ? ps_db_err(mrc) : PS_OK;
+}
+
+int ps_cache_pindex_finish(ps_cache_t *c)
+{
+    MDB_txn *txn = NULL;
+    int mrc, rc;
+
+    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
+        return ps_db_err(mrc);
+    rc = meta_get_u64(txn, c->meta, PINDEX_PENDING) != 0;
+    mdb_txn_abort(txn);
+    if (!rc)
+        return PS_OK;
+    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+        return ps_db_err(mrc);
+    /* Another process may have built it meanwhile. */
+    if (meta_get_u64(txn, c->meta, PINDEX_PENDING) && (rc = pindex_build(c, txn))) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    return (mrc = mdb_txn_commit(txn)) ? ps_db_err(mrc) : PS_OK;
+}
+
 /* A cache made before the person index (or with an older one) gets it
- * built once, from every record, in one transaction. */
+ * built once, from every record, in one transaction: by_id rows in key
+ * order, then the entries in bulk. */
 static int pindex_upgrade(ps_cache_t *c)
 {
     MDB_txn *txn = NULL;
@@ -618,14 +673,14 @@ static int pindex_upgrade(ps_cache_t *c)
         Popsync__Record *r = NULL;
         if ((rc = rec_open(c, &k, &v, &r)))
             goto out;
-        rc = ps_pindex_file(&c->px, txn, k.mv_data, r);
+        rc = ps_pindex_file_deferred(&c->px, txn, k.mv_data, r);
         protobuf_c_message_free_unpacked(&r->base, NULL);
         if (rc)
             goto out;
     }
     mdb_cursor_close(cur);
     cur = NULL;
-    if ((rc = meta_put_u64(txn, c->meta, "pindex_v", PS_PINDEX_VERSION)))
+    if ((rc = pindex_build(c, txn)) || (rc = meta_put_u64(txn, c->meta, "pindex_v", PS_PINDEX_VERSION)))
         goto out;
     mrc = mdb_txn_commit(txn);
     txn = NULL;
@@ -670,7 +725,8 @@ static int rec_store_raw(ps_cache_t *c, MDB_txn *txn, const uint8_t *id, const P
     }
     if (mrc && mrc != MDB_NOTFOUND)
         return ps_db_err(mrc);
-    if ((rc = ps_pindex_file(&c->px, txn, id, r)))
+    rc = pindex_deferred(c, txn) ? ps_pindex_file_deferred(&c->px, txn, id, r) : ps_pindex_file(&c->px, txn, id, r);
+    if (rc)
         return rc;
     return ps_ctab_record(&c->cdelta, r, 1);
 }
@@ -1351,6 +1407,8 @@ static int foreach_term(ps_cache_t *c, int kind, ps_pindex_kind_t tag, const cha
     kind_walk_t w = {c, NULL, kind, PS_OK, fn, arg};
     int mrc, rc;
 
+    if ((rc = ps_cache_pindex_finish(c)))
+        return rc;
     if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &w.txn)))
         return ps_db_err(mrc);
     rc = ps_pindex_foreach(&c->px, w.txn, tag, term, kind_one, &w);
@@ -1399,6 +1457,8 @@ static int find_term(ps_cache_t *c, ps_pindex_kind_t kind, const char *term, siz
         rc = PS_ENOMEM;
         goto out;
     }
+    if ((rc = ps_cache_pindex_finish(c)))
+        goto out;
     if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn))) {
         rc = ps_db_err(mrc);
         goto out;
@@ -1701,6 +1761,19 @@ static int store_pulled(ps_cache_t *c, MDB_txn *txn, const Popsync__Record *r, c
     return rec_store_raw(c, txn, r->id.data, r, sp ? sp->p : NULL, sp ? sp->n : 0);
 }
 
+/* A batch of n into an empty index starts a bulk build: the pull files
+ * by_id rows only until ps_cache_pindex_finish (docs/performance.md §o). */
+static int pull_maybe_bulk(ps_cache_t *c, MDB_txn *txn, size_t n)
+{
+    int empty = 0, rc;
+
+    if (n < PINDEX_BULK_MIN || pindex_deferred(c, txn))
+        return PS_OK;
+    if ((rc = ps_pindex_entries_empty(&c->px, txn, &empty)) || !empty)
+        return rc;
+    return meta_put_u64(txn, c->meta, PINDEX_PENDING, 1);
+}
+
 int ps_cache_apply_pull(ps_cache_t *c, const Popsync__PullBatch *batch)
 {
     return ps_cache_apply_pull_raw(c, batch, NULL, 0);
@@ -1719,6 +1792,8 @@ int ps_cache_apply_pull_raw(ps_cache_t *c, const Popsync__PullBatch *batch, cons
         return ps_db_err(mrc);
     }
     ps_ctab_clear(&c->cdelta);
+    if ((rc = pull_maybe_bulk(c, txn, batch->n_entries)))
+        goto out;
     for (size_t i = 0; i < batch->n_entries; i++) {
         Popsync__Record *r = batch->entries[i]->record;
         uint64_t pend;

@@ -228,6 +228,14 @@ typedef struct ps_cache_ops {
     uint64_t pindex_writes; /* person index puts and deletes (both databases) */
 } ps_cache_ops_t;
 void ps_cache_op_counts(const ps_cache_t *c, ps_cache_ops_t *out);
+
+/**
+ * Writes the person index's entries if a cold pull left them to a bulk
+ * build (docs/data-model.md §7.9); nothing otherwise.  The sync calls it
+ * when it ends; every lookup of the index calls it first, so an
+ * interrupted build (a killed process) is done by the next reader.
+ */
+int ps_cache_pindex_finish(ps_cache_t *c);
 /** Tests only: write values as the cache format 1 did (AES-256-GCM under
  *  the DEK, a record's revision inside its sealed value), to make an
  *  old-format cache; POPSYNC_TEST_CACHE_FORMAT=1 does it at open. */

@@ -14,8 +14,8 @@
 #include <string.h>
 
 #define HASH_LEN 15
-#define TERM_KEY (1 + HASH_LEN)      /* tag + hash */
-#define ENTRY_KEY (TERM_KEY + 16)    /* + record id */
+#define TERM_KEY PS_PINDEX_TERM_KEY   /* tag + hash */
+#define ENTRY_KEY PS_PINDEX_ENTRY_KEY /* + record id */
 #define MAX_TERMS 20 /* a person: 15 at most, and its household (R) */
 
 int ps_pindex_open(ps_pindex_t *px, MDB_txn *txn)
@@ -234,8 +234,9 @@ static int entry_write(ps_pindex_t *px, MDB_txn *txn, const uint8_t *key, const 
 /* Files by difference: an edit of one field changes one or two of a
  * person's ~15 terms, and each write of this B-tree is a random page
  * (docs/performance.md section o), so only the terms that changed are
- * written, and nothing at all when none did. */
-int ps_pindex_file(ps_pindex_t *px, MDB_txn *txn, const uint8_t id[16], const Popsync__Record *r)
+ * written, and nothing at all when none did.  entries 0: the by_id row
+ * only (a bulk build writes the entries later, ps_pindex_build). */
+static int file_terms(ps_pindex_t *px, MDB_txn *txn, const uint8_t id[16], const Popsync__Record *r, int entries)
 {
     uint8_t keys[MAX_TERMS][TERM_KEY], old[MAX_TERMS * TERM_KEY];
     MDB_val k = {16, (void *)id}, v;
@@ -253,10 +254,10 @@ int ps_pindex_file(ps_pindex_t *px, MDB_txn *txn, const uint8_t id[16], const Po
         if (nold == n && memcmp(old, keys, n * TERM_KEY) == 0)
             return PS_OK;
     }
-    for (size_t i = 0; i < nold; i++)
+    for (size_t i = 0; entries && i < nold; i++)
         if (!has_key(keys[0], n, old + i * TERM_KEY) && (rc = entry_write(px, txn, old + i * TERM_KEY, id, 1)))
             return rc;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; entries && i < n; i++)
         if (!has_key(old, nold, keys[i]) && (rc = entry_write(px, txn, keys[i], id, 0)))
             return rc;
     px->writes++;
@@ -268,6 +269,27 @@ int ps_pindex_file(ps_pindex_t *px, MDB_txn *txn, const uint8_t id[16], const Po
     v.mv_data = keys;
     mrc = mdb_put(txn, px->by_id, &k, &v, 0);
     return mrc ? ps_db_err(mrc) : PS_OK;
+}
+
+int ps_pindex_file(ps_pindex_t *px, MDB_txn *txn, const uint8_t id[16], const Popsync__Record *r)
+{
+    return file_terms(px, txn, id, r, 1);
+}
+
+int ps_pindex_file_deferred(ps_pindex_t *px, MDB_txn *txn, const uint8_t id[16], const Popsync__Record *r)
+{
+    return file_terms(px, txn, id, r, 0);
+}
+
+int ps_pindex_entries_empty(ps_pindex_t *px, MDB_txn *txn, int *empty)
+{
+    MDB_stat st;
+    int mrc = mdb_stat(txn, px->terms, &st);
+
+    if (mrc)
+        return ps_db_err(mrc);
+    *empty = st.ms_entries == 0;
+    return PS_OK;
 }
 
 int ps_pindex_clear(ps_pindex_t *px, MDB_txn *txn)

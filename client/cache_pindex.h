@@ -40,6 +40,9 @@
 
 #define PS_PINDEX_VERSION 5 /* 5: open migration cases (O) */
 
+#define PS_PINDEX_TERM_KEY 16  /**< tag + truncated hash */
+#define PS_PINDEX_ENTRY_KEY 32 /**< a "pindex" key: term key + record id */
+
 /** The one term of PS_PINDEX_OPEN_CASE. */
 #define PS_PINDEX_OPEN_TERM "open"
 
@@ -75,6 +78,23 @@ void ps_pindex_close(ps_pindex_t *px);
  *  entries that change (none when r's terms are those filed).  PS_OK or a
  *  PS_E code. */
 int ps_pindex_file(ps_pindex_t *px, MDB_txn *txn, const uint8_t id[16], const Popsync__Record *r);
+
+/** As ps_pindex_file, writing the by_id row only: the "pindex" entries
+ *  are left to ps_pindex_build (a cold pull's bulk build). */
+int ps_pindex_file_deferred(ps_pindex_t *px, MDB_txn *txn, const uint8_t id[16], const Popsync__Record *r);
+
+/** *empty gets whether "pindex" holds no entry. */
+int ps_pindex_entries_empty(ps_pindex_t *px, MDB_txn *txn, int *empty);
+
+/**
+ * Rewrites "pindex" from "pindex_by_id" in one pass of ordered appends
+ * (cache_pindex_build.c): every entry collected in memory up to a bound
+ * (64 MB with its sort buffer), sorted, and when more than that, sorted
+ * runs spilled to unnamed files in dir (O_TMPFILE, 0600: the same HMAC'd
+ * keys the index holds) and merged.  In txn, which the caller commits.
+ * PS_OK or a PS_E code.
+ */
+int ps_pindex_build(ps_pindex_t *px, MDB_txn *txn, const char *dir);
 
 /** Empties the index (before a rebuild). */
 int ps_pindex_clear(ps_pindex_t *px, MDB_txn *txn);

@@ -499,7 +499,12 @@ int ps_sync_on(ps_link_t *l, uint32_t push_batch, unsigned flags, ps_sync_stats_
 
 void ps_sync_record(ps_cache_t *c, int rc, const char *err)
 {
-    uint64_t now = ps_now_ms();
+    uint64_t now;
+    /* A cold pull leaves the person index's entries to one ordered build
+     * (cache.h): done here, so `popsync find` is quick right after; when
+     * it fails, the next lookup builds it. */
+    ps_cache_pindex_finish(c);
+    now = ps_now_ms();
     if (rc == PS_OK)
         ps_cache_set_last_sync(c, now);
     /* `popsync status` tells when a sync was last tried and why it failed. */

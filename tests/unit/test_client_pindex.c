@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -28,6 +29,7 @@
 #include "wire.pb-c.h"
 
 #define UNIT "110105001001"
+#define PINDEX_BULK_MIN_TEST 64 /* cache.c's PINDEX_BULK_MIN */
 
 static char g_dir[256];
 
@@ -270,11 +272,150 @@ static void test_unchanged_writes_nothing(void **state)
     remove_cache();
 }
 
+/* n persons with distinct names, ID numbers and dates (names of 3
+ * characters: P prefixes and pinyin T prefixes too). */
+static Popsync__Record **persons(size_t n)
+{
+    static const char *fam[] = {"张", "李", "王", "赵", "孙", "周", "吴", "郑"};
+    static const char *given[] = {"伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋"};
+    Popsync__Record **p = calloc(n, sizeof(*p));
+    char name[32], idn[32], date[16];
+    assert_non_null(p);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(name, sizeof(name), "%s%s%s", fam[i % 8], given[(i / 8) % 10], given[(i / 80) % 10]);
+        snprintf(idn, sizeof(idn), "1101051960%08zu", i);
+        snprintf(date, sizeof(date), "19%02zu-%02zu-%02zu", 50 + i % 50, 1 + i % 12, 1 + i % 28);
+        p[i] = person(name, idn, date);
+    }
+    return p;
+}
+
+static void free_persons(Popsync__Record **p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        protobuf_c_message_free_unpacked(&p[i]->base, NULL);
+    free(p);
+}
+
+static void pull_in_batches(ps_cache_t *c, Popsync__Record **p, size_t n, size_t per)
+{
+    for (size_t i = 0; i < n; i += per)
+        pull(c, p + i, n - i < per ? n - i : per);
+}
+
+/* After a per-record filing, the index rebuilt in bulk from by_id (the
+ * pending mark set by hand) is the same, key for key. */
+static void assert_bulk_same_as_kept(void)
+{
+    uint8_t kept[32], built[32];
+    size_t nk, nb;
+    ps_cache_t *c;
+    index_digest(kept, &nk);
+    meta_set("pindex_pending", 1);
+    c = open_again();
+    assert_int_equal(found(c, "0000000000000007"), 0); /* a lookup builds it first */
+    ps_cache_close(c);
+    index_digest(built, &nb);
+    assert_true(nk > 0);
+    assert_int_equal(nk, nb);
+    assert_memory_equal(kept, built, 32);
+}
+
+#define NP 400
+
+/* Small batches (under the bulk threshold) file record by record; the bulk
+ * build from the same by_id rows gives the same index, from memory and
+ * through merged runs of 16 entries. */
+static void test_bulk_build_equals_per_record(void **state)
+{
+    Popsync__Record **p = persons(NP);
+    ps_cache_t *c = make_cache();
+    (void)state;
+    pull_in_batches(c, p, NP, 50);
+    assert_int_equal(found(c, "110105196000000123"), 1);
+    ps_cache_close(c);
+    assert_bulk_same_as_kept();
+    setenv("POPSYNC_TEST_PINDEX_RUN_ENTRIES", "16", 1);
+    assert_bulk_same_as_kept();
+    unsetenv("POPSYNC_TEST_PINDEX_RUN_ENTRIES");
+    free_persons(p, NP);
+    remove_cache();
+}
+
+/* A cold pull in batches of 100 writes by_id rows only (one write per
+ * person), edits and deletes of the same pull included; the sync's end
+ * (or the first lookup) builds the entries; the result equals a rebuild. */
+static void test_cold_pull_builds_in_bulk(void **state)
+{
+    Popsync__Record **p = persons(NP);
+    ps_cache_t *c = make_cache();
+    (void)state;
+    pull_in_batches(c, p, NP, 100);
+    assert_int_equal(index_writes(c), NP);
+    set_str(&p[5]->person->name, "欧阳修");
+    p[6]->deleted = 1;
+    pull(c, p + 5, 2 + PINDEX_BULK_MIN_TEST); /* still pending: by_id only */
+    assert_int_equal(index_writes(c), NP + 2);
+    assert_int_equal(ps_cache_pindex_finish(c), PS_OK);
+    assert_int_equal(found(c, "欧阳修"), 1);
+    assert_int_equal(found(c, "oyx"), 1);
+    assert_int_equal(found(c, "110105196000000006"), 0);
+    assert_int_equal(found(c, "110105196000000399"), 1);
+    /* Built: a later batch files record by record again. */
+    set_str(&p[7]->person->birth_date, "1999-09-09");
+    pull(c, p + 7, 1);
+    assert_int_equal(index_writes(c), NP + 2 + 3);
+    ps_cache_close(c);
+    assert_same_as_rebuild();
+    free_persons(p, NP);
+    remove_cache();
+}
+
+/* A process killed in the middle of a build (after its first run) leaves
+ * the mark: the next lookup builds the index, and it is complete. */
+static void test_killed_build_is_redone(void **state)
+{
+    Popsync__Record **p = persons(NP);
+    ps_cache_t *c = make_cache();
+    uint8_t want[32], got[32];
+    size_t nw, ng;
+    pid_t pid;
+    int st = 0;
+    (void)state;
+    pull_in_batches(c, p, NP, 50); /* filed record by record: the reference */
+    ps_cache_close(c);
+    index_digest(want, &nw);
+    meta_set("pindex_pending", 1);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        setenv("POPSYNC_TEST_PINDEX_RUN_ENTRIES", "16", 1);
+        setenv("POPSYNC_TEST_PINDEX_ABORT_AFTER_RUNS", "1", 1);
+        c = open_again();
+        ps_cache_pindex_finish(c);
+        _exit(0); /* not reached when the hook works */
+    }
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFSIGNALED(st));
+    c = open_again();
+    assert_int_equal(found(c, "110105196000000123"), 1);
+    assert_int_equal(found(c, "张伟伟"), 1);
+    ps_cache_close(c);
+    index_digest(got, &ng);
+    assert_int_equal(nw, ng);
+    assert_memory_equal(want, got, 32);
+    free_persons(p, NP);
+    remove_cache();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_edits_match_rebuild),
         cmocka_unit_test(test_unchanged_writes_nothing),
+        cmocka_unit_test(test_bulk_build_equals_per_record),
+        cmocka_unit_test(test_cold_pull_builds_in_bulk),
+        cmocka_unit_test(test_killed_build_is_redone),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

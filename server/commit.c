@@ -14,6 +14,16 @@
  * connection's pushes commit in the order they came.  The arena is freed
  * in one call, on the worker, once the reply is built.
  *
+ * Decoded Pushes are several times their frames (~800 bytes a change
+ * against ~60 compressed), and with 8 Pushes in flight per connection they
+ * were popsyncd's largest holder of memory during an ingest.  So the
+ * decoded Pushes held across all connections are bounded by
+ * opts.push_decode_budget: a frame over it waits as it came, compressed,
+ * until decoded ones are freed; those whose turn has come go first, and
+ * the head of the commit queue is decoded whatever the budget, so a group
+ * commit always has something to take and the budget never stops the
+ * queue (docs/performance.md §d).
+ *
  * The node table (nodes.c) is written by the same single writer between
  * group commits, in a small transaction of its own every few seconds
  * (ps_commit_flush_nodes), and the latency of each group commit goes to
@@ -28,8 +38,10 @@
 #include "wire.pb-c.h"
 
 #include <stdlib.h>
+#include <zstd.h>
 
 static void kick(ps_server_t *srv);
+static void pump(ps_server_t *srv);
 
 static ps_push_frame_t *frame_of(ps_push_job_t *j)
 {
@@ -42,14 +54,20 @@ static int ready(ps_push_job_t *j)
     return frame_of(j)->admitted;
 }
 
-/* Frees a push's message (its arena) and the frame. */
+/* Frees a push's message (its arena) and the frame; its budget goes to
+ * frames waiting to decode. */
 static void frame_free(ps_push_frame_t *f)
 {
+    ps_server_t *srv = f->srv;
+    if (srv)
+        srv->decoded_bytes -= f->charged;
     ps_msg_arena_free(f->arena);
     ps_buf_free(&f->body);
     ps_buf_free(&f->job.reply);
     ps_push_job_results_free(&f->job);
     free(f);
+    if (srv)
+        pump(srv);
 }
 
 /* Time from queueing a group commit to its durable completion. */
@@ -233,41 +251,144 @@ static void decode_after(uv_work_t *req, int status)
     ps_conn_t *c;
 
     f->decoded = 1;
+    srv->decodes_running--;
+    /* What it holds now, rather than the guess it started with. */
+    srv->decoded_bytes = srv->decoded_bytes - f->charged + f->arena_used;
+    f->charged = f->arena_used;
+    if (srv->decoded_bytes > srv->stats.decoded_bytes_max)
+        srv->stats.decoded_bytes_max = srv->decoded_bytes;
     if (status)
         f->decode_rc = PS_EIO;
     if (f->orphan) {
         frame_free(f); /* its request was dropped meanwhile */
         return;
     }
-    if (!f->queued)
-        return; /* ps_commit_enqueue admits it when its turn comes */
+    if (!f->queued) {
+        pump(srv); /* its guess was more than it took */
+        return;    /* ps_commit_enqueue admits it when its turn comes */
+    }
     c = f->job.owner;
     if (admit(srv, f)) {
         unqueue(srv, &f->job);
         frame_free(f);
         ps_conn_job_done(c);
     }
+    pump(srv);
     kick(srv);
+}
+
+/* --- the decode budget --------------------------------------------------- */
+
+/* What f's decode will hold until its arena is measured: the arena (~3.4
+ * times the plain body for a Push of person records, 4 assumed) and the
+ * decompressed body while it runs. */
+static size_t decode_guess(const ps_push_frame_t *f)
+{
+    size_t len = ps_buf_size(&f->body), plain = len;
+    if (f->zstd) {
+        unsigned long long n = ZSTD_getFrameContentSize(ps_buf_head(&f->body), len);
+        /* A size it does not state, or one over the limit, fails the decode
+         * at once (ps_frame_plain_body): it holds nothing. */
+        plain = n == ZSTD_CONTENTSIZE_UNKNOWN || n == ZSTD_CONTENTSIZE_ERROR || n > f->max_body ? 0 : (size_t)n;
+    }
+    return 5 * plain;
+}
+
+static int fits(const ps_server_t *srv, const ps_push_frame_t *f)
+{
+    size_t budget = srv->opts.push_decode_budget;
+    return budget == 0 || srv->decoded_bytes + decode_guess(f) <= budget;
+}
+
+static void wait_remove(ps_server_t *srv, ps_push_frame_t *f)
+{
+    ps_push_frame_t **pp = &srv->decode_wait_head, *prev = NULL;
+    while (*pp && *pp != f) {
+        prev = *pp;
+        pp = &(*pp)->wait_next;
+    }
+    if (!*pp)
+        return;
+    *pp = f->wait_next;
+    if (srv->decode_wait_tail == f)
+        srv->decode_wait_tail = prev;
+    f->wait_next = NULL;
+}
+
+/* Starts f's decode on a pool thread, charging its guess to the budget. */
+static void start_decode(ps_server_t *srv, ps_push_frame_t *f)
+{
+    if (f->waited)
+        wait_remove(srv, f);
+    f->started = 1;
+    f->charged = decode_guess(f);
+    srv->decoded_bytes += f->charged;
+    srv->decodes_running++;
+    if (uv_queue_work(srv->loop, &f->req, decode_work, decode_after) != 0) {
+        /* Cannot happen with a live loop: decode here rather than drop it. */
+        f->on_loop = 1;
+        decode_work(&f->req);
+        decode_after(&f->req, 0);
+    }
+}
+
+/* Starts the decodes the budget has room for: the commit queue's head
+ * always; then, in the order they came, first pushes whose turn has come,
+ * then the rest. */
+static void pump(ps_server_t *srv)
+{
+    if (srv->pumping) {
+        srv->pump_again = 1; /* a decode that ran on the loop freed a frame */
+        return;
+    }
+    srv->pumping = 1;
+    do {
+        srv->pump_again = 0;
+        if (srv->queue_head && !frame_of(srv->queue_head)->started)
+            start_decode(srv, frame_of(srv->queue_head));
+        for (int turn_come = 1; turn_come >= 0 && !srv->pump_again; turn_come--) {
+            ps_push_frame_t *f = srv->decode_wait_head, *next;
+            for (; f && !srv->pump_again; f = next) {
+                next = f->wait_next;
+                if (f->queued != turn_come)
+                    continue;
+                if (!fits(srv, f))
+                    break;
+                start_decode(srv, f);
+            }
+        }
+    } while (srv->pump_again);
+    srv->pumping = 0;
 }
 
 void ps_commit_decode(ps_server_t *srv, ps_push_frame_t *f)
 {
     f->srv = srv;
     f->req.data = f;
-    if (uv_queue_work(srv->loop, &f->req, decode_work, decode_after) != 0) {
-        /* Cannot happen with a live loop: decode here rather than drop it. */
-        f->on_loop = 1;
-        decode_work(&f->req);
-        f->decoded = 1;
+    if (!srv->decode_wait_head && fits(srv, f)) {
+        start_decode(srv, f);
+        return;
     }
+    /* Kept as it came, compressed, until decoded Pushes are freed. */
+    f->waited = 1;
+    srv->stats.push_decodes_deferred++;
+    if (srv->decode_wait_tail)
+        srv->decode_wait_tail->wait_next = f;
+    else
+        srv->decode_wait_head = f;
+    srv->decode_wait_tail = f;
 }
 
 void ps_commit_release(ps_push_frame_t *f)
 {
-    if (f->decoded)
+    if (!f->started) {
+        wait_remove(f->srv, f);
         frame_free(f);
-    else
+    } else if (f->decoded) {
+        frame_free(f);
+    } else {
         f->orphan = 1;
+    }
 }
 
 int ps_commit_enqueue(ps_server_t *srv, ps_push_frame_t *f)
@@ -285,6 +406,7 @@ int ps_commit_enqueue(ps_server_t *srv, ps_push_frame_t *f)
         srv->queue_head = job;
     srv->queue_tail = job;
     f->queued = 1;
+    pump(srv);
     kick(srv);
     return PS_OK;
 }

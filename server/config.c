@@ -52,6 +52,7 @@ static const ckey_t g_keys[] = {
     {"limits", "max_push", K_U32_POS, O(max_push_changes)},
     {"limits", "pull_batch", K_U32_POS, O(pull_max_records)},
     {"limits", "pull_cache_mb", K_MIB, O(pull_cache)},
+    {"limits", "push_decode_mb", K_MIB, O(push_decode_budget)},
     {"limits", "handshake_timeout_ms", K_U64, O(handshake_ms)},
     {"limits", "idle_timeout_ms", K_U64, O(idle_ms)},
     {"limits", "max_future_ms", K_U64, O(max_future_ms)},

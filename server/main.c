@@ -54,6 +54,22 @@ static void usage(FILE *f)
             "             rebuild --from-upstream (popsyncd SUBCOMMAND --help)\n");
 }
 
+/* glibc's malloc, for a server whose large blocks come and go with each
+ * request (docs/performance.md §d): a fixed mmap threshold, so a decoded
+ * Push's arena, a decompressed body or a pull batch of more than 256 KB is
+ * mapped on its own and unmapped when freed (the default threshold rises
+ * to 32 MB after the first such free, and those blocks then stay in the
+ * heap, resident, between ingests); and few arenas, since 16 pool threads
+ * and the handshake threads would each keep one with its own free memory.
+ * MALLOC_ARENA_MAX / MALLOC_MMAP_THRESHOLD_ in the environment win. */
+static void tune_malloc(void)
+{
+    if (!getenv("MALLOC_MMAP_THRESHOLD_"))
+        mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    if (!getenv("MALLOC_ARENA_MAX"))
+        mallopt(M_ARENA_MAX, 4);
+}
+
 /* glibc keeps freed heap (decoded pushes, pull batches) for reuse; hand it
  * back every half minute, on a worker thread since a trim can take a while. */
 static uv_timer_t g_trim_timer;
@@ -222,6 +238,7 @@ static void opts_defaults(ps_server_opts_t *o)
     o->idle_ms = 300000;
     o->max_future_ms = 0;
     o->commit_max_changes = 50000;
+    o->push_decode_budget = (size_t)32 << 20;
     o->timezone = PS_TZ_DEFAULT;
     o->partial_budget = (size_t)256 << 20;
     o->partial_budget_per_cert = (size_t)32 << 20;
@@ -447,6 +464,7 @@ int main(int argc, char **argv)
     if ((rc = parse_args(argc, argv, &cfg, &srv.opts)) >= 0)
         return rc;
     signal(SIGPIPE, SIG_IGN);
+    tune_malloc();
     /* Group commits, pulls and long queries share libuv's thread pool: make
      * it wide enough that a few long reports never hold up a commit. */
     if (!getenv("UV_THREADPOOL_SIZE"))

@@ -191,6 +191,13 @@ static void render(ps_metrics_t *m, ps_buf_t *b)
            "Pushes decoded on a pool thread into one arena each (off the loop).", st->push_decodes_pool);
     metric(b, "popsync_push_arena_bytes_total", "counter", "Bytes the decoded pushes took from their arenas.",
            st->push_arena_bytes);
+    metric(b, "popsync_push_decodes_deferred_total", "counter",
+           "Pushes kept compressed until decoded ones were freed (limits push_decode_mb).",
+           st->push_decodes_deferred);
+    metric(b, "popsync_push_decoded_bytes", "gauge", "Bytes of decoded Pushes held now (limits push_decode_mb).",
+           srv->decoded_bytes);
+    metric(b, "popsync_push_decoded_bytes_max", "gauge", "Most bytes of decoded Pushes held at once since start.",
+           st->decoded_bytes_max);
     metric(b, "popsync_changes_accepted_total", "counter", "Changes applied.", st->changes_accepted);
     metric(b, "popsync_changes_rejected_total", "counter", "Changes refused by validation or scope.",
            st->changes_rejected);

@@ -53,6 +53,7 @@ typedef struct ps_server_opts {
     const char *timezone;        /**< the district's IANA time zone: dates are judged by its calendar */
     int allow_synthetic;         /**< take records of popsync generate (a test server) */
     uint32_t commit_max_changes; /**< changes in one group commit */
+    size_t push_decode_budget;   /**< bytes of decoded Pushes held at once, whole server (commit.c; 0: none) */
     /* issue 15: input a hostile peer can make us hold (conn.c) */
     size_t partial_budget;          /**< bytes of unfinished frames, whole server (0: none) */
     size_t partial_budget_per_cert; /**< ... of one certificate's connections (0: none) */
@@ -95,6 +96,8 @@ typedef struct ps_server_stats {
     uint64_t max_in_flight;              /**< most requests one connection had in flight at once (sync.c) */
     /* issue 17: pushes decoded on a pool thread into an arena (commit.c), and the arenas' bytes */
     uint64_t push_decodes_pool, push_arena_bytes;
+    uint64_t push_decodes_deferred;  /**< Pushes that waited for the decode budget before decoding */
+    size_t decoded_bytes_max;        /**< most bytes of decoded Pushes held at once */
     uint64_t commit_start_ns;                      /**< uv_hrtime() when the running commit was queued */
     uint64_t commit_buckets[PS_COMMIT_BUCKETS + 1]; /**< per bucket (not cumulative); last is +Inf */
     uint64_t commit_count;
@@ -120,6 +123,11 @@ typedef struct ps_server {
     int committing;
     uv_work_t commit_req;
     ps_push_job_t *commit_batch;
+    /* decoded Pushes held, against opts.push_decode_budget (commit.c) */
+    struct ps_push_frame *decode_wait_head, *decode_wait_tail; /**< frames not decoded yet, as they came */
+    size_t decoded_bytes;        /**< arenas of decoded Pushes not freed yet */
+    uint32_t decodes_running;
+    int pumping, pump_again;     /**< commit.c's pump is running / must run once more */
     /* connections */
     ps_conn_t *conns;
     uint32_t nconns;
@@ -256,11 +264,21 @@ typedef struct ps_push_frame {
     int queued;                /**< in the commit queue (ps_commit_enqueue) */
     int admitted;              /**< decoded and admitted (ps_sync_push_admit): a commit may take it */
     int orphan;                /**< released while its decode ran: decode_after frees it */
+    int started;               /**< its decode was started (else it waits in srv's decode_wait list) */
+    int waited;                /**< it waited for the decode budget */
+    size_t charged;            /**< bytes charged to srv->decoded_bytes */
+    struct ps_push_frame *wait_next; /**< in srv's decode_wait list */
     struct ps_server *srv;
     struct ps_msg_arena *arena; /**< job.push lies in it */
     uint64_t arrived_ms;       /**< when the frame arrived: the clock skew is measured from it */
 } ps_push_frame_t;
-/** Starts decoding f's body on a pool thread (as soon as it arrives). */
+/**
+ * Hands f's body to be decoded on a pool thread: now if the decoded Pushes
+ * held (opts.push_decode_budget) leave room, else when they do; a push
+ * whose turn has come (ps_commit_enqueue) goes before those still waiting
+ * behind another of their connection, and the head of the commit queue is
+ * decoded whatever the budget, so the queue always moves.
+ */
 void ps_commit_decode(ps_server_t *srv, ps_push_frame_t *f);
 /**
  * Queues a push for the next group commit (its turn on the connection has

@@ -1,0 +1,62 @@
+# The decode budget (issue 17, docs/performance.md §d): Pushes decoded and
+# waiting for their group commit are bounded across all connections by
+# [limits] push_decode_mb; frames over it wait compressed.  Four townships
+# push pipelined (8 Pushes in flight each, ~200 KB decoded apiece: ~6 MB
+# held without the bound) against a server with push_decode_mb = 1: the
+# most held at once stays near 1 MiB (the budget, plus the commit queue's
+# head, which is decoded whatever the budget so the queue always moves),
+# Pushes were kept compressed, and every record arrives exactly once.
+. "$(dirname "$0")/lib4.sh"
+make_pki4
+towns=(130203001000 130203002000 130203003000 130203004000)
+for i in 0 1 2 3; do issue township "${towns[$i]}" "t$i"; done
+printf '[limits]\npush_decode_mb = 1\n' >"$T/popsyncd.conf"
+start_server4 --config "$T/popsyncd.conf" --max-push 250 --metrics 127.0.0.1:0
+# metric NAME: its value from GET /metrics.
+metric() {
+    local port
+    port=$(sed -n 's/.*serving \/metrics on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$T/server.log" | tail -1)
+    python3 - "$port" "$1" <<'PY'
+import sys, urllib.request
+body = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=10).read().decode()
+print(next(l.split()[1] for l in body.splitlines() if l.startswith(sys.argv[2] + " ")))
+PY
+}
+
+total=0
+for i in 0 1 2 3; do
+    client "t$i" "t$i"
+    psync "t$i"                               # fetches the org-unit tree
+    sq "t$i" generate --persons 1500 --seed $((40 + i)) >/dev/null
+    total=$((total + $(pending "t$i")))
+done
+[ "$total" -ge 9000 ] || fail "the generator made only $total records"
+
+# All four at once, 250 changes per Push, pipelined.
+pids=()
+for i in 0 1 2 3; do
+    "$POPSYNC" --data "$T/t$i" sync --quiet --batch 250 >"$T/sync$i.log" 2>&1 &
+    pids+=($!)
+done
+for i in 0 1 2 3; do
+    wait "${pids[$i]}" || fail "sync of t$i failed: $(cat "$T/sync$i.log")"
+    expect_eq "$(pending "t$i")" 0 "outbox of t$i after the sync"
+done
+
+held=$(metric popsync_push_decoded_bytes_max)
+deferred=$(metric popsync_push_decodes_deferred_total)
+pushes=$(metric popsync_pushes_total)
+echo "decoded Pushes held at most: $held bytes; $deferred of $pushes Pushes waited compressed"
+[ "$held" -gt 0 ] || fail "no decoded Push was counted"
+[ "$held" -le $((2 * 1024 * 1024)) ] || fail "decoded Pushes held at once: $held bytes, over the 1 MiB budget plus one Push"
+[ "$deferred" -gt 0 ] || fail "no Push waited for the budget (4 townships x 8 in flight should exceed 1 MiB)"
+expect_eq "$(metric popsync_push_decoded_bytes)" 0 "decoded bytes held once every Push is answered"
+expect_eq "$(metric popsync_changes_accepted_total)" "$total" "changes accepted"
+expect_eq "$(metric popsync_changes_duplicate_total)" 0 "changes applied twice"
+pass "4 townships pushing $total records: at most $held bytes of decoded Pushes held (budget 1 MiB)"
+
+client admin admin
+psync admin
+expect_eq "$(sq admin list --format json --deleted | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" \
+    "$total" "records the admin pulled"
+pass "every record arrived once"

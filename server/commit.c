@@ -173,6 +173,7 @@ static void kick(ps_server_t *srv)
         srv->queue_tail = NULL;
     tail->next = NULL;
     srv->queued_changes -= n;
+    PS_DEBUG("commit", "group commit of %zu changes", n);
     srv->commit_batch = head;
     srv->committing = 1;
     srv->commit_req.data = srv;

@@ -53,6 +53,7 @@ static const ckey_t g_keys[] = {
     {"limits", "pull_batch", K_U32_POS, O(pull_max_records)},
     {"limits", "pull_cache_mb", K_MIB, O(pull_cache)},
     {"limits", "push_decode_mb", K_MIB, O(push_decode_budget)},
+    {"limits", "commit_max_changes", K_U32_POS, O(commit_max_changes)},
     {"limits", "handshake_timeout_ms", K_U64, O(handshake_ms)},
     {"limits", "idle_timeout_ms", K_U64, O(idle_ms)},
     {"limits", "max_future_ms", K_U64, O(max_future_ms)},

@@ -6,12 +6,14 @@
 # most held at once stays near 1 MiB (the budget, plus the commit queue's
 # head, which is decoded whatever the budget so the queue always moves),
 # Pushes were kept compressed, and every record arrives exactly once.
+# commit_max_changes = 500 bounds each group commit's write transaction
+# (LMDB keeps the dirty pages of the largest one until popsyncd stops).
 . "$(dirname "$0")/lib4.sh"
 make_pki4
 towns=(130203001000 130203002000 130203003000 130203004000)
 for i in 0 1 2 3; do issue township "${towns[$i]}" "t$i"; done
-printf '[limits]\npush_decode_mb = 1\n' >"$T/popsyncd.conf"
-start_server4 --config "$T/popsyncd.conf" --max-push 250 --metrics 127.0.0.1:0
+printf '[limits]\npush_decode_mb = 1\ncommit_max_changes = 500\n' >"$T/popsyncd.conf"
+start_server4 --config "$T/popsyncd.conf" --max-push 250 --metrics 127.0.0.1:0 --log-level debug
 # metric NAME: its value from GET /metrics.
 metric() {
     local port
@@ -54,6 +56,14 @@ expect_eq "$(metric popsync_push_decoded_bytes)" 0 "decoded bytes held once ever
 expect_eq "$(metric popsync_changes_accepted_total)" "$total" "changes accepted"
 expect_eq "$(metric popsync_changes_duplicate_total)" 0 "changes applied twice"
 pass "4 townships pushing $total records: at most $held bytes of decoded Pushes held (budget 1 MiB)"
+
+# commit_max_changes bounds each write transaction (and so the dirty pages
+# LMDB keeps): no group commit took more than 500 changes.
+read -r big groups < <(sed -n 's/.*group commit of \([0-9]*\) changes.*/\1/p' "$T/server.log" |
+    awk 'BEGIN{m=0; n=0} {n++; if ($1>m) m=$1} END{print m, n}')
+[ "$groups" -ge $((total / 500)) ] && [ "$big" -le 500 ] && [ "$big" -ge 250 ] ||
+    fail "$groups group commits, the largest of $big changes (commit_max_changes = 500)"
+pass "$groups group commits of at most $big changes (commit_max_changes = 500)"
 
 client admin admin
 psync admin

@@ -4,7 +4,8 @@
 # date; the index follows edits, deletes and pulls; add and import refuse a
 # registered ID number (with the existing record's id), --update merges into
 # it, importing the same file twice adds nothing; an old cache gets the
-# index built when opened.
+# index built when opened; a cold pull builds it in bulk, and a build
+# killed half-way is done by the next lookup.
 . "$(dirname "$0")/lib.sh"
 make_pki
 start_server
@@ -24,6 +25,7 @@ b=$(ps --data "$T/t1" add person --set name=张三丰 --set "id_number=$i2") || 
 c=$(ps --data "$T/t1" add person --set name=李四 --set "id_number=$i3") || fail "add 李四"
 
 found() { ps --data "$T/t1" find "$@" --json | python3 -c 'import json, sys; print(" ".join(sorted(r["name"] for r in json.load(sys.stdin))))'; }
+found_in() { local d=$1; shift; ps --data "$T/$d" find "$@" --json | python3 -c 'import json, sys; print(" ".join(sorted(r["name"] for r in json.load(sys.stdin))))'; }
 expect_eq "$(found "$i1")" "张三" "whole ID number"
 fw=$(python3 -c 'import sys; print("".join(chr(ord(c)+0xFEE0) for c in sys.argv[1]))' "$i1")
 expect_eq "$(found "$fw")" "张三" "full-width ID number"
@@ -118,5 +120,36 @@ expect_eq "$(ps --data "$T/admin" find "$i1" --json | python3 -c 'import json, s
 "$PS_LMDBPOKE" "$T/admin" pindex_by_id drop || fail "drop the index"
 expect_eq "$("$PS_LMDBPOKE" "$T/admin" pindex list | wc -l)" 0 "index emptied"
 expect_eq "$(ps --data "$T/admin" find 王小1 --json | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))')" "1" "index rebuilt on open"
+
+# A cold pull of many records builds the index in bulk after the pull
+# (docs/data-model.md §7.9): the same entries as filed one by one, and
+# `find` works as soon as sync returns; a sync killed in the middle of the
+# build leaves a cache whose next lookup builds it.
+python3 - "$T/many.csv" <<'PY'
+import sys
+w=[7,9,10,5,8,4,2,1,6,3,7,9,10,5,8,4,2]
+rows = ["姓名,身份证号"]
+for i in range(150):
+    d = "110105" + "1980%02d%02d" % (i % 12 + 1, i % 28 + 1) + "%03d" % i
+    d += "10X98765432"[sum(int(a)*b for a,b in zip(d,w))%11]
+    rows.append("赵大%d,%s" % (i, d))
+open(sys.argv[1], "w", encoding="utf-8-sig").write("\r\n".join(rows) + "\r\n")
+PY
+ps --data "$T/t1" import "$T/many.csv" --kind person >/dev/null || fail "import 150"
+ps --data "$T/t1" sync --quiet || fail "t1 sync (150)"
+client cold admin
+ps --data "$T/cold" sync --quiet || fail "cold sync"
+expect_eq "$(found_in cold 赵大149)" "赵大149" "found right after a cold pull"
+expect_eq "$("$PS_LMDBPOKE" "$T/cold" pindex list | wc -l)" "$("$PS_LMDBPOKE" "$T/t1" pindex list | wc -l)" \
+    "the bulk-built index has as many entries as the one filed record by record"
+client killed admin
+rc=0
+POPSYNC_TEST_PINDEX_RUN_ENTRIES=16 POPSYNC_TEST_PINDEX_ABORT_AFTER_RUNS=1 \
+    ps --data "$T/killed" sync --quiet >/dev/null 2>&1 || rc=$?
+[ "$rc" -ge 128 ] || fail "the test hook did not stop the build (exit $rc)"
+expect_eq "$("$PS_LMDBPOKE" "$T/killed" pindex list | wc -l)" 0 "no entries written by the killed build"
+expect_eq "$(found_in killed 赵大7)" "赵大7" "the next lookup builds the index"
+expect_eq "$("$PS_LMDBPOKE" "$T/killed" pindex list | wc -l)" "$("$PS_LMDBPOKE" "$T/t1" pindex list | wc -l)" \
+    "and completely"
 stop_server
 pass "find by ID number, tail, name, prefix, name + date, pinyin initials; no duplicate persons; --update merges"

@@ -36,6 +36,7 @@
 #include "stream.h"
 #include "sync.h"
 #include "tls.h"
+#include "trace.h"
 
 #include "wire.pb-c.h"
 
@@ -292,12 +293,15 @@ static void *sync_thread(void *arg)
 {
     syncjob_t *j = arg;
     ps_cache_t *c = NULL;
+    PS_TRACE("client", "opening the cache");
     if (ps_cache_open(&c, j->dir, j->err, sizeof(j->err))) {
         j->rc = PS_EIO;
         return NULL;
     }
     j->rc = ps_sync_run(c, j->batch, j->flags, 0, NULL, &j->stats, j->err, sizeof(j->err));
+    PS_TRACE("client", "closing the cache");
     ps_cache_close(c);
+    PS_TRACE("client", "cache closed");
     return NULL;
 }
 
@@ -892,7 +896,9 @@ int main(int argc, char **argv)
     for (int i = 0; i < towns; i++)
         incr_changes += edit_one_percent(jobs[i].dir);
     m = cpu_now();
+    PS_TRACE("bench", "c. incremental: start");
     t_incr = run_syncs(jobs, towns);
+    PS_TRACE("bench", "c. incremental: end");
     cpu_incr = cpu_since(m);
 
     /* d. Idle clients: connect, Hello, stay; then one pull each. */

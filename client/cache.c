@@ -2103,16 +2103,19 @@ int ps_cache_get_migrant(ps_cache_t *c, const uint8_t id[PS_ID_LEN], Popsync__Mi
 int ps_cache_set_sync_attempt(ps_cache_t *c, uint64_t ms, const char *error)
 {
     MDB_txn *txn = NULL;
-    int mrc, rc;
+    int done = !error || !*error, mrc, rc;
     if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
         return db_err(mrc);
-    if ((rc = meta_put_u64(txn, c->meta, "last_attempt", ms)) ||
+    if ((done && (rc = meta_put_u64(txn, c->meta, "last_sync", ms))) ||
+        (rc = meta_put_u64(txn, c->meta, "last_attempt", ms)) ||
         (rc = meta_put_str(txn, c->meta, "last_error", error ? error : ""))) {
         mdb_txn_abort(txn);
         return rc;
     }
     mrc = mdb_txn_commit(txn);
     if (!mrc) {
+        if (done)
+            c->m.last_sync_ms = ms;
         c->m.last_attempt_ms = ms;
         snprintf(c->m.last_error, sizeof(c->m.last_error), "%s", error ? error : "");
     }

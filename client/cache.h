@@ -306,8 +306,10 @@ int ps_cache_set_connection(ps_cache_t *c, const char *key, const char *value);
 /** Keeps what the last Welcome said of synthetic data (PS_SYNTHETIC_*). */
 int ps_cache_set_synthetic_policy(ps_cache_t *c, int policy);
 
-/** Records a sync attempt: error NULL or "" when it completed, else why it
- *  failed (a connection or TLS message: it names no person). */
+/** Records a sync attempt: error NULL or "" when it completed (then also
+ *  the completed sync, as ps_cache_set_last_sync, in the same transaction:
+ *  one durable write at the end of a sync), else why it failed (a
+ *  connection or TLS message: it names no person). */
 int ps_cache_set_sync_attempt(ps_cache_t *c, uint64_t ms, const char *error);
 /** Records how many open conflicts the server listed for this identity. */
 int ps_cache_set_conflicts_open(ps_cache_t *c, uint64_t n);

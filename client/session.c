@@ -15,6 +15,7 @@
 #include "msgtab.h"
 #include "stream.h"
 #include "testhooks.h"
+#include "trace.h"
 #include "vec.h"
 
 #include <netdb.h>
@@ -252,6 +253,7 @@ static int on_welcome(ps_session_t *s, int status, ProtobufCMessage **m, void *a
         return status;
     w = (Popsync__Welcome *)*m;
     *m = NULL;
+    PS_TRACE("client", "Welcome in");
     s->welcome = w;
     s->zstd = (w->features & PS_FEATURE_ZSTD) != 0;
     if (w->protocol_version != PS_PROTOCOL_VERSION) {
@@ -563,6 +565,7 @@ static const ps_session_io_t tls_io = {tls_write, tls_shutdown, tls_close, tls_t
 static void st_handshake(ps_stream_t *st, int status)
 {
     ps_session_t *s = st->data;
+    PS_TRACE("client", "TLS established (%d)", status);
     if (status) {
         ps_session_fail(s, PS_ETLS, "TLS handshake with %s failed: %s", s->server, ps_tls_last_error(st->tls));
         return;
@@ -575,6 +578,7 @@ static void st_handshake(ps_stream_t *st, int status)
         if (ps_buf_size(&sess))
             ps_zeroize(ps_buf_head(&sess), ps_buf_size(&sess));
         ps_buf_free(&sess);
+        PS_TRACE("client", "TLS session saved");
     }
     ps_session_start(s);
 }

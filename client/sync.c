@@ -17,6 +17,7 @@
 #include "frame.h"
 #include "ids.h"
 #include "msgtab.h"
+#include "trace.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,6 +139,7 @@ static void sync_end(sync_run_t *r, int status)
     if (r->finished)
         return;
     r->finished = 1;
+    PS_TRACE("client", "sync end (%d)", status);
     progress_end(r);
     if (r->done)
         r->done(r->l, status, r->arg);
@@ -176,6 +178,11 @@ static int send_pull(sync_run_t *r)
         p.cursor = ps_cache_meta(r->cache)->cursor;
     if (r->window > 1)
         p.max_bytes = r->pull_max_bytes;
+    /* Our pushes' answers are in the cache (the pull starts after the last
+     * ack): the versions stored exactly as we sent them need not come back
+     * (docs/protocol.md §9.1). */
+    p.skip_own = 1;
+    PS_TRACE("client", "Pull out");
     r->outstanding++;
     id = ps_session_request(r->l->s, PS_MSG_PULL, &p.base, 0, on_pull_batch, r);
     if (id < 0) {
@@ -201,6 +208,7 @@ static int fill_pull(sync_run_t *r)
             return rc;
     if (r->npull)
         return PS_OK;
+    PS_TRACE("client", "pull done; re-read of %zu refused", r->refetch.n);
     if ((rc = ps_fetch_start(r->l, &r->refetch, refetch_done, r)))
         return sync_fail(r, rc, "re-reading refused records");
     return PS_OK;
@@ -233,6 +241,7 @@ static int send_push(sync_run_t *r, Popsync__Push *p)
     r->fl_tail = e;
     r->nfl++;
     r->fl_bytes += e->bytes;
+    PS_TRACE("client", "Push out (%zu changes)", p->n_changes);
     r->outstanding++;
     id = ps_session_request(r->l->s, PS_MSG_PUSH, &p->base, 0, on_push_result, e);
     if (id < 0) {
@@ -280,6 +289,7 @@ static void begin(ps_session_t *s, int status, void *arg)
         return;
     }
     r->st->welcomed = 1;
+    PS_TRACE("client", "ready (head %llu)", (unsigned long long)w->head);
     r->st->head = w->head;
     r->st->conflicts_lost = w->conflicts_lost;
     if (r->l->clock_skew_ms > PS_CLOCK_TOLERANCE_MS || r->l->clock_skew_ms < -PS_CLOCK_TOLERANCE_MS)
@@ -352,8 +362,10 @@ static int push_answered(sync_run_t *r, push_fl_t *e, const Popsync__PushResult 
     int rc;
     if (e != r->fl_head)
         return sync_fail(r, PS_EPROTO, "the server answered pushes out of order");
+    PS_TRACE("client", "PushResult in");
     if ((rc = ps_cache_outbox_ack(r->cache, e->p, res)))
         return sync_fail(r, rc, "recording the push result");
+    PS_TRACE("client", "PushResult recorded");
     if (res->clock_skew_ms)
         r->st->push_clock_skew_ms = res->clock_skew_ms;
     for (size_t i = 0; i < res->n_results; i++)
@@ -402,8 +414,10 @@ static int pull_answered(sync_run_t *r, ps_session_t *s, const Popsync__PullBatc
     size_t len = 0;
     int rc;
     ps_session_body(s, &body, &len); /* none: every record is packed again */
+    PS_TRACE("client", "PullBatch in (%zu entries, more %d)", b->n_entries, (int)b->more);
     if ((rc = ps_cache_apply_pull_raw(r->cache, b, body, len)))
         return sync_fail(r, rc, "applying pulled records");
+    PS_TRACE("client", "PullBatch applied");
     r->st->pulled += b->n_entries;
     if (b->more && b->cursor > r->st->cursor)
         r->pull_span = b->cursor - r->st->cursor;
@@ -499,16 +513,13 @@ int ps_sync_on(ps_link_t *l, uint32_t push_batch, unsigned flags, ps_sync_stats_
 
 void ps_sync_record(ps_cache_t *c, int rc, const char *err)
 {
-    uint64_t now;
     /* A cold pull leaves the person index's entries to one ordered build
      * (cache.h): done here, so `popsync find` is quick right after; when
      * it fails, the next lookup builds it. */
     ps_cache_pindex_finish(c);
-    now = ps_now_ms();
-    if (rc == PS_OK)
-        ps_cache_set_last_sync(c, now);
-    /* `popsync status` tells when a sync was last tried and why it failed. */
-    ps_cache_set_sync_attempt(c, now, rc ? err : NULL);
+    /* `popsync status` tells when a sync was last tried and why it failed;
+     * a completed one is recorded in the same transaction (one fsync). */
+    ps_cache_set_sync_attempt(c, ps_now_ms(), rc ? (err && *err ? err : ps_strerror(rc)) : NULL);
 }
 
 int ps_sync_run(ps_cache_t *c, uint32_t push_batch, unsigned flags, uint64_t timeout_ms, const ps_link_test_t *test,
@@ -517,13 +528,18 @@ int ps_sync_run(ps_cache_t *c, uint32_t push_batch, unsigned flags, uint64_t tim
     ps_link_t *l;
     int rc;
     memset(stats, 0, sizeof(*stats));
+    PS_TRACE("client", "sync start");
     rc = ps_link_open(&l, NULL, c, timeout_ms, (flags & PS_SYNC_NO_COMPRESSION) ? PS_LINK_NO_COMPRESSION : 0, test,
                       err, errlen);
+    PS_TRACE("client", "connecting");
     if (rc == PS_OK) {
         rc = ps_sync_on(l, push_batch, flags, stats);
+        PS_TRACE("client", "closing");
         rc = ps_link_close(l, rc, err, errlen, &stats->bytes_in, &stats->bytes_out);
+        PS_TRACE("client", "closed");
     }
     ps_sync_record(c, rc, err);
+    PS_TRACE("client", "sync recorded");
     return rc;
 }
 
@@ -540,14 +556,19 @@ int ps_sync_with_progress(ps_cache_t *c, uint32_t push_batch, unsigned flags, ui
     ps_link_t *l;
     int rc;
     memset(stats, 0, sizeof(*stats));
+    PS_TRACE("client", "sync start");
     rc = ps_link_open(&l, NULL, c, timeout_ms, (flags & PS_SYNC_NO_COMPRESSION) ? PS_LINK_NO_COMPRESSION : 0, NULL,
                       err, errlen);
+    PS_TRACE("client", "connecting");
     if (rc == PS_OK) {
         rc = sync_on(l, push_batch, flags, stats, progress_fn, progress_arg);
         if (rc == PS_OK && fn && (rc = ps_rq_conflicts(l->s, 0, fn, arg)) == PS_OK)
             rc = ps_link_run(l);
+        PS_TRACE("client", "closing");
         rc = ps_link_close(l, rc, err, errlen, &stats->bytes_in, &stats->bytes_out);
+        PS_TRACE("client", "closed");
     }
     ps_sync_record(c, rc, err);
+    PS_TRACE("client", "sync recorded");
     return rc;
 }

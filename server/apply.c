@@ -1141,6 +1141,17 @@ static const char *audit_action(const ps_apply_change_t *x)
                                           : "update";
 }
 
+/* Is the stored version exactly the sender's copy once it takes the
+ * answer's rev (client/cache.c takes it for gen = base + 1): an edit of the
+ * current version, not merged, created_ms and changed_by as sent.  Then a
+ * Pull with skip_own on the sender's connection leaves it out (sync.c). */
+static int own_copy(const ps_apply_change_t *x)
+{
+    const Popsync__Record *r = x->ch->record;
+    return x->cur && !x->have_merge && x->rev.gen == x->base_gen + 1 && x->nv.created_ms == r->created_ms &&
+           r->changed_by.len == PS_ID_LEN && memcmp(r->changed_by.data, x->job->node, PS_ID_LEN) == 0;
+}
+
 int ps_apply_persist(ps_apply_txn_t *c, ps_apply_change_t *x)
 {
     ps_change_result_t *res = x->res;
@@ -1177,6 +1188,7 @@ int ps_apply_persist(ps_apply_txn_t *c, ps_apply_change_t *x)
     res->hlc = x->rev.hlc;
     res->has_rev_node = 1;
     memcpy(res->rev_node, x->job->node, PS_ID_LEN);
+    res->own_copy = own_copy(x);
     return PS_APPLY_SETTLED;
 }
 

@@ -34,6 +34,7 @@
 #include "log.h"
 #include "msg.h"
 #include "reply.h"
+#include "trace.h"
 
 #include "wire.pb-c.h"
 
@@ -61,6 +62,7 @@ static void frame_free(ps_push_frame_t *f)
     ps_server_t *srv = f->srv;
     if (srv)
         srv->decoded_bytes -= f->charged;
+    free(f->job.own_seqs);
     ps_msg_arena_free(f->arena);
     ps_buf_free(&f->body);
     ps_buf_free(&f->job.reply);
@@ -83,10 +85,28 @@ static void observe_commit(ps_server_stats_t *st)
     st->commit_seconds_sum += secs;
 }
 
+/* The seqs of the job's versions its sender holds already (own_copy), in
+ * the order applied, which is ascending: its connection's Pull with
+ * skip_own leaves them out (sync.c).  None when out of memory: then they
+ * are sent, as to any client. */
+static void collect_own(ps_push_job_t *j)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < j->nresults; i++)
+        n += j->results[i].own_copy && j->results[i].status == PS_CHANGE_ACCEPTED;
+    if (n == 0 || !(j->own_seqs = malloc(n * sizeof(*j->own_seqs))))
+        return;
+    for (size_t i = 0; i < j->nresults; i++)
+        if (j->results[i].own_copy && j->results[i].status == PS_CHANGE_ACCEPTED)
+            j->own_seqs[j->nown++] = j->results[i].seq;
+}
+
 static void commit_work(uv_work_t *req)
 {
     ps_server_t *srv = req->data;
+    PS_TRACE("server", "group commit: apply");
     ps_store_apply(srv->store, srv->commit_batch);
+    PS_TRACE("server", "group commit: durable");
     /* The replies are built, and compressed for clients that asked, here,
      * off the loop thread. */
     for (ps_push_job_t *j = srv->commit_batch; j; j = j->next) {
@@ -96,6 +116,8 @@ static void commit_work(uv_work_t *req)
             ps_reply_push_error(j, j->status);
         else if (ps_reply_push(j) != PS_OK)
             ps_reply_push_error(j, PS_ENOMEM);
+        else
+            collect_own(j);
         ps_push_job_results_free(j);
         if (j->compress)
             ps_frames_compress(&j->reply, 0);
@@ -136,6 +158,9 @@ static void commit_after(uv_work_t *req, int status)
             if (c->state != PS_CONN_CLOSING)
                 ps_conn_error(c, j->request_id, j->refused, 1, "%s", j->why);
         } else if (c->state != PS_CONN_CLOSING) {
+            PS_TRACE("server", "conn %llu: PushResult out", (unsigned long long)c->id);
+            if (!j->status)
+                ps_sync_own_add(c, j->own_seqs, j->nown);
             ps_conn_send(c, &j->reply);
         }
         PS_DEBUG("commit", "#%llu push: %zu accepted, %zu duplicate, %zu rejected", (unsigned long long)c->id,
@@ -178,6 +203,7 @@ static void kick(ps_server_t *srv)
     srv->committing = 1;
     srv->commit_req.data = srv;
     srv->stats.commit_start_ns = uv_hrtime();
+    PS_TRACE("server", "group commit: %zu changes queued", n);
     if (uv_queue_work(srv->loop, &srv->commit_req, commit_work, commit_after) != 0) {
         /* Cannot happen with a live loop; fail the batch rather than hang it. */
         PS_ERROR("commit", "cannot queue commit work");

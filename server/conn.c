@@ -10,6 +10,7 @@
 #include "server.h"
 #include "err.h"
 #include "log.h"
+#include "trace.h"
 #include "msg.h"
 
 #include "wire.pb-c.h"
@@ -198,6 +199,7 @@ static void conn_unref(ps_conn_t *c)
     if (--c->refs > 0)
         return;
     ps_buf_free(&c->zin);
+    free(c->own);
     free(c);
 }
 
@@ -253,6 +255,7 @@ static void on_handshake(ps_stream_t *s, int status)
         return; /* on_error follows and closes */
     }
     c->srv->stats.handshakes++;
+    PS_TRACE("server", "conn %llu: TLS established", (unsigned long long)c->id);
     c->peer = *ps_tls_peer(s->tls);
     c->cert = cert_acct_get(c->srv, c->peer.serial_hex);
     if (c->refuse) {

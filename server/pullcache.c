@@ -177,20 +177,42 @@ static void put(ps_pullcache_t *pc, pc_key_t *k, const uint8_t *f, size_t flen, 
     pthread_mutex_unlock(&pc->lock);
 }
 
+/* The batch's entries but the versions the reader holds (Pull.skip_own). */
+typedef struct skip_filter {
+    ps_reply_batch_t *b;
+    const uint64_t *skip;
+    size_t n, i;
+} skip_filter_t;
+
+static int entry_unless_held(void *arg, const ps_pull_item_t *it)
+{
+    skip_filter_t *f = arg;
+    while (f->i < f->n && f->skip[f->i] < it->seq)
+        f->i++; /* entries come in seq order */
+    if (!it->gone_id && f->i < f->n && f->skip[f->i] == it->seq)
+        return PS_OK;
+    return ps_reply_batch_entry(f->b, it);
+}
+
 int ps_pull_cached(ps_pullcache_t *pc, ps_store_t *st, const ps_peer_t *peer, uint64_t cursor, uint32_t max_records,
-                   uint32_t max_bytes, int compress, uint32_t request_id, ps_buf_t *out, ps_pull_end_t *end)
+                   uint32_t max_bytes, const uint64_t *skip, size_t nskip, int compress, uint32_t request_id,
+                   ps_buf_t *out, ps_pull_end_t *end)
 {
     ps_reply_batch_t b;
+    skip_filter_t f = {&b, skip, nskip, 0};
     pc_key_t k;
     size_t start = ps_buf_size(out);
     int rc = PS_OK, keep;
 
-    keep = pc && make_key(&k, peer, cursor, max_records, max_bytes, compress, ps_store_head(st));
+    keep = pc && !nskip && make_key(&k, peer, cursor, max_records, max_bytes, compress, ps_store_head(st));
     if (keep && get(pc, &k, request_id, out, end, &rc))
         return rc;
     if ((rc = ps_reply_batch_begin(&b, out)))
         return rc;
-    rc = ps_store_pull(st, peer, cursor, max_records, max_bytes, ps_reply_batch_entry, &b, end);
+    if (nskip)
+        rc = ps_store_pull(st, peer, cursor, max_records, max_bytes, entry_unless_held, &f, end);
+    else
+        rc = ps_store_pull(st, peer, cursor, max_records, max_bytes, ps_reply_batch_entry, &b, end);
     if ((rc = ps_reply_batch_end(&b, rc, request_id, end)))
         return rc;
     /* Compressed here rather than after the handler (sync.c read_work, which

@@ -42,9 +42,13 @@ void ps_pullcache_stats(ps_pullcache_t *pc, ps_pullcache_stats_t *out);
  * (limits max_records, max_bytes; zstd body when compress), from the
  * cache when it holds one made at the current head, else read from st
  * (and, for an admin, township or collector, kept).  *end gets the batch's
- * cursor, more and head.  pc may be NULL (no cache).
+ * cursor, more and head.  pc may be NULL (no cache).  The record versions
+ * whose seq is one of skip[0..nskip) (ascending: the peer holds them,
+ * Pull.skip_own) are left out; such a batch is neither taken from the
+ * cache nor kept.
  */
 int ps_pull_cached(ps_pullcache_t *pc, ps_store_t *st, const ps_peer_t *peer, uint64_t cursor, uint32_t max_records,
-                   uint32_t max_bytes, int compress, uint32_t request_id, ps_buf_t *out, ps_pull_end_t *end);
+                   uint32_t max_bytes, const uint64_t *skip, size_t nskip, int compress, uint32_t request_id,
+                   ps_buf_t *out, ps_pull_end_t *end);
 
 #endif

@@ -171,6 +171,10 @@ struct ps_conn {
     uint32_t want_window, want_window_bytes; /**< what the Hello asked */
     uint64_t pull_next;       /**< where a Pull with follow starts: the previous Pull's cursor */
     int pull_next_ok;         /**< pull_next holds (a Pull of this connection succeeded last) */
+    uint64_t *own;            /**< seqs of versions this connection's Pushes wrote as sent (own_copy),
+                               *   ascending, not yet passed by a Pull: a Pull with skip_own leaves
+                               *   them out (sync.c; at most PS_OWN_MAX) */
+    size_t nown, capown;
     int push_failed;          /**< a Push was not committed: later ones of this connection are refused */
     int refuse;               /**< over max_conns: told so (Error) once the handshake is done */
     uint8_t node[PS_ID_LEN];  /**< from Hello */
@@ -229,6 +233,10 @@ int ps_sync_full(const ps_conn_t *c);
 /** c's running request finished: starts the next one waiting (conn.c's
  *  ps_conn_job_done calls it before parsing on). */
 void ps_sync_job_finished(ps_conn_t *c);
+/** A committed Push of c wrote the versions seqs[0..n) exactly as sent
+ *  (ascending): remembered for c's Pulls with skip_own, up to PS_OWN_MAX
+ *  (beyond it they are simply sent). */
+void ps_sync_own_add(ps_conn_t *c, const uint64_t *seqs, size_t n);
 struct ps_push_frame;
 /** A Push decoded off the loop (commit.c), before it joins a group commit:
  *  its size against the limit, and the cache's clock.  PS_OK, or a code

@@ -92,6 +92,9 @@ typedef struct ps_change_result {
     uint64_t gen, hlc;
     int has_rev_node;
     uint8_t rev_node[PS_ID_LEN];
+    int own_copy;                      /**< ACCEPTED and stored exactly as sent, on the current version:
+                                        *   the sender's copy with this rev is the stored version, so a
+                                        *   Pull with skip_own of its connection leaves it out */
     int has_conflict;                  /**< the change raised conflict conflict_id */
     uint8_t conflict_id[PS_ID_LEN];
     size_t nerrors;                    /**< REJECTED: why, field by field */
@@ -131,6 +134,8 @@ typedef struct ps_push_job {
     uint32_t request_id;
     int compress;              /**< compress the reply (agreed with the client) */
     ps_buf_t reply;            /**< the reply frame (server/reply.c builds it from the results) */
+    uint64_t *own_seqs;        /**< the seqs of its own_copy results, ascending (commit.c; malloc'd) */
+    size_t nown;
     struct ps_push_job *next;
     void *owner;
 } ps_push_job_t;

@@ -20,6 +20,8 @@
 #include "reply.h"
 #include "upstream.h"
 #include "pullcache.h"
+#include "vec.h"
+#include "trace.h"
 
 #include "wire.pb-c.h"
 
@@ -62,6 +64,9 @@ struct read_job {
     size_t napproved;
     uint64_t new_cursor;     /* Pull: the batch's cursor (nodes.c) */
     int follow;              /* Pull.follow: the cursor is the previous Pull's, known when it starts */
+    int skip_own;            /* Pull.skip_own: leave out the versions the peer holds (c->own) */
+    uint64_t *skip;          /* Pull: those seqs past the cursor, ascending, copied when it starts (owned) */
+    size_t nskip;
     ps_peer_t peer;
     uint8_t node[PS_ID_LEN];
     ProtobufCMessage *msg;   /* the request (owned) */
@@ -101,7 +106,7 @@ static void work_pull(read_job_t *j)
     ps_pull_end_t end;
     /* The batch is read, or taken from those kept (pullcache.h). */
     j->rc = ps_pull_cached(j->c->srv->pullcache, j->c->srv->store, &j->peer, j->cursor, j->max_records, j->max_bytes,
-                           j->compress, j->request_id, &j->reply, &end);
+                           j->skip, j->nskip, j->compress, j->request_id, &j->reply, &end);
     if (j->rc == PS_OK)
         j->new_cursor = end.cursor; /* the node's cursor once it applies the batch */
 }
@@ -288,10 +293,63 @@ static void pull_done(read_job_t *j)
     ps_conn_send(j->c, &j->reply);
 }
 
+/* --- versions the peer holds (Pull.skip_own, docs/protocol.md §9.1) ------
+ *
+ * A Push's answer gives its sender the rev of each change stored exactly as
+ * sent (apply.c own_copy); with it the sender's copy is the stored version,
+ * so sending it back in the pull that follows on the same connection is
+ * waste: for an incremental sync it was most of the pull.  The seqs are
+ * kept only while the connection lives: a sync cut before its pull gets
+ * them on the next connection, as any client does. */
+
+#define PS_OWN_MAX 16384u /* 128 KB per connection at most; beyond, the versions are sent */
+
+void ps_sync_own_add(ps_conn_t *c, const uint64_t *seqs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (c->nown && seqs[i] <= c->own[c->nown - 1])
+            continue; /* never out of order: commits run one at a time */
+        if (c->nown >= PS_OWN_MAX)
+            return;
+        if (PS_VEC_ROOM(c->own, c->nown, c->capown, 64))
+            return;
+        c->own[c->nown++] = seqs[i];
+    }
+}
+
+/* A Pull ended at cursor: the seqs up to it are behind every later one. */
+static void own_passed(ps_conn_t *c, uint64_t cursor)
+{
+    size_t i = 0;
+    while (i < c->nown && c->own[i] <= cursor)
+        i++;
+    memmove(c->own, c->own + i, (c->nown - i) * sizeof(*c->own));
+    c->nown -= i;
+    if (c->nown == 0) {
+        free(c->own);
+        c->own = NULL;
+        c->capown = 0;
+    }
+}
+
+/* When a Pull with skip_own starts (every Push before it has committed):
+ * the seqs past its cursor.  None when out of memory: they are sent. */
+static void own_for_pull(ps_conn_t *c, read_job_t *j)
+{
+    size_t i = 0;
+    while (i < c->nown && c->own[i] <= j->cursor)
+        i++;
+    if (i == c->nown || !(j->skip = malloc((c->nown - i) * sizeof(*j->skip))))
+        return;
+    j->nskip = c->nown - i;
+    memcpy(j->skip, c->own + i, j->nskip * sizeof(*j->skip));
+}
+
 static void read_job_free(read_job_t *j)
 {
     ps_buf_free(&j->reply);
     ps_msg_free(j->msg);
+    free(j->skip);
     free(j->live);
     ps_store_approved_free(j->approved, j->napproved);
     free(j);
@@ -305,7 +363,10 @@ static void read_after(uv_work_t *req, int status)
         /* Where the next Pull with follow starts; none after a failure. */
         c->pull_next_ok = !status && !j->rc;
         c->pull_next = j->new_cursor;
+        if (c->pull_next_ok)
+            own_passed(c, j->new_cursor);
     }
+    PS_TRACE("server", "conn %llu: %s answered", (unsigned long long)c->id, ps_frame_type_name(j->type));
     if (c->state != PS_CONN_CLOSING) {
         if (status || j->rc) {
             ps_conn_error(c, j->request_id, j->rc ? j->rc : PS_EIO, j->type == PS_MSG_HELLO, "%s failed: %s",
@@ -365,6 +426,8 @@ static int start_read(ps_conn_t *c, read_job_t *j)
         j->cursor = c->pull_next;
         ps_nodes_seen(c->srv, c->node, &c->peer, j->cursor);
     }
+    if (j->skip_own)
+        own_for_pull(c, j);
     if (uv_queue_work(c->srv->loop, &j->req, read_work, read_after) != 0) {
         ps_conn_error(c, j->request_id, rc, 0, "%s: cannot schedule the work", ps_frame_type_name(j->type));
         goto drop;
@@ -528,6 +591,7 @@ static int on_pull(ps_conn_t *c, const ps_frame_t *f, ProtobufCMessage *m, read_
     Popsync__Pull *p = (Popsync__Pull *)m;
     /* follow: the previous Pull's cursor, known when this one starts. */
     j->follow = p->follow;
+    j->skip_own = p->skip_own;
     /* A cursor past head was never given out by this store (restores
      * advance head, docs/protocol.md §9); answering it would echo it back,
      * and 2^64-1 would wrap to the whole scope. */
@@ -761,6 +825,7 @@ int ps_sync_dispatch(ps_conn_t *c, const ps_frame_t *f)
         ps_conn_error(c, f->request_id, PS_EPROTO, 1, "%s before Hello", mi->name);
         return PS_EPROTO;
     }
+    PS_TRACE("server", "conn %llu: %s in (%zu bytes)", (unsigned long long)c->id, mi->name, (size_t)f->body_len);
     /* A Push is decoded off the loop, into an arena (on_push, commit.c). */
     if (mi->type != PS_MSG_PUSH && (rc = unpack_body(c, f, &m)))
         return rc;

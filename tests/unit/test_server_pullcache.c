@@ -130,7 +130,7 @@ static void pull(fixture_t *fx, ps_pullcache_t *pc, const ps_peer_t *p, uint64_t
                  int compress, uint32_t rid, ps_buf_t *out, ps_pull_end_t *end)
 {
     ps_buf_init(out);
-    assert_int_equal(ps_pull_cached(pc, fx->st, p, cursor, max_records, 1 << 24, compress, rid, out, end), PS_OK);
+    assert_int_equal(ps_pull_cached(pc, fx->st, p, cursor, max_records, 1 << 24, NULL, 0, compress, rid, out, end), PS_OK);
     assert_true(ps_buf_size(out) > PS_FRAME_HDR);
 }
 

@@ -14,6 +14,7 @@
 #include "store_cols.h"
 #include "store_versions.h"
 
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,19 +197,24 @@ static int marks_flush(apply_ctx_t *c)
 
 /* SHA-256 of the change as sent, cut to 8 bytes: tells a resend (the same
  * bytes from the outbox) from another change under the same lcn (a copied
- * cache). */
-static int change_digest(const Popsync__Change *ch, uint8_t out[8])
+ * cache).  The hash is libcrypto's (the CPU's SHA extensions, as the audit
+ * chain's): with mbedTLS 2.28 it was a tenth of popsyncd's CPU in ingest
+ * (docs/performance.md §a1).  The same SHA-256, so answers stored by an
+ * older popsyncd still compare. */
+static int change_digest(apply_ctx_t *c, const Popsync__Change *ch, uint8_t out[8])
 {
     size_t n = protobuf_c_message_get_packed_size(&ch->base);
-    uint8_t *p = malloc(n ? n : 1), h[32];
+    uint8_t h[EVP_MAX_MD_SIZE];
+    unsigned hlen = 0;
     int rc;
-    if (!p)
-        return PS_ENOMEM;
-    protobuf_c_message_pack(&ch->base, p);
-    rc = ps_sha256(p, n, h);
-    free(p);
+    ps_buf_reset(&c->dscratch);
+    if ((rc = ps_buf_reserve(&c->dscratch, n ? n : 1)))
+        return rc;
+    protobuf_c_message_pack(&ch->base, ps_buf_tail(&c->dscratch));
+    if (EVP_Digest(ps_buf_tail(&c->dscratch), n, h, &hlen, EVP_sha256(), NULL) != 1 || hlen != 32)
+        return PS_ECRYPTO;
     memcpy(out, h, 8);
-    return rc;
+    return PS_OK;
 }
 
 static void answer_key(uint8_t key[PS_ID_LEN + 8], const uint8_t *node, uint64_t lcn)
@@ -353,7 +359,7 @@ int ps_apply_admit(ps_apply_txn_t *c, ps_push_job_t *job)
             }
             continue;
         }
-        if (rc || (rc = change_digest(ch, mine)))
+        if (rc || (rc = change_digest(c, ch, mine)))
             return rc;
         if (memcmp(have, mine, 8) != 0) {
             copied_refusal(job, ch->lcn);
@@ -775,7 +781,7 @@ static int answer_put(apply_ctx_t *c, const uint8_t *node, const Popsync__Change
     MDB_val k = {sizeof(key), key}, v;
     size_t n;
     int rc, mrc;
-    if ((rc = pack_result(c, res, 8, &p, &n)) || (rc = change_digest(ch, p)))
+    if ((rc = pack_result(c, res, 8, &p, &n)) || (rc = change_digest(c, ch, p)))
         return rc;
     answer_key(key, node, ch->lcn);
     v.mv_size = 8 + n;
@@ -1000,7 +1006,7 @@ int ps_apply_validate(ps_apply_txn_t *c, ps_apply_change_t *x)
     vctx.units = c->st->opts.units;
     vctx.peer = &x->job->peer;
     vctx.current = x->cur;
-    vctx.today = ps_tz_date(&c->st->opts.tz, c->now_ms); /* the district's calendar */
+    vctx.today = c->today; /* the district's calendar */
     vctx.ref_exists = ref_exists;
     vctx.ref_arg = &rctx;
     vctx.refuse_synthetic = !c->st->opts.allow_synthetic;
@@ -1166,7 +1172,8 @@ int ps_apply_persist(ps_apply_txn_t *c, ps_apply_change_t *x)
     if ((rc = ps_idnum_update(c->st, c->txn, &x->nv, x->cur)))
         return rc;
     /* The column projection counts read (store_cols.c) moves with it. */
-    if ((rc = x->cur ? ps_cols_update(c->st, c->txn, &x->nv, x->cur) : ps_cols_update_new(c->st, c->txn, &x->nv)))
+    if ((rc = x->cur ? ps_cols_update(c->st, c->txn, &x->nv, x->cur)
+                     : ps_cols_update_new(c->st, c->txn, &x->nv, c->today)))
         return rc;
     /* Counters move by the difference between the old and new version, in
      * the same transaction, so they always equal a recount. */
@@ -1292,7 +1299,9 @@ int ps_apply_begin(ps_apply_txn_t *c, ps_store_t *st)
     memset(c, 0, sizeof(*c));
     c->st = st;
     c->now_ms = ps_now_ms();
+    c->today = ps_tz_date(&st->opts.tz, c->now_ms);
     ps_buf_init(&c->scratch);
+    ps_buf_init(&c->dscratch);
     if ((mrc = mdb_txn_begin(st->env, NULL, 0, &c->txn))) {
         c->txn = NULL;
         return db_err(mrc);
@@ -1316,6 +1325,7 @@ void ps_apply_abort(ps_apply_txn_t *c)
     free(c->ctab.v);
     ps_audit_batch_free(&c->audit);
     ps_buf_free(&c->scratch);
+    ps_buf_free(&c->dscratch);
     c->marks = NULL;
     c->ctab.v = NULL;
 }

@@ -67,12 +67,14 @@ typedef struct ps_apply_txn {
     MDB_txn *txn;
     uint64_t seq;            /**< last feed sequence given in this transaction */
     uint64_t now_ms;         /**< our clock at its start: acceptance time of its changes */
+    uint32_t today;          /**< the district's date at now_ms (ps_tz_date): what validation judges by */
     uint64_t conflicts;      /**< conflicts recorded in it */
     ps_apply_ctab_t ctab;
     ps_audit_batch_t audit;  /**< the audit entries it appends (audit_chain.h) */
     ps_apply_mark_t *marks;
     size_t nmarks, capmarks;
     ps_buf_t scratch;        /**< a record or entry being packed for storage */
+    ps_buf_t dscratch;       /**< a change packed for its digest */
 } ps_apply_txn_t;
 
 /** What becomes of a record that left the sender's scope. */

@@ -47,10 +47,11 @@ typedef struct ps_cols_sink {
     void *arg;
 } ps_cols_sink_t;
 
-/** ps_cols_update for a new record that passed the validate stage today
- *  with no current version (the quality report's validation is a part of
- *  that one, so the row needs no second pass). */
-int ps_cols_update_new(ps_store_t *st, MDB_txn *txn, const Popsync__Record *nv);
+/** ps_cols_update for a new record that passed the validate stage on day
+ *  today (ps_tz_date of the district, as the validate stage took it) with
+ *  no current version (the quality report's validation is a part of that
+ *  one, so the row needs no second pass). */
+int ps_cols_update_new(ps_store_t *st, MDB_txn *txn, const Popsync__Record *nv, uint32_t today);
 
 /** Answers q (ps_cols_usable) for peer from the projection in txn: every
  *  group to sink, *scanned and *matched as the scan counts them.  PS_OK,

@@ -23,6 +23,7 @@
 
 #include "store_fixture.h"
 #include "apply.h"
+#include "crypto.h"
 #include "err.h"
 #include "ids.h"
 #include "orgunit.h"
@@ -230,6 +231,41 @@ static void test_dedupe(void **state)
     assert_int_equal(again.gen, first.gen);
     assert_int_equal(again.hlc, first.hlc);
     assert_int_equal(ps_store_head(fx->st), first.seq);
+}
+
+/* The digest remembered with an acceptance is the first 8 bytes of SHA-256
+ * of the change as packed (apply.c change_digest): popsyncd computes it
+ * with libcrypto now, older ones with mbedTLS, and the answers an older
+ * popsyncd left in a store must still compare with a resend. */
+static void test_answer_digest(void **state)
+{
+    fixture_t *fx = *state;
+    ps_peer_t admin = peer(PS_ROLE_ADMIN, "130203000000", "district");
+    ps_change_result_t first;
+    uint8_t key[PS_ID_LEN + 8], want[32], *packed;
+    MDB_val k = {sizeof(key), key}, v;
+    MDB_txn *txn;
+    one_push_t p;
+    size_t n;
+
+    apply1(fx, &admin, NODE_ADMIN, 7, person(NULL, UNIT_A, "李娜", "1985-11-02", NULL), 0, &first);
+    assert_int_equal(first.status, PS_CHANGE_ACCEPTED);
+    one_push(&p, &admin, NODE_ADMIN, 7, person(first.id, UNIT_A, "李娜", "1985-11-02", NULL), 0);
+    n = protobuf_c_message_get_packed_size(&p.ch.base);
+    assert_non_null(packed = malloc(n));
+    protobuf_c_message_pack(&p.ch.base, packed);
+    assert_int_equal(ps_sha256(packed, n, want), PS_OK); /* mbedTLS, as before */
+    free(packed);
+
+    memcpy(key, NODE_ADMIN, PS_ID_LEN);
+    memset(key + PS_ID_LEN, 0, 8);
+    key[PS_ID_LEN + 7] = 7;
+    assert_int_equal(mdb_txn_begin(fx->st->env, NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(mdb_get(txn, fx->st->answers, &k, &v), 0);
+    assert_true(v.mv_size > 8);
+    assert_memory_equal(v.mv_data, want, 8);
+    mdb_txn_abort(txn);
+    one_push_free(&p);
 }
 
 /* ---- authorise ---------------------------------------------------------------------- */
@@ -594,6 +630,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_dedupe, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_answer_digest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_authorise_moved_away, setup, teardown),
         cmocka_unit_test_setup_teardown(test_authorise_unit_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_authorise_hidden, setup, teardown),

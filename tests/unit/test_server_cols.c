@@ -146,6 +146,13 @@ static Popsync__Record *random_record(int kind, const uint8_t *id)
     set(r, "orgunit", pick(UNITS, NUNITS));
     r->deleted = rand() % 8 == 0;
     r->created_ms = rand() % 5 ? 1700000000000LL + (int64_t)(rand() % 60) * 86400000LL * 7 : 0;
+    if (rand() % 16 == 0) {
+        /* The edges of the row's month arithmetic (store_cols.c created_month):
+         * the first millisecond, month and year ends, the last of year 9999. */
+        static const int64_t edge[] = {1, 86399999, 1704067199999LL, 1704067200000LL, 951868799999LL,
+                                       951868800000LL, 253402300799999LL};
+        r->created_ms = edge[rand() % (int)(sizeof(edge) / sizeof(edge[0]))];
+    }
     switch (kind) {
     case POPSYNC__KIND__KIND_PERSON:
         r->person->sex = (Popsync__Sex)(rand() % 4); /* 3: a value the schema does not name */

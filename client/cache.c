@@ -213,16 +213,23 @@ static int seal_msg(ps_cache_t *c, const char *db, const MDB_val *k, const Proto
 /* Opens a sealed value and unpacks it with the default allocator: cache
  * contents are our own writing, so the records can be freed with
  * protobuf_c_message_free_unpacked(m, NULL) like any built by the CLI. */
-static int open_msg(ps_cache_t *c, const char *db, const MDB_val *k, const MDB_val *v,
-                    const ProtobufCMessageDescriptor *d, ProtobufCMessage **out)
+/* As open_msg, unpacked with allocator al (NULL: malloc). */
+static int open_msg_al(ps_cache_t *c, const char *db, const MDB_val *k, const MDB_val *v,
+                       const ProtobufCMessageDescriptor *d, ProtobufCAllocator *al, ProtobufCMessage **out)
 {
     const uint8_t *p;
     size_t n;
     int rc = open_val(c, &c->plain, db, k, v, &p, &n);
     if (rc)
         return rc;
-    *out = protobuf_c_message_unpack(d, NULL, n, p);
+    *out = protobuf_c_message_unpack(d, al, n, p);
     return *out ? PS_OK : PS_EPROTO;
+}
+
+static int open_msg(ps_cache_t *c, const char *db, const MDB_val *k, const MDB_val *v,
+                    const ProtobufCMessageDescriptor *d, ProtobufCMessage **out)
+{
+    return open_msg_al(c, db, k, v, d, NULL, out);
 }
 
 /* ---- records values (format 2: the revision beside the sealed record) ----- */
@@ -1542,14 +1549,66 @@ out:
     return rc;
 }
 
+/* A Push read from the outbox and what its changes were unpacked into:
+ * blocks of at least PUSH_BLOCK bytes, bump-allocated, freed together by
+ * ps_cache_push_free.  Unpacked piece by piece (a malloc per string and
+ * sub-message, each freed on the answer), a batch of 5,000 changes cost
+ * the client a tenth of its CPU per pushed record in malloc and free
+ * (docs/performance.md §a1). */
+#define PUSH_BLOCK (64 * 1024) /* under glibc's mmap threshold: reused, no page faults */
+
+typedef struct push_block {
+    struct push_block *next;
+    size_t cap, used;
+} push_block_t;
+
+typedef struct push_box {
+    Popsync__Push p; /* first: ps_cache_push_free turns the Push back into its box */
+    push_block_t *blocks;
+} push_box_t;
+
+#define PUSH_BLOCK_HDR ((sizeof(push_block_t) + 15) & ~(size_t)15)
+
+static void *push_alloc(void *data, size_t size)
+{
+    push_box_t *b = data;
+    push_block_t *blk = b->blocks;
+    size_t n = (size + 15) & ~(size_t)15; /* max_align_t alignment for every piece */
+    void *p;
+    if (n < size)
+        return NULL;
+    if (!blk || n > blk->cap - blk->used) {
+        size_t cap = n > PUSH_BLOCK - PUSH_BLOCK_HDR ? n : PUSH_BLOCK - PUSH_BLOCK_HDR;
+        if (cap > SIZE_MAX - PUSH_BLOCK_HDR || !(blk = malloc(PUSH_BLOCK_HDR + cap)))
+            return NULL;
+        blk->cap = cap;
+        blk->used = 0;
+        blk->next = b->blocks;
+        b->blocks = blk;
+    }
+    p = (uint8_t *)blk + PUSH_BLOCK_HDR + blk->used;
+    blk->used += n;
+    return p;
+}
+
+static void push_nofree(void *data, void *ptr)
+{
+    (void)data;
+    (void)ptr;
+}
+
 void ps_cache_push_free(Popsync__Push *p)
 {
+    push_box_t *b = (push_box_t *)p;
     if (!p)
         return;
-    for (size_t i = 0; i < p->n_changes; i++)
-        protobuf_c_message_free_unpacked(&p->changes[i]->base, NULL);
+    while (b->blocks) {
+        push_block_t *next = b->blocks->next;
+        free(b->blocks);
+        b->blocks = next;
+    }
     free(p->changes);
-    free(p);
+    free(b);
 }
 
 int ps_cache_outbox_batch(ps_cache_t *c, size_t max, size_t max_bytes, Popsync__Push **out)
@@ -1562,18 +1621,20 @@ int ps_cache_outbox_batch_after(ps_cache_t *c, uint64_t after, size_t max, size_
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     MDB_val k, v;
-    Popsync__Push *p = calloc(1, sizeof(*p));
+    push_box_t *box = calloc(1, sizeof(*box));
+    Popsync__Push *p = &box->p;
+    ProtobufCAllocator al = {push_alloc, push_nofree, box};
     size_t bytes = 0;
     uint8_t from[8];
     MDB_cursor_op op = MDB_SET_RANGE;
     int mrc, rc = PS_OK;
 
-    if (!p)
+    if (!box)
         return PS_ENOMEM;
     popsync__push__init(p);
     p->changes = calloc(max ? max : 1, sizeof(*p->changes));
     if (!p->changes) {
-        free(p);
+        free(box);
         return PS_ENOMEM;
     }
     if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, c->outbox, &cur))) {
@@ -1586,7 +1647,7 @@ int ps_cache_outbox_batch_after(ps_cache_t *c, uint64_t after, size_t max, size_
     while (p->n_changes < max && bytes < max_bytes && (mrc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
         op = MDB_NEXT;
         Popsync__Change *ch = NULL;
-        if ((rc = open_msg(c, DB_OUTBOX, &k, &v, &popsync__change__descriptor, (ProtobufCMessage **)&ch)))
+        if ((rc = open_msg_al(c, DB_OUTBOX, &k, &v, &popsync__change__descriptor, &al, (ProtobufCMessage **)&ch)))
             goto out;
         p->changes[p->n_changes++] = ch;
         bytes += v.mv_size;

@@ -1108,12 +1108,16 @@ const ps_cache_meta_t *ps_cache_meta(const ps_cache_t *c)
     return &c->m;
 }
 
-static int pending_add(ps_cache_t *c, MDB_txn *txn, const uint8_t *id, int delta)
+/* Moves record id's count of outbox changes by delta; *left (may be NULL)
+ * gets the new count. */
+static int pending_move(ps_cache_t *c, MDB_txn *txn, const uint8_t *id, int delta, uint64_t *left)
 {
     MDB_val k = {PS_ID_LEN, (void *)id}, v;
     uint64_t n = 0;
     uint8_t b[8];
     int mrc = mdb_get(txn, c->pending, &k, &v);
+    if (left)
+        *left = 0;
     if (mrc == 0 && v.mv_size == 8)
         n = ps_be64get(v.mv_data);
     else if (mrc && mrc != MDB_NOTFOUND)
@@ -1123,11 +1127,18 @@ static int pending_add(ps_cache_t *c, MDB_txn *txn, const uint8_t *id, int delta
         return mrc && mrc != MDB_NOTFOUND ? ps_db_err(mrc) : PS_OK;
     }
     n = (uint64_t)((int64_t)n + delta);
+    if (left)
+        *left = n;
     ps_be64put(b, n);
     v.mv_size = 8;
     v.mv_data = b;
     mrc = mdb_put(txn, c->pending, &k, &v, 0);
     return mrc ? ps_db_err(mrc) : PS_OK;
+}
+
+static int pending_add(ps_cache_t *c, MDB_txn *txn, const uint8_t *id, int delta)
+{
+    return pending_move(c, txn, id, delta, NULL);
 }
 
 static int pending_count(ps_cache_t *c, MDB_txn *txn, const uint8_t *id, uint64_t *n)
@@ -1666,27 +1677,33 @@ out:
 }
 
 /* Gives the local copy the revision the server assigned, unless a newer
- * local edit is still waiting (then that edit's base must stay).  A
+ * local edit is still waiting (pend, the record's changes left in the
+ * outbox: then that edit's base must stay).  *cur is a cursor on records
+ * (opened here on first use, closed by the caller): the value is read and
+ * rewritten where it lies, one search instead of two.  A
  * format-2 value only has the revision beside its sealed record rewritten:
  * no open, no seal.  A format-1 value (an older cache) is rebuilt from the
  * record just sent, which is what was stored but for its revision, and so
  * becomes format 2. */
-static int set_local_rev(ps_cache_t *c, MDB_txn *txn, const Popsync__Record *sent, const Popsync__Rev *rev)
+static int set_local_rev(ps_cache_t *c, MDB_txn *txn, MDB_cursor **cur, const Popsync__Record *sent,
+                         const Popsync__Rev *rev, uint64_t pend)
 {
     MDB_val k = {PS_ID_LEN, sent->id.data}, v;
     Popsync__Record copy = *sent;
-    uint64_t pend;
     int rc, mrc;
 
-    if ((rc = pending_count(c, txn, sent->id.data, &pend)))
-        return rc;
     if (pend > 0)
         return PS_OK;
-    mrc = mdb_get(txn, c->records, &k, &v);
+    if (!*cur && (mrc = mdb_cursor_open(txn, c->records, cur))) {
+        *cur = NULL;
+        return ps_db_err(mrc);
+    }
+    mrc = mdb_cursor_get(*cur, &k, &v, MDB_SET_KEY);
     if (mrc == MDB_NOTFOUND)
         return PS_OK; /* dropped meanwhile (it left our scope) */
     if (mrc)
         return ps_db_err(mrc);
+    k.mv_data = sent->id.data; /* not the map's copy, which the put may move */
     if (v.mv_size > RECMETA_LEN && ((const uint8_t *)v.mv_data)[0] == REC_V2 && rev->node.len <= PS_ID_LEN &&
         !c->legacy) {
         /* Copied first: the value lies in the map, which the put may change. */
@@ -1700,7 +1717,7 @@ static int set_local_rev(ps_cache_t *c, MDB_txn *txn, const Popsync__Record *sen
         if ((rc = rec_seal(c, &k, &copy, NULL, 0, &v)))
             return rc;
     }
-    mrc = mdb_put(txn, c->records, &k, &v, 0);
+    mrc = mdb_cursor_put(*cur, &k, &v, MDB_CURRENT);
     return mrc ? ps_db_err(mrc) : PS_OK;
 }
 
@@ -1709,6 +1726,7 @@ static int set_local_rev(ps_cache_t *c, MDB_txn *txn, const Popsync__Record *sen
 int ps_cache_outbox_ack(ps_cache_t *c, const Popsync__Push *sent, const Popsync__PushResult *res)
 {
     MDB_txn *txn = NULL;
+    MDB_cursor *rcur = NULL;
     int mrc, rc = PS_OK;
 
     if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
@@ -1717,6 +1735,7 @@ int ps_cache_outbox_ack(ps_cache_t *c, const Popsync__Push *sent, const Popsync_
         const Popsync__ChangeResult *r = res->results[i];
         const Popsync__Change *ch = NULL;
         uint8_t key[8];
+        uint64_t left; /* the record's changes still in the outbox */
         MDB_val k = {8, key}, v;
         /* The server answers in the order sent: look there first. */
         if (i < sent->n_changes && sent->changes[i]->lcn == r->lcn)
@@ -1774,7 +1793,7 @@ int ps_cache_outbox_ack(ps_cache_t *c, const Popsync__Push *sent, const Popsync_
             rc = ps_db_err(mrc);
             goto out;
         }
-        if ((rc = pending_add(c, txn, ch->record->id.data, -1)))
+        if ((rc = pending_move(c, txn, ch->record->id.data, -1, &left)))
             goto out;
         /* Only a change applied exactly on its base (gen = base + 1) left
          * the server holding our content: then our copy takes the new
@@ -1783,13 +1802,17 @@ int ps_cache_outbox_ack(ps_cache_t *c, const Popsync__Push *sent, const Popsync_
         if ((r->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_ACCEPTED ||
              r->status == POPSYNC__CHANGE_STATUS__CHANGE_STATUS_DUPLICATE) &&
             r->rev && r->rev->gen == (ch->base_rev ? ch->base_rev->gen : 0) + 1)
-            if ((rc = set_local_rev(c, txn, ch->record, r->rev)))
+            if ((rc = set_local_rev(c, txn, &rcur, ch->record, r->rev, left)))
                 goto out;
     }
+    mdb_cursor_close(rcur);
+    rcur = NULL;
     mrc = mdb_txn_commit(txn);
     txn = NULL;
     rc = mrc ? ps_db_err(mrc) : PS_OK;
 out:
+    if (rcur)
+        mdb_cursor_close(rcur);
     if (txn)
         mdb_txn_abort(txn);
     return rc;

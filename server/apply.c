@@ -211,7 +211,14 @@ static int change_digest(apply_ctx_t *c, const Popsync__Change *ch, uint8_t out[
     if ((rc = ps_buf_reserve(&c->dscratch, n ? n : 1)))
         return rc;
     protobuf_c_message_pack(&ch->base, ps_buf_tail(&c->dscratch));
-    if (EVP_Digest(ps_buf_tail(&c->dscratch), n, h, &hlen, EVP_sha256(), NULL) != 1 || hlen != 32)
+    /* One context per transaction, initialised from the SHA-256 the audit
+     * chain fetched: OpenSSL 3's one-shot EVP_Digest fetches the algorithm
+     * and takes its locks on every call. */
+    if (!c->dmd && !(c->dmd = EVP_MD_CTX_new()))
+        return PS_ENOMEM;
+    if (EVP_DigestInit_ex2(c->dmd, ps_audit_sha256(), NULL) != 1 ||
+        EVP_DigestUpdate(c->dmd, ps_buf_tail(&c->dscratch), n) != 1 || EVP_DigestFinal_ex(c->dmd, h, &hlen) != 1 ||
+        hlen != 32)
         return PS_ECRYPTO;
     memcpy(out, h, 8);
     return PS_OK;
@@ -1326,6 +1333,8 @@ void ps_apply_abort(ps_apply_txn_t *c)
     ps_audit_batch_free(&c->audit);
     ps_buf_free(&c->scratch);
     ps_buf_free(&c->dscratch);
+    EVP_MD_CTX_free(c->dmd);
+    c->dmd = NULL;
     c->marks = NULL;
     c->ctab.v = NULL;
 }

@@ -75,6 +75,7 @@ typedef struct ps_apply_txn {
     size_t nmarks, capmarks;
     ps_buf_t scratch;        /**< a record or entry being packed for storage */
     ps_buf_t dscratch;       /**< a change packed for its digest */
+    struct evp_md_ctx_st *dmd; /**< ... and the hash's context (libcrypto's EVP_MD_CTX) */
 } ps_apply_txn_t;
 
 /** What becomes of a record that left the sender's scope. */

@@ -9,6 +9,7 @@
 #include "records.pb-c.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -36,12 +37,27 @@ static void be32put(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)v;
 }
 
+static const EVP_MD *g_sha256;
+static pthread_once_t g_sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+    EVP_MD *md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    g_sha256 = md ? md : EVP_sha256(); /* kept for the process's life */
+}
+
+const EVP_MD *ps_audit_sha256(void)
+{
+    pthread_once(&g_sha256_once, sha256_fetch);
+    return g_sha256;
+}
+
 /* Starts a batch's running hash (a new context, or the old one reset). */
 static int batch_start(ps_audit_batch_t *b)
 {
     if (!b->md && !(b->md = EVP_MD_CTX_new()))
         return PS_ENOMEM;
-    return EVP_DigestInit_ex(b->md, EVP_sha256(), NULL) == 1 ? PS_OK : PS_ECRYPTO;
+    return EVP_DigestInit_ex2(b->md, ps_audit_sha256(), NULL) == 1 ? PS_OK : PS_ECRYPTO;
 }
 
 int ps_audit_append(ps_audit_batch_t *b, MDB_txn *txn, ps_store_t *st, Popsync__AuditEntry *e, ps_buf_t *scratch)

@@ -40,6 +40,11 @@ typedef struct ps_audit_batch {
     void *md;              /**< the batch's running SHA-256 (OpenSSL EVP_MD_CTX) */
 } ps_audit_batch_t;
 
+/** libcrypto's SHA-256, fetched once per process (OpenSSL 3 fetches the
+ *  algorithm on every EVP_sha256() digest otherwise): for the chain and
+ *  the apply path's change digests.  Never NULL. */
+const struct evp_md_st *ps_audit_sha256(void);
+
 /** Appends e (everything but n, chain and prev_hash filled by the caller)
  *  as the next entry, packed in scratch.  PS_OK or an error. */
 int ps_audit_append(ps_audit_batch_t *b, MDB_txn *txn, ps_store_t *st, Popsync__AuditEntry *e, ps_buf_t *scratch);

@@ -76,6 +76,9 @@ typedef struct ps_apply_txn {
     ps_buf_t scratch;        /**< a record or entry being packed for storage */
     ps_buf_t dscratch;       /**< a change packed for its digest */
     struct evp_md_ctx_st *dmd; /**< ... and the hash's context (libcrypto's EVP_MD_CTX) */
+    ps_buf_t ablock;         /**< the answers of the Push being applied (apply.c answer_put) */
+    uint8_t ablock_node[PS_ID_LEN];
+    uint64_t ablock_last;    /**< ... their highest lcn */
 } ps_apply_txn_t;
 
 /** What becomes of a record that left the sender's scope. */

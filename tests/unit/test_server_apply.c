@@ -242,7 +242,7 @@ static void test_answer_digest(void **state)
     fixture_t *fx = *state;
     ps_peer_t admin = peer(PS_ROLE_ADMIN, "130203000000", "district");
     ps_change_result_t first;
-    uint8_t key[PS_ID_LEN + 8], want[32], *packed;
+    uint8_t key[PS_ID_LEN + 9], want[32], *packed;
     MDB_val k = {sizeof(key), key}, v;
     MDB_txn *txn;
     one_push_t p;
@@ -257,15 +257,153 @@ static void test_answer_digest(void **state)
     assert_int_equal(ps_sha256(packed, n, want), PS_OK); /* mbedTLS, as before */
     free(packed);
 
+    /* The Push's block of answers (apply.c): key node | last lcn | 'B',
+     * entries lcn(8) | digest(8) | length(2) | result. */
     memcpy(key, NODE_ADMIN, PS_ID_LEN);
     memset(key + PS_ID_LEN, 0, 8);
     key[PS_ID_LEN + 7] = 7;
+    key[PS_ID_LEN + 8] = 'B';
     assert_int_equal(mdb_txn_begin(fx->st->env, NULL, MDB_RDONLY, &txn), 0);
     assert_int_equal(mdb_get(txn, fx->st->answers, &k, &v), 0);
-    assert_true(v.mv_size > 8);
-    assert_memory_equal(v.mv_data, want, 8);
+    assert_true(v.mv_size > 18);
+    assert_int_equal(((uint8_t *)v.mv_data)[7], 7);
+    assert_memory_equal((uint8_t *)v.mv_data + 8, want, 8);
     mdb_txn_abort(txn);
     one_push_free(&p);
+}
+
+/* A job of n changes, lcns first..first+n-1, persons of names[i] (the job
+ * owns the records). */
+typedef struct many_push {
+    ps_push_job_t job;
+    Popsync__Push push;
+    Popsync__Change ch[4], *chp[4];
+} many_push_t;
+
+static void many_push(many_push_t *p, const ps_peer_t *pr, const uint8_t *node, uint64_t first, size_t n,
+                      Popsync__Record **recs)
+{
+    memset(p, 0, sizeof(*p));
+    popsync__push__init(&p->push);
+    for (size_t i = 0; i < n; i++) {
+        popsync__change__init(&p->ch[i]);
+        p->ch[i].lcn = first + i;
+        p->ch[i].record = recs[i];
+        p->chp[i] = &p->ch[i];
+    }
+    p->push.n_changes = n;
+    p->push.changes = p->chp;
+    p->job.peer = *pr;
+    memcpy(p->job.node, node, PS_ID_LEN);
+    p->job.push = &p->push;
+}
+
+static void many_push_free(many_push_t *p)
+{
+    for (size_t i = 0; i < p->push.n_changes; i++)
+        ps_record_free(p->ch[i].record);
+    ps_push_job_results_free(&p->job);
+}
+
+/* The remembered answers, one block per Push: a resend is told what each
+ * change got, a different change under an answered lcn is a copy, and the
+ * floor still hides what the client has acknowledged (a block straddling
+ * it keeps those answers, which must not count). */
+static void test_answer_blocks(void **state)
+{
+    fixture_t *fx = *state;
+    ps_peer_t admin = peer(PS_ROLE_ADMIN, "130203000000", "district");
+    uint8_t ids[3][PS_ID_LEN];
+    ps_change_result_t got[3];
+    Popsync__Record *r[3];
+    many_push_t p;
+
+    r[0] = person(NULL, UNIT_A, "赵敏", "1991-01-01", ids[0]);
+    r[1] = person(NULL, UNIT_A, "钱芳", "1992-02-02", ids[1]);
+    r[2] = person(NULL, UNIT_A, "孙丽", "1993-03-03", ids[2]);
+    many_push(&p, &admin, NODE_A, 1, 3, r);
+    assert_int_equal(ps_store_apply(fx->st, &p.job), PS_OK);
+    assert_int_equal(p.job.accepted, 3);
+    memcpy(got, p.job.results, sizeof(got));
+    many_push_free(&p);
+
+    /* The resend of 2 and 3 (the reply was lost): DUPLICATE, as first answered. */
+    r[0] = person(ids[1], UNIT_A, "钱芳", "1992-02-02", NULL);
+    r[1] = person(ids[2], UNIT_A, "孙丽", "1993-03-03", NULL);
+    many_push(&p, &admin, NODE_A, 2, 2, r);
+    assert_int_equal(ps_store_apply(fx->st, &p.job), PS_OK);
+    assert_int_equal(p.job.refused, 0);
+    assert_int_equal(p.job.duplicate, 2);
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(p.job.results[i].status, PS_CHANGE_DUPLICATE);
+        assert_int_equal(p.job.results[i].seq, got[i + 1].seq);
+        assert_int_equal(p.job.results[i].hlc, got[i + 1].hlc);
+    }
+    many_push_free(&p);
+
+    /* Another change under lcn 3: the cache is a copy; nothing applied. */
+    r[0] = person(ids[2], UNIT_A, "孙丽", "1993-03-04", NULL);
+    many_push(&p, &admin, NODE_A, 3, 1, r);
+    assert_int_equal(ps_store_apply(fx->st, &p.job), PS_OK);
+    assert_int_equal(p.job.refused, PS_ESTALE);
+    many_push_free(&p);
+
+    /* That Push started at 2: lcn 1 lies below the floor now, though its
+     * block (1..3) is kept for 2 and 3; sent again it is a copy's. */
+    r[0] = person(ids[0], UNIT_A, "赵敏", "1991-01-01", NULL);
+    many_push(&p, &admin, NODE_A, 1, 1, r);
+    assert_int_equal(ps_store_apply(fx->st, &p.job), PS_OK);
+    assert_int_equal(p.job.refused, PS_ESTALE);
+    many_push_free(&p);
+}
+
+/* Answers a popsyncd before the blocks left, one entry per change under
+ * node | lcn, are still told to a resend, and pruned by the next Push. */
+static void test_answer_old_entries(void **state)
+{
+    fixture_t *fx = *state;
+    ps_peer_t admin = peer(PS_ROLE_ADMIN, "130203000000", "district");
+    uint8_t bkey[PS_ID_LEN + 9], okey[PS_ID_LEN + 8], id[PS_ID_LEN], val[512];
+    MDB_val k = {sizeof(bkey), bkey}, v;
+    ps_change_result_t first, again;
+    MDB_txn *txn;
+    size_t len;
+
+    apply1(fx, &admin, NODE_B, 1, person(NULL, UNIT_A, "周洁", "1988-08-08", id), 0, &first);
+    assert_int_equal(first.status, PS_CHANGE_ACCEPTED);
+    /* Its block becomes an entry of the old form: digest | result. */
+    memcpy(bkey, NODE_B, PS_ID_LEN);
+    memset(bkey + PS_ID_LEN, 0, 8);
+    bkey[PS_ID_LEN + 7] = 1;
+    bkey[PS_ID_LEN + 8] = 'B';
+    memcpy(okey, bkey, sizeof(okey));
+    assert_int_equal(mdb_txn_begin(fx->st->env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_get(txn, fx->st->answers, &k, &v), 0);
+    len = v.mv_size - 18;
+    assert_true(len + 8 <= sizeof(val));
+    memcpy(val, (uint8_t *)v.mv_data + 8, 8);
+    memcpy(val + 8, (uint8_t *)v.mv_data + 18, len);
+    assert_int_equal(mdb_del(txn, fx->st->answers, &k, NULL), 0);
+    k.mv_size = sizeof(okey);
+    k.mv_data = okey;
+    v.mv_size = 8 + len;
+    v.mv_data = val;
+    assert_int_equal(mdb_put(txn, fx->st->answers, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+
+    apply1(fx, &admin, NODE_B, 1, person(id, UNIT_A, "周洁", "1988-08-08", NULL), 0, &again);
+    assert_int_equal(again.status, PS_CHANGE_DUPLICATE);
+    assert_int_equal(again.seq, first.seq);
+    assert_int_equal(again.hlc, first.hlc);
+
+    /* The next Push starts at 2: the old entry goes, as a block would. */
+    apply1(fx, &admin, NODE_B, 2, person(NULL, UNIT_A, "吴静", "1987-07-07", NULL), 0, &again);
+    assert_int_equal(again.status, PS_CHANGE_ACCEPTED);
+    assert_int_equal(mdb_txn_begin(fx->st->env, NULL, MDB_RDONLY, &txn), 0);
+    k.mv_size = sizeof(okey);
+    k.mv_data = okey;
+    assert_int_equal(mdb_get(txn, fx->st->answers, &k, &v), MDB_NOTFOUND);
+    mdb_txn_abort(txn);
 }
 
 /* ---- authorise ---------------------------------------------------------------------- */
@@ -631,6 +769,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_dedupe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_answer_digest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_answer_blocks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_answer_old_entries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_authorise_moved_away, setup, teardown),
         cmocka_unit_test_setup_teardown(test_authorise_unit_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_authorise_hidden, setup, teardown),

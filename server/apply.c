@@ -232,7 +232,7 @@ static void answer_key(uint8_t key[PS_ID_LEN + 8], const uint8_t *node, uint64_t
 
 static int pack_scratch(apply_ctx_t *c, const ProtobufCMessage *msg, size_t hdr_len, uint8_t **p, size_t *n);
 
-/* Remembered answers (`answers`, docs/architecture.md §6): a node's
+/* Remembered answers (`answers`, docs/architecture.md §5): a node's
  * acknowledgement floor under node | lcn 0, and the answers to its
  * accepted changes until its client has them.  Since issue 17 one entry
  * per Push: key node | last lcn | ABLOCK_TAG (25 bytes), value one

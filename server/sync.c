@@ -321,6 +321,8 @@ void ps_sync_own_add(ps_conn_t *c, const uint64_t *seqs, size_t n)
 static void own_passed(ps_conn_t *c, uint64_t cursor)
 {
     size_t i = 0;
+    if (!c->nown)
+        return;
     while (i < c->nown && c->own[i] <= cursor)
         i++;
     memmove(c->own, c->own + i, (c->nown - i) * sizeof(*c->own));

@@ -12,7 +12,8 @@
  * disturbs least):
  *   pull  a cold pull's cache work: each PullBatch of 1,000 records decoded
  *         (as the session does) and applied (ps_cache_apply_pull_raw with
- *         the batch's bytes; for the old format ps_cache_apply_pull)
+ *         the batch's bytes; for the old format ps_cache_apply_pull),
+ *         then the person index's bulk build the sync does at its end
  *   ack   a push's answer: ps_cache_outbox_ack of 1,000 accepted changes
  *   seal  the ChaCha20-Poly1305 / AES-256-GCM seal+open of one value
  * once with the cache writing the old format (POPSYNC_TEST_CACHE_FORMAT=1:
@@ -153,6 +154,10 @@ static double bench_pull(const char *name, int old, uint8_t **batches, const siz
             die("apply", ps_strerror(rc));
         ps_msg_free(m);
     }
+    /* What the sync does at its end: a cold pull's person index is built
+     * then (docs/data-model.md §7.9). */
+    if (ps_cache_pindex_finish(c))
+        die("person index", NULL);
     t = cpu_s() - t0;
     ps_cache_close(c);
     return t * 1e6 / (double)n;

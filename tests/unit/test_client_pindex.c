@@ -282,7 +282,8 @@ static Popsync__Record **persons(size_t n)
     char name[32], idn[32], date[16];
     assert_non_null(p);
     for (size_t i = 0; i < n; i++) {
-        snprintf(name, sizeof(name), "%s%s%s", fam[i % 8], given[(i / 8) % 10], given[(i / 80) % 10]);
+        snprintf(name, sizeof(name), "%s%s%s%s", fam[i % 8], given[(i / 8) % 10], given[(i / 80) % 10],
+                 i < 800 ? "" : given[(i / 800) % 10]);
         snprintf(idn, sizeof(idn), "1101051960%08zu", i);
         snprintf(date, sizeof(date), "19%02zu-%02zu-%02zu", 50 + i % 50, 1 + i % 12, 1 + i % 28);
         p[i] = person(name, idn, date);
@@ -322,23 +323,26 @@ static void assert_bulk_same_as_kept(void)
 }
 
 #define NP 400
+#define NP_MANY 6000
 
 /* Small batches (under the bulk threshold) file record by record; the bulk
  * build from the same by_id rows gives the same index, from memory and
  * through merged runs of 16 entries. */
 static void test_bulk_build_equals_per_record(void **state)
 {
-    Popsync__Record **p = persons(NP);
+    /* Enough entries that buckets of one tag and first hash byte hold more
+     * than the 16 the build's insertion sort takes: its quicksort runs. */
+    Popsync__Record **p = persons(NP_MANY);
     ps_cache_t *c = make_cache();
     (void)state;
-    pull_in_batches(c, p, NP, 50);
+    pull_in_batches(c, p, NP_MANY, 50);
     assert_int_equal(found(c, "110105196000000123"), 1);
     ps_cache_close(c);
     assert_bulk_same_as_kept();
     setenv("POPSYNC_TEST_PINDEX_RUN_ENTRIES", "16", 1);
     assert_bulk_same_as_kept();
     unsetenv("POPSYNC_TEST_PINDEX_RUN_ENTRIES");
-    free_persons(p, NP);
+    free_persons(p, NP_MANY);
     remove_cache();
 }
 

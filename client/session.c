@@ -570,7 +570,10 @@ static void st_handshake(ps_stream_t *st, int status)
         ps_session_fail(s, PS_ETLS, "TLS handshake with %s failed: %s", s->server, ps_tls_last_error(st->tls));
         return;
     }
-    if (s->tls.save) {
+    /* Hello first: the ticket's durable write (an fsync) then overlaps the
+     * server's answer instead of delaying the question. */
+    ps_session_start(s);
+    if (s->tls.save && s->state != SS_FAILED) {
         ps_buf_t sess;
         ps_buf_init(&sess);
         if (ps_tls_session_save(st->tls, &sess) == PS_OK && ps_buf_size(&sess))
@@ -580,7 +583,6 @@ static void st_handshake(ps_stream_t *st, int status)
         ps_buf_free(&sess);
         PS_TRACE("client", "TLS session saved");
     }
-    ps_session_start(s);
 }
 
 static void st_read(ps_stream_t *st)

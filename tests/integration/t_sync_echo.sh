@@ -80,7 +80,7 @@ pass "a sync cut before its pull gets the versions on the next connection"
 # timeline of docs/performance.md §c), step names and counts only.
 sq a edit "${ids[18]}" --set phone=13977776666 >/dev/null
 PS_TRACE_SYNC=1 sq a sync --quiet 2>"$T/trace.txt" >/dev/null || fail "traced sync failed"
-for step in 'client: sync start' 'client: TLS established' 'client: Push out (1 changes)' 'client: PushResult recorded' \
+for step in 'client: sync start' 'client: TLS established' 'client: TLS session saved' 'client: Push out (1 changes)' 'client: PushResult recorded' \
     'client: PullBatch in (0 entries, more 0)' 'client: sync recorded'; do
     grep -q "^trace [0-9.]* t[0-9]* cpu [0-9.]* $step" "$T/trace.txt" || fail "trace: no line '$step'"
 done

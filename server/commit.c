@@ -201,6 +201,7 @@ static void kick(ps_server_t *srv)
     PS_DEBUG("commit", "group commit of %zu changes", n);
     srv->commit_batch = head;
     srv->committing = 1;
+    pump(srv); /* the new head decodes while this group commits */
     srv->commit_req.data = srv;
     srv->stats.commit_start_ns = uv_hrtime();
     PS_TRACE("server", "group commit: %zu changes queued", n);

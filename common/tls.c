@@ -18,6 +18,7 @@
 
 #include <mbedtls/error.h>
 #include <mbedtls/oid.h>
+#include <mbedtls/pk.h>
 #include <mbedtls/sha256.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509_crt.h>
@@ -250,7 +251,7 @@ static int verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flag
     }
     /* The peer's key is used once more, for its signature of this
      * handshake; only for a certificate that passed every check. */
-    if (*flags == 0 && ps__tls_conf_peer_key_table(tls->conf, crt) != 0)
+    if (*flags == 0 && ps__tls_conf_peer_key(tls->conf, crt) != 0)
         *flags |= MBEDTLS_X509_BADCERT_OTHER;
     return 0;
 }
@@ -389,6 +390,10 @@ int ps_tls_handshake(ps_tls_t *tls)
      * whose peer then proved it holds the key: remember the certificate. */
     if (tls->vc_candidate)
         ps__tls_conf_vcache_add(tls->conf, tls->leaf_hash);
+    /* The peer's key has signed its last message to us (no renegotiation);
+     * what verify_cb gave it for that check would only weigh on an idle
+     * connection.  The certificate is the session's, ours to change. */
+    ps__tls_pk_ossl_shed(&((mbedtls_x509_crt *)crt)->pk);
     tls->established = 1;
     return PS_OK;
 }

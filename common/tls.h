@@ -4,7 +4,8 @@
  * mbedtls_ssl_config shared by all connections of one side) and ps_tls_t (one
  * TLS connection).  Knows nothing of sockets or libuv: the caller moves
  * ciphertext between the network and cipher_in/cipher_out, and the engine
- * never blocks.  Only tls*.c include mbedTLS headers.
+ * never blocks.  Only tls*.c include mbedTLS headers; tls_pk.c has the
+ * handshake's ECDSA computed by OpenSSL's libcrypto.
  *
  * Policy (docs/security.md): TLS 1.2 only; ECDHE-ECDSA with AES-GCM or
  * ChaCha20-Poly1305 only; renegotiation off; both sides present a certificate
@@ -247,9 +248,18 @@ int ps__tls_conf_revoked_crt(const ps_tls_conf_t *conf, const struct mbedtls_x50
 struct mbedtls_x509_crl;
 /** The CRL handed to mbedTLS itself (NULL: popsync checks serials; tests). */
 const struct mbedtls_x509_crl *ps__tls_conf_mbedtls_crl(const ps_tls_conf_t *conf);
-/** Gives a verified peer certificate's P-256 key the generator's table
- *  (tls_conf.c, pk_with_table).  0 or an mbedTLS error. */
-int ps__tls_conf_peer_key_table(ps_tls_conf_t *conf, struct mbedtls_x509_crt *crt);
+/** Gives a verified peer certificate's key its fastest form for the
+ *  check of its handshake signature (tls_conf.c).  0 or an mbedTLS error. */
+int ps__tls_conf_peer_key(ps_tls_conf_t *conf, struct mbedtls_x509_crt *crt);
+struct mbedtls_pk_context;
+/** Turns an EC key (P-256, P-384) into one whose ECDSA signatures and
+ *  verifications OpenSSL computes (tls_pk.c).  0 or an mbedTLS error, pk
+ *  unchanged then. */
+int ps__tls_pk_ossl(struct mbedtls_pk_context *pk);
+/** Frees the OpenSSL key of a key made by ps__tls_pk_ossl (it can then
+ *  neither sign nor verify): a peer's, once its handshake is over, so that
+ *  an idle connection does not hold it.  Other keys are left alone. */
+void ps__tls_pk_ossl_shed(struct mbedtls_pk_context *pk);
 /** An empty trust list: a handshake whose peer certificate is in the
  *  verified cache is verified against it (tls.c, docs/security.md §2.3a). */
 struct mbedtls_x509_crt *ps__tls_conf_no_ca(ps_tls_conf_t *conf);

@@ -24,7 +24,7 @@
  *
  * Threading: a conf and its connections belong to one thread, except on the
  * server, whose handshake threads (server/hspool.c) share the conf: its
- * keys are only read once made (pk_keep_table), the DRBG has mbedTLS's own
+ * keys are only read once made (pk_fast), the DRBG has mbedTLS's own
  * mutex (MBEDTLS_THREADING_C) and the verified cache has vc_mu.
  */
 #include "tls.h"
@@ -253,15 +253,27 @@ out:
     return ret;
 }
 
-int ps__tls_conf_peer_key_table(ps_tls_conf_t *c, mbedtls_x509_crt *crt)
+/* Our key, the CA's and the peer's sign or verify with OpenSSL
+ * (tls_pk.c, ~20 times faster than mbedTLS 2.28 here); failing that, with
+ * the generator's table kept (pk_with_table). */
+static int pk_fast(mbedtls_pk_context *pk, const mbedtls_ecp_group *warm, mbedtls_ctr_drbg_context *drbg)
 {
-    /* Only a P-256 key (the CA's group, whose table exists): the curve
-     * check mbedTLS makes after verification asks for an ECKEY and passes
-     * over an ECDSA context, and P-256 is always in our curve list. */
-    if (mbedtls_pk_get_type(&crt->pk) != MBEDTLS_PK_ECKEY ||
-        mbedtls_pk_ec(crt->pk)->grp.id != MBEDTLS_ECP_DP_SECP256R1 || !c->p256)
+    if (ps__tls_pk_ossl(pk) == 0)
         return 0;
-    return pk_with_table(&crt->pk, c->p256, NULL);
+    return pk_with_table(pk, warm, drbg);
+}
+
+int ps__tls_conf_peer_key(ps_tls_conf_t *c, mbedtls_x509_crt *crt)
+{
+    /* P-256 only (our PKI's curve, whose table the CA group holds): the
+     * curve check mbedTLS makes after verification asks for an ECKEY and
+     * passes over an ECDSA key, and P-256 is always in our curve list. */
+    if (mbedtls_pk_get_type(&crt->pk) != MBEDTLS_PK_ECKEY ||
+        mbedtls_pk_ec(crt->pk)->grp.id != MBEDTLS_ECP_DP_SECP256R1)
+        return 0;
+    if (ps__tls_pk_ossl(&crt->pk) == 0)
+        return 0;
+    return c->p256 ? pk_with_table(&crt->pk, c->p256, NULL) : 0;
 }
 
 /* The CA, the CRL, our certificate and its key, checked to belong together
@@ -290,13 +302,14 @@ static int load_files(ps_tls_conf_t *c, const char *ca_file, const char *cert_fi
         conf_msg(err, errlen, "tls: own certificate carries no popsync identity (CN, OU, title)");
         return PS_EINVAL;
     }
-    if ((ret = pk_with_table(&c->key, NULL, &c->drbg)) != 0)
+    if ((ret = pk_fast(&c->key, NULL, &c->drbg)) != 0)
         return conf_fail(err, errlen, "tls: preparing key", key_file, ret);
     for (mbedtls_x509_crt *ca = &c->ca; ca && ca->version != 0; ca = ca->next) {
-        if ((ret = pk_with_table(&ca->pk, c->p256, &c->drbg)) != 0)
+        if ((ret = pk_fast(&ca->pk, c->p256, &c->drbg)) != 0)
             return conf_fail(err, errlen, "tls: preparing CA key", ca_file, ret);
+        /* A table for the peer keys' fallback (only if OpenSSL failed). */
         if (!c->p256 && mbedtls_pk_get_type(&ca->pk) == MBEDTLS_PK_ECDSA &&
-            mbedtls_pk_ec(ca->pk)->grp.id == MBEDTLS_ECP_DP_SECP256R1)
+            mbedtls_pk_ec(ca->pk)->grp.id == MBEDTLS_ECP_DP_SECP256R1 && mbedtls_pk_ec(ca->pk)->grp.T)
             c->p256 = &mbedtls_pk_ec(ca->pk)->grp;
     }
     return PS_OK;

@@ -1036,6 +1036,80 @@ static void test_verified_cache(void **state)
     ps_tls_conf_free(srv);
 }
 
+/* tls_pk.c: keys whose ECDSA OpenSSL computes agree with mbedTLS's in both
+ * directions and refuse what mbedTLS refuses. */
+static void test_ossl_keys(void **state)
+{
+    fixture_t *f = *state;
+    char path[256];
+    mbedtls_pk_context key, okey, other;
+    mbedtls_x509_crt crt, ocrt;
+    unsigned char hash[32], sig[MBEDTLS_PK_SIGNATURE_MAX_SIZE + 1], sig2[MBEDTLS_PK_SIGNATURE_MAX_SIZE + 1];
+    size_t slen = 0, slen2 = 0;
+
+    mbedtls_pk_init(&key);
+    mbedtls_pk_init(&okey);
+    mbedtls_pk_init(&other);
+    mbedtls_x509_crt_init(&crt);
+    mbedtls_x509_crt_init(&ocrt);
+    path_in(path, sizeof(path), f->pki, "township-a.key");
+    assert_int_equal(mbedtls_pk_parse_keyfile(&key, path, NULL), 0);
+    assert_int_equal(mbedtls_pk_parse_keyfile(&okey, path, NULL), 0);
+    path_in(path, sizeof(path), f->pki, SERVER_NAME ".key");
+    assert_int_equal(mbedtls_pk_parse_keyfile(&other, path, NULL), 0);
+    path_in(path, sizeof(path), f->pki, "township-a.crt");
+    assert_int_equal(mbedtls_x509_crt_parse_file(&crt, path), 0);
+    assert_int_equal(mbedtls_x509_crt_parse_file(&ocrt, path), 0);
+    assert_int_equal(ps__tls_pk_ossl(&okey), 0);
+    assert_int_equal(ps__tls_pk_ossl(&ocrt.pk), 0);
+    assert_string_equal(mbedtls_pk_get_name(&okey), "ECDSA (OpenSSL)");
+    assert_int_equal(mbedtls_pk_get_type(&ocrt.pk), MBEDTLS_PK_ECDSA);
+    assert_true(mbedtls_pk_can_do(&ocrt.pk, MBEDTLS_PK_ECDSA));
+    assert_int_equal(mbedtls_pk_get_bitlen(&ocrt.pk), 256);
+    /* mbedTLS reads the curve and the point through mbedtls_pk_ec. */
+    assert_int_equal(mbedtls_pk_ec(ocrt.pk)->grp.id, MBEDTLS_ECP_DP_SECP256R1);
+    assert_int_equal(mbedtls_ecp_point_cmp(&mbedtls_pk_ec(ocrt.pk)->Q, &mbedtls_pk_ec(crt.pk)->Q), 0);
+    assert_int_equal(mbedtls_pk_check_pair(&ocrt.pk, &okey), 0);
+    assert_int_not_equal(mbedtls_pk_check_pair(&ocrt.pk, &other), 0);
+    assert_int_equal(ps_random(hash, sizeof(hash)), PS_OK);
+
+    /* OpenSSL signs, mbedTLS verifies; mbedTLS signs, OpenSSL verifies. */
+    assert_int_equal(mbedtls_pk_sign(&okey, MBEDTLS_MD_SHA256, hash, sizeof(hash), sig, &slen, test_rng, NULL), 0);
+    assert_int_equal(mbedtls_pk_verify(&crt.pk, MBEDTLS_MD_SHA256, hash, sizeof(hash), sig, slen), 0);
+    assert_int_equal(mbedtls_pk_sign(&key, MBEDTLS_MD_SHA256, hash, sizeof(hash), sig2, &slen2, test_rng, NULL), 0);
+    assert_int_equal(mbedtls_pk_verify(&ocrt.pk, MBEDTLS_MD_SHA256, hash, sizeof(hash), sig2, slen2), 0);
+    assert_int_equal(mbedtls_pk_verify(&ocrt.pk, MBEDTLS_MD_SHA256, hash, sizeof(hash), sig, slen), 0);
+
+    /* Refused: another hash, a changed byte, a byte more or less, another
+     * key's signature. */
+    hash[5] ^= 1;
+    assert_int_not_equal(mbedtls_pk_verify(&ocrt.pk, MBEDTLS_MD_SHA256, hash, sizeof(hash), sig2, slen2), 0);
+    hash[5] ^= 1;
+    sig2[slen2 - 3] ^= 0x40;
+    assert_int_not_equal(mbedtls_pk_verify(&ocrt.pk, MBEDTLS_MD_SHA256, hash, sizeof(hash), sig2, slen2), 0);
+    sig2[slen2 - 3] ^= 0x40;
+    sig2[slen2] = 0;
+    assert_int_not_equal(mbedtls_pk_verify(&ocrt.pk, MBEDTLS_MD_SHA256, hash, sizeof(hash), sig2, slen2 + 1), 0);
+    assert_int_not_equal(mbedtls_pk_verify(&ocrt.pk, MBEDTLS_MD_SHA256, hash, sizeof(hash), sig2, slen2 - 1), 0);
+    assert_int_not_equal(mbedtls_pk_verify(&ocrt.pk, MBEDTLS_MD_SHA256, hash, sizeof(hash), sig2, 0), 0);
+    assert_int_equal(mbedtls_pk_verify(&ocrt.pk, MBEDTLS_MD_SHA256, hash, sizeof(hash), sig2, slen2), 0);
+    assert_int_equal(mbedtls_pk_sign(&other, MBEDTLS_MD_SHA256, hash, sizeof(hash), sig2, &slen2, test_rng, NULL), 0);
+    assert_int_not_equal(mbedtls_pk_verify(&ocrt.pk, MBEDTLS_MD_SHA256, hash, sizeof(hash), sig2, slen2), 0);
+    /* Shed (a peer's key once its handshake is over): it verifies nothing. */
+    ps__tls_pk_ossl_shed(&ocrt.pk);
+    assert_int_not_equal(mbedtls_pk_verify(&ocrt.pk, MBEDTLS_MD_SHA256, hash, sizeof(hash), sig, slen), 0);
+    ps__tls_pk_ossl_shed(&crt.pk); /* not ours: untouched */
+    assert_int_equal(mbedtls_pk_verify(&crt.pk, MBEDTLS_MD_SHA256, hash, sizeof(hash), sig, slen), 0);
+    /* Not an EC key: left alone. */
+    assert_int_not_equal(ps__tls_pk_ossl(&(mbedtls_pk_context){0}), 0);
+
+    mbedtls_x509_crt_free(&ocrt);
+    mbedtls_x509_crt_free(&crt);
+    mbedtls_pk_free(&other);
+    mbedtls_pk_free(&okey);
+    mbedtls_pk_free(&key);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1054,6 +1128,7 @@ int main(void)
         cmocka_unit_test(test_validity),
         cmocka_unit_test(test_key_usage),
         cmocka_unit_test(test_verified_cache),
+        cmocka_unit_test(test_ossl_keys),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

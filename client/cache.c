@@ -702,37 +702,58 @@ out:
 
 /* ---- report counters (cache_counters.h) ------------------------------------ */
 
+/* Counts the records value v stored under k out of the transaction's
+ * counter changes (its old version, about to be replaced or deleted). */
+static int rec_count_out(ps_cache_t *c, const MDB_val *k, const MDB_val *v)
+{
+    Popsync__Record *old = NULL;
+    int rc = rec_open(c, k, v, &old);
+    if (rc)
+        return rc;
+    rc = ps_ctab_record(&c->cdelta, old, -1);
+    protobuf_c_message_free_unpacked(&old->base, NULL);
+    return rc;
+}
+
 /* Writes r as record id inside txn (r NULL: deletes it), filing it in the
  * person index and adding its old version negatively and r positively to
  * the counter changes the transaction commits (counters_flush).  raw, when
- * not NULL, is r's packed form as received: sealed as it is (rec_seal). */
+ * not NULL, is r's packed form as received: sealed as it is (rec_seal).
+ * deferred: whether the index's filing is deferred in txn
+ * (pindex_deferred) when the caller knows it for a whole batch, -1 to
+ * look it up here. */
 static int rec_store_raw(ps_cache_t *c, MDB_txn *txn, const uint8_t *id, const Popsync__Record *r, const uint8_t *raw,
-                         size_t rawlen)
+                         size_t rawlen, int deferred)
 {
-    MDB_val k = {PS_ID_LEN, (void *)id}, v;
-    Popsync__Record *old = NULL;
-    int mrc = mdb_get(txn, c->records, &k, &v), rc;
+    MDB_val k = {PS_ID_LEN, (void *)id}, v, nv;
+    int mrc, rc;
 
-    if (mrc && mrc != MDB_NOTFOUND)
-        return ps_db_err(mrc);
-    if (mrc == 0) {
-        if ((rc = rec_open(c, &k, &v, &old)))
-            return rc;
-        rc = ps_ctab_record(&c->cdelta, old, -1);
-        protobuf_c_message_free_unpacked(&old->base, NULL);
-        if (rc)
-            return rc;
-    }
+    if (deferred < 0)
+        deferred = pindex_deferred(c, txn);
     if (r) {
-        if ((rc = rec_seal(c, &k, r, raw, rawlen, &v)))
+        /* Put first without overwriting: a new record (each one of a cold
+         * pull) costs one B-tree search instead of a get and a put; an
+         * existing one comes back in v, is counted out, then replaced.
+         * The sealed value stays in c->scratch: rec_open uses c->plain. */
+        if ((rc = rec_seal(c, &k, r, raw, rawlen, &nv)))
             return rc;
-        mrc = mdb_put(txn, c->records, &k, &v, 0);
+        v = nv;
+        mrc = mdb_put(txn, c->records, &k, &v, MDB_NOOVERWRITE);
+        if (mrc == MDB_KEYEXIST) {
+            if ((rc = rec_count_out(c, &k, &v)))
+                return rc;
+            mrc = mdb_put(txn, c->records, &k, &nv, 0);
+        }
     } else {
-        mrc = mdb_del(txn, c->records, &k, NULL);
+        mrc = mdb_get(txn, c->records, &k, &v);
+        if (mrc == 0 && (rc = rec_count_out(c, &k, &v)))
+            return rc;
+        if (mrc == 0)
+            mrc = mdb_del(txn, c->records, &k, NULL);
     }
     if (mrc && mrc != MDB_NOTFOUND)
         return ps_db_err(mrc);
-    rc = pindex_deferred(c, txn) ? ps_pindex_file_deferred(&c->px, txn, id, r) : ps_pindex_file(&c->px, txn, id, r);
+    rc = deferred ? ps_pindex_file_deferred(&c->px, txn, id, r) : ps_pindex_file(&c->px, txn, id, r);
     if (rc)
         return rc;
     return ps_ctab_record(&c->cdelta, r, 1);
@@ -740,7 +761,7 @@ static int rec_store_raw(ps_cache_t *c, MDB_txn *txn, const uint8_t *id, const P
 
 static int rec_store(ps_cache_t *c, MDB_txn *txn, const uint8_t *id, const Popsync__Record *r)
 {
-    return rec_store_raw(c, txn, id, r, NULL, 0);
+    return rec_store_raw(c, txn, id, r, NULL, 0, -1);
 }
 
 static void month_key(uint8_t key[4], uint32_t month)
@@ -1150,6 +1171,18 @@ static int pending_count(ps_cache_t *c, MDB_txn *txn, const uint8_t *id, uint64_
         *n = ps_be64get(v.mv_data);
     else if (mrc && mrc != MDB_NOTFOUND)
         return ps_db_err(mrc);
+    return PS_OK;
+}
+
+/* *none is 1 when no record has pending local edits in txn: a pull then
+ * looks none up (a cold pull's cache has none; a pull changes none). */
+static int pending_none(ps_cache_t *c, MDB_txn *txn, int *none)
+{
+    MDB_stat st;
+    int mrc = mdb_stat(txn, c->pending, &st);
+    if (mrc)
+        return ps_db_err(mrc);
+    *none = st.ms_entries == 0;
     return PS_OK;
 }
 
@@ -1839,10 +1872,11 @@ static int batch_spans(const Popsync__PullBatch *batch, const uint8_t *body, siz
 
 /* Stores pulled entry i's record r, sealing its bytes as received when
  * spans knows them. */
-static int store_pulled(ps_cache_t *c, MDB_txn *txn, const Popsync__Record *r, const ps_span_t *spans, size_t i)
+static int store_pulled(ps_cache_t *c, MDB_txn *txn, const Popsync__Record *r, const ps_span_t *spans, size_t i,
+                        int deferred)
 {
     const ps_span_t *sp = spans && spans[i].p ? &spans[i] : NULL;
-    return rec_store_raw(c, txn, r->id.data, r, sp ? sp->p : NULL, sp ? sp->n : 0);
+    return rec_store_raw(c, txn, r->id.data, r, sp ? sp->p : NULL, sp ? sp->n : 0, deferred);
 }
 
 /* A batch of n into an empty index starts a bulk build: the pull files
@@ -1867,7 +1901,7 @@ int ps_cache_apply_pull_raw(ps_cache_t *c, const Popsync__PullBatch *batch, cons
 {
     MDB_txn *txn = NULL;
     ps_span_t *spans = NULL;
-    int mrc, rc;
+    int mrc, rc, deferred, no_pending = 0;
 
     if ((rc = batch_spans(batch, body, len, &spans)))
         return rc;
@@ -1876,11 +1910,12 @@ int ps_cache_apply_pull_raw(ps_cache_t *c, const Popsync__PullBatch *batch, cons
         return ps_db_err(mrc);
     }
     ps_ctab_clear(&c->cdelta);
-    if ((rc = pull_maybe_bulk(c, txn, batch->n_entries)))
+    if ((rc = pull_maybe_bulk(c, txn, batch->n_entries)) || (rc = pending_none(c, txn, &no_pending)))
         goto out;
+    deferred = pindex_deferred(c, txn);
     for (size_t i = 0; i < batch->n_entries; i++) {
         Popsync__Record *r = batch->entries[i]->record;
-        uint64_t pend;
+        uint64_t pend = 0;
         if (batch->entries[i]->gone) {
             /* Out of our scope now (moved to another unit): drop our copy.
              * A pending local edit stays in the outbox and becomes a
@@ -1896,13 +1931,13 @@ int ps_cache_apply_pull_raw(ps_cache_t *c, const Popsync__PullBatch *batch, cons
             continue;
         if ((rc = keep_migrant(c, txn, batch->entries[i])))
             goto out;
-        if ((rc = pending_count(c, txn, r->id.data, &pend)))
+        if (!no_pending && (rc = pending_count(c, txn, r->id.data, &pend)))
             goto out;
         /* A record with local edits still in the outbox keeps the local
          * version in view; the server's answer to the push settles it. */
         if (pend > 0)
             continue;
-        if ((rc = store_pulled(c, txn, r, spans, i)))
+        if ((rc = store_pulled(c, txn, r, spans, i, deferred)))
             goto out;
         if (r->rev)
             ps_hlc_observe(&c->hlc, r->rev->hlc);
@@ -2282,7 +2317,7 @@ int ps_cache_apply_fetch_raw(ps_cache_t *c, const Popsync__PullBatch *batch, con
             goto out;
         if (pend > 0)
             continue;
-        if ((rc = rec_store_raw(c, txn, id, r, sp ? sp->p : NULL, sp ? sp->n : 0)) ||
+        if ((rc = rec_store_raw(c, txn, id, r, sp ? sp->p : NULL, sp ? sp->n : 0, -1)) ||
             (r && fe && (rc = keep_migrant(c, txn, fe))))
             goto out;
     }

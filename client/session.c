@@ -67,6 +67,7 @@ struct ps_session {
     Popsync__Welcome *welcome;
     int zstd;                   /* compression agreed in Welcome */
     ps_buf_t zin;               /* a decompressed body */
+    ps_msg_arena_t *arena;      /* the latest PullBatch, decoded (ps_msg_unpack_reuse) */
     const uint8_t *body;        /* the plain body of the answer being delivered (ps_session_body) */
     size_t body_len;
     uint64_t frames, cut_after; /* test hook POPSYNC_TEST_CUT_AFTER_FRAMES */
@@ -337,7 +338,7 @@ static void handle_frame(ps_session_t *s, const ps_frame_t *f)
     const uint8_t *body;
     size_t len;
     pending_t *p;
-    int rc;
+    int rc, in_arena;
     if ((f->flags & ~PS_FRAME_FLAG_ZSTD) || f->reserved != 0 || ((f->flags & PS_FRAME_FLAG_ZSTD) && !s->zstd)) {
         ps_session_fail(s, PS_EPROTO, "server sent a frame with unknown flags");
         return;
@@ -348,13 +349,17 @@ static void handle_frame(ps_session_t *s, const ps_frame_t *f)
     }
     rc = ps_frame_plain_body(f->body, f->body_len, (f->flags & PS_FRAME_FLAG_ZSTD) != 0, MAX_BODY, &s->zin, &body,
                              &len);
+    p = find(s, f->request_id, 1);
+    /* A PullBatch (a thousand records, ~20 pieces each) goes into the
+     * session's arena, unless the waiter keeps the message past its call
+     * (keep_reply). */
+    in_arena = f->type == PS_MSG_PULL_BATCH && p && p->cb != keep_reply;
     if (rc == PS_OK)
-        rc = ps_msg_unpack(f->type, body, len, &m);
+        rc = in_arena ? ps_msg_unpack_reuse(f->type, body, len, &s->arena, &m) : ps_msg_unpack(f->type, body, len, &m);
     if (rc) {
         ps_session_fail(s, PS_EPROTO, "malformed %s from server", ps_frame_type_name(f->type));
         return;
     }
-    p = find(s, f->request_id, 1);
     if (f->type == PS_MSG_ERROR)
         ps_session_fail(s, PS_EREJECTED, "server: %s", ((Popsync__Error *)m)->message);
     else if (f->type == PS_MSG_PONG)
@@ -371,7 +376,8 @@ static void handle_frame(ps_session_t *s, const ps_frame_t *f)
         s->body = NULL;
         s->body_len = 0;
     }
-    ps_msg_free(m);
+    if (!in_arena)
+        ps_msg_free(m);
 }
 
 int ps_session_body(const ps_session_t *s, const uint8_t **body, size_t *len)
@@ -446,6 +452,7 @@ static void session_free(ps_session_t *s)
     if (s->welcome)
         ps_msg_free(&s->welcome->base);
     ps_buf_free(&s->zin);
+    ps_msg_arena_free(s->arena);
     if (s->conf)
         ps_tls_conf_free(s->conf);
     free(s);

@@ -128,7 +128,8 @@ int ps_msg_unpack_desc(const ProtobufCMessageDescriptor *d, const uint8_t *body,
 /* One block: this header, then the bump-allocated space.  Frees do
  * nothing; ps_msg_arena_free gives the whole block back at once. */
 struct ps_msg_arena {
-    size_t cap, used;
+    size_t size;      /* bytes after the header */
+    size_t cap, used; /* this unpack's budget (<= size) and what it took */
     int exhausted;
     ProtobufCMessage *msg;
 };
@@ -155,35 +156,74 @@ static void arena_free(void *data, void *ptr)
     (void)ptr;
 }
 
+/* Unpacks into arena a (emptied first); *out is NULL on failure. */
+static int unpack_in(ps_msg_arena_t *a, const ProtobufCMessageDescriptor *d, const uint8_t *body, size_t len,
+                     ProtobufCMessage **out)
+{
+    ProtobufCAllocator al = {arena_alloc, arena_free, a};
+    a->used = 0;
+    a->exhausted = 0;
+    a->msg = protobuf_c_message_unpack(d, &al, len, body);
+    if (!a->msg || has_field_zero(a->msg)) {
+        int rc = !a->msg && a->exhausted ? PS_ENOMEM : PS_EPROTO;
+        a->msg = NULL;
+        *out = NULL;
+        return rc;
+    }
+    *out = a->msg;
+    return PS_OK;
+}
+
+/* A block for a budget of cap bytes: the budget is the block, what an
+ * unpack of the piecewise kind may allocate in all (untouched pages of a
+ * large block cost nothing). */
+static ps_msg_arena_t *arena_new(size_t cap)
+{
+    ps_msg_arena_t *a = malloc(ARENA_HDR + cap);
+    if (a)
+        a->size = a->cap = cap;
+    return a;
+}
+
 int ps_msg_unpack_arena(uint8_t type, const uint8_t *body, size_t len, ps_msg_arena_t **arena,
                         ProtobufCMessage **out)
 {
     const ProtobufCMessageDescriptor *d = ps_msg_descriptor(type);
-    size_t cap = PS_MSG_BUDGET(len);
-    ProtobufCAllocator al = {arena_alloc, arena_free, NULL};
     ps_msg_arena_t *a;
+    int rc;
 
     *arena = NULL;
     *out = NULL;
     if (!d)
         return PS_EPROTO;
-    /* The budget is the block: what an unpack of the piecewise kind may
-     * allocate in all (untouched pages of a large block cost nothing). */
-    if (!(a = malloc(ARENA_HDR + cap)))
+    if (!(a = arena_new(PS_MSG_BUDGET(len))))
         return PS_ENOMEM;
-    a->cap = cap;
-    a->used = 0;
-    a->exhausted = 0;
-    al.allocator_data = a;
-    a->msg = protobuf_c_message_unpack(d, &al, len, body);
-    if (!a->msg || has_field_zero(a->msg)) {
-        int rc = !a->msg && a->exhausted ? PS_ENOMEM : PS_EPROTO;
+    if ((rc = unpack_in(a, d, body, len, out))) {
         free(a);
         return rc;
     }
     *arena = a;
-    *out = a->msg;
     return PS_OK;
+}
+
+int ps_msg_unpack_reuse(uint8_t type, const uint8_t *body, size_t len, ps_msg_arena_t **arena,
+                        ProtobufCMessage **out)
+{
+    const ProtobufCMessageDescriptor *d = ps_msg_descriptor(type);
+    size_t cap = PS_MSG_BUDGET(len);
+
+    *out = NULL;
+    if (!d)
+        return PS_EPROTO;
+    if (*arena && (*arena)->size < cap) {
+        free(*arena);
+        *arena = NULL;
+    }
+    if (!*arena && !(*arena = arena_new(cap)))
+        return PS_ENOMEM;
+    /* The budget stays the frame's own, whatever the block's size. */
+    (*arena)->cap = cap;
+    return unpack_in(*arena, d, body, len, out);
 }
 
 size_t ps_msg_arena_used(const ps_msg_arena_t *a)

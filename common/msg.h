@@ -58,6 +58,16 @@ typedef struct ps_msg_arena ps_msg_arena_t;
  */
 int ps_msg_unpack_arena(uint8_t type, const uint8_t *body, size_t len, ps_msg_arena_t **arena,
                         ProtobufCMessage **out);
+/**
+ * ps_msg_unpack into *arena, reused: a block kept from the previous call
+ * (or a new one when it is too small or *arena is NULL) is emptied, so the
+ * message before it is gone.  The same budget and refusals as
+ * ps_msg_unpack; on failure *out is NULL and *arena stays the caller's to
+ * free with ps_msg_arena_free.  The client's session decodes each
+ * PullBatch this way: no malloc per field, no new block per frame.
+ */
+int ps_msg_unpack_reuse(uint8_t type, const uint8_t *body, size_t len, ps_msg_arena_t **arena,
+                        ProtobufCMessage **out);
 /** Bytes the unpack took from the arena (tests). */
 size_t ps_msg_arena_used(const ps_msg_arena_t *a);
 /** Frees the arena and the message in it.  NULL is allowed. */

@@ -9,7 +9,9 @@
  * and the schema has no recursion, so nesting depth is bounded by the
  * schema itself.  The per-frame arena the server decodes pushes into
  * (ps_msg_unpack_arena, issue 17 point 2) keeps the same budget and
- * refusals and gives the same message.  The live half is tests/integration/t_decode_bounds.sh.
+ * refusals and gives the same message; so does the reused arena the
+ * client decodes each PullBatch into (ps_msg_unpack_reuse), whose block
+ * kept from a bigger frame never lifts a smaller frame's budget.  The live half is tests/integration/t_decode_bounds.sh.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -131,6 +133,16 @@ static void test_real_messages_fit(void **state)
         protobuf_c_message_pack(m2, p2);
         assert_memory_equal(p1, p2, n);
         ps_msg_arena_free(a);
+        /* Reused twice, the block gives the same message each time. */
+        a = NULL;
+        for (int i = 0; i < 2; i++) {
+            assert_int_equal(ps_msg_unpack_reuse(PS_MSG_PUSH, ps_buf_head(&b) + PS_FRAME_HDR, len, &a, &m2), PS_OK);
+            assert_int_equal(protobuf_c_message_get_packed_size(m2), n);
+            memset(p2, 0, n);
+            protobuf_c_message_pack(m2, p2);
+            assert_memory_equal(p1, p2, n);
+        }
+        ps_msg_arena_free(a);
         free(p1);
         free(p2);
     }
@@ -167,6 +179,30 @@ static void test_field_zero_refused(void **state)
     ps_msg_free(m);
 }
 
+static void test_reuse_keeps_budget(void **state)
+{
+    static const uint8_t empty[] = {0x0a, 0x00};
+    size_t big, small;
+    uint8_t *bigbody = repeat(empty, 2, MB, &big), *body = repeat(empty, 2, MB / 2, &small);
+    ps_msg_arena_t *a = NULL;
+    ProtobufCMessage *m = NULL;
+    (void)state;
+    /* The refused frame leaves a block of its budget behind... */
+    assert_int_equal(ps_msg_unpack_reuse(PS_MSG_PULL_BATCH, bigbody, big, &a, &m), PS_ENOMEM);
+    assert_non_null(a);
+    assert_null(m);
+    /* ...which the smaller frame reuses within its own budget only. */
+    assert_int_equal(ps_msg_unpack_reuse(PS_MSG_PULL_BATCH, body, small, &a, &m), PS_ENOMEM);
+    assert_null(m);
+    assert_true(ps_msg_arena_used(a) <= PS_MSG_BUDGET(small));
+    /* A valid small frame still fits after them. */
+    assert_int_equal(ps_msg_unpack_reuse(PS_MSG_PULL_BATCH, body, 2, &a, &m), PS_OK);
+    assert_int_equal(((Popsync__PullBatch *)m)->n_entries, 1);
+    ps_msg_arena_free(a);
+    free(bigbody);
+    free(body);
+}
+
 /* Depth-first walk: a descriptor met again on the current path is a cycle. */
 static int has_cycle(const ProtobufCMessageDescriptor *d, const ProtobufCMessageDescriptor **path, int depth)
 {
@@ -201,6 +237,7 @@ int main(void)
         cmocka_unit_test(test_unknown_fields),
         cmocka_unit_test(test_real_messages_fit),
         cmocka_unit_test(test_field_zero_refused),
+        cmocka_unit_test(test_reuse_keeps_budget),
         cmocka_unit_test(test_schema_has_no_recursion),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config clang
   libuv1-dev liblmdb-dev lmdb-utils libprotobuf-c-dev protobuf-c-compiler libmbedtls-dev
-  libssl-dev # libcrypto's SHA-256 for the audit chain (server/audit_chain.c)
+  libssl-dev # libcrypto: SHA-256 (audit chain, person index), the TLS handshakes' ECDSA (common/tls_pk.c)
   libjansson-dev libcsv-dev libinih-dev libzstd-dev libcmocka-dev
   libxlsxwriter-dev libzip-dev libxml2-dev
   libmicrohttpd-dev chromium chromium-driver python3-selenium libjs-chart.js fonts-wqy-microhei

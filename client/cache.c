@@ -917,7 +917,7 @@ int ps_cache_counters_check(ps_cache_t *c, uint64_t *checked, uint64_t *mismatch
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     MDB_val k, v;
-    ps_ctab_t t = {NULL, 0, 0};
+    ps_ctab_t t = {0};
     ccheck_t cc = {&t, 0, 0};
     int mrc, rc = PS_OK;
 

@@ -13,9 +13,68 @@
  * for every record's contributions. */
 #define COMPACT_AT 65536
 
+static int cmp_key(const ps_cdelta_t *a, const ps_cdelta_t *b)
+{
+    int c;
+    if (a->month != b->month)
+        return a->month < b->month ? -1 : 1;
+    if ((c = strcmp(a->unit, b->unit)))
+        return c;
+    return strcmp(a->metric, b->metric);
+}
+
+static uint32_t key_hash(uint32_t month, const char *unit, const char *metric)
+{
+    uint32_t h = 2166136261u ^ month;
+    h *= 16777619u;
+    for (const char *p = unit; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    h = (h ^ 0xff) * 16777619u; /* unit and metric apart */
+    for (const char *p = metric; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    return h;
+}
+
+/* The slot of v[i]'s key: its own, or the empty one it would take. */
+static uint32_t *slot_of(const ps_ctab_t *t, const ps_cdelta_t *d)
+{
+    size_t mask = t->nslot - 1, i = key_hash(d->month, d->unit, d->metric) & mask;
+    while (t->slot[i] && cmp_key(&t->v[t->slot[i] - 1], d) != 0)
+        i = (i + 1) & mask;
+    return &t->slot[i];
+}
+
+/* Rebuilds the slots for v[0..n), with room for cap entries at half load. */
+static int reindex(ps_ctab_t *t)
+{
+    size_t want = 64;
+    while (want < t->cap * 2)
+        want *= 2;
+    if (want != t->nslot) {
+        uint32_t *s = realloc(t->slot, want * sizeof(*s));
+        if (!s)
+            return PS_ENOMEM;
+        t->slot = s;
+        t->nslot = want;
+    }
+    memset(t->slot, 0, t->nslot * sizeof(*t->slot));
+    for (size_t i = 0; i < t->n; i++)
+        *slot_of(t, &t->v[i]) = (uint32_t)(i + 1);
+    return PS_OK;
+}
+
 int ps_ctab_add(ps_ctab_t *t, uint32_t month, const char *unit, const char *metric, int64_t value)
 {
-    ps_cdelta_t *d;
+    ps_cdelta_t key, *d;
+    uint32_t *s;
+    memset(&key, 0, sizeof(key));
+    key.month = month;
+    strncpy(key.unit, unit, sizeof(key.unit) - 1);
+    strncpy(key.metric, metric, sizeof(key.metric) - 1);
+    if (t->nslot && *(s = slot_of(t, &key))) {
+        t->v[*s - 1].value += value;
+        return PS_OK;
+    }
     if (t->n == t->cap) {
         size_t ncap;
         if (t->n >= COMPACT_AT) {
@@ -31,12 +90,14 @@ int ps_ctab_add(ps_ctab_t *t, uint32_t month, const char *unit, const char *metr
         t->cap = ncap;
     }
 room:
-    d = &t->v[t->n++];
-    memset(d, 0, sizeof(*d));
-    d->month = month;
-    strncpy(d->unit, unit, sizeof(d->unit) - 1);
-    strncpy(d->metric, metric, sizeof(d->metric) - 1);
-    d->value = value;
+    if (t->nslot < t->cap * 2) {
+        int rc = reindex(t);
+        if (rc)
+            return rc;
+    }
+    key.value = value;
+    t->v[t->n++] = key;
+    *slot_of(t, &key) = (uint32_t)t->n;
     return PS_OK;
 }
 
@@ -48,16 +109,6 @@ int ps_ctab_record(ps_ctab_t *t, const Popsync__Record *r, int sign)
     for (size_t i = 0; rc == PS_OK && i < n; i++)
         rc = ps_ctab_add(t, cs[i].month, cs[i].unit, cs[i].metric, sign * cs[i].value);
     return rc;
-}
-
-static int cmp_key(const ps_cdelta_t *a, const ps_cdelta_t *b)
-{
-    int c;
-    if (a->month != b->month)
-        return a->month < b->month ? -1 : 1;
-    if ((c = strcmp(a->unit, b->unit)))
-        return c;
-    return strcmp(a->metric, b->metric);
 }
 
 static int cmp_delta(const void *a, const void *b)
@@ -83,16 +134,22 @@ void ps_ctab_compact(ps_ctab_t *t)
     if (out > 0 && t->v[out - 1].value == 0)
         out--;
     t->n = out;
+    /* Entries moved: the slots are rebuilt (they exist once cap does). */
+    if (t->nslot)
+        (void)reindex(t); /* same cap, same nslot: no allocation, cannot fail */
 }
 
 void ps_ctab_clear(ps_ctab_t *t)
 {
     t->n = 0;
+    if (t->nslot)
+        memset(t->slot, 0, t->nslot * sizeof(*t->slot));
 }
 
 void ps_ctab_free(ps_ctab_t *t)
 {
     free(t->v);
+    free(t->slot);
     memset(t, 0, sizeof(*t));
 }
 

@@ -35,10 +35,15 @@ typedef struct ps_cdelta {
     int64_t value;
 } ps_cdelta_t;
 
-/** Counter changes, in the order added until ps_ctab_compact sorts them. */
+/** Counter changes, in the order first added until ps_ctab_compact sorts
+ *  them; a change to a key already in the table adds to its entry (found
+ *  by a hash of the key in slot[], nslot a power of two or 0), so a batch
+ *  of a thousand records sorts its distinct counters only.  Zero-initialise. */
 typedef struct ps_ctab {
     ps_cdelta_t *v;
     size_t n, cap;
+    uint32_t *slot; /* index + 1 into v, 0: empty */
+    size_t nslot;
 } ps_ctab_t;
 
 /** Adds sign (+1 or -1) times r's contributions.  PS_OK or PS_ENOMEM. */

@@ -1,7 +1,8 @@
 /* test_client_cache_counters.c - the report counters a client cache keeps.
  *
  * Owns: checks of client/cache_counters.c (the change table and the stored
- * month format: merge, zero counters left out, a damaged value refused) and
+ * month format: merge, zero counters left out, a damaged value refused; a
+ * key added again adds to its entry instead of growing the table) and
  * of their upkeep by the cache (client/cache.c) on a temporary cache: local
  * adds, edits that move a record to another month, deletes, pulled records
  * and records that left the scope all keep every counter equal to a
@@ -46,7 +47,7 @@ static int collect(const char *unit, const char *metric, int64_t value, void *ar
 
 static void test_merge(void **state)
 {
-    ps_ctab_t t = {NULL, 0, 0};
+    ps_ctab_t t = {0};
     ps_buf_t a, b;
     seen_t s;
     (void)state;
@@ -141,6 +142,49 @@ static int64_t counter(ps_cache_t *c, uint32_t month, const char *unit, const ch
     return w.value;
 }
 
+/* A batch adds each record's contributions: a key met again adds to its
+ * entry (the table holds distinct keys: what counters_flush sorts), and
+ * compacting gives the sums a naive table would. */
+static void test_table_folds_keys(void **state)
+{
+    ps_ctab_t t = {0};
+    int64_t want[300] = {0};
+    char unit[13], metric[32];
+    (void)state;
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(ps_ctab_add(&t, 202601, "110105001000", "births", 1), PS_OK);
+    assert_int_equal(t.n, 1);
+    assert_int_equal(t.v[0].value, 1000);
+    ps_ctab_clear(&t);
+    for (int i = 0; i < 20000; i++) {
+        int k = (i * 7919) % 300, v = i % 3 - 1;
+        snprintf(unit, sizeof(unit), "1101050%05d", k % 17);
+        snprintf(metric, sizeof(metric), "m%d", k / 17);
+        assert_int_equal(ps_ctab_add(&t, (uint32_t)(202601 + k % 5), unit, metric, v), PS_OK);
+        want[k] += v;
+    }
+    assert_true(t.n <= 300);
+    ps_ctab_compact(&t);
+    for (int k = 0, found = 0; k < 300; k++, found = 0) {
+        snprintf(unit, sizeof(unit), "1101050%05d", k % 17);
+        snprintf(metric, sizeof(metric), "m%d", k / 17);
+        for (size_t j = 0; j < t.n; j++)
+            if (t.v[j].month == (uint32_t)(202601 + k % 5) && !strcmp(t.v[j].unit, unit) &&
+                !strcmp(t.v[j].metric, metric)) {
+                assert_int_equal(t.v[j].value, want[k]);
+                found = 1;
+            }
+        assert_int_equal(found, want[k] != 0);
+    }
+    /* Added to after compacting, the table still finds its keys. */
+    assert_int_equal(ps_ctab_add(&t, 202601, "110105000000", "m0", 5), PS_OK);
+    assert_int_equal(ps_ctab_add(&t, 202601, "110105000000", "m0", 5), PS_OK);
+    for (size_t j = 0, hits = 0; j < t.n; j++)
+        if (t.v[j].month == 202601 && !strcmp(t.v[j].unit, "110105000000") && !strcmp(t.v[j].metric, "m0"))
+            assert_int_equal(++hits, 1);
+    ps_ctab_free(&t);
+}
+
 static void assert_recount(ps_cache_t *c)
 {
     uint64_t checked = 0, bad = 1;
@@ -217,6 +261,7 @@ static void test_cache_upkeep(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_merge), cmocka_unit_test(test_cache_upkeep)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_merge), cmocka_unit_test(test_table_folds_keys),
+                                        cmocka_unit_test(test_cache_upkeep)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -540,7 +540,8 @@ static int put_version(apply_ctx_t *c, const Popsync__Record *nv, const uint8_t 
     /* Every version is kept (it may be the common base of a later merge):
      * the one this replaces moves to `versions`; the new one lives only in
      * `records` until it is replaced in turn (store_versions.h). */
-    if (old_hdr && (rc = ps__version_supersede(c->txn, c->st, nv->id.data, &c->scratch)))
+    if (old_hdr && (rc = ps__version_keep(c->txn, c->st, nv->id.data, be64get(old_hdr + HDR_GEN),
+                                          ps_buf_head(&c->oldrec), ps_buf_size(&c->oldrec))))
         return rc;
     if ((rc = pack_scratch(c, &nv->base, REC_HDR, &p, &n)))
         return rc;
@@ -1056,7 +1057,13 @@ static int load_current(apply_ctx_t *c, ps_apply_change_t *x)
     if (mrc)
         return db_err(mrc);
     memcpy(x->old_hdr, v.mv_data, REC_HDR);
-    if ((rc = ps_msg_unpack_desc(&popsync__record__descriptor, (uint8_t *)v.mv_data + REC_HDR, v.mv_size - REC_HDR,
+    /* Kept: if the change is stored, these bytes become the superseded
+     * version (put_version), and LMDB's pointer does not outlive the
+     * writes in between. */
+    ps_buf_reset(&c->oldrec);
+    if ((rc = ps_buf_append(&c->oldrec, (const uint8_t *)v.mv_data + REC_HDR, v.mv_size - REC_HDR)))
+        return rc;
+    if ((rc = ps_msg_unpack_desc(&popsync__record__descriptor, ps_buf_head(&c->oldrec), ps_buf_size(&c->oldrec),
                                  (ProtobufCMessage **)&x->cur)))
         return rc == PS_ENOMEM ? PS_ENOMEM : PS_EDB;
     if ((x->hidden = hidden_from(c, &x->job->peer, x->cur, x->base_gen)) != 0) {
@@ -1291,8 +1298,11 @@ int ps_apply_persist(ps_apply_txn_t *c, ps_apply_change_t *x)
     if ((rc = ps_idnum_update(c->st, c->txn, &x->nv, x->cur)))
         return rc;
     /* The column projection counts read (store_cols.c) moves with it. */
-    if ((rc = x->cur ? ps_cols_update(c->st, c->txn, &x->nv, x->cur)
-                     : ps_cols_update_new(c->st, c->txn, &x->nv, c->today)))
+    /* An edit that is the change as sent (no merge) passed the validate
+     * stage whole: the quality flag needs no second validation. */
+    if ((rc = !x->cur           ? ps_cols_update_new(c->st, c->txn, &x->nv, c->today)
+              : !x->have_merge ? ps_cols_update_validated(c->st, c->txn, &x->nv, x->cur, c->today)
+                               : ps_cols_update(c->st, c->txn, &x->nv, x->cur)))
         return rc;
     /* Counters move by the difference between the old and new version, in
      * the same transaction, so they always equal a recount. */
@@ -1422,6 +1432,7 @@ int ps_apply_begin(ps_apply_txn_t *c, ps_store_t *st)
     ps_buf_init(&c->scratch);
     ps_buf_init(&c->dscratch);
     ps_buf_init(&c->ablock);
+    ps_buf_init(&c->oldrec);
     if ((mrc = mdb_txn_begin(st->env, NULL, 0, &c->txn))) {
         c->txn = NULL;
         return db_err(mrc);
@@ -1447,6 +1458,7 @@ void ps_apply_abort(ps_apply_txn_t *c)
     ps_buf_free(&c->scratch);
     ps_buf_free(&c->dscratch);
     ps_buf_free(&c->ablock);
+    ps_buf_free(&c->oldrec);
     EVP_MD_CTX_free(c->dmd);
     c->dmd = NULL;
     c->marks = NULL;

@@ -79,6 +79,8 @@ typedef struct ps_apply_txn {
     ps_buf_t ablock;         /**< the answers of the Push being applied (apply.c answer_put) */
     uint8_t ablock_node[PS_ID_LEN];
     uint64_t ablock_last;    /**< ... their highest lcn */
+    ps_buf_t oldrec;         /**< the packed stored version of the change being applied (load_current),
+                                  which becomes its superseded version without a second lookup */
 } ps_apply_txn_t;
 
 /** What becomes of a record that left the sender's scope. */

@@ -66,6 +66,8 @@ typedef struct layout {
     col_t c[COLS_MAX];
 } layout_t;
 
+uint64_t ps__cols_puts, ps__cols_validations;
+
 static layout_t layouts[COLS_KINDS];
 static uint32_t layouts_sig;
 static pthread_once_t layouts_once = PTHREAD_ONCE_INIT;
@@ -342,6 +344,7 @@ static int may_have_issues(const Popsync__Record *r, uint32_t today, int validat
         return 1;
     if (validated)
         return 0; /* passed today's validation, of which the report's is a part */
+    ps__cols_validations++;
     memset(&ve, 0, sizeof(ve));
     memset(&vc, 0, sizeof(vc));
     vc.today = today;
@@ -459,6 +462,7 @@ static int cols_update_at(ps_store_t *st, MDB_txn *txn, const Popsync__Record *n
     }
     if (nl && !same) {
         MDB_val k = {KEY_LEN, nk}, v = {PS_ID_LEN + nl->row, ni};
+        ps__cols_puts++;
         if ((mrc = mdb_put(txn, st->cols, &k, &v, 0)))
             return db_err(mrc);
     }
@@ -473,6 +477,12 @@ int ps_cols_update(ps_store_t *st, MDB_txn *txn, const Popsync__Record *nv, cons
 int ps_cols_update_new(ps_store_t *st, MDB_txn *txn, const Popsync__Record *nv, uint32_t today)
 {
     return cols_update_at(st, txn, nv, NULL, today, 1);
+}
+
+int ps_cols_update_validated(ps_store_t *st, MDB_txn *txn, const Popsync__Record *nv, const Popsync__Record *cur,
+                             uint32_t today)
+{
+    return cols_update_at(st, txn, nv, cur, today, 1);
 }
 
 /* The store's head as the last popsyncd that kept the projection closed

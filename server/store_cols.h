@@ -53,6 +53,18 @@ typedef struct ps_cols_sink {
  *  one, so the row needs no second pass). */
 int ps_cols_update_new(ps_store_t *st, MDB_txn *txn, const Popsync__Record *nv, uint32_t today);
 
+/** ps_cols_update for an edit of cur whose new version nv is the change
+ *  that passed the validate stage whole on day today (a fast-forward, not
+ *  a merge): the validate stage's checks with the current version are a
+ *  superset of the quality report's, so the row needs no second pass, and
+ *  the day is the stage's (no clock read per edit). */
+int ps_cols_update_validated(ps_store_t *st, MDB_txn *txn, const Popsync__Record *nv, const Popsync__Record *cur,
+                             uint32_t today);
+
+/** Test and bench counters (not locked: read them in one thread): rows
+ *  written, and records the quality flag had to validate a second time. */
+extern uint64_t ps__cols_puts, ps__cols_validations;
+
 /** Answers q (ps_cols_usable) for peer from the projection in txn: every
  *  group to sink, *scanned and *matched as the scan counts them.  PS_OK,
  *  PS_ETOOBIG (too many groups, reason in err), PS_ENOMEM or a db error. */

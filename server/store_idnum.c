@@ -18,6 +18,8 @@
 #define IDN_LEN 18
 #define IDNUM_VERSION 1
 
+uint64_t ps__idnum_writes;
+
 /* The ID number r is filed under, or NULL: live persons with a whole one. */
 static const char *filed_number(const Popsync__Record *r)
 {
@@ -140,12 +142,16 @@ int ps_idnum_update(ps_store_t *st, MDB_txn *txn, const Popsync__Record *nv, con
 
     if (old && (!number || strcmp(old, number) != 0 || strcmp(cur->orgunit, nv->orgunit) != 0)) {
         MDB_val k = {sizeof(key), key};
+        ps__idnum_writes++;
         idnum_key(key, old, cur->id.data);
         mrc = mdb_del(txn, st->idnum, &k, NULL);
         if (mrc && mrc != MDB_NOTFOUND)
             return db_err(mrc);
     }
-    if (number && (!old || strcmp(old, number) != 0 || strcmp(cur->orgunit, nv->orgunit) != 0))
+    /* An edit that keeps the number and the unit leaves the entry as it is. */
+    if (number && (!old || strcmp(old, number) != 0 || strcmp(cur->orgunit, nv->orgunit) != 0)) {
+        ps__idnum_writes++;
         return idnum_put(st, txn, number, nv->id.data, nv->orgunit ? nv->orgunit : "");
+    }
     return PS_OK;
 }

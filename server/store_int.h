@@ -241,6 +241,8 @@ int ps_idnum_open(ps_store_t *st, MDB_txn *txn);
 int ps_idnum_check(ps_store_t *st, MDB_txn *txn, const Popsync__Record *nv, const Popsync__Record *cur,
                    ps_verrs_t *verrs);
 int ps_idnum_update(ps_store_t *st, MDB_txn *txn, const Popsync__Record *nv, const Popsync__Record *cur);
+/** Test counter: entries the index deleted or wrote (ps_idnum_update). */
+extern uint64_t ps__idnum_writes;
 
 /* The feed and its township index (store_feed.c).  Every write of a
  * feed entry goes through these, in the transaction that writes the

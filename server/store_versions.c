@@ -34,6 +34,16 @@ int ps__version_supersede(MDB_txn *txn, ps_store_t *st, const uint8_t *id, ps_bu
     return mrc ? db_err(mrc) : PS_OK;
 }
 
+int ps__version_keep(MDB_txn *txn, ps_store_t *st, const uint8_t *id, uint64_t gen, const uint8_t *rec, size_t len)
+{
+    uint8_t key[PS_ID_LEN + 8];
+    MDB_val k = {sizeof(key), key}, v = {len, (void *)rec};
+    int mrc;
+    version_key(key, id, gen);
+    mrc = mdb_put(txn, st->versions, &k, &v, 0);
+    return mrc ? db_err(mrc) : PS_OK;
+}
+
 /* The live version of id: its header and payload, or {0, NULL}. */
 static int live_get(MDB_txn *txn, ps_store_t *st, const uint8_t *id, MDB_val *out)
 {

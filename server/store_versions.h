@@ -25,6 +25,12 @@
  *  may move while versions is written).  PS_OK or a database error. */
 int ps__version_supersede(MDB_txn *txn, ps_store_t *st, const uint8_t *id, ps_buf_t *scratch);
 
+/** ps__version_supersede for a caller that has read the live version
+ *  already: rec (len bytes, the packed Record after the header, held
+ *  outside LMDB) of generation gen goes to `versions`, with no second
+ *  lookup of records[id].  PS_OK or a database error. */
+int ps__version_keep(MDB_txn *txn, ps_store_t *st, const uint8_t *id, uint64_t gen, const uint8_t *rec, size_t len);
+
 /** The packed Record of version gen of id, wherever it is kept: *out is
  *  {0, NULL} when the store has no such version.  PS_OK or an error. */
 int ps__version_get(MDB_txn *txn, ps_store_t *st, const uint8_t *id, uint64_t gen, MDB_val *out);

@@ -1,10 +1,12 @@
 /* ps_applybench.c - ingest's CPU per record, stage by stage, in one process
  * (issue 17; docs/performance.md §a1).
  *
- * usage: ps_applybench [PERSONS [GROUP]]  (PERSONS default 12500: one
- *                                          township of the 100,000-person
+ * usage: ps_applybench [PERSONS [GROUP [EDITS]]]  (PERSONS default 12500:
+ *                                          one township of the 100,000-person
  *                                          benchmark; GROUP: pushes per
- *                                          group commit, default 8)
+ *                                          group commit, default 8; EDITS:
+ *                                          rounds of edits after the ingest,
+ *                                          default 0)
  *
  * Generates PERSONS persons with their households, births, ... (the
  * generator of `popsync generate`) into a scratch cache, then pushes its
@@ -17,6 +19,10 @@
  *   server decode  the frame's body decompressed and unpacked into an arena
  *   server apply   ps_store_apply, GROUP pushes per durable transaction
  *   client ack     ps_cache_outbox_ack of the answers
+ * With EDITS, each round then edits one person in a hundred (the phone, as
+ * popsync-bench's phase c does), pushes and applies those edits the same
+ * way, and the edit rounds are reported apart (issue 17 §c2: the server's
+ * work per edit of an existing record).
  * What it leaves out: TLS, the event loops, the threads' hand-offs.  Run
  * from the build directory (it reads demo/orgunits.csv from the source
  * tree).  Nothing here is checked: it measures.
@@ -30,6 +36,7 @@
 #include "msg.h"
 #include "msgtab.h"
 #include "orgunit.h"
+#include "record_fmt.h"
 #include "store.h"
 #include "wire.pb-c.h"
 
@@ -121,51 +128,27 @@ static void ack(ps_cache_t *c, push_t *x)
     free(rev);
 }
 
-int main(int argc, char **argv)
+/* CPU seconds of one round: the outbox pushed, applied and acked. */
+typedef struct round {
+    double read, frame, decode, apply, ack;
+    size_t n, npush, accepted;
+} round_t;
+
+static void report(const char *what, const round_t *r)
 {
-    const char *persons = argc > 1 ? argv[1] : "12500";
-    int group = argc > 2 ? atoi(argv[2]) : 8;
-    char *gargv[] = {"generate", "--persons", (char *)persons, "--seed", "1", NULL};
-    char cmd[300], err[512];
+    double n = r->n ? (double)r->n : 1;
+    printf("%s: %zu changes in %zu pushes, %zu accepted; CPU us per change:\n", what, r->n, r->npush, r->accepted);
+    printf("client read %.3f  frame %.3f  ack %.3f  | server decode %.3f  apply %.3f  | client %.3f server %.3f\n",
+           r->read * 1e6 / n, r->frame * 1e6 / n, r->ack * 1e6 / n, r->decode * 1e6 / n, r->apply * 1e6 / n,
+           (r->read + r->frame + r->ack) * 1e6 / n, (r->decode + r->apply) * 1e6 / n);
+}
+
+static void run_round(ps_cache_t *c, ps_store_t *st, ps_peer_t peer, int group, round_t *r)
+{
     double t_read = 0, t_frame = 0, t_decode = 0, t_apply = 0, t_ack = 0, t0;
     size_t n = 0, npush = 0, cap = 64, accepted = 0;
     push_t *pushes = calloc(cap, sizeof(*pushes));
-    ps_orgunits_t *units = NULL;
-    ps_peer_t peer = admin();
     uint64_t after = 0;
-    ps_store_t *st;
-    ps_cli_t cli;
-    ps_cache_t *c;
-
-    if (group < 1)
-        group = 1;
-    setenv("POPSYNC_KDF_ITERATIONS", "1000", 0);
-    setenv("POPSYNC_PASSPHRASE", "ps-applybench", 0);
-    snprintf(g_root, sizeof(g_root), "%s/ps-applybench-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(g_root))
-        die("mkdtemp", NULL);
-    {
-        ps_cache_meta_t m;
-        memset(&m, 0, sizeof(m));
-        if (ps_random(m.node, sizeof(m.node)))
-            die("random", NULL);
-        snprintf(m.server, sizeof(m.server), "127.0.0.1:1");
-        snprintf(m.role, sizeof(m.role), "admin");
-        snprintf(m.orgunit, sizeof(m.orgunit), "130203000000");
-        snprintf(m.key_file, sizeof(m.key_file), "%s/gen.key", g_root);
-        snprintf(cmd, sizeof(cmd), "%s/gen", g_root);
-        if (ps_cache_create_open(&c, cmd, &m, err, sizeof(err)))
-            die("cache", err);
-        ps_cache_close(c);
-    }
-    memset(&cli, 0, sizeof(cli));
-    cli.data_dir = cmd;
-    optind = 0;
-    if (ps_cmd_generate(&cli, 5, gargv) != 0)
-        die("generate", NULL);
-    if (ps_cache_open(&c, cmd, err, sizeof(err)))
-        die("open", err);
-    st = open_store(&units);
 
     /* Client: the outbox as Pushes, each packed into its frame. */
     for (;;) {
@@ -232,17 +215,129 @@ int main(int argc, char **argv)
         ps_cache_push_free(pushes[i].p);
         ps_buf_free(&pushes[i].frame);
     }
-    printf("%zu changes in %zu pushes, %zu accepted; CPU us per change:\n", n, npush, accepted);
-    printf("client read %.3f  frame %.3f  ack %.3f  | server decode %.3f  apply %.3f  | client %.3f server %.3f\n",
-           t_read * 1e6 / (double)n, t_frame * 1e6 / (double)n, t_ack * 1e6 / (double)n,
-           t_decode * 1e6 / (double)n, t_apply * 1e6 / (double)n, (t_read + t_frame + t_ack) * 1e6 / (double)n,
-           (t_decode + t_apply) * 1e6 / (double)n);
+    r->read = t_read;
+    r->frame = t_frame;
+    r->decode = t_decode;
+    r->apply = t_apply;
+    r->ack = t_ack;
+    r->n = n;
+    r->npush = npush;
+    r->accepted = accepted;
+    free(pushes);
+}
+
+/* Edits one person in a hundred (their phone), as popsync-bench's phase c
+ * does: edits of existing records spread over the store. */
+typedef struct pick {
+    Popsync__Record **recs;
+    size_t n, seen, cap;
+} pick_t;
+
+static int pick_cb(Popsync__Record *r, void *arg)
+{
+    pick_t *p = arg;
+    size_t sz;
+    uint8_t *b;
+    if (r->deleted || r->kind != POPSYNC__KIND__KIND_PERSON || p->seen++ % 100 != 0 || p->n == p->cap)
+        return 0;
+    sz = protobuf_c_message_get_packed_size(&r->base);
+    if (!(b = malloc(sz ? sz : 1)))
+        die("malloc", NULL);
+    protobuf_c_message_pack(&r->base, b);
+    p->recs[p->n++] = popsync__record__unpack(NULL, sz, b);
+    free(b);
+    return 0;
+}
+
+static size_t edit_one_percent(ps_cache_t *c, int round)
+{
+    ps_cache_counts_t cn;
+    pick_t p;
+    char err[512], phone[16];
+    snprintf(phone, sizeof(phone), "139000000%02d", round % 100);
+    ps_cache_counts(c, &cn);
+    memset(&p, 0, sizeof(p));
+    p.cap = cn.records / 100 + 1;
+    p.recs = calloc(p.cap, sizeof(*p.recs));
+    ps_cache_foreach(c, pick_cb, &p);
+    for (size_t i = 0; i < p.n; i++)
+        if (ps_record_set(p.recs[i], "phone", phone, err, sizeof(err)))
+            die("editing", err);
+    if (p.n && ps_cache_put_local_many(c, p.recs, p.n))
+        die("editing", NULL);
+    for (size_t i = 0; i < p.n; i++)
+        protobuf_c_message_free_unpacked(&p.recs[i]->base, NULL);
+    free(p.recs);
+    return p.n;
+}
+
+int main(int argc, char **argv)
+{
+    const char *persons = argc > 1 ? argv[1] : "12500";
+    int group = argc > 2 ? atoi(argv[2]) : 8;
+    int edits = argc > 3 ? atoi(argv[3]) : 0;
+    char *gargv[] = {"generate", "--persons", (char *)persons, "--seed", "1", NULL};
+    char cmd[300], err[512];
+    round_t ingest, edit;
+    ps_orgunits_t *units = NULL;
+    ps_peer_t peer = admin();
+    ps_store_t *st;
+    ps_cli_t cli;
+    ps_cache_t *c;
+
+    if (group < 1)
+        group = 1;
+    setenv("POPSYNC_KDF_ITERATIONS", "1000", 0);
+    setenv("POPSYNC_PASSPHRASE", "ps-applybench", 0);
+    snprintf(g_root, sizeof(g_root), "%s/ps-applybench-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(g_root))
+        die("mkdtemp", NULL);
+    {
+        ps_cache_meta_t m;
+        memset(&m, 0, sizeof(m));
+        if (ps_random(m.node, sizeof(m.node)))
+            die("random", NULL);
+        snprintf(m.server, sizeof(m.server), "127.0.0.1:1");
+        snprintf(m.role, sizeof(m.role), "admin");
+        snprintf(m.orgunit, sizeof(m.orgunit), "130203000000");
+        snprintf(m.key_file, sizeof(m.key_file), "%s/gen.key", g_root);
+        snprintf(cmd, sizeof(cmd), "%s/gen", g_root);
+        if (ps_cache_create_open(&c, cmd, &m, err, sizeof(err)))
+            die("cache", err);
+        ps_cache_close(c);
+    }
+    memset(&cli, 0, sizeof(cli));
+    cli.data_dir = cmd;
+    optind = 0;
+    if (ps_cmd_generate(&cli, 5, gargv) != 0)
+        die("generate", NULL);
+    if (ps_cache_open(&c, cmd, err, sizeof(err)))
+        die("open", err);
+    st = open_store(&units);
+
+    memset(&edit, 0, sizeof(edit));
+    run_round(c, st, peer, group, &ingest);
+    report("ingest", &ingest);
+    for (int i = 0; i < edits; i++) {
+        round_t er;
+        edit_one_percent(c, i);
+        run_round(c, st, peer, group, &er);
+        edit.apply += er.apply;
+        edit.decode += er.decode;
+        edit.read += er.read;
+        edit.frame += er.frame;
+        edit.ack += er.ack;
+        edit.n += er.n;
+        edit.npush += er.npush;
+        edit.accepted += er.accepted;
+    }
+    if (edits)
+        report("edits (1% of the persons' phones, per round)", &edit);
     ps_store_close(st);
     ps_orgunits_free(units);
     ps_cache_close(c);
-    free(pushes);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_root);
     if (system(cmd) != 0)
         fprintf(stderr, "ps_applybench: could not remove %s\n", g_root);
-    return accepted == n ? 0 : 1;
+    return ingest.accepted == ingest.n && edit.accepted == edit.n ? 0 : 1;
 }

@@ -29,6 +29,7 @@
 #include "orgunit.h"
 #include "record_fmt.h"
 #include "store_cols.h"
+#include "store_versions.h"
 #include "validate.h"
 
 #define TOWN_A "130203001000"
@@ -711,6 +712,83 @@ static void test_persist_keeps_it(void **state)
     compare_quality(fx);
 }
 
+/* ---- an edit writes only what it changes (issue 17 §c2) ------------------------------ */
+
+/* The packed bytes of version gen of id (as ps__version_get finds them). */
+static size_t version_bytes(fixture_t *fx, const uint8_t *id, uint64_t gen, uint8_t *out, size_t cap)
+{
+    MDB_txn *txn;
+    MDB_val v;
+    assert_int_equal(mdb_txn_begin(fx->st->env, NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(ps__version_get(txn, fx->st, id, gen, &v), PS_OK);
+    assert_non_null(v.mv_data);
+    assert_true(v.mv_size <= cap);
+    memcpy(out, v.mv_data, v.mv_size);
+    mdb_txn_abort(txn);
+    return v.mv_size;
+}
+
+static void test_edit_skips(void **state)
+{
+    fixture_t *fx = *state;
+    uint8_t id[PS_ID_LEN], v1[2048], again[2048], ids[5][PS_ID_LEN];
+    uint64_t puts, vals, idw, gens[5], lcn = 1;
+    size_t n1;
+    char got[512];
+    Popsync__Record *r;
+
+    apply1(fx, lcn++, person(NULL, UNIT_A, "female", id), 0);
+    n1 = version_bytes(fx, id, 1, v1, sizeof(v1));
+    /* The phone is no projected column, the number and unit stay: no
+     * cols row, no ID-index entry, no second validation of the record. */
+    puts = ps__cols_puts;
+    vals = ps__cols_validations;
+    idw = ps__idnum_writes;
+    r = person(id, UNIT_A, "female", NULL);
+    set(r, "phone", "13900000001");
+    apply1(fx, lcn++, r, 1);
+    assert_int_equal(ps__cols_puts, puts);
+    assert_int_equal(ps__idnum_writes, idw);
+    assert_int_equal(ps__cols_validations, vals);
+    /* The superseded version is the stored one, byte for byte (kept from
+     * the read of the current version, not read again). */
+    assert_int_equal(version_bytes(fx, id, 1, again, sizeof(again)), n1);
+    assert_memory_equal(again, v1, n1);
+    persons_by(fx, 0, got, sizeof(got));
+    assert_string_equal(got, UNIT_A "|female=1;");
+    /* A projected column changes (and, with the sex, the number's last
+     * digits): one row, the index entry moved (a delete and a put). */
+    apply1(fx, lcn++, person(id, UNIT_A, "male", NULL), 2);
+    assert_int_equal(ps__cols_puts, puts + 1);
+    assert_int_equal(ps__idnum_writes, idw + 2);
+    assert_int_equal(ps__cols_validations, vals);
+    /* A move keeps the number; the entry's value (the unit) moves. */
+    apply1(fx, lcn++, person(id, UNIT_B, "male", NULL), 3);
+    assert_int_equal(ps__cols_puts, puts + 2);
+    assert_int_equal(ps__idnum_writes, idw + 4);
+    persons_by(fx, 0, got, sizeof(got));
+    assert_string_equal(got, UNIT_B "|male=1;");
+
+    /* Random edits of a few persons (phone, sex, unit, delete and
+     * restore): the counts equal the scan's, and so does the quality report. */
+    for (int i = 0; i < 5; i++) {
+        apply1(fx, lcn++, person(NULL, i % 2 ? UNIT_A : UNIT_B, "female", ids[i]), 0);
+        gens[i] = 1;
+    }
+    for (int i = 0; i < 60; i++) {
+        int k = rand() % 5;
+        char phone[16];
+        r = person(ids[k], rand() % 2 ? UNIT_A : UNIT_B, rand() % 2 ? "male" : "female", NULL);
+        snprintf(phone, sizeof(phone), "139000000%02d", rand() % 100);
+        set(r, "phone", phone);
+        r->deleted = rand() % 7 == 0;
+        apply1(fx, lcn++, r, gens[k]++);
+    }
+    persons_by(fx, 0, got, sizeof(got));
+    persons_by(fx, 1, got, sizeof(got));
+    compare_quality(fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -718,6 +796,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_built_on_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_older_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_persist_keeps_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_edit_skips, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -160,11 +160,11 @@ static void send_msg(am_t *a, uint8_t type, const ProtobufCMessage *m)
     ps_buf_free(&b);
 }
 
-/* A valid 18-character ID number for someone born 1990-01-01 in the region
- * of unit (its first six digits), sequence seq. */
-static void make_idnum(const char *unit, unsigned seq, char out[19])
+/* A valid 18-character ID number for someone born on date (YYYYMMDD) in
+ * the region of unit (its first six digits), sequence seq. */
+static void make_idnum(const char *unit, const char *date, unsigned seq, char out[19])
 {
-    snprintf(out, 19, "%.6s19900101%03u", unit, seq % 1000);
+    snprintf(out, 19, "%.6s%.8s%03u", unit, date, seq % 1000);
     out[17] = ps_id_check_char(out);
     out[18] = '\0';
 }
@@ -176,17 +176,23 @@ static void send_push(am_t *a, const am_target_t *t)
     Popsync__Record r = POPSYNC__RECORD__INIT;
     Popsync__Person per = POPSYNC__PERSON__INIT;
     uint8_t id[PS_ID_LEN];
-    char idnum[19];
-    uint8_t rnd[2];
+    char idnum[19], date[9], birth[11];
+    uint8_t rnd[4];
 
     ps_uuid7(id);
     ps_random(rnd, sizeof(rnd));
-    /* An odd sequence digit: male (GB 11643). */
-    make_idnum(t->unit, (unsigned)((rnd[0] << 8 | rnd[1]) % 500) * 2 + 1, idnum);
+    /* A random birth day of 1990 and an odd sequence digit (male, GB
+     * 11643): ~168,000 numbers, so the pushes of one run (all in region
+     * 130203) do not draw a number taken earlier, which the server's
+     * one-person-per-number rule would refuse (500 numbers did, about one
+     * run in a hundred). */
+    snprintf(date, sizeof(date), "1990%02u%02u", rnd[2] % 12u + 1, rnd[3] % 28u + 1);
+    snprintf(birth, sizeof(birth), "1990-%.2s-%.2s", date + 4, date + 6);
+    make_idnum(t->unit, date, (unsigned)((rnd[0] << 8 | rnd[1]) % 500) * 2 + 1, idnum);
     per.id_number = idnum;
     per.name = "授权测试";
     per.sex = POPSYNC__SEX__SEX_MALE;
-    per.birth_date = "1990-01-01";
+    per.birth_date = birth;
     r.id.data = id;
     r.id.len = PS_ID_LEN;
     r.kind = POPSYNC__KIND__KIND_PERSON;

@@ -54,7 +54,25 @@ struct ps_cache {
     size_t nonce_off;
     ps_pindex_t px;   /* the person index: filed with every records write */
     ps_ctab_t cdelta; /* report counter changes of the open write transaction (rec_store) */
+    /* Pulled batches applied and not yet committed (ps_cache_apply_pull_held):
+     * their transaction, what it holds, and the cursor its commit moves to. */
+    MDB_txn *ptxn;
+    unsigned ptxn_batches;
+    size_t ptxn_records, ptxn_bytes;
+    uint64_t ptxn_cursor;
+    int ptxn_deferred, ptxn_no_pending; /* read once per transaction */
 };
+
+/* Every other transaction of the cache begins after the pulled batches
+ * held open are committed (LMDB has one writer; a reader must see them).
+ * Should that commit fail, those batches are simply not stored: the
+ * cursor did not move with them, so the next pull asks for them again. */
+static int txn_begin(ps_cache_t *c, unsigned flags, MDB_txn **txn)
+{
+    if (c->ptxn)
+        (void)ps_cache_pull_commit(c);
+    return mdb_txn_begin(c->env, NULL, flags, txn);
+}
 
 /* Sealed values start with a format byte so a future format can be added.
  * 0x00 (plain) was written before encryption at rest and is refused now;
@@ -399,7 +417,7 @@ static int env_open(ps_cache_t *c, const char *dir, char *err, size_t errlen)
         goto fail;
     if ((mrc = mdb_env_open(c->env, dir, MDB_NOTLS, 0600)))
         goto fail;
-    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+    if ((mrc = txn_begin(c, 0, &txn)))
         goto fail;
     if ((mrc = mdb_dbi_open(txn, DB_RECORDS, MDB_CREATE, &c->records)) ||
         (mrc = mdb_dbi_open(txn, DB_OUTBOX, MDB_CREATE, &c->outbox)) ||
@@ -426,6 +444,7 @@ fail:
 
 static void cache_free(ps_cache_t *c)
 {
+    ps_cache_pull_commit(c);
     if (c->env)
         mdb_env_close(c->env);
     ps_aead_free(c->aead);
@@ -544,7 +563,7 @@ static int cache_create(ps_cache_t **out, const char *dir, const ps_cache_meta_t
     made_env = 1;
     if ((rc = env_open(c, dir, err, errlen)))
         goto out;
-    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn))) {
+    if ((mrc = txn_begin(c, 0, &txn))) {
         rc = ps_db_err(mrc);
         goto out;
     }
@@ -636,13 +655,13 @@ int ps_cache_pindex_finish(ps_cache_t *c)
     MDB_txn *txn = NULL;
     int mrc, rc;
 
-    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
+    if ((mrc = txn_begin(c, MDB_RDONLY, &txn)))
         return ps_db_err(mrc);
     rc = meta_get_u64(txn, c->meta, PINDEX_PENDING) != 0;
     mdb_txn_abort(txn);
     if (!rc)
         return PS_OK;
-    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+    if ((mrc = txn_begin(c, 0, &txn)))
         return ps_db_err(mrc);
     /* Another process may have built it meanwhile. */
     if (meta_get_u64(txn, c->meta, PINDEX_PENDING) && (rc = pindex_build(c, txn))) {
@@ -662,13 +681,13 @@ static int pindex_upgrade(ps_cache_t *c)
     MDB_val k, v;
     int mrc, rc;
 
-    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
+    if ((mrc = txn_begin(c, MDB_RDONLY, &txn)))
         return ps_db_err(mrc);
     rc = meta_get_u64(txn, c->meta, "pindex_v") == PS_PINDEX_VERSION;
     mdb_txn_abort(txn);
     if (rc)
         return PS_OK;
-    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+    if ((mrc = txn_begin(c, 0, &txn)))
         return ps_db_err(mrc);
     if ((rc = ps_pindex_clear(&c->px, txn)))
         goto out;
@@ -842,13 +861,13 @@ static int counters_upgrade(ps_cache_t *c)
     MDB_val k, v;
     int mrc, rc;
 
-    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
+    if ((mrc = txn_begin(c, MDB_RDONLY, &txn)))
         return ps_db_err(mrc);
     rc = meta_get_u64(txn, c->meta, "counters_v") == PS_COUNTERS_VERSION;
     mdb_txn_abort(txn);
     if (rc)
         return PS_OK;
-    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+    if ((mrc = txn_begin(c, 0, &txn)))
         return ps_db_err(mrc);
     if (mdb_stat(txn, c->records, &st) == 0 && st.ms_entries > 0)
         fprintf(stderr, "popsync: this cache keeps no report counters yet: building them once from its %zu records\n",
@@ -890,7 +909,7 @@ int ps_cache_counters_month(ps_cache_t *c, uint32_t month,
     const uint8_t *p;
     size_t n;
     int mrc, rc;
-    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
+    if ((mrc = txn_begin(c, MDB_RDONLY, &txn)))
         return ps_db_err(mrc);
     if ((rc = month_get(c, txn, month, &p, &n)) == PS_OK && n)
         rc = ps_cblob_foreach(p, n, fn, arg);
@@ -922,7 +941,7 @@ int ps_cache_counters_check(ps_cache_t *c, uint64_t *checked, uint64_t *mismatch
     int mrc, rc = PS_OK;
 
     *checked = *mismatched = 0;
-    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, c->records, &cur))) {
+    if ((mrc = txn_begin(c, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, c->records, &cur))) {
         rc = ps_db_err(mrc);
         goto out;
     }
@@ -986,7 +1005,7 @@ static int read_meta(ps_cache_t *c, const char *dir, cache_secrets_t *sec, char 
     MDB_val k = {4, "node"}, v, ck = {strlen("conflicts_open"), (void *)"conflicts_open"};
     int mrc;
 
-    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
+    if ((mrc = txn_begin(c, MDB_RDONLY, &txn)))
         return ps_db_err(mrc);
     if (mdb_get(txn, c->meta, &k, &v) != 0 || v.mv_size != PS_ID_LEN) {
         mdb_txn_abort(txn);
@@ -1290,7 +1309,7 @@ static int put_local_many(ps_cache_t *c, Popsync__Record *const *recs, size_t n,
     size_t written = 0;
     int mrc, rc = PS_OK, w;
 
-    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+    if ((mrc = txn_begin(c, 0, &txn)))
         return ps_db_err(mrc);
     ps_ctab_clear(&c->cdelta);
     lcn = meta_get_u64(txn, c->meta, "next_lcn");
@@ -1343,7 +1362,7 @@ int ps_cache_get(ps_cache_t *c, const uint8_t id[PS_ID_LEN], Popsync__Record **o
     MDB_txn *txn = NULL;
     MDB_val k = {PS_ID_LEN, (void *)id}, v;
     int mrc, rc;
-    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
+    if ((mrc = txn_begin(c, MDB_RDONLY, &txn)))
         return ps_db_err(mrc);
     mrc = mdb_get(txn, c->records, &k, &v);
     if (mrc)
@@ -1460,7 +1479,7 @@ static int foreach_term(ps_cache_t *c, int kind, ps_pindex_kind_t tag, const cha
 
     if ((rc = ps_cache_pindex_finish(c)))
         return rc;
-    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &w.txn)))
+    if ((mrc = txn_begin(c, MDB_RDONLY, &w.txn)))
         return ps_db_err(mrc);
     rc = ps_pindex_foreach(&c->px, w.txn, tag, term, kind_one, &w);
     mdb_txn_abort(w.txn);
@@ -1510,7 +1529,7 @@ static int find_term(ps_cache_t *c, ps_pindex_kind_t kind, const char *term, siz
     }
     if ((rc = ps_cache_pindex_finish(c)))
         goto out;
-    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn))) {
+    if ((mrc = txn_begin(c, MDB_RDONLY, &txn))) {
         rc = ps_db_err(mrc);
         goto out;
     }
@@ -1566,7 +1585,7 @@ int ps_cache_foreach_pending(ps_cache_t *c, int (*fn)(Popsync__Record *r, void *
     MDB_cursor *cur = NULL;
     MDB_val k, v, rv;
     int mrc, rc = PS_OK;
-    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, c->pending, &cur))) {
+    if ((mrc = txn_begin(c, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, c->pending, &cur))) {
         rc = db_err(mrc);
         goto out;
     }
@@ -1681,7 +1700,7 @@ int ps_cache_outbox_batch_after(ps_cache_t *c, uint64_t after, size_t max, size_
         free(box);
         return PS_ENOMEM;
     }
-    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, c->outbox, &cur))) {
+    if ((mrc = txn_begin(c, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, c->outbox, &cur))) {
         rc = ps_db_err(mrc);
         goto out;
     }
@@ -1762,7 +1781,7 @@ int ps_cache_outbox_ack(ps_cache_t *c, const Popsync__Push *sent, const Popsync_
     MDB_cursor *rcur = NULL;
     int mrc, rc = PS_OK;
 
-    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+    if ((mrc = txn_begin(c, 0, &txn)))
         return ps_db_err(mrc);
     for (size_t i = 0; i < res->n_results; i++) {
         const Popsync__ChangeResult *r = res->results[i];
@@ -1899,62 +1918,128 @@ int ps_cache_apply_pull(ps_cache_t *c, const Popsync__PullBatch *batch)
 
 int ps_cache_apply_pull_raw(ps_cache_t *c, const Popsync__PullBatch *batch, const uint8_t *body, size_t len)
 {
-    MDB_txn *txn = NULL;
-    ps_span_t *spans = NULL;
-    int mrc, rc, deferred, no_pending = 0;
+    return ps_cache_apply_pull_held(c, batch, body, len, 0);
+}
 
-    if ((rc = batch_spans(batch, body, len, &spans)))
-        return rc;
-    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn))) {
-        free(spans);
+/* The transaction pulled batches go into: the one held open, or a new
+ * one, with what a pull reads once per transaction. */
+static int pull_txn(ps_cache_t *c, size_t n)
+{
+    int mrc, rc, no_pending = 0;
+    if (c->ptxn)
+        return PS_OK;
+    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &c->ptxn))) {
+        c->ptxn = NULL;
         return ps_db_err(mrc);
     }
     ps_ctab_clear(&c->cdelta);
-    if ((rc = pull_maybe_bulk(c, txn, batch->n_entries)) || (rc = pending_none(c, txn, &no_pending)))
-        goto out;
-    deferred = pindex_deferred(c, txn);
-    for (size_t i = 0; i < batch->n_entries; i++) {
-        Popsync__Record *r = batch->entries[i]->record;
-        uint64_t pend = 0;
-        if (batch->entries[i]->gone) {
-            /* Out of our scope now (moved to another unit): drop our copy.
-             * A pending local edit stays in the outbox and becomes a
-             * conflict on the server, so it is not lost. */
-            if (batch->entries[i]->id.len == PS_ID_LEN) {
-                if ((rc = rec_store(c, txn, batch->entries[i]->id.data, NULL)) ||
-                    (rc = keep_migrant(c, txn, batch->entries[i])))
-                    goto out;
-            }
-            continue;
-        }
-        if (!r || r->id.len != PS_ID_LEN)
-            continue;
-        if ((rc = keep_migrant(c, txn, batch->entries[i])))
-            goto out;
-        if (!no_pending && (rc = pending_count(c, txn, r->id.data, &pend)))
-            goto out;
-        /* A record with local edits still in the outbox keeps the local
-         * version in view; the server's answer to the push settles it. */
-        if (pend > 0)
-            continue;
-        if ((rc = store_pulled(c, txn, r, spans, i, deferred)))
-            goto out;
-        if (r->rev)
-            ps_hlc_observe(&c->hlc, r->rev->hlc);
+    c->ptxn_batches = 0;
+    c->ptxn_records = c->ptxn_bytes = 0;
+    c->ptxn_cursor = c->m.cursor;
+    if ((rc = pull_maybe_bulk(c, c->ptxn, n)) || (rc = pending_none(c, c->ptxn, &no_pending))) {
+        mdb_txn_abort(c->ptxn);
+        c->ptxn = NULL;
+        return rc;
     }
-    if ((rc = meta_put_u64(txn, c->meta, "cursor", batch->cursor)) ||
-        (rc = meta_put_u64(txn, c->meta, "hlc", c->hlc.last)) || (rc = counters_flush(c, txn)))
+    c->ptxn_no_pending = no_pending;
+    c->ptxn_deferred = pindex_deferred(c, c->ptxn);
+    return PS_OK;
+}
+
+/* Pulled entry i of batch into txn. */
+static int pull_entry(ps_cache_t *c, MDB_txn *txn, const Popsync__PullBatch *batch, const ps_span_t *spans, size_t i)
+{
+    Popsync__Record *r = batch->entries[i]->record;
+    uint64_t pend = 0;
+    int rc;
+    if (batch->entries[i]->gone) {
+        /* Out of our scope now (moved to another unit): drop our copy.
+         * A pending local edit stays in the outbox and becomes a
+         * conflict on the server, so it is not lost. */
+        if (batch->entries[i]->id.len == PS_ID_LEN) {
+            if ((rc = rec_store(c, txn, batch->entries[i]->id.data, NULL)) ||
+                (rc = keep_migrant(c, txn, batch->entries[i])))
+                return rc;
+        }
+        return PS_OK;
+    }
+    if (!r || r->id.len != PS_ID_LEN)
+        return PS_OK;
+    if ((rc = keep_migrant(c, txn, batch->entries[i])))
+        return rc;
+    if (!c->ptxn_no_pending && (rc = pending_count(c, txn, r->id.data, &pend)))
+        return rc;
+    /* A record with local edits still in the outbox keeps the local
+     * version in view; the server's answer to the push settles it. */
+    if (pend > 0)
+        return PS_OK;
+    if ((rc = store_pulled(c, txn, r, spans, i, c->ptxn_deferred)))
+        return rc;
+    if (r->rev)
+        ps_hlc_observe(&c->hlc, r->rev->hlc);
+    return PS_OK;
+}
+
+/* Whether the held transaction is as big as one may grow. */
+static int pull_txn_full(const ps_cache_t *c)
+{
+    return c->ptxn_batches >= PS_PULL_HOLD_BATCHES || c->ptxn_records >= PS_PULL_HOLD_RECORDS ||
+           c->ptxn_bytes >= PS_PULL_HOLD_BYTES;
+}
+
+int ps_cache_apply_pull_held(ps_cache_t *c, const Popsync__PullBatch *batch, const uint8_t *body, size_t len,
+                             int hold)
+{
+    ps_span_t *spans = NULL;
+    int rc;
+
+    if ((rc = batch_spans(batch, body, len, &spans)))
+        return rc;
+    if ((rc = pull_txn(c, batch->n_entries)))
         goto out;
-    mrc = mdb_txn_commit(txn);
-    txn = NULL;
-    rc = mrc ? ps_db_err(mrc) : PS_OK;
-    if (!rc)
-        c->m.cursor = batch->cursor;
+    for (size_t i = 0; i < batch->n_entries; i++)
+        if ((rc = pull_entry(c, c->ptxn, batch, spans, i)))
+            goto out;
+    /* The cursor moves in the transaction that holds its records. */
+    if ((rc = meta_put_u64(c->ptxn, c->meta, "cursor", batch->cursor)) ||
+        (rc = meta_put_u64(c->ptxn, c->meta, "hlc", c->hlc.last)))
+        goto out;
+    c->ptxn_cursor = batch->cursor;
+    c->ptxn_batches++;
+    c->ptxn_records += batch->n_entries;
+    c->ptxn_bytes += len;
+    if (!hold || pull_txn_full(c))
+        rc = ps_cache_pull_commit(c);
 out:
-    if (txn)
-        mdb_txn_abort(txn);
+    if (rc && c->ptxn) {
+        mdb_txn_abort(c->ptxn);
+        c->ptxn = NULL;
+    }
     free(spans);
     return rc;
+}
+
+int ps_cache_pull_commit(ps_cache_t *c)
+{
+    MDB_txn *txn = c->ptxn;
+    int mrc, rc;
+    if (!txn)
+        return PS_OK;
+    c->ptxn = NULL;
+    if ((rc = counters_flush(c, txn))) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    if ((mrc = mdb_txn_commit(txn)))
+        return ps_db_err(mrc);
+    c->ops.pull_commits++;
+    c->m.cursor = c->ptxn_cursor;
+    return PS_OK;
+}
+
+unsigned ps_cache_pull_held(const ps_cache_t *c)
+{
+    return c->ptxn ? c->ptxn_batches : 0;
 }
 
 int ps_cache_get_orgunits(ps_cache_t *c, uint8_t **csv, size_t *len, uint8_t digest[32])
@@ -1964,7 +2049,7 @@ int ps_cache_get_orgunits(ps_cache_t *c, uint8_t **csv, size_t *len, uint8_t dig
     int mrc, rc = PS_OK;
     *csv = NULL;
     *len = 0;
-    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
+    if ((mrc = txn_begin(c, MDB_RDONLY, &txn)))
         return ps_db_err(mrc);
     if (mdb_get(txn, c->meta, &k, &v) != 0 || mdb_get(txn, c->meta, &dk, &dv) != 0 || dv.mv_size != 32) {
         rc = PS_ENOTFOUND;
@@ -1987,7 +2072,7 @@ int ps_cache_set_orgunits(ps_cache_t *c, const uint8_t *csv, size_t len, const u
 {
     MDB_txn *txn = NULL;
     int mrc, rc;
-    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+    if ((mrc = txn_begin(c, 0, &txn)))
         return ps_db_err(mrc);
     if ((rc = meta_put(txn, c->meta, "orgunits_csv", csv, len)) ||
         (rc = meta_put(txn, c->meta, "orgunits_digest", digest, 32))) {
@@ -2002,7 +2087,7 @@ int ps_cache_set_tls_session(ps_cache_t *c, const uint8_t *sess, size_t len)
 {
     MDB_txn *txn = NULL;
     int mrc, rc;
-    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+    if ((mrc = txn_begin(c, 0, &txn)))
         return ps_db_err(mrc);
     /* The session holds the TLS master secret: sealed like a record. */
     if (len == 0) {
@@ -2028,7 +2113,7 @@ int ps_cache_get_tls_session(ps_cache_t *c, ps_buf_t *out)
     const uint8_t *p;
     size_t n;
     int mrc, rc;
-    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
+    if ((mrc = txn_begin(c, MDB_RDONLY, &txn)))
         return ps_db_err(mrc);
     mrc = mdb_get(txn, c->meta, &k, &v);
     if (mrc) {
@@ -2052,7 +2137,7 @@ int ps_cache_set_timezone(ps_cache_t *c, const char *name)
 {
     MDB_txn *txn = NULL;
     int mrc, rc;
-    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+    if ((mrc = txn_begin(c, 0, &txn)))
         return ps_db_err(mrc);
     if ((rc = meta_put_str(txn, c->meta, "timezone", name))) {
         mdb_txn_abort(txn);
@@ -2070,7 +2155,7 @@ static int meta_commit_u64(ps_cache_t *c, const char *key, uint64_t v)
     MDB_txn *txn = NULL;
     int mrc, rc;
 
-    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+    if ((mrc = txn_begin(c, 0, &txn)))
         return ps_db_err(mrc);
     if ((rc = meta_put_u64(txn, c->meta, key, v))) {
         mdb_txn_abort(txn);
@@ -2102,7 +2187,7 @@ int ps_cache_set_connection(ps_cache_t *c, const char *key, const char *value)
             continue;
         if (strlen(value) >= sizes[i])
             return PS_ETOOBIG;
-        if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+        if ((mrc = txn_begin(c, 0, &txn)))
             return ps_db_err(mrc);
         if ((rc = meta_put_str(txn, c->meta, key, value))) {
             mdb_txn_abort(txn);
@@ -2126,7 +2211,7 @@ int ps_cache_set_approved_months(ps_cache_t *c, char *const *months, size_t n)
     for (size_t i = 0; i < n && rc == PS_OK; i++)
         if (strlen(months[i]) == 20) /* "YYYY-MM " + 12 digits: nothing else is kept */
             rc = ps_buf_append(&b, (const uint8_t *)months[i], 20);
-    if (rc == PS_OK && (mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+    if (rc == PS_OK && (mrc = txn_begin(c, 0, &txn)))
         rc = ps_db_err(mrc);
     if (rc == PS_OK && (rc = meta_put(txn, c->meta, "approved_months", ps_buf_size(&b) ? ps_buf_head(&b) : (void *)"",
                                       ps_buf_size(&b))) == PS_OK) {
@@ -2148,7 +2233,7 @@ int ps_cache_month_approved(ps_cache_t *c, uint32_t month, const char *township)
     int found = 0;
 
     snprintf(want, sizeof(want), "%04u-%02u %.12s", month / 100 % 10000, month % 100, township);
-    if (mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn))
+    if (txn_begin(c, MDB_RDONLY, &txn))
         return 0;
     if (mdb_get(txn, c->meta, &k, &v) == 0)
         for (size_t off = 0; !found && off + 20 <= v.mv_size; off += 20)
@@ -2211,7 +2296,7 @@ int ps_cache_get_migrant(ps_cache_t *c, const uint8_t id[PS_ID_LEN], Popsync__Mi
     int mrc, rc = PS_OK;
     *out = NULL;
     migrant_key(id, key);
-    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
+    if ((mrc = txn_begin(c, MDB_RDONLY, &txn)))
         return ps_db_err(mrc);
     if (mdb_get(txn, c->meta, &k, &v) == 0)
         rc = open_msg(c, DB_META, &k, &v, &popsync__migrant_summary__descriptor, (ProtobufCMessage **)out);
@@ -2223,7 +2308,7 @@ int ps_cache_set_sync_attempt(ps_cache_t *c, uint64_t ms, const char *error)
 {
     MDB_txn *txn = NULL;
     int done = !error || !*error, mrc, rc;
-    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+    if ((mrc = txn_begin(c, 0, &txn)))
         return db_err(mrc);
     if ((done && (rc = meta_put_u64(txn, c->meta, "last_sync", ms))) ||
         (rc = meta_put_u64(txn, c->meta, "last_attempt", ms)) ||
@@ -2259,7 +2344,7 @@ int ps_cache_outbox_kinds(ps_cache_t *c, uint64_t *counts, size_t nkinds)
     MDB_val k, v;
     int mrc, rc = PS_OK;
     memset(counts, 0, nkinds * sizeof(*counts));
-    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, c->outbox, &cur))) {
+    if ((mrc = txn_begin(c, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, c->outbox, &cur))) {
         rc = db_err(mrc);
         goto out;
     }
@@ -2293,7 +2378,7 @@ int ps_cache_apply_fetch_raw(ps_cache_t *c, const Popsync__PullBatch *batch, con
 
     if ((rc = batch_spans(batch, body, len, &spans)))
         return rc;
-    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn))) {
+    if ((mrc = txn_begin(c, 0, &txn))) {
         free(spans);
         return ps_db_err(mrc);
     }
@@ -2392,7 +2477,7 @@ int ps_cache_observe_hlc(ps_cache_t *c, uint64_t hlc)
     if (hlc <= c->hlc.last)
         return PS_OK;
     ps_hlc_observe(&c->hlc, hlc);
-    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+    if ((mrc = txn_begin(c, 0, &txn)))
         return ps_db_err(mrc);
     if ((rc = meta_put_u64(txn, c->meta, "hlc", c->hlc.last))) {
         mdb_txn_abort(txn);
@@ -2452,7 +2537,7 @@ int ps_cache_clock_seen(ps_cache_t *c, int64_t skew_ms, int adopt, uint64_t serv
     if (off == c->m.clock_offset_ms && last == c->hlc.last && (skew == 0) == (c->m.clock_skew_ms == 0) &&
         skew - c->m.clock_skew_ms <= 1000 && c->m.clock_skew_ms - skew <= 1000)
         return PS_OK;
-    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+    if ((mrc = txn_begin(c, 0, &txn)))
         return ps_db_err(mrc);
     if ((rc = meta_put_u64(txn, c->meta, "clock_skew", (uint64_t)skew)) ||
         (rc = meta_put_u64(txn, c->meta, "clock_offset", (uint64_t)off)) ||
@@ -2486,7 +2571,7 @@ int ps_cache_counts(ps_cache_t *c, ps_cache_counts_t *out)
     memset(out, 0, sizeof(*out));
     if ((rc = ps_cache_foreach(c, count_record, out)))
         return rc;
-    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
+    if ((mrc = txn_begin(c, MDB_RDONLY, &txn)))
         return ps_db_err(mrc);
     if (mdb_stat(txn, c->outbox, &s) == 0)
         out->outbox = s.ms_entries;
@@ -2503,7 +2588,7 @@ static int db_entries(ps_cache_t *c, MDB_dbi dbi, uint64_t *n)
     MDB_stat s;
     int mrc;
     *n = 0;
-    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
+    if ((mrc = txn_begin(c, MDB_RDONLY, &txn)))
         return ps_db_err(mrc);
     mrc = mdb_stat(txn, dbi, &s);
     mdb_txn_abort(txn);
@@ -2526,7 +2611,7 @@ int ps_cache_foreach_rejected(ps_cache_t *c,
     MDB_cursor *cur = NULL;
     MDB_val k, v;
     int mrc, rc = PS_OK;
-    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) ||
+    if ((mrc = txn_begin(c, MDB_RDONLY, &txn)) ||
         (mrc = mdb_cursor_open(txn, c->rejected, &cur))) {
         rc = ps_db_err(mrc);
         goto out;
@@ -2620,7 +2705,7 @@ int ps_cache_refused_discard(ps_cache_t *c, const uint8_t id[PS_ID_LEN], size_t 
 {
     MDB_txn *txn = NULL;
     int mrc, rc;
-    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+    if ((mrc = txn_begin(c, 0, &txn)))
         return ps_db_err(mrc);
     if ((rc = refused_delete_txn(c, txn, id, n)) == PS_OK && *n == 0)
         rc = PS_ENOTFOUND;
@@ -2640,7 +2725,7 @@ int ps_cache_refused_resubmit(ps_cache_t *c, Popsync__Record *r, const uint8_t *
 
     if (r->id.len != PS_ID_LEN)
         return PS_EINVAL;
-    if ((mrc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+    if ((mrc = txn_begin(c, 0, &txn)))
         return ps_db_err(mrc);
     ps_ctab_clear(&c->cdelta);
     /* A newer local edit of the record waits in the outbox: the corrected
@@ -2702,7 +2787,7 @@ int ps_cache_foreach_after(ps_cache_t *c, const uint8_t *after, int (*fn)(Popsyn
     MDB_val k = {PS_ID_LEN, (void *)(uintptr_t)after}, v;
     MDB_cursor_op op = after ? MDB_SET_RANGE : MDB_FIRST;
     int mrc, rc = PS_OK;
-    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, c->records, &cur))) {
+    if ((mrc = txn_begin(c, MDB_RDONLY, &txn)) || (mrc = mdb_cursor_open(txn, c->records, &cur))) {
         rc = db_err(mrc);
         goto out;
     }
@@ -2729,7 +2814,7 @@ int ps_cache_pending_of(ps_cache_t *c, const uint8_t id[PS_ID_LEN], uint64_t *n)
     MDB_val k = {PS_ID_LEN, (void *)(uintptr_t)id}, v;
     int mrc;
     *n = 0;
-    if ((mrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
+    if ((mrc = txn_begin(c, MDB_RDONLY, &txn)))
         return db_err(mrc);
     mrc = mdb_get(txn, c->pending, &k, &v);
     if (mrc == 0 && v.mv_size == 8)

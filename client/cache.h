@@ -207,6 +207,27 @@ int ps_cache_apply_pull(ps_cache_t *c, const Popsync__PullBatch *batch);
  *  frame's plain body): each record is sealed as those bytes hold it, not
  *  packed again (pullspan.h; packed again only when not found there). */
 int ps_cache_apply_pull_raw(ps_cache_t *c, const Popsync__PullBatch *batch, const uint8_t *body, size_t len);
+/**
+ * ps_cache_apply_pull_raw that may leave its transaction open: with hold,
+ * the batch (its records, counters, index rows and the cursor it moves
+ * to) stays uncommitted so the next pulled batches join it, and one
+ * commit (one fdatasync) covers them all.  It commits anyway once it holds
+ * PS_PULL_HOLD_BATCHES batches, PS_PULL_HOLD_RECORDS records or
+ * PS_PULL_HOLD_BYTES bytes of bodies, and whenever hold is 0.  Until the
+ * commit nothing of them is durable nor visible, and the cursor stays
+ * (ps_cache_meta): a crash loses them and the server sends them again.
+ * Any other operation of the cache commits them first; on an error the
+ * whole held transaction is dropped.  docs/sync.md §"Pull durability".
+ */
+#define PS_PULL_HOLD_BATCHES 8u
+#define PS_PULL_HOLD_RECORDS 16384u
+#define PS_PULL_HOLD_BYTES (8u << 20)
+int ps_cache_apply_pull_held(ps_cache_t *c, const Popsync__PullBatch *batch, const uint8_t *body, size_t len,
+                             int hold);
+/** Commits the pulled batches held open (none: PS_OK, nothing done). */
+int ps_cache_pull_commit(ps_cache_t *c);
+/** Pulled batches applied and held uncommitted (0 when none). */
+unsigned ps_cache_pull_held(const ps_cache_t *c);
 
 /**
  * Applies records fetched by id (a FetchRequest's answer): each returned
@@ -226,6 +247,7 @@ int ps_cache_apply_fetch_raw(ps_cache_t *c, const Popsync__PullBatch *batch, con
 typedef struct ps_cache_ops {
     uint64_t seals, opens, packs;
     uint64_t pindex_writes; /* person index puts and deletes (both databases) */
+    uint64_t pull_commits;  /* write transactions that committed pulled batches */
 } ps_cache_ops_t;
 void ps_cache_op_counts(const ps_cache_t *c, ps_cache_ops_t *out);
 

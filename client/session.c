@@ -68,6 +68,7 @@ struct ps_session {
     int zstd;                   /* compression agreed in Welcome */
     ps_buf_t zin;               /* a decompressed body */
     ps_msg_arena_t *arena;      /* the latest PullBatch, decoded (ps_msg_unpack_reuse) */
+    size_t in_after;            /* bytes received after the frame being handled */
     const uint8_t *body;        /* the plain body of the answer being delivered (ps_session_body) */
     size_t body_len;
     uint64_t frames, cut_after; /* test hook POPSYNC_TEST_CUT_AFTER_FRAMES */
@@ -380,6 +381,11 @@ static void handle_frame(ps_session_t *s, const ps_frame_t *f)
         ps_msg_free(m);
 }
 
+size_t ps_session_input_waiting(const ps_session_t *s)
+{
+    return s->in_after;
+}
+
 int ps_session_body(const ps_session_t *s, const uint8_t **body, size_t *len)
 {
     *body = s->body;
@@ -403,7 +409,9 @@ void ps_session_input(ps_session_t *s, ps_buf_t *in)
             ps_session_fail(s, PS_ECLOSED, "connection cut by the test hook");
             break;
         }
+        s->in_after = ps_buf_size(in) - used;
         handle_frame(s, &f);
+        s->in_after = 0;
         if (s->state == SS_FAILED)
             break;
         ps_buf_consume(in, used);

@@ -155,6 +155,9 @@ void ps_session_ready(ps_session_t *s);
  *  packed message), so the cache can keep records as sent.  PS_ENOTFOUND
  *  outside a callback. */
 int ps_session_body(const ps_session_t *s, const uint8_t **body, size_t *len);
+/** During an answer's callback: how many bytes already received follow its
+ *  frame (the next answers, or part of them); 0 otherwise. */
+size_t ps_session_input_waiting(const ps_session_t *s);
 
 /** The server's Welcome (NULL before it came). */
 const Popsync__Welcome *ps_session_welcome(const ps_session_t *s);

@@ -5,9 +5,11 @@
  *   Pull -> PullBatch, repeated           until the server has no more
  *   [FetchRequest -> PullBatch]           re-read records the server refused
  *                                         or merged (client/fetch.c)
- * Every answer is applied to the cache in its own transaction, in the
- * order the requests were sent; the pull starts once every Push is
- * answered (it must see them, and it follows their results).  Hello,
+ * Every answer is applied to the cache in the order the requests were
+ * sent, a PushResult in its own transaction; PullBatches whose successors
+ * have already begun to arrive share one (ps_cache_apply_pull_held, at
+ * most 8), committed before anything else is done.  The pull starts once
+ * every Push is answered (it must see them, and it follows their results).  Hello,
  * Welcome and the org-unit tree are the link's (client/link.c); matching
  * answers to requests is the session's (client/session.c).
  */
@@ -139,6 +141,9 @@ static void sync_end(sync_run_t *r, int status)
     if (r->finished)
         return;
     r->finished = 1;
+    /* Batches applied before a failure are kept, as if each had its own
+     * transaction (a failed commit leaves the cursor before them). */
+    ps_cache_pull_commit(r->cache);
     PS_TRACE("client", "sync end (%d)", status);
     progress_end(r);
     if (r->done)
@@ -208,6 +213,8 @@ static int fill_pull(sync_run_t *r)
             return rc;
     if (r->npull)
         return PS_OK;
+    if ((rc = ps_cache_pull_commit(r->cache)))
+        return sync_fail(r, rc, "applying pulled records");
     PS_TRACE("client", "pull done; re-read of %zu refused", r->refetch.n);
     if ((rc = ps_fetch_start(r->l, &r->refetch, refetch_done, r)))
         return sync_fail(r, rc, "re-reading refused records");
@@ -412,10 +419,13 @@ static int pull_answered(sync_run_t *r, ps_session_t *s, const Popsync__PullBatc
 {
     const uint8_t *body = NULL;
     size_t len = 0;
-    int rc;
+    int rc, hold;
     ps_session_body(s, &body, &len); /* none: every record is packed again */
     PS_TRACE("client", "PullBatch in (%zu entries, more %d)", b->n_entries, (int)b->more);
-    if ((rc = ps_cache_apply_pull_raw(r->cache, b, body, len)))
+    /* The next batch, already asked for, has begun to arrive: this one
+     * waits for it in the same transaction (one commit for both). */
+    hold = b->more && r->npull > 0 && ps_session_input_waiting(s);
+    if ((rc = ps_cache_apply_pull_held(r->cache, b, body, len, hold)))
         return sync_fail(r, rc, "applying pulled records");
     PS_TRACE("client", "PullBatch applied");
     r->st->pulled += b->n_entries;

@@ -6,6 +6,7 @@
 
 #include "wire.pb-c.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 
 #include <zstd.h>
@@ -130,8 +131,11 @@ int ps_msg_unpack_desc(const ProtobufCMessageDescriptor *d, const uint8_t *body,
 struct ps_msg_arena {
     size_t size;      /* bytes after the header */
     size_t cap, used; /* this unpack's budget (<= size) and what it took */
+    size_t touched;   /* most bytes any unpack took: the block's resident part */
     int exhausted;
+    int pooled;       /* from ps_msg_unpack_arena: goes back to the pool */
     ProtobufCMessage *msg;
+    ps_msg_arena_t *next; /* in the pool */
 };
 
 #define ARENA_HDR ((sizeof(ps_msg_arena_t) + 15) & ~(size_t)15)
@@ -164,6 +168,8 @@ static int unpack_in(ps_msg_arena_t *a, const ProtobufCMessageDescriptor *d, con
     a->used = 0;
     a->exhausted = 0;
     a->msg = protobuf_c_message_unpack(d, &al, len, body);
+    if (a->used > a->touched)
+        a->touched = a->used;
     if (!a->msg || has_field_zero(a->msg)) {
         int rc = !a->msg && a->exhausted ? PS_ENOMEM : PS_EPROTO;
         a->msg = NULL;
@@ -180,8 +186,125 @@ static int unpack_in(ps_msg_arena_t *a, const ProtobufCMessageDescriptor *d, con
 static ps_msg_arena_t *arena_new(size_t cap)
 {
     ps_msg_arena_t *a = malloc(ARENA_HDR + cap);
-    if (a)
+    if (a) {
         a->size = a->cap = cap;
+        a->touched = 0;
+        a->pooled = 0;
+        a->next = NULL;
+    }
+    return a;
+}
+
+/* ---- the pool of Push arenas ---------------------------------------------
+ *
+ * A Push's block (16 KB + 8x the body, mapped on its own past glibc's mmap
+ * threshold) used to be mapped, faulted in page by page and unmapped for
+ * every frame.  Freed blocks are kept here instead, for the next decode, on
+ * whichever thread (the server frees them on a pool thread after a group
+ * commit, or on the loop).  Bounded: at most PS_MSG_POOL_BLOCKS blocks whose
+ * touched bytes (what stays resident) add up to at most PS_MSG_POOL_BYTES;
+ * a block over PS_MSG_POOL_BLOCK_MAX is never kept.  The decode budget is
+ * each frame's own whatever the block it lands in (a->cap), so the server's
+ * decoded-push accounting (arena_used) does not change. */
+
+static pthread_mutex_t g_pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static ps_msg_arena_t *g_pool; /* ascending size */
+static size_t g_pool_n, g_pool_bytes;
+
+/* What a kept block holds resident: its header and the pages an unpack touched. */
+static size_t resident(const ps_msg_arena_t *a)
+{
+    return (ARENA_HDR + a->touched + 4095) & ~(size_t)4095;
+}
+
+/* The smallest kept block of at least cap bytes, taken out; NULL if none. */
+static ps_msg_arena_t *pool_take(size_t cap)
+{
+    ps_msg_arena_t **pp, *a = NULL;
+    pthread_mutex_lock(&g_pool_mu);
+    for (pp = &g_pool; *pp; pp = &(*pp)->next)
+        if ((*pp)->size >= cap) {
+            a = *pp;
+            *pp = a->next;
+            g_pool_n--;
+            g_pool_bytes -= resident(a);
+            break;
+        }
+    pthread_mutex_unlock(&g_pool_mu);
+    return a;
+}
+
+/* Keeps a, making room by dropping smaller kept blocks; frees what goes. */
+static void pool_give(ps_msg_arena_t *a)
+{
+    ps_msg_arena_t *drop = NULL, **pp, *d;
+    size_t r = resident(a);
+    if (a->size > PS_MSG_POOL_BLOCK_MAX || r > PS_MSG_POOL_BYTES) {
+        free(a);
+        return;
+    }
+    a->msg = NULL;
+    pthread_mutex_lock(&g_pool_mu);
+    while (g_pool && g_pool->size <= a->size &&
+           (g_pool_n >= PS_MSG_POOL_BLOCKS || g_pool_bytes + r > PS_MSG_POOL_BYTES)) {
+        d = g_pool;
+        g_pool = d->next;
+        g_pool_n--;
+        g_pool_bytes -= resident(d);
+        d->next = drop;
+        drop = d;
+    }
+    if (g_pool_n < PS_MSG_POOL_BLOCKS && g_pool_bytes + r <= PS_MSG_POOL_BYTES) {
+        for (pp = &g_pool; *pp && (*pp)->size < a->size; pp = &(*pp)->next)
+            ;
+        a->next = *pp;
+        *pp = a;
+        g_pool_n++;
+        g_pool_bytes += r;
+        a = NULL;
+    }
+    pthread_mutex_unlock(&g_pool_mu);
+    free(a);
+    while ((d = drop)) {
+        drop = d->next;
+        free(d);
+    }
+}
+
+void ps_msg_arena_pool_stats(size_t *blocks, size_t *bytes)
+{
+    pthread_mutex_lock(&g_pool_mu);
+    *blocks = g_pool_n;
+    *bytes = g_pool_bytes;
+    pthread_mutex_unlock(&g_pool_mu);
+}
+
+void ps_msg_arena_pool_drain(void)
+{
+    ps_msg_arena_t *a;
+    pthread_mutex_lock(&g_pool_mu);
+    a = g_pool;
+    g_pool = NULL;
+    g_pool_n = g_pool_bytes = 0;
+    pthread_mutex_unlock(&g_pool_mu);
+    while (a) {
+        ps_msg_arena_t *next = a->next;
+        free(a);
+        a = next;
+    }
+}
+
+/* A Push block for a budget of cap bytes: a kept one, or a new one rounded
+ * up to 64 KB so that later frames of about the same size fit it too
+ * (pages no unpack touches cost nothing). */
+static ps_msg_arena_t *pool_get(size_t cap)
+{
+    ps_msg_arena_t *a = pool_take(cap);
+    size_t size = (cap + 65535) & ~(size_t)65535;
+    if (!a && size >= cap && (a = arena_new(size)))
+        a->pooled = 1;
+    if (a)
+        a->cap = cap; /* the budget stays the frame's own */
     return a;
 }
 
@@ -196,10 +319,10 @@ int ps_msg_unpack_arena(uint8_t type, const uint8_t *body, size_t len, ps_msg_ar
     *out = NULL;
     if (!d)
         return PS_EPROTO;
-    if (!(a = arena_new(PS_MSG_BUDGET(len))))
+    if (!(a = pool_get(PS_MSG_BUDGET(len))))
         return PS_ENOMEM;
     if ((rc = unpack_in(a, d, body, len, out))) {
-        free(a);
+        pool_give(a);
         return rc;
     }
     *arena = a;
@@ -233,7 +356,10 @@ size_t ps_msg_arena_used(const ps_msg_arena_t *a)
 
 void ps_msg_arena_free(ps_msg_arena_t *a)
 {
-    free(a);
+    if (a && a->pooled)
+        pool_give(a);
+    else
+        free(a);
 }
 
 int ps_msg_unpack(uint8_t type, const uint8_t *body, size_t len, ProtobufCMessage **out)

@@ -58,6 +58,8 @@ typedef struct ps_msg_arena ps_msg_arena_t;
  */
 int ps_msg_unpack_arena(uint8_t type, const uint8_t *body, size_t len, ps_msg_arena_t **arena,
                         ProtobufCMessage **out);
+/* Its block comes from, and ps_msg_arena_free returns it to, a bounded
+ * pool (below): the pages of a block are faulted in once, not per frame. */
 /**
  * ps_msg_unpack into *arena, reused: a block kept from the previous call
  * (or a new one when it is too small or *arena is NULL) is emptied, so the
@@ -68,6 +70,19 @@ int ps_msg_unpack_arena(uint8_t type, const uint8_t *body, size_t len, ps_msg_ar
  */
 int ps_msg_unpack_reuse(uint8_t type, const uint8_t *body, size_t len, ps_msg_arena_t **arena,
                         ProtobufCMessage **out);
+/**
+ * The blocks of ps_msg_unpack_arena are kept when freed, for the next
+ * decode (any thread; common/msg.c, docs/performance.md §n): at most
+ * PS_MSG_POOL_BLOCKS of them, holding at most PS_MSG_POOL_BYTES resident
+ * (the bytes unpacks touched), none over PS_MSG_POOL_BLOCK_MAX bytes.
+ */
+#define PS_MSG_POOL_BLOCKS 16
+#define PS_MSG_POOL_BYTES ((size_t)8 << 20)
+#define PS_MSG_POOL_BLOCK_MAX ((size_t)16 << 20)
+/** Blocks kept now and their resident bytes (tests, metrics). */
+void ps_msg_arena_pool_stats(size_t *blocks, size_t *bytes);
+/** Frees every kept block (tests; a process may call it before exit). */
+void ps_msg_arena_pool_drain(void);
 /** Bytes the unpack took from the arena (tests). */
 size_t ps_msg_arena_used(const ps_msg_arena_t *a);
 /** Frees the arena and the message in it.  NULL is allowed. */

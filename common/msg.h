@@ -85,7 +85,8 @@ void ps_msg_arena_pool_stats(size_t *blocks, size_t *bytes);
 void ps_msg_arena_pool_drain(void);
 /** Bytes the unpack took from the arena (tests). */
 size_t ps_msg_arena_used(const ps_msg_arena_t *a);
-/** Frees the arena and the message in it.  NULL is allowed. */
+/** Frees the message in the arena, and the arena (a ps_msg_unpack_arena
+ * block goes back to the pool).  NULL is allowed.  Any thread. */
 void ps_msg_arena_free(ps_msg_arena_t *a);
 
 /* --- compression (docs/protocol.md, "Compression") --- */

@@ -5,6 +5,7 @@
 #include "log.h"
 #include "upstream.h"
 #include "migrants.h"
+#include "msg.h"
 #include "pullcache.h"
 #include "store_migrants.h"
 
@@ -71,7 +72,9 @@ static void tune_malloc(void)
 }
 
 /* glibc keeps freed heap (decoded pushes, pull batches) for reuse; hand it
- * back every half minute, on a worker thread since a trim can take a while. */
+ * back every half minute, on a worker thread since a trim can take a while.
+ * The kept Push arenas (ps_msg_arena_pool_*, at most 8 MB) go too: an idle
+ * server holds none, a busy one maps a few blocks again per half minute. */
 static uv_timer_t g_trim_timer;
 static uv_work_t g_trim_work;
 static int g_trimming;
@@ -79,6 +82,7 @@ static int g_trimming;
 static void trim_work(uv_work_t *w)
 {
     (void)w;
+    ps_msg_arena_pool_drain();
     malloc_trim(0);
 }
 

@@ -52,7 +52,7 @@ typedef struct ps_server_opts {
     uint64_t max_future_ms;      /**< how far an edit's time may stay ahead of our clock (0) */
     const char *timezone;        /**< the district's IANA time zone: dates are judged by its calendar */
     int allow_synthetic;         /**< take records of popsync generate (a test server) */
-    uint32_t commit_max_changes; /**< changes in one group commit */
+    uint32_t commit_max_changes; /**< edits in one group commit; a new record weighs 1/PS_COMMIT_EDIT_WEIGHT (commit.c) */
     size_t push_decode_budget;   /**< bytes of decoded Pushes held at once, whole server (commit.c; 0: none) */
     /* issue 15: input a hostile peer can make us hold (conn.c) */
     size_t partial_budget;          /**< bytes of unfinished frames, whole server (0: none) */

@@ -58,12 +58,46 @@ expect_eq "$(metric popsync_changes_duplicate_total)" 0 "changes applied twice"
 pass "4 townships pushing $total records: at most $held bytes of decoded Pushes held (budget 1 MiB)"
 
 # commit_max_changes bounds each write transaction (and so the dirty pages
-# LMDB keeps): no group commit took more than 500 changes.
-read -r big groups < <(sed -n 's/.*group commit of \([0-9]*\) changes.*/\1/p' "$T/server.log" |
-    awk 'BEGIN{m=0; n=0} {n++; if ($1>m) m=$1} END{print m, n}')
-[ "$groups" -ge $((total / 500)) ] && [ "$big" -le 500 ] && [ "$big" -ge 250 ] ||
-    fail "$groups group commits, the largest of $big changes (commit_max_changes = 500)"
-pass "$groups group commits of at most $big changes (commit_max_changes = 500)"
+# LMDB keeps): no group commit weighed more than 500 edits, a new record
+# weighing a tenth of one (commit.c job_weight), so a group of these new
+# records takes up to 5,000 of them: more than 500 in the largest.
+read -r big wmax groups < <(sed -n 's/.*group commit of \([0-9]*\) changes, weight \([0-9]*\) of \([0-9]*\).*/\1 \2 \3/p' "$T/server.log" |
+    awk 'BEGIN{m=0; w=0; n=0} {n++; if ($1>m) m=$1; if ($2>w) w=$2; if ($3 != 5000) w=-1} END{print m, w, n}')
+[ "$wmax" -ge 0 ] && [ "$wmax" -le 5000 ] && [ "$groups" -ge $((total / 5000)) ] && [ "$big" -gt 500 ] ||
+    fail "$groups group commits, the largest of $big new records, weight at most $wmax (budget 500 edits = 5,000)"
+pass "$groups group commits of at most $big new records (weight $wmax of 5,000: commit_max_changes = 500 edits)"
+
+# Edits weigh a whole change each: four townships push 300 edits each at
+# once, 100 per Push, pipelined; counted as new records they would go in
+# one group of 1,200; the groups stay at 500 edits or fewer.
+for i in 0 1 2 3; do
+    sq "t$i" export --kind person --format json --out "$T/persons$i.json" >/dev/null || fail "export of t$i's persons"
+    python3 - "$T/persons$i.json" "$T/edits$i.json" "$i" <<'PY'
+import json, sys
+rows = json.load(open(sys.argv[1]))[:300]
+for k, r in enumerate(rows):
+    r["phone"] = "13%d0000%04d" % (int(sys.argv[3]) + 5, k)
+json.dump(rows, open(sys.argv[2], "w"), ensure_ascii=False)
+PY
+    sq "t$i" import "$T/edits$i.json" --kind person --format json >"$T/import$i.log" 2>&1 ||
+        fail "import of t$i's edits: $(tail -3 "$T/import$i.log")"
+    expect_eq "$(pending "t$i")" 300 "edits waiting in t$i's outbox"
+done
+before=$(grep -c "group commit of .* changes, weight" "$T/server.log")
+pids=()
+for i in 0 1 2 3; do
+    "$POPSYNC" --data "$T/t$i" sync --quiet --batch 100 >"$T/sync-edit$i.log" 2>&1 &
+    pids+=($!)
+done
+for i in 0 1 2 3; do
+    wait "${pids[$i]}" || fail "sync of t$i's edits failed: $(cat "$T/sync-edit$i.log")"
+    expect_eq "$(pending "t$i")" 0 "outbox of t$i after the edits"
+done
+read -r ebig ew < <(sed -n 's/.*group commit of \([0-9]*\) changes, weight \([0-9]*\) of.*/\1 \2/p' "$T/server.log" |
+    tail -n +$((before + 1)) | awk 'BEGIN{m=0; w=0} {if ($1>m) m=$1; if ($2>w) w=$2} END{print m, w}')
+[ "$ebig" -ge 100 ] && [ "$ebig" -le 500 ] && [ "$ew" -le 5000 ] ||
+    fail "the largest group of edits: $ebig changes, weight $ew (commit_max_changes = 500)"
+pass "1,200 edits from 4 townships in groups of at most $ebig (weight $ew of 5,000)"
 
 client admin admin
 psync admin

@@ -43,7 +43,7 @@
 
 /* A change to an existing record weighs this many new records in a group
  * commit's budget (job_weight). */
-#define PS_COMMIT_EDIT_WEIGHT 10
+#define PS_COMMIT_EDIT_WEIGHT 5
 
 static void kick(ps_server_t *srv);
 static void pump(ps_server_t *srv);
@@ -184,14 +184,15 @@ static void commit_after(uv_work_t *req, int status)
     kick(srv);
 }
 
-/* What a decoded Push weighs against commit_max_changes, in tenths of an
+/* What a decoded Push weighs against commit_max_changes, in fifths of an
  * edit: a change to a record the cache had (it names a base revision)
- * weighs a whole one, a new record a tenth.  LMDB keeps the dirty pages of
+ * weighs a whole one, a new record a fifth.  LMDB keeps the dirty pages of
  * the largest write transaction (docs/performance.md §d), and an edit
  * dirties about seven pages of its own in as many B-trees, while a new
  * record's keys (UUIDv7, feed seqs) land on the pages the one before it
- * dirtied; groups of new records ten times longer cost the same memory and
- * a third less CPU per record (fewer commits rewriting the same pages). */
+ * dirtied; longer groups of new records cost little memory and much less
+ * CPU per record (fewer commits rewriting the same pages; at 1,000,000
+ * persons: docs/performance.md, "Issue 17 at 1,000,000 persons, session 5"). */
 static size_t job_weight(const ps_push_job_t *j)
 {
     size_t w = 0;

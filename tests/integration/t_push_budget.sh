@@ -59,13 +59,13 @@ pass "4 townships pushing $total records: at most $held bytes of decoded Pushes 
 
 # commit_max_changes bounds each write transaction (and so the dirty pages
 # LMDB keeps): no group commit weighed more than 500 edits, a new record
-# weighing a tenth of one (commit.c job_weight), so a group of these new
-# records takes up to 5,000 of them: more than 500 in the largest.
+# weighing a fifth of one (commit.c job_weight), so a group of these new
+# records takes up to 2,500 of them: more than 500 in the largest.
 read -r big wmax groups < <(sed -n 's/.*group commit of \([0-9]*\) changes, weight \([0-9]*\) of \([0-9]*\).*/\1 \2 \3/p' "$T/server.log" |
-    awk 'BEGIN{m=0; w=0; n=0} {n++; if ($1>m) m=$1; if ($2>w) w=$2; if ($3 != 5000) w=-1} END{print m, w, n}')
-[ "$wmax" -ge 0 ] && [ "$wmax" -le 5000 ] && [ "$groups" -ge $((total / 5000)) ] && [ "$big" -gt 500 ] ||
-    fail "$groups group commits, the largest of $big new records, weight at most $wmax (budget 500 edits = 5,000)"
-pass "$groups group commits of at most $big new records (weight $wmax of 5,000: commit_max_changes = 500 edits)"
+    awk 'BEGIN{m=0; w=0; n=0} {n++; if ($1>m) m=$1; if ($2>w) w=$2; if ($3 != 2500) w=-1} END{print m, w, n}')
+[ "$wmax" -ge 0 ] && [ "$wmax" -le 2500 ] && [ "$groups" -ge $((total / 2500)) ] && [ "$big" -gt 500 ] ||
+    fail "$groups group commits, the largest of $big new records, weight at most $wmax (budget 500 edits = 2,500)"
+pass "$groups group commits of at most $big new records (weight $wmax of 2,500: commit_max_changes = 500 edits)"
 
 # Edits weigh a whole change each: four townships push 300 edits each at
 # once, 100 per Push, pipelined; counted as new records they would go in
@@ -95,9 +95,9 @@ for i in 0 1 2 3; do
 done
 read -r ebig ew < <(sed -n 's/.*group commit of \([0-9]*\) changes, weight \([0-9]*\) of.*/\1 \2/p' "$T/server.log" |
     tail -n +$((before + 1)) | awk 'BEGIN{m=0; w=0} {if ($1>m) m=$1; if ($2>w) w=$2} END{print m, w}')
-[ "$ebig" -ge 100 ] && [ "$ebig" -le 500 ] && [ "$ew" -le 5000 ] ||
+[ "$ebig" -ge 100 ] && [ "$ebig" -le 500 ] && [ "$ew" -le 2500 ] ||
     fail "the largest group of edits: $ebig changes, weight $ew (commit_max_changes = 500)"
-pass "1,200 edits from 4 townships in groups of at most $ebig (weight $ew of 5,000)"
+pass "1,200 edits from 4 townships in groups of at most $ebig (weight $ew of 2,500)"
 
 client admin admin
 psync admin

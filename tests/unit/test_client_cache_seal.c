@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "cache_fixture.h"
 #include <lmdb.h>
 
 #include "cache.h"
@@ -36,27 +38,12 @@ static char g_dir[256];
 
 static ps_cache_t *make_cache(void)
 {
-    ps_cache_meta_t m;
-    ps_cache_t *c = NULL;
-    char err[256];
-    snprintf(g_dir, sizeof(g_dir), "%s/ps-seal-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    assert_non_null(mkdtemp(g_dir));
-    memset(&m, 0, sizeof(m));
-    assert_int_equal(ps_random(m.node, sizeof(m.node)), PS_OK);
-    snprintf(m.server, sizeof(m.server), "127.0.0.1:1");
-    snprintf(m.role, sizeof(m.role), "admin");
-    snprintf(m.name, sizeof(m.name), "clerk one");
-    snprintf(m.key_file, sizeof(m.key_file), "%s/test.key", g_dir);
-    assert_int_equal(ps_cache_create_open(&c, g_dir, &m, err, sizeof(err)), PS_OK);
-    return c;
+    return ps_tcache_make(g_dir, sizeof(g_dir), "seal");
 }
 
 static ps_cache_t *open_again(void)
 {
-    ps_cache_t *c = NULL;
-    char err[256];
-    assert_int_equal(ps_cache_open(&c, g_dir, err, sizeof(err)), PS_OK);
-    return c;
+    return ps_tcache_open(g_dir);
 }
 
 static ps_cache_t *reopen(ps_cache_t *c)
@@ -67,9 +54,7 @@ static ps_cache_t *reopen(ps_cache_t *c)
 
 static void remove_cache(void)
 {
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
-    assert_int_equal(system(cmd), 0);
+    ps_tcache_remove(g_dir);
 }
 
 static Popsync__Record *birth(const char *date)

@@ -342,6 +342,7 @@ struct rconn {
     rpool_t *pool;
     int state;               /* 0 connecting, 1 hello sent, 2 idle, 3 request sent, 4 done */
     uint32_t req;
+    uint64_t head;           /* the server's head when it welcomed us */
 };
 
 static void rc_send(rconn_t *c, uint8_t type, const ProtobufCMessage *m)
@@ -387,6 +388,11 @@ static void rc_on_read(ps_stream_t *s)
         if (ps_frame_decode(ps_buf_head(in), ps_buf_size(in), 64u << 20, &f, &used) != PS_OK)
             return;
         if (f.type == PS_MSG_WELCOME && c->state == 1) {
+            ProtobufCMessage *m = NULL;
+            if (ps_msg_unpack(f.type, f.body, f.body_len, &m) == PS_OK) {
+                c->head = ((Popsync__Welcome *)m)->head;
+                ps_msg_free(m);
+            }
             c->state = 2;
             c->pool->welcomed++;
         } else if (c->state == 3 && f.type == c->pool->want_type) {
@@ -923,13 +929,14 @@ int main(int argc, char **argv)
         if (p.failed)
             die("idle clients could not all connect", NULL);
         /* Idle means quiet: popsyncd trims a connection after a second
-         * without traffic (its sweep runs once a second). */
-        usleep(2500000);
+         * without traffic (its sweep runs once a second), then its heap
+         * once the connections went quiet (at most every 2 s: memtrim.c). */
+        usleep(4000000);
         rss_idle = rss_kb(g_server_pid);
         p.want_type = PS_MSG_PULL_BATCH;
         for (long i = 0; i < idle; i++) {
             Popsync__Pull pl = POPSYNC__PULL__INIT;
-            pl.cursor = UINT64_MAX - 1;
+            pl.cursor = c[i].head; /* at the head: an empty batch */
             c[i].state = 3;
             rc_send(&c[i], PS_MSG_PULL, &pl.base);
         }

@@ -402,13 +402,15 @@ int ps_stream_trim_quiet(ps_stream_t *s)
     if (mark != s->_quiet_mark) {
         s->_quiet_mark = mark;
         s->_trimmed = 0;
-        return 0;
+        return PS_STREAM_MOVING;
     }
-    if (!s->_trimmed && ps_stream_pending(s) == 0) {
-        ps_stream_trim(s);
-        s->_trimmed = 1;
-    }
-    return s->_trimmed;
+    if (s->_trimmed)
+        return PS_STREAM_TRIMMED;
+    if (ps_stream_pending(s) != 0)
+        return PS_STREAM_MOVING;
+    ps_stream_trim(s);
+    s->_trimmed = 1;
+    return PS_STREAM_TRIMMED_NOW;
 }
 
 static void on_handle_closed(uv_handle_t *h)

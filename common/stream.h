@@ -109,9 +109,13 @@ int ps_stream_paused(const ps_stream_t *s);
  *  (ps_tls_trim).  They come back as needed.  For connections quiet for a
  *  while (the server's once-a-second sweep), not per request. */
 void ps_stream_trim(ps_stream_t *s);
+/** What ps_stream_trim_quiet found. */
+enum { PS_STREAM_MOVING = 0, PS_STREAM_TRIMMED_NOW = 1, PS_STREAM_TRIMMED = 2 };
 /** Called periodically (the server: once a second): trims the stream once
- *  no byte has moved either way since the previous call.  1 while the
- *  stream stays quiet and trimmed. */
+ *  no byte has moved either way since the previous call.  PS_STREAM_MOVING
+ *  while bytes move (or the stream cannot be trimmed yet),
+ *  PS_STREAM_TRIMMED_NOW from the call that trimmed it, PS_STREAM_TRIMMED
+ *  while it stays quiet and trimmed. */
 int ps_stream_trim_quiet(ps_stream_t *s);
 /** Restarts the idle deadline (call on every complete request). */
 void ps_stream_touch(ps_stream_t *s);

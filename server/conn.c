@@ -10,6 +10,7 @@
 #include "server.h"
 #include "err.h"
 #include "log.h"
+#include "memtrim.h"
 #include "trace.h"
 #include "msg.h"
 
@@ -142,6 +143,7 @@ static void on_sweep(uv_timer_t *t)
 {
     ps_server_t *srv = t->data;
     uint64_t now = uv_now(srv->loop);
+    unsigned quiet = 0;
 
     for (ps_conn_t *c = srv->conns; c; c = c->next) {
         size_t got;
@@ -149,10 +151,12 @@ static void on_sweep(uv_timer_t *t)
         /* A connection with nothing in progress gives its buffers back
          * after a second without traffic (43 -> ~12 KB per idle client). */
         if ((c->state == PS_CONN_HELLO || c->state == PS_CONN_READY) && !c->busy && !c->frame_start_ms) {
+            int trim = ps_stream_trim_quiet(&c->stream);
             /* ... and the last compressed request's plain body (a Push's
              * is MBs), dead once it was unpacked. */
-            if (ps_stream_trim_quiet(&c->stream))
+            if (trim != PS_STREAM_MOVING)
                 ps_buf_free(&c->zin);
+            quiet += trim == PS_STREAM_TRIMMED_NOW;
         }
         if ((c->state != PS_CONN_HELLO && c->state != PS_CONN_READY) || !c->frame_start_ms ||
             !srv->opts.min_frame_rate)
@@ -176,6 +180,10 @@ static void on_sweep(uv_timer_t *t)
                       srv->opts.min_frame_rate);
         conn_release(c);
     }
+    /* What they gave back, and what their handshakes left between the
+     * blocks that stay, is resident until the heap is trimmed (memtrim.c). */
+    if (quiet)
+        ps_memtrim_soon();
 }
 
 void ps_conn_sweep_start(ps_server_t *srv)

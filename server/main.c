@@ -3,6 +3,7 @@
 #include "config.h"
 #include "err.h"
 #include "log.h"
+#include "memtrim.h"
 #include "upstream.h"
 #include "migrants.h"
 #include "msg.h"
@@ -71,37 +72,6 @@ static void tune_malloc(void)
         mallopt(M_ARENA_MAX, 4);
 }
 
-/* glibc keeps freed heap (decoded pushes, pull batches) for reuse; hand it
- * back every half minute, on a worker thread since a trim can take a while.
- * The kept Push arenas (ps_msg_arena_pool_*, at most 8 MB) go too: an idle
- * server holds none, a busy one maps a few blocks again per half minute. */
-static uv_timer_t g_trim_timer;
-static uv_work_t g_trim_work;
-static int g_trimming;
-
-static void trim_work(uv_work_t *w)
-{
-    (void)w;
-    ps_msg_arena_pool_drain();
-    malloc_trim(0);
-}
-
-static void trim_done(uv_work_t *w, int status)
-{
-    (void)w;
-    (void)status;
-    g_trimming = 0;
-}
-
-static void on_trim_timer(uv_timer_t *t)
-{
-    if (g_trimming)
-        return;
-    g_trimming = 1;
-    if (uv_queue_work(t->loop, &g_trim_work, trim_work, trim_done) != 0)
-        g_trimming = 0;
-}
-
 static void on_stop_timer(uv_timer_t *t)
 {
     ps_server_t *srv = t->data;
@@ -120,7 +90,7 @@ static void on_stop_timer(uv_timer_t *t)
     uv_close((uv_handle_t *)&srv->sig_term, NULL);
     uv_close((uv_handle_t *)&srv->sig_int, NULL);
     uv_close((uv_handle_t *)&g_sig_hup, NULL);
-    uv_close((uv_handle_t *)&g_trim_timer, NULL);
+    ps_memtrim_stop();
     uv_close((uv_handle_t *)t, NULL);
     ps_hspool_stop(srv);
 }
@@ -443,9 +413,7 @@ static void serve(ps_server_t *srv)
     hup_start(srv);
     PS_INFO("main", "popsyncd %s serving on %s, store %s, head %llu", "0.1.0", srv->opts.listen,
             srv->opts.data_dir, (unsigned long long)ps_store_head(srv->store));
-    uv_timer_init(loop, &g_trim_timer);
-    uv_timer_start(&g_trim_timer, on_trim_timer, 30000, 30000);
-    uv_unref((uv_handle_t *)&g_trim_timer); /* never keeps the loop alive on shutdown */
+    ps_memtrim_start(loop);
     uv_run(loop, UV_RUN_DEFAULT);
     PS_INFO("main", "stopped: %llu commits, %llu changes accepted, %llu rejected, %llu duplicate",
             (unsigned long long)srv->stats.commits, (unsigned long long)srv->stats.changes_accepted,

@@ -17,6 +17,7 @@
 #include "pullcache.h"
 #include "err.h"
 #include "log.h"
+#include "memtrim.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -186,6 +187,12 @@ static void render(ps_metrics_t *m, ps_buf_t *b)
     metric(b, "popsync_requests_in_flight_max", "gauge",
            "Most requests one connection had in flight at once since the server started (its window).",
            st->max_in_flight);
+    appendf(b, "# HELP popsync_heap_trims_total Freed heap given back to the kernel, every half minute or soon after connections went quiet.\n"
+               "# TYPE popsync_heap_trims_total counter\n"
+               "popsync_heap_trims_total{reason=\"periodic\"} %llu\n"
+               "popsync_heap_trims_total{reason=\"quiet\"} %llu\n",
+            (unsigned long long)ps_memtrim_count(PS_MEMTRIM_PERIODIC),
+            (unsigned long long)ps_memtrim_count(PS_MEMTRIM_QUIET));
     metric(b, "popsync_pushes_total", "counter", "Pushes committed and answered.", st->pushes);
     metric(b, "popsync_push_decodes_pool_total", "counter",
            "Pushes decoded on a pool thread into one arena each (off the loop).", st->push_decodes_pool);

@@ -61,16 +61,24 @@ struct ps_cache {
     size_t ptxn_records, ptxn_bytes;
     uint64_t ptxn_cursor;
     int ptxn_deferred, ptxn_no_pending; /* read once per transaction */
+    /* The error of a held commit that failed inside another operation
+     * (txn_begin), where nobody could be told: the next pulled batch is
+     * refused with it.  Were it applied, its commit would move the cursor
+     * past the batches that were lost, and they would never come again. */
+    int ptxn_err;
 };
 
 /* Every other transaction of the cache begins after the pulled batches
  * held open are committed (LMDB has one writer; a reader must see them).
- * Should that commit fail, those batches are simply not stored: the
- * cursor did not move with them, so the next pull asks for them again. */
+ * Should that commit fail, those batches are not stored and the cursor
+ * did not move with them; the operation goes on, and the pull that held
+ * them is told at its next batch (ptxn_err), so it stops there and the
+ * next sync asks for them again. */
 static int txn_begin(ps_cache_t *c, unsigned flags, MDB_txn **txn)
 {
-    if (c->ptxn)
-        (void)ps_cache_pull_commit(c);
+    int rc;
+    if (c->ptxn && (rc = ps_cache_pull_commit(c)))
+        c->ptxn_err = rc;
     return mdb_txn_begin(c->env, NULL, flags, txn);
 }
 
@@ -1993,6 +2001,11 @@ int ps_cache_apply_pull_held(ps_cache_t *c, const Popsync__PullBatch *batch, con
     ps_span_t *spans = NULL;
     int rc;
 
+    if (c->ptxn_err) {
+        rc = c->ptxn_err;
+        c->ptxn_err = 0;
+        return rc;
+    }
     if ((rc = batch_spans(batch, body, len, &spans)))
         return rc;
     if ((rc = pull_txn(c, batch->n_entries)))
@@ -2022,10 +2035,19 @@ out:
 int ps_cache_pull_commit(ps_cache_t *c)
 {
     MDB_txn *txn = c->ptxn;
+    uint64_t fail = 0;
     int mrc, rc;
-    if (!txn)
-        return PS_OK;
+    if (!txn) {
+        rc = c->ptxn_err; /* a held group lost inside another operation */
+        c->ptxn_err = 0;
+        return rc;
+    }
     c->ptxn = NULL;
+    /* Test builds: a commit that fails as on a disk error. */
+    if (ps_test_hook_u64("POPSYNC_TEST_PULL_COMMIT_FAIL", &fail) == 1 && fail) {
+        mdb_txn_abort(txn);
+        return PS_EIO;
+    }
     if ((rc = counters_flush(c, txn))) {
         mdb_txn_abort(txn);
         return rc;

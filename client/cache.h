@@ -217,14 +217,18 @@ int ps_cache_apply_pull_raw(ps_cache_t *c, const Popsync__PullBatch *batch, cons
  * commit nothing of them is durable nor visible, and the cursor stays
  * (ps_cache_meta): a crash loses them and the server sends them again.
  * Any other operation of the cache commits them first; on an error the
- * whole held transaction is dropped.  docs/sync.md §"Pull durability".
+ * whole held transaction is dropped.  If that commit fails, the other
+ * operation goes on and the next call here (or ps_cache_pull_commit)
+ * returns the error, applying nothing: the pull stops before any later
+ * cursor is stored.  docs/sync.md §"Pull durability".
  */
 #define PS_PULL_HOLD_BATCHES 8u
 #define PS_PULL_HOLD_RECORDS 16384u
 #define PS_PULL_HOLD_BYTES (8u << 20)
 int ps_cache_apply_pull_held(ps_cache_t *c, const Popsync__PullBatch *batch, const uint8_t *body, size_t len,
                              int hold);
-/** Commits the pulled batches held open (none: PS_OK, nothing done). */
+/** Commits the pulled batches held open (none: PS_OK, nothing done, or
+ *  the error of a held commit that failed inside another operation). */
 int ps_cache_pull_commit(ps_cache_t *c);
 /** Pulled batches applied and held uncommitted (0 when none). */
 unsigned ps_cache_pull_held(const ps_cache_t *c);

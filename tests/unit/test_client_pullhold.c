@@ -9,7 +9,8 @@
  * applied before it; that held batches are neither durable nor visible
  * before their commit (a process killed holding them leaves the cursor
  * where it was); that the bounds end a held transaction; and that any
- * other cache operation commits them first.  The sync is driven through
+ * other cache operation commits them first, and that a failure of that
+ * commit stops the pull before a later cursor is stored.  The sync is driven through
  * the session's injected transport, as test_client_session.c does.
  */
 #include <setjmp.h>
@@ -401,6 +402,41 @@ static void test_bounds_and_other_ops(void **state)
     remove_cache();
 }
 
+/* A held group whose commit fails inside another operation (a disk
+ * error; the test hook fails it): that operation goes on, the next pulled
+ * batch is refused with the error instead of committing a cursor past the
+ * lost group, and the group applies again when the server resends it. */
+static void test_failed_commit_stops_pull(void **state)
+{
+    ps_cache_t *c = make_cache();
+    Popsync__PullBatch *lost = batch_new(3, 1), *next = batch_new(3, 1);
+    uint64_t n = 0;
+    (void)state;
+    assert_int_equal(ps_cache_apply_pull_held(c, lost, NULL, 0, 1), PS_OK);
+    assert_int_equal(ps_cache_pull_held(c), 1);
+    setenv("POPSYNC_TEST_PULL_COMMIT_FAIL", "1", 1);
+    assert_int_equal(ps_cache_outbox_count(c, &n), PS_OK); /* its commit fails behind it */
+    unsetenv("POPSYNC_TEST_PULL_COMMIT_FAIL");
+    assert_int_equal(ps_cache_pull_held(c), 0);
+    assert_int_equal(ps_cache_meta(c)->cursor, 0);
+    assert_int_equal(ps_cache_apply_pull_held(c, next, NULL, 0, 0), PS_EIO);
+    assert_int_equal(ps_cache_meta(c)->cursor, 0); /* not moved past the lost group */
+    assert_int_equal(records(c), 0);
+    assert_int_equal(ps_cache_pull_commit(c), PS_OK); /* told once */
+    assert_int_equal(ps_cache_apply_pull_held(c, lost, NULL, 0, 1), PS_OK);
+    assert_int_equal(ps_cache_apply_pull_held(c, next, NULL, 0, 0), PS_OK);
+    assert_int_equal(ps_cache_meta(c)->cursor, 6);
+    assert_int_equal(records(c), 6);
+    batch_free(lost);
+    batch_free(next);
+    ps_cache_close(c);
+    c = open_again();
+    assert_int_equal(ps_cache_meta(c)->cursor, 6);
+    assert_int_equal(records(c), 6);
+    ps_cache_close(c);
+    remove_cache();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -408,6 +444,7 @@ int main(void)
         cmocka_unit_test(test_cut_keeps_applied),
         cmocka_unit_test(test_killed_while_held),
         cmocka_unit_test(test_bounds_and_other_ops),
+        cmocka_unit_test(test_failed_commit_stops_pull),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

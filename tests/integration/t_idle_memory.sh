@@ -4,7 +4,8 @@
 # freed, mbedTLS's record buffers' pages given back, common/tls.c
 # ps_tls_trim; then the heap, server/memtrim.c, counted as a "quiet" trim
 # in the metrics), and its RssAnon grows by at most 40 KB per connection
-# between 150 and 300 of them (50 KB without the record buffers' trim).
+# between 150 and 300 of them (~16 KB measured once settled; 50 KB
+# without the record buffers' trim).
 # The 30 KB target itself is measured by popsync-bench (1,000 idle
 # clients, docs/performance.md §d), not asserted here: a test fails on
 # what is broken, not on a figure that moves.  The trimmed connections
@@ -61,17 +62,23 @@ open_batches() {
     done
 }
 # Quiet: the sweep runs once a second and trims a connection after a whole
-# second without traffic; a loaded machine may run the timer late, so wait
-# (up to 15 s) until RssAnon stops falling.
+# second without traffic, then the heap is trimmed (at most every 2 s); a
+# loaded machine may run the timers late, so wait (up to 30 s) until
+# neither RssAnon nor the count of quiet trims has moved for 3 s.
 settled_rss() {
-    local prev=0 cur
-    for _ in $(seq 1 30); do
+    local prev="" cur="" same=0
+    for _ in $(seq 1 60); do
         sleep 0.5
-        cur=$(rss_anon_kb)
-        [ "$cur" = "$prev" ] && break
+        cur="$(quiet_trims) $(rss_anon_kb)"
+        if [ "$cur" = "$prev" ]; then
+            same=$((same + 1))
+            [ "$same" -ge 6 ] && break
+        else
+            same=0
+        fi
         prev=$cur
     done
-    echo "$cur"
+    echo "${cur#* }"
 }
 # The cost of a connection is measured at the margin, between 150 and 300
 # idle connections: what the first handshakes leave in the handshake

@@ -142,7 +142,7 @@ static EVP_PKEY *to_evp(const mbedtls_ecp_keypair *kp)
     /* No OpenSSL cleanup handler at exit: when this code initialised
      * OpenSSL first, its exit handler crashed (a NULL stack in
      * OPENSSL_sk_pop_free) in a popsyncd that had published upstream over
-     * TLS and closed libnats (nats_Close, server/upstream.c; t_upstream_tls
+     * TLS and closed libnats (nats_Close, server/natsconn.c; t_upstream_tls
      * under ASan).  The process is exiting: the OS takes the memory back. */
     OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
     if (nid == NID_undef || mbedtls_ecp_point_write_binary(&kp->grp, &kp->Q, MBEDTLS_ECP_PF_UNCOMPRESSED, &ptlen, pt,

@@ -6,6 +6,7 @@
 #include "memtrim.h"
 #include "upstream.h"
 #include "migrants.h"
+#include "natsconn.h"
 #include "msg.h"
 #include "pullcache.h"
 #include "store_migrants.h"
@@ -450,8 +451,10 @@ int main(int argc, char **argv)
         srv.loop = &loop;
         if ((rc = start_services(&srv)) == PS_OK)
             serve(&srv);
-        ps_migrants_join(srv.migrants); /* before the publisher's join closes the NATS library */
+        ps_migrants_join(srv.migrants);
         ps_upstream_join(srv.upstream);
+        if (srv.upstream)
+            ps_natsconn_shutdown(); /* both threads' connections closed */
         uv_loop_close(&loop);
         ps_metrics_free(&srv);
         ps_nodes_free(&srv);

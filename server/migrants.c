@@ -9,6 +9,7 @@
  * twice is found SAME or OLDER and changes nothing.
  */
 #include "migrants.h"
+#include "natsconn.h"
 #include "store_migrants.h"
 #include "err.h"
 #include "ids.h"
@@ -39,10 +40,8 @@ struct ps_migrants {
     atomic_int stop;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    natsConnection *nc;
-    jsCtx *js;
+    ps_natsconn_t conn;   /* the connection and JetStream context (natsconn.h) */
     natsSubscription *sub;
-    atomic_int reconnected;
     int batch;          /* messages per fetch (BATCH; a test hook lowers it) */
     uint64_t pause_ms;  /* test hook: a pause after each written batch */
     _Atomic uint64_t received, stored, merged, dropped, refused, failures;
@@ -76,8 +75,7 @@ static void drop_sub(ps_migrants_t *m)
     if (m->sub)
         natsSubscription_Destroy(m->sub);
     m->sub = NULL;
-    jsCtx_Destroy(m->js);
-    m->js = NULL;
+    ps_natsconn_drop_js(&m->conn);
     atomic_store(&m->connected, 0);
 }
 
@@ -89,18 +87,13 @@ static int open_sub(ps_migrants_t *m)
     char err[512], durable[64];
     natsStatus s;
 
-    if (atomic_exchange(&m->reconnected, 0))
+    if (ps_natsconn_reconnected(&m->conn))
         drop_sub(m);
     if (m->sub)
         return PS_OK;
-    if (!m->nc && ps_upstream_connect_cb(&m->o, 1, &m->reconnected, &m->nc, err, sizeof(err)) != PS_OK) {
-        PS_WARN("migrants", "%s", err);
-        return PS_EIO;
-    }
-    if (natsConnection_Status(m->nc) != NATS_CONN_STATUS_CONNECTED)
-        return PS_EIO;
-    if (!m->js && (s = natsConnection_JetStream(&m->js, m->nc, NULL)) != NATS_OK) {
-        PS_WARN("migrants", "JetStream context: %s", natsStatus_GetText(s));
+    if (ps_natsconn_open(&m->conn, err, sizeof(err)) != PS_OK) {
+        if (*err)
+            PS_WARN("migrants", "%s", err);
         return PS_EIO;
     }
     snprintf(durable, sizeof(durable), "popsync-migrants-%s", m->o.district);
@@ -111,7 +104,7 @@ static int open_sub(ps_migrants_t *m)
     so.Config.AckWait = (int64_t)ACK_WAIT_S * 1000000000LL;
     so.Config.DeliverPolicy = js_DeliverAll;
     so.Config.MaxAckPending = 1000;
-    if ((s = js_PullSubscribe(&m->sub, m->js, SUBJECT, durable, NULL, &so, &jerr)) != NATS_OK) {
+    if ((s = js_PullSubscribe(&m->sub, m->conn.js, SUBJECT, durable, NULL, &so, &jerr)) != NATS_OK) {
         /* The stream may not exist yet (the publisher creates it) or its
          * cluster may be electing a leader: asked again after a back-off. */
         PS_DEBUG("migrants", "consumer %s: %s (%d)", durable, natsStatus_GetText(s), (int)jerr);
@@ -280,6 +273,7 @@ int ps_migrants_start(ps_migrants_t **out, ps_store_t *st, const ps_upstream_opt
     m->st = st;
     m->o = *o;
     m->province = province;
+    ps_natsconn_init(&m->conn, "migrants", &m->o, NULL, 1);
     m->batch = BATCH;
     /* t_upstream_migrants kills popsyncd mid-consume: small, slow batches. */
     if (ps_test_hook_u64("POPSYNC_TEST_MIGRANTS_BATCH", &hook) == 1 && hook >= 1 && hook <= BATCH)
@@ -316,7 +310,7 @@ void ps_migrants_join(ps_migrants_t *m)
     ps_migrants_request_stop(m);
     pthread_join(m->th, NULL);
     drop_sub(m);
-    natsConnection_Destroy(m->nc);
+    ps_natsconn_close(&m->conn);
     pthread_mutex_destroy(&m->mu);
     pthread_cond_destroy(&m->cv);
     free(m);

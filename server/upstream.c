@@ -11,6 +11,7 @@
  * store's head every POLL_MS (no hook in the commit path).
  */
 #include "upstream.h"
+#include "natsconn.h"
 #include "store_upstream.h"
 #include "err.h"
 #include "ids.h"
@@ -44,8 +45,7 @@ struct ps_upstream {
     atomic_int stop;
     pthread_mutex_t mu; /* guards cv (stop waits) and the acks of the round */
     pthread_cond_t cv;
-    natsConnection *nc;
-    jsCtx *js;
+    ps_natsconn_t conn;   /* the connection and JetStream context (natsconn.h) */
     int stream_ok;
     /* the round in flight */
     natsMsg **msgs;
@@ -60,7 +60,6 @@ struct ps_upstream {
     /* stats (read by any thread) */
     _Atomic uint64_t mark, behind, oldest_ms, published_total, failures;
     atomic_int connected;
-    atomic_int reconnected; /* set by NATS's callback: look the stream up again before publishing */
 };
 
 int ps_upstream_check(const ps_upstream_opts_t *o, char *err, size_t errlen)
@@ -82,85 +81,6 @@ int ps_upstream_check(const ps_upstream_opts_t *o, char *err, size_t errlen)
         return PS_EINVAL;
     }
     return PS_OK;
-}
-
-static void on_connected(natsConnection *nc, void *closure)
-{
-    (void)nc;
-    if (closure)
-        atomic_store((atomic_int *)closure, 1);
-    PS_INFO("upstream", "connected to NATS");
-}
-
-static void on_reconnected(natsConnection *nc, void *closure)
-{
-    (void)nc;
-    atomic_store((atomic_int *)closure, 1);
-    PS_INFO("upstream", "reconnected to NATS");
-}
-
-/* Splits "a,b,c" into at most max URLs in buf; returns how many. */
-static int split_urls(const char *urls, char *buf, size_t buflen, const char **out, int max)
-{
-    int n = 0;
-    snprintf(buf, buflen, "%s", urls);
-    for (char *save = NULL, *t = strtok_r(buf, ", ", &save); t && n < max; t = strtok_r(NULL, ", ", &save))
-        out[n++] = t;
-    return n;
-}
-
-int ps_upstream_connect(const ps_upstream_opts_t *o, int retry, natsConnection **nc, char *err, size_t errlen)
-{
-    return ps_upstream_connect_cb(o, retry, NULL, nc, err, errlen);
-}
-
-int ps_upstream_connect_cb(const ps_upstream_opts_t *o, int retry, atomic_int *reconnected, natsConnection **nc,
-                           char *err, size_t errlen)
-{
-    natsOptions *no = NULL;
-    char buf[2048];
-    const char *urls[16];
-    int nurls = split_urls(o->urls, buf, sizeof(buf), urls, 16);
-    natsStatus s;
-
-    *nc = NULL;
-    s = natsOptions_Create(&no);
-    if (s == NATS_OK)
-        s = nurls ? natsOptions_SetServers(no, urls, nurls) : NATS_INVALID_ARG;
-    if (s == NATS_OK)
-        s = natsOptions_SetName(no, "popsyncd");
-    if (s == NATS_OK)
-        s = natsOptions_SetTimeout(no, 2000);
-    if (s == NATS_OK)
-        s = natsOptions_SetMaxReconnect(no, -1);
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectWait(no, 500);
-    /* With a callback the first connect is retried in the background
-     * instead of blocking this thread (and shutdown) until a server answers. */
-    if (s == NATS_OK && retry)
-        s = natsOptions_SetRetryOnFailedConnect(no, true, on_connected, reconnected);
-    if (s == NATS_OK && reconnected)
-        s = natsOptions_SetReconnectedCB(no, on_reconnected, reconnected);
-    if (s == NATS_OK && o->ca_file) {
-        s = natsOptions_SetSecure(no, true);
-        if (s == NATS_OK)
-            s = natsOptions_LoadCATrustedCertificates(no, o->ca_file);
-        if (s == NATS_OK && o->cert_file)
-            s = natsOptions_LoadCertificatesChain(no, o->cert_file, o->key_file);
-    }
-    if (s != NATS_OK) {
-        snprintf(err, errlen, "NATS options: %s", natsStatus_GetText(s));
-        natsOptions_Destroy(no);
-        return PS_EINVAL;
-    }
-    s = natsConnection_Connect(nc, no);
-    natsOptions_Destroy(no);
-    if (s == NATS_OK || (retry && s == NATS_NOT_YET_CONNECTED))
-        return PS_OK;
-    snprintf(err, errlen, "cannot connect to %s: %s", o->urls, natsStatus_GetText(s));
-    natsConnection_Destroy(*nc);
-    *nc = NULL;
-    return PS_EIO;
 }
 
 /* Waits ms or until stop is asked; returns 1 when stopping. */
@@ -295,7 +215,7 @@ static int ensure_stream(ps_upstream_t *u)
     jsStreamConfig cfg;
     jsErrCode jerr = 0;
     const char *subjects[] = {"popsync.>"};
-    natsStatus s = js_GetStreamInfo(&si, u->js, PS_UPSTREAM_STREAM, NULL, &jerr);
+    natsStatus s = js_GetStreamInfo(&si, u->conn.js, PS_UPSTREAM_STREAM, NULL, &jerr);
 
     if (s == NATS_OK) {
         if (si->Config->Replicas != (int64_t)u->o.replicas)
@@ -320,7 +240,7 @@ static int ensure_stream(ps_upstream_t *u)
     cfg.Storage = js_FileStorage;
     cfg.Replicas = (int64_t)u->o.replicas;
     cfg.Duplicates = (int64_t)u->o.dup_window_s * 1000000000LL;
-    s = js_AddStream(&si, u->js, &cfg, NULL, &jerr);
+    s = js_AddStream(&si, u->conn.js, &cfg, NULL, &jerr);
     if (s != NATS_OK) {
         PS_WARN("upstream", "cannot create stream %s (%u replicas): %s (%d)", PS_UPSTREAM_STREAM, u->o.replicas,
                 natsStatus_GetText(s), (int)jerr);
@@ -334,32 +254,18 @@ static int ensure_stream(ps_upstream_t *u)
 
 static int js_open(ps_upstream_t *u)
 {
-    jsOptions jo;
     char err[512];
-    natsStatus s;
+    int rc = ps_natsconn_open(&u->conn, err, sizeof(err));
 
-    if (!u->nc && ps_upstream_connect_cb(&u->o, 1, &u->reconnected, &u->nc, err, sizeof(err)) != PS_OK) {
+    if (rc != PS_OK && *err)
         PS_WARN("upstream", "%s", err);
-        return PS_EIO;
-    }
-    if (!u->js) {
-        jsOptions_Init(&jo);
-        jo.Wait = 5000;
-        jo.PublishAsync.MaxPending = (int64_t)u->o.max_in_flight;
-        jo.PublishAsync.AckHandler = on_ack;
-        jo.PublishAsync.AckHandlerClosure = u;
-        if ((s = natsConnection_JetStream(&u->js, u->nc, &jo)) != NATS_OK) {
-            PS_WARN("upstream", "JetStream context: %s", natsStatus_GetText(s));
-            return PS_EIO;
-        }
-    }
-    atomic_store(&u->connected, natsConnection_Status(u->nc) == NATS_CONN_STATUS_CONNECTED);
-    if (!atomic_load(&u->connected))
+    atomic_store(&u->connected, rc == PS_OK);
+    if (rc != PS_OK)
         return PS_EIO;
     /* After a (re)connection the cluster may still be electing its leaders:
      * ask for the stream first (bounded by jo.Wait) rather than send a round
      * that would only be answered "no responders". */
-    if (atomic_exchange(&u->reconnected, 0))
+    if (ps_natsconn_reconnected(&u->conn))
         u->stream_ok = 0;
     if (!u->stream_ok && ensure_stream(u) == PS_OK)
         u->stream_ok = 1;
@@ -391,7 +297,7 @@ static void publish_snapshot(ps_upstream_t *u)
     if (s == NATS_OK)
         s = natsMsgHeader_Set(m, "Popsync-Kind", "_nodes");
     if (s == NATS_OK)
-        s = js_PublishMsg(&pa, u->js, m, NULL, &jerr);
+        s = js_PublishMsg(&pa, u->conn.js, m, NULL, &jerr);
     natsMsg_Destroy(m);
     jsPubAck_Destroy(pa);
     if (s != NATS_OK) {
@@ -412,13 +318,13 @@ static size_t send_round(ps_upstream_t *u)
     natsStatus s = NATS_OK;
 
     for (size_t i = 0; i < u->n && s == NATS_OK; i++)
-        s = js_PublishMsgAsync(u->js, &u->msgs[i], NULL); /* takes the message on success */
+        s = js_PublishMsgAsync(u->conn.js, &u->msgs[i], NULL); /* takes the message on success */
     if (s != NATS_OK)
         PS_DEBUG("upstream", "publish: %s", natsStatus_GetText(s));
     jsPubOptions_Init(&po);
     po.MaxWait = ACK_WAIT_MS;
-    if (js_PublishAsyncComplete(u->js, &po) != NATS_OK &&
-        js_PublishAsyncGetPendingList(&pending, u->js) == NATS_OK)
+    if (js_PublishAsyncComplete(u->conn.js, &po) != NATS_OK &&
+        js_PublishAsyncGetPendingList(&pending, u->conn.js) == NATS_OK)
         natsMsgList_Destroy(&pending); /* read again and resent next round */
     pthread_mutex_lock(&u->mu);
     for (k = 0; k < u->n && u->acked[k] == 1; k++)
@@ -485,8 +391,7 @@ static int publish_round(ps_upstream_t *u)
          * cluster still electing its leaders is asked once per back-off, not
          * sent a round that it answers "no responders". */
         atomic_fetch_add(&u->failures, 1);
-        jsCtx_Destroy(u->js);
-        u->js = NULL;
+        ps_natsconn_drop_js(&u->conn);
         u->stream_ok = 0;
         return PS_EIO;
     }
@@ -540,6 +445,7 @@ static void *thread_main(void *arg)
 int ps_upstream_start(ps_upstream_t **out, ps_store_t *st, const ps_upstream_opts_t *o, char *err, size_t errlen)
 {
     ps_upstream_t *u;
+    jsOptions jo;
     uint64_t mark = 0;
     int rc;
 
@@ -560,6 +466,13 @@ int ps_upstream_start(ps_upstream_t **out, ps_store_t *st, const ps_upstream_opt
         u->o.replicas = 3;
     if (!u->o.dup_window_s)
         u->o.dup_window_s = 86400;
+    /* Publishes wait their acks in on_ack (closure u), at most max_in_flight. */
+    jsOptions_Init(&jo);
+    jo.Wait = 5000;
+    jo.PublishAsync.MaxPending = (int64_t)u->o.max_in_flight;
+    jo.PublishAsync.AckHandler = on_ack;
+    jo.PublishAsync.AckHandlerClosure = u;
+    ps_natsconn_init(&u->conn, "upstream", &u->o, &jo, 1);
     atomic_store(&u->mark, mark);
     u->through = mark;
     ps_buf_init(&u->snap);
@@ -600,8 +513,7 @@ void ps_upstream_join(ps_upstream_t *u)
         return;
     ps_upstream_request_stop(u);
     pthread_join(u->th, NULL);
-    jsCtx_Destroy(u->js);
-    natsConnection_Destroy(u->nc);
+    ps_natsconn_close(&u->conn);
     PS_INFO("upstream", "stopped at seq %llu", (unsigned long long)atomic_load(&u->mark));
     ps_buf_free(&u->snap);
     free(u->msgs);
@@ -610,7 +522,6 @@ void ps_upstream_join(ps_upstream_t *u)
     pthread_mutex_destroy(&u->mu);
     pthread_cond_destroy(&u->cv);
     free(u);
-    nats_Close();
 }
 
 void ps_upstream_stats(ps_upstream_t *u, ps_upstream_stats_t *out)

@@ -5,8 +5,10 @@
  * max_in_flight unacknowledged, and advances the store's "published up to"
  * mark only over a contiguous run of acknowledged entries), the JetStream
  * stream definition (POPSYNC, subjects popsync.>, replicas, duplicate
- * window), the message format (docs/upstream.md) and the NATS connection
- * options (URLs, TLS) shared with `popsyncd rebuild --from-upstream`.
+ * window), the message format (docs/upstream.md) and the [upstream]
+ * options (ps_upstream_opts_t, checked by ps_upstream_check).  The NATS
+ * connection itself (options, TLS, reconnection, JetStream context) is
+ * natsconn.h's, shared with the migrant consumer and the rebuild.
  *
  * Threads: ps_upstream_start/ps_upstream_request_stop/ps_upstream_join and
  * ps_upstream_stats are called from the loop thread (stats only reads
@@ -16,7 +18,6 @@
 #ifndef PS_UPSTREAM_H
 #define PS_UPSTREAM_H
 
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,14 +60,6 @@ void ps_upstream_request_stop(ps_upstream_t *u);
 void ps_upstream_join(ps_upstream_t *u);
 /** A snapshot of the counters (any thread). */
 void ps_upstream_stats(ps_upstream_t *u, ps_upstream_stats_t *out);
-
-/** A NATS connection with o's URLs and TLS files; retry: keep trying in
- *  the background when no server answers yet.  err says why not. */
-int ps_upstream_connect(const ps_upstream_opts_t *o, int retry, natsConnection **nc, char *err, size_t errlen);
-/** The same, setting *reconnected to 1 whenever the connection is made or
- *  made again (the publisher then looks the stream up before publishing). */
-int ps_upstream_connect_cb(const ps_upstream_opts_t *o, int retry, atomic_int *reconnected, natsConnection **nc,
-                           char *err, size_t errlen);
 
 /** Called for each message of a scan with its stream sequence; non-zero stops. */
 typedef int (*ps_upstream_msg_fn)(natsMsg *m, uint64_t stream_seq, void *arg);

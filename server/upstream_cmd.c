@@ -13,6 +13,7 @@
 #include "store_upstream.h"
 #include "store_migrants.h"
 #include "upstream.h"
+#include "natsconn.h"
 
 #include <mbedtls/base64.h>
 
@@ -293,7 +294,7 @@ int ps_upstream_cmd_rebuild(int argc, char **argv)
     ps_config_t cfg;
     ps_upstream_opts_t uo;
     rebuild_ctx_t *x = NULL;
-    natsConnection *nc = NULL;
+    ps_natsconn_t conn = {0}; /* closed at out: whether opened or not */
     jsCtx *js = NULL;
     char err[512] = "", filter[64], *end;
     uint64_t count = 0, advance = 1000000000ull, head;
@@ -336,14 +337,12 @@ int ps_upstream_cmd_rebuild(int argc, char **argv)
     x->district = uo.district;
     if (open_store(so.data_dir, &x->st) || ps_store_set_home(x->st, uo.district) != PS_OK)
         goto out;
-    if (ps_upstream_connect(&uo, 0, &nc, err, sizeof(err)) != PS_OK) {
-        fprintf(stderr, "popsyncd: rebuild: %s\n", err);
+    ps_natsconn_init(&conn, "rebuild", &uo, NULL, 0);
+    if (ps_natsconn_open(&conn, err, sizeof(err)) != PS_OK) {
+        fprintf(stderr, "popsyncd: rebuild: %s\n", *err ? err : "NATS is not connected");
         goto out;
     }
-    if (natsConnection_JetStream(&js, nc, NULL) != NATS_OK) {
-        fprintf(stderr, "popsyncd: rebuild: no JetStream context\n");
-        goto out;
-    }
+    js = conn.js;
     snprintf(filter, sizeof(filter), "popsync.%s.>", uo.district);
     if ((x->rc = ps_upstream_scan(js, filter, on_msg, x, &count, err, sizeof(err))) == PS_OK)
         x->rc = flush(x);
@@ -373,8 +372,7 @@ int ps_upstream_cmd_rebuild(int argc, char **argv)
            (unsigned long long)head);
     rc = 0;
 out:
-    jsCtx_Destroy(js);
-    natsConnection_Destroy(nc);
+    ps_natsconn_close(&conn);
     if (x) {
         if (x->st)
             ps_store_close(x->st);
@@ -383,6 +381,6 @@ out:
             free(x->lineage[i]);
         free(x);
     }
-    nats_Close();
+    ps_natsconn_shutdown();
     return rc;
 }

@@ -9,6 +9,7 @@
  * PS_NATS_CA (and PS_NATS_CERT, PS_NATS_KEY for a client certificate).
  */
 #include "upstream.h"
+#include "natsconn.h"
 #include "err.h"
 
 #include <stdio.h>
@@ -32,7 +33,7 @@ static int dump_one(natsMsg *m, uint64_t stream_seq, void *arg)
 int main(int argc, char **argv)
 {
     ps_upstream_opts_t o;
-    natsConnection *nc = NULL;
+    ps_natsconn_t conn = {0};
     jsCtx *js = NULL;
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
@@ -49,11 +50,12 @@ int main(int argc, char **argv)
     o.ca_file = getenv("PS_NATS_CA");
     o.cert_file = getenv("PS_NATS_CERT");
     o.key_file = getenv("PS_NATS_KEY");
-    if (ps_upstream_connect(&o, 0, &nc, err, sizeof(err)) != PS_OK ||
-        natsConnection_JetStream(&js, nc, NULL) != NATS_OK) {
+    ps_natsconn_init(&conn, "natstool", &o, NULL, 0);
+    if (ps_natsconn_open(&conn, err, sizeof(err)) != PS_OK) {
         fprintf(stderr, "ps_natstool: %s\n", err);
         goto out;
     }
+    js = conn.js;
     if (!strcmp(argv[2], "info")) {
         natsStatus s = js_GetStreamInfo(&si, js, PS_UPSTREAM_STREAM, NULL, &jerr);
         if (s != NATS_OK) {
@@ -70,8 +72,7 @@ int main(int argc, char **argv)
         rc = 0;
     }
 out:
-    jsCtx_Destroy(js);
-    natsConnection_Destroy(nc);
-    nats_Close();
+    ps_natsconn_close(&conn);
+    ps_natsconn_shutdown();
     return rc;
 }

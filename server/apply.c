@@ -598,6 +598,9 @@ static int put_conflict(apply_ctx_t *c, const Popsync__Record *kept, const Popsy
     v.mv_data = p;
     if ((mrc = mdb_put(c->txn, c->st->conflicts, &k, &v, 0)))
         return db_err(mrc);
+    /* Hello and the metrics read the open conflicts from tallies. */
+    if ((rc = ps__conflicts_tally(c->txn, c->st, &cf, +1)))
+        return rc;
     c->conflicts++;
     return PS_OK;
 }
@@ -623,9 +626,11 @@ static int resolve_conflict(apply_ctx_t *c, const ProtobufCBinaryData *cid, cons
     rc = PS_OK;
     if (!cf->resolved && cf->record_id.len == PS_ID_LEN && record_id->len == PS_ID_LEN &&
         memcmp(cf->record_id.data, record_id->data, PS_ID_LEN) == 0) {
+        rc = ps__conflicts_tally(c->txn, c->st, cf, -1);
         cf->resolved = 1;
         cf->resolved_ms = c->now_ms;
-        rc = pack_scratch(c, &cf->base, 0, &p, &n);
+        if (rc == PS_OK)
+            rc = pack_scratch(c, &cf->base, 0, &p, &n);
         if (rc == PS_OK) {
             v.mv_size = n;
             v.mv_data = p;

@@ -6,8 +6,8 @@
  * It binds a loopback address only, unless metrics_allow_remote is set.
  *
  * Threads: everything runs on the loop thread except the refresh job: the
- * values that need the store (map size and use, open conflicts, which is a
- * scan) are read by uv_queue_work at most every REFRESH_MS, and a scrape
+ * values that need the store (map size and use, open conflicts: LMDB
+ * reads) are read by uv_queue_work at most every REFRESH_MS, and a scrape
  * that finds them stale waits for the refresh.  Counters come from
  * srv->stats (conn.c, commit.c), lag from the node table (nodes.c).
  */

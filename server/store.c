@@ -116,6 +116,10 @@ int ps_store_open(ps_store_t **out, const char *dir, const ps_store_opts_t *opts
         snprintf(err, errlen, "store %s: cannot build the column projection", dir);
         goto out;
     }
+    if ((rc = ps__conflicts_open(st, txn))) {
+        snprintf(err, errlen, "store %s: cannot tally the open conflicts", dir);
+        goto out;
+    }
     if ((mrc = mdb_txn_commit(txn)))
         goto fail;
     txn = NULL;
@@ -147,6 +151,7 @@ void ps_store_close(ps_store_t *st)
     if (!st)
         return;
     ps_cols_close(st);
+    ps__conflicts_close(st);
     mdb_env_close(st->env);
     pthread_mutex_destroy(&st->head_lock);
     pthread_rwlock_destroy(&st->resize);
@@ -444,137 +449,6 @@ int ps_store_count(ps_store_t *st, uint64_t *live, uint64_t *total)
         (*total)++;
         if (v.mv_size >= REC_HDR && !(((const uint8_t *)v.mv_data)[9] & REC_DELETED))
             (*live)++;
-    }
-    mrc = mrc == MDB_NOTFOUND ? 0 : mrc;
-out:
-    if (cur)
-        mdb_cursor_close(cur);
-    if (txn)
-        ro_end(st, txn);
-    return mrc ? db_err(mrc) : PS_OK;
-}
-
-/* Asks the policy whether this peer, syncing as node, may list cf. */
-static int may_see_conflict(const ps_store_t *st, const ps_peer_t *peer, const uint8_t *node,
-                            const Popsync__Conflict *cf)
-{
-    ps_conflict_view_t cv;
-    cv.unit = cf->orgunit;
-    cv.kept_unit = cf->kept ? cf->kept->orgunit : NULL;
-    cv.lost_unit = cf->lost ? cf->lost->orgunit : NULL;
-    cv.lost_node = cf->lost_node.len == PS_ID_LEN ? cf->lost_node.data : NULL;
-    cv.kept_node = cf->kept_node.len == PS_ID_LEN ? cf->kept_node.data : NULL;
-    return ps_policy_may_see_conflict(st->opts.units, peer, node, &cv);
-}
-
-/* A ConflictListResult and the conflicts it lists (ps_store_msg_t.priv). */
-typedef struct conflict_list {
-    Popsync__ConflictListResult res;
-    Popsync__Conflict **list;
-    size_t n;
-} conflict_list_t;
-
-static void conflict_list_free(void *priv)
-{
-    conflict_list_t *cl = priv;
-    for (size_t i = 0; i < cl->n; i++)
-        ps_msg_free(&cl->list[i]->base);
-    free(cl->list);
-    free(cl);
-}
-
-int ps_store_conflicts(ps_store_t *st, const ps_peer_t *peer, const uint8_t node[PS_ID_LEN], int include_resolved,
-                       uint32_t max, ps_store_msg_t *out)
-{
-    MDB_txn *txn = NULL;
-    MDB_cursor *cur = NULL;
-    MDB_val k, v;
-    conflict_list_t *cl;
-    int mrc, rc = PS_OK;
-
-    memset(out, 0, sizeof(*out));
-    if (max == 0 || max > 1000)
-        max = 1000;
-    if (!(cl = calloc(1, sizeof(*cl))) || !(cl->list = calloc(max, sizeof(*cl->list)))) {
-        free(cl);
-        return PS_ENOMEM;
-    }
-    popsync__conflict_list_result__init(&cl->res);
-    if ((mrc = ro_begin(st, &txn)) || (mrc = mdb_cursor_open(txn, st->conflicts, &cur))) {
-        rc = db_err(mrc);
-        goto out;
-    }
-    while (cl->n < max && (mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
-        Popsync__Conflict *cf = NULL;
-        if (ps_msg_unpack_desc(&popsync__conflict__descriptor, v.mv_data, v.mv_size, (ProtobufCMessage **)&cf))
-            continue;
-        if ((cf->resolved && !include_resolved) || !may_see_conflict(st, peer, node, cf)) {
-            ps_msg_free(&cf->base);
-            continue;
-        }
-        cl->list[cl->n++] = cf;
-    }
-    cl->res.n_conflicts = cl->n;
-    cl->res.conflicts = cl->list;
-out:
-    if (cur)
-        mdb_cursor_close(cur);
-    if (txn)
-        ro_end(st, txn);
-    if (rc) {
-        conflict_list_free(cl);
-        return rc;
-    }
-    out->msg = &cl->res.base;
-    out->release = conflict_list_free;
-    out->priv = cl;
-    return PS_OK;
-}
-
-int ps_store_conflicts_lost(ps_store_t *st, const uint8_t node[PS_ID_LEN], uint32_t *n)
-{
-    MDB_txn *txn = NULL;
-    MDB_cursor *cur = NULL;
-    MDB_val k, v;
-    int mrc;
-    *n = 0;
-    if ((mrc = ro_begin(st, &txn)) || (mrc = mdb_cursor_open(txn, st->conflicts, &cur)))
-        goto out;
-    while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
-        Popsync__Conflict *cf = NULL;
-        if (ps_msg_unpack_desc(&popsync__conflict__descriptor, v.mv_data, v.mv_size, (ProtobufCMessage **)&cf))
-            continue;
-        if (!cf->resolved && cf->lost_node.len == PS_ID_LEN && memcmp(cf->lost_node.data, node, PS_ID_LEN) == 0 &&
-            *n < UINT32_MAX)
-            (*n)++;
-        ps_msg_free(&cf->base);
-    }
-    mrc = mrc == MDB_NOTFOUND ? 0 : mrc;
-out:
-    if (cur)
-        mdb_cursor_close(cur);
-    if (txn)
-        ro_end(st, txn);
-    return mrc ? db_err(mrc) : PS_OK;
-}
-
-int ps_store_conflict_count(ps_store_t *st, uint64_t *open_conflicts, uint64_t *total)
-{
-    MDB_txn *txn = NULL;
-    MDB_cursor *cur = NULL;
-    MDB_val k, v;
-    int mrc;
-    *open_conflicts = *total = 0;
-    if ((mrc = ro_begin(st, &txn)) || (mrc = mdb_cursor_open(txn, st->conflicts, &cur)))
-        goto out;
-    while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
-        Popsync__Conflict *cf = NULL;
-        (*total)++;
-        if (ps_msg_unpack_desc(&popsync__conflict__descriptor, v.mv_data, v.mv_size, (ProtobufCMessage **)&cf) == 0) {
-            if (!cf->resolved)
-                (*open_conflicts)++;
-            ps_msg_free(&cf->base);
-        }
     }
     mrc = mrc == MDB_NOTFOUND ? 0 : mrc;
 out:

@@ -5,6 +5,8 @@
  *   records  id(16)            -> header(50) | packed Record   (header: store.c)
  *   versions id(16)|gen(8, BE) -> packed Record                each superseded version (store_versions.h)
  *   conflicts cid(16)          -> packed Conflict
+ *   conflict_lost node(16)     -> count(8, BE) open conflicts an edit of node lost; "open" -> all open
+ *                                 (store_conflicts.c, moved in the transaction that writes the conflict)
  *   audit    n(8, BE)          -> packed AuditEntry (chained per write transaction, audit_chain.h; head in meta "audit_head")
  *   counters month(4)|unit(12)|indicator -> int64 (BE), kept in the write transaction
  *   closes   month(4)|township(12) -> packed CloseResult (state, frozen values)
@@ -263,7 +265,8 @@ int ps_store_conflicts(ps_store_t *st, const ps_peer_t *peer, const uint8_t node
 int ps_store_history(ps_store_t *st, const ps_peer_t *peer, const ProtobufCBinaryData *id, uint32_t max,
                      ps_store_msg_t *out);
 /** Open conflicts in which an edit of node lost (told in Welcome, so the
- *  cache whose edit lost learns of it at its next sync).  Read-only. */
+ *  cache whose edit lost learns of it at its next sync).  Read-only, one
+ *  lookup (store_conflicts.c). */
 int ps_store_conflicts_lost(ps_store_t *st, const uint8_t node[PS_ID_LEN], uint32_t *n);
 /** At most this many approved months go into one Welcome. */
 #define PS_APPROVED_MONTHS_MAX 2000
@@ -273,7 +276,7 @@ int ps_store_conflicts_lost(ps_store_t *st, const uint8_t node[PS_ID_LEN], uint3
  *  ps_store_approved_free.  Read-only (store_approved.c). */
 int ps_store_approved_months(ps_store_t *st, const ps_peer_t *peer, uint32_t since, char ***out, size_t *n);
 void ps_store_approved_free(char **months, size_t n);
-/** Open and total conflicts (metrics, status). */
+/** Open and total conflicts (metrics, status): a lookup and LMDB's entry count. */
 int ps_store_conflict_count(ps_store_t *st, uint64_t *open_conflicts, uint64_t *total);
 /** The bucket digests of the peer's scope. */
 int ps_store_verify_digests(ps_store_t *st, const ps_peer_t *peer, ps_verify_digests_t *out);

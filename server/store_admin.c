@@ -209,31 +209,14 @@ static int status_overlay(status_tab_t *t, const ps_node_info_t *live, size_t n)
     return PS_OK;
 }
 
-/* Open conflicts, in all and per node whose change lost. */
+/* Open conflicts, in all and per node whose change lost (the tallies of
+ * store_conflicts.c: a lookup per node, not a pass over the conflicts). */
 static int status_conflicts(ps_store_t *st, MDB_txn *txn, status_tab_t *t, uint64_t *open_total)
 {
-    MDB_cursor *cur = NULL;
-    MDB_val k, v;
-    int mrc;
-    if ((mrc = mdb_cursor_open(txn, st->conflicts, &cur)))
-        return db_err(mrc);
-    while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
-        Popsync__Conflict *cf = NULL;
-        if (ps_msg_unpack_desc(&popsync__conflict__descriptor, v.mv_data, v.mv_size, (ProtobufCMessage **)&cf))
-            continue;
-        if (!cf->resolved) {
-            (*open_total)++;
-            if (cf->lost_node.len == PS_ID_LEN)
-                for (size_t i = 0; i < t->n; i++)
-                    if (memcmp(t->v[i].node, cf->lost_node.data, PS_ID_LEN) == 0) {
-                        t->v[i].ns.conflicts_open++;
-                        break;
-                    }
-        }
-        ps_msg_free(&cf->base);
-    }
-    mdb_cursor_close(cur);
-    return mrc == MDB_NOTFOUND ? PS_OK : db_err(mrc);
+    int rc = ps__conflicts_open_in(txn, st, open_total);
+    for (size_t i = 0; rc == PS_OK && i < t->n; i++)
+        rc = ps__conflicts_lost_in(txn, st, t->v[i].node, &t->v[i].ns.conflicts_open);
+    return rc;
 }
 
 int ps_store_node_status(ps_store_t *st, const ps_node_info_t *live, size_t n, ps_store_msg_t *out)

@@ -1037,6 +1037,7 @@ static int read_meta(ps_cache_t *c, const char *dir, cache_secrets_t *sec, char 
     c->m.conflicts_open = meta_get_u64(txn, c->meta, "conflicts_open");
     meta_get_str(txn, c->meta, "timezone", c->m.timezone, sizeof(c->m.timezone));
     c->m.synthetic_policy = (int)meta_get_u64(txn, c->meta, "synthetic");
+    c->m.ui_timeout_s = (uint32_t)meta_get_u64(txn, c->meta, "ui_timeout");
     c->hlc.last = meta_get_u64(txn, c->meta, "hlc");
     c->m.clock_skew_ms = (int64_t)meta_get_u64(txn, c->meta, "clock_skew");
     c->m.clock_offset_ms = (int64_t)meta_get_u64(txn, c->meta, "clock_offset");
@@ -2192,6 +2193,15 @@ int ps_cache_set_synthetic_policy(ps_cache_t *c, int policy)
 
     if (rc == PS_OK)
         c->m.synthetic_policy = policy;
+    return rc;
+}
+
+int ps_cache_set_ui_timeout(ps_cache_t *c, uint32_t seconds)
+{
+    int rc = meta_commit_u64(c, "ui_timeout", seconds);
+
+    if (rc == PS_OK)
+        c->m.ui_timeout_s = seconds;
     return rc;
 }
 

@@ -90,7 +90,14 @@ typedef struct ps_cache_meta {
     int64_t clock_offset_ms;  /**< added to the device's clock to time edits (the server's clock as
                                    learned at a sync; 0 while the device's clock is right) */
     int synthetic_policy;     /**< PS_SYNTHETIC_*: does the server take generated test data (last Welcome) */
+    uint32_t ui_timeout_s;    /**< how long a `popsync ui` page waits for the server's answer
+                                   (`popsync config set ui_timeout`; 0: PS_UI_TIMEOUT_DEFAULT_S) */
 } ps_cache_meta_t;
+
+/** A `popsync ui` page's wait for the server, unless the cache says otherwise
+ *  (docs/ui.md §1), and the most `popsync config set ui_timeout` takes. */
+#define PS_UI_TIMEOUT_DEFAULT_S 10u
+#define PS_UI_TIMEOUT_MAX_S 300u
 
 #define PS_SYNTHETIC_UNKNOWN 0 /**< never synced */
 #define PS_SYNTHETIC_REFUSED 1 /**< a real district's server */
@@ -331,6 +338,9 @@ int ps_cache_set_last_sync(ps_cache_t *c, uint64_t ms);
 int ps_cache_set_connection(ps_cache_t *c, const char *key, const char *value);
 /** Keeps what the last Welcome said of synthetic data (PS_SYNTHETIC_*). */
 int ps_cache_set_synthetic_policy(ps_cache_t *c, int policy);
+/** How long `popsync ui` pages wait for the server (seconds, 0: the default;
+ *  the caller has checked the range). */
+int ps_cache_set_ui_timeout(ps_cache_t *c, uint32_t seconds);
 
 /** Records a sync attempt: error NULL or "" when it completed (then also
  *  the completed sync, as ps_cache_set_last_sync, in the same transaction:

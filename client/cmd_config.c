@@ -1,6 +1,7 @@
 /* cmd_config.c - `popsync config show|set`: how this cache reaches its
- * server, changeable without making a new cache (and so without losing
- * the changes it has not sent yet). */
+ * server (and how long `popsync ui`'s pages wait for it), changeable
+ * without making a new cache (and so without losing the changes it has
+ * not sent yet). */
 #include "cache.h"
 #include "cli.h"
 #include "err.h"
@@ -9,13 +10,17 @@
 #include "tls.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int config_usage(FILE *f)
 {
     fprintf(f, "usage: popsync config show\n"
                "       popsync config set server HOST:PORT | server_name NAME | ca FILE | cert FILE | key FILE\n"
+               "       popsync config set ui_timeout SECONDS\n"
                "  shows or changes how this cache reaches its server; nothing else in the cache changes.\n"
+               "  ui_timeout: how long a page of 'popsync ui' waits for the server before it shows\n"
+               "  what the cache holds (1-300 s; 0: the default, 10 s).  The CLI commands wait as before.\n"
                "  A new certificate (cert, with its key) must be of this cache's role and unit:\n"
                "  a certificate for another unit needs a new cache.\n"
                "  example: popsync config set server_name popsyncd-2\n");
@@ -32,6 +37,30 @@ static void show(const ps_cache_meta_t *m)
     printf("role         %s\norgunit      %s\nnode         %s\nprotection   %s\n", m->role, m->orgunit, node,
            m->key_file[0] ? m->key_file : "passphrase");
     printf("timezone     %s\n", m->timezone[0] ? m->timezone : "(not yet known)");
+    printf("ui_timeout   %u s%s\n", m->ui_timeout_s ? m->ui_timeout_s : PS_UI_TIMEOUT_DEFAULT_S,
+           m->ui_timeout_s ? "" : " (default)");
+}
+
+/* The pages' wait: a whole number of seconds, long enough for a slow link
+ * and short enough that a clerk is not left staring at a page. */
+static int set_ui_timeout(ps_cache_t *c, const char *value)
+{
+    char *end = NULL;
+    unsigned long s = strtoul(value, &end, 10);
+    int rc;
+
+    if (!*value || *end || value[0] == '-' || s > PS_UI_TIMEOUT_MAX_S) {
+        ps_cli_err("config: ui_timeout must be a whole number of seconds from 1 to %u (0: the default, %u), "
+                   "not '%s'",
+                   PS_UI_TIMEOUT_MAX_S, PS_UI_TIMEOUT_DEFAULT_S, value);
+        return PS_EXIT_INVALID;
+    }
+    if ((rc = ps_cache_set_ui_timeout(c, (uint32_t)s))) {
+        ps_cli_err("config: %s", ps_strerror(rc));
+        return PS_EXIT_FAIL;
+    }
+    printf("ui_timeout set to %u s%s\n", s ? (unsigned)s : PS_UI_TIMEOUT_DEFAULT_S, s ? "" : " (default)");
+    return PS_EXIT_OK;
 }
 
 /* A certificate and key of the same identity as the cache's. */
@@ -62,6 +91,8 @@ static int set(ps_cache_t *c, const char *key, const char *value)
     char path[PATH_MAX], err[256];
     int file = strcmp(key, "ca") == 0 || strcmp(key, "cert") == 0 || strcmp(key, "key") == 0, rc;
 
+    if (strcmp(key, "ui_timeout") == 0)
+        return set_ui_timeout(c, value);
     if (!file && strcmp(key, "server") != 0 && strcmp(key, "server_name") != 0)
         return config_usage(stderr);
     if (file && ps_abs_path(value, path, err, sizeof(err)) != PS_OK) {

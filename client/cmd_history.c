@@ -121,7 +121,7 @@ int ps_cmd_history(ps_cli_t *cli, int argc, char **argv)
         ps_cli_err("history: '%s' is neither a record id nor the ID number of a live person in this cache",
                    argv[optind]);
         rc = PS_EXIT_USAGE;
-    } else if (ps_history_ask(c, id, &h, &reached, err, sizeof(err)) != PS_OK) {
+    } else if (ps_history_ask(c, id, 0, &h, &reached, err, sizeof(err)) != PS_OK) {
         ps_cli_err("history: %s: %s", reached ? "the server refused" : "cannot reach the server", err);
         if (!reached)
             print_cached(c, id);

@@ -86,10 +86,11 @@ static int ask_history(ps_link_t *l, void *arg)
     return ps_rq_history(l->s, a->id, 0, on_history, a);
 }
 
-int ps_history_ask(ps_cache_t *c, const uint8_t *id, json_t **out, int *reached, char *err, size_t errlen)
+int ps_history_ask(ps_cache_t *c, const uint8_t *id, uint64_t deadline_ms, json_t **out, int *reached, char *err,
+                   size_t errlen)
 {
     ask_t a = {id, ps_cache_meta(c)->node, NULL};
-    int welcomed = 0, rc = ps_link_once(c, ask_history, &a, &welcomed, err, errlen);
+    int welcomed = 0, rc = ps_link_once_within(c, deadline_ms, ask_history, &a, &welcomed, err, errlen);
 
     if (reached)
         *reached = welcomed;

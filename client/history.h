@@ -28,8 +28,10 @@
  * *out.  PS_OK, or an error with its reason in err; *reached (may be NULL)
  * tells whether the server answered Hello (0: offline, not reached).  A
  * record the server does not have or this cache may not read gives no
- * versions.
+ * versions.  deadline_ms: the whole question's (ps_link_once_within;
+ * PS_ETIMEDOUT when over), 0 for the CLI's silence timeout.
  */
-int ps_history_ask(ps_cache_t *c, const uint8_t *id, json_t **out, int *reached, char *err, size_t errlen);
+int ps_history_ask(ps_cache_t *c, const uint8_t *id, uint64_t deadline_ms, json_t **out, int *reached, char *err,
+                   size_t errlen);
 
 #endif

@@ -176,6 +176,17 @@ int ps_link_close(ps_link_t *l, int rc, char *err, size_t errlen, uint64_t *byte
     return rc;
 }
 
+/* Asks and runs an open link until answered or failed. */
+static int once_run(ps_link_t *l, ps_link_ask_fn ask, void *arg, int *welcomed)
+{
+    int rc = ask(l, arg);
+    if (rc == PS_OK)
+        rc = ps_link_run(l);
+    if (welcomed)
+        *welcomed = ps_session_welcome(l->s) != NULL;
+    return rc;
+}
+
 int ps_link_once(ps_cache_t *cache, ps_link_ask_fn ask, void *arg, int *welcomed, char *err, size_t errlen)
 {
     ps_link_t *l;
@@ -184,10 +195,56 @@ int ps_link_once(ps_cache_t *cache, ps_link_ask_fn ask, void *arg, int *welcomed
         *welcomed = 0;
     if (rc)
         return rc;
-    rc = ask(l, arg);
-    if (rc == PS_OK)
-        rc = ps_link_run(l);
-    if (welcomed)
-        *welcomed = ps_session_welcome(l->s) != NULL;
+    rc = once_run(l, ask, arg, welcomed);
     return ps_link_close(l, rc, err, errlen, NULL, NULL);
+}
+
+typedef struct deadline {
+    ps_link_t *l;
+    uint64_t ms;
+} deadline_t;
+
+/* The deadline passed with the exchange unfinished: fail it (a session
+ * that ended already keeps its own outcome). */
+static void on_deadline(uv_timer_t *t)
+{
+    deadline_t *d = t->data;
+    unsigned s = (unsigned)((d->ms + 999) / 1000);
+    if (ps_session_welcome(d->l->s) && ps_session_outstanding(d->l->s) == 0)
+        return; /* answered in the same turn of the loop */
+    ps_session_fail(d->l->s, PS_ETIMEDOUT, "server %s did not answer within %u s", ps_session_server(d->l->s), s);
+}
+
+/* The session's stream and the deadline's timer share a loop of this
+ * call's own, so the timer runs whatever the session waits for. */
+int ps_link_once_within(ps_cache_t *cache, uint64_t deadline_ms, ps_link_ask_fn ask, void *arg, int *welcomed,
+                        char *err, size_t errlen)
+{
+    uv_loop_t loop;
+    uv_timer_t timer;
+    deadline_t d = {NULL, deadline_ms};
+    int rc;
+
+    if (!deadline_ms)
+        return ps_link_once(cache, ask, arg, welcomed, err, errlen);
+    if (welcomed)
+        *welcomed = 0;
+    if (uv_loop_init(&loop) != 0) {
+        snprintf(err, errlen, "cannot start an event loop");
+        return PS_EIO;
+    }
+    uv_timer_init(&loop, &timer);
+    timer.data = &d;
+    rc = ps_link_open(&d.l, &loop, cache, deadline_ms, 0, NULL, err, errlen);
+    if (rc == PS_OK) {
+        uv_timer_start(&timer, on_deadline, deadline_ms, 0);
+        rc = once_run(d.l, ask, arg, welcomed);
+        uv_timer_stop(&timer);
+        rc = ps_link_close(d.l, rc, err, errlen, NULL, NULL);
+    }
+    uv_close((uv_handle_t *)&timer, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT); /* until the connection and the timer are closed */
+    ps_msg_thread_cleanup();
+    uv_loop_close(&loop);
+    return rc;
 }

@@ -10,7 +10,8 @@
  * nothing of caches.
  *
  * Callers: the CLI commands (cmd_*.c, report.c) through ps_link_once or
- * ps_link_open/run/close, the request modules that need the cache (sync.c,
+ * ps_link_open/run/close, `popsync ui`'s pages (ui_district*.c, history.c)
+ * through ps_link_once_within, the request modules that need the cache (sync.c,
  * verify.c, fetch.c), the benchmark and test drivers.
  */
 #ifndef PS_LINK_H
@@ -65,5 +66,17 @@ typedef int (*ps_link_ask_fn)(ps_link_t *l, void *arg);
  * reached (report and query then answer from the cache).
  */
 int ps_link_once(ps_cache_t *cache, ps_link_ask_fn ask, void *arg, int *welcomed, char *err, size_t errlen);
+/**
+ * ps_link_once within a deadline: connecting, the handshake, the Welcome
+ * and every answer must be over deadline_ms after the call, else it fails
+ * with PS_ETIMEDOUT ("server HOST:PORT did not answer within N s"), even
+ * when the server's Welcome came (*welcomed 1).  For `popsync ui`, whose
+ * pages must not wait a minute on a server that accepts and stays silent
+ * (the CLI's one-shots keep the session's silence timeout).  0: as
+ * ps_link_once.  The server's name is looked up by the system before the
+ * deadline starts (an address needs no lookup).
+ */
+int ps_link_once_within(ps_cache_t *cache, uint64_t deadline_ms, ps_link_ask_fn ask, void *arg, int *welcomed,
+                        char *err, size_t errlen);
 
 #endif

@@ -159,6 +159,21 @@ int ps_ui_zh(const ps_ui_req_t *rq) { return rq->zh; }
 ps_cache_t *ps_ui_cache(const ps_ui_req_t *rq) { return rq->ui->cache; }
 ps_ui_t *ps_ui_server(const ps_ui_req_t *rq) { return rq->ui; }
 ps_cache_t *ps_ui_cache_of(ps_ui_t *ui) { return ui->cache; }
+
+uint64_t ps_ui_server_wait_ms(const ps_ui_req_t *rq)
+{
+    uint32_t s = ps_cache_meta(rq->ui->cache)->ui_timeout_s;
+    return (uint64_t)(s ? s : PS_UI_TIMEOUT_DEFAULT_S) * 1000u;
+}
+
+void ps_ui_server_late(const ps_ui_req_t *rq, char *out, size_t len)
+{
+    unsigned s = (unsigned)(ps_ui_server_wait_ms(rq) / 1000u);
+    if (rq->zh)
+        snprintf(out, len, "区县服务器未在 %u 秒内答复", s);
+    else
+        snprintf(out, len, "The district server did not answer within %u s", s);
+}
 const char *ps_ui_data_dir(const ps_ui_t *ui) { return ui->data_dir; }
 const char *ps_ui_url(const ps_ui_t *ui) { return ui->url; }
 void *ps_ui_state(ps_ui_t *ui, ps_ui_slot_t slot) { return ui->state[slot]; }

@@ -72,6 +72,13 @@ int ps_ui_zh(const ps_ui_req_t *rq);
 /** The cache (only for routes with cache = 1). */
 ps_cache_t *ps_ui_cache(const ps_ui_req_t *rq);
 ps_ui_t *ps_ui_server(const ps_ui_req_t *rq);
+/** How long a page waits for the district server's answer, in ms (the
+ *  cache's `popsync config set ui_timeout`, else PS_UI_TIMEOUT_DEFAULT_S):
+ *  handlers run one at a time, so a silent server must not hold them. */
+uint64_t ps_ui_server_wait_ms(const ps_ui_req_t *rq);
+/** "The district server did not answer within N s" in the user's language,
+ *  for a PS_ETIMEDOUT of ps_link_once_within. */
+void ps_ui_server_late(const ps_ui_req_t *rq, char *out, size_t len);
 
 /* --- answers --- */
 /** Sends v (taking it) as application/json with status. */

@@ -36,9 +36,19 @@ static int64_t now_ms(void)
 int ps_ui_district_session(ps_ui_req_t *rq, ps_link_ask_fn ask, void *arg)
 {
     char err[512];
-    int rc = ps_link_once(ps_ui_cache(rq), ask, arg, NULL, err, sizeof(err));
+    int rc = ps_link_once_within(ps_ui_cache(rq), ps_ui_server_wait_ms(rq), ask, arg, NULL, err, sizeof(err));
     if (rc == PS_OK)
         return 0;
+    if (rc == PS_ETIMEDOUT) {
+        /* These answers live on the server only: nothing in the cache to show. */
+        unsigned s = (unsigned)(ps_ui_server_wait_ms(rq) / 1000u);
+        char en[160], zh[160];
+        snprintf(en, sizeof(en), "The district server did not answer within %u s: this page needs its answer; "
+                 "try again later", s);
+        snprintf(zh, sizeof(zh), "区县服务器未在 %u 秒内答复：本页内容要由服务器提供，请稍后再试", s);
+        ps_ui_reply_error(rq, 504, en, zh);
+        return -1;
+    }
     {
         char zh[600];
         snprintf(zh, sizeof(zh), "%s%s", rc == PS_EREJECTED ? "服务器拒绝：" : "无法连接服务器：", err);
@@ -150,13 +160,21 @@ static int ask_month(ps_link_t *l, void *arg)
     return ps_rq_report(l->s, a->rq, on_report, a->res);
 }
 
+/* How the month's report was had: *offline set when from the cache's
+ * counters because the server was not reached, late too when it did not
+ * answer within the page's wait. */
+typedef struct got {
+    int offline, late;
+} got_t;
+
 /* The monthly report of month in the cache's scope.  fresh: from the
  * server, as `popsync report monthly` gets it (its counters, the close
  * states and an approved month's frozen values), falling back to the
- * cache's counters when the server cannot be reached (*offline set).
- * Otherwise from the cache's counters (no session: one sealed value per
- * month), kept in memo.  NULL after replying with the error. */
-static const Popsync__ReportResult *month_report(ps_ui_req_t *rq, const char *month, int fresh, int *offline)
+ * cache's counters when the server cannot be reached or does not answer
+ * within the page's wait (got).  Otherwise from the cache's counters (no
+ * session: one sealed value per month), kept in memo.  NULL after
+ * replying with the error. */
+static const Popsync__ReportResult *month_report(ps_ui_req_t *rq, const char *month, int fresh, got_t *got)
 {
     Popsync__ReportRequest q = POPSYNC__REPORT_REQUEST__INIT;
     Popsync__ReportResult *res = NULL;
@@ -178,7 +196,7 @@ static const Popsync__ReportResult *month_report(ps_ui_req_t *rq, const char *mo
         q.report = (char *)"monthly";
         q.month = (char *)month;
         q.orgunit = (char *)"";
-        rc = ps_link_once(ps_ui_cache(rq), ask_month, &a, NULL, err, sizeof(err));
+        rc = ps_link_once_within(ps_ui_cache(rq), ps_ui_server_wait_ms(rq), ask_month, &a, NULL, err, sizeof(err));
         if (rc == PS_EREJECTED) {
             char zh[600];
             snprintf(zh, sizeof(zh), "服务器拒绝：%s", err);
@@ -189,7 +207,8 @@ static const Popsync__ReportResult *month_report(ps_ui_req_t *rq, const char *mo
             if (res)
                 popsync__report_result__free_unpacked(res, NULL);
             res = NULL;
-            *offline = 1;
+            got->offline = 1;
+            got->late = rc == PS_ETIMEDOUT;
         }
     }
     if (!res && !(res = local_report(rq, month))) {
@@ -267,6 +286,18 @@ static void month_back(const char *month, int n, char out[8])
     snprintf(out, 8, "%04u-%02u", (unsigned)y % 10000u, (unsigned)m % 100u);
 }
 
+/* A report had from the cache because the server was late says so:
+ * {late: true, note: "The district server did not answer within N s"}. */
+static json_t *late_note(ps_ui_req_t *rq, const got_t *got, json_t *o)
+{
+    char note[160] = "";
+    if (got->late)
+        ps_ui_server_late(rq, note, sizeof(note));
+    json_object_set_new(o, "late", json_boolean(got->late));
+    json_object_set_new(o, "note", json_string(note));
+    return o;
+}
+
 /* GET /api/district/dashboard?month=YYYY-MM: the month's report
  * (every township, the total, rates, close states) and the 11 months
  * before it, oldest first, for the trends and the drill-down. */
@@ -276,7 +307,7 @@ static int h_dashboard(ps_ui_req_t *rq)
     const char *month = month_arg(rq, mbuf);
     json_t *months = json_array(), *data = json_array();
     int64_t t0 = now_ms();
-    int offline = 0;
+    got_t got = {0, 0};
     char stamp[256];
     if (!month) {
         json_decref(months);
@@ -286,7 +317,7 @@ static int h_dashboard(ps_ui_req_t *rq)
     for (int i = TREND_MONTHS - 1; i >= 0; i--) {
         const Popsync__ReportResult *res;
         month_back(month, i, mk);
-        res = month_report(rq, mk, i == 0, &offline);
+        res = month_report(rq, mk, i == 0, &got);
         if (!res) {
             json_decref(months);
             json_decref(data);
@@ -297,8 +328,10 @@ static int h_dashboard(ps_ui_req_t *rq)
     }
     ps_offline_stamp(ps_ui_cache(rq), ps_ui_zh(rq), stamp, sizeof(stamp));
     return ps_ui_reply_json(rq, 200,
-                            json_pack("{s:s, s:o, s:o, s:b, s:s, s:I}", "month", month, "months", months, "data", data,
-                                      "offline", offline, "stamp", stamp, "took_ms", (json_int_t)(now_ms() - t0)));
+                            late_note(rq, &got,
+                                      json_pack("{s:s, s:o, s:o, s:b, s:s, s:I}", "month", month, "months", months,
+                                                "data", data, "offline", got.offline, "stamp", stamp, "took_ms",
+                                                (json_int_t)(now_ms() - t0))));
 }
 
 /* GET /api/district/report?month=YYYY-MM: the monthly report (always asked
@@ -310,9 +343,9 @@ static int h_report(ps_ui_req_t *rq)
     const Popsync__ReportResult *res;
     json_t *o;
     ps_orgunits_t *t;
-    int offline = 0;
+    got_t got = {0, 0};
     char stamp[256];
-    if (!month || !(res = month_report(rq, month, 1, &offline)))
+    if (!month || !(res = month_report(rq, month, 1, &got)))
         return 0;
     if ((t = tree_of(rq))) {
         snprintf(district, sizeof(district), "%s", ps_orgunits_root(t)->name);
@@ -330,10 +363,10 @@ static int h_report(ps_ui_req_t *rq)
     }
     o = report_json(res);
     json_object_set_new(o, "district", json_string(district));
-    json_object_set_new(o, "offline", json_boolean(offline));
+    json_object_set_new(o, "offline", json_boolean(got.offline));
     ps_offline_stamp(ps_ui_cache(rq), ps_ui_zh(rq), stamp, sizeof(stamp));
-    json_object_set_new(o, "stamp", json_string(offline ? stamp : ""));
-    return ps_ui_reply_json(rq, 200, o);
+    json_object_set_new(o, "stamp", json_string(got.offline ? stamp : ""));
+    return ps_ui_reply_json(rq, 200, late_note(rq, &got, o));
 }
 
 /* Chart.js from Debian's libjs-chart.js: nothing from the internet. */

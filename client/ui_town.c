@@ -326,20 +326,26 @@ static int h_record(ps_ui_req_t *rq)
 }
 
 /* GET /api/history/ID: the record's versions with who and when, asked of
- * the server (history.h): {offline: false, history}; when the server
- * cannot be reached {offline: true, error}, and the page keeps what the
- * cache holds (GET /api/record's history). */
+ * the server (history.h) within the page's wait: {offline: false, history};
+ * when the server cannot be reached {offline: true, error}, when it did not
+ * answer in time {offline: true, late: true, error: the plain sentence},
+ * and the page keeps what the cache holds (GET /api/record's history). */
 static int h_history(ps_ui_req_t *rq)
 {
     uint8_t id[PS_ID_LEN];
     json_t *h = NULL;
     char err[512], zh[600];
-    int reached = 0;
+    int reached = 0, rc;
 
     if (id_arg(ps_ui_rest(rq), id))
         return ps_ui_reply_error(rq, 400, "not a record id", "不是记录 ID");
-    if (ps_history_ask(ps_ui_cache(rq), id, &h, &reached, err, sizeof(err)) == PS_OK)
+    rc = ps_history_ask(ps_ui_cache(rq), id, ps_ui_server_wait_ms(rq), &h, &reached, err, sizeof(err));
+    if (rc == PS_OK)
         return ps_ui_reply_json(rq, 200, json_pack("{s:b,s:o}", "offline", 0, "history", h));
+    if (rc == PS_ETIMEDOUT) {
+        ps_ui_server_late(rq, zh, sizeof(zh));
+        return ps_ui_reply_json(rq, 200, json_pack("{s:b,s:b,s:s}", "offline", 1, "late", 1, "error", zh));
+    }
     snprintf(zh, sizeof(zh), "%s%s", reached ? "服务器拒绝：" : "无法连接服务器：", err);
     return ps_ui_reply_json(rq, 200, json_pack("{s:b,s:s}", "offline", !reached, "error", ps_ui_zh(rq) ? zh : err));
 }

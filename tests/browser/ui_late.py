@@ -1,0 +1,41 @@
+"""ui_late.py - pages whose server accepts and stays silent (t_ui_silent.sh):
+the page says the district server did not answer in time and shows what
+the cache holds.  usage: ui_late.py URL SHOTS ARGS_JSON
+  {"id": RECORD_ID, "wait": S}: the record page (its cached history stays)
+  {"month": YYYY-MM, "wait": S}: the dashboard and the monthly report
+Waits are bounded by WAIT_S + the page's wait."""
+import json
+import sys
+
+from uitest import WAIT_S, Browser, fail, ok
+
+url, shots = sys.argv[1], sys.argv[2]
+args = json.loads(sys.argv[3])
+late = "区县服务器未在 %d 秒内答复" % args["wait"]
+b = Browser(url, shots)
+try:
+    if "id" in args:
+        b.go("/record.html?id=" + args["id"])
+        note = b.wait_text("#versions-offline", late, timeout=WAIT_S + args["wait"])
+        if "本机只保存最新版本" not in note.text:
+            fail("the note does not say what the cache holds: " + note.text)
+        if not b.find("#history table").text.strip():
+            fail("late: the cache's history table is missing")
+        b.d.execute_script("document.getElementById('history').scrollIntoView()")
+        b.shot("person-versions-late")
+        ok("the record page: " + note.text[:40])
+    else:
+        b.go("/district.html?month=" + args["month"])
+        b.find("#indicators tbody tr")
+        b.wait(lambda d: late in b.status_text(), "the dashboard's note", timeout=WAIT_S + args["wait"])
+        if "本机缓存的统计" not in b.status_text():
+            fail("the dashboard does not say the numbers are the cache's: %r" % b.status_text())
+        b.shot("dashboard-late")
+        ok("the dashboard: " + b.status_text()[:60])
+        b.go("/district_report.html?month=" + args["month"])
+        b.wait_text("#r-stamp", late, timeout=WAIT_S + args["wait"])
+        b.shot("report-late")
+        ok("the printable report is stamped as the cache's, the server late")
+    b.check_local_only()
+finally:
+    b.close()

@@ -1,0 +1,158 @@
+# popsync ui against a district server that accepts and then stays silent:
+# the pages that ask the server (a record's versions, the dashboard, the
+# monthly report, the close, quality and node pages) give up after the
+# page's wait (`popsync config set ui_timeout`, default 10 s) instead of the
+# CLI's one-minute silence timeout, say plainly that the district server
+# did not answer in time, and show what the cache holds where it holds
+# something (the record, the cache's report counters).  The silent server
+# is a python3 listener on loopback that accepts and never writes.  Plain
+# HTTP through curl (no browser): the answers' JSON is what the pages show.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_ui.sh"
+command -v curl >/dev/null || { echo "skip: curl is not installed"; exit 77; }
+
+SILENT_PID=""
+silent_cleanup() {
+    local rc=$?
+    if [ -n "$SILENT_PID" ]; then kill "$SILENT_PID" 2>/dev/null || true; fi
+    (exit $rc)
+    ui_cleanup
+}
+trap silent_cleanup EXIT
+
+make_pki
+start_server
+client t1 town1
+client admin admin
+p=$(ps --data "$T/t1" add person --set name=吴十 --set id_number=110105199003071239) || fail "add"
+ps --data "$T/t1" sync >/dev/null || fail "t1 sync"
+ps --data "$T/admin" sync >/dev/null || fail "admin sync"
+stop_server
+
+# Accepts every connection and holds it without a byte, for 4 minutes at
+# most; counts the connections it took in $T/silent.n.
+python3 - "$T/silent" <<'PY' &
+import os, socket, sys, time
+out = sys.argv[1]
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(16)
+s.settimeout(0.5)
+with open(out + ".tmp", "w") as f:
+    f.write(str(s.getsockname()[1]))
+os.rename(out + ".tmp", out + ".port")
+held, end = [], time.time() + 240
+while time.time() < end:
+    try:
+        c, _ = s.accept()
+    except socket.timeout:
+        continue
+    held.append(c)
+    with open(out + ".n", "w") as f:
+        f.write(str(len(held)))
+PY
+SILENT_PID=$!
+for _ in $(seq 1 100); do [ -s "$T/silent.port" ] && break; sleep 0.1; done
+[ -s "$T/silent.port" ] || fail "the silent listener did not start"
+SILENT=127.0.0.1:$(cat "$T/silent.port")
+accepted() { cat "$T/silent.n" 2>/dev/null || echo 0; }
+
+# The page's wait is the cache's: checked, shown, 0 back to the default.
+ps --data "$T/t1" config show | grep -q '^ui_timeout   10 s (default)$' || fail "config show: default ui_timeout"
+for bad in 301 -1 abc 2s ""; do
+    rc=0; ps --data "$T/t1" config set ui_timeout "$bad" >/dev/null 2>"$T/cfg.err" || rc=$?
+    expect_eq "$rc" 4 "config set ui_timeout '$bad'"
+    grep -q "ui_timeout must be a whole number of seconds from 1 to 300" "$T/cfg.err" || fail "why: $(cat "$T/cfg.err")"
+done
+expect_eq "$(ps --data "$T/t1" config set ui_timeout 2)" "ui_timeout set to 2 s" "config set ui_timeout 2"
+ps --data "$T/t1" config show | grep -q '^ui_timeout   2 s$' || fail "config show: ui_timeout 2"
+ps --data "$T/t1" config set server "$SILENT" >/dev/null || fail "t1: set server"
+ps --data "$T/admin" config set server "$SILENT" >/dev/null || fail "admin: set server"
+pass "config set ui_timeout: 1-300 s, shown by config show"
+
+# login NAME: a cookie jar for the UI of cache NAME (the start token
+# exchanged for the session cookie, as the browser does); BASE its address.
+login() {
+    ui_start "$1"
+    BASE=${UI_URL%%/?token=*}
+    curl -sS --noproxy '*' -c "$T/jar" -o /dev/null --max-time 30 "$UI_URL" || fail "token exchange"
+}
+# get PATH [LANG]: the UI's answer to GET PATH into $T/a.json, its status
+# in CODE.  --max-time 40: the CLI's 60 s silence timeout would not answer
+# in time (a bound on the wait, not a speed check).
+get() {
+    CODE=$(curl -sS --noproxy '*' -b "$T/jar" -b "popsync_lang=${2:-zh}" -o "$T/a.json" -w '%{http_code}' \
+        --max-time 40 "$BASE$1") || fail "GET $1: no answer within 40 s (curl exit $?)"
+}
+# ask PATH [LANG]: get, for a page that asks the server: the silent
+# listener took its connection.
+ask() {
+    local before
+    before=$(accepted)
+    get "$@"
+    [ "$(accepted)" -gt "$before" ] || fail "GET $1 did not ask the silent server"
+}
+# field KEY: a top-level value of $T/a.json.
+field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2]))' "$T/a.json" "$1"; }
+
+login t1
+ask "/api/history/$p"
+expect_eq "$CODE" 200 "history: status"
+expect_eq "$(field offline)/$(field late)" "True/True" "history: offline and late"
+expect_eq "$(field error)" "区县服务器未在 2 秒内答复" "history: the plain sentence"
+ask "/api/history/$p" en
+expect_eq "$(field error)" "The district server did not answer within 2 s" "history in English"
+get "/api/record/$p"
+python3 - "$T/a.json" <<'PY' || fail "the record from the cache: $(cat "$T/a.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["record"]["name"] == "吴十", d["record"]
+assert d["history"], d
+PY
+ui_stop
+pass "a record's versions: 'did not answer within 2 s', the record and its history from the cache"
+
+# The administrator's pages with the default wait (10 s).
+login admin
+ask "/api/district/dashboard"
+expect_eq "$CODE" 200 "dashboard: status"
+expect_eq "$(field offline)/$(field late)" "True/True" "dashboard: offline and late"
+expect_eq "$(field note)" "区县服务器未在 10 秒内答复" "dashboard: the note"
+python3 - "$T/a.json" <<'PY' || fail "dashboard from the cache: $(head -c 600 "$T/a.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert len(d["data"]) == 12 and d["stamp"], d.keys()
+PY
+pass "dashboard: 'did not answer within 10 s' (the default), the cache's counters"
+
+ui_stop
+ps --data "$T/admin" config set ui_timeout 3 >/dev/null || fail "admin: ui_timeout 3"
+login admin
+ask "/api/district/report?month=$(date -u +%Y-%m)" en
+expect_eq "$CODE" 200 "report: status"
+expect_eq "$(field late)/$(field note)" "True/The district server did not answer within 3 s" "report: the note"
+[ -n "$(field stamp)" ] || fail "report: no stamp"
+for path in "/api/district/nodes" "/api/district/quality" "/api/district/close?month=$(date -u +%Y-%m)"; do
+    ask "$path" en
+    expect_eq "$CODE" 504 "$path: status"
+    expect_eq "$(field error)" "The district server did not answer within 3 s: this page needs its answer; try again later" \
+        "$path: the error"
+done
+ui_stop
+pass "report from the cache, close, quality and nodes 504, each 'did not answer within 3 s'"
+
+# The same in a real browser, when one is installed: the pages show the
+# sentence and what the cache holds.
+if [ -x "${CHROMIUM:-/usr/bin/chromium}" ] && [ -x "${CHROMEDRIVER:-/usr/bin/chromedriver}" ] &&
+    /usr/bin/python3 -c 'import selenium' 2>/dev/null; then
+    UI_PY=/usr/bin/python3
+    ui_start t1
+    ui_browser ui_late.py silent_town "{\"id\": \"$p\", \"wait\": 2}"
+    ui_stop
+    ui_start admin
+    ui_browser ui_late.py silent_district "{\"month\": \"$(date -u +%Y-%m)\", \"wait\": 3}"
+    ui_stop
+    pass "in the browser: the record page and the dashboard and report say the server did not answer in time"
+else
+    echo "skip: browser part (chromium, chromium-driver or python3-selenium missing)"
+fi

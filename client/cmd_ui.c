@@ -16,11 +16,12 @@
 
 static int ui_usage(FILE *f)
 {
-    fprintf(f, "usage: popsync ui [--listen ADDR:PORT] [--lang zh|en]\n"
+    fprintf(f, "usage: popsync ui [--listen ADDR:PORT|[ADDR6]:PORT] [--lang zh|en]\n"
                "  serves this cache as a web application for the browser, offline like the CLI.\n"
                "  Listens on 127.0.0.1 (a free port unless --listen says) and prints the one\n"
                "  address to open: it carries a secret token, so keep it to yourself.\n"
-               "  --listen on another address serves over TLS with this cache's certificate.\n"
+               "  --listen on another address (IPv4, or IPv6 in brackets) serves over TLS\n"
+               "  with this cache's certificate.\n"
                "  Stop with Ctrl-C.\n");
     return f == stdout ? PS_EXIT_OK : PS_EXIT_USAGE;
 }
@@ -32,7 +33,9 @@ static void warn_cert(ps_cache_t *c, const char *listen)
 {
     char host[64] = "127.0.0.1", why[300];
     const char *colon = listen ? strrchr(listen, ':') : NULL;
-    if (colon && (size_t)(colon - listen) < sizeof(host))
+    if (colon && listen[0] == '[' && colon - listen >= 2 && colon[-1] == ']') /* [IPV6]:PORT */
+        snprintf(host, sizeof(host), "%.*s", (int)(colon - listen - 2), listen + 1);
+    else if (colon && (size_t)(colon - listen) < sizeof(host))
         snprintf(host, sizeof(host), "%.*s", (int)(colon - listen), listen);
     if (ps_pki_cert_serves(ps_cache_meta(c)->cert, host, why, sizeof(why)) == PS_OK)
         return;

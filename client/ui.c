@@ -508,36 +508,64 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* --- start and stop -------------------------------------------------------- */
 
-static int parse_listen(const char *listen, struct sockaddr_in *sa, char *err, size_t errlen)
+/* The address the pages are served on: 127.0.0.1 and a free port without
+ * --listen; otherwise "IPV4:PORT" or "[IPV6]:PORT", one address (the Host
+ * check needs it), never 0.0.0.0 or ::. */
+static int parse_listen(const char *listen, struct sockaddr_storage *ss, char *err, size_t errlen)
 {
+    struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
     char host[64];
-    const char *colon = listen ? strrchr(listen, ':') : NULL;
+    const char *h = listen, *colon = listen ? strrchr(listen, ':') : NULL;
+    size_t hlen;
     char *end;
     long port;
 
-    memset(sa, 0, sizeof(*sa));
-    sa->sin_family = AF_INET;
+    memset(ss, 0, sizeof(*ss));
     if (!listen) {
-        sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        v4->sin_family = AF_INET;
+        v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         return PS_OK;
     }
-    if (!colon || (size_t)(colon - listen) >= sizeof(host)) {
-        snprintf(err, errlen, "--listen must be ADDR:PORT (an IPv4 address)");
-        return PS_EINVAL;
-    }
-    memcpy(host, listen, (size_t)(colon - listen));
-    host[colon - listen] = '\0';
+    if (colon && listen[0] == '[' && colon > listen && colon[-1] == ']')
+        h = listen + 1; /* [IPV6]:PORT */
+    hlen = colon ? (size_t)(colon - h) - (h != listen) : 0;
+    if (!colon || hlen == 0 || hlen >= sizeof(host))
+        goto bad;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
     port = strtol(colon + 1, &end, 10);
-    if (*end || port < 0 || port > 65535 || inet_pton(AF_INET, host, &sa->sin_addr) != 1) {
-        snprintf(err, errlen, "--listen must be ADDR:PORT (an IPv4 address)");
-        return PS_EINVAL;
+    if (colon[1] == '\0' || *end || port < 0 || port > 65535)
+        goto bad;
+    if (h == listen && inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        if (v4->sin_addr.s_addr == htonl(INADDR_ANY)) {
+            snprintf(err, errlen, "--listen: give the one address to serve on, not 0.0.0.0 (the Host check needs it)");
+            return PS_EINVAL;
+        }
+        return PS_OK;
     }
-    if (sa->sin_addr.s_addr == htonl(INADDR_ANY)) {
-        snprintf(err, errlen, "--listen: give the one address to serve on, not 0.0.0.0 (the Host check needs it)");
-        return PS_EINVAL;
+    if (h != listen && inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        if (IN6_IS_ADDR_UNSPECIFIED(&v6->sin6_addr)) {
+            snprintf(err, errlen, "--listen: give the one address to serve on, not [::] (the Host check needs it)");
+            return PS_EINVAL;
+        }
+        return PS_OK;
     }
-    sa->sin_port = htons((uint16_t)port);
-    return PS_OK;
+bad:
+    snprintf(err, errlen, "--listen must be ADDR:PORT (an IPv4 address) or [ADDR]:PORT (an IPv6 address)");
+    return PS_EINVAL;
+}
+
+/* Loopback: 127.0.0.0/8 or ::1, served as plain HTTP. */
+static int is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+    return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
 }
 
 static int load_pem(const char *path, char **out, char *err, size_t errlen)
@@ -551,19 +579,22 @@ static int load_pem(const char *path, char **out, char *err, size_t errlen)
     return PS_OK;
 }
 
-static int start_daemon(ps_ui_t *ui, struct sockaddr_in *sa, char *err, size_t errlen)
+static int start_daemon(ps_ui_t *ui, struct sockaddr_storage *ss, unsigned *port, char *err, size_t errlen)
 {
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
     const union MHD_DaemonInfo *info;
 
+    if (ss->ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+
     if (ui->tls)
-        ui->d = MHD_start_daemon(flags | MHD_USE_TLS, 0, NULL, NULL, on_request, ui, MHD_OPTION_SOCK_ADDR, sa,
+        ui->d = MHD_start_daemon(flags | MHD_USE_TLS, 0, NULL, NULL, on_request, ui, MHD_OPTION_SOCK_ADDR, ss,
                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, ui, MHD_OPTION_CONNECTION_LIMIT,
                                  (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
                                  MHD_OPTION_HTTPS_MEM_KEY, ui->tls_key, MHD_OPTION_HTTPS_MEM_CERT, ui->tls_cert,
                                  MHD_OPTION_END);
     else
-        ui->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, ui, MHD_OPTION_SOCK_ADDR, sa,
+        ui->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, ui, MHD_OPTION_SOCK_ADDR, ss,
                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, ui, MHD_OPTION_CONNECTION_LIMIT,
                                  (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_END);
     if (!ui->d) {
@@ -575,16 +606,16 @@ static int start_daemon(ps_ui_t *ui, struct sockaddr_in *sa, char *err, size_t e
         snprintf(err, errlen, "cannot learn the port listened on");
         return PS_EIO;
     }
-    sa->sin_port = htons(info->port);
+    *port = info->port;
     return PS_OK;
 }
 
 int ps_ui_start(ps_ui_t **out, ps_cache_t *c, const char *data_dir, const ps_ui_opts_t *o, char *err, size_t errlen)
 {
     ps_ui_t *ui = calloc(1, sizeof(*ui));
-    struct sockaddr_in sa;
-    char addr[INET_ADDRSTRLEN];
-    unsigned port;
+    struct sockaddr_storage ss;
+    char addr[INET6_ADDRSTRLEN];
+    unsigned port = 0;
     uint64_t force = 0;
     int rc;
 
@@ -604,19 +635,24 @@ int ps_ui_start(ps_ui_t **out, ps_cache_t *c, const char *data_dir, const ps_ui_
     }
     if ((rc = secret(ui->token)) || (rc = secret(ui->session)) || (rc = secret(ui->csrf)))
         goto fail;
-    if ((rc = parse_listen(o->listen, &sa, err, errlen)))
+    if ((rc = parse_listen(o->listen, &ss, err, errlen)))
         goto fail;
     /* Anything but loopback only over TLS, with the cache's own certificate
      * (a test build can ask for TLS on loopback: POPSYNC_UI_TLS=1). */
-    ui->tls = (ntohl(sa.sin_addr.s_addr) >> 24) != 127 || (ps_test_hook_u64("POPSYNC_UI_TLS", &force) == 1 && force);
+    ui->tls = !is_loopback(&ss) || (ps_test_hook_u64("POPSYNC_UI_TLS", &force) == 1 && force);
     if (ui->tls && ((rc = load_pem(ps_cache_meta(c)->cert, &ui->tls_cert, err, errlen)) ||
                     (rc = load_pem(ps_cache_meta(c)->key, &ui->tls_key, err, errlen))))
         goto fail;
-    if ((rc = start_daemon(ui, &sa, err, errlen)))
+    if ((rc = start_daemon(ui, &ss, &port, err, errlen)))
         goto fail;
-    inet_ntop(AF_INET, &sa.sin_addr, addr, sizeof(addr));
-    port = ntohs(sa.sin_port);
-    snprintf(ui->host, sizeof(ui->host), "%s:%u", addr, port);
+    /* What a browser sends as Host for that address (RFC 3986: IPv6 in brackets). */
+    if (ss.ss_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, addr, sizeof(addr));
+        snprintf(ui->host, sizeof(ui->host), "[%s]:%u", addr, port);
+    } else {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, addr, sizeof(addr));
+        snprintf(ui->host, sizeof(ui->host), "%s:%u", addr, port);
+    }
     if (!ui->tls)
         snprintf(ui->host_alt, sizeof(ui->host_alt), "localhost:%u", port);
     snprintf(ui->cookie, sizeof(ui->cookie), "popsync_ui_%u", port);

@@ -59,10 +59,11 @@ static int tally_move(MDB_txn *txn, ps_store_t *st, const MDB_val *key, int delt
     if ((rc = tally_get(txn, st, key, &n)))
         return rc;
     if (delta < 0 && n == 0) {
-        /* Only a damaged tally gets here; the next build corrects it, and
-         * resolving the conflict must not fail for it. */
-        PS_WARN("store", "an open-conflict tally was already 0 (remove meta conflict_lost_v to rebuild)");
-        return PS_OK;
+        /* Only a damaged tally gets here.  Resolving the conflict must not
+         * fail for it: the tallies are built again at the next start. */
+        PS_WARN("store", "an open-conflict tally was already 0: the tallies are rebuilt at the next start");
+        mrc = mdb_del(txn, st->meta, (MDB_val *)&k_version, NULL);
+        return mrc && mrc != MDB_NOTFOUND ? db_err(mrc) : PS_OK;
     }
     n = delta < 0 ? n - 1 : n + 1;
     if (n == 0) {

@@ -10,8 +10,9 @@
  * resolutions, a resolution naming another record (resolves nothing) and
  * one of a conflict already resolved.  Then after a clean reopen (no
  * rebuild), in a store without the tallies (a data directory from before
- * them: built on open), and after an older popsyncd opened and resolved
- * conflicts behind a clean close (rebuilt on open).
+ * them: built on open), after an older popsyncd opened and resolved
+ * conflicts behind a clean close (rebuilt on open), and after a tally
+ * found damaged by a resolution (rebuilt on the next open).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -421,6 +422,39 @@ static void test_older_writer(void **state)
     compare(fx);
 }
 
+/* A damaged tally (a node's row lost) is found when one of its conflicts
+ * is resolved: the resolution goes through, the next open rebuilds. */
+static void test_damaged_tally(void **state)
+{
+    fixture_t *fx = *state;
+    MDB_txn *txn = NULL;
+    MDB_val k;
+    Popsync__Conflict *cf;
+    uint64_t builds;
+    uint8_t cid[PS_ID_LEN];
+    size_t c = MAXCF;
+
+    random_run(fx, 5150, 40);
+    assert_int_equal(mdb_txn_begin(fx->st->env, NULL, 0, &txn), 0);
+    cf = first_conflict(txn, fx->st->conflicts, 0, &k);
+    memcpy(cid, k.mv_data, PS_ID_LEN);
+    k.mv_size = PS_ID_LEN;
+    k.mv_data = cf->lost_node.data;
+    assert_int_equal(mdb_del(txn, fx->st->conflict_lost, &k, NULL), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    ps_msg_free(&cf->base);
+    for (size_t i = 0; i < fx->ncf; i++)
+        if (memcmp(fx->cf[i], cid, PS_ID_LEN) == 0)
+            c = i;
+    assert_true(c < MAXCF);
+    settle(fx, c, fx->cf_rec[c], 0);
+    builds = ps__conflicts_builds;
+    ps_store_close(fx->st);
+    assert_int_equal(open_store(fx), 0);
+    assert_int_equal(ps__conflicts_builds, builds + 1);
+    compare(fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -428,6 +462,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_built_on_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_older_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_tally, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,17 +4,19 @@
 # page's wait (`popsync config set ui_timeout`, default 10 s) instead of the
 # CLI's one-minute silence timeout, say plainly that the district server
 # did not answer in time, and show what the cache holds where it holds
-# something (the record, the cache's report counters).  The silent server
-# is a python3 listener on loopback that accepts and never writes.  Plain
-# HTTP through curl (no browser): the answers' JSON is what the pages show.
+# something (the record, the cache's report counters).  The silent servers
+# are tests/tools/silent_server.py on loopback: one accepts and never
+# writes, one shakes hands and says Welcome and then nothing.  Plain HTTP
+# through curl: the answers' JSON is what the pages show; then, when a
+# browser is installed, the pages themselves (tests/browser/ui_late.py).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_ui.sh"
 command -v curl >/dev/null || { echo "skip: curl is not installed"; exit 77; }
 
-SILENT_PID=""
+SILENT_PIDS=""
 silent_cleanup() {
     local rc=$?
-    if [ -n "$SILENT_PID" ]; then kill "$SILENT_PID" 2>/dev/null || true; fi
+    for pid in $SILENT_PIDS; do kill "$pid" 2>/dev/null || true; done
     (exit $rc)
     ui_cleanup
 }
@@ -29,33 +31,20 @@ ps --data "$T/t1" sync >/dev/null || fail "t1 sync"
 ps --data "$T/admin" sync >/dev/null || fail "admin sync"
 stop_server
 
-# Accepts every connection and holds it without a byte, for 4 minutes at
-# most; counts the connections it took in $T/silent.n.
-python3 - "$T/silent" <<'PY' &
-import os, socket, sys, time
-out = sys.argv[1]
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-s.listen(16)
-s.settimeout(0.5)
-with open(out + ".tmp", "w") as f:
-    f.write(str(s.getsockname()[1]))
-os.rename(out + ".tmp", out + ".port")
-held, end = [], time.time() + 240
-while time.time() < end:
-    try:
-        c, _ = s.accept()
-    except socket.timeout:
-        continue
-    held.append(c)
-    with open(out + ".n", "w") as f:
-        f.write(str(len(held)))
-PY
-SILENT_PID=$!
-for _ in $(seq 1 100); do [ -s "$T/silent.port" ] && break; sleep 0.1; done
-[ -s "$T/silent.port" ] || fail "the silent listener did not start"
-SILENT=127.0.0.1:$(cat "$T/silent.port")
-accepted() { cat "$T/silent.n" 2>/dev/null || echo 0; }
+# start_silent NAME MODE [PKI]: tests/tools/silent_server.py (tcp: accepts
+# and never writes; welcome: TLS and a Welcome, then silence) as $T/NAME.*;
+# its address in SILENT.
+SRC=${PS_TEST_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
+start_silent() {
+    python3 "$SRC/tests/tools/silent_server.py" "$T/$1" "$2" ${3:+"$3"} 2>>"$T/$1.err" &
+    SILENT_PIDS="$SILENT_PIDS $!"
+    for _ in $(seq 1 100); do [ -s "$T/$1.port" ] && break; sleep 0.1; done
+    [ -s "$T/$1.port" ] || fail "the silent server $1 did not start"
+    SILENT=127.0.0.1:$(cat "$T/$1.port")
+    SILENT_NAME=$1
+}
+start_silent silent tcp
+accepted() { cat "$T/$SILENT_NAME.n" 2>/dev/null || echo 0; }
 
 # The page's wait is the cache's: checked, shown, 0 back to the default.
 ps --data "$T/t1" config show | grep -q '^ui_timeout   10 s (default)$' || fail "config show: default ui_timeout"
@@ -140,6 +129,19 @@ for path in "/api/district/nodes" "/api/district/quality" "/api/district/close?m
 done
 ui_stop
 pass "report from the cache, close, quality and nodes 504, each 'did not answer within 3 s'"
+
+# A server that shakes hands and says Welcome, then never answers the
+# question: the wait covers the whole exchange, and the page says the
+# server was late (not that it refused).
+start_silent welcomer welcome "$T/pki"
+ps --data "$T/t1" config set server "$SILENT" >/dev/null || fail "t1: set server to the welcomer"
+login t1
+ask "/api/history/$p"
+expect_eq "$(cat "$T/welcomer.w" 2>/dev/null || echo 0)" 1 "Welcomes sent"
+expect_eq "$CODE/$(field offline)/$(field late)" "200/True/True" "history after a Welcome: offline and late"
+expect_eq "$(field error)" "区县服务器未在 2 秒内答复" "history after a Welcome: the plain sentence"
+ui_stop
+pass "a server that says Welcome and then nothing: 'did not answer within 2 s' too"
 
 # The same in a real browser, when one is installed: the pages show the
 # sentence and what the cache holds.

@@ -117,7 +117,8 @@ typedef struct import_st {
                             them, and the ids this import accepted (vctx.h) */
     Popsync__Record *batch[IMPORT_BATCH];
     size_t nbatch;
-    unsigned long rows, imported, rejected, unchanged;
+    unsigned long rows, imported, rejected, unchanged, titles;
+    int file_refused; /* the reader refused the file itself */
     int fail; /* a cache or memory error: stop, exit PS_EXIT_FAIL */
     ps_rejects_t *rj; /* stderr lines and the rejected-rows file */
     int update;       /* --update: a row for a registered person merges into it */
@@ -298,10 +299,12 @@ static int import_row(ps_recio_row_t *row, void *arg)
 
     row->rec = NULL;
     if (row->file_error) {
+        st->file_refused = 1;
         report(st, row, NULL, &row->errs);
         return 0; /* the reader stops on its own */
     }
     st->rows++;
+    st->titles = row->titles;
     if (row->errs.n > 0) {
         report(st, row, NULL, &row->errs);
         st->rejected++;
@@ -487,8 +490,21 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
         free(data);
         if (rc == PS_EXIT_FAIL)
             return rc;
+        if (res.titles > 0)
+            printf(zh ? "表头之上的 %lu 行是表格标题，已跳过（不是记录）\n"
+                      : "skipped %lu title row(s) above the header (not records)\n",
+                   res.titles);
         printf("%s %lu of %lu rows (%lu unchanged, %lu rejected)\n", dry_run ? "would import" : "imported",
                res.imported, res.rows, res.unchanged, res.rejected);
+        if (res.file_refused && res.rows == 0)
+            printf(zh ? "%s 未导入任何一行：请按上面的提示改正该文件后重新导入\n"
+                      : "nothing was imported from %s: correct the file as said above and import it again\n",
+                   file);
+        else if (res.file_refused)
+            printf(zh ? "读到上面的错误处就停止了：其后的行未读入；请改正 %s 后用 --update 重新导入\n"
+                      : "reading stopped at the error above: the rows after it were not read; correct %s and "
+                        "import it again with --update\n",
+                   file);
         if (res.late_rows > 0) {
             ps_cli_err(zh ? "import: 其中 %lu 行属于已批准的月份：" : "import: %lu of these rows fall into approved months:",
                        res.late_rows);
@@ -549,6 +565,8 @@ int ps_import_data(ps_cache_t *c, const char *file, const char *data, size_t len
     res->unchanged = st->unchanged;
     res->rejected = st->rejected;
     res->rejects_written = ps_rejects_written(st->rj);
+    res->file_refused = st->file_refused;
+    res->titles = st->titles;
     res->late_rows = st->late_rows;
     res->nlate = st->nlate;
     memcpy(res->late, st->late, sizeof(res->late));

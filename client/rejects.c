@@ -98,7 +98,11 @@ static void say(ps_rejects_t *rj, const ps_recio_row_t *row, const Popsync__Reco
         const ps_field_t *f = ps_field_find(rj->kind, e->field);
         char val[128], zh[512];
         const char *reason = rj->zh ? ps_i18n_reason(e->reason, zh, sizeof(zh)) : e->reason;
-        const char *label = rj->zh && f ? f->zh : e->field;
+        const char *label = !rj->zh ? e->field
+                            : f ? f->zh
+                            : strcmp(e->field, PS_RECIO_FILE_FIELD) == 0 ? "文件"
+                            : strcmp(e->field, PS_RECIO_ROW_FIELD) == 0 ? "整行"
+                                                                        : e->field;
 
         value_of(rj, row, rec, e->field, val, sizeof(val));
         if (rj->collect)
@@ -173,6 +177,11 @@ int ps_rejects_add(ps_rejects_t *rj, const ps_recio_row_t *row, const Popsync__R
     char why[1024];
 
     say(rj, row, rec, line, errs, why, sizeof(why));
+    /* A refused file is no row to correct: the file itself is fixed and
+     * imported again (a rejected-rows file of its reason alone would be
+     * taken for the rows to import, and every row would be lost). */
+    if (row && row->file_error)
+        return rj->failed ? PS_EIO : PS_OK;
     if (!rj->write_file || rj->failed)
         return rj->failed ? PS_EIO : PS_OK;
     if (put_row(rj, row, line, why) != PS_OK)

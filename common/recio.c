@@ -267,6 +267,7 @@ typedef struct csv_rd {
     char **hdr;              /* the header's cells as read, for rejected-row files */
     const char **cellp;      /* the current row's cells (pointers into buf), ncols of them */
     int have_header;
+    unsigned long titles;    /* rows above the header skipped as a sheet's title */
     unsigned long row_start; /* physical line the current row began on */
     int expect_start;        /* the next non-blank line begins a row */
     char *err;               /* scratch for record_fmt messages */
@@ -369,6 +370,59 @@ int ps_recio_note_column(const char *name)
            strcmp(name, PS_RECIO_REASON_EN) == 0 || strcmp(name, PS_RECIO_REASON_ZH) == 0;
 }
 
+/* Is cell i empty once ASCII and ideographic (U+3000) spaces are ignored? */
+static int cell_blank(const csv_rd_t *st, size_t i)
+{
+    const char *s = cell(st, i), *e = s + st->lens[i];
+
+    while (s < e) {
+        if (*s == ' ' || *s == '\t')
+            s++;
+        else if (e - s >= 3 && memcmp(s, "\xE3\x80\x80", 3) == 0)
+            s += 3;
+        else
+            return 0;
+    }
+    return 1;
+}
+
+/* A row whose cells are all blank: what Excel writes for the formatted but
+ * empty rows below a table (",,,,").  Skipped like a blank line. */
+static int row_blank(const csv_rd_t *st)
+{
+    for (size_t i = 0; i < st->nf; i++)
+        if (!cell_blank(st, i))
+            return 0;
+    return 1;
+}
+
+/* Does any cell of the current row name a column of the kind? */
+static int names_a_column(const csv_rd_t *st)
+{
+    for (size_t i = 0; i < st->nf; i++) {
+        const char *name = cell(st, i);
+        if (!cell_has_nul(st, i) && ps_utf8_valid(name, st->lens[i]) &&
+            (strcmp(name, "id") == 0 || strcmp(name, PS_RECIO_ID_ZH) == 0 || ps_recio_note_column(name) ||
+             settable_name(st->kind, name)))
+            return 1;
+    }
+    return 0;
+}
+
+/* A sheet's title above its header ("某某镇人口登记表" in a merged cell,
+ * "填报单位：…  填报日期：…"): at most two filled cells, none of them a
+ * column name.  A row of three or more unknown names is a header with
+ * typos, and is reported as one. */
+#define MAX_TITLE_ROWS 5
+static int title_row(const csv_rd_t *st)
+{
+    size_t filled = 0;
+
+    for (size_t i = 0; i < st->nf; i++)
+        filled += !cell_blank(st, i);
+    return st->titles < MAX_TITLE_ROWS && filled <= 2 && !names_a_column(st);
+}
+
 static void csv_header(csv_rd_t *st)
 {
     ps_recio_row_t row;
@@ -396,11 +450,11 @@ static void csv_header(csv_rd_t *st)
             return;
         }
         if (cell_has_nul(st, i) || !ps_utf8_valid(name, st->lens[i])) {
-            ps_verrs_add(&row.errs, PS_RECIO_FILE_FIELD, "column %zu: name is not valid UTF-8", i + 1);
+            ps_verrs_add(&row.errs, PS_RECIO_FILE_FIELD, "a column name is not valid UTF-8: column %zu", i + 1);
             continue;
         }
         if (!*name) {
-            ps_verrs_add(&row.errs, PS_RECIO_FILE_FIELD, "column %zu has no name", i + 1);
+            ps_verrs_add(&row.errs, PS_RECIO_FILE_FIELD, "a column has no name (an empty header cell): column %zu", i + 1);
             continue;
         }
         if (ps_recio_note_column(name)) {
@@ -461,6 +515,7 @@ static void csv_data_row(csv_rd_t *st)
 
     memset(&row, 0, sizeof(row));
     row.line = st->row_start;
+    row.titles = st->titles;
     if (st->nf != st->ncols) {
         ps_verrs_add(&row.errs, PS_RECIO_ROW_FIELD, "has %zu cells, the header has %zu", st->nf, st->ncols);
     } else {
@@ -490,8 +545,10 @@ static void csv_row_cb(int c, void *data)
     csv_rd_t *st = data;
 
     (void)c;
-    if (!st->rc) {
-        if (!st->have_header)
+    if (!st->rc && !row_blank(st)) {
+        if (!st->have_header && title_row(st))
+            st->titles++;
+        else if (!st->have_header)
             csv_header(st);
         else
             csv_data_row(st);
@@ -540,6 +597,57 @@ static int csv_file_error(csv_rd_t *st, unsigned long line, const char *reason)
     return rc ? rc : PS_EINVAL;
 }
 
+/* Row ends and syntax errors of the pre-pass (check_syntax). */
+typedef struct csv_chk {
+    int expect_start;
+    unsigned long row_start;
+} csv_chk_t;
+
+static void chk_row_cb(int c, void *data)
+{
+    (void)c;
+    ((csv_chk_t *)data)->expect_start = 1;
+}
+
+/* The whole file's CSV syntax, before any row is handed over: a malformed
+ * line halfway down must not leave the rows above it stored and those
+ * below it in neither the cache nor the rejected-rows file (the clerk,
+ * told to fix that file, would lose them).  PS_OK, PS_EINVAL with *line
+ * set and *why the reason, or PS_ENOMEM. */
+static int check_syntax(const char *data, size_t len, size_t pos, unsigned long *line, const char **why)
+{
+    struct csv_parser parser;
+    csv_chk_t ck = {1, 1};
+    unsigned long l = 1;
+    int rc = PS_OK;
+
+    if (csv_init(&parser, CSV_STRICT | CSV_STRICT_FINI) != 0)
+        return PS_ENOMEM;
+    while (pos < len && rc == PS_OK) {
+        int ended;
+        size_t n = line_len(data + pos, len - pos, &ended);
+        if (ck.expect_start && !blank_line(data + pos, n)) {
+            ck.row_start = l;
+            ck.expect_start = 0;
+        }
+        if (csv_parse(&parser, data + pos, n, NULL, chk_row_cb, &ck) != n) {
+            rc = csv_error(&parser) == CSV_EPARSE ? PS_EINVAL : PS_ENOMEM;
+            *line = l;
+            *why = "malformed CSV: a quote inside an unquoted field, or text after a closing quote";
+        }
+        pos += n;
+        if (ended)
+            l++;
+    }
+    if (rc == PS_OK && csv_fini(&parser, NULL, chk_row_cb, &ck) != 0) {
+        rc = csv_error(&parser) == CSV_EPARSE ? PS_EINVAL : PS_ENOMEM;
+        *line = ck.row_start;
+        *why = "malformed CSV: a quoted field is not closed";
+    }
+    csv_free(&parser);
+    return rc;
+}
+
 int ps_recio_read_csv(const char *data, size_t len, int kind, ps_recio_row_fn fn, void *arg)
 {
     struct csv_parser parser;
@@ -555,6 +663,15 @@ int ps_recio_read_csv(const char *data, size_t len, int kind, ps_recio_row_fn fn
     st.fn = fn;
     st.arg = arg;
     st.expect_start = 1;
+    {
+        const char *why = NULL;
+        rc = check_syntax(data, len, pos, &line, &why);
+        if (rc == PS_EINVAL)
+            return csv_file_error(&st, line, why);
+        if (rc)
+            return rc;
+        line = 1;
+    }
     if (csv_init(&parser, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL) != 0)
         return PS_ENOMEM;
     /* libcsv reports no positions, so it is fed one physical line at a
@@ -583,7 +700,8 @@ int ps_recio_read_csv(const char *data, size_t len, int kind, ps_recio_row_fn fn
                     ? csv_file_error(&st, st.row_start, "malformed CSV: a quoted field is not closed")
                     : PS_ENOMEM;
     if (!st.rc && !st.have_header)
-        st.rc = csv_file_error(&st, line, "no header row");
+        st.rc = csv_file_error(&st, line, "no header row naming the columns (姓名,身份证号,...): "
+                                          "popsync template KIND makes one");
     rc = st.rc;
     csv_free(&parser);
     free(st.buf);

@@ -9,7 +9,10 @@
  * names of the kind, any order, any subset), then one record per row.
  * UTF-8 with or without a BOM; CRLF, LF or CR line ends; quoted fields may
  * hold commas, doubled quotes and line breaks (a CRLF inside a quoted field,
- * as Excel writes it, is read as LF); blank lines are skipped.  A
+ * as Excel writes it, is read as LF); blank lines and rows of empty cells
+ * are skipped, and so are up to 5 title rows above the header (at most two
+ * filled cells, none naming a column); the CSV syntax of the whole file is
+ * checked before the first row is handed over.  A
  * row's line is the physical line it starts on (1-based, line breaks inside
  * quoted fields counted).
  *
@@ -69,6 +72,7 @@ typedef struct ps_recio_row {
     Popsync__Record *rec; /**< the record when errs.n == 0, else NULL; the callback owns it */
     ps_verrs_t errs;      /**< why the row (or the file) could not be read */
     int file_error;       /**< 1: errs are about the whole file and reading stops */
+    unsigned long titles; /**< CSV: rows above the header skipped as the sheet's title */
     /* The row as read, for a file of rejected rows; borrowed, valid only
      * during the callback.  CSV rows with as many cells as the header: */
     const char *const *cells;  /**< the cells, NUL-terminated */
@@ -109,8 +113,9 @@ int ps_recio_load_file(const char *path, char **data, size_t *len);
  * Reads records of kind from CSV or JSON bytes, calling fn per row.
  * Returns PS_OK when the whole input was read (bad rows included: they went
  * to fn), PS_EINVAL when a file error stopped it (unknown or duplicate
- * columns, malformed CSV or JSON syntax; reported to fn first, after any
- * rows before it), PS_ENOMEM, or what fn returned to stop it.
+ * columns, malformed CSV or JSON syntax; reported to fn first: for CSV
+ * before any row, for a JSON array after the elements before it),
+ * PS_ENOMEM, or what fn returned to stop it.
  */
 int ps_recio_read_csv(const char *data, size_t len, int kind, ps_recio_row_fn fn, void *arg);
 int ps_recio_read_json(const char *data, size_t len, int kind, ps_recio_row_fn fn, void *arg);

@@ -34,6 +34,7 @@ typedef struct got_row {
     Popsync__Record *rec;
     ps_verrs_t errs;
     int file_error;
+    unsigned long titles;
 } got_row_t;
 
 typedef struct got {
@@ -56,6 +57,7 @@ static int keep(ps_recio_row_t *row, void *arg)
     g->rows[g->n].rec = row->rec;
     g->rows[g->n].errs = row->errs;
     g->rows[g->n].file_error = row->file_error;
+    g->rows[g->n].titles = row->titles;
     g->nfile += row->file_error != 0;
     g->n++;
     return 0;
@@ -316,18 +318,57 @@ static void test_csv_unknown_columns(void **state)
     got_free(&g);
 }
 
+/* A sheet as a clerk's Excel saves it: a merged title cell and a line of
+ * who filled it in above the header, rows of empty cells between and below
+ * the records (full-width spaces count as empty). */
+static void test_csv_titles_and_empty_rows(void **state)
+{
+    const char *csv = "某某镇人口登记表,,,\r\n"
+                      ",填报单位：某某镇,,填报日期：2026年1月5日\r\n"
+                      ",,,\r\n"
+                      "姓名,联系电话,住址,民族\r\n"
+                      "甲,13800000001,幸福路1号,汉族\r\n"
+                      ",,\xE3\x80\x80,\r\n"
+                      "乙,13800000002,幸福路2号,汉族\r\n"
+                      ",,,\r\n,,,\r\n";
+    got_t g;
+    (void)state;
+
+    assert_int_equal(read_csv(csv, PERSON, &g), PS_OK);
+    assert_int_equal(g.n, 2);
+    assert_int_equal(g.rows[0].line, 5);
+    assert_int_equal(g.rows[1].line, 7);
+    assert_string_equal(g.rows[0].rec->person->name, "甲");
+    assert_string_equal(g.rows[1].rec->person->phone, "13800000002");
+    assert_int_equal(g.rows[0].titles, 2);
+    got_free(&g);
+
+    /* Three unknown names are a header with typos, not a title. */
+    assert_int_equal(read_csv("nmae,phnoe,adress\n甲,1,x\n", PERSON, &g), PS_EINVAL);
+    assert_int_equal(g.n, 1);
+    assert_true(g.rows[0].file_error);
+    assert_int_equal(g.rows[0].line, 1);
+    got_free(&g);
+
+    /* Titles and no header: said so, at the end. */
+    assert_int_equal(read_csv("某某镇人口登记表,,\n\n", PERSON, &g), PS_EINVAL);
+    assert_int_equal(g.nfile, 1);
+    assert_non_null(strstr(g.rows[0].errs.e[0].reason, "no header row"));
+    got_free(&g);
+}
+
 static void test_csv_file_errors(void **state)
 {
     got_t g;
     (void)state;
 
-    /* Text after a closing quote: the rows before still came. */
+    /* Text after a closing quote: found before any row is handed over, so
+     * no row above it is stored while those below it are dropped. */
     assert_int_equal(read_csv("name,phone\n甲,1\n\"乙\"x,2\n丙,3\n", PERSON, &g), PS_EINVAL);
-    assert_int_equal(g.n, 2);
-    assert_non_null(g.rows[0].rec);
-    assert_true(g.rows[1].file_error);
-    assert_int_equal(g.rows[1].line, 3);
-    assert_string_equal(g.rows[1].errs.e[0].field, PS_RECIO_FILE_FIELD);
+    assert_int_equal(g.n, 1);
+    assert_true(g.rows[0].file_error);
+    assert_int_equal(g.rows[0].line, 3);
+    assert_string_equal(g.rows[0].errs.e[0].field, PS_RECIO_FILE_FIELD);
     got_free(&g);
 
     /* A quoted cell never closed: reported at the row it started on. */
@@ -759,6 +800,7 @@ int main(void)
         cmocka_unit_test(test_csv_errors_never_echo_values),
         cmocka_unit_test(test_csv_several_errors_in_a_row),
         cmocka_unit_test(test_csv_unknown_columns),
+        cmocka_unit_test(test_csv_titles_and_empty_rows),
         cmocka_unit_test(test_csv_file_errors),
         cmocka_unit_test(test_callback_stops_reader),
         cmocka_unit_test(test_csv_100k_rows),

@@ -1,0 +1,53 @@
+# A clerk's Excel sheet as it really arrives: a merged title row and a
+# "filled in by" row above the header, rows of empty cells below the
+# records, saved as GBK CSV.  The title rows are skipped (and said), the
+# empty rows are not refused rows.  A CSV broken halfway down (a stray
+# quote) imports nothing at all and writes no rejected-rows file: before,
+# the rows above the break were stored, the rows below it were in neither
+# the cache nor the rejected-rows file, and the clerk was told to fix that
+# file, losing them.
+. "$(dirname "$0")/lib.sh"
+make_pki
+start_server
+client t1 town1
+
+python3 - "$T/sheet.csv" "$T/broken.csv" <<'PY'
+import sys
+w=[7,9,10,5,8,4,2,1,6,3,7,9,10,5,8,4,2]
+def idn(d):
+    return d + "10X98765432"[sum(int(a)*b for a,b in zip(d,w))%11]
+rows = ["某某镇流动人口登记表,,,,", ",填报单位：某某镇,,填报日期：2026年1月5日,", ",,,,",
+        "姓名,身份证号,性别,出生日期,住址"]
+people = []
+for i in range(4):
+    d = idn("110105" + "1981%02d%02d" % (i + 1, 5 + i) + "%03d" % (610 + i))
+    people.append(d)
+    rows.append("%s,%s,,%s/%d/%d,幸福路%d号" % ("钱孙李周"[i] + "明", d, d[6:10], int(d[10:12]), int(d[12:14]), i))
+rows += [",,,,", ",,,,", ",,,,"]
+open(sys.argv[1], "wb").write(("\r\n".join(rows) + "\r\n").encode("gb18030"))
+broken = ["姓名,身份证号,住址"]
+for i in range(5):
+    d = idn("110105" + "1972%02d%02d" % (i + 1, 5 + i) + "%03d" % (710 + i))
+    broken.append("%s,%s,%s" % ("赵吴郑王冯"[i] + "强", d, '幸福路"5"号' if i == 2 else "幸福路%d号" % i))
+open(sys.argv[2], "w", encoding="utf-8-sig").write("\r\n".join(broken) + "\r\n")
+PY
+
+rc=0; ps --data "$T/t1" import "$T/sheet.csv" --kind person --lang zh >"$T/s.out" 2>"$T/s.err" || rc=$?
+expect_eq "$rc" 0 "a sheet with a title and empty rows imports: $(cat "$T/s.err")"
+grep -q "^表头之上的 2 行是表格标题，已跳过" "$T/s.out" || fail "title rows said: $(cat "$T/s.out")"
+grep -q "^imported 4 of 4 rows (0 unchanged, 0 rejected)" "$T/s.out" || fail "summary: $(cat "$T/s.out")"
+[ ! -e "$T/sheet.csv.rejected.csv" ] || fail "empty rows are not rejected rows"
+expect_eq "$(count t1)" 4 "four persons"
+pass "title rows and empty rows of an Excel sheet"
+
+rc=0; ps --data "$T/t1" import "$T/broken.csv" --kind person --lang zh >"$T/b.out" 2>"$T/b.err" || rc=$?
+expect_eq "$rc" 4 "a broken CSV exits 4"
+expect_eq "$(count t1)" 4 "nothing of a broken CSV is stored"
+[ ! -e "$T/broken.csv.rejected.csv" ] || fail "no rejected-rows file for a refused file: $(cat "$T/broken.csv.rejected.csv")"
+grep -q "第 4 行: 文件: CSV 格式错误" "$T/b.err" || fail "the break named in Chinese with its line: $(cat "$T/b.err")"
+grep -q "未导入任何一行：请按上面的提示改正该文件后重新导入" "$T/b.out" || fail "what to do: $(cat "$T/b.out")"
+grep -q "rejected rows are in\|已写入" "$T/b.out" && fail "points at a rejected-rows file: $(cat "$T/b.out")"
+sed -i 's/幸福路"5"号/幸福路5号/' "$T/broken.csv"
+expect_eq "$(ps --data "$T/t1" import "$T/broken.csv" --kind person)" "imported 5 of 5 rows (0 unchanged, 0 rejected)" \
+    "the corrected file imports whole"
+pass "a CSV broken halfway imports nothing and says to fix the file"

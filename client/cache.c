@@ -1389,20 +1389,22 @@ static int person_matches(const Popsync__Record *r, ps_pindex_kind_t kind, const
     const Popsync__Person *p = r->body_case == POPSYNC__RECORD__BODY_PERSON ? r->person : NULL;
     size_t n = strlen(term), m;
     const char *bar;
+    char name[256];
 
     /* A newborn may have no ID number yet: found by name, not by number. */
     if (!p || r->deleted || !p->name || (!p->id_number && (kind == PS_PINDEX_ID_NUMBER || kind == PS_PINDEX_TAIL)))
         return 0;
+    ps_pindex_name(p->name, name, sizeof(name));
     switch (kind) {
     case PS_PINDEX_ID_NUMBER: return strcmp(p->id_number, term) == 0;
     case PS_PINDEX_TAIL:
         m = strlen(p->id_number);
         return m >= n && strcmp(p->id_number + m - n, term) == 0;
-    case PS_PINDEX_NAME: return strncmp(p->name, term, n) == 0;
-    case PS_PINDEX_INITIALS: return ps_pindex_initials_match(p->name, term);
+    case PS_PINDEX_NAME: return strncmp(name, term, n) == 0;
+    case PS_PINDEX_INITIALS: return ps_pindex_initials_match(name, term);
     case PS_PINDEX_NAME_DATE:
         bar = strchr(term, '|');
-        return bar && strncmp(p->name, term, (size_t)(bar - term)) == 0 && !p->name[bar - term] && p->birth_date &&
+        return bar && strncmp(name, term, (size_t)(bar - term)) == 0 && !name[bar - term] && p->birth_date &&
                strcmp(p->birth_date, bar + 1) == 0;
     case PS_PINDEX_PAYMENT: return 0;
     case PS_PINDEX_REF: return 0;

@@ -119,10 +119,19 @@ int ps_pindex_initials_match(const char *name, const char *term)
     return 0;
 }
 
+int ps_pindex_name(const char *name, char *out, size_t outlen)
+{
+    if (ps_field_text_fold(name, 1, out, outlen) != 0) {
+        snprintf(out, outlen, "%s", name);
+        return PS_EINVAL;
+    }
+    return PS_OK;
+}
+
 /* The terms of a live person, as term keys; returns how many. */
 static size_t person_terms(const ps_pindex_t *px, const Popsync__Person *p, uint8_t keys[MAX_TERMS][TERM_KEY])
 {
-    char t[300];
+    char t[300], name[256];
     size_t n = 0, len;
 
     if (p->id_number && (len = strlen(p->id_number)) >= 6) {
@@ -133,23 +142,25 @@ static size_t person_terms(const ps_pindex_t *px, const Popsync__Person *p, uint
         if (term_key(px, 'L', p->id_number + len - 6, keys[n]) == PS_OK)
             n++;
     }
-    if (p->name && *p->name) {
-        if (term_key(px, 'N', p->name, keys[n]) == PS_OK)
+    /* The name as a clerk types it: a name stored with padding ("张　三",
+     * by a version that kept it) is found as 张三. */
+    if (p->name && *p->name && ps_pindex_name(p->name, name, sizeof(name)) == PS_OK && *name) {
+        if (term_key(px, 'N', name, keys[n]) == PS_OK)
             n++;
         for (int k = 1; k <= 2; k++) {
-            size_t b = prefix_bytes(p->name, k);
+            size_t b = prefix_bytes(name, k);
             if (!b || b >= sizeof(t))
                 break;
-            snprintf(t, sizeof(t), "%.*s", (int)b, p->name);
+            snprintf(t, sizeof(t), "%.*s", (int)b, name);
             if (term_key(px, 'P', t, keys[n]) == PS_OK)
                 n++;
         }
         if (p->birth_date && *p->birth_date) {
-            snprintf(t, sizeof(t), "%s|%s", p->name, p->birth_date);
+            snprintf(t, sizeof(t), "%s|%s", name, p->birth_date);
             if (term_key(px, 'B', t, keys[n]) == PS_OK)
                 n++;
         }
-        n += initials_terms(px, p->name, keys + n);
+        n += initials_terms(px, name, keys + n);
     }
     return n;
 }
@@ -364,7 +375,7 @@ ps_pindex_kind_t ps_pindex_parse(const char *text, char *term, size_t termlen)
         if (strlen(date) == 10 && date[4] == '-' && date[7] == '-') {
             char name[300];
             snprintf(name, sizeof(name), "%.*s", (int)(sp - t), t);
-            trim(name, idn, sizeof(idn));
+            ps_pindex_name(name, idn, sizeof(idn));
             snprintf(term, termlen, "%s|%s", idn, date);
             return PS_PINDEX_NAME_DATE;
         }
@@ -376,7 +387,7 @@ ps_pindex_kind_t ps_pindex_parse(const char *text, char *term, size_t termlen)
         term[i] = '\0';
         return PS_PINDEX_INITIALS;
     }
-    snprintf(term, termlen, "%s", t);
+    ps_pindex_name(t, term, termlen);
     return PS_PINDEX_NAME;
 }
 

@@ -38,7 +38,7 @@
 
 #include "records.pb-c.h"
 
-#define PS_PINDEX_VERSION 5 /* 5: open migration cases (O) */
+#define PS_PINDEX_VERSION 6 /* 5: open migration cases (O); 6: names filed without padding spaces */
 
 #define PS_PINDEX_TERM_KEY 16  /**< tag + truncated hash */
 #define PS_PINDEX_ENTRY_KEY 32 /**< a "pindex" key: term key + record id */
@@ -121,6 +121,11 @@ int ps_pindex_lookup(ps_pindex_t *px, MDB_txn *txn, ps_pindex_kind_t kind, const
 /** Whether p's name has initials (either reading) that begin with the
  *  lower-case initials term. */
 int ps_pindex_initials_match(const char *name, const char *term);
+
+/** A person's name in the form the index files and looks up: without
+ *  padding spaces (ps_field_text_fold).  PS_OK, or PS_EINVAL with name
+ *  copied as it is (truncated) when out is too small. */
+int ps_pindex_name(const char *name, char *out, size_t outlen);
 
 /** Calls fn with every id filed under term of kind (candidates: a hash
  *  collision is possible), until fn returns non-zero (negative: returned). */

@@ -10,6 +10,7 @@
  * local transaction, pushed and audited like any others.
  */
 #include "cache.h"
+#include "cache_pindex.h"
 #include "cli.h"
 #include "dupcheck.h"
 #include "err.h"
@@ -59,12 +60,15 @@ static int scan_person(Popsync__Record *r, void *arg)
     if (p->id_number && strlen(p->id_number) == 18)
         memcpy(e->idn, p->id_number, 19);
     if (p->name && *p->name && p->birth_date && *p->birth_date) {
-        size_t len = strlen(p->name) + strlen(p->birth_date) + 2;
+        char name[256]; /* "张　三" from an older version is 张三's pair */
+        size_t len;
+        ps_pindex_name(p->name, name, sizeof(name));
+        len = strlen(name) + strlen(p->birth_date) + 2;
         if (!(e->nd = malloc(len))) {
             s->oom = 1;
             return 1;
         }
-        snprintf(e->nd, len, "%s|%s", p->name, p->birth_date);
+        snprintf(e->nd, len, "%s|%s", name, p->birth_date);
     }
     s->n++;
     return 0;

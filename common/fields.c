@@ -266,6 +266,49 @@ static int fold(const char *in, char *out, size_t outlen, int drop_spaces)
     return 0;
 }
 
+/* Length of the space at s: an ASCII space or tab (1), the ideographic
+ * space U+3000 (3), or 0 when s is not a space. */
+static size_t space_at(const char *s)
+{
+    if (*s == ' ' || *s == '\t')
+        return 1;
+    return strncmp(s, "\xE3\x80\x80", 3) == 0 ? 3 : 0;
+}
+
+int ps_field_text_fold(const char *in, int name, char *out, size_t outlen)
+{
+    const char *s = in, *e = in + strlen(in);
+    size_t o = 0, k;
+
+    while ((k = space_at(s)) > 0)
+        s += k;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || (e - s >= 3 && strncmp(e - 3, "\xE3\x80\x80", 3) == 0)))
+        e -= e[-1] == ' ' || e[-1] == '\t' ? 1 : 3;
+    while (s < e) {
+        const char *run = s;
+        while (s < e && (k = space_at(s)) > 0)
+            s += k;
+        /* Spaces inside a name between two Chinese characters are how a
+         * two-character name is padded to line up ("张　三"): not part of
+         * the name.  Between Latin letters ("John Smith") they are. */
+        if (s > run && !(name && (unsigned char)run[-1] >= 0x80 && (unsigned char)*s >= 0x80)) {
+            if (o + (size_t)(s - run) >= outlen)
+                return -1;
+            memcpy(out + o, run, (size_t)(s - run));
+            o += (size_t)(s - run);
+        }
+        if (s < e) {
+            if (o + 1 >= outlen)
+                return -1;
+            out[o++] = *s++;
+        }
+    }
+    if (outlen == 0)
+        return -1;
+    out[o] = '\0';
+    return 0;
+}
+
 static int dig(char c)
 {
     return c >= '0' && c <= '9';
@@ -422,11 +465,20 @@ int ps_field_normalize(const ps_field_t *f, const char *in, char *out, size_t ou
     int drop = f->type == PS_FT_IDNUM || f->type == PS_FT_REF || (f->type == PS_FT_CODE && strcmp(f->name, "phone") != 0);
 
     *why = NULL;
-    /* Free text is kept exactly as typed: its full-width punctuation
-     * (（）、，) is Chinese text, not ASCII typed in the wrong mode, and an
-     * export must import back unchanged.  Anything too long for tmp cannot
-     * be a code, date or number: left to validation as it is. */
-    if (f->type == PS_FT_TEXT || fold(in, tmp, sizeof(tmp), drop) != 0)
+    /* Free text but a name is kept exactly as typed: its full-width
+     * punctuation (（）、，) is Chinese text, not ASCII typed in the wrong
+     * mode, and an export must import back unchanged.  Anything too long
+     * for tmp cannot be a code, date or number: left to validation as it
+     * is. */
+    if (f->type == PS_FT_TEXT) {
+        /* A name is what people are looked up and paired by: spaces at
+         * its ends (an Excel cell, a copied name) and the padding between
+         * its characters ("张　三") are never part of it. */
+        if (strcmp(f->name, "name") != 0 || ps_field_text_fold(in, 1, out, outlen) != 0 || strcmp(out, in) == 0)
+            return 1;
+        return 0;
+    }
+    if (fold(in, tmp, sizeof(tmp), drop) != 0)
         return 1;
     switch (f->type) {
     case PS_FT_IDNUM:

@@ -24,7 +24,8 @@
 #define PS_FIELD_NORM_MAX 256
 
 typedef enum ps_ftype {
-    PS_FT_TEXT,    /**< free text (name, address): trimmed, otherwise kept */
+    PS_FT_TEXT,    /**< free text (name, address): kept as typed, but a name loses spaces at
+                        its ends and between Chinese characters (ps_field_text_fold) */
     PS_FT_CODE,    /**< ASCII code (org unit, phone): full-width folded, spaces removed */
     PS_FT_DATE,    /**< YYYY-MM-DD; other common shapes accepted on input */
     PS_FT_PERIOD,  /**< YYYY-MM or YYYY */
@@ -67,6 +68,15 @@ const ps_field_t *ps_field_find(int kind, const char *name);
  * validation gives its own reason.
  */
 int ps_field_normalize(const ps_field_t *f, const char *in, char *out, size_t outlen, const char **why);
+
+/**
+ * Free text as stored: without ASCII or ideographic (U+3000) spaces at its
+ * ends; with name set, also without the spaces between two non-ASCII
+ * characters ("张　三" -> "张三", "John Smith" kept).  The person index
+ * files and looks up names in this form, so a name stored with spaces by
+ * an older version is still found.  0, or -1 when out is too small.
+ */
+int ps_field_text_fold(const char *in, int name, char *out, size_t outlen);
 
 /** Chinese label of an enum value's text form for field f ("female" -> "女"),
  *  of a scheme or service code, or of a boolean; NULL when there is none. */

@@ -187,6 +187,36 @@ static void assert_same_as_rebuild(void)
     assert_memory_equal(kept, rebuilt, 32);
 }
 
+/* Names padded the way clerks line up two-character names ("张　三"), or
+ * with spaces at their ends, as an older version stored them and a pull
+ * brings them: found by the name typed without them, by its initials and
+ * by name and birth date; "John Smith" keeps its space. */
+static void test_padded_names_found(void **state)
+{
+    ps_cache_t *c = make_cache();
+    Popsync__Record *r[3];
+    (void)state;
+
+    r[0] = person("张\xE3\x80\x80三", "110105198503102017", "1985-03-10");
+    r[1] = person(" 李 四 ", "110105199001013027", "1990-01-01");
+    r[2] = person("John Smith", "110105197512311123", "1975-12-31");
+    pull(c, r, 3);
+    assert_int_equal(found(c, "张三"), 1);
+    assert_int_equal(found(c, "张 三"), 1);
+    assert_int_equal(found(c, "zs"), 1);
+    assert_int_equal(found(c, "张三 1985/3/10"), 1);
+    assert_int_equal(found(c, "李四"), 1);
+    assert_int_equal(found(c, "李"), 1);
+    assert_int_equal(found(c, "ls"), 1);
+    assert_int_equal(found(c, "John Smith"), 1);
+    assert_int_equal(found(c, "JohnSmith"), 0);
+    for (size_t i = 0; i < 3; i++)
+        protobuf_c_message_free_unpacked(&r[i]->base, NULL);
+    ps_cache_close(c);
+    assert_same_as_rebuild();
+    remove_cache();
+}
+
 static void test_edits_match_rebuild(void **state)
 {
     ps_cache_t *c = make_cache();
@@ -400,6 +430,7 @@ static void test_killed_build_is_redone(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_padded_names_found),
         cmocka_unit_test(test_edits_match_rebuild),
         cmocka_unit_test(test_unchanged_writes_nothing),
         cmocka_unit_test(test_bulk_build_equals_per_record),

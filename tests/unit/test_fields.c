@@ -95,6 +95,25 @@ static void test_values(void **state)
     assert_string_equal(ps_field_value_zh(ps_field_find(PERSON, "sex"), "female"), "女");
 }
 
+/* Spaces in a name: none at the ends, none between Chinese characters
+ * ("张　三", ideographic or ASCII spaces); a Latin name keeps its own.
+ * Other free text is kept as typed. */
+static void test_text_spaces(void **state)
+{
+    char small[4];
+    (void)state;
+
+    assert_string_equal(norm(PERSON, "name", "张\xE3\x80\x80三"), "张三");
+    assert_string_equal(norm(PERSON, "姓名", " 李 四 "), "李四");
+    assert_string_equal(norm(PERSON, "name", "\xE3\x80\x80王\xE3\x80\x80 小明\t"), "王小明");
+    assert_string_equal(norm(PERSON, "name", "John  Smith "), "John  Smith");
+    assert_string_equal(norm(PERSON, "name", "阿依古丽·买买提"), "阿依古丽·买买提");
+    assert_string_equal(norm(PERSON, "name", "   "), "");
+    assert_string_equal(norm(PERSON, "address", " 幸福路 9 号 "), " 幸福路 9 号 ");
+    assert_string_equal(norm(PERSON, "address", "幸福路\xE3\x80\x80" "9号"), "幸福路\xE3\x80\x80" "9号");
+    assert_int_equal(ps_field_text_fold("张三李四", 1, small, sizeof(small)), -1);
+}
+
 static void test_record_set(void **state)
 {
     Popsync__Record *r = NULL;
@@ -143,7 +162,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_find_by_label), cmocka_unit_test(test_dates),      cmocka_unit_test(test_id_numbers),
-        cmocka_unit_test(test_values),        cmocka_unit_test(test_record_set), cmocka_unit_test(test_complete),
+        cmocka_unit_test(test_values),        cmocka_unit_test(test_text_spaces),
+        cmocka_unit_test(test_record_set), cmocka_unit_test(test_complete),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

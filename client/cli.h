@@ -85,6 +85,7 @@ typedef struct ps_import_result {
     unsigned long rows, imported, unchanged, rejected, rejects_written;
     int file_refused;      /**< the file itself was refused (header, CSV syntax): no row was read */
     unsigned long titles;  /**< rows above the header skipped as the sheet's title */
+    unsigned long repeats; /**< rows equal to a record held or an earlier row (among unchanged) */
     char rejects_path[4096];
     unsigned long late_rows;             /**< accepted rows that change an approved month (late.h) */
     ps_late_t late[PS_IMPORT_LATE_MAX];  /**< those months, each once */

@@ -123,6 +123,10 @@ typedef struct import_st {
     ps_rejects_t *rj; /* stderr lines and the rejected-rows file */
     int update;       /* --update: a row for a registered person merges into it */
     idset_t idnums;   /* SHA-256 (first 16 bytes) of the ID numbers of accepted rows */
+    idset_t rows_seen; /* content digests (first 16 bytes) of the accepted rows as read */
+    idset_t held;     /* content digests of the cache's live records of the kind (not persons) */
+    int held_built;
+    unsigned long repeats; /* rows equal to a record held or an earlier row: not added again */
     Popsync__Record *current; /* the stored version a merged row replaces */
     ps_late_t late[PS_IMPORT_LATE_MAX]; /* approved months the accepted rows change (late.h) */
     size_t nlate;
@@ -254,13 +258,14 @@ static int merge_into(Popsync__Record *into, const Popsync__Record *r)
  * (in the cache, or on an earlier row) is refused, or with --update merged
  * into the registered one, which *r then becomes (vctx.current set to its
  * stored version for validation).  PS_OK or a cache error. */
-static int dedupe(import_st_t *st, Popsync__Record **r, ps_verrs_t *v)
+static int dedupe(import_st_t *st, Popsync__Record **r, ps_verrs_t *v, int *held)
 {
     Popsync__Record *dup = NULL;
-    uint8_t h[PS_SHA256_LEN];
+    uint8_t h[PS_SHA256_LEN], before[PS_SHA256_LEN], after[PS_SHA256_LEN];
     char why[256];
     int rc;
 
+    *held = 0;
     if ((*r)->body_case != POPSYNC__RECORD__BODY_PERSON || !(*r)->person->id_number ||
         !*(*r)->person->id_number)
         return PS_OK;
@@ -268,13 +273,20 @@ static int dedupe(import_st_t *st, Popsync__Record **r, ps_verrs_t *v)
     if ((rc = ps_sha256((*r)->person->id_number, strlen((*r)->person->id_number), h)))
         return rc;
     if (idset_has(&st->idnums, h)) {
-        ps_verrs_add(v, "id_number", "appears on an earlier row of this file");
+        ps_verrs_add(v, "id_number", "this ID number appears on an earlier row of this file");
         return PS_OK;
     }
     if ((rc = ps_dup_person(st->c, *r, &dup)) || !dup)
         return rc ? rc : idset_add(&st->idnums, h);
+    /* A row that adds nothing to the person registered (the same file
+     * imported again) is that person, not a second one. */
     if (!st->update) {
-        ps_verrs_add(v, "id_number", "%s", ps_dup_describe(dup, 0, why, sizeof(why)));
+        ps_dup_describe(dup, 0, why, sizeof(why));
+        if (ps_record_content_digest(dup, before) == PS_OK && merge_into(dup, *r) == PS_OK &&
+            ps_record_content_digest(dup, after) == PS_OK && memcmp(before, after, sizeof(before)) == 0)
+            *held = 1;
+        else
+            ps_verrs_add(v, "id_number", "%s", why);
         ps_record_free(dup);
         return PS_OK;
     }
@@ -290,12 +302,55 @@ static int dedupe(import_st_t *st, Popsync__Record **r, ps_verrs_t *v)
     return idset_add(&st->idnums, h);
 }
 
+static int held_add(Popsync__Record *r, void *arg)
+{
+    uint8_t d[PS_SHA256_LEN];
+    idset_t *held = arg;
+
+    if (r->deleted)
+        return 0;
+    return ps_record_content_digest(r, d) || idset_add(held, d) ? 1 : 0;
+}
+
+/* Is r (a new row, completed) equal to a live record of the kind the cache
+ * holds?  Then it is the same entry again: a file imported twice, or once
+ * more after an import was stopped (Ctrl-C, a full disk) part way.  The
+ * cache's records are read once, at the first such row.  PS_OK or an
+ * error. */
+static int held_already(import_st_t *st, const Popsync__Record *r, int *held)
+{
+    uint8_t d[PS_SHA256_LEN];
+    int rc;
+
+    *held = 0;
+    if (!st->held_built) {
+        st->held_built = 1;
+        if (ps_cache_foreach_kind(st->c, st->kind, held_add, &st->held) != PS_OK)
+            return PS_ENOMEM;
+    }
+    if ((rc = ps_record_content_digest(r, d)))
+        return rc;
+    *held = idset_has(&st->held, d);
+    return *held ? PS_OK : idset_add(&st->held, d);
+}
+
+/* A row the import does not add again: counted as unchanged and said once
+ * at the end. */
+static int repeat_row(import_st_t *st, Popsync__Record *r)
+{
+    st->unchanged++;
+    st->repeats++;
+    ps_record_free(r);
+    return 0;
+}
+
 static int import_row(ps_recio_row_t *row, void *arg)
 {
     import_st_t *st = arg;
     Popsync__Record *r = row->rec, *old = NULL;
     ps_verrs_t v;
-    int rc, same;
+    uint8_t dig[PS_SHA256_LEN];
+    int rc, same, fresh, held = 0;
 
     row->rec = NULL;
     if (row->file_error) {
@@ -311,19 +366,36 @@ static int import_row(ps_recio_row_t *row, void *arg)
         return 0;
     }
     memset(&v, 0, sizeof(v));
+    /* A row without an id that repeats an earlier row of the file cell for
+     * cell (a row copied twice in Excel) is one entry, not two. */
+    fresh = r->id.len != PS_ID_LEN;
+    if (fresh) {
+        if ((rc = ps_record_content_digest(r, dig)))
+            goto fail;
+        if (idset_has(&st->rows_seen, dig))
+            return repeat_row(st, r);
+    }
     if ((rc = assign_id(st, r, &v, &old)))
         goto fail;
     if (v.n == 0 && old && (rc = keep_absent(row, r, old)))
         goto fail;
     if (v.n == 0) {
         ps_fields_complete(r);
-        if ((rc = dedupe(st, &r, &v)))
+        if ((rc = dedupe(st, &r, &v, &held)))
             goto fail;
+        if (held)
+            return repeat_row(st, r);
     }
     if (v.n == 0 && (!r->orgunit || !*r->orgunit)) {
         char err[128];
         if ((rc = ps_record_set(r, "orgunit", st->orgunit, err, sizeof(err))))
             goto fail;
+    }
+    if (v.n == 0 && fresh && st->kind != POPSYNC__KIND__KIND_PERSON) {
+        if ((rc = held_already(st, r, &held)))
+            goto fail;
+        if (held)
+            return repeat_row(st, r);
     }
     /* A row equal to the record the cache holds (the one its id names, or
      * the registered person it merges into) changes nothing: it is counted,
@@ -358,7 +430,7 @@ static int import_row(ps_recio_row_t *row, void *arg)
         ps_record_free(r);
         return 0;
     }
-    if ((rc = ps_client_vctx_note(&st->vc, r->id.data, st->kind)))
+    if ((rc = ps_client_vctx_note(&st->vc, r->id.data, st->kind)) || (fresh && (rc = idset_add(&st->rows_seen, dig))))
         goto fail;
     st->batch[st->nbatch++] = r;
     if (st->nbatch == IMPORT_BATCH && (rc = flush_batch(st)))
@@ -496,6 +568,11 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
                    res.titles);
         printf("%s %lu of %lu rows (%lu unchanged, %lu rejected)\n", dry_run ? "would import" : "imported",
                res.imported, res.rows, res.unchanged, res.rejected);
+        if (res.repeats > 0)
+            printf(zh ? "其中 %lu 行与已有的记录（或本文件前面的某行）完全相同，未重复添加\n"
+                      : "%lu of these rows are the same as a record already held (or an earlier row): not added "
+                        "again\n",
+                   res.repeats);
         if (res.file_refused && res.rows == 0)
             printf(zh ? "%s 未导入任何一行：请按上面的提示改正该文件后重新导入\n"
                       : "nothing was imported from %s: correct the file as said above and import it again\n",
@@ -566,6 +643,7 @@ int ps_import_data(ps_cache_t *c, const char *file, const char *data, size_t len
     res->rejected = st->rejected;
     res->rejects_written = ps_rejects_written(st->rj);
     res->file_refused = st->file_refused;
+    res->repeats = st->repeats;
     res->titles = st->titles;
     res->late_rows = st->late_rows;
     res->nlate = st->nlate;
@@ -581,6 +659,8 @@ out:
     for (size_t i = 0; i < st->nbatch; i++)
         ps_record_free(st->batch[i]);
     idset_free(&st->idnums);
+    idset_free(&st->rows_seen);
+    idset_free(&st->held);
     ps_rejects_free(st->rj);
     ps_record_set_person_resolver(NULL, NULL);
     ps_client_vctx_free(&st->vc);

@@ -48,6 +48,7 @@ static const struct {
     {"must be at least ", "不能少于 "},
     {"must be 1 to ", "应为 1 至 "},
     {"refers to a ", "引用的记录不存在："},
+    {"this ID number appears on an earlier row of this file", "该身份证号在本文件前面某行已出现：同一人只登记一次，请核对"},
     {"appears on an earlier row of this file", "与本文件前面某行的记录 ID 重复"},
     {"belongs to a deleted record", "对应的记录已删除：可先用 popsync restore 恢复"},
     {"belongs to a record of another kind", "属于另一类记录"},

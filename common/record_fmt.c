@@ -9,6 +9,7 @@
  * be freed with ps_record_free.
  */
 #include "record_fmt.h"
+#include "crypto.h"
 #include "fields.h"
 #include "err.h"
 #include "ids.h"
@@ -1070,6 +1071,22 @@ static uint8_t *pack_content(const Popsync__Record *r, size_t *n)
     if (p)
         protobuf_c_message_pack(&c.base, p);
     return p;
+}
+
+int ps_record_content_digest(const Popsync__Record *r, uint8_t out[32])
+{
+    Popsync__Record c = *r;
+    size_t n;
+    uint8_t *p;
+    int rc;
+
+    c.id.data = NULL;
+    c.id.len = 0;
+    if (!(p = pack_content(&c, &n)))
+        return PS_ENOMEM;
+    rc = ps_sha256(p, n, out);
+    free(p);
+    return rc;
 }
 
 int ps_record_same_content(const Popsync__Record *a, const Popsync__Record *b)

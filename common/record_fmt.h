@@ -99,6 +99,14 @@ size_t ps_record_field_names(int kind, const char **names, size_t max);
 int ps_record_same_content(const Popsync__Record *a, const Popsync__Record *b);
 
 /**
+ * SHA-256 of r's content without its id (kind, orgunit, deleted, synthetic,
+ * body, unknown fields): two records with the same digest say the same
+ * thing.  An import keeps a row equal to a record it already holds from
+ * being added twice (client/cmd_io.c).  PS_OK or PS_ENOMEM.
+ */
+int ps_record_content_digest(const Popsync__Record *r, uint8_t out[32]);
+
+/**
  * A 64-bit integer as every JSON popsync writes it: a decimal string, as in
  * the protobuf JSON mapping (a JSON number above 2^53 is rounded by most
  * readers).  docs/data-model.md §4.1 says which values are written so.

@@ -91,7 +91,10 @@ printf '领取人,项目,所属期,金额,状态\r\n%s,rural_reward,%s,960,eligi
     "$dad" "$year" "$dad" "$((year - 1))" >"$T/ben.csv"
 expect_eq "$(ps --data "$T/t1" import "$T/ben.csv" --kind benefit | head -n 1)" "imported 2 of 2 rows (0 unchanged, 0 rejected)" "import by ID number"
 rc=0; ps --data "$T/t1" import "$T/ben.csv" --kind benefit >"$T/ben2.out" 2>/dev/null || rc=$?
-expect_eq "$(head -n 1 "$T/ben2.out")" "imported 0 of 2 rows (0 unchanged, 2 rejected)" "the same payments again are refused"
+expect_eq "$(head -n 1 "$T/ben2.out")" "imported 0 of 2 rows (2 unchanged, 0 rejected)" "the same payments again are not added again"
+sed -i 's/,960,/,980,/' "$T/ben.csv"
+rc=0; ps --data "$T/t1" import "$T/ben.csv" --kind benefit >"$T/ben2.out" 2>/dev/null || rc=$?
+expect_eq "$(head -n 1 "$T/ben2.out")" "imported 0 of 2 rows (0 unchanged, 2 rejected)" "other payments for the same periods are refused"
 
 ps --data "$T/t1" sync --quiet || fail "t1 sync"
 ps --data "$T/admin" sync --quiet || fail "admin sync"

@@ -51,3 +51,34 @@ sed -i 's/幸福路"5"号/幸福路5号/' "$T/broken.csv"
 expect_eq "$(ps --data "$T/t1" import "$T/broken.csv" --kind person)" "imported 5 of 5 rows (0 unchanged, 0 rejected)" \
     "the corrected file imports whole"
 pass "a CSV broken halfway imports nothing and says to fix the file"
+
+# The same entries again: a file imported twice, or imported once more after
+# an import stopped part way (Ctrl-C, a full disk: the batches before the
+# stop are stored).  Visits were added a second time, and a person row was
+# refused as "already registered" although it said nothing new.  A row
+# copied twice in the sheet is one entry.
+python3 - "$T/visits.csv" "$(ps --data "$T/t1" list --kind person --format json | python3 -c '
+import json, sys; print(",".join(r["id_number"] for r in json.load(sys.stdin)))')" <<'PY'
+import sys
+ids = sys.argv[2].split(",")
+rows = ["服务对象,服务项目,服务日期,服务机构"]
+for i, d in enumerate(ids):
+    rows.append("%s,followup,2026/11/%d,镇卫生院" % (d, i + 1))
+rows.append(rows[-1])                                   # copied twice in the sheet
+open(sys.argv[1], "w", encoding="utf-8-sig").write("\r\n".join(rows) + "\r\n")
+PY
+nv=$(($(wc -l <"$T/visits.csv") - 2))
+head -n 4 "$T/visits.csv" >"$T/visits_part.csv"          # what an interrupted import stored
+expect_eq "$(ps --data "$T/t1" import "$T/visits_part.csv" --kind service_visit)" \
+    "imported 3 of 3 rows (0 unchanged, 0 rejected)" "the first part"
+ps --data "$T/t1" import "$T/visits.csv" --kind service_visit --lang zh >"$T/v.out" || fail "the whole file again"
+grep -q "^imported $((nv - 3)) of $((nv + 1)) rows (4 unchanged, 0 rejected)" "$T/v.out" || fail "visits again: $(cat "$T/v.out")"
+grep -q "^其中 4 行与已有的记录（或本文件前面的某行）完全相同，未重复添加" "$T/v.out" || fail "repeats said: $(cat "$T/v.out")"
+expect_eq "$(count t1 service_visit)" "$nv" "each visit once"
+expect_eq "$(ps --data "$T/t1" import "$T/visits.csv" --kind service_visit | head -n 1)" \
+    "imported 0 of $((nv + 1)) rows ($((nv + 1)) unchanged, 0 rejected)" "a third time adds nothing"
+rc=0; ps --data "$T/t1" import "$T/sheet.csv" --kind person >"$T/p2.out" 2>"$T/p2.err" || rc=$?
+expect_eq "$rc" 0 "persons imported again: $(cat "$T/p2.err")"
+grep -q "^imported 0 of 4 rows (4 unchanged, 0 rejected)" "$T/p2.out" || fail "persons again: $(cat "$T/p2.out")"
+expect_eq "$(count t1)" 9 "no person twice"
+pass "a file imported again adds nothing; a row copied twice is one entry"

@@ -599,7 +599,7 @@ static int put_conflict(apply_ctx_t *c, const Popsync__Record *kept, const Popsy
     if ((mrc = mdb_put(c->txn, c->st->conflicts, &k, &v, 0)))
         return db_err(mrc);
     /* Hello and the metrics read the open conflicts from tallies. */
-    if ((rc = ps__conflicts_tally(c->txn, c->st, &cf, +1)))
+    if ((rc = ps__conflicts_tally(c->txn, c->st, cid, &cf, +1)))
         return rc;
     c->conflicts++;
     return PS_OK;
@@ -626,7 +626,7 @@ static int resolve_conflict(apply_ctx_t *c, const ProtobufCBinaryData *cid, cons
     rc = PS_OK;
     if (!cf->resolved && cf->record_id.len == PS_ID_LEN && record_id->len == PS_ID_LEN &&
         memcmp(cf->record_id.data, record_id->data, PS_ID_LEN) == 0) {
-        rc = ps__conflicts_tally(c->txn, c->st, cf, -1);
+        rc = ps__conflicts_tally(c->txn, c->st, cid->data, cf, -1);
         cf->resolved = 1;
         cf->resolved_ms = c->now_ms;
         if (rc == PS_OK)

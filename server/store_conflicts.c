@@ -6,10 +6,16 @@
  *   node(16)  -> count(8, BE)  open conflicts in which an edit of node lost
  *                              (no row: none)
  *   "open"    -> count(8, BE)  all open conflicts, with or without a lost node
- * (the total, open or not, is the entry count LMDB keeps for `conflicts`).
- * The apply path (apply.c, the only writer of `conflicts`) moves the
- * tallies with ps__conflicts_tally in the transaction that writes the
- * conflict.  ps__conflicts_open builds them from `conflicts` when a store
+ * (the total, open or not, is the entry count LMDB keeps for `conflicts`),
+ * and the database `conflict_open`, the open conflicts themselves:
+ *   cid(16)   -> what the access policy asks of a conflict (its view):
+ *                flags(1) | lost_node(16) | kept_node(16) | unit NUL
+ *                | kept unit NUL | lost unit NUL
+ * so that a ConflictList of open conflicts (every `popsync sync` asks one)
+ * walks the open ones and unpacks only those the peer may see, not every
+ * conflict ever kept.  The apply path (apply.c, the only writer of
+ * `conflicts`) moves both with ps__conflicts_tally in the transaction that
+ * writes the conflict.  ps__conflicts_open builds them from `conflicts` when a store
  * has none (written before them) or an older popsyncd wrote conflicts
  * since (the mark ps__conflicts_close leaves, meta "conflict_lost_at").
  * And the readers: ps_store_conflicts (the ConflictList answer),
@@ -24,8 +30,14 @@
 
 #include <stdlib.h>
 
-#define TALLY_VERSION 1
+#define TALLY_VERSION 2 /* 1: the tallies without conflict_open */
 #define MARK_LEN 16 /* head(8) | entries of `conflicts`(8) */
+#define VIEW_LOST 0x01  /* view flags: lost_node, kept_node, kept, lost present */
+#define VIEW_KEPT 0x02
+#define VIEW_KEPT_REC 0x04
+#define VIEW_LOST_REC 0x08
+#define VIEW_FIXED 33   /* flags | lost_node | kept_node */
+#define VIEW_MAX 512
 
 static const MDB_val k_version = {15, (void *)"conflict_lost_v"};
 static const MDB_val k_mark = {16, (void *)"conflict_lost_at"};
@@ -75,11 +87,88 @@ static int tally_move(MDB_txn *txn, ps_store_t *st, const MDB_val *key, int delt
     return mrc ? db_err(mrc) : PS_OK;
 }
 
-int ps__conflicts_tally(MDB_txn *txn, ps_store_t *st, const Popsync__Conflict *cf, int delta)
+static size_t view_str(uint8_t *p, size_t at, const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (at + n + 1 > VIEW_MAX)
+        return 0;
+    memcpy(p + at, s ? s : "", n);
+    p[at + n] = 0;
+    return at + n + 1;
+}
+
+/* cf's view into p (VIEW_MAX bytes): its length, or 0 when it does not fit
+ * (a unit code of hundreds of bytes; such a conflict is unpacked instead). */
+static size_t view_encode(const Popsync__Conflict *cf, uint8_t *p)
+{
+    size_t at = VIEW_FIXED;
+    memset(p, 0, VIEW_FIXED);
+    if (cf->lost_node.len == PS_ID_LEN) {
+        p[0] |= VIEW_LOST;
+        memcpy(p + 1, cf->lost_node.data, PS_ID_LEN);
+    }
+    if (cf->kept_node.len == PS_ID_LEN) {
+        p[0] |= VIEW_KEPT;
+        memcpy(p + 1 + PS_ID_LEN, cf->kept_node.data, PS_ID_LEN);
+    }
+    p[0] |= (uint8_t)((cf->kept ? VIEW_KEPT_REC : 0) | (cf->lost ? VIEW_LOST_REC : 0));
+    if (!(at = view_str(p, at, cf->orgunit)) || !(at = view_str(p, at, cf->kept ? cf->kept->orgunit : NULL)) ||
+        !(at = view_str(p, at, cf->lost ? cf->lost->orgunit : NULL)))
+        return 0;
+    return at;
+}
+
+/* The next NUL-terminated string of v from *at, or NULL past its end. */
+static const char *view_next(const MDB_val *v, size_t *at)
+{
+    const char *s = (const char *)v->mv_data + *at;
+    const void *nul = *at < v->mv_size ? memchr(s, 0, v->mv_size - *at) : NULL;
+    if (!nul)
+        return NULL;
+    *at += (size_t)((const char *)nul - s) + 1;
+    return s;
+}
+
+/* The view stored in v (pointing into it), or -1 when v holds none. */
+static int view_decode(const MDB_val *v, ps_conflict_view_t *cv)
+{
+    const uint8_t *p = v->mv_data;
+    size_t at = VIEW_FIXED;
+    if (v->mv_size < VIEW_FIXED + 3)
+        return -1;
+    cv->lost_node = p[0] & VIEW_LOST ? p + 1 : NULL;
+    cv->kept_node = p[0] & VIEW_KEPT ? p + 1 + PS_ID_LEN : NULL;
+    if (!(cv->unit = view_next(v, &at)) || !(cv->kept_unit = view_next(v, &at)) ||
+        !(cv->lost_unit = view_next(v, &at)))
+        return -1;
+    if (!(p[0] & VIEW_KEPT_REC))
+        cv->kept_unit = NULL;
+    if (!(p[0] & VIEW_LOST_REC))
+        cv->lost_unit = NULL;
+    return 0;
+}
+
+/* Files open conflict cid in conflict_open (delta > 0) or takes it out. */
+static int open_set_move(MDB_txn *txn, ps_store_t *st, const uint8_t *cid, const Popsync__Conflict *cf, int delta)
+{
+    uint8_t view[VIEW_MAX];
+    MDB_val k = {PS_ID_LEN, (void *)cid}, v = {0, view};
+    int mrc;
+    if (delta < 0) {
+        mrc = mdb_del(txn, st->conflict_open, &k, NULL);
+        return mrc && mrc != MDB_NOTFOUND ? db_err(mrc) : PS_OK;
+    }
+    v.mv_size = view_encode(cf, view); /* 0 bytes: no view, the lister unpacks it */
+    mrc = mdb_put(txn, st->conflict_open, &k, &v, 0);
+    return mrc ? db_err(mrc) : PS_OK;
+}
+
+int ps__conflicts_tally(MDB_txn *txn, ps_store_t *st, const uint8_t cid[PS_ID_LEN], const Popsync__Conflict *cf,
+                        int delta)
 {
     MDB_val node = {PS_ID_LEN, cf->lost_node.data};
     int rc;
-    if ((rc = tally_move(txn, st, &k_open, delta)))
+    if ((rc = tally_move(txn, st, &k_open, delta)) || (rc = open_set_move(txn, st, cid, cf, delta)))
         return rc;
     return cf->lost_node.len == PS_ID_LEN ? tally_move(txn, st, &node, delta) : PS_OK;
 }
@@ -93,15 +182,16 @@ static int build(ps_store_t *st, MDB_txn *txn)
     MDB_val k, v;
     int mrc, rc = PS_OK;
 
-    if ((mrc = mdb_drop(txn, st->conflict_lost, 0)) || (mrc = mdb_cursor_open(txn, st->conflicts, &cur)))
+    if ((mrc = mdb_drop(txn, st->conflict_lost, 0)) || (mrc = mdb_drop(txn, st->conflict_open, 0)) ||
+        (mrc = mdb_cursor_open(txn, st->conflicts, &cur)))
         return db_err(mrc);
     ps__conflicts_builds++;
     while (rc == PS_OK && (mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
         Popsync__Conflict *cf = NULL;
         if (ps_msg_unpack_desc(&popsync__conflict__descriptor, v.mv_data, v.mv_size, (ProtobufCMessage **)&cf))
             continue; /* counted by nobody, as the pass before the tallies did */
-        if (!cf->resolved)
-            rc = ps__conflicts_tally(txn, st, cf, +1);
+        if (!cf->resolved && k.mv_size == PS_ID_LEN)
+            rc = ps__conflicts_tally(txn, st, k.mv_data, cf, +1);
         ps_msg_free(&cf->base);
     }
     mdb_cursor_close(cur);
@@ -147,7 +237,8 @@ int ps__conflicts_open(ps_store_t *st, MDB_txn *txn)
     uint8_t ver = TALLY_VERSION;
     int mrc, rc, since;
 
-    if ((mrc = mdb_dbi_open(txn, "conflict_lost", MDB_CREATE, &st->conflict_lost)))
+    if ((mrc = mdb_dbi_open(txn, "conflict_lost", MDB_CREATE, &st->conflict_lost)) ||
+        (mrc = mdb_dbi_open(txn, "conflict_open", MDB_CREATE, &st->conflict_open)))
         return db_err(mrc);
     if ((since = written_since(st, txn)) < 0)
         return since;
@@ -287,12 +378,66 @@ static void conflict_list_free(void *priv)
     free(cl);
 }
 
+/* Adds the conflict stored as v to cl when it is listed (open unless
+ * include_resolved, and the peer may see it). */
+static void list_add(ps_store_t *st, const ps_peer_t *peer, const uint8_t *node, int include_resolved,
+                     const MDB_val *v, conflict_list_t *cl)
+{
+    Popsync__Conflict *cf = NULL;
+    if (ps_msg_unpack_desc(&popsync__conflict__descriptor, v->mv_data, v->mv_size, (ProtobufCMessage **)&cf))
+        return;
+    if ((cf->resolved && !include_resolved) || !may_see_conflict(st, peer, node, cf)) {
+        ps_msg_free(&cf->base);
+        return;
+    }
+    cl->list[cl->n++] = cf;
+}
+
+/* The open conflicts the peer may see, from conflict_open: only those its
+ * view lets through are looked up and unpacked. */
+static int list_open(ps_store_t *st, MDB_txn *txn, const ps_peer_t *peer, const uint8_t *node, uint32_t max,
+                     conflict_list_t *cl)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v, c;
+    int mrc;
+
+    if ((mrc = mdb_cursor_open(txn, st->conflict_open, &cur)))
+        return db_err(mrc);
+    while (cl->n < max && (mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        ps_conflict_view_t cv;
+        if (view_decode(&v, &cv) == 0 && !ps_policy_may_see_conflict(st->opts.units, peer, node, &cv))
+            continue;
+        if ((mrc = mdb_get(txn, st->conflicts, &k, &c)) == MDB_NOTFOUND)
+            continue;
+        if (mrc)
+            break;
+        list_add(st, peer, node, 0, &c, cl);
+    }
+    mdb_cursor_close(cur);
+    return mrc == 0 || mrc == MDB_NOTFOUND ? PS_OK : db_err(mrc);
+}
+
+/* Every conflict the peer may see, resolved ones too: a pass over all. */
+static int list_all(ps_store_t *st, MDB_txn *txn, const ps_peer_t *peer, const uint8_t *node, uint32_t max,
+                    conflict_list_t *cl)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int mrc;
+
+    if ((mrc = mdb_cursor_open(txn, st->conflicts, &cur)))
+        return db_err(mrc);
+    while (cl->n < max && (mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0)
+        list_add(st, peer, node, 1, &v, cl);
+    mdb_cursor_close(cur);
+    return mrc == 0 || mrc == MDB_NOTFOUND ? PS_OK : db_err(mrc);
+}
+
 int ps_store_conflicts(ps_store_t *st, const ps_peer_t *peer, const uint8_t node[PS_ID_LEN], int include_resolved,
                        uint32_t max, ps_store_msg_t *out)
 {
     MDB_txn *txn = NULL;
-    MDB_cursor *cur = NULL;
-    MDB_val k, v;
     conflict_list_t *cl;
     int mrc, rc = PS_OK;
 
@@ -304,27 +449,14 @@ int ps_store_conflicts(ps_store_t *st, const ps_peer_t *peer, const uint8_t node
         return PS_ENOMEM;
     }
     popsync__conflict_list_result__init(&cl->res);
-    if ((mrc = ro_begin(st, &txn)) || (mrc = mdb_cursor_open(txn, st->conflicts, &cur))) {
+    if ((mrc = ro_begin(st, &txn))) {
         rc = db_err(mrc);
-        goto out;
-    }
-    while (cl->n < max && (mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
-        Popsync__Conflict *cf = NULL;
-        if (ps_msg_unpack_desc(&popsync__conflict__descriptor, v.mv_data, v.mv_size, (ProtobufCMessage **)&cf))
-            continue;
-        if ((cf->resolved && !include_resolved) || !may_see_conflict(st, peer, node, cf)) {
-            ps_msg_free(&cf->base);
-            continue;
-        }
-        cl->list[cl->n++] = cf;
+    } else {
+        rc = include_resolved ? list_all(st, txn, peer, node, max, cl) : list_open(st, txn, peer, node, max, cl);
+        ro_end(st, txn);
     }
     cl->res.n_conflicts = cl->n;
     cl->res.conflicts = cl->list;
-out:
-    if (cur)
-        mdb_cursor_close(cur);
-    if (txn)
-        ro_end(st, txn);
     if (rc) {
         conflict_list_free(cl);
         return rc;

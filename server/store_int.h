@@ -73,6 +73,7 @@ struct ps_store {
     MDB_dbi audit_rec;       /* record id | gen -> its audit entry's n (store_history.c) */
     MDB_dbi cols;            /* the column projection counts read (store_cols.c) */
     MDB_dbi conflict_lost;   /* open conflicts tallied, by losing node and in all (store_conflicts.c) */
+    MDB_dbi conflict_open;   /* the open conflicts' ids and policy views (store_conflicts.c) */
     uint8_t server_node[PS_ID_LEN];
     uint64_t head;           /* last committed seq; read under head_lock */
     pthread_mutex_t head_lock;
@@ -95,11 +96,11 @@ int ps__store_bind_if_new(MDB_txn *txn, ps_store_t *st, const ps_node_info_t *n)
 int ps__history_open(ps_store_t *st, MDB_txn *txn);
 int ps__history_file(MDB_txn *txn, ps_store_t *st, const uint8_t *id, uint64_t gen, uint64_t n);
 
-/* The open conflicts' tallies (store_conflicts.c).  Every write of
+/* The open conflicts' tallies and set (store_conflicts.c).  Every write of
  * `conflicts` moves them in its own transaction: ps__conflicts_tally(+1)
- * for a conflict stored open, (-1) for an open one resolved (a write that
- * changed an open conflict's lost_node would call -1 with the old value,
- * then +1 with the new).  ps__conflicts_open (in the open transaction,
+ * for conflict cid stored open, (-1) for an open one resolved (a write that
+ * changed an open conflict's lost_node or units would call -1 with the old
+ * value, then +1 with the new).  ps__conflicts_open (in the open transaction,
  * after the head is loaded) builds them when missing or when an older
  * popsyncd wrote conflicts since ps__conflicts_close's mark;
  * ps__conflicts_lost_in and ps__conflicts_open_in read them in txn.
@@ -107,7 +108,8 @@ int ps__history_file(MDB_txn *txn, ps_store_t *st, const uint8_t *id, uint64_t g
  * the answers the tallies must equal, for the unit test and the bench. */
 int ps__conflicts_open(ps_store_t *st, MDB_txn *txn);
 void ps__conflicts_close(ps_store_t *st);
-int ps__conflicts_tally(MDB_txn *txn, ps_store_t *st, const Popsync__Conflict *cf, int delta);
+int ps__conflicts_tally(MDB_txn *txn, ps_store_t *st, const uint8_t cid[PS_ID_LEN], const Popsync__Conflict *cf,
+                        int delta);
 int ps__conflicts_lost_in(MDB_txn *txn, ps_store_t *st, const uint8_t node[PS_ID_LEN], uint64_t *n);
 int ps__conflicts_open_in(MDB_txn *txn, ps_store_t *st, uint64_t *n);
 int ps__conflicts_scan(ps_store_t *st, const uint8_t node[PS_ID_LEN], uint64_t *lost, uint64_t *open_conflicts,

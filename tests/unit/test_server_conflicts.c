@@ -3,8 +3,10 @@
  *
  * Owns: the check that the answers read from the tallies (the open
  * conflicts each node's edits lost, told in Welcome; open and total, for
- * the metrics; the per-node and total counts of the node status) equal a
- * pass over every conflict, after every step of a random run through the
+ * the metrics; the per-node and total counts of the node status) and the
+ * list of open conflicts read from conflict_open (for an admin, two
+ * townships, two collectors and a viewer, each syncing as a node that
+ * lost, kept or took no part) equal a pass over every conflict, after every step of a random run through the
  * apply path: two caches editing one field on one base (a field conflict,
  * either side losing), a delete racing an edit (the edit kept whole),
  * resolutions, a resolution naming another record (resolves nothing) and
@@ -35,7 +37,11 @@
 #include "store_int.h"
 #include "validate.h"
 
+#define TOWN_A "130203001000"
+#define TOWN_B "130203002000"
 #define UNIT_A "130203001001"
+#define UNIT_B "130203002001"
+#define UNIT_C "130203003001"
 #define NNODES 5
 #define NRECS 12
 #define MAXCF 512
@@ -96,7 +102,8 @@ static void next_name(fixture_t *fx, char *out, size_t cap)
     snprintf(out, cap, "%s%s%s", ch[k % 20], ch[(k / 20) % 20], ch[(k / 400) % 20]);
 }
 
-/* Person i of the run, with a new name; deleted when del. */
+/* Person i of the run, with a new name, in a unit of three townships
+ * drawn at random (an edit may move it); deleted when del. */
 static Popsync__Record *person(fixture_t *fx, size_t i, int del)
 {
     Popsync__Record *r = NULL;
@@ -106,7 +113,7 @@ static Popsync__Record *person(fixture_t *fx, size_t i, int del)
     memcpy(r->id.data, fx->rec[i], PS_ID_LEN);
     r->id.len = PS_ID_LEN;
     next_name(fx, name, sizeof(name));
-    set(r, "orgunit", UNIT_A);
+    set(r, "orgunit", (const char *[]){UNIT_A, UNIT_B, UNIT_C}[rand() % 3]);
     set(r, "name", name);
     set(r, "sex", "female");
     set(r, "birth_date", "1986-04-12");
@@ -232,6 +239,15 @@ static void compare(fixture_t *fx)
     assert_int_equal(open_t, open_s);
     assert_int_equal(total_t, total_s);
     assert_int_equal(all_lost, open_s); /* every conflict here names the node that lost */
+    {
+        /* The open set holds the open conflicts, no resolved one. */
+        MDB_txn *txn = NULL;
+        MDB_stat ms;
+        assert_int_equal(mdb_txn_begin(fx->st->env, NULL, MDB_RDONLY, &txn), 0);
+        assert_int_equal(mdb_stat(txn, fx->st->conflict_open, &ms), 0);
+        mdb_txn_abort(txn);
+        assert_int_equal(ms.ms_entries, open_s);
+    }
     /* The node status: per node and in all. */
     assert_int_equal(ps_store_node_status(fx->st, live, NNODES, &m), PS_OK);
     ns = (Popsync__NodeStatusResult *)m.msg;
@@ -243,6 +259,48 @@ static void compare(fixture_t *fx)
         assert_int_equal(ns->nodes[r]->conflicts_open, lost);
     }
     ps_store_msg_free(&m);
+}
+
+/* Each peer's list of open conflicts (from conflict_open) is its list of
+ * all (the pass over every conflict) without the resolved ones; *seen
+ * gets how many the first township saw. */
+static void compare_lists(fixture_t *fx, size_t *seen)
+{
+    static const uint8_t OTHER[PS_ID_LEN] = {0xee};
+    struct {
+        ps_peer_t p;
+        const uint8_t *node;
+    } who[] = {
+        {ps_tstore_peer(PS_ROLE_ADMIN, "130203000000", "district"), OTHER},
+        {ps_tstore_peer(PS_ROLE_TOWNSHIP, TOWN_A, "town-a"), fx->nodes[1]},
+        {ps_tstore_peer(PS_ROLE_TOWNSHIP, TOWN_B, "town-b"), OTHER},
+        {ps_tstore_peer(PS_ROLE_COLLECTOR, UNIT_A, "collector"), fx->nodes[3]},
+        {ps_tstore_peer(PS_ROLE_COLLECTOR, UNIT_B, "collector-b"), OTHER},
+        {ps_tstore_peer(PS_ROLE_VIEWER, "130203000000", "viewer"), fx->nodes[2]},
+    };
+    for (size_t w = 0; w < sizeof(who) / sizeof(who[0]); w++) {
+        ps_store_msg_t mo, ma;
+        Popsync__ConflictListResult *o, *a;
+        size_t j = 0;
+        assert_int_equal(ps_store_conflicts(fx->st, &who[w].p, who[w].node, 0, 0, &mo), PS_OK);
+        assert_int_equal(ps_store_conflicts(fx->st, &who[w].p, who[w].node, 1, 0, &ma), PS_OK);
+        o = (Popsync__ConflictListResult *)mo.msg;
+        a = (Popsync__ConflictListResult *)ma.msg;
+        assert_true(a->n_conflicts < 1000); /* neither list was cut */
+        for (size_t i = 0; i < a->n_conflicts; i++) {
+            if (a->conflicts[i]->resolved)
+                continue;
+            assert_true(j < o->n_conflicts);
+            assert_memory_equal(o->conflicts[j]->id.data, a->conflicts[i]->id.data, PS_ID_LEN);
+            assert_false(o->conflicts[j]->resolved);
+            j++;
+        }
+        assert_int_equal(j, o->n_conflicts);
+        if (w == 1 && seen)
+            *seen = j;
+        ps_store_msg_free(&mo);
+        ps_store_msg_free(&ma);
+    }
 }
 
 /* Records, then steps picked at random, each checked; returns the open count. */
@@ -272,6 +330,7 @@ static uint64_t random_run(fixture_t *fx, unsigned seed, int steps)
         else
             settle(fx, c, (fx->cf_rec[c] + 1) % NRECS, a); /* names another record: resolves nothing */
         compare(fx);
+        compare_lists(fx, NULL);
     }
     assert_int_equal(ps_store_conflict_count(fx->st, &open_c, &total), PS_OK);
     assert_int_equal(total, fx->ncf);
@@ -284,8 +343,12 @@ static void test_random_run(void **state)
 {
     fixture_t *fx = *state;
     uint64_t open_c = random_run(fx, 1717, 160);
-    /* The run leaves some open and some resolved, or it checked little. */
+    size_t seen = 0;
+    /* The run leaves some open and some resolved, and a township sees some
+     * of the open ones but not all, or it checked little. */
     assert_true(open_c > 0 && open_c < fx->ncf);
+    compare_lists(fx, &seen);
+    assert_true(seen > 0 && seen < open_c);
 }
 
 /* A clean close and open keeps the tallies without building them again. */
@@ -299,6 +362,7 @@ static void test_reopen(void **state)
     assert_int_equal(open_store(fx), 0);
     assert_int_equal(ps__conflicts_builds, builds);
     compare(fx);
+    compare_lists(fx, NULL);
 }
 
 /* A data directory from before the tallies gets them on open. */
@@ -319,6 +383,7 @@ static void test_built_on_open(void **state)
     assert_int_equal(open_store(fx), 0);
     assert_int_equal(ps__conflicts_builds, builds + 1);
     compare(fx);
+    compare_lists(fx, NULL);
     /* And keeps them from then on. */
     clash(fx, 0, 1, 2);
     settle(fx, 0, fx->cf_rec[0], 3);
@@ -412,6 +477,7 @@ static void test_older_writer(void **state)
     assert_int_equal(open1, open0 + 1);
     assert_int_equal(total1, total0 + 1);
     compare(fx);
+    compare_lists(fx, NULL);
     /* It resolves one. */
     older_writer(fx, 1);
     assert_int_equal(open_store(fx), 0);
@@ -420,6 +486,7 @@ static void test_older_writer(void **state)
     assert_int_equal(open1, open0);
     assert_int_equal(total1, total0 + 1);
     compare(fx);
+    compare_lists(fx, NULL);
 }
 
 /* A damaged tally (a node's row lost) is found when one of its conflicts

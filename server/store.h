@@ -6,7 +6,8 @@
  *   versions id(16)|gen(8, BE) -> packed Record                each superseded version (store_versions.h)
  *   conflicts cid(16)          -> packed Conflict
  *   conflict_lost node(16)     -> count(8, BE) open conflicts an edit of node lost; "open" -> all open
- *                                 (store_conflicts.c, moved in the transaction that writes the conflict)
+ *   conflict_open cid(16)      -> the open conflict's nodes and units (what the policy asks), a list's walk
+ *                                 (both store_conflicts.c, moved in the transaction that writes the conflict)
  *   audit    n(8, BE)          -> packed AuditEntry (chained per write transaction, audit_chain.h; head in meta "audit_head")
  *   counters month(4)|unit(12)|indicator -> int64 (BE), kept in the write transaction
  *   closes   month(4)|township(12) -> packed CloseResult (state, frozen values)

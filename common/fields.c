@@ -375,10 +375,17 @@ static int date_shape(const char *s, int want_day, char *out, size_t outlen)
     return 0;
 }
 
-/* Scientific notation as Excel shows a long number: 1.30203E+17. */
+/* Scientific notation as Excel shows a long number: 1.30203E+17; or the
+ * number written out with a decimal part, as other programs save a column
+ * of numbers (110105199003071234.0): past 15 digits its last ones were
+ * rounded, so neither can be turned back into the ID number. */
 static int looks_scientific(const char *s)
 {
-    const char *e = strpbrk(s, "eE");
+    const char *e = strpbrk(s, "eE"), *dot = strchr(s, '.');
+
+    if (!e && dot && (size_t)(dot - s) >= 15 && strspn(s, "0123456789") == (size_t)(dot - s) &&
+        dot[1] && strspn(dot + 1, "0") == strlen(dot + 1))
+        return 1;
     if (!e || e == s || (e[1] != '+' && e[1] != '-' && !dig(e[1])))
         return 0;
     for (const char *p = s; p < e; p++)
@@ -482,6 +489,9 @@ int ps_field_normalize(const ps_field_t *f, const char *in, char *out, size_t ou
         return 1;
     switch (f->type) {
     case PS_FT_IDNUM:
+        /* Excel's mark for "keep this as text", typed or pasted with it. */
+        if (tmp[0] == '\'')
+            memmove(tmp, tmp + 1, strlen(tmp));
         if (looks_scientific(tmp)) {
             *why = "Excel turned this ID number into a number: format the column as text (文本) and export again "
                    "(Excel 把身份证号变成了数字：请把该列设为“文本”格式后重新导出)";

@@ -10,6 +10,8 @@ static const struct {
     const char *en, *zh;
 } reasons[] = {
     {"is required (it may be left empty only in a newborn's first year)", "必填：只有出生一年内的婴儿可以暂不填写"},
+    {"is required: left empty it is taken from id_number, so correct id_number first",
+     "不填时由身份证号自动填写：请先改正身份证号"},
     {"is required", "必填，不能为空"},
     {"must be 18 characters", "应为 18 位：请核对身份证号是否漏位或多位"},
     {"first 17 characters must be digits", "前 17 位应为数字：请核对"},

@@ -439,6 +439,8 @@ static void check_person_benefit_facts(vstate_t *vs, const Popsync__Person *p, u
         ps_verrs_add(vs->v, "gave_up_birth_date", "is before birth_date: check both dates");
 }
 
+#define FROM_ID_NUMBER "is required: left empty it is taken from id_number, so correct id_number first"
+
 static void check_person(vstate_t *vs, const Popsync__Person *p)
 {
     const char *why = NULL;
@@ -447,8 +449,19 @@ static void check_person(vstate_t *vs, const Popsync__Person *p)
     size_t i, ndig = 0, len;
 
     check_text(vs, "name", p->name, 1, 64, 0);
-    sex_ok = check_enum(vs, "sex", (int)p->sex, POPSYNC__SEX__SEX_FEMALE, 1);
-    check_date(vs, "birth_date", p->birth_date, 1, 0, &bd);
+    /* Left empty, sex and birth date are taken from a valid ID number
+     * (fields.c): with a wrong one, say where they would have come from
+     * rather than "is required" beside the ID number's own error. */
+    if (!empty(p->id_number) && p->sex == 0 && ps_validate_id_number_at(p->id_number, vs->today)) {
+        ps_verrs_add(vs->v, "sex", FROM_ID_NUMBER);
+        sex_ok = 0;
+    } else {
+        sex_ok = check_enum(vs, "sex", (int)p->sex, POPSYNC__SEX__SEX_FEMALE, 1);
+    }
+    if (!empty(p->id_number) && empty(p->birth_date) && ps_validate_id_number_at(p->id_number, vs->today))
+        ps_verrs_add(vs->v, "birth_date", FROM_ID_NUMBER);
+    else
+        check_date(vs, "birth_date", p->birth_date, 1, 0, &bd);
     /* A newborn is registered before it has an ID number (the number is
      * filled in later); anyone older needs one. */
     if (empty(p->id_number)) {

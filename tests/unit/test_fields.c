@@ -74,6 +74,12 @@ static void test_id_numbers(void **state)
     assert_string_equal(norm(PERSON, "id_number", "110105 19491231 002X"), "11010519491231002X");
     assert_string_equal(norm(PERSON, "id_number", "1.30203E+17"), "ERR");
     assert_string_equal(norm(PERSON, "id_number", "1.10105E17"), "ERR");
+    /* Excel's text mark; a number written out with its decimals. */
+    assert_string_equal(norm(PERSON, "id_number", "'11010519491231002x"), "11010519491231002X");
+    assert_string_equal(norm(PERSON, "id_number", "＇110105 19491231 002X"), "11010519491231002X");
+    assert_string_equal(norm(PERSON, "id_number", "110105194912310024.0"), "ERR");
+    assert_string_equal(norm(PERSON, "id_number", "110105194912310000.00"), "ERR");
+    assert_string_equal(norm(PERSON, "id_number", "1101.0"), "1101.0");
 }
 
 static void test_values(void **state)

@@ -437,6 +437,21 @@ static void test_person_rules(void **state)
         assert_true(has_err(&v, "sex", "is required"));
     }
     ps_record_free(r);
+
+    /* Sex and birth date left for a wrong ID number to fill: the clerk is
+     * told to correct the number, not that they are required. */
+    r = good_person();
+    assert_int_equal(ps_record_set(r, "sex", "", err, sizeof(err)), PS_OK);
+    assert_int_equal(ps_record_set(r, "birth_date", "", err, sizeof(err)), PS_OK);
+    assert_int_equal(ps_record_set(r, "id_number", "110105196001011234", err, sizeof(err)), PS_OK);
+    {
+        ps_verrs_t v;
+        assert_int_equal(run(r, &c, &v), 3);
+        assert_true(has_err(&v, "sex", "correct id_number first"));
+        assert_true(has_err(&v, "birth_date", "correct id_number first"));
+        assert_true(has_err(&v, "id_number", "check character"));
+    }
+    ps_record_free(r);
 }
 
 static void test_text_rules(void **state)

@@ -340,6 +340,22 @@ static int sep(const char **p, const char *zh)
     return 0;
 }
 
+/* Past a time of day after a date (" 0:00", " 00:00:00", "T08:30"), as
+ * Excel saves a cell formatted as date and time: the date is the field's
+ * value.  p itself when what follows is not a time. */
+static const char *time_of_day(const char *p)
+{
+    const char *q = p + 1;
+
+    if (*p != ' ' && *p != 'T')
+        return p;
+    if (num(&q, 2) < 0 || *q++ != ':' || num(&q, 2) < 0)
+        return p;
+    if (*q == ':' && (q++, num(&q, 2) < 0))
+        return p;
+    return *q ? p : q;
+}
+
 /* YYYY-M-D, YYYY/M/D, YYYY.M.D, YYYY年M月D日 and YYYYMMDD -> YYYY-MM-DD.
  * With day 0 (a period) YYYY-M, YYYY/M, YYYY年M月 and YYYYMM -> YYYY-MM.
  * 0 when s had such a shape. */
@@ -361,10 +377,12 @@ static int date_shape(const char *s, int want_day, char *out, size_t outlen)
             return -1;
         if (want_day && (!sep(&p, "月") || (d = num(&p, 2)) < 0))
             return -1;
-        if (want_day && strncmp(p, "日", strlen("日")) == 0)
+        if (want_day && (strncmp(p, "日", strlen("日")) == 0 || strncmp(p, "号", strlen("号")) == 0))
             p += strlen("日");
         else if (!want_day && strncmp(p, "月", strlen("月")) == 0)
             p += strlen("月");
+        if (want_day && *p)
+            p = time_of_day(p);
         if (*p)
             return -1;
     }
@@ -445,13 +463,20 @@ static const char *value_from_zh(const ps_field_t *f, const char *s)
             if (strcmp(enum_zh[i].zh, s) == 0)
                 return enum_zh[i].text;
         return NULL;
-    case PS_FT_LIST:
+    case PS_FT_LIST: {
+        const char *begins = NULL;
+        int nbegin = 0;
         for (i = 0; (code = strcmp(f->name, "scheme") == 0 ? ps_scheme_at(i) : ps_service_at(i)); i++) {
             const char *zh = strcmp(f->name, "scheme") == 0 ? ps_scheme_label(code, 1) : ps_service_label(code, 1);
             if (zh && strcmp(zh, s) == 0)
                 return code;
+            if (zh && strncmp(zh, s, strlen(s)) == 0 && nbegin++ == 0)
+                begins = code;
         }
-        return NULL;
+        /* The label's start, as people say it ("随访" for 随访服务), when
+         * it is two characters or more and names one choice only. */
+        return nbegin == 1 && strlen(s) >= 6 && (unsigned char)s[0] >= 0x80 ? begins : NULL;
+    }
     case PS_FT_BOOL:
         if (strcmp(s, "是") == 0 || strcasecmp(s, "yes") == 0 || strcmp(s, "1") == 0)
             return "true";
@@ -504,6 +529,11 @@ int ps_field_normalize(const ps_field_t *f, const char *in, char *out, size_t ou
     case PS_FT_PERIOD:
         if (date_shape(tmp, f->type == PS_FT_DATE, out, outlen) == 0)
             return 0;
+        if (f->type == PS_FT_DATE && strlen(tmp) == 5 && strspn(tmp, "0123456789") == 5) {
+            *why = "Excel saved this date as a number: format the column as a date (日期) and save again "
+                   "(Excel 把日期存成了数字：请把该列设为“日期”格式后重新保存)";
+            return -1;
+        }
         if (f->type == PS_FT_PERIOD) {
             size_t n = strlen(tmp);
             if (n >= 4 && strcmp(tmp + n - strlen("年"), "年") == 0 && n - strlen("年") == 4)

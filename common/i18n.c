@@ -1,5 +1,6 @@
 /* i18n.c - Chinese text of the reasons (see i18n.h). */
 #include "i18n.h"
+#include "validate.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -69,6 +70,7 @@ static const struct {
     {"not a JSON object", "不是 JSON 对象"},
     {"not valid JSON: ", "不是有效的 JSON："},
     {"Excel turned this ID number into a number", "Excel 把身份证号变成了数字：请把该列设为“文本”格式后重新导出"},
+    {"Excel saved this date as a number", "Excel 把日期存成了数字：请把该列设为“日期”格式后重新保存"},
     {"amount_fen is in fen", "金额（分）应为整数分：按元填写请用“金额”列，如 3000.00"},
     {"must be an amount in yuan", "金额应为元，最多两位小数，如 3000.00"},
     {"invalid value", "不是可选的值：请查看 popsync fields"},
@@ -98,11 +100,42 @@ static int registered_zh(const char *en, char *buf, size_t buflen)
     return 1;
 }
 
+/* "must be one of a, b or c" (scheme and service codes) -> the choices by
+ * their Chinese labels, which is what the clerk types and `popsync fields
+ * --lang zh` shows. */
+static int one_of_zh(const char *en, char *buf, size_t buflen)
+{
+    static const char key[] = "must be one of ";
+    const char *p = en + sizeof(key) - 1;
+    size_t used;
+
+    if (strncmp(en, key, sizeof(key) - 1) != 0)
+        return 0;
+    used = (size_t)snprintf(buf, buflen, "应为以下之一：");
+    while (*p && used < buflen) {
+        char code[64];
+        const char *end = p + strcspn(p, ", "), *zh;
+        snprintf(code, sizeof(code), "%.*s", (int)(end - p), p);
+        zh = ps_service_label(code, 1);
+        if (!zh)
+            zh = ps_scheme_label(code, 1);
+        if (*code)
+            used += (size_t)snprintf(buf + used, buflen - used, "%s%s", used > strlen("应为以下之一：") ? "、" : "",
+                                     zh ? zh : code);
+        p = end;
+        while (*p == ',' || *p == ' ')
+            p++;
+        if (strncmp(p, "or ", 3) == 0)
+            p += 3;
+    }
+    return 1;
+}
+
 const char *ps_i18n_reason(const char *en, char *buf, size_t buflen)
 {
     if (!buflen)
         return buf;
-    if (en && registered_zh(en, buf, buflen))
+    if (en && (registered_zh(en, buf, buflen) || one_of_zh(en, buf, buflen)))
         return buf;
     for (size_t i = 0; en && i < sizeof(reasons) / sizeof(reasons[0]); i++) {
         size_t n = strlen(reasons[i].en);

@@ -82,3 +82,22 @@ expect_eq "$rc" 0 "persons imported again: $(cat "$T/p2.err")"
 grep -q "^imported 0 of 4 rows (4 unchanged, 0 rejected)" "$T/p2.out" || fail "persons again: $(cat "$T/p2.out")"
 expect_eq "$(count t1)" 9 "no person twice"
 pass "a file imported again adds nothing; a row copied twice is one entry"
+
+# Visits as a clerk writes them: the service by the start of its Chinese
+# name (随访 for 随访服务), a date cell formatted as date and time, 号 for
+# 日; a date Excel saved as its serial number and an unknown service are
+# refused in Chinese with what to do and the choices by their Chinese names.
+pid1=$(ps --data "$T/t1" list --kind person --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id_number"])')
+printf '服务对象,服务项目,服务日期\r\n%s,随访,2026/10/5 0:00\r\n%s,咨询,2026年10月6号\r\n%s,随访,46300\r\n%s,体检,2026/10/7\r\n' \
+    "$pid1" "$pid1" "$pid1" "$pid1" | iconv -f utf-8 -t gb18030 >"$T/v3.csv"
+rc=0; ps --data "$T/t1" import "$T/v3.csv" --kind service_visit --lang zh >"$T/v3.out" 2>"$T/v3.err" || rc=$?
+expect_eq "$rc" 4 "two visits refused"
+grep -q "^imported 2 of 4 rows (0 unchanged, 2 rejected)" "$T/v3.out" || fail "visits: $(cat "$T/v3.out") $(cat "$T/v3.err")"
+grep -q "第 4 行: 服务日期: Excel 把日期存成了数字：请把该列设为“日期”格式后重新保存" "$T/v3.err" || fail "serial date: $(cat "$T/v3.err")"
+grep -q "第 5 行: 服务项目: 应为以下之一：免费孕前优生健康检查、生殖健康检查、随访服务、避孕药具发放、咨询服务" "$T/v3.err" ||
+    fail "choices in Chinese: $(cat "$T/v3.err")"
+ps --data "$T/t1" list --kind service_visit --format json | python3 -c '
+import json, sys
+got = sorted((r["service"], r["visit_date"]) for r in json.load(sys.stdin) if r["visit_date"].startswith("2026-10"))
+assert got == [("consultation", "2026-10-06"), ("followup", "2026-10-05")], got' || fail "visits stored"
+pass "services by their Chinese names' start, dates with a time or 号; serial dates and unknown services explained"

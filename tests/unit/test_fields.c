@@ -14,6 +14,7 @@
 
 #define PERSON POPSYNC__KIND__KIND_PERSON
 #define BENEFIT POPSYNC__KIND__KIND_BENEFIT
+#define VISIT POPSYNC__KIND__KIND_SERVICE_VISIT
 
 /* Normalises in for kind's field; returns the text record_fmt would parse,
  * or "ERR" when refused. */
@@ -57,6 +58,15 @@ static void test_dates(void **state)
     assert_string_equal(norm(PERSON, "birth_date", "1992年5月15日"), "1992-05-15");
     assert_string_equal(norm(PERSON, "birth_date", "１９９２年５月１５日"), "1992-05-15");
     assert_string_equal(norm(PERSON, "birth_date", " 1992/05/15 "), "1992-05-15");
+    /* A cell formatted as date and time, 号 for 日; a date Excel saved as
+     * its serial number is refused with what to do. */
+    assert_string_equal(norm(PERSON, "birth_date", "1992/5/15 0:00"), "1992-05-15");
+    assert_string_equal(norm(PERSON, "birth_date", "1992-05-15 00:00:00"), "1992-05-15");
+    assert_string_equal(norm(PERSON, "birth_date", "1992-05-15T08:30"), "1992-05-15");
+    assert_string_equal(norm(PERSON, "birth_date", "1992年5月15号"), "1992-05-15");
+    assert_string_equal(norm(PERSON, "birth_date", "1992/5/15 0"), "1992/5/15 0");
+    assert_string_equal(norm(PERSON, "birth_date", "1992/5/15 下午"), "1992/5/15 下午");
+    assert_string_equal(norm(PERSON, "birth_date", "33739"), "ERR");
     /* Not a date shape: passed through for validation's own reason. */
     assert_string_equal(norm(PERSON, "birth_date", "15/5/1992"), "15/5/1992");
     assert_string_equal(norm(BENEFIT, "period", "2026/3"), "2026-03");
@@ -90,6 +100,11 @@ static void test_values(void **state)
     assert_string_equal(norm(PERSON, "registration", "流动人口"), "migrant");
     assert_string_equal(norm(BENEFIT, "status", "已发放"), "paid");
     assert_string_equal(norm(BENEFIT, "scheme", "独生子女父母奖励"), "only_child_reward");
+    /* A label's start when it names one choice: 随访 for 随访服务. */
+    assert_string_equal(norm(VISIT, "service", "随访"), "followup");
+    assert_string_equal(norm(VISIT, "service", "咨询"), "consultation");
+    assert_string_equal(norm(VISIT, "service", "随"), "随");
+    assert_string_equal(norm(VISIT, "service", "服务"), "服务");
     assert_string_equal(norm(BENEFIT, "amount", "3000.00"), "300000");
     assert_string_equal(norm(BENEFIT, "amount", "3,000.5"), "300050");
     assert_string_equal(norm(BENEFIT, "amount", "¥120元"), "12000");

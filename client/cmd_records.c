@@ -122,10 +122,18 @@ static void warn_late(const char *cmd, ps_cache_t *c, const Popsync__Record *r, 
  * edit that keeps the number the person already had is not a new
  * registration: two records that share one (stored before the rule) stay
  * editable until merged, as on the server. */
+/* The person already registered under the ID number, in the clerk's language. */
+static void say_duplicate(const char *cmd, const Popsync__Record *dup)
+{
+    char why[256];
+    int zh = ps_report_lang_zh(NULL) == 1;
+
+    ps_cli_err(zh ? "%s: %s" : "%s: id_number %s", cmd, ps_dup_describe(dup, zh, why, sizeof(why)));
+}
+
 static int refuse_duplicate(const char *cmd, ps_cache_t *c, const Popsync__Record *r, const Popsync__Record *before)
 {
     Popsync__Record *dup = NULL;
-    char why[256];
 
     if (before && !before->deleted && before->body_case == POPSYNC__RECORD__BODY_PERSON &&
         r->body_case == POPSYNC__RECORD__BODY_PERSON && before->person->id_number &&
@@ -135,7 +143,7 @@ static int refuse_duplicate(const char *cmd, ps_cache_t *c, const Popsync__Recor
         return PS_EXIT_FAIL;
     if (!dup)
         return PS_EXIT_OK;
-    ps_cli_err("%s: id_number %s", cmd, ps_dup_describe(dup, 0, why, sizeof(why)));
+    say_duplicate(cmd, dup);
     ps_record_free(dup);
     return PS_EXIT_INVALID;
 }
@@ -321,8 +329,7 @@ int ps_cmd_add(ps_cli_t *cli, int argc, char **argv)
         goto out;
     }
     if (dup && !ao.update) {
-        char why[256];
-        ps_cli_err("add: id_number %s", ps_dup_describe(dup, 0, why, sizeof(why)));
+        say_duplicate("add", dup);
         rc = PS_EXIT_INVALID;
         goto out;
     }

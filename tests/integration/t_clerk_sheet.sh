@@ -101,3 +101,10 @@ import json, sys
 got = sorted((r["service"], r["visit_date"]) for r in json.load(sys.stdin) if r["visit_date"].startswith("2026-10"))
 assert got == [("consultation", "2026-10-06"), ("followup", "2026-10-05")], got' || fail "visits stored"
 pass "services by their Chinese names' start, dates with a time or 号; serial dates and unknown services explained"
+
+# `add` of a person already registered, for a clerk whose language is
+# Chinese: the refusal was English while every other reason was Chinese.
+rc=0; LANG=zh_CN.UTF-8 ps --data "$T/t1" add person --set 姓名=某某 --set "身份证号=$pid1" 2>"$T/dup.err" >/dev/null || rc=$?
+expect_eq "$rc" 4 "add of a registered person"
+grep -q "^popsync: add: 该身份证号已登记：记录 .*要修改那条记录请加 --update" "$T/dup.err" || fail "in Chinese: $(cat "$T/dup.err")"
+pass "a registered person refused in the clerk's language"

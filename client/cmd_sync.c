@@ -5,6 +5,7 @@
 #include "ids.h"
 #include "orgunit.h"
 #include "record_fmt.h"
+#include "report.h"
 #include "link.h"
 #include "rq.h"
 #include "sync.h"
@@ -192,6 +193,15 @@ static void print_failure(ps_cache_t *c, const char *err)
 {
     uint64_t pending = 0;
     ps_cache_outbox_count(c, &pending);
+    if (ps_report_lang_zh(NULL) == 1) {
+        ps_cli_err("同步失败：%s", err);
+        ps_cli_err("  没有丢失任何内容：%llu 条修改仍在本机缓存中，下次同步时发送；失败前已收到的内容已保存",
+                   (unsigned long long)pending);
+        ps_cli_err("  怎么办：检查网络，并确认区县服务器 %s 正在运行（地址和名称见 'popsync config show'），"
+                   "然后再运行 'popsync sync'",
+                   ps_cache_meta(c)->server);
+        return;
+    }
     ps_cli_err("sync failed: %s", err);
     ps_cli_err("  nothing is lost: %llu change(s) wait in this cache and are sent by the next sync; what was "
                "received before the failure is kept",

@@ -108,3 +108,15 @@ rc=0; LANG=zh_CN.UTF-8 ps --data "$T/t1" add person --set 姓名=某某 --set "�
 expect_eq "$rc" 4 "add of a registered person"
 grep -q "^popsync: add: 该身份证号已登记：记录 .*要修改那条记录请加 --update" "$T/dup.err" || fail "in Chinese: $(cat "$T/dup.err")"
 pass "a registered person refused in the clerk's language"
+
+# The server gone when the clerk syncs: what failed, that nothing is lost
+# and what to do, in Chinese for a Chinese clerk (it was English only).
+ps --data "$T/t1" edit "$(ps --data "$T/t1" find "$pid1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')" \
+    --set 联系电话=13812345678 >/dev/null || fail "an edit to send"
+stop_server
+rc=0; LANG=zh_CN.UTF-8 ps --data "$T/t1" sync >/dev/null 2>"$T/sync.err" || rc=$?
+expect_eq "$rc" 3 "sync without the server"
+grep -q "^popsync: 同步失败：" "$T/sync.err" || fail "failure in Chinese: $(cat "$T/sync.err")"
+grep -q "没有丢失任何内容：[0-9]* 条修改仍在本机缓存中" "$T/sync.err" || fail "nothing lost, in Chinese: $(cat "$T/sync.err")"
+grep -q "怎么办：检查网络" "$T/sync.err" || fail "what to do, in Chinese: $(cat "$T/sync.err")"
+pass "a failed sync explained in Chinese"

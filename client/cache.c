@@ -1038,6 +1038,7 @@ static int read_meta(ps_cache_t *c, const char *dir, cache_secrets_t *sec, char 
     meta_get_str(txn, c->meta, "timezone", c->m.timezone, sizeof(c->m.timezone));
     c->m.synthetic_policy = (int)meta_get_u64(txn, c->meta, "synthetic");
     c->m.ui_timeout_s = (uint32_t)meta_get_u64(txn, c->meta, "ui_timeout");
+    c->m.ui_retry_after_s = (uint32_t)meta_get_u64(txn, c->meta, "ui_retry_after");
     c->hlc.last = meta_get_u64(txn, c->meta, "hlc");
     c->m.clock_skew_ms = (int64_t)meta_get_u64(txn, c->meta, "clock_skew");
     c->m.clock_offset_ms = (int64_t)meta_get_u64(txn, c->meta, "clock_offset");
@@ -2204,6 +2205,15 @@ int ps_cache_set_ui_timeout(ps_cache_t *c, uint32_t seconds)
 
     if (rc == PS_OK)
         c->m.ui_timeout_s = seconds;
+    return rc;
+}
+
+int ps_cache_set_ui_retry_after(ps_cache_t *c, uint32_t seconds)
+{
+    int rc = meta_commit_u64(c, "ui_retry_after", seconds);
+
+    if (rc == PS_OK)
+        c->m.ui_retry_after_s = seconds;
     return rc;
 }
 

@@ -92,12 +92,20 @@ typedef struct ps_cache_meta {
     int synthetic_policy;     /**< PS_SYNTHETIC_*: does the server take generated test data (last Welcome) */
     uint32_t ui_timeout_s;    /**< how long a `popsync ui` page waits for the server's answer
                                    (`popsync config set ui_timeout`; 0: PS_UI_TIMEOUT_DEFAULT_S) */
+    uint32_t ui_retry_after_s; /**< how long `popsync ui` pages answer from the cache without asking
+                                    after the server did not answer (`popsync config set
+                                    ui_retry_after`; 0: PS_UI_RETRY_AFTER_DEFAULT_S) */
 } ps_cache_meta_t;
 
 /** A `popsync ui` page's wait for the server, unless the cache says otherwise
  *  (docs/ui.md §1), and the most `popsync config set ui_timeout` takes. */
 #define PS_UI_TIMEOUT_DEFAULT_S 10u
 #define PS_UI_TIMEOUT_MAX_S 300u
+/** After the server did not answer a page, how long the pages answer from
+ *  the cache without asking it again (docs/ui.md §1), and the most
+ *  `popsync config set ui_retry_after` takes. */
+#define PS_UI_RETRY_AFTER_DEFAULT_S 60u
+#define PS_UI_RETRY_AFTER_MAX_S 3600u
 
 #define PS_SYNTHETIC_UNKNOWN 0 /**< never synced */
 #define PS_SYNTHETIC_REFUSED 1 /**< a real district's server */
@@ -341,6 +349,9 @@ int ps_cache_set_synthetic_policy(ps_cache_t *c, int policy);
 /** How long `popsync ui` pages wait for the server (seconds, 0: the default;
  *  the caller has checked the range). */
 int ps_cache_set_ui_timeout(ps_cache_t *c, uint32_t seconds);
+/** How long `popsync ui` pages leave a silent server alone (seconds, 0:
+ *  the default; the caller has checked the range). */
+int ps_cache_set_ui_retry_after(ps_cache_t *c, uint32_t seconds);
 
 /** Records a sync attempt: error NULL or "" when it completed (then also
  *  the completed sync, as ps_cache_set_last_sync, in the same transaction:

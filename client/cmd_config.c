@@ -17,10 +17,12 @@ static int config_usage(FILE *f)
 {
     fprintf(f, "usage: popsync config show\n"
                "       popsync config set server HOST:PORT | server_name NAME | ca FILE | cert FILE | key FILE\n"
-               "       popsync config set ui_timeout SECONDS\n"
+               "       popsync config set ui_timeout SECONDS | ui_retry_after SECONDS\n"
                "  shows or changes how this cache reaches its server; nothing else in the cache changes.\n"
                "  ui_timeout: how long a page of 'popsync ui' waits for the server before it shows\n"
                "  what the cache holds (1-300 s; 0: the default, 10 s).  The CLI commands wait as before.\n"
+               "  ui_retry_after: once the server did not answer, how long those pages show what the cache\n"
+               "  holds at once without asking it again (1-3600 s; 0: the default, 60 s).\n"
                "  A new certificate (cert, with its key) must be of this cache's role and unit:\n"
                "  a certificate for another unit needs a new cache.\n"
                "  example: popsync config set server_name popsyncd-2\n");
@@ -39,27 +41,40 @@ static void show(const ps_cache_meta_t *m)
     printf("timezone     %s\n", m->timezone[0] ? m->timezone : "(not yet known)");
     printf("ui_timeout   %u s%s\n", m->ui_timeout_s ? m->ui_timeout_s : PS_UI_TIMEOUT_DEFAULT_S,
            m->ui_timeout_s ? "" : " (default)");
+    printf("ui_retry_after %u s%s\n", m->ui_retry_after_s ? m->ui_retry_after_s : PS_UI_RETRY_AFTER_DEFAULT_S,
+           m->ui_retry_after_s ? "" : " (default)");
 }
 
-/* The pages' wait: a whole number of seconds, long enough for a slow link
- * and short enough that a clerk is not left staring at a page. */
-static int set_ui_timeout(ps_cache_t *c, const char *value)
+/* The pages' seconds: the wait for the server (ui_timeout), long enough
+ * for a slow link and short enough that a clerk is not left staring at a
+ * page; the time they leave a silent server alone (ui_retry_after). */
+typedef struct ui_secs {
+    const char *key;
+    uint32_t dflt, max;
+    int (*store)(ps_cache_t *c, uint32_t seconds);
+} ui_secs_t;
+
+static const ui_secs_t UI_SECS[] = {
+    {"ui_timeout", PS_UI_TIMEOUT_DEFAULT_S, PS_UI_TIMEOUT_MAX_S, ps_cache_set_ui_timeout},
+    {"ui_retry_after", PS_UI_RETRY_AFTER_DEFAULT_S, PS_UI_RETRY_AFTER_MAX_S, ps_cache_set_ui_retry_after},
+};
+
+static int set_ui_secs(ps_cache_t *c, const ui_secs_t *k, const char *value)
 {
     char *end = NULL;
     unsigned long s = strtoul(value, &end, 10);
     int rc;
 
-    if (!*value || *end || value[0] == '-' || s > PS_UI_TIMEOUT_MAX_S) {
-        ps_cli_err("config: ui_timeout must be a whole number of seconds from 1 to %u (0: the default, %u), "
-                   "not '%s'",
-                   PS_UI_TIMEOUT_MAX_S, PS_UI_TIMEOUT_DEFAULT_S, value);
+    if (!*value || *end || value[0] == '-' || s > k->max) {
+        ps_cli_err("config: %s must be a whole number of seconds from 1 to %u (0: the default, %u), not '%s'",
+                   k->key, k->max, k->dflt, value);
         return PS_EXIT_INVALID;
     }
-    if ((rc = ps_cache_set_ui_timeout(c, (uint32_t)s))) {
+    if ((rc = k->store(c, (uint32_t)s))) {
         ps_cli_err("config: %s", ps_strerror(rc));
         return PS_EXIT_FAIL;
     }
-    printf("ui_timeout set to %u s%s\n", s ? (unsigned)s : PS_UI_TIMEOUT_DEFAULT_S, s ? "" : " (default)");
+    printf("%s set to %u s%s\n", k->key, s ? (unsigned)s : k->dflt, s ? "" : " (default)");
     return PS_EXIT_OK;
 }
 
@@ -91,8 +106,9 @@ static int set(ps_cache_t *c, const char *key, const char *value)
     char path[PATH_MAX], err[256];
     int file = strcmp(key, "ca") == 0 || strcmp(key, "cert") == 0 || strcmp(key, "key") == 0, rc;
 
-    if (strcmp(key, "ui_timeout") == 0)
-        return set_ui_timeout(c, value);
+    for (size_t i = 0; i < sizeof(UI_SECS) / sizeof(UI_SECS[0]); i++)
+        if (strcmp(key, UI_SECS[i].key) == 0)
+            return set_ui_secs(c, &UI_SECS[i], value);
     if (!file && strcmp(key, "server") != 0 && strcmp(key, "server_name") != 0)
         return config_usage(stderr);
     if (file && ps_abs_path(value, path, err, sizeof(err)) != PS_OK) {

@@ -25,10 +25,12 @@ static const help_t helps[] = {
      "characters), or --key-file protects it.  --server-name is the name on the server's certificate\n"
      "(default popsyncd); `popsync config set` changes these later without losing anything.",
      "popsync --data ~/popsync init --server district.example:7443 --ca ca.crt --cert town1.crt --key town1.key"},
-    {"config", "show | set server|server_name|ca|cert|key|ui_timeout VALUE", "how this cache reaches its server",
+    {"config", "show | set server|server_name|ca|cert|key|ui_timeout|ui_retry_after VALUE",
+     "how this cache reaches its server",
      "Shows or changes the server address, the name its certificate must carry, and this cache's CA,\n"
      "certificate and key files.  A new certificate must keep the cache's role and unit.\n"
-     "ui_timeout: the seconds a page of 'popsync ui' waits for the server (1-300; 0: 10).",
+     "ui_timeout: the seconds a page of 'popsync ui' waits for the server (1-300; 0: 10);\n"
+     "ui_retry_after: then the seconds its pages show the cache without asking again (1-3600; 0: 60).",
      "popsync config set server_name popsyncd-2"},
     {"add", "KIND --set FIELD=VALUE ... | --json '{...}' [--update] [--child-name NAME [--child-id-number N]]",
      "add a record offline; prints its id",

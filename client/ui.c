@@ -6,6 +6,7 @@
 #include "err.h"
 #include "ids.h"
 #include "testhooks.h"
+#include "ui_reach.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -40,6 +41,7 @@ struct ps_ui {
     char *tls_cert, *tls_key;
     void *state[PS_UI_NSLOTS];
     void (*state_free[PS_UI_NSLOTS])(void *);
+    ps_ui_reach_t *reach; /* ui_reach.c: has the server answered lately */
 };
 
 struct ps_ui_req {
@@ -159,6 +161,7 @@ int ps_ui_zh(const ps_ui_req_t *rq) { return rq->zh; }
 ps_cache_t *ps_ui_cache(const ps_ui_req_t *rq) { return rq->ui->cache; }
 ps_ui_t *ps_ui_server(const ps_ui_req_t *rq) { return rq->ui; }
 ps_cache_t *ps_ui_cache_of(ps_ui_t *ui) { return ui->cache; }
+ps_ui_reach_t *ps_ui_reach_of(ps_ui_t *ui) { return ui->reach; }
 
 uint64_t ps_ui_server_wait_ms(const ps_ui_req_t *rq)
 {
@@ -623,6 +626,10 @@ int ps_ui_start(ps_ui_t **out, ps_cache_t *c, const char *data_dir, const ps_ui_
         return PS_ENOMEM;
     pthread_mutex_init(&ui->lock, NULL);
     ui->cache = c;
+    if (!(ui->reach = ps_ui_reach_new())) {
+        rc = PS_ENOMEM;
+        goto fail;
+    }
     ui->zh = o->zh;
     snprintf(ui->data_dir, sizeof(ui->data_dir), "%s", data_dir);
     if (o->web_dir)
@@ -677,6 +684,7 @@ void ps_ui_stop(ps_ui_t *ui)
         ps_zeroize(ui->tls_key, strlen(ui->tls_key));
     free(ui->tls_key);
     free(ui->tls_cert);
+    ps_ui_reach_free(ui->reach);
     pthread_mutex_destroy(&ui->lock);
     ps_zeroize(ui, sizeof(*ui));
     free(ui);

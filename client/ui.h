@@ -7,6 +7,7 @@
  * table through which page modules add their JSON endpoints:
  *   ui.c         the server core and the request API below;
  *   ui_routes.c  the list of modules (one line per module);
+ *   ui_reach.c   whether the district server answered lately (ui_reach.h);
  *   ui_town*.c   township pages (search, person, forms, sync, conflicts...);
  *   ui_district*.c  the district's pages (webdist).
  * Handlers run on the server's one polling thread, one at a time, holding

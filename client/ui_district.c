@@ -8,6 +8,7 @@
 #include "orgunit.h"
 #include "publish_site.h"
 #include "report.h"
+#include "ui_reach.h"
 #include "wire.pb-c.h"
 
 #include <stdio.h>
@@ -33,28 +34,54 @@ static int64_t now_ms(void)
 
 /* ---- helpers shared with ui_district_close.c ---------------------------------- */
 
-int ps_ui_district_session(ps_ui_req_t *rq, ps_link_ask_fn ask, void *arg)
+/* {error, held, since_ms, retry_ms}: a page that needs the server's answer
+ * and has none, saying whether the server is remembered as silent. */
+static void reply_down(ps_ui_req_t *rq, unsigned status, const char *en, const char *zh, int held)
 {
-    char err[512];
-    int rc = ps_link_once_within(ps_ui_cache(rq), ps_ui_server_wait_ms(rq), ask, arg, NULL, err, sizeof(err));
-    if (rc == PS_OK)
-        return 0;
-    if (rc == PS_ETIMEDOUT) {
-        /* These answers live on the server only: nothing in the cache to show. */
+    json_t *o = json_pack("{s:s}", "error", ps_ui_zh(rq) ? zh : en);
+    ps_ui_reply_json(rq, status, ps_ui_reach_json(rq, o, held));
+}
+
+/* These answers live on the server only: nothing in the cache to show. */
+static void reply_late(ps_ui_req_t *rq, int held)
+{
+    char note[256], en[400], zh[400];
+    if (held) {
+        ps_ui_reach_note(rq, note, sizeof(note));
+        snprintf(en, sizeof(en), "%s: this page needs its answer; press Try again or come back later", note);
+        snprintf(zh, sizeof(zh), "%s：本页内容要由服务器提供，请点“再试”或稍后再试", note);
+    } else {
         unsigned s = (unsigned)(ps_ui_server_wait_ms(rq) / 1000u);
-        char en[160], zh[160];
         snprintf(en, sizeof(en), "The district server did not answer within %u s: this page needs its answer; "
                  "try again later", s);
         snprintf(zh, sizeof(zh), "区县服务器未在 %u 秒内答复：本页内容要由服务器提供，请稍后再试", s);
-        ps_ui_reply_error(rq, 504, en, zh);
+    }
+    reply_down(rq, 504, en, zh, held);
+}
+
+int ps_ui_district_session(ps_ui_req_t *rq, ps_link_ask_fn ask, void *arg)
+{
+    char err[512], zh[600];
+    int welcomed = 0, rc;
+
+    if (ps_ui_reach_held(rq)) {
+        reply_late(rq, 1);
         return -1;
     }
-    {
-        char zh[600];
-        snprintf(zh, sizeof(zh), "%s%s", rc == PS_EREJECTED ? "服务器拒绝：" : "无法连接服务器：", err);
-        /* 409: the server said no (the page shows why); 502: not reached */
-        ps_ui_reply_error(rq, rc == PS_EREJECTED ? 409 : 502, err, zh);
+    rc = ps_link_once_within(ps_ui_cache(rq), ps_ui_server_wait_ms(rq), ask, arg, &welcomed, err, sizeof(err));
+    ps_ui_reach_outcome(rq, rc, welcomed);
+    if (rc == PS_OK)
+        return 0;
+    if (rc == PS_ETIMEDOUT) {
+        reply_late(rq, 0);
+        return -1;
     }
+    snprintf(zh, sizeof(zh), "%s%s", rc == PS_EREJECTED ? "服务器拒绝：" : "无法连接服务器：", err);
+    /* 409: the server said no (the page shows why); 502: not reached */
+    if (rc == PS_EREJECTED)
+        ps_ui_reply_error(rq, 409, err, zh);
+    else
+        reply_down(rq, 502, err, zh, 0);
     return -1;
 }
 
@@ -162,25 +189,57 @@ static int ask_month(ps_link_t *l, void *arg)
 
 /* How the month's report was had: *offline set when from the cache's
  * counters because the server was not reached, late too when it did not
- * answer within the page's wait. */
+ * answer within the page's wait, held when it was not asked because it
+ * did not answer lately (ui_reach.h). */
 typedef struct got {
-    int offline, late;
+    int offline, late, held;
 } got_t;
+
+/* The month's report from the server into *res, unless the server is held
+ * as silent; got says why there is none.  -1 after replying with the
+ * server's refusal. */
+static int ask_fresh(ps_ui_req_t *rq, const char *month, Popsync__ReportResult **res, got_t *got)
+{
+    Popsync__ReportRequest q = POPSYNC__REPORT_REQUEST__INIT;
+    month_ask_t a = {&q, res};
+    char err[512];
+    int welcomed = 0, rc;
+
+    if (ps_ui_reach_held(rq)) {
+        got->offline = got->held = 1;
+        return 0;
+    }
+    q.report = (char *)"monthly";
+    q.month = (char *)month;
+    q.orgunit = (char *)"";
+    rc = ps_link_once_within(ps_ui_cache(rq), ps_ui_server_wait_ms(rq), ask_month, &a, &welcomed, err, sizeof(err));
+    ps_ui_reach_outcome(rq, rc, welcomed);
+    if (rc == PS_EREJECTED) {
+        char zh[600];
+        snprintf(zh, sizeof(zh), "服务器拒绝：%s", err);
+        ps_ui_reply_error(rq, 409, err, zh);
+        return -1;
+    }
+    if (rc != PS_OK) {
+        if (*res)
+            popsync__report_result__free_unpacked(*res, NULL);
+        *res = NULL;
+        got->offline = 1;
+        got->late = rc == PS_ETIMEDOUT;
+    }
+    return 0;
+}
 
 /* The monthly report of month in the cache's scope.  fresh: from the
  * server, as `popsync report monthly` gets it (its counters, the close
  * states and an approved month's frozen values), falling back to the
- * cache's counters when the server cannot be reached or does not answer
- * within the page's wait (got).  Otherwise from the cache's counters (no
- * session: one sealed value per month), kept in memo.  NULL after
- * replying with the error. */
+ * cache's counters when the server cannot be reached, does not answer
+ * within the page's wait or did not answer lately (got).  Otherwise from
+ * the cache's counters (no session: one sealed value per month), kept in
+ * memo.  NULL after replying with the error. */
 static const Popsync__ReportResult *month_report(ps_ui_req_t *rq, const char *month, int fresh, got_t *got)
 {
-    Popsync__ReportRequest q = POPSYNC__REPORT_REQUEST__INIT;
     Popsync__ReportResult *res = NULL;
-    month_ask_t a = {&q, &res};
-    char err[512];
-    int rc;
     memo_t *slot = &memo[0];
     for (size_t i = 0; i < MEMO_MAX; i++) {
         if (strcmp(memo[i].month, month) == 0) {
@@ -192,25 +251,8 @@ static const Popsync__ReportResult *month_report(ps_ui_req_t *rq, const char *mo
         if (memo[i].at_ms < slot->at_ms)
             slot = &memo[i];
     }
-    if (fresh) {
-        q.report = (char *)"monthly";
-        q.month = (char *)month;
-        q.orgunit = (char *)"";
-        rc = ps_link_once_within(ps_ui_cache(rq), ps_ui_server_wait_ms(rq), ask_month, &a, NULL, err, sizeof(err));
-        if (rc == PS_EREJECTED) {
-            char zh[600];
-            snprintf(zh, sizeof(zh), "服务器拒绝：%s", err);
-            ps_ui_reply_error(rq, 409, err, zh);
-            return NULL;
-        }
-        if (rc != PS_OK) {
-            if (res)
-                popsync__report_result__free_unpacked(res, NULL);
-            res = NULL;
-            got->offline = 1;
-            got->late = rc == PS_ETIMEDOUT;
-        }
-    }
+    if (fresh && ask_fresh(rq, month, &res, got) != 0)
+        return NULL;
     if (!res && !(res = local_report(rq, month))) {
         ps_ui_reply_error(rq, 502, "cannot reach the server, and the cache has no report counters",
                           "无法连接服务器，本机缓存也没有统计数");
@@ -286,16 +328,20 @@ static void month_back(const char *month, int n, char out[8])
     snprintf(out, 8, "%04u-%02u", (unsigned)y % 10000u, (unsigned)m % 100u);
 }
 
-/* A report had from the cache because the server was late says so:
- * {late: true, note: "The district server did not answer within N s"}. */
+/* A report had from the cache because the server was late or is held as
+ * silent says so: {late, held, note: "The district server did not answer
+ * within N s" or "... has not answered since HH:MM:SS; ...", since_ms,
+ * retry_ms (ui_reach.h)}. */
 static json_t *late_note(ps_ui_req_t *rq, const got_t *got, json_t *o)
 {
-    char note[160] = "";
-    if (got->late)
+    char note[256] = "";
+    if (got->held)
+        ps_ui_reach_note(rq, note, sizeof(note));
+    else if (got->late)
         ps_ui_server_late(rq, note, sizeof(note));
     json_object_set_new(o, "late", json_boolean(got->late));
     json_object_set_new(o, "note", json_string(note));
-    return o;
+    return ps_ui_reach_json(rq, o, got->held);
 }
 
 /* GET /api/district/dashboard?month=YYYY-MM: the month's report
@@ -307,7 +353,7 @@ static int h_dashboard(ps_ui_req_t *rq)
     const char *month = month_arg(rq, mbuf);
     json_t *months = json_array(), *data = json_array();
     int64_t t0 = now_ms();
-    got_t got = {0, 0};
+    got_t got = {0, 0, 0};
     char stamp[256];
     if (!month) {
         json_decref(months);
@@ -343,7 +389,7 @@ static int h_report(ps_ui_req_t *rq)
     const Popsync__ReportResult *res;
     json_t *o;
     ps_orgunits_t *t;
-    got_t got = {0, 0};
+    got_t got = {0, 0, 0};
     char stamp[256];
     if (!month || !(res = month_report(rq, month, 1, &got)))
         return 0;

@@ -24,8 +24,10 @@ int ps_ui_district_quality(ps_ui_req_t *rq);
 int ps_ui_district_nodes(ps_ui_req_t *rq);
 
 /* ui_district.c, shared with ui_district_close.c */
-/** One link with the server (no push, no pull) carrying what ask asks; replies 502
- *  with the reason (and returns nonzero) when it fails. */
+/** One link with the server (no push, no pull) carrying what ask asks;
+ *  replies 502 with the reason, 409 with the server's refusal, 504 when it
+ *  did not answer in time or is held as silent (ui_reach.h: not asked), and
+ *  returns nonzero, when there is no answer. */
 int ps_ui_district_session(ps_ui_req_t *rq, ps_link_ask_fn ask, void *arg);
 /** The township codes of the cache's tree (depth 1), into a new array. */
 size_t ps_ui_district_townships(ps_ui_req_t *rq, char (**codes)[16]);

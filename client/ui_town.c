@@ -13,6 +13,7 @@
 #include "i18n.h"
 #include "ids.h"
 #include "record_fmt.h"
+#include "ui_reach.h"
 #include "validate.h"
 #include "vctx.h"
 #include "wire.pb-c.h"
@@ -329,25 +330,36 @@ static int h_record(ps_ui_req_t *rq)
  * the server (history.h) within the page's wait: {offline: false, history};
  * when the server cannot be reached {offline: true, error}, when it did not
  * answer in time {offline: true, late: true, error: the plain sentence},
- * and the page keeps what the cache holds (GET /api/record's history). */
+ * when it did not answer lately {offline: true, held: true, error: since
+ * when} without asking it (ui_reach.h); the page then keeps what the cache
+ * holds (GET /api/record's history).  Each answer says held and, while the
+ * server is remembered as silent, since_ms and retry_ms. */
 static int h_history(ps_ui_req_t *rq)
 {
     uint8_t id[PS_ID_LEN];
-    json_t *h = NULL;
+    json_t *h = NULL, *o;
     char err[512], zh[600];
     int reached = 0, rc;
 
     if (id_arg(ps_ui_rest(rq), id))
         return ps_ui_reply_error(rq, 400, "not a record id", "不是记录 ID");
-    rc = ps_history_ask(ps_ui_cache(rq), id, ps_ui_server_wait_ms(rq), &h, &reached, err, sizeof(err));
-    if (rc == PS_OK)
-        return ps_ui_reply_json(rq, 200, json_pack("{s:b,s:o}", "offline", 0, "history", h));
-    if (rc == PS_ETIMEDOUT) {
-        ps_ui_server_late(rq, zh, sizeof(zh));
-        return ps_ui_reply_json(rq, 200, json_pack("{s:b,s:b,s:s}", "offline", 1, "late", 1, "error", zh));
+    if (ps_ui_reach_held(rq)) {
+        ps_ui_reach_note(rq, zh, sizeof(zh));
+        o = json_pack("{s:b,s:b,s:s}", "offline", 1, "late", 0, "error", zh);
+        return ps_ui_reply_json(rq, 200, ps_ui_reach_json(rq, o, 1));
     }
-    snprintf(zh, sizeof(zh), "%s%s", reached ? "服务器拒绝：" : "无法连接服务器：", err);
-    return ps_ui_reply_json(rq, 200, json_pack("{s:b,s:s}", "offline", !reached, "error", ps_ui_zh(rq) ? zh : err));
+    rc = ps_history_ask(ps_ui_cache(rq), id, ps_ui_server_wait_ms(rq), &h, &reached, err, sizeof(err));
+    ps_ui_reach_outcome(rq, rc, reached);
+    if (rc == PS_OK) {
+        o = json_pack("{s:b,s:o}", "offline", 0, "history", h);
+    } else if (rc == PS_ETIMEDOUT) {
+        ps_ui_server_late(rq, zh, sizeof(zh));
+        o = json_pack("{s:b,s:b,s:s}", "offline", 1, "late", 1, "error", zh);
+    } else {
+        snprintf(zh, sizeof(zh), "%s%s", reached ? "服务器拒绝：" : "无法连接服务器：", err);
+        o = json_pack("{s:b,s:s}", "offline", !reached, "error", ps_ui_zh(rq) ? zh : err);
+    }
+    return ps_ui_reply_json(rq, 200, ps_ui_reach_json(rq, o, 0));
 }
 
 /* --- lists, paged and filtered ---------------------------------------------------------- */

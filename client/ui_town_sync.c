@@ -20,6 +20,7 @@
 #include "policy.h"
 #include "record_fmt.h"
 #include "sync.h"
+#include "ui_reach.h"
 #include "validate.h"
 #include "vctx.h"
 #include "wire.pb-c.h"
@@ -144,8 +145,10 @@ static void *sync_main(void *arg)
                                    sizeof(err));
         close(lock);
     }
-    if (rc == PS_OK) /* the count `popsync status` shows */
+    if (rc == PS_OK) { /* the count `popsync status` shows */
         ps_cache_set_conflicts_open(ps_ui_cache_of(w->ui), g.n);
+        ps_ui_reach_answered(w->ui); /* the pages may ask the server again at once */
+    }
     ps_ui_cache_unlock(w->ui);
     pthread_mutex_lock(&w->mu);
     w->running = 0;

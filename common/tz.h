@@ -13,7 +13,8 @@
  * instant; ps_tz_date is then pure arithmetic and safe anywhere.  (A zone
  * with summer time is an hour off after a change until the next start;
  * dates get a day of grace, so this never refuses a date.)
- * Callers: server/main.c, server/config.c, client/vctx.c, client/link.c.
+ * Callers: server/main.c, server/config.c, client/vctx.c, client/link.c,
+ * client/offline.c, client/ui_reach.c (under the cache lock).
  */
 #ifndef PS_TZ_H
 #define PS_TZ_H

@@ -95,9 +95,11 @@ dist.dashboard = async function () {
   dist.table(cur);
   const o = ps.param('orgunit');
   if (o) dist.drill(o);
-  ps.status(d.late ? d.stamp + ps.t('（', ' (') + d.note + ps.t('：本机缓存的统计）', ': the cache\'s counters)')
+  ps.status(d.late || d.held ? d.stamp + ps.t('（', ' (') + d.note + ps.t('：本机缓存的统计）', ': the cache\'s counters)')
     : d.offline ? d.stamp + ps.t('（无法连接服务器，本机缓存的统计）', ' (server unreachable: the cache\'s counters)')
     : ps.t('截至 ', 'As of ') + dist.when(cur.generated_ms) + ps.t('（本月：服务器；此前各月：本机缓存）', ' (this month: the server; earlier months: this cache)'));
+  const again = ps.retry(d), st = document.getElementById('status');
+  if (again && st) st.append(' ', again);
   const btn = document.getElementById('count-overdue');
   if (btn) btn.onclick = () => dist.overdue(cur);
   ps.loading = false;
@@ -219,10 +221,12 @@ dist.report = async function () {
   document.getElementById('r-sign').textContent = ps.t('单位负责人：＿＿＿＿＿＿　　填表人：＿＿＿＿＿＿　　报出日期：',
     'Head of unit: ______________    Prepared by: ______________    Date: ') + today.toISOString().slice(0, 10);
   const st = document.getElementById('r-stamp');
-  if (st) st.textContent = d.late ? d.stamp + ps.t('（', ' (') + d.note +
+  if (st) st.textContent = d.late || d.held ? d.stamp + ps.t('（', ' (') + d.note +
     ps.t('：本机缓存的统计，不含月结状态）', ': the cache\'s counters, without the close)')
     : d.offline ? d.stamp + ps.t('（无法连接服务器：本机缓存的统计，不含月结状态）',
     ' (server unreachable: the cache\'s counters, without the close)') : '';
+  const again = ps.retry(d);
+  if (st && again) st.append(' ', again);
   document.getElementById('print').addEventListener('click', () => window.print());
   ps.loading = false;
 };

@@ -75,17 +75,18 @@ async function showVersions(id, kind) {
   box.append(wait);
   const d = await ps.get('/api/history/' + encodeURIComponent(id));
   wait.remove();
-  if (d.late) {
+  if (d.late || d.held) {
     box.append(ps.el('p', {id: 'versions-offline', class: 'err late', text: d.error + ps.t(
       '：以前的版本保存在服务器上，本机只保存最新版本（见上表）。请稍后再打开本页。',
-      ': earlier versions are kept on the server; this device holds the latest one only (above). Open this page again later.')}));
+      ': earlier versions are kept on the server; this device holds the latest one only (above). Open this page again later.')},
+      ' ', ps.retry(d)));
     return;
   }
   if (d.offline || !d.history) {
     box.append(ps.el('p', {id: 'versions-offline', class: 'err', text: (d.offline
       ? ps.t('无法连接服务器：以前的版本保存在服务器上，本机只保存最新版本（见上表）。',
              'The server cannot be reached: earlier versions are kept on the server; this device holds the latest one only (above).')
-      : '') + ' ' + (d.error || '')}));
+      : '') + ' ' + (d.error || '')}, ' ', ps.retry(d)));
     return;
   }
   const labels = {};

@@ -43,7 +43,21 @@ const ps = {
     const s = document.getElementById('status');
     if (s) { s.textContent = msg || ''; s.className = bad ? 'status bad' : 'status'; }
   },
-  fail(e) { ps.status((e && e.message) || String(e), true); },
+  fail(e) {
+    ps.status((e && e.message) || String(e), true);
+    const b = ps.retry(e && e.data), s = document.getElementById('status');
+    if (b && s) s.append(' ', b);
+  },
+  /* The 再试 Try again button for an answer that says the district server
+   * has not answered lately (since_ms; docs/ui.md §1): the pages ask it
+   * again at once, this one first.  null when the server is not silent. */
+  retry(d) {
+    if (!d || !d.since_ms) return null;
+    return ps.el('button', {type: 'button', id: 'server-retry', class: 'link', text: ps.t('再试', 'Try again'),
+      onclick: async () => {
+        try { await ps.post('/api/server/retry', {}); location.reload(); } catch (e) { ps.fail(e); }
+      }});
+  },
   setLang(l) {
     document.cookie = 'popsync_lang=' + l + '; Path=/; SameSite=Strict';
     location.reload();

@@ -1,17 +1,30 @@
 """ui_late.py - pages whose server accepts and stays silent (t_ui_silent.sh):
 the page says the district server did not answer in time and shows what
-the cache holds.  usage: ui_late.py URL SHOTS ARGS_JSON
+the cache holds; the next page answers at once, saying since when the
+server has not answered, with 再试 Try again, which asks it again.
+usage: ui_late.py URL SHOTS ARGS_JSON
   {"id": RECORD_ID, "wait": S}: the record page (its cached history stays)
   {"month": YYYY-MM, "wait": S}: the dashboard and the monthly report
 Waits are bounded by WAIT_S + the page's wait."""
 import json
 import sys
 
+from selenium.webdriver.support import expected_conditions as EC
 from uitest import WAIT_S, Browser, fail, ok
 
 url, shots = sys.argv[1], sys.argv[2]
 args = json.loads(sys.argv[3])
 late = "区县服务器未在 %d 秒内答复" % args["wait"]
+held = "前本页不再询问"
+
+
+def try_again(b, css, old):
+    """Clicks 再试 Try again beside css: the page reloads and asks again."""
+    b.click(css + " #server-retry")
+    b.wait(EC.staleness_of(old), "the page to reload after Try again")
+    return b.wait_text(css, late, timeout=WAIT_S + args["wait"])
+
+
 b = Browser(url, shots)
 try:
     if "id" in args:
@@ -24,6 +37,14 @@ try:
         b.d.execute_script("document.getElementById('history').scrollIntoView()")
         b.shot("person-versions-late")
         ok("the record page: " + note.text[:40])
+        b.go("/record.html?id=" + args["id"])
+        note = b.wait_text("#versions-offline", held)
+        if "区县服务器自" not in note.text or not b.find("#history table").text.strip():
+            fail("held: " + note.text)
+        b.shot("person-versions-held")
+        ok("opened again, at once: " + note.text[:40])
+        try_again(b, "#versions-offline", note)
+        ok("Try again asked the server again")
     else:
         b.go("/district.html?month=" + args["month"])
         b.find("#indicators tbody tr")
@@ -33,9 +54,14 @@ try:
         b.shot("dashboard-late")
         ok("the dashboard: " + b.status_text()[:60])
         b.go("/district_report.html?month=" + args["month"])
-        b.wait_text("#r-stamp", late, timeout=WAIT_S + args["wait"])
+        stamp = b.wait_text("#r-stamp", held)
+        if "区县服务器自" not in stamp.text or "本机缓存的统计" not in stamp.text:
+            fail("the report, held: " + stamp.text)
+        b.shot("report-held")
+        ok("the report, at once from the cache: " + stamp.text[:60])
+        try_again(b, "#r-stamp", stamp)
         b.shot("report-late")
-        ok("the printable report is stamped as the cache's, the server late")
+        ok("Try again: the printable report is stamped as the cache's, the server late")
     b.check_local_only()
 finally:
     b.close()

@@ -4,23 +4,17 @@
 # page's wait (`popsync config set ui_timeout`, default 10 s) instead of the
 # CLI's one-minute silence timeout, say plainly that the district server
 # did not answer in time, and show what the cache holds where it holds
-# something (the record, the cache's report counters).  The silent servers
+# something (the record, the cache's report counters).  Each question here
+# comes after 再试 Try again: the pages spare a silent server the next
+# questions for a while (t_ui_offline.sh).  The silent servers
 # are tests/tools/silent_server.py on loopback: one accepts and never
 # writes, one shakes hands and says Welcome and then nothing.  Plain HTTP
 # through curl: the answers' JSON is what the pages show; then, when a
 # browser is installed, the pages themselves (tests/browser/ui_late.py).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_ui.sh"
+. "$(dirname "$0")/lib_silent.sh"
 command -v curl >/dev/null || { echo "skip: curl is not installed"; exit 77; }
-
-SILENT_PIDS=""
-silent_cleanup() {
-    local rc=$?
-    for pid in $SILENT_PIDS; do kill "$pid" 2>/dev/null || true; done
-    (exit $rc)
-    ui_cleanup
-}
-trap silent_cleanup EXIT
 
 make_pki
 start_server
@@ -31,20 +25,7 @@ ps --data "$T/t1" sync >/dev/null || fail "t1 sync"
 ps --data "$T/admin" sync >/dev/null || fail "admin sync"
 stop_server
 
-# start_silent NAME MODE [PKI]: tests/tools/silent_server.py (tcp: accepts
-# and never writes; welcome: TLS and a Welcome, then silence) as $T/NAME.*;
-# its address in SILENT.
-SRC=${PS_TEST_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
-start_silent() {
-    python3 "$SRC/tests/tools/silent_server.py" "$T/$1" "$2" ${3:+"$3"} 2>>"$T/$1.err" &
-    SILENT_PIDS="$SILENT_PIDS $!"
-    for _ in $(seq 1 100); do [ -s "$T/$1.port" ] && break; sleep 0.1; done
-    [ -s "$T/$1.port" ] || fail "the silent server $1 did not start"
-    SILENT=127.0.0.1:$(cat "$T/$1.port")
-    SILENT_NAME=$1
-}
 start_silent silent tcp
-accepted() { cat "$T/$SILENT_NAME.n" 2>/dev/null || echo 0; }
 
 # The page's wait is the cache's: checked, shown, 0 back to the default.
 ps --data "$T/t1" config show | grep -q '^ui_timeout   10 s (default)$' || fail "config show: default ui_timeout"
@@ -59,36 +40,12 @@ ps --data "$T/t1" config set server "$SILENT" >/dev/null || fail "t1: set server
 ps --data "$T/admin" config set server "$SILENT" >/dev/null || fail "admin: set server"
 pass "config set ui_timeout: 1-300 s, shown by config show"
 
-# login NAME: a cookie jar for the UI of cache NAME (the start token
-# exchanged for the session cookie, as the browser does); BASE its address.
-login() {
-    ui_start "$1"
-    BASE=${UI_URL%%/?token=*}
-    curl -sS --noproxy '*' -c "$T/jar" -o /dev/null --max-time 30 "$UI_URL" || fail "token exchange"
-}
-# get PATH [LANG]: the UI's answer to GET PATH into $T/a.json, its status
-# in CODE.  --max-time 40: the CLI's 60 s silence timeout would not answer
-# in time (a bound on the wait, not a speed check).
-get() {
-    CODE=$(curl -sS --noproxy '*' -b "$T/jar" -b "popsync_lang=${2:-zh}" -o "$T/a.json" -w '%{http_code}' \
-        --max-time 40 "$BASE$1") || fail "GET $1: no answer within 40 s (curl exit $?)"
-}
-# ask PATH [LANG]: get, for a page that asks the server: the silent
-# listener took its connection.
-ask() {
-    local before
-    before=$(accepted)
-    get "$@"
-    [ "$(accepted)" -gt "$before" ] || fail "GET $1 did not ask the silent server"
-}
-# field KEY: a top-level value of $T/a.json.
-field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2]))' "$T/a.json" "$1"; }
-
 login t1
 ask "/api/history/$p"
 expect_eq "$CODE" 200 "history: status"
 expect_eq "$(field offline)/$(field late)" "True/True" "history: offline and late"
 expect_eq "$(field error)" "区县服务器未在 2 秒内答复" "history: the plain sentence"
+retry # the pages ask again only then, or a minute later (t_ui_offline.sh)
 ask "/api/history/$p" en
 expect_eq "$(field error)" "The district server did not answer within 2 s" "history in English"
 get "/api/record/$p"
@@ -122,6 +79,7 @@ expect_eq "$CODE" 200 "report: status"
 expect_eq "$(field late)/$(field note)" "True/The district server did not answer within 3 s" "report: the note"
 [ -n "$(field stamp)" ] || fail "report: no stamp"
 for path in "/api/district/nodes" "/api/district/quality" "/api/district/close?month=$(date -u +%Y-%m)"; do
+    retry
     ask "$path" en
     expect_eq "$CODE" 504 "$path: status"
     expect_eq "$(field error)" "The district server did not answer within 3 s: this page needs its answer; try again later" \

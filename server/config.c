@@ -74,6 +74,7 @@ static const ckey_t g_keys[] = {
     {"upstream", "replicas", K_U32_POS, O(upstream_replicas)},
     {"upstream", "duplicate_window_s", K_U64, O(upstream_dup_window_s)},
     {"upstream", "province_orgunits", K_STR, O(upstream_province_orgunits)},
+    {"upstream", "migrants", K_STR, O(upstream_migrants)},
 };
 #undef O
 
@@ -472,4 +473,5 @@ void ps_config_upstream_opts(const ps_server_opts_t *o, ps_upstream_opts_t *out)
     out->max_in_flight = o->upstream_max_in_flight;
     out->replicas = o->upstream_replicas;
     out->dup_window_s = o->upstream_dup_window_s;
+    out->migrants = o->upstream_migrants;
 }

@@ -1,8 +1,9 @@
 /* migrants.c - the consumer of migration cases from other districts
  * (migrants.h, docs/upstream.md §7).
  *
- * One round: fetch up to BATCH messages of popsync.*.migration (waiting at
- * most FETCH_MS), keep those of other districts that concern us, write
+ * One round: fetch up to BATCH messages of popsync.*.migration, or of
+ * popsync.*._to.<us> (waiting at most FETCH_MS), keep those of other
+ * districts that concern us, write
  * them with ps_store_foreign_apply in one durable transaction, then ack
  * every message of the round.  A failed write acks nothing (the messages
  * come back after ACK_WAIT_S and are written again); a message applied
@@ -30,7 +31,7 @@
 #define FETCH_MS 1000
 #define ACK_WAIT_S 10
 #define BACKOFF_MAX_MS 5000
-#define SUBJECT "popsync.*.migration"
+#define SUBJECT_ALL "popsync.*.migration"
 
 struct ps_migrants {
     ps_store_t *st;
@@ -41,6 +42,8 @@ struct ps_migrants {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     ps_natsconn_t conn;   /* the connection and JetStream context (natsconn.h) */
+    char subject[64];     /* every district's migrations, or the copies addressed to us */
+    char durable[64];
     natsSubscription *sub;
     int batch;          /* messages per fetch (BATCH; a test hook lowers it) */
     uint64_t pause_ms;  /* test hook: a pause after each written batch */
@@ -84,7 +87,7 @@ static int open_sub(ps_migrants_t *m)
 {
     jsSubOptions so;
     jsErrCode jerr = 0;
-    char err[512], durable[64];
+    char err[512];
     natsStatus s;
 
     if (ps_natsconn_reconnected(&m->conn))
@@ -96,23 +99,22 @@ static int open_sub(ps_migrants_t *m)
             PS_WARN("migrants", "%s", err);
         return PS_EIO;
     }
-    snprintf(durable, sizeof(durable), "popsync-migrants-%s", m->o.district);
     jsSubOptions_Init(&so);
     so.Stream = PS_UPSTREAM_STREAM;
-    so.Config.Durable = durable;
+    so.Config.Durable = m->durable;
     so.Config.AckPolicy = js_AckExplicit;
     so.Config.AckWait = (int64_t)ACK_WAIT_S * 1000000000LL;
     so.Config.DeliverPolicy = js_DeliverAll;
     so.Config.MaxAckPending = 1000;
-    if ((s = js_PullSubscribe(&m->sub, m->conn.js, SUBJECT, durable, NULL, &so, &jerr)) != NATS_OK) {
+    if ((s = js_PullSubscribe(&m->sub, m->conn.js, m->subject, m->durable, NULL, &so, &jerr)) != NATS_OK) {
         /* The stream may not exist yet (the publisher creates it) or its
          * cluster may be electing a leader: asked again after a back-off. */
-        PS_DEBUG("migrants", "consumer %s: %s (%d)", durable, natsStatus_GetText(s), (int)jerr);
+        PS_DEBUG("migrants", "consumer %s: %s (%d)", m->durable, natsStatus_GetText(s), (int)jerr);
         m->sub = NULL;
         return PS_EIO;
     }
     atomic_store(&m->connected, 1);
-    PS_INFO("migrants", "consuming %s as %s", SUBJECT, durable);
+    PS_INFO("migrants", "consuming %s as %s", m->subject, m->durable);
     return PS_OK;
 }
 
@@ -162,6 +164,13 @@ static int take(ps_migrants_t *m, natsMsg *msg, ps_foreign_item_t *it, kept_t *k
     atomic_fetch_add(&m->received, 1);
     if (!concerns_us(m, msg))
         return 0;
+    /* NATS lets a district publish only under popsync.<its code>.>: a
+     * Popsync-District other than the subject's is not believed. */
+    if (!ps_upstream_sent_by(natsMsg_GetSubject(msg), district)) {
+        PS_WARN("migrants", "a case from district %s on another district's subject: ignored", district);
+        atomic_fetch_add(&m->refused, 1);
+        return 0;
+    }
     if (!sender_placed(m, hdr(msg, "Popsync-Unit"), district)) {
         PS_WARN("migrants", "a case of unit %s sent by district %s, which the province's org units do not place "
                 "there: ignored", hdr(msg, "Popsync-Unit"), district);
@@ -274,6 +283,15 @@ int ps_migrants_start(ps_migrants_t **out, ps_store_t *st, const ps_upstream_opt
     m->o = *o;
     m->province = province;
     ps_natsconn_init(&m->conn, "migrants", &m->o, NULL, 1);
+    /* Addressed: a consumer of its own (another name), since a durable
+     * consumer keeps the filter it was made with (docs/upstream.md §7). */
+    if (ps_upstream_addressed(o)) {
+        snprintf(m->subject, sizeof(m->subject), "popsync.*._to.%s", o->district);
+        snprintf(m->durable, sizeof(m->durable), "popsync-migrants-to-%s", o->district);
+    } else {
+        snprintf(m->subject, sizeof(m->subject), "%s", SUBJECT_ALL);
+        snprintf(m->durable, sizeof(m->durable), "popsync-migrants-%s", o->district);
+    }
     m->batch = BATCH;
     /* t_upstream_migrants kills popsyncd mid-consume: small, slow batches. */
     if (ps_test_hook_u64("POPSYNC_TEST_MIGRANTS_BATCH", &hook) == 1 && hook >= 1 && hook <= BATCH)

@@ -2,8 +2,11 @@
  * (issue 19 point 2, docs/upstream.md §7).
  *
  * Owns: the consumer thread: a durable JetStream pull consumer
- * "popsync-migrants-<district>" on popsync.*.migration, which keeps the
- * messages of other districts that concern us (a case sent to one of our
+ * "popsync-migrants-<district>" on popsync.*.migration (every district's
+ * migrations), or with [upstream] migrants = addressed
+ * "popsync-migrants-to-<district>" on popsync.*._to.<district> (the copies
+ * addressed to us), which keeps the messages of other districts that
+ * concern us and come on their sender's own subjects (a case sent to one of our
  * units, an answer to one of our cases, a later version of a case we
  * hold), writes them through store_migrants.h in one durable transaction
  * per batch and acknowledges them only after that commit.  A kill at any

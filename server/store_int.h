@@ -224,6 +224,12 @@ void ps__foreign_summary(const ps_store_t *st, MDB_txn *txn, const uint8_t *id, 
  * as text "gen.hlc.node,..." (hex, newest first, at most len bytes) for the
  * Popsync-Lineage header (store_migrants.c). */
 int ps__foreign_lineage(const ps_store_t *st, MDB_txn *txn, const uint8_t *id, char *out, size_t len);
+/* The districts a migration's version is addressed to (docs/upstream.md §7
+ * "Addressed copies"): those of its unit and its other place (r), then
+ * those of the other places of its earlier versions (`versions`), each
+ * once, at most max (store_migrants.c). */
+int ps__foreign_addressees(const ps_store_t *st, MDB_txn *txn, const Popsync__Record *r, char (*to)[13],
+                           size_t max, size_t *n);
 /* The rebuild's first pass (store_upstream.c): the lineage the version it
  * writes of record id was published with ("" or NULL: none), kept in
  * `foreign` ('L' | id) until its second pass (store_migrants.h

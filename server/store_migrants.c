@@ -103,6 +103,15 @@ int ps_foreign_in_district(const char *code, const char *district)
     return ps_policy_within(NULL, code, district);
 }
 
+int ps_foreign_district_of(const char *code, char out[13])
+{
+    out[0] = '\0';
+    if (!code || !ps_orgunit_valid(code))
+        return 0;
+    snprintf(out, 13, "%.6s000000", code);
+    return 1;
+}
+
 static void rev_of(const Popsync__Rev *rv, rev_ref_t *out)
 {
     memset(out, 0, sizeof(*out));
@@ -233,6 +242,49 @@ static int lineage_of(const ps_store_t *st, MDB_txn *txn, const uint8_t *id, con
     fp[0] = 'V';
     memcpy(fp + 1, id, PS_ID_LEN);
     return prefix_walk(txn, st->foreign, fp, sizeof(fp), add_foreign_rev, l);
+}
+
+typedef struct addressees {
+    char (*to)[13];
+    size_t max, n;
+} addressees_t;
+
+static void address_add(addressees_t *a, const char *unit)
+{
+    char d[13];
+    if (!ps_foreign_district_of(unit, d))
+        return;
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->to[i], d) == 0)
+            return;
+    if (a->n < a->max)
+        memcpy(a->to[a->n++], d, 13);
+}
+
+static int add_version_other(const MDB_val *k, const MDB_val *v, void *arg)
+{
+    Popsync__Record *r = NULL;
+    (void)k;
+    if (unpack_rec(v->mv_data, v->mv_size, &r) == PS_OK)
+        address_add(arg, other_place(r));
+    if (r)
+        ps_msg_free(&r->base);
+    return PS_OK;
+}
+
+/* An earlier other place still holds the case: it hears of every later
+ * version (the move away from it included), as it did when consumers read
+ * every district's migrations. */
+int ps__foreign_addressees(const ps_store_t *st, MDB_txn *txn, const Popsync__Record *r, char (*to)[13],
+                           size_t max, size_t *n)
+{
+    addressees_t a = {to, max, 0};
+    int rc;
+    address_add(&a, r->orgunit);
+    address_add(&a, other_place(r));
+    rc = prefix_walk(txn, st->versions, r->id.data, PS_ID_LEN, add_version_other, &a);
+    *n = a.n;
+    return rc;
 }
 
 static int rev_cmp_desc(const void *a, const void *b)

@@ -92,5 +92,8 @@ int ps_store_has_record(ps_store_t *st, const uint8_t id[16]);
 
 /** Is code inside district (the 12-digit code's prefix rule, common/scope.h)? */
 int ps_foreign_in_district(const char *code, const char *district);
+/** The district of a unit code by the prefix rule (PPPPPP000000), in out;
+ *  0 when code is not a 12-digit code. */
+int ps_foreign_district_of(const char *code, char out[13]);
 
 #endif

@@ -109,6 +109,8 @@ static int migration_extras(MDB_txn *txn, ps_store_t *st, ps_feed_item_t *it)
         return PS_OK; /* published as it is; a consumer refuses what it cannot read */
     memcpy(it->id, r->id.data, r->id.len == 16 ? 16 : 0);
     rc = ps__foreign_lineage(st, txn, it->id, it->lineage, sizeof(it->lineage));
+    if (rc == PS_OK && r->id.len == 16)
+        rc = ps__foreign_addressees(st, txn, r, it->to, PS_FEED_MAX_TO, &it->nto);
     if (rc == PS_OK && !r->deleted) {
         /* The other place's tree lacks our units: their name goes with it. */
         const ps_orgunit_t *u = st->opts.units && r->orgunit ? ps_orgunits_find(st->opts.units, r->orgunit) : NULL;

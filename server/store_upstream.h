@@ -20,6 +20,9 @@
 #include "buf.h"
 #include "store.h"
 
+/** Districts a shared case's version is addressed to, at most. */
+#define PS_FEED_MAX_TO 4
+
 /** One feed entry as the publisher sees it. */
 typedef struct ps_feed_item {
     uint64_t seq;
@@ -36,6 +39,8 @@ typedef struct ps_feed_item {
     char lineage[2048];    /**< the revisions its version contains (Popsync-Lineage) */
     uint8_t migrant[1024]; /**< its packed MigrantSummary (Popsync-Migrant) ... */
     size_t migrant_len;    /**< ... 0: none (the person is not here) */
+    char to[PS_FEED_MAX_TO][13]; /**< the districts it is addressed to (docs/upstream.md §7), ours included */
+    size_t nto;
 } ps_feed_item_t;
 
 typedef int (*ps_feed_fn)(const ps_feed_item_t *it, void *arg);

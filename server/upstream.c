@@ -37,6 +37,8 @@
 #define ACK_WAIT_MS 10000
 #define BEHIND_EVERY_MS 2000
 #define BACKOFF_MAX_MS 5000
+/* A feed entry's messages at most: its own and its addressed copies. */
+#define MSGS_PER_ENTRY (1 + PS_FEED_MAX_TO)
 
 struct ps_upstream {
     ps_store_t *st;
@@ -47,10 +49,13 @@ struct ps_upstream {
     pthread_cond_t cv;
     ps_natsconn_t conn;   /* the connection and JetStream context (natsconn.h) */
     int stream_ok;
-    /* the round in flight */
+    /* the round in flight: n feed entries, nm messages (each entry's own,
+     * then its addressed copies, docs/upstream.md §7) */
     natsMsg **msgs;
-    uint64_t *seqs;
-    uint8_t *acked;       /* 1: acknowledged, 2: refused */
+    size_t nm;
+    uint64_t *seqs;       /* per entry */
+    uint8_t *need, *got;  /* per entry: its messages, and how many are acknowledged */
+    uint8_t *refused;     /* per entry: JetStream refused one of them */
     size_t n;
     /* node marks (docs/upstream.md "Node marks") */
     ps_buf_t snap;
@@ -80,7 +85,34 @@ int ps_upstream_check(const ps_upstream_opts_t *o, char *err, size_t errlen)
         snprintf(err, errlen, "[upstream] a client certificate needs ca (TLS)");
         return PS_EINVAL;
     }
+    if (o->migrants && strcmp(o->migrants, PS_UPSTREAM_MIGRANTS_ALL) != 0 && !ps_upstream_addressed(o)) {
+        snprintf(err, errlen, "[upstream] migrants must be all or addressed (docs/upstream.md §7)");
+        return PS_EINVAL;
+    }
+    /* Copies are addressed to PPPPPP000000, the district of a unit by its code. */
+    if (ps_upstream_addressed(o) && strcmp(o->district + 6, "000000") != 0) {
+        snprintf(err, errlen, "[upstream] migrants = addressed needs a district code ending in 000000");
+        return PS_EINVAL;
+    }
     return PS_OK;
+}
+
+int ps_upstream_addressed(const ps_upstream_opts_t *o)
+{
+    return o->migrants && strcmp(o->migrants, PS_UPSTREAM_MIGRANTS_ADDRESSED) == 0;
+}
+
+int ps_upstream_sent_by(const char *subject, const char *district)
+{
+    size_t l = district ? strlen(district) : 0;
+    return subject && l && strncmp(subject, "popsync.", 8) == 0 && strncmp(subject + 8, district, l) == 0 &&
+           subject[8 + l] == '.';
+}
+
+int ps_upstream_is_copy(const char *subject)
+{
+    const char *d = subject && strncmp(subject, "popsync.", 8) == 0 ? strchr(subject + 8, '.') : NULL;
+    return d && strncmp(d, "._to.", 5) == 0;
 }
 
 /* Waits ms or until stop is asked; returns 1 when stopping. */
@@ -119,8 +151,12 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
             else
                 hi = mid;
         }
-        if (lo < u->n && u->seqs[lo] == seq)
-            u->acked[lo] = pa ? 1 : 2;
+        if (lo < u->n && u->seqs[lo] == seq) {
+            if (pa)
+                u->got[lo]++;
+            else
+                u->refused[lo] = 1;
+        }
         pthread_mutex_unlock(&u->mu);
     }
     if (pae)
@@ -152,15 +188,22 @@ static natsStatus migration_headers(ps_upstream_t *u, const ps_feed_item_t *it, 
     return s;
 }
 
-/* Builds the message of one feed entry (docs/upstream.md "Messages"). */
-static int make_msg(ps_upstream_t *u, const ps_feed_item_t *it, natsMsg **out)
+/* Builds the message of one feed entry (docs/upstream.md "Messages"), or,
+ * with to, its copy addressed to district to (§7 "Addressed copies"): the
+ * same message on popsync.<us>._to.<to> with its own message id. */
+static int make_msg(ps_upstream_t *u, const ps_feed_item_t *it, const char *to, natsMsg **out)
 {
     char subj[96], id[64], seq[24];
     natsStatus s;
     const char *kind = it->exit ? "_exit" : kind_subject(it->kind);
 
-    snprintf(subj, sizeof(subj), "popsync.%s.%s", u->o.district, kind);
-    snprintf(id, sizeof(id), "%s:%llu", u->o.district, (unsigned long long)it->seq);
+    if (to) {
+        snprintf(subj, sizeof(subj), "popsync.%s._to.%s", u->o.district, to);
+        snprintf(id, sizeof(id), "%s:%llu:%s", u->o.district, (unsigned long long)it->seq, to);
+    } else {
+        snprintf(subj, sizeof(subj), "popsync.%s.%s", u->o.district, kind);
+        snprintf(id, sizeof(id), "%s:%llu", u->o.district, (unsigned long long)it->seq);
+    }
     snprintf(seq, sizeof(seq), "%llu", (unsigned long long)it->seq);
     s = natsMsg_Create(out, subj, NULL, (const char *)it->packed, (int)it->len);
     if (s == NATS_OK)
@@ -187,24 +230,39 @@ static int make_msg(ps_upstream_t *u, const ps_feed_item_t *it, natsMsg **out)
     return PS_OK;
 }
 
+/* Adds an entry's message and its copies for the other districts it is
+ * addressed to (a shared case: its unit's and its other places' districts). */
 static int collect(const ps_feed_item_t *it, void *arg)
 {
     ps_upstream_t *u = arg;
-    int rc = make_msg(u, it, &u->msgs[u->n]);
+    size_t first = u->nm;
+    int rc = make_msg(u, it, NULL, &u->msgs[u->nm]);
+
     if (rc)
         return rc;
+    u->nm++;
+    for (size_t i = 0; i < it->nto && i < PS_FEED_MAX_TO; i++) {
+        if (strcmp(it->to[i], u->o.district) == 0)
+            continue;
+        if ((rc = make_msg(u, it, it->to[i], &u->msgs[u->nm])))
+            return rc; /* round_clear frees the round's messages */
+        u->nm++;
+    }
     u->seqs[u->n] = it->seq;
-    u->acked[u->n] = 0;
+    u->need[u->n] = (uint8_t)(u->nm - first);
+    u->got[u->n] = 0;
+    u->refused[u->n] = 0;
     u->n++;
     return PS_OK;
 }
 
 static void round_clear(ps_upstream_t *u)
 {
-    for (size_t i = 0; i < u->n; i++)
+    for (size_t i = 0; i < u->nm; i++)
         natsMsg_Destroy(u->msgs[i]);
     pthread_mutex_lock(&u->mu);
     u->n = 0;
+    u->nm = 0;
     pthread_mutex_unlock(&u->mu);
 }
 
@@ -317,7 +375,7 @@ static size_t send_round(ps_upstream_t *u)
     size_t k;
     natsStatus s = NATS_OK;
 
-    for (size_t i = 0; i < u->n && s == NATS_OK; i++)
+    for (size_t i = 0; i < u->nm && s == NATS_OK; i++)
         s = js_PublishMsgAsync(u->conn.js, &u->msgs[i], NULL); /* takes the message on success */
     if (s != NATS_OK)
         PS_DEBUG("upstream", "publish: %s", natsStatus_GetText(s));
@@ -327,7 +385,7 @@ static size_t send_round(ps_upstream_t *u)
         js_PublishAsyncGetPendingList(&pending, u->conn.js) == NATS_OK)
         natsMsgList_Destroy(&pending); /* read again and resent next round */
     pthread_mutex_lock(&u->mu);
-    for (k = 0; k < u->n && u->acked[k] == 1; k++)
+    for (k = 0; k < u->n && u->got[k] == u->need[k] && !u->refused[k]; k++)
         ;
     pthread_mutex_unlock(&u->mu);
     return k;
@@ -469,7 +527,7 @@ int ps_upstream_start(ps_upstream_t **out, ps_store_t *st, const ps_upstream_opt
     /* Publishes wait their acks in on_ack (closure u), at most max_in_flight. */
     jsOptions_Init(&jo);
     jo.Wait = 5000;
-    jo.PublishAsync.MaxPending = (int64_t)u->o.max_in_flight;
+    jo.PublishAsync.MaxPending = (int64_t)u->o.max_in_flight * MSGS_PER_ENTRY;
     jo.PublishAsync.AckHandler = on_ack;
     jo.PublishAsync.AckHandlerClosure = u;
     ps_natsconn_init(&u->conn, "upstream", &u->o, &jo, 1);
@@ -478,14 +536,16 @@ int ps_upstream_start(ps_upstream_t **out, ps_store_t *st, const ps_upstream_opt
     ps_buf_init(&u->snap);
     pthread_mutex_init(&u->mu, NULL);
     pthread_cond_init(&u->cv, NULL);
-    u->msgs = calloc(u->o.max_in_flight, sizeof(*u->msgs));
+    u->msgs = calloc((size_t)u->o.max_in_flight * MSGS_PER_ENTRY, sizeof(*u->msgs));
     u->seqs = calloc(u->o.max_in_flight, sizeof(*u->seqs));
-    u->acked = calloc(u->o.max_in_flight, 1);
-    if (!u->msgs || !u->seqs || !u->acked || pthread_create(&u->th, NULL, thread_main, u) != 0) {
+    u->need = calloc(u->o.max_in_flight, 3);
+    u->got = u->need ? u->need + u->o.max_in_flight : NULL;
+    u->refused = u->need ? u->got + u->o.max_in_flight : NULL;
+    if (!u->msgs || !u->seqs || !u->need || pthread_create(&u->th, NULL, thread_main, u) != 0) {
         snprintf(err, errlen, "cannot start the upstream thread");
         free(u->msgs);
         free(u->seqs);
-        free(u->acked);
+        free(u->need);
         pthread_mutex_destroy(&u->mu);
         pthread_cond_destroy(&u->cv);
         free(u);
@@ -518,7 +578,7 @@ void ps_upstream_join(ps_upstream_t *u)
     ps_buf_free(&u->snap);
     free(u->msgs);
     free(u->seqs);
-    free(u->acked);
+    free(u->need);
     pthread_mutex_destroy(&u->mu);
     pthread_cond_destroy(&u->cv);
     free(u);

@@ -5,7 +5,8 @@
  * max_in_flight unacknowledged, and advances the store's "published up to"
  * mark only over a contiguous run of acknowledged entries), the JetStream
  * stream definition (POPSYNC, subjects popsync.>, replicas, duplicate
- * window), the message format (docs/upstream.md) and the [upstream]
+ * window), the message format (docs/upstream.md), the copies of a shared
+ * migration addressed to the districts it concerns (§7) and the [upstream]
  * options (ps_upstream_opts_t, checked by ps_upstream_check).  The NATS
  * connection itself (options, TLS, reconnection, JetStream context) is
  * natsconn.h's, shared with the migrant consumer and the rebuild.
@@ -26,6 +27,8 @@
 #include <nats/nats.h>
 
 #define PS_UPSTREAM_STREAM "POPSYNC"
+#define PS_UPSTREAM_MIGRANTS_ALL "all"
+#define PS_UPSTREAM_MIGRANTS_ADDRESSED "addressed"
 
 typedef struct ps_upstream_opts {
     const char *urls;          /**< comma-separated nats:// or tls:// URLs; NULL: no upstream */
@@ -36,7 +39,17 @@ typedef struct ps_upstream_opts {
     uint32_t max_in_flight;    /**< unacknowledged publishes at most (default 1000) */
     uint32_t replicas;         /**< replicas of the stream when we create it (default 3) */
     uint64_t dup_window_s;     /**< JetStream duplicate window when we create it (default 86400) */
+    const char *migrants;      /**< the migrant consumer reads "all" (NULL) districts' migrations, or
+                                    only the copies "addressed" to us (docs/upstream.md §7) */
 } ps_upstream_opts_t;
+
+/** The migrant consumer reads only the copies addressed to its district. */
+int ps_upstream_addressed(const ps_upstream_opts_t *o);
+/** An addressed copy (popsync.<district>._to.<to>), which repeats a
+ *  migration message of its sender: readers of every message skip it. */
+int ps_upstream_is_copy(const char *subject);
+/** subject is under popsync.<district>. (the sender's own subjects). */
+int ps_upstream_sent_by(const char *subject, const char *district);
 
 typedef struct ps_upstream_stats {
     uint64_t published_seq;    /**< mark: feed entries up to here are in the stream */

@@ -124,6 +124,8 @@ static int on_msg(natsMsg *m, uint64_t stream_seq, void *arg)
     natsMsg *keep = NULL;
     (void)stream_seq;
 
+    if (ps_upstream_is_copy(natsMsg_GetSubject(m)))
+        return PS_OK; /* a copy of one of our migration messages for another district (§7) */
     if (natsMsgHeader_Get(m, "Popsync-District", &district) != NATS_OK || !district ||
         strcmp(district, x->district) != 0 || natsMsgHeader_Get(m, "Popsync-Kind", &kind) != NATS_OK || !kind ||
         header_u64(m, "Popsync-Seq", &seq) != PS_OK) {
@@ -213,6 +215,8 @@ static int on_foreign(natsMsg *m, uint64_t stream_seq, void *arg)
     if (natsMsgHeader_Get(m, "Popsync-District", &district) != NATS_OK || !district || strlen(district) != 12 ||
         strcmp(district, f->district) == 0)
         return PS_OK; /* ours: written by the first pass */
+    if (!ps_upstream_sent_by(natsMsg_GetSubject(m), district))
+        return PS_OK; /* not its sender's subject: not believed, as by the consumer */
     memset(it, 0, sizeof(*it));
     if (!(f->data[f->n] = malloc(len ? len : 1)))
         return PS_ENOMEM;
@@ -232,7 +236,9 @@ static int on_foreign(natsMsg *m, uint64_t stream_seq, void *arg)
 }
 
 /* Restores `foreign` (docs/upstream.md §6): reads every district's
- * migrations; the store keeps what our published lineages name. */
+ * migrations (also with migrants = addressed: cases sent before their
+ * senders made copies are only there); the store keeps what our published
+ * lineages name. */
 static int rebuild_foreign(jsCtx *js, ps_store_t *st, const char *district, int shared, size_t *kept, char *err,
                            size_t errlen)
 {

@@ -62,9 +62,11 @@ for k in lines[0::2]:
     print(int(k,16))' | LC_ALL=C sort
 }
 
-# stream_dump: this district's entries (not the node marks) in stream order.
+# stream_dump: this district's entries (not the node marks, not the copies
+# addressed to other districts) in stream order.
 stream_dump() {
-    "$PS_NATSTOOL" "$NATS_URLS" dump "popsync.$DISTRICT.>" | grep -v ' _nodes ' || true
+    "$PS_NATSTOOL" "$NATS_URLS" dump "popsync.$DISTRICT.>" >"$T/all.txt"
+    grep -v ' _nodes ' "$T/all.txt" | grep -v " popsync\.$DISTRICT\._to\." || true
 }
 
 # check_stream WHAT: every feed entry in the stream, no msg id twice.
@@ -79,6 +81,9 @@ check_stream() {
     comm -23 "$T/feed.txt" "$T/stream_seqs.txt" >"$T/missing.txt"
     [ ! -s "$T/missing.txt" ] || fail "$1: feed entries missing from the stream: $(head -3 "$T/missing.txt" | tr '\n' ' ')"
     awk -v d="$DISTRICT" '$3 != d":"$4 {bad=1} END {exit bad}' "$d" || fail "$1: a msg id is not <district>:<seq>"
+    # Copies of shared migrations (docs/upstream.md §7): <district>:<seq>:<to>, never to ourselves.
+    awk -v d="$DISTRICT" '$2 ~ /\._to\./ { split($2, p, "."); if ($3 != d":"$4":"p[4] || p[4] == d) bad=1 }
+        END {exit bad}' "$T/all.txt" || fail "$1: a copy's msg id is not <district>:<seq>:<to>"
 }
 
 # --- 1. every entry once, in order --------------------------------------------

@@ -9,14 +9,21 @@
 # killed with SIGKILL mid-consume loses and doubles nothing; every foreign
 # write has its audit entry and both audit chains verify; B rebuilt from
 # the stream equals B, the foreign cases and what `foreign` keeps included.
+# B and a third district C read only the copies addressed to them
+# (`migrants = addressed`), A every district's migrations (the previous
+# way, as during an upgrade): C's consumer (created by the province)
+# receives nothing of A's cases for B, while B gets them all.
 . "$(dirname "$0")/lib4.sh"
 . "$(dirname "$0")/lib_nats.sh"
+: "${PS_NATSTOOL:?PS_NATSTOOL must point at ps_natstool}"
 command -v mdb_dump >/dev/null || { echo "SKIP: mdb_dump (lmdb-utils) missing"; exit 77; }
 
 DA=110105000000
 DB=110108000000
+DC=110106000000
 TB1=110108001000
 make_pki
+ps pki issue --dir "$T/pki" --role server --orgunit $DC --name popsyncdC >/dev/null
 ps pki issue --dir "$T/pki" --role server --orgunit $DB --name popsyncdB >/dev/null
 ps pki issue --dir "$T/pki" --role township --orgunit $TB1 --name tb1 >/dev/null
 ps pki issue --dir "$T/pki" --role admin --orgunit $DB --name adminB >/dev/null
@@ -43,8 +50,8 @@ EOF
 } >"$T/province.csv"
 
 nats_cluster_start "$T/nats"
-for d in A B; do
-    code=$([ $d = A ] && echo $DA || echo $DB)
+for d in A B C; do
+    code=$([ $d = A ] && echo $DA || { [ $d = B ] && echo $DB || echo $DC; })
     cat >"$T/$d.conf" <<EOF
 [upstream]
 urls = $NATS_URLS
@@ -52,7 +59,10 @@ district = $code
 max_in_flight = 64
 province_orgunits = $T/province.csv
 EOF
+    [ $d = A ] || echo "migrants = addressed" >>"$T/$d.conf"
 done
+printf 'code,parent,name,kind\n110106000000,,丰台区,district\n110106001000,110106000000,右安门街道,subdistrict\n' \
+    >"$T/unitsC.csv"
 "$POPSYNCD" --check-config --config "$T/A.conf" --data "$T/server" --listen 127.0.0.1:0 --ca "$T/pki/ca.crt" \
     --cert "$T/pki/popsyncd.crt" --key "$T/pki/popsyncd.key" >/dev/null || fail "A's config does not check"
 
@@ -79,11 +89,35 @@ stop_b() {
     wait "$B_PID" 2>/dev/null || true
     B_PID=""
 }
-# B's server goes down with the test, whatever happens.
+# District C: reads only what is addressed to it; its metrics say what it received.
+C_PID=""
+CMPORT=$(nats_free_ports 1)
+start_c() {
+    "$POPSYNCD" --listen 127.0.0.1:0 --port-file "$T/portC" --data "$T/serverC" --allow-synthetic \
+        --ca "$T/pki/ca.crt" --cert "$T/pki/popsyncdC.crt" --key "$T/pki/popsyncdC.key" --orgunits "$T/unitsC.csv" \
+        --config "$T/C.conf" --metrics "127.0.0.1:$CMPORT" >>"$T/serverC.log" 2>&1 &
+    C_PID=$!
+}
+# c_metric NAME: C's value of metric NAME.
+c_metric() {
+    python3 - "$CMPORT" "$1" <<'PY'
+import re, sys, urllib.request
+body = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode()
+m = re.search(r"^%s (\d+)$" % re.escape(sys.argv[2]), body, re.M)
+print(m.group(1) if m else "")
+PY
+}
+# B's and C's servers go down with the test, whatever happens.
 b_exit() {
     local rc=$?
     stop_b
+    if [ -n "$C_PID" ]; then
+        kill -TERM "$C_PID" 2>/dev/null || true
+        wait "$C_PID" 2>/dev/null || true
+    fi
     if [ $rc -ne 0 ]; then
+        echo "--- C's server log (last 10 lines) ---" >&2
+        tail -n 10 "$T/serverC.log" >&2 2>/dev/null || true
         echo "--- B's server log (last 30 lines) ---" >&2
         tail -n 30 "$T/serverB.log" >&2 2>/dev/null || true
     fi
@@ -94,6 +128,15 @@ trap b_exit EXIT
 
 start_server --orgunits "$UNITSA" --config "$T/A.conf"
 start_b
+# C's consumer made by the province, as docs/upstream.md §7 "Permissions"
+# says to when districts may not create consumers: C binds to it.
+for _ in $(seq 1 60); do
+    "$PS_NATSTOOL" "$NATS_URLS" info >/dev/null 2>&1 && break
+    sleep 0.5
+done
+"$PS_NATSTOOL" "$NATS_URLS" consumer "popsync-migrants-to-$DC" "popsync.*._to.$DC" ||
+    fail "the province could not create C's consumer"
+start_c
 client ta town1
 ps --data "$T/tb" init --server "127.0.0.1:$PORTB" --ca "$T/pki/ca.crt" --cert "$T/pki/tb1.crt" \
     --key "$T/pki/tb1.key" --server-name popsyncdB >/dev/null
@@ -318,6 +361,35 @@ sys.exit(1 if d or len(ids) < int(sys.argv[1]) else 0)' $((N + 2)) || fail "a re
 n=$(sq tb sync --quiet && sq tb migrations --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
 [ "$n" -ge $((N / 2)) ] || fail "B's township sees only $n cases"
 pass "B killed with SIGKILL mid-consume (at $killed_at of $((N + 2))): every case once after the restart"
+
+# --- 4b. the third district received nothing of A's cases for B ---------------------------
+for _ in $(seq 1 60); do
+    [ "$(c_metric popsync_migrants_connected 2>/dev/null)" = 1 ] && break
+    sleep 0.5
+done
+expect_eq "$(c_metric popsync_migrants_connected)" 1 "C's migrant consumer bound"
+sleep 2 # a fetch round or two after binding: anything matching would have come
+expect_eq "$(c_metric popsync_migrants_received_total)" 0 "migration messages C's consumer received"
+expect_eq "$(c_metric popsync_migrants_stored_total)" 0 "cases C stored"
+grep -q "consuming popsync.\*._to.$DC as popsync-migrants-to-$DC" "$T/serverC.log" ||
+    fail "C does not consume its addressed subject: $(grep migrants "$T/serverC.log" | tail -3)"
+copies=$("$PS_NATSTOOL" "$NATS_URLS" dump "popsync.$DA._to.$DB" | wc -l)
+[ "$copies" -ge $((N + 2)) ] || fail "A's copies addressed to B: $copies"
+pass "C (migrants = addressed) received none of A's $((N + 2)) cases for B; B got them from A's copies addressed to it"
+
+# A district that claims another's name in its headers is not believed:
+# the subject (which NATS lets it publish only under its own code) says who sent it.
+"$PS_NATSTOOL" "$NATS_URLS" publish "popsync.$DB._to.$DC" Popsync-District=$DA Popsync-Kind=migration \
+    Popsync-Unit=110105001000 Popsync-Other=110106001000 Popsync-Seq=1 || fail "could not publish the forged case"
+for _ in $(seq 1 40); do
+    [ "$(c_metric popsync_migrants_refused_total)" = 1 ] && break
+    sleep 0.25
+done
+expect_eq "$(c_metric popsync_migrants_refused_total)" 1 "C's refused count after a case forged in A's name"
+grep -q "a case from district $DA on another district's subject: ignored" "$T/serverC.log" ||
+    fail "C's log does not say why: $(grep migrants "$T/serverC.log" | tail -2)"
+expect_eq "$(c_metric popsync_migrants_stored_total)" 0 "cases C stored"
+pass "a case on B's subject claiming to be A's: ignored by C, which believes the subject"
 # Everything B stored is in the stream before it goes (the rebuild below).
 for _ in $(seq 1 240); do
     lag=$("$POPSYNCD" status --data "$T/serverB" | sed -n 's/^upstream lag: *\([0-9]*\) records.*/\1/p')

@@ -8,7 +8,9 @@
  * A and B are merged by each into byte-identical versions with one
  * revision, and each then drops the other's copy (no echo); every foreign
  * write has its audit entry (the sending district, action foreign_*) in
- * the chain, which `popsyncd audit verify` still finds intact.
+ * the chain, which `popsyncd audit verify` still finds intact; a shared
+ * case's feed entry names the districts its copies are addressed to: its
+ * unit's, its other place's and every earlier other place's.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -323,6 +325,59 @@ static void test_foreign_writes_audited(void **state)
     audited_as(1, 3, DA, "foreign_update");
 }
 
+typedef struct addressed {
+    char to[PS_FEED_MAX_TO][13];
+    size_t nto, entries;
+} addressed_t;
+
+static int find_to(const ps_feed_item_t *it, void *arg)
+{
+    addressed_t *a = arg;
+    if (!it->exit && it->kind == POPSYNC__KIND__KIND_MIGRATION) {
+        memcpy(a->to, it->to, sizeof(a->to));
+        a->nto = it->nto;
+        a->entries++;
+    }
+    return 0;
+}
+
+/* docs/upstream.md §7 "Addressed copies": moved from B to district C, the
+ * case still goes to B (which holds it and must hear it moved away). */
+static void test_addressees(void **state)
+{
+    uint8_t v1[512], v2[512], v3[512];
+    mig_t d1 = {1, T0, g_node_a, UA, UA, "x", NULL, NULL};
+    mig_t d2 = {2, T0 + (1 << 16), g_node_a, UA, UB, "x", NULL, NULL};
+    mig_t d3 = {3, T0 + (2 << 16), g_node_a, UA, "110106001000", "x", NULL, NULL};
+    size_t n1 = migration(v1, &d1), n2 = migration(v2, &d2), n3 = migration(v3, &d3);
+    addressed_t a;
+    uint64_t head = 0;
+    (void)state;
+    /* Within A: addressed to A only (the publisher sends no copy). */
+    own(0, 1, v1, n1);
+    memset(&a, 0, sizeof(a));
+    assert_int_equal(ps_store_feed_read(g_st[0], 0, 1000, find_to, &a, &head, NULL), PS_OK);
+    assert_int_equal(a.entries, 1);
+    assert_int_equal(a.nto, 1);
+    assert_string_equal(a.to[0], DA);
+    /* Its other place in B: A and B. */
+    own(0, 2, v2, n2);
+    memset(&a, 0, sizeof(a));
+    assert_int_equal(ps_store_feed_read(g_st[0], 0, 1000, find_to, &a, &head, NULL), PS_OK);
+    assert_int_equal(a.nto, 2);
+    assert_string_equal(a.to[0], DA);
+    assert_string_equal(a.to[1], DB);
+    /* Moved on to C: A, C, and B, an earlier other place. */
+    own(0, 3, v3, n3);
+    memset(&a, 0, sizeof(a));
+    assert_int_equal(ps_store_feed_read(g_st[0], 0, 1000, find_to, &a, &head, NULL), PS_OK);
+    assert_int_equal(a.entries, 1);
+    assert_int_equal(a.nto, 3);
+    assert_string_equal(a.to[0], DA);
+    assert_string_equal(a.to[1], "110106000000");
+    assert_string_equal(a.to[2], DB);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -330,6 +385,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_feedback_and_refusal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_edits_converge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_writes_audited, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_addressees, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,9 @@
  * the feed is read in order from after the mark, at most max at a time;
  * the lag counts what lies after the mark; a rebuild keeps the newest
  * version of a record when an older one arrives again (a resend), moves its
- * feed entry and its counters, and writes scope exits at their seqs.
+ * feed entry and its counters, and writes scope exits at their seqs.  The
+ * [upstream] migrants setting and the subjects of addressed copies
+ * (docs/upstream.md §7).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +22,7 @@
 #include "records.pb-c.h"
 #include "store.h"
 #include "store_upstream.h"
+#include "upstream.h"
 
 static char g_dir[256];
 
@@ -170,12 +173,52 @@ static void test_bad_payload_counted(void **state)
     ps_store_close(st);
 }
 
+static void test_migrants_setting_and_subjects(void **state)
+{
+    ps_upstream_opts_t o;
+    char err[256];
+    (void)state;
+    memset(&o, 0, sizeof(o));
+    o.urls = "nats://127.0.0.1:4222";
+    o.district = "110105000000";
+    assert_int_equal(ps_upstream_check(&o, err, sizeof(err)), PS_OK);
+    assert_false(ps_upstream_addressed(&o));
+    o.migrants = "all";
+    assert_int_equal(ps_upstream_check(&o, err, sizeof(err)), PS_OK);
+    assert_false(ps_upstream_addressed(&o));
+    o.migrants = "addressed";
+    assert_int_equal(ps_upstream_check(&o, err, sizeof(err)), PS_OK);
+    assert_true(ps_upstream_addressed(&o));
+    o.migrants = "mine";
+    assert_int_equal(ps_upstream_check(&o, err, sizeof(err)), PS_EINVAL);
+    assert_non_null(strstr(err, "migrants must be all or addressed"));
+    /* Copies go to PPPPPP000000: a district code of another form would never get them. */
+    o.migrants = "addressed";
+    o.district = "110105001000";
+    assert_int_equal(ps_upstream_check(&o, err, sizeof(err)), PS_EINVAL);
+    assert_non_null(strstr(err, "000000"));
+
+    assert_true(ps_upstream_is_copy("popsync.110105000000._to.110108000000"));
+    assert_false(ps_upstream_is_copy("popsync.110105000000.migration"));
+    assert_false(ps_upstream_is_copy("popsync.110105000000._nodes"));
+    assert_false(ps_upstream_is_copy("other.110105000000._to.110108000000"));
+    assert_false(ps_upstream_is_copy(NULL));
+
+    assert_true(ps_upstream_sent_by("popsync.110105000000.migration", "110105000000"));
+    assert_true(ps_upstream_sent_by("popsync.110105000000._to.110108000000", "110105000000"));
+    assert_false(ps_upstream_sent_by("popsync.110106000000._to.110108000000", "110105000000"));
+    assert_false(ps_upstream_sent_by("popsync.1101050000001.migration", "110105000000"));
+    assert_false(ps_upstream_sent_by("popsync.110105000000", "110105000000"));
+    assert_false(ps_upstream_sent_by(NULL, "110105000000"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_mark_survives_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rebuild_and_feed_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_payload_counted, setup, teardown),
+        cmocka_unit_test(test_migrants_setting_and_subjects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

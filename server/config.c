@@ -75,6 +75,7 @@ static const ckey_t g_keys[] = {
     {"upstream", "duplicate_window_s", K_U64, O(upstream_dup_window_s)},
     {"upstream", "province_orgunits", K_STR, O(upstream_province_orgunits)},
     {"upstream", "migrants", K_STR, O(upstream_migrants)},
+    {"upstream", "inbox_prefix", K_STR, O(upstream_inbox_prefix)},
 };
 #undef O
 
@@ -474,4 +475,5 @@ void ps_config_upstream_opts(const ps_server_opts_t *o, ps_upstream_opts_t *out)
     out->replicas = o->upstream_replicas;
     out->dup_window_s = o->upstream_dup_window_s;
     out->migrants = o->upstream_migrants;
+    out->inbox_prefix = o->upstream_inbox_prefix;
 }

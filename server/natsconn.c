@@ -77,6 +77,10 @@ static natsStatus make_options(ps_natsconn_t *c, natsOptions **out)
         s = natsOptions_SetReconnectedCB(*out, on_reconnected, c);
     if (s == NATS_OK && c->o.ca_file)
         s = set_tls(*out, &c->o);
+    /* Replies (a fetch's messages) come on <prefix>.<id>: a district's
+     * account may then subscribe to its own prefix only (docs/upstream.md §5). */
+    if (s == NATS_OK && c->o.inbox_prefix)
+        s = natsOptions_SetCustomInboxPrefix(*out, c->o.inbox_prefix);
     return s;
 }
 

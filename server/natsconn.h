@@ -2,8 +2,8 @@
  *
  * Owns: how popsyncd connects to the province's NATS servers, in one place
  * for every part that talks to them: the connection options (the
- * [upstream] URLs, the TLS files, the client name "popsyncd", a 2 s connect
- * timeout, reconnecting forever every 0.5 s), the connect and reconnect
+ * [upstream] URLs, the TLS files, the inbox prefix, the client name
+ * "popsyncd", a 2 s connect timeout, reconnecting forever every 0.5 s), the connect and reconnect
  * callbacks, the JetStream context on the connection, and the library's
  * process-wide shutdown.  What is done over the connection (the stream
  * definition, the publisher's rounds, the migrant consumer) stays with

@@ -72,6 +72,7 @@ typedef struct ps_server_opts {
     uint64_t upstream_dup_window_s;  /**< stream duplicate window when popsyncd creates it */
     const char *upstream_province_orgunits; /**< the province's org units (migrants.c), or NULL */
     const char *upstream_migrants;   /**< "all" (NULL) or "addressed": what the migrant consumer reads */
+    const char *upstream_inbox_prefix; /**< NATS reply subjects' prefix (default _INBOX), or NULL */
 } ps_server_opts_t;
 
 typedef struct ps_conn ps_conn_t;

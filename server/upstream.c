@@ -67,6 +67,19 @@ struct ps_upstream {
     atomic_int connected;
 };
 
+/* One subject token (NATS appends ".<unique id>"): no dots, no wildcards. */
+static int inbox_prefix_ok(const char *p)
+{
+    size_t n = strlen(p);
+    if (n == 0 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= 'A' && p[i] <= 'Z') || (p[i] >= '0' && p[i] <= '9') ||
+              p[i] == '_' || p[i] == '-'))
+            return 0;
+    return 1;
+}
+
 int ps_upstream_check(const ps_upstream_opts_t *o, char *err, size_t errlen)
 {
     if (!o->urls || !*o->urls) {
@@ -87,6 +100,10 @@ int ps_upstream_check(const ps_upstream_opts_t *o, char *err, size_t errlen)
     }
     if (o->migrants && strcmp(o->migrants, PS_UPSTREAM_MIGRANTS_ALL) != 0 && !ps_upstream_addressed(o)) {
         snprintf(err, errlen, "[upstream] migrants must be all or addressed (docs/upstream.md §7)");
+        return PS_EINVAL;
+    }
+    if (o->inbox_prefix && !inbox_prefix_ok(o->inbox_prefix)) {
+        snprintf(err, errlen, "[upstream] inbox_prefix must be 1-64 letters, digits, '_' or '-'");
         return PS_EINVAL;
     }
     /* Copies are addressed to PPPPPP000000, the district of a unit by its code. */

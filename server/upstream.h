@@ -41,6 +41,7 @@ typedef struct ps_upstream_opts {
     uint64_t dup_window_s;     /**< JetStream duplicate window when we create it (default 86400) */
     const char *migrants;      /**< the migrant consumer reads "all" (NULL) districts' migrations, or
                                     only the copies "addressed" to us (docs/upstream.md §7) */
+    const char *inbox_prefix;  /**< prefix of our NATS reply subjects, NULL: _INBOX (docs/upstream.md §5) */
 } ps_upstream_opts_t;
 
 /** The migrant consumer reads only the copies addressed to its district. */

@@ -61,6 +61,8 @@ province_orgunits = $T/province.csv
 EOF
     [ $d = A ] || echo "migrants = addressed" >>"$T/$d.conf"
 done
+# C as a locked-down district would run: its replies under its own inbox prefix.
+echo "inbox_prefix = _INBOX_$DC" >>"$T/C.conf"
 printf 'code,parent,name,kind\n110106000000,,丰台区,district\n110106001000,110106000000,右安门街道,subdistrict\n' \
     >"$T/unitsC.csv"
 "$POPSYNCD" --check-config --config "$T/A.conf" --data "$T/server" --listen 127.0.0.1:0 --ca "$T/pki/ca.crt" \
@@ -389,7 +391,7 @@ expect_eq "$(c_metric popsync_migrants_refused_total)" 1 "C's refused count afte
 grep -q "a case from district $DA on another district's subject: ignored" "$T/serverC.log" ||
     fail "C's log does not say why: $(grep migrants "$T/serverC.log" | tail -2)"
 expect_eq "$(c_metric popsync_migrants_stored_total)" 0 "cases C stored"
-pass "a case on B's subject claiming to be A's: ignored by C, which believes the subject"
+pass "a case on B's subject claiming to be A's: ignored by C (fetching under its own inbox prefix), which believes the subject"
 # Everything B stored is in the stream before it goes (the rebuild below).
 for _ in $(seq 1 240); do
     lag=$("$POPSYNCD" status --data "$T/serverB" | sed -n 's/^upstream lag: *\([0-9]*\) records.*/\1/p')

@@ -1,6 +1,7 @@
 /* test_server_natsconn.c - unit tests for server/natsconn.c, the NATS
  * connection shared by the publisher, the migrant consumer and the rebuild:
- * bad options are refused with the reason; a connection that must not
+ * bad options are refused with the reason (the inbox prefix reaches
+ * libnats); a connection that must not
  * retry fails at once when no server answers (a closed loopback port); one
  * that retries returns at once, not up, with no error to log, and closes
  * cleanly.  The connection to a real cluster is t_upstream*.sh's.
@@ -73,6 +74,21 @@ static void test_missing_ca(void **state)
     ps_natsconn_close(&c);
 }
 
+/* The inbox prefix goes to libnats (which refuses a wildcard). */
+static void test_inbox_prefix_passed(void **state)
+{
+    ps_upstream_opts_t o;
+    ps_natsconn_t c;
+    char err[256];
+    (void)state;
+    opts(&o, "nats://127.0.0.1:1");
+    o.inbox_prefix = "_INBOX.*";
+    ps_natsconn_init(&c, "test", &o, NULL, 0);
+    assert_int_equal(ps_natsconn_open(&c, err, sizeof(err)), PS_EINVAL);
+    assert_non_null(strstr(err, "NATS options"));
+    ps_natsconn_close(&c);
+}
+
 static void test_no_server_once(void **state)
 {
     ps_upstream_opts_t o;
@@ -123,6 +139,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_urls),
         cmocka_unit_test(test_missing_ca),
+        cmocka_unit_test(test_inbox_prefix_passed),
         cmocka_unit_test(test_no_server_once),
         cmocka_unit_test(test_no_server_retrying),
     };

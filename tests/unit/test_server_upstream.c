@@ -197,6 +197,16 @@ static void test_migrants_setting_and_subjects(void **state)
     o.district = "110105001000";
     assert_int_equal(ps_upstream_check(&o, err, sizeof(err)), PS_EINVAL);
     assert_non_null(strstr(err, "000000"));
+    o.district = "110105000000";
+    o.inbox_prefix = "_INBOX_110105000000";
+    assert_int_equal(ps_upstream_check(&o, err, sizeof(err)), PS_OK);
+    o.inbox_prefix = "_INBOX.110105";
+    assert_int_equal(ps_upstream_check(&o, err, sizeof(err)), PS_EINVAL);
+    assert_non_null(strstr(err, "inbox_prefix"));
+    o.inbox_prefix = "";
+    assert_int_equal(ps_upstream_check(&o, err, sizeof(err)), PS_EINVAL);
+    o.inbox_prefix = "_INBOX_*";
+    assert_int_equal(ps_upstream_check(&o, err, sizeof(err)), PS_EINVAL);
 
     assert_true(ps_upstream_is_copy("popsync.110105000000._to.110108000000"));
     assert_false(ps_upstream_is_copy("popsync.110105000000.migration"));

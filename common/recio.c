@@ -516,6 +516,16 @@ static void csv_data_row(csv_rd_t *st)
     memset(&row, 0, sizeof(row));
     row.line = st->row_start;
     row.titles = st->titles;
+    /* A row short of cells at its end has those cells empty (a workbook
+     * leaves out the empty cells after a row's last value, and a CSV typed
+     * by hand may too); empty cells past the header's last column (stray
+     * formatting) are nothing.  A value past it is the row's error. */
+    while (st->nf < st->ncols && !st->rc)
+        csv_field_cb(NULL, 0, st);
+    if (st->rc)
+        return;
+    while (st->nf > st->ncols && cell_blank(st, st->nf - 1))
+        st->nf--;
     if (st->nf != st->ncols) {
         ps_verrs_add(&row.errs, PS_RECIO_ROW_FIELD, "has %zu cells, the header has %zu", st->nf, st->ncols);
     } else {
@@ -933,11 +943,19 @@ int ps_recio_read_json(const char *data, size_t len, int kind, ps_recio_row_fn f
     return read_json_lines(data, len, skip_bom(data, len), kind, fn, arg);
 }
 
-/* Is the column called header a date field of the kind at arg? */
+/* The column called header of the kind at arg: 1 a date field, 2 another
+ * column, 0 none (ps_xlsx_to_csv). */
 static int date_column(void *arg, const char *header)
 {
-    const ps_field_t *f = ps_field_find(*(const int *)arg, header);
-    return f && f->type == PS_FT_DATE;
+    int kind = *(const int *)arg;
+    const ps_field_t *f = ps_field_find(kind, header);
+
+    if (f && f->type == PS_FT_DATE)
+        return 1;
+    return f || settable_name(kind, header) || strcmp(header, "id") == 0 || strcmp(header, PS_RECIO_ID_ZH) == 0 ||
+                   ps_recio_note_column(header)
+               ? 2
+               : 0;
 }
 
 /* The workbook's first sheet through the CSV reader: one path for both. */

@@ -230,9 +230,10 @@ typedef struct {
     const strs_t *shared;
     int (*date_col)(void *, const char *);
     void *arg;
-    char *header[XLSX_MAX_COLS]; /* the first row's cells */
-    int header_row;              /* 1 while the first row is read */
+    char *header[XLSX_MAX_COLS]; /* the header row's cells */
+    int header_row;              /* 1 while the header row (or a title above it) is read */
     int ncols;                   /* cells of the first row */
+    int titles;                  /* rows above the header skipped as its title (title_row) */
     char text[65536];            /* one cell's text */
 } sheet_ctx_t;
 
@@ -261,7 +262,7 @@ static void cell_text(const sheet_ctx_t *sc, const xmlNode *c, int col, char *ou
         snprintf(out, outlen, "%s", v);
     } else {
         int is_date = !sc->header_row && sc->date_col && col < XLSX_MAX_COLS && sc->header[col] &&
-                      sc->date_col(sc->arg, sc->header[col]);
+                      sc->date_col(sc->arg, sc->header[col]) == 1;
         number_text(v, is_date, out, outlen);
     }
 done:
@@ -304,6 +305,33 @@ static void put_row(sheet_ctx_t *sc, const xmlNode *row, FILE *out)
     fputs("\r\n", out);
 }
 
+/* Was the row just read as the header a title above it (the CSV reader's
+ * rule, recio.h: at most two filled cells, none naming a column; at most 5
+ * such rows)?  Then it is forgotten and the next row may be the header, so
+ * a date column is known by the real header's name.  Only when date_col
+ * tells column names apart (returns non-zero for any column). */
+static int title_row(sheet_ctx_t *sc)
+{
+    int filled = 0, named = 0;
+
+    if (!sc->date_col || sc->titles >= 5)
+        return 0;
+    for (int i = 0; i < XLSX_MAX_COLS && i < sc->ncols; i++) {
+        if (!sc->header[i] || !sc->header[i][0])
+            continue;
+        filled++;
+        named |= sc->date_col(sc->arg, sc->header[i]) != 0;
+    }
+    if (filled > 2 || named)
+        return 0;
+    for (int i = 0; i < XLSX_MAX_COLS; i++) {
+        free(sc->header[i]);
+        sc->header[i] = NULL;
+    }
+    sc->titles++;
+    return 1;
+}
+
 /* The first worksheet's part name. */
 static int first_sheet(zip_t *z, char *name, size_t namelen)
 {
@@ -342,6 +370,8 @@ static int sheet_csv(zip_t *z, sheet_ctx_t *sc, FILE *out, char *err, size_t err
             if (!is(row, "row"))
                 continue;
             put_row(sc, row, out);
+            if (sc->header_row && title_row(sc))
+                continue;
             sc->header_row = 0;
         }
     }

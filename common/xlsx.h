@@ -29,8 +29,13 @@ int ps_xlsx_close(ps_xlsx_t *x);
  * numbers as their shortest decimal form, except that a whole number of 16
  * or more digits (an ID number Excel took for a number and rounded) is
  * written in Excel's scientific form, so the field dictionary explains it,
- * and a number in a column whose header date_col() says is a date is taken
- * as an Excel date serial (days since 1899-12-30) and written YYYY-MM-DD.
+ * and a number in a column whose header date_col() says is a date (returns
+ * 1) is taken as an Excel date serial (days since 1899-12-30) and written
+ * YYYY-MM-DD.  date_col() returns 2 for a column that is no date and 0 for
+ * a name that is no column: rows above the header with at most two filled
+ * cells none of which is a column (a sheet's title) are not taken for the
+ * header (up to 5; they are still written, for the CSV reader to skip).
+ * With date_col NULL the first row is the header.
  * PS_OK, PS_EINVAL (err says why: not an xlsx, no sheet, bad XML) or
  * PS_ENOMEM.
  */

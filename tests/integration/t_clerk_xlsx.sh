@@ -75,6 +75,41 @@ ps --data "$T/t2" find "$good" --json | python3 -c '
 import json, sys; r = json.load(sys.stdin)[0]
 assert (r["name"], r["birth_date"]) == ("孙悟空", "1990-03-07"), r' || fail "date serial read as a date"
 [ -f "$T/hand.xlsx.rejected.csv" ] || fail "rejected rows of a workbook kept as CSV"
+# A sheet as a township makes one: a merged title row above the header, a
+# date cell (a serial number) in the date column, a row whose last cells
+# are empty (Excel leaves them out), formatted empty rows below.  The title
+# was taken for the header (the whole file refused), and then the date
+# column was not known and a short row was refused.
+t1=$(mkid 11010519900307521); t2=$(mkid 11010519850101632)
+python3 - "$T/titled.xlsx" "$t1" "$t2" <<'PY'
+import sys, zipfile
+shared = ["某某镇人口登记表", "姓名", "身份证号", "出生日期", "联系电话", "孙悟净", sys.argv[2], "沙和尚", sys.argv[3]]
+si = "".join("<si><t>%s</t></si>" % s for s in shared)
+sheet = """<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>
+<row r="1"><c r="A1" t="s"><v>0</v></c></row>
+<row r="2"><c r="A2" t="s"><v>1</v></c><c r="B2" t="s"><v>2</v></c><c r="C2" t="s"><v>3</v></c><c r="D2" t="s"><v>4</v></c></row>
+<row r="3"><c r="A3" t="s"><v>5</v></c><c r="B3" t="s"><v>6</v></c><c r="C3" s="1"><v>32939</v></c></row>
+<row r="4"><c r="A4" t="s"><v>7</v></c><c r="B4" t="s"><v>8</v></c><c r="D4"><v>13812345678</v></c></row>
+<row r="6"><c r="A6" s="1"/><c r="B6" s="1"/></row>
+</sheetData><mergeCells count="1"><mergeCell ref="A1:D1"/></mergeCells></worksheet>"""
+z = zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED)
+z.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>')
+z.writestr("xl/workbook.xml", '<?xml version="1.0"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheets><sheet name="人员" sheetId="1"/></sheets></workbook>')
+z.writestr("xl/sharedStrings.xml", '<?xml version="1.0"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">%s</sst>' % si)
+z.writestr("xl/worksheets/sheet1.xml", sheet)
+z.close()
+PY
+rc=0; ps --data "$T/t2" import "$T/titled.xlsx" --kind person >"$T/titled.out" 2>"$T/titled.err" || rc=$?
+expect_eq "$rc" 0 "a titled workbook imports: $(cat "$T/titled.err")"
+expect_eq "$(tr '\n' '|' <"$T/titled.out")" "skipped 1 title row(s) above the header (not records)|imported 2 of 2 rows (0 unchanged, 0 rejected)|" \
+    "title skipped, both rows in"
+ps --data "$T/t2" find "$t1" --json | python3 -c '
+import json, sys; r = json.load(sys.stdin)[0]
+assert (r["name"], r["birth_date"], r["phone"]) == ("孙悟净", "1990-03-07", ""), r' || fail "date under a titled header"
+ps --data "$T/t2" find "$t2" --json | python3 -c '
+import json, sys; r = json.load(sys.stdin)[0]
+assert (r["name"], r["birth_date"], r["phone"]) == ("沙和尚", "1985-01-01", "13812345678"), r' || fail "a row with a gap"
 printf 'not a zip' >"$T/bad.xlsx"
 rc=0; ps --data "$T/t2" import "$T/bad.xlsx" --kind person >/dev/null 2>"$T/bad.err" || rc=$?
 expect_eq "$rc" 4 "not a workbook"

@@ -234,7 +234,7 @@ static void test_csv_row_errors(void **state)
     /* Bad rows are reported at their line; the rows after them still come. */
     const char *csv = "name,sex,phone\n"
                       "甲,male,1\n"
-                      "乙,female\n"                  /* 3: too few cells */
+                      "乙,female\n"                  /* 3: too few cells: the last is empty */
                       "丙,male,1,extra\n"            /* 4: too many */
                       "丁,unknown-sex,1\n"           /* 5: bad enum */
                       "戊,\"male\nfemale\",1\n"      /* 6-7: bad enum over two lines */
@@ -247,7 +247,8 @@ static void test_csv_row_errors(void **state)
     assert_int_equal(g.n, 7);
     assert_int_equal(g.rows[0].line, 2);
     assert_non_null(g.rows[0].rec);
-    assert_row_error(&g, 1, 3, PS_RECIO_ROW_FIELD, "2 cells, the header has 3");
+    assert_field(&g, 1, "sex", "female");
+    assert_field(&g, 1, "phone", "");
     assert_row_error(&g, 2, 4, PS_RECIO_ROW_FIELD, "4 cells");
     assert_row_error(&g, 3, 5, "sex", "expected one of");
     /* Reasons never echo the value: it could be a name or an ID number. */
@@ -354,6 +355,22 @@ static void test_csv_titles_and_empty_rows(void **state)
     assert_int_equal(read_csv("某某镇人口登记表,,\n\n", PERSON, &g), PS_EINVAL);
     assert_int_equal(g.nfile, 1);
     assert_non_null(strstr(g.rows[0].errs.e[0].reason, "no header row"));
+    got_free(&g);
+}
+
+/* A workbook row leaves out the empty cells after its last value; empty
+ * cells past the header's last column are nothing. */
+static void test_csv_short_and_long_rows(void **state)
+{
+    got_t g;
+    (void)state;
+
+    assert_int_equal(read_csv("name,phone,address\n甲\n乙,2,x,,\xE3\x80\x80,\n丙,3,y,,z\n", PERSON, &g), PS_OK);
+    assert_int_equal(g.n, 3);
+    assert_field(&g, 0, "name", "甲");
+    assert_field(&g, 0, "address", "");
+    assert_field(&g, 1, "address", "x");
+    assert_row_error(&g, 2, 4, PS_RECIO_ROW_FIELD, "5 cells, the header has 3");
     got_free(&g);
 }
 
@@ -801,6 +818,7 @@ int main(void)
         cmocka_unit_test(test_csv_several_errors_in_a_row),
         cmocka_unit_test(test_csv_unknown_columns),
         cmocka_unit_test(test_csv_titles_and_empty_rows),
+        cmocka_unit_test(test_csv_short_and_long_rows),
         cmocka_unit_test(test_csv_file_errors),
         cmocka_unit_test(test_callback_stops_reader),
         cmocka_unit_test(test_csv_100k_rows),

@@ -195,6 +195,9 @@ int ps_recio_format_from_path(const char *path)
 
     if (!dot || (slash && slash > dot))
         return -1;
+    /* Excel saves "Unicode text" and "text (tab-separated)" as .txt. */
+    if (strcasecmp(dot + 1, "txt") == 0 || strcasecmp(dot + 1, "tsv") == 0)
+        return PS_RECIO_CSV;
     return ps_recio_format_from_name(dot + 1);
 }
 
@@ -607,6 +610,26 @@ static int csv_file_error(csv_rd_t *st, unsigned long line, const char *reason)
     return rc ? rc : PS_EINVAL;
 }
 
+/* The cell separator: a comma, unless the first lines hold more tabs
+ * (Excel's "Unicode text" save, text copied out of a sheet) or semicolons
+ * (a "CSV" saved where the decimal mark is a comma) than commas. */
+static unsigned char delimiter(const char *data, size_t len, size_t pos)
+{
+    size_t commas = 0, tabs = 0, semis = 0;
+    int lines = 0;
+
+    for (; pos < len && lines < 6; pos++) {
+        char c = data[pos];
+        commas += c == ',';
+        tabs += c == '\t';
+        semis += c == ';';
+        lines += c == '\n';
+    }
+    if (tabs > commas && tabs >= semis)
+        return '\t';
+    return semis > commas ? ';' : ',';
+}
+
 /* Row ends and syntax errors of the pre-pass (check_syntax). */
 typedef struct csv_chk {
     int expect_start;
@@ -624,7 +647,8 @@ static void chk_row_cb(int c, void *data)
  * below it in neither the cache nor the rejected-rows file (the clerk,
  * told to fix that file, would lose them).  PS_OK, PS_EINVAL with *line
  * set and *why the reason, or PS_ENOMEM. */
-static int check_syntax(const char *data, size_t len, size_t pos, unsigned long *line, const char **why)
+static int check_syntax(const char *data, size_t len, size_t pos, unsigned char delim, unsigned long *line,
+                        const char **why)
 {
     struct csv_parser parser;
     csv_chk_t ck = {1, 1};
@@ -633,6 +657,7 @@ static int check_syntax(const char *data, size_t len, size_t pos, unsigned long 
 
     if (csv_init(&parser, CSV_STRICT | CSV_STRICT_FINI) != 0)
         return PS_ENOMEM;
+    csv_set_delim(&parser, delim);
     while (pos < len && rc == PS_OK) {
         int ended;
         size_t n = line_len(data + pos, len - pos, &ended);
@@ -664,6 +689,7 @@ int ps_recio_read_csv(const char *data, size_t len, int kind, ps_recio_row_fn fn
     csv_rd_t st;
     size_t pos = skip_bom(data, len);
     unsigned long line = 1;
+    unsigned char delim;
     int rc;
 
     if (!ps_kind_name(kind) || !fn)
@@ -673,9 +699,10 @@ int ps_recio_read_csv(const char *data, size_t len, int kind, ps_recio_row_fn fn
     st.fn = fn;
     st.arg = arg;
     st.expect_start = 1;
+    delim = delimiter(data, len, pos);
     {
         const char *why = NULL;
-        rc = check_syntax(data, len, pos, &line, &why);
+        rc = check_syntax(data, len, pos, delim, &line, &why);
         if (rc == PS_EINVAL)
             return csv_file_error(&st, line, why);
         if (rc)
@@ -684,6 +711,7 @@ int ps_recio_read_csv(const char *data, size_t len, int kind, ps_recio_row_fn fn
     }
     if (csv_init(&parser, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL) != 0)
         return PS_ENOMEM;
+    csv_set_delim(&parser, delim);
     /* libcsv reports no positions, so it is fed one physical line at a
      * time: a row always ends at the end of some line, and the first
      * non-blank line after a row's end is where the next one starts. */

@@ -100,7 +100,8 @@ typedef int (*ps_recio_row_fn)(ps_recio_row_t *row, void *arg);
 
 /** PS_RECIO_CSV or PS_RECIO_JSON from "csv", "json" or "jsonl"; -1 when unknown. */
 int ps_recio_format_from_name(const char *name);
-/** The format a file name's extension (.csv, .json, .jsonl, any case) implies; -1 when none. */
+/** The format a file name's extension (.csv, .json, .jsonl, .xlsx; .txt and .tsv, Excel's text
+ *  saves, are read as CSV; any case) implies; -1 when none. */
 int ps_recio_format_from_path(const char *path);
 
 /**

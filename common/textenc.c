@@ -26,7 +26,7 @@ int ps_textenc_from_name(const char *name)
 
 const char *ps_textenc_name(ps_textenc_t enc)
 {
-    return enc == PS_TEXTENC_GB18030 ? "GB18030 (GBK)" : "UTF-8";
+    return enc == PS_TEXTENC_GB18030 ? "GB18030 (GBK)" : enc == PS_TEXTENC_UTF16 ? "UTF-16 (Unicode text)" : "UTF-8";
 }
 
 /* Code points a Chinese office's file holds: ASCII, Latin-1 punctuation
@@ -65,10 +65,10 @@ static size_t count_implausible(const unsigned char *s, size_t n)
     return bad;
 }
 
-/* GB18030 -> UTF-8 with iconv.  PS_OK, PS_EINVAL (*bad_at set) or PS_ENOMEM. */
-static int from_gb18030(const char *data, size_t len, char **out, size_t *outlen, size_t *bad_at)
+/* enc -> UTF-8 with iconv.  PS_OK, PS_EINVAL (*bad_at set) or PS_ENOMEM. */
+static int from_enc(const char *enc, const char *data, size_t len, char **out, size_t *outlen, size_t *bad_at)
 {
-    iconv_t cd = iconv_open("UTF-8", "GB18030");
+    iconv_t cd = iconv_open("UTF-8", enc);
     size_t cap = len * 2 + 16, inleft = len, outleft;
     char *in = (char *)data, *buf, *o;
     int rc = PS_OK;
@@ -82,7 +82,8 @@ static int from_gb18030(const char *data, size_t len, char **out, size_t *outlen
     }
     o = buf;
     outleft = cap - 1;
-    /* 2 bytes of GB18030 give at most 3 of UTF-8, 4 give 4: cap is enough. */
+    /* 2 bytes of GB18030 or UTF-16 give at most 3 of UTF-8, 4 give 4: cap
+     * is enough. */
     if (iconv(cd, &in, &inleft, &o, &outleft) == (size_t)-1) {
         *bad_at = (size_t)(in - data);
         rc = PS_EINVAL;
@@ -96,6 +97,11 @@ static int from_gb18030(const char *data, size_t len, char **out, size_t *outlen
     *out = buf;
     *outlen = (size_t)(o - buf);
     return PS_OK;
+}
+
+static int from_gb18030(const char *data, size_t len, char **out, size_t *outlen, size_t *bad_at)
+{
+    return from_enc("GB18030", data, len, out, outlen, bad_at);
 }
 
 static int copy_utf8(const char *data, size_t len, char **out, size_t *outlen)
@@ -118,6 +124,15 @@ int ps_textenc_to_utf8(const char *data, size_t len, int force, char **out, size
     size_t gblen = 0;
     int rc;
 
+    /* Excel's "Unicode text": UTF-16 with its BOM, which iconv reads. */
+    if (len >= 2 && (memcmp(data, "\xFF\xFE", 2) == 0 || memcmp(data, "\xFE\xFF", 2) == 0)) {
+        rc = from_enc("UTF-16", data, len, out, outlen, &bad_at);
+        if (rc == PS_EINVAL)
+            snprintf(why, whylen, "not valid UTF-16 (Unicode text) at byte %zu: save the sheet again as CSV", bad_at);
+        if (rc == PS_OK)
+            *used = PS_TEXTENC_UTF16;
+        return rc;
+    }
     /* A BOM says UTF-8.  UTF-8 (said or forced) is passed on as it is: a
      * cell with a bad byte is that row's error, not the file's. */
     if (len >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0) {

@@ -13,12 +13,13 @@
 typedef enum ps_textenc {
     PS_TEXTENC_UTF8 = 1,
     PS_TEXTENC_GB18030 = 2, /**< GB18030, a superset of GBK and GB2312 */
+    PS_TEXTENC_UTF16 = 3,   /**< UTF-16 with a BOM: Excel's "Unicode text" (Unicode 文本) */
 } ps_textenc_t;
 
 /** PS_TEXTENC_* from "utf-8", "utf8", "gbk", "gb2312", "gb18030" (any
  *  case); -1 when unknown. */
 int ps_textenc_from_name(const char *name);
-/** "UTF-8" or "GB18030 (GBK)". */
+/** "UTF-8", "GB18030 (GBK)" or "UTF-16 (Unicode text)". */
 const char *ps_textenc_name(ps_textenc_t enc);
 
 /**
@@ -26,7 +27,9 @@ const char *ps_textenc_name(ps_textenc_t enc);
  * encoding to read it as.  On success *out is a NUL-terminated UTF-8 copy
  * without a BOM (caller frees), *outlen its length and *used the encoding
  * read.  A BOM, or force UTF-8, means UTF-8, passed on as it is (bad bytes
- * are the readers' per-row errors).  Detection: valid UTF-8 is UTF-8 unless
+ * are the readers' per-row errors); a UTF-16 BOM (FF FE or FE FF) means
+ * UTF-16, converted (Excel's "Unicode text" save; its cells are separated
+ * by tabs, which the CSV reader tells).  Detection: valid UTF-8 is UTF-8 unless
  * it reads as characters nobody types in a Chinese office while the same
  * bytes are valid GB18030 (then PS_EINVAL, why saying to give --encoding);
  * otherwise valid GB18030 is GB18030, and anything else is passed on as

@@ -120,3 +120,22 @@ grep -q "^popsync: 同步失败：" "$T/sync.err" || fail "failure in Chinese: $
 grep -q "没有丢失任何内容：[0-9]* 条修改仍在本机缓存中" "$T/sync.err" || fail "nothing lost, in Chinese: $(cat "$T/sync.err")"
 grep -q "怎么办：检查网络" "$T/sync.err" || fail "what to do, in Chinese: $(cat "$T/sync.err")"
 pass "a failed sync explained in Chinese"
+
+# The sheet saved as Excel's "Unicode text" (Unicode 文本): UTF-16 with a
+# BOM, cells separated by tabs.  It was refused with a misleading reason
+# ("a column name is not valid UTF-8").
+python3 - "$T/u16.txt" <<'PY'
+import sys
+w=[7,9,10,5,8,4,2,1,6,3,7,9,10,5,8,4,2]
+d = "11010519770707881"; d += "10X98765432"[sum(int(a)*b for a,b in zip(d,w))%11]
+text = "姓名\t联系电话\t身份证号\t住址\r\n杜甫\t\t%s\t成都, 草堂\r\n" % d
+open(sys.argv[1], "wb").write(text.encode("utf-16"))
+PY
+rc=0; ps --data "$T/t1" import "$T/u16.txt" --kind person >"$T/u16.out" 2>"$T/u16.err" || rc=$?
+expect_eq "$rc" 0 "Unicode text imports: $(cat "$T/u16.err")"
+expect_eq "$(tr '\n' '|' <"$T/u16.out")" "read $T/u16.txt as UTF-16 (Unicode text) text|imported 1 of 1 rows (0 unchanged, 0 rejected)|" \
+    "Unicode text summary"
+ps --data "$T/t1" find 杜甫 --json | python3 -c '
+import json, sys; r = json.load(sys.stdin)[0]
+assert (r["phone"], r["address"]) == ("", "成都, 草堂"), r' || fail "Unicode text cells"
+pass "Excel's Unicode text (UTF-16, tabs) imports"

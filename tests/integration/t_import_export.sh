@@ -187,8 +187,8 @@ expect_eq "$(ps --data "$T/t1" import "$T/e1.csv" --kind person --dry-run)" "wou
 # Usage and file errors.
 rc=0; ps --data "$T/t1" import "$T/people.csv" >/dev/null 2>&1 || rc=$?
 expect_eq "$rc" 2 "import without --kind"
-cp "$T/people.csv" "$T/people.txt"
-rc=0; ps --data "$T/t1" import "$T/people.txt" --kind person >/dev/null 2>&1 || rc=$?
+cp "$T/people.csv" "$T/people.dat"
+rc=0; ps --data "$T/t1" import "$T/people.dat" --kind person >/dev/null 2>&1 || rc=$?
 expect_eq "$rc" 2 "import of a file of unknown format"
 rc=0; ps --data "$T/t1" import "$T/missing.csv" --kind person >/dev/null 2>&1 || rc=$?
 expect_eq "$rc" 1 "import of a missing file"

@@ -374,6 +374,30 @@ static void test_csv_short_and_long_rows(void **state)
     got_free(&g);
 }
 
+/* Cells separated by tabs (Excel's "Unicode text", cells copied out of a
+ * sheet) or semicolons: told from the first lines; a comma inside a cell
+ * of a tab-separated file is text. */
+static void test_csv_other_separators(void **state)
+{
+    got_t g;
+    (void)state;
+
+    assert_int_equal(read_csv("name\tphone\taddress\n甲\t\t成都, 草堂\n乙\t2\tx\n", PERSON, &g), PS_OK);
+    assert_int_equal(g.n, 2);
+    assert_field(&g, 0, "phone", "");
+    assert_field(&g, 0, "address", "成都, 草堂");
+    assert_field(&g, 1, "phone", "2");
+    got_free(&g);
+    assert_int_equal(read_csv("name;phone\n甲;1\n", PERSON, &g), PS_OK);
+    assert_int_equal(g.n, 1);
+    assert_field(&g, 0, "phone", "1");
+    got_free(&g);
+    /* A comma file whose addresses hold semicolons stays a comma file. */
+    assert_int_equal(read_csv("name,address\n甲,a;b\n", PERSON, &g), PS_OK);
+    assert_field(&g, 0, "address", "a;b");
+    got_free(&g);
+}
+
 static void test_csv_file_errors(void **state)
 {
     got_t g;
@@ -774,7 +798,8 @@ static void test_formats(void **state)
     assert_int_equal(ps_recio_format_from_path("B.CSV"), PS_RECIO_CSV);
     assert_int_equal(ps_recio_format_from_path("x.json"), PS_RECIO_JSON);
     assert_int_equal(ps_recio_format_from_path("x.jsonl"), PS_RECIO_JSON);
-    assert_int_equal(ps_recio_format_from_path("x.txt"), -1);
+    assert_int_equal(ps_recio_format_from_path("x.txt"), PS_RECIO_CSV); /* Excel's text saves */
+    assert_int_equal(ps_recio_format_from_path("x.doc"), -1);
     assert_int_equal(ps_recio_format_from_path("dir.csv/file"), -1);
     assert_int_equal(ps_recio_format_from_path("noext"), -1);
     assert_int_equal(ps_recio_format_from_name("csv"), PS_RECIO_CSV);
@@ -819,6 +844,7 @@ int main(void)
         cmocka_unit_test(test_csv_unknown_columns),
         cmocka_unit_test(test_csv_titles_and_empty_rows),
         cmocka_unit_test(test_csv_short_and_long_rows),
+        cmocka_unit_test(test_csv_other_separators),
         cmocka_unit_test(test_csv_file_errors),
         cmocka_unit_test(test_callback_stops_reader),
         cmocka_unit_test(test_csv_100k_rows),

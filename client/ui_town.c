@@ -447,10 +447,14 @@ static int h_list(ps_ui_req_t *rq)
 
 static void add_error(ps_ui_req_t *rq, json_t *errs, const Popsync__Record *r, const char *field, const char *en)
 {
-    char t[512], raw[256], shown[128] = "";
+    char t[512], raw[256], shown[128] = "", pre[160];
 
     if (r && ps_record_get_text(r, field, raw, sizeof(raw)) == PS_OK && *raw)
         ps_field_shown((int)r->kind, field, raw, shown, sizeof(shown));
+    /* record_fmt's "field 'person_id': REASON": the field is beside it. */
+    snprintf(pre, sizeof(pre), "field '%s': ", field);
+    if (strncmp(en, pre, strlen(pre)) == 0)
+        en += strlen(pre);
     json_array_append_new(errs, json_pack("{s:s,s:s,s:s}", "field", field, "reason",
                                           ps_ui_zh(rq) ? ps_i18n_reason(en, t, sizeof(t)) : en, "value", shown));
 }
@@ -462,6 +466,11 @@ static void apply_values(ps_ui_req_t *rq, Popsync__Record *r, json_t *values, in
     const char *k;
     json_t *v;
 
+    /* A person field may hold the person's ID number, as in `popsync add`.
+     * The resolver is per thread and this runs on one of the HTTP
+     * server's: without it the number was refused as "not a valid record
+     * id", quoted whole. */
+    ps_record_set_person_resolver(ps_dup_resolve, ps_ui_cache(rq));
     json_object_foreach(values, k, v) {
         char err[256];
         const char *s = json_is_string(v) ? json_string_value(v) : NULL;

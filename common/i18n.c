@@ -61,6 +61,8 @@ static const struct {
     {"has ", "单元格数与表头不符："},
     {"unknown column for kind ", "未知的列：可用的列（英文名或中文名）见 popsync fields；"},
     {"column appears more than once", "该列重复出现"},
+    {"neither a record id nor the ID number of a person in this cache: add the person first, or give the record id",
+     "既不是记录 ID，也不是本机已登记人员的身份证号：请先登记此人，或填写其记录 ID"},
     {"a column name is not valid UTF-8: column ", "表头有一列的列名不是有效的文字：请在 Excel 中重新输入列名；列号 "},
     {"a column has no name (an empty header cell): column ", "表头有一列没有列名：请填写列名或删除该列（含其下数据）；列号 "},
     {"malformed CSV: a quote inside an unquoted field, or text after a closing quote",

@@ -1,0 +1,36 @@
+# popsync ui's form, as the clerk fills it (curl, as the page posts it): a
+# visit's person given by the person's ID number, as `popsync add` takes it.
+# It was refused as "not a valid record id (UUID)", in English, with the
+# ID number quoted whole: the person resolver is per thread and the form is
+# saved on one of the HTTP server's threads, where it was never set.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_ui.sh"
+. "$(dirname "$0")/lib_silent.sh"
+command -v curl >/dev/null || { echo "skip: curl is not installed"; exit 77; }
+
+make_pki
+client t1 town1
+idn=110105199003071239
+ps --data "$T/t1" add person --set name=吴十 --set id_number=$idn >/dev/null || fail "add"
+login t1
+
+save() {
+    curl -sS --noproxy '*' -b "$T/jar" -b popsync_lang=zh -H "X-CSRF-Token: $CSRF" -H 'Content-Type: application/json' \
+        --max-time 30 -d "$1" -o "$T/s.json" "$BASE/api/record/save" || fail "POST save"
+}
+save '{"kind":"service_visit","values":{"person_id":"'$idn'","service":"随访","visit_date":"2026/11/3"}}'
+python3 -c 'import json,sys; r = json.load(open(sys.argv[1])); assert r["errors"] == [], r' "$T/s.json" ||
+    fail "a visit by the person's ID number: $(cat "$T/s.json")"
+expect_eq "$(count t1 service_visit)" 1 "the visit stored"
+
+other=110105199003071247
+save '{"kind":"service_visit","values":{"person_id":"'$other'","service":"随访","visit_date":"2026/11/3"}}'
+grep -q "$other" "$T/s.json" && fail "the ID number quoted whole: $(cat "$T/s.json")"
+python3 -c '
+import json, sys
+e = json.load(open(sys.argv[1]))["errors"]
+assert len(e) == 1 and e[0]["field"] == "person_id", e
+assert e[0]["reason"].startswith("既不是记录 ID，也不是本机已登记人员的身份证号"), e' "$T/s.json" ||
+    fail "an unknown person in Chinese: $(cat "$T/s.json")"
+ui_stop
+pass "the form takes a person by ID number; an unknown one is said in Chinese, unquoted"

@@ -3,6 +3,8 @@
 #include "ui.h"
 
 #include "crypto.h"
+#include "dupcheck.h"
+#include "record_fmt.h"
 #include "err.h"
 #include "ids.h"
 #include "testhooks.h"
@@ -426,6 +428,11 @@ static void dispatch(ps_ui_req_t *rq)
         ps_ui_reply_error(rq, 503, "busy: a sync is running, try again in a moment", "正在同步，请稍候再试");
         return;
     }
+    /* A person field may be typed as the person's ID number, as on the
+     * command line; the resolver is per thread, and this is one of the
+     * HTTP server's (a page's import unsets it when done). */
+    if (r->cache)
+        ps_record_set_person_resolver(ps_dup_resolve, ps_ui_cache(rq));
     r->fn(rq);
     if (r->cache)
         pthread_mutex_unlock(&rq->ui->lock);

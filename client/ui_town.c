@@ -466,11 +466,8 @@ static void apply_values(ps_ui_req_t *rq, Popsync__Record *r, json_t *values, in
     const char *k;
     json_t *v;
 
-    /* A person field may hold the person's ID number, as in `popsync add`.
-     * The resolver is per thread and this runs on one of the HTTP
-     * server's: without it the number was refused as "not a valid record
-     * id", quoted whole. */
-    ps_record_set_person_resolver(ps_dup_resolve, ps_ui_cache(rq));
+    /* A person field may hold the person's ID number, as in `popsync add`
+     * (the resolver is set per request: ui.c's dispatch). */
     json_object_foreach(values, k, v) {
         char err[256];
         const char *s = json_is_string(v) ? json_string_value(v) : NULL;

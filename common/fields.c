@@ -173,6 +173,29 @@ static int label_matches(const char *label, const char *name)
     return !*name || *name == '(' || strncmp(name, "（", strlen("（")) == 0;
 }
 
+/* A label spaced out to line up in a printed form ("姓　名", "住  址"), or
+ * wrapped in its cell ("身份\n证号"): found without its spaces and line
+ * breaks.  NULL when it has none or still matches nothing. */
+static const ps_field_t *find_spaced(int kind, const char *name)
+{
+    char compact[128];
+    size_t o = 0;
+
+    for (const char *p = name; *p; p++) {
+        if (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+            continue;
+        if (strncmp(p, "\xE3\x80\x80", 3) == 0) {
+            p += 2;
+            continue;
+        }
+        if (o + 1 >= sizeof(compact))
+            return NULL;
+        compact[o++] = *p;
+    }
+    compact[o] = '\0';
+    return o && strcmp(compact, name) != 0 ? ps_field_find(kind, compact) : NULL;
+}
+
 const ps_field_t *ps_field_find(int kind, const char *name)
 {
     size_t n, i;
@@ -186,7 +209,7 @@ const ps_field_t *ps_field_find(int kind, const char *name)
     for (i = 0; i < n; i++)
         if (label_matches(f[i].zh, name))
             return &f[i];
-    return NULL;
+    return find_spaced(kind, name);
 }
 
 const char *ps_ftype_name(ps_ftype_t t, int zh)

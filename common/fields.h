@@ -54,8 +54,9 @@ typedef struct ps_field {
 const ps_field_t *ps_fields_of(int kind, size_t *n);
 
 /** The field of kind called name: its English name, its Chinese label, or
- *  the label with an ASCII/full-width "(…)" unit suffix ("金额(元)").  NULL
- *  when none matches. */
+ *  the label with an ASCII/full-width "(…)" unit suffix ("金额(元)"), also
+ *  with spaces or line breaks inside ("姓　名", a header spaced out to line
+ *  up).  NULL when none matches. */
 const ps_field_t *ps_field_find(int kind, const char *name);
 
 /**

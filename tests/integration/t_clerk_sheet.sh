@@ -1,6 +1,7 @@
 # A clerk's Excel sheet as it really arrives: a merged title row and a
-# "filled in by" row above the header, rows of empty cells below the
-# records, saved as GBK CSV.  The title rows are skipped (and said), the
+# "filled in by" row above the header, labels spaced out to line up
+# ("姓　名", refused as unknown columns before), rows of empty cells below
+# the records, saved as GBK CSV.  The title rows are skipped (and said), the
 # empty rows are not refused rows.  A CSV broken halfway down (a stray
 # quote) imports nothing at all and writes no rejected-rows file: before,
 # the rows above the break were stored, the rows below it were in neither
@@ -17,7 +18,7 @@ w=[7,9,10,5,8,4,2,1,6,3,7,9,10,5,8,4,2]
 def idn(d):
     return d + "10X98765432"[sum(int(a)*b for a,b in zip(d,w))%11]
 rows = ["某某镇流动人口登记表,,,,", ",填报单位：某某镇,,填报日期：2026年1月5日,", ",,,,",
-        "姓名,身份证号,性别,出生日期,住址"]
+        "姓　名,身份证号,性　别,出生日期,住  址"]     # labels spaced out to line up
 people = []
 for i in range(4):
     d = idn("110105" + "1981%02d%02d" % (i + 1, 5 + i) + "%03d" % (610 + i))

@@ -45,6 +45,14 @@ static void test_find_by_label(void **state)
     assert_string_equal(ps_field_find(BENEFIT, "所属单位")->name, "orgunit");
     assert_null(ps_field_find(PERSON, "名字"));
     assert_null(ps_field_find(99, "name"));
+    /* Spaced out to line up, or wrapped in the cell. */
+    assert_string_equal(ps_field_find(PERSON, "姓\xE3\x80\x80名")->name, "name");
+    assert_string_equal(ps_field_find(PERSON, "住  址")->name, "address");
+    assert_string_equal(ps_field_find(PERSON, "身份证号\xE3\x80\x80")->name, "id_number");
+    assert_string_equal(ps_field_find(PERSON, "身份\n证号")->name, "id_number");
+    assert_string_equal(ps_field_find(BENEFIT, "金 额（元）")->name, "amount");
+    assert_null(ps_field_find(PERSON, "名 字"));
+    assert_null(ps_field_find(PERSON, " "));
 }
 
 static void test_dates(void **state)

@@ -42,13 +42,36 @@ static int open_cache(ps_cli_t *cli, const char *cmd, ps_cache_t **c)
     return rc;
 }
 
+/* A --set the record refused, in the clerk's language: in Chinese the
+ * field's label and its reason, or for a value that is none of the
+ * choices, the choices as `popsync fields --lang zh` gives them. */
+static void say_bad_set(const char *cmd, const Popsync__Record *r, const char *set, const char *err)
+{
+    char name[128], pre[160], t[512];
+    const ps_field_t *f;
+    const char *reason = err;
+
+    snprintf(name, sizeof(name), "%.*s", (int)strcspn(set, "="), set);
+    if (ps_report_lang_zh(NULL) != 1 || !(f = ps_field_find((int)r->kind, name))) {
+        ps_cli_err("%s: --set %s: %s", cmd, name, err);
+        return;
+    }
+    snprintf(pre, sizeof(pre), "field '%s': ", f->stored ? f->stored : f->name);
+    if (strncmp(reason, pre, strlen(pre)) == 0)
+        reason += strlen(pre);
+    if (strncmp(reason, "invalid value", 13) == 0)
+        ps_cli_err("%s: --set %s: 不是可选的值：%s", cmd, f->zh, f->help_zh);
+    else
+        ps_cli_err("%s: --set %s: %s", cmd, f->zh, ps_i18n_reason(reason, t, sizeof(t)));
+}
+
 /* Applies --set and --json edits; reports the first bad one. */
 static int apply_edits(const char *cmd, Popsync__Record *r, char **sets, size_t nsets, const char *json)
 {
     char err[256];
     for (size_t i = 0; i < nsets; i++) {
         if (ps_record_set_kv(r, sets[i], err, sizeof(err)) != PS_OK) {
-            ps_cli_err("%s: --set %.*s: %s", cmd, (int)strcspn(sets[i], "="), sets[i], err);
+            say_bad_set(cmd, r, sets[i], err);
             return PS_EXIT_INVALID;
         }
     }

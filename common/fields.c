@@ -142,7 +142,7 @@ typedef struct {
 } enum_zh_t;
 
 static const enum_zh_t enum_zh[] = {
-    {"male", "男"},          {"female", "女"},         {"local", "本地户籍"},  {"local", "户籍人口"},
+    {"male", "男"},          {"female", "女"},         {"male", "男性"},       {"female", "女性"},         {"local", "本地户籍"},  {"local", "户籍人口"},
     {"local", "本地"},       {"migrant", "流动人口"},  {"migrant", "流动"},    {"single", "未婚"},
     {"married", "已婚"},     {"divorced", "离婚"},     {"widowed", "丧偶"},    {"inflow", "流入"},
     {"outflow", "流出"},     {"eligible", "符合条件"}, {"approved", "已审批"}, {"paid", "已发放"},

@@ -140,3 +140,12 @@ ps --data "$T/t1" find 杜甫 --json | python3 -c '
 import json, sys; r = json.load(sys.stdin)[0]
 assert (r["phone"], r["address"]) == ("", "成都, 草堂"), r' || fail "Unicode text cells"
 pass "Excel's Unicode text (UTF-16, tabs) imports"
+
+# A value that is none of the choices, typed with --set by a Chinese clerk:
+# the choices in Chinese (it was "invalid value ... (expected one of:
+# single married divorced widowed)"); 女性 is 女.
+rc=0; LANG=zh_CN.UTF-8 ps --data "$T/t1" add person --set 姓名=某某 --set "身份证号=$pid1" --set 性别=女性 --set 婚姻状况=再婚 \
+    2>"$T/set.err" >/dev/null || rc=$?
+expect_eq "$rc" 4 "a value none of the choices"
+expect_eq "$(cat "$T/set.err")" "popsync: add: --set 婚姻状况: 不是可选的值：未婚、已婚、离婚 或 丧偶" "the choices in Chinese"
+pass "--set choices said in Chinese"

@@ -107,6 +107,7 @@ static void test_values(void **state)
     assert_string_equal(norm(PERSON, "性别", "男"), "male");
     assert_string_equal(norm(PERSON, "registration", "流动人口"), "migrant");
     assert_string_equal(norm(BENEFIT, "status", "已发放"), "paid");
+    assert_string_equal(norm(PERSON, "sex", "女性"), "female");
     assert_string_equal(norm(BENEFIT, "scheme", "独生子女父母奖励"), "only_child_reward");
     /* A label's start when it names one choice: 随访 for 随访服务. */
     assert_string_equal(norm(VISIT, "service", "随访"), "followup");

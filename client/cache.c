@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 struct ps_cache {
@@ -416,12 +417,32 @@ static uint64_t meta_get_u64(MDB_txn *txn, MDB_dbi dbi, const char *key)
     return 0;
 }
 
+/* A failed commit as a popsync code.  LMDB reports a write cut short by a
+ * full disk as EIO ("short write"): when the cache's file system has no
+ * room left, that is PS_ENOSPC, so the clerk is told the disk is full and
+ * not of a database error. */
+static int commit_err(ps_cache_t *c, int mrc)
+{
+    struct statvfs vs;
+    int fd;
+
+    if (mrc == EIO && mdb_env_get_fd(c->env, &fd) == 0 && fstatvfs(fd, &vs) == 0 &&
+        (uint64_t)vs.f_bavail * vs.f_frsize < ((uint64_t)1 << 20))
+        return PS_ENOSPC;
+    return ps_db_err(mrc);
+}
+
 static int env_open(ps_cache_t *c, const char *dir, char *err, size_t errlen)
 {
     MDB_txn *txn = NULL;
+    uint64_t map = (uint64_t)4 << 30;
     int mrc;
+
+    /* Tests: a cache that fills up (a full disk, without one). */
+    if (ps_test_hook_u64("POPSYNC_TEST_CACHE_MAP_BYTES", &map) != 1 || map < ((uint64_t)1 << 16))
+        map = (uint64_t)4 << 30;
     if ((mrc = mdb_env_create(&c->env)) || (mrc = mdb_env_set_maxdbs(c->env, 16)) ||
-        (mrc = mdb_env_set_mapsize(c->env, (size_t)4 << 30)))
+        (mrc = mdb_env_set_mapsize(c->env, (size_t)map)))
         goto fail;
     if ((mrc = mdb_env_open(c->env, dir, MDB_NOTLS, 0600)))
         goto fail;
@@ -718,7 +739,7 @@ static int pindex_upgrade(ps_cache_t *c)
         goto out;
     mrc = mdb_txn_commit(txn);
     txn = NULL;
-    rc = mrc ? ps_db_err(mrc) : PS_OK;
+    rc = mrc ? commit_err(c, mrc) : PS_OK;
 out:
     if (cur)
         mdb_cursor_close(cur);
@@ -900,7 +921,7 @@ static int counters_upgrade(ps_cache_t *c)
         goto out;
     mrc = mdb_txn_commit(txn);
     txn = NULL;
-    rc = mrc ? ps_db_err(mrc) : PS_OK;
+    rc = mrc ? commit_err(c, mrc) : PS_OK;
 out:
     if (cur)
         mdb_cursor_close(cur);
@@ -1335,7 +1356,7 @@ static int put_local_many(ps_cache_t *c, Popsync__Record *const *recs, size_t n,
         goto out;
     mrc = mdb_txn_commit(txn);
     txn = NULL;
-    rc = mrc ? ps_db_err(mrc) : PS_OK;
+    rc = mrc ? commit_err(c, mrc) : PS_OK;
     if (!rc) {
         c->m.next_lcn = lcn;
         if (nwritten)
@@ -1873,7 +1894,7 @@ int ps_cache_outbox_ack(ps_cache_t *c, const Popsync__Push *sent, const Popsync_
     rcur = NULL;
     mrc = mdb_txn_commit(txn);
     txn = NULL;
-    rc = mrc ? ps_db_err(mrc) : PS_OK;
+    rc = mrc ? commit_err(c, mrc) : PS_OK;
 out:
     if (rcur)
         mdb_cursor_close(rcur);
@@ -2057,7 +2078,7 @@ int ps_cache_pull_commit(ps_cache_t *c)
         return rc;
     }
     if ((mrc = mdb_txn_commit(txn)))
-        return ps_db_err(mrc);
+        return commit_err(c, mrc);
     c->ops.pull_commits++;
     c->m.cursor = c->ptxn_cursor;
     return PS_OK;
@@ -2106,7 +2127,7 @@ int ps_cache_set_orgunits(ps_cache_t *c, const uint8_t *csv, size_t len, const u
         return rc;
     }
     mrc = mdb_txn_commit(txn);
-    return mrc ? ps_db_err(mrc) : PS_OK;
+    return mrc ? commit_err(c, mrc) : PS_OK;
 }
 
 int ps_cache_set_tls_session(ps_cache_t *c, const uint8_t *sess, size_t len)
@@ -2128,7 +2149,7 @@ int ps_cache_set_tls_session(ps_cache_t *c, const uint8_t *sess, size_t len)
         return rc;
     }
     mrc = mdb_txn_commit(txn);
-    return mrc ? ps_db_err(mrc) : PS_OK;
+    return mrc ? commit_err(c, mrc) : PS_OK;
 }
 
 int ps_cache_get_tls_session(ps_cache_t *c, ps_buf_t *out)
@@ -2454,7 +2475,7 @@ int ps_cache_apply_fetch_raw(ps_cache_t *c, const Popsync__PullBatch *batch, con
         goto out;
     mrc = mdb_txn_commit(txn);
     txn = NULL;
-    rc = mrc ? ps_db_err(mrc) : PS_OK;
+    rc = mrc ? commit_err(c, mrc) : PS_OK;
 out:
     if (txn)
         mdb_txn_abort(txn);
@@ -2528,7 +2549,7 @@ int ps_cache_observe_hlc(ps_cache_t *c, uint64_t hlc)
         return rc;
     }
     mrc = mdb_txn_commit(txn);
-    return mrc ? ps_db_err(mrc) : PS_OK;
+    return mrc ? commit_err(c, mrc) : PS_OK;
 }
 
 uint64_t ps_cache_device_ms(const ps_cache_t *c)
@@ -2590,7 +2611,7 @@ int ps_cache_clock_seen(ps_cache_t *c, int64_t skew_ms, int adopt, uint64_t serv
         return rc;
     }
     if ((mrc = mdb_txn_commit(txn)))
-        return ps_db_err(mrc);
+        return commit_err(c, mrc);
     c->m.clock_skew_ms = skew;
     c->m.clock_offset_ms = off;
     c->hlc.last = last;
@@ -2758,7 +2779,7 @@ int ps_cache_refused_discard(ps_cache_t *c, const uint8_t id[PS_ID_LEN], size_t 
         return rc;
     }
     mrc = mdb_txn_commit(txn);
-    return mrc ? ps_db_err(mrc) : PS_OK;
+    return mrc ? commit_err(c, mrc) : PS_OK;
 }
 
 int ps_cache_refused_resubmit(ps_cache_t *c, Popsync__Record *r, const uint8_t *resolves, size_t *n)
@@ -2790,7 +2811,7 @@ int ps_cache_refused_resubmit(ps_cache_t *c, Popsync__Record *r, const uint8_t *
         goto out;
     mrc = mdb_txn_commit(txn);
     txn = NULL;
-    rc = mrc ? ps_db_err(mrc) : PS_OK;
+    rc = mrc ? commit_err(c, mrc) : PS_OK;
     if (!rc)
         c->m.next_lcn = lcn;
 out:

@@ -651,6 +651,18 @@ int ps_import_data(ps_cache_t *c, const char *file, const char *data, size_t len
     snprintf(res->rejects_path, sizeof(res->rejects_path), "%s", ps_rejects_path(st->rj));
     if (st->fail) {
         ps_cli_err("import: %s: %s; %lu rows were stored before it", file, ps_strerror(st->fail), st->imported);
+        /* Nothing typed is lost: the file is whole, and importing it again
+         * adds only the rows not stored yet (import_row's repeats). */
+        if (st->fail == PS_ENOSPC)
+            ps_cli_err(o->zh ? "import: 磁盘已满：前 %lu 行已保存；请腾出磁盘空间后重新导入同一文件，已保存的行会被识别，不会重复添加"
+                             : "import: the disk is full: the first %lu rows are stored; free space on the disk, then "
+                               "import the same file again: the rows already stored are recognised and not added twice",
+                       st->imported);
+        else if (st->fail == PS_EFULL)
+            ps_cli_err(o->zh ? "import: 本机缓存已满：前 %lu 行已保存；请联系区县信息部门，之后重新导入同一文件，已保存的行不会重复添加"
+                             : "import: the cache is full: the first %lu rows are stored; ask the district's IT office, then "
+                               "import the same file again: the rows already stored are not added twice",
+                       st->imported);
         rc = PS_EXIT_FAIL;
         goto out;
     }

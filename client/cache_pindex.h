@@ -38,7 +38,7 @@
 
 #include "records.pb-c.h"
 
-#define PS_PINDEX_VERSION 6 /* 5: open migration cases (O); 6: names filed without padding spaces */
+#define PS_PINDEX_VERSION 7 /* 5: open migration cases (O); 6: names filed without padding spaces; 7: one middle dot */
 
 #define PS_PINDEX_TERM_KEY 16  /**< tag + truncated hash */
 #define PS_PINDEX_ENTRY_KEY 32 /**< a "pindex" key: term key + record id */

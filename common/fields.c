@@ -298,6 +298,33 @@ static size_t space_at(const char *s)
     return strncmp(s, "\xE3\x80\x80", 3) == 0 ? 3 : 0;
 }
 
+/* Length of a dot at s that people type between the parts of a name in
+ * Chinese characters (阿依古丽·买买提) instead of the middle dot U+00B7:
+ * a full stop, a bullet, the katakana or hyphenation middle dot, a
+ * full-width full stop; 0 for anything else (the middle dot itself
+ * included). */
+static size_t name_dot_at(const char *s)
+{
+    static const char *const dots[] = {".", "\xE2\x80\xA2", "\xE3\x83\xBB", "\xEF\xBD\xA5", "\xE2\x80\xA7",
+                                       "\xE2\x8B\x85", "\xEF\xBC\x8E"};
+
+    for (size_t i = 0; i < sizeof(dots) / sizeof(dots[0]); i++)
+        if (strncmp(s, dots[i], strlen(dots[i])) == 0)
+            return strlen(dots[i]);
+    return 0;
+}
+
+/* Is the first character at or after p (before e) that is not a space a
+ * non-ASCII one? */
+static int non_ascii_next(const char *p, const char *e)
+{
+    size_t k;
+
+    while (p < e && (k = space_at(p)) > 0)
+        p += k;
+    return p < e && (unsigned char)*p >= 0x80;
+}
+
 int ps_field_text_fold(const char *in, int name, char *out, size_t outlen)
 {
     const char *s = in, *e = in + strlen(in);
@@ -320,7 +347,14 @@ int ps_field_text_fold(const char *in, int name, char *out, size_t outlen)
             memcpy(out + o, run, (size_t)(s - run));
             o += (size_t)(s - run);
         }
-        if (s < e) {
+        if (s < e && name && o > 0 && (unsigned char)out[o - 1] >= 0x80 && (k = name_dot_at(s)) > 0 &&
+            non_ascii_next(s + k, e)) {
+            if (o + 2 >= outlen)
+                return -1;
+            memcpy(out + o, "\xC2\xB7", 2);
+            o += 2;
+            s += k;
+        } else if (s < e) {
             if (o + 1 >= outlen)
                 return -1;
             out[o++] = *s++;

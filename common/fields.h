@@ -73,7 +73,9 @@ int ps_field_normalize(const ps_field_t *f, const char *in, char *out, size_t ou
 /**
  * Free text as stored: without ASCII or ideographic (U+3000) spaces at its
  * ends; with name set, also without the spaces between two non-ASCII
- * characters ("张　三" -> "张三", "John Smith" kept).  The person index
+ * characters ("张　三" -> "张三", "John Smith" kept), and with a dot typed
+ * between two of them ("阿依古丽.买买提", "•", "・", "．") as the middle
+ * dot "·" (U+00B7) the names of minority peoples take.  The person index
  * files and looks up names in this form, so a name stored with spaces by
  * an older version is still found.  0, or -1 when out is too small.
  */

@@ -188,19 +188,23 @@ static void assert_same_as_rebuild(void)
 }
 
 /* Names padded the way clerks line up two-character names ("张　三"), or
- * with spaces at their ends, as an older version stored them and a pull
- * brings them: found by the name typed without them, by its initials and
- * by name and birth date; "John Smith" keeps its space. */
+ * with spaces at their ends, or a minority name's middle dot typed as a
+ * full stop, as an older version stored them and a pull brings them: found
+ * by the name typed without them, by its initials and by name and birth
+ * date; "John Smith" keeps its space. */
 static void test_padded_names_found(void **state)
 {
     ps_cache_t *c = make_cache();
-    Popsync__Record *r[3];
+    Popsync__Record *r[4];
     (void)state;
 
     r[0] = person("张\xE3\x80\x80三", "110105198503102017", "1985-03-10");
     r[1] = person(" 李 四 ", "110105199001013027", "1990-01-01");
     r[2] = person("John Smith", "110105197512311123", "1975-12-31");
-    pull(c, r, 3);
+    r[3] = person("阿依古丽.买买提", "110105198806061234", "1988-06-06");
+    pull(c, r, 4);
+    assert_int_equal(found(c, "阿依古丽·买买提"), 1);
+    assert_int_equal(found(c, "阿依古丽•买买提"), 1);
     assert_int_equal(found(c, "张三"), 1);
     assert_int_equal(found(c, "张 三"), 1);
     assert_int_equal(found(c, "zs"), 1);
@@ -210,7 +214,7 @@ static void test_padded_names_found(void **state)
     assert_int_equal(found(c, "ls"), 1);
     assert_int_equal(found(c, "John Smith"), 1);
     assert_int_equal(found(c, "JohnSmith"), 0);
-    for (size_t i = 0; i < 3; i++)
+    for (size_t i = 0; i < 4; i++)
         protobuf_c_message_free_unpacked(&r[i]->base, NULL);
     ps_cache_close(c);
     assert_same_as_rebuild();

@@ -138,6 +138,13 @@ static void test_text_spaces(void **state)
     assert_string_equal(norm(PERSON, "name", "\xE3\x80\x80王\xE3\x80\x80 小明\t"), "王小明");
     assert_string_equal(norm(PERSON, "name", "John  Smith "), "John  Smith");
     assert_string_equal(norm(PERSON, "name", "阿依古丽·买买提"), "阿依古丽·买买提");
+    /* The middle dot as people type it: one form. */
+    assert_string_equal(norm(PERSON, "name", "阿依古丽.买买提"), "阿依古丽·买买提");
+    assert_string_equal(norm(PERSON, "name", "阿依古丽•买买提"), "阿依古丽·买买提");
+    assert_string_equal(norm(PERSON, "name", "阿依古丽・买买提"), "阿依古丽·买买提");
+    assert_string_equal(norm(PERSON, "name", "阿依古丽 ． 买买提"), "阿依古丽·买买提");
+    assert_string_equal(norm(PERSON, "name", "J. Smith"), "J. Smith");
+    assert_string_equal(norm(PERSON, "name", "张三."), "张三.");
     assert_string_equal(norm(PERSON, "name", "   "), "");
     assert_string_equal(norm(PERSON, "address", " 幸福路 9 号 "), " 幸福路 9 号 ");
     assert_string_equal(norm(PERSON, "address", "幸福路\xE3\x80\x80" "9号"), "幸福路\xE3\x80\x80" "9号");

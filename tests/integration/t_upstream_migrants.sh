@@ -304,9 +304,10 @@ python3 - "$idn" "$N" "$(day -10)" >"$T/cases.csv" <<'PY'
 import sys
 idn, n, start = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 units = ["110108001000", "110108002000"]
-print("person_id,direction,other_place_code,start_date")
+# Each row its own case (an import adds a row repeating another only once).
+print("person_id,direction,other_place_code,start_date,employer")
 for i in range(n):
-    print("%s,outflow,%s,%s" % (idn, units[i % 2], start))
+    print("%s,outflow,%s,%s,公司%d" % (idn, units[i % 2], start, i))
 PY
 sq ta import "$T/cases.csv" --kind migration >/dev/null
 sq ta sync --quiet

@@ -6,6 +6,7 @@
 #include "record_fmt.h"
 #include "report.h"
 #include "tls.h"
+#include "tz.h"
 #include "ui.h"
 
 #include <getopt.h>
@@ -81,6 +82,19 @@ int ps_cmd_ui(ps_cli_t *cli, int argc, char **argv)
         return PS_EXIT_FAIL;
     }
     ps_record_set_person_resolver(ps_dup_resolve, c);
+    /* The pages judge today's date and print stamps in the district's zone
+     * on libmicrohttpd's threads, and loading a zone sets TZ, which no
+     * thread may do while others run: load it now, while this is the only
+     * thread, and never again (tz.h; a zone changed by the district later
+     * is taken at the next start). */
+    {
+        const char *zone = ps_cache_meta(c)->timezone[0] ? ps_cache_meta(c)->timezone : PS_TZ_DEFAULT;
+        ps_tz_t tz;
+        if (ps_tz_get(&tz, zone, err, sizeof(err)) != PS_OK)
+            fprintf(stderr, "popsync: ui: %s; dates are judged in %s\n", err, PS_TZ_DEFAULT);
+        (void)ps_tz_get(&tz, PS_TZ_DEFAULT, err, sizeof(err));
+        ps_tz_freeze();
+    }
     /* The server's threads inherit this mask: only sigwait below sees them. */
     sigemptyset(&set);
     sigaddset(&set, SIGINT);

@@ -109,7 +109,8 @@ static uint32_t district_today(ps_cache_t *c)
     const ps_cache_meta_t *m = ps_cache_meta(c);
     ps_tz_t tz;
     char err[128];
-    if (ps_tz_load(&tz, m->timezone[0] ? m->timezone : PS_TZ_DEFAULT, ps_now_ms(), err, sizeof(err)) != PS_OK)
+    int rc = ps_tz_get(&tz, m->timezone[0] ? m->timezone : PS_TZ_DEFAULT, err, sizeof(err));
+    if (rc != PS_OK && rc != PS_ENOTFOUND) /* not found: the zone popsync ui started with */
         memset(&tz, 0, sizeof(tz));
     return ps_tz_date(&tz, ps_now_ms());
 }
@@ -746,7 +747,10 @@ void ps_offline_stamp(ps_cache_t *c, int zh, char *buf, size_t len)
     if (m->last_sync_ms) {
         time_t t;
         struct tm tm;
-        if (ps_tz_load(&tz, zone, m->last_sync_ms, err, sizeof(err)) != PS_OK) {
+        int rc = ps_tz_get(&tz, zone, err, sizeof(err));
+        if (rc == PS_ENOTFOUND) /* popsync ui: the zone it started with */
+            zone = tz.name[0] ? tz.name : "UTC";
+        else if (rc != PS_OK) {
             memset(&tz, 0, sizeof(tz));
             zone = "UTC";
         }

@@ -115,10 +115,13 @@ void ps_ui_reach_note(const ps_ui_req_t *rq, char *out, size_t len)
     retry_ms = r->retry_ms;
     late = r->late;
     pthread_mutex_unlock(&r->mu);
-    /* ps_tz_load wants one thread: the caller holds the cache lock, which
-     * the sync worker holds for its whole sync. */
-    if (ps_tz_load(&tz, m->timezone[0] ? m->timezone : PS_TZ_DEFAULT, since_ms, err, sizeof(err)) != PS_OK)
-        tz.offset_s = 0;
+    /* The zone popsync ui loaded before its threads (ps_tz_get, cmd_ui.c);
+     * not found: the one it started with, which tz then holds. */
+    {
+        int rc = ps_tz_get(&tz, m->timezone[0] ? m->timezone : PS_TZ_DEFAULT, err, sizeof(err));
+        if (rc != PS_OK && rc != PS_ENOTFOUND)
+            tz.offset_s = 0;
+    }
     hms(since_ms, tz.offset_s, since);
     hms(retry_ms, tz.offset_s, retry);
     if (ps_ui_zh(rq))

@@ -48,16 +48,14 @@ static int ref_exists(void *arg, const uint8_t id[16], int kind)
 
 uint32_t ps_client_today(ps_cache_t *c)
 {
-    /* The zone's offset is read once per process and zone: a long-running
-     * caller (an import, the test tools) does not set TZ once per record. */
-    static ps_tz_t tz;
-    static int loaded;
+    /* The zone's offset is read once per process and zone (ps_tz_get): a
+     * long-running caller (an import, the test tools) does not set TZ once
+     * per record, and popsync ui's threads never do. */
     const char *name = *ps_cache_meta(c)->timezone ? ps_cache_meta(c)->timezone : PS_TZ_DEFAULT;
     char err[256];
-    uint64_t now = ps_now_ms();
-    if (loaded <= 0 || strcmp(tz.name, name) != 0)
-        loaded = ps_tz_load(&tz, name, now, err, sizeof(err)) == PS_OK ? 1 : -1;
-    return loaded > 0 ? ps_tz_date(&tz, now) : 0;
+    ps_tz_t tz;
+    int rc = ps_tz_get(&tz, name, err, sizeof(err));
+    return rc == PS_OK || rc == PS_ENOTFOUND ? ps_tz_date(&tz, ps_now_ms()) : 0;
 }
 
 int ps_client_vctx_init(ps_client_vctx_t *v, ps_cache_t *c)

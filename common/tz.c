@@ -2,6 +2,7 @@
 #include "tz.h"
 #include "err.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,50 @@ int ps_tz_load(ps_tz_t *tz, const char *name, uint64_t now_ms, char *err, size_t
     snprintf(tz->name, sizeof(tz->name), "%s", name);
     tz->offset_s = (int32_t)tm.tm_gmtoff;
     return PS_OK;
+}
+
+/* The zones ps_tz_get has loaded: a process needs one or two. */
+#define TZ_KEPT 4
+static pthread_mutex_t g_tz_mu = PTHREAD_MUTEX_INITIALIZER;
+static ps_tz_t g_tz_kept[TZ_KEPT];
+static int g_tz_n, g_tz_frozen;
+
+static const ps_tz_t *kept(const char *name)
+{
+    for (int i = 0; i < g_tz_n; i++)
+        if (strcmp(g_tz_kept[i].name, name) == 0)
+            return &g_tz_kept[i];
+    return NULL;
+}
+
+int ps_tz_get(ps_tz_t *tz, const char *name, char *err, size_t errlen)
+{
+    const ps_tz_t *k;
+    int rc = PS_OK;
+
+    pthread_mutex_lock(&g_tz_mu);
+    if ((k = kept(name ? name : ""))) {
+        *tz = *k;
+    } else if (g_tz_frozen) {
+        if (g_tz_n)
+            *tz = g_tz_kept[0];
+        else
+            memset(tz, 0, sizeof(*tz));
+        snprintf(err, errlen, "time zone '%s' was not loaded when this program started; restart it",
+                 name ? name : "");
+        rc = PS_ENOTFOUND;
+    } else if ((rc = ps_tz_load(tz, name, (uint64_t)time(NULL) * 1000, err, errlen)) == PS_OK && g_tz_n < TZ_KEPT) {
+        g_tz_kept[g_tz_n++] = *tz;
+    }
+    pthread_mutex_unlock(&g_tz_mu);
+    return rc;
+}
+
+void ps_tz_freeze(void)
+{
+    pthread_mutex_lock(&g_tz_mu);
+    g_tz_frozen = 1;
+    pthread_mutex_unlock(&g_tz_mu);
 }
 
 uint32_t ps_tz_date(const ps_tz_t *tz, uint64_t now_ms)

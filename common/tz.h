@@ -13,8 +13,15 @@
  * instant; ps_tz_date is then pure arithmetic and safe anywhere.  (A zone
  * with summer time is an hour off after a change until the next start;
  * dates get a day of grace, so this never refuses a date.)
- * Callers: server/main.c, server/config.c, client/vctx.c, client/link.c,
- * client/offline.c, client/ui_reach.c (under the cache lock).
+ * A process that starts threads and still needs zones afterwards (popsync
+ * ui: its pages judge today's date and print stamps on libmicrohttpd's
+ * threads) asks through ps_tz_get: each zone is loaded once, on first
+ * use, and kept; the process loads the zones it needs while it is still
+ * single-threaded and then calls ps_tz_freeze, after which ps_tz_get never
+ * touches TZ again.
+ * Callers: server/main.c (ps_tz_load at start), server/config.c
+ * (ps_tz_valid), client/vctx.c and client/offline.c and client/ui_reach.c
+ * (ps_tz_get), client/cmd_ui.c (the loads before its threads, the freeze).
  */
 #ifndef PS_TZ_H
 #define PS_TZ_H
@@ -38,6 +45,20 @@ int ps_tz_valid(const char *name, char *err, size_t errlen);
  * while the process is single-threaded (see above).
  */
 int ps_tz_load(ps_tz_t *tz, const char *name, uint64_t now_ms, char *err, size_t errlen);
+
+/**
+ * Zone name as ps_tz_load gives it, loaded once per process and kept (a
+ * few zones at most; its offset is the one at the first load).  Until
+ * ps_tz_freeze the first call for a name loads it, so it must come while
+ * the process is single-threaded; any call may come from any thread after
+ * that.  After ps_tz_freeze a name never loaded is PS_ENOTFOUND (err says
+ * to restart) with *tz the first zone kept (UTC when none): callers keep
+ * going with the zone the process started with.
+ */
+int ps_tz_get(ps_tz_t *tz, const char *name, char *err, size_t errlen);
+
+/** From now on ps_tz_get loads nothing (the process is starting threads). */
+void ps_tz_freeze(void);
 
 /** The date (YYYYMMDD) in zone tz at now_ms. */
 uint32_t ps_tz_date(const ps_tz_t *tz, uint64_t now_ms);

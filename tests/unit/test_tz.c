@@ -2,8 +2,9 @@
  *
  * Owns: checks that a zone of the tz database loads with its offset, that
  * the date in the zone turns at the zone's midnight, not UTC's, that bad or
- * unknown names are refused (glibc would silently take them for UTC), and
- * that loading a zone leaves the process's TZ as it was.
+ * unknown names are refused (glibc would silently take them for UTC),
+ * that loading a zone leaves the process's TZ as it was, and that
+ * ps_tz_get keeps the zones it loaded and loads none after ps_tz_freeze.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -74,6 +75,31 @@ static void test_tz_env_restored(void **state)
     assert_int_equal(tz.offset_s, 0);
 }
 
+/* Kept zones are answered from any thread; after the freeze an unknown
+ * one is not loaded (no TZ change with threads running) but answered with
+ * the first zone kept, and says to restart.  Last: the freeze is for good. */
+static void test_get_and_freeze(void **state)
+{
+    ps_tz_t tz, again;
+    char err[256];
+    (void)state;
+    assert_int_equal(ps_tz_get(&tz, "Asia/Shanghai", err, sizeof(err)), PS_OK);
+    assert_string_equal(tz.name, "Asia/Shanghai");
+    assert_int_equal(tz.offset_s, 8 * 3600);
+    assert_int_equal(ps_tz_get(&again, "Asia/Shanghai", err, sizeof(err)), PS_OK);
+    assert_memory_equal(&tz, &again, sizeof(tz));
+    assert_int_equal(ps_tz_get(&tz, "Nowhere/Atlantis", err, sizeof(err)), PS_EINVAL);
+    assert_int_equal(ps_tz_get(&tz, "Asia/Tokyo", err, sizeof(err)), PS_OK);
+    ps_tz_freeze();
+    err[0] = '\0';
+    assert_int_equal(ps_tz_get(&tz, "Europe/Paris", err, sizeof(err)), PS_ENOTFOUND);
+    assert_string_equal(tz.name, "Asia/Shanghai"); /* the first zone kept */
+    assert_non_null(strstr(err, "restart"));
+    assert_int_equal(ps_tz_get(&tz, "Asia/Tokyo", err, sizeof(err)), PS_OK);
+    assert_int_equal(tz.offset_s, 9 * 3600);
+    assert_int_equal(ps_tz_get(&tz, "Europe/Paris", err, sizeof(err)), PS_ENOTFOUND); /* still not loaded */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -81,6 +107,7 @@ int main(void)
         cmocka_unit_test(test_west_of_utc),
         cmocka_unit_test(test_bad_names),
         cmocka_unit_test(test_tz_env_restored),
+        cmocka_unit_test(test_get_and_freeze), /* last: the freeze stays */
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

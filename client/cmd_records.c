@@ -47,11 +47,20 @@ static int open_cache(ps_cli_t *cli, const char *cmd, ps_cache_t **c)
  * choices, the choices as `popsync fields --lang zh` gives them. */
 static void say_bad_set(const char *cmd, const Popsync__Record *r, const char *set, const char *err)
 {
-    char name[128], pre[160], t[512];
+    char name[128], pre[160], t[1024];
     const ps_field_t *f;
     const char *reason = err;
 
     snprintf(name, sizeof(name), "%.*s", (int)strcspn(set, "="), set);
+    if (ps_report_lang_zh(NULL) == 1 && !ps_field_find((int)r->kind, name) && strncmp(err, "unknown field", 13) == 0) {
+        size_t n, used = 0;
+        const ps_field_t *fs = ps_fields_of((int)r->kind, &n);
+        for (size_t i = 0; i < n && used + 1 < sizeof(t); i++)
+            used += (size_t)snprintf(t + used, sizeof(t) - used, "%s%s", i ? "、" : "", fs[i].zh);
+        ps_cli_err("%s: --set %s: 没有这个字段；可用的字段：%s（详见 popsync fields %s --lang zh）", cmd, name, t,
+                   ps_kind_name((int)r->kind));
+        return;
+    }
     if (ps_report_lang_zh(NULL) != 1 || !(f = ps_field_find((int)r->kind, name))) {
         ps_cli_err("%s: --set %s: %s", cmd, name, err);
         return;
@@ -68,7 +77,7 @@ static void say_bad_set(const char *cmd, const Popsync__Record *r, const char *s
 /* Applies --set and --json edits; reports the first bad one. */
 static int apply_edits(const char *cmd, Popsync__Record *r, char **sets, size_t nsets, const char *json)
 {
-    char err[256];
+    char err[1024];
     for (size_t i = 0; i < nsets; i++) {
         if (ps_record_set_kv(r, sets[i], err, sizeof(err)) != PS_OK) {
             say_bad_set(cmd, r, sets[i], err);

@@ -173,6 +173,29 @@ static int label_matches(const char *label, const char *name)
     return !*name || *name == '(' || strncmp(name, "（", strlen("（")) == 0;
 }
 
+/* Other names township sheets give a person's columns (the headers of
+ * forms in use before popsync), each for the one field it can only mean. */
+static const struct {
+    const char *alias, *field;
+} person_aliases[] = {
+    {"身份证号码", "id_number"}, {"公民身份号码", "id_number"}, {"身份证", "id_number"},
+    {"身份证件号码", "id_number"}, {"电话", "phone"},           {"电话号码", "phone"},
+    {"手机", "phone"},           {"手机号", "phone"},           {"手机号码", "phone"},
+    {"联系方式", "phone"},       {"地址", "address"},           {"家庭住址", "address"},
+    {"现住址", "address"},       {"居住地址", "address"},       {"现居住地址", "address"},
+    {"出生年月日", "birth_date"}, {"生日", "birth_date"},        {"婚姻状态", "marital_status"},
+};
+
+static const ps_field_t *find_alias(int kind, const char *name)
+{
+    if (kind != POPSYNC__KIND__KIND_PERSON)
+        return NULL;
+    for (size_t i = 0; i < N(person_aliases); i++)
+        if (label_matches(person_aliases[i].alias, name))
+            return ps_field_find(kind, person_aliases[i].field);
+    return NULL;
+}
+
 /* A label spaced out to line up in a printed form ("姓　名", "住  址"), or
  * wrapped in its cell ("身份\n证号"): found without its spaces and line
  * breaks.  NULL when it has none or still matches nothing. */
@@ -198,6 +221,7 @@ static const ps_field_t *find_spaced(int kind, const char *name)
 
 const ps_field_t *ps_field_find(int kind, const char *name)
 {
+    const ps_field_t *hit;
     size_t n, i;
     const ps_field_t *f = ps_fields_of(kind, &n);
 
@@ -209,6 +233,8 @@ const ps_field_t *ps_field_find(int kind, const char *name)
     for (i = 0; i < n; i++)
         if (label_matches(f[i].zh, name))
             return &f[i];
+    if ((hit = find_alias(kind, name)))
+        return hit;
     return find_spaced(kind, name);
 }
 

@@ -553,6 +553,9 @@ static void csv_data_row(csv_rd_t *st)
     st->rc = deliver(&row, st->fn, st->arg);
 }
 
+#define NO_HEADER "no header row naming the columns (姓名,身份证号,...): popsync template KIND makes one"
+static int csv_file_error(csv_rd_t *st, unsigned long line, const char *reason);
+
 static void csv_row_cb(int c, void *data)
 {
     csv_rd_t *st = data;
@@ -561,6 +564,11 @@ static void csv_row_cb(int c, void *data)
     if (!st->rc && !row_blank(st)) {
         if (!st->have_header && title_row(st))
             st->titles++;
+        else if (!st->have_header && st->titles > 0 && !names_a_column(st))
+            /* Rows were skipped as titles and this one names no column
+             * either: a header with typos up there, and this is likely a
+             * record, whose cells must not be quoted as column names. */
+            st->rc = csv_file_error(st, st->row_start, NO_HEADER);
         else if (!st->have_header)
             csv_header(st);
         else
@@ -738,8 +746,7 @@ int ps_recio_read_csv(const char *data, size_t len, int kind, ps_recio_row_fn fn
                     ? csv_file_error(&st, st.row_start, "malformed CSV: a quoted field is not closed")
                     : PS_ENOMEM;
     if (!st.rc && !st.have_header)
-        st.rc = csv_file_error(&st, line, "no header row naming the columns (姓名,身份证号,...): "
-                                          "popsync template KIND makes one");
+        st.rc = csv_file_error(&st, line, NO_HEADER);
     rc = st.rc;
     csv_free(&parser);
     free(st.buf);

@@ -175,3 +175,23 @@ ps --data "$T/full" import "$T/many.csv" --kind person >"$T/full2.out" || fail "
 grep -q "^imported $((6000 - stored)) of 6000 rows ($stored unchanged, 0 rejected)" "$T/full2.out" || fail "again: $(cat "$T/full2.out")"
 expect_eq "$(count full)" 6000 "every row once"
 pass "a cache that fills up mid-import: said, and the same file again adds the rest"
+
+# Headers as the township's older forms name the columns (身份证号码,
+# 手机号码, 家庭住址): the file was refused for unknown columns.  An
+# unknown --set field, for a Chinese clerk, lists the Chinese labels (it
+# was English, cut off mid-word).
+python3 - "$T/alias.csv" <<'PY'
+import sys
+w=[7,9,10,5,8,4,2,1,6,3,7,9,10,5,8,4,2]
+d = "11010519660606991"; d += "10X98765432"[sum(int(a)*b for a,b in zip(d,w))%11]
+open(sys.argv[1], "w", encoding="utf-8-sig").write("姓名,身份证号码,手机号码,家庭住址\r\n白居易,%s,13900000001,洛阳\r\n" % d)
+PY
+expect_eq "$(ps --data "$T/t1" import "$T/alias.csv" --kind person)" "imported 1 of 1 rows (0 unchanged, 0 rejected)" "other column names"
+ps --data "$T/t1" find 白居易 --json | python3 -c '
+import json, sys; r = json.load(sys.stdin)[0]
+assert (r["phone"], r["address"]) == ("13900000001", "洛阳"), r' || fail "aliased columns stored"
+rc=0; LANG=zh_CN.UTF-8 ps --data "$T/t1" add person --set 姓名=某某 --set 职业=农民 2>"$T/unk.err" >/dev/null || rc=$?
+expect_eq "$rc" 4 "an unknown field"
+grep -q "^popsync: add: --set 职业: 没有这个字段；可用的字段：所属单位、身份证号、姓名、.*（详见 popsync fields person --lang zh）$" "$T/unk.err" ||
+    fail "unknown field in Chinese: $(cat "$T/unk.err")"
+pass "older forms' column names; an unknown field said in Chinese"

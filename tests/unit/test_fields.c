@@ -45,6 +45,14 @@ static void test_find_by_label(void **state)
     assert_string_equal(ps_field_find(BENEFIT, "所属单位")->name, "orgunit");
     assert_null(ps_field_find(PERSON, "名字"));
     assert_null(ps_field_find(99, "name"));
+    /* Other names sheets give the columns; not one that could mean two. */
+    assert_string_equal(ps_field_find(PERSON, "身份证号码")->name, "id_number");
+    assert_string_equal(ps_field_find(PERSON, "公民身份号码")->name, "id_number");
+    assert_string_equal(ps_field_find(PERSON, "手机号码")->name, "phone");
+    assert_string_equal(ps_field_find(PERSON, "家庭住址")->name, "address");
+    assert_string_equal(ps_field_find(PERSON, "身 份 证 号 码")->name, "id_number");
+    assert_null(ps_field_find(PERSON, "出生年月"));
+    assert_null(ps_field_find(BENEFIT, "手机"));
     /* Spaced out to line up, or wrapped in the cell. */
     assert_string_equal(ps_field_find(PERSON, "姓\xE3\x80\x80名")->name, "name");
     assert_string_equal(ps_field_find(PERSON, "住  址")->name, "address");

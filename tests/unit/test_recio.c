@@ -351,6 +351,16 @@ static void test_csv_titles_and_empty_rows(void **state)
     assert_int_equal(g.rows[0].line, 1);
     got_free(&g);
 
+    /* Two misspelt names skipped as a title: the records below are not
+     * taken for a header (their cells would be quoted as column names). */
+    assert_int_equal(read_csv("nmae,phnoe\n甲,1\n乙,2\n丙,3\n丁,4\n戊,5\n己,6\n庚,7\n", PERSON, &g), PS_EINVAL);
+    assert_int_equal(g.n, 1);
+    assert_true(g.rows[0].file_error);
+    assert_int_equal(g.rows[0].line, 6);
+    assert_string_equal(g.rows[0].errs.e[0].field, PS_RECIO_FILE_FIELD);
+    assert_non_null(strstr(g.rows[0].errs.e[0].reason, "no header row"));
+    got_free(&g);
+
     /* Titles and no header: said so, at the end. */
     assert_int_equal(read_csv("某某镇人口登记表,,\n\n", PERSON, &g), PS_EINVAL);
     assert_int_equal(g.nfile, 1);

@@ -691,23 +691,73 @@ static int check_syntax(const char *data, size_t len, size_t pos, unsigned char 
     return rc;
 }
 
+/* Cells written ="0123" (Excel's formula for text: systems that export
+ * for Excel write ID numbers so, to keep them from becoming numbers): the
+ * text they stand for is the quoted cell "0123", which a strict CSV reader
+ * otherwise refuses as a quote inside an unquoted cell.  A copy of the
+ * text without the '=' of each such cell outside quotes (caller frees), or
+ * NULL when there is none (or no memory: read as it is). */
+static char *excel_text_cells(const char *data, size_t len, size_t pos, unsigned char delim, size_t *outlen)
+{
+    size_t n = 0, o = 0;
+    int in_q = 0, pass;
+    char *out = NULL;
+
+    for (pass = 0; pass < 2; pass++) {
+        in_q = 0;
+        for (size_t i = 0; i < len; i++) {
+            char c = data[i];
+            int start = i >= pos && !in_q && c == '=' && i + 1 < len && data[i + 1] == '"' &&
+                        (i == pos || (unsigned char)data[i - 1] == delim || data[i - 1] == '\n' || data[i - 1] == '\r');
+            if (c == '"' && i >= pos)
+                in_q = !in_q;
+            if (pass == 0)
+                n += (size_t)start;
+            else if (!start)
+                out[o++] = c;
+        }
+        if (pass == 0 && (n == 0 || !(out = malloc(len - n + 1))))
+            return NULL;
+    }
+    out[o] = '\0';
+    *outlen = o;
+    return out;
+}
+
+static int read_csv_delim(const char *data, size_t len, size_t pos, unsigned char delim, int kind, ps_recio_row_fn fn,
+                          void *arg);
+
 int ps_recio_read_csv(const char *data, size_t len, int kind, ps_recio_row_fn fn, void *arg)
 {
-    struct csv_parser parser;
-    csv_rd_t st;
     size_t pos = skip_bom(data, len);
-    unsigned long line = 1;
     unsigned char delim;
+    char *copy;
+    size_t clen = 0;
     int rc;
 
     if (!ps_kind_name(kind) || !fn)
         return PS_EINVAL;
+    delim = delimiter(data, len, pos);
+    copy = excel_text_cells(data, len, pos, delim, &clen);
+    rc = copy ? read_csv_delim(copy, clen, pos, delim, kind, fn, arg)
+              : read_csv_delim(data, len, pos, delim, kind, fn, arg);
+    free(copy);
+    return rc;
+}
+
+static int read_csv_delim(const char *data, size_t len, size_t pos, unsigned char delim, int kind, ps_recio_row_fn fn,
+                          void *arg)
+{
+    struct csv_parser parser;
+    csv_rd_t st;
+    unsigned long line = 1;
+    int rc;
+
     memset(&st, 0, sizeof(st));
     st.kind = kind;
     st.fn = fn;
     st.arg = arg;
     st.expect_start = 1;
-    delim = delimiter(data, len, pos);
     {
         const char *why = NULL;
         rc = check_syntax(data, len, pos, delim, &line, &why);

@@ -195,3 +195,14 @@ expect_eq "$rc" 4 "an unknown field"
 grep -q "^popsync: add: --set 职业: 没有这个字段；可用的字段：所属单位、身份证号、姓名、.*（详见 popsync fields person --lang zh）$" "$T/unk.err" ||
     fail "unknown field in Chinese: $(cat "$T/unk.err")"
 pass "older forms' column names; an unknown field said in Chinese"
+
+# A file another system exported for Excel: ID numbers written ="…" (Excel's
+# formula for text), GBK.  The whole file was refused as malformed CSV.
+printf '姓名,身份证号码,性别\r\n王维,="%s",\r\n' "$(python3 -c '
+w=[7,9,10,5,8,4,2,1,6,3,7,9,10,5,8,4,2]; d="11010519701010551"
+print(d+"10X98765432"[sum(int(a)*b for a,b in zip(d,w))%11])')" | iconv -f utf-8 -t gb18030 >"$T/eq.csv"
+ps --data "$T/t1" import "$T/eq.csv" --kind person >"$T/eq.out" 2>"$T/eq.err" || fail "=\"…\" cells: $(cat "$T/eq.err")"
+grep -q "^imported 1 of 1 rows" "$T/eq.out" || fail "=\"…\" summary: $(cat "$T/eq.out")"
+expect_eq "$(ps --data "$T/t1" find 王维 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["birth_date"])')" \
+    "1970-10-10" "the ID number read from =\"…\""
+pass "ID numbers written =\"…\" for Excel"

@@ -408,6 +408,25 @@ static void test_csv_other_separators(void **state)
     got_free(&g);
 }
 
+/* ="0123": Excel's formula for text, as systems write ID numbers for
+ * Excel; read as the text.  Inside a quoted cell it is text as it is. */
+static void test_csv_excel_text_cells(void **state)
+{
+    got_t g;
+    (void)state;
+
+    assert_int_equal(read_csv("name,id_number,address\n甲,=\"110105199003071239\",\"a,=\"\"b\"\"\"\n"
+                              "=\"乙\",=\"11010519900307123X\",x\n",
+                              PERSON, &g),
+                     PS_OK);
+    assert_int_equal(g.n, 2);
+    assert_field(&g, 0, "id_number", "110105199003071239");
+    assert_field(&g, 0, "address", "a,=\"b\"");
+    assert_field(&g, 1, "name", "乙");
+    assert_field(&g, 1, "id_number", "11010519900307123X");
+    got_free(&g);
+}
+
 static void test_csv_file_errors(void **state)
 {
     got_t g;
@@ -855,6 +874,7 @@ int main(void)
         cmocka_unit_test(test_csv_titles_and_empty_rows),
         cmocka_unit_test(test_csv_short_and_long_rows),
         cmocka_unit_test(test_csv_other_separators),
+        cmocka_unit_test(test_csv_excel_text_cells),
         cmocka_unit_test(test_csv_file_errors),
         cmocka_unit_test(test_callback_stops_reader),
         cmocka_unit_test(test_csv_100k_rows),

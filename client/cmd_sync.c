@@ -256,7 +256,7 @@ static int sync_cmd(ps_cli_t *cli, int argc, char **argv)
     char err[512];
     uint32_t batch = 0;
     uint64_t timeout_ms = 0;
-    int opt, rc, quiet = 0;
+    int opt, rc, quiet = 0, zh = ps_report_lang_zh(NULL) == 1;
     uint64_t nconf = 0;
 
     while ((opt = getopt_long(argc, argv, "q", lo, NULL)) != -1) {
@@ -285,21 +285,27 @@ static int sync_cmd(ps_cli_t *cli, int argc, char **argv)
                (unsigned long long)st.cursor);
     }
     if ((st.conflicts || st.merged_conflicts) && !cli->json)
-        ps_cli_err("sync: %llu change(s) clashed with other edits and were kept as conflicts; see 'popsync conflicts list'",
+        ps_cli_err(zh ? "sync: %llu 条修改与他人的修改冲突，已作为冲突保留；请用 'popsync conflicts list' 查看"
+                      : "sync: %llu change(s) clashed with other edits and were kept as conflicts; see 'popsync conflicts list'",
                    (unsigned long long)(st.conflicts + st.merged_conflicts));
     if (st.conflicts_lost && !cli->json)
-        ps_cli_err("sync: %llu open conflict(s) where an edit made in this cache lost to another; look at them with "
-                   "'popsync conflicts list' (--keep mine puts yours back)",
+        ps_cli_err(zh ? "sync: 有 %llu 处未解决的冲突中本机的修改未被采用；请用 'popsync conflicts list' 查看"
+                        "（--keep mine 可恢复本机的修改）"
+                      : "sync: %llu open conflict(s) where an edit made in this cache lost to another; look at them with "
+                        "'popsync conflicts list' (--keep mine puts yours back)",
                    (unsigned long long)st.conflicts_lost);
     if (st.rejected && !cli->json)
-        ps_cli_err("sync: %llu change(s) were refused by the server and are kept in this cache; correct them "
-                   "with 'popsync refused edit ID' (see 'popsync refused list')",
+        ps_cli_err(zh ? "sync: %llu 条修改被服务器退回，已完整保留在本机缓存中；请用 'popsync refused edit ID' 改正"
+                        "（见 'popsync refused list'）"
+                      : "sync: %llu change(s) were refused by the server and are kept in this cache; correct them "
+                        "with 'popsync refused edit ID' (see 'popsync refused list')",
                    (unsigned long long)st.rejected);
     if (rc == PS_OK && !st.rejected && !cli->json) {
         /* Refusals from earlier syncs stay until corrected or discarded. */
         uint64_t kept = 0;
         if (ps_cache_refused_count(c, &kept) == PS_OK && kept)
-            ps_cli_err("sync: %llu refused change(s) kept from earlier syncs; see 'popsync refused list'",
+            ps_cli_err(zh ? "sync: 以前同步时被退回的 %llu 条修改仍在等待改正；见 'popsync refused list'"
+                          : "sync: %llu refused change(s) kept from earlier syncs; see 'popsync refused list'",
                        (unsigned long long)kept);
     }
     if (!cli->json)

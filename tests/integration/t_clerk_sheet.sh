@@ -222,3 +222,26 @@ if [ -n "${PS_ENOSPC_LIB:-}" ] && [ -f "$PS_ENOSPC_LIB" ]; then
         "imported 6000 of 6000 rows (0 unchanged, 0 rejected)" "the same file once there is room"
     pass "a full disk said with what to do"
 fi
+
+# The server refuses a change (a visit to a person the district deleted
+# meanwhile): the sync's note is in Chinese for a Chinese clerk, and the
+# change is kept to correct.
+start_server
+ps --data "$T/t1" config set server "127.0.0.1:$PORT" >/dev/null || fail "t1 to the restarted server"
+client adm admin
+ps --data "$T/t1" sync --quiet || fail "t1 sync"
+gone=$(ps --data "$T/t1" add person --set 姓名=孟浩然 --set "身份证号=$(python3 -c '
+w=[7,9,10,5,8,4,2,1,6,3,7,9,10,5,8,4,2]; d="11010519690101771"
+print(d+"10X98765432"[sum(int(a)*b for a,b in zip(d,w))%11])')") || fail "a person to delete"
+ps --data "$T/t1" sync --quiet || fail "t1 sync (person)"
+ps --data "$T/adm" sync --quiet || fail "adm sync"
+ps --data "$T/adm" delete "$gone" >/dev/null || fail "the district deletes"
+ps --data "$T/adm" sync --quiet || fail "adm sync (delete)"
+ps --data "$T/t1" add service_visit --set "服务对象=$gone" --set 服务项目=随访 --set 服务日期=2026/11/2 >/dev/null || fail "a visit"
+rc=0; LANG=zh_CN.UTF-8 ps --data "$T/t1" sync >/dev/null 2>"$T/ref.err" || rc=$?
+expect_eq "$rc" 6 "a refused change"
+grep -q "^popsync: sync: 1 条修改被服务器退回，已完整保留在本机缓存中；请用 'popsync refused edit ID' 改正" "$T/ref.err" ||
+    fail "refusal note in Chinese: $(cat "$T/ref.err")"
+expect_eq "$(ps --data "$T/t1" refused list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" 1 "kept to correct"
+stop_server
+pass "a refusal at sync said in Chinese, the change kept"

@@ -116,7 +116,6 @@ static int h_import(ps_ui_req_t *rq)
         snprintf(d->rejects, sizeof(d->rejects), "%s", res.rejects_path);
         snprintf(d->name, sizeof(d->name), "%.100s.rejected.%s", name, format == PS_RECIO_JSON ? "jsonl" : "csv");
     }
-    if (!preview)
     while (json_array_size(errs) > ERRORS_SHOWN)
         json_array_remove(errs, ERRORS_SHOWN);
     if (rc == PS_EXIT_FAIL) {

@@ -17,9 +17,12 @@
 #include "cli.h"
 #include "cache.h"
 #include "err.h"
+#include "fields.h"
+#include "i18n.h"
 #include "ids.h"
 #include "policy.h"
 #include "record_fmt.h"
+#include "report.h"
 #include "link.h"
 #include "rq.h"
 #include "sync.h"
@@ -114,10 +117,18 @@ typedef struct list_ctx {
     const uint8_t *want;          /* resolve: the conflict sought */
     Popsync__Conflict *found;     /* resolve: a copy of it (owned) */
     int header;                   /* the table's header was printed */
+    int zh;                       /* the text table in Chinese */
     uint64_t open;                /* unresolved conflicts listed */
 } list_ctx_t;
 
-static void print_conflict(const Popsync__Conflict *cf, const uint8_t *node);
+static void print_conflict(const Popsync__Conflict *cf, const uint8_t *node, int zh);
+
+/* s then spaces up to width display columns (CJK counts 2), then sep. */
+static void cell(const char *s, size_t width, const char *sep)
+{
+    size_t w = ps_utf8_width(s);
+    printf("%s%*s%s", s, (int)(w < width ? width - w : 0), "", sep);
+}
 
 /* Which side of cf holds this cache's own edit: "lost", "kept" or NULL. */
 static const char *my_side(const Popsync__Conflict *cf, const uint8_t *node)
@@ -185,30 +196,35 @@ static void on_conflicts(const Popsync__ConflictListResult *res, void *arg)
         if (l->json) {
             json_array_append_new(l->arr, conflict_json(cf, l->node));
         } else {
-            if (!l->header++)
-                printf("%-36s  %-36s  %-13s %-9s  %-16s  %s\n", "CONFLICT", "RECORD", "KIND", "UNIT", "RAISED",
-                       "STATE");
-            print_conflict(cf, l->node);
+            if (!l->header++) {
+                cell(l->zh ? "冲突" : "CONFLICT", 36, "  ");
+                cell(l->zh ? "记录" : "RECORD", 36, "  ");
+                cell(l->zh ? "类别" : "KIND", 13, " ");
+                cell(l->zh ? "单位" : "UNIT", 9, "  ");
+                cell(l->zh ? "发生时间" : "RAISED", 16, "  ");
+                printf("%s\n", l->zh ? "状态" : "STATE");
+            }
+            print_conflict(cf, l->node, l->zh);
         }
     }
 }
 
 /* One field's value in a version, as the CLI shows it. */
-static void side_text(const Popsync__Record *r, const char *field, char *out, size_t n)
+static void side_text(const Popsync__Record *r, const char *field, char *out, size_t n, int zh)
 {
     if (!r)
-        snprintf(out, n, "(none)");
+        snprintf(out, n, "%s", zh ? "（无）" : "(none)");
     else if (strcmp(field, "deleted") == 0)
-        snprintf(out, n, "%s", r->deleted ? "deleted" : "present");
+        snprintf(out, n, "%s", r->deleted ? (zh ? "已删除" : "deleted") : (zh ? "存在" : "present"));
     else if (strcmp(field, "*") == 0)
-        snprintf(out, n, "%s", r->deleted ? "(deleted)" : "(the whole record)");
+        snprintf(out, n, "%s", r->deleted ? (zh ? "（已删除）" : "(deleted)") : (zh ? "（整条记录）" : "(the whole record)"));
     else if (ps_record_get_text(r, field, out, n) != PS_OK || !out[0])
-        snprintf(out, n, "(empty)");
+        snprintf(out, n, "%s", zh ? "（空）" : "(empty)");
 }
 
 /* A conflict's line, then each field in conflict with both values side by
  * side: the version the record has now and the one that lost. */
-static void print_conflict(const Popsync__Conflict *cf, const uint8_t *node)
+static void print_conflict(const Popsync__Conflict *cf, const uint8_t *node, int zh)
 {
     const char *side = my_side(cf, node);
     char cid[PS_UUID_STR] = "", rid[PS_UUID_STR] = "", when[32] = "";
@@ -221,17 +237,30 @@ static void print_conflict(const Popsync__Conflict *cf, const uint8_t *node)
     localtime_r(&t, &tm);
     strftime(when, sizeof(when), "%Y-%m-%d %H:%M", &tm);
     printf("%-36s  %-36s  %-13s %-9s  %-16s  %s\n", cid, rid, ps_kind_name(cf->kind) ? ps_kind_name(cf->kind) : "?",
-           cf->orgunit ? cf->orgunit : "", when, cf->resolved ? "resolved" : "open");
-    printf("    %-16s  %-30s  %s\n", "FIELD", "KEPT (the record now)", "LOST (the other edit)");
+           cf->orgunit ? cf->orgunit : "", when,
+           cf->resolved ? (zh ? "已解决" : "resolved") : (zh ? "未解决" : "open"));
+    printf("    ");
+    cell(zh ? "字段" : "FIELD", 16, "  ");
+    cell(zh ? "保留的（记录现在的值）" : "KEPT (the record now)", 30, "  ");
+    printf("%s\n", zh ? "未采用的（另一处修改）" : "LOST (the other edit)");
     for (size_t k = 0; k < cf->n_fields; k++) {
+        const ps_field_t *f = zh ? ps_field_find((int)cf->kind, cf->fields[k]) : NULL;
         char kept[512], lost[512];
-        side_text(cf->kept, cf->fields[k], kept, sizeof(kept));
-        side_text(cf->lost, cf->fields[k], lost, sizeof(lost));
-        printf("    %-16s  %-30s  %s\n", cf->fields[k], kept, lost);
+        side_text(cf->kept, cf->fields[k], kept, sizeof(kept), zh);
+        side_text(cf->lost, cf->fields[k], lost, sizeof(lost), zh);
+        printf("    ");
+        cell(f ? f->zh : cf->fields[k], 16, "  ");
+        cell(kept, 30, "  ");
+        printf("%s\n", lost);
     }
-    if (cf->reason && cf->reason[0])
-        printf("    why: %s\n", cf->reason);
-    if (side)
+    if (cf->reason && cf->reason[0]) {
+        char why[512];
+        printf(zh ? "    原因：%s\n" : "    why: %s\n", zh ? ps_i18n_reason(cf->reason, why, sizeof(why)) : cf->reason);
+    }
+    if (side && zh)
+        printf("    %s\n", !strcmp(side, "lost") ? "本机的修改未被采用：--keep mine 可恢复本机的修改"
+                                                  : "本机的修改被采用：修改未被采用的那台电脑会得到通知");
+    else if (side)
         printf("    %s\n", !strcmp(side, "lost") ? "your edit lost: --keep mine puts it back"
                                                   : "your edit was kept: the cache whose edit lost is told");
 }
@@ -489,6 +518,7 @@ int ps_cmd_conflicts(ps_cli_t *cli, int argc, char **argv)
         list_ctx_t l;
         memset(&l, 0, sizeof(l));
         l.json = cli->json;
+        l.zh = ps_report_lang_zh(NULL) == 1;
         l.node = ps_cache_meta(c)->node;
         if (l.json)
             l.arr = json_array();
@@ -499,7 +529,7 @@ int ps_cmd_conflicts(ps_cli_t *cli, int argc, char **argv)
             json_dumpf(l.arr, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
             fputc('\n', stdout);
         } else if (rc == PS_EXIT_OK && l.n == 0) {
-            printf("no %sconflicts\n", all ? "" : "open ");
+            printf(l.zh ? "没有%s冲突\n" : "no %sconflicts\n", all ? "" : (l.zh ? "未解决的" : "open "));
         }
         json_decref(l.arr);
     } else if (strcmp(sub, "resolve") == 0 && optind == argc - 1 && keep) {

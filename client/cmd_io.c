@@ -566,8 +566,12 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
             printf(zh ? "表头之上的 %lu 行是表格标题，已跳过（不是记录）\n"
                       : "skipped %lu title row(s) above the header (not records)\n",
                    res.titles);
-        printf("%s %lu of %lu rows (%lu unchanged, %lu rejected)\n", dry_run ? "would import" : "imported",
-               res.imported, res.rows, res.unchanged, res.rejected);
+        if (zh)
+            printf("共 %lu 行，%s %lu 行（%lu 行无变化，%lu 行被拒绝）\n", res.rows, dry_run ? "将导入" : "已导入",
+                   res.imported, res.unchanged, res.rejected);
+        else
+            printf("%s %lu of %lu rows (%lu unchanged, %lu rejected)\n", dry_run ? "would import" : "imported",
+                   res.imported, res.rows, res.unchanged, res.rejected);
         if (res.repeats > 0)
             printf(zh ? "其中 %lu 行与已有的记录（或本文件前面的某行）完全相同，未重复添加\n"
                       : "%lu of these rows are the same as a record already held (or an earlier row): not added "

@@ -10,8 +10,11 @@
 #include "cli.h"
 #include "cache.h"
 #include "err.h"
+#include "fields.h"
+#include "i18n.h"
 #include "ids.h"
 #include "record_fmt.h"
+#include "report.h"
 #include "wire.pb-c.h"
 
 #include <jansson.h>
@@ -30,6 +33,15 @@ static const char *change_kind(const Popsync__Change *ch)
     if (ch->record && ch->record->deleted)
         return "delete";
     return ch->base_rev && ch->base_rev->gen ? "edit" : "new";
+}
+
+/* The same, as the clerk reads it (the JSON keeps the codes above). */
+static const char *change_kind_text(const Popsync__Change *ch, int zh)
+{
+    const char *k = change_kind(ch);
+    if (!zh)
+        return k;
+    return !strcmp(k, "delete") ? "删除" : !strcmp(k, "edit") ? "修改" : "新增";
 }
 
 /* One refused entry as JSON: id, lcn (a string: 64 bits), kind, change,
@@ -55,8 +67,9 @@ static json_t *entry_json(const Popsync__ChangeResult *res, const Popsync__Chang
 }
 
 /* One line per reason (or the conflict) for the text listing. */
-static void entry_text(const Popsync__ChangeResult *res, const Popsync__Change *ch)
+static void entry_text(const Popsync__ChangeResult *res, const Popsync__Change *ch, int zh)
 {
+    const char *kind = ps_kind_name((int)ch->record->kind), *what = change_kind_text(ch, zh);
     char id[PS_UUID_STR] = "";
     if (ch->record->id.len == PS_ID_LEN)
         ps_uuid_format(ch->record->id.data, id);
@@ -64,20 +77,29 @@ static void entry_text(const Popsync__ChangeResult *res, const Popsync__Change *
         char cid[PS_UUID_STR] = "";
         if (res->conflict_id.len == PS_ID_LEN)
             ps_uuid_format(res->conflict_id.data, cid);
-        printf("%s  %-13s %-6s kept as conflict %s (see 'popsync conflicts list')\n", id,
-               ps_kind_name((int)ch->record->kind), change_kind(ch), cid);
+        printf(zh ? "%s  %-13s %s  已作为冲突 %s 保留（见 'popsync conflicts list'）\n"
+                  : "%s  %-13s %-6s kept as conflict %s (see 'popsync conflicts list')\n",
+               id, kind, what, cid);
         return;
     }
     if (res->n_errors == 0)
-        printf("%s  %-13s %-6s rejected\n", id, ps_kind_name((int)ch->record->kind), change_kind(ch));
-    for (size_t i = 0; i < res->n_errors; i++)
-        printf("%s  %-13s %-6s %s: %s\n", id, ps_kind_name((int)ch->record->kind), change_kind(ch),
-               res->errors[i]->field, res->errors[i]->reason);
+        printf(zh ? "%s  %-13s %s  被服务器退回\n" : "%s  %-13s %-6s rejected\n", id, kind, what);
+    for (size_t i = 0; i < res->n_errors; i++) {
+        const Popsync__FieldError *e = res->errors[i];
+        const ps_field_t *f = zh ? ps_field_find((int)ch->record->kind, e->field) : NULL;
+        char why[512];
+        if (zh)
+            printf("%s  %-13s %s  %s（%s）：%s\n", id, kind, what, f ? f->zh : e->field, e->field,
+                   ps_i18n_reason(e->reason, why, sizeof(why)));
+        else
+            printf("%s  %-13s %-6s %s: %s\n", id, kind, what, e->field, e->reason);
+    }
 }
 
 typedef struct walk {
     const uint8_t *want;          /* only this record's entries (NULL: all) */
     int json;
+    int zh;                       /* text lines in Chinese */
     json_t *arr;
     size_t n;
     int status;                   /* edit: status of the latest entry */
@@ -123,7 +145,7 @@ static int walk_one(const Popsync__ChangeResult *res, const Popsync__Change *ch,
             json_t *val;
             if (w->n > 1)
                 putchar('\n');
-            entry_text(res, ch);
+            entry_text(res, ch, w->zh);
             json_object_foreach(j, key, val) {
                 char *txt = json_is_string(val) ? NULL : json_dumps(val, JSON_ENCODE_ANY | JSON_COMPACT);
                 printf("  %-16s %s\n", key, txt ? txt : json_string_value(val));
@@ -131,7 +153,7 @@ static int walk_one(const Popsync__ChangeResult *res, const Popsync__Change *ch,
             }
             json_decref(j);
         } else {
-            entry_text(res, ch);
+            entry_text(res, ch, w->zh);
         }
     }
     /* Entries come oldest first: the last one holds the clerk's latest version. */
@@ -172,6 +194,7 @@ static int refused_list(ps_cli_t *cli, ps_cache_t *c)
     int rc;
     memset(&w, 0, sizeof(w));
     w.json = cli->json;
+    w.zh = ps_report_lang_zh(NULL) == 1;
     if (cli->json)
         w.arr = json_array();
     rc = walk(c, &w);
@@ -179,10 +202,12 @@ static int refused_list(ps_cli_t *cli, ps_cache_t *c)
         json_dumpf(w.arr, stdout, JSON_COMPACT);
         fputc('\n', stdout);
     } else if (rc == PS_OK && w.n == 0) {
-        printf("no refused changes\n");
+        printf(w.zh ? "没有被退回的修改\n" : "no refused changes\n");
     } else if (rc == PS_OK) {
-        printf("%zu refused change(s): correct one with 'popsync refused edit ID --set FIELD=VALUE', "
-               "or drop it with 'popsync refused discard ID'\n",
+        printf(w.zh ? "共 %zu 条被退回的修改：用 'popsync refused edit ID --set 字段=值' 改正，"
+                      "或用 'popsync refused discard ID' 放弃\n"
+                    : "%zu refused change(s): correct one with 'popsync refused edit ID --set FIELD=VALUE', "
+                      "or drop it with 'popsync refused discard ID'\n",
                w.n);
     }
     json_decref(w.arr);

@@ -2,6 +2,8 @@
 #include "cli.h"
 #include "cache.h"
 #include "err.h"
+#include "fields.h"
+#include "i18n.h"
 #include "ids.h"
 #include "orgunit.h"
 #include "record_fmt.h"
@@ -321,9 +323,15 @@ static int sync_cmd(ps_cli_t *cli, int argc, char **argv)
     return PS_EXIT_OK;
 }
 
+typedef struct rejected_out {
+    json_t *arr; /* not NULL: append each entry here */
+    int zh;      /* text lines in Chinese */
+} rejected_out_t;
+
 static int print_rejected(const Popsync__ChangeResult *res, const Popsync__Change *ch, void *arg)
 {
-    json_t *arr = arg;
+    const rejected_out_t *o = arg;
+    json_t *arr = o->arr;
     char id[PS_UUID_STR] = "";
     if (ch->record && ch->record->id.len == PS_ID_LEN)
         ps_uuid_format(ch->record->id.data, id);
@@ -343,24 +351,39 @@ static int print_rejected(const Popsync__ChangeResult *res, const Popsync__Chang
         char cid[PS_UUID_STR] = "";
         if (res->conflict_id.len == PS_ID_LEN)
             ps_uuid_format(res->conflict_id.data, cid);
-        printf("  kept as conflict %s: record %s (see 'popsync conflicts list')\n", cid, id);
+        printf(o->zh ? "  记录 %s 的修改已作为冲突 %s 保留（见 'popsync conflicts list'）\n"
+                     : "  kept as conflict %s: record %s (see 'popsync conflicts list')\n",
+               o->zh ? id : cid, o->zh ? cid : id);
         return 0;
     }
-    for (size_t i = 0; i < res->n_errors; i++)
-        printf("  rejected %s: %s: %s\n", id, res->errors[i]->field, res->errors[i]->reason);
+    for (size_t i = 0; i < res->n_errors; i++) {
+        const Popsync__FieldError *e = res->errors[i];
+        const ps_field_t *f = o->zh && ch->record ? ps_field_find((int)ch->record->kind, e->field) : NULL;
+        char why[512];
+        if (o->zh)
+            printf("  被退回 %s：%s（%s）：%s\n", id, f ? f->zh : e->field, e->field,
+                   ps_i18n_reason(e->reason, why, sizeof(why)));
+        else
+            printf("  rejected %s: %s: %s\n", id, e->field, e->reason);
+    }
     return 0;
 }
 
-static void fmt_time(uint64_t ms, char *out, size_t n)
+static void fmt_time_zh(uint64_t ms, char *out, size_t n, int zh)
 {
     time_t t = (time_t)(ms / 1000);
     struct tm tm;
     if (ms == 0) {
-        snprintf(out, n, "never");
+        snprintf(out, n, "%s", zh ? "从未" : "never");
         return;
     }
     localtime_r(&t, &tm);
     strftime(out, n, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+static void fmt_time(uint64_t ms, char *out, size_t n)
+{
+    fmt_time_zh(ms, out, n, 0);
 }
 
 /* --- status --all (issue 9): every node that has synced, from the server --- */
@@ -434,8 +457,8 @@ static int status_all(ps_cli_t *cli, ps_cache_t *c)
 
 #define NKINDS 8 /* Kind values 0..7 (records.proto) */
 
-/* "3 person, 1 household" (or "none"): the changes waiting, by kind. */
-static void pending_text(const uint64_t *by, char *out, size_t n)
+/* "3 person, 1 household" (or "none"; zh: "无"): the changes waiting, by kind. */
+static void pending_text(const uint64_t *by, char *out, size_t n, int zh)
 {
     size_t off = 0;
     out[0] = '\0';
@@ -444,7 +467,7 @@ static void pending_text(const uint64_t *by, char *out, size_t n)
             off += (size_t)snprintf(out + off, n - off, "%s%llu %s", off ? ", " : "", (unsigned long long)by[k],
                                     ps_kind_name(k) ? ps_kind_name(k) : "?");
     if (!out[0])
-        snprintf(out, n, "none");
+        snprintf(out, n, "%s", zh ? "无" : "none");
 }
 
 static json_t *pending_json(const uint64_t *by)
@@ -454,6 +477,47 @@ static json_t *pending_json(const uint64_t *by)
         if (by[k])
             json_object_set_new(o, ps_kind_name(k) ? ps_kind_name(k) : "unspecified", json_integer((json_int_t)by[k]));
     return o;
+}
+
+/* The same in Chinese, for a clerk whose language is Chinese. */
+static void print_sync_state_zh(const ps_cache_meta_t *m)
+{
+    char when[64];
+    fmt_time_zh(m->last_sync_ms, when, sizeof(when), 1);
+    printf("上次同步：%s%s\n", when, m->last_sync_ms ? "（已完成）" : "");
+    fmt_time_zh(m->last_attempt_ms, when, sizeof(when), 1);
+    if (m->last_attempt_ms && m->last_error[0])
+        printf("上次尝试：%s 失败：%s\n  （服务器可以连上后请再运行 'popsync sync'）\n", when, m->last_error);
+    else if (m->last_attempt_ms)
+        printf("上次尝试：%s 已完成\n", when);
+    else
+        printf("上次尝试：从未\n");
+    if (m->conflicts_known)
+        printf("冲突：%llu 处未解决（上次同步时服务器列出的数目；见 'popsync conflicts list'）\n",
+               (unsigned long long)m->conflicts_open);
+    else
+        printf("冲突：尚不知道（请运行 'popsync sync'）\n");
+}
+
+/* `popsync status` (text) in Chinese; the English form is in ps_cmd_status. */
+static void print_status_zh(ps_cli_t *cli, ps_cache_t *c, const ps_cache_counts_t *n, const char *hex,
+                            const char *ptext)
+{
+    const ps_cache_meta_t *m = ps_cache_meta(c);
+    rejected_out_t ro = {NULL, 1};
+    printf("缓存：    %s\n本机节点：%s\n身份：    %s（%s，单位 %s）\n服务器：  %s\n", cli->data_dir, hex, m->name,
+           m->role, m->orgunit, m->server);
+    printf("记录：    %llu 条（另有 %llu 条已删除）\n待上传：  %llu 条修改（%s）\n"
+           "被退回：  %llu 条修改被服务器退回或作为冲突整条保留（见 'popsync refused list'）\n",
+           (unsigned long long)n->records, (unsigned long long)n->deleted, (unsigned long long)n->outbox, ptext,
+           (unsigned long long)n->rejected);
+    print_sync_state_zh(m);
+    printf("同步位置：%llu\n时区：    %s（本区的时区，用于日期）\n", (unsigned long long)m->cursor,
+           *m->timezone ? m->timezone : PS_TZ_DEFAULT);
+    if (n->rejected) {
+        ps_cache_foreach_rejected(c, print_rejected, &ro);
+        printf("请用 'popsync refused edit ID' 改正，或用 'popsync refused discard ID' 放弃\n");
+    }
 }
 
 /* Last sync, last attempt and its error, conflicts (text). */
@@ -487,7 +551,7 @@ int ps_cmd_status(ps_cli_t *cli, int argc, char **argv)
     static const struct option lo[] = {{"json", no_argument, NULL, 'j'}, {"all", no_argument, NULL, 'a'},
                                        {NULL, 0, NULL, 0}};
     char err[512], when[64], hex[33];
-    int rc, opt, all = 0;
+    int rc, opt, all = 0, zh = ps_report_lang_zh(NULL) == 1;
     while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         if (opt == 'a')
             all = 1;
@@ -511,11 +575,12 @@ int ps_cmd_status(ps_cli_t *cli, int argc, char **argv)
     ps_hex(m->node, PS_ID_LEN, hex);
     fmt_time(m->last_sync_ms, when, sizeof(when));
     ps_cache_outbox_kinds(c, by_kind, NKINDS);
-    pending_text(by_kind, ptext, sizeof(ptext));
+    pending_text(by_kind, ptext, sizeof(ptext), zh);
     if (cli->json) {
         json_t *rej = json_array();
+        rejected_out_t ro = {rej, 0};
         json_t *j;
-        ps_cache_foreach_rejected(c, print_rejected, rej);
+        ps_cache_foreach_rejected(c, print_rejected, &ro);
         j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:o,s:o,s:o}", "node", hex, "timezone",
                       *m->timezone ? m->timezone : PS_TZ_DEFAULT, "role", m->role, "orgunit",
                       m->orgunit, "name", m->name, "server", m->server, "records", (json_int_t)n.records, "deleted",
@@ -533,7 +598,11 @@ int ps_cmd_status(ps_cli_t *cli, int argc, char **argv)
         json_dumpf(j, stdout, JSON_COMPACT);
         fputc('\n', stdout);
         json_decref(j);
+    } else if (zh) {
+        print_status_zh(cli, c, &n, hex, ptext);
+        clock_warning(m->clock_skew_ms, 0);
     } else {
+        rejected_out_t ro = {NULL, 0};
         printf("cache:    %s\nnode:     %s\nidentity: %s (%s, org unit %s)\nserver:   %s\n", cli->data_dir, hex,
                m->name, m->role, m->orgunit, m->server);
         printf("records:  %llu (+%llu deleted)\npending:  %llu change(s) to push (%s)\n"
@@ -544,7 +613,7 @@ int ps_cmd_status(ps_cli_t *cli, int argc, char **argv)
         printf("cursor:   %llu\ntime zone: %s (the district's, for dates)\n", (unsigned long long)m->cursor,
                *m->timezone ? m->timezone : PS_TZ_DEFAULT);
         if (n.rejected) {
-            ps_cache_foreach_rejected(c, print_rejected, NULL);
+            ps_cache_foreach_rejected(c, print_rejected, &ro);
             printf("correct with 'popsync refused edit ID', or drop with 'popsync refused discard ID'\n");
         }
         clock_warning(m->clock_skew_ms, 0);

@@ -36,7 +36,7 @@ PY
 rc=0; ps --data "$T/t1" import "$T/sheet.csv" --kind person --lang zh >"$T/s.out" 2>"$T/s.err" || rc=$?
 expect_eq "$rc" 0 "a sheet with a title and empty rows imports: $(cat "$T/s.err")"
 grep -q "^表头之上的 2 行是表格标题，已跳过" "$T/s.out" || fail "title rows said: $(cat "$T/s.out")"
-grep -q "^imported 4 of 4 rows (0 unchanged, 0 rejected)" "$T/s.out" || fail "summary: $(cat "$T/s.out")"
+grep -q "^共 4 行，已导入 4 行（0 行无变化，0 行被拒绝）" "$T/s.out" || fail "summary: $(cat "$T/s.out")"
 [ ! -e "$T/sheet.csv.rejected.csv" ] || fail "empty rows are not rejected rows"
 expect_eq "$(count t1)" 4 "four persons"
 pass "title rows and empty rows of an Excel sheet"
@@ -73,7 +73,7 @@ head -n 4 "$T/visits.csv" >"$T/visits_part.csv"          # what an interrupted i
 expect_eq "$(ps --data "$T/t1" import "$T/visits_part.csv" --kind service_visit)" \
     "imported 3 of 3 rows (0 unchanged, 0 rejected)" "the first part"
 ps --data "$T/t1" import "$T/visits.csv" --kind service_visit --lang zh >"$T/v.out" || fail "the whole file again"
-grep -q "^imported $((nv - 3)) of $((nv + 1)) rows (4 unchanged, 0 rejected)" "$T/v.out" || fail "visits again: $(cat "$T/v.out")"
+grep -q "^共 $((nv + 1)) 行，已导入 $((nv - 3)) 行（4 行无变化，0 行被拒绝）" "$T/v.out" || fail "visits again: $(cat "$T/v.out")"
 grep -q "^其中 4 行与已有的记录（或本文件前面的某行）完全相同，未重复添加" "$T/v.out" || fail "repeats said: $(cat "$T/v.out")"
 expect_eq "$(count t1 service_visit)" "$nv" "each visit once"
 expect_eq "$(ps --data "$T/t1" import "$T/visits.csv" --kind service_visit | head -n 1)" \
@@ -93,7 +93,7 @@ printf '服务对象,服务项目,服务日期\r\n%s,随访,2026/10/5 0:00\r\n%s
     "$pid1" "$pid1" "$pid1" "$pid1" | iconv -f utf-8 -t gb18030 >"$T/v3.csv"
 rc=0; ps --data "$T/t1" import "$T/v3.csv" --kind service_visit --lang zh >"$T/v3.out" 2>"$T/v3.err" || rc=$?
 expect_eq "$rc" 4 "two visits refused"
-grep -q "^imported 2 of 4 rows (0 unchanged, 2 rejected)" "$T/v3.out" || fail "visits: $(cat "$T/v3.out") $(cat "$T/v3.err")"
+grep -q "^共 4 行，已导入 2 行（0 行无变化，2 行被拒绝）" "$T/v3.out" || fail "visits: $(cat "$T/v3.out") $(cat "$T/v3.err")"
 grep -q "第 4 行: 服务日期: Excel 把日期存成了数字：请把该列设为“日期”格式后重新保存" "$T/v3.err" || fail "serial date: $(cat "$T/v3.err")"
 grep -q "第 5 行: 服务项目: 应为以下之一：免费孕前优生健康检查、生殖健康检查、随访服务、避孕药具发放、咨询服务" "$T/v3.err" ||
     fail "choices in Chinese: $(cat "$T/v3.err")"

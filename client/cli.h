@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "late.h"
+#include "xlsx.h"
 #include "records.pb-c.h"
 
 #define PS_EXIT_OK 0        /**< success */
@@ -79,6 +80,7 @@ typedef struct ps_import_opts {
     int zh;              /**< reasons in Chinese */
     int write_rejects;   /**< write FILE.rejected.csv (.jsonl) */
     struct json_t *errors; /**< not NULL: each error line goes here, not to stderr */
+    const char *sheet;   /**< a workbook's sheet (--sheet NAME|N); NULL: the first with a header row */
 } ps_import_opts_t;
 #define PS_IMPORT_LATE_MAX 8
 typedef struct ps_import_result {
@@ -90,6 +92,7 @@ typedef struct ps_import_result {
     unsigned long late_rows;             /**< accepted rows that change an approved month (late.h) */
     ps_late_t late[PS_IMPORT_LATE_MAX];  /**< those months, each once */
     size_t nlate;
+    ps_xlsx_sheets_t sheets; /**< a workbook: which sheet was read (xlsx.h) */
 } ps_import_result_t;
 /** Imports data (UTF-8, or a workbook), read as file names it.  Returns
  *  PS_EXIT_OK, PS_EXIT_INVALID (rows refused) or PS_EXIT_FAIL (told on

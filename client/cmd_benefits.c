@@ -519,7 +519,7 @@ static int read_batch(const char *path, bread_t *b)
         ps_cli_err("benefits pay: cannot read %s", path);
         return PS_EXIT_FAIL;
     }
-    if (ps_xlsx_to_csv(data, len, NULL, NULL, &csvt, &clen, err, sizeof(err)) != PS_OK) {
+    if (ps_xlsx_to_csv(data, len, NULL, NULL, NULL, &csvt, &clen, err, sizeof(err)) != PS_OK) {
         ps_cli_err("benefits pay: %s: %s", path, err);
         free(data);
         return PS_EXIT_USAGE;

@@ -468,10 +468,30 @@ static int load_text(const char *file, int encoding, char **data, size_t *len)
     return PS_EXIT_OK;
 }
 
+/* Which sheet of a workbook was read, when it has more than one: the sheets
+ * passed over (no header row), and later ones that have a header too (their
+ * rows were not imported). */
+static void sheet_note(const ps_xlsx_sheets_t *sh, int zh)
+{
+    if (sh->count <= 1)
+        return;
+    printf(zh ? "读取的是工作表“%s”（第 %d 张，共 %d 张）\n" : "read sheet \"%s\" (%d of %d)\n", sh->read, sh->index,
+           sh->count);
+    if (sh->no_header)
+        printf(zh ? "工作簿中没有一张工作表有写明各列名称的表头行，所以读的是第一张\n"
+                  : "no sheet of the workbook has a header row naming the columns, so the first was read\n");
+    if (sh->skipped[0])
+        printf(zh ? "跳过了没有表头行的工作表：%s\n" : "skipped the sheets without a header row: %s\n", sh->skipped);
+    if (sh->others[0])
+        printf(zh ? "以下工作表也有表头行，但未导入：%s；请用 --sheet 名称 逐一导入\n"
+                  : "these sheets have a header row too and were not imported: %s; import each with --sheet NAME\n",
+               sh->others);
+}
+
 static int import_usage(void)
 {
     ps_cli_err("import: usage: import FILE --kind KIND [--format csv|json|xlsx] [--dry-run]\n"
-               "              [--encoding utf-8|gbk] [--lang zh|en] [--update]\n"
+               "              [--encoding utf-8|gbk] [--lang zh|en] [--update] [--sheet NAME|N]\n"
                "  Adds (or, for rows with the id of a record the cache holds, updates) records from a\n"
                "  CSV or JSON file.  Columns may be the English names or the Chinese labels\n"
                "  (popsync fields KIND; popsync template KIND makes an empty file).  UTF-8 (with or\n"
@@ -480,6 +500,8 @@ static int import_usage(void)
                "  there and import that file.  --dry-run checks everything and writes nothing.\n"
                "  A person whose ID number is already registered is refused, unless --update: then\n"
                "  the row's values go into the registered person (importing a file twice adds nothing).\n"
+               "  An .xlsx: the first sheet with a header row is read (a sheet of instructions before it\n"
+               "  is skipped, and the import says which sheet it read); --sheet NAME or N (from 1) picks one.\n"
                "  example: popsync import 人员.csv --kind person --dry-run");
     return PS_EXIT_USAGE;
 }
@@ -494,9 +516,10 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
                                        {"encoding", required_argument, NULL, 'e'},
                                        {"update", no_argument, NULL, 'u'},
                                        {"lang", required_argument, NULL, 'L'},
+                                       {"sheet", required_argument, NULL, 's'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-    const char *lang = NULL;
+    const char *lang = NULL, *sheet = NULL;
     int encoding = 0, zh, update = 0;
     const char *file;
     char *data = NULL, err[512];
@@ -526,6 +549,7 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
             break;
         case 'L': lang = optarg; break;
         case 'u': update = 1; break;
+        case 's': sheet = optarg; break;
         case 'h': import_usage(); return PS_EXIT_OK;
         default: return import_usage();
         }
@@ -541,6 +565,12 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
         ps_cli_err("import: --lang must be zh or en");
         return PS_EXIT_USAGE;
     }
+    if (sheet && format != PS_RECIO_XLSX) {
+        ps_cli_err(zh ? "import: --sheet 只用于 Excel 工作簿（.xlsx）：%s 不是工作簿"
+                      : "import: --sheet is for an Excel workbook (.xlsx): %s is not one",
+                   file);
+        return PS_EXIT_USAGE;
+    }
     /* A workbook is a zip archive: its text is UTF-8 by definition. */
     if (format == PS_RECIO_XLSX && (rc = ps_recio_load_file(file, &data, &len))) {
         ps_cli_err("import: %s: %s", file, ps_strerror(rc));
@@ -550,7 +580,7 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
         return rc;
     {
         ps_cache_t *c = NULL;
-        ps_import_opts_t o = {kind, format, dry_run, update, zh, !dry_run, NULL};
+        ps_import_opts_t o = {kind, format, dry_run, update, zh, !dry_run, NULL, sheet};
         ps_import_result_t res;
         if (ps_cache_open(&c, cli->data_dir, err, sizeof(err))) {
             ps_cli_err("import: %s", err);
@@ -562,6 +592,8 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
         free(data);
         if (rc == PS_EXIT_FAIL)
             return rc;
+        if (format == PS_RECIO_XLSX)
+            sheet_note(&res.sheets, zh);
         if (res.titles > 0)
             printf(zh ? "表头之上的 %lu 行是表格标题，已跳过（不是记录）\n"
                       : "skipped %lu title row(s) above the header (not records)\n",
@@ -632,7 +664,11 @@ int ps_import_data(ps_cache_t *c, const char *file, const char *data, size_t len
      * reported now with their line numbers rather than after a sync. */
     ps_client_vctx_init(&st->vc, st->c);
 
-    rc = ps_recio_read(o->format, data, len, o->kind, import_row, st);
+    res->sheets.want = o->sheet;
+    if (o->format == PS_RECIO_XLSX)
+        rc = ps_recio_read_xlsx(data, len, o->kind, &res->sheets, import_row, st);
+    else
+        rc = ps_recio_read(o->format, data, len, o->kind, import_row, st);
     if (rc == PS_ENOMEM && !st->fail)
         st->fail = rc;
     if (!st->fail)

@@ -95,10 +95,12 @@ static const help_t helps[] = {
     {"template", "KIND [--lang zh|en] --out FILE.csv", "an empty import file with the header row",
      "", "popsync template person --lang zh --out 人员导入模板.csv"},
     {"import", "FILE --kind KIND [--format csv|json|xlsx] [--dry-run] [--encoding utf-8|gbk] [--update] "
-               "[--lang zh|en]",
+               "[--lang zh|en] [--sheet NAME|N]",
      "add or update records from a CSV, JSON or Excel file",
      "Columns by English name or Chinese label; UTF-8 or GBK found by itself.  Bad rows are told by line\n"
-     "and field and written to FILE.rejected.csv to fix and import again; the good rows land.",
+     "and field and written to FILE.rejected.csv to fix and import again; the good rows land.\n"
+     "An .xlsx: its first sheet with a header row is read (a 填表说明 sheet before it is skipped);\n"
+     "--sheet NAME or N (from 1) picks another.",
      "popsync import 人员.xlsx --kind person --dry-run"},
     {"export", "--kind KIND --format csv|json|xlsx [--out FILE] [--orgunit CODE] [--lang zh|en] [--no-bom]\n"
                "        [--pending]",

@@ -106,7 +106,7 @@ static int h_import(ps_ui_req_t *rq)
     snprintf(file, sizeof(file), "%s/%s", d->dir, name);
     errs = json_array();
     {
-        ps_import_opts_t o = {kind, format, preview, 0, ps_ui_zh(rq), 1, errs};
+        ps_import_opts_t o = {kind, format, preview, 0, ps_ui_zh(rq), 1, errs, NULL};
         rc = ps_import_data(ps_ui_cache(rq), file, text ? text : (const char *)body, text ? tlen : len, &o, &res);
     }
     free(text);

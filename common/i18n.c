@@ -71,6 +71,7 @@ static const struct {
     {"no header row naming the columns (姓名,身份证号,...): popsync template KIND makes one",
      "没有写明各列名称的表头行（如 姓名,身份证号,…）：可用 popsync template 生成模板"},
     {"not a JSON object", "不是 JSON 对象"},
+    {"no readable worksheet in the workbook", "工作簿中没有可读的工作表：请在 Excel 中打开后另存为 .xlsx"},
     {"not valid JSON: ", "不是有效的 JSON："},
     {"Excel turned this ID number into a number", "Excel 把身份证号变成了数字：请把该列设为“文本”格式后重新导出"},
     {"Excel saved this date as a number", "Excel 把日期存成了数字：请把该列设为“日期”格式后重新保存"},
@@ -134,11 +135,25 @@ static int one_of_zh(const char *en, char *buf, size_t buflen)
     return 1;
 }
 
+/* "no sheet "X" in this workbook: give --sheet one of "a", "b"" (xlsx.c),
+ * with the name typed and the workbook's sheets. */
+static int sheet_zh(const char *en, char *buf, size_t buflen)
+{
+    static const char key[] = "no sheet \"", mid[] = "\" in this workbook: give --sheet one of ";
+    const char *name = en + sizeof(key) - 1, *end;
+
+    if (strncmp(en, key, sizeof(key) - 1) != 0 || !(end = strstr(name, mid)))
+        return 0;
+    snprintf(buf, buflen, "工作簿中没有工作表“%.*s”：--sheet 应为以下之一（名称或序号）：%s", (int)(end - name), name,
+             end + sizeof(mid) - 1);
+    return 1;
+}
+
 const char *ps_i18n_reason(const char *en, char *buf, size_t buflen)
 {
     if (!buflen)
         return buf;
-    if (en && (registered_zh(en, buf, buflen) || one_of_zh(en, buf, buflen)))
+    if (en && (registered_zh(en, buf, buflen) || one_of_zh(en, buf, buflen) || sheet_zh(en, buf, buflen)))
         return buf;
     for (size_t i = 0; en && i < sizeof(reasons) / sizeof(reasons[0]); i++) {
         size_t n = strlen(reasons[i].en);

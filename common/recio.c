@@ -1043,12 +1043,13 @@ static int date_column(void *arg, const char *header)
                : 0;
 }
 
-/* The workbook's first sheet through the CSV reader: one path for both. */
-static int read_xlsx(const char *data, size_t len, int kind, ps_recio_row_fn fn, void *arg)
+/* The workbook's sheet (sh, see ps_xlsx_to_csv) through the CSV reader:
+ * one path for both. */
+int ps_recio_read_xlsx(const char *data, size_t len, int kind, ps_xlsx_sheets_t *sh, ps_recio_row_fn fn, void *arg)
 {
     char *csv = NULL, why[256];
     size_t n = 0;
-    int rc = ps_xlsx_to_csv(data, len, date_column, &kind, &csv, &n, why, sizeof(why));
+    int rc = ps_xlsx_to_csv(data, len, date_column, &kind, sh, &csv, &n, why, sizeof(why));
 
     if (rc == PS_EINVAL) {
         ps_recio_row_t row;
@@ -1071,8 +1072,11 @@ int ps_recio_read(int format, const char *data, size_t len, int kind, ps_recio_r
         return ps_recio_read_csv(data, len, kind, fn, arg);
     if (format == PS_RECIO_JSON)
         return ps_recio_read_json(data, len, kind, fn, arg);
-    if (format == PS_RECIO_XLSX)
-        return read_xlsx(data, len, kind, fn, arg);
+    if (format == PS_RECIO_XLSX) {
+        ps_xlsx_sheets_t sh;
+        memset(&sh, 0, sizeof(sh));
+        return ps_recio_read_xlsx(data, len, kind, &sh, fn, arg);
+    }
     return PS_EINVAL;
 }
 

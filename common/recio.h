@@ -40,7 +40,7 @@
 
 #define PS_RECIO_CSV 1
 #define PS_RECIO_JSON 2
-#define PS_RECIO_XLSX 3 /**< Excel workbook: its first sheet read as CSV (xlsx.h) */
+#define PS_RECIO_XLSX 3 /**< Excel workbook: one sheet read as CSV (xlsx.h) */
 
 /** Writer flag: start a CSV file with a UTF-8 byte order mark (some
  *  spreadsheet programs need it to read UTF-8). */
@@ -120,7 +120,13 @@ int ps_recio_load_file(const char *path, char **data, size_t *len);
  */
 int ps_recio_read_csv(const char *data, size_t len, int kind, ps_recio_row_fn fn, void *arg);
 int ps_recio_read_json(const char *data, size_t len, int kind, ps_recio_row_fn fn, void *arg);
-/** Either of the above by format. */
+/** An .xlsx workbook's sheet (sh->want, or the first with a header row;
+ *  sh says which was read: xlsx.h ps_xlsx_sheets_t) as ps_recio_read_csv.
+ *  A sheet that is not there is a file error naming the sheets. */
+struct ps_xlsx_sheets;
+int ps_recio_read_xlsx(const char *data, size_t len, int kind, struct ps_xlsx_sheets *sh, ps_recio_row_fn fn,
+                       void *arg);
+/** Any of the above by format (an .xlsx: its first sheet with a header row). */
 int ps_recio_read(int format, const char *data, size_t len, int kind, ps_recio_row_fn fn, void *arg);
 
 /**

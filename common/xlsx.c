@@ -332,7 +332,8 @@ static int title_row(sheet_ctx_t *sc)
     return 1;
 }
 
-/* The first worksheet's part name. */
+/* The first worksheet's part name, for a workbook that does not list its
+ * sheets. */
 static int first_sheet(zip_t *z, char *name, size_t namelen)
 {
     zip_int64_t n = zip_get_num_entries(z, 0);
@@ -351,13 +352,12 @@ static int first_sheet(zip_t *z, char *name, size_t namelen)
     return -1;
 }
 
-static int sheet_csv(zip_t *z, sheet_ctx_t *sc, FILE *out, char *err, size_t errlen)
+static int sheet_csv(zip_t *z, sheet_ctx_t *sc, const char *part, FILE *out, char *err, size_t errlen)
 {
-    char part[256];
     xmlDocPtr doc;
     xmlNode *root;
 
-    if (first_sheet(z, part, sizeof(part)) != 0 || !(doc = parse_part(z, part))) {
+    if (!(doc = parse_part(z, part))) {
         snprintf(err, errlen, "no readable worksheet in the workbook");
         return PS_EINVAL;
     }
@@ -379,15 +379,241 @@ static int sheet_csv(zip_t *z, sheet_ctx_t *sc, FILE *out, char *err, size_t err
     return PS_OK;
 }
 
+/* ---- which sheet ------------------------------------------------------------ */
+
+#define XLSX_MAX_SHEETS 64 /* sheets considered: bounds a hostile file */
+
+typedef struct {
+    char name[PS_XLSX_NAME];
+    char part[256];
+} sheet_t;
+
+/* The part relationship id of xl/workbook.xml points at. */
+static int rel_target(xmlDocPtr rels, const char *id, char *part, size_t partlen)
+{
+    xmlNode *root = rels ? xmlDocGetRootElement(rels) : NULL;
+
+    for (xmlNode *r = root ? root->children : NULL; r; r = r->next) {
+        xmlChar *rid, *target;
+        int hit;
+        if (!is(r, "Relationship"))
+            continue;
+        rid = xmlGetProp(r, (const xmlChar *)"Id");
+        hit = rid && strcmp((const char *)rid, id) == 0;
+        xmlFree(rid);
+        if (!hit || !(target = xmlGetProp(r, (const xmlChar *)"Target")))
+            continue;
+        /* Relative to xl/, or absolute in the package. */
+        snprintf(part, partlen, "%s%s", target[0] == '/' ? "" : "xl/", (const char *)target + (target[0] == '/'));
+        xmlFree(target);
+        return 0;
+    }
+    return -1;
+}
+
+/* The workbook's sheets in its order (the tabs Excel shows); 0 when none. */
+static int list_sheets(zip_t *z, sheet_t *sheets, int max)
+{
+    xmlDocPtr wb = parse_part(z, "xl/workbook.xml"), rels = parse_part(z, "xl/_rels/workbook.xml.rels");
+    xmlNode *root = wb ? xmlDocGetRootElement(wb) : NULL;
+    int n = 0;
+
+    for (xmlNode *ss = root ? root->children : NULL; ss; ss = ss->next) {
+        for (xmlNode *s = is(ss, "sheets") ? ss->children : NULL; s && n < max; s = s->next) {
+            xmlChar *name, *rid;
+            if (!is(s, "sheet"))
+                continue;
+            name = xmlGetProp(s, (const xmlChar *)"name");
+            rid = xmlGetProp(s, (const xmlChar *)"id"); /* r:id */
+            snprintf(sheets[n].name, sizeof(sheets[n].name), "%s", name ? (const char *)name : "");
+            if (!rid || rel_target(rels, (const char *)rid, sheets[n].part, sizeof(sheets[n].part)) != 0)
+                snprintf(sheets[n].part, sizeof(sheets[n].part), "xl/worksheets/sheet%d.xml", n + 1);
+            xmlFree(name);
+            xmlFree(rid);
+            n++;
+        }
+    }
+    xmlFreeDoc(wb);
+    xmlFreeDoc(rels);
+    if (n == 0 && first_sheet(z, sheets[0].part, sizeof(sheets[0].part)) == 0) {
+        snprintf(sheets[0].name, sizeof(sheets[0].name), "1");
+        n = 1;
+    } else if (n > 0 && zip_name_locate(z, sheets[0].part, 0) < 0) {
+        first_sheet(z, sheets[0].part, sizeof(sheets[0].part));
+    }
+    return n;
+}
+
+/* The sheet called want, or numbered want from 1; -1 when none. */
+static int find_sheet(const sheet_t *sheets, int n, const char *want)
+{
+    char *end;
+    long num;
+
+    for (int i = 0; i < n; i++)
+        if (strcmp(sheets[i].name, want) == 0)
+            return i;
+    num = strtol(want, &end, 10);
+    return *want && !*end && num >= 1 && num <= n ? (int)num - 1 : -1;
+}
+
+/* Appends "name" to a list of at most size bytes (a name that does not fit
+ * is left out: the list says so with "..."). */
+static void add_name(char *list, size_t size, const char *name)
+{
+    size_t used = strlen(list);
+
+    if (used + strlen(name) + 8 < size)
+        snprintf(list + used, size - used, "%s\"%s\"", used ? ", " : "", name);
+    else if (used + 5 < size && (used < 3 || strcmp(list + used - 3, "...") != 0))
+        snprintf(list + used, size - used, ", ...");
+}
+
+static void sc_reset(sheet_ctx_t *sc)
+{
+    for (int i = 0; i < XLSX_MAX_COLS; i++) {
+        free(sc->header[i]);
+        sc->header[i] = NULL;
+    }
+    sc->header_row = 0;
+    sc->ncols = 0;
+    sc->titles = 0;
+}
+
+/* Did the sheet just read have a header row: more of its cells name a
+ * column than not?  (An instructions sheet's table of column names and
+ * their meaning, 姓名 | 户口簿上的姓名, has not.) */
+static int header_named(const sheet_ctx_t *sc)
+{
+    int filled = 0, named = 0;
+
+    if (!sc->date_col || sc->header_row)
+        return 0;
+    for (int i = 0; i < XLSX_MAX_COLS && i < sc->ncols; i++) {
+        if (!sc->header[i] || !sc->header[i][0])
+            continue;
+        filled++;
+        named += sc->date_col(sc->arg, sc->header[i]) != 0;
+    }
+    return named * 2 > filled;
+}
+
+/* One sheet as a new CSV text; *has_header from header_named. */
+static int sheet_text(zip_t *z, sheet_ctx_t *sc, const char *part, char **csv, size_t *csvlen, int *has_header,
+                      char *err, size_t errlen)
+{
+    FILE *out = open_memstream(csv, csvlen);
+    int rc;
+
+    *has_header = 0;
+    if (!out)
+        return PS_ENOMEM;
+    sc_reset(sc);
+    rc = sheet_csv(z, sc, part, out, err, errlen);
+    if (fclose(out) != 0 && !rc)
+        rc = PS_ENOMEM;
+    if (rc) {
+        free(*csv);
+        *csv = NULL;
+    } else {
+        *has_header = header_named(sc);
+    }
+    return rc;
+}
+
+/* The first sheet with a header row into *csv (sh->skipped the ones
+ * before it); -1 when none has, *csv then NULL. */
+static int first_with_header(zip_t *z, sheet_ctx_t *sc, const sheet_t *sheets, int n, ps_xlsx_sheets_t *sh,
+                             char **csv, size_t *csvlen, int *pick)
+{
+    char why[128];
+    int has;
+
+    for (int i = 0; i < n; i++) {
+        int rc = sheet_text(z, sc, sheets[i].part, csv, csvlen, &has, why, sizeof(why));
+        if (rc == PS_ENOMEM)
+            return rc;
+        if (has) {
+            *pick = i;
+            return PS_OK;
+        }
+        free(*csv);
+        *csv = NULL;
+        add_name(sh->skipped, sizeof(sh->skipped), sheets[i].name);
+    }
+    *pick = -1;
+    return PS_OK;
+}
+
+/* The later sheets that have a header row too into sh->others: rows the
+ * clerk may expect imported, which were not. */
+static int other_headers(zip_t *z, sheet_ctx_t *sc, const sheet_t *sheets, int n, int pick, ps_xlsx_sheets_t *sh)
+{
+    char why[128];
+
+    for (int i = pick + 1; i < n; i++) {
+        char *csv = NULL;
+        size_t len = 0;
+        int has, rc = sheet_text(z, sc, sheets[i].part, &csv, &len, &has, why, sizeof(why));
+        free(csv);
+        if (rc == PS_ENOMEM)
+            return rc;
+        if (has)
+            add_name(sh->others, sizeof(sh->others), sheets[i].name);
+    }
+    return PS_OK;
+}
+
+/* The sheet ps_xlsx_to_csv reads, as CSV text into *csv. */
+static int pick_sheet(zip_t *z, sheet_ctx_t *sc, ps_xlsx_sheets_t *sh, char **csv, size_t *csvlen, char *err,
+                      size_t errlen)
+{
+    sheet_t *sheets = calloc(XLSX_MAX_SHEETS, sizeof(*sheets));
+    char names[160] = "";
+    int n, pick = 0, has, rc = PS_OK;
+
+    if (!sheets)
+        return PS_ENOMEM;
+    if ((n = list_sheets(z, sheets, XLSX_MAX_SHEETS)) == 0) {
+        snprintf(err, errlen, "no readable worksheet in the workbook");
+        rc = PS_EINVAL;
+    } else if (sh && sh->want && (pick = find_sheet(sheets, n, sh->want)) < 0) {
+        for (int i = 0; i < n; i++)
+            add_name(names, sizeof(names), sheets[i].name);
+        snprintf(err, errlen, "no sheet \"%.*s\" in this workbook: give --sheet one of %s", PS_XLSX_NAME, sh->want,
+                 names);
+        rc = PS_EINVAL;
+    } else if (sh && !sh->want && (rc = first_with_header(z, sc, sheets, n, sh, csv, csvlen, &pick)) == PS_OK &&
+               pick < 0) {
+        sh->no_header = 1;
+        sh->skipped[0] = '\0';
+        pick = 0;
+    }
+    if (rc == PS_OK && !*csv)
+        rc = sheet_text(z, sc, sheets[pick].part, csv, csvlen, &has, err, errlen);
+    if (rc == PS_OK && sh) {
+        snprintf(sh->read, sizeof(sh->read), "%s", sheets[pick].name);
+        sh->index = pick + 1;
+        sh->count = n;
+        if (!sh->want && !sh->no_header) {
+            char *keep = *csv;
+            *csv = NULL;
+            rc = other_headers(z, sc, sheets, n, pick, sh);
+            *csv = keep;
+        }
+    }
+    free(sheets);
+    return rc;
+}
+
 int ps_xlsx_to_csv(const void *data, size_t len, int (*date_col)(void *arg, const char *header), void *arg,
-                   char **csv, size_t *csvlen, char *err, size_t errlen)
+                   ps_xlsx_sheets_t *sh, char **csv, size_t *csvlen, char *err, size_t errlen)
 {
     zip_error_t zerr;
     zip_source_t *src;
     zip_t *z = NULL;
     strs_t shared = {NULL, 0, 0};
     sheet_ctx_t *sc = calloc(1, sizeof(*sc));
-    FILE *out = NULL;
     int rc;
 
     if (!sc)
@@ -404,25 +630,16 @@ int ps_xlsx_to_csv(const void *data, size_t len, int (*date_col)(void *arg, cons
         return PS_EINVAL;
     }
     zip_error_fini(&zerr);
-    if ((rc = shared_strings(z, &shared)))
-        goto out;
-    if (!(out = open_memstream(csv, csvlen))) {
-        rc = PS_ENOMEM;
-        goto out;
-    }
     sc->shared = &shared;
     sc->date_col = date_col;
     sc->arg = arg;
-    rc = sheet_csv(z, sc, out, err, errlen);
-out:
-    if (out && fclose(out) != 0 && !rc)
-        rc = PS_ENOMEM;
+    if ((rc = shared_strings(z, &shared)) == PS_OK)
+        rc = pick_sheet(z, sc, sh, csv, csvlen, err, errlen);
     if (rc) {
         free(*csv);
         *csv = NULL;
     }
-    for (size_t i = 0; i < XLSX_MAX_COLS; i++)
-        free(sc->header[i]);
+    sc_reset(sc);
     free(sc);
     strs_free(&shared);
     zip_discard(z);

@@ -2,7 +2,9 @@
 # stay as typed; mode 0600; Chinese headers with --lang zh), import it back
 # to the same records; import a workbook as Excel writes one by hand: shared
 # strings, a date cell as a serial number, an ID number that Excel turned
-# into a number (refused with what to do), an inline string.
+# into a number (refused with what to do), an inline string; a workbook
+# whose first sheet is instructions (the first sheet with a header is read;
+# --sheet NAME|N picks one).
 . "$(dirname "$0")/lib.sh"
 make_pki
 start_server
@@ -110,6 +112,71 @@ assert (r["name"], r["birth_date"], r["phone"]) == ("孙悟净", "1990-03-07", "
 ps --data "$T/t2" find "$t2" --json | python3 -c '
 import json, sys; r = json.load(sys.stdin)[0]
 assert (r["name"], r["birth_date"], r["phone"]) == ("沙和尚", "1985-01-01", "13812345678"), r' || fail "a row with a gap"
+# A workbook as offices hand them out: a sheet of instructions (填表说明)
+# first, then the data, then a second group's sheet.  The sheet with a
+# header row is read and the import says which; the others are named;
+# --sheet picks one by name or number, and a name that is not there is
+# refused with the sheets' names.  The sheets' parts are not in tab order
+# (the workbook's relationships say which is which, as Excel writes them).
+s1=$(mkid 11010519900307541); s2=$(mkid 11010519851212552); s3=$(mkid 11010519700101563)
+python3 - "$T/multi.xlsx" "$s1" "$s2" "$s3" "$T/nohdr.xlsx" <<'PY'
+import sys, zipfile
+def cell(ref, text):
+    return '<c r="%s" t="inlineStr"><is><t>%s</t></is></c>' % (ref, text)
+def sheet(rows):
+    body = "".join('<row r="%d">%s</row>' % (i + 1, "".join(cell("%s%d" % ("ABCD"[j], i + 1), t)
+                   for j, t in enumerate(r) if t)) for i, r in enumerate(rows))
+    return ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?><worksheet xmlns="http://schemas.openxmlformats.org/'
+            'spreadsheetml/2006/main"><sheetData>%s</sheetData></worksheet>' % body)
+def book(path, sheets):
+    ns = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"'
+    z = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED)
+    z.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>')
+    z.writestr("xl/workbook.xml", '<?xml version="1.0"?><workbook %s><sheets>%s</sheets></workbook>' % (ns,
+               "".join('<sheet name="%s" sheetId="%d" r:id="rId%d"/>' % (n, i + 1, i + 1) for i, (n, f, _) in enumerate(sheets))))
+    z.writestr("xl/_rels/workbook.xml.rels", '<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">%s</Relationships>'
+               % "".join('<Relationship Id="rId%d" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="%s"/>'
+                         % (i + 1, f) for i, (n, f, _) in enumerate(sheets)))
+    for n, f, rows in sheets:
+        z.writestr("xl/" + f.lstrip("/").replace("xl/", "", 1) if f.startswith("/") else "xl/" + f, sheet(rows))
+    z.close()
+instr = [["填表说明"], ["1. 每人一行，不要合并单元格"], ["2. 身份证号请设为文本格式"], ["3. 日期写成 2026-01-05"],
+         ["4. 不要删除表头"], ["5. 填好后交镇政府"], ["列名", "说明"], ["姓名", "户口簿上的姓名"], ["身份证号", "18 位"]]
+book(sys.argv[1], [("填表说明", "worksheets/sheet1.xml", instr),
+                   ("人员", "/xl/worksheets/sheet3.xml", [["某村人口登记表"], ["姓名", "身份证号", "住址"],
+                                                        ["唐三藏", sys.argv[2], "长安路1号"], ["白龙马", sys.argv[3], ""]]),
+                   ("二组", "worksheets/sheet2.xml", [["姓名", "身份证号"], ["红孩儿", sys.argv[4]]])])
+book(sys.argv[5], [("填表说明", "worksheets/sheet1.xml", instr), ("Sheet2", "worksheets/sheet2.xml", [])])
+PY
+rc=0; ps --data "$T/t2" import "$T/multi.xlsx" --kind person >"$T/multi.out" 2>"$T/multi.err" || rc=$?
+expect_eq "$rc" 0 "a workbook with an instructions sheet first imports: $(cat "$T/multi.err")"
+expect_eq "$(tr '\n' '|' <"$T/multi.out")" 'read sheet "人员" (2 of 3)|skipped the sheets without a header row: "填表说明"|these sheets have a header row too and were not imported: "二组"; import each with --sheet NAME|skipped 1 title row(s) above the header (not records)|imported 2 of 2 rows (0 unchanged, 0 rejected)|' \
+    "says which sheet was read, which were skipped, which were left"
+ps --data "$T/t2" find "$s1" --json | python3 -c '
+import json, sys; r = json.load(sys.stdin)[0]
+assert (r["name"], r["address"]) == ("唐三藏", "长安路1号"), r' || fail "the data sheet's row"
+expect_eq "$(ps --data "$T/t2" find "$s3" --json)" "[]" "the second group's sheet was not read"
+expect_eq "$(ps --data "$T/t2" import "$T/multi.xlsx" --kind person --sheet 3 --dry-run | tr '\n' '|')" \
+    'read sheet "二组" (3 of 3)|would import 1 of 1 rows (0 unchanged, 0 rejected)|' "--sheet by number"
+expect_eq "$(ps --data "$T/t2" import "$T/multi.xlsx" --kind person --sheet 二组 --lang zh | head -n 1)" \
+    '读取的是工作表“二组”（第 3 张，共 3 张）' "--sheet by name, in Chinese"
+ps --data "$T/t2" find "$s3" --json | python3 -c '
+import json, sys; assert json.load(sys.stdin)[0]["name"] == "红孩儿"' || fail "the second group's row by --sheet"
+rc=0; ps --data "$T/t2" import "$T/multi.xlsx" --kind person --sheet 三组 >"$T/nosheet.out" 2>"$T/nosheet.err" || rc=$?
+expect_eq "$rc" 4 "a sheet that is not there"
+grep -qF 'no sheet "三组" in this workbook: give --sheet one of "填表说明", "人员", "二组"' "$T/nosheet.err" ||
+    fail "names the sheets: $(cat "$T/nosheet.err")"
+rc=0; ps --data "$T/t2" import "$T/multi.xlsx" --kind person --sheet 9 --lang zh >/dev/null 2>"$T/nosheet.err" || rc=$?
+expect_eq "$rc" 4 "a sheet number past the last"
+grep -qF '工作簿中没有工作表“9”：--sheet 应为以下之一（名称或序号）："填表说明", "人员", "二组"' "$T/nosheet.err" ||
+    fail "names the sheets in Chinese: $(cat "$T/nosheet.err")"
+rc=0; ps --data "$T/t2" import "$T/p.csv" --kind person --sheet 1 >/dev/null 2>&1 || rc=$?
+expect_eq "$rc" 2 "--sheet on a CSV is a usage error"
+rc=0; ps --data "$T/t2" import "$T/nohdr.xlsx" --kind person >"$T/nohdr.out" 2>"$T/nohdr.err" || rc=$?
+expect_eq "$rc" 4 "no sheet has a header row"
+grep -qF 'no sheet of the workbook has a header row naming the columns, so the first was read' "$T/nohdr.out" ||
+    fail "says no sheet has a header: $(cat "$T/nohdr.out")"
+grep -q "no header row naming the columns" "$T/nohdr.err" || fail "the usual refusal: $(cat "$T/nohdr.err")"
 printf 'not a zip' >"$T/bad.xlsx"
 rc=0; ps --data "$T/t2" import "$T/bad.xlsx" --kind person >/dev/null 2>"$T/bad.err" || rc=$?
 expect_eq "$rc" 4 "not a workbook"

@@ -76,6 +76,17 @@ static void safe_name(const char *in, char *out, size_t outlen)
         snprintf(out, outlen, "import.csv");
 }
 
+/* Which sheet of a workbook with more than one was read (as `popsync
+ * import` says it), or null: the page shows it, so rows of a later sheet
+ * are not taken for imported. */
+static json_t *sheet_json(const ps_xlsx_sheets_t *sh)
+{
+    if (sh->count <= 1)
+        return json_null();
+    return json_pack("{s:s,s:i,s:i,s:b,s:s,s:s}", "read", sh->read, "index", sh->index, "count", sh->count,
+                     "no_header", sh->no_header, "skipped", sh->skipped, "others", sh->others);
+}
+
 /* POST /api/import?kind=K&name=FILE&mode=preview|import, the file as body. */
 static int h_import(ps_ui_req_t *rq)
 {
@@ -123,10 +134,11 @@ static int h_import(ps_ui_req_t *rq)
         return ps_ui_reply_error(rq, 500, "the import failed; the rows before the failure were stored",
                                  "导入失败；失败前的行已保存");
     }
-    return ps_ui_reply_json(rq, 200, json_pack("{s:b,s:I,s:I,s:I,s:I,s:o,s:b}", "preview", preview, "rows",
+    return ps_ui_reply_json(rq, 200, json_pack("{s:b,s:I,s:I,s:I,s:I,s:o,s:b,s:o}", "preview", preview, "rows",
                                                (json_int_t)res.rows, "imported", (json_int_t)res.imported,
                                                "unchanged", (json_int_t)res.unchanged, "rejected",
-                                               (json_int_t)res.rejected, "errors", errs, "rejects", *d->rejects != 0));
+                                               (json_int_t)res.rejected, "errors", errs, "rejects", *d->rejects != 0,
+                                               "sheet", sheet_json(&res.sheets)));
 }
 
 /* GET /api/import/rejects: the last import's rejected rows, to fix and import. */

@@ -12,6 +12,13 @@ async function send(mode) {
            r.rows + ' rows: ' + r.imported + ' would be imported, ' + r.unchanged + ' unchanged, ' + r.rejected + ' with errors')
     : ps.t('已导入 ' + r.imported + ' 行（共 ' + r.rows + ' 行，未变 ' + r.unchanged + '，被拒绝 ' + r.rejected + '）',
            r.imported + ' of ' + r.rows + ' rows imported (' + r.unchanged + ' unchanged, ' + r.rejected + ' rejected)');
+  const sh = r.sheet;
+  if (sh) s.textContent += ps.t('（读取的是工作表“' + sh.read + '”，第 ' + sh.index + ' 张，共 ' + sh.count + ' 张' +
+      (sh.skipped ? '；跳过了没有表头行的 ' + sh.skipped : '') +
+      (sh.others ? '；' + sh.others + ' 也有表头行，未导入：请在 Excel 中另存为单独的文件再导入' : '') + '）',
+    ' (read sheet "' + sh.read + '", ' + sh.index + ' of ' + sh.count +
+      (sh.skipped ? '; skipped, no header row: ' + sh.skipped : '') +
+      (sh.others ? '; ' + sh.others + ' have a header row too and were not imported: save each as its own file and import it' : '') + ')');
   const tb = document.querySelector('#errors tbody');
   tb.textContent = '';
   for (const e of r.errors) tb.append(ps.el('tr', {}, ps.el('td', {text: e.line}), ps.el('td', {text: e.label}),

@@ -446,7 +446,7 @@ failed:
 
 /* The file as UTF-8: detected (or forced) UTF-8 or GB18030, and said when
  * it was not UTF-8.  PS_EXIT_OK or PS_EXIT_FAIL (told). */
-static int load_text(const char *file, int encoding, char **data, size_t *len)
+static int load_text(const char *file, int encoding, int zh, char **data, size_t *len)
 {
     char *raw = NULL, why[512];
     size_t rawlen = 0;
@@ -464,7 +464,7 @@ static int load_text(const char *file, int encoding, char **data, size_t *len)
         return rc == PS_EINVAL ? PS_EXIT_INVALID : PS_EXIT_FAIL;
     }
     if (used != PS_TEXTENC_UTF8)
-        printf("read %s as %s text\n", file, ps_textenc_name(used));
+        printf(zh ? "%s：已按 %s 编码读取\n" : "read %s as %s text\n", file, ps_textenc_name(used));
     return PS_EXIT_OK;
 }
 
@@ -576,7 +576,7 @@ int ps_cmd_import(ps_cli_t *cli, int argc, char **argv)
         ps_cli_err("import: %s: %s", file, ps_strerror(rc));
         return PS_EXIT_FAIL;
     }
-    if (format != PS_RECIO_XLSX && (rc = load_text(file, encoding, &data, &len)))
+    if (format != PS_RECIO_XLSX && (rc = load_text(file, encoding, zh, &data, &len)))
         return rc;
     {
         ps_cache_t *c = NULL;

@@ -388,10 +388,40 @@ static void fmt_time(uint64_t ms, char *out, size_t n)
 
 /* --- status --all (issue 9): every node that has synced, from the server --- */
 
+/* s padded to width display columns (CJK counts 2), on the left (right 0)
+ * or the right (right 1), then sep. */
+static void cell(const char *s, size_t width, int right, const char *sep)
+{
+    size_t w = ps_utf8_width(s);
+    int pad = (int)(w < width ? width - w : 0);
+    if (right)
+        printf("%*s%s%s", pad, "", s, sep);
+    else
+        printf("%s%*s%s", s, pad, "", sep);
+}
+
+/* status --all's table header: the English one as it always was. */
+static void node_header(int zh)
+{
+    if (!zh) {
+        printf("%-32s  %-16s %-9s %-12s  %-19s  %10s  %9s\n", "node", "name", "role", "org unit", "last seen",
+               "behind", "conflicts");
+        return;
+    }
+    cell("节点", 32, 0, "  ");
+    cell("名称", 16, 0, " ");
+    cell("角色", 9, 0, " ");
+    cell("单位", 12, 0, "  ");
+    cell("上次联系", 19, 0, "  ");
+    cell("落后条数", 10, 1, "  ");
+    cell("冲突", 9, 1, "\n");
+}
+
 static void print_node_status(const Popsync__NodeStatusResult *r, void *arg)
 {
     ps_cli_t *cli = arg;
     char hex[33], when[64];
+    int zh = ps_report_lang_zh(NULL) == 1;
     if (cli->json) {
         json_t *arr = json_array(), *j;
         for (size_t i = 0; i < r->n_nodes; i++) {
@@ -419,20 +449,22 @@ static void print_node_status(const Popsync__NodeStatusResult *r, void *arg)
         json_decref(j);
         return;
     }
-    printf("server head %llu; %llu open conflict(s); %zu node(s) have synced\n", (unsigned long long)r->head,
-           (unsigned long long)r->conflicts_open, r->n_nodes);
+    printf(zh ? "服务器最新位置 %llu；%llu 处未解决的冲突；%zu 台设备同步过\n"
+              : "server head %llu; %llu open conflict(s); %zu node(s) have synced\n",
+           (unsigned long long)r->head, (unsigned long long)r->conflicts_open, r->n_nodes);
     if (r->upstream)
-        printf("upstream: published up to seq %llu; lag %llu records, oldest waiting %llu s%s\n",
+        printf(zh ? "上报：已发布到序号 %llu；滞后 %llu 条记录，最早的已等待 %llu 秒%s\n"
+                  : "upstream: published up to seq %llu; lag %llu records, oldest waiting %llu s%s\n",
                (unsigned long long)r->upstream_published, (unsigned long long)r->upstream_lag_records,
-               (unsigned long long)r->upstream_lag_seconds, r->upstream_connected ? "" : " (NATS not connected)");
-    printf("%-32s  %-16s %-9s %-12s  %-19s  %10s  %9s\n", "node", "name", "role", "org unit", "last seen", "behind",
-           "conflicts");
+               (unsigned long long)r->upstream_lag_seconds,
+               r->upstream_connected ? "" : (zh ? "（未连接 NATS）" : " (NATS not connected)"));
+    node_header(zh);
     for (size_t i = 0; i < r->n_nodes; i++) {
         const Popsync__NodeStatus *ns = r->nodes[i];
         hex[0] = '\0';
         if (ns->node.len == PS_ID_LEN)
             ps_hex(ns->node.data, PS_ID_LEN, hex);
-        fmt_time(ns->last_seen_ms, when, sizeof(when));
+        fmt_time_zh(ns->last_seen_ms, when, sizeof(when), zh);
         printf("%-32s  %-16s %-9s %-12s  %-19s  %10llu  %9llu\n", hex, ns->name, ns->role, ns->orgunit, when,
                (unsigned long long)ns->behind, (unsigned long long)ns->conflicts_open);
     }

@@ -131,7 +131,7 @@ PY
 ps --data "$T/t1" add person --set 姓名=王静 --set "身份证号=$(cat "$T/gbk.dup")" >/dev/null || fail "the person already held"
 rc=0; ps --data "$T/t1" import "$T/gbk.csv" --kind person --lang zh >"$T/gbk.out" 2>"$T/gbk.err" || rc=$?
 expect_eq "$rc" 4 "GBK import with bad rows exits 4"
-expect_eq "$(head -n 2 "$T/gbk.out" | tr '\n' '|')" "read $T/gbk.csv as GB18030 (GBK) text|共 6 行，已导入 3 行（0 行无变化，3 行被拒绝）|" "GBK import summary"
+expect_eq "$(head -n 2 "$T/gbk.out" | tr '\n' '|')" "$T/gbk.csv：已按 GB18030 (GBK) 编码读取|共 6 行，已导入 3 行（0 行无变化，3 行被拒绝）|" "GBK import summary"
 grep -q "Excel 把身份证号变成了数字" "$T/gbk.err" || fail "scientific notation explained in Chinese: $(cat "$T/gbk.err")"
 grep -q "出生日期: 该月没有这一天" "$T/gbk.err" || fail "bad date explained in Chinese: $(cat "$T/gbk.err")"
 python3 - "$T/gbk.csv.rejected.csv" <<'PY' || fail "rejected rows in Chinese"

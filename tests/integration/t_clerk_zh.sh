@@ -27,6 +27,12 @@ expect_eq "$(en a import "$T/p.csv" --kind person | head -n 1)" "imported 0 of 2
     "import summary under LANG=C"
 expect_eq "$(en a import "$T/p.csv" --kind person --lang zh | head -n 1)" "共 2 行，已导入 0 行（2 行无变化，0 行被拒绝）" \
     "--lang zh gives Chinese under LANG=C"
+python3 -c 'import sys; open(sys.argv[1], "wb").write("姓名,身份证号\r\n钱明,{}\r\n".format(sys.argv[2]).encode("gb18030"))' \
+    "$T/g.csv" "$p1"
+expect_eq "$(zh a import "$T/g.csv" --kind person --dry-run | head -n 1)" "$T/g.csv：已按 GB18030 (GBK) 编码读取" \
+    "the encoding read, in Chinese"
+expect_eq "$(en a import "$T/g.csv" --kind person --dry-run | head -n 1)" "read $T/g.csv as GB18030 (GBK) text" \
+    "the encoding read under LANG=C"
 pass "import summary in the clerk's language"
 
 # find: the table's header.
@@ -105,3 +111,12 @@ grep -q "^refused:  1 change(s)" <<<"$st" || fail "refused count under LANG=C: $
 grep -q "^  rejected [0-9a-f-]\{36\}: " <<<"$st" || fail "refused entry under LANG=C: $st"
 expect_eq "$(zh a status --json)" "$(en a status --json)" "status --json whatever the language"
 pass "refused list and status in the clerk's language"
+
+# status --all (the district's admin): the summary line and the header.
+out=$(zh adm status --all)
+grep -q "^服务器最新位置 [0-9]*；[0-9]* 处未解决的冲突；[0-9]* 台设备同步过$" <<<"$out" || fail "status --all in Chinese: $out"
+grep -q "^节点 .*名称 .*角色 .*单位 .*上次联系 .*落后条数 .*冲突$" <<<"$out" || fail "status --all header in Chinese: $out"
+out=$(en adm status --all)
+grep -q "^server head [0-9]*; [0-9]* open conflict(s); [0-9]* node(s) have synced$" <<<"$out" || fail "status --all under LANG=C: $out"
+grep -q "^node .*name .*role .*org unit .*last seen .*behind .*conflicts$" <<<"$out" || fail "status --all header under LANG=C: $out"
+pass "status --all in the clerk's language"

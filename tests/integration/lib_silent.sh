@@ -1,6 +1,8 @@
 # lib_silent.sh - `popsync ui` against a district server that keeps it
 # waiting (t_ui_silent.sh, t_ui_offline.sh).  Source after lib.sh and
 # lib_ui.sh.
+#   silent_setup         a district of one person (its id in PERSON), synced
+#                        by caches t1 (town1) and admin; popsyncd stopped
 #   start_silent NAME MODE [PKI]  tests/tools/silent_server.py (tcp: accepts
 #                        and never writes; welcome: TLS and a Welcome, then
 #                        silence) as $T/NAME.*; its address in SILENT
@@ -13,6 +15,16 @@
 #   retry                POST /api/server/retry: the 再试 Try again button
 #   field KEY            a top-level value of $T/a.json
 SILENT_PIDS=""
+silent_setup() {
+    make_pki
+    start_server
+    client t1 town1
+    client admin admin
+    PERSON=$(ps --data "$T/t1" add person --set name=吴十 --set id_number=110105199003071239) || fail "add"
+    ps --data "$T/t1" sync >/dev/null || fail "t1 sync"
+    ps --data "$T/admin" sync >/dev/null || fail "admin sync"
+    stop_server
+}
 silent_cleanup() {
     local rc=$?
     for pid in $SILENT_PIDS; do kill "$pid" 2>/dev/null || true; done

@@ -16,14 +16,8 @@
 . "$(dirname "$0")/lib_silent.sh"
 command -v curl >/dev/null || { echo "skip: curl is not installed"; exit 77; }
 
-make_pki
-start_server
-client t1 town1
-client admin admin
-p=$(ps --data "$T/t1" add person --set name=吴十 --set id_number=110105199003071239) || fail "add"
-ps --data "$T/t1" sync >/dev/null || fail "t1 sync"
-ps --data "$T/admin" sync >/dev/null || fail "admin sync"
-stop_server
+silent_setup
+p=$PERSON
 
 start_silent silent tcp
 

@@ -9,7 +9,7 @@ Waits are bounded by WAIT_S + the page's wait."""
 import json
 import sys
 
-from selenium.webdriver.support import expected_conditions as EC
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from uitest import WAIT_S, Browser, fail, ok
 
 url, shots = sys.argv[1], sys.argv[2]
@@ -18,10 +18,28 @@ late = "区县服务器未在 %d 秒内答复" % args["wait"]
 held = "前本页不再询问"
 
 
+def gone(el):
+    """The page el was on has been replaced.  Chromium answers a node of
+    the old document either as stale or, during the swap, with an
+    inspector error that the node "does not belong to the document"
+    (EC.staleness_of takes only the first and fails on the second)."""
+    def cond(_):
+        try:
+            el.is_enabled()
+            return False
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as e:
+            if "does not belong to the document" in str(e):
+                return True
+            raise
+    return cond
+
+
 def try_again(b, css, old):
     """Clicks 再试 Try again beside css: the page reloads and asks again."""
     b.click(css + " #server-retry")
-    b.wait(EC.staleness_of(old), "the page to reload after Try again")
+    b.wait(gone(old), "the page to reload after Try again")
     return b.wait_text(css, late, timeout=WAIT_S + args["wait"])
 
 
